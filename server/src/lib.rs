@@ -1,1 +1,2 @@
-//! server
+//! Duet server.
+pub mod fs;

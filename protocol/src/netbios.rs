@@ -1,0 +1,104 @@
+//! NetBIOS session service framing over TCP ([MS-SMB2] 2.1 "Transport").
+//!
+//! Every SMB2 message on TCP port 445 is preceded by a 4-byte header: a zero
+//! byte and a 24-bit big-endian length. This module finds whole frames in a
+//! byte buffer and enforces a maximum frame length; message parsers only
+//! ever see a whole frame.
+//!
+//! Format: `{ 0x00 | length: u24 BE | message[length] }`
+
+use bytes::{Buf, BufMut, BytesMut};
+use thiserror::Error;
+
+/// Length of the framing header.
+pub const HEADER_LEN: usize = 4;
+
+/// The stream cannot be framed: the connection must be closed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FrameError {
+    /// The first byte is not a session message (0x00).
+    #[error("not a NetBIOS session message (type {0:#04x})")]
+    BadType(u8),
+    /// The announced length exceeds what the server accepts.
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    TooLong { len: usize, max: usize },
+}
+
+/// Takes one whole frame off the front of `buf`.
+///
+/// Returns `Ok(None)` when more bytes are needed (an expected state, not an
+/// error), `Ok(Some(frame))` with the message bytes (header removed), or an
+/// error when the stream is corrupt. A keep-alive (type 0x85) is consumed
+/// and skipped.
+pub fn decode(buf: &mut BytesMut, max_len: usize) -> Result<Option<BytesMut>, FrameError> {
+    loop {
+        if buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let kind = buf[0];
+        let len = ((buf[1] as usize) << 16) | ((buf[2] as usize) << 8) | buf[3] as usize;
+        match kind {
+            0x00 => {}
+            0x85 => {
+                // Session keep-alive: no payload.
+                buf.advance(HEADER_LEN + len.min(buf.len() - HEADER_LEN));
+                continue;
+            }
+            other => return Err(FrameError::BadType(other)),
+        }
+        if len > max_len {
+            return Err(FrameError::TooLong { len, max: max_len });
+        }
+        if buf.len() < HEADER_LEN + len {
+            buf.reserve(HEADER_LEN + len - buf.len());
+            return Ok(None);
+        }
+        buf.advance(HEADER_LEN);
+        return Ok(Some(buf.split_to(len)));
+    }
+}
+
+/// Writes the framing header for a message of `len` bytes.
+pub fn encode_header(len: usize, out: &mut BytesMut) {
+    debug_assert!(len < 1 << 24);
+    out.put_u8(0);
+    out.put_u8((len >> 16) as u8);
+    out.put_u16((len & 0xffff) as u16);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_reads_yield_one_frame() {
+        let mut wire = BytesMut::new();
+        encode_header(5, &mut wire);
+        wire.extend_from_slice(b"hello");
+        let mut buf = BytesMut::new();
+        for (i, b) in wire.iter().enumerate() {
+            buf.put_u8(*b);
+            let got = decode(&mut buf, 1024).unwrap();
+            if i + 1 < wire.len() {
+                assert!(got.is_none());
+            } else {
+                assert_eq!(&got.unwrap()[..], b"hello");
+            }
+        }
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn too_long_and_bad_type_are_errors() {
+        let mut buf = BytesMut::from(&[0u8, 0x10, 0, 0][..]);
+        assert_eq!(decode(&mut buf, 1024), Err(FrameError::TooLong { len: 0x100000, max: 1024 }));
+        let mut buf = BytesMut::from(&[0x81u8, 0, 0, 0][..]);
+        assert_eq!(decode(&mut buf, 1024), Err(FrameError::BadType(0x81)));
+    }
+
+    #[test]
+    fn keepalive_is_skipped() {
+        let mut buf = BytesMut::from(&[0x85u8, 0, 0, 0, 0, 0, 0, 1, 7][..]);
+        assert_eq!(&decode(&mut buf, 1024).unwrap().unwrap()[..], &[7]);
+    }
+}

@@ -1,0 +1,1 @@
+//! The DCE/RPC subset Duet serves on named pipes: bind, request/response, and srvsvc ([MS-RPCE], [MS-SRVS]).

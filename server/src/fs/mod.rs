@@ -1,0 +1,1 @@
+//! The share-confined file system.
