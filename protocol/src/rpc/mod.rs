@@ -1,1 +1,111 @@
 //! The DCE/RPC subset Duet serves on named pipes: bind, request/response, and srvsvc ([MS-RPCE], [MS-SRVS]).
+//!
+//! A client opens `\PIPE\srvsvc` (or `wkssvc`) on `IPC$` with CREATE and then
+//! talks connection-oriented DCE/RPC ([C706] chapter 12, [MS-RPCE] 2.2) over
+//! WRITE/READ or FSCTL_PIPE_TRANSCEIVE. [`Pipe`] is that endpoint, sans-IO:
+//! the server hands it the bytes the client wrote and takes back the bytes
+//! the client reads. It knows no sockets, files or SMB2 framing.
+//!
+//! # Layout
+//! - [`pipe`]: the pipe endpoint: buffering, reassembly, bind and dispatch.
+//! - [`pdu`]: connection-oriented PDUs (bind, bind_ack, request, response, fault).
+//! - [`ndr`]: NDR 2.0 encoder and decoder helpers.
+//! - [`srvsvc`]: NetrShareEnum, NetrShareGetInfo, NetrServerGetInfo.
+//! - [`wkssvc`]: NetrWkstaGetInfo.
+
+pub mod ndr;
+pub mod pdu;
+pub mod pipe;
+pub mod srvsvc;
+pub mod wkssvc;
+
+pub use pipe::{Pipe, PipeKind};
+
+use crate::error::ParseError;
+use crate::status::NtStatus;
+
+/// Share type: a disk share ([MS-SRVS] 2.2.2.4).
+pub const STYPE_DISKTREE: u32 = 0x0000_0000;
+/// Share type: the interprocess-communication share, `IPC$`.
+pub const STYPE_IPC: u32 = 0x0000_0003;
+/// Share type flag: an administrative (special) share such as `C$`.
+pub const STYPE_SPECIAL: u32 = 0x8000_0000;
+
+/// One share, as the backend describes it to srvsvc ([MS-SRVS] 2.2.4.22-2.2.4.26).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareInfo {
+    pub name: String,
+    /// `STYPE_DISKTREE`, `STYPE_IPC`, optionally `| STYPE_SPECIAL`.
+    pub share_type: u32,
+    pub comment: String,
+    /// The local path, as a string for display (Windows clients expect `C:\...` style, but any string works).
+    pub path: String,
+    /// `0xFFFF_FFFF` for unlimited.
+    pub max_uses: u32,
+    pub current_uses: u32,
+}
+
+/// The server, as srvsvc and wkssvc describe it ([MS-SRVS] 2.2.4.40-2.2.4.42).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// NetBIOS name.
+    pub name: String,
+    pub comment: String,
+    pub version_major: u32,
+    pub version_minor: u32,
+    /// `SV_TYPE_*` bits ([MS-SRVS] 2.2.2.7).
+    pub server_type: u32,
+}
+
+/// What the pipe needs to know about the server. Called during [`Pipe::write`].
+pub trait PipeBackend {
+    fn shares(&self) -> Vec<ShareInfo>;
+    fn server_info(&self) -> ServerInfo;
+    /// The workgroup or domain name (wkssvc `langroup`).
+    fn workgroup(&self) -> String {
+        "WORKGROUP".to_string()
+    }
+}
+
+/// The pipe cannot go on: the peer broke the protocol, or the server misused
+/// the pipe. Faults that the RPC protocol can express (unknown opnum, bad stub
+/// data, unknown interface) are not errors: they are answered with a fault PDU.
+///
+/// After any error but [`RpcError::PipeBusy`] the pipe is disconnected: every
+/// later write or transceive returns [`RpcError::Disconnected`] and reads
+/// return nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RpcError {
+    /// A PDU header or body could not be parsed.
+    #[error("malformed PDU: {0}")]
+    Malformed(#[from] ParseError),
+    /// A PDU's frag_length is larger than we accept.
+    #[error("PDU of {0} bytes is too large")]
+    PduTooLarge(usize),
+    /// A fragmented request grew past the reassembly limit.
+    #[error("reassembled request of {0} bytes is too large")]
+    RequestTooLarge(usize),
+    /// The data representation is not little-endian ASCII IEEE.
+    #[error("unsupported data representation {0:02x?}")]
+    UnsupportedDataRepresentation([u8; 4]),
+    /// The PDU is well formed but not allowed here (wrong version, type or fragment order).
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    /// FSCTL_PIPE_TRANSCEIVE while output of an earlier call is still unread.
+    #[error("pipe busy: output is pending")]
+    PipeBusy,
+    /// The pipe was disconnected by an earlier error.
+    #[error("pipe disconnected")]
+    Disconnected,
+}
+
+impl RpcError {
+    /// The NTSTATUS the server should answer the WRITE or IOCTL with.
+    pub fn status(&self) -> NtStatus {
+        match self {
+            RpcError::PipeBusy => NtStatus(0xC000_00AE),     // STATUS_PIPE_BUSY
+            RpcError::Disconnected => NtStatus(0xC000_00B0), // STATUS_PIPE_DISCONNECTED
+            _ => NtStatus::INVALID_PARAMETER,
+        }
+    }
+}

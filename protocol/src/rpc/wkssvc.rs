@@ -1,0 +1,1 @@
+//! The wkssvc interface ([MS-WKST] 3.2.4.1): NetrWkstaGetInfo.
