@@ -25,14 +25,8 @@ pub mod file_attributes {
     pub const RECALL_ON_DATA_ACCESS: u32 = 0x0040_0000;
 
     /// Every bit a client may set through FileBasicInformation.
-    pub const SETTABLE: u32 = READONLY
-        | HIDDEN
-        | SYSTEM
-        | ARCHIVE
-        | NORMAL
-        | TEMPORARY
-        | OFFLINE
-        | NOT_CONTENT_INDEXED;
+    pub const SETTABLE: u32 =
+        READONLY | HIDDEN | SYSTEM | ARCHIVE | NORMAL | TEMPORARY | OFFLINE | NOT_CONTENT_INDEXED;
 }
 
 /// File information class numbers ([MS-FSCC] 2.4), in the specification's

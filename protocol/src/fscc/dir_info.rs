@@ -173,7 +173,13 @@ impl DirListBuilder {
     /// a directory class.
     pub fn new(class: u8, max_len: usize) -> Result<Self, InfoError> {
         dir_entry_fixed_size(class).ok_or(InfoError::InvalidInfoClass)?;
-        Ok(DirListBuilder { class, max_len, buf: BytesMut::new(), last: None, count: 0 })
+        Ok(DirListBuilder {
+            class,
+            max_len,
+            buf: BytesMut::new(),
+            last: None,
+            count: 0,
+        })
     }
 
     /// Appends one entry. Returns false, leaving the buffer unchanged, when
@@ -261,14 +267,23 @@ mod tests {
             assert_eq!(out.len(), n);
             assert_eq!(&out[n - 4..], b"a\0b\0");
         }
-        assert_eq!(encode_dir_entry(4, "a", "", &stat(), &mut BytesMut::new()), Err(InfoError::InvalidInfoClass));
+        assert_eq!(
+            encode_dir_entry(4, "a", "", &stat(), &mut BytesMut::new()),
+            Err(InfoError::InvalidInfoClass)
+        );
     }
 
     #[test]
     fn common_fields_sit_at_spec_offsets() {
         let mut out = BytesMut::new();
-        encode_dir_entry(class::FILE_ID_BOTH_DIRECTORY_INFORMATION, "file.txt", "FILE.TXT", &stat(), &mut out)
-            .unwrap();
+        encode_dir_entry(
+            class::FILE_ID_BOTH_DIRECTORY_INFORMATION,
+            "file.txt",
+            "FILE.TXT",
+            &stat(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(u32_at(&out, 0), 0);
         assert_eq!(u32_at(&out, 4), 0);
         assert_eq!(u64_at(&out, 8), 0x1111);
@@ -289,19 +304,40 @@ mod tests {
     #[test]
     fn extd_classes_place_ids() {
         let mut out = BytesMut::new();
-        encode_dir_entry(class::FILE_ID_EXTD_DIRECTORY_INFORMATION, "x", "", &stat(), &mut out).unwrap();
+        encode_dir_entry(
+            class::FILE_ID_EXTD_DIRECTORY_INFORMATION,
+            "x",
+            "",
+            &stat(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(u32_at(&out, 68), 0); // ReparsePointTag
         assert_eq!(u64_at(&out, 72), 0xAABB_CCDD_0011_2233);
         assert_eq!(u64_at(&out, 80), 0);
 
         let mut out = BytesMut::new();
-        encode_dir_entry(class::FILE_ID_ALL_EXTD_DIRECTORY_INFORMATION, "x", "", &stat(), &mut out).unwrap();
+        encode_dir_entry(
+            class::FILE_ID_ALL_EXTD_DIRECTORY_INFORMATION,
+            "x",
+            "",
+            &stat(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(u64_at(&out, 72), 0xAABB_CCDD_0011_2233);
         assert_eq!(u64_at(&out, 80), 0xAABB_CCDD_0011_2233);
         assert_eq!(u64_at(&out, 88), 0);
 
         let mut out = BytesMut::new();
-        encode_dir_entry(class::FILE_ID_FULL_DIRECTORY_INFORMATION, "x", "", &stat(), &mut out).unwrap();
+        encode_dir_entry(
+            class::FILE_ID_FULL_DIRECTORY_INFORMATION,
+            "x",
+            "",
+            &stat(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(u64_at(&out, 72), 0xAABB_CCDD_0011_2233);
 
         let mut out = BytesMut::new();
@@ -313,7 +349,14 @@ mod tests {
     #[test]
     fn overlong_short_name_is_sent_empty() {
         let mut out = BytesMut::new();
-        encode_dir_entry(class::FILE_BOTH_DIRECTORY_INFORMATION, "x", "ABCDEFGHIJKLM", &stat(), &mut out).unwrap();
+        encode_dir_entry(
+            class::FILE_BOTH_DIRECTORY_INFORMATION,
+            "x",
+            "ABCDEFGHIJKLM",
+            &stat(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out[68], 0);
         assert!(out[70..94].iter().all(|&b| b == 0));
     }
@@ -368,6 +411,9 @@ mod tests {
 
     #[test]
     fn builder_rejects_non_directory_class() {
-        assert_eq!(DirListBuilder::new(4, 100).unwrap_err(), InfoError::InvalidInfoClass);
+        assert_eq!(
+            DirListBuilder::new(4, 100).unwrap_err(),
+            InfoError::InvalidInfoClass
+        );
     }
 }

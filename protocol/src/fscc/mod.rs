@@ -32,9 +32,11 @@ use crate::status::NtStatus;
 
 pub mod attributes;
 pub mod dir_info;
+pub mod file_info;
 
 pub use attributes::{access, file_attributes, file_info_class, fs_info_class};
 pub use dir_info::{dir_entry_fixed_size, dir_entry_size, encode_dir_entry, DirListBuilder};
+pub use file_info::{encode_file_info, fixed_size, is_variable_size, truncate_output, FileInfoCtx};
 
 /// Why an information class request cannot be answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -55,6 +57,10 @@ pub enum InfoError {
     /// (STATUS_INVALID_PARAMETER).
     #[error("invalid parameter in information buffer")]
     InvalidParameter,
+    /// FileAlternateNameInformation on a file without an 8.3 name
+    /// (STATUS_OBJECT_NAME_NOT_FOUND, as NTFS with short names disabled).
+    #[error("no short name")]
+    NoShortName,
 }
 
 impl InfoError {
@@ -65,6 +71,7 @@ impl InfoError {
             InfoError::NotSupported => NtStatus::NOT_SUPPORTED,
             InfoError::LengthMismatch => NtStatus::INFO_LENGTH_MISMATCH,
             InfoError::InvalidParameter => NtStatus::INVALID_PARAMETER,
+            InfoError::NoShortName => NtStatus::OBJECT_NAME_NOT_FOUND,
         }
     }
 }
@@ -140,8 +147,17 @@ mod tests {
 
     #[test]
     fn errors_map_to_statuses() {
-        assert_eq!(InfoError::LengthMismatch.status(), NtStatus::INFO_LENGTH_MISMATCH);
-        assert_eq!(InfoError::from(ParseError::Truncated("x")), InfoError::LengthMismatch);
-        assert_eq!(InfoError::from(ParseError::Invalid("x")), InfoError::InvalidParameter);
+        assert_eq!(
+            InfoError::LengthMismatch.status(),
+            NtStatus::INFO_LENGTH_MISMATCH
+        );
+        assert_eq!(
+            InfoError::from(ParseError::Truncated("x")),
+            InfoError::LengthMismatch
+        );
+        assert_eq!(
+            InfoError::from(ParseError::Invalid("x")),
+            InfoError::InvalidParameter
+        );
     }
 }
