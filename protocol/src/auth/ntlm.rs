@@ -1,6 +1,105 @@
 //! NTLM ([MS-NLMP]), server side, NTLMv2 only.
+//!
+//! [`ServerContext`] runs one exchange: the client's NEGOTIATE_MESSAGE in,
+//! the CHALLENGE_MESSAGE out, the AUTHENTICATE_MESSAGE in, an
+//! [`Authenticated`] (or an error) out. NTLMv1 and LM responses are refused.
+//! After a successful exchange the context computes and checks the SPNEGO
+//! mechListMIC ([MS-NLMP] 3.4.4.2 with extended session security).
+//!
+//! Formats (little-endian; a `fields` is `{ len: u16 | max_len: u16 | offset: u32 }`
+//! locating a payload buffer from the start of the message):
+//! ```text
+//! NEGOTIATE_MESSAGE (2.2.1.1):    { "NTLMSSP\0" | message_type=1: u32 | negotiate_flags: u32 |
+//!                                   domain_name: fields | workstation: fields | (version: [u8; 8]) | payload }
+//! CHALLENGE_MESSAGE (2.2.1.2):    { "NTLMSSP\0" | message_type=2: u32 | target_name: fields |
+//!                                   negotiate_flags: u32 | server_challenge: [u8; 8] | _reserved: [u8; 8] |
+//!                                   target_info: fields | version: [u8; 8] | payload }
+//! AUTHENTICATE_MESSAGE (2.2.1.3): { "NTLMSSP\0" | message_type=3: u32 | lm_challenge_response: fields |
+//!                                   nt_challenge_response: fields | domain_name: fields | user_name: fields |
+//!                                   workstation: fields | encrypted_random_session_key: fields |
+//!                                   negotiate_flags: u32 | (version: [u8; 8]) | (mic: [u8; 16]) | payload }
+//! AV_PAIR (2.2.2.1):              { av_id: u16 | av_len: u16 | value: [u8; av_len] }, ending with MsvAvEOL
+//! NTLMv2_CLIENT_CHALLENGE (2.2.2.7): { resp_type=1: u8 | hi_resp_type=1: u8 | _reserved: [u8; 6] |
+//!                                   timestamp: u64 | challenge_from_client: [u8; 8] | _reserved: u32 |
+//!                                   av_pairs | (padding) }
+//! ```
 
-use super::AuthError;
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use rc4::{KeyInit, Rc4, StreamCipher};
+
+use super::spnego::NTLMSSP_SIGNATURE;
+use super::{nt_hash, AuthError};
+use crate::crypto::ct_eq;
+
+type HmacMd5 = Hmac<Md5>;
+type Rc4_128 = Rc4<rc4::consts::U16>;
+
+/// NegotiateFlags ([MS-NLMP] 2.2.2.5), in bit order.
+pub mod flags {
+    pub const UNICODE: u32 = 0x0000_0001;
+    pub const OEM: u32 = 0x0000_0002;
+    pub const REQUEST_TARGET: u32 = 0x0000_0004;
+    pub const SIGN: u32 = 0x0000_0010;
+    pub const SEAL: u32 = 0x0000_0020;
+    pub const DATAGRAM: u32 = 0x0000_0040;
+    pub const LM_KEY: u32 = 0x0000_0080;
+    pub const NTLM: u32 = 0x0000_0200;
+    pub const ANONYMOUS: u32 = 0x0000_0800;
+    pub const OEM_DOMAIN_SUPPLIED: u32 = 0x0000_1000;
+    pub const OEM_WORKSTATION_SUPPLIED: u32 = 0x0000_2000;
+    pub const ALWAYS_SIGN: u32 = 0x0000_8000;
+    pub const TARGET_TYPE_DOMAIN: u32 = 0x0001_0000;
+    pub const TARGET_TYPE_SERVER: u32 = 0x0002_0000;
+    pub const EXTENDED_SESSIONSECURITY: u32 = 0x0008_0000;
+    pub const IDENTIFY: u32 = 0x0010_0000;
+    pub const REQUEST_NON_NT_SESSION_KEY: u32 = 0x0040_0000;
+    pub const TARGET_INFO: u32 = 0x0080_0000;
+    pub const VERSION: u32 = 0x0200_0000;
+    pub const NEGOTIATE_128: u32 = 0x2000_0000;
+    pub const KEY_EXCH: u32 = 0x4000_0000;
+    pub const NEGOTIATE_56: u32 = 0x8000_0000;
+}
+
+/// AvId values ([MS-NLMP] 2.2.2.1), in the standard's order.
+pub mod av {
+    pub const EOL: u16 = 0;
+    pub const NB_COMPUTER_NAME: u16 = 1;
+    pub const NB_DOMAIN_NAME: u16 = 2;
+    pub const DNS_COMPUTER_NAME: u16 = 3;
+    pub const DNS_DOMAIN_NAME: u16 = 4;
+    pub const DNS_TREE_NAME: u16 = 5;
+    pub const FLAGS: u16 = 6;
+    pub const TIMESTAMP: u16 = 7;
+    pub const SINGLE_HOST: u16 = 8;
+    pub const TARGET_NAME: u16 = 9;
+    pub const CHANNEL_BINDINGS: u16 = 10;
+    /// MsvAvFlags bit: the AUTHENTICATE_MESSAGE carries a MIC.
+    pub const FLAG_MIC_PRESENT: u32 = 0x0000_0002;
+}
+
+const NEGOTIATE: u32 = 1;
+const CHALLENGE: u32 = 2;
+const AUTHENTICATE: u32 = 3;
+const NEGOTIATE_HEADER_LEN: usize = 32;
+const CHALLENGE_HEADER_LEN: usize = 56;
+const AUTHENTICATE_FLAGS_END: usize = 64;
+const MIC_OFFSET: usize = 72;
+const AUTHENTICATE_HEADER_LEN: usize = 88;
+/// The header of NTLMv2_CLIENT_CHALLENGE before its AV pairs.
+const BLOB_HEADER_LEN: usize = 28;
+/// Product version 10.0, build 17763, NTLMSSP_REVISION_W2K3 ([MS-NLMP] 2.2.2.10).
+const VERSION: [u8; 8] = [10, 0, 0x63, 0x45, 0, 0, 0, 0x0f];
+
+/// The flags the server grants when the client asks for them.
+const GRANTABLE: u32 = flags::SIGN
+    | flags::SEAL
+    | flags::ALWAYS_SIGN
+    | flags::EXTENDED_SESSIONSECURITY
+    | flags::NEGOTIATE_128
+    | flags::NEGOTIATE_56
+    | flags::KEY_EXCH
+    | flags::VERSION;
 
 /// The names the server reports in its CHALLENGE_MESSAGE target info ([MS-NLMP] 2.2.2.1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -17,8 +116,9 @@ pub struct Authenticated {
     pub user: String,
     pub domain: String,
     pub workstation: String,
+    /// Anonymous logon ([MS-NLMP] 3.2.5.1.2): no user, no NT response.
     pub anonymous: bool,
-    /// The ExportedSessionKey: the SMB session key. Zero for anonymous.
+    /// The ExportedSessionKey, which SMB uses as its session key. Zero for anonymous.
     pub session_key: [u8; 16],
 }
 
@@ -33,58 +133,459 @@ impl std::fmt::Debug for Authenticated {
     }
 }
 
-/// Server side of one NTLM exchange ([MS-NLMP] 3.2.5).
-#[derive(Debug)]
+/// Where one exchange stands.
+enum State {
+    /// Waiting for the NEGOTIATE_MESSAGE.
+    Initial,
+    /// CHALLENGE_MESSAGE sent; the MIC needs both messages.
+    Challenged { negotiate: Vec<u8>, challenge: Vec<u8>, flags: u32 },
+    /// Authenticated, with the keys the mechListMIC needs (`None` for anonymous).
+    Done { keys: Option<([u8; 16], u32)> },
+    /// The exchange failed; it cannot be resumed.
+    Failed,
+}
+
+/// Server side of one NTLM exchange ([MS-NLMP] 3.2.5). Sans-IO: the server
+/// challenge (8 random bytes) and the current time (a FILETIME, for
+/// MsvAvTimestamp) are passed in.
 pub struct ServerContext {
     config: ServerConfig,
     server_challenge: [u8; 8],
     now_filetime: u64,
+    state: State,
+}
+
+impl std::fmt::Debug for ServerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Initial => "initial",
+            State::Challenged { .. } => "challenged",
+            State::Done { .. } => "done",
+            State::Failed => "failed",
+        };
+        f.debug_struct("ServerContext").field("config", &self.config).field("state", &state).finish_non_exhaustive()
+    }
 }
 
 impl ServerContext {
     pub fn new(config: ServerConfig, server_challenge: [u8; 8], now_filetime: u64) -> Self {
-        ServerContext { config, server_challenge, now_filetime }
+        ServerContext { config, server_challenge, now_filetime, state: State::Initial }
     }
 
-    /// Takes the client's NEGOTIATE_MESSAGE and returns the CHALLENGE_MESSAGE.
+    /// Takes the client's NEGOTIATE_MESSAGE ([MS-NLMP] 2.2.1.1) and returns the
+    /// CHALLENGE_MESSAGE ([MS-NLMP] 2.2.1.2, 3.2.5.1.1), whose target info
+    /// holds the NetBIOS and DNS names and MsvAvTimestamp.
     pub fn challenge(&mut self, negotiate: &[u8]) -> Result<Vec<u8>, AuthError> {
-        let _ = (negotiate, &self.config, self.server_challenge, self.now_filetime);
-        Err(AuthError::Unsupported("not yet implemented"))
+        if !matches!(self.state, State::Initial) {
+            return Err(AuthError::Malformed("NTLM NEGOTIATE_MESSAGE out of order"));
+        }
+        let client_flags = parse_negotiate(negotiate)?;
+        if client_flags & flags::UNICODE == 0 {
+            return Err(AuthError::Unsupported("NTLM client without Unicode"));
+        }
+        let mut chal_flags = flags::UNICODE
+            | flags::NTLM
+            | flags::TARGET_INFO
+            | flags::TARGET_TYPE_SERVER
+            | (client_flags & (GRANTABLE | flags::REQUEST_TARGET));
+        // Extended session security wins over the LM session key; neither 56 nor 128 is fine.
+        if client_flags & flags::EXTENDED_SESSIONSECURITY == 0 {
+            chal_flags &= !flags::EXTENDED_SESSIONSECURITY;
+        }
+
+        let c = &self.config;
+        let mut info = Vec::new();
+        put_av(&mut info, av::NB_DOMAIN_NAME, &utf16(&c.netbios_domain));
+        put_av(&mut info, av::NB_COMPUTER_NAME, &utf16(&c.netbios_computer));
+        if !c.dns_domain.is_empty() {
+            put_av(&mut info, av::DNS_DOMAIN_NAME, &utf16(&c.dns_domain));
+        }
+        if !c.dns_computer.is_empty() {
+            put_av(&mut info, av::DNS_COMPUTER_NAME, &utf16(&c.dns_computer));
+        }
+        put_av(&mut info, av::TIMESTAMP, &self.now_filetime.to_le_bytes());
+        put_av(&mut info, av::EOL, &[]);
+
+        let target_name = utf16(&c.netbios_computer);
+        let mut msg = Vec::with_capacity(CHALLENGE_HEADER_LEN + target_name.len() + info.len());
+        msg.extend_from_slice(NTLMSSP_SIGNATURE);
+        msg.extend_from_slice(&CHALLENGE.to_le_bytes());
+        let name_at = CHALLENGE_HEADER_LEN;
+        put_fields(&mut msg, target_name.len(), name_at)?;
+        msg.extend_from_slice(&chal_flags.to_le_bytes());
+        msg.extend_from_slice(&self.server_challenge);
+        msg.extend_from_slice(&[0u8; 8]);
+        put_fields(&mut msg, info.len(), name_at + target_name.len())?;
+        msg.extend_from_slice(&VERSION);
+        msg.extend_from_slice(&target_name);
+        msg.extend_from_slice(&info);
+
+        self.state = State::Challenged { negotiate: negotiate.to_vec(), challenge: msg.clone(), flags: chal_flags };
+        Ok(msg)
     }
 
-    /// Verifies the AUTHENTICATE_MESSAGE.
+    /// Verifies the AUTHENTICATE_MESSAGE ([MS-NLMP] 2.2.1.3, 3.2.5.1.2, 3.3.2).
+    ///
+    /// `lookup(user, domain)` returns the user's NT hash ([`super::nt_hash`]),
+    /// or `None` for an unknown user; it compares user names
+    /// case-insensitively. The NTLMv2 proof is tried with the domain as sent,
+    /// then upper-cased, then empty, as clients differ in what they hash.
+    /// An anonymous AUTHENTICATE (no user, no NT response, an empty or one-byte
+    /// LM response) succeeds with `anonymous: true` and a zero key; the caller
+    /// decides whether to allow it. With NTLMSSP_NEGOTIATE_KEY_EXCH the
+    /// exported session key is RC4-decrypted; when MsvAvFlags says a MIC is
+    /// present it is checked over all three messages.
     pub fn authenticate(
         &mut self,
         authenticate: &[u8],
         lookup: &dyn Fn(&str, &str) -> Option<[u8; 16]>,
     ) -> Result<Authenticated, AuthError> {
-        let _ = (authenticate, lookup);
-        Err(AuthError::Unsupported("not yet implemented"))
+        let (negotiate, challenge, chal_flags) = match std::mem::replace(&mut self.state, State::Failed) {
+            State::Challenged { negotiate, challenge, flags } => (negotiate, challenge, flags),
+            other => {
+                self.state = other;
+                return Err(AuthError::Malformed("NTLM AUTHENTICATE_MESSAGE out of order"));
+            }
+        };
+        let msg = parse_authenticate(authenticate)?;
+        let user = decode_string(msg.user, msg.flags, "NTLM user name")?;
+        let domain = decode_string(msg.domain, msg.flags, "NTLM domain name")?;
+        let workstation = decode_string(msg.workstation, msg.flags, "NTLM workstation")?;
+
+        if user.is_empty() && msg.nt.is_empty() && msg.lm.len() <= 1 {
+            self.state = State::Done { keys: None };
+            return Ok(Authenticated { user, domain, workstation, anonymous: true, session_key: [0u8; 16] });
+        }
+        match msg.nt.len() {
+            0 => return Err(AuthError::Unsupported("LM authentication")),
+            24 => return Err(AuthError::Unsupported("NTLMv1 authentication")),
+            n if n < 16 + BLOB_HEADER_LEN => return Err(AuthError::Malformed("NTLMv2 response")),
+            _ => {}
+        }
+        let (proof, blob) = msg.nt.split_at(16);
+        let pairs = parse_av_pairs(&blob[BLOB_HEADER_LEN..])?;
+        let av_flags = pairs
+            .iter()
+            .find(|(id, _)| *id == av::FLAGS)
+            .map(|(_, v)| read_u32_value(v))
+            .transpose()?
+            .unwrap_or(0);
+
+        let nt = lookup(&user, &domain).ok_or(AuthError::LogonFailure)?;
+        let upper = domain.to_uppercase();
+        let mut candidates: Vec<&str> = vec![&domain];
+        if upper != domain {
+            candidates.push(&upper);
+        }
+        if !domain.is_empty() {
+            candidates.push("");
+        }
+        let response_key = candidates
+            .into_iter()
+            .map(|d| ntowfv2(&nt, &user, d))
+            .find(|key| ct_eq(&hmac_md5(key, &[&self.server_challenge, blob]), proof))
+            .ok_or(AuthError::LogonFailure)?;
+        let session_base_key = hmac_md5(&response_key, &[proof]);
+
+        let negotiated = chal_flags & msg.flags | (msg.flags & (flags::UNICODE | flags::NTLM));
+        let exported = if negotiated & flags::KEY_EXCH != 0 {
+            let enc: [u8; 16] =
+                msg.encrypted_key.try_into().map_err(|_| AuthError::Malformed("NTLM encrypted session key"))?;
+            rc4(&session_base_key, &enc)
+        } else {
+            session_base_key
+        };
+
+        if av_flags & av::FLAG_MIC_PRESENT != 0 {
+            let mic = authenticate
+                .get(MIC_OFFSET..MIC_OFFSET + 16)
+                .ok_or(AuthError::Malformed("NTLM AUTHENTICATE_MESSAGE MIC"))?;
+            let mut zeroed = authenticate.to_vec();
+            zeroed[MIC_OFFSET..MIC_OFFSET + 16].fill(0);
+            let expected = hmac_md5(&exported, &[&negotiate, &challenge, &zeroed]);
+            if !ct_eq(&expected, mic) {
+                return Err(AuthError::LogonFailure);
+            }
+        }
+
+        self.state = State::Done { keys: Some((exported, negotiated)) };
+        Ok(Authenticated { user, domain, workstation, anonymous: false, session_key: exported })
     }
 
-    /// The server's mechListMIC over `mech_list`, after a successful, non-anonymous authentication.
+    /// The server's mechListMIC over `mech_list` (the DER MechTypeList of the
+    /// client's NegTokenInit): an NTLMSSP signature with the server-to-client
+    /// keys and sequence number 0 ([MS-NLMP] 3.4.4.2, [MS-SPNG] 3.2.5.1).
+    /// `None` before a successful, non-anonymous authentication or without
+    /// extended session security.
     pub fn mech_list_mic(&self, mech_list: &[u8]) -> Option<[u8; 16]> {
-        let _ = mech_list;
-        None
+        let (key, negotiated) = self.keys()?;
+        Some(mac(&key, negotiated, Direction::ServerToClient, 0, mech_list))
     }
 
-    /// Checks the client's mechListMIC over `mech_list`.
+    /// Checks the client's mechListMIC over `mech_list`, made with the
+    /// client-to-server keys and sequence number 0. False whenever
+    /// [`Self::mech_list_mic`] would be `None`.
     pub fn verify_mech_list_mic(&self, mech_list: &[u8], mic: &[u8]) -> bool {
-        let _ = (mech_list, mic);
-        false
+        match self.keys() {
+            Some((key, negotiated)) => ct_eq(&mac(&key, negotiated, Direction::ClientToServer, 0, mech_list), mic),
+            None => false,
+        }
+    }
+
+    fn keys(&self) -> Option<([u8; 16], u32)> {
+        match self.state {
+            State::Done { keys: Some((key, negotiated)) } if negotiated & flags::EXTENDED_SESSIONSECURITY != 0 => {
+                Some((key, negotiated))
+            }
+            _ => None,
+        }
     }
 }
 
-/// Client side, enough to drive the server in tests.
-pub mod client {
-    use super::AuthError;
+// --- message parsing ---------------------------------------------------------
 
-    /// A NEGOTIATE_MESSAGE asking for NTLMv2 with extended session security, signing and key exchange.
+/// Reads a `fields` triple at `at` and borrows its buffer from `msg`.
+fn field<'a>(msg: &'a [u8], at: usize, what: &'static str) -> Result<&'a [u8], AuthError> {
+    let f = msg.get(at..at + 8).ok_or(AuthError::Malformed(what))?;
+    let len = u16::from_le_bytes([f[0], f[1]]) as usize;
+    let offset = u32::from_le_bytes([f[4], f[5], f[6], f[7]]) as usize;
+    if len == 0 {
+        return Ok(&[]);
+    }
+    msg.get(offset..offset + len).ok_or(AuthError::Malformed(what))
+}
+
+fn u32_at(msg: &[u8], at: usize, what: &'static str) -> Result<u32, AuthError> {
+    let b = msg.get(at..at + 4).ok_or(AuthError::Malformed(what))?;
+    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn check_header(msg: &[u8], message_type: u32, min_len: usize, what: &'static str) -> Result<(), AuthError> {
+    if msg.len() < min_len {
+        return Err(AuthError::Malformed(what));
+    }
+    if &msg[..8] != NTLMSSP_SIGNATURE || u32_at(msg, 8, what)? != message_type {
+        return Err(AuthError::Malformed(what));
+    }
+    Ok(())
+}
+
+/// NEGOTIATE_MESSAGE ([MS-NLMP] 2.2.1.1): checks it and returns its flags.
+fn parse_negotiate(msg: &[u8]) -> Result<u32, AuthError> {
+    const WHAT: &str = "NTLM NEGOTIATE_MESSAGE";
+    check_header(msg, NEGOTIATE, NEGOTIATE_HEADER_LEN, WHAT)?;
+    let f = u32_at(msg, 12, WHAT)?;
+    if f & flags::VERSION != 0 && msg.len() < NEGOTIATE_HEADER_LEN + 8 {
+        return Err(AuthError::Malformed(WHAT));
+    }
+    // The (OEM) names are informational, but must lie inside the message.
+    field(msg, 16, WHAT)?;
+    field(msg, 24, WHAT)?;
+    Ok(f)
+}
+
+/// The parts of an AUTHENTICATE_MESSAGE ([MS-NLMP] 2.2.1.3) the server uses.
+struct AuthenticateMessage<'a> {
+    lm: &'a [u8],
+    nt: &'a [u8],
+    domain: &'a [u8],
+    user: &'a [u8],
+    workstation: &'a [u8],
+    encrypted_key: &'a [u8],
+    flags: u32,
+}
+
+fn parse_authenticate(msg: &[u8]) -> Result<AuthenticateMessage<'_>, AuthError> {
+    const WHAT: &str = "NTLM AUTHENTICATE_MESSAGE";
+    check_header(msg, AUTHENTICATE, AUTHENTICATE_FLAGS_END, WHAT)?;
+    let flags = u32_at(msg, 60, WHAT)?;
+    if flags & flags::VERSION != 0 && msg.len() < AUTHENTICATE_FLAGS_END + 8 {
+        return Err(AuthError::Malformed(WHAT));
+    }
+    Ok(AuthenticateMessage {
+        lm: field(msg, 12, "NTLM LmChallengeResponse")?,
+        nt: field(msg, 20, "NTLM NtChallengeResponse")?,
+        domain: field(msg, 28, "NTLM domain name")?,
+        user: field(msg, 36, "NTLM user name")?,
+        workstation: field(msg, 44, "NTLM workstation")?,
+        encrypted_key: field(msg, 52, "NTLM encrypted session key")?,
+        flags,
+    })
+}
+
+/// A list of AV_PAIRs ([MS-NLMP] 2.2.2.1) up to MsvAvEOL; what follows it is ignored.
+fn parse_av_pairs(mut buf: &[u8]) -> Result<Vec<(u16, &[u8])>, AuthError> {
+    const WHAT: &str = "NTLM AV_PAIR list";
+    let mut out = Vec::new();
+    loop {
+        let h = buf.get(..4).ok_or(AuthError::Malformed(WHAT))?;
+        let id = u16::from_le_bytes([h[0], h[1]]);
+        let len = u16::from_le_bytes([h[2], h[3]]) as usize;
+        let value = buf.get(4..4 + len).ok_or(AuthError::Malformed(WHAT))?;
+        if id == av::EOL {
+            return Ok(out);
+        }
+        out.push((id, value));
+        buf = &buf[4 + len..];
+    }
+}
+
+fn read_u32_value(v: &[u8]) -> Result<u32, AuthError> {
+    let b: [u8; 4] = v.try_into().map_err(|_| AuthError::Malformed("NTLM MsvAvFlags"))?;
+    Ok(u32::from_le_bytes(b))
+}
+
+fn decode_string(b: &[u8], negotiated: u32, what: &'static str) -> Result<String, AuthError> {
+    if negotiated & flags::UNICODE != 0 {
+        crate::codec::utf16le(b, what).map_err(|_| AuthError::Malformed(what))
+    } else {
+        // OEM: taken as Latin-1, which is right for ASCII names.
+        Ok(b.iter().map(|&c| c as char).collect())
+    }
+}
+
+// --- encoding -----------------------------------------------------------------
+
+fn utf16(s: &str) -> Vec<u8> {
+    s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+}
+
+fn put_av(out: &mut Vec<u8>, id: u16, value: &[u8]) {
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&(value.len().min(u16::MAX as usize) as u16).to_le_bytes());
+    out.extend_from_slice(&value[..value.len().min(u16::MAX as usize)]);
+}
+
+fn put_fields(out: &mut Vec<u8>, len: usize, offset: usize) -> Result<(), AuthError> {
+    let len = u16::try_from(len).map_err(|_| AuthError::Malformed("NTLM buffer too long"))?;
+    let offset = u32::try_from(offset).map_err(|_| AuthError::Malformed("NTLM buffer too long"))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&offset.to_le_bytes());
+    Ok(())
+}
+
+// --- cryptography ([MS-NLMP] 3.3.2, 3.4) ------------------------------------------
+
+fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
+    let mut mac = <HmacMd5 as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+fn md5(parts: &[&[u8]]) -> [u8; 16] {
+    let mut h = Md5::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+fn rc4(key: &[u8; 16], data: &[u8; 16]) -> [u8; 16] {
+    let mut out = *data;
+    Rc4_128::new(key.into()).apply_keystream(&mut out);
+    out
+}
+
+/// NTOWFv2 ([MS-NLMP] 3.3.2): `HMAC_MD5(NT hash, UNICODE(Uppercase(User) || UserDom))`.
+fn ntowfv2(nt_hash: &[u8; 16], user: &str, domain: &str) -> [u8; 16] {
+    let mut who = utf16(&user.to_uppercase());
+    who.extend_from_slice(&utf16(domain));
+    hmac_md5(nt_hash, &[&who])
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ClientToServer,
+    ServerToClient,
+}
+
+/// SIGNKEY ([MS-NLMP] 3.4.5.2), with extended session security.
+fn sign_key(exported: &[u8; 16], dir: Direction) -> [u8; 16] {
+    let magic: &[u8] = match dir {
+        Direction::ClientToServer => b"session key to client-to-server signing key magic constant\0",
+        Direction::ServerToClient => b"session key to server-to-client signing key magic constant\0",
+    };
+    md5(&[exported, magic])
+}
+
+/// SEALKEY ([MS-NLMP] 3.4.5.3), with extended session security.
+fn seal_key(exported: &[u8; 16], negotiated: u32, dir: Direction) -> [u8; 16] {
+    let magic: &[u8] = match dir {
+        Direction::ClientToServer => b"session key to client-to-server sealing key magic constant\0",
+        Direction::ServerToClient => b"session key to server-to-client sealing key magic constant\0",
+    };
+    let key: &[u8] = if negotiated & flags::NEGOTIATE_128 != 0 {
+        exported
+    } else if negotiated & flags::NEGOTIATE_56 != 0 {
+        &exported[..7]
+    } else {
+        &exported[..5]
+    };
+    md5(&[key, magic])
+}
+
+/// MAC ([MS-NLMP] 3.4.4.2, extended session security): the first use of a
+/// fresh sealing handle, as for a mechListMIC.
+/// `{ version=1: u32 | checksum: [u8; 8] | seq_num: u32 }`.
+fn mac(exported: &[u8; 16], negotiated: u32, dir: Direction, seq: u32, msg: &[u8]) -> [u8; 16] {
+    let digest = hmac_md5(&sign_key(exported, dir), &[&seq.to_le_bytes(), msg]);
+    let mut checksum = [0u8; 8];
+    checksum.copy_from_slice(&digest[..8]);
+    if negotiated & flags::KEY_EXCH != 0 {
+        let key = seal_key(exported, negotiated, dir);
+        Rc4_128::new((&key).into()).apply_keystream(&mut checksum);
+    }
+    let mut out = [0u8; 16];
+    out[..4].copy_from_slice(&1u32.to_le_bytes());
+    out[4..12].copy_from_slice(&checksum);
+    out[12..].copy_from_slice(&seq.to_le_bytes());
+    out
+}
+
+/// Client side, enough to drive the server in tests and fuzz corpora: NTLMv2
+/// with extended session security, key exchange and a MIC.
+pub mod client {
+    use super::*;
+
+    /// Flags of [`negotiate`]: Unicode, NTLM, signing and sealing, extended
+    /// session security, target info, version, 128/56-bit, key exchange.
+    pub const NEGOTIATE_FLAGS: u32 = flags::UNICODE
+        | flags::REQUEST_TARGET
+        | flags::SIGN
+        | flags::SEAL
+        | flags::NTLM
+        | flags::ALWAYS_SIGN
+        | flags::EXTENDED_SESSIONSECURITY
+        | flags::TARGET_INFO
+        | flags::VERSION
+        | flags::NEGOTIATE_128
+        | flags::KEY_EXCH
+        | flags::NEGOTIATE_56;
+
+    /// The workstation name the client reports.
+    pub const WORKSTATION: &str = "DUET-CLIENT";
+
+    /// A NEGOTIATE_MESSAGE ([MS-NLMP] 2.2.1.1) with [`NEGOTIATE_FLAGS`], no names. Always the same bytes.
     pub fn negotiate() -> Vec<u8> {
-        Vec::new()
+        let mut msg = Vec::with_capacity(40);
+        msg.extend_from_slice(NTLMSSP_SIGNATURE);
+        msg.extend_from_slice(&NEGOTIATE.to_le_bytes());
+        msg.extend_from_slice(&NEGOTIATE_FLAGS.to_le_bytes());
+        for _ in 0..2 {
+            msg.extend_from_slice(&[0, 0, 0, 0]);
+            msg.extend_from_slice(&40u32.to_le_bytes());
+        }
+        msg.extend_from_slice(&VERSION);
+        msg
     }
 
-    /// An AUTHENTICATE_MESSAGE answering `challenge`; returns it and the exported session key.
+    /// An AUTHENTICATE_MESSAGE ([MS-NLMP] 3.1.5.1.2) answering `challenge`
+    /// (which answered [`negotiate`]); returns it and the exported session key.
+    /// When the challenge's target info has MsvAvTimestamp, the LM response is
+    /// zeros and a MIC is included, as Windows clients do.
     pub fn authenticate(
         challenge: &[u8],
         user: &str,
@@ -93,7 +594,95 @@ pub mod client {
         client_challenge: [u8; 8],
         random_session_key: [u8; 16],
     ) -> Result<(Vec<u8>, [u8; 16]), AuthError> {
-        let _ = (challenge, user, domain, password, client_challenge, random_session_key);
-        Err(AuthError::Unsupported("not yet implemented"))
+        const WHAT: &str = "NTLM CHALLENGE_MESSAGE";
+        check_header(challenge, CHALLENGE, 48, WHAT)?;
+        let chal_flags = u32_at(challenge, 20, WHAT)?;
+        let mut server_challenge = [0u8; 8];
+        server_challenge.copy_from_slice(&challenge[24..32]);
+        field(challenge, 12, WHAT)?;
+        let info = field(challenge, 40, "NTLM target info")?;
+        if chal_flags & flags::UNICODE == 0 {
+            return Err(AuthError::Unsupported("NTLM server without Unicode"));
+        }
+        let pairs = if info.is_empty() { Vec::new() } else { parse_av_pairs(info)? };
+        let timestamp = pairs
+            .iter()
+            .find(|(id, _)| *id == av::TIMESTAMP)
+            .map(|(_, v)| <[u8; 8]>::try_from(*v).map_err(|_| AuthError::Malformed("NTLM MsvAvTimestamp")))
+            .transpose()?;
+
+        let mut client_info = Vec::new();
+        for (id, v) in &pairs {
+            if *id != av::FLAGS {
+                put_av(&mut client_info, *id, v);
+            }
+        }
+        if timestamp.is_some() {
+            put_av(&mut client_info, av::FLAGS, &av::FLAG_MIC_PRESENT.to_le_bytes());
+        }
+        put_av(&mut client_info, av::EOL, &[]);
+
+        let mut blob = vec![1, 1, 0, 0, 0, 0, 0, 0];
+        blob.extend_from_slice(&timestamp.unwrap_or([0; 8]));
+        blob.extend_from_slice(&client_challenge);
+        blob.extend_from_slice(&[0; 4]);
+        blob.extend_from_slice(&client_info);
+        blob.extend_from_slice(&[0; 4]);
+
+        let key = ntowfv2(&nt_hash(password), user, domain);
+        let proof = hmac_md5(&key, &[&server_challenge, &blob]);
+        let mut nt = proof.to_vec();
+        nt.extend_from_slice(&blob);
+        let lm = if timestamp.is_some() {
+            vec![0u8; 24]
+        } else {
+            let mut lm = hmac_md5(&key, &[&server_challenge, &client_challenge]).to_vec();
+            lm.extend_from_slice(&client_challenge);
+            lm
+        };
+        let session_base_key = hmac_md5(&key, &[&proof]);
+        let negotiated = chal_flags & NEGOTIATE_FLAGS;
+        let (exported, encrypted) = if negotiated & flags::KEY_EXCH != 0 {
+            (random_session_key, rc4(&session_base_key, &random_session_key).to_vec())
+        } else {
+            (session_base_key, Vec::new())
+        };
+
+        let bufs = [utf16(domain), utf16(user), utf16(WORKSTATION), lm, nt, encrypted];
+        // Header field order: LM, NT, domain, user, workstation, session key.
+        let order = [3usize, 4, 0, 1, 2, 5];
+        let mut offsets = [0usize; 6];
+        let mut at = AUTHENTICATE_HEADER_LEN;
+        for (i, b) in bufs.iter().enumerate() {
+            offsets[i] = at;
+            at += b.len();
+        }
+        let mut msg = Vec::with_capacity(at);
+        msg.extend_from_slice(NTLMSSP_SIGNATURE);
+        msg.extend_from_slice(&AUTHENTICATE.to_le_bytes());
+        for i in order {
+            put_fields(&mut msg, bufs[i].len(), offsets[i])?;
+        }
+        msg.extend_from_slice(&negotiated.to_le_bytes());
+        msg.extend_from_slice(&VERSION);
+        msg.extend_from_slice(&[0u8; 16]);
+        for b in &bufs {
+            msg.extend_from_slice(b);
+        }
+        if timestamp.is_some() {
+            let mic = hmac_md5(&exported, &[&negotiate(), challenge, &msg]);
+            msg[MIC_OFFSET..MIC_OFFSET + 16].copy_from_slice(&mic);
+        }
+        Ok((msg, exported))
+    }
+
+    /// The client's mechListMIC over `mech_list` (client-to-server keys, sequence 0).
+    pub fn mech_list_mic(session_key: &[u8; 16], negotiated: u32, mech_list: &[u8]) -> [u8; 16] {
+        mac(session_key, negotiated, Direction::ClientToServer, 0, mech_list)
+    }
+
+    /// Checks the server's mechListMIC over `mech_list` (server-to-client keys, sequence 0).
+    pub fn verify_server_mech_list_mic(session_key: &[u8; 16], negotiated: u32, mech_list: &[u8], mic: &[u8]) -> bool {
+        ct_eq(&mac(session_key, negotiated, Direction::ServerToClient, 0, mech_list), mic)
     }
 }
