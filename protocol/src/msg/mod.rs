@@ -38,10 +38,10 @@ pub mod write;
 // pub mod ioctl;
 pub mod cancel;
 pub mod echo;
-// pub mod query_directory;
+pub mod query_directory;
 // pub mod change_notify;
-// pub mod query_info;
-// pub mod set_info;
+pub mod query_info;
+pub mod set_info;
 // pub mod oplock_break;
 
 /// SMB2_FILEID ([MS-SMB2] 2.2.14.1).
@@ -105,6 +105,29 @@ pub(crate) fn parse_empty4(msg: &[u8]) -> ParseResult<()> {
     let mut r = fixed(msg, 4)?;
     r.u16("reserved")?;
     Ok(())
+}
+
+/// The `{ structure_size=9: u16 | output_buffer_offset: u16 |
+/// output_buffer_length: u32 | buffer }` body shared by the QUERY_DIRECTORY,
+/// CHANGE_NOTIFY and QUERY_INFO responses. The buffer starts at 0x48; an
+/// empty one is sent as one zero byte.
+pub(crate) fn encode_output_header(len: u32, out: &mut BytesMut) {
+    out.put_u16_le(9);
+    out.put_u16_le(OUTPUT_BUFFER_OFFSET as u16);
+    out.put_u32_le(len);
+    if len == 0 {
+        out.put_u8(0);
+    }
+}
+
+/// Offset of the output buffer in those responses: header + 8 (0x48).
+pub(crate) const OUTPUT_BUFFER_OFFSET: usize = crate::header::HEADER_LEN + 8;
+
+pub(crate) fn parse_output_buffer(msg: &[u8]) -> ParseResult<&[u8]> {
+    let mut r = fixed(msg, 9)?;
+    let off = r.u16("output buffer offset")? as usize;
+    let len = r.u32("output buffer length")? as usize;
+    crate::codec::slice_at(msg, off, len, "output buffer")
 }
 
 #[cfg(test)]
