@@ -686,3 +686,297 @@ pub mod client {
         ct_eq(&mac(session_key, negotiated, Direction::ServerToClient, 0, mech_list), mic)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::unhex;
+
+    const SERVER_CHALLENGE: [u8; 8] = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef];
+
+    fn config() -> ServerConfig {
+        ServerConfig {
+            netbios_domain: "WORKGROUP".into(),
+            netbios_computer: "DUET".into(),
+            dns_domain: "example.test".into(),
+            dns_computer: "duet.example.test".into(),
+        }
+    }
+
+    fn users(user: &str, _domain: &str) -> Option<[u8; 16]> {
+        match user.to_lowercase().as_str() {
+            "user" => Some(nt_hash("Password")),
+            "alice" => Some(nt_hash("sekrit")),
+            _ => None,
+        }
+    }
+
+    /// [MS-NLMP] 4.2.4.3: the AUTHENTICATE_MESSAGE of the NTLMv2 example
+    /// (no MIC, key exchange with RandomSessionKey = 0x55 * 16).
+    fn spec_authenticate() -> Vec<u8> {
+        unhex(
+            "4e544c4d53535000 03000000 18001800 6c000000 54005400 84000000 0c000c00 48000000
+             08000800 54000000 10001000 5c000000 10001000 d8000000 358288e2 0501280a0000000f
+             44006f006d00610069006e00 5500730065007200 43004f004d0050005500540045005200
+             86c35097ac9cec102554764a57cccc19aaaaaaaaaaaaaaaa
+             68cd0ab851e51c96aabc927bebef6a1c 0101000000000000 0000000000000000 aaaaaaaaaaaaaaaa 00000000
+             02000c0044006f006d00610069006e00 01000c005300650072007600650072000000000000000000
+             c5dad2544fc9799094ce1ce90bc9d03e",
+        )
+    }
+
+    /// [MS-NLMP] 4.2.4.1.3: the AV pairs of the example's target info.
+    fn spec_target_info() -> Vec<u8> {
+        unhex("02000c0044006f006d00610069006e00 01000c00530065007200760065007200 00000000")
+    }
+
+    #[test]
+    fn ntlmv2_vectors_of_ms_nlmp_4_2_4() {
+        let key = ntowfv2(&nt_hash("Password"), "User", "Domain");
+        assert_eq!(key.to_vec(), unhex("0c868a403bfd7a93a3001ef22ef02e3f"), "4.2.4.1.1 NTOWFv2");
+
+        let mut temp = unhex("0101000000000000 0000000000000000 aaaaaaaaaaaaaaaa 00000000");
+        temp.extend_from_slice(&spec_target_info());
+        temp.extend_from_slice(&[0; 4]);
+        let proof = hmac_md5(&key, &[&SERVER_CHALLENGE, &temp]);
+        assert_eq!(proof.to_vec(), unhex("68cd0ab851e51c96aabc927bebef6a1c"), "4.2.4.2.2 NTProofStr");
+
+        let base = hmac_md5(&key, &[&proof]);
+        assert_eq!(base.to_vec(), unhex("8de40ccadbc14a82f15cb0ad0de95ca3"), "4.2.4.1.2 session base key");
+
+        let lm = hmac_md5(&key, &[&SERVER_CHALLENGE, &[0xaa; 8]]);
+        assert_eq!(lm.to_vec(), unhex("86c35097ac9cec102554764a57cccc19"), "4.2.4.2.1 LMv2");
+
+        assert_eq!(rc4(&base, &[0x55; 16]).to_vec(), unhex("c5dad2544fc9799094ce1ce90bc9d03e"), "4.2.4.2.3");
+    }
+
+    #[test]
+    fn sign_and_seal_keys_of_ms_nlmp_4_2_4_4() {
+        let exported = [0x55u8; 16];
+        let negotiated = flags::EXTENDED_SESSIONSECURITY | flags::NEGOTIATE_128 | flags::KEY_EXCH;
+        let sign = sign_key(&exported, Direction::ClientToServer);
+        let seal = seal_key(&exported, negotiated, Direction::ClientToServer);
+        assert_eq!(sign.to_vec(), unhex("4788dc861b4782f35d43fd98fe1a2d39"));
+        assert_eq!(seal.to_vec(), unhex("59f600973cc4960a25480a7c196e4c58"));
+
+        // GSS_WrapEx: the handle seals "Plaintext" first, then the checksum.
+        let plaintext = utf16("Plaintext");
+        let checksum = &hmac_md5(&sign, &[&0u32.to_le_bytes(), &plaintext])[..8];
+        assert_eq!(checksum.to_vec(), unhex("7035 2851 f256 4309"));
+        let mut handle = Rc4_128::new((&seal).into());
+        let mut sealed = plaintext.clone();
+        handle.apply_keystream(&mut sealed);
+        assert_eq!(sealed, unhex("54e50165bf1936dc996020c1811b0f06fb5f"));
+        let mut c = [0u8; 8];
+        c.copy_from_slice(checksum);
+        handle.apply_keystream(&mut c);
+        assert_eq!(c.to_vec(), unhex("7fb38ec5c55d4976"));
+
+        // Our MAC is that computation on a fresh handle.
+        let sig = mac(&exported, negotiated, Direction::ClientToServer, 0, &plaintext);
+        let mut fresh = [0u8; 8];
+        fresh.copy_from_slice(checksum);
+        Rc4_128::new((&seal).into()).apply_keystream(&mut fresh);
+        assert_eq!(sig[..4], [1, 0, 0, 0]);
+        assert_eq!(sig[4..12], fresh);
+        assert_eq!(sig[12..], [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn server_accepts_the_spec_authenticate_message() {
+        let mut server = ServerContext::new(config(), SERVER_CHALLENGE, 0);
+        server.challenge(&client::negotiate()).unwrap();
+        let auth = server.authenticate(&spec_authenticate(), &users).unwrap();
+        assert_eq!(auth.user, "User");
+        assert_eq!(auth.domain, "Domain");
+        assert_eq!(auth.workstation, "COMPUTER");
+        assert!(!auth.anonymous);
+        assert_eq!(auth.session_key, [0x55; 16]);
+    }
+
+    #[test]
+    fn challenge_message_layout() {
+        let now = 0x01d9_0000_1234_5678u64;
+        let mut server = ServerContext::new(config(), SERVER_CHALLENGE, now);
+        let chal = server.challenge(&client::negotiate()).unwrap();
+        assert_eq!(&chal[..8], b"NTLMSSP\0");
+        assert_eq!(u32_at(&chal, 8, "").unwrap(), 2);
+        assert_eq!(&chal[24..32], &SERVER_CHALLENGE);
+        let f = u32_at(&chal, 20, "").unwrap();
+        for bit in [flags::UNICODE, flags::NTLM, flags::TARGET_INFO, flags::EXTENDED_SESSIONSECURITY, flags::KEY_EXCH] {
+            assert_ne!(f & bit, 0, "{bit:#x}");
+        }
+        assert_eq!(f & flags::LM_KEY, 0);
+        assert_eq!(field(&chal, 12, "").unwrap(), &utf16("DUET")[..]);
+        let pairs = parse_av_pairs(field(&chal, 40, "").unwrap()).unwrap();
+        let ids: Vec<u16> = pairs.iter().map(|p| p.0).collect();
+        assert_eq!(ids, [av::NB_DOMAIN_NAME, av::NB_COMPUTER_NAME, av::DNS_DOMAIN_NAME, av::DNS_COMPUTER_NAME, av::TIMESTAMP]);
+        assert_eq!(pairs[0].1, &utf16("WORKGROUP")[..]);
+        assert_eq!(pairs[4].1, &now.to_le_bytes()[..]);
+        // A second NEGOTIATE on the same context is refused.
+        assert!(server.challenge(&client::negotiate()).is_err());
+    }
+
+    fn exchange(user: &str, domain: &str, password: &str) -> (ServerContext, Result<Authenticated, AuthError>, [u8; 16]) {
+        let mut server = ServerContext::new(config(), [7; 8], 0x01d9_0000_0000_0000);
+        let chal = server.challenge(&client::negotiate()).unwrap();
+        let (auth, key) = client::authenticate(&chal, user, domain, password, [0xaa; 8], [0x42; 16]).unwrap();
+        let result = server.authenticate(&auth, &users);
+        (server, result, key)
+    }
+
+    #[test]
+    fn round_trip_with_mic_and_key_exchange() {
+        let (server, result, key) = exchange("Alice", "WORKGROUP", "sekrit");
+        let auth = result.unwrap();
+        assert_eq!(auth.user, "Alice");
+        assert_eq!(auth.domain, "WORKGROUP");
+        assert_eq!(auth.workstation, client::WORKSTATION);
+        assert_eq!(key, [0x42; 16]);
+        assert_eq!(auth.session_key, key);
+
+        // mechListMIC both ways.
+        let mech_list = unhex("300c060a2b06010401823702020a");
+        let negotiated = client::NEGOTIATE_FLAGS;
+        let client_mic = client::mech_list_mic(&key, negotiated, &mech_list);
+        assert!(server.verify_mech_list_mic(&mech_list, &client_mic));
+        assert!(!server.verify_mech_list_mic(&mech_list[1..], &client_mic));
+        let server_mic = server.mech_list_mic(&mech_list).unwrap();
+        assert_ne!(server_mic, client_mic, "the directions use different keys");
+        assert!(client::verify_server_mech_list_mic(&key, negotiated, &mech_list, &server_mic));
+    }
+
+    #[test]
+    fn wrong_password_and_unknown_user_fail() {
+        assert_eq!(exchange("alice", "WORKGROUP", "wrong").1, Err(AuthError::LogonFailure));
+        assert_eq!(exchange("mallory", "WORKGROUP", "sekrit").1, Err(AuthError::LogonFailure));
+        let (server, result, _) = exchange("alice", "WORKGROUP", "wrong");
+        assert!(result.is_err());
+        assert_eq!(server.mech_list_mic(b"x"), None);
+    }
+
+    #[test]
+    fn domain_case_and_empty_domain_are_tried() {
+        // Client hashed with an upper-case domain but sent it in lower case, or hashed with none.
+        assert!(exchange("alice", "workgroup", "sekrit").1.is_ok());
+        assert!(exchange("alice", "", "sekrit").1.is_ok());
+    }
+
+    #[test]
+    fn tampered_mic_or_response_fails() {
+        let mut server = ServerContext::new(config(), [7; 8], 1);
+        let chal = server.challenge(&client::negotiate()).unwrap();
+        let (auth, _) = client::authenticate(&chal, "alice", "WG", "sekrit", [1; 8], [2; 16]).unwrap();
+        let mut bad = auth.clone();
+        bad[MIC_OFFSET] ^= 1;
+        assert_eq!(server.authenticate(&bad, &users), Err(AuthError::LogonFailure));
+        // The context is spent after a failure.
+        assert!(server.authenticate(&auth, &users).is_err());
+
+        // A flipped bit in the encrypted session key changes the exported key, so the MIC fails.
+        let mut server = ServerContext::new(config(), [7; 8], 1);
+        let chal = server.challenge(&client::negotiate()).unwrap();
+        let (auth, _) = client::authenticate(&chal, "alice", "WG", "sekrit", [1; 8], [2; 16]).unwrap();
+        let mut bad = auth.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(server.authenticate(&bad, &users), Err(AuthError::LogonFailure));
+    }
+
+    #[test]
+    fn anonymous_logon() {
+        let mut server = ServerContext::new(config(), [7; 8], 1);
+        server.challenge(&client::negotiate()).unwrap();
+        // Empty user, domain, workstation and NT response; LM response Z(1); no key.
+        let mut msg = Vec::new();
+        msg.extend_from_slice(b"NTLMSSP\0");
+        msg.extend_from_slice(&3u32.to_le_bytes());
+        put_fields(&mut msg, 1, 72).unwrap();
+        for _ in 0..5 {
+            put_fields(&mut msg, 0, 73).unwrap();
+        }
+        msg.extend_from_slice(&(flags::UNICODE | flags::ANONYMOUS | flags::VERSION).to_le_bytes());
+        msg.extend_from_slice(&VERSION);
+        msg.push(0);
+        let auth = server.authenticate(&msg, &|_: &str, _: &str| -> Option<[u8; 16]> { panic!("no lookup") }).unwrap();
+        assert!(auth.anonymous);
+        assert_eq!(auth.session_key, [0; 16]);
+        assert!(auth.user.is_empty());
+        assert_eq!(server.mech_list_mic(b"x"), None);
+    }
+
+    #[test]
+    fn ntlmv1_and_lm_are_refused() {
+        for nt_len in [0usize, 24] {
+            let mut server = ServerContext::new(config(), [7; 8], 1);
+            server.challenge(&client::negotiate()).unwrap();
+            let user = utf16("alice");
+            let mut msg = Vec::new();
+            msg.extend_from_slice(b"NTLMSSP\0");
+            msg.extend_from_slice(&3u32.to_le_bytes());
+            put_fields(&mut msg, 24, 64).unwrap(); // LM
+            put_fields(&mut msg, nt_len, 88).unwrap(); // NT
+            put_fields(&mut msg, 0, 64).unwrap(); // domain
+            put_fields(&mut msg, user.len(), 112).unwrap();
+            put_fields(&mut msg, 0, 64).unwrap(); // workstation
+            put_fields(&mut msg, 0, 64).unwrap(); // key
+            msg.extend_from_slice(&(flags::UNICODE | flags::NTLM).to_le_bytes());
+            msg.extend_from_slice(&[0x11; 48]);
+            msg.extend_from_slice(&user);
+            assert!(matches!(server.authenticate(&msg, &users), Err(AuthError::Unsupported(_))), "{nt_len}");
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_negotiate_fails() {
+        let neg = client::negotiate();
+        for cut in 0..neg.len() {
+            let mut server = ServerContext::new(config(), [7; 8], 1);
+            assert!(matches!(server.challenge(&neg[..cut]), Err(AuthError::Malformed(_))), "{cut}");
+        }
+        let mut server = ServerContext::new(config(), [7; 8], 1);
+        assert!(server.challenge(&neg).is_ok());
+    }
+
+    #[test]
+    fn every_prefix_of_authenticate_fails() {
+        let mut server = ServerContext::new(config(), [7; 8], 1);
+        let chal = server.challenge(&client::negotiate()).unwrap();
+        let (auth, _) = client::authenticate(&chal, "alice", "WG", "sekrit", [1; 8], [2; 16]).unwrap();
+        for msg in [auth, spec_authenticate()] {
+            for cut in 0..msg.len() {
+                let mut server = ServerContext::new(config(), SERVER_CHALLENGE, 1);
+                server.challenge(&client::negotiate()).unwrap();
+                assert!(server.authenticate(&msg[..cut], &users).is_err(), "{cut}");
+            }
+        }
+        // And every prefix of the challenge is refused by the client.
+        for cut in 0..chal.len() {
+            assert!(client::authenticate(&chal[..cut], "a", "b", "c", [0; 8], [0; 16]).is_err(), "{cut}");
+        }
+    }
+
+    #[test]
+    fn garbage_does_not_panic() {
+        // Offsets and lengths pointing anywhere, including past the end.
+        let mut msg = spec_authenticate();
+        for i in 12..64 {
+            for v in [0x00u8, 0x7f, 0xff] {
+                let saved = msg[i];
+                msg[i] = v;
+                let mut server = ServerContext::new(config(), SERVER_CHALLENGE, 1);
+                server.challenge(&client::negotiate()).unwrap();
+                let _ = server.authenticate(&msg, &users);
+                msg[i] = saved;
+            }
+        }
+        assert!(parse_av_pairs(&[0x01, 0x00, 0xff, 0xff]).is_err());
+        assert!(parse_av_pairs(&[]).is_err());
+    }
+
+    #[test]
+    fn authenticate_before_challenge_is_refused() {
+        let mut server = ServerContext::new(config(), SERVER_CHALLENGE, 1);
+        assert!(matches!(server.authenticate(&spec_authenticate(), &users), Err(AuthError::Malformed(_))));
+    }
+}
