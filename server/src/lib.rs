@@ -1,2 +1,150 @@
-//! Duet server.
+//! Duet's server: tokio connections, sessions, trees, opens, the
+//! share-confined file system and the request pipeline, plus the `duet`
+//! binary's entry points.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration, flags and the embedded default.
+//! - [`users`]: the users file of NT hashes.
+//! - [`conn`]: one task per TCP connection: framing in, responses out.
+//! - [`pipeline`]: the one door in and the one door out of every request:
+//!   decryption, compound splitting, signature checks, dispatch, signing,
+//!   encryption. The consistency points hook in here and nowhere else.
+//! - [`cmd`]: one handler module per SMB2 command.
+//! - [`state`]: the server's long-lived state: sessions, trees, opens, the
+//!   per-file table for share modes, locks and delete-on-close.
+//! - [`fs`]: the share-confined file system.
+
+pub mod cmd;
+pub mod config;
+pub mod conn;
 pub mod fs;
+pub mod pipeline;
+pub mod state;
+pub mod users;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::{error, info, Instrument};
+
+use config::Config;
+use state::Server;
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Users(#[from] users::UsersError),
+    #[error("share {0}: {1}")]
+    Share(String, fs::FsError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(std::net::SocketAddr, std::io::Error),
+}
+
+/// Sets up `tracing` to stderr with the given filter.
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// The embedded default: serve `./duet-data/share` as `duet`, with user
+/// `duet` and a password generated once, kept in `./duet-data/password`,
+/// and printed.
+pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
+    use rand::Rng;
+    use std::os::unix::fs::OpenOptionsExt;
+    let base = Path::new("duet-data");
+    let share = base.join("share");
+    std::fs::create_dir_all(&share)?;
+    let pw_file = base.join("password");
+    let password = match std::fs::read_to_string(&pw_file) {
+        Ok(p) => p.trim().to_string(),
+        Err(_) => {
+            let p: String = rand::thread_rng()
+                .sample_iter(&rand::distributions::Alphanumeric)
+                .take(16)
+                .map(char::from)
+                .collect();
+            let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&pw_file)?;
+            std::io::Write::write_all(&mut f, p.as_bytes())?;
+            p
+        }
+    };
+    cfg.shares.push(config::ShareConfig {
+        name: "duet".into(),
+        path: share.clone(),
+        encrypt: false,
+        guest_ok: false,
+        read_only: false,
+        comment: "Duet default share".into(),
+    });
+    cfg.inline_users.push(("duet".into(), password.clone()));
+    let port = cfg.listen.first().map(|a| a.port()).unwrap_or(445);
+    let ip = cfg.listen.first().map(|a| a.ip().to_string()).unwrap_or_default();
+    let port_arg = if port == 445 { String::new() } else { format!(" -p {port}") };
+    eprintln!("duet: serving {} as //{ip}/duet", share.display());
+    eprintln!("duet: user duet, password {password}");
+    eprintln!("duet: try: smbclient //{ip}/duet{port_arg} -U duet%{password}");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Prints a journal file (`duet journal dump`).
+pub fn journal_dump(path: &Path, out: &mut dyn std::io::Write) -> Result<(), Box<dyn std::error::Error>> {
+    nvram::dump(path, out)?;
+    Ok(())
+}
+
+/// Runs the server until `shutdown` resolves.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    cfg.validate()?;
+    let server = Arc::new(Server::new(cfg)?);
+    let mut listeners = Vec::new();
+    for addr in &server.cfg.listen {
+        let l = TcpListener::bind(addr).await.map_err(|e| RunError::Bind(*addr, e))?;
+        let local = l.local_addr().map_err(|e| RunError::Bind(*addr, e))?;
+        eprintln!("duet: listening on {local}");
+        info!(%local, "listening");
+        listeners.push(l);
+    }
+    for l in listeners {
+        let server = server.clone();
+        tokio::spawn(async move {
+            loop {
+                match l.accept().await {
+                    Ok((sock, peer)) => {
+                        let _ = sock.set_nodelay(true);
+                        let server = server.clone();
+                        let id = server.next_conn_id();
+                        let span = tracing::info_span!("conn", id, %peer);
+                        tokio::spawn(conn::serve(server, sock, peer, id).instrument(span));
+                    }
+                    Err(e) => {
+                        error!("accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+    shutdown.await;
+    info!("shutting down");
+    Ok(())
+}

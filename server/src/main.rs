@@ -1,1 +1,178 @@
-fn main() {}
+//! The `duet` binary: parses arguments and hands off to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use server::config::{Config, ShareConfig, Signing};
+
+#[derive(Parser)]
+#[command(name = "duet", version, about = "Duet: an SMB 2/3 file server pair")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve shares. With no --config and no --share, serves ./duet-data/share
+    /// as "duet" and prints the user and password to use.
+    Serve {
+        /// A TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address (IP:PORT); repeatable.
+        #[arg(long)]
+        listen: Vec<std::net::SocketAddr>,
+        /// A share as NAME=DIR; repeatable.
+        #[arg(long)]
+        share: Vec<String>,
+        /// A user as NAME:PASSWORD; repeatable.
+        #[arg(long)]
+        user: Vec<String>,
+        /// A users file (NAME:NTHASH lines, see `duet user add`).
+        #[arg(long)]
+        users: Option<PathBuf>,
+        /// Signing policy: enabled or required.
+        #[arg(long)]
+        signing: Option<String>,
+        /// Require encryption on every share.
+        #[arg(long)]
+        encrypt: bool,
+        /// Allow guest access to this share; repeatable.
+        #[arg(long)]
+        guest_share: Vec<String>,
+        /// Log filter, e.g. info or duet=debug.
+        #[arg(long, default_value = "info")]
+        log_level: String,
+    },
+    /// Manage the users file.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Inspect an NVRAM journal.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add or replace a user. Reads the password from stdin without --password.
+    Add {
+        name: String,
+        #[arg(long, default_value = "duet-data/users")]
+        users: PathBuf,
+        #[arg(long)]
+        password: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Print the header, the flag and the records of a journal file.
+    Dump { path: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen, share, user, users, signing, encrypt, guest_share, log_level } => {
+            server::init_logging(&log_level);
+            let mut cfg = match &config {
+                Some(p) => match Config::from_file(p) {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                },
+                None => Config::default(),
+            };
+            if !listen.is_empty() {
+                cfg.listen = listen;
+            }
+            for s in &share {
+                let Some((name, dir)) = s.split_once('=') else {
+                    return fail(format!("--share wants NAME=DIR, got {s:?}"));
+                };
+                cfg.shares.push(ShareConfig {
+                    name: name.to_string(),
+                    path: dir.into(),
+                    encrypt: false,
+                    guest_ok: false,
+                    read_only: false,
+                    comment: String::new(),
+                });
+            }
+            for u in &user {
+                let Some((name, pw)) = u.split_once(':') else {
+                    return fail(format!("--user wants NAME:PASSWORD, got {u:?}"));
+                };
+                cfg.inline_users.push((name.to_string(), pw.to_string()));
+            }
+            if let Some(u) = users {
+                cfg.users_file = Some(u);
+            }
+            match signing.as_deref() {
+                None => {}
+                Some("required") => cfg.signing = Signing::Required,
+                Some("enabled") => cfg.signing = Signing::Enabled,
+                Some(other) => return fail(format!("--signing must be enabled or required, not {other:?}")),
+            }
+            if encrypt {
+                cfg.encrypt = true;
+            }
+            for g in &guest_share {
+                match cfg.shares.iter_mut().find(|s| s.name.eq_ignore_ascii_case(g)) {
+                    Some(s) => s.guest_ok = true,
+                    None => return fail(format!("--guest-share {g:?}: no such share")),
+                }
+            }
+            if config.is_none() && cfg.shares.is_empty() {
+                if let Err(e) = server::default_setup(&mut cfg) {
+                    return fail(e);
+                }
+            }
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return fail(e),
+            };
+            match rt.block_on(server::run(cfg, server::shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Command::User { command: UserCommand::Add { name, users, password } } => {
+            let password = match password {
+                Some(p) => p,
+                None => {
+                    let mut line = String::new();
+                    if let Err(e) = std::io::stdin().read_line(&mut line) {
+                        return fail(e);
+                    }
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            match server::users::Users::add_to_file(&users, &name, &password) {
+                Ok(()) => {
+                    println!("user {name} saved in {}", users.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Journal { command: JournalCommand::Dump { path } } => {
+            let mut out = std::io::stdout().lock();
+            match server::journal_dump(&path, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("duet: {e}");
+    ExitCode::FAILURE
+}

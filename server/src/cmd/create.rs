@@ -1,0 +1,331 @@
+//! CREATE ([MS-SMB2] 3.3.5.9): open or create a file, directory or pipe,
+//! with every create disposition, share modes and the create contexts.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use protocol::msg::create::{
+    create_action, create_disposition as disp, create_options as opt, file_attributes as fattr, impersonation_level,
+    CreateRequest, CreateResponse,
+};
+use protocol::msg::create_context::{RequestContext, ResponseContext};
+use protocol::msg::FileId;
+use protocol::NtStatus;
+use tracing::debug;
+
+use super::{file_stat, generic_map};
+use crate::fs::{self, FsError, SmbPath};
+use crate::pipeline::{Ctx, HResult, Resp};
+use crate::state::files::{access, OpenRef};
+use crate::state::open::{Open, OpenKind, OpenState};
+use crate::state::tree::TreeKind;
+use crate::state::{lock, now_filetime};
+
+/// Create options a server must refuse ([MS-SMB2] 3.3.5.9).
+const UNSUPPORTED_OPTIONS: u32 = opt::RESERVE_OPFILTER;
+/// Bits of CreateOptions that are valid at all.
+const VALID_OPTIONS: u32 = 0x00FF_FFFF;
+/// File attributes a client may set.
+const VALID_ATTRIBUTES: u32 = 0x0000_7FB7;
+
+/// Write-ish access that needs a writable file descriptor.
+const WRITE_ACCESS: u32 = access::FILE_WRITE_DATA | access::FILE_APPEND_DATA;
+/// Access that modifies the file in any way (refused on read-only shares).
+const MODIFY_ACCESS: u32 = access::FILE_WRITE_DATA
+    | access::FILE_APPEND_DATA
+    | access::FILE_WRITE_EA
+    | access::FILE_WRITE_ATTRIBUTES
+    | access::DELETE
+    | access::WRITE_DAC
+    | access::WRITE_OWNER
+    | access::FILE_DELETE_CHILD;
+
+pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
+    let req = CreateRequest::parse(ctx.msg).map_err(|e| {
+        debug!("bad CREATE: {e}");
+        NtStatus::INVALID_PARAMETER
+    })?;
+    if req.impersonation_level > impersonation_level::DELEGATE {
+        return Err(NtStatus::BAD_IMPERSONATION_LEVEL);
+    }
+    if req.create_disposition > disp::OVERWRITE_IF {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    if req.create_options & !VALID_OPTIONS != 0 {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    if req.create_options & UNSUPPORTED_OPTIONS != 0 {
+        return Err(NtStatus::NOT_SUPPORTED);
+    }
+    if req.create_options & opt::DIRECTORY_FILE != 0 && req.create_options & opt::NON_DIRECTORY_FILE != 0 {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    if req.file_attributes & !VALID_ATTRIBUTES != 0 {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    if req.share_access & !0x7 != 0 {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    if req.desired_access & 0x0CE0_FE00 != 0 {
+        // Reserved access bits.
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    if req.name.starts_with('\\') {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    let tree = ctx.tree()?.clone();
+    let session = ctx.session()?.clone();
+    match &tree.kind {
+        TreeKind::Ipc => open_pipe(ctx, &req, tree, session),
+        TreeKind::Disk(_) => open_disk(ctx, &req, tree, session),
+    }
+}
+
+fn open_pipe(
+    ctx: &mut Ctx<'_>,
+    req: &CreateRequest<'_>,
+    tree: Arc<crate::state::Tree>,
+    session: Arc<crate::state::Session>,
+) -> HResult {
+    let kind = protocol::rpc::PipeKind::from_name(&req.name).ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
+    let pipe = protocol::rpc::Pipe::new(kind);
+    let id = ctx.server.next_id();
+    let open = Arc::new(Open {
+        persistent_id: id,
+        volatile_id: id,
+        session_id: session.id,
+        tree,
+        kind: OpenKind::Pipe(Mutex::new(pipe)),
+        access: generic_map(req.desired_access),
+        share_access: req.share_access,
+        create_options: req.create_options,
+        is_dir: false,
+        key: None,
+        st: Mutex::new(OpenState::new(req.name.clone(), None)),
+    });
+    lock(&session.inner).opens.insert(id, open);
+    let file_id = FileId { persistent: id, volatile: id };
+    let now = now_filetime();
+    let resp = CreateResponse {
+        oplock_level: 0,
+        flags: 0,
+        create_action: create_action::OPENED,
+        creation_time: 0,
+        last_access_time: now,
+        last_write_time: now,
+        change_time: now,
+        allocation_size: 4096,
+        end_of_file: 0,
+        file_attributes: fattr::NORMAL,
+        file_id,
+        create_contexts: Vec::new(),
+    };
+    let mut body = BytesMut::with_capacity(96);
+    resp.encode(&mut body);
+    Ok(Resp::ok(body).file(file_id))
+}
+
+fn fs_err(e: FsError) -> NtStatus {
+    e.status()
+}
+
+fn open_disk(
+    ctx: &mut Ctx<'_>,
+    req: &CreateRequest<'_>,
+    tree: Arc<crate::state::Tree>,
+    session: Arc<crate::state::Session>,
+) -> HResult {
+    let share = tree.share().ok_or(NtStatus::INVALID_PARAMETER)?.clone();
+    let path = SmbPath::parse(&req.name).map_err(fs_err)?;
+    let mut desired = generic_map(req.desired_access);
+    if desired & access::MAXIMUM_ALLOWED != 0 {
+        desired = (desired & !access::MAXIMUM_ALLOWED) | tree.maximal_access;
+    }
+    if tree.read_only && desired & MODIFY_ACCESS != 0 && req.desired_access & access::MAXIMUM_ALLOWED == 0 {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    if tree.read_only {
+        desired &= !MODIFY_ACCESS;
+    }
+    let want_dir = req.create_options & opt::DIRECTORY_FILE != 0;
+    let want_file = req.create_options & opt::NON_DIRECTORY_FILE != 0;
+    let delete_on_close = req.create_options & opt::DELETE_ON_CLOSE != 0;
+    if delete_on_close && desired & access::DELETE == 0 {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    let resolved = share.fs.resolve(&path).map_err(fs_err)?;
+    let existing = if resolved.exists() { Some(share.fs.stat(&resolved).map_err(fs_err)?) } else { None };
+
+    let d = req.create_disposition;
+    let (handle, action, created) = match existing {
+        Some(st) => {
+            if d == disp::CREATE {
+                return Err(NtStatus::OBJECT_NAME_COLLISION);
+            }
+            if st.is_dir && want_file {
+                return Err(NtStatus::FILE_IS_A_DIRECTORY);
+            }
+            if !st.is_dir && (want_dir || path.trailing_separator()) {
+                return Err(NtStatus::NOT_A_DIRECTORY);
+            }
+            let overwrite = matches!(d, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
+            if st.is_dir && overwrite {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
+            if st.attributes & fattr::READONLY != 0 && (desired & WRITE_ACCESS != 0 || overwrite) {
+                return Err(NtStatus::ACCESS_DENIED);
+            }
+            if st.attributes & fattr::READONLY != 0 && delete_on_close {
+                return Err(NtStatus::CANNOT_DELETE);
+            }
+            if overwrite {
+                // Overwrite keeps HIDDEN/SYSTEM only when the caller asks for them.
+                let keep = st.attributes & (fattr::HIDDEN | fattr::SYSTEM);
+                let asked = req.file_attributes & (fattr::HIDDEN | fattr::SYSTEM);
+                if keep & !asked != 0 {
+                    return Err(NtStatus::ACCESS_DENIED);
+                }
+            }
+            let key = (st.dev, st.ino);
+            {
+                let files = lock(&ctx.server.files);
+                if files.is_delete_pending(&key) {
+                    return Err(NtStatus::DELETE_PENDING);
+                }
+                if !files.check_share(&key, desired, req.share_access) {
+                    return Err(NtStatus::SHARING_VIOLATION);
+                }
+            }
+            let write = desired & WRITE_ACCESS != 0 || overwrite;
+            let h = share.fs.open(&resolved, write && !st.is_dir).map_err(fs_err)?;
+            let action = if overwrite {
+                h.set_len(0).map_err(fs_err)?;
+                let attrs = (req.file_attributes | fattr::ARCHIVE) & !fattr::NORMAL;
+                let _ = h.set_attributes(attrs);
+                if d == disp::SUPERSEDE {
+                    create_action::SUPERSEDED
+                } else {
+                    create_action::OVERWRITTEN
+                }
+            } else {
+                create_action::OPENED
+            };
+            (h, action, false)
+        }
+        None => {
+            if matches!(d, disp::OPEN | disp::OVERWRITE) {
+                return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
+            }
+            if tree.read_only {
+                return Err(NtStatus::ACCESS_DENIED);
+            }
+            if want_dir && !matches!(d, disp::CREATE | disp::OPEN_IF) {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
+            if path.trailing_separator() && !want_dir {
+                return Err(NtStatus::OBJECT_NAME_INVALID);
+            }
+            if delete_on_close && req.file_attributes & fattr::READONLY != 0 {
+                return Err(NtStatus::CANNOT_DELETE);
+            }
+            let h = if want_dir {
+                share.fs.create_dir(&resolved, 0o755).map_err(fs_err)?
+            } else {
+                share.fs.create_file(&resolved, 0o644).map_err(fs_err)?
+            };
+            let mut attrs = req.file_attributes & !fattr::NORMAL;
+            if !want_dir {
+                attrs |= fattr::ARCHIVE;
+            }
+            if attrs != 0 {
+                let _ = h.set_attributes(attrs);
+            }
+            (h, create_action::CREATED, true)
+        }
+    };
+    let st = handle.stat().map_err(fs_err)?;
+    let key = (st.dev, st.ino);
+    let id = ctx.server.next_id();
+    {
+        let mut files = lock(&ctx.server.files);
+        if created && !files.check_share(&key, desired, req.share_access) {
+            return Err(NtStatus::SHARING_VIOLATION);
+        }
+        files.add_open(key, OpenRef { persistent_id: id, access: desired, share_access: req.share_access });
+    }
+    if let Some(RequestContext::AllocationSize(n)) = req.context(|c| matches!(c, RequestContext::AllocationSize(_))) {
+        if !st.is_dir {
+            let _ = handle.allocate(*n);
+        }
+    }
+    let resolved = share.fs.resolve(&path).map_err(fs_err)?;
+    let mut state = OpenState::new(path.to_string(), Some(resolved));
+    state.delete_on_close = delete_on_close;
+    let open = Arc::new(Open {
+        persistent_id: id,
+        volatile_id: id,
+        session_id: session.id,
+        tree: tree.clone(),
+        kind: OpenKind::Fs(handle),
+        access: desired,
+        share_access: req.share_access,
+        create_options: req.create_options,
+        is_dir: st.is_dir,
+        key: Some(key),
+        st: Mutex::new(state),
+    });
+    lock(&session.inner).opens.insert(id, open);
+    let fstat = file_stat(&st, false);
+
+    let mut contexts = Vec::new();
+    for c in &req.create_contexts {
+        match c {
+            RequestContext::QueryMaximalAccess { .. } => contexts.push(ResponseContext::MaximalAccess {
+                query_status: 0,
+                maximal_access: tree.maximal_access,
+            }),
+            RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
+                disk_file_id: fstat.file_id,
+                volume_id: u64::from(share.fs.volume_serial()),
+            }),
+            _ => {}
+        }
+    }
+    let file_id = FileId { persistent: id, volatile: id };
+    let resp = CreateResponse {
+        oplock_level: 0,
+        flags: 0,
+        create_action: action,
+        creation_time: fstat.creation_time,
+        last_access_time: fstat.last_access_time,
+        last_write_time: fstat.last_write_time,
+        change_time: fstat.change_time,
+        allocation_size: fstat.allocation_size,
+        end_of_file: fstat.end_of_file,
+        file_attributes: fstat.wire_attributes(),
+        file_id,
+        create_contexts: contexts,
+    };
+    let mut body = BytesMut::with_capacity(160);
+    resp.encode(&mut body);
+    Ok(Resp::ok(body).file(file_id))
+}
+
+impl OpenState {
+    pub fn new(path: String, resolved: Option<fs::Resolved>) -> OpenState {
+        OpenState {
+            path,
+            resolved,
+            delete_on_close: false,
+            dir: None,
+            position: 0,
+            mode: 0,
+            oplock_level: 0,
+            lease_key: None,
+            lease_state: 0,
+            durable: false,
+            create_guid: None,
+            written: false,
+        }
+    }
+}

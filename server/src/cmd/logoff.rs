@@ -1,0 +1,43 @@
+//! LOGOFF ([MS-SMB2] 3.3.5.6).
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use protocol::msg::logoff::{LogoffRequest, LogoffResponse};
+use protocol::NtStatus;
+
+use crate::pipeline::{Ctx, HResult, Resp};
+use crate::state::session::AuthState;
+use crate::state::{lock, Server, Session};
+
+pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
+    LogoffRequest::parse(ctx.msg).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+    let session = ctx.session()?.clone();
+    let crypto = session.crypto();
+    ctx.conn.sessions.remove(&session.id);
+    lock(&ctx.server.sessions).remove(&session.id);
+    close_session(ctx.server, &session);
+    let mut body = BytesMut::with_capacity(4);
+    LogoffResponse.encode(&mut body);
+    let mut r = Resp::ok(body);
+    // The session is gone from the tables, so sign the answer here.
+    if let Some(c) = crypto {
+        if !c.signing_key.is_empty() && !ctx.encrypted && (ctx.hdr.is_signed() || c.signing_required) {
+            r.sign_with = Some(c);
+        }
+    }
+    Ok(r)
+}
+
+/// Closes every open and tree of a session and marks it expired.
+pub fn close_session(server: &Arc<Server>, session: &Arc<Session>) {
+    let opens: Vec<_> = {
+        let mut inner = lock(&session.inner);
+        inner.auth = AuthState::Expired;
+        inner.trees.clear();
+        inner.opens.drain().map(|(_, o)| o).collect()
+    };
+    for o in opens {
+        crate::cmd::close::close_open(server, &o);
+    }
+}

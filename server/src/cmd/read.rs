@@ -1,0 +1,65 @@
+//! READ ([MS-SMB2] 3.3.5.12), from files and named pipes.
+
+use bytes::BytesMut;
+use protocol::msg::read::{ReadRequest, ReadResponse};
+use protocol::NtStatus;
+
+use super::bad;
+use crate::conn::MAX_IO;
+use crate::pipeline::{Ctx, HResult, Resp};
+use crate::state::files::access;
+use crate::state::lock;
+use crate::state::open::OpenKind;
+
+pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
+    let req = ReadRequest::parse(ctx.msg).map_err(bad)?;
+    let open = ctx.open(req.file_id)?;
+    if req.length > MAX_IO {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    super::check_credit_charge(ctx, req.length)?;
+    let fid = open.file_id();
+    match &open.kind {
+        OpenKind::Pipe(p) => {
+            let mut pipe = lock(p);
+            let Some(data) = pipe.read(req.length as usize) else {
+                // Nothing to read yet: a real pipe would block. Duet's pipes
+                // answer every request at once, so this is a client error.
+                return Err(NtStatus::PIPE_BROKEN);
+            };
+            let status = if pipe.more_pending() { NtStatus::BUFFER_OVERFLOW } else { NtStatus::SUCCESS };
+            let mut body = BytesMut::with_capacity(16 + data.len());
+            ReadResponse { data: &data, data_remaining: 0 }.encode(&mut body);
+            Ok(Resp::with_status(status, body).file(fid))
+        }
+        OpenKind::Fs(h) => {
+            if open.is_dir {
+                return Err(NtStatus::INVALID_DEVICE_REQUEST);
+            }
+            if open.access & (access::FILE_READ_DATA | access::FILE_EXECUTE) == 0 {
+                return Err(NtStatus::ACCESS_DENIED);
+            }
+            if let Some(key) = open.key {
+                if lock(&ctx.server.files).io_conflict(&key, open.persistent_id, req.offset, u64::from(req.length), false) {
+                    return Err(NtStatus::FILE_LOCK_CONFLICT);
+                }
+            }
+            let len = req.length as usize;
+            let mut body = BytesMut::with_capacity(16 + len);
+            ReadResponse::encode_header(0, 0, &mut body);
+            body.truncate(16);
+            body.resize(16 + len, 0);
+            let n = h.read_at(&mut body[16..], req.offset).map_err(|e| e.status())?;
+            body.truncate(16 + n);
+            if n == 0 && len > 0 || (n as u32) < req.minimum_count {
+                return Err(NtStatus::END_OF_FILE);
+            }
+            body[4..8].copy_from_slice(&(n as u32).to_le_bytes());
+            if n == 0 {
+                body.extend_from_slice(&[0]);
+            }
+            lock(&open.st).position = req.offset + n as u64;
+            Ok(Resp::ok(body).file(fid))
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! TREE_CONNECT ([MS-SMB2] 3.3.5.7) and TREE_DISCONNECT (3.3.5.8).
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use protocol::msg::tree_connect::{share_flags, share_type, TreeConnectRequest, TreeConnectResponse};
+use protocol::msg::tree_disconnect::{TreeDisconnectRequest, TreeDisconnectResponse};
+use protocol::NtStatus;
+use tracing::{debug, info};
+
+use crate::pipeline::{Ctx, HResult, Resp};
+use crate::state::tree::{Tree, TreeKind};
+use crate::state::lock;
+
+/// FILE_ALL_ACCESS (0x001F01FF): what an owner gets on a writable share.
+pub const FILE_ALL_ACCESS: u32 = 0x001F_01FF;
+/// Read, execute, read attributes/EA, read control, synchronize.
+pub const FILE_READ_ONLY_ACCESS: u32 = 0x0012_00A9;
+
+pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
+    let req = TreeConnectRequest::parse(ctx.msg).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+    let session = ctx.session()?.clone();
+    // The path is \\server\share.
+    let name = req.path.trim_start_matches('\\').split_once('\\').map(|(_, s)| s).unwrap_or("");
+    if name.is_empty() || name.contains('\\') {
+        return Err(NtStatus::BAD_NETWORK_NAME);
+    }
+    let (guest, anonymous) = {
+        let i = lock(&session.inner);
+        (i.guest, i.anonymous)
+    };
+    let dialect = ctx.conn.dialect;
+    let (kind, encrypt, read_only) = if name.eq_ignore_ascii_case("IPC$") {
+        (TreeKind::Ipc, false, false)
+    } else {
+        let share = ctx.server.share(name).ok_or_else(|| {
+            debug!(%name, "no such share");
+            NtStatus::BAD_NETWORK_NAME
+        })?;
+        if (guest || anonymous) && !share.cfg.guest_ok {
+            info!(%name, "guest refused on share");
+            return Err(NtStatus::ACCESS_DENIED);
+        }
+        let encrypt = share.cfg.encrypt || ctx.server.cfg.encrypt;
+        if encrypt && (dialect < 0x0300 || ctx.conn.cipher == 0) {
+            // The client cannot encrypt, and the share requires it.
+            return Err(NtStatus::ACCESS_DENIED);
+        }
+        let ro = share.cfg.read_only;
+        (TreeKind::Disk(share), encrypt, ro)
+    };
+    let maximal_access = if read_only { FILE_READ_ONLY_ACCESS } else { FILE_ALL_ACCESS };
+    let id = (ctx.server.next_id() & 0xFFFF_FFFF) as u32;
+    let is_ipc = matches!(kind, TreeKind::Ipc);
+    let tree = Arc::new(Tree { id, kind, encrypt, read_only, maximal_access });
+    lock(&session.inner).trees.insert(id, tree);
+    let mut flags = share_flags::MANUAL_CACHING;
+    if encrypt {
+        flags |= share_flags::ENCRYPT_DATA;
+    }
+    if is_ipc {
+        flags = share_flags::NO_CACHING;
+    }
+    let mut body = BytesMut::with_capacity(16);
+    TreeConnectResponse {
+        share_type: if is_ipc { share_type::PIPE } else { share_type::DISK },
+        share_flags: flags,
+        capabilities: 0,
+        maximal_access,
+    }
+    .encode(&mut body);
+    let mut r = Resp::ok(body);
+    // The response carries the new tree id in its header.
+    r.tree_id = Some(id);
+    Ok(r)
+}
+
+pub fn disconnect(ctx: &mut Ctx<'_>) -> HResult {
+    TreeDisconnectRequest::parse(ctx.msg).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+    let session = ctx.session()?.clone();
+    let tree = ctx.tree()?.clone();
+    let opens: Vec<_> = {
+        let mut inner = lock(&session.inner);
+        inner.trees.remove(&tree.id);
+        let ids: Vec<u64> = inner.opens.iter().filter(|(_, o)| o.tree.id == tree.id).map(|(k, _)| *k).collect();
+        ids.into_iter().filter_map(|k| inner.opens.remove(&k)).collect()
+    };
+    for o in opens {
+        crate::cmd::close::close_open(ctx.server, &o);
+    }
+    let mut body = BytesMut::with_capacity(4);
+    TreeDisconnectResponse.encode(&mut body);
+    Ok(Resp::ok(body))
+}

@@ -1,0 +1,194 @@
+//! Configuration: a TOML file, command-line flags, or the embedded default.
+//!
+//! ```toml
+//! listen = ["127.0.0.1:445"]
+//! users_file = "duet-data/users"
+//! signing = "enabled"        # or "required"
+//! encrypt = false            # require encryption on every share
+//! server_name = "DUET"
+//!
+//! [[share]]
+//! name = "duet"
+//! path = "duet-data/share"
+//! encrypt = false            # require encryption on this share
+//! guest_ok = false           # allow guest/anonymous sessions on this share
+//! read_only = false
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Signing policy of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Signing {
+    /// Sign when the client asks or when the session is not guest.
+    #[default]
+    Enabled,
+    /// Every non-guest session must sign.
+    Required,
+}
+
+/// One served directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareConfig {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub encrypt: bool,
+    #[serde(default)]
+    pub guest_ok: bool,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: Vec<SocketAddr>,
+    #[serde(default)]
+    pub users_file: Option<PathBuf>,
+    #[serde(default)]
+    pub signing: Signing,
+    #[serde(default)]
+    pub encrypt: bool,
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+    #[serde(default, rename = "share")]
+    pub shares: Vec<ShareConfig>,
+    /// Users given directly (name, password), e.g. from `--user`.
+    #[serde(skip)]
+    pub inline_users: Vec<(String, String)>,
+}
+
+fn default_listen() -> Vec<SocketAddr> {
+    vec!["127.0.0.1:445".parse().expect("literal address")]
+}
+
+fn default_server_name() -> String {
+    "DUET".to_string()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            users_file: None,
+            signing: Signing::Enabled,
+            encrypt: false,
+            server_name: default_server_name(),
+            shares: Vec::new(),
+            inline_users: Vec::new(),
+        }
+    }
+}
+
+/// A configuration problem, reported before the server starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file. Relative paths in it are taken relative to the file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for s in &mut cfg.shares {
+            if s.path.is_relative() {
+                s.path = base.join(&s.path);
+            }
+        }
+        if let Some(u) = &mut cfg.users_file {
+            if u.is_relative() {
+                *u = base.join(&u);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Checks what can be checked before binding.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.shares.is_empty() {
+            return Err(ConfigError::Invalid("no shares configured".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.shares {
+            let key = s.name.to_lowercase();
+            if key == "ipc$" || s.name.is_empty() || s.name.contains(['\\', '/', ':']) {
+                return Err(ConfigError::Invalid(format!("invalid share name {:?}", s.name)));
+            }
+            if !seen.insert(key) {
+                return Err(ConfigError::Invalid(format!("share {:?} configured twice", s.name)));
+            }
+        }
+        if self.listen.is_empty() {
+            return Err(ConfigError::Invalid("no listen address".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_full_file_and_resolves_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("duet.toml");
+        std::fs::write(
+            &p,
+            r#"
+listen = ["127.0.0.1:4450"]
+users_file = "users"
+signing = "required"
+[[share]]
+name = "data"
+path = "share"
+encrypt = true
+"#,
+        )
+        .unwrap();
+        let cfg = Config::from_file(&p).unwrap();
+        assert_eq!(cfg.listen[0].port(), 4450);
+        assert_eq!(cfg.signing, Signing::Required);
+        assert_eq!(cfg.shares[0].path, dir.path().join("share"));
+        assert!(cfg.shares[0].encrypt);
+        assert_eq!(cfg.users_file.as_deref(), Some(dir.path().join("users").as_path()));
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_duplicate_shares() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("duet.toml");
+        std::fs::write(&p, "lisen = []\n").unwrap();
+        assert!(matches!(Config::from_file(&p), Err(ConfigError::Parse(..))));
+        let mut cfg = Config::default();
+        for _ in 0..2 {
+            cfg.shares.push(ShareConfig {
+                name: "A".into(),
+                path: "/tmp".into(),
+                encrypt: false,
+                guest_ok: false,
+                read_only: false,
+                comment: String::new(),
+            });
+        }
+        assert!(cfg.validate().is_err());
+    }
+}

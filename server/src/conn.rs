@@ -1,0 +1,157 @@
+//! One task per TCP connection: read frames, hand each to the pipeline,
+//! and write what comes back. A second task writes, so that async
+//! completions (CHANGE_NOTIFY, blocking locks) can be sent at any time.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use protocol::crypto::preauth::PreauthHash;
+use protocol::crypto::signing::SigningAlgorithm;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::pipeline::{self, Flow};
+use crate::state::{lock, Server, Session};
+
+/// Largest frame accepted: an 8 MiB write plus headers and a transform.
+pub const MAX_FRAME: usize = 8 * 1024 * 1024 + 64 * 1024;
+/// Largest READ/WRITE/transact size the server offers.
+pub const MAX_IO: u32 = 8 * 1024 * 1024;
+
+/// An async operation waiting to complete, for CANCEL.
+pub struct PendingOp {
+    pub message_id: u64,
+    pub session_id: u64,
+    pub cancel: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The per-connection state ([MS-SMB2] 3.3.1.7).
+pub struct ConnState {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub server: Arc<Server>,
+    /// The door out: whole frames (NetBIOS header included) to the writer.
+    pub tx: mpsc::Sender<Bytes>,
+    /// The negotiated dialect; 0 before NEGOTIATE.
+    pub dialect: u16,
+    pub client_guid: [u8; 16],
+    pub client_capabilities: u32,
+    pub client_security_mode: u16,
+    pub client_dialects: Vec<u16>,
+    pub server_capabilities: u32,
+    pub server_security_mode: u16,
+    /// Connection.PreauthIntegrityHashValue (3.1.1).
+    pub preauth: PreauthHash,
+    /// Negotiated cipher id; 0 when none.
+    pub cipher: u16,
+    pub signing_alg: SigningAlgorithm,
+    /// Sessions set up (or being set up) on this connection.
+    pub sessions: HashMap<u64, Arc<Session>>,
+    /// Async operations by async id.
+    pub pending: Arc<Mutex<HashMap<u64, PendingOp>>>,
+    /// Credits granted and not yet used.
+    pub credits: u32,
+}
+
+impl ConnState {
+    pub fn new(server: Arc<Server>, peer: SocketAddr, id: u64, tx: mpsc::Sender<Bytes>) -> ConnState {
+        ConnState {
+            id,
+            peer,
+            server,
+            tx,
+            dialect: 0,
+            client_guid: [0; 16],
+            client_capabilities: 0,
+            client_security_mode: 0,
+            client_dialects: Vec::new(),
+            server_capabilities: 0,
+            server_security_mode: 0,
+            preauth: PreauthHash::new(),
+            cipher: 0,
+            signing_alg: SigningAlgorithm::HmacSha256,
+            sessions: HashMap::new(),
+            pending: Arc::new(Mutex::new(HashMap::new())),
+            credits: 1,
+        }
+    }
+
+    pub fn negotiated(&self) -> bool {
+        self.dialect != 0
+    }
+
+    /// A session of this connection (or a valid one from another channel).
+    pub fn session(&self, id: u64) -> Option<Arc<Session>> {
+        self.sessions.get(&id).cloned().or_else(|| self.server.session(id))
+    }
+}
+
+/// Serves one connection until the peer goes away or sends garbage.
+pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u64) {
+    debug!("connected");
+    let (mut rd, mut wr) = sock.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if let Err(e) = wr.write_all(&frame).await {
+                debug!("write: {e}");
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let mut conn = ConnState::new(server.clone(), peer, id, tx);
+    let mut buf = BytesMut::with_capacity(128 * 1024);
+    'read: loop {
+        loop {
+            match protocol::netbios::decode(&mut buf, MAX_FRAME) {
+                Ok(Some(frame)) => {
+                    if let Flow::Close = pipeline::handle(&mut conn, frame).await {
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!("closing: {e}");
+                    break 'read;
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < 64 * 1024 {
+            buf.reserve(256 * 1024);
+        }
+        match rd.read_buf(&mut buf).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                debug!("read: {e}");
+                break;
+            }
+        }
+    }
+    cleanup(&mut conn);
+    drop(conn);
+    let _ = writer.await;
+    info!("disconnected");
+}
+
+/// Tears down what the connection owned: pending operations, and the
+/// sessions established on it with their trees and opens.
+fn cleanup(conn: &mut ConnState) {
+    for (_, op) in lock(&conn.pending).drain() {
+        let _ = op.cancel.send(());
+    }
+    let server = conn.server.clone();
+    for (sid, session) in conn.sessions.drain() {
+        let owned_here = lock(&session.inner).conn_id == conn.id;
+        if !owned_here {
+            continue;
+        }
+        lock(&server.sessions).remove(&sid);
+        crate::cmd::logoff::close_session(&server, &session);
+    }
+}

@@ -1,0 +1,593 @@
+//! The request pipeline: the one door in and the one door out.
+//!
+//! Every frame read off a connection enters through [`handle`]; every
+//! response leaves through [`send_frame`]. In between: the transform
+//! (decryption), compound splitting, session/tree lookup, signature checks,
+//! dispatch to the command handlers in [`crate::cmd`], and on the way out
+//! credits, signing and encryption. The journal's consistency points
+//! (DESIGN.md) attach here: point 1 at the top of [`handle`], point 2 before
+//! each element's dispatch, point 3 after it, point 4 after the send.
+//! Handlers never write to the journal or the socket themselves.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use protocol::crypto::{signing, transform};
+use protocol::header::{self, flags, Command, Header, HEADER_LEN};
+use protocol::msg::FileId;
+use protocol::NtStatus;
+use tracing::{debug, trace, warn};
+
+use crate::cmd;
+use crate::conn::{ConnState, PendingOp};
+use crate::state::session::SessionCrypto;
+use crate::state::{lock, Server, Session, Tree};
+
+/// Whether the connection goes on.
+pub enum Flow {
+    Continue,
+    Close,
+}
+
+/// A future that completes an async operation.
+pub type PendingFut = Pin<Box<dyn Future<Output = Result<Resp, NtStatus>> + Send>>;
+
+/// A handler's answer for one element.
+pub struct Resp {
+    /// SUCCESS or an informational/warning status (BUFFER_OVERFLOW,
+    /// MORE_PROCESSING_REQUIRED); errors normally come as `Err(status)`.
+    pub status: NtStatus,
+    pub body: BytesMut,
+    /// The file the element acted on, for related compound elements.
+    pub file_id: Option<FileId>,
+    /// Go async: send STATUS_PENDING now and this future's result later.
+    pub pending: Option<PendingFut>,
+    /// SESSION_SETUP: the session id to put in the response header.
+    pub session_id: Option<u64>,
+    /// TREE_CONNECT: the tree id to put in the response header.
+    pub tree_id: Option<u32>,
+    /// SESSION_SETUP: sign the response with these keys (the final leg).
+    pub sign_with: Option<Arc<SessionCrypto>>,
+    /// SESSION_SETUP: add the response to this session's preauth hash.
+    pub preauth_session: Option<Arc<Session>>,
+    /// NEGOTIATE: add the response to the connection's preauth hash.
+    pub preauth_conn: bool,
+    /// Do not send any response (CANCEL).
+    pub no_response: bool,
+    /// Close the connection after sending.
+    pub close: bool,
+}
+
+impl Resp {
+    pub fn ok(body: BytesMut) -> Resp {
+        Resp::with_status(NtStatus::SUCCESS, body)
+    }
+
+    pub fn with_status(status: NtStatus, body: BytesMut) -> Resp {
+        Resp {
+            status,
+            body,
+            file_id: None,
+            pending: None,
+            session_id: None,
+            tree_id: None,
+            sign_with: None,
+            preauth_session: None,
+            preauth_conn: false,
+            no_response: false,
+            close: false,
+        }
+    }
+
+    pub fn file(mut self, id: FileId) -> Resp {
+        self.file_id = Some(id);
+        self
+    }
+}
+
+/// What a handler result is.
+pub type HResult = Result<Resp, NtStatus>;
+
+/// Everything a handler may look at for one element.
+pub struct Ctx<'a> {
+    pub server: &'a Arc<Server>,
+    pub conn: &'a mut ConnState,
+    pub hdr: &'a Header,
+    /// This element's bytes, header included.
+    pub msg: &'a [u8],
+    pub session: Option<Arc<Session>>,
+    pub tree: Option<Arc<Tree>>,
+    /// The request came inside a transform header.
+    pub encrypted: bool,
+    /// For related compound elements: the file id the previous element used.
+    pub chain_file_id: Option<FileId>,
+}
+
+impl Ctx<'_> {
+    /// The session, which the pipeline has checked is valid.
+    pub fn session(&self) -> Result<&Arc<Session>, NtStatus> {
+        self.session.as_ref().ok_or(NtStatus::USER_SESSION_DELETED)
+    }
+
+    pub fn tree(&self) -> Result<&Arc<Tree>, NtStatus> {
+        self.tree.as_ref().ok_or(NtStatus::NETWORK_NAME_DELETED)
+    }
+
+    /// Resolves a request's file id: the chained one for related elements
+    /// that pass the all-ones id.
+    pub fn file_id(&self, id: FileId) -> Result<FileId, NtStatus> {
+        if id == FileId::ANY && self.hdr.is_related() {
+            return self.chain_file_id.ok_or(NtStatus::INVALID_PARAMETER);
+        }
+        Ok(id)
+    }
+
+    /// Looks an open up by file id in this session and tree.
+    pub fn open(&self, id: FileId) -> Result<Arc<crate::state::Open>, NtStatus> {
+        let id = self.file_id(id)?;
+        let session = self.session()?;
+        let open = session.open(id.volatile).ok_or(NtStatus::FILE_CLOSED)?;
+        if open.persistent_id != id.persistent {
+            return Err(NtStatus::FILE_CLOSED);
+        }
+        if let Some(t) = &self.tree {
+            if open.tree.id != t.id {
+                return Err(NtStatus::FILE_CLOSED);
+            }
+        }
+        Ok(open)
+    }
+}
+
+/// One element of the response chain.
+struct OutElement {
+    hdr: Header,
+    body: BytesMut,
+    sign: Option<Arc<SessionCrypto>>,
+    preauth_session: Option<Arc<Session>>,
+    preauth_conn: bool,
+}
+
+/// The door in: one whole frame off the socket.
+pub async fn handle(conn: &mut ConnState, frame: BytesMut) -> Flow {
+    if frame.len() < 4 {
+        return Flow::Close;
+    }
+    match &frame[0..4] {
+        [0xFF, b'S', b'M', b'B'] => return smb1(conn, &frame).await,
+        [0xFD, b'S', b'M', b'B'] => {
+            let Some((plain, crypto, session_id)) = decrypt(conn, &frame) else {
+                debug!("undecryptable transform: closing");
+                return Flow::Close;
+            };
+            process(conn, plain, true, Some((crypto, session_id))).await
+        }
+        [0xFE, b'S', b'M', b'B'] => process(conn, frame.freeze(), false, None).await,
+        _ => {
+            debug!("unknown protocol id: closing");
+            Flow::Close
+        }
+    }
+}
+
+/// An SMB1 NEGOTIATE that offers SMB2 gets the SMB2 negotiate upgrade
+/// ([MS-SMB2] 3.3.5.3.1); anything else SMB1 closes the connection.
+async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
+    if conn.negotiated() {
+        return Flow::Close;
+    }
+    match protocol::msg::negotiate::smb1_negotiate_offers_smb2(frame) {
+        Some(true) => {
+            let wildcard = frame.windows(9).any(|w| w == b"SMB 2.???");
+            let hdr = Header { command: Command::Negotiate as u16, ..Default::default() };
+            let resp = cmd::negotiate::smb1_upgrade(conn, wildcard);
+            let mut out = Vec::new();
+            let mut h = hdr.response(resp.status);
+            h.credits = 1;
+            out.push(OutElement { hdr: h, body: resp.body, sign: None, preauth_session: None, preauth_conn: false });
+            send_elements(conn, out, None).await;
+            Flow::Continue
+        }
+        _ => Flow::Close,
+    }
+}
+
+fn decrypt(conn: &ConnState, frame: &[u8]) -> Option<(Bytes, Arc<SessionCrypto>, u64)> {
+    let th = transform::TransformHeader::parse(frame).ok()?;
+    let session = conn.session(th.session_id)?;
+    let crypto = session.crypto()?;
+    let plain = transform::decrypt(crypto.cipher, &crypto.decryption_key, frame).ok()?;
+    Some((Bytes::from(plain), crypto, th.session_id))
+}
+
+/// Splits a (possibly compound) message, runs each element, sends the
+/// responses as one frame.
+async fn process(
+    conn: &mut ConnState,
+    msg: Bytes,
+    encrypted: bool,
+    transform_session: Option<(Arc<SessionCrypto>, u64)>,
+) -> Flow {
+    let server = conn.server.clone();
+    let mut out: Vec<OutElement> = Vec::new();
+    let mut at = 0usize;
+    let mut chain_file_id: Option<FileId> = None;
+    let mut chain_session: Option<u64> = None;
+    let mut chain_tree: Option<u32> = None;
+    let mut chain_status: Option<NtStatus> = None;
+    let mut close = false;
+    let mut pending_tasks = Vec::new();
+    let mut encrypt_reply = transform_session.clone();
+    loop {
+        let rest = &msg[at..];
+        let Ok(hdr) = Header::parse(rest) else {
+            return Flow::Close;
+        };
+        let len = if hdr.next_command == 0 {
+            rest.len()
+        } else {
+            let n = hdr.next_command as usize;
+            if n % 8 != 0 || n < HEADER_LEN || n > rest.len() {
+                return Flow::Close;
+            }
+            n
+        };
+        let elem = msg.slice(at..at + len);
+        let first = out.is_empty();
+        // Related elements inherit session, tree and file from the previous one.
+        let related = hdr.is_related() && !first;
+        let mut hdr_eff = hdr.clone();
+        if related {
+            if hdr.session_id == u64::MAX {
+                hdr_eff.session_id = chain_session.unwrap_or(0);
+            }
+            if hdr.tree_id == u32::MAX {
+                hdr_eff.tree_id = chain_tree.unwrap_or(0);
+            }
+        }
+        let mut resp_hdr = hdr_eff.response(NtStatus::SUCCESS);
+        resp_hdr.flags = flags::SERVER_TO_REDIR | (hdr.flags & flags::RELATED_OPERATIONS);
+        if hdr.is_async() {
+            resp_hdr.flags |= flags::ASYNC_COMMAND;
+            resp_hdr.async_id = hdr.async_id;
+        }
+        let result = if related && chain_status.is_some_and(|s| s.is_error()) && hdr.command != Command::Create as u16 {
+            // A failed element fails the related ones after it ([MS-SMB2] 3.3.5.2.7.2).
+            Err(chain_status.unwrap_or(NtStatus::INVALID_PARAMETER))
+        } else {
+            run_element(conn, &server, &hdr_eff, &elem, encrypted, if related { chain_file_id } else { None }).await
+        };
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(status) => error_resp(status),
+        };
+        if resp.no_response {
+            if hdr.next_command == 0 {
+                break;
+            }
+            at += len;
+            continue;
+        }
+        if resp.file_id.is_some() {
+            chain_file_id = resp.file_id;
+        }
+        chain_status = Some(resp.status);
+        chain_session = Some(resp.session_id.unwrap_or(hdr_eff.session_id));
+        chain_tree = Some(resp.tree_id.unwrap_or(hdr_eff.tree_id));
+        resp_hdr.status = resp.status.0;
+        if let Some(sid) = resp.session_id {
+            resp_hdr.session_id = sid;
+        }
+        if let Some(tid) = resp.tree_id {
+            resp_hdr.tree_id = tid;
+        }
+        resp_hdr.credits = grant_credits(conn, &hdr);
+        close |= resp.close;
+        // Signing: the session's keys, when the session signs or the request was signed.
+        let sign = if encrypted {
+            None
+        } else if let Some(k) = resp.sign_with.take() {
+            Some(k)
+        } else {
+            signing_for(conn, &hdr_eff, hdr.is_signed())
+        };
+        if encrypt_reply.is_none() && !encrypted {
+            encrypt_reply = None;
+        }
+        if let Some(fut) = resp.pending.take() {
+            let async_id = server.next_id();
+            let mut interim = resp_hdr.clone();
+            interim.flags |= flags::ASYNC_COMMAND;
+            interim.async_id = async_id;
+            interim.status = NtStatus::PENDING.0;
+            let mut body = BytesMut::new();
+            header::encode_error_body(&mut body);
+            out.push(OutElement { hdr: interim.clone(), body, sign: sign.clone(), preauth_session: None, preauth_conn: false });
+            let mut final_hdr = interim;
+            final_hdr.credits = 0;
+            pending_tasks.push((async_id, hdr.message_id, hdr_eff.session_id, final_hdr, fut, sign));
+        } else {
+            out.push(OutElement {
+                hdr: resp_hdr,
+                body: resp.body,
+                sign,
+                preauth_session: resp.preauth_session.take(),
+                preauth_conn: resp.preauth_conn,
+            });
+        }
+        if hdr.next_command == 0 {
+            break;
+        }
+        at += len;
+    }
+    if !out.is_empty() {
+        let enc = encrypt_reply.or_else(|| encryption_for(conn, &out));
+        send_elements(conn, out, enc).await;
+    }
+    for (async_id, message_id, session_id, final_hdr, fut, sign) in pending_tasks {
+        spawn_pending(conn, async_id, message_id, session_id, final_hdr, fut, sign, encrypted);
+    }
+    if close {
+        Flow::Close
+    } else {
+        Flow::Continue
+    }
+}
+
+/// Responses to an encrypted session's requests are encrypted even when a
+/// request came in plain (e.g. after the session turned encryption on).
+fn encryption_for(conn: &ConnState, out: &[OutElement]) -> Option<(Arc<SessionCrypto>, u64)> {
+    let sid = out.first()?.hdr.session_id;
+    let session = conn.session(sid)?;
+    let crypto = session.crypto()?;
+    if crypto.encrypt_data && session.is_valid() {
+        Some((crypto, sid))
+    } else {
+        None
+    }
+}
+
+fn signing_for(conn: &ConnState, hdr: &Header, request_signed: bool) -> Option<Arc<SessionCrypto>> {
+    let cmd = hdr.command();
+    if matches!(cmd, Some(Command::Negotiate)) || hdr.session_id == 0 {
+        return None;
+    }
+    let session = conn.session(hdr.session_id)?;
+    if !session.is_valid() {
+        return None;
+    }
+    let crypto = session.crypto()?;
+    if crypto.signing_key.is_empty() {
+        return None;
+    }
+    if request_signed || crypto.signing_required {
+        Some(crypto)
+    } else {
+        None
+    }
+}
+
+/// Credits granted in a response ([MS-SMB2] 3.3.1.2): what the client asks
+/// for, at least one, within a window of 8192 outstanding.
+fn grant_credits(conn: &mut ConnState, hdr: &Header) -> u16 {
+    let charge = u32::from(hdr.credit_charge.max(1));
+    conn.credits = conn.credits.saturating_sub(charge);
+    let want = u32::from(hdr.credits.max(1));
+    let room = 8192u32.saturating_sub(conn.credits);
+    let grant = want.min(room).max(if conn.credits == 0 { 1 } else { 0 });
+    conn.credits += grant;
+    grant as u16
+}
+
+fn error_resp(status: NtStatus) -> Resp {
+    let mut body = BytesMut::with_capacity(9);
+    header::encode_error_body(&mut body);
+    Resp::with_status(status, body)
+}
+
+/// Checks the session, signature, encryption and tree of one element, then
+/// dispatches it.
+async fn run_element(
+    conn: &mut ConnState,
+    server: &Arc<Server>,
+    hdr: &Header,
+    elem: &[u8],
+    encrypted: bool,
+    chain_file_id: Option<FileId>,
+) -> Result<Resp, NtStatus> {
+    let Some(command) = hdr.command() else {
+        return Err(NtStatus::INVALID_PARAMETER);
+    };
+    trace!(?command, mid = hdr.message_id, "request");
+    if !conn.negotiated() && command != Command::Negotiate {
+        let mut r = error_resp(NtStatus::INVALID_PARAMETER);
+        r.close = true;
+        return Ok(r);
+    }
+    let needs_session = !matches!(command, Command::Negotiate | Command::SessionSetup | Command::Echo | Command::Cancel);
+    let mut session = None;
+    if needs_session || (command == Command::SessionSetup && hdr.session_id != 0) || (command == Command::Echo && hdr.session_id != 0) {
+        match conn.session(hdr.session_id) {
+            Some(s) => session = Some(s),
+            None if needs_session || command == Command::SessionSetup => return Err(NtStatus::USER_SESSION_DELETED),
+            None => {}
+        }
+    }
+    if let Some(s) = &session {
+        if command != Command::SessionSetup {
+            let inner = lock(&s.inner);
+            match inner.auth {
+                crate::state::session::AuthState::Valid => {}
+                crate::state::session::AuthState::Expired => return Err(NtStatus::NETWORK_SESSION_EXPIRED),
+                crate::state::session::AuthState::InProgress { .. } => return Err(NtStatus::USER_SESSION_DELETED),
+            }
+        }
+        if let Some(crypto) = s.crypto() {
+            if !encrypted && hdr.is_signed() && !crypto.signing_key.is_empty() {
+                if !signing::verify(crypto.signing_alg, &crypto.signing_key, elem) {
+                    warn!(mid = hdr.message_id, "bad signature");
+                    return Err(NtStatus::ACCESS_DENIED);
+                }
+            } else if !encrypted
+                && crypto.signing_required
+                && !matches!(command, Command::Negotiate | Command::SessionSetup | Command::Cancel)
+                && s.is_valid()
+            {
+                return Err(NtStatus::ACCESS_DENIED);
+            }
+            if crypto.encrypt_data && !encrypted && s.is_valid() && command != Command::SessionSetup && conn.dialect >= 0x0300 {
+                return Err(NtStatus::ACCESS_DENIED);
+            }
+        }
+    }
+    let needs_tree = matches!(
+        command,
+        Command::TreeDisconnect
+            | Command::Create
+            | Command::Close
+            | Command::Flush
+            | Command::Read
+            | Command::Write
+            | Command::Lock
+            | Command::Ioctl
+            | Command::QueryDirectory
+            | Command::ChangeNotify
+            | Command::QueryInfo
+            | Command::SetInfo
+    );
+    let mut tree = None;
+    if needs_tree {
+        let s = session.as_ref().ok_or(NtStatus::USER_SESSION_DELETED)?;
+        let t = s.tree(hdr.tree_id).ok_or(NtStatus::NETWORK_NAME_DELETED)?;
+        if t.encrypt && !encrypted && conn.dialect >= 0x0300 {
+            return Err(NtStatus::ACCESS_DENIED);
+        }
+        tree = Some(t);
+    }
+    let mut ctx = Ctx { server, conn, hdr, msg: elem, session, tree, encrypted, chain_file_id };
+    cmd::dispatch(&mut ctx, command).await
+}
+
+/// Encodes, signs and (when asked) encrypts the elements as one frame, and
+/// sends it: the door out.
+async fn send_elements(conn: &mut ConnState, out: Vec<OutElement>, encrypt: Option<(Arc<SessionCrypto>, u64)>) {
+    let n = out.len();
+    let mut chain = BytesMut::new();
+    for (i, mut e) in out.into_iter().enumerate() {
+        let mut m = BytesMut::with_capacity(HEADER_LEN + e.body.len() + 8);
+        if encrypt.is_some() {
+            e.sign = None;
+        }
+        if e.sign.is_some() {
+            e.hdr.flags |= flags::SIGNED;
+        }
+        e.hdr.encode(&mut m);
+        m.unsplit(e.body);
+        if i + 1 < n {
+            while m.len() % 8 != 0 {
+                m.put_u8(0);
+            }
+            let len = m.len() as u32;
+            m[20..24].copy_from_slice(&len.to_le_bytes());
+        }
+        if e.preauth_conn {
+            conn.preauth.update(&m);
+        }
+        if let Some(s) = &e.preauth_session {
+            if let crate::state::session::AuthState::InProgress { preauth, .. } = &mut lock(&s.inner).auth {
+                preauth.update(&m);
+            }
+        }
+        if let Some(k) = &e.sign {
+            signing::sign(k.signing_alg, &k.signing_key, &mut m);
+        }
+        chain.unsplit(m);
+    }
+    let frame = match encrypt {
+        Some((crypto, sid)) => {
+            let nonce: [u8; 16] = rand::random();
+            let nlen = if matches!(crypto.cipher, protocol::msg::negotiate::cipher::AES_128_CCM | protocol::msg::negotiate::cipher::AES_256_CCM) {
+                11
+            } else {
+                12
+            };
+            match transform::encrypt(crypto.cipher, &crypto.encryption_key, sid, &nonce[..nlen], &chain) {
+                Ok(t) => BytesMut::from(&t[..]),
+                Err(e) => {
+                    warn!("encrypt: {e}");
+                    return;
+                }
+            }
+        }
+        None => chain,
+    };
+    send_frame(&conn.tx, frame).await;
+}
+
+/// Adds the NetBIOS header and hands the frame to the writer.
+pub async fn send_frame(tx: &tokio::sync::mpsc::Sender<Bytes>, msg: BytesMut) {
+    let mut f = BytesMut::with_capacity(4 + msg.len());
+    protocol::netbios::encode_header(msg.len(), &mut f);
+    f.unsplit(msg);
+    let _ = tx.send(f.freeze()).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_pending(
+    conn: &mut ConnState,
+    async_id: u64,
+    message_id: u64,
+    session_id: u64,
+    final_hdr: Header,
+    fut: PendingFut,
+    sign: Option<Arc<SessionCrypto>>,
+    encrypted: bool,
+) {
+    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
+    lock(&conn.pending).insert(async_id, PendingOp { message_id, session_id, cancel: cancel_tx });
+    let pending = conn.pending.clone();
+    let tx = conn.tx.clone();
+    let enc = if encrypted {
+        conn.session(session_id).and_then(|s| s.crypto()).map(|c| (c, session_id))
+    } else {
+        None
+    };
+    tokio::spawn(async move {
+        let result = tokio::select! {
+            r = fut => r,
+            _ = cancel_rx => Err(NtStatus::CANCELLED),
+        };
+        lock(&pending).remove(&async_id);
+        let resp = match result {
+            Ok(r) => r,
+            Err(s) => error_resp(s),
+        };
+        let mut h = final_hdr;
+        h.status = resp.status.0;
+        let mut m = BytesMut::new();
+        if sign.is_some() && enc.is_none() {
+            h.flags |= flags::SIGNED;
+        }
+        h.encode(&mut m);
+        m.unsplit(resp.body);
+        if enc.is_none() {
+            if let Some(k) = &sign {
+                signing::sign(k.signing_alg, &k.signing_key, &mut m);
+            }
+        }
+        let frame = match enc {
+            Some((crypto, sid)) => {
+                let nonce: [u8; 16] = rand::random();
+                let nlen = if matches!(crypto.cipher, 1 | 3) { 11 } else { 12 };
+                match transform::encrypt(crypto.cipher, &crypto.encryption_key, sid, &nonce[..nlen], &m) {
+                    Ok(t) => BytesMut::from(&t[..]),
+                    Err(_) => return,
+                }
+            }
+            None => m,
+        };
+        send_frame(&tx, frame).await;
+    });
+}

@@ -1,0 +1,145 @@
+//! The server's long-lived state.
+//!
+//! Sessions live in a server-wide table (a session can be reached from a
+//! new connection on reconnect); trees and opens belong to their session.
+//! The per-file table ([`files::FileTable`]) is server-wide: share modes,
+//! delete-on-close and byte-range locks concern every open of a file,
+//! whichever connection made it.
+
+pub mod files;
+pub mod open;
+pub mod session;
+pub mod tree;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::config::{Config, ShareConfig};
+use crate::fs;
+use crate::users::Users;
+use crate::RunError;
+
+pub use open::Open;
+pub use session::Session;
+pub use tree::Tree;
+
+/// A configured share with its confined file system.
+pub struct ShareEntry {
+    pub cfg: ShareConfig,
+    pub fs: fs::Share,
+}
+
+/// Everything the server knows, shared by all connections.
+pub struct Server {
+    pub cfg: Config,
+    pub users: Users,
+    pub shares: Vec<Arc<ShareEntry>>,
+    pub guid: [u8; 16],
+    /// FILETIME of the server start.
+    pub start_time: u64,
+    pub sessions: Mutex<HashMap<u64, Arc<Session>>>,
+    pub files: Mutex<files::FileTable>,
+    /// Durable opens by persistent id, for reconnect.
+    pub durable: Mutex<HashMap<u64, Arc<Open>>>,
+    next_id: AtomicU64,
+    next_conn: AtomicU64,
+}
+
+impl Server {
+    pub fn new(cfg: Config) -> Result<Server, RunError> {
+        let mut users = match &cfg.users_file {
+            Some(p) => Users::load(p)?,
+            None => Users::new(),
+        };
+        for (name, pw) in &cfg.inline_users {
+            users.add_password(name, pw);
+        }
+        let mut shares = Vec::new();
+        for s in &cfg.shares {
+            let share = fs::Share::new(&s.name, &s.path).map_err(|e| RunError::Share(s.name.clone(), e))?;
+            shares.push(Arc::new(ShareEntry { cfg: s.clone(), fs: share }));
+        }
+        let guid: [u8; 16] = rand::random();
+        Ok(Server {
+            cfg,
+            users,
+            shares,
+            guid,
+            start_time: now_filetime(),
+            sessions: Mutex::new(HashMap::new()),
+            files: Mutex::new(files::FileTable::default()),
+            durable: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            next_conn: AtomicU64::new(1),
+        })
+    }
+
+    /// A fresh id, unique for the server's lifetime (session ids, tree ids,
+    /// file ids, async ids).
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A share by name, case-insensitively.
+    pub fn share(&self, name: &str) -> Option<Arc<ShareEntry>> {
+        self.shares.iter().find(|s| s.cfg.name.eq_ignore_ascii_case(name)).cloned()
+    }
+
+    pub fn session(&self, id: u64) -> Option<Arc<Session>> {
+        lock(&self.sessions).get(&id).cloned()
+    }
+}
+
+/// Locks a mutex, recovering from poisoning: a panic in one request must
+/// not take the whole server down.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The current time as a FILETIME (100 ns units since 1601).
+pub fn now_filetime() -> u64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs() + 11_644_473_600) * 10_000_000 + u64::from(d.subsec_nanos()) / 100
+}
+
+impl protocol::rpc::PipeBackend for Server {
+    fn shares(&self) -> Vec<protocol::rpc::ShareInfo> {
+        let mut v: Vec<_> = self
+            .shares
+            .iter()
+            .map(|s| protocol::rpc::ShareInfo {
+                name: s.cfg.name.clone(),
+                share_type: protocol::rpc::STYPE_DISKTREE,
+                comment: s.cfg.comment.clone(),
+                path: format!("C:{}", s.cfg.path.display()).replace('/', "\\"),
+                max_uses: u32::MAX,
+                current_uses: 0,
+            })
+            .collect();
+        v.push(protocol::rpc::ShareInfo {
+            name: "IPC$".into(),
+            share_type: protocol::rpc::STYPE_IPC | protocol::rpc::STYPE_SPECIAL,
+            comment: "IPC Service".into(),
+            path: String::new(),
+            max_uses: u32::MAX,
+            current_uses: 0,
+        });
+        v
+    }
+
+    fn server_info(&self) -> protocol::rpc::ServerInfo {
+        protocol::rpc::ServerInfo {
+            name: self.cfg.server_name.to_uppercase(),
+            comment: "Duet".into(),
+            version_major: 10,
+            version_minor: 0,
+            // SV_TYPE_WORKSTATION | SV_TYPE_SERVER | SV_TYPE_SERVER_NT
+            server_type: 0x0000_9003,
+        }
+    }
+}

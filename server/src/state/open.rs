@@ -1,0 +1,73 @@
+//! An open: one handle a client holds ([MS-SMB2] 3.3.1.10).
+
+use std::sync::{Arc, Mutex};
+
+use protocol::msg::FileId;
+
+use super::files::FileKey;
+use super::Tree;
+use crate::fs;
+
+/// What the handle refers to.
+pub enum OpenKind {
+    /// A file or directory in a share.
+    Fs(fs::Handle),
+    /// A named pipe on IPC$.
+    Pipe(Mutex<protocol::rpc::Pipe>),
+}
+
+/// A directory enumeration in progress (QUERY_DIRECTORY).
+pub struct DirCursor {
+    pub pattern: String,
+    pub entries: Vec<fs::DirEntry>,
+    pub next: usize,
+}
+
+/// The mutable part of an open.
+pub struct OpenState {
+    /// Share-relative path as the client named it (no leading backslash).
+    pub path: String,
+    pub resolved: Option<fs::Resolved>,
+    pub delete_on_close: bool,
+    pub dir: Option<DirCursor>,
+    pub position: u64,
+    pub mode: u32,
+    pub oplock_level: u8,
+    pub lease_key: Option<[u8; 16]>,
+    pub lease_state: u32,
+    pub durable: bool,
+    pub create_guid: Option<[u8; 16]>,
+    /// The file was written through this open (for timestamps on close).
+    pub written: bool,
+}
+
+pub struct Open {
+    pub persistent_id: u64,
+    pub volatile_id: u64,
+    pub session_id: u64,
+    pub tree: Arc<Tree>,
+    pub kind: OpenKind,
+    pub access: u32,
+    pub share_access: u32,
+    pub create_options: u32,
+    pub is_dir: bool,
+    pub key: Option<FileKey>,
+    pub st: Mutex<OpenState>,
+}
+
+impl Open {
+    pub fn file_id(&self) -> FileId {
+        FileId { persistent: self.persistent_id, volatile: self.volatile_id }
+    }
+
+    pub fn handle(&self) -> Option<&fs::Handle> {
+        match &self.kind {
+            OpenKind::Fs(h) => Some(h),
+            OpenKind::Pipe(_) => None,
+        }
+    }
+
+    pub fn share(&self) -> Option<&Arc<super::ShareEntry>> {
+        self.tree.share()
+    }
+}
