@@ -35,7 +35,7 @@ pub mod flush;
 pub mod read;
 pub mod write;
 // pub mod lock;
-// pub mod ioctl;
+pub mod ioctl;
 pub mod cancel;
 pub mod echo;
 pub mod query_directory;
