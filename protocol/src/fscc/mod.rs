@@ -32,15 +32,21 @@ use crate::status::NtStatus;
 
 pub mod attributes;
 pub mod dir_info;
+pub mod ea;
 pub mod file_info;
 pub mod fs_info;
 pub mod object_id;
+pub mod set_info;
 
 pub use attributes::{access, file_attributes, file_info_class, fs_info_class};
 pub use dir_info::{dir_entry_fixed_size, dir_entry_size, encode_dir_entry, DirListBuilder};
+pub use ea::{
+    ea_list_size, encode_full_ea_list, parse_full_ea_list, parse_get_ea_list, FullEa, GetEa,
+};
 pub use file_info::{encode_file_info, fixed_size, is_variable_size, truncate_output, FileInfoCtx};
 pub use fs_info::{encode_fs_info, fs_fixed_size, truncate_fs_output, FsControl, FsStat};
 pub use object_id::FileObjectIdBuffer;
+pub use set_info::{parse_set_file_info, parse_set_fs_info, SetFileInfo, SetFsInfo, SetTime};
 
 /// Why an information class request cannot be answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
