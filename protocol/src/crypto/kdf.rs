@@ -112,3 +112,98 @@ pub fn derive(dialect: u16, session_key: &[u8], preauth_hash: Option<&[u8; 64]>,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::unhex;
+
+    fn hash(s: &str) -> [u8; 64] {
+        let mut h = [0u8; 64];
+        h.copy_from_slice(&unhex(s));
+        h
+    }
+
+    /// The preauth hash of the 3.1.1 session in [`crate::crypto::preauth`]'s test.
+    const PREAUTH_311: &str = "0DD13628CC3ED218EF9DF9772D436D0887AB9814BFAE63A80AA845F36909DB79
+                               28622DDDAD522D9751640A459762C5A9D6BB084CBB3CE6BDADEF5D5BCE3C6C01";
+
+    // Vectors of Microsoft's blog "SMB 2 and SMB 3 security in Windows 10: the
+    // anatomy of signing and cryptographic keys", appendix. The blog names the
+    // keys from the client's side: its EncryptionKey is client-to-server, our
+    // decryption key.
+
+    #[test]
+    fn smb_3_0_vectors() {
+        let k = derive(dialect::SMB3_0, &unhex("7CD451825D0450D235424E44BA6E78CC"), None, None);
+        assert_eq!(k.signing_key, unhex("0B7E9C5CAC36C0F6EA9AB275298CEDCE"));
+        assert_eq!(k.decryption_key, unhex("FAD27796665B313EBB578F388632B4F7"));
+        assert_eq!(k.encryption_key, unhex("B0F0427F7CEB416D1D9DCC0CD4F99447"));
+        assert_eq!(k.application_key, unhex("BB23A4575AA26C721AF525AF15A87B4F"));
+        // Second channel: only the signing key differs.
+        let k2 = derive(dialect::SMB3_0_2, &unhex("4E01A2B313BCF660CC250BEF021AEDE6"), None, None);
+        assert_eq!(k2.signing_key, unhex("BA1A17DBBFEC349BCA105563D598952F"));
+    }
+
+    #[test]
+    fn smb_3_1_1_vectors() {
+        let h = hash(PREAUTH_311);
+        let k = derive(dialect::SMB3_1_1, &unhex("270E1BA896585EEB7AF3472D3B4C75A7"), Some(&h), Some(cipher::AES_128_GCM));
+        assert_eq!(k.signing_key, unhex("73FE7A9A77BEF0BDE49C650D8CCB5F76"));
+        assert_eq!(k.decryption_key, unhex("629BCBC54422A0F572B97F45989B6073"));
+        assert_eq!(k.encryption_key, unhex("E2AF0DCEFAC68DA71A0DFBD0D1350D74"));
+        assert_eq!(k.application_key, unhex("6D7AD7954E9EC61E907B4D473DC178FF"));
+    }
+
+    /// "SMB 3.1.1 Encryption in Windows 10" (session 0x100000000025) and
+    /// "Encryption in SMB 3.0: A protocol perspective", from the client's side.
+    #[test]
+    fn encryption_blog_vectors() {
+        let h = hash(
+            "B23F3CBFD69487D9832B79B1594A367CDD950909B774C3A4C412B4FCEA9EDDDBA7DB256BA2EA30E9
+             77F11F9B113247578E0E915C6D2A513B8F2FCA5707DC8770",
+        );
+        let k = derive(dialect::SMB3_1_1, &unhex("419FDDF34C1E001909D362AE7FB6AF79"), Some(&h), Some(cipher::AES_128_GCM));
+        assert_eq!(k.decryption_key, unhex("A2F5E80E5D59103034F32E52F698E5EC"));
+        assert_eq!(k.encryption_key, unhex("748C50868C90F302962A5C35F5F9A8BF"));
+
+        let k = derive(dialect::SMB3_0, &unhex("B4546771B515F766A86735532DD6C4F0"), None, None);
+        assert_eq!(k.decryption_key, unhex("261B72350558F2E9DCF613070383EDBF"));
+        assert_eq!(k.encryption_key, unhex("8FE2B57EC34D2DB5B1A9727F526BBDB5"));
+    }
+
+    /// AES-256 keys (L = 256), checked against a one-off Python computation
+    /// (hmac/hashlib SP800-108) since no published vector exists.
+    #[test]
+    fn aes_256_keys_are_32_bytes() {
+        let h = hash(
+            "B23F3CBFD69487D9832B79B1594A367CDD950909B774C3A4C412B4FCEA9EDDDBA7DB256BA2EA30E9
+             77F11F9B113247578E0E915C6D2A513B8F2FCA5707DC8770",
+        );
+        let k = derive(dialect::SMB3_1_1, &unhex("419FDDF34C1E001909D362AE7FB6AF79"), Some(&h), Some(cipher::AES_256_GCM));
+        assert_eq!(k.encryption_key, unhex("f8cae3069ffcdc7662e2941207af463614d520a1a204aaf6b9ead136de931111"));
+        assert_eq!(k.decryption_key, unhex("cb61eb110446fbcaeb6a83beedb92779130b833a706e5b3495879d52195b90ed"));
+        assert_eq!(k.signing_key.len(), 16);
+        assert_eq!(k.application_key.len(), 16);
+    }
+
+    #[test]
+    fn smb_2_uses_the_session_key() {
+        let k = derive(dialect::SMB2_1, &[1, 2, 3], None, None);
+        let mut padded = vec![1, 2, 3];
+        padded.resize(16, 0);
+        assert_eq!(k.signing_key, padded);
+        assert!(k.encryption_key.is_empty() && k.decryption_key.is_empty());
+        // Longer keys are cut to 16 bytes.
+        assert_eq!(derive(dialect::SMB2_0_2, &[7; 32], None, None).signing_key, vec![7; 16]);
+    }
+
+    #[test]
+    fn short_key_is_zero_padded_for_smb3() {
+        let a = derive(dialect::SMB3_0, &[9; 8], None, None);
+        let mut k = vec![9; 8];
+        k.resize(16, 0);
+        let b = derive(dialect::SMB3_0, &k, None, None);
+        assert!(a == b);
+    }
+}

@@ -179,3 +179,107 @@ pub fn verify(alg: SigningAlgorithm, key: &[u8], msg: &[u8]) -> bool {
     let sig = signature(alg, key, msg);
     ct_eq(&sig, &msg[SIGNATURE_OFFSET..HEADER_LEN])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::unhex;
+
+    /// The final, signed SESSION_SETUP response of the 3.1.1 example in
+    /// Microsoft's "anatomy of signing and cryptographic keys" blog, signed
+    /// with AES-CMAC under SigningKey 73FE7A9A77BEF0BDE49C650D8CCB5F76.
+    const SIGNED_RESPONSE: &str = "FE534D4240000100000000000100800009000000000000000300000000000000FFFE000000000000
+                                   1900000000100000EBE146DA120BA25FC3376A49DFE31BC10900000048001D00A11B3019A0030A01
+                                   00A3120410010000003B453CDC3524164200000000";
+    const KEY: &str = "73FE7A9A77BEF0BDE49C650D8CCB5F76";
+
+    #[test]
+    fn aes_cmac_matches_windows() {
+        let msg = unhex(SIGNED_RESPONSE);
+        let key = unhex(KEY);
+        assert_eq!(signature(SigningAlgorithm::AesCmac, &key, &msg).to_vec(), unhex("EBE146DA120BA25FC3376A49DFE31BC1"));
+        assert!(verify(SigningAlgorithm::AesCmac, &key, &msg));
+        // Re-signing an unsigned copy gives the same bytes.
+        let mut copy = msg.clone();
+        copy[SIGNATURE_OFFSET..HEADER_LEN].fill(0);
+        copy[FLAGS_OFFSET] &= !(flags::SIGNED as u8);
+        sign(SigningAlgorithm::AesCmac, &key, &mut copy);
+        assert_eq!(copy, msg);
+    }
+
+    /// HMAC-SHA256 and AES-GMAC over the same message, checked against a
+    /// one-off Python computation (hmac/hashlib and pyca/cryptography AESGCM
+    /// with an empty plaintext, nonce = MessageId 3 || 0x00000001 for a response).
+    #[test]
+    fn hmac_and_gmac_match_an_independent_computation() {
+        let msg = unhex(SIGNED_RESPONSE);
+        let key = unhex(KEY);
+        assert_eq!(
+            signature(SigningAlgorithm::HmacSha256, &key, &msg).to_vec(),
+            unhex("373d8b4ae191dc8c15be375c5bdaefcb")
+        );
+        assert_eq!(gmac_nonce(&msg).to_vec(), unhex("030000000000000001000000"));
+        assert_eq!(
+            signature(SigningAlgorithm::AesGmac, &key, &msg).to_vec(),
+            unhex("75d05bac99ff7fcc52a44c354381d559")
+        );
+    }
+
+    #[test]
+    fn gmac_nonce_marks_cancel_and_response() {
+        let mut msg = vec![0u8; 64];
+        msg[24] = 0x2a;
+        assert_eq!(gmac_nonce(&msg)[8..], [0, 0, 0, 0]);
+        msg[COMMAND_OFFSET] = COMMAND_CANCEL as u8;
+        assert_eq!(gmac_nonce(&msg)[8..], [2, 0, 0, 0]);
+        msg[FLAGS_OFFSET] = flags::SERVER_TO_REDIR as u8;
+        assert_eq!(gmac_nonce(&msg)[..9], [0x2a, 0, 0, 0, 0, 0, 0, 0, 3]);
+    }
+
+    #[test]
+    fn round_trip_and_mismatch_for_every_algorithm() {
+        let key = [0x11u8; 16];
+        for alg in [SigningAlgorithm::HmacSha256, SigningAlgorithm::AesCmac, SigningAlgorithm::AesGmac] {
+            let mut msg = unhex(SIGNED_RESPONSE);
+            msg[SIGNATURE_OFFSET..HEADER_LEN].fill(0);
+            msg[FLAGS_OFFSET] = 0x01;
+            sign(alg, &key, &mut msg);
+            assert_ne!(msg[FLAGS_OFFSET] & flags::SIGNED as u8, 0);
+            assert!(verify(alg, &key, &msg), "{alg:?}");
+            assert!(!verify(alg, &[0x12; 16], &msg), "{alg:?} wrong key");
+            for at in [0, 20, 30, 50, 70, msg.len() - 1] {
+                let mut bad = msg.clone();
+                bad[at] ^= 0x80;
+                assert!(!verify(alg, &key, &bad), "{alg:?} byte {at}");
+            }
+            // The message id is part of the GMAC nonce and of the MAC input.
+            let mut bad = msg.clone();
+            bad[MESSAGE_ID_OFFSET] ^= 1;
+            assert!(!verify(alg, &key, &bad));
+        }
+    }
+
+    #[test]
+    fn short_messages_do_not_panic() {
+        for len in 0..HEADER_LEN {
+            let mut m = vec![0u8; len];
+            for alg in [SigningAlgorithm::HmacSha256, SigningAlgorithm::AesCmac, SigningAlgorithm::AesGmac] {
+                let _ = signature(alg, &[1; 16], &m);
+                assert!(!verify(alg, &[1; 16], &m));
+                sign(alg, &[1; 16], &mut m);
+                assert!(m.iter().all(|&b| b == 0));
+            }
+        }
+        // Odd key lengths are padded or cut rather than refused.
+        let _ = signature(SigningAlgorithm::AesCmac, &[], &[0; 64]);
+        let _ = signature(SigningAlgorithm::AesGmac, &[1; 40], &[0; 64]);
+    }
+
+    #[test]
+    fn algorithm_ids() {
+        for alg in [SigningAlgorithm::HmacSha256, SigningAlgorithm::AesCmac, SigningAlgorithm::AesGmac] {
+            assert_eq!(SigningAlgorithm::from_id(alg.id()), Some(alg));
+        }
+        assert_eq!(SigningAlgorithm::from_id(3), None);
+    }
+}
