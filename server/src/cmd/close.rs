@@ -47,10 +47,7 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>) {
     let Some(key) = open.key else {
         return;
     };
-    let (doc, resolved) = {
-        let st = lock(&open.st);
-        (st.delete_on_close, st.resolved.clone())
-    };
+    let doc = lock(&open.st).delete_on_close;
     let delete = {
         let mut files = lock(&server.files);
         if doc {
@@ -58,10 +55,7 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>) {
         }
         files.remove_open(&key, open.persistent_id)
     };
-    if !delete {
-        return;
-    }
-    let (Some(share), Some(resolved)) = (open.share(), resolved) else {
+    let (Some(share), Some(resolved)) = (open.share(), delete) else {
         return;
     };
     let r = if open.is_dir { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };

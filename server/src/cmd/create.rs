@@ -251,7 +251,8 @@ fn open_disk(
         if created && !files.check_share(&key, desired, req.share_access) {
             return Err(NtStatus::SHARING_VIOLATION);
         }
-        files.add_open(key, OpenRef { persistent_id: id, access: desired, share_access: req.share_access });
+        let here = share.fs.resolve(&path).map_err(fs_err)?;
+        files.add_open(key, OpenRef { persistent_id: id, access: desired, share_access: req.share_access }, here);
     }
     if let Some(RequestContext::AllocationSize(n)) = req.context(|c| matches!(c, RequestContext::AllocationSize(_))) {
         if !st.is_dir {

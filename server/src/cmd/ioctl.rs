@@ -1,9 +1,204 @@
-//! IOCTL (not yet implemented).
+//! IOCTL ([MS-SMB2] 3.3.5.15): the FSCTLs clients send. Unknown ones get
+//! STATUS_NOT_SUPPORTED.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use protocol::msg::ioctl::{
+    fsctl, IoctlRequest, IoctlResponse, SrvCopychunkCopy, SrvCopychunkResponse, SrvRequestResumeKeyResponse,
+    ValidateNegotiateInfoRequest, ValidateNegotiateInfoResponse,
+};
 
 use protocol::NtStatus;
+use tracing::warn;
 
-use crate::pipeline::{Ctx, HResult};
+use super::bad;
+use crate::conn::MAX_IO;
+use crate::pipeline::{Ctx, HResult, Resp};
+use crate::state::files::access;
+use crate::state::open::OpenKind;
+use crate::state::{lock, Open};
 
-pub fn handle(_ctx: &mut Ctx<'_>) -> HResult {
-    Err(NtStatus::NOT_SUPPORTED)
+/// Copy-chunk limits we advertise ([MS-SMB2] 3.3.3: server defaults).
+const MAX_CHUNKS: u32 = 256;
+const MAX_CHUNK_SIZE: u32 = 1024 * 1024;
+const MAX_TOTAL: u32 = 16 * 1024 * 1024;
+
+pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
+    let req = IoctlRequest::parse(ctx.msg).map_err(bad)?;
+    if !req.is_fsctl() {
+        return Err(NtStatus::NOT_SUPPORTED);
+    }
+    if req.max_output_response > MAX_IO || req.input.len() > MAX_IO as usize {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    let max_out = req.max_output_response as usize;
+    let mut out = BytesMut::new();
+    let mut status = NtStatus::SUCCESS;
+    let mut file_id = req.file_id;
+    match req.ctl_code {
+        fsctl::FSCTL_VALIDATE_NEGOTIATE_INFO => {
+            let v = ValidateNegotiateInfoRequest::parse(req.input).map_err(bad)?;
+            let conn = &*ctx.conn;
+            let ok = v.capabilities == conn.client_capabilities
+                && v.guid == conn.client_guid
+                && v.security_mode == conn.client_security_mode
+                && v.dialects.len() == conn.client_dialects.len()
+                && v.dialects.iter().zip(&conn.client_dialects).all(|(a, b)| a == b);
+            if !ok {
+                // A tampered negotiation: drop the connection ([MS-SMB2] 3.3.5.15.12).
+                warn!(peer = %conn.peer, "FSCTL_VALIDATE_NEGOTIATE_INFO mismatch: disconnecting");
+                let mut r = Resp::with_status(NtStatus::ACCESS_DENIED, BytesMut::new());
+                r.close = true;
+                return Ok(r);
+            }
+            if max_out < 24 {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
+            ValidateNegotiateInfoResponse {
+                capabilities: conn.server_capabilities,
+                guid: ctx.server.guid,
+                security_mode: conn.server_security_mode,
+                dialect: conn.dialect,
+            }
+            .encode(&mut out);
+        }
+        fsctl::FSCTL_PIPE_TRANSCEIVE => {
+            let open = ctx.open(req.file_id)?;
+            file_id = open.file_id();
+            let OpenKind::Pipe(p) = &open.kind else {
+                return Err(NtStatus::INVALID_DEVICE_REQUEST);
+            };
+            let server = ctx.server.clone();
+            let mut pipe = lock(p);
+            let data = pipe.transceive(req.input, max_out, &*server).map_err(|e| e.status())?;
+            if pipe.more_pending() {
+                status = NtStatus::BUFFER_OVERFLOW;
+            }
+            out.extend_from_slice(&data);
+        }
+        fsctl::FSCTL_PIPE_WAIT => {}
+        fsctl::FSCTL_DFS_GET_REFERRALS | fsctl::FSCTL_DFS_GET_REFERRALS_EX => return Err(NtStatus::FS_DRIVER_REQUIRED),
+        fsctl::FSCTL_SRV_REQUEST_RESUME_KEY => {
+            let open = ctx.open(req.file_id)?;
+            file_id = open.file_id();
+            if max_out < 32 {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
+            SrvRequestResumeKeyResponse { resume_key: resume_key(&open) }.encode(&mut out);
+        }
+        fsctl::FSCTL_SRV_COPYCHUNK | fsctl::FSCTL_SRV_COPYCHUNK_WRITE => {
+            let open = ctx.open(req.file_id)?;
+            file_id = open.file_id();
+            let copy = SrvCopychunkCopy::parse(req.input).map_err(bad)?;
+            match copychunk(ctx, &open, &copy, req.ctl_code == fsctl::FSCTL_SRV_COPYCHUNK) {
+                Ok(r) => r.encode(&mut out),
+                Err((s, r)) => {
+                    status = s;
+                    r.encode(&mut out);
+                }
+            }
+        }
+        fsctl::FSCTL_CREATE_OR_GET_OBJECT_ID | fsctl::FSCTL_GET_OBJECT_ID => {
+            let open = ctx.open(req.file_id)?;
+            file_id = open.file_id();
+            let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+            let st = h.stat().map_err(|e| e.status())?;
+            let vol = open.share().map_or(0, |s| u64::from(s.fs.volume_serial()));
+            if max_out < protocol::fscc::FileObjectIdBuffer::LEN {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
+            protocol::fscc::FileObjectIdBuffer::for_file(vol, st.file_id()).encode(&mut out);
+        }
+        fsctl::FSCTL_SET_SPARSE => {
+            let open = ctx.open(req.file_id)?;
+            file_id = open.file_id();
+            if open.is_dir {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
+            if open.access & (access::FILE_WRITE_DATA | access::FILE_WRITE_ATTRIBUTES) == 0 {
+                return Err(NtStatus::ACCESS_DENIED);
+            }
+        }
+        fsctl::FSCTL_GET_COMPRESSION => {
+            let open = ctx.open(req.file_id)?;
+            file_id = open.file_id();
+            if max_out < 2 {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
+            out.extend_from_slice(&0u16.to_le_bytes());
+        }
+        fsctl::FSCTL_SET_COMPRESSION => {
+            let open = ctx.open(req.file_id)?;
+            file_id = open.file_id();
+            let fmt = req.input.get(..2).ok_or(NtStatus::INVALID_PARAMETER)?;
+            if u16::from_le_bytes([fmt[0], fmt[1]]) != 0 {
+                return Err(NtStatus::NOT_SUPPORTED);
+            }
+        }
+        _ => return Err(NtStatus::NOT_SUPPORTED),
+    }
+    if out.len() > max_out {
+        return Err(NtStatus::BUFFER_TOO_SMALL);
+    }
+    let mut body = BytesMut::with_capacity(48 + out.len());
+    IoctlResponse { ctl_code: req.ctl_code, file_id, input: &[], output: &out }.encode(&mut body);
+    Ok(Resp::with_status(status, body).file(file_id))
+}
+
+/// A resume key names an open: its ids, and a tag.
+fn resume_key(open: &Open) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&open.persistent_id.to_le_bytes());
+    k[8..16].copy_from_slice(&open.volatile_id.to_le_bytes());
+    k[16..24].copy_from_slice(b"DUETRKEY");
+    k
+}
+
+/// Server-side copy ([MS-SMB2] 3.3.5.15.6).
+fn copychunk(
+    ctx: &Ctx<'_>,
+    dst: &Arc<Open>,
+    copy: &SrvCopychunkCopy,
+    need_read: bool,
+) -> Result<SrvCopychunkResponse, (NtStatus, SrvCopychunkResponse)> {
+    let limits = SrvCopychunkResponse { chunks_written: MAX_CHUNKS, chunk_bytes_written: MAX_CHUNK_SIZE, total_bytes_written: MAX_TOTAL };
+    let zero = SrvCopychunkResponse { chunks_written: 0, chunk_bytes_written: 0, total_bytes_written: 0 };
+    let total: u64 = copy.chunks.iter().map(|c| u64::from(c.length)).sum();
+    if copy.chunks.len() as u32 > MAX_CHUNKS
+        || copy.chunks.iter().any(|c| c.length > MAX_CHUNK_SIZE || c.length == 0)
+        || total > u64::from(MAX_TOTAL)
+    {
+        return Err((NtStatus::INVALID_PARAMETER, limits));
+    }
+    if &copy.source_key[16..24] != b"DUETRKEY" {
+        return Err((NtStatus::OBJECT_NAME_NOT_FOUND, zero));
+    }
+    let vid = u64::from_le_bytes(copy.source_key[8..16].try_into().unwrap_or([0; 8]));
+    let pid = u64::from_le_bytes(copy.source_key[..8].try_into().unwrap_or([0; 8]));
+    let session = ctx.session().map_err(|s| (s, SrvCopychunkResponse { ..zero }))?;
+    let src = session.open(vid).filter(|o| o.persistent_id == pid).ok_or((NtStatus::OBJECT_NAME_NOT_FOUND, SrvCopychunkResponse { ..zero }))?;
+    if src.access & access::FILE_READ_DATA == 0 {
+        return Err((NtStatus::ACCESS_DENIED, zero));
+    }
+    if dst.access & access::FILE_WRITE_DATA == 0 || (need_read && dst.access & access::FILE_READ_DATA == 0) {
+        return Err((NtStatus::ACCESS_DENIED, zero));
+    }
+    let (Some(sh), Some(dh)) = (src.handle(), dst.handle()) else {
+        return Err((NtStatus::INVALID_DEVICE_REQUEST, zero));
+    };
+    let mut written = 0u32;
+    let mut n_chunks = 0u32;
+    let mut buf = vec![0u8; MAX_CHUNK_SIZE as usize];
+    for c in &copy.chunks {
+        let len = c.length as usize;
+        let n = sh.read_at(&mut buf[..len], c.source_offset).map_err(|e| (e.status(), SrvCopychunkResponse { ..zero }))?;
+        if n < len {
+            return Err((NtStatus::INVALID_VIEW_SIZE, SrvCopychunkResponse { chunks_written: n_chunks, chunk_bytes_written: 0, total_bytes_written: written }));
+        }
+        dh.write_at(&buf[..len], c.target_offset).map_err(|e| (e.status(), SrvCopychunkResponse { ..zero }))?;
+        written += c.length;
+        n_chunks += 1;
+    }
+    Ok(SrvCopychunkResponse { chunks_written: n_chunks, chunk_bytes_written: 0, total_bytes_written: written })
 }

@@ -15,6 +15,7 @@ pub mod negotiate;
 pub mod query_directory;
 pub mod query_info;
 pub mod read;
+pub mod security;
 pub mod session_setup;
 pub mod set_info;
 pub mod tree_connect;

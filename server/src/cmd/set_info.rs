@@ -1,9 +1,190 @@
-//! SET_INFO (not yet implemented).
+//! SET_INFO ([MS-SMB2] 3.3.5.21): times and attributes, rename,
+//! delete-on-close, sizes, position and mode.
 
+use bytes::BytesMut;
+use protocol::fscc::set_info::{disposition_flags, parse_set_file_info, SetFileInfo, SetTime};
+use protocol::msg::query_info::info_type;
+use protocol::msg::set_info::{SetInfoRequest, SetInfoResponse};
 use protocol::NtStatus;
+use tracing::debug;
 
-use crate::pipeline::{Ctx, HResult};
+use super::bad;
+use crate::fs::{self, SmbPath};
+use crate::pipeline::{Ctx, HResult, Resp};
+use crate::state::files::access;
+use crate::state::lock;
+use crate::state::Open;
 
-pub fn handle(_ctx: &mut Ctx<'_>) -> HResult {
-    Err(NtStatus::NOT_SUPPORTED)
+pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
+    let req = SetInfoRequest::parse(ctx.msg).map_err(bad)?;
+    let open = ctx.open(req.file_id)?;
+    let fid = open.file_id();
+    match req.info_type {
+        info_type::FILE => {
+            let info = parse_set_file_info(req.file_info_class, req.buffer).map_err(|e| e.status())?;
+            set_file(ctx, &open, info)?;
+        }
+        info_type::FILESYSTEM => {
+            protocol::fscc::set_info::parse_set_fs_info(req.file_info_class, req.buffer).map_err(|e| e.status())?;
+            return Err(NtStatus::ACCESS_DENIED);
+        }
+        info_type::SECURITY => {
+            // Duet derives security descriptors from POSIX ownership and
+            // mode and cannot store ACLs yet.
+            return Err(NtStatus::NOT_SUPPORTED);
+        }
+        info_type::QUOTA => return Err(NtStatus::NOT_SUPPORTED),
+        _ => return Err(NtStatus::INVALID_PARAMETER),
+    }
+    let mut body = BytesMut::with_capacity(2);
+    SetInfoResponse.encode(&mut body);
+    Ok(Resp::ok(body).file(fid))
+}
+
+fn need(open: &Open, a: u32) -> Result<(), NtStatus> {
+    if open.access & a == 0 {
+        Err(NtStatus::ACCESS_DENIED)
+    } else {
+        Ok(())
+    }
+}
+
+fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(), NtStatus> {
+    let h = open.handle().ok_or(NtStatus::NOT_SUPPORTED)?;
+    let err = |e: fs::FsError| e.status();
+    match info {
+        SetFileInfo::Basic { creation_time, last_access_time, last_write_time, change_time, attributes } => {
+            need(open, access::FILE_WRITE_ATTRIBUTES)?;
+            let t = |s: SetTime| match s {
+                SetTime::Set(v) => Some(v),
+                _ => None,
+            };
+            let times = fs::SetTimes {
+                creation: t(creation_time),
+                last_access: t(last_access_time),
+                last_write: t(last_write_time),
+                change: t(change_time),
+            };
+            if let Some(a) = attributes {
+                if open.is_dir && a & protocol::fscc::file_attributes::TEMPORARY != 0 {
+                    return Err(NtStatus::INVALID_PARAMETER);
+                }
+                h.set_attributes(a).map_err(err)?;
+            }
+            h.set_times(times).map_err(err)?;
+        }
+        SetFileInfo::Rename { replace_if_exists, name, .. } => {
+            need(open, access::DELETE)?;
+            rename(ctx, open, &name, replace_if_exists)?;
+        }
+        SetFileInfo::Link { .. } => return Err(NtStatus::NOT_SUPPORTED),
+        SetFileInfo::Disposition { delete_pending } => set_delete(ctx, open, delete_pending)?,
+        SetFileInfo::DispositionEx { flags } => {
+            if flags & disposition_flags::POSIX_SEMANTICS != 0 {
+                return Err(NtStatus::NOT_SUPPORTED);
+            }
+            if flags & disposition_flags::ON_CLOSE != 0 {
+                need(open, access::DELETE)?;
+                lock(&open.st).delete_on_close = flags & disposition_flags::DELETE != 0;
+            } else {
+                set_delete(ctx, open, flags & disposition_flags::DELETE != 0)?;
+            }
+        }
+        SetFileInfo::Position { current_byte_offset } => lock(&open.st).position = current_byte_offset,
+        SetFileInfo::Mode { mode } => lock(&open.st).mode = mode,
+        SetFileInfo::Allocation { allocation_size } => {
+            need(open, access::FILE_WRITE_DATA)?;
+            if open.is_dir {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
+            let size = h.stat().map_err(err)?.size;
+            if allocation_size < size {
+                h.set_len(allocation_size).map_err(err)?;
+            } else {
+                h.allocate(allocation_size).map_err(err)?;
+            }
+        }
+        SetFileInfo::EndOfFile { end_of_file } => {
+            need(open, access::FILE_WRITE_DATA)?;
+            if open.is_dir {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
+            if end_of_file > i64::MAX as u64 {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
+            h.set_len(end_of_file).map_err(err)?;
+        }
+        SetFileInfo::ValidDataLength { .. } => need(open, access::FILE_WRITE_DATA)?,
+        SetFileInfo::FullEa(_) => return Err(NtStatus::EAS_NOT_SUPPORTED),
+        SetFileInfo::ShortName { .. } => return Err(NtStatus::NOT_SUPPORTED),
+    }
+    Ok(())
+}
+
+/// FileDispositionInformation ([MS-FSA] 2.1.5.14.3).
+fn set_delete(ctx: &Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStatus> {
+    need(open, access::DELETE)?;
+    let key = open.key.ok_or(NtStatus::INVALID_PARAMETER)?;
+    if delete {
+        let h = open.handle().ok_or(NtStatus::INVALID_PARAMETER)?;
+        let st = h.stat().map_err(|e| e.status())?;
+        if st.attributes & protocol::fscc::file_attributes::READONLY != 0 {
+            return Err(NtStatus::CANNOT_DELETE);
+        }
+        if st.is_dir && !h.list_dir().map_err(|e| e.status())?.is_empty() {
+            return Err(NtStatus::DIRECTORY_NOT_EMPTY);
+        }
+    }
+    lock(&ctx.server.files).set_delete_pending(&key, delete);
+    lock(&open.st).delete_on_close = delete;
+    Ok(())
+}
+
+/// FileRenameInformation ([MS-FSA] 2.1.5.14.11).
+fn rename(ctx: &Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), NtStatus> {
+    if name.starts_with(':') {
+        return Err(NtStatus::NOT_SUPPORTED);
+    }
+    let share = open.share().ok_or(NtStatus::INVALID_PARAMETER)?.clone();
+    let key = open.key.ok_or(NtStatus::INVALID_PARAMETER)?;
+    let target = SmbPath::parse(name.trim_start_matches('\\')).map_err(|e| e.status())?;
+    if target.is_root() {
+        return Err(NtStatus::OBJECT_NAME_INVALID);
+    }
+    let from = lock(&ctx.server.files).path(&key).ok_or(NtStatus::INTERNAL_ERROR)?;
+    let dest = share.fs.resolve(&target).map_err(|e| e.status())?;
+    if dest.exists() {
+        let dst_st = share.fs.stat(&dest).map_err(|e| e.status())?;
+        let dst_key = (dst_st.dev, dst_st.ino);
+        if dst_key != key {
+            if !replace {
+                return Err(NtStatus::OBJECT_NAME_COLLISION);
+            }
+            if dst_st.is_dir {
+                return Err(NtStatus::ACCESS_DENIED);
+            }
+            if lock(&ctx.server.files).open_count(&dst_key) > 0 {
+                return Err(NtStatus::ACCESS_DENIED);
+            }
+        }
+    }
+    if open.is_dir && has_open_children(ctx, &from) {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    let new = share.fs.rename(&from, &target, replace).map_err(|e| e.status())?;
+    debug!(from = %from.smb_path(), to = %new.smb_path(), "renamed");
+    let mut files = lock(&ctx.server.files);
+    files.set_path(&key, new.clone());
+    drop(files);
+    let mut st = lock(&open.st);
+    st.path = new.smb_path().trim_start_matches('\\').to_string();
+    st.resolved = Some(new);
+    Ok(())
+}
+
+/// Is any file below this directory open? (Windows refuses to rename such
+/// a directory.)
+fn has_open_children(ctx: &Ctx<'_>, dir: &fs::Resolved) -> bool {
+    let files = lock(&ctx.server.files);
+    files.any_path(|p| p.components().len() > dir.components().len() && p.components().starts_with(dir.components()))
 }

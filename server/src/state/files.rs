@@ -72,6 +72,8 @@ impl ByteLock {
 #[derive(Debug, Default)]
 pub struct FileEntry {
     pub opens: Vec<OpenRef>,
+    /// Where the file is now (renames move it), for delete-on-close.
+    pub path: Option<crate::fs::Resolved>,
     pub delete_pending: bool,
     pub locks: Vec<ByteLock>,
     /// Bumped on every lock release, so blocked lock requests retry.
@@ -117,15 +119,28 @@ impl FileTable {
         }
     }
 
-    pub fn add_open(&mut self, key: FileKey, open: OpenRef) {
-        self.files.entry(key).or_default().opens.push(open);
+    pub fn add_open(&mut self, key: FileKey, open: OpenRef, path: crate::fs::Resolved) {
+        let e = self.files.entry(key).or_default();
+        e.opens.push(open);
+        e.path = Some(path);
     }
 
-    /// Removes an open. Returns true when it was the last one and a delete
-    /// is pending: the caller then deletes the file.
-    pub fn remove_open(&mut self, key: &FileKey, persistent_id: u64) -> bool {
+    /// Records a file's new location after a rename.
+    pub fn set_path(&mut self, key: &FileKey, path: crate::fs::Resolved) {
+        if let Some(f) = self.files.get_mut(key) {
+            f.path = Some(path);
+        }
+    }
+
+    pub fn path(&self, key: &FileKey) -> Option<crate::fs::Resolved> {
+        self.files.get(key).and_then(|f| f.path.clone())
+    }
+
+    /// Removes an open. Returns the file's path when it was the last open
+    /// and a delete is pending: the caller then deletes the file.
+    pub fn remove_open(&mut self, key: &FileKey, persistent_id: u64) -> Option<crate::fs::Resolved> {
         let Some(f) = self.files.get_mut(key) else {
-            return false;
+            return None;
         };
         f.opens.retain(|o| o.persistent_id != persistent_id);
         let before = f.locks.len();
@@ -135,10 +150,11 @@ impl FileTable {
         }
         if f.opens.is_empty() {
             let pending = f.delete_pending;
+            let path = f.path.take();
             self.files.remove(key);
-            return pending;
+            return if pending { path } else { None };
         }
-        false
+        None
     }
 
     pub fn open_count(&self, key: &FileKey) -> usize {
@@ -239,5 +255,12 @@ mod tests {
         assert!(t.unlock(&k, 2, 0, 10).is_err());
         assert!(t.unlock(&k, 1, 0, 10).is_ok());
         assert!(t.try_lock(&k, l(2, 5, 5, true)).is_ok());
+    }
+}
+
+impl FileTable {
+    /// Does any open file's path satisfy `pred`?
+    pub fn any_path(&self, pred: impl Fn(&crate::fs::Resolved) -> bool) -> bool {
+        self.files.values().any(|f| f.path.as_ref().is_some_and(&pred))
     }
 }

@@ -1,0 +1,223 @@
+//! An open file or directory of a share.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::dir::{Dir, Type};
+use nix::fcntl::{FallocateFlags, OFlag};
+use nix::sys::stat::Mode;
+use nix::sys::time::TimeSpec;
+
+use super::stat::{self, attr, Stat, XATTR_ATTRIB, XATTR_BTIME};
+use super::sys::{self, XattrTarget};
+use super::FsError;
+
+/// Times to set, as FILETIME; `None` leaves a time unchanged. The server
+/// turns the wire's 0 into `None` and handles -1/-2 ("stop/resume updating")
+/// itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetTimes {
+    /// Creation time: stored in the `user.duet.btime` xattr (dropped silently
+    /// when the file system has no user xattrs).
+    pub creation: Option<u64>,
+    /// Last access time.
+    pub last_access: Option<u64>,
+    /// Last write time.
+    pub last_write: Option<u64>,
+    /// Change time: Linux cannot set it, so it is ignored.
+    pub change: Option<u64>,
+}
+
+/// One directory entry of [`Handle::list_dir`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The on-disk name (valid UTF-8; other names are not listed).
+    pub name: String,
+    /// Its metadata.
+    pub stat: Stat,
+}
+
+/// An open regular file or directory. Never a symlink or a special file.
+#[derive(Debug)]
+pub struct Handle {
+    fd: OwnedFd,
+    is_dir: bool,
+    xattrs: bool,
+}
+
+impl Handle {
+    pub(crate) fn new(fd: OwnedFd, is_dir: bool, xattrs: bool) -> Handle {
+        Handle { fd, is_dir, xattrs }
+    }
+
+    /// True for a directory.
+    pub fn is_dir(&self) -> bool {
+        self.is_dir
+    }
+
+    /// Metadata of the open object (it may have been renamed since).
+    pub fn stat(&self) -> Result<Stat, FsError> {
+        let st = sys::statx(self.fd.as_fd(), c"", libc::AT_EMPTY_PATH).map_err(io_err)?;
+        let target = self.xattrs.then_some(XattrTarget::Fd(self.fd.as_fd()));
+        Ok(stat::from_statx(&st, target))
+    }
+
+    /// `pread`: reads up to `buf.len()` bytes at `offset`; 0 at end of file.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, FsError> {
+        self.check_file()?;
+        loop {
+            match nix::sys::uio::pread(self.fd.as_fd(), buf, offset_of(offset)?) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => return Ok(r?),
+            }
+        }
+    }
+
+    /// `pwrite` of all of `buf` at `offset` (loops on short writes).
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize, FsError> {
+        self.check_file()?;
+        let mut done = 0;
+        while done < buf.len() {
+            match nix::sys::uio::pwrite(self.fd.as_fd(), &buf[done..], offset_of(offset + done as u64)?) {
+                Ok(0) => return Err(FsError::NoSpace),
+                Ok(n) => done += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Sets the end of file (`ftruncate`).
+    pub fn set_len(&self, len: u64) -> Result<(), FsError> {
+        self.check_file()?;
+        Ok(nix::unistd::ftruncate(self.fd.as_fd(), offset_of(len)?)?)
+    }
+
+    /// Reserves `len` bytes without changing the size (`fallocate`
+    /// KEEP_SIZE); a file system without fallocate is silently accepted.
+    pub fn allocate(&self, len: u64) -> Result<(), FsError> {
+        self.check_file()?;
+        if len == 0 {
+            return Ok(());
+        }
+        match nix::fcntl::fallocate(self.fd.as_raw_fd(), FallocateFlags::FALLOC_FL_KEEP_SIZE, 0, offset_of(len)?) {
+            Ok(()) | Err(nix::errno::Errno::EOPNOTSUPP) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Flushes file data to stable storage (`fdatasync`; `fsync` for directories).
+    pub fn sync(&self) -> Result<(), FsError> {
+        if self.is_dir {
+            Ok(nix::unistd::fsync(self.fd.as_raw_fd())?)
+        } else {
+            Ok(nix::unistd::fdatasync(self.fd.as_raw_fd())?)
+        }
+    }
+
+    /// Sets times (see [`SetTimes`]).
+    pub fn set_times(&self, times: SetTimes) -> Result<(), FsError> {
+        if times.last_access.is_some() || times.last_write.is_some() {
+            let conv = |t: Option<u64>| t.map_or(TimeSpec::UTIME_OMIT, |ft| TimeSpec::from(stat::filetime_to_timespec(ft)));
+            nix::sys::stat::futimens(self.fd.as_raw_fd(), &conv(times.last_access), &conv(times.last_write))?;
+        }
+        if let Some(ft) = times.creation {
+            self.store_xattr(XATTR_BTIME, &ft.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Stores DOS attributes (the server passes what the client asked for;
+    /// 0 means "no change" on the wire and must not reach here). NORMAL and
+    /// DIRECTORY are not stored; DIRECTORY on a file, or TEMPORARY on a
+    /// directory, is [`FsError::InvalidParameter`] as on Windows. Without
+    /// user xattrs only READONLY is kept, as the absence of the write bits.
+    pub fn set_attributes(&self, attrs: u32) -> Result<(), FsError> {
+        if (!self.is_dir && attrs & attr::DIRECTORY != 0) || (self.is_dir && attrs & attr::TEMPORARY != 0) {
+            return Err(FsError::InvalidParameter);
+        }
+        let stored = attrs & attr::SETTABLE;
+        if self.xattrs && self.store_xattr(XATTR_ATTRIB, &stored.to_le_bytes())? {
+            return Ok(());
+        }
+        let st = self.stat()?;
+        let mode = st.mode & 0o7777;
+        let new = if stored & attr::READONLY != 0 { mode & !0o222 } else { mode | 0o200 };
+        if new != mode {
+            nix::sys::stat::fchmod(self.fd.as_raw_fd(), Mode::from_bits_truncate(new as libc::mode_t))?;
+        }
+        Ok(())
+    }
+
+    /// Writes a duet xattr; `Ok(false)` when the file system has none.
+    fn store_xattr(&self, name: &std::ffi::CStr, value: &[u8]) -> Result<bool, FsError> {
+        if !self.xattrs {
+            return Ok(false);
+        }
+        match sys::set_xattr(self.fd.as_fd(), name, value) {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOTSUP)) => Ok(false),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    /// All entries of a directory except `.` and `..`, sorted by on-disk name
+    /// (bytewise), so a listing can be resumed by index. Symlinks, special
+    /// files and names that are not UTF-8 are left out, as are entries that
+    /// vanish while listing. Uses `statx` relative to the directory fd.
+    pub fn list_dir(&self) -> Result<Vec<DirEntry>, FsError> {
+        if !self.is_dir {
+            return Err(FsError::NotADirectory);
+        }
+        // A fresh open file description, so listings don't share a position.
+        let mut dir = Dir::openat(
+            Some(self.fd.as_raw_fd()),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let names: Vec<CString> = dir
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|e| !matches!(e.file_type(), Some(Type::Symlink)))
+            .map(|e| e.file_name().to_owned())
+            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+            .collect();
+        // Entries are stat'ed relative to the handle's own fd: same directory.
+        let dfd = self.fd.as_fd();
+        let mut out = Vec::with_capacity(names.len());
+        for cname in names {
+            let Ok(name) = String::from_utf8(cname.as_bytes().to_vec()) else { continue };
+            match stat::stat_at(dfd, Some(&cname), self.xattrs) {
+                Ok(stat) => out.push(DirEntry { name, stat }),
+                Err(FsError::NotFound | FsError::SymlinkRefused | FsError::AccessDenied) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        Ok(out)
+    }
+
+    fn check_file(&self) -> Result<(), FsError> {
+        if self.is_dir {
+            Err(FsError::IsADirectory)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl AsFd for Handle {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn offset_of(v: u64) -> Result<libc::off_t, FsError> {
+    libc::off_t::try_from(v).map_err(|_| FsError::InvalidParameter)
+}
+
+pub(crate) fn io_err(e: std::io::Error) -> FsError {
+    FsError::from_errno(e.raw_os_error().unwrap_or(libc::EIO))
+}

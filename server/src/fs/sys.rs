@@ -1,0 +1,129 @@
+//! The raw system calls that `nix` does not wrap: `openat2(2)`, `statx(2)` and
+//! extended attributes. All of `fs`'s `unsafe` lives in this file.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// The resolve flags used for every open: stay beneath the directory fd, and
+/// refuse every symlink and magic link on the way, including the last one.
+const RESOLVE: u64 = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+
+/// `openat2(dir, path, flags | O_CLOEXEC, mode)` with [`RESOLVE`]. `path` is
+/// relative to `dir` and can never resolve outside it: a `..` that would climb
+/// out fails with `EXDEV`, any symlink with `ELOOP`.
+pub(crate) fn openat2_beneath(dir: BorrowedFd<'_>, path: &CStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let flags = flags | libc::O_CLOEXEC;
+    // The kernel rejects a mode without O_CREAT/O_TMPFILE.
+    let mode = if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 { mode as u64 } else { 0 };
+    // SAFETY: open_how is plain integers; all-zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.mode = mode;
+    how.resolve = RESOLVE;
+    let mut tries = 0;
+    loop {
+        // SAFETY: `path` is NUL-terminated and outlives the call; `how` is a
+        // valid open_how and its exact size is passed; the dir fd is borrowed
+        // and so open for the duration of the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if r >= 0 {
+            // SAFETY: the kernel returned a new fd that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(r as i32) });
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            // EAGAIN: a concurrent rename made the kernel unsure; retry a bit.
+            Some(libc::EINTR) | Some(libc::EAGAIN) if tries < 8 => tries += 1,
+            _ => return Err(e),
+        }
+    }
+}
+
+/// `statx(dir, path, flags)` asking for the basic fields and the birth time.
+/// Pass `AT_SYMLINK_NOFOLLOW` (names) or `AT_EMPTY_PATH` with `c""` (the fd itself).
+pub(crate) fn statx(dir: BorrowedFd<'_>, path: &CStr, flags: i32) -> io::Result<libc::statx> {
+    let mut st = MaybeUninit::<libc::statx>::uninit();
+    // SAFETY: `path` is NUL-terminated; `st` is writable and of the type the
+    // kernel fills; the fd is borrowed for the call.
+    let r = unsafe {
+        libc::statx(
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            flags | libc::AT_STATX_SYNC_AS_STAT,
+            libc::STATX_BASIC_STATS | libc::STATX_BTIME,
+            st.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statx succeeded, so it initialised the struct.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// Where an extended attribute is read or written.
+#[derive(Clone, Copy)]
+pub(crate) enum XattrTarget<'a> {
+    /// The open file itself (not O_PATH).
+    Fd(BorrowedFd<'a>),
+    /// The entry `name` (one component) in the directory `dir`, symlinks not
+    /// followed. Goes through `/proc/self/fd/<dir>/<name>`: the magic link is
+    /// our own confined dir fd, and `l*xattr` does not follow `name`.
+    At(BorrowedFd<'a>, &'a CStr),
+}
+
+fn proc_path(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<CString> {
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name.to_bytes());
+    CString::new(p).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Reads the attribute `name` into `buf`; `Ok(None)` when it is absent.
+pub(crate) fn get_xattr(target: XattrTarget<'_>, name: &CStr, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    let r = match target {
+        // SAFETY: `name` is NUL-terminated; `buf` is writable for its length.
+        XattrTarget::Fd(fd) => unsafe {
+            libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        },
+        XattrTarget::At(dir, entry) => {
+            let path = proc_path(dir, entry)?;
+            // SAFETY: as above; `path` is NUL-terminated and lives past the call.
+            unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }
+        }
+    };
+    if r >= 0 {
+        return Ok(Some(r as usize));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENODATA) => Ok(None),
+        _ => Err(e),
+    }
+}
+
+/// Writes the attribute `name` on an open file.
+pub(crate) fn set_xattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated; `value` is readable for its length.
+    let r = unsafe { libc::fsetxattr(fd.as_raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of a raw fd that a `nix` call just returned.
+pub(crate) fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
+    // SAFETY: callers pass an fd freshly returned by a successful open, which
+    // nothing else owns or closes.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
