@@ -36,6 +36,7 @@ pub mod ea;
 pub mod file_info;
 pub mod fs_info;
 pub mod object_id;
+pub mod security;
 pub mod set_info;
 
 pub use attributes::{access, file_attributes, file_info_class, fs_info_class};
@@ -46,6 +47,10 @@ pub use ea::{
 pub use file_info::{encode_file_info, fixed_size, is_variable_size, truncate_output, FileInfoCtx};
 pub use fs_info::{encode_fs_info, fs_fixed_size, truncate_fs_output, FsControl, FsStat};
 pub use object_id::FileObjectIdBuffer;
+pub use security::{
+    posix_from_security_descriptor, posix_security_descriptor, security_information, Ace, Acl,
+    PosixPerms, SecurityDescriptor, Sid,
+};
 pub use set_info::{parse_set_file_info, parse_set_fs_info, SetFileInfo, SetFsInfo, SetTime};
 
 /// Why an information class request cannot be answered.
