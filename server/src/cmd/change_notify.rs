@@ -1,9 +1,101 @@
-//! CHANGE_NOTIFY (not yet implemented).
+//! CHANGE_NOTIFY ([MS-SMB2] 3.3.5.19): waits (async) until a change in the
+//! watched directory, then returns FILE_NOTIFY_INFORMATION entries.
 
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use protocol::msg::change_notify::{encode_notify_list, ChangeNotifyRequest, ChangeNotifyResponse, FileNotifyInformation};
 use protocol::NtStatus;
 
-use crate::pipeline::{Ctx, HResult};
+use super::bad;
+use crate::conn::MAX_IO;
+use crate::pipeline::{Ctx, HResult, Resp};
+use crate::state::files::access;
+use crate::state::lock;
+use crate::state::notify::{Queue, Watch};
 
-pub fn handle(_ctx: &mut Ctx<'_>) -> HResult {
-    Err(NtStatus::NOT_SUPPORTED)
+pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
+    let req = ChangeNotifyRequest::parse(ctx.msg).map_err(bad)?;
+    let open = ctx.open(req.file_id)?;
+    let fid = open.file_id();
+    if !open.is_dir {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    if open.access & access::FILE_READ_DATA == 0 {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    if req.output_buffer_length > MAX_IO {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    let share = open.share().ok_or(NtStatus::INVALID_PARAMETER)?;
+    let dir: Vec<String> = lock(&ctx.server.files)
+        .path(&open.key.ok_or(NtStatus::INVALID_PARAMETER)?)
+        .map(|p| p.components().iter().map(|c| c.to_lowercase()).collect())
+        .unwrap_or_default();
+    let (queue, wake) = {
+        let mut table = lock(&ctx.server.notify);
+        match table.watch(open.persistent_id) {
+            Some(w) => w,
+            None => {
+                let w = Watch {
+                    open_id: open.persistent_id,
+                    share: share.cfg.name.clone(),
+                    dir,
+                    recursive: req.watch_tree(),
+                    filter: req.completion_filter,
+                    queue: Default::default(),
+                    wake: Arc::new(tokio::sync::Notify::new()),
+                };
+                let r = (w.queue.clone(), w.wake.clone());
+                table.add(w);
+                r
+            }
+        }
+    };
+    let max = req.output_buffer_length as usize;
+    if let Some(r) = take(&queue, max) {
+        return r.map(|r| r.file(fid));
+    }
+    let mut resp = Resp::ok(BytesMut::new()).file(fid);
+    resp.pending = Some(Box::pin(async move {
+        loop {
+            let n = wake.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if let Some(r) = take(&queue, max) {
+                return r;
+            }
+            n.await;
+        }
+    }));
+    Ok(resp)
+}
+
+/// Drains the queue into a response, if anything is there.
+fn take(queue: &Arc<std::sync::Mutex<Queue>>, max: usize) -> Option<Result<Resp, NtStatus>> {
+    let mut q = lock(queue);
+    if q.closed {
+        return Some(Ok(Resp::with_status(NtStatus::NOTIFY_CLEANUP, body(&[]))));
+    }
+    if q.overflow {
+        q.overflow = false;
+        q.events.clear();
+        return Some(Err(NtStatus::NOTIFY_ENUM_DIR));
+    }
+    if q.events.is_empty() {
+        return None;
+    }
+    let entries: Vec<FileNotifyInformation> =
+        q.events.drain(..).map(|(action, file_name)| FileNotifyInformation { action, file_name }).collect();
+    let mut list = BytesMut::new();
+    if !encode_notify_list(&entries, max, &mut list) {
+        return Some(Err(NtStatus::NOTIFY_ENUM_DIR));
+    }
+    Some(Ok(Resp::ok(body(&list))))
+}
+
+fn body(list: &[u8]) -> BytesMut {
+    let mut b = BytesMut::with_capacity(8 + list.len());
+    ChangeNotifyResponse { output_buffer: list }.encode(&mut b);
+    b
 }

@@ -9,6 +9,7 @@ use tracing::{debug, warn};
 
 use super::{bad, file_stat};
 use crate::pipeline::{Ctx, HResult, Resp};
+use crate::state::notify::{action, filter};
 use crate::state::{lock, Open, Server};
 
 /// CLOSE flag: return the file's attributes.
@@ -47,20 +48,39 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>) {
     let Some(key) = open.key else {
         return;
     };
-    let doc = lock(&open.st).delete_on_close;
+    lock(&server.notify).remove(open.persistent_id);
+    let (doc, written) = {
+        let st = lock(&open.st);
+        (st.delete_on_close, st.written)
+    };
     let delete = {
         let mut files = lock(&server.files);
         if doc {
             files.set_delete_pending(&key, true);
         }
-        files.remove_open(&key, open.persistent_id)
+        let path = files.path(&key);
+        (files.remove_open(&key, open.persistent_id), path)
     };
-    let (Some(share), Some(resolved)) = (open.share(), delete) else {
+    let (delete, path) = delete;
+    server.lock_released.notify_waiters();
+    let Some(share) = open.share() else {
+        return;
+    };
+    if written && delete.is_none() {
+        if let Some(p) = &path {
+            server.report_change(&share.cfg.name, p.components(), action::MODIFIED, filter::LAST_WRITE | filter::SIZE);
+        }
+    }
+    let Some(resolved) = delete else {
         return;
     };
     let r = if open.is_dir { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };
     match r {
-        Ok(()) => debug!(path = %lock(&open.st).path, "deleted on close"),
+        Ok(()) => {
+            debug!(path = %lock(&open.st).path, "deleted on close");
+            let f = if open.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
+            server.report_change(&share.cfg.name, resolved.components(), action::REMOVED, f);
+        }
         Err(e) => warn!(path = %lock(&open.st).path, "delete on close failed: {e}"),
     }
 }

@@ -19,6 +19,7 @@ use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::files::{access, OpenRef};
 use crate::state::open::{Open, OpenKind, OpenState};
 use crate::state::tree::TreeKind;
+use crate::state::notify::{action, filter};
 use crate::state::{lock, now_filetime};
 
 /// Create options a server must refuse ([MS-SMB2] 3.3.5.9).
@@ -260,6 +261,7 @@ fn open_disk(
         }
     }
     let resolved = share.fs.resolve(&path).map_err(fs_err)?;
+    let resolved_for_notify = resolved.clone();
     let mut state = OpenState::new(path.to_string(), Some(resolved));
     state.delete_on_close = delete_on_close;
     let open = Arc::new(Open {
@@ -277,6 +279,10 @@ fn open_disk(
     });
     lock(&session.inner).opens.insert(id, open);
     let fstat = file_stat(&st, false);
+    if created {
+        let f = if st.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
+        ctx.server.report_change(&share.cfg.name, resolved_for_notify.components(), action::ADDED, f);
+    }
 
     let mut contexts = Vec::new();
     for c in &req.create_contexts {

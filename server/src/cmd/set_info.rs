@@ -13,6 +13,7 @@ use crate::fs::{self, SmbPath};
 use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
+use crate::state::notify::{action, filter};
 use crate::state::Open;
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
@@ -72,6 +73,12 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
                 h.set_attributes(a).map_err(err)?;
             }
             h.set_times(times).map_err(err)?;
+            if let (Some(share), Some(key)) = (open.share(), open.key) {
+                let path = lock(&ctx.server.files).path(&key);
+                if let Some(p) = path {
+                    ctx.server.report_change(&share.cfg.name, p.components(), action::MODIFIED, filter::ATTRIBUTES | filter::LAST_WRITE | filter::CREATION);
+                }
+            }
         }
         SetFileInfo::Rename { replace_if_exists, name, .. } => {
             need(open, access::DELETE)?;
@@ -172,6 +179,9 @@ fn rename(ctx: &Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), N
         return Err(NtStatus::ACCESS_DENIED);
     }
     let new = share.fs.rename(&from, &target, replace).map_err(|e| e.status())?;
+    let f = if open.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
+    ctx.server.report_change(&share.cfg.name, from.components(), action::RENAMED_OLD_NAME, f);
+    ctx.server.report_change(&share.cfg.name, new.components(), action::RENAMED_NEW_NAME, f);
     debug!(from = %from.smb_path(), to = %new.smb_path(), "renamed");
     let mut files = lock(&ctx.server.files);
     files.set_path(&key, new.clone());

@@ -7,6 +7,7 @@
 //! whichever connection made it.
 
 pub mod files;
+pub mod notify;
 pub mod open;
 pub mod session;
 pub mod tree;
@@ -42,6 +43,10 @@ pub struct Server {
     pub files: Mutex<files::FileTable>,
     /// Durable opens by persistent id, for reconnect.
     pub durable: Mutex<HashMap<u64, Arc<Open>>>,
+    /// Change-notify watches.
+    pub notify: Mutex<notify::NotifyTable>,
+    /// Woken whenever a byte-range lock is released.
+    pub lock_released: tokio::sync::Notify,
     next_id: AtomicU64,
     next_conn: AtomicU64,
 }
@@ -70,6 +75,8 @@ impl Server {
             sessions: Mutex::new(HashMap::new()),
             files: Mutex::new(files::FileTable::default()),
             durable: Mutex::new(HashMap::new()),
+            notify: Mutex::new(notify::NotifyTable::default()),
+            lock_released: tokio::sync::Notify::new(),
             next_id: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
         })
@@ -88,6 +95,14 @@ impl Server {
     /// A share by name, case-insensitively.
     pub fn share(&self, name: &str) -> Option<Arc<ShareEntry>> {
         self.shares.iter().find(|s| s.cfg.name.eq_ignore_ascii_case(name)).cloned()
+    }
+
+    /// Tells change-notify watchers about a change in a share.
+    pub fn report_change(&self, share: &str, path: &[String], action: u32, filter: u32) {
+        let n = lock(&self.notify);
+        if !n.is_empty() {
+            n.report(share, path, action, filter);
+        }
     }
 
     pub fn session(&self, id: u64) -> Option<Arc<Session>> {

@@ -244,6 +244,8 @@ impl Server {
     fn spawn_smbd(&mut self, opts: &Options) -> Result<(), String> {
         let state = self.root.path().join("state");
         let mut cmd = Command::new("bash");
+        // smbd signals its whole process group when it stops: give it its own.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.arg(ref_smbd())
             .arg("start")
             .arg("--dir")
@@ -379,7 +381,9 @@ impl Server {
             }
         }
         if let Some(state) = self.smbd_state.take() {
-            let _ = Command::new("bash")
+            let mut cmd = Command::new("bash");
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            let _ = cmd
                 .arg(ref_smbd())
                 .arg("stop")
                 .arg("--dir")
