@@ -79,7 +79,7 @@ pub fn encode_dir_entry(
 ) -> Result<usize, InfoError> {
     let fixed = dir_entry_fixed_size(class).ok_or(InfoError::InvalidInfoClass)?;
     let name_len = u32::try_from(utf16_len(name)).map_err(|_| InfoError::InvalidParameter)?;
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.put_u8(0);
     }
     let start = out.len();

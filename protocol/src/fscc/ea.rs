@@ -73,7 +73,7 @@ fn walk<'a, T>(
         if next == 0 {
             return Ok(out);
         }
-        if next < used || next % 4 != 0 {
+        if next < used || !next.is_multiple_of(4) {
             return Err(ParseError::Invalid(what));
         }
         off += next;

@@ -6,19 +6,19 @@
 //! Set-info buffers come back as typed values. Nothing here touches a file.
 //!
 //! # Layout
-//! - [`attributes`]: file attribute bits, information class numbers, access
+//! - [`attributes`] — file attribute bits, information class numbers, access
 //!   mask bits.
-//! - [`dir_info`]: QUERY_DIRECTORY entries and [`DirListBuilder`], which
+//! - [`dir_info`] — QUERY_DIRECTORY entries and [`DirListBuilder`], which
 //!   chains them.
-//! - [`file_info`]: QUERY_INFO file classes and their dispatcher
+//! - [`file_info`] — QUERY_INFO file classes and their dispatcher
 //!   [`encode_file_info`].
-//! - [`fs_info`]: QUERY_INFO file-system classes and [`encode_fs_info`].
-//! - [`set_info`]: SET_INFO file and file-system buffers,
+//! - [`fs_info`] — QUERY_INFO file-system classes and [`encode_fs_info`].
+//! - [`set_info`] — SET_INFO file and file-system buffers,
 //!   [`parse_set_file_info`].
-//! - [`security`]: SIDs, ACLs and self-relative security descriptors, and
+//! - [`security`] — SIDs, ACLs and self-relative security descriptors, and
 //!   the POSIX owner/group/mode mapping.
-//! - [`ea`]: extended attribute lists.
-//! - [`object_id`]: FILE_OBJECTID_BUFFER.
+//! - [`ea`] — extended attribute lists.
+//! - [`object_id`] — FILE_OBJECTID_BUFFER.
 //!
 //! # Errors
 //! Information-class operations return [`InfoError`]; [`InfoError::status`]

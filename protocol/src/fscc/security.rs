@@ -321,7 +321,7 @@ impl Ace {
         let ace_type = r.u8("ACE")?;
         let flags = r.u8("ACE")?;
         let size = r.u16("ACE")? as usize;
-        if size < ACE_HEADER_LEN || size % 4 != 0 {
+        if size < ACE_HEADER_LEN || !size.is_multiple_of(4) {
             return Err(ParseError::Invalid("ACE size"));
         }
         let body = r.take(size - ACE_HEADER_LEN, "ACE")?;

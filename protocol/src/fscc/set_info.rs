@@ -271,7 +271,7 @@ fn non_negative(v: u64) -> Result<u64, InfoError> {
 /// the buffer, valid UTF-16.
 fn name_field(r: &mut Reader<'_>) -> Result<String, InfoError> {
     let len = r.u32("file name length")? as usize;
-    if len == 0 || len % 2 != 0 {
+    if len == 0 || !len.is_multiple_of(2) {
         return Err(InfoError::InvalidParameter);
     }
     let bytes = r.take(len, "file name")?;
@@ -301,7 +301,7 @@ pub fn parse_set_fs_info(class: u8, buf: &[u8]) -> Result<SetFsInfo, InfoError> 
     Ok(match class {
         fs_info_class::FILE_FS_LABEL_INFORMATION => {
             let len = r.u32("label length")? as usize;
-            if len % 2 != 0 {
+            if !len.is_multiple_of(2) {
                 return Err(InfoError::InvalidParameter);
             }
             SetFsInfo::Label(utf16le(r.take(len, "label")?, "label")?)
