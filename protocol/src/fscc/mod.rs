@@ -23,7 +23,7 @@
 //! # Errors
 //! Information-class operations return [`InfoError`]; [`InfoError::status`]
 //! gives the NTSTATUS the server answers with. The security descriptor and
-//! EA parsers return [`ParseError`](crate::ParseError).
+//! EA parsers return [`ParseError`].
 
 use thiserror::Error;
 
