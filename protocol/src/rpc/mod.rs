@@ -11,7 +11,7 @@
 //! - [`pdu`]: connection-oriented PDUs (bind, bind_ack, request, response, fault).
 //! - [`ndr`]: NDR 2.0 encoder and decoder helpers.
 //! - [`srvsvc`]: NetrShareEnum, NetrShareGetInfo, NetrServerGetInfo.
-//! - [`wkssvc`]: NetrWkstaGetInfo.
+//! - [`wkssvc`]: the workstation service's NetrWkstaGetInfo.
 
 pub mod ndr;
 pub mod pdu;

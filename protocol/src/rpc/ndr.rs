@@ -35,9 +35,8 @@ impl NdrWriter {
 
     /// Pads with zeros to a multiple of `n` from the stream start.
     pub fn align(&mut self, n: usize) {
-        while self.buf.len() % n != 0 {
-            self.buf.push(0);
-        }
+        let pad = (n - self.buf.len() % n) % n;
+        self.buf.resize(self.buf.len() + pad, 0);
     }
 
     pub fn u16(&mut self, v: u16) {

@@ -348,9 +348,7 @@ impl BindAck {
             b.put_u8(0);
         }
         // The result list is aligned to 4 from the PDU start ([C706] 12.6.4.4, pad2).
-        while (HEADER_LEN + b.len()) % 4 != 0 {
-            b.put_u8(0);
-        }
+        b.put_bytes(0, (4 - (HEADER_LEN + b.len()) % 4) % 4);
         b.put_u8(u8::try_from(self.results.len()).unwrap_or(u8::MAX));
         b.put_slice(&[0; 3]);
         for res in self.results.iter().take(usize::from(u8::MAX)) {
@@ -395,9 +393,7 @@ pub fn encode_bind_nak(call_id: u32, reject_reason: u16, out: &mut BytesMut) {
     b.put_u8(5);
     b.put_u8(0);
     // Pad the PDU to a multiple of 4, as Windows and Samba do.
-    while (HEADER_LEN + b.len()) % 4 != 0 {
-        b.put_u8(0);
-    }
+    b.put_bytes(0, (4 - (HEADER_LEN + b.len()) % 4) % 4);
     encode_pdu(ptype::BIND_NAK, pfc::FIRST_FRAG | pfc::LAST_FRAG, call_id, &b, out);
 }
 

@@ -269,24 +269,24 @@ impl Pipe {
     /// a bind_ack listing each context's result, or a bind_nak.
     fn bind(&mut self, hdr: &Header, body: &[u8]) -> Result<(), RpcError> {
         if self.assoc.is_some() {
-            return Ok(self.bind_nak(hdr.call_id, reject::REASON_NOT_SPECIFIED));
+            return self.bind_nak(hdr.call_id, reject::REASON_NOT_SPECIFIED);
         }
         if hdr.auth_length != 0 {
-            return Ok(self.bind_nak(hdr.call_id, reject::AUTHENTICATION_TYPE_NOT_RECOGNIZED));
+            return self.bind_nak(hdr.call_id, reject::AUTHENTICATION_TYPE_NOT_RECOGNIZED);
         }
         if hdr.pfc_flags & (pfc::FIRST_FRAG | pfc::LAST_FRAG) != pfc::FIRST_FRAG | pfc::LAST_FRAG {
-            return Ok(self.bind_nak(hdr.call_id, reject::PROTOCOL_VERSION_NOT_SUPPORTED));
+            return self.bind_nak(hdr.call_id, reject::PROTOCOL_VERSION_NOT_SUPPORTED);
         }
         let bind = match Bind::parse(body) {
             Ok((_, b)) => b,
-            Err(_) => return Ok(self.bind_nak(hdr.call_id, reject::PROTOCOL_VERSION_NOT_SUPPORTED)),
+            Err(_) => return self.bind_nak(hdr.call_id, reject::PROTOCOL_VERSION_NOT_SUPPORTED),
         };
         let frag = bind.max_recv_frag.min(MAX_FRAG) & !7;
         if frag < MIN_FRAG || bind.contexts.is_empty() {
-            return Ok(self.bind_nak(hdr.call_id, reject::REASON_NOT_SPECIFIED));
+            return self.bind_nak(hdr.call_id, reject::REASON_NOT_SPECIFIED);
         }
         let Some((results, accepted)) = self.negotiate(&bind, true) else {
-            return Ok(self.bind_nak(hdr.call_id, reject::REASON_NOT_SPECIFIED));
+            return self.bind_nak(hdr.call_id, reject::REASON_NOT_SPECIFIED);
         };
         let assoc_group_id = if bind.assoc_group_id != 0 { bind.assoc_group_id } else { ASSOC_GROUP_ID };
         let ack = BindAck {
@@ -307,11 +307,11 @@ impl Pipe {
             return Err(RpcError::Protocol("alter_context before bind"));
         };
         if hdr.auth_length != 0 {
-            return Ok(self.fault(hdr.call_id, 0, fault::ACCESS_DENIED));
+            return self.fault(hdr.call_id, 0, fault::ACCESS_DENIED);
         }
         let (_, bind) = Bind::parse(body)?;
         let Some((results, accepted)) = self.negotiate(&bind, false) else {
-            return Ok(self.fault(hdr.call_id, 0, fault::PROTO_ERROR));
+            return self.fault(hdr.call_id, 0, fault::PROTO_ERROR);
         };
         let resp = BindAck {
             max_xmit_frag: assoc.frag,
@@ -364,13 +364,13 @@ impl Pipe {
     /// queues the response fragments or a fault.
     fn request(&mut self, hdr: &Header, body: &[u8], backend: &dyn PipeBackend) -> Result<(), RpcError> {
         let Some(assoc) = self.assoc.as_ref() else {
-            return Ok(self.fault(hdr.call_id, 0, fault::PROTO_ERROR));
+            return self.fault(hdr.call_id, 0, fault::PROTO_ERROR);
         };
         let frag = assoc.frag;
         let req = Request::parse(hdr, body)?;
         if hdr.auth_length != 0 {
             self.reassembly = None;
-            return Ok(self.fault(hdr.call_id, req.context_id, fault::ACCESS_DENIED));
+            return self.fault(hdr.call_id, req.context_id, fault::ACCESS_DENIED);
         }
         let first = hdr.pfc_flags & pfc::FIRST_FRAG != 0;
         let last = hdr.pfc_flags & pfc::LAST_FRAG != 0;
@@ -401,13 +401,15 @@ impl Pipe {
             return Ok(());
         }
         if !assoc.contexts.contains(&call.context_id) {
-            return Ok(self.fault(call.call_id, call.context_id, fault::UNK_IF));
+            return self.fault(call.call_id, call.context_id, fault::UNK_IF);
         }
         match self.kind.call(call.opnum, &call.stub, backend) {
-            Ok(stub) => self.respond(call.call_id, call.context_id, &stub, frag),
+            Ok(stub) => {
+                self.respond(call.call_id, call.context_id, &stub, frag);
+                Ok(())
+            }
             Err(FaultStatus(status)) => self.fault(call.call_id, call.context_id, status),
         }
-        Ok(())
     }
 
     /// Queues a response stub, split into fragments of at most `frag` bytes
@@ -437,12 +439,16 @@ impl Pipe {
         }
     }
 
-    fn fault(&mut self, call_id: u32, context_id: u16, status: u32) {
+    /// Queues a fault; the pipe goes on.
+    fn fault(&mut self, call_id: u32, context_id: u16, status: u32) -> Result<(), RpcError> {
         self.push(|out| encode_fault(call_id, context_id, status, out));
+        Ok(())
     }
 
-    fn bind_nak(&mut self, call_id: u32, reason: u16) {
+    /// Queues a bind_nak; the pipe goes on.
+    fn bind_nak(&mut self, call_id: u32, reason: u16) -> Result<(), RpcError> {
         self.push(|out| encode_bind_nak(call_id, reason, out));
+        Ok(())
     }
 
     fn push(&mut self, encode: impl FnOnce(&mut BytesMut)) {
@@ -804,7 +810,8 @@ mod tests {
     #[test]
     fn protocol_errors_disconnect() {
         let good = bind_pdu(4280, vec![ctx(0, SRVSVC, NDR20)]);
-        let mut cases: Vec<(Vec<u8>, fn(&RpcError) -> bool)> = Vec::new();
+        type Check = fn(&RpcError) -> bool;
+        let mut cases: Vec<(Vec<u8>, Check)> = Vec::new();
         let mut v = good.clone();
         v[0] = 4;
         cases.push((v, |e| matches!(e, RpcError::Malformed(_))));

@@ -243,7 +243,7 @@ impl ServerGetInfoRequest {
     pub fn respond(&self, info: &ServerInfo) -> Vec<u8> {
         let mut w = NdrWriter::new();
         w.u32(self.level);
-        if !matches!(self.level, 100 | 101 | 102) {
+        if !(100..=102).contains(&self.level) {
             w.u32(WERR_INVALID_LEVEL);
             return w.into_bytes();
         }
@@ -558,6 +558,44 @@ pub(crate) mod tests {
     fn unknown_opnum_faults() {
         assert_eq!(call(14, &[], &Backend), Err(FaultStatus(fault::OP_RNG_ERROR)));
         assert_eq!(call(0xFFFF, &[], &Backend), Err(FaultStatus(fault::OP_RNG_ERROR)));
+    }
+
+    /// Writes request and response stubs to `$DUET_RPC_DUMP/` for Samba's
+    /// `ndrdump` (an independent, strict NDR parser), e.g.
+    /// `ndrdump srvsvc srvsvc_NetShareEnumAll out enum-502.out`.
+    #[test]
+    #[ignore]
+    fn dump_stubs_for_ndrdump() {
+        let Ok(dir) = std::env::var("DUET_RPC_DUMP") else { return };
+        let write = |name: &str, b: &[u8]| std::fs::write(format!("{dir}/{name}"), b).unwrap();
+        for level in ENUM_LEVELS.into_iter().chain([7]) {
+            let stub = enum_stub(level, true);
+            write(&format!("enum-{level}.in"), &stub);
+            write(&format!("enum-{level}.out"), &call(OP_NETR_SHARE_ENUM, &stub, &Backend).unwrap());
+        }
+        for level in [0, 1, 2, 501, 502, 1005, 7] {
+            let stub = get_info_stub("data", level);
+            write(&format!("getinfo-{level}.in"), &stub);
+            write(&format!("getinfo-{level}.out"), &call(OP_NETR_SHARE_GET_INFO, &stub, &Backend).unwrap());
+        }
+        write("getinfo-nosuch.out", &call(OP_NETR_SHARE_GET_INFO, &get_info_stub("nosuch", 2), &Backend).unwrap());
+        for level in [100, 101, 102, 7] {
+            let mut w = NdrWriter::new();
+            w.pointer();
+            w.string("\\\\duet");
+            w.u32(level);
+            let stub = w.into_bytes();
+            write(&format!("srvinfo-{level}.in"), &stub);
+            write(&format!("srvinfo-{level}.out"), &call(OP_NETR_SERVER_GET_INFO, &stub, &Backend).unwrap());
+        }
+        for level in [100, 101] {
+            let mut w = NdrWriter::new();
+            w.null();
+            w.u32(level);
+            let stub = w.into_bytes();
+            write(&format!("wksta-{level}.in"), &stub);
+            write(&format!("wksta-{level}.out"), &crate::rpc::wkssvc::call(0, &stub, &Backend).unwrap());
+        }
     }
 
     #[test]
