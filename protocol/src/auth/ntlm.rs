@@ -300,10 +300,7 @@ impl ServerContext {
             let mic = authenticate
                 .get(MIC_OFFSET..MIC_OFFSET + 16)
                 .ok_or(AuthError::Malformed("NTLM AUTHENTICATE_MESSAGE MIC"))?;
-            let mut zeroed = authenticate.to_vec();
-            zeroed[MIC_OFFSET..MIC_OFFSET + 16].fill(0);
-            let expected = hmac_md5(&exported, &[&negotiate, &challenge, &zeroed]);
-            if !ct_eq(&expected, mic) {
+            if !ct_eq(&message_mic(&exported, &negotiate, &challenge, authenticate), mic) {
                 return Err(AuthError::LogonFailure);
             }
         }
@@ -487,6 +484,16 @@ fn rc4(key: &[u8; 16], data: &[u8; 16]) -> [u8; 16] {
     let mut out = *data;
     Rc4_128::new(key.into()).apply_keystream(&mut out);
     out
+}
+
+/// The MIC of the three messages ([MS-NLMP] 3.1.5.1.2, 3.2.5.1.2), with the
+/// AUTHENTICATE_MESSAGE's own MIC field taken as zero.
+fn message_mic(exported: &[u8; 16], negotiate: &[u8], challenge: &[u8], authenticate: &[u8]) -> [u8; 16] {
+    let mut zeroed = authenticate.to_vec();
+    if let Some(mic) = zeroed.get_mut(MIC_OFFSET..MIC_OFFSET + 16) {
+        mic.fill(0);
+    }
+    hmac_md5(exported, &[negotiate, challenge, &zeroed])
 }
 
 /// NTOWFv2 ([MS-NLMP] 3.3.2): `HMAC_MD5(NT hash, UNICODE(Uppercase(User) || UserDom))`.
@@ -979,4 +986,69 @@ mod tests {
         let mut server = ServerContext::new(config(), SERVER_CHALLENGE, 1);
         assert!(matches!(server.authenticate(&spec_authenticate(), &users), Err(AuthError::Malformed(_))));
     }
+
+    /// Replays the smbclient session of [`super::super::spnego`]'s tests:
+    /// same challenge, same time, same names, so the same CHALLENGE_MESSAGE.
+    #[test]
+    fn smbclient_session_replays() {
+        use crate::auth::spnego::{parse_client_token, tests as sp};
+        let config = ServerConfig {
+            netbios_domain: "WORKGROUP".into(),
+            netbios_computer: "DUET".into(),
+            dns_domain: String::new(),
+            dns_computer: "duet".into(),
+        };
+        let mut server = ServerContext::new(config, [1, 2, 3, 4, 5, 6, 7, 8], 0x01dc_0000_0000_0000);
+        let init = unhex(sp::SMBCLIENT_INIT);
+        let init = parse_client_token(&init).unwrap();
+        assert_eq!(server.challenge(init.ntlmssp).unwrap(), unhex(sp::SMBCLIENT_CHALLENGE));
+        let auth = unhex(sp::SMBCLIENT_AUTH);
+        let auth = parse_client_token(&auth).unwrap();
+        let lookup = |u: &str, _: &str| (u == "alice").then(|| nt_hash("sekrit"));
+        let who = server.authenticate(auth.ntlmssp, &lookup).unwrap();
+        assert_eq!((who.user.as_str(), who.domain.as_str(), who.workstation.as_str()), ("alice", "WORKGROUP", "VM"));
+        let mech_list = init.mech_list.unwrap();
+        assert!(server.verify_mech_list_mic(mech_list, auth.mech_list_mic.unwrap()));
+        let fin = unhex(sp::SMBCLIENT_FINAL);
+        assert_eq!(server.mech_list_mic(mech_list).unwrap()[..], fin[fin.len() - 16..]);
+
+        // The same messages with the wrong password fail.
+        let mut server = ServerContext::new(ServerConfig::default(), [1, 2, 3, 4, 5, 6, 7, 8], 0x01dc_0000_0000_0000);
+        server.challenge(init.ntlmssp).unwrap();
+        assert_eq!(server.authenticate(auth.ntlmssp, &|_: &str, _: &str| Some(nt_hash("wrong"))), Err(AuthError::LogonFailure));
+    }
+
+    /// The Windows exchange of Microsoft's "anatomy of signing and
+    /// cryptographic keys" blog: the SMB session key is the NTLM exported
+    /// session key, so it checks the MIC and both mechListMICs Windows made.
+    #[test]
+    fn windows_mic_and_mech_list_mics() {
+        use crate::auth::spnego::{parse_client_token, tests as sp};
+        let exported: [u8; 16] = unhex("270E1BA896585EEB7AF3472D3B4C75A7").try_into().unwrap();
+        let init = sp::windows_buffer(2);
+        let negotiate = parse_client_token(&init).unwrap().ntlmssp;
+        let resp = sp::windows_buffer(3);
+        let challenge = &resp[resp.len() - 0x94..];
+        let second = sp::windows_buffer(4);
+        let second = parse_client_token(&second).unwrap();
+        let authenticate = second.ntlmssp;
+        assert_eq!(
+            message_mic(&exported, negotiate, challenge, authenticate)[..],
+            authenticate[MIC_OFFSET..MIC_OFFSET + 16]
+        );
+        let msg = parse_authenticate(authenticate).unwrap();
+        assert_eq!(decode_string(msg.user, msg.flags, "").unwrap(), "administrator");
+        assert_eq!(decode_string(msg.domain, msg.flags, "").unwrap(), "SUT311");
+
+        let server = ServerContext {
+            config: ServerConfig::default(),
+            server_challenge: [0; 8],
+            now_filetime: 0,
+            state: State::Done { keys: Some((exported, msg.flags)) },
+        };
+        let mech_list = unhex(sp::MECH_LIST);
+        assert!(server.verify_mech_list_mic(&mech_list, second.mech_list_mic.unwrap()));
+        assert_eq!(server.mech_list_mic(&mech_list).unwrap().to_vec(), unhex("010000003B453CDC3524164200000000"));
+    }
+
 }

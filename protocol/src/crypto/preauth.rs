@@ -48,7 +48,7 @@ impl std::fmt::Debug for PreauthHash {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::crypto::unhex;
 
