@@ -34,15 +34,15 @@ pub mod close;
 pub mod flush;
 pub mod read;
 pub mod write;
-// pub mod lock;
+pub mod lock;
 pub mod ioctl;
 pub mod cancel;
 pub mod echo;
 pub mod query_directory;
-// pub mod change_notify;
+pub mod change_notify;
 pub mod query_info;
 pub mod set_info;
-// pub mod oplock_break;
+pub mod oplock_break;
 
 /// SMB2_FILEID ([MS-SMB2] 2.2.14.1).
 ///
@@ -92,6 +92,11 @@ pub(crate) fn fixed(msg: &[u8], structure_size: u16) -> ParseResult<Reader<'_>> 
         return Err(ParseError::Invalid("structure size"));
     }
     Ok(r)
+}
+
+/// The StructureSize of a body, for messages whose layout it selects.
+pub(crate) fn peek_structure_size(msg: &[u8]) -> ParseResult<u16> {
+    Reader::new(body(msg)?).u16("structure size")
 }
 
 /// Encodes and parses a 4-byte `{ structure_size=4 | _reserved }` body,
