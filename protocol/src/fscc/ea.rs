@@ -162,6 +162,31 @@ pub fn encode_full_ea_list(eas: &[FullEa<'_>], out: &mut BytesMut) -> Result<(),
     Ok(())
 }
 
+/// Appends as many whole entries of `eas` as fit in `max_len` bytes and
+/// returns how many were written, for a QUERY_INFO FileFullEaInformation
+/// answer limited by OutputBufferLength. The server answers
+/// STATUS_BUFFER_OVERFLOW when fewer than all were written (or
+/// STATUS_BUFFER_TOO_SMALL when none were). InvalidParameter as for
+/// [`encode_full_ea_list`].
+pub fn encode_full_ea_list_limited(
+    eas: &[FullEa<'_>],
+    max_len: usize,
+    out: &mut BytesMut,
+) -> Result<usize, InfoError> {
+    let mut used = 0usize;
+    let mut n = 0;
+    for ea in eas {
+        let start = used.next_multiple_of(4);
+        if start + ea.len() > max_len {
+            break;
+        }
+        used = start + ea.len();
+        n += 1;
+    }
+    encode_full_ea_list(&eas[..n], out)?;
+    Ok(n)
+}
+
 /// Appends a FILE_GET_EA_INFORMATION list (the client side of a query;
 /// used by tests and tools). InvalidParameter on a bad name.
 pub fn encode_get_ea_list(names: &[GetEa<'_>], out: &mut BytesMut) -> Result<(), InfoError> {
@@ -284,6 +309,28 @@ mod tests {
         .is_err());
         assert!(out.is_empty());
         assert_eq!(ea_list_size(&[]), 0);
+    }
+
+    #[test]
+    fn limited_encoding_keeps_whole_entries() {
+        let eas = sample();
+        let mut all = BytesMut::new();
+        encode_full_ea_list(&eas, &mut all).unwrap();
+        for max in 0..=all.len() + 4 {
+            let mut out = BytesMut::new();
+            let n = encode_full_ea_list_limited(&eas, max, &mut out).unwrap();
+            assert!(out.len() <= max);
+            assert_eq!(out.len(), ea_list_size(&eas[..n]));
+            if n > 0 {
+                assert_eq!(parse_full_ea_list(&out).unwrap(), eas[..n]);
+            }
+        }
+        let mut out = BytesMut::new();
+        assert_eq!(encode_full_ea_list_limited(&eas, 16, &mut out), Ok(1));
+        assert_eq!(
+            encode_full_ea_list_limited(&eas, 15, &mut BytesMut::new()),
+            Ok(0)
+        );
     }
 
     #[test]

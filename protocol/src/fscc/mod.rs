@@ -176,3 +176,84 @@ mod tests {
         );
     }
 }
+
+/// Garbage in, error out: every parser in this module is fed random and
+/// mutated buffers and must return (Ok or Err) without panicking.
+#[cfg(test)]
+mod robustness {
+    use super::*;
+    use bytes::BytesMut;
+
+    /// xorshift64*: deterministic, no dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    fn feed(buf: &[u8]) {
+        for class in 0..=u8::MAX {
+            let _ = parse_set_file_info(class, buf);
+            let _ = parse_set_fs_info(class, buf);
+        }
+        let _ = SecurityDescriptor::parse(buf);
+        let _ = security::Acl::parse(buf);
+        let _ = security::Sid::parse(buf);
+        let _ = parse_full_ea_list(buf);
+        let _ = parse_get_ea_list(buf);
+        let _ = FileObjectIdBuffer::parse(buf);
+    }
+
+    #[test]
+    fn random_buffers_never_panic() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..300 {
+            let n = (rng.next() % 200) as usize;
+            feed(&rng.bytes(n));
+        }
+    }
+
+    #[test]
+    fn mutated_valid_buffers_never_panic() {
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        let mut seeds: Vec<Vec<u8>> = Vec::new();
+        let mut b = BytesMut::new();
+        posix_security_descriptor(1000, 100, 0o755, true).encode(0xF, &mut b);
+        seeds.push(b.to_vec());
+        let mut b = BytesMut::new();
+        encode_full_ea_list(
+            &[
+                FullEa {
+                    flags: 0,
+                    name: b"a",
+                    value: b"xyz",
+                },
+                FullEa {
+                    flags: 0,
+                    name: b"bb",
+                    value: b"",
+                },
+            ],
+            &mut b,
+        )
+        .unwrap();
+        seeds.push(b.to_vec());
+        for seed in &seeds {
+            for _ in 0..300 {
+                let mut m = seed.clone();
+                for _ in 0..1 + rng.next() % 4 {
+                    let i = (rng.next() as usize) % m.len();
+                    m[i] = rng.next() as u8;
+                }
+                feed(&m);
+            }
+        }
+    }
+}

@@ -149,9 +149,9 @@ impl Sid {
         }
     }
 
-    /// Encoded length: 8 + 4 per sub-authority.
+    /// Encoded length: 8 + 4 per sub-authority (at most 15 are encoded).
     pub fn len(&self) -> usize {
-        8 + 4 * self.sub_authorities.len()
+        8 + 4 * self.sub_authorities.len().min(SID_MAX_SUB_AUTHORITIES)
     }
 
     /// Never true: a SID has at least its 8-byte header.

@@ -144,7 +144,7 @@ pub fn parse_set_file_info(class: u8, buf: &[u8]) -> Result<SetFileInfo<'_>, Inf
         class::FILE_RENAME_INFORMATION
         | class::FILE_RENAME_INFORMATION_EX
         | class::FILE_LINK_INFORMATION => {
-            // Format (TYPE_2, [MS-FSCC] 2.4.42.2 / 2.4.21.2):
+            // Format (FILE_RENAME_INFORMATION_TYPE_2 / FILE_LINK_INFORMATION_TYPE_2):
             //   { replace_if_exists: u8 | _reserved: [u8; 7] | root_directory: u64 |
             //     file_name_length: u32 | file_name }
             // Ex: { flags: u32 | _reserved: u32 | root_directory: u64 | ... }
@@ -165,7 +165,7 @@ pub fn parse_set_file_info(class: u8, buf: &[u8]) -> Result<SetFileInfo<'_>, Inf
                     0
                 }
             };
-            // [MS-SMB2] 2.2.39: RootDirectory MUST be 0 for network operations.
+            // [MS-FSCC]: RootDirectory MUST be 0 for network operations.
             if r.u64("rename")? != 0 {
                 return Err(InfoError::InvalidParameter);
             }
