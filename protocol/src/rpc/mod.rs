@@ -10,7 +10,7 @@
 //! - [`pipe`]: the pipe endpoint: buffering, reassembly, bind and dispatch.
 //! - [`pdu`]: connection-oriented PDUs (bind, bind_ack, request, response, fault).
 //! - [`ndr`]: NDR 2.0 encoder and decoder helpers.
-//! - [`srvsvc`]: NetrShareEnum, NetrShareGetInfo, NetrServerGetInfo.
+//! - [`srvsvc`]: NetrShareEnum, NetrShareGetInfo, NetrServerGetInfo, NetrShareEnumSticky.
 //! - [`wkssvc`]: the workstation service's NetrWkstaGetInfo.
 
 pub mod ndr;
@@ -31,7 +31,7 @@ pub const STYPE_IPC: u32 = 0x0000_0003;
 /// Share type flag: an administrative (special) share such as `C$`.
 pub const STYPE_SPECIAL: u32 = 0x8000_0000;
 
-/// One share, as the backend describes it to srvsvc ([MS-SRVS] 2.2.4.22-2.2.4.26).
+/// One share, as the backend describes it to srvsvc (SHARE_INFO_*, [MS-SRVS] 2.2.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareInfo {
     pub name: String,
@@ -45,7 +45,7 @@ pub struct ShareInfo {
     pub current_uses: u32,
 }
 
-/// The server, as srvsvc and wkssvc describe it ([MS-SRVS] 2.2.4.40-2.2.4.42).
+/// The server, as srvsvc and wkssvc describe it (SERVER_INFO_10x, [MS-SRVS] 2.2.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInfo {
     /// NetBIOS name.
@@ -53,7 +53,7 @@ pub struct ServerInfo {
     pub comment: String,
     pub version_major: u32,
     pub version_minor: u32,
-    /// `SV_TYPE_*` bits ([MS-SRVS] 2.2.2.7).
+    /// `SV_TYPE_*` bits ([MS-SRVS] 2.2.2, Server Types).
     pub server_type: u32,
 }
 

@@ -1,5 +1,6 @@
 //! The srvsvc interface ([MS-SRVS] 3.1.4): NetrShareEnum (opnum 15),
-//! NetrShareGetInfo (opnum 16) and NetrServerGetInfo (opnum 21).
+//! NetrShareGetInfo (opnum 16), NetrServerGetInfo (opnum 21) and
+//! NetrShareEnumSticky (opnum 36).
 //!
 //! Each call parses its `[in]` parameters from the request stub and encodes
 //! its `[out]` parameters, in NDR 2.0, for the response stub. Errors the
@@ -10,7 +11,7 @@
 
 use super::ndr::{NdrReader, NdrWriter};
 use super::pdu::{fault, FaultStatus};
-use super::{PipeBackend, ServerInfo, ShareInfo};
+use super::{PipeBackend, ServerInfo, ShareInfo, STYPE_IPC, STYPE_SPECIAL};
 use crate::error::{ParseError, ParseResult};
 
 /// NetrShareEnum ([MS-SRVS] 3.1.4.8).
@@ -19,6 +20,8 @@ pub const OP_NETR_SHARE_ENUM: u16 = 15;
 pub const OP_NETR_SHARE_GET_INFO: u16 = 16;
 /// NetrServerGetInfo ([MS-SRVS] 3.1.4.17).
 pub const OP_NETR_SERVER_GET_INFO: u16 = 21;
+/// NetrShareEnumSticky ([MS-SRVS] 3.1.4.9).
+pub const OP_NETR_SHARE_ENUM_STICKY: u16 = 36;
 
 /// Win32 error codes used as NET_API_STATUS ([MS-ERREF] 2.2).
 pub const WERR_OK: u32 = 0x0000_0000;
@@ -27,7 +30,7 @@ pub const WERR_INVALID_LEVEL: u32 = 0x0000_007C;
 /// NERR_NetNameNotFound.
 pub const WERR_NET_NAME_NOT_FOUND: u32 = 0x0000_0906;
 
-/// PLATFORM_ID_NT ([MS-SRVS] 2.2.2.6).
+/// PLATFORM_ID_NT ([MS-SRVS] 2.2.2, Platform IDs).
 pub const PLATFORM_ID_NT: u32 = 500;
 
 /// Runs one srvsvc call: the response stub, or the fault to send.
@@ -37,6 +40,17 @@ pub fn call(opnum: u16, stub: &[u8], backend: &dyn PipeBackend) -> Result<Vec<u8
         OP_NETR_SHARE_ENUM => {
             let req = ShareEnumRequest::parse(stub).map_err(bad_stub)?;
             Ok(req.respond(&backend.shares()))
+        }
+        OP_NETR_SHARE_ENUM_STICKY => {
+            // Sticky shares are the persistent ones: not IPC$ or the
+            // administrative shares. Level 501 is not allowed here.
+            let req = ShareEnumRequest::parse(stub).map_err(bad_stub)?;
+            let shares: Vec<ShareInfo> = backend
+                .shares()
+                .into_iter()
+                .filter(|s| s.share_type & STYPE_SPECIAL == 0 && s.share_type & 0xFF != STYPE_IPC)
+                .collect();
+            Ok(req.respond_levels(&shares, &STICKY_LEVELS))
         }
         OP_NETR_SHARE_GET_INFO => {
             let req = ShareGetInfoRequest::parse(stub).map_err(bad_stub)?;
@@ -50,14 +64,17 @@ pub fn call(opnum: u16, stub: &[u8], backend: &dyn PipeBackend) -> Result<Vec<u8
     }
 }
 
-/// The share-info levels NetrShareEnum and NetrShareGetInfo return ([MS-SRVS] 2.2.4.22-2.2.4.29).
+/// The share-info levels NetrShareEnum and NetrShareGetInfo return
+/// (SHARE_INFO_0, _1, _2, _501, _502_I: [MS-SRVS] 2.2.4).
 const ENUM_LEVELS: [u32; 5] = [0, 1, 2, 501, 502];
+/// The levels NetrShareEnumSticky returns ([MS-SRVS] 3.1.4.9: all but 501).
+const STICKY_LEVELS: [u32; 4] = [0, 1, 2, 502];
 
 /// `[in]` parameters of NetrShareEnum ([MS-SRVS] 3.1.4.8).
 ///
 /// ```text
 /// [in, string, unique] SRVSVC_HANDLE ServerName,
-/// [in, out] LPSHARE_ENUM_STRUCT InfoStruct,     // Level, union switch, unique pointer to container
+/// [in, out] LPSHARE_ENUM_STRUCT InfoStruct,     // Level, union switch, unique pointer to container (2.2.4.38)
 /// [in] DWORD PreferedMaximumLength,
 /// [in, out, unique] DWORD* ResumeHandle
 /// ```
@@ -71,7 +88,7 @@ pub struct ShareEnumRequest {
 }
 
 impl ShareEnumRequest {
-    /// Parses the stub. The container the client sends ([MS-SRVS] 2.2.4.33,
+    /// Parses the stub. The container the client sends ([MS-SRVS] 2.2.4.38,
     /// SHARE_ENUM_STRUCT) is normally empty; a non-empty one is refused.
     pub fn parse(stub: &[u8]) -> ParseResult<ShareEnumRequest> {
         let mut r = NdrReader::new(stub);
@@ -94,10 +111,15 @@ impl ShareEnumRequest {
 
     /// Encodes the `[out]` parameters: InfoStruct, TotalEntries, ResumeHandle, return value.
     pub fn respond(&self, shares: &[ShareInfo]) -> Vec<u8> {
+        self.respond_levels(shares, &ENUM_LEVELS)
+    }
+
+    /// As [`ShareEnumRequest::respond`], answering WERR_INVALID_LEVEL for levels not in `levels`.
+    pub fn respond_levels(&self, shares: &[ShareInfo], levels: &[u32]) -> Vec<u8> {
         let mut w = NdrWriter::new();
         w.u32(self.level);
         w.u32(self.level);
-        let known = ENUM_LEVELS.contains(&self.level);
+        let known = levels.contains(&self.level);
         let total = if known {
             w.pointer(); // SHARE_INFO_n_CONTAINER*
             let count = u32::try_from(shares.len()).unwrap_or(u32::MAX);
@@ -150,7 +172,7 @@ impl ShareGetInfoRequest {
         Ok(ShareGetInfoRequest { server_name, net_name, level })
     }
 
-    /// Encodes `[out, switch_is(Level)] LPSHARE_INFO InfoStruct` and the return value.
+    /// Encodes `[out, switch_is(Level)] LPSHARE_INFO InfoStruct` ([MS-SRVS] 2.2.3.6) and the return value.
     /// Share names compare case-insensitively.
     pub fn respond(&self, shares: &[ShareInfo]) -> Vec<u8> {
         let mut w = NdrWriter::new();
@@ -168,7 +190,7 @@ impl ShareGetInfoRequest {
             Some(s) => {
                 w.pointer();
                 if self.level == 1005 {
-                    w.u32(0); // shi1005_flags: manual caching, no flags ([MS-SRVS] 2.2.4.29)
+                    w.u32(0); // SHARE_INFO_1005 shi1005_flags: manual caching, no flags
                 } else {
                     share_fixed(&mut w, self.level, s);
                     share_deferred(&mut w, self.level, s);
@@ -180,7 +202,7 @@ impl ShareGetInfoRequest {
     }
 }
 
-/// The fixed part of SHARE_INFO_0/1/2/501/502 ([MS-SRVS] 2.2.4.22-2.2.4.26), pointers as referent ids.
+/// The fixed part of SHARE_INFO_0/1/2/501/502_I ([MS-SRVS] 2.2.4), pointers as referent ids.
 fn share_fixed(w: &mut NdrWriter, level: u32, s: &ShareInfo) {
     w.pointer(); // netname
     if level == 0 {
@@ -238,8 +260,8 @@ impl ServerGetInfoRequest {
         Ok(ServerGetInfoRequest { server_name, level })
     }
 
-    /// Encodes `[out, switch_is(Level)] LPSERVER_INFO InfoStruct` and the return value:
-    /// SERVER_INFO_100/101/102 ([MS-SRVS] 2.2.4.40-2.2.4.42).
+    /// Encodes `[out, switch_is(Level)] LPSERVER_INFO InfoStruct` ([MS-SRVS] 2.2.3.7)
+    /// and the return value: SERVER_INFO_100, _101 or _102 ([MS-SRVS] 2.2.4).
     pub fn respond(&self, info: &ServerInfo) -> Vec<u8> {
         let mut w = NdrWriter::new();
         w.u32(self.level);
@@ -552,6 +574,22 @@ pub(crate) mod tests {
                 assert_eq!(call(op, &stub[..n], &Backend), Err(FaultStatus(fault::NDR)), "op {op} cut at {n}");
             }
         }
+    }
+
+    #[test]
+    fn share_enum_sticky_skips_special_shares() {
+        let out = call(OP_NETR_SHARE_ENUM_STICKY, &enum_stub(1, false), &Backend).unwrap();
+        let mut d = Dec::new(&out);
+        assert_eq!((d.u32(), d.u32()), (1, 1));
+        assert!(d.ptr());
+        assert_eq!(d.u32(), 1);
+        assert!(d.ptr());
+        assert_eq!(d.u32(), 1);
+        assert_eq!(decode_shares(&mut d, 1, 1)[0].0, "data");
+        assert_eq!((d.u32(), d.u32(), d.u32()), (1, 0, WERR_OK));
+        d.end();
+        let out = call(OP_NETR_SHARE_ENUM_STICKY, &enum_stub(501, false), &Backend).unwrap();
+        assert_eq!(&out[out.len() - 4..], &WERR_INVALID_LEVEL.to_le_bytes());
     }
 
     #[test]
