@@ -53,7 +53,14 @@ pub fn read(buf: &[u8]) -> Result<(Tlv<'_>, &[u8]), AuthError> {
     };
     let value = rest.get(..len).ok_or(AuthError::Malformed("DER contents"))?;
     let header = buf.len() - rest.len();
-    Ok((Tlv { tag, value, raw: &buf[..header + len] }, &rest[len..]))
+    Ok((
+        Tlv {
+            tag,
+            value,
+            raw: &buf[..header + len],
+        },
+        &rest[len..],
+    ))
 }
 
 /// Reads one element that must carry `tag`.
@@ -126,7 +133,7 @@ mod tests {
         assert!(read(&[0x1f, 0x01, 0x00]).is_err()); // high tag number
         assert!(read(&[0x04, 0x85, 0, 0, 0, 0, 1, 0]).is_err()); // 5 length bytes
         assert!(read(&[0x04, 0x84, 0xff, 0xff, 0xff, 0xff]).is_err()); // beyond the input
-        // Non-minimal long form is accepted.
+                                                                       // Non-minimal long form is accepted.
         let (t, _) = read(&[0x04, 0x81, 0x01, 0xaa]).unwrap();
         assert_eq!(t.value, &[0xaa]);
     }

@@ -138,7 +138,11 @@ enum State {
     /// Waiting for the NEGOTIATE_MESSAGE.
     Initial,
     /// CHALLENGE_MESSAGE sent; the MIC needs both messages.
-    Challenged { negotiate: Vec<u8>, challenge: Vec<u8>, flags: u32 },
+    Challenged {
+        negotiate: Vec<u8>,
+        challenge: Vec<u8>,
+        flags: u32,
+    },
     /// Authenticated, with the keys the mechListMIC needs (`None` for anonymous).
     Done { keys: Option<([u8; 16], u32)> },
     /// The exchange failed; it cannot be resumed.
@@ -163,13 +167,21 @@ impl std::fmt::Debug for ServerContext {
             State::Done { .. } => "done",
             State::Failed => "failed",
         };
-        f.debug_struct("ServerContext").field("config", &self.config).field("state", &state).finish_non_exhaustive()
+        f.debug_struct("ServerContext")
+            .field("config", &self.config)
+            .field("state", &state)
+            .finish_non_exhaustive()
     }
 }
 
 impl ServerContext {
     pub fn new(config: ServerConfig, server_challenge: [u8; 8], now_filetime: u64) -> Self {
-        ServerContext { config, server_challenge, now_filetime, state: State::Initial }
+        ServerContext {
+            config,
+            server_challenge,
+            now_filetime,
+            state: State::Initial,
+        }
     }
 
     /// Takes the client's NEGOTIATE_MESSAGE ([MS-NLMP] 2.2.1.1) and returns the
@@ -220,7 +232,11 @@ impl ServerContext {
         msg.extend_from_slice(&target_name);
         msg.extend_from_slice(&info);
 
-        self.state = State::Challenged { negotiate: negotiate.to_vec(), challenge: msg.clone(), flags: chal_flags };
+        self.state = State::Challenged {
+            negotiate: negotiate.to_vec(),
+            challenge: msg.clone(),
+            flags: chal_flags,
+        };
         Ok(msg)
     }
 
@@ -241,7 +257,11 @@ impl ServerContext {
         lookup: &dyn Fn(&str, &str) -> Option<[u8; 16]>,
     ) -> Result<Authenticated, AuthError> {
         let (negotiate, challenge, chal_flags) = match std::mem::replace(&mut self.state, State::Failed) {
-            State::Challenged { negotiate, challenge, flags } => (negotiate, challenge, flags),
+            State::Challenged {
+                negotiate,
+                challenge,
+                flags,
+            } => (negotiate, challenge, flags),
             other => {
                 self.state = other;
                 return Err(AuthError::Malformed("NTLM AUTHENTICATE_MESSAGE out of order"));
@@ -254,7 +274,13 @@ impl ServerContext {
 
         if user.is_empty() && msg.nt.is_empty() && msg.lm.len() <= 1 {
             self.state = State::Done { keys: None };
-            return Ok(Authenticated { user, domain, workstation, anonymous: true, session_key: [0u8; 16] });
+            return Ok(Authenticated {
+                user,
+                domain,
+                workstation,
+                anonymous: true,
+                session_key: [0u8; 16],
+            });
         }
         match msg.nt.len() {
             0 => return Err(AuthError::Unsupported("LM authentication")),
@@ -289,8 +315,10 @@ impl ServerContext {
 
         let negotiated = chal_flags & msg.flags | (msg.flags & (flags::UNICODE | flags::NTLM));
         let exported = if negotiated & flags::KEY_EXCH != 0 {
-            let enc: [u8; 16] =
-                msg.encrypted_key.try_into().map_err(|_| AuthError::Malformed("NTLM encrypted session key"))?;
+            let enc: [u8; 16] = msg
+                .encrypted_key
+                .try_into()
+                .map_err(|_| AuthError::Malformed("NTLM encrypted session key"))?;
             rc4(&session_base_key, &enc)
         } else {
             session_base_key
@@ -305,8 +333,16 @@ impl ServerContext {
             }
         }
 
-        self.state = State::Done { keys: Some((exported, negotiated)) };
-        Ok(Authenticated { user, domain, workstation, anonymous: false, session_key: exported })
+        self.state = State::Done {
+            keys: Some((exported, negotiated)),
+        };
+        Ok(Authenticated {
+            user,
+            domain,
+            workstation,
+            anonymous: false,
+            session_key: exported,
+        })
     }
 
     /// The server's mechListMIC over `mech_list` (the DER MechTypeList of the
@@ -331,9 +367,9 @@ impl ServerContext {
 
     fn keys(&self) -> Option<([u8; 16], u32)> {
         match self.state {
-            State::Done { keys: Some((key, negotiated)) } if negotiated & flags::EXTENDED_SESSIONSECURITY != 0 => {
-                Some((key, negotiated))
-            }
+            State::Done {
+                keys: Some((key, negotiated)),
+            } if negotiated & flags::EXTENDED_SESSIONSECURITY != 0 => Some((key, negotiated)),
             _ => None,
         }
     }
@@ -611,7 +647,11 @@ pub mod client {
         if chal_flags & flags::UNICODE == 0 {
             return Err(AuthError::Unsupported("NTLM server without Unicode"));
         }
-        let pairs = if info.is_empty() { Vec::new() } else { parse_av_pairs(info)? };
+        let pairs = if info.is_empty() {
+            Vec::new()
+        } else {
+            parse_av_pairs(info)?
+        };
         let timestamp = pairs
             .iter()
             .find(|(id, _)| *id == av::TIMESTAMP)
@@ -690,7 +730,10 @@ pub mod client {
 
     /// Checks the server's mechListMIC over `mech_list` (server-to-client keys, sequence 0).
     pub fn verify_server_mech_list_mic(session_key: &[u8; 16], negotiated: u32, mech_list: &[u8], mic: &[u8]) -> bool {
-        ct_eq(&mac(session_key, negotiated, Direction::ServerToClient, 0, mech_list), mic)
+        ct_eq(
+            &mac(session_key, negotiated, Direction::ServerToClient, 0, mech_list),
+            mic,
+        )
     }
 }
 
@@ -740,21 +783,37 @@ mod tests {
     #[test]
     fn ntlmv2_vectors_of_ms_nlmp_4_2_4() {
         let key = ntowfv2(&nt_hash("Password"), "User", "Domain");
-        assert_eq!(key.to_vec(), unhex("0c868a403bfd7a93a3001ef22ef02e3f"), "4.2.4.1.1 NTOWFv2");
+        assert_eq!(
+            key.to_vec(),
+            unhex("0c868a403bfd7a93a3001ef22ef02e3f"),
+            "4.2.4.1.1 NTOWFv2"
+        );
 
         let mut temp = unhex("0101000000000000 0000000000000000 aaaaaaaaaaaaaaaa 00000000");
         temp.extend_from_slice(&spec_target_info());
         temp.extend_from_slice(&[0; 4]);
         let proof = hmac_md5(&key, &[&SERVER_CHALLENGE, &temp]);
-        assert_eq!(proof.to_vec(), unhex("68cd0ab851e51c96aabc927bebef6a1c"), "4.2.4.2.2 NTProofStr");
+        assert_eq!(
+            proof.to_vec(),
+            unhex("68cd0ab851e51c96aabc927bebef6a1c"),
+            "4.2.4.2.2 NTProofStr"
+        );
 
         let base = hmac_md5(&key, &[&proof]);
-        assert_eq!(base.to_vec(), unhex("8de40ccadbc14a82f15cb0ad0de95ca3"), "4.2.4.1.2 session base key");
+        assert_eq!(
+            base.to_vec(),
+            unhex("8de40ccadbc14a82f15cb0ad0de95ca3"),
+            "4.2.4.1.2 session base key"
+        );
 
         let lm = hmac_md5(&key, &[&SERVER_CHALLENGE, &[0xaa; 8]]);
         assert_eq!(lm.to_vec(), unhex("86c35097ac9cec102554764a57cccc19"), "4.2.4.2.1 LMv2");
 
-        assert_eq!(rc4(&base, &[0x55; 16]).to_vec(), unhex("c5dad2544fc9799094ce1ce90bc9d03e"), "4.2.4.2.3");
+        assert_eq!(
+            rc4(&base, &[0x55; 16]).to_vec(),
+            unhex("c5dad2544fc9799094ce1ce90bc9d03e"),
+            "4.2.4.2.3"
+        );
     }
 
     #[test]
@@ -810,21 +869,40 @@ mod tests {
         assert_eq!(u32_at(&chal, 8, "").unwrap(), 2);
         assert_eq!(&chal[24..32], &SERVER_CHALLENGE);
         let f = u32_at(&chal, 20, "").unwrap();
-        for bit in [flags::UNICODE, flags::NTLM, flags::TARGET_INFO, flags::EXTENDED_SESSIONSECURITY, flags::KEY_EXCH] {
+        for bit in [
+            flags::UNICODE,
+            flags::NTLM,
+            flags::TARGET_INFO,
+            flags::EXTENDED_SESSIONSECURITY,
+            flags::KEY_EXCH,
+        ] {
             assert_ne!(f & bit, 0, "{bit:#x}");
         }
         assert_eq!(f & flags::LM_KEY, 0);
         assert_eq!(field(&chal, 12, "").unwrap(), &utf16("DUET")[..]);
         let pairs = parse_av_pairs(field(&chal, 40, "").unwrap()).unwrap();
         let ids: Vec<u16> = pairs.iter().map(|p| p.0).collect();
-        assert_eq!(ids, [av::NB_DOMAIN_NAME, av::NB_COMPUTER_NAME, av::DNS_DOMAIN_NAME, av::DNS_COMPUTER_NAME, av::TIMESTAMP]);
+        assert_eq!(
+            ids,
+            [
+                av::NB_DOMAIN_NAME,
+                av::NB_COMPUTER_NAME,
+                av::DNS_DOMAIN_NAME,
+                av::DNS_COMPUTER_NAME,
+                av::TIMESTAMP
+            ]
+        );
         assert_eq!(pairs[0].1, &utf16("WORKGROUP")[..]);
         assert_eq!(pairs[4].1, &now.to_le_bytes()[..]);
         // A second NEGOTIATE on the same context is refused.
         assert!(server.challenge(&client::negotiate()).is_err());
     }
 
-    fn exchange(user: &str, domain: &str, password: &str) -> (ServerContext, Result<Authenticated, AuthError>, [u8; 16]) {
+    fn exchange(
+        user: &str,
+        domain: &str,
+        password: &str,
+    ) -> (ServerContext, Result<Authenticated, AuthError>, [u8; 16]) {
         let mut server = ServerContext::new(config(), [7; 8], 0x01d9_0000_0000_0000);
         let chal = server.challenge(&client::negotiate()).unwrap();
         let (auth, key) = client::authenticate(&chal, user, domain, password, [0xaa; 8], [0x42; 16]).unwrap();
@@ -850,13 +928,21 @@ mod tests {
         assert!(!server.verify_mech_list_mic(&mech_list[1..], &client_mic));
         let server_mic = server.mech_list_mic(&mech_list).unwrap();
         assert_ne!(server_mic, client_mic, "the directions use different keys");
-        assert!(client::verify_server_mech_list_mic(&key, negotiated, &mech_list, &server_mic));
+        assert!(client::verify_server_mech_list_mic(
+            &key,
+            negotiated,
+            &mech_list,
+            &server_mic
+        ));
     }
 
     #[test]
     fn wrong_password_and_unknown_user_fail() {
         assert_eq!(exchange("alice", "WORKGROUP", "wrong").1, Err(AuthError::LogonFailure));
-        assert_eq!(exchange("mallory", "WORKGROUP", "sekrit").1, Err(AuthError::LogonFailure));
+        assert_eq!(
+            exchange("mallory", "WORKGROUP", "sekrit").1,
+            Err(AuthError::LogonFailure)
+        );
         let (server, result, _) = exchange("alice", "WORKGROUP", "wrong");
         assert!(result.is_err());
         assert_eq!(server.mech_list_mic(b"x"), None);
@@ -905,7 +991,9 @@ mod tests {
         msg.extend_from_slice(&(flags::UNICODE | flags::ANONYMOUS | flags::VERSION).to_le_bytes());
         msg.extend_from_slice(&VERSION);
         msg.push(0);
-        let auth = server.authenticate(&msg, &|_: &str, _: &str| -> Option<[u8; 16]> { panic!("no lookup") }).unwrap();
+        let auth = server
+            .authenticate(&msg, &|_: &str, _: &str| -> Option<[u8; 16]> { panic!("no lookup") })
+            .unwrap();
         assert!(auth.anonymous);
         assert_eq!(auth.session_key, [0; 16]);
         assert!(auth.user.is_empty());
@@ -930,7 +1018,10 @@ mod tests {
             msg.extend_from_slice(&(flags::UNICODE | flags::NTLM).to_le_bytes());
             msg.extend_from_slice(&[0x11; 48]);
             msg.extend_from_slice(&user);
-            assert!(matches!(server.authenticate(&msg, &users), Err(AuthError::Unsupported(_))), "{nt_len}");
+            assert!(
+                matches!(server.authenticate(&msg, &users), Err(AuthError::Unsupported(_))),
+                "{nt_len}"
+            );
         }
     }
 
@@ -939,7 +1030,10 @@ mod tests {
         let neg = client::negotiate();
         for cut in 0..neg.len() {
             let mut server = ServerContext::new(config(), [7; 8], 1);
-            assert!(matches!(server.challenge(&neg[..cut]), Err(AuthError::Malformed(_))), "{cut}");
+            assert!(
+                matches!(server.challenge(&neg[..cut]), Err(AuthError::Malformed(_))),
+                "{cut}"
+            );
         }
         let mut server = ServerContext::new(config(), [7; 8], 1);
         assert!(server.challenge(&neg).is_ok());
@@ -959,7 +1053,10 @@ mod tests {
         }
         // And every prefix of the challenge is refused by the client.
         for cut in 0..chal.len() {
-            assert!(client::authenticate(&chal[..cut], "a", "b", "c", [0; 8], [0; 16]).is_err(), "{cut}");
+            assert!(
+                client::authenticate(&chal[..cut], "a", "b", "c", [0; 8], [0; 16]).is_err(),
+                "{cut}"
+            );
         }
     }
 
@@ -984,7 +1081,10 @@ mod tests {
     #[test]
     fn authenticate_before_challenge_is_refused() {
         let mut server = ServerContext::new(config(), SERVER_CHALLENGE, 1);
-        assert!(matches!(server.authenticate(&spec_authenticate(), &users), Err(AuthError::Malformed(_))));
+        assert!(matches!(
+            server.authenticate(&spec_authenticate(), &users),
+            Err(AuthError::Malformed(_))
+        ));
     }
 
     /// Replays the smbclient session of [`super::super::spnego`]'s tests:
@@ -1006,7 +1106,10 @@ mod tests {
         let auth = parse_client_token(&auth).unwrap();
         let lookup = |u: &str, _: &str| (u == "alice").then(|| nt_hash("sekrit"));
         let who = server.authenticate(auth.ntlmssp, &lookup).unwrap();
-        assert_eq!((who.user.as_str(), who.domain.as_str(), who.workstation.as_str()), ("alice", "WORKGROUP", "VM"));
+        assert_eq!(
+            (who.user.as_str(), who.domain.as_str(), who.workstation.as_str()),
+            ("alice", "WORKGROUP", "VM")
+        );
         let mech_list = init.mech_list.unwrap();
         assert!(server.verify_mech_list_mic(mech_list, auth.mech_list_mic.unwrap()));
         let fin = unhex(sp::SMBCLIENT_FINAL);
@@ -1015,7 +1118,10 @@ mod tests {
         // The same messages with the wrong password fail.
         let mut server = ServerContext::new(ServerConfig::default(), [1, 2, 3, 4, 5, 6, 7, 8], 0x01dc_0000_0000_0000);
         server.challenge(init.ntlmssp).unwrap();
-        assert_eq!(server.authenticate(auth.ntlmssp, &|_: &str, _: &str| Some(nt_hash("wrong"))), Err(AuthError::LogonFailure));
+        assert_eq!(
+            server.authenticate(auth.ntlmssp, &|_: &str, _: &str| Some(nt_hash("wrong"))),
+            Err(AuthError::LogonFailure)
+        );
     }
 
     /// The Windows exchange of Microsoft's "anatomy of signing and
@@ -1044,11 +1150,15 @@ mod tests {
             config: ServerConfig::default(),
             server_challenge: [0; 8],
             now_filetime: 0,
-            state: State::Done { keys: Some((exported, msg.flags)) },
+            state: State::Done {
+                keys: Some((exported, msg.flags)),
+            },
         };
         let mech_list = unhex(sp::MECH_LIST);
         assert!(server.verify_mech_list_mic(&mech_list, second.mech_list_mic.unwrap()));
-        assert_eq!(server.mech_list_mic(&mech_list).unwrap().to_vec(), unhex("010000003B453CDC3524164200000000"));
+        assert_eq!(
+            server.mech_list_mic(&mech_list).unwrap().to_vec(),
+            unhex("010000003B453CDC3524164200000000")
+        );
     }
-
 }

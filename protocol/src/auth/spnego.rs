@@ -80,7 +80,10 @@ impl NegState {
 /// ([MS-SPNG] 2.2.1, 3.2.5.2): mechTypes = { NTLMSSP }, negHints.hintName.
 pub fn negotiate_hint() -> Vec<u8> {
     let mech_types = der::tlv(der::SEQUENCE, &der::tlv(der::OID, NTLMSSP_OID));
-    let hints = der::tlv(der::SEQUENCE, &der::tlv(context(0), &der::tlv(der::GENERAL_STRING, HINT_NAME)));
+    let hints = der::tlv(
+        der::SEQUENCE,
+        &der::tlv(context(0), &der::tlv(der::GENERAL_STRING, HINT_NAME)),
+    );
     let mut seq = der::tlv(context(0), &mech_types);
     der::write(context(3), &hints, &mut seq);
     let init = der::tlv(context(0), &der::tlv(der::SEQUENCE, &seq));
@@ -94,7 +97,12 @@ pub fn negotiate_hint() -> Vec<u8> {
 /// NTLMSSP message. Trailing bytes after the token are refused.
 pub fn parse_client_token(buf: &[u8]) -> Result<ClientToken<'_>, AuthError> {
     if buf.starts_with(NTLMSSP_SIGNATURE) {
-        return Ok(ClientToken { ntlmssp: buf, raw_ntlmssp: true, mech_list: None, mech_list_mic: None });
+        return Ok(ClientToken {
+            ntlmssp: buf,
+            raw_ntlmssp: true,
+            mech_list: None,
+            mech_list_mic: None,
+        });
     }
     let (tlv, rest) = der::read(buf)?;
     if !rest.is_empty() {
@@ -170,7 +178,12 @@ fn parse_init(buf: &[u8]) -> Result<ClientToken<'_>, AuthError> {
         }
         _ => &[],
     };
-    Ok(ClientToken { ntlmssp, raw_ntlmssp: false, mech_list: Some(list.raw), mech_list_mic: mic })
+    Ok(ClientToken {
+        ntlmssp,
+        raw_ntlmssp: false,
+        mech_list: Some(list.raw),
+        mech_list_mic: mic,
+    })
 }
 
 /// NegTokenResp ([RFC 4178] 4.2.2), the contents of `[1]`.
@@ -194,7 +207,12 @@ fn parse_resp(buf: &[u8]) -> Result<ClientToken<'_>, AuthError> {
     if !ntlmssp.is_empty() && !ntlmssp.starts_with(NTLMSSP_SIGNATURE) {
         return Err(AuthError::Malformed("NTLMSSP responseToken"));
     }
-    Ok(ClientToken { ntlmssp, raw_ntlmssp: false, mech_list: None, mech_list_mic: mic })
+    Ok(ClientToken {
+        ntlmssp,
+        raw_ntlmssp: false,
+        mech_list: None,
+        mech_list_mic: mic,
+    })
 }
 
 /// A NegTokenResp ([RFC 4178] 4.2.2): supportedMech = NTLMSSP when `first`,
@@ -231,16 +249,20 @@ pub(crate) mod tests {
     // to a signed TREE_CONNECT). Server: challenge 0102030405060708, time
     // 0x01dc000000000000, names WORKGROUP / DUET / - / duet; user alice,
     // password "sekrit".
-    pub(crate) const SMBCLIENT_INIT: &str = "604806062b0601050502a03e303ca00e300c060a2b06010401823702020aa22a04284e544c4d53535000010000001582
+    pub(crate) const SMBCLIENT_INIT: &str =
+        "604806062b0601050502a03e303ca00e300c060a2b06010401823702020aa22a04284e544c4d53535000010000001582
         086200000000280000000000000028000000060100000000000f";
-    pub(crate) const SMBCLIENT_CHALLENGE: &str = "4e544c4d5353500002000000080008003800000015828a62010203040506070800000000000000003e003e0040000000
+    pub(crate) const SMBCLIENT_CHALLENGE: &str =
+        "4e544c4d5353500002000000080008003800000015828a62010203040506070800000000000000003e003e0040000000
         0a0063450000000f44005500450054000200120057004f0052004b00470052004f005500500001000800440055004500
         540003000800640075006500740007000800000000000000dc0100000000";
-    pub(crate) const SMBCLIENT_CHALLENGE_RESPONSE: &str = "a18199308196a0030a0101a10c060a2b06010401823702020aa28180047e4e544c4d5353500002000000080008003800
+    pub(crate) const SMBCLIENT_CHALLENGE_RESPONSE: &str =
+        "a18199308196a0030a0101a10c060a2b06010401823702020aa28180047e4e544c4d5353500002000000080008003800
         000015828a62010203040506070800000000000000003e003e00400000000a0063450000000f44005500450054000200
         120057004f0052004b00470052004f005500500001000800440055004500540003000800640075006500740007000800
         000000000000dc0100000000";
-    pub(crate) const SMBCLIENT_AUTH: &str = "a182019a30820196a282017e0482017a4e544c4d53535000030000001800180058000000da00da007000000012001200
+    pub(crate) const SMBCLIENT_AUTH: &str =
+        "a182019a30820196a282017e0482017a4e544c4d53535000030000001800180058000000da00da007000000012001200
         4a0100000a000a005c0100000400040066010000100010006a01000015820862060100000000000fd32ad144695eea8a
         93b06adde04d4e0a000000000000000000000000000000000000000000000000df998370a70e89536a17304a82fe5a34
         0101000000000000000000000000dc010fddb3fe4250e41e000000000200120057004f0052004b00470052004f005500
@@ -304,7 +326,10 @@ pub(crate) mod tests {
              00A3120410010000003B453CDC3524164200000000",
         );
         let mic = unhex("010000003B453CDC3524164200000000");
-        assert_eq!(encode_response_with_mic(NegState::AcceptCompleted, None, false, Some(&mic)), final_msg[72..]);
+        assert_eq!(
+            encode_response_with_mic(NegState::AcceptCompleted, None, false, Some(&mic)),
+            final_msg[72..]
+        );
     }
 
     #[test]
@@ -334,7 +359,10 @@ pub(crate) mod tests {
         assert_eq!(t.mech_list_mic.map(|m| m.len()), Some(16));
         let fin = unhex(SMBCLIENT_FINAL);
         let mic = &fin[fin.len() - 16..];
-        assert_eq!(encode_response_with_mic(NegState::AcceptCompleted, None, false, Some(mic)), fin);
+        assert_eq!(
+            encode_response_with_mic(NegState::AcceptCompleted, None, false, Some(mic)),
+            fin
+        );
     }
 
     #[test]
@@ -349,7 +377,11 @@ pub(crate) mod tests {
         for tok in &tokens {
             assert!(parse_client_token(tok).is_ok());
             for cut in 0..tok.len() {
-                assert!(parse_client_token(&tok[..cut]).is_err(), "cut {cut} of {:02x?}", &tok[..4]);
+                assert!(
+                    parse_client_token(&tok[..cut]).is_err(),
+                    "cut {cut} of {:02x?}",
+                    &tok[..4]
+                );
             }
             let mut long = tok.clone();
             long.push(0);
@@ -405,7 +437,10 @@ pub(crate) mod tests {
         // Another GSS-API mechanism.
         let mut inner = der::tlv(der::OID, KRB5);
         inner.extend_from_slice(&der::tlv(context(0), &der::tlv(der::SEQUENCE, &[])));
-        assert!(matches!(parse_client_token(&der::tlv(der::APPLICATION_0, &inner)), Err(AuthError::Unsupported(_))));
+        assert!(matches!(
+            parse_client_token(&der::tlv(der::APPLICATION_0, &inner)),
+            Err(AuthError::Unsupported(_))
+        ));
         // The client rejects.
         let reject = encode_response(NegState::Reject, None, false);
         assert_eq!(parse_client_token(&reject), Err(AuthError::LogonFailure));

@@ -50,7 +50,10 @@ impl std::fmt::Debug for SessionKeys {
             .field("signing_key", &format_args!("[{} bytes]", self.signing_key.len()))
             .field("encryption_key", &format_args!("[{} bytes]", self.encryption_key.len()))
             .field("decryption_key", &format_args!("[{} bytes]", self.decryption_key.len()))
-            .field("application_key", &format_args!("[{} bytes]", self.application_key.len()))
+            .field(
+                "application_key",
+                &format_args!("[{} bytes]", self.application_key.len()),
+            )
             .finish()
     }
 }
@@ -86,7 +89,11 @@ pub fn derive(dialect: u16, session_key: &[u8], preauth_hash: Option<&[u8; 64]>,
     let wide = matches!(cipher, Some(cipher::AES_256_CCM) | Some(cipher::AES_256_GCM));
     let cipher_len = if wide { 32 } else { 16 };
     // The full key feeds the cipher keys only with AES-256 ([MS-SMB2] 3.3.5.5.3).
-    let cipher_base: &[u8] = if wide && session_key.len() > 16 { session_key } else { &key16 };
+    let cipher_base: &[u8] = if wide && session_key.len() > 16 {
+        session_key
+    } else {
+        &key16
+    };
 
     let derive_n = |base: &[u8], label: &[u8], context: &[u8], len: usize| {
         let mut out = vec![0u8; len];
@@ -141,14 +148,24 @@ mod tests {
         assert_eq!(k.encryption_key, unhex("B0F0427F7CEB416D1D9DCC0CD4F99447"));
         assert_eq!(k.application_key, unhex("BB23A4575AA26C721AF525AF15A87B4F"));
         // Second channel: only the signing key differs.
-        let k2 = derive(dialect::SMB3_0_2, &unhex("4E01A2B313BCF660CC250BEF021AEDE6"), None, None);
+        let k2 = derive(
+            dialect::SMB3_0_2,
+            &unhex("4E01A2B313BCF660CC250BEF021AEDE6"),
+            None,
+            None,
+        );
         assert_eq!(k2.signing_key, unhex("BA1A17DBBFEC349BCA105563D598952F"));
     }
 
     #[test]
     fn smb_3_1_1_vectors() {
         let h = hash(PREAUTH_311);
-        let k = derive(dialect::SMB3_1_1, &unhex("270E1BA896585EEB7AF3472D3B4C75A7"), Some(&h), Some(cipher::AES_128_GCM));
+        let k = derive(
+            dialect::SMB3_1_1,
+            &unhex("270E1BA896585EEB7AF3472D3B4C75A7"),
+            Some(&h),
+            Some(cipher::AES_128_GCM),
+        );
         assert_eq!(k.signing_key, unhex("73FE7A9A77BEF0BDE49C650D8CCB5F76"));
         assert_eq!(k.decryption_key, unhex("629BCBC54422A0F572B97F45989B6073"));
         assert_eq!(k.encryption_key, unhex("E2AF0DCEFAC68DA71A0DFBD0D1350D74"));
@@ -163,7 +180,12 @@ mod tests {
             "B23F3CBFD69487D9832B79B1594A367CDD950909B774C3A4C412B4FCEA9EDDDBA7DB256BA2EA30E9
              77F11F9B113247578E0E915C6D2A513B8F2FCA5707DC8770",
         );
-        let k = derive(dialect::SMB3_1_1, &unhex("419FDDF34C1E001909D362AE7FB6AF79"), Some(&h), Some(cipher::AES_128_GCM));
+        let k = derive(
+            dialect::SMB3_1_1,
+            &unhex("419FDDF34C1E001909D362AE7FB6AF79"),
+            Some(&h),
+            Some(cipher::AES_128_GCM),
+        );
         assert_eq!(k.decryption_key, unhex("A2F5E80E5D59103034F32E52F698E5EC"));
         assert_eq!(k.encryption_key, unhex("748C50868C90F302962A5C35F5F9A8BF"));
 
@@ -180,9 +202,20 @@ mod tests {
             "B23F3CBFD69487D9832B79B1594A367CDD950909B774C3A4C412B4FCEA9EDDDBA7DB256BA2EA30E9
              77F11F9B113247578E0E915C6D2A513B8F2FCA5707DC8770",
         );
-        let k = derive(dialect::SMB3_1_1, &unhex("419FDDF34C1E001909D362AE7FB6AF79"), Some(&h), Some(cipher::AES_256_GCM));
-        assert_eq!(k.encryption_key, unhex("f8cae3069ffcdc7662e2941207af463614d520a1a204aaf6b9ead136de931111"));
-        assert_eq!(k.decryption_key, unhex("cb61eb110446fbcaeb6a83beedb92779130b833a706e5b3495879d52195b90ed"));
+        let k = derive(
+            dialect::SMB3_1_1,
+            &unhex("419FDDF34C1E001909D362AE7FB6AF79"),
+            Some(&h),
+            Some(cipher::AES_256_GCM),
+        );
+        assert_eq!(
+            k.encryption_key,
+            unhex("f8cae3069ffcdc7662e2941207af463614d520a1a204aaf6b9ead136de931111")
+        );
+        assert_eq!(
+            k.decryption_key,
+            unhex("cb61eb110446fbcaeb6a83beedb92779130b833a706e5b3495879d52195b90ed")
+        );
         assert_eq!(k.signing_key.len(), 16);
         assert_eq!(k.application_key.len(), 16);
     }

@@ -77,7 +77,7 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 pub(crate) fn unhex(s: &str) -> Vec<u8> {
     let s: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    assert!(s.len() % 2 == 0, "odd hex");
+    assert!(s.len() & 1 == 0, "odd hex");
     s.chunks(2)
         .map(|c| u8::from_str_radix(std::str::from_utf8(c).expect("ascii"), 16).expect("hex"))
         .collect()

@@ -197,7 +197,10 @@ mod tests {
     fn aes_cmac_matches_windows() {
         let msg = unhex(SIGNED_RESPONSE);
         let key = unhex(KEY);
-        assert_eq!(signature(SigningAlgorithm::AesCmac, &key, &msg).to_vec(), unhex("EBE146DA120BA25FC3376A49DFE31BC1"));
+        assert_eq!(
+            signature(SigningAlgorithm::AesCmac, &key, &msg).to_vec(),
+            unhex("EBE146DA120BA25FC3376A49DFE31BC1")
+        );
         assert!(verify(SigningAlgorithm::AesCmac, &key, &msg));
         // Re-signing an unsigned copy gives the same bytes.
         let mut copy = msg.clone();
@@ -239,7 +242,11 @@ mod tests {
     #[test]
     fn round_trip_and_mismatch_for_every_algorithm() {
         let key = [0x11u8; 16];
-        for alg in [SigningAlgorithm::HmacSha256, SigningAlgorithm::AesCmac, SigningAlgorithm::AesGmac] {
+        for alg in [
+            SigningAlgorithm::HmacSha256,
+            SigningAlgorithm::AesCmac,
+            SigningAlgorithm::AesGmac,
+        ] {
             let mut msg = unhex(SIGNED_RESPONSE);
             msg[SIGNATURE_OFFSET..HEADER_LEN].fill(0);
             msg[FLAGS_OFFSET] = 0x01;
@@ -263,7 +270,11 @@ mod tests {
     fn short_messages_do_not_panic() {
         for len in 0..HEADER_LEN {
             let mut m = vec![0u8; len];
-            for alg in [SigningAlgorithm::HmacSha256, SigningAlgorithm::AesCmac, SigningAlgorithm::AesGmac] {
+            for alg in [
+                SigningAlgorithm::HmacSha256,
+                SigningAlgorithm::AesCmac,
+                SigningAlgorithm::AesGmac,
+            ] {
                 let _ = signature(alg, &[1; 16], &m);
                 assert!(!verify(alg, &[1; 16], &m));
                 sign(alg, &[1; 16], &mut m);
@@ -277,7 +288,11 @@ mod tests {
 
     #[test]
     fn algorithm_ids() {
-        for alg in [SigningAlgorithm::HmacSha256, SigningAlgorithm::AesCmac, SigningAlgorithm::AesGmac] {
+        for alg in [
+            SigningAlgorithm::HmacSha256,
+            SigningAlgorithm::AesCmac,
+            SigningAlgorithm::AesGmac,
+        ] {
             assert_eq!(SigningAlgorithm::from_id(alg.id()), Some(alg));
         }
         assert_eq!(SigningAlgorithm::from_id(3), None);

@@ -43,7 +43,9 @@ pub struct TransformHeader {
 impl TransformHeader {
     /// Parses the 52-byte header at the start of `buf` (the ciphertext may follow).
     pub fn parse(buf: &[u8]) -> Result<Self, CryptoError> {
-        let h = buf.get(..TRANSFORM_HEADER_LEN).ok_or(CryptoError::Malformed("transform header"))?;
+        let h = buf
+            .get(..TRANSFORM_HEADER_LEN)
+            .ok_or(CryptoError::Malformed("transform header"))?;
         if h[..4] != TRANSFORM_PROTOCOL_ID {
             return Err(CryptoError::Malformed("transform protocol id"));
         }
@@ -55,7 +57,13 @@ impl TransformHeader {
         let flags = u16::from_le_bytes([h[42], h[43]]);
         let mut sid = [0u8; 8];
         sid.copy_from_slice(&h[44..52]);
-        Ok(TransformHeader { signature, nonce, original_message_size, flags, session_id: u64::from_le_bytes(sid) })
+        Ok(TransformHeader {
+            signature,
+            nonce,
+            original_message_size,
+            flags,
+            session_id: u64::from_le_bytes(sid),
+        })
     }
 
     /// Appends the 52-byte header.
@@ -157,7 +165,13 @@ pub fn encrypt(cipher: u16, key: &[u8], session_id: u64, nonce: &[u8], plain: &[
     hdr.encode(&mut out);
     out.extend_from_slice(plain);
     let (head, body) = out.split_at_mut(TRANSFORM_HEADER_LEN);
-    let tag = seal(cipher, key, &head[..n + AAD_OFFSET][AAD_OFFSET..], &head[AAD_OFFSET..], body)?;
+    let tag = seal(
+        cipher,
+        key,
+        &head[..n + AAD_OFFSET][AAD_OFFSET..],
+        &head[AAD_OFFSET..],
+        body,
+    )?;
     head[4..20].copy_from_slice(&tag);
     Ok(out)
 }
@@ -257,7 +271,14 @@ mod tests {
         assert_eq!(decrypt(cipher::AES_128_CCM, &key, &msg).unwrap(), plain);
         // Our own encryption with the same 11 nonce bytes gives the same ciphertext
         // (the tag differs: our unused nonce bytes are zero).
-        let ours = encrypt(cipher::AES_128_CCM, &key, 0x8E40014000011, &unhex("66E69A111892584FB5ED52"), &plain).unwrap();
+        let ours = encrypt(
+            cipher::AES_128_CCM,
+            &key,
+            0x8E40014000011,
+            &unhex("66E69A111892584FB5ED52"),
+            &plain,
+        )
+        .unwrap();
         assert_eq!(ours[TRANSFORM_HEADER_LEN..], msg[TRANSFORM_HEADER_LEN..]);
         assert_eq!(decrypt(cipher::AES_128_CCM, &key, &ours).unwrap(), plain);
 
@@ -298,8 +319,14 @@ mod tests {
              feb3504063a0b381425d443be030e0a9f526327c742f89f00a69df41a17f58",
         );
         let nonce = unhex("C7D6822D269CAF48904C664C");
-        assert_eq!(encrypt(cipher::AES_256_GCM, &key, 0x1000_0000_0025, &nonce, &plain).unwrap(), gcm);
-        assert_eq!(encrypt(cipher::AES_256_CCM, &key, 0x1000_0000_0025, &nonce[..11], &plain).unwrap(), ccm);
+        assert_eq!(
+            encrypt(cipher::AES_256_GCM, &key, 0x1000_0000_0025, &nonce, &plain).unwrap(),
+            gcm
+        );
+        assert_eq!(
+            encrypt(cipher::AES_256_CCM, &key, 0x1000_0000_0025, &nonce[..11], &plain).unwrap(),
+            ccm
+        );
         assert_eq!(decrypt(cipher::AES_256_GCM, &key, &gcm).unwrap(), plain);
         assert_eq!(decrypt(cipher::AES_256_CCM, &key, &ccm).unwrap(), plain);
     }
@@ -333,7 +360,10 @@ mod tests {
 
             // Every prefix fails cleanly.
             for cut in 0..msg.len() {
-                assert!(matches!(decrypt(c, &key, &msg[..cut]), Err(CryptoError::Malformed(_))), "{c} cut {cut}");
+                assert!(
+                    matches!(decrypt(c, &key, &msg[..cut]), Err(CryptoError::Malformed(_))),
+                    "{c} cut {cut}"
+                );
             }
             // Trailing bytes too.
             let mut long = msg.clone();
@@ -349,13 +379,28 @@ mod tests {
     #[test]
     fn bad_parameters_are_refused() {
         let plain = [0u8; 70];
-        assert_eq!(encrypt(5, &[0; 16], 1, &[0; 12], &plain), Err(CryptoError::UnknownCipher(5)));
-        assert_eq!(encrypt(cipher::AES_128_GCM, &[0; 32], 1, &[0; 12], &plain), Err(CryptoError::KeyLength(32)));
-        assert_eq!(encrypt(cipher::AES_256_CCM, &[0; 16], 1, &[0; 12], &plain), Err(CryptoError::KeyLength(16)));
-        assert!(matches!(encrypt(cipher::AES_128_GCM, &[0; 16], 1, &[0; 11], &plain), Err(CryptoError::Malformed(_))));
+        assert_eq!(
+            encrypt(5, &[0; 16], 1, &[0; 12], &plain),
+            Err(CryptoError::UnknownCipher(5))
+        );
+        assert_eq!(
+            encrypt(cipher::AES_128_GCM, &[0; 32], 1, &[0; 12], &plain),
+            Err(CryptoError::KeyLength(32))
+        );
+        assert_eq!(
+            encrypt(cipher::AES_256_CCM, &[0; 16], 1, &[0; 12], &plain),
+            Err(CryptoError::KeyLength(16))
+        );
+        assert!(matches!(
+            encrypt(cipher::AES_128_GCM, &[0; 16], 1, &[0; 11], &plain),
+            Err(CryptoError::Malformed(_))
+        ));
         let msg = encrypt(cipher::AES_128_CCM, &[0; 16], 1, &[0; 11], &plain).unwrap();
         assert_eq!(decrypt(0, &[0; 16], &msg), Err(CryptoError::UnknownCipher(0)));
-        assert_eq!(decrypt(cipher::AES_128_CCM, &[0; 15], &msg), Err(CryptoError::KeyLength(15)));
+        assert_eq!(
+            decrypt(cipher::AES_128_CCM, &[0; 15], &msg),
+            Err(CryptoError::KeyLength(15))
+        );
         let mut smb2 = msg.clone();
         smb2[0] = 0xFE;
         assert!(matches!(TransformHeader::parse(&smb2), Err(CryptoError::Malformed(_))));
