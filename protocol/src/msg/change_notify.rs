@@ -125,7 +125,7 @@ pub fn encode_notify_list(entries: &[FileNotifyInformation], max_len: usize, out
     let mut b = BytesMut::new();
     let mut prev: Option<usize> = None;
     for e in entries {
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.put_u8(0);
         }
         if let Some(p) = prev {
@@ -161,7 +161,7 @@ pub fn parse_notify_list(buf: &[u8]) -> ParseResult<Vec<FileNotifyInformation>> 
         if next == 0 {
             break;
         }
-        if next % 4 != 0 || next < 12 + len {
+        if !next.is_multiple_of(4) || next < 12 + len {
             return Err(ParseError::Invalid("notify next"));
         }
         at += next;

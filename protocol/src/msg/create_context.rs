@@ -90,7 +90,7 @@ pub fn parse_list(buf: &[u8]) -> ParseResult<Vec<CreateContext<'_>>> {
         let data_length = r.u32("create context")? as usize;
         // The context's own extent: up to `next`, or the rest of the list.
         let extent = if next == 0 { ctx.len() } else { next };
-        if next != 0 && (next % 8 != 0 || next < HEADER || next > ctx.len()) {
+        if next != 0 && (!next.is_multiple_of(8) || next < HEADER || next > ctx.len()) {
             return Err(ParseError::Invalid("create context next"));
         }
         let within = |off: usize, len: usize, what| {
@@ -121,7 +121,7 @@ pub fn encode_list<'c>(ctxs: impl IntoIterator<Item = (&'c [u8], &'c [u8])>, out
     let mut prev: Option<usize> = None;
     for (name, data) in ctxs {
         if let Some(p) = prev {
-            while (out.len() - list_start) % 8 != 0 {
+            while !(out.len() - list_start).is_multiple_of(8) {
                 out.put_u8(0);
             }
             let next = (out.len() - p) as u32;

@@ -90,7 +90,10 @@ impl TreeConnectRequest {
             let ext = slice_at(msg, BUFFER_OFFSET, EXTENSION_LEN, "tree connect extension")?;
             let ctx_offset = u32::from_le_bytes([ext[0], ext[1], ext[2], ext[3]]) as usize;
             let ctx_count = u16::from_le_bytes([ext[4], ext[5]]) as usize;
-            check_contexts(msg, ctx_offset, ctx_count)?;
+            // "From the start of the TREE_CONNECT request": taken from the
+            // header, as every other offset, or failing that from the body.
+            check_contexts(msg, ctx_offset, ctx_count)
+                .or_else(|_| check_contexts(msg, ctx_offset + HEADER_LEN, ctx_count))?;
             if path_offset < BUFFER_OFFSET + EXTENSION_LEN {
                 BUFFER_OFFSET + path_offset
             } else {
