@@ -319,7 +319,8 @@ mod tests {
             .encode(b)
         });
 
-        let parsers: Vec<(&str, fn(&[u8]) -> bool)> = vec![
+        type Probe = (&'static str, fn(&[u8]) -> bool);
+        let parsers: Vec<Probe> = vec![
             ("session_setup", |m| session_setup::SessionSetupRequest::parse(m).is_ok()),
             ("logoff", |m| logoff::LogoffRequest::parse(m).is_ok()),
             ("tree_connect", |m| tree_connect::TreeConnectRequest::parse(m).is_ok()),
