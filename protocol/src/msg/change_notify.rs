@@ -95,8 +95,14 @@ pub struct ChangeNotifyResponse<'a> {
 
 impl<'a> ChangeNotifyResponse<'a> {
     pub fn encode(&self, out: &mut BytesMut) {
-        encode_output_header(self.output_buffer.len() as u32, out);
+        Self::encode_header(self.output_buffer.len() as u32, out);
         out.put_slice(self.output_buffer);
+    }
+
+    /// Writes the 8 fixed bytes; the caller appends `len` bytes (with
+    /// `len == 0` the padding byte is written here).
+    pub fn encode_header(len: u32, out: &mut BytesMut) {
+        encode_output_header(len, out)
     }
 
     /// Parses a response body (client side; tests).
