@@ -6,15 +6,21 @@
 //! AUTHENTICATE_MESSAGE; [`spnego::encode_response`] wraps the answer. No I/O,
 //! no clock, no randomness: the caller passes the server challenge and time.
 //!
+//! [`Acceptor`] strings these together for one session; it is what the
+//! server uses.
+//!
 //! # Layout
+//! - [`accept`]: one session's SESSION_SETUP exchange, start to end.
 //! - [`spnego`]: NegTokenInit2 hint, client tokens, NegTokenResp.
 //! - [`ntlm`]: NTLMv2 server context, mechListMIC, and a client for tests.
 //! - `der`: the small, strict ASN.1 DER reader and writer SPNEGO needs.
 
+pub mod accept;
 mod der;
 pub mod ntlm;
 pub mod spnego;
 
+pub use accept::{Acceptor, Step};
 pub use ntlm::{Authenticated, ServerConfig, ServerContext};
 pub use spnego::{ClientToken, NegState};
 

@@ -12,6 +12,7 @@
 use aes::{Aes128, Aes256};
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
+use bytes::BufMut;
 use ccm::consts::{U11, U16};
 use ccm::Ccm;
 
@@ -66,15 +67,15 @@ impl TransformHeader {
         })
     }
 
-    /// Appends the 52-byte header.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&TRANSFORM_PROTOCOL_ID);
-        out.extend_from_slice(&self.signature);
-        out.extend_from_slice(&self.nonce);
-        out.extend_from_slice(&self.original_message_size.to_le_bytes());
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&self.flags.to_le_bytes());
-        out.extend_from_slice(&self.session_id.to_le_bytes());
+    /// Appends the 52-byte header (to a `Vec<u8>` or a `BytesMut`).
+    pub fn encode(&self, out: &mut impl BufMut) {
+        out.put_slice(&TRANSFORM_PROTOCOL_ID);
+        out.put_slice(&self.signature);
+        out.put_slice(&self.nonce);
+        out.put_u32_le(self.original_message_size);
+        out.put_u16_le(0);
+        out.put_u16_le(self.flags);
+        out.put_u64_le(self.session_id);
     }
 }
 
