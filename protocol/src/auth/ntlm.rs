@@ -298,7 +298,7 @@ impl ServerContext {
             .unwrap_or(0);
 
         let nt = lookup(&user, &domain).ok_or(AuthError::LogonFailure)?;
-        let upper = domain.to_uppercase();
+        let upper = upcase(&domain);
         let mut candidates: Vec<&str> = vec![&domain];
         if upper != domain {
             candidates.push(&upper);
@@ -532,9 +532,23 @@ fn message_mic(exported: &[u8; 16], negotiate: &[u8], challenge: &[u8], authenti
     hmac_md5(exported, &[negotiate, challenge, &zeroed])
 }
 
+/// Upper case as Windows does it: one character for one, so a character
+/// whose upper case is longer ('ß' → "SS") stays as it is.
+fn upcase(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let mut up = c.to_uppercase();
+            match (up.next(), up.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        })
+        .collect()
+}
+
 /// NTOWFv2 ([MS-NLMP] 3.3.2): `HMAC_MD5(NT hash, UNICODE(Uppercase(User) || UserDom))`.
 fn ntowfv2(nt_hash: &[u8; 16], user: &str, domain: &str) -> [u8; 16] {
-    let mut who = utf16(&user.to_uppercase());
+    let mut who = utf16(&upcase(user));
     who.extend_from_slice(&utf16(domain));
     hmac_md5(nt_hash, &[&who])
 }
@@ -1160,5 +1174,13 @@ mod tests {
             server.mech_list_mic(&mech_list).unwrap().to_vec(),
             unhex("010000003B453CDC3524164200000000")
         );
+    }
+
+    #[test]
+    fn upper_case_is_one_for_one() {
+        assert_eq!(upcase("straße Émile"), "STRAßE ÉMILE");
+        let nt = nt_hash("pw");
+        assert_eq!(ntowfv2(&nt, "straße", "d"), hmac_md5(&nt, &[&utf16("STRAßEd")]));
+        assert_eq!(ntowfv2(&nt, "Straße", "d"), ntowfv2(&nt, "STRAßE", "d"));
     }
 }
