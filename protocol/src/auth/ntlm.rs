@@ -385,7 +385,8 @@ fn field<'a>(msg: &'a [u8], at: usize, what: &'static str) -> Result<&'a [u8], A
     if len == 0 {
         return Ok(&[]);
     }
-    msg.get(offset..offset + len).ok_or(AuthError::Malformed(what))
+    let end = offset.checked_add(len).ok_or(AuthError::Malformed(what))?;
+    msg.get(offset..end).ok_or(AuthError::Malformed(what))
 }
 
 fn u32_at(msg: &[u8], at: usize, what: &'static str) -> Result<u32, AuthError> {
