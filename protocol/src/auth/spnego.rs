@@ -16,6 +16,9 @@
 //! A client may also send a bare NTLMSSP token (`raw_ntlmssp`): the answer is
 //! then the bare NTLMSSP message, without SPNEGO.
 //!
+//! [`super::Acceptor`] applies all of this; use these functions directly only
+//! for something it does not do.
+//!
 //! ```text
 //! InitialContextToken ::= [APPLICATION 0] IMPLICIT SEQUENCE {
 //!     thisMech OID (1.3.6.1.5.5.2), innerContextToken NegotiationToken }
