@@ -5,7 +5,7 @@
 //!
 //! # Layout
 //! - [`preauth`]: the SHA-512 preauth integrity hash of 3.1.1 ([MS-SMB2] 3.3.5.4).
-//! - [`kdf`]: SP800-108 key derivation and the per-session keys ([MS-SMB2] 3.1.4.2, 3.3.5.5.3).
+//! - [`kdf`](mod@kdf): SP800-108 key derivation and the per-session keys ([MS-SMB2] 3.1.4.2, 3.3.5.5.3).
 //! - [`signing`]: HMAC-SHA256, AES-CMAC and AES-GMAC message signatures ([MS-SMB2] 3.1.4.1).
 //! - [`transform`]: the TRANSFORM_HEADER and AES-CCM/GCM encryption ([MS-SMB2] 2.2.41, 3.1.4.3).
 
