@@ -1,0 +1,45 @@
+//! Shared set-up of the benchmarks.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use nvram::{ClusterId, Durability, Entry, Journal, NodeId, OpId, Options};
+
+pub const SIZES: [usize; 3] = [128, 4096, 65536];
+
+/// A journal in a fresh file of `len` bytes under `dir`.
+pub fn journal(dir: &Path, len: u64, d: Durability) -> Arc<Journal> {
+    let path = dir.join(format!("bench-{:?}-{}", d, len));
+    let _ = std::fs::remove_file(&path);
+    Arc::new(Journal::create_file(&path, len, Options::new(ClusterId(1), NodeId(1), d)).unwrap())
+}
+
+/// One steady-state append: point 1 of a fresh operation; operations are retired a
+/// little later, as a server would after point 4.
+pub struct Appender {
+    pub journal: Arc<Journal>,
+    pub next: u64,
+    pub lag: u64,
+}
+
+impl Appender {
+    pub fn new(journal: Arc<Journal>, thread: u64) -> Self {
+        Appender { journal, next: thread << 40, lag: thread << 40 }
+    }
+
+    #[inline]
+    pub fn append(&mut self, payload: &[u8]) {
+        let op = OpId(self.next);
+        self.next += 1;
+        self.journal.append(Entry::PreAck { op, request: payload }).unwrap();
+    }
+
+    /// Retires all but the last few operations (not timed by the latency harness).
+    pub fn retire(&mut self) {
+        while self.lag + 8 < self.next {
+            self.journal.retire(OpId(self.lag)).unwrap();
+            self.lag += 1;
+        }
+    }
+}

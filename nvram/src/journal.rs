@@ -1,0 +1,734 @@
+//! The journal: opening and creating a region, appending, durability, retiring,
+//! checkpoints, the flag, and the receiving side of a mirror.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+use crate::format::{
+    self, align, ClusterId, Flag, Header, Kind, LogMeta, NodeId, RecordHeader, HEADER_LEN,
+    MIN_REGION, RECORD_HEADER, SLOT_SIZE,
+};
+use crate::mirror::{Mirror, MirrorAck, MirrorMeta, MirrorShared, Shipment};
+use crate::recover::{self, OpId, Recovery};
+use crate::region::{Claim, MmapStorage, Region, Ring, Storage};
+
+/// When an append counts as durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// A store is durable (NVDIMM, DAX): never sync. Also right for tests.
+    None,
+    /// `msync` each record before it is published.
+    PerRecord,
+    /// One `msync` covers every record published so far; concurrent committers wait
+    /// for one leader instead of each syncing.
+    GroupCommit,
+}
+
+/// Who opens a region, and how it syncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The cluster this node belongs to.
+    pub cluster: ClusterId,
+    /// This node.
+    pub node: NodeId,
+    /// The durability policy.
+    pub durability: Durability,
+}
+
+impl Options {
+    /// Options for `node` of `cluster` with the given policy.
+    pub fn new(cluster: ClusterId, node: NodeId, durability: Durability) -> Self {
+        Options { cluster, node, durability }
+    }
+}
+
+/// One record to append. Payloads are opaque bytes, copied once into the region.
+#[derive(Clone, Copy, Debug)]
+pub enum Entry<'a> {
+    /// Point 1: the whole request (or compound chain) as read off the socket.
+    PreAck {
+        /// The operation.
+        op: OpId,
+        /// The request bytes.
+        request: &'a [u8],
+    },
+    /// Point 2: compound element `element` is about to run.
+    PreCommand {
+        /// The operation.
+        op: OpId,
+        /// Index of the element in the compound.
+        element: u16,
+    },
+    /// Point 3: element `element` finished; its response and state delta.
+    PostCompletion {
+        /// The operation.
+        op: OpId,
+        /// Index of the element in the compound.
+        element: u16,
+        /// The response bytes to send again on replay.
+        response: &'a [u8],
+        /// The state delta (new open, lock granted, …), opaque to the journal.
+        delta: &'a [u8],
+    },
+    /// Point 4: TCP acknowledged the whole response.
+    PostReplyAck {
+        /// The operation.
+        op: OpId,
+    },
+    /// Long-lived state folded into one record; the head may then pass every retired
+    /// operation before it.
+    Checkpoint {
+        /// The serialized state.
+        state: &'a [u8],
+    },
+}
+
+impl<'a> Entry<'a> {
+    /// Kind, operation, element and payload pieces. `len` holds the response length.
+    fn parts(&self, len: &'a mut [u8; 4]) -> (Kind, u64, u16, [&'a [u8]; 3]) {
+        match *self {
+            Entry::PreAck { op, request } => (Kind::PreAck, op.0, 0, [request, &[], &[]]),
+            Entry::PreCommand { op, element } => (Kind::PreCommand, op.0, element, [&[], &[], &[]]),
+            Entry::PostCompletion { op, element, response, delta } => {
+                *len = (response.len() as u32).to_le_bytes();
+                (Kind::PostCompletion, op.0, element, [&len[..], response, delta])
+            }
+            Entry::PostReplyAck { op } => (Kind::PostReplyAck, op.0, 0, [&[], &[], &[]]),
+            Entry::Checkpoint { state } => (Kind::Checkpoint, 0, 0, [state, &[], &[]]),
+        }
+    }
+}
+
+/// Proof of an append: where the record went. Pass it to [`Journal::commit`] or
+/// [`Journal::is_durable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// Logical position of the record.
+    pub pos: u64,
+    /// Logical position just past it: durable once the durable frontier reaches it.
+    pub end: u64,
+}
+
+const SHARDS: usize = 16;
+const COPY_CHUNK: usize = 16 * 1024;
+const NO_CHECKPOINT: u64 = u64::MAX;
+
+/// Live operations of one shard: operation to the position of its first record.
+#[derive(Default)]
+struct Shard {
+    ops: HashMap<u64, u64>,
+    firsts: BTreeSet<(u64, u64)>,
+}
+
+/// A node's journal: the own ring it appends to and the partner's mirror ring it
+/// receives into. Share it between threads with `Arc`; every method takes `&self`.
+///
+/// ```
+/// use nvram::{ClusterId, Durability, Entry, Journal, MemStorage, NodeId, OpId, Options};
+///
+/// let storage = MemStorage::new(1 << 20);
+/// let opts = Options::new(ClusterId(1), NodeId(1), Durability::None);
+/// let journal = Journal::create(storage.clone(), opts)?;
+/// let op = OpId(42);
+/// journal.append(Entry::PreAck { op, request: b"WRITE ..." })?;
+/// journal.append(Entry::PreCommand { op, element: 0 })?;
+/// journal.append(Entry::PostCompletion { op, element: 0, response: b"OK", delta: b"size=9" })?;
+/// drop(journal); // crash
+///
+/// let (journal, recovery) = Journal::open(MemStorage::from_image(storage.current_image()), opts)?;
+/// assert_eq!(recovery.own.records.len(), 3);
+/// assert_eq!(recovery.own.points.post_completion, vec![op]);
+/// journal.append(Entry::PostReplyAck { op })?;
+/// journal.retire(op)?;
+/// # Ok::<(), nvram::Error>(())
+/// ```
+pub struct Journal {
+    region: Region,
+    own: Ring,
+    partner_base: u64,
+    cap: u64,
+    durability: Durability,
+    generation: u32,
+    header: Mutex<Header>,
+    next_seq: AtomicU64,
+    synced: AtomicU64,
+    sync_leader: Mutex<bool>,
+    sync_cv: Condvar,
+    mirror: Mutex<Option<Arc<dyn Mirror>>>,
+    mirror_shared: Arc<MirrorShared>,
+    shards: [Mutex<Shard>; SHARDS],
+    last_checkpoint: AtomicU64,
+    mem_head: AtomicU64,
+    persisted_head: AtomicU64,
+    head_lock: Mutex<()>,
+    retired: AtomicU64,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("capacity", &self.cap)
+            .field("head", &self.head())
+            .field("tail", &self.own.published())
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Journal {
+    /// Formats `storage` as an empty journal owned by `opts.node` of `opts.cluster`,
+    /// with the flag [`Flag::CleanShutdown`]. The storage must be zero-filled (as
+    /// [`MmapStorage::create`] and [`crate::MemStorage::new`] give it).
+    pub fn create(storage: impl Storage + 'static, opts: Options) -> Result<Journal> {
+        let len = storage.len();
+        if len < MIN_REGION {
+            return Err(Error::BadSize { expected: MIN_REGION, actual: len });
+        }
+        let header = Header {
+            counter: 0,
+            cluster: opts.cluster,
+            node: opts.node,
+            flag: Flag::CleanShutdown,
+            generation: 1,
+            region_len: len,
+            ring_cap: format::ring_capacity(len),
+            own: LogMeta { head: 0, tail_hint: 0, generation: 1 },
+            partner: LogMeta::default(),
+        };
+        let journal = Journal::build(Box::new(storage), header, opts.durability, 1, 0);
+        {
+            let mut h = lock(&journal.header);
+            journal.write_header(&mut h)?;
+            journal.write_header(&mut h)?; // both slots are ours
+        }
+        Ok(journal)
+    }
+
+    /// Creates the file at `path` with `len` bytes and formats it; see [`Journal::create`].
+    pub fn create_file(path: &Path, len: u64, opts: Options) -> Result<Journal> {
+        Journal::create(MmapStorage::create(path, len)?, opts)
+    }
+
+    /// Opens a journal, recovers both rings and starts a new run (the node and own-ring
+    /// generations are bumped). The flag is left as it was found; the recovery holds it.
+    ///
+    /// A region of another cluster or node is refused with [`Error::ForeignCluster`]
+    /// or [`Error::ForeignNode`] before any record is read.
+    pub fn open(storage: impl Storage + 'static, opts: Options) -> Result<(Journal, Recovery)> {
+        let mut header = read_header(&storage)?;
+        if let Some(e) = Error::foreign((opts.cluster, opts.node), (header.cluster, header.node)) {
+            return Err(e);
+        }
+        if header.region_len != storage.len() || header.ring_cap != format::ring_capacity(storage.len()) {
+            return Err(Error::BadSize { expected: header.region_len, actual: storage.len() });
+        }
+        let cap = header.ring_cap;
+        let mut read = |off: u64, buf: &mut [u8]| {
+            storage.read(off, buf);
+            Ok(())
+        };
+        let own = recover::scan(&mut read, header.own_base(), cap, header.own)?;
+        let partner = recover::scan(&mut read, header.partner_base(), cap, header.partner)?;
+        let flag = header.flag;
+
+        header.generation += 1;
+        header.own.generation += 1;
+        header.own.tail_hint = own.tail;
+        let journal = Journal::build(Box::new(storage), header, opts.durability, own.next_seq, own.tail);
+        for r in &own.records {
+            journal.track(r.op.0, r.pos);
+        }
+        if let Some(c) = &own.checkpoint {
+            journal.last_checkpoint.store(c.pos, Ordering::Relaxed);
+        }
+        {
+            let mut h = lock(&journal.header);
+            journal.write_header(&mut h)?;
+        }
+        let recovery = Recovery { flag, generation: header.generation, own, partner };
+        Ok((journal, recovery))
+    }
+
+    /// Maps the file at `path` and opens it; see [`Journal::open`].
+    pub fn open_file(path: &Path, opts: Options) -> Result<(Journal, Recovery)> {
+        Journal::open(MmapStorage::open(path)?, opts)
+    }
+
+    fn build(
+        storage: Box<dyn Storage>,
+        header: Header,
+        durability: Durability,
+        next_seq: u64,
+        tail: u64,
+    ) -> Journal {
+        let cap = header.ring_cap;
+        let head = header.own.head;
+        Journal {
+            region: Region::new(storage),
+            own: Ring::new(header.own_base(), cap, tail, head + cap),
+            partner_base: header.partner_base(),
+            cap,
+            durability,
+            generation: header.own.generation,
+            header: Mutex::new(header),
+            next_seq: AtomicU64::new(next_seq),
+            synced: AtomicU64::new(tail),
+            sync_leader: Mutex::new(false),
+            sync_cv: Condvar::new(),
+            mirror: Mutex::new(None),
+            mirror_shared: Arc::new(MirrorShared::default()),
+            shards: Default::default(),
+            last_checkpoint: AtomicU64::new(NO_CHECKPOINT),
+            mem_head: AtomicU64::new(head),
+            persisted_head: AtomicU64::new(head),
+            head_lock: Mutex::new(()),
+            retired: AtomicU64::new(0),
+        }
+    }
+
+    // ---- appending ----------------------------------------------------------------
+
+    /// Appends a record and waits until it is durable: synced as the policy says and,
+    /// when a mirror is attached, acknowledged by it. This is what the request pipeline
+    /// calls at each consistency point.
+    ///
+    /// Fails with [`Error::Full`] when the ring has no room (back-pressure: retire
+    /// finished operations, checkpoint, retry) and never overwrites a live record.
+    pub fn append(&self, entry: Entry<'_>) -> Result<Ticket> {
+        let ticket = self.append_nowait(entry)?;
+        self.commit(&ticket)?;
+        Ok(ticket)
+    }
+
+    /// Appends a record without waiting for durability: it is in the region and
+    /// shipped to the mirror, in log order. Follow with [`Journal::commit`] (for example
+    /// on a blocking thread) or poll [`Journal::is_durable`].
+    pub fn append_nowait(&self, entry: Entry<'_>) -> Result<Ticket> {
+        let mut len_buf = [0u8; 4];
+        let (kind, op, element, parts) = entry.parts(&mut len_buf);
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        if len > self.max_payload() {
+            return Err(Error::TooLarge { len, max: self.max_payload() });
+        }
+        let total = align(RECORD_HEADER as u64 + len);
+        let claim = self.reserve(total)?;
+        if kind != Kind::Checkpoint {
+            self.track(op, claim.record);
+        }
+
+        // Copy the payload into the region, checksumming each chunk while it is hot.
+        let mut payload_crc = crc32fast::Hasher::new();
+        let mut at = claim.record - claim.start + RECORD_HEADER as u64;
+        for part in parts {
+            for chunk in part.chunks(COPY_CHUNK) {
+                payload_crc.update(chunk);
+                self.region.write_claim(&self.own, &claim, at, chunk);
+                at += chunk.len() as u64;
+            }
+        }
+
+        // The turn: every earlier record is published. Number, seal, ship, publish.
+        self.own.wait_turn(&claim);
+        let seq = self.next_seq.load(Ordering::Relaxed);
+        self.next_seq.store(seq + 1, Ordering::Relaxed);
+        let pad = self.write_pad(&claim);
+        let mut hdr = RecordHeader {
+            len: len as u32,
+            kind,
+            element,
+            lap: (claim.record / self.cap) as u32,
+            generation: self.generation,
+            seq,
+            op,
+        }
+        .encode();
+        RecordHeader::seal(&mut hdr, &payload_crc);
+        self.region.write_claim(&self.own, &claim, claim.record - claim.start, &hdr);
+        let synced = match self.durability {
+            Durability::PerRecord => self.sync_own(claim.start, claim.end),
+            _ => Ok(()),
+        };
+        if kind == Kind::Checkpoint {
+            self.last_checkpoint.fetch_max(claim.record, Ordering::AcqRel);
+        }
+        let mirror = lock(&self.mirror).clone();
+        if let Some(m) = mirror {
+            let ack = self.ack_handle();
+            if let Some(pad) = &pad {
+                m.ship(Shipment { pos: claim.start, parts: &[&pad[..]] }, &ack);
+            }
+            let [a, b, c] = parts;
+            m.ship(Shipment { pos: claim.record, parts: &[&hdr[..], a, b, c] }, &ack);
+        }
+        let ticket = Ticket { seq, pos: claim.record, end: claim.end };
+        self.own.publish(claim);
+        synced?;
+        Ok(ticket)
+    }
+
+    /// Waits until the record of `ticket` (and so every earlier one) is durable.
+    pub fn commit(&self, ticket: &Ticket) -> Result<()> {
+        if self.durability == Durability::GroupCommit {
+            self.group_sync(ticket.end)?;
+        }
+        self.wait_mirror(ticket.end);
+        Ok(())
+    }
+
+    /// Makes every record appended so far durable.
+    pub fn flush(&self) -> Result<()> {
+        let end = self.own.published();
+        self.commit(&Ticket { seq: 0, pos: end, end })
+    }
+
+    /// Whether the record of `ticket` is durable, without waiting.
+    pub fn is_durable(&self, ticket: &Ticket) -> bool {
+        let local = match self.durability {
+            Durability::GroupCommit => self.synced.load(Ordering::Acquire),
+            _ => self.own.published(),
+        };
+        local >= ticket.end && self.mirror_covers(ticket.end)
+    }
+
+    /// The largest payload a record may carry: half the ring's capacity, minus the
+    /// header and alignment.
+    pub fn max_payload(&self) -> u64 {
+        self.cap / 2 - RECORD_HEADER as u64 - 8
+    }
+
+    fn reserve(&self, total: u64) -> Result<Claim> {
+        match self.own.reserve(total) {
+            Ok(c) => Ok(c),
+            Err(_) => {
+                self.advance_head(true)?;
+                self.refresh_limit();
+                self.own.reserve(total).map_err(|free| Error::Full { needed: total, free })
+            }
+        }
+    }
+
+    /// Writes the pad of a claim that skips the ring end, if there is room for a header.
+    fn write_pad(&self, claim: &Claim) -> Option<[u8; RECORD_HEADER]> {
+        let pad = claim.record - claim.start;
+        if pad < RECORD_HEADER as u64 {
+            return None;
+        }
+        let mut hdr = self.pad_header(claim.start, pad);
+        RecordHeader::seal(&mut hdr, &crc32fast::Hasher::new());
+        self.region.write_claim(&self.own, claim, 0, &hdr);
+        Some(hdr)
+    }
+
+    fn pad_header(&self, pos: u64, total: u64) -> [u8; RECORD_HEADER] {
+        RecordHeader {
+            len: (total - RECORD_HEADER as u64) as u32,
+            kind: Kind::Pad,
+            element: 0,
+            lap: (pos / self.cap) as u32,
+            generation: self.generation,
+            seq: 0,
+            op: 0,
+        }
+        .encode()
+    }
+
+    fn sync_own(&self, from: u64, to: u64) -> Result<()> {
+        sync_ring(&self.region, self.own.base, self.cap, from, to)
+    }
+
+    fn group_sync(&self, end: u64) -> Result<()> {
+        loop {
+            if self.synced.load(Ordering::Acquire) >= end {
+                return Ok(());
+            }
+            let mut leader = lock(&self.sync_leader);
+            if self.synced.load(Ordering::Acquire) >= end {
+                return Ok(());
+            }
+            if *leader {
+                drop(self.sync_cv.wait(leader).unwrap_or_else(|e| e.into_inner()));
+                continue;
+            }
+            *leader = true;
+            drop(leader);
+            let from = self.synced.load(Ordering::Acquire);
+            let to = self.own.published();
+            let r = self.sync_own(from, to);
+            if r.is_ok() {
+                self.synced.fetch_max(to, Ordering::AcqRel);
+            }
+            *lock(&self.sync_leader) = false;
+            self.sync_cv.notify_all();
+            r?;
+        }
+    }
+
+    // ---- space ----------------------------------------------------------------------
+
+    fn track(&self, op: u64, pos: u64) {
+        let mut shard = lock(&self.shards[shard_of(op)]);
+        if let std::collections::hash_map::Entry::Vacant(v) = shard.ops.entry(op) {
+            v.insert(pos);
+            shard.firsts.insert((pos, op));
+        }
+    }
+
+    /// The operation is done (past point 4, its file data flushed): its records may be
+    /// overwritten once the head passes them. Retiring an unknown operation does nothing.
+    pub fn retire(&self, op: OpId) -> Result<()> {
+        {
+            let mut shard = lock(&self.shards[shard_of(op.0)]);
+            match shard.ops.remove(&op.0) {
+                Some(pos) => shard.firsts.remove(&(pos, op.0)),
+                None => return Ok(()),
+            };
+        }
+        // Moving the head looks at every shard: do it every so many retirements (and
+        // whenever the ring is full, and after each checkpoint).
+        if self.retired.fetch_add(1, Ordering::Relaxed) % 64 == 63 {
+            self.advance_head(false)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a checkpoint of long-lived state and waits until it is durable. Once it
+    /// is, the head may pass every retired operation before it.
+    pub fn checkpoint(&self, state: &[u8]) -> Result<Ticket> {
+        let t = self.append(Entry::Checkpoint { state })?;
+        self.advance_head(false)?;
+        Ok(t)
+    }
+
+    /// Moves the head to the oldest byte still needed and persists it when it moved far
+    /// (or always, with `force`).
+    fn advance_head(&self, force: bool) -> Result<()> {
+        // Published first: every record below it has registered its operation.
+        let mut head = self.own.published();
+        head = head.min(self.last_checkpoint.load(Ordering::Acquire));
+        for s in &self.shards {
+            if let Some(&(pos, _)) = lock(s).firsts.first() {
+                head = head.min(pos);
+            }
+        }
+        let head = self.mem_head.fetch_max(head, Ordering::AcqRel).max(head);
+        let persisted = self.persisted_head.load(Ordering::Acquire);
+        if head > persisted && (force || head - persisted >= self.cap / 4) {
+            self.persist_head()?;
+        }
+        Ok(())
+    }
+
+    fn persist_head(&self) -> Result<()> {
+        let _g = lock(&self.head_lock);
+        let head = self.mem_head.load(Ordering::Acquire);
+        {
+            let mut h = lock(&self.header);
+            if head <= h.own.head {
+                return Ok(());
+            }
+            h.own.head = head;
+            h.own.tail_hint = self.own.published();
+            self.write_header(&mut h)?;
+        }
+        self.persisted_head.store(head, Ordering::Release);
+        let mirror = lock(&self.mirror).clone();
+        if let Some(m) = mirror {
+            let meta = MirrorMeta { head, generation: self.generation, capacity: self.cap };
+            m.ship_meta(meta, &self.ack_handle());
+        }
+        self.refresh_limit();
+        Ok(())
+    }
+
+    fn refresh_limit(&self) {
+        let mut head = self.persisted_head.load(Ordering::Acquire);
+        if self.mirror_shared.attached.load(Ordering::Acquire) {
+            head = head.min(self.mirror_shared.head.load(Ordering::Acquire));
+        }
+        self.own.set_limit(head + self.cap);
+    }
+
+    /// Logical position of the head: the oldest byte recovery would read.
+    pub fn head(&self) -> u64 {
+        self.persisted_head.load(Ordering::Acquire)
+    }
+
+    /// Logical position just past the last published record.
+    pub fn tail(&self) -> u64 {
+        self.own.published()
+    }
+
+    /// Capacity of each ring in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    // ---- header -------------------------------------------------------------------
+
+    fn write_header(&self, h: &mut Header) -> Result<()> {
+        h.counter += 1;
+        let bytes = h.encode();
+        let off = h.slot_offset();
+        self.region.write_header(off, &bytes);
+        self.region.sync(off, SLOT_SIZE)?;
+        Ok(())
+    }
+
+    /// The flag value in the header.
+    pub fn flag(&self) -> Flag {
+        lock(&self.header).flag
+    }
+
+    /// Sets and persists the flag (the header is synced whatever the policy).
+    pub fn set_flag(&self, flag: Flag) -> Result<()> {
+        let mut h = lock(&self.header);
+        h.flag = flag;
+        h.own.tail_hint = self.own.published();
+        self.write_header(&mut h)
+    }
+
+    /// The node generation of this run.
+    pub fn generation(&self) -> u64 {
+        lock(&self.header).generation
+    }
+
+    /// The cluster and node that own the region.
+    pub fn identity(&self) -> (ClusterId, NodeId) {
+        let h = lock(&self.header);
+        (h.cluster, h.node)
+    }
+
+    // ---- mirror, sending side -------------------------------------------------------
+
+    fn ack_handle(&self) -> MirrorAck {
+        MirrorAck {
+            shared: self.mirror_shared.clone(),
+            epoch: self.mirror_shared.epoch.load(Ordering::Acquire),
+        }
+    }
+
+    fn mirror_covers(&self, end: u64) -> bool {
+        !self.mirror_shared.attached.load(Ordering::Acquire)
+            || self.mirror_shared.acked.load(Ordering::Acquire) >= end
+    }
+
+    fn wait_mirror(&self, end: u64) {
+        let shared = &self.mirror_shared;
+        let mut g = lock(&shared.lock);
+        while !self.mirror_covers(end) {
+            g = shared.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Attaches a mirror: the partner is sent the ring's head and generation and every
+    /// byte from the head on, then every new record. From now on an append is durable
+    /// only once the mirror acknowledged it. Replaces any earlier mirror.
+    pub fn attach_mirror(&self, mirror: Arc<dyn Mirror>) -> Result<()> {
+        // A pad record of our own gives us a turn: nothing is published meanwhile.
+        let claim = self.reserve(RECORD_HEADER as u64)?;
+        self.own.wait_turn(&claim);
+        let head_guard = lock(&self.head_lock);
+        let shared = &self.mirror_shared;
+        shared.epoch.fetch_add(1, Ordering::AcqRel);
+        let head = self.persisted_head.load(Ordering::Acquire);
+        shared.acked.store(0, Ordering::Release);
+        shared.head.store(head, Ordering::Release);
+        shared.attached.store(true, Ordering::Release);
+        let ack = self.ack_handle();
+        mirror.ship_meta(MirrorMeta { head, generation: self.generation, capacity: self.cap }, &ack);
+        // Resync the live part of the ring, chunk by chunk.
+        let mut buf = vec![0u8; 1 << 20];
+        let mut pos = head;
+        while pos < claim.start {
+            let off = pos % self.cap;
+            let n = (claim.start - pos).min(self.cap - off).min(buf.len() as u64) as usize;
+            self.region.read(self.own.base + off, &mut buf[..n]);
+            mirror.ship(Shipment { pos, parts: &[&buf[..n]] }, &ack);
+            pos += n as u64;
+        }
+        let mut hdr = self.pad_header(claim.start, RECORD_HEADER as u64);
+        RecordHeader::seal(&mut hdr, &crc32fast::Hasher::new());
+        self.region.write_claim(&self.own, &claim, 0, &hdr);
+        mirror.ship(Shipment { pos: claim.start, parts: &[&hdr[..]] }, &ack);
+        *lock(&self.mirror) = Some(mirror);
+        drop(head_guard);
+        self.own.publish(claim);
+        Ok(())
+    }
+
+    /// Detaches the mirror (the partner is gone): appends are durable on local sync
+    /// alone again, and appends waiting for the mirror return.
+    pub fn detach_mirror(&self) {
+        *lock(&self.mirror) = None;
+        let shared = &self.mirror_shared;
+        shared.epoch.fetch_add(1, Ordering::AcqRel);
+        shared.attached.store(false, Ordering::Release);
+        shared.wake();
+    }
+
+    // ---- mirror, receiving side -----------------------------------------------------
+
+    /// Stores bytes shipped by the partner at logical position `pos` of the mirror ring
+    /// and syncs them as this journal's policy says. Calls must come in the partner's
+    /// log order.
+    pub fn receive(&self, pos: u64, parts: &[&[u8]]) -> Result<()> {
+        let end = self.region.with_receiver(self.partner_base, self.cap, |rx| {
+            let mut p = pos;
+            for part in parts {
+                rx.write(p, part);
+                p += part.len() as u64;
+            }
+            p
+        });
+        if self.durability != Durability::None {
+            sync_ring(&self.region, self.partner_base, self.cap, pos, end)?;
+        }
+        Ok(())
+    }
+
+    /// Stores the partner's ring head and generation in the header.
+    pub fn receive_meta(&self, meta: MirrorMeta) -> Result<()> {
+        if meta.capacity != self.cap {
+            return Err(Error::BadSize { expected: self.cap, actual: meta.capacity });
+        }
+        let mut h = lock(&self.header);
+        h.partner.head = meta.head;
+        h.partner.generation = meta.generation;
+        self.write_header(&mut h)
+    }
+}
+
+fn shard_of(op: u64) -> usize {
+    (op.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % SHARDS
+}
+
+fn sync_ring(region: &Region, base: u64, cap: u64, mut from: u64, to: u64) -> Result<()> {
+    while from < to {
+        let off = from % cap;
+        let n = (to - from).min(cap - off);
+        region.sync(base + off, n)?;
+        from += n;
+    }
+    Ok(())
+}
+
+/// Reads and checks the newer valid header slot of a region.
+pub(crate) fn read_header(storage: &dyn Storage) -> Result<Header> {
+    if storage.len() < MIN_REGION {
+        return Err(Error::BadSize { expected: MIN_REGION, actual: storage.len() });
+    }
+    let mut a = [0u8; HEADER_LEN];
+    let mut b = [0u8; HEADER_LEN];
+    storage.read(0, &mut a);
+    storage.read(SLOT_SIZE, &mut b);
+    Header::pick(&a, &b)
+}

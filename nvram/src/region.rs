@@ -1,0 +1,435 @@
+//! The bytes under the journal: the [`Storage`] trait, its two implementations, and the
+//! ring allocator that hands out exclusive write claims.
+//!
+//! This is the only file of the crate with `unsafe` code. The rule that makes it sound:
+//! a byte of a [`MmapStorage`] is only ever written through a [`Claim`] (an exclusive,
+//! never-overlapping range handed out by [`Ring`]), under the header lock, or under the
+//! mirror-receive lock, and is only read once it is published or before the journal is
+//! shared between threads.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// A fixed-size byte region that the journal lives in.
+///
+/// Two implementations ship with the crate: [`MmapStorage`] (a file mapped with
+/// `memmap2`, the production one) and [`MemStorage`] (plain memory that remembers which
+/// bytes were synced, for crash tests). Offsets are absolute byte offsets in the region.
+pub trait Storage: Send + Sync {
+    /// Size of the region in bytes. It never changes.
+    fn len(&self) -> u64;
+
+    /// Whether the region has no bytes at all.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies `dst.len()` bytes starting at `offset` into `dst`.
+    ///
+    /// # Panics
+    /// If the range lies outside the region.
+    fn read(&self, offset: u64, dst: &mut [u8]);
+
+    /// Copies `src` into the region at `offset`.
+    ///
+    /// # Panics
+    /// If the range lies outside the region.
+    ///
+    /// # Safety
+    /// No other `read` or `write` of an overlapping range may run at the same time.
+    unsafe fn write(&self, offset: u64, src: &[u8]);
+
+    /// Makes the bytes of `offset..offset + len` durable (`msync` for a mapped file).
+    fn sync(&self, offset: u64, len: u64) -> io::Result<()>;
+}
+
+fn check_range(region: u64, offset: u64, len: usize) {
+    let end = offset.checked_add(len as u64).expect("range overflows");
+    assert!(end <= region, "range {offset}..{end} outside region of {region} bytes");
+}
+
+/// A region backed by a file mapped shared and writable with `memmap2`.
+///
+/// ```
+/// use nvram::{MmapStorage, Storage};
+/// let dir = tempfile::tempdir().unwrap();
+/// let s = MmapStorage::create(&dir.path().join("nvram"), 1 << 20).unwrap();
+/// assert_eq!(s.len(), 1 << 20);
+/// ```
+#[derive(Debug)]
+pub struct MmapStorage {
+    map: MmapRaw,
+    _file: File,
+}
+
+impl MmapStorage {
+    /// Creates (or truncates) the file at `path`, sizes it to `len` bytes and maps it.
+    pub fn create(path: &Path, len: u64) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        file.set_len(len)?;
+        Self::map(file)
+    }
+
+    /// Maps the existing file at `path`, whatever its size.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Self::map(file)
+    }
+
+    fn map(file: File) -> io::Result<Self> {
+        let map = MmapOptions::new().map_raw(&file)?;
+        Ok(MmapStorage { map, _file: file })
+    }
+}
+
+impl Storage for MmapStorage {
+    fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    fn read(&self, offset: u64, dst: &mut [u8]) {
+        check_range(self.len(), offset, dst.len());
+        // SAFETY: the range is inside the mapping (checked above), which lives as long
+        // as `self`. `dst` is a distinct Rust allocation, so the two do not overlap. The
+        // journal reads a range only while no claim covers it (see the module doc), so
+        // no write races with this copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.map.as_ptr().add(offset as usize),
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
+        }
+    }
+
+    unsafe fn write(&self, offset: u64, src: &[u8]) {
+        check_range(self.len(), offset, src.len());
+        // SAFETY: the range is inside the writable shared mapping (checked above), which
+        // lives as long as `self`; `src` is a Rust slice and cannot alias the mapping's
+        // range that the caller holds exclusively (the caller's contract).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.map.as_mut_ptr().add(offset as usize),
+                src.len(),
+            );
+        }
+    }
+
+    fn sync(&self, offset: u64, len: u64) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.map.flush_range(offset as usize, len as usize)
+    }
+}
+
+/// A region in plain memory that tracks which bytes are durable.
+///
+/// Every write lands in the *current* image. [`Storage::sync`] copies a range to the
+/// *durable* image. A test simulates a process crash with [`MemStorage::current_image`]
+/// (what a killed process leaves in the page cache or on an NVDIMM) and a power loss
+/// with [`MemStorage::durable_image`], then reopens the journal on
+/// [`MemStorage::from_image`]. Clones share the same bytes.
+///
+/// ```
+/// use nvram::{MemStorage, Storage};
+/// let s = MemStorage::new(4096);
+/// // SAFETY: nothing else touches the region.
+/// unsafe { s.write(10, b"abc") };
+/// assert_eq!(&s.current_image()[10..13], b"abc");
+/// assert_eq!(&s.durable_image()[10..13], &[0, 0, 0]);
+/// s.sync(0, 4096).unwrap();
+/// assert_eq!(&s.durable_image()[10..13], b"abc");
+/// ```
+#[derive(Clone, Debug)]
+pub struct MemStorage {
+    inner: std::sync::Arc<MemInner>,
+}
+
+#[derive(Debug)]
+struct MemInner {
+    current: Box<[AtomicU8]>,
+    durable: Mutex<Vec<u8>>,
+}
+
+impl MemStorage {
+    /// A zero-filled region of `len` bytes.
+    pub fn new(len: usize) -> Self {
+        Self::from_image(vec![0; len])
+    }
+
+    /// A region whose current and durable contents are both `image`.
+    pub fn from_image(image: Vec<u8>) -> Self {
+        let current = image.iter().map(|&b| AtomicU8::new(b)).collect();
+        MemStorage {
+            inner: std::sync::Arc::new(MemInner {
+                current,
+                durable: Mutex::new(image),
+            }),
+        }
+    }
+
+    /// Every byte written so far, synced or not.
+    pub fn current_image(&self) -> Vec<u8> {
+        self.inner
+            .current
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Only the bytes as of their last sync; the rest as they were before.
+    pub fn durable_image(&self) -> Vec<u8> {
+        self.inner.durable.lock().unwrap().clone()
+    }
+}
+
+impl Storage for MemStorage {
+    fn len(&self) -> u64 {
+        self.inner.current.len() as u64
+    }
+
+    fn read(&self, offset: u64, dst: &mut [u8]) {
+        check_range(self.len(), offset, dst.len());
+        let src = &self.inner.current[offset as usize..][..dst.len()];
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = s.load(Ordering::Relaxed);
+        }
+    }
+
+    unsafe fn write(&self, offset: u64, src: &[u8]) {
+        check_range(self.len(), offset, src.len());
+        let dst = &self.inner.current[offset as usize..][..src.len()];
+        for (d, s) in dst.iter().zip(src) {
+            d.store(*s, Ordering::Relaxed);
+        }
+    }
+
+    fn sync(&self, offset: u64, len: u64) -> io::Result<()> {
+        check_range(self.len(), offset, len as usize);
+        let mut durable = self.inner.durable.lock().unwrap();
+        let (o, l) = (offset as usize, len as usize);
+        for (d, s) in durable[o..o + l].iter_mut().zip(&self.inner.current[o..o + l]) {
+            *d = s.load(Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// The owned storage plus the locks that make every write exclusive.
+pub(crate) struct Region {
+    storage: Box<dyn Storage>,
+    header_lock: Mutex<()>,
+    receive_lock: Mutex<()>,
+}
+
+impl Region {
+    pub(crate) fn new(storage: Box<dyn Storage>) -> Self {
+        Region {
+            storage,
+            header_lock: Mutex::new(()),
+            receive_lock: Mutex::new(()),
+        }
+    }
+
+    /// Reads a range that no claim covers: a published range, the header, or anything
+    /// before the journal is shared.
+    pub(crate) fn read(&self, offset: u64, dst: &mut [u8]) {
+        self.storage.read(offset, dst)
+    }
+
+    pub(crate) fn sync(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.storage.sync(offset, len)
+    }
+
+    /// Writes a header slot. The header lock makes the write exclusive.
+    pub(crate) fn write_header(&self, offset: u64, src: &[u8]) {
+        let _guard = self.header_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: header bytes are written only here, under `header_lock`, and read
+        // only at open (before the region is shared) or under the same lock.
+        unsafe { self.storage.write(offset, src) }
+    }
+
+    /// Runs `f` with a writer for the partner's mirror ring. The receive lock makes the
+    /// writes exclusive.
+    pub(crate) fn with_receiver<R>(&self, base: u64, cap: u64, f: impl FnOnce(&Receiver<'_>) -> R) -> R {
+        let _guard = self.receive_lock.lock().unwrap_or_else(|e| e.into_inner());
+        f(&Receiver { region: self, base, cap })
+    }
+
+    /// Writes `src` at byte `at` of a claimed range.
+    pub(crate) fn write_claim(&self, ring: &Ring, claim: &Claim, at: u64, src: &[u8]) {
+        assert!(claim.start + at + src.len() as u64 <= claim.end);
+        let physical = ring.physical(claim.start + at);
+        assert!(physical + src.len() as u64 <= ring.base + ring.cap, "claim straddles the ring end");
+        // SAFETY: `claim` was handed out by `ring.reserve`, which never hands out two
+        // live claims whose physical ranges overlap and never lets a claim cover a
+        // byte that is being read (see `Ring::reserve`). The assertions above keep the
+        // write inside the claim.
+        unsafe { self.storage.write(physical, src) }
+    }
+}
+
+/// Writes into the partner's mirror ring, which only one thread at a time may hold.
+pub(crate) struct Receiver<'a> {
+    region: &'a Region,
+    base: u64,
+    cap: u64,
+}
+
+impl Receiver<'_> {
+    /// Writes `src` at logical position `pos` of the mirror ring, splitting at the end.
+    pub(crate) fn write(&self, pos: u64, mut src: &[u8]) -> (u64, u64) {
+        let mut pos = pos;
+        let first = self.base + pos % self.cap;
+        while !src.is_empty() {
+            let off = pos % self.cap;
+            let n = src.len().min((self.cap - off) as usize);
+            // SAFETY: the mirror ring is written only through a `Receiver`, which exists
+            // only while `receive_lock` is held, and it is read only at open, before
+            // the region is shared.
+            unsafe { self.region.storage.write(self.base + off, &src[..n]) };
+            src = &src[n..];
+            pos += n as u64;
+        }
+        (first, pos)
+    }
+}
+
+/// A claim on `start..end` of a ring: logical positions that only its holder writes.
+///
+/// `record` is where the record itself starts; `start..record` is padding that skips
+/// the end of the ring.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    pub(crate) start: u64,
+    pub(crate) record: u64,
+    pub(crate) end: u64,
+}
+
+/// The lock-free allocator of one ring: an atomic tail, a contiguous published frontier
+/// and a limit set by the head.
+///
+/// Logical positions grow forever; the physical offset is `base + pos % cap` and the
+/// lap is `pos / cap`. A claim never straddles the end of the ring: when a record does
+/// not fit before the end, its claim starts with padding up to it.
+#[derive(Debug)]
+pub(crate) struct Ring {
+    pub(crate) base: u64,
+    pub(crate) cap: u64,
+    tail: AtomicU64,
+    published: AtomicU64,
+    limit: AtomicU64,
+}
+
+impl Ring {
+    /// A ring whose records up to `tail` are all published.
+    pub(crate) fn new(base: u64, cap: u64, tail: u64, limit: u64) -> Self {
+        Ring {
+            base,
+            cap,
+            tail: AtomicU64::new(tail),
+            published: AtomicU64::new(tail),
+            limit: AtomicU64::new(limit),
+        }
+    }
+
+    pub(crate) fn physical(&self, pos: u64) -> u64 {
+        self.base + pos % self.cap
+    }
+
+    /// Every position below this is written and published.
+    pub(crate) fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Sets the highest position a claim may reach (`head + cap`).
+    pub(crate) fn set_limit(&self, limit: u64) {
+        self.limit.fetch_max(limit, Ordering::AcqRel);
+    }
+
+    /// Claims `len` bytes (a multiple of 8, at most half the ring), or says how many
+    /// bytes are free.
+    ///
+    /// Exclusivity: a claim ends at most at `published + cap`, and every live claim
+    /// lies in `published..tail`, so no two live claims share a physical byte. Readers
+    /// read only below `published` and at or above `limit - cap`, which the journal
+    /// keeps at or below its head.
+    pub(crate) fn reserve(&self, len: u64) -> Result<Claim, u64> {
+        debug_assert!(len % 8 == 0 && len <= self.cap / 2);
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        loop {
+            let off = tail % self.cap;
+            let pad = if off + len > self.cap { self.cap - off } else { 0 };
+            let end = tail + pad + len;
+            let bound = self
+                .limit
+                .load(Ordering::Acquire)
+                .min(self.published.load(Ordering::Acquire) + self.cap);
+            if end > bound {
+                return Err(bound.saturating_sub(tail));
+            }
+            match self
+                .tail
+                .compare_exchange_weak(tail, end, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    return Ok(Claim {
+                        start: tail,
+                        record: tail + pad,
+                        end,
+                    })
+                }
+                Err(t) => tail = t,
+            }
+        }
+    }
+
+    /// Waits until every earlier claim is published: the caller then holds the turn,
+    /// which orders sequence numbers, mirror shipping and publication.
+    pub(crate) fn wait_turn(&self, claim: &Claim) {
+        let mut spins = 0u32;
+        while self.published.load(Ordering::Acquire) != claim.start {
+            if spins < 100 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+            spins = spins.saturating_add(1);
+        }
+    }
+
+    /// Publishes a claim; the caller must hold its turn.
+    pub(crate) fn publish(&self, claim: Claim) {
+        debug_assert_eq!(self.published.load(Ordering::Relaxed), claim.start);
+        self.published.store(claim.end, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_pads_at_ring_end_and_respects_limit() {
+        let ring = Ring::new(0, 1024, 1000, 1024 + 1000);
+        let c = ring.reserve(64).unwrap();
+        assert_eq!((c.start, c.record, c.end), (1000, 1024, 1088));
+        ring.wait_turn(&c);
+        ring.publish(c);
+        // 1088 + 936 = 2024 is the limit.
+        assert!(ring.reserve(512).is_ok());
+        assert_eq!(ring.reserve(512).unwrap_err(), 2024 - 1600);
+    }
+}

@@ -1,0 +1,361 @@
+//! Behaviour of the journal through its public API: flags, identity, wrap-around, a
+//! full ring, concurrency, torn tails and mirroring.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nvram::{
+    ClusterId, Durability, Entry, Error, Flag, Journal, Kind, LocalMirror, LogEnd, MemStorage,
+    Mirror, MirrorAck, MirrorMeta, NodeId, OpId, Options, Shipment, Storage,
+};
+
+const REGION: usize = 1 << 20;
+
+fn opts(node: u32) -> Options {
+    Options::new(ClusterId(0xc1), NodeId(node), Durability::None)
+}
+
+fn reopen(s: &MemStorage, o: Options) -> (Journal, nvram::Recovery) {
+    Journal::open(MemStorage::from_image(s.current_image()), o).unwrap()
+}
+
+#[test]
+fn every_flag_value_is_written_and_read_back() {
+    let s = MemStorage::new(REGION);
+    let j = Journal::create(s.clone(), opts(1)).unwrap();
+    assert_eq!(j.flag(), Flag::CleanShutdown);
+    drop(j);
+    for flag in Flag::ALL {
+        let (j, _) = Journal::open(s.clone(), opts(1)).unwrap();
+        j.set_flag(flag).unwrap();
+        assert_eq!(j.flag(), flag);
+        drop(j);
+        // A power loss right after set_flag: the header was synced.
+        let (j, rec) = Journal::open(MemStorage::from_image(s.durable_image()), opts(1)).unwrap();
+        assert_eq!(rec.flag, flag);
+        assert_eq!(j.flag(), flag);
+    }
+}
+
+#[test]
+fn generation_grows_on_every_open() {
+    let s = MemStorage::new(REGION);
+    let j = Journal::create(s.clone(), opts(1)).unwrap();
+    let g0 = j.generation();
+    drop(j);
+    let (j, rec) = Journal::open(s.clone(), opts(1)).unwrap();
+    assert_eq!(rec.generation, g0 + 1);
+    assert_eq!(j.generation(), g0 + 1);
+}
+
+#[test]
+fn foreign_cluster_or_node_is_refused_and_not_touched() {
+    let s = MemStorage::new(REGION);
+    let j = Journal::create(s.clone(), opts(1)).unwrap();
+    j.append(Entry::PreAck { op: OpId(1), request: b"x" }).unwrap();
+    drop(j);
+    let before = s.current_image();
+    let other_cluster = Options::new(ClusterId(0xc2), NodeId(1), Durability::None);
+    match Journal::open(s.clone(), other_cluster) {
+        Err(Error::ForeignCluster { expected: 0xc2, found: 0xc1 }) => {}
+        other => panic!("expected ForeignCluster, got {other:?}"),
+    }
+    match Journal::open(s.clone(), opts(2)) {
+        Err(e @ Error::ForeignNode { expected: 2, found: 1 }) => {
+            assert_eq!(e.to_string(), "journal belongs to node 1, not 2")
+        }
+        other => panic!("expected ForeignNode, got {other:?}"),
+    }
+    assert!(s.current_image() == before, "a refused open must not write");
+    assert!(Journal::open(s, opts(1)).is_ok());
+}
+
+#[test]
+fn not_a_journal_is_refused() {
+    assert!(matches!(Journal::open(MemStorage::new(REGION), opts(1)), Err(Error::BadMagic)));
+    assert!(matches!(
+        Journal::create(MemStorage::new(4096), opts(1)),
+        Err(Error::BadSize { .. })
+    ));
+}
+
+fn payload(op: u64, n: usize) -> Vec<u8> {
+    (0..n).map(|i| (op as usize * 31 + i) as u8 | 1).collect()
+}
+
+#[test]
+fn ring_wraps_many_laps_under_steady_load() {
+    let s = MemStorage::new(nvram::format::MIN_REGION as usize);
+    let j = Journal::create(s.clone(), opts(1)).unwrap();
+    let cap = j.capacity();
+    let mut written = 0u64;
+    let mut op = 0u64;
+    while written < 20 * cap {
+        op += 1;
+        let o = OpId(op);
+        let req = payload(op, 700 + (op % 300) as usize);
+        j.append(Entry::PreAck { op: o, request: &req }).unwrap();
+        j.append(Entry::PreCommand { op: o, element: 0 }).unwrap();
+        j.append(Entry::PostCompletion { op: o, element: 0, response: b"ok", delta: b"d" }).unwrap();
+        j.append(Entry::PostReplyAck { op: o }).unwrap();
+        j.retire(o).unwrap();
+        written += req.len() as u64 + 4 * 48;
+        if op % 10 == 0 {
+            j.checkpoint(&op.to_le_bytes()).unwrap();
+        }
+    }
+    // Leave one operation in flight and crash.
+    let live = OpId(op + 1);
+    j.append(Entry::PreAck { op: live, request: b"in flight" }).unwrap();
+    assert!(j.tail() > 10 * cap);
+    drop(j);
+    let (j, rec) = reopen(&s, opts(1));
+    assert_eq!(rec.own.end, LogEnd::Clean);
+    let cp = rec.own.checkpoint.expect("a checkpoint");
+    assert_eq!(cp.payload[..], (op / 10 * 10).to_le_bytes());
+    assert_eq!(rec.own.points.pre_ack, vec![live]);
+    assert!(rec.own.records.iter().all(|r| r.op == live || r.seq < cp.seq || r.kind != Kind::PreAck || r.op.0 > cp.seq));
+    let last = rec.own.records.last().unwrap();
+    assert_eq!((last.op, &last.payload[..]), (live, &b"in flight"[..]));
+    // Sequence numbers are dense.
+    let mut seqs: Vec<u64> = rec.own.records.iter().map(|r| r.seq).chain([cp.seq]).collect();
+    seqs.sort();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
+    // And the reopened journal keeps going.
+    j.append(Entry::PostReplyAck { op: live }).unwrap();
+}
+
+#[test]
+fn full_ring_refuses_and_never_overwrites() {
+    let s = MemStorage::new(nvram::format::MIN_REGION as usize);
+    let j = Journal::create(s.clone(), opts(1)).unwrap();
+    let mut appended = Vec::new();
+    let err = loop {
+        let op = OpId(appended.len() as u64 + 1);
+        match j.append(Entry::PreAck { op, request: &payload(op.0, 1000) }) {
+            Ok(t) => appended.push((op, t)),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, Error::Full { needed: 1040, .. }), "{err}");
+    assert!(appended.len() > 50);
+    // Still full on retry; a checkpoint does not fit either.
+    assert!(matches!(j.append(Entry::PreAck { op: OpId(9999), request: &[1; 1000] }), Err(Error::Full { .. })));
+    // Nothing was overwritten.
+    let (_, rec) = reopen(&s, opts(1));
+    assert_eq!(rec.own.records.len(), appended.len());
+    for (r, (op, t)) in rec.own.records.iter().zip(&appended) {
+        assert_eq!((r.op, r.seq), (*op, t.seq));
+        assert_eq!(r.payload[..], payload(op.0, 1000)[..]);
+    }
+    // Retiring makes room again.
+    for (op, _) in &appended[..appended.len() / 2] {
+        j.retire(*op).unwrap();
+    }
+    j.append(Entry::PreAck { op: OpId(10_000), request: &[1; 1000] }).unwrap();
+    let (_, rec) = reopen(&s, opts(1));
+    assert_eq!(rec.own.records.first().unwrap().op, appended[appended.len() / 2].0);
+    assert_eq!(rec.own.records.last().unwrap().op, OpId(10_000));
+}
+
+#[test]
+fn oversized_record_is_refused() {
+    let j = Journal::create(MemStorage::new(REGION), opts(1)).unwrap();
+    let big = vec![0u8; j.max_payload() as usize + 1];
+    assert!(matches!(j.append(Entry::Checkpoint { state: &big }), Err(Error::TooLarge { .. })));
+    let ok = vec![7u8; j.max_payload() as usize];
+    j.append(Entry::Checkpoint { state: &ok }).unwrap();
+}
+
+#[test]
+fn points_reflect_each_operations_latest_record() {
+    let s = MemStorage::new(REGION);
+    let j = Journal::create(s.clone(), opts(1)).unwrap();
+    for op in 1..=4u64 {
+        j.append(Entry::PreAck { op: OpId(op), request: b"r" }).unwrap();
+    }
+    for op in 2..=4 {
+        j.append(Entry::PreCommand { op: OpId(op), element: 1 }).unwrap();
+    }
+    for op in 3..=4 {
+        j.append(Entry::PostCompletion { op: OpId(op), element: 1, response: b"resp", delta: b"delta" })
+            .unwrap();
+    }
+    j.append(Entry::PostReplyAck { op: OpId(4) }).unwrap();
+    drop(j);
+    let (_, rec) = reopen(&s, opts(1));
+    let p = &rec.own.points;
+    assert_eq!(p.pre_ack, vec![OpId(1)]);
+    assert_eq!(p.pre_command, vec![OpId(2)]);
+    assert_eq!(p.post_completion, vec![OpId(3)]);
+    assert_eq!(p.post_reply_ack, vec![OpId(4)]);
+    let done = rec.own.records.iter().find(|r| r.kind == Kind::PostCompletion).unwrap();
+    assert_eq!(done.completion(), Some((&b"resp"[..], &b"delta"[..])));
+    assert_eq!(done.element, 1);
+}
+
+#[test]
+fn torn_tail_is_reported_and_dropped() {
+    let s = MemStorage::new(REGION);
+    let j = Journal::create(s.clone(), opts(1)).unwrap();
+    let mut tickets = Vec::new();
+    for op in 1..=5u64 {
+        tickets.push(j.append(Entry::PreAck { op: OpId(op), request: &payload(op, 100) }).unwrap());
+    }
+    drop(j);
+    let mut image = s.current_image();
+    let base = nvram::format::HEADER_AREA as usize;
+    let last = tickets[4];
+    image[base + last.pos as usize + 60] ^= 0x40; // inside the payload
+    let (j, rec) = Journal::open(MemStorage::from_image(image), opts(1)).unwrap();
+    assert_eq!(rec.own.records.len(), 4);
+    assert_eq!(
+        rec.own.end,
+        LogEnd::Torn { pos: last.pos, reason: nvram::TornReason::BadChecksum }
+    );
+    // The next record takes the torn one's place and sequence number.
+    let t = j.append(Entry::PreAck { op: OpId(6), request: b"new" }).unwrap();
+    assert_eq!((t.pos, t.seq), (last.pos, last.seq));
+}
+
+#[test]
+fn concurrent_appenders_get_dense_ordered_records() {
+    let s = MemStorage::new(8 << 20);
+    let j = Arc::new(Journal::create(s.clone(), opts(1)).unwrap());
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let j = j.clone();
+            std::thread::spawn(move || {
+                let mut seqs = Vec::new();
+                for i in 0..300u64 {
+                    let op = OpId(t << 32 | i);
+                    let tk = j.append(Entry::PreAck { op, request: &payload(op.0, (i % 50) as usize * 7) }).unwrap();
+                    seqs.push(tk.seq);
+                }
+                seqs
+            })
+        })
+        .collect();
+    for t in threads {
+        let seqs = t.join().unwrap();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    }
+    let (_, rec) = reopen(&s, opts(1));
+    assert_eq!(rec.own.records.len(), 2400);
+    let mut next = [0u64; 8];
+    for (i, r) in rec.own.records.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1);
+        let (t, n) = ((r.op.0 >> 32) as usize, r.op.0 & 0xffff_ffff);
+        assert_eq!(n, next[t], "per-thread order");
+        next[t] += 1;
+        assert_eq!(r.payload[..], payload(r.op.0, (n % 50) as usize * 7)[..]);
+    }
+}
+
+#[test]
+fn group_commit_and_per_record_on_a_mapped_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, d) in [Durability::GroupCommit, Durability::PerRecord].into_iter().enumerate() {
+        let path = dir.path().join(format!("nvram{i}"));
+        let o = Options::new(ClusterId(3), NodeId(1), d);
+        let j = Arc::new(Journal::create_file(&path, 4 << 20, o).unwrap());
+        let hs: Vec<_> = (0..4u64)
+            .map(|t| {
+                let j = j.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100 {
+                        let tk = j.append(Entry::PreAck { op: OpId(t * 1000 + i), request: &[t as u8; 300] }).unwrap();
+                        assert!(j.is_durable(&tk));
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        drop(j);
+        let (_, rec) = Journal::open_file(&path, o).unwrap();
+        assert_eq!(rec.own.records.len(), 400);
+    }
+}
+
+#[test]
+fn local_mirror_copies_every_record_to_the_partner() {
+    let (sa, sb) = (MemStorage::new(REGION), MemStorage::new(REGION));
+    let a = Journal::create(sa.clone(), opts(1)).unwrap();
+    // Records written before the mirror is attached are resynced.
+    a.append(Entry::PreAck { op: OpId(1), request: b"before" }).unwrap();
+    let b = Arc::new(Journal::create(sb.clone(), opts(2)).unwrap());
+    a.attach_mirror(Arc::new(LocalMirror::new(b.clone()))).unwrap();
+    for op in 2..200u64 {
+        a.append(Entry::PreAck { op: OpId(op), request: &payload(op, 500) }).unwrap();
+        a.append(Entry::PostReplyAck { op: OpId(op) }).unwrap();
+        a.retire(OpId(op)).unwrap();
+    }
+    a.checkpoint(b"state").unwrap();
+    drop(b);
+    let (_, ra) = reopen(&sa, opts(1));
+    let (_, rb) = reopen(&sb, opts(2));
+    assert_eq!(rb.partner.records, ra.own.records);
+    assert_eq!(rb.partner.checkpoint, ra.own.checkpoint);
+    assert_eq!(rb.partner.head, ra.own.head);
+    assert!(ra.partner.records.is_empty());
+}
+
+/// A mirror that holds its acknowledgements until told.
+#[derive(Default)]
+struct Held {
+    shipped: Mutex<Vec<(u64, Vec<u8>)>>,
+    ack: Mutex<Option<MirrorAck>>,
+    end: AtomicU64,
+}
+
+impl Mirror for Held {
+    fn ship(&self, s: Shipment<'_>, ack: &MirrorAck) {
+        self.shipped.lock().unwrap().push((s.pos, s.parts.concat()));
+        self.end.store(s.end(), Ordering::SeqCst);
+        *self.ack.lock().unwrap() = Some(ack.clone());
+    }
+    fn ship_meta(&self, m: MirrorMeta, ack: &MirrorAck) {
+        ack.head(m.head);
+    }
+}
+
+#[test]
+fn append_is_durable_only_once_the_mirror_acknowledges() {
+    let j = Arc::new(Journal::create(MemStorage::new(REGION), opts(1)).unwrap());
+    let m = Arc::new(Held::default());
+    j.attach_mirror(m.clone()).unwrap();
+    let t = j.append_nowait(Entry::PreAck { op: OpId(1), request: b"req" }).unwrap();
+    assert!(!j.is_durable(&t));
+    let waiter = {
+        let j = j.clone();
+        std::thread::spawn(move || j.commit(&t))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(!waiter.is_finished());
+    let ack = m.ack.lock().unwrap().clone().unwrap();
+    ack.records(m.end.load(Ordering::SeqCst));
+    waiter.join().unwrap().unwrap();
+    assert!(j.is_durable(&t));
+    // The record shipped is byte-for-byte what sits in the ring.
+    let shipped = m.shipped.lock().unwrap();
+    let (pos, bytes) = shipped.last().unwrap();
+    assert_eq!(*pos, t.pos);
+    assert_eq!(&bytes[40..], b"req");
+
+    // With the partner gone, detaching releases waiters.
+    let t2 = j.append_nowait(Entry::PreAck { op: OpId(2), request: b"req" }).unwrap();
+    assert!(!j.is_durable(&t2));
+    j.detach_mirror();
+    ack.records(u64::MAX); // a stale acknowledgement is ignored
+    j.commit(&t2).unwrap();
+    assert!(j.is_durable(&t2));
+}
+
+#[test]
+fn storage_trait_is_usable_directly() {
+    let s = MemStorage::new(64);
+    assert_eq!(s.len(), 64);
+    let mut b = [1u8; 4];
+    s.read(0, &mut b);
+    assert_eq!(b, [0; 4]);
+}
