@@ -157,7 +157,7 @@ impl Handle {
         }
         match sys::set_xattr(self.fd.as_fd(), name, value) {
             Ok(()) => Ok(true),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOTSUP)) => Ok(false),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP)) => Ok(false),
             Err(e) => Err(io_err(e)),
         }
     }
