@@ -543,3 +543,274 @@ fn owned(fd: std::os::fd::RawFd) -> OwnedFd {
 fn fnv1a32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::time::Instant;
+
+    fn share() -> (tempfile::TempDir, Share) {
+        let tmp = tempfile::tempdir().unwrap();
+        let share = Share::new("t", tmp.path()).unwrap();
+        (tmp, share)
+    }
+
+    fn res(s: &Share, p: &str) -> Result<Resolved, FsError> {
+        s.resolve(&SmbPath::parse(p).unwrap())
+    }
+
+    fn names(h: &Handle) -> Vec<String> {
+        h.list_dir().unwrap().into_iter().map(|e| e.name).collect()
+    }
+
+    #[test]
+    fn case_insensitive_resolve() {
+        let (tmp, s) = share();
+        fs::create_dir_all(tmp.path().join("Docs/Sub")).unwrap();
+        fs::write(tmp.path().join("Docs/Sub/ReadMe.TXT"), b"x").unwrap();
+        let r = res(&s, "docs\\SUB\\readme.txt").unwrap();
+        assert!(r.exists() && !r.is_dir());
+        assert_eq!(r.components(), ["Docs", "Sub", "ReadMe.TXT"]);
+        assert_eq!(r.smb_path(), "Docs\\Sub\\ReadMe.TXT");
+        // Missing leaf keeps the client's spelling; missing parent is PathNotFound.
+        let r = res(&s, "DOCS\\New File.txt").unwrap();
+        assert!(!r.exists());
+        assert_eq!(r.components(), ["Docs", "New File.txt"]);
+        assert!(matches!(res(&s, "nope\\x"), Err(FsError::PathNotFound)));
+        assert!(matches!(res(&s, "docs\\nope\\x"), Err(FsError::PathNotFound)));
+        // A file used as a directory is PathNotFound too.
+        assert!(matches!(res(&s, "docs\\sub\\readme.txt\\x"), Err(FsError::PathNotFound)));
+        // A file named with a trailing separator is NameInvalid; a directory is fine.
+        assert!(matches!(res(&s, "docs\\sub\\readme.txt\\"), Err(FsError::NameInvalid)));
+        assert!(res(&s, "docs\\sub\\").unwrap().is_dir());
+        assert!(res(&s, "").unwrap().is_root());
+        // Exact match wins over a case-insensitive one.
+        fs::write(tmp.path().join("Docs/sub"), b"file").unwrap();
+        assert_eq!(res(&s, "docs\\sub").unwrap().components(), ["Docs", "sub"]);
+        assert_eq!(res(&s, "docs\\Sub").unwrap().components(), ["Docs", "Sub"]);
+        // Unicode folding.
+        fs::write(tmp.path().join("Ünïcode.txt"), b"").unwrap();
+        assert_eq!(res(&s, "üNÏCODE.TXT").unwrap().name(), "Ünïcode.txt");
+        // Case-sensitive shares only match exactly.
+        let mut cs = Share::new("cs", tmp.path()).unwrap();
+        cs.set_case_sensitive(true);
+        assert!(!res(&cs, "docs").unwrap().exists());
+        assert!(res(&cs, "Docs").unwrap().exists());
+    }
+
+    #[test]
+    fn short_names_resolve() {
+        let (tmp, s) = share();
+        fs::write(tmp.path().join("A long file name.text"), b"").unwrap();
+        let short = short_name("A long file name.text");
+        let r = res(&s, &short).unwrap();
+        assert_eq!(r.name(), "A long file name.text");
+        assert_eq!(res(&s, &short.to_lowercase()).unwrap().name(), "A long file name.text");
+    }
+
+    #[test]
+    fn create_read_write_unlink() {
+        let (tmp, s) = share();
+        let r = res(&s, "File.bin").unwrap();
+        let h = s.create_file(&r, 0o644).unwrap();
+        assert!(matches!(s.create_file(&r, 0o644), Err(FsError::Exists)));
+        assert_eq!(h.write_at(b"hello world", 0).unwrap(), 11);
+        assert_eq!(h.write_at(b"!", 20).unwrap(), 1);
+        let mut buf = [0u8; 64];
+        assert_eq!(h.read_at(&mut buf, 0).unwrap(), 21);
+        assert_eq!(&buf[..11], b"hello world");
+        assert_eq!(h.read_at(&mut buf, 100).unwrap(), 0);
+        h.set_len(5).unwrap();
+        h.allocate(1 << 20).unwrap();
+        h.sync().unwrap();
+        let st = h.stat().unwrap();
+        assert_eq!(st.size, 5);
+        assert!(st.blocks_bytes >= 1 << 20, "fallocate KEEP_SIZE: {st:?}");
+        assert_eq!(st.attributes, attr::ARCHIVE);
+        assert_ne!(st.file_id(), 0);
+        drop(h);
+        let r = res(&s, "file.BIN").unwrap();
+        assert!(r.exists());
+        assert_eq!(s.stat(&r).unwrap().size, 5);
+        let ro = s.open(&r, false).unwrap();
+        assert!(ro.write_at(b"x", 0).is_err());
+        assert!(matches!(s.rmdir(&r), Err(FsError::NotADirectory)));
+        s.unlink(&r).unwrap();
+        assert!(!tmp.path().join("File.bin").exists());
+        assert!(matches!(s.unlink(&r), Err(FsError::NotFound)));
+        assert!(matches!(s.open(&r, false), Err(FsError::NotFound)));
+        assert!(matches!(res(&s, "x\\y"), Err(FsError::PathNotFound)));
+    }
+
+    #[test]
+    fn directories() {
+        let (tmp, s) = share();
+        let d = res(&s, "Dir").unwrap();
+        let h = s.create_dir(&d, 0o755).unwrap();
+        assert!(h.is_dir());
+        assert_eq!(h.stat().unwrap().attributes, attr::DIRECTORY);
+        assert!(matches!(h.read_at(&mut [0u8; 4], 0), Err(FsError::IsADirectory)));
+        assert!(matches!(s.create_dir(&d, 0o755), Err(FsError::Exists)));
+        let d = res(&s, "dir").unwrap();
+        assert!(d.is_dir());
+        assert!(matches!(s.create_dir(&d, 0o755), Err(FsError::Exists)));
+        let f = res(&s, "dir\\f").unwrap();
+        s.create_file(&f, 0o644).unwrap();
+        assert!(matches!(s.rmdir(&d), Err(FsError::NotEmpty)));
+        assert_eq!(FsError::NotEmpty.status(), protocol::NtStatus::DIRECTORY_NOT_EMPTY);
+        assert!(matches!(s.unlink(&d), Err(FsError::IsADirectory)));
+        assert_eq!(names(&s.open(&d, true).unwrap()), ["f"]);
+        s.unlink(&res(&s, "DIR\\F").unwrap()).unwrap();
+        s.rmdir(&d).unwrap();
+        assert!(!tmp.path().join("Dir").exists());
+        assert!(matches!(s.rmdir(&Resolved::root()), Err(FsError::AccessDenied)));
+        assert!(matches!(s.unlink(&Resolved::root()), Err(FsError::AccessDenied)));
+        assert!(s.open(&Resolved::root(), false).unwrap().is_dir());
+        assert!(s.stat(&Resolved::root()).unwrap().is_dir);
+    }
+
+    #[test]
+    fn rename_rules() {
+        let (tmp, s) = share();
+        s.create_file(&res(&s, "a.txt").unwrap(), 0o644).unwrap().write_at(b"A", 0).unwrap();
+        s.create_file(&res(&s, "b.txt").unwrap(), 0o644).unwrap().write_at(b"B", 0).unwrap();
+        s.create_dir(&res(&s, "d").unwrap(), 0o755).unwrap();
+        let p = |x: &str| SmbPath::parse(x).unwrap();
+        // No replace: collision, also case-insensitively.
+        let a = res(&s, "a.txt").unwrap();
+        assert!(matches!(s.rename(&a, &p("B.TXT"), false), Err(FsError::Exists)));
+        // A directory target is never replaced.
+        assert!(matches!(s.rename(&a, &p("D"), true), Err(FsError::AccessDenied)));
+        // Case-only rename.
+        let a2 = s.rename(&a, &p("A.TXT"), false).unwrap();
+        assert_eq!(a2.name(), "A.TXT");
+        assert!(tmp.path().join("A.TXT").exists() && !tmp.path().join("a.txt").exists());
+        // Same name: no-op.
+        assert_eq!(s.rename(&a2, &p("A.TXT"), false).unwrap().name(), "A.TXT");
+        // Replace: the target takes the client's spelling.
+        let moved = s.rename(&a2, &p("b.TXT"), true).unwrap();
+        assert_eq!(moved.name(), "b.TXT");
+        assert_eq!(fs::read(tmp.path().join("b.TXT")).unwrap(), b"A");
+        assert!(!tmp.path().join("b.txt").exists() && !tmp.path().join("A.TXT").exists());
+        // Into a subdirectory, and a directory rename.
+        let moved = s.rename(&moved, &p("D\\c.txt"), false).unwrap();
+        assert_eq!(moved.components(), ["d", "c.txt"]);
+        let d = s.rename(&res(&s, "d").unwrap(), &p("E"), false).unwrap();
+        assert!(d.is_dir());
+        assert!(tmp.path().join("E/c.txt").exists());
+        // Missing source, missing target parent, root.
+        assert!(matches!(s.rename(&res(&s, "zz").unwrap(), &p("y"), false), Err(FsError::NotFound)));
+        let c = res(&s, "e\\c.txt").unwrap();
+        assert!(matches!(s.rename(&c, &p("nope\\c.txt"), false), Err(FsError::PathNotFound)));
+        assert!(matches!(s.rename(&Resolved::root(), &p("x"), false), Err(FsError::AccessDenied)));
+        assert!(matches!(s.rename(&c, &p(""), false), Err(FsError::AccessDenied)));
+        // A directory into itself.
+        let e = res(&s, "e").unwrap();
+        assert!(matches!(s.rename(&e, &p("e\\inner"), false), Err(FsError::InvalidParameter)));
+    }
+
+    #[test]
+    fn times_round_trip() {
+        let (_tmp, s) = share();
+        let h = s.create_file(&res(&s, "t").unwrap(), 0o644).unwrap();
+        let (c, a, w) = (unix_to_filetime(1_000_000_000, 100), unix_to_filetime(1_100_000_000, 12_300), unix_to_filetime(1_200_000_000, 0));
+        h.set_times(SetTimes { creation: Some(c), last_access: Some(a), last_write: Some(w), change: None }).unwrap();
+        let st = h.stat().unwrap();
+        assert_eq!((st.atime, st.mtime), (a, w));
+        if s.supports_xattrs() {
+            assert_eq!(st.btime, c);
+        }
+        // None leaves times alone.
+        let w2 = unix_to_filetime(1_300_000_000, 0);
+        h.set_times(SetTimes { last_write: Some(w2), ..SetTimes::default() }).unwrap();
+        let st2 = s.stat(&res(&s, "T").unwrap()).unwrap();
+        assert_eq!((st2.atime, st2.mtime, st2.btime), (a, w2, st.btime));
+        // Directories too.
+        let d = s.create_dir(&res(&s, "d").unwrap(), 0o755).unwrap();
+        d.set_times(SetTimes { last_write: Some(w), ..SetTimes::default() }).unwrap();
+        assert_eq!(d.stat().unwrap().mtime, w);
+    }
+
+    #[test]
+    fn attributes_round_trip() {
+        let (_tmp, s) = share();
+        let f = res(&s, "f").unwrap();
+        let h = s.create_file(&f, 0o644).unwrap();
+        h.set_attributes(attr::HIDDEN | attr::READONLY | attr::ARCHIVE).unwrap();
+        let want = if s.supports_xattrs() { attr::HIDDEN | attr::READONLY | attr::ARCHIVE } else { attr::READONLY | attr::ARCHIVE };
+        assert_eq!(h.stat().unwrap().attributes, want);
+        assert_eq!(s.stat(&f).unwrap().attributes, want);
+        h.set_attributes(0).unwrap();
+        let want = if s.supports_xattrs() { attr::NORMAL } else { attr::ARCHIVE };
+        assert_eq!(h.stat().unwrap().attributes, want);
+        h.set_attributes(attr::NORMAL).unwrap();
+        assert_eq!(h.stat().unwrap().attributes, want);
+        assert!(matches!(h.set_attributes(attr::DIRECTORY), Err(FsError::InvalidParameter)));
+        let d = s.create_dir(&res(&s, "d").unwrap(), 0o755).unwrap();
+        d.set_attributes(attr::HIDDEN).unwrap();
+        let want = if s.supports_xattrs() { attr::HIDDEN | attr::DIRECTORY } else { attr::DIRECTORY };
+        assert_eq!(d.stat().unwrap().attributes, want);
+        assert!(matches!(d.set_attributes(attr::TEMPORARY), Err(FsError::InvalidParameter)));
+        // Listings see the stored attributes too.
+        let root = s.open(&Resolved::root(), false).unwrap();
+        let list = root.list_dir().unwrap();
+        assert_eq!(list[0].name, "d");
+        assert_eq!(list[0].stat.attributes, want);
+    }
+
+    #[test]
+    fn special_files_are_hidden_and_refused() {
+        let (tmp, s) = share();
+        nix::unistd::mkfifo(&tmp.path().join("fifo"), Mode::from_bits_truncate(0o644)).unwrap();
+        std::os::unix::fs::symlink("/etc", tmp.path().join("link")).unwrap();
+        fs::write(tmp.path().join("plain"), b"").unwrap();
+        assert!(matches!(res(&s, "fifo"), Err(FsError::AccessDenied)));
+        assert!(matches!(res(&s, "FIFO"), Err(FsError::AccessDenied)));
+        assert!(matches!(res(&s, "fifo\\x"), Err(FsError::PathNotFound)));
+        assert!(matches!(res(&s, "link"), Err(FsError::SymlinkRefused)));
+        // A stale Resolved to a name that became a FIFO does not block.
+        let r = res(&s, "plain").unwrap();
+        fs::remove_file(tmp.path().join("plain")).unwrap();
+        nix::unistd::mkfifo(&tmp.path().join("plain"), Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(matches!(s.open(&r, false), Err(FsError::AccessDenied)));
+        assert!(matches!(s.open(&r, true), Err(FsError::AccessDenied)));
+        assert!(names(&s.open(&Resolved::root(), false).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn list_ten_thousand() {
+        let (tmp, s) = share();
+        for i in 0..10_000 {
+            fs::write(tmp.path().join(format!("file{i:05}.dat")), b"").unwrap();
+        }
+        fs::create_dir(tmp.path().join("zdir")).unwrap();
+        let h = s.open(&Resolved::root(), false).unwrap();
+        let t = Instant::now();
+        let list = h.list_dir().unwrap();
+        let took = t.elapsed();
+        eprintln!("listed 10,001 entries in {took:?}");
+        assert_eq!(list.len(), 10_001);
+        assert_eq!(list[0].name, "file00000.dat");
+        assert_eq!(list[9_999].name, "file09999.dat");
+        assert!(list[10_000].stat.is_dir);
+        assert!(list.windows(2).all(|w| w[0].name < w[1].name));
+        // Generous bound: an unoptimised build on a busy machine.
+        assert!(took.as_secs() < 5, "listing took {took:?}");
+        // A second listing on the same handle starts from the beginning.
+        assert_eq!(h.list_dir().unwrap().len(), 10_001);
+        // Case-insensitive lookup in a big directory.
+        assert_eq!(res(&s, "FILE09999.DAT").unwrap().name(), "file09999.dat");
+    }
+
+    #[test]
+    fn statvfs_and_identity() {
+        let (tmp, s) = share();
+        let v = s.statvfs().unwrap();
+        assert!(v.block_size > 0 && v.total_blocks >= v.free_blocks && v.free_blocks >= v.avail_blocks);
+        assert_eq!(s.name(), "t");
+        assert_eq!(s.root_path(), tmp.path());
+        assert_eq!(s.volume_serial(), Share::new("t", tmp.path()).unwrap().volume_serial());
+        assert!(matches!(Share::new("x", &tmp.path().join("missing")), Err(FsError::PathNotFound)));
+    }
+}
