@@ -386,7 +386,20 @@ impl Acl {
 
     /// Encoded length (the AclSize written).
     pub fn len(&self) -> usize {
-        ACL_HEADER_LEN + self.aces.iter().map(Ace::len).sum::<usize>()
+        ACL_HEADER_LEN + self.encodable().iter().map(Ace::len).sum::<usize>()
+    }
+
+    /// The leading ACEs that fit the 16-bit AclSize. Parsed ACLs always fit
+    /// whole; only an oversized ACL built locally loses its tail.
+    fn encodable(&self) -> &[Ace] {
+        let mut size = ACL_HEADER_LEN;
+        for (i, a) in self.aces.iter().enumerate() {
+            size += a.len();
+            if size > usize::from(u16::MAX) {
+                return &self.aces[..i];
+            }
+        }
+        &self.aces
     }
 
     /// True if the ACL has no ACE (which, as a DACL, denies everyone).
@@ -426,10 +439,11 @@ impl Acl {
     pub fn encode(&self, out: &mut BytesMut) {
         out.put_u8(self.revision);
         out.put_u8(0);
+        let aces = self.encodable();
         out.put_u16_le(self.len() as u16);
-        out.put_u16_le(self.aces.len() as u16);
+        out.put_u16_le(aces.len() as u16);
         out.put_u16_le(0);
-        for a in &self.aces {
+        for a in aces {
             a.encode(out);
         }
     }
@@ -948,6 +962,17 @@ mod tests {
         let (rest, back) = Acl::parse(&out).unwrap();
         assert!(rest.is_empty());
         assert_eq!(back, acl);
+    }
+
+    #[test]
+    fn oversized_acl_keeps_a_consistent_prefix() {
+        let acl = Acl::new(vec![Ace::allowed(0, 1, Sid::everyone()); 4000]);
+        let mut out = BytesMut::new();
+        acl.encode(&mut out);
+        assert_eq!(out.len(), acl.len());
+        assert!(out.len() <= usize::from(u16::MAX));
+        let (_, back) = Acl::parse(&out).unwrap();
+        assert_eq!(back.aces.len(), (usize::from(u16::MAX) - 8) / 20);
     }
 
     #[test]
