@@ -343,21 +343,38 @@ fn wrong_password(mode: Mode) {
 }
 per_mode!(wrong_password);
 
-/// A client that will not sign or encrypt is refused by a server that
-/// requires it (or the session never carries data unprotected).
+/// A server that requires encryption refuses a client that cannot encrypt
+/// (SMB 2.1 has no encryption). An SMB 3 client is always told to encrypt by
+/// the session flags, so it cannot opt out.
 #[test]
-fn encryption_required_refuses_plain_client() {
+fn encryption_required_refuses_smb21_client() {
     let srv = Server::start(Mode::Encrypt);
     std::fs::write(srv.share_dir().join("x.txt"), b"secret data\n").unwrap();
     let mut c = Smbclient::new(srv.port);
     c.target(&srv.unc())
         .user(common::USER, common::PASSWORD)
         .cwd(&srv.client_dir())
-        .arg("--option=client smb encrypt=off")
+        .protocol(Some("SMB2"))
         .cmd("get x.txt x.txt");
     let out = c.run();
-    assert!(!out.success(), "unencrypted client was served by an encrypt-required server: {out}");
-    assert!(!srv.client_dir().join("x.txt").exists());
+    assert!(!out.success(), "SMB 2.1 client was served by an encrypt-required server: {out}");
+    assert!(out.all().contains("NT_STATUS_"), "no NT_STATUS error reported: {out}");
+    assert!(!srv.client_dir().join("x.txt").exists(), "file read without encryption");
+}
+
+/// A server that requires signing serves a client that only offers it, and
+/// everything still works (the server turns signing on).
+#[test]
+fn signing_required_with_default_client() {
+    let srv = Server::start(Mode::Signing);
+    std::fs::write(srv.share_dir().join("x.txt"), b"signed data\n").unwrap();
+    let mut c = Smbclient::new(srv.port);
+    c.target(&srv.unc())
+        .user(common::USER, common::PASSWORD)
+        .cwd(&srv.client_dir())
+        .cmd("get x.txt x.txt");
+    c.run().assert_ok();
+    assert_eq!(read(&srv.client_dir().join("x.txt")), b"signed data\n");
 }
 
 // ---------------------------------------------------------------------------

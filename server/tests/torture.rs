@@ -1,0 +1,70 @@
+//! smbtorture, duet vs Samba's smbd: runs `scripts/torture.sh --fast` (the
+//! CI subset: connect read rw create dir compound lock) and requires duet to
+//! pass at least as many tests as smbd on every suite.
+//!
+//! Runs in nextest's `heavy` test group (one at a time). DUET_BIN selects the
+//! duet binary (scripts/test.sh points it at the release build);
+//! DUET_TEST_SERVER=smbd puts a second smbd in duet's place.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn torture_fast_duet_at_least_smbd() {
+    let root = common::repo_root();
+    let out_dir = tempfile::Builder::new().prefix("duet-torture-").tempdir().unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("scripts/torture.sh"))
+        .arg("--fast")
+        .arg("--out")
+        .arg(out_dir.path())
+        .env("DUET_BIN", common::duet_bin())
+        .current_dir(&root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if std::env::var_os("REF_SMBD").is_none() {
+        cmd.env("REF_SMBD", common::ref_smbd());
+    }
+    if std::env::var_os("TORTURE_SCORE").is_none() {
+        cmd.env("TORTURE_SCORE", common::ref_smbd().with_file_name("torture-score"));
+    }
+    let mut child = cmd.spawn().expect("run scripts/torture.sh");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let out_h = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let err_h = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+
+    // 7 suites x 2 servers x at most 150 s each would be 35 min; in practice
+    // about 1 min per server. Stop politely (SIGTERM lets the script stop its
+    // servers) after 25 min.
+    let deadline = Instant::now() + Duration::from_secs(25 * 60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            std::thread::sleep(Duration::from_secs(10));
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stdout = out_h.join().unwrap();
+    let stderr = err_h.join().unwrap();
+    // The table and the per-suite progress, for the test log.
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    let status = status.expect("scripts/torture.sh --fast ran past 25 minutes");
+    assert!(stdout.contains("| **all** |"), "torture.sh printed no table (status {status})");
+    assert!(
+        status.success(),
+        "duet passes fewer smbtorture tests than smbd on some suite (torture.sh exit {status}):\n{stdout}"
+    );
+}
