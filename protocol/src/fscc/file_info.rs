@@ -222,6 +222,14 @@ fn put_standard(stat: &FileStat, out: &mut BytesMut) {
     out.put_u16_le(0);
 }
 
+/// Appends FILE_NAME_INFORMATION for `name`. For servers that generate
+/// their own 8.3 names: answer FileAlternateNameInformation with the same
+/// mangled name QUERY_DIRECTORY reports, instead of
+/// [`encode_file_info`]'s "8.3 names only" rule.
+pub fn encode_file_name_information(name: &str, out: &mut BytesMut) -> Result<(), InfoError> {
+    put_name(name, out)
+}
+
 /// FILE_NAME_INFORMATION ([MS-FSCC] 2.1.7), also the body of
 /// FileAlternateNameInformation and FileNormalizedNameInformation.
 /// Format: `{ file_name_length: u32 | file_name }`

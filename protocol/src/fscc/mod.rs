@@ -44,7 +44,10 @@ pub use dir_info::{dir_entry_fixed_size, dir_entry_size, encode_dir_entry, DirLi
 pub use ea::{
     ea_list_size, encode_full_ea_list, parse_full_ea_list, parse_get_ea_list, FullEa, GetEa,
 };
-pub use file_info::{encode_file_info, fixed_size, is_variable_size, truncate_output, FileInfoCtx};
+pub use file_info::{
+    encode_file_info, encode_file_name_information, fixed_size, is_variable_size, truncate_output,
+    FileInfoCtx,
+};
 pub use fs_info::{encode_fs_info, fs_fixed_size, truncate_fs_output, FsControl, FsStat};
 pub use object_id::FileObjectIdBuffer;
 pub use security::{
