@@ -445,6 +445,12 @@ impl Node {
         [self.slots[0].set, self.slots[1].set]
     }
 
+    /// Forgets the frame counters (they do not affect behaviour), so that the model checker
+    /// merges states that differ only in them.
+    pub fn clear_counters(&mut self) {
+        self.counters = Counters::default();
+    }
+
     // ---- inputs ----
 
     /// Queues a mirror record for the partner.
@@ -1081,7 +1087,13 @@ impl Node {
                     self.events.push_back(Event::RequestTimedOut);
                 } else {
                     let msg = match p {
-                        Pending::Shutdown { set, epoch, .. } => Message::ShutdownRequest { set, epoch },
+                        Pending::Shutdown { set, epoch, since } => {
+                            // Ask at the newest epoch we know: the partner may have
+                            // re-claimed its set since we first asked.
+                            let epoch = self.slots[1].known.map_or(epoch, |k| k.epoch.max(epoch));
+                            self.pending = Some(Pending::Shutdown { set, epoch, since });
+                            Message::ShutdownRequest { set, epoch }
+                        }
                         Pending::Takeover { reason, .. } => Message::TakeoverRequest { set: self.slots[0].set, reason },
                         Pending::Giveback { .. } => Message::GivebackRequest { set: self.slots[0].set },
                     };
@@ -1093,8 +1105,9 @@ impl Node {
         for i in 0..2 {
             match self.slots[i].phase {
                 Phase::Released { epoch, since, giveback, .. } => {
-                    if now.duration_since(since) >= self.config.handover_timeout {
-                        // The partner never took it: take it back, one epoch up.
+                    let dead = ic_silent_dead(self, now);
+                    if dead || now.duration_since(since) >= self.config.handover_timeout {
+                        // The partner never took it (or died): take it back, one epoch up.
                         let set = self.slots[i].set;
                         self.events.push_back(Event::HandoverAbandoned { set, epoch });
                         let acq = Acquire { flag: Flag::ElectiveTakeover, source: Source::Own, upto: None, fence: false };
@@ -1157,6 +1170,12 @@ impl Node {
     fn slot_of(&self, set: SetId) -> Option<usize> {
         self.slots.iter().position(|s| s.set == set)
     }
+}
+
+/// Whether the partner is dead now (both channels silent past the timeout).
+fn ic_silent_dead(n: &Node, now: Instant) -> bool {
+    let t = n.config.detection_timeout();
+    n.partner_dead || (now.duration_since(n.last_heard) >= t && now.duration_since(n.counter_changed) >= t)
 }
 
 /// Bytes of a frame, decoded, for tests and tools.

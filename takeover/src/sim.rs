@@ -185,6 +185,9 @@ pub struct Pair {
     rng: u64,
 }
 
+/// Frames kept for a frozen node (older ones are lost).
+pub const FROZEN_BUFFER: usize = 2;
+
 /// The cluster id the simulation uses.
 pub const CLUSTER: ClusterId = ClusterId(0xD0E7);
 /// The simulated nodes.
@@ -515,6 +518,13 @@ impl Pair {
         };
         let at = self.now + self.link.latency + jitter;
         let f = InFlight { to: 1 - from, at, late: false, bytes };
+        if self.hosts[1 - from].frozen {
+            // A frozen process's socket buffer: keep the newest few frames only.
+            let waiting: Vec<usize> = (0..self.flight.len()).filter(|&j| self.flight[j].to == 1 - from).collect();
+            if waiting.len() >= FROZEN_BUFFER {
+                self.flight.remove(waiting[0]);
+            }
+        }
         match fate {
             Fate::Deliver => self.flight.push(f),
             Fate::Drop => {}
