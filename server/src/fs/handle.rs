@@ -8,6 +8,7 @@ use nix::fcntl::{FallocateFlags, OFlag};
 use nix::sys::stat::Mode;
 use nix::sys::time::TimeSpec;
 
+use super::path::check_component;
 use super::stat::{self, attr, Stat, XATTR_ATTRIB, XATTR_BTIME};
 use super::sys::{self, XattrTarget};
 use super::FsError;
@@ -164,8 +165,9 @@ impl Handle {
 
     /// All entries of a directory except `.` and `..`, sorted by on-disk name
     /// (bytewise), so a listing can be resumed by index. Symlinks, special
-    /// files and names that are not UTF-8 are left out, as are entries that
-    /// vanish while listing. Uses `statx` relative to the directory fd.
+    /// files, names that are not UTF-8 and names a client could not send
+    /// back (with `\`, `:`, wildcards or control characters) are left out,
+    /// as are entries that vanish while listing. Uses `statx` relative to the directory fd.
     pub fn list_dir(&self) -> Result<Vec<DirEntry>, FsError> {
         if !self.is_dir {
             return Err(FsError::NotADirectory);
@@ -189,6 +191,9 @@ impl Handle {
         let mut out = Vec::with_capacity(names.len());
         for cname in names {
             let Ok(name) = String::from_utf8(cname.as_bytes().to_vec()) else { continue };
+            if check_component(&name).is_err() {
+                continue;
+            }
             match stat::stat_at(dfd, Some(&cname), self.xattrs) {
                 Ok(stat) => out.push(DirEntry { name, stat }),
                 Err(FsError::NotFound | FsError::SymlinkRefused | FsError::AccessDenied) => {}

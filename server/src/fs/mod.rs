@@ -43,6 +43,7 @@
 
 pub mod error;
 pub mod handle;
+mod names;
 pub mod path;
 pub mod shortname;
 pub mod stat;
@@ -53,7 +54,6 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::dir::Dir;
 use nix::fcntl::{OFlag, RenameFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::UnlinkatFlags;
@@ -80,6 +80,8 @@ pub struct Share {
     volume_serial: u32,
     case_insensitive: bool,
     xattrs: bool,
+    /// Indexes of large directories for case-insensitive lookups.
+    names: names::NameCache,
 }
 
 /// A client path mapped to on-disk names by [`Share::resolve`]. Its parent
@@ -168,6 +170,7 @@ impl Share {
             volume_serial: fnv1a32(name.as_bytes()),
             case_insensitive: true,
             xattrs,
+            names: names::NameCache::default(),
         })
     }
 
@@ -275,36 +278,16 @@ impl Share {
         if !self.case_insensitive {
             return Ok(None);
         }
-        let want: Vec<char> = comp.chars().map(wildcard::fold).collect();
-        let mangled = shortname::looks_mangled(comp);
-        let mut dir_iter = Dir::openat(
-            Some(std::os::fd::AsRawFd::as_raw_fd(&dir)),
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
-        let mut best: Option<String> = None;
-        let mut by_short: Option<String> = None;
-        for entry in dir_iter.iter() {
-            let entry = entry?;
-            let Ok(name) = entry.file_name().to_str() else { continue };
-            if name == "." || name == ".." {
-                continue;
-            }
-            if name.chars().map(wildcard::fold).eq(want.iter().copied()) {
-                if best.as_deref().map_or(true, |b| name.as_bytes() < b.as_bytes()) {
-                    best = Some(name.to_owned());
-                }
-            } else if mangled && by_short.is_none() && short_name(name).eq_ignore_ascii_case(comp) {
-                by_short = Some(name.to_owned());
+        for _ in 0..2 {
+            let Some(name) = self.names.find(dir, comp)? else { return Ok(None) };
+            match sys::statx(dir, &to_cstring(&name)?, libc::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => return Ok(Some((name, kind_of(st.stx_mode as u32)))),
+                // A stale index (or a racing unlink): rescan once.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.names.forget(dir),
+                Err(e) => return Err(io_err(e)),
             }
         }
-        let Some(name) = best.or(by_short) else { return Ok(None) };
-        match sys::statx(dir, &to_cstring(&name)?, libc::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some((name, kind_of(st.stx_mode as u32)))),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-            Err(e) => Err(io_err(e)),
-        }
+        Ok(None)
     }
 
     /// Opens `rel`'s parent directory as `O_PATH`, confined.
@@ -383,8 +366,10 @@ impl Share {
             return Err(FsError::Exists);
         }
         let dir = self.parent_fd(&parent)?;
+        let pre = names::stamp(dir.as_fd());
         let fd = sys::openat2_beneath(dir.as_fd(), &leaf, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, mode & 0o7777)
             .map_err(io_err)?;
+        self.names.changed(dir.as_fd(), pre, Some(rel.name()), None);
         let h = self.finish_open(fd)?;
         self.stamp_btime(&h);
         Ok(h)
@@ -397,11 +382,13 @@ impl Share {
             return Err(FsError::Exists);
         }
         let dir = self.parent_fd(&parent)?;
+        let pre = names::stamp(dir.as_fd());
         nix::sys::stat::mkdirat(
             Some(std::os::fd::AsRawFd::as_raw_fd(&dir)),
             leaf.as_c_str(),
             Mode::from_bits_truncate((mode & 0o7777) as libc::mode_t),
         )?;
+        self.names.changed(dir.as_fd(), pre, Some(rel.name()), None);
         let fd = sys::openat2_beneath(dir.as_fd(), &leaf, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(io_err)?;
         let h = self.finish_open(fd)?;
         self.stamp_btime(&h);
@@ -430,11 +417,10 @@ impl Share {
         if st.is_dir {
             return Err(FsError::IsADirectory);
         }
-        Ok(nix::unistd::unlinkat(
-            Some(std::os::fd::AsRawFd::as_raw_fd(&dir)),
-            leaf.as_c_str(),
-            UnlinkatFlags::NoRemoveDir,
-        )?)
+        let pre = names::stamp(dir.as_fd());
+        nix::unistd::unlinkat(Some(std::os::fd::AsRawFd::as_raw_fd(&dir)), leaf.as_c_str(), UnlinkatFlags::NoRemoveDir)?;
+        self.names.changed(dir.as_fd(), pre, None, Some(rel.name()));
+        Ok(())
     }
 
     /// Removes the directory `rel`: [`FsError::NotEmpty`] when it has
@@ -442,11 +428,14 @@ impl Share {
     pub fn rmdir(&self, rel: &Resolved) -> Result<(), FsError> {
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
+        let pre = names::stamp(dir.as_fd());
         nix::unistd::unlinkat(Some(std::os::fd::AsRawFd::as_raw_fd(&dir)), leaf.as_c_str(), UnlinkatFlags::RemoveDir)
             .map_err(|e| match e {
                 nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY => FsError::NotEmpty,
                 e => e.into(),
-            })
+            })?;
+        self.names.changed(dir.as_fd(), pre, None, Some(rel.name()));
+        Ok(())
     }
 
     /// Renames `from` to `to` within the share (`renameat2`). The target is
@@ -461,12 +450,31 @@ impl Share {
     pub fn rename(&self, from: &Resolved, to: &SmbPath, replace: bool) -> Result<Resolved, FsError> {
         let (src_parent, src_leaf) = from.split()?.ok_or(FsError::AccessDenied)?;
         let target = self.resolve(to)?;
-        let (dst_parent, dst_leaf) = target.split()?.ok_or(FsError::AccessDenied)?;
-        let spelling = to.leaf().ok_or(FsError::AccessDenied)?;
-        let spelling_c = to_cstring(spelling)?;
+        let (dst_parent, _) = target.split()?.ok_or(FsError::AccessDenied)?;
         let src = self.parent_fd(&src_parent)?;
         let dst = self.parent_fd(&dst_parent)?;
-        let src_st = stat::stat_at(src.as_fd(), Some(&src_leaf), false)?;
+        let r = self.rename_in(&src, &src_parent, &src_leaf, &dst, &dst_parent, &target, to, replace);
+        self.names.forget(src.as_fd());
+        self.names.forget(dst.as_fd());
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rename_in(
+        &self,
+        src: &OwnedFd,
+        src_parent: &CString,
+        src_leaf: &CString,
+        dst: &OwnedFd,
+        dst_parent: &CString,
+        target: &Resolved,
+        to: &SmbPath,
+        replace: bool,
+    ) -> Result<Resolved, FsError> {
+        let dst_leaf = to_cstring(target.name())?;
+        let spelling = to.leaf().ok_or(FsError::AccessDenied)?;
+        let spelling_c = to_cstring(spelling)?;
+        let src_st = stat::stat_at(src.as_fd(), Some(src_leaf), false)?;
         let mut result = target.clone();
         *result.components.last_mut().expect("non-root") = spelling.to_owned();
         result.exists = true;
@@ -474,10 +482,10 @@ impl Share {
         if target.exists {
             let dst_st = stat::stat_at(dst.as_fd(), Some(&dst_leaf), false)?;
             if (dst_st.dev, dst_st.ino) == (src_st.dev, src_st.ino) {
-                if src_parent == dst_parent && src_leaf == spelling_c {
+                if src_parent == dst_parent && *src_leaf == spelling_c {
                     return Ok(result);
                 }
-                rename_at(&src, &src_leaf, &dst, &spelling_c, true)?;
+                rename_at(&src, src_leaf, &dst, &spelling_c, true)?;
                 return Ok(result);
             }
             if !replace {
@@ -486,13 +494,13 @@ impl Share {
             if dst_st.is_dir {
                 return Err(FsError::AccessDenied);
             }
-            rename_at(&src, &src_leaf, &dst, &dst_leaf, false)?;
+            rename_at(&src, src_leaf, &dst, &dst_leaf, false)?;
             if dst_leaf != spelling_c && rename_at(&dst, &dst_leaf, &dst, &spelling_c, true).is_err() {
                 *result.components.last_mut().expect("non-root") = target.name().to_owned();
             }
             return Ok(result);
         }
-        rename_at(&src, &src_leaf, &dst, &spelling_c, true)?;
+        rename_at(&src, src_leaf, &dst, &spelling_c, true)?;
         Ok(result)
     }
 
@@ -765,6 +773,10 @@ mod tests {
         nix::unistd::mkfifo(&tmp.path().join("fifo"), Mode::from_bits_truncate(0o644)).unwrap();
         std::os::unix::fs::symlink("/etc", tmp.path().join("link")).unwrap();
         fs::write(tmp.path().join("plain"), b"").unwrap();
+        // Names a client could not send back are not listed either.
+        fs::write(tmp.path().join("back\\slash"), b"").unwrap();
+        fs::write(tmp.path().join("co:lon"), b"").unwrap();
+        fs::write(tmp.path().join("star*"), b"").unwrap();
         assert!(matches!(res(&s, "fifo"), Err(FsError::AccessDenied)));
         assert!(matches!(res(&s, "FIFO"), Err(FsError::AccessDenied)));
         assert!(matches!(res(&s, "fifo\\x"), Err(FsError::PathNotFound)));
@@ -776,6 +788,7 @@ mod tests {
         assert!(matches!(s.open(&r, false), Err(FsError::AccessDenied)));
         assert!(matches!(s.open(&r, true), Err(FsError::AccessDenied)));
         assert!(names(&s.open(&Resolved::root(), false).unwrap()).is_empty());
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 6);
     }
 
     #[test]
@@ -801,6 +814,49 @@ mod tests {
         assert_eq!(h.list_dir().unwrap().len(), 10_001);
         // Case-insensitive lookup in a big directory.
         assert_eq!(res(&s, "FILE09999.DAT").unwrap().name(), "file09999.dat");
+    }
+
+    #[test]
+    fn big_directory_index_follows_changes() {
+        let (tmp, s) = share();
+        let n = names::MIN_INDEXED + 10;
+        for i in 0..n {
+            fs::write(tmp.path().join(format!("f{i}")), b"").unwrap();
+        }
+        assert_eq!(res(&s, "F7").unwrap().name(), "f7");
+        assert_eq!(s.names.indexed(), 1);
+        // Our own creates, deletes and renames keep lookups right.
+        for i in 0..50 {
+            let r = res(&s, &format!("New{i}")).unwrap();
+            assert!(!r.exists());
+            s.create_file(&r, 0o644).unwrap();
+            assert_eq!(res(&s, &format!("NEW{i}")).unwrap().name(), format!("New{i}"));
+        }
+        assert_eq!(s.names.indexed(), 1, "creates update the index in place");
+        s.unlink(&res(&s, "NEW3").unwrap()).unwrap();
+        assert!(!res(&s, "new3").unwrap().exists());
+        s.create_dir(&res(&s, "SubDir").unwrap(), 0o755).unwrap();
+        assert!(res(&s, "subdir").unwrap().is_dir());
+        s.rmdir(&res(&s, "SUBDIR").unwrap()).unwrap();
+        assert!(!res(&s, "subdir").unwrap().exists());
+        let moved = s.rename(&res(&s, "new4").unwrap(), &SmbPath::parse("Renamed").unwrap(), false).unwrap();
+        assert_eq!(moved.name(), "Renamed");
+        assert_eq!(res(&s, "RENAMED").unwrap().name(), "Renamed");
+        assert!(!res(&s, "NEW4").unwrap().exists());
+        // Two names with the same fold: the bytewise smallest wins, and
+        // removing it falls back to the other.
+        fs::write(tmp.path().join("DUP"), b"").unwrap();
+        fs::write(tmp.path().join("dup"), b"").unwrap();
+        assert_eq!(res(&s, "Dup").unwrap().name(), "DUP");
+        s.unlink(&res(&s, "DUP").unwrap()).unwrap();
+        assert_eq!(res(&s, "Dup").unwrap().name(), "dup");
+        // Changes by another process are seen once the directory's stamp moves.
+        fs::write(tmp.path().join("Outside"), b"").unwrap();
+        let past = nix::sys::time::TimeSpec::new(1_000_000, 0);
+        nix::sys::stat::utimensat(None, tmp.path(), &past, &past, nix::sys::stat::UtimensatFlags::FollowSymlink).unwrap();
+        assert_eq!(res(&s, "OUTSIDE").unwrap().name(), "Outside");
+        fs::remove_file(tmp.path().join("Outside")).unwrap();
+        assert!(!res(&s, "OUTSIDE").unwrap().exists());
     }
 
     #[test]
