@@ -91,6 +91,9 @@ pub enum RpcError {
     /// The PDU is well formed but not allowed here (wrong version, type or fragment order).
     #[error("protocol error: {0}")]
     Protocol(&'static str),
+    /// The client keeps sending requests without reading the answers.
+    #[error("{0} bytes of output are waiting to be read")]
+    OutputFull(usize),
     /// FSCTL_PIPE_TRANSCEIVE while output of an earlier call is still unread.
     #[error("pipe busy: output is pending")]
     PipeBusy,

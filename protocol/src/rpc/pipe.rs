@@ -21,6 +21,10 @@ use super::{srvsvc, wkssvc, PipeBackend, RpcError};
 pub const MAX_PDU_LEN: usize = 64 * 1024;
 /// Largest request stub we reassemble from fragments.
 pub const MAX_REQUEST_LEN: usize = 1024 * 1024;
+/// Most output we queue: requests that arrive while this much is unread
+/// are refused, so a client that writes without reading cannot make the
+/// pipe grow without bound.
+pub const MAX_PENDING_OUTPUT: usize = 4 * 1024 * 1024;
 /// Largest fragment we send or advertise, as Windows and Samba do on named pipes.
 pub const MAX_FRAG: u16 = 4280;
 /// Smallest fragment size we agree to: a response header and 8 bytes of stub.
@@ -120,6 +124,8 @@ pub struct Pipe {
     read_offset: usize,
     /// The last read left part of its message unread.
     partial: bool,
+    /// Bytes queued in `output`, less what has been read of the front message.
+    pending: usize,
     disconnected: bool,
     assoc: Option<Association>,
     reassembly: Option<Reassembly>,
@@ -133,6 +139,7 @@ impl Pipe {
             output: VecDeque::new(),
             read_offset: 0,
             partial: false,
+            pending: 0,
             disconnected: false,
             assoc: None,
             reassembly: None,
@@ -165,6 +172,7 @@ impl Pipe {
         let front = self.output.front()?;
         let end = front.len().min(self.read_offset.saturating_add(max));
         let chunk = front[self.read_offset..end].to_vec();
+        self.pending -= chunk.len();
         if end == front.len() {
             self.output.pop_front();
             self.read_offset = 0;
@@ -208,6 +216,7 @@ impl Pipe {
         self.disconnected = true;
         self.input = Vec::new();
         self.output.clear();
+        self.pending = 0;
         self.read_offset = 0;
         self.partial = false;
         self.reassembly = None;
@@ -234,6 +243,9 @@ impl Pipe {
             }
             if pending.len() < frag_length {
                 break Ok(());
+            }
+            if self.pending > MAX_PENDING_OUTPUT {
+                break Err(RpcError::OutputFull(self.pending));
             }
             let pdu = pending[..frag_length].to_vec();
             start += frag_length;
@@ -454,6 +466,7 @@ impl Pipe {
     fn push(&mut self, encode: impl FnOnce(&mut BytesMut)) {
         let mut out = BytesMut::new();
         encode(&mut out);
+        self.pending += out.len();
         self.output.push_back(out.to_vec());
     }
 }
@@ -857,6 +870,24 @@ mod tests {
             }
         }
         assert!(matches!(err, Some(RpcError::RequestTooLarge(n)) if n > MAX_REQUEST_LEN));
+    }
+
+    #[test]
+    fn unread_output_is_bounded() {
+        let mut pipe = bound(PipeKind::Srvsvc, 4280);
+        let req = request_pdu(3, 2, 0, 15, &enum_all_stub(502));
+        let mut batch = Vec::new();
+        for _ in 0..200 {
+            batch.extend_from_slice(&req);
+        }
+        let mut err = None;
+        for _ in 0..100 {
+            if let Err(e) = pipe.write(&batch, &Backend) {
+                err = Some(e);
+                break;
+            }
+        }
+        assert!(matches!(err, Some(RpcError::OutputFull(n)) if n > MAX_PENDING_OUTPUT));
     }
 
     #[test]

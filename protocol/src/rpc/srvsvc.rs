@@ -70,6 +70,21 @@ const ENUM_LEVELS: [u32; 5] = [0, 1, 2, 501, 502];
 /// The levels NetrShareEnumSticky returns ([MS-SRVS] 3.1.4.9: all but 501).
 const STICKY_LEVELS: [u32; 4] = [0, 1, 2, 502];
 
+/// Every arm of SHARE_ENUM_UNION and SHARE_INFO, in [MS-SRVS] 2.2.3.5 and
+/// 2.2.3.6 or in Samba's IDL (which adds 1007 and, for the container,
+/// 1004-1501). Each arm is a unique pointer, so a level we do not serve but
+/// the client's stubs know gets a NULL pointer on the wire; a level outside
+/// the union gets the empty `[default]` arm.
+const SHARE_ARMS: [u32; 11] = [0, 1, 2, 501, 502, 503, 1004, 1005, 1006, 1007, 1501];
+
+/// Every arm of SERVER_INFO ([MS-SRVS] 2.2.3.7) or of Samba's srvsvc_NetSrvInfo.
+pub(crate) const SERVER_INFO_ARMS: [u32; 60] = [
+    100, 101, 102, 103, 402, 403, 502, 503, 599, 1005, 1010, 1016, 1017, 1018, 1107, 1501, 1502, 1503, 1506, 1509,
+    1510, 1511, 1512, 1513, 1514, 1515, 1516, 1518, 1520, 1521, 1522, 1523, 1524, 1525, 1528, 1529, 1530, 1533, 1534,
+    1535, 1536, 1537, 1538, 1539, 1540, 1541, 1542, 1543, 1544, 1545, 1546, 1547, 1548, 1549, 1550, 1552, 1553, 1554,
+    1555, 1556,
+];
+
 /// `[in]` parameters of NetrShareEnum ([MS-SRVS] 3.1.4.8).
 ///
 /// ```text
@@ -98,7 +113,7 @@ impl ShareEnumRequest {
         if switch != level {
             return Err(ParseError::Invalid("ShareInfo switch"));
         }
-        if ENUM_LEVELS.contains(&level) && r.pointer("ShareInfo container")? {
+        if SHARE_ARMS.contains(&level) && r.pointer("ShareInfo container")? {
             let _entries_read = r.u32("EntriesRead")?;
             if r.pointer("Buffer")? && r.u32("Buffer max_count")? != 0 {
                 return Err(ParseError::Invalid("non-empty input Buffer"));
@@ -120,6 +135,9 @@ impl ShareEnumRequest {
         w.u32(self.level);
         w.u32(self.level);
         let known = levels.contains(&self.level);
+        if !known && SHARE_ARMS.contains(&self.level) {
+            w.null(); // an arm we do not serve: NULL container
+        }
         let total = if known {
             w.pointer(); // SHARE_INFO_n_CONTAINER*
             let count = u32::try_from(shares.len()).unwrap_or(u32::MAX);
@@ -134,7 +152,7 @@ impl ShareEnumRequest {
             }
             count
         } else {
-            0 // [default] arm: nothing on the wire
+            0
         };
         w.u32(total);
         match self.resume_handle {
@@ -178,6 +196,9 @@ impl ShareGetInfoRequest {
         let mut w = NdrWriter::new();
         w.u32(self.level);
         if !ENUM_LEVELS.contains(&self.level) && self.level != 1005 {
+            if SHARE_ARMS.contains(&self.level) {
+                w.null();
+            }
             w.u32(WERR_INVALID_LEVEL);
             return w.into_bytes();
         }
@@ -266,6 +287,9 @@ impl ServerGetInfoRequest {
         let mut w = NdrWriter::new();
         w.u32(self.level);
         if !(100..=102).contains(&self.level) {
+            if SERVER_INFO_ARMS.contains(&self.level) {
+                w.null();
+            }
             w.u32(WERR_INVALID_LEVEL);
             return w.into_bytes();
         }
@@ -514,6 +538,9 @@ pub(crate) mod tests {
         assert_eq!(out, [1, 0, 0, 0, 0, 0, 0, 0, 0x06, 0x09, 0, 0]);
         let out = call(OP_NETR_SHARE_GET_INFO, &get_info_stub("data", 7), &Backend).unwrap();
         assert_eq!(out, [7, 0, 0, 0, 0x7C, 0, 0, 0]);
+        // A level the union knows but we do not serve: a NULL arm.
+        let out = call(OP_NETR_SHARE_GET_INFO, &get_info_stub("data", 1501), &Backend).unwrap();
+        assert_eq!(out, [0xDD, 5, 0, 0, 0, 0, 0, 0, 0x7C, 0, 0, 0]);
     }
 
     #[test]
@@ -552,7 +579,12 @@ pub(crate) mod tests {
         w.null();
         w.u32(103);
         let out = call(OP_NETR_SERVER_GET_INFO, &w.into_bytes(), &Backend).unwrap();
-        assert_eq!(out, [103, 0, 0, 0, 0x7C, 0, 0, 0]);
+        assert_eq!(out, [103, 0, 0, 0, 0, 0, 0, 0, 0x7C, 0, 0, 0]);
+        let mut w = NdrWriter::new();
+        w.null();
+        w.u32(7);
+        let out = call(OP_NETR_SERVER_GET_INFO, &w.into_bytes(), &Backend).unwrap();
+        assert_eq!(out, [7, 0, 0, 0, 0x7C, 0, 0, 0]);
     }
 
     #[test]
@@ -589,7 +621,11 @@ pub(crate) mod tests {
         assert_eq!((d.u32(), d.u32(), d.u32()), (1, 0, WERR_OK));
         d.end();
         let out = call(OP_NETR_SHARE_ENUM_STICKY, &enum_stub(501, false), &Backend).unwrap();
-        assert_eq!(&out[out.len() - 4..], &WERR_INVALID_LEVEL.to_le_bytes());
+        let mut d = Dec::new(&out);
+        assert_eq!((d.u32(), d.u32()), (501, 501));
+        assert!(!d.ptr());
+        assert_eq!((d.u32(), d.u32(), d.u32()), (0, 0, WERR_INVALID_LEVEL));
+        d.end();
     }
 
     #[test]
@@ -606,18 +642,18 @@ pub(crate) mod tests {
     fn dump_stubs_for_ndrdump() {
         let Ok(dir) = std::env::var("DUET_RPC_DUMP") else { return };
         let write = |name: &str, b: &[u8]| std::fs::write(format!("{dir}/{name}"), b).unwrap();
-        for level in ENUM_LEVELS.into_iter().chain([7]) {
+        for level in ENUM_LEVELS.into_iter().chain([7, 503, 1501]) {
             let stub = enum_stub(level, true);
             write(&format!("enum-{level}.in"), &stub);
             write(&format!("enum-{level}.out"), &call(OP_NETR_SHARE_ENUM, &stub, &Backend).unwrap());
         }
-        for level in [0, 1, 2, 501, 502, 1005, 7] {
+        for level in [0, 1, 2, 501, 502, 1005, 7, 503, 1004] {
             let stub = get_info_stub("data", level);
             write(&format!("getinfo-{level}.in"), &stub);
             write(&format!("getinfo-{level}.out"), &call(OP_NETR_SHARE_GET_INFO, &stub, &Backend).unwrap());
         }
         write("getinfo-nosuch.out", &call(OP_NETR_SHARE_GET_INFO, &get_info_stub("nosuch", 2), &Backend).unwrap());
-        for level in [100, 101, 102, 7] {
+        for level in [100, 101, 102, 7, 502, 1556] {
             let mut w = NdrWriter::new();
             w.pointer();
             w.string("\\\\duet");

@@ -11,6 +11,13 @@ use crate::error::ParseResult;
 /// NetrWkstaGetInfo ([MS-WKST] 3.2.4.1).
 pub const OP_NETR_WKSTA_GET_INFO: u16 = 0;
 
+/// Every arm of WKSTA_INFO ([MS-WKST] 2.2.4.1) or of Samba's
+/// wkssvc_NetWkstaInfo: each a unique pointer, NULL when we do not serve it.
+const WKSTA_INFO_ARMS: [u32; 36] = [
+    100, 101, 102, 502, 1010, 1011, 1012, 1013, 1018, 1023, 1027, 1028, 1032, 1033, 1041, 1042, 1043, 1044, 1045,
+    1046, 1047, 1048, 1049, 1050, 1051, 1052, 1053, 1054, 1055, 1056, 1057, 1058, 1059, 1060, 1061, 1062,
+];
+
 /// Runs one wkssvc call: the response stub, or the fault to send.
 pub fn call(opnum: u16, stub: &[u8], backend: &dyn PipeBackend) -> Result<Vec<u8>, FaultStatus> {
     match opnum {
@@ -48,6 +55,9 @@ impl WkstaGetInfoRequest {
         let mut w = NdrWriter::new();
         w.u32(self.level);
         if !matches!(self.level, 100 | 101) {
+            if WKSTA_INFO_ARMS.contains(&self.level) {
+                w.null();
+            }
             w.u32(WERR_INVALID_LEVEL);
             return w.into_bytes();
         }
@@ -106,7 +116,8 @@ mod tests {
             assert_eq!(d.u32(), 0);
             d.end();
         }
-        assert_eq!(call(0, &stub(102), &Backend).unwrap(), [102, 0, 0, 0, 0x7C, 0, 0, 0]);
+        assert_eq!(call(0, &stub(102), &Backend).unwrap(), [102, 0, 0, 0, 0, 0, 0, 0, 0x7C, 0, 0, 0]);
+        assert_eq!(call(0, &stub(7), &Backend).unwrap(), [7, 0, 0, 0, 0x7C, 0, 0, 0]);
         assert_eq!(call(1, &stub(100), &Backend), Err(FaultStatus(fault::OP_RNG_ERROR)));
         let s = stub(100);
         for n in 0..s.len() {
