@@ -6,6 +6,19 @@
 //! the server hands it the bytes the client wrote and takes back the bytes
 //! the client reads. It knows no sockets, files or SMB2 framing.
 //!
+//! # How the server drives a pipe
+//! - CREATE of `srvsvc`/`wkssvc` on IPC$: [`PipeKind::from_name`], then [`Pipe::new`].
+//! - WRITE: [`Pipe::write`]; the whole write is consumed (answer with its length).
+//! - READ: [`Pipe::read`]`(length)`. `None`: nothing to read. Otherwise answer
+//!   STATUS_BUFFER_OVERFLOW if [`Pipe::more_pending`] (the message was cut
+//!   short; the client reads the rest), else STATUS_SUCCESS. A READ never
+//!   returns bytes of two PDUs: each PDU fragment is one message.
+//! - IOCTL FSCTL_PIPE_TRANSCEIVE: [`Pipe::transceive`]`(input, max_output)`,
+//!   with the same STATUS_BUFFER_OVERFLOW rule; later fragments of a long
+//!   response are fetched by the client with READ.
+//! - Errors: [`RpcError::status`] gives the NTSTATUS; the pipe is then
+//!   disconnected (except after `PipeBusy`).
+//!
 //! # Layout
 //! - [`pipe`]: the pipe endpoint: buffering, reassembly, bind and dispatch.
 //! - [`pdu`]: connection-oriented PDUs (bind, bind_ack, request, response, fault).

@@ -890,6 +890,46 @@ mod tests {
         assert!(matches!(err, Some(RpcError::OutputFull(n)) if n > MAX_PENDING_OUTPUT));
     }
 
+    /// Every single-byte corruption of the captured exchanges, and random
+    /// garbage, must end in an answer or a typed error: never a panic.
+    #[test]
+    fn corrupted_input_never_panics() {
+        let caps = captures();
+        let mut session = Vec::new();
+        for (req, _) in caps.iter().take(2) {
+            session.extend_from_slice(req);
+        }
+        let mut enum502 = caps[0].0.clone();
+        enum502.extend_from_slice(&request_pdu(3, 2, 0, 15, &enum_all_stub(502)));
+        for base in [&session, &enum502] {
+            for i in 0..base.len() {
+                for v in [0x00, 0xFF, base[i] ^ 0x01, base[i] ^ 0x80, base[i].wrapping_add(1)] {
+                    let mut m = base.clone();
+                    m[i] = v;
+                    let mut pipe = Pipe::new(PipeKind::Srvsvc);
+                    let _ = pipe.write(&m, &Backend);
+                    while pipe.read(1000).is_some() {}
+                }
+            }
+        }
+        let mut x: u32 = 0x1234_5678;
+        for _ in 0..2000 {
+            let mut pipe = Pipe::new(PipeKind::Srvsvc);
+            let _ = pipe.write(&caps[0].0, &Backend);
+            let _ = pipe.read(usize::MAX);
+            let mut junk = request_pdu(3, 2, 0, 15, &[]);
+            for _ in 0..(x % 300) {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                junk.push((x >> 16) as u8);
+            }
+            let len = junk.len() as u16;
+            junk[8..10].copy_from_slice(&len.to_le_bytes());
+            junk[22] = [15, 16, 21, 36, 99][(x % 5) as usize];
+            let _ = pipe.write(&junk, &Backend);
+            while pipe.read(1000).is_some() {}
+        }
+    }
+
     #[test]
     fn truncated_pdus_wait_for_more() {
         let caps = captures();
