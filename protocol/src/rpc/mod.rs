@@ -1,7 +1,7 @@
 //! The DCE/RPC subset Duet serves on named pipes: bind, request/response, and srvsvc ([MS-RPCE], [MS-SRVS]).
 //!
 //! A client opens `\PIPE\srvsvc` (or `wkssvc`) on `IPC$` with CREATE and then
-//! talks connection-oriented DCE/RPC ([C706] chapter 12, [MS-RPCE] 2.2) over
+//! talks connection-oriented DCE/RPC ([C706 chapter 12], [MS-RPCE] 2.2) over
 //! WRITE/READ or FSCTL_PIPE_TRANSCEIVE. [`Pipe`] is that endpoint, sans-IO:
 //! the server hands it the bytes the client wrote and takes back the bytes
 //! the client reads. It knows no sockets, files or SMB2 framing.

@@ -1,13 +1,13 @@
-//! NDR 2.0 encoder and decoder helpers ([C706] chapter 14, [MS-RPCE] 2.2.5).
+//! NDR 2.0 encoder and decoder helpers ([C706 chapter 14], [MS-RPCE] 2.2.5).
 //!
 //! Only what srvsvc and wkssvc need: little-endian primitives aligned to
 //! their size, unique pointers (a non-zero referent id, or zero for NULL),
 //! and conformant varying strings (`[string] wchar_t*`).
 //!
 //! Alignment is counted from the start of the stub data, which is where the
-//! NDR stream begins ([C706] 14.2.2). The caller writes embedded pointers'
+//! NDR stream begins ([C706 14.2.2]). The caller writes embedded pointers'
 //! referents itself, after the structure or array that holds them
-//! ([C706] 14.3.12.3, deferral), because the order depends on the type.
+//! ([C706 14.3.12.3], deferral), because the order depends on the type.
 
 use crate::codec::Reader;
 use crate::error::{ParseError, ParseResult};
@@ -72,7 +72,7 @@ impl NdrWriter {
     }
 
     /// A conformant varying UTF-16 string with its terminating NUL
-    /// ([C706] 14.3.4.2): max_count, offset 0, actual_count (both counting
+    /// ([C706 14.3.4.2]): max_count, offset 0, actual_count (both counting
     /// UTF-16 units including the NUL), then the units.
     pub fn string(&mut self, s: &str) {
         let units: Vec<u16> = s.encode_utf16().chain(std::iter::once(0)).collect();
@@ -132,7 +132,7 @@ impl<'a> NdrReader<'a> {
         Ok(self.u32(what)? != 0)
     }
 
-    /// A conformant varying UTF-16 string ([C706] 14.3.4.2). The offset must
+    /// A conformant varying UTF-16 string ([C706 14.3.4.2]). The offset must
     /// be 0 and actual_count at most max_count; a terminating NUL, if
     /// present, is dropped.
     pub fn string(&mut self, what: &'static str) -> ParseResult<String> {
@@ -153,7 +153,7 @@ impl<'a> NdrReader<'a> {
     }
 
     /// A `[string, unique] wchar_t*` whose referent follows at once (a
-    /// top-level pointer, [C706] 14.3.12.1).
+    /// top-level pointer, [C706 14.3.12.1]).
     pub fn unique_string(&mut self, what: &'static str) -> ParseResult<Option<String>> {
         if self.pointer(what)? {
             Ok(Some(self.string(what)?))

@@ -1,4 +1,4 @@
-//! Connection-oriented DCE/RPC PDUs ([C706] 12.6, [MS-RPCE] 2.2.2).
+//! Connection-oriented DCE/RPC PDUs ([C706 12.6], [MS-RPCE] 2.2.2).
 //!
 //! Each parser takes one whole PDU body (the bytes after the 16-byte common
 //! header, up to frag_length); finding whole PDUs in the pipe's byte stream
@@ -13,14 +13,14 @@ use bytes::{BufMut, BytesMut};
 use crate::codec::Reader;
 use crate::error::{ParseError, ParseResult};
 
-/// Length of the common header ([C706] 12.6.1).
+/// Length of the common header ([C706 12.6.1]).
 pub const HEADER_LEN: usize = 16;
-/// Request header: common header, alloc_hint, p_cont_id, opnum ([C706] 12.6.4.9).
+/// Request header: common header, alloc_hint, p_cont_id, opnum ([C706 12.6.4.9]).
 pub const REQUEST_HEADER_LEN: usize = 24;
-/// Response header: common header, alloc_hint, p_cont_id, cancel_count, reserved ([C706] 12.6.4.10).
+/// Response header: common header, alloc_hint, p_cont_id, cancel_count, reserved ([C706 12.6.4.10]).
 pub const RESPONSE_HEADER_LEN: usize = 24;
 
-/// PDU types ([C706] 12.6.4, table 12-7), in the standard's order.
+/// PDU types ([C706 12.6.4], table 12-7), in the standard's order.
 pub mod ptype {
     pub const REQUEST: u8 = 0;
     pub const RESPONSE: u8 = 2;
@@ -36,7 +36,7 @@ pub mod ptype {
     pub const ORPHANED: u8 = 19;
 }
 
-/// pfc_flags bits ([C706] 12.6.3.1, [MS-RPCE] 2.2.2.3).
+/// pfc_flags bits ([C706 12.6.3.1], [MS-RPCE] 2.2.2.3).
 pub mod pfc {
     pub const FIRST_FRAG: u8 = 0x01;
     pub const LAST_FRAG: u8 = 0x02;
@@ -48,7 +48,7 @@ pub mod pfc {
     pub const OBJECT_UUID: u8 = 0x80;
 }
 
-/// Result of one presentation context in a bind_ack ([C706] 12.6.3.1 p_cont_def_result_t, [MS-RPCE] 2.2.2.4).
+/// Result of one presentation context in a bind_ack ([C706 12.6.3.1] p_cont_def_result_t, [MS-RPCE] 2.2.2.4).
 pub mod result {
     pub const ACCEPTANCE: u16 = 0;
     pub const USER_REJECTION: u16 = 1;
@@ -57,7 +57,7 @@ pub mod result {
     pub const NEGOTIATE_ACK: u16 = 3;
 }
 
-/// Why a presentation context was rejected ([C706] 12.6.3.1 p_provider_reason_t).
+/// Why a presentation context was rejected ([C706 12.6.3.1] p_provider_reason_t).
 pub mod reason {
     pub const NOT_SPECIFIED: u16 = 0;
     pub const ABSTRACT_SYNTAX_NOT_SUPPORTED: u16 = 1;
@@ -65,7 +65,7 @@ pub mod reason {
     pub const LOCAL_LIMIT_EXCEEDED: u16 = 3;
 }
 
-/// Why a bind was refused ([C706] 12.6.3.1 p_reject_reason_t, [MS-RPCE] 2.2.2.5).
+/// Why a bind was refused ([C706 12.6.3.1] p_reject_reason_t, [MS-RPCE] 2.2.2.5).
 pub mod reject {
     pub const REASON_NOT_SPECIFIED: u16 = 0;
     pub const LOCAL_LIMIT_EXCEEDED: u16 = 2;
@@ -73,7 +73,7 @@ pub mod reject {
     pub const AUTHENTICATION_TYPE_NOT_RECOGNIZED: u16 = 8;
 }
 
-/// Fault status codes ([C706] appendix E, [MS-RPCE] 2.2.2.11 / 3.1.1.5.5).
+/// Fault status codes ([C706 appendix E], [MS-RPCE] 2.2.2.11 / 3.1.1.5.5).
 pub mod fault {
     /// nca_s_op_rng_error: the opnum is out of range.
     pub const OP_RNG_ERROR: u32 = 0x1C01_0002;
@@ -87,7 +87,7 @@ pub mod fault {
     pub const NDR: u32 = 0x0000_06F7;
 }
 
-/// The status of a fault PDU: an `nca_s_*` code or a Win32 error ([C706] appendix E, [MS-RPCE] 2.2.2.11).
+/// The status of a fault PDU: an `nca_s_*` code or a Win32 error ([C706 appendix E], [MS-RPCE] 2.2.2.11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultStatus(pub u32);
 
@@ -128,7 +128,7 @@ impl fmt::Debug for Uuid {
     }
 }
 
-/// An interface or transfer syntax: UUID and version ([C706] 12.6.3.1 p_syntax_id_t).
+/// An interface or transfer syntax: UUID and version ([C706 12.6.3.1] p_syntax_id_t).
 /// `version` is the wire u32: major in the low 16 bits, minor in the high 16.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyntaxId {
@@ -158,7 +158,7 @@ impl SyntaxId {
     }
 }
 
-/// NDR 2.0 transfer syntax, 8a885d04-1ceb-11c9-9fe8-08002b104860 v2 ([C706] appendix I).
+/// NDR 2.0 transfer syntax, 8a885d04-1ceb-11c9-9fe8-08002b104860 v2 ([C706 appendix I]).
 pub const NDR20: SyntaxId = SyntaxId {
     uuid: Uuid::new(0x8A88_5D04, 0x1CEB, 0x11C9, [0x9F, 0xE8, 0x08, 0x00, 0x2B, 0x10, 0x48, 0x60]),
     version: 2,
@@ -179,7 +179,7 @@ pub const WKSSVC: SyntaxId = SyntaxId {
     version: 1,
 };
 
-/// The common header of every connection-oriented PDU ([C706] 12.6.3.1).
+/// The common header of every connection-oriented PDU ([C706 12.6.3.1]).
 /// rpc_vers is always 5 and is checked, not stored.
 // Format: { rpc_vers=5 u8 | rpc_vers_minor u8 | ptype u8 | pfc_flags u8 | packed_drep [4] | frag_length u16 | auth_length u16 | call_id u32 }
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +193,7 @@ pub struct Header {
     pub call_id: u32,
 }
 
-/// Data representation we send: little-endian integers, ASCII, IEEE floats ([C706] 14.1).
+/// Data representation we send: little-endian integers, ASCII, IEEE floats ([C706 14.1]).
 pub const DREP_LE: [u8; 4] = [0x10, 0, 0, 0];
 
 impl Header {
@@ -231,7 +231,7 @@ impl Header {
     }
 }
 
-/// Whether the integer representation in packed_drep is little-endian ([C706] 14.1, figure 14-1).
+/// Whether the integer representation in packed_drep is little-endian ([C706 14.1], figure 14-1).
 pub fn is_little_endian(drep: [u8; 4]) -> bool {
     drep[0] & 0xF0 == 0x10
 }
@@ -246,7 +246,7 @@ fn encode_pdu(ptype: u8, pfc_flags: u8, call_id: u32, body: &[u8], out: &mut Byt
     out.put_slice(body);
 }
 
-/// One proposed presentation context ([C706] 12.6.3.1 p_cont_elem_t).
+/// One proposed presentation context ([C706 12.6.3.1] p_cont_elem_t).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContextElem {
     pub context_id: u16,
@@ -254,7 +254,7 @@ pub struct ContextElem {
     pub transfer_syntaxes: Vec<SyntaxId>,
 }
 
-/// The body of a bind or alter_context PDU ([C706] 12.6.4.3, 12.6.4.1). The
+/// The body of a bind or alter_context PDU ([C706 12.6.4.3], 12.6.4.1). The
 /// auth_verifier, if any, is not parsed: the header's auth_length says it is there.
 // Format: { max_xmit_frag u16 | max_recv_frag u16 | assoc_group_id u32 | n_context_elem u8 | reserved u8 | reserved2 u16 |
 //           { p_cont_id u16 | n_transfer_syn u8 | reserved u8 | abstract_syntax (20) | transfer_syntaxes (20 each) }* | auth_verifier? }
@@ -310,7 +310,7 @@ impl Bind {
     }
 }
 
-/// The outcome for one presentation context ([C706] 12.6.3.1 p_result_t).
+/// The outcome for one presentation context ([C706 12.6.3.1] p_result_t).
 /// For a negotiate_ack, `reason` carries the accepted feature bitmask ([MS-RPCE] 3.3.1.5.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContextResult {
@@ -319,7 +319,7 @@ pub struct ContextResult {
     pub transfer_syntax: SyntaxId,
 }
 
-/// The body of a bind_ack or alter_context_resp PDU ([C706] 12.6.4.4, 12.6.4.2).
+/// The body of a bind_ack or alter_context_resp PDU ([C706 12.6.4.4], 12.6.4.2).
 // Format: { max_xmit_frag u16 | max_recv_frag u16 | assoc_group_id u32 | sec_addr.length u16 | port_spec (length, NUL included) |
 //           pad to 4 | n_results u8 | reserved u8 | reserved2 u16 | { result u16 | reason u16 | transfer_syntax (20) }* }
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,7 +347,7 @@ impl BindAck {
             b.put_slice(addr);
             b.put_u8(0);
         }
-        // The result list is aligned to 4 from the PDU start ([C706] 12.6.4.4, pad2).
+        // The result list is aligned to 4 from the PDU start ([C706 12.6.4.4], pad2).
         b.put_bytes(0, (4 - (HEADER_LEN + b.len()) % 4) % 4);
         b.put_u8(u8::try_from(self.results.len()).unwrap_or(u8::MAX));
         b.put_slice(&[0; 3]);
@@ -384,7 +384,7 @@ impl BindAck {
     }
 }
 
-/// A bind_nak ([C706] 12.6.4.5, [MS-RPCE] 2.2.2.9): the reject reason and
+/// A bind_nak ([C706 12.6.4.5], [MS-RPCE] 2.2.2.9): the reject reason and
 /// the one protocol version we support, 5.0. No signature.
 pub fn encode_bind_nak(call_id: u32, reject_reason: u16, out: &mut BytesMut) {
     let mut b = BytesMut::new();
@@ -397,7 +397,7 @@ pub fn encode_bind_nak(call_id: u32, reject_reason: u16, out: &mut BytesMut) {
     encode_pdu(ptype::BIND_NAK, pfc::FIRST_FRAG | pfc::LAST_FRAG, call_id, &b, out);
 }
 
-/// The body of a request PDU ([C706] 12.6.4.9). `stub` excludes any auth verifier.
+/// The body of a request PDU ([C706 12.6.4.9]). `stub` excludes any auth verifier.
 // Format: { alloc_hint u32 | p_cont_id u16 | opnum u16 | object uuid (if PFC_OBJECT_UUID) | stub | auth_verifier? }
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'a> {
@@ -418,7 +418,7 @@ impl<'a> Request<'a> {
         let opnum = r.u16("opnum")?;
         let object = if hdr.pfc_flags & pfc::OBJECT_UUID != 0 { Some(Uuid(r.guid("object")?)) } else { None };
         let rest = r.rest();
-        // auth verifier: 8-byte sec_trailer then auth_length bytes ([C706] 13.2.6.1).
+        // auth verifier: 8-byte sec_trailer then auth_length bytes ([C706 13.2.6.1]).
         let trailer = if hdr.auth_length == 0 { 0 } else { usize::from(hdr.auth_length) + 8 };
         let stub_len = rest.len().checked_sub(trailer).ok_or(ParseError::Invalid("auth_length"))?;
         Ok(Request { alloc_hint, context_id, opnum, object, stub: &rest[..stub_len] })
@@ -435,7 +435,7 @@ impl<'a> Request<'a> {
     }
 }
 
-/// A response PDU ([C706] 12.6.4.10).
+/// A response PDU ([C706 12.6.4.10]).
 // Format: { alloc_hint u32 | p_cont_id u16 | cancel_count u8 | reserved u8 | stub }
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response<'a> {
@@ -465,7 +465,7 @@ impl<'a> Response<'a> {
     }
 }
 
-/// A fault PDU ([C706] 12.6.4.7, [MS-RPCE] 2.2.2.11), 32 bytes, flagged as
+/// A fault PDU ([C706 12.6.4.7], [MS-RPCE] 2.2.2.11), 32 bytes, flagged as
 /// not executed: none of our calls has side effects.
 // Format: { alloc_hint u32 | p_cont_id u16 | cancel_count u8 | reserved u8 | status u32 | reserved2 u32 }
 pub fn encode_fault(call_id: u32, context_id: u16, status: u32, out: &mut BytesMut) {

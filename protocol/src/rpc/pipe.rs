@@ -2,7 +2,7 @@
 //! reassembly, bind negotiation and dispatch to srvsvc or wkssvc.
 //!
 //! Input is a byte stream: a WRITE may carry part of a PDU, one PDU or
-//! several, and whole PDUs are found by their frag_length ([C706] 12.6.3.1).
+//! several, and whole PDUs are found by their frag_length ([C706 12.6.3.1]).
 //! Output is a queue of messages, one per PDU fragment, as on a
 //! message-mode pipe: a READ never returns bytes of two messages, and a READ
 //! smaller than the message leaves the rest for the next READ.
@@ -93,7 +93,7 @@ impl PipeKind {
     }
 }
 
-/// What a bind established ([C706] 12.6.4.3: the association).
+/// What a bind established ([C706 12.6.4.3]: the association).
 #[derive(Debug, Clone)]
 struct Association {
     /// Fragment size for both directions, from the bind.
@@ -277,7 +277,7 @@ impl Pipe {
         }
     }
 
-    /// bind ([C706] 12.6.4.3, [MS-RPCE] 3.3.1.5.6, 3.3.1.5.3): answered with
+    /// bind ([C706 12.6.4.3], [MS-RPCE] 3.3.1.5.6, 3.3.1.5.3): answered with
     /// a bind_ack listing each context's result, or a bind_nak.
     fn bind(&mut self, hdr: &Header, body: &[u8]) -> Result<(), RpcError> {
         if self.assoc.is_some() {
@@ -313,7 +313,7 @@ impl Pipe {
         Ok(())
     }
 
-    /// alter_context ([C706] 12.6.4.1): adds presentation contexts to the association.
+    /// alter_context ([C706 12.6.4.1]): adds presentation contexts to the association.
     fn alter_context(&mut self, hdr: &Header, body: &[u8]) -> Result<(), RpcError> {
         let Some(assoc) = self.assoc.clone() else {
             return Err(RpcError::Protocol("alter_context before bind"));
@@ -372,7 +372,7 @@ impl Pipe {
         Some((results, accepted))
     }
 
-    /// request ([C706] 12.6.4.9): reassembles fragments, runs the call and
+    /// request ([C706 12.6.4.9]): reassembles fragments, runs the call and
     /// queues the response fragments or a fault.
     fn request(&mut self, hdr: &Header, body: &[u8], backend: &dyn PipeBackend) -> Result<(), RpcError> {
         let Some(assoc) = self.assoc.as_ref() else {
@@ -425,7 +425,7 @@ impl Pipe {
     }
 
     /// Queues a response stub, split into fragments of at most `frag` bytes
-    /// ([C706] 12.6.4.10; alloc_hint is the stub bytes from this fragment on).
+    /// ([C706 12.6.4.10]; alloc_hint is the stub bytes from this fragment on).
     fn respond(&mut self, call_id: u32, context_id: u16, stub: &[u8], frag: u16) {
         let chunk = (usize::from(frag) - RESPONSE_HEADER_LEN) & !7;
         let mut offset = 0;

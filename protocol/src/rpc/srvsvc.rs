@@ -248,7 +248,7 @@ fn share_fixed(w: &mut NdrWriter, level: u32, s: &ShareInfo) {
     }
 }
 
-/// The strings SHARE_INFO_n points to, in field order (deferred, [C706] 14.3.12.3).
+/// The strings SHARE_INFO_n points to, in field order (deferred, [C706 14.3.12.3]).
 fn share_deferred(w: &mut NdrWriter, level: u32, s: &ShareInfo) {
     w.string(&s.name);
     if level == 0 {
