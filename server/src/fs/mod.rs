@@ -485,7 +485,7 @@ impl Share {
                 if src_parent == dst_parent && *src_leaf == spelling_c {
                     return Ok(result);
                 }
-                rename_at(&src, src_leaf, &dst, &spelling_c, true)?;
+                rename_at(src, src_leaf, dst, &spelling_c, true)?;
                 return Ok(result);
             }
             if !replace {
@@ -494,13 +494,13 @@ impl Share {
             if dst_st.is_dir {
                 return Err(FsError::AccessDenied);
             }
-            rename_at(&src, src_leaf, &dst, &dst_leaf, false)?;
-            if dst_leaf != spelling_c && rename_at(&dst, &dst_leaf, &dst, &spelling_c, true).is_err() {
+            rename_at(src, src_leaf, dst, &dst_leaf, false)?;
+            if dst_leaf != spelling_c && rename_at(dst, &dst_leaf, dst, &spelling_c, true).is_err() {
                 *result.components.last_mut().expect("non-root") = target.name().to_owned();
             }
             return Ok(result);
         }
-        rename_at(&src, src_leaf, &dst, &spelling_c, true)?;
+        rename_at(src, src_leaf, dst, &spelling_c, true)?;
         Ok(result)
     }
 

@@ -136,14 +136,14 @@ impl NameCache {
                     if let Some((name, _)) = idx.names.get(&fold_name(comp)) {
                         return Ok(Some(name.clone()));
                     }
-                    return Ok(self.by_short_name(dir, comp, None)?);
+                    return self.by_short_name(dir, comp, None);
                 }
             }
         }
         let names = scan(dir)?;
         let mut best: Option<&String> = None;
         for name in &names {
-            if same_folded(name, comp) && best.map_or(true, |b| name.as_bytes() < b.as_bytes()) {
+            if same_folded(name, comp) && best.into_iter().all(|b| name.as_bytes() < b.as_bytes()) {
                 best = Some(name);
             }
         }

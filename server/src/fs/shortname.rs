@@ -52,7 +52,7 @@ fn as_8dot3(name: &str) -> Option<String> {
         return None;
     }
     let all_valid = |s: &str| s.chars().all(|c| short_char(c) == Some(c.to_ascii_uppercase()));
-    if !all_valid(base) || !ext.map_or(true, all_valid) {
+    if !all_valid(base) || !ext.into_iter().all(all_valid) {
         return None;
     }
     Some(name.to_ascii_uppercase())
