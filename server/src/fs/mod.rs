@@ -155,13 +155,16 @@ impl Share {
     /// configuration, not a client, and is followed if it is a symlink.
     /// Lookups are case-insensitive; see [`Share::set_case_sensitive`].
     pub fn new(name: &str, root: &Path) -> Result<Share, FsError> {
-        let root_fd = nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| match e {
-                nix::errno::Errno::ENOENT => FsError::PathNotFound,
-                e => e.into(),
-            })?;
-        // SAFETY-free: nix returns a RawFd we now own exclusively.
-        let root_fd = owned(root_fd);
+        use std::os::unix::fs::OpenOptionsExt;
+        let root_fd: OwnedFd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(root)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) => FsError::PathNotFound,
+                _ => io_err(e),
+            })?
+            .into();
         let xattrs = probe_xattrs(root_fd.as_fd());
         Ok(Share {
             root_fd,
@@ -544,10 +547,6 @@ fn probe_xattrs(root: BorrowedFd<'_>) -> bool {
     sys::get_xattr(sys::XattrTarget::Fd(dir.as_fd()), stat::XATTR_ATTRIB, &mut buf).is_ok()
 }
 
-fn owned(fd: std::os::fd::RawFd) -> OwnedFd {
-    sys::own_fd(fd)
-}
-
 fn fnv1a32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
 }
@@ -860,6 +859,15 @@ mod tests {
     }
 
     #[test]
+    fn share_and_handle_are_thread_safe() {
+        fn check<T: Send + Sync>() {}
+        check::<Share>();
+        check::<Handle>();
+        check::<Resolved>();
+        check::<FsError>();
+    }
+
+    #[test]
     fn statvfs_and_identity() {
         let (tmp, s) = share();
         let v = s.statvfs().unwrap();
@@ -868,5 +876,7 @@ mod tests {
         assert_eq!(s.root_path(), tmp.path());
         assert_eq!(s.volume_serial(), Share::new("t", tmp.path()).unwrap().volume_serial());
         assert!(matches!(Share::new("x", &tmp.path().join("missing")), Err(FsError::PathNotFound)));
+        fs::write(tmp.path().join("file"), b"").unwrap();
+        assert!(matches!(Share::new("x", &tmp.path().join("file")), Err(FsError::PathNotFound)));
     }
 }

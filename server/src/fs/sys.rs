@@ -120,10 +120,3 @@ pub(crate) fn set_xattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8]) -> io::Re
     }
     Ok(())
 }
-
-/// Takes ownership of a raw fd that a `nix` call just returned.
-pub(crate) fn own_fd(fd: std::os::fd::RawFd) -> OwnedFd {
-    // SAFETY: callers pass an fd freshly returned by a successful open, which
-    // nothing else owns or closes.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
