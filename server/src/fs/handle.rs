@@ -204,6 +204,29 @@ impl Handle {
         Ok(out)
     }
 
+    /// True when the directory has no entries at all, counting the ones
+    /// [`Handle::list_dir`] hides (symlinks, special files, odd names): use
+    /// this, not an empty listing, to predict whether `rmdir` will succeed
+    /// (FileDispositionInformation). Stops at the first entry.
+    pub fn dir_is_empty(&self) -> Result<bool, FsError> {
+        if !self.is_dir {
+            return Err(FsError::NotADirectory);
+        }
+        let mut dir = Dir::openat(
+            Some(self.fd.as_raw_fd()),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        for entry in dir.iter() {
+            let name = entry?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     fn check_file(&self) -> Result<(), FsError> {
         if self.is_dir {
             Err(FsError::IsADirectory)

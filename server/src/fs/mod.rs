@@ -786,8 +786,15 @@ mod tests {
         nix::unistd::mkfifo(&tmp.path().join("plain"), Mode::from_bits_truncate(0o644)).unwrap();
         assert!(matches!(s.open(&r, false), Err(FsError::AccessDenied)));
         assert!(matches!(s.open(&r, true), Err(FsError::AccessDenied)));
-        assert!(names(&s.open(&Resolved::root(), false).unwrap()).is_empty());
+        let root = s.open(&Resolved::root(), false).unwrap();
+        assert!(names(&root).is_empty());
+        assert!(!root.dir_is_empty().unwrap(), "hidden entries still count");
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 6);
+        let d = s.create_dir(&res(&s, "empty").unwrap(), 0o755).unwrap();
+        assert!(d.dir_is_empty().unwrap());
+        std::os::unix::fs::symlink("/", tmp.path().join("empty/l")).unwrap();
+        assert!(!d.dir_is_empty().unwrap());
+        assert!(d.list_dir().unwrap().is_empty());
     }
 
     #[test]
