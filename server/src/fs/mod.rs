@@ -61,7 +61,7 @@ use nix::unistd::UnlinkatFlags;
 pub use error::FsError;
 pub use handle::{DirEntry, Handle, SetTimes};
 pub use path::SmbPath;
-pub use shortname::short_name;
+pub use shortname::{is_8dot3, short_name};
 pub use stat::{attr, filetime_to_timespec, unix_to_filetime, FsSize, Stat};
 pub use wildcard::wildcard_match;
 

@@ -8,10 +8,10 @@
 //!   remembered ([`SmbPath::trailing_separator`]).
 //! - `..` removes the previous component; one that would climb above the
 //!   share root is [`FsError::PathSyntaxBad`].
-//! - An empty component (`a\\b`), a `.` component, a NUL or any character
-//!   below 0x20, `"` `*` `:` `<` `>` `?` `|` (wildcards and stream names), or a
-//!   component longer than 255 UTF-16 units or 255 UTF-8 bytes (Linux's
-//!   NAME_MAX) is [`FsError::NameInvalid`].
+//! - An empty component (`a\\b`), a dot-only component (`.`, `...`), a NUL
+//!   or any character below 0x20, `"` `*` `:` `<` `>` `?` `|` (wildcards and
+//!   stream names), or a component longer than 255 UTF-16 units or 255 UTF-8
+//!   bytes (Linux's NAME_MAX) is [`FsError::NameInvalid`].
 //!
 //! Errors are reported left to right, as Windows and Samba do.
 
@@ -94,7 +94,8 @@ impl std::fmt::Display for SmbPath {
 
 /// Checks one component against the Windows naming rules.
 pub(crate) fn check_component(part: &str) -> Result<(), FsError> {
-    if part == "." || part == ".." {
+    // ".", and "...", "....": dot-only names are refused.
+    if part.bytes().all(|b| b == b'.') {
         return Err(FsError::NameInvalid);
     }
     if part.len() > MAX_COMPONENT || part.encode_utf16().count() > MAX_COMPONENT {
@@ -135,7 +136,7 @@ mod tests {
         assert_eq!(p.to_string(), "\\dir");
         assert_eq!(ok("a b.txt"), ["a b.txt"]);
         assert_eq!(ok("ünïcødé\\日本"), ["ünïcødé", "日本"]);
-        assert_eq!(ok("...\\a."), ["...", "a."]);
+        assert_eq!(ok(".hidden\\a.\\a..b"), [".hidden", "a.", "a..b"]);
     }
 
     #[test]
@@ -152,7 +153,7 @@ mod tests {
     #[test]
     fn invalid_names() {
         for p in [
-            ".", "a\\.\\b", "a\\.", "a\\\\b", "a:b", "file.txt:stream", "C:\\Windows", "a*", "a?", "a<b", "a>b",
+            ".", "...", "a\\....\\b", "a\\.\\b", "a\\.", "a\\\\b", "a:b", "file.txt:stream", "C:\\Windows", "a*", "a?", "a<b", "a>b",
             "a\"b", "a|b", "nul\0x", "tab\t", "\u{1f}",
         ] {
             assert!(matches!(err(p), FsError::NameInvalid), "{p:?}");

@@ -39,6 +39,13 @@ pub fn short_name(name: &str) -> String {
     out
 }
 
+/// True when `name` is itself a valid 8.3 name (case ignored). Windows and
+/// Samba send an empty ShortName for such names in
+/// FileBothDirectoryInformation and FileIdBothDirectoryInformation.
+pub fn is_8dot3(name: &str) -> bool {
+    name != "." && name != ".." && as_8dot3(name).is_some()
+}
+
 /// `name` uppercased if it is a valid 8.3 name.
 fn as_8dot3(name: &str) -> Option<String> {
     if name == "." || name == ".." {
@@ -87,6 +94,10 @@ mod tests {
         assert_eq!(short_name("FILE"), "FILE");
         assert_eq!(short_name("a_b-c.c"), "A_B-C.C");
         assert_eq!(short_name("12345678.123"), "12345678.123");
+        assert!(is_8dot3("readme.txt") && is_8dot3("A") && is_8dot3("x.y"));
+        for n in ["longfilename.txt", "a b", "a.b.c", ".bashrc", "x.abcd", "", "."] {
+            assert!(!is_8dot3(n), "{n:?}");
+        }
     }
 
     #[test]
