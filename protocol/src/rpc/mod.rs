@@ -70,6 +70,18 @@ pub struct ServerInfo {
     pub server_type: u32,
 }
 
+/// Who is calling, as far as the RPC calls care ([MS-SRVS] 3.1.4: some
+/// levels are for privileged callers only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Caller {
+    /// An anonymous or guest session: share levels 2 and 502, which show
+    /// local paths, are answered with ERROR_ACCESS_DENIED.
+    Anonymous,
+    /// An authenticated user: everything is shown, as Samba does.
+    #[default]
+    Authenticated,
+}
+
 /// What the pipe needs to know about the server. Called during [`Pipe::write`].
 pub trait PipeBackend {
     fn shares(&self) -> Vec<ShareInfo>;

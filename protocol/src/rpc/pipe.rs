@@ -15,7 +15,7 @@ use super::pdu::{
     self, encode_bind_nak, encode_fault, fault, pfc, ptype, reason, reject, result, Bind, BindAck, ContextResult,
     FaultStatus, Header, Request, Response, SyntaxId, HEADER_LEN, NDR20, RESPONSE_HEADER_LEN,
 };
-use super::{srvsvc, wkssvc, PipeBackend, RpcError};
+use super::{srvsvc, wkssvc, Caller, PipeBackend, RpcError};
 
 /// Largest PDU we accept. frag_length is a u16, so this is also the protocol's limit.
 pub const MAX_PDU_LEN: usize = 64 * 1024;
@@ -85,9 +85,9 @@ impl PipeKind {
         }
     }
 
-    fn call(self, opnum: u16, stub: &[u8], backend: &dyn PipeBackend) -> Result<Vec<u8>, FaultStatus> {
+    fn call(self, opnum: u16, stub: &[u8], backend: &dyn PipeBackend, caller: Caller) -> Result<Vec<u8>, FaultStatus> {
         match self {
-            PipeKind::Srvsvc => srvsvc::call(opnum, stub, backend),
+            PipeKind::Srvsvc => srvsvc::call_as(opnum, stub, backend, caller),
             PipeKind::Wkssvc => wkssvc::call(opnum, stub, backend),
         }
     }
@@ -126,6 +126,7 @@ pub struct Pipe {
     partial: bool,
     /// Bytes queued in `output`, less what has been read of the front message.
     pending: usize,
+    caller: Caller,
     disconnected: bool,
     assoc: Option<Association>,
     reassembly: Option<Reassembly>,
@@ -140,6 +141,7 @@ impl Pipe {
             read_offset: 0,
             partial: false,
             pending: 0,
+            caller: Caller::default(),
             disconnected: false,
             assoc: None,
             reassembly: None,
@@ -148,6 +150,12 @@ impl Pipe {
 
     pub fn kind(&self) -> PipeKind {
         self.kind
+    }
+
+    /// Says who opened the pipe. The default is [`Caller::Authenticated`];
+    /// the server should pass [`Caller::Anonymous`] for anonymous and guest sessions.
+    pub fn set_caller(&mut self, caller: Caller) {
+        self.caller = caller;
     }
 
     /// Takes bytes the client WRITEs to the pipe. Whole PDUs are processed
@@ -415,7 +423,7 @@ impl Pipe {
         if !assoc.contexts.contains(&call.context_id) {
             return self.fault(call.call_id, call.context_id, fault::UNK_IF);
         }
-        match self.kind.call(call.opnum, &call.stub, backend) {
+        match self.kind.call(call.opnum, &call.stub, backend, self.caller) {
             Ok(stub) => {
                 self.respond(call.call_id, call.context_id, &stub, frag);
                 Ok(())

@@ -11,7 +11,7 @@
 
 use super::ndr::{NdrReader, NdrWriter};
 use super::pdu::{fault, FaultStatus};
-use super::{PipeBackend, ServerInfo, ShareInfo, STYPE_IPC, STYPE_SPECIAL};
+use super::{Caller, PipeBackend, ServerInfo, ShareInfo, STYPE_IPC, STYPE_SPECIAL};
 use crate::error::{ParseError, ParseResult};
 
 /// NetrShareEnum ([MS-SRVS] 3.1.4.8).
@@ -25,6 +25,8 @@ pub const OP_NETR_SHARE_ENUM_STICKY: u16 = 36;
 
 /// Win32 error codes used as NET_API_STATUS ([MS-ERREF] 2.2).
 pub const WERR_OK: u32 = 0x0000_0000;
+/// ERROR_ACCESS_DENIED.
+pub const WERR_ACCESS_DENIED: u32 = 0x0000_0005;
 /// ERROR_INVALID_LEVEL.
 pub const WERR_INVALID_LEVEL: u32 = 0x0000_007C;
 /// NERR_NetNameNotFound.
@@ -33,18 +35,33 @@ pub const WERR_NET_NAME_NOT_FOUND: u32 = 0x0000_0906;
 /// PLATFORM_ID_NT ([MS-SRVS] 2.2.2, Platform IDs).
 pub const PLATFORM_ID_NT: u32 = 500;
 
-/// Runs one srvsvc call: the response stub, or the fault to send.
+/// Runs one srvsvc call for an authenticated caller: the response stub, or the fault to send.
 pub fn call(opnum: u16, stub: &[u8], backend: &dyn PipeBackend) -> Result<Vec<u8>, FaultStatus> {
+    call_as(opnum, stub, backend, Caller::Authenticated)
+}
+
+/// Share-info levels that disclose local paths: an anonymous caller gets
+/// ERROR_ACCESS_DENIED for them. Windows opens NetShareEnum levels 2 and 502
+/// to authenticated users only ("Requirements for Network Management
+/// Functions on Servers and Workstations"); Samba does the same, and
+/// smbtorture's rpc.srvsvc checks it.
+const PRIVILEGED_LEVELS: [u32; 2] = [2, 502];
+
+/// Runs one srvsvc call on behalf of `caller`.
+pub fn call_as(opnum: u16, stub: &[u8], backend: &dyn PipeBackend, caller: Caller) -> Result<Vec<u8>, FaultStatus> {
     let bad_stub = |_: ParseError| FaultStatus(fault::NDR);
+    let denied = |level: u32| caller == Caller::Anonymous && PRIVILEGED_LEVELS.contains(&level);
     match opnum {
-        OP_NETR_SHARE_ENUM => {
+        OP_NETR_SHARE_ENUM | OP_NETR_SHARE_ENUM_STICKY => {
             let req = ShareEnumRequest::parse(stub).map_err(bad_stub)?;
-            Ok(req.respond(&backend.shares()))
-        }
-        OP_NETR_SHARE_ENUM_STICKY => {
+            if denied(req.level) {
+                return Ok(req.fail(WERR_ACCESS_DENIED));
+            }
+            if opnum == OP_NETR_SHARE_ENUM {
+                return Ok(req.respond(&backend.shares()));
+            }
             // Sticky shares are the persistent ones: not IPC$ or the
             // administrative shares. Level 501 is not allowed here.
-            let req = ShareEnumRequest::parse(stub).map_err(bad_stub)?;
             let shares: Vec<ShareInfo> = backend
                 .shares()
                 .into_iter()
@@ -54,6 +71,9 @@ pub fn call(opnum: u16, stub: &[u8], backend: &dyn PipeBackend) -> Result<Vec<u8
         }
         OP_NETR_SHARE_GET_INFO => {
             let req = ShareGetInfoRequest::parse(stub).map_err(bad_stub)?;
+            if denied(req.level) {
+                return Ok(req.fail(WERR_ACCESS_DENIED));
+            }
             Ok(req.respond(&backend.shares()))
         }
         OP_NETR_SERVER_GET_INFO => {
@@ -129,16 +149,42 @@ impl ShareEnumRequest {
         self.respond_levels(shares, &ENUM_LEVELS)
     }
 
-    /// As [`ShareEnumRequest::respond`], answering WERR_INVALID_LEVEL for levels not in `levels`.
-    pub fn respond_levels(&self, shares: &[ShareInfo], levels: &[u32]) -> Vec<u8> {
+    /// The `[out]` parameters of a failed call: no entries and `werr`. A
+    /// level of the union gets a NULL container; any other level the empty
+    /// `[default]` arm.
+    pub fn fail(&self, werr: u32) -> Vec<u8> {
         let mut w = NdrWriter::new();
         w.u32(self.level);
         w.u32(self.level);
-        let known = levels.contains(&self.level);
-        if !known && SHARE_ARMS.contains(&self.level) {
-            w.null(); // an arm we do not serve: NULL container
+        if SHARE_ARMS.contains(&self.level) {
+            w.null();
         }
-        let total = if known {
+        w.u32(0); // TotalEntries
+        self.resume_handle_out(&mut w);
+        w.u32(werr);
+        w.into_bytes()
+    }
+
+    /// `[in, out, unique] DWORD* ResumeHandle`: NULL if the client sent NULL, else 0 (all returned).
+    fn resume_handle_out(&self, w: &mut NdrWriter) {
+        match self.resume_handle {
+            Some(_) => {
+                w.pointer();
+                w.u32(0);
+            }
+            None => w.null(),
+        }
+    }
+
+    /// As [`ShareEnumRequest::respond`], answering WERR_INVALID_LEVEL for levels not in `levels`.
+    pub fn respond_levels(&self, shares: &[ShareInfo], levels: &[u32]) -> Vec<u8> {
+        if !levels.contains(&self.level) {
+            return self.fail(WERR_INVALID_LEVEL);
+        }
+        let mut w = NdrWriter::new();
+        w.u32(self.level);
+        w.u32(self.level);
+        let total = {
             w.pointer(); // SHARE_INFO_n_CONTAINER*
             let count = u32::try_from(shares.len()).unwrap_or(u32::MAX);
             w.u32(count); // EntriesRead
@@ -151,18 +197,10 @@ impl ShareEnumRequest {
                 share_deferred(&mut w, self.level, s);
             }
             count
-        } else {
-            0
         };
         w.u32(total);
-        match self.resume_handle {
-            Some(_) => {
-                w.pointer();
-                w.u32(0);
-            }
-            None => w.null(),
-        }
-        w.u32(if known { WERR_OK } else { WERR_INVALID_LEVEL });
+        self.resume_handle_out(&mut w);
+        w.u32(WERR_OK);
         w.into_bytes()
     }
 }
@@ -190,18 +228,26 @@ impl ShareGetInfoRequest {
         Ok(ShareGetInfoRequest { server_name, net_name, level })
     }
 
+    /// The `[out]` parameters of a failed call: a NULL arm (for a level of
+    /// the union) and `werr`.
+    pub fn fail(&self, werr: u32) -> Vec<u8> {
+        let mut w = NdrWriter::new();
+        w.u32(self.level);
+        if SHARE_ARMS.contains(&self.level) {
+            w.null();
+        }
+        w.u32(werr);
+        w.into_bytes()
+    }
+
     /// Encodes `[out, switch_is(Level)] LPSHARE_INFO InfoStruct` ([MS-SRVS] 2.2.3.6) and the return value.
     /// Share names compare case-insensitively.
     pub fn respond(&self, shares: &[ShareInfo]) -> Vec<u8> {
+        if !ENUM_LEVELS.contains(&self.level) && self.level != 1005 {
+            return self.fail(WERR_INVALID_LEVEL);
+        }
         let mut w = NdrWriter::new();
         w.u32(self.level);
-        if !ENUM_LEVELS.contains(&self.level) && self.level != 1005 {
-            if SHARE_ARMS.contains(&self.level) {
-                w.null();
-            }
-            w.u32(WERR_INVALID_LEVEL);
-            return w.into_bytes();
-        }
         let lower = self.net_name.to_lowercase();
         match shares.iter().find(|s| s.name.to_lowercase() == lower) {
             None => {
@@ -626,6 +672,36 @@ pub(crate) mod tests {
         assert!(!d.ptr());
         assert_eq!((d.u32(), d.u32(), d.u32()), (0, 0, WERR_INVALID_LEVEL));
         d.end();
+    }
+
+    #[test]
+    fn anonymous_callers_do_not_see_paths() {
+        for level in [0, 1, 501, 2, 502] {
+            let denied = level == 2 || level == 502;
+            for op in [OP_NETR_SHARE_ENUM, OP_NETR_SHARE_ENUM_STICKY] {
+                let out = call_as(op, &enum_stub(level, true), &Backend, Caller::Anonymous).unwrap();
+                let werr = u32::from_le_bytes(out[out.len() - 4..].try_into().unwrap());
+                if denied {
+                    let mut d = Dec::new(&out);
+                    assert_eq!((d.u32(), d.u32()), (level, level));
+                    assert!(!d.ptr());
+                    assert_eq!(d.u32(), 0);
+                    assert!(d.ptr());
+                    assert_eq!((d.u32(), d.u32()), (0, WERR_ACCESS_DENIED));
+                    d.end();
+                } else if op == OP_NETR_SHARE_ENUM {
+                    assert_eq!(werr, WERR_OK);
+                }
+            }
+            let out = call_as(OP_NETR_SHARE_GET_INFO, &get_info_stub("data", level), &Backend, Caller::Anonymous).unwrap();
+            if denied {
+                let mut expected = level.to_le_bytes().to_vec();
+                expected.extend_from_slice(&[0, 0, 0, 0, 5, 0, 0, 0]);
+                assert_eq!(out, expected);
+            } else {
+                assert_eq!(&out[out.len() - 4..], &WERR_OK.to_le_bytes());
+            }
+        }
     }
 
     #[test]
