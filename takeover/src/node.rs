@@ -113,6 +113,8 @@ pub enum Event {
     PartnerDead,
     /// The partner was dead and is heard again.
     PartnerAlive,
+    /// Our timer fired this late (we were frozen): failure detection starts over.
+    Resumed { late: Duration },
     /// We started to acquire a set.
     Acquiring { set: SetId, epoch: Epoch, flag: Flag },
     /// Someone else created the claim first.
@@ -268,6 +270,7 @@ pub struct Node {
     /// `[our home set, the partner's home set]`.
     slots: [Slot; 2],
     health: Health,
+    fault_retry: bool,
     pending: Option<Pending>,
 
     seq: u64,
@@ -329,6 +332,7 @@ impl Node {
             boot_flag: boot.flag,
             booted: false,
             health: Health::Healthy,
+            fault_retry: false,
             pending: None,
             seq: 0,
             last_in: None,
@@ -739,9 +743,22 @@ impl Node {
                     Health::Faulty(_) => Err(DenyReason::Faulty),
                     Health::Healthy => self.config.resources.check(&self.config.partner_needs),
                 };
-                let check = check.and(s.known.ok_or(DenyReason::Busy));
+                let partner_serves = self
+                    .partner_status
+                    .as_ref()
+                    .is_some_and(|st| st.sets.iter().any(|e| e.set == set && e.serving));
                 match check {
-                    Ok(k) => self.ask_shutdown(set, k.epoch, now),
+                    Ok(()) if partner_serves => {
+                        let epoch = s.known.map_or(Epoch(0), |k| k.epoch);
+                        self.ask_shutdown(set, epoch, now)
+                    }
+                    Ok(()) => {
+                        // The partner asks but serves nothing (it cannot boot, or cannot
+                        // finish acquiring): take the set as from a dead node, fenced.
+                        let epoch = s.known.map_or(Epoch(0), |k| k.epoch);
+                        let acq = Acquire { flag: Flag::NonElectiveTakeover, source: Source::Mirror, upto: None, fence: true };
+                        self.claim(1, epoch.next(), acq);
+                    }
                     Err(reason) => {
                         self.events.push_back(Event::DeniedTakeover { set, reason });
                         self.send(Message::TakeoverDenied { set, reason });
@@ -855,6 +872,9 @@ impl Node {
 
     /// We heard the partner on the interconnect.
     fn heard(&mut self, now: Instant) {
+        if !self.heard_partner {
+            self.fault_retry = true;
+        }
         self.heard_partner = true;
         self.last_heard = now;
         if self.silent[0] {
@@ -868,6 +888,8 @@ impl Node {
         if self.partner_dead {
             self.partner_dead = false;
             self.events.push_back(Event::PartnerAlive);
+            // A fault we could not hand over while the partner was dead: try again.
+            self.fault_retry = true;
         }
     }
 
@@ -964,12 +986,37 @@ impl Node {
     }
 
     fn fault_handover(&mut self, kind: FaultKind, now: Instant) {
-        if self.pending.is_some() || !self.heard_partner || self.partner_dead {
+        if !self.heard_partner || self.partner_dead {
             return;
         }
-        if matches!(self.slots[1].phase, Phase::Serving { .. })
-            && self.partner_status.as_ref().is_some_and(|s| s.health == Health::Healthy)
-        {
+        let partner_healthy = self.partner_status.as_ref().is_some_and(|s| s.health == Health::Healthy);
+        if kind == FaultKind::StorageStalled && partner_healthy {
+            // We cannot finish acquiring a set without storage: let the healthy partner
+            // have it, as if we had handed it over.
+            for i in 0..2 {
+                let p = self.slots[i].phase;
+                if let (Some(epoch), false) = (p.held(), matches!(p, Phase::Serving { .. } | Phase::HandingOver { .. })) {
+                    let set = self.slots[i].set;
+                    if p.bound() {
+                        self.actions.push_back(Action::Release { set });
+                    }
+                    self.events.push_back(Event::HandedOver { set, epoch });
+                    self.slots[i].phase = Phase::Released { epoch, last_seq: 0, giveback: i == 1, since: now };
+                    self.send_done(i);
+                }
+            }
+        }
+        if self.pending.is_some() {
+            return;
+        }
+        if !self.booted {
+            // We cannot even read ownership: ask the partner to take our home set.
+            let reason = TakeoverReason::Fault(kind);
+            self.pending = Some(Pending::Takeover { reason, since: now });
+            self.send(Message::TakeoverRequest { set: self.slots[0].set, reason });
+            return;
+        }
+        if matches!(self.slots[1].phase, Phase::Serving { .. }) && partner_healthy {
             self.start_handover(1, true);
             return;
         }
@@ -1030,6 +1077,14 @@ impl Node {
     }
 
     fn beat(&mut self, now: Instant) {
+        let late = now.saturating_duration_since(self.next_beat);
+        if self.booted && late >= self.config.heartbeat_interval {
+            // We were frozen (or starved): we did not listen, so the partner's silence over
+            // that gap proves nothing. Give it a whole timeout from now.
+            self.last_heard = self.last_heard.max(now);
+            self.counter_changed = self.counter_changed.max(now);
+            self.events.push_back(Event::Resumed { late });
+        }
         self.next_beat = now + self.config.heartbeat_interval;
         let timeout = self.config.detection_timeout();
 
@@ -1066,6 +1121,7 @@ impl Node {
                 let token = self.token();
                 self.actions.push_back(Action::ReadOwnership { token });
             }
+            self.resend(now);
             return;
         }
 
@@ -1076,32 +1132,7 @@ impl Node {
             self.events.push_back(Event::LeaseExpired);
         }
 
-        // Resend what is unanswered.
-        match self.pending {
-            Some(p) => {
-                let since = match p {
-                    Pending::Shutdown { since, .. } | Pending::Takeover { since, .. } | Pending::Giveback { since } => since,
-                };
-                if now.duration_since(since) >= self.config.handover_timeout {
-                    self.pending = None;
-                    self.events.push_back(Event::RequestTimedOut);
-                } else {
-                    let msg = match p {
-                        Pending::Shutdown { set, epoch, since } => {
-                            // Ask at the newest epoch we know: the partner may have
-                            // re-claimed its set since we first asked.
-                            let epoch = self.slots[1].known.map_or(epoch, |k| k.epoch.max(epoch));
-                            self.pending = Some(Pending::Shutdown { set, epoch, since });
-                            Message::ShutdownRequest { set, epoch }
-                        }
-                        Pending::Takeover { reason, .. } => Message::TakeoverRequest { set: self.slots[0].set, reason },
-                        Pending::Giveback { .. } => Message::GivebackRequest { set: self.slots[0].set },
-                    };
-                    self.send(msg);
-                }
-            }
-            None => self.maybe_auto_giveback(),
-        }
+        self.resend(now);
         for i in 0..2 {
             match self.slots[i].phase {
                 Phase::Released { epoch, since, giveback, .. } => {
@@ -1153,6 +1184,43 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Resends the request still unanswered (or drops it when too old), and retries a fault
+    /// hand-over that could not start.
+    fn resend(&mut self, now: Instant) {
+        match self.pending {
+            Some(p) => {
+                let since = match p {
+                    Pending::Shutdown { since, .. } | Pending::Takeover { since, .. } | Pending::Giveback { since } => since,
+                };
+                if now.duration_since(since) >= self.config.handover_timeout {
+                    self.pending = None;
+                    self.events.push_back(Event::RequestTimedOut);
+                } else {
+                    let msg = match p {
+                        Pending::Shutdown { set, epoch, since } => {
+                            // Ask at the newest epoch we know: the partner may have
+                            // re-claimed its set since we first asked.
+                            let epoch = self.slots[1].known.map_or(epoch, |k| k.epoch.max(epoch));
+                            self.pending = Some(Pending::Shutdown { set, epoch, since });
+                            Message::ShutdownRequest { set, epoch }
+                        }
+                        Pending::Takeover { reason, .. } => Message::TakeoverRequest { set: self.slots[0].set, reason },
+                        Pending::Giveback { .. } => Message::GivebackRequest { set: self.slots[0].set },
+                    };
+                    self.send(msg);
+                }
+            }
+            None => self.maybe_auto_giveback(),
+        }
+        if let (Health::Faulty(kind), true) = (self.health, self.fault_retry) {
+            if self.pending.is_none() {
+                self.fault_retry = false;
+                self.fault_handover(kind, now);
+            }
+        }
+
     }
 
     fn send(&mut self, message: Message) {

@@ -182,6 +182,9 @@ pub struct Pair {
     pub unserved_since: [Option<Instant>; 2],
     /// Extra time allowed for a set to be unserved (lost frames cost a beat each).
     pub unserved_slack: Duration,
+    /// When the last fault (kill, restart, freeze, resume, partition, heal, stall, un-stall,
+    /// fault report) was injected: the unserved bound counts from it.
+    pub last_fault: Instant,
     rng: u64,
 }
 
@@ -231,6 +234,7 @@ impl Pair {
             violations: Vec::new(),
             unserved_since: [None; 2],
             unserved_slack: Duration::ZERO,
+            last_fault: now,
             rng: 0x9E37_79B9_7F4A_7C15,
         };
         p.start(0);
@@ -282,6 +286,7 @@ impl Pair {
 
     /// Kills node `i`: its process, addresses and pending storage writes are gone.
     pub fn kill(&mut self, i: usize) {
+        self.last_fault = self.now;
         let h = &mut self.hosts[i];
         h.node = None;
         h.frozen = false;
@@ -295,6 +300,7 @@ impl Pair {
 
     /// Restarts node `i` (a new boot generation).
     pub fn restart(&mut self, i: usize) {
+        self.last_fault = self.now;
         assert!(self.hosts[i].node.is_none(), "restart a killed node");
         self.hosts[i].config.generation += 1;
         self.start(i);
@@ -303,12 +309,14 @@ impl Pair {
 
     /// Freezes node `i` (SIGSTOP).
     pub fn freeze(&mut self, i: usize) {
+        self.last_fault = self.now;
         self.hosts[i].frozen = true;
         self.check();
     }
 
     /// Resumes a frozen node: it sees the time that passed, then the frames that waited.
     pub fn resume(&mut self, i: usize) {
+        self.last_fault = self.now;
         self.hosts[i].frozen = false;
         if let Some(n) = self.hosts[i].node.as_mut() {
             n.handle_timeout(self.now);
@@ -319,6 +327,7 @@ impl Pair {
 
     /// Stalls (or un-stalls) node `i`'s shared storage.
     pub fn stall_storage(&mut self, i: usize, stalled: bool) {
+        self.last_fault = self.now;
         self.hosts[i].storage_stalled = stalled;
         if !stalled {
             let ops: Vec<Action> = self.hosts[i].stalled.drain(..).collect();
@@ -332,6 +341,7 @@ impl Pair {
 
     /// Partitions (or heals) the interconnect; frames on the wire are lost.
     pub fn partition(&mut self, on: bool) {
+        self.last_fault = self.now;
         self.link.partitioned = on;
         if on {
             self.flight.clear();
@@ -355,6 +365,7 @@ impl Pair {
 
     /// A fault report on node `i`.
     pub fn fault(&mut self, i: usize, kind: FaultKind) {
+        self.last_fault = self.now;
         let now = self.now;
         if self.hosts[i].frozen {
             return;
@@ -614,9 +625,11 @@ impl Pair {
 
     // ---- safety ----
 
-    /// How long a set may have no server while a healthy node can reach storage: detection
+    /// How long a set may have no server while a healthy node can reach storage, counted from
+    /// the later of the moment it lost its server and the last injected fault: detection
     /// timeout, plus the dead owner's lease (the fence), plus a beat of timer granularity for
-    /// each of detection and lease, plus [`Pair::unserved_slack`].
+    /// each of detection and lease, plus [`Pair::unserved_slack`]. (Restores are instant in
+    /// the simulation.)
     pub fn unserved_bound(&self) -> Duration {
         let c = &self.hosts[0].config;
         c.detection_timeout() + c.lease + c.heartbeat_interval * 2 + self.unserved_slack
@@ -640,7 +653,7 @@ impl Pair {
                 self.violations.push(Violation::TwoServers { set });
             }
             if servers == 0 && capable {
-                let since = *self.unserved_since[k].get_or_insert(self.now);
+                let since = (*self.unserved_since[k].get_or_insert(self.now)).max(self.last_fault);
                 let d = self.now - since;
                 if d > self.unserved_bound() {
                     self.violations.push(Violation::Unserved { set, for_ms: d.as_millis() as u64 });
