@@ -61,6 +61,8 @@ pub mod ownership;
 pub mod sim;
 pub mod types;
 
+
+
 pub use codec::{DenyReason, Frame, FrameError, Message, TakeoverReason};
 pub use config::{BootInfo, Config, Identity, JoinError, Resources, SetNeeds, SharedConfig};
 pub use node::{Action, Channel, Command, Counters, Done, Event, Node, Phase, Source};
