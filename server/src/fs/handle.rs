@@ -204,6 +204,21 @@ impl Handle {
         Ok(out)
     }
 
+    /// Fresh metadata of the entry `name` (one on-disk component, as
+    /// returned by [`Handle::list_dir`]) of this directory, symlinks not
+    /// followed: [`FsError::NotFound`] once it is gone. QUERY_DIRECTORY
+    /// continues a cached listing with this, so entries deleted or changed
+    /// since the first call are skipped or shown as they are now
+    /// (smbtorture smb2.dir.fixed).
+    pub fn stat_child(&self, name: &str) -> Result<Stat, FsError> {
+        if !self.is_dir {
+            return Err(FsError::NotADirectory);
+        }
+        check_component(name)?;
+        let cname = CString::new(name).map_err(|_| FsError::NameInvalid)?;
+        stat::stat_at(self.fd.as_fd(), Some(&cname), self.xattrs)
+    }
+
     /// True when the directory has no entries at all, counting the ones
     /// [`Handle::list_dir`] hides (symlinks, special files, odd names): use
     /// this, not an empty listing, to predict whether `rmdir` will succeed

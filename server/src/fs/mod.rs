@@ -795,6 +795,15 @@ mod tests {
         std::os::unix::fs::symlink("/", tmp.path().join("empty/l")).unwrap();
         assert!(!d.dir_is_empty().unwrap());
         assert!(d.list_dir().unwrap().is_empty());
+        // stat_child: fresh, confined to one component, no symlinks.
+        assert!(matches!(d.stat_child("l"), Err(FsError::SymlinkRefused)));
+        assert!(matches!(d.stat_child("missing"), Err(FsError::NotFound)));
+        assert!(matches!(d.stat_child(".."), Err(FsError::NameInvalid)));
+        assert!(matches!(d.stat_child("a/b"), Err(FsError::NameInvalid)));
+        s.create_file(&res(&s, "empty\\f").unwrap(), 0o644).unwrap().write_at(b"abc", 0).unwrap();
+        assert_eq!(d.stat_child("f").unwrap().size, 3);
+        assert!(matches!(root.stat_child("fifo"), Err(FsError::AccessDenied)));
+        assert!(matches!(s.open(&res(&s, "empty\\f").unwrap(), false).unwrap().stat_child("x"), Err(FsError::NotADirectory)));
     }
 
     #[test]
