@@ -119,7 +119,7 @@ impl Ctx<'_> {
     /// that pass the all-ones id.
     pub fn file_id(&self, id: FileId) -> Result<FileId, NtStatus> {
         if id == FileId::ANY && self.hdr.is_related() {
-            return self.chain_file_id.ok_or(NtStatus::INVALID_PARAMETER);
+            return self.chain_file_id.ok_or(NtStatus::FILE_CLOSED);
         }
         Ok(id)
     }
@@ -216,7 +216,8 @@ async fn process(
     let mut chain_file_id: Option<FileId> = None;
     let mut chain_session: Option<u64> = None;
     let mut chain_tree: Option<u32> = None;
-    let mut chain_status: Option<NtStatus> = None;
+    let mut chain_invalid = false;
+    let mut create_err: Option<NtStatus> = None;
     let mut close = false;
     let mut pending_tasks = Vec::new();
     let mut encrypt_reply = transform_session.clone();
@@ -253,10 +254,20 @@ async fn process(
             resp_hdr.flags |= flags::ASYNC_COMMAND;
             resp_hdr.async_id = hdr.async_id;
         }
-        let result = if related && chain_status.is_some_and(|s| s.is_error()) && hdr.command != Command::Create as u16 {
-            // A failed element fails the related ones after it ([MS-SMB2] 3.3.5.2.7.2).
-            Err(chain_status.unwrap_or(NtStatus::INVALID_PARAMETER))
+        let result = if hdr.is_related() && first {
+            // The first element cannot be related ([MS-SMB2] 3.3.5.2.7.2).
+            chain_invalid = true;
+            Err(NtStatus::INVALID_PARAMETER)
+        } else if related && chain_invalid {
+            Err(NtStatus::INVALID_PARAMETER)
+        } else if let (true, Some(err)) = (related, create_err) {
+            // A failed CREATE fails the related elements after it.
+            Err(err)
         } else {
+            if !related {
+                chain_invalid = false;
+                create_err = None;
+            }
             run_element(conn, &server, &hdr_eff, &elem, encrypted, if related { chain_file_id } else { None }).await
         };
         let mut resp = match result {
@@ -270,10 +281,18 @@ async fn process(
             at += len;
             continue;
         }
-        if resp.file_id.is_some() {
+        // The file an unrelated element names (if it got one) starts the
+        // chain; a failed related element leaves the chain's file alone.
+        if !related || resp.file_id.is_some() {
             chain_file_id = resp.file_id;
         }
-        chain_status = Some(resp.status);
+        if hdr.command == Command::Create as u16 {
+            create_err = resp.status.is_error().then_some(resp.status);
+        }
+        if matches!(resp.status, NtStatus::USER_SESSION_DELETED | NtStatus::NETWORK_NAME_DELETED) {
+            // Later related elements have no session or tree to inherit.
+            chain_invalid = true;
+        }
         chain_session = Some(resp.session_id.unwrap_or(hdr_eff.session_id));
         chain_tree = Some(resp.tree_id.unwrap_or(hdr_eff.tree_id));
         resp_hdr.status = resp.status.0;

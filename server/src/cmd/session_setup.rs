@@ -159,7 +159,8 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                     }
                 }
             };
-            let server_mic = if anonymous || guest {
+            // A mechListMIC answers the client's own ([MS-SPNG] 3.3.5.1).
+            let server_mic = if anonymous || guest || token.mech_list_mic.is_none() {
                 None
             } else {
                 mech_list.as_deref().and_then(|ml| ntlm.mech_list_mic(ml))
