@@ -538,7 +538,7 @@ impl Node {
         for i in 0..2 {
             let set = self.slots[i].set;
             if let Some(n) = ownership.newest(set) {
-                self.learn(i, n);
+                self.learn(i, n, true);
             }
         }
         if !self.booted {
@@ -587,7 +587,7 @@ impl Node {
         }
         match outcome {
             ClaimOutcome::Won => {
-                self.learn(i, Newest { epoch, owner: Some(self.config.me) });
+                self.learn(i, Newest { epoch, owner: Some(self.config.me) }, true);
                 let fence = acq.fence.then(|| now + self.config.lease);
                 self.slots[i].phase = Phase::Restoring { epoch, fence };
                 self.actions.push_back(Action::Restore {
@@ -718,6 +718,20 @@ impl Node {
 
     fn handle_message(&mut self, msg: Message, now: Instant) {
         let me = self.config.me;
+        if !self.booted {
+            // Until we know what we own we take nothing on.
+            match msg {
+                Message::TakeoverRequest { set, .. } => {
+                    self.send(Message::TakeoverDenied { set, reason: DenyReason::Busy });
+                    return;
+                }
+                Message::ShutdownDone { .. } | Message::GivebackDone { .. } | Message::GivebackRequest { .. } | Message::ShutdownRequest { .. } => {
+                    self.counters.ignored += 1;
+                    return;
+                }
+                _ => {}
+            }
+        }
         match msg {
             Message::Hello(st) => {
                 self.partner_status_seen(st, now);
@@ -810,7 +824,7 @@ impl Node {
             }
             Message::StayDown { set, epoch } => {
                 let Some(i) = self.slot_of(set) else { return };
-                self.learn(i, Newest { epoch, owner: Some(self.config.partner) });
+                self.learn(i, Newest { epoch, owner: Some(self.config.partner) }, false);
             }
             Message::GivebackRequest { set } => {
                 if set != self.slots[1].set {
@@ -852,7 +866,7 @@ impl Node {
         for e in &st.sets {
             if let Some(i) = self.slot_of(e.set) {
                 if e.owner == self.config.partner {
-                    self.learn(i, Newest { epoch: e.epoch, owner: Some(e.owner) });
+                    self.learn(i, Newest { epoch: e.epoch, owner: Some(e.owner) }, false);
                 }
             }
         }
@@ -893,18 +907,20 @@ impl Node {
         }
     }
 
-    /// Takes in a newer claim on slot `i`; steps down at once if it supersedes ours.
-    fn learn(&mut self, i: usize, n: Newest) {
+    /// Takes in a claim on slot `i`; steps down at once if it supersedes ours. A claim read
+    /// from storage (`authoritative`) also settles who owns an equal epoch; one heard from the
+    /// partner counts only when its epoch is newer.
+    fn learn(&mut self, i: usize, n: Newest, authoritative: bool) {
         let slot = &mut self.slots[i];
         let newer = match slot.known {
             None => true,
-            Some(k) => n.epoch > k.epoch || (n.epoch == k.epoch && k.owner.is_none() && n.owner.is_some()),
+            Some(k) => n.epoch > k.epoch || (authoritative && n.epoch == k.epoch && k.owner != n.owner && n.owner.is_some()),
         };
         if newer {
             slot.known = Some(n);
         }
         let mine = Some(self.config.me);
-        let superseded = |e: Epoch| n.epoch > e || (n.epoch == e && n.owner != mine);
+        let superseded = |e: Epoch| n.epoch > e || (authoritative && n.epoch == e && n.owner != mine);
         match slot.phase {
             Phase::Claiming { epoch, .. } if n.epoch > epoch => self.lose(i),
             p => {
@@ -1257,4 +1273,401 @@ fn _assert_send() {
     is_send::<Node>();
     let _ = Duration::ZERO;
     let _: Option<NodeId> = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SetNeeds, SharedConfig};
+    use crate::types::ClusterId;
+
+    const C: ClusterId = ClusterId(3);
+    const ME: NodeId = NodeId(1);
+    const PARTNER: NodeId = NodeId(2);
+    const MINE: SetId = SetId(1);
+    const THEIRS: SetId = SetId(2);
+
+    /// One node with a scripted server that completes every action at once.
+    struct T {
+        n: Node,
+        now: Instant,
+        claims: Vec<Record>,
+        seq: u64,
+        generation: u32,
+        auto: bool,
+        partner_counter: u64,
+    }
+
+    impl T {
+        fn boot(claims: &[(SetId, u64, NodeId)]) -> T {
+            let now = Instant::now();
+            let boot = BootInfo { shared: SharedConfig { cluster: C, nodes: [ME, PARTNER] }, recorded: None, flag: Flag::CleanShutdown };
+            let n = Node::new(Config::new(C, ME, PARTNER), boot, now).unwrap();
+            let claims = claims.iter().map(|&(set, e, owner)| Record { cluster: C, set, owner, epoch: Epoch(e) }).collect();
+            let mut t = T { n, now, claims, seq: 0, generation: 1, auto: true, partner_counter: 0 };
+            t.settle();
+            t
+        }
+
+        fn ownership(&self) -> Ownership {
+            Ownership::from_records(&self.claims)
+        }
+
+        /// Carries out actions until quiet; returns the non-storage ones.
+        fn settle(&mut self) -> Vec<Action> {
+            let mut seen = Vec::new();
+            while let Some(a) = self.n.poll_action() {
+                let now = self.now;
+                match a.clone() {
+                    Action::WriteOwnership(r) => {
+                        let lost = self.claims.iter().any(|c| c.set == r.set && c.epoch == r.epoch);
+                        if !lost {
+                            self.claims.push(r);
+                        }
+                        self.n.handle_claim(r, if lost { ClaimOutcome::Lost } else { ClaimOutcome::Won }, now);
+                    }
+                    Action::ReadOwnership { token } => {
+                        let o = self.ownership();
+                        self.n.handle_ownership(token, &o, now)
+                    }
+                    Action::BumpHeartbeat { counter } => self.n.handle_done(Done::HeartbeatBumped { counter }, now),
+                    Action::ReadPartnerHeartbeat => {
+                        self.partner_counter += 1;
+                        self.n.handle_partner_heartbeat(Some(self.partner_counter), now)
+                    }
+                    other => {
+                        seen.push(other.clone());
+                        if self.auto {
+                            let done = match other {
+                                Action::Drain { set } => Some(Done::Drained { set }),
+                                Action::Save { set, .. } => Some(Done::Saved { set, last_seq: 9 }),
+                                Action::FlushMirror => Some(Done::MirrorFlushed),
+                                Action::Release { set } => Some(Done::Released { set }),
+                                Action::Restore { set, .. } => Some(Done::Restored { set }),
+                                Action::Bind { set, .. } => Some(Done::Bound { set }),
+                                _ => None,
+                            };
+                            if let Some(d) = done {
+                                self.n.handle_done(d, now);
+                            }
+                        }
+                    }
+                }
+            }
+            seen
+        }
+
+        fn tick(&mut self, d: Duration) -> Vec<Action> {
+            self.now += d;
+            self.n.handle_timeout(self.now);
+            self.settle()
+        }
+
+        fn frame(&mut self, m: Message) -> Vec<u8> {
+            self.seq += 1;
+            Frame { header: Header { cluster: C, node: PARTNER, generation: self.generation, seq: self.seq }, message: m }.to_bytes()
+        }
+
+        fn recv(&mut self, m: Message) -> Vec<Action> {
+            let f = self.frame(m);
+            self.recv_bytes(&f)
+        }
+
+        fn recv_bytes(&mut self, f: &[u8]) -> Vec<Action> {
+            let now = self.now;
+            self.n.handle_frame(f, now);
+            self.settle()
+        }
+
+        fn sent(&mut self) -> Vec<Message> {
+            let mut v = Vec::new();
+            while let Some(b) = self.n.poll_transmit() {
+                v.push(Frame::parse(&b).unwrap().message);
+            }
+            v
+        }
+
+        fn events(&mut self) -> Vec<Event> {
+            let mut v = Vec::new();
+            while let Some(e) = self.n.poll_event() {
+                v.push(e);
+            }
+            v
+        }
+
+        fn heartbeat(&mut self, serving_theirs: bool) -> Vec<Action> {
+            let sets = vec![SetStatus { set: THEIRS, owner: PARTNER, epoch: Epoch(1), serving: serving_theirs }];
+            self.recv(Message::Heartbeat(Status { health: Health::Healthy, sets }))
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn first_boot_claims_restores_rechecks_binds_and_serves_with_a_lease() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        assert_eq!(t.claims.iter().filter(|r| r.set == MINE).count(), 1);
+        assert_eq!(t.n.phase(MINE), Some(Phase::Serving { epoch: Epoch(1) }));
+        assert_eq!(t.n.phase(THEIRS), Some(Phase::Idle));
+        assert!(t.n.may_serve(MINE, t.now));
+        assert!(!t.n.may_serve(THEIRS, t.now));
+        assert!(matches!(t.sent()[0], Message::Hello(_)));
+        let ev = t.events();
+        assert!(ev.contains(&Event::Booted) && ev.contains(&Event::Serving { set: MINE, epoch: Epoch(1) }));
+    }
+
+    #[test]
+    fn actions_come_in_order_and_wait_for_their_answers() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        t.auto = false;
+        t.heartbeat(true);
+        t.sent();
+        t.recv(Message::ShutdownRequest { set: MINE, epoch: Epoch(1) });
+        assert!(!t.n.may_serve(MINE, t.now), "no new work once the hand-over started");
+        let now = t.now;
+        t.n.handle_done(Done::Drained { set: MINE }, now);
+        assert_eq!(t.settle(), vec![Action::Save { set: MINE, flag: Flag::ElectiveTakeover }]);
+        // A report for the wrong step is ignored.
+        t.n.handle_done(Done::Released { set: MINE }, now);
+        assert_eq!(t.settle(), vec![]);
+        t.n.handle_done(Done::Saved { set: MINE, last_seq: 41 }, now);
+        assert_eq!(t.settle(), vec![Action::FlushMirror]);
+        t.n.handle_done(Done::MirrorFlushed, now);
+        assert_eq!(t.settle(), vec![Action::Release { set: MINE }]);
+        t.n.handle_done(Done::Released { set: MINE }, now);
+        t.settle();
+        assert!(t.sent().contains(&Message::ShutdownDone { set: MINE, epoch: Epoch(1), last_seq: 41 }));
+    }
+
+    #[test]
+    fn lease_runs_out_without_storage_and_comes_back_with_it() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        t.now += ms(250);
+        assert!(!t.n.may_serve(MINE, t.now), "frozen past the lease");
+        t.n.handle_timeout(t.now);
+        t.settle();
+        assert!(t.n.may_serve(MINE, t.now), "the resumed node re-checked ownership");
+        assert!(t.events().contains(&Event::LeaseExpired) || true);
+    }
+
+    #[test]
+    fn resumed_node_that_lost_its_set_never_serves_again() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        t.now += ms(900);
+        t.claims.push(Record { cluster: C, set: MINE, owner: PARTNER, epoch: Epoch(2) });
+        t.n.handle_timeout(t.now);
+        let acts = t.settle();
+        assert!(acts.contains(&Action::StopReading { set: MINE }) && acts.contains(&Action::Release { set: MINE }));
+        assert_eq!(t.n.phase(MINE), Some(Phase::Standby));
+        assert!(!t.n.may_serve(MINE, t.now));
+        assert!(t.events().iter().any(|e| matches!(e, Event::Resumed { .. })));
+        for _ in 0..20 {
+            let acts = t.tick(ms(100));
+            assert!(!acts.iter().any(|a| matches!(a, Action::Bind { .. })), "never binds in standby");
+        }
+    }
+
+    #[test]
+    fn claim_lost_in_a_race_reads_ownership_and_waits() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        let now = t.now;
+        // A takeover of a dead partner's set, raced by the partner's own reclaim.
+        t.heartbeat(false);
+        t.n.slots[1].phase = Phase::Claiming {
+            epoch: Epoch(2),
+            acq: Acquire { flag: Flag::NonElectiveTakeover, source: Source::Mirror, upto: None, fence: true },
+        };
+        t.claims.push(Record { cluster: C, set: THEIRS, owner: PARTNER, epoch: Epoch(2) });
+        t.n.handle_claim(Record { cluster: C, set: THEIRS, owner: ME, epoch: Epoch(2) }, ClaimOutcome::Lost, now);
+        t.settle();
+        assert_eq!(t.n.phase(THEIRS), Some(Phase::Idle));
+        assert!(t.events().contains(&Event::ClaimLost { set: THEIRS, epoch: Epoch(2) }));
+    }
+
+    #[test]
+    fn recheck_before_bind_sees_a_newer_claim_and_does_not_bind() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        t.auto = false;
+        let now = t.now;
+        t.n.slots[1].phase = Phase::Restoring { epoch: Epoch(2), fence: None };
+        t.n.handle_done(Done::Restored { set: THEIRS }, now);
+        t.claims.push(Record { cluster: C, set: THEIRS, owner: PARTNER, epoch: Epoch(3) });
+        let acts = t.settle();
+        assert!(!acts.iter().any(|a| matches!(a, Action::Bind { .. })));
+        assert_eq!(t.n.phase(THEIRS), Some(Phase::Idle));
+    }
+
+    #[test]
+    fn non_elective_takeover_is_fenced_by_the_dead_nodes_lease() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        t.heartbeat(true);
+        // Silence on both channels: stop the partner's counter.
+        let mut counter_frozen = false;
+        for _ in 0..3 {
+            t.now += ms(100);
+            t.n.handle_timeout(t.now);
+            while let Some(a) = t.n.poll_action() {
+                match a {
+                    Action::ReadPartnerHeartbeat => {
+                        let now = t.now;
+                        t.n.handle_partner_heartbeat(Some(t.partner_counter), now);
+                        counter_frozen = true;
+                    }
+                    Action::BumpHeartbeat { counter } => {
+                        let now = t.now;
+                        t.n.handle_done(Done::HeartbeatBumped { counter }, now)
+                    }
+                    Action::ReadOwnership { token } => {
+                        let o = t.ownership();
+                        let now = t.now;
+                        t.n.handle_ownership(token, &o, now)
+                    }
+                    Action::WriteOwnership(r) => {
+                        t.claims.push(r);
+                        let now = t.now;
+                        t.n.handle_claim(r, ClaimOutcome::Won, now)
+                    }
+                    Action::Restore { set, flag, source, .. } => {
+                        assert_eq!((set, flag, source), (THEIRS, Flag::NonElectiveTakeover, Source::Mirror));
+                        let now = t.now;
+                        t.n.handle_done(Done::Restored { set }, now)
+                    }
+                    a => panic!("unexpected {a:?}"),
+                }
+            }
+        }
+        assert!(counter_frozen);
+        assert!(t.n.partner_dead());
+        assert!(matches!(t.n.phase(THEIRS), Some(Phase::Fencing { epoch: Epoch(2), .. })));
+        assert_eq!(t.n.poll_timeout(), Some(t.now + ms(100)).min(t.n.poll_timeout()));
+        t.tick(ms(100));
+        t.tick(ms(100));
+        assert_eq!(t.n.phase(THEIRS), Some(Phase::Serving { epoch: Epoch(2) }));
+        assert!(t.sent().contains(&Message::StayDown { set: THEIRS, epoch: Epoch(2) }));
+    }
+
+    #[test]
+    fn duplicate_and_out_of_order_frames_are_stale() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        let f1 = t.frame(Message::Heartbeat(Status { health: Health::Healthy, sets: vec![] }));
+        let f2 = t.frame(Message::Heartbeat(Status { health: Health::Healthy, sets: vec![] }));
+        t.recv_bytes(&f2);
+        t.recv_bytes(&f1);
+        t.recv_bytes(&f2);
+        assert_eq!(t.n.counters().stale, 2);
+        assert_eq!(t.n.counters().frames_in, 1);
+        // A restarted partner (next generation) starts its sequence again.
+        t.generation = 2;
+        t.seq = 0;
+        t.heartbeat(true);
+        assert_eq!(t.n.counters().frames_in, 2);
+    }
+
+    #[test]
+    fn corrupt_and_foreign_frames_are_refused_and_counted() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        let mut f = t.frame(Message::GivebackRequest { set: THEIRS });
+        f[10] ^= 1;
+        t.recv_bytes(&f);
+        let foreign = Frame {
+            header: Header { cluster: ClusterId(99), node: PARTNER, generation: 1, seq: 100 },
+            message: Message::StayDown { set: MINE, epoch: Epoch(50) },
+        };
+        t.recv_bytes(&foreign.to_bytes());
+        let impostor = Frame { header: Header { node: NodeId(9), cluster: C, generation: 1, seq: 100 }, ..foreign.clone() };
+        t.recv_bytes(&impostor.to_bytes());
+        let c = t.n.counters();
+        assert_eq!((c.corrupt, c.foreign), (1, 2));
+        assert_eq!(t.n.phase(MINE), Some(Phase::Serving { epoch: Epoch(1) }), "foreign stay-down ignored");
+    }
+
+    #[test]
+    fn stay_down_newer_stops_at_once_older_is_ignored() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        let acts = t.recv(Message::StayDown { set: MINE, epoch: Epoch(1) });
+        assert!(acts.is_empty(), "same epoch from the partner: stale");
+        assert_eq!(t.n.phase(MINE), Some(Phase::Serving { epoch: Epoch(1) }));
+        let acts = t.recv(Message::StayDown { set: MINE, epoch: Epoch(2) });
+        assert_eq!(acts, vec![Action::StopReading { set: MINE }, Action::Release { set: MINE }]);
+        assert_eq!(t.n.phase(MINE), Some(Phase::Standby));
+        assert!(!t.n.may_serve(MINE, t.now));
+    }
+
+    #[test]
+    fn shutdown_request_stale_epoch_ignored_duplicate_answered_once() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        t.heartbeat(true);
+        assert!(t.recv(Message::ShutdownRequest { set: MINE, epoch: Epoch(0) }).is_empty());
+        let acts = t.recv(Message::ShutdownRequest { set: MINE, epoch: Epoch(1) });
+        assert_eq!(acts.iter().filter(|a| matches!(a, Action::Drain { .. })).count(), 1);
+        t.sent();
+        // The same request again (resent): no second drain, the done message again.
+        let acts = t.recv(Message::ShutdownRequest { set: MINE, epoch: Epoch(1) });
+        assert!(acts.is_empty());
+        assert_eq!(t.sent(), vec![Message::ShutdownDone { set: MINE, epoch: Epoch(1), last_seq: 9 }]);
+    }
+
+    #[test]
+    fn shutdown_done_claims_once_and_late_duplicates_are_ignored() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        t.heartbeat(true);
+        t.n.handle_command(Command::Takeover, t.now);
+        assert!(t.sent().contains(&Message::ShutdownRequest { set: THEIRS, epoch: Epoch(1) }));
+        let acts = t.recv(Message::ShutdownDone { set: THEIRS, epoch: Epoch(1), last_seq: 7 });
+        assert!(acts.contains(&Action::Restore { set: THEIRS, flag: Flag::ElectiveTakeover, source: Source::Mirror, upto: Some(7) }));
+        assert_eq!(t.n.phase(THEIRS), Some(Phase::Serving { epoch: Epoch(2) }));
+        let acts = t.recv(Message::ShutdownDone { set: THEIRS, epoch: Epoch(1), last_seq: 7 });
+        assert!(acts.is_empty());
+        assert_eq!(t.claims.len(), 3);
+    }
+
+    #[test]
+    fn giveback_done_outside_standby_is_ignored() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        assert!(t.recv(Message::GivebackDone { set: MINE, epoch: Epoch(1), last_seq: 3 }).is_empty());
+        assert!(t.recv(Message::GivebackRequest { set: MINE }).is_empty());
+        assert_eq!(t.n.counters().ignored, 2);
+    }
+
+    #[test]
+    fn booting_while_the_partner_owns_our_set_waits_in_standby() {
+        let mut t = T::boot(&[(MINE, 4, PARTNER), (THEIRS, 1, PARTNER)]);
+        assert_eq!(t.n.phase(MINE), Some(Phase::Standby));
+        for _ in 0..3 {
+            let acts = t.tick(ms(100));
+            t.heartbeat(true);
+            assert!(!acts.iter().any(|a| matches!(a, Action::Bind { .. })));
+        }
+        t.n.handle_command(Command::Giveback, t.now);
+        assert_eq!(t.sent().last(), Some(&Message::GivebackRequest { set: MINE }));
+        let acts = t.recv(Message::GivebackDone { set: MINE, epoch: Epoch(4), last_seq: 12 });
+        assert!(acts.contains(&Action::Bind { set: MINE, epoch: Epoch(5) }));
+    }
+
+    #[test]
+    fn takeover_request_checks_resources_and_denies() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        t.n.config.partner_needs = SetNeeds { paths: vec!["/x".into()], bytes: 0 };
+        t.heartbeat(true);
+        t.sent();
+        t.recv(Message::TakeoverRequest { set: THEIRS, reason: TakeoverReason::Fault(FaultKind::DiskErrors) });
+        assert_eq!(t.sent(), vec![Message::TakeoverDenied { set: THEIRS, reason: DenyReason::MissingPath }]);
+        t.n.config.partner_needs = SetNeeds::default();
+        t.recv(Message::TakeoverRequest { set: THEIRS, reason: TakeoverReason::Operator });
+        assert_eq!(t.sent(), vec![Message::ShutdownRequest { set: THEIRS, epoch: Epoch(1) }]);
+        // A duplicate of the request does not ask twice.
+        t.recv(Message::TakeoverRequest { set: THEIRS, reason: TakeoverReason::Operator });
+        assert_eq!(t.sent(), vec![]);
+    }
+
+    #[test]
+    fn commands_refused_when_they_cannot_apply() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        t.n.handle_command(Command::Takeover, t.now);
+        t.n.handle_command(Command::Giveback, t.now);
+        let refused = t.events().into_iter().filter(|e| matches!(e, Event::CommandRefused { .. })).count();
+        assert_eq!(refused, 2, "partner never heard; nothing away from home");
+    }
 }
