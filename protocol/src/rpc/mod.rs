@@ -23,7 +23,9 @@
 //! - [`pipe`]: the pipe endpoint: buffering, reassembly, bind and dispatch.
 //! - [`pdu`]: connection-oriented PDUs (bind, bind_ack, request, response, fault).
 //! - [`ndr`]: NDR 2.0 encoder and decoder helpers.
-//! - [`srvsvc`]: NetrShareEnum, NetrShareGetInfo, NetrServerGetInfo, NetrShareEnumSticky.
+//! - [`srvsvc`]: NetrShareEnum, NetrShareGetInfo, NetrServerGetInfo, NetrShareEnumSticky,
+//!   NetrShareCheck, NetrRemoteTOD, and empty answers to the session, file, connection,
+//!   disk, transport and device enumerations.
 //! - [`wkssvc`]: the workstation service's NetrWkstaGetInfo.
 
 pub mod ndr;
@@ -89,6 +91,11 @@ pub trait PipeBackend {
     /// The workgroup or domain name (wkssvc `langroup`).
     fn workgroup(&self) -> String {
         "WORKGROUP".to_string()
+    }
+    /// The current time, for NetrRemoteTOD. `None` (the default) answers it
+    /// with ERROR_NOT_SUPPORTED: this crate does not read the clock.
+    fn now(&self) -> Option<std::time::SystemTime> {
+        None
     }
 }
 

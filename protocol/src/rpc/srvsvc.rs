@@ -22,6 +22,12 @@ pub const OP_NETR_SHARE_GET_INFO: u16 = 16;
 pub const OP_NETR_SERVER_GET_INFO: u16 = 21;
 /// NetrShareEnumSticky ([MS-SRVS] 3.1.4.9).
 pub const OP_NETR_SHARE_ENUM_STICKY: u16 = 36;
+/// NetrShareCheck ([MS-SRVS] 3.1.4, opnum 20).
+pub const OP_NETR_SHARE_CHECK: u16 = 20;
+/// NetrServerDiskEnum ([MS-SRVS] 3.1.4, opnum 23).
+pub const OP_NETR_SERVER_DISK_ENUM: u16 = 23;
+/// NetrRemoteTOD ([MS-SRVS] 3.1.4, opnum 28).
+pub const OP_NETR_REMOTE_TOD: u16 = 28;
 
 /// Win32 error codes used as NET_API_STATUS ([MS-ERREF] 2.2).
 pub const WERR_OK: u32 = 0x0000_0000;
@@ -29,6 +35,10 @@ pub const WERR_OK: u32 = 0x0000_0000;
 pub const WERR_ACCESS_DENIED: u32 = 0x0000_0005;
 /// ERROR_INVALID_LEVEL.
 pub const WERR_INVALID_LEVEL: u32 = 0x0000_007C;
+/// ERROR_NOT_SUPPORTED.
+pub const WERR_NOT_SUPPORTED: u32 = 0x0000_0032;
+/// NERR_DeviceNotShared.
+pub const WERR_DEVICE_NOT_SHARED: u32 = 0x0000_0907;
 /// NERR_NetNameNotFound.
 pub const WERR_NET_NAME_NOT_FOUND: u32 = 0x0000_0906;
 
@@ -39,6 +49,9 @@ pub const PLATFORM_ID_NT: u32 = 500;
 pub fn call(opnum: u16, stub: &[u8], backend: &dyn PipeBackend) -> Result<Vec<u8>, FaultStatus> {
     call_as(opnum, stub, backend, Caller::Authenticated)
 }
+
+/// NetrShareEnum levels an anonymous caller may not see (as Samba, and smbtorture's rpc.srvsvc, expect).
+const PRIVILEGED_ENUM_LEVELS: [u32; 3] = [2, 501, 502];
 
 /// Share-info levels that disclose local paths: an anonymous caller gets
 /// ERROR_ACCESS_DENIED for them. Windows opens NetShareEnum levels 2 and 502
@@ -54,7 +67,9 @@ pub fn call_as(opnum: u16, stub: &[u8], backend: &dyn PipeBackend, caller: Calle
     match opnum {
         OP_NETR_SHARE_ENUM | OP_NETR_SHARE_ENUM_STICKY => {
             let req = ShareEnumRequest::parse(stub).map_err(bad_stub)?;
-            if denied(req.level) {
+            let enum_all_denied =
+                opnum == OP_NETR_SHARE_ENUM && caller == Caller::Anonymous && PRIVILEGED_ENUM_LEVELS.contains(&req.level);
+            if denied(req.level) || enum_all_denied {
                 return Ok(req.fail(WERR_ACCESS_DENIED));
             }
             if opnum == OP_NETR_SHARE_ENUM {
@@ -80,7 +95,20 @@ pub fn call_as(opnum: u16, stub: &[u8], backend: &dyn PipeBackend, caller: Calle
             let req = ServerGetInfoRequest::parse(stub).map_err(bad_stub)?;
             Ok(req.respond(&backend.server_info()))
         }
-        _ => Err(FaultStatus(fault::OP_RNG_ERROR)),
+        OP_NETR_SHARE_CHECK => {
+            let req = ShareCheckRequest::parse(stub).map_err(bad_stub)?;
+            Ok(req.respond(&backend.shares()))
+        }
+        OP_NETR_REMOTE_TOD => {
+            let mut r = NdrReader::new(stub);
+            r.unique_string("ServerName").map_err(bad_stub)?;
+            Ok(remote_tod(backend.now()))
+        }
+        OP_NETR_SERVER_DISK_ENUM => disk_enum(stub).map_err(bad_stub),
+        _ => match EMPTY_ENUMS.iter().find(|e| e.opnum == opnum) {
+            Some(e) => e.call(stub).map_err(bad_stub),
+            None => Err(FaultStatus(fault::OP_RNG_ERROR)),
+        },
     }
 }
 
@@ -367,6 +395,210 @@ impl ServerGetInfoRequest {
         w.u32(WERR_OK);
         w.into_bytes()
     }
+}
+
+/// An enumeration Duet answers with no entries: the server keeps no
+/// character devices, and sessions, open files, connections and transports
+/// are not exposed over RPC. Each has the same shape ([MS-SRVS] 3.1.4; Samba's srvsvc.idl):
+/// some `[in, string, unique]` strings, then `[in, out]` Level, union switch
+/// and container pointer, PreferedMaximumLength, `[out]` TotalEntries and
+/// `[in, out, unique]` ResumeHandle. Every container is { EntriesRead, Buffer* }.
+struct EmptyEnum {
+    opnum: u16,
+    /// `[in, string, unique]` parameters before the InfoStruct (ServerName included).
+    strings: usize,
+    /// The levels of the container union (MS IDL and Samba's agree here).
+    arms: &'static [u32],
+    /// Answer with an empty container and WERR_OK, or a NULL one and ERROR_NOT_SUPPORTED.
+    supported: bool,
+}
+
+const EMPTY_ENUMS: [EmptyEnum; 6] = [
+    // NetrCharDevEnum: ServerName. [MS-SRVS] now lists opnums 0-7 as
+    // "not used on wire, returns ERROR_NOT_SUPPORTED"; Samba's IDL still
+    // describes them, so the answer keeps that layout.
+    EmptyEnum { opnum: 0, strings: 1, arms: &[0, 1], supported: false },
+    // NetrCharDevQEnum: ServerName, UserName.
+    EmptyEnum { opnum: 3, strings: 2, arms: &[0, 1], supported: false },
+    // NetrConnectionEnum: ServerName, Qualifier.
+    EmptyEnum { opnum: 8, strings: 2, arms: &[0, 1], supported: true },
+    // NetrFileEnum: ServerName, BasePath, UserName.
+    EmptyEnum { opnum: 9, strings: 3, arms: &[2, 3], supported: true },
+    // NetrSessionEnum: ServerName, ClientName, UserName.
+    EmptyEnum { opnum: 12, strings: 3, arms: &[0, 1, 2, 10, 502], supported: true },
+    // NetrServerTransportEnum: ServerName.
+    EmptyEnum { opnum: 26, strings: 1, arms: &[0, 1, 2, 3], supported: true },
+];
+
+impl EmptyEnum {
+    fn call(&self, stub: &[u8]) -> ParseResult<Vec<u8>> {
+        let mut r = NdrReader::new(stub);
+        for _ in 0..self.strings {
+            r.unique_string("string parameter")?;
+        }
+        let level = r.u32("Level")?;
+        if r.u32("switch")? != level {
+            return Err(ParseError::Invalid("InfoStruct switch"));
+        }
+        let known = self.arms.contains(&level);
+        if known && r.pointer("container")? {
+            let _entries_read = r.u32("EntriesRead")?;
+            if r.pointer("Buffer")? && r.u32("Buffer max_count")? != 0 {
+                return Err(ParseError::Invalid("non-empty input Buffer"));
+            }
+        }
+        let _prefered_maximum_length = r.u32("PreferedMaximumLength")?;
+        let resume = r.pointer("ResumeHandle")?;
+        if resume {
+            r.u32("ResumeHandle")?;
+        }
+        let mut w = NdrWriter::new();
+        w.u32(level);
+        w.u32(level);
+        if known && self.supported {
+            w.pointer();
+            w.u32(0); // EntriesRead
+            w.null(); // Buffer
+        } else if known {
+            w.null();
+        }
+        w.u32(0); // TotalEntries
+        if resume {
+            w.pointer();
+            w.u32(0);
+        } else {
+            w.null();
+        }
+        w.u32(match (known, self.supported) {
+            (false, _) => WERR_INVALID_LEVEL,
+            (true, false) => WERR_NOT_SUPPORTED,
+            (true, true) => WERR_OK,
+        });
+        Ok(w.into_bytes())
+    }
+}
+
+/// NetrServerDiskEnum ([MS-SRVS] 3.1.4, opnum 23): an empty disk list.
+///
+/// ```text
+/// [in, string, unique] SRVSVC_HANDLE ServerName, [in] DWORD Level,
+/// [in, out] DISK_ENUM_CONTAINER* DiskInfoStruct,   // { EntriesRead; [size_is, length_is] DISK_INFO* Buffer }
+/// [in] DWORD PreferedMaximumLength, [out] DWORD* TotalEntries, [in, out, unique] DWORD* ResumeHandle
+/// ```
+fn disk_enum(stub: &[u8]) -> ParseResult<Vec<u8>> {
+    let mut r = NdrReader::new(stub);
+    r.unique_string("ServerName")?;
+    let level = r.u32("Level")?;
+    let _entries_read = r.u32("EntriesRead")?;
+    if r.pointer("Buffer")? {
+        let _max = r.u32("Buffer max_count")?;
+        let _offset = r.u32("Buffer offset")?;
+        if r.u32("Buffer actual_count")? != 0 {
+            return Err(ParseError::Invalid("non-empty input Buffer"));
+        }
+    }
+    let _prefered_maximum_length = r.u32("PreferedMaximumLength")?;
+    let resume = r.pointer("ResumeHandle")?;
+    if resume {
+        r.u32("ResumeHandle")?;
+    }
+    let mut w = NdrWriter::new();
+    w.u32(0); // EntriesRead
+    w.null(); // Buffer
+    w.u32(0); // TotalEntries
+    if resume {
+        w.pointer();
+        w.u32(0);
+    } else {
+        w.null();
+    }
+    w.u32(if level == 0 { WERR_OK } else { WERR_INVALID_LEVEL });
+    Ok(w.into_bytes())
+}
+
+/// `[in]` parameters of NetrShareCheck ([MS-SRVS] 3.1.4, opnum 20).
+///
+/// ```text
+/// [in, string, unique] SRVSVC_HANDLE ServerName, [in, string] WCHAR* Device, [out] DWORD* Type
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareCheckRequest {
+    pub server_name: Option<String>,
+    pub device: String,
+}
+
+impl ShareCheckRequest {
+    pub fn parse(stub: &[u8]) -> ParseResult<ShareCheckRequest> {
+        let mut r = NdrReader::new(stub);
+        let server_name = r.unique_string("ServerName")?;
+        let device = r.string("Device")?;
+        Ok(ShareCheckRequest { server_name, device })
+    }
+
+    /// The type of the first share whose path is `device` (case-insensitive),
+    /// or NERR_DeviceNotShared.
+    pub fn respond(&self, shares: &[ShareInfo]) -> Vec<u8> {
+        let device = self.device.to_lowercase();
+        let mut w = NdrWriter::new();
+        match shares.iter().find(|s| s.path.to_lowercase() == device) {
+            Some(s) => {
+                w.u32(s.share_type);
+                w.u32(WERR_OK);
+            }
+            None => {
+                w.u32(0);
+                w.u32(WERR_DEVICE_NOT_SHARED);
+            }
+        }
+        w.into_bytes()
+    }
+}
+
+/// The `[out]` parameters of NetrRemoteTOD ([MS-SRVS] 3.1.4, opnum 28): a
+/// unique pointer to TIME_OF_DAY_INFO ([MS-SRVS] 2.2.4), in UTC, and the status.
+fn remote_tod(now: Option<std::time::SystemTime>) -> Vec<u8> {
+    let mut w = NdrWriter::new();
+    let Some(now) = now else {
+        w.null();
+        w.u32(WERR_NOT_SUPPORTED);
+        return w.into_bytes();
+    };
+    let since = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let of_day = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    // Both fit in u32: hours < 24, 1970 <= year < 2^32 for any SystemTime we meet.
+    let small = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    w.pointer();
+    w.u32(small(secs)); // tod_elapsedt: seconds since 1970
+    w.u32(small(since.as_millis() as u64 % (1 << 32))); // tod_msecs: a millisecond counter
+    w.u32(small(of_day / 3600)); // tod_hours
+    w.u32(small(of_day % 3600 / 60)); // tod_mins
+    w.u32(small(of_day % 60)); // tod_secs
+    w.u32(since.subsec_millis() / 10); // tod_hunds
+    w.u32(0); // tod_timezone: minutes from UTC
+    w.u32(310); // tod_tinterval: clock tick in 0.0001 s, as Windows reports
+    w.u32(day);
+    w.u32(month);
+    w.u32(u32::try_from(year).unwrap_or(0));
+    w.u32(small((days.rem_euclid(7) as u64 + 4) % 7)); // tod_weekday: 1970-01-01 was a Thursday (4)
+    w.u32(WERR_OK);
+    w.into_bytes()
+}
+
+/// Proleptic Gregorian (year, month 1-12, day 1-31) of a day count from 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of era, 0..146096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era, 0..399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March 1st
+    let mp = (5 * doy + 2) / 153; // month from March, 0..11
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month as u32, day as u32)
 }
 
 #[cfg(test)]
@@ -681,7 +913,9 @@ pub(crate) mod tests {
             for op in [OP_NETR_SHARE_ENUM, OP_NETR_SHARE_ENUM_STICKY] {
                 let out = call_as(op, &enum_stub(level, true), &Backend, Caller::Anonymous).unwrap();
                 let werr = u32::from_le_bytes(out[out.len() - 4..].try_into().unwrap());
-                if denied {
+                if op == OP_NETR_SHARE_ENUM && level == 501 {
+                    assert_eq!(werr, WERR_ACCESS_DENIED);
+                } else if denied {
                     let mut d = Dec::new(&out);
                     assert_eq!((d.u32(), d.u32()), (level, level));
                     assert!(!d.ptr());
@@ -689,8 +923,10 @@ pub(crate) mod tests {
                     assert!(d.ptr());
                     assert_eq!((d.u32(), d.u32()), (0, WERR_ACCESS_DENIED));
                     d.end();
-                } else if op == OP_NETR_SHARE_ENUM {
+                } else if op == OP_NETR_SHARE_ENUM || level != 501 {
                     assert_eq!(werr, WERR_OK);
+                } else {
+                    assert_eq!(werr, WERR_INVALID_LEVEL);
                 }
             }
             let out = call_as(OP_NETR_SHARE_GET_INFO, &get_info_stub("data", level), &Backend, Caller::Anonymous).unwrap();
@@ -705,8 +941,98 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn empty_enumerations() {
+        // NetrSessionEnum level 10, ServerName set, ClientName and UserName NULL, resume handle.
+        let mut w = NdrWriter::new();
+        w.pointer();
+        w.string("\\\\duet");
+        w.null();
+        w.null();
+        w.u32(10);
+        w.u32(10);
+        w.pointer();
+        w.u32(0);
+        w.null();
+        w.u32(0xFFFF_FFFF);
+        w.pointer();
+        w.u32(0);
+        let stub = w.into_bytes();
+        let out = call(12, &stub, &Backend).unwrap();
+        let mut d = Dec::new(&out);
+        assert_eq!((d.u32(), d.u32()), (10, 10));
+        assert!(d.ptr());
+        assert_eq!(d.u32(), 0);
+        assert!(!d.ptr());
+        assert_eq!(d.u32(), 0);
+        assert!(d.ptr());
+        assert_eq!((d.u32(), d.u32()), (0, WERR_OK));
+        d.end();
+        for n in 0..stub.len() {
+            assert_eq!(call(12, &stub[..n], &Backend), Err(FaultStatus(fault::NDR)));
+        }
+        // NetrCharDevEnum level 1: a NULL container and ERROR_NOT_SUPPORTED.
+        let mut w = NdrWriter::new();
+        w.null();
+        w.u32(1);
+        w.u32(1);
+        w.pointer();
+        w.u32(0);
+        w.null();
+        w.u32(0xFFFF_FFFF);
+        w.null();
+        let out = call(0, &w.into_bytes(), &Backend).unwrap();
+        assert_eq!(out, [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x32, 0, 0, 0]);
+        // NetrServerDiskEnum level 0.
+        let mut w = NdrWriter::new();
+        w.null();
+        w.u32(0);
+        w.u32(0);
+        w.null();
+        w.u32(0xFFFF_FFFF);
+        w.pointer();
+        w.u32(0);
+        let out = call(OP_NETR_SERVER_DISK_ENUM, &w.into_bytes(), &Backend).unwrap();
+        assert_eq!(out, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn share_check() {
+        let stub = |dev: &str| {
+            let mut w = NdrWriter::new();
+            w.null();
+            w.string(dev);
+            w.into_bytes()
+        };
+        let out = call(OP_NETR_SHARE_CHECK, &stub("c:\\TMP\\rpc-ref\\share"), &Backend).unwrap();
+        assert_eq!(out, [0, 0, 0, 0, 0, 0, 0, 0]);
+        let out = call(OP_NETR_SHARE_CHECK, &stub("C:\\tmp"), &Backend).unwrap();
+        assert_eq!(out, [3, 0, 0, 0x80, 0, 0, 0, 0]);
+        let out = call(OP_NETR_SHARE_CHECK, &stub("D:\\"), &Backend).unwrap();
+        assert_eq!(out, [0, 0, 0, 0, 0x07, 0x09, 0, 0]);
+    }
+
+    #[test]
+    fn remote_tod_fields() {
+        assert_eq!(remote_tod(None), [0, 0, 0, 0, 0x32, 0, 0, 0]);
+        // 2024-02-29 13:14:15.67 UTC, a Thursday.
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_709_212_455_670);
+        let out = remote_tod(Some(t));
+        let mut d = Dec::new(&out);
+        assert!(d.ptr());
+        let f: Vec<u32> = (0..12).map(|_| d.u32()).collect();
+        assert_eq!(f[0], 1_709_212_455);
+        assert_eq!(&f[2..], &[13, 14, 15, 67, 0, 310, 29, 2, 2024, 4]);
+        assert_eq!(d.u32(), WERR_OK);
+        d.end();
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
     fn unknown_opnum_faults() {
         assert_eq!(call(14, &[], &Backend), Err(FaultStatus(fault::OP_RNG_ERROR)));
+        assert_eq!(call(33, &[], &Backend), Err(FaultStatus(fault::OP_RNG_ERROR)));
         assert_eq!(call(0xFFFF, &[], &Backend), Err(FaultStatus(fault::OP_RNG_ERROR)));
     }
 
@@ -738,6 +1064,45 @@ pub(crate) mod tests {
             write(&format!("srvinfo-{level}.in"), &stub);
             write(&format!("srvinfo-{level}.out"), &call(OP_NETR_SERVER_GET_INFO, &stub, &Backend).unwrap());
         }
+        // The empty enumerations: (opnum, leading strings, level).
+        for (op, strings, level) in [(0, 1, 1), (3, 2, 0), (8, 2, 1), (9, 3, 3), (12, 3, 502), (12, 3, 10), (26, 1, 1)] {
+            let mut w = NdrWriter::new();
+            w.pointer();
+            w.string("\\\\duet");
+            for _ in 1..strings {
+                w.null();
+            }
+            w.u32(level);
+            w.u32(level);
+            w.pointer();
+            w.u32(0);
+            w.null();
+            w.u32(0xFFFF_FFFF);
+            w.pointer();
+            w.u32(0);
+            let stub = w.into_bytes();
+            write(&format!("op{op}-{level}.in"), &stub);
+            write(&format!("op{op}-{level}.out"), &call(op, &stub, &Backend).unwrap());
+        }
+        let mut w = NdrWriter::new();
+        w.null();
+        w.u32(0);
+        w.u32(0);
+        w.null();
+        w.u32(0xFFFF_FFFF);
+        w.pointer();
+        w.u32(0);
+        let stub = w.into_bytes();
+        write("op23-0.in", &stub);
+        write("op23-0.out", &call(OP_NETR_SERVER_DISK_ENUM, &stub, &Backend).unwrap());
+        let mut w = NdrWriter::new();
+        w.null();
+        w.string("C:\\tmp");
+        let stub = w.into_bytes();
+        write("op20.in", &stub);
+        write("op20.out", &call(OP_NETR_SHARE_CHECK, &stub, &Backend).unwrap());
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_709_212_455_670);
+        write("op28.out", &remote_tod(Some(t)));
         for level in [100, 101] {
             let mut w = NdrWriter::new();
             w.null();
