@@ -8,7 +8,7 @@ fn probe() {
         horizon: Duration::from_millis(std::env::var("H").map(|v| v.parse().unwrap()).unwrap_or(700)),
         losses: z("L"), dups: z("D"), delays: z("Y"), crashes: z("C"), freezes: z("F"), partitions: z("P"),
         stalls: z("S"), faults: z("X"), commands: z("M"),
-        inject_after: Duration::from_millis(300), liveness_deadline: Duration::from_secs(3), max_states: 3_000_000,
+        inject_after: Duration::from_millis(300), liveness_deadline: Duration::from_secs(3), max_states: std::env::var("MAX").map(|v| v.parse().unwrap()).unwrap_or(1_000_000),
     };
     let t = std::time::Instant::now();
     let r = explore(&b);
