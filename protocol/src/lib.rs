@@ -16,6 +16,8 @@
 //! - [`auth`]: NTLMSSP and SPNEGO, server side.
 //! - [`crypto`]: signing, key derivation, preauth hash, encryption transform.
 //! - [`rpc`]: DCE/RPC bind/request and the srvsvc calls.
+//! - [`fuzzing`]: one entry point that runs every parser, for the fuzz
+//!   target and the corpus test.
 //! - [`fscc`]: file and file-system information classes, security descriptors.
 
 pub mod auth;
@@ -23,6 +25,7 @@ pub mod codec;
 pub mod crypto;
 pub mod error;
 pub mod fscc;
+pub mod fuzzing;
 pub mod header;
 pub mod msg;
 pub mod netbios;

@@ -13,11 +13,13 @@
 //! - [`state`]: the server's long-lived state: sessions, trees, opens, the
 //!   per-file table for share modes, locks and delete-on-close.
 //! - [`fs`]: the share-confined file system.
+//! - [`journal`]: the consistency-point hook the pipeline calls.
 
 pub mod cmd;
 pub mod config;
 pub mod conn;
 pub mod fs;
+pub mod journal;
 pub mod pipeline;
 pub mod state;
 pub mod users;
@@ -116,8 +118,19 @@ pub fn journal_dump(path: &Path, out: &mut dyn std::io::Write) -> Result<(), Box
 
 /// Runs the server until `shutdown` resolves.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    run_with_journal(cfg, Arc::new(journal::NoJournal), shutdown).await
+}
+
+/// Runs the server with a given consistency-point journal.
+pub async fn run_with_journal(
+    cfg: Config,
+    journal: Arc<dyn journal::Journal>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     cfg.validate()?;
-    let server = Arc::new(Server::new(cfg)?);
+    let mut server = Server::new(cfg)?;
+    server.journal = journal;
+    let server = Arc::new(server);
     let mut listeners = Vec::new();
     for addr in &server.cfg.listen {
         let l = TcpListener::bind(addr).await.map_err(|e| RunError::Bind(*addr, e))?;

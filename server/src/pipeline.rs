@@ -211,7 +211,9 @@ async fn process(
     transform_session: Option<(Arc<SessionCrypto>, u64)>,
 ) -> Flow {
     let server = conn.server.clone();
+    let op = server.journal.pre_ack(conn.id, &msg);
     let mut out: Vec<OutElement> = Vec::new();
+    let mut index = 0usize;
     let mut at = 0usize;
     let mut chain_file_id: Option<FileId> = None;
     let mut chain_session: Option<u64> = None;
@@ -268,12 +270,15 @@ async fn process(
                 chain_invalid = false;
                 create_err = None;
             }
+            server.journal.pre_command(op, index);
             run_element(conn, &server, &hdr_eff, &elem, encrypted, if related { chain_file_id } else { None }).await
         };
         let mut resp = match result {
             Ok(r) => r,
             Err(status) => error_resp(status),
         };
+        server.journal.post_completion(op, index, &resp.body);
+        index += 1;
         if resp.no_response {
             if hdr.next_command == 0 {
                 break;
@@ -345,6 +350,7 @@ async fn process(
         let enc = encrypt_reply.or_else(|| encryption_for(conn, &out));
         send_elements(conn, out, enc).await;
     }
+    server.journal.post_reply_ack(op);
     for (async_id, message_id, session_id, final_hdr, fut, sign) in pending_tasks {
         spawn_pending(conn, async_id, message_id, session_id, final_hdr, fut, sign, encrypted);
     }

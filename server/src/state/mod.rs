@@ -47,6 +47,8 @@ pub struct Server {
     pub notify: Mutex<notify::NotifyTable>,
     /// Woken whenever a byte-range lock is released.
     pub lock_released: tokio::sync::Notify,
+    /// The consistency-point hook.
+    pub journal: Arc<dyn crate::journal::Journal>,
     next_id: AtomicU64,
     next_conn: AtomicU64,
 }
@@ -77,6 +79,7 @@ impl Server {
             durable: Mutex::new(HashMap::new()),
             notify: Mutex::new(notify::NotifyTable::default()),
             lock_released: tokio::sync::Notify::new(),
+            journal: Arc::new(crate::journal::NoJournal),
             next_id: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
         })
