@@ -724,7 +724,7 @@ mod tests {
         let (c, a, w) = (unix_to_filetime(1_000_000_000, 100), unix_to_filetime(1_100_000_000, 12_300), unix_to_filetime(1_200_000_000, 0));
         h.set_times(SetTimes { creation: Some(c), last_access: Some(a), last_write: Some(w), change: None }).unwrap();
         let st = h.stat().unwrap();
-        assert_eq!((st.atime, st.mtime), (a, w));
+        assert_eq!((st.atime, st.mtime, st.ctime), (a, w, w));
         if s.supports_xattrs() {
             assert_eq!(st.btime, c);
         }

@@ -90,7 +90,10 @@ pub struct Stat {
     pub atime: u64,
     /// Last write, FILETIME.
     pub mtime: u64,
-    /// Last change (metadata), FILETIME.
+    /// ChangeTime as SMB reports it, FILETIME: the last write time, as Samba
+    /// does (`get_change_timespec`). Linux cannot set the inode ctime, and
+    /// clients (and smbtorture smb2.timestamps) expect ChangeTime to follow a
+    /// LastWriteTime they set.
     pub ctime: u64,
     /// Creation, FILETIME.
     pub btime: u64,
@@ -154,8 +157,8 @@ pub(crate) fn from_statx(st: &libc::statx, xattr: Option<XattrTarget<'_>>) -> St
     let mode = st.stx_mode as u32;
     let is_dir = kind_of(mode) == Kind::Dir;
     let mtime = ts(st.stx_mtime);
-    let ctime = ts(st.stx_ctime);
-    let mut btime = if st.stx_mask & libc::STATX_BTIME != 0 { ts(st.stx_btime) } else { mtime.min(ctime) };
+    let inode_ctime = ts(st.stx_ctime);
+    let mut btime = if st.stx_mask & libc::STATX_BTIME != 0 { ts(st.stx_btime) } else { mtime.min(inode_ctime) };
     let mut stored = None;
     if let Some(target) = xattr {
         let mut buf = [0u8; 8];
@@ -179,7 +182,7 @@ pub(crate) fn from_statx(st: &libc::statx, xattr: Option<XattrTarget<'_>>) -> St
         gid: st.stx_gid,
         atime: ts(st.stx_atime),
         mtime,
-        ctime,
+        ctime: mtime,
         btime,
         attributes: report_attributes(stored, is_dir, mode),
     }
