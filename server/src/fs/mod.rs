@@ -8,7 +8,7 @@
 //! No client path reaches outside the share root:
 //! - Client paths are parsed into checked components ([`SmbPath`]): `..` is
 //!   resolved lexically and may not climb above the root, and no component
-//!   is empty, `.`, `..`, or holds a separator, NUL or `:`.
+//!   is empty, dot-only, or holds a separator, NUL, `:` or a wildcard.
 //! - Every open goes through `openat2(2)` relative to the root's `O_PATH` fd
 //!   with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`, so
 //!   even a directory swapped for a symlink between [`Share::resolve`] and
@@ -28,8 +28,16 @@
 //! # Names
 //! Lookups are case-insensitive by default: an exact match first, then a scan
 //! of the parent directory comparing simple upper-case folds (ties go to the
-//! bytewise smallest name), then generated 8.3 short names. New names keep
-//! the client's spelling.
+//! bytewise smallest name; large directories are indexed, see `names`), then
+//! generated 8.3 short names. New names keep the client's spelling. Names a
+//! client could not send back (not UTF-8, or holding `\`, `:`, wildcards or
+//! control characters) are not listed.
+//!
+//! # Metadata
+//! Creation time and DOS attributes live in user xattrs when the file system
+//! has them (see [`stat`]); ChangeTime is reported as the write time, as
+//! Samba does. READONLY is the stored attribute, or, without a stored one,
+//! the absence of the owner write bit.
 //!
 //! # Layout
 //! - [`path`]: parsing wire paths into [`SmbPath`].
@@ -37,6 +45,7 @@
 //! - [`handle`]: [`Handle`], I/O and metadata on an open object.
 //! - [`stat`]: [`Stat`], FILETIME conversion, DOS attributes.
 //! - [`wildcard`]: [MS-FSA] 2.1.4.4 expression matching.
+//! - `names`: case-insensitive lookup and the large-directory index.
 //! - [`shortname`]: 8.3 names.
 //! - [`error`]: [`FsError`] and its NTSTATUS mapping.
 //! - `sys`: the raw system calls (`openat2`, `statx`, xattrs); all `unsafe`.
