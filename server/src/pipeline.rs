@@ -56,6 +56,8 @@ pub struct Resp {
     pub preauth_conn: bool,
     /// Do not send any response (CANCEL).
     pub no_response: bool,
+    /// Room allocated in front of `body` (see [`body_with_headroom`]).
+    pub headroom: Option<BytesMut>,
     /// Close the connection after sending.
     pub close: bool,
 }
@@ -77,6 +79,7 @@ impl Resp {
             preauth_session: None,
             preauth_conn: false,
             no_response: false,
+            headroom: None,
             close: false,
         }
     }
@@ -145,6 +148,7 @@ impl Ctx<'_> {
 struct OutElement {
     hdr: Header,
     body: BytesMut,
+    headroom: Option<BytesMut>,
     sign: Option<Arc<SessionCrypto>>,
     preauth_session: Option<Arc<Session>>,
     preauth_conn: bool,
@@ -186,7 +190,7 @@ async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
             let mut out = Vec::new();
             let mut h = hdr.response(resp.status);
             h.credits = 1;
-            out.push(OutElement { hdr: h, body: resp.body, sign: None, preauth_session: None, preauth_conn: false });
+            out.push(OutElement { hdr: h, body: resp.body, headroom: None, sign: None, preauth_session: None, preauth_conn: false });
             send_elements(conn, out, None).await;
             Flow::Continue
         }
@@ -328,7 +332,7 @@ async fn process(
             interim.status = NtStatus::PENDING.0;
             let mut body = BytesMut::new();
             header::encode_error_body(&mut body);
-            out.push(OutElement { hdr: interim.clone(), body, sign: sign.clone(), preauth_session: None, preauth_conn: false });
+            out.push(OutElement { hdr: interim.clone(), body, headroom: None, sign: sign.clone(), preauth_session: None, preauth_conn: false });
             let mut final_hdr = interim;
             final_hdr.credits = 0;
             pending_tasks.push((async_id, hdr.message_id, hdr_eff.session_id, final_hdr, fut, sign));
@@ -336,6 +340,7 @@ async fn process(
             out.push(OutElement {
                 hdr: resp_hdr,
                 body: resp.body,
+                headroom: resp.headroom.take(),
                 sign,
                 preauth_session: resp.preauth_session.take(),
                 preauth_conn: resp.preauth_conn,
@@ -499,17 +504,37 @@ async fn run_element(
 /// sends it: the door out.
 async fn send_elements(conn: &mut ConnState, out: Vec<OutElement>, encrypt: Option<(Arc<SessionCrypto>, u64)>) {
     let n = out.len();
+    // The frame starts with the NetBIOS header, filled in at the end.
     let mut chain = BytesMut::new();
     for (i, mut e) in out.into_iter().enumerate() {
-        let mut m = BytesMut::with_capacity(HEADER_LEN + e.body.len() + 8);
         if encrypt.is_some() {
             e.sign = None;
         }
         if e.sign.is_some() {
             e.hdr.flags |= flags::SIGNED;
         }
-        e.hdr.encode(&mut m);
-        m.unsplit(e.body);
+        let mut m = match e.headroom.take() {
+            // The body was allocated behind room for the NetBIOS and SMB2
+            // headers: write them there and join without copying the data.
+            Some(mut room) if i == 0 && room.len() == HEADROOM => {
+                let mut h = BytesMut::with_capacity(HEADER_LEN);
+                e.hdr.encode(&mut h);
+                room[4..].copy_from_slice(&h);
+                room.unsplit(e.body);
+                let m = room.split_off(4);
+                chain = room;
+                m
+            }
+            _ => {
+                if i == 0 {
+                    chain.put_u32(0);
+                }
+                let mut m = BytesMut::with_capacity(HEADER_LEN + e.body.len() + 8);
+                e.hdr.encode(&mut m);
+                m.unsplit(e.body);
+                m
+            }
+        };
         if i + 1 < n {
             while m.len() % 8 != 0 {
                 m.put_u8(0);
@@ -538,17 +563,40 @@ async fn send_elements(conn: &mut ConnState, out: Vec<OutElement>, encrypt: Opti
             } else {
                 12
             };
-            match transform::encrypt(crypto.cipher, &crypto.encryption_key, sid, &nonce[..nlen], &chain) {
-                Ok(t) => BytesMut::from(&t[..]),
+            match transform::encrypt(crypto.cipher, &crypto.encryption_key, sid, &nonce[..nlen], &chain[4..]) {
+                Ok(t) => {
+                    let mut f = BytesMut::with_capacity(4 + t.len());
+                    protocol::netbios::encode_header(t.len(), &mut f);
+                    f.extend_from_slice(&t);
+                    f
+                }
                 Err(e) => {
                     warn!("encrypt: {e}");
                     return;
                 }
             }
         }
-        None => chain,
+        None => {
+            let len = chain.len() - 4;
+            let mut h = BytesMut::with_capacity(4);
+            protocol::netbios::encode_header(len, &mut h);
+            chain[..4].copy_from_slice(&h);
+            chain
+        }
     };
-    send_frame(&conn.tx, frame).await;
+    let _ = conn.tx.send(frame.freeze()).await;
+}
+
+/// Room in front of a body for the NetBIOS (4) and SMB2 (64) headers.
+pub const HEADROOM: usize = 4 + HEADER_LEN;
+
+/// A body buffer with [`HEADROOM`] in front of it, for large responses
+/// (READ): returns (headroom, body); put the headroom in [`Resp::headroom`].
+pub fn body_with_headroom(capacity: usize) -> (BytesMut, BytesMut) {
+    let mut b = BytesMut::with_capacity(HEADROOM + capacity);
+    b.resize(HEADROOM, 0);
+    let body = b.split_off(HEADROOM);
+    (b, body)
 }
 
 /// Adds the NetBIOS header and hands the frame to the writer.

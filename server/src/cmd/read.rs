@@ -45,7 +45,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                 }
             }
             let len = req.length as usize;
-            let mut body = BytesMut::with_capacity(16 + len);
+            let (room, mut body) = crate::pipeline::body_with_headroom(16 + len);
             ReadResponse::encode_header(0, 0, &mut body);
             body.truncate(16);
             body.resize(16 + len, 0);
@@ -59,7 +59,9 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                 body.extend_from_slice(&[0]);
             }
             lock(&open.st).position = req.offset + n as u64;
-            Ok(Resp::ok(body).file(fid))
+            let mut r = Resp::ok(body).file(fid);
+            r.headroom = Some(room);
+            Ok(r)
         }
     }
 }
