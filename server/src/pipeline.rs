@@ -18,7 +18,7 @@ use protocol::crypto::{signing, transform};
 use protocol::header::{self, flags, Command, Header, HEADER_LEN};
 use protocol::msg::FileId;
 use protocol::NtStatus;
-use tracing::{debug, trace, warn};
+use tracing::{debug, trace, warn, Instrument};
 
 use crate::cmd;
 use crate::conn::{ConnState, PendingOp};
@@ -496,8 +496,9 @@ async fn run_element(
         }
         tree = Some(t);
     }
+    let span = tracing::debug_span!("session", id = hdr.session_id, tree = hdr.tree_id, mid = hdr.message_id, cmd = ?command);
     let mut ctx = Ctx { server, conn, hdr, msg: elem, session, tree, encrypted, chain_file_id };
-    cmd::dispatch(&mut ctx, command).await
+    cmd::dispatch(&mut ctx, command).instrument(span).await
 }
 
 /// Encodes, signs and (when asked) encrypts the elements as one frame, and
