@@ -1,0 +1,135 @@
+//! The `duet` binary as a user meets it: `duet user add`, a TOML
+//! configuration file, guest shares, and the embedded default. Real
+//! processes, real smbclient.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn duet() -> String {
+    std::env::var("DUET_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_duet").to_string())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "duet did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn serve(dir: &Path, args: &[&str], port: u16) -> Running {
+    let child = Command::new(duet())
+        .arg("serve")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("duet.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let r = Running(child);
+    wait_port(port);
+    r
+}
+
+fn smbclient(port: u16, share: &str, auth: &[&str], cmd: &str) -> (bool, String) {
+    let out = Command::new("smbclient")
+        .arg(format!("//127.0.0.1/{share}"))
+        .args(["-p", &port.to_string(), "-m", "SMB3"])
+        .args(auth)
+        .args(["-c", cmd])
+        .output()
+        .expect("smbclient is installed");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success() && !text.contains("NT_STATUS_"), text)
+}
+
+#[test]
+fn users_file_and_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("data")).unwrap();
+    std::fs::write(d.join("data/hello.txt"), "from the config share\n").unwrap();
+    let st = Command::new(duet())
+        .args(["user", "add", "alice", "--users", "users", "--password", "s3cret"])
+        .current_dir(d)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let users = std::fs::read_to_string(d.join("users")).unwrap();
+    assert!(users.starts_with("alice:"), "{users}");
+    assert!(!users.contains("s3cret"), "the password itself is never stored");
+    let port = free_port();
+    std::fs::write(
+        d.join("duet.toml"),
+        format!("listen = [\"127.0.0.1:{port}\"]\nusers_file = \"users\"\n[[share]]\nname = \"team\"\npath = \"data\"\n"),
+    )
+    .unwrap();
+    let _srv = serve(d, &["--config", "duet.toml"], port);
+    let (ok, out) = smbclient(port, "team", &["-U", "alice%s3cret"], "get hello.txt got.txt");
+    assert!(ok, "{out}");
+    let (ok, out) = smbclient(port, "team", &["-U", "alice%wrong"], "ls");
+    assert!(!ok && out.contains("NT_STATUS_LOGON_FAILURE"), "{out}");
+    let log = std::fs::read_to_string(d.join("duet.log")).unwrap();
+    assert!(log.contains("logon failure"), "the failed attempt is logged: {log}");
+}
+
+#[test]
+fn guests_only_where_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for s in ["pub", "priv"] {
+        std::fs::create_dir(d.join(s)).unwrap();
+        std::fs::write(d.join(s).join("f.txt"), s).unwrap();
+    }
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _srv = serve(
+        d,
+        &["--listen", &listen, "--share", "pub=pub", "--share", "priv=priv", "--user", "bob:pw", "--guest-share", "pub"],
+        port,
+    );
+    // Anonymous and unknown users reach the guest share...
+    let (ok, out) = smbclient(port, "pub", &["-N"], "ls");
+    assert!(ok && out.contains("f.txt"), "{out}");
+    let (ok, out) = smbclient(port, "pub", &["-U", "stranger%whatever"], "ls");
+    assert!(ok && out.contains("f.txt"), "{out}");
+    // ...and nothing else.
+    let (ok, out) = smbclient(port, "priv", &["-N"], "ls");
+    assert!(!ok && out.contains("NT_STATUS_ACCESS_DENIED"), "{out}");
+    // A known user with a wrong password is never a guest.
+    let (ok, out) = smbclient(port, "pub", &["-U", "bob%nope"], "ls");
+    assert!(!ok && out.contains("NT_STATUS_LOGON_FAILURE"), "{out}");
+    let (ok, out) = smbclient(port, "priv", &["-U", "bob%pw"], "ls");
+    assert!(ok && out.contains("f.txt"), "{out}");
+}
+
+#[test]
+fn embedded_default_prints_a_working_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _srv = serve(d, &["--listen", &listen], port);
+    let log = std::fs::read_to_string(d.join("duet.log")).unwrap();
+    let line = log.lines().find(|l| l.contains("password")).unwrap_or_else(|| panic!("no password printed: {log}"));
+    let password = line.rsplit(' ').next().unwrap().trim();
+    assert_eq!(password, std::fs::read_to_string(d.join("duet-data/password")).unwrap().trim());
+    std::fs::write(d.join("duet-data/share/x.txt"), "x").unwrap();
+    let (ok, out) = smbclient(port, "duet", &["-U", &format!("duet%{password}")], "ls");
+    assert!(ok && out.contains("x.txt"), "{out}");
+}
