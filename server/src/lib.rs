@@ -88,6 +88,14 @@ pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
         comment: "Duet default share".into(),
     });
     cfg.inline_users.push(("duet".into(), password.clone()));
+    // Port 445 needs root; anyone else gets 4450.
+    if !nix::unistd::geteuid().is_root() {
+        for a in &mut cfg.listen {
+            if a.port() == 445 {
+                a.set_port(4450);
+            }
+        }
+    }
     let port = cfg.listen.first().map(|a| a.port()).unwrap_or(445);
     let ip = cfg.listen.first().map(|a| a.ip().to_string()).unwrap_or_default();
     let port_arg = if port == 445 { String::new() } else { format!(" -p {port}") };
