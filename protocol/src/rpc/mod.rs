@@ -7,7 +7,10 @@
 //! the client reads. It knows no sockets, files or SMB2 framing.
 //!
 //! # How the server drives a pipe
-//! - CREATE of `srvsvc`/`wkssvc` on IPC$: [`PipeKind::from_name`], then [`Pipe::new`].
+//! - CREATE of `srvsvc`/`wkssvc` on IPC$: [`PipeKind::from_name`], then [`Pipe::new`];
+//!   for an anonymous or guest session also [`Pipe::set_caller`]`(`[`Caller::Anonymous`]`)`.
+//! - The server implements [`PipeBackend`] (shares, server info, and
+//!   [`PipeBackend::now`] for NetrRemoteTOD, since this crate reads no clock).
 //! - WRITE: [`Pipe::write`]; the whole write is consumed (answer with its length).
 //! - READ: [`Pipe::read`]`(length)`. `None`: nothing to read. Otherwise answer
 //!   STATUS_BUFFER_OVERFLOW if [`Pipe::more_pending`] (the message was cut
