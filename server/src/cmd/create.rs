@@ -89,7 +89,14 @@ fn open_pipe(
     session: Arc<crate::state::Session>,
 ) -> HResult {
     let kind = protocol::rpc::PipeKind::from_name(&req.name).ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
-    let pipe = protocol::rpc::Pipe::new(kind);
+    let mut pipe = protocol::rpc::Pipe::new(kind);
+    let unauthenticated = {
+        let i = lock(&session.inner);
+        i.anonymous || i.guest
+    };
+    if unauthenticated {
+        pipe.set_caller(protocol::rpc::Caller::Anonymous);
+    }
     let id = ctx.server.next_id();
     let open = Arc::new(Open {
         persistent_id: id,

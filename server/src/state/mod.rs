@@ -150,6 +150,10 @@ impl protocol::rpc::PipeBackend for Server {
         v
     }
 
+    fn now(&self) -> Option<std::time::SystemTime> {
+        Some(std::time::SystemTime::now())
+    }
+
     fn server_info(&self) -> protocol::rpc::ServerInfo {
         protocol::rpc::ServerInfo {
             name: self.cfg.server_name.to_uppercase(),
