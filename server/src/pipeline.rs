@@ -369,7 +369,12 @@ async fn process(
 /// Responses to an encrypted session's requests are encrypted even when a
 /// request came in plain (e.g. after the session turned encryption on).
 fn encryption_for(conn: &ConnState, out: &[OutElement]) -> Option<(Arc<SessionCrypto>, u64)> {
-    let sid = out.first()?.hdr.session_id;
+    let first = out.first()?;
+    if first.hdr.command == Command::SessionSetup as u16 || first.hdr.command == Command::Negotiate as u16 {
+        // The client has no keys before it reads this answer.
+        return None;
+    }
+    let sid = first.hdr.session_id;
     let session = conn.session(sid)?;
     let crypto = session.crypto()?;
     if crypto.encrypt_data && session.is_valid() {
