@@ -1,37 +1,102 @@
-//! Model checking: every interleaving of bounded runs of two real `Node`s.
+//! Model checking: every interleaving of bounded runs of two real `Node`s
+//! (`takeover::model`). Each test explores one family of faults with the operator's
+//! takeover and giveback commands; the families run in parallel. The bounds and the state
+//! counts are in the README. `model_large` (ignored) combines every fault kind; run it with
+//! `cargo test --release -p takeover --test model -- --ignored`.
 
 use std::time::Duration;
 
 use takeover::model::{explore, replay, Bounds, Report};
 
-fn run(b: &Bounds) -> Report {
+/// No faults of any kind, horizon `ms`, and the given budgets.
+fn bounds(ms: u64, f: impl FnOnce(&mut Bounds)) -> Bounds {
+    let mut b = Bounds {
+        horizon: Duration::from_millis(ms),
+        losses: 0,
+        dups: 0,
+        delays: 0,
+        crashes: 0,
+        freezes: 0,
+        partitions: 0,
+        stalls: 0,
+        faults: 0,
+        commands: 0,
+        ..Bounds::small()
+    };
+    f(&mut b);
+    b
+}
+
+fn check(name: &str, b: &Bounds) -> Report {
     let t = std::time::Instant::now();
     let r = explore(b);
     eprintln!(
-        "bounds {b:?}\nstates {} transitions {} max depth {} liveness checks {} goals completed {} truncated {} in {:?}",
+        "{name}: {} states, {} transitions, depth {}, {} liveness checks, {} goals completed, truncated {}, {:?}",
         r.states, r.transitions, r.max_depth, r.liveness_checks, r.goals_completed, r.truncated, t.elapsed()
     );
     if let Some(f) = r.failures.first() {
         let p = replay(b, &f.trace);
-        eprintln!("FAILURE {}\ntrace {:?}", f.what, f.trace);
-        for i in 0..2 {
-            eprintln!("node {i} events {:?}", p.events(i));
-        }
+        let events: Vec<_> = (0..2).map(|i| p.events(i).to_vec()).collect();
+        panic!("{name}: {}\ntrace {:?}\nevents {events:?}", f.what, f.trace);
     }
+    assert!(!r.truncated, "{name}: state limit reached");
     r
 }
 
 #[test]
-fn model_small() {
-    let r = run(&Bounds::small());
-    assert!(r.failures.is_empty(), "{:?}", r.failures.first());
-    assert!(!r.truncated);
+fn model_commands_without_faults() {
+    check("commands", &bounds(1500, |b| b.commands = 2));
 }
 
 #[test]
-#[ignore = "large bounds: run with --release -- --ignored"]
+fn model_lost_and_duplicated_frames() {
+    check("loss+dup", &bounds(1200, |b| {
+        b.losses = 1;
+        b.dups = 1;
+        b.commands = 2;
+    }));
+}
+
+#[test]
+fn model_late_frames() {
+    check("late", &bounds(1200, |b| {
+        b.delays = 1;
+        b.commands = 2;
+    }));
+}
+
+#[test]
+fn model_crash_and_restart() {
+    check("crash", &bounds(1200, |b| {
+        b.crashes = 1;
+        b.commands = 1;
+    }));
+}
+
+#[test]
+fn model_freeze_and_partition() {
+    check("freeze+partition", &bounds(1200, |b| {
+        b.freezes = 1;
+        b.partitions = 1;
+    }));
+}
+
+#[test]
+fn model_storage_stall_and_fault() {
+    check("stall+fault", &bounds(1200, |b| {
+        b.stalls = 1;
+        b.faults = 1;
+    }));
+}
+
+#[test]
+#[ignore = "large bounds: cargo test --release -p takeover --test model -- --ignored"]
 fn model_large() {
-    let b = Bounds { horizon: Duration::from_millis(1500), ..Bounds::small() };
-    let r = run(&b);
+    let b = Bounds { horizon: Duration::from_millis(1500), max_states: 40_000_000, ..Bounds::small() };
+    let r = explore(&b);
+    eprintln!(
+        "large: {} states, {} transitions, depth {}, {} liveness checks, {} goals completed, truncated {}",
+        r.states, r.transitions, r.max_depth, r.liveness_checks, r.goals_completed, r.truncated
+    );
     assert!(r.failures.is_empty(), "{:?}", r.failures.first());
 }
