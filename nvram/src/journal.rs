@@ -358,7 +358,7 @@ impl Journal {
             _ => Ok(()),
         };
         if kind == Kind::Checkpoint {
-            self.last_checkpoint.fetch_max(claim.record, Ordering::AcqRel);
+            self.last_checkpoint.store(claim.record, Ordering::Release);
         }
         let mirror = lock(&self.mirror).clone();
         if let Some(m) = mirror {
@@ -367,7 +367,8 @@ impl Journal {
                 m.ship(Shipment { pos: claim.start, parts: &[&pad[..]] }, &ack);
             }
             let [a, b, c] = parts;
-            m.ship(Shipment { pos: claim.record, parts: &[&hdr[..], a, b, c] }, &ack);
+            let align_pad = &[0u8; 8][..(total - RECORD_HEADER as u64 - len) as usize];
+            m.ship(Shipment { pos: claim.record, parts: &[&hdr[..], a, b, c, align_pad] }, &ack);
         }
         let ticket = Ticket { seq, pos: claim.record, end: claim.end };
         self.own.publish(claim);

@@ -52,12 +52,12 @@ impl Record {
 /// Why a scan stopped where it did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogEnd {
-    /// A zeroed header, a record of an earlier lap, or one left by an earlier run: the
-    /// ordinary end of the log. (A record whose header was never stored looks like this
-    /// too, because an append writes its header last.)
+    /// No record starts at the tail: zeroed bytes, or leftovers of an earlier lap or run.
+    /// This is the ordinary end of a log. (A record whose header was never stored looks
+    /// like this too, because an append writes its header last.)
     Clean,
-    /// A record started at `pos` but is damaged: it was torn by the crash or garbled.
-    /// It and everything after it were dropped.
+    /// A record of the current lap and run starts at `pos` but is damaged: it was torn
+    /// by the crash or garbled. It and everything after it were dropped.
     Torn {
         /// Logical position of the damaged record.
         pos: u64,
@@ -69,16 +69,12 @@ pub enum LogEnd {
 /// What was wrong with a torn record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TornReason {
-    /// The header holds an unknown kind.
-    BadKind,
     /// The length runs past the ring end or past the live window.
     BadLength,
     /// Header and payload do not match the checksum.
     BadChecksum,
     /// The sequence number does not follow the previous record's.
     SequenceGap,
-    /// The lap or generation is from the future.
-    BadLapOrGeneration,
 }
 
 /// The operations of a log, by the consistency point of their latest record, each list
@@ -157,18 +153,12 @@ pub(crate) fn scan(
             break;
         }
         read(base + off, &mut hdr)?;
-        let Some((h, crc)) = RecordHeader::decode(&hdr) else {
-            if hdr.iter().any(|&b| b != 0) {
-                end = LogEnd::Torn { pos, reason: TornReason::BadKind };
-            }
-            break;
-        };
+        // No record starts here unless the header is one of this lap and of a run no
+        // older than the previous record's: anything else is zeroes or leftovers of an
+        // earlier lap or run (whose bytes may be anything), the ordinary end.
+        let Some((h, crc)) = RecordHeader::decode(&hdr) else { break };
         let lap = (pos / cap) as u32;
-        if h.lap < lap || h.generation < last_gen {
-            break; // left from an earlier lap or an earlier run
-        }
-        if h.lap > lap || h.generation > meta.generation {
-            end = LogEnd::Torn { pos, reason: TornReason::BadLapOrGeneration };
+        if h.lap != lap || h.generation < last_gen || h.generation > meta.generation {
             break;
         }
         let total = h.total();

@@ -124,8 +124,8 @@ fn sigkill_at_random_moments_loses_no_durable_record() {
         }
         let (_, rec) = match Journal::open_file(&path, opts(Durability::None)) {
             Ok(x) => x,
-            // Killed while formatting: the header never became valid; start over.
-            Err(Error::BadMagic | Error::BadHeader) if durable.is_empty() => {
+            // Killed while creating or formatting the file: start over.
+            Err(Error::BadMagic | Error::BadHeader | Error::BadSize { .. }) if durable.is_empty() => {
                 std::fs::remove_file(&path).unwrap();
                 continue;
             }

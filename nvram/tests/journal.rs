@@ -101,7 +101,8 @@ fn ring_wraps_many_laps_under_steady_load() {
         j.retire(o).unwrap();
         written += req.len() as u64 + 4 * 48;
         if op % 10 == 0 {
-            j.checkpoint(&op.to_le_bytes()).unwrap();
+            let t = j.checkpoint(&op.to_le_bytes()).unwrap();
+            assert!(j.head() <= t.pos, "the head never passes the last checkpoint");
         }
     }
     // Leave one operation in flight and crash.
@@ -114,7 +115,9 @@ fn ring_wraps_many_laps_under_steady_load() {
     let cp = rec.own.checkpoint.expect("a checkpoint");
     assert_eq!(cp.payload[..], (op / 10 * 10).to_le_bytes());
     assert_eq!(rec.own.points.pre_ack, vec![live]);
-    assert!(rec.own.records.iter().all(|r| r.op == live || r.seq < cp.seq || r.kind != Kind::PreAck || r.op.0 > cp.seq));
+    // Every operation before the checkpoint was retired: the head sits at it.
+    assert_eq!(rec.own.head, cp.pos);
+    assert!(rec.own.records.iter().all(|r| r.seq > cp.seq));
     let last = rec.own.records.last().unwrap();
     assert_eq!((last.op, &last.payload[..]), (live, &b"in flight"[..]));
     // Sequence numbers are dense.
@@ -337,10 +340,9 @@ fn append_is_durable_only_once_the_mirror_acknowledges() {
     waiter.join().unwrap().unwrap();
     assert!(j.is_durable(&t));
     // The record shipped is byte-for-byte what sits in the ring.
-    let shipped = m.shipped.lock().unwrap();
-    let (pos, bytes) = shipped.last().unwrap();
-    assert_eq!(*pos, t.pos);
-    assert_eq!(&bytes[40..], b"req");
+    let (pos, bytes) = m.shipped.lock().unwrap().last().unwrap().clone();
+    assert_eq!(pos, t.pos);
+    assert_eq!(&bytes[40..], b"req\0\0\0\0\0"); // padded to 8
 
     // With the partner gone, detaching releases waiters.
     let t2 = j.append_nowait(Entry::PreAck { op: OpId(2), request: b"req" }).unwrap();
