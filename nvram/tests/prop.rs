@@ -55,9 +55,13 @@ fn opts() -> Options {
     Options::new(ClusterId(1), NodeId(1), Durability::None)
 }
 
-fn run(ops: &[Op], crash: &Crash, more: usize) -> Result<(), TestCaseError> {
+/// `policy`: 0 is `None` and the crash keeps every store (a killed process, or DAX);
+/// 1 and 2 are `PerRecord` and `GroupCommit`, and the crash keeps only synced bytes (a
+/// power loss). Either way every append returned durable, so the outcome is the same.
+fn run(ops: &[Op], crash: &Crash, more: usize, policy: u8) -> Result<(), TestCaseError> {
     let storage = MemStorage::new(MIN_REGION as usize);
-    let j = Journal::create(storage.clone(), opts()).unwrap();
+    let d = [Durability::None, Durability::PerRecord, Durability::GroupCommit][policy as usize];
+    let j = Journal::create(storage.clone(), Options { durability: d, ..opts() }).unwrap();
     let cap = j.capacity();
     let mut items: Vec<Item> = Vec::new();
     let mut prev_end = 0u64;
@@ -120,7 +124,7 @@ fn run(ops: &[Op], crash: &Crash, more: usize) -> Result<(), TestCaseError> {
     }
     drop(j);
 
-    let before = storage.current_image();
+    let before = if policy == 0 { storage.current_image() } else { storage.durable_image() };
     let mut image = before.clone();
     let base = HEADER_AREA;
     match *crash {
@@ -191,7 +195,8 @@ proptest! {
         ops in prop::collection::vec(op_strategy(), 0..250),
         crash in crash_strategy(),
         more in 0usize..20,
+        policy in 0u8..3,
     ) {
-        run(&ops, &crash, more)?;
+        run(&ops, &crash, more, policy)?;
     }
 }
