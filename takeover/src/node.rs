@@ -131,6 +131,8 @@ pub enum Event {
     HandoverAbandoned { set: SetId, epoch: Epoch },
     /// The partner refused to take our set.
     TakeoverDenied { set: SetId, reason: DenyReason },
+    /// The partner asked us to take its set.
+    TakeoverRequested { set: SetId, reason: TakeoverReason },
     /// We refused to take the partner's set.
     DeniedTakeover { set: SetId, reason: DenyReason },
     /// A request to the partner went unanswered and was dropped.
@@ -564,7 +566,7 @@ impl Node {
                 self.round = None;
                 self.stalled_reported = false;
                 let until = r.started + self.config.lease;
-                if self.lease_until.is_none_or(|t| t < until) {
+                if self.lease_until.map_or(true, |t| t < until) {
                     if self.lease_expired_reported && now < until {
                         self.lease_expired_reported = false;
                         self.events.push_back(Event::LeaseRenewed);
@@ -717,7 +719,6 @@ impl Node {
     // ---- internals ----
 
     fn handle_message(&mut self, msg: Message, now: Instant) {
-        let me = self.config.me;
         if !self.booted {
             // Until we know what we own we take nothing on.
             match msg {
@@ -741,6 +742,9 @@ impl Node {
             Message::Heartbeat(st) => self.partner_status_seen(st, now),
             Message::TakeoverRequest { set, reason } => {
                 let s = self.slots[1];
+                if set == s.set && s.phase == Phase::Idle && self.pending.is_none() {
+                    self.events.push_back(Event::TakeoverRequested { set, reason });
+                }
                 if set != s.set {
                     self.counters.ignored += 1;
                     return;
@@ -778,7 +782,6 @@ impl Node {
                         self.send(Message::TakeoverDenied { set, reason });
                     }
                 }
-                let _ = reason;
             }
             Message::TakeoverDenied { set, reason } => {
                 if matches!(self.pending, Some(Pending::Takeover { .. })) && set == self.slots[0].set {
@@ -811,7 +814,7 @@ impl Node {
                 }
                 let expected = matches!(self.pending, Some(Pending::Shutdown { set: s, epoch: e, .. }) if s == set && e == epoch);
                 let fresh = self.slots[i].phase == Phase::Idle
-                    && self.slots[i].known.is_none_or(|k| k.epoch <= epoch);
+                    && self.slots[i].known.map_or(true, |k| k.epoch <= epoch);
                 if expected {
                     self.pending = None;
                 }
@@ -849,7 +852,7 @@ impl Node {
                     self.pending = None;
                 }
                 let fresh = self.slots[i].phase == Phase::Standby
-                    && self.slots[i].known.is_none_or(|k| k.epoch <= epoch);
+                    && self.slots[i].known.map_or(true, |k| k.epoch <= epoch);
                 if fresh {
                     let acq = Acquire { flag: Flag::ElectiveTakeover, source: Source::Mirror, upto: Some(last_seq), fence: false };
                     self.claim(i, epoch.next(), acq);
@@ -859,7 +862,6 @@ impl Node {
             }
             Message::Mirror(_) | Message::MirrorAck { .. } => {}
         }
-        let _ = me;
     }
 
     fn partner_status_seen(&mut self, st: Status, _now: Instant) {
@@ -1151,14 +1153,13 @@ impl Node {
         self.resend(now);
         for i in 0..2 {
             match self.slots[i].phase {
-                Phase::Released { epoch, since, giveback, .. } => {
+                Phase::Released { epoch, since, .. } => {
                     let dead = ic_silent_dead(self, now);
                     if dead || now.duration_since(since) >= self.config.handover_timeout {
                         // The partner never took it (or died): take it back, one epoch up.
                         let set = self.slots[i].set;
                         self.events.push_back(Event::HandoverAbandoned { set, epoch });
                         let acq = Acquire { flag: Flag::ElectiveTakeover, source: Source::Own, upto: None, fence: false };
-                        let _ = giveback;
                         self.claim(i, epoch.next(), acq);
                     } else {
                         self.send_done(i);
@@ -1260,19 +1261,6 @@ impl Node {
 fn ic_silent_dead(n: &Node, now: Instant) -> bool {
     let t = n.config.detection_timeout();
     n.partner_dead || (now.duration_since(n.last_heard) >= t && now.duration_since(n.counter_changed) >= t)
-}
-
-/// Bytes of a frame, decoded, for tests and tools.
-pub fn peek(bytes: &[u8]) -> Result<Frame, FrameError> {
-    codec::Frame::parse(bytes)
-}
-
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send + Sync>() {}
-    is_send::<Node>();
-    let _ = Duration::ZERO;
-    let _: Option<NodeId> = None;
 }
 
 #[cfg(test)]
