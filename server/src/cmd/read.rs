@@ -39,6 +39,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             if open.access & (access::FILE_READ_DATA | access::FILE_EXECUTE) == 0 {
                 return Err(NtStatus::ACCESS_DENIED);
             }
+            check_range(req.offset, u64::from(req.length))?;
             if let Some(key) = open.key {
                 if lock(&ctx.server.files).io_conflict(&key, open.persistent_id, req.offset, u64::from(req.length), false) {
                     return Err(NtStatus::FILE_LOCK_CONFLICT);
@@ -63,5 +64,32 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             r.headroom = Some(room);
             Ok(r)
         }
+    }
+}
+
+/// A read may not reach past the largest file offset, 2^63 - 1 ([MS-FSA]
+/// 2.1.5.2: ByteOffset is a signed 64-bit value): INVALID_PARAMETER, even
+/// for an empty read starting past it.
+fn check_range(offset: u64, length: u64) -> Result<(), NtStatus> {
+    match offset.checked_add(length) {
+        Some(end) if end <= i64::MAX as u64 => Ok(()),
+        _ => Err(NtStatus::INVALID_PARAMETER),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_stop_at_the_largest_offset() {
+        let max = i64::MAX as u64;
+        assert_eq!(check_range(0, 10), Ok(()));
+        assert_eq!(check_range(max - 1, 1), Ok(()));
+        assert_eq!(check_range(max, 0), Ok(()));
+        assert_eq!(check_range(max, 1), Err(NtStatus::INVALID_PARAMETER));
+        assert_eq!(check_range(max + 1, 0), Err(NtStatus::INVALID_PARAMETER));
+        assert_eq!(check_range(u64::MAX, 0), Err(NtStatus::INVALID_PARAMETER));
+        assert_eq!(check_range(u64::MAX - 2, 10), Err(NtStatus::INVALID_PARAMETER));
     }
 }

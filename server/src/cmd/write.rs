@@ -9,7 +9,17 @@ use crate::conn::MAX_IO;
 use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
+use crate::fs;
 use crate::state::open::OpenKind;
+use crate::state::Open;
+
+/// The largest file NTFS holds, 16 TiB less 64 KiB: Windows fails a write
+/// past it with INVALID_PARAMETER, and Duet does the same.
+const MAX_FILE_SIZE: u64 = 0xFFF_FFFF_0000;
+
+/// Writes at or past this offset check that the space they may allocate
+/// exists (see [`check_space`]); below it the write itself finds out.
+const SPACE_CHECK_FROM: u64 = 64 << 20;
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = WriteRequest::parse(ctx.msg).map_err(bad)?;
@@ -33,18 +43,17 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             if open.access & (access::FILE_WRITE_DATA | access::FILE_APPEND_DATA) == 0 {
                 return Err(NtStatus::ACCESS_DENIED);
             }
-            let offset = if req.offset == u64::MAX || append_only {
-                h.stat().map_err(|e| e.status())?.size
-            } else {
-                req.offset
-            };
-            if offset.checked_add(req.data.len() as u64).is_none_or(|end| end > i64::MAX as u64) {
-                return Err(NtStatus::INVALID_PARAMETER);
-            }
-            if let Some(key) = open.key {
-                if lock(&ctx.server.files).io_conflict(&key, open.persistent_id, offset, req.data.len() as u64, true) {
-                    return Err(NtStatus::FILE_LOCK_CONFLICT);
+            let len = req.data.len() as u64;
+            // An append-only open writes at the end, wherever it asks to.
+            let offset = if append_only { h.stat().map_err(|e| e.status())?.size } else { req.offset };
+            check_range(offset, len)?;
+            if len > 0 {
+                if let Some(key) = open.key {
+                    if lock(&ctx.server.files).io_conflict(&key, open.persistent_id, offset, len, true) {
+                        return Err(NtStatus::FILE_LOCK_CONFLICT);
+                    }
                 }
+                check_space(&open, h, offset + len)?;
             }
             let n = h.write_at(req.data, offset).map_err(|e| e.status())?;
             let mut st = lock(&open.st);
@@ -56,4 +65,73 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let mut body = BytesMut::with_capacity(17);
     WriteResponse { count: count as u32 }.encode(&mut body);
     Ok(Resp::ok(body).file(fid))
+}
+
+/// A write must start at a valid file offset (at most 2^63 - 1, [MS-FSA]
+/// 2.1.5.3) and, when it carries data, end within [`MAX_FILE_SIZE`]. An
+/// empty write anywhere up to 2^63 - 1 succeeds and writes nothing.
+fn check_range(offset: u64, len: u64) -> Result<(), NtStatus> {
+    if offset > i64::MAX as u64 || (len > 0 && offset.checked_add(len).is_none_or(|end| end > MAX_FILE_SIZE)) {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    Ok(())
+}
+
+/// Duet keeps no sparse-file state, so a write past the end of file is
+/// treated as NTFS treats one to a file that is not sparse: the gap is
+/// allocated too. When the file system could not hold the grown file, the
+/// write fails with DISK_FULL up front, instead of leaving a hole that no
+/// later write could fill.
+fn check_space(open: &Open, h: &fs::Handle, end: u64) -> Result<(), NtStatus> {
+    if end < SPACE_CHECK_FROM {
+        return Ok(());
+    }
+    let Some(Ok(space)) = open.share().map(|s| s.fs.statvfs()) else {
+        return Ok(());
+    };
+    let avail = space.avail_blocks.saturating_mul(space.block_size);
+    if end <= avail {
+        return Ok(());
+    }
+    let size = h.stat().map_err(|e| e.status())?.size;
+    if growth_fits(size, end, avail) {
+        Ok(())
+    } else {
+        Err(NtStatus::DISK_FULL)
+    }
+}
+
+/// Does growing a file of `size` bytes to `end` fit in `avail` free bytes?
+fn growth_fits(size: u64, end: u64, avail: u64) -> bool {
+    end.saturating_sub(size) <= avail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_ranges() {
+        let max = i64::MAX as u64;
+        assert_eq!(check_range(0, 10), Ok(()));
+        // Empty writes: anywhere up to 2^63 - 1.
+        assert_eq!(check_range(max, 0), Ok(()));
+        assert_eq!(check_range(MAX_FILE_SIZE, 0), Ok(()));
+        assert_eq!(check_range(max + 1, 0), Err(NtStatus::INVALID_PARAMETER));
+        assert_eq!(check_range(u64::MAX, 0), Err(NtStatus::INVALID_PARAMETER));
+        // Data: the end within the largest file.
+        assert_eq!(check_range(MAX_FILE_SIZE - 1, 1), Ok(()));
+        assert_eq!(check_range(MAX_FILE_SIZE, 1), Err(NtStatus::INVALID_PARAMETER));
+        assert_eq!(check_range(max, 1), Err(NtStatus::INVALID_PARAMETER));
+        assert_eq!(check_range(u64::MAX, 65536), Err(NtStatus::INVALID_PARAMETER));
+        assert_eq!(check_range(u64::MAX - 1, 65536), Err(NtStatus::INVALID_PARAMETER));
+    }
+
+    #[test]
+    fn growth_against_free_space() {
+        assert!(growth_fits(100, 50, 0));
+        assert!(growth_fits(100, 200, 100));
+        assert!(!growth_fits(100, 201, 100));
+        assert!(!growth_fits(0, MAX_FILE_SIZE, 1 << 40));
+    }
 }

@@ -46,7 +46,8 @@ pub struct OpenRef {
     pub share_access: u32,
 }
 
-/// One granted byte-range lock.
+/// One granted byte-range lock ([MS-FSA] 2.1.1.7 ByteRangeLock). Its
+/// owner is the open; SMB2 has no lock key or pid ([MS-SMB2] 3.3.5.14).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ByteLock {
     pub persistent_id: u64,
@@ -56,16 +57,48 @@ pub struct ByteLock {
 }
 
 impl ByteLock {
-    /// Do two ranges overlap? Zero-length ranges overlap nothing
-    /// except when inside another range ([MS-FSA] 2.1.5.7 note).
+    /// Does the lock overlap the range? As in [MS-FSA] 2.1.4.10, with
+    /// inclusive last bytes: a zero-length range at `p` overlaps a range
+    /// only when `p` lies past its first byte and not past its last, and
+    /// two zero-length ranges never overlap. Callers reject ranges whose
+    /// last byte would pass `u64::MAX` ([MS-FSA] 2.1.5.8).
     fn overlaps(&self, offset: u64, length: u64) -> bool {
-        let a_end = self.offset.saturating_add(self.length);
-        let b_end = offset.saturating_add(length);
-        if self.length == 0 || length == 0 {
-            let (p, s, e) = if self.length == 0 { (self.offset, offset, b_end) } else { (offset, self.offset, a_end) };
-            return self.length != length && p > s && p < e;
+        let last = |off: u64, len: u64| off.saturating_add(len - 1);
+        match (self.length, length) {
+            (0, 0) => false,
+            (0, _) => offset < self.offset && self.offset <= last(offset, length),
+            (_, 0) => self.offset < offset && offset <= last(self.offset, self.length),
+            _ => self.offset <= last(offset, length) && offset <= last(self.offset, self.length),
         }
-        self.offset < b_end && offset < a_end
+    }
+
+    /// Does an access to the range by `persistent_id` conflict with this
+    /// lock ([MS-FSA] 2.1.4.10)? `exclusive` is the intent: an exclusive
+    /// lock request or a write; `lock_intent` tells a lock request from
+    /// I/O. The owner of an exclusive lock may read and write under it and
+    /// stack shared locks on it, but not a second exclusive one; a shared
+    /// lock admits reads and shared locks from anyone, and nothing
+    /// exclusive, its owner's writes included.
+    fn conflicts(&self, persistent_id: u64, offset: u64, length: u64, exclusive: bool, lock_intent: bool) -> bool {
+        if !self.overlaps(offset, length) {
+            return false;
+        }
+        if self.exclusive {
+            self.persistent_id != persistent_id || (lock_intent && exclusive)
+        } else {
+            exclusive
+        }
+    }
+}
+
+/// LockSequenceNumbers an open has used, by LockSequenceIndex - 1
+/// ([MS-SMB2] 3.3.1.10 Open.LockSequenceArray); `None` is not valid.
+#[derive(Debug, Clone)]
+pub struct LockSequences([Option<u8>; 64]);
+
+impl Default for LockSequences {
+    fn default() -> LockSequences {
+        LockSequences([None; 64])
     }
 }
 
@@ -78,6 +111,9 @@ pub struct FileEntry {
     pub locks: Vec<ByteLock>,
     /// Bumped on every lock release, so blocked lock requests retry.
     pub lock_generation: u64,
+    /// Lock replay detection state of the opens that use it, by
+    /// persistent id.
+    pub lock_sequences: HashMap<u64, LockSequences>,
 }
 
 #[derive(Debug, Default)]
@@ -143,11 +179,7 @@ impl FileTable {
             return None;
         };
         f.opens.retain(|o| o.persistent_id != persistent_id);
-        let before = f.locks.len();
-        f.locks.retain(|l| l.persistent_id != persistent_id);
-        if f.locks.len() != before {
-            f.lock_generation += 1;
-        }
+        release_locks(f, persistent_id);
         if f.opens.is_empty() {
             let pending = f.delete_pending;
             let path = f.path.take();
@@ -169,57 +201,103 @@ impl FileTable {
         }
     }
 
-    /// Tries to take a lock. Err(true) when it conflicts with a lock held by
-    /// another open (or an exclusive one of the same open).
-    pub fn try_lock(&mut self, key: &FileKey, lock: ByteLock) -> Result<(), ()> {
+    /// Takes all the locks or none ([MS-FSA] 2.1.5.8, for each element of
+    /// one SMB2 LOCK request, [MS-SMB2] 3.3.5.14.2). Each lock is checked
+    /// against the file's locks and the ones granted before it in `locks`.
+    /// `Err(i)`: `locks[i]` conflicts, and nothing was taken. With
+    /// `commit` false it only checks.
+    pub fn lock_ranges(&mut self, key: &FileKey, locks: &[ByteLock], commit: bool) -> Result<(), usize> {
         let f = self.files.entry(*key).or_default();
-        let conflict = f.locks.iter().any(|l| {
-            l.overlaps(lock.offset, lock.length)
-                && (l.exclusive || lock.exclusive)
-                && !(l.persistent_id == lock.persistent_id && !l.exclusive && !lock.exclusive)
-        });
-        let same_range_zero = lock.length == 0 && f.locks.iter().any(|l| l.length == 0 && l.offset == lock.offset && l.exclusive && lock.exclusive && l.persistent_id != lock.persistent_id);
-        if conflict || same_range_zero {
-            return Err(());
+        let before = f.locks.len();
+        for (i, l) in locks.iter().enumerate() {
+            if f.locks.iter().any(|h| h.conflicts(l.persistent_id, l.offset, l.length, l.exclusive, true)) {
+                f.locks.truncate(before);
+                return Err(i);
+            }
+            f.locks.push(l.clone());
         }
-        f.locks.push(lock);
+        if !commit {
+            f.locks.truncate(before);
+        }
         Ok(())
     }
 
-    /// Releases one lock exactly matching the range; Err when none matches.
+    /// Releases one lock of the open with exactly this range, an exclusive
+    /// one before a shared one ([MS-FSA] 2.1.5.9); Err when none matches.
     pub fn unlock(&mut self, key: &FileKey, persistent_id: u64, offset: u64, length: u64) -> Result<(), ()> {
         let f = self.files.get_mut(key).ok_or(())?;
-        let i = f
-            .locks
-            .iter()
-            .position(|l| l.persistent_id == persistent_id && l.offset == offset && l.length == length)
-            .ok_or(())?;
-        f.locks.remove(i);
+        let mut found = None;
+        for (i, l) in f.locks.iter().enumerate() {
+            if l.persistent_id == persistent_id && l.offset == offset && l.length == length {
+                found = Some(i);
+                if l.exclusive {
+                    break;
+                }
+            }
+        }
+        f.locks.remove(found.ok_or(())?);
         f.lock_generation += 1;
         Ok(())
     }
 
     /// Would an I/O of `len` bytes at `offset` by this open conflict with a
-    /// lock of another open? Writes conflict with any lock, reads only with
-    /// exclusive ones.
+    /// byte-range lock ([MS-FSA] 2.1.4.10 with no lock intent)? A write
+    /// conflicts with any other open's lock and with the open's own shared
+    /// locks; a read only with other opens' exclusive locks. An empty I/O
+    /// conflicts with nothing.
     pub fn io_conflict(&self, key: &FileKey, persistent_id: u64, offset: u64, len: u64, write: bool) -> bool {
         if len == 0 {
             return false;
         }
-        self.files.get(key).is_some_and(|f| {
-            f.locks.iter().any(|l| {
-                l.length != 0
-                    && l.overlaps(offset, len)
-                    && (l.persistent_id != persistent_id || (write && !l.exclusive))
-                    && (write || l.exclusive)
-                    && !(l.persistent_id == persistent_id && l.exclusive)
-            })
-        })
+        self.files
+            .get(key)
+            .is_some_and(|f| f.locks.iter().any(|l| l.conflicts(persistent_id, offset, len, write, false)))
+    }
+
+    /// Is this LOCK a replay of one the open already carried out
+    /// ([MS-SMB2] 3.3.5.14: the open's LockSequenceArray holds `number` at
+    /// `index`, which counts from 1)? Indexes outside 1..=64 are never
+    /// replays.
+    pub fn lock_sequence_replayed(&self, key: &FileKey, persistent_id: u64, index: u32, number: u8) -> bool {
+        let Some(slot) = sequence_slot(index) else {
+            return false;
+        };
+        self.files
+            .get(key)
+            .and_then(|f| f.lock_sequences.get(&persistent_id))
+            .is_some_and(|s| s.0[slot] == Some(number))
+    }
+
+    /// Records (`Some`) or invalidates (`None`) the open's LockSequenceArray
+    /// entry at `index` ([MS-SMB2] 3.3.5.14); indexes outside 1..=64 are
+    /// ignored.
+    pub fn set_lock_sequence(&mut self, key: &FileKey, persistent_id: u64, index: u32, number: Option<u8>) {
+        let Some(slot) = sequence_slot(index) else {
+            return;
+        };
+        if let Some(f) = self.files.get_mut(key) {
+            f.lock_sequences.entry(persistent_id).or_default().0[slot] = number;
+        }
     }
 
     pub fn lock_generation(&self, key: &FileKey) -> u64 {
         self.files.get(key).map_or(0, |f| f.lock_generation)
     }
+}
+
+/// Drops an open's byte-range locks and lock sequences, when it closes.
+fn release_locks(f: &mut FileEntry, persistent_id: u64) {
+    let before = f.locks.len();
+    f.locks.retain(|l| l.persistent_id != persistent_id);
+    if f.locks.len() != before {
+        f.lock_generation += 1;
+    }
+    f.lock_sequences.remove(&persistent_id);
+}
+
+/// The array slot of a LockSequenceIndex (1..=64).
+fn sequence_slot(index: u32) -> Option<usize> {
+    (1..=64).contains(&index).then(|| index as usize - 1)
 }
 
 #[cfg(test)]
@@ -242,19 +320,134 @@ mod tests {
         assert!(share_conflict(&r(FILE_READ_DATA, share::READ | share::WRITE), DELETE, 7));
     }
 
+    fn bl(id: u64, offset: u64, length: u64, exclusive: bool) -> ByteLock {
+        ByteLock { persistent_id: id, offset, length, exclusive }
+    }
+
+    fn take(t: &mut FileTable, l: ByteLock) -> bool {
+        t.lock_ranges(&(1, 2), &[l], true).is_ok()
+    }
+
     #[test]
     fn locks_conflict_and_release() {
         let mut t = FileTable::default();
         let k = (1, 2);
-        let l = |id, off, len, ex| ByteLock { persistent_id: id, offset: off, length: len, exclusive: ex };
-        assert!(t.try_lock(&k, l(1, 0, 10, true)).is_ok());
-        assert!(t.try_lock(&k, l(2, 5, 10, false)).is_err());
-        assert!(t.try_lock(&k, l(2, 10, 10, true)).is_ok());
+        assert!(take(&mut t, bl(1, 0, 10, true)));
+        assert!(!take(&mut t, bl(2, 5, 10, false)));
+        assert!(take(&mut t, bl(2, 10, 10, true)));
         assert!(t.io_conflict(&k, 2, 0, 1, false));
         assert!(!t.io_conflict(&k, 1, 0, 1, true));
         assert!(t.unlock(&k, 2, 0, 10).is_err());
         assert!(t.unlock(&k, 1, 0, 10).is_ok());
-        assert!(t.try_lock(&k, l(2, 5, 5, true)).is_ok());
+        assert!(take(&mut t, bl(2, 5, 5, true)));
+    }
+
+    #[test]
+    fn stacking_on_the_same_open() {
+        let mut t = FileTable::default();
+        let k = (1, 2);
+        // Shared on shared, and shared on the open's own exclusive, stack.
+        assert!(take(&mut t, bl(1, 0, 10, true)));
+        assert!(take(&mut t, bl(1, 0, 10, false)));
+        assert!(take(&mut t, bl(1, 0, 10, false)));
+        // Another open gets neither; nor does a second exclusive.
+        assert!(!take(&mut t, bl(2, 0, 10, false)));
+        assert!(!take(&mut t, bl(1, 0, 10, true)));
+        // Exclusive on the open's own shared fails.
+        assert!(take(&mut t, bl(1, 20, 10, false)));
+        assert!(!take(&mut t, bl(1, 25, 1, true)));
+        // Unlocks take the exclusive first, then the shared ones.
+        assert!(t.unlock(&k, 1, 0, 10).is_ok());
+        assert!(take(&mut t, bl(2, 0, 10, false)));
+        assert!(t.unlock(&k, 1, 0, 10).is_ok());
+        assert!(t.unlock(&k, 1, 0, 10).is_ok());
+        assert!(t.unlock(&k, 1, 0, 10).is_err());
+        // The range must match exactly.
+        assert!(t.unlock(&k, 1, 20, 5).is_err());
+        assert!(t.unlock(&k, 1, 20, 10).is_ok());
+    }
+
+    #[test]
+    fn zero_length_locks() {
+        // A zero-length lock at 10 against another open's locks.
+        for (off, len, conflict) in [(10, 0, false), (9, 1, false), (10, 1, false), (11, 1, false), (9, 2, true), (10, 2, false), (9, 3, true)] {
+            let mut t = FileTable::default();
+            assert!(take(&mut t, bl(1, 10, 0, true)));
+            assert_eq!(!take(&mut t, bl(2, off, len, true)), conflict, "{off}/{len}");
+            let mut t = FileTable::default();
+            assert!(take(&mut t, bl(1, off, len, true)));
+            assert_eq!(!take(&mut t, bl(2, 10, 0, true)), conflict, "{off}/{len} first");
+        }
+        // At the top of the range.
+        let mut t = FileTable::default();
+        assert!(take(&mut t, bl(1, u64::MAX, 0, true)));
+        assert!(take(&mut t, bl(2, u64::MAX, 0, true)));
+        assert!(take(&mut t, bl(1, u64::MAX, 1, true)));
+        assert!(!take(&mut t, bl(2, u64::MAX, 1, true)));
+        assert!(!take(&mut t, bl(2, u64::MAX - 1, 2, false)));
+    }
+
+    #[test]
+    fn all_or_nothing() {
+        let mut t = FileTable::default();
+        let k = (1, 2);
+        assert!(take(&mut t, bl(1, 10, 10, true)));
+        // The second conflicts: the first is not kept.
+        assert_eq!(t.lock_ranges(&k, &[bl(1, 0, 10, true), bl(1, 10, 10, true)], true), Err(1));
+        assert!(t.unlock(&k, 1, 0, 10).is_err());
+        // Elements of one request conflict with each other too.
+        assert_eq!(t.lock_ranges(&k, &[bl(1, 30, 10, true), bl(1, 35, 1, true)], true), Err(1));
+        // A check takes nothing.
+        assert_eq!(t.lock_ranges(&k, &[bl(1, 0, 10, true)], false), Ok(()));
+        assert!(t.unlock(&k, 1, 0, 10).is_err());
+    }
+
+    #[test]
+    fn io_against_locks() {
+        let mut t = FileTable::default();
+        let k = (1, 2);
+        assert!(take(&mut t, bl(1, 0, 100, false)));
+        assert!(take(&mut t, bl(1, 100, 100, true)));
+        // Shared: anyone reads, nobody writes, the owner included.
+        assert!(!t.io_conflict(&k, 1, 0, 10, false));
+        assert!(!t.io_conflict(&k, 2, 0, 10, false));
+        assert!(t.io_conflict(&k, 1, 0, 10, true));
+        assert!(t.io_conflict(&k, 2, 0, 10, true));
+        // Exclusive: the owner reads and writes, others do neither.
+        assert!(!t.io_conflict(&k, 1, 150, 10, false));
+        assert!(!t.io_conflict(&k, 1, 150, 10, true));
+        assert!(t.io_conflict(&k, 2, 150, 10, false));
+        assert!(t.io_conflict(&k, 2, 150, 10, true));
+        // Empty I/O and I/O past the locks conflict with nothing.
+        assert!(!t.io_conflict(&k, 2, 150, 0, true));
+        assert!(!t.io_conflict(&k, 2, 200, 10, true));
+    }
+
+    #[test]
+    fn lock_sequences_replay_and_close() {
+        let mut t = FileTable::default();
+        let k = (1, 2);
+        t.add_open(k, OpenRef { persistent_id: 7, access: 0, share_access: 0 }, crate::fs::Resolved::root());
+        assert!(!t.lock_sequence_replayed(&k, 7, 1, 1));
+        t.set_lock_sequence(&k, 7, 1, Some(1));
+        t.set_lock_sequence(&k, 7, 64, Some(2));
+        assert!(t.lock_sequence_replayed(&k, 7, 1, 1));
+        assert!(!t.lock_sequence_replayed(&k, 7, 1, 2));
+        assert!(t.lock_sequence_replayed(&k, 7, 64, 2));
+        assert!(!t.lock_sequence_replayed(&k, 8, 1, 1));
+        // Indexes 0 and 65 are not tracked.
+        t.set_lock_sequence(&k, 7, 0, Some(3));
+        t.set_lock_sequence(&k, 7, 65, Some(3));
+        assert!(!t.lock_sequence_replayed(&k, 7, 0, 3));
+        assert!(!t.lock_sequence_replayed(&k, 7, 65, 3));
+        t.set_lock_sequence(&k, 7, 1, None);
+        assert!(!t.lock_sequence_replayed(&k, 7, 1, 1));
+        // Closing the open forgets its locks and sequences.
+        t.add_open(k, OpenRef { persistent_id: 8, access: 0, share_access: 0 }, crate::fs::Resolved::root());
+        assert!(take(&mut t, bl(7, 0, 1, true)));
+        assert_eq!(t.remove_open(&k, 7), None);
+        assert!(!t.lock_sequence_replayed(&k, 7, 64, 2));
+        assert!(take(&mut t, bl(8, 0, 1, true)));
     }
 }
 
