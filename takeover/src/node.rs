@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::codec::{self, DenyReason, Frame, FrameError, Header, Message, SetStatus, Status, TakeoverReason};
+use crate::codec::{DenyReason, Frame, FrameError, Header, Message, SetStatus, Status, TakeoverReason};
 use crate::config::{BootInfo, Config, Identity, JoinError};
 use crate::ownership::fs::ClaimOutcome;
 use crate::ownership::{Newest, Ownership, Record};
-use crate::types::{Epoch, FaultKind, Flag, Health, NodeId, SetId};
+use crate::types::{Epoch, FaultKind, Flag, Health, SetId};
 
 /// Work for the server. Each is answered, when finished, with the matching
 /// [`Node::handle_done`] (or [`Node::handle_claim`], [`Node::handle_ownership`],
@@ -1267,7 +1267,7 @@ fn ic_silent_dead(n: &Node, now: Instant) -> bool {
 mod tests {
     use super::*;
     use crate::config::{SetNeeds, SharedConfig};
-    use crate::types::ClusterId;
+    use crate::types::{ClusterId, NodeId};
 
     const C: ClusterId = ClusterId(3);
     const ME: NodeId = NodeId(1);
