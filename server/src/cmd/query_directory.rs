@@ -57,7 +57,22 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     }
     let files = lock(&ctx.server.files);
     while cursor.next < cursor.entries.len() {
-        let e = &cursor.entries[cursor.next];
+        let e = &mut cursor.entries[cursor.next];
+        if !first {
+            // The listing was taken when the enumeration started: show each
+            // later entry as it is now, and skip the ones deleted since
+            // ([MS-FSA] 2.1.5.6.3: entries come from the directory, not a
+            // copy of it).
+            let fresh = if e.name == "." || e.name == ".." { handle.stat() } else { handle.stat_child(&e.name) };
+            match fresh {
+                Ok(st) => e.stat = st,
+                Err(fs::FsError::NotFound | fs::FsError::SymlinkRefused | fs::FsError::AccessDenied) => {
+                    cursor.next += 1;
+                    continue;
+                }
+                Err(err) => return Err(err.status()),
+            }
+        }
         let short = if e.name == "." || e.name == ".." { String::new() } else { fs::short_name(&e.name) };
         let pending = files.is_delete_pending(&(e.stat.dev, e.stat.ino));
         if !builder.push(&e.name, &short, &file_stat(&e.stat, pending)) {
@@ -70,11 +85,40 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     }
     drop(files);
     if builder.is_empty() {
-        // The next entry does not fit in the client's buffer.
-        return Err(NtStatus::INFO_LENGTH_MISMATCH);
+        if cursor.next >= cursor.entries.len() {
+            // Everything left had been deleted.
+            return Err(NtStatus::NO_MORE_FILES);
+        }
+        return Err(first_entry_does_not_fit(req.file_information_class, req.output_buffer_length));
     }
     let data = builder.finish();
     let mut body = BytesMut::with_capacity(8 + data.len());
     QueryDirectoryResponse { output_buffer: &data }.encode(&mut body);
     Ok(Resp::ok(body).file(fid))
+}
+
+/// The status when not even the next entry fits the client's buffer
+/// ([MS-FSA] 2.1.5.6.3): STATUS_INFO_LENGTH_MISMATCH when the buffer is
+/// smaller than the class's fixed part, else STATUS_BUFFER_OVERFLOW (the
+/// name is what does not fit). The entry stays next, so a retry with a
+/// larger buffer returns it.
+fn first_entry_does_not_fit(class: u8, output_buffer_length: u32) -> NtStatus {
+    match protocol::fscc::dir_entry_fixed_size(class) {
+        Some(fixed) if output_buffer_length as usize >= fixed => NtStatus::BUFFER_OVERFLOW,
+        _ => NtStatus::INFO_LENGTH_MISMATCH,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::fscc::file_info_class as fic;
+
+    #[test]
+    fn small_buffers_get_the_windows_status() {
+        let fixed = protocol::fscc::dir_entry_fixed_size(fic::FILE_BOTH_DIRECTORY_INFORMATION).unwrap() as u32;
+        assert_eq!(first_entry_does_not_fit(fic::FILE_BOTH_DIRECTORY_INFORMATION, 1), NtStatus::INFO_LENGTH_MISMATCH);
+        assert_eq!(first_entry_does_not_fit(fic::FILE_BOTH_DIRECTORY_INFORMATION, fixed - 1), NtStatus::INFO_LENGTH_MISMATCH);
+        assert_eq!(first_entry_does_not_fit(fic::FILE_BOTH_DIRECTORY_INFORMATION, fixed), NtStatus::BUFFER_OVERFLOW);
+    }
 }

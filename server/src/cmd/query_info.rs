@@ -68,9 +68,76 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
         (format!("\\{}", s.path), s.position, s.mode)
     };
     let volume_serial = open.share().map_or(0, |s| u64::from(s.fs.volume_serial()));
-    let info = FileInfoCtx { stat: &fstat, name: &name, access_mask: open.access, position, mode, volume_serial };
-    fscc::encode_file_info(class, &info, out).map_err(|e| e.status())?;
+    if max < windows_min_size(class) {
+        return Err(NtStatus::INFO_LENGTH_MISMATCH);
+    }
+    match class {
+        fic::FILE_ALTERNATE_NAME_INFORMATION => {
+            // The same mangled 8.3 name directory listings report
+            // ([MS-FSA] 2.1.5.12.3: the short name of the open's link).
+            let leaf = on_disk_path(ctx, open, &name);
+            let leaf = leaf.rsplit('\\').next().unwrap_or("");
+            if leaf.is_empty() {
+                return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
+            }
+            fscc::encode_file_name_information(&crate::fs::short_name(leaf), out).map_err(|e| e.status())?;
+        }
+        fic::FILE_NORMALIZED_NAME_INFORMATION => {
+            // [MS-SMB2] 3.3.5.20.1: only over SMB 3.1.1. The share-relative
+            // path in on-disk case, no leading separator ([MS-FSA]
+            // 2.1.5.12.21); empty for the share root.
+            if ctx.conn.dialect < protocol::msg::negotiate::dialect::SMB3_1_1 {
+                return Err(NtStatus::NOT_SUPPORTED);
+            }
+            let path = on_disk_path(ctx, open, &name);
+            fscc::encode_file_name_information(&path, out).map_err(|e| e.status())?;
+        }
+        _ => {
+            let info = FileInfoCtx { stat: &fstat, name: &name, access_mask: open.access, position, mode, volume_serial };
+            fscc::encode_file_info(class, &info, out).map_err(|e| e.status())?;
+        }
+    }
     fscc::truncate_output(class, out, max).map_err(|e| e.status())
+}
+
+/// The open's share-relative path as it is on disk (no leading `\`),
+/// falling back to the client's spelling `name` (which has one).
+fn on_disk_path(ctx: &Ctx<'_>, open: &Open, name: &str) -> String {
+    open.key
+        .and_then(|k| lock(&ctx.server.files).path(&k))
+        .map_or_else(|| name.trim_start_matches('\\').to_string(), |p| p.smb_path())
+}
+
+/// The smallest OutputBufferLength Windows accepts for a file class: the
+/// C `sizeof` of its structure, trailing name array and padding included
+/// ([MS-FSA] 2.1.5.12: "If OutputBufferSize is smaller than
+/// sizeof(FILE_..._INFORMATION), fail with STATUS_INFO_LENGTH_MISMATCH").
+/// Below this the answer is INFO_LENGTH_MISMATCH; between this and the
+/// full length, a truncated answer with BUFFER_OVERFLOW.
+fn windows_min_size(class: u8) -> usize {
+    match class {
+        // { u32 length | WCHAR[1] } padded to 8.
+        fic::FILE_NAME_INFORMATION | fic::FILE_ALTERNATE_NAME_INFORMATION | fic::FILE_NORMALIZED_NAME_INFORMATION => 8,
+        // basic 40 + standard 24 + internal 8 + ea 4 + access 4 + position 8
+        // + mode 4 + alignment 4 + name 8 (one WCHAR, padded).
+        fic::FILE_ALL_INFORMATION => 104,
+        // { next, name_length: u32 | size, allocation: u64 | WCHAR[1] } padded.
+        fic::FILE_STREAM_INFORMATION => 32,
+        _ => fscc::fixed_size(class).unwrap_or(0),
+    }
+}
+
+/// [`windows_min_size`] for file-system classes ([MS-FSA] 2.1.5.13).
+fn windows_fs_min_size(class: u8) -> usize {
+    use protocol::fscc::fs_info_class as fsc;
+    match class {
+        // { time: u64 | serial, label_length: u32 | supports_objects,
+        //   reserved: u8 | WCHAR[1] } padded to 8.
+        fsc::FILE_FS_VOLUME_INFORMATION => 24,
+        // { attributes, max_name_length, name_length: u32 | WCHAR[1] } padded to 4.
+        fsc::FILE_FS_ATTRIBUTE_INFORMATION => 16,
+        _ => fscc::fs_fixed_size(class).unwrap_or(0),
+    }
 }
 
 fn fs_info(open: &Open, class: u8, max: usize, out: &mut BytesMut) -> Result<bool, NtStatus> {
@@ -88,6 +155,9 @@ fn fs_info(open: &Open, class: u8, max: usize, out: &mut BytesMut) -> Result<boo
         volume_label: share.cfg.name.clone(),
         creation_time: 0,
     };
+    if max < windows_fs_min_size(class) {
+        return Err(NtStatus::INFO_LENGTH_MISMATCH);
+    }
     fscc::encode_fs_info(class, &fs, out).map_err(|e| e.status())?;
     fscc::truncate_fs_output(class, out, max).map_err(|e| e.status())
 }
@@ -107,4 +177,21 @@ fn security_info(open: &Open, additional: u32, max: usize, out: &mut BytesMut) -
         return Err(NtStatus::BUFFER_TOO_SMALL);
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::fscc::fs_info_class as fsc;
+
+    #[test]
+    fn minimum_sizes_are_windows_sizeof() {
+        // The sizes smbtorture smb2.getinfo.q*_buffercheck expects from Windows.
+        for (class, size) in [(4, 40), (5, 24), (6, 8), (7, 4), (8, 4), (16, 4), (17, 4), (18, 104), (21, 8), (22, 32), (28, 16), (34, 56), (35, 8)] {
+            assert_eq!(windows_min_size(class), size, "file class {class}");
+        }
+        for (class, size) in [(fsc::FILE_FS_VOLUME_INFORMATION, 24), (fsc::FILE_FS_SIZE_INFORMATION, 24), (fsc::FILE_FS_DEVICE_INFORMATION, 8), (fsc::FILE_FS_ATTRIBUTE_INFORMATION, 16), (fsc::FILE_FS_CONTROL_INFORMATION, 48), (fsc::FILE_FS_FULL_SIZE_INFORMATION, 32), (fsc::FILE_FS_SECTOR_SIZE_INFORMATION, 28)] {
+            assert_eq!(windows_fs_min_size(class), size, "fs class {class}");
+        }
+    }
 }

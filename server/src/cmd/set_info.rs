@@ -178,6 +178,9 @@ fn rename(ctx: &Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), N
     if open.is_dir && has_open_children(ctx, &from) {
         return Err(NtStatus::ACCESS_DENIED);
     }
+    if !target_parent_shareable(ctx, &share, &dest, open.is_dir)? {
+        return Err(NtStatus::SHARING_VIOLATION);
+    }
     let new = share.fs.rename(&from, &target, replace).map_err(|e| e.status())?;
     let f = if open.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
     ctx.server.report_change(&share.cfg.name, from.components(), action::RENAMED_OLD_NAME, f);
@@ -192,9 +195,63 @@ fn rename(ctx: &Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), N
     Ok(())
 }
 
+/// Can the rename open the target's parent directory? Windows opens it
+/// for FILE_ADD_FILE (FILE_ADD_SUBDIRECTORY for a directory) and
+/// SYNCHRONIZE, sharing read and write only ([MS-FSA] 2.1.5.14.11: the
+/// rename opens the destination directory), so another open of that
+/// directory that holds DELETE, or that does not share write, makes the
+/// rename fail with STATUS_SHARING_VIOLATION.
+fn target_parent_shareable(ctx: &Ctx<'_>, share: &crate::state::ShareEntry, dest: &fs::Resolved, is_dir: bool) -> Result<bool, NtStatus> {
+    let parent = match dest.components().split_last() {
+        Some((_, parent)) => parent.join("\\"),
+        None => return Ok(true),
+    };
+    let parent = SmbPath::parse(&parent).map_err(|e| e.status())?;
+    let parent = share.fs.resolve(&parent).map_err(|e| e.status())?;
+    let st = share.fs.stat(&parent).map_err(|e| e.status())?;
+    Ok(lock(&ctx.server.files).check_share(&(st.dev, st.ino), rename_parent_access(is_dir), RENAME_PARENT_SHARE))
+}
+
+/// The access the rename's open of the target directory asks for.
+fn rename_parent_access(is_dir: bool) -> u32 {
+    // FILE_ADD_SUBDIRECTORY is FILE_APPEND_DATA's bit, FILE_ADD_FILE is
+    // FILE_WRITE_DATA's ([MS-SMB2] 2.2.13.1.2).
+    (if is_dir { access::FILE_APPEND_DATA } else { access::FILE_WRITE_DATA }) | access::SYNCHRONIZE
+}
+
+/// The sharing of the rename's open of the target directory.
+const RENAME_PARENT_SHARE: u32 = crate::state::files::share::READ | crate::state::files::share::WRITE;
+
 /// Is any file below this directory open? (Windows refuses to rename such
 /// a directory.)
 fn has_open_children(ctx: &Ctx<'_>, dir: &fs::Resolved) -> bool {
     let files = lock(&ctx.server.files);
     files.any_path(|p| p.components().len() > dir.components().len() && p.components().starts_with(dir.components()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::files::{share, share_conflict, OpenRef};
+
+    fn dir_open(access: u32, share_access: u32) -> OpenRef {
+        OpenRef { persistent_id: 1, access, share_access }
+    }
+
+    #[test]
+    fn rename_conflicts_with_parent_opens_like_windows() {
+        let rw = access::FILE_READ_DATA | access::FILE_WRITE_DATA | access::SYNCHRONIZE;
+        let all = share::READ | share::WRITE | share::DELETE;
+        let conflicts = |o: &OpenRef| share_conflict(o, rename_parent_access(false), RENAME_PARENT_SHARE);
+        // smbtorture smb2.rename: DELETE access on the parent, shared or not.
+        assert!(conflicts(&dir_open(rw | access::DELETE, all)));
+        assert!(conflicts(&dir_open(rw | access::DELETE, 0)));
+        // Parent open that shares nothing.
+        assert!(conflicts(&dir_open(rw, 0)));
+        // An ordinary listing handle does not get in the way.
+        assert!(!conflicts(&dir_open(rw, all)));
+        assert!(!conflicts(&dir_open(access::FILE_READ_DATA | access::SYNCHRONIZE, share::READ | share::WRITE)));
+        // Nor does an attributes-only open.
+        assert!(!conflicts(&dir_open(access::FILE_READ_ATTRIBUTES, 0)));
+    }
 }
