@@ -9,6 +9,7 @@ use protocol::msg::create::{
     CreateRequest, CreateResponse,
 };
 use protocol::msg::create_context::{RequestContext, ResponseContext};
+use protocol::fscc::SecurityDescriptor;
 use protocol::msg::FileId;
 use protocol::NtStatus;
 use tracing::debug;
@@ -22,8 +23,16 @@ use crate::state::tree::TreeKind;
 use crate::state::notify::{action, filter};
 use crate::state::{lock, now_filetime};
 
-/// Create options a server must refuse ([MS-SMB2] 3.3.5.9).
-const UNSUPPORTED_OPTIONS: u32 = opt::RESERVE_OPFILTER;
+/// Create options Duet refuses with STATUS_NOT_SUPPORTED ([MS-SMB2]
+/// 3.3.5.9): FILE_RESERVE_OPFILTER always; FILE_OPEN_BY_FILE_ID because
+/// Duet cannot open by file id; FILE_CREATE_TREE_CONNECTION (0x80) as
+/// Windows does.
+const UNSUPPORTED_OPTIONS: u32 = opt::RESERVE_OPFILTER | opt::OPEN_BY_FILE_ID | CREATE_TREE_CONNECTION;
+/// FILE_CREATE_TREE_CONNECTION ([MS-SMB2] 2.2.13).
+const CREATE_TREE_CONNECTION: u32 = 0x0000_0080;
+/// DesiredAccess bits that are reserved ([MS-SMB2] 3.3.5.9: "If any of
+/// the bits in the mask 0x0CE0FE00 are set ... STATUS_ACCESS_DENIED").
+const RESERVED_ACCESS: u32 = 0x0CE0_FE00;
 /// Bits of CreateOptions that are valid at all.
 const VALID_OPTIONS: u32 = 0x00FF_FFFF;
 /// File attributes a client may set.
@@ -49,6 +58,15 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if req.impersonation_level > impersonation_level::DELEGATE {
         return Err(NtStatus::BAD_IMPERSONATION_LEVEL);
     }
+    if req.desired_access & RESERVED_ACCESS != 0 {
+        // Checked before the attributes, as Windows does.
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    if req.desired_access & access::ACCESS_SYSTEM_SECURITY != 0 {
+        // SACL access needs SeSecurityPrivilege, which no Duet user holds
+        // ([MS-FSA] 2.1.5.1.2.1).
+        return Err(NtStatus::PRIVILEGE_NOT_HELD);
+    }
     if req.create_disposition > disp::OVERWRITE_IF {
         return Err(NtStatus::INVALID_PARAMETER);
     }
@@ -67,11 +85,12 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if req.share_access & !0x7 != 0 {
         return Err(NtStatus::INVALID_PARAMETER);
     }
-    if req.desired_access & 0x0CE0_FE00 != 0 {
-        // Reserved access bits.
-        return Err(NtStatus::ACCESS_DENIED);
-    }
     if req.name.starts_with('\\') {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    if req.create_contexts.iter().any(|c| matches!(c, RequestContext::Other(c) if c.name.len() < 4)) {
+        // Every create context name is at least four bytes ([MS-SMB2]
+        // 2.2.13.2); Windows refuses shorter ones.
         return Err(NtStatus::INVALID_PARAMETER);
     }
     let tree = ctx.tree()?.clone();
@@ -137,6 +156,29 @@ fn fs_err(e: FsError) -> NtStatus {
     e.status()
 }
 
+/// Create contexts that only matter when a file is created or overwritten.
+///
+/// - ExtA ([MS-SMB2] 3.3.5.9.1): Duet's object store keeps no extended
+///   attributes (FileFsAttributeInformation does not claim
+///   FILE_SUPPORTS_EXTENDED_ATTRIBUTES), so the open fails with
+///   STATUS_EAS_NOT_SUPPORTED; an empty buffer asks for nothing.
+/// - SecD ([MS-SMB2] 3.3.5.9.2): Duet derives descriptors from POSIX
+///   ownership and mode, so the value is ignored (which <323> allows), but
+///   a malformed descriptor is refused with STATUS_INVALID_SECURITY_DESCR
+///   rather than silently accepted.
+fn check_new_file_contexts(req: &CreateRequest<'_>) -> Result<(), NtStatus> {
+    for c in &req.create_contexts {
+        match c {
+            RequestContext::EaBuffer(b) if !b.is_empty() => return Err(NtStatus::EAS_NOT_SUPPORTED),
+            RequestContext::SecurityDescriptor(b) => {
+                SecurityDescriptor::parse(b).map_err(|_| NtStatus::INVALID_SECURITY_DESCR)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn open_disk(
     ctx: &mut Ctx<'_>,
     req: &CreateRequest<'_>,
@@ -161,8 +203,17 @@ fn open_disk(
     if delete_on_close && desired & access::DELETE == 0 {
         return Err(NtStatus::INVALID_PARAMETER);
     }
+    if req.context(|c| matches!(c, RequestContext::TimewarpToken(_))).is_some() {
+        // [MS-SMB2] 3.3.5.9.7: Duet keeps no previous versions, so no
+        // snapshot matches the timestamp.
+        return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
+    }
     let resolved = share.fs.resolve(&path).map_err(fs_err)?;
     let existing = if resolved.exists() { Some(share.fs.stat(&resolved).map_err(fs_err)?) } else { None };
+    let overwrite = matches!(req.create_disposition, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
+    if existing.is_none() || overwrite {
+        check_new_file_contexts(req)?;
+    }
 
     let d = req.create_disposition;
     let (handle, action, created) = match existing {
@@ -262,9 +313,12 @@ fn open_disk(
         let here = share.fs.resolve(&path).map_err(fs_err)?;
         files.add_open(key, OpenRef { persistent_id: id, access: desired, share_access: req.share_access }, here);
     }
+    let mut st = st;
     if let Some(RequestContext::AllocationSize(n)) = req.context(|c| matches!(c, RequestContext::AllocationSize(_))) {
-        if !st.is_dir {
-            let _ = handle.allocate(*n);
+        // [MS-SMB2] 3.3.5.9.6: only a file this request created or
+        // overwrote gets the allocation; the response reports the result.
+        if !st.is_dir && action != create_action::OPENED && handle.allocate(*n).is_ok() {
+            st = handle.stat().map_err(fs_err)?;
         }
     }
     let resolved = share.fs.resolve(&path).map_err(fs_err)?;

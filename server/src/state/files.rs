@@ -121,9 +121,20 @@ pub struct FileTable {
     files: HashMap<FileKey, FileEntry>,
 }
 
-/// Does the new open conflict with an existing one? ([MS-FSA] 2.1.5.1.2.)
+/// Access that takes part in share-mode checks: an open with none of
+/// these (a "stat open", e.g. READ_ATTRIBUTES only) neither conflicts nor
+/// is conflicted with ([MS-FSA] 2.1.5.1.2.2).
+pub const SHARE_CHECKED_ACCESS: u32 =
+    access::FILE_READ_DATA | access::FILE_EXECUTE | access::FILE_WRITE_DATA | access::FILE_APPEND_DATA | access::DELETE;
+
+/// Does the new open conflict with an existing one? ([MS-FSA] 2.1.5.1.2.2:
+/// only when both the new and the existing open hold data or delete
+/// access, and either one's access is not shared by the other.)
 pub fn share_conflict(existing: &OpenRef, access: u32, share_access: u32) -> bool {
     use access::*;
+    if access & SHARE_CHECKED_ACCESS == 0 || existing.access & SHARE_CHECKED_ACCESS == 0 {
+        return false;
+    }
     let data_read = FILE_READ_DATA | FILE_EXECUTE;
     let data_write = FILE_WRITE_DATA | FILE_APPEND_DATA;
     let check = |held_access: u32, other_share: u32| {
@@ -318,6 +329,28 @@ mod tests {
         assert!(!share_conflict(&r(FILE_READ_ATTRIBUTES, 0), FILE_WRITE_DATA | DELETE, 0));
         // Delete needs share-delete.
         assert!(share_conflict(&r(FILE_READ_DATA, share::READ | share::WRITE), DELETE, 7));
+    }
+
+    #[test]
+    fn stat_opens_take_no_part_in_sharing() {
+        use access::*;
+        // A READ_ATTRIBUTES open that shares nothing admits a reader
+        // (bug 14375), and a reader admits it.
+        assert!(!share_conflict(&r(FILE_READ_ATTRIBUTES, 0), FILE_READ_DATA, 7));
+        assert!(!share_conflict(&r(FILE_READ_DATA, 7), FILE_READ_ATTRIBUTES, 0));
+        // A security-descriptor open conflicts with nothing either.
+        assert!(!share_conflict(&r(READ_CONTROL | WRITE_DAC | WRITE_OWNER, 0), DELETE | FILE_READ_DATA, 0));
+        // Through the table, in both orders.
+        let mut t = FileTable::default();
+        let k = (1, 3);
+        let root = crate::fs::Resolved::root();
+        t.add_open(k, OpenRef { persistent_id: 1, access: FILE_READ_ATTRIBUTES, share_access: 0 }, root.clone());
+        assert!(t.check_share(&k, FILE_READ_DATA, 7));
+        t.add_open(k, OpenRef { persistent_id: 2, access: FILE_READ_DATA, share_access: 7 }, root);
+        assert!(t.check_share(&k, FILE_READ_ATTRIBUTES, 0));
+        assert!(t.check_share(&k, FILE_WRITE_DATA, 7));
+        assert!(t.check_share(&k, FILE_READ_DATA, share::READ));
+        assert!(!t.check_share(&k, FILE_READ_DATA, 0));
     }
 
     fn bl(id: u64, offset: u64, length: u64, exclusive: bool) -> ByteLock {
