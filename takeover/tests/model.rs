@@ -43,15 +43,32 @@ fn check(name: &str, b: &Bounds) -> Report {
     r
 }
 
+/// Horizon: the smaller one in debug builds (the CI run), the larger with `--release`.
+fn h(debug_ms: u64, release_ms: u64) -> u64 {
+    if cfg!(debug_assertions) {
+        debug_ms
+    } else {
+        release_ms
+    }
+}
+
 #[test]
 fn model_commands_without_faults() {
     check("commands", &bounds(1500, |b| b.commands = 2));
 }
 
 #[test]
-fn model_lost_and_duplicated_frames() {
-    check("loss+dup", &bounds(1200, |b| {
+fn model_lost_frames() {
+    check("loss", &bounds(h(900, 1200), |b| {
         b.losses = 1;
+        b.dups = if cfg!(debug_assertions) { 0 } else { 1 };
+        b.commands = 2;
+    }));
+}
+
+#[test]
+fn model_duplicated_frames() {
+    check("dup", &bounds(h(900, 1200), |b| {
         b.dups = 1;
         b.commands = 2;
     }));
@@ -59,7 +76,7 @@ fn model_lost_and_duplicated_frames() {
 
 #[test]
 fn model_late_frames() {
-    check("late", &bounds(1200, |b| {
+    check("late", &bounds(h(900, 1200), |b| {
         b.delays = 1;
         b.commands = 2;
     }));
@@ -69,13 +86,13 @@ fn model_late_frames() {
 fn model_crash_and_restart() {
     check("crash", &bounds(1200, |b| {
         b.crashes = 1;
-        b.commands = 1;
+        b.commands = h(1, 2) as u8;
     }));
 }
 
 #[test]
 fn model_freeze_and_partition() {
-    check("freeze+partition", &bounds(1200, |b| {
+    check("freeze+partition", &bounds(h(1200, 1500), |b| {
         b.freezes = 1;
         b.partitions = 1;
     }));
@@ -83,19 +100,48 @@ fn model_freeze_and_partition() {
 
 #[test]
 fn model_storage_stall_and_fault() {
-    check("stall+fault", &bounds(1200, |b| {
+    check("stall+fault", &bounds(h(1000, 1200), |b| {
         b.stalls = 1;
         b.faults = 1;
     }));
 }
 
+/// Two fault families at once, each pair of them.
 #[test]
 #[ignore = "large bounds: cargo test --release -p takeover --test model -- --ignored"]
-fn model_large() {
-    let b = Bounds { horizon: Duration::from_millis(1500), max_states: 40_000_000, ..Bounds::small() };
+fn model_large_pairs() {
+    let families: [(&str, fn(&mut Bounds)); 6] = [
+        ("loss", |b| b.losses = 1),
+        ("late", |b| b.delays = 1),
+        ("crash", |b| b.crashes = 1),
+        ("freeze", |b| b.freezes = 1),
+        ("partition", |b| b.partitions = 1),
+        ("stall+fault", |b| {
+            b.stalls = 1;
+            b.faults = 1
+        }),
+    ];
+    for (i, (n1, f1)) in families.iter().enumerate() {
+        for (n2, f2) in &families[i + 1..] {
+            let b = bounds(1200, |b| {
+                f1(b);
+                f2(b);
+                b.commands = 1;
+                b.max_states = 20_000_000;
+            });
+            check(&format!("{n1}+{n2}"), &b);
+        }
+    }
+}
+
+/// Every fault kind at once (may stop at the state limit; it reports how far it got).
+#[test]
+#[ignore = "large bounds: cargo test --release -p takeover --test model -- --ignored"]
+fn model_large_everything() {
+    let b = Bounds { horizon: Duration::from_millis(1200), max_states: 30_000_000, ..Bounds::small() };
     let r = explore(&b);
     eprintln!(
-        "large: {} states, {} transitions, depth {}, {} liveness checks, {} goals completed, truncated {}",
+        "everything: {} states, {} transitions, depth {}, {} liveness checks, {} goals completed, truncated {}",
         r.states, r.transitions, r.max_depth, r.liveness_checks, r.goals_completed, r.truncated
     );
     assert!(r.failures.is_empty(), "{:?}", r.failures.first());
