@@ -163,9 +163,7 @@ fn fs_info(open: &Open, class: u8, max: usize, out: &mut BytesMut) -> Result<boo
 }
 
 fn security_info(open: &Open, additional: u32, max: usize, out: &mut BytesMut) -> Result<bool, NtStatus> {
-    if open.access & access::READ_CONTROL == 0 {
-        return Err(NtStatus::ACCESS_DENIED);
-    }
+    super::security::check_query_access(open.access, additional)?;
     let h = open.handle().ok_or(NtStatus::NOT_SUPPORTED)?;
     let st = h.stat().map_err(|e| e.status())?;
     super::security::encode_for_stat(&st, additional, out);

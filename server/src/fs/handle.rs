@@ -151,6 +151,13 @@ impl Handle {
         Ok(())
     }
 
+    /// Sets the permission bits (`fchmod`): the low 0o7777 of `mode`; type
+    /// bits are ignored. For SET_INFO of a security descriptor, which Duet
+    /// maps onto the mode.
+    pub fn set_mode(&self, mode: u32) -> Result<(), FsError> {
+        Ok(nix::sys::stat::fchmod(self.fd.as_raw_fd(), Mode::from_bits_truncate((mode & 0o7777) as libc::mode_t))?)
+    }
+
     /// Writes a duet xattr; `Ok(false)` when the file system has none.
     fn store_xattr(&self, name: &std::ffi::CStr, value: &[u8]) -> Result<bool, FsError> {
         if !self.xattrs {
