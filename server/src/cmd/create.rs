@@ -216,7 +216,9 @@ fn open_disk(
     }
 
     let d = req.create_disposition;
-    let (handle, action, created) = match existing {
+    let id = ctx.server.next_id();
+    let open_ref = OpenRef { persistent_id: id, access: desired, share_access: req.share_access };
+    let (handle, action, created, rsv) = match existing {
         Some(st) => {
             if d == disp::CREATE {
                 return Err(NtStatus::OBJECT_NAME_COLLISION);
@@ -247,6 +249,8 @@ fn open_disk(
             }
             let key = (st.dev, st.ino);
             {
+                // Fail fast, before opening anything; the binding check is
+                // repeated atomically with the reservation below.
                 let files = lock(&ctx.server.files);
                 if files.is_delete_pending(&key) {
                     return Err(NtStatus::DELETE_PENDING);
@@ -257,6 +261,9 @@ fn open_disk(
             }
             let write = desired & WRITE_ACCESS != 0 || overwrite;
             let h = share.fs.open(&resolved, write && !st.is_dir).map_err(fs_err)?;
+            let st = h.stat().map_err(fs_err)?;
+            let here = share.fs.resolve(&path).map_err(fs_err)?;
+            let rsv = Reservation::take(ctx.server, &share, &st, id, open_ref, here, true)?;
             let action = if overwrite {
                 h.set_len(0).map_err(fs_err)?;
                 let attrs = (req.file_attributes | fattr::ARCHIVE) & !fattr::NORMAL;
@@ -269,7 +276,7 @@ fn open_disk(
             } else {
                 create_action::OPENED
             };
-            (h, action, false)
+            (h, action, false, rsv)
         }
         None => {
             if matches!(d, disp::OPEN | disp::OVERWRITE) {
@@ -299,20 +306,14 @@ fn open_disk(
             if attrs != 0 {
                 let _ = h.set_attributes(attrs);
             }
-            (h, create_action::CREATED, true)
+            let st = h.stat().map_err(fs_err)?;
+            let here = share.fs.resolve(&path).map_err(fs_err)?;
+            let rsv = Reservation::take(ctx.server, &share, &st, id, open_ref, here, false)?;
+            (h, create_action::CREATED, true, rsv)
         }
     };
     let st = handle.stat().map_err(fs_err)?;
-    let key = (st.dev, st.ino);
-    let id = ctx.server.next_id();
-    {
-        let mut files = lock(&ctx.server.files);
-        if created && !files.check_share(&key, desired, req.share_access) {
-            return Err(NtStatus::SHARING_VIOLATION);
-        }
-        let here = share.fs.resolve(&path).map_err(fs_err)?;
-        files.add_open(key, OpenRef { persistent_id: id, access: desired, share_access: req.share_access }, here);
-    }
+    let key = rsv.key;
     let mut st = st;
     if let Some(RequestContext::AllocationSize(n)) = req.context(|c| matches!(c, RequestContext::AllocationSize(_))) {
         // [MS-SMB2] 3.3.5.9.6: only a file this request created or
@@ -321,7 +322,7 @@ fn open_disk(
             st = handle.stat().map_err(fs_err)?;
         }
     }
-    let resolved = share.fs.resolve(&path).map_err(fs_err)?;
+    let resolved = rsv.path.clone();
     let resolved_for_notify = resolved.clone();
     let mut state = OpenState::new(path.to_string(), Some(resolved));
     state.delete_on_close = delete_on_close;
@@ -339,6 +340,7 @@ fn open_disk(
         st: Mutex::new(state),
     });
     lock(&session.inner).opens.insert(id, open);
+    rsv.keep();
     let fstat = file_stat(&st, false);
     if created {
         let f = if st.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
@@ -377,6 +379,66 @@ fn open_disk(
     let mut body = BytesMut::with_capacity(160);
     resp.encode(&mut body);
     Ok(Resp::ok(body).file(file_id))
+}
+
+/// An open's entry in the per-file table, taken atomically with the
+/// share-mode and delete-pending checks ([MS-FSA] 2.1.5.1.2.2) so that two
+/// racing CREATEs cannot both pass them. Until [`keep`](Self::keep) is
+/// called, dropping it (any error on the way to a completed open) takes
+/// the entry out again, and deletes the file when that was its last open
+/// and another open left a delete pending meanwhile.
+struct Reservation<'a> {
+    server: &'a Arc<crate::state::Server>,
+    share: Arc<crate::state::ShareEntry>,
+    key: crate::state::files::FileKey,
+    id: u64,
+    is_dir: bool,
+    path: fs::Resolved,
+    kept: bool,
+}
+
+impl<'a> Reservation<'a> {
+    /// Checks and records the open; `existing` says whether a delete
+    /// pending on the file refuses it (a file this request created has
+    /// none).
+    fn take(
+        server: &'a Arc<crate::state::Server>,
+        share: &Arc<crate::state::ShareEntry>,
+        st: &fs::Stat,
+        id: u64,
+        open: OpenRef,
+        path: fs::Resolved,
+        existing: bool,
+    ) -> Result<Reservation<'a>, NtStatus> {
+        let key = (st.dev, st.ino);
+        let mut files = lock(&server.files);
+        if existing && files.is_delete_pending(&key) {
+            return Err(NtStatus::DELETE_PENDING);
+        }
+        if !files.check_share(&key, open.access, open.share_access) {
+            return Err(NtStatus::SHARING_VIOLATION);
+        }
+        files.add_open(key, open, path.clone());
+        Ok(Reservation { server, share: share.clone(), key, id, is_dir: st.is_dir, path, kept: false })
+    }
+
+    /// The open is complete: its entry stays until CLOSE.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        let doomed = lock(&self.server.files).remove_open(&self.key, self.id);
+        if let Some(p) = doomed {
+            let fs = &self.share.fs;
+            let _ = if self.is_dir { fs.rmdir(&p) } else { fs.unlink(&p) };
+        }
+    }
 }
 
 impl OpenState {
