@@ -103,7 +103,7 @@ fn unlock(server: &Arc<Server>, key: &FileKey, pid: u64, locks: &[LockElement]) 
                 result = Err(e);
                 break;
             }
-            if files.unlock(key, pid, l.offset, l.length).is_err() {
+            if !files.unlock(key, pid, l.offset, l.length) {
                 result = Err(NtStatus::RANGE_NOT_LOCKED);
                 break;
             }

@@ -234,9 +234,11 @@ impl FileTable {
     }
 
     /// Releases one lock of the open with exactly this range, an exclusive
-    /// one before a shared one ([MS-FSA] 2.1.5.9); Err when none matches.
-    pub fn unlock(&mut self, key: &FileKey, persistent_id: u64, offset: u64, length: u64) -> Result<(), ()> {
-        let f = self.files.get_mut(key).ok_or(())?;
+    /// one before a shared one ([MS-FSA] 2.1.5.9); false when none matches.
+    pub fn unlock(&mut self, key: &FileKey, persistent_id: u64, offset: u64, length: u64) -> bool {
+        let Some(f) = self.files.get_mut(key) else {
+            return false;
+        };
         let mut found = None;
         for (i, l) in f.locks.iter().enumerate() {
             if l.persistent_id == persistent_id && l.offset == offset && l.length == length {
@@ -246,9 +248,12 @@ impl FileTable {
                 }
             }
         }
-        f.locks.remove(found.ok_or(())?);
+        let Some(i) = found else {
+            return false;
+        };
+        f.locks.remove(i);
         f.lock_generation += 1;
-        Ok(())
+        true
     }
 
     /// Would an I/O of `len` bytes at `offset` by this open conflict with a
@@ -370,8 +375,8 @@ mod tests {
         assert!(take(&mut t, bl(2, 10, 10, true)));
         assert!(t.io_conflict(&k, 2, 0, 1, false));
         assert!(!t.io_conflict(&k, 1, 0, 1, true));
-        assert!(t.unlock(&k, 2, 0, 10).is_err());
-        assert!(t.unlock(&k, 1, 0, 10).is_ok());
+        assert!(!t.unlock(&k, 2, 0, 10));
+        assert!(t.unlock(&k, 1, 0, 10));
         assert!(take(&mut t, bl(2, 5, 5, true)));
     }
 
@@ -390,14 +395,14 @@ mod tests {
         assert!(take(&mut t, bl(1, 20, 10, false)));
         assert!(!take(&mut t, bl(1, 25, 1, true)));
         // Unlocks take the exclusive first, then the shared ones.
-        assert!(t.unlock(&k, 1, 0, 10).is_ok());
+        assert!(t.unlock(&k, 1, 0, 10));
         assert!(take(&mut t, bl(2, 0, 10, false)));
-        assert!(t.unlock(&k, 1, 0, 10).is_ok());
-        assert!(t.unlock(&k, 1, 0, 10).is_ok());
-        assert!(t.unlock(&k, 1, 0, 10).is_err());
+        assert!(t.unlock(&k, 1, 0, 10));
+        assert!(t.unlock(&k, 1, 0, 10));
+        assert!(!t.unlock(&k, 1, 0, 10));
         // The range must match exactly.
-        assert!(t.unlock(&k, 1, 20, 5).is_err());
-        assert!(t.unlock(&k, 1, 20, 10).is_ok());
+        assert!(!t.unlock(&k, 1, 20, 5));
+        assert!(t.unlock(&k, 1, 20, 10));
     }
 
     #[test]
@@ -427,12 +432,12 @@ mod tests {
         assert!(take(&mut t, bl(1, 10, 10, true)));
         // The second conflicts: the first is not kept.
         assert_eq!(t.lock_ranges(&k, &[bl(1, 0, 10, true), bl(1, 10, 10, true)], true), Err(1));
-        assert!(t.unlock(&k, 1, 0, 10).is_err());
+        assert!(!t.unlock(&k, 1, 0, 10));
         // Elements of one request conflict with each other too.
         assert_eq!(t.lock_ranges(&k, &[bl(1, 30, 10, true), bl(1, 35, 1, true)], true), Err(1));
         // A check takes nothing.
         assert_eq!(t.lock_ranges(&k, &[bl(1, 0, 10, true)], false), Ok(()));
-        assert!(t.unlock(&k, 1, 0, 10).is_err());
+        assert!(!t.unlock(&k, 1, 0, 10));
     }
 
     #[test]
