@@ -7,29 +7,8 @@ use std::collections::HashMap;
 /// A file's identity on disk: (device, inode).
 pub type FileKey = (u64, u64);
 
-/// Access mask bits that matter for share modes ([MS-SMB2] 2.2.13.1.1).
-pub mod access {
-    pub const FILE_READ_DATA: u32 = 0x0000_0001;
-    pub const FILE_WRITE_DATA: u32 = 0x0000_0002;
-    pub const FILE_APPEND_DATA: u32 = 0x0000_0004;
-    pub const FILE_READ_EA: u32 = 0x0000_0008;
-    pub const FILE_WRITE_EA: u32 = 0x0000_0010;
-    pub const FILE_EXECUTE: u32 = 0x0000_0020;
-    pub const FILE_DELETE_CHILD: u32 = 0x0000_0040;
-    pub const FILE_READ_ATTRIBUTES: u32 = 0x0000_0080;
-    pub const FILE_WRITE_ATTRIBUTES: u32 = 0x0000_0100;
-    pub const DELETE: u32 = 0x0001_0000;
-    pub const READ_CONTROL: u32 = 0x0002_0000;
-    pub const WRITE_DAC: u32 = 0x0004_0000;
-    pub const WRITE_OWNER: u32 = 0x0008_0000;
-    pub const SYNCHRONIZE: u32 = 0x0010_0000;
-    pub const ACCESS_SYSTEM_SECURITY: u32 = 0x0100_0000;
-    pub const MAXIMUM_ALLOWED: u32 = 0x0200_0000;
-    pub const GENERIC_ALL: u32 = 0x1000_0000;
-    pub const GENERIC_EXECUTE: u32 = 0x2000_0000;
-    pub const GENERIC_WRITE: u32 = 0x4000_0000;
-    pub const GENERIC_READ: u32 = 0x8000_0000;
-}
+/// Access mask bits ([MS-SMB2] 2.2.13.1.1), from the codec crate.
+pub use protocol::fscc::access;
 
 /// ShareAccess bits.
 pub mod share {
