@@ -55,6 +55,20 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         debug!("bad CREATE: {e}");
         NtStatus::INVALID_PARAMETER
     })?;
+    validate(&req)?;
+    let tree = ctx.tree()?.clone();
+    let session = ctx.session()?.clone();
+    match &tree.kind {
+        TreeKind::Ipc => open_pipe(ctx, &req, tree, session),
+        TreeKind::Disk(_) => open_disk(ctx, &req, tree, session),
+    }
+}
+
+/// The checks on the request's own fields that come before any lookup
+/// ([MS-SMB2] 3.3.5.9), in the order Windows applies them: impersonation
+/// level, reserved and privileged access bits, disposition, options,
+/// attributes, share access, name, context names.
+fn validate(req: &CreateRequest<'_>) -> Result<(), NtStatus> {
     if req.impersonation_level > impersonation_level::DELEGATE {
         return Err(NtStatus::BAD_IMPERSONATION_LEVEL);
     }
@@ -93,12 +107,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         // 2.2.13.2); Windows refuses shorter ones.
         return Err(NtStatus::INVALID_PARAMETER);
     }
-    let tree = ctx.tree()?.clone();
-    let session = ctx.session()?.clone();
-    match &tree.kind {
-        TreeKind::Ipc => open_pipe(ctx, &req, tree, session),
-        TreeKind::Disk(_) => open_disk(ctx, &req, tree, session),
-    }
+    Ok(())
 }
 
 fn open_pipe(
@@ -457,5 +466,80 @@ impl OpenState {
             create_guid: None,
             written: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::msg::create_context::CreateContext;
+
+    /// FILE_ATTRIBUTE_VOLUME ([MS-FSCC] 2.6): never valid in a CREATE.
+    const VOLUME: u32 = 0x0000_0008;
+
+    fn req(access_mask: u32, attrs: u32, options: u32) -> CreateRequest<'static> {
+        CreateRequest {
+            security_flags: 0,
+            requested_oplock_level: 0,
+            impersonation_level: impersonation_level::IMPERSONATION,
+            smb_create_flags: 0,
+            desired_access: access_mask,
+            file_attributes: attrs,
+            share_access: 7,
+            create_disposition: disp::OPEN_IF,
+            create_options: options,
+            name: "f".into(),
+            create_contexts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn reserved_access_before_attributes() {
+        // gentest: reserved access bits with an invalid attribute are
+        // ACCESS_DENIED, not INVALID_PARAMETER.
+        assert_eq!(validate(&req(0x0800_0000, VOLUME, 0)), Err(NtStatus::ACCESS_DENIED));
+        assert_eq!(validate(&req(0x0400_0000, 0, 0)), Err(NtStatus::ACCESS_DENIED));
+        assert_eq!(validate(&req(access::MAXIMUM_ALLOWED, VOLUME, 0)), Err(NtStatus::INVALID_PARAMETER));
+        assert_eq!(validate(&req(access::ACCESS_SYSTEM_SECURITY, 0, 0)), Err(NtStatus::PRIVILEGE_NOT_HELD));
+        assert_eq!(validate(&req(access::MAXIMUM_ALLOWED, 0, 0)), Ok(()));
+    }
+
+    #[test]
+    fn create_options_as_windows() {
+        let st = |o| validate(&req(access::MAXIMUM_ALLOWED, 0, o));
+        for bit in 0..32 {
+            let o = 1u32 << bit;
+            let want = match o {
+                0x0000_0080 | 0x0000_2000 | 0x0010_0000 => Err(NtStatus::NOT_SUPPORTED),
+                o if o >= 0x0100_0000 => Err(NtStatus::INVALID_PARAMETER),
+                _ => Ok(()),
+            };
+            assert_eq!(st(o), want, "option {o:#x}");
+        }
+        assert_eq!(st(opt::DIRECTORY_FILE | opt::NON_DIRECTORY_FILE), Err(NtStatus::INVALID_PARAMETER));
+    }
+
+    #[test]
+    fn context_names_of_four_bytes_or_more() {
+        for (name, ok) in [(&b"x"[..], false), (b"xx", false), (b"xxx", false), (b"xxxx", true), (b"xxxxxxxxxxxxxxxxx", true)] {
+            let mut r = req(access::MAXIMUM_ALLOWED, 0, 0);
+            r.create_contexts.push(RequestContext::Other(CreateContext { name, data: &[] }));
+            assert_eq!(validate(&r).is_ok(), ok, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn new_file_contexts() {
+        let mut r = req(access::MAXIMUM_ALLOWED, 0, 0);
+        r.create_contexts.push(RequestContext::EaBuffer(&[]));
+        assert_eq!(check_new_file_contexts(&r), Ok(()));
+        r.create_contexts[0] = RequestContext::EaBuffer(&[0; 12]);
+        assert_eq!(check_new_file_contexts(&r), Err(NtStatus::EAS_NOT_SUPPORTED));
+        r.create_contexts[0] = RequestContext::SecurityDescriptor(&[1, 0]);
+        assert_eq!(check_new_file_contexts(&r), Err(NtStatus::INVALID_SECURITY_DESCR));
+        // An empty self-relative descriptor: revision 1, SE_SELF_RELATIVE.
+        let empty = [1, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        r.create_contexts[0] = RequestContext::SecurityDescriptor(&empty);
+        assert_eq!(check_new_file_contexts(&r), Ok(()));
     }
 }

@@ -165,9 +165,7 @@ impl FileTable {
     /// Removes an open. Returns the file's path when it was the last open
     /// and a delete is pending: the caller then deletes the file.
     pub fn remove_open(&mut self, key: &FileKey, persistent_id: u64) -> Option<crate::fs::Resolved> {
-        let Some(f) = self.files.get_mut(key) else {
-            return None;
-        };
+        let f = self.files.get_mut(key)?;
         f.opens.retain(|o| o.persistent_id != persistent_id);
         release_locks(f, persistent_id);
         if f.opens.is_empty() {
