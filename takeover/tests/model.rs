@@ -58,17 +58,17 @@ fn model_commands_without_faults() {
 }
 
 #[test]
-fn model_lost_frames() {
-    check("loss", &bounds(h(900, 1200), |b| {
+fn model_lost_and_duplicated_frames() {
+    check("loss+dup", &bounds(h(900, 1200), |b| {
         b.losses = 1;
-        b.dups = if cfg!(debug_assertions) { 0 } else { 1 };
+        b.dups = 1;
         b.commands = 2;
     }));
 }
 
 #[test]
 fn model_duplicated_frames() {
-    check("dup", &bounds(h(900, 1200), |b| {
+    check("dup", &bounds(h(1200, 1500), |b| {
         b.dups = 1;
         b.commands = 2;
     }));
