@@ -49,9 +49,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             let (room, mut body) = crate::pipeline::body_with_headroom(16 + len);
             ReadResponse::encode_header(0, 0, &mut body);
             body.truncate(16);
-            body.resize(16 + len, 0);
-            let n = h.read_at(&mut body[16..], req.offset).map_err(|e| e.status())?;
-            body.truncate(16 + n);
+            let n = h.read_append(&mut body, len, req.offset).map_err(|e| e.status())?;
             if n == 0 && len > 0 || (n as u32) < req.minimum_count {
                 return Err(NtStatus::END_OF_FILE);
             }

@@ -74,6 +74,13 @@ impl Handle {
         }
     }
 
+    /// Appends up to `len` bytes read at `offset` to `buf` (one `pread`,
+    /// no zero-filling). Returns the number of bytes read.
+    pub fn read_append(&self, buf: &mut bytes::BytesMut, len: usize, offset: u64) -> Result<usize, FsError> {
+        self.check_file()?;
+        Ok(super::sys::pread_append(self.fd.as_fd(), buf, len, offset_of(offset)?)?)
+    }
+
     /// `pwrite` of all of `buf` at `offset` (loops on short writes).
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize, FsError> {
         self.check_file()?;

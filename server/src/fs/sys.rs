@@ -120,3 +120,27 @@ pub(crate) fn set_xattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8]) -> io::Re
     }
     Ok(())
 }
+
+/// `pread` into the spare capacity of `buf`, appending up to `len` bytes
+/// without zero-filling them first (large READs are file data straight
+/// into the response buffer). Returns the number of bytes read.
+pub(crate) fn pread_append(fd: BorrowedFd<'_>, buf: &mut bytes::BytesMut, len: usize, offset: i64) -> io::Result<usize> {
+    buf.reserve(len);
+    let spare = &mut buf.spare_capacity_mut()[..len];
+    loop {
+        // SAFETY: `spare` is valid for writes of `len` bytes (reserved
+        // above); pread writes at most that many and never reads them.
+        let r = unsafe { libc::pread(fd.as_raw_fd(), spare.as_mut_ptr().cast(), len, offset) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let n = r as usize;
+        // SAFETY: the kernel initialised the first `n` spare bytes.
+        unsafe { buf.set_len(buf.len() + n) };
+        return Ok(n);
+    }
+}
