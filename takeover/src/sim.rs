@@ -603,11 +603,12 @@ impl Pair {
                 node.handle_done(Done::Bound { set }, now)
             }
             Action::WriteOwnership(r) => {
-                let outcome = if self.storage.claims.contains_key(&(r.set, r.epoch)) {
-                    ClaimOutcome::Lost
-                } else {
-                    self.storage.claims.insert((r.set, r.epoch), r.owner);
-                    ClaimOutcome::Won
+                let outcome = match self.storage.claims.entry((r.set, r.epoch)) {
+                    std::collections::btree_map::Entry::Occupied(_) => ClaimOutcome::Lost,
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(r.owner);
+                        ClaimOutcome::Won
+                    }
                 };
                 node.handle_claim(r, outcome, now)
             }

@@ -68,7 +68,7 @@ fn write_seeds() {
     fs::write(dir.join("codec/empty"), b"").unwrap();
     // Node sequences: a byte string is a list of (node, operation, arguments) choices.
     let seq = |name: &str, bytes: Vec<u8>| fs::write(dir.join(format!("node/{name}")), bytes).unwrap();
-    let beats = |n: usize| std::iter::repeat([0u8, 8, 0, 0, 0, 0]).take(n).flatten().collect::<Vec<u8>>();
+    let beats = |n: usize| (0..n).flat_map(|_| [0u8, 8, 0, 0, 0, 0]).collect::<Vec<u8>>();
     seq("beats", beats(20));
     let mut kill = beats(4);
     kill.extend([1, 13]);

@@ -110,7 +110,8 @@ fn model_storage_stall_and_fault() {
 #[test]
 #[ignore = "large bounds: cargo test --release -p takeover --test model -- --ignored"]
 fn model_large_pairs() {
-    let families: [(&str, fn(&mut Bounds)); 6] = [
+    type Family = (&'static str, fn(&mut Bounds));
+    let families: [Family; 6] = [
         ("loss", |b| b.losses = 1),
         ("late", |b| b.delays = 1),
         ("crash", |b| b.crashes = 1),
