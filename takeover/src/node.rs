@@ -566,7 +566,7 @@ impl Node {
                 self.round = None;
                 self.stalled_reported = false;
                 let until = r.started + self.config.lease;
-                if !self.lease_until.is_some_and(|t| t >= until) {
+                if self.lease_until < Some(until) {
                     if self.lease_expired_reported && now < until {
                         self.lease_expired_reported = false;
                         self.events.push_back(Event::LeaseRenewed);
@@ -814,7 +814,7 @@ impl Node {
                 }
                 let expected = matches!(self.pending, Some(Pending::Shutdown { set: s, epoch: e, .. }) if s == set && e == epoch);
                 let fresh = self.slots[i].phase == Phase::Idle
-                    && !self.slots[i].known.is_some_and(|k| k.epoch > epoch);
+                    && self.slots[i].known.map(|k| k.epoch) <= Some(epoch);
                 if expected {
                     self.pending = None;
                 }
@@ -852,7 +852,7 @@ impl Node {
                     self.pending = None;
                 }
                 let fresh = self.slots[i].phase == Phase::Standby
-                    && !self.slots[i].known.is_some_and(|k| k.epoch > epoch);
+                    && self.slots[i].known.map(|k| k.epoch) <= Some(epoch);
                 if fresh {
                     let acq = Acquire { flag: Flag::ElectiveTakeover, source: Source::Mirror, upto: Some(last_seq), fence: false };
                     self.claim(i, epoch.next(), acq);
