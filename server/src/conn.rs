@@ -19,6 +19,11 @@ use crate::state::{lock, Server, Session};
 
 /// Largest frame accepted: an 8 MiB write plus headers and a transform.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024 + 64 * 1024;
+/// Large READs and WRITEs in flight per connection (each holds up to
+/// [`MAX_IO`] bytes).
+pub const MAX_DEFERRED: usize = 4;
+/// Frames queued for the writer per connection.
+const OUT_QUEUE: usize = 8;
 /// Largest READ/WRITE/transact size the server offers.
 pub const MAX_IO: u32 = 8 * 1024 * 1024;
 
@@ -55,6 +60,8 @@ pub struct ConnState {
     pub pending: Arc<Mutex<HashMap<u64, PendingOp>>>,
     /// Credits granted and not yet used.
     pub credits: u32,
+    /// Slots for deferred (large I/O) operations in flight.
+    pub io_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl ConnState {
@@ -77,6 +84,7 @@ impl ConnState {
             sessions: HashMap::new(),
             pending: Arc::new(Mutex::new(HashMap::new())),
             credits: 1,
+            io_slots: Arc::new(tokio::sync::Semaphore::new(MAX_DEFERRED)),
         }
     }
 
@@ -94,7 +102,7 @@ impl ConnState {
 pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u64) {
     debug!("connected");
     let (mut rd, mut wr) = sock.into_split();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+    let (tx, mut rx) = mpsc::channel::<Bytes>(OUT_QUEUE);
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
             if let Err(e) = wr.write_all(&frame).await {

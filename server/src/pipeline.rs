@@ -44,6 +44,10 @@ pub struct Resp {
     pub file_id: Option<FileId>,
     /// Go async: send STATUS_PENDING now and this future's result later.
     pub pending: Option<PendingFut>,
+    /// Finish off the connection's task (large READ/WRITE file I/O), so the
+    /// connection reads on meanwhile; the answer is sent when done, with no
+    /// interim response. Only offered when [`Ctx::single`] is true.
+    pub deferred: Option<PendingFut>,
     /// SESSION_SETUP: the session id to put in the response header.
     pub session_id: Option<u64>,
     /// TREE_CONNECT: the tree id to put in the response header.
@@ -73,6 +77,7 @@ impl Resp {
             body,
             file_id: None,
             pending: None,
+            deferred: None,
             session_id: None,
             tree_id: None,
             sign_with: None,
@@ -100,6 +105,11 @@ pub struct Ctx<'a> {
     pub hdr: &'a Header,
     /// This element's bytes, header included.
     pub msg: &'a [u8],
+    /// The same bytes, shared, for handlers that keep a payload (WRITE).
+    pub frame: &'a Bytes,
+    /// The element is the whole request (not part of a compound), so the
+    /// handler may answer with [`Resp::deferred`].
+    pub single: bool,
     pub session: Option<Arc<Session>>,
     pub tree: Option<Arc<Tree>>,
     /// The request came inside a transform header.
@@ -226,6 +236,7 @@ async fn process(
     let mut create_err: Option<NtStatus> = None;
     let mut close = false;
     let mut pending_tasks = Vec::new();
+    let mut deferred_tasks = Vec::new();
     let mut encrypt_reply = transform_session.clone();
     loop {
         let rest = &msg[at..];
@@ -275,7 +286,8 @@ async fn process(
                 create_err = None;
             }
             server.journal.pre_command(op, index);
-            run_element(conn, &server, &hdr_eff, &elem, encrypted, if related { chain_file_id } else { None }).await
+            let single = first && hdr.next_command == 0;
+            run_element(conn, &server, &hdr_eff, &elem, encrypted, if related { chain_file_id } else { None }, single).await
         };
         let mut resp = match result {
             Ok(r) => r,
@@ -324,7 +336,10 @@ async fn process(
         if encrypt_reply.is_none() && !encrypted {
             encrypt_reply = None;
         }
-        if let Some(fut) = resp.pending.take() {
+        if let Some(fut) = resp.deferred.take() {
+            let enc = encrypt_reply.clone().or_else(|| encryption_for_hdr(conn, &resp_hdr));
+            deferred_tasks.push((resp_hdr, sign, enc, fut, index - 1));
+        } else if let Some(fut) = resp.pending.take() {
             let async_id = server.next_id();
             let mut interim = resp_hdr.clone();
             interim.flags |= flags::ASYNC_COMMAND;
@@ -355,7 +370,12 @@ async fn process(
         let enc = encrypt_reply.or_else(|| encryption_for(conn, &out));
         send_elements(conn, out, enc).await;
     }
-    server.journal.post_reply_ack(op);
+    if deferred_tasks.is_empty() {
+        server.journal.post_reply_ack(op);
+    }
+    for (hdr, sign, enc, fut, idx) in deferred_tasks {
+        spawn_deferred(conn, op, idx, hdr, sign, enc, fut).await;
+    }
     for (async_id, message_id, session_id, final_hdr, fut, sign) in pending_tasks {
         spawn_pending(conn, async_id, message_id, session_id, final_hdr, fut, sign, encrypted);
     }
@@ -369,12 +389,16 @@ async fn process(
 /// Responses to an encrypted session's requests are encrypted even when a
 /// request came in plain (e.g. after the session turned encryption on).
 fn encryption_for(conn: &ConnState, out: &[OutElement]) -> Option<(Arc<SessionCrypto>, u64)> {
-    let first = out.first()?;
-    if first.hdr.command == Command::SessionSetup as u16 || first.hdr.command == Command::Negotiate as u16 {
+    encryption_for_hdr(conn, &out.first()?.hdr)
+}
+
+fn encryption_for_hdr(conn: &ConnState, hdr: &Header) -> Option<(Arc<SessionCrypto>, u64)> {
+    let first = hdr;
+    if first.command == Command::SessionSetup as u16 || first.command == Command::Negotiate as u16 {
         // The client has no keys before it reads this answer.
         return None;
     }
-    let sid = first.hdr.session_id;
+    let sid = first.session_id;
     let session = conn.session(sid)?;
     let crypto = session.crypto()?;
     if crypto.encrypt_data && session.is_valid() {
@@ -428,9 +452,10 @@ async fn run_element(
     conn: &mut ConnState,
     server: &Arc<Server>,
     hdr: &Header,
-    elem: &[u8],
+    elem: &Bytes,
     encrypted: bool,
     chain_file_id: Option<FileId>,
+    single: bool,
 ) -> Result<Resp, NtStatus> {
     let Some(command) = hdr.command() else {
         return Err(NtStatus::INVALID_PARAMETER);
@@ -502,13 +527,25 @@ async fn run_element(
         tree = Some(t);
     }
     let span = tracing::debug_span!("session", id = hdr.session_id, tree = hdr.tree_id, mid = hdr.message_id, cmd = ?command);
-    let mut ctx = Ctx { server, conn, hdr, msg: elem, session, tree, encrypted, chain_file_id };
+    let mut ctx = Ctx { server, conn, hdr, msg: elem, frame: elem, session, tree, encrypted, chain_file_id, single };
     cmd::dispatch(&mut ctx, command).instrument(span).await
 }
 
 /// Encodes, signs and (when asked) encrypts the elements as one frame, and
 /// sends it: the door out.
 async fn send_elements(conn: &mut ConnState, out: Vec<OutElement>, encrypt: Option<(Arc<SessionCrypto>, u64)>) {
+    if let Some(frame) = encode_frame(&mut conn.preauth, out, encrypt) {
+        let _ = conn.tx.send(frame.freeze()).await;
+    }
+}
+
+/// Encodes, signs and encrypts elements into one frame, NetBIOS header
+/// included. `preauth` is the connection's preauth hash (NEGOTIATE).
+fn encode_frame(
+    conn_preauth: &mut protocol::crypto::preauth::PreauthHash,
+    out: Vec<OutElement>,
+    encrypt: Option<(Arc<SessionCrypto>, u64)>,
+) -> Option<BytesMut> {
     let n = out.len();
     // The frame starts with the NetBIOS header, filled in at the end.
     let mut chain = BytesMut::new();
@@ -549,7 +586,7 @@ async fn send_elements(conn: &mut ConnState, out: Vec<OutElement>, encrypt: Opti
             m[20..24].copy_from_slice(&len.to_le_bytes());
         }
         if e.preauth_conn {
-            conn.preauth.update(&m);
+            conn_preauth.update(&m);
         }
         if let Some(s) = &e.preauth_session {
             if let crate::state::session::AuthState::InProgress { preauth, .. } = &mut lock(&s.inner).auth {
@@ -578,7 +615,7 @@ async fn send_elements(conn: &mut ConnState, out: Vec<OutElement>, encrypt: Opti
                 }
                 Err(e) => {
                     warn!("encrypt: {e}");
-                    return;
+                    return None;
                 }
             }
         }
@@ -590,7 +627,42 @@ async fn send_elements(conn: &mut ConnState, out: Vec<OutElement>, encrypt: Opti
             chain
         }
     };
-    let _ = conn.tx.send(frame.freeze()).await;
+    Some(frame)
+}
+
+/// Runs a deferred element's future in its own task and sends its answer
+/// (points 3 and 4 happen there). Waits for an I/O slot first, so a
+/// connection has a bounded number of large operations in flight.
+async fn spawn_deferred(
+    conn: &mut ConnState,
+    op: crate::journal::OpId,
+    index: usize,
+    hdr: Header,
+    sign: Option<Arc<SessionCrypto>>,
+    enc: Option<(Arc<SessionCrypto>, u64)>,
+    fut: PendingFut,
+) {
+    let Ok(permit) = conn.io_slots.clone().acquire_owned().await else {
+        return;
+    };
+    let tx = conn.tx.clone();
+    let server = conn.server.clone();
+    tokio::spawn(async move {
+        let resp = match fut.await {
+            Ok(r) => r,
+            Err(s) => error_resp(s),
+        };
+        server.journal.post_completion(op, index, &resp.body);
+        let mut h = hdr;
+        h.status = resp.status.0;
+        let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
+        let mut unused = protocol::crypto::preauth::PreauthHash::new();
+        if let Some(frame) = encode_frame(&mut unused, vec![e], enc) {
+            let _ = tx.send(frame.freeze()).await;
+        }
+        server.journal.post_reply_ack(op);
+        drop(permit);
+    });
 }
 
 /// Room in front of a body for the NetBIOS (4) and SMB2 (64) headers.

@@ -1,5 +1,7 @@
 //! READ ([MS-SMB2] 3.3.5.12), from files and named pipes.
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use protocol::msg::read::{ReadRequest, ReadResponse};
 use protocol::NtStatus;
@@ -10,6 +12,7 @@ use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
 use crate::state::open::OpenKind;
+use crate::state::Open;
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = ReadRequest::parse(ctx.msg).map_err(bad)?;
@@ -32,7 +35,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             ReadResponse { data: &data, data_remaining: 0 }.encode(&mut body);
             Ok(Resp::with_status(status, body).file(fid))
         }
-        OpenKind::Fs(h) => {
+        OpenKind::Fs(_) => {
             if open.is_dir {
                 return Err(NtStatus::INVALID_DEVICE_REQUEST);
             }
@@ -46,23 +49,44 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                 }
             }
             let len = req.length as usize;
-            let (room, mut body) = crate::pipeline::body_with_headroom(16 + len);
-            ReadResponse::encode_header(0, 0, &mut body);
-            body.truncate(16);
-            let n = h.read_append(&mut body, len, req.offset).map_err(|e| e.status())?;
-            if n == 0 && len > 0 || (n as u32) < req.minimum_count {
-                return Err(NtStatus::END_OF_FILE);
+            let (offset, minimum) = (req.offset, req.minimum_count);
+            if ctx.single && len >= DEFER_FROM {
+                // Large reads run beside the connection, which reads on.
+                let open = open.clone();
+                let mut r = Resp::ok(BytesMut::new()).file(fid);
+                r.deferred = Some(Box::pin(async move {
+                    tokio::task::spawn_blocking(move || read_file(&open, len, offset, minimum))
+                        .await
+                        .map_err(|_| NtStatus::INTERNAL_ERROR)?
+                }));
+                return Ok(r);
             }
-            body[4..8].copy_from_slice(&(n as u32).to_le_bytes());
-            if n == 0 {
-                body.extend_from_slice(&[0]);
-            }
-            lock(&open.st).position = req.offset + n as u64;
-            let mut r = Resp::ok(body).file(fid);
-            r.headroom = Some(room);
-            Ok(r)
+            read_file(&open, len, offset, minimum)
         }
     }
+}
+
+/// Reads at least this large are deferred (see [`Resp::deferred`]).
+const DEFER_FROM: usize = 64 * 1024;
+
+/// Reads file data into a response with headroom for the headers.
+fn read_file(open: &Arc<Open>, len: usize, offset: u64, minimum: u32) -> HResult {
+    let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    let (room, mut body) = crate::pipeline::body_with_headroom(16 + len);
+    ReadResponse::encode_header(0, 0, &mut body);
+    body.truncate(16);
+    let n = h.read_append(&mut body, len, offset).map_err(|e| e.status())?;
+    if n == 0 && len > 0 || (n as u32) < minimum {
+        return Err(NtStatus::END_OF_FILE);
+    }
+    body[4..8].copy_from_slice(&(n as u32).to_le_bytes());
+    if n == 0 {
+        body.extend_from_slice(&[0]);
+    }
+    lock(&open.st).position = offset + n as u64;
+    let mut r = Resp::ok(body).file(open.file_id());
+    r.headroom = Some(room);
+    Ok(r)
 }
 
 /// A read may not reach past the largest file offset, 2^63 - 1 ([MS-FSA]

@@ -55,16 +55,42 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                 }
                 check_space(&open, h, offset + len)?;
             }
-            let n = h.write_at(req.data, offset).map_err(|e| e.status())?;
-            let mut st = lock(&open.st);
-            st.position = offset + n as u64;
-            st.written = true;
-            n
+            if ctx.single && req.data.len() >= DEFER_FROM {
+                // Large writes run beside the connection, which reads on;
+                // the data stays in the request frame, shared, not copied.
+                let data = ctx.frame.slice_ref(req.data);
+                let open = open.clone();
+                let mut r = Resp::ok(BytesMut::new()).file(fid);
+                r.deferred = Some(Box::pin(async move {
+                    tokio::task::spawn_blocking(move || write_file(&open, &data, offset))
+                        .await
+                        .map_err(|_| NtStatus::INTERNAL_ERROR)?
+                }));
+                return Ok(r);
+            }
+            return write_file(&open, req.data, offset);
         }
     };
     let mut body = BytesMut::with_capacity(17);
     WriteResponse { count: count as u32 }.encode(&mut body);
     Ok(Resp::ok(body).file(fid))
+}
+
+/// Writes at least this large are deferred (see [`Resp::deferred`]).
+const DEFER_FROM: usize = 64 * 1024;
+
+/// Writes file data and answers with the count.
+fn write_file(open: &Open, data: &[u8], offset: u64) -> HResult {
+    let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    let n = h.write_at(data, offset).map_err(|e| e.status())?;
+    {
+        let mut st = lock(&open.st);
+        st.position = offset + n as u64;
+        st.written = true;
+    }
+    let mut body = BytesMut::with_capacity(17);
+    WriteResponse { count: n as u32 }.encode(&mut body);
+    Ok(Resp::ok(body).file(open.file_id()))
 }
 
 /// A write must start at a valid file offset (at most 2^63 - 1, [MS-FSA]
