@@ -275,7 +275,9 @@ fn open_disk(
             let rsv = Reservation::take(ctx.server, &share, &st, id, open_ref, here, true)?;
             let action = if overwrite {
                 h.set_len(0).map_err(fs_err)?;
-                let attrs = (req.file_attributes | fattr::ARCHIVE) & !fattr::NORMAL;
+                // FILE_ATTRIBUTE_DIRECTORY does not make a file a directory
+                // ([MS-FSA] 2.1.5.1.2.1): it is dropped, not an error.
+                let attrs = (req.file_attributes | fattr::ARCHIVE) & !(fattr::NORMAL | fattr::DIRECTORY);
                 let _ = h.set_attributes(attrs);
                 if d == disp::SUPERSEDE {
                     create_action::SUPERSEDED
@@ -310,7 +312,10 @@ fn open_disk(
             };
             let mut attrs = req.file_attributes & !fattr::NORMAL;
             if !want_dir {
-                attrs |= fattr::ARCHIVE;
+                // A new file is always ARCHIVE; FILE_ATTRIBUTE_DIRECTORY
+                // without FILE_DIRECTORY_FILE creates a plain file
+                // ([MS-FSA] 2.1.5.1.1), so the bit is dropped.
+                attrs = (attrs & !fattr::DIRECTORY) | fattr::ARCHIVE;
             }
             if attrs != 0 {
                 let _ = h.set_attributes(attrs);
