@@ -293,6 +293,13 @@ fn sequence_slot(index: u32) -> Option<usize> {
     (1..=64).contains(&index).then(|| index as usize - 1)
 }
 
+impl FileTable {
+    /// Does any open file's path satisfy `pred`?
+    pub fn any_path(&self, pred: impl Fn(&crate::fs::Resolved) -> bool) -> bool {
+        self.files.values().any(|f| f.path.as_ref().is_some_and(&pred))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,12 +470,5 @@ mod tests {
         assert_eq!(t.remove_open(&k, 7), None);
         assert!(!t.lock_sequence_replayed(&k, 7, 64, 2));
         assert!(take(&mut t, bl(8, 0, 1, true)));
-    }
-}
-
-impl FileTable {
-    /// Does any open file's path satisfy `pred`?
-    pub fn any_path(&self, pred: impl Fn(&crate::fs::Resolved) -> bool) -> bool {
-        self.files.values().any(|f| f.path.as_ref().is_some_and(&pred))
     }
 }
