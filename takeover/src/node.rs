@@ -389,11 +389,15 @@ impl Node {
         Some(t)
     }
 
-    /// Whether we may execute a request on `set` now: we serve it and hold the lease. The
-    /// server asks before every mutating operation.
+    /// Whether we may execute a request on `set` now: we serve it (or are draining the
+    /// requests already in progress before a hand-over) and hold the lease. The server asks
+    /// before every mutating operation.
     pub fn may_serve(&self, set: SetId, now: Instant) -> bool {
         self.lease_valid(now)
-            && self.slots.iter().any(|s| s.set == set && matches!(s.phase, Phase::Serving { .. }))
+            && self.slots.iter().any(|s| {
+                s.set == set
+                    && matches!(s.phase, Phase::Serving { .. } | Phase::HandingOver { step: Step::Draining, .. })
+            })
     }
 
     /// Whether our lease holds at `now`.
@@ -1412,10 +1416,12 @@ mod tests {
         t.auto = false;
         t.heartbeat(true);
         t.sent();
-        t.recv(Message::ShutdownRequest { set: MINE, epoch: Epoch(1) });
-        assert!(!t.n.may_serve(MINE, t.now), "no new work once the hand-over started");
+        let acts = t.recv(Message::ShutdownRequest { set: MINE, epoch: Epoch(1) });
+        assert_eq!(acts, vec![Action::StopReading { set: MINE }, Action::Drain { set: MINE }]);
+        assert!(t.n.may_serve(MINE, t.now), "requests in progress may finish while draining");
         let now = t.now;
         t.n.handle_done(Done::Drained { set: MINE }, now);
+        assert!(!t.n.may_serve(MINE, t.now), "nothing runs once drained");
         assert_eq!(t.settle(), vec![Action::Save { set: MINE, flag: Flag::ElectiveTakeover }]);
         // A report for the wrong step is ignored.
         t.n.handle_done(Done::Released { set: MINE }, now);
