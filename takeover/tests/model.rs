@@ -139,7 +139,7 @@ fn model_large_pairs() {
 #[test]
 #[ignore = "large bounds: cargo test --release -p takeover --test model -- --ignored"]
 fn model_large_everything() {
-    let b = Bounds { horizon: Duration::from_millis(1200), max_states: 30_000_000, ..Bounds::small() };
+    let b = Bounds { horizon: Duration::from_millis(1200), max_states: 15_000_000, ..Bounds::small() };
     let r = explore(&b);
     eprintln!(
         "everything: {} states, {} transitions, depth {}, {} liveness checks, {} goals completed, truncated {}",
