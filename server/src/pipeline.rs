@@ -290,6 +290,9 @@ async fn process(
             run_element(conn, &server, &hdr_eff, &elem, encrypted, if related { chain_file_id } else { None }, single).await
         };
         let mut resp = match result {
+            // Only the last element of a compound may go async; one in the
+            // middle fails instead (Windows' behaviour, [MS-SMB2] <159>).
+            Ok(r) if r.pending.is_some() && hdr.next_command != 0 => error_resp(NtStatus::INTERNAL_ERROR),
             Ok(r) => r,
             Err(status) => error_resp(status),
         };
