@@ -537,6 +537,9 @@ impl Node {
             }
             self.revive();
         }
+        if self.booted {
+            self.detect(now);
+        }
     }
 
     /// The ownership records, read for the [`Action::ReadOwnership`] with `token`.
@@ -990,6 +993,9 @@ impl Node {
 
     fn claim(&mut self, i: usize, epoch: Epoch, acq: Acquire) {
         let set = self.slots[i].set;
+        if matches!(self.pending, Some(Pending::Shutdown { set: s, .. }) if s == set) {
+            self.pending = None;
+        }
         self.slots[i].phase = Phase::Claiming { epoch, acq };
         self.events.push_back(Event::Acquiring { set, epoch, flag: acq.flag });
         let record = Record { cluster: self.config.cluster, set, owner: self.config.me, epoch };
@@ -1158,8 +1164,7 @@ impl Node {
         for i in 0..2 {
             match self.slots[i].phase {
                 Phase::Released { epoch, since, .. } => {
-                    let dead = ic_silent_dead(self, now);
-                    if dead || now.duration_since(since) >= self.config.handover_timeout {
+                    if self.partner_dead || now.duration_since(since) >= self.config.handover_timeout {
                         // The partner never took it (or died): take it back, one epoch up.
                         let set = self.slots[i].set;
                         self.events.push_back(Event::HandoverAbandoned { set, epoch });
@@ -1178,7 +1183,14 @@ impl Node {
             }
         }
 
-        // Failure detection: both channels must be silent.
+    }
+
+    /// Failure detection, on each fresh reading of the partner's storage counter: the
+    /// partner is dead when both channels have been silent past the timeout. Deciding on a
+    /// fresh reading (not the previous beat's) means a partner that has just come back is
+    /// seen; and a node that cannot read storage declares nobody dead (it could not claim).
+    fn detect(&mut self, now: Instant) {
+        let timeout = self.config.detection_timeout();
         let ic_silent = now.duration_since(self.last_heard) >= timeout;
         let st_silent = now.duration_since(self.counter_changed) >= timeout;
         for (k, (silent, ch)) in [(ic_silent, Channel::Interconnect), (st_silent, Channel::Storage)].into_iter().enumerate() {
@@ -1189,7 +1201,6 @@ impl Node {
         }
         if ic_silent && st_silent && !self.partner_dead {
             self.partner_dead = true;
-            self.pending = None;
             self.events.push_back(Event::PartnerDead);
         }
         if self.partner_dead {
@@ -1259,12 +1270,6 @@ impl Node {
     fn slot_of(&self, set: SetId) -> Option<usize> {
         self.slots.iter().position(|s| s.set == set)
     }
-}
-
-/// Whether the partner is dead now (both channels silent past the timeout).
-fn ic_silent_dead(n: &Node, now: Instant) -> bool {
-    let t = n.config.detection_timeout();
-    n.partner_dead || (now.duration_since(n.last_heard) >= t && now.duration_since(n.counter_changed) >= t)
 }
 
 #[cfg(test)]
