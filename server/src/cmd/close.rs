@@ -20,6 +20,9 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let open = ctx.open(req.file_id)?;
     let session = ctx.session()?.clone();
     lock(&session.inner).opens.remove(&open.volatile_id);
+    if !open.is_dir {
+        super::write_time::land(ctx.server, &open, true);
+    }
     let attrs = if req.flags & POSTQUERY_ATTRIB != 0 {
         open.handle().and_then(|h| h.stat().ok()).map(|st| {
             let f = file_stat(&st, false);

@@ -470,6 +470,7 @@ impl OpenState {
             durable: false,
             create_guid: None,
             written: false,
+            write_time_armed: false,
         }
     }
 }

@@ -17,6 +17,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if let Some(h) = open.handle() {
         if !open.is_dir {
             h.sync().map_err(|e| e.status())?;
+            super::write_time::land(ctx.server, &open, false);
         }
     }
     let mut body = BytesMut::with_capacity(4);

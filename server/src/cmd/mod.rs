@@ -20,6 +20,7 @@ pub mod session_setup;
 pub mod set_info;
 pub mod tree_connect;
 pub mod write;
+pub mod write_time;
 
 use protocol::{Command, NtStatus};
 

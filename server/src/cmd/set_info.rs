@@ -68,6 +68,12 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
                 }
                 h.set_attributes(a).map_err(err)?;
             }
+            // Any basic-info set lands a pending write time first, then an
+            // explicit one replaces it.
+            super::write_time::land(ctx.server, open, false);
+            if let Some(t) = times.last_write {
+                super::write_time::set_explicit(ctx.server, open, t);
+            }
             h.set_times(times).map_err(err)?;
             if let (Some(share), Some(key)) = (open.share(), open.key) {
                 let path = lock(&ctx.server.files).path(&key);
@@ -116,6 +122,7 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
                 return Err(NtStatus::INVALID_PARAMETER);
             }
             h.set_len(end_of_file).map_err(err)?;
+            super::write_time::land(ctx.server, open, false);
         }
         SetFileInfo::ValidDataLength { .. } => need(open, access::FILE_WRITE_DATA)?,
         SetFileInfo::FullEa(_) => return Err(NtStatus::EAS_NOT_SUPPORTED),

@@ -11,7 +11,8 @@ use crate::state::files::access;
 use crate::state::lock;
 use crate::fs;
 use crate::state::open::OpenKind;
-use crate::state::Open;
+use crate::state::{Open, Server};
+use std::sync::Arc;
 
 /// The largest file NTFS holds, 16 TiB less 64 KiB: Windows fails a write
 /// past it with INVALID_PARAMETER, and Duet does the same.
@@ -60,15 +61,20 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                 // the data stays in the request frame, shared, not copied.
                 let data = ctx.frame.slice_ref(req.data);
                 let open = open.clone();
+                let server = ctx.server.clone();
                 let mut r = Resp::ok(BytesMut::new()).file(fid);
                 r.deferred = Some(Box::pin(async move {
-                    tokio::task::spawn_blocking(move || write_file(&open, &data, offset))
+                    let rt = tokio::runtime::Handle::current();
+                    tokio::task::spawn_blocking(move || {
+                        let _guard = rt.enter();
+                        write_file(&server, &open, &data, offset)
+                    })
                         .await
                         .map_err(|_| NtStatus::INTERNAL_ERROR)?
                 }));
                 return Ok(r);
             }
-            return write_file(&open, req.data, offset);
+            return write_file(ctx.server, &open, req.data, offset);
         }
     };
     let mut body = BytesMut::with_capacity(17);
@@ -80,9 +86,13 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
 const DEFER_FROM: usize = 64 * 1024;
 
 /// Writes file data and answers with the count.
-fn write_file(open: &Open, data: &[u8], offset: u64) -> HResult {
+fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64) -> HResult {
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    let frozen = super::write_time::before_write(server, open);
     let n = h.write_at(data, offset).map_err(|e| e.status())?;
+    if n > 0 {
+        super::write_time::after_write(server, open, frozen);
+    }
     {
         let mut st = lock(&open.st);
         st.position = offset + n as u64;

@@ -93,6 +93,8 @@ pub struct FileEntry {
     /// Lock replay detection state of the opens that use it, by
     /// persistent id.
     pub lock_sequences: HashMap<u64, LockSequences>,
+    /// Delayed write-time state (see `cmd::write_time`).
+    pub write_time: crate::cmd::write_time::WriteTime,
 }
 
 #[derive(Debug, Default)]

@@ -39,6 +39,9 @@ pub struct OpenState {
     pub create_guid: Option<[u8; 16]>,
     /// The file was written through this open (for timestamps on close).
     pub written: bool,
+    /// The delayed write-time update of this handle's first write has
+    /// been scheduled.
+    pub write_time_armed: bool,
 }
 
 pub struct Open {
