@@ -80,8 +80,10 @@ fn users_file_and_config_file() {
     )
     .unwrap();
     let _srv = serve(d, &["--config", "duet.toml"], port);
-    let (ok, out) = smbclient(port, "team", &["-U", "alice%s3cret"], "get hello.txt got.txt");
+    let got = d.join("got.txt");
+    let (ok, out) = smbclient(port, "team", &["-U", "alice%s3cret"], &format!("get hello.txt {}", got.display()));
     assert!(ok, "{out}");
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), "from the config share\n");
     let (ok, out) = smbclient(port, "team", &["-U", "alice%wrong"], "ls");
     assert!(!ok && out.contains("NT_STATUS_LOGON_FAILURE"), "{out}");
     let log = std::fs::read_to_string(d.join("duet.log")).unwrap();
