@@ -66,7 +66,11 @@ fn main() {
     let dir = tempfile::tempdir_in(std::env::var_os("NVRAM_BENCH_DIR").unwrap_or("/tmp".into())).unwrap();
     println!("| size | appenders | policy | p50 | p99 | records/s | GB/s | vs memcpy |");
     println!("|---|---|---|---|---|---|---|---|");
-    for size in SIZES {
+    let sizes: Vec<usize> = match std::env::var("NVRAM_BENCH_SIZES") {
+        Ok(v) => v.split(',').map(|x| x.parse().unwrap()).collect(),
+        Err(_) => SIZES.to_vec(),
+    };
+    for size in sizes {
         let payload = vec![0x5au8; size];
         // Enough appends to wrap the ring a few times at 64 KiB, bounded for 128 B.
         let total = (2usize << 30) / size.max(4096) * 4;

@@ -223,6 +223,10 @@ impl Journal {
     ///
     /// A region of another cluster or node is refused with [`Error::ForeignCluster`]
     /// or [`Error::ForeignNode`] before any record is read.
+    ///
+    /// Every recovered operation counts as live again: the server retires each one it
+    /// has finished (restored, redone or found complete), and checkpoints, before the
+    /// head can move past them.
     pub fn open(storage: impl Storage + 'static, opts: Options) -> Result<(Journal, Recovery)> {
         let mut header = read_header(&storage)?;
         if let Some(e) = Error::foreign((opts.cluster, opts.node), (header.cluster, header.node)) {
@@ -623,6 +627,9 @@ impl Journal {
     }
 
     fn wait_mirror(&self, end: u64) {
+        if self.mirror_covers(end) {
+            return;
+        }
         let shared = &self.mirror_shared;
         let mut g = lock(&shared.lock);
         while !self.mirror_covers(end) {

@@ -8,6 +8,19 @@
 //! [`MirrorAck::records`] with the end position, from any thread or task. An append
 //! waiting in [`crate::Journal::commit`] returns once the acknowledgement covers it.
 //!
+//! # An asynchronous mirror
+//!
+//! The server's interconnect mirror fits this shape as follows. `ship` copies the
+//! shipment (`pos` and the concatenated parts) into a message and `try_send`s it on a
+//! channel to a tokio task that owns the TCP connection; it never awaits. The task
+//! writes messages in order; the partner calls [`crate::Journal::receive`] for each and
+//! answers with the highest end position it has stored; the task then calls
+//! [`MirrorAck::records`] (the handle is `Clone + Send`, so a clone lives in the task).
+//! A request task appends with [`crate::Journal::append_nowait`] (it only copies) and
+//! waits for durability with [`crate::Journal::commit`] on a blocking thread, or polls
+//! [`crate::Journal::is_durable`]. When the partner is lost, the server calls
+//! [`crate::Journal::detach_mirror`], which releases every waiter.
+//!
 //! The partner's side is [`crate::Journal::receive`] and
 //! [`crate::Journal::receive_meta`]: the mirror ring is a byte-for-byte copy of the
 //! sender's own ring at the same logical positions, so the partner recovers it with the

@@ -87,7 +87,8 @@ impl MmapStorage {
     }
 
     fn map(file: File) -> io::Result<Self> {
-        let map = MmapOptions::new().map_raw(&file)?;
+        // Populate: fault every page in now, in one go, rather than on the append path.
+        let map = MmapOptions::new().populate().map_raw(&file)?;
         Ok(MmapStorage { map, _file: file })
     }
 }
@@ -331,6 +332,9 @@ pub(crate) struct Ring {
     tail: AtomicU64,
     published: AtomicU64,
     limit: AtomicU64,
+    sleepers: AtomicU64,
+    turn_lock: Mutex<()>,
+    turn_cv: std::sync::Condvar,
 }
 
 impl Ring {
@@ -342,6 +346,9 @@ impl Ring {
             tail: AtomicU64::new(tail),
             published: AtomicU64::new(tail),
             limit: AtomicU64::new(limit),
+            sleepers: AtomicU64::new(0),
+            turn_lock: Mutex::new(()),
+            turn_cv: std::sync::Condvar::new(),
         }
     }
 
@@ -398,22 +405,41 @@ impl Ring {
 
     /// Waits until every earlier claim is published: the caller then holds the turn,
     /// which orders sequence numbers, mirror shipping and publication.
+    ///
+    /// Spins briefly, then yields, then sleeps until a publication wakes it: with more
+    /// appenders than cores, the predecessor it waits for needs the CPU.
     pub(crate) fn wait_turn(&self, claim: &Claim) {
         let mut spins = 0u32;
         while self.published.load(Ordering::Acquire) != claim.start {
-            if spins < 100 {
+            if spins < 64 {
                 std::hint::spin_loop();
-            } else {
+            } else if spins < 80 {
                 std::thread::yield_now();
+            } else {
+                let mut guard = self.turn_lock.lock().unwrap_or_else(|e| e.into_inner());
+                self.sleepers.fetch_add(1, Ordering::SeqCst);
+                while self.published.load(Ordering::SeqCst) != claim.start {
+                    guard = self
+                        .turn_cv
+                        .wait_timeout(guard, std::time::Duration::from_millis(1))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                return;
             }
-            spins = spins.saturating_add(1);
+            spins += 1;
         }
     }
 
     /// Publishes a claim; the caller must hold its turn.
     pub(crate) fn publish(&self, claim: Claim) {
         debug_assert_eq!(self.published.load(Ordering::Relaxed), claim.start);
-        self.published.store(claim.end, Ordering::Release);
+        self.published.store(claim.end, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = self.turn_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.turn_cv.notify_all();
+        }
     }
 }
 

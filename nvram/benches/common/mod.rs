@@ -31,8 +31,20 @@ impl Appender {
     #[inline]
     pub fn append(&mut self, payload: &[u8]) {
         let op = OpId(self.next);
-        self.next += 1;
-        self.journal.append(Entry::PreAck { op, request: payload }).unwrap();
+        loop {
+            match self.journal.append(Entry::PreAck { op, request: payload }) {
+                Ok(_) => {
+                    self.next += 1;
+                    return;
+                }
+                // Back-pressure: a stalled appender pins the head; let it catch up.
+                Err(nvram::Error::Full { .. }) => {
+                    self.retire();
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
 
     /// Retires all but the last few operations (not timed by the latency harness).
