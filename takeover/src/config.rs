@@ -24,7 +24,9 @@ pub struct Config {
     /// How long a storage heartbeat keeps our right to serve (default 200 ms); must be
     /// shorter than the detection timeout.
     pub lease: Duration,
-    /// How long a hand-over may wait on the partner before it is abandoned (default 1 s).
+    /// How long a request to the partner (shutdown, takeover, giveback) is resent before it
+    /// is given up (default 1 s). A released set is taken back sooner: after one detection
+    /// timeout without the partner's claim.
     pub handover_timeout: Duration,
     /// Ask for our home set back as soon as we are healthy and the partner holds it.
     pub auto_giveback: bool,

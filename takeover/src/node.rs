@@ -1164,7 +1164,9 @@ impl Node {
         for i in 0..2 {
             match self.slots[i].phase {
                 Phase::Released { epoch, since, .. } => {
-                    if self.partner_dead || now.duration_since(since) >= self.config.handover_timeout {
+                    // The partner gets a detection timeout (3 resends of the done message)
+                    // to claim the set; a set must not stay released for longer.
+                    if self.partner_dead || now.duration_since(since) >= self.config.detection_timeout() {
                         // The partner never took it (or died): take it back, one epoch up.
                         let set = self.slots[i].set;
                         self.events.push_back(Event::HandoverAbandoned { set, epoch });
