@@ -3,6 +3,7 @@
 //! binary's entry points.
 //!
 //! # Layout
+//! - [`alloc`]: allocator tuning for large I/O buffers.
 //! - [`config`]: the TOML configuration, flags and the embedded default.
 //! - [`users`]: the users file of NT hashes.
 //! - [`conn`]: one task per TCP connection: framing in, responses out.
@@ -15,6 +16,7 @@
 //! - [`fs`]: the share-confined file system.
 //! - [`journal`]: the consistency-point hook the pipeline calls.
 
+pub mod alloc;
 pub mod cmd;
 pub mod config;
 pub mod conn;

@@ -134,6 +134,7 @@ fn main() -> ExitCode {
                     return fail(e);
                 }
             }
+            server::alloc::tune();
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
