@@ -72,11 +72,8 @@ fn bench(c: &mut Criterion) {
                     b.iter_custom(|iters| {
                         run_threads(threads, iters, |t, n| {
                             let mut a = appenders[t].lock().unwrap();
-                            for i in 0..n {
+                            for _ in 0..n {
                                 a.append(&payload);
-                                if i % 64 == 63 {
-                                    a.retire();
-                                }
                             }
                         })
                     })

@@ -3,7 +3,8 @@
 //! the time to recover a full 1 GiB region.
 //!
 //! `cargo bench -p nvram --bench latency` (set `NVRAM_BENCH_DIR` to put the region files
-//! elsewhere than /tmp, `NVRAM_BENCH_SKIP_RECOVERY=1` to skip the 1 GiB recovery).
+//! elsewhere than /tmp, `NVRAM_BENCH_SKIP_RECOVERY=1` to skip the 1 GiB recovery,
+//! `NVRAM_BENCH_SIZES=128,4096` and `NVRAM_BENCH_THREADS=1,2,8` to choose the rows).
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -67,7 +68,7 @@ fn main() {
     println!("| size | appenders | policy | p50 | p99 | records/s | GB/s | vs memcpy |");
     println!("|---|---|---|---|---|---|---|---|");
     let sizes: Vec<usize> = match std::env::var("NVRAM_BENCH_SIZES") {
-        Ok(v) => v.split(',').map(|x| x.parse().unwrap()).collect(),
+        Ok(v) => v.split(',').filter(|x| !x.is_empty()).map(|x| x.parse().unwrap()).collect(),
         Err(_) => SIZES.to_vec(),
     };
     for size in sizes {
@@ -75,7 +76,11 @@ fn main() {
         // Enough appends to wrap the ring a few times at 64 KiB, bounded for 128 B.
         let total = (2usize << 30) / size.max(4096) * 4;
         let total = total.min(400_000);
-        for threads in [1usize, 8] {
+        let thread_counts: Vec<usize> = match std::env::var("NVRAM_BENCH_THREADS") {
+            Ok(v) => v.split(',').filter(|x| !x.is_empty()).map(|x| x.parse().unwrap()).collect(),
+            Err(_) => vec![1, 8],
+        };
+        for threads in thread_counts {
             let per = total / threads;
             let mut map = memmap2::MmapMut::map_anon(REGION as usize).unwrap();
             map.fill(0);
@@ -101,11 +106,8 @@ fn main() {
                 {
                     let mut a = Appender::new(j.clone(), 99);
                     let warm = vec![0u8; 65536.min(j.max_payload() as usize)];
-                    for i in 0..(j.capacity() as usize / warm.len() + 8) {
+                    for _ in 0..(j.capacity() as usize / warm.len() + 8) {
                         a.append(&warm);
-                        if i % 64 == 63 {
-                            a.retire();
-                        }
                     }
                     a.next = u64::MAX; // retire the rest
                     while a.lag < (99 << 40) + (j.capacity() / warm.len() as u64 + 8) {
@@ -116,14 +118,7 @@ fn main() {
                 let per_op = if d == Durability::GroupCommit { per.min(20_000) } else { per };
                 let s = measure(threads, per_op, size, |t, run| {
                     let mut a = Appender::new(j.clone(), t as u64);
-                    let mut i = 0u64;
-                    run(&mut || {
-                        a.append(&payload);
-                        i += 1;
-                        if i % 64 == 0 {
-                            a.retire();
-                        }
-                    })
+                    run(&mut || a.append(&payload))
                 });
                 row(size, threads, name, &s, &memcpy);
             }

@@ -227,7 +227,7 @@ impl Journal {
     /// Every recovered operation counts as live again: the server retires each one it
     /// has finished (restored, redone or found complete), and checkpoints, before the
     /// head can move past them.
-    pub fn open(storage: impl Storage + 'static, opts: Options) -> Result<(Journal, Recovery)> {
+    pub fn open<S: Storage + 'static>(storage: S, opts: Options) -> Result<(Journal, Recovery)> {
         let mut header = read_header(&storage)?;
         if let Some(e) = Error::foreign((opts.cluster, opts.node), (header.cluster, header.node)) {
             return Err(e);
@@ -236,12 +236,20 @@ impl Journal {
             return Err(Error::BadSize { expected: header.region_len, actual: storage.len() });
         }
         let cap = header.ring_cap;
-        let mut read = |off: u64, buf: &mut [u8]| {
-            storage.read(off, buf);
-            Ok(())
+        // The two rings are scanned in parallel: recovery time is on the restart path.
+        let scan = |base: u64, meta: LogMeta| {
+            let mut read = |off: u64, buf: &mut [u8]| {
+                storage.read(off, buf);
+                Ok(())
+            };
+            recover::scan(&mut read, base, cap, meta)
         };
-        let own = recover::scan(&mut read, header.own_base(), cap, header.own)?;
-        let partner = recover::scan(&mut read, header.partner_base(), cap, header.partner)?;
+        let (own, partner) = std::thread::scope(|s| {
+            let partner = s.spawn(|| scan(header.partner_base(), header.partner));
+            let own = scan(header.own_base(), header.own);
+            (own, partner.join().expect("partner scan panicked"))
+        });
+        let (own, partner) = (own?, partner?);
         let flag = header.flag;
 
         header.generation += 1;
