@@ -42,10 +42,10 @@
 //! - [`mirror`]: the [`Mirror`] trait, [`MirrorAck`] and [`LocalMirror`].
 //! - [`recover`]: the scan and its result types ([`Recovery`], [`Record`], [`Points`]).
 //! - [`dump`](fn@dump): a readable dump of a region file.
-//! - [`format`]: the on-disk layout: header slots, record header, flag and kind values.
+//! - [`format`](mod@format): the on-disk layout: header slots, record header, flag and kind values.
 //! - `region`: the [`Storage`] trait, [`MmapStorage`], [`MemStorage`], and the lock-free
 //!   ring allocator; the crate's only `unsafe` code.
-//! - [`error`]: [`Error`].
+//! - [`error`]: the crate's [`Error`] type.
 //!
 //! The byte layout is also drawn in `nvram/README.md`.
 

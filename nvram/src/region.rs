@@ -374,7 +374,7 @@ impl Ring {
     /// read only below `published` and at or above `limit - cap`, which the journal
     /// keeps at or below its head.
     pub(crate) fn reserve(&self, len: u64) -> Result<Claim, u64> {
-        debug_assert!(len % 8 == 0 && len <= self.cap / 2);
+        debug_assert!(len & 7 == 0 && len <= self.cap / 2);
         let mut tail = self.tail.load(Ordering::Relaxed);
         loop {
             let off = tail % self.cap;

@@ -65,7 +65,7 @@ fn run(ops: &[Op], crash: &Crash, more: usize, policy: u8) -> Result<(), TestCas
     let cap = j.capacity();
     let mut items: Vec<Item> = Vec::new();
     let mut prev_end = 0u64;
-    let mut append = |j: &Journal, items: &mut Vec<Item>, prev_end: &mut u64, e: Entry<'_>, payload: Vec<u8>| {
+    let append = |j: &Journal, items: &mut Vec<Item>, prev_end: &mut u64, e: Entry<'_>, payload: Vec<u8>| {
         match j.append(e) {
             Ok(t) => {
                 if t.pos > *prev_end && t.pos - *prev_end >= RECORD_HEADER as u64 {

@@ -35,7 +35,7 @@ impl Appender {
             match self.journal.append(Entry::PreAck { op, request: payload }) {
                 Ok(_) => {
                     self.next += 1;
-                    if self.next % 64 == 0 {
+                    if self.next & 63 == 0 {
                         self.retire();
                     }
                     return;
