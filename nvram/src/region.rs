@@ -308,6 +308,10 @@ impl Receiver<'_> {
     }
 }
 
+/// Busy-wait iterations before a waiting appender yields, and yields before it sleeps.
+const SPINS: u32 = 64;
+const YIELDS: u32 = 16;
+
 /// A claim on `start..end` of a ring: logical positions that only its holder writes.
 ///
 /// `record` is where the record itself starts; `start..record` is padding that skips
@@ -411,9 +415,9 @@ impl Ring {
     pub(crate) fn wait_turn(&self, claim: &Claim) {
         let mut spins = 0u32;
         while self.published.load(Ordering::Acquire) != claim.start {
-            if spins < 64 {
+            if spins < SPINS {
                 std::hint::spin_loop();
-            } else if spins < 80 {
+            } else if spins < SPINS + YIELDS {
                 std::thread::yield_now();
             } else {
                 let mut guard = self.turn_lock.lock().unwrap_or_else(|e| e.into_inner());
