@@ -165,16 +165,20 @@ fn recovery(dir: &std::path::Path) {
         }
         drop(b);
         drop(a);
-        let start = Instant::now();
-        let (_, rec) = Journal::open_file(&pa, o(1)).unwrap();
-        let t = start.elapsed();
-        let count = rec.own.records.len() + rec.partner.records.len();
-        assert_eq!(count as u64, n);
+        // Let writeback of the fill finish first: it would slow the page faults.
+        std::fs::File::open(&pa).unwrap().sync_all().unwrap();
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let start = Instant::now();
+            let (_, rec) = Journal::open_file(&pa, o(1)).unwrap();
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+            let count = rec.own.records.len() + rec.partner.records.len();
+            assert_eq!(count as u64, n);
+        }
         println!(
-            "recovery of a full 1 GiB region, {size} B records: {count} records in {:.0} ms",
-            t.as_secs_f64() * 1000.0
+            "recovery of a full 1 GiB region, {size} B records: {n} records in {:.0} / {:.0} / {:.0} ms (three opens)",
+            times[0], times[1], times[2]
         );
-        drop(rec);
         let _ = std::fs::remove_file(&pa);
         let _ = std::fs::remove_file(&pb);
     }

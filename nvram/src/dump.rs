@@ -50,16 +50,24 @@ pub fn dump(path: &Path, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "generation: {}", h.generation)?;
     writeln!(out, "flag: {:?}", h.flag)?;
     writeln!(out, "ring capacity: {} bytes", h.ring_cap)?;
-    let mut read = |off: u64, buf: &mut [u8]| -> io::Result<()> { file.read_exact_at(buf, off) };
+    let source = FileSource(&file);
     for (name, base, meta) in [("own log", h.own_base(), h.own), ("partner mirror", h.partner_base(), h.partner)] {
         if base + h.ring_cap > len {
             writeln!(out, "{name}: beyond the end of the file")?;
             continue;
         }
-        let log = recover::scan(&mut read, base, h.ring_cap, meta)?;
+        let log = recover::scan(&source, base, h.ring_cap, meta)?;
         write_log(out, name, &meta, &log)?;
     }
     Ok(())
+}
+
+struct FileSource<'a>(&'a File);
+
+impl recover::Source for FileSource<'_> {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
 }
 
 fn write_log(out: &mut dyn Write, name: &str, meta: &LogMeta, log: &LogRecovery) -> io::Result<()> {

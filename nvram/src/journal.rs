@@ -12,7 +12,7 @@ use crate::format::{
     MIN_REGION, RECORD_HEADER, SLOT_SIZE,
 };
 use crate::mirror::{Mirror, MirrorAck, MirrorMeta, MirrorShared, Shipment};
-use crate::recover::{self, OpId, Recovery};
+use crate::recover::{self, OpHash, OpId, Recovery};
 use crate::region::{Claim, MmapStorage, Region, Ring, Storage};
 
 /// When an append counts as durable.
@@ -121,7 +121,7 @@ const NO_CHECKPOINT: u64 = u64::MAX;
 /// Live operations of one shard: operation to the position of its first record.
 #[derive(Default)]
 struct Shard {
-    ops: HashMap<u64, u64>,
+    ops: HashMap<u64, u64, OpHash>,
     firsts: BTreeSet<(u64, u64)>,
 }
 
@@ -237,13 +237,7 @@ impl Journal {
         }
         let cap = header.ring_cap;
         // The two rings are scanned in parallel: recovery time is on the restart path.
-        let scan = |base: u64, meta: LogMeta| {
-            let mut read = |off: u64, buf: &mut [u8]| {
-                storage.read(off, buf);
-                Ok(())
-            };
-            recover::scan(&mut read, base, cap, meta)
-        };
+        let scan = |base: u64, meta: LogMeta| recover::scan(&storage, base, cap, meta);
         let (own, partner) = std::thread::scope(|s| {
             let partner = s.spawn(|| scan(header.partner_base(), header.partner));
             let own = scan(header.own_base(), header.own);

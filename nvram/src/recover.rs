@@ -125,18 +125,39 @@ pub struct Recovery {
     pub partner: LogRecovery,
 }
 
-/// Scans one ring. `read(offset, buf)` reads absolute region bytes.
-pub(crate) fn scan(
-    read: &mut dyn FnMut(u64, &mut [u8]) -> io::Result<()>,
-    base: u64,
-    cap: u64,
-    meta: LogMeta,
-) -> io::Result<LogRecovery> {
+/// Where a scan reads region bytes from: the journal's storage, or a plain file (dump).
+pub(crate) trait Source {
+    /// Fills `buf` from absolute region offset `offset`.
+    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+
+    /// Appends `len` bytes from `offset` to `dst`.
+    fn read_append(&self, offset: u64, len: usize, dst: &mut Vec<u8>) -> io::Result<()> {
+        let at = dst.len();
+        dst.resize(at + len, 0);
+        self.read(offset, &mut dst[at..])
+    }
+}
+
+impl<S: crate::Storage + ?Sized> Source for S {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        crate::Storage::read(self, offset, buf);
+        Ok(())
+    }
+
+    fn read_append(&self, offset: u64, len: usize, dst: &mut Vec<u8>) -> io::Result<()> {
+        crate::Storage::read_append(self, offset, len, dst);
+        Ok(())
+    }
+}
+
+/// Scans one ring of `source`.
+pub(crate) fn scan(source: &dyn Source, base: u64, cap: u64, meta: LogMeta) -> io::Result<LogRecovery> {
     let head = meta.head;
     let mut pos = head;
     let mut last_gen = 0u32;
     let mut prev_seq: Option<u64> = None;
-    let mut buf: Vec<u8> = Vec::new();
+    // Payloads land in one buffer, sized for a full ring so it never moves.
+    let mut buf: Vec<u8> = Vec::with_capacity(cap as usize);
     // (header, pos, payload offset in buf)
     let mut found: Vec<(RecordHeader, u64, usize)> = Vec::new();
     let mut end = LogEnd::Clean;
@@ -152,7 +173,7 @@ pub(crate) fn scan(
         if pos + RECORD_HEADER as u64 > head + cap {
             break;
         }
-        read(base + off, &mut hdr)?;
+        source.read(base + off, &mut hdr)?;
         // No record starts here unless the header is one of this lap and of a run no
         // older than the previous record's: anything else is zeroes or leftovers of an
         // earlier lap or run (whose bytes may be anything), the ordinary end.
@@ -170,8 +191,7 @@ pub(crate) fn scan(
         let len = h.len as usize;
         if h.kind != Kind::Pad {
             // Pad bytes are not covered by the checksum: only the pad's header is.
-            buf.resize(at + len, 0);
-            read(base + off + RECORD_HEADER as u64, &mut buf[at..])?;
+            source.read_append(base + off + RECORD_HEADER as u64, len, &mut buf)?;
         }
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&hdr[..32]);
@@ -234,8 +254,33 @@ pub(crate) fn scan(
     })
 }
 
+/// A multiply-shift hasher for operation ids: recovery and the live-operation map hash
+/// millions of them, and they come from our own server, not from the network.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct OpHasher(u64);
+
+impl std::hash::Hasher for OpHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+    }
+}
+
+/// Builds [`OpHasher`]s.
+pub(crate) type OpHash = std::hash::BuildHasherDefault<OpHasher>;
+
 fn points(records: &[Record]) -> Points {
-    let mut latest: HashMap<OpId, (usize, u8)> = HashMap::new();
+    let mut latest: HashMap<OpId, (usize, u8), OpHash> = HashMap::default();
+    latest.reserve(records.len() / 2);
     for r in records {
         if let Some(p) = r.point() {
             let n = latest.len();
