@@ -68,9 +68,6 @@ pub enum Error {
         /// Largest payload the ring accepts.
         max: u64,
     },
-    /// The mirror was detached (the partner is gone) while an append waited for it.
-    #[error("mirror detached before acknowledging")]
-    MirrorDetached,
 }
 
 impl Error {
