@@ -42,7 +42,7 @@ pub fn slice_at<'a>(msg: &'a [u8], offset: usize, len: usize, what: &'static str
 
 /// Decodes UTF-16LE. Unpaired surrogates and odd lengths are invalid.
 pub fn utf16le(b: &[u8], what: &'static str) -> ParseResult<String> {
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(ParseError::Invalid(what));
     }
     let units = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
@@ -67,7 +67,7 @@ pub fn utf16_len(s: &str) -> usize {
 
 /// Pads `out` with zeros until its length (plus `base`) is a multiple of `align`.
 pub fn pad_to(out: &mut BytesMut, base: usize, align: usize) {
-    while (base + out.len()) % align != 0 {
+    while !(base + out.len()).is_multiple_of(align) {
         out.put_u8(0);
     }
 }

@@ -247,7 +247,7 @@ async fn process(
             rest.len()
         } else {
             let n = hdr.next_command as usize;
-            if n % 8 != 0 || n < HEADER_LEN || n > rest.len() {
+            if !n.is_multiple_of(8) || n < HEADER_LEN || n > rest.len() {
                 return Flow::Close;
             }
             n
