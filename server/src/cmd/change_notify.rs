@@ -43,7 +43,10 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                     dir,
                     recursive: req.watch_tree(),
                     filter: req.completion_filter,
-                    queue: Default::default(),
+                    queue: Arc::new(std::sync::Mutex::new(Queue {
+                        max_len: req.output_buffer_length as usize,
+                        ..Default::default()
+                    })),
                     wake: Arc::new(tokio::sync::Notify::new()),
                 };
                 let r = (w.queue.clone(), w.wake.clone());
@@ -52,7 +55,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             }
         }
     };
-    let max = req.output_buffer_length as usize;
+    let max = (req.output_buffer_length as usize).min(lock(&queue).max_len);
     if let Some(r) = take(&queue, max) {
         return r.map(|r| r.file(fid));
     }

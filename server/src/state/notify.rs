@@ -31,6 +31,10 @@ pub mod action {
 #[derive(Default)]
 pub struct Queue {
     pub events: Vec<(u32, String)>,
+    /// The output buffer size of the watch's first request: changes are
+    /// gathered for that size, so no later request gets more (Windows'
+    /// behaviour, which smb2.notify.valid-req checks).
+    pub max_len: usize,
     /// More happened than a response can carry.
     pub overflow: bool,
     /// The handle was closed: pending requests end with NOTIFY_CLEANUP.
