@@ -215,3 +215,34 @@ fn malformed_input_is_refused_cleanly() {
     assert_eq!(status(&r), NtStatus::SUCCESS);
     assert!(Header::parse(&r).unwrap().flags & flags::SERVER_TO_REDIR != 0);
 }
+
+/// A client cannot grow the server's memory by opening session after
+/// session on one connection: past the limit, SESSION_SETUP is refused.
+#[test]
+fn session_setup_flood_is_bounded() {
+    let (addr, _dir) = start(Arc::new(server::journal::NoJournal));
+    let mut s = connect(addr);
+    s.write_all(&frame(&negotiate())).unwrap();
+    assert_eq!(status(&read_frame(&mut s).unwrap()), NtStatus::SUCCESS);
+    let token = protocol::auth::ntlm::client::negotiate();
+    let limit = server::cmd::session_setup::MAX_SESSIONS_PER_CONNECTION;
+    for i in 0..limit + 2 {
+        let mut b = BytesMut::new();
+        protocol::msg::session_setup::SessionSetupRequest {
+            flags: 0,
+            security_mode: 1,
+            capabilities: 0,
+            channel: 0,
+            previous_session_id: 0,
+            security_buffer: &token,
+        }
+        .encode(&mut b);
+        s.write_all(&frame(&message(Command::SessionSetup, 1 + i as u64, &b))).unwrap();
+        let st = status(&read_frame(&mut s).unwrap());
+        if i < limit {
+            assert_eq!(st, NtStatus::MORE_PROCESSING_REQUIRED, "session {i}");
+        } else {
+            assert_eq!(st, NtStatus::REQUEST_NOT_ACCEPTED, "session {i}");
+        }
+    }
+}

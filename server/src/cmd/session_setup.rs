@@ -17,6 +17,9 @@ use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::session::{AuthState, SessionCrypto};
 use crate::state::{lock, now_filetime, Session};
 
+/// Sessions (set up or in progress) one connection may hold.
+pub const MAX_SESSIONS_PER_CONNECTION: usize = 64;
+
 fn ntlm_config(ctx: &Ctx<'_>) -> ntlm::ServerConfig {
     let name = ctx.server.cfg.server_name.to_uppercase();
     ntlm::ServerConfig {
@@ -41,6 +44,10 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     }
     let dialect = ctx.conn.dialect;
     let session: Arc<Session> = if ctx.hdr.session_id == 0 {
+        if ctx.conn.sessions.len() >= MAX_SESSIONS_PER_CONNECTION {
+            // A client may not grow the server's memory without bound.
+            return Err(NtStatus::REQUEST_NOT_ACCEPTED);
+        }
         let id = ctx.server.next_id();
         let s = Arc::new(Session::new(
             id,

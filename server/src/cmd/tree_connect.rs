@@ -12,6 +12,9 @@ use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::tree::{Tree, TreeKind};
 use crate::state::lock;
 
+/// Tree connects one session may hold.
+pub const MAX_TREES_PER_SESSION: usize = 1024;
+
 /// FILE_ALL_ACCESS (0x001F01FF): what an owner gets on a writable share.
 pub const FILE_ALL_ACCESS: u32 = 0x001F_01FF;
 /// Read, execute, read attributes/EA, read control, synchronize.
@@ -50,6 +53,9 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         (TreeKind::Disk(share), encrypt, ro)
     };
     let maximal_access = if read_only { FILE_READ_ONLY_ACCESS } else { FILE_ALL_ACCESS };
+    if lock(&session.inner).trees.len() >= MAX_TREES_PER_SESSION {
+        return Err(NtStatus::INSUFFICIENT_RESOURCES);
+    }
     let id = (ctx.server.next_id() & 0xFFFF_FFFF) as u32;
     let is_ipc = matches!(kind, TreeKind::Ipc);
     let tree = Arc::new(Tree { id, kind, encrypt, read_only, maximal_access });
