@@ -30,14 +30,17 @@ fn security_mode(conn: &ConnState) -> u16 {
 
 fn response_body(conn: &ConnState, dialect_revision: u16, caps: u32, contexts: Vec<NegotiateContext<'_>>) -> BytesMut {
     let hint = spnego::negotiate_hint();
+    // Without multi-credit requests (2.0.2) a message carries 64 KiB at most
+    // ([MS-SMB2] 3.3.5.4).
+    let max_io = if caps & capabilities::LARGE_MTU != 0 { MAX_IO } else { 65536 };
     let resp = NegotiateResponse {
         security_mode: security_mode(conn),
         dialect_revision,
         server_guid: conn.server.guid,
         capabilities: caps,
-        max_transact_size: MAX_IO,
-        max_read_size: MAX_IO,
-        max_write_size: MAX_IO,
+        max_transact_size: max_io,
+        max_read_size: max_io,
+        max_write_size: max_io,
         system_time: now_filetime(),
         server_start_time: 0,
         security_buffer: &hint,

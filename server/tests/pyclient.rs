@@ -1,0 +1,63 @@
+//! A second, independent client: Python's smbprotocol
+//! (testdata/smbprotocol_ciphers.py) against a real duet, over every
+//! cipher (AES-128/256-CCM/GCM) with encryption required, and every signing
+//! algorithm and dialect with signing required. It caught the server
+//! offering 8 MiB writes to SMB 2.0.2 clients, which may only send 64 KiB.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn duet(share: &std::path::Path, extra: &str) -> (Running, u16) {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let bin = std::env::var("DUET_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_duet").to_string());
+    let child = Command::new(bin)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--share", &format!("data={}", share.display()), "--user", "duet:duetpass", extra])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(20), "duet did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Running(child), port)
+}
+
+fn run_script(mode: &str, port: u16) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/smbprotocol_ciphers.py");
+    let out = Command::new("python3")
+        .args([script, mode, &port.to_string(), "data", "duet", "duetpass"])
+        .output()
+        .expect("python3 runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "smbprotocol {mode} run failed:\n{text}");
+    text
+}
+
+#[test]
+fn every_cipher_with_encryption_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_srv, port) = duet(dir.path(), "--encrypt");
+    let out = run_script("encrypt", port);
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok encrypt")).count(), 6, "{out}");
+}
+
+#[test]
+fn every_signing_algorithm_and_dialect_with_signing_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_srv, port) = duet(dir.path(), "--signing=required");
+    let out = run_script("sign", port);
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok sign")).count(), 7, "{out}");
+}
