@@ -12,7 +12,7 @@
 //! - [`session_setup`], [`logoff`]: sessions.
 //! - [`tree_connect`], [`tree_disconnect`]: trees.
 //! - [`create`], [`create_context`], [`close`]: opens.
-//! - [`read`], [`write`], [`flush`], [`lock`]: file data.
+//! - [`read`], [`write`](mod@write), [`flush`], [`lock`]: file data.
 //! - [`query_directory`], [`query_info`], [`set_info`], [`change_notify`]: metadata.
 //! - [`ioctl`]: IOCTL/FSCTL and the FSCTL structures the server answers.
 //! - [`echo`], [`cancel`]: housekeeping.

@@ -1,5 +1,5 @@
 //! One handler module per SMB2 command. Each takes the pipeline's
-//! [`Ctx`](crate::pipeline::Ctx) and returns a response body (or an
+//! [`crate::pipeline::Ctx`] and returns a response body (or an
 //! NTSTATUS); none writes to the socket or the journal.
 
 pub mod cancel;
