@@ -89,6 +89,22 @@ impl Resp {
         }
     }
 
+    /// An error response that carries ErrorData ([MS-SMB2] 2.2.2), e.g.
+    /// the buffer size a STATUS_BUFFER_TOO_SMALL caller needs.
+    pub fn error_with_data(status: NtStatus, data: &[u8]) -> Resp {
+        let mut body = BytesMut::with_capacity(8 + data.len().max(1));
+        body.put_u16_le(9);
+        body.put_u8(0); // ErrorContextCount
+        body.put_u8(0);
+        body.put_u32_le(data.len() as u32);
+        if data.is_empty() {
+            body.put_u8(0);
+        } else {
+            body.put_slice(data);
+        }
+        Resp::with_status(status, body)
+    }
+
     pub fn file(mut self, id: FileId) -> Resp {
         self.file_id = Some(id);
         self
@@ -686,6 +702,20 @@ pub async fn send_frame(tx: &tokio::sync::mpsc::Sender<Bytes>, msg: BytesMut) {
     protocol::netbios::encode_header(msg.len(), &mut f);
     f.unsplit(msg);
     let _ = tx.send(f.freeze()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_data_carries_the_needed_size() {
+        let r = Resp::error_with_data(NtStatus::BUFFER_TOO_SMALL, &120u32.to_le_bytes());
+        assert_eq!(r.status, NtStatus::BUFFER_TOO_SMALL);
+        assert_eq!(&r.body[..], &[9, 0, 0, 0, 4, 0, 0, 0, 120, 0, 0, 0]);
+        let empty = Resp::error_with_data(NtStatus::ACCESS_DENIED, &[]);
+        assert_eq!(&empty.body[..], &[9, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

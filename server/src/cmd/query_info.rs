@@ -25,7 +25,11 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let truncated = match req.info_type {
         info_type::FILE => file_info(ctx, &open, req.file_info_class, max, &mut out)?,
         info_type::FILESYSTEM => fs_info(&open, req.file_info_class, max, &mut out)?,
-        info_type::SECURITY => security_info(&open, req.additional_information, max, &mut out)?,
+        info_type::SECURITY => match security_info(&open, req.additional_information, max, &mut out) {
+            // `out` holds the size the caller needs: it goes back as ErrorData.
+            Err(NtStatus::BUFFER_TOO_SMALL) => return Ok(Resp::error_with_data(NtStatus::BUFFER_TOO_SMALL, &out)),
+            r => r?,
+        },
         info_type::QUOTA => return Err(NtStatus::NOT_SUPPORTED),
         _ => return Err(NtStatus::INVALID_PARAMETER),
     };
