@@ -133,6 +133,12 @@ pub mod access {
         READ_CONTROL | FILE_READ_ATTRIBUTES | FILE_EXECUTE | SYNCHRONIZE;
     /// What GENERIC_ALL maps to on a file.
     pub const FILE_ALL_ACCESS: u32 = 0x001F_01FF;
+
+    // Directory names of the same bits ([MS-SMB2] 2.2.13.1.2).
+    pub const FILE_LIST_DIRECTORY: u32 = FILE_READ_DATA;
+    pub const FILE_ADD_FILE: u32 = FILE_WRITE_DATA;
+    pub const FILE_ADD_SUBDIRECTORY: u32 = FILE_APPEND_DATA;
+    pub const FILE_TRAVERSE: u32 = FILE_EXECUTE;
 }
 
 #[cfg(test)]

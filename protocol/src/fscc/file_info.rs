@@ -98,7 +98,13 @@ pub fn is_variable_size(class: u8) -> bool {
 /// `out` to `max_len` and returns true if anything was cut (the server
 /// then answers STATUS_BUFFER_OVERFLOW).
 pub fn truncate_output(class: u8, out: &mut BytesMut, max_len: usize) -> Result<bool, InfoError> {
-    let fixed = fixed_size(class).ok_or(InfoError::InvalidInfoClass)?;
+    fit_output(fixed_size(class), out, max_len)
+}
+
+/// The rule both query kinds share: InvalidInfoClass without a fixed size,
+/// LengthMismatch below it, else cut `out` to `max_len` (true if cut).
+pub(crate) fn fit_output(fixed: Option<usize>, out: &mut BytesMut, max_len: usize) -> Result<bool, InfoError> {
+    let fixed = fixed.ok_or(InfoError::InvalidInfoClass)?;
     if max_len < fixed {
         return Err(InfoError::LengthMismatch);
     }

@@ -115,15 +115,7 @@ pub fn truncate_fs_output(
     out: &mut BytesMut,
     max_len: usize,
 ) -> Result<bool, InfoError> {
-    let fixed = fs_fixed_size(class).ok_or(InfoError::InvalidInfoClass)?;
-    if max_len < fixed {
-        return Err(InfoError::LengthMismatch);
-    }
-    if out.len() > max_len {
-        out.truncate(max_len);
-        return Ok(true);
-    }
-    Ok(false)
+    super::file_info::fit_output(fs_fixed_size(class), out, max_len)
 }
 
 /// Appends the QUERY_INFO answer for file-system information `class`.

@@ -28,54 +28,10 @@ pub mod impersonation_level {
 }
 
 /// Access mask bits ([MS-SMB2] 2.2.13.1.1 files, 2.2.13.1.2 directories).
-pub mod access_mask {
-    pub const FILE_READ_DATA: u32 = 0x0000_0001;
-    pub const FILE_WRITE_DATA: u32 = 0x0000_0002;
-    pub const FILE_APPEND_DATA: u32 = 0x0000_0004;
-    pub const FILE_READ_EA: u32 = 0x0000_0008;
-    pub const FILE_WRITE_EA: u32 = 0x0000_0010;
-    pub const FILE_EXECUTE: u32 = 0x0000_0020;
-    pub const FILE_DELETE_CHILD: u32 = 0x0000_0040;
-    pub const FILE_READ_ATTRIBUTES: u32 = 0x0000_0080;
-    pub const FILE_WRITE_ATTRIBUTES: u32 = 0x0000_0100;
-    pub const DELETE: u32 = 0x0001_0000;
-    pub const READ_CONTROL: u32 = 0x0002_0000;
-    pub const WRITE_DAC: u32 = 0x0004_0000;
-    pub const WRITE_OWNER: u32 = 0x0008_0000;
-    pub const SYNCHRONIZE: u32 = 0x0010_0000;
-    pub const ACCESS_SYSTEM_SECURITY: u32 = 0x0100_0000;
-    pub const MAXIMUM_ALLOWED: u32 = 0x0200_0000;
-    pub const GENERIC_ALL: u32 = 0x1000_0000;
-    pub const GENERIC_EXECUTE: u32 = 0x2000_0000;
-    pub const GENERIC_WRITE: u32 = 0x4000_0000;
-    pub const GENERIC_READ: u32 = 0x8000_0000;
-    // Directory names of the same bits.
-    pub const FILE_LIST_DIRECTORY: u32 = 0x0000_0001;
-    pub const FILE_ADD_FILE: u32 = 0x0000_0002;
-    pub const FILE_ADD_SUBDIRECTORY: u32 = 0x0000_0004;
-    pub const FILE_TRAVERSE: u32 = 0x0000_0020;
-    /// All specific and standard rights of a file (FILE_ALL_ACCESS).
-    pub const FILE_ALL_ACCESS: u32 = 0x001F_01FF;
-}
+pub use crate::fscc::access as access_mask;
 
 /// File attributes ([MS-FSCC] 2.6).
-pub mod file_attributes {
-    pub const READONLY: u32 = 0x0000_0001;
-    pub const HIDDEN: u32 = 0x0000_0002;
-    pub const SYSTEM: u32 = 0x0000_0004;
-    pub const DIRECTORY: u32 = 0x0000_0010;
-    pub const ARCHIVE: u32 = 0x0000_0020;
-    pub const NORMAL: u32 = 0x0000_0080;
-    pub const TEMPORARY: u32 = 0x0000_0100;
-    pub const SPARSE_FILE: u32 = 0x0000_0200;
-    pub const REPARSE_POINT: u32 = 0x0000_0400;
-    pub const COMPRESSED: u32 = 0x0000_0800;
-    pub const OFFLINE: u32 = 0x0000_1000;
-    pub const NOT_CONTENT_INDEXED: u32 = 0x0000_2000;
-    pub const ENCRYPTED: u32 = 0x0000_4000;
-    pub const INTEGRITY_STREAM: u32 = 0x0000_8000;
-    pub const NO_SCRUB_DATA: u32 = 0x0002_0000;
-}
+pub use crate::fscc::file_attributes;
 
 /// ShareAccess bits ([MS-SMB2] 2.2.13).
 pub mod share_access {

@@ -61,10 +61,6 @@ pub fn bad(_: protocol::ParseError) -> NtStatus {
 /// generic mapping of [MS-FSA]).
 pub fn generic_map(mut a: u32) -> u32 {
     use crate::state::files::access::*;
-    const FILE_GENERIC_READ: u32 = 0x0012_0089;
-    const FILE_GENERIC_WRITE: u32 = 0x0012_0116;
-    const FILE_GENERIC_EXECUTE: u32 = 0x0012_00A0;
-    const FILE_ALL_ACCESS: u32 = 0x001F_01FF;
     if a & GENERIC_READ != 0 {
         a |= FILE_GENERIC_READ;
     }

@@ -9,16 +9,17 @@ use protocol::NtStatus;
 use tracing::{debug, info};
 
 use crate::pipeline::{Ctx, HResult, Resp};
+use crate::state::files::access;
 use crate::state::tree::{Tree, TreeKind};
 use crate::state::lock;
 
 /// Tree connects one session may hold.
 pub const MAX_TREES_PER_SESSION: usize = 1024;
 
-/// FILE_ALL_ACCESS (0x001F01FF): what an owner gets on a writable share.
-pub const FILE_ALL_ACCESS: u32 = 0x001F_01FF;
+/// What an owner gets on a writable share.
+pub const FILE_ALL_ACCESS: u32 = access::FILE_ALL_ACCESS;
 /// Read, execute, read attributes/EA, read control, synchronize.
-pub const FILE_READ_ONLY_ACCESS: u32 = 0x0012_00A9;
+pub const FILE_READ_ONLY_ACCESS: u32 = access::FILE_GENERIC_READ | access::FILE_GENERIC_EXECUTE;
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = TreeConnectRequest::parse(ctx.msg).map_err(|_| NtStatus::INVALID_PARAMETER)?;

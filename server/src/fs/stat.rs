@@ -23,24 +23,9 @@ use super::FsError;
 
 /// DOS file attributes ([MS-FSCC] 2.6).
 pub mod attr {
-    /// FILE_ATTRIBUTE_READONLY.
-    pub const READONLY: u32 = 0x0000_0001;
-    /// FILE_ATTRIBUTE_HIDDEN.
-    pub const HIDDEN: u32 = 0x0000_0002;
-    /// FILE_ATTRIBUTE_SYSTEM.
-    pub const SYSTEM: u32 = 0x0000_0004;
-    /// FILE_ATTRIBUTE_DIRECTORY.
-    pub const DIRECTORY: u32 = 0x0000_0010;
-    /// FILE_ATTRIBUTE_ARCHIVE.
-    pub const ARCHIVE: u32 = 0x0000_0020;
-    /// FILE_ATTRIBUTE_NORMAL: reported only when no other attribute is set.
-    pub const NORMAL: u32 = 0x0000_0080;
-    /// FILE_ATTRIBUTE_TEMPORARY.
-    pub const TEMPORARY: u32 = 0x0000_0100;
-    /// FILE_ATTRIBUTE_OFFLINE.
-    pub const OFFLINE: u32 = 0x0000_1000;
-    /// FILE_ATTRIBUTE_NOT_CONTENT_INDEXED.
-    pub const NOT_CONTENT_INDEXED: u32 = 0x0000_2000;
+    pub use protocol::fscc::file_attributes::{
+        ARCHIVE, DIRECTORY, HIDDEN, NORMAL, NOT_CONTENT_INDEXED, OFFLINE, READONLY, SYSTEM, TEMPORARY,
+    };
     /// The attributes a client may set and Duet stores.
     pub const SETTABLE: u32 = READONLY | HIDDEN | SYSTEM | ARCHIVE | TEMPORARY | OFFLINE | NOT_CONTENT_INDEXED;
 }
