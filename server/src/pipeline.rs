@@ -1,7 +1,8 @@
 //! The request pipeline: the one door in and the one door out.
 //!
 //! Every frame read off a connection enters through [`handle`]; every
-//! response leaves through [`send_frame`]. In between: the transform
+//! response leaves through `send_elements` (and, for answers that
+//! complete later, the same frame encoder). In between: the transform
 //! (decryption), compound splitting, session/tree lookup, signature checks,
 //! dispatch to the command handlers in [`crate::cmd`], and on the way out
 //! credits, signing and encryption. The journal's consistency points
@@ -253,7 +254,7 @@ async fn process(
     let mut close = false;
     let mut pending_tasks = Vec::new();
     let mut deferred_tasks = Vec::new();
-    let mut encrypt_reply = transform_session.clone();
+    let encrypt_reply = transform_session;
     loop {
         let rest = &msg[at..];
         let Ok(hdr) = Header::parse(rest) else {
@@ -352,9 +353,6 @@ async fn process(
         } else {
             signing_for(conn, &hdr_eff, hdr.is_signed())
         };
-        if encrypt_reply.is_none() && !encrypted {
-            encrypt_reply = None;
-        }
         if let Some(fut) = resp.deferred.take() {
             let enc = encrypt_reply.clone().or_else(|| encryption_for_hdr(conn, &resp_hdr));
             deferred_tasks.push((resp_hdr, sign, enc, fut, index - 1));
@@ -620,11 +618,7 @@ fn encode_frame(
     let frame = match encrypt {
         Some((crypto, sid)) => {
             let nonce: [u8; 16] = rand::random();
-            let nlen = if matches!(crypto.cipher, protocol::msg::negotiate::cipher::AES_128_CCM | protocol::msg::negotiate::cipher::AES_256_CCM) {
-                11
-            } else {
-                12
-            };
+            let nlen = transform::nonce_len(crypto.cipher).unwrap_or(12);
             match transform::encrypt(crypto.cipher, &crypto.encryption_key, sid, &nonce[..nlen], &chain[4..]) {
                 Ok(t) => {
                     let mut f = BytesMut::with_capacity(4 + t.len());
@@ -696,14 +690,6 @@ pub fn body_with_headroom(capacity: usize) -> (BytesMut, BytesMut) {
     (b, body)
 }
 
-/// Adds the NetBIOS header and hands the frame to the writer.
-pub async fn send_frame(tx: &tokio::sync::mpsc::Sender<Bytes>, msg: BytesMut) {
-    let mut f = BytesMut::with_capacity(4 + msg.len());
-    protocol::netbios::encode_header(msg.len(), &mut f);
-    f.unsplit(msg);
-    let _ = tx.send(f.freeze()).await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -750,28 +736,10 @@ fn spawn_pending(
         };
         let mut h = final_hdr;
         h.status = resp.status.0;
-        let mut m = BytesMut::new();
-        if sign.is_some() && enc.is_none() {
-            h.flags |= flags::SIGNED;
+        let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
+        let mut unused = protocol::crypto::preauth::PreauthHash::new();
+        if let Some(frame) = encode_frame(&mut unused, vec![e], enc) {
+            let _ = tx.send(frame.freeze()).await;
         }
-        h.encode(&mut m);
-        m.unsplit(resp.body);
-        if enc.is_none() {
-            if let Some(k) = &sign {
-                signing::sign(k.signing_alg, &k.signing_key, &mut m);
-            }
-        }
-        let frame = match enc {
-            Some((crypto, sid)) => {
-                let nonce: [u8; 16] = rand::random();
-                let nlen = if matches!(crypto.cipher, 1 | 3) { 11 } else { 12 };
-                match transform::encrypt(crypto.cipher, &crypto.encryption_key, sid, &nonce[..nlen], &m) {
-                    Ok(t) => BytesMut::from(&t[..]),
-                    Err(_) => return,
-                }
-            }
-            None => m,
-        };
-        send_frame(&tx, frame).await;
     });
 }

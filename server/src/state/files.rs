@@ -183,8 +183,8 @@ impl FileTable {
         self.files.get(key).map_or(0, |f| f.opens.len())
     }
 
-    /// Moves a file's entry when its identity changes (never for rename on
-    /// Linux, kept for completeness of the API).
+    /// Sets or clears the file's delete-pending state (FileDisposition, or
+    /// a delete-on-close open being closed).
     pub fn set_delete_pending(&mut self, key: &FileKey, pending: bool) {
         if let Some(f) = self.files.get_mut(key) {
             f.delete_pending = pending;
