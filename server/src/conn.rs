@@ -160,6 +160,6 @@ fn cleanup(conn: &mut ConnState) {
             continue;
         }
         lock(&server.sessions).remove(&sid);
-        crate::cmd::logoff::close_session(&server, &session);
+        crate::cmd::logoff::disconnect_session(&server, &session);
     }
 }

@@ -29,6 +29,13 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     Ok(r)
 }
 
+/// Tears a session down because its last connection went away. Unlike
+/// LOGOFF, this is not the client's wish, so durable opens are kept for
+/// reconnect ([MS-SMB2] 3.3.7.1).
+pub fn disconnect_session(server: &Arc<Server>, session: &Arc<Session>) {
+    close_session(server, session);
+}
+
 /// Closes every open and tree of a session and marks it expired.
 pub fn close_session(server: &Arc<Server>, session: &Arc<Session>) {
     let opens: Vec<_> = {
