@@ -678,6 +678,15 @@ async fn spawn_deferred(
     });
 }
 
+/// Encodes a message the server sends on its own (an oplock break
+/// notification): one element, unsigned, encrypted with `encrypt` when
+/// given. Returns the whole frame, NetBIOS header included.
+pub fn encode_unsolicited(hdr: Header, body: BytesMut, encrypt: Option<(Arc<SessionCrypto>, u64)>) -> Option<Bytes> {
+    let e = OutElement { hdr, body, headroom: None, sign: None, preauth_session: None, preauth_conn: false };
+    let mut unused = protocol::crypto::preauth::PreauthHash::new();
+    encode_frame(&mut unused, vec![e], encrypt).map(BytesMut::freeze)
+}
+
 /// Room in front of a body for the NetBIOS (4) and SMB2 (64) headers.
 pub const HEADROOM: usize = 4 + HEADER_LEN;
 

@@ -66,6 +66,7 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>) {
     };
     let (delete, path) = delete;
     server.lock_released.notify_waiters();
+    server.oplock_changed.notify_waiters();
     let Some(share) = open.share() else {
         return;
     };

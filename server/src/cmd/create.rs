@@ -17,7 +17,10 @@ use tracing::debug;
 use super::{file_stat, generic_map};
 use crate::fs::{self, FsError, SmbPath};
 use crate::pipeline::{Ctx, HResult, Resp};
-use crate::state::files::{access, OpenRef};
+use crate::state::files::{access, FileKey, OpenRef};
+use crate::state::oplock::{self, BreakSink};
+use crate::state::session::SessionCrypto;
+use crate::state::{durable, Server, Session, Tree};
 use crate::state::open::{Open, OpenKind, OpenState};
 use crate::state::tree::TreeKind;
 use crate::state::notify::{action, filter};
@@ -50,7 +53,7 @@ const MODIFY_ACCESS: u32 = access::FILE_WRITE_DATA
     | access::WRITE_OWNER
     | access::FILE_DELETE_CHILD;
 
-pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
+pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = CreateRequest::parse(ctx.msg).map_err(|e| {
         debug!("bad CREATE: {e}");
         NtStatus::INVALID_PARAMETER
@@ -58,10 +61,132 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     validate(&req)?;
     let tree = ctx.tree()?.clone();
     let session = ctx.session()?.clone();
-    match &tree.kind {
-        TreeKind::Ipc => open_pipe(ctx, &req, tree, session),
-        TreeKind::Disk(_) => open_disk(ctx, &req, tree, session),
+    if let TreeKind::Ipc = &tree.kind {
+        return open_pipe(ctx, &req, tree, session);
     }
+    let opener = Opener::new(ctx, tree, session);
+    if let Some(RequestContext::DurableHandleReconnect { file_id }) =
+        req.context(|c| matches!(c, RequestContext::DurableHandleReconnect { .. }))
+    {
+        return reconnect(&opener, *file_id);
+    }
+    loop {
+        match open_disk(&opener, &req)? {
+            Step::Done(r) => return Ok(r),
+            // In the middle of a compound the open waits where it is
+            // (only the last element may go async); a holder on this
+            // same connection then answers only after the timeout.
+            Step::Wait(key) if ctx.hdr.next_command != 0 => oplock::wait_for_breaks(&opener.server, key).await,
+            Step::Wait(key) => return Ok(wait_then_open(opener, ctx.frame.clone(), key)),
+        }
+    }
+}
+
+/// What one attempt at an open came to.
+enum Step {
+    Done(Resp),
+    /// An oplock break on the file is in progress: try again when it ends.
+    Wait(FileKey),
+}
+
+/// Everything an open needs from the request's connection, owned, so
+/// that an open waiting for an oplock break can finish in its own task.
+#[derive(Clone)]
+struct Opener {
+    server: Arc<Server>,
+    tree: Arc<Tree>,
+    session: Arc<Session>,
+    /// The connection's writer, for this open's break notifications.
+    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    /// Break notifications are encrypted when the session or share is.
+    encrypt: Option<Arc<SessionCrypto>>,
+}
+
+impl Opener {
+    fn new(ctx: &Ctx<'_>, tree: Arc<Tree>, session: Arc<Session>) -> Opener {
+        let crypto = session.crypto();
+        let encrypts = ctx.encrypted || tree.encrypt || crypto.as_ref().is_some_and(|c| c.encrypt_data);
+        Opener {
+            server: ctx.server.clone(),
+            tree,
+            session,
+            tx: ctx.conn.tx.clone(),
+            encrypt: if encrypts { crypto } else { None },
+        }
+    }
+
+    fn sink(&self, id: u64) -> BreakSink {
+        BreakSink {
+            tx: self.tx.clone(),
+            session_id: self.session.id,
+            file_id: FileId { persistent: id, volatile: id },
+            encrypt: self.encrypt.clone(),
+        }
+    }
+}
+
+/// Goes async ([MS-SMB2] 3.3.4.2): the client gets STATUS_PENDING now,
+/// and the CREATE's answer once the oplock holders have acknowledged (or
+/// timed out).
+fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileKey) -> Resp {
+    let mut r = Resp::ok(BytesMut::new());
+    r.pending = Some(Box::pin(async move {
+        let mut key = key;
+        loop {
+            oplock::wait_for_breaks(&opener.server, key).await;
+            let req = CreateRequest::parse(&msg).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+            match open_disk(&opener, &req)? {
+                Step::Done(r) => return Ok(r),
+                Step::Wait(k) => key = k,
+            }
+        }
+    }));
+    r
+}
+
+/// DHnC ([MS-SMB2] 3.3.5.9.7): a client takes back a durable open that
+/// outlived its connection. The open keeps its file id, oplock, locks and
+/// position; the answer carries no durable context.
+fn reconnect(opener: &Opener, file_id: FileId) -> HResult {
+    let share = opener.tree.share().ok_or(NtStatus::INVALID_PARAMETER)?;
+    let (user, domain) = {
+        let i = lock(&opener.session.inner);
+        (i.user.clone(), i.domain.clone())
+    };
+    let old = durable::reclaim(&opener.server, file_id.persistent, &user, &domain, &share.cfg.name)?;
+    if old.volatile_id != file_id.volatile && file_id.volatile != u64::MAX {
+        debug!("DHnC volatile id differs; matched on the persistent id");
+    }
+    let open = Arc::new(Open { session_id: opener.session.id, tree: opener.tree.clone(), ..old });
+    let key = open.key.ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
+    let id = open.persistent_id;
+    let level = {
+        let mut files = lock(&opener.server.files);
+        files.set_oplock_sink(&key, id, opener.sink(id));
+        files.oplock_level(&key, id)
+    };
+    let st = open.handle().ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?.stat().map_err(fs_err)?;
+    let delete_pending = lock(&opener.server.files).is_delete_pending(&key);
+    lock(&opener.session.inner).opens.insert(open.volatile_id, open.clone());
+    let fstat = file_stat(&st, delete_pending);
+    let fid = open.file_id();
+    let resp = CreateResponse {
+        oplock_level: level,
+        flags: 0,
+        create_action: create_action::OPENED,
+        creation_time: fstat.creation_time,
+        last_access_time: fstat.last_access_time,
+        last_write_time: fstat.last_write_time,
+        change_time: fstat.change_time,
+        allocation_size: fstat.allocation_size,
+        end_of_file: fstat.end_of_file,
+        file_attributes: fstat.wire_attributes(),
+        file_id: fid,
+        create_contexts: Vec::new(),
+    };
+    let mut body = BytesMut::with_capacity(96);
+    resp.encode(&mut body);
+    Ok(Resp::ok(body).file(fid))
 }
 
 /// The checks on the request's own fields that come before any lookup
@@ -100,6 +225,16 @@ fn validate(req: &CreateRequest<'_>) -> Result<(), NtStatus> {
         return Err(NtStatus::INVALID_PARAMETER);
     }
     if req.name.starts_with('\\') {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    let has = |f: fn(&RequestContext<'_>) -> bool| req.create_contexts.iter().any(f);
+    let v1 = has(|c| matches!(c, RequestContext::DurableHandleRequest | RequestContext::DurableHandleReconnect { .. }));
+    let v2 = has(|c| {
+        matches!(c, RequestContext::DurableHandleRequestV2(_) | RequestContext::DurableHandleReconnectV2(_))
+    });
+    if v1 && v2 {
+        // [MS-SMB2] 3.3.5.9: version 1 and version 2 durable contexts
+        // do not mix.
         return Err(NtStatus::INVALID_PARAMETER);
     }
     if req.create_contexts.iter().any(|c| matches!(c, RequestContext::Other(c) if c.name.len() < 4)) {
@@ -188,12 +323,9 @@ fn check_new_file_contexts(req: &CreateRequest<'_>) -> Result<(), NtStatus> {
     Ok(())
 }
 
-fn open_disk(
-    ctx: &mut Ctx<'_>,
-    req: &CreateRequest<'_>,
-    tree: Arc<crate::state::Tree>,
-    session: Arc<crate::state::Session>,
-) -> HResult {
+fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus> {
+    let server = &opener.server;
+    let tree = &opener.tree;
     let share = tree.share().ok_or(NtStatus::INVALID_PARAMETER)?.clone();
     let path = SmbPath::parse(&req.name).map_err(fs_err)?;
     let mut desired = generic_map(req.desired_access);
@@ -225,8 +357,8 @@ fn open_disk(
     }
 
     let d = req.create_disposition;
-    let id = ctx.server.next_id();
-    let open_ref = OpenRef { persistent_id: id, access: desired, share_access: req.share_access };
+    let id = server.next_id();
+    let open_ref = OpenRef::new(id, desired, req.share_access);
     let (handle, action, created, rsv) = match existing {
         Some(st) => {
             if d == disp::CREATE {
@@ -257,10 +389,17 @@ fn open_disk(
                 }
             }
             let key = (st.dev, st.ino);
+            let breaks = lock(&server.files).break_for_open(&key, desired, overwrite);
+            for pid in &breaks.orphans {
+                durable::purge(server, *pid);
+            }
+            if breaks.wait {
+                return Ok(Step::Wait(key));
+            }
             {
                 // Fail fast, before opening anything; the binding check is
                 // repeated atomically with the reservation below.
-                let files = lock(&ctx.server.files);
+                let files = lock(&server.files);
                 if files.is_delete_pending(&key) {
                     return Err(NtStatus::DELETE_PENDING);
                 }
@@ -272,7 +411,7 @@ fn open_disk(
             let h = share.fs.open(&resolved, write && !st.is_dir).map_err(fs_err)?;
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
-            let rsv = Reservation::take(ctx.server, &share, &st, id, open_ref, here, true)?;
+            let rsv = Reservation::take(server, &share, &st, id, open_ref, here, true)?;
             let action = if overwrite {
                 h.set_len(0).map_err(fs_err)?;
                 // FILE_ATTRIBUTE_DIRECTORY does not make a file a directory
@@ -322,7 +461,7 @@ fn open_disk(
             }
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
-            let rsv = Reservation::take(ctx.server, &share, &st, id, open_ref, here, false)?;
+            let rsv = Reservation::take(server, &share, &st, id, open_ref, here, false)?;
             (h, create_action::CREATED, true, rsv)
         }
     };
@@ -336,14 +475,24 @@ fn open_disk(
             st = handle.stat().map_err(fs_err)?;
         }
     }
+    let oplock = if st.is_dir {
+        oplock::level::NONE
+    } else {
+        lock(&server.files).grant_oplock(&key, id, req.requested_oplock_level, opener.sink(id))
+    };
+    // [MS-SMB2] 3.3.5.9.6: a version 1 durable handle needs a batch
+    // oplock (Duet grants no leases).
+    let durable = oplock == oplock::level::BATCH
+        && req.context(|c| matches!(c, RequestContext::DurableHandleRequest)).is_some();
     let resolved = rsv.path.clone();
     let resolved_for_notify = resolved.clone();
     let mut state = OpenState::new(path.to_string(), Some(resolved));
     state.delete_on_close = delete_on_close;
+    state.durable = durable;
     let open = Arc::new(Open {
         persistent_id: id,
         volatile_id: id,
-        session_id: session.id,
+        session_id: opener.session.id,
         tree: tree.clone(),
         kind: OpenKind::Fs(handle),
         access: desired,
@@ -353,15 +502,18 @@ fn open_disk(
         key: Some(key),
         st: Mutex::new(state),
     });
-    lock(&session.inner).opens.insert(id, open);
+    lock(&opener.session.inner).opens.insert(id, open);
     rsv.keep();
     let fstat = file_stat(&st, false);
     if created {
         let f = if st.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
-        ctx.server.report_change(&share.cfg.name, resolved_for_notify.components(), action::ADDED, f);
+        server.report_change(&share.cfg.name, resolved_for_notify.components(), action::ADDED, f);
     }
 
     let mut contexts = Vec::new();
+    if durable {
+        contexts.push(ResponseContext::DurableHandle);
+    }
     for c in &req.create_contexts {
         match c {
             RequestContext::QueryMaximalAccess { .. } => contexts.push(ResponseContext::MaximalAccess {
@@ -377,7 +529,7 @@ fn open_disk(
     }
     let file_id = FileId { persistent: id, volatile: id };
     let resp = CreateResponse {
-        oplock_level: 0,
+        oplock_level: oplock,
         flags: 0,
         create_action: action,
         creation_time: fstat.creation_time,
@@ -392,7 +544,7 @@ fn open_disk(
     };
     let mut body = BytesMut::with_capacity(160);
     resp.encode(&mut body);
-    Ok(Resp::ok(body).file(file_id))
+    Ok(Step::Done(Resp::ok(body).file(file_id)))
 }
 
 /// An open's entry in the per-file table, taken atomically with the

@@ -150,7 +150,14 @@ fn take(server: &Arc<Server>, key: &FileKey, pid: u64, locks: &[LockElement]) ->
     }
     // The valid elements before an invalid one are taken and released
     // again: only a conflict among them changes the answer.
-    let granted = lock(&server.files).lock_ranges(key, &wanted, invalid.is_none());
+    let granted = {
+        let mut files = lock(&server.files);
+        // Taking locks breaks level II oplocks ([MS-FSA] 2.1.4.12).
+        if !wanted.is_empty() {
+            files.break_level2(key);
+        }
+        files.lock_ranges(key, &wanted, invalid.is_none())
+    };
     match (granted, invalid) {
         (Ok(()), None) => Ok(Taken::Granted),
         (Ok(()), Some(e)) => Err(e),

@@ -33,7 +33,18 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
 /// LOGOFF, this is not the client's wish, so durable opens are kept for
 /// reconnect ([MS-SMB2] 3.3.7.1).
 pub fn disconnect_session(server: &Arc<Server>, session: &Arc<Session>) {
-    close_session(server, session);
+    let (opens, user, domain) = {
+        let mut inner = lock(&session.inner);
+        inner.auth = AuthState::Expired;
+        inner.trees.clear();
+        let opens: Vec<_> = inner.opens.drain().map(|(_, o)| o).collect();
+        (opens, inner.user.clone(), inner.domain.clone())
+    };
+    for o in opens {
+        if let Err(o) = crate::state::durable::preserve(server, o, &user, &domain) {
+            crate::cmd::close::close_open(server, &o);
+        }
+    }
 }
 
 /// Closes every open and tree of a session and marks it expired.

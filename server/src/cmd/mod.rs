@@ -12,6 +12,7 @@ pub mod ioctl;
 pub mod lock;
 pub mod logoff;
 pub mod negotiate;
+pub mod oplock_break;
 pub mod query_directory;
 pub mod query_info;
 pub mod read;
@@ -34,7 +35,7 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> HResult {
         Command::Logoff => logoff::handle(ctx),
         Command::TreeConnect => tree_connect::handle(ctx),
         Command::TreeDisconnect => tree_connect::disconnect(ctx),
-        Command::Create => create::handle(ctx),
+        Command::Create => create::handle(ctx).await,
         Command::Close => close::handle(ctx),
         Command::Flush => flush::handle(ctx),
         Command::Read => read::handle(ctx),
@@ -47,8 +48,7 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> HResult {
         Command::ChangeNotify => change_notify::handle(ctx),
         Command::QueryInfo => query_info::handle(ctx),
         Command::SetInfo => set_info::handle(ctx),
-        // Duet grants no oplocks or leases yet, so there is nothing to acknowledge.
-        Command::OplockBreak => Err(NtStatus::INVALID_OPLOCK_PROTOCOL),
+        Command::OplockBreak => oplock_break::handle(ctx),
     }
 }
 

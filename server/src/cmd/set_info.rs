@@ -107,6 +107,7 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
                 return Err(NtStatus::INVALID_PARAMETER);
             }
             let size = h.stat().map_err(err)?.size;
+            break_level2(ctx, open);
             if allocation_size < size {
                 h.set_len(allocation_size).map_err(err)?;
             } else {
@@ -121,6 +122,7 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
             if end_of_file > i64::MAX as u64 {
                 return Err(NtStatus::INVALID_PARAMETER);
             }
+            break_level2(ctx, open);
             h.set_len(end_of_file).map_err(err)?;
             super::write_time::land(ctx.server, open, false);
         }
@@ -232,13 +234,20 @@ fn has_open_children(ctx: &Ctx<'_>, dir: &fs::Resolved) -> bool {
     files.any_path(|p| p.components().len() > dir.components().len() && p.components().starts_with(dir.components()))
 }
 
+/// A size change breaks level II oplocks ([MS-FSA] 2.1.4.12).
+fn break_level2(ctx: &Ctx<'_>, open: &Open) {
+    if let Some(key) = open.key {
+        lock(&ctx.server.files).break_level2(&key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::state::files::{share, share_conflict, OpenRef};
 
     fn dir_open(access: u32, share_access: u32) -> OpenRef {
-        OpenRef { persistent_id: 1, access, share_access }
+        OpenRef::new(1, access, share_access)
     }
 
     #[test]

@@ -50,9 +50,12 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             check_range(offset, len)?;
             if len > 0 {
                 if let Some(key) = open.key {
-                    if lock(&ctx.server.files).io_conflict(&key, open.persistent_id, offset, len, true) {
+                    let mut files = lock(&ctx.server.files);
+                    if files.io_conflict(&key, open.persistent_id, offset, len, true) {
                         return Err(NtStatus::FILE_LOCK_CONFLICT);
                     }
+                    // Readers that cache the file must drop their copies.
+                    files.break_level2(&key);
                 }
                 check_space(&open, h, offset + len)?;
             }

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use super::oplock::{self, level, OplockState};
+
 /// A file's identity on disk: (device, inode).
 pub type FileKey = (u64, u64);
 
@@ -23,6 +25,13 @@ pub struct OpenRef {
     pub persistent_id: u64,
     pub access: u32,
     pub share_access: u32,
+    pub oplock: OplockState,
+}
+
+impl OpenRef {
+    pub fn new(persistent_id: u64, access: u32, share_access: u32) -> OpenRef {
+        OpenRef { persistent_id, access, share_access, oplock: OplockState::default() }
+    }
 }
 
 /// One granted byte-range lock ([MS-FSA] 2.1.1.7 ByteRangeLock). Its
@@ -95,6 +104,16 @@ pub struct FileEntry {
     pub lock_sequences: HashMap<u64, LockSequences>,
     /// Delayed write-time state (see `cmd::write_time`).
     pub write_time: crate::cmd::write_time::WriteTime,
+}
+
+/// What a new open's oplock breaks came to.
+#[derive(Debug, Default)]
+pub struct Breaks {
+    /// An exclusive or batch break is in progress: the open must wait.
+    pub wait: bool,
+    /// Holders whose connection is gone (disconnected durable opens):
+    /// they are closed rather than waited for ([MS-SMB2] 3.3.4.6).
+    pub orphans: Vec<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -177,6 +196,118 @@ impl FileTable {
             return if pending { path } else { None };
         }
         None
+    }
+
+    /// Starts the oplock breaks a new open of the file causes ([MS-FSA]
+    /// 2.1.4.12): exclusive and batch holders are broken to level II (to
+    /// none when the open overwrites), level II holders to none when it
+    /// overwrites. A stat open breaks nothing.
+    pub fn break_for_open(&mut self, key: &FileKey, access: u32, overwrite: bool) -> Breaks {
+        let mut out = Breaks::default();
+        if !oplock::breaks_oplocks(access) {
+            return out;
+        }
+        let Some(f) = self.files.get_mut(key) else {
+            return out;
+        };
+        let to = oplock::break_level_for_open(overwrite);
+        for o in &mut f.opens {
+            let exclusive = oplock::is_exclusive(o.oplock.level);
+            if !(exclusive || o.oplock.breaking_to.is_some() || (overwrite && o.oplock.level == level::II)) {
+                continue;
+            }
+            if o.oplock.holder_gone() {
+                out.orphans.push(o.persistent_id);
+            } else if o.oplock.start_break(to) {
+                out.wait = true;
+            }
+        }
+        out
+    }
+
+    /// Breaks every level II oplock on the file to none: somebody is
+    /// changing it (a write, a lock, a size change; [MS-FSA] 2.1.4.12).
+    /// The writer's own level II is broken too, as Windows does.
+    pub fn break_level2(&mut self, key: &FileKey) {
+        if let Some(f) = self.files.get_mut(key) {
+            for o in f.opens.iter_mut().filter(|o| o.oplock.level == level::II) {
+                o.oplock.start_break(level::NONE);
+            }
+        }
+    }
+
+    /// Is a break of an exclusive or batch oplock on the file in progress?
+    pub fn oplock_breaking(&self, key: &FileKey) -> bool {
+        self.files.get(key).is_some_and(|f| f.opens.iter().any(|o| o.oplock.breaking_to.is_some()))
+    }
+
+    /// The wait for acknowledgements is over: holders that did not answer
+    /// lose their oplocks.
+    pub fn oplock_time_out(&mut self, key: &FileKey) {
+        if let Some(f) = self.files.get_mut(key) {
+            for o in &mut f.opens {
+                o.oplock.time_out();
+            }
+        }
+    }
+
+    /// Grants the open (already added) the oplock it may have; returns
+    /// the level.
+    pub fn grant_oplock(&mut self, key: &FileKey, persistent_id: u64, requested: u8, sink: oplock::BreakSink) -> u8 {
+        let Some(f) = self.files.get_mut(key) else {
+            return level::NONE;
+        };
+        let others = f.opens.iter().filter(|o| o.persistent_id != persistent_id);
+        let (n, excl) = others.fold((0, false), |(n, x), o| (n + 1, x || oplock::is_exclusive(o.oplock.level)));
+        let granted = oplock::grant(requested, n, excl);
+        if let Some(o) = f.opens.iter_mut().find(|o| o.persistent_id == persistent_id) {
+            o.oplock.level = granted;
+            o.oplock.sink = (granted != level::NONE).then_some(sink);
+        }
+        granted
+    }
+
+    /// The open's current oplock level.
+    pub fn oplock_level(&self, key: &FileKey, persistent_id: u64) -> u8 {
+        self.files
+            .get(key)
+            .and_then(|f| f.opens.iter().find(|o| o.persistent_id == persistent_id))
+            .map_or(level::NONE, |o| o.oplock.level)
+    }
+
+    /// Points the open's break notifications at a new connection
+    /// (durable reconnect).
+    pub fn set_oplock_sink(&mut self, key: &FileKey, persistent_id: u64, sink: oplock::BreakSink) {
+        if let Some(o) = self.files.get_mut(key).and_then(|f| f.opens.iter_mut().find(|o| o.persistent_id == persistent_id)) {
+            if o.oplock.level != level::NONE {
+                o.oplock.sink = Some(sink);
+            }
+        }
+    }
+
+    /// An Oplock Break Acknowledgment ([MS-SMB2] 3.3.5.22.1): the new
+    /// level, or the error for an open that is not being broken
+    /// (STATUS_INVALID_OPLOCK_PROTOCOL, as Windows answers) or a level
+    /// that is not none or level II.
+    pub fn ack_oplock(&mut self, key: &FileKey, persistent_id: u64, acked: u8) -> Result<u8, protocol::NtStatus> {
+        let o = self
+            .files
+            .get_mut(key)
+            .and_then(|f| f.opens.iter_mut().find(|o| o.persistent_id == persistent_id))
+            .ok_or(protocol::NtStatus::FILE_CLOSED)?;
+        let Some(to) = o.oplock.breaking_to else {
+            return Err(protocol::NtStatus::INVALID_OPLOCK_PROTOCOL);
+        };
+        if acked != level::NONE && acked != level::II {
+            return Err(protocol::NtStatus::INVALID_PARAMETER);
+        }
+        let new = if to == level::NONE || acked == level::NONE { level::NONE } else { level::II };
+        o.oplock.level = new;
+        o.oplock.breaking_to = None;
+        if new == level::NONE {
+            o.oplock.sink = None;
+        }
+        Ok(new)
     }
 
     pub fn open_count(&self, key: &FileKey) -> usize {
@@ -307,7 +438,7 @@ mod tests {
     use super::*;
 
     fn r(access: u32, share: u32) -> OpenRef {
-        OpenRef { persistent_id: 1, access, share_access: share }
+        OpenRef::new(1, access, share)
     }
 
     #[test]
@@ -335,9 +466,9 @@ mod tests {
         let mut t = FileTable::default();
         let k = (1, 3);
         let root = crate::fs::Resolved::root();
-        t.add_open(k, OpenRef { persistent_id: 1, access: FILE_READ_ATTRIBUTES, share_access: 0 }, root.clone());
+        t.add_open(k, OpenRef::new(1, FILE_READ_ATTRIBUTES, 0), root.clone());
         assert!(t.check_share(&k, FILE_READ_DATA, 7));
-        t.add_open(k, OpenRef { persistent_id: 2, access: FILE_READ_DATA, share_access: 7 }, root);
+        t.add_open(k, OpenRef::new(2, FILE_READ_DATA, 7), root);
         assert!(t.check_share(&k, FILE_READ_ATTRIBUTES, 0));
         assert!(t.check_share(&k, FILE_WRITE_DATA, 7));
         assert!(t.check_share(&k, FILE_READ_DATA, share::READ));
@@ -451,7 +582,7 @@ mod tests {
     fn lock_sequences_replay_and_close() {
         let mut t = FileTable::default();
         let k = (1, 2);
-        t.add_open(k, OpenRef { persistent_id: 7, access: 0, share_access: 0 }, crate::fs::Resolved::root());
+        t.add_open(k, OpenRef::new(7, 0, 0), crate::fs::Resolved::root());
         assert!(!t.lock_sequence_replayed(&k, 7, 1, 1));
         t.set_lock_sequence(&k, 7, 1, Some(1));
         t.set_lock_sequence(&k, 7, 64, Some(2));
@@ -467,7 +598,7 @@ mod tests {
         t.set_lock_sequence(&k, 7, 1, None);
         assert!(!t.lock_sequence_replayed(&k, 7, 1, 1));
         // Closing the open forgets its locks and sequences.
-        t.add_open(k, OpenRef { persistent_id: 8, access: 0, share_access: 0 }, crate::fs::Resolved::root());
+        t.add_open(k, OpenRef::new(8, 0, 0), crate::fs::Resolved::root());
         assert!(take(&mut t, bl(7, 0, 1, true)));
         assert_eq!(t.remove_open(&k, 7), None);
         assert!(!t.lock_sequence_replayed(&k, 7, 64, 2));

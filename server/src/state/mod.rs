@@ -6,9 +6,11 @@
 //! delete-on-close and byte-range locks concern every open of a file,
 //! whichever connection made it.
 
+pub mod durable;
 pub mod files;
 pub mod notify;
 pub mod open;
+pub mod oplock;
 pub mod session;
 pub mod tree;
 
@@ -41,12 +43,16 @@ pub struct Server {
     pub start_time: u64,
     pub sessions: Mutex<HashMap<u64, Arc<Session>>>,
     pub files: Mutex<files::FileTable>,
-    /// Durable opens by persistent id, for reconnect.
-    pub durable: Mutex<HashMap<u64, Arc<Open>>>,
+    /// Durable opens whose connection is gone, by persistent id, for
+    /// reconnect.
+    pub durable: Mutex<HashMap<u64, durable::Disconnected>>,
     /// Change-notify watches.
     pub notify: Mutex<notify::NotifyTable>,
     /// Woken whenever a byte-range lock is released.
     pub lock_released: tokio::sync::Notify,
+    /// Woken whenever an oplock break ends (acknowledged, or the holder
+    /// closed).
+    pub oplock_changed: tokio::sync::Notify,
     /// The consistency-point hook.
     pub journal: Arc<dyn crate::journal::Journal>,
     next_id: AtomicU64,
@@ -79,6 +85,7 @@ impl Server {
             durable: Mutex::new(HashMap::new()),
             notify: Mutex::new(notify::NotifyTable::default()),
             lock_released: tokio::sync::Notify::new(),
+            oplock_changed: tokio::sync::Notify::new(),
             journal: Arc::new(crate::journal::NoJournal),
             next_id: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),

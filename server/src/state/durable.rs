@@ -1,0 +1,97 @@
+//! Durable handles, version 1 ([MS-SMB2] 3.3.5.9.6 DHnQ, 3.3.5.9.7
+//! DHnC, 3.3.7.1): an open with a batch oplock that asked to be durable
+//! outlives its connection for [`TIMEOUT`], and the same user can take it
+//! back from a new connection.
+//!
+//! What is kept is the open itself (file descriptor, share-mode entry,
+//! byte-range locks, oplock), not a copy: nothing about the file changes
+//! while the client is away. Kept opens live in [`Server::durable`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protocol::NtStatus;
+use tracing::{debug, info};
+
+use super::oplock::level;
+use super::{lock, Open, Server};
+
+/// How long a disconnected durable open waits for its client (Samba's
+/// default for version 1 handles; the value is implementation-specific,
+/// [MS-SMB2] 3.3.5.9.6).
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A durable open whose connection is gone.
+pub struct Disconnected {
+    pub open: Arc<Open>,
+    pub user: String,
+    pub domain: String,
+    pub since: Instant,
+}
+
+/// Keeps a durable open whose connection went away, when it still holds
+/// its batch oplock ([MS-SMB2] 3.3.7.1); otherwise hands it back for the
+/// caller to close.
+pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str) -> Result<(), Arc<Open>> {
+    let batch = open.key.is_some_and(|k| lock(&server.files).oplock_level(&k, open.persistent_id) == level::BATCH);
+    if !lock(&open.st).durable || !batch {
+        return Err(open);
+    }
+    let pid = open.persistent_id;
+    let since = Instant::now();
+    debug!(pid, "durable open kept");
+    lock(&server.durable).insert(pid, Disconnected { open, user: user.into(), domain: domain.into(), since });
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        let server = server.clone();
+        rt.spawn(async move {
+            tokio::time::sleep(TIMEOUT).await;
+            let expired = {
+                let mut d = lock(&server.durable);
+                match d.get(&pid) {
+                    Some(e) if e.since == since => d.remove(&pid),
+                    _ => None,
+                }
+            };
+            if let Some(e) = expired {
+                info!(pid, "durable open expired");
+                crate::cmd::close::close_open(&server, &e.open);
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Takes a kept open back for a reconnecting client ([MS-SMB2]
+/// 3.3.5.9.7). Only the user that opened it may; anything else is
+/// STATUS_OBJECT_NAME_NOT_FOUND, as if there were no such open.
+pub fn reclaim(server: &Server, persistent_id: u64, user: &str, domain: &str, share: &str) -> Result<Open, NtStatus> {
+    let mut d = lock(&server.durable);
+    let ok = d.get(&persistent_id).is_some_and(|e| {
+        e.user.eq_ignore_ascii_case(user)
+            && e.domain.eq_ignore_ascii_case(domain)
+            && e.open.share().is_some_and(|s| s.cfg.name.eq_ignore_ascii_case(share))
+    });
+    if !ok {
+        return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
+    }
+    let e = d.remove(&persistent_id).ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
+    match Arc::try_unwrap(e.open) {
+        Ok(open) => Ok(open),
+        Err(open) => {
+            // Something still holds the old open (a request finishing on
+            // the dead connection); the client may try again.
+            d.insert(persistent_id, Disconnected { open, ..e });
+            Err(NtStatus::OBJECT_NAME_NOT_FOUND)
+        }
+    }
+}
+
+/// Closes a kept open now: another client needs the file and nobody is
+/// there to answer the oplock break ([MS-SMB2] 3.3.4.6).
+pub fn purge(server: &Arc<Server>, persistent_id: u64) {
+    let e = lock(&server.durable).remove(&persistent_id);
+    if let Some(e) = e {
+        debug!(persistent_id, "durable open purged for a new open");
+        crate::cmd::close::close_open(server, &e.open);
+    }
+}

@@ -1,0 +1,240 @@
+//! Oplocks: what each open holds, when it is broken, and how the holder is
+//! told ([MS-SMB2] 3.3.1.10 Open.OplockLevel and Open.OplockState, 3.3.4.6,
+//! 3.3.5.9 and 3.3.5.22.1; the rules follow [MS-FSA] 2.1.4.12 and
+//! 2.1.5.17).
+//!
+//! Levels: none, level II (read caching, shared), exclusive (read and
+//! write caching) and batch (exclusive plus handle caching). An exclusive
+//! or batch oplock is broken when another open of the file comes along,
+//! and that open waits until the holder acknowledges or
+//! [`BREAK_TIMEOUT`] passes. Level II oplocks are broken to none, without
+//! waiting, when anybody changes the file. Leases are not offered: a
+//! CREATE asking for one (level 0xFF) gets no oplock.
+//!
+//! The state itself lives in the per-file table ([`super::files`]), so it
+//! is read and changed under the same lock as share modes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use protocol::header::{flags, Header};
+use protocol::msg::oplock_break::OplockBreak;
+use protocol::msg::FileId;
+use protocol::Command;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::session::SessionCrypto;
+
+pub use protocol::msg::create::oplock_level as level;
+
+/// How long an open waits for a holder to acknowledge a break before
+/// the oplock is taken away ([MS-SMB2] 3.3.2.1 Oplock Break
+/// Acknowledgment Timer: "implementation-specific"; Windows and Samba
+/// use 35 seconds).
+pub const BREAK_TIMEOUT: Duration = Duration::from_secs(35);
+
+/// Access that is not a "stat open": an open asking for no more than
+/// these never breaks an oplock (as Windows and Samba behave).
+const STAT_ACCESS: u32 = protocol::fscc::access::FILE_READ_ATTRIBUTES
+    | protocol::fscc::access::FILE_WRITE_ATTRIBUTES
+    | protocol::fscc::access::SYNCHRONIZE;
+
+/// Does an open with this access break exclusive and batch oplocks?
+pub fn breaks_oplocks(access: u32) -> bool {
+    access & !STAT_ACCESS != 0
+}
+
+/// Is the level one that caches writes or handles (exclusive or batch)?
+pub fn is_exclusive(l: u8) -> bool {
+    l == level::EXCLUSIVE || l == level::BATCH
+}
+
+/// An open's oplock as the file table keeps it.
+#[derive(Debug, Clone, Default)]
+pub struct OplockState {
+    /// The level held now.
+    pub level: u8,
+    /// A break is in progress to this level (Open.OplockState Breaking).
+    pub breaking_to: Option<u8>,
+    /// Where break notifications for this open go.
+    pub sink: Option<BreakSink>,
+}
+
+impl OplockState {
+    /// Starts a break to `to`: sends the notification, and for an
+    /// exclusive or batch oplock waits for the acknowledgement (returns
+    /// true). Breaks from level II complete at once ([MS-SMB2] 2.2.24.1:
+    /// no acknowledgement).
+    pub fn start_break(&mut self, to: u8) -> bool {
+        if self.level == level::NONE || self.breaking_to.is_some() {
+            return self.breaking_to.is_some();
+        }
+        if let Some(s) = &self.sink {
+            s.send(to);
+        }
+        if is_exclusive(self.level) {
+            self.breaking_to = Some(to);
+            true
+        } else {
+            self.level = level::NONE;
+            false
+        }
+    }
+
+    /// The holder did not answer in time: it keeps no oplock
+    /// ([MS-SMB2] 3.3.6.2).
+    pub fn time_out(&mut self) {
+        if self.breaking_to.take().is_some() {
+            self.level = level::NONE;
+        }
+    }
+
+    /// The holder's connection is gone (a disconnected durable open).
+    pub fn holder_gone(&self) -> bool {
+        self.sink.as_ref().is_some_and(|s| s.tx.is_closed())
+    }
+}
+
+/// The way to a holder's client: its connection's writer, and the keys
+/// its session encrypts with.
+#[derive(Clone)]
+pub struct BreakSink {
+    pub tx: mpsc::Sender<Bytes>,
+    pub session_id: u64,
+    pub file_id: FileId,
+    /// Set when the session or share encrypts: notifications are
+    /// encrypted too ([MS-SMB2] 3.3.4.1.4).
+    pub encrypt: Option<Arc<SessionCrypto>>,
+}
+
+impl fmt::Debug for BreakSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakSink").field("session_id", &self.session_id).field("file_id", &self.file_id).finish()
+    }
+}
+
+impl BreakSink {
+    /// Sends an Oplock Break Notification ([MS-SMB2] 2.2.23.1, 3.3.4.6):
+    /// MessageId all ones, no credits, not signed; encrypted when the
+    /// session is.
+    pub fn send(&self, to: u8) {
+        let hdr = Header {
+            credit_charge: 0,
+            status: 0,
+            command: Command::OplockBreak as u16,
+            credits: 0,
+            flags: flags::SERVER_TO_REDIR,
+            next_command: 0,
+            message_id: u64::MAX,
+            async_id: 0,
+            tree_id: 0,
+            session_id: self.session_id,
+            signature: [0; 16],
+        };
+        let mut body = BytesMut::with_capacity(24);
+        OplockBreak { oplock_level: to, file_id: self.file_id }.encode(&mut body);
+        let enc = self.encrypt.clone().map(|c| (c, self.session_id));
+        let Some(frame) = crate::pipeline::encode_unsolicited(hdr, body, enc) else {
+            return;
+        };
+        debug!(file = ?self.file_id, to, "oplock break");
+        match self.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                let tx = self.tx.clone();
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        let _ = tx.send(frame).await;
+                    });
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+/// Waits until no exclusive or batch break on the file is in progress:
+/// every holder acknowledged or closed. After [`BREAK_TIMEOUT`] the
+/// holders that did not answer lose their oplocks.
+pub async fn wait_for_breaks(server: &super::Server, key: super::files::FileKey) {
+    let deadline = tokio::time::Instant::now() + BREAK_TIMEOUT;
+    loop {
+        let changed = server.oplock_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if !super::lock(&server.files).oplock_breaking(&key) {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            debug!(?key, "oplock break timed out");
+            super::lock(&server.files).oplock_time_out(&key);
+            return;
+        }
+    }
+}
+
+/// The level an open gets, given the level it asked for and whether any
+/// other open of the file exists and what those hold ([MS-FSA] 2.1.5.17):
+/// exclusive and batch only for the sole open; level II when nobody else
+/// caches writes.
+pub fn grant(requested: u8, others: usize, other_exclusive: bool) -> u8 {
+    match requested {
+        level::EXCLUSIVE | level::BATCH if others == 0 => requested,
+        level::II | level::EXCLUSIVE | level::BATCH if !other_exclusive => level::II,
+        _ => level::NONE,
+    }
+}
+
+/// The level an exclusive or batch holder is broken to when a new open
+/// arrives: none when the open overwrites the file, else level II
+/// ([MS-FSA] 2.1.4.12).
+pub fn break_level_for_open(overwrite: bool) -> u8 {
+    if overwrite {
+        level::NONE
+    } else {
+        level::II
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants() {
+        assert_eq!(grant(level::BATCH, 0, false), level::BATCH);
+        assert_eq!(grant(level::EXCLUSIVE, 0, false), level::EXCLUSIVE);
+        assert_eq!(grant(level::BATCH, 1, false), level::II);
+        assert_eq!(grant(level::BATCH, 1, true), level::NONE);
+        assert_eq!(grant(level::II, 0, false), level::II);
+        assert_eq!(grant(level::II, 2, true), level::NONE);
+        assert_eq!(grant(level::NONE, 0, false), level::NONE);
+        assert_eq!(grant(level::LEASE, 0, false), level::NONE);
+        assert_eq!(grant(0x42, 0, false), level::NONE);
+    }
+
+    #[test]
+    fn stat_opens_do_not_break() {
+        use protocol::fscc::access::*;
+        assert!(!breaks_oplocks(FILE_READ_ATTRIBUTES | SYNCHRONIZE));
+        assert!(!breaks_oplocks(FILE_WRITE_ATTRIBUTES));
+        assert!(breaks_oplocks(FILE_READ_DATA));
+        assert!(breaks_oplocks(DELETE));
+    }
+
+    #[test]
+    fn breaks_from_level_two_need_no_ack() {
+        let mut s = OplockState { level: level::II, ..Default::default() };
+        assert!(!s.start_break(level::NONE));
+        assert_eq!(s.level, level::NONE);
+        let mut b = OplockState { level: level::BATCH, ..Default::default() };
+        assert!(b.start_break(level::II));
+        assert_eq!(b.breaking_to, Some(level::II));
+        assert_eq!(b.level, level::BATCH);
+        b.time_out();
+        assert_eq!((b.level, b.breaking_to), (level::NONE, None));
+    }
+}
