@@ -389,23 +389,31 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
                 }
             }
             let key = (st.dev, st.ino);
-            let breaks = lock(&server.files).break_for_open(&key, desired, overwrite);
+            let (breaks, violation) = {
+                // Fail fast, before opening anything; the checks are
+                // repeated atomically with the reservation below. A
+                // pending delete refuses the open before any oplock
+                // break (as Windows does).
+                let mut files = lock(&server.files);
+                if files.is_delete_pending(&key) {
+                    return Err(NtStatus::DELETE_PENDING);
+                }
+                let violation = !files.check_share(&key, desired, req.share_access);
+                let breaks = if oplock::is_stat_open(desired) && !overwrite {
+                    Default::default()
+                } else {
+                    files.break_for_open(&key, overwrite, violation)
+                };
+                (breaks, violation)
+            };
             for pid in &breaks.orphans {
                 durable::purge(server, *pid);
             }
             if breaks.wait {
                 return Ok(Step::Wait(key));
             }
-            {
-                // Fail fast, before opening anything; the binding check is
-                // repeated atomically with the reservation below.
-                let files = lock(&server.files);
-                if files.is_delete_pending(&key) {
-                    return Err(NtStatus::DELETE_PENDING);
-                }
-                if !files.check_share(&key, desired, req.share_access) {
-                    return Err(NtStatus::SHARING_VIOLATION);
-                }
+            if violation {
+                return Err(NtStatus::SHARING_VIOLATION);
             }
             let write = desired & WRITE_ACCESS != 0 || overwrite;
             let h = share.fs.open(&resolved, write && !st.is_dir).map_err(fs_err)?;

@@ -198,28 +198,36 @@ impl FileTable {
         None
     }
 
-    /// Starts the oplock breaks a new open of the file causes ([MS-FSA]
-    /// 2.1.4.12): exclusive and batch holders are broken to level II (to
-    /// none when the open overwrites), level II holders to none when it
-    /// overwrites. A stat open breaks nothing.
-    pub fn break_for_open(&mut self, key: &FileKey, access: u32, overwrite: bool) -> Breaks {
+    /// Starts the oplock breaks a new (non-stat) open of the file causes
+    /// ([MS-FSA] 2.1.4.12, as Windows and Samba order them): a batch
+    /// holder is always broken, before the share-mode check, since it may
+    /// close its handle in answer; an exclusive holder only when the
+    /// share modes let the new open in. Both go to level II, or to none
+    /// when the open overwrites the file (and passes the share check);
+    /// level II holders go to none then too.
+    pub fn break_for_open(&mut self, key: &FileKey, overwrite: bool, violation: bool) -> Breaks {
         let mut out = Breaks::default();
-        if !oplock::breaks_oplocks(access) {
-            return out;
-        }
         let Some(f) = self.files.get_mut(key) else {
             return out;
         };
-        let to = oplock::break_level_for_open(overwrite);
+        let truncating = overwrite && !violation;
         for o in &mut f.opens {
-            let exclusive = oplock::is_exclusive(o.oplock.level);
-            if !(exclusive || o.oplock.breaking_to.is_some() || (overwrite && o.oplock.level == level::II)) {
-                continue;
-            }
-            if o.oplock.holder_gone() {
-                out.orphans.push(o.persistent_id);
-            } else if o.oplock.start_break(to) {
+            let to = match o.oplock.level {
+                _ if o.oplock.breaking_to.is_some() => None,
+                level::BATCH => Some(if truncating { level::NONE } else { level::II }),
+                level::EXCLUSIVE if !violation => Some(if truncating { level::NONE } else { level::II }),
+                level::II if truncating => Some(level::NONE),
+                _ => continue,
+            };
+            let waits = match to {
+                Some(to) => o.oplock.start_break(to),
+                None => true,
+            };
+            if waits {
                 out.wait = true;
+                if o.oplock.holder_gone() {
+                    out.orphans.push(o.persistent_id);
+                }
             }
         }
         out
@@ -257,7 +265,9 @@ impl FileTable {
         let Some(f) = self.files.get_mut(key) else {
             return level::NONE;
         };
-        let others = f.opens.iter().filter(|o| o.persistent_id != persistent_id);
+        let others = f.opens.iter().filter(|o| {
+            o.persistent_id != persistent_id && (o.oplock.level != level::NONE || !oplock::is_stat_open(o.access))
+        });
         let (n, excl) = others.fold((0, false), |(n, x), o| (n + 1, x || oplock::is_exclusive(o.oplock.level)));
         let granted = oplock::grant(requested, n, excl);
         if let Some(o) = f.opens.iter_mut().find(|o| o.persistent_id == persistent_id) {

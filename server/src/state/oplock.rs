@@ -36,15 +36,17 @@ pub use protocol::msg::create::oplock_level as level;
 /// use 35 seconds).
 pub const BREAK_TIMEOUT: Duration = Duration::from_secs(35);
 
-/// Access that is not a "stat open": an open asking for no more than
-/// these never breaks an oplock (as Windows and Samba behave).
+/// The access bits of a "stat open".
 const STAT_ACCESS: u32 = protocol::fscc::access::FILE_READ_ATTRIBUTES
     | protocol::fscc::access::FILE_WRITE_ATTRIBUTES
     | protocol::fscc::access::SYNCHRONIZE;
 
-/// Does an open with this access break exclusive and batch oplocks?
-pub fn breaks_oplocks(access: u32) -> bool {
-    access & !STAT_ACCESS != 0
+/// Is an open with this access a stat open: some attribute or
+/// synchronize access and nothing else? A stat open neither breaks
+/// oplocks (unless it overwrites the file) nor keeps another open from
+/// getting an exclusive one, as Windows and Samba behave.
+pub fn is_stat_open(access: u32) -> bool {
+    access & STAT_ACCESS != 0 && access & !STAT_ACCESS == 0
 }
 
 /// Is the level one that caches writes or handles (exclusive or batch)?
@@ -176,26 +178,16 @@ pub async fn wait_for_breaks(server: &super::Server, key: super::files::FileKey)
     }
 }
 
-/// The level an open gets, given the level it asked for and whether any
-/// other open of the file exists and what those hold ([MS-FSA] 2.1.5.17):
-/// exclusive and batch only for the sole open; level II when nobody else
-/// caches writes.
+/// The level an open gets, given the level it asked for, how many other
+/// opens of the file count (those that are not stat opens, or hold an
+/// oplock) and whether one of them holds an exclusive or batch oplock
+/// ([MS-FSA] 2.1.5.17): exclusive and batch only for the sole open; level
+/// II when nobody else caches writes.
 pub fn grant(requested: u8, others: usize, other_exclusive: bool) -> u8 {
     match requested {
         level::EXCLUSIVE | level::BATCH if others == 0 => requested,
         level::II | level::EXCLUSIVE | level::BATCH if !other_exclusive => level::II,
         _ => level::NONE,
-    }
-}
-
-/// The level an exclusive or batch holder is broken to when a new open
-/// arrives: none when the open overwrites the file, else level II
-/// ([MS-FSA] 2.1.4.12).
-pub fn break_level_for_open(overwrite: bool) -> u8 {
-    if overwrite {
-        level::NONE
-    } else {
-        level::II
     }
 }
 
@@ -217,12 +209,13 @@ mod tests {
     }
 
     #[test]
-    fn stat_opens_do_not_break() {
+    fn stat_opens() {
         use protocol::fscc::access::*;
-        assert!(!breaks_oplocks(FILE_READ_ATTRIBUTES | SYNCHRONIZE));
-        assert!(!breaks_oplocks(FILE_WRITE_ATTRIBUTES));
-        assert!(breaks_oplocks(FILE_READ_DATA));
-        assert!(breaks_oplocks(DELETE));
+        assert!(is_stat_open(FILE_READ_ATTRIBUTES | SYNCHRONIZE));
+        assert!(is_stat_open(FILE_WRITE_ATTRIBUTES));
+        assert!(!is_stat_open(0));
+        assert!(!is_stat_open(FILE_READ_ATTRIBUTES | FILE_READ_DATA));
+        assert!(!is_stat_open(DELETE));
     }
 
     #[test]
