@@ -58,18 +58,23 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
         debug!("bad CREATE: {e}");
         NtStatus::INVALID_PARAMETER
     })?;
-    validate(&req)?;
     let tree = ctx.tree()?.clone();
     let session = ctx.session()?.clone();
+    let dhnc = req.context(|c| matches!(c, RequestContext::DurableHandleReconnect { .. }));
+    if let (Some(RequestContext::DurableHandleReconnect { file_id }), TreeKind::Disk(_)) = (dhnc, &tree.kind) {
+        // [MS-SMB2] 3.3.5.9.7: only the reconnect context matters; the
+        // name, access, disposition and the rest are ignored (and not
+        // checked), as Windows does.
+        if req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_) | RequestContext::DurableHandleReconnectV2(_))).is_some() {
+            return Err(NtStatus::INVALID_PARAMETER);
+        }
+        return reconnect(&Opener::new(ctx, tree, session), *file_id);
+    }
+    validate(&req)?;
     if let TreeKind::Ipc = &tree.kind {
         return open_pipe(ctx, &req, tree, session);
     }
     let opener = Opener::new(ctx, tree, session);
-    if let Some(RequestContext::DurableHandleReconnect { file_id }) =
-        req.context(|c| matches!(c, RequestContext::DurableHandleReconnect { .. }))
-    {
-        return reconnect(&opener, *file_id);
-    }
     loop {
         match open_disk(&opener, &req)? {
             Step::Done(r) => return Ok(r),
@@ -97,7 +102,7 @@ struct Opener {
     tree: Arc<Tree>,
     session: Arc<Session>,
     /// The connection's writer, for this open's break notifications.
-    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    tx: tokio::sync::mpsc::WeakSender<bytes::Bytes>,
     /// Break notifications are encrypted when the session or share is.
     encrypt: Option<Arc<SessionCrypto>>,
 }
@@ -110,7 +115,7 @@ impl Opener {
             server: ctx.server.clone(),
             tree,
             session,
-            tx: ctx.conn.tx.clone(),
+            tx: ctx.conn.tx.downgrade(),
             encrypt: if encrypts { crypto } else { None },
         }
     }
@@ -153,11 +158,15 @@ fn reconnect(opener: &Opener, file_id: FileId) -> HResult {
         let i = lock(&opener.session.inner);
         (i.user.clone(), i.domain.clone())
     };
-    let old = durable::reclaim(&opener.server, file_id.persistent, &user, &domain, &share.cfg.name)?;
-    if old.volatile_id != file_id.volatile && file_id.volatile != u64::MAX {
-        debug!("DHnC volatile id differs; matched on the persistent id");
-    }
-    let open = Arc::new(Open { session_id: opener.session.id, tree: opener.tree.clone(), ..old });
+    let open = Arc::new(durable::reclaim(
+        &opener.server,
+        file_id.persistent,
+        &user,
+        &domain,
+        &share.cfg.name,
+        opener.session.id,
+        &opener.tree,
+    )?);
     let key = open.key.ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
     let id = open.persistent_id;
     let level = {

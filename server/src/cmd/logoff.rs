@@ -16,7 +16,9 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let crypto = session.crypto();
     ctx.conn.sessions.remove(&session.id);
     lock(&ctx.server.sessions).remove(&session.id);
-    close_session(ctx.server, &session);
+    // Durable handles outlive a logoff as they outlive a lost connection
+    // (Samba and Windows keep them; smbtorture durable-open.reopen4).
+    disconnect_session(ctx.server, &session);
     let mut body = BytesMut::with_capacity(4);
     LogoffResponse.encode(&mut body);
     let mut r = Resp::ok(body);

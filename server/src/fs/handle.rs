@@ -51,6 +51,12 @@ impl Handle {
         Handle { fd, is_dir, xattrs }
     }
 
+    /// A second handle on the same open file description (`dup`): same
+    /// file, same access mode.
+    pub fn try_clone(&self) -> Result<Handle, FsError> {
+        Ok(Handle { fd: self.fd.try_clone().map_err(io_err)?, is_dir: self.is_dir, xattrs: self.xattrs })
+    }
+
     /// True for a directory.
     pub fn is_dir(&self) -> bool {
         self.is_dir

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use protocol::NtStatus;
 use tracing::{debug, info};
 
+use super::open::{OpenKind, OpenState};
 use super::oplock::level;
-use super::{lock, Open, Server};
+use super::{lock, Open, Server, Tree};
+use crate::fs;
 
 /// How long a disconnected durable open waits for its client (Samba's
 /// default for version 1 handles; the value is implementation-specific,
@@ -34,6 +36,8 @@ pub struct Disconnected {
 /// caller to close.
 pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str) -> Result<(), Arc<Open>> {
     let batch = open.key.is_some_and(|k| lock(&server.files).oplock_level(&k, open.persistent_id) == level::BATCH);
+    // A handle with delete-on-close is kept too: the delete happens when
+    // it is finally closed, on expiry or when another open purges it.
     if !lock(&open.st).durable || !batch {
         return Err(open);
     }
@@ -62,28 +66,56 @@ pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str)
 }
 
 /// Takes a kept open back for a reconnecting client ([MS-SMB2]
-/// 3.3.5.9.7). Only the user that opened it may; anything else is
-/// STATUS_OBJECT_NAME_NOT_FOUND, as if there were no such open.
-pub fn reclaim(server: &Server, persistent_id: u64, user: &str, domain: &str, share: &str) -> Result<Open, NtStatus> {
-    let mut d = lock(&server.durable);
-    let ok = d.get(&persistent_id).is_some_and(|e| {
-        e.user.eq_ignore_ascii_case(user)
-            && e.domain.eq_ignore_ascii_case(domain)
-            && e.open.share().is_some_and(|s| s.cfg.name.eq_ignore_ascii_case(share))
-    });
-    if !ok {
-        return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
-    }
-    let e = d.remove(&persistent_id).ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
-    match Arc::try_unwrap(e.open) {
-        Ok(open) => Ok(open),
-        Err(open) => {
-            // Something still holds the old open (a request finishing on
-            // the dead connection); the client may try again.
-            d.insert(persistent_id, Disconnected { open, ..e });
-            Err(NtStatus::OBJECT_NAME_NOT_FOUND)
+/// 3.3.5.9.7), as a new [`Open`] of `session_id` on `tree` with the same
+/// file id, file description, state, locks and oplock. Only the user that
+/// opened it may; anything else is STATUS_OBJECT_NAME_NOT_FOUND, as if
+/// there were no such open.
+pub fn reclaim(
+    server: &Server,
+    persistent_id: u64,
+    user: &str,
+    domain: &str,
+    share: &str,
+    session_id: u64,
+    tree: &Arc<Tree>,
+) -> Result<Open, NtStatus> {
+    let e = {
+        let mut d = lock(&server.durable);
+        let ok = d.get(&persistent_id).is_some_and(|e| {
+            e.user.eq_ignore_ascii_case(user)
+                && e.domain.eq_ignore_ascii_case(domain)
+                && e.open.share().is_some_and(|s| s.cfg.name.eq_ignore_ascii_case(share))
+        });
+        if !ok {
+            return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
         }
-    }
+        d.remove(&persistent_id).ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?
+    };
+    let old = e.open;
+    // The old Open may still be referenced (a delayed write-time update
+    // holds it for a while), so the new one gets its own descriptor of
+    // the same open file and takes the state over.
+    let handle = match old.handle().map(fs::Handle::try_clone) {
+        Some(Ok(h)) => h,
+        _ => {
+            lock(&server.durable).insert(persistent_id, Disconnected { open: old, ..e });
+            return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
+        }
+    };
+    let st = std::mem::replace(&mut *lock(&old.st), OpenState::new(String::new(), None));
+    Ok(Open {
+        persistent_id: old.persistent_id,
+        volatile_id: old.volatile_id,
+        session_id,
+        tree: tree.clone(),
+        kind: OpenKind::Fs(handle),
+        access: old.access,
+        share_access: old.share_access,
+        create_options: old.create_options,
+        is_dir: old.is_dir,
+        key: old.key,
+        st: std::sync::Mutex::new(st),
+    })
 }
 
 /// Closes a kept open now: another client needs the file and nobody is

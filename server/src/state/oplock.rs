@@ -96,15 +96,16 @@ impl OplockState {
 
     /// The holder's connection is gone (a disconnected durable open).
     pub fn holder_gone(&self) -> bool {
-        self.sink.as_ref().is_some_and(|s| s.tx.is_closed())
+        self.sink.as_ref().is_some_and(|s| s.tx.upgrade().is_none_or(|tx| tx.is_closed()))
     }
 }
 
 /// The way to a holder's client: its connection's writer, and the keys
-/// its session encrypts with.
+/// its session encrypts with. The writer is held weakly, so that a kept
+/// (durable) open does not keep its dead connection's writer alive.
 #[derive(Clone)]
 pub struct BreakSink {
-    pub tx: mpsc::Sender<Bytes>,
+    pub tx: mpsc::WeakSender<Bytes>,
     pub session_id: u64,
     pub file_id: FileId,
     /// Set when the session or share encrypts: notifications are
@@ -142,11 +143,13 @@ impl BreakSink {
         let Some(frame) = crate::pipeline::encode_unsolicited(hdr, body, enc) else {
             return;
         };
+        let Some(tx) = self.tx.upgrade() else {
+            return;
+        };
         debug!(file = ?self.file_id, to, "oplock break");
-        match self.tx.try_send(frame) {
+        match tx.try_send(frame) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(frame)) => {
-                let tx = self.tx.clone();
                 if let Ok(rt) = tokio::runtime::Handle::try_current() {
                     rt.spawn(async move {
                         let _ = tx.send(frame).await;
