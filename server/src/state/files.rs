@@ -614,4 +614,90 @@ mod tests {
         assert!(!t.lock_sequence_replayed(&k, 7, 64, 2));
         assert!(take(&mut t, bl(8, 0, 1, true)));
     }
+
+    /// An open with an oplock whose break notifications go nowhere (the
+    /// table logic does not need a client).
+    fn holder(t: &mut FileTable, k: FileKey, pid: u64, share_access: u32, requested: u8) -> u8 {
+        t.add_open(k, OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, share_access), crate::fs::Resolved::root());
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let sink = oplock::BreakSink {
+            tx: tx.downgrade(),
+            session_id: 1,
+            file_id: protocol::msg::FileId { persistent: pid, volatile: pid },
+            encrypt: None,
+        };
+        // Keep the channel open for the test's length, as a live
+        // connection would.
+        std::mem::forget((tx, rx));
+        t.grant_oplock(&k, pid, requested, sink)
+    }
+
+    #[test]
+    fn batch_breaks_even_on_a_sharing_violation_exclusive_does_not() {
+        let k = (3, 4);
+        let mut t = FileTable::default();
+        assert_eq!(holder(&mut t, k, 1, 0, level::BATCH), level::BATCH);
+        let b = t.break_for_open(&k, false, true);
+        assert!(b.wait && b.orphans.is_empty());
+        assert!(t.oplock_breaking(&k));
+        // Acknowledged to level II: the break is over.
+        assert_eq!(t.ack_oplock(&k, 1, level::II), Ok(level::II));
+        assert!(!t.oplock_breaking(&k));
+        // A second acknowledgement has nothing to acknowledge.
+        assert_eq!(t.ack_oplock(&k, 1, level::NONE), Err(protocol::NtStatus::INVALID_OPLOCK_PROTOCOL));
+
+        let k = (3, 5);
+        assert_eq!(holder(&mut t, k, 2, 0, level::EXCLUSIVE), level::EXCLUSIVE);
+        let b = t.break_for_open(&k, false, true);
+        assert!(!b.wait && !t.oplock_breaking(&k));
+        let b = t.break_for_open(&k, false, false);
+        assert!(b.wait);
+    }
+
+    #[test]
+    fn overwrite_breaks_to_none_and_level_two_needs_no_ack() {
+        let k = (5, 6);
+        let mut t = FileTable::default();
+        assert_eq!(holder(&mut t, k, 1, 7, level::BATCH), level::BATCH);
+        assert!(t.break_for_open(&k, true, false).wait);
+        // The holder may only go to none; a level II acknowledgement is
+        // taken as none.
+        assert_eq!(t.ack_oplock(&k, 1, level::II), Ok(level::NONE));
+        // Two level II holders; an overwrite breaks both at once.
+        assert_eq!(holder(&mut t, k, 2, 7, level::II), level::II);
+        assert_eq!(holder(&mut t, k, 3, 7, level::BATCH), level::II);
+        assert!(!t.break_for_open(&k, true, false).wait);
+        assert_eq!(t.oplock_level(&k, 2), level::NONE);
+        assert_eq!(t.oplock_level(&k, 3), level::NONE);
+    }
+
+    #[test]
+    fn writes_break_level_two_and_time_outs_take_the_oplock() {
+        let k = (7, 8);
+        let mut t = FileTable::default();
+        assert_eq!(holder(&mut t, k, 1, 7, level::II), level::II);
+        t.break_level2(&k);
+        assert_eq!(t.oplock_level(&k, 1), level::NONE);
+        let k = (7, 9);
+        assert_eq!(holder(&mut t, k, 2, 7, level::EXCLUSIVE), level::EXCLUSIVE);
+        assert!(t.break_for_open(&k, false, false).wait);
+        t.oplock_time_out(&k);
+        assert!(!t.oplock_breaking(&k));
+        assert_eq!(t.oplock_level(&k, 2), level::NONE);
+    }
+
+    #[test]
+    fn stat_opens_do_not_count_against_exclusive_grants() {
+        let k = (9, 10);
+        let mut t = FileTable::default();
+        t.add_open(k, OpenRef::new(1, access::FILE_READ_ATTRIBUTES, 7), crate::fs::Resolved::root());
+        assert_eq!(holder(&mut t, k, 2, 7, level::BATCH), level::BATCH);
+        // A gone holder is reported for purging.
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+        let weak = tx.downgrade();
+        drop((tx, rx));
+        t.files.get_mut(&k).unwrap().opens[1].oplock.sink.as_mut().unwrap().tx = weak;
+        let b = t.break_for_open(&k, false, false);
+        assert_eq!(b.orphans, vec![2]);
+    }
 }

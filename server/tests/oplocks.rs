@@ -1,0 +1,115 @@
+//! Oplocks and durable (version 1) handles, driven by smbtorture's own
+//! tests against a real `duet`: break notifications and their
+//! acknowledgements between two connections, the order of batch and
+//! exclusive breaks against share modes, breaks from writes and
+//! truncation, and durable handles that outlive their connection and are
+//! reclaimed with DHnC (or purged when another client needs the file).
+//!
+//! Each test named here passes on Samba's smbd too
+//! (`DUET_TEST_SERVER=smbd` runs this file against it).
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{Mode, Server, PASSWORD, SHARE, USER};
+
+/// Runs smbtorture tests of one suite against the server and returns the
+/// names that did not pass, with smbtorture's output.
+fn run_torture(server: &Server, tests: &[&str]) -> (Vec<String>, String) {
+    let mut cmd = Command::new("smbtorture");
+    cmd.arg(format!("//127.0.0.1/{SHARE}"))
+        .arg("-p")
+        .arg(server.port.to_string())
+        .arg("-U")
+        .arg(format!("{USER}%{PASSWORD}"))
+        .arg("--format=subunit")
+        // A suite that hangs is a failure, not a stuck test run.
+        .arg("--maximum-runtime=240")
+        .args(tests)
+        .stdin(Stdio::null());
+    let out = cmd.output().expect("run smbtorture");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let passed: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("success: ")).map(str::trim).collect();
+    let missing = tests
+        .iter()
+        .map(|t| t.rsplit('.').next().unwrap())
+        .filter(|t| !passed.contains(t))
+        .map(String::from)
+        .collect();
+    (missing, text)
+}
+
+fn assert_all_pass(tests: &[&str]) {
+    let server = Server::start(Mode::Plain);
+    let (missing, text) = run_torture(&server, tests);
+    assert!(missing.is_empty(), "did not pass: {missing:?}\n{text}\n--- server log ---\n{}", server.log());
+}
+
+#[test]
+fn oplock_breaks_and_acknowledgements() {
+    assert_all_pass(&[
+        "smb2.oplock.exclusive1",
+        "smb2.oplock.exclusive2",
+        "smb2.oplock.exclusive3",
+        "smb2.oplock.exclusive4",
+        "smb2.oplock.exclusive5",
+        "smb2.oplock.exclusive6",
+        "smb2.oplock.exclusive9",
+        "smb2.oplock.batch1",
+        "smb2.oplock.batch2",
+        "smb2.oplock.batch3",
+        "smb2.oplock.batch4",
+        "smb2.oplock.batch5",
+        "smb2.oplock.batch6",
+        "smb2.oplock.batch7",
+        "smb2.oplock.batch8",
+        "smb2.oplock.batch9",
+        "smb2.oplock.batch9a",
+        "smb2.oplock.batch10",
+        "smb2.oplock.batch11",
+        "smb2.oplock.batch12",
+        "smb2.oplock.batch13",
+        "smb2.oplock.batch14",
+        "smb2.oplock.batch15",
+        "smb2.oplock.batch16",
+        "smb2.oplock.batch19",
+        "smb2.oplock.batch20",
+        "smb2.oplock.batch21",
+        // The holder never answers: the second open waits out the
+        // 35-second break timeout, then goes ahead.
+        "smb2.oplock.batch22a",
+        "smb2.oplock.batch23",
+        "smb2.oplock.batch24",
+        "smb2.oplock.batch25",
+        "smb2.oplock.doc",
+        "smb2.oplock.brl1",
+        "smb2.oplock.brl2",
+        "smb2.oplock.brl3",
+        "smb2.oplock.levelii500",
+        "smb2.oplock.levelii501",
+        "smb2.oplock.levelii502",
+        "smb2.oplock.statopen1",
+    ]);
+}
+
+#[test]
+fn durable_v1_handles_survive_their_connection() {
+    assert_all_pass(&[
+        "smb2.durable-open.open-oplock",
+        "smb2.durable-open.reopen1",
+        "smb2.durable-open.reopen2",
+        "smb2.durable-open.reopen2a",
+        "smb2.durable-open.reopen3",
+        "smb2.durable-open.reopen4",
+        "smb2.durable-open.delete_on_close1",
+        "smb2.durable-open.delete_on_close2",
+        "smb2.durable-open.file-position",
+        "smb2.durable-open.oplock",
+        "smb2.durable-open.lock-oplock",
+        "smb2.durable-open.open2-oplock",
+        "smb2.durable-open.alloc-size",
+        "smb2.durable-open.read-only",
+        "smb2.lock.replay_smb3_specification_durable",
+    ]);
+}
