@@ -3,13 +3,16 @@
 //! completions (CHANGE_NOTIFY, blocking locks) can be sent at any time.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use protocol::crypto::preauth::PreauthHash;
 use protocol::crypto::signing::SigningAlgorithm;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -62,10 +65,86 @@ pub struct ConnState {
     pub credits: u32,
     /// Slots for deferred (large I/O) operations in flight.
     pub io_slots: Arc<tokio::sync::Semaphore>,
+    /// Where requests come from.
+    pub inbox: Inbox,
+    /// A request served while another waited (see [`serve_while`]) asked
+    /// to close the connection.
+    pub closing: bool,
+}
+
+/// The connection's incoming side: the socket's read half and the bytes
+/// read but not yet framed.
+pub struct Inbox {
+    rd: Option<OwnedReadHalf>,
+    buf: BytesMut,
+}
+
+impl Inbox {
+    pub fn new(rd: Option<OwnedReadHalf>) -> Inbox {
+        Inbox { rd, buf: BytesMut::with_capacity(128 * 1024) }
+    }
+
+    /// The next whole frame; `None` once the peer is gone or sent
+    /// something that is not a NetBIOS session message. Cancel-safe: a
+    /// frame read halfway stays in the buffer.
+    pub async fn next_frame(&mut self) -> Option<BytesMut> {
+        loop {
+            match protocol::netbios::decode(&mut self.buf, MAX_FRAME) {
+                Ok(Some(frame)) => return Some(frame),
+                Ok(None) => {}
+                Err(e) => {
+                    warn!("closing: {e}");
+                    return None;
+                }
+            }
+            if self.buf.capacity() - self.buf.len() < 64 * 1024 {
+                self.buf.reserve(256 * 1024);
+            }
+            match self.rd.as_mut()?.read_buf(&mut self.buf).await {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    debug!("read: {e}");
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Waits for `done` while serving the connection's other requests, as
+/// they come. A request that must wait in the middle of a compound (a
+/// CREATE waiting for an oplock break) uses this, so that the break's
+/// acknowledgement, which may come from this very connection, is read and
+/// handled meanwhile.
+pub fn serve_while<'a>(
+    conn: &'a mut ConnState,
+    done: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    // Boxed both ways: the pipeline runs inside this future, which runs
+    // inside the pipeline.
+    Box::pin(async move {
+        let mut done = done;
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = &mut done => return,
+                f = conn.inbox.next_frame(), if !conn.closing => f,
+            };
+            match frame {
+                Some(frame) => {
+                    if let Flow::Close = pipeline::handle(conn, frame).await {
+                        conn.closing = true;
+                    }
+                }
+                None => conn.closing = true,
+            }
+        }
+    })
 }
 
 impl ConnState {
-    pub fn new(server: Arc<Server>, peer: SocketAddr, id: u64, tx: mpsc::Sender<Bytes>) -> ConnState {
+    pub fn new(server: Arc<Server>, peer: SocketAddr, id: u64, tx: mpsc::Sender<Bytes>, inbox: Inbox) -> ConnState {
         ConnState {
             id,
             peer,
@@ -85,6 +164,8 @@ impl ConnState {
             pending: Arc::new(Mutex::new(HashMap::new())),
             credits: 1,
             io_slots: Arc::new(tokio::sync::Semaphore::new(MAX_DEFERRED)),
+            inbox,
+            closing: false,
         }
     }
 
@@ -101,7 +182,7 @@ impl ConnState {
 /// Serves one connection until the peer goes away or sends garbage.
 pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u64) {
     debug!("connected");
-    let (mut rd, mut wr) = sock.into_split();
+    let (rd, mut wr) = sock.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(OUT_QUEUE);
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
@@ -112,33 +193,13 @@ pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u
         }
         let _ = wr.shutdown().await;
     });
-    let mut conn = ConnState::new(server.clone(), peer, id, tx);
-    let mut buf = BytesMut::with_capacity(128 * 1024);
-    'read: loop {
-        loop {
-            match protocol::netbios::decode(&mut buf, MAX_FRAME) {
-                Ok(Some(frame)) => {
-                    if let Flow::Close = pipeline::handle(&mut conn, frame).await {
-                        break 'read;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    warn!("closing: {e}");
-                    break 'read;
-                }
-            }
-        }
-        if buf.capacity() - buf.len() < 64 * 1024 {
-            buf.reserve(256 * 1024);
-        }
-        match rd.read_buf(&mut buf).await {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                debug!("read: {e}");
-                break;
-            }
+    let mut conn = ConnState::new(server.clone(), peer, id, tx, Inbox::new(Some(rd)));
+    while !conn.closing {
+        let Some(frame) = conn.inbox.next_frame().await else {
+            break;
+        };
+        if let Flow::Close = pipeline::handle(&mut conn, frame).await {
+            break;
         }
     }
     cleanup(&mut conn);

@@ -113,3 +113,19 @@ fn durable_v1_handles_survive_their_connection() {
         "smb2.lock.replay_smb3_specification_durable",
     ]);
 }
+
+/// A compound CREATE + QUERY_INFO that breaks the batch oplock its own
+/// connection holds (what Office does when it reopens a document): the
+/// CREATE waits in the middle of the compound while the connection reads
+/// on, so the client's acknowledgement ends the wait. Were the connection
+/// not read meanwhile, the answer would only come after the 35-second
+/// break timeout; the bound below tells the two apart.
+#[test]
+fn compound_create_breaking_its_own_oplock_does_not_stall() {
+    let server = Server::start(Mode::Plain);
+    let t0 = std::time::Instant::now();
+    let (missing, text) = run_torture(&server, &["smb2.compound.compound-break"]);
+    let took = t0.elapsed();
+    assert!(missing.is_empty(), "did not pass: {missing:?}\n{text}");
+    assert!(took < std::time::Duration::from_secs(25), "took {took:?}: the break was not acknowledged in time\n{text}");
+}

@@ -79,9 +79,12 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
         match open_disk(&opener, &req)? {
             Step::Done(r) => return Ok(r),
             // In the middle of a compound the open waits where it is
-            // (only the last element may go async); a holder on this
-            // same connection then answers only after the timeout.
-            Step::Wait(key) if ctx.hdr.next_command != 0 => oplock::wait_for_breaks(&opener.server, key).await,
+            // (only the last element may go async), while the connection
+            // serves other requests: the holder may be this client.
+            Step::Wait(key) if ctx.hdr.next_command != 0 => {
+                let server = opener.server.clone();
+                crate::conn::serve_while(ctx.conn, Box::pin(async move { oplock::wait_for_breaks(&server, key).await })).await
+            }
             Step::Wait(key) => return Ok(wait_then_open(opener, ctx.frame.clone(), key)),
         }
     }
