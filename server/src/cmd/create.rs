@@ -285,6 +285,7 @@ fn open_pipe(
         is_dir: false,
         key: None,
         st: Mutex::new(OpenState::new(req.name.clone(), None)),
+        writing: Mutex::new(()),
     });
     lock(&session.inner).opens.insert(id, open);
     let file_id = FileId { persistent: id, volatile: id };
@@ -521,6 +522,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         is_dir: st.is_dir,
         key: Some(key),
         st: Mutex::new(state),
+        writing: Mutex::new(()),
     });
     lock(&opener.session.inner).opens.insert(id, open);
     rsv.keep();

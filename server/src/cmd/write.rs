@@ -91,6 +91,7 @@ const DEFER_FROM: usize = 64 * 1024;
 /// Writes file data and answers with the count.
 fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64) -> HResult {
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    let _writing = lock(&open.writing);
     let frozen = super::write_time::before_write(server, open);
     let n = h.write_at(data, offset).map_err(|e| e.status())?;
     if n > 0 {

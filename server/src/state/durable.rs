@@ -115,6 +115,7 @@ pub fn reclaim(
         is_dir: old.is_dir,
         key: old.key,
         st: std::sync::Mutex::new(st),
+        writing: std::sync::Mutex::new(()),
     })
 }
 

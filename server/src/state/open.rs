@@ -56,6 +56,11 @@ pub struct Open {
     pub is_dir: bool,
     pub key: Option<FileKey>,
     pub st: Mutex<OpenState>,
+    /// Held for the whole of a WRITE (data and the write-time bookkeeping
+    /// around it). Writes to one file serialize on the inode lock in the
+    /// kernel anyway; waiting here sleeps, where two writers racing for
+    /// the inode lock spin on it and take CPU from everything else.
+    pub writing: Mutex<()>,
 }
 
 impl Open {
