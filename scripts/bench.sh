@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# bench.sh [--size MIB] [--time S] [--nprocs N] [--out DIR]
+# bench.sh [--size MIB] [--time S] [--nprocs N] [--rounds R] [--out DIR]
 #
 # Benchmarks duet and Samba's smbd side by side, in one run, with the same
 # client, the same files and the same options, each on its own loopback port
 # and temp share (user duet:duetpass):
 #
 #   put MB/s                 smbclient put of a SIZE MiB file (default 1024),
-#                            generated once from /dev/urandom into a temp dir
-#   get MB/s                 smbclient get of that file back (to /dev/null)
+#                            generated once from /dev/urandom into a temp dir;
+#                            the median of R rounds (default 3), duet and smbd
+#                            alternating
+#   get MB/s                 smbclient get of that file back (to /dev/null),
+#                            the same way
 #   path-contention ops/s    smbtorture smb2.bench.path-contention-shared,
 #                            N connections (default 4) for S seconds (default
 #                            10): opens + closes per second, averaged
@@ -19,7 +22,8 @@
 #   peak PSS MiB             the same with PSS (smaps_rollup), which does not
 #                            count pages shared between smbd's processes twice
 #
-# MB = 10^6 bytes. Each part runs on duet, then on smbd. Prints a Markdown
+# MB = 10^6 bytes. Each part runs on duet, then on smbd (put and get in
+# alternating rounds). Prints a Markdown
 # table with columns duet, smbd and duet/smbd.
 #
 # DUET_BIN selects duet (default: build target/release/duet). With
@@ -28,12 +32,13 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-size_mib=1024; secs=10; nprocs=4; out=""
+size_mib=1024; secs=10; nprocs=4; rounds=3; out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) size_mib=$2; shift 2 ;;
     --time) secs=$2; shift 2 ;;
     --nprocs) nprocs=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
@@ -137,18 +142,50 @@ mbps() { # SECONDS -> MB/s
   awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.1f", b / 1e6 / s }'
 }
 
+median() { # VALUES... -> the middle one ("-" if any run failed)
+  printf '%s\n' "$@" | python3 -c '
+import sys
+v = sys.stdin.read().split()
+if not v or "-" in v:
+    print("-")
+else:
+    v = sorted(float(x) for x in v)
+    print(v[len(v) // 2])'
+}
+
+# Put and get alternate between the servers, ROUNDS times each, and the
+# median counts: on a shared machine one transfer can land in a noisy
+# second, and alternating spreads the noise over both servers alike.
+declare -A PUTS GETS
+for round in $(seq 1 "$rounds"); do
+  for name in duet smbd; do
+    port_var=${name^^}_PORT; port=${!port_var}
+    rm -f "$out/$name/share/big.bin"
+    # Start each transfer with no dirty pages left over from the last one:
+    # otherwise the kernel's writeback throttling, not the server, sets the
+    # pace, and it falls on whichever server comes next.
+    sync
+    log "$name: put $size_mib MiB (round $round)"
+    t=$(timed smbc "$port" "put big.bin big.bin")
+    r=$(mbps "$t")
+    got=$(stat -c %s "$out/$name/share/big.bin" 2>/dev/null || echo 0)
+    if [ "$got" != "$bytes" ]; then log "$name: server-side file has $got bytes, expected $bytes"; r="-"; fi
+    log "$name: put took ${t}s ($r MB/s)"
+    PUTS[$name]="${PUTS[$name]:-} $r"
+    sync
+    log "$name: get $size_mib MiB (round $round)"
+    t=$(timed smbc "$port" "get big.bin /dev/null")
+    r=$(mbps "$t")
+    log "$name: get took ${t}s ($r MB/s)"
+    GETS[$name]="${GETS[$name]:-} $r"
+  done
+done
 for name in duet smbd; do
-  port_var=${name^^}_PORT; port=${!port_var}
-  log "$name: put $size_mib MiB"
-  t=$(timed smbc "$port" "put big.bin big.bin")
-  R[$name.put]=$(mbps "$t")
-  got=$(stat -c %s "$out/$name/share/big.bin" 2>/dev/null || echo 0)
-  if [ "$got" != "$bytes" ]; then log "$name: server-side file has $got bytes, expected $bytes"; R[$name.put]="-"; fi
-  log "$name: put took ${t}s (${R[$name.put]} MB/s)"
-  log "$name: get $size_mib MiB"
-  t=$(timed smbc "$port" "get big.bin /dev/null")
-  R[$name.get]=$(mbps "$t")
-  log "$name: get took ${t}s (${R[$name.get]} MB/s)"
+  # shellcheck disable=SC2086
+  R[$name.put]=$(median ${PUTS[$name]})
+  # shellcheck disable=SC2086
+  R[$name.get]=$(median ${GETS[$name]})
+  log "$name: put runs:${PUTS[$name]} MB/s, get runs:${GETS[$name]} MB/s"
 done
 
 # smbtorture bench: SUITE PORT -> average ops/s over the reported seconds.
