@@ -434,7 +434,8 @@ fn signing_for(conn: &ConnState, hdr: &Header, request_signed: bool) -> Option<A
     if !session.is_valid() {
         return None;
     }
-    let crypto = session.crypto()?;
+    // A bound channel signs with its own key ([MS-SMB2] 3.3.4.1.1).
+    let crypto = conn.signing_crypto(&session)?;
     if crypto.signing_key.is_empty() {
         return None;
     }
@@ -488,7 +489,9 @@ async fn run_element(
     if needs_session || (command == Command::SessionSetup && hdr.session_id != 0) || (command == Command::Echo && hdr.session_id != 0) {
         match conn.session(hdr.session_id) {
             Some(s) => session = Some(s),
-            None if needs_session || command == Command::SessionSetup => return Err(NtStatus::USER_SESSION_DELETED),
+            None if needs_session => return Err(NtStatus::USER_SESSION_DELETED),
+            // Binding, or a session of another connection: the handler
+            // looks further and checks the signature itself.
             None => {}
         }
     }
@@ -501,7 +504,8 @@ async fn run_element(
                 crate::state::session::AuthState::InProgress { .. } => return Err(NtStatus::USER_SESSION_DELETED),
             }
         }
-        if let Some(crypto) = s.crypto() {
+        // A bound channel verifies with its own key ([MS-SMB2] 3.3.5.2.4).
+        if let Some(crypto) = conn.signing_crypto(s) {
             if !encrypted && hdr.is_signed() && !crypto.signing_key.is_empty() {
                 if !signing::verify(crypto.signing_alg, &crypto.signing_key, elem) {
                     warn!(mid = hdr.message_id, "bad signature");
@@ -602,6 +606,11 @@ fn encode_frame(
             let len = m.len() as u32;
             m[20..24].copy_from_slice(&len.to_le_bytes());
         }
+        // Signed before hashing: the preauth hash covers the message as
+        // sent (a binding's interim answers are signed).
+        if let Some(k) = &e.sign {
+            signing::sign(k.signing_alg, &k.signing_key, &mut m);
+        }
         if e.preauth_conn {
             conn_preauth.update(&m);
         }
@@ -609,9 +618,6 @@ fn encode_frame(
             if let crate::state::session::AuthState::InProgress { preauth, .. } = &mut lock(&s.inner).auth {
                 preauth.update(&m);
             }
-        }
-        if let Some(k) = &e.sign {
-            signing::sign(k.signing_alg, &k.signing_key, &mut m);
         }
         chain.unsplit(m);
     }
