@@ -353,6 +353,13 @@ async fn process(
         } else {
             signing_for(conn, &hdr_eff, hdr.is_signed())
         };
+        if sign.is_none() && !encrypted && hdr.is_signed() && resp.status == NtStatus::USER_SESSION_DELETED {
+            // No key to sign with here (the session is not on this
+            // connection), but the SIGNED flag echoes the request's: clients
+            // take this status unverified, yet only from an answer flagged
+            // signed (as Windows and Samba answer).
+            resp_hdr.flags |= flags::SIGNED;
+        }
         if let Some(fut) = resp.deferred.take() {
             let enc = encrypt_reply.clone().or_else(|| encryption_for_hdr(conn, &resp_hdr));
             deferred_tasks.push((resp_hdr, sign, enc, fut, index - 1));
@@ -431,9 +438,8 @@ fn signing_for(conn: &ConnState, hdr: &Header, request_signed: bool) -> Option<A
         return None;
     }
     let session = conn.session(hdr.session_id)?;
-    if !session.is_valid() {
-        return None;
-    }
+    // A session being reauthenticated still has its keys: the interim
+    // answers to its signed requests are signed too.
     // A bound channel signs with its own key ([MS-SMB2] 3.3.4.1.1).
     let crypto = conn.signing_crypto(&session)?;
     if crypto.signing_key.is_empty() {

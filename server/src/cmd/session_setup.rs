@@ -127,7 +127,9 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         }
         Leg::Fail(status) => {
             // A failed logon or reauthentication ends the session on every
-            // channel.
+            // channel. A reauthentication's failure is signed like its
+            // request, with the keys it still had.
+            let sign = if ctx.hdr.is_signed() { ctx.conn.signing_crypto(&session).filter(|c| !c.signing_key.is_empty()) } else { None };
             ctx.conn.sessions.remove(&sid);
             ctx.conn.channels.remove(&sid);
             {
@@ -138,7 +140,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             }
             lock(&session.inner).channels.clear();
             crate::cmd::logoff::disconnect_session(ctx.server, &session);
-            reject(sid, status, None)
+            reject(sid, status, sign)
         }
         Leg::Done(done) => logged_on(ctx, &req, &session, done),
     }
@@ -253,16 +255,22 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
     let signing_required =
         !unsigned && (ctx.server.cfg.signing == Signing::Required || u16::from(req.security_mode) & security_mode::SIGNING_REQUIRED != 0);
     let encrypt_data = !unsigned && ctx.server.cfg.encrypt && dialect >= dialect::SMB3_0 && ctx.conn.cipher != 0;
-    let crypto = Arc::new(SessionCrypto {
+    let previous = session.crypto().filter(|c| !c.signing_key.is_empty());
+    let crypto = match previous {
+        // A reauthentication keeps the session's keys, as the client does.
+        Some(c) if !unsigned => c,
+        _ => Arc::new(SessionCrypto {
         dialect,
         signing_alg: signing_alg(ctx),
         signing_key: if unsigned { Vec::new() } else { keys.signing_key },
         encryption_key: keys.encryption_key,
         decryption_key: keys.decryption_key,
         cipher: ctx.conn.cipher,
-        signing_required,
-        encrypt_data,
-    });
+            signing_required,
+            encrypt_data,
+        }),
+    };
+    let encrypt_data = crypto.encrypt_data;
     let mut inner = lock(&session.inner);
     inner.auth = AuthState::Valid;
     inner.user = user.clone();
