@@ -51,6 +51,8 @@ pub struct Binding {
 pub struct ConnState {
     pub id: u64,
     pub peer: SocketAddr,
+    /// The server's address the connection arrived on.
+    pub local: Option<SocketAddr>,
     pub server: Arc<Server>,
     /// The door out: whole frames (NetBIOS header included) to the writer.
     pub tx: mpsc::Sender<Bytes>,
@@ -90,6 +92,7 @@ impl ConnState {
         ConnState {
             id,
             peer,
+            local: None,
             server,
             tx,
             dialect: 0,
@@ -143,6 +146,7 @@ impl ConnState {
 /// Serves one connection until the peer goes away or sends garbage.
 pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u64) {
     debug!("connected");
+    let local = sock.local_addr().ok();
     let (mut rd, mut wr) = sock.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(OUT_QUEUE);
     let writer = tokio::spawn(async move {
@@ -155,6 +159,7 @@ pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u
         let _ = wr.shutdown().await;
     });
     let mut conn = ConnState::new(server.clone(), peer, id, tx);
+    conn.local = local;
     let mut buf = BytesMut::with_capacity(128 * 1024);
     'read: loop {
         loop {

@@ -23,6 +23,9 @@ use crate::state::{lock, now_filetime, Session};
 
 /// Sessions (set up, being set up, or bound) one connection may hold.
 pub const MAX_SESSIONS_PER_CONNECTION: usize = 64;
+/// Channels one session may have, the one it was established on included
+/// (Windows' limit; more get STATUS_INSUFFICIENT_RESOURCES).
+pub const MAX_CHANNELS_PER_SESSION: usize = 32;
 
 fn ntlm_config(ctx: &Ctx<'_>) -> ntlm::ServerConfig {
     let name = ctx.server.cfg.server_name.to_uppercase();
@@ -380,6 +383,9 @@ fn bind(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>) -> HResult {
         if inner.anonymous || inner.guest {
             return reject(NtStatus::NOT_SUPPORTED);
         }
+        if inner.channels.len() >= MAX_CHANNELS_PER_SESSION && !here {
+            return reject(NtStatus::INSUFFICIENT_RESOURCES);
+        }
     }
     if here {
         // Already a channel of the session (or where it was established).
@@ -431,6 +437,9 @@ fn bind(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>) -> HResult {
         if !matches!(inner.auth, AuthState::Valid) {
             // Logged off (or its last channel gone) meanwhile.
             return reject(NtStatus::USER_SESSION_DELETED);
+        }
+        if inner.channels.len() >= MAX_CHANNELS_PER_SESSION {
+            return reject(NtStatus::INSUFFICIENT_RESOURCES);
         }
         inner.channels.push(ctx.conn.id);
     }
