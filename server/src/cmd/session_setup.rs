@@ -263,12 +263,12 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
         // A reauthentication keeps the session's keys, as the client does.
         Some(c) if !unsigned => c,
         _ => Arc::new(SessionCrypto {
-        dialect,
-        signing_alg: signing_alg(ctx),
-        signing_key: if unsigned { Vec::new() } else { keys.signing_key },
-        encryption_key: keys.encryption_key,
-        decryption_key: keys.decryption_key,
-        cipher: ctx.conn.cipher,
+            dialect,
+            signing_alg: signing_alg(ctx),
+            signing_key: if unsigned { Vec::new() } else { keys.signing_key },
+            encryption_key: keys.encryption_key,
+            decryption_key: keys.decryption_key,
+            cipher: ctx.conn.cipher,
             signing_required,
             encrypt_data,
         }),
