@@ -6,6 +6,7 @@
 //! signing = "enabled"        # or "required"
 //! encrypt = false            # require encryption on every share
 //! server_name = "DUET"
+//! multichannel = true        # offer SMB 3.x multichannel (session binding)
 //!
 //! [[share]]
 //! name = "duet"
@@ -61,6 +62,10 @@ pub struct Config {
     pub encrypt: bool,
     #[serde(default = "default_server_name")]
     pub server_name: String,
+    /// Offer multichannel (SMB2_GLOBAL_CAP_MULTI_CHANNEL, session binding)
+    /// on SMB 3.x connections.
+    #[serde(default = "default_true")]
+    pub multichannel: bool,
     #[serde(default, rename = "share")]
     pub shares: Vec<ShareConfig>,
     /// Users given directly (name, password), e.g. from `--user`.
@@ -70,6 +75,10 @@ pub struct Config {
 
 fn default_listen() -> Vec<SocketAddr> {
     vec!["127.0.0.1:445".parse().expect("literal address")]
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_server_name() -> String {
@@ -84,6 +93,7 @@ impl Default for Config {
             signing: Signing::Enabled,
             encrypt: false,
             server_name: default_server_name(),
+            multichannel: true,
             shares: Vec::new(),
             inline_users: Vec::new(),
         }
@@ -168,8 +178,18 @@ encrypt = true
         assert_eq!(cfg.signing, Signing::Required);
         assert_eq!(cfg.shares[0].path, dir.path().join("share"));
         assert!(cfg.shares[0].encrypt);
+        assert!(cfg.multichannel, "multichannel is on unless turned off");
         assert_eq!(cfg.users_file.as_deref(), Some(dir.path().join("users").as_path()));
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn multichannel_can_be_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("duet.toml");
+        std::fs::write(&p, "multichannel = false\n[[share]]\nname = \"a\"\npath = \"a\"\n").unwrap();
+        assert!(!Config::from_file(&p).unwrap().multichannel);
+        assert!(Config::default().multichannel);
     }
 
     #[test]

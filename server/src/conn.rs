@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::pipeline::{self, Flow};
+use crate::state::session::{AuthState, SessionCrypto};
 use crate::state::{lock, Server, Session};
 
 /// Largest frame accepted: an 8 MiB write plus headers and a transform.
@@ -37,10 +38,24 @@ pub struct PendingOp {
     pub cancel: tokio::sync::oneshot::Sender<()>,
 }
 
+/// A binding of an existing session to this connection that is still
+/// authenticating ([MS-SMB2] 3.3.5.5.2).
+pub struct Binding {
+    /// The session being bound.
+    pub session: Arc<Session>,
+    /// The binding's own authentication: a session object that is never
+    /// registered, whose [`AuthState::InProgress`] carries the NTLM exchange
+    /// and the binding's preauth hash (3.1.1), so the pipeline updates that
+    /// hash with each response as it does for a new session.
+    pub auth: Arc<Session>,
+}
+
 /// The per-connection state ([MS-SMB2] 3.3.1.7).
 pub struct ConnState {
     pub id: u64,
     pub peer: SocketAddr,
+    /// The server's address the connection arrived on.
+    pub local: Option<SocketAddr>,
     pub server: Arc<Server>,
     /// The door out: whole frames (NetBIOS header included) to the writer.
     pub tx: mpsc::Sender<Bytes>,
@@ -57,8 +72,16 @@ pub struct ConnState {
     /// Negotiated cipher id; 0 when none.
     pub cipher: u16,
     pub signing_alg: SigningAlgorithm,
-    /// Sessions set up (or being set up) on this connection.
+    /// Sessions set up (or being set up) on this connection, and sessions
+    /// bound to it as a channel (Connection.SessionTable).
     pub sessions: HashMap<u64, Arc<Session>>,
+    /// Per-channel keys of the sessions bound to this connection: the
+    /// session's crypto with Channel.SigningKey and this connection's
+    /// signing algorithm ([MS-SMB2] 3.3.5.5.3). Sessions established here
+    /// sign with the session's own keys and have no entry.
+    pub channels: HashMap<u64, Arc<SessionCrypto>>,
+    /// Bindings still authenticating, by session id.
+    pub bindings: HashMap<u64, Binding>,
     /// Async operations by async id.
     pub pending: Arc<Mutex<HashMap<u64, PendingOp>>>,
     /// Credits granted and not yet used.
@@ -148,6 +171,7 @@ impl ConnState {
         ConnState {
             id,
             peer,
+            local: None,
             server,
             tx,
             dialect: 0,
@@ -161,6 +185,8 @@ impl ConnState {
             cipher: 0,
             signing_alg: SigningAlgorithm::HmacSha256,
             sessions: HashMap::new(),
+            channels: HashMap::new(),
+            bindings: HashMap::new(),
             pending: Arc::new(Mutex::new(HashMap::new())),
             credits: 1,
             io_slots: Arc::new(tokio::sync::Semaphore::new(MAX_DEFERRED)),
@@ -173,15 +199,35 @@ impl ConnState {
         self.dialect != 0
     }
 
-    /// A session of this connection (or a valid one from another channel).
+    /// A session reachable from this connection: established on it or bound
+    /// to it. Only Connection.SessionTable is looked in ([MS-SMB2]
+    /// 3.3.5.2.9); another connection's session is reached by binding, and a
+    /// previous session by PreviousSessionId, both in SESSION_SETUP. A
+    /// session logged off on another channel is gone here too.
     pub fn session(&self, id: u64) -> Option<Arc<Session>> {
-        self.sessions.get(&id).cloned().or_else(|| self.server.session(id))
+        let s = self.sessions.get(&id)?;
+        if matches!(lock(&s.inner).auth, AuthState::Expired) {
+            return None;
+        }
+        Some(s.clone())
+    }
+
+    /// The keys that verify and sign a session's messages on this
+    /// connection: the channel's for a session bound here ([MS-SMB2]
+    /// 3.3.5.2.4, 3.3.4.1.1), else the session's. Encryption always uses the
+    /// session's keys.
+    pub fn signing_crypto(&self, session: &Session) -> Option<Arc<SessionCrypto>> {
+        match self.channels.get(&session.id) {
+            Some(c) => Some(c.clone()),
+            None => session.crypto(),
+        }
     }
 }
 
 /// Serves one connection until the peer goes away or sends garbage.
 pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u64) {
     debug!("connected");
+    let local = sock.local_addr().ok();
     let (rd, mut wr) = sock.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(OUT_QUEUE);
     let writer = tokio::spawn(async move {
@@ -194,6 +240,7 @@ pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u
         let _ = wr.shutdown().await;
     });
     let mut conn = ConnState::new(server.clone(), peer, id, tx, Inbox::new(Some(rd)));
+    conn.local = local;
     while !conn.closing {
         let Some(frame) = conn.inbox.next_frame().await else {
             break;
@@ -208,19 +255,34 @@ pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u
     info!("disconnected");
 }
 
-/// Tears down what the connection owned: pending operations, and the
-/// sessions established on it with their trees and opens.
+/// Tears down what the connection owned: pending operations, and each of
+/// its sessions (with trees and opens) of which it was the last channel. A
+/// session with another channel left lives on ([MS-SMB2] 3.3.7.1).
 fn cleanup(conn: &mut ConnState) {
     for (_, op) in lock(&conn.pending).drain() {
         let _ = op.cancel.send(());
     }
     let server = conn.server.clone();
+    conn.bindings.clear();
+    conn.channels.clear();
     for (sid, session) in conn.sessions.drain() {
-        let owned_here = lock(&session.inner).conn_id == conn.id;
-        if !owned_here {
+        if !leave_channel(&session, conn.id) {
             continue;
         }
-        lock(&server.sessions).remove(&sid);
+        {
+            let mut table = lock(&server.sessions);
+            if table.get(&sid).is_some_and(|s| Arc::ptr_eq(s, &session)) {
+                table.remove(&sid);
+            }
+        }
         crate::cmd::logoff::disconnect_session(&server, &session);
     }
+}
+
+/// Takes a connection off a session's channel list; true when it was the
+/// last one (then the session is the caller's to tear down).
+pub fn leave_channel(session: &Session, conn_id: u64) -> bool {
+    let mut inner = lock(&session.inner);
+    inner.channels.retain(|&c| c != conn_id);
+    inner.channels.is_empty()
 }

@@ -353,6 +353,13 @@ async fn process(
         } else {
             signing_for(conn, &hdr_eff, hdr.is_signed())
         };
+        if sign.is_none() && !encrypted && hdr.is_signed() && resp.status == NtStatus::USER_SESSION_DELETED {
+            // No key to sign with here (the session is not on this
+            // connection), but the SIGNED flag echoes the request's: clients
+            // take this status unverified, yet only from an answer flagged
+            // signed (as Windows and Samba answer).
+            resp_hdr.flags |= flags::SIGNED;
+        }
         if let Some(fut) = resp.deferred.take() {
             let enc = encrypt_reply.clone().or_else(|| encryption_for_hdr(conn, &resp_hdr));
             deferred_tasks.push((resp_hdr, sign, enc, fut, index - 1));
@@ -431,10 +438,10 @@ fn signing_for(conn: &ConnState, hdr: &Header, request_signed: bool) -> Option<A
         return None;
     }
     let session = conn.session(hdr.session_id)?;
-    if !session.is_valid() {
-        return None;
-    }
-    let crypto = session.crypto()?;
+    // A session being reauthenticated still has its keys: the interim
+    // answers to its signed requests are signed too.
+    // A bound channel signs with its own key ([MS-SMB2] 3.3.4.1.1).
+    let crypto = conn.signing_crypto(&session)?;
     if crypto.signing_key.is_empty() {
         return None;
     }
@@ -488,7 +495,9 @@ async fn run_element(
     if needs_session || (command == Command::SessionSetup && hdr.session_id != 0) || (command == Command::Echo && hdr.session_id != 0) {
         match conn.session(hdr.session_id) {
             Some(s) => session = Some(s),
-            None if needs_session || command == Command::SessionSetup => return Err(NtStatus::USER_SESSION_DELETED),
+            None if needs_session => return Err(NtStatus::USER_SESSION_DELETED),
+            // Binding, or a session of another connection: the handler
+            // looks further and checks the signature itself.
             None => {}
         }
     }
@@ -501,7 +510,8 @@ async fn run_element(
                 crate::state::session::AuthState::InProgress { .. } => return Err(NtStatus::USER_SESSION_DELETED),
             }
         }
-        if let Some(crypto) = s.crypto() {
+        // A bound channel verifies with its own key ([MS-SMB2] 3.3.5.2.4).
+        if let Some(crypto) = conn.signing_crypto(s) {
             if !encrypted && hdr.is_signed() && !crypto.signing_key.is_empty() {
                 if !signing::verify(crypto.signing_alg, &crypto.signing_key, elem) {
                     warn!(mid = hdr.message_id, "bad signature");
@@ -602,6 +612,11 @@ fn encode_frame(
             let len = m.len() as u32;
             m[20..24].copy_from_slice(&len.to_le_bytes());
         }
+        // Signed before hashing: the preauth hash covers the message as
+        // sent (a binding's interim answers are signed).
+        if let Some(k) = &e.sign {
+            signing::sign(k.signing_alg, &k.signing_key, &mut m);
+        }
         if e.preauth_conn {
             conn_preauth.update(&m);
         }
@@ -609,9 +624,6 @@ fn encode_frame(
             if let crate::state::session::AuthState::InProgress { preauth, .. } = &mut lock(&s.inner).auth {
                 preauth.update(&m);
             }
-        }
-        if let Some(k) = &e.sign {
-            signing::sign(k.signing_alg, &k.signing_key, &mut m);
         }
         chain.unsplit(m);
     }

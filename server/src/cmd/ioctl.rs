@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use protocol::msg::ioctl::{
-    fsctl, IoctlRequest, IoctlResponse, SrvCopychunkCopy, SrvCopychunkResponse, SrvRequestResumeKeyResponse,
-    ValidateNegotiateInfoRequest, ValidateNegotiateInfoResponse,
+    fsctl, IoctlRequest, IoctlResponse, NetworkInterfaceInfo, SrvCopychunkCopy, SrvCopychunkResponse,
+    SrvRequestResumeKeyResponse, ValidateNegotiateInfoRequest, ValidateNegotiateInfoResponse,
 };
+use protocol::msg::FileId;
 
 use protocol::NtStatus;
 use tracing::warn;
@@ -62,6 +63,16 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                 dialect: conn.dialect,
             }
             .encode(&mut out);
+        }
+        fsctl::FSCTL_QUERY_NETWORK_INTERFACE_INFO => {
+            // Not about a file: the FileId is all ones ([MS-SMB2] 3.3.5.15.11).
+            if req.file_id != FileId::ANY {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
+            if !ctx.server.cfg.multichannel {
+                return Err(NtStatus::NOT_SUPPORTED);
+            }
+            NetworkInterfaceInfo::encode_list(&interfaces(ctx.conn.local), &mut out);
         }
         fsctl::FSCTL_PIPE_TRANSCEIVE => {
             let open = ctx.open(req.file_id)?;
@@ -146,6 +157,78 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     Ok(Resp::with_status(status, body).file(file_id))
 }
 
+/// Link speed reported when the kernel does not know one: 1 Gbit/s.
+const DEFAULT_LINK_SPEED: u64 = 1_000_000_000;
+
+/// The server's network interfaces for FSCTL_QUERY_NETWORK_INTERFACE_INFO
+/// ([MS-SMB2] 3.3.5.15.11, 2.2.32.5): every IPv4 and IPv6 address of an
+/// interface that is up. Loopback addresses are listed only to a client
+/// that came in over loopback (to anyone else they would name the client
+/// itself). The address the connection arrived on is always there.
+fn interfaces(local: Option<std::net::SocketAddr>) -> Vec<NetworkInterfaceInfo> {
+    use nix::net::if_::InterfaceFlags;
+    let mut found = Vec::new();
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs {
+            if !a.flags.contains(InterfaceFlags::IFF_UP) {
+                continue;
+            }
+            let Some(sa) = a.address else { continue };
+            let ip = if let Some(v4) = sa.as_sockaddr_in() {
+                std::net::IpAddr::V4(v4.ip())
+            } else if let Some(v6) = sa.as_sockaddr_in6() {
+                std::net::IpAddr::V6(v6.ip())
+            } else {
+                continue;
+            };
+            let index = nix::net::if_::if_nametoindex(a.interface_name.as_str()).unwrap_or(0);
+            found.push(Interface { index, ip, link_speed: link_speed(&a.interface_name) });
+        }
+    }
+    select_interfaces(local.map(|l| l.ip()), found)
+}
+
+/// One address of a local interface.
+struct Interface {
+    index: u32,
+    ip: std::net::IpAddr,
+    link_speed: u64,
+}
+
+/// The entries to report, from the interfaces found (see [`interfaces`]).
+fn select_interfaces(local: Option<std::net::IpAddr>, found: Vec<Interface>) -> Vec<NetworkInterfaceInfo> {
+    let via_loopback = local.is_some_and(|l| l.is_loopback());
+    let mut list: Vec<NetworkInterfaceInfo> = found
+        .into_iter()
+        .filter(|i| via_loopback || !i.ip.is_loopback() || Some(i.ip) == local)
+        .map(|i| NetworkInterfaceInfo {
+            if_index: i.index,
+            // No RSS, no RDMA.
+            capability: 0,
+            link_speed: i.link_speed,
+            address: std::net::SocketAddr::new(i.ip, 0),
+        })
+        .collect();
+    if let Some(l) = local {
+        if !list.iter().any(|e| e.address.ip() == l) {
+            list.push(NetworkInterfaceInfo { if_index: 0, capability: 0, link_speed: DEFAULT_LINK_SPEED, address: std::net::SocketAddr::new(l, 0) });
+        }
+    }
+    list
+}
+
+/// An interface's speed from /sys/class/net/NAME/speed (Mbit/s), in bit/s.
+fn link_speed(name: &str) -> u64 {
+    if name.contains('/') || name.starts_with('.') {
+        return DEFAULT_LINK_SPEED;
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{name}/speed"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .filter(|&mbit| mbit > 0)
+        .map_or(DEFAULT_LINK_SPEED, |mbit| mbit as u64 * 1_000_000)
+}
+
 /// A resume key names an open: its ids, and a tag.
 fn resume_key(open: &Open) -> [u8; 24] {
     let mut k = [0u8; 24];
@@ -201,4 +284,34 @@ fn copychunk(
         n_chunks += 1;
     }
     Ok(SrvCopychunkResponse { chunks_written: n_chunks, chunk_bytes_written: 0, total_bytes_written: written })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn iface(index: u32, ip: &str) -> Interface {
+        Interface { index, ip: ip.parse().unwrap(), link_speed: 10_000_000_000 }
+    }
+
+    #[test]
+    fn loopback_is_listed_only_to_loopback_clients() {
+        let found = || vec![iface(1, "127.0.0.1"), iface(2, "192.0.2.7"), iface(2, "2001:db8::7")];
+        let remote = select_interfaces(Some("192.0.2.7".parse().unwrap()), found());
+        let ips: Vec<IpAddr> = remote.iter().map(|e| e.address.ip()).collect();
+        assert_eq!(ips, ["192.0.2.7".parse::<IpAddr>().unwrap(), "2001:db8::7".parse().unwrap()]);
+        assert!(remote.iter().all(|e| e.if_index == 2 && e.capability == 0 && e.link_speed == 10_000_000_000));
+        let local = select_interfaces(Some("127.0.0.1".parse().unwrap()), found());
+        assert_eq!(local.len(), 3);
+        assert_eq!(local[0].if_index, 1);
+    }
+
+    #[test]
+    fn the_connection_address_is_always_listed() {
+        let list = select_interfaces(Some("127.0.0.5".parse().unwrap()), vec![iface(2, "192.0.2.7")]);
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].address, "127.0.0.5:0".parse().unwrap());
+        assert_eq!(list[1].link_speed, DEFAULT_LINK_SPEED);
+    }
 }

@@ -13,7 +13,7 @@ use crate::state::{lock, Server, Session};
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     LogoffRequest::parse(ctx.msg).map_err(|_| NtStatus::INVALID_PARAMETER)?;
     let session = ctx.session()?.clone();
-    let crypto = session.crypto();
+    let crypto = ctx.conn.signing_crypto(&session);
     ctx.conn.sessions.remove(&session.id);
     lock(&ctx.server.sessions).remove(&session.id);
     // Durable handles outlive a logoff as they outlive a lost connection

@@ -84,6 +84,11 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if chosen >= dialect::SMB2_1 {
         caps |= capabilities::LEASING | capabilities::LARGE_MTU;
     }
+    if chosen >= dialect::SMB3_0 && conn.server.cfg.multichannel {
+        // Session binding ([MS-SMB2] 3.3.5.4, 3.3.5.5.2); FSCTL_VALIDATE_NEGOTIATE_INFO
+        // answers with the same capabilities.
+        caps |= capabilities::MULTI_CHANNEL;
+    }
     if (chosen == dialect::SMB3_0 || chosen == dialect::SMB3_0_2) && req.capabilities & capabilities::ENCRYPTION != 0 {
         caps |= capabilities::ENCRYPTION;
         conn.cipher = cipher::AES_128_CCM;

@@ -1,24 +1,31 @@
 //! SESSION_SETUP ([MS-SMB2] 3.3.5.5): SPNEGO with NTLMSSP, then key
-//! derivation, signing and encryption policy for the new session.
+//! derivation, signing and encryption policy for the new session; and
+//! session binding (multichannel, 3.3.5.5.2), which authenticates an
+//! existing session again on a further connection and gives that channel
+//! its own signing key.
 
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use protocol::auth::{ntlm, spnego};
 use protocol::crypto::kdf;
-use protocol::crypto::signing::SigningAlgorithm;
+use protocol::crypto::signing::{self, SigningAlgorithm};
 use protocol::msg::negotiate::{dialect, security_mode};
 use protocol::msg::session_setup::{session_flags, setup_flags, SessionSetupRequest, SessionSetupResponse};
 use protocol::NtStatus;
 use tracing::{info, warn};
 
 use crate::config::Signing;
+use crate::conn::Binding;
 use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::session::{AuthState, SessionCrypto};
 use crate::state::{lock, now_filetime, Session};
 
-/// Sessions (set up or in progress) one connection may hold.
+/// Sessions (set up, being set up, or bound) one connection may hold.
 pub const MAX_SESSIONS_PER_CONNECTION: usize = 64;
+/// Channels one session may have, the one it was established on included
+/// (Windows' limit; more get STATUS_INSUFFICIENT_RESOURCES).
+pub const MAX_CHANNELS_PER_SESSION: usize = 32;
 
 fn ntlm_config(ctx: &Ctx<'_>) -> ntlm::ServerConfig {
     let name = ctx.server.cfg.server_name.to_uppercase();
@@ -30,79 +37,156 @@ fn ntlm_config(ctx: &Ctx<'_>) -> ntlm::ServerConfig {
     }
 }
 
+fn in_progress(ctx: &Ctx<'_>) -> AuthState {
+    AuthState::InProgress {
+        ntlm: Box::new(ntlm::ServerContext::new(ntlm_config(ctx), rand::random(), now_filetime())),
+        preauth: ctx.conn.preauth.clone(),
+        mech_list: None,
+    }
+}
+
 fn body(status_flags: u16, token: &[u8]) -> BytesMut {
     let mut b = BytesMut::with_capacity(16 + token.len());
     SessionSetupResponse { session_flags: status_flags, security_buffer: token }.encode(&mut b);
     b
 }
 
+/// An error answer for session `sid`, signed with `sign` when given.
+fn reject(sid: u64, status: NtStatus, sign: Option<Arc<SessionCrypto>>) -> HResult {
+    let mut b = BytesMut::new();
+    protocol::header::encode_error_body(&mut b);
+    let mut r = Resp::with_status(status, b);
+    r.session_id = Some(sid);
+    r.sign_with = sign;
+    Ok(r)
+}
+
+/// The signing algorithm a session or channel of this connection uses.
+fn signing_alg(ctx: &Ctx<'_>) -> SigningAlgorithm {
+    match ctx.conn.dialect {
+        dialect::SMB2_0_2 | dialect::SMB2_1 => SigningAlgorithm::HmacSha256,
+        dialect::SMB3_1_1 => ctx.conn.signing_alg,
+        _ => SigningAlgorithm::AesCmac,
+    }
+}
+
+/// The session's keys, when the request carries a valid signature made
+/// with them (Session.SigningKey, [MS-SMB2] 3.3.5.2.4).
+fn signed_by(ctx: &Ctx<'_>, session: &Session) -> Option<Arc<SessionCrypto>> {
+    if !ctx.hdr.is_signed() || ctx.encrypted {
+        return None;
+    }
+    let c = session.crypto()?;
+    (!c.signing_key.is_empty() && signing::verify(c.signing_alg, &c.signing_key, ctx.msg)).then_some(c)
+}
+
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = SessionSetupRequest::parse(ctx.msg).map_err(|_| NtStatus::INVALID_PARAMETER)?;
     if req.flags & setup_flags::BINDING != 0 {
-        // Multichannel binding is not offered.
-        return Err(NtStatus::REQUEST_NOT_ACCEPTED);
+        return bind(ctx, &req);
     }
-    let dialect = ctx.conn.dialect;
     let session: Arc<Session> = if ctx.hdr.session_id == 0 {
-        if ctx.conn.sessions.len() >= MAX_SESSIONS_PER_CONNECTION {
+        if ctx.conn.sessions.len() + ctx.conn.bindings.len() >= MAX_SESSIONS_PER_CONNECTION {
             // A client may not grow the server's memory without bound.
             return Err(NtStatus::REQUEST_NOT_ACCEPTED);
         }
         let id = ctx.server.next_id();
-        let s = Arc::new(Session::new(
-            id,
-            ctx.conn.id,
-            AuthState::InProgress {
-                ntlm: Box::new(ntlm::ServerContext::new(ntlm_config(ctx), rand::random(), now_filetime())),
-                preauth: ctx.conn.preauth.clone(),
-                mech_list: None,
-            },
-        ));
+        let s = Arc::new(Session::new(id, ctx.conn.id, in_progress(ctx)));
         ctx.conn.sessions.insert(id, s.clone());
         s
     } else {
-        let s = ctx.session.clone().ok_or(NtStatus::USER_SESSION_DELETED)?;
+        let Some(s) = ctx.session.clone() else {
+            // Another connection's session (or none), without the binding
+            // flag: only binding reaches it (3.3.5.5, 3.3.5.2.9). When the
+            // request is signed with that session's key, so is the answer,
+            // so that the client believes the status.
+            let sid = ctx.hdr.session_id;
+            let sign = ctx.server.session(sid).and_then(|s| signed_by(ctx, &s));
+            return reject(sid, NtStatus::USER_SESSION_DELETED, sign);
+        };
+        if ctx.conn.channels.contains_key(&s.id) && !ctx.hdr.is_signed() {
+            // A bound channel has its own key: reauthentication over it
+            // is signed with it (3.3.5.2.4).
+            return Err(NtStatus::ACCESS_DENIED);
+        }
         let mut inner = lock(&s.inner);
         match inner.auth {
             AuthState::InProgress { .. } => {}
             AuthState::Valid | AuthState::Expired => {
                 // Re-authentication of an existing session.
-                inner.auth = AuthState::InProgress {
-                    ntlm: Box::new(ntlm::ServerContext::new(ntlm_config(ctx), rand::random(), now_filetime())),
-                    preauth: ctx.conn.preauth.clone(),
-                    mech_list: None,
-                };
+                inner.auth = in_progress(ctx);
             }
         }
         drop(inner);
-        ctx.conn.sessions.entry(s.id).or_insert_with(|| s.clone());
         s
     };
     let sid = session.id;
-    let fail = |ctx: &mut Ctx<'_>, status: NtStatus| -> HResult {
-        ctx.conn.sessions.remove(&sid);
-        lock(&ctx.server.sessions).remove(&sid);
-        let mut r = Resp::with_status(status, {
-            let mut b = BytesMut::new();
-            protocol::header::encode_error_body(&mut b);
-            b
-        });
-        r.session_id = Some(sid);
-        Ok(r)
-    };
+    match step(ctx, &session, &req) {
+        Leg::More(out) => {
+            let mut r = Resp::with_status(NtStatus::MORE_PROCESSING_REQUIRED, body(0, &out));
+            r.session_id = Some(sid);
+            r.preauth_session = Some(session.clone());
+            Ok(r)
+        }
+        Leg::Fail(status) => {
+            // A failed logon or reauthentication ends the session on every
+            // channel. A reauthentication's failure is signed like its
+            // request, with the keys it still had.
+            let sign = if ctx.hdr.is_signed() { ctx.conn.signing_crypto(&session).filter(|c| !c.signing_key.is_empty()) } else { None };
+            ctx.conn.sessions.remove(&sid);
+            ctx.conn.channels.remove(&sid);
+            {
+                let mut table = lock(&ctx.server.sessions);
+                if table.get(&sid).is_some_and(|s| Arc::ptr_eq(s, &session)) {
+                    table.remove(&sid);
+                }
+            }
+            lock(&session.inner).channels.clear();
+            crate::cmd::logoff::disconnect_session(ctx.server, &session);
+            reject(sid, status, sign)
+        }
+        Leg::Done(done) => logged_on(ctx, &req, &session, done),
+    }
+}
 
+/// What one leg of the authentication exchange came to.
+enum Leg {
+    /// Answer with STATUS_MORE_PROCESSING_REQUIRED and this token.
+    More(Vec<u8>),
+    /// The exchange failed with this status.
+    Fail(NtStatus),
+    /// The user is authenticated.
+    Done(Done),
+}
+
+/// An authenticated user and the keys of the exchange.
+struct Done {
+    user: String,
+    domain: String,
+    anonymous: bool,
+    guest: bool,
+    session_key: [u8; 16],
+    /// The exchange's preauth hash (3.1.1), the request of this leg included.
+    preauth: [u8; 64],
+    /// The last SPNEGO token to send.
+    out: Vec<u8>,
+}
+
+/// Runs one leg of the NTLMSSP-in-SPNEGO exchange held in `auth`'s
+/// [`AuthState::InProgress`], adding the request to its preauth hash (3.1.1).
+fn step(ctx: &Ctx<'_>, auth: &Session, req: &SessionSetupRequest<'_>) -> Leg {
     let token = match spnego::parse_client_token(req.security_buffer) {
         Ok(t) => t,
         Err(e) => {
             warn!(peer = %ctx.conn.peer, "bad SPNEGO token: {e}");
-            return fail(ctx, NtStatus::INVALID_PARAMETER);
+            return Leg::Fail(NtStatus::INVALID_PARAMETER);
         }
     };
-    let mut inner = lock(&session.inner);
+    let mut inner = lock(&auth.inner);
     let AuthState::InProgress { ntlm, preauth, mech_list } = &mut inner.auth else {
-        return Err(NtStatus::INTERNAL_ERROR);
+        return Leg::Fail(NtStatus::INTERNAL_ERROR);
     };
-    if dialect == dialect::SMB3_1_1 {
+    if ctx.conn.dialect == dialect::SMB3_1_1 {
         preauth.update(ctx.msg);
     }
     if let Some(m) = token.mech_list {
@@ -111,44 +195,25 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let raw = token.raw_ntlmssp;
     let msg_type = token.ntlmssp.get(8..12).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     match msg_type {
-        None => {
-            // An optimistic token for another mechanism: ask for NTLMSSP.
-            let out = spnego::encode_response(spnego::NegState::AcceptIncomplete, None, true);
-            drop(inner);
-            let mut r = Resp::with_status(NtStatus::MORE_PROCESSING_REQUIRED, body(0, &out));
-            r.session_id = Some(sid);
-            r.preauth_session = Some(session.clone());
-            Ok(r)
-        }
-        Some(1) => {
-            let challenge = match ntlm.challenge(token.ntlmssp) {
-                Ok(c) => c,
-                Err(e) => {
-                    drop(inner);
-                    warn!(peer = %ctx.conn.peer, "bad NTLM negotiate: {e}");
-                    return fail(ctx, NtStatus::INVALID_PARAMETER);
-                }
-            };
-            let out = if raw { challenge } else { spnego::encode_response(spnego::NegState::AcceptIncomplete, Some(&challenge), true) };
-            drop(inner);
-            let mut r = Resp::with_status(NtStatus::MORE_PROCESSING_REQUIRED, body(0, &out));
-            r.session_id = Some(sid);
-            r.preauth_session = Some(session.clone());
-            Ok(r)
-        }
+        // An optimistic token for another mechanism: ask for NTLMSSP.
+        None => Leg::More(spnego::encode_response(spnego::NegState::AcceptIncomplete, None, true)),
+        Some(1) => match ntlm.challenge(token.ntlmssp) {
+            Ok(c) => Leg::More(if raw { c } else { spnego::encode_response(spnego::NegState::AcceptIncomplete, Some(&c), true) }),
+            Err(e) => {
+                warn!(peer = %ctx.conn.peer, "bad NTLM negotiate: {e}");
+                Leg::Fail(NtStatus::INVALID_PARAMETER)
+            }
+        },
         Some(3) => {
             let users = &ctx.server.users;
             let auth = ntlm.authenticate(token.ntlmssp, &|user, _domain| users.nt_hash(user));
-            let mech_list = mech_list.clone();
-            let preauth_value = *preauth.value();
             let guest_shares = ctx.server.shares.iter().any(|s| s.cfg.guest_ok);
             let (user, domain, anonymous, guest, session_key) = match auth {
                 Ok(a) => {
-                    if let (Some(ml), Some(mic)) = (&mech_list, token.mech_list_mic) {
+                    if let (Some(ml), Some(mic)) = (&*mech_list, token.mech_list_mic) {
                         if !a.anonymous && !ntlm.verify_mech_list_mic(ml, mic) {
-                            drop(inner);
                             warn!(peer = %ctx.conn.peer, user = %a.user, "bad mechListMIC");
-                            return fail(ctx, NtStatus::LOGON_FAILURE);
+                            return Leg::Fail(NtStatus::LOGON_FAILURE);
                         }
                     }
                     (a.user, a.domain, a.anonymous, false, a.session_key)
@@ -160,9 +225,8 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                     if guest_shares && users.nt_hash(&user).is_none() {
                         (user, String::new(), false, true, [0u8; 16])
                     } else {
-                        drop(inner);
                         warn!(peer = %ctx.conn.peer, %user, "logon failure: {e}");
-                        return fail(ctx, NtStatus::LOGON_FAILURE);
+                        return Leg::Fail(NtStatus::LOGON_FAILURE);
                     }
                 }
             };
@@ -177,59 +241,216 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             } else {
                 spnego::encode_response_with_mic(spnego::NegState::AcceptCompleted, None, false, server_mic.as_ref().map(|m| &m[..]))
             };
-            let keys = kdf::derive(dialect, &session_key, (dialect == dialect::SMB3_1_1).then_some(&preauth_value), Some(ctx.conn.cipher).filter(|c| *c != 0));
-            let signing_alg = match dialect {
-                dialect::SMB2_0_2 | dialect::SMB2_1 => SigningAlgorithm::HmacSha256,
-                dialect::SMB3_1_1 => ctx.conn.signing_alg,
-                _ => SigningAlgorithm::AesCmac,
-            };
-            let unsigned = anonymous || guest;
-            let signing_required = !unsigned
-                && (ctx.server.cfg.signing == Signing::Required || req.security_mode as u16 & security_mode::SIGNING_REQUIRED != 0);
-            let encrypt_data = !unsigned && ctx.server.cfg.encrypt && dialect >= dialect::SMB3_0 && ctx.conn.cipher != 0;
-            let crypto = Arc::new(SessionCrypto {
-                dialect,
-                signing_alg,
-                signing_key: if unsigned { Vec::new() } else { keys.signing_key },
-                encryption_key: keys.encryption_key,
-                decryption_key: keys.decryption_key,
-                cipher: ctx.conn.cipher,
-                signing_required,
-                encrypt_data,
-            });
-            inner.auth = AuthState::Valid;
-            inner.user = user.clone();
-            inner.domain = domain;
-            inner.anonymous = anonymous;
-            inner.guest = guest;
-            inner.crypto = Some(crypto.clone());
-            inner.conn_id = ctx.conn.id;
-            drop(inner);
-            lock(&ctx.server.sessions).insert(sid, session.clone());
-            info!(peer = %ctx.conn.peer, %user, anonymous, guest, session = sid, "logged on");
-            let mut flags = 0;
-            if guest {
-                flags |= session_flags::IS_GUEST;
-            }
-            if anonymous {
-                flags |= session_flags::IS_NULL;
-            }
-            if encrypt_data {
-                flags |= session_flags::ENCRYPT_DATA;
-            }
-            let mut r = Resp::ok(body(flags, &out));
-            r.session_id = Some(sid);
-            // 3.1.1 signs the final leg always; earlier dialects when signing.
-            if !unsigned && (dialect == dialect::SMB3_1_1 || signing_required || ctx.hdr.is_signed()) {
-                r.sign_with = Some(crypto);
-            }
-            Ok(r)
+            Leg::Done(Done { user, domain, anonymous, guest, session_key, preauth: *preauth.value(), out })
         }
-        Some(_) => {
-            drop(inner);
-            fail(ctx, NtStatus::INVALID_PARAMETER)
+        Some(_) => Leg::Fail(NtStatus::INVALID_PARAMETER),
+    }
+}
+
+/// The last leg of a logon or reauthentication: keys and policies
+/// ([MS-SMB2] 3.3.5.5.3).
+fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Session>, done: Done) -> HResult {
+    let dialect = ctx.conn.dialect;
+    let sid = session.id;
+    let Done { user, domain, anonymous, guest, session_key, preauth, out } = done;
+    let keys = kdf::derive(dialect, &session_key, (dialect == dialect::SMB3_1_1).then_some(&preauth), Some(ctx.conn.cipher).filter(|c| *c != 0));
+    let unsigned = anonymous || guest;
+    let signing_required =
+        !unsigned && (ctx.server.cfg.signing == Signing::Required || u16::from(req.security_mode) & security_mode::SIGNING_REQUIRED != 0);
+    let encrypt_data = !unsigned && ctx.server.cfg.encrypt && dialect >= dialect::SMB3_0 && ctx.conn.cipher != 0;
+    let previous = session.crypto().filter(|c| !c.signing_key.is_empty());
+    let crypto = match previous {
+        // A reauthentication keeps the session's keys, as the client does.
+        Some(c) if !unsigned => c,
+        _ => Arc::new(SessionCrypto {
+            dialect,
+            signing_alg: signing_alg(ctx),
+            signing_key: if unsigned { Vec::new() } else { keys.signing_key },
+            encryption_key: keys.encryption_key,
+            decryption_key: keys.decryption_key,
+            cipher: ctx.conn.cipher,
+            signing_required,
+            encrypt_data,
+        }),
+    };
+    let encrypt_data = crypto.encrypt_data;
+    let mut inner = lock(&session.inner);
+    inner.auth = AuthState::Valid;
+    inner.user = user.clone();
+    inner.domain = domain;
+    inner.anonymous = anonymous;
+    inner.guest = guest;
+    inner.crypto = Some(crypto.clone());
+    if !ctx.conn.channels.contains_key(&sid) {
+        // Not a reauthentication over a bound channel: this is
+        // Session.Connection.
+        inner.conn_id = ctx.conn.id;
+        inner.client_guid = ctx.conn.client_guid;
+    }
+    drop(inner);
+    lock(&ctx.server.sessions).insert(sid, session.clone());
+    info!(peer = %ctx.conn.peer, %user, anonymous, guest, session = sid, "logged on");
+    let mut flags = 0;
+    if guest {
+        flags |= session_flags::IS_GUEST;
+    }
+    if anonymous {
+        flags |= session_flags::IS_NULL;
+    }
+    if encrypt_data {
+        flags |= session_flags::ENCRYPT_DATA;
+    }
+    let mut r = Resp::ok(body(flags, &out));
+    r.session_id = Some(sid);
+    // 3.1.1 signs the final leg always; earlier dialects when signing.
+    if !unsigned && (dialect == dialect::SMB3_1_1 || signing_required || ctx.hdr.is_signed()) {
+        r.sign_with = Some(ctx.conn.signing_crypto(session).unwrap_or(crypto));
+    }
+    Ok(r)
+}
+
+/// Binds an existing session to this connection as a further channel
+/// ([MS-SMB2] 3.3.5.5 step 4, 3.3.5.5.2): the checks, then an NTLM
+/// authentication of the same user on this connection, whose session key
+/// gives the channel its signing key (3.3.5.5.3). The session's encryption
+/// keys stay as they are.
+///
+/// The requests of the exchange are signed with the session's key, and so
+/// are the answers, up to the last one, which is signed with the channel's
+/// new key (3.3.4.1.1).
+fn bind(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>) -> HResult {
+    let sid = ctx.hdr.session_id;
+    if sid == 0 {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    // The session: one this connection is binding already, else from
+    // GlobalSessionTable.
+    let session = match ctx.conn.bindings.get(&sid) {
+        Some(b) => b.session.clone(),
+        None => match ctx.session.clone().or_else(|| ctx.server.session(sid)) {
+            Some(s) => s,
+            None => return Err(NtStatus::USER_SESSION_DELETED),
+        },
+    };
+    let Some(scrypto) = session.crypto() else {
+        return Err(NtStatus::USER_SESSION_DELETED);
+    };
+    let here = ctx.conn.sessions.contains_key(&sid);
+    // The pipeline checked the signature of a session reachable here; for
+    // any other it is checked with Session.SigningKey (3.3.5.2.4).
+    let sign = if here {
+        ctx.hdr.is_signed().then(|| ctx.conn.signing_crypto(&session)).flatten()
+    } else {
+        signed_by(ctx, &session)
+    };
+    if ctx.hdr.is_signed() && sign.is_none() {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    let reject = |status: NtStatus| reject(sid, status, sign.clone());
+    // Windows keeps an AES-GMAC session on AES-GMAC channels
+    // (smb2.session.bind_negative_smb3sign* check this).
+    let conn_alg = signing_alg(ctx);
+    if scrypto.signing_alg == SigningAlgorithm::AesGmac && conn_alg != SigningAlgorithm::AesGmac {
+        return reject(NtStatus::REQUEST_OUT_OF_SEQUENCE);
+    }
+    if conn_alg == SigningAlgorithm::AesGmac && scrypto.signing_alg != SigningAlgorithm::AesGmac {
+        return reject(NtStatus::NOT_SUPPORTED);
+    }
+    if ctx.conn.dialect < dialect::SMB3_0 || !ctx.server.cfg.multichannel {
+        // No multichannel on this connection: the flag is refused.
+        return reject(NtStatus::REQUEST_NOT_ACCEPTED);
+    }
+    if !ctx.hdr.is_signed() {
+        return reject(NtStatus::INVALID_PARAMETER);
+    }
+    if scrypto.dialect != ctx.conn.dialect {
+        return reject(NtStatus::INVALID_PARAMETER);
+    }
+    if scrypto.cipher != ctx.conn.cipher {
+        // The channel encrypts with the session's keys, so with its cipher.
+        return reject(NtStatus::INVALID_PARAMETER);
+    }
+    {
+        let inner = lock(&session.inner);
+        if inner.client_guid != ctx.conn.client_guid {
+            return reject(NtStatus::USER_SESSION_DELETED);
+        }
+        match inner.auth {
+            AuthState::Valid => {}
+            AuthState::InProgress { .. } => return reject(NtStatus::REQUEST_NOT_ACCEPTED),
+            AuthState::Expired => return reject(NtStatus::NETWORK_SESSION_EXPIRED),
+        }
+        if inner.anonymous || inner.guest {
+            return reject(NtStatus::NOT_SUPPORTED);
+        }
+        if inner.channels.len() >= MAX_CHANNELS_PER_SESSION && !here {
+            return reject(NtStatus::INSUFFICIENT_RESOURCES);
         }
     }
+    if here {
+        // Already a channel of the session (or where it was established).
+        return reject(NtStatus::REQUEST_NOT_ACCEPTED);
+    }
+    if !ctx.conn.bindings.contains_key(&sid) {
+        if ctx.conn.sessions.len() + ctx.conn.bindings.len() >= MAX_SESSIONS_PER_CONNECTION {
+            return reject(NtStatus::REQUEST_NOT_ACCEPTED);
+        }
+        let auth = Arc::new(Session::new(sid, ctx.conn.id, in_progress(ctx)));
+        ctx.conn.bindings.insert(sid, Binding { session: session.clone(), auth });
+    }
+    let Some(auth) = ctx.conn.bindings.get(&sid).map(|b| b.auth.clone()) else {
+        return Err(NtStatus::INTERNAL_ERROR);
+    };
+    let done = match step(ctx, &auth, req) {
+        Leg::More(out) => {
+            let mut r = Resp::with_status(NtStatus::MORE_PROCESSING_REQUIRED, body(0, &out));
+            r.session_id = Some(sid);
+            r.preauth_session = Some(auth);
+            r.sign_with = sign;
+            return Ok(r);
+        }
+        Leg::Fail(status) => {
+            ctx.conn.bindings.remove(&sid);
+            return reject(status);
+        }
+        Leg::Done(done) => {
+            ctx.conn.bindings.remove(&sid);
+            done
+        }
+    };
+    // The binding user must be the session's user (3.3.5.5.2).
+    let same_user = {
+        let inner = lock(&session.inner);
+        !done.anonymous && !done.guest && inner.user.eq_ignore_ascii_case(&done.user)
+    };
+    if !same_user {
+        warn!(peer = %ctx.conn.peer, user = %done.user, session = sid, "binding by another user refused");
+        return reject(NtStatus::ACCESS_DENIED);
+    }
+    // Channel.SigningKey: from the binding's session key and, for 3.1.1,
+    // the binding exchange's preauth hash (3.3.5.5.3).
+    let dialect = ctx.conn.dialect;
+    let keys = kdf::derive(dialect, &done.session_key, (dialect == dialect::SMB3_1_1).then_some(&done.preauth), None);
+    let channel = Arc::new(SessionCrypto { signing_alg: conn_alg, signing_key: keys.signing_key, ..(*scrypto).clone() });
+    {
+        let mut inner = lock(&session.inner);
+        if !matches!(inner.auth, AuthState::Valid) {
+            // Logged off (or its last channel gone) meanwhile.
+            return reject(NtStatus::USER_SESSION_DELETED);
+        }
+        if inner.channels.len() >= MAX_CHANNELS_PER_SESSION {
+            return reject(NtStatus::INSUFFICIENT_RESOURCES);
+        }
+        inner.channels.push(ctx.conn.id);
+    }
+    ctx.conn.sessions.insert(sid, session.clone());
+    ctx.conn.channels.insert(sid, channel.clone());
+    info!(peer = %ctx.conn.peer, user = %done.user, session = sid, "session bound to a new channel");
+    let flags = if scrypto.encrypt_data { session_flags::ENCRYPT_DATA } else { 0 };
+    let mut r = Resp::ok(body(flags, &done.out));
+    r.session_id = Some(sid);
+    r.sign_with = Some(channel);
+    Ok(r)
 }
 
 /// The user name in an AUTHENTICATE_MESSAGE, for the log and guest mapping

@@ -35,7 +35,13 @@ pub struct Disconnected {
 /// its batch oplock ([MS-SMB2] 3.3.7.1); otherwise hands it back for the
 /// caller to close.
 pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str) -> Result<(), Arc<Open>> {
-    let batch = open.key.is_some_and(|k| lock(&server.files).oplock_level(&k, open.persistent_id) == level::BATCH);
+    // Only an oplock that is held, not one being broken: nobody is left
+    // to acknowledge that break, and the open waiting for it goes ahead
+    // once this one is closed.
+    let batch = open.key.is_some_and(|k| {
+        let files = lock(&server.files);
+        files.oplock_level(&k, open.persistent_id) == level::BATCH && !files.oplock_breaking_open(&k, open.persistent_id)
+    });
     // A handle with delete-on-close is kept too: the delete happens when
     // it is finally closed, on expiry or when another open purges it.
     if !lock(&open.st).durable || !batch {

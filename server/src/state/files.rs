@@ -285,6 +285,14 @@ impl FileTable {
             .map_or(level::NONE, |o| o.oplock.level)
     }
 
+    /// Is a break of the open's oplock in progress?
+    pub fn oplock_breaking_open(&self, key: &FileKey, persistent_id: u64) -> bool {
+        self.files
+            .get(key)
+            .and_then(|f| f.opens.iter().find(|o| o.persistent_id == persistent_id))
+            .is_some_and(|o| o.oplock.breaking_to.is_some())
+    }
+
     /// Points the open's break notifications at a new connection
     /// (durable reconnect).
     pub fn set_oplock_sink(&mut self, key: &FileKey, persistent_id: u64, sink: oplock::BreakSink) {

@@ -47,8 +47,15 @@ pub struct SessionInner {
     pub trees: HashMap<u32, Arc<Tree>>,
     /// Opens by volatile id.
     pub opens: HashMap<u64, Arc<Open>>,
-    /// The connection the session was established on.
+    /// The connection the session was established on (Session.Connection).
     pub conn_id: u64,
+    /// The ClientGuid of the connection the session was established on,
+    /// which a binding connection must share ([MS-SMB2] 3.3.5.5).
+    pub client_guid: [u8; 16],
+    /// The connections the session is reachable from: the one it was
+    /// established on and those bound to it (Session.ChannelList, [MS-SMB2]
+    /// 3.3.1.8). The session ends when the last one goes.
+    pub channels: Vec<u64>,
 }
 
 impl Session {
@@ -65,6 +72,8 @@ impl Session {
                 trees: HashMap::new(),
                 opens: HashMap::new(),
                 conn_id,
+                client_guid: [0; 16],
+                channels: vec![conn_id],
             }),
         }
     }

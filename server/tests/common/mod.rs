@@ -158,25 +158,15 @@ impl Server {
     }
 
     fn try_start(kind: Kind, opts: &Options) -> Result<Server, String> {
-        let root = tempfile::Builder::new()
-            .prefix("duet-test-")
-            .tempdir()
-            .map_err(|e| format!("tempdir: {e}"))?;
+        let root = tempfile::Builder::new().prefix("duet-test-").tempdir().map_err(|e| format!("tempdir: {e}"))?;
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let share = root.path().join("share");
         std::fs::create_dir(&share).unwrap();
         std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o777)).unwrap();
         std::fs::create_dir(root.path().join("client")).unwrap();
         let port = free_port();
-        let mut server = Server {
-            kind,
-            mode: opts.mode,
-            port,
-            root,
-            child: None,
-            stderr_log: Arc::new(Mutex::new(String::new())),
-            smbd_state: None,
-        };
+        let mut server =
+            Server { kind, mode: opts.mode, port, root, child: None, stderr_log: Arc::new(Mutex::new(String::new())), smbd_state: None };
         match kind {
             Kind::Duet => server.spawn_duet(opts)?,
             Kind::Smbd => server.spawn_smbd(opts)?,
@@ -206,10 +196,7 @@ impl Server {
             }
         }
         cmd.args(&opts.duet_args);
-        cmd.current_dir(self.root.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.current_dir(self.root.path()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", bin.display()))?;
         pump(child.stderr.take().unwrap(), self.stderr_log.clone(), "");
         pump(child.stdout.take().unwrap(), self.stderr_log.clone(), "[stdout] ");
@@ -271,10 +258,7 @@ impl Server {
             cmd.args(["--option", o]);
         }
         self.smbd_state = Some(state);
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("run {}: {e}", ref_smbd().display()))?;
+        let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("run {}: {e}", ref_smbd().display()))?;
         if !out.status.success() {
             return Err(format!(
                 "ref-smbd start failed ({}):\n{}{}",
@@ -369,9 +353,7 @@ impl Server {
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
+                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                     _ => {
                         let _ = child.kill();
                         let _ = child.wait();
@@ -469,10 +451,7 @@ impl SmbOutput {
     /// no NT_STATUS error.
     pub fn assert_ok(&self) -> &Self {
         let text = self.all();
-        assert!(
-            self.success() && !text.contains("NT_STATUS_"),
-            "smbclient failed: {self}"
-        );
+        assert!(self.success() && !text.contains("NT_STATUS_"), "smbclient failed: {self}");
         self
     }
 }
@@ -504,15 +483,7 @@ pub struct Smbclient {
 
 impl Smbclient {
     pub fn new(port: u16) -> Smbclient {
-        Smbclient {
-            port,
-            target: None,
-            user: None,
-            cwd: None,
-            args: vec![],
-            timeout: SMBCLIENT_TIMEOUT,
-            protocol: Some("SMB3".into()),
-        }
+        Smbclient { port, target: None, user: None, cwd: None, args: vec![], timeout: SMBCLIENT_TIMEOUT, protocol: Some("SMB3".into()) }
     }
 
     pub fn target(&mut self, unc: &str) -> &mut Self {
@@ -607,13 +578,7 @@ pub fn run_with_timeout(prog: &str, argv: &[String], cwd: Option<&Path>, timeout
             None => std::thread::sleep(Duration::from_millis(10)),
         }
     };
-    SmbOutput {
-        status,
-        stdout: out_h.join().unwrap(),
-        stderr: err_h.join().unwrap(),
-        timed_out,
-        argv: full_argv,
-    }
+    SmbOutput { status, stdout: out_h.join().unwrap(), stderr: err_h.join().unwrap(), timed_out, argv: full_argv }
 }
 
 fn collect(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
@@ -652,11 +617,7 @@ pub fn write_random_file(path: &Path, len: u64, seed: u64) {
 pub fn sha256(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().expect("run sha256sum");
     assert!(out.status.success(), "sha256sum {} failed", path.display());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
 }
 
 /// Names listed by smbclient `ls` output (first column), without `.`/`..`.
@@ -681,8 +642,7 @@ pub fn ls_names(stdout: &str) -> Vec<String> {
         }
         // The name is everything before the attribute column (if any).
         let size_idx = n - 6;
-        let attrs_present = size_idx >= 2
-            && fields[size_idx - 1].chars().all(|c| "DAHSRNVL".contains(c));
+        let attrs_present = size_idx >= 2 && fields[size_idx - 1].chars().all(|c| "DAHSRNVL".contains(c));
         let name_end = if attrs_present { size_idx - 1 } else { size_idx };
         // Recover the original spacing of the name from the line itself.
         let trimmed = line.trim_start();
