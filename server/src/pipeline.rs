@@ -711,19 +711,6 @@ pub fn body_with_headroom(capacity: usize) -> (BytesMut, BytesMut) {
     (b, body)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_data_carries_the_needed_size() {
-        let r = Resp::error_with_data(NtStatus::BUFFER_TOO_SMALL, &120u32.to_le_bytes());
-        assert_eq!(r.status, NtStatus::BUFFER_TOO_SMALL);
-        assert_eq!(&r.body[..], &[9, 0, 0, 0, 4, 0, 0, 0, 120, 0, 0, 0]);
-        let empty = Resp::error_with_data(NtStatus::ACCESS_DENIED, &[]);
-        assert_eq!(&empty.body[..], &[9, 0, 0, 0, 0, 0, 0, 0, 0]);
-    }
-}
 
 #[allow(clippy::too_many_arguments)]
 fn spawn_pending(
@@ -763,4 +750,18 @@ fn spawn_pending(
             let _ = tx.send(frame.freeze()).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_data_carries_the_needed_size() {
+        let r = Resp::error_with_data(NtStatus::BUFFER_TOO_SMALL, &120u32.to_le_bytes());
+        assert_eq!(r.status, NtStatus::BUFFER_TOO_SMALL);
+        assert_eq!(&r.body[..], &[9, 0, 0, 0, 4, 0, 0, 0, 120, 0, 0, 0]);
+        let empty = Resp::error_with_data(NtStatus::ACCESS_DENIED, &[]);
+        assert_eq!(&empty.body[..], &[9, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
 }

@@ -41,8 +41,7 @@ fn start(journal: Arc<dyn Journal>) -> (SocketAddr, tempfile::TempDir) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let mut cfg = Config::default();
-    cfg.listen = vec![addr];
+    let mut cfg = Config { listen: vec![addr], ..Config::default() };
     cfg.shares.push(ShareConfig {
         name: "data".into(),
         path: dir.path().to_path_buf(),
