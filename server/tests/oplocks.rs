@@ -10,40 +10,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
-use common::{Mode, Server, PASSWORD, SHARE, USER};
-
-/// Runs smbtorture tests of one suite against the server and returns the
-/// names that did not pass, with smbtorture's output.
-fn run_torture(server: &Server, tests: &[&str]) -> (Vec<String>, String) {
-    let mut cmd = Command::new("smbtorture");
-    cmd.arg(format!("//127.0.0.1/{SHARE}"))
-        .arg("-p")
-        .arg(server.port.to_string())
-        .arg("-U")
-        .arg(format!("{USER}%{PASSWORD}"))
-        .arg("--format=subunit")
-        // A suite that hangs is a failure, not a stuck test run.
-        .arg("--maximum-runtime=240")
-        .args(tests)
-        .stdin(Stdio::null());
-    let out = cmd.output().expect("run smbtorture");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let passed: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("success: ")).map(str::trim).collect();
-    let missing = tests
-        .iter()
-        .map(|t| t.rsplit('.').next().unwrap())
-        .filter(|t| !passed.contains(t))
-        .map(String::from)
-        .collect();
-    (missing, text)
-}
+use common::{Mode, Server};
 
 fn assert_all_pass(tests: &[&str]) {
     let server = Server::start(Mode::Plain);
-    let (missing, text) = run_torture(&server, tests);
-    assert!(missing.is_empty(), "did not pass: {missing:?}\n{text}\n--- server log ---\n{}", server.log());
+    server.assert_torture_passes(tests);
 }
 
 #[test]
@@ -124,7 +95,7 @@ fn durable_v1_handles_survive_their_connection() {
 fn compound_create_breaking_its_own_oplock_does_not_stall() {
     let server = Server::start(Mode::Plain);
     let t0 = std::time::Instant::now();
-    let (missing, text) = run_torture(&server, &["smb2.compound.compound-break"]);
+    let (missing, text) = server.torture(&["smb2.compound.compound-break"]);
     let took = t0.elapsed();
     assert!(missing.is_empty(), "did not pass: {missing:?}\n{text}");
     assert!(took < std::time::Duration::from_secs(25), "took {took:?}: the break was not acknowledged in time\n{text}");

@@ -101,6 +101,10 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         fsctl::FSCTL_SRV_COPYCHUNK | fsctl::FSCTL_SRV_COPYCHUNK_WRITE => {
             let open = ctx.open(req.file_id)?;
             file_id = open.file_id();
+            if max_out < SRV_COPYCHUNK_RESPONSE_LEN {
+                // [MS-SMB2] 3.3.5.15.6: no room for the answer.
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
             let copy = SrvCopychunkCopy::parse(req.input).map_err(bad)?;
             match copychunk(ctx, &open, &copy, req.ctl_code == fsctl::FSCTL_SRV_COPYCHUNK) {
                 Ok(r) => r.encode(&mut out),
@@ -239,6 +243,9 @@ fn resume_key(open: &Open) -> [u8; 24] {
 }
 
 /// Server-side copy ([MS-SMB2] 3.3.5.15.6).
+/// Size of SRV_COPYCHUNK_RESPONSE ([MS-SMB2] 2.2.32.1).
+const SRV_COPYCHUNK_RESPONSE_LEN: usize = 12;
+
 fn copychunk(
     ctx: &Ctx<'_>,
     dst: &Arc<Open>,
@@ -261,13 +268,14 @@ fn copychunk(
     let pid = u64::from_le_bytes(copy.source_key[..8].try_into().unwrap_or([0; 8]));
     let session = ctx.session().map_err(|s| (s, SrvCopychunkResponse { ..zero }))?;
     let src = session.open(vid).filter(|o| o.persistent_id == pid).ok_or((NtStatus::OBJECT_NAME_NOT_FOUND, SrvCopychunkResponse { ..zero }))?;
-    if src.access & access::FILE_READ_DATA == 0 {
+    // Reading the source takes read or execute access, as a READ does.
+    if src.access & (access::FILE_READ_DATA | access::FILE_EXECUTE) == 0 {
         return Err((NtStatus::ACCESS_DENIED, zero));
     }
     if dst.access & access::FILE_WRITE_DATA == 0 || (need_read && dst.access & access::FILE_READ_DATA == 0) {
         return Err((NtStatus::ACCESS_DENIED, zero));
     }
-    let (Some(sh), Some(dh)) = (src.handle(), dst.handle()) else {
+    let (Some(sh), Some(_)) = (src.handle(), dst.handle()) else {
         return Err((NtStatus::INVALID_DEVICE_REQUEST, zero));
     };
     let mut written = 0u32;
@@ -279,7 +287,19 @@ fn copychunk(
         if n < len {
             return Err((NtStatus::INVALID_VIEW_SIZE, SrvCopychunkResponse { chunks_written: n_chunks, chunk_bytes_written: 0, total_bytes_written: written }));
         }
-        dh.write_at(&buf[..len], c.target_offset).map_err(|e| (e.status(), SrvCopychunkResponse { ..zero }))?;
+        // Each chunk is a read and a write as far as byte-range locks and
+        // oplocks go ([MS-SMB2] 3.3.5.15.6).
+        if let (Some(sk), Some(dk)) = (src.key, dst.key) {
+            let mut files = lock(&ctx.server.files);
+            if files.io_conflict(&sk, src.persistent_id, c.source_offset, u64::from(c.length), false)
+                || files.io_conflict(&dk, dst.persistent_id, c.target_offset, u64::from(c.length), true)
+            {
+                return Err((NtStatus::FILE_LOCK_CONFLICT, zero));
+            }
+            files.break_level2(&dk);
+        }
+        super::write::write_data(ctx.server, dst, &buf[..len], c.target_offset)
+            .map_err(|e| (e, SrvCopychunkResponse { ..zero }))?;
         written += c.length;
         n_chunks += 1;
     }

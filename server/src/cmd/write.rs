@@ -90,6 +90,18 @@ const DEFER_FROM: usize = 64 * 1024;
 
 /// Writes file data and answers with the count.
 fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64) -> HResult {
+    let n = write_data(server, open, data, offset)?;
+    let mut body = BytesMut::with_capacity(17);
+    WriteResponse { count: n as u32 }.encode(&mut body);
+    Ok(Resp::ok(body).file(open.file_id()))
+}
+
+/// Writes `data` at `offset` through an open, with what every write
+/// does besides: one write per open at a time, the delayed write-time
+/// update, the open's position and its written mark. The caller has
+/// checked access, byte-range locks and broken level II oplocks (WRITE,
+/// and server-side copies).
+pub(crate) fn write_data(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64) -> Result<usize, NtStatus> {
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
     let _writing = lock(&open.writing);
     let frozen = super::write_time::before_write(server, open);
@@ -97,14 +109,10 @@ fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64) 
     if n > 0 {
         super::write_time::after_write(server, open, frozen);
     }
-    {
-        let mut st = lock(&open.st);
-        st.position = offset + n as u64;
-        st.written = true;
-    }
-    let mut body = BytesMut::with_capacity(17);
-    WriteResponse { count: n as u32 }.encode(&mut body);
-    Ok(Resp::ok(body).file(open.file_id()))
+    let mut st = lock(&open.st);
+    st.position = offset + n as u64;
+    st.written = true;
+    Ok(n)
 }
 
 /// A write must start at a valid file offset (at most 2^63 - 1, [MS-FSA]

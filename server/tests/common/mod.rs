@@ -322,6 +322,40 @@ impl Server {
 
     /// An smbclient run against this server's share, as duet/duetpass, with
     /// the client options for this server's mode.
+    /// Runs smbtorture tests (full names, `smb2.SUITE.TEST`) against the
+    /// server and returns the ones that did not report success, with
+    /// smbtorture's output.
+    pub fn torture(&self, tests: &[&str]) -> (Vec<String>, String) {
+        let out = Command::new("smbtorture")
+            .arg(format!("//127.0.0.1/{SHARE}"))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-U")
+            .arg(format!("{USER}%{PASSWORD}"))
+            .arg("--format=subunit")
+            // A test that hangs is a failure, not a stuck run.
+            .arg("--maximum-runtime=240")
+            .args(tests)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run smbtorture");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        let passed: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("success: ")).map(str::trim).collect();
+        let missing = tests
+            .iter()
+            .map(|t| t.rsplit('.').next().unwrap_or(t))
+            .filter(|t| !passed.contains(t))
+            .map(String::from)
+            .collect();
+        (missing, text)
+    }
+
+    /// [`torture`](Self::torture), asserting that every test passed.
+    pub fn assert_torture_passes(&self, tests: &[&str]) {
+        let (missing, text) = self.torture(tests);
+        assert!(missing.is_empty(), "did not pass: {missing:?}\n{text}\n--- server log ---\n{}", self.log());
+    }
+
     pub fn smbclient(&self) -> Smbclient {
         let mut c = Smbclient::new(self.port);
         c.target(&self.unc()).user(USER, PASSWORD).cwd(&self.client_dir());
