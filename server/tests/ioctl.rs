@@ -1,6 +1,7 @@
 //! FSCTLs through a real client: smbtorture's server-side copy tests
-//! (FSCTL_SRV_REQUEST_RESUME_KEY and FSCTL_SRV_COPYCHUNK[_WRITE]) against
-//! a real `duet`. Each passes on Samba's smbd too (`DUET_TEST_SERVER=smbd`).
+//! (FSCTL_SRV_REQUEST_RESUME_KEY and FSCTL_SRV_COPYCHUNK[_WRITE]) and
+//! sparse-file tests (FSCTL_SET_SPARSE, FSCTL_QUERY_ALLOCATED_RANGES,
+//! FSCTL_SET_ZERO_DATA) against a real `duet`. Each passes on Samba's smbd too (`DUET_TEST_SERVER=smbd`).
 
 mod common;
 
@@ -36,5 +37,30 @@ fn server_side_copy() {
         "smb2.ioctl.copy_chunk_across_shares",
         "smb2.ioctl.copy_chunk_across_shares2",
         "smb2.ioctl.copy_chunk_across_shares3",
+    ]);
+}
+
+#[test]
+fn sparse_files() {
+    let server = Server::start(Mode::Plain);
+    server.assert_torture_passes(&[
+        "smb2.ioctl.sparse_file_flag",
+        "smb2.ioctl.sparse_file_attr",
+        "smb2.ioctl.sparse_dir_flag",
+        "smb2.ioctl.sparse_set_nobuf",
+        "smb2.ioctl.sparse_set_oversize",
+        "smb2.ioctl.sparse_qar",
+        "smb2.ioctl.sparse_qar_malformed",
+        "smb2.ioctl.sparse_punch",
+        "smb2.ioctl.sparse_hole_dealloc",
+        "smb2.ioctl.sparse_copy_chunk",
+        "smb2.ioctl.sparse_punch_invalid",
+        // Access rules: any write access sets the flag, ranges need read
+        // data, zeroing needs write data.
+        "smb2.ioctl.sparse_perms",
+        "smb2.ioctl.sparse_lock",
+        "smb2.ioctl.sparse_qar_ob1",
+        "smb2.ioctl.sparse_qar_multi",
+        "smb2.ioctl.sparse_qar_overflow",
     ]);
 }

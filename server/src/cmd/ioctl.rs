@@ -128,12 +128,17 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         fsctl::FSCTL_SET_SPARSE => {
             let open = ctx.open(req.file_id)?;
             file_id = open.file_id();
-            if open.is_dir {
-                return Err(NtStatus::INVALID_PARAMETER);
-            }
-            if open.access & (access::FILE_WRITE_DATA | access::FILE_WRITE_ATTRIBUTES) == 0 {
-                return Err(NtStatus::ACCESS_DENIED);
-            }
+            set_sparse(&open, req.input)?;
+        }
+        fsctl::FSCTL_QUERY_ALLOCATED_RANGES => {
+            let open = ctx.open(req.file_id)?;
+            file_id = open.file_id();
+            status = query_allocated_ranges(&open, req.input, max_out, &mut out)?;
+        }
+        fsctl::FSCTL_SET_ZERO_DATA => {
+            let open = ctx.open(req.file_id)?;
+            file_id = open.file_id();
+            set_zero_data(ctx, &open, req.input)?;
         }
         fsctl::FSCTL_GET_COMPRESSION => {
             let open = ctx.open(req.file_id)?;
@@ -243,6 +248,99 @@ fn resume_key(open: &Open) -> [u8; 24] {
 }
 
 /// Server-side copy ([MS-SMB2] 3.3.5.15.6).
+/// FSCTL_SET_SPARSE ([MS-FSA] 2.1.5.9.32): an empty input means "set";
+/// otherwise the first byte (FILE_SET_SPARSE_BUFFER, [MS-FSCC] 2.3.64)
+/// says whether to set or clear. Any write access will do.
+fn set_sparse(open: &Open, input: &[u8]) -> Result<(), NtStatus> {
+    if open.is_dir {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    if open.access & (access::FILE_WRITE_DATA | access::FILE_WRITE_ATTRIBUTES | access::FILE_APPEND_DATA) == 0 {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    let sparse = input.first().is_none_or(|b| *b != 0);
+    let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    h.set_sparse(sparse).map_err(|e| e.status())
+}
+
+/// The two i64 fields of FILE_ALLOCATED_RANGE_BUFFER and
+/// FILE_ZERO_DATA_INFORMATION ([MS-FSCC] 2.3.33, 2.3.74); negative values
+/// are INVALID_PARAMETER.
+fn two_offsets(input: &[u8]) -> Result<(u64, u64), NtStatus> {
+    let field = |i: usize| -> Result<u64, NtStatus> {
+        let b: [u8; 8] = input.get(i..i + 8).and_then(|b| b.try_into().ok()).ok_or(NtStatus::INVALID_PARAMETER)?;
+        u64::try_from(i64::from_le_bytes(b)).map_err(|_| NtStatus::INVALID_PARAMETER)
+    };
+    Ok((field(0)?, field(8)?))
+}
+
+/// FSCTL_QUERY_ALLOCATED_RANGES ([MS-FSA] 2.1.5.9.21): the ranges of the
+/// asked-for span that hold data, clipped to the end of file; a file that
+/// is not sparse is allocated throughout. Answers BUFFER_OVERFLOW with the
+/// ranges that fit when there are more, BUFFER_TOO_SMALL when none fits
+/// (and success with no room when there is nothing to tell).
+fn query_allocated_ranges(open: &Open, input: &[u8], max_out: usize, out: &mut BytesMut) -> Result<NtStatus, NtStatus> {
+    const RANGE: usize = 16;
+    let (offset, len) = two_offsets(input)?;
+    if offset.checked_add(len).is_none_or(|end| end > i64::MAX as u64) {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    if open.is_dir {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    if open.access & access::FILE_READ_DATA == 0 {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    let st = h.stat().map_err(|e| e.status())?;
+    let max = max_out / RANGE;
+    let (ranges, more) = if st.attributes & crate::fs::attr::SPARSE_FILE != 0 {
+        h.allocated_ranges(offset, len, max).map_err(|e| e.status())?
+    } else {
+        let end = offset.saturating_add(len).min(st.size);
+        match (offset < end, max) {
+            (false, _) => (vec![], false),
+            (true, 0) => (vec![], true),
+            (true, _) => (vec![(offset, end - offset)], false),
+        }
+    };
+    if ranges.is_empty() && more {
+        // Not even one range fits.
+        return Err(NtStatus::BUFFER_TOO_SMALL);
+    }
+    for (o, l) in ranges {
+        out.extend_from_slice(&o.to_le_bytes());
+        out.extend_from_slice(&l.to_le_bytes());
+    }
+    Ok(if more { NtStatus::BUFFER_OVERFLOW } else { NtStatus::SUCCESS })
+}
+
+/// FSCTL_SET_ZERO_DATA ([MS-FSA] 2.1.5.9.34): zeroes `[FileOffset,
+/// BeyondFinalZero)` within the file, as a write would (write access,
+/// byte-range locks, level II oplocks broken); a sparse file gets a hole.
+fn set_zero_data(ctx: &Ctx<'_>, open: &Arc<Open>, input: &[u8]) -> Result<(), NtStatus> {
+    let (offset, beyond) = two_offsets(input)?;
+    if offset > beyond || open.is_dir {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    if open.access & access::FILE_WRITE_DATA == 0 {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    if let Some(key) = open.key {
+        let mut files = lock(&ctx.server.files);
+        if files.io_conflict(&key, open.persistent_id, offset, beyond - offset, true) {
+            return Err(NtStatus::FILE_LOCK_CONFLICT);
+        }
+        files.break_level2(&key);
+    }
+    let sparse = h.stat().map_err(|e| e.status())?.attributes & crate::fs::attr::SPARSE_FILE != 0;
+    let _writing = lock(&open.writing);
+    h.zero_range(offset, beyond, sparse).map_err(|e| e.status())?;
+    lock(&open.st).written = true;
+    Ok(())
+}
+
 /// Size of SRV_COPYCHUNK_RESPONSE ([MS-SMB2] 2.2.32.1).
 const SRV_COPYCHUNK_RESPONSE_LEN: usize = 12;
 

@@ -50,6 +50,10 @@ pub enum FsError {
     /// attribute on a file, renaming a directory into itself).
     #[error("invalid parameter")]
     InvalidParameter,
+    /// The file system cannot do it (e.g. no user xattrs to keep a
+    /// sparse mark in).
+    #[error("not supported")]
+    NotSupported,
     /// Rename across file systems.
     #[error("not the same device")]
     NotSameDevice,
@@ -63,6 +67,7 @@ impl FsError {
     pub fn status(&self) -> NtStatus {
         match self {
             FsError::NotFound => NtStatus::OBJECT_NAME_NOT_FOUND,
+            FsError::NotSupported => NtStatus::NOT_SUPPORTED,
             FsError::PathNotFound => NtStatus::OBJECT_PATH_NOT_FOUND,
             FsError::Exists => NtStatus::OBJECT_NAME_COLLISION,
             FsError::NotADirectory => NtStatus::NOT_A_DIRECTORY,

@@ -626,6 +626,49 @@ mod tests {
     }
 
     #[test]
+    fn sparse_mark_ranges_and_holes() {
+        let (_tmp, s) = share();
+        let r = res(&s, "sparse.bin").unwrap();
+        let h = s.create_file(&r, 0o644).unwrap();
+        const MIB: u64 = 1 << 20;
+        h.write_at(&[7u8; 4096], 4 * MIB).unwrap();
+        // Not marked: the attribute says so, and keeps other attributes.
+        h.set_attributes(attr::HIDDEN).unwrap();
+        assert_eq!(h.stat().unwrap().attributes & attr::SPARSE_FILE, 0);
+        if !s.supports_xattrs() {
+            assert!(matches!(h.set_sparse(true), Err(FsError::NotSupported)));
+            return;
+        }
+        h.set_sparse(true).unwrap();
+        let a = h.stat().unwrap().attributes;
+        assert_eq!(a & (attr::SPARSE_FILE | attr::HIDDEN), attr::SPARSE_FILE | attr::HIDDEN);
+        // Setting basic attributes leaves the sparse mark alone.
+        h.set_attributes(attr::ARCHIVE).unwrap();
+        assert_ne!(h.stat().unwrap().attributes & attr::SPARSE_FILE, 0);
+        // The data range is found, clipped to the question and to EOF.
+        let (ranges, more) = h.allocated_ranges(0, 8 * MIB, 16).unwrap();
+        assert!(!more);
+        assert_eq!(ranges.len(), 1, "{ranges:?}");
+        let (off, len) = ranges[0];
+        assert!(off <= 4 * MIB && off + len == 4 * MIB + 4096, "{ranges:?}");
+        assert_eq!(h.allocated_ranges(0, MIB, 16).unwrap().0, vec![]);
+        assert_eq!(h.allocated_ranges(4 * MIB + 4096, MIB, 16).unwrap().0, vec![]);
+        // No room: reported as more.
+        assert_eq!(h.allocated_ranges(0, 8 * MIB, 0).unwrap(), (vec![], true));
+        // A punched hole reads as zeros, and the size stays.
+        h.zero_range(4 * MIB, 4 * MIB + 4096, true).unwrap();
+        let mut buf = [1u8; 16];
+        assert_eq!(h.read_at(&mut buf, 4 * MIB).unwrap(), 16);
+        assert_eq!(buf, [0u8; 16]);
+        assert_eq!(h.stat().unwrap().size, 4 * MIB + 4096);
+        // Zeroing past EOF does not grow the file.
+        h.zero_range(4 * MIB, 10 * MIB, false).unwrap();
+        assert_eq!(h.stat().unwrap().size, 4 * MIB + 4096);
+        h.set_sparse(false).unwrap();
+        assert_eq!(h.stat().unwrap().attributes & attr::SPARSE_FILE, 0);
+    }
+
+    #[test]
     fn create_read_write_unlink() {
         let (tmp, s) = share();
         let r = res(&s, "File.bin").unwrap();

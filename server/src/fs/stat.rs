@@ -24,10 +24,13 @@ use super::FsError;
 /// DOS file attributes ([MS-FSCC] 2.6).
 pub mod attr {
     pub use protocol::fscc::file_attributes::{
-        ARCHIVE, DIRECTORY, HIDDEN, NORMAL, NOT_CONTENT_INDEXED, OFFLINE, READONLY, SYSTEM, TEMPORARY,
+        ARCHIVE, DIRECTORY, HIDDEN, NORMAL, NOT_CONTENT_INDEXED, OFFLINE, READONLY, SPARSE_FILE, SYSTEM, TEMPORARY,
     };
     /// The attributes a client may set and Duet stores.
     pub const SETTABLE: u32 = READONLY | HIDDEN | SYSTEM | ARCHIVE | TEMPORARY | OFFLINE | NOT_CONTENT_INDEXED;
+    /// What Duet stores: the settable ones, and SPARSE_FILE, which only
+    /// FSCTL_SET_SPARSE changes.
+    pub const STORED: u32 = SETTABLE | SPARSE_FILE;
 }
 
 pub(crate) const XATTR_BTIME: &CStr = c"user.duet.btime";
@@ -176,7 +179,7 @@ pub(crate) fn from_statx(st: &libc::statx, xattr: Option<XattrTarget<'_>>) -> St
 /// The attributes a client sees, from the stored ones (if any).
 pub(crate) fn report_attributes(stored: Option<u32>, is_dir: bool, mode: u32) -> u32 {
     let mut a = match stored {
-        Some(s) => s & attr::SETTABLE,
+        Some(s) => s & attr::STORED,
         None => {
             let mut a = if is_dir { 0 } else { attr::ARCHIVE };
             if mode & 0o200 == 0 {
