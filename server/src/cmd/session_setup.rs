@@ -277,7 +277,7 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
     let mut inner = lock(&session.inner);
     inner.auth = AuthState::Valid;
     inner.user = user.clone();
-    inner.domain = domain;
+    inner.domain = domain.clone();
     inner.anonymous = anonymous;
     inner.guest = guest;
     inner.crypto = Some(crypto.clone());
@@ -290,6 +290,9 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
     drop(inner);
     lock(&ctx.server.sessions).insert(sid, session.clone());
     info!(peer = %ctx.conn.peer, %user, anonymous, guest, session = sid, "logged on");
+    if req.previous_session_id != 0 && req.previous_session_id != sid && !anonymous && !guest {
+        end_previous(ctx, req.previous_session_id, &user, &domain);
+    }
     let mut flags = 0;
     if guest {
         flags |= session_flags::IS_GUEST;
@@ -307,6 +310,47 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
         r.sign_with = Some(ctx.conn.signing_crypto(session).unwrap_or(crypto));
     }
     Ok(r)
+}
+
+/// Ends the session a reconnecting client names in PreviousSessionId
+/// ([MS-SMB2] 3.3.5.5.3), when the same user (user and domain, as a
+/// durable reclaim compares them) set it up: as if its last connection had
+/// dropped (3.3.7.1), so its durable opens wait for a DHnC reclaim, and
+/// from now on requests on it, from any connection it was reachable from,
+/// get STATUS_USER_SESSION_DELETED. A session of another user is left
+/// alone. This happens before the answer goes out, so a client that sends
+/// its reclaims right after finds the opens kept.
+fn end_previous(ctx: &mut Ctx<'_>, prev_id: u64, user: &str, domain: &str) {
+    let Some(prev) = ctx.server.session(prev_id) else {
+        return;
+    };
+    {
+        let inner = lock(&prev.inner);
+        let same_user = !inner.anonymous
+            && !inner.guest
+            && !inner.user.is_empty()
+            && inner.user.eq_ignore_ascii_case(user)
+            && inner.domain.eq_ignore_ascii_case(domain);
+        if !same_user || matches!(inner.auth, AuthState::InProgress { .. }) {
+            return;
+        }
+    }
+    {
+        let mut table = lock(&ctx.server.sessions);
+        if !table.get(&prev_id).is_some_and(|s| Arc::ptr_eq(s, &prev)) {
+            // Ended meanwhile by another request.
+            return;
+        }
+        table.remove(&prev_id);
+    }
+    // Every channel loses it: on the connections that still hold it, it
+    // is expired, which answers USER_SESSION_DELETED (3.3.5.2.9).
+    lock(&prev.inner).channels.clear();
+    ctx.conn.sessions.remove(&prev_id);
+    ctx.conn.channels.remove(&prev_id);
+    ctx.conn.bindings.remove(&prev_id);
+    info!(peer = %ctx.conn.peer, %user, session = prev_id, "previous session ended by a reconnect");
+    crate::cmd::logoff::disconnect_session(ctx.server, &prev);
 }
 
 /// Binds an existing session to this connection as a further channel
