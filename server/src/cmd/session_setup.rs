@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use protocol::auth::{ntlm, spnego};
+use protocol::auth::{ntlm, spnego, AuthError};
 use protocol::crypto::kdf;
 use protocol::crypto::signing::{self, SigningAlgorithm};
 use protocol::msg::negotiate::{dialect, security_mode};
@@ -217,6 +217,13 @@ fn step(ctx: &Ctx<'_>, auth: &Session, req: &SessionSetupRequest<'_>) -> Leg {
                         }
                     }
                     (a.user, a.domain, a.anonymous, false, a.session_key)
+                }
+                Err(e @ AuthError::Malformed(_)) => {
+                    // A response that does not parse (an NTLMv2 blob whose
+                    // AV_PAIRs overrun it, smbtorture ntlmssp_bug14932) is
+                    // a bad parameter, not a wrong password.
+                    warn!(peer = %ctx.conn.peer, "bad NTLM authenticate: {e}");
+                    return Leg::Fail(NtStatus::INVALID_PARAMETER);
                 }
                 Err(e) => {
                     let user = ntlm_user(token.ntlmssp).unwrap_or_default();
