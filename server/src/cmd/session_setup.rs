@@ -104,9 +104,12 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             let sign = ctx.server.session(sid).and_then(|s| signed_by(ctx, &s));
             return reject(sid, NtStatus::USER_SESSION_DELETED, sign);
         };
-        if ctx.conn.channels.contains_key(&s.id) && !ctx.hdr.is_signed() {
-            // A bound channel has its own key: reauthentication over it
-            // is signed with it (3.3.5.2.4).
+        // A reauthentication, over the connection the session was set up
+        // on or a bound one; a signed one was checked with this channel's
+        // key. It may come unsigned, unless the session requires signing
+        // (as Windows and Samba answer; smb2.session.bind_negative_*s and
+        // bind_invalid_auth tell the two apart).
+        if !ctx.hdr.is_signed() && s.crypto().is_some_and(|c| c.signing_required && !c.signing_key.is_empty()) {
             return Err(NtStatus::ACCESS_DENIED);
         }
         let mut inner = lock(&s.inner);
@@ -267,9 +270,11 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
     let encrypt_data = !unsigned && ctx.server.cfg.encrypt && dialect >= dialect::SMB3_0 && ctx.conn.cipher != 0;
     let previous = session.crypto().filter(|c| !c.signing_key.is_empty());
     let crypto = match previous {
-        // A reauthentication keeps the session's keys, as the client does.
-        Some(c) if !unsigned => c,
-        _ => Arc::new(SessionCrypto {
+        // A reauthentication keeps the session's keys, as the client does
+        // (Session.SessionKey is retained, 3.3.5.5.2), even when the new
+        // identity is anonymous or a guest.
+        Some(c) => c,
+        None => Arc::new(SessionCrypto {
             dialect,
             signing_alg: signing_alg(ctx),
             signing_key: if unsigned { Vec::new() } else { keys.signing_key },
@@ -313,7 +318,7 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
     let mut r = Resp::ok(body(flags, &out));
     r.session_id = Some(sid);
     // 3.1.1 signs the final leg always; earlier dialects when signing.
-    if !unsigned && (dialect == dialect::SMB3_1_1 || signing_required || ctx.hdr.is_signed()) {
+    if !crypto.signing_key.is_empty() && (dialect == dialect::SMB3_1_1 || signing_required || ctx.hdr.is_signed()) {
         r.sign_with = Some(ctx.conn.signing_crypto(session).unwrap_or(crypto));
     }
     Ok(r)
