@@ -2,7 +2,8 @@
 //! derivation, signing and encryption policy for the new session; and
 //! session binding (multichannel, 3.3.5.5.2), which authenticates an
 //! existing session again on a further connection and gives that channel
-//! its own signing key.
+//! its own signing key; reauthentication (3.3.5.5.2); and reconnect, whose
+//! PreviousSessionId ends the same user's earlier session (3.3.5.5.3).
 
 use std::sync::Arc;
 
