@@ -2,12 +2,13 @@
 //! derivation, signing and encryption policy for the new session; and
 //! session binding (multichannel, 3.3.5.5.2), which authenticates an
 //! existing session again on a further connection and gives that channel
-//! its own signing key.
+//! its own signing key; reauthentication (3.3.5.5.2); and reconnect, whose
+//! PreviousSessionId ends the same user's earlier session (3.3.5.5.3).
 
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use protocol::auth::{ntlm, spnego};
+use protocol::auth::{ntlm, spnego, AuthError};
 use protocol::crypto::kdf;
 use protocol::crypto::signing::{self, SigningAlgorithm};
 use protocol::msg::negotiate::{dialect, security_mode};
@@ -104,9 +105,12 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             let sign = ctx.server.session(sid).and_then(|s| signed_by(ctx, &s));
             return reject(sid, NtStatus::USER_SESSION_DELETED, sign);
         };
-        if ctx.conn.channels.contains_key(&s.id) && !ctx.hdr.is_signed() {
-            // A bound channel has its own key: reauthentication over it
-            // is signed with it (3.3.5.2.4).
+        // A reauthentication, over the connection the session was set up
+        // on or a bound one; a signed one was checked with this channel's
+        // key. It may come unsigned, unless the session requires signing
+        // (as Windows and Samba answer; smb2.session.bind_negative_*s and
+        // bind_invalid_auth tell the two apart).
+        if !ctx.hdr.is_signed() && s.crypto().is_some_and(|c| c.signing_required && !c.signing_key.is_empty()) {
             return Err(NtStatus::ACCESS_DENIED);
         }
         let mut inner = lock(&s.inner);
@@ -218,6 +222,13 @@ fn step(ctx: &Ctx<'_>, auth: &Session, req: &SessionSetupRequest<'_>) -> Leg {
                     }
                     (a.user, a.domain, a.anonymous, false, a.session_key)
                 }
+                Err(e @ AuthError::Malformed(_)) => {
+                    // A response that does not parse (an NTLMv2 blob whose
+                    // AV_PAIRs overrun it, smbtorture ntlmssp_bug14932) is
+                    // a bad parameter, not a wrong password.
+                    warn!(peer = %ctx.conn.peer, "bad NTLM authenticate: {e}");
+                    return Leg::Fail(NtStatus::INVALID_PARAMETER);
+                }
                 Err(e) => {
                     let user = ntlm_user(token.ntlmssp).unwrap_or_default();
                     // An unknown user may be a guest where a share allows guests
@@ -260,9 +271,11 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
     let encrypt_data = !unsigned && ctx.server.cfg.encrypt && dialect >= dialect::SMB3_0 && ctx.conn.cipher != 0;
     let previous = session.crypto().filter(|c| !c.signing_key.is_empty());
     let crypto = match previous {
-        // A reauthentication keeps the session's keys, as the client does.
-        Some(c) if !unsigned => c,
-        _ => Arc::new(SessionCrypto {
+        // A reauthentication keeps the session's keys, as the client does
+        // (Session.SessionKey is retained, 3.3.5.5.2), even when the new
+        // identity is anonymous or a guest.
+        Some(c) => c,
+        None => Arc::new(SessionCrypto {
             dialect,
             signing_alg: signing_alg(ctx),
             signing_key: if unsigned { Vec::new() } else { keys.signing_key },
@@ -277,7 +290,7 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
     let mut inner = lock(&session.inner);
     inner.auth = AuthState::Valid;
     inner.user = user.clone();
-    inner.domain = domain;
+    inner.domain = domain.clone();
     inner.anonymous = anonymous;
     inner.guest = guest;
     inner.crypto = Some(crypto.clone());
@@ -290,6 +303,9 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
     drop(inner);
     lock(&ctx.server.sessions).insert(sid, session.clone());
     info!(peer = %ctx.conn.peer, %user, anonymous, guest, session = sid, "logged on");
+    if req.previous_session_id != 0 && req.previous_session_id != sid && !anonymous && !guest {
+        end_previous(ctx, req.previous_session_id, &user, &domain);
+    }
     let mut flags = 0;
     if guest {
         flags |= session_flags::IS_GUEST;
@@ -303,10 +319,51 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
     let mut r = Resp::ok(body(flags, &out));
     r.session_id = Some(sid);
     // 3.1.1 signs the final leg always; earlier dialects when signing.
-    if !unsigned && (dialect == dialect::SMB3_1_1 || signing_required || ctx.hdr.is_signed()) {
+    if !crypto.signing_key.is_empty() && (dialect == dialect::SMB3_1_1 || signing_required || ctx.hdr.is_signed()) {
         r.sign_with = Some(ctx.conn.signing_crypto(session).unwrap_or(crypto));
     }
     Ok(r)
+}
+
+/// Ends the session a reconnecting client names in PreviousSessionId
+/// ([MS-SMB2] 3.3.5.5.3), when the same user (user and domain, as a
+/// durable reclaim compares them) set it up: as if its last connection had
+/// dropped (3.3.7.1), so its durable opens wait for a DHnC reclaim, and
+/// from now on requests on it, from any connection it was reachable from,
+/// get STATUS_USER_SESSION_DELETED. A session of another user is left
+/// alone. This happens before the answer goes out, so a client that sends
+/// its reclaims right after finds the opens kept.
+fn end_previous(ctx: &mut Ctx<'_>, prev_id: u64, user: &str, domain: &str) {
+    let Some(prev) = ctx.server.session(prev_id) else {
+        return;
+    };
+    {
+        let inner = lock(&prev.inner);
+        let same_user = !inner.anonymous
+            && !inner.guest
+            && !inner.user.is_empty()
+            && inner.user.eq_ignore_ascii_case(user)
+            && inner.domain.eq_ignore_ascii_case(domain);
+        if !same_user || matches!(inner.auth, AuthState::InProgress { .. }) {
+            return;
+        }
+    }
+    {
+        let mut table = lock(&ctx.server.sessions);
+        if !table.get(&prev_id).is_some_and(|s| Arc::ptr_eq(s, &prev)) {
+            // Ended meanwhile by another request.
+            return;
+        }
+        table.remove(&prev_id);
+    }
+    // Every channel loses it: on the connections that still hold it, it
+    // is expired, which answers USER_SESSION_DELETED (3.3.5.2.9).
+    lock(&prev.inner).channels.clear();
+    ctx.conn.sessions.remove(&prev_id);
+    ctx.conn.channels.remove(&prev_id);
+    ctx.conn.bindings.remove(&prev_id);
+    info!(peer = %ctx.conn.peer, %user, session = prev_id, "previous session ended by a reconnect");
+    crate::cmd::logoff::disconnect_session(ctx.server, &prev);
 }
 
 /// Binds an existing session to this connection as a further channel
