@@ -47,6 +47,11 @@ pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str)
     if !lock(&open.st).durable || !batch {
         return Err(open);
     }
+    if let Some(k) = open.key {
+        // The connection may linger a moment after this (its writer is
+        // still open); a new open must not wait for it to answer a break.
+        lock(&server.files).disconnect_oplock(&k, open.persistent_id);
+    }
     let pid = open.persistent_id;
     let since = Instant::now();
     debug!(pid, "durable open kept");

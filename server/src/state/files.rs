@@ -285,6 +285,17 @@ impl FileTable {
             .map_or(level::NONE, |o| o.oplock.level)
     }
 
+    /// The open's connection is gone (a durable open kept for reconnect):
+    /// its holder can no longer be reached, so a conflicting open purges
+    /// it at once instead of sending it a break ([MS-SMB2] 3.3.4.6).
+    pub fn disconnect_oplock(&mut self, key: &FileKey, persistent_id: u64) {
+        if let Some(o) = self.files.get_mut(key).and_then(|f| f.opens.iter_mut().find(|o| o.persistent_id == persistent_id)) {
+            if let Some(s) = o.oplock.sink.as_mut() {
+                s.tx = oplock::BreakSink::unreachable();
+            }
+        }
+    }
+
     /// Is a break of the open's oplock in progress?
     pub fn oplock_breaking_open(&self, key: &FileKey, persistent_id: u64) -> bool {
         self.files
@@ -707,5 +718,15 @@ mod tests {
         t.files.get_mut(&k).unwrap().opens[1].oplock.sink.as_mut().unwrap().tx = weak;
         let b = t.break_for_open(&k, false, false);
         assert_eq!(b.orphans, vec![2]);
+        // A kept durable open is unreachable from the moment it is kept,
+        // whatever its old connection still holds.
+        let k = (9, 11);
+        assert_eq!(holder(&mut t, k, 5, 7, level::BATCH), level::BATCH);
+        assert!(t.break_for_open(&k, false, false).orphans.is_empty());
+        t.oplock_time_out(&k);
+        let k = (9, 12);
+        assert_eq!(holder(&mut t, k, 6, 7, level::BATCH), level::BATCH);
+        t.disconnect_oplock(&k, 6);
+        assert_eq!(t.break_for_open(&k, false, false).orphans, vec![6]);
     }
 }

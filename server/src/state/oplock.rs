@@ -120,6 +120,11 @@ impl fmt::Debug for BreakSink {
 }
 
 impl BreakSink {
+    /// A writer that is already gone, for a holder whose connection is.
+    pub fn unreachable() -> mpsc::WeakSender<Bytes> {
+        mpsc::channel(1).0.downgrade()
+    }
+
     /// Sends an Oplock Break Notification ([MS-SMB2] 2.2.23.1, 3.3.4.6):
     /// MessageId all ones, no credits, not signed; encrypted when the
     /// session is.
