@@ -56,17 +56,32 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         }
     };
     let max = (req.output_buffer_length as usize).min(lock(&queue).max_len);
-    if let Some(r) = take(&queue, max) {
-        return r.map(|r| r.file(fid));
-    }
+    let place = {
+        let mut q = lock(&queue);
+        if q.waiting.is_empty() {
+            if let Some(r) = take(&mut q, max) {
+                return r.map(|r| r.file(fid));
+            }
+        }
+        q.join()
+    };
+    // Leaves the line however the wait ends (answered, cancelled, or
+    // dropped before it ever ran), and lets the next request look.
+    let guard = Place { queue: queue.clone(), wake: wake.clone(), id: place };
     let mut resp = Resp::ok(BytesMut::new()).file(fid);
     resp.pending = Some(Box::pin(async move {
+        let _place = guard;
         loop {
             let n = wake.notified();
             tokio::pin!(n);
             n.as_mut().enable();
-            if let Some(r) = take(&queue, max) {
-                return r;
+            {
+                let mut q = lock(&queue);
+                if q.closed || q.first(place) {
+                    if let Some(r) = take(&mut q, max) {
+                        return r;
+                    }
+                }
             }
             n.await;
         }
@@ -74,9 +89,22 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     Ok(resp)
 }
 
+/// A request's place in a watch's line of waiting requests.
+struct Place {
+    queue: Arc<std::sync::Mutex<Queue>>,
+    wake: Arc<tokio::sync::Notify>,
+    id: u64,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        lock(&self.queue).leave(self.id);
+        self.wake.notify_waiters();
+    }
+}
+
 /// Drains the queue into a response, if anything is there.
-fn take(queue: &Arc<std::sync::Mutex<Queue>>, max: usize) -> Option<Result<Resp, NtStatus>> {
-    let mut q = lock(queue);
+fn take(q: &mut Queue, max: usize) -> Option<Result<Resp, NtStatus>> {
     if q.closed {
         return Some(Ok(Resp::with_status(NtStatus::NOTIFY_CLEANUP, body(&[]))));
     }

@@ -190,6 +190,12 @@ fn rename(ctx: &Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), N
     let f = if open.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
     ctx.server.report_change(&share.cfg.name, from.components(), action::RENAMED_OLD_NAME, f);
     ctx.server.report_change(&share.cfg.name, new.components(), action::RENAMED_NEW_NAME, f);
+    if !open.is_dir {
+        // A renamed file gets the ARCHIVE attribute on Windows, which
+        // watchers of attribute changes see as a modification of the new
+        // name (smbtorture smb2.notify.mask-change).
+        ctx.server.report_change(&share.cfg.name, new.components(), action::MODIFIED, filter::ATTRIBUTES);
+    }
     debug!(from = %from.smb_path(), to = %new.smb_path(), "renamed");
     let mut files = lock(&ctx.server.files);
     files.set_path(&key, new.clone());

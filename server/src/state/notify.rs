@@ -39,6 +39,29 @@ pub struct Queue {
     pub overflow: bool,
     /// The handle was closed: pending requests end with NOTIFY_CLEANUP.
     pub closed: bool,
+    /// Requests waiting on this watch, oldest first: changes go to the
+    /// oldest one ([MS-SMB2] 3.3.5.19: requests complete in order).
+    pub waiting: std::collections::VecDeque<u64>,
+    pub next_waiter: u64,
+}
+
+impl Queue {
+    /// Joins the line of waiting requests; returns the place's id.
+    pub fn join(&mut self) -> u64 {
+        self.next_waiter += 1;
+        self.waiting.push_back(self.next_waiter);
+        self.next_waiter
+    }
+
+    /// Is `id` first in line?
+    pub fn first(&self, id: u64) -> bool {
+        self.waiting.front() == Some(&id)
+    }
+
+    /// Leaves the line (answered or cancelled).
+    pub fn leave(&mut self, id: u64) {
+        self.waiting.retain(|w| *w != id);
+    }
 }
 
 pub struct Watch {
