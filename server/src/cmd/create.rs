@@ -588,10 +588,12 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         // [MS-SMB2] 2.2.14.2.10, 2.2.14.2.11: the key, the state, and for
         // version 2 the epoch and the parent key echoed.
         let mut flags = if g.breaking { lease_flags::BREAK_IN_PROGRESS } else { 0 };
-        let v2 = l.v2.map(|v| {
-            flags |= l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET;
-            let parent_lease_key = if l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET != 0 { v.parent_lease_key } else { [0; 16] };
-            LeaseV2 { parent_lease_key, epoch: g.epoch }
+        let v2 = g.v2.then(|| {
+            let parent = l.v2.filter(|_| l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET != 0);
+            if parent.is_some() {
+                flags |= lease_flags::PARENT_LEASE_KEY_SET;
+            }
+            LeaseV2 { parent_lease_key: parent.map_or([0; 16], |v| v.parent_lease_key), epoch: g.epoch }
         });
         contexts.push(ResponseContext::Lease(Lease {
             lease_key: l.lease_key,

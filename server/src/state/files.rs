@@ -136,6 +136,9 @@ pub struct LeaseGrant {
     pub state: u32,
     pub epoch: u16,
     pub breaking: bool,
+    /// The lease is version 2: the response carries the v2 context
+    /// whatever the request's version ([MS-SMB2] 3.3.5.9.11).
+    pub v2: bool,
 }
 
 /// The distinct leases held by the opens of a file.
@@ -417,7 +420,7 @@ impl FileTable {
         sink: oplock::BreakSink,
     ) -> LeaseGrant {
         let Some(f) = self.files.get_mut(key) else {
-            return LeaseGrant { state: 0, epoch: 0, breaking: false };
+            return LeaseGrant { state: 0, epoch: 0, breaking: false, v2: false };
         };
         let mut granted = lease::grantable(requested);
         let others = f.opens.iter().filter(|o| o.persistent_id != persistent_id && o.lease != Some(id));
@@ -442,7 +445,7 @@ impl FileTable {
             }
         }
         l.sink = Some(sink);
-        LeaseGrant { state: l.state, epoch: l.epoch, breaking: l.breaking.is_some() }
+        LeaseGrant { state: l.state, epoch: l.epoch, breaking: l.breaking.is_some(), v2: l.v2 }
     }
 
     /// The open's lease and its state.

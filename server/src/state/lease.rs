@@ -110,7 +110,13 @@ impl Lease {
             b.required &= keep;
             return true;
         }
-        let to = self.state & keep;
+        self.start_break(id, keep, keep)
+    }
+
+    /// Sends a break to `requested`, remembering that `required` is what
+    /// must come of it.
+    fn start_break(&mut self, id: &LeaseId, requested: u32, required: u32) -> bool {
+        let to = self.state & requested;
         if to == self.state {
             return false;
         }
@@ -129,7 +135,7 @@ impl Lease {
             s.send_lease(&n);
         }
         if ack {
-            self.breaking = Some(Breaking { requested: to, required: to });
+            self.breaking = Some(Breaking { requested: to, required: required & to });
         } else {
             self.state = to;
         }
@@ -140,7 +146,8 @@ impl Lease {
     /// progress is STATUS_UNSUCCESSFUL, a state beyond what the break
     /// asked for STATUS_REQUEST_NOT_ACCEPTED (both as Windows answers).
     /// The acknowledged state is taken; if a later break needs less, a new
-    /// break starts at once.
+    /// break starts at once, in steps as Windows does: from a state with W
+    /// or H to R first (then from R to none, which is not acknowledged).
     pub fn ack(&mut self, id: &LeaseId, acked: u32) -> Result<u32, NtStatus> {
         let b = self.breaking.ok_or(NtStatus::UNSUCCESSFUL)?;
         if acked & !b.requested != 0 {
@@ -149,16 +156,17 @@ impl Lease {
         self.state = acked;
         self.breaking = None;
         if acked & !b.required != 0 {
-            self.break_to(id, b.required);
+            let step = if acked & (W | H) != 0 { b.required | R } else { b.required };
+            self.start_break(id, step, b.required);
         }
         Ok(acked)
     }
 
-    /// Nobody acknowledged in time ([MS-SMB2] 3.3.2.5, 3.3.6.5): the lease
-    /// drops to what the break needed.
+    /// Nobody acknowledged in time ([MS-SMB2] 3.3.6.5 Lease Break
+    /// Acknowledgment Timer): the lease keeps nothing.
     pub fn time_out(&mut self) {
-        if let Some(b) = self.breaking.take() {
-            self.state = b.required;
+        if self.breaking.take().is_some() {
+            self.state = 0;
         }
     }
 
@@ -212,6 +220,15 @@ mod tests {
         assert_eq!(l.epoch, 10);
         assert_eq!(l.ack(&ID, R), Ok(R));
         assert_eq!(l.ack(&ID, R), Err(NtStatus::UNSUCCESSFUL));
+        // An overwrite during a break: RH first, then R, then none
+        // without an acknowledgement.
+        let mut l = Lease::new((1, 1), R | W | H, None);
+        assert!(l.break_to(&ID, R | H));
+        assert!(l.break_to(&ID, 0));
+        assert_eq!(l.ack(&ID, R | H), Ok(R | H));
+        assert_eq!(l.breaking, Some(Breaking { requested: R, required: 0 }));
+        assert_eq!(l.ack(&ID, R), Ok(R));
+        assert_eq!((l.state, l.breaking), (0, None));
         // From R alone the break needs no acknowledgement.
         assert!(!l.break_to(&ID, 0));
         assert_eq!((l.state, l.breaking), (0, None));
@@ -226,7 +243,7 @@ mod tests {
         assert!(l.break_to(&ID, R));
         assert_eq!(l.epoch, 0);
         l.time_out();
-        assert_eq!((l.state, l.breaking), (R, None));
+        assert_eq!((l.state, l.breaking), (0, None));
         // Acknowledging to less than asked is fine.
         let mut l = Lease::new((1, 1), R | W | H, None);
         assert!(l.break_to(&ID, R | H));
