@@ -94,3 +94,13 @@ fn an_unacknowledged_break_times_out_to_none() {
     // 35-second break timeout, and the lease is left with nothing.
     assert_all_pass(&["smb2.lease.timeout"]);
 }
+
+#[test]
+fn durable_opens_with_a_handle_caching_lease() {
+    assert_all_pass(&[
+        "smb2.durable-open.open-lease",
+        "smb2.durable-open.lease",
+        "smb2.durable-open.open2-lease",
+        "smb2.durable-open.stat-open",
+    ]);
+}

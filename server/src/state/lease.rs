@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(l.epoch, 9);
         // Keeping more than asked is refused; the break goes on.
         assert_eq!(l.ack(&ID, R | W), Err(NtStatus::REQUEST_NOT_ACCEPTED));
-        assert_eq!(l.ack(&ID, H), Err(NtStatus::REQUEST_NOT_ACCEPTED));
+        assert_eq!(l.ack(&ID, W), Err(NtStatus::REQUEST_NOT_ACCEPTED));
         // RH is what was asked, but R is what is needed: a new break.
         assert_eq!(l.ack(&ID, R | H), Ok(R | H));
         assert_eq!(l.state, R | H);
