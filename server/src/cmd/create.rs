@@ -8,7 +8,7 @@ use protocol::msg::create::{
     create_action, create_disposition as disp, create_options as opt, file_attributes as fattr, impersonation_level,
     CreateRequest, CreateResponse,
 };
-use protocol::msg::create_context::{RequestContext, ResponseContext};
+use protocol::msg::create_context::{lease_flags, Lease, LeaseV2, RequestContext, ResponseContext};
 use protocol::fscc::SecurityDescriptor;
 use protocol::msg::FileId;
 use protocol::NtStatus;
@@ -17,7 +17,8 @@ use tracing::debug;
 use super::{file_stat, generic_map};
 use crate::fs::{self, FsError, SmbPath};
 use crate::pipeline::{Ctx, HResult, Resp};
-use crate::state::files::{access, FileKey, OpenRef};
+use crate::state::files::{access, FileKey, LeaseGrant, OpenRef};
+use crate::state::lease::{lease_state, LeaseId};
 use crate::state::oplock::{self, BreakSink};
 use crate::state::session::SessionCrypto;
 use crate::state::{durable, Server, Session, Tree};
@@ -68,7 +69,11 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
         if req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_) | RequestContext::DurableHandleReconnectV2(_))).is_some() {
             return Err(NtStatus::INVALID_PARAMETER);
         }
-        return reconnect(&Opener::new(ctx, tree, session), *file_id);
+        let lease = match req.context(|c| matches!(c, RequestContext::Lease(_))) {
+            Some(RequestContext::Lease(l)) if req.requested_oplock_level == oplock::level::LEASE => Some(l),
+            _ => None,
+        };
+        return reconnect(&Opener::new(ctx, tree, session), *file_id, lease);
     }
     validate(&req)?;
     if let TreeKind::Ipc = &tree.kind {
@@ -108,6 +113,10 @@ struct Opener {
     tx: tokio::sync::mpsc::WeakSender<bytes::Bytes>,
     /// Break notifications are encrypted when the session or share is.
     encrypt: Option<Arc<SessionCrypto>>,
+    /// Connection.ClientGuid, which leases belong to.
+    client_guid: [u8; 16],
+    /// Leases need SMB 2.1 or later ([MS-SMB2] 3.3.5.9.8).
+    leasing: bool,
 }
 
 impl Opener {
@@ -120,6 +129,8 @@ impl Opener {
             session,
             tx: ctx.conn.tx.downgrade(),
             encrypt: if encrypts { crypto } else { None },
+            client_guid: ctx.conn.client_guid,
+            leasing: ctx.conn.dialect >= protocol::msg::negotiate::dialect::SMB2_1,
         }
     }
 
@@ -155,7 +166,7 @@ fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileKey) -> Resp {
 /// DHnC ([MS-SMB2] 3.3.5.9.7): a client takes back a durable open that
 /// outlived its connection. The open keeps its file id, oplock, locks and
 /// position; the answer carries no durable context.
-fn reconnect(opener: &Opener, file_id: FileId) -> HResult {
+fn reconnect(opener: &Opener, file_id: FileId, lease_request: Option<&Lease>) -> HResult {
     let share = opener.tree.share().ok_or(NtStatus::INVALID_PARAMETER)?;
     let (user, domain) = {
         let i = lock(&opener.session.inner);
@@ -172,10 +183,27 @@ fn reconnect(opener: &Opener, file_id: FileId) -> HResult {
     )?);
     let key = open.key.ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
     let id = open.persistent_id;
-    let level = {
+    let (level, lease) = {
         let mut files = lock(&opener.server.files);
         files.set_oplock_sink(&key, id, opener.sink(id));
-        files.oplock_level(&key, id)
+        (files.oplock_level(&key, id), files.open_lease(&key, id))
+    };
+    // [MS-SMB2] 3.3.5.9.7: a leased open comes back with its lease,
+    // which the response reports.
+    let mut contexts = Vec::new();
+    let level = match (lease, lease_request) {
+        (Some((lid, state)), Some(l)) if lid.key == l.lease_key => {
+            contexts.push(ResponseContext::Lease(Lease {
+                lease_key: lid.key,
+                lease_state: state,
+                lease_flags: 0,
+                lease_duration: 0,
+                v2: l.v2.map(|v| LeaseV2 { parent_lease_key: v.parent_lease_key, epoch: v.epoch }),
+            }));
+            oplock::level::LEASE
+        }
+        (None, None) => level,
+        _ => return Err(NtStatus::OBJECT_NAME_NOT_FOUND),
     };
     let st = open.handle().ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?.stat().map_err(fs_err)?;
     let delete_pending = lock(&opener.server.files).is_delete_pending(&key);
@@ -194,7 +222,7 @@ fn reconnect(opener: &Opener, file_id: FileId) -> HResult {
         end_of_file: fstat.end_of_file,
         file_attributes: fstat.wire_attributes(),
         file_id: fid,
-        create_contexts: Vec::new(),
+        create_contexts: contexts,
     };
     let mut body = BytesMut::with_capacity(96);
     resp.encode(&mut body);
@@ -362,6 +390,17 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         // snapshot matches the timestamp.
         return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
     }
+    // [MS-SMB2] 3.3.5.9.8, 3.3.5.9.11: a lease context counts when the
+    // oplock level asks for a lease, on SMB 2.1 and later.
+    let lease_req = match req.context(|c| matches!(c, RequestContext::Lease(_))) {
+        Some(RequestContext::Lease(l)) if opener.leasing && req.requested_oplock_level == oplock::level::LEASE => Some(*l),
+        _ => None,
+    };
+    let lease_id = lease_req.map(|l| LeaseId { client_guid: opener.client_guid, key: l.lease_key });
+    // A lease key in use on another file is refused.
+    let key_elsewhere = |key: Option<FileKey>| {
+        lease_id.is_some_and(|id| lock(&server.files).lease_file(&id).is_some_and(|f| Some(f) != key))
+    };
     let resolved = share.fs.resolve(&path).map_err(fs_err)?;
     let existing = if resolved.exists() { Some(share.fs.stat(&resolved).map_err(fs_err)?) } else { None };
     let overwrite = matches!(req.create_disposition, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
@@ -402,6 +441,9 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
                 }
             }
             let key = (st.dev, st.ino);
+            if key_elsewhere(Some(key)) {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
             let (breaks, violation) = {
                 // Fail fast, before opening anything; the checks are
                 // repeated atomically with the reservation below. A
@@ -415,7 +457,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
                 let breaks = if oplock::is_stat_open(desired) && !overwrite {
                     Default::default()
                 } else {
-                    files.break_for_open(&key, overwrite, violation)
+                    files.break_for_open(&key, overwrite, violation, lease_id)
                 };
                 (breaks, violation)
             };
@@ -465,6 +507,9 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
             if delete_on_close && req.file_attributes & fattr::READONLY != 0 {
                 return Err(NtStatus::CANNOT_DELETE);
             }
+            if key_elsewhere(None) {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
             let h = if want_dir {
                 share.fs.create_dir(&resolved, 0o755).map_err(fs_err)?
             } else {
@@ -496,14 +541,20 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
             st = handle.stat().map_err(fs_err)?;
         }
     }
-    let oplock = if st.is_dir {
-        oplock::level::NONE
-    } else {
-        lock(&server.files).grant_oplock(&key, id, req.requested_oplock_level, opener.sink(id))
+    // Directories get neither (Duet offers no directory leases).
+    let mut lease: Option<LeaseGrant> = None;
+    let oplock = match (st.is_dir, lease_req, lease_id) {
+        (true, _, _) => oplock::level::NONE,
+        (false, Some(l), Some(lid)) => {
+            let epoch = l.v2.map(|v| v.epoch);
+            lease = Some(lock(&server.files).grant_lease(&key, id, lid, l.lease_state, epoch, opener.sink(id)));
+            oplock::level::LEASE
+        }
+        _ => lock(&server.files).grant_oplock(&key, id, req.requested_oplock_level, opener.sink(id)),
     };
     // [MS-SMB2] 3.3.5.9.6: a version 1 durable handle needs a batch
-    // oplock (Duet grants no leases).
-    let durable = oplock == oplock::level::BATCH
+    // oplock or a lease that caches handles.
+    let durable = (oplock == oplock::level::BATCH || lease.is_some_and(|g| g.state & lease_state::HANDLE_CACHING != 0))
         && req.context(|c| matches!(c, RequestContext::DurableHandleRequest)).is_some();
     let resolved = rsv.path.clone();
     let resolved_for_notify = resolved.clone();
@@ -533,6 +584,25 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
     }
 
     let mut contexts = Vec::new();
+    if let (Some(g), Some(l)) = (lease, lease_req) {
+        // [MS-SMB2] 2.2.14.2.10, 2.2.14.2.11: the key, the state, and for
+        // version 2 the epoch and the parent key echoed.
+        let mut flags = if g.breaking { lease_flags::BREAK_IN_PROGRESS } else { 0 };
+        let v2 = g.v2.then(|| {
+            let parent = l.v2.filter(|_| l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET != 0);
+            if parent.is_some() {
+                flags |= lease_flags::PARENT_LEASE_KEY_SET;
+            }
+            LeaseV2 { parent_lease_key: parent.map_or([0; 16], |v| v.parent_lease_key), epoch: g.epoch }
+        });
+        contexts.push(ResponseContext::Lease(Lease {
+            lease_key: l.lease_key,
+            lease_state: g.state,
+            lease_flags: flags,
+            lease_duration: 0,
+            v2,
+        }));
+    }
     if durable {
         contexts.push(ResponseContext::DurableHandle);
     }

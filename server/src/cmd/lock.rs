@@ -154,7 +154,7 @@ fn take(server: &Arc<Server>, key: &FileKey, pid: u64, locks: &[LockElement]) ->
         let mut files = lock(&server.files);
         // Taking locks breaks level II oplocks ([MS-FSA] 2.1.4.12).
         if !wanted.is_empty() {
-            files.break_level2(key);
+            files.break_level2(key, pid);
         }
         files.lock_ranges(key, &wanted, invalid.is_none())
     };

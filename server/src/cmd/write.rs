@@ -55,7 +55,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                         return Err(NtStatus::FILE_LOCK_CONFLICT);
                     }
                     // Readers that cache the file must drop their copies.
-                    files.break_level2(&key);
+                    files.break_level2(&key, open.persistent_id);
                 }
                 check_space(&open, h, offset + len)?;
             }

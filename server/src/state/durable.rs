@@ -1,5 +1,6 @@
 //! Durable handles, version 1 ([MS-SMB2] 3.3.5.9.6 DHnQ, 3.3.5.9.7
-//! DHnC, 3.3.7.1): an open with a batch oplock that asked to be durable
+//! DHnC, 3.3.7.1): an open with a batch oplock, or a lease with handle
+//! caching, that asked to be durable
 //! outlives its connection for [`TIMEOUT`], and the same user can take it
 //! back from a new connection.
 //!
@@ -14,6 +15,7 @@ use protocol::NtStatus;
 use tracing::{debug, info};
 
 use super::open::{OpenKind, OpenState};
+use super::lease::lease_state;
 use super::oplock::level;
 use super::{lock, Open, Server, Tree};
 use crate::fs;
@@ -32,15 +34,19 @@ pub struct Disconnected {
 }
 
 /// Keeps a durable open whose connection went away, when it still holds
-/// its batch oplock ([MS-SMB2] 3.3.7.1); otherwise hands it back for the
+/// its batch oplock or handle-caching lease ([MS-SMB2] 3.3.7.1); otherwise hands it back for the
 /// caller to close.
 pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str) -> Result<(), Arc<Open>> {
     // Only an oplock that is held, not one being broken: nobody is left
     // to acknowledge that break, and the open waiting for it goes ahead
     // once this one is closed.
+    // A lease counts when it caches handles ([MS-SMB2] 3.3.5.9.6).
     let batch = open.key.is_some_and(|k| {
         let files = lock(&server.files);
-        files.oplock_level(&k, open.persistent_id) == level::BATCH && !files.oplock_breaking_open(&k, open.persistent_id)
+        let pid = open.persistent_id;
+        let lease_h = files.open_lease(&k, pid).is_some_and(|(_, s)| s & lease_state::HANDLE_CACHING != 0);
+        (files.oplock_level(&k, pid) == level::BATCH && !files.oplock_breaking_open(&k, pid))
+            || (lease_h && !files.lease_breaking_open(&k, pid))
     });
     // A handle with delete-on-close is kept too: the delete happens when
     // it is finally closed, on expiry or when another open purges it.

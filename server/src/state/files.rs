@@ -1,9 +1,12 @@
 //! The per-file table: every open of a file, whichever session made it,
 //! for share modes ([MS-FSA] 2.1.5.1.2), delete-on-close and byte-range
-//! locks ([MS-FSA] 2.1.5.7).
+//! locks ([MS-FSA] 2.1.5.7), and the oplocks and leases that cache it
+//! ([MS-SMB2] 3.3.1.4 the Lease Table, here keyed by (ClientGuid,
+//! LeaseKey) server-wide).
 
 use std::collections::HashMap;
 
+use super::lease::{self, lease_state, Lease, LeaseId};
 use super::oplock::{self, level, OplockState};
 
 /// A file's identity on disk: (device, inode).
@@ -26,11 +29,14 @@ pub struct OpenRef {
     pub access: u32,
     pub share_access: u32,
     pub oplock: OplockState,
+    /// The lease the open was made with (Open.Lease), shared with every
+    /// other open of the file with the same key.
+    pub lease: Option<LeaseId>,
 }
 
 impl OpenRef {
     pub fn new(persistent_id: u64, access: u32, share_access: u32) -> OpenRef {
-        OpenRef { persistent_id, access, share_access, oplock: OplockState::default() }
+        OpenRef { persistent_id, access, share_access, oplock: OplockState::default(), lease: None }
     }
 }
 
@@ -119,6 +125,31 @@ pub struct Breaks {
 #[derive(Debug, Default)]
 pub struct FileTable {
     files: HashMap<FileKey, FileEntry>,
+    /// Every lease with an open ([MS-SMB2] 3.3.1.4); a lease goes when
+    /// its last open closes.
+    leases: HashMap<LeaseId, Lease>,
+}
+
+/// What a lease request in a CREATE came to ([MS-SMB2] 2.2.14.2.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseGrant {
+    pub state: u32,
+    pub epoch: u16,
+    pub breaking: bool,
+    /// The lease is version 2: the response carries the v2 context
+    /// whatever the request's version ([MS-SMB2] 3.3.5.9.11).
+    pub v2: bool,
+}
+
+/// The distinct leases held by the opens of a file.
+fn leases_of(f: &FileEntry) -> Vec<LeaseId> {
+    let mut ids: Vec<LeaseId> = Vec::new();
+    for id in f.opens.iter().filter_map(|o| o.lease) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
 }
 
 /// Access that takes part in share-mode checks: an open with none of
@@ -187,8 +218,14 @@ impl FileTable {
     /// and a delete is pending: the caller then deletes the file.
     pub fn remove_open(&mut self, key: &FileKey, persistent_id: u64) -> Option<crate::fs::Resolved> {
         let f = self.files.get_mut(key)?;
+        let lease = f.opens.iter().find(|o| o.persistent_id == persistent_id).and_then(|o| o.lease);
         f.opens.retain(|o| o.persistent_id != persistent_id);
         release_locks(f, persistent_id);
+        if let Some(id) = lease {
+            if !f.opens.iter().any(|o| o.lease == Some(id)) {
+                self.leases.remove(&id);
+            }
+        }
         if f.opens.is_empty() {
             let pending = f.delete_pending;
             let path = f.path.take();
@@ -204,8 +241,10 @@ impl FileTable {
     /// close its handle in answer; an exclusive holder only when the
     /// share modes let the new open in. Both go to level II, or to none
     /// when the open overwrites the file (and passes the share check);
-    /// level II holders go to none then too.
-    pub fn break_for_open(&mut self, key: &FileKey, overwrite: bool, violation: bool) -> Breaks {
+    /// level II holders go to none then too. Leases of other keys than
+    /// the opener's are broken as [`lease::keep_for_open`] says; opens
+    /// with the same lease key never break each other.
+    pub fn break_for_open(&mut self, key: &FileKey, overwrite: bool, violation: bool, opener: Option<LeaseId>) -> Breaks {
         let mut out = Breaks::default();
         let Some(f) = self.files.get_mut(key) else {
             return out;
@@ -230,23 +269,57 @@ impl FileTable {
                 }
             }
         }
+        let keep_bits = |state| lease::keep_for_open(state, overwrite, violation);
+        for id in leases_of(f) {
+            if Some(id) == opener {
+                continue;
+            }
+            let Some(l) = self.leases.get_mut(&id) else {
+                continue;
+            };
+            if l.break_to(&id, keep_bits(l.state)) {
+                out.wait = true;
+                if l.holder_gone() {
+                    out.orphans.extend(f.opens.iter().filter(|o| o.lease == Some(id)).map(|o| o.persistent_id));
+                }
+            }
+        }
         out
     }
 
     /// Breaks every level II oplock on the file to none: somebody is
     /// changing it (a write, a lock, a size change; [MS-FSA] 2.1.4.12).
-    /// The writer's own level II is broken too, as Windows does.
-    pub fn break_level2(&mut self, key: &FileKey) {
+    /// The writer's own level II is broken too, as Windows does. Leases
+    /// with R caching of other keys than the writer's (open `by`) are
+    /// broken to none; nobody waits for those that need an
+    /// acknowledgement (RH).
+    pub fn break_level2(&mut self, key: &FileKey, by: u64) {
         if let Some(f) = self.files.get_mut(key) {
             for o in f.opens.iter_mut().filter(|o| o.oplock.level == level::II) {
                 o.oplock.start_break(level::NONE);
             }
+            let writer = f.opens.iter().find(|o| o.persistent_id == by).and_then(|o| o.lease);
+            for id in leases_of(f) {
+                if Some(id) == writer {
+                    continue;
+                }
+                if let Some(l) = self.leases.get_mut(&id) {
+                    if l.state & lease_state::READ_CACHING != 0 {
+                        l.break_to(&id, 0);
+                    }
+                }
+            }
         }
     }
 
-    /// Is a break of an exclusive or batch oplock on the file in progress?
+    /// Is a break of an exclusive or batch oplock, or of a lease, on the
+    /// file in progress?
     pub fn oplock_breaking(&self, key: &FileKey) -> bool {
-        self.files.get(key).is_some_and(|f| f.opens.iter().any(|o| o.oplock.breaking_to.is_some()))
+        self.files.get(key).is_some_and(|f| {
+            f.opens.iter().any(|o| {
+                o.oplock.breaking_to.is_some() || o.lease.and_then(|id| self.leases.get(&id)).is_some_and(|l| l.breaking.is_some())
+            })
+        })
     }
 
     /// The wait for acknowledgements is over: holders that did not answer
@@ -255,6 +328,11 @@ impl FileTable {
         if let Some(f) = self.files.get_mut(key) {
             for o in &mut f.opens {
                 o.oplock.time_out();
+            }
+            for id in leases_of(f) {
+                if let Some(l) = self.leases.get_mut(&id) {
+                    l.time_out();
+                }
             }
         }
     }
@@ -265,11 +343,23 @@ impl FileTable {
         let Some(f) = self.files.get_mut(key) else {
             return level::NONE;
         };
+        let leases = &self.leases;
+        let lease_of = |o: &OpenRef| o.lease.and_then(|id| leases.get(&id)).map_or(0, |l| l.state);
         let others = f.opens.iter().filter(|o| {
-            o.persistent_id != persistent_id && (o.oplock.level != level::NONE || !oplock::is_stat_open(o.access))
+            o.persistent_id != persistent_id
+                && (o.oplock.level != level::NONE || o.lease.is_some() || !oplock::is_stat_open(o.access))
         });
-        let (n, excl) = others.fold((0, false), |(n, x), o| (n + 1, x || oplock::is_exclusive(o.oplock.level)));
-        let granted = oplock::grant(requested, n, excl);
+        let (n, excl, handle) = others.fold((0, false, false), |(n, x, h), o| {
+            let l = lease_of(o);
+            (
+                n + 1,
+                x || oplock::is_exclusive(o.oplock.level) || l & lease_state::WRITE_CACHING != 0,
+                h || l & lease_state::HANDLE_CACHING != 0,
+            )
+        });
+        // An oplock is not granted beside a lease that caches handles
+        // (as Windows and Samba do).
+        let granted = if handle { level::NONE } else { oplock::grant(requested, n, excl) };
         if let Some(o) = f.opens.iter_mut().find(|o| o.persistent_id == persistent_id) {
             o.oplock.level = granted;
             o.oplock.sink = (granted != level::NONE).then_some(sink);
@@ -309,9 +399,82 @@ impl FileTable {
     pub fn set_oplock_sink(&mut self, key: &FileKey, persistent_id: u64, sink: oplock::BreakSink) {
         if let Some(o) = self.files.get_mut(key).and_then(|f| f.opens.iter_mut().find(|o| o.persistent_id == persistent_id)) {
             if o.oplock.level != level::NONE {
-                o.oplock.sink = Some(sink);
+                o.oplock.sink = Some(sink.clone());
+            }
+            if let Some(l) = o.lease.and_then(|id| self.leases.get_mut(&id)) {
+                l.sink = Some(sink);
             }
         }
+    }
+
+    /// The file a lease's opens are of, if the lease exists.
+    pub fn lease_file(&self, id: &LeaseId) -> Option<FileKey> {
+        self.leases.get(id).map(|l| l.file)
+    }
+
+    /// Grants the open (already added) a lease ([MS-SMB2] 3.3.5.9.8,
+    /// 3.3.5.9.11; the rules are Windows' and Samba's): the open joins
+    /// the lease of its key if there is one, which is upgraded when the
+    /// request asks for strictly more, gets all of it and no break is in
+    /// progress; otherwise a new lease is made. W only when no other open
+    /// (but stat opens and opens of the same lease) exists, H only when
+    /// no other open holds an oplock. `v2_epoch` is the request's epoch
+    /// for a version 2 lease. The caller has checked that the key is not
+    /// in use on another file.
+    pub fn grant_lease(
+        &mut self,
+        key: &FileKey,
+        persistent_id: u64,
+        id: LeaseId,
+        requested: u32,
+        v2_epoch: Option<u16>,
+        sink: oplock::BreakSink,
+    ) -> LeaseGrant {
+        let Some(f) = self.files.get_mut(key) else {
+            return LeaseGrant { state: 0, epoch: 0, breaking: false, v2: false };
+        };
+        let mut granted = lease::grantable(requested);
+        let others = f.opens.iter().filter(|o| o.persistent_id != persistent_id && o.lease != Some(id));
+        for o in others {
+            if o.oplock.level != level::NONE || o.lease.is_some() || !oplock::is_stat_open(o.access) {
+                granted &= !lease_state::WRITE_CACHING;
+            }
+            if o.oplock.level != level::NONE {
+                granted &= !lease_state::HANDLE_CACHING;
+            }
+        }
+        if let Some(o) = f.opens.iter_mut().find(|o| o.persistent_id == persistent_id) {
+            o.lease = Some(id);
+        }
+        let l = self.leases.entry(id).or_insert_with(|| Lease::new(*key, granted, v2_epoch));
+        let existing = l.state;
+        let upgrade = l.breaking.is_none() && existing & requested == existing && granted != existing && granted == requested;
+        if upgrade {
+            l.state = granted;
+            if l.v2 {
+                l.epoch = l.epoch.wrapping_add(1);
+            }
+        }
+        l.sink = Some(sink);
+        LeaseGrant { state: l.state, epoch: l.epoch, breaking: l.breaking.is_some(), v2: l.v2 }
+    }
+
+    /// The open's lease and its state.
+    pub fn open_lease(&self, key: &FileKey, persistent_id: u64) -> Option<(LeaseId, u32)> {
+        let id = self.files.get(key)?.opens.iter().find(|o| o.persistent_id == persistent_id)?.lease?;
+        self.leases.get(&id).map(|l| (id, l.state))
+    }
+
+    /// Is a break of the open's lease in progress?
+    pub fn lease_breaking_open(&self, key: &FileKey, persistent_id: u64) -> bool {
+        self.open_lease(key, persistent_id).and_then(|(id, _)| self.leases.get(&id)).is_some_and(|l| l.breaking.is_some())
+    }
+
+    /// A Lease Break Acknowledgment ([MS-SMB2] 3.3.5.22.2): the new
+    /// state; STATUS_OBJECT_NAME_NOT_FOUND for an unknown lease, else as
+    /// [`Lease::ack`].
+    pub fn ack_lease(&mut self, id: &LeaseId, acked: u32) -> Result<u32, protocol::NtStatus> {
+        self.leases.get_mut(id).ok_or(protocol::NtStatus::OBJECT_NAME_NOT_FOUND)?.ack(id, acked)
     }
 
     /// An Oplock Break Acknowledgment ([MS-SMB2] 3.3.5.22.1): the new
@@ -656,7 +819,7 @@ mod tests {
         let k = (3, 4);
         let mut t = FileTable::default();
         assert_eq!(holder(&mut t, k, 1, 0, level::BATCH), level::BATCH);
-        let b = t.break_for_open(&k, false, true);
+        let b = t.break_for_open(&k, false, true, None);
         assert!(b.wait && b.orphans.is_empty());
         assert!(t.oplock_breaking(&k));
         // Acknowledged to level II: the break is over.
@@ -667,9 +830,9 @@ mod tests {
 
         let k = (3, 5);
         assert_eq!(holder(&mut t, k, 2, 0, level::EXCLUSIVE), level::EXCLUSIVE);
-        let b = t.break_for_open(&k, false, true);
+        let b = t.break_for_open(&k, false, true, None);
         assert!(!b.wait && !t.oplock_breaking(&k));
-        let b = t.break_for_open(&k, false, false);
+        let b = t.break_for_open(&k, false, false, None);
         assert!(b.wait);
     }
 
@@ -678,14 +841,14 @@ mod tests {
         let k = (5, 6);
         let mut t = FileTable::default();
         assert_eq!(holder(&mut t, k, 1, 7, level::BATCH), level::BATCH);
-        assert!(t.break_for_open(&k, true, false).wait);
+        assert!(t.break_for_open(&k, true, false, None).wait);
         // The holder may only go to none; a level II acknowledgement is
         // taken as none.
         assert_eq!(t.ack_oplock(&k, 1, level::II), Ok(level::NONE));
         // Two level II holders; an overwrite breaks both at once.
         assert_eq!(holder(&mut t, k, 2, 7, level::II), level::II);
         assert_eq!(holder(&mut t, k, 3, 7, level::BATCH), level::II);
-        assert!(!t.break_for_open(&k, true, false).wait);
+        assert!(!t.break_for_open(&k, true, false, None).wait);
         assert_eq!(t.oplock_level(&k, 2), level::NONE);
         assert_eq!(t.oplock_level(&k, 3), level::NONE);
     }
@@ -695,11 +858,11 @@ mod tests {
         let k = (7, 8);
         let mut t = FileTable::default();
         assert_eq!(holder(&mut t, k, 1, 7, level::II), level::II);
-        t.break_level2(&k);
+        t.break_level2(&k, 0);
         assert_eq!(t.oplock_level(&k, 1), level::NONE);
         let k = (7, 9);
         assert_eq!(holder(&mut t, k, 2, 7, level::EXCLUSIVE), level::EXCLUSIVE);
-        assert!(t.break_for_open(&k, false, false).wait);
+        assert!(t.break_for_open(&k, false, false, None).wait);
         t.oplock_time_out(&k);
         assert!(!t.oplock_breaking(&k));
         assert_eq!(t.oplock_level(&k, 2), level::NONE);
@@ -716,7 +879,7 @@ mod tests {
         let weak = tx.downgrade();
         drop((tx, rx));
         t.files.get_mut(&k).unwrap().opens[1].oplock.sink.as_mut().unwrap().tx = weak;
-        let b = t.break_for_open(&k, false, false);
+        let b = t.break_for_open(&k, false, false, None);
         assert_eq!(b.orphans, vec![2]);
         // A kept durable open is unreachable from the moment it is kept,
         // whatever its old connection still holds.

@@ -10,6 +10,7 @@ pub mod durable;
 pub mod files;
 pub mod notify;
 pub mod open;
+pub mod lease;
 pub mod oplock;
 pub mod session;
 pub mod tree;

@@ -8,8 +8,9 @@
 //! or batch oplock is broken when another open of the file comes along,
 //! and that open waits until the holder acknowledges or
 //! [`BREAK_TIMEOUT`] passes. Level II oplocks are broken to none, without
-//! waiting, when anybody changes the file. Leases are not offered: a
-//! CREATE asking for one (level 0xFF) gets no oplock.
+//! waiting, when anybody changes the file. Leases ([`super::lease`]) are
+//! broken by the same rules, and the two interact: an oplock open breaks
+//! leases, and a lease open breaks oplocks.
 //!
 //! The state itself lives in the per-file table ([`super::files`]), so it
 //! is read and changed under the same lock as share modes.
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use protocol::header::{flags, Header};
-use protocol::msg::oplock_break::OplockBreak;
+use protocol::msg::oplock_break::{LeaseBreakNotification, OplockBreak};
 use protocol::msg::FileId;
 use protocol::Command;
 use tokio::sync::mpsc;
@@ -129,6 +130,24 @@ impl BreakSink {
     /// MessageId all ones, no credits, not signed; encrypted when the
     /// session is.
     pub fn send(&self, to: u8) {
+        let mut body = BytesMut::with_capacity(24);
+        OplockBreak { oplock_level: to, file_id: self.file_id }.encode(&mut body);
+        debug!(file = ?self.file_id, to, "oplock break");
+        self.send_body(body, self.session_id);
+    }
+
+    /// Sends a Lease Break Notification ([MS-SMB2] 2.2.23.2, 3.3.4.7).
+    /// A lease belongs to no session, so SessionId is 0, unless the
+    /// notification must be encrypted with the session's keys.
+    pub fn send_lease(&self, n: &LeaseBreakNotification) {
+        let mut body = BytesMut::with_capacity(44);
+        n.encode(&mut body);
+        debug!(key = ?n.lease_key, from = n.current_lease_state, to = n.new_lease_state, "lease break");
+        let session_id = if self.encrypt.is_some() { self.session_id } else { 0 };
+        self.send_body(body, session_id);
+    }
+
+    fn send_body(&self, body: BytesMut, session_id: u64) {
         let hdr = Header {
             credit_charge: 0,
             status: 0,
@@ -139,11 +158,9 @@ impl BreakSink {
             message_id: u64::MAX,
             async_id: 0,
             tree_id: 0,
-            session_id: self.session_id,
+            session_id,
             signature: [0; 16],
         };
-        let mut body = BytesMut::with_capacity(24);
-        OplockBreak { oplock_level: to, file_id: self.file_id }.encode(&mut body);
         let enc = self.encrypt.clone().map(|c| (c, self.session_id));
         let Some(frame) = crate::pipeline::encode_unsolicited(hdr, body, enc) else {
             return;
@@ -151,7 +168,6 @@ impl BreakSink {
         let Some(tx) = self.tx.upgrade() else {
             return;
         };
-        debug!(file = ?self.file_id, to, "oplock break");
         match tx.try_send(frame) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(frame)) => {
@@ -166,8 +182,9 @@ impl BreakSink {
     }
 }
 
-/// Waits until no exclusive or batch break on the file is in progress:
-/// every holder acknowledged or closed. After [`BREAK_TIMEOUT`] the
+/// Waits until no exclusive or batch oplock break and no lease break
+/// needing an acknowledgement is in progress on the file: every holder
+/// acknowledged or closed. After [`BREAK_TIMEOUT`] the
 /// holders that did not answer lose their oplocks.
 pub async fn wait_for_breaks(server: &super::Server, key: super::files::FileKey) {
     let deadline = tokio::time::Instant::now() + BREAK_TIMEOUT;
