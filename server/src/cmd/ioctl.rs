@@ -332,7 +332,7 @@ fn set_zero_data(ctx: &Ctx<'_>, open: &Arc<Open>, input: &[u8]) -> Result<(), Nt
         if files.io_conflict(&key, open.persistent_id, offset, beyond - offset, true) {
             return Err(NtStatus::FILE_LOCK_CONFLICT);
         }
-        files.break_level2(&key);
+        files.break_level2(&key, open.persistent_id);
     }
     let sparse = h.stat().map_err(|e| e.status())?.attributes & crate::fs::attr::SPARSE_FILE != 0;
     let _writing = lock(&open.writing);
@@ -394,7 +394,7 @@ fn copychunk(
             {
                 return Err((NtStatus::FILE_LOCK_CONFLICT, zero));
             }
-            files.break_level2(&dk);
+            files.break_level2(&dk, dst.persistent_id);
         }
         super::write::write_data(ctx.server, dst, &buf[..len], c.target_offset)
             .map_err(|e| (e, SrvCopychunkResponse { ..zero }))?;
