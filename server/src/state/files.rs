@@ -885,11 +885,11 @@ mod tests {
         // whatever its old connection still holds.
         let k = (9, 11);
         assert_eq!(holder(&mut t, k, 5, 7, level::BATCH), level::BATCH);
-        assert!(t.break_for_open(&k, false, false).orphans.is_empty());
+        assert!(t.break_for_open(&k, false, false, None).orphans.is_empty());
         t.oplock_time_out(&k);
         let k = (9, 12);
         assert_eq!(holder(&mut t, k, 6, 7, level::BATCH), level::BATCH);
         t.disconnect_oplock(&k, 6);
-        assert_eq!(t.break_for_open(&k, false, false).orphans, vec![6]);
+        assert_eq!(t.break_for_open(&k, false, false, None).orphans, vec![6]);
     }
 }
