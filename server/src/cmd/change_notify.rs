@@ -108,6 +108,9 @@ fn take(q: &mut Queue, max: usize) -> Option<Result<Resp, NtStatus>> {
     if q.closed {
         return Some(Ok(Resp::with_status(NtStatus::NOTIFY_CLEANUP, body(&[]))));
     }
+    if q.delete_pending {
+        return Some(Err(NtStatus::DELETE_PENDING));
+    }
     if q.overflow {
         q.overflow = false;
         q.events.clear();

@@ -56,15 +56,21 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>) {
         let st = lock(&open.st);
         (st.delete_on_close, st.written)
     };
-    let delete = {
+    let (delete, path, watchers) = {
         let mut files = lock(&server.files);
         if doc {
             files.set_delete_pending(&key, true);
         }
         let path = files.path(&key);
-        (files.remove_open(&key, open.persistent_id), path)
+        let delete = files.remove_open(&key, open.persistent_id);
+        // A directory left delete-pending by this close: its watchers
+        // (other opens) are told.
+        let watchers = if doc && open.is_dir && delete.is_none() { files.open_ids(&key) } else { Vec::new() };
+        (delete, path, watchers)
     };
-    let (delete, path) = delete;
+    if !watchers.is_empty() {
+        lock(&server.notify).delete_pending(&watchers);
+    }
     server.lock_released.notify_waiters();
     server.oplock_changed.notify_waiters();
     let Some(share) = open.share() else {

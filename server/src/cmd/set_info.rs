@@ -147,7 +147,14 @@ fn set_delete(ctx: &Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStatus> 
             return Err(NtStatus::DIRECTORY_NOT_EMPTY);
         }
     }
-    lock(&ctx.server.files).set_delete_pending(&key, delete);
+    let watchers = {
+        let mut files = lock(&ctx.server.files);
+        files.set_delete_pending(&key, delete);
+        if delete && open.is_dir { files.open_ids(&key) } else { Vec::new() }
+    };
+    if !watchers.is_empty() {
+        lock(&ctx.server.notify).delete_pending(&watchers);
+    }
     lock(&open.st).delete_on_close = delete;
     Ok(())
 }

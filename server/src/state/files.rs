@@ -502,6 +502,11 @@ impl FileTable {
         Ok(new)
     }
 
+    /// The persistent ids of the file's opens.
+    pub fn open_ids(&self, key: &FileKey) -> Vec<u64> {
+        self.files.get(key).map(|f| f.opens.iter().map(|o| o.persistent_id).collect()).unwrap_or_default()
+    }
+
     pub fn open_count(&self, key: &FileKey) -> usize {
         self.files.get(key).map_or(0, |f| f.opens.len())
     }

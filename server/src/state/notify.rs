@@ -39,6 +39,9 @@ pub struct Queue {
     pub overflow: bool,
     /// The handle was closed: pending requests end with NOTIFY_CLEANUP.
     pub closed: bool,
+    /// The watched directory is to be deleted: requests end with
+    /// DELETE_PENDING.
+    pub delete_pending: bool,
     /// Requests waiting on this watch, oldest first: changes go to the
     /// oldest one ([MS-SMB2] 3.3.5.19: requests complete in order).
     pub waiting: std::collections::VecDeque<u64>,
@@ -103,6 +106,15 @@ impl NotifyTable {
                 true
             }
         });
+    }
+
+    /// The directory these opens watch is now delete-pending: their
+    /// waiting requests end with STATUS_DELETE_PENDING (as Windows does).
+    pub fn delete_pending(&self, open_ids: &[u64]) {
+        for w in self.watches.iter().filter(|w| open_ids.contains(&w.open_id)) {
+            lock(&w.queue).delete_pending = true;
+            w.wake.notify_waiters();
+        }
     }
 
     pub fn is_empty(&self) -> bool {
