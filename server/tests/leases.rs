@@ -9,41 +9,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
-use common::{Mode, Server, PASSWORD, SHARE, USER};
-
-/// Runs smbtorture tests against the server and returns the names that
-/// did not report success, with smbtorture's output.
-fn run_torture(server: &Server, tests: &[&str]) -> (Vec<String>, String) {
-    let out = Command::new("smbtorture")
-        .arg(format!("//127.0.0.1/{SHARE}"))
-        .arg("-p")
-        .arg(server.port.to_string())
-        .arg("-U")
-        .arg(format!("{USER}%{PASSWORD}"))
-        .arg("--format=subunit")
-        // A suite that hangs is a failure, not a stuck test run.
-        .arg("--maximum-runtime=240")
-        .args(tests)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run smbtorture");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let passed: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("success: ")).map(str::trim).collect();
-    let missing = tests
-        .iter()
-        .map(|t| t.rsplit('.').next().unwrap())
-        .filter(|t| !passed.contains(t))
-        .map(String::from)
-        .collect();
-    (missing, text)
-}
+use common::{Mode, Server};
 
 fn assert_all_pass(tests: &[&str]) {
     let server = Server::start(Mode::Plain);
-    let (missing, text) = run_torture(&server, tests);
-    assert!(missing.is_empty(), "did not pass: {missing:?}\n{text}\n--- server log ---\n{}", server.log());
+    server.assert_torture_passes(tests);
 }
 
 #[test]

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command as Process;
 use std::time::Duration;
@@ -22,35 +21,9 @@ use protocol::msg::negotiate::{capabilities, dialect, NegotiateRequest, Negotiat
 use protocol::msg::session_setup::{setup_flags, SessionSetupRequest, SessionSetupResponse};
 use protocol::msg::tree_connect::TreeConnectRequest;
 use protocol::NtStatus;
-use server::config::{Config, ShareConfig};
 
 fn start() -> (SocketAddr, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let mut cfg = Config { listen: vec![addr], ..Config::default() };
-    cfg.shares.push(ShareConfig {
-        name: "data".into(),
-        path: dir.path().to_path_buf(),
-        encrypt: false,
-        guest_ok: false,
-        read_only: false,
-        comment: String::new(),
-    });
-    cfg.inline_users.push(("duet".into(), "duetpass".into()));
-    cfg.inline_users.push(("other".into(), "otherpass".into()));
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(server::run(cfg, std::future::pending())).unwrap();
-    });
-    for _ in 0..200 {
-        if TcpStream::connect(addr).is_ok() {
-            return (addr, dir);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("server did not start");
+    common::start_in_process(&[("duet", "duetpass"), ("other", "otherpass")], None)
 }
 
 /// One answer off the wire.
@@ -95,25 +68,9 @@ impl Conn {
 
     /// Sends one request, signed with `sign` (AES-CMAC) when given.
     fn call(&mut self, command: Command, session_id: u64, body: &[u8], sign: Option<&[u8]>) -> Answer {
-        let mut m = BytesMut::new();
-        Header { command: command as u16, message_id: self.mid, credits: 64, credit_charge: 1, session_id, ..Default::default() }
-            .encode(&mut m);
+        let (hdr, msg) = common::wire_call(&mut self.s, self.mid, command as u16, session_id, body, sign);
         self.mid += 1;
-        m.extend_from_slice(body);
-        let mut m = m.to_vec();
-        if let Some(k) = sign {
-            m[16..20].copy_from_slice(&(flags::SIGNED).to_le_bytes());
-            signing::sign(SigningAlgorithm::AesCmac, k, &mut m);
-        }
-        let mut f = vec![0u8, (m.len() >> 16) as u8, (m.len() >> 8) as u8, m.len() as u8];
-        f.extend_from_slice(&m);
-        self.s.write_all(&f).unwrap();
-        let mut h = [0u8; 4];
-        self.s.read_exact(&mut h).expect("an answer");
-        let len = ((h[1] as usize) << 16) | ((h[2] as usize) << 8) | h[3] as usize;
-        let mut msg = vec![0u8; len];
-        self.s.read_exact(&mut msg).unwrap();
-        Answer { hdr: Header::parse(&msg).unwrap(), msg }
+        Answer { hdr, msg }
     }
 
     fn session_setup(&mut self, session_id: u64, flags: u8, token: &[u8], sign: Option<&[u8]>) -> Answer {

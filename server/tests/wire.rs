@@ -2,6 +2,8 @@
 //! the consistency points fire in order, and malformed input gets an
 //! NTSTATUS or a closed connection, never a crash or a hang.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -11,7 +13,6 @@ use bytes::BytesMut;
 use protocol::header::{flags, Command, Header};
 use protocol::msg::negotiate::{dialect, NegotiateRequest};
 use protocol::NtStatus;
-use server::config::{Config, ShareConfig};
 use server::journal::{Journal, OpId};
 
 #[derive(Default)]
@@ -37,31 +38,7 @@ impl Journal for Recorder {
 }
 
 fn start(journal: Arc<dyn Journal>) -> (SocketAddr, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let mut cfg = Config { listen: vec![addr], ..Config::default() };
-    cfg.shares.push(ShareConfig {
-        name: "data".into(),
-        path: dir.path().to_path_buf(),
-        encrypt: false,
-        guest_ok: false,
-        read_only: false,
-        comment: String::new(),
-    });
-    cfg.inline_users.push(("duet".into(), "duetpass".into()));
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(server::run_with_journal(cfg, journal, std::future::pending())).unwrap();
-    });
-    for _ in 0..200 {
-        if TcpStream::connect(addr).is_ok() {
-            return (addr, dir);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("server did not start");
+    common::start_in_process(&[("duet", "duetpass")], Some(journal))
 }
 
 fn frame(msg: &[u8]) -> Vec<u8> {

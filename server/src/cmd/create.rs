@@ -210,20 +210,7 @@ fn reconnect(opener: &Opener, file_id: FileId, lease_request: Option<&Lease>) ->
     lock(&opener.session.inner).opens.insert(open.volatile_id, open.clone());
     let fstat = file_stat(&st, delete_pending);
     let fid = open.file_id();
-    let resp = CreateResponse {
-        oplock_level: level,
-        flags: 0,
-        create_action: create_action::OPENED,
-        creation_time: fstat.creation_time,
-        last_access_time: fstat.last_access_time,
-        last_write_time: fstat.last_write_time,
-        change_time: fstat.change_time,
-        allocation_size: fstat.allocation_size,
-        end_of_file: fstat.end_of_file,
-        file_attributes: fstat.wire_attributes(),
-        file_id: fid,
-        create_contexts: contexts,
-    };
+    let resp = answer(&fstat, level, create_action::OPENED, fid, contexts);
     let mut body = BytesMut::with_capacity(96);
     resp.encode(&mut body);
     Ok(Resp::ok(body).file(fid))
@@ -620,10 +607,24 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         }
     }
     let file_id = FileId { persistent: id, volatile: id };
-    let resp = CreateResponse {
-        oplock_level: oplock,
+    let resp = answer(&fstat, oplock, action, file_id, contexts);
+    let mut body = BytesMut::with_capacity(160);
+    resp.encode(&mut body);
+    Ok(Step::Done(Resp::ok(body).file(file_id)))
+}
+
+/// A CREATE response for an opened file ([MS-SMB2] 2.2.14).
+fn answer<'a>(
+    fstat: &protocol::fscc::FileStat,
+    oplock_level: u8,
+    create_action: u32,
+    file_id: FileId,
+    create_contexts: Vec<ResponseContext<'a>>,
+) -> CreateResponse<'a> {
+    CreateResponse {
+        oplock_level,
         flags: 0,
-        create_action: action,
+        create_action,
         creation_time: fstat.creation_time,
         last_access_time: fstat.last_access_time,
         last_write_time: fstat.last_write_time,
@@ -632,11 +633,8 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         end_of_file: fstat.end_of_file,
         file_attributes: fstat.wire_attributes(),
         file_id,
-        create_contexts: contexts,
-    };
-    let mut body = BytesMut::with_capacity(160);
-    resp.encode(&mut body);
-    Ok(Step::Done(Resp::ok(body).file(file_id)))
+        create_contexts,
+    }
 }
 
 /// An open's entry in the per-file table, taken atomically with the
