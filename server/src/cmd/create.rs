@@ -69,11 +69,13 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
         if req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_) | RequestContext::DurableHandleReconnectV2(_))).is_some() {
             return Err(NtStatus::INVALID_PARAMETER);
         }
+        // The lease context counts whatever oplock level the request
+        // names: only the name, the handle and the lease key matter here.
         let lease = match req.context(|c| matches!(c, RequestContext::Lease(_))) {
-            Some(RequestContext::Lease(l)) if req.requested_oplock_level == oplock::level::LEASE => Some(l),
+            Some(RequestContext::Lease(l)) => Some(l),
             _ => None,
         };
-        return reconnect(&Opener::new(ctx, tree, session), *file_id, lease);
+        return reconnect(&Opener::new(ctx, tree, session), *file_id, lease, &req.name);
     }
     validate(&req)?;
     if let TreeKind::Ipc = &tree.kind {
@@ -166,33 +168,55 @@ fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileKey) -> Resp {
 /// DHnC ([MS-SMB2] 3.3.5.9.7): a client takes back a durable open that
 /// outlived its connection. The open keeps its file id, oplock, locks and
 /// position; the answer carries no durable context.
-fn reconnect(opener: &Opener, file_id: FileId, lease_request: Option<&Lease>) -> HResult {
+fn reconnect(opener: &Opener, file_id: FileId, lease_request: Option<&Lease>, name: &str) -> HResult {
     let share = opener.tree.share().ok_or(NtStatus::INVALID_PARAMETER)?;
     let (user, domain) = {
         let i = lock(&opener.session.inner);
         (i.user.clone(), i.domain.clone())
     };
+    let server = &opener.server;
+    // [MS-SMB2] 3.3.5.9.7: a leased open comes back only with its lease
+    // key (else it is "not found"), and then only under its own name
+    // (else INVALID_PARAMETER); an oplock open only without a lease.
+    let check = |old: &Open| -> Result<(), NtStatus> {
+        let key = old.key.ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
+        let lease = lock(&server.files).open_lease(&key, old.persistent_id);
+        match (lease, lease_request) {
+            // A lease belongs to its client: the key must come from the
+            // same ClientGuid.
+            (Some((lid, _)), Some(l)) if lid.key == l.lease_key && lid.client_guid == opener.client_guid => {
+                let kept = lock(&old.st).path.trim_start_matches('\\').to_string();
+                if kept.eq_ignore_ascii_case(name.trim_start_matches('\\')) {
+                    Ok(())
+                } else {
+                    debug!(%kept, asked = name, "DHnC with a lease under another name");
+                    Err(NtStatus::INVALID_PARAMETER)
+                }
+            }
+            (None, None) => Ok(()),
+            _ => Err(NtStatus::OBJECT_NAME_NOT_FOUND),
+        }
+    };
     let open = Arc::new(durable::reclaim(
-        &opener.server,
+        server,
         file_id.persistent,
         &user,
         &domain,
         &share.cfg.name,
         opener.session.id,
         &opener.tree,
+        check,
     )?);
     let key = open.key.ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
     let id = open.persistent_id;
     let (level, lease) = {
-        let mut files = lock(&opener.server.files);
+        let mut files = lock(&server.files);
         files.set_oplock_sink(&key, id, opener.sink(id));
         (files.oplock_level(&key, id), files.open_lease(&key, id))
     };
-    // [MS-SMB2] 3.3.5.9.7: a leased open comes back with its lease,
-    // which the response reports.
     let mut contexts = Vec::new();
     let level = match (lease, lease_request) {
-        (Some((lid, state)), Some(l)) if lid.key == l.lease_key => {
+        (Some((lid, state)), Some(l)) => {
             contexts.push(ResponseContext::Lease(Lease {
                 lease_key: lid.key,
                 lease_state: state,
@@ -202,8 +226,7 @@ fn reconnect(opener: &Opener, file_id: FileId, lease_request: Option<&Lease>) ->
             }));
             oplock::level::LEASE
         }
-        (None, None) => level,
-        _ => return Err(NtStatus::OBJECT_NAME_NOT_FOUND),
+        _ => level,
     };
     let st = open.handle().ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?.stat().map_err(fs_err)?;
     let delete_pending = lock(&opener.server.files).is_delete_pending(&key);

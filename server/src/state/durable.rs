@@ -85,8 +85,10 @@ pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str)
 /// Takes a kept open back for a reconnecting client ([MS-SMB2]
 /// 3.3.5.9.7), as a new [`Open`] of `session_id` on `tree` with the same
 /// file id, file description, state, locks and oplock. Only the user that
-/// opened it may; anything else is STATUS_OBJECT_NAME_NOT_FOUND, as if
-/// there were no such open.
+/// opened it may, and only when `check` accepts the kept open; anything
+/// else is STATUS_OBJECT_NAME_NOT_FOUND, as if there were no such open
+/// (or `check`'s error).
+#[allow(clippy::too_many_arguments)]
 pub fn reclaim(
     server: &Server,
     persistent_id: u64,
@@ -95,17 +97,22 @@ pub fn reclaim(
     share: &str,
     session_id: u64,
     tree: &Arc<Tree>,
+    check: impl FnOnce(&Open) -> Result<(), NtStatus>,
 ) -> Result<Open, NtStatus> {
     let e = {
         let mut d = lock(&server.durable);
-        let ok = d.get(&persistent_id).is_some_and(|e| {
-            e.user.eq_ignore_ascii_case(user)
-                && e.domain.eq_ignore_ascii_case(domain)
-                && e.open.share().is_some_and(|s| s.cfg.name.eq_ignore_ascii_case(share))
-        });
-        if !ok {
-            return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
-        }
+        let e = d
+            .get(&persistent_id)
+            .filter(|e| {
+                e.user.eq_ignore_ascii_case(user)
+                    && e.domain.eq_ignore_ascii_case(domain)
+                    && e.open.share().is_some_and(|s| s.cfg.name.eq_ignore_ascii_case(share))
+            })
+            .ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
+        // The caller's own conditions (the lease, the name) are checked
+        // before the open leaves the table: a refused reconnect leaves it
+        // there for a correct one.
+        check(&e.open)?;
         d.remove(&persistent_id).ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?
     };
     let old = e.open;
