@@ -112,6 +112,17 @@ pub struct FileEntry {
     pub write_time: crate::cmd::write_time::WriteTime,
 }
 
+impl FileEntry {
+    /// One open of the file, by persistent id.
+    fn open(&self, persistent_id: u64) -> Option<&OpenRef> {
+        self.opens.iter().find(|o| o.persistent_id == persistent_id)
+    }
+
+    fn open_mut(&mut self, persistent_id: u64) -> Option<&mut OpenRef> {
+        self.opens.iter_mut().find(|o| o.persistent_id == persistent_id)
+    }
+}
+
 /// What a new open's oplock breaks came to.
 #[derive(Debug, Default)]
 pub struct Breaks {
@@ -218,7 +229,7 @@ impl FileTable {
     /// and a delete is pending: the caller then deletes the file.
     pub fn remove_open(&mut self, key: &FileKey, persistent_id: u64) -> Option<crate::fs::Resolved> {
         let f = self.files.get_mut(key)?;
-        let lease = f.opens.iter().find(|o| o.persistent_id == persistent_id).and_then(|o| o.lease);
+        let lease = f.open(persistent_id).and_then(|o| o.lease);
         f.opens.retain(|o| o.persistent_id != persistent_id);
         release_locks(f, persistent_id);
         if let Some(id) = lease {
@@ -298,7 +309,7 @@ impl FileTable {
             for o in f.opens.iter_mut().filter(|o| o.oplock.level == level::II) {
                 o.oplock.start_break(level::NONE);
             }
-            let writer = f.opens.iter().find(|o| o.persistent_id == by).and_then(|o| o.lease);
+            let writer = f.open(by).and_then(|o| o.lease);
             for id in leases_of(f) {
                 if Some(id) == writer {
                     continue;
@@ -360,7 +371,7 @@ impl FileTable {
         // An oplock is not granted beside a lease that caches handles
         // (as Windows and Samba do).
         let granted = if handle { level::NONE } else { oplock::grant(requested, n, excl) };
-        if let Some(o) = f.opens.iter_mut().find(|o| o.persistent_id == persistent_id) {
+        if let Some(o) = f.open_mut(persistent_id) {
             o.oplock.level = granted;
             o.oplock.sink = (granted != level::NONE).then_some(sink);
         }
@@ -371,7 +382,7 @@ impl FileTable {
     pub fn oplock_level(&self, key: &FileKey, persistent_id: u64) -> u8 {
         self.files
             .get(key)
-            .and_then(|f| f.opens.iter().find(|o| o.persistent_id == persistent_id))
+            .and_then(|f| f.open(persistent_id))
             .map_or(level::NONE, |o| o.oplock.level)
     }
 
@@ -379,7 +390,7 @@ impl FileTable {
     /// its holder can no longer be reached, so a conflicting open purges
     /// it at once instead of sending it a break ([MS-SMB2] 3.3.4.6).
     pub fn disconnect_oplock(&mut self, key: &FileKey, persistent_id: u64) {
-        if let Some(o) = self.files.get_mut(key).and_then(|f| f.opens.iter_mut().find(|o| o.persistent_id == persistent_id)) {
+        if let Some(o) = self.files.get_mut(key).and_then(|f| f.open_mut(persistent_id)) {
             if let Some(s) = o.oplock.sink.as_mut() {
                 s.tx = oplock::BreakSink::unreachable();
             }
@@ -390,14 +401,14 @@ impl FileTable {
     pub fn oplock_breaking_open(&self, key: &FileKey, persistent_id: u64) -> bool {
         self.files
             .get(key)
-            .and_then(|f| f.opens.iter().find(|o| o.persistent_id == persistent_id))
+            .and_then(|f| f.open(persistent_id))
             .is_some_and(|o| o.oplock.breaking_to.is_some())
     }
 
     /// Points the open's break notifications at a new connection
     /// (durable reconnect).
     pub fn set_oplock_sink(&mut self, key: &FileKey, persistent_id: u64, sink: oplock::BreakSink) {
-        if let Some(o) = self.files.get_mut(key).and_then(|f| f.opens.iter_mut().find(|o| o.persistent_id == persistent_id)) {
+        if let Some(o) = self.files.get_mut(key).and_then(|f| f.open_mut(persistent_id)) {
             if o.oplock.level != level::NONE {
                 o.oplock.sink = Some(sink.clone());
             }
@@ -443,7 +454,7 @@ impl FileTable {
                 granted &= !lease_state::HANDLE_CACHING;
             }
         }
-        if let Some(o) = f.opens.iter_mut().find(|o| o.persistent_id == persistent_id) {
+        if let Some(o) = f.open_mut(persistent_id) {
             o.lease = Some(id);
         }
         let l = self.leases.entry(id).or_insert_with(|| Lease::new(*key, granted, v2_epoch));
@@ -461,7 +472,7 @@ impl FileTable {
 
     /// The open's lease and its state.
     pub fn open_lease(&self, key: &FileKey, persistent_id: u64) -> Option<(LeaseId, u32)> {
-        let id = self.files.get(key)?.opens.iter().find(|o| o.persistent_id == persistent_id)?.lease?;
+        let id = self.files.get(key)?.open(persistent_id)?.lease?;
         self.leases.get(&id).map(|l| (id, l.state))
     }
 
@@ -485,7 +496,7 @@ impl FileTable {
         let o = self
             .files
             .get_mut(key)
-            .and_then(|f| f.opens.iter_mut().find(|o| o.persistent_id == persistent_id))
+            .and_then(|f| f.open_mut(persistent_id))
             .ok_or(protocol::NtStatus::FILE_CLOSED)?;
         let Some(to) = o.oplock.breaking_to else {
             return Err(protocol::NtStatus::INVALID_OPLOCK_PROTOCOL);
