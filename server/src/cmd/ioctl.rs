@@ -292,18 +292,7 @@ fn query_allocated_ranges(open: &Open, input: &[u8], max_out: usize, out: &mut B
         return Err(NtStatus::ACCESS_DENIED);
     }
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
-    let st = h.stat().map_err(|e| e.status())?;
-    let max = max_out / RANGE;
-    let (ranges, more) = if st.attributes & crate::fs::attr::SPARSE_FILE != 0 {
-        h.allocated_ranges(offset, len, max).map_err(|e| e.status())?
-    } else {
-        let end = offset.saturating_add(len).min(st.size);
-        match (offset < end, max) {
-            (false, _) => (vec![], false),
-            (true, 0) => (vec![], true),
-            (true, _) => (vec![(offset, end - offset)], false),
-        }
-    };
+    let (ranges, more) = h.allocated_ranges(offset, len, max_out / RANGE).map_err(|e| e.status())?;
     if ranges.is_empty() && more {
         // Not even one range fits.
         return Err(NtStatus::BUFFER_TOO_SMALL);
@@ -334,9 +323,8 @@ fn set_zero_data(ctx: &Ctx<'_>, open: &Arc<Open>, input: &[u8]) -> Result<(), Nt
         }
         files.break_level2(&key, open.persistent_id);
     }
-    let sparse = h.stat().map_err(|e| e.status())?.attributes & crate::fs::attr::SPARSE_FILE != 0;
     let _writing = lock(&open.writing);
-    h.zero_range(offset, beyond, sparse).map_err(|e| e.status())?;
+    h.zero_range(offset, beyond).map_err(|e| e.status())?;
     lock(&open.st).written = true;
     Ok(())
 }

@@ -143,13 +143,14 @@ impl Handle {
     /// (FSCTL_SET_ZERO_DATA, [MS-FSA] 2.1.5.9.34): punches a hole in a
     /// sparse file, writes zeros into any other. The range is clipped to
     /// the end of file.
-    pub fn zero_range(&self, offset: u64, end: u64, punch: bool) -> Result<(), FsError> {
+    pub fn zero_range(&self, offset: u64, end: u64) -> Result<(), FsError> {
         self.check_file()?;
-        let end = end.min(self.stat()?.size);
+        let st = self.stat()?;
+        let end = end.min(st.size);
         if offset >= end {
             return Ok(());
         }
-        let flags = if punch { FallocateFlags::FALLOC_FL_PUNCH_HOLE } else { FallocateFlags::FALLOC_FL_ZERO_RANGE };
+        let flags = if st.attributes & attr::SPARSE_FILE != 0 { FallocateFlags::FALLOC_FL_PUNCH_HOLE } else { FallocateFlags::FALLOC_FL_ZERO_RANGE };
         let len = offset_of(end - offset)?;
         match nix::fcntl::fallocate(self.fd.as_raw_fd(), flags | FallocateFlags::FALLOC_FL_KEEP_SIZE, offset_of(offset)?, len) {
             Ok(()) => Ok(()),
@@ -170,11 +171,20 @@ impl Handle {
     /// The allocated (data) ranges of the file within `[offset, offset +
     /// len)` and before the end of file, as (offset, length), from
     /// `SEEK_DATA`/`SEEK_HOLE`; at most `max` of them, and whether there
-    /// were more ([MS-FSA] 2.1.5.9.21).
+    /// were more ([MS-FSA] 2.1.5.9.21). A file not marked sparse counts as
+    /// allocated throughout.
     pub fn allocated_ranges(&self, offset: u64, len: u64, max: usize) -> Result<(Vec<(u64, u64)>, bool), FsError> {
         use nix::unistd::{lseek, Whence};
         self.check_file()?;
-        let end = offset.saturating_add(len).min(self.stat()?.size);
+        let st = self.stat()?;
+        let end = offset.saturating_add(len).min(st.size);
+        if st.attributes & attr::SPARSE_FILE == 0 {
+            return Ok(match (offset < end, max) {
+                (false, _) => (vec![], false),
+                (true, 0) => (vec![], true),
+                (true, _) => (vec![(offset, end - offset)], false),
+            });
+        }
         let mut out = Vec::new();
         let mut pos = offset;
         while pos < end {

@@ -656,16 +656,24 @@ mod tests {
         // No room: reported as more.
         assert_eq!(h.allocated_ranges(0, 8 * MIB, 0).unwrap(), (vec![], true));
         // A punched hole reads as zeros, and the size stays.
-        h.zero_range(4 * MIB, 4 * MIB + 4096, true).unwrap();
+        h.zero_range(4 * MIB, 4 * MIB + 4096).unwrap();
         let mut buf = [1u8; 16];
         assert_eq!(h.read_at(&mut buf, 4 * MIB).unwrap(), 16);
         assert_eq!(buf, [0u8; 16]);
         assert_eq!(h.stat().unwrap().size, 4 * MIB + 4096);
         // Zeroing past EOF does not grow the file.
-        h.zero_range(4 * MIB, 10 * MIB, false).unwrap();
+        h.zero_range(4 * MIB, 10 * MIB).unwrap();
         assert_eq!(h.stat().unwrap().size, 4 * MIB + 4096);
         h.set_sparse(false).unwrap();
         assert_eq!(h.stat().unwrap().attributes & attr::SPARSE_FILE, 0);
+        // Not sparse: zeros are written (no hole), and the whole span
+        // counts as allocated.
+        h.write_at(&[9u8; 16], 0).unwrap();
+        h.zero_range(0, 16).unwrap();
+        assert_eq!(h.read_at(&mut buf, 0).unwrap(), 16);
+        assert_eq!(buf, [0u8; 16]);
+        assert_eq!(h.allocated_ranges(0, 8 * MIB, 16).unwrap(), (vec![(0, 4 * MIB + 4096)], false));
+        assert_eq!(h.allocated_ranges(0, 8 * MIB, 0).unwrap(), (vec![], true));
     }
 
     #[test]
