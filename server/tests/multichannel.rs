@@ -13,10 +13,10 @@ use std::process::Command as Process;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use common::Answer;
 use protocol::auth::ntlm;
 use protocol::crypto::kdf;
-use protocol::crypto::signing::{self, SigningAlgorithm};
-use protocol::header::{flags, Command, Header};
+use protocol::header::Command;
 use protocol::msg::negotiate::{capabilities, dialect, NegotiateRequest, NegotiateResponse};
 use protocol::msg::session_setup::{setup_flags, SessionSetupRequest, SessionSetupResponse};
 use protocol::msg::tree_connect::TreeConnectRequest;
@@ -26,22 +26,6 @@ fn start() -> (SocketAddr, tempfile::TempDir) {
     common::start_in_process(&[("duet", "duetpass"), ("other", "otherpass")], None)
 }
 
-/// One answer off the wire.
-struct Answer {
-    hdr: Header,
-    /// The whole message, header included.
-    msg: Vec<u8>,
-}
-
-impl Answer {
-    fn status(&self) -> NtStatus {
-        NtStatus(self.hdr.status)
-    }
-
-    fn signed_with(&self, key: &[u8]) -> bool {
-        self.hdr.flags & flags::SIGNED != 0 && signing::verify(SigningAlgorithm::AesCmac, key, &self.msg)
-    }
-}
 
 /// A connection of the test client.
 struct Conn {
@@ -68,9 +52,9 @@ impl Conn {
 
     /// Sends one request, signed with `sign` (AES-CMAC) when given.
     fn call(&mut self, command: Command, session_id: u64, body: &[u8], sign: Option<&[u8]>) -> Answer {
-        let (hdr, msg) = common::wire_call(&mut self.s, self.mid, command as u16, session_id, body, sign);
+        let a = common::wire_call(&mut self.s, self.mid, command as u16, session_id, body, sign);
         self.mid += 1;
-        Answer { hdr, msg }
+        a
     }
 
     fn session_setup(&mut self, session_id: u64, flags: u8, token: &[u8], sign: Option<&[u8]>) -> Answer {

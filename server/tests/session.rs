@@ -13,10 +13,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{Kind, Mode, Server};
+use common::{Answer, Kind, Mode, Server};
 use protocol::auth::ntlm;
 use protocol::crypto::kdf;
-use protocol::header::{Command, Header};
+use protocol::header::Command;
 use protocol::msg::negotiate::{dialect, NegotiateRequest, NegotiateResponse};
 use protocol::msg::session_setup::{SessionSetupRequest, SessionSetupResponse};
 use protocol::msg::tree_connect::TreeConnectRequest;
@@ -73,17 +73,6 @@ struct Conn {
     dialect: u16,
 }
 
-/// One answer off the wire.
-struct Answer {
-    hdr: Header,
-    msg: Vec<u8>,
-}
-
-impl Answer {
-    fn status(&self) -> NtStatus {
-        NtStatus(self.hdr.status)
-    }
-}
 
 /// A session: its id and signing key.
 struct Logon {
@@ -107,9 +96,9 @@ impl Conn {
 
     /// Sends one request, signed with `sign` (AES-CMAC) when given.
     fn call(&mut self, command: Command, session_id: u64, body: &[u8], sign: Option<&[u8]>) -> Answer {
-        let (hdr, msg) = common::wire_call(&mut self.s, self.mid, command as u16, session_id, body, sign);
+        let a = common::wire_call(&mut self.s, self.mid, command as u16, session_id, body, sign);
         self.mid += 1;
-        Answer { hdr, msg }
+        a
     }
 
     fn session_setup(&mut self, session_id: u64, previous: u64, token: &[u8], sign: Option<&[u8]>) -> Answer {

@@ -733,8 +733,7 @@ pub fn start_in_process(
     panic!("server did not start");
 }
 
-/// Sends one SMB2 request on a raw connection and reads one answer:
-/// returns its header and the whole message. The request is signed with
+/// Sends one SMB2 request on a raw connection and reads one answer. The request is signed with
 /// AES-CMAC and key `sign` when given. For wire-level tests.
 pub fn wire_call(
     s: &mut TcpStream,
@@ -743,7 +742,7 @@ pub fn wire_call(
     session_id: u64,
     body: &[u8],
     sign: Option<&[u8]>,
-) -> (protocol::header::Header, Vec<u8>) {
+) -> Answer {
     use protocol::crypto::signing::{self, SigningAlgorithm};
     use protocol::header::{flags, Header};
     let mut m = bytes::BytesMut::new();
@@ -762,5 +761,24 @@ pub fn wire_call(
     let len = ((h[1] as usize) << 16) | ((h[2] as usize) << 8) | h[3] as usize;
     let mut msg = vec![0u8; len];
     s.read_exact(&mut msg).unwrap();
-    (Header::parse(&msg).unwrap(), msg)
+    Answer { hdr: Header::parse(&msg).unwrap(), msg }
+}
+
+/// One answer off the wire ([`wire_call`]).
+pub struct Answer {
+    pub hdr: protocol::header::Header,
+    /// The whole message, header included.
+    pub msg: Vec<u8>,
+}
+
+impl Answer {
+    pub fn status(&self) -> protocol::NtStatus {
+        protocol::NtStatus(self.hdr.status)
+    }
+
+    /// Is the answer signed, and with AES-CMAC key `key`?
+    pub fn signed_with(&self, key: &[u8]) -> bool {
+        use protocol::crypto::signing::{self, SigningAlgorithm};
+        self.hdr.flags & protocol::header::flags::SIGNED != 0 && signing::verify(SigningAlgorithm::AesCmac, key, &self.msg)
+    }
 }
