@@ -61,3 +61,16 @@ fn every_signing_algorithm_and_dialect_with_signing_required() {
     let out = run_script("sign", port);
     assert_eq!(out.lines().filter(|l| l.starts_with("ok sign")).count(), 7, "{out}");
 }
+
+/// The name FileAllInformation reports is the share-relative path with
+/// one leading backslash, for a file just created (it came back with two).
+#[test]
+fn all_information_names_the_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_srv, port) = duet(dir.path(), "--log-level=info");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/smbprotocol_names.py");
+    let out = Command::new("python3").args([script, &port.to_string(), "data", "duet", "duetpass"]).output().expect("python3 runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.lines().any(|l| l == "name \\sub\\Name.txt"), "{text}");
+}

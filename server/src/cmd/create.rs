@@ -185,7 +185,7 @@ fn reconnect(opener: &Opener, file_id: FileId, lease_request: Option<&Lease>, na
             // A lease belongs to its client: the key must come from the
             // same ClientGuid.
             (Some((lid, _)), Some(l)) if lid.key == l.lease_key && lid.client_guid == opener.client_guid => {
-                let kept = lock(&old.st).path.trim_start_matches('\\').to_string();
+                let kept = lock(&old.st).path.clone();
                 if kept.eq_ignore_ascii_case(name.trim_start_matches('\\')) {
                     Ok(())
                 } else {
@@ -568,7 +568,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         && req.context(|c| matches!(c, RequestContext::DurableHandleRequest)).is_some();
     let resolved = rsv.path.clone();
     let resolved_for_notify = resolved.clone();
-    let mut state = OpenState::new(path.to_string(), Some(resolved));
+    let mut state = OpenState::new(path.components().join("\\"), Some(resolved));
     state.delete_on_close = delete_on_close;
     state.durable = durable;
     let open = Arc::new(Open {
@@ -729,11 +729,7 @@ impl OpenState {
             dir: None,
             position: 0,
             mode: 0,
-            oplock_level: 0,
-            lease_key: None,
-            lease_state: 0,
             durable: false,
-            create_guid: None,
             written: false,
             write_time_armed: false,
         }

@@ -32,11 +32,10 @@ pub struct OpenState {
     pub dir: Option<DirCursor>,
     pub position: u64,
     pub mode: u32,
-    pub oplock_level: u8,
-    pub lease_key: Option<[u8; 16]>,
-    pub lease_state: u32,
+    /// A version 1 durable handle was granted: the open outlives its
+    /// connection (`state::durable`). Its oplock or lease lives in the
+    /// per-file table.
     pub durable: bool,
-    pub create_guid: Option<[u8; 16]>,
     /// The file was written through this open (for timestamps on close).
     pub written: bool,
     /// The delayed write-time update of this handle's first write has
