@@ -29,7 +29,9 @@ pub enum FrameError {
 /// Returns `Ok(None)` when more bytes are needed (an expected state, not an
 /// error), `Ok(Some(frame))` with the message bytes (header removed), or an
 /// error when the stream is corrupt. A keep-alive (type 0x85) is consumed
-/// and skipped.
+/// and skipped. Nothing is reserved for the rest of a frame: how much to
+/// read ahead is the caller's choice (a header alone must not make the
+/// server hold the megabytes it announces).
 pub fn decode(buf: &mut BytesMut, max_len: usize) -> Result<Option<BytesMut>, FrameError> {
     loop {
         if buf.len() < HEADER_LEN {
@@ -50,7 +52,6 @@ pub fn decode(buf: &mut BytesMut, max_len: usize) -> Result<Option<BytesMut>, Fr
             return Err(FrameError::TooLong { len, max: max_len });
         }
         if buf.len() < HEADER_LEN + len {
-            buf.reserve(HEADER_LEN + len - buf.len());
             return Ok(None);
         }
         buf.advance(HEADER_LEN);
@@ -94,6 +95,15 @@ mod tests {
         assert_eq!(decode(&mut buf, 1024), Err(FrameError::TooLong { len: 0x100000, max: 1024 }));
         let mut buf = BytesMut::from(&[0x81u8, 0, 0, 0][..]);
         assert_eq!(decode(&mut buf, 1024), Err(FrameError::BadType(0x81)));
+    }
+
+    #[test]
+    fn a_header_alone_reserves_nothing() {
+        // An 8 MiB frame announced, 4 bytes of it sent.
+        let mut buf = BytesMut::from(&[0u8, 0x80, 0, 0, 1, 2, 3, 4][..]);
+        let before = buf.capacity();
+        assert_eq!(decode(&mut buf, 16 << 20), Ok(None));
+        assert_eq!(buf.capacity(), before);
     }
 
     #[test]

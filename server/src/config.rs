@@ -14,6 +14,20 @@
 //! encrypt = false            # require encryption on this share
 //! guest_ok = false           # allow guest/anonymous sessions on this share
 //! read_only = false
+//!
+//! [limits]                   # every key optional; these are the defaults
+//! max_connections = 4096     # in all (at most half the file descriptors)
+//! max_connections_per_address = 256  # per client IPv4 address or IPv6 /64
+//! max_sessions = 16384       # in all
+//! max_sessions_per_connection = 64
+//! max_opens = 131072         # in all (at most the descriptors left over)
+//! max_opens_per_session = 16384
+//! max_pending_per_connection = 512  # CHANGE_NOTIFY, blocking LOCK, waiting CREATE
+//! handshake_timeout_secs = 30  # to NEGOTIATE and authenticate a session
+//! frame_timeout_secs = 30    # for a request frame, once its first byte came
+//! send_timeout_secs = 60     # a client that reads none of its replies this long
+//! reply_queue_mib = 16       # replies queued per connection before reading stops
+//! reply_queue_total_mib = 256  # the same, across all connections
 //! ```
 
 use std::net::SocketAddr;
@@ -68,6 +82,9 @@ pub struct Config {
     pub multichannel: bool,
     #[serde(default, rename = "share")]
     pub shares: Vec<ShareConfig>,
+    /// Bounds on what clients can make the server hold.
+    #[serde(default)]
+    pub limits: Limits,
     /// Users given directly (name, password), e.g. from `--user`.
     #[serde(skip)]
     pub inline_users: Vec<(String, String)>,
@@ -95,8 +112,106 @@ impl Default for Config {
             server_name: default_server_name(),
             multichannel: true,
             shares: Vec::new(),
+            limits: Limits::default(),
             inline_users: Vec::new(),
         }
+    }
+}
+
+/// Bounds on the resources clients can make the server hold, the
+/// `[limits]` section. Over a count limit a new connection is closed at
+/// once, and a new session or open fails with
+/// STATUS_INSUFFICIENT_RESOURCES (STATUS_REQUEST_NOT_ACCEPTED for sessions
+/// per connection); see [`crate::limits`] for how the descriptor limit
+/// caps `max_connections` and `max_opens`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// TCP connections in all.
+    pub max_connections: usize,
+    /// TCP connections from one client address (an IPv6 client counts by
+    /// its /64 prefix).
+    pub max_connections_per_address: usize,
+    /// Sessions in all, authenticated or being set up.
+    pub max_sessions: usize,
+    /// Sessions set up, being set up or bound on one connection.
+    pub max_sessions_per_connection: usize,
+    /// Opens (file, directory and pipe handles) in all, durable handles
+    /// kept for a reconnect included.
+    pub max_opens: usize,
+    /// Opens in one session.
+    pub max_opens_per_session: usize,
+    /// Requests answered STATUS_PENDING and not yet completed
+    /// (CHANGE_NOTIFY, blocking LOCK, CREATE waiting for an oplock break)
+    /// per connection ([MS-SMB2] 3.3.4.2).
+    pub max_pending_per_connection: usize,
+    /// Seconds a connection may go without an authenticated session
+    /// (from its start, or since its last session ended) before it is
+    /// closed.
+    pub handshake_timeout_secs: u64,
+    /// Seconds a request frame may take to arrive whole once its first
+    /// bytes have, before the connection is closed.
+    pub frame_timeout_secs: u64,
+    /// Seconds the server waits for a client to read any of its replies
+    /// before it closes the connection.
+    pub send_timeout_secs: u64,
+    /// MiB of replies queued for one connection beyond which its requests
+    /// are no longer read (back-pressure).
+    pub reply_queue_mib: usize,
+    /// MiB of replies queued across all connections beyond which a
+    /// connection with replies of its own still queued is not read.
+    pub reply_queue_total_mib: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            max_connections_per_address: 256,
+            max_sessions: 16384,
+            max_sessions_per_connection: 64,
+            max_opens: 131072,
+            max_opens_per_session: 16384,
+            max_pending_per_connection: 512,
+            handshake_timeout_secs: 30,
+            frame_timeout_secs: 30,
+            send_timeout_secs: 60,
+            reply_queue_mib: 16,
+            reply_queue_total_mib: 256,
+        }
+    }
+}
+
+impl Limits {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let counts = [
+            ("max_connections", self.max_connections),
+            ("max_connections_per_address", self.max_connections_per_address),
+            ("max_sessions", self.max_sessions),
+            ("max_sessions_per_connection", self.max_sessions_per_connection),
+            ("max_opens", self.max_opens),
+            ("max_opens_per_session", self.max_opens_per_session),
+            ("max_pending_per_connection", self.max_pending_per_connection),
+            ("reply_queue_mib", self.reply_queue_mib),
+            ("reply_queue_total_mib", self.reply_queue_total_mib),
+        ];
+        let secs = [
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("frame_timeout_secs", self.frame_timeout_secs),
+            ("send_timeout_secs", self.send_timeout_secs),
+        ];
+        for (name, v) in counts.into_iter().chain(secs.map(|(n, v)| (n, v as usize))) {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!("limits.{name} must be at least 1")));
+            }
+        }
+        // Sizes beyond these would overflow the byte counts.
+        for (name, v) in [("reply_queue_mib", self.reply_queue_mib), ("reply_queue_total_mib", self.reply_queue_total_mib)] {
+            if v > 1 << 20 {
+                return Err(ConfigError::Invalid(format!("limits.{name} is larger than 1 TiB")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -148,6 +263,7 @@ impl Config {
         if self.listen.is_empty() {
             return Err(ConfigError::Invalid("no listen address".into()));
         }
+        self.limits.validate()?;
         Ok(())
     }
 }
@@ -190,6 +306,50 @@ encrypt = true
         std::fs::write(&p, "multichannel = false\n[[share]]\nname = \"a\"\npath = \"a\"\n").unwrap();
         assert!(!Config::from_file(&p).unwrap().multichannel);
         assert!(Config::default().multichannel);
+    }
+
+    #[test]
+    fn limits_default_and_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("duet.toml");
+        std::fs::write(&p, "[limits]\nhandshake_timeout_secs = 2\nmax_opens_per_session = 10\n").unwrap();
+        let cfg = Config::from_file(&p).unwrap();
+        assert_eq!(cfg.limits.handshake_timeout_secs, 2);
+        assert_eq!(cfg.limits.max_opens_per_session, 10);
+        assert_eq!(cfg.limits.max_connections, Limits::default().max_connections);
+        assert_eq!(Config::default().limits, Limits::default());
+        std::fs::write(&p, "[limits]\nmax_conections = 2\n").unwrap();
+        assert!(matches!(Config::from_file(&p), Err(ConfigError::Parse(..))), "unknown limit keys are refused");
+        let mut cfg = Config::default();
+        cfg.shares.push(ShareConfig {
+            name: "a".into(),
+            path: "/tmp".into(),
+            encrypt: false,
+            guest_ok: false,
+            read_only: false,
+            comment: String::new(),
+        });
+        cfg.validate().unwrap();
+        cfg.limits.frame_timeout_secs = 0;
+        assert!(cfg.validate().is_err());
+    }
+
+    /// The example in the module doc is the defaults, and parses.
+    #[test]
+    fn documented_limits_are_the_defaults() {
+        let doc = include_str!("config.rs");
+        let start = doc.find("//! [limits]").unwrap();
+        let toml: String = doc[start..]
+            .lines()
+            .take_while(|l| l.starts_with("//!") && !l.starts_with("//! ```"))
+            .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start()))
+            .collect();
+        #[derive(Deserialize)]
+        struct Doc {
+            limits: Limits,
+        }
+        let d: Doc = toml::from_str(&toml).unwrap();
+        assert_eq!(d.limits, Limits::default());
     }
 
     #[test]

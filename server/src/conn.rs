@@ -1,22 +1,36 @@
 //! One task per TCP connection: read frames, hand each to the pipeline,
 //! and write what comes back. A second task writes, so that async
 //! completions (CHANGE_NOTIFY, blocking locks) can be sent at any time.
+//!
+//! Bounds ([`crate::config::Limits`]): a connection that has no
+//! authenticated session within `handshake_timeout_secs` is closed, and so
+//! is one whose request frame is still unfinished `frame_timeout_secs`
+//! after its first bytes came. The inbox holds only what has arrived (plus
+//! a modest chunk to read into), not what a frame header announces.
+//! Back-pressure: the writer takes every reply off the channel at once and
+//! counts the queued bytes ([`crate::limits::ReplyMeter`]); while they are
+//! over the limit, no new request is read. A client that reads none of its
+//! replies for `send_timeout_secs` is disconnected.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use protocol::crypto::preauth::PreauthHash;
 use protocol::crypto::signing::SigningAlgorithm;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::limits::ReplyMeter;
 use crate::pipeline::{self, Flow};
 use crate::state::session::{AuthState, SessionCrypto};
 use crate::state::{lock, Server, Session};
@@ -26,8 +40,12 @@ pub const MAX_FRAME: usize = 8 * 1024 * 1024 + 64 * 1024;
 /// Large READs and WRITEs in flight per connection (each holds up to
 /// [`MAX_IO`] bytes).
 pub const MAX_DEFERRED: usize = 4;
-/// Frames queued for the writer per connection.
+/// Frames waiting in the channel to the writer, which takes them off at
+/// once and counts them (see [`Outflow`]).
 const OUT_QUEUE: usize = 8;
+/// The inbox reads in chunks of this size, and reserves no more than has
+/// arrived of the frame being read (but at least this).
+const READ_CHUNK: usize = 64 * 1024;
 /// Largest READ/WRITE/transact size the server offers.
 pub const MAX_IO: u32 = 8 * 1024 * 1024;
 
@@ -95,37 +113,129 @@ pub struct ConnState {
     pub closing: bool,
 }
 
+/// The replies queued for a connection's writer: counted by the writer,
+/// watched by the inbox (back-pressure).
+pub struct Outflow {
+    meter: ReplyMeter,
+    /// Woken when the queue shrinks and when the writer stops.
+    changed: Notify,
+    /// The writer has stopped: nothing more will be sent.
+    stopped: AtomicBool,
+}
+
+impl Outflow {
+    pub fn new(meter: ReplyMeter) -> Outflow {
+        Outflow { meter, changed: Notify::new(), stopped: AtomicBool::new(false) }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.meter.queued()
+    }
+
+    /// Waits until another request may be read; false once the writer has
+    /// stopped.
+    async fn room(&self) -> bool {
+        loop {
+            if self.stopped.load(Ordering::Acquire) {
+                return false;
+            }
+            if self.meter.has_room() {
+                return true;
+            }
+            self.changed.notified().await;
+        }
+    }
+
+    /// Resolves once the writer has stopped.
+    async fn stopped(&self) {
+        while !self.stopped.load(Ordering::Acquire) {
+            self.changed.notified().await;
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.changed.notify_one();
+    }
+}
+
 /// The connection's incoming side: the socket's read half and the bytes
 /// read but not yet framed.
 pub struct Inbox {
     rd: Option<OwnedReadHalf>,
     buf: BytesMut,
+    /// Replies not yet written; no request is read while too many are.
+    outflow: Option<Arc<Outflow>>,
+    /// How long a frame may take to arrive once its first bytes have.
+    frame_timeout: Duration,
+    /// When the inbox started waiting for the rest of the frame it holds
+    /// part of.
+    frame_started: Option<Instant>,
 }
 
 impl Inbox {
     pub fn new(rd: Option<OwnedReadHalf>) -> Inbox {
-        Inbox { rd, buf: BytesMut::with_capacity(128 * 1024) }
+        let frame_timeout = Duration::from_secs(crate::config::Limits::default().frame_timeout_secs);
+        Inbox { rd, buf: BytesMut::new(), outflow: None, frame_timeout, frame_started: None }
     }
 
-    /// The next whole frame; `None` once the peer is gone or sent
-    /// something that is not a NetBIOS session message. Cancel-safe: a
-    /// frame read halfway stays in the buffer.
+    /// An inbox that waits for `outflow` to have room before each request
+    /// and closes the connection on a frame unfinished after
+    /// `frame_timeout`.
+    pub fn bounded(rd: OwnedReadHalf, outflow: Arc<Outflow>, frame_timeout: Duration) -> Inbox {
+        Inbox { outflow: Some(outflow), frame_timeout, ..Inbox::new(Some(rd)) }
+    }
+
+    /// The next whole frame; `None` once the peer is gone, sent something
+    /// that is not a NetBIOS session message, left a frame unfinished too
+    /// long, or the writer stopped. Cancel-safe: a frame read halfway stays
+    /// in the buffer.
     pub async fn next_frame(&mut self) -> Option<BytesMut> {
         loop {
+            if let Some(out) = &self.outflow {
+                if !out.room().await {
+                    return None;
+                }
+            }
             match protocol::netbios::decode(&mut self.buf, MAX_FRAME) {
-                Ok(Some(frame)) => return Some(frame),
+                Ok(Some(frame)) => {
+                    self.frame_started = None;
+                    return Some(frame);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     warn!("closing: {e}");
                     return None;
                 }
             }
-            if self.buf.capacity() - self.buf.len() < 64 * 1024 {
-                self.buf.reserve(256 * 1024);
+            // Only time spent waiting for the peer counts, not the time
+            // the connection spent on requests before it came back here.
+            if !self.buf.is_empty() && self.frame_started.is_none() {
+                self.frame_started = Some(Instant::now());
             }
-            match self.rd.as_mut()?.read_buf(&mut self.buf).await {
+            let deadline = self.frame_started.map(|t| t + self.frame_timeout);
+            let rd = self.rd.as_ref()?;
+            // Wait before reserving, so that an idle connection holds no
+            // buffer at all.
+            tokio::select! {
+                r = rd.readable() => {
+                    if let Err(e) = r {
+                        debug!("read: {e}");
+                        return None;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                    info!(held = self.buf.len(), "closing: a frame left unfinished for {:?}", self.frame_timeout);
+                    return None;
+                }
+                _ = stopped(&self.outflow) => return None,
+            }
+            reserve_chunk(&mut self.buf);
+            match rd.try_read_buf(&mut self.buf) {
                 Ok(0) => return None,
                 Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => {
                     debug!("read: {e}");
                     return None;
@@ -133,6 +243,40 @@ impl Inbox {
             }
         }
     }
+
+    /// Bytes held for a frame not yet whole.
+    pub fn held(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// Makes room in `buf` for the next read: what is left of the frame being
+/// read, but never more than has arrived of it already (nor less than
+/// [`READ_CHUNK`]), so a header announcing 8 MiB pins nothing until the
+/// bytes come.
+fn reserve_chunk(buf: &mut BytesMut) {
+    let wanted = if buf.len() >= 4 && buf[0] == 0 {
+        let total = 4 + ((buf[1] as usize) << 16 | (buf[2] as usize) << 8 | buf[3] as usize);
+        total.saturating_sub(buf.len()).clamp(1, READ_CHUNK.max(buf.len()))
+    } else {
+        READ_CHUNK
+    };
+    if buf.capacity() - buf.len() < wanted.min(READ_CHUNK) {
+        buf.reserve(wanted);
+    }
+}
+
+/// Resolves when the writer behind `outflow` stops; never without one.
+async fn stopped(outflow: &Option<Arc<Outflow>>) {
+    match outflow {
+        Some(o) => o.stopped().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A deadline that never comes, for a disabled `select!` branch.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
 }
 
 /// Waits for `done` while serving the connection's other requests, as
@@ -228,31 +372,107 @@ impl ConnState {
 pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u64) {
     debug!("connected");
     let local = sock.local_addr().ok();
-    let (rd, mut wr) = sock.into_split();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(OUT_QUEUE);
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if let Err(e) = wr.write_all(&frame).await {
-                debug!("write: {e}");
+    let (rd, wr) = sock.into_split();
+    let limits = &server.cfg.limits;
+    let (tx, rx) = mpsc::channel::<Bytes>(OUT_QUEUE);
+    let outflow = Arc::new(Outflow::new(server.resources.reply_meter()));
+    let writer = tokio::spawn(write_replies(wr, rx, outflow.clone(), Duration::from_secs(limits.send_timeout_secs)));
+    let inbox = Inbox::bounded(rd, outflow, Duration::from_secs(limits.frame_timeout_secs));
+    let mut conn = ConnState::new(server.clone(), peer, id, tx, inbox);
+    conn.local = local;
+    let handshake = Duration::from_secs(limits.handshake_timeout_secs);
+    // Since when the connection has had no authenticated session.
+    let mut unauthenticated = Some(Instant::now());
+    while !conn.closing {
+        let deadline = unauthenticated.map(|t| t + handshake);
+        let frame = tokio::select! {
+            f = conn.inbox.next_frame() => f,
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                info!("closing: no authenticated session for {handshake:?}");
                 break;
             }
-        }
-        let _ = wr.shutdown().await;
-    });
-    let mut conn = ConnState::new(server.clone(), peer, id, tx, Inbox::new(Some(rd)));
-    conn.local = local;
-    while !conn.closing {
-        let Some(frame) = conn.inbox.next_frame().await else {
+        };
+        let Some(frame) = frame else {
             break;
         };
         if let Flow::Close = pipeline::handle(&mut conn, frame).await {
             break;
         }
+        let authenticated = conn.sessions.values().any(|s| s.is_valid());
+        unauthenticated = match unauthenticated {
+            _ if authenticated => None,
+            None => Some(Instant::now()),
+            since => since,
+        };
     }
     cleanup(&mut conn);
     drop(conn);
     let _ = writer.await;
     info!("disconnected");
+}
+
+/// The writer: takes replies off the channel as they come, so that the
+/// bytes queued are known (and senders never wait), and writes them in
+/// order. Stops when every sender is gone and all is written, on a write
+/// error, or when the client has read nothing for `stall`.
+async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, out: Arc<Outflow>, stall: Duration) {
+    let mut queue: VecDeque<Bytes> = VecDeque::new();
+    let mut open = true;
+    // The last time the client took any bytes (or the queue was empty).
+    let mut progress = Instant::now();
+    loop {
+        let Some(front) = queue.front().cloned() else {
+            if !open {
+                break;
+            }
+            match rx.recv().await {
+                Some(f) => {
+                    out.meter.add(f.len());
+                    queue.push_back(f);
+                    progress = Instant::now();
+                }
+                None => break,
+            }
+            continue;
+        };
+        tokio::select! {
+            biased;
+            f = rx.recv(), if open => match f {
+                Some(f) => {
+                    out.meter.add(f.len());
+                    queue.push_back(f);
+                }
+                None => open = false,
+            },
+            r = wr.write(&front) => match r {
+                Ok(n) if n > 0 => {
+                    progress = Instant::now();
+                    out.meter.sub(n);
+                    if let Some(f) = queue.front_mut() {
+                        f.advance(n);
+                        if f.is_empty() {
+                            queue.pop_front();
+                        }
+                    }
+                    out.changed.notify_one();
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    debug!("write: {e}");
+                    break;
+                }
+            },
+            _ = tokio::time::sleep_until(progress + stall) => {
+                info!(queued = out.queued(), "closing: the client has read no reply for {stall:?}");
+                break;
+            }
+        }
+    }
+    out.stop();
+    // Replies still queued are dropped here (with the I/O slots they hold).
+    drop(queue);
+    drop(rx);
+    let _ = wr.shutdown().await;
 }
 
 /// Tears down what the connection owned: pending operations, and each of

@@ -310,6 +310,12 @@ async fn process(
             // Only the last element of a compound may go async; one in the
             // middle fails instead (Windows' behaviour, [MS-SMB2] <159>).
             Ok(r) if r.pending.is_some() && hdr.next_command != 0 => error_resp(NtStatus::INTERNAL_ERROR),
+            // Too many requests of this connection wait already ([MS-SMB2]
+            // 3.3.4.2: the server MAY fail one that would go async).
+            Ok(r) if r.pending.is_some() && lock(&conn.pending).len() >= server.cfg.limits.max_pending_per_connection => {
+                debug!(mid = hdr.message_id, "too many pending requests");
+                error_resp(NtStatus::INSUFFICIENT_RESOURCES)
+            }
             Ok(r) => r,
             Err(status) => error_resp(status),
         };
@@ -683,11 +689,26 @@ async fn spawn_deferred(
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
         let mut unused = protocol::crypto::preauth::PreauthHash::new();
         if let Some(frame) = encode_frame(&mut unused, vec![e], enc) {
-            let _ = tx.send(frame.freeze()).await;
+            // The slot stays taken until the writer has written (or
+            // dropped) the answer: a client that does not read its
+            // replies holds at most MAX_DEFERRED of them.
+            let frame = Bytes::from_owner(SlotFrame { frame: frame.freeze(), _slot: permit });
+            let _ = tx.send(frame).await;
         }
         server.journal.post_reply_ack(op);
-        drop(permit);
     });
+}
+
+/// A deferred answer with the I/O slot it holds.
+struct SlotFrame {
+    frame: Bytes,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for SlotFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.frame
+    }
 }
 
 /// Encodes a message the server sends on its own (an oplock break

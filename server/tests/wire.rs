@@ -201,7 +201,7 @@ fn session_setup_flood_is_bounded() {
     s.write_all(&frame(&negotiate())).unwrap();
     assert_eq!(status(&read_frame(&mut s).unwrap()), NtStatus::SUCCESS);
     let token = protocol::auth::ntlm::client::negotiate();
-    let limit = server::cmd::session_setup::MAX_SESSIONS_PER_CONNECTION;
+    let limit = server::config::Limits::default().max_sessions_per_connection;
     for i in 0..limit + 2 {
         let mut b = BytesMut::new();
         protocol::msg::session_setup::SessionSetupRequest {

@@ -22,8 +22,6 @@ use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::session::{AuthState, SessionCrypto};
 use crate::state::{lock, now_filetime, Session};
 
-/// Sessions (set up, being set up, or bound) one connection may hold.
-pub const MAX_SESSIONS_PER_CONNECTION: usize = 64;
 /// Channels one session may have, the one it was established on included
 /// (Windows' limit; more get STATUS_INSUFFICIENT_RESOURCES).
 pub const MAX_CHANNELS_PER_SESSION: usize = 32;
@@ -87,12 +85,15 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         return bind(ctx, &req);
     }
     let session: Arc<Session> = if ctx.hdr.session_id == 0 {
-        if ctx.conn.sessions.len() + ctx.conn.bindings.len() >= MAX_SESSIONS_PER_CONNECTION {
+        if ctx.conn.sessions.len() + ctx.conn.bindings.len() >= ctx.server.cfg.limits.max_sessions_per_connection {
             // A client may not grow the server's memory without bound.
             return Err(NtStatus::REQUEST_NOT_ACCEPTED);
         }
+        // The server's session table is full: INSUFFICIENT_RESOURCES, as
+        // Samba answers.
+        let slot = ctx.server.resources.session_slot()?;
         let id = ctx.server.next_id();
-        let s = Arc::new(Session::new(id, ctx.conn.id, in_progress(ctx)));
+        let s = Arc::new(Session::new(id, ctx.conn.id, in_progress(ctx)).counted(slot));
         ctx.conn.sessions.insert(id, s.clone());
         s
     } else {
@@ -449,7 +450,7 @@ fn bind(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>) -> HResult {
         return reject(NtStatus::REQUEST_NOT_ACCEPTED);
     }
     if !ctx.conn.bindings.contains_key(&sid) {
-        if ctx.conn.sessions.len() + ctx.conn.bindings.len() >= MAX_SESSIONS_PER_CONNECTION {
+        if ctx.conn.sessions.len() + ctx.conn.bindings.len() >= ctx.server.cfg.limits.max_sessions_per_connection {
             return reject(NtStatus::REQUEST_NOT_ACCEPTED);
         }
         let auth = Arc::new(Session::new(sid, ctx.conn.id, in_progress(ctx)));

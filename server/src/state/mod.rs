@@ -56,6 +56,9 @@ pub struct Server {
     pub oplock_changed: tokio::sync::Notify,
     /// The consistency-point hook.
     pub journal: Arc<dyn crate::journal::Journal>,
+    /// Connections, sessions, opens and queued replies, counted against
+    /// the configured limits.
+    pub resources: crate::limits::Resources,
     next_id: AtomicU64,
     next_conn: AtomicU64,
 }
@@ -75,6 +78,7 @@ impl Server {
             shares.push(Arc::new(ShareEntry { cfg: s.clone(), fs: share }));
         }
         let guid: [u8; 16] = rand::random();
+        let resources = crate::limits::Resources::new(&cfg.limits, crate::limits::nofile());
         Ok(Server {
             cfg,
             users,
@@ -88,6 +92,7 @@ impl Server {
             lock_released: tokio::sync::Notify::new(),
             oplock_changed: tokio::sync::Notify::new(),
             journal: Arc::new(crate::journal::NoJournal),
+            resources,
             next_id: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
         })
