@@ -1,3 +1,5 @@
+#![allow(dead_code)] // a library for the suite: not every module uses every call
+
 //! A raw SMB 2/3 client for the hostile-client tests: it speaks the
 //! protocol correctly when asked to, and lets a test break any rule it
 //! likes (hand-made headers, reused message ids, foreign session ids,
