@@ -23,8 +23,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use protocol::crypto::preauth::PreauthHash;
 use protocol::crypto::signing::SigningAlgorithm;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
@@ -113,6 +112,12 @@ pub struct ConnState {
     pub closing: bool,
 }
 
+/// The read half of a connection's byte stream (a TCP socket's, or an
+/// in-memory pipe's in tests and the fuzzer).
+pub type Reader = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half of a connection's byte stream.
+pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// The replies queued for a connection's writer: counted by the writer,
 /// watched by the inbox (back-pressure).
 pub struct Outflow {
@@ -163,7 +168,7 @@ impl Outflow {
 /// The connection's incoming side: the socket's read half and the bytes
 /// read but not yet framed.
 pub struct Inbox {
-    rd: Option<OwnedReadHalf>,
+    rd: Option<Reader>,
     buf: BytesMut,
     /// Replies not yet written; no request is read while too many are.
     outflow: Option<Arc<Outflow>>,
@@ -175,7 +180,7 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    pub fn new(rd: Option<OwnedReadHalf>) -> Inbox {
+    pub fn new(rd: Option<Reader>) -> Inbox {
         let frame_timeout = Duration::from_secs(crate::config::Limits::default().frame_timeout_secs);
         Inbox { rd, buf: BytesMut::new(), outflow: None, frame_timeout, frame_started: None }
     }
@@ -183,7 +188,7 @@ impl Inbox {
     /// An inbox that waits for `outflow` to have room before each request
     /// and closes the connection on a frame unfinished after
     /// `frame_timeout`.
-    pub fn bounded(rd: OwnedReadHalf, outflow: Arc<Outflow>, frame_timeout: Duration) -> Inbox {
+    pub fn bounded(rd: Reader, outflow: Arc<Outflow>, frame_timeout: Duration) -> Inbox {
         Inbox { outflow: Some(outflow), frame_timeout, ..Inbox::new(Some(rd)) }
     }
 
@@ -215,31 +220,35 @@ impl Inbox {
                 self.frame_started = Some(Instant::now());
             }
             let deadline = self.frame_started.map(|t| t + self.frame_timeout);
-            let rd = self.rd.as_ref()?;
-            // Wait before reserving, so that an idle connection holds no
-            // buffer at all.
+            let rd = self.rd.as_mut()?;
+            let buf = &mut self.buf;
+            // An empty inbox reads into a small buffer of its own first, so
+            // that an idle connection holds no buffer at all.
+            let mut first = [0u8; 4096];
+            let read = async {
+                if buf.is_empty() {
+                    let n = rd.read(&mut first).await?;
+                    buf.extend_from_slice(&first[..n]);
+                    Ok(n)
+                } else {
+                    reserve_chunk(buf);
+                    rd.read_buf(buf).await
+                }
+            };
             tokio::select! {
-                r = rd.readable() => {
-                    if let Err(e) = r {
+                r = read => match r {
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                    Err(e) => {
                         debug!("read: {e}");
                         return None;
                     }
-                }
+                },
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
                     info!(held = self.buf.len(), "closing: a frame left unfinished for {:?}", self.frame_timeout);
                     return None;
                 }
                 _ = stopped(&self.outflow) => return None,
-            }
-            reserve_chunk(&mut self.buf);
-            match rd.try_read_buf(&mut self.buf) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    debug!("read: {e}");
-                    return None;
-                }
             }
         }
     }
@@ -368,11 +377,17 @@ impl ConnState {
     }
 }
 
-/// Serves one connection until the peer goes away or sends garbage.
+/// Serves one TCP connection until the peer goes away or sends garbage.
 pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u64) {
-    debug!("connected");
     let local = sock.local_addr().ok();
     let (rd, wr) = sock.into_split();
+    serve_stream(server, Box::new(rd), Box::new(wr), peer, local, id).await
+}
+
+/// Serves one connection over any byte stream: [`serve`] for TCP, an
+/// in-memory pipe for the fuzzer ([`crate::fuzzing`]).
+pub async fn serve_stream(server: Arc<Server>, rd: Reader, wr: Writer, peer: SocketAddr, local: Option<SocketAddr>, id: u64) {
+    debug!("connected");
     let limits = &server.cfg.limits;
     let (tx, rx) = mpsc::channel::<Bytes>(OUT_QUEUE);
     let outflow = Arc::new(Outflow::new(server.resources.reply_meter()));
@@ -415,7 +430,7 @@ pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u
 /// bytes queued are known (and senders never wait), and writes them in
 /// order. Stops when every sender is gone and all is written, on a write
 /// error, or when the client has read nothing for `stall`.
-async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, out: Arc<Outflow>, stall: Duration) {
+async fn write_replies(mut wr: Writer, mut rx: mpsc::Receiver<Bytes>, out: Arc<Outflow>, stall: Duration) {
     let mut queue: VecDeque<Bytes> = VecDeque::new();
     let mut open = true;
     // The last time the client took any bytes (or the queue was empty).
