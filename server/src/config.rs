@@ -21,7 +21,7 @@
 //! max_sessions = 16384       # in all
 //! max_sessions_per_connection = 64
 //! max_opens = 131072         # in all (at most the descriptors left over)
-//! max_opens_per_session = 16384
+//! max_opens_per_session = 16384  # at most half of max_opens
 //! max_pending_per_connection = 512  # CHANGE_NOTIFY, blocking LOCK, waiting CREATE
 //! handshake_timeout_secs = 30  # to NEGOTIATE and authenticate a session
 //! frame_timeout_secs = 30    # for a request frame, once its first byte came
@@ -139,7 +139,7 @@ pub struct Limits {
     /// Opens (file, directory and pipe handles) in all, durable handles
     /// kept for a reconnect included.
     pub max_opens: usize,
-    /// Opens in one session.
+    /// Opens in one session (never more than half of `max_opens`).
     pub max_opens_per_session: usize,
     /// Requests answered STATUS_PENDING and not yet completed
     /// (CHANGE_NOTIFY, blocking LOCK, CREATE waiting for an oplock break)

@@ -15,7 +15,9 @@
 //!   descriptor, so both limits are capped from it: connections to half of
 //!   what is left after [`FD_RESERVE`], opens to the rest. Opens can then
 //!   never use up the descriptors that `accept` needs to answer a new
-//!   client.
+//!   client. One session may hold at most half of the server's opens, so
+//!   that a single client opening files until refused leaves room for the
+//!   others.
 //! - Reply bytes queued for the connections' writers, which
 //!   [`crate::conn`] uses for back-pressure.
 
@@ -111,6 +113,8 @@ pub struct Resources {
     max_connections: usize,
     /// `limits.max_opens`, capped by the descriptor limit.
     max_opens: usize,
+    /// `limits.max_opens_per_session`, at most half of `max_opens`.
+    max_opens_per_session: usize,
     counters: Arc<Counters>,
 }
 
@@ -128,8 +132,9 @@ impl Resources {
                 "the open files limit caps the connections and opens below the configured limits"
             );
         }
-        tracing::info!(max_connections, max_opens, "resource limits");
-        Resources { limits: limits.clone(), max_connections, max_opens, counters: Arc::default() }
+        let max_opens_per_session = limits.max_opens_per_session.min(max_opens / 2).max(1);
+        tracing::info!(max_connections, max_opens, max_opens_per_session, "resource limits");
+        Resources { limits: limits.clone(), max_connections, max_opens, max_opens_per_session, counters: Arc::default() }
     }
 
     /// Connections allowed in all.
@@ -140,6 +145,11 @@ impl Resources {
     /// Opens allowed in all.
     pub fn max_opens(&self) -> usize {
         self.max_opens
+    }
+
+    /// Opens allowed in one session.
+    pub fn max_opens_per_session(&self) -> usize {
+        self.max_opens_per_session
     }
 
     /// Takes a place for a new connection from `ip`.
@@ -177,7 +187,7 @@ impl Resources {
     /// or the server's limit (Samba and Windows answer so when their open
     /// tables are full).
     pub fn open_slot(&self, session_opens: usize) -> Result<OpenSlot, NtStatus> {
-        if session_opens >= self.limits.max_opens_per_session {
+        if session_opens >= self.max_opens_per_session {
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         }
         take(&self.counters.opens, self.max_opens).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
@@ -306,8 +316,8 @@ mod tests {
             max_connections: 3,
             max_connections_per_address: 2,
             max_sessions: 2,
-            max_opens: 3,
-            max_opens_per_session: 2,
+            max_opens: 4,
+            max_opens_per_session: 3,
             ..Limits::default()
         }
     }
@@ -346,14 +356,17 @@ mod tests {
     #[test]
     fn opens_per_session_and_in_all() {
         let r = Resources::new(&limits(), 100_000);
+        // 3 configured, but no session may hold more than half of the 4.
+        assert_eq!(r.max_opens_per_session(), 2);
         assert_eq!(r.open_slot(2).err(), Some(NtStatus::INSUFFICIENT_RESOURCES));
         let o1 = r.open_slot(0).unwrap();
         let o2 = r.open_slot(1).unwrap();
         let o3 = r.open_slot(0).unwrap();
+        let o4 = r.open_slot(1).unwrap();
         assert_eq!(r.open_slot(0).err(), Some(NtStatus::INSUFFICIENT_RESOURCES));
         let forced = r.open_slot_unchecked();
-        assert_eq!(r.in_use().1, 4);
-        drop((o1, o2, o3, forced));
+        assert_eq!(r.in_use().1, 5);
+        drop((o1, o2, o3, o4, forced));
         assert_eq!(r.in_use().1, 0);
         let s1 = r.session_slot().unwrap();
         let _s2 = r.session_slot().unwrap();
@@ -367,12 +380,14 @@ mod tests {
         let l = Limits::default();
         let r = Resources::new(&l, 1 << 20);
         assert_eq!((r.max_connections(), r.max_opens()), (l.max_connections, l.max_opens));
+        assert_eq!(r.max_opens_per_session(), l.max_opens_per_session);
         // 1024 descriptors: 768 to spend, half to connections at most.
         let r = Resources::new(&l, 1024);
         assert_eq!((r.max_connections(), r.max_opens()), (384, 384));
         let r = Resources::new(&l, 20_000);
         assert_eq!(r.max_connections(), 4096);
         assert_eq!(r.max_opens(), 20_000 - 256 - 4096);
+        assert_eq!(r.max_opens_per_session(), (20_000 - 256 - 4096) / 2);
         let r = Resources::new(&l, 10);
         assert!(r.max_connections() >= 1 && r.max_opens() >= 1);
     }
