@@ -7,10 +7,13 @@
 //!   something).
 //! - [`wildcard`]: QUERY_DIRECTORY patterns cost linear time and never stall
 //!   other clients.
+//! - [`limits`]: connections, sessions, opens, pending requests, deadlines
+//!   and queued replies are bounded; the soak test.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod basics;
 mod client;
+mod limits;
 mod wildcard;
