@@ -496,6 +496,7 @@ fn announced_frames_reserve_only_what_arrived() {
     // Let the server read them all.
     std::thread::sleep(Duration::from_millis(1500));
     let grown = vm_data_kib(duet.pid()).saturating_sub(before);
+    eprintln!("200 announced 8 MiB frames: the heap grew by {} MiB", grown / 1024);
     assert!(grown < 256 * 1024, "200 announced 8 MiB frames grew the heap by {} MiB", grown / 1024);
     assert_eq!(c.echo(), NtStatus::SUCCESS);
     drop(conns);
@@ -526,6 +527,7 @@ fn a_client_that_reads_no_replies_stops_being_read() {
     }
     std::thread::sleep(Duration::from_millis(2000));
     let held = client::rss_kib(duet.pid()).saturating_sub(before);
+    eprintln!("{READS} unread 8 MiB READs: RSS grew by {} MiB", held / 1024);
 
     // Meanwhile another client reads the same file.
     let mut other = Client::logged_on(duet.addr, dialect::SMB3_0_2, common::USER, common::PASSWORD);
