@@ -252,11 +252,6 @@ impl Inbox {
             }
         }
     }
-
-    /// Bytes held for a frame not yet whole.
-    pub fn held(&self) -> usize {
-        self.buf.len()
-    }
 }
 
 /// Makes room in `buf` for the next read: what is left of the frame being
