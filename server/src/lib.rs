@@ -13,6 +13,10 @@
 //! - [`cmd`]: one handler module per SMB2 command.
 //! - [`state`]: the server's long-lived state: sessions, trees, opens, the
 //!   per-file table for share modes, locks and delete-on-close.
+//! - [`model`]: the long-lived state as plain data (sessions, trees, opens,
+//!   files, leases, locks, id allocators), partitioned by share set, changed
+//!   only by applying a `Delta`, with versioned checkpoints. Not wired in yet:
+//!   [`state`] still serves requests.
 //! - [`fs`]: the share-confined file system.
 //! - [`journal`]: the consistency-point hook the pipeline calls.
 //! - [`fuzzing`]: sequences of frames against an in-process server, for the
@@ -25,6 +29,7 @@ pub mod conn;
 pub mod fs;
 pub mod fuzzing;
 pub mod journal;
+pub mod model;
 pub mod pipeline;
 pub mod state;
 pub mod users;
