@@ -37,18 +37,32 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> HResult {
         Command::TreeDisconnect => tree_connect::disconnect(ctx),
         Command::Create => create::handle(ctx).await,
         Command::Close => close::handle(ctx),
-        Command::Flush => flush::handle(ctx),
+        Command::Flush => off_runtime(|| flush::handle(ctx)),
         Command::Read => read::handle(ctx),
         Command::Write => write::handle(ctx),
         Command::Lock => lock::handle(ctx),
-        Command::Ioctl => ioctl::handle(ctx),
+        Command::Ioctl => off_runtime(|| ioctl::handle(ctx)),
         Command::Cancel => cancel::handle(ctx),
         Command::Echo => echo::handle(ctx),
-        Command::QueryDirectory => query_directory::handle(ctx),
+        Command::QueryDirectory => off_runtime(|| query_directory::handle(ctx)),
         Command::ChangeNotify => change_notify::handle(ctx),
         Command::QueryInfo => query_info::handle(ctx),
         Command::SetInfo => set_info::handle(ctx),
         Command::OplockBreak => oplock_break::handle(ctx),
+    }
+}
+
+/// Runs a handler whose work can be long (a listing of a large directory,
+/// an fsync, a server-side copy of megabytes) so that it does not hold up
+/// the other connections served by the same runtime worker: the worker
+/// hands its queued tasks to another thread first
+/// (`tokio::task::block_in_place`). On a current-thread runtime (tests,
+/// the fuzzer) it simply runs.
+fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

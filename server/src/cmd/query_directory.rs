@@ -39,15 +39,16 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let first = restart || st.dir.is_none();
     if first {
         let pattern = if req.file_name.is_empty() { "*".to_string() } else { req.file_name.clone() };
-        if pattern.contains(['\\', '/']) {
+        if pattern.contains(['\\', '/']) || pattern.encode_utf16().count() > fs::wildcard::MAX_PATTERN {
             return Err(NtStatus::OBJECT_NAME_INVALID);
         }
+        let expr = fs::wildcard::Expr::new(&pattern);
         let mut entries = Vec::new();
         let me = handle.stat().map_err(|e| e.status())?;
         entries.push(fs::DirEntry { name: ".".into(), stat: me.clone() });
         entries.push(fs::DirEntry { name: "..".into(), stat: me });
         entries.extend(handle.list_dir().map_err(|e| e.status())?);
-        entries.retain(|e| fs::wildcard_match(&pattern, &e.name));
+        entries.retain(|e| expr.matches(&e.name));
         st.dir = Some(DirCursor { pattern, entries, next: 0 });
     }
     let cursor = st.dir.as_mut().ok_or(NtStatus::INTERNAL_ERROR)?;

@@ -1,0 +1,39 @@
+//! The raw client against a real server, doing everything by the rules:
+//! plain, signed and encrypted sessions on each dialect it speaks. If these
+//! fail, the other hostile tests prove nothing.
+
+use protocol::msg::negotiate::dialect;
+use protocol::NtStatus;
+
+use crate::client::Client;
+use crate::common;
+
+#[test]
+fn the_raw_client_works_plain_signed_and_encrypted() {
+    let (addr, dir) = common::start_in_process(&[("duet", "duetpass")], None);
+    for (d, sign, encrypt) in [
+        (dialect::SMB2_0_2, false, false),
+        (dialect::SMB2_1, true, false),
+        (dialect::SMB3_0_2, true, false),
+        (dialect::SMB3_0_2, false, true),
+    ] {
+        let mut c = Client::logged_on(addr, d, "duet", "duetpass");
+        c.sign = sign;
+        c.encrypt = encrypt;
+        c.tree_connect("data").expect("tree connect");
+        let name = format!("basics-{d:x}-{sign}-{encrypt}.txt");
+        let f = c.create(&name).expect("create");
+        assert_eq!(c.write(f, 0, b"hello, duet"), NtStatus::SUCCESS);
+        assert_eq!(c.read(f, 0, 64).expect("read"), b"hello, duet");
+        assert_eq!(c.close(f), NtStatus::SUCCESS);
+        let root = c.open_root().expect("open root");
+        let (status, buf) = c.query_directory(root, "basics-*");
+        assert_eq!(status, NtStatus::SUCCESS);
+        let listed = String::from_utf16_lossy(&buf.chunks_exact(2).map(|p| u16::from_le_bytes([p[0], p[1]])).collect::<Vec<_>>());
+        assert!(listed.contains(&name), "{name} listed");
+        assert_eq!(std::fs::read(dir.path().join(&name)).unwrap(), b"hello, duet");
+    }
+    let mut c = Client::connect(addr);
+    c.negotiate(dialect::SMB3_0_2);
+    assert_eq!(c.login("duet", "wrong"), Err(NtStatus::LOGON_FAILURE));
+}

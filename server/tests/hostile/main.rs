@@ -1,0 +1,16 @@
+//! The hostile-client suite: a raw SMB2/3 client ([`client`]) breaks the
+//! protocol's rules on purpose against a real server, one module per class
+//! of attack from issue 11, and checks that the server refuses with the
+//! right NTSTATUS or a closed connection, and stays responsive and bounded.
+//!
+//! - [`basics`]: the client itself works (so a refusal elsewhere means
+//!   something).
+//! - [`wildcard`]: QUERY_DIRECTORY patterns cost linear time and never stall
+//!   other clients.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod basics;
+mod client;
+mod wildcard;
