@@ -20,7 +20,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = SetInfoRequest::parse(ctx.msg).map_err(bad)?;
     let open = ctx.open(req.file_id)?;
     let fid = open.file_id();
-    // Beyond Connection.MaxTransactSize (Samba and Windows refuse it too).
+    // Beyond Connection.MaxTransactSize (Samba refuses it too).
     if req.buffer.len() > ctx.conn.max_io() as usize {
         return Err(NtStatus::INVALID_PARAMETER);
     }
