@@ -7,6 +7,7 @@
 //! encrypt = false            # require encryption on every share
 //! server_name = "DUET"
 //! multichannel = true        # offer SMB 3.x multichannel (session binding)
+//! max_credits = 8192         # most credits a connection may hold
 //!
 //! [[share]]
 //! name = "duet"
@@ -66,6 +67,12 @@ pub struct Config {
     /// on SMB 3.x connections.
     #[serde(default = "default_true")]
     pub multichannel: bool,
+    /// The most credits a connection may hold, i.e. the span of its command
+    /// sequence window ([MS-SMB2] 3.3.1.1, 3.3.1.2): requests in flight, and
+    /// 64 KiB of response each. The I/O sizes offered shrink to fit
+    /// (64 KiB per credit) when it is below 128.
+    #[serde(default = "default_max_credits")]
+    pub max_credits: u16,
     #[serde(default, rename = "share")]
     pub shares: Vec<ShareConfig>,
     /// Users given directly (name, password), e.g. from `--user`.
@@ -81,6 +88,11 @@ fn default_true() -> bool {
     true
 }
 
+/// Windows Server's and Samba's default.
+fn default_max_credits() -> u16 {
+    8192
+}
+
 fn default_server_name() -> String {
     "DUET".to_string()
 }
@@ -94,6 +106,7 @@ impl Default for Config {
             encrypt: false,
             server_name: default_server_name(),
             multichannel: true,
+            max_credits: default_max_credits(),
             shares: Vec::new(),
             inline_users: Vec::new(),
         }
@@ -148,6 +161,9 @@ impl Config {
         if self.listen.is_empty() {
             return Err(ConfigError::Invalid("no listen address".into()));
         }
+        if self.max_credits == 0 {
+            return Err(ConfigError::Invalid("max_credits must be at least 1".into()));
+        }
         Ok(())
     }
 }
@@ -179,6 +195,7 @@ encrypt = true
         assert_eq!(cfg.shares[0].path, dir.path().join("share"));
         assert!(cfg.shares[0].encrypt);
         assert!(cfg.multichannel, "multichannel is on unless turned off");
+        assert_eq!(cfg.max_credits, 8192);
         assert_eq!(cfg.users_file.as_deref(), Some(dir.path().join("users").as_path()));
         cfg.validate().unwrap();
     }

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
+use protocol::credit::SequenceWindow;
 use protocol::crypto::preauth::PreauthHash;
 use protocol::crypto::signing::SigningAlgorithm;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -29,6 +30,9 @@ pub const MAX_DEFERRED: usize = 4;
 const OUT_QUEUE: usize = 8;
 /// Largest READ/WRITE/transact size the server offers.
 pub const MAX_IO: u32 = 8 * 1024 * 1024;
+/// Sent to the writer instead of a frame: shut the connection down (an
+/// answer completed off the connection's task could not be encoded).
+pub const CLOSE_FRAME: Bytes = Bytes::new();
 
 /// An async operation waiting to complete, for CANCEL.
 pub struct PendingOp {
@@ -83,8 +87,10 @@ pub struct ConnState {
     pub bindings: HashMap<u64, Binding>,
     /// Async operations by async id.
     pub pending: Arc<Mutex<HashMap<u64, PendingOp>>>,
-    /// Credits granted and not yet used.
-    pub credits: u32,
+    /// Connection.CommandSequenceWindow: the message ids granted and not
+    /// yet used ([MS-SMB2] 3.3.1.1); its span is the most credits the client
+    /// may hold.
+    pub window: SequenceWindow,
     /// Slots for deferred (large I/O) operations in flight.
     pub io_slots: Arc<tokio::sync::Semaphore>,
     /// Where requests come from.
@@ -174,6 +180,7 @@ pub fn serve_while<'a>(
 impl ConnState {
     pub fn new(server: Arc<Server>, peer: SocketAddr, id: u64, tx: mpsc::Sender<Bytes>, inbox: Inbox) -> ConnState {
         ConnState {
+            window: SequenceWindow::new(server.cfg.max_credits),
             id,
             peer,
             local: None,
@@ -193,7 +200,6 @@ impl ConnState {
             channels: HashMap::new(),
             bindings: HashMap::new(),
             pending: Arc::new(Mutex::new(HashMap::new())),
-            credits: 1,
             io_slots: Arc::new(tokio::sync::Semaphore::new(MAX_DEFERRED)),
             inbox,
             closing: false,
@@ -202,6 +208,25 @@ impl ConnState {
 
     pub fn negotiated(&self) -> bool {
         self.dialect != 0
+    }
+
+    /// Connection.SupportsMultiCredit ([MS-SMB2] 3.3.5.4): SMB 2.1 and
+    /// later over TCP, where the server offers SMB2_GLOBAL_CAP_LARGE_MTU.
+    pub fn multi_credit(&self) -> bool {
+        self.dialect >= protocol::msg::negotiate::dialect::SMB2_1 && self.dialect != protocol::msg::negotiate::dialect::SMB2_WILDCARD
+    }
+
+    /// The MaxReadSize, MaxWriteSize and MaxTransactSize the server offers
+    /// (and offered, once negotiated; [MS-SMB2] 3.3.5.4): [`MAX_IO`] with
+    /// multi-credit requests, as far as the most credits a client may hold
+    /// pay for (64 KiB each); 64 KiB without ([MS-SMB2] 3.3.5.4: a 2.0.2
+    /// message carries 64 KiB at most).
+    pub fn max_io(&self) -> u32 {
+        if self.multi_credit() {
+            MAX_IO.min(self.window.max() * protocol::credit::CREDIT_SIZE)
+        } else {
+            protocol::credit::CREDIT_SIZE
+        }
     }
 
     /// A session reachable from this connection: established on it or bound
@@ -243,6 +268,10 @@ pub async fn serve_stream(server: Arc<Server>, rd: Reader, mut wr: Writer, peer:
     let (tx, mut rx) = mpsc::channel::<Bytes>(OUT_QUEUE);
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
+            if frame.is_empty() {
+                debug!("closing: an answer could not be sent");
+                break;
+            }
             if let Err(e) = wr.write_all(&frame).await {
                 debug!("write: {e}");
                 break;

@@ -47,9 +47,11 @@ fn frame(msg: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A request asking for 8 credits, so that the ids of a compound sent next
+/// are granted before it is sent (the server checks them all first).
 fn message(command: Command, message_id: u64, body: &[u8]) -> Vec<u8> {
     let mut m = BytesMut::new();
-    Header { command: command as u16, message_id, credits: 1, credit_charge: 1, ..Default::default() }.encode(&mut m);
+    Header { command: command as u16, message_id, credits: 8, credit_charge: 1, ..Default::default() }.encode(&mut m);
     m.extend_from_slice(body);
     m.to_vec()
 }

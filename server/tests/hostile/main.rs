@@ -5,6 +5,8 @@
 //!
 //! - [`basics`]: the client itself works (so a refusal elsewhere means
 //!   something).
+//! - [`credits`]: message ids and credits: replays, ids never granted or
+//!   reused, CreditCharge, and compounds of large READs.
 //! - [`wildcard`]: QUERY_DIRECTORY patterns cost linear time and never stall
 //!   other clients.
 
@@ -13,4 +15,5 @@ mod common;
 
 mod basics;
 mod client;
+mod credits;
 mod wildcard;
