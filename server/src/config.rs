@@ -7,6 +7,13 @@
 //! encrypt = false            # require encryption on every share
 //! server_name = "DUET"
 //! multichannel = true        # offer SMB 3.x multichannel (session binding)
+//! state_dir = "duet-data"    # where the node keeps its boot generation
+//!
+//! [limits]
+//! login_failures_before_delay = 5     # per client address, within the window
+//! login_failure_delay_max_ms = 2000   # each further failure waits longer, up to this
+//! login_failure_window_s = 60         # a quiet address starts afresh after this
+//! login_failures_per_connection = 10  # then the connection is closed
 //!
 //! [[share]]
 //! name = "duet"
@@ -71,6 +78,45 @@ pub struct Config {
     /// Users given directly (name, password), e.g. from `--user`.
     #[serde(skip)]
     pub inline_users: Vec<(String, String)>,
+    /// The node's state directory: the boot generation that keeps ids
+    /// unique across restarts lives there (`state::ids`). Without one,
+    /// the generation is random.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Bounds on what a client can make the server do.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Bounds on what clients can make the server do (the `[limits]` section).
+/// Every field has a default; a file names only those it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Failed logons from one client address (within
+    /// `login_failure_window_s` of each other) that are answered at once;
+    /// after them, every logon from that address waits before its answer
+    /// (`state::throttle`).
+    pub login_failures_before_delay: u32,
+    /// The longest such wait, in milliseconds. The first is 100 ms, and
+    /// each further failure doubles it up to this.
+    pub login_failure_delay_max_ms: u64,
+    /// Seconds without a failure after which an address starts afresh.
+    pub login_failure_window_s: u64,
+    /// Failed logons one connection may make; the last is answered and the
+    /// connection closed. 0: no limit.
+    pub login_failures_per_connection: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            login_failures_before_delay: 5,
+            login_failure_delay_max_ms: 2000,
+            login_failure_window_s: 60,
+            login_failures_per_connection: 10,
+        }
+    }
 }
 
 fn default_listen() -> Vec<SocketAddr> {
@@ -96,6 +142,8 @@ impl Default for Config {
             multichannel: true,
             shares: Vec::new(),
             inline_users: Vec::new(),
+            state_dir: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -125,6 +173,11 @@ impl Config {
         if let Some(u) = &mut cfg.users_file {
             if u.is_relative() {
                 *u = base.join(&u);
+            }
+        }
+        if let Some(d) = &mut cfg.state_dir {
+            if d.is_relative() {
+                *d = base.join(&d);
             }
         }
         Ok(cfg)
@@ -181,6 +234,20 @@ encrypt = true
         assert!(cfg.multichannel, "multichannel is on unless turned off");
         assert_eq!(cfg.users_file.as_deref(), Some(dir.path().join("users").as_path()));
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn limits_and_state_dir_have_defaults_and_can_be_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("duet.toml");
+        std::fs::write(&p, "state_dir = \"st\"\n[limits]\nlogin_failures_before_delay = 3\n[[share]]\nname = \"a\"\npath = \"a\"\n").unwrap();
+        let cfg = Config::from_file(&p).unwrap();
+        assert_eq!(cfg.state_dir.as_deref(), Some(dir.path().join("st").as_path()));
+        assert_eq!(cfg.limits.login_failures_before_delay, 3);
+        assert_eq!(cfg.limits.login_failure_delay_max_ms, Limits::default().login_failure_delay_max_ms);
+        assert_eq!(Config::default().limits, Limits::default());
+        std::fs::write(&p, "[limits]\nlogin_failures = 3\n").unwrap();
+        assert!(matches!(Config::from_file(&p), Err(ConfigError::Parse(..))));
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub struct ConnState {
     /// A request served while another waited (see [`serve_while`]) asked
     /// to close the connection.
     pub closing: bool,
+    /// Failed logons on this connection (`Limits::login_failures_per_connection`).
+    pub login_failures: u32,
 }
 
 /// The connection's incoming side: the socket's read half and the bytes
@@ -192,6 +194,7 @@ impl ConnState {
             io_slots: Arc::new(tokio::sync::Semaphore::new(MAX_DEFERRED)),
             inbox,
             closing: false,
+            login_failures: 0,
         }
     }
 

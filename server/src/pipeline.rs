@@ -193,6 +193,10 @@ pub async fn handle(conn: &mut ConnState, frame: BytesMut) -> Flow {
                 debug!("undecryptable transform: closing");
                 return Flow::Close;
             };
+            if !names_only_session(&plain, session_id) {
+                warn!(session = session_id, "an encrypted request names another session: closing");
+                return Flow::Close;
+            }
             process(conn, plain, true, Some((crypto, session_id))).await
         }
         [0xFE, b'S', b'M', b'B'] => process(conn, frame.freeze(), false, None).await,
@@ -225,12 +229,58 @@ async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
     }
 }
 
+/// Decrypts a transform ([MS-SMB2] 3.3.5.2.1.1): the session its header
+/// names must be in Connection.SessionTable and have keys; an anonymous or
+/// guest session has none (its keys would come from a session key anyone
+/// knows), and an encrypted request on one closes the connection, as the
+/// section says the server SHOULD. `None` closes the connection.
 fn decrypt(conn: &ConnState, frame: &[u8]) -> Option<(Bytes, Arc<SessionCrypto>, u64)> {
     let th = transform::TransformHeader::parse(frame).ok()?;
     let session = conn.session(th.session_id)?;
+    {
+        let inner = lock(&session.inner);
+        if inner.anonymous || inner.guest {
+            return None;
+        }
+    }
     let crypto = session.crypto()?;
+    if crypto.decryption_key.is_empty() {
+        return None;
+    }
     let plain = transform::decrypt(crypto.cipher, &crypto.decryption_key, frame).ok()?;
     Some((Bytes::from(plain), crypto, th.session_id))
+}
+
+/// True when every element of a decrypted message runs as the transform
+/// header's session `sid`: the key says who sent the message, so the
+/// SessionId of each SMB2 header must agree with it ([MS-SMB2] 3.3.5.2.1.1,
+/// Request.TransformSessionId, 3.3.1.13). A related element (other than the
+/// first) with SessionId 0xFFFFFFFFFFFFFFFF inherits the previous one's
+/// (3.3.5.2.7.2), so it agrees too. Otherwise a session whose key anyone
+/// can compute would carry requests naming a victim's session and tree,
+/// past its required signing and encryption. Malformed chains are left to
+/// [`process`].
+fn names_only_session(msg: &[u8], sid: u64) -> bool {
+    let mut at = 0usize;
+    let mut first = true;
+    loop {
+        let Some(rest) = msg.get(at..) else {
+            return true;
+        };
+        let Ok(hdr) = Header::parse(rest) else {
+            return true;
+        };
+        let inherits = !first && hdr.is_related() && hdr.session_id == u64::MAX;
+        if !inherits && hdr.session_id != sid {
+            return false;
+        }
+        first = false;
+        let n = hdr.next_command as usize;
+        if n == 0 || !n.is_multiple_of(8) || n < HEADER_LEN {
+            return true;
+        }
+        at += n;
+    }
 }
 
 /// Splits a (possibly compound) message, runs each element, sends the
