@@ -3,6 +3,9 @@
 //! of attack from issue 11, and checks that the server refuses with the
 //! right NTSTATUS or a closed connection, and stays responsive and bounded.
 //!
+//! - [`auth`]: who a request runs as, and the logon itself: transform and
+//!   inner session bound together, encryption required covering IPC$,
+//!   concurrent logons, ids unique across restarts, failed logons slowed.
 //! - [`basics`]: the client itself works (so a refusal elsewhere means
 //!   something).
 //! - [`wildcard`]: QUERY_DIRECTORY patterns cost linear time and never stall
@@ -11,6 +14,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod auth;
 mod basics;
 mod client;
 mod wildcard;
