@@ -314,11 +314,11 @@ fn step(ctx: &Ctx<'_>, auth: &Session, req: &SessionSetupRequest<'_>) -> Leg {
 ///
 /// An anonymous or guest session gets no keys at all: its session key is
 /// all zeros (anonymous, [MS-NLMP] 3.2.5.1.2) or not proven (a guest), so
-/// keys from it would authenticate nothing. It never signs, never has
-/// signing required (3.3.5.5.3: SigningRequired only for a session that
-/// is neither), is never told to encrypt, and an encrypted request on it
-/// closes the connection (3.3.5.2.1.1). Its final answer is unsigned, on
-/// 3.1.1 too (3.3.4.1.1 signs with a key the session does not have).
+/// keys from it would authenticate nothing. It never signs nor has signing
+/// required, is never told to encrypt (SMB2_SESSION_FLAG_IS_NULL or
+/// IS_GUEST, never ENCRYPT_DATA), and an encrypted request on it closes the
+/// connection (3.3.5.2.1.1). Its final answer is unsigned, on 3.1.1 too
+/// (there is no key to sign it with).
 fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Session>, done: Done) -> HResult {
     let dialect = ctx.conn.dialect;
     let sid = session.id;
