@@ -193,7 +193,7 @@ pub async fn handle(conn: &mut ConnState, frame: BytesMut) -> Flow {
                 debug!("undecryptable transform: closing");
                 return Flow::Close;
             };
-            if !names_only_session(&plain, session_id) {
+            if names_another_session(conn, &plain, session_id) {
                 warn!(session = session_id, "an encrypted request names another session: closing");
                 return Flow::Close;
             }
@@ -251,33 +251,40 @@ fn decrypt(conn: &ConnState, frame: &[u8]) -> Option<(Bytes, Arc<SessionCrypto>,
     Some((Bytes::from(plain), crypto, th.session_id))
 }
 
-/// True when every element of a decrypted message runs as the transform
-/// header's session `sid`: the key says who sent the message, so the
-/// SessionId of each SMB2 header must agree with it ([MS-SMB2] 3.3.5.2.1.1,
-/// Request.TransformSessionId, 3.3.1.13). A related element (other than the
-/// first) with SessionId 0xFFFFFFFFFFFFFFFF inherits the previous one's
-/// (3.3.5.2.7.2), so it agrees too. Otherwise a session whose key anyone
-/// can compute would carry requests naming a victim's session and tree,
-/// past its required signing and encryption. Malformed chains are left to
-/// [`process`].
-fn names_only_session(msg: &[u8], sid: u64) -> bool {
+/// True when an element of a decrypted message names a session of this
+/// connection other than the transform header's `sid`. The key says who
+/// sent the message, so each element must run as that session ([MS-SMB2]
+/// 3.3.5.2.1.1, Request.TransformSessionId 3.3.1.13): otherwise a session
+/// whose key anyone can compute (an anonymous one, before it had none)
+/// would carry requests naming a victim's session and tree, past its
+/// required signing and encryption. The caller closes the connection.
+///
+/// A related element (not the first) with SessionId 0xFFFFFFFFFFFFFFFF
+/// inherits the previous element's session (3.3.5.2.7.2). An element naming
+/// a session that this connection does not have (nor is binding) runs as
+/// nobody: it gets STATUS_USER_SESSION_DELETED like any other (3.3.5.2.9),
+/// as on Windows and Samba (smbtorture smb2.compound.invalid2, encrypted,
+/// sends unrelated elements with SessionId all ones). Malformed chains are
+/// left to [`process`].
+fn names_another_session(conn: &ConnState, msg: &[u8], sid: u64) -> bool {
     let mut at = 0usize;
     let mut first = true;
     loop {
         let Some(rest) = msg.get(at..) else {
-            return true;
+            return false;
         };
         let Ok(hdr) = Header::parse(rest) else {
-            return true;
+            return false;
         };
         let inherits = !first && hdr.is_related() && hdr.session_id == u64::MAX;
-        if !inherits && hdr.session_id != sid {
-            return false;
+        let id = hdr.session_id;
+        if !inherits && id != sid && (conn.sessions.contains_key(&id) || conn.bindings.contains_key(&id)) {
+            return true;
         }
         first = false;
         let n = hdr.next_command as usize;
         if n == 0 || !n.is_multiple_of(8) || n < HEADER_LEN {
-            return true;
+            return false;
         }
         at += n;
     }

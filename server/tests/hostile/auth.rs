@@ -184,8 +184,7 @@ fn sealed_create(c: &mut Client, seal_sid: u64, sid: u64, tid: u32, name: &str) 
     let mid = c.next_mid;
     c.next_mid += 1;
     let mut m = c.message(Command::Create, mid, 1, &body);
-    m[40..44].copy_from_slice(&tid.to_le_bytes());
-    m[44..52].copy_from_slice(&sid.to_le_bytes());
+    address(&mut m, sid, tid);
     let sealed = c.seal_for(seal_sid, &m);
     c.send_raw(&client::frame(&sealed));
 }
@@ -221,7 +220,8 @@ fn a_users_key_cannot_carry_a_request_for_another_users_session() {
 /// Every element of an encrypted compound must run as the transform's
 /// session: an unrelated second element naming the victim closes the
 /// connection before anything runs, while related elements that inherit
-/// the session (SessionId all ones) are served.
+/// the session (SessionId all ones) are served, and an element naming no
+/// session of the connection is refused as anywhere else.
 #[test]
 fn every_element_of_an_encrypted_compound_runs_as_the_transform_session() {
     let (addr, dir) = strict_server();
@@ -231,14 +231,26 @@ fn every_element_of_an_encrypted_compound_runs_as_the_transform_session() {
     c.tree_connect("data").expect("tree");
     let create = c.message(Command::Create, c.next_mid, 1, &Client::create_body("mine.txt", client::ACCESS_RW, create_disposition::OPEN_IF, 0));
     let mut close = c.message(Command::Close, c.next_mid + 1, 1, &close_any());
-    close[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
-    close[44..52].copy_from_slice(&u64::MAX.to_le_bytes());
+    address(&mut close, u64::MAX, u32::MAX);
     c.next_mid += 2;
     let sealed = c.seal_for(c.session_id, &client::compound(&[create, close], true));
     c.send_raw(&client::frame(&sealed));
     let a = c.recv().expect("an answer to a related compound");
     let statuses: Vec<u32> = client::elements(&a.msg).iter().map(|(h, _)| h.status).collect();
     assert_eq!(statuses, [NtStatus::SUCCESS.0, NtStatus::SUCCESS.0]);
+    // An unrelated element naming no session there is runs as nobody: it
+    // is refused, and the connection goes on (smbtorture
+    // smb2.compound.invalid2, encrypted, relies on this).
+    let echo = c.message(Command::Echo, c.next_mid, 1, &[4, 0, 0, 0]);
+    let mut nobody = c.message(Command::Close, c.next_mid + 1, 1, &close_any());
+    let tid = c.tree_id;
+    address(&mut nobody, u64::MAX, tid);
+    c.next_mid += 2;
+    let sealed = c.seal_for(c.session_id, &client::compound(&[echo, nobody], false));
+    c.send_raw(&client::frame(&sealed));
+    let a = c.recv().expect("an answer to a compound naming no session");
+    let statuses: Vec<u32> = client::elements(&a.msg).iter().map(|(h, _)| h.status).collect();
+    assert_eq!(statuses, [NtStatus::SUCCESS.0, NtStatus::USER_SESSION_DELETED.0]);
 
     // An unrelated element naming another session: closed, nothing run.
     let mut c = Client::connect(addr);
@@ -246,8 +258,7 @@ fn every_element_of_an_encrypted_compound_runs_as_the_transform_session() {
     let other = c.login("other", "otherpass").expect("other logon");
     let echo = c.message(Command::Echo, c.next_mid, 1, &[4, 0, 0, 0]);
     let mut create = c.message(Command::Create, c.next_mid + 1, 1, &Client::create_body("pwned.txt", client::ACCESS_RW, create_disposition::OPEN_IF, 0));
-    create[40..44].copy_from_slice(&tree.to_le_bytes());
-    create[44..52].copy_from_slice(&victim.to_le_bytes());
+    address(&mut create, victim, tree);
     c.next_mid += 2;
     let sealed = c.seal_for(other, &client::compound(&[echo, create], false));
     c.send_raw(&client::frame(&sealed));
@@ -271,6 +282,13 @@ fn an_anonymous_session_cannot_encrypt() {
     c.encrypt = true;
     c.send(Command::Echo, &[4, 0, 0, 0]);
     assert!(c.is_closed_within(Duration::from_secs(5)), "an encrypted request on an anonymous session was served");
+}
+
+/// Sets the TreeId and SessionId of a message's (sync) header ([MS-SMB2]
+/// 2.2.1.2: TreeId at 36, SessionId at 40).
+fn address(msg: &mut [u8], session_id: u64, tree_id: u32) {
+    msg[36..40].copy_from_slice(&tree_id.to_le_bytes());
+    msg[40..48].copy_from_slice(&session_id.to_le_bytes());
 }
 
 /// A CLOSE body for the file id of a related compound (all ones).
