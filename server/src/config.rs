@@ -7,7 +7,7 @@
 //! encrypt = false            # require encryption on every share
 //! server_name = "DUET"
 //! multichannel = true        # offer SMB 3.x multichannel (session binding)
-//! state_dir = "duet-data"    # where the node keeps its boot generation
+//! state_dir = "duet-data"    # the node's state (boot generation); default: users_file's directory
 //!
 //! [limits]
 //! login_failures_before_delay = 5     # per client address, within the window
@@ -79,8 +79,9 @@ pub struct Config {
     #[serde(skip)]
     pub inline_users: Vec<(String, String)>,
     /// The node's state directory: the boot generation that keeps ids
-    /// unique across restarts lives there (`state::ids`). Without one,
-    /// the generation is random.
+    /// unique across restarts lives there (`state::ids`). Unset, it is the
+    /// users file's directory ([`Config::state_dir`]); with neither, the
+    /// generation is random.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
     /// Bounds on what a client can make the server do.
@@ -183,6 +184,15 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The state directory in effect: `state_dir`, else the directory of
+    /// the users file, else none.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir.clone().or_else(|| {
+            let parent = self.users_file.as_deref()?.parent()?;
+            Some(if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() })
+        })
+    }
+
     /// Checks what can be checked before binding.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.shares.is_empty() {
@@ -246,6 +256,11 @@ encrypt = true
         assert_eq!(cfg.limits.login_failures_before_delay, 3);
         assert_eq!(cfg.limits.login_failure_delay_max_ms, Limits::default().login_failure_delay_max_ms);
         assert_eq!(Config::default().limits, Limits::default());
+        assert_eq!(Config::default().state_dir(), None);
+        let with_users = Config { users_file: Some("users".into()), ..Config::default() };
+        assert_eq!(with_users.state_dir(), Some(PathBuf::from(".")), "the users file's directory");
+        let both = Config { state_dir: Some("st".into()), ..with_users };
+        assert_eq!(both.state_dir(), Some(PathBuf::from("st")));
         std::fs::write(&p, "[limits]\nlogin_failures = 3\n").unwrap();
         assert!(matches!(Config::from_file(&p), Err(ConfigError::Parse(..))));
     }

@@ -75,7 +75,8 @@ impl Ids {
         Ids::with_generation(generation, if kept { state_dir.map(Path::to_path_buf) } else { None })
     }
 
-    /// An allocator at a given generation that keeps nothing on disk (tests).
+    /// An allocator at a given generation. Should its counter run out, the
+    /// next generation is written to `state_dir`, when given.
     pub fn with_generation(generation: u64, state_dir: Option<PathBuf>) -> Ids {
         Ids { last: AtomicU64::new((generation & GENERATION_MASK) << COUNTER_BITS), state_dir }
     }

@@ -80,7 +80,7 @@ impl Server {
             shares.push(Arc::new(ShareEntry { cfg: s.clone(), fs: share }));
         }
         let guid: [u8; 16] = rand::random();
-        let ids = ids::Ids::start(cfg.state_dir.as_deref());
+        let ids = ids::Ids::start(cfg.state_dir().as_deref());
         let logins = Mutex::new(throttle::LoginThrottle::new(&cfg.limits));
         Ok(Server {
             cfg,
