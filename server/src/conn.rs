@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use protocol::crypto::preauth::PreauthHash;
 use protocol::crypto::signing::SigningAlgorithm;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -97,15 +96,21 @@ pub struct ConnState {
     pub login_failures: u32,
 }
 
+/// The read half of a connection's byte stream (a TCP socket's, or an
+/// in-memory pipe's in tests and the fuzzer).
+pub type Reader = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half of a connection's byte stream.
+pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// The connection's incoming side: the socket's read half and the bytes
 /// read but not yet framed.
 pub struct Inbox {
-    rd: Option<OwnedReadHalf>,
+    rd: Option<Reader>,
     buf: BytesMut,
 }
 
 impl Inbox {
-    pub fn new(rd: Option<OwnedReadHalf>) -> Inbox {
+    pub fn new(rd: Option<Reader>) -> Inbox {
         Inbox { rd, buf: BytesMut::with_capacity(128 * 1024) }
     }
 
@@ -227,11 +232,17 @@ impl ConnState {
     }
 }
 
-/// Serves one connection until the peer goes away or sends garbage.
+/// Serves one TCP connection until the peer goes away or sends garbage.
 pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u64) {
-    debug!("connected");
     let local = sock.local_addr().ok();
-    let (rd, mut wr) = sock.into_split();
+    let (rd, wr) = sock.into_split();
+    serve_stream(server, Box::new(rd), Box::new(wr), peer, local, id).await
+}
+
+/// Serves one connection over any byte stream: [`serve`] for TCP, an
+/// in-memory pipe for the fuzzer ([`crate::fuzzing`]).
+pub async fn serve_stream(server: Arc<Server>, rd: Reader, mut wr: Writer, peer: SocketAddr, local: Option<SocketAddr>, id: u64) {
+    debug!("connected");
     let (tx, mut rx) = mpsc::channel::<Bytes>(OUT_QUEUE);
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {

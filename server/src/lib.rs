@@ -15,12 +15,15 @@
 //!   per-file table for share modes, locks and delete-on-close.
 //! - [`fs`]: the share-confined file system.
 //! - [`journal`]: the consistency-point hook the pipeline calls.
+//! - [`fuzzing`]: sequences of frames against an in-process server, for the
+//!   fuzz target and its corpus test.
 
 pub mod alloc;
 pub mod cmd;
 pub mod config;
 pub mod conn;
 pub mod fs;
+pub mod fuzzing;
 pub mod journal;
 pub mod pipeline;
 pub mod state;

@@ -24,7 +24,7 @@ impl Journal for Recorder {
     fn pre_ack(&self, _conn: u64, frame: &[u8]) -> OpId {
         let mut e = self.events.lock().unwrap();
         e.push(format!("1:{}", frame.len()));
-        e.len() as u64
+        OpId(e.len() as u64)
     }
     fn pre_command(&self, _op: OpId, index: usize) {
         self.events.lock().unwrap().push(format!("2:{index}"));
