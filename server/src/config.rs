@@ -79,7 +79,7 @@ pub struct Config {
     #[serde(skip)]
     pub inline_users: Vec<(String, String)>,
     /// The node's state directory: the boot generation that keeps ids
-    /// unique across restarts lives there (`state::ids`). Unset, it is the
+    /// unique across restarts lives there (`state::id_alloc`). Unset, it is the
     /// users file's directory ([`Config::state_dir`]); with neither, the
     /// generation is random.
     #[serde(default)]

@@ -8,7 +8,7 @@
 
 pub mod durable;
 pub mod files;
-pub mod ids;
+pub mod id_alloc;
 pub mod notify;
 pub mod open;
 pub mod lease;
@@ -58,8 +58,8 @@ pub struct Server {
     pub oplock_changed: tokio::sync::Notify,
     /// The consistency-point hook.
     pub journal: Arc<dyn crate::journal::Journal>,
-    /// Session, file and async ids, unique across restarts ([`ids`]).
-    ids: ids::Ids,
+    /// Session, file and async ids, unique across restarts ([`id_alloc`]).
+    ids: id_alloc::IdAlloc,
     next_conn: AtomicU64,
     /// Failed logons by client address ([`throttle`]).
     pub logins: Mutex<throttle::LoginThrottle>,
@@ -80,7 +80,7 @@ impl Server {
             shares.push(Arc::new(ShareEntry { cfg: s.clone(), fs: share }));
         }
         let guid: [u8; 16] = rand::random();
-        let ids = ids::Ids::start(cfg.state_dir().as_deref());
+        let ids = id_alloc::IdAlloc::start(cfg.state_dir().as_deref());
         let logins = Mutex::new(throttle::LoginThrottle::new(&cfg.limits));
         Ok(Server {
             cfg,
@@ -102,7 +102,7 @@ impl Server {
     }
 
     /// A fresh id, unique across restarts of this node (session ids, file
-    /// ids, async ids; layout in [`ids`]).
+    /// ids, async ids; layout in [`id_alloc`]).
     pub fn next_id(&self) -> u64 {
         self.ids.next_id()
     }

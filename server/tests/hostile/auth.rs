@@ -500,7 +500,7 @@ fn ids_do_not_repeat_across_a_restart() {
     let new_file = live.create("b.txt").unwrap();
     assert_ne!(live.session_id, old_session, "the first session of each boot got the same id");
     assert_ne!(new_file.persistent, old_file.persistent, "file ids repeat across boots");
-    // The layout ([`server::state::ids`]): the generation went up by one.
+    // The layout ([`server::state::id_alloc`]): the generation went up by one.
     let generation = |id: u64| (id >> 40) & 0xF_FFFF;
     assert_eq!(generation(live.session_id), (generation(old_session) + 1) & 0xF_FFFF, "{old_session:#x} then {:#x}", live.session_id);
 

@@ -14,7 +14,8 @@
 //! | node: 4 bits (63..60) | generation: 20 bits (59..40) | counter: 40 bits (39..0) |
 //! ```
 //!
-//! - `node`: 0 today. The pair will give each node its own value, so that
+//! - `node`: 0 today. The pair will give each node its own slot (not its
+//!   `ids::NodeId`, which is wider: a small index into the pair), so that
 //!   ids are unique across the two nodes as well (room for 16).
 //! - `generation`: taken at start: one more than the last one, which is kept
 //!   in the file `generation` in the server's state directory (a decimal
@@ -27,7 +28,7 @@
 //!   the carry moves the id on to the next generation, which is then
 //!   written to the file, so the next boot starts after it.
 //!
-//! No id is 0 or all ones. Tree ids are 32 bits ([`Ids::next_tree_id`]);
+//! No id is 0 or all ones. Tree ids are 32 bits ([`IdAlloc::next_tree_id`]);
 //! they need to be unique only within their session and do not outlive the
 //! process, so they are the counter's low 32 bits, skipping 0 and
 //! 0xFFFFFFFF (the related-compound placeholder).
@@ -50,17 +51,17 @@ const GENERATION_MASK: u64 = (1 << GENERATION_BITS) - 1;
 pub const GENERATION_FILE: &str = "generation";
 
 /// The id allocator of one boot of a node.
-pub struct Ids {
+pub struct IdAlloc {
     /// `node | generation | counter` of the last id handed out.
     last: AtomicU64,
     /// Where the generation is kept, when it is.
     state_dir: Option<PathBuf>,
 }
 
-impl Ids {
+impl IdAlloc {
     /// Takes this boot's generation: from (and into) `state_dir` when one is
     /// given and writable, else at random.
-    pub fn start(state_dir: Option<&Path>) -> Ids {
+    pub fn start(state_dir: Option<&Path>) -> IdAlloc {
         let (generation, kept) = match state_dir {
             Some(dir) => match next_generation(dir) {
                 Ok(g) => (g, true),
@@ -72,13 +73,13 @@ impl Ids {
             None => (random_generation(), false),
         };
         info!(generation, kept, "id generation");
-        Ids::with_generation(generation, if kept { state_dir.map(Path::to_path_buf) } else { None })
+        IdAlloc::with_generation(generation, if kept { state_dir.map(Path::to_path_buf) } else { None })
     }
 
     /// An allocator at a given generation. Should its counter run out, the
     /// next generation is written to `state_dir`, when given.
-    pub fn with_generation(generation: u64, state_dir: Option<PathBuf>) -> Ids {
-        Ids { last: AtomicU64::new((generation & GENERATION_MASK) << COUNTER_BITS), state_dir }
+    pub fn with_generation(generation: u64, state_dir: Option<PathBuf>) -> IdAlloc {
+        IdAlloc { last: AtomicU64::new((generation & GENERATION_MASK) << COUNTER_BITS), state_dir }
     }
 
     /// This boot's generation (the one the next id would carry).
@@ -168,7 +169,7 @@ mod tests {
 
     #[test]
     fn ids_carry_the_generation_and_count_from_one() {
-        let ids = Ids::with_generation(7, None);
+        let ids = IdAlloc::with_generation(7, None);
         let a = ids.next_id();
         let b = ids.next_id();
         assert_eq!(a, 7 << COUNTER_BITS | 1);
@@ -180,8 +181,8 @@ mod tests {
     #[test]
     fn each_start_takes_the_next_generation_from_the_state_dir() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Ids::start(Some(dir.path()));
-        let second = Ids::start(Some(dir.path()));
+        let first = IdAlloc::start(Some(dir.path()));
+        let second = IdAlloc::start(Some(dir.path()));
         assert_eq!(second.generation(), (first.generation() + 1) & GENERATION_MASK);
         assert_ne!(first.next_id(), second.next_id());
         let kept: u64 = std::fs::read_to_string(dir.path().join(GENERATION_FILE)).unwrap().trim().parse().unwrap();
@@ -192,7 +193,7 @@ mod tests {
     fn the_generation_wraps_around() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(GENERATION_FILE), format!("{GENERATION_MASK}\n")).unwrap();
-        assert_eq!(Ids::start(Some(dir.path())).generation(), 0);
+        assert_eq!(IdAlloc::start(Some(dir.path())).generation(), 0);
     }
 
     #[test]
@@ -201,14 +202,14 @@ mod tests {
         // A file where the directory should be.
         let not_a_dir = dir.path().join("f");
         std::fs::write(&not_a_dir, b"x").unwrap();
-        let ids = Ids::start(Some(&not_a_dir));
+        let ids = IdAlloc::start(Some(&not_a_dir));
         assert!(ids.next_id() & COUNTER_MASK == 1);
     }
 
     #[test]
     fn a_spent_counter_moves_on_to_the_next_generation_and_keeps_it() {
         let dir = tempfile::tempdir().unwrap();
-        let ids = Ids::with_generation(5, Some(dir.path().to_path_buf()));
+        let ids = IdAlloc::with_generation(5, Some(dir.path().to_path_buf()));
         ids.last.store(5 << COUNTER_BITS | (COUNTER_MASK - 1), Ordering::Relaxed);
         let last_of_5 = ids.next_id();
         assert_eq!(generation_of(last_of_5), 5);
@@ -216,12 +217,12 @@ mod tests {
         assert_eq!(first_of_6, 6 << COUNTER_BITS | 1, "the id with counter 0 is skipped");
         let kept: u64 = std::fs::read_to_string(dir.path().join(GENERATION_FILE)).unwrap().trim().parse().unwrap();
         assert_eq!(kept, 6);
-        assert_eq!(Ids::start(Some(dir.path())).generation(), 7);
+        assert_eq!(IdAlloc::start(Some(dir.path())).generation(), 7);
     }
 
     #[test]
     fn tree_ids_skip_zero_and_all_ones() {
-        let ids = Ids::with_generation(0, None);
+        let ids = IdAlloc::with_generation(0, None);
         ids.last.store(0xFFFF_FFFE, Ordering::Relaxed);
         assert_eq!(ids.next_tree_id(), 1, "0xFFFFFFFF and 0x1_00000000 are skipped");
     }
