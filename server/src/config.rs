@@ -8,6 +8,13 @@
 //! server_name = "DUET"
 //! multichannel = true        # offer SMB 3.x multichannel (session binding)
 //! max_credits = 8192         # most credits a connection may hold
+//! state_dir = "duet-data"    # the node's state (boot generation); default: users_file's directory
+//!
+//! [limits]
+//! login_failures_before_delay = 5     # per client address, within the window
+//! login_failure_delay_max_ms = 2000   # each further failure waits longer, up to this
+//! login_failure_window_s = 60         # a quiet address starts afresh after this
+//! login_failures_per_connection = 10  # then the connection is closed
 //!
 //! [[share]]
 //! name = "duet"
@@ -78,6 +85,46 @@ pub struct Config {
     /// Users given directly (name, password), e.g. from `--user`.
     #[serde(skip)]
     pub inline_users: Vec<(String, String)>,
+    /// The node's state directory: the boot generation that keeps ids
+    /// unique across restarts lives there (`state::id_alloc`). Unset, it is the
+    /// users file's directory ([`Config::state_dir`]); with neither, the
+    /// generation is random.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Bounds on what a client can make the server do.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Bounds on what clients can make the server do (the `[limits]` section).
+/// Every field has a default; a file names only those it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Failed logons from one client address (within
+    /// `login_failure_window_s` of each other) that are answered at once;
+    /// after them, every logon from that address waits before its answer
+    /// (`state::throttle`).
+    pub login_failures_before_delay: u32,
+    /// The longest such wait, in milliseconds. The first is 100 ms, and
+    /// each further failure doubles it up to this.
+    pub login_failure_delay_max_ms: u64,
+    /// Seconds without a failure after which an address starts afresh.
+    pub login_failure_window_s: u64,
+    /// Failed logons one connection may make; the last is answered and the
+    /// connection closed. 0: no limit.
+    pub login_failures_per_connection: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            login_failures_before_delay: 5,
+            login_failure_delay_max_ms: 2000,
+            login_failure_window_s: 60,
+            login_failures_per_connection: 10,
+        }
+    }
 }
 
 fn default_listen() -> Vec<SocketAddr> {
@@ -109,6 +156,8 @@ impl Default for Config {
             max_credits: default_max_credits(),
             shares: Vec::new(),
             inline_users: Vec::new(),
+            state_dir: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -140,7 +189,21 @@ impl Config {
                 *u = base.join(&u);
             }
         }
+        if let Some(d) = &mut cfg.state_dir {
+            if d.is_relative() {
+                *d = base.join(&d);
+            }
+        }
         Ok(cfg)
+    }
+
+    /// The state directory in effect: `state_dir`, else the directory of
+    /// the users file, else none.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir.clone().or_else(|| {
+            let parent = self.users_file.as_deref()?.parent()?;
+            Some(if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() })
+        })
     }
 
     /// Checks what can be checked before binding.
@@ -198,6 +261,25 @@ encrypt = true
         assert_eq!(cfg.max_credits, 8192);
         assert_eq!(cfg.users_file.as_deref(), Some(dir.path().join("users").as_path()));
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn limits_and_state_dir_have_defaults_and_can_be_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("duet.toml");
+        std::fs::write(&p, "state_dir = \"st\"\n[limits]\nlogin_failures_before_delay = 3\n[[share]]\nname = \"a\"\npath = \"a\"\n").unwrap();
+        let cfg = Config::from_file(&p).unwrap();
+        assert_eq!(cfg.state_dir.as_deref(), Some(dir.path().join("st").as_path()));
+        assert_eq!(cfg.limits.login_failures_before_delay, 3);
+        assert_eq!(cfg.limits.login_failure_delay_max_ms, Limits::default().login_failure_delay_max_ms);
+        assert_eq!(Config::default().limits, Limits::default());
+        assert_eq!(Config::default().state_dir(), None);
+        let with_users = Config { users_file: Some("users".into()), ..Config::default() };
+        assert_eq!(with_users.state_dir(), Some(PathBuf::from(".")), "the users file's directory");
+        let both = Config { state_dir: Some("st".into()), ..with_users };
+        assert_eq!(both.state_dir(), Some(PathBuf::from("st")));
+        std::fs::write(&p, "[limits]\nlogin_failures = 3\n").unwrap();
+        assert!(matches!(Config::from_file(&p), Err(ConfigError::Parse(..))));
     }
 
     #[test]

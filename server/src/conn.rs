@@ -98,6 +98,8 @@ pub struct ConnState {
     /// A request served while another waited (see [`serve_while`]) asked
     /// to close the connection.
     pub closing: bool,
+    /// Failed logons on this connection (`Limits::login_failures_per_connection`).
+    pub login_failures: u32,
 }
 
 /// The read half of a connection's byte stream (a TCP socket's, or an
@@ -203,6 +205,7 @@ impl ConnState {
             io_slots: Arc::new(tokio::sync::Semaphore::new(MAX_DEFERRED)),
             inbox,
             closing: false,
+            login_failures: 0,
         }
     }
 

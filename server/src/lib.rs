@@ -68,7 +68,8 @@ pub fn init_logging(filter: &str) {
 
 /// The embedded default: serve `./duet-data/share` as `duet`, with user
 /// `duet` and a password generated once, kept in `./duet-data/password`,
-/// and printed.
+/// and printed; `./duet-data` is the state directory too (unless one is
+/// given).
 pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
     use rand::Rng;
     use std::os::unix::fs::OpenOptionsExt;
@@ -98,6 +99,9 @@ pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
         comment: "Duet default share".into(),
     });
     cfg.inline_users.push(("duet".into(), password.clone()));
+    if cfg.state_dir.is_none() {
+        cfg.state_dir = Some(base.to_path_buf());
+    }
     // Port 445 needs root; anyone else gets 4450.
     if !nix::unistd::geteuid().is_root() {
         for a in &mut cfg.listen {

@@ -196,6 +196,10 @@ pub async fn handle(conn: &mut ConnState, frame: BytesMut) -> Flow {
                 debug!("undecryptable transform: closing");
                 return Flow::Close;
             };
+            if names_another_session(conn, &plain, session_id) {
+                warn!(session = session_id, "an encrypted request names another session: closing");
+                return Flow::Close;
+            }
             process(conn, plain, true, Some((crypto, session_id))).await
         }
         [0xFE, b'S', b'M', b'B'] => process(conn, frame.freeze(), false, None).await,
@@ -236,12 +240,65 @@ async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
     }
 }
 
+/// Decrypts a transform ([MS-SMB2] 3.3.5.2.1.1): the session its header
+/// names must be in Connection.SessionTable and have keys; an anonymous or
+/// guest session has none (its keys would come from a session key anyone
+/// knows), and an encrypted request on one closes the connection, as the
+/// section says the server SHOULD. `None` closes the connection.
 fn decrypt(conn: &ConnState, frame: &[u8]) -> Option<(Bytes, Arc<SessionCrypto>, u64)> {
     let th = transform::TransformHeader::parse(frame).ok()?;
     let session = conn.session(th.session_id)?;
+    {
+        let inner = lock(&session.inner);
+        if inner.anonymous || inner.guest {
+            return None;
+        }
+    }
     let crypto = session.crypto()?;
+    if crypto.decryption_key.is_empty() {
+        return None;
+    }
     let plain = transform::decrypt(crypto.cipher, &crypto.decryption_key, frame).ok()?;
     Some((Bytes::from(plain), crypto, th.session_id))
+}
+
+/// True when an element of a decrypted message names a session of this
+/// connection other than the transform header's `sid`. The key says who
+/// sent the message, so each element must run as that session ([MS-SMB2]
+/// 3.3.5.2.1.1, Request.TransformSessionId 3.3.1.13): otherwise a session
+/// whose key anyone can compute (an anonymous one, before it had none)
+/// would carry requests naming a victim's session and tree, past its
+/// required signing and encryption. The caller closes the connection.
+///
+/// A related element (not the first) with SessionId 0xFFFFFFFFFFFFFFFF
+/// inherits the previous element's session (3.3.5.2.7.2). An element naming
+/// a session that this connection does not have (nor is binding) runs as
+/// nobody: it gets STATUS_USER_SESSION_DELETED like any other (3.3.5.2.9),
+/// as on Windows and Samba (smbtorture smb2.compound.invalid2, encrypted,
+/// sends unrelated elements with SessionId all ones). Malformed chains are
+/// left to [`process`].
+fn names_another_session(conn: &ConnState, msg: &[u8], sid: u64) -> bool {
+    let mut at = 0usize;
+    let mut first = true;
+    loop {
+        let Some(rest) = msg.get(at..) else {
+            return false;
+        };
+        let Ok(hdr) = Header::parse(rest) else {
+            return false;
+        };
+        let inherits = !first && hdr.is_related() && hdr.session_id == u64::MAX;
+        let id = hdr.session_id;
+        if !inherits && id != sid && (conn.sessions.contains_key(&id) || conn.bindings.contains_key(&id)) {
+            return true;
+        }
+        first = false;
+        let n = hdr.next_command as usize;
+        if n == 0 || !n.is_multiple_of(8) || n < HEADER_LEN {
+            return false;
+        }
+        at += n;
+    }
 }
 
 /// Splits a (possibly compound) message, runs each element, sends the

@@ -31,7 +31,7 @@ use crate::pipeline::{Ctx, HResult};
 pub async fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> HResult {
     match command {
         Command::Negotiate => negotiate::handle(ctx),
-        Command::SessionSetup => session_setup::handle(ctx),
+        Command::SessionSetup => session_setup::handle(ctx).await,
         Command::Logoff => logoff::handle(ctx),
         Command::TreeConnect => tree_connect::handle(ctx),
         Command::TreeDisconnect => tree_connect::disconnect(ctx),
