@@ -3,14 +3,14 @@
 //! completions (CHANGE_NOTIFY, blocking locks) can be sent at any time.
 //!
 //! Bounds ([`crate::config::Limits`]): a connection that has no
-//! authenticated session within `handshake_timeout_secs` is closed, and so
-//! is one whose request frame is still unfinished `frame_timeout_secs`
+//! authenticated session within `handshake_timeout_s` is closed, and so
+//! is one whose request frame is still unfinished `frame_timeout_s`
 //! after its first bytes came. The inbox holds only what has arrived (plus
 //! a modest chunk to read into), not what a frame header announces.
 //! Back-pressure: the writer takes every reply off the channel at once and
 //! counts the queued bytes ([`crate::limits::ReplyMeter`]); while they are
 //! over the limit, no new request is read. A client that reads none of its
-//! replies for `send_timeout_secs` is disconnected.
+//! replies for `send_timeout_s` is disconnected.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use protocol::credit::SequenceWindow;
 use protocol::crypto::preauth::PreauthHash;
 use protocol::crypto::signing::SigningAlgorithm;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -47,6 +48,9 @@ const OUT_QUEUE: usize = 8;
 const READ_CHUNK: usize = 64 * 1024;
 /// Largest READ/WRITE/transact size the server offers.
 pub const MAX_IO: u32 = 8 * 1024 * 1024;
+/// Sent to the writer instead of a frame: shut the connection down (an
+/// answer completed off the connection's task could not be encoded).
+pub const CLOSE_FRAME: Bytes = Bytes::new();
 
 /// An async operation waiting to complete, for CANCEL.
 pub struct PendingOp {
@@ -101,8 +105,10 @@ pub struct ConnState {
     pub bindings: HashMap<u64, Binding>,
     /// Async operations by async id.
     pub pending: Arc<Mutex<HashMap<u64, PendingOp>>>,
-    /// Credits granted and not yet used.
-    pub credits: u32,
+    /// Connection.CommandSequenceWindow: the message ids granted and not
+    /// yet used ([MS-SMB2] 3.3.1.1); its span is the most credits the client
+    /// may hold.
+    pub window: SequenceWindow,
     /// Slots for deferred (large I/O) operations in flight.
     pub io_slots: Arc<tokio::sync::Semaphore>,
     /// Where requests come from.
@@ -110,6 +116,8 @@ pub struct ConnState {
     /// A request served while another waited (see [`serve_while`]) asked
     /// to close the connection.
     pub closing: bool,
+    /// Failed logons on this connection (`Limits::login_failures_per_connection`).
+    pub login_failures: u32,
 }
 
 /// The read half of a connection's byte stream (a TCP socket's, or an
@@ -181,7 +189,7 @@ pub struct Inbox {
 
 impl Inbox {
     pub fn new(rd: Option<Reader>) -> Inbox {
-        let frame_timeout = Duration::from_secs(crate::config::Limits::default().frame_timeout_secs);
+        let frame_timeout = Duration::from_secs(crate::config::Limits::default().frame_timeout_s);
         Inbox { rd, buf: BytesMut::new(), outflow: None, frame_timeout, frame_started: None }
     }
 
@@ -317,6 +325,7 @@ pub fn serve_while<'a>(
 impl ConnState {
     pub fn new(server: Arc<Server>, peer: SocketAddr, id: u64, tx: mpsc::Sender<Bytes>, inbox: Inbox) -> ConnState {
         ConnState {
+            window: SequenceWindow::new(server.cfg.max_credits),
             id,
             peer,
             local: None,
@@ -336,15 +345,34 @@ impl ConnState {
             channels: HashMap::new(),
             bindings: HashMap::new(),
             pending: Arc::new(Mutex::new(HashMap::new())),
-            credits: 1,
             io_slots: Arc::new(tokio::sync::Semaphore::new(MAX_DEFERRED)),
             inbox,
             closing: false,
+            login_failures: 0,
         }
     }
 
     pub fn negotiated(&self) -> bool {
         self.dialect != 0
+    }
+
+    /// Connection.SupportsMultiCredit ([MS-SMB2] 3.3.5.4): SMB 2.1 and
+    /// later over TCP, where the server offers SMB2_GLOBAL_CAP_LARGE_MTU.
+    pub fn multi_credit(&self) -> bool {
+        self.dialect >= protocol::msg::negotiate::dialect::SMB2_1 && self.dialect != protocol::msg::negotiate::dialect::SMB2_WILDCARD
+    }
+
+    /// The MaxReadSize, MaxWriteSize and MaxTransactSize the server offers
+    /// (and offered, once negotiated; [MS-SMB2] 3.3.5.4): [`MAX_IO`] with
+    /// multi-credit requests, as far as the most credits a client may hold
+    /// pay for (64 KiB each); 64 KiB without ([MS-SMB2] 3.3.5.4: a 2.0.2
+    /// message carries 64 KiB at most).
+    pub fn max_io(&self) -> u32 {
+        if self.multi_credit() {
+            MAX_IO.min(self.window.max() * protocol::credit::CREDIT_SIZE)
+        } else {
+            protocol::credit::CREDIT_SIZE
+        }
     }
 
     /// A session reachable from this connection: established on it or bound
@@ -386,11 +414,11 @@ pub async fn serve_stream(server: Arc<Server>, rd: Reader, wr: Writer, peer: Soc
     let limits = &server.cfg.limits;
     let (tx, rx) = mpsc::channel::<Bytes>(OUT_QUEUE);
     let outflow = Arc::new(Outflow::new(server.resources.reply_meter()));
-    let writer = tokio::spawn(write_replies(wr, rx, outflow.clone(), Duration::from_secs(limits.send_timeout_secs)));
-    let inbox = Inbox::bounded(rd, outflow, Duration::from_secs(limits.frame_timeout_secs));
+    let writer = tokio::spawn(write_replies(wr, rx, outflow.clone(), Duration::from_secs(limits.send_timeout_s)));
+    let inbox = Inbox::bounded(rd, outflow, Duration::from_secs(limits.frame_timeout_s));
     let mut conn = ConnState::new(server.clone(), peer, id, tx, inbox);
     conn.local = local;
-    let handshake = Duration::from_secs(limits.handshake_timeout_secs);
+    let handshake = Duration::from_secs(limits.handshake_timeout_s);
     // Since when the connection has had no authenticated session.
     let mut unauthenticated = Some(Instant::now());
     while !conn.closing {
@@ -423,8 +451,9 @@ pub async fn serve_stream(server: Arc<Server>, rd: Reader, wr: Writer, peer: Soc
 
 /// The writer: takes replies off the channel as they come, so that the
 /// bytes queued are known (and senders never wait), and writes them in
-/// order. Stops when every sender is gone and all is written, on a write
-/// error, or when the client has read nothing for `stall`.
+/// order. Stops when every sender is gone (or a [`CLOSE_FRAME`] came) and
+/// all is written, on a write error, or when the client has read nothing
+/// for `stall`.
 async fn write_replies(mut wr: Writer, mut rx: mpsc::Receiver<Bytes>, out: Arc<Outflow>, stall: Duration) {
     let mut queue: VecDeque<Bytes> = VecDeque::new();
     let mut open = true;
@@ -436,6 +465,10 @@ async fn write_replies(mut wr: Writer, mut rx: mpsc::Receiver<Bytes>, out: Arc<O
                 break;
             }
             match rx.recv().await {
+                Some(f) if f.is_empty() => {
+                    debug!("closing: an answer could not be sent");
+                    break;
+                }
                 Some(f) => {
                     out.meter.add(f.len());
                     queue.push_back(f);
@@ -448,6 +481,12 @@ async fn write_replies(mut wr: Writer, mut rx: mpsc::Receiver<Bytes>, out: Arc<O
         tokio::select! {
             biased;
             f = rx.recv(), if open => match f {
+                // CLOSE_FRAME: what is queued before it goes out, then the
+                // connection is shut down.
+                Some(f) if f.is_empty() => {
+                    debug!("closing: an answer could not be sent");
+                    open = false;
+                }
                 Some(f) => {
                     out.meter.add(f.len());
                     queue.push_back(f);

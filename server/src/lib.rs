@@ -15,6 +15,10 @@
 //! - [`cmd`]: one handler module per SMB2 command.
 //! - [`state`]: the server's long-lived state: sessions, trees, opens, the
 //!   per-file table for share modes, locks and delete-on-close.
+//! - [`model`]: the long-lived state as plain data (sessions, trees, opens,
+//!   files, leases, locks, id allocators), partitioned by share set, changed
+//!   only by applying a `Delta`, with versioned checkpoints. Not wired in yet:
+//!   [`state`] still serves requests.
 //! - [`fs`]: the share-confined file system.
 //! - [`journal`]: the consistency-point hook the pipeline calls.
 //! - [`fuzzing`]: sequences of frames against an in-process server, for the
@@ -28,6 +32,7 @@ pub mod fs;
 pub mod fuzzing;
 pub mod journal;
 pub mod limits;
+pub mod model;
 pub mod pipeline;
 pub mod state;
 pub mod users;
@@ -67,7 +72,8 @@ pub fn init_logging(filter: &str) {
 
 /// The embedded default: serve `./duet-data/share` as `duet`, with user
 /// `duet` and a password generated once, kept in `./duet-data/password`,
-/// and printed.
+/// and printed; `./duet-data` is the state directory too (unless one is
+/// given).
 pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
     use rand::Rng;
     use std::os::unix::fs::OpenOptionsExt;
@@ -97,6 +103,9 @@ pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
         comment: "Duet default share".into(),
     });
     cfg.inline_users.push(("duet".into(), password.clone()));
+    if cfg.state_dir.is_none() {
+        cfg.state_dir = Some(base.to_path_buf());
+    }
     // Port 445 needs root; anyone else gets 4450.
     if !nix::unistd::geteuid().is_root() {
         for a in &mut cfg.listen {

@@ -410,11 +410,11 @@ fn pending_requests_per_connection_are_bounded() {
 // Deadlines.
 
 /// Before: a connection that never negotiated (or never logged on) was
-/// kept forever. Now it is closed after `handshake_timeout_secs`; a
+/// kept forever. Now it is closed after `handshake_timeout_s`; a
 /// logged-on client that idles is not, until its last session ends.
 #[test]
 fn unauthenticated_connections_are_closed_after_the_deadline() {
-    let (addr, _dir) = start_limited(Limits { handshake_timeout_secs: 1, ..Limits::default() });
+    let (addr, _dir) = start_limited(Limits { handshake_timeout_s: 1, ..Limits::default() });
     let mut silent: Vec<Client> = (0..3).map(|_| Client::connect(addr)).collect();
     let mut negotiated = Client::connect(addr);
     negotiated.negotiate(dialect::SMB3_0_2);
@@ -432,12 +432,12 @@ fn unauthenticated_connections_are_closed_after_the_deadline() {
 }
 
 /// Before: a frame whose first bytes came and whose rest never did was
-/// waited for forever. Now the connection is closed `frame_timeout_secs`
+/// waited for forever. Now the connection is closed `frame_timeout_s`
 /// after the frame's first bytes, before or after logon; a frame that
 /// arrives in pieces within the deadline is served.
 #[test]
 fn an_unfinished_frame_is_dropped_after_its_deadline() {
-    let (addr, _dir) = start_limited(Limits { frame_timeout_secs: 1, handshake_timeout_secs: 120, ..Limits::default() });
+    let (addr, _dir) = start_limited(Limits { frame_timeout_s: 1, handshake_timeout_s: 120, ..Limits::default() });
     // Announce a 1 MiB message, send 1000 bytes of it.
     let mut part = vec![0u8, 0x10, 0, 0];
     part.extend_from_slice(&[0xFE; 1000]);
@@ -508,10 +508,10 @@ fn announced_frames_reserve_only_what_arrived() {
 /// the deferred reads' slots are held until their replies are written:
 /// four at most, and the connection is not read meanwhile. Other clients
 /// are served, and the connection is closed once it has read nothing for
-/// `send_timeout_secs`.
+/// `send_timeout_s`.
 #[test]
 fn a_client_that_reads_no_replies_stops_being_read() {
-    let duet = Duet::start("send_timeout_secs = 5", None);
+    let duet = Duet::start("send_timeout_s = 5", None);
     let data: Vec<u8> = (0..8 * MIB as usize).map(|i| (i % 251) as u8).collect();
     std::fs::write(duet.share().join("big"), &data).unwrap();
     let mut hog = Client::logged_on(duet.addr, dialect::SMB3_0_2, common::USER, common::PASSWORD);
