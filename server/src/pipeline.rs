@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use protocol::crypto::{signing, transform};
 use protocol::header::{self, flags, Command, Header, HEADER_LEN};
 use protocol::msg::FileId;
@@ -189,7 +189,7 @@ pub async fn handle(conn: &mut ConnState, frame: BytesMut) -> Flow {
     match &frame[0..4] {
         [0xFF, b'S', b'M', b'B'] => return smb1(conn, &frame).await,
         [0xFD, b'S', b'M', b'B'] => {
-            let Some((plain, crypto, session_id)) = decrypt(conn, &frame) else {
+            let Some((plain, crypto, session_id)) = decrypt(conn, frame) else {
                 debug!("undecryptable transform: closing");
                 return Flow::Close;
             };
@@ -225,12 +225,15 @@ async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
     }
 }
 
-fn decrypt(conn: &ConnState, frame: &[u8]) -> Option<(Bytes, Arc<SessionCrypto>, u64)> {
-    let th = transform::TransformHeader::parse(frame).ok()?;
+/// Decrypts a transform frame in its own buffer; the plaintext is the
+/// same buffer past the transform header.
+fn decrypt(conn: &ConnState, mut frame: BytesMut) -> Option<(Bytes, Arc<SessionCrypto>, u64)> {
+    let th = transform::TransformHeader::parse(&frame).ok()?;
     let session = conn.session(th.session_id)?;
     let crypto = session.crypto()?;
-    let plain = transform::decrypt(crypto.cipher, &crypto.decryption_key, frame).ok()?;
-    Some((Bytes::from(plain), crypto, th.session_id))
+    transform::decrypt_in_place(crypto.cipher, &crypto.decryption_key, &mut frame).ok()?;
+    frame.advance(transform::TRANSFORM_HEADER_LEN);
+    Some((frame.freeze(), crypto, th.session_id))
 }
 
 /// Splits a (possibly compound) message, runs each element, sends the
@@ -574,7 +577,11 @@ fn encode_frame(
     encrypt: Option<(Arc<SessionCrypto>, u64)>,
 ) -> Option<BytesMut> {
     let n = out.len();
-    // The frame starts with the NetBIOS header, filled in at the end.
+    if n == 0 {
+        return None;
+    }
+    // The frame starts with the NetBIOS header and room for a transform
+    // header, filled in at the end (the room is dropped when not encrypting).
     let mut chain = BytesMut::new();
     for (i, mut e) in out.into_iter().enumerate() {
         if encrypt.is_some() {
@@ -589,15 +596,15 @@ fn encode_frame(
             Some(mut room) if i == 0 && room.len() == HEADROOM => {
                 let mut h = BytesMut::with_capacity(HEADER_LEN);
                 e.hdr.encode(&mut h);
-                room[4..].copy_from_slice(&h);
+                room[FRAME_ROOM..].copy_from_slice(&h);
                 room.unsplit(e.body);
-                let m = room.split_off(4);
+                let m = room.split_off(FRAME_ROOM);
                 chain = room;
                 m
             }
             _ => {
                 if i == 0 {
-                    chain.put_u32(0);
+                    chain.put_bytes(0, FRAME_ROOM);
                 }
                 let mut m = BytesMut::with_capacity(HEADER_LEN + e.body.len() + 8);
                 e.hdr.encode(&mut m);
@@ -629,22 +636,21 @@ fn encode_frame(
     }
     let frame = match encrypt {
         Some((crypto, sid)) => {
+            // Encrypted where it lies, the transform header in the room.
             let nonce: [u8; 16] = rand::random();
             let nlen = transform::nonce_len(crypto.cipher).unwrap_or(12);
-            match transform::encrypt(crypto.cipher, &crypto.encryption_key, sid, &nonce[..nlen], &chain[4..]) {
-                Ok(t) => {
-                    let mut f = BytesMut::with_capacity(4 + t.len());
-                    protocol::netbios::encode_header(t.len(), &mut f);
-                    f.extend_from_slice(&t);
-                    f
-                }
-                Err(e) => {
-                    warn!("encrypt: {e}");
-                    return None;
-                }
+            if let Err(e) = transform::encrypt_in_place(crypto.cipher, &crypto.encryption_key, sid, &nonce[..nlen], &mut chain[4..]) {
+                warn!("encrypt: {e}");
+                return None;
             }
+            let len = chain.len() - 4;
+            let mut h = BytesMut::with_capacity(4);
+            protocol::netbios::encode_header(len, &mut h);
+            chain[..4].copy_from_slice(&h);
+            chain
         }
         None => {
+            chain.advance(transform::TRANSFORM_HEADER_LEN);
             let len = chain.len() - 4;
             let mut h = BytesMut::with_capacity(4);
             protocol::netbios::encode_header(len, &mut h);
@@ -699,8 +705,13 @@ pub fn encode_unsolicited(hdr: Header, body: BytesMut, encrypt: Option<(Arc<Sess
     encode_frame(&mut unused, vec![e], encrypt).map(BytesMut::freeze)
 }
 
-/// Room in front of a body for the NetBIOS (4) and SMB2 (64) headers.
-pub const HEADROOM: usize = 4 + HEADER_LEN;
+/// Room in front of a frame's first message: the NetBIOS header (4) and a
+/// transform header (52), so that a frame is encrypted in place.
+const FRAME_ROOM: usize = 4 + transform::TRANSFORM_HEADER_LEN;
+
+/// Room in front of a body for the NetBIOS (4), transform (52) and SMB2
+/// (64) headers.
+pub const HEADROOM: usize = FRAME_ROOM + HEADER_LEN;
 
 /// A body buffer with [`HEADROOM`] in front of it, for large responses
 /// (READ): returns (headroom, body); put the headroom in [`Resp::headroom`].
