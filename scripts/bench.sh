@@ -112,7 +112,9 @@ def tree(root):
     return out
 PY
 
-# Peak memory sampler: NAME PID -> writes "max_rss_kib max_pss_kib" to $out/NAME.rss
+# Peak memory sampler: NAME PID -> writes "PHASE max_rss_kib max_pss_kib"
+# lines to $out/NAME.rss, one for each phase named in $out/phase while it
+# ran (e.g. signed.nget) and one for "all".
 sample_rss() {
   python3 - "$2" "$out/$1.rss" "$out" <<'PY' &
 import os, sys, time
@@ -128,14 +130,22 @@ def field(pid, name, fname="status"):
     except (OSError, ValueError, IndexError):
         pass
     return 0
-peak = peak_pss = 0
+peaks = {"all": (0, 0)}
 while os.path.exists(f"/proc/{root}"):
+    try:
+        with open(os.path.join(sys.argv[3], "phase")) as f:
+            phase = f.read().strip() or "idle"
+    except OSError:
+        phase = "idle"
     procs = tree(root)
-    total = sum(field(p, "VmRSS") for p in procs)
-    peak = max(peak, total, field(root, "VmHWM"))
-    peak_pss = max(peak_pss, sum(field(p, "Pss", "smaps_rollup") for p in procs))
+    rss = max(sum(field(p, "VmRSS") for p in procs), field(root, "VmHWM"))
+    pss = sum(field(p, "Pss", "smaps_rollup") for p in procs)
+    for k in ("all", phase):
+        r, p = peaks.get(k, (0, 0))
+        peaks[k] = (max(r, rss), max(p, pss))
     with open(path + ".tmp", "w") as f:
-        f.write(f"{peak} {peak_pss}\n")
+        for k, (r, p) in peaks.items():
+            f.write(f"{k} {r} {p}\n")
     os.replace(path + ".tmp", path)
     time.sleep(0.2)
 PY
@@ -247,7 +257,9 @@ transfer() {
   # pace, and it falls on whichever server comes next.
   sync
   read -r c0 _ < <(tree_cpu "$pid" "${BASE[$name]}")
+  echo "$mode.$kind" >"$out/phase"
   t=$(timed "$count" "$port" "$mode" "$cmds")
+  echo idle >"$out/phase"
   read -r c1 _ < <(tree_cpu "$pid" "${BASE[$name]}")
   n=$((count * bytes))
   r=$(mbps "$t" "$n")
@@ -321,10 +333,14 @@ for suite in ${suites[@]+"${suites[@]}"}; do
 done
 
 sleep 0.5
+mib() { awk -v k="${1:-0}" 'BEGIN { if (k > 0) printf "%.1f", k / 1024; else print "-" }'; }
 for name in duet smbd; do
-  read -r kib pss_kib < "$out/$name.rss" 2>/dev/null || { kib=0; pss_kib=0; }
-  R[$name.rss]=$(awk -v k="$kib" 'BEGIN { if (k > 0) printf "%.1f", k / 1024; else print "-" }')
-  R[$name.pss]=$(awk -v k="${pss_kib:-0}" 'BEGIN { if (k > 0) printf "%.1f", k / 1024; else print "-" }')
+  while read -r phase kib pss_kib; do
+    R[$name.rss.$phase]=$(mib "$kib")
+    R[$name.pss.$phase]=$(mib "$pss_kib")
+  done < "$out/$name.rss"
+  R[$name.rss]=${R[$name.rss.all]:--}
+  R[$name.pss]=${R[$name.pss.all]:--}
 done
 
 ratio() {
@@ -365,6 +381,18 @@ for mode in "${mode_list[@]}"; do
   for kind in put get nput nget; do
     for name in duet smbd; do
       printf '%-4s %-9s %-4s:%s\n' "$name" "$mode" "$kind" "${RUNS[$name.$mode.$kind]}"
+    done
+  done
+done
+echo '```'
+echo
+echo "Peak PSS MiB (RSS) by transfer:"
+echo
+echo '```'
+for mode in "${mode_list[@]}"; do
+  for kind in put get nput nget; do
+    for name in duet smbd; do
+      printf '%-4s %-9s %-4s: %s (%s)\n' "$name" "$mode" "$kind" "${R[$name.pss.$mode.$kind]:--}" "${R[$name.rss.$mode.$kind]:--}"
     done
   done
 done

@@ -107,6 +107,24 @@ impl Inbox {
         Inbox { rd, buf: BytesMut::with_capacity(128 * 1024) }
     }
 
+    /// Room to read into: for a large frame whose header is in, the whole
+    /// frame in one buffer of its size class ([`crate::alloc::size_class`]);
+    /// else at least 64 KiB.
+    fn make_room(&mut self) {
+        let want = match self.buf.get(..4) {
+            Some(h) if h[0] == 0 => {
+                let len = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
+                crate::alloc::size_class(4 + len.min(MAX_FRAME))
+            }
+            _ => 0,
+        };
+        if want > self.buf.capacity() {
+            self.buf.reserve(want - self.buf.len());
+        } else if self.buf.capacity() - self.buf.len() < 64 * 1024 {
+            self.buf.reserve(256 * 1024);
+        }
+    }
+
     /// The next whole frame; `None` once the peer is gone or sent
     /// something that is not a NetBIOS session message. Cancel-safe: a
     /// frame read halfway stays in the buffer.
@@ -120,9 +138,7 @@ impl Inbox {
                     return None;
                 }
             }
-            if self.buf.capacity() - self.buf.len() < 64 * 1024 {
-                self.buf.reserve(256 * 1024);
-            }
+            self.make_room();
             match self.rd.as_mut()?.read_buf(&mut self.buf).await {
                 Ok(0) => return None,
                 Ok(_) => {}

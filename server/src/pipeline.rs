@@ -365,7 +365,8 @@ async fn process(
         }
         if let Some(fut) = resp.deferred.take() {
             let enc = encrypt_reply.clone().or_else(|| encryption_for_hdr(conn, &resp_hdr));
-            deferred_tasks.push((resp_hdr, sign, enc, fut, index - 1));
+            let cost = crate::alloc::io_cost(&hdr, &elem);
+            deferred_tasks.push((resp_hdr, sign, enc, fut, index - 1, cost));
         } else if let Some(fut) = resp.pending.take() {
             let async_id = server.next_id();
             let mut interim = resp_hdr.clone();
@@ -400,8 +401,8 @@ async fn process(
     if deferred_tasks.is_empty() {
         server.journal.post_reply_ack(op);
     }
-    for (hdr, sign, enc, fut, idx) in deferred_tasks {
-        spawn_deferred(conn, op, idx, hdr, sign, enc, fut).await;
+    for (hdr, sign, enc, fut, idx, cost) in deferred_tasks {
+        spawn_deferred(conn, op, idx, hdr, sign, enc, fut, cost).await;
     }
     for (async_id, message_id, session_id, final_hdr, fut, sign) in pending_tasks {
         spawn_pending(conn, async_id, message_id, session_id, final_hdr, fut, sign, encrypted);
@@ -662,8 +663,12 @@ fn encode_frame(
 }
 
 /// Runs a deferred element's future in its own task and sends its answer
-/// (points 3 and 4 happen there). Waits for an I/O slot first, so a
-/// connection has a bounded number of large operations in flight.
+/// (points 3 and 4 happen there). Waits for an I/O slot and for `cost`
+/// bytes of the server's I/O budget first (see [`crate::alloc`]), so a
+/// connection has a bounded number of large operations in flight, and the
+/// server a bounded number of large buffers; both are held until the
+/// answer is on the socket.
+#[allow(clippy::too_many_arguments)]
 async fn spawn_deferred(
     conn: &mut ConnState,
     op: crate::journal::OpId,
@@ -672,10 +677,12 @@ async fn spawn_deferred(
     sign: Option<Arc<SessionCrypto>>,
     enc: Option<(Arc<SessionCrypto>, u64)>,
     fut: PendingFut,
+    cost: usize,
 ) {
-    let Ok(permit) = conn.io_slots.clone().acquire_owned().await else {
+    let Ok(permit) = conn.io_slots.clone().acquire_many_owned(crate::alloc::slots_for(cost)).await else {
         return;
     };
+    let lease = crate::alloc::lease(cost).await.with_slot(permit);
     let tx = conn.tx.clone();
     let server = conn.server.clone();
     tokio::spawn(async move {
@@ -689,10 +696,9 @@ async fn spawn_deferred(
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
         let mut unused = protocol::crypto::preauth::PreauthHash::new();
         if let Some(frame) = encode_frame(&mut unused, vec![e], enc) {
-            let _ = tx.send(frame.freeze()).await;
+            let _ = tx.send(crate::alloc::leased(frame, lease)).await;
         }
         server.journal.post_reply_ack(op);
-        drop(permit);
     });
 }
 
