@@ -6,15 +6,21 @@
 //! lets the next request reuse memory that is already mapped.
 //!
 //! How many are alive at once is bounded server-wide by [`IO_BUDGET`]: a
-//! deferred READ or WRITE takes a [`Lease`] of its buffer's size before it
-//! starts, and the connection reads no further request until it has one.
-//! A READ's lease travels with its response frame ([`leased`]) and returns
-//! when the writer has put the frame on the socket and dropped it, so the
-//! frames waiting in a connection's writer queue count too. The same goes
-//! for the connection's own slots ([`slots_for`]): 16 MiB per connection. Freed buffers go
-//! back to the heap, and the next lease's buffer is carved from them: the
-//! heap, and so the resident memory, stays within the budget (plus one
-//! request frame per connection being read, and the small buffers).
+//! large request frame (a WRITE's) is read off the socket only once a
+//! [`Lease`] of its size is granted (`conn::Inbox`), and a deferred READ
+//! takes one for its data before it reads; a connection reads no further
+//! request while it waits. A WRITE's lease is held until the data is
+//! written; a READ's travels with its response frame ([`leased`]) and
+//! returns when the writer has put the frame on the socket and dropped it,
+//! so frames waiting in a connection's writer queue count too. The same
+//! goes for the connection's own slots ([`slots_for`]): 16 MiB in flight
+//! per connection. Freed buffers go back to the heap, and the next lease's
+//! buffer is carved from them ([`size_class`]): the heap, and so resident
+//! memory, stays within the budget plus the small buffers.
+//!
+//! A connection whose peer stops reading keeps its leases until it is
+//! closed; the budget is large enough for several such connections
+//! before others wait.
 
 use std::sync::{Arc, OnceLock};
 
@@ -54,7 +60,8 @@ pub fn tune() {
     }
 }
 
-fn budget() -> &'static Arc<Semaphore> {
+/// The server-wide budget's semaphore (tests hold it whole).
+pub(crate) fn budget() -> &'static Arc<Semaphore> {
     static BUDGET: OnceLock<Arc<Semaphore>> = OnceLock::new();
     BUDGET.get_or_init(|| Arc::new(Semaphore::new(IO_BUDGET / UNIT)))
 }

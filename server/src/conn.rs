@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use protocol::crypto::preauth::PreauthHash;
 use protocol::crypto::signing::SigningAlgorithm;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -100,46 +100,108 @@ pub struct ConnState {
 pub struct Inbox {
     rd: Option<OwnedReadHalf>,
     buf: BytesMut,
+    /// The I/O budget taken for the large frame being read.
+    lease: Option<crate::alloc::Lease>,
+    /// The lease of the frame last returned, until the pipeline takes it
+    /// (a deferred WRITE holds its frame until written) or the next frame
+    /// is asked for.
+    last: Option<crate::alloc::Lease>,
 }
+
+/// Frames at least this long are read against the I/O budget.
+const LEASE_FROM: usize = 256 * 1024;
 
 impl Inbox {
     pub fn new(rd: Option<OwnedReadHalf>) -> Inbox {
-        Inbox { rd, buf: BytesMut::with_capacity(128 * 1024) }
+        Inbox { rd, buf: BytesMut::with_capacity(128 * 1024), lease: None, last: None }
     }
 
-    /// Room to read into: for a large frame whose header is in, the whole
-    /// frame in one buffer of its size class ([`crate::alloc::size_class`]);
-    /// else at least 64 KiB.
-    fn make_room(&mut self) {
-        let want = match self.buf.get(..4) {
-            Some(h) if h[0] == 0 => {
-                let len = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
-                crate::alloc::size_class(4 + len.min(MAX_FRAME))
-            }
-            _ => 0,
-        };
-        if want > self.buf.capacity() {
-            self.buf.reserve(want - self.buf.len());
-        } else if self.buf.capacity() - self.buf.len() < 64 * 1024 {
-            self.buf.reserve(256 * 1024);
+    /// The length of the frame whose header is at the front, if any.
+    fn pending_len(&self) -> Option<usize> {
+        match self.buf.get(..4) {
+            Some(h) if h[0] == 0 => Some((usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3])),
+            _ => None,
         }
+    }
+
+    /// Room to read into: for a large frame (`big`, its length), the whole
+    /// frame in a buffer of its own, of its size class
+    /// ([`crate::alloc::size_class`]); else at least 64 KiB.
+    fn make_room(&mut self, big: Option<usize>) {
+        match big {
+            Some(len) => {
+                let want = crate::alloc::size_class(4 + len);
+                if self.buf.capacity() < want {
+                    // Not `reserve`: it may double a buffer it owns alone.
+                    let mut fresh = BytesMut::with_capacity(want);
+                    fresh.extend_from_slice(&self.buf);
+                    self.buf = fresh;
+                }
+            }
+            None => {
+                if self.buf.capacity() - self.buf.len() < 64 * 1024 {
+                    self.buf.reserve(256 * 1024);
+                }
+            }
+        }
+    }
+
+    /// The I/O budget of the frame last returned by [`Inbox::next_frame`],
+    /// for the operation that keeps the frame beyond its request.
+    pub fn take_lease(&mut self) -> Option<crate::alloc::Lease> {
+        self.last.take()
     }
 
     /// The next whole frame; `None` once the peer is gone or sent
     /// something that is not a NetBIOS session message. Cancel-safe: a
-    /// frame read halfway stays in the buffer.
+    /// frame read halfway stays in the buffer. The body of a large frame
+    /// is read only once the server's I/O budget has room for it, so that
+    /// request data in memory is bounded server-wide ([`crate::alloc`]).
     pub async fn next_frame(&mut self) -> Option<BytesMut> {
+        // The last frame's request is done, unless it took its lease.
+        self.last = None;
         loop {
+            // A large frame gets its lease and its own buffer before any
+            // more of it is read (and before `decode` would grow the small
+            // buffer to hold it).
+            let big = self.pending_len().filter(|len| (LEASE_FROM..=MAX_FRAME).contains(len));
+            if let Some(len) = big {
+                if self.lease.is_none() {
+                    self.lease = Some(crate::alloc::lease(len).await);
+                }
+                self.make_room(big);
+            }
             match protocol::netbios::decode(&mut self.buf, MAX_FRAME) {
-                Ok(Some(frame)) => return Some(frame),
+                Ok(Some(frame)) => {
+                    self.last = self.lease.take();
+                    if frame.len() >= LEASE_FROM {
+                        // The large buffer leaves with its frame; read on
+                        // into a small one (nothing was read past the frame).
+                        let mut rest = BytesMut::with_capacity(128 * 1024);
+                        rest.extend_from_slice(&self.buf);
+                        self.buf = rest;
+                    }
+                    return Some(frame);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     warn!("closing: {e}");
                     return None;
                 }
             }
-            self.make_room();
-            match self.rd.as_mut()?.read_buf(&mut self.buf).await {
+            if big.is_none() {
+                self.make_room(None);
+            }
+            let rd = self.rd.as_mut()?;
+            let read = match big {
+                // No further than the frame's end.
+                Some(len) => {
+                    let left = 4 + len - self.buf.len();
+                    rd.read_buf(&mut (&mut self.buf).limit(left)).await
+                }
+                None => rd.read_buf(&mut self.buf).await,
+            };
+            match read {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) => {
@@ -301,4 +363,85 @@ pub fn leave_channel(session: &Session, conn_id: u64) -> bool {
     let mut inner = lock(&session.inner);
     inner.channels.retain(|&c| c != conn_id);
     inner.channels.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (Inbox, tokio::net::tcp::OwnedWriteHalf) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (rd, _) = server.into_split();
+        let (_, wr) = client.into_split();
+        (Inbox::new(Some(rd)), wr)
+    }
+
+    fn frame(len: usize, fill: u8) -> Vec<u8> {
+        let mut f = vec![0, (len >> 16) as u8, (len >> 8) as u8, len as u8];
+        f.resize(4 + len, fill);
+        f
+    }
+
+    /// A large frame and the small ones around it come out whole and in
+    /// order, each in a buffer of its own: the large one's reads stop at
+    /// its end, and the next frame is read into a small buffer.
+    #[tokio::test]
+    async fn large_and_small_frames_in_one_stream() {
+        let (mut inbox, mut wr) = pair().await;
+        let big = 8 << 20;
+        let mut wire = frame(100, 1);
+        wire.extend(frame(big, 2));
+        wire.extend(frame(70, 3));
+        wire.extend(frame(LEASE_FROM, 4));
+        let writer = tokio::spawn(async move {
+            // In pieces that split headers and bodies.
+            for piece in wire.chunks(77_777) {
+                wr.write_all(piece).await.expect("write");
+            }
+            wr
+        });
+        let f = inbox.next_frame().await.expect("small");
+        assert_eq!((f.len(), f[0]), (100, 1));
+        assert!(inbox.take_lease().is_none(), "small frames take no budget");
+        let f = inbox.next_frame().await.expect("big");
+        assert_eq!(f.len(), big);
+        assert!(f.iter().all(|&b| b == 2));
+        assert!(inbox.take_lease().is_some(), "a large frame comes with its lease");
+        assert!(inbox.buf.capacity() < 1 << 20, "the large buffer left with its frame");
+        let f = inbox.next_frame().await.expect("small after big");
+        assert_eq!((f.len(), f[0], f[69]), (70, 3, 3));
+        let f = inbox.next_frame().await.expect("threshold");
+        assert_eq!((f.len(), f[0]), (LEASE_FROM, 4));
+        drop(writer.await.expect("writer"));
+        assert!(inbox.next_frame().await.is_none(), "end of stream");
+    }
+
+    /// The body of a large frame is not read while the server's I/O
+    /// budget is spent; it is once the budget comes back.
+    #[tokio::test]
+    async fn a_large_frame_waits_for_the_budget() {
+        let (mut inbox, mut wr) = pair().await;
+        let all = crate::alloc::budget()
+            .clone()
+            .acquire_many_owned((crate::alloc::IO_BUDGET / (64 * 1024)) as u32)
+            .await
+            .expect("the whole budget");
+        let len = 4 << 20;
+        let writer = tokio::spawn(async move {
+            let _ = wr.write_all(&frame(len, 9)).await;
+            wr
+        });
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(300), inbox.next_frame()).await;
+        assert!(waiting.is_err(), "a large frame was read with no budget left");
+        assert!(inbox.buf.capacity() < 1 << 20, "no large buffer before the lease");
+        drop(all);
+        let f = inbox.next_frame().await.expect("frame");
+        assert_eq!(f.len(), len);
+        assert!(f.iter().all(|&b| b == 9));
+        drop(writer.await.expect("writer"));
+    }
 }

@@ -679,10 +679,16 @@ async fn spawn_deferred(
     fut: PendingFut,
     cost: usize,
 ) {
+    // A WRITE's frame was read against the budget already (see Inbox).
+    let taken = conn.inbox.take_lease();
     let Ok(permit) = conn.io_slots.clone().acquire_many_owned(crate::alloc::slots_for(cost)).await else {
         return;
     };
-    let lease = crate::alloc::lease(cost).await.with_slot(permit);
+    let lease = match taken {
+        Some(lease) => lease,
+        None => crate::alloc::lease(cost).await,
+    }
+    .with_slot(permit);
     let tx = conn.tx.clone();
     let server = conn.server.clone();
     tokio::spawn(async move {
