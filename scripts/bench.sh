@@ -14,6 +14,8 @@
 #                            the file under its own name, then each getting
 #                            its own back: N x SIZE over the wall time from
 #                            the first start to the last finish
+#                            (after an uncounted warm-up put and N-client
+#                            put on each server, see below)
 #                            Each of these in every MODE of --modes (default
 #                            plain,signed,encrypted: smbclient
 #                            --client-protection=off|sign|encrypt; smbclient
@@ -38,7 +40,10 @@
 #                            process per client) sampled every 0.2 s, or the
 #                            main process's VmHWM if larger
 #   peak PSS MiB             the same with PSS (smaps_rollup), which does not
-#                            count pages shared between smbd's processes twice
+#                            count pages shared between smbd's processes twice;
+#                            below the table, the peak while each transfer ran
+#                            (a server that keeps its heap shows the high-water
+#                            mark of the transfers before, too)
 #
 # --quick: 128 MiB, 2 rounds, 3 s smbtorture benches (for development; the
 # numbers are noisier). --no-torture skips the smbtorture rows.
@@ -64,7 +69,7 @@ while [ $# -gt 0 ]; do
     --modes) modes=$2; shift 2 ;;
     --no-torture) torture=0; shift ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,55p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -242,9 +247,9 @@ for name in duet smbd; do
   read -r _ "BASE[$name]" < <(tree_cpu "${!pid_var}")
 done
 
-# One transfer on one server: KIND (put|get|nput|nget) MODE NAME.
+# One transfer on one server: KIND (put|get|nput|nget) MODE NAME [warmup].
 transfer() {
-  local kind=$1 mode=$2 name=$3 port_var=${3^^}_PORT pid_var=${3^^}_PID
+  local kind=$1 mode=$2 name=$3 warmup=${4:-} port_var=${3^^}_PORT pid_var=${3^^}_PID
   local port=${!port_var} pid=${!pid_var} count=1 cmds n t r c0 c1 i f got dir=${1#n}
   case "$kind" in
     put) rm -f "$out/$name/share/big.bin"; cmds="put big.bin big.bin" ;;
@@ -270,11 +275,24 @@ transfer() {
       if [ "$got" != "$bytes" ]; then log "$name: server-side $f has $got bytes, expected $bytes"; r="-"; fi
     done
   fi
-  log "$name: $kind $mode: ${t}s, $r MB/s, server CPU $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')s"
+  log "$name: $kind $mode: ${t}s, $r MB/s, server CPU $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')s${warmup:+ (warm-up, not counted)}"
+  [ -n "$warmup" ] && return
   RUNS[$name.$mode.$kind]="${RUNS[$name.$mode.$kind]:-} $r"
   CPU[$name.$mode.$dir]=$(awk -v s="${CPU[$name.$mode.$dir]:-0}" -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", s + b - a }')
   MOVED[$name.$mode.$dir]=$(( ${MOVED[$name.$mode.$dir]:-0} + n ))
 }
+
+# A warm-up put and N-client put on each server, not counted. This machine
+# is a virtual one whose memory the host backs on first touch: the first
+# gigabytes of page cache a run writes cost the writer several times the
+# CPU of pages used before (dd of 512 MiB: 1.3 s of system time into
+# fresh memory, 0.15 s into reused), and without a warm-up that falls on
+# the first transfers of whichever server goes first. Each later transfer
+# deletes the files of the one before it, so it writes into reused pages.
+for name in duet smbd; do
+  transfer put plain "$name" warmup
+  transfer nput plain "$name" warmup
+done
 
 # The servers alternate transfer by transfer, ROUNDS times, and the median
 # counts: on a shared machine one transfer can land in a noisy second, and
