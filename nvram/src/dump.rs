@@ -45,7 +45,7 @@ pub fn dump(path: &Path, out: &mut dyn Write) -> Result<()> {
     }
     let h = Header::pick(&a, &b)?;
     writeln!(out, "region: {} bytes, format version {:#06x}", len, format::VERSION)?;
-    writeln!(out, "cluster: {:#034x}", h.cluster.0)?;
+    writeln!(out, "cluster: {:#018x}", h.cluster.0)?;
     writeln!(out, "node: {}", h.node.0)?;
     writeln!(out, "generation: {}", h.generation)?;
     writeln!(out, "flag: {:?}", h.flag)?;

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use crate::format::{ClusterId, NodeId};
+use ids::{ClusterId, NodeId};
 
 /// Everything that can go wrong with a journal.
 ///
@@ -32,17 +32,17 @@ pub enum Error {
     #[error("journal belongs to cluster {found:#x}, not {expected:#x}")]
     ForeignCluster {
         /// The cluster the caller is part of.
-        expected: u128,
+        expected: u64,
         /// The cluster in the region's header.
-        found: u128,
+        found: u64,
     },
     /// The region belongs to another node; it is never replayed.
     #[error("journal belongs to node {found}, not {expected}")]
     ForeignNode {
         /// The node the caller is.
-        expected: u32,
+        expected: u16,
         /// The node in the region's header.
-        found: u32,
+        found: u16,
     },
     /// The region's size differs from the one in its header, or is too small.
     #[error("journal region is {actual} bytes, expected {expected}")]

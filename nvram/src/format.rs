@@ -6,6 +6,8 @@
 //! | header slot A (4 KiB) | header slot B (4 KiB) | own log (cap) | partner's mirror (cap) |
 //! ```
 
+use ids::{ClusterId, Flag, NodeId};
+
 use crate::error::{Error, Result};
 
 /// Bytes reserved for the two header slots.
@@ -13,11 +15,12 @@ pub const HEADER_AREA: u64 = 8192;
 /// Size of one header slot; slot `n` starts at `n * SLOT_SIZE`.
 pub const SLOT_SIZE: u64 = 4096;
 /// Bytes of a header slot that carry data (the rest is zero).
-pub const HEADER_LEN: usize = 124;
+pub const HEADER_LEN: usize = 116;
 /// The magic at the start of every header slot.
 pub const MAGIC: [u8; 8] = *b"DUETNVRM";
-/// The format version this crate writes and reads.
-pub const VERSION: u32 = 0x0001;
+/// The format version this crate writes and reads. Version 2 narrowed the header's
+/// cluster id to `u64` and node id to `u16`, the widths of [`ids`].
+pub const VERSION: u32 = 0x0002;
 /// Size of a record header.
 pub const RECORD_HEADER: usize = 40;
 /// Records start and end on this alignment.
@@ -35,48 +38,6 @@ pub fn ring_capacity(len: u64) -> u64 {
 pub fn align(n: u64) -> u64 {
     (n + ALIGN - 1) & !(ALIGN - 1)
 }
-
-/// Why the node last stopped, or what it is doing; read first at start-up.
-///
-/// The values are stored as a `u32` in the header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum Flag {
-    /// The node shut down cleanly: nothing to restore.
-    CleanShutdown = 0x1,
-    /// The node was rebooted on purpose and restores its own state.
-    ElectiveReboot = 0x2,
-    /// The node crashed or lost power and restores its own state.
-    NonElectiveReboot = 0x3,
-    /// The partner was handed this node's service on purpose.
-    ElectiveTakeover = 0x4,
-    /// The partner took this node's service after a failure.
-    NonElectiveTakeover = 0x5,
-}
-
-impl Flag {
-    /// Every flag value, in numeric order.
-    pub const ALL: [Flag; 5] = [
-        Flag::CleanShutdown,
-        Flag::ElectiveReboot,
-        Flag::NonElectiveReboot,
-        Flag::ElectiveTakeover,
-        Flag::NonElectiveTakeover,
-    ];
-
-    /// The flag with this stored value.
-    pub fn from_u32(v: u32) -> Option<Flag> {
-        Flag::ALL.into_iter().find(|f| *f as u32 == v)
-    }
-}
-
-/// Which cluster a region belongs to. A region of another cluster is never replayed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ClusterId(pub u128);
-
-/// Which node of the pair owns a region.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct NodeId(pub u32);
 
 /// The state of one ring kept in the header.
 ///
@@ -113,9 +74,9 @@ impl LogMeta {
 /// One header slot. Two slots alternate; the valid one with the higher counter wins, so
 /// a torn header write never loses the previous header.
 ///
-// Format: { magic:[u8;8] | version:u32 | len:u32 | counter:u64 | cluster:u128 | node:u32 |
-//           flag:u32 | generation:u64 | region_len:u64 | ring_cap:u64 | own:LogMeta(24) |
-//           partner:LogMeta(24) | crc32:u32 }   (crc32 over every byte before it)
+// Format: { magic:[u8;8] | version:u32 | len:u32 | counter:u64 | cluster:u64 | node:u16 |
+//           _reserved:u16 | flag:u32 | generation:u64 | region_len:u64 | ring_cap:u64 |
+//           own:LogMeta(24) | partner:LogMeta(24) | crc32:u32 }   (crc32 over every byte before it)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     /// Bumped on every header write; picks the newer slot.
@@ -146,16 +107,16 @@ impl Header {
         b[8..12].copy_from_slice(&VERSION.to_le_bytes());
         b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
         b[16..24].copy_from_slice(&self.counter.to_le_bytes());
-        b[24..40].copy_from_slice(&self.cluster.0.to_le_bytes());
-        b[40..44].copy_from_slice(&self.node.0.to_le_bytes());
-        b[44..48].copy_from_slice(&(self.flag as u32).to_le_bytes());
-        b[48..56].copy_from_slice(&self.generation.to_le_bytes());
-        b[56..64].copy_from_slice(&self.region_len.to_le_bytes());
-        b[64..72].copy_from_slice(&self.ring_cap.to_le_bytes());
-        self.own.encode(&mut b[72..96]);
-        self.partner.encode(&mut b[96..120]);
-        let crc = crc32fast::hash(&b[..120]);
-        b[120..124].copy_from_slice(&crc.to_le_bytes());
+        b[24..32].copy_from_slice(&self.cluster.0.to_le_bytes());
+        b[32..34].copy_from_slice(&self.node.0.to_le_bytes());
+        b[36..40].copy_from_slice(&(self.flag as u32).to_le_bytes());
+        b[40..48].copy_from_slice(&self.generation.to_le_bytes());
+        b[48..56].copy_from_slice(&self.region_len.to_le_bytes());
+        b[56..64].copy_from_slice(&self.ring_cap.to_le_bytes());
+        self.own.encode(&mut b[64..88]);
+        self.partner.encode(&mut b[88..112]);
+        let crc = crc32fast::hash(&b[..112]);
+        b[112..116].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
@@ -168,20 +129,20 @@ impl Header {
         if version != VERSION {
             return Err(Error::UnsupportedVersion(version));
         }
-        if u32_at(b, 12) as usize != HEADER_LEN || crc32fast::hash(&b[..120]) != u32_at(b, 120) {
+        if u32_at(b, 12) as usize != HEADER_LEN || crc32fast::hash(&b[..112]) != u32_at(b, 112) {
             return Err(Error::BadHeader);
         }
-        let flag = u32_at(b, 44);
+        let flag = u32_at(b, 36);
         Ok(Header {
             counter: u64_at(b, 16),
-            cluster: ClusterId(u128::from_le_bytes(b[24..40].try_into().unwrap())),
-            node: NodeId(u32_at(b, 40)),
+            cluster: ClusterId(u64_at(b, 24)),
+            node: NodeId(u16_at(b, 32)),
             flag: Flag::from_u32(flag).ok_or(Error::UnknownFlag(flag))?,
-            generation: u64_at(b, 48),
-            region_len: u64_at(b, 56),
-            ring_cap: u64_at(b, 64),
-            own: LogMeta::decode(&b[72..72 + LogMeta::LEN]),
-            partner: LogMeta::decode(&b[96..96 + LogMeta::LEN]),
+            generation: u64_at(b, 40),
+            region_len: u64_at(b, 48),
+            ring_cap: u64_at(b, 56),
+            own: LogMeta::decode(&b[64..64 + LogMeta::LEN]),
+            partner: LogMeta::decode(&b[88..88 + LogMeta::LEN]),
         })
     }
 
@@ -360,7 +321,7 @@ mod tests {
     fn header(flag: Flag) -> Header {
         Header {
             counter: 7,
-            cluster: ClusterId(0x1234_5678_9abc_def0_0fed_cba9_8765_4321),
+            cluster: ClusterId(0x1234_5678_9abc_def0),
             node: NodeId(2),
             flag,
             generation: 3,
@@ -387,6 +348,21 @@ mod tests {
         b[0] = b'X';
         assert!(matches!(Header::decode(&b), Err(Error::BadMagic)));
         assert!(matches!(Header::decode(&[0; HEADER_LEN]), Err(Error::BadMagic)));
+    }
+
+    #[test]
+    fn header_of_another_version_is_refused() {
+        // Version 1 had a u128 cluster id and a u32 node id: its slots must not be read
+        // with the version 2 offsets.
+        let mut b = header(Flag::CleanShutdown).encode();
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert!(matches!(Header::decode(&b), Err(Error::UnsupportedVersion(1))));
+    }
+
+    #[test]
+    fn header_keeps_the_widest_ids() {
+        let h = Header { cluster: ClusterId(u64::MAX), node: NodeId(u16::MAX), ..header(Flag::NonElectiveTakeover) };
+        assert_eq!(Header::decode(&h.encode()).unwrap(), h);
     }
 
     #[test]

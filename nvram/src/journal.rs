@@ -6,13 +6,15 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use ids::{ClusterId, Flag, NodeId, OpId};
+
 use crate::error::{Error, Result};
 use crate::format::{
-    self, align, ClusterId, Flag, Header, Kind, LogMeta, NodeId, RecordHeader, HEADER_LEN,
-    MIN_REGION, RECORD_HEADER, SLOT_SIZE,
+    self, align, Header, Kind, LogMeta, RecordHeader, HEADER_LEN, MIN_REGION, RECORD_HEADER,
+    SLOT_SIZE,
 };
 use crate::mirror::{Mirror, MirrorAck, MirrorMeta, MirrorShared, Shipment};
-use crate::recover::{self, OpHash, OpId, Recovery};
+use crate::recover::{self, OpHash, Recovery};
 use crate::region::{Claim, MmapStorage, Region, Ring, Storage};
 
 /// When an append counts as durable.

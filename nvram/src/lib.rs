@@ -42,7 +42,9 @@
 //! - [`mirror`]: the [`Mirror`] trait, [`MirrorAck`] and [`LocalMirror`].
 //! - [`recover`]: the scan and its result types ([`Recovery`], [`Record`], [`Points`]).
 //! - [`dump`](fn@dump): a readable dump of a region file.
-//! - [`format`](mod@format): the on-disk layout: header slots, record header, flag and kind values.
+//! - [`format`](mod@format): the on-disk layout: header slots, record header, kind values
+//!   (the flag, cluster, node and operation ids are defined in the `ids` crate and
+//!   re-exported here).
 //! - `region`: the [`Storage`] trait, [`MmapStorage`], [`MemStorage`], and the lock-free
 //!   ring allocator; the crate's only `unsafe` code.
 //! - [`error`]: the crate's [`Error`] type.
@@ -61,8 +63,9 @@ pub mod error;
 
 pub use dump::dump;
 pub use error::{Error, Result};
-pub use format::{ClusterId, Flag, Kind, NodeId};
+pub use format::Kind;
+pub use ids::{ClusterId, Flag, NodeId, OpId};
 pub use journal::{Durability, Entry, Journal, Options, Ticket};
 pub use mirror::{LocalMirror, Mirror, MirrorAck, MirrorMeta, Shipment};
-pub use recover::{LogEnd, LogRecovery, OpId, Points, Record, Recovery, TornReason};
+pub use recover::{LogEnd, LogRecovery, Points, Record, Recovery, TornReason};
 pub use region::{MemStorage, MmapStorage, Storage};

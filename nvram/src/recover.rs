@@ -9,11 +9,9 @@ use std::io;
 
 use bytes::Bytes;
 
-use crate::format::{self, Flag, Kind, LogMeta, RecordHeader, RECORD_HEADER};
+use ids::{Flag, OpId};
 
-/// Identifies one SMB operation (a request or compound chain) across its records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OpId(pub u64);
+use crate::format::{self, Kind, LogMeta, RecordHeader, RECORD_HEADER};
 
 /// One record given back by recovery.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use nvram::{
 
 const REGION: usize = 1 << 20;
 
-fn opts(node: u32) -> Options {
+fn opts(node: u16) -> Options {
     Options::new(ClusterId(0xc1), NodeId(node), Durability::None)
 }
 

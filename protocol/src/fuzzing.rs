@@ -12,6 +12,11 @@ pub fn parse_everything(data: &[u8]) {
     let mut buf = BytesMut::from(data);
     while let Ok(Some(_)) = crate::netbios::decode(&mut buf, 1 << 20) {}
     let _ = crate::header::Header::parse(data);
+    for command in 0..=0x12u16 {
+        if let Some(c) = crate::header::Command::from_u16(command) {
+            let _ = crate::credit::payload(c, data).map(|p| p.credit_charge());
+        }
+    }
     let _ = negotiate::NegotiateRequest::parse(data);
     let _ = negotiate::NegotiateResponse::parse(data);
     let _ = negotiate::smb1_negotiate_offers_smb2(data);

@@ -9,6 +9,8 @@
 //! # Layout
 //! - [`netbios`]: finds whole frames in a byte stream.
 //! - [`header`]: the 64-byte SMB2 header and the command codes.
+//! - [`credit`]: CreditCharge arithmetic and the command sequence window
+//!   that every MessageId is checked against.
 //! - [`msg`]: request and response bodies, one module per command.
 //! - [`status`]: NTSTATUS codes.
 //! - [`codec`]: shared parsing helpers (bounds-checked offsets, UTF-16).
@@ -22,6 +24,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod credit;
 pub mod crypto;
 pub mod error;
 pub mod fscc;

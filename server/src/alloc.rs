@@ -5,22 +5,23 @@
 //! request, and each page faults on first touch; keeping them in the heap
 //! lets the next request reuse memory that is already mapped.
 //!
-//! How many are alive at once is bounded server-wide by [`IO_BUDGET`]: a
-//! large request frame (a WRITE's) is read off the socket only once a
-//! [`Lease`] of its size is granted (`conn::Inbox`), and a deferred READ
-//! takes one for its data before it reads; a connection reads no further
-//! request while it waits. A WRITE's lease is held until the data is
-//! written; a READ's travels with its response frame ([`leased`]) and
-//! returns when the writer has put the frame on the socket and dropped it,
-//! so frames waiting in a connection's writer queue count too. The same
-//! goes for the connection's own slots ([`slots_for`]): 16 MiB in flight
-//! per connection. Freed buffers go back to the heap, and the next lease's
-//! buffer is carved from them ([`size_class`]): the heap, and so resident
-//! memory, stays within the budget plus the small buffers.
+//! A large request frame (a WRITE's) is read, when the server-wide
+//! [`IO_BUDGET`] has room for it, into one buffer of its size class: the
+//! connection takes a [`Lease`] of the frame's size, reads the frame into
+//! that buffer and no further, and the lease stays with the frame until
+//! its data is written ([`leased`] carries it in the answer's frame, which
+//! the writer drops once it is on the socket). Without room, the frame is
+//! read as any other, its buffer growing as its bytes arrive; nothing
+//! waits for the budget, so connections that hold their leases (a peer
+//! trickling a frame in, or not reading its answers) cannot stall others.
+//! A connection's large operations are bounded by its slots
+//! ([`slots_for`]): 16 MiB in flight, answers waiting in its writer queue
+//! included.
 //!
-//! A connection whose peer stops reading keeps its leases until it is
-//! closed; the budget is large enough for several such connections
-//! before others wait.
+//! Freed buffers go back to the heap and the next one of the same size
+//! class fits where they were ([`size_class`]), and one arena serves every
+//! thread ([`tune`]): the heap, and so resident memory, follows what is in
+//! flight.
 
 use std::sync::{Arc, OnceLock};
 
@@ -31,7 +32,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::conn::MAX_DEFERRED;
 
-/// Bytes of large READ and WRITE buffers in flight at once, server-wide.
+/// Bytes of large request frames read into buffers of their own at once,
+/// server-wide.
 pub const IO_BUDGET: usize = 32 << 20;
 /// What one of a connection's [`MAX_DEFERRED`] slots stands for: a large
 /// operation takes one slot per 4 MiB, so a connection has at most 16 MiB
@@ -83,19 +85,20 @@ impl Lease {
     }
 }
 
-/// Waits for `bytes` of the budget (all of it, for more than the budget).
-pub async fn lease(bytes: usize) -> Lease {
-    lease_from(budget(), IO_BUDGET, bytes).await
+/// A lease of `bytes` of the budget if it has room now (and `bytes` is
+/// within it), else `None`.
+pub fn try_lease(bytes: usize) -> Option<Lease> {
+    try_lease_from(budget(), IO_BUDGET, bytes)
 }
 
-async fn lease_from(budget: &Arc<Semaphore>, total: usize, bytes: usize) -> Lease {
-    let units = bytes.div_ceil(UNIT).min(total / UNIT);
-    if units == 0 {
-        return Lease::default();
+fn try_lease_from(budget: &Arc<Semaphore>, total: usize, bytes: usize) -> Option<Lease> {
+    let units = bytes.div_ceil(UNIT);
+    if units == 0 || units > total / UNIT {
+        return None;
     }
-    // The semaphore is never closed; a u32 holds the budget's units.
-    let permit = budget.clone().acquire_many_owned(units as u32).await.ok();
-    Lease { budget: permit, slot: None }
+    // A u32 holds the budget's units.
+    let permit = budget.clone().try_acquire_many_owned(units as u32).ok()?;
+    Some(Lease { budget: Some(permit), slot: None })
 }
 
 /// The capacity to allocate for a buffer of `n` bytes: large ones are
@@ -118,7 +121,7 @@ pub fn slots_for(cost: usize) -> u32 {
     cost.div_ceil(SLOT_BYTES).clamp(1, MAX_DEFERRED) as u32
 }
 
-/// The budget a deferred operation needs: a READ's data, a WRITE's request
+/// The I/O a deferred operation holds: a READ's data, a WRITE's request
 /// frame (which holds its data until it is written); nothing otherwise.
 pub fn io_cost(hdr: &Header, msg: &[u8]) -> usize {
     match hdr.command() {
@@ -170,11 +173,12 @@ mod tests {
         assert_eq!(slots_for(64 << 20), MAX_DEFERRED as u32);
     }
 
-    #[tokio::test]
-    async fn a_lease_returns_when_its_frame_is_dropped() {
+    #[test]
+    fn a_lease_returns_when_its_frame_is_dropped() {
         let total = 32 << 20;
         let budget = Arc::new(Semaphore::new(total / UNIT));
-        let frame = leased(BytesMut::from(&b"frame"[..]), lease_from(&budget, total, 8 << 20).await);
+        let lease = try_lease_from(&budget, total, 8 << 20).expect("room");
+        let frame = leased(BytesMut::from(&b"frame"[..]), lease);
         assert_eq!(budget.available_permits(), (24 << 20) / UNIT);
         let copy = frame.clone();
         drop(frame);
@@ -182,21 +186,15 @@ mod tests {
         assert_eq!(&copy[..], b"frame");
         drop(copy);
         assert_eq!(budget.available_permits(), total / UNIT);
-        // More than the budget waits for all of it, not forever.
-        let all = lease_from(&budget, total, total * 2).await;
-        assert_eq!(budget.available_permits(), 0);
-        // And the next one waits until it is back.
-        let next = tokio::spawn({
-            let budget = budget.clone();
-            async move { lease_from(&budget, total, 1).await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!next.is_finished());
-        drop(all);
-        let one = next.await.expect("lease");
-        assert_eq!(budget.available_permits(), total / UNIT - 1);
-        drop(one);
+        // No room: no lease, and no wait.
+        let most = try_lease_from(&budget, total, total - UNIT).expect("room");
+        assert!(try_lease_from(&budget, total, 2 * UNIT).is_none());
+        assert!(try_lease_from(&budget, total, UNIT).is_some());
+        drop(most);
+        // More than the whole budget, or nothing: never.
+        assert!(try_lease_from(&budget, total, total + 1).is_none());
+        assert!(try_lease_from(&budget, total, 0).is_none());
         // Nothing to hold: a plain frame.
-        assert_eq!(&leased(BytesMut::from(&b"x"[..]), lease(0).await)[..], b"x");
+        assert_eq!(&leased(BytesMut::from(&b"x"[..]), Lease::default())[..], b"x");
     }
 }

@@ -7,6 +7,26 @@
 //! encrypt = false            # require encryption on every share
 //! server_name = "DUET"
 //! multichannel = true        # offer SMB 3.x multichannel (session binding)
+//! max_credits = 8192         # most credits a connection may hold
+//! state_dir = "duet-data"    # the node's state (boot generation); default: users_file's directory
+//!
+//! [limits]                 # every key optional; these are the defaults
+//! login_failures_before_delay = 5     # per client address, within the window
+//! login_failure_delay_max_ms = 2000   # each further failure waits longer, up to this
+//! login_failure_window_s = 60         # a quiet address starts afresh after this
+//! login_failures_per_connection = 10  # then the connection is closed
+//! max_connections = 4096     # in all (at most half the file descriptors)
+//! max_connections_per_address = 256  # per client IPv4 address or IPv6 /64
+//! max_sessions = 16384       # in all
+//! max_sessions_per_connection = 64
+//! max_opens = 131072         # in all (at most the descriptors left over)
+//! max_opens_per_session = 16384  # at most half of max_opens
+//! max_pending_per_connection = 512  # CHANGE_NOTIFY, blocking LOCK, waiting CREATE
+//! handshake_timeout_s = 30   # to NEGOTIATE and authenticate a session
+//! frame_timeout_s = 30       # for a request frame, once its first byte came
+//! send_timeout_s = 60        # a client that reads none of its replies this long
+//! reply_queue_mib = 16       # replies queued per connection before reading stops
+//! reply_queue_total_mib = 256  # the same, across all connections
 //!
 //! [[share]]
 //! name = "duet"
@@ -66,11 +86,26 @@ pub struct Config {
     /// on SMB 3.x connections.
     #[serde(default = "default_true")]
     pub multichannel: bool,
+    /// The most credits a connection may hold, i.e. the span of its command
+    /// sequence window ([MS-SMB2] 3.3.1.1, 3.3.1.2): requests in flight, and
+    /// 64 KiB of response each. The I/O sizes offered shrink to fit
+    /// (64 KiB per credit) when it is below 128.
+    #[serde(default = "default_max_credits")]
+    pub max_credits: u16,
     #[serde(default, rename = "share")]
     pub shares: Vec<ShareConfig>,
     /// Users given directly (name, password), e.g. from `--user`.
     #[serde(skip)]
     pub inline_users: Vec<(String, String)>,
+    /// The node's state directory: the boot generation that keeps ids
+    /// unique across restarts lives there (`state::id_alloc`). Unset, it is the
+    /// users file's directory ([`Config::state_dir`]); with neither, the
+    /// generation is random.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Bounds on what a client can make the server do.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 fn default_listen() -> Vec<SocketAddr> {
@@ -79,6 +114,11 @@ fn default_listen() -> Vec<SocketAddr> {
 
 fn default_true() -> bool {
     true
+}
+
+/// Windows Server's and Samba's default.
+fn default_max_credits() -> u16 {
+    8192
 }
 
 fn default_server_name() -> String {
@@ -94,9 +134,127 @@ impl Default for Config {
             encrypt: false,
             server_name: default_server_name(),
             multichannel: true,
+            max_credits: default_max_credits(),
             shares: Vec::new(),
             inline_users: Vec::new(),
+            state_dir: None,
+            limits: Limits::default(),
         }
+    }
+}
+
+/// Bounds on what clients can make the server do and hold (the `[limits]`
+/// section). Every field has a default; a file names only those it
+/// changes. Over a count limit a new connection is closed at once, and a
+/// new session or open fails with STATUS_INSUFFICIENT_RESOURCES
+/// (STATUS_REQUEST_NOT_ACCEPTED for sessions per connection); see
+/// [`crate::limits`] for how the descriptor limit caps `max_connections`
+/// and `max_opens`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Failed logons from one client address (within
+    /// `login_failure_window_s` of each other) that are answered at once;
+    /// after them, every logon from that address waits before its answer
+    /// (`state::throttle`).
+    pub login_failures_before_delay: u32,
+    /// The longest such wait, in milliseconds. The first is 100 ms, and
+    /// each further failure doubles it up to this.
+    pub login_failure_delay_max_ms: u64,
+    /// Seconds without a failure after which an address starts afresh.
+    pub login_failure_window_s: u64,
+    /// Failed logons one connection may make; the last is answered and the
+    /// connection closed. 0: no limit.
+    pub login_failures_per_connection: u32,
+    /// TCP connections in all.
+    pub max_connections: usize,
+    /// TCP connections from one client address (an IPv6 client counts by
+    /// its /64 prefix).
+    pub max_connections_per_address: usize,
+    /// Sessions in all, authenticated or being set up.
+    pub max_sessions: usize,
+    /// Sessions set up, being set up or bound on one connection.
+    pub max_sessions_per_connection: usize,
+    /// Opens (file, directory and pipe handles) in all, durable handles
+    /// kept for a reconnect included.
+    pub max_opens: usize,
+    /// Opens in one session (never more than half of `max_opens`).
+    pub max_opens_per_session: usize,
+    /// Requests answered STATUS_PENDING and not yet completed
+    /// (CHANGE_NOTIFY, blocking LOCK, CREATE waiting for an oplock break)
+    /// per connection ([MS-SMB2] 3.3.4.2).
+    pub max_pending_per_connection: usize,
+    /// Seconds a connection may go without an authenticated session
+    /// (from its start, or since its last session ended) before it is
+    /// closed.
+    pub handshake_timeout_s: u64,
+    /// Seconds a request frame may take to arrive whole once its first
+    /// bytes have, before the connection is closed.
+    pub frame_timeout_s: u64,
+    /// Seconds the server waits for a client to read any of its replies
+    /// before it closes the connection.
+    pub send_timeout_s: u64,
+    /// MiB of replies queued for one connection beyond which its requests
+    /// are no longer read (back-pressure).
+    pub reply_queue_mib: usize,
+    /// MiB of replies queued across all connections beyond which a
+    /// connection with replies of its own still queued is not read.
+    pub reply_queue_total_mib: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            login_failures_before_delay: 5,
+            login_failure_delay_max_ms: 2000,
+            login_failure_window_s: 60,
+            login_failures_per_connection: 10,
+            max_connections: 4096,
+            max_connections_per_address: 256,
+            max_sessions: 16384,
+            max_sessions_per_connection: 64,
+            max_opens: 131072,
+            max_opens_per_session: 16384,
+            max_pending_per_connection: 512,
+            handshake_timeout_s: 30,
+            frame_timeout_s: 30,
+            send_timeout_s: 60,
+            reply_queue_mib: 16,
+            reply_queue_total_mib: 256,
+        }
+    }
+}
+
+impl Limits {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let counts = [
+            ("max_connections", self.max_connections),
+            ("max_connections_per_address", self.max_connections_per_address),
+            ("max_sessions", self.max_sessions),
+            ("max_sessions_per_connection", self.max_sessions_per_connection),
+            ("max_opens", self.max_opens),
+            ("max_opens_per_session", self.max_opens_per_session),
+            ("max_pending_per_connection", self.max_pending_per_connection),
+            ("reply_queue_mib", self.reply_queue_mib),
+            ("reply_queue_total_mib", self.reply_queue_total_mib),
+        ];
+        let secs = [
+            ("handshake_timeout_s", self.handshake_timeout_s),
+            ("frame_timeout_s", self.frame_timeout_s),
+            ("send_timeout_s", self.send_timeout_s),
+        ];
+        for (name, v) in counts.into_iter().chain(secs.map(|(n, v)| (n, v as usize))) {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!("limits.{name} must be at least 1")));
+            }
+        }
+        // Sizes beyond these would overflow the byte counts.
+        for (name, v) in [("reply_queue_mib", self.reply_queue_mib), ("reply_queue_total_mib", self.reply_queue_total_mib)] {
+            if v > 1 << 20 {
+                return Err(ConfigError::Invalid(format!("limits.{name} is larger than 1 TiB")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -127,7 +285,21 @@ impl Config {
                 *u = base.join(&u);
             }
         }
+        if let Some(d) = &mut cfg.state_dir {
+            if d.is_relative() {
+                *d = base.join(&d);
+            }
+        }
         Ok(cfg)
+    }
+
+    /// The state directory in effect: `state_dir`, else the directory of
+    /// the users file, else none.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir.clone().or_else(|| {
+            let parent = self.users_file.as_deref()?.parent()?;
+            Some(if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() })
+        })
     }
 
     /// Checks what can be checked before binding.
@@ -148,6 +320,10 @@ impl Config {
         if self.listen.is_empty() {
             return Err(ConfigError::Invalid("no listen address".into()));
         }
+        if self.max_credits == 0 {
+            return Err(ConfigError::Invalid("max_credits must be at least 1".into()));
+        }
+        self.limits.validate()?;
         Ok(())
     }
 }
@@ -179,8 +355,28 @@ encrypt = true
         assert_eq!(cfg.shares[0].path, dir.path().join("share"));
         assert!(cfg.shares[0].encrypt);
         assert!(cfg.multichannel, "multichannel is on unless turned off");
+        assert_eq!(cfg.max_credits, 8192);
         assert_eq!(cfg.users_file.as_deref(), Some(dir.path().join("users").as_path()));
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn limits_and_state_dir_have_defaults_and_can_be_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("duet.toml");
+        std::fs::write(&p, "state_dir = \"st\"\n[limits]\nlogin_failures_before_delay = 3\n[[share]]\nname = \"a\"\npath = \"a\"\n").unwrap();
+        let cfg = Config::from_file(&p).unwrap();
+        assert_eq!(cfg.state_dir.as_deref(), Some(dir.path().join("st").as_path()));
+        assert_eq!(cfg.limits.login_failures_before_delay, 3);
+        assert_eq!(cfg.limits.login_failure_delay_max_ms, Limits::default().login_failure_delay_max_ms);
+        assert_eq!(Config::default().limits, Limits::default());
+        assert_eq!(Config::default().state_dir(), None);
+        let with_users = Config { users_file: Some("users".into()), ..Config::default() };
+        assert_eq!(with_users.state_dir(), Some(PathBuf::from(".")), "the users file's directory");
+        let both = Config { state_dir: Some("st".into()), ..with_users };
+        assert_eq!(both.state_dir(), Some(PathBuf::from("st")));
+        std::fs::write(&p, "[limits]\nlogin_failures = 3\n").unwrap();
+        assert!(matches!(Config::from_file(&p), Err(ConfigError::Parse(..))));
     }
 
     #[test]
@@ -190,6 +386,50 @@ encrypt = true
         std::fs::write(&p, "multichannel = false\n[[share]]\nname = \"a\"\npath = \"a\"\n").unwrap();
         assert!(!Config::from_file(&p).unwrap().multichannel);
         assert!(Config::default().multichannel);
+    }
+
+    #[test]
+    fn limits_default_and_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("duet.toml");
+        std::fs::write(&p, "[limits]\nhandshake_timeout_s = 2\nmax_opens_per_session = 10\n").unwrap();
+        let cfg = Config::from_file(&p).unwrap();
+        assert_eq!(cfg.limits.handshake_timeout_s, 2);
+        assert_eq!(cfg.limits.max_opens_per_session, 10);
+        assert_eq!(cfg.limits.max_connections, Limits::default().max_connections);
+        assert_eq!(Config::default().limits, Limits::default());
+        std::fs::write(&p, "[limits]\nmax_conections = 2\n").unwrap();
+        assert!(matches!(Config::from_file(&p), Err(ConfigError::Parse(..))), "unknown limit keys are refused");
+        let mut cfg = Config::default();
+        cfg.shares.push(ShareConfig {
+            name: "a".into(),
+            path: "/tmp".into(),
+            encrypt: false,
+            guest_ok: false,
+            read_only: false,
+            comment: String::new(),
+        });
+        cfg.validate().unwrap();
+        cfg.limits.frame_timeout_s = 0;
+        assert!(cfg.validate().is_err());
+    }
+
+    /// The example in the module doc is the defaults, and parses.
+    #[test]
+    fn documented_limits_are_the_defaults() {
+        let doc = include_str!("config.rs");
+        let start = doc.find("//! [limits]").unwrap();
+        let toml: String = doc[start..]
+            .lines()
+            .take_while(|l| l.starts_with("//!") && l.trim_end() != "//!" && !l.starts_with("//! ```"))
+            .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start()))
+            .collect();
+        #[derive(Deserialize)]
+        struct Doc {
+            limits: Limits,
+        }
+        let d: Doc = toml::from_str(&toml).unwrap();
+        assert_eq!(d.limits, Limits::default());
     }
 
     #[test]

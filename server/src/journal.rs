@@ -9,8 +9,8 @@
 //! acknowledgement there). Until the journal is wired in, [`NoJournal`]
 //! records nothing.
 
-/// Identifies one request (frame) in the journal.
-pub type OpId = u64;
+/// Identifies one request (frame) in the journal; the same id `nvram/` stores.
+pub use ids::OpId;
 
 /// The consistency points.
 pub trait Journal: Send + Sync {
@@ -29,7 +29,7 @@ pub struct NoJournal;
 
 impl Journal for NoJournal {
     fn pre_ack(&self, _conn: u64, _frame: &[u8]) -> OpId {
-        0
+        OpId(0)
     }
     fn pre_command(&self, _op: OpId, _index: usize) {}
     fn post_completion(&self, _op: OpId, _index: usize, _response: &[u8]) {}

@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`alloc`]: allocator tuning for large I/O buffers.
 //! - [`config`]: the TOML configuration, flags and the embedded default.
+//! - [`limits`]: the descriptor limit, and the counts of connections,
+//!   sessions, opens and queued replies against the configured limits.
 //! - [`users`]: the users file of NT hashes.
 //! - [`conn`]: one task per TCP connection: framing in, responses out.
 //! - [`pipeline`]: the one door in and the one door out of every request:
@@ -13,15 +15,24 @@
 //! - [`cmd`]: one handler module per SMB2 command.
 //! - [`state`]: the server's long-lived state: sessions, trees, opens, the
 //!   per-file table for share modes, locks and delete-on-close.
+//! - [`model`]: the long-lived state as plain data (sessions, trees, opens,
+//!   files, leases, locks, id allocators), partitioned by share set, changed
+//!   only by applying a `Delta`, with versioned checkpoints. Not wired in yet:
+//!   [`state`] still serves requests.
 //! - [`fs`]: the share-confined file system.
 //! - [`journal`]: the consistency-point hook the pipeline calls.
+//! - [`fuzzing`]: sequences of frames against an in-process server, for the
+//!   fuzz target and its corpus test.
 
 pub mod alloc;
 pub mod cmd;
 pub mod config;
 pub mod conn;
 pub mod fs;
+pub mod fuzzing;
 pub mod journal;
+pub mod limits;
+pub mod model;
 pub mod pipeline;
 pub mod state;
 pub mod users;
@@ -29,9 +40,10 @@ pub mod users;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tracing::{error, info, Instrument};
+use tracing::{debug, error, info, warn, Instrument};
 
 use config::Config;
 use state::Server;
@@ -60,7 +72,8 @@ pub fn init_logging(filter: &str) {
 
 /// The embedded default: serve `./duet-data/share` as `duet`, with user
 /// `duet` and a password generated once, kept in `./duet-data/password`,
-/// and printed.
+/// and printed; `./duet-data` is the state directory too (unless one is
+/// given).
 pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
     use rand::Rng;
     use std::os::unix::fs::OpenOptionsExt;
@@ -90,6 +103,9 @@ pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
         comment: "Duet default share".into(),
     });
     cfg.inline_users.push(("duet".into(), password.clone()));
+    if cfg.state_dir.is_none() {
+        cfg.state_dir = Some(base.to_path_buf());
+    }
     // Port 445 needs root; anyone else gets 4450.
     if !nix::unistd::geteuid().is_root() {
         for a in &mut cfg.listen {
@@ -138,6 +154,7 @@ pub async fn run_with_journal(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     cfg.validate()?;
+    limits::raise_nofile();
     let mut server = Server::new(cfg)?;
     server.journal = journal;
     let server = Arc::new(server);
@@ -150,26 +167,81 @@ pub async fn run_with_journal(
         listeners.push(l);
     }
     for l in listeners {
-        let server = server.clone();
-        tokio::spawn(async move {
-            loop {
-                match l.accept().await {
-                    Ok((sock, peer)) => {
-                        let _ = sock.set_nodelay(true);
-                        let server = server.clone();
-                        let id = server.next_conn_id();
-                        let span = tracing::info_span!("conn", id, %peer);
-                        tokio::spawn(conn::serve(server, sock, peer, id).instrument(span));
-                    }
-                    Err(e) => {
-                        error!("accept: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        });
+        tokio::spawn(accept_loop(server.clone(), l));
     }
     shutdown.await;
     info!("shutting down");
     Ok(())
+}
+
+/// Accepts connections on one listener for as long as the server runs. A
+/// connection over the limits is closed at once. When `accept` fails for
+/// want of descriptors or memory, the connection waits in the backlog and
+/// the loop backs off briefly rather than spinning; either is logged at
+/// most once a second.
+async fn accept_loop(server: Arc<Server>, l: TcpListener) {
+    let mut refused = Throttle::default();
+    let mut failed = Throttle::default();
+    loop {
+        match l.accept().await {
+            Ok((sock, peer)) => {
+                let slot = match server.resources.admit(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        match refused.tick() {
+                            Some(0) => warn!(%peer, "connection refused: {why}"),
+                            Some(n) => warn!(%peer, "connection refused: {why} ({n} more refused since the last message)"),
+                            None => debug!(%peer, "connection refused: {why}"),
+                        }
+                        drop(sock);
+                        continue;
+                    }
+                };
+                let _ = sock.set_nodelay(true);
+                let server = server.clone();
+                let id = server.next_conn_id();
+                let span = tracing::info_span!("conn", id, %peer);
+                tokio::spawn(
+                    async move {
+                        // Held until the connection's task ends, however it ends.
+                        let _slot = slot;
+                        conn::serve(server, sock, peer, id).await
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(e) => {
+                let scarce = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM));
+                match failed.tick() {
+                    Some(0) => error!("accept: {e}"),
+                    Some(n) => error!("accept: {e} ({n} more failures since the last message)"),
+                    None => {}
+                }
+                if scarce {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Lets a repeated log message through at most once a second, counting
+/// the ones held back.
+#[derive(Default)]
+struct Throttle {
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    /// `Some(held back since the last one)` when this one is to be logged.
+    fn tick(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
+    }
 }

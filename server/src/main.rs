@@ -43,6 +43,10 @@ enum Command {
         /// Allow guest access to this share; repeatable.
         #[arg(long)]
         guest_share: Vec<String>,
+        /// The node's state directory (its boot generation, which keeps
+        /// session and file ids unique across restarts).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
         /// Log filter, e.g. info or duet=debug.
         #[arg(long, default_value = "info")]
         log_level: String,
@@ -80,7 +84,7 @@ enum JournalCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen, share, user, users, signing, encrypt, guest_share, log_level } => {
+        Command::Serve { config, listen, share, user, users, signing, encrypt, guest_share, state_dir, log_level } => {
             server::init_logging(&log_level);
             let mut cfg = match &config {
                 Some(p) => match Config::from_file(p) {
@@ -122,6 +126,9 @@ fn main() -> ExitCode {
             }
             if encrypt {
                 cfg.encrypt = true;
+            }
+            if state_dir.is_some() {
+                cfg.state_dir = state_dir;
             }
             for g in &guest_share {
                 match cfg.shares.iter_mut().find(|s| s.name.eq_ignore_ascii_case(g)) {

@@ -5,7 +5,10 @@
 //! complete later, the same frame encoder). In between: the transform
 //! (decryption), compound splitting, session/tree lookup, signature checks,
 //! dispatch to the command handlers in [`crate::cmd`], and on the way out
-//! credits, signing and encryption. The journal's consistency points
+//! credits, signing and encryption. Every request's MessageIds are checked
+//! against the connection's sequence window before anything of the frame
+//! runs ([`use_message_ids`]), and a compound's answers together stay
+//! within [`MAX_COMPOUND_RESPONSE`]. The journal's consistency points
 //! (DESIGN.md) attach here: point 1 at the top of [`handle`], point 2 before
 //! each element's dispatch, point 3 after it, point 4 after the send.
 //! Handlers never write to the journal or the socket themselves.
@@ -193,6 +196,10 @@ pub async fn handle(conn: &mut ConnState, frame: BytesMut) -> Flow {
                 debug!("undecryptable transform: closing");
                 return Flow::Close;
             };
+            if names_another_session(conn, &plain, session_id) {
+                warn!(session = session_id, "an encrypted request names another session: closing");
+                return Flow::Close;
+            }
             process(conn, plain, true, Some((crypto, session_id))).await
         }
         [0xFE, b'S', b'M', b'B'] => process(conn, frame.freeze(), false, None).await,
@@ -213,27 +220,88 @@ async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
         Some(true) => {
             let wildcard = frame.windows(9).any(|w| w == b"SMB 2.???");
             let hdr = Header { command: Command::Negotiate as u16, ..Default::default() };
+            // Its MessageId counts as 0 ([MS-SMB2] 3.3.5.2.3).
+            if let Err(e) = conn.window.consume(0, 1) {
+                debug!("SMB1 negotiate: {e}: closing");
+                return Flow::Close;
+            }
             let resp = cmd::negotiate::smb1_upgrade(conn, wildcard);
             let mut out = Vec::new();
             let mut h = hdr.response(resp.status);
-            h.credits = 1;
+            h.credits = conn.window.grant(1);
             out.push(OutElement { hdr: h, body: resp.body, headroom: None, sign: None, preauth_session: None, preauth_conn: false });
-            send_elements(conn, out, None).await;
-            Flow::Continue
+            if send_elements(conn, out, None).await {
+                Flow::Continue
+            } else {
+                Flow::Close
+            }
         }
         _ => Flow::Close,
     }
 }
 
-/// Decrypts a transform frame in its own buffer; the plaintext is the
-/// same buffer past the transform header.
+/// Decrypts a transform ([MS-SMB2] 3.3.5.2.1.1): the session its header
+/// names must be in Connection.SessionTable and have keys; an anonymous or
+/// guest session has none (its keys would come from a session key anyone
+/// knows), and an encrypted request on one closes the connection, as the
+/// section says the server SHOULD. `None` closes the connection. The frame
+/// is decrypted in its own buffer; the plaintext is the same buffer past
+/// the transform header.
 fn decrypt(conn: &ConnState, mut frame: BytesMut) -> Option<(Bytes, Arc<SessionCrypto>, u64)> {
     let th = transform::TransformHeader::parse(&frame).ok()?;
     let session = conn.session(th.session_id)?;
+    {
+        let inner = lock(&session.inner);
+        if inner.anonymous || inner.guest {
+            return None;
+        }
+    }
     let crypto = session.crypto()?;
+    if crypto.decryption_key.is_empty() {
+        return None;
+    }
     transform::decrypt_in_place(crypto.cipher, &crypto.decryption_key, &mut frame).ok()?;
     frame.advance(transform::TRANSFORM_HEADER_LEN);
     Some((frame.freeze(), crypto, th.session_id))
+}
+
+/// True when an element of a decrypted message names a session of this
+/// connection other than the transform header's `sid`. The key says who
+/// sent the message, so each element must run as that session ([MS-SMB2]
+/// 3.3.5.2.1.1, Request.TransformSessionId 3.3.1.13): otherwise a session
+/// whose key anyone can compute (an anonymous one, before it had none)
+/// would carry requests naming a victim's session and tree, past its
+/// required signing and encryption. The caller closes the connection.
+///
+/// A related element (not the first) with SessionId 0xFFFFFFFFFFFFFFFF
+/// inherits the previous element's session (3.3.5.2.7.2). An element naming
+/// a session that this connection does not have (nor is binding) runs as
+/// nobody: it gets STATUS_USER_SESSION_DELETED like any other (3.3.5.2.9),
+/// as on Windows and Samba (smbtorture smb2.compound.invalid2, encrypted,
+/// sends unrelated elements with SessionId all ones). Malformed chains are
+/// left to [`process`].
+fn names_another_session(conn: &ConnState, msg: &[u8], sid: u64) -> bool {
+    let mut at = 0usize;
+    let mut first = true;
+    loop {
+        let Some(rest) = msg.get(at..) else {
+            return false;
+        };
+        let Ok(hdr) = Header::parse(rest) else {
+            return false;
+        };
+        let inherits = !first && hdr.is_related() && hdr.session_id == u64::MAX;
+        let id = hdr.session_id;
+        if !inherits && id != sid && (conn.sessions.contains_key(&id) || conn.bindings.contains_key(&id)) {
+            return true;
+        }
+        first = false;
+        let n = hdr.next_command as usize;
+        if n == 0 || !n.is_multiple_of(8) || n < HEADER_LEN {
+            return false;
+        }
+        at += n;
+    }
 }
 
 /// Splits a (possibly compound) message, runs each element, sends the
@@ -246,7 +314,15 @@ async fn process(
 ) -> Flow {
     let server = conn.server.clone();
     let op = server.journal.pre_ack(conn.id, &msg);
+    if let Err(e) = use_message_ids(conn, &msg) {
+        // A replayed request, or one beyond the credits granted: the
+        // server SHOULD terminate the connection ([MS-SMB2] 3.3.5.2.3).
+        warn!("{e}: closing");
+        return Flow::Close;
+    }
     let mut out: Vec<OutElement> = Vec::new();
+    // The answers of the elements so far, in bytes ([`MAX_COMPOUND_RESPONSE`]).
+    let mut answered = 0usize;
     let mut index = 0usize;
     let mut at = 0usize;
     let mut chain_file_id: Option<FileId> = None;
@@ -307,17 +383,28 @@ async fn process(
             }
             server.journal.pre_command(op, index);
             let single = first && hdr.next_command == 0;
-            run_element(conn, &server, &hdr_eff, &elem, encrypted, if related { chain_file_id } else { None }, single).await
+            if let Err(status) = check_answer_room(conn, &hdr, &elem, answered) {
+                Err(status)
+            } else {
+                run_element(conn, &server, &hdr_eff, &elem, encrypted, if related { chain_file_id } else { None }, single).await
+            }
         };
         let mut resp = match result {
             // Only the last element of a compound may go async; one in the
             // middle fails instead (Windows' behaviour, [MS-SMB2] <159>).
             Ok(r) if r.pending.is_some() && hdr.next_command != 0 => error_resp(NtStatus::INTERNAL_ERROR),
+            // Too many requests of this connection wait already ([MS-SMB2]
+            // 3.3.4.2: the server MAY fail one that would go async).
+            Ok(r) if r.pending.is_some() && lock(&conn.pending).len() >= server.cfg.limits.max_pending_per_connection => {
+                debug!(mid = hdr.message_id, "too many pending requests");
+                error_resp(NtStatus::INSUFFICIENT_RESOURCES)
+            }
             Ok(r) => r,
             Err(status) => error_resp(status),
         };
         server.journal.post_completion(op, index, &resp.body);
         index += 1;
+        answered += HEADER_LEN + resp.body.len() + 8;
         if resp.no_response {
             if hdr.next_command == 0 {
                 break;
@@ -346,7 +433,7 @@ async fn process(
         if let Some(tid) = resp.tree_id {
             resp_hdr.tree_id = tid;
         }
-        resp_hdr.credits = grant_credits(conn, &hdr);
+        resp_hdr.credits = conn.window.grant(hdr.credits);
         close |= resp.close;
         // Signing: the session's keys, when the session signs or the request was signed.
         let sign = if encrypted {
@@ -396,7 +483,9 @@ async fn process(
     }
     if !out.is_empty() {
         let enc = encrypt_reply.or_else(|| encryption_for(conn, &out));
-        send_elements(conn, out, enc).await;
+        if !send_elements(conn, out, enc).await {
+            return Flow::Close;
+        }
     }
     if deferred_tasks.is_empty() {
         server.journal.post_reply_ack(op);
@@ -456,16 +545,58 @@ fn signing_for(conn: &ConnState, hdr: &Header, request_signed: bool) -> Option<A
     }
 }
 
-/// Credits granted in a response ([MS-SMB2] 3.3.1.2): what the client asks
-/// for, at least one, within a window of 8192 outstanding.
-fn grant_credits(conn: &mut ConnState, hdr: &Header) -> u16 {
-    let charge = u32::from(hdr.credit_charge.max(1));
-    conn.credits = conn.credits.saturating_sub(charge);
-    let want = u32::from(hdr.credits.max(1));
-    let room = 8192u32.saturating_sub(conn.credits);
-    let grant = want.min(room).max(if conn.credits == 0 { 1 } else { 0 });
-    conn.credits += grant;
-    grant as u16
+/// Checks every MessageId of a frame's requests against the connection's
+/// sequence window and uses them ([MS-SMB2] 3.3.5.2.3), before any of the
+/// requests runs: each id is used once, and only ids granted in responses
+/// the client has already received, so a compound's elements cannot live
+/// on the credits of their own answers. A multi-credit request uses
+/// CreditCharge consecutive ids. CANCEL is skipped: it reuses the id of
+/// the request it cancels. An error means the connection must close.
+fn use_message_ids(conn: &mut ConnState, msg: &[u8]) -> Result<(), String> {
+    let mut at = 0usize;
+    loop {
+        let rest = &msg[at..];
+        let hdr = Header::parse(rest).map_err(|e| format!("bad header: {e}"))?;
+        if hdr.command != Command::Cancel as u16 {
+            let charge = if conn.multi_credit() { hdr.credit_charge } else { 1 };
+            conn.window.consume(hdr.message_id, charge).map_err(|e| e.to_string())?;
+        }
+        if hdr.next_command == 0 {
+            return Ok(());
+        }
+        let n = hdr.next_command as usize;
+        if !n.is_multiple_of(8) || n < HEADER_LEN || n > rest.len() {
+            return Err("bad NextCommand".into());
+        }
+        at += n;
+    }
+}
+
+/// The most bytes a frame's answers may take together: the largest single
+/// answer the server offers ([`crate::conn::MAX_IO`], its MaxReadSize and
+/// MaxTransactSize), and 64 KiB for the headers and the small answers
+/// beside it. [MS-SMB2] 3.3.4.1.3: the server SHOULD NOT send a response
+/// larger than MaxTransactSize + 256; this bounds the memory one small
+/// compound of large READs (or QUERY_INFOs, IOCTLs...) can take.
+pub const MAX_COMPOUND_RESPONSE: usize = crate::conn::MAX_IO as usize + 64 * 1024;
+
+/// Refuses an element whose answer could take the frame's answers past
+/// [`MAX_COMPOUND_RESPONSE`] (STATUS_INSUFFICIENT_RESOURCES), given the
+/// bytes `answered` by the elements before it. An element asking for more
+/// than the connection's maximums is left to its handler, which refuses it
+/// with STATUS_INVALID_PARAMETER before it allocates anything.
+fn check_answer_room(conn: &ConnState, hdr: &Header, elem: &[u8], answered: usize) -> Result<(), NtStatus> {
+    let Some(payload) = hdr.command().and_then(|c| protocol::credit::payload(c, elem)) else {
+        return Ok(());
+    };
+    if payload.response > conn.max_io() {
+        return Ok(());
+    }
+    if answered + HEADER_LEN + payload.response as usize > MAX_COMPOUND_RESPONSE {
+        debug!(mid = hdr.message_id, answered, asked = payload.response, "compound answer too large");
+        return Err(NtStatus::INSUFFICIENT_RESOURCES);
+    }
+    Ok(())
 }
 
 fn error_resp(status: NtStatus) -> Resp {
@@ -563,15 +694,23 @@ async fn run_element(
 }
 
 /// Encodes, signs and (when asked) encrypts the elements as one frame, and
-/// sends it: the door out.
-async fn send_elements(conn: &mut ConnState, out: Vec<OutElement>, encrypt: Option<(Arc<SessionCrypto>, u64)>) {
-    if let Some(frame) = encode_frame(&mut conn.preauth, out, encrypt) {
-        let _ = conn.tx.send(frame.freeze()).await;
+/// sends it: the door out. False when the frame could not be encoded: the
+/// connection must close.
+async fn send_elements(conn: &mut ConnState, out: Vec<OutElement>, encrypt: Option<(Arc<SessionCrypto>, u64)>) -> bool {
+    match encode_frame(&mut conn.preauth, out, encrypt) {
+        Some(frame) => {
+            let _ = conn.tx.send(frame.freeze()).await;
+            true
+        }
+        None => false,
     }
 }
 
 /// Encodes, signs and encrypts elements into one frame, NetBIOS header
 /// included. `preauth` is the connection's preauth hash (NEGOTIATE).
+/// `None` when it cannot be sent: encryption failed, or the frame is longer
+/// than a NetBIOS header can announce (in every build: the length must not
+/// wrap).
 fn encode_frame(
     conn_preauth: &mut protocol::crypto::preauth::PreauthHash,
     out: Vec<OutElement>,
@@ -646,7 +785,10 @@ fn encode_frame(
             }
             let len = chain.len() - 4;
             let mut h = BytesMut::with_capacity(4);
-            protocol::netbios::encode_header(len, &mut h);
+            if let Err(e) = protocol::netbios::encode_header(len, &mut h) {
+                warn!("response not sent: {e}");
+                return None;
+            }
             chain[..4].copy_from_slice(&h);
             chain
         }
@@ -654,7 +796,10 @@ fn encode_frame(
             chain.advance(transform::TRANSFORM_HEADER_LEN);
             let len = chain.len() - 4;
             let mut h = BytesMut::with_capacity(4);
-            protocol::netbios::encode_header(len, &mut h);
+            if let Err(e) = protocol::netbios::encode_header(len, &mut h) {
+                warn!("response not sent: {e}");
+                return None;
+            }
             chain[..4].copy_from_slice(&h);
             chain
         }
@@ -663,11 +808,10 @@ fn encode_frame(
 }
 
 /// Runs a deferred element's future in its own task and sends its answer
-/// (points 3 and 4 happen there). Waits for an I/O slot and for `cost`
-/// bytes of the server's I/O budget first (see [`crate::alloc`]), so a
-/// connection has a bounded number of large operations in flight, and the
-/// server a bounded number of large buffers; both are held until the
-/// answer is on the socket.
+/// (points 3 and 4 happen there). Waits for the connection's I/O slots
+/// first, one per 4 MiB of `cost` ([`crate::alloc::slots_for`]), so a
+/// connection has a bounded amount of large I/O in flight; they are held
+/// until the answer is on the socket.
 #[allow(clippy::too_many_arguments)]
 async fn spawn_deferred(
     conn: &mut ConnState,
@@ -679,16 +823,13 @@ async fn spawn_deferred(
     fut: PendingFut,
     cost: usize,
 ) {
-    // A WRITE's frame was read against the budget already (see Inbox).
-    let taken = conn.inbox.take_lease();
+    // A WRITE whose frame was read against the I/O budget keeps that
+    // share until it is written (see Inbox).
+    let lease = conn.inbox.take_lease().unwrap_or_default();
     let Ok(permit) = conn.io_slots.clone().acquire_many_owned(crate::alloc::slots_for(cost)).await else {
         return;
     };
-    let lease = match taken {
-        Some(lease) => lease,
-        None => crate::alloc::lease(cost).await,
-    }
-    .with_slot(permit);
+    let lease = lease.with_slot(permit);
     let tx = conn.tx.clone();
     let server = conn.server.clone();
     tokio::spawn(async move {
@@ -701,9 +842,15 @@ async fn spawn_deferred(
         h.status = resp.status.0;
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
         let mut unused = protocol::crypto::preauth::PreauthHash::new();
-        if let Some(frame) = encode_frame(&mut unused, vec![e], enc) {
-            let _ = tx.send(crate::alloc::leased(frame, lease)).await;
-        }
+        // The slot (and a WRITE's lease) stays taken until the writer has
+        // written (or dropped) the answer: a client that does not read its
+        // replies holds at most MAX_DEFERRED of them. An answer that cannot
+        // be sent ends the connection.
+        let frame = match encode_frame(&mut unused, vec![e], enc) {
+            Some(frame) => crate::alloc::leased(frame, lease),
+            None => crate::conn::CLOSE_FRAME,
+        };
+        let _ = tx.send(frame).await;
         server.journal.post_reply_ack(op);
     });
 }
@@ -769,9 +916,9 @@ fn spawn_pending(
         h.status = resp.status.0;
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
         let mut unused = protocol::crypto::preauth::PreauthHash::new();
-        if let Some(frame) = encode_frame(&mut unused, vec![e], enc) {
-            let _ = tx.send(frame.freeze()).await;
-        }
+        // An answer that cannot be sent ends the connection.
+        let frame = encode_frame(&mut unused, vec![e], enc).map_or(crate::conn::CLOSE_FRAME, BytesMut::freeze);
+        let _ = tx.send(frame).await;
     });
 }
 
@@ -786,5 +933,24 @@ mod tests {
         assert_eq!(&r.body[..], &[9, 0, 0, 0, 4, 0, 0, 0, 120, 0, 0, 0]);
         let empty = Resp::error_with_data(NtStatus::ACCESS_DENIED, &[]);
         assert_eq!(&empty.body[..], &[9, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    fn element(body_len: usize) -> OutElement {
+        let hdr = Header { command: Command::Read as u16, ..Default::default() }.response(NtStatus::SUCCESS);
+        OutElement { hdr, body: BytesMut::zeroed(body_len), headroom: None, sign: None, preauth_session: None, preauth_conn: false }
+    }
+
+    /// A frame longer than a NetBIOS header can announce is not sent (in
+    /// release builds too: the length used to wrap), and one just short of
+    /// it is.
+    #[test]
+    fn a_frame_too_long_for_netbios_is_not_encoded() {
+        let mut preauth = protocol::crypto::preauth::PreauthHash::new();
+        let max = protocol::netbios::MAX_LEN;
+        let f = encode_frame(&mut preauth, vec![element(max - HEADER_LEN)], None).expect("the largest frame");
+        assert_eq!(&f[..4], &[0, 0xFF, 0xFF, 0xFF]);
+        assert_eq!(f.len(), 4 + max);
+        assert!(encode_frame(&mut preauth, vec![element(max - HEADER_LEN + 1)], None).is_none());
+        assert!(encode_frame(&mut preauth, vec![element(9 << 20), element(9 << 20)], None).is_none());
     }
 }

@@ -24,7 +24,7 @@ impl Journal for Recorder {
     fn pre_ack(&self, _conn: u64, frame: &[u8]) -> OpId {
         let mut e = self.events.lock().unwrap();
         e.push(format!("1:{}", frame.len()));
-        e.len() as u64
+        OpId(e.len() as u64)
     }
     fn pre_command(&self, _op: OpId, index: usize) {
         self.events.lock().unwrap().push(format!("2:{index}"));
@@ -47,9 +47,11 @@ fn frame(msg: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A request asking for 8 credits, so that the ids of a compound sent next
+/// are granted before it is sent (the server checks them all first).
 fn message(command: Command, message_id: u64, body: &[u8]) -> Vec<u8> {
     let mut m = BytesMut::new();
-    Header { command: command as u16, message_id, credits: 1, credit_charge: 1, ..Default::default() }.encode(&mut m);
+    Header { command: command as u16, message_id, credits: 8, credit_charge: 1, ..Default::default() }.encode(&mut m);
     m.extend_from_slice(body);
     m.to_vec()
 }
@@ -201,7 +203,7 @@ fn session_setup_flood_is_bounded() {
     s.write_all(&frame(&negotiate())).unwrap();
     assert_eq!(status(&read_frame(&mut s).unwrap()), NtStatus::SUCCESS);
     let token = protocol::auth::ntlm::client::negotiate();
-    let limit = server::cmd::session_setup::MAX_SESSIONS_PER_CONNECTION;
+    let limit = server::config::Limits::default().max_sessions_per_connection;
     for i in 0..limit + 2 {
         let mut b = BytesMut::new();
         protocol::msg::session_setup::SessionSetupRequest {

@@ -40,7 +40,8 @@
 //!
 //! # Layout
 //!
-//! - [`types`]: identifiers (cluster, node, set, epoch), flags, fault kinds.
+//! - [`types`]: fault kinds and health; the identifiers (cluster, node, set, epoch) and
+//!   the flag, re-exported from the `ids` crate.
 //! - [`config`]: [`Config`], boot information and identity checks.
 //! - [`codec`]: interconnect frames and messages (framing, version, ids, seq, crc32).
 //! - [`ownership`]: claim records, file names, choosing the newest claim; [`ownership::fs`]

@@ -8,7 +8,6 @@ use protocol::msg::change_notify::{encode_notify_list, ChangeNotifyRequest, Chan
 use protocol::NtStatus;
 
 use super::bad;
-use crate::conn::MAX_IO;
 use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
@@ -24,7 +23,8 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if open.access & access::FILE_READ_DATA == 0 {
         return Err(NtStatus::ACCESS_DENIED);
     }
-    if req.output_buffer_length > MAX_IO {
+    // Beyond Connection.MaxTransactSize (3.3.5.19).
+    if req.output_buffer_length > ctx.conn.max_io() {
         return Err(NtStatus::INVALID_PARAMETER);
     }
     let share = open.share().ok_or(NtStatus::INVALID_PARAMETER)?;

@@ -310,6 +310,7 @@ fn open_pipe(
     if unauthenticated {
         pipe.set_caller(protocol::rpc::Caller::Anonymous);
     }
+    let slot = ctx.server.resources.open_slot(lock(&session.inner).opens.len())?;
     let id = ctx.server.next_id();
     let open = Arc::new(Open {
         persistent_id: id,
@@ -324,6 +325,7 @@ fn open_pipe(
         key: None,
         st: Mutex::new(OpenState::new(req.name.clone(), None)),
         writing: Mutex::new(()),
+        slot,
     });
     lock(&session.inner).opens.insert(id, open);
     let file_id = FileId { persistent: id, volatile: id };
@@ -377,6 +379,9 @@ fn check_new_file_contexts(req: &CreateRequest<'_>) -> Result<(), NtStatus> {
 fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus> {
     let server = &opener.server;
     let tree = &opener.tree;
+    // Before anything is opened: a place in the session's and the
+    // server's open tables (each open holds a file descriptor).
+    let slot = server.resources.open_slot(lock(&opener.session.inner).opens.len())?;
     let share = tree.share().ok_or(NtStatus::INVALID_PARAMETER)?.clone();
     let path = SmbPath::parse(&req.name).map_err(fs_err)?;
     let mut desired = generic_map(req.desired_access);
@@ -584,6 +589,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         key: Some(key),
         st: Mutex::new(state),
         writing: Mutex::new(()),
+        slot,
     });
     lock(&opener.session.inner).opens.insert(id, open);
     rsv.keep();

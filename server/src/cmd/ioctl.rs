@@ -14,7 +14,6 @@ use protocol::NtStatus;
 use tracing::warn;
 
 use super::bad;
-use crate::conn::MAX_IO;
 use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::open::OpenKind;
@@ -30,9 +29,14 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if !req.is_fsctl() {
         return Err(NtStatus::NOT_SUPPORTED);
     }
-    if req.max_output_response > MAX_IO || req.input.len() > MAX_IO as usize {
+    // Beyond Connection.MaxTransactSize (3.3.5.15).
+    let max = ctx.conn.max_io();
+    if req.max_output_response > max || req.input.len() > max as usize {
         return Err(NtStatus::INVALID_PARAMETER);
     }
+    // The charge covers the larger of the input and the output asked for
+    // (3.2.4.20, 3.3.5.2.5).
+    super::check_credit_charge(ctx, req.max_output_response.max(req.input.len() as u32))?;
     let max_out = req.max_output_response as usize;
     let mut out = BytesMut::new();
     let mut status = NtStatus::SUCCESS;

@@ -31,7 +31,7 @@ use crate::pipeline::{Ctx, HResult};
 pub async fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> HResult {
     match command {
         Command::Negotiate => negotiate::handle(ctx),
-        Command::SessionSetup => session_setup::handle(ctx),
+        Command::SessionSetup => session_setup::handle(ctx).await,
         Command::Logoff => logoff::handle(ctx),
         Command::TreeConnect => tree_connect::handle(ctx),
         Command::TreeDisconnect => tree_connect::disconnect(ctx),
@@ -108,17 +108,13 @@ pub fn file_stat(st: &crate::fs::Stat, delete_pending: bool) -> protocol::fscc::
     }
 }
 
-/// Multi-credit requests must be charged enough credits
-/// ([MS-SMB2] 3.3.5.2.5): one per 64 KiB.
+/// A READ, WRITE, IOCTL or QUERY_DIRECTORY of `len` payload bytes must be
+/// charged enough credits, one per 64 KiB ([MS-SMB2] 3.1.5.2, 3.3.5.2.5;
+/// CreditCharge 0 counts as 1). Without multi-credit requests (2.0.2) a
+/// request pays for 64 KiB.
 pub fn check_credit_charge(ctx: &Ctx<'_>, len: u32) -> Result<(), NtStatus> {
-    if ctx.conn.dialect < protocol::msg::negotiate::dialect::SMB2_1 {
-        if len > 65536 {
-            return Err(NtStatus::INVALID_PARAMETER);
-        }
-        return Ok(());
-    }
-    let needed = (len.max(1) - 1) / 65536 + 1;
-    if u32::from(ctx.hdr.credit_charge.max(1)) < needed {
+    let charge = if ctx.conn.multi_credit() { u32::from(ctx.hdr.credit_charge.max(1)) } else { 1 };
+    if protocol::credit::credit_charge(len) > charge {
         return Err(NtStatus::INVALID_PARAMETER);
     }
     Ok(())

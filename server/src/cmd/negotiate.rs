@@ -11,7 +11,7 @@ use protocol::NtStatus;
 use tracing::debug;
 
 use crate::config::Signing;
-use crate::conn::{ConnState, MAX_IO};
+use crate::conn::ConnState;
 use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::now_filetime;
 
@@ -31,8 +31,8 @@ fn security_mode(conn: &ConnState) -> u16 {
 fn response_body(conn: &ConnState, dialect_revision: u16, caps: u32, contexts: Vec<NegotiateContext<'_>>) -> BytesMut {
     let hint = spnego::negotiate_hint();
     // Without multi-credit requests (2.0.2) a message carries 64 KiB at most
-    // ([MS-SMB2] 3.3.5.4).
-    let max_io = if caps & capabilities::LARGE_MTU != 0 { MAX_IO } else { 65536 };
+    // ([MS-SMB2] 3.3.5.4); with them, as much as the credits pay for.
+    let max_io = conn.max_io();
     let resp = NegotiateResponse {
         security_mode: security_mode(conn),
         dialect_revision,

@@ -7,7 +7,6 @@ use protocol::msg::query_directory::{query_directory_flags as qf, QueryDirectory
 use protocol::NtStatus;
 
 use super::{bad, file_stat};
-use crate::conn::MAX_IO;
 use crate::fs;
 use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::files::access;
@@ -24,7 +23,8 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if open.access & access::FILE_READ_DATA == 0 {
         return Err(NtStatus::ACCESS_DENIED);
     }
-    if req.output_buffer_length == 0 || req.output_buffer_length > MAX_IO {
+    // Beyond Connection.MaxTransactSize (3.3.5.18).
+    if req.output_buffer_length == 0 || req.output_buffer_length > ctx.conn.max_io() {
         return Err(NtStatus::INVALID_PARAMETER);
     }
     super::check_credit_charge(ctx, req.output_buffer_length)?;

@@ -7,7 +7,6 @@ use protocol::msg::query_info::{info_type, QueryInfoRequest, QueryInfoResponse};
 use protocol::NtStatus;
 
 use super::{bad, file_stat};
-use crate::conn::MAX_IO;
 use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
@@ -16,7 +15,8 @@ use crate::state::open::{Open, OpenKind};
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = QueryInfoRequest::parse(ctx.msg).map_err(bad)?;
     let open = ctx.open(req.file_id)?;
-    if req.output_buffer_length > MAX_IO {
+    // Beyond Connection.MaxTransactSize (3.3.5.20).
+    if req.output_buffer_length > ctx.conn.max_io() {
         return Err(NtStatus::INVALID_PARAMETER);
     }
     let fid = open.file_id();

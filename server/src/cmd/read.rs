@@ -7,7 +7,6 @@ use protocol::msg::read::{ReadRequest, ReadResponse};
 use protocol::NtStatus;
 
 use super::bad;
-use crate::conn::MAX_IO;
 use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
@@ -17,7 +16,8 @@ use crate::state::Open;
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = ReadRequest::parse(ctx.msg).map_err(bad)?;
     let open = ctx.open(req.file_id)?;
-    if req.length > MAX_IO {
+    // Beyond Connection.MaxReadSize (3.3.5.12).
+    if req.length > ctx.conn.max_io() {
         return Err(NtStatus::INVALID_PARAMETER);
     }
     super::check_credit_charge(ctx, req.length)?;

@@ -22,8 +22,6 @@ use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::session::{AuthState, SessionCrypto};
 use crate::state::{lock, now_filetime, Session};
 
-/// Sessions (set up, being set up, or bound) one connection may hold.
-pub const MAX_SESSIONS_PER_CONNECTION: usize = 64;
 /// Channels one session may have, the one it was established on included
 /// (Windows' limit; more get STATUS_INSUFFICIENT_RESOURCES).
 pub const MAX_CHANNELS_PER_SESSION: usize = 32;
@@ -81,18 +79,62 @@ fn signed_by(ctx: &Ctx<'_>, session: &Session) -> Option<Arc<SessionCrypto>> {
     (!c.signing_key.is_empty() && signing::verify(c.signing_alg, &c.signing_key, ctx.msg)).then_some(c)
 }
 
-pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
+/// SESSION_SETUP, with failed logons slowed down per client address and
+/// counted per connection ([`crate::state::throttle`]): the answer to a
+/// final leg waits as the address's count says, and the connection closes
+/// after its last allowed failure.
+pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
+    let mut result = setup(ctx);
+    let status = match &result {
+        Ok(r) => r.status,
+        Err(s) => *s,
+    };
+    let ip = ctx.conn.peer.ip();
+    let now = std::time::Instant::now();
+    let wait = match status {
+        NtStatus::LOGON_FAILURE => {
+            ctx.conn.login_failures += 1;
+            let limit = ctx.server.cfg.limits.login_failures_per_connection;
+            if limit != 0 && ctx.conn.login_failures >= limit {
+                warn!(peer = %ctx.conn.peer, failures = ctx.conn.login_failures, "too many failed logons: closing the connection");
+                if let Ok(r) = &mut result {
+                    r.close = true;
+                }
+            }
+            lock(&ctx.server.logins).failed(ip, now)
+        }
+        NtStatus::SUCCESS => lock(&ctx.server.logins).succeeded(ip, now),
+        _ => std::time::Duration::ZERO,
+    };
+    if !wait.is_zero() {
+        info!(peer = %ctx.conn.peer, ?wait, "logon answer held back after failed logons from this address");
+        tokio::time::sleep(wait).await;
+    }
+    result
+}
+
+fn setup(ctx: &mut Ctx<'_>) -> HResult {
     let req = SessionSetupRequest::parse(ctx.msg).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+    if ctx.server.cfg.encrypt && ctx.conn.cipher == 0 {
+        // Encryption is required server-wide (EncryptData and
+        // RejectUnencryptedAccess): a connection that cannot encrypt (2.x,
+        // or 3.x without a cipher) gets no session at all ([MS-SMB2]
+        // 3.3.5.5 steps 1 and 2), so not even IPC$ answers it in plain.
+        return Err(NtStatus::ACCESS_DENIED);
+    }
     if req.flags & setup_flags::BINDING != 0 {
         return bind(ctx, &req);
     }
     let session: Arc<Session> = if ctx.hdr.session_id == 0 {
-        if ctx.conn.sessions.len() + ctx.conn.bindings.len() >= MAX_SESSIONS_PER_CONNECTION {
+        if ctx.conn.sessions.len() + ctx.conn.bindings.len() >= ctx.server.cfg.limits.max_sessions_per_connection {
             // A client may not grow the server's memory without bound.
             return Err(NtStatus::REQUEST_NOT_ACCEPTED);
         }
+        // The server's session table is full: INSUFFICIENT_RESOURCES, as
+        // Samba answers.
+        let slot = ctx.server.resources.session_slot()?;
         let id = ctx.server.next_id();
-        let s = Arc::new(Session::new(id, ctx.conn.id, in_progress(ctx)));
+        let s = Arc::new(Session::new(id, ctx.conn.id, in_progress(ctx)).counted(slot));
         ctx.conn.sessions.insert(id, s.clone());
         s
     } else {
@@ -132,25 +174,35 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             r.preauth_session = Some(session.clone());
             Ok(r)
         }
-        Leg::Fail(status) => {
-            // A failed logon or reauthentication ends the session on every
-            // channel. A reauthentication's failure is signed like its
-            // request, with the keys it still had.
-            let sign = if ctx.hdr.is_signed() { ctx.conn.signing_crypto(&session).filter(|c| !c.signing_key.is_empty()) } else { None };
-            ctx.conn.sessions.remove(&sid);
-            ctx.conn.channels.remove(&sid);
-            {
-                let mut table = lock(&ctx.server.sessions);
-                if table.get(&sid).is_some_and(|s| Arc::ptr_eq(s, &session)) {
-                    table.remove(&sid);
-                }
-            }
-            lock(&session.inner).channels.clear();
-            crate::cmd::logoff::disconnect_session(ctx.server, &session);
-            reject(sid, status, sign)
+        Leg::Done(done) if (done.anonymous || done.guest) && ctx.server.cfg.encrypt => {
+            // An anonymous or guest session has no keys to encrypt with, and
+            // every session must encrypt: refused, as Samba does (and as
+            // [MS-SMB2] 3.3.5.2.9 would refuse each of its requests).
+            warn!(peer = %ctx.conn.peer, user = %done.user, "anonymous or guest logon refused: encryption is required");
+            fail(ctx, &session, NtStatus::ACCESS_DENIED)
         }
         Leg::Done(done) => logged_on(ctx, &req, &session, done),
+        Leg::Fail(status) => fail(ctx, &session, status),
     }
+}
+
+/// A failed logon or reauthentication ends the session on every channel
+/// ([MS-SMB2] 3.3.5.5.3). A reauthentication's failure is signed like its
+/// request, with the keys it still had.
+fn fail(ctx: &mut Ctx<'_>, session: &Arc<Session>, status: NtStatus) -> HResult {
+    let sid = session.id;
+    let sign = if ctx.hdr.is_signed() { ctx.conn.signing_crypto(session).filter(|c| !c.signing_key.is_empty()) } else { None };
+    ctx.conn.sessions.remove(&sid);
+    ctx.conn.channels.remove(&sid);
+    {
+        let mut table = lock(&ctx.server.sessions);
+        if table.get(&sid).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            table.remove(&sid);
+        }
+    }
+    lock(&session.inner).channels.clear();
+    crate::cmd::logoff::disconnect_session(ctx.server, session);
+    reject(sid, status, sign)
 }
 
 /// What one leg of the authentication exchange came to.
@@ -260,6 +312,14 @@ fn step(ctx: &Ctx<'_>, auth: &Session, req: &SessionSetupRequest<'_>) -> Leg {
 
 /// The last leg of a logon or reauthentication: keys and policies
 /// ([MS-SMB2] 3.3.5.5.3).
+///
+/// An anonymous or guest session gets no keys at all: its session key is
+/// all zeros (anonymous, [MS-NLMP] 3.2.5.1.2) or not proven (a guest), so
+/// keys from it would authenticate nothing. It never signs nor has signing
+/// required, is never told to encrypt (SMB2_SESSION_FLAG_IS_NULL or
+/// IS_GUEST, never ENCRYPT_DATA), and an encrypted request on it closes the
+/// connection (3.3.5.2.1.1). Its final answer is unsigned, on 3.1.1 too
+/// (there is no key to sign it with).
 fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Session>, done: Done) -> HResult {
     let dialect = ctx.conn.dialect;
     let sid = session.id;
@@ -279,8 +339,8 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
             dialect,
             signing_alg: signing_alg(ctx),
             signing_key: if unsigned { Vec::new() } else { keys.signing_key },
-            encryption_key: keys.encryption_key,
-            decryption_key: keys.decryption_key,
+            encryption_key: if unsigned { Vec::new() } else { keys.encryption_key },
+            decryption_key: if unsigned { Vec::new() } else { keys.decryption_key },
             cipher: ctx.conn.cipher,
             signing_required,
             encrypt_data,
@@ -449,7 +509,7 @@ fn bind(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>) -> HResult {
         return reject(NtStatus::REQUEST_NOT_ACCEPTED);
     }
     if !ctx.conn.bindings.contains_key(&sid) {
-        if ctx.conn.sessions.len() + ctx.conn.bindings.len() >= MAX_SESSIONS_PER_CONNECTION {
+        if ctx.conn.sessions.len() + ctx.conn.bindings.len() >= ctx.server.cfg.limits.max_sessions_per_connection {
             return reject(NtStatus::REQUEST_NOT_ACCEPTED);
         }
         let auth = Arc::new(Session::new(sid, ctx.conn.id, in_progress(ctx)));

@@ -20,6 +20,10 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = SetInfoRequest::parse(ctx.msg).map_err(bad)?;
     let open = ctx.open(req.file_id)?;
     let fid = open.file_id();
+    // Beyond Connection.MaxTransactSize (Samba refuses it too).
+    if req.buffer.len() > ctx.conn.max_io() as usize {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
     match req.info_type {
         info_type::FILE => {
             let info = parse_set_file_info(req.file_info_class, req.buffer).map_err(|e| e.status())?;

@@ -35,7 +35,11 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     };
     let dialect = ctx.conn.dialect;
     let (kind, encrypt, read_only) = if name.eq_ignore_ascii_case("IPC$") {
-        (TreeKind::Ipc, false, false)
+        // Encryption required server-wide covers IPC$ too (global
+        // EncryptData, [MS-SMB2] 3.3.5.7): its share listing is no less
+        // private than the shares. Sessions that cannot encrypt never get
+        // this far (3.3.5.5).
+        (TreeKind::Ipc, ctx.server.cfg.encrypt, false)
     } else {
         let share = ctx.server.share(name).ok_or_else(|| {
             debug!(%name, "no such share");
@@ -46,8 +50,9 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             return Err(NtStatus::ACCESS_DENIED);
         }
         let encrypt = share.cfg.encrypt || ctx.server.cfg.encrypt;
-        if encrypt && (dialect < 0x0300 || ctx.conn.cipher == 0) {
-            // The client cannot encrypt, and the share requires it.
+        if encrypt && (dialect < 0x0300 || ctx.conn.cipher == 0 || guest || anonymous) {
+            // The client cannot encrypt (an anonymous or guest session has
+            // no keys), and the share requires it.
             return Err(NtStatus::ACCESS_DENIED);
         }
         let ro = share.cfg.read_only;
@@ -57,16 +62,13 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if lock(&session.inner).trees.len() >= MAX_TREES_PER_SESSION {
         return Err(NtStatus::INSUFFICIENT_RESOURCES);
     }
-    let id = (ctx.server.next_id() & 0xFFFF_FFFF) as u32;
+    let id = ctx.server.next_tree_id();
     let is_ipc = matches!(kind, TreeKind::Ipc);
     let tree = Arc::new(Tree { id, kind, encrypt, read_only, maximal_access });
     lock(&session.inner).trees.insert(id, tree);
-    let mut flags = share_flags::MANUAL_CACHING;
+    let mut flags = if is_ipc { share_flags::NO_CACHING } else { share_flags::MANUAL_CACHING };
     if encrypt {
         flags |= share_flags::ENCRYPT_DATA;
-    }
-    if is_ipc {
-        flags = share_flags::NO_CACHING;
     }
     let mut body = BytesMut::with_capacity(16);
     TreeConnectResponse {

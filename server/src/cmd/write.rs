@@ -5,7 +5,6 @@ use protocol::msg::write::{WriteRequest, WriteResponse};
 use protocol::NtStatus;
 
 use super::bad;
-use crate::conn::MAX_IO;
 use crate::pipeline::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
@@ -25,7 +24,8 @@ const SPACE_CHECK_FROM: u64 = 64 << 20;
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = WriteRequest::parse(ctx.msg).map_err(bad)?;
     let open = ctx.open(req.file_id)?;
-    if req.data.len() > MAX_IO as usize {
+    // Beyond Connection.MaxWriteSize (3.3.5.13).
+    if req.data.len() > ctx.conn.max_io() as usize {
         return Err(NtStatus::INVALID_PARAMETER);
     }
     super::check_credit_charge(ctx, req.data.len() as u32)?;

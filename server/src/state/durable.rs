@@ -140,6 +140,8 @@ pub fn reclaim(
         key: old.key,
         st: std::sync::Mutex::new(st),
         writing: std::sync::Mutex::new(()),
+        // A second descriptor while the old open lingers: counted too.
+        slot: server.resources.open_slot_unchecked(),
     })
 }
 

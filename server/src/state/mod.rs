@@ -8,11 +8,13 @@
 
 pub mod durable;
 pub mod files;
+pub mod id_alloc;
 pub mod notify;
 pub mod open;
 pub mod lease;
 pub mod oplock;
 pub mod session;
+pub mod throttle;
 pub mod tree;
 
 use std::collections::HashMap;
@@ -56,8 +58,14 @@ pub struct Server {
     pub oplock_changed: tokio::sync::Notify,
     /// The consistency-point hook.
     pub journal: Arc<dyn crate::journal::Journal>,
-    next_id: AtomicU64,
+    /// Session, file and async ids, unique across restarts ([`id_alloc`]).
+    ids: id_alloc::IdAlloc,
+    /// Connections, sessions, opens and queued replies, counted against
+    /// the configured limits.
+    pub resources: crate::limits::Resources,
     next_conn: AtomicU64,
+    /// Failed logons by client address ([`throttle`]).
+    pub logins: Mutex<throttle::LoginThrottle>,
 }
 
 impl Server {
@@ -75,6 +83,9 @@ impl Server {
             shares.push(Arc::new(ShareEntry { cfg: s.clone(), fs: share }));
         }
         let guid: [u8; 16] = rand::random();
+        let ids = id_alloc::IdAlloc::start(cfg.state_dir().as_deref());
+        let logins = Mutex::new(throttle::LoginThrottle::new(&cfg.limits));
+        let resources = crate::limits::Resources::new(&cfg.limits, crate::limits::nofile());
         Ok(Server {
             cfg,
             users,
@@ -88,15 +99,22 @@ impl Server {
             lock_released: tokio::sync::Notify::new(),
             oplock_changed: tokio::sync::Notify::new(),
             journal: Arc::new(crate::journal::NoJournal),
-            next_id: AtomicU64::new(1),
+            ids,
+            resources,
             next_conn: AtomicU64::new(1),
+            logins,
         })
     }
 
-    /// A fresh id, unique for the server's lifetime (session ids, tree ids,
-    /// file ids, async ids).
+    /// A fresh id, unique across restarts of this node (session ids, file
+    /// ids, async ids; layout in [`id_alloc`]).
     pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        self.ids.next_id()
+    }
+
+    /// A fresh 32-bit tree id (never 0 nor 0xFFFFFFFF).
+    pub fn next_tree_id(&self) -> u32 {
+        self.ids.next_tree_id()
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -60,6 +60,9 @@ pub struct Open {
     /// kernel anyway; waiting here sleeps, where two writers racing for
     /// the inode lock spin on it and take CPU from everything else.
     pub writing: Mutex<()>,
+    /// The open's place in the server's count of opens, given back when
+    /// the open (and its file descriptor) goes.
+    pub slot: crate::limits::OpenSlot,
 }
 
 impl Open {

@@ -35,6 +35,9 @@ pub struct SessionCrypto {
 pub struct Session {
     pub id: u64,
     pub inner: Mutex<SessionInner>,
+    /// The session's place in the server's count of sessions, given back
+    /// when the session object goes.
+    pub slot: Option<crate::limits::SessionSlot>,
 }
 
 pub struct SessionInner {
@@ -75,7 +78,14 @@ impl Session {
                 client_guid: [0; 16],
                 channels: vec![conn_id],
             }),
+            slot: None,
         }
+    }
+
+    /// The session, counted in the server's sessions with `slot`.
+    pub fn counted(mut self, slot: crate::limits::SessionSlot) -> Session {
+        self.slot = Some(slot);
+        self
     }
 
     pub fn crypto(&self) -> Option<Arc<SessionCrypto>> {

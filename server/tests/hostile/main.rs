@@ -3,14 +3,24 @@
 //! of attack from issue 11, and checks that the server refuses with the
 //! right NTSTATUS or a closed connection, and stays responsive and bounded.
 //!
+//! - [`auth`]: who a request runs as, and the logon itself: transform and
+//!   inner session bound together, encryption required covering IPC$,
+//!   concurrent logons, ids unique across restarts, failed logons slowed.
 //! - [`basics`]: the client itself works (so a refusal elsewhere means
 //!   something).
+//! - [`credits`]: message ids and credits: replays, ids never granted or
+//!   reused, CreditCharge, and compounds of large READs.
+//! - [`limits`]: connections, sessions, opens, pending requests, deadlines
+//!   and queued replies are bounded; the soak test.
 //! - [`wildcard`]: QUERY_DIRECTORY patterns cost linear time and never stall
 //!   other clients.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod auth;
 mod basics;
 mod client;
+mod credits;
+mod limits;
 mod wildcard;
