@@ -14,9 +14,10 @@
 //! read as any other, its buffer growing as its bytes arrive; nothing
 //! waits for the budget, so connections that hold their leases (a peer
 //! trickling a frame in, or not reading its answers) cannot stall others.
-//! A connection's large operations are bounded by its slots
+//! A deferred READ of [`LEASE_FROM`] or more takes a lease too when there
+//! is room. A connection's large operations are bounded by its slots
 //! ([`slots_for`]): 16 MiB in flight, answers waiting in its writer queue
-//! included.
+//! included, and one operation at a time for those without a lease.
 //!
 //! Freed buffers go back to the heap and the next one of the same size
 //! class fits where they were ([`size_class`]), and one arena serves every
@@ -34,7 +35,7 @@ use crate::conn::MAX_DEFERRED;
 
 /// Bytes of large request frames read into buffers of their own at once,
 /// server-wide.
-pub const IO_BUDGET: usize = 32 << 20;
+pub const IO_BUDGET: usize = 64 << 20;
 /// What one of a connection's [`MAX_DEFERRED`] slots stands for: a large
 /// operation takes one slot per 4 MiB, so a connection has at most 16 MiB
 /// in flight (two 8 MiB READs, or four of 4 MiB or less).
@@ -101,6 +102,9 @@ fn try_lease_from(budget: &Arc<Semaphore>, total: usize, bytes: usize) -> Option
     Some(Lease { budget: Some(permit), slot: None })
 }
 
+/// Frames and READs at least this large are worth a share of the budget.
+pub const LEASE_FROM: usize = 256 * 1024;
+
 /// The capacity to allocate for a buffer of `n` bytes: large ones are
 /// rounded up to whole MiB, so that every 8 MiB READ body and WRITE frame
 /// has the same size and fits exactly where the last one was freed (with
@@ -116,8 +120,15 @@ pub fn size_class(n: usize) -> usize {
     }
 }
 
-/// The connection slots a deferred operation of `cost` bytes takes.
-pub fn slots_for(cost: usize) -> u32 {
+/// The connection slots a deferred operation of `cost` bytes takes: one
+/// per 4 MiB with a share of the server's budget (`leased`), so that a
+/// connection has at most 16 MiB in flight; all of them for a large one
+/// without, which then runs alone on its connection. Under load the
+/// server's large buffers are then the budget's plus one per connection.
+pub fn slots_for(cost: usize, leased: bool) -> u32 {
+    if !leased && cost >= LEASE_FROM {
+        return MAX_DEFERRED as u32;
+    }
     cost.div_ceil(SLOT_BYTES).clamp(1, MAX_DEFERRED) as u32
 }
 
@@ -165,12 +176,14 @@ mod tests {
 
     #[test]
     fn slots_by_size() {
-        assert_eq!(slots_for(0), 1);
-        assert_eq!(slots_for(64 << 10), 1);
-        assert_eq!(slots_for(4 << 20), 1);
-        assert_eq!(slots_for((4 << 20) + 1), 2);
-        assert_eq!(slots_for(8 << 20), 2);
-        assert_eq!(slots_for(64 << 20), MAX_DEFERRED as u32);
+        assert_eq!(slots_for(0, false), 1);
+        assert_eq!(slots_for(64 << 10, false), 1);
+        assert_eq!(slots_for(LEASE_FROM, false), MAX_DEFERRED as u32);
+        assert_eq!(slots_for(8 << 20, false), MAX_DEFERRED as u32);
+        assert_eq!(slots_for(4 << 20, true), 1);
+        assert_eq!(slots_for((4 << 20) + 1, true), 2);
+        assert_eq!(slots_for(8 << 20, true), 2);
+        assert_eq!(slots_for(64 << 20, true), MAX_DEFERRED as u32);
     }
 
     #[test]

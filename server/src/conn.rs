@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::alloc::LEASE_FROM;
 use crate::limits::ReplyMeter;
 use crate::pipeline::{self, Flow};
 use crate::state::session::{AuthState, SessionCrypto};
@@ -193,9 +194,6 @@ pub struct Inbox {
     last: Option<crate::alloc::Lease>,
 }
 
-/// Frames at least this long are read against the I/O budget.
-const LEASE_FROM: usize = 256 * 1024;
-
 impl Inbox {
     pub fn new(rd: Option<Reader>) -> Inbox {
         let frame_timeout = Duration::from_secs(crate::config::Limits::default().frame_timeout_s);
@@ -323,14 +321,21 @@ impl Inbox {
 /// [`READ_CHUNK`]), so a header announcing 8 MiB pins nothing until the
 /// bytes come.
 fn reserve_chunk(buf: &mut BytesMut) {
-    let wanted = if buf.len() >= 4 && buf[0] == 0 {
-        let total = 4 + ((buf[1] as usize) << 16 | (buf[2] as usize) << 8 | buf[3] as usize);
-        total.saturating_sub(buf.len()).clamp(1, READ_CHUNK.max(buf.len()))
-    } else {
-        READ_CHUNK
+    let total = (buf.len() >= 4 && buf[0] == 0).then(|| 4 + ((buf[1] as usize) << 16 | (buf[2] as usize) << 8 | buf[3] as usize));
+    let wanted = match total {
+        Some(total) => total.saturating_sub(buf.len()).clamp(1, READ_CHUNK.max(buf.len())),
+        None => READ_CHUNK,
     };
     if buf.capacity() - buf.len() < wanted.min(READ_CHUNK) {
-        buf.reserve(wanted);
+        if total.is_some_and(|t| t >= LEASE_FROM) {
+            // Exactly that much more: `reserve` may double a buffer it owns
+            // alone, and an 8 MiB frame would end in a 16 MiB buffer.
+            let mut fresh = BytesMut::with_capacity(buf.len() + wanted);
+            fresh.extend_from_slice(buf);
+            *buf = fresh;
+        } else {
+            buf.reserve(wanted);
+        }
     }
 }
 

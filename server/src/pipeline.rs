@@ -809,9 +809,9 @@ fn encode_frame(
 
 /// Runs a deferred element's future in its own task and sends its answer
 /// (points 3 and 4 happen there). Waits for the connection's I/O slots
-/// first, one per 4 MiB of `cost` ([`crate::alloc::slots_for`]), so a
-/// connection has a bounded amount of large I/O in flight; they are held
-/// until the answer is on the socket.
+/// first ([`crate::alloc::slots_for`]), so a connection has a bounded
+/// amount of large I/O in flight; they are held until the answer is on
+/// the socket.
 #[allow(clippy::too_many_arguments)]
 async fn spawn_deferred(
     conn: &mut ConnState,
@@ -824,12 +824,18 @@ async fn spawn_deferred(
     cost: usize,
 ) {
     // A WRITE whose frame was read against the I/O budget keeps that
-    // share until it is written (see Inbox).
-    let lease = conn.inbox.take_lease().unwrap_or_default();
-    let Ok(permit) = conn.io_slots.clone().acquire_many_owned(crate::alloc::slots_for(cost)).await else {
+    // share until it is written (see Inbox); a READ takes one if there is
+    // room. Without one, a large operation runs alone on its connection.
+    let lease = match conn.inbox.take_lease() {
+        Some(lease) => Some(lease),
+        None if hdr.command == Command::Read as u16 => crate::alloc::try_lease(cost),
+        None => None,
+    };
+    let slots = crate::alloc::slots_for(cost, lease.is_some());
+    let Ok(permit) = conn.io_slots.clone().acquire_many_owned(slots).await else {
         return;
     };
-    let lease = lease.with_slot(permit);
+    let lease = lease.unwrap_or_default().with_slot(permit);
     let tx = conn.tx.clone();
     let server = conn.server.clone();
     tokio::spawn(async move {
