@@ -16,8 +16,10 @@
 //! trickling a frame in, or not reading its answers) cannot stall others.
 //! A deferred READ of [`LEASE_FROM`] or more takes a lease too when there
 //! is room. A connection's large operations are bounded by its slots
-//! ([`slots_for`]): 16 MiB in flight, answers waiting in its writer queue
-//! included, and one operation at a time for those without a lease.
+//! ([`slots_for`]), answers waiting in its writer queue included: up to
+//! 16 MiB of READs with leases (two of 8 MiB: one read from disk while the
+//! other is sent), else one large operation at a time, so a connection
+//! putting a file holds the frame being written and the next one.
 //!
 //! Freed buffers go back to the heap and the next one of the same size
 //! class fits where they were ([`size_class`]), and one arena serves every
@@ -120,13 +122,13 @@ pub fn size_class(n: usize) -> usize {
     }
 }
 
-/// The connection slots a deferred operation of `cost` bytes takes: one
-/// per 4 MiB with a share of the server's budget (`leased`), so that a
-/// connection has at most 16 MiB in flight; all of them for a large one
-/// without, which then runs alone on its connection. Under load the
-/// server's large buffers are then the budget's plus one per connection.
-pub fn slots_for(cost: usize, leased: bool) -> u32 {
-    if !leased && cost >= LEASE_FROM {
+/// The connection slots a deferred operation of `cost` bytes takes. One
+/// that may overlap others on its connection (`overlap`: a READ with a
+/// share of the server's budget) takes one per 4 MiB, so that a connection
+/// has at most 16 MiB of them in flight; any other of [`LEASE_FROM`] or
+/// more takes them all and runs alone.
+pub fn slots_for(cost: usize, overlap: bool) -> u32 {
+    if !overlap && cost >= LEASE_FROM {
         return MAX_DEFERRED as u32;
     }
     cost.div_ceil(SLOT_BYTES).clamp(1, MAX_DEFERRED) as u32

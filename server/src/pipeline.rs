@@ -825,13 +825,17 @@ async fn spawn_deferred(
 ) {
     // A WRITE whose frame was read against the I/O budget keeps that
     // share until it is written (see Inbox); a READ takes one if there is
-    // room. Without one, a large operation runs alone on its connection.
+    // room. Large READs with one may overlap on a connection (one read from
+    // disk while the last is sent); any other large operation runs alone.
+    // WRITEs through one open take turns anyway, and the next one's frame
+    // is read meanwhile, so one at a time costs nothing but a frame less.
+    let is_read = hdr.command == Command::Read as u16;
     let lease = match conn.inbox.take_lease() {
         Some(lease) => Some(lease),
-        None if hdr.command == Command::Read as u16 => crate::alloc::try_lease(cost),
+        None if is_read => crate::alloc::try_lease(cost),
         None => None,
     };
-    let slots = crate::alloc::slots_for(cost, lease.is_some());
+    let slots = crate::alloc::slots_for(cost, is_read && lease.is_some());
     let Ok(permit) = conn.io_slots.clone().acquire_many_owned(slots).await else {
         return;
     };
