@@ -427,6 +427,7 @@ async fn process(
         chain_session = Some(resp.session_id.unwrap_or(hdr_eff.session_id));
         chain_tree = Some(resp.tree_id.unwrap_or(hdr_eff.tree_id));
         resp_hdr.status = resp.status.0;
+        trace!(mid = hdr.message_id, status = %resp.status, "answer");
         if let Some(sid) = resp.session_id {
             resp_hdr.session_id = sid;
         }

@@ -82,8 +82,25 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
         return open_pipe(ctx, &req, tree, session);
     }
     let opener = Opener::new(ctx, tree, session);
+    let mut deferred = false;
+    let server = opener.server.clone();
     loop {
-        match open_disk(&opener, &req)? {
+        let closed = server.oplock_changed.notified();
+        let step = match open_disk(&opener, &req) {
+            // A sharing violation is retried once, after the next close of
+            // any open or [`SHARING_VIOLATION_DELAY`], as Samba defers
+            // them ("defer sharing violations"): a client that closes its
+            // connection and at once opens the file again on a new one
+            // would otherwise race the server's teardown of the old
+            // connection, whose opens still hold the share modes.
+            Err(NtStatus::SHARING_VIOLATION) if !deferred => {
+                deferred = true;
+                let _ = tokio::time::timeout(SHARING_VIOLATION_DELAY, closed).await;
+                continue;
+            }
+            other => other?,
+        };
+        match step {
             Step::Done(r) => return Ok(r),
             // In the middle of a compound the open waits where it is
             // (only the last element may go async), while the connection
@@ -96,6 +113,10 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
         }
     }
 }
+
+/// How long a CREATE that meets a sharing violation waits for a close
+/// before it is refused.
+const SHARING_VIOLATION_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What one attempt at an open came to.
 enum Step {

@@ -12,6 +12,8 @@
 //!   reused, CreditCharge, and compounds of large READs.
 //! - [`limits`]: connections, sessions, opens, pending requests, deadlines
 //!   and queued replies are bounded; the soak test.
+//! - [`reconnect`]: a client that drops its connection and comes back at
+//!   once does not meet its own old opens.
 //! - [`wildcard`]: QUERY_DIRECTORY patterns cost linear time and never stall
 //!   other clients.
 
@@ -23,4 +25,5 @@ mod basics;
 mod client;
 mod credits;
 mod limits;
+mod reconnect;
 mod wildcard;
