@@ -1,30 +1,54 @@
 #!/usr/bin/env bash
-# bench.sh [--size MIB] [--time S] [--nprocs N] [--rounds R] [--out DIR]
+# bench.sh [--quick] [--size MIB] [--rounds R] [--clients N] [--modes LIST]
+#          [--time S] [--nprocs N] [--no-torture] [--out DIR]
 #
 # Benchmarks duet and Samba's smbd side by side, in one run, with the same
 # client, the same files and the same options, each on its own loopback port
 # and temp share (user duet:duetpass):
 #
-#   put MB/s                 smbclient put of a SIZE MiB file (default 1024),
-#                            generated once from /dev/urandom into a temp dir;
-#                            the median of R rounds (default 3), duet and smbd
-#                            alternating
-#   get MB/s                 smbclient get of that file back (to /dev/null),
-#                            the same way
+#   put MB/s, MODE           smbclient put of a SIZE MiB file (default 1024),
+#                            generated once from /dev/urandom into a temp dir
+#   get MB/s, MODE           smbclient get of that file back (to /dev/null),
+#                            right after its put
+#   N clients put/get MB/s   N smbclients at once (default 4), each putting
+#                            the file under its own name, then each getting
+#                            its own back: N x SIZE over the wall time from
+#                            the first start to the last finish
+#                            (after an uncounted warm-up put and N-client
+#                            put on each server, see below)
+#                            Each of these in every MODE of --modes (default
+#                            plain,signed,encrypted: smbclient
+#                            --client-protection=off|sign|encrypt; smbclient
+#                            4.17 signs with AES-128-GMAC and encrypts with
+#                            AES-128-GCM against both servers). The median of
+#                            R rounds (default 5); the servers alternate
+#                            transfer by transfer, and which goes first
+#                            alternates by round.
+#   server CPU s/GiB, MODE DIR
+#                            the server's CPU time (user + system, from
+#                            /proc/PID/stat: every thread, every process of
+#                            its tree, and the children it has reaped, which
+#                            is where smbd's per-client processes end up)
+#                            over every put (or get) of that mode, single and
+#                            N clients, per GiB moved
 #   path-contention ops/s    smbtorture smb2.bench.path-contention-shared,
-#                            N connections (default 4) for S seconds (default
-#                            10): opens + closes per second, averaged
-#   echo ops/s               smbtorture smb2.bench.echo, same N and S
+#                            NPROCS connections (default 4) for S seconds
+#                            (default 10): opens + closes per second, averaged
+#   echo ops/s               smbtorture smb2.bench.echo, same NPROCS and S
 #   peak RSS MiB             the server's peak resident memory: the largest sum
 #                            of VmRSS over its whole process tree (smbd forks one
 #                            process per client) sampled every 0.2 s, or the
 #                            main process's VmHWM if larger
 #   peak PSS MiB             the same with PSS (smaps_rollup), which does not
-#                            count pages shared between smbd's processes twice
+#                            count pages shared between smbd's processes twice;
+#                            below the table, the peak while each transfer ran
+#                            (a server that keeps its heap shows the high-water
+#                            mark of the transfers before, too)
 #
-# MB = 10^6 bytes. Each part runs on duet, then on smbd (put and get in
-# alternating rounds). Prints a Markdown
-# table with columns duet, smbd and duet/smbd.
+# --quick: 128 MiB, 2 rounds, 3 s smbtorture benches (for development; the
+# numbers are noisier). --no-torture skips the smbtorture rows.
+# MB = 10^6 bytes, GiB = 2^30 bytes. Prints a Markdown table with columns
+# duet, smbd and duet/smbd, and each transfer's runs below it.
 #
 # DUET_BIN selects duet (default: build target/release/duet). With
 # BENCH_DUET=smbd (or DUET_TEST_SERVER=smbd) a second smbd stands in for duet,
@@ -32,17 +56,26 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-size_mib=1024; secs=10; nprocs=4; rounds=3; out=""
+size_mib=1024; secs=10; nprocs=4; rounds=5; clients=4; out=""; torture=1
+modes=plain,signed,encrypted
 while [ $# -gt 0 ]; do
   case "$1" in
+    --quick) size_mib=128; rounds=2; secs=3; shift ;;
     --size) size_mib=$2; shift 2 ;;
     --time) secs=$2; shift 2 ;;
     --nprocs) nprocs=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --clients) clients=$2; shift 2 ;;
+    --modes) modes=$2; shift 2 ;;
+    --no-torture) torture=0; shift ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,55p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
+done
+IFS=, read -r -a mode_list <<<"$modes"
+for m in "${mode_list[@]}"; do
+  case "$m" in plain|signed|encrypted) ;; *) echo "bench.sh: unknown mode $m" >&2; exit 2 ;; esac
 done
 [ "${BENCH_DUET:-}" = smbd ] && export DUET_TEST_SERVER=smbd
 for tool in smbclient smbtorture smbd python3; do
@@ -66,80 +99,134 @@ rm -rf "$out/duet" "$out/smbd"
 start_duet DUET "$out/duet"
 start_smbd SMBD "$out/smbd"
 
-# Peak memory sampler: NAME PID -> writes max KiB to $out/NAME.rss
-sample_rss() {
-  python3 - "$2" "$out/$1.rss" <<'EOF' &
-import os, sys, time
-root, path = int(sys.argv[1]), sys.argv[2]
-def status(pid):
-    d = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                d[k] = v.strip()
-    except OSError:
-        pass
-    return d
-def pss(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-peak = peak_pss = 0
-while os.path.exists(f"/proc/{root}"):
-    kids = {}
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            ppid = status(p).get("PPid")
-            if ppid:
-                kids.setdefault(int(ppid), []).append(int(p))
-    tree, todo = [], [root]
+# The process tree of a pid, from /proc/PID/task/TID/children (cheap: no
+# scan of all of /proc). Shared by the memory sampler and the CPU meter.
+cat >"$out/proctree.py" <<'PY'
+import os
+def tree(root):
+    out, todo = [], [root]
     while todo:
         p = todo.pop()
-        tree.append(p)
-        todo.extend(kids.get(p, []))
-    total = sum(int(status(p).get("VmRSS", "0 kB").split()[0]) for p in tree)
-    hwm = int(status(root).get("VmHWM", "0 kB").split()[0])
-    peak = max(peak, total, hwm)
-    peak_pss = max(peak_pss, sum(pss(p) for p in tree))
+        out.append(p)
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+PY
+
+# Peak memory sampler: NAME PID -> writes "PHASE max_rss_kib max_pss_kib"
+# lines to $out/NAME.rss, one for each phase named in $out/phase while it
+# ran (e.g. signed.nget) and one for "all".
+sample_rss() {
+  python3 - "$2" "$out/$1.rss" "$out" <<'PY' &
+import os, sys, time
+root, path = int(sys.argv[1]), sys.argv[2]
+sys.path.insert(0, sys.argv[3])
+from proctree import tree
+def field(pid, name, fname="status"):
+    try:
+        with open(f"/proc/{pid}/{fname}") as f:
+            for line in f:
+                if line.startswith(name + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+peaks = {"all": (0, 0)}
+while os.path.exists(f"/proc/{root}"):
+    try:
+        with open(os.path.join(sys.argv[3], "phase")) as f:
+            phase = f.read().strip() or "idle"
+    except OSError:
+        phase = "idle"
+    procs = tree(root)
+    rss = max(sum(field(p, "VmRSS") for p in procs), field(root, "VmHWM"))
+    pss = sum(field(p, "Pss", "smaps_rollup") for p in procs)
+    for k in ("all", phase):
+        r, p = peaks.get(k, (0, 0))
+        peaks[k] = (max(r, rss), max(p, pss))
     with open(path + ".tmp", "w") as f:
-        f.write(f"{peak} {peak_pss}\n")
+        for k, (r, p) in peaks.items():
+            f.write(f"{k} {r} {p}\n")
     os.replace(path + ".tmp", path)
     time.sleep(0.2)
-EOF
+PY
   samplers+=($!)
 }
 sample_rss duet "$DUET_PID"
 sample_rss smbd "$SMBD_PID"
+
+# CPU seconds used so far by PID's process tree, and its size: utime +
+# stime of every live process (all threads) plus cutime + cstime, the
+# children each has reaped. With a second argument N, first waits (up to
+# 5 s) until the tree has at most N processes again, so that smbd's
+# per-client processes have exited and been reaped, their time now in
+# smbd's cutime + cstime.
+tree_cpu() { # PID [N]
+  python3 - "$out" "$@" <<'PY'
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from proctree import tree
+root = int(sys.argv[2])
+if len(sys.argv) > 3:
+    for _ in range(100):
+        if len(tree(root)) <= int(sys.argv[3]):
+            break
+        time.sleep(0.05)
+total = 0
+procs = tree(root)
+for p in procs:
+    try:
+        with open(f"/proc/{p}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+print(f"{total / os.sysconf('SC_CLK_TCK'):.2f} {len(procs)}")
+PY
+}
 
 bytes=$((size_mib * 1024 * 1024))
 log "generating a $size_mib MiB test file"
 mkdir -p "$out/client"
 head -c "$bytes" /dev/urandom > "$out/client/big.bin"
 
-smbc() { # PORT CMDS
-  smbclient //127.0.0.1/share -p "$1" -U "$DUET_USER%$DUET_PASS" -m SMB3 -c "$2" </dev/null
+protection() { case "$1" in plain) echo off ;; signed) echo sign ;; encrypted) echo encrypt ;; esac; }
+smbc() { # PORT MODE CMDS
+  smbclient //127.0.0.1/share -p "$1" -U "$DUET_USER%$DUET_PASS" -m SMB3 \
+    --client-protection="$(protection "$2")" -c "$3" </dev/null
 }
 declare -A R
 
-timed() { # -> seconds on stdout; the command's output goes to $out/last.log
-  local t0 t1
+# Runs smbclient COUNT times at once ("#" in CMDS becomes 1..COUNT), in
+# $out/client; -> wall seconds on stdout, or "fail". Output in $out/last.I.log.
+timed() { # COUNT PORT MODE CMDS
+  local count=$1 port=$2 mode=$3 cmds=$4 t0 t1 i pids=() bad=0
   t0=$(date +%s.%N)
-  if ! (cd "$out/client" && "$@") >"$out/last.log" 2>&1 || grep -q NT_STATUS_ "$out/last.log"; then
-    log "failed: $*"; cat "$out/last.log" >&2
+  for i in $(seq 1 "$count"); do
+    (cd "$out/client" && smbc "$port" "$mode" "${cmds//#/$i}") >"$out/last.$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in $(seq 1 "$count"); do
+    wait "${pids[$((i - 1))]}" || bad=1
+  done
+  t1=$(date +%s.%N)
+  for i in $(seq 1 "$count"); do
+    if grep -q NT_STATUS_ "$out/last.$i.log"; then bad=1; fi
+  done
+  if [ $bad = 1 ]; then
+    log "failed: $cmds"
+    for i in $(seq 1 "$count"); do cat "$out/last.$i.log" >&2; done
     echo fail; return
   fi
-  t1=$(date +%s.%N)
   echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}'
 }
-mbps() { # SECONDS -> MB/s
+mbps() { # SECONDS BYTES -> MB/s
   [ "$1" = fail ] && { echo "-"; return; }
-  awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.1f", b / 1e6 / s }'
+  awk -v b="$2" -v s="$1" 'BEGIN { printf "%.1f", b / 1e6 / s }'
 }
 
 median() { # VALUES... -> the middle one ("-" if any run failed)
@@ -153,39 +240,83 @@ else:
     print(v[len(v) // 2])'
 }
 
-# Put and get alternate between the servers, ROUNDS times each, and the
-# median counts: on a shared machine one transfer can land in a noisy
-# second, and alternating spreads the noise over both servers alike.
-declare -A PUTS GETS
+# Each server's process count at rest, to wait for after a transfer.
+declare -A RUNS CPU MOVED BASE
+for name in duet smbd; do
+  pid_var=${name^^}_PID
+  read -r _ "BASE[$name]" < <(tree_cpu "${!pid_var}")
+done
+
+# One transfer on one server: KIND (put|get|nput|nget) MODE NAME [warmup].
+transfer() {
+  local kind=$1 mode=$2 name=$3 warmup=${4:-} port_var=${3^^}_PORT pid_var=${3^^}_PID
+  local port=${!port_var} pid=${!pid_var} count=1 cmds n t r c0 c1 i f got dir=${1#n}
+  case "$kind" in
+    put) rm -f "$out/$name/share/big.bin"; cmds="put big.bin big.bin" ;;
+    get) cmds="get big.bin /dev/null" ;;
+    nput) count=$clients; rm -f "$out/$name/share"/c*.bin; cmds="put big.bin c#.bin" ;;
+    nget) count=$clients; cmds="get c#.bin /dev/null" ;;
+  esac
+  # Start each transfer with no dirty pages left over from the last one:
+  # otherwise the kernel's writeback throttling, not the server, sets the
+  # pace, and it falls on whichever server comes next.
+  sync
+  read -r c0 _ < <(tree_cpu "$pid" "${BASE[$name]}")
+  echo "$mode.$kind" >"$out/phase"
+  t=$(timed "$count" "$port" "$mode" "$cmds")
+  echo idle >"$out/phase"
+  read -r c1 _ < <(tree_cpu "$pid" "${BASE[$name]}")
+  n=$((count * bytes))
+  r=$(mbps "$t" "$n")
+  if [ "$dir" = put ] && [ "$r" != "-" ]; then
+    for i in $(seq 1 "$count"); do
+      if [ "$kind" = put ]; then f=big.bin; else f=c$i.bin; fi
+      got=$(stat -c %s "$out/$name/share/$f" 2>/dev/null || echo 0)
+      if [ "$got" != "$bytes" ]; then log "$name: server-side $f has $got bytes, expected $bytes"; r="-"; fi
+    done
+  fi
+  log "$name: $kind $mode: ${t}s, $r MB/s, server CPU $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')s${warmup:+ (warm-up, not counted)}"
+  [ -n "$warmup" ] && return
+  RUNS[$name.$mode.$kind]="${RUNS[$name.$mode.$kind]:-} $r"
+  CPU[$name.$mode.$dir]=$(awk -v s="${CPU[$name.$mode.$dir]:-0}" -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", s + b - a }')
+  MOVED[$name.$mode.$dir]=$(( ${MOVED[$name.$mode.$dir]:-0} + n ))
+}
+
+# A warm-up put and N-client put on each server, not counted. This machine
+# is a virtual one whose memory the host backs on first touch: the first
+# gigabytes of page cache a run writes cost the writer several times the
+# CPU of pages used before (dd of 512 MiB: 1.3 s of system time into
+# fresh memory, 0.15 s into reused), and without a warm-up that falls on
+# the first transfers of whichever server goes first. Each later transfer
+# deletes the files of the one before it, so it writes into reused pages.
+for name in duet smbd; do
+  transfer put plain "$name" warmup
+  transfer nput plain "$name" warmup
+done
+
+# The servers alternate transfer by transfer, ROUNDS times, and the median
+# counts: on a shared machine one transfer can land in a noisy second, and
+# alternating spreads the noise over both servers alike.
 for round in $(seq 1 "$rounds"); do
-  for name in duet smbd; do
-    port_var=${name^^}_PORT; port=${!port_var}
-    rm -f "$out/$name/share/big.bin"
-    # Start each transfer with no dirty pages left over from the last one:
-    # otherwise the kernel's writeback throttling, not the server, sets the
-    # pace, and it falls on whichever server comes next.
-    sync
-    log "$name: put $size_mib MiB (round $round)"
-    t=$(timed smbc "$port" "put big.bin big.bin")
-    r=$(mbps "$t")
-    got=$(stat -c %s "$out/$name/share/big.bin" 2>/dev/null || echo 0)
-    if [ "$got" != "$bytes" ]; then log "$name: server-side file has $got bytes, expected $bytes"; r="-"; fi
-    log "$name: put took ${t}s ($r MB/s)"
-    PUTS[$name]="${PUTS[$name]:-} $r"
-    sync
-    log "$name: get $size_mib MiB (round $round)"
-    t=$(timed smbc "$port" "get big.bin /dev/null")
-    r=$(mbps "$t")
-    log "$name: get took ${t}s ($r MB/s)"
-    GETS[$name]="${GETS[$name]:-} $r"
+  if [ $((round % 2)) = 1 ]; then order="duet smbd"; else order="smbd duet"; fi
+  for mode in "${mode_list[@]}"; do
+    log "round $round/$rounds, $mode"
+    for kind in put get nput nget; do
+      for name in $order; do transfer "$kind" "$mode" "$name"; done
+    done
   done
 done
 for name in duet smbd; do
-  # shellcheck disable=SC2086
-  R[$name.put]=$(median ${PUTS[$name]})
-  # shellcheck disable=SC2086
-  R[$name.get]=$(median ${GETS[$name]})
-  log "$name: put runs:${PUTS[$name]} MB/s, get runs:${GETS[$name]} MB/s"
+  for mode in "${mode_list[@]}"; do
+    for kind in put get nput nget; do
+      # shellcheck disable=SC2086
+      R[$name.$mode.$kind]=$(median ${RUNS[$name.$mode.$kind]})
+    done
+    for dir in put get; do
+      R[$name.$mode.cpu$dir]=$(awk -v c="${CPU[$name.$mode.$dir]}" -v b="${MOVED[$name.$mode.$dir]}" \
+        'BEGIN { printf "%.2f", c / (b / 1073741824) }')
+    done
+  done
 done
 
 # smbtorture bench: SUITE PORT -> average ops/s over the reported seconds.
@@ -194,7 +325,7 @@ torture_bench() {
   smbtorture //127.0.0.1/share -p "$port" -U "$DUET_USER%$DUET_PASS" \
     --option=torture:nprocs="$nprocs" --option=torture:timelimit="$secs" \
     "$suite" </dev/null >"$out/$name.$suite.log" 2>&1 & wait $! || true
-  python3 - "$out/$name.$suite.log" <<'EOF'
+  python3 - "$out/$name.$suite.log" <<'PY'
 import re, sys
 text = open(sys.argv[1], errors="replace").read()
 if "success:" not in text:
@@ -206,9 +337,11 @@ for rep in re.split(r"\d+\.\d+ seconds?:", text)[1:]:
     if rates:
         per_sec.append(sum(rates))
 print(round(sum(per_sec) / len(per_sec)) if per_sec else "-")
-EOF
+PY
 }
-for suite in smb2.bench.path-contention-shared smb2.bench.echo; do
+suites=()
+[ $torture = 1 ] && suites=(smb2.bench.path-contention-shared smb2.bench.echo)
+for suite in ${suites[@]+"${suites[@]}"}; do
   for name in duet smbd; do
     port_var=${name^^}_PORT
     log "$name: $suite, $nprocs connections, ${secs}s"
@@ -218,10 +351,14 @@ for suite in smb2.bench.path-contention-shared smb2.bench.echo; do
 done
 
 sleep 0.5
+mib() { awk -v k="${1:-0}" 'BEGIN { if (k > 0) printf "%.1f", k / 1024; else print "-" }'; }
 for name in duet smbd; do
-  read -r kib pss_kib < "$out/$name.rss" 2>/dev/null || { kib=0; pss_kib=0; }
-  R[$name.rss]=$(awk -v k="$kib" 'BEGIN { if (k > 0) printf "%.1f", k / 1024; else print "-" }')
-  R[$name.pss]=$(awk -v k="${pss_kib:-0}" 'BEGIN { if (k > 0) printf "%.1f", k / 1024; else print "-" }')
+  while read -r phase kib pss_kib; do
+    R[$name.rss.$phase]=$(mib "$kib")
+    R[$name.pss.$phase]=$(mib "$pss_kib")
+  done < "$out/$name.rss"
+  R[$name.rss]=${R[$name.rss.all]:--}
+  R[$name.pss]=${R[$name.pss.all]:--}
 done
 
 ratio() {
@@ -229,16 +366,54 @@ ratio() {
 }
 label_duet=duet; [ "${DUET_TEST_SERVER:-duet}" = smbd ] && label_duet="duet (smbd stand-in)"
 echo
-echo "## Duet vs smbd: $size_mib MiB file, $nprocs connections, ${secs}s per smbtorture bench"
+echo "## Duet vs smbd: $size_mib MiB file, $clients clients, $rounds rounds; smbtorture: $nprocs connections, ${secs}s"
 echo
 echo "| metric | $label_duet | smbd | duet/smbd |"
 echo "|---|---:|---:|---:|"
 row() { echo "| $1 | ${R[duet.$2]} | ${R[smbd.$2]} | $(ratio "${R[duet.$2]}" "${R[smbd.$2]}") |"; }
-row "put MB/s" put
-row "get MB/s" get
-row "path-contention ops/s (open+close)" smb2.bench.path-contention-shared
-row "echo ops/s" smb2.bench.echo
+for mode in "${mode_list[@]}"; do
+  row "put MB/s, $mode" "$mode.put"
+  row "get MB/s, $mode" "$mode.get"
+done
+for mode in "${mode_list[@]}"; do
+  row "$clients clients put MB/s (total), $mode" "$mode.nput"
+  row "$clients clients get MB/s (total), $mode" "$mode.nget"
+done
+for mode in "${mode_list[@]}"; do
+  row "server CPU s/GiB put, $mode (lower is better)" "$mode.cpuput"
+  row "server CPU s/GiB get, $mode (lower is better)" "$mode.cpuget"
+done
+for suite in ${suites[@]+"${suites[@]}"}; do
+  case $suite in
+    *path-contention*) row "path-contention ops/s (open+close)" "$suite" ;;
+    *) row "echo ops/s" "$suite" ;;
+  esac
+done
 row "peak RSS MiB (lower is better)" rss
 row "peak PSS MiB, process tree (lower is better)" pss
+echo
+echo "The runs, MB/s:"
+echo
+echo '```'
+for mode in "${mode_list[@]}"; do
+  for kind in put get nput nget; do
+    for name in duet smbd; do
+      printf '%-4s %-9s %-4s:%s\n' "$name" "$mode" "$kind" "${RUNS[$name.$mode.$kind]}"
+    done
+  done
+done
+echo '```'
+echo
+echo "Peak PSS MiB (RSS) by transfer:"
+echo
+echo '```'
+for mode in "${mode_list[@]}"; do
+  for kind in put get nput nget; do
+    for name in duet smbd; do
+      printf '%-4s %-9s %-4s: %s (%s)\n' "$name" "$mode" "$kind" "${R[$name.pss.$mode.$kind]:--}" "${R[$name.rss.$mode.$kind]:--}"
+    done
+  done
+done
+echo '```'
 [ $keep = 1 ] && echo && echo "logs in $out"
 exit 0

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use protocol::credit::SequenceWindow;
 use protocol::crypto::preauth::PreauthHash;
 use protocol::crypto::signing::SigningAlgorithm;
@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::alloc::LEASE_FROM;
 use crate::limits::ReplyMeter;
 use crate::pipeline::{self, Flow};
 use crate::state::session::{AuthState, SessionCrypto};
@@ -185,12 +186,18 @@ pub struct Inbox {
     /// When the inbox started waiting for the rest of the frame it holds
     /// part of.
     frame_started: Option<Instant>,
+    /// The I/O budget taken for the large frame being read.
+    lease: Option<crate::alloc::Lease>,
+    /// The lease of the frame last returned, until the pipeline takes it
+    /// (a deferred WRITE holds its frame until written) or the next frame
+    /// is asked for.
+    last: Option<crate::alloc::Lease>,
 }
 
 impl Inbox {
     pub fn new(rd: Option<Reader>) -> Inbox {
         let frame_timeout = Duration::from_secs(crate::config::Limits::default().frame_timeout_s);
-        Inbox { rd, buf: BytesMut::new(), outflow: None, frame_timeout, frame_started: None }
+        Inbox { rd, buf: BytesMut::new(), outflow: None, frame_timeout, frame_started: None, lease: None, last: None }
     }
 
     /// An inbox that waits for `outflow` to have room before each request
@@ -200,20 +207,63 @@ impl Inbox {
         Inbox { outflow: Some(outflow), frame_timeout, ..Inbox::new(Some(rd)) }
     }
 
+    /// The length of the frame whose header is at the front, if any.
+    fn pending_len(&self) -> Option<usize> {
+        match self.buf.get(..4) {
+            Some(h) if h[0] == 0 => Some((usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3])),
+            _ => None,
+        }
+    }
+
+    /// The I/O budget of the frame last returned by [`Inbox::next_frame`],
+    /// for the operation that keeps the frame beyond its request.
+    pub fn take_lease(&mut self) -> Option<crate::alloc::Lease> {
+        self.last.take()
+    }
+
     /// The next whole frame; `None` once the peer is gone, sent something
     /// that is not a NetBIOS session message, left a frame unfinished too
     /// long, or the writer stopped. Cancel-safe: a frame read halfway stays
     /// in the buffer.
+    ///
+    /// A large frame whose header is in is read, when the server's I/O
+    /// budget has room for it ([`crate::alloc`]), into one buffer of its
+    /// size class and no further than its end, so it is neither copied as
+    /// its buffer grows nor sharing that buffer with what follows; its
+    /// lease goes with it ([`Inbox::take_lease`]). Without room, it is read
+    /// as any other frame, its buffer growing only as its bytes arrive.
     pub async fn next_frame(&mut self) -> Option<BytesMut> {
+        // The last frame's request is done, unless it took its lease.
+        self.last = None;
         loop {
             if let Some(out) = &self.outflow {
                 if !out.room().await {
                     return None;
                 }
             }
+            let big = self.pending_len().filter(|len| (LEASE_FROM..=MAX_FRAME).contains(len));
+            if let (Some(len), None) = (big, &self.lease) {
+                self.lease = crate::alloc::try_lease(len);
+            }
+            let leased = big.filter(|_| self.lease.is_some());
+            if let Some(len) = leased {
+                let want = crate::alloc::size_class(4 + len);
+                if self.buf.capacity() < want {
+                    // Not `reserve`: it may double a buffer it owns alone.
+                    let mut fresh = BytesMut::with_capacity(want);
+                    fresh.extend_from_slice(&self.buf);
+                    self.buf = fresh;
+                }
+            }
             match protocol::netbios::decode(&mut self.buf, MAX_FRAME) {
                 Ok(Some(frame)) => {
                     self.frame_started = None;
+                    self.last = self.lease.take();
+                    if frame.len() >= LEASE_FROM {
+                        // The large buffer leaves with its frame; what was
+                        // read past it goes to a buffer of its own.
+                        self.buf = BytesMut::from(&self.buf[..]);
+                    }
                     return Some(frame);
                 }
                 Ok(None) => {}
@@ -234,7 +284,11 @@ impl Inbox {
             // that an idle connection holds no buffer at all.
             let mut first = [0u8; 4096];
             let read = async {
-                if buf.is_empty() {
+                if let Some(len) = leased {
+                    // No further than the frame's end.
+                    let left = 4 + len - buf.len();
+                    rd.read_buf(&mut buf.limit(left)).await
+                } else if buf.is_empty() {
                     let n = rd.read(&mut first).await?;
                     buf.extend_from_slice(&first[..n]);
                     Ok(n)
@@ -267,14 +321,21 @@ impl Inbox {
 /// [`READ_CHUNK`]), so a header announcing 8 MiB pins nothing until the
 /// bytes come.
 fn reserve_chunk(buf: &mut BytesMut) {
-    let wanted = if buf.len() >= 4 && buf[0] == 0 {
-        let total = 4 + ((buf[1] as usize) << 16 | (buf[2] as usize) << 8 | buf[3] as usize);
-        total.saturating_sub(buf.len()).clamp(1, READ_CHUNK.max(buf.len()))
-    } else {
-        READ_CHUNK
+    let total = (buf.len() >= 4 && buf[0] == 0).then(|| 4 + ((buf[1] as usize) << 16 | (buf[2] as usize) << 8 | buf[3] as usize));
+    let wanted = match total {
+        Some(total) => total.saturating_sub(buf.len()).clamp(1, READ_CHUNK.max(buf.len())),
+        None => READ_CHUNK,
     };
     if buf.capacity() - buf.len() < wanted.min(READ_CHUNK) {
-        buf.reserve(wanted);
+        if total.is_some_and(|t| t >= LEASE_FROM) {
+            // Exactly that much more: `reserve` may double a buffer it owns
+            // alone, and an 8 MiB frame would end in a 16 MiB buffer.
+            let mut fresh = BytesMut::with_capacity(buf.len() + wanted);
+            fresh.extend_from_slice(buf);
+            *buf = fresh;
+        } else {
+            buf.reserve(wanted);
+        }
     }
 }
 
@@ -554,4 +615,83 @@ pub fn leave_channel(session: &Session, conn_id: u64) -> bool {
     let mut inner = lock(&session.inner);
     inner.channels.retain(|&c| c != conn_id);
     inner.channels.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (Inbox, tokio::net::tcp::OwnedWriteHalf) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (rd, _) = server.into_split();
+        let (_, wr) = client.into_split();
+        (Inbox::new(Some(Box::new(rd))), wr)
+    }
+
+    fn frame(len: usize, fill: u8) -> Vec<u8> {
+        let mut f = vec![0, (len >> 16) as u8, (len >> 8) as u8, len as u8];
+        f.resize(4 + len, fill);
+        f
+    }
+
+    /// A large frame and the small ones around it come out whole and in
+    /// order, each in a buffer of its own: the large one's reads stop at
+    /// its end, and the next frame is read into a small buffer.
+    #[tokio::test]
+    async fn large_and_small_frames_in_one_stream() {
+        let (mut inbox, mut wr) = pair().await;
+        let big = 8 << 20;
+        let mut wire = frame(100, 1);
+        wire.extend(frame(big, 2));
+        wire.extend(frame(70, 3));
+        wire.extend(frame(LEASE_FROM, 4));
+        let writer = tokio::spawn(async move {
+            // In pieces that split headers and bodies.
+            for piece in wire.chunks(77_777) {
+                wr.write_all(piece).await.expect("write");
+            }
+            wr
+        });
+        let f = inbox.next_frame().await.expect("small");
+        assert_eq!((f.len(), f[0]), (100, 1));
+        assert!(inbox.take_lease().is_none(), "small frames take no budget");
+        let f = inbox.next_frame().await.expect("big");
+        assert_eq!(f.len(), big);
+        assert!(f.iter().all(|&b| b == 2));
+        assert!(inbox.take_lease().is_some(), "a large frame comes with its lease");
+        assert!(inbox.buf.capacity() < 1 << 20, "the large buffer left with its frame");
+        let f = inbox.next_frame().await.expect("small after big");
+        assert_eq!((f.len(), f[0], f[69]), (70, 3, 3));
+        let f = inbox.next_frame().await.expect("threshold");
+        assert_eq!((f.len(), f[0]), (LEASE_FROM, 4));
+        drop(writer.await.expect("writer"));
+        assert!(inbox.next_frame().await.is_none(), "end of stream");
+    }
+
+    /// With the server's I/O budget spent, a large frame is still read
+    /// (nothing waits for the budget), only without a lease.
+    #[tokio::test]
+    async fn a_large_frame_without_budget_is_read_all_the_same() {
+        let (mut inbox, mut wr) = pair().await;
+        let all = crate::alloc::budget()
+            .clone()
+            .acquire_many_owned((crate::alloc::IO_BUDGET / (64 * 1024)) as u32)
+            .await
+            .expect("the whole budget");
+        let len = 4 << 20;
+        let writer = tokio::spawn(async move {
+            let _ = wr.write_all(&frame(len, 9)).await;
+            wr
+        });
+        let f = inbox.next_frame().await.expect("frame");
+        assert_eq!(f.len(), len);
+        assert!(f.iter().all(|&b| b == 9));
+        assert!(inbox.take_lease().is_none());
+        drop(all);
+        drop(writer.await.expect("writer"));
+    }
 }

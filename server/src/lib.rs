@@ -3,7 +3,8 @@
 //! binary's entry points.
 //!
 //! # Layout
-//! - [`alloc`]: allocator tuning for large I/O buffers.
+//! - [`alloc`]: large I/O buffers: allocator tuning, the server-wide I/O
+//!   budget and per-connection slots.
 //! - [`config`]: the TOML configuration, flags and the embedded default.
 //! - [`limits`]: the descriptor limit, and the counts of connections,
 //!   sessions, opens and queued replies against the configured limits.

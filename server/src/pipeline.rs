@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use protocol::crypto::{signing, transform};
 use protocol::header::{self, flags, Command, Header, HEADER_LEN};
 use protocol::msg::FileId;
@@ -192,7 +192,7 @@ pub async fn handle(conn: &mut ConnState, frame: BytesMut) -> Flow {
     match &frame[0..4] {
         [0xFF, b'S', b'M', b'B'] => return smb1(conn, &frame).await,
         [0xFD, b'S', b'M', b'B'] => {
-            let Some((plain, crypto, session_id)) = decrypt(conn, &frame) else {
+            let Some((plain, crypto, session_id)) = decrypt(conn, frame) else {
                 debug!("undecryptable transform: closing");
                 return Flow::Close;
             };
@@ -244,9 +244,11 @@ async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
 /// names must be in Connection.SessionTable and have keys; an anonymous or
 /// guest session has none (its keys would come from a session key anyone
 /// knows), and an encrypted request on one closes the connection, as the
-/// section says the server SHOULD. `None` closes the connection.
-fn decrypt(conn: &ConnState, frame: &[u8]) -> Option<(Bytes, Arc<SessionCrypto>, u64)> {
-    let th = transform::TransformHeader::parse(frame).ok()?;
+/// section says the server SHOULD. `None` closes the connection. The frame
+/// is decrypted in its own buffer; the plaintext is the same buffer past
+/// the transform header.
+fn decrypt(conn: &ConnState, mut frame: BytesMut) -> Option<(Bytes, Arc<SessionCrypto>, u64)> {
+    let th = transform::TransformHeader::parse(&frame).ok()?;
     let session = conn.session(th.session_id)?;
     {
         let inner = lock(&session.inner);
@@ -258,8 +260,9 @@ fn decrypt(conn: &ConnState, frame: &[u8]) -> Option<(Bytes, Arc<SessionCrypto>,
     if crypto.decryption_key.is_empty() {
         return None;
     }
-    let plain = transform::decrypt(crypto.cipher, &crypto.decryption_key, frame).ok()?;
-    Some((Bytes::from(plain), crypto, th.session_id))
+    transform::decrypt_in_place(crypto.cipher, &crypto.decryption_key, &mut frame).ok()?;
+    frame.advance(transform::TRANSFORM_HEADER_LEN);
+    Some((frame.freeze(), crypto, th.session_id))
 }
 
 /// True when an element of a decrypted message names a session of this
@@ -450,7 +453,8 @@ async fn process(
         }
         if let Some(fut) = resp.deferred.take() {
             let enc = encrypt_reply.clone().or_else(|| encryption_for_hdr(conn, &resp_hdr));
-            deferred_tasks.push((resp_hdr, sign, enc, fut, index - 1));
+            let cost = crate::alloc::io_cost(&hdr, &elem);
+            deferred_tasks.push((resp_hdr, sign, enc, fut, index - 1, cost));
         } else if let Some(fut) = resp.pending.take() {
             let async_id = server.next_id();
             let mut interim = resp_hdr.clone();
@@ -487,8 +491,8 @@ async fn process(
     if deferred_tasks.is_empty() {
         server.journal.post_reply_ack(op);
     }
-    for (hdr, sign, enc, fut, idx) in deferred_tasks {
-        spawn_deferred(conn, op, idx, hdr, sign, enc, fut).await;
+    for (hdr, sign, enc, fut, idx, cost) in deferred_tasks {
+        spawn_deferred(conn, op, idx, hdr, sign, enc, fut, cost).await;
     }
     for (async_id, message_id, session_id, final_hdr, fut, sign) in pending_tasks {
         spawn_pending(conn, async_id, message_id, session_id, final_hdr, fut, sign, encrypted);
@@ -714,7 +718,11 @@ fn encode_frame(
     encrypt: Option<(Arc<SessionCrypto>, u64)>,
 ) -> Option<BytesMut> {
     let n = out.len();
-    // The frame starts with the NetBIOS header, filled in at the end.
+    if n == 0 {
+        return None;
+    }
+    // The frame starts with the NetBIOS header and room for a transform
+    // header, filled in at the end (the room is dropped when not encrypting).
     let mut chain = BytesMut::new();
     for (i, mut e) in out.into_iter().enumerate() {
         if encrypt.is_some() {
@@ -729,15 +737,15 @@ fn encode_frame(
             Some(mut room) if i == 0 && room.len() == HEADROOM => {
                 let mut h = BytesMut::with_capacity(HEADER_LEN);
                 e.hdr.encode(&mut h);
-                room[4..].copy_from_slice(&h);
+                room[FRAME_ROOM..].copy_from_slice(&h);
                 room.unsplit(e.body);
-                let m = room.split_off(4);
+                let m = room.split_off(FRAME_ROOM);
                 chain = room;
                 m
             }
             _ => {
                 if i == 0 {
-                    chain.put_u32(0);
+                    chain.put_bytes(0, FRAME_ROOM);
                 }
                 let mut m = BytesMut::with_capacity(HEADER_LEN + e.body.len() + 8);
                 e.hdr.encode(&mut m);
@@ -769,25 +777,24 @@ fn encode_frame(
     }
     let frame = match encrypt {
         Some((crypto, sid)) => {
+            // Encrypted where it lies, the transform header in the room.
             let nonce: [u8; 16] = rand::random();
             let nlen = transform::nonce_len(crypto.cipher).unwrap_or(12);
-            match transform::encrypt(crypto.cipher, &crypto.encryption_key, sid, &nonce[..nlen], &chain[4..]) {
-                Ok(t) => {
-                    let mut f = BytesMut::with_capacity(4 + t.len());
-                    if let Err(e) = protocol::netbios::encode_header(t.len(), &mut f) {
-                        warn!("response not sent: {e}");
-                        return None;
-                    }
-                    f.extend_from_slice(&t);
-                    f
-                }
-                Err(e) => {
-                    warn!("encrypt: {e}");
-                    return None;
-                }
+            if let Err(e) = transform::encrypt_in_place(crypto.cipher, &crypto.encryption_key, sid, &nonce[..nlen], &mut chain[4..]) {
+                warn!("encrypt: {e}");
+                return None;
             }
+            let len = chain.len() - 4;
+            let mut h = BytesMut::with_capacity(4);
+            if let Err(e) = protocol::netbios::encode_header(len, &mut h) {
+                warn!("response not sent: {e}");
+                return None;
+            }
+            chain[..4].copy_from_slice(&h);
+            chain
         }
         None => {
+            chain.advance(transform::TRANSFORM_HEADER_LEN);
             let len = chain.len() - 4;
             let mut h = BytesMut::with_capacity(4);
             if let Err(e) = protocol::netbios::encode_header(len, &mut h) {
@@ -802,8 +809,11 @@ fn encode_frame(
 }
 
 /// Runs a deferred element's future in its own task and sends its answer
-/// (points 3 and 4 happen there). Waits for an I/O slot first, so a
-/// connection has a bounded number of large operations in flight.
+/// (points 3 and 4 happen there). Waits for the connection's I/O slots
+/// first ([`crate::alloc::slots_for`]), so a connection has a bounded
+/// amount of large I/O in flight; they are held until the answer is on
+/// the socket.
+#[allow(clippy::too_many_arguments)]
 async fn spawn_deferred(
     conn: &mut ConnState,
     op: crate::journal::OpId,
@@ -812,10 +822,25 @@ async fn spawn_deferred(
     sign: Option<Arc<SessionCrypto>>,
     enc: Option<(Arc<SessionCrypto>, u64)>,
     fut: PendingFut,
+    cost: usize,
 ) {
-    let Ok(permit) = conn.io_slots.clone().acquire_owned().await else {
+    // A WRITE whose frame was read against the I/O budget keeps that
+    // share until it is written (see Inbox); a READ takes one if there is
+    // room. Large READs with one may overlap on a connection (one read from
+    // disk while the last is sent); any other large operation runs alone.
+    // WRITEs through one open take turns anyway, and the next one's frame
+    // is read meanwhile, so one at a time costs nothing but a frame less.
+    let is_read = hdr.command == Command::Read as u16;
+    let lease = match conn.inbox.take_lease() {
+        Some(lease) => Some(lease),
+        None if is_read => crate::alloc::try_lease(cost),
+        None => None,
+    };
+    let slots = crate::alloc::slots_for(cost, is_read && lease.is_some());
+    let Ok(permit) = conn.io_slots.clone().acquire_many_owned(slots).await else {
         return;
     };
+    let lease = lease.unwrap_or_default().with_slot(permit);
     let tx = conn.tx.clone();
     let server = conn.server.clone();
     tokio::spawn(async move {
@@ -828,29 +853,17 @@ async fn spawn_deferred(
         h.status = resp.status.0;
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
         let mut unused = protocol::crypto::preauth::PreauthHash::new();
-        // The slot stays taken until the writer has written (or dropped)
-        // the answer: a client that does not read its replies holds at
-        // most MAX_DEFERRED of them. An answer that cannot be sent ends
-        // the connection.
+        // The slot (and a WRITE's lease) stays taken until the writer has
+        // written (or dropped) the answer: a client that does not read its
+        // replies holds at most MAX_DEFERRED of them. An answer that cannot
+        // be sent ends the connection.
         let frame = match encode_frame(&mut unused, vec![e], enc) {
-            Some(frame) => Bytes::from_owner(SlotFrame { frame: frame.freeze(), _slot: permit }),
+            Some(frame) => crate::alloc::leased(frame, lease),
             None => crate::conn::CLOSE_FRAME,
         };
         let _ = tx.send(frame).await;
         server.journal.post_reply_ack(op);
     });
-}
-
-/// A deferred answer with the I/O slot it holds.
-struct SlotFrame {
-    frame: Bytes,
-    _slot: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl AsRef<[u8]> for SlotFrame {
-    fn as_ref(&self) -> &[u8] {
-        &self.frame
-    }
 }
 
 /// Encodes a message the server sends on its own (an oplock break
@@ -862,8 +875,13 @@ pub fn encode_unsolicited(hdr: Header, body: BytesMut, encrypt: Option<(Arc<Sess
     encode_frame(&mut unused, vec![e], encrypt).map(BytesMut::freeze)
 }
 
-/// Room in front of a body for the NetBIOS (4) and SMB2 (64) headers.
-pub const HEADROOM: usize = 4 + HEADER_LEN;
+/// Room in front of a frame's first message: the NetBIOS header (4) and a
+/// transform header (52), so that a frame is encrypted in place.
+const FRAME_ROOM: usize = 4 + transform::TRANSFORM_HEADER_LEN;
+
+/// Room in front of a body for the NetBIOS (4), transform (52) and SMB2
+/// (64) headers.
+pub const HEADROOM: usize = FRAME_ROOM + HEADER_LEN;
 
 /// A body buffer with [`HEADROOM`] in front of it, for large responses
 /// (READ): returns (headroom, body); put the headroom in [`Resp::headroom`].

@@ -8,7 +8,9 @@
 //! - [`kdf`](mod@kdf): SP800-108 key derivation and the per-session keys ([MS-SMB2] 3.1.4.2, 3.3.5.5.3).
 //! - [`signing`]: HMAC-SHA256, AES-CMAC and AES-GMAC message signatures ([MS-SMB2] 3.1.4.1).
 //! - [`transform`]: the TRANSFORM_HEADER and AES-CCM/GCM encryption ([MS-SMB2] 2.2.41, 3.1.4.3).
+//! - `ccm`: AES-CCM and AES-CMAC built on AWS-LC's CBC and CTR modes.
 
+mod ccm;
 pub mod kdf;
 pub mod preauth;
 pub mod signing;

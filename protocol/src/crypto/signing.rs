@@ -14,15 +14,19 @@
 //! bytes, so these functions never fail. A message shorter than the header
 //! is signed as if zero-padded to 64 bytes (and never verifies against a real
 //! signature).
+//!
+//! The MACs run on AWS-LC: HMAC-SHA256 on the SHA extensions, GMAC on its
+//! AES-GCM (VAES/VPCLMULQDQ where the CPU has them), AES-CMAC on its CBC
+//! mode ([`super::ccm`]). None copies the message: HMAC and CMAC take it in
+//! pieces (head, 16 zero bytes, tail); GMAC, whose additional data must be
+//! one slice, runs over the message as it is and then takes the signature
+//! field out of the result (see [`gmac_zeroed`]).
 
-use aes::Aes128;
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::Aes128Gcm;
-use cmac::Cmac;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
+use aws_lc_rs::cipher::{EncryptingKey, EncryptionContext, UnboundCipherKey, AES_128};
+use aws_lc_rs::hmac;
 
-use super::ct_eq;
+use super::{ccm, ct_eq, CryptoError};
 use crate::header::{flags, HEADER_LEN, SIGNATURE_OFFSET};
 
 /// Signing algorithms ([MS-SMB2] 2.2.3.1.7), in the standard's order.
@@ -120,43 +124,107 @@ fn gmac_nonce(msg: &[u8]) -> [u8; 12] {
 /// Computes the signature of one SMB2 message (header at `msg[0]`; the
 /// signature field is treated as zero) ([MS-SMB2] 3.1.4.1).
 pub fn signature(alg: SigningAlgorithm, key: &[u8], msg: &[u8]) -> [u8; 16] {
+    // AWS-LC fails only on inputs beyond GCM's 2^36-byte limit, which no
+    // frame reaches; such a signature never verifies.
+    mac(alg, key, msg, GMAC_COPY_MAX).unwrap_or([0xff; 16])
+}
+
+/// Messages up to this long whose signature field is set are copied with
+/// the field zeroed to be GMAC'd; longer ones are corrected instead.
+const GMAC_COPY_MAX: usize = 64 * 1024;
+
+fn mac(alg: SigningAlgorithm, key: &[u8], msg: &[u8], copy_max: usize) -> Result<[u8; 16], CryptoError> {
     let (head, zeros, tail) = parts(msg);
     let zero_block = [0u8; HEADER_LEN];
     let mut out = [0u8; 16];
     match alg {
         SigningAlgorithm::HmacSha256 => {
-            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+            let mut mac = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, key));
             mac.update(head);
             mac.update(&zero_block[..zeros]);
             mac.update(tail);
-            out.copy_from_slice(&mac.finalize().into_bytes()[..16]);
+            out.copy_from_slice(&mac.sign().as_ref()[..16]);
         }
-        SigningAlgorithm::AesCmac => {
-            let k = key16(key);
-            let mut mac = <Cmac<Aes128> as Mac>::new_from_slice(&k).expect("16-byte key fits AES-128");
-            mac.update(head);
-            mac.update(&zero_block[..zeros]);
-            mac.update(tail);
-            out.copy_from_slice(&mac.finalize().into_bytes());
-        }
+        SigningAlgorithm::AesCmac => out = ccm::cmac(&key16(key), &[head, &zero_block[..zeros], tail])?,
         SigningAlgorithm::AesGmac => {
             let k = key16(key);
-            let cipher = Aes128Gcm::new(&k.into());
             let nonce = gmac_nonce(msg);
-            // GMAC is GCM with everything as additional data and no plaintext.
-            let mut aad = Vec::with_capacity(head.len() + zeros + tail.len());
-            aad.extend_from_slice(head);
-            aad.extend_from_slice(&zero_block[..zeros]);
-            aad.extend_from_slice(tail);
-            let mut empty: [u8; 0] = [];
-            match cipher.encrypt_in_place_detached(&nonce.into(), &aad, &mut empty) {
-                Ok(tag) => out.copy_from_slice(&tag),
-                // Only reachable for inputs beyond GCM's 2^36-byte limit, which no frame reaches.
-                Err(_) => out = [0xff; 16],
+            let field = msg.get(SIGNATURE_OFFSET..HEADER_LEN).unwrap_or(&[]);
+            if field.iter().all(|&b| b == 0) && msg.len() >= HEADER_LEN {
+                out = gmac(&k, nonce, msg)?;
+            } else if msg.len() >= HEADER_LEN && msg.len() > copy_max {
+                out = gmac_zeroed(&k, nonce, msg)?;
+            } else {
+                let mut aad = Vec::with_capacity(head.len() + zeros + tail.len());
+                aad.extend_from_slice(head);
+                aad.extend_from_slice(&zero_block[..zeros]);
+                aad.extend_from_slice(tail);
+                out = gmac(&k, nonce, &aad)?;
             }
         }
     }
-    out
+    Ok(out)
+}
+
+/// GMAC: AES-GCM with everything as additional data and no plaintext.
+fn gmac(key: &[u8; 16], nonce: [u8; 12], aad: &[u8]) -> Result<[u8; 16], CryptoError> {
+    let bad = |_| CryptoError::Malformed("GMAC input");
+    let cipher = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, key).map_err(bad)?);
+    let tag = cipher
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut [])
+        .map_err(bad)?;
+    let mut out = [0u8; 16];
+    out.copy_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+/// The GMAC of `msg` with its signature field taken as zero, without a
+/// copy of `msg`. GHASH is linear: over the additional-data blocks X1..Xm
+/// and the length block, Y = X1·H^(m+1) + ... + Xm·H^2 + L·H, and the tag is
+/// Y + E(K, J0). The signature field is block X4, so the tag of the message
+/// with S in that field and the tag with zeros there differ by S·H^(m-2)
+/// (NIST SP 800-38D 6.4, 7.1), where H = E(K, 0^128).
+fn gmac_zeroed(key: &[u8; 16], nonce: [u8; 12], msg: &[u8]) -> Result<[u8; 16], CryptoError> {
+    let tag = u128::from_be_bytes(gmac(key, nonce, msg)?);
+    let mut s = [0u8; 16];
+    s.copy_from_slice(&msg[SIGNATURE_OFFSET..HEADER_LEN]);
+    let mut h = [0u8; 16];
+    let bad = |_| CryptoError::Malformed("AES key");
+    EncryptingKey::ecb(UnboundCipherKey::new(&AES_128, key).map_err(bad)?)
+        .map_err(bad)?
+        .less_safe_encrypt(&mut h, EncryptionContext::None)
+        .map_err(bad)?;
+    let m = msg.len().div_ceil(16) as u64;
+    let correction = gf_mul(u128::from_be_bytes(s), gf_pow(u128::from_be_bytes(h), m - 2));
+    Ok((tag ^ correction).to_be_bytes())
+}
+
+/// Multiplication in GCM's GF(2^128), blocks read big-endian (bit 0 is the
+/// most significant): NIST SP 800-38D Algorithm 1, without branches on
+/// either operand.
+fn gf_mul(x: u128, y: u128) -> u128 {
+    const R: u128 = 0xE1 << 120;
+    let mut z = 0u128;
+    let mut v = y;
+    for i in 0..128 {
+        z ^= v & 0u128.wrapping_sub((x >> (127 - i)) & 1);
+        v = (v >> 1) ^ (R & 0u128.wrapping_sub(v & 1));
+    }
+    z
+}
+
+/// `h` to the power `e` (`e` is public: it comes from the message length).
+fn gf_pow(h: u128, mut e: u64) -> u128 {
+    let one = 1u128 << 127;
+    let (mut acc, mut base) = (one, h);
+    while e > 0 {
+        if e & 1 == 1 {
+            acc = gf_mul(acc, base);
+        }
+        base = gf_mul(base, base);
+        e >>= 1;
+    }
+    acc
 }
 
 /// Sets SMB2_FLAGS_SIGNED, then writes the signature into `msg[48..64]`.
@@ -167,6 +235,8 @@ pub fn sign(alg: SigningAlgorithm, key: &[u8], msg: &mut [u8]) {
     }
     let f = header_u32(msg, FLAGS_OFFSET) | flags::SIGNED;
     msg[FLAGS_OFFSET..FLAGS_OFFSET + 4].copy_from_slice(&f.to_le_bytes());
+    // With the field zeroed, GMAC runs over the message in place.
+    msg[SIGNATURE_OFFSET..HEADER_LEN].fill(0);
     let sig = signature(alg, key, msg);
     msg[SIGNATURE_OFFSET..HEADER_LEN].copy_from_slice(&sig);
 }
@@ -226,6 +296,47 @@ mod tests {
             signature(SigningAlgorithm::AesGmac, &key, &msg).to_vec(),
             unhex("75d05bac99ff7fcc52a44c354381d559")
         );
+    }
+
+    /// The GMAC of a long message, computed in place and corrected for its
+    /// signature field, equals the GMAC of a copy with the field zeroed;
+    /// for every length around a block boundary and a few long ones.
+    #[test]
+    fn gmac_correction_equals_the_copy() {
+        let key = unhex(KEY);
+        let vector = unhex(SIGNED_RESPONSE);
+        assert_eq!(
+            mac(SigningAlgorithm::AesGmac, &key, &vector, 0).unwrap().to_vec(),
+            unhex("75d05bac99ff7fcc52a44c354381d559")
+        );
+        for len in (64..=200).chain([4095, 4096, 4097, 70_001, 1 << 20]) {
+            let mut msg: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
+            msg[SIGNATURE_OFFSET] |= 1;
+            let corrected = mac(SigningAlgorithm::AesGmac, &key, &msg, 0).unwrap();
+            let copied = mac(SigningAlgorithm::AesGmac, &key, &msg, usize::MAX).unwrap();
+            assert_eq!(corrected, copied, "{len}");
+            assert_eq!(signature(SigningAlgorithm::AesGmac, &key, &msg), copied, "{len}");
+            // And that is the signature sign() writes.
+            let mut signed = msg.clone();
+            sign(SigningAlgorithm::AesGmac, &key, &mut signed);
+            assert!(verify(SigningAlgorithm::AesGmac, &key, &signed), "{len}");
+        }
+    }
+
+    #[test]
+    fn gf_mul_identity_and_known_product() {
+        let one = 1u128 << 127;
+        let x = 0x66e94bd4ef8a2c3b884cfa59ca342b2e_u128;
+        assert_eq!(gf_mul(x, one), x);
+        assert_eq!(gf_mul(one, x), x);
+        assert_eq!(gf_pow(x, 0), one);
+        assert_eq!(gf_pow(x, 3), gf_mul(x, gf_mul(x, x)));
+        // NIST GCM test case 2: H = 66e94bd4ef8a2c3b884cfa59ca342b2e, C =
+        // 0388dace60b6a392f328c2b971b2fe78, GHASH(C, len) = f38cbb1ad69223dcc3457ae5b6b0f885
+        // = (C·H + L·H)·... computed as (C·H ^ L)·H.
+        let c = 0x0388dace60b6a392f328c2b971b2fe78_u128;
+        let l = 0x0000000000000000_0000000000000080_u128;
+        assert_eq!(gf_mul(gf_mul(c, x) ^ l, x), 0xf38cbb1ad69223dcc3457ae5b6b0f885);
     }
 
     #[test]

@@ -8,16 +8,17 @@
 //! The signature is the AEAD tag; the additional data is the header from the
 //! nonce to the end (bytes 20..52). AES-CCM uses the first 11 bytes of the
 //! nonce field, AES-GCM the first 12; the rest is zero.
+//!
+//! AES-GCM is AWS-LC's (VAES and VPCLMULQDQ assembly where the CPU has
+//! them, else AES-NI and PCLMULQDQ); AES-CCM is built on its CBC and CTR
+//! modes ([`super::ccm`]). [`encrypt_in_place`] and [`decrypt_in_place`]
+//! work in the frame's own buffer; [`encrypt`] and [`decrypt`] copy.
 
-use aes::{Aes128, Aes256};
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes128Gcm, Aes256Gcm};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM};
 use bytes::BufMut;
-use ccm::consts::{U11, U16};
-use ccm::Ccm;
 
 use super::cipher;
-use super::CryptoError;
+use super::{ccm, CryptoError};
 
 /// The protocol id of a transform message.
 pub const TRANSFORM_PROTOCOL_ID: [u8; 4] = [0xFD, b'S', b'M', b'B'];
@@ -27,9 +28,6 @@ pub const TRANSFORM_HEADER_LEN: usize = 52;
 pub const TRANSFORM_FLAG_ENCRYPTED: u16 = 0x0001;
 /// Offset of the additional authenticated data within the header.
 const AAD_OFFSET: usize = 20;
-
-type Aes128Ccm = Ccm<Aes128, U16, U11>;
-type Aes256Ccm = Ccm<Aes256, U16, U11>;
 
 /// The SMB2 TRANSFORM_HEADER ([MS-SMB2] 2.2.41).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,51 +94,49 @@ fn check_key(cipher: u16, key: &[u8]) -> Result<(), CryptoError> {
     }
 }
 
+fn gcm_key(cipher: u16, key: &[u8]) -> Result<LessSafeKey, CryptoError> {
+    let alg = if cipher == cipher::AES_128_GCM { &AES_128_GCM } else { &AES_256_GCM };
+    let key = UnboundKey::new(alg, key).map_err(|_| CryptoError::KeyLength(key.len()))?;
+    Ok(LessSafeKey::new(key))
+}
+
+fn gcm_nonce(nonce: &[u8]) -> Result<Nonce, CryptoError> {
+    Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Malformed("nonce length"))
+}
+
+fn ccm_nonce(nonce: &[u8]) -> Result<[u8; ccm::NONCE_LEN], CryptoError> {
+    nonce.try_into().map_err(|_| CryptoError::Malformed("nonce length"))
+}
+
 /// Seals `buf` in place; returns the tag.
 fn seal(cipher: u16, key: &[u8], nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> Result<[u8; 16], CryptoError> {
     check_key(cipher, key)?;
-    let bad_key = |_| CryptoError::KeyLength(key.len());
-    let tag = match cipher {
-        cipher::AES_128_CCM => Aes128Ccm::new_from_slice(key)
-            .map_err(bad_key)?
-            .encrypt_in_place_detached(nonce.into(), aad, buf),
-        cipher::AES_256_CCM => Aes256Ccm::new_from_slice(key)
-            .map_err(bad_key)?
-            .encrypt_in_place_detached(nonce.into(), aad, buf),
-        cipher::AES_128_GCM => Aes128Gcm::new_from_slice(key)
-            .map_err(bad_key)?
-            .encrypt_in_place_detached(nonce.into(), aad, buf),
-        cipher::AES_256_GCM => Aes256Gcm::new_from_slice(key)
-            .map_err(bad_key)?
-            .encrypt_in_place_detached(nonce.into(), aad, buf),
-        other => return Err(CryptoError::UnknownCipher(other)),
+    match cipher {
+        cipher::AES_128_CCM | cipher::AES_256_CCM => ccm::seal(key, &ccm_nonce(nonce)?, aad, buf),
+        cipher::AES_128_GCM | cipher::AES_256_GCM => {
+            let tag = gcm_key(cipher, key)?
+                .seal_in_place_separate_tag(gcm_nonce(nonce)?, Aad::from(aad), buf)
+                .map_err(|_| CryptoError::Malformed("message too long for the cipher"))?;
+            let mut out = [0u8; 16];
+            out.copy_from_slice(tag.as_ref());
+            Ok(out)
+        }
+        other => Err(CryptoError::UnknownCipher(other)),
     }
-    .map_err(|_| CryptoError::Malformed("message too long for the cipher"))?;
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&tag);
-    Ok(out)
 }
 
-/// Opens `buf` in place, checking `tag`.
+/// Opens `buf` in place, checking `tag`. On an error `buf` holds bytes
+/// that must not be used.
 fn open(cipher: u16, key: &[u8], nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> Result<(), CryptoError> {
     check_key(cipher, key)?;
-    let bad_key = |_| CryptoError::KeyLength(key.len());
     match cipher {
-        cipher::AES_128_CCM => Aes128Ccm::new_from_slice(key)
-            .map_err(bad_key)?
-            .decrypt_in_place_detached(nonce.into(), aad, buf, tag.into()),
-        cipher::AES_256_CCM => Aes256Ccm::new_from_slice(key)
-            .map_err(bad_key)?
-            .decrypt_in_place_detached(nonce.into(), aad, buf, tag.into()),
-        cipher::AES_128_GCM => Aes128Gcm::new_from_slice(key)
-            .map_err(bad_key)?
-            .decrypt_in_place_detached(nonce.into(), aad, buf, tag.into()),
-        cipher::AES_256_GCM => Aes256Gcm::new_from_slice(key)
-            .map_err(bad_key)?
-            .decrypt_in_place_detached(nonce.into(), aad, buf, tag.into()),
-        other => return Err(CryptoError::UnknownCipher(other)),
+        cipher::AES_128_CCM | cipher::AES_256_CCM => ccm::open(key, &ccm_nonce(nonce)?, aad, buf, tag),
+        cipher::AES_128_GCM | cipher::AES_256_GCM => gcm_key(cipher, key)?
+            .open_in_place_separate_tag(gcm_nonce(nonce)?, Aad::from(aad), tag, buf)
+            .map(|_| ())
+            .map_err(|_| CryptoError::BadTag),
+        other => Err(CryptoError::UnknownCipher(other)),
     }
-    .map_err(|_| CryptoError::BadTag)
 }
 
 /// Encrypts `plain` (one or more SMB2 messages, a compound) for `session_id`
@@ -150,10 +146,22 @@ fn open(cipher: u16, key: &[u8], nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: 
 /// nonce; only that many are used. For 3.0 and 3.0.2, where no cipher is
 /// negotiated, pass [`cipher::AES_128_CCM`].
 pub fn encrypt(cipher: u16, key: &[u8], session_id: u64, nonce: &[u8], plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut out = Vec::with_capacity(TRANSFORM_HEADER_LEN + plain.len());
+    out.resize(TRANSFORM_HEADER_LEN, 0);
+    out.extend_from_slice(plain);
+    encrypt_in_place(cipher, key, session_id, nonce, &mut out)?;
+    Ok(out)
+}
+
+/// [`encrypt`] in place: `msg` is [`TRANSFORM_HEADER_LEN`] bytes of room
+/// followed by the plaintext; the header is written into the room and the
+/// plaintext encrypted where it lies.
+pub fn encrypt_in_place(cipher: u16, key: &[u8], session_id: u64, nonce: &[u8], msg: &mut [u8]) -> Result<(), CryptoError> {
     let n = nonce_len(cipher)?;
     check_key(cipher, key)?;
     let nonce = nonce.get(..n).ok_or(CryptoError::Malformed("nonce too short"))?;
-    let size = u32::try_from(plain.len()).map_err(|_| CryptoError::Malformed("message too long"))?;
+    let plain_len = msg.len().checked_sub(TRANSFORM_HEADER_LEN).ok_or(CryptoError::Malformed("no room for the header"))?;
+    let size = u32::try_from(plain_len).map_err(|_| CryptoError::Malformed("message too long"))?;
     let mut hdr = TransformHeader {
         signature: [0; 16],
         nonce: [0; 16],
@@ -162,19 +170,11 @@ pub fn encrypt(cipher: u16, key: &[u8], session_id: u64, nonce: &[u8], plain: &[
         session_id,
     };
     hdr.nonce[..n].copy_from_slice(nonce);
-    let mut out = Vec::with_capacity(TRANSFORM_HEADER_LEN + plain.len());
-    hdr.encode(&mut out);
-    out.extend_from_slice(plain);
-    let (head, body) = out.split_at_mut(TRANSFORM_HEADER_LEN);
-    let tag = seal(
-        cipher,
-        key,
-        &head[..n + AAD_OFFSET][AAD_OFFSET..],
-        &head[AAD_OFFSET..],
-        body,
-    )?;
+    let (head, body) = msg.split_at_mut(TRANSFORM_HEADER_LEN);
+    hdr.encode(&mut &mut head[..]);
+    let tag = seal(cipher, key, &head[AAD_OFFSET..n + AAD_OFFSET], &head[AAD_OFFSET..], body)?;
     head[4..20].copy_from_slice(&tag);
-    Ok(out)
+    Ok(())
 }
 
 /// Decrypts a whole transform message and checks its tag (additional data:
@@ -183,20 +183,27 @@ pub fn encrypt(cipher: u16, key: &[u8], session_id: u64, nonce: &[u8], plain: &[
 /// The caller parses the header first ([`TransformHeader::parse`]) to find the
 /// session, and so the key, from `session_id`.
 pub fn decrypt(cipher: u16, key: &[u8], msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut buf = msg.to_vec();
+    decrypt_in_place(cipher, key, &mut buf)?;
+    buf.drain(..TRANSFORM_HEADER_LEN);
+    Ok(buf)
+}
+
+/// [`decrypt`] in place: on success the plaintext is
+/// `msg[TRANSFORM_HEADER_LEN..]`. On an error `msg` holds bytes that must
+/// not be used (the connection is closed anyway).
+pub fn decrypt_in_place(cipher: u16, key: &[u8], msg: &mut [u8]) -> Result<(), CryptoError> {
     let hdr = TransformHeader::parse(msg)?;
     let n = nonce_len(cipher)?;
     check_key(cipher, key)?;
     if hdr.flags != TRANSFORM_FLAG_ENCRYPTED {
         return Err(CryptoError::Malformed("transform flags"));
     }
-    let body = &msg[TRANSFORM_HEADER_LEN..];
+    let (head, body) = msg.split_at_mut(TRANSFORM_HEADER_LEN);
     if hdr.original_message_size as usize != body.len() || body.is_empty() {
         return Err(CryptoError::Malformed("transform original message size"));
     }
-    let mut plain = body.to_vec();
-    let aad = &msg[AAD_OFFSET..TRANSFORM_HEADER_LEN];
-    open(cipher, key, &hdr.nonce[..n], aad, &mut plain, &hdr.signature)?;
-    Ok(plain)
+    open(cipher, key, &hdr.nonce[..n], &head[AAD_OFFSET..], body, &hdr.signature)
 }
 
 #[cfg(test)]
