@@ -702,6 +702,16 @@ pub fn start_in_process(
     users: &[(&str, &str)],
     journal: Option<Arc<dyn server::journal::Journal>>,
 ) -> (std::net::SocketAddr, tempfile::TempDir) {
+    start_in_process_with(users, journal, |_| {})
+}
+
+/// [`start_in_process`] with the configuration changed by `tune` first
+/// (limits, signing, encryption...).
+pub fn start_in_process_with(
+    users: &[(&str, &str)],
+    journal: Option<Arc<dyn server::journal::Journal>>,
+    tune: impl FnOnce(&mut server::config::Config),
+) -> (std::net::SocketAddr, tempfile::TempDir) {
     use server::config::{Config, ShareConfig};
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -717,6 +727,7 @@ pub fn start_in_process(
         comment: String::new(),
     });
     cfg.inline_users.extend(users.iter().map(|(u, p)| (u.to_string(), p.to_string())));
+    tune(&mut cfg);
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         match journal {
@@ -725,7 +736,11 @@ pub fn start_in_process(
         }
     });
     for _ in 0..200 {
-        if TcpStream::connect(addr).is_ok() {
+        if let Ok(s) = TcpStream::connect(addr) {
+            // The probe counts against a per-address connection limit
+            // until the server sees it close.
+            drop(s);
+            std::thread::sleep(Duration::from_millis(50));
             return (addr, dir);
         }
         std::thread::sleep(Duration::from_millis(10));

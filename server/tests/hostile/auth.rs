@@ -37,7 +37,7 @@ use protocol::msg::create::create_disposition;
 use protocol::msg::negotiate::{cipher, dialect, NegotiateContext, NegotiateRequest, NegotiateResponse, HASH_SHA512};
 use protocol::msg::session_setup::{SessionSetupRequest, SessionSetupResponse};
 use protocol::NtStatus;
-use server::config::{Config, ShareConfig, Signing};
+use server::config::{Config, Signing};
 
 use crate::client::{self, Client};
 use crate::common;
@@ -45,32 +45,7 @@ use crate::common;
 /// Runs a server in this process, as [`common::start_in_process`] does,
 /// with the configuration changed by `tune` first.
 pub fn start_with(users: &[(&str, &str)], tune: impl FnOnce(&mut Config)) -> (SocketAddr, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let mut cfg = Config { listen: vec![addr], ..Config::default() };
-    cfg.shares.push(ShareConfig {
-        name: "data".into(),
-        path: dir.path().to_path_buf(),
-        encrypt: false,
-        guest_ok: false,
-        read_only: false,
-        comment: String::new(),
-    });
-    cfg.inline_users.extend(users.iter().map(|(u, p)| (u.to_string(), p.to_string())));
-    tune(&mut cfg);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(server::run(cfg, std::future::pending())).unwrap();
-    });
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return (addr, dir);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("server did not start");
+    common::start_in_process_with(users, None, tune)
 }
 
 // ---- a 3.1.1 logon ----------------------------------------------------------

@@ -70,7 +70,12 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 impl Client {
     /// A TCP connection, nothing sent yet.
     pub fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).expect("connect");
+        Client::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// The client on a connection made elsewhere (from another source
+    /// address, say), nothing sent yet.
+    pub fn from_stream(s: TcpStream) -> Client {
         s.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
         s.set_nodelay(true).unwrap();
         Client {

@@ -16,7 +16,7 @@
 //! works.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -29,7 +29,7 @@ use protocol::msg::negotiate::dialect;
 use protocol::NtStatus;
 use server::config::Limits;
 
-use crate::client::{self, Client, ANSWER_TIMEOUT};
+use crate::client::{self, Client};
 use crate::common;
 
 const MIB: u64 = 1 << 20;
@@ -40,34 +40,7 @@ const MIB: u64 = 1 << 20;
 /// An in-process server with the share `data`, user duet/duetpass and
 /// the given limits.
 fn start_limited(limits: Limits) -> (SocketAddr, tempfile::TempDir) {
-    use server::config::{Config, ShareConfig};
-    let dir = tempfile::tempdir().unwrap();
-    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut cfg = Config { listen: vec![addr], limits, ..Config::default() };
-    cfg.shares.push(ShareConfig {
-        name: "data".into(),
-        path: dir.path().to_path_buf(),
-        encrypt: false,
-        guest_ok: false,
-        read_only: false,
-        comment: String::new(),
-    });
-    cfg.inline_users.push((common::USER.into(), common::PASSWORD.into()));
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(server::run(cfg, std::future::pending())).unwrap();
-    });
-    for _ in 0..200 {
-        if let Ok(s) = TcpStream::connect(addr) {
-            // This probe counts against the per-address limit until the
-            // server sees it close.
-            drop(s);
-            std::thread::sleep(Duration::from_millis(50));
-            return (addr, dir);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("server did not start");
+    common::start_in_process_with(&[(common::USER, common::PASSWORD)], None, |c| c.limits = limits)
 }
 
 /// A `duet serve` process with a share `share`, user duet/duetpass, a
@@ -187,22 +160,7 @@ fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
 /// The raw client on a stream of our own (the client only connects from
 /// 127.0.0.1 itself).
 fn client_on(s: TcpStream) -> Client {
-    s.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
-    s.set_nodelay(true).unwrap();
-    Client {
-        s,
-        next_mid: 0,
-        credit_request: 256,
-        dialect: 0,
-        max_read: 65536,
-        max_write: 65536,
-        max_transact: 65536,
-        session_id: 0,
-        tree_id: 0,
-        keys: None,
-        sign: false,
-        encrypt: false,
-    }
+    Client::from_stream(s)
 }
 
 /// A client from `from`, negotiated (3.0.2) and logged on as duet.
