@@ -775,7 +775,7 @@ fn encode_frame(
         }
         chain.unsplit(m);
     }
-    let frame = match encrypt {
+    match encrypt {
         Some((crypto, sid)) => {
             // Encrypted where it lies, the transform header in the room.
             let nonce: [u8; 16] = rand::random();
@@ -784,28 +784,17 @@ fn encode_frame(
                 warn!("encrypt: {e}");
                 return None;
             }
-            let len = chain.len() - 4;
-            let mut h = BytesMut::with_capacity(4);
-            if let Err(e) = protocol::netbios::encode_header(len, &mut h) {
-                warn!("response not sent: {e}");
-                return None;
-            }
-            chain[..4].copy_from_slice(&h);
-            chain
         }
-        None => {
-            chain.advance(transform::TRANSFORM_HEADER_LEN);
-            let len = chain.len() - 4;
-            let mut h = BytesMut::with_capacity(4);
-            if let Err(e) = protocol::netbios::encode_header(len, &mut h) {
-                warn!("response not sent: {e}");
-                return None;
-            }
-            chain[..4].copy_from_slice(&h);
-            chain
-        }
-    };
-    Some(frame)
+        None => chain.advance(transform::TRANSFORM_HEADER_LEN),
+    }
+    let len = chain.len() - 4;
+    let mut h = BytesMut::with_capacity(4);
+    if let Err(e) = protocol::netbios::encode_header(len, &mut h) {
+        warn!("response not sent: {e}");
+        return None;
+    }
+    chain[..4].copy_from_slice(&h);
+    Some(chain)
 }
 
 /// Runs a deferred element's future in its own task and sends its answer
