@@ -33,10 +33,13 @@ use protocol::header::{Command, Header};
 use protocol::msg::read::ReadRequest;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::conn::MAX_DEFERRED;
 
 /// Bytes of large request frames read into buffers of their own at once,
 /// server-wide.
+/// Large READs and WRITEs in flight per connection (each holds up to
+/// [`crate::connection::MAX_IO`] bytes).
+pub const MAX_DEFERRED: usize = 4;
+
 pub const IO_BUDGET: usize = 64 << 20;
 /// What one of a connection's [`MAX_DEFERRED`] slots stands for: a large
 /// operation takes one slot per 4 MiB, so a connection has at most 16 MiB

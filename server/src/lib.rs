@@ -29,13 +29,16 @@ pub mod alloc;
 pub mod cmd;
 pub mod config;
 pub mod conn;
+pub mod connection;
 pub mod fs;
 pub mod fuzzing;
+pub mod handler;
 pub mod journal;
 pub mod limits;
 pub mod model;
 pub mod pipeline;
 pub mod state;
+pub mod transport;
 pub mod users;
 
 use std::future::Future;

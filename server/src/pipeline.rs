@@ -13,8 +13,6 @@
 //! each element's dispatch, point 3 after it, point 4 after the send.
 //! Handlers never write to the journal or the socket themselves.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -25,153 +23,15 @@ use protocol::NtStatus;
 use tracing::{debug, trace, warn, Instrument};
 
 use crate::cmd;
-use crate::conn::{ConnState, PendingOp};
+use crate::handler::{Ctx, PendingFut, Resp, FRAME_ROOM, HEADROOM};
+use crate::connection::{ConnState, PendingOp};
 use crate::state::session::SessionCrypto;
-use crate::state::{lock, Server, Session, Tree};
+use crate::state::{lock, Server, Session};
 
 /// Whether the connection goes on.
 pub enum Flow {
     Continue,
     Close,
-}
-
-/// A future that completes an async operation.
-pub type PendingFut = Pin<Box<dyn Future<Output = Result<Resp, NtStatus>> + Send>>;
-
-/// A handler's answer for one element.
-pub struct Resp {
-    /// SUCCESS or an informational/warning status (BUFFER_OVERFLOW,
-    /// MORE_PROCESSING_REQUIRED); errors normally come as `Err(status)`.
-    pub status: NtStatus,
-    pub body: BytesMut,
-    /// The file the element acted on, for related compound elements.
-    pub file_id: Option<FileId>,
-    /// Go async: send STATUS_PENDING now and this future's result later.
-    pub pending: Option<PendingFut>,
-    /// Finish off the connection's task (large READ/WRITE file I/O), so the
-    /// connection reads on meanwhile; the answer is sent when done, with no
-    /// interim response. Only offered when [`Ctx::single`] is true.
-    pub deferred: Option<PendingFut>,
-    /// SESSION_SETUP: the session id to put in the response header.
-    pub session_id: Option<u64>,
-    /// TREE_CONNECT: the tree id to put in the response header.
-    pub tree_id: Option<u32>,
-    /// SESSION_SETUP: sign the response with these keys (the final leg).
-    pub sign_with: Option<Arc<SessionCrypto>>,
-    /// SESSION_SETUP: add the response to this session's preauth hash.
-    pub preauth_session: Option<Arc<Session>>,
-    /// NEGOTIATE: add the response to the connection's preauth hash.
-    pub preauth_conn: bool,
-    /// Do not send any response (CANCEL).
-    pub no_response: bool,
-    /// Room allocated in front of `body` (see [`body_with_headroom`]).
-    pub headroom: Option<BytesMut>,
-    /// Close the connection after sending.
-    pub close: bool,
-}
-
-impl Resp {
-    pub fn ok(body: BytesMut) -> Resp {
-        Resp::with_status(NtStatus::SUCCESS, body)
-    }
-
-    pub fn with_status(status: NtStatus, body: BytesMut) -> Resp {
-        Resp {
-            status,
-            body,
-            file_id: None,
-            pending: None,
-            deferred: None,
-            session_id: None,
-            tree_id: None,
-            sign_with: None,
-            preauth_session: None,
-            preauth_conn: false,
-            no_response: false,
-            headroom: None,
-            close: false,
-        }
-    }
-
-    /// An error response that carries ErrorData ([MS-SMB2] 2.2.2), e.g.
-    /// the buffer size a STATUS_BUFFER_TOO_SMALL caller needs.
-    pub fn error_with_data(status: NtStatus, data: &[u8]) -> Resp {
-        let mut body = BytesMut::with_capacity(8 + data.len().max(1));
-        body.put_u16_le(9);
-        body.put_u8(0); // ErrorContextCount
-        body.put_u8(0);
-        body.put_u32_le(data.len() as u32);
-        if data.is_empty() {
-            body.put_u8(0);
-        } else {
-            body.put_slice(data);
-        }
-        Resp::with_status(status, body)
-    }
-
-    pub fn file(mut self, id: FileId) -> Resp {
-        self.file_id = Some(id);
-        self
-    }
-}
-
-/// What a handler result is.
-pub type HResult = Result<Resp, NtStatus>;
-
-/// Everything a handler may look at for one element.
-pub struct Ctx<'a> {
-    pub server: &'a Arc<Server>,
-    pub conn: &'a mut ConnState,
-    pub hdr: &'a Header,
-    /// This element's bytes, header included.
-    pub msg: &'a [u8],
-    /// The same bytes, shared, for handlers that keep a payload (WRITE).
-    pub frame: &'a Bytes,
-    /// The element is the whole request (not part of a compound), so the
-    /// handler may answer with [`Resp::deferred`].
-    pub single: bool,
-    pub session: Option<Arc<Session>>,
-    pub tree: Option<Arc<Tree>>,
-    /// The request came inside a transform header.
-    pub encrypted: bool,
-    /// For related compound elements: the file id the previous element used.
-    pub chain_file_id: Option<FileId>,
-}
-
-impl Ctx<'_> {
-    /// The session, which the pipeline has checked is valid.
-    pub fn session(&self) -> Result<&Arc<Session>, NtStatus> {
-        self.session.as_ref().ok_or(NtStatus::USER_SESSION_DELETED)
-    }
-
-    pub fn tree(&self) -> Result<&Arc<Tree>, NtStatus> {
-        self.tree.as_ref().ok_or(NtStatus::NETWORK_NAME_DELETED)
-    }
-
-    /// Resolves a request's file id: the chained one for related elements
-    /// that pass the all-ones id.
-    pub fn file_id(&self, id: FileId) -> Result<FileId, NtStatus> {
-        if id == FileId::ANY && self.hdr.is_related() {
-            return self.chain_file_id.ok_or(NtStatus::FILE_CLOSED);
-        }
-        Ok(id)
-    }
-
-    /// Looks an open up by file id in this session and tree.
-    pub fn open(&self, id: FileId) -> Result<Arc<crate::state::Open>, NtStatus> {
-        let id = self.file_id(id)?;
-        let session = self.session()?;
-        let open = session.open(id.volatile).ok_or(NtStatus::FILE_CLOSED)?;
-        if open.persistent_id != id.persistent {
-            return Err(NtStatus::FILE_CLOSED);
-        }
-        if let Some(t) = &self.tree {
-            if open.tree.id != t.id {
-                return Err(NtStatus::FILE_CLOSED);
-            }
-        }
-        Ok(open)
-    }
 }
 
 /// One element of the response chain.
@@ -574,12 +434,12 @@ fn use_message_ids(conn: &mut ConnState, msg: &[u8]) -> Result<(), String> {
 }
 
 /// The most bytes a frame's answers may take together: the largest single
-/// answer the server offers ([`crate::conn::MAX_IO`], its MaxReadSize and
+/// answer the server offers ([`crate::connection::MAX_IO`], its MaxReadSize and
 /// MaxTransactSize), and 64 KiB for the headers and the small answers
 /// beside it. [MS-SMB2] 3.3.4.1.3: the server SHOULD NOT send a response
 /// larger than MaxTransactSize + 256; this bounds the memory one small
 /// compound of large READs (or QUERY_INFOs, IOCTLs...) can take.
-pub const MAX_COMPOUND_RESPONSE: usize = crate::conn::MAX_IO as usize + 64 * 1024;
+pub const MAX_COMPOUND_RESPONSE: usize = crate::connection::MAX_IO as usize + 64 * 1024;
 
 /// Refuses an element whose answer could take the frame's answers past
 /// [`MAX_COMPOUND_RESPONSE`] (STATUS_INSUFFICIENT_RESOURCES), given the
@@ -848,7 +708,7 @@ async fn spawn_deferred(
         // be sent ends the connection.
         let frame = match encode_frame(&mut unused, vec![e], enc) {
             Some(frame) => crate::alloc::leased(frame, lease),
-            None => crate::conn::CLOSE_FRAME,
+            None => crate::transport::CLOSE_FRAME,
         };
         let _ = tx.send(frame).await;
         server.journal.post_reply_ack(op);
@@ -862,23 +722,6 @@ pub fn encode_unsolicited(hdr: Header, body: BytesMut, encrypt: Option<(Arc<Sess
     let e = OutElement { hdr, body, headroom: None, sign: None, preauth_session: None, preauth_conn: false };
     let mut unused = protocol::crypto::preauth::PreauthHash::new();
     encode_frame(&mut unused, vec![e], encrypt).map(BytesMut::freeze)
-}
-
-/// Room in front of a frame's first message: the NetBIOS header (4) and a
-/// transform header (52), so that a frame is encrypted in place.
-const FRAME_ROOM: usize = 4 + transform::TRANSFORM_HEADER_LEN;
-
-/// Room in front of a body for the NetBIOS (4), transform (52) and SMB2
-/// (64) headers.
-pub const HEADROOM: usize = FRAME_ROOM + HEADER_LEN;
-
-/// A body buffer with [`HEADROOM`] in front of it, for large responses
-/// (READ): returns (headroom, body); put the headroom in [`Resp::headroom`].
-pub fn body_with_headroom(capacity: usize) -> (BytesMut, BytesMut) {
-    let mut b = BytesMut::with_capacity(HEADROOM + capacity);
-    b.resize(HEADROOM, 0);
-    let body = b.split_off(HEADROOM);
-    (b, body)
 }
 
 
@@ -917,7 +760,7 @@ fn spawn_pending(
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
         let mut unused = protocol::crypto::preauth::PreauthHash::new();
         // An answer that cannot be sent ends the connection.
-        let frame = encode_frame(&mut unused, vec![e], enc).map_or(crate::conn::CLOSE_FRAME, BytesMut::freeze);
+        let frame = encode_frame(&mut unused, vec![e], enc).map_or(crate::transport::CLOSE_FRAME, BytesMut::freeze);
         let _ = tx.send(frame).await;
     });
 }

@@ -3,7 +3,7 @@
 
 use protocol::NtStatus;
 
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::lock;
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {

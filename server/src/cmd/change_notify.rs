@@ -8,7 +8,7 @@ use protocol::msg::change_notify::{encode_notify_list, ChangeNotifyRequest, Chan
 use protocol::NtStatus;
 
 use super::bad;
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
 use crate::state::notify::{Queue, Watch};

@@ -16,7 +16,7 @@ use tracing::debug;
 
 use super::{file_stat, generic_map};
 use crate::fs::{self, FsError, SmbPath};
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::{access, FileKey, LeaseGrant, OpenRef};
 use crate::state::lease::{lease_state, LeaseId};
 use crate::state::oplock::{self, BreakSink};

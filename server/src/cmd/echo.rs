@@ -4,7 +4,7 @@ use bytes::BytesMut;
 use protocol::msg::echo::{EchoRequest, EchoResponse};
 use protocol::NtStatus;
 
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     EchoRequest::parse(ctx.msg).map_err(|_| NtStatus::INVALID_PARAMETER)?;

@@ -5,7 +5,7 @@ use protocol::msg::flush::{FlushRequest, FlushResponse};
 use protocol::NtStatus;
 
 use super::bad;
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::access;
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
@@ -17,7 +17,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if let Some(h) = open.handle() {
         if !open.is_dir {
             h.sync().map_err(|e| e.status())?;
-            super::write_time::land(ctx.server, &open, false);
+            crate::state::write_time::land(ctx.server, &open, false);
         }
     }
     let mut body = BytesMut::with_capacity(4);

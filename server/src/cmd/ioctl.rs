@@ -14,7 +14,7 @@ use protocol::NtStatus;
 use tracing::warn;
 
 use super::bad;
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::open::OpenKind;
 use crate::state::{lock, Open};

@@ -17,7 +17,7 @@ use protocol::msg::negotiate::{capabilities, dialect};
 use protocol::NtStatus;
 
 use super::bad;
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::{ByteLock, FileKey};
 use crate::state::{lock, Server};
 

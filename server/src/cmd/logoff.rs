@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use protocol::msg::logoff::{LogoffRequest, LogoffResponse};
 use protocol::NtStatus;
 
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::session::AuthState;
 use crate::state::{lock, Server, Session};
 
@@ -44,7 +44,7 @@ pub fn disconnect_session(server: &Arc<Server>, session: &Arc<Session>) {
     };
     for o in opens {
         if let Err(o) = crate::state::durable::preserve(server, o, &user, &domain) {
-            crate::cmd::close::close_open(server, &o);
+            crate::state::close::close_open(server, &o);
         }
     }
 }
@@ -58,6 +58,6 @@ pub fn close_session(server: &Arc<Server>, session: &Arc<Session>) {
         inner.opens.drain().map(|(_, o)| o).collect()
     };
     for o in opens {
-        crate::cmd::close::close_open(server, &o);
+        crate::state::close::close_open(server, &o);
     }
 }

@@ -1,5 +1,5 @@
 //! One handler module per SMB2 command. Each takes the pipeline's
-//! [`crate::pipeline::Ctx`] and returns a response body (or an
+//! [`crate::handler::Ctx`] and returns a response body (or an
 //! NTSTATUS); none writes to the socket or the journal.
 
 pub mod cancel;
@@ -21,11 +21,10 @@ pub mod session_setup;
 pub mod set_info;
 pub mod tree_connect;
 pub mod write;
-pub mod write_time;
 
 use protocol::{Command, NtStatus};
 
-use crate::pipeline::{Ctx, HResult};
+use crate::handler::{Ctx, HResult};
 
 /// Routes one element to its handler.
 pub async fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> HResult {

@@ -11,8 +11,8 @@ use protocol::NtStatus;
 use tracing::debug;
 
 use crate::config::Signing;
-use crate::conn::ConnState;
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::connection::ConnState;
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::now_filetime;
 
 /// Dialects the server speaks, oldest first.

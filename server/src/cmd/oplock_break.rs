@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use protocol::msg::oplock_break::{LeaseBreakAck, OplockBreak, OplockBreakRequest, OplockBreakResponse};
 use protocol::NtStatus;
 
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::lease::LeaseId;
 use crate::state::lock;
 

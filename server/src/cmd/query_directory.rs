@@ -8,7 +8,7 @@ use protocol::NtStatus;
 
 use super::{bad, file_stat};
 use crate::fs;
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
 use crate::state::open::DirCursor;

@@ -7,7 +7,7 @@ use protocol::msg::query_info::{info_type, QueryInfoRequest, QueryInfoResponse};
 use protocol::NtStatus;
 
 use super::{bad, file_stat};
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
 use crate::state::open::{Open, OpenKind};

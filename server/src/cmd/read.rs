@@ -7,7 +7,7 @@ use protocol::msg::read::{ReadRequest, ReadResponse};
 use protocol::NtStatus;
 
 use super::bad;
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
 use crate::state::open::OpenKind;
@@ -72,8 +72,8 @@ const DEFER_FROM: usize = 64 * 1024;
 /// Reads file data into a response with headroom for the headers.
 fn read_file(open: &Arc<Open>, len: usize, offset: u64, minimum: u32) -> HResult {
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
-    let room_len = crate::pipeline::HEADROOM;
-    let (room, mut body) = crate::pipeline::body_with_headroom(crate::alloc::size_class(room_len + 16 + len) - room_len);
+    let room_len = crate::handler::HEADROOM;
+    let (room, mut body) = crate::handler::body_with_headroom(crate::alloc::size_class(room_len + 16 + len) - room_len);
     ReadResponse::encode_header(0, 0, &mut body);
     body.truncate(16);
     let n = h.read_append(&mut body, len, offset).map_err(|e| e.status())?;

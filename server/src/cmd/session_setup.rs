@@ -17,8 +17,8 @@ use protocol::NtStatus;
 use tracing::{info, warn};
 
 use crate::config::Signing;
-use crate::conn::Binding;
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::connection::Binding;
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::session::{AuthState, SessionCrypto};
 use crate::state::{lock, now_filetime, Session};
 

@@ -10,7 +10,7 @@ use tracing::debug;
 
 use super::bad;
 use crate::fs::{self, SmbPath};
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
 use crate::state::notify::{action, filter};
@@ -74,9 +74,9 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
             }
             // Any basic-info set lands a pending write time first, then an
             // explicit one replaces it.
-            super::write_time::land(ctx.server, open, false);
+            crate::state::write_time::land(ctx.server, open, false);
             if let Some(t) = times.last_write {
-                super::write_time::set_explicit(ctx.server, open, t);
+                crate::state::write_time::set_explicit(ctx.server, open, t);
             }
             h.set_times(times).map_err(err)?;
             if let (Some(share), Some(key)) = (open.share(), open.key) {
@@ -128,7 +128,7 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
             }
             break_level2(ctx, open);
             h.set_len(end_of_file).map_err(err)?;
-            super::write_time::land(ctx.server, open, false);
+            crate::state::write_time::land(ctx.server, open, false);
         }
         SetFileInfo::ValidDataLength { .. } => need(open, access::FILE_WRITE_DATA)?,
         SetFileInfo::FullEa(_) => return Err(NtStatus::EAS_NOT_SUPPORTED),

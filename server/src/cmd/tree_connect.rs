@@ -8,7 +8,7 @@ use protocol::msg::tree_disconnect::{TreeDisconnectRequest, TreeDisconnectRespon
 use protocol::NtStatus;
 use tracing::{debug, info};
 
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::tree::{Tree, TreeKind};
 use crate::state::lock;
@@ -95,7 +95,7 @@ pub fn disconnect(ctx: &mut Ctx<'_>) -> HResult {
         ids.into_iter().filter_map(|k| inner.opens.remove(&k)).collect()
     };
     for o in opens {
-        crate::cmd::close::close_open(ctx.server, &o);
+        crate::state::close::close_open(ctx.server, &o);
     }
     let mut body = BytesMut::with_capacity(4);
     TreeDisconnectResponse.encode(&mut body);

@@ -5,7 +5,7 @@ use protocol::msg::write::{WriteRequest, WriteResponse};
 use protocol::NtStatus;
 
 use super::bad;
-use crate::pipeline::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
 use crate::fs;
@@ -104,10 +104,10 @@ fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64) 
 pub(crate) fn write_data(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64) -> Result<usize, NtStatus> {
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
     let _writing = lock(&open.writing);
-    let frozen = super::write_time::before_write(server, open);
+    let frozen = crate::state::write_time::before_write(server, open);
     let n = h.write_at(data, offset).map_err(|e| e.status())?;
     if n > 0 {
-        super::write_time::after_write(server, open, frozen);
+        crate::state::write_time::after_write(server, open, frozen);
     }
     let mut st = lock(&open.st);
     st.position = offset + n as u64;

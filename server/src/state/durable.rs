@@ -75,7 +75,7 @@ pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str)
             };
             if let Some(e) = expired {
                 info!(pid, "durable open expired");
-                crate::cmd::close::close_open(&server, &e.open);
+                super::close::close_open(&server, &e.open);
             }
         });
     }
@@ -151,6 +151,6 @@ pub fn purge(server: &Arc<Server>, persistent_id: u64) {
     let e = lock(&server.durable).remove(&persistent_id);
     if let Some(e) = e {
         debug!(persistent_id, "durable open purged for a new open");
-        crate::cmd::close::close_open(server, &e.open);
+        super::close::close_open(server, &e.open);
     }
 }

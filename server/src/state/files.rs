@@ -109,7 +109,7 @@ pub struct FileEntry {
     /// persistent id.
     pub lock_sequences: HashMap<u64, LockSequences>,
     /// Delayed write-time state (see `cmd::write_time`).
-    pub write_time: crate::cmd::write_time::WriteTime,
+    pub write_time: super::write_time::WriteTime,
 }
 
 impl FileEntry {

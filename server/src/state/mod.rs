@@ -6,6 +6,7 @@
 //! delete-on-close and byte-range locks concern every open of a file,
 //! whichever connection made it.
 
+pub mod close;
 pub mod durable;
 pub mod files;
 pub mod id_alloc;
@@ -16,6 +17,7 @@ pub mod oplock;
 pub mod session;
 pub mod throttle;
 pub mod tree;
+pub mod write_time;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::fs::SetTimes;
-use crate::state::{lock, now_filetime, Open, Server};
+use super::{lock, now_filetime, Open, Server};
 
 /// How long after the first write its write time lands.
 const DELAY: Duration = Duration::from_secs(2);

@@ -1,0 +1,177 @@
+//! One connection's SMB state ([MS-SMB2] 3.3.1.7): the negotiated
+//! dialect and capabilities, the preauth hash, the sessions and channels
+//! reachable from it, the credit window, and its async operations. What
+//! handlers may read and change of their connection; the serving of the
+//! socket itself is [`crate::conn`], the moving of bytes [`crate::transport`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use protocol::credit::SequenceWindow;
+use protocol::crypto::preauth::PreauthHash;
+use protocol::crypto::signing::SigningAlgorithm;
+use tokio::sync::mpsc;
+
+use crate::alloc::MAX_DEFERRED;
+use crate::state::session::{AuthState, SessionCrypto};
+use crate::state::{lock, Server, Session};
+use crate::transport::Inbox;
+
+/// Largest READ/WRITE/transact size the server offers.
+pub const MAX_IO: u32 = 8 * 1024 * 1024;
+
+/// An async operation waiting to complete, for CANCEL.
+pub struct PendingOp {
+    pub message_id: u64,
+    pub session_id: u64,
+    pub cancel: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A binding of an existing session to this connection that is still
+/// authenticating ([MS-SMB2] 3.3.5.5.2).
+pub struct Binding {
+    /// The session being bound.
+    pub session: Arc<Session>,
+    /// The binding's own authentication: a session object that is never
+    /// registered, whose [`AuthState::InProgress`] carries the NTLM exchange
+    /// and the binding's preauth hash (3.1.1), so the pipeline updates that
+    /// hash with each response as it does for a new session.
+    pub auth: Arc<Session>,
+}
+
+/// The per-connection state ([MS-SMB2] 3.3.1.7).
+pub struct ConnState {
+    pub id: u64,
+    pub peer: SocketAddr,
+    /// The server's address the connection arrived on.
+    pub local: Option<SocketAddr>,
+    pub server: Arc<Server>,
+    /// The door out: whole frames (NetBIOS header included) to the writer.
+    pub tx: mpsc::Sender<Bytes>,
+    /// The negotiated dialect; 0 before NEGOTIATE.
+    pub dialect: u16,
+    pub client_guid: [u8; 16],
+    pub client_capabilities: u32,
+    pub client_security_mode: u16,
+    pub client_dialects: Vec<u16>,
+    pub server_capabilities: u32,
+    pub server_security_mode: u16,
+    /// Connection.PreauthIntegrityHashValue (3.1.1).
+    pub preauth: PreauthHash,
+    /// Negotiated cipher id; 0 when none.
+    pub cipher: u16,
+    pub signing_alg: SigningAlgorithm,
+    /// Sessions set up (or being set up) on this connection, and sessions
+    /// bound to it as a channel (Connection.SessionTable).
+    pub sessions: HashMap<u64, Arc<Session>>,
+    /// Per-channel keys of the sessions bound to this connection: the
+    /// session's crypto with Channel.SigningKey and this connection's
+    /// signing algorithm ([MS-SMB2] 3.3.5.5.3). Sessions established here
+    /// sign with the session's own keys and have no entry.
+    pub channels: HashMap<u64, Arc<SessionCrypto>>,
+    /// Bindings still authenticating, by session id.
+    pub bindings: HashMap<u64, Binding>,
+    /// Async operations by async id.
+    pub pending: Arc<Mutex<HashMap<u64, PendingOp>>>,
+    /// Connection.CommandSequenceWindow: the message ids granted and not
+    /// yet used ([MS-SMB2] 3.3.1.1); its span is the most credits the client
+    /// may hold.
+    pub window: SequenceWindow,
+    /// Slots for deferred (large I/O) operations in flight.
+    pub io_slots: Arc<tokio::sync::Semaphore>,
+    /// Where requests come from.
+    pub inbox: Inbox,
+    /// A request served while another waited (see [`serve_while`]) asked
+    /// to close the connection.
+    pub closing: bool,
+    /// Failed logons on this connection (`Limits::login_failures_per_connection`).
+    pub login_failures: u32,
+}
+
+impl ConnState {
+    pub fn new(server: Arc<Server>, peer: SocketAddr, id: u64, tx: mpsc::Sender<Bytes>, inbox: Inbox) -> ConnState {
+        ConnState {
+            window: SequenceWindow::new(server.cfg.max_credits),
+            id,
+            peer,
+            local: None,
+            server,
+            tx,
+            dialect: 0,
+            client_guid: [0; 16],
+            client_capabilities: 0,
+            client_security_mode: 0,
+            client_dialects: Vec::new(),
+            server_capabilities: 0,
+            server_security_mode: 0,
+            preauth: PreauthHash::new(),
+            cipher: 0,
+            signing_alg: SigningAlgorithm::HmacSha256,
+            sessions: HashMap::new(),
+            channels: HashMap::new(),
+            bindings: HashMap::new(),
+            pending: Arc::new(Mutex::new(HashMap::new())),
+            io_slots: Arc::new(tokio::sync::Semaphore::new(MAX_DEFERRED)),
+            inbox,
+            closing: false,
+            login_failures: 0,
+        }
+    }
+
+    pub fn negotiated(&self) -> bool {
+        self.dialect != 0
+    }
+
+    /// Connection.SupportsMultiCredit ([MS-SMB2] 3.3.5.4): SMB 2.1 and
+    /// later over TCP, where the server offers SMB2_GLOBAL_CAP_LARGE_MTU.
+    pub fn multi_credit(&self) -> bool {
+        self.dialect >= protocol::msg::negotiate::dialect::SMB2_1 && self.dialect != protocol::msg::negotiate::dialect::SMB2_WILDCARD
+    }
+
+    /// The MaxReadSize, MaxWriteSize and MaxTransactSize the server offers
+    /// (and offered, once negotiated; [MS-SMB2] 3.3.5.4): [`MAX_IO`] with
+    /// multi-credit requests, as far as the most credits a client may hold
+    /// pay for (64 KiB each); 64 KiB without ([MS-SMB2] 3.3.5.4: a 2.0.2
+    /// message carries 64 KiB at most).
+    pub fn max_io(&self) -> u32 {
+        if self.multi_credit() {
+            MAX_IO.min(self.window.max() * protocol::credit::CREDIT_SIZE)
+        } else {
+            protocol::credit::CREDIT_SIZE
+        }
+    }
+
+    /// A session reachable from this connection: established on it or bound
+    /// to it. Only Connection.SessionTable is looked in ([MS-SMB2]
+    /// 3.3.5.2.9); another connection's session is reached by binding, and a
+    /// previous session by PreviousSessionId, both in SESSION_SETUP. A
+    /// session logged off on another channel is gone here too.
+    pub fn session(&self, id: u64) -> Option<Arc<Session>> {
+        let s = self.sessions.get(&id)?;
+        if matches!(lock(&s.inner).auth, AuthState::Expired) {
+            return None;
+        }
+        Some(s.clone())
+    }
+
+    /// The keys that verify and sign a session's messages on this
+    /// connection: the channel's for a session bound here ([MS-SMB2]
+    /// 3.3.5.2.4, 3.3.4.1.1), else the session's. Encryption always uses the
+    /// session's keys.
+    pub fn signing_crypto(&self, session: &Session) -> Option<Arc<SessionCrypto>> {
+        match self.channels.get(&session.id) {
+            Some(c) => Some(c.clone()),
+            None => session.crypto(),
+        }
+    }
+}
+
+/// Takes a connection off a session's channel list; true when it was the
+/// last one (then the session is the caller's to tear down).
+pub fn leave_channel(session: &Session, conn_id: u64) -> bool {
+    let mut inner = lock(&session.inner);
+    inner.channels.retain(|&c| c != conn_id);
+    inner.channels.is_empty()
+}

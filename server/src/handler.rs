@@ -1,0 +1,180 @@
+//! What a command handler is given and what it answers: the contract
+//! between the pipeline ([`crate::pipeline`]), which calls handlers, and
+//! the handlers ([`crate::cmd`]), which never call back into it.
+//!
+//! A handler gets a [`Ctx`] (its connection, session, tree and the
+//! element's bytes) and returns a [`Resp`] (status, body, and what the
+//! pipeline should do besides: go async, sign with new keys, close) or an
+//! error status.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use protocol::crypto::transform;
+use protocol::header::{Header, HEADER_LEN};
+use protocol::msg::FileId;
+use protocol::NtStatus;
+
+use crate::connection::ConnState;
+use crate::state::session::SessionCrypto;
+use crate::state::{Server, Session, Tree};
+
+/// A future that completes an async operation.
+pub type PendingFut = Pin<Box<dyn Future<Output = Result<Resp, NtStatus>> + Send>>;
+
+/// A handler's answer for one element.
+pub struct Resp {
+    /// SUCCESS or an informational/warning status (BUFFER_OVERFLOW,
+    /// MORE_PROCESSING_REQUIRED); errors normally come as `Err(status)`.
+    pub status: NtStatus,
+    pub body: BytesMut,
+    /// The file the element acted on, for related compound elements.
+    pub file_id: Option<FileId>,
+    /// Go async: send STATUS_PENDING now and this future's result later.
+    pub pending: Option<PendingFut>,
+    /// Finish off the connection's task (large READ/WRITE file I/O), so the
+    /// connection reads on meanwhile; the answer is sent when done, with no
+    /// interim response. Only offered when [`Ctx::single`] is true.
+    pub deferred: Option<PendingFut>,
+    /// SESSION_SETUP: the session id to put in the response header.
+    pub session_id: Option<u64>,
+    /// TREE_CONNECT: the tree id to put in the response header.
+    pub tree_id: Option<u32>,
+    /// SESSION_SETUP: sign the response with these keys (the final leg).
+    pub sign_with: Option<Arc<SessionCrypto>>,
+    /// SESSION_SETUP: add the response to this session's preauth hash.
+    pub preauth_session: Option<Arc<Session>>,
+    /// NEGOTIATE: add the response to the connection's preauth hash.
+    pub preauth_conn: bool,
+    /// Do not send any response (CANCEL).
+    pub no_response: bool,
+    /// Room allocated in front of `body` (see [`body_with_headroom`]).
+    pub headroom: Option<BytesMut>,
+    /// Close the connection after sending.
+    pub close: bool,
+}
+
+impl Resp {
+    pub fn ok(body: BytesMut) -> Resp {
+        Resp::with_status(NtStatus::SUCCESS, body)
+    }
+
+    pub fn with_status(status: NtStatus, body: BytesMut) -> Resp {
+        Resp {
+            status,
+            body,
+            file_id: None,
+            pending: None,
+            deferred: None,
+            session_id: None,
+            tree_id: None,
+            sign_with: None,
+            preauth_session: None,
+            preauth_conn: false,
+            no_response: false,
+            headroom: None,
+            close: false,
+        }
+    }
+
+    /// An error response that carries ErrorData ([MS-SMB2] 2.2.2), e.g.
+    /// the buffer size a STATUS_BUFFER_TOO_SMALL caller needs.
+    pub fn error_with_data(status: NtStatus, data: &[u8]) -> Resp {
+        let mut body = BytesMut::with_capacity(8 + data.len().max(1));
+        body.put_u16_le(9);
+        body.put_u8(0); // ErrorContextCount
+        body.put_u8(0);
+        body.put_u32_le(data.len() as u32);
+        if data.is_empty() {
+            body.put_u8(0);
+        } else {
+            body.put_slice(data);
+        }
+        Resp::with_status(status, body)
+    }
+
+    pub fn file(mut self, id: FileId) -> Resp {
+        self.file_id = Some(id);
+        self
+    }
+}
+
+/// What a handler result is.
+pub type HResult = Result<Resp, NtStatus>;
+
+/// Everything a handler may look at for one element.
+pub struct Ctx<'a> {
+    pub server: &'a Arc<Server>,
+    pub conn: &'a mut ConnState,
+    pub hdr: &'a Header,
+    /// This element's bytes, header included.
+    pub msg: &'a [u8],
+    /// The same bytes, shared, for handlers that keep a payload (WRITE).
+    pub frame: &'a Bytes,
+    /// The element is the whole request (not part of a compound), so the
+    /// handler may answer with [`Resp::deferred`].
+    pub single: bool,
+    pub session: Option<Arc<Session>>,
+    pub tree: Option<Arc<Tree>>,
+    /// The request came inside a transform header.
+    pub encrypted: bool,
+    /// For related compound elements: the file id the previous element used.
+    pub chain_file_id: Option<FileId>,
+}
+
+impl Ctx<'_> {
+    /// The session, which the pipeline has checked is valid.
+    pub fn session(&self) -> Result<&Arc<Session>, NtStatus> {
+        self.session.as_ref().ok_or(NtStatus::USER_SESSION_DELETED)
+    }
+
+    pub fn tree(&self) -> Result<&Arc<Tree>, NtStatus> {
+        self.tree.as_ref().ok_or(NtStatus::NETWORK_NAME_DELETED)
+    }
+
+    /// Resolves a request's file id: the chained one for related elements
+    /// that pass the all-ones id.
+    pub fn file_id(&self, id: FileId) -> Result<FileId, NtStatus> {
+        if id == FileId::ANY && self.hdr.is_related() {
+            return self.chain_file_id.ok_or(NtStatus::FILE_CLOSED);
+        }
+        Ok(id)
+    }
+
+    /// Looks an open up by file id in this session and tree.
+    pub fn open(&self, id: FileId) -> Result<Arc<crate::state::Open>, NtStatus> {
+        let id = self.file_id(id)?;
+        let session = self.session()?;
+        let open = session.open(id.volatile).ok_or(NtStatus::FILE_CLOSED)?;
+        if open.persistent_id != id.persistent {
+            return Err(NtStatus::FILE_CLOSED);
+        }
+        if let Some(t) = &self.tree {
+            if open.tree.id != t.id {
+                return Err(NtStatus::FILE_CLOSED);
+            }
+        }
+        Ok(open)
+    }
+}
+
+
+/// Room in front of a frame's first message: the NetBIOS header (4) and a
+/// transform header (52), so that a frame is encrypted in place.
+pub const FRAME_ROOM: usize = 4 + transform::TRANSFORM_HEADER_LEN;
+
+/// Room in front of a body for the NetBIOS (4), transform (52) and SMB2
+/// (64) headers.
+pub const HEADROOM: usize = FRAME_ROOM + HEADER_LEN;
+
+/// A body buffer with [`HEADROOM`] in front of it, for large responses
+/// (READ): returns (headroom, body); put the headroom in [`Resp::headroom`].
+pub fn body_with_headroom(capacity: usize) -> (BytesMut, BytesMut) {
+    let mut b = BytesMut::with_capacity(HEADROOM + capacity);
+    b.resize(HEADROOM, 0);
+    let body = b.split_off(HEADROOM);
+    (b, body)
+}
+

@@ -1,0 +1,62 @@
+//! Closing an open: what every way an open ends has in common (a CLOSE,
+//! a logoff, a disconnect, a retained handle that expires): the per-file
+//! table lets go of it, change-notify watchers hear of it, and a pending
+//! delete is carried out when it was the last open.
+
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+
+use super::notify::{action, filter};
+use super::{lock, Open, Server};
+
+/// Drops an open from the per-file table; deletes the file when it was the
+/// last open and a delete is pending (or this open had delete-on-close).
+pub fn close_open(server: &Arc<Server>, open: &Arc<Open>) {
+    let Some(key) = open.key else {
+        return;
+    };
+    lock(&server.notify).remove(open.persistent_id);
+    let (doc, written) = {
+        let st = lock(&open.st);
+        (st.delete_on_close, st.written)
+    };
+    let (delete, path, watchers) = {
+        let mut files = lock(&server.files);
+        if doc {
+            files.set_delete_pending(&key, true);
+        }
+        let path = files.path(&key);
+        let delete = files.remove_open(&key, open.persistent_id);
+        // A directory left delete-pending by this close: its watchers
+        // (other opens) are told.
+        let watchers = if doc && open.is_dir && delete.is_none() { files.open_ids(&key) } else { Vec::new() };
+        (delete, path, watchers)
+    };
+    if !watchers.is_empty() {
+        lock(&server.notify).delete_pending(&watchers);
+    }
+    server.lock_released.notify_waiters();
+    server.oplock_changed.notify_waiters();
+    let Some(share) = open.share() else {
+        return;
+    };
+    if written && delete.is_none() {
+        if let Some(p) = &path {
+            server.report_change(&share.cfg.name, p.components(), action::MODIFIED, filter::LAST_WRITE | filter::SIZE);
+        }
+    }
+    let Some(resolved) = delete else {
+        return;
+    };
+    let r = if open.is_dir { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };
+    match r {
+        Ok(()) => {
+            debug!(path = %lock(&open.st).path, "deleted on close");
+            let f = if open.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
+            server.report_change(&share.cfg.name, resolved.components(), action::REMOVED, f);
+        }
+        Err(e) => warn!(path = %lock(&open.st).path, "delete on close failed: {e}"),
+    }
+}
+

@@ -1,0 +1,423 @@
+//! Moving a connection's bytes: the inbox that reads whole frames off the
+//! socket within the memory budget, and the writer that sends replies in
+//! order and counts what is queued.
+//!
+//! Bounds ([`crate::config::Limits`]): a request frame still unfinished
+//! `frame_timeout_s` after its first bytes came closes the connection. The
+//! inbox holds only what has arrived (plus a modest chunk to read into),
+//! not what a frame header announces. Back-pressure: the writer takes every
+//! reply off the channel at once and counts the queued bytes
+//! ([`crate::limits::ReplyMeter`]); while they are over the limit, no new
+//! request is read. A client that reads none of its replies for
+//! `send_timeout_s` is disconnected.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::alloc::LEASE_FROM;
+use crate::limits::ReplyMeter;
+
+/// Largest frame accepted: an 8 MiB write plus headers and a transform.
+pub const MAX_FRAME: usize = 8 * 1024 * 1024 + 64 * 1024;
+/// Frames waiting in the channel to the writer, which takes them off at
+/// once and counts them (see [`Outflow`]).
+pub const OUT_QUEUE: usize = 8;
+/// The inbox reads in chunks of this size, and reserves no more than has
+/// arrived of the frame being read (but at least this).
+const READ_CHUNK: usize = 64 * 1024;
+/// Sent to the writer instead of a frame: shut the connection down (an
+/// answer completed off the connection's task could not be encoded).
+pub const CLOSE_FRAME: Bytes = Bytes::new();
+
+/// The read half of a connection's byte stream (a TCP socket's, or an
+/// in-memory pipe's in tests and the fuzzer).
+pub type Reader = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half of a connection's byte stream.
+pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The replies queued for a connection's writer: counted by the writer,
+/// watched by the inbox (back-pressure).
+pub struct Outflow {
+    meter: ReplyMeter,
+    /// Woken when the queue shrinks and when the writer stops.
+    changed: Notify,
+    /// The writer has stopped: nothing more will be sent.
+    stopped: AtomicBool,
+}
+
+impl Outflow {
+    pub fn new(meter: ReplyMeter) -> Outflow {
+        Outflow { meter, changed: Notify::new(), stopped: AtomicBool::new(false) }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.meter.queued()
+    }
+
+    /// Waits until another request may be read; false once the writer has
+    /// stopped.
+    async fn room(&self) -> bool {
+        loop {
+            if self.stopped.load(Ordering::Acquire) {
+                return false;
+            }
+            if self.meter.has_room() {
+                return true;
+            }
+            self.changed.notified().await;
+        }
+    }
+
+    /// Resolves once the writer has stopped.
+    async fn stopped(&self) {
+        while !self.stopped.load(Ordering::Acquire) {
+            self.changed.notified().await;
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.changed.notify_one();
+    }
+}
+
+/// The connection's incoming side: the socket's read half and the bytes
+/// read but not yet framed.
+pub struct Inbox {
+    rd: Option<Reader>,
+    buf: BytesMut,
+    /// Replies not yet written; no request is read while too many are.
+    outflow: Option<Arc<Outflow>>,
+    /// How long a frame may take to arrive once its first bytes have.
+    frame_timeout: Duration,
+    /// When the inbox started waiting for the rest of the frame it holds
+    /// part of.
+    frame_started: Option<Instant>,
+    /// The I/O budget taken for the large frame being read.
+    lease: Option<crate::alloc::Lease>,
+    /// The lease of the frame last returned, until the pipeline takes it
+    /// (a deferred WRITE holds its frame until written) or the next frame
+    /// is asked for.
+    last: Option<crate::alloc::Lease>,
+}
+
+impl Inbox {
+    pub fn new(rd: Option<Reader>) -> Inbox {
+        let frame_timeout = Duration::from_secs(crate::config::Limits::default().frame_timeout_s);
+        Inbox { rd, buf: BytesMut::new(), outflow: None, frame_timeout, frame_started: None, lease: None, last: None }
+    }
+
+    /// An inbox that waits for `outflow` to have room before each request
+    /// and closes the connection on a frame unfinished after
+    /// `frame_timeout`.
+    pub fn bounded(rd: Reader, outflow: Arc<Outflow>, frame_timeout: Duration) -> Inbox {
+        Inbox { outflow: Some(outflow), frame_timeout, ..Inbox::new(Some(rd)) }
+    }
+
+    /// The length of the frame whose header is at the front, if any.
+    fn pending_len(&self) -> Option<usize> {
+        match self.buf.get(..4) {
+            Some(h) if h[0] == 0 => Some((usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3])),
+            _ => None,
+        }
+    }
+
+    /// The I/O budget of the frame last returned by [`Inbox::next_frame`],
+    /// for the operation that keeps the frame beyond its request.
+    pub fn take_lease(&mut self) -> Option<crate::alloc::Lease> {
+        self.last.take()
+    }
+
+    /// The next whole frame; `None` once the peer is gone, sent something
+    /// that is not a NetBIOS session message, left a frame unfinished too
+    /// long, or the writer stopped. Cancel-safe: a frame read halfway stays
+    /// in the buffer.
+    ///
+    /// A large frame whose header is in is read, when the server's I/O
+    /// budget has room for it ([`crate::alloc`]), into one buffer of its
+    /// size class and no further than its end, so it is neither copied as
+    /// its buffer grows nor sharing that buffer with what follows; its
+    /// lease goes with it ([`Inbox::take_lease`]). Without room, it is read
+    /// as any other frame, its buffer growing only as its bytes arrive.
+    pub async fn next_frame(&mut self) -> Option<BytesMut> {
+        // The last frame's request is done, unless it took its lease.
+        self.last = None;
+        loop {
+            if let Some(out) = &self.outflow {
+                if !out.room().await {
+                    return None;
+                }
+            }
+            let big = self.pending_len().filter(|len| (LEASE_FROM..=MAX_FRAME).contains(len));
+            if let (Some(len), None) = (big, &self.lease) {
+                self.lease = crate::alloc::try_lease(len);
+            }
+            let leased = big.filter(|_| self.lease.is_some());
+            if let Some(len) = leased {
+                let want = crate::alloc::size_class(4 + len);
+                if self.buf.capacity() < want {
+                    // Not `reserve`: it may double a buffer it owns alone.
+                    let mut fresh = BytesMut::with_capacity(want);
+                    fresh.extend_from_slice(&self.buf);
+                    self.buf = fresh;
+                }
+            }
+            match protocol::netbios::decode(&mut self.buf, MAX_FRAME) {
+                Ok(Some(frame)) => {
+                    self.frame_started = None;
+                    self.last = self.lease.take();
+                    if frame.len() >= LEASE_FROM {
+                        // The large buffer leaves with its frame; what was
+                        // read past it goes to a buffer of its own.
+                        self.buf = BytesMut::from(&self.buf[..]);
+                    }
+                    return Some(frame);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!("closing: {e}");
+                    return None;
+                }
+            }
+            // Only time spent waiting for the peer counts, not the time
+            // the connection spent on requests before it came back here.
+            if !self.buf.is_empty() && self.frame_started.is_none() {
+                self.frame_started = Some(Instant::now());
+            }
+            let deadline = self.frame_started.map(|t| t + self.frame_timeout);
+            let rd = self.rd.as_mut()?;
+            let buf = &mut self.buf;
+            // An empty inbox reads into a small buffer of its own first, so
+            // that an idle connection holds no buffer at all.
+            let mut first = [0u8; 4096];
+            let read = async {
+                if let Some(len) = leased {
+                    // No further than the frame's end.
+                    let left = 4 + len - buf.len();
+                    rd.read_buf(&mut buf.limit(left)).await
+                } else if buf.is_empty() {
+                    let n = rd.read(&mut first).await?;
+                    buf.extend_from_slice(&first[..n]);
+                    Ok(n)
+                } else {
+                    reserve_chunk(buf);
+                    rd.read_buf(buf).await
+                }
+            };
+            tokio::select! {
+                r = read => match r {
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                    Err(e) => {
+                        debug!("read: {e}");
+                        return None;
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                    info!(held = self.buf.len(), "closing: a frame left unfinished for {:?}", self.frame_timeout);
+                    return None;
+                }
+                _ = stopped(&self.outflow) => return None,
+            }
+        }
+    }
+}
+
+/// Makes room in `buf` for the next read: what is left of the frame being
+/// read, but never more than has arrived of it already (nor less than
+/// [`READ_CHUNK`]), so a header announcing 8 MiB pins nothing until the
+/// bytes come.
+fn reserve_chunk(buf: &mut BytesMut) {
+    let total = (buf.len() >= 4 && buf[0] == 0).then(|| 4 + ((buf[1] as usize) << 16 | (buf[2] as usize) << 8 | buf[3] as usize));
+    let wanted = match total {
+        Some(total) => total.saturating_sub(buf.len()).clamp(1, READ_CHUNK.max(buf.len())),
+        None => READ_CHUNK,
+    };
+    if buf.capacity() - buf.len() < wanted.min(READ_CHUNK) {
+        if total.is_some_and(|t| t >= LEASE_FROM) {
+            // Exactly that much more: `reserve` may double a buffer it owns
+            // alone, and an 8 MiB frame would end in a 16 MiB buffer.
+            let mut fresh = BytesMut::with_capacity(buf.len() + wanted);
+            fresh.extend_from_slice(buf);
+            *buf = fresh;
+        } else {
+            buf.reserve(wanted);
+        }
+    }
+}
+
+/// A deadline that never comes, for a disabled `select!` branch.
+pub fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
+}
+
+/// Resolves when the writer behind `outflow` stops; never without one.
+async fn stopped(outflow: &Option<Arc<Outflow>>) {
+    match outflow {
+        Some(o) => o.stopped().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The writer: takes replies off the channel as they come, so that the
+/// bytes queued are known (and senders never wait), and writes them in
+/// order. Stops when every sender is gone (or a [`CLOSE_FRAME`] came) and
+/// all is written, on a write error, or when the client has read nothing
+/// for `stall`.
+pub async fn write_replies(mut wr: Writer, mut rx: mpsc::Receiver<Bytes>, out: Arc<Outflow>, stall: Duration) {
+    let mut queue: VecDeque<Bytes> = VecDeque::new();
+    let mut open = true;
+    // The last time the client took any bytes (or the queue was empty).
+    let mut progress = Instant::now();
+    loop {
+        let Some(front) = queue.front().cloned() else {
+            if !open {
+                break;
+            }
+            match rx.recv().await {
+                Some(f) if f.is_empty() => {
+                    debug!("closing: an answer could not be sent");
+                    break;
+                }
+                Some(f) => {
+                    out.meter.add(f.len());
+                    queue.push_back(f);
+                    progress = Instant::now();
+                }
+                None => break,
+            }
+            continue;
+        };
+        tokio::select! {
+            biased;
+            f = rx.recv(), if open => match f {
+                // CLOSE_FRAME: what is queued before it goes out, then the
+                // connection is shut down.
+                Some(f) if f.is_empty() => {
+                    debug!("closing: an answer could not be sent");
+                    open = false;
+                }
+                Some(f) => {
+                    out.meter.add(f.len());
+                    queue.push_back(f);
+                }
+                None => open = false,
+            },
+            r = wr.write(&front) => match r {
+                Ok(n) if n > 0 => {
+                    progress = Instant::now();
+                    out.meter.sub(n);
+                    if let Some(f) = queue.front_mut() {
+                        f.advance(n);
+                        if f.is_empty() {
+                            queue.pop_front();
+                        }
+                    }
+                    out.changed.notify_one();
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    debug!("write: {e}");
+                    break;
+                }
+            },
+            _ = tokio::time::sleep_until(progress + stall) => {
+                info!(queued = out.queued(), "closing: the client has read no reply for {stall:?}");
+                break;
+            }
+        }
+    }
+    out.stop();
+    // Replies still queued are dropped here (with the I/O slots they hold).
+    drop(queue);
+    drop(rx);
+    let _ = wr.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn pair() -> (Inbox, tokio::net::tcp::OwnedWriteHalf) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (rd, _) = server.into_split();
+        let (_, wr) = client.into_split();
+        (Inbox::new(Some(Box::new(rd))), wr)
+    }
+
+    fn frame(len: usize, fill: u8) -> Vec<u8> {
+        let mut f = vec![0, (len >> 16) as u8, (len >> 8) as u8, len as u8];
+        f.resize(4 + len, fill);
+        f
+    }
+
+    /// A large frame and the small ones around it come out whole and in
+    /// order, each in a buffer of its own: the large one's reads stop at
+    /// its end, and the next frame is read into a small buffer.
+    #[tokio::test]
+    async fn large_and_small_frames_in_one_stream() {
+        let (mut inbox, mut wr) = pair().await;
+        let big = 8 << 20;
+        let mut wire = frame(100, 1);
+        wire.extend(frame(big, 2));
+        wire.extend(frame(70, 3));
+        wire.extend(frame(LEASE_FROM, 4));
+        let writer = tokio::spawn(async move {
+            // In pieces that split headers and bodies.
+            for piece in wire.chunks(77_777) {
+                wr.write_all(piece).await.expect("write");
+            }
+            wr
+        });
+        let f = inbox.next_frame().await.expect("small");
+        assert_eq!((f.len(), f[0]), (100, 1));
+        assert!(inbox.take_lease().is_none(), "small frames take no budget");
+        let f = inbox.next_frame().await.expect("big");
+        assert_eq!(f.len(), big);
+        assert!(f.iter().all(|&b| b == 2));
+        assert!(inbox.take_lease().is_some(), "a large frame comes with its lease");
+        assert!(inbox.buf.capacity() < 1 << 20, "the large buffer left with its frame");
+        let f = inbox.next_frame().await.expect("small after big");
+        assert_eq!((f.len(), f[0], f[69]), (70, 3, 3));
+        let f = inbox.next_frame().await.expect("threshold");
+        assert_eq!((f.len(), f[0]), (LEASE_FROM, 4));
+        drop(writer.await.expect("writer"));
+        assert!(inbox.next_frame().await.is_none(), "end of stream");
+    }
+
+    /// With the server's I/O budget spent, a large frame is still read
+    /// (nothing waits for the budget), only without a lease.
+    #[tokio::test]
+    async fn a_large_frame_without_budget_is_read_all_the_same() {
+        let (mut inbox, mut wr) = pair().await;
+        let all = crate::alloc::budget()
+            .clone()
+            .acquire_many_owned((crate::alloc::IO_BUDGET / (64 * 1024)) as u32)
+            .await
+            .expect("the whole budget");
+        let len = 4 << 20;
+        let writer = tokio::spawn(async move {
+            let _ = wr.write_all(&frame(len, 9)).await;
+            wr
+        });
+        let f = inbox.next_frame().await.expect("frame");
+        assert_eq!(f.len(), len);
+        assert!(f.iter().all(|&b| b == 9));
+        assert!(inbox.take_lease().is_none());
+        drop(all);
+        drop(writer.await.expect("writer"));
+    }
+}
