@@ -1,14 +1,15 @@
 //! One task per TCP connection: read frames, hand each to the pipeline,
 //! and write what comes back. A second task writes
 //! ([`crate::transport::write_replies`]), so that async completions
-//! (CHANGE_NOTIFY, blocking locks) can be sent at any time.
+//! (CHANGE_NOTIFY, blocking locks) can be sent at any time. Beside the
+//! socket, the task takes break notices for its opens and parked compound
+//! chains whose wait is over, and hands both to the pipeline too: every
+//! frame leaves through the pipeline's one door out.
 //!
 //! A connection that has no authenticated session within
 //! `handshake_timeout_s` is closed ([`crate::config::Limits`]).
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,37 +24,6 @@ use crate::pipeline::{self, Flow};
 use crate::state::{lock, Server};
 use crate::transport::{far_future, write_replies, Inbox, Outflow, Reader, Writer, OUT_QUEUE};
 
-
-/// Waits for `done` while serving the connection's other requests, as
-/// they come. A request that must wait in the middle of a compound (a
-/// CREATE waiting for an oplock break) uses this, so that the break's
-/// acknowledgement, which may come from this very connection, is read and
-/// handled meanwhile.
-pub fn serve_while<'a>(
-    conn: &'a mut ConnState,
-    done: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
-) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-    // Boxed both ways: the pipeline runs inside this future, which runs
-    // inside the pipeline.
-    Box::pin(async move {
-        let mut done = done;
-        loop {
-            let frame = tokio::select! {
-                biased;
-                _ = &mut done => return,
-                f = conn.inbox.next_frame(), if !conn.closing => f,
-            };
-            match frame {
-                Some(frame) => {
-                    if let Flow::Close = pipeline::handle(conn, frame).await {
-                        conn.closing = true;
-                    }
-                }
-                None => conn.closing = true,
-            }
-        }
-    })
-}
 
 /// Serves one TCP connection until the peer goes away or sends garbage.
 pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u64) {
@@ -76,19 +46,25 @@ pub async fn serve_stream(server: Arc<Server>, rd: Reader, wr: Writer, peer: Soc
     let handshake = Duration::from_secs(limits.handshake_timeout_s);
     // Since when the connection has had no authenticated session.
     let mut unauthenticated = Some(Instant::now());
-    while !conn.closing {
+    loop {
         let deadline = unauthenticated.map(|t| t + handshake);
-        let frame = tokio::select! {
-            f = conn.inbox.next_frame() => f,
+        // The three ways in: a request off the socket, a break notice for
+        // one of this connection's opens, a parked chain whose wait is
+        // over. Notices and resumed chains go first: they wait on no one.
+        let flow = tokio::select! {
+            biased;
+            Some(notice) = conn.notices.recv() => pipeline::send_notice(&mut conn, notice).await,
+            Some(resume) = conn.resumes.recv() => if resume(&mut conn).await { Flow::Continue } else { Flow::Close },
+            f = conn.inbox.next_frame() => match f {
+                Some(frame) => pipeline::handle(&mut conn, frame).await,
+                None => Flow::Close,
+            },
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
                 info!("closing: no authenticated session for {handshake:?}");
-                break;
+                Flow::Close
             }
         };
-        let Some(frame) = frame else {
-            break;
-        };
-        if let Flow::Close = pipeline::handle(&mut conn, frame).await {
+        if let Flow::Close = flow {
             break;
         }
         let authenticated = conn.sessions.values().any(|s| s.is_valid());

@@ -5,7 +5,9 @@
 //! socket itself is [`crate::conn`], the moving of bytes [`crate::transport`].
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -15,12 +17,22 @@ use protocol::crypto::signing::SigningAlgorithm;
 use tokio::sync::mpsc;
 
 use crate::alloc::MAX_DEFERRED;
+use crate::state::oplock::Notice;
 use crate::state::session::{AuthState, SessionCrypto};
 use crate::state::{lock, Server, Session};
 use crate::transport::Inbox;
 
 /// Largest READ/WRITE/transact size the server offers.
 pub const MAX_IO: u32 = 8 * 1024 * 1024;
+
+/// The rest of a compound chain, to run on the connection's task once the
+/// element it waited at is done: the pipeline parks a chain whose CREATE
+/// must wait for an oplock break rather than wait in the middle of it
+/// ([`crate::pipeline`]), and the connection's task, which read on
+/// meanwhile, calls this with its state. The future answers whether the
+/// connection goes on. Boxed so that this module need not know the
+/// pipeline's types (imports run one way).
+pub type Resume = Box<dyn for<'a> FnOnce(&'a mut ConnState) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> + Send>;
 
 /// An async operation waiting to complete, for CANCEL.
 pub struct PendingOp {
@@ -83,15 +95,23 @@ pub struct ConnState {
     pub io_slots: Arc<tokio::sync::Semaphore>,
     /// Where requests come from.
     pub inbox: Inbox,
-    /// A request served while another waited (see [`serve_while`]) asked
-    /// to close the connection.
-    pub closing: bool,
+    /// Break notices for this connection's opens, queued by the file
+    /// table ([`BreakSink`](crate::state::oplock::BreakSink)); the
+    /// connection's task sends them through the pipeline.
+    pub notices: mpsc::UnboundedReceiver<Notice>,
+    pub notice_tx: mpsc::UnboundedSender<Notice>,
+    /// Compound chains parked at an element that waited, whose wait is
+    /// over: the connection's task goes on with them (see [`Resume`]).
+    pub resumes: mpsc::UnboundedReceiver<Resume>,
+    pub resume_tx: mpsc::UnboundedSender<Resume>,
     /// Failed logons on this connection (`Limits::login_failures_per_connection`).
     pub login_failures: u32,
 }
 
 impl ConnState {
     pub fn new(server: Arc<Server>, peer: SocketAddr, id: u64, tx: mpsc::Sender<Bytes>, inbox: Inbox) -> ConnState {
+        let (notice_tx, notices) = mpsc::unbounded_channel();
+        let (resume_tx, resumes) = mpsc::unbounded_channel();
         ConnState {
             window: SequenceWindow::new(server.cfg.max_credits),
             id,
@@ -115,7 +135,10 @@ impl ConnState {
             pending: Arc::new(Mutex::new(HashMap::new())),
             io_slots: Arc::new(tokio::sync::Semaphore::new(MAX_DEFERRED)),
             inbox,
-            closing: false,
+            notices,
+            notice_tx,
+            resumes,
+            resume_tx,
             login_failures: 0,
         }
     }

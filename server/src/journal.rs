@@ -22,6 +22,16 @@ pub trait Journal: Send + Sync {
     fn post_completion(&self, op: OpId, index: usize, response: &[u8]);
     /// Point 4: the answer to the request has left.
     fn post_reply_ack(&self, op: OpId);
+    /// A frame the server sends on its own (an oplock or lease break
+    /// notice) to connection `conn`: the op id under which the pipeline
+    /// then records it at point 3 (`post_completion`, element 0) and point
+    /// 4, as it does a response. It has no point 1 or 2: no request came.
+    /// The default is [`OpId`] 0, no operation, for journals that keep no
+    /// notices.
+    fn unsolicited(&self, conn: u64) -> OpId {
+        let _ = conn;
+        OpId(0)
+    }
 }
 
 /// A journal that keeps nothing.

@@ -24,7 +24,9 @@ use tracing::{debug, trace, warn, Instrument};
 
 use crate::cmd;
 use crate::handler::{Ctx, PendingFut, Resp, FRAME_ROOM, HEADROOM};
-use crate::connection::{ConnState, PendingOp};
+use crate::connection::{ConnState, PendingOp, Resume};
+use crate::journal::OpId;
+use crate::state::oplock::Notice;
 use crate::state::session::SessionCrypto;
 use crate::state::{lock, Server, Session};
 
@@ -164,6 +166,63 @@ fn names_another_session(conn: &ConnState, msg: &[u8], sid: u64) -> bool {
     }
 }
 
+/// A request's chain (one element, or a compound's) on its way through
+/// the pipeline: the message, how far it has got, and what its related
+/// elements inherit ([MS-SMB2] 3.3.5.2.7.2). Owned, so that a chain can be
+/// parked at an element that must wait and resumed later ([`park`]).
+struct Chain {
+    msg: Bytes,
+    op: OpId,
+    encrypted: bool,
+    /// The transform's keys and session: the answers are encrypted with them.
+    encrypt_reply: Option<(Arc<SessionCrypto>, u64)>,
+    /// Where the next element starts, and its index.
+    at: usize,
+    index: usize,
+    /// The answers of the elements so far, in bytes ([`MAX_COMPOUND_RESPONSE`]).
+    answered: usize,
+    file_id: Option<FileId>,
+    session: Option<u64>,
+    tree: Option<u32>,
+    invalid: bool,
+    create_err: Option<NtStatus>,
+    /// An element asked to close the connection after its answer.
+    close: bool,
+}
+
+impl Chain {
+    /// What an element's answer leaves for the related elements after it.
+    fn note(&mut self, hdr: &Header, hdr_eff: &Header, related: bool, resp: &Resp) {
+        // The file an unrelated element names (if it got one) starts the
+        // chain; a failed related element leaves the chain's file alone.
+        if !related || resp.file_id.is_some() {
+            self.file_id = resp.file_id;
+        }
+        if hdr.command == Command::Create as u16 {
+            self.create_err = resp.status.is_error().then_some(resp.status);
+        }
+        if matches!(resp.status, NtStatus::USER_SESSION_DELETED | NtStatus::NETWORK_NAME_DELETED) {
+            // Later related elements have no session or tree to inherit.
+            self.invalid = true;
+        }
+        self.session = Some(resp.session_id.unwrap_or(hdr_eff.session_id));
+        self.tree = Some(resp.tree_id.unwrap_or(hdr_eff.tree_id));
+    }
+}
+
+/// The element a chain is parked at: a CREATE in the middle of a compound
+/// that waits for an oplock or lease break ([`park`]).
+struct Waiting {
+    hdr: Header,
+    hdr_eff: Header,
+    related: bool,
+    index: usize,
+    /// Its final answer's header: async, no credits (the interim had them).
+    final_hdr: Header,
+    sign: Option<Arc<SessionCrypto>>,
+    async_id: u64,
+}
+
 /// Splits a (possibly compound) message, runs each element, sends the
 /// responses as one frame.
 async fn process(
@@ -172,30 +231,43 @@ async fn process(
     encrypted: bool,
     transform_session: Option<(Arc<SessionCrypto>, u64)>,
 ) -> Flow {
-    let server = conn.server.clone();
-    let op = server.journal.pre_ack(conn.id, &msg);
+    let op = conn.server.journal.pre_ack(conn.id, &msg);
     if let Err(e) = use_message_ids(conn, &msg) {
         // A replayed request, or one beyond the credits granted: the
         // server SHOULD terminate the connection ([MS-SMB2] 3.3.5.2.3).
         warn!("{e}: closing");
         return Flow::Close;
     }
-    let mut out: Vec<OutElement> = Vec::new();
-    // The answers of the elements so far, in bytes ([`MAX_COMPOUND_RESPONSE`]).
-    let mut answered = 0usize;
-    let mut index = 0usize;
-    let mut at = 0usize;
-    let mut chain_file_id: Option<FileId> = None;
-    let mut chain_session: Option<u64> = None;
-    let mut chain_tree: Option<u32> = None;
-    let mut chain_invalid = false;
-    let mut create_err: Option<NtStatus> = None;
-    let mut close = false;
+    let chain = Chain {
+        msg,
+        op,
+        encrypted,
+        encrypt_reply: transform_session,
+        at: 0,
+        index: 0,
+        answered: 0,
+        file_id: None,
+        session: None,
+        tree: None,
+        invalid: false,
+        create_err: None,
+        close: false,
+    };
+    run_chain(conn, chain, Vec::new()).await
+}
+
+/// Runs a chain's elements from where it stands, and sends their answers
+/// after `out` (the answers it already has) as one frame. Stops early at a
+/// CREATE in the middle that must wait: its interim answer goes out with
+/// the others and the rest of the chain is parked ([`park`]).
+async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>) -> Flow {
+    let server = conn.server.clone();
+    let msg = c.msg.clone();
     let mut pending_tasks = Vec::new();
     let mut deferred_tasks = Vec::new();
-    let encrypt_reply = transform_session;
+    let mut waiting = None;
     loop {
-        let rest = &msg[at..];
+        let rest = &msg[c.at..];
         let Ok(hdr) = Header::parse(rest) else {
             return Flow::Close;
         };
@@ -208,17 +280,17 @@ async fn process(
             }
             n
         };
-        let elem = msg.slice(at..at + len);
+        let elem = msg.slice(c.at..c.at + len);
         let first = out.is_empty();
         // Related elements inherit session, tree and file from the previous one.
         let related = hdr.is_related() && !first;
         let mut hdr_eff = hdr.clone();
         if related {
             if hdr.session_id == u64::MAX {
-                hdr_eff.session_id = chain_session.unwrap_or(0);
+                hdr_eff.session_id = c.session.unwrap_or(0);
             }
             if hdr.tree_id == u32::MAX {
-                hdr_eff.tree_id = chain_tree.unwrap_or(0);
+                hdr_eff.tree_id = c.tree.unwrap_or(0);
             }
         }
         let mut resp_hdr = hdr_eff.response(NtStatus::SUCCESS);
@@ -229,30 +301,33 @@ async fn process(
         }
         let result = if hdr.is_related() && first {
             // The first element cannot be related ([MS-SMB2] 3.3.5.2.7.2).
-            chain_invalid = true;
+            c.invalid = true;
             Err(NtStatus::INVALID_PARAMETER)
-        } else if related && chain_invalid {
+        } else if related && c.invalid {
             Err(NtStatus::INVALID_PARAMETER)
-        } else if let (true, Some(err)) = (related, create_err) {
+        } else if let (true, Some(err)) = (related, c.create_err) {
             // A failed CREATE fails the related elements after it.
             Err(err)
         } else {
             if !related {
-                chain_invalid = false;
-                create_err = None;
+                c.invalid = false;
+                c.create_err = None;
             }
-            server.journal.pre_command(op, index);
+            server.journal.pre_command(c.op, c.index);
             let single = first && hdr.next_command == 0;
-            if let Err(status) = check_answer_room(conn, &hdr, &elem, answered) {
+            if let Err(status) = check_answer_room(conn, &hdr, &elem, c.answered) {
                 Err(status)
             } else {
-                run_element(conn, &server, &hdr_eff, &elem, encrypted, if related { chain_file_id } else { None }, single).await
+                run_element(conn, &server, &hdr_eff, &elem, c.encrypted, if related { c.file_id } else { None }, single).await
             }
         };
+        let last = hdr.next_command == 0;
         let mut resp = match result {
-            // Only the last element of a compound may go async; one in the
-            // middle fails instead (Windows' behaviour, [MS-SMB2] <159>).
-            Ok(r) if r.pending.is_some() && hdr.next_command != 0 => error_resp(NtStatus::INTERNAL_ERROR),
+            // Only the last element of a compound may go async, and a
+            // CREATE that waits for an oplock break; any other in the
+            // middle fails instead (Windows' behaviour, [MS-SMB2] <159>
+            // to 3.3.4.2; smbd's smbd_smb2_request_pending_queue).
+            Ok(r) if r.pending.is_some() && !last && hdr.command != Command::Create as u16 => error_resp(NtStatus::INTERNAL_ERROR),
             // Too many requests of this connection wait already ([MS-SMB2]
             // 3.3.4.2: the server MAY fail one that would go async).
             Ok(r) if r.pending.is_some() && lock(&conn.pending).len() >= server.cfg.limits.max_pending_per_connection => {
@@ -262,30 +337,27 @@ async fn process(
             Ok(r) => r,
             Err(status) => error_resp(status),
         };
-        server.journal.post_completion(op, index, &resp.body);
-        index += 1;
-        answered += HEADER_LEN + resp.body.len() + 8;
+        let index = c.index;
+        c.index += 1;
+        c.answered += HEADER_LEN + resp.body.len() + 8;
+        // Point 3 when the answer is ready: now, or for an element that
+        // goes async or is deferred, when its final answer is.
+        let later = resp.pending.is_some() || resp.deferred.is_some();
+        if !later {
+            server.journal.post_completion(c.op, index, &resp.body);
+        }
         if resp.no_response {
-            if hdr.next_command == 0 {
+            if last {
                 break;
             }
-            at += len;
+            c.at += len;
             continue;
         }
-        // The file an unrelated element names (if it got one) starts the
-        // chain; a failed related element leaves the chain's file alone.
-        if !related || resp.file_id.is_some() {
-            chain_file_id = resp.file_id;
+        let parks = resp.pending.is_some() && !last;
+        if !parks {
+            // A parked element's answer is noted when it comes.
+            c.note(&hdr, &hdr_eff, related, &resp);
         }
-        if hdr.command == Command::Create as u16 {
-            create_err = resp.status.is_error().then_some(resp.status);
-        }
-        if matches!(resp.status, NtStatus::USER_SESSION_DELETED | NtStatus::NETWORK_NAME_DELETED) {
-            // Later related elements have no session or tree to inherit.
-            chain_invalid = true;
-        }
-        chain_session = Some(resp.session_id.unwrap_or(hdr_eff.session_id));
-        chain_tree = Some(resp.tree_id.unwrap_or(hdr_eff.tree_id));
         resp_hdr.status = resp.status.0;
         trace!(mid = hdr.message_id, status = %resp.status, "answer");
         if let Some(sid) = resp.session_id {
@@ -295,16 +367,16 @@ async fn process(
             resp_hdr.tree_id = tid;
         }
         resp_hdr.credits = conn.window.grant(hdr.credits);
-        close |= resp.close;
+        c.close |= resp.close;
         // Signing: the session's keys, when the session signs or the request was signed.
-        let sign = if encrypted {
+        let sign = if c.encrypted {
             None
         } else if let Some(k) = resp.sign_with.take() {
             Some(k)
         } else {
             signing_for(conn, &hdr_eff, hdr.is_signed())
         };
-        if sign.is_none() && !encrypted && hdr.is_signed() && resp.status == NtStatus::USER_SESSION_DELETED {
+        if sign.is_none() && !c.encrypted && hdr.is_signed() && resp.status == NtStatus::USER_SESSION_DELETED {
             // No key to sign with here (the session is not on this
             // connection), but the SIGNED flag echoes the request's: clients
             // take this status unverified, yet only from an answer flagged
@@ -312,10 +384,12 @@ async fn process(
             resp_hdr.flags |= flags::SIGNED;
         }
         if let Some(fut) = resp.deferred.take() {
-            let enc = encrypt_reply.clone().or_else(|| encryption_for_hdr(conn, &resp_hdr));
+            let enc = c.encrypt_reply.clone().or_else(|| encryption_for_hdr(conn, &resp_hdr));
             let cost = crate::alloc::io_cost(&hdr, &elem);
-            deferred_tasks.push((resp_hdr, sign, enc, fut, index - 1, cost));
+            deferred_tasks.push((resp_hdr, sign, enc, fut, index, cost));
         } else if let Some(fut) = resp.pending.take() {
+            // The interim answer ([MS-SMB2] 3.3.4.2) carries the credits;
+            // the final one none (3.3.1.2).
             let async_id = server.next_id();
             let mut interim = resp_hdr.clone();
             interim.flags |= flags::ASYNC_COMMAND;
@@ -326,7 +400,12 @@ async fn process(
             out.push(OutElement { hdr: interim.clone(), body, headroom: None, sign: sign.clone(), preauth_session: None, preauth_conn: false });
             let mut final_hdr = interim;
             final_hdr.credits = 0;
-            pending_tasks.push((async_id, hdr.message_id, hdr_eff.session_id, final_hdr, fut, sign));
+            if parks {
+                c.at += len;
+                waiting = Some((Waiting { hdr, hdr_eff, related, index, final_hdr, sign, async_id }, fut));
+                break;
+            }
+            pending_tasks.push((async_id, hdr.message_id, hdr_eff.session_id, final_hdr, fut, sign, index));
         } else {
             out.push(OutElement {
                 hdr: resp_hdr,
@@ -337,31 +416,92 @@ async fn process(
                 preauth_conn: resp.preauth_conn,
             });
         }
-        if hdr.next_command == 0 {
+        if last {
             break;
         }
-        at += len;
+        c.at += len;
     }
     if !out.is_empty() {
-        let enc = encrypt_reply.or_else(|| encryption_for(conn, &out));
+        let enc = c.encrypt_reply.clone().or_else(|| encryption_for(conn, &out));
         if !send_elements(conn, out, enc).await {
             return Flow::Close;
         }
     }
-    if deferred_tasks.is_empty() {
+    let (op, close, encrypted) = (c.op, c.close, c.encrypted);
+    // Point 4 once the request's last answer has left: now, or from the
+    // task that sends it.
+    if let Some((w, fut)) = waiting {
+        park(conn, c, w, fut);
+    } else if deferred_tasks.is_empty() && pending_tasks.is_empty() {
         server.journal.post_reply_ack(op);
     }
     for (hdr, sign, enc, fut, idx, cost) in deferred_tasks {
         spawn_deferred(conn, op, idx, hdr, sign, enc, fut, cost).await;
     }
-    for (async_id, message_id, session_id, final_hdr, fut, sign) in pending_tasks {
-        spawn_pending(conn, async_id, message_id, session_id, final_hdr, fut, sign, encrypted);
+    for (async_id, message_id, session_id, final_hdr, fut, sign, idx) in pending_tasks {
+        spawn_pending(conn, op, idx, async_id, message_id, session_id, final_hdr, fut, sign, encrypted);
     }
     if close {
         Flow::Close
     } else {
         Flow::Continue
     }
+}
+
+/// Parks the rest of a chain at an element that waits (a CREATE in the
+/// middle of a compound, waiting for an oplock or lease break), as smbd
+/// does (`smbd_smb2_request_pending_queue`): the answers before it and its
+/// interim STATUS_PENDING have gone out; its wait runs in a task of its
+/// own, cancellable like any async operation ([MS-SMB2] 3.3.5.16); and
+/// when it ends the connection's task resumes the chain ([`resume`]),
+/// having read on meanwhile: the break's acknowledgement may come from
+/// this very connection. The element waits; nothing re-enters the
+/// pipeline.
+fn park(conn: &mut ConnState, chain: Chain, w: Waiting, fut: PendingFut) {
+    let fut = cancellable(conn, w.async_id, w.hdr.message_id, w.hdr_eff.session_id, fut);
+    let tx = conn.resume_tx.clone();
+    tokio::spawn(async move {
+        let result = fut.await;
+        let resume: Resume = Box::new(move |conn: &mut ConnState| Box::pin(resume(conn, chain, w, result)));
+        // The connection is gone when nobody receives: so is the chain.
+        let _ = tx.send(resume);
+    });
+}
+
+/// Goes on with a parked chain on the connection's task: the waiting
+/// element's final answer (async, no credits) heads the frame of the
+/// answers of the elements after it, as smbd sends them. False when the
+/// connection must close.
+async fn resume(conn: &mut ConnState, mut c: Chain, w: Waiting, result: Result<Resp, NtStatus>) -> bool {
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(s) => error_resp(s),
+    };
+    conn.server.journal.post_completion(c.op, w.index, &resp.body);
+    c.note(&w.hdr, &w.hdr_eff, w.related, &resp);
+    c.close |= resp.close;
+    let mut hdr = w.final_hdr;
+    hdr.status = resp.status.0;
+    trace!(mid = hdr.message_id, status = %resp.status, "answer after the wait");
+    let out = vec![OutElement { hdr, body: resp.body, headroom: resp.headroom.take(), sign: w.sign, preauth_session: None, preauth_conn: false }];
+    matches!(run_chain(conn, c, out).await, Flow::Continue)
+}
+
+/// Registers an async operation for CANCEL ([MS-SMB2] 3.3.5.16) and
+/// returns its future, which ends with STATUS_CANCELLED when cancelled
+/// (or when the connection goes) and unregisters it when done.
+fn cancellable(conn: &mut ConnState, async_id: u64, message_id: u64, session_id: u64, fut: PendingFut) -> PendingFut {
+    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
+    lock(&conn.pending).insert(async_id, PendingOp { message_id, session_id, cancel: cancel_tx });
+    let pending = conn.pending.clone();
+    Box::pin(async move {
+        let result = tokio::select! {
+            r = fut => r,
+            _ = cancel_rx => Err(NtStatus::CANCELLED),
+        };
+        lock(&pending).remove(&async_id);
+        result
+    })
 }
 
 /// Responses to an encrypted session's requests are encrypted even when a
@@ -555,9 +695,17 @@ async fn run_element(
 }
 
 /// Encodes, signs and (when asked) encrypts the elements as one frame, and
-/// sends it: the door out. False when the frame could not be encoded: the
-/// connection must close.
+/// sends it: the door out, for the connection's task. Break notices queued
+/// for the connection go first: a request of this connection may have
+/// caused them, and a client that reads its answer expects them before it
+/// (smbtorture's oplock tests count breaks as soon as a request returns).
+/// False when the frame could not be encoded: the connection must close.
 async fn send_elements(conn: &mut ConnState, out: Vec<OutElement>, encrypt: Option<(Arc<SessionCrypto>, u64)>) -> bool {
+    while let Ok(n) = conn.notices.try_recv() {
+        if !write_notice(conn, n).await {
+            return false;
+        }
+    }
     match encode_frame(&mut conn.preauth, out, encrypt) {
         Some(frame) => {
             let _ = conn.tx.send(frame.freeze()).await;
@@ -565,6 +713,48 @@ async fn send_elements(conn: &mut ConnState, out: Vec<OutElement>, encrypt: Opti
         }
         None => false,
     }
+}
+
+/// Sends a break notice queued for this connection
+/// ([`crate::state::oplock::Notice`]) through the door out, with points 3
+/// and 4 under an op id of its own ([`crate::journal::Journal::unsolicited`]).
+pub async fn send_notice(conn: &mut ConnState, notice: Notice) -> Flow {
+    if write_notice(conn, notice).await {
+        Flow::Continue
+    } else {
+        Flow::Close
+    }
+}
+
+/// An Oplock or Lease Break Notification ([MS-SMB2] 2.2.23, 3.3.4.6,
+/// 3.3.4.7): MessageId all ones, no credits, not signed, encrypted when the
+/// holder's session or share is (3.3.4.1.4). False when it cannot be
+/// encoded (the connection closes, as for an answer).
+async fn write_notice(conn: &mut ConnState, n: Notice) -> bool {
+    let hdr = Header {
+        credit_charge: 0,
+        status: 0,
+        command: Command::OplockBreak as u16,
+        credits: 0,
+        flags: flags::SERVER_TO_REDIR,
+        next_command: 0,
+        message_id: u64::MAX,
+        async_id: 0,
+        tree_id: 0,
+        session_id: n.session_id,
+        signature: [0; 16],
+    };
+    let journal = conn.server.journal.clone();
+    let op = journal.unsolicited(conn.id);
+    journal.post_completion(op, 0, &n.body);
+    let e = OutElement { hdr, body: n.body, headroom: None, sign: None, preauth_session: None, preauth_conn: false };
+    let mut unused = protocol::crypto::preauth::PreauthHash::new();
+    let Some(frame) = encode_frame(&mut unused, vec![e], n.encrypt) else {
+        return false;
+    };
+    let _ = conn.tx.send(frame.freeze()).await;
+    journal.post_reply_ack(op);
+    true
 }
 
 /// Encodes, signs and encrypts elements into one frame, NetBIOS header
@@ -665,7 +855,7 @@ fn encode_frame(
 #[allow(clippy::too_many_arguments)]
 async fn spawn_deferred(
     conn: &mut ConnState,
-    op: crate::journal::OpId,
+    op: OpId,
     index: usize,
     hdr: Header,
     sign: Option<Arc<SessionCrypto>>,
@@ -715,19 +905,14 @@ async fn spawn_deferred(
     });
 }
 
-/// Encodes a message the server sends on its own (an oplock break
-/// notification): one element, unsigned, encrypted with `encrypt` when
-/// given. Returns the whole frame, NetBIOS header included.
-pub fn encode_unsolicited(hdr: Header, body: BytesMut, encrypt: Option<(Arc<SessionCrypto>, u64)>) -> Option<Bytes> {
-    let e = OutElement { hdr, body, headroom: None, sign: None, preauth_session: None, preauth_conn: false };
-    let mut unused = protocol::crypto::preauth::PreauthHash::new();
-    encode_frame(&mut unused, vec![e], encrypt).map(BytesMut::freeze)
-}
-
-
+/// Runs an async operation's future in its own task ([MS-SMB2] 3.3.4.2:
+/// its interim answer has gone out) and sends its final answer through
+/// the same encoder, with points 3 and 4.
 #[allow(clippy::too_many_arguments)]
 fn spawn_pending(
     conn: &mut ConnState,
+    op: OpId,
+    index: usize,
     async_id: u64,
     message_id: u64,
     session_id: u64,
@@ -736,25 +921,20 @@ fn spawn_pending(
     sign: Option<Arc<SessionCrypto>>,
     encrypted: bool,
 ) {
-    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
-    lock(&conn.pending).insert(async_id, PendingOp { message_id, session_id, cancel: cancel_tx });
-    let pending = conn.pending.clone();
+    let fut = cancellable(conn, async_id, message_id, session_id, fut);
     let tx = conn.tx.clone();
+    let server = conn.server.clone();
     let enc = if encrypted {
         conn.session(session_id).and_then(|s| s.crypto()).map(|c| (c, session_id))
     } else {
         None
     };
     tokio::spawn(async move {
-        let result = tokio::select! {
-            r = fut => r,
-            _ = cancel_rx => Err(NtStatus::CANCELLED),
-        };
-        lock(&pending).remove(&async_id);
-        let resp = match result {
+        let resp = match fut.await {
             Ok(r) => r,
             Err(s) => error_resp(s),
         };
+        server.journal.post_completion(op, index, &resp.body);
         let mut h = final_hdr;
         h.status = resp.status.0;
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
@@ -762,6 +942,7 @@ fn spawn_pending(
         // An answer that cannot be sent ends the connection.
         let frame = encode_frame(&mut unused, vec![e], enc).map_or(crate::transport::CLOSE_FRAME, BytesMut::freeze);
         let _ = tx.send(frame).await;
+        server.journal.post_reply_ack(op);
     });
 }
 

@@ -100,17 +100,13 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
             }
             other => other?,
         };
-        match step {
-            Step::Done(r) => return Ok(r),
-            // In the middle of a compound the open waits where it is
-            // (only the last element may go async), while the connection
-            // serves other requests: the holder may be this client.
-            Step::Wait(key) if ctx.hdr.next_command != 0 => {
-                let server = opener.server.clone();
-                crate::conn::serve_while(ctx.conn, Box::pin(async move { oplock::wait_for_breaks(&server, key).await })).await
-            }
-            Step::Wait(key) => return Ok(wait_then_open(opener, ctx.frame.clone(), key)),
-        }
+        return match step {
+            Step::Done(r) => Ok(r),
+            // Async, also in the middle of a compound: the pipeline parks
+            // the rest of the chain and reads on meanwhile (the holder may
+            // be this very connection).
+            Step::Wait(key) => Ok(wait_then_open(opener, ctx.frame.clone(), key)),
+        };
     }
 }
 
@@ -132,8 +128,8 @@ struct Opener {
     server: Arc<Server>,
     tree: Arc<Tree>,
     session: Arc<Session>,
-    /// The connection's writer, for this open's break notifications.
-    tx: tokio::sync::mpsc::WeakSender<bytes::Bytes>,
+    /// The connection's notice queue, for this open's break notifications.
+    tx: tokio::sync::mpsc::WeakUnboundedSender<oplock::Notice>,
     /// Break notifications are encrypted when the session or share is.
     encrypt: Option<Arc<SessionCrypto>>,
     /// Connection.ClientGuid, which leases belong to.
@@ -150,7 +146,7 @@ impl Opener {
             server: ctx.server.clone(),
             tree,
             session,
-            tx: ctx.conn.tx.downgrade(),
+            tx: ctx.conn.notice_tx.downgrade(),
             encrypt: if encrypts { crypto } else { None },
             client_guid: ctx.conn.client_guid,
             leasing: ctx.conn.dialect >= protocol::msg::negotiate::dialect::SMB2_1,

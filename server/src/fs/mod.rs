@@ -77,6 +77,10 @@ pub use wildcard::wildcard_match;
 use handle::io_err;
 use stat::{kind_of, Kind};
 
+/// A file's identity on disk: (device, inode), as [`Stat`] gives them.
+/// The server's tables (share modes, oplocks, leases) are keyed by it.
+pub type FileKey = (u64, u64);
+
 /// A directory served as an SMB share. Cheap to share between threads
 /// (`Send + Sync`); every method is a few blocking system calls, so async
 /// callers should use `spawn_blocking`.

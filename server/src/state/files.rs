@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use super::lease::{self, lease_state, Lease, LeaseId};
 use super::oplock::{self, level, OplockState};
 
-/// A file's identity on disk: (device, inode).
-pub type FileKey = (u64, u64);
+pub use crate::fs::FileKey;
 
 /// Access mask bits ([MS-SMB2] 2.2.13.1.1), from the codec crate.
 pub use protocol::fscc::access;
@@ -817,7 +816,7 @@ mod tests {
     /// table logic does not need a client).
     fn holder(t: &mut FileTable, k: FileKey, pid: u64, share_access: u32, requested: u8) -> u8 {
         t.add_open(k, OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, share_access), crate::fs::Resolved::root());
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = oplock::BreakSink {
             tx: tx.downgrade(),
             session_id: 1,
@@ -891,7 +890,7 @@ mod tests {
         t.add_open(k, OpenRef::new(1, access::FILE_READ_ATTRIBUTES, 7), crate::fs::Resolved::root());
         assert_eq!(holder(&mut t, k, 2, 7, level::BATCH), level::BATCH);
         // A gone holder is reported for purging.
-        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<oplock::Notice>();
         let weak = tx.downgrade();
         drop((tx, rx));
         t.files.get_mut(&k).unwrap().opens[1].oplock.sink.as_mut().unwrap().tx = weak;

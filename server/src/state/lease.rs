@@ -19,7 +19,7 @@ use protocol::msg::create_context::lease_state::{HANDLE_CACHING as H, READ_CACHI
 use protocol::msg::oplock_break::{lease_break_flags, LeaseBreakNotification};
 use protocol::NtStatus;
 
-use super::files::FileKey;
+use crate::fs::FileKey;
 use super::oplock::BreakSink;
 
 pub use protocol::msg::create_context::lease_state;

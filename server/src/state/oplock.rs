@@ -19,11 +19,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use protocol::header::{flags, Header};
+use bytes::BytesMut;
 use protocol::msg::oplock_break::{LeaseBreakNotification, OplockBreak};
 use protocol::msg::FileId;
-use protocol::Command;
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -101,12 +99,28 @@ impl OplockState {
     }
 }
 
-/// The way to a holder's client: its connection's writer, and the keys
-/// its session encrypts with. The writer is held weakly, so that a kept
-/// (durable) open does not keep its dead connection's writer alive.
+/// A break notice on its way to a holder's connection: what the pipeline
+/// needs to encode it ([MS-SMB2] 3.3.4.6, 3.3.4.7). The file table makes
+/// them while its lock is held; the holder's connection task sends them
+/// through the pipeline's one encoder, with consistency points 3 and 4,
+/// once that lock is long released (`pipeline::send_notice`).
+pub struct Notice {
+    /// The header's SessionId.
+    pub session_id: u64,
+    /// An Oplock Break Notification (2.2.23.1) or Lease Break
+    /// Notification (2.2.23.2).
+    pub body: BytesMut,
+    /// The keys and session to encrypt with, when the session or share
+    /// encrypts ([MS-SMB2] 3.3.4.1.4).
+    pub encrypt: Option<(Arc<SessionCrypto>, u64)>,
+}
+
+/// The way to a holder's client: its connection's notice queue, and the
+/// keys its session encrypts with. The queue is held weakly, so that a
+/// kept (durable) open does not keep its dead connection's queue alive.
 #[derive(Clone)]
 pub struct BreakSink {
-    pub tx: mpsc::WeakSender<Bytes>,
+    pub tx: mpsc::WeakUnboundedSender<Notice>,
     pub session_id: u64,
     pub file_id: FileId,
     /// Set when the session or share encrypts: notifications are
@@ -121,22 +135,22 @@ impl fmt::Debug for BreakSink {
 }
 
 impl BreakSink {
-    /// A writer that is already gone, for a holder whose connection is.
-    pub fn unreachable() -> mpsc::WeakSender<Bytes> {
-        mpsc::channel(1).0.downgrade()
+    /// A queue that is already gone, for a holder whose connection is.
+    pub fn unreachable() -> mpsc::WeakUnboundedSender<Notice> {
+        mpsc::unbounded_channel().0.downgrade()
     }
 
-    /// Sends an Oplock Break Notification ([MS-SMB2] 2.2.23.1, 3.3.4.6):
+    /// Queues an Oplock Break Notification ([MS-SMB2] 2.2.23.1, 3.3.4.6):
     /// MessageId all ones, no credits, not signed; encrypted when the
     /// session is.
     pub fn send(&self, to: u8) {
         let mut body = BytesMut::with_capacity(24);
         OplockBreak { oplock_level: to, file_id: self.file_id }.encode(&mut body);
         debug!(file = ?self.file_id, to, "oplock break");
-        self.send_body(body, self.session_id);
+        self.queue(body, self.session_id);
     }
 
-    /// Sends a Lease Break Notification ([MS-SMB2] 2.2.23.2, 3.3.4.7).
+    /// Queues a Lease Break Notification ([MS-SMB2] 2.2.23.2, 3.3.4.7).
     /// A lease belongs to no session, so SessionId is 0, unless the
     /// notification must be encrypted with the session's keys.
     pub fn send_lease(&self, n: &LeaseBreakNotification) {
@@ -144,41 +158,20 @@ impl BreakSink {
         n.encode(&mut body);
         debug!(key = ?n.lease_key, from = n.current_lease_state, to = n.new_lease_state, "lease break");
         let session_id = if self.encrypt.is_some() { self.session_id } else { 0 };
-        self.send_body(body, session_id);
+        self.queue(body, session_id);
     }
 
-    fn send_body(&self, body: BytesMut, session_id: u64) {
-        let hdr = Header {
-            credit_charge: 0,
-            status: 0,
-            command: Command::OplockBreak as u16,
-            credits: 0,
-            flags: flags::SERVER_TO_REDIR,
-            next_command: 0,
-            message_id: u64::MAX,
-            async_id: 0,
-            tree_id: 0,
-            session_id,
-            signature: [0; 16],
-        };
-        let enc = self.encrypt.clone().map(|c| (c, self.session_id));
-        let Some(frame) = crate::pipeline::encode_unsolicited(hdr, body, enc) else {
-            return;
-        };
+    /// Hands the notice to the holder's connection. The queue is not
+    /// bounded, and needs not be: each open has at most one break in
+    /// flight (an exclusive one waits for its acknowledgement, a level II
+    /// or R one leaves nothing to break), so a connection holds at most
+    /// about one notice per open it has.
+    fn queue(&self, body: BytesMut, session_id: u64) {
         let Some(tx) = self.tx.upgrade() else {
             return;
         };
-        match tx.try_send(frame) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(frame)) => {
-                if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                    rt.spawn(async move {
-                        let _ = tx.send(frame).await;
-                    });
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+        let encrypt = self.encrypt.clone().map(|c| (c, self.session_id));
+        let _ = tx.send(Notice { session_id, body, encrypt });
     }
 }
 
@@ -186,7 +179,7 @@ impl BreakSink {
 /// needing an acknowledgement is in progress on the file: every holder
 /// acknowledged or closed. After [`BREAK_TIMEOUT`] the
 /// holders that did not answer lose their oplocks.
-pub async fn wait_for_breaks(server: &super::Server, key: super::files::FileKey) {
+pub async fn wait_for_breaks(server: &super::Server, key: crate::fs::FileKey) {
     let deadline = tokio::time::Instant::now() + BREAK_TIMEOUT;
     loop {
         let changed = server.oplock_changed.notified();
