@@ -1,17 +1,57 @@
 //! The request pipeline: the one door in and the one door out.
 //!
-//! Every frame read off a connection enters through [`handle`]; every
-//! response leaves through `send_elements` (and, for answers that
-//! complete later, the same frame encoder). In between: the transform
+//! **The door in** is [`handle`]: every frame read off a connection enters
+//! there, and nothing else runs a request. In between: the transform
 //! (decryption), compound splitting, session/tree lookup, signature checks,
 //! dispatch to the command handlers in [`crate::cmd`], and on the way out
 //! credits, signing and encryption. Every request's MessageIds are checked
 //! against the connection's sequence window before anything of the frame
 //! runs ([`use_message_ids`]), and a compound's answers together stay
-//! within [`MAX_COMPOUND_RESPONSE`]. The journal's consistency points
-//! (DESIGN.md) attach here: point 1 at the top of [`handle`], point 2 before
-//! each element's dispatch, point 3 after it, point 4 after the send.
-//! Handlers never write to the journal or the socket themselves.
+//! within [`MAX_COMPOUND_RESPONSE`]. Handlers never write to the journal
+//! or the socket themselves, and never call back into the pipeline: an
+//! element that must wait goes async, or waits in its handler without
+//! reading the connection.
+//!
+//! **The door out** is [`encode_frame`]: every frame that leaves is
+//! encoded, signed and encrypted there, and every one passes the journal's
+//! points 3 (before it is handed to the writer) and 4 (after); point 1 is
+//! taken at the top of [`process`] and point 2 before each element's
+//! dispatch (DESIGN.md, [`crate::journal`]). The paths by which a frame
+//! leaves, all of them:
+//!
+//! 1. A request's answers, as one frame (`run_chain`, `send_elements`):
+//!    the answers of a chain's elements, and the interim STATUS_PENDING
+//!    answer of the element that goes async ([MS-SMB2] 3.3.4.2). Point 3
+//!    per answered element, point 4 once the request's last answer is out.
+//! 2. An async operation's final answer (`spawn_pending`: CHANGE_NOTIFY,
+//!    blocking LOCK, a CREATE waiting for a break as the last element),
+//!    from the operation's own task, with no credits (the interim had
+//!    them); then its points 3 and 4.
+//! 3. A parked chain's rest (`park`, `resume`): a CREATE in the middle of
+//!    a compound that waits for an oplock or lease break sends the answers
+//!    before it and its interim answer (path 1) and parks the rest of the
+//!    chain with its state (session, tree, file, encryption, op id,
+//!    element index). Its wait runs in a task, and when it ends the
+//!    connection's task, which read on meanwhile (the acknowledgement may
+//!    come from this very connection), runs the rest of the chain: its
+//!    final answer heads the frame of the answers after it, as smbd does
+//!    (`smbd_smb2_request_pending_queue`; [MS-SMB2] 3.3.5.2.7 and <206>
+//!    allow a CREATE to go async there).
+//! 4. A deferred answer (`spawn_deferred`: large READ and WRITE file I/O
+//!    off the connection's task, no interim), with points 3 and 4 in its
+//!    task.
+//! 5. A break notice ([`send_notice`]): the file table queues it, as
+//!    plain data, for the holder's connection
+//!    ([`crate::state::oplock::Notice`]); that connection's task sends it
+//!    after the table's lock is long released, under an op id of its own
+//!    ([`crate::journal::Journal::unsolicited`]) with points 3 and 4, and
+//!    before any answer it sends next (`send_elements`), so a break a
+//!    request caused precedes that request's answer.
+//! 6. The SMB2 answer to an SMB1 NEGOTIATE (`smb1`), through
+//!    `send_elements`, with all four points.
+//!
+//! An answer that cannot be encoded closes the connection (the writer's
+//! [`crate::transport::CLOSE_FRAME`]); nothing else writes to the socket.
 
 use std::sync::Arc;
 
@@ -82,17 +122,22 @@ async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
         Some(true) => {
             let wildcard = frame.windows(9).any(|w| w == b"SMB 2.???");
             let hdr = Header { command: Command::Negotiate as u16, ..Default::default() };
+            let journal = conn.server.journal.clone();
+            let op = journal.pre_ack(conn.id, frame);
             // Its MessageId counts as 0 ([MS-SMB2] 3.3.5.2.3).
             if let Err(e) = conn.window.consume(0, 1) {
                 debug!("SMB1 negotiate: {e}: closing");
                 return Flow::Close;
             }
+            journal.pre_command(op, 0);
             let resp = cmd::negotiate::smb1_upgrade(conn, wildcard);
+            journal.post_completion(op, 0, &resp.body);
             let mut out = Vec::new();
             let mut h = hdr.response(resp.status);
             h.credits = conn.window.grant(1);
             out.push(OutElement { hdr: h, body: resp.body, headroom: None, sign: None, preauth_session: None, preauth_conn: false });
             if send_elements(conn, out, None).await {
+                journal.post_reply_ack(op);
                 Flow::Continue
             } else {
                 Flow::Close
