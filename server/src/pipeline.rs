@@ -35,8 +35,8 @@
 //!    connection's task, which read on meanwhile (the acknowledgement may
 //!    come from this very connection), runs the rest of the chain: its
 //!    final answer heads the frame of the answers after it, as smbd does
-//!    (`smbd_smb2_request_pending_queue`; [MS-SMB2] 3.3.5.2.7 and <206>
-//!    allow a CREATE to go async there).
+//!    (`smbd_smb2_request_pending_queue`; [MS-SMB2] 3.3.5.2.7 leaves it
+//!    to the server whether an element of a compound may go async).
 //! 4. A deferred answer (`spawn_deferred`: large READ and WRITE file I/O
 //!    off the connection's task, no interim), with points 3 and 4 in its
 //!    task.
@@ -368,10 +368,11 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         };
         let last = hdr.next_command == 0;
         let mut resp = match result {
-            // Only the last element of a compound may go async, and a
-            // CREATE that waits for an oplock break; any other in the
-            // middle fails instead (Windows' behaviour, [MS-SMB2] <159>
-            // to 3.3.4.2; smbd's smbd_smb2_request_pending_queue).
+            // The server MAY fail an element of a compound that would go
+            // async ([MS-SMB2] 3.3.5.2.7): the last one may, and a CREATE
+            // that waits for a break parks the chain ([`park`]); any other
+            // in the middle fails, as on Windows and in smbd
+            // (smbd_smb2_request_pending_queue).
             Ok(r) if r.pending.is_some() && !last && hdr.command != Command::Create as u16 => error_resp(NtStatus::INTERNAL_ERROR),
             // Too many requests of this connection wait already ([MS-SMB2]
             // 3.3.4.2: the server MAY fail one that would go async).
