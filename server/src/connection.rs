@@ -60,7 +60,8 @@ pub struct ConnState {
     /// The server's address the connection arrived on.
     pub local: Option<SocketAddr>,
     pub server: Arc<Server>,
-    /// The door out: whole frames (NetBIOS header included) to the writer.
+    /// Whole frames (NetBIOS header included) to the writer; only the
+    /// pipeline's door out (its one encoder) sends on it.
     pub tx: mpsc::Sender<Bytes>,
     /// The negotiated dialect; 0 before NEGOTIATE.
     pub dialect: u16,
