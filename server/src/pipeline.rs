@@ -173,6 +173,7 @@ async fn process(
     transform_session: Option<(Arc<SessionCrypto>, u64)>,
 ) -> Flow {
     let server = conn.server.clone();
+    let _in_flight = server.in_flight.enter();
     let op = server.journal.pre_ack(conn.id, &msg);
     if let Err(e) = use_message_ids(conn, &msg) {
         // A replayed request, or one beyond the credits granted: the
@@ -263,6 +264,7 @@ async fn process(
             Err(status) => error_resp(status),
         };
         server.journal.post_completion(op, index, &resp.body);
+        server.apply(&std::mem::take(&mut resp.deltas));
         index += 1;
         answered += HEADER_LEN + resp.body.len() + 8;
         if resp.no_response {
@@ -550,8 +552,19 @@ async fn run_element(
         tree = Some(t);
     }
     let span = tracing::debug_span!("session", id = hdr.session_id, tree = hdr.tree_id, mid = hdr.message_id, cmd = ?command);
-    let mut ctx = Ctx { server, conn, hdr, msg: elem, frame: elem, session, tree, encrypted, chain_file_id, single };
-    cmd::dispatch(&mut ctx, command).instrument(span).await
+    let mut ctx = Ctx { server, conn, hdr, msg: elem, frame: elem, session, tree, encrypted, chain_file_id, single, deltas: Vec::new() };
+    let result = cmd::dispatch(&mut ctx, command).instrument(span).await;
+    // The changes made come with the answer, whatever it is.
+    let mut r = match result {
+        Ok(r) => r,
+        Err(status) if ctx.deltas.is_empty() => return Err(status),
+        Err(status) => error_resp(status),
+    };
+    if !ctx.deltas.is_empty() {
+        ctx.deltas.append(&mut r.deltas);
+        r.deltas = ctx.deltas;
+    }
+    Ok(r)
 }
 
 /// Encodes, signs and (when asked) encrypts the elements as one frame, and
@@ -698,6 +711,7 @@ async fn spawn_deferred(
             Err(s) => error_resp(s),
         };
         server.journal.post_completion(op, index, &resp.body);
+        server.apply(&resp.deltas);
         let mut h = hdr;
         h.status = resp.status.0;
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
@@ -740,6 +754,7 @@ fn spawn_pending(
     lock(&conn.pending).insert(async_id, PendingOp { message_id, session_id, cancel: cancel_tx });
     let pending = conn.pending.clone();
     let tx = conn.tx.clone();
+    let server = conn.server.clone();
     let enc = if encrypted {
         conn.session(session_id).and_then(|s| s.crypto()).map(|c| (c, session_id))
     } else {
@@ -752,6 +767,13 @@ fn spawn_pending(
         };
         lock(&pending).remove(&async_id);
         let resp = match result {
+            Ok(r) => {
+                server.apply(&r.deltas);
+                Ok(r)
+            }
+            Err(s) => Err(s),
+        };
+        let resp = match resp {
             Ok(r) => r,
             Err(s) => error_resp(s),
         };

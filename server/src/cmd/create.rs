@@ -17,6 +17,8 @@ use tracing::debug;
 use super::{file_stat, generic_map};
 use crate::fs::{self, FsError, SmbPath};
 use crate::handler::{Ctx, HResult, Resp};
+use crate::model::{Delta, PersistentFileId, SessionId, TreeId, VolatileFileId};
+use crate::state::deltas;
 use crate::state::files::{access, FileKey, LeaseGrant, OpenRef};
 use crate::state::lease::{lease_state, LeaseId};
 use crate::state::oplock::{self, BreakSink};
@@ -257,7 +259,14 @@ fn reconnect(opener: &Opener, file_id: FileId, lease_request: Option<&Lease>, na
     let resp = answer(&fstat, level, create_action::OPENED, fid, contexts);
     let mut body = BytesMut::with_capacity(96);
     resp.encode(&mut body);
-    Ok(Resp::ok(body).file(fid))
+    let mut r = Resp::ok(body).file(fid);
+    r.deltas.push(Delta::OpenReconnected {
+        open: PersistentFileId(open.persistent_id),
+        session: SessionId(opener.session.id),
+        tree: TreeId(opener.tree.id),
+        volatile: VolatileFileId(open.volatile_id),
+    });
+    Ok(r)
 }
 
 /// The checks on the request's own fields that come before any lookup
@@ -497,9 +506,11 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
                 };
                 (breaks, violation)
             };
+            let mut purged = Vec::new();
             for pid in &breaks.orphans {
-                durable::purge(server, *pid);
+                durable::purge(server, *pid, &mut purged);
             }
+            server.apply(&purged);
             if breaks.wait {
                 return Ok(Step::Wait(key));
             }
@@ -612,6 +623,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         writing: Mutex::new(()),
         slot,
     });
+    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid);
     lock(&opener.session.inner).opens.insert(id, open);
     rsv.keep();
     let fstat = file_stat(&st, false);
@@ -660,7 +672,9 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
     let resp = answer(&fstat, oplock, action, file_id, contexts);
     let mut body = BytesMut::with_capacity(160);
     resp.encode(&mut body);
-    Ok(Step::Done(Resp::ok(body).file(file_id)))
+    let mut r = Resp::ok(body).file(file_id);
+    r.deltas.extend(up);
+    Ok(Step::Done(r))
 }
 
 /// A CREATE response for an opened file ([MS-SMB2] 2.2.14).

@@ -11,6 +11,8 @@ use tracing::debug;
 use super::bad;
 use crate::fs::{self, SmbPath};
 use crate::handler::{Ctx, HResult, Resp};
+use crate::model::{Delta, PersistentFileId};
+use crate::state::deltas;
 use crate::state::files::access;
 use crate::state::lock;
 use crate::state::notify::{action, filter};
@@ -98,7 +100,11 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
             }
             if flags & disposition_flags::ON_CLOSE != 0 {
                 need(open, access::DELETE)?;
-                lock(&open.st).delete_on_close = flags & disposition_flags::DELETE != 0;
+                let on = flags & disposition_flags::DELETE != 0;
+                lock(&open.st).delete_on_close = on;
+                if open.key.is_some() {
+                    ctx.deltas.push(Delta::DeleteOnCloseSet { open: PersistentFileId(open.persistent_id), on });
+                }
             } else {
                 set_delete(ctx, open, flags & disposition_flags::DELETE != 0)?;
             }
@@ -138,7 +144,7 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
 }
 
 /// FileDispositionInformation ([MS-FSA] 2.1.5.14.3).
-fn set_delete(ctx: &Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStatus> {
+fn set_delete(ctx: &mut Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStatus> {
     need(open, access::DELETE)?;
     let key = open.key.ok_or(NtStatus::INVALID_PARAMETER)?;
     if delete {
@@ -160,11 +166,13 @@ fn set_delete(ctx: &Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStatus> 
         lock(&ctx.server.notify).delete_pending(&watchers);
     }
     lock(&open.st).delete_on_close = delete;
+    ctx.deltas.push(Delta::DeletePendingSet { set: ctx.server.set(), file: deltas::file_uid(&key), on: delete });
+    ctx.deltas.push(Delta::DeleteOnCloseSet { open: PersistentFileId(open.persistent_id), on: delete });
     Ok(())
 }
 
 /// FileRenameInformation ([MS-FSA] 2.1.5.14.11).
-fn rename(ctx: &Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), NtStatus> {
+fn rename(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), NtStatus> {
     if name.starts_with(':') {
         return Err(NtStatus::NOT_SUPPORTED);
     }
@@ -211,8 +219,10 @@ fn rename(ctx: &Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), N
     let mut files = lock(&ctx.server.files);
     files.set_path(&key, new.clone());
     drop(files);
+    let path = new.smb_path().trim_start_matches('\\').to_string();
+    ctx.deltas.push(Delta::FileMoved { set: ctx.server.set(), file: deltas::file_uid(&key), path: path.clone() });
     let mut st = lock(&open.st);
-    st.path = new.smb_path().trim_start_matches('\\').to_string();
+    st.path = path;
     st.resolved = Some(new);
     Ok(())
 }

@@ -19,6 +19,7 @@ use super::lease::lease_state;
 use super::oplock::level;
 use super::{lock, Open, Server, Tree};
 use crate::fs;
+use crate::model::{Delta, PersistentFileId};
 
 /// How long a disconnected durable open waits for its client (Samba's
 /// default for version 1 handles; the value is implementation-specific,
@@ -36,7 +37,10 @@ pub struct Disconnected {
 /// Keeps a durable open whose connection went away, when it still holds
 /// its batch oplock or handle-caching lease ([MS-SMB2] 3.3.7.1); otherwise hands it back for the
 /// caller to close.
-pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str) -> Result<(), Arc<Open>> {
+///
+/// A kept open is recorded as disconnected in the state model (its delta
+/// pushed to `out`); one that expires leaves the model then.
+pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str, out: &mut Vec<Delta>) -> Result<(), Arc<Open>> {
     // Only an oplock that is held, not one being broken: nobody is left
     // to acknowledge that break, and the open waiting for it goes ahead
     // once this one is closed.
@@ -61,6 +65,7 @@ pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str)
     let pid = open.persistent_id;
     let since = Instant::now();
     debug!(pid, "durable open kept");
+    out.push(Delta::OpenDisconnected { open: PersistentFileId(pid), at: super::deltas::now() });
     lock(&server.durable).insert(pid, Disconnected { open, user: user.into(), domain: domain.into(), since });
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         let server = server.clone();
@@ -75,7 +80,9 @@ pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str)
             };
             if let Some(e) = expired {
                 info!(pid, "durable open expired");
-                super::close::close_open(&server, &e.open);
+                let mut out = Vec::new();
+                super::close::close_open(&server, &e.open, &mut out);
+                server.apply(&out);
             }
         });
     }
@@ -147,10 +154,10 @@ pub fn reclaim(
 
 /// Closes a kept open now: another client needs the file and nobody is
 /// there to answer the oplock break ([MS-SMB2] 3.3.4.6).
-pub fn purge(server: &Arc<Server>, persistent_id: u64) {
+pub fn purge(server: &Arc<Server>, persistent_id: u64, out: &mut Vec<Delta>) {
     let e = lock(&server.durable).remove(&persistent_id);
     if let Some(e) = e {
         debug!(persistent_id, "durable open purged for a new open");
-        super::close::close_open(server, &e.open);
+        super::close::close_open(server, &e.open, out);
     }
 }

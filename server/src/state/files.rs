@@ -196,6 +196,11 @@ impl FileTable {
         self.files.get_mut(key)
     }
 
+    /// The byte-range locks granted on a file, oldest first.
+    pub fn locks(&self, key: &FileKey) -> &[ByteLock] {
+        self.files.get(key).map_or(&[], |f| &f.locks)
+    }
+
     pub fn is_delete_pending(&self, key: &FileKey) -> bool {
         self.files.get(key).is_some_and(|f| f.delete_pending)
     }
@@ -554,9 +559,13 @@ impl FileTable {
     /// Releases one lock of the open with exactly this range, an exclusive
     /// one before a shared one ([MS-FSA] 2.1.5.9); false when none matches.
     pub fn unlock(&mut self, key: &FileKey, persistent_id: u64, offset: u64, length: u64) -> bool {
-        let Some(f) = self.files.get_mut(key) else {
-            return false;
-        };
+        self.unlock_kind(key, persistent_id, offset, length).is_some()
+    }
+
+    /// [`FileTable::unlock`], saying which kind of lock went: `Some(true)`
+    /// an exclusive one, `Some(false)` a shared one.
+    pub fn unlock_kind(&mut self, key: &FileKey, persistent_id: u64, offset: u64, length: u64) -> Option<bool> {
+        let f = self.files.get_mut(key)?;
         let mut found = None;
         for (i, l) in f.locks.iter().enumerate() {
             if l.persistent_id == persistent_id && l.offset == offset && l.length == length {
@@ -566,12 +575,10 @@ impl FileTable {
                 }
             }
         }
-        let Some(i) = found else {
-            return false;
-        };
-        f.locks.remove(i);
+        let i = found?;
+        let l = f.locks.remove(i);
         f.lock_generation += 1;
-        true
+        Some(l.exclusive)
     }
 
     /// Would an I/O of `len` bytes at `offset` by this open conflict with a
@@ -605,13 +612,17 @@ impl FileTable {
     /// Records (`Some`) or invalidates (`None`) the open's LockSequenceArray
     /// entry at `index` ([MS-SMB2] 3.3.5.14); indexes outside 1..=64 are
     /// ignored.
-    pub fn set_lock_sequence(&mut self, key: &FileKey, persistent_id: u64, index: u32, number: Option<u8>) {
-        let Some(slot) = sequence_slot(index) else {
-            return;
-        };
-        if let Some(f) = self.files.get_mut(key) {
-            f.lock_sequences.entry(persistent_id).or_default().0[slot] = number;
-        }
+    ///
+    /// Returns the change for the state model, when there was one.
+    pub fn set_lock_sequence(&mut self, key: &FileKey, persistent_id: u64, index: u32, number: Option<u8>) -> Option<crate::model::Delta> {
+        let slot = sequence_slot(index)?;
+        let f = self.files.get_mut(key)?;
+        f.lock_sequences.entry(persistent_id).or_default().0[slot] = number;
+        Some(crate::model::Delta::LockSequenceSet {
+            open: crate::model::PersistentFileId(persistent_id),
+            index: (slot + 1) as u8,
+            number,
+        })
     }
 
     pub fn lock_generation(&self, key: &FileKey) -> u64 {

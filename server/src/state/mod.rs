@@ -7,6 +7,7 @@
 //! whichever connection made it.
 
 pub mod close;
+pub mod deltas;
 pub mod durable;
 pub mod files;
 pub mod id_alloc;
@@ -14,6 +15,7 @@ pub mod notify;
 pub mod open;
 pub mod lease;
 pub mod oplock;
+pub mod record;
 pub mod session;
 pub mod throttle;
 pub mod tree;
@@ -68,6 +70,12 @@ pub struct Server {
     next_conn: AtomicU64,
     /// Failed logons by client address ([`throttle`]).
     pub logins: Mutex<throttle::LoginThrottle>,
+    /// The state model and what records into it ([`record`]).
+    recorder: Mutex<record::Recorder>,
+    /// Check mode is on ([`record`]).
+    checking: bool,
+    /// Requests being carried out ([`record::InFlight`]).
+    pub in_flight: record::InFlight,
 }
 
 impl Server {
@@ -85,7 +93,10 @@ impl Server {
             shares.push(Arc::new(ShareEntry { cfg: s.clone(), fs: share }));
         }
         let guid: [u8; 16] = rand::random();
-        let ids = id_alloc::IdAlloc::start(cfg.state_dir().as_deref());
+        let set = ::ids::SetId(0);
+        let ids = id_alloc::IdAlloc::start(set, cfg.state_dir().as_deref());
+        let recorder = record::Recorder::new(set, ids.generation() as u32);
+        let checking = recorder.checking();
         let logins = Mutex::new(throttle::LoginThrottle::new(&cfg.limits));
         let resources = crate::limits::Resources::new(&cfg.limits, crate::limits::nofile());
         Ok(Server {
@@ -105,6 +116,9 @@ impl Server {
             resources,
             next_conn: AtomicU64::new(1),
             logins,
+            recorder: Mutex::new(recorder),
+            checking,
+            in_flight: record::InFlight::new(),
         })
     }
 
