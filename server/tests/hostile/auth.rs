@@ -445,7 +445,7 @@ fn duet_with_state(state: &std::path::Path) -> common::Server {
     common::Server::start_with(common::Options {
         mode: common::Mode::Plain,
         duet_args: vec!["--state-dir".into(), state.display().to_string()],
-        smbd_options: vec![],
+        ..common::Options::default()
     })
 }
 
