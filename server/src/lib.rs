@@ -162,6 +162,7 @@ pub async fn run_with_journal(
     let mut server = Server::new(cfg)?;
     server.journal = journal;
     let server = Arc::new(server);
+    tokio::spawn(state::durable::scavenger(server.clone()));
     let mut listeners = Vec::new();
     for addr in &server.cfg.listen {
         let l = TcpListener::bind(addr).await.map_err(|e| RunError::Bind(*addr, e))?;

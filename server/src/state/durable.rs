@@ -26,6 +26,10 @@ use crate::model::{Delta, PersistentFileId};
 /// [MS-SMB2] 3.3.5.9.6).
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often the scavenger looks at the retained opens even when the
+/// model names no deadline.
+const SWEEP: Duration = Duration::from_secs(10);
+
 /// A durable open whose connection is gone.
 pub struct Disconnected {
     pub open: Arc<Open>,
@@ -67,26 +71,52 @@ pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str,
     debug!(pid, "durable open kept");
     out.push(Delta::OpenDisconnected { open: PersistentFileId(pid), at: super::deltas::now() });
     lock(&server.durable).insert(pid, Disconnected { open, user: user.into(), domain: domain.into(), since });
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        let server = server.clone();
-        rt.spawn(async move {
-            tokio::time::sleep(TIMEOUT).await;
-            let expired = {
-                let mut d = lock(&server.durable);
-                match d.get(&pid) {
-                    Some(e) if e.since == since => d.remove(&pid),
-                    _ => None,
-                }
-            };
+    Ok(())
+}
+
+/// Closes retained opens whose time is up: one task for the whole
+/// server, not a timer per handle. The deadlines are data in the state
+/// model ([`crate::model::Model::poll_timeout`]): it sleeps until the
+/// earliest, or until [`Server::apply`] records a new one, and closes the
+/// opens that [`crate::model::Model::expired`] names ([MS-SMB2] 3.3.6.3,
+/// the durable open scavenger timer).
+pub async fn scavenger(server: Arc<Server>) {
+    loop {
+        let (next, due) = {
+            let model = server.model();
+            (model.poll_timeout(), model.expired(super::deltas::now()))
+        };
+        let mut closed = false;
+        let mut expired_ids: Vec<u64> =
+            due.iter().filter_map(|d| if let Delta::OpenDown { open } = d { Some(open.0) } else { None }).collect();
+        // A retained open the model does not know (its delta was refused:
+        // a defect, logged where it happened) still expires, a little late.
+        expired_ids.extend(
+            lock(&server.durable).iter().filter(|(_, e)| e.since.elapsed() > TIMEOUT + SWEEP).map(|(pid, _)| *pid),
+        );
+        for pid in expired_ids {
+            let expired = lock(&server.durable).remove(&pid);
             if let Some(e) = expired {
-                info!(pid, "durable open expired");
+                let open = PersistentFileId(pid);
+                info!(pid = open.0, "durable open expired");
                 let mut out = Vec::new();
                 super::close::close_open(&server, &e.open, &mut out);
                 server.apply(&out);
+                closed = true;
             }
-        });
+        }
+        if closed {
+            continue;
+        }
+        let wait = match next {
+            Some(t) => Duration::from_millis(t.0.saturating_sub(super::deltas::now().0).max(1)).min(SWEEP),
+            None => SWEEP,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = server.deadlines.notified() => {}
+        }
     }
-    Ok(())
 }
 
 /// Takes a kept open back for a reconnecting client ([MS-SMB2]

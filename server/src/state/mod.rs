@@ -76,6 +76,9 @@ pub struct Server {
     checking: bool,
     /// Requests being carried out ([`record::InFlight`]).
     pub in_flight: record::InFlight,
+    /// Woken when the state model records a new deadline (a retained
+    /// handle), for [`durable::scavenger`].
+    pub deadlines: tokio::sync::Notify,
 }
 
 impl Server {
@@ -119,6 +122,7 @@ impl Server {
             recorder: Mutex::new(recorder),
             checking,
             in_flight: record::InFlight::new(),
+            deadlines: tokio::sync::Notify::new(),
         })
     }
 

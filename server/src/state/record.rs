@@ -239,6 +239,10 @@ impl Server {
             r.apply_one(d);
         }
         r.check_replay();
+        drop(r);
+        if deltas.iter().any(|d| matches!(d, Delta::OpenDisconnected { .. } | Delta::OplockBreaking { .. } | Delta::LeaseBreaking { .. })) {
+            self.deadlines.notify_one();
+        }
     }
 
     fn recorder_checking(&self) -> bool {
