@@ -19,7 +19,7 @@ use protocol::NtStatus;
 use super::bad;
 use crate::handler::{Ctx, HResult, Resp};
 use crate::model::{Delta, PersistentFileId};
-use crate::state::files::{ByteLock, FileKey};
+use crate::state::files::{ByteLock, FileUid};
 use crate::state::{lock, Server};
 
 fn body() -> BytesMut {
@@ -90,7 +90,7 @@ fn check_range(l: &LockElement) -> Result<(), NtStatus> {
 /// [MS-SMB2] 3.3.5.14.1: each element must be a plain UNLOCK of a range
 /// the open holds; the first that is not ends the request, and the
 /// unlocks before it stand.
-fn unlock(server: &Arc<Server>, key: &FileKey, pid: u64, locks: &[LockElement], out: &mut Vec<Delta>) -> Result<(), NtStatus> {
+fn unlock(server: &Arc<Server>, key: &FileUid, pid: u64, locks: &[LockElement], out: &mut Vec<Delta>) -> Result<(), NtStatus> {
     let mut released = false;
     let mut result = Ok(());
     {
@@ -129,7 +129,7 @@ enum Taken {
 /// locks, all or none. A conflict fails with LOCK_NOT_GRANTED when the
 /// request may not wait; an invalid element fails the request and releases
 /// what the elements before it took.
-fn take(server: &Arc<Server>, key: &FileKey, pid: u64, locks: &[LockElement], out: &mut Vec<Delta>) -> Result<Taken, NtStatus> {
+fn take(server: &Arc<Server>, key: &FileUid, pid: u64, locks: &[LockElement], out: &mut Vec<Delta>) -> Result<Taken, NtStatus> {
     if locks.len() > 1 && locks.iter().any(|l| l.flags & lf::FAIL_IMMEDIATELY == 0) {
         return Err(NtStatus::INVALID_PARAMETER);
     }
@@ -173,7 +173,7 @@ fn take(server: &Arc<Server>, key: &FileKey, pid: u64, locks: &[LockElement], ou
 
 /// A blocked lock: retries after every release until it is granted, the
 /// open goes away (RANGE_NOT_LOCKED), or CANCEL drops this future.
-async fn wait(server: Arc<Server>, key: FileKey, l: ByteLock, seq: Option<Sequence>) -> HResult {
+async fn wait(server: Arc<Server>, key: FileUid, l: ByteLock, seq: Option<Sequence>) -> HResult {
     let pid = l.persistent_id;
     let wanted = [l];
     loop {

@@ -12,8 +12,7 @@ use super::bad;
 use crate::fs::{self, SmbPath};
 use crate::handler::{Ctx, HResult, Resp};
 use crate::model::{Delta, PersistentFileId};
-use crate::state::deltas;
-use crate::state::files::access;
+use crate::state::files::{access, Inode};
 use crate::state::lock;
 use crate::state::notify::{action, filter};
 use crate::state::Open;
@@ -166,7 +165,7 @@ fn set_delete(ctx: &mut Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStat
         lock(&ctx.server.notify).delete_pending(&watchers);
     }
     lock(&open.st).delete_on_close = delete;
-    ctx.deltas.push(Delta::DeletePendingSet { set: ctx.server.set(), file: deltas::file_uid(&key), on: delete });
+    ctx.deltas.push(Delta::DeletePendingSet { set: ctx.server.set(), file: key, on: delete });
     ctx.deltas.push(Delta::DeleteOnCloseSet { open: PersistentFileId(open.persistent_id), on: delete });
     Ok(())
 }
@@ -186,15 +185,17 @@ fn rename(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(
     let dest = share.fs.resolve(&target).map_err(|e| e.status())?;
     if dest.exists() {
         let dst_st = share.fs.stat(&dest).map_err(|e| e.status())?;
-        let dst_key = (dst_st.dev, dst_st.ino);
-        if dst_key != key {
+        // The target's id if it has opens: this open's own when it is
+        // the same inode (a case-only rename, or a hard link).
+        let dst_key = lock(&ctx.server.files).uid_of(Inode::of(&dst_st));
+        if dst_key != Some(key) {
             if !replace {
                 return Err(NtStatus::OBJECT_NAME_COLLISION);
             }
             if dst_st.is_dir {
                 return Err(NtStatus::ACCESS_DENIED);
             }
-            if lock(&ctx.server.files).open_count(&dst_key) > 0 {
+            if dst_key.is_some_and(|k| lock(&ctx.server.files).open_count(&k) > 0) {
                 return Err(NtStatus::ACCESS_DENIED);
             }
         }
@@ -220,7 +221,7 @@ fn rename(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(
     files.set_path(&key, new.clone());
     drop(files);
     let path = new.smb_path().trim_start_matches('\\').to_string();
-    ctx.deltas.push(Delta::FileMoved { set: ctx.server.set(), file: deltas::file_uid(&key), path: path.clone() });
+    ctx.deltas.push(Delta::FileMoved { set: ctx.server.set(), file: key, path: path.clone() });
     let mut st = lock(&open.st);
     st.path = path;
     st.resolved = Some(new);
@@ -241,7 +242,8 @@ fn target_parent_shareable(ctx: &Ctx<'_>, share: &crate::state::ShareEntry, dest
     let parent = SmbPath::parse(&parent).map_err(|e| e.status())?;
     let parent = share.fs.resolve(&parent).map_err(|e| e.status())?;
     let st = share.fs.stat(&parent).map_err(|e| e.status())?;
-    Ok(lock(&ctx.server.files).check_share(&(st.dev, st.ino), rename_parent_access(is_dir), RENAME_PARENT_SHARE))
+    let files = lock(&ctx.server.files);
+    Ok(files.uid_of(Inode::of(&st)).is_none_or(|k| files.check_share(&k, rename_parent_access(is_dir), RENAME_PARENT_SHARE)))
 }
 
 /// The access the rename's open of the target directory asks for.

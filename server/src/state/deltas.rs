@@ -7,11 +7,10 @@
 use std::sync::atomic::Ordering;
 
 use crate::model::{
-    Caching, ClientGuid, Delta, Durability, FileUid, NewOpen, OpenInfo, Owner, PersistentFileId, SessionId,
+    Caching, ClientGuid, Delta, Durability, NewOpen, OpenInfo, Owner, PersistentFileId, SessionId,
     SessionInfo, SessionKeys, Timestamp, TreeId, TreeInfo, VolatileFileId,
 };
 
-use super::files::FileKey;
 use super::session::SessionInner;
 use super::{durable, Open, Session, Tree};
 
@@ -19,12 +18,6 @@ use super::{durable, Open, Session, Tree};
 pub fn now() -> Timestamp {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     Timestamp(d.as_millis() as u64)
-}
-
-/// The file a key names, until files carry an id of their own that
-/// survives a move: derived from the inode.
-pub fn file_uid(key: &FileKey) -> FileUid {
-    FileUid(u128::from(key.0) << 64 | u128::from(key.1))
 }
 
 /// A session that completed authentication (the first time only: a
@@ -97,7 +90,7 @@ pub fn open_up(open: &Open, inner: &SessionInner, client_guid: [u8; 16]) -> Opti
     Some(Delta::OpenUp(Box::new(NewOpen {
         info: OpenInfo {
             persistent: PersistentFileId(open.persistent_id),
-            file: file_uid(&key),
+            file: key,
             share: share.cfg.name.clone(),
             create_guid: None,
             client_guid: ClientGuid(client_guid),

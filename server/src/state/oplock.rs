@@ -186,7 +186,7 @@ impl BreakSink {
 /// needing an acknowledgement is in progress on the file: every holder
 /// acknowledged or closed. After [`BREAK_TIMEOUT`] the
 /// holders that did not answer lose their oplocks.
-pub async fn wait_for_breaks(server: &super::Server, key: super::files::FileKey) {
+pub async fn wait_for_breaks(server: &super::Server, key: super::files::FileUid) {
     let deadline = tokio::time::Instant::now() + BREAK_TIMEOUT;
     loop {
         let changed = server.oplock_changed.notified();
