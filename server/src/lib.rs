@@ -24,6 +24,11 @@
 //! - [`journal`]: the consistency-point hook the pipeline calls.
 //! - [`fuzzing`]: sequences of frames against an in-process server, for the
 //!   fuzz target and its corpus test.
+//!
+//! Mutexes are taken in the order of [`state`'s lock order](state#lock-order).
+
+// Part of that order: no `std::sync::MutexGuard` lives across an `.await`.
+#![deny(clippy::await_holding_lock)]
 
 pub mod alloc;
 pub mod cmd;

@@ -5,6 +5,42 @@
 //! The per-file table ([`files::FileTable`]) is server-wide: share modes,
 //! delete-on-close and byte-range locks concern every open of a file,
 //! whichever connection made it.
+//!
+//! # Lock order
+//!
+//! The runtime state sits behind `std::sync::Mutex`es, taken with
+//! [`lock`]. While holding one, take only locks ranked below it; never two
+//! of one rank at once (two sessions' `inner`, two opens' `st`):
+//!
+//! 1. `Session.inner`: a session's auth state, trees and opens.
+//! 2. `Server.durable`: the retained (disconnected) durable opens.
+//! 3. `Open.writing`: one WRITE per open at a time.
+//! 4. `Open.st`: an open's mutable part.
+//! 5. `Server.files`: the per-file table. Oplock and lease break notices
+//!    are encoded and queued under it, so that encoding takes no lock
+//!    ([`crate::pipeline::encode_unsolicited`] carries no preauth session).
+//! 6. `Server.notify`, then a watch's queue (`notify::Watch.queue`).
+//! 7. `Server.recorder` (the state model). [`Server::apply`] holds it for
+//!    a whole batch of deltas, and is called with no other lock held.
+//!
+//! Leaves, under which nothing is taken, may be taken under any of these:
+//! `Server.sessions`, `Server.logins`, `ConnState.pending`, a pipe's
+//! `Mutex<Pipe>` (`OpenKind::Pipe`), `limits::Counters.conns`, a share's
+//! name cache (`fs::names::NameCache.dirs`).
+//!
+//! The nestings in use: `Session.inner` → `Open.st` (a new open's delta,
+//! [`deltas::open_up`]); `Server.durable` → `Server.files` and `Open.st`
+//! (the check of a reconnect, [`durable::reclaim`]); `Open.writing` →
+//! `Server.files` and `Open.st` (a write and its write time); `Open.st` →
+//! `Server.files` (QUERY_DIRECTORY); `Server.notify` → `Watch.queue`.
+//! Every other guard is dropped before the next lock is taken.
+//!
+//! No guard is held across an `.await` (`clippy::await_holding_lock` is
+//! denied in `lib.rs`). A task that waits on a `tokio::sync::Notify`
+//! (`Server.lock_released`, `Server.oplock_changed`, a watch's `wake`)
+//! enables its `Notified` first, checks under the lock, drops the guard and
+//! then awaits (`Server.deadlines` needs no such care: its `notify_one`
+//! keeps a permit). Notifying never blocks, so it may happen under any lock.
 
 pub mod close;
 pub mod deltas;
