@@ -110,6 +110,8 @@ pub struct Server {
     recorder: Mutex<record::Recorder>,
     /// Check mode is on ([`record`]).
     checking: bool,
+    /// The share set this node's state is recorded under (0 until the pair).
+    set: ::ids::SetId,
     /// Requests being carried out ([`record::InFlight`]).
     pub in_flight: record::InFlight,
     /// Woken when the state model records a new deadline (a retained
@@ -157,6 +159,7 @@ impl Server {
             logins,
             recorder: Mutex::new(recorder),
             checking,
+            set,
             in_flight: record::InFlight::new(),
             deadlines: tokio::sync::Notify::new(),
         })

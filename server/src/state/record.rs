@@ -51,7 +51,6 @@ const KEEP_MISMATCHES: usize = 20;
 /// The live model and, in check mode, its checker.
 pub struct Recorder {
     model: Model,
-    set: SetId,
     check: Option<Checker>,
 }
 
@@ -85,7 +84,7 @@ impl Recorder {
             mismatches: 0,
             texts: Vec::new(),
         });
-        Recorder { model, set, check }
+        Recorder { model, check }
     }
 
     /// The live model.
@@ -251,7 +250,7 @@ impl Server {
 
     /// The share set this node's state is recorded under.
     pub fn set(&self) -> SetId {
-        lock(&self.recorder).set
+        self.set
     }
 
     /// A copy of the live model (for tests and `duet status`).
