@@ -67,6 +67,7 @@ pub async fn serve_stream(server: Arc<Server>, rd: Reader, wr: Writer, peer: Soc
         if let Flow::Close = flow {
             break;
         }
+        server.check_model_when_idle().await;
         let authenticated = conn.sessions.values().any(|s| s.is_valid());
         unauthenticated = match unauthenticated {
             _ if authenticated => None,
@@ -100,6 +101,8 @@ fn cleanup(conn: &mut ConnState) {
                 table.remove(&sid);
             }
         }
-        crate::cmd::logoff::disconnect_session(&server, &session);
+        let mut out = Vec::new();
+        crate::cmd::logoff::disconnect_session(&server, &session, &mut out);
+        server.apply(&out);
     }
 }

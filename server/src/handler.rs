@@ -18,6 +18,7 @@ use protocol::msg::FileId;
 use protocol::NtStatus;
 
 use crate::connection::ConnState;
+use crate::model::Delta;
 use crate::state::session::SessionCrypto;
 use crate::state::{Server, Session, Tree};
 
@@ -54,6 +55,10 @@ pub struct Resp {
     pub headroom: Option<BytesMut>,
     /// Close the connection after sending.
     pub close: bool,
+    /// What a pending or deferred answer changed in the long-lived state
+    /// (the pipeline applies them with the answer, [`crate::state::record`]).
+    /// Handlers that answer at once push theirs into [`Ctx::deltas`].
+    pub deltas: Vec<Delta>,
 }
 
 impl Resp {
@@ -76,6 +81,7 @@ impl Resp {
             no_response: false,
             headroom: None,
             close: false,
+            deltas: Vec::new(),
         }
     }
 
@@ -122,6 +128,10 @@ pub struct Ctx<'a> {
     pub encrypted: bool,
     /// For related compound elements: the file id the previous element used.
     pub chain_file_id: Option<FileId>,
+    /// What the element changed in the long-lived state, in order: the
+    /// pipeline journals them with the response (point 3) and applies them
+    /// to the state model ([`crate::state::record`]).
+    pub deltas: Vec<Delta>,
 }
 
 impl Ctx<'_> {

@@ -24,6 +24,11 @@
 //! - [`journal`]: the consistency-point hook the pipeline calls.
 //! - [`fuzzing`]: sequences of frames against an in-process server, for the
 //!   fuzz target and its corpus test.
+//!
+//! Mutexes are taken in the order of [`state`'s lock order](state#lock-order).
+
+// Part of that order: no `std::sync::MutexGuard` lives across an `.await`.
+#![deny(clippy::await_holding_lock)]
 
 pub mod alloc;
 pub mod cmd;
@@ -162,6 +167,7 @@ pub async fn run_with_journal(
     let mut server = Server::new(cfg)?;
     server.journal = journal;
     let server = Arc::new(server);
+    tokio::spawn(state::durable::scavenger(server.clone()));
     let mut listeners = Vec::new();
     for addr in &server.cfg.listen {
         let l = TcpListener::bind(addr).await.map_err(|e| RunError::Bind(*addr, e))?;

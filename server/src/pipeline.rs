@@ -307,6 +307,7 @@ async fn process(
 /// the others and the rest of the chain is parked ([`park`]).
 async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>) -> Flow {
     let server = conn.server.clone();
+    let _in_flight = server.in_flight.enter();
     let msg = c.msg.clone();
     let mut pending_tasks = Vec::new();
     let mut deferred_tasks = Vec::new();
@@ -392,6 +393,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         if !later {
             server.journal.post_completion(c.op, index, &resp.body);
         }
+        server.apply(&std::mem::take(&mut resp.deltas));
         if resp.no_response {
             if last {
                 break;
@@ -524,6 +526,7 @@ async fn resume(conn: &mut ConnState, mut c: Chain, w: Waiting, result: Result<R
         Err(s) => error_resp(s),
     };
     conn.server.journal.post_completion(c.op, w.index, &resp.body);
+    conn.server.apply(&std::mem::take(&mut resp.deltas));
     c.note(&w.hdr, &w.hdr_eff, w.related, &resp);
     c.close |= resp.close;
     let mut hdr = w.final_hdr;
@@ -736,8 +739,19 @@ async fn run_element(
         tree = Some(t);
     }
     let span = tracing::debug_span!("session", id = hdr.session_id, tree = hdr.tree_id, mid = hdr.message_id, cmd = ?command);
-    let mut ctx = Ctx { server, conn, hdr, msg: elem, frame: elem, session, tree, encrypted, chain_file_id, single };
-    cmd::dispatch(&mut ctx, command).instrument(span).await
+    let mut ctx = Ctx { server, conn, hdr, msg: elem, frame: elem, session, tree, encrypted, chain_file_id, single, deltas: Vec::new() };
+    let result = cmd::dispatch(&mut ctx, command).instrument(span).await;
+    // The changes made come with the answer, whatever it is.
+    let mut r = match result {
+        Ok(r) => r,
+        Err(status) if ctx.deltas.is_empty() => return Err(status),
+        Err(status) => error_resp(status),
+    };
+    if !ctx.deltas.is_empty() {
+        ctx.deltas.append(&mut r.deltas);
+        r.deltas = ctx.deltas;
+    }
+    Ok(r)
 }
 
 /// Encodes, signs and (when asked) encrypts the elements as one frame, and
@@ -934,6 +948,7 @@ async fn spawn_deferred(
             Err(s) => error_resp(s),
         };
         server.journal.post_completion(op, index, &resp.body);
+        server.apply(&resp.deltas);
         let mut h = hdr;
         h.status = resp.status.0;
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
@@ -981,6 +996,7 @@ fn spawn_pending(
             Err(s) => error_resp(s),
         };
         server.journal.post_completion(op, index, &resp.body);
+        server.apply(&resp.deltas);
         let mut h = final_hdr;
         h.status = resp.status.0;
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };

@@ -35,7 +35,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     } else {
         None
     };
-    crate::state::close::close_open(ctx.server, &open);
+    crate::state::close::close_open(ctx.server, &open, &mut ctx.deltas);
     let mut body = BytesMut::with_capacity(60);
     CloseResponse { attributes: attrs }.encode(&mut body);
     Ok(Resp::ok(body).file(open.file_id()))

@@ -17,7 +17,9 @@ use tracing::debug;
 use super::{file_stat, generic_map};
 use crate::fs::{self, FsError, SmbPath};
 use crate::handler::{Ctx, HResult, Resp};
-use crate::state::files::{access, FileKey, LeaseGrant, OpenRef};
+use crate::model::{Delta, PersistentFileId, SessionId, TreeId, VolatileFileId};
+use crate::state::deltas;
+use crate::state::files::{access, FileUid, Inode, LeaseGrant, OpenRef};
 use crate::state::lease::{lease_state, LeaseId};
 use crate::state::oplock::{self, BreakSink};
 use crate::state::session::SessionCrypto;
@@ -118,7 +120,7 @@ const SHARING_VIOLATION_DELAY: std::time::Duration = std::time::Duration::from_m
 enum Step {
     Done(Resp),
     /// An oplock break on the file is in progress: try again when it ends.
-    Wait(FileKey),
+    Wait(FileUid),
 }
 
 /// Everything an open needs from the request's connection, owned, so
@@ -166,7 +168,7 @@ impl Opener {
 /// Goes async ([MS-SMB2] 3.3.4.2): the client gets STATUS_PENDING now,
 /// and the CREATE's answer once the oplock holders have acknowledged (or
 /// timed out).
-fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileKey) -> Resp {
+fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileUid) -> Resp {
     let mut r = Resp::ok(BytesMut::new());
     r.pending = Some(Box::pin(async move {
         let mut key = key;
@@ -253,7 +255,14 @@ fn reconnect(opener: &Opener, file_id: FileId, lease_request: Option<&Lease>, na
     let resp = answer(&fstat, level, create_action::OPENED, fid, contexts);
     let mut body = BytesMut::with_capacity(96);
     resp.encode(&mut body);
-    Ok(Resp::ok(body).file(fid))
+    let mut r = Resp::ok(body).file(fid);
+    r.deltas.push(Delta::OpenReconnected {
+        open: PersistentFileId(open.persistent_id),
+        session: SessionId(opener.session.id),
+        tree: TreeId(opener.tree.id),
+        volatile: VolatileFileId(open.volatile_id),
+    });
+    Ok(r)
 }
 
 /// The checks on the request's own fields that come before any lookup
@@ -430,7 +439,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
     };
     let lease_id = lease_req.map(|l| LeaseId { client_guid: opener.client_guid, key: l.lease_key });
     // A lease key in use on another file is refused.
-    let key_elsewhere = |key: Option<FileKey>| {
+    let key_elsewhere = |key: Option<FileUid>| {
         lease_id.is_some_and(|id| lock(&server.files).lease_file(&id).is_some_and(|f| Some(f) != key))
     };
     let resolved = share.fs.resolve(&path).map_err(fs_err)?;
@@ -472,31 +481,38 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
                     return Err(NtStatus::ACCESS_DENIED);
                 }
             }
-            let key = (st.dev, st.ino);
-            if key_elsewhere(Some(key)) {
+            // The file's id if it has opens (else there is nothing to
+            // check against, and no id is read before the open).
+            let live = lock(&server.files).uid_of(Inode::of(&st));
+            if key_elsewhere(live) {
                 return Err(NtStatus::INVALID_PARAMETER);
             }
-            let (breaks, violation) = {
-                // Fail fast, before opening anything; the checks are
-                // repeated atomically with the reservation below. A
-                // pending delete refuses the open before any oplock
-                // break (as Windows does).
-                let mut files = lock(&server.files);
-                if files.is_delete_pending(&key) {
-                    return Err(NtStatus::DELETE_PENDING);
+            let (breaks, violation) = match live {
+                None => Default::default(),
+                Some(key) => {
+                    // Fail fast, before opening anything; the checks are
+                    // repeated atomically with the reservation below. A
+                    // pending delete refuses the open before any oplock
+                    // break (as Windows does).
+                    let mut files = lock(&server.files);
+                    if files.is_delete_pending(&key) {
+                        return Err(NtStatus::DELETE_PENDING);
+                    }
+                    let violation = !files.check_share(&key, desired, req.share_access);
+                    let breaks = if oplock::is_stat_open(desired) && !overwrite {
+                        Default::default()
+                    } else {
+                        files.break_for_open(&key, overwrite, violation, lease_id)
+                    };
+                    (breaks, violation)
                 }
-                let violation = !files.check_share(&key, desired, req.share_access);
-                let breaks = if oplock::is_stat_open(desired) && !overwrite {
-                    Default::default()
-                } else {
-                    files.break_for_open(&key, overwrite, violation, lease_id)
-                };
-                (breaks, violation)
             };
+            let mut purged = Vec::new();
             for pid in &breaks.orphans {
-                durable::purge(server, *pid);
+                durable::purge(server, *pid, &mut purged);
             }
-            if breaks.wait {
+            server.apply(&purged);
+            if let (true, Some(key)) = (breaks.wait, live) {
                 return Ok(Step::Wait(key));
             }
             if violation {
@@ -506,7 +522,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
             let h = share.fs.open(&resolved, write && !st.is_dir).map_err(fs_err)?;
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
-            let rsv = Reservation::take(server, &share, &st, id, open_ref, here, true)?;
+            let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, true)?;
             let action = if overwrite {
                 h.set_len(0).map_err(fs_err)?;
                 // FILE_ATTRIBUTE_DIRECTORY does not make a file a directory
@@ -559,7 +575,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
             }
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
-            let rsv = Reservation::take(server, &share, &st, id, open_ref, here, false)?;
+            let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, false)?;
             (h, create_action::CREATED, true, rsv)
         }
     };
@@ -608,6 +624,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         writing: Mutex::new(()),
         slot,
     });
+    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid);
     lock(&opener.session.inner).opens.insert(id, open);
     rsv.keep();
     let fstat = file_stat(&st, false);
@@ -656,7 +673,9 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
     let resp = answer(&fstat, oplock, action, file_id, contexts);
     let mut body = BytesMut::with_capacity(160);
     resp.encode(&mut body);
-    Ok(Step::Done(Resp::ok(body).file(file_id)))
+    let mut r = Resp::ok(body).file(file_id);
+    r.deltas.extend(up);
+    Ok(Step::Done(r))
 }
 
 /// A CREATE response for an opened file ([MS-SMB2] 2.2.14).
@@ -692,7 +711,7 @@ fn answer<'a>(
 struct Reservation<'a> {
     server: &'a Arc<crate::state::Server>,
     share: Arc<crate::state::ShareEntry>,
-    key: crate::state::files::FileKey,
+    key: crate::state::files::FileUid,
     id: u64,
     is_dir: bool,
     path: fs::Resolved,
@@ -700,28 +719,59 @@ struct Reservation<'a> {
 }
 
 impl<'a> Reservation<'a> {
-    /// Checks and records the open; `existing` says whether a delete
-    /// pending on the file refuses it (a file this request created has
-    /// none).
+    /// Checks and records the open of `h` (whose metadata is `st`);
+    /// `existing` says whether a delete pending on the file refuses it (a
+    /// file this request created has none).
+    ///
+    /// The file's id: when the inode already has opens, the one they use
+    /// (no system call); else the one stored with the file, read (or, the
+    /// first time, made) outside the table's lock. A stored id that is
+    /// another open inode's (a copy that carried the xattr) is replaced by
+    /// a new one for this inode, and should that meet an open inode too,
+    /// the id derived from this inode's (dev, ino) is used: it is unique
+    /// among the inodes with opens. See [`crate::fs::uid`].
+    #[allow(clippy::too_many_arguments)]
     fn take(
         server: &'a Arc<crate::state::Server>,
         share: &Arc<crate::state::ShareEntry>,
+        h: &fs::Handle,
         st: &fs::Stat,
         id: u64,
         open: OpenRef,
         path: fs::Resolved,
         existing: bool,
     ) -> Result<Reservation<'a>, NtStatus> {
-        let key = (st.dev, st.ino);
-        let mut files = lock(&server.files);
-        if existing && files.is_delete_pending(&key) {
-            return Err(NtStatus::DELETE_PENDING);
+        let inode = Inode::of(st);
+        let mut stored: Option<FileUid> = None;
+        let mut reminted = false;
+        loop {
+            let mut files = lock(&server.files);
+            let key = match (files.uid_of(inode), stored) {
+                (Some(live), _) => Some(live),
+                (None, Some(uid)) if files.inode_of(&uid).is_none() => Some(uid),
+                (None, Some(_)) if reminted => Some(fs::uid::derived(st)),
+                (None, _) => None,
+            };
+            if let Some(key) = key {
+                if existing && files.is_delete_pending(&key) {
+                    return Err(NtStatus::DELETE_PENDING);
+                }
+                if !files.check_share(&key, open.access, open.share_access) {
+                    return Err(NtStatus::SHARING_VIOLATION);
+                }
+                files.add_open(key, inode, open, path.clone());
+                return Ok(Reservation { server, share: share.clone(), key, id, is_dir: st.is_dir, path, kept: false });
+            }
+            drop(files);
+            stored = Some(match stored {
+                None if existing => share.fs.file_uid(h, st),
+                None => share.fs.new_file_uid(h, st),
+                Some(dup) => {
+                    reminted = true;
+                    share.fs.remint_uid(h, st, dup)
+                }
+            });
         }
-        if !files.check_share(&key, open.access, open.share_access) {
-            return Err(NtStatus::SHARING_VIOLATION);
-        }
-        files.add_open(key, open, path.clone());
-        Ok(Reservation { server, share: share.clone(), key, id, is_dir: st.is_dir, path, kept: false })
     }
 
     /// The open is complete: its entry stays until CLOSE.

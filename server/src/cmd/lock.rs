@@ -18,7 +18,8 @@ use protocol::NtStatus;
 
 use super::bad;
 use crate::handler::{Ctx, HResult, Resp};
-use crate::state::files::{ByteLock, FileKey};
+use crate::model::{Delta, PersistentFileId};
+use crate::state::files::{ByteLock, FileUid};
 use crate::state::{lock, Server};
 
 fn body() -> BytesMut {
@@ -56,12 +57,12 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         if files.lock_sequence_replayed(&key, pid, s.index, s.number) {
             return Ok(Resp::ok(body()).file(fid));
         }
-        files.set_lock_sequence(&key, pid, s.index, None);
+        ctx.deltas.extend(files.set_lock_sequence(&key, pid, s.index, None));
     }
     let result = if req.locks[0].flags & lf::UNLOCK != 0 {
-        unlock(ctx.server, &key, pid, &req.locks)
+        unlock(ctx.server, &key, pid, &req.locks, &mut ctx.deltas)
     } else {
-        match take(ctx.server, &key, pid, &req.locks)? {
+        match take(ctx.server, &key, pid, &req.locks, &mut ctx.deltas)? {
             Taken::Granted => Ok(()),
             Taken::Wait(l) => {
                 let mut r = Resp::ok(BytesMut::new()).file(fid);
@@ -72,7 +73,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     };
     result?;
     if let Some(s) = seq {
-        lock(&ctx.server.files).set_lock_sequence(&key, pid, s.index, Some(s.number));
+        ctx.deltas.extend(lock(&ctx.server.files).set_lock_sequence(&key, pid, s.index, Some(s.number)));
     }
     Ok(Resp::ok(body()).file(fid))
 }
@@ -89,7 +90,7 @@ fn check_range(l: &LockElement) -> Result<(), NtStatus> {
 /// [MS-SMB2] 3.3.5.14.1: each element must be a plain UNLOCK of a range
 /// the open holds; the first that is not ends the request, and the
 /// unlocks before it stand.
-fn unlock(server: &Arc<Server>, key: &FileKey, pid: u64, locks: &[LockElement]) -> Result<(), NtStatus> {
+fn unlock(server: &Arc<Server>, key: &FileUid, pid: u64, locks: &[LockElement], out: &mut Vec<Delta>) -> Result<(), NtStatus> {
     let mut released = false;
     let mut result = Ok(());
     {
@@ -103,10 +104,11 @@ fn unlock(server: &Arc<Server>, key: &FileKey, pid: u64, locks: &[LockElement]) 
                 result = Err(e);
                 break;
             }
-            if !files.unlock(key, pid, l.offset, l.length) {
+            let Some(exclusive) = files.unlock_kind(key, pid, l.offset, l.length) else {
                 result = Err(NtStatus::RANGE_NOT_LOCKED);
                 break;
-            }
+            };
+            out.push(Delta::LockRemoved { open: PersistentFileId(pid), offset: l.offset, length: l.length, exclusive });
             released = true;
         }
     }
@@ -127,7 +129,7 @@ enum Taken {
 /// locks, all or none. A conflict fails with LOCK_NOT_GRANTED when the
 /// request may not wait; an invalid element fails the request and releases
 /// what the elements before it took.
-fn take(server: &Arc<Server>, key: &FileKey, pid: u64, locks: &[LockElement]) -> Result<Taken, NtStatus> {
+fn take(server: &Arc<Server>, key: &FileUid, pid: u64, locks: &[LockElement], out: &mut Vec<Delta>) -> Result<Taken, NtStatus> {
     if locks.len() > 1 && locks.iter().any(|l| l.flags & lf::FAIL_IMMEDIATELY == 0) {
         return Err(NtStatus::INVALID_PARAMETER);
     }
@@ -159,7 +161,10 @@ fn take(server: &Arc<Server>, key: &FileKey, pid: u64, locks: &[LockElement]) ->
         files.lock_ranges(key, &wanted, invalid.is_none())
     };
     match (granted, invalid) {
-        (Ok(()), None) => Ok(Taken::Granted),
+        (Ok(()), None) => {
+            out.extend(wanted.iter().map(lock_added));
+            Ok(Taken::Granted)
+        }
         (Ok(()), Some(e)) => Err(e),
         (Err(_), _) if locks[0].flags & lf::FAIL_IMMEDIATELY != 0 || wanted.len() != 1 => Err(NtStatus::LOCK_NOT_GRANTED),
         (Err(_), _) => Ok(Taken::Wait(wanted.remove(0))),
@@ -168,7 +173,7 @@ fn take(server: &Arc<Server>, key: &FileKey, pid: u64, locks: &[LockElement]) ->
 
 /// A blocked lock: retries after every release until it is granted, the
 /// open goes away (RANGE_NOT_LOCKED), or CANCEL drops this future.
-async fn wait(server: Arc<Server>, key: FileKey, l: ByteLock, seq: Option<Sequence>) -> HResult {
+async fn wait(server: Arc<Server>, key: FileUid, l: ByteLock, seq: Option<Sequence>) -> HResult {
     let pid = l.persistent_id;
     let wanted = [l];
     loop {
@@ -181,12 +186,19 @@ async fn wait(server: Arc<Server>, key: FileKey, l: ByteLock, seq: Option<Sequen
                 return Err(NtStatus::RANGE_NOT_LOCKED);
             }
             if files.lock_ranges(&key, &wanted, true).is_ok() {
+                let mut r = Resp::ok(body());
+                r.deltas.push(lock_added(&wanted[0]));
                 if let Some(s) = seq {
-                    files.set_lock_sequence(&key, pid, s.index, Some(s.number));
+                    r.deltas.extend(files.set_lock_sequence(&key, pid, s.index, Some(s.number)));
                 }
-                return Ok(Resp::ok(body()));
+                return Ok(r);
             }
         }
         notified.await;
     }
+}
+
+/// The state model's record of a lock granted.
+fn lock_added(l: &ByteLock) -> Delta {
+    Delta::LockAdded { open: PersistentFileId(l.persistent_id), offset: l.offset, length: l.length, exclusive: l.exclusive }
 }

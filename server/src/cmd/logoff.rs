@@ -7,6 +7,8 @@ use protocol::msg::logoff::{LogoffRequest, LogoffResponse};
 use protocol::NtStatus;
 
 use crate::handler::{Ctx, HResult, Resp};
+use crate::model::Delta;
+use crate::state::deltas;
 use crate::state::session::AuthState;
 use crate::state::{lock, Server, Session};
 
@@ -18,7 +20,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     lock(&ctx.server.sessions).remove(&session.id);
     // Durable handles outlive a logoff as they outlive a lost connection
     // (Samba and Windows keep them; smbtorture durable-open.reopen4).
-    disconnect_session(ctx.server, &session);
+    disconnect_session(ctx.server, &session, &mut ctx.deltas);
     let mut body = BytesMut::with_capacity(4);
     LogoffResponse.encode(&mut body);
     let mut r = Resp::ok(body);
@@ -33,31 +35,42 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
 
 /// Tears a session down because its last connection went away. Unlike
 /// LOGOFF, this is not the client's wish, so durable opens are kept for
-/// reconnect ([MS-SMB2] 3.3.7.1).
-pub fn disconnect_session(server: &Arc<Server>, session: &Arc<Session>) {
-    let (opens, user, domain) = {
+/// reconnect ([MS-SMB2] 3.3.7.1). What it changes in the state model is
+/// pushed to `out`: each open retained or closed, each tree connect, then
+/// the session.
+pub fn disconnect_session(server: &Arc<Server>, session: &Arc<Session>, out: &mut Vec<Delta>) {
+    let (opens, trees, user, domain) = {
         let mut inner = lock(&session.inner);
         inner.auth = AuthState::Expired;
-        inner.trees.clear();
+        let trees: Vec<_> = inner.trees.drain().map(|(_, t)| t).collect();
         let opens: Vec<_> = inner.opens.drain().map(|(_, o)| o).collect();
-        (opens, inner.user.clone(), inner.domain.clone())
+        (opens, trees, inner.user.clone(), inner.domain.clone())
     };
     for o in opens {
-        if let Err(o) = crate::state::durable::preserve(server, o, &user, &domain) {
-            crate::state::close::close_open(server, &o);
+        if let Err(o) = crate::state::durable::preserve(server, o, &user, &domain, out) {
+            crate::state::close::close_open(server, &o, out);
         }
     }
+    end_session(session, &trees, out);
 }
 
 /// Closes every open and tree of a session and marks it expired.
-pub fn close_session(server: &Arc<Server>, session: &Arc<Session>) {
-    let opens: Vec<_> = {
+pub fn close_session(server: &Arc<Server>, session: &Arc<Session>, out: &mut Vec<Delta>) {
+    let (opens, trees) = {
         let mut inner = lock(&session.inner);
         inner.auth = AuthState::Expired;
-        inner.trees.clear();
-        inner.opens.drain().map(|(_, o)| o).collect()
+        let trees: Vec<_> = inner.trees.drain().map(|(_, t)| t).collect();
+        let opens: Vec<_> = inner.opens.drain().map(|(_, o)| o).collect();
+        (opens, trees)
     };
     for o in opens {
-        crate::state::close::close_open(server, &o);
+        crate::state::close::close_open(server, &o, out);
     }
+    end_session(session, &trees, out);
+}
+
+/// The session's tree connects and then the session leave the model.
+fn end_session(session: &Session, trees: &[Arc<crate::state::Tree>], out: &mut Vec<Delta>) {
+    out.extend(trees.iter().filter_map(|t| deltas::tree_down(session, t)));
+    out.extend(deltas::session_down(session));
 }

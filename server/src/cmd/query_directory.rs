@@ -9,7 +9,7 @@ use protocol::NtStatus;
 use super::{bad, file_stat};
 use crate::fs;
 use crate::handler::{Ctx, HResult, Resp};
-use crate::state::files::access;
+use crate::state::files::{access, Inode};
 use crate::state::lock;
 use crate::state::open::DirCursor;
 
@@ -75,7 +75,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             }
         }
         let short = if e.name == "." || e.name == ".." { String::new() } else { fs::short_name(&e.name) };
-        let pending = files.is_delete_pending(&(e.stat.dev, e.stat.ino));
+        let pending = files.uid_of(Inode::of(&e.stat)).is_some_and(|k| files.is_delete_pending(&k));
         if !builder.push(&e.name, &short, &file_stat(&e.stat, pending)) {
             break;
         }

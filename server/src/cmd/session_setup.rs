@@ -201,7 +201,7 @@ fn fail(ctx: &mut Ctx<'_>, session: &Arc<Session>, status: NtStatus) -> HResult 
         }
     }
     lock(&session.inner).channels.clear();
-    crate::cmd::logoff::disconnect_session(ctx.server, session);
+    crate::cmd::logoff::disconnect_session(ctx.server, session, &mut ctx.deltas);
     reject(sid, status, sign)
 }
 
@@ -360,7 +360,9 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
         inner.conn_id = ctx.conn.id;
         inner.client_guid = ctx.conn.client_guid;
     }
+    let up = crate::state::deltas::session_up(session, &inner);
     drop(inner);
+    ctx.deltas.extend(up);
     lock(&ctx.server.sessions).insert(sid, session.clone());
     info!(peer = %ctx.conn.peer, %user, anonymous, guest, session = sid, "logged on");
     if req.previous_session_id != 0 && req.previous_session_id != sid && !anonymous && !guest {
@@ -423,7 +425,7 @@ fn end_previous(ctx: &mut Ctx<'_>, prev_id: u64, user: &str, domain: &str) {
     ctx.conn.channels.remove(&prev_id);
     ctx.conn.bindings.remove(&prev_id);
     info!(peer = %ctx.conn.peer, %user, session = prev_id, "previous session ended by a reconnect");
-    crate::cmd::logoff::disconnect_session(ctx.server, &prev);
+    crate::cmd::logoff::disconnect_session(ctx.server, &prev, &mut ctx.deltas);
 }
 
 /// Binds an existing session to this connection as a further channel

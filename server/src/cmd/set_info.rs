@@ -11,7 +11,8 @@ use tracing::debug;
 use super::bad;
 use crate::fs::{self, SmbPath};
 use crate::handler::{Ctx, HResult, Resp};
-use crate::state::files::access;
+use crate::model::{Delta, PersistentFileId};
+use crate::state::files::{access, Inode};
 use crate::state::lock;
 use crate::state::notify::{action, filter};
 use crate::state::Open;
@@ -98,7 +99,11 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
             }
             if flags & disposition_flags::ON_CLOSE != 0 {
                 need(open, access::DELETE)?;
-                lock(&open.st).delete_on_close = flags & disposition_flags::DELETE != 0;
+                let on = flags & disposition_flags::DELETE != 0;
+                lock(&open.st).delete_on_close = on;
+                if open.key.is_some() {
+                    ctx.deltas.push(Delta::DeleteOnCloseSet { open: PersistentFileId(open.persistent_id), on });
+                }
             } else {
                 set_delete(ctx, open, flags & disposition_flags::DELETE != 0)?;
             }
@@ -138,7 +143,7 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
 }
 
 /// FileDispositionInformation ([MS-FSA] 2.1.5.14.3).
-fn set_delete(ctx: &Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStatus> {
+fn set_delete(ctx: &mut Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStatus> {
     need(open, access::DELETE)?;
     let key = open.key.ok_or(NtStatus::INVALID_PARAMETER)?;
     if delete {
@@ -160,11 +165,13 @@ fn set_delete(ctx: &Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStatus> 
         lock(&ctx.server.notify).delete_pending(&watchers);
     }
     lock(&open.st).delete_on_close = delete;
+    ctx.deltas.push(Delta::DeletePendingSet { set: ctx.server.set(), file: key, on: delete });
+    ctx.deltas.push(Delta::DeleteOnCloseSet { open: PersistentFileId(open.persistent_id), on: delete });
     Ok(())
 }
 
 /// FileRenameInformation ([MS-FSA] 2.1.5.14.11).
-fn rename(ctx: &Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), NtStatus> {
+fn rename(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), NtStatus> {
     if name.starts_with(':') {
         return Err(NtStatus::NOT_SUPPORTED);
     }
@@ -178,15 +185,17 @@ fn rename(ctx: &Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), N
     let dest = share.fs.resolve(&target).map_err(|e| e.status())?;
     if dest.exists() {
         let dst_st = share.fs.stat(&dest).map_err(|e| e.status())?;
-        let dst_key = (dst_st.dev, dst_st.ino);
-        if dst_key != key {
+        // The target's id if it has opens: this open's own when it is
+        // the same inode (a case-only rename, or a hard link).
+        let dst_key = lock(&ctx.server.files).uid_of(Inode::of(&dst_st));
+        if dst_key != Some(key) {
             if !replace {
                 return Err(NtStatus::OBJECT_NAME_COLLISION);
             }
             if dst_st.is_dir {
                 return Err(NtStatus::ACCESS_DENIED);
             }
-            if lock(&ctx.server.files).open_count(&dst_key) > 0 {
+            if dst_key.is_some_and(|k| lock(&ctx.server.files).open_count(&k) > 0) {
                 return Err(NtStatus::ACCESS_DENIED);
             }
         }
@@ -211,8 +220,10 @@ fn rename(ctx: &Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), N
     let mut files = lock(&ctx.server.files);
     files.set_path(&key, new.clone());
     drop(files);
+    let path = new.smb_path().trim_start_matches('\\').to_string();
+    ctx.deltas.push(Delta::FileMoved { set: ctx.server.set(), file: key, path: path.clone() });
     let mut st = lock(&open.st);
-    st.path = new.smb_path().trim_start_matches('\\').to_string();
+    st.path = path;
     st.resolved = Some(new);
     Ok(())
 }
@@ -231,7 +242,8 @@ fn target_parent_shareable(ctx: &Ctx<'_>, share: &crate::state::ShareEntry, dest
     let parent = SmbPath::parse(&parent).map_err(|e| e.status())?;
     let parent = share.fs.resolve(&parent).map_err(|e| e.status())?;
     let st = share.fs.stat(&parent).map_err(|e| e.status())?;
-    Ok(lock(&ctx.server.files).check_share(&(st.dev, st.ino), rename_parent_access(is_dir), RENAME_PARENT_SHARE))
+    let files = lock(&ctx.server.files);
+    Ok(files.uid_of(Inode::of(&st)).is_none_or(|k| files.check_share(&k, rename_parent_access(is_dir), RENAME_PARENT_SHARE)))
 }
 
 /// The access the rename's open of the target directory asks for.

@@ -65,6 +65,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let id = ctx.server.next_tree_id();
     let is_ipc = matches!(kind, TreeKind::Ipc);
     let tree = Arc::new(Tree { id, kind, encrypt, read_only, maximal_access });
+    ctx.deltas.extend(crate::state::deltas::tree_up(&session, &tree));
     lock(&session.inner).trees.insert(id, tree);
     let mut flags = if is_ipc { share_flags::NO_CACHING } else { share_flags::MANUAL_CACHING };
     if encrypt {
@@ -95,8 +96,9 @@ pub fn disconnect(ctx: &mut Ctx<'_>) -> HResult {
         ids.into_iter().filter_map(|k| inner.opens.remove(&k)).collect()
     };
     for o in opens {
-        crate::state::close::close_open(ctx.server, &o);
+        crate::state::close::close_open(ctx.server, &o, &mut ctx.deltas);
     }
+    ctx.deltas.extend(crate::state::deltas::tree_down(&session, &tree));
     let mut body = BytesMut::with_capacity(4);
     TreeDisconnectResponse.encode(&mut body);
     Ok(Resp::ok(body))

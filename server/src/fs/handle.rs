@@ -57,6 +57,11 @@ impl Handle {
         Ok(Handle { fd: self.fd.try_clone().map_err(io_err)?, is_dir: self.is_dir, xattrs: self.xattrs })
     }
 
+    /// True when the share's file system has user xattrs.
+    pub(super) fn xattrs(&self) -> bool {
+        self.xattrs
+    }
+
     /// True for a directory.
     pub fn is_dir(&self) -> bool {
         self.is_dir

@@ -37,7 +37,9 @@
 //! Creation time and DOS attributes live in user xattrs when the file system
 //! has them (see [`stat`]); ChangeTime is reported as the write time, as
 //! Samba does. READONLY is the stored attribute, or, without a stored one,
-//! the absence of the owner write bit.
+//! the absence of the owner write bit. A file's stable id lives in the
+//! `user.duet.uid` xattr (see [`uid`]), with an id derived from (dev, ino)
+//! where there is none.
 //!
 //! # Layout
 //! - [`path`]: parsing wire paths into [`SmbPath`].
@@ -47,6 +49,7 @@
 //! - [`wildcard`]: [MS-FSA] 2.1.4.4 expression matching.
 //! - `names`: case-insensitive lookup and the large-directory index.
 //! - [`shortname`]: 8.3 names.
+//! - [`uid`]: a file's stable id ([`FileUid`], the `user.duet.uid` xattr).
 //! - [`error`]: [`FsError`] and its NTSTATUS mapping.
 //! - `sys`: the raw system calls (`openat2`, `statx`, xattrs); all `unsafe`.
 
@@ -57,11 +60,13 @@ pub mod path;
 pub mod shortname;
 pub mod stat;
 mod sys;
+pub mod uid;
 pub mod wildcard;
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use nix::fcntl::{OFlag, RenameFlags};
 use nix::sys::stat::Mode;
@@ -72,14 +77,11 @@ pub use handle::{DirEntry, Handle, SetTimes};
 pub use path::SmbPath;
 pub use shortname::{is_8dot3, short_name};
 pub use stat::{attr, filetime_to_timespec, unix_to_filetime, FsSize, Stat};
+pub use uid::FileUid;
 pub use wildcard::wildcard_match;
 
 use handle::io_err;
 use stat::{kind_of, Kind};
-
-/// A file's identity on disk: (device, inode), as [`Stat`] gives them.
-/// The server's tables (share modes, oplocks, leases) are keyed by it.
-pub type FileKey = (u64, u64);
 
 /// A directory served as an SMB share. Cheap to share between threads
 /// (`Send + Sync`); every method is a few blocking system calls, so async
@@ -95,6 +97,8 @@ pub struct Share {
     xattrs: bool,
     /// Indexes of large directories for case-insensitive lookups.
     names: names::NameCache,
+    /// A file got an id derived from (dev, ino) and that was logged.
+    uid_fallback_logged: AtomicBool,
 }
 
 /// A client path mapped to on-disk names by [`Share::resolve`]. Its parent
@@ -187,6 +191,7 @@ impl Share {
             case_insensitive: true,
             xattrs,
             names: names::NameCache::default(),
+            uid_fallback_logged: AtomicBool::new(false),
         })
     }
 

@@ -113,8 +113,14 @@ pub(crate) fn get_xattr(target: XattrTarget<'_>, name: &CStr, buf: &mut [u8]) ->
 
 /// Writes the attribute `name` on an open file.
 pub(crate) fn set_xattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8]) -> io::Result<()> {
+    set_xattr_flags(fd, name, value, 0)
+}
+
+/// Writes the attribute `name` on an open file with `fsetxattr` flags:
+/// `XATTR_CREATE` fails with `EEXIST` when it is there already.
+pub(crate) fn set_xattr_flags(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -> io::Result<()> {
     // SAFETY: `name` is NUL-terminated; `value` is readable for its length.
-    let r = unsafe { libc::fsetxattr(fd.as_raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    let r = unsafe { libc::fsetxattr(fd.as_raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), flags) };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }

@@ -8,14 +8,18 @@ use std::sync::Arc;
 use tracing::{debug, warn};
 
 use super::notify::{action, filter};
+use crate::model::Delta;
 use super::{lock, Open, Server};
 
 /// Drops an open from the per-file table; deletes the file when it was the
 /// last open and a delete is pending (or this open had delete-on-close).
-pub fn close_open(server: &Arc<Server>, open: &Arc<Open>) {
+///
+/// The open leaves the state model: its delta is pushed to `out`.
+pub fn close_open(server: &Arc<Server>, open: &Arc<Open>, out: &mut Vec<Delta>) {
     let Some(key) = open.key else {
         return;
     };
+    out.extend(super::deltas::open_down(open));
     lock(&server.notify).remove(open.persistent_id);
     let (doc, written) = {
         let st = lock(&open.st);

@@ -19,11 +19,16 @@ use super::lease::lease_state;
 use super::oplock::level;
 use super::{lock, Open, Server, Tree};
 use crate::fs;
+use crate::model::{Delta, PersistentFileId};
 
 /// How long a disconnected durable open waits for its client (Samba's
 /// default for version 1 handles; the value is implementation-specific,
 /// [MS-SMB2] 3.3.5.9.6).
 pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often the scavenger looks at the retained opens even when the
+/// model names no deadline.
+const SWEEP: Duration = Duration::from_secs(10);
 
 /// A durable open whose connection is gone.
 pub struct Disconnected {
@@ -36,7 +41,10 @@ pub struct Disconnected {
 /// Keeps a durable open whose connection went away, when it still holds
 /// its batch oplock or handle-caching lease ([MS-SMB2] 3.3.7.1); otherwise hands it back for the
 /// caller to close.
-pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str) -> Result<(), Arc<Open>> {
+///
+/// A kept open is recorded as disconnected in the state model (its delta
+/// pushed to `out`); one that expires leaves the model then.
+pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str, out: &mut Vec<Delta>) -> Result<(), Arc<Open>> {
     // Only an oplock that is held, not one being broken: nobody is left
     // to acknowledge that break, and the open waiting for it goes ahead
     // once this one is closed.
@@ -61,25 +69,54 @@ pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str)
     let pid = open.persistent_id;
     let since = Instant::now();
     debug!(pid, "durable open kept");
+    out.push(Delta::OpenDisconnected { open: PersistentFileId(pid), at: super::deltas::now() });
     lock(&server.durable).insert(pid, Disconnected { open, user: user.into(), domain: domain.into(), since });
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        let server = server.clone();
-        rt.spawn(async move {
-            tokio::time::sleep(TIMEOUT).await;
-            let expired = {
-                let mut d = lock(&server.durable);
-                match d.get(&pid) {
-                    Some(e) if e.since == since => d.remove(&pid),
-                    _ => None,
-                }
-            };
-            if let Some(e) = expired {
-                info!(pid, "durable open expired");
-                super::close::close_open(&server, &e.open);
-            }
-        });
-    }
     Ok(())
+}
+
+/// Closes retained opens whose time is up: one task for the whole
+/// server, not a timer per handle. The deadlines are data in the state
+/// model ([`crate::model::Model::poll_timeout`]): it sleeps until the
+/// earliest, or until [`Server::apply`] records a new one, and closes the
+/// opens that [`crate::model::Model::expired`] names ([MS-SMB2] 3.3.6.3,
+/// the durable open scavenger timer).
+pub async fn scavenger(server: Arc<Server>) {
+    loop {
+        let (next, due) = {
+            let model = server.model();
+            (model.poll_timeout(), model.expired(super::deltas::now()))
+        };
+        let mut closed = false;
+        let mut expired_ids: Vec<u64> =
+            due.iter().filter_map(|d| if let Delta::OpenDown { open } = d { Some(open.0) } else { None }).collect();
+        // A retained open the model does not know (its delta was refused:
+        // a defect, logged where it happened) still expires, a little late.
+        expired_ids.extend(
+            lock(&server.durable).iter().filter(|(_, e)| e.since.elapsed() > TIMEOUT + SWEEP).map(|(pid, _)| *pid),
+        );
+        for pid in expired_ids {
+            let expired = lock(&server.durable).remove(&pid);
+            if let Some(e) = expired {
+                let open = PersistentFileId(pid);
+                info!(pid = open.0, "durable open expired");
+                let mut out = Vec::new();
+                super::close::close_open(&server, &e.open, &mut out);
+                server.apply(&out);
+                closed = true;
+            }
+        }
+        if closed {
+            continue;
+        }
+        let wait = match next {
+            Some(t) => Duration::from_millis(t.0.saturating_sub(super::deltas::now().0).max(1)).min(SWEEP),
+            None => SWEEP,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = server.deadlines.notified() => {}
+        }
+    }
 }
 
 /// Takes a kept open back for a reconnecting client ([MS-SMB2]
@@ -147,10 +184,10 @@ pub fn reclaim(
 
 /// Closes a kept open now: another client needs the file and nobody is
 /// there to answer the oplock break ([MS-SMB2] 3.3.4.6).
-pub fn purge(server: &Arc<Server>, persistent_id: u64) {
+pub fn purge(server: &Arc<Server>, persistent_id: u64, out: &mut Vec<Delta>) {
     let e = lock(&server.durable).remove(&persistent_id);
     if let Some(e) = e {
         debug!(persistent_id, "durable open purged for a new open");
-        super::close::close_open(server, &e.open);
+        super::close::close_open(server, &e.open, out);
     }
 }

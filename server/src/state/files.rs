@@ -3,13 +3,36 @@
 //! locks ([MS-FSA] 2.1.5.7), and the oplocks and leases that cache it
 //! ([MS-SMB2] 3.3.1.4 the Lease Table, here keyed by (ClientGuid,
 //! LeaseKey) server-wide).
+//!
+//! Files are keyed by their stable id ([`FileUid`], kept with the file:
+//! see [`crate::fs::uid`]), which survives a rename and a move to the
+//! partner's mount. Each entry also records the file's [`Inode`] on this
+//! node, and the table maps inodes back to ids: a cache for the places
+//! that have only a stat (a name they looked up, a directory listing),
+//! valid because an entry lives only while the file has opens, which pin
+//! the inode. Two hard links of an inode are one entry (one inode, one
+//! xattr).
 
 use std::collections::HashMap;
 
 use super::lease::{self, lease_state, Lease, LeaseId};
 use super::oplock::{self, level, OplockState};
 
-pub use crate::fs::FileKey;
+pub use crate::model::FileUid;
+
+/// A file's (device, inode) on this node: only ever a cache key for its
+/// [`FileUid`] (both change on the partner's mount).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Inode {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl Inode {
+    pub fn of(st: &crate::fs::Stat) -> Inode {
+        Inode { dev: st.dev, ino: st.ino }
+    }
+}
 
 /// Access mask bits ([MS-SMB2] 2.2.13.1.1), from the codec crate.
 pub use protocol::fscc::access;
@@ -97,6 +120,9 @@ impl Default for LockSequences {
 
 #[derive(Debug, Default)]
 pub struct FileEntry {
+    /// The inode the file's opens are of (`None` only in tests that lock
+    /// ranges of a file without opens).
+    pub inode: Option<Inode>,
     pub opens: Vec<OpenRef>,
     /// Where the file is now (renames move it), for delete-on-close.
     pub path: Option<crate::fs::Resolved>,
@@ -134,7 +160,9 @@ pub struct Breaks {
 
 #[derive(Debug, Default)]
 pub struct FileTable {
-    files: HashMap<FileKey, FileEntry>,
+    files: HashMap<FileUid, FileEntry>,
+    /// The inode of every entry, to its id (see the module doc).
+    inodes: HashMap<Inode, FileUid>,
     /// Every lease with an open ([MS-SMB2] 3.3.1.4); a lease goes when
     /// its last open closes.
     leases: HashMap<LeaseId, Lease>,
@@ -187,46 +215,67 @@ pub fn share_conflict(existing: &OpenRef, access: u32, share_access: u32) -> boo
 }
 
 impl FileTable {
-    pub fn get(&self, key: &FileKey) -> Option<&FileEntry> {
+    pub fn get(&self, key: &FileUid) -> Option<&FileEntry> {
         self.files.get(key)
     }
 
-    pub fn get_mut(&mut self, key: &FileKey) -> Option<&mut FileEntry> {
+    pub fn get_mut(&mut self, key: &FileUid) -> Option<&mut FileEntry> {
         self.files.get_mut(key)
     }
 
-    pub fn is_delete_pending(&self, key: &FileKey) -> bool {
+    /// The byte-range locks granted on a file, oldest first.
+    pub fn locks(&self, key: &FileUid) -> &[ByteLock] {
+        self.files.get(key).map_or(&[], |f| &f.locks)
+    }
+
+    pub fn is_delete_pending(&self, key: &FileUid) -> bool {
         self.files.get(key).is_some_and(|f| f.delete_pending)
     }
 
     /// Checks share modes against every open of the file.
-    pub fn check_share(&self, key: &FileKey, access: u32, share_access: u32) -> bool {
+    pub fn check_share(&self, key: &FileUid, access: u32, share_access: u32) -> bool {
         match self.files.get(key) {
             Some(f) => !f.opens.iter().any(|o| share_conflict(o, access, share_access)),
             None => true,
         }
     }
 
-    pub fn add_open(&mut self, key: FileKey, open: OpenRef, path: crate::fs::Resolved) {
+    /// The id of the file with opens whose inode this is, if any (a file
+    /// without opens has no entry, and nothing to check against).
+    pub fn uid_of(&self, inode: Inode) -> Option<FileUid> {
+        self.inodes.get(&inode).copied()
+    }
+
+    /// The inode of the file `key`'s opens, if it has any.
+    pub fn inode_of(&self, key: &FileUid) -> Option<Inode> {
+        self.files.get(key).and_then(|f| f.inode)
+    }
+
+    /// Adds an open of the file `key`, whose inode on this node is
+    /// `inode`. The caller has checked that `key` is not another inode's
+    /// (see `cmd::create`'s reservation).
+    pub fn add_open(&mut self, key: FileUid, inode: Inode, open: OpenRef, path: crate::fs::Resolved) {
         let e = self.files.entry(key).or_default();
         e.opens.push(open);
         e.path = Some(path);
+        e.inode = Some(inode);
+        self.inodes.insert(inode, key);
     }
 
     /// Records a file's new location after a rename.
-    pub fn set_path(&mut self, key: &FileKey, path: crate::fs::Resolved) {
+    pub fn set_path(&mut self, key: &FileUid, path: crate::fs::Resolved) {
         if let Some(f) = self.files.get_mut(key) {
             f.path = Some(path);
         }
     }
 
-    pub fn path(&self, key: &FileKey) -> Option<crate::fs::Resolved> {
+    pub fn path(&self, key: &FileUid) -> Option<crate::fs::Resolved> {
         self.files.get(key).and_then(|f| f.path.clone())
     }
 
     /// Removes an open. Returns the file's path when it was the last open
     /// and a delete is pending: the caller then deletes the file.
-    pub fn remove_open(&mut self, key: &FileKey, persistent_id: u64) -> Option<crate::fs::Resolved> {
+    pub fn remove_open(&mut self, key: &FileUid, persistent_id: u64) -> Option<crate::fs::Resolved> {
         let f = self.files.get_mut(key)?;
         let lease = f.open(persistent_id).and_then(|o| o.lease);
         f.opens.retain(|o| o.persistent_id != persistent_id);
@@ -239,6 +288,11 @@ impl FileTable {
         if f.opens.is_empty() {
             let pending = f.delete_pending;
             let path = f.path.take();
+            if let Some(inode) = f.inode {
+                if self.inodes.get(&inode) == Some(key) {
+                    self.inodes.remove(&inode);
+                }
+            }
             self.files.remove(key);
             return if pending { path } else { None };
         }
@@ -254,7 +308,7 @@ impl FileTable {
     /// level II holders go to none then too. Leases of other keys than
     /// the opener's are broken as [`lease::keep_for_open`] says; opens
     /// with the same lease key never break each other.
-    pub fn break_for_open(&mut self, key: &FileKey, overwrite: bool, violation: bool, opener: Option<LeaseId>) -> Breaks {
+    pub fn break_for_open(&mut self, key: &FileUid, overwrite: bool, violation: bool, opener: Option<LeaseId>) -> Breaks {
         let mut out = Breaks::default();
         let Some(f) = self.files.get_mut(key) else {
             return out;
@@ -303,7 +357,7 @@ impl FileTable {
     /// with R caching of other keys than the writer's (open `by`) are
     /// broken to none; nobody waits for those that need an
     /// acknowledgement (RH).
-    pub fn break_level2(&mut self, key: &FileKey, by: u64) {
+    pub fn break_level2(&mut self, key: &FileUid, by: u64) {
         if let Some(f) = self.files.get_mut(key) {
             for o in f.opens.iter_mut().filter(|o| o.oplock.level == level::II) {
                 o.oplock.start_break(level::NONE);
@@ -324,7 +378,7 @@ impl FileTable {
 
     /// Is a break of an exclusive or batch oplock, or of a lease, on the
     /// file in progress?
-    pub fn oplock_breaking(&self, key: &FileKey) -> bool {
+    pub fn oplock_breaking(&self, key: &FileUid) -> bool {
         self.files.get(key).is_some_and(|f| {
             f.opens.iter().any(|o| {
                 o.oplock.breaking_to.is_some() || o.lease.and_then(|id| self.leases.get(&id)).is_some_and(|l| l.breaking.is_some())
@@ -334,7 +388,7 @@ impl FileTable {
 
     /// The wait for acknowledgements is over: holders that did not answer
     /// lose their oplocks.
-    pub fn oplock_time_out(&mut self, key: &FileKey) {
+    pub fn oplock_time_out(&mut self, key: &FileUid) {
         if let Some(f) = self.files.get_mut(key) {
             for o in &mut f.opens {
                 o.oplock.time_out();
@@ -349,7 +403,7 @@ impl FileTable {
 
     /// Grants the open (already added) the oplock it may have; returns
     /// the level.
-    pub fn grant_oplock(&mut self, key: &FileKey, persistent_id: u64, requested: u8, sink: oplock::BreakSink) -> u8 {
+    pub fn grant_oplock(&mut self, key: &FileUid, persistent_id: u64, requested: u8, sink: oplock::BreakSink) -> u8 {
         let Some(f) = self.files.get_mut(key) else {
             return level::NONE;
         };
@@ -378,7 +432,7 @@ impl FileTable {
     }
 
     /// The open's current oplock level.
-    pub fn oplock_level(&self, key: &FileKey, persistent_id: u64) -> u8 {
+    pub fn oplock_level(&self, key: &FileUid, persistent_id: u64) -> u8 {
         self.files
             .get(key)
             .and_then(|f| f.open(persistent_id))
@@ -388,7 +442,7 @@ impl FileTable {
     /// The open's connection is gone (a durable open kept for reconnect):
     /// its holder can no longer be reached, so a conflicting open purges
     /// it at once instead of sending it a break ([MS-SMB2] 3.3.4.6).
-    pub fn disconnect_oplock(&mut self, key: &FileKey, persistent_id: u64) {
+    pub fn disconnect_oplock(&mut self, key: &FileUid, persistent_id: u64) {
         if let Some(o) = self.files.get_mut(key).and_then(|f| f.open_mut(persistent_id)) {
             if let Some(s) = o.oplock.sink.as_mut() {
                 s.tx = oplock::BreakSink::unreachable();
@@ -397,7 +451,7 @@ impl FileTable {
     }
 
     /// Is a break of the open's oplock in progress?
-    pub fn oplock_breaking_open(&self, key: &FileKey, persistent_id: u64) -> bool {
+    pub fn oplock_breaking_open(&self, key: &FileUid, persistent_id: u64) -> bool {
         self.files
             .get(key)
             .and_then(|f| f.open(persistent_id))
@@ -406,7 +460,7 @@ impl FileTable {
 
     /// Points the open's break notifications at a new connection
     /// (durable reconnect).
-    pub fn set_oplock_sink(&mut self, key: &FileKey, persistent_id: u64, sink: oplock::BreakSink) {
+    pub fn set_oplock_sink(&mut self, key: &FileUid, persistent_id: u64, sink: oplock::BreakSink) {
         if let Some(o) = self.files.get_mut(key).and_then(|f| f.open_mut(persistent_id)) {
             if o.oplock.level != level::NONE {
                 o.oplock.sink = Some(sink.clone());
@@ -418,7 +472,7 @@ impl FileTable {
     }
 
     /// The file a lease's opens are of, if the lease exists.
-    pub fn lease_file(&self, id: &LeaseId) -> Option<FileKey> {
+    pub fn lease_file(&self, id: &LeaseId) -> Option<FileUid> {
         self.leases.get(id).map(|l| l.file)
     }
 
@@ -433,7 +487,7 @@ impl FileTable {
     /// in use on another file.
     pub fn grant_lease(
         &mut self,
-        key: &FileKey,
+        key: &FileUid,
         persistent_id: u64,
         id: LeaseId,
         requested: u32,
@@ -470,13 +524,13 @@ impl FileTable {
     }
 
     /// The open's lease and its state.
-    pub fn open_lease(&self, key: &FileKey, persistent_id: u64) -> Option<(LeaseId, u32)> {
+    pub fn open_lease(&self, key: &FileUid, persistent_id: u64) -> Option<(LeaseId, u32)> {
         let id = self.files.get(key)?.open(persistent_id)?.lease?;
         self.leases.get(&id).map(|l| (id, l.state))
     }
 
     /// Is a break of the open's lease in progress?
-    pub fn lease_breaking_open(&self, key: &FileKey, persistent_id: u64) -> bool {
+    pub fn lease_breaking_open(&self, key: &FileUid, persistent_id: u64) -> bool {
         self.open_lease(key, persistent_id).and_then(|(id, _)| self.leases.get(&id)).is_some_and(|l| l.breaking.is_some())
     }
 
@@ -491,7 +545,7 @@ impl FileTable {
     /// level, or the error for an open that is not being broken
     /// (STATUS_INVALID_OPLOCK_PROTOCOL, as Windows answers) or a level
     /// that is not none or level II.
-    pub fn ack_oplock(&mut self, key: &FileKey, persistent_id: u64, acked: u8) -> Result<u8, protocol::NtStatus> {
+    pub fn ack_oplock(&mut self, key: &FileUid, persistent_id: u64, acked: u8) -> Result<u8, protocol::NtStatus> {
         let o = self
             .files
             .get_mut(key)
@@ -513,17 +567,17 @@ impl FileTable {
     }
 
     /// The persistent ids of the file's opens.
-    pub fn open_ids(&self, key: &FileKey) -> Vec<u64> {
+    pub fn open_ids(&self, key: &FileUid) -> Vec<u64> {
         self.files.get(key).map(|f| f.opens.iter().map(|o| o.persistent_id).collect()).unwrap_or_default()
     }
 
-    pub fn open_count(&self, key: &FileKey) -> usize {
+    pub fn open_count(&self, key: &FileUid) -> usize {
         self.files.get(key).map_or(0, |f| f.opens.len())
     }
 
     /// Sets or clears the file's delete-pending state (FileDisposition, or
     /// a delete-on-close open being closed).
-    pub fn set_delete_pending(&mut self, key: &FileKey, pending: bool) {
+    pub fn set_delete_pending(&mut self, key: &FileUid, pending: bool) {
         if let Some(f) = self.files.get_mut(key) {
             f.delete_pending = pending;
         }
@@ -534,7 +588,7 @@ impl FileTable {
     /// against the file's locks and the ones granted before it in `locks`.
     /// `Err(i)`: `locks[i]` conflicts, and nothing was taken. With
     /// `commit` false it only checks.
-    pub fn lock_ranges(&mut self, key: &FileKey, locks: &[ByteLock], commit: bool) -> Result<(), usize> {
+    pub fn lock_ranges(&mut self, key: &FileUid, locks: &[ByteLock], commit: bool) -> Result<(), usize> {
         let f = self.files.entry(*key).or_default();
         let before = f.locks.len();
         for (i, l) in locks.iter().enumerate() {
@@ -552,10 +606,14 @@ impl FileTable {
 
     /// Releases one lock of the open with exactly this range, an exclusive
     /// one before a shared one ([MS-FSA] 2.1.5.9); false when none matches.
-    pub fn unlock(&mut self, key: &FileKey, persistent_id: u64, offset: u64, length: u64) -> bool {
-        let Some(f) = self.files.get_mut(key) else {
-            return false;
-        };
+    pub fn unlock(&mut self, key: &FileUid, persistent_id: u64, offset: u64, length: u64) -> bool {
+        self.unlock_kind(key, persistent_id, offset, length).is_some()
+    }
+
+    /// [`FileTable::unlock`], saying which kind of lock went: `Some(true)`
+    /// an exclusive one, `Some(false)` a shared one.
+    pub fn unlock_kind(&mut self, key: &FileUid, persistent_id: u64, offset: u64, length: u64) -> Option<bool> {
+        let f = self.files.get_mut(key)?;
         let mut found = None;
         for (i, l) in f.locks.iter().enumerate() {
             if l.persistent_id == persistent_id && l.offset == offset && l.length == length {
@@ -565,12 +623,10 @@ impl FileTable {
                 }
             }
         }
-        let Some(i) = found else {
-            return false;
-        };
-        f.locks.remove(i);
+        let i = found?;
+        let l = f.locks.remove(i);
         f.lock_generation += 1;
-        true
+        Some(l.exclusive)
     }
 
     /// Would an I/O of `len` bytes at `offset` by this open conflict with a
@@ -578,7 +634,7 @@ impl FileTable {
     /// conflicts with any other open's lock and with the open's own shared
     /// locks; a read only with other opens' exclusive locks. An empty I/O
     /// conflicts with nothing.
-    pub fn io_conflict(&self, key: &FileKey, persistent_id: u64, offset: u64, len: u64, write: bool) -> bool {
+    pub fn io_conflict(&self, key: &FileUid, persistent_id: u64, offset: u64, len: u64, write: bool) -> bool {
         if len == 0 {
             return false;
         }
@@ -591,7 +647,7 @@ impl FileTable {
     /// ([MS-SMB2] 3.3.5.14: the open's LockSequenceArray holds `number` at
     /// `index`, which counts from 1)? Indexes outside 1..=64 are never
     /// replays.
-    pub fn lock_sequence_replayed(&self, key: &FileKey, persistent_id: u64, index: u32, number: u8) -> bool {
+    pub fn lock_sequence_replayed(&self, key: &FileUid, persistent_id: u64, index: u32, number: u8) -> bool {
         let Some(slot) = sequence_slot(index) else {
             return false;
         };
@@ -604,16 +660,20 @@ impl FileTable {
     /// Records (`Some`) or invalidates (`None`) the open's LockSequenceArray
     /// entry at `index` ([MS-SMB2] 3.3.5.14); indexes outside 1..=64 are
     /// ignored.
-    pub fn set_lock_sequence(&mut self, key: &FileKey, persistent_id: u64, index: u32, number: Option<u8>) {
-        let Some(slot) = sequence_slot(index) else {
-            return;
-        };
-        if let Some(f) = self.files.get_mut(key) {
-            f.lock_sequences.entry(persistent_id).or_default().0[slot] = number;
-        }
+    ///
+    /// Returns the change for the state model, when there was one.
+    pub fn set_lock_sequence(&mut self, key: &FileUid, persistent_id: u64, index: u32, number: Option<u8>) -> Option<crate::model::Delta> {
+        let slot = sequence_slot(index)?;
+        let f = self.files.get_mut(key)?;
+        f.lock_sequences.entry(persistent_id).or_default().0[slot] = number;
+        Some(crate::model::Delta::LockSequenceSet {
+            open: crate::model::PersistentFileId(persistent_id),
+            index: (slot + 1) as u8,
+            number,
+        })
     }
 
-    pub fn lock_generation(&self, key: &FileKey) -> u64 {
+    pub fn lock_generation(&self, key: &FileUid) -> u64 {
         self.files.get(key).map_or(0, |f| f.lock_generation)
     }
 }
@@ -644,6 +704,15 @@ impl FileTable {
 mod tests {
     use super::*;
 
+    /// A file id for the tests, and its inode: different files, different inodes.
+    fn key(a: u64, b: u64) -> FileUid {
+        FileUid(u128::from(a) << 64 | u128::from(b))
+    }
+
+    fn ino(k: FileUid) -> Inode {
+        Inode { dev: (k.0 >> 64) as u64, ino: k.0 as u64 }
+    }
+
     fn r(access: u32, share: u32) -> OpenRef {
         OpenRef::new(1, access, share)
     }
@@ -671,15 +740,45 @@ mod tests {
         assert!(!share_conflict(&r(READ_CONTROL | WRITE_DAC | WRITE_OWNER, 0), DELETE | FILE_READ_DATA, 0));
         // Through the table, in both orders.
         let mut t = FileTable::default();
-        let k = (1, 3);
+        let k = key(1, 3);
         let root = crate::fs::Resolved::root();
-        t.add_open(k, OpenRef::new(1, FILE_READ_ATTRIBUTES, 0), root.clone());
+        t.add_open(k, ino(k), OpenRef::new(1, FILE_READ_ATTRIBUTES, 0), root.clone());
         assert!(t.check_share(&k, FILE_READ_DATA, 7));
-        t.add_open(k, OpenRef::new(2, FILE_READ_DATA, 7), root);
+        t.add_open(k, ino(k), OpenRef::new(2, FILE_READ_DATA, 7), root);
         assert!(t.check_share(&k, FILE_READ_ATTRIBUTES, 0));
         assert!(t.check_share(&k, FILE_WRITE_DATA, 7));
         assert!(t.check_share(&k, FILE_READ_DATA, share::READ));
         assert!(!t.check_share(&k, FILE_READ_DATA, 0));
+    }
+
+    #[test]
+    fn files_are_keyed_by_uid_and_found_by_inode_while_open() {
+        use access::*;
+        let mut t = FileTable::default();
+        let (k, i) = (FileUid(0xABC), Inode { dev: 8, ino: 42 });
+        assert_eq!(t.uid_of(i), None);
+        // Two opens of one file (two hard links, say): one entry, whose
+        // share modes both see.
+        t.add_open(k, i, OpenRef::new(1, FILE_READ_DATA, share::READ), crate::fs::Resolved::root());
+        assert_eq!((t.uid_of(i), t.inode_of(&k)), (Some(k), Some(i)));
+        assert!(!t.check_share(&k, FILE_WRITE_DATA, 7));
+        t.add_open(k, i, OpenRef::new(2, FILE_READ_DATA, 7), crate::fs::Resolved::root());
+        assert_eq!(t.open_ids(&k), [1, 2]);
+        // Another inode is another file, with its own id.
+        let (k2, i2) = (FileUid(0xDEF), Inode { dev: 8, ino: 43 });
+        t.add_open(k2, i2, OpenRef::new(3, FILE_WRITE_DATA, 0), crate::fs::Resolved::root());
+        assert_eq!(t.uid_of(i2), Some(k2));
+        assert!(t.check_share(&k, FILE_READ_DATA, 7));
+        // The inode is forgotten with the last open, not before.
+        assert_eq!(t.remove_open(&k, 1), None);
+        assert_eq!(t.uid_of(i), Some(k));
+        t.set_delete_pending(&k, true);
+        assert_eq!(t.remove_open(&k, 2), Some(crate::fs::Resolved::root()));
+        assert_eq!((t.uid_of(i), t.inode_of(&k)), (None, None));
+        assert!(!t.is_delete_pending(&k));
+        assert_eq!(t.uid_of(i2), Some(k2));
+        assert_eq!(t.remove_open(&k2, 3), None);
+        assert!(t.inodes.is_empty() && t.files.is_empty());
     }
 
     fn bl(id: u64, offset: u64, length: u64, exclusive: bool) -> ByteLock {
@@ -687,13 +786,13 @@ mod tests {
     }
 
     fn take(t: &mut FileTable, l: ByteLock) -> bool {
-        t.lock_ranges(&(1, 2), &[l], true).is_ok()
+        t.lock_ranges(&key(1, 2), &[l], true).is_ok()
     }
 
     #[test]
     fn locks_conflict_and_release() {
         let mut t = FileTable::default();
-        let k = (1, 2);
+        let k = key(1, 2);
         assert!(take(&mut t, bl(1, 0, 10, true)));
         assert!(!take(&mut t, bl(2, 5, 10, false)));
         assert!(take(&mut t, bl(2, 10, 10, true)));
@@ -707,7 +806,7 @@ mod tests {
     #[test]
     fn stacking_on_the_same_open() {
         let mut t = FileTable::default();
-        let k = (1, 2);
+        let k = key(1, 2);
         // Shared on shared, and shared on the open's own exclusive, stack.
         assert!(take(&mut t, bl(1, 0, 10, true)));
         assert!(take(&mut t, bl(1, 0, 10, false)));
@@ -752,7 +851,7 @@ mod tests {
     #[test]
     fn all_or_nothing() {
         let mut t = FileTable::default();
-        let k = (1, 2);
+        let k = key(1, 2);
         assert!(take(&mut t, bl(1, 10, 10, true)));
         // The second conflicts: the first is not kept.
         assert_eq!(t.lock_ranges(&k, &[bl(1, 0, 10, true), bl(1, 10, 10, true)], true), Err(1));
@@ -767,7 +866,7 @@ mod tests {
     #[test]
     fn io_against_locks() {
         let mut t = FileTable::default();
-        let k = (1, 2);
+        let k = key(1, 2);
         assert!(take(&mut t, bl(1, 0, 100, false)));
         assert!(take(&mut t, bl(1, 100, 100, true)));
         // Shared: anyone reads, nobody writes, the owner included.
@@ -788,8 +887,8 @@ mod tests {
     #[test]
     fn lock_sequences_replay_and_close() {
         let mut t = FileTable::default();
-        let k = (1, 2);
-        t.add_open(k, OpenRef::new(7, 0, 0), crate::fs::Resolved::root());
+        let k = key(1, 2);
+        t.add_open(k, ino(k), OpenRef::new(7, 0, 0), crate::fs::Resolved::root());
         assert!(!t.lock_sequence_replayed(&k, 7, 1, 1));
         t.set_lock_sequence(&k, 7, 1, Some(1));
         t.set_lock_sequence(&k, 7, 64, Some(2));
@@ -805,7 +904,7 @@ mod tests {
         t.set_lock_sequence(&k, 7, 1, None);
         assert!(!t.lock_sequence_replayed(&k, 7, 1, 1));
         // Closing the open forgets its locks and sequences.
-        t.add_open(k, OpenRef::new(8, 0, 0), crate::fs::Resolved::root());
+        t.add_open(k, ino(k), OpenRef::new(8, 0, 0), crate::fs::Resolved::root());
         assert!(take(&mut t, bl(7, 0, 1, true)));
         assert_eq!(t.remove_open(&k, 7), None);
         assert!(!t.lock_sequence_replayed(&k, 7, 64, 2));
@@ -814,8 +913,8 @@ mod tests {
 
     /// An open with an oplock whose break notifications go nowhere (the
     /// table logic does not need a client).
-    fn holder(t: &mut FileTable, k: FileKey, pid: u64, share_access: u32, requested: u8) -> u8 {
-        t.add_open(k, OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, share_access), crate::fs::Resolved::root());
+    fn holder(t: &mut FileTable, k: FileUid, pid: u64, share_access: u32, requested: u8) -> u8 {
+        t.add_open(k, ino(k), OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, share_access), crate::fs::Resolved::root());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = oplock::BreakSink {
             tx: tx.downgrade(),
@@ -831,7 +930,7 @@ mod tests {
 
     #[test]
     fn batch_breaks_even_on_a_sharing_violation_exclusive_does_not() {
-        let k = (3, 4);
+        let k = key(3, 4);
         let mut t = FileTable::default();
         assert_eq!(holder(&mut t, k, 1, 0, level::BATCH), level::BATCH);
         let b = t.break_for_open(&k, false, true, None);
@@ -843,7 +942,7 @@ mod tests {
         // A second acknowledgement has nothing to acknowledge.
         assert_eq!(t.ack_oplock(&k, 1, level::NONE), Err(protocol::NtStatus::INVALID_OPLOCK_PROTOCOL));
 
-        let k = (3, 5);
+        let k = key(3, 5);
         assert_eq!(holder(&mut t, k, 2, 0, level::EXCLUSIVE), level::EXCLUSIVE);
         let b = t.break_for_open(&k, false, true, None);
         assert!(!b.wait && !t.oplock_breaking(&k));
@@ -853,7 +952,7 @@ mod tests {
 
     #[test]
     fn overwrite_breaks_to_none_and_level_two_needs_no_ack() {
-        let k = (5, 6);
+        let k = key(5, 6);
         let mut t = FileTable::default();
         assert_eq!(holder(&mut t, k, 1, 7, level::BATCH), level::BATCH);
         assert!(t.break_for_open(&k, true, false, None).wait);
@@ -870,12 +969,12 @@ mod tests {
 
     #[test]
     fn writes_break_level_two_and_time_outs_take_the_oplock() {
-        let k = (7, 8);
+        let k = key(7, 8);
         let mut t = FileTable::default();
         assert_eq!(holder(&mut t, k, 1, 7, level::II), level::II);
         t.break_level2(&k, 0);
         assert_eq!(t.oplock_level(&k, 1), level::NONE);
-        let k = (7, 9);
+        let k = key(7, 9);
         assert_eq!(holder(&mut t, k, 2, 7, level::EXCLUSIVE), level::EXCLUSIVE);
         assert!(t.break_for_open(&k, false, false, None).wait);
         t.oplock_time_out(&k);
@@ -885,9 +984,9 @@ mod tests {
 
     #[test]
     fn stat_opens_do_not_count_against_exclusive_grants() {
-        let k = (9, 10);
+        let k = key(9, 10);
         let mut t = FileTable::default();
-        t.add_open(k, OpenRef::new(1, access::FILE_READ_ATTRIBUTES, 7), crate::fs::Resolved::root());
+        t.add_open(k, ino(k), OpenRef::new(1, access::FILE_READ_ATTRIBUTES, 7), crate::fs::Resolved::root());
         assert_eq!(holder(&mut t, k, 2, 7, level::BATCH), level::BATCH);
         // A gone holder is reported for purging.
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<oplock::Notice>();
@@ -898,11 +997,11 @@ mod tests {
         assert_eq!(b.orphans, vec![2]);
         // A kept durable open is unreachable from the moment it is kept,
         // whatever its old connection still holds.
-        let k = (9, 11);
+        let k = key(9, 11);
         assert_eq!(holder(&mut t, k, 5, 7, level::BATCH), level::BATCH);
         assert!(t.break_for_open(&k, false, false, None).orphans.is_empty());
         t.oplock_time_out(&k);
-        let k = (9, 12);
+        let k = key(9, 12);
         assert_eq!(holder(&mut t, k, 6, 7, level::BATCH), level::BATCH);
         t.disconnect_oplock(&k, 6);
         assert_eq!(t.break_for_open(&k, false, false, None).orphans, vec![6]);

@@ -8,30 +8,33 @@
 //! client's live session or open of this boot. So each boot of a node takes
 //! a new generation, and the generation is part of every id.
 //!
-//! Format of a 64-bit id:
+//! Format of a 64-bit id: the model's ([`crate::model::ids`]), so that the
+//! ids the live server hands out are the ones its state model records:
 //!
 //! ```text
-//! | node: 4 bits (63..60) | generation: 20 bits (59..40) | counter: 40 bits (39..0) |
+//! | set: 8 bits (63..56) | generation: 24 bits (55..32) | counter: 32 bits (31..0) |
 //! ```
 //!
-//! - `node`: 0 today. The pair will give each node its own slot (not its
-//!   `ids::NodeId`, which is wider: a small index into the pair), so that
-//!   ids are unique across the two nodes as well (room for 16).
+//! - `set`: the share set whose partition the id belongs to (0 today: one
+//!   set per node; the pair gives each node's set its own number, so ids
+//!   are unique across the two nodes as well).
 //! - `generation`: taken at start: one more than the last one, which is kept
 //!   in the file `generation` in the server's state directory (a decimal
 //!   number and a newline, replaced atomically). With no state directory,
 //!   or one that cannot be written, the generation is random (a repeat is
-//!   then unlikely, 1 in 2^20 per pair of boots, not impossible). A new
+//!   then unlikely, 1 in 2^24 per pair of boots, not impossible). A new
 //!   state directory starts at a random generation too, so a wiped one does
 //!   not repeat the ids of the boot before.
-//! - `counter`: 1, 2, 3, ... within the boot. Should it ever pass 2^40 - 1,
-//!   the carry moves the id on to the next generation, which is then
-//!   written to the file, so the next boot starts after it.
+//! - `counter`: 1, 2, 3, ... within the boot. When it passes
+//!   [`crate::model::ids::MAX_COUNTER`], the carry moves the id on to the
+//!   next generation, which is then written to the file, so the next boot
+//!   starts after it (and the model follows with a `NewGeneration` delta,
+//!   [`super::Server::apply`]).
 //!
 //! No id is 0 or all ones. Tree ids are 32 bits ([`IdAlloc::next_tree_id`]);
-//! they need to be unique only within their session and do not outlive the
-//! process, so they are the counter's low 32 bits, skipping 0 and
-//! 0xFFFFFFFF (the related-compound placeholder).
+//! they need to be unique only within their session, so they are the
+//! counter's low 32 bits, skipping 0 and 0xFFFFFFFF (the related-compound
+//! placeholder).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -39,20 +42,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{info, warn};
 
-/// Bits of the counter.
-pub const COUNTER_BITS: u32 = 40;
-/// Bits of the generation.
-pub const GENERATION_BITS: u32 = 20;
-/// Where the node bits start.
-pub const NODE_SHIFT: u32 = COUNTER_BITS + GENERATION_BITS;
+use ids::SetId;
+
+use crate::model::ids::{COUNTER_BITS, GENERATION_BITS};
+
+/// Where the set bits start.
+pub const SET_SHIFT: u32 = COUNTER_BITS + GENERATION_BITS;
 const COUNTER_MASK: u64 = (1 << COUNTER_BITS) - 1;
 const GENERATION_MASK: u64 = (1 << GENERATION_BITS) - 1;
+/// Generation and counter: what the allocator counts.
+const SEQUENCE_MASK: u64 = (1 << SET_SHIFT) - 1;
 /// The file in the state directory that holds the last generation.
 pub const GENERATION_FILE: &str = "generation";
 
 /// The id allocator of one boot of a node.
 pub struct IdAlloc {
-    /// `node | generation | counter` of the last id handed out.
+    /// The set bits of every id.
+    set: u64,
+    /// `generation | counter` of the last id handed out.
     last: AtomicU64,
     /// Where the generation is kept, when it is.
     state_dir: Option<PathBuf>,
@@ -61,7 +68,7 @@ pub struct IdAlloc {
 impl IdAlloc {
     /// Takes this boot's generation: from (and into) `state_dir` when one is
     /// given and writable, else at random.
-    pub fn start(state_dir: Option<&Path>) -> IdAlloc {
+    pub fn start(set: SetId, state_dir: Option<&Path>) -> IdAlloc {
         let (generation, kept) = match state_dir {
             Some(dir) => match next_generation(dir) {
                 Ok(g) => (g, true),
@@ -73,13 +80,17 @@ impl IdAlloc {
             None => (random_generation(), false),
         };
         info!(generation, kept, "id generation");
-        IdAlloc::with_generation(generation, if kept { state_dir.map(Path::to_path_buf) } else { None })
+        IdAlloc::with_generation(set, generation, if kept { state_dir.map(Path::to_path_buf) } else { None })
     }
 
     /// An allocator at a given generation. Should its counter run out, the
     /// next generation is written to `state_dir`, when given.
-    pub fn with_generation(generation: u64, state_dir: Option<PathBuf>) -> IdAlloc {
-        IdAlloc { last: AtomicU64::new((generation & GENERATION_MASK) << COUNTER_BITS), state_dir }
+    pub fn with_generation(set: SetId, generation: u64, state_dir: Option<PathBuf>) -> IdAlloc {
+        IdAlloc {
+            set: u64::from(set.0 & 0xFF) << SET_SHIFT,
+            last: AtomicU64::new((generation & GENERATION_MASK) << COUNTER_BITS),
+            state_dir,
+        }
     }
 
     /// This boot's generation (the one the next id would carry).
@@ -87,18 +98,27 @@ impl IdAlloc {
         generation_of(self.last.load(Ordering::Relaxed) + 1)
     }
 
+    /// The set whose ids these are.
+    pub fn set(&self) -> SetId {
+        SetId((self.set >> SET_SHIFT) as u16)
+    }
+
     /// A fresh 64-bit id.
     pub fn next_id(&self) -> u64 {
         loop {
-            let id = self.last.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-            if id & COUNTER_MASK == 0 {
+            let seq = self.last.fetch_add(1, Ordering::Relaxed).wrapping_add(1) & SEQUENCE_MASK;
+            if seq & COUNTER_MASK == 0 {
                 // The counter ran out and carried into the generation: keep
                 // the new generation for the next boot, and skip the id whose
                 // counter is 0.
-                self.keep_generation(generation_of(id));
+                self.keep_generation(generation_of(seq));
                 continue;
             }
-            return id;
+            if seq & COUNTER_MASK == COUNTER_MASK {
+                // All ones is never a counter (the model's MAX_COUNTER).
+                continue;
+            }
+            return self.set | seq;
         }
     }
 
@@ -169,20 +189,25 @@ mod tests {
 
     #[test]
     fn ids_carry_the_generation_and_count_from_one() {
-        let ids = IdAlloc::with_generation(7, None);
+        let ids = IdAlloc::with_generation(SetId(0), 7, None);
         let a = ids.next_id();
         let b = ids.next_id();
         assert_eq!(a, 7 << COUNTER_BITS | 1);
         assert_eq!(b, a + 1);
         assert_eq!(generation_of(a), 7);
-        assert_eq!(a >> NODE_SHIFT, 0, "node bits are 0 for now");
+        assert_eq!(a >> SET_SHIFT, 0, "set 0");
+        let other = IdAlloc::with_generation(SetId(3), 7, None).next_id();
+        assert_eq!(other, 3 << SET_SHIFT | 7 << COUNTER_BITS | 1, "another set's ids differ in the set bits");
+        // The model takes the live ids as its own.
+        let parts = crate::model::ids::IdParts::of(other);
+        assert_eq!((parts.set, parts.generation, parts.counter), (SetId(3), 7, 1));
     }
 
     #[test]
     fn each_start_takes_the_next_generation_from_the_state_dir() {
         let dir = tempfile::tempdir().unwrap();
-        let first = IdAlloc::start(Some(dir.path()));
-        let second = IdAlloc::start(Some(dir.path()));
+        let first = IdAlloc::start(SetId(0), Some(dir.path()));
+        let second = IdAlloc::start(SetId(0), Some(dir.path()));
         assert_eq!(second.generation(), (first.generation() + 1) & GENERATION_MASK);
         assert_ne!(first.next_id(), second.next_id());
         let kept: u64 = std::fs::read_to_string(dir.path().join(GENERATION_FILE)).unwrap().trim().parse().unwrap();
@@ -193,7 +218,7 @@ mod tests {
     fn the_generation_wraps_around() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(GENERATION_FILE), format!("{GENERATION_MASK}\n")).unwrap();
-        assert_eq!(IdAlloc::start(Some(dir.path())).generation(), 0);
+        assert_eq!(IdAlloc::start(SetId(0), Some(dir.path())).generation(), 0);
     }
 
     #[test]
@@ -202,27 +227,28 @@ mod tests {
         // A file where the directory should be.
         let not_a_dir = dir.path().join("f");
         std::fs::write(&not_a_dir, b"x").unwrap();
-        let ids = IdAlloc::start(Some(&not_a_dir));
+        let ids = IdAlloc::start(SetId(0), Some(&not_a_dir));
         assert!(ids.next_id() & COUNTER_MASK == 1);
     }
 
     #[test]
     fn a_spent_counter_moves_on_to_the_next_generation_and_keeps_it() {
         let dir = tempfile::tempdir().unwrap();
-        let ids = IdAlloc::with_generation(5, Some(dir.path().to_path_buf()));
-        ids.last.store(5 << COUNTER_BITS | (COUNTER_MASK - 1), Ordering::Relaxed);
+        let ids = IdAlloc::with_generation(SetId(0), 5, Some(dir.path().to_path_buf()));
+        ids.last.store(5 << COUNTER_BITS | (COUNTER_MASK - 2), Ordering::Relaxed);
         let last_of_5 = ids.next_id();
+        assert_eq!(last_of_5 & COUNTER_MASK, COUNTER_MASK - 1, "the model's MAX_COUNTER is the last");
         assert_eq!(generation_of(last_of_5), 5);
         let first_of_6 = ids.next_id();
         assert_eq!(first_of_6, 6 << COUNTER_BITS | 1, "the id with counter 0 is skipped");
         let kept: u64 = std::fs::read_to_string(dir.path().join(GENERATION_FILE)).unwrap().trim().parse().unwrap();
         assert_eq!(kept, 6);
-        assert_eq!(IdAlloc::start(Some(dir.path())).generation(), 7);
+        assert_eq!(IdAlloc::start(SetId(0), Some(dir.path())).generation(), 7);
     }
 
     #[test]
     fn tree_ids_skip_zero_and_all_ones() {
-        let ids = IdAlloc::with_generation(0, None);
+        let ids = IdAlloc::with_generation(SetId(0), 0, None);
         ids.last.store(0xFFFF_FFFE, Ordering::Relaxed);
         assert_eq!(ids.next_tree_id(), 1, "0xFFFFFFFF and 0x1_00000000 are skipped");
     }

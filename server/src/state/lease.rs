@@ -19,7 +19,7 @@ use protocol::msg::create_context::lease_state::{HANDLE_CACHING as H, READ_CACHI
 use protocol::msg::oplock_break::{lease_break_flags, LeaseBreakNotification};
 use protocol::NtStatus;
 
-use crate::fs::FileKey;
+use crate::model::FileUid;
 use super::oplock::BreakSink;
 
 pub use protocol::msg::create_context::lease_state;
@@ -48,7 +48,7 @@ pub struct Breaking {
 #[derive(Debug, Clone)]
 pub struct Lease {
     /// The file its opens are of (Lease.Filename, by identity).
-    pub file: FileKey,
+    pub file: FileUid,
     /// Lease.LeaseState.
     pub state: u32,
     pub breaking: Option<Breaking>,
@@ -89,7 +89,7 @@ pub fn keep_for_open(state: u32, overwrite: bool, violation: bool) -> u32 {
 }
 
 impl Lease {
-    pub fn new(file: FileKey, state: u32, v2: Option<u16>) -> Lease {
+    pub fn new(file: FileUid, state: u32, v2: Option<u16>) -> Lease {
         Lease {
             file,
             state,
@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn breaks_acks_and_epochs() {
-        let mut l = Lease::new((1, 1), R | W | H, Some(7));
+        let mut l = Lease::new(FileUid(1), R | W | H, Some(7));
         assert_eq!(l.epoch, 8);
         assert!(l.break_to(&ID, R | H));
         assert_eq!(l.epoch, 9);
@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(l.ack(&ID, R), Err(NtStatus::UNSUCCESSFUL));
         // An overwrite during a break: RH first, then R, then none
         // without an acknowledgement.
-        let mut l = Lease::new((1, 1), R | W | H, None);
+        let mut l = Lease::new(FileUid(1), R | W | H, None);
         assert!(l.break_to(&ID, R | H));
         assert!(l.break_to(&ID, 0));
         assert_eq!(l.ack(&ID, R | H), Ok(R | H));
@@ -238,14 +238,14 @@ mod tests {
 
     #[test]
     fn version_one_has_no_epoch_and_time_outs_drop_the_lease() {
-        let mut l = Lease::new((1, 1), R | H, None);
+        let mut l = Lease::new(FileUid(1), R | H, None);
         assert_eq!(l.epoch, 0);
         assert!(l.break_to(&ID, R));
         assert_eq!(l.epoch, 0);
         l.time_out();
         assert_eq!((l.state, l.breaking), (0, None));
         // Acknowledging to less than asked is fine.
-        let mut l = Lease::new((1, 1), R | W | H, None);
+        let mut l = Lease::new(FileUid(1), R | W | H, None);
         assert!(l.break_to(&ID, R | H));
         assert_eq!(l.ack(&ID, 0), Ok(0));
         assert_eq!(l.state, 0);

@@ -5,8 +5,45 @@
 //! The per-file table ([`files::FileTable`]) is server-wide: share modes,
 //! delete-on-close and byte-range locks concern every open of a file,
 //! whichever connection made it.
+//!
+//! # Lock order
+//!
+//! The runtime state sits behind `std::sync::Mutex`es, taken with
+//! [`lock`]. While holding one, take only locks ranked below it; never two
+//! of one rank at once (two sessions' `inner`, two opens' `st`):
+//!
+//! 1. `Session.inner`: a session's auth state, trees and opens.
+//! 2. `Server.durable`: the retained (disconnected) durable opens.
+//! 3. `Open.writing`: one WRITE per open at a time.
+//! 4. `Open.st`: an open's mutable part.
+//! 5. `Server.files`: the per-file table. Oplock and lease break notices
+//!    are encoded and queued under it, so that encoding takes no lock
+//!    ([`crate::pipeline::encode_unsolicited`] carries no preauth session).
+//! 6. `Server.notify`, then a watch's queue (`notify::Watch.queue`).
+//! 7. `Server.recorder` (the state model). [`Server::apply`] holds it for
+//!    a whole batch of deltas, and is called with no other lock held.
+//!
+//! Leaves, under which nothing is taken, may be taken under any of these:
+//! `Server.sessions`, `Server.logins`, `ConnState.pending`, a pipe's
+//! `Mutex<Pipe>` (`OpenKind::Pipe`), `limits::Counters.conns`, a share's
+//! name cache (`fs::names::NameCache.dirs`).
+//!
+//! The nestings in use: `Session.inner` → `Open.st` (a new open's delta,
+//! [`deltas::open_up`]); `Server.durable` → `Server.files` and `Open.st`
+//! (the check of a reconnect, [`durable::reclaim`]); `Open.writing` →
+//! `Server.files` and `Open.st` (a write and its write time); `Open.st` →
+//! `Server.files` (QUERY_DIRECTORY); `Server.notify` → `Watch.queue`.
+//! Every other guard is dropped before the next lock is taken.
+//!
+//! No guard is held across an `.await` (`clippy::await_holding_lock` is
+//! denied in `lib.rs`). A task that waits on a `tokio::sync::Notify`
+//! (`Server.lock_released`, `Server.oplock_changed`, a watch's `wake`)
+//! enables its `Notified` first, checks under the lock, drops the guard and
+//! then awaits (`Server.deadlines` needs no such care: its `notify_one`
+//! keeps a permit). Notifying never blocks, so it may happen under any lock.
 
 pub mod close;
+pub mod deltas;
 pub mod durable;
 pub mod files;
 pub mod id_alloc;
@@ -14,6 +51,7 @@ pub mod notify;
 pub mod open;
 pub mod lease;
 pub mod oplock;
+pub mod record;
 pub mod session;
 pub mod throttle;
 pub mod tree;
@@ -68,6 +106,17 @@ pub struct Server {
     next_conn: AtomicU64,
     /// Failed logons by client address ([`throttle`]).
     pub logins: Mutex<throttle::LoginThrottle>,
+    /// The state model and what records into it ([`record`]).
+    recorder: Mutex<record::Recorder>,
+    /// Check mode is on ([`record`]).
+    checking: bool,
+    /// The share set this node's state is recorded under (0 until the pair).
+    set: ::ids::SetId,
+    /// Requests being carried out ([`record::InFlight`]).
+    pub in_flight: record::InFlight,
+    /// Woken when the state model records a new deadline (a retained
+    /// handle), for [`durable::scavenger`].
+    pub deadlines: tokio::sync::Notify,
 }
 
 impl Server {
@@ -85,7 +134,10 @@ impl Server {
             shares.push(Arc::new(ShareEntry { cfg: s.clone(), fs: share }));
         }
         let guid: [u8; 16] = rand::random();
-        let ids = id_alloc::IdAlloc::start(cfg.state_dir().as_deref());
+        let set = ::ids::SetId(0);
+        let ids = id_alloc::IdAlloc::start(set, cfg.state_dir().as_deref());
+        let recorder = record::Recorder::new(set, ids.generation() as u32);
+        let checking = recorder.checking();
         let logins = Mutex::new(throttle::LoginThrottle::new(&cfg.limits));
         let resources = crate::limits::Resources::new(&cfg.limits, crate::limits::nofile());
         Ok(Server {
@@ -105,6 +157,11 @@ impl Server {
             resources,
             next_conn: AtomicU64::new(1),
             logins,
+            recorder: Mutex::new(recorder),
+            checking,
+            set,
+            in_flight: record::InFlight::new(),
+            deadlines: tokio::sync::Notify::new(),
         })
     }
 

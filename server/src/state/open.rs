@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use protocol::msg::FileId;
 
-use super::files::FileKey;
+use super::files::FileUid;
 use super::Tree;
 use crate::fs;
 
@@ -53,7 +53,7 @@ pub struct Open {
     pub share_access: u32,
     pub create_options: u32,
     pub is_dir: bool,
-    pub key: Option<FileKey>,
+    pub key: Option<FileUid>,
     pub st: Mutex<OpenState>,
     /// Held for the whole of a WRITE (data and the write-time bookkeeping
     /// around it). Writes to one file serialize on the inode lock in the

@@ -179,7 +179,7 @@ impl BreakSink {
 /// needing an acknowledgement is in progress on the file: every holder
 /// acknowledged or closed. After [`BREAK_TIMEOUT`] the
 /// holders that did not answer lose their oplocks.
-pub async fn wait_for_breaks(server: &super::Server, key: crate::fs::FileKey) {
+pub async fn wait_for_breaks(server: &super::Server, key: crate::model::FileUid) {
     let deadline = tokio::time::Instant::now() + BREAK_TIMEOUT;
     loop {
         let changed = server.oplock_changed.notified();

@@ -38,6 +38,9 @@ pub struct Session {
     /// The session's place in the server's count of sessions, given back
     /// when the session object goes.
     pub slot: Option<crate::limits::SessionSlot>,
+    /// The state model has the session ([`super::deltas::session_up`]):
+    /// it completed authentication and has not ended.
+    pub up: std::sync::atomic::AtomicBool,
 }
 
 pub struct SessionInner {
@@ -79,6 +82,7 @@ impl Session {
                 channels: vec![conn_id],
             }),
             slot: None,
+            up: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -126,11 +126,13 @@ pub struct Options {
     pub duet_args: Vec<String>,
     /// Extra smb.conf lines `key = value` (ignored for duet).
     pub smbd_options: Vec<String>,
+    /// Extra environment variables for duet (ignored for smbd).
+    pub duet_env: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { mode: Mode::Plain, duet_args: vec![], smbd_options: vec![] }
+        Options { mode: Mode::Plain, duet_args: vec![], smbd_options: vec![], duet_env: vec![] }
     }
 }
 
@@ -196,6 +198,7 @@ impl Server {
             }
         }
         cmd.args(&opts.duet_args);
+        cmd.envs(opts.duet_env.iter().map(|(k, v)| (k, v)));
         cmd.current_dir(self.root.path()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", bin.display()))?;
         pump(child.stderr.take().unwrap(), self.stderr_log.clone(), "");

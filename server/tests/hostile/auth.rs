@@ -445,7 +445,7 @@ fn duet_with_state(state: &std::path::Path) -> common::Server {
     common::Server::start_with(common::Options {
         mode: common::Mode::Plain,
         duet_args: vec!["--state-dir".into(), state.display().to_string()],
-        smbd_options: vec![],
+        ..common::Options::default()
     })
 }
 
@@ -476,8 +476,8 @@ fn ids_do_not_repeat_across_a_restart() {
     assert_ne!(live.session_id, old_session, "the first session of each boot got the same id");
     assert_ne!(new_file.persistent, old_file.persistent, "file ids repeat across boots");
     // The layout ([`server::state::id_alloc`]): the generation went up by one.
-    let generation = |id: u64| (id >> 40) & 0xF_FFFF;
-    assert_eq!(generation(live.session_id), (generation(old_session) + 1) & 0xF_FFFF, "{old_session:#x} then {:#x}", live.session_id);
+    let generation = |id: u64| (id >> 32) & 0xFF_FFFF;
+    assert_eq!(generation(live.session_id), (generation(old_session) + 1) & 0xFF_FFFF, "{old_session:#x} then {:#x}", live.session_id);
 
     // A client reconnects naming its session of the boot before.
     let mut reconnecting = Client::connect(addr);

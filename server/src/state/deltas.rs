@@ -1,0 +1,120 @@
+//! What the state model records of the runtime objects: the [`Delta`]s
+//! that bring a session, a tree connect or an open into the model and take
+//! it out again. Only what a restart or a takeover needs is recorded:
+//! sessions that completed authentication, tree connects of disk shares,
+//! and opens of files and directories (not IPC$ and its pipes).
+
+use std::sync::atomic::Ordering;
+
+use crate::model::{
+    Caching, ClientGuid, Delta, Durability, NewOpen, OpenInfo, Owner, PersistentFileId, SessionId,
+    SessionInfo, SessionKeys, Timestamp, TreeId, TreeInfo, VolatileFileId,
+};
+
+use super::session::SessionInner;
+use super::{durable, Open, Session, Tree};
+
+/// Now, as the model keeps times (wall-clock milliseconds).
+pub fn now() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp(d.as_millis() as u64)
+}
+
+/// A session that completed authentication (the first time only: a
+/// reauthentication changes nothing the model keeps). `None` when it was
+/// recorded already.
+pub fn session_up(session: &Session, inner: &SessionInner) -> Option<Delta> {
+    if session.up.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    let keys = inner.crypto.as_ref().map_or_else(SessionKeys::default, |c| SessionKeys {
+        session_key: Vec::new(),
+        signing: c.signing_key.clone(),
+        encryption: c.encryption_key.clone(),
+        decryption: c.decryption_key.clone(),
+        application: Vec::new(),
+    });
+    let c = inner.crypto.as_deref();
+    Some(Delta::SessionUp(Box::new(SessionInfo {
+        id: SessionId(session.id),
+        owner: Owner { user: inner.user.clone(), domain: inner.domain.clone() },
+        guest: inner.guest,
+        anonymous: inner.anonymous,
+        client_guid: ClientGuid(inner.client_guid),
+        dialect: c.map_or(0, |c| c.dialect),
+        signing_algorithm: c.map_or(0, |c| c.signing_alg as u16),
+        cipher: c.map_or(0, |c| c.cipher),
+        signing_required: c.is_some_and(|c| c.signing_required),
+        encrypt_data: c.is_some_and(|c| c.encrypt_data),
+        keys,
+        created_at: now(),
+        expires_at: None,
+    })))
+}
+
+/// A session ends: `None` when the model never had it.
+pub fn session_down(session: &Session) -> Option<Delta> {
+    session.up.swap(false, Ordering::AcqRel).then_some(Delta::SessionDown { session: SessionId(session.id) })
+}
+
+/// A tree connect of a disk share (IPC$ is not recorded).
+pub fn tree_up(session: &Session, tree: &Tree) -> Option<Delta> {
+    let share = tree.share()?;
+    session.up.load(Ordering::Acquire).then(|| Delta::TreeUp {
+        session: SessionId(session.id),
+        tree: TreeInfo {
+            id: TreeId(tree.id),
+            share: share.cfg.name.clone(),
+            encrypt: tree.encrypt,
+            read_only: tree.read_only,
+            maximal_access: tree.maximal_access,
+        },
+    })
+}
+
+pub fn tree_down(session: &Session, tree: &Tree) -> Option<Delta> {
+    (tree.share().is_some() && session.up.load(Ordering::Acquire))
+        .then_some(Delta::TreeDown { session: SessionId(session.id), tree: TreeId(tree.id) })
+}
+
+/// A new open of a file or directory (pipes are not recorded).
+pub fn open_up(open: &Open, inner: &SessionInner, client_guid: [u8; 16]) -> Option<Delta> {
+    let key = open.key?;
+    let share = open.share()?;
+    let st = super::lock(&open.st);
+    let durability = if st.durable {
+        Durability::V1 { timeout_ms: durable::TIMEOUT.as_millis() as u32 }
+    } else {
+        Durability::None
+    };
+    Some(Delta::OpenUp(Box::new(NewOpen {
+        info: OpenInfo {
+            persistent: PersistentFileId(open.persistent_id),
+            file: key,
+            share: share.cfg.name.clone(),
+            create_guid: None,
+            client_guid: ClientGuid(client_guid),
+            app_instance_id: None,
+            app_instance_version: None,
+            owner: Owner { user: inner.user.clone(), domain: inner.domain.clone() },
+            durability,
+            replay_eligible: false,
+            granted_access: open.access,
+            share_access: open.share_access,
+            create_options: open.create_options,
+            is_dir: open.is_dir,
+        },
+        path: st.path.trim_start_matches('\\').to_string(),
+        session: SessionId(open.session_id),
+        tree: TreeId(open.tree.id),
+        volatile: VolatileFileId(open.volatile_id),
+        caching: Caching::None,
+        channel_sequence: 0,
+        delete_on_close: st.delete_on_close,
+    })))
+}
+
+/// An open closed (CLOSE, teardown, a retained handle expired or purged).
+pub fn open_down(open: &Open) -> Option<Delta> {
+    open.key.map(|_| Delta::OpenDown { open: PersistentFileId(open.persistent_id) })
+}
