@@ -12,7 +12,7 @@ use crate::model::{
 };
 
 use super::session::SessionInner;
-use super::{durable, Open, Session, Tree};
+use super::{Open, Session, Tree};
 
 /// Now, as the model keeps times (wall-clock milliseconds).
 pub fn now() -> Timestamp {
@@ -83,7 +83,7 @@ pub fn open_up(open: &Open, inner: &SessionInner, client_guid: [u8; 16]) -> Opti
     let share = open.share()?;
     let st = super::lock(&open.st);
     let durability = if st.durable {
-        Durability::V1 { timeout_ms: durable::TIMEOUT.as_millis() as u32 }
+        Durability::V1 { timeout_ms: super::open::DURABLE_TIMEOUT.as_millis() as u32 }
     } else {
         Durability::None
     };

@@ -21,10 +21,8 @@ use super::{lock, Open, Server, Tree};
 use crate::fs;
 use crate::model::{Delta, PersistentFileId};
 
-/// How long a disconnected durable open waits for its client (Samba's
-/// default for version 1 handles; the value is implementation-specific,
-/// [MS-SMB2] 3.3.5.9.6).
-pub const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a disconnected durable open waits for its client.
+pub use super::open::DURABLE_TIMEOUT as TIMEOUT;
 
 /// How often the scavenger looks at the retained opens even when the
 /// model names no deadline.

@@ -8,6 +8,13 @@ use super::files::FileUid;
 use super::Tree;
 use crate::fs;
 
+/// How long a disconnected durable open waits for its client
+/// (Open.DurableOpenTimeout, [MS-SMB2] 3.3.1.10; Samba's default for
+/// version 1 handles, the value is implementation-specific, 3.3.5.9.6).
+/// Here, below both, so that the retained opens ([`super::durable`]) and
+/// the deltas that record an open need not import each other.
+pub const DURABLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What the handle refers to.
 pub enum OpenKind {
     /// A file or directory in a share.
