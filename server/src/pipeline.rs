@@ -422,9 +422,10 @@ async fn process(
         // interim answer is not its response: it is not kept for replay. A
         // deferred element's point 3 comes when its future has finished
         // (`spawn_deferred`).
-        let replay_key = match server.journal.keeps_replies() && resp.pending.is_none() {
-            true => ReplayKey::of(&hdr, &elem, if related { chain_file_id } else { None }),
-            false => None,
+        let replay_key = if server.journal.keeps_replies() && resp.pending.is_none() {
+            ReplayKey::of(&hdr, &elem, if related { chain_file_id } else { None })
+        } else {
+            None
         };
         if resp.deferred.is_none() {
             match journal::with_backoff(|| server.journal.post_completion(op, index, replay_key.as_ref(), &resp.body, NO_DELTA)).await {
@@ -874,11 +875,17 @@ async fn spawn_deferred(
             Ok(r) => r,
             Err(s) => error_resp(s),
         };
-        if let Err(e) = journal::with_backoff(|| server.journal.post_completion(op, index, replay_key.as_ref(), &resp.body, NO_DELTA)).await {
-            warn!("journal, point 3: {e}: closing");
-            let _ = tx.send(crate::conn::CLOSE_FRAME).await;
-            return;
-        }
+        let durable_before_answer = match journal::with_backoff(|| server.journal.post_completion(op, index, replay_key.as_ref(), &resp.body, NO_DELTA)).await {
+            Ok(t) => t,
+            Err(e) => {
+                warn!("journal, point 3: {e}: closing");
+                let _ = tx.send(crate::conn::CLOSE_FRAME).await;
+                return;
+            }
+        };
+        // Issue 13: a large WRITE is answered only once this is durable
+        // (`server.journal.durable(durable_before_answer).await`).
+        let _ = durable_before_answer;
         let mut h = hdr;
         h.status = resp.status.0;
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
