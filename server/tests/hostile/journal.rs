@@ -14,6 +14,9 @@ use server::journal::{Journal, OpId, Record, RecordingJournal, ReplayKey};
 use crate::client::{write_body, Client};
 use crate::common;
 
+/// A point-3 record: the response and the replay key.
+type Completion = (Vec<u8>, Option<ReplayKey>);
+
 #[test]
 fn a_deferred_write_has_one_point_3_with_its_real_answer() {
     let rec = Arc::new(RecordingJournal::new());
@@ -28,7 +31,7 @@ fn a_deferred_write_has_one_point_3_with_its_real_answer() {
 
     let records = rec.records();
     let mut commands: HashMap<OpId, u16> = HashMap::new();
-    let mut completions: HashMap<(OpId, usize), Vec<(Vec<u8>, Option<ReplayKey>)>> = HashMap::new();
+    let mut completions: HashMap<(OpId, usize), Vec<Completion>> = HashMap::new();
     for r in &records {
         match r {
             Record::PreAck { op, frame, .. } => {
@@ -45,7 +48,7 @@ fn a_deferred_write_has_one_point_3_with_its_real_answer() {
     }
     // The large WRITE's record holds its real answer: 64 KiB written
     // (Count, [MS-SMB2] 2.2.22), kept under the request's replay key.
-    let writes: Vec<&(Vec<u8>, Option<ReplayKey>)> = completions
+    let writes: Vec<&Completion> = completions
         .iter()
         .filter(|((op, _), _)| commands.get(op) == Some(&(Command::Write as u16)))
         .map(|(_, seen)| &seen[0])
