@@ -2,20 +2,7 @@
 //! whose point-3 record exists gets its saved response instead of running again
 //! (DESIGN.md, "Exactly once").
 //!
-//! | request | key |
-//! |---|---|
-//! | CREATE with a DH2Q context ([MS-SMB2] 2.2.13.2.11) | its CreateGuid ([`ReplayKey::Create`]) |
-//! | LOCK with a LockSequenceIndex in 1..=64 ([MS-SMB2] 2.2.26, 3.3.5.14) | the open's persistent id and the LockSequence field ([`ReplayKey::Lock`]) |
-//! | any other request that names an open ([MS-SMB2] 3.3.5.2.10) | persistent file id, command, ChannelSequence and a hash of the body ([`ReplayKey::Request`]) |
-//! | requests that name no open (NEGOTIATE, SESSION_SETUP, LOGOFF, TREE_CONNECT, TREE_DISCONNECT, ECHO, CANCEL, a CREATE without DH2Q), and an IOCTL on no file | none: [MS-SMB2] has no replay detection for them, and a key without an open would be shared by every client |
-//!
-//! The body hash leaves out everything of the SMB2 header (MessageId, SessionId, TreeId,
-//! Flags with SMB2_FLAGS_REPLAY_OPERATION, credits, the signature change on a resend;
-//! the command and ChannelSequence are in the key as fields), and the 16 FileId bytes of
-//! the body (the volatile half changes when a durable handle is reconnected; the
-//! persistent half is in the key). The hash is [`body_hash`], a stable, non-cryptographic
-//! 64-bit hash: a key is scoped to one open, so a client can only confuse its own
-//! replays with a crafted collision.
+//! The keys are listed on [`ReplayKey`].
 
 use std::collections::HashMap;
 
@@ -28,7 +15,22 @@ use protocol::msg::FileId;
 use super::{OpId, Ticket};
 use crate::model::ids::{CreateGuid, PersistentFileId};
 
-/// What identifies a request across a resend (see the [module doc](self)).
+/// What identifies a request across a resend.
+///
+/// | request | key |
+/// |---|---|
+/// | CREATE with a DH2Q context ([MS-SMB2] 2.2.13.2.11) | its CreateGuid ([`ReplayKey::Create`]) |
+/// | LOCK with a LockSequenceIndex in 1..=64 ([MS-SMB2] 2.2.26, 3.3.5.14) | the open's persistent id and the LockSequence field ([`ReplayKey::Lock`]) |
+/// | any other request that names an open ([MS-SMB2] 3.3.5.2.10) | persistent file id, command, ChannelSequence and a hash of the body ([`ReplayKey::Request`]) |
+/// | requests that name no open (NEGOTIATE, SESSION_SETUP, LOGOFF, TREE_CONNECT, TREE_DISCONNECT, ECHO, CANCEL, a CREATE without DH2Q), and an IOCTL on no file | none: [MS-SMB2] has no replay detection for them, and a key without an open would be shared by every client |
+///
+/// The body hash leaves out everything of the SMB2 header (MessageId, SessionId, TreeId,
+/// Flags with SMB2_FLAGS_REPLAY_OPERATION, credits, the signature change on a resend;
+/// the command and ChannelSequence are in the key as fields), and the 16 FileId bytes of
+/// the body (the volatile half changes when a durable handle is reconnected; the
+/// persistent half is in the key). The hash is [`body_hash`], a stable, non-cryptographic
+/// 64-bit hash: a key is scoped to one open, so a client can only confuse its own
+/// replays with a crafted collision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReplayKey {
     /// A CREATE with a DH2Q context: Open.CreateGuid ([MS-SMB2] 3.3.5.9.10).
@@ -61,7 +63,7 @@ impl ReplayKey {
     /// the file a related compound element inherits ([MS-SMB2] 3.3.5.2.7.2), used when
     /// the element names the all-ones FileId.
     ///
-    /// `None` for requests without replay detection (see the [module doc](self)) and for
+    /// `None` for requests without replay detection (see [`ReplayKey`]) and for
     /// bodies too short to hold their FileId (the handler refuses those anyway).
     pub fn of(hdr: &Header, msg: &[u8], chain_file: Option<FileId>) -> Option<ReplayKey> {
         let body = msg.get(HEADER_LEN..)?;
