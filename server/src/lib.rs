@@ -21,7 +21,9 @@
 //!   only by applying a `Delta`, with versioned checkpoints. Not wired in yet:
 //!   [`state`] still serves requests.
 //! - [`fs`]: the share-confined file system.
-//! - [`journal`]: the consistency-point hook the pipeline calls.
+//! - [`journal`]: the consistency-point interface the pipeline writes
+//!   through (fallible, ticketed, with deltas and replay keys), and its
+//!   implementations: none, NVRAM, recording (for tests).
 //! - [`fuzzing`]: sequences of frames against an in-process server, for the
 //!   fuzz target and its corpus test.
 //!

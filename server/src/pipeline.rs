@@ -23,8 +23,10 @@ use protocol::NtStatus;
 use tracing::{debug, trace, warn, Instrument};
 
 use crate::cmd;
-use crate::handler::{Ctx, PendingFut, Resp, FRAME_ROOM, HEADROOM};
 use crate::connection::{ConnState, PendingOp};
+use crate::handler::{Ctx, PendingFut, Resp, FRAME_ROOM, HEADROOM};
+use crate::journal::{self, ReplayKey, Ticket};
+use crate::model::Delta;
 use crate::state::session::SessionCrypto;
 use crate::state::{lock, Server, Session};
 
@@ -174,7 +176,19 @@ async fn process(
 ) -> Flow {
     let server = conn.server.clone();
     let _in_flight = server.in_flight.enter();
-    let op = server.journal.pre_ack(conn.id, &msg);
+    // Point 1. A full journal holds the connection back (nothing more is read
+    // or answered) until the record fits; any other failure ends it.
+    let conn_id = conn.id;
+    let op = match journal::with_backoff(|| server.journal.pre_ack(conn_id, &msg)).await {
+        Ok((op, _)) => op,
+        Err(e) => {
+            warn!("journal, point 1: {e}: closing");
+            return Flow::Close;
+        }
+    };
+    // The last point-3 record of the frame: durable, it covers the frame's
+    // earlier records too (see `journal`).
+    let mut durable_before_answer = Ticket::DURABLE;
     if let Err(e) = use_message_ids(conn, &msg) {
         // A replayed request, or one beyond the credits granted: the
         // server SHOULD terminate the connection ([MS-SMB2] 3.3.5.2.3).
@@ -242,7 +256,10 @@ async fn process(
                 chain_invalid = false;
                 create_err = None;
             }
-            server.journal.pre_command(op, index);
+            if let Err(e) = journal::with_backoff(|| server.journal.pre_command(op, index)).await {
+                warn!("journal, point 2: {e}: closing");
+                return Flow::Close;
+            }
             let single = first && hdr.next_command == 0;
             if let Err(status) = check_answer_room(conn, &hdr, &elem, answered) {
                 Err(status)
@@ -263,8 +280,30 @@ async fn process(
             Ok(r) => r,
             Err(status) => error_resp(status),
         };
-        server.journal.post_completion(op, index, &resp.body);
-        server.apply(&std::mem::take(&mut resp.deltas));
+        // Point 3, before anything of the answer is sent. A pending element's
+        // interim answer is not its response: it is not kept for replay. A
+        // deferred element's point 3 comes when its future has finished
+        // (`spawn_deferred`).
+        let replay_key = if server.journal.keeps_replies() && resp.pending.is_none() {
+            ReplayKey::of(&hdr, &elem, if related { chain_file_id } else { None })
+        } else {
+            None
+        };
+        if resp.deferred.is_none() {
+            // The element's state delta goes with its response, and is
+            // applied to the model once journaled.
+            let deltas = std::mem::take(&mut resp.deltas);
+            let delta = Delta::encode_batch(&deltas);
+            match journal::with_backoff(|| server.journal.post_completion(op, index, replay_key.as_ref(), &resp.body, &delta)).await {
+                Ok(t) => durable_before_answer = durable_before_answer.later(t),
+                Err(e) => {
+                    warn!("journal, point 3: {e}: closing");
+                    server.apply_journaled(&deltas, &delta);
+                    return Flow::Close;
+                }
+            }
+            server.apply_journaled(&deltas, &delta);
+        }
         index += 1;
         answered += HEADER_LEN + resp.body.len() + 8;
         if resp.no_response {
@@ -316,7 +355,7 @@ async fn process(
         if let Some(fut) = resp.deferred.take() {
             let enc = encrypt_reply.clone().or_else(|| encryption_for_hdr(conn, &resp_hdr));
             let cost = crate::alloc::io_cost(&hdr, &elem);
-            deferred_tasks.push((resp_hdr, sign, enc, fut, index - 1, cost));
+            deferred_tasks.push((resp_hdr, sign, enc, fut, index - 1, replay_key, cost));
         } else if let Some(fut) = resp.pending.take() {
             let async_id = server.next_id();
             let mut interim = resp_hdr.clone();
@@ -344,6 +383,10 @@ async fn process(
         }
         at += len;
     }
+    // Issue 13: a WRITE (any change) is answered only once its point-3 record
+    // is durable: `server.journal.durable(durable_before_answer).await` here,
+    // when `server.journal.must_wait()`.
+    let _ = durable_before_answer;
     if !out.is_empty() {
         let enc = encrypt_reply.or_else(|| encryption_for(conn, &out));
         if !send_elements(conn, out, enc).await {
@@ -351,10 +394,10 @@ async fn process(
         }
     }
     if deferred_tasks.is_empty() {
-        server.journal.post_reply_ack(op);
+        point4(&server, op).await;
     }
-    for (hdr, sign, enc, fut, idx, cost) in deferred_tasks {
-        spawn_deferred(conn, op, idx, hdr, sign, enc, fut, cost).await;
+    for (hdr, sign, enc, fut, idx, key, cost) in deferred_tasks {
+        spawn_deferred(conn, op, idx, key, hdr, sign, enc, fut, cost).await;
     }
     for (async_id, message_id, session_id, final_hdr, fut, sign) in pending_tasks {
         spawn_pending(conn, async_id, message_id, session_id, final_hdr, fut, sign, encrypted);
@@ -680,6 +723,7 @@ async fn spawn_deferred(
     conn: &mut ConnState,
     op: crate::journal::OpId,
     index: usize,
+    replay_key: Option<ReplayKey>,
     hdr: Header,
     sign: Option<Arc<SessionCrypto>>,
     enc: Option<(Arc<SessionCrypto>, u64)>,
@@ -710,8 +754,21 @@ async fn spawn_deferred(
             Ok(r) => r,
             Err(s) => error_resp(s),
         };
-        server.journal.post_completion(op, index, &resp.body);
-        server.apply(&resp.deltas);
+        let delta = Delta::encode_batch(&resp.deltas);
+        let journaled = journal::with_backoff(|| server.journal.post_completion(op, index, replay_key.as_ref(), &resp.body, &delta)).await;
+        // What was done is recorded in the model, journaled or not.
+        server.apply_journaled(&resp.deltas, &delta);
+        let durable_before_answer = match journaled {
+            Ok(t) => t,
+            Err(e) => {
+                warn!("journal, point 3: {e}: closing");
+                let _ = tx.send(crate::transport::CLOSE_FRAME).await;
+                return;
+            }
+        };
+        // Issue 13: a large WRITE is answered only once this is durable
+        // (`server.journal.durable(durable_before_answer).await`).
+        let _ = durable_before_answer;
         let mut h = hdr;
         h.status = resp.status.0;
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
@@ -725,8 +782,16 @@ async fn spawn_deferred(
             None => crate::transport::CLOSE_FRAME,
         };
         let _ = tx.send(frame).await;
-        server.journal.post_reply_ack(op);
+        point4(&server, op).await;
     });
+}
+
+/// Point 4. The answer has left already: a failure is logged, and at worst
+/// a restore sends the answer again, which the client takes as a duplicate.
+async fn point4(server: &Server, op: crate::journal::OpId) {
+    if let Err(e) = journal::with_backoff(|| server.journal.post_reply_ack(op)).await {
+        warn!("journal, point 4: {e}");
+    }
 }
 
 /// Encodes a message the server sends on its own (an oplock break
