@@ -743,6 +743,10 @@ impl Journal {
         if meta.capacity != self.cap {
             return Err(Error::BadSize { expected: self.cap, actual: meta.capacity });
         }
+        // A head no writer reaches would make our own header unreadable at the next open.
+        if meta.head > format::MAX_POSITION {
+            return Err(Error::BadHeader);
+        }
         let mut h = lock(&self.header);
         h.partner.head = meta.head;
         h.partner.generation = meta.generation;
