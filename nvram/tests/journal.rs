@@ -399,7 +399,9 @@ fn bad_journal_files_are_refused_and_left_as_they_were() {
             rng as u8
         })
         .collect();
-    let cases: Vec<(&str, Vec<u8>, &dyn Fn(&Error) -> bool, &str)> = vec![
+    // (what, the file's bytes, the error expected, what its message says)
+    type Case<'a> = (&'a str, Vec<u8>, &'a dyn Fn(&Error) -> bool, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         ("random bytes", random, &|e| matches!(e, Error::BadMagic), "bad magic"),
         ("zeroes", vec![0; REGION], &|e| matches!(e, Error::BadMagic), "bad magic"),
         (
