@@ -692,16 +692,18 @@ impl Journal {
             mirror.ship(Shipment { pos, parts: &[&buf[..n]] }, &ack);
             pos += n as u64;
         }
-        let mut hdr = self.pad_header(claim.start, RECORD_HEADER as u64);
+        // The pad goes where the claim's record goes: when fewer than a header's bytes
+        // were left before the ring end, the claim skips them (readers do too).
+        let mut hdr = self.pad_header(claim.record, RECORD_HEADER as u64);
         RecordHeader::seal(&mut hdr, &crc32fast::Hasher::new());
-        self.region.write_claim(&self.own, &claim, 0, &hdr);
+        self.region.write_claim(&self.own, &claim, claim.record - claim.start, &hdr);
         // Under `PerRecord` nothing else syncs this pad: a record after it is synced
         // from its own start, and a lost pad would end the log before it.
         let synced = match self.durability {
             Durability::PerRecord => self.sync_own(claim.start, claim.end),
             _ => Ok(()),
         };
-        mirror.ship(Shipment { pos: claim.start, parts: &[&hdr[..]] }, &ack);
+        mirror.ship(Shipment { pos: claim.record, parts: &[&hdr[..]] }, &ack);
         *lock(&self.mirror) = Some(mirror);
         drop(head_guard);
         self.own.publish(claim);

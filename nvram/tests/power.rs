@@ -111,6 +111,30 @@ fn the_pad_of_attach_mirror_is_synced() {
     assert_eq!(ops, [OpId(1), OpId(2)]);
 }
 
+/// Attaching a mirror when fewer than a header's bytes are left before the ring end
+/// puts its pad record at the start of the next lap (it wrote across the end).
+#[test]
+fn attach_mirror_near_the_ring_end() {
+    let s = MemStorage::new(nvram::format::MIN_REGION as usize);
+    let o = opts(1, Durability::PerRecord);
+    let a = Journal::create(s.clone(), o).unwrap();
+    let big = vec![5u8; a.max_payload() as usize];
+    a.append(Entry::PreAck { op: OpId(1), request: &big }).unwrap();
+    let t = a.append(Entry::PreAck { op: OpId(2), request: &big }).unwrap();
+    assert_eq!(a.capacity() - t.end, 16);
+    a.retire(OpId(1)).unwrap();
+    let sb = MemStorage::new(nvram::format::MIN_REGION as usize);
+    let b = Arc::new(Journal::create(sb.clone(), opts(2, Durability::PerRecord)).unwrap());
+    a.attach_mirror(Arc::new(LocalMirror::new(b.clone()))).unwrap();
+    a.append(Entry::PreAck { op: OpId(3), request: b"after" }).unwrap();
+    drop((a, b));
+    let (_, ra) = Journal::open(power_loss(&s), o).unwrap();
+    let ops: Vec<OpId> = ra.own.records.iter().map(|r| r.op).collect();
+    assert_eq!(ops, [OpId(2), OpId(3)]);
+    let (_, rb) = Journal::open(power_loss(&sb), opts(2, Durability::PerRecord)).unwrap();
+    assert_eq!(rb.partner.records, ra.own.records);
+}
+
 // ---- a page cache that loses power -------------------------------------------------
 
 /// `Durability::None` counts a record durable once it is stored: right for an NVDIMM or
