@@ -179,6 +179,12 @@ impl std::fmt::Debug for Journal {
             .field("capacity", &self.cap)
             .field("head", &self.head())
             .field("tail", &self.own.published())
+            .field("mem_head", &self.mem_head.load(Ordering::Relaxed))
+            .field("last_checkpoint", &self.last_checkpoint.load(Ordering::Relaxed))
+            .field("pending_checkpoint", &*lock(&self.pending_checkpoint))
+            .field("synced", &self.synced.load(Ordering::Relaxed))
+            .field("mirror_head", &self.mirror_shared.head.load(Ordering::Relaxed))
+            .field("mirror_acked", &self.mirror_shared.acked.load(Ordering::Relaxed))
             .field("durability", &self.durability)
             .finish_non_exhaustive()
     }

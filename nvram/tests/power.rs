@@ -554,12 +554,26 @@ fn scenario(seed: u64, d: Durability, stats: &mut Stats) {
             start + (1 + rng.below(2)) * RING + rng.below(RING)
         };
         let both: Vec<Arc<Journal>> = nodes.iter().map(|n| n.journal.clone()).collect();
+        let models: Vec<Arc<Mutex<Model>>> = nodes.iter().map(|n| n.model.clone()).collect();
         let wait = |cond: &mut dyn FnMut() -> bool, what: &str| {
             let since = std::time::Instant::now();
             while !cond() {
                 assert!(!threads.iter().any(|t| t.is_finished()) || power.is_down(), "an appender died");
                 if since.elapsed().as_secs() >= 60 {
-                    let js: Vec<String> = both.iter().map(|j| format!("{j:?}")).collect();
+                    let js: Vec<String> = both
+                        .iter()
+                        .zip(&models)
+                        .map(|(j, m)| {
+                            let m = m.lock().unwrap();
+                            let at: Vec<_> = m
+                                .tickets
+                                .iter()
+                                .filter(|(_, t)| t.pos == j.head())
+                                .map(|(k, _)| (format!("{:#x}", k.0), k.1, m.retired.contains(&k.0)))
+                                .collect();
+                            format!("{j:?} at head: {at:?}")
+                        })
+                        .collect();
                     panic!("seed {seed} {d:?} round {round}: stuck waiting for {what}: {js:?}, {:?}", power.stats());
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
@@ -570,12 +584,16 @@ fn scenario(seed: u64, d: Durability, stats: &mut Stats) {
         // lap, or as soon as an appender finds the ring full.
         let gave_up_before = gave_up.load(Ordering::Relaxed);
         let mut carrying = true;
+        let mut tend = |nodes: &mut Vec<Node>| {
+            let due = j0.tail() >= start + RING / 8 || gave_up.load(Ordering::Relaxed) > gave_up_before;
+            if carrying && due && !power.is_down() {
+                nodes.iter_mut().for_each(Node::retire_carried);
+                carrying = false;
+            }
+        };
         wait(
             &mut || {
-                if carrying && (j0.tail() >= start + RING / 8 || gave_up.load(Ordering::Relaxed) > gave_up_before) {
-                    nodes.iter_mut().for_each(Node::retire_carried);
-                    carrying = false;
-                }
+                tend(&mut nodes);
                 j0.tail() >= target
             },
             "the target",
@@ -587,7 +605,14 @@ fn scenario(seed: u64, d: Durability, stats: &mut Stats) {
         } else {
             power.fail_after(1 + rng.below(64), failure);
         }
-        wait(&mut || power.is_down(), "the failure");
+        // The appenders go on until the failure fires: the ring may fill meanwhile.
+        wait(
+            &mut || {
+                tend(&mut nodes);
+                power.is_down()
+            },
+            "the failure",
+        );
         for n in &nodes {
             n.journal.detach_mirror(); // releases appenders waiting for the dead partner
         }
