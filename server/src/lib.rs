@@ -22,9 +22,12 @@
 //!   [`state`] still serves requests.
 //! - [`fs`]: the share-confined file system.
 //! - [`journal`]: the consistency-point hook the pipeline calls.
+//! - [`admin`]: the operator's view (`duet status`, `duet close-handle`)
+//!   over a local admin socket.
 //! - [`fuzzing`]: sequences of frames against an in-process server, for the
 //!   fuzz target and its corpus test.
 
+pub mod admin;
 pub mod alloc;
 pub mod cmd;
 pub mod config;
@@ -63,6 +66,8 @@ pub enum RunError {
     Share(String, fs::FsError),
     #[error("cannot listen on {0}: {1}")]
     Bind(std::net::SocketAddr, std::io::Error),
+    #[error("admin socket {path}: {error}", path = .0.display(), error = .1)]
+    Admin(std::path::PathBuf, std::io::Error),
 }
 
 /// Sets up `tracing` to stderr with the given filter.
@@ -163,6 +168,7 @@ pub async fn run_with_journal(
     server.journal = journal;
     let server = Arc::new(server);
     tokio::spawn(state::durable::scavenger(server.clone()));
+    let _admin = start_admin(&server).await?;
     let mut listeners = Vec::new();
     for addr in &server.cfg.listen {
         let l = TcpListener::bind(addr).await.map_err(|e| RunError::Bind(*addr, e))?;
@@ -177,6 +183,23 @@ pub async fn run_with_journal(
     shutdown.await;
     info!("shutting down");
     Ok(())
+}
+
+/// Opens the admin socket when one is configured, or by default for `duet
+/// serve` (then a failure is only logged). Removed again when dropped.
+async fn start_admin(server: &Arc<Server>) -> Result<Option<admin::socket::SocketFile>, RunError> {
+    let path = server.cfg.admin_socket_path();
+    if server.cfg.admin_socket.is_none() && !server.cfg.admin_socket_default {
+        return Ok(None);
+    }
+    match admin::socket::start(server.clone(), &path).await {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if server.cfg.admin_socket.is_some() => Err(RunError::Admin(path, e)),
+        Err(e) => {
+            warn!(path = %path.display(), "no admin socket (`duet status` will not work): {e}");
+            Ok(None)
+        }
+    }
 }
 
 /// Accepts connections on one listener for as long as the server runs. A
