@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench.sh [--quick] [--size MIB] [--rounds R] [--clients N] [--modes LIST]
-#          [--time S] [--nprocs N] [--no-torture] [--out DIR]
+#          [--time S] [--nprocs N] [--no-torture] [--out DIR] [--baseline BIN]
 #
 # Benchmarks duet and Samba's smbd side by side, in one run, with the same
 # client, the same files and the same options, each on its own loopback port
@@ -53,6 +53,14 @@
 # DUET_BIN selects duet (default: build target/release/duet). With
 # BENCH_DUET=smbd (or DUET_TEST_SERVER=smbd) a second smbd stands in for duet,
 # to check this script. Needs: smbclient, smbtorture, smbd, python3.
+#
+# BENCH_REF_DUET=/path/to/old/duet (or --baseline BIN) puts a second duet
+# binary in smbd's place: duet (DUET_BIN) against that baseline, with the
+# same alternation, rows and options; the columns read duet, baseline and
+# duet/baseline. For a before/after check of a change, e.g.
+#   git worktree add --detach ../base OLD && (cd ../base &&
+#     cargo build --release -p server --bin duet)
+#   BENCH_REF_DUET=../base/target/release/duet scripts/bench.sh --rounds 7
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -69,7 +77,8 @@ while [ $# -gt 0 ]; do
     --modes) modes=$2; shift 2 ;;
     --no-torture) torture=0; shift ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,55p' "$0"; exit 0 ;;
+    --baseline) BENCH_REF_DUET=$2; shift 2 ;;
+    -h|--help) sed -n '2,63p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -81,6 +90,22 @@ done
 for tool in smbclient smbtorture smbd python3; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool missing (run scripts/install-deps.sh)" >&2; exit 2; }
 done
+# The reference server: smbd, or with BENCH_REF_DUET a baseline duet. Its
+# name keys everything below (logs, $out/NAME, the table's columns).
+ref=smbd
+if [ -n "${BENCH_REF_DUET:-}" ]; then
+  ref=baseline
+  [ -x "$BENCH_REF_DUET" ] || { echo "bench.sh: baseline $BENCH_REF_DUET is not an executable" >&2; exit 2; }
+  [ "${DUET_TEST_SERVER:-duet}" = smbd ] && { echo "bench.sh: BENCH_DUET=smbd and a baseline duet do not go together" >&2; exit 2; }
+  BENCH_REF_DUET=$(cd "$(dirname "$BENCH_REF_DUET")" && pwd)/$(basename "$BENCH_REF_DUET")
+  # Resolve (or build) the duet under test now, to name it above the table.
+  DUET_BIN=$(duet_bin)
+  DUET_BIN=$(cd "$(dirname "$DUET_BIN")" && pwd)/$(basename "$DUET_BIN")
+  export DUET_BIN
+fi
+REF=${ref^^}
+# Width of the server names in the run listings below the table.
+w=$(( ${#ref} > 4 ? ${#ref} : 4 ))
 
 keep=1
 if [ -z "$out" ]; then out=$(mktemp -d /tmp/duet-bench.XXXXXX); keep=0; fi
@@ -95,9 +120,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-rm -rf "$out/duet" "$out/smbd"
+rm -rf "$out/duet" "$out/$ref"
 start_duet DUET "$out/duet"
-start_smbd SMBD "$out/smbd"
+if [ "$ref" = smbd ]; then
+  start_smbd SMBD "$out/smbd"
+else
+  DUET_BIN=$BENCH_REF_DUET start_duet "$REF" "$out/$ref"
+fi
 
 # The process tree of a pid, from /proc/PID/task/TID/children (cheap: no
 # scan of all of /proc). Shared by the memory sampler and the CPU meter.
@@ -157,7 +186,8 @@ PY
   samplers+=($!)
 }
 sample_rss duet "$DUET_PID"
-sample_rss smbd "$SMBD_PID"
+ref_pid_var=${REF}_PID
+sample_rss "$ref" "${!ref_pid_var}"
 
 # CPU seconds used so far by PID's process tree, and its size: utime +
 # stime of every live process (all threads) plus cutime + cstime, the
@@ -242,7 +272,7 @@ else:
 
 # Each server's process count at rest, to wait for after a transfer.
 declare -A RUNS CPU MOVED BASE
-for name in duet smbd; do
+for name in duet "$ref"; do
   pid_var=${name^^}_PID
   read -r _ "BASE[$name]" < <(tree_cpu "${!pid_var}")
 done
@@ -289,7 +319,7 @@ transfer() {
 # fresh memory, 0.15 s into reused), and without a warm-up that falls on
 # the first transfers of whichever server goes first. Each later transfer
 # deletes the files of the one before it, so it writes into reused pages.
-for name in duet smbd; do
+for name in duet "$ref"; do
   transfer put plain "$name" warmup
   transfer nput plain "$name" warmup
 done
@@ -298,7 +328,7 @@ done
 # counts: on a shared machine one transfer can land in a noisy second, and
 # alternating spreads the noise over both servers alike.
 for round in $(seq 1 "$rounds"); do
-  if [ $((round % 2)) = 1 ]; then order="duet smbd"; else order="smbd duet"; fi
+  if [ $((round % 2)) = 1 ]; then order="duet $ref"; else order="$ref duet"; fi
   for mode in "${mode_list[@]}"; do
     log "round $round/$rounds, $mode"
     for kind in put get nput nget; do
@@ -306,7 +336,7 @@ for round in $(seq 1 "$rounds"); do
     done
   done
 done
-for name in duet smbd; do
+for name in duet "$ref"; do
   for mode in "${mode_list[@]}"; do
     for kind in put get nput nget; do
       # shellcheck disable=SC2086
@@ -342,7 +372,7 @@ PY
 suites=()
 [ $torture = 1 ] && suites=(smb2.bench.path-contention-shared smb2.bench.echo)
 for suite in ${suites[@]+"${suites[@]}"}; do
-  for name in duet smbd; do
+  for name in duet "$ref"; do
     port_var=${name^^}_PORT
     log "$name: $suite, $nprocs connections, ${secs}s"
     R[$name.$suite]=$(torture_bench "$suite" "${!port_var}" "$name")
@@ -352,7 +382,7 @@ done
 
 sleep 0.5
 mib() { awk -v k="${1:-0}" 'BEGIN { if (k > 0) printf "%.1f", k / 1024; else print "-" }'; }
-for name in duet smbd; do
+for name in duet "$ref"; do
   while read -r phase kib pss_kib; do
     R[$name.rss.$phase]=$(mib "$kib")
     R[$name.pss.$phase]=$(mib "$pss_kib")
@@ -366,11 +396,18 @@ ratio() {
 }
 label_duet=duet; [ "${DUET_TEST_SERVER:-duet}" = smbd ] && label_duet="duet (smbd stand-in)"
 echo
-echo "## Duet vs smbd: $size_mib MiB file, $clients clients, $rounds rounds; smbtorture: $nprocs connections, ${secs}s"
+if [ "$ref" = smbd ]; then
+  echo "## Duet vs smbd: $size_mib MiB file, $clients clients, $rounds rounds; smbtorture: $nprocs connections, ${secs}s"
+else
+  echo "## Duet vs baseline duet: $size_mib MiB file, $clients clients, $rounds rounds; smbtorture: $nprocs connections, ${secs}s"
+  echo
+  echo "- duet: $DUET_BIN"
+  echo "- baseline: $BENCH_REF_DUET"
+fi
 echo
-echo "| metric | $label_duet | smbd | duet/smbd |"
+echo "| metric | $label_duet | $ref | duet/$ref |"
 echo "|---|---:|---:|---:|"
-row() { echo "| $1 | ${R[duet.$2]} | ${R[smbd.$2]} | $(ratio "${R[duet.$2]}" "${R[smbd.$2]}") |"; }
+row() { echo "| $1 | ${R[duet.$2]} | ${R[$ref.$2]} | $(ratio "${R[duet.$2]}" "${R[$ref.$2]}") |"; }
 for mode in "${mode_list[@]}"; do
   row "put MB/s, $mode" "$mode.put"
   row "get MB/s, $mode" "$mode.get"
@@ -397,8 +434,8 @@ echo
 echo '```'
 for mode in "${mode_list[@]}"; do
   for kind in put get nput nget; do
-    for name in duet smbd; do
-      printf '%-4s %-9s %-4s:%s\n' "$name" "$mode" "$kind" "${RUNS[$name.$mode.$kind]}"
+    for name in duet "$ref"; do
+      printf '%-*s %-9s %-4s:%s\n' "$w" "$name" "$mode" "$kind" "${RUNS[$name.$mode.$kind]}"
     done
   done
 done
@@ -409,8 +446,8 @@ echo
 echo '```'
 for mode in "${mode_list[@]}"; do
   for kind in put get nput nget; do
-    for name in duet smbd; do
-      printf '%-4s %-9s %-4s: %s (%s)\n' "$name" "$mode" "$kind" "${R[$name.pss.$mode.$kind]:--}" "${R[$name.rss.$mode.$kind]:--}"
+    for name in duet "$ref"; do
+      printf '%-*s %-9s %-4s: %s (%s)\n' "$w" "$name" "$mode" "$kind" "${R[$name.pss.$mode.$kind]:--}" "${R[$name.rss.$mode.$kind]:--}"
     done
   done
 done

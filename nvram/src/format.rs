@@ -27,6 +27,9 @@ pub const RECORD_HEADER: usize = 40;
 pub const ALIGN: u64 = 8;
 /// The smallest region: the header and two rings of 64 KiB.
 pub const MIN_REGION: u64 = HEADER_AREA + 2 * 65536;
+/// The largest logical position a header may hold as a head (2^62 bytes appended: never
+/// reached), so that a scan's position arithmetic cannot overflow.
+pub const MAX_POSITION: u64 = 1 << 62;
 
 /// Capacity of each ring of a region of `len` bytes: half the space after the header,
 /// rounded down to 4 KiB pages.
@@ -133,7 +136,7 @@ impl Header {
             return Err(Error::BadHeader);
         }
         let flag = u32_at(b, 36);
-        Ok(Header {
+        let h = Header {
             counter: u64_at(b, 16),
             cluster: ClusterId(u64_at(b, 24)),
             node: NodeId(u16_at(b, 32)),
@@ -143,7 +146,17 @@ impl Header {
             ring_cap: u64_at(b, 56),
             own: LogMeta::decode(&b[64..64 + LogMeta::LEN]),
             partner: LogMeta::decode(&b[88..88 + LogMeta::LEN]),
-        })
+        };
+        // A checksum only says the bytes are as written: a slot whose sizes or heads no
+        // writer produces is corrupt too, and must not reach a scan.
+        if h.region_len < MIN_REGION
+            || h.ring_cap != ring_capacity(h.region_len)
+            || h.own.head > MAX_POSITION
+            || h.partner.head > MAX_POSITION
+        {
+            return Err(Error::BadHeader);
+        }
+        Ok(h)
     }
 
     /// Picks the newer valid slot of the two, or the error of slot A when neither is.

@@ -165,6 +165,8 @@ pub struct Journal {
     mirror_shared: Arc<MirrorShared>,
     shards: [Mutex<Shard>; SHARDS],
     last_checkpoint: AtomicU64,
+    /// The latest checkpoint appended but not yet known durable: `(pos, end)`.
+    pending_checkpoint: Mutex<Option<(u64, u64)>>,
     mem_head: AtomicU64,
     persisted_head: AtomicU64,
     head_lock: Mutex<()>,
@@ -177,6 +179,12 @@ impl std::fmt::Debug for Journal {
             .field("capacity", &self.cap)
             .field("head", &self.head())
             .field("tail", &self.own.published())
+            .field("mem_head", &self.mem_head.load(Ordering::Relaxed))
+            .field("last_checkpoint", &self.last_checkpoint.load(Ordering::Relaxed))
+            .field("pending_checkpoint", &*lock(&self.pending_checkpoint))
+            .field("synced", &self.synced.load(Ordering::Relaxed))
+            .field("mirror_head", &self.mirror_shared.head.load(Ordering::Relaxed))
+            .field("mirror_acked", &self.mirror_shared.acked.load(Ordering::Relaxed))
             .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
@@ -258,6 +266,13 @@ impl Journal {
         if let Some(c) = &own.checkpoint {
             journal.last_checkpoint.store(c.pos, Ordering::Relaxed);
         }
+        // A killed process leaves records in the page cache that were never synced, and
+        // this scan took them into the log: sync them before any new record counts as
+        // durable, or a power loss would cut the log before the new records.
+        if opts.durability != Durability::None {
+            sync_ring(&journal.region, journal.own.base, cap, own.head, own.tail)?;
+            sync_ring(&journal.region, journal.partner_base, cap, partner.head, partner.tail)?;
+        }
         {
             let mut h = lock(&journal.header);
             journal.write_header(&mut h)?;
@@ -296,6 +311,7 @@ impl Journal {
             mirror_shared: Arc::new(MirrorShared::default()),
             shards: Default::default(),
             last_checkpoint: AtomicU64::new(NO_CHECKPOINT),
+            pending_checkpoint: Mutex::new(None),
             mem_head: AtomicU64::new(head),
             persisted_head: AtomicU64::new(head),
             head_lock: Mutex::new(()),
@@ -366,7 +382,8 @@ impl Journal {
             _ => Ok(()),
         };
         if kind == Kind::Checkpoint {
-            self.last_checkpoint.store(claim.record, Ordering::Release);
+            // The head may rely on it only once it is durable (see `promote_checkpoint`).
+            *lock(&self.pending_checkpoint) = Some((claim.record, claim.end));
         }
         let mirror = lock(&self.mirror).clone();
         if let Some(m) = mirror {
@@ -517,9 +534,23 @@ impl Journal {
         Ok(t)
     }
 
+    /// Makes the latest appended checkpoint the one the head may move up to, once it is
+    /// durable. Until then the head stays at or before the previous durable one: a power
+    /// loss must find a checkpoint at or after the head.
+    fn promote_checkpoint(&self) {
+        let mut pending = lock(&self.pending_checkpoint);
+        if let Some((pos, end)) = *pending {
+            if self.is_durable(&Ticket { seq: 0, pos, end }) {
+                self.last_checkpoint.store(pos, Ordering::Release);
+                *pending = None;
+            }
+        }
+    }
+
     /// Moves the head to the oldest byte still needed and persists it when it moved far
     /// (or always, with `force`).
     fn advance_head(&self, force: bool) -> Result<()> {
+        self.promote_checkpoint();
         // Published first: every record below it has registered its operation.
         let mut head = self.own.published();
         head = head.min(self.last_checkpoint.load(Ordering::Acquire));
@@ -667,14 +698,22 @@ impl Journal {
             mirror.ship(Shipment { pos, parts: &[&buf[..n]] }, &ack);
             pos += n as u64;
         }
-        let mut hdr = self.pad_header(claim.start, RECORD_HEADER as u64);
+        // The pad goes where the claim's record goes: when fewer than a header's bytes
+        // were left before the ring end, the claim skips them (readers do too).
+        let mut hdr = self.pad_header(claim.record, RECORD_HEADER as u64);
         RecordHeader::seal(&mut hdr, &crc32fast::Hasher::new());
-        self.region.write_claim(&self.own, &claim, 0, &hdr);
-        mirror.ship(Shipment { pos: claim.start, parts: &[&hdr[..]] }, &ack);
+        self.region.write_claim(&self.own, &claim, claim.record - claim.start, &hdr);
+        // Under `PerRecord` nothing else syncs this pad: a record after it is synced
+        // from its own start, and a lost pad would end the log before it.
+        let synced = match self.durability {
+            Durability::PerRecord => self.sync_own(claim.start, claim.end),
+            _ => Ok(()),
+        };
+        mirror.ship(Shipment { pos: claim.record, parts: &[&hdr[..]] }, &ack);
         *lock(&self.mirror) = Some(mirror);
         drop(head_guard);
         self.own.publish(claim);
-        Ok(())
+        synced
     }
 
     /// Detaches the mirror (the partner is gone): appends are durable on local sync
@@ -711,6 +750,10 @@ impl Journal {
     pub fn receive_meta(&self, meta: MirrorMeta) -> Result<()> {
         if meta.capacity != self.cap {
             return Err(Error::BadSize { expected: self.cap, actual: meta.capacity });
+        }
+        // A head no writer reaches would make our own header unreadable at the next open.
+        if meta.head > format::MAX_POSITION {
+            return Err(Error::BadHeader);
         }
         let mut h = lock(&self.header);
         h.partner.head = meta.head;

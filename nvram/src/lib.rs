@@ -47,6 +47,9 @@
 //!   re-exported here).
 //! - `region`: the [`Storage`] trait, [`MmapStorage`], [`MemStorage`], and the lock-free
 //!   ring allocator; the crate's only `unsafe` code.
+//! - [`power`]: [`PageCacheStorage`] and [`Power`], a simulated page cache and power
+//!   supply for tests: a killed process, or a power loss in which random dirty pages
+//!   reach the medium and the rest are lost.
 //! - [`error`]: the crate's [`Error`] type.
 //!
 //! The byte layout is also drawn in `nvram/README.md`.
@@ -59,6 +62,7 @@ pub mod recover;
 mod dump;
 pub mod format;
 mod region;
+pub mod power;
 pub mod error;
 
 pub use dump::dump;
@@ -68,4 +72,5 @@ pub use ids::{ClusterId, Flag, NodeId, OpId};
 pub use journal::{Durability, Entry, Journal, Options, Ticket};
 pub use mirror::{LocalMirror, Mirror, MirrorAck, MirrorMeta, Shipment};
 pub use recover::{LogEnd, LogRecovery, Points, Record, Recovery, TornReason};
+pub use power::{Failure, PageCacheStorage, Power, PowerStats};
 pub use region::{MemStorage, MmapStorage, Storage};

@@ -361,3 +361,146 @@ fn storage_trait_is_usable_directly() {
     s.read(0, &mut b);
     assert_eq!(b, [0; 4]);
 }
+
+/// A file that is not a journal of ours, or is damaged beyond its records, is refused at
+/// start with an error that says why, and left byte for byte as it was.
+#[test]
+fn bad_journal_files_are_refused_and_left_as_they_were() {
+    use nvram::format::{Header, HEADER_LEN, MIN_REGION, SLOT_SIZE};
+
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options::new(ClusterId(0xc1), NodeId(1), Durability::GroupCommit);
+    // A good journal to damage.
+    let good_path = dir.path().join("good");
+    let j = Journal::create_file(&good_path, REGION as u64, o).unwrap();
+    j.append(Entry::PreAck { op: OpId(1), request: b"x" }).unwrap();
+    drop(j);
+    let good = std::fs::read(&good_path).unwrap();
+    let header = Header::decode(&good[..HEADER_LEN]).unwrap();
+    let with_header = |h: Header, tweak: &dyn Fn(&mut [u8])| {
+        let mut b = good.clone();
+        for slot in [0, SLOT_SIZE as usize] {
+            b[slot..slot + HEADER_LEN].copy_from_slice(&h.encode());
+            tweak(&mut b[slot..slot + HEADER_LEN]);
+        }
+        b
+    };
+    let reseal = |s: &mut [u8]| {
+        let crc = crc32fast::hash(&s[..112]);
+        s[112..116].copy_from_slice(&crc.to_le_bytes());
+    };
+
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let random: Vec<u8> = (0..REGION)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as u8
+        })
+        .collect();
+    // (what, the file's bytes, the error expected, what its message says)
+    type Case<'a> = (&'a str, Vec<u8>, &'a dyn Fn(&Error) -> bool, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        ("random bytes", random, &|e| matches!(e, Error::BadMagic), "bad magic"),
+        ("zeroes", vec![0; REGION], &|e| matches!(e, Error::BadMagic), "bad magic"),
+        (
+            "another magic",
+            with_header(header, &|s| {
+                s[..8].copy_from_slice(b"SQLite f");
+                reseal(s)
+            }),
+            &|e| matches!(e, Error::BadMagic),
+            "bad magic",
+        ),
+        (
+            "both header slots corrupt",
+            with_header(header, &|s| s[40] ^= 0x10),
+            &|e| matches!(e, Error::BadHeader),
+            "corrupt",
+        ),
+        (
+            "another format version",
+            with_header(header, &|s| {
+                s[8..12].copy_from_slice(&1u32.to_le_bytes());
+                reseal(s)
+            }),
+            &|e| matches!(e, Error::UnsupportedVersion(1)),
+            "version 0x1",
+        ),
+        (
+            "an unknown flag",
+            with_header(header, &|s| {
+                s[36..40].copy_from_slice(&99u32.to_le_bytes());
+                reseal(s)
+            }),
+            &|e| matches!(e, Error::UnknownFlag(99)),
+            "flag",
+        ),
+        (
+            "another cluster",
+            with_header(Header { cluster: ClusterId(0xc2), ..header }, &|_| {}),
+            &|e| matches!(e, Error::ForeignCluster { expected: 0xc1, found: 0xc2 }),
+            "cluster 0xc2",
+        ),
+        (
+            "another node",
+            with_header(Header { node: NodeId(2), ..header }, &|_| {}),
+            &|e| matches!(e, Error::ForeignNode { expected: 1, found: 2 }),
+            "node 2",
+        ),
+        ("empty", Vec::new(), &|e| matches!(e, Error::BadSize { actual: 0, .. }), "0 bytes"),
+        ("too small", good[..4096].to_vec(), &|e| matches!(e, Error::BadSize { actual: 4096, .. }), "4096 bytes"),
+        (
+            "truncated",
+            good[..MIN_REGION as usize].to_vec(),
+            &|e| matches!(e, Error::BadSize { expected, .. } if *expected == REGION as u64),
+            "expected 1048576",
+        ),
+        (
+            "extended",
+            [&good[..], &[0u8; 8192][..]].concat(),
+            &|e| matches!(e, Error::BadSize { expected, .. } if *expected == REGION as u64),
+            "expected 1048576",
+        ),
+        (
+            "a head past any position",
+            with_header(Header { own: nvram::format::LogMeta { head: u64::MAX - 100, ..header.own }, ..header }, &|_| {}),
+            &|e| matches!(e, Error::BadHeader),
+            "corrupt",
+        ),
+        (
+            "a partner head past any position",
+            with_header(
+                Header { partner: nvram::format::LogMeta { head: u64::MAX / 2, ..header.partner }, ..header },
+                &|_| {},
+            ),
+            &|e| matches!(e, Error::BadHeader),
+            "corrupt",
+        ),
+    ];
+    for (what, bytes, want, says) in cases {
+        let path = dir.path().join("bad");
+        std::fs::write(&path, &bytes).unwrap();
+        match Journal::open_file(&path, o) {
+            Err(e) => {
+                assert!(want(&e), "{what}: wrong error {e:?}");
+                assert!(e.to_string().contains(says), "{what}: {e} does not say {says:?}");
+            }
+            Ok(_) => panic!("{what}: opened"),
+        }
+        assert!(std::fs::read(&path).unwrap() == bytes, "{what}: the file was changed");
+    }
+    // A missing file is not created.
+    let missing = dir.path().join("missing");
+    assert!(matches!(Journal::open_file(&missing, o), Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound));
+    assert!(!missing.exists());
+    // And the good one still opens; a partner cannot store a head that would make it
+    // unreadable.
+    let (j, rec) = Journal::open_file(&good_path, o).unwrap();
+    assert_eq!(rec.own.records.len(), 1);
+    let meta = MirrorMeta { head: u64::MAX - 100, generation: 1, capacity: j.capacity() };
+    assert!(matches!(j.receive_meta(meta), Err(Error::BadHeader)));
+    drop(j);
+    Journal::open_file(&good_path, o).unwrap();
+}

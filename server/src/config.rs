@@ -9,6 +9,7 @@
 //! multichannel = true        # offer SMB 3.x multichannel (session binding)
 //! max_credits = 8192         # most credits a connection may hold
 //! state_dir = "duet-data"    # the node's state (boot generation); default: users_file's directory
+//! admin_socket = "duet-data/admin.sock"  # `duet status`; default: admin.sock in the state dir
 //!
 //! [limits]                 # every key optional; these are the defaults
 //! login_failures_before_delay = 5     # per client address, within the window
@@ -103,6 +104,16 @@ pub struct Config {
     /// generation is random.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// The admin socket that `duet status` and `duet close-handle` talk to
+    /// ([`crate::admin`]). Set, the server fails to start when it cannot
+    /// listen there.
+    #[serde(default)]
+    pub admin_socket: Option<PathBuf>,
+    /// Unset `admin_socket`: listen on [`Config::admin_socket_path`] anyway
+    /// (`duet serve` does; a server run as a library, in tests, does not),
+    /// and only warn when that fails.
+    #[serde(skip)]
+    pub admin_socket_default: bool,
     /// Bounds on what a client can make the server do.
     #[serde(default)]
     pub limits: Limits,
@@ -138,6 +149,8 @@ impl Default for Config {
             shares: Vec::new(),
             inline_users: Vec::new(),
             state_dir: None,
+            admin_socket: None,
+            admin_socket_default: false,
             limits: Limits::default(),
         }
     }
@@ -290,6 +303,11 @@ impl Config {
                 *d = base.join(&d);
             }
         }
+        if let Some(a) = &mut cfg.admin_socket {
+            if a.is_relative() {
+                *a = base.join(&a);
+            }
+        }
         Ok(cfg)
     }
 
@@ -299,6 +317,14 @@ impl Config {
         self.state_dir.clone().or_else(|| {
             let parent = self.users_file.as_deref()?.parent()?;
             Some(if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() })
+        })
+    }
+
+    /// Where the admin socket is: `admin_socket`, else `admin.sock` in the
+    /// state directory, else `duet-data/admin.sock`.
+    pub fn admin_socket_path(&self) -> PathBuf {
+        self.admin_socket.clone().unwrap_or_else(|| {
+            self.state_dir().unwrap_or_else(|| PathBuf::from("duet-data")).join("admin.sock")
         })
     }
 
@@ -377,6 +403,19 @@ encrypt = true
         assert_eq!(both.state_dir(), Some(PathBuf::from("st")));
         std::fs::write(&p, "[limits]\nlogin_failures = 3\n").unwrap();
         assert!(matches!(Config::from_file(&p), Err(ConfigError::Parse(..))));
+    }
+
+    #[test]
+    fn admin_socket_is_set_or_in_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("duet.toml");
+        std::fs::write(&p, "admin_socket = \"run/admin.sock\"\n").unwrap();
+        let cfg = Config::from_file(&p).unwrap();
+        assert_eq!(cfg.admin_socket_path(), dir.path().join("run/admin.sock"), "relative to the file");
+        assert!(!cfg.admin_socket_default, "a library user opens none unless asked");
+        std::fs::write(&p, "state_dir = \"st\"\n").unwrap();
+        assert_eq!(Config::from_file(&p).unwrap().admin_socket_path(), dir.path().join("st/admin.sock"));
+        assert_eq!(Config::default().admin_socket_path(), PathBuf::from("duet-data/admin.sock"));
     }
 
     #[test]

@@ -18,10 +18,14 @@
 //!   per-file table for share modes, locks and delete-on-close.
 //! - [`model`]: the long-lived state as plain data (sessions, trees, opens,
 //!   files, leases, locks, id allocators), partitioned by share set, changed
-//!   only by applying a `Delta`, with versioned checkpoints. Not wired in yet:
-//!   [`state`] still serves requests.
+//!   only by applying a `Delta`, with versioned checkpoints. Handlers push
+//!   deltas and the pipeline applies them; [`state`] still serves requests.
 //! - [`fs`]: the share-confined file system.
-//! - [`journal`]: the consistency-point hook the pipeline calls.
+//! - [`journal`]: the consistency-point interface the pipeline writes
+//!   through (fallible, ticketed, with deltas and replay keys), and its
+//!   implementations: none, NVRAM, recording (for tests).
+//! - [`admin`]: the operator's view (`duet status`, `duet close-handle`)
+//!   over a local admin socket.
 //! - [`fuzzing`]: sequences of frames against an in-process server, for the
 //!   fuzz target and its corpus test.
 //!
@@ -30,6 +34,7 @@
 // Part of that order: no `std::sync::MutexGuard` lives across an `.await`.
 #![deny(clippy::await_holding_lock)]
 
+pub mod admin;
 pub mod alloc;
 pub mod cmd;
 pub mod config;
@@ -68,6 +73,8 @@ pub enum RunError {
     Share(String, fs::FsError),
     #[error("cannot listen on {0}: {1}")]
     Bind(std::net::SocketAddr, std::io::Error),
+    #[error("admin socket {path}: {error}", path = .0.display(), error = .1)]
+    Admin(std::path::PathBuf, std::io::Error),
 }
 
 /// Sets up `tracing` to stderr with the given filter.
@@ -168,6 +175,7 @@ pub async fn run_with_journal(
     server.journal = journal;
     let server = Arc::new(server);
     tokio::spawn(state::durable::scavenger(server.clone()));
+    let _admin = start_admin(&server).await?;
     let mut listeners = Vec::new();
     for addr in &server.cfg.listen {
         let l = TcpListener::bind(addr).await.map_err(|e| RunError::Bind(*addr, e))?;
@@ -182,6 +190,23 @@ pub async fn run_with_journal(
     shutdown.await;
     info!("shutting down");
     Ok(())
+}
+
+/// Opens the admin socket when one is configured, or by default for `duet
+/// serve` (then a failure is only logged). Removed again when dropped.
+async fn start_admin(server: &Arc<Server>) -> Result<Option<admin::socket::SocketFile>, RunError> {
+    let path = server.cfg.admin_socket_path();
+    if server.cfg.admin_socket.is_none() && !server.cfg.admin_socket_default {
+        return Ok(None);
+    }
+    match admin::socket::start(server.clone(), &path).await {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if server.cfg.admin_socket.is_some() => Err(RunError::Admin(path, e)),
+        Err(e) => {
+            warn!(path = %path.display(), "no admin socket (`duet status` will not work): {e}");
+            Ok(None)
+        }
+    }
 }
 
 /// Accepts connections on one listener for as long as the server runs. A

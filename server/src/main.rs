@@ -47,9 +47,29 @@ enum Command {
         /// session and file ids unique across restarts).
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// The admin socket for `duet status` (default: admin.sock in the
+        /// state directory, else duet-data/admin.sock).
+        #[arg(long)]
+        admin_socket: Option<PathBuf>,
         /// Log filter, e.g. info or duet=debug.
         #[arg(long, default_value = "info")]
         log_level: String,
+    },
+    /// Show a running server's sessions, open files, retained handles and
+    /// journal (root or the server's user only).
+    Status {
+        /// One JSON document instead of tables.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// Close a retained (disconnected durable) handle that no client will
+    /// come back for. ID as `duet status` shows it (0x... hex, or decimal).
+    CloseHandle {
+        id: String,
+        #[command(flatten)]
+        socket: SocketArgs,
     },
     /// Manage the users file.
     User {
@@ -61,6 +81,27 @@ enum Command {
         #[command(subcommand)]
         command: JournalCommand,
     },
+}
+
+/// Which server `duet status` and `duet close-handle` ask.
+#[derive(clap::Args)]
+struct SocketArgs {
+    /// The server's admin socket (default: duet-data/admin.sock).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Take the admin socket's place from this configuration file.
+    #[arg(long, conflicts_with = "socket")]
+    config: Option<PathBuf>,
+}
+
+impl SocketArgs {
+    fn path(self) -> Result<PathBuf, String> {
+        match (self.socket, self.config) {
+            (Some(s), _) => Ok(s),
+            (None, Some(c)) => Config::from_file(&c).map(|cfg| cfg.admin_socket_path()).map_err(|e| e.to_string()),
+            (None, None) => Ok(Config::default().admin_socket_path()),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -84,7 +125,19 @@ enum JournalCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen, share, user, users, signing, encrypt, guest_share, state_dir, log_level } => {
+        Command::Serve {
+            config,
+            listen,
+            share,
+            user,
+            users,
+            signing,
+            encrypt,
+            guest_share,
+            state_dir,
+            admin_socket,
+            log_level,
+        } => {
             server::init_logging(&log_level);
             let mut cfg = match &config {
                 Some(p) => match Config::from_file(p) {
@@ -130,6 +183,10 @@ fn main() -> ExitCode {
             if state_dir.is_some() {
                 cfg.state_dir = state_dir;
             }
+            if admin_socket.is_some() {
+                cfg.admin_socket = admin_socket;
+            }
+            cfg.admin_socket_default = true;
             for g in &guest_share {
                 match cfg.shares.iter_mut().find(|s| s.name.eq_ignore_ascii_case(g)) {
                     Some(s) => s.guest_ok = true,
@@ -147,6 +204,20 @@ fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             match rt.block_on(server::run(cfg, server::shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Command::Status { json, socket } => {
+            let r = socket.path().and_then(|p| server::admin::client::status(&p, json, &mut std::io::stdout().lock()));
+            match r {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Command::CloseHandle { id, socket } => {
+            let r = socket.path().and_then(|p| server::admin::client::close_handle(&p, &id, &mut std::io::stdout().lock()));
+            match r {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }

@@ -63,9 +63,10 @@ use protocol::NtStatus;
 use tracing::{debug, trace, warn, Instrument};
 
 use crate::cmd;
-use crate::handler::{Ctx, PendingFut, Resp, FRAME_ROOM, HEADROOM};
 use crate::connection::{ConnState, PendingOp, Resume};
-use crate::journal::OpId;
+use crate::handler::{Ctx, PendingFut, Resp, FRAME_ROOM, HEADROOM};
+use crate::journal::{self, OpId, ReplayKey, Ticket};
+use crate::model::Delta;
 use crate::state::oplock::Notice;
 use crate::state::session::SessionCrypto;
 use crate::state::{lock, Server, Session};
@@ -122,22 +123,34 @@ async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
         Some(true) => {
             let wildcard = frame.windows(9).any(|w| w == b"SMB 2.???");
             let hdr = Header { command: Command::Negotiate as u16, ..Default::default() };
-            let journal = conn.server.journal.clone();
-            let op = journal.pre_ack(conn.id, frame);
+            let server = conn.server.clone();
+            let conn_id = conn.id;
+            let op = match journal::with_backoff(|| server.journal.pre_ack(conn_id, frame)).await {
+                Ok((op, _)) => op,
+                Err(e) => {
+                    warn!("journal, point 1: {e}: closing");
+                    return Flow::Close;
+                }
+            };
             // Its MessageId counts as 0 ([MS-SMB2] 3.3.5.2.3).
             if let Err(e) = conn.window.consume(0, 1) {
                 debug!("SMB1 negotiate: {e}: closing");
                 return Flow::Close;
             }
-            journal.pre_command(op, 0);
-            let resp = cmd::negotiate::smb1_upgrade(conn, wildcard);
-            journal.post_completion(op, 0, &resp.body);
+            if let Err(e) = journal::with_backoff(|| server.journal.pre_command(op, 0)).await {
+                warn!("journal, point 2: {e}: closing");
+                return Flow::Close;
+            }
+            let mut resp = cmd::negotiate::smb1_upgrade(conn, wildcard);
+            if !point3_final(&server, op, 0, &mut resp).await {
+                return Flow::Close;
+            }
             let mut out = Vec::new();
             let mut h = hdr.response(resp.status);
             h.credits = conn.window.grant(1);
             out.push(OutElement { hdr: h, body: resp.body, headroom: None, sign: None, preauth_session: None, preauth_conn: false });
             if send_elements(conn, out, None).await {
-                journal.post_reply_ack(op);
+                point4(&server, op).await;
                 Flow::Continue
             } else {
                 Flow::Close
@@ -276,7 +289,17 @@ async fn process(
     encrypted: bool,
     transform_session: Option<(Arc<SessionCrypto>, u64)>,
 ) -> Flow {
-    let op = conn.server.journal.pre_ack(conn.id, &msg);
+    let server = conn.server.clone();
+    // Point 1. A full journal holds the connection back (nothing more is read
+    // or answered) until the record fits; any other failure ends it.
+    let conn_id = conn.id;
+    let op = match journal::with_backoff(|| server.journal.pre_ack(conn_id, &msg)).await {
+        Ok((op, _)) => op,
+        Err(e) => {
+            warn!("journal, point 1: {e}: closing");
+            return Flow::Close;
+        }
+    };
     if let Err(e) = use_message_ids(conn, &msg) {
         // A replayed request, or one beyond the credits granted: the
         // server SHOULD terminate the connection ([MS-SMB2] 3.3.5.2.3).
@@ -308,6 +331,9 @@ async fn process(
 async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>) -> Flow {
     let server = conn.server.clone();
     let _in_flight = server.in_flight.enter();
+    // The last point-3 record of the frame: durable, it covers the frame's
+    // earlier records too (see `journal`).
+    let mut durable_before_answer = Ticket::DURABLE;
     let msg = c.msg.clone();
     let mut pending_tasks = Vec::new();
     let mut deferred_tasks = Vec::new();
@@ -359,7 +385,11 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
                 c.invalid = false;
                 c.create_err = None;
             }
-            server.journal.pre_command(c.op, c.index);
+            let (op, index) = (c.op, c.index);
+            if let Err(e) = journal::with_backoff(|| server.journal.pre_command(op, index)).await {
+                warn!("journal, point 2: {e}: closing");
+                return Flow::Close;
+            }
             let single = first && hdr.next_command == 0;
             if let Err(status) = check_answer_room(conn, &hdr, &elem, c.answered) {
                 Err(status)
@@ -387,13 +417,31 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         let index = c.index;
         c.index += 1;
         c.answered += HEADER_LEN + resp.body.len() + 8;
-        // Point 3 when the answer is ready: now, or for an element that
-        // goes async or is deferred, when its final answer is.
-        let later = resp.pending.is_some() || resp.deferred.is_some();
-        if !later {
-            server.journal.post_completion(c.op, index, &resp.body);
+        // Point 3, before anything of the answer is sent. A pending element's
+        // interim answer is not its response: it is not kept for replay (its
+        // final answer gets a point 3 of its own, `spawn_pending`, `resume`).
+        // A deferred element's point 3 comes when its future has finished
+        // (`spawn_deferred`).
+        let replay_key = if server.journal.keeps_replies() && resp.pending.is_none() {
+            ReplayKey::of(&hdr, &elem, if related { c.file_id } else { None })
+        } else {
+            None
+        };
+        if resp.deferred.is_none() {
+            // The element's state delta goes with its response, and is
+            // applied to the model once journaled.
+            let deltas = std::mem::take(&mut resp.deltas);
+            let delta = Delta::encode_batch(&deltas);
+            match journal::with_backoff(|| server.journal.post_completion(c.op, index, replay_key.as_ref(), &resp.body, &delta)).await {
+                Ok(t) => durable_before_answer = durable_before_answer.later(t),
+                Err(e) => {
+                    warn!("journal, point 3: {e}: closing");
+                    server.apply_journaled(&deltas, &delta);
+                    return Flow::Close;
+                }
+            }
+            server.apply_journaled(&deltas, &delta);
         }
-        server.apply(&std::mem::take(&mut resp.deltas));
         if resp.no_response {
             if last {
                 break;
@@ -434,7 +482,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         if let Some(fut) = resp.deferred.take() {
             let enc = c.encrypt_reply.clone().or_else(|| encryption_for_hdr(conn, &resp_hdr));
             let cost = crate::alloc::io_cost(&hdr, &elem);
-            deferred_tasks.push((resp_hdr, sign, enc, fut, index, cost));
+            deferred_tasks.push((resp_hdr, sign, enc, fut, index, replay_key, cost));
         } else if let Some(fut) = resp.pending.take() {
             // The interim answer ([MS-SMB2] 3.3.4.2) carries the credits;
             // the final one none (3.3.1.2).
@@ -469,6 +517,10 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         }
         c.at += len;
     }
+    // Issue 13: a WRITE (any change) is answered only once its point-3 record
+    // is durable: `server.journal.durable(durable_before_answer).await` here,
+    // when `server.journal.must_wait()`.
+    let _ = durable_before_answer;
     if !out.is_empty() {
         let enc = c.encrypt_reply.clone().or_else(|| encryption_for(conn, &out));
         if !send_elements(conn, out, enc).await {
@@ -481,10 +533,10 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
     if let Some((w, fut)) = waiting {
         park(conn, c, w, fut);
     } else if deferred_tasks.is_empty() && pending_tasks.is_empty() {
-        server.journal.post_reply_ack(op);
+        point4(&server, op).await;
     }
-    for (hdr, sign, enc, fut, idx, cost) in deferred_tasks {
-        spawn_deferred(conn, op, idx, hdr, sign, enc, fut, cost).await;
+    for (hdr, sign, enc, fut, idx, key, cost) in deferred_tasks {
+        spawn_deferred(conn, op, idx, key, hdr, sign, enc, fut, cost).await;
     }
     for (async_id, message_id, session_id, final_hdr, fut, sign, idx) in pending_tasks {
         spawn_pending(conn, op, idx, async_id, message_id, session_id, final_hdr, fut, sign, encrypted);
@@ -525,8 +577,10 @@ async fn resume(conn: &mut ConnState, mut c: Chain, w: Waiting, result: Result<R
         Ok(r) => r,
         Err(s) => error_resp(s),
     };
-    conn.server.journal.post_completion(c.op, w.index, &resp.body);
-    conn.server.apply(&std::mem::take(&mut resp.deltas));
+    let server = conn.server.clone();
+    if !point3_final(&server, c.op, w.index, &mut resp).await {
+        return false;
+    }
     c.note(&w.hdr, &w.hdr_eff, w.related, &resp);
     c.close |= resp.close;
     let mut hdr = w.final_hdr;
@@ -804,16 +858,23 @@ async fn write_notice(conn: &mut ConnState, n: Notice) -> bool {
         session_id: n.session_id,
         signature: [0; 16],
     };
-    let journal = conn.server.journal.clone();
-    let op = journal.unsolicited(conn.id);
-    journal.post_completion(op, 0, &n.body);
+    let server = conn.server.clone();
+    let op = server.journal.unsolicited(conn.id);
+    let journaled = op != OpId(0);
+    let mut r = Resp::ok(n.body);
+    if journaled && !point3_final(&server, op, 0, &mut r).await {
+        return false;
+    }
+    let n = Notice { body: r.body, ..n };
     let e = OutElement { hdr, body: n.body, headroom: None, sign: None, preauth_session: None, preauth_conn: false };
     let mut unused = protocol::crypto::preauth::PreauthHash::new();
     let Some(frame) = encode_frame(&mut unused, vec![e], n.encrypt) else {
         return false;
     };
     let _ = conn.tx.send(frame.freeze()).await;
-    journal.post_reply_ack(op);
+    if journaled {
+        point4(&server, op).await;
+    }
     true
 }
 
@@ -917,6 +978,7 @@ async fn spawn_deferred(
     conn: &mut ConnState,
     op: OpId,
     index: usize,
+    replay_key: Option<ReplayKey>,
     hdr: Header,
     sign: Option<Arc<SessionCrypto>>,
     enc: Option<(Arc<SessionCrypto>, u64)>,
@@ -947,8 +1009,21 @@ async fn spawn_deferred(
             Ok(r) => r,
             Err(s) => error_resp(s),
         };
-        server.journal.post_completion(op, index, &resp.body);
-        server.apply(&resp.deltas);
+        let delta = Delta::encode_batch(&resp.deltas);
+        let journaled = journal::with_backoff(|| server.journal.post_completion(op, index, replay_key.as_ref(), &resp.body, &delta)).await;
+        // What was done is recorded in the model, journaled or not.
+        server.apply_journaled(&resp.deltas, &delta);
+        let durable_before_answer = match journaled {
+            Ok(t) => t,
+            Err(e) => {
+                warn!("journal, point 3: {e}: closing");
+                let _ = tx.send(crate::transport::CLOSE_FRAME).await;
+                return;
+            }
+        };
+        // Issue 13: a large WRITE is answered only once this is durable
+        // (`server.journal.durable(durable_before_answer).await`).
+        let _ = durable_before_answer;
         let mut h = hdr;
         h.status = resp.status.0;
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
@@ -962,8 +1037,35 @@ async fn spawn_deferred(
             None => crate::transport::CLOSE_FRAME,
         };
         let _ = tx.send(frame).await;
-        server.journal.post_reply_ack(op);
+        point4(&server, op).await;
     });
+}
+
+/// Point 4. The answer has left already: a failure is logged, and at worst
+/// a restore sends the answer again, which the client takes as a duplicate.
+async fn point4(server: &Server, op: OpId) {
+    if let Err(e) = journal::with_backoff(|| server.journal.post_reply_ack(op)).await {
+        warn!("journal, point 4: {e}");
+    }
+}
+
+/// Point 3 of an answer that comes after its element's interim answer (an
+/// async operation's, a parked chain's waiting element's): its response
+/// and its delta, then the delta applied. False when the journal failed
+/// (the connection closes).
+async fn point3_final(server: &Server, op: OpId, index: usize, resp: &mut Resp) -> bool {
+    let deltas = std::mem::take(&mut resp.deltas);
+    let delta = Delta::encode_batch(&deltas);
+    let journaled = journal::with_backoff(|| server.journal.post_completion(op, index, None, &resp.body, &delta)).await;
+    // What was done is recorded in the model, journaled or not.
+    server.apply_journaled(&deltas, &delta);
+    match journaled {
+        Ok(_) => true,
+        Err(e) => {
+            warn!("journal, point 3: {e}: closing");
+            false
+        }
+    }
 }
 
 /// Runs an async operation's future in its own task ([MS-SMB2] 3.3.4.2:
@@ -995,8 +1097,11 @@ fn spawn_pending(
             Ok(r) => r,
             Err(s) => error_resp(s),
         };
-        server.journal.post_completion(op, index, &resp.body);
-        server.apply(&resp.deltas);
+        let mut resp = resp;
+        if !point3_final(&server, op, index, &mut resp).await {
+            let _ = tx.send(crate::transport::CLOSE_FRAME).await;
+            return;
+        }
         let mut h = final_hdr;
         h.status = resp.status.0;
         let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
@@ -1004,7 +1109,7 @@ fn spawn_pending(
         // An answer that cannot be sent ends the connection.
         let frame = encode_frame(&mut unused, vec![e], enc).map_or(crate::transport::CLOSE_FRAME, BytesMut::freeze);
         let _ = tx.send(frame).await;
-        server.journal.post_reply_ack(op);
+        point4(&server, op).await;
     });
 }
 

@@ -22,7 +22,7 @@ use protocol::msg::oplock_break::OplockBreak;
 use protocol::msg::query_info::QueryInfoRequest;
 use protocol::msg::FileId;
 use protocol::NtStatus;
-use server::journal::{Journal, OpId};
+use server::journal::{Durable, Error, Journal, NoJournal, OpId, ReplayKey, Saved, Ticket};
 
 const USER: (&str, &str) = ("duet", "duetpass");
 
@@ -144,27 +144,51 @@ struct Recorder {
 }
 
 impl Journal for Recorder {
-    fn pre_ack(&self, _conn: u64, _frame: &[u8]) -> OpId {
+    fn pre_ack(&self, _conn: u64, _frame: &[u8]) -> Result<(OpId, Ticket), Error> {
         let mut n = self.next.lock().unwrap();
         *n += 1;
         self.events.lock().unwrap().push(format!("1:{}", *n));
-        OpId(*n)
+        Ok((OpId(*n), Ticket::DURABLE))
     }
-    fn pre_command(&self, op: OpId, index: usize) {
+    fn pre_command(&self, op: OpId, index: usize) -> Result<Ticket, Error> {
         self.events.lock().unwrap().push(format!("2:{}:{index}", op.0));
+        Ok(Ticket::DURABLE)
     }
-    fn post_completion(&self, op: OpId, index: usize, response: &[u8]) {
+    fn post_completion(&self, op: OpId, index: usize, _: Option<&ReplayKey>, response: &[u8], _: &[u8]) -> Result<Ticket, Error> {
         self.events.lock().unwrap().push(format!("3:{}:{index}", op.0));
         self.completions.lock().unwrap().push((op.0, response.to_vec()));
+        Ok(Ticket::DURABLE)
     }
-    fn post_reply_ack(&self, op: OpId) {
+    fn post_reply_ack(&self, op: OpId) -> Result<Ticket, Error> {
         self.events.lock().unwrap().push(format!("4:{}", op.0));
+        Ok(Ticket::DURABLE)
     }
     fn unsolicited(&self, _conn: u64) -> OpId {
         let mut n = self.next.lock().unwrap();
         *n += 1;
         self.events.lock().unwrap().push(format!("U:{}", *n));
         OpId(*n)
+    }
+    fn durable(&self, ticket: Ticket) -> Durable<'_> {
+        NoJournal.durable(ticket)
+    }
+    fn is_durable(&self, _ticket: Ticket) -> bool {
+        true
+    }
+    fn must_wait(&self) -> bool {
+        false
+    }
+    fn keeps_replies(&self) -> bool {
+        false
+    }
+    fn replayed(&self, _key: &ReplayKey) -> Option<Saved> {
+        None
+    }
+    fn retire(&self, _op: OpId) -> Result<(), Error> {
+        Ok(())
+    }
+    fn checkpoint(&self, _state: &[u8]) -> Result<Ticket, Error> {
+        Ok(Ticket::DURABLE)
     }
 }
 

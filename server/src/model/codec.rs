@@ -800,6 +800,26 @@ impl Delta {
         v
     }
 
+    /// A batch of deltas as point 3 journals them: their encodings one after
+    /// another (each is self-delimiting). An empty batch is no bytes.
+    pub fn encode_batch(deltas: &[Delta]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for d in deltas {
+            d.encode(&mut v);
+        }
+        v
+    }
+
+    /// Decodes a batch that fills `bytes` exactly ([`Delta::encode_batch`]).
+    pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Delta>, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let mut out = Vec::new();
+        while !r.buf.is_empty() {
+            out.push(Delta::read(&mut r)?);
+        }
+        Ok(out)
+    }
+
     /// Decodes one delta that fills `bytes` exactly.
     pub fn decode(bytes: &[u8]) -> Result<Delta, DecodeError> {
         let mut r = Reader::new(bytes);

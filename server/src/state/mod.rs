@@ -17,8 +17,9 @@
 //! 3. `Open.writing`: one WRITE per open at a time.
 //! 4. `Open.st`: an open's mutable part.
 //! 5. `Server.files`: the per-file table. Oplock and lease break notices
-//!    are encoded and queued under it, so that encoding takes no lock
-//!    ([`crate::pipeline::encode_unsolicited`] carries no preauth session).
+//!    are made and queued (as plain data, [`oplock::Notice`]) under it;
+//!    the holder's connection encodes and sends them later, with no lock
+//!    of the table held.
 //! 6. `Server.notify`, then a watch's queue (`notify::Watch.queue`).
 //! 7. `Server.recorder` (the state model). [`Server::apply`] holds it for
 //!    a whole batch of deltas, and is called with no other lock held.

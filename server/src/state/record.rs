@@ -18,10 +18,11 @@
 //! the server checks itself as it runs (for tests; it costs a copy of the
 //! model and a comparison per request):
 //!
-//! - every delta is encoded as the journal stores it, decoded again and
-//!   applied to a replica model that only ever sees the decoded bytes; the
-//!   replica must equal the live model after every batch, and every 64th
-//!   batch a checkpoint of the live model is decoded and compared too;
+//! - every batch of deltas is taken as the journal got it at point 3 (the
+//!   bytes of [`Delta::encode_batch`]), decoded and applied to a replica
+//!   model that only ever sees those bytes; the replica must equal the live
+//!   model after every batch, and every 64th batch a checkpoint of the live
+//!   model is decoded and compared too;
 //! - when no request is in flight, the model is compared with the runtime
 //!   objects ([`Server::check_model`]): the same sessions, tree connects,
 //!   opens (connected and retained) and byte-range locks;
@@ -121,15 +122,29 @@ impl Recorder {
         }
         if let Some(c) = &mut self.check {
             c.deltas += 1;
-            let bytes = d.to_bytes();
-            match Delta::decode(&bytes) {
-                Ok(back) => {
-                    if let Err(e) = c.replica.apply(&back) {
-                        c.mismatch(format!("replica refused {back:?}: {e}"));
+            if let Delta::NewGeneration { .. } = d {
+                // Not journaled by a request: the recorder adds it.
+                if let Err(e) = c.replica.apply(d) {
+                    c.mismatch(format!("replica refused {d:?}: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Check mode: applies a batch as the journal has it to the replica.
+    fn replay(&mut self, journaled: &[u8]) {
+        let Some(c) = &mut self.check else {
+            return;
+        };
+        match Delta::decode_batch(journaled) {
+            Ok(batch) => {
+                for d in &batch {
+                    if let Err(e) = c.replica.apply(d) {
+                        c.mismatch(format!("replica refused {d:?}: {e}"));
                     }
                 }
-                Err(e) => c.mismatch(format!("{d:?} does not decode: {e}")),
             }
+            Err(e) => c.mismatch(format!("a journaled batch does not decode: {e}")),
         }
     }
 
@@ -230,22 +245,29 @@ impl Server {
     /// order. Takes the model's lock, the last in the lock order: call it
     /// with no other lock held.
     pub fn apply(&self, deltas: &[Delta]) {
-        if deltas.is_empty() && !self.recorder_checking() {
+        if deltas.is_empty() && !self.checking {
+            return;
+        }
+        self.apply_journaled(deltas, &Delta::encode_batch(deltas));
+    }
+
+    /// [`Server::apply`] for deltas the journal was given as `journaled`
+    /// ([`Delta::encode_batch`]) at point 3: in check mode the replica is
+    /// built from those bytes, as recovery will build the model.
+    pub fn apply_journaled(&self, deltas: &[Delta], journaled: &[u8]) {
+        if deltas.is_empty() && !self.checking {
             return;
         }
         let mut r = lock(&self.recorder);
         for d in deltas {
             r.apply_one(d);
         }
+        r.replay(journaled);
         r.check_replay();
         drop(r);
         if deltas.iter().any(|d| matches!(d, Delta::OpenDisconnected { .. } | Delta::OplockBreaking { .. } | Delta::LeaseBreaking { .. })) {
             self.deadlines.notify_one();
         }
-    }
-
-    fn recorder_checking(&self) -> bool {
-        self.checking
     }
 
     /// The share set this node's state is recorded under.

@@ -10,6 +10,8 @@
 //!   something).
 //! - [`credits`]: message ids and credits: replays, ids never granted or
 //!   reused, CreditCharge, and compounds of large READs.
+//! - [`journal`]: the consistency points of large READs and WRITEs (the
+//!   journal's records of what a client is answered).
 //! - [`limits`]: connections, sessions, opens, pending requests, deadlines
 //!   and queued replies are bounded; the soak test.
 //! - [`reconnect`]: a client that drops its connection and comes back at
@@ -24,6 +26,7 @@ mod auth;
 mod basics;
 mod client;
 mod credits;
+mod journal;
 mod limits;
 mod reconnect;
 mod wildcard;

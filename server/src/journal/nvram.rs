@@ -1,0 +1,297 @@
+//! [`NvramJournal`]: the consistency points as records of the memory-mapped journal
+//! (`nvram::Journal`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ::nvram::{Entry, Journal as Region};
+use bytes::Bytes;
+
+use super::{Durable, Error, Journal, OpId, ReplayIndex, ReplayKey, Saved, Ticket};
+
+/// Bits of the per-run counter in an operation id; the bits above hold the low bits of
+/// the journal's node generation, so a run never reuses the id of an operation an
+/// earlier run left live in the journal.
+const OP_COUNTER_BITS: u32 = 48;
+
+/// The journal over an NVRAM region: each point is one `nvram::Entry`.
+///
+/// | point | record |
+/// |---|---|
+/// | 1 | `Entry::PreAck { op, request: frame }` |
+/// | 2 | `Entry::PreCommand { op, element }` |
+/// | 3 | `Entry::PostCompletion { op, element, response, delta }` |
+/// | 4 | `Entry::PostReplyAck { op }` |
+/// | checkpoint | `Entry::Checkpoint { state }` |
+///
+/// Appends use `append_nowait` (the copy into the region; with the `PerRecord` policy
+/// also its `msync`, on the calling thread) and return the record's ticket.
+/// [`Journal::durable`] waits with `nvram::Journal::commit` on tokio's blocking pool
+/// (`spawn_blocking`), not with `block_in_place`: commit may wait for a group-commit
+/// leader's `msync` or for the partner's mirror acknowledgement, for as long as those
+/// take, and `block_in_place` would hold an async worker meanwhile (two of them on this
+/// machine, the whole runtime), and panics on a current-thread runtime (the fuzzer's,
+/// `#[tokio::test]`'s). A ticket already durable never leaves the worker.
+///
+/// The element index is stored as a `u16`: an element past 65535 (a compound no client
+/// sends) fails with [`Error::TooLarge`], which closes the connection.
+///
+/// The replay index (key to saved response) is kept in memory and filled at point 3;
+/// after a restart it must be rebuilt from the recovered point-1 and point-3 records
+/// (the keys recomputed from the requests): that is issue 13. The saved responses stay in
+/// memory until their operation is retired.
+pub struct NvramJournal {
+    region: Arc<Region>,
+    op_base: u64,
+    next_op: AtomicU64,
+    replies: Mutex<ReplayIndex>,
+}
+
+impl std::fmt::Debug for NvramJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NvramJournal").field("region", &self.region).finish_non_exhaustive()
+    }
+}
+
+impl NvramJournal {
+    /// The journal over an opened (or created) region.
+    pub fn new(region: Arc<Region>) -> NvramJournal {
+        let op_base = region.generation() << OP_COUNTER_BITS;
+        NvramJournal { region, op_base, next_op: AtomicU64::new(1), replies: Mutex::new(ReplayIndex::default()) }
+    }
+
+    /// The region, for what the trait does not cover (the flag, the mirror, `flush`).
+    pub fn region(&self) -> &Arc<Region> {
+        &self.region
+    }
+
+    fn next_op(&self) -> OpId {
+        let n = self.next_op.fetch_add(1, Ordering::Relaxed) & ((1 << OP_COUNTER_BITS) - 1);
+        OpId(self.op_base | n)
+    }
+
+    fn append(&self, entry: Entry<'_>) -> Result<Ticket, Error> {
+        Ok(self.region.append_nowait(entry).map_err(from_nvram)?.into())
+    }
+
+    fn replies(&self) -> MutexGuard<'_, ReplayIndex> {
+        self.replies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn element(index: usize) -> Result<u16, Error> {
+    u16::try_from(index).map_err(|_| Error::TooLarge { len: index as u64, max: u64::from(u16::MAX) })
+}
+
+/// The nvram crate's errors as the journal's: `Full` stays `Full` (back-pressure),
+/// anything else that an append can meet is I/O.
+fn from_nvram(e: ::nvram::Error) -> Error {
+    match e {
+        ::nvram::Error::Full { needed, free } => Error::Full { needed, free },
+        ::nvram::Error::TooLarge { len, max } => Error::TooLarge { len, max },
+        ::nvram::Error::Io(e) => Error::Io(e),
+        other => Error::Io(std::io::Error::other(other)),
+    }
+}
+
+impl Journal for NvramJournal {
+    fn pre_ack(&self, _conn: u64, frame: &[u8]) -> Result<(OpId, Ticket), Error> {
+        // The connection is not stored: a restore has no connection to give it to.
+        let op = self.next_op();
+        Ok((op, self.append(Entry::PreAck { op, request: frame })?))
+    }
+
+    fn pre_command(&self, op: OpId, index: usize) -> Result<Ticket, Error> {
+        self.append(Entry::PreCommand { op, element: element(index)? })
+    }
+
+    fn post_completion(
+        &self,
+        op: OpId,
+        index: usize,
+        key: Option<&ReplayKey>,
+        response: &[u8],
+        delta: &[u8],
+    ) -> Result<Ticket, Error> {
+        let ticket = self.append(Entry::PostCompletion { op, element: element(index)?, response, delta })?;
+        if let Some(key) = key {
+            self.replies().insert(*key, Saved { op, response: Bytes::copy_from_slice(response), ticket });
+        }
+        Ok(ticket)
+    }
+
+    fn post_reply_ack(&self, op: OpId) -> Result<Ticket, Error> {
+        self.append(Entry::PostReplyAck { op })
+    }
+
+    fn durable(&self, ticket: Ticket) -> Durable<'_> {
+        let Some(t) = ticket.nvram() else {
+            return Box::pin(std::future::ready(Ok(())));
+        };
+        if self.region.is_durable(&t) {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        let region = self.region.clone();
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || region.commit(&t)).await {
+                Ok(r) => r.map_err(from_nvram),
+                Err(e) => Err(Error::Io(std::io::Error::other(e))),
+            }
+        })
+    }
+
+    fn is_durable(&self, ticket: Ticket) -> bool {
+        ticket.nvram().is_none_or(|t| self.region.is_durable(&t))
+    }
+
+    fn must_wait(&self) -> bool {
+        true
+    }
+
+    fn keeps_replies(&self) -> bool {
+        true
+    }
+
+    fn replayed(&self, key: &ReplayKey) -> Option<Saved> {
+        self.replies().get(key)
+    }
+
+    fn retire(&self, op: OpId) -> Result<(), Error> {
+        self.replies().retire(op);
+        self.region.retire(op).map_err(from_nvram)
+    }
+
+    fn checkpoint(&self, state: &[u8]) -> Result<Ticket, Error> {
+        Ok(self.region.checkpoint(state).map_err(from_nvram)?.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ::nvram::{ClusterId, Durability, Kind, MemStorage, NodeId, Options, Record};
+
+    use super::*;
+    use crate::model::ids::{CreateGuid, PersistentFileId};
+
+    fn opts(durability: Durability) -> Options {
+        Options::new(ClusterId(0xd0e7), NodeId(1), durability)
+    }
+
+    fn journal(len: usize, durability: Durability) -> (NvramJournal, MemStorage) {
+        let storage = MemStorage::new(len);
+        let region = Region::create(storage.clone(), opts(durability)).unwrap();
+        (NvramJournal::new(Arc::new(region)), storage)
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    const KEY: ReplayKey =
+        ReplayKey::Request { file: PersistentFileId(0x0100_0000_0000_0007), command: 9, channel_sequence: 0, body: 42 };
+
+    #[test]
+    fn the_four_points_are_records_that_recovery_finds() {
+        let (j, storage) = journal(1 << 20, Durability::GroupCommit);
+        let (op, t1) = j.pre_ack(3, b"WRITE request").unwrap();
+        assert_ne!(op, OpId(0));
+        j.pre_command(op, 0).unwrap();
+        let t3 = j.post_completion(op, 0, Some(&KEY), b"WRITE response", b"size=9").unwrap();
+        let t4 = j.post_reply_ack(op).unwrap();
+        assert!(t1.nvram().unwrap().end <= t3.nvram().unwrap().pos);
+        rt().block_on(j.durable(t4)).unwrap();
+        assert!(j.is_durable(t1) && j.is_durable(t3) && j.is_durable(t4));
+        drop(j);
+
+        let (_, rec) = Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::GroupCommit)).unwrap();
+        let kinds: Vec<(Kind, OpId, u16)> = rec.own.records.iter().map(|r: &Record| (r.kind, r.op, r.element)).collect();
+        assert_eq!(kinds, [(Kind::PreAck, op, 0), (Kind::PreCommand, op, 0), (Kind::PostCompletion, op, 0), (Kind::PostReplyAck, op, 0)]);
+        assert_eq!(&rec.own.records[0].payload[..], b"WRITE request");
+        assert_eq!(rec.own.records[2].completion(), Some((&b"WRITE response"[..], &b"size=9"[..])));
+    }
+
+    #[test]
+    fn a_saved_response_is_found_by_its_key_until_retired() {
+        let (j, _) = journal(1 << 20, Durability::None);
+        assert!(j.keeps_replies());
+        let (op, _) = j.pre_ack(1, b"req").unwrap();
+        j.pre_command(op, 0).unwrap();
+        let create = ReplayKey::Create(CreateGuid([9; 16]));
+        assert_eq!(j.replayed(&create), None);
+        let t = j.post_completion(op, 0, Some(&create), b"create response", b"").unwrap();
+        // An element without a key is journaled, not indexed.
+        j.post_completion(op, 1, None, b"close response", b"").unwrap();
+        let saved = j.replayed(&create).unwrap();
+        assert_eq!((saved.op, &saved.response[..], saved.ticket), (op, &b"create response"[..], t));
+        assert_eq!(j.replayed(&KEY), None);
+        j.post_reply_ack(op).unwrap();
+        j.retire(op).unwrap();
+        assert_eq!(j.replayed(&create), None);
+    }
+
+    #[test]
+    fn ops_differ_across_runs_of_one_region() {
+        let (j, storage) = journal(1 << 20, Durability::None);
+        let (a, _) = j.pre_ack(1, b"a").unwrap();
+        let (b, _) = j.pre_ack(1, b"b").unwrap();
+        assert_ne!(a, b);
+        drop(j);
+        let (region, _) = Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::None)).unwrap();
+        let j = NvramJournal::new(Arc::new(region));
+        let (c, _) = j.pre_ack(1, b"c").unwrap();
+        assert!(c != a && c != b, "{a} {b} {c}");
+    }
+
+    #[test]
+    fn a_full_ring_says_full_and_takes_records_again_after_retire_and_checkpoint() {
+        // The smallest region nvram accepts: a few KiB of ring.
+        let (j, _) = journal(::nvram::format::MIN_REGION as usize, Durability::None);
+        let frame = vec![0x5a; 512];
+        let mut ops = Vec::new();
+        let full = loop {
+            match j.pre_ack(1, &frame) {
+                Ok((op, _)) => ops.push(op),
+                Err(e) => break e,
+            }
+            assert!(ops.len() < 10_000, "never full");
+        };
+        assert!(matches!(full, Error::Full { .. }), "{full:?}");
+        assert!(!ops.is_empty());
+        // Still full until something is retired: nothing was overwritten.
+        assert!(matches!(j.pre_ack(1, &frame), Err(Error::Full { .. })));
+        for op in &ops {
+            j.post_reply_ack(*op).ok();
+            j.retire(*op).unwrap();
+        }
+        j.checkpoint(b"model").unwrap();
+        j.pre_ack(1, &frame).unwrap();
+        // A record that can never fit is not Full (retrying would not help).
+        let huge = vec![0u8; ::nvram::format::MIN_REGION as usize];
+        assert!(matches!(j.pre_ack(1, &huge), Err(Error::TooLarge { .. })));
+    }
+
+    #[test]
+    fn waiting_for_durability_runs_off_the_async_workers() {
+        let (j, _) = journal(1 << 20, Durability::GroupCommit);
+        let (op, t) = j.pre_ack(1, b"req").unwrap();
+        assert!(j.must_wait());
+        // GroupCommit: appended, not yet synced.
+        assert!(!j.is_durable(t));
+        rt().block_on(async {
+            j.durable(t).await.unwrap();
+        });
+        assert!(j.is_durable(t));
+        assert!(j.is_durable(Ticket::DURABLE));
+        let t2 = j.checkpoint(b"state").unwrap();
+        assert!(j.is_durable(t2));
+        j.retire(op).unwrap();
+    }
+
+    #[test]
+    fn an_element_past_u16_is_refused_not_truncated() {
+        let (j, _) = journal(1 << 20, Durability::None);
+        let (op, _) = j.pre_ack(1, b"req").unwrap();
+        assert!(matches!(j.pre_command(op, 70_000), Err(Error::TooLarge { .. })));
+        assert!(matches!(j.post_completion(op, 70_000, None, b"", b""), Err(Error::TooLarge { .. })));
+    }
+}

@@ -1,0 +1,402 @@
+//! The replay key: what identifies a request across a resend, so that a replayed request
+//! whose point-3 record exists gets its saved response instead of running again
+//! (DESIGN.md, "Exactly once").
+//!
+//! The keys are listed on [`ReplayKey`].
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use protocol::header::{flags, Command, Header, HEADER_LEN};
+use protocol::msg::create::CreateRequest;
+use protocol::msg::create_context::RequestContext;
+use protocol::msg::FileId;
+
+use super::{OpId, Ticket};
+use crate::model::ids::{CreateGuid, PersistentFileId};
+
+/// What identifies a request across a resend.
+///
+/// | request | key |
+/// |---|---|
+/// | CREATE with a DH2Q context ([MS-SMB2] 2.2.13.2.11) | its CreateGuid ([`ReplayKey::Create`]) |
+/// | LOCK with a LockSequenceIndex in 1..=64 ([MS-SMB2] 2.2.26, 3.3.5.14) | the open's persistent id and the LockSequence field ([`ReplayKey::Lock`]) |
+/// | any other request that names an open ([MS-SMB2] 3.3.5.2.10) | persistent file id, command, ChannelSequence and a hash of the body ([`ReplayKey::Request`]) |
+/// | requests that name no open (NEGOTIATE, SESSION_SETUP, LOGOFF, TREE_CONNECT, TREE_DISCONNECT, ECHO, CANCEL, a CREATE without DH2Q), and an IOCTL on no file | none: [MS-SMB2] has no replay detection for them, and a key without an open would be shared by every client |
+///
+/// The body hash leaves out everything of the SMB2 header (MessageId, SessionId, TreeId,
+/// Flags with SMB2_FLAGS_REPLAY_OPERATION, credits, the signature change on a resend;
+/// the command and ChannelSequence are in the key as fields), and the 16 FileId bytes of
+/// the body (the volatile half changes when a durable handle is reconnected; the
+/// persistent half is in the key). The hash is [`body_hash`], a stable, non-cryptographic
+/// 64-bit hash: a key is scoped to one open, so a client can only confuse its own
+/// replays with a crafted collision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReplayKey {
+    /// A CREATE with a DH2Q context: Open.CreateGuid ([MS-SMB2] 3.3.5.9.10).
+    Create(CreateGuid),
+    /// A LOCK on an open with a lock sequence in use ([MS-SMB2] 3.3.5.14).
+    Lock {
+        /// The open (FileId.Persistent of the request).
+        file: PersistentFileId,
+        /// The LockSequence field as sent: LockSequenceNumber in the low 4 bits,
+        /// LockSequenceIndex (1..=64) in the other 28 ([MS-SMB2] 2.2.26).
+        lock_sequence: u32,
+    },
+    /// Any other request on an open ([MS-SMB2] 3.3.5.2.10).
+    Request {
+        /// The open (FileId.Persistent of the request, or of the chain for a related
+        /// compound element).
+        file: PersistentFileId,
+        /// The command code.
+        command: u16,
+        /// ChannelSequence from the header.
+        channel_sequence: u16,
+        /// [`body_hash`] of the body without its FileId.
+        body: u64,
+    },
+}
+
+impl ReplayKey {
+    /// The key of one request element. `msg` is the element with its 64-byte header
+    /// (as the `protocol` parsers take it) and `hdr` its parsed header; `chain_file` is
+    /// the file a related compound element inherits ([MS-SMB2] 3.3.5.2.7.2), used when
+    /// the element names the all-ones FileId.
+    ///
+    /// `None` for requests without replay detection (see [`ReplayKey`]) and for
+    /// bodies too short to hold their FileId (the handler refuses those anyway).
+    pub fn of(hdr: &Header, msg: &[u8], chain_file: Option<FileId>) -> Option<ReplayKey> {
+        let body = msg.get(HEADER_LEN..)?;
+        let command = hdr.command()?;
+        if command == Command::Create {
+            return create_guid(msg).map(|g| ReplayKey::Create(CreateGuid(g)));
+        }
+        let at = file_id_offset(command, body)?;
+        let (_, mut id) = FileId::parse(body.get(at..)?).ok()?;
+        if id.is_any() {
+            id = chain_file?;
+            if id.is_any() {
+                return None;
+            }
+        }
+        let file = PersistentFileId(id.persistent);
+        if command == Command::Lock {
+            // LockSequence follows StructureSize and LockCount ([MS-SMB2] 2.2.26).
+            let lock_sequence = u32::from_le_bytes(body.get(4..8)?.try_into().ok()?);
+            if (1..=64).contains(&(lock_sequence >> 4)) {
+                return Some(ReplayKey::Lock { file, lock_sequence });
+            }
+        }
+        let body = body_hash(body_hash(0, &body[..at]), &body[at + FileId::LEN..]);
+        Some(ReplayKey::Request { file, command: command as u16, channel_sequence: hdr.channel_sequence(), body })
+    }
+
+    /// Whether the request says it is a replay (SMB2_FLAGS_REPLAY_OPERATION, [MS-SMB2]
+    /// 2.2.1.2). A resend after a reconnect may also come without it.
+    pub fn flagged(hdr: &Header) -> bool {
+        hdr.flags & flags::REPLAY_OPERATION != 0
+    }
+}
+
+/// The CreateGuid of a CREATE's DH2Q context, if it has one and parses.
+fn create_guid(msg: &[u8]) -> Option<[u8; 16]> {
+    let req = CreateRequest::parse(msg).ok()?;
+    match req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_)))? {
+        RequestContext::DurableHandleRequestV2(d) => Some(d.create_guid),
+        _ => None,
+    }
+}
+
+/// Where the FileId sits in a request body, for the commands that name an open
+/// ([MS-SMB2] 2.2.15 CLOSE, 2.2.17 FLUSH, 2.2.19 READ, 2.2.21 WRITE, 2.2.24.1 OPLOCK_BREAK
+/// acknowledgment, 2.2.26 LOCK, 2.2.31 IOCTL, 2.2.33 QUERY_DIRECTORY, 2.2.35
+/// CHANGE_NOTIFY, 2.2.37 QUERY_INFO, 2.2.39 SET_INFO). A lease break acknowledgment
+/// (2.2.24.2, StructureSize 36) names a lease, not an open.
+fn file_id_offset(command: Command, body: &[u8]) -> Option<usize> {
+    match command {
+        Command::Close | Command::Flush | Command::Lock | Command::Ioctl | Command::QueryDirectory | Command::ChangeNotify => Some(8),
+        Command::OplockBreak => (body.get(..2)? == 24u16.to_le_bytes()).then_some(8),
+        Command::Read | Command::Write | Command::SetInfo => Some(16),
+        Command::QueryInfo => Some(24),
+        _ => None,
+    }
+}
+
+/// A stable 64-bit hash of `data`, chained from `seed` (the hash of what came before, or
+/// 0). Not cryptographic. The function is part of what a node and its partner must agree
+/// on (keys are recomputed from point-1 records after a restore), so it never changes
+/// without a new format version.
+///
+/// Algorithm: 16-byte blocks (the last padded with zeros), each folded into the state
+/// with one 64×64→128-bit multiply (the high and low halves xored), then the length.
+pub fn body_hash(seed: u64, data: &[u8]) -> u64 {
+    const P: [u64; 4] = [0xa076_1d64_78bd_642f, 0xe703_7ed1_a0b4_28db, 0x8ebc_6af0_9c88_c6e3, 0x5899_65cc_7537_4cc3];
+    fn fold(a: u64, b: u64) -> u64 {
+        let r = u128::from(a) * u128::from(b);
+        (r as u64) ^ ((r >> 64) as u64)
+    }
+    fn le64(b: &[u8]) -> u64 {
+        let mut w = [0u8; 8];
+        w[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(w)
+    }
+    let mut h = seed ^ P[0];
+    let mut blocks = data.chunks_exact(16);
+    for b in &mut blocks {
+        h = fold(le64(&b[..8]) ^ P[1] ^ h, le64(&b[8..]) ^ P[2] ^ h.rotate_left(32));
+    }
+    let rest = blocks.remainder();
+    if !rest.is_empty() {
+        let (a, b) = rest.split_at(rest.len().min(8));
+        h = fold(le64(a) ^ P[1] ^ h, le64(b) ^ P[2] ^ h.rotate_left(32));
+    }
+    fold(h ^ P[3], (data.len() as u64) ^ P[0])
+}
+
+/// The saved responses of point-3 records, by replay key: what a journal's
+/// [`super::Journal::replayed`] looks in. Kept in memory; a journal rebuilds it from its
+/// records when it is opened after a restart (issue 13).
+///
+/// A key maps to the latest element appended with it. [`ReplayIndex::retire`] forgets an
+/// operation's keys, unless a later operation has taken the key over since.
+#[derive(Debug, Default)]
+pub struct ReplayIndex {
+    by_key: HashMap<ReplayKey, Saved>,
+    by_op: HashMap<OpId, Vec<ReplayKey>>,
+}
+
+/// A saved response: what a replayed request is answered with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Saved {
+    /// The operation that ran it.
+    pub op: OpId,
+    /// The element's response body, as passed to point 3.
+    pub response: Bytes,
+    /// The point-3 record's ticket: answer from it only once it is durable.
+    pub ticket: Ticket,
+}
+
+impl ReplayIndex {
+    /// Remembers the response of `op` under `key`.
+    pub fn insert(&mut self, key: ReplayKey, saved: Saved) {
+        self.by_op.entry(saved.op).or_default().push(key);
+        self.by_key.insert(key, saved);
+    }
+
+    /// The saved response for `key`.
+    pub fn get(&self, key: &ReplayKey) -> Option<Saved> {
+        self.by_key.get(key).cloned()
+    }
+
+    /// Forgets the responses of `op`.
+    pub fn retire(&mut self, op: OpId) {
+        for key in self.by_op.remove(&op).unwrap_or_default() {
+            if self.by_key.get(&key).is_some_and(|s| s.op == op) {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
+    /// How many keys are held.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use protocol::msg::create::CreateRequest;
+    use protocol::msg::create_context::DurableHandleRequestV2;
+    use protocol::msg::lock::{LockElement, LockRequest};
+
+    use super::*;
+
+    fn msg(command: Command, flags_: u32, channel_sequence: u16, message_id: u64, body: &[u8]) -> (Header, Vec<u8>) {
+        let hdr = Header {
+            command: command as u16,
+            status: u32::from(channel_sequence),
+            flags: flags_,
+            message_id,
+            session_id: message_id * 7,
+            tree_id: 3,
+            credits: 1,
+            ..Default::default()
+        };
+        let mut m = BytesMut::new();
+        hdr.encode(&mut m);
+        m.extend_from_slice(body);
+        (hdr, m.to_vec())
+    }
+
+    fn key(command: Command, flags_: u32, cs: u16, mid: u64, body: &[u8]) -> Option<ReplayKey> {
+        let (h, m) = msg(command, flags_, cs, mid, body);
+        ReplayKey::of(&h, &m, None)
+    }
+
+    fn write_body(file: FileId, offset: u64, data: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&49u16.to_le_bytes());
+        b.extend_from_slice(&((HEADER_LEN + 48) as u16).to_le_bytes());
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&offset.to_le_bytes());
+        let mut id = BytesMut::new();
+        file.encode(&mut id);
+        b.extend_from_slice(&id);
+        b.extend_from_slice(&[0; 16]); // channel, remaining bytes, write channel info
+        b.extend_from_slice(data);
+        b
+    }
+
+    const F: FileId = FileId { persistent: 0x0102_0000_0000_0001, volatile: 9 };
+
+    #[test]
+    fn a_resend_has_the_same_key_whatever_the_header_says() {
+        let body = write_body(F, 4096, b"stamped block");
+        let first = key(Command::Write, 0, 5, 10, &body).unwrap();
+        // New connection: other message id, session, flags (REPLAY_OPERATION), signature.
+        let resent = key(Command::Write, flags::REPLAY_OPERATION | flags::SIGNED, 5, 99, &body).unwrap();
+        assert_eq!(first, resent);
+        // After a durable reconnect the volatile half differs: same key.
+        let reopened = write_body(FileId { volatile: 77, ..F }, 4096, b"stamped block");
+        assert_eq!(key(Command::Write, flags::REPLAY_OPERATION, 5, 100, &reopened), Some(first));
+        match first {
+            ReplayKey::Request { file, command, channel_sequence, .. } => {
+                assert_eq!(file, PersistentFileId(F.persistent));
+                assert_eq!(command, Command::Write as u16);
+                assert_eq!(channel_sequence, 5);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn another_request_has_another_key() {
+        let base = key(Command::Write, 0, 5, 10, &write_body(F, 4096, b"stamped block")).unwrap();
+        let others = [
+            key(Command::Write, 0, 5, 10, &write_body(F, 8192, b"stamped block")),
+            key(Command::Write, 0, 5, 10, &write_body(F, 4096, b"stamped blocK")),
+            key(Command::Write, 0, 6, 10, &write_body(F, 4096, b"stamped block")),
+            key(Command::Write, 0, 5, 10, &write_body(FileId { persistent: 2, ..F }, 4096, b"stamped block")),
+            key(Command::Read, 0, 5, 10, &write_body(F, 4096, b"stamped block")),
+        ];
+        for o in others {
+            assert_ne!(o.unwrap(), base);
+        }
+    }
+
+    #[test]
+    fn create_with_dh2q_is_keyed_by_its_create_guid() {
+        let guid = [0x5a; 16];
+        let mut b = BytesMut::new();
+        CreateRequest {
+            security_flags: 0,
+            requested_oplock_level: 0,
+            impersonation_level: 2,
+            smb_create_flags: 0,
+            desired_access: 0x0012_0089,
+            file_attributes: 0,
+            share_access: 7,
+            create_disposition: 1,
+            create_options: 0,
+            name: "a.txt".into(),
+            create_contexts: vec![RequestContext::DurableHandleRequestV2(DurableHandleRequestV2 {
+                timeout: 0,
+                flags: 0,
+                create_guid: guid,
+            })],
+        }
+        .encode(&mut b);
+        assert_eq!(key(Command::Create, 0, 0, 4, &b), Some(ReplayKey::Create(CreateGuid(guid))));
+        assert_eq!(key(Command::Create, flags::REPLAY_OPERATION, 1, 8, &b), Some(ReplayKey::Create(CreateGuid(guid))));
+
+        // Without DH2Q a CREATE has no replay detection.
+        let mut plain = BytesMut::new();
+        CreateRequest {
+            security_flags: 0,
+            requested_oplock_level: 0,
+            impersonation_level: 2,
+            smb_create_flags: 0,
+            desired_access: 0x0012_0089,
+            file_attributes: 0,
+            share_access: 7,
+            create_disposition: 1,
+            create_options: 0,
+            name: "a.txt".into(),
+            create_contexts: vec![],
+        }
+        .encode(&mut plain);
+        assert_eq!(key(Command::Create, 0, 0, 4, &plain), None);
+        // Nor has a garbled one.
+        assert_eq!(key(Command::Create, 0, 0, 4, &b[..20]), None);
+    }
+
+    #[test]
+    fn lock_is_keyed_by_the_lock_sequence_when_one_is_in_use() {
+        let lock = |lock_sequence: u32, offset: u64| {
+            let mut b = BytesMut::new();
+            LockRequest { lock_sequence, file_id: F, locks: vec![LockElement { offset, length: 1, flags: 2 }] }.encode(&mut b);
+            b
+        };
+        let seq = (3 << 4) | 1;
+        let k = key(Command::Lock, 0, 0, 4, &lock(seq, 0)).unwrap();
+        assert_eq!(k, ReplayKey::Lock { file: PersistentFileId(F.persistent), lock_sequence: seq });
+        assert_eq!(key(Command::Lock, flags::REPLAY_OPERATION, 0, 9, &lock(seq, 0)), Some(k));
+        // Index 0 (or past 64): no lock sequence, the general key.
+        for s in [1, 65 << 4] {
+            assert!(matches!(key(Command::Lock, 0, 0, 4, &lock(s, 0)), Some(ReplayKey::Request { .. })));
+        }
+    }
+
+    #[test]
+    fn related_elements_take_the_chain_file() {
+        let body = write_body(FileId::ANY, 0, b"x");
+        let (h, m) = msg(Command::Write, flags::RELATED_OPERATIONS, 0, 3, &body);
+        assert_eq!(ReplayKey::of(&h, &m, None), None);
+        let Some(ReplayKey::Request { file, .. }) = ReplayKey::of(&h, &m, Some(F)) else { panic!() };
+        assert_eq!(file, PersistentFileId(F.persistent));
+    }
+
+    #[test]
+    fn requests_that_name_no_open_have_no_key() {
+        for c in [Command::Negotiate, Command::SessionSetup, Command::Logoff, Command::TreeConnect, Command::TreeDisconnect, Command::Echo, Command::Cancel] {
+            assert_eq!(key(c, flags::REPLAY_OPERATION, 0, 1, &[4, 0, 0, 0, 0, 0, 0, 0]), None, "{c:?}");
+        }
+        // A lease break acknowledgment names a lease.
+        let mut ack = vec![0u8; 36];
+        ack[0] = 36;
+        assert_eq!(key(Command::OplockBreak, 0, 0, 1, &ack), None);
+        // Truncated bodies and unknown commands.
+        assert_eq!(key(Command::Write, 0, 0, 1, &[49, 0, 0]), None);
+        let (mut h, m) = msg(Command::Echo, 0, 0, 1, &[4, 0, 0, 0]);
+        h.command = 0x55;
+        assert_eq!(ReplayKey::of(&h, &m, None), None);
+        assert_eq!(ReplayKey::of(&h, &m[..10], None), None);
+    }
+
+    #[test]
+    fn body_hash_is_stable_and_sees_every_byte() {
+        // Pinned: the hash is part of what both nodes of a pair must agree on.
+        assert_eq!(body_hash(0, b""), 0xfaee_c0dc_331e_9e62);
+        assert_eq!(body_hash(0, b"The quick brown fox jumps over the lazy dog"), 0xb562_de6a_fb08_7ac1);
+        let data: Vec<u8> = (0..100u8).collect();
+        let h = body_hash(0, &data);
+        for i in 0..data.len() {
+            let mut d = data.clone();
+            d[i] ^= 1;
+            assert_ne!(body_hash(0, &d), h, "byte {i}");
+        }
+        // Trailing zeros and the seed count.
+        assert_ne!(body_hash(0, &data[..99]), body_hash(0, &{
+            let mut d = data[..99].to_vec();
+            d.push(0);
+            d
+        }));
+        assert_ne!(body_hash(1, &data), h);
+    }
+}
