@@ -37,6 +37,7 @@
 pub mod admin;
 pub mod alloc;
 pub mod cmd;
+pub mod error;
 pub mod config;
 pub mod conn;
 pub mod connection;
@@ -51,6 +52,8 @@ pub mod state;
 pub mod transport;
 pub mod users;
 
+pub use error::RunError;
+
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -61,21 +64,6 @@ use tracing::{debug, error, info, warn, Instrument};
 
 use config::Config;
 use state::Server;
-
-/// Why the server could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    #[error(transparent)]
-    Users(#[from] users::UsersError),
-    #[error("share {0}: {1}")]
-    Share(String, fs::FsError),
-    #[error("cannot listen on {0}: {1}")]
-    Bind(std::net::SocketAddr, std::io::Error),
-    #[error("admin socket {path}: {error}", path = .0.display(), error = .1)]
-    Admin(std::path::PathBuf, std::io::Error),
-}
 
 /// Sets up `tracing` to stderr with the given filter.
 pub fn init_logging(filter: &str) {

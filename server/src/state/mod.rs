@@ -65,7 +65,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::{Config, ShareConfig};
 use crate::fs;
 use crate::users::Users;
-use crate::RunError;
+use crate::error::RunError;
 
 pub use open::Open;
 pub use session::Session;
