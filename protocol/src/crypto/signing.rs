@@ -127,8 +127,9 @@ fn gmac_nonce(msg: &[u8]) -> [u8; 12] {
 
 /// A signing key prepared once for every message it signs or verifies
 /// ([MS-SMB2] 3.1.4.1): HMAC-SHA256's padded key blocks already hashed,
-/// AES-CMAC's key schedule and subkeys, or AES-GMAC's key schedule, GHASH
-/// table and hash subkey H.
+/// AES-CMAC's key schedule and subkeys, or AES-GMAC's key schedule and
+/// GHASH table, and the powers H^(2^k) of its hash subkey H for
+/// [`gmac_zeroed`]'s correction.
 pub struct SigningKey {
     alg: SigningAlgorithm,
     key: Prepared,
@@ -137,8 +138,67 @@ pub struct SigningKey {
 enum Prepared {
     HmacSha256(hmac::Key),
     AesCmac(ccm::CmacKey),
-    /// H = E(K, 0^128) is kept for [`gmac_zeroed`]'s correction.
-    AesGmac { key: LessSafeKey, h: u128 },
+    AesGmac(GmacKey),
+}
+
+/// Powers H^(2^k) of GMAC's hash subkey kept: enough for any exponent
+/// [`gmac_zeroed`] meets (the message's block count, below 2^32 within
+/// GCM's 2^36-byte limit).
+const H_POWERS: usize = 40;
+
+struct GmacKey {
+    gcm: LessSafeKey,
+    /// H^(2^k) for k < [`H_POWERS`], H = E(K, 0^128); `None` for a key
+    /// prepared for one call, which computes H only when it needs it.
+    h_powers: Option<Box<[u128; H_POWERS]>>,
+    /// The raw key, for computing H when `h_powers` is `None`.
+    raw: [u8; 16],
+}
+
+impl GmacKey {
+    fn new(key: &[u8; 16], with_powers: bool) -> Result<GmacKey, CryptoError> {
+        let gcm = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, key).map_err(|_| CryptoError::KeyLength(16))?);
+        let h_powers = match with_powers {
+            true => {
+                let mut p = Box::new([0u128; H_POWERS]);
+                p[0] = hash_subkey(key)?;
+                for k in 1..H_POWERS {
+                    p[k] = gf_mul(p[k - 1], p[k - 1]);
+                }
+                Some(p)
+            }
+            false => None,
+        };
+        Ok(GmacKey { gcm, h_powers, raw: *key })
+    }
+
+    /// H^e.
+    fn h_pow(&self, e: u64) -> Result<u128, CryptoError> {
+        let Some(p) = &self.h_powers else {
+            return Ok(gf_pow(hash_subkey(&self.raw)?, e));
+        };
+        if e >> H_POWERS != 0 {
+            return Err(CryptoError::Malformed("GMAC input"));
+        }
+        let mut acc = 1u128 << 127;
+        for (k, hk) in p.iter().enumerate() {
+            if (e >> k) & 1 == 1 {
+                acc = gf_mul(acc, *hk);
+            }
+        }
+        Ok(acc)
+    }
+}
+
+/// GCM's hash subkey H = E(K, 0^128) (NIST SP 800-38D 6.4).
+fn hash_subkey(key: &[u8; 16]) -> Result<u128, CryptoError> {
+    let bad = |_| CryptoError::Malformed("AES key");
+    let mut h = [0u8; 16];
+    EncryptingKey::ecb(UnboundCipherKey::new(&AES_128, key).map_err(bad)?)
+        .map_err(bad)?
+        .less_safe_encrypt(&mut h, EncryptionContext::None)
+        .map_err(bad)?;
+    Ok(u128::from_be_bytes(h))
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -154,20 +214,17 @@ impl SigningKey {
     /// is [`CryptoError::KeyLength`] (the free functions of this module pad
     /// or cut it instead).
     pub fn new(alg: SigningAlgorithm, key: &[u8]) -> Result<SigningKey, CryptoError> {
-        let bad_length = || CryptoError::KeyLength(key.len());
-        let prepared = match alg {
-            SigningAlgorithm::HmacSha256 => Prepared::HmacSha256(hmac::Key::new(hmac::HMAC_SHA256, key)),
-            SigningAlgorithm::AesCmac if key.len() == 16 => Prepared::AesCmac(ccm::CmacKey::new(key)?),
-            SigningAlgorithm::AesGmac if key.len() == 16 => {
-                let gcm = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, key).map_err(|_| bad_length())?);
-                let mut h = [0u8; 16];
-                EncryptingKey::ecb(UnboundCipherKey::new(&AES_128, key).map_err(|_| bad_length())?)
-                    .map_err(|_| bad_length())?
-                    .less_safe_encrypt(&mut h, EncryptionContext::None)
-                    .map_err(|_| CryptoError::Malformed("AES key"))?;
-                Prepared::AesGmac { key: gcm, h: u128::from_be_bytes(h) }
-            }
-            SigningAlgorithm::AesCmac | SigningAlgorithm::AesGmac => return Err(bad_length()),
+        SigningKey::prepare(alg, key, true)
+    }
+
+    /// `reused`: worth computing what only pays over many messages (GMAC's
+    /// powers of H), else computed per call when needed.
+    fn prepare(alg: SigningAlgorithm, key: &[u8], reused: bool) -> Result<SigningKey, CryptoError> {
+        let prepared = match (alg, <&[u8; 16]>::try_from(key)) {
+            (SigningAlgorithm::HmacSha256, _) => Prepared::HmacSha256(hmac::Key::new(hmac::HMAC_SHA256, key)),
+            (SigningAlgorithm::AesCmac, Ok(_)) => Prepared::AesCmac(ccm::CmacKey::new(key)?),
+            (SigningAlgorithm::AesGmac, Ok(k)) => Prepared::AesGmac(GmacKey::new(k, reused)?),
+            (SigningAlgorithm::AesCmac | SigningAlgorithm::AesGmac, Err(_)) => return Err(CryptoError::KeyLength(key.len())),
         };
         Ok(SigningKey { alg, key: prepared })
     }
@@ -221,19 +278,19 @@ impl SigningKey {
                 out.copy_from_slice(&mac.sign().as_ref()[..16]);
             }
             Prepared::AesCmac(key) => out = key.mac(&[head, &zero_block[..zeros], tail])?,
-            Prepared::AesGmac { key, h } => {
+            Prepared::AesGmac(key) => {
                 let nonce = gmac_nonce(msg);
                 let field = msg.get(SIGNATURE_OFFSET..HEADER_LEN).unwrap_or(&[]);
                 if field.iter().all(|&b| b == 0) && msg.len() >= HEADER_LEN {
-                    out = gmac(key, nonce, msg)?;
+                    out = gmac(&key.gcm, nonce, msg)?;
                 } else if msg.len() >= HEADER_LEN && msg.len() > copy_max {
-                    out = gmac_zeroed(key, *h, nonce, msg)?;
+                    out = gmac_zeroed(key, nonce, msg)?;
                 } else {
                     let mut aad = Vec::with_capacity(head.len() + zeros + tail.len());
                     aad.extend_from_slice(head);
                     aad.extend_from_slice(&zero_block[..zeros]);
                     aad.extend_from_slice(tail);
-                    out = gmac(key, nonce, &aad)?;
+                    out = gmac(&key.gcm, nonce, &aad)?;
                 }
             }
         }
@@ -241,12 +298,12 @@ impl SigningKey {
     }
 }
 
-/// The key the free functions sign with: a key of another length than 16
-/// bytes is zero-padded or cut for AES-CMAC and AES-GMAC.
+/// The key the free functions sign with, for one call: a key of another
+/// length than 16 bytes is zero-padded or cut for AES-CMAC and AES-GMAC.
 fn prepare(alg: SigningAlgorithm, key: &[u8]) -> Result<SigningKey, CryptoError> {
     match alg {
-        SigningAlgorithm::HmacSha256 => SigningKey::new(alg, key),
-        SigningAlgorithm::AesCmac | SigningAlgorithm::AesGmac => SigningKey::new(alg, &key16(key)),
+        SigningAlgorithm::HmacSha256 => SigningKey::prepare(alg, key, false),
+        SigningAlgorithm::AesCmac | SigningAlgorithm::AesGmac => SigningKey::prepare(alg, &key16(key), false),
     }
 }
 
@@ -285,14 +342,15 @@ fn gmac(key: &LessSafeKey, nonce: [u8; 12], aad: &[u8]) -> Result<[u8; 16], Cryp
 /// and the length block, Y = X1·H^(m+1) + ... + Xm·H^2 + L·H, and the tag is
 /// Y + E(K, J0). The signature field is block X4, so the tag of the message
 /// with S in that field and the tag with zeros there differ by S·H^(m-2)
-/// (NIST SP 800-38D 6.4, 7.1), where H = E(K, 0^128) is computed once, with
-/// the key.
-fn gmac_zeroed(key: &LessSafeKey, h: u128, nonce: [u8; 12], msg: &[u8]) -> Result<[u8; 16], CryptoError> {
-    let tag = u128::from_be_bytes(gmac(key, nonce, msg)?);
+/// (NIST SP 800-38D 6.4, 7.1), where H = E(K, 0^128). A prepared key
+/// holds H^(2^k), so H^(m-2) costs one multiplication per set bit of m - 2
+/// rather than a squaring per bit as well.
+fn gmac_zeroed(key: &GmacKey, nonce: [u8; 12], msg: &[u8]) -> Result<[u8; 16], CryptoError> {
+    let tag = u128::from_be_bytes(gmac(&key.gcm, nonce, msg)?);
     let mut s = [0u8; 16];
     s.copy_from_slice(&msg[SIGNATURE_OFFSET..HEADER_LEN]);
     let m = msg.len().div_ceil(16) as u64;
-    let correction = gf_mul(u128::from_be_bytes(s), gf_pow(h, m - 2));
+    let correction = gf_mul(u128::from_be_bytes(s), key.h_pow(m - 2)?);
     Ok((tag ^ correction).to_be_bytes())
 }
 
@@ -424,6 +482,19 @@ mod tests {
         let c = 0x0388dace60b6a392f328c2b971b2fe78_u128;
         let l = 0x0000000000000000_0000000000000080_u128;
         assert_eq!(gf_mul(gf_mul(c, x) ^ l, x), 0xf38cbb1ad69223dcc3457ae5b6b0f885);
+    }
+
+    /// The prepared key's powers of H give what squaring does.
+    #[test]
+    fn h_powers_equal_gf_pow() {
+        let key = [0x5au8; 16];
+        let (with, without) = (GmacKey::new(&key, true).unwrap(), GmacKey::new(&key, false).unwrap());
+        let h = hash_subkey(&key).unwrap();
+        for e in (0..300).chain([4094, 4096, 65_537, (1 << 32) - 1, (1 << 40) - 1]) {
+            assert_eq!(with.h_pow(e).unwrap(), gf_pow(h, e), "{e}");
+            assert_eq!(without.h_pow(e).unwrap(), gf_pow(h, e), "{e}");
+        }
+        assert!(with.h_pow(1 << 40).is_err());
     }
 
     #[test]
