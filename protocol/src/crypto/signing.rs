@@ -135,6 +135,9 @@ pub struct SigningKey {
     key: Prepared,
 }
 
+// One per session (or channel), made once: its size does not matter, and
+// boxing the large variants would add a pointer chase per message.
+#[allow(clippy::large_enum_variant)]
 enum Prepared {
     HmacSha256(hmac::Key),
     AesCmac(ccm::CmacKey),

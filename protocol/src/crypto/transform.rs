@@ -113,6 +113,9 @@ pub struct CipherKey {
     key: Prepared,
 }
 
+// One per session (or channel), made once: its size does not matter, and
+// boxing the large variants would add a pointer chase per message.
+#[allow(clippy::large_enum_variant)]
 enum Prepared {
     Ccm(ccm::CcmKey),
     Gcm(LessSafeKey),

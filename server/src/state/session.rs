@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use protocol::auth::ntlm;
 use protocol::crypto::preauth::PreauthHash;
+use protocol::crypto::kdf::SessionKeys;
 use protocol::crypto::signing::SigningAlgorithm;
+use protocol::crypto::{CipherKey, CryptoError, SigningKey};
 
 use super::{lock, Open, Tree};
 
@@ -19,17 +21,107 @@ pub enum AuthState {
     Expired,
 }
 
-/// Keys and policies the pipeline needs for every message of a session.
+/// Keys and policies the pipeline needs for every message of a session
+/// (or of one of its channels, which signs with its own key).
+///
+/// The keys are prepared once, here ([`SigningKey`], [`CipherKey`]: key
+/// schedules, GHASH tables, CMAC subkeys), not per message; the raw bytes
+/// stay for what exports them (the state model's session keys). Built only
+/// by [`SessionCrypto::new`] and [`SessionCrypto::for_channel`], so the
+/// prepared keys always match the raw ones.
 #[derive(Clone)]
 pub struct SessionCrypto {
     pub dialect: u16,
     pub signing_alg: SigningAlgorithm,
+    /// Empty for a session without keys (anonymous, guest).
     pub signing_key: Vec<u8>,
     pub encryption_key: Vec<u8>,
     pub decryption_key: Vec<u8>,
     pub cipher: u16,
     pub signing_required: bool,
     pub encrypt_data: bool,
+    /// `None` when `signing_key` is empty.
+    signer: Option<Arc<SigningKey>>,
+    /// What [`CipherKey::new`] said of the raw key: no cipher negotiated,
+    /// or no key, is an error each message gets.
+    encryptor: Result<Arc<CipherKey>, CryptoError>,
+    decryptor: Result<Arc<CipherKey>, CryptoError>,
+}
+
+impl SessionCrypto {
+    /// The session's crypto from its derived `keys` (`None`: a session
+    /// without keys). A signing key that does not fit `signing_alg` is an
+    /// error; an encryption key that does not fit `cipher` (or `cipher` 0,
+    /// none negotiated) only fails each message that would use it, as
+    /// before the keys were prepared.
+    pub fn new(
+        dialect: u16,
+        signing_alg: SigningAlgorithm,
+        cipher: u16,
+        keys: Option<SessionKeys>,
+        signing_required: bool,
+        encrypt_data: bool,
+    ) -> Result<SessionCrypto, CryptoError> {
+        let keys = keys.unwrap_or_else(|| SessionKeys {
+            signing_key: Vec::new(),
+            encryption_key: Vec::new(),
+            decryption_key: Vec::new(),
+            application_key: Vec::new(),
+        });
+        let cipher_key = |raw: &[u8]| CipherKey::new(cipher, raw).map(Arc::new);
+        Ok(SessionCrypto {
+            dialect,
+            signing_alg,
+            signer: signer(signing_alg, &keys.signing_key)?,
+            encryptor: cipher_key(&keys.encryption_key),
+            decryptor: cipher_key(&keys.decryption_key),
+            signing_key: keys.signing_key,
+            encryption_key: keys.encryption_key,
+            decryption_key: keys.decryption_key,
+            cipher,
+            signing_required,
+            encrypt_data,
+        })
+    }
+
+    /// A channel of this session: its own signing key and algorithm
+    /// (Channel.SigningKey, [MS-SMB2] 3.3.5.5.3), the session's encryption
+    /// keys (shared, not prepared again).
+    pub fn for_channel(&self, signing_alg: SigningAlgorithm, signing_key: Vec<u8>) -> Result<SessionCrypto, CryptoError> {
+        Ok(SessionCrypto { signing_alg, signer: signer(signing_alg, &signing_key)?, signing_key, ..self.clone() })
+    }
+
+    /// Signs `msg` in place ([MS-SMB2] 3.1.4.1); a session without a
+    /// signing key leaves it unchanged (callers check `signing_key` first).
+    pub fn sign(&self, msg: &mut [u8]) {
+        if let Some(k) = &self.signer {
+            k.sign(msg);
+        }
+    }
+
+    /// Checks `msg`'s signature; false without a signing key.
+    pub fn verify(&self, msg: &[u8]) -> bool {
+        self.signer.as_ref().is_some_and(|k| k.verify(msg))
+    }
+
+    /// Encrypts a frame in place with the session's encryption key
+    /// ([`CipherKey::encrypt_in_place`]).
+    pub fn encrypt_in_place(&self, session_id: u64, nonce: &[u8], msg: &mut [u8]) -> Result<(), CryptoError> {
+        self.encryptor.as_ref().map_err(Clone::clone)?.encrypt_in_place(session_id, nonce, msg)
+    }
+
+    /// Decrypts a transform message in place with the session's decryption
+    /// key ([`CipherKey::decrypt_in_place`]).
+    pub fn decrypt_in_place(&self, msg: &mut [u8]) -> Result<(), CryptoError> {
+        self.decryptor.as_ref().map_err(Clone::clone)?.decrypt_in_place(msg)
+    }
+}
+
+fn signer(alg: SigningAlgorithm, raw: &[u8]) -> Result<Option<Arc<SigningKey>>, CryptoError> {
+    match raw.is_empty() {
+        true => Ok(None),
+        false => SigningKey::new(alg, raw).map(|k| Some(Arc::new(k))),
+    }
 }
 
 pub struct Session {
