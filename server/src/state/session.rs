@@ -200,3 +200,78 @@ impl Session {
         lock(&self.inner).opens.get(&volatile_id).cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::crypto::{cipher, dialect, kdf, signing, transform};
+
+    fn keys(c: u16) -> SessionKeys {
+        kdf::derive(dialect::SMB3_1_1, &[0x42; 16], Some(&[7; 64]), Some(c))
+    }
+
+    /// The session's prepared keys sign, verify, encrypt and decrypt as the
+    /// free functions do with its raw keys; a channel signs with its own key
+    /// and encrypts with the session's.
+    #[test]
+    fn prepared_keys_act_as_the_raw_ones() {
+        for (alg, c) in [
+            (SigningAlgorithm::AesGmac, cipher::AES_128_GCM),
+            (SigningAlgorithm::AesCmac, cipher::AES_256_CCM),
+            (SigningAlgorithm::HmacSha256, cipher::AES_128_CCM),
+        ] {
+            let crypto = SessionCrypto::new(dialect::SMB3_1_1, alg, c, Some(keys(c)), true, true).unwrap();
+            let mut msg: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+            let mut free = msg.clone();
+            crypto.sign(&mut msg);
+            signing::sign(alg, &crypto.signing_key, &mut free);
+            assert_eq!(msg, free, "{alg:?}");
+            assert!(crypto.verify(&msg));
+
+            let mut frame = vec![0u8; transform::TRANSFORM_HEADER_LEN + 300];
+            let mut free = frame.clone();
+            crypto.encrypt_in_place(9, &[3; 16][..transform::nonce_len(c).unwrap()], &mut frame).unwrap();
+            transform::encrypt_in_place(c, &crypto.encryption_key, 9, &[3; 16][..transform::nonce_len(c).unwrap()], &mut free).unwrap();
+            assert_eq!(frame, free, "{c}");
+            // Sealed with the decryption key, as a client would.
+            let sealed = transform::encrypt(c, &crypto.decryption_key, 9, &[4; 16][..transform::nonce_len(c).unwrap()], &[5; 80]).unwrap();
+            let mut opened = sealed.clone();
+            crypto.decrypt_in_place(&mut opened).unwrap();
+            assert_eq!(opened[transform::TRANSFORM_HEADER_LEN..], [5; 80]);
+            assert!(crypto.decrypt_in_place(&mut frame).is_err(), "not the decryption key");
+
+            let channel = crypto.for_channel(alg, vec![0x77; 16]).unwrap();
+            let mut on_channel = msg.clone();
+            channel.sign(&mut on_channel);
+            assert_ne!(on_channel, msg);
+            assert!(channel.verify(&on_channel) && !crypto.verify(&on_channel));
+            let mut again = sealed.clone();
+            channel.decrypt_in_place(&mut again).unwrap();
+            assert_eq!(again, opened);
+        }
+    }
+
+    #[test]
+    fn missing_or_bad_keys() {
+        // No keys (anonymous, guest): nothing signs or verifies, nothing is encrypted.
+        let none = SessionCrypto::new(dialect::SMB3_1_1, SigningAlgorithm::AesCmac, cipher::AES_128_GCM, None, false, false).unwrap();
+        let mut msg = vec![0u8; 100];
+        none.sign(&mut msg);
+        assert_eq!(msg, vec![0u8; 100]);
+        assert!(!none.verify(&msg));
+        assert_eq!(none.encrypt_in_place(1, &[0; 12], &mut [0; 100]), Err(CryptoError::KeyLength(0)));
+        // No cipher negotiated: each message fails as the free function would.
+        let plain = SessionCrypto::new(dialect::SMB3_1_1, SigningAlgorithm::AesCmac, 0, Some(keys(cipher::AES_128_GCM)), false, false).unwrap();
+        assert_eq!(plain.decrypt_in_place(&mut [0; 100]), Err(CryptoError::UnknownCipher(0)));
+        assert!(plain.verify(&{
+            let mut m = vec![1u8; 100];
+            plain.sign(&mut m);
+            m
+        }));
+        // A signing key that does not fit its algorithm is refused.
+        let mut bad = keys(cipher::AES_128_GCM);
+        bad.signing_key = vec![1; 15];
+        assert!(SessionCrypto::new(dialect::SMB3_1_1, SigningAlgorithm::AesGmac, 0, Some(bad), false, false).is_err());
+        assert!(plain.for_channel(SigningAlgorithm::AesCmac, vec![1; 17]).is_err());
+    }
+}
