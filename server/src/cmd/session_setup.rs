@@ -336,13 +336,16 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
         // identity is anonymous or a guest.
         Some(c) => c,
         // The keys are prepared here, once for the session's messages.
-        None => match SessionCrypto::new(dialect, signing_alg(ctx), ctx.conn.cipher, (!unsigned).then_some(keys), signing_required, encrypt_data) {
-            Ok(c) => Arc::new(c),
-            Err(e) => {
-                warn!(peer = %ctx.conn.peer, session = sid, "session keys refused: {e}");
-                return fail(ctx, session, NtStatus::INTERNAL_ERROR);
+        None => {
+            let keys = (!unsigned).then_some(keys);
+            match SessionCrypto::new(dialect, signing_alg(ctx), ctx.conn.cipher, keys, signing_required, encrypt_data) {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    warn!(peer = %ctx.conn.peer, session = sid, "session keys refused: {e}");
+                    return fail(ctx, session, NtStatus::INTERNAL_ERROR);
+                }
             }
-        },
+        }
     };
     let encrypt_data = crypto.encrypt_data;
     let mut inner = lock(&session.inner);
