@@ -56,7 +56,7 @@
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use protocol::crypto::{signing, transform};
+use protocol::crypto::transform;
 use protocol::header::{self, flags, Command, Header, HEADER_LEN};
 use protocol::msg::FileId;
 use protocol::NtStatus;
@@ -180,7 +180,7 @@ fn decrypt(conn: &ConnState, mut frame: BytesMut) -> Option<(Bytes, Arc<SessionC
     if crypto.decryption_key.is_empty() {
         return None;
     }
-    transform::decrypt_in_place(crypto.cipher, &crypto.decryption_key, &mut frame).ok()?;
+    crypto.decrypt_in_place(&mut frame).ok()?;
     frame.advance(transform::TRANSFORM_HEADER_LEN);
     Some((frame.freeze(), crypto, th.session_id))
 }
@@ -752,7 +752,7 @@ async fn run_element(
         // A bound channel verifies with its own key ([MS-SMB2] 3.3.5.2.4).
         if let Some(crypto) = conn.signing_crypto(s) {
             if !encrypted && hdr.is_signed() && !crypto.signing_key.is_empty() {
-                if !signing::verify(crypto.signing_alg, &crypto.signing_key, elem) {
+                if !crypto.verify(elem) {
                     warn!(mid = hdr.message_id, "bad signature");
                     return Err(NtStatus::ACCESS_DENIED);
                 }
@@ -934,7 +934,7 @@ fn encode_frame(
         // Signed before hashing: the preauth hash covers the message as
         // sent (a binding's interim answers are signed).
         if let Some(k) = &e.sign {
-            signing::sign(k.signing_alg, &k.signing_key, &mut m);
+            k.sign(&mut m);
         }
         if e.preauth_conn {
             conn_preauth.update(&m);
@@ -951,7 +951,7 @@ fn encode_frame(
             // Encrypted where it lies, the transform header in the room.
             let nonce: [u8; 16] = rand::random();
             let nlen = transform::nonce_len(crypto.cipher).unwrap_or(12);
-            if let Err(e) = transform::encrypt_in_place(crypto.cipher, &crypto.encryption_key, sid, &nonce[..nlen], &mut chain[4..]) {
+            if let Err(e) = crypto.encrypt_in_place(sid, &nonce[..nlen], &mut chain[4..]) {
                 warn!("encrypt: {e}");
                 return None;
             }

@@ -10,6 +10,10 @@
 //! CCM's with a 4-byte length field. A CBC-MAC is serial (each block waits
 //! for the one before), so CCM and CMAC run at the latency bound of the AES
 //! instructions, several times slower than GCM, which is parallel.
+//!
+//! Keys are prepared once ([`CmacKey`]: the CBC key schedule and CMAC's
+//! subkeys; [`CcmKey`]: the CBC and CTR key schedules) and then used for
+//! every message.
 
 use aws_lc_rs::cipher::{Algorithm, EncryptingKey, EncryptionContext, UnboundCipherKey, AES_128, AES_256};
 
@@ -44,26 +48,27 @@ fn cbc(key: &EncryptingKey, iv: [u8; BLOCK], blocks: &mut [u8]) -> Result<[u8; B
     Ok(last)
 }
 
-/// A CBC-MAC over a stream of bytes. The last block (full or not) is held
-/// back until more bytes come, so CMAC can treat it apart.
-pub(crate) struct CbcMac {
-    key: EncryptingKey,
+/// A CBC-MAC over a stream of bytes, with a prepared CBC key. The last
+/// block (full or not) is held back until more bytes come, so CMAC can
+/// treat it apart.
+struct CbcMac<'k> {
+    key: &'k EncryptingKey,
     state: [u8; BLOCK],
     pending: [u8; BLOCK],
     used: usize,
 }
 
-impl CbcMac {
-    pub(crate) fn new(key: &[u8]) -> Result<CbcMac, CryptoError> {
-        Ok(CbcMac { key: cipher_key(key, EncryptingKey::cbc)?, state: [0; BLOCK], pending: [0; BLOCK], used: 0 })
+impl<'k> CbcMac<'k> {
+    fn new(key: &'k EncryptingKey) -> CbcMac<'k> {
+        CbcMac { key, state: [0; BLOCK], pending: [0; BLOCK], used: 0 }
     }
 
     fn block(&mut self, mut b: [u8; BLOCK]) -> Result<(), CryptoError> {
-        self.state = cbc(&self.key, self.state, &mut b)?;
+        self.state = cbc(self.key, self.state, &mut b)?;
         Ok(())
     }
 
-    pub(crate) fn update(&mut self, mut data: &[u8]) -> Result<(), CryptoError> {
+    fn update(&mut self, mut data: &[u8]) -> Result<(), CryptoError> {
         if data.is_empty() {
             return Ok(());
         }
@@ -88,7 +93,7 @@ impl CbcMac {
         for chunk in data[..bulk].chunks(CHUNK) {
             let s = &mut scratch[..chunk.len()];
             s.copy_from_slice(chunk);
-            self.state = cbc(&self.key, self.state, s)?;
+            self.state = cbc(self.key, self.state, s)?;
         }
         let rest = &data[bulk..];
         self.pending[..rest.len()].copy_from_slice(rest);
@@ -114,17 +119,15 @@ impl CbcMac {
         Ok(self.state)
     }
 
-    /// The AES-CMAC of the input (RFC 4493 2.4).
-    pub(crate) fn finish_cmac(mut self) -> Result<[u8; BLOCK], CryptoError> {
-        let l = cbc(&self.key, [0; BLOCK], &mut [0; BLOCK])?;
-        let k1 = dbl(l);
+    /// The AES-CMAC of the input (RFC 4493 2.4), with the subkeys K1, K2.
+    fn finish_cmac(mut self, k1: &[u8; BLOCK], k2: &[u8; BLOCK]) -> Result<[u8; BLOCK], CryptoError> {
         let (mut last, k) = if self.used == BLOCK {
             (self.pending, k1)
         } else {
             let mut p = [0u8; BLOCK];
             p[..self.used].copy_from_slice(&self.pending[..self.used]);
             p[self.used] = 0x80;
-            (p, dbl(k1))
+            (p, k2)
         };
         for (b, k) in last.iter_mut().zip(k) {
             *b ^= k;
@@ -141,13 +144,37 @@ fn dbl(b: [u8; BLOCK]) -> [u8; BLOCK] {
     ((v << 1) ^ carry).to_be_bytes()
 }
 
-/// AES-CMAC of the concatenation of `parts`.
-pub(crate) fn cmac(key: &[u8], parts: &[&[u8]]) -> Result<[u8; BLOCK], CryptoError> {
-    let mut mac = CbcMac::new(key)?;
-    for p in parts {
-        mac.update(p)?;
+/// An AES-CMAC key (RFC 4493) prepared once: the CBC key schedule and the
+/// subkeys K1 and K2 (2.3).
+pub(crate) struct CmacKey {
+    cbc: EncryptingKey,
+    k1: [u8; BLOCK],
+    k2: [u8; BLOCK],
+}
+
+impl CmacKey {
+    /// A 16- or 32-byte AES key; any other length is [`CryptoError::KeyLength`].
+    pub(crate) fn new(key: &[u8]) -> Result<CmacKey, CryptoError> {
+        let cbc_key = cipher_key(key, EncryptingKey::cbc)?;
+        let l = cbc(&cbc_key, [0; BLOCK], &mut [0; BLOCK])?;
+        let k1 = dbl(l);
+        Ok(CmacKey { cbc: cbc_key, k1, k2: dbl(k1) })
     }
-    mac.finish_cmac()
+
+    /// AES-CMAC of the concatenation of `parts`.
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> Result<[u8; BLOCK], CryptoError> {
+        let mut mac = CbcMac::new(&self.cbc);
+        for p in parts {
+            mac.update(p)?;
+        }
+        mac.finish_cmac(&self.k1, &self.k2)
+    }
+}
+
+/// AES-CMAC of the concatenation of `parts` (prepares the key each call).
+#[cfg(test)]
+pub(crate) fn cmac(key: &[u8], parts: &[&[u8]]) -> Result<[u8; BLOCK], CryptoError> {
+    CmacKey::new(key)?.mac(parts)
 }
 
 /// CCM's counter block i for `nonce` (flags = L - 1 = 3).
@@ -159,55 +186,84 @@ fn counter(nonce: &[u8; NONCE_LEN], i: u32) -> [u8; BLOCK] {
     a
 }
 
-/// The CBC-MAC T of CCM over B0, the encoded additional data and the message.
-fn tag_of(key: &[u8], nonce: &[u8; NONCE_LEN], aad: &[u8], msg: &[u8]) -> Result<[u8; BLOCK], CryptoError> {
-    let len = u32::try_from(msg.len()).map_err(|_| CryptoError::Malformed("message too long for CCM"))?;
-    let mut mac = CbcMac::new(key)?;
-    let mut b0 = [0u8; BLOCK];
-    // Flags: Adata, M' = (16 - 2) / 2, L' = 4 - 1.
-    b0[0] = if aad.is_empty() { 0 } else { 0x40 } | (7 << 3) | 3;
-    b0[1..12].copy_from_slice(nonce);
-    b0[12..].copy_from_slice(&len.to_be_bytes());
-    mac.update(&b0)?;
-    if !aad.is_empty() {
-        match u16::try_from(aad.len()) {
-            Ok(n) if n < 0xFF00 => mac.update(&n.to_be_bytes())?,
-            _ => {
-                let n = u32::try_from(aad.len()).map_err(|_| CryptoError::Malformed("additional data too long for CCM"))?;
-                mac.update(&[0xFF, 0xFE])?;
-                mac.update(&n.to_be_bytes())?;
+/// An AES-CCM key prepared once: the CBC key schedule for the CBC-MAC and
+/// the CTR one for the keystream (the same AES key in two modes).
+pub(crate) struct CcmKey {
+    cbc: EncryptingKey,
+    ctr: EncryptingKey,
+}
+
+impl CcmKey {
+    /// A 16- or 32-byte AES key; any other length is [`CryptoError::KeyLength`].
+    pub(crate) fn new(key: &[u8]) -> Result<CcmKey, CryptoError> {
+        Ok(CcmKey { cbc: cipher_key(key, EncryptingKey::cbc)?, ctr: cipher_key(key, EncryptingKey::ctr)? })
+    }
+
+    /// The CBC-MAC T of CCM over B0, the encoded additional data and the message.
+    fn tag_of(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], msg: &[u8]) -> Result<[u8; BLOCK], CryptoError> {
+        let len = u32::try_from(msg.len()).map_err(|_| CryptoError::Malformed("message too long for CCM"))?;
+        let mut mac = CbcMac::new(&self.cbc);
+        let mut b0 = [0u8; BLOCK];
+        // Flags: Adata, M' = (16 - 2) / 2, L' = 4 - 1.
+        b0[0] = if aad.is_empty() { 0 } else { 0x40 } | (7 << 3) | 3;
+        b0[1..12].copy_from_slice(nonce);
+        b0[12..].copy_from_slice(&len.to_be_bytes());
+        mac.update(&b0)?;
+        if !aad.is_empty() {
+            match u16::try_from(aad.len()) {
+                Ok(n) if n < 0xFF00 => mac.update(&n.to_be_bytes())?,
+                _ => {
+                    let n = u32::try_from(aad.len()).map_err(|_| CryptoError::Malformed("additional data too long for CCM"))?;
+                    mac.update(&[0xFF, 0xFE])?;
+                    mac.update(&n.to_be_bytes())?;
+                }
             }
+            mac.update(aad)?;
+            mac.pad();
         }
-        mac.update(aad)?;
-        mac.pad();
+        mac.update(msg)?;
+        mac.finish_padded()
     }
-    mac.update(msg)?;
-    mac.finish_padded()
+
+    fn ctr(&self, nonce: &[u8; NONCE_LEN], i: u32, buf: &mut [u8]) -> Result<(), CryptoError> {
+        self.ctr
+            .less_safe_encrypt(buf, EncryptionContext::Iv128(counter(nonce, i).into()))
+            .map(|_| ())
+            .map_err(|_| CryptoError::Malformed("CTR"))
+    }
+
+    /// Encrypts `buf` in place; returns the 16-byte tag.
+    pub(crate) fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> Result<[u8; BLOCK], CryptoError> {
+        let mut tag = self.tag_of(nonce, aad, buf)?;
+        self.ctr(nonce, 1, buf)?;
+        self.ctr(nonce, 0, &mut tag)?;
+        Ok(tag)
+    }
+
+    /// Decrypts `buf` in place and checks `tag`. On an error `buf` holds
+    /// unauthenticated bytes, which the caller must drop.
+    pub(crate) fn open(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8], tag: &[u8; BLOCK]) -> Result<(), CryptoError> {
+        self.ctr(nonce, 1, buf)?;
+        let mut expected = self.tag_of(nonce, aad, buf)?;
+        self.ctr(nonce, 0, &mut expected)?;
+        if ct_eq(&expected, tag) {
+            Ok(())
+        } else {
+            Err(CryptoError::BadTag)
+        }
+    }
 }
 
-/// Encrypts `buf` in place; returns the 16-byte tag.
+/// [`CcmKey::seal`] with a key prepared for this one call.
+#[cfg(test)]
 pub(crate) fn seal(key: &[u8], nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> Result<[u8; BLOCK], CryptoError> {
-    let mut tag = tag_of(key, nonce, aad, buf)?;
-    let ctr = cipher_key(key, EncryptingKey::ctr)?;
-    let ctr_err = |_| CryptoError::Malformed("CTR");
-    ctr.less_safe_encrypt(buf, EncryptionContext::Iv128(counter(nonce, 1).into())).map_err(ctr_err)?;
-    ctr.less_safe_encrypt(&mut tag, EncryptionContext::Iv128(counter(nonce, 0).into())).map_err(ctr_err)?;
-    Ok(tag)
+    CcmKey::new(key)?.seal(nonce, aad, buf)
 }
 
-/// Decrypts `buf` in place and checks `tag`. On an error `buf` holds
-/// unauthenticated bytes, which the caller must drop.
+/// [`CcmKey::open`] with a key prepared for this one call.
+#[cfg(test)]
 pub(crate) fn open(key: &[u8], nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8], tag: &[u8; BLOCK]) -> Result<(), CryptoError> {
-    let ctr = cipher_key(key, EncryptingKey::ctr)?;
-    let ctr_err = |_| CryptoError::Malformed("CTR");
-    ctr.less_safe_encrypt(buf, EncryptionContext::Iv128(counter(nonce, 1).into())).map_err(ctr_err)?;
-    let mut expected = tag_of(key, nonce, aad, buf)?;
-    ctr.less_safe_encrypt(&mut expected, EncryptionContext::Iv128(counter(nonce, 0).into())).map_err(ctr_err)?;
-    if ct_eq(&expected, tag) {
-        Ok(())
-    } else {
-        Err(CryptoError::BadTag)
-    }
+    CcmKey::new(key)?.open(nonce, aad, buf, tag)
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 //! # Layout
 //! - [`preauth`]: the SHA-512 preauth integrity hash of 3.1.1 ([MS-SMB2] 3.3.5.4).
 //! - [`kdf`](mod@kdf): SP800-108 key derivation and the per-session keys ([MS-SMB2] 3.1.4.2, 3.3.5.5.3).
-//! - [`signing`]: HMAC-SHA256, AES-CMAC and AES-GMAC message signatures ([MS-SMB2] 3.1.4.1).
-//! - [`transform`]: the TRANSFORM_HEADER and AES-CCM/GCM encryption ([MS-SMB2] 2.2.41, 3.1.4.3).
+//! - [`signing`]: HMAC-SHA256, AES-CMAC and AES-GMAC message signatures, and the prepared [`SigningKey`] ([MS-SMB2] 3.1.4.1).
+//! - [`transform`]: the TRANSFORM_HEADER and AES-CCM/GCM encryption, and the prepared [`CipherKey`] ([MS-SMB2] 2.2.41, 3.1.4.3).
 //! - `ccm`: AES-CCM and AES-CMAC built on AWS-LC's CBC and CTR modes.
 
 mod ccm;
@@ -18,8 +18,8 @@ pub mod transform;
 
 pub use kdf::{derive, kdf, SessionKeys};
 pub use preauth::PreauthHash;
-pub use signing::SigningAlgorithm;
-pub use transform::TransformHeader;
+pub use signing::{SigningAlgorithm, SigningKey};
+pub use transform::{CipherKey, TransformHeader};
 
 use thiserror::Error;
 

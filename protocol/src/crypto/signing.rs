@@ -21,6 +21,10 @@
 //! pieces (head, 16 zero bytes, tail); GMAC, whose additional data must be
 //! one slice, runs over the message as it is and then takes the signature
 //! field out of the result (see [`gmac_zeroed`]).
+//!
+//! [`signature`], [`sign`] and [`verify`] prepare the key for the one
+//! call; a [`SigningKey`] is prepared once, when the session's (or the
+//! channel's) key is derived, and used for every message.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
 use aws_lc_rs::cipher::{EncryptingKey, EncryptionContext, UnboundCipherKey, AES_128};
@@ -121,58 +125,216 @@ fn gmac_nonce(msg: &[u8]) -> [u8; 12] {
     nonce
 }
 
+/// A signing key prepared once for every message it signs or verifies
+/// ([MS-SMB2] 3.1.4.1): HMAC-SHA256's padded key blocks already hashed,
+/// AES-CMAC's key schedule and subkeys, or AES-GMAC's key schedule and
+/// GHASH table, and the powers H^(2^k) of its hash subkey H for
+/// [`gmac_zeroed`]'s correction.
+pub struct SigningKey {
+    alg: SigningAlgorithm,
+    key: Prepared,
+}
+
+// One per session (or channel), made once: its size does not matter, and
+// boxing the large variants would add a pointer chase per message.
+#[allow(clippy::large_enum_variant)]
+enum Prepared {
+    HmacSha256(hmac::Key),
+    AesCmac(ccm::CmacKey),
+    AesGmac(GmacKey),
+}
+
+/// Powers H^(2^k) of GMAC's hash subkey kept: enough for any exponent
+/// [`gmac_zeroed`] meets (the message's block count, below 2^32 within
+/// GCM's 2^36-byte limit).
+const H_POWERS: usize = 40;
+
+struct GmacKey {
+    gcm: LessSafeKey,
+    /// H^(2^k) for k < [`H_POWERS`], H = E(K, 0^128); `None` for a key
+    /// prepared for one call, which computes H only when it needs it.
+    h_powers: Option<Box<[u128; H_POWERS]>>,
+    /// The raw key, for computing H when `h_powers` is `None`.
+    raw: [u8; 16],
+}
+
+impl GmacKey {
+    fn new(key: &[u8; 16], with_powers: bool) -> Result<GmacKey, CryptoError> {
+        let gcm = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, key).map_err(|_| CryptoError::KeyLength(16))?);
+        let h_powers = match with_powers {
+            true => {
+                let mut p = Box::new([0u128; H_POWERS]);
+                p[0] = hash_subkey(key)?;
+                for k in 1..H_POWERS {
+                    p[k] = gf_mul(p[k - 1], p[k - 1]);
+                }
+                Some(p)
+            }
+            false => None,
+        };
+        Ok(GmacKey { gcm, h_powers, raw: *key })
+    }
+
+    /// H^e.
+    fn h_pow(&self, e: u64) -> Result<u128, CryptoError> {
+        let Some(p) = &self.h_powers else {
+            return Ok(gf_pow(hash_subkey(&self.raw)?, e));
+        };
+        if e >> H_POWERS != 0 {
+            return Err(CryptoError::Malformed("GMAC input"));
+        }
+        let mut acc = 1u128 << 127;
+        for (k, hk) in p.iter().enumerate() {
+            if (e >> k) & 1 == 1 {
+                acc = gf_mul(acc, *hk);
+            }
+        }
+        Ok(acc)
+    }
+}
+
+/// GCM's hash subkey H = E(K, 0^128) (NIST SP 800-38D 6.4).
+fn hash_subkey(key: &[u8; 16]) -> Result<u128, CryptoError> {
+    let bad = |_| CryptoError::Malformed("AES key");
+    let mut h = [0u8; 16];
+    EncryptingKey::ecb(UnboundCipherKey::new(&AES_128, key).map_err(bad)?)
+        .map_err(bad)?
+        .less_safe_encrypt(&mut h, EncryptionContext::None)
+        .map_err(bad)?;
+    Ok(u128::from_be_bytes(h))
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys stay out of logs.
+        f.debug_struct("SigningKey").field("alg", &self.alg).finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Prepares `key` for `alg`. HMAC-SHA256 takes a key of any length
+    /// (RFC 2104); AES-CMAC and AES-GMAC take 16 bytes, and another length
+    /// is [`CryptoError::KeyLength`] (the free functions of this module pad
+    /// or cut it instead).
+    pub fn new(alg: SigningAlgorithm, key: &[u8]) -> Result<SigningKey, CryptoError> {
+        SigningKey::prepare(alg, key, true)
+    }
+
+    /// `reused`: worth computing what only pays over many messages (GMAC's
+    /// powers of H), else computed per call when needed.
+    fn prepare(alg: SigningAlgorithm, key: &[u8], reused: bool) -> Result<SigningKey, CryptoError> {
+        let prepared = match (alg, <&[u8; 16]>::try_from(key)) {
+            (SigningAlgorithm::HmacSha256, _) => Prepared::HmacSha256(hmac::Key::new(hmac::HMAC_SHA256, key)),
+            (SigningAlgorithm::AesCmac, Ok(_)) => Prepared::AesCmac(ccm::CmacKey::new(key)?),
+            (SigningAlgorithm::AesGmac, Ok(k)) => Prepared::AesGmac(GmacKey::new(k, reused)?),
+            (SigningAlgorithm::AesCmac | SigningAlgorithm::AesGmac, Err(_)) => return Err(CryptoError::KeyLength(key.len())),
+        };
+        Ok(SigningKey { alg, key: prepared })
+    }
+
+    /// The algorithm the key is for.
+    pub fn algorithm(&self) -> SigningAlgorithm {
+        self.alg
+    }
+
+    /// Computes the signature of one SMB2 message (header at `msg[0]`; the
+    /// signature field is treated as zero) ([MS-SMB2] 3.1.4.1).
+    pub fn signature(&self, msg: &[u8]) -> [u8; 16] {
+        // AWS-LC fails only on inputs beyond GCM's 2^36-byte limit, which no
+        // frame reaches; such a signature never verifies.
+        self.mac(msg, GMAC_COPY_MAX).unwrap_or([0xff; 16])
+    }
+
+    /// Sets SMB2_FLAGS_SIGNED, then writes the signature into `msg[48..64]`.
+    /// A message shorter than the header is left unchanged.
+    pub fn sign(&self, msg: &mut [u8]) {
+        if msg.len() < HEADER_LEN {
+            return;
+        }
+        let f = header_u32(msg, FLAGS_OFFSET) | flags::SIGNED;
+        msg[FLAGS_OFFSET..FLAGS_OFFSET + 4].copy_from_slice(&f.to_le_bytes());
+        // With the field zeroed, GMAC runs over the message in place.
+        msg[SIGNATURE_OFFSET..HEADER_LEN].fill(0);
+        let sig = self.signature(msg);
+        msg[SIGNATURE_OFFSET..HEADER_LEN].copy_from_slice(&sig);
+    }
+
+    /// Checks the signature in `msg[48..64]`, in constant time.
+    pub fn verify(&self, msg: &[u8]) -> bool {
+        if msg.len() < HEADER_LEN {
+            return false;
+        }
+        let sig = self.signature(msg);
+        ct_eq(&sig, &msg[SIGNATURE_OFFSET..HEADER_LEN])
+    }
+
+    fn mac(&self, msg: &[u8], copy_max: usize) -> Result<[u8; 16], CryptoError> {
+        let (head, zeros, tail) = parts(msg);
+        let zero_block = [0u8; HEADER_LEN];
+        let mut out = [0u8; 16];
+        match &self.key {
+            Prepared::HmacSha256(key) => {
+                let mut mac = hmac::Context::with_key(key);
+                mac.update(head);
+                mac.update(&zero_block[..zeros]);
+                mac.update(tail);
+                out.copy_from_slice(&mac.sign().as_ref()[..16]);
+            }
+            Prepared::AesCmac(key) => out = key.mac(&[head, &zero_block[..zeros], tail])?,
+            Prepared::AesGmac(key) => {
+                let nonce = gmac_nonce(msg);
+                let field = msg.get(SIGNATURE_OFFSET..HEADER_LEN).unwrap_or(&[]);
+                if field.iter().all(|&b| b == 0) && msg.len() >= HEADER_LEN {
+                    out = gmac(&key.gcm, nonce, msg)?;
+                } else if msg.len() >= HEADER_LEN && msg.len() > copy_max {
+                    out = gmac_zeroed(key, nonce, msg)?;
+                } else {
+                    let mut aad = Vec::with_capacity(head.len() + zeros + tail.len());
+                    aad.extend_from_slice(head);
+                    aad.extend_from_slice(&zero_block[..zeros]);
+                    aad.extend_from_slice(tail);
+                    out = gmac(&key.gcm, nonce, &aad)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The key the free functions sign with, for one call: a key of another
+/// length than 16 bytes is zero-padded or cut for AES-CMAC and AES-GMAC.
+fn prepare(alg: SigningAlgorithm, key: &[u8]) -> Result<SigningKey, CryptoError> {
+    match alg {
+        SigningAlgorithm::HmacSha256 => SigningKey::prepare(alg, key, false),
+        SigningAlgorithm::AesCmac | SigningAlgorithm::AesGmac => SigningKey::prepare(alg, &key16(key), false),
+    }
+}
+
 /// Computes the signature of one SMB2 message (header at `msg[0]`; the
-/// signature field is treated as zero) ([MS-SMB2] 3.1.4.1).
+/// signature field is treated as zero) ([MS-SMB2] 3.1.4.1). The key is
+/// prepared for this one call; [`SigningKey`] prepares it once for many.
 pub fn signature(alg: SigningAlgorithm, key: &[u8], msg: &[u8]) -> [u8; 16] {
-    // AWS-LC fails only on inputs beyond GCM's 2^36-byte limit, which no
-    // frame reaches; such a signature never verifies.
-    mac(alg, key, msg, GMAC_COPY_MAX).unwrap_or([0xff; 16])
+    match prepare(alg, key) {
+        Ok(key) => key.signature(msg),
+        // Not reached: a padded key always fits. Never verifies.
+        Err(_) => [0xff; 16],
+    }
 }
 
 /// Messages up to this long whose signature field is set are copied with
 /// the field zeroed to be GMAC'd; longer ones are corrected instead.
 const GMAC_COPY_MAX: usize = 64 * 1024;
 
+#[cfg(test)]
 fn mac(alg: SigningAlgorithm, key: &[u8], msg: &[u8], copy_max: usize) -> Result<[u8; 16], CryptoError> {
-    let (head, zeros, tail) = parts(msg);
-    let zero_block = [0u8; HEADER_LEN];
-    let mut out = [0u8; 16];
-    match alg {
-        SigningAlgorithm::HmacSha256 => {
-            let mut mac = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, key));
-            mac.update(head);
-            mac.update(&zero_block[..zeros]);
-            mac.update(tail);
-            out.copy_from_slice(&mac.sign().as_ref()[..16]);
-        }
-        SigningAlgorithm::AesCmac => out = ccm::cmac(&key16(key), &[head, &zero_block[..zeros], tail])?,
-        SigningAlgorithm::AesGmac => {
-            let k = key16(key);
-            let nonce = gmac_nonce(msg);
-            let field = msg.get(SIGNATURE_OFFSET..HEADER_LEN).unwrap_or(&[]);
-            if field.iter().all(|&b| b == 0) && msg.len() >= HEADER_LEN {
-                out = gmac(&k, nonce, msg)?;
-            } else if msg.len() >= HEADER_LEN && msg.len() > copy_max {
-                out = gmac_zeroed(&k, nonce, msg)?;
-            } else {
-                let mut aad = Vec::with_capacity(head.len() + zeros + tail.len());
-                aad.extend_from_slice(head);
-                aad.extend_from_slice(&zero_block[..zeros]);
-                aad.extend_from_slice(tail);
-                out = gmac(&k, nonce, &aad)?;
-            }
-        }
-    }
-    Ok(out)
+    prepare(alg, key)?.mac(msg, copy_max)
 }
 
 /// GMAC: AES-GCM with everything as additional data and no plaintext.
-fn gmac(key: &[u8; 16], nonce: [u8; 12], aad: &[u8]) -> Result<[u8; 16], CryptoError> {
-    let bad = |_| CryptoError::Malformed("GMAC input");
-    let cipher = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, key).map_err(bad)?);
-    let tag = cipher
+fn gmac(key: &LessSafeKey, nonce: [u8; 12], aad: &[u8]) -> Result<[u8; 16], CryptoError> {
+    let tag = key
         .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut [])
-        .map_err(bad)?;
+        .map_err(|_| CryptoError::Malformed("GMAC input"))?;
     let mut out = [0u8; 16];
     out.copy_from_slice(tag.as_ref());
     Ok(out)
@@ -183,19 +345,15 @@ fn gmac(key: &[u8; 16], nonce: [u8; 12], aad: &[u8]) -> Result<[u8; 16], CryptoE
 /// and the length block, Y = X1·H^(m+1) + ... + Xm·H^2 + L·H, and the tag is
 /// Y + E(K, J0). The signature field is block X4, so the tag of the message
 /// with S in that field and the tag with zeros there differ by S·H^(m-2)
-/// (NIST SP 800-38D 6.4, 7.1), where H = E(K, 0^128).
-fn gmac_zeroed(key: &[u8; 16], nonce: [u8; 12], msg: &[u8]) -> Result<[u8; 16], CryptoError> {
-    let tag = u128::from_be_bytes(gmac(key, nonce, msg)?);
+/// (NIST SP 800-38D 6.4, 7.1), where H = E(K, 0^128). A prepared key
+/// holds H^(2^k), so H^(m-2) costs one multiplication per set bit of m - 2
+/// rather than a squaring per bit as well.
+fn gmac_zeroed(key: &GmacKey, nonce: [u8; 12], msg: &[u8]) -> Result<[u8; 16], CryptoError> {
+    let tag = u128::from_be_bytes(gmac(&key.gcm, nonce, msg)?);
     let mut s = [0u8; 16];
     s.copy_from_slice(&msg[SIGNATURE_OFFSET..HEADER_LEN]);
-    let mut h = [0u8; 16];
-    let bad = |_| CryptoError::Malformed("AES key");
-    EncryptingKey::ecb(UnboundCipherKey::new(&AES_128, key).map_err(bad)?)
-        .map_err(bad)?
-        .less_safe_encrypt(&mut h, EncryptionContext::None)
-        .map_err(bad)?;
     let m = msg.len().div_ceil(16) as u64;
-    let correction = gf_mul(u128::from_be_bytes(s), gf_pow(u128::from_be_bytes(h), m - 2));
+    let correction = gf_mul(u128::from_be_bytes(s), key.h_pow(m - 2)?);
     Ok((tag ^ correction).to_be_bytes())
 }
 
@@ -230,24 +388,14 @@ fn gf_pow(h: u128, mut e: u64) -> u128 {
 /// Sets SMB2_FLAGS_SIGNED, then writes the signature into `msg[48..64]`.
 /// A message shorter than the header is left unchanged.
 pub fn sign(alg: SigningAlgorithm, key: &[u8], msg: &mut [u8]) {
-    if msg.len() < HEADER_LEN {
-        return;
+    if let Ok(key) = prepare(alg, key) {
+        key.sign(msg);
     }
-    let f = header_u32(msg, FLAGS_OFFSET) | flags::SIGNED;
-    msg[FLAGS_OFFSET..FLAGS_OFFSET + 4].copy_from_slice(&f.to_le_bytes());
-    // With the field zeroed, GMAC runs over the message in place.
-    msg[SIGNATURE_OFFSET..HEADER_LEN].fill(0);
-    let sig = signature(alg, key, msg);
-    msg[SIGNATURE_OFFSET..HEADER_LEN].copy_from_slice(&sig);
 }
 
 /// Checks the signature in `msg[48..64]`, in constant time.
 pub fn verify(alg: SigningAlgorithm, key: &[u8], msg: &[u8]) -> bool {
-    if msg.len() < HEADER_LEN {
-        return false;
-    }
-    let sig = signature(alg, key, msg);
-    ct_eq(&sig, &msg[SIGNATURE_OFFSET..HEADER_LEN])
+    prepare(alg, key).is_ok_and(|key| key.verify(msg))
 }
 
 #[cfg(test)]
@@ -339,6 +487,19 @@ mod tests {
         assert_eq!(gf_mul(gf_mul(c, x) ^ l, x), 0xf38cbb1ad69223dcc3457ae5b6b0f885);
     }
 
+    /// The prepared key's powers of H give what squaring does.
+    #[test]
+    fn h_powers_equal_gf_pow() {
+        let key = [0x5au8; 16];
+        let (with, without) = (GmacKey::new(&key, true).unwrap(), GmacKey::new(&key, false).unwrap());
+        let h = hash_subkey(&key).unwrap();
+        for e in (0..300).chain([4094, 4096, 65_537, (1 << 32) - 1, (1 << 40) - 1]) {
+            assert_eq!(with.h_pow(e).unwrap(), gf_pow(h, e), "{e}");
+            assert_eq!(without.h_pow(e).unwrap(), gf_pow(h, e), "{e}");
+        }
+        assert!(with.h_pow(1 << 40).is_err());
+    }
+
     #[test]
     fn gmac_nonce_marks_cancel_and_response() {
         let mut msg = vec![0u8; 64];
@@ -395,6 +556,58 @@ mod tests {
         // Odd key lengths are padded or cut rather than refused.
         let _ = signature(SigningAlgorithm::AesCmac, &[], &[0; 64]);
         let _ = signature(SigningAlgorithm::AesGmac, &[1; 40], &[0; 64]);
+    }
+
+    /// One prepared key per algorithm, used for many messages in a row (so
+    /// nothing may carry over from one to the next), gives the bytes of
+    /// the free functions, and then still the vectors above.
+    #[test]
+    fn prepared_keys_match_the_free_functions() {
+        let key = unhex(KEY);
+        let vector = unhex(SIGNED_RESPONSE);
+        for (alg, expected) in [
+            (SigningAlgorithm::HmacSha256, "373d8b4ae191dc8c15be375c5bdaefcb"),
+            (SigningAlgorithm::AesCmac, "EBE146DA120BA25FC3376A49DFE31BC1"),
+            (SigningAlgorithm::AesGmac, "75d05bac99ff7fcc52a44c354381d559"),
+        ] {
+            let prepared = SigningKey::new(alg, &key).unwrap();
+            assert_eq!(prepared.algorithm(), alg);
+            for len in [0, 1, 47, 48, 63, 64, 65, 79, 80, 81, 200, 4096, 65_536, 70_001, 1 << 20] {
+                let mut msg: Vec<u8> = (0..len).map(|i| (i * 29 + len) as u8).collect();
+                if len > SIGNATURE_OFFSET {
+                    // A received message: its signature field is set.
+                    msg[SIGNATURE_OFFSET] |= 1;
+                }
+                assert_eq!(prepared.signature(&msg), signature(alg, &key, &msg), "{alg:?} {len}");
+                let mut ours = msg.clone();
+                let mut free = msg.clone();
+                prepared.sign(&mut ours);
+                sign(alg, &key, &mut free);
+                assert_eq!(ours, free, "{alg:?} {len}");
+                assert_eq!(prepared.verify(&ours), len >= HEADER_LEN, "{alg:?} {len}");
+                assert_eq!(verify(alg, &key, &ours), len >= HEADER_LEN, "{alg:?} {len}");
+                if len >= HEADER_LEN {
+                    ours[len - 1] ^= 0x40;
+                    assert!(!prepared.verify(&ours), "{alg:?} {len}");
+                }
+            }
+            assert_eq!(prepared.signature(&vector).to_vec(), unhex(expected), "{alg:?}");
+            assert_eq!(prepared.verify(&vector), alg == SigningAlgorithm::AesCmac);
+        }
+    }
+
+    #[test]
+    fn a_prepared_aes_key_of_another_length_is_refused() {
+        for alg in [SigningAlgorithm::AesCmac, SigningAlgorithm::AesGmac] {
+            for n in [0, 1, 15, 17, 24, 32] {
+                assert_eq!(SigningKey::new(alg, &vec![7; n]).unwrap_err(), CryptoError::KeyLength(n), "{alg:?} {n}");
+            }
+        }
+        // HMAC takes any length, as the free function does.
+        for n in [0, 15, 16, 64, 100] {
+            let k = SigningKey::new(SigningAlgorithm::HmacSha256, &vec![7; n]).unwrap();
+            assert_eq!(k.signature(&[1; 80]), signature(SigningAlgorithm::HmacSha256, &vec![7; n], &[1; 80]));
+        }
     }
 
     #[test]

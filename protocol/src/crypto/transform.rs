@@ -12,7 +12,10 @@
 //! AES-GCM is AWS-LC's (VAES and VPCLMULQDQ assembly where the CPU has
 //! them, else AES-NI and PCLMULQDQ); AES-CCM is built on its CBC and CTR
 //! modes ([`super::ccm`]). [`encrypt_in_place`] and [`decrypt_in_place`]
-//! work in the frame's own buffer; [`encrypt`] and [`decrypt`] copy.
+//! work in the frame's own buffer; [`encrypt`] and [`decrypt`] copy. Each
+//! of them prepares the key (its AES key schedule, and GCM's GHASH table)
+//! for the one call; a [`CipherKey`] is prepared once, when the session's
+//! keys are derived, and used for every message of the session.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM};
 use bytes::BufMut;
@@ -94,12 +97,6 @@ fn check_key(cipher: u16, key: &[u8]) -> Result<(), CryptoError> {
     }
 }
 
-fn gcm_key(cipher: u16, key: &[u8]) -> Result<LessSafeKey, CryptoError> {
-    let alg = if cipher == cipher::AES_128_GCM { &AES_128_GCM } else { &AES_256_GCM };
-    let key = UnboundKey::new(alg, key).map_err(|_| CryptoError::KeyLength(key.len()))?;
-    Ok(LessSafeKey::new(key))
-}
-
 fn gcm_nonce(nonce: &[u8]) -> Result<Nonce, CryptoError> {
     Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Malformed("nonce length"))
 }
@@ -108,34 +105,130 @@ fn ccm_nonce(nonce: &[u8]) -> Result<[u8; ccm::NONCE_LEN], CryptoError> {
     nonce.try_into().map_err(|_| CryptoError::Malformed("nonce length"))
 }
 
-/// Seals `buf` in place; returns the tag.
-fn seal(cipher: u16, key: &[u8], nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> Result<[u8; 16], CryptoError> {
-    check_key(cipher, key)?;
-    match cipher {
-        cipher::AES_128_CCM | cipher::AES_256_CCM => ccm::seal(key, &ccm_nonce(nonce)?, aad, buf),
-        cipher::AES_128_GCM | cipher::AES_256_GCM => {
-            let tag = gcm_key(cipher, key)?
-                .seal_in_place_separate_tag(gcm_nonce(nonce)?, Aad::from(aad), buf)
-                .map_err(|_| CryptoError::Malformed("message too long for the cipher"))?;
-            let mut out = [0u8; 16];
-            out.copy_from_slice(tag.as_ref());
-            Ok(out)
-        }
-        other => Err(CryptoError::UnknownCipher(other)),
+/// An encryption or decryption key of a session, prepared once for every
+/// message it seals or opens ([MS-SMB2] 3.1.4.3): AES-GCM's key schedule
+/// and GHASH table, or AES-CCM's CBC and CTR key schedules.
+pub struct CipherKey {
+    cipher: u16,
+    key: Prepared,
+}
+
+// One per session (or channel), made once: its size does not matter, and
+// boxing the large variants would add a pointer chase per message.
+#[allow(clippy::large_enum_variant)]
+enum Prepared {
+    Ccm(ccm::CcmKey),
+    Gcm(LessSafeKey),
+}
+
+impl std::fmt::Debug for CipherKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys stay out of logs.
+        f.debug_struct("CipherKey").field("cipher", &format_args!("{:#06x}", self.cipher)).finish_non_exhaustive()
     }
 }
 
-/// Opens `buf` in place, checking `tag`. On an error `buf` holds bytes
-/// that must not be used.
-fn open(cipher: u16, key: &[u8], nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> Result<(), CryptoError> {
-    check_key(cipher, key)?;
-    match cipher {
-        cipher::AES_128_CCM | cipher::AES_256_CCM => ccm::open(key, &ccm_nonce(nonce)?, aad, buf, tag),
-        cipher::AES_128_GCM | cipher::AES_256_GCM => gcm_key(cipher, key)?
-            .open_in_place_separate_tag(gcm_nonce(nonce)?, Aad::from(aad), tag, buf)
-            .map(|_| ())
-            .map_err(|_| CryptoError::BadTag),
-        other => Err(CryptoError::UnknownCipher(other)),
+impl CipherKey {
+    /// Prepares `key` for `cipher` (an id of [`cipher`]). An unknown cipher
+    /// is [`CryptoError::UnknownCipher`], a key whose length does not fit
+    /// it [`CryptoError::KeyLength`].
+    pub fn new(cipher: u16, key: &[u8]) -> Result<CipherKey, CryptoError> {
+        check_key(cipher, key)?;
+        let prepared = match cipher {
+            cipher::AES_128_CCM | cipher::AES_256_CCM => Prepared::Ccm(ccm::CcmKey::new(key)?),
+            _ => {
+                let alg = if cipher == cipher::AES_128_GCM { &AES_128_GCM } else { &AES_256_GCM };
+                let unbound = UnboundKey::new(alg, key).map_err(|_| CryptoError::KeyLength(key.len()))?;
+                Prepared::Gcm(LessSafeKey::new(unbound))
+            }
+        };
+        Ok(CipherKey { cipher, key: prepared })
+    }
+
+    /// The cipher id the key is for.
+    pub fn cipher(&self) -> u16 {
+        self.cipher
+    }
+
+    /// Seals `buf` in place; returns the tag.
+    fn seal(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> Result<[u8; 16], CryptoError> {
+        match &self.key {
+            Prepared::Ccm(k) => k.seal(&ccm_nonce(nonce)?, aad, buf),
+            Prepared::Gcm(k) => {
+                let tag = k
+                    .seal_in_place_separate_tag(gcm_nonce(nonce)?, Aad::from(aad), buf)
+                    .map_err(|_| CryptoError::Malformed("message too long for the cipher"))?;
+                let mut out = [0u8; 16];
+                out.copy_from_slice(tag.as_ref());
+                Ok(out)
+            }
+        }
+    }
+
+    /// Opens `buf` in place, checking `tag`. On an error `buf` holds bytes
+    /// that must not be used.
+    fn open(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> Result<(), CryptoError> {
+        match &self.key {
+            Prepared::Ccm(k) => k.open(&ccm_nonce(nonce)?, aad, buf, tag),
+            Prepared::Gcm(k) => k
+                .open_in_place_separate_tag(gcm_nonce(nonce)?, Aad::from(aad), tag, buf)
+                .map(|_| ())
+                .map_err(|_| CryptoError::BadTag),
+        }
+    }
+
+    /// [`encrypt`] with this key.
+    pub fn encrypt(&self, session_id: u64, nonce: &[u8], plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut out = Vec::with_capacity(TRANSFORM_HEADER_LEN + plain.len());
+        out.resize(TRANSFORM_HEADER_LEN, 0);
+        out.extend_from_slice(plain);
+        self.encrypt_in_place(session_id, nonce, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`encrypt_in_place`] with this key: `msg` is
+    /// [`TRANSFORM_HEADER_LEN`] bytes of room followed by the plaintext.
+    pub fn encrypt_in_place(&self, session_id: u64, nonce: &[u8], msg: &mut [u8]) -> Result<(), CryptoError> {
+        let n = nonce_len(self.cipher)?;
+        let nonce = nonce.get(..n).ok_or(CryptoError::Malformed("nonce too short"))?;
+        let plain_len = msg.len().checked_sub(TRANSFORM_HEADER_LEN).ok_or(CryptoError::Malformed("no room for the header"))?;
+        let size = u32::try_from(plain_len).map_err(|_| CryptoError::Malformed("message too long"))?;
+        let mut hdr = TransformHeader {
+            signature: [0; 16],
+            nonce: [0; 16],
+            original_message_size: size,
+            flags: TRANSFORM_FLAG_ENCRYPTED,
+            session_id,
+        };
+        hdr.nonce[..n].copy_from_slice(nonce);
+        let (head, body) = msg.split_at_mut(TRANSFORM_HEADER_LEN);
+        hdr.encode(&mut &mut head[..]);
+        let tag = self.seal(&head[AAD_OFFSET..n + AAD_OFFSET], &head[AAD_OFFSET..], body)?;
+        head[4..20].copy_from_slice(&tag);
+        Ok(())
+    }
+
+    /// [`decrypt`] with this key.
+    pub fn decrypt(&self, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut buf = msg.to_vec();
+        self.decrypt_in_place(&mut buf)?;
+        buf.drain(..TRANSFORM_HEADER_LEN);
+        Ok(buf)
+    }
+
+    /// [`decrypt_in_place`] with this key: on success the plaintext is
+    /// `msg[TRANSFORM_HEADER_LEN..]`.
+    pub fn decrypt_in_place(&self, msg: &mut [u8]) -> Result<(), CryptoError> {
+        let hdr = TransformHeader::parse(msg)?;
+        let n = nonce_len(self.cipher)?;
+        if hdr.flags != TRANSFORM_FLAG_ENCRYPTED {
+            return Err(CryptoError::Malformed("transform flags"));
+        }
+        let (head, body) = msg.split_at_mut(TRANSFORM_HEADER_LEN);
+        if hdr.original_message_size as usize != body.len() || body.is_empty() {
+            return Err(CryptoError::Malformed("transform original message size"));
+        }
+        self.open(&hdr.nonce[..n], &head[AAD_OFFSET..], body, &hdr.signature)
     }
 }
 
@@ -144,37 +237,17 @@ fn open(cipher: u16, key: &[u8], nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: 
 ///
 /// `nonce` holds at least 11 (CCM) or 12 (GCM) bytes of fresh, never-reused
 /// nonce; only that many are used. For 3.0 and 3.0.2, where no cipher is
-/// negotiated, pass [`cipher::AES_128_CCM`].
+/// negotiated, pass [`cipher::AES_128_CCM`]. The key is prepared for this
+/// one call; [`CipherKey`] prepares it once for many.
 pub fn encrypt(cipher: u16, key: &[u8], session_id: u64, nonce: &[u8], plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let mut out = Vec::with_capacity(TRANSFORM_HEADER_LEN + plain.len());
-    out.resize(TRANSFORM_HEADER_LEN, 0);
-    out.extend_from_slice(plain);
-    encrypt_in_place(cipher, key, session_id, nonce, &mut out)?;
-    Ok(out)
+    CipherKey::new(cipher, key)?.encrypt(session_id, nonce, plain)
 }
 
 /// [`encrypt`] in place: `msg` is [`TRANSFORM_HEADER_LEN`] bytes of room
 /// followed by the plaintext; the header is written into the room and the
 /// plaintext encrypted where it lies.
 pub fn encrypt_in_place(cipher: u16, key: &[u8], session_id: u64, nonce: &[u8], msg: &mut [u8]) -> Result<(), CryptoError> {
-    let n = nonce_len(cipher)?;
-    check_key(cipher, key)?;
-    let nonce = nonce.get(..n).ok_or(CryptoError::Malformed("nonce too short"))?;
-    let plain_len = msg.len().checked_sub(TRANSFORM_HEADER_LEN).ok_or(CryptoError::Malformed("no room for the header"))?;
-    let size = u32::try_from(plain_len).map_err(|_| CryptoError::Malformed("message too long"))?;
-    let mut hdr = TransformHeader {
-        signature: [0; 16],
-        nonce: [0; 16],
-        original_message_size: size,
-        flags: TRANSFORM_FLAG_ENCRYPTED,
-        session_id,
-    };
-    hdr.nonce[..n].copy_from_slice(nonce);
-    let (head, body) = msg.split_at_mut(TRANSFORM_HEADER_LEN);
-    hdr.encode(&mut &mut head[..]);
-    let tag = seal(cipher, key, &head[AAD_OFFSET..n + AAD_OFFSET], &head[AAD_OFFSET..], body)?;
-    head[4..20].copy_from_slice(&tag);
-    Ok(())
+    CipherKey::new(cipher, key)?.encrypt_in_place(session_id, nonce, msg)
 }
 
 /// Decrypts a whole transform message and checks its tag (additional data:
@@ -183,27 +256,14 @@ pub fn encrypt_in_place(cipher: u16, key: &[u8], session_id: u64, nonce: &[u8], 
 /// The caller parses the header first ([`TransformHeader::parse`]) to find the
 /// session, and so the key, from `session_id`.
 pub fn decrypt(cipher: u16, key: &[u8], msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let mut buf = msg.to_vec();
-    decrypt_in_place(cipher, key, &mut buf)?;
-    buf.drain(..TRANSFORM_HEADER_LEN);
-    Ok(buf)
+    CipherKey::new(cipher, key)?.decrypt(msg)
 }
 
 /// [`decrypt`] in place: on success the plaintext is
 /// `msg[TRANSFORM_HEADER_LEN..]`. On an error `msg` holds bytes that must
 /// not be used (the connection is closed anyway).
 pub fn decrypt_in_place(cipher: u16, key: &[u8], msg: &mut [u8]) -> Result<(), CryptoError> {
-    let hdr = TransformHeader::parse(msg)?;
-    let n = nonce_len(cipher)?;
-    check_key(cipher, key)?;
-    if hdr.flags != TRANSFORM_FLAG_ENCRYPTED {
-        return Err(CryptoError::Malformed("transform flags"));
-    }
-    let (head, body) = msg.split_at_mut(TRANSFORM_HEADER_LEN);
-    if hdr.original_message_size as usize != body.len() || body.is_empty() {
-        return Err(CryptoError::Malformed("transform original message size"));
-    }
-    open(cipher, key, &hdr.nonce[..n], &head[AAD_OFFSET..], body, &hdr.signature)
+    CipherKey::new(cipher, key)?.decrypt_in_place(msg)
 }
 
 #[cfg(test)]
@@ -412,6 +472,53 @@ mod tests {
         let mut smb2 = msg.clone();
         smb2[0] = 0xFE;
         assert!(matches!(TransformHeader::parse(&smb2), Err(CryptoError::Malformed(_))));
+    }
+
+    /// One prepared key per cipher, used for many messages in a row (so
+    /// nothing may carry over from one to the next), gives the bytes of
+    /// the free functions, and then still the vectors above.
+    #[test]
+    fn prepared_keys_match_the_free_functions() {
+        for (c, key) in all() {
+            let prepared = CipherKey::new(c, &key).unwrap();
+            assert_eq!(prepared.cipher(), c);
+            for (i, len) in [1usize, 15, 16, 17, 64, 4095, 16_385, 65_536, 70_001, 1 << 20].into_iter().enumerate() {
+                let plain: Vec<u8> = (0..len).map(|j| (j * 31 + len) as u8).collect();
+                let nonce = [i as u8 + 1; 16];
+                let free = encrypt(c, &key, 0x55 + i as u64, &nonce, &plain).unwrap();
+                assert_eq!(prepared.encrypt(0x55 + i as u64, &nonce, &plain).unwrap(), free, "{c} {len}");
+                let mut frame = vec![0u8; TRANSFORM_HEADER_LEN];
+                frame.extend_from_slice(&plain);
+                prepared.encrypt_in_place(0x55 + i as u64, &nonce, &mut frame).unwrap();
+                assert_eq!(frame, free, "{c} {len}");
+                prepared.decrypt_in_place(&mut frame).unwrap();
+                assert_eq!(frame[TRANSFORM_HEADER_LEN..], plain[..], "{c} {len}");
+                assert_eq!(prepared.decrypt(&free).unwrap(), plain, "{c} {len}");
+                let mut bad = free.clone();
+                bad[len / 2 + TRANSFORM_HEADER_LEN] ^= 1;
+                assert_eq!(prepared.decrypt(&bad), Err(CryptoError::BadTag), "{c} {len}");
+                assert_eq!(decrypt(c, &key, &bad), Err(CryptoError::BadTag), "{c} {len}");
+            }
+        }
+        let key = CipherKey::new(cipher::AES_128_GCM, &unhex("A2F5E80E5D59103034F32E52F698E5EC")).unwrap();
+        let plain = unhex(WRITE_311);
+        let sealed = key.encrypt(0x1000_0000_0025, &unhex("C7D6822D269CAF48904C664C"), &plain).unwrap();
+        assert_eq!(sealed[4..20], unhex("BD73D97D2BC9001BCAFAC0FDFF5FEEBC")[..]);
+        assert_eq!(key.decrypt(&sealed).unwrap(), plain);
+    }
+
+    #[test]
+    fn a_prepared_key_of_another_length_or_an_unknown_cipher_is_refused() {
+        for (c, key) in all() {
+            for n in [0, 1, 15, 17, 24, 31, 33] {
+                assert_eq!(CipherKey::new(c, &vec![1; n]).unwrap_err(), CryptoError::KeyLength(n), "{c} {n}");
+            }
+            let other = if key.len() == 16 { 32 } else { 16 };
+            assert_eq!(CipherKey::new(c, &vec![1; other]).unwrap_err(), CryptoError::KeyLength(other));
+        }
+        for c in [0, 5, 0xffff] {
+            assert_eq!(CipherKey::new(c, &[0; 16]).unwrap_err(), CryptoError::UnknownCipher(c));
+        }
     }
 
     #[test]

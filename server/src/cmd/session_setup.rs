@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use protocol::auth::{ntlm, spnego, AuthError};
 use protocol::crypto::kdf;
-use protocol::crypto::signing::{self, SigningAlgorithm};
+use protocol::crypto::signing::SigningAlgorithm;
 use protocol::msg::negotiate::{dialect, security_mode};
 use protocol::msg::session_setup::{session_flags, setup_flags, SessionSetupRequest, SessionSetupResponse};
 use protocol::NtStatus;
@@ -76,7 +76,7 @@ fn signed_by(ctx: &Ctx<'_>, session: &Session) -> Option<Arc<SessionCrypto>> {
         return None;
     }
     let c = session.crypto()?;
-    (!c.signing_key.is_empty() && signing::verify(c.signing_alg, &c.signing_key, ctx.msg)).then_some(c)
+    (!c.signing_key.is_empty() && c.verify(ctx.msg)).then_some(c)
 }
 
 /// SESSION_SETUP, with failed logons slowed down per client address and
@@ -335,16 +335,17 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
         // (Session.SessionKey is retained, 3.3.5.5.2), even when the new
         // identity is anonymous or a guest.
         Some(c) => c,
-        None => Arc::new(SessionCrypto {
-            dialect,
-            signing_alg: signing_alg(ctx),
-            signing_key: if unsigned { Vec::new() } else { keys.signing_key },
-            encryption_key: if unsigned { Vec::new() } else { keys.encryption_key },
-            decryption_key: if unsigned { Vec::new() } else { keys.decryption_key },
-            cipher: ctx.conn.cipher,
-            signing_required,
-            encrypt_data,
-        }),
+        // The keys are prepared here, once for the session's messages.
+        None => {
+            let keys = (!unsigned).then_some(keys);
+            match SessionCrypto::new(dialect, signing_alg(ctx), ctx.conn.cipher, keys, signing_required, encrypt_data) {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    warn!(peer = %ctx.conn.peer, session = sid, "session keys refused: {e}");
+                    return fail(ctx, session, NtStatus::INTERNAL_ERROR);
+                }
+            }
+        }
     };
     let encrypt_data = crypto.encrypt_data;
     let mut inner = lock(&session.inner);
@@ -550,7 +551,13 @@ fn bind(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>) -> HResult {
     // the binding exchange's preauth hash (3.3.5.5.3).
     let dialect = ctx.conn.dialect;
     let keys = kdf::derive(dialect, &done.session_key, (dialect == dialect::SMB3_1_1).then_some(&done.preauth), None);
-    let channel = Arc::new(SessionCrypto { signing_alg: conn_alg, signing_key: keys.signing_key, ..(*scrypto).clone() });
+    let channel = match scrypto.for_channel(conn_alg, keys.signing_key) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            warn!(peer = %ctx.conn.peer, session = sid, "channel signing key refused: {e}");
+            return reject(NtStatus::INTERNAL_ERROR);
+        }
+    };
     {
         let mut inner = lock(&session.inner);
         if !matches!(inner.auth, AuthState::Valid) {
