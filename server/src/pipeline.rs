@@ -431,7 +431,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             // The element's state delta goes with its response, and is
             // applied to the model once journaled.
             let deltas = std::mem::take(&mut resp.deltas);
-            let delta = Delta::encode_batch(&deltas);
+            let delta = delta_bytes(&server, &deltas);
             match journal::with_backoff(|| server.journal.post_completion(c.op, index, replay_key.as_ref(), &resp.body, &delta)).await {
                 Ok(t) => durable_before_answer = durable_before_answer.later(t),
                 Err(e) => {
@@ -1009,7 +1009,7 @@ async fn spawn_deferred(
             Ok(r) => r,
             Err(s) => error_resp(s),
         };
-        let delta = Delta::encode_batch(&resp.deltas);
+        let delta = delta_bytes(&server, &resp.deltas);
         let journaled = journal::with_backoff(|| server.journal.post_completion(op, index, replay_key.as_ref(), &resp.body, &delta)).await;
         // What was done is recorded in the model, journaled or not.
         server.apply_journaled(&resp.deltas, &delta);
@@ -1055,7 +1055,7 @@ async fn point4(server: &Server, op: OpId) {
 /// (the connection closes).
 async fn point3_final(server: &Server, op: OpId, index: usize, resp: &mut Resp) -> bool {
     let deltas = std::mem::take(&mut resp.deltas);
-    let delta = Delta::encode_batch(&deltas);
+    let delta = delta_bytes(&server, &deltas);
     let journaled = journal::with_backoff(|| server.journal.post_completion(op, index, None, &resp.body, &delta)).await;
     // What was done is recorded in the model, journaled or not.
     server.apply_journaled(&deltas, &delta);
@@ -1111,6 +1111,15 @@ fn spawn_pending(
         let _ = tx.send(frame).await;
         point4(&server, op).await;
     });
+}
+
+/// The bytes of an element's deltas for point 3 ([`Delta::encode_batch`]):
+/// none for a journal that keeps nothing, unless check mode reads them.
+fn delta_bytes(server: &Server, deltas: &[Delta]) -> Vec<u8> {
+    if deltas.is_empty() || !(server.journal.keeps_records() || server.checking()) {
+        return Vec::new();
+    }
+    Delta::encode_batch(deltas)
 }
 
 #[cfg(test)]

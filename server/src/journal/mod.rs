@@ -181,6 +181,13 @@ pub trait Journal: Send + Sync {
     /// should compute keys at point 3).
     fn keeps_replies(&self) -> bool;
 
+    /// Whether the journal keeps what point 3 gives it (the response and the
+    /// delta bytes). One that keeps nothing is given no delta bytes, so the
+    /// pipeline does not encode them for nothing.
+    fn keeps_records(&self) -> bool {
+        true
+    }
+
     /// The saved response of the request with this key, if its point-3 record exists
     /// and its operation is not retired.
     fn replayed(&self, key: &ReplayKey) -> Option<Saved>;
@@ -220,6 +227,9 @@ impl Journal for NoJournal {
         false
     }
     fn keeps_replies(&self) -> bool {
+        false
+    }
+    fn keeps_records(&self) -> bool {
         false
     }
     fn replayed(&self, _key: &ReplayKey) -> Option<Saved> {

@@ -275,6 +275,11 @@ impl Server {
         self.set
     }
 
+    /// Is check mode on ([`CHECK_ENV`])?
+    pub fn checking(&self) -> bool {
+        self.checking
+    }
+
     /// A copy of the live model (for tests and `duet status`).
     pub fn model(&self) -> Model {
         lock(&self.recorder).model().clone()
