@@ -85,6 +85,16 @@ pub async fn serve_stream(server: Arc<Server>, rd: Reader, wr: Writer, peer: Soc
 /// its sessions (with trees and opens) of which it was the last channel. A
 /// session with another channel left lives on ([MS-SMB2] 3.3.7.1).
 fn cleanup(conn: &mut ConnState) {
+    // From here on no break notice can reach this client: closing the
+    // queue first makes every holder on this connection count as gone
+    // (`holder_gone`), so an open that meets one of its opens (or a
+    // durable open it keeps below) purges it instead of waiting for an
+    // acknowledgement that cannot come. Closing it only when the
+    // connection is dropped, after the teardown, left a window in which a
+    // new open sent a break into the dying queue and waited out the break
+    // time-out (smbtorture durable-open.open2-lease, 35 s, then a sharing
+    // violation, seen under load).
+    conn.notices.close();
     for (_, op) in lock(&conn.pending).drain() {
         let _ = op.cancel.send(());
     }
