@@ -1055,7 +1055,7 @@ async fn point4(server: &Server, op: OpId) {
 /// (the connection closes).
 async fn point3_final(server: &Server, op: OpId, index: usize, resp: &mut Resp) -> bool {
     let deltas = std::mem::take(&mut resp.deltas);
-    let delta = delta_bytes(&server, &deltas);
+    let delta = delta_bytes(server, &deltas);
     let journaled = journal::with_backoff(|| server.journal.post_completion(op, index, None, &resp.body, &delta)).await;
     // What was done is recorded in the model, journaled or not.
     server.apply_journaled(&deltas, &delta);

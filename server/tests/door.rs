@@ -9,7 +9,7 @@ mod common;
 #[path = "hostile/client.rs"]
 mod client;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -22,7 +22,7 @@ use protocol::msg::oplock_break::OplockBreak;
 use protocol::msg::query_info::QueryInfoRequest;
 use protocol::msg::FileId;
 use protocol::NtStatus;
-use server::journal::{Durable, Error, Journal, NoJournal, OpId, ReplayKey, Saved, Ticket};
+use server::journal::{Record, RecordingJournal};
 
 const USER: (&str, &str) = ("duet", "duetpass");
 
@@ -135,61 +135,28 @@ fn a_compound_waiting_for_its_own_connections_break_is_parked_and_resumed() {
     assert_ne!(h2.credits, 0);
 }
 
-/// Records the consistency points as text, and the bytes of each point 3.
-#[derive(Default)]
-struct Recorder {
-    events: Mutex<Vec<String>>,
-    completions: Mutex<Vec<(u64, Vec<u8>)>>,
-    next: Mutex<u64>,
+/// The points a recording journal saw, as text: `U:<op>`, `1:<op>`,
+/// `2:<op>:<index>`, `3:<op>:<index>`, `4:<op>`.
+fn events(rec: &RecordingJournal) -> Vec<String> {
+    rec.records()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Unsolicited { op, .. } => Some(format!("U:{}", op.0)),
+            Record::PreAck { op, .. } => Some(format!("1:{}", op.0)),
+            Record::PreCommand { op, index } => Some(format!("2:{}:{index}", op.0)),
+            Record::PostCompletion { op, index, .. } => Some(format!("3:{}:{index}", op.0)),
+            Record::PostReplyAck { op } => Some(format!("4:{}", op.0)),
+            _ => None,
+        })
+        .collect()
 }
 
-impl Journal for Recorder {
-    fn pre_ack(&self, _conn: u64, _frame: &[u8]) -> Result<(OpId, Ticket), Error> {
-        let mut n = self.next.lock().unwrap();
-        *n += 1;
-        self.events.lock().unwrap().push(format!("1:{}", *n));
-        Ok((OpId(*n), Ticket::DURABLE))
-    }
-    fn pre_command(&self, op: OpId, index: usize) -> Result<Ticket, Error> {
-        self.events.lock().unwrap().push(format!("2:{}:{index}", op.0));
-        Ok(Ticket::DURABLE)
-    }
-    fn post_completion(&self, op: OpId, index: usize, _: Option<&ReplayKey>, response: &[u8], _: &[u8]) -> Result<Ticket, Error> {
-        self.events.lock().unwrap().push(format!("3:{}:{index}", op.0));
-        self.completions.lock().unwrap().push((op.0, response.to_vec()));
-        Ok(Ticket::DURABLE)
-    }
-    fn post_reply_ack(&self, op: OpId) -> Result<Ticket, Error> {
-        self.events.lock().unwrap().push(format!("4:{}", op.0));
-        Ok(Ticket::DURABLE)
-    }
-    fn unsolicited(&self, _conn: u64) -> OpId {
-        let mut n = self.next.lock().unwrap();
-        *n += 1;
-        self.events.lock().unwrap().push(format!("U:{}", *n));
-        OpId(*n)
-    }
-    fn durable(&self, ticket: Ticket) -> Durable<'_> {
-        NoJournal.durable(ticket)
-    }
-    fn is_durable(&self, _ticket: Ticket) -> bool {
-        true
-    }
-    fn must_wait(&self) -> bool {
-        false
-    }
-    fn keeps_replies(&self) -> bool {
-        false
-    }
-    fn replayed(&self, _key: &ReplayKey) -> Option<Saved> {
-        None
-    }
-    fn retire(&self, _op: OpId) -> Result<(), Error> {
-        Ok(())
-    }
-    fn checkpoint(&self, _state: &[u8]) -> Result<Ticket, Error> {
-        Ok(Ticket::DURABLE)
-    }
+/// The operation whose point 3 recorded `response`.
+fn completed_with(rec: &RecordingJournal, response: &[u8]) -> Option<u64> {
+    rec.records().into_iter().find_map(|r| match r {
+        Record::PostCompletion { op, response: r, .. } if r == response => Some(op.0),
+        _ => None,
+    })
 }
 
 /// A break notice to an encrypted (SMB 3.0.2) session leaves encrypted,
@@ -197,7 +164,7 @@ impl Journal for Recorder {
 /// point 3 (with the notice's bytes) and point 4, in that order.
 #[test]
 fn a_break_notice_on_an_encrypted_session_is_encrypted_and_journaled() {
-    let rec = Arc::new(Recorder::default());
+    let rec = Arc::new(RecordingJournal::new());
     let (addr, _dir) = common::start_in_process(&[USER], Some(rec.clone()));
     let mut c = Client::logged_on(addr, dialect::SMB3_0_2, USER.0, USER.1);
     c.encrypt = true;
@@ -222,8 +189,8 @@ fn a_break_notice_on_an_encrypted_session_is_encrypted_and_journaled() {
     // client has read it: wait for it (no bound on speed is asserted).
     let deadline = Instant::now() + Duration::from_secs(20);
     let op = loop {
-        let found = rec.completions.lock().unwrap().iter().find(|(_, b)| *b == body).map(|(op, _)| *op);
-        let events = rec.events.lock().unwrap().clone();
+        let found = completed_with(&rec, &body);
+        let events = events(&rec);
         if let Some(op) = found {
             if events.contains(&format!("4:{op}")) {
                 let at = |e: String| events.iter().position(|x| *x == e).unwrap();

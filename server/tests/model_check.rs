@@ -104,7 +104,7 @@ fn the_model_follows_smbclient_and_smbtorture_sessions() {
     // The checks ran: deltas of every kind the workload makes were
     // replayed, and the model was compared with the runtime objects.
     assert!(counts.get("deltas").copied().unwrap_or(0) >= 100, "too few deltas recorded: {counts:?}");
-    assert!(counts.get("replays").copied().unwrap_or(0) >= 100, "too few replays: {counts:?}");
+    assert!(counts.get("batches").copied().unwrap_or(0) >= 100, "too few batches replayed: {counts:?}");
     assert!(counts.get("projections").copied().unwrap_or(0) >= 10, "too few comparisons: {counts:?}");
     assert!(failed.len() < tests.len(), "no smbtorture test passed:\n{text}");
 }

@@ -575,7 +575,8 @@ mod tests {
     use std::fs;
     use std::time::Instant;
 
-    fn share() -> (tempfile::TempDir, Share) {
+    /// A share on a fresh temporary directory (the other `fs` tests use it too).
+    pub(super) fn share() -> (tempfile::TempDir, Share) {
         let tmp = tempfile::tempdir().unwrap();
         let share = Share::new("t", tmp.path()).unwrap();
         (tmp, share)

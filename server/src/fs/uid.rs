@@ -242,13 +242,9 @@ mod tests {
     use std::sync::{Arc, Barrier};
 
     use super::*;
+    use crate::fs::tests::share;
     use crate::fs::{Resolved, SmbPath};
 
-    fn share() -> (tempfile::TempDir, Share) {
-        let tmp = tempfile::tempdir().unwrap();
-        let share = Share::new("t", tmp.path()).unwrap();
-        (tmp, share)
-    }
 
     fn res(s: &Share, p: &str) -> Resolved {
         s.resolve(&SmbPath::parse(p).unwrap()).unwrap()

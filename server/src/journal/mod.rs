@@ -167,15 +167,26 @@ pub trait Journal: Send + Sync {
     }
 
     /// Resolves once the record of `ticket` (and every record appended before it) is
-    /// durable. Never blocks the calling async worker.
-    fn durable(&self, ticket: Ticket) -> Durable<'_>;
+    /// durable. Never blocks the calling async worker. The default is a journal
+    /// whose appends are durable when they return (none, or one in memory).
+    fn durable(&self, ticket: Ticket) -> Durable<'_> {
+        let _ = ticket;
+        Box::pin(std::future::ready(Ok(())))
+    }
 
-    /// Whether the record of `ticket` is durable, without waiting.
-    fn is_durable(&self, ticket: Ticket) -> bool;
+    /// Whether the record of `ticket` is durable, without waiting (the default:
+    /// always).
+    fn is_durable(&self, ticket: Ticket) -> bool {
+        let _ = ticket;
+        true
+    }
 
     /// Whether a ticket may be not yet durable when its append returns, so that an
-    /// answer that must be durable first has to wait for [`Journal::durable`].
-    fn must_wait(&self) -> bool;
+    /// answer that must be durable first has to wait for [`Journal::durable`]
+    /// (the default: never).
+    fn must_wait(&self) -> bool {
+        false
+    }
 
     /// Whether the journal keeps saved responses by [`ReplayKey`] (so the pipeline
     /// should compute keys at point 3).
@@ -216,15 +227,6 @@ impl Journal for NoJournal {
     }
     fn post_reply_ack(&self, _op: OpId) -> Result<Ticket, Error> {
         Ok(Ticket::DURABLE)
-    }
-    fn durable(&self, _ticket: Ticket) -> Durable<'_> {
-        Box::pin(std::future::ready(Ok(())))
-    }
-    fn is_durable(&self, _ticket: Ticket) -> bool {
-        true
-    }
-    fn must_wait(&self) -> bool {
-        false
     }
     fn keeps_replies(&self) -> bool {
         false

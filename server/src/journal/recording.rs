@@ -4,7 +4,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::{Durable, Error, Journal, OpId, ReplayIndex, ReplayKey, Saved, Ticket};
+use super::{Error, Journal, OpId, ReplayIndex, ReplayKey, Saved, Ticket};
 
 /// One call of a [`Journal`] method, as a [`RecordingJournal`] keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +42,13 @@ pub enum Record {
     PostReplyAck {
         /// The operation.
         op: OpId,
+    },
+    /// [`Journal::unsolicited`]: a break notice's operation begins.
+    Unsolicited {
+        /// The new operation.
+        op: OpId,
+        /// The connection the notice goes to.
+        conn: u64,
     },
     /// [`Journal::retire`].
     Retire {
@@ -169,16 +176,13 @@ impl Journal for RecordingJournal {
         Ok(Ticket::DURABLE)
     }
 
-    fn durable(&self, _ticket: Ticket) -> Durable<'_> {
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    fn is_durable(&self, _ticket: Ticket) -> bool {
-        true
-    }
-
-    fn must_wait(&self) -> bool {
-        false
+    fn unsolicited(&self, conn: u64) -> OpId {
+        // Never refused: a notice's op id is not an append (its point 3 is).
+        let mut g = self.lock();
+        g.next_op += 1;
+        let op = OpId(g.next_op);
+        g.records.push(Record::Unsolicited { op, conn });
+        op
     }
 
     fn keeps_replies(&self) -> bool {

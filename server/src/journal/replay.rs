@@ -293,44 +293,34 @@ mod tests {
     #[test]
     fn create_with_dh2q_is_keyed_by_its_create_guid() {
         let guid = [0x5a; 16];
-        let mut b = BytesMut::new();
-        CreateRequest {
-            security_flags: 0,
-            requested_oplock_level: 0,
-            impersonation_level: 2,
-            smb_create_flags: 0,
-            desired_access: 0x0012_0089,
-            file_attributes: 0,
-            share_access: 7,
-            create_disposition: 1,
-            create_options: 0,
-            name: "a.txt".into(),
-            create_contexts: vec![RequestContext::DurableHandleRequestV2(DurableHandleRequestV2 {
-                timeout: 0,
-                flags: 0,
-                create_guid: guid,
-            })],
-        }
-        .encode(&mut b);
+        let create = |create_contexts| {
+            let mut b = BytesMut::new();
+            CreateRequest {
+                security_flags: 0,
+                requested_oplock_level: 0,
+                impersonation_level: 2,
+                smb_create_flags: 0,
+                desired_access: 0x0012_0089,
+                file_attributes: 0,
+                share_access: 7,
+                create_disposition: 1,
+                create_options: 0,
+                name: "a.txt".into(),
+                create_contexts,
+            }
+            .encode(&mut b);
+            b
+        };
+        let b = create(vec![RequestContext::DurableHandleRequestV2(DurableHandleRequestV2 {
+            timeout: 0,
+            flags: 0,
+            create_guid: guid,
+        })]);
         assert_eq!(key(Command::Create, 0, 0, 4, &b), Some(ReplayKey::Create(CreateGuid(guid))));
         assert_eq!(key(Command::Create, flags::REPLAY_OPERATION, 1, 8, &b), Some(ReplayKey::Create(CreateGuid(guid))));
 
         // Without DH2Q a CREATE has no replay detection.
-        let mut plain = BytesMut::new();
-        CreateRequest {
-            security_flags: 0,
-            requested_oplock_level: 0,
-            impersonation_level: 2,
-            smb_create_flags: 0,
-            desired_access: 0x0012_0089,
-            file_attributes: 0,
-            share_access: 7,
-            create_disposition: 1,
-            create_options: 0,
-            name: "a.txt".into(),
-            create_contexts: vec![],
-        }
-        .encode(&mut plain);
+        let plain = create(vec![]);
         assert_eq!(key(Command::Create, 0, 0, 4, &plain), None);
         // Nor has a garbled one.
         assert_eq!(key(Command::Create, 0, 0, 4, &b[..20]), None);

@@ -80,10 +80,7 @@ pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str,
 /// the durable open scavenger timer).
 pub async fn scavenger(server: Arc<Server>) {
     loop {
-        let (next, due) = {
-            let model = server.model();
-            (model.poll_timeout(), model.expired(super::deltas::now()))
-        };
+        let (next, due) = server.deadlines_at(super::deltas::now());
         let mut closed = false;
         let mut expired_ids: Vec<u64> =
             due.iter().filter_map(|d| if let Delta::OpenDown { open } = d { Some(open.0) } else { None }).collect();
@@ -95,8 +92,7 @@ pub async fn scavenger(server: Arc<Server>) {
         for pid in expired_ids {
             let expired = lock(&server.durable).remove(&pid);
             if let Some(e) = expired {
-                let open = PersistentFileId(pid);
-                info!(pid = open.0, "durable open expired");
+                info!(pid, "durable open expired");
                 let mut out = Vec::new();
                 super::close::close_open(&server, &e.open, &mut out);
                 server.apply(&out);

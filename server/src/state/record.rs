@@ -29,8 +29,9 @@
 //! - a delta that the model refuses is a mismatch too.
 //!
 //! The counts and the first mismatches are written to the file after every
-//! check, as `key value` lines (`batches`, `deltas`, `replays`,
-//! `projections`, `mismatches`, then `mismatch: ...` lines).
+//! check, as `key value` lines (`batches` replayed into the replica and
+//! compared, `deltas`, `projections`, `mismatches`), then `mismatch: ...`
+//! lines.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -61,7 +62,6 @@ struct Checker {
     replica: Model,
     batches: u64,
     deltas: u64,
-    replays: u64,
     projections: u64,
     mismatches: u64,
     texts: Vec<String>,
@@ -80,7 +80,6 @@ impl Recorder {
             replica: model.clone(),
             batches: 0,
             deltas: 0,
-            replays: 0,
             projections: 0,
             mismatches: 0,
             texts: Vec::new(),
@@ -155,7 +154,6 @@ impl Recorder {
             return;
         };
         c.batches += 1;
-        c.replays += 1;
         if c.replica != self.model {
             c.mismatch("the model rebuilt from the recorded deltas differs from the live model".into());
             c.replica = self.model.clone();
@@ -182,8 +180,8 @@ impl Checker {
 
     fn write(&self) {
         let mut s = format!(
-            "batches {}\ndeltas {}\nreplays {}\nprojections {}\nmismatches {}\n",
-            self.batches, self.deltas, self.replays, self.projections, self.mismatches
+            "batches {}\ndeltas {}\nprojections {}\nmismatches {}\n",
+            self.batches, self.deltas, self.projections, self.mismatches
         );
         for t in &self.texts {
             s.push_str("mismatch: ");
@@ -248,7 +246,9 @@ impl Server {
         if deltas.is_empty() && !self.checking {
             return;
         }
-        self.apply_journaled(deltas, &Delta::encode_batch(deltas));
+        // Only check mode reads the bytes (its replica is built from them).
+        let journaled = if self.checking { Delta::encode_batch(deltas) } else { Vec::new() };
+        self.apply_journaled(deltas, &journaled);
     }
 
     /// [`Server::apply`] for deltas the journal was given as `journaled`
@@ -278,6 +278,14 @@ impl Server {
     /// Is check mode on ([`CHECK_ENV`])?
     pub fn checking(&self) -> bool {
         self.checking
+    }
+
+    /// The model's earliest deadline, and the deltas the deadlines passed
+    /// by `now` call for ([`Model::poll_timeout`], [`Model::expired`]),
+    /// read under the model's lock without copying it.
+    pub fn deadlines_at(&self, now: crate::model::Timestamp) -> (Option<crate::model::Timestamp>, Vec<Delta>) {
+        let r = lock(&self.recorder);
+        (r.model().poll_timeout(), r.model().expired(now))
     }
 
     /// A copy of the live model (for tests and `duet status`).
@@ -318,11 +326,13 @@ impl Server {
     /// Compares the model with the runtime objects: the same sessions (that
     /// completed authentication), tree connects of disk shares, opens of
     /// files (connected: by session, tree and volatile id; retained for a
-    /// reconnect: disconnected) and byte-range locks. Takes the sessions',
-    /// the sessions', the retained opens', the file table's and the
-    /// model's locks, one at a time.
+    /// reconnect: disconnected) and byte-range locks. Takes the session
+    /// table's, each session's, the retained opens', the file table's and
+    /// the model's locks, one at a time.
     pub fn check_model(&self) -> Result<(), String> {
-        type OpenView = (u64, Option<(u64, u32)>, u64);
+        // Where an open is attached (session and tree; none when retained),
+        // and its volatile id.
+        type OpenView = (Option<(u64, u32)>, u64);
         let mut live_sessions: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
         let mut live_opens: BTreeMap<u64, OpenView> = BTreeMap::new();
         let mut live_locks: BTreeMap<u64, Vec<(u64, u64, bool)>> = BTreeMap::new();
@@ -334,12 +344,12 @@ impl Server {
             trees.sort_unstable();
             live_sessions.insert(s.id, trees);
             for o in inner.opens.values().filter(|o| o.key.is_some()) {
-                live_opens.insert(o.persistent_id, (o.persistent_id, Some((s.id, o.tree.id)), o.volatile_id));
+                live_opens.insert(o.persistent_id, (Some((s.id, o.tree.id)), o.volatile_id));
                 keys.extend(o.key.map(|k| (k, o.persistent_id)));
             }
         }
         for (pid, d) in lock(&self.durable).iter() {
-            live_opens.insert(*pid, (*pid, None, d.open.volatile_id));
+            live_opens.insert(*pid, (None, d.open.volatile_id));
             keys.extend(d.open.key.map(|k| (k, *pid)));
         }
         {
@@ -366,7 +376,7 @@ impl Server {
             }
             for o in p.opens() {
                 let attached = o.session().zip(o.tree()).map(|(s, t)| (s.0, t.0));
-                model_opens.insert(o.id().0, (o.id().0, attached, o.volatile().0));
+                model_opens.insert(o.id().0, (attached, o.volatile().0));
             }
             for f in p.files() {
                 for l in f.locks() {
