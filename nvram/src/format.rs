@@ -20,7 +20,7 @@ pub const HEADER_LEN: usize = 116;
 pub const MAGIC: [u8; 8] = *b"DUETNVRM";
 /// The format version this crate writes and reads. Version 2 narrowed the header's
 /// cluster id to `u64` and node id to `u16`, the widths of [`ids`].
-pub const VERSION: u32 = 0x0002;
+pub const VERSION: u32 = 0x0003;
 /// Size of a record header.
 pub const RECORD_HEADER: usize = 40;
 /// Records start and end on this alignment.
@@ -66,11 +66,7 @@ impl LogMeta {
     }
 
     fn decode(b: &[u8]) -> Self {
-        LogMeta {
-            head: u64_at(b, 0),
-            tail_hint: u64_at(b, 8),
-            generation: u32_at(b, 16),
-        }
+        LogMeta { head: u64_at(b, 0), tail_hint: u64_at(b, 8), generation: u32_at(b, 16) }
     }
 }
 
@@ -308,11 +304,16 @@ impl RecordHeader {
 
 /// Splits a post-completion payload into response and state delta.
 ///
-// Format: { response_len:u32 | response[response_len] | delta[..] }
+// Format: { response_len:u32 | status:u32 | response[response_len] | delta[..] }
 pub fn split_completion(payload: &[u8]) -> Option<(&[u8], &[u8])> {
     let n = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
-    let rest = &payload[4..];
+    let rest = payload.get(8..)?;
     (n <= rest.len()).then(|| rest.split_at(n))
+}
+
+/// The response status of a post-completion payload.
+pub fn completion_status(payload: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(payload.get(4..8)?.try_into().ok()?))
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -414,8 +415,11 @@ mod tests {
     #[test]
     fn completion_split() {
         let mut p = 3u32.to_le_bytes().to_vec();
+        p.extend_from_slice(&0xC000_0022u32.to_le_bytes());
         p.extend_from_slice(b"abcXY");
         assert_eq!(split_completion(&p), Some((&b"abc"[..], &b"XY"[..])));
-        assert_eq!(split_completion(&[9, 0, 0, 0, 1]), None);
+        assert_eq!(completion_status(&p), Some(0xC000_0022));
+        assert_eq!(split_completion(&[9, 0, 0, 0, 0, 0, 0, 0, 1]), None);
+        assert_eq!(split_completion(&[1, 0, 0, 0, 1]), None, "too short for the status");
     }
 }

@@ -10,8 +10,7 @@ use ids::{ClusterId, Flag, NodeId, OpId};
 
 use crate::error::{Error, Result};
 use crate::format::{
-    self, align, Header, Kind, LogMeta, RecordHeader, HEADER_LEN, MIN_REGION, RECORD_HEADER,
-    SLOT_SIZE,
+    self, align, Header, Kind, LogMeta, RecordHeader, HEADER_LEN, MIN_REGION, RECORD_HEADER, SLOT_SIZE,
 };
 use crate::mirror::{Mirror, MirrorAck, MirrorMeta, MirrorShared, Shipment};
 use crate::recover::{self, OpHash, Recovery};
@@ -70,7 +69,9 @@ pub enum Entry<'a> {
         op: OpId,
         /// Index of the element in the compound.
         element: u16,
-        /// The response bytes to send again on replay.
+        /// The response's NTSTATUS (its header's Status field).
+        status: u32,
+        /// The response bytes (its body) to send again on replay.
         response: &'a [u8],
         /// The state delta (new open, lock granted, …), opaque to the journal.
         delta: &'a [u8],
@@ -90,12 +91,13 @@ pub enum Entry<'a> {
 
 impl<'a> Entry<'a> {
     /// Kind, operation, element and payload pieces. `len` holds the response length.
-    fn parts(&self, len: &'a mut [u8; 4]) -> (Kind, u64, u16, [&'a [u8]; 3]) {
+    fn parts(&self, len: &'a mut [u8; 8]) -> (Kind, u64, u16, [&'a [u8]; 3]) {
         match *self {
             Entry::PreAck { op, request } => (Kind::PreAck, op.0, 0, [request, &[], &[]]),
             Entry::PreCommand { op, element } => (Kind::PreCommand, op.0, element, [&[], &[], &[]]),
-            Entry::PostCompletion { op, element, response, delta } => {
-                *len = (response.len() as u32).to_le_bytes();
+            Entry::PostCompletion { op, element, status, response, delta } => {
+                len[..4].copy_from_slice(&(response.len() as u32).to_le_bytes());
+                len[4..].copy_from_slice(&status.to_le_bytes());
                 (Kind::PostCompletion, op.0, element, [&len[..], response, delta])
             }
             Entry::PostReplyAck { op } => (Kind::PostReplyAck, op.0, 0, [&[], &[], &[]]),
@@ -139,7 +141,7 @@ struct Shard {
 /// let op = OpId(42);
 /// journal.append(Entry::PreAck { op, request: b"WRITE ..." })?;
 /// journal.append(Entry::PreCommand { op, element: 0 })?;
-/// journal.append(Entry::PostCompletion { op, element: 0, response: b"OK", delta: b"size=9" })?;
+/// journal.append(Entry::PostCompletion { op, element: 0, status: 0, response: b"OK", delta: b"size=9" })?;
 /// drop(journal); // crash
 ///
 /// let (journal, recovery) = Journal::open(MemStorage::from_image(storage.current_image()), opts)?;
@@ -286,13 +288,7 @@ impl Journal {
         Journal::open(MmapStorage::open(path)?, opts)
     }
 
-    fn build(
-        storage: Box<dyn Storage>,
-        header: Header,
-        durability: Durability,
-        next_seq: u64,
-        tail: u64,
-    ) -> Journal {
+    fn build(storage: Box<dyn Storage>, header: Header, durability: Durability, next_seq: u64, tail: u64) -> Journal {
         let cap = header.ring_cap;
         let head = header.own.head;
         Journal {
@@ -337,14 +333,14 @@ impl Journal {
     /// shipped to the mirror, in log order. Follow with [`Journal::commit`] (for example
     /// on a blocking thread) or poll [`Journal::is_durable`].
     pub fn append_nowait(&self, entry: Entry<'_>) -> Result<Ticket> {
-        let mut len_buf = [0u8; 4];
+        let mut len_buf = [0u8; 8];
         let (kind, op, element, parts) = entry.parts(&mut len_buf);
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
         if len > self.max_payload() {
             return Err(Error::TooLarge { len, max: self.max_payload() });
         }
         let total = align(RECORD_HEADER as u64 + len);
-        let claim = self.reserve(total)?;
+        let claim = self.reserve(total, kind == Kind::Checkpoint)?;
         if kind != Kind::Checkpoint {
             self.track(op, claim.record);
         }
@@ -431,15 +427,25 @@ impl Journal {
         self.cap / 2 - RECORD_HEADER as u64 - 8
     }
 
-    fn reserve(&self, total: u64) -> Result<Claim> {
-        match self.own.reserve(total) {
+    /// Claims room for a record. Every record but a checkpoint leaves
+    /// [`Journal::checkpoint_reserve`] bytes free: a ring filled with records whose
+    /// operations are retired can still take the checkpoint that lets its head move
+    /// past them (without it, such a ring would stay full for ever).
+    fn reserve(&self, total: u64, checkpoint: bool) -> Result<Claim> {
+        let keep = if checkpoint { 0 } else { self.checkpoint_reserve() };
+        match self.own.reserve(total, keep) {
             Ok(c) => Ok(c),
             Err(_) => {
                 self.advance_head(true)?;
                 self.refresh_limit();
-                self.own.reserve(total).map_err(|free| Error::Full { needed: total, free })
+                self.own.reserve(total, keep).map_err(|free| Error::Full { needed: total, free })
             }
         }
+    }
+
+    /// Bytes of the ring that only a checkpoint may use: an eighth of it.
+    pub fn checkpoint_reserve(&self) -> u64 {
+        self.cap / 8
     }
 
     /// Writes the pad of a claim that skips the ring end, if there is room for a header.
@@ -532,6 +538,20 @@ impl Journal {
         let t = self.append(Entry::Checkpoint { state })?;
         self.advance_head(false)?;
         Ok(t)
+    }
+
+    /// Appends a checkpoint without waiting for it to be durable (for a caller that
+    /// must append it under a lock of its own, so that no state change falls between
+    /// the state it folds and its place in the log). Wait with [`Journal::commit`],
+    /// then call [`Journal::compact`] so the head may pass it.
+    pub fn checkpoint_nowait(&self, state: &[u8]) -> Result<Ticket> {
+        self.append_nowait(Entry::Checkpoint { state })
+    }
+
+    /// Moves the head up to the oldest byte still needed (the latest durable
+    /// checkpoint, the first record of the oldest live operation) and persists it.
+    pub fn compact(&self) -> Result<()> {
+        self.advance_head(true)
     }
 
     /// Makes the latest appended checkpoint the one the head may move up to, once it is
@@ -650,15 +670,11 @@ impl Journal {
     // ---- mirror, sending side -------------------------------------------------------
 
     fn ack_handle(&self) -> MirrorAck {
-        MirrorAck {
-            shared: self.mirror_shared.clone(),
-            epoch: self.mirror_shared.epoch.load(Ordering::Acquire),
-        }
+        MirrorAck { shared: self.mirror_shared.clone(), epoch: self.mirror_shared.epoch.load(Ordering::Acquire) }
     }
 
     fn mirror_covers(&self, end: u64) -> bool {
-        !self.mirror_shared.attached.load(Ordering::Acquire)
-            || self.mirror_shared.acked.load(Ordering::Acquire) >= end
+        !self.mirror_shared.attached.load(Ordering::Acquire) || self.mirror_shared.acked.load(Ordering::Acquire) >= end
     }
 
     fn wait_mirror(&self, end: u64) {
@@ -677,7 +693,7 @@ impl Journal {
     /// only once the mirror acknowledged it. Replaces any earlier mirror.
     pub fn attach_mirror(&self, mirror: Arc<dyn Mirror>) -> Result<()> {
         // A pad record of our own gives us a turn: nothing is published meanwhile.
-        let claim = self.reserve(RECORD_HEADER as u64)?;
+        let claim = self.reserve(RECORD_HEADER as u64, false)?;
         self.own.wait_turn(&claim);
         let head_guard = lock(&self.head_lock);
         let shared = &self.mirror_shared;

@@ -41,6 +41,14 @@ impl Record {
         }
     }
 
+    /// For a post-completion record: its response's NTSTATUS.
+    pub fn status(&self) -> Option<u32> {
+        match self.kind {
+            Kind::PostCompletion => format::completion_status(&self.payload),
+            _ => None,
+        }
+    }
+
     /// The consistency point (1 to 4) of an operation record.
     pub fn point(&self) -> Option<u8> {
         self.kind.point()
@@ -175,7 +183,9 @@ pub(crate) fn scan(source: &dyn Source, base: u64, cap: u64, meta: LogMeta) -> i
         // No record starts here unless the header is one of this lap and of a run no
         // older than the previous record's: anything else is zeroes or leftovers of an
         // earlier lap or run (whose bytes may be anything), the ordinary end.
-        let Some((h, crc)) = RecordHeader::decode(&hdr) else { break };
+        let Some((h, crc)) = RecordHeader::decode(&hdr) else {
+            break;
+        };
         let lap = (pos / cap) as u32;
         if h.lap != lap || h.generation < last_gen || h.generation > meta.generation {
             break;
@@ -236,20 +246,8 @@ pub(crate) fn scan(source: &dyn Source, base: u64, cap: u64, meta: LogMeta) -> i
             records.push(r);
         }
     }
-    let next_seq = records
-        .last()
-        .map(|r| r.seq)
-        .max(checkpoint.as_ref().map(|c: &Record| c.seq))
-        .map_or(1, |s| s + 1);
-    Ok(LogRecovery {
-        head,
-        tail,
-        points: points(&records),
-        checkpoint,
-        records,
-        end,
-        next_seq,
-    })
+    let next_seq = records.last().map(|r| r.seq).max(checkpoint.as_ref().map(|c: &Record| c.seq)).map_or(1, |s| s + 1);
+    Ok(LogRecovery { head, tail, points: points(&records), checkpoint, records, end, next_seq })
 }
 
 /// A multiply-shift hasher for operation ids: recovery and the live-operation map hash

@@ -11,6 +11,12 @@
 //! state_dir = "duet-data"    # the node's state (boot generation); default: users_file's directory
 //! admin_socket = "duet-data/admin.sock"  # `duet status`; default: admin.sock in the state dir
 //!
+//! [journal]                # every key optional; these are `duet serve`'s defaults
+//! enabled = true             # a library-run server (tests) keeps none unless set
+//! path = "duet-data/nvram"   # default: nvram in the state dir, else duet-data/nvram
+//! size = 134217728           # bytes, fixed when the file is created
+//! policy = "group"           # "group", "msync" (both survive power loss), "process" (a killed process only)
+//!
 //! [limits]                 # every key optional; these are the defaults
 //! login_failures_before_delay = 5     # per client address, within the window
 //! login_failure_delay_max_ms = 2000   # each further failure waits longer, up to this
@@ -69,6 +75,102 @@ pub struct ShareConfig {
     pub comment: String,
 }
 
+/// When a journal record counts as durable (`[journal] policy`), named for
+/// what an acknowledged answer then survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalPolicy {
+    /// Group commit: one `msync` covers every record appended meanwhile.
+    /// Survives power loss (of the file's medium).
+    #[default]
+    Group,
+    /// One `msync` per record. Survives power loss; slower than `group`.
+    Msync,
+    /// No sync: a record is durable once it is in the shared mapping, which
+    /// the kernel keeps when the process dies. Survives a killed process
+    /// (SIGKILL, a crash), not a power loss or a kernel crash.
+    Process,
+}
+
+impl JournalPolicy {
+    /// The policy's name as configured and as `duet status` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            JournalPolicy::Group => "group",
+            JournalPolicy::Msync => "msync",
+            JournalPolicy::Process => "process",
+        }
+    }
+
+    /// Parses a configured name.
+    pub fn parse(s: &str) -> Result<JournalPolicy, ConfigError> {
+        match s {
+            "group" => Ok(JournalPolicy::Group),
+            "msync" => Ok(JournalPolicy::Msync),
+            "process" => Ok(JournalPolicy::Process),
+            other => {
+                Err(ConfigError::Invalid(format!("journal policy must be group, msync or process, not {other:?}")))
+            }
+        }
+    }
+
+    /// Whether a record is durable only once synced: then an operation is
+    /// retired only after the file data it wrote is on stable storage too.
+    pub fn survives_power_loss(self) -> bool {
+        !matches!(self, JournalPolicy::Process)
+    }
+}
+
+/// The `[journal]` section: the NVRAM journal that makes sessions survive a
+/// restart ([`crate::restart`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Keep a journal. Unset: `duet serve` does, a server run as a library
+    /// does not ([`Config::journal_default`]).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// The journal file. Unset: `nvram` in the state directory, else
+    /// `duet-data/nvram`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Its size in bytes, fixed when it is created.
+    #[serde(default = "default_journal_size")]
+    pub size: u64,
+    #[serde(default)]
+    pub policy: JournalPolicy,
+}
+
+/// 128 MiB: room for a few hundred large WRITEs in flight, and for a
+/// checkpoint of a hundred thousand opens.
+pub const DEFAULT_JOURNAL_SIZE: u64 = 128 << 20;
+
+fn default_journal_size() -> u64 {
+    DEFAULT_JOURNAL_SIZE
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig { enabled: None, path: None, size: DEFAULT_JOURNAL_SIZE, policy: JournalPolicy::Group }
+    }
+}
+
+/// Parses a size with an optional K, M or G suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, ConfigError> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| ConfigError::Invalid(format!("not a size: {s:?} (bytes, or a number with K, M or G)")))
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,6 +219,13 @@ pub struct Config {
     /// Bounds on what a client can make the server do.
     #[serde(default)]
     pub limits: Limits,
+    /// The journal ([`JournalConfig`]).
+    #[serde(default)]
+    pub journal: JournalConfig,
+    /// Unset `journal.enabled`: keep a journal anyway (`duet serve` does; a
+    /// server run as a library, in tests, does not).
+    #[serde(skip)]
+    pub journal_default: bool,
 }
 
 fn default_listen() -> Vec<SocketAddr> {
@@ -152,6 +261,8 @@ impl Default for Config {
             admin_socket: None,
             admin_socket_default: false,
             limits: Limits::default(),
+            journal: JournalConfig::default(),
+            journal_default: false,
         }
     }
 }
@@ -262,7 +373,9 @@ impl Limits {
             }
         }
         // Sizes beyond these would overflow the byte counts.
-        for (name, v) in [("reply_queue_mib", self.reply_queue_mib), ("reply_queue_total_mib", self.reply_queue_total_mib)] {
+        for (name, v) in
+            [("reply_queue_mib", self.reply_queue_mib), ("reply_queue_total_mib", self.reply_queue_total_mib)]
+        {
             if v > 1 << 20 {
                 return Err(ConfigError::Invalid(format!("limits.{name} is larger than 1 TiB")));
             }
@@ -308,6 +421,11 @@ impl Config {
                 *a = base.join(&a);
             }
         }
+        if let Some(j) = &mut cfg.journal.path {
+            if j.is_relative() {
+                *j = base.join(&j);
+            }
+        }
         Ok(cfg)
     }
 
@@ -320,12 +438,25 @@ impl Config {
         })
     }
 
+    /// The journal file in effect, `None` when the server keeps no journal.
+    pub fn journal_path(&self) -> Option<PathBuf> {
+        if !self.journal.enabled.unwrap_or(self.journal_default) {
+            return None;
+        }
+        Some(
+            self.journal
+                .path
+                .clone()
+                .unwrap_or_else(|| self.state_dir().unwrap_or_else(|| PathBuf::from("duet-data")).join("nvram")),
+        )
+    }
+
     /// Where the admin socket is: `admin_socket`, else `admin.sock` in the
     /// state directory, else `duet-data/admin.sock`.
     pub fn admin_socket_path(&self) -> PathBuf {
-        self.admin_socket.clone().unwrap_or_else(|| {
-            self.state_dir().unwrap_or_else(|| PathBuf::from("duet-data")).join("admin.sock")
-        })
+        self.admin_socket
+            .clone()
+            .unwrap_or_else(|| self.state_dir().unwrap_or_else(|| PathBuf::from("duet-data")).join("admin.sock"))
     }
 
     /// Checks what can be checked before binding.
@@ -390,7 +521,11 @@ encrypt = true
     fn limits_and_state_dir_have_defaults_and_can_be_set() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("duet.toml");
-        std::fs::write(&p, "state_dir = \"st\"\n[limits]\nlogin_failures_before_delay = 3\n[[share]]\nname = \"a\"\npath = \"a\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "state_dir = \"st\"\n[limits]\nlogin_failures_before_delay = 3\n[[share]]\nname = \"a\"\npath = \"a\"\n",
+        )
+        .unwrap();
         let cfg = Config::from_file(&p).unwrap();
         assert_eq!(cfg.state_dir.as_deref(), Some(dir.path().join("st").as_path()));
         assert_eq!(cfg.limits.login_failures_before_delay, 3);
@@ -416,6 +551,32 @@ encrypt = true
         std::fs::write(&p, "state_dir = \"st\"\n").unwrap();
         assert_eq!(Config::from_file(&p).unwrap().admin_socket_path(), dir.path().join("st/admin.sock"));
         assert_eq!(Config::default().admin_socket_path(), PathBuf::from("duet-data/admin.sock"));
+    }
+
+    #[test]
+    fn journal_is_off_for_a_library_on_for_serve_and_configurable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        assert_eq!(cfg.journal_path(), None, "a library-run server keeps none by default");
+        cfg.journal_default = true;
+        assert_eq!(cfg.journal_path(), Some(PathBuf::from("duet-data/nvram")));
+        cfg.state_dir = Some("st".into());
+        assert_eq!(cfg.journal_path(), Some(PathBuf::from("st/nvram")));
+        assert_eq!(cfg.journal.policy, JournalPolicy::Group);
+        let p = dir.path().join("duet.toml");
+        std::fs::write(&p, "[journal]\nenabled = true\npath = \"j\"\nsize = 1048576\npolicy = \"process\"\n").unwrap();
+        let cfg = Config::from_file(&p).unwrap();
+        assert_eq!(cfg.journal_path(), Some(dir.path().join("j")));
+        assert_eq!(cfg.journal.size, 1 << 20);
+        assert_eq!(cfg.journal.policy, JournalPolicy::Process);
+        std::fs::write(&p, "[journal]\npolicy = \"fast\"\n").unwrap();
+        assert!(Config::from_file(&p).is_err());
+        assert_eq!(parse_size("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+        assert!(JournalPolicy::parse("pmem").is_err());
     }
 
     #[test]

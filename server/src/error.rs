@@ -15,4 +15,6 @@ pub enum RunError {
     Bind(std::net::SocketAddr, std::io::Error),
     #[error("admin socket {path}: {error}", path = .0.display(), error = .1)]
     Admin(std::path::PathBuf, std::io::Error),
+    #[error("journal {path}: {error}", path = .0.display(), error = .1)]
+    Journal(std::path::PathBuf, String),
 }

@@ -37,10 +37,10 @@
 pub mod admin;
 pub mod alloc;
 pub mod cmd;
-pub mod error;
 pub mod config;
 pub mod conn;
 pub mod connection;
+pub mod error;
 pub mod fs;
 pub mod fuzzing;
 pub mod handler;
@@ -48,6 +48,7 @@ pub mod journal;
 pub mod limits;
 pub mod model;
 pub mod pipeline;
+pub mod restart;
 pub mod state;
 pub mod transport;
 pub mod users;
@@ -67,8 +68,8 @@ use state::Server;
 
 /// Sets up `tracing` to stderr with the given filter.
 pub fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
@@ -88,12 +89,10 @@ pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
     let password = match std::fs::read_to_string(&pw_file) {
         Ok(p) => p.trim().to_string(),
         Err(_) => {
-            let p: String = rand::thread_rng()
-                .sample_iter(&rand::distributions::Alphanumeric)
-                .take(16)
-                .map(char::from)
-                .collect();
-            let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&pw_file)?;
+            let p: String =
+                rand::thread_rng().sample_iter(&rand::distributions::Alphanumeric).take(16).map(char::from).collect();
+            let mut f =
+                std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&pw_file)?;
             std::io::Write::write_all(&mut f, p.as_bytes())?;
             p
         }
@@ -146,9 +145,29 @@ pub fn journal_dump(path: &Path, out: &mut dyn std::io::Write) -> Result<(), Box
     Ok(())
 }
 
-/// Runs the server until `shutdown` resolves.
+/// Runs the server until `shutdown` resolves, with the journal the
+/// configuration names ([`Config::journal_path`]), restoring what it holds
+/// ([`restart`]); when `shutdown` resolves (SIGTERM), as an elective reboot.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-    run_with_journal(cfg, Arc::new(journal::NoJournal), shutdown).await
+    cfg.validate()?;
+    let Some(opened) = restart::open(&cfg)? else {
+        return run_with_journal(cfg, Arc::new(journal::NoJournal), shutdown).await;
+    };
+    let model = match &opened.recovery {
+        Some(r) => restart::rebuild(r).map_err(|e| RunError::Journal(opened.path.clone(), e))?,
+        None => None,
+    };
+    limits::raise_nofile();
+    let mut server = Server::with_model(cfg, model)?;
+    server.journal = Arc::new(journal::NvramJournal::new(opened.region.clone()));
+    server.retirer.enable();
+    let server = Arc::new(server);
+    restart::start(&server, &opened).await?;
+    tokio::spawn(restart::retire::run(server.clone(), opened.policy.survives_power_loss()));
+    let stop = serve(server.clone(), shutdown).await?;
+    stop.abort();
+    restart::elective_reboot(&server, &opened).await;
+    Ok(())
 }
 
 /// Runs the server with a given consistency-point journal.
@@ -162,8 +181,15 @@ pub async fn run_with_journal(
     let mut server = Server::new(cfg)?;
     server.journal = journal;
     let server = Arc::new(server);
+    serve(server, shutdown).await?.abort();
+    Ok(())
+}
+
+/// Listens and serves until `shutdown` resolves; returns the handle that
+/// stops accepting.
+async fn serve(server: Arc<Server>, shutdown: impl Future<Output = ()>) -> Result<Listening, RunError> {
     tokio::spawn(state::durable::scavenger(server.clone()));
-    let _admin = start_admin(&server).await?;
+    let admin = start_admin(&server).await?;
     let mut listeners = Vec::new();
     for addr in &server.cfg.listen {
         let l = TcpListener::bind(addr).await.map_err(|e| RunError::Bind(*addr, e))?;
@@ -172,12 +198,25 @@ pub async fn run_with_journal(
         info!(%local, "listening");
         listeners.push(l);
     }
-    for l in listeners {
-        tokio::spawn(accept_loop(server.clone(), l));
-    }
+    let tasks = listeners.into_iter().map(|l| tokio::spawn(accept_loop(server.clone(), l))).collect();
     shutdown.await;
     info!("shutting down");
-    Ok(())
+    Ok(Listening { tasks, _admin: admin })
+}
+
+/// The accept loops of a server, and its admin socket.
+struct Listening {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _admin: Option<admin::socket::SocketFile>,
+}
+
+impl Listening {
+    /// Stops accepting new connections.
+    fn abort(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
 }
 
 /// Opens the admin socket when one is configured, or by default for `duet
@@ -213,7 +252,9 @@ async fn accept_loop(server: Arc<Server>, l: TcpListener) {
                     Err(why) => {
                         match refused.tick() {
                             Some(0) => warn!(%peer, "connection refused: {why}"),
-                            Some(n) => warn!(%peer, "connection refused: {why} ({n} more refused since the last message)"),
+                            Some(n) => {
+                                warn!(%peer, "connection refused: {why} ({n} more refused since the last message)")
+                            }
                             None => debug!(%peer, "connection refused: {why}"),
                         }
                         drop(sock);
@@ -234,7 +275,8 @@ async fn accept_loop(server: Arc<Server>, l: TcpListener) {
                 );
             }
             Err(e) => {
-                let scarce = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM));
+                let scarce =
+                    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM));
                 match failed.tick() {
                     Some(0) => error!("accept: {e}"),
                     Some(n) => error!("accept: {e} ({n} more failures since the last message)"),

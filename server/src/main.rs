@@ -15,6 +15,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once, at start
 enum Command {
     /// Serve shares. With no --config and no --share, serves ./duet-data/share
     /// as "duet" and prints the user and password to use.
@@ -51,6 +52,21 @@ enum Command {
         /// state directory, else duet-data/admin.sock).
         #[arg(long)]
         admin_socket: Option<PathBuf>,
+        /// The journal file that sessions, open files and locks survive a
+        /// restart in (default: nvram in the state directory, else
+        /// duet-data/nvram; created on first start, mode 0600).
+        #[arg(long)]
+        journal: Option<PathBuf>,
+        /// Its size when it is created (bytes; K, M, G suffixes).
+        #[arg(long)]
+        journal_size: Option<String>,
+        /// When an answer counts as safe: group or msync (survive power
+        /// loss), process (survives a killed process only).
+        #[arg(long)]
+        journal_policy: Option<String>,
+        /// Keep no journal: a restart loses every session and open file.
+        #[arg(long, conflicts_with_all = ["journal", "journal_size", "journal_policy"])]
+        no_journal: bool,
         /// Log filter, e.g. info or duet=debug.
         #[arg(long, default_value = "info")]
         log_level: String,
@@ -136,6 +152,10 @@ fn main() -> ExitCode {
             guest_share,
             state_dir,
             admin_socket,
+            journal,
+            journal_size,
+            journal_policy,
+            no_journal,
             log_level,
         } => {
             server::init_logging(&log_level);
@@ -187,6 +207,26 @@ fn main() -> ExitCode {
                 cfg.admin_socket = admin_socket;
             }
             cfg.admin_socket_default = true;
+            cfg.journal_default = true;
+            if no_journal {
+                cfg.journal.enabled = Some(false);
+            }
+            if let Some(j) = journal {
+                cfg.journal.enabled = Some(true);
+                cfg.journal.path = Some(j);
+            }
+            if let Some(s) = journal_size {
+                match server::config::parse_size(&s) {
+                    Ok(n) => cfg.journal.size = n,
+                    Err(e) => return fail(e),
+                }
+            }
+            if let Some(p) = journal_policy {
+                match server::config::JournalPolicy::parse(&p) {
+                    Ok(p) => cfg.journal.policy = p,
+                    Err(e) => return fail(e),
+                }
+            }
             for g in &guest_share {
                 match cfg.shares.iter_mut().find(|s| s.name.eq_ignore_ascii_case(g)) {
                     Some(s) => s.guest_ok = true,
@@ -216,7 +256,8 @@ fn main() -> ExitCode {
             }
         }
         Command::CloseHandle { id, socket } => {
-            let r = socket.path().and_then(|p| server::admin::client::close_handle(&p, &id, &mut std::io::stdout().lock()));
+            let r =
+                socket.path().and_then(|p| server::admin::client::close_handle(&p, &id, &mut std::io::stdout().lock()));
             match r {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),

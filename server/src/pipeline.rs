@@ -66,7 +66,6 @@ use crate::cmd;
 use crate::connection::{ConnState, PendingOp, Resume};
 use crate::handler::{Ctx, PendingFut, Resp, FRAME_ROOM, HEADROOM};
 use crate::journal::{self, OpId, ReplayKey, Ticket};
-use crate::model::Delta;
 use crate::state::oplock::Notice;
 use crate::state::session::SessionCrypto;
 use crate::state::{lock, Server, Session};
@@ -132,6 +131,7 @@ async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
                     return Flow::Close;
                 }
             };
+            server.retirer.started(op);
             // Its MessageId counts as 0 ([MS-SMB2] 3.3.5.2.3).
             if let Err(e) = conn.window.consume(0, 1) {
                 debug!("SMB1 negotiate: {e}: closing");
@@ -148,7 +148,14 @@ async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
             let mut out = Vec::new();
             let mut h = hdr.response(resp.status);
             h.credits = conn.window.grant(1);
-            out.push(OutElement { hdr: h, body: resp.body, headroom: None, sign: None, preauth_session: None, preauth_conn: false });
+            out.push(OutElement {
+                hdr: h,
+                body: resp.body,
+                headroom: None,
+                sign: None,
+                preauth_session: None,
+                preauth_conn: false,
+            });
             if send_elements(conn, out, None).await {
                 point4(&server, op).await;
                 Flow::Continue
@@ -231,6 +238,9 @@ fn names_another_session(conn: &ConnState, msg: &[u8], sid: u64) -> bool {
 struct Chain {
     msg: Bytes,
     op: OpId,
+    /// The ticket of the frame's point-1 record: no byte of answer leaves
+    /// before it is durable.
+    acked: Ticket,
     encrypted: bool,
     /// The transform's keys and session: the answers are encrypted with them.
     encrypt_reply: Option<(Arc<SessionCrypto>, u64)>,
@@ -293,13 +303,14 @@ async fn process(
     // Point 1. A full journal holds the connection back (nothing more is read
     // or answered) until the record fits; any other failure ends it.
     let conn_id = conn.id;
-    let op = match journal::with_backoff(|| server.journal.pre_ack(conn_id, &msg)).await {
-        Ok((op, _)) => op,
+    let (op, acked) = match journal::with_backoff(|| server.journal.pre_ack(conn_id, &msg)).await {
+        Ok(r) => r,
         Err(e) => {
             warn!("journal, point 1: {e}: closing");
             return Flow::Close;
         }
     };
+    server.retirer.started(op);
     if let Err(e) = use_message_ids(conn, &msg) {
         // A replayed request, or one beyond the credits granted: the
         // server SHOULD terminate the connection ([MS-SMB2] 3.3.5.2.3).
@@ -309,6 +320,7 @@ async fn process(
     let chain = Chain {
         msg,
         op,
+        acked,
         encrypted,
         encrypt_reply: transform_session,
         at: 0,
@@ -333,7 +345,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
     let _in_flight = server.in_flight.enter();
     // The last point-3 record of the frame: durable, it covers the frame's
     // earlier records too (see `journal`).
-    let mut durable_before_answer = Ticket::DURABLE;
+    let mut durable_before_answer = c.acked;
     let msg = c.msg.clone();
     let mut pending_tasks = Vec::new();
     let mut deferred_tasks = Vec::new();
@@ -394,7 +406,8 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             if let Err(status) = check_answer_room(conn, &hdr, &elem, c.answered) {
                 Err(status)
             } else {
-                run_element(conn, &server, &hdr_eff, &elem, c.encrypted, if related { c.file_id } else { None }, single).await
+                run_element(conn, &server, &hdr_eff, &elem, c.encrypted, if related { c.file_id } else { None }, single)
+                    .await
             }
         };
         let last = hdr.next_command == 0;
@@ -404,10 +417,14 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             // that waits for a break parks the chain ([`park`]); any other
             // in the middle fails, as on Windows and in smbd
             // (smbd_smb2_request_pending_queue).
-            Ok(r) if r.pending.is_some() && !last && hdr.command != Command::Create as u16 => error_resp(NtStatus::INTERNAL_ERROR),
+            Ok(r) if r.pending.is_some() && !last && hdr.command != Command::Create as u16 => {
+                error_resp(NtStatus::INTERNAL_ERROR)
+            }
             // Too many requests of this connection wait already ([MS-SMB2]
             // 3.3.4.2: the server MAY fail one that would go async).
-            Ok(r) if r.pending.is_some() && lock(&conn.pending).len() >= server.cfg.limits.max_pending_per_connection => {
+            Ok(r)
+                if r.pending.is_some() && lock(&conn.pending).len() >= server.cfg.limits.max_pending_per_connection =>
+            {
                 debug!(mid = hdr.message_id, "too many pending requests");
                 error_resp(NtStatus::INSUFFICIENT_RESOURCES)
             }
@@ -422,7 +439,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         // final answer gets a point 3 of its own, `spawn_pending`, `resume`).
         // A deferred element's point 3 comes when its future has finished
         // (`spawn_deferred`).
-        let replay_key = if server.journal.keeps_replies() && resp.pending.is_none() {
+        let replay_key = if server.journal.keeps_replies() && resp.pending.is_none() && saves_answer(&hdr) {
             ReplayKey::of(&hdr, &elem, if related { c.file_id } else { None })
         } else {
             None
@@ -431,16 +448,13 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             // The element's state delta goes with its response, and is
             // applied to the model once journaled.
             let deltas = std::mem::take(&mut resp.deltas);
-            let delta = delta_bytes(&server, &deltas);
-            match journal::with_backoff(|| server.journal.post_completion(c.op, index, replay_key.as_ref(), &resp.body, &delta)).await {
+            match server.point3(c.op, index, replay_key.as_ref(), resp.status.0, &resp.body, &deltas).await {
                 Ok(t) => durable_before_answer = durable_before_answer.later(t),
                 Err(e) => {
                     warn!("journal, point 3: {e}: closing");
-                    server.apply_journaled(&deltas, &delta);
                     return Flow::Close;
                 }
             }
-            server.apply_journaled(&deltas, &delta);
         }
         if resp.no_response {
             if last {
@@ -493,7 +507,14 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             interim.status = NtStatus::PENDING.0;
             let mut body = BytesMut::new();
             header::encode_error_body(&mut body);
-            out.push(OutElement { hdr: interim.clone(), body, headroom: None, sign: sign.clone(), preauth_session: None, preauth_conn: false });
+            out.push(OutElement {
+                hdr: interim.clone(),
+                body,
+                headroom: None,
+                sign: sign.clone(),
+                preauth_session: None,
+                preauth_conn: false,
+            });
             let mut final_hdr = interim;
             final_hdr.credits = 0;
             if parks {
@@ -517,10 +538,11 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         }
         c.at += len;
     }
-    // Issue 13: a WRITE (any change) is answered only once its point-3 record
-    // is durable: `server.journal.durable(durable_before_answer).await` here,
-    // when `server.journal.must_wait()`.
-    let _ = durable_before_answer;
+    // An answer leaves only once its point-3 record is durable (DESIGN.md,
+    // "No lost writes"), and with it every earlier record of the frame.
+    if !wait_durable(&server, durable_before_answer).await {
+        return Flow::Close;
+    }
     if !out.is_empty() {
         let enc = c.encrypt_reply.clone().or_else(|| encryption_for(conn, &out));
         if !send_elements(conn, out, enc).await {
@@ -586,7 +608,14 @@ async fn resume(conn: &mut ConnState, mut c: Chain, w: Waiting, result: Result<R
     let mut hdr = w.final_hdr;
     hdr.status = resp.status.0;
     trace!(mid = hdr.message_id, status = %resp.status, "answer after the wait");
-    let out = vec![OutElement { hdr, body: resp.body, headroom: resp.headroom.take(), sign: w.sign, preauth_session: None, preauth_conn: false }];
+    let out = vec![OutElement {
+        hdr,
+        body: resp.body,
+        headroom: resp.headroom.take(),
+        sign: w.sign,
+        preauth_session: None,
+        preauth_conn: false,
+    }];
     matches!(run_chain(conn, c, out).await, Flow::Continue)
 }
 
@@ -729,9 +758,13 @@ async fn run_element(
         r.close = true;
         return Ok(r);
     }
-    let needs_session = !matches!(command, Command::Negotiate | Command::SessionSetup | Command::Echo | Command::Cancel);
+    let needs_session =
+        !matches!(command, Command::Negotiate | Command::SessionSetup | Command::Echo | Command::Cancel);
     let mut session = None;
-    if needs_session || (command == Command::SessionSetup && hdr.session_id != 0) || (command == Command::Echo && hdr.session_id != 0) {
+    if needs_session
+        || (command == Command::SessionSetup && hdr.session_id != 0)
+        || (command == Command::Echo && hdr.session_id != 0)
+    {
         match conn.session(hdr.session_id) {
             Some(s) => session = Some(s),
             None if needs_session => return Err(NtStatus::USER_SESSION_DELETED),
@@ -763,7 +796,12 @@ async fn run_element(
             {
                 return Err(NtStatus::ACCESS_DENIED);
             }
-            if crypto.encrypt_data && !encrypted && s.is_valid() && command != Command::SessionSetup && conn.dialect >= 0x0300 {
+            if crypto.encrypt_data
+                && !encrypted
+                && s.is_valid()
+                && command != Command::SessionSetup
+                && conn.dialect >= 0x0300
+            {
                 return Err(NtStatus::ACCESS_DENIED);
             }
         }
@@ -792,8 +830,24 @@ async fn run_element(
         }
         tree = Some(t);
     }
-    let span = tracing::debug_span!("session", id = hdr.session_id, tree = hdr.tree_id, mid = hdr.message_id, cmd = ?command);
-    let mut ctx = Ctx { server, conn, hdr, msg: elem, frame: elem, session, tree, encrypted, chain_file_id, single, deltas: Vec::new() };
+    if let Some(r) = replayed_answer(server, hdr, elem, chain_file_id, session.as_ref()).await {
+        return Ok(r);
+    }
+    let span =
+        tracing::debug_span!("session", id = hdr.session_id, tree = hdr.tree_id, mid = hdr.message_id, cmd = ?command);
+    let mut ctx = Ctx {
+        server,
+        conn,
+        hdr,
+        msg: elem,
+        frame: elem,
+        session,
+        tree,
+        encrypted,
+        chain_file_id,
+        single,
+        deltas: Vec::new(),
+    };
     let result = cmd::dispatch(&mut ctx, command).instrument(span).await;
     // The changes made come with the answer, whatever it is.
     let mut r = match result {
@@ -1009,10 +1063,7 @@ async fn spawn_deferred(
             Ok(r) => r,
             Err(s) => error_resp(s),
         };
-        let delta = delta_bytes(&server, &resp.deltas);
-        let journaled = journal::with_backoff(|| server.journal.post_completion(op, index, replay_key.as_ref(), &resp.body, &delta)).await;
-        // What was done is recorded in the model, journaled or not.
-        server.apply_journaled(&resp.deltas, &delta);
+        let journaled = server.point3(op, index, replay_key.as_ref(), resp.status.0, &resp.body, &resp.deltas).await;
         let durable_before_answer = match journaled {
             Ok(t) => t,
             Err(e) => {
@@ -1021,12 +1072,21 @@ async fn spawn_deferred(
                 return;
             }
         };
-        // Issue 13: a large WRITE is answered only once this is durable
-        // (`server.journal.durable(durable_before_answer).await`).
-        let _ = durable_before_answer;
+        // A large WRITE is answered only once its record is durable.
+        if !wait_durable(&server, durable_before_answer).await {
+            let _ = tx.send(crate::transport::CLOSE_FRAME).await;
+            return;
+        }
         let mut h = hdr;
         h.status = resp.status.0;
-        let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
+        let e = OutElement {
+            hdr: h,
+            body: resp.body,
+            headroom: resp.headroom,
+            sign,
+            preauth_session: None,
+            preauth_conn: false,
+        };
         let mut unused = protocol::crypto::preauth::PreauthHash::new();
         // The slot (and a WRITE's lease) stays taken until the writer has
         // written (or dropped) the answer: a client that does not read its
@@ -1047,6 +1107,7 @@ async fn point4(server: &Server, op: OpId) {
     if let Err(e) = journal::with_backoff(|| server.journal.post_reply_ack(op)).await {
         warn!("journal, point 4: {e}");
     }
+    server.retirer.answered(op);
 }
 
 /// Point 3 of an answer that comes after its element's interim answer (an
@@ -1055,14 +1116,76 @@ async fn point4(server: &Server, op: OpId) {
 /// (the connection closes).
 async fn point3_final(server: &Server, op: OpId, index: usize, resp: &mut Resp) -> bool {
     let deltas = std::mem::take(&mut resp.deltas);
-    let delta = delta_bytes(server, &deltas);
-    let journaled = journal::with_backoff(|| server.journal.post_completion(op, index, None, &resp.body, &delta)).await;
-    // What was done is recorded in the model, journaled or not.
-    server.apply_journaled(&deltas, &delta);
-    match journaled {
-        Ok(_) => true,
+    match server.point3(op, index, None, resp.status.0, &resp.body, &deltas).await {
+        Ok(t) => wait_durable(server, t).await,
         Err(e) => {
             warn!("journal, point 3: {e}: closing");
+            false
+        }
+    }
+}
+
+/// Whether an element's answer is saved for a replay: only those of
+/// requests that would not give the same answer when carried out again
+/// (a READ, a query, an ECHO would, and saving them would keep every READ's
+/// data in memory until it is retired).
+fn saves_answer(hdr: &Header) -> bool {
+    matches!(
+        hdr.command(),
+        Some(Command::Create | Command::Close | Command::Write | Command::Lock | Command::SetInfo | Command::Ioctl)
+    )
+}
+
+/// The saved answer of a replayed request (SMB2_FLAGS_REPLAY_OPERATION)
+/// whose point-3 record exists (DESIGN.md, "Exactly once"): it is answered
+/// from that record and not carried out again. Only a session that holds
+/// the open the key names gets it (a CREATE's key, its CreateGuid, is the
+/// client's secret), and only once the record is durable.
+async fn replayed_answer(
+    server: &Server,
+    hdr: &Header,
+    elem: &[u8],
+    chain_file: Option<FileId>,
+    session: Option<&Arc<Session>>,
+) -> Option<Resp> {
+    if !ReplayKey::flagged(hdr) || !server.journal.keeps_replies() {
+        return None;
+    }
+    let key = ReplayKey::of(hdr, elem, chain_file)?;
+    let saved = server.journal.replayed(&key)?;
+    let file = match key {
+        ReplayKey::Create(_) => None,
+        ReplayKey::Lock { file, .. } | ReplayKey::Request { file, .. } => Some(file.0),
+    };
+    if let Some(pid) = file {
+        let holds = session.is_some_and(|s| lock(&s.inner).opens.values().any(|o| o.persistent_id == pid));
+        if !holds {
+            return None;
+        }
+    }
+    if !wait_durable(server, saved.ticket).await {
+        return None;
+    }
+    debug!(mid = hdr.message_id, status = saved.status, "replay answered from its saved response");
+    let mut r = Resp::with_status(NtStatus(saved.status), BytesMut::from(&saved.response[..]));
+    if hdr.command == Command::Create as u16 && !r.status.is_error() {
+        // The chain's file: the FileId of the saved CREATE response ([MS-SMB2] 2.2.14).
+        r.file_id = saved.response.get(64..80).and_then(|b| FileId::parse(b).ok()).map(|(_, id)| id);
+    }
+    Some(r)
+}
+
+/// Waits until the record of `ticket` is durable, when the journal's appends
+/// may not be at once. False when the journal failed (the connection closes:
+/// the client resends after reconnecting).
+async fn wait_durable(server: &Server, ticket: Ticket) -> bool {
+    if !server.journal.must_wait() || server.journal.is_durable(ticket) {
+        return true;
+    }
+    match server.journal.durable(ticket).await {
+        Ok(()) => true,
+        Err(e) => {
+            warn!("journal, waiting for a record to be durable: {e}: closing");
             false
         }
     }
@@ -1087,11 +1210,7 @@ fn spawn_pending(
     let fut = cancellable(conn, async_id, message_id, session_id, fut);
     let tx = conn.tx.clone();
     let server = conn.server.clone();
-    let enc = if encrypted {
-        conn.session(session_id).and_then(|s| s.crypto()).map(|c| (c, session_id))
-    } else {
-        None
-    };
+    let enc = if encrypted { conn.session(session_id).and_then(|s| s.crypto()).map(|c| (c, session_id)) } else { None };
     tokio::spawn(async move {
         let resp = match fut.await {
             Ok(r) => r,
@@ -1104,22 +1223,20 @@ fn spawn_pending(
         }
         let mut h = final_hdr;
         h.status = resp.status.0;
-        let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
+        let e = OutElement {
+            hdr: h,
+            body: resp.body,
+            headroom: resp.headroom,
+            sign,
+            preauth_session: None,
+            preauth_conn: false,
+        };
         let mut unused = protocol::crypto::preauth::PreauthHash::new();
         // An answer that cannot be sent ends the connection.
         let frame = encode_frame(&mut unused, vec![e], enc).map_or(crate::transport::CLOSE_FRAME, BytesMut::freeze);
         let _ = tx.send(frame).await;
         point4(&server, op).await;
     });
-}
-
-/// The bytes of an element's deltas for point 3 ([`Delta::encode_batch`]):
-/// none for a journal that keeps nothing, unless check mode reads them.
-fn delta_bytes(server: &Server, deltas: &[Delta]) -> Vec<u8> {
-    if deltas.is_empty() || !(server.journal.keeps_records() || server.checking()) {
-        return Vec::new();
-    }
-    Delta::encode_batch(deltas)
 }
 
 #[cfg(test)]
@@ -1137,7 +1254,14 @@ mod tests {
 
     fn element(body_len: usize) -> OutElement {
         let hdr = Header { command: Command::Read as u16, ..Default::default() }.response(NtStatus::SUCCESS);
-        OutElement { hdr, body: BytesMut::zeroed(body_len), headroom: None, sign: None, preauth_session: None, preauth_conn: false }
+        OutElement {
+            hdr,
+            body: BytesMut::zeroed(body_len),
+            headroom: None,
+            sign: None,
+            preauth_session: None,
+            preauth_conn: false,
+        }
     }
 
     /// A frame longer than a NetBIOS header can announce is not sent (in

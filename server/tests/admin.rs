@@ -109,7 +109,13 @@ fn status_shows_sessions_opens_and_retained_handles_and_close_handle_closes_one(
 
     let idle = status_json(&sock);
     assert!(rows(&idle, "sessions").is_empty() && rows(&idle, "opens").is_empty(), "{idle:#}");
-    assert!(idle["journal"].is_null(), "no journal yet: {idle:#}");
+    // `duet serve` keeps a journal by default: group commit, in the state
+    // directory (here the default, duet-data under the server's directory).
+    let j = &idle["journal"];
+    assert_eq!(j["policy"], "group", "{idle:#}");
+    assert_eq!(j["survives"], "power loss", "{idle:#}");
+    assert!(j["path"].as_str().unwrap().ends_with("nvram"), "{idle:#}");
+    assert!(j["size_bytes"].as_u64().unwrap() > 0 && j["used_bytes"].as_u64().unwrap() > 0, "{idle:#}");
 
     let (client, kept, held) = PyClient::start(server.port);
     let st = status_json(&sock);
@@ -134,9 +140,15 @@ fn status_shows_sessions_opens_and_retained_handles_and_close_handle_closes_one(
     let human = duet(&["status", "--socket", sock_arg]);
     let h = text(&human);
     assert!(human.status.success(), "{h}");
-    for needle in
-        ["Sessions: 1", "Open files: 2", "Retained handles: 0", "held.txt", "kept.txt", &kept, "Journal: none"]
-    {
+    for needle in [
+        "Sessions: 1",
+        "Open files: 2",
+        "Retained handles: 0",
+        "held.txt",
+        "kept.txt",
+        &kept,
+        "policy group (survives power loss)",
+    ] {
         assert!(h.contains(needle), "{needle:?} missing from:\n{h}");
     }
 

@@ -136,9 +136,10 @@ pub fn render(st: &Status, out: &mut dyn Write) -> io::Result<()> {
         None => writeln!(out, "Journal: none (a restart loses every session and handle)"),
         Some(j) => writeln!(
             out,
-            "Journal: {}, policy {}, {} of {} used ({}%)",
+            "Journal: {}, policy {} (survives {}), {} of {} used ({}%)",
             j.path,
             j.policy,
+            j.survives,
             bytes(j.used_bytes),
             bytes(j.size_bytes),
             j.used_bytes.saturating_mul(100).checked_div(j.size_bytes).unwrap_or(0)

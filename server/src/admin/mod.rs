@@ -127,8 +127,11 @@ pub struct RetainedStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalStatus {
     pub path: String,
-    /// "msync", "group", "process" or "pmem".
+    /// "group", "msync" or "process".
     pub policy: String,
+    /// What an acknowledged answer survives under the policy: "power loss"
+    /// or "a killed process only".
+    pub survives: String,
     pub size_bytes: u64,
     pub used_bytes: u64,
 }
@@ -152,10 +155,17 @@ pub fn execute(server: &Arc<Server>, req: Request) -> Response {
     }
 }
 
-/// The journal's policy and use, `None` while the server keeps none (the
-/// journal is wired in by issue 13; this is where it reports).
-pub fn journal_status(_server: &Server) -> Option<JournalStatus> {
-    None
+/// The journal's policy and use, `None` when the server keeps none.
+pub fn journal_status(server: &Server) -> Option<JournalStatus> {
+    let usage = server.journal.usage()?;
+    Some(JournalStatus {
+        path: server.cfg.journal_path().map(|p| p.display().to_string()).unwrap_or_default(),
+        policy: server.cfg.journal.policy.name().to_string(),
+        survives: if server.cfg.journal.policy.survives_power_loss() { "power loss" } else { "a killed process only" }
+            .to_string(),
+        size_bytes: usage.capacity,
+        used_bytes: usage.used,
+    })
 }
 
 /// The node's state now.
@@ -183,7 +193,9 @@ pub fn from_model(model: &Model, now: Timestamp) -> Status {
         journal: None,
     };
     for set in model.sets() {
-        let Some(p) = model.partition(set) else { continue };
+        let Some(p) = model.partition(set) else {
+            continue;
+        };
         for s in p.sessions() {
             let i = s.info();
             st.sessions.push(SessionStatus {

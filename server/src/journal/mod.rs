@@ -139,15 +139,16 @@ pub trait Journal: Send + Sync {
     /// Point 2: element `index` of `op` is about to run.
     fn pre_command(&self, op: OpId, index: usize) -> Result<Ticket, Error>;
 
-    /// Point 3: element `index` of `op` finished with `response` (the body that will be
-    /// sent) and changed the state by `delta` (the model's encoded delta; empty when it
-    /// changed nothing). A request with a `key` has its response saved for
-    /// [`Journal::replayed`].
+    /// Point 3: element `index` of `op` finished with `status` and `response` (the
+    /// body that will be sent) and changed the state by `delta` (the model's encoded
+    /// delta; empty when it changed nothing). A request with a `key` has its response
+    /// saved for [`Journal::replayed`].
     fn post_completion(
         &self,
         op: OpId,
         index: usize,
         key: Option<&ReplayKey>,
+        status: u32,
         response: &[u8],
         delta: &[u8],
     ) -> Result<Ticket, Error>;
@@ -207,9 +208,40 @@ pub trait Journal: Send + Sync {
     /// may be overwritten and its saved responses are forgotten. Unknown ops are ignored.
     fn retire(&self, op: OpId) -> Result<(), Error>;
 
-    /// Appends a checkpoint of long-lived state (the model's checkpoint bytes) and
-    /// returns once it is durable. Blocks: call it off the async workers.
+    /// Appends a checkpoint of long-lived state (the model's checkpoint bytes)
+    /// without waiting for it to be durable: the caller appends it under the model's
+    /// lock, so that no state change falls between the state it folds and its place
+    /// in the log. Wait with [`Journal::durable`], then [`Journal::compact`].
     fn checkpoint(&self, state: &[u8]) -> Result<Ticket, Error>;
+
+    /// A change of state that no request made (a lost connection, an expired or
+    /// purged retained handle, a restore): its deltas, recorded so that recovery
+    /// applies them in log order with the requests' (the default: kept nowhere).
+    fn state_change(&self, delta: &[u8]) -> Result<Ticket, Error> {
+        let _ = delta;
+        Ok(Ticket::DURABLE)
+    }
+
+    /// Lets the head move past retired operations up to the latest durable
+    /// checkpoint, so the ring has room again (the default: nothing to do).
+    fn compact(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// How full the journal is, for `duet status` and for the retirer's choice of
+    /// when to checkpoint (the default: a journal without a ring).
+    fn usage(&self) -> Option<Usage> {
+        None
+    }
+}
+
+/// How much of a journal's ring is in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes between the head and the tail: what recovery would read.
+    pub used: u64,
+    /// The ring's capacity.
+    pub capacity: u64,
 }
 
 /// A journal that keeps nothing: every append succeeds and is durable at once.
@@ -222,7 +254,15 @@ impl Journal for NoJournal {
     fn pre_command(&self, _op: OpId, _index: usize) -> Result<Ticket, Error> {
         Ok(Ticket::DURABLE)
     }
-    fn post_completion(&self, _: OpId, _: usize, _: Option<&ReplayKey>, _: &[u8], _: &[u8]) -> Result<Ticket, Error> {
+    fn post_completion(
+        &self,
+        _: OpId,
+        _: usize,
+        _: Option<&ReplayKey>,
+        _: u32,
+        _: &[u8],
+        _: &[u8],
+    ) -> Result<Ticket, Error> {
         Ok(Ticket::DURABLE)
     }
     fn post_reply_ack(&self, _op: OpId) -> Result<Ticket, Error> {
@@ -289,7 +329,7 @@ mod tests {
         assert!(!j.must_wait());
         assert!(!j.keeps_replies());
         let key = ReplayKey::Create(crate::model::ids::CreateGuid([1; 16]));
-        j.post_completion(op, 0, Some(&key), b"resp", b"").unwrap();
+        j.post_completion(op, 0, Some(&key), 0, b"resp", b"").unwrap();
         assert_eq!(j.replayed(&key), None);
         j.post_reply_ack(op).unwrap();
         j.retire(op).unwrap();

@@ -20,7 +20,7 @@ const OP_COUNTER_BITS: u32 = 48;
 /// |---|---|
 /// | 1 | `Entry::PreAck { op, request: frame }` |
 /// | 2 | `Entry::PreCommand { op, element }` |
-/// | 3 | `Entry::PostCompletion { op, element, response, delta }` |
+/// | 3 | `Entry::PostCompletion { op, element, status, response, delta }` |
 /// | 4 | `Entry::PostReplyAck { op }` |
 /// | checkpoint | `Entry::Checkpoint { state }` |
 ///
@@ -110,12 +110,13 @@ impl Journal for NvramJournal {
         op: OpId,
         index: usize,
         key: Option<&ReplayKey>,
+        status: u32,
         response: &[u8],
         delta: &[u8],
     ) -> Result<Ticket, Error> {
-        let ticket = self.append(Entry::PostCompletion { op, element: element(index)?, response, delta })?;
+        let ticket = self.append(Entry::PostCompletion { op, element: element(index)?, status, response, delta })?;
         if let Some(key) = key {
-            self.replies().insert(*key, Saved { op, response: Bytes::copy_from_slice(response), ticket });
+            self.replies().insert(*key, Saved { op, status, response: Bytes::copy_from_slice(response), ticket });
         }
         Ok(ticket)
     }
@@ -162,7 +163,25 @@ impl Journal for NvramJournal {
     }
 
     fn checkpoint(&self, state: &[u8]) -> Result<Ticket, Error> {
-        Ok(self.region.checkpoint(state).map_err(from_nvram)?.into())
+        Ok(self.region.checkpoint_nowait(state).map_err(from_nvram)?.into())
+    }
+
+    fn state_change(&self, delta: &[u8]) -> Result<Ticket, Error> {
+        // An operation of its own, finished as soon as it is written: no file data
+        // to wait for, no answer to keep. Its record stays until a checkpoint that
+        // folds it lets the head pass.
+        let op = self.next_op();
+        let ticket = self.append(Entry::PostCompletion { op, element: 0, status: 0, response: &[], delta })?;
+        self.region.retire(op).map_err(from_nvram)?;
+        Ok(ticket)
+    }
+
+    fn compact(&self) -> Result<(), Error> {
+        self.region.compact().map_err(from_nvram)
+    }
+
+    fn usage(&self) -> Option<super::Usage> {
+        Some(super::Usage { used: self.region.tail() - self.region.head(), capacity: self.region.capacity() })
     }
 }
 
@@ -196,16 +215,26 @@ mod tests {
         let (op, t1) = j.pre_ack(3, b"WRITE request").unwrap();
         assert_ne!(op, OpId(0));
         j.pre_command(op, 0).unwrap();
-        let t3 = j.post_completion(op, 0, Some(&KEY), b"WRITE response", b"size=9").unwrap();
+        let t3 = j.post_completion(op, 0, Some(&KEY), 0, b"WRITE response", b"size=9").unwrap();
         let t4 = j.post_reply_ack(op).unwrap();
         assert!(t1.nvram().unwrap().end <= t3.nvram().unwrap().pos);
         rt().block_on(j.durable(t4)).unwrap();
         assert!(j.is_durable(t1) && j.is_durable(t3) && j.is_durable(t4));
         drop(j);
 
-        let (_, rec) = Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::GroupCommit)).unwrap();
-        let kinds: Vec<(Kind, OpId, u16)> = rec.own.records.iter().map(|r: &Record| (r.kind, r.op, r.element)).collect();
-        assert_eq!(kinds, [(Kind::PreAck, op, 0), (Kind::PreCommand, op, 0), (Kind::PostCompletion, op, 0), (Kind::PostReplyAck, op, 0)]);
+        let (_, rec) =
+            Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::GroupCommit)).unwrap();
+        let kinds: Vec<(Kind, OpId, u16)> =
+            rec.own.records.iter().map(|r: &Record| (r.kind, r.op, r.element)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Kind::PreAck, op, 0),
+                (Kind::PreCommand, op, 0),
+                (Kind::PostCompletion, op, 0),
+                (Kind::PostReplyAck, op, 0)
+            ]
+        );
         assert_eq!(&rec.own.records[0].payload[..], b"WRITE request");
         assert_eq!(rec.own.records[2].completion(), Some((&b"WRITE response"[..], &b"size=9"[..])));
     }
@@ -218,9 +247,9 @@ mod tests {
         j.pre_command(op, 0).unwrap();
         let create = ReplayKey::Create(CreateGuid([9; 16]));
         assert_eq!(j.replayed(&create), None);
-        let t = j.post_completion(op, 0, Some(&create), b"create response", b"").unwrap();
+        let t = j.post_completion(op, 0, Some(&create), 0, b"create response", b"").unwrap();
         // An element without a key is journaled, not indexed.
-        j.post_completion(op, 1, None, b"close response", b"").unwrap();
+        j.post_completion(op, 1, None, 0, b"close response", b"").unwrap();
         let saved = j.replayed(&create).unwrap();
         assert_eq!((saved.op, &saved.response[..], saved.ticket), (op, &b"create response"[..], t));
         assert_eq!(j.replayed(&KEY), None);
@@ -236,7 +265,8 @@ mod tests {
         let (b, _) = j.pre_ack(1, b"b").unwrap();
         assert_ne!(a, b);
         drop(j);
-        let (region, _) = Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::None)).unwrap();
+        let (region, _) =
+            Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::None)).unwrap();
         let j = NvramJournal::new(Arc::new(region));
         let (c, _) = j.pre_ack(1, b"c").unwrap();
         assert!(c != a && c != b, "{a} {b} {c}");
@@ -264,6 +294,7 @@ mod tests {
             j.retire(*op).unwrap();
         }
         j.checkpoint(b"model").unwrap();
+        j.compact().unwrap();
         j.pre_ack(1, &frame).unwrap();
         // A record that can never fit is not Full (retrying would not help).
         let huge = vec![0u8; ::nvram::format::MIN_REGION as usize];
@@ -283,6 +314,7 @@ mod tests {
         assert!(j.is_durable(t));
         assert!(j.is_durable(Ticket::DURABLE));
         let t2 = j.checkpoint(b"state").unwrap();
+        rt().block_on(j.durable(t2)).unwrap();
         assert!(j.is_durable(t2));
         j.retire(op).unwrap();
     }
@@ -292,6 +324,6 @@ mod tests {
         let (j, _) = journal(1 << 20, Durability::None);
         let (op, _) = j.pre_ack(1, b"req").unwrap();
         assert!(matches!(j.pre_command(op, 70_000), Err(Error::TooLarge { .. })));
-        assert!(matches!(j.post_completion(op, 70_000, None, b"", b""), Err(Error::TooLarge { .. })));
+        assert!(matches!(j.post_completion(op, 70_000, None, 0, b"", b""), Err(Error::TooLarge { .. })));
     }
 }

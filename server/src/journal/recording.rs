@@ -33,6 +33,8 @@ pub enum Record {
         index: usize,
         /// Its replay key, if the pipeline gave one.
         key: Option<ReplayKey>,
+        /// Its response status.
+        status: u32,
         /// Its response body.
         response: Vec<u8>,
         /// Its state delta (the model's encoding).
@@ -159,14 +161,25 @@ impl Journal for RecordingJournal {
         op: OpId,
         index: usize,
         key: Option<&ReplayKey>,
+        status: u32,
         response: &[u8],
         delta: &[u8],
     ) -> Result<Ticket, Error> {
         self.append(|g| {
             if let Some(k) = key {
-                g.replies.insert(*k, Saved { op, response: Bytes::copy_from_slice(response), ticket: Ticket::DURABLE });
+                g.replies.insert(
+                    *k,
+                    Saved { op, status, response: Bytes::copy_from_slice(response), ticket: Ticket::DURABLE },
+                );
             }
-            Record::PostCompletion { op, index, key: key.copied(), response: response.to_vec(), delta: delta.to_vec() }
+            Record::PostCompletion {
+                op,
+                index,
+                key: key.copied(),
+                status,
+                response: response.to_vec(),
+                delta: delta.to_vec(),
+            }
         })?;
         Ok(Ticket::DURABLE)
     }
@@ -217,9 +230,9 @@ mod tests {
         let key = ReplayKey::Create(CreateGuid([3; 16]));
         let (a, _) = j.pre_ack(7, b"frame a").unwrap();
         j.pre_command(a, 0).unwrap();
-        j.post_completion(a, 0, Some(&key), b"resp a0", b"delta a0").unwrap();
+        j.post_completion(a, 0, Some(&key), 0, b"resp a0", b"delta a0").unwrap();
         j.pre_command(a, 1).unwrap();
-        j.post_completion(a, 1, None, b"resp a1", b"").unwrap();
+        j.post_completion(a, 1, None, 0, b"resp a1", b"").unwrap();
         j.post_reply_ack(a).unwrap();
         let (b, _) = j.pre_ack(8, b"frame b").unwrap();
         assert_ne!(a, b);
@@ -230,9 +243,23 @@ mod tests {
             [
                 Record::PreAck { op: a, conn: 7, frame: b"frame a".to_vec() },
                 Record::PreCommand { op: a, index: 0 },
-                Record::PostCompletion { op: a, index: 0, key: Some(key), response: b"resp a0".to_vec(), delta: b"delta a0".to_vec() },
+                Record::PostCompletion {
+                    op: a,
+                    index: 0,
+                    key: Some(key),
+                    status: 0,
+                    response: b"resp a0".to_vec(),
+                    delta: b"delta a0".to_vec()
+                },
                 Record::PreCommand { op: a, index: 1 },
-                Record::PostCompletion { op: a, index: 1, key: None, response: b"resp a1".to_vec(), delta: vec![] },
+                Record::PostCompletion {
+                    op: a,
+                    index: 1,
+                    key: None,
+                    status: 0,
+                    response: b"resp a1".to_vec(),
+                    delta: vec![]
+                },
                 Record::PostReplyAck { op: a },
                 Record::PreAck { op: b, conn: 8, frame: b"frame b".to_vec() },
                 Record::Checkpoint { state: b"state".to_vec() },
@@ -249,10 +276,10 @@ mod tests {
         let j = RecordingJournal::new();
         let key = ReplayKey::Create(CreateGuid([4; 16]));
         let (a, _) = j.pre_ack(1, b"a").unwrap();
-        j.post_completion(a, 0, Some(&key), b"first", b"").unwrap();
+        j.post_completion(a, 0, Some(&key), 0, b"first", b"").unwrap();
         // The same key again (a second, unflagged request) takes it over.
         let (b, _) = j.pre_ack(1, b"b").unwrap();
-        j.post_completion(b, 0, Some(&key), b"second", b"").unwrap();
+        j.post_completion(b, 0, Some(&key), 0, b"second", b"").unwrap();
         assert_eq!(&j.replayed(&key).unwrap().response[..], b"second");
         // Retiring the first leaves the second's.
         j.retire(a).unwrap();

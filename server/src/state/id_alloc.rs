@@ -83,6 +83,25 @@ impl IdAlloc {
         IdAlloc::with_generation(set, generation, if kept { state_dir.map(Path::to_path_buf) } else { None })
     }
 
+    /// The allocator of a boot that restored a model whose ids are of
+    /// `generation - 1` ([`crate::restart`]): the journal, not the state
+    /// directory, says which generations were used. The generation is
+    /// written to `state_dir` too, so a later boot without the journal
+    /// still starts after it.
+    pub fn restored(set: SetId, generation: u64, state_dir: Option<&Path>) -> IdAlloc {
+        let kept = state_dir.and_then(|dir| {
+            match std::fs::create_dir_all(dir).and_then(|()| write_generation(dir, generation)) {
+                Ok(()) => Some(dir.to_path_buf()),
+                Err(e) => {
+                    warn!(dir = %dir.display(), "cannot keep the boot generation: {e}");
+                    None
+                }
+            }
+        });
+        info!(generation, "id generation, after the restored state's");
+        IdAlloc::with_generation(set, generation, kept)
+    }
+
     /// An allocator at a given generation. Should its counter run out, the
     /// next generation is written to `state_dir`, when given.
     pub fn with_generation(set: SetId, generation: u64, state_dir: Option<PathBuf>) -> IdAlloc {

@@ -48,9 +48,9 @@ pub mod deltas;
 pub mod durable;
 pub mod files;
 pub mod id_alloc;
+pub mod lease;
 pub mod notify;
 pub mod open;
-pub mod lease;
 pub mod oplock;
 pub mod record;
 pub mod session;
@@ -63,9 +63,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, ShareConfig};
+use crate::error::RunError;
 use crate::fs;
 use crate::users::Users;
-use crate::error::RunError;
 
 pub use open::Open;
 pub use session::Session;
@@ -118,10 +118,20 @@ pub struct Server {
     /// Woken when the state model records a new deadline (a retained
     /// handle), for [`durable::scavenger`].
     pub deadlines: tokio::sync::Notify,
+    /// Finished operations on their way to being retired from the journal
+    /// ([`crate::restart::retire`]).
+    pub retirer: crate::restart::retire::Retirer,
 }
 
 impl Server {
     pub fn new(cfg: Config) -> Result<Server, RunError> {
+        Server::with_model(cfg, None)
+    }
+
+    /// A server whose state model starts as `restored` (rebuilt from the
+    /// journal, [`crate::restart`]) moved on to its next id generation, or
+    /// empty.
+    pub fn with_model(cfg: Config, restored: Option<crate::model::Model>) -> Result<Server, RunError> {
         let mut users = match &cfg.users_file {
             Some(p) => Users::load(p)?,
             None => Users::new(),
@@ -136,8 +146,24 @@ impl Server {
         }
         let guid: [u8; 16] = rand::random();
         let set = ::ids::SetId(0);
-        let ids = id_alloc::IdAlloc::start(set, cfg.state_dir().as_deref());
-        let recorder = record::Recorder::new(set, ids.generation() as u32);
+        let (ids, recorder) = match restored {
+            Some(mut model) => {
+                if let Err(e) = model.apply(&crate::model::Delta::NewGeneration { set }) {
+                    return Err(RunError::Journal(
+                        cfg.journal_path().unwrap_or_default(),
+                        format!("restored state: {e}"),
+                    ));
+                }
+                let generation = model.partition(set).map_or(0, |p| u64::from(p.ids().generation()));
+                let ids = id_alloc::IdAlloc::restored(set, generation, cfg.state_dir().as_deref());
+                (ids, record::Recorder::with_model(model))
+            }
+            None => {
+                let ids = id_alloc::IdAlloc::start(set, cfg.state_dir().as_deref());
+                let recorder = record::Recorder::new(set, ids.generation() as u32);
+                (ids, recorder)
+            }
+        };
         let checking = recorder.checking();
         let logins = Mutex::new(throttle::LoginThrottle::new(&cfg.limits));
         let resources = crate::limits::Resources::new(&cfg.limits, crate::limits::nofile());
@@ -163,6 +189,7 @@ impl Server {
             set,
             in_flight: record::InFlight::new(),
             deadlines: tokio::sync::Notify::new(),
+            retirer: crate::restart::retire::Retirer::default(),
         })
     }
 

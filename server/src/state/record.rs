@@ -37,10 +37,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::ops::DerefMut;
+
 use ids::SetId;
 use tracing::{error, warn};
 
 use super::{lock, Server};
+use crate::journal::{self, OpId, ReplayKey, Ticket};
 use crate::model::ids::IdParts;
 use crate::model::{Delta, Model};
 
@@ -109,6 +112,16 @@ impl Recorder {
             }
         }
         self.record(d);
+    }
+
+    /// The recorder of a model restored from the journal ([`crate::restart`]).
+    pub fn with_model(model: Model) -> Recorder {
+        let mut r = Recorder::new(SetId(0), 0);
+        if let Some(c) = &mut r.check {
+            c.replica = model.clone();
+        }
+        r.model = model;
+        r
     }
 
     fn record(&mut self, d: &Delta) {
@@ -195,6 +208,20 @@ impl Checker {
     }
 }
 
+/// Applies `d` to `model` as the live recorder does: first moving the
+/// partition to the next generation when `d` brings in the first id of it.
+/// Recovery rebuilds the model with it ([`crate::restart::rebuild`]).
+pub fn apply_with_carry(model: &mut Model, d: &Delta) -> Result<(), crate::model::ApplyError> {
+    if let Some(id) = new_id(d) {
+        let parts = IdParts::of(id);
+        let current = model.partition(parts.set).map(|p| p.ids().generation());
+        if current.is_some_and(|g| parts.generation == g.wrapping_add(1)) {
+            model.apply(&Delta::NewGeneration { set: parts.set })?;
+        }
+    }
+    model.apply(d)
+}
+
 /// The id a delta brings into the model, if any.
 fn new_id(d: &Delta) -> Option<u64> {
     match d {
@@ -219,7 +246,7 @@ impl InFlight {
         InFlightGuard(self)
     }
 
-    fn idle(&self) -> bool {
+    pub fn idle(&self) -> bool {
         self.0.load(Ordering::Acquire) == 0
     }
 }
@@ -242,32 +269,107 @@ impl Server {
     /// Applies a request's (or a teardown's) deltas to the state model, in
     /// order. Takes the model's lock, the last in the lock order: call it
     /// with no other lock held.
+    ///
+    /// A journal that keeps records gets them first, as a state change of
+    /// their own ([`crate::journal::Journal::state_change`]), under the
+    /// model's lock: recovery applies them in log order with the requests'.
     pub fn apply(&self, deltas: &[Delta]) {
         if deltas.is_empty() && !self.checking {
             return;
         }
-        // Only check mode reads the bytes (its replica is built from them).
-        let journaled = if self.checking { Delta::encode_batch(deltas) } else { Vec::new() };
-        self.apply_journaled(deltas, &journaled);
+        let keeps = self.journal.keeps_records();
+        // Only the journal and check mode read the bytes.
+        let journaled = if self.checking || keeps { Delta::encode_batch(deltas) } else { Vec::new() };
+        let mut r = lock(&self.recorder);
+        if keeps && !deltas.is_empty() {
+            if let Err(e) = self.journal.state_change(&journaled) {
+                // Applied all the same: the live server goes on with what it
+                // did; a restart would not see this change.
+                warn!("journal, state change not recorded: {e}");
+            }
+        }
+        self.apply_locked(r.deref_mut(), deltas, &journaled);
+        drop(r);
+        self.after_apply(deltas);
     }
 
     /// [`Server::apply`] for deltas the journal was given as `journaled`
     /// ([`Delta::encode_batch`]) at point 3: in check mode the replica is
-    /// built from those bytes, as recovery will build the model.
+    /// built from those bytes, as recovery builds the model.
     pub fn apply_journaled(&self, deltas: &[Delta], journaled: &[u8]) {
         if deltas.is_empty() && !self.checking {
             return;
         }
         let mut r = lock(&self.recorder);
+        self.apply_locked(r.deref_mut(), deltas, journaled);
+        drop(r);
+        self.after_apply(deltas);
+    }
+
+    fn apply_locked(&self, r: &mut Recorder, deltas: &[Delta], journaled: &[u8]) {
         for d in deltas {
             r.apply_one(d);
         }
         r.replay(journaled);
         r.check_replay();
-        drop(r);
-        if deltas.iter().any(|d| matches!(d, Delta::OpenDisconnected { .. } | Delta::OplockBreaking { .. } | Delta::LeaseBreaking { .. })) {
+    }
+
+    fn after_apply(&self, deltas: &[Delta]) {
+        if deltas.iter().any(|d| {
+            matches!(d, Delta::OpenDisconnected { .. } | Delta::OplockBreaking { .. } | Delta::LeaseBreaking { .. })
+        }) {
             self.deadlines.notify_one();
         }
+    }
+
+    /// Point 3 of element `index` of `op`: its response and its deltas go to
+    /// the journal, and the deltas are applied to the model, both under the
+    /// model's lock when there are deltas, so that the log order of delta
+    /// records is the order they were applied in, and a checkpoint
+    /// ([`Server::checkpoint`]) falls between two of them, never across one.
+    /// A full journal is waited out ([`journal::with_backoff`]); what was
+    /// done is applied to the model whatever the journal answered.
+    pub async fn point3(
+        &self,
+        op: OpId,
+        index: usize,
+        key: Option<&ReplayKey>,
+        status: u32,
+        response: &[u8],
+        deltas: &[Delta],
+    ) -> Result<Ticket, journal::Error> {
+        let bytes = if deltas.is_empty() || !(self.journal.keeps_records() || self.checking) {
+            Vec::new()
+        } else {
+            Delta::encode_batch(deltas)
+        };
+        let r = journal::with_backoff(|| {
+            if deltas.is_empty() {
+                let t = self.journal.post_completion(op, index, key, status, response, &bytes)?;
+                self.apply_journaled(deltas, &bytes);
+                return Ok(t);
+            }
+            let mut r = lock(&self.recorder);
+            let t = self.journal.post_completion(op, index, key, status, response, &bytes)?;
+            self.apply_locked(r.deref_mut(), deltas, &bytes);
+            drop(r);
+            self.after_apply(deltas);
+            Ok(t)
+        })
+        .await;
+        if r.is_err() {
+            self.apply_journaled(deltas, &bytes);
+        }
+        r
+    }
+
+    /// Appends a checkpoint of the model to the journal, under the model's
+    /// lock (see [`Server::point3`]); returns its ticket, durable once
+    /// [`crate::journal::Journal::durable`] says so.
+    pub fn checkpoint(&self) -> Result<Ticket, journal::Error> {
+        let r = lock(&self.recorder);
+        let bytes = r.model().checkpoint();
+        self.journal.checkpoint(&bytes)
     }
 
     /// The share set this node's state is recorded under.
@@ -355,8 +457,12 @@ impl Server {
         {
             let files = lock(&self.files);
             for (key, pid) in &keys {
-                let mut l: Vec<_> =
-                    files.locks(key).iter().filter(|l| l.persistent_id == *pid).map(|l| (l.offset, l.length, l.exclusive)).collect();
+                let mut l: Vec<_> = files
+                    .locks(key)
+                    .iter()
+                    .filter(|l| l.persistent_id == *pid)
+                    .map(|l| (l.offset, l.length, l.exclusive))
+                    .collect();
                 if !l.is_empty() {
                     l.sort_unstable();
                     live_locks.insert(*pid, l);
@@ -368,7 +474,9 @@ impl Server {
         let mut model_opens: BTreeMap<u64, OpenView> = BTreeMap::new();
         let mut model_locks: BTreeMap<u64, Vec<(u64, u64, bool)>> = BTreeMap::new();
         for set in model.sets() {
-            let Some(p) = model.partition(set) else { continue };
+            let Some(p) = model.partition(set) else {
+                continue;
+            };
             for s in p.sessions() {
                 let mut trees: Vec<u32> = s.trees().map(|t| t.id.0).collect();
                 trees.sort_unstable();
@@ -400,7 +508,12 @@ impl Server {
 }
 
 /// Describes how two maps differ (at most a few entries).
-fn diff<V: PartialEq + std::fmt::Debug>(what: &str, live: &BTreeMap<u64, V>, model: &BTreeMap<u64, V>, out: &mut Vec<String>) {
+fn diff<V: PartialEq + std::fmt::Debug>(
+    what: &str,
+    live: &BTreeMap<u64, V>,
+    model: &BTreeMap<u64, V>,
+    out: &mut Vec<String>,
+) {
     for (k, v) in live {
         match model.get(k) {
             None => out.push(format!("{what} {k:#x} live only: {v:?}")),

@@ -1,0 +1,266 @@
+//! Sessions that survive a restart: the NVRAM journal opened at start, the
+//! state model rebuilt from it, the retained handles given back their files,
+//! and the elective reboot on SIGTERM (DESIGN.md, "The journal"; issue 13).
+//!
+//! # At start ([`open`], [`rebuild`], [`restore`])
+//!
+//! 1. The journal file is opened, or created (mode 0600: it holds session
+//!    keys) with the configured size, and locked (`flock`) so that no second
+//!    server uses it. A file that is not a journal, or one of another cluster
+//!    or node, is refused with a clear error and left as it was.
+//! 2. The flag in its header says how the last run ended. A fresh journal
+//!    (flag "clean shutdown") has nothing to restore. After an elective
+//!    reboot (SIGTERM) or a non-elective one (SIGKILL, a crash, a power
+//!    loss) the model is rebuilt: the last checkpoint, then the delta of
+//!    every point-3 and state-change record after it, in log order, by the
+//!    same [`crate::model::Model::apply`] the live server uses.
+//! 3. The rebuilt model becomes the live one, at the next id generation (so
+//!    no id of the last run is handed out again). What a restart ends is
+//!    recorded as deltas: sessions and tree connects end (clients
+//!    authenticate again, naming their old session as PreviousSessionId),
+//!    opens that are not durable close, and durable opens become retained
+//!    handles, disconnected now, reclaimable with DHnC or DH2C until their
+//!    timeout. Each retained handle gets its file back: reopened by its share
+//!    and path, and accepted only when the file's id ([`crate::fs::uid`]) is
+//!    the one the model names (a file replaced meanwhile drops the handle),
+//!    with its share modes, byte-range locks and delete-on-close.
+//! 4. The operations found in the log are retired (their saved answers kept
+//!    for replay for a while, [`retire`]), a checkpoint of the live model is
+//!    made durable, and the flag is set to "non-elective reboot": should the
+//!    process die from now on, the next start restores.
+//!
+//! # Elective reboot ([`elective_reboot`])
+//!
+//! SIGTERM: no new connection is accepted, the requests in flight are given
+//! a moment to finish, a checkpoint is made durable and the flag set to
+//! "elective reboot".
+
+mod reopen;
+pub mod retire;
+
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::nvram::{ClusterId, Durability, Flag, NodeId, Options, Recovery};
+use tracing::{info, warn};
+
+use crate::config::{Config, JournalPolicy};
+use crate::error::RunError;
+use crate::model::{Delta, Model};
+use crate::state::{record, Server};
+
+/// The cluster and node a single node's journal belongs to (the pair gives
+/// each node its own).
+pub const CLUSTER: ClusterId = ClusterId(1);
+/// See [`CLUSTER`].
+pub const NODE: NodeId = NodeId(1);
+
+/// An opened journal.
+pub struct Opened {
+    pub region: Arc<::nvram::Journal>,
+    /// What was in it, `None` for a journal created now.
+    pub recovery: Option<Recovery>,
+    pub path: PathBuf,
+    pub policy: JournalPolicy,
+    /// Held open for the `flock` that keeps a second server out.
+    _lock: File,
+}
+
+fn durability(p: JournalPolicy) -> Durability {
+    match p {
+        JournalPolicy::Group => Durability::GroupCommit,
+        JournalPolicy::Msync => Durability::PerRecord,
+        JournalPolicy::Process => Durability::None,
+    }
+}
+
+fn journal_error(path: &Path, e: impl std::fmt::Display) -> RunError {
+    RunError::Journal(path.to_path_buf(), e.to_string())
+}
+
+/// Opens (or creates) the journal that `cfg` names; `None` when it names
+/// none. Blocks: call it before serving.
+pub fn open(cfg: &Config) -> Result<Option<Opened>, RunError> {
+    let Some(path) = cfg.journal_path() else {
+        return Ok(None);
+    };
+    let policy = cfg.journal.policy;
+    let opts = Options::new(CLUSTER, NODE, durability(policy));
+    let exists = path.exists();
+    if !exists {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| journal_error(&path, e))?;
+        }
+        // Created empty with mode 0600 first, so the mapping never exists
+        // with wider permissions; nvram sizes and formats it.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| journal_error(&path, e))?;
+    }
+    let lock_file = std::fs::OpenOptions::new().read(true).open(&path).map_err(|e| journal_error(&path, e))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    if unsafe { libc::flock(lock_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(journal_error(&path, format!("in use by another server ({e})")));
+    }
+    let empty = std::fs::metadata(&path).map_err(|e| journal_error(&path, e))?.len() == 0;
+    let (region, recovery) = if empty {
+        let j = ::nvram::Journal::create_file(&path, cfg.journal.size, opts).map_err(|e| journal_error(&path, e))?;
+        info!(path = %path.display(), size = cfg.journal.size, policy = policy.name(), "journal created");
+        (j, None)
+    } else {
+        let (j, r) = ::nvram::Journal::open_file(&path, opts).map_err(|e| journal_error(&path, e))?;
+        info!(path = %path.display(), flag = ?r.flag, policy = policy.name(), "journal opened");
+        (j, Some(r))
+    };
+    Ok(Some(Opened { region: Arc::new(region), recovery, path, policy, _lock: lock_file }))
+}
+
+/// The model as the last run left it, rebuilt from the journal's last
+/// checkpoint and the deltas after it; `None` when there is nothing to
+/// restore (a fresh journal, or one that was shut down cleanly).
+pub fn rebuild(recovery: &Recovery) -> Result<Option<Model>, String> {
+    match recovery.flag {
+        Flag::ElectiveReboot | Flag::NonElectiveReboot => {}
+        Flag::CleanShutdown => return Ok(None),
+        // The partner restores those; a node alone has nothing of its own.
+        Flag::ElectiveTakeover | Flag::NonElectiveTakeover => return Ok(None),
+    }
+    let log = &recovery.own;
+    let Some(ck) = &log.checkpoint else {
+        // Every run checkpoints before it serves: no checkpoint means the
+        // journal never served.
+        return Ok(None);
+    };
+    let mut model = Model::restore(&ck.payload).map_err(|e| format!("the checkpoint does not decode: {e}"))?;
+    let mut applied = 0usize;
+    for r in log.records.iter().filter(|r| r.seq > ck.seq) {
+        let Some((_, delta)) = r.completion() else {
+            continue;
+        };
+        if delta.is_empty() {
+            continue;
+        }
+        let batch = Delta::decode_batch(delta).map_err(|e| format!("record {} does not decode: {e}", r.seq))?;
+        for d in &batch {
+            if let Err(e) = record::apply_with_carry(&mut model, d) {
+                // A delta the live model took must be taken again; one that is
+                // not is a defect, reported, and the rest still restored.
+                warn!(seq = r.seq, ?d, "restore: the model refused a journaled delta: {e}");
+            }
+            applied += 1;
+        }
+    }
+    info!(checkpoint = ck.seq, deltas = applied, "state model rebuilt from the journal");
+    Ok(Some(model))
+}
+
+/// What a restart ends, as deltas of `model` (see the module doc, step 3):
+/// durable opens disconnected at `now` (those already disconnected keep
+/// their time), every other open closed, every tree and session ended.
+pub fn restart_deltas(model: &Model, set: ids::SetId, now: crate::model::Timestamp) -> Vec<Delta> {
+    let Some(p) = model.partition(set) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for o in p.opens() {
+        let durable = o.info().durability.timeout_ms().is_some();
+        if !durable {
+            out.push(Delta::OpenDown { open: o.id() });
+        } else if o.disconnected_at().is_none() {
+            out.push(Delta::OpenDisconnected { open: o.id(), at: now });
+        }
+    }
+    for s in p.sessions() {
+        for t in s.trees() {
+            out.push(Delta::TreeDown { session: s.id(), tree: t.id });
+        }
+        out.push(Delta::SessionDown { session: s.id() });
+    }
+    out
+}
+
+/// Gives every retained handle of the live model its file back (step 3);
+/// one whose file cannot be reopened as it was is closed in the model.
+/// Returns how many were restored.
+pub fn restore(server: &Arc<Server>) -> usize {
+    let model = server.model();
+    let Some(p) = model.partition(server.set()) else {
+        return 0;
+    };
+    let mut restored = 0;
+    let mut dropped = Vec::new();
+    for o in p.opens() {
+        match reopen::reopen(server, &model, o) {
+            Ok(()) => restored += 1,
+            Err(why) => {
+                warn!(id = format_args!("{:#x}", o.id().0), path = o.path(), "retained handle not restored: {why}");
+                dropped.push(Delta::OpenDown { open: o.id() });
+            }
+        }
+    }
+    server.apply(&dropped);
+    restored
+}
+
+/// Starts the journal's part of a run: restores what the last run left,
+/// retires the operations found in the log, checkpoints, and marks the
+/// journal as in use (flag "non-elective reboot"). `server` was built from
+/// the rebuilt model ([`Server::with_model`]).
+pub async fn start(server: &Arc<Server>, opened: &Opened) -> Result<(), RunError> {
+    let t0 = Instant::now();
+    if server
+        .model()
+        .partition(server.set())
+        .is_some_and(|p| p.opens().next().is_some() || p.sessions().next().is_some())
+    {
+        let now = crate::state::deltas::now();
+        let deltas = restart_deltas(&server.model(), server.set(), now);
+        server.apply(&deltas);
+        let n = restore(server);
+        info!(retained = n, took_ms = t0.elapsed().as_millis() as u64, "restored from the journal");
+    }
+    if let Some(r) = &opened.recovery {
+        for rec in &r.own.records {
+            server.retirer.recovered(rec.op);
+        }
+    }
+    let t = server.checkpoint().map_err(|e| journal_error(&opened.path, e))?;
+    server.journal.durable(t).await.map_err(|e| journal_error(&opened.path, e))?;
+    server.journal.compact().map_err(|e| journal_error(&opened.path, e))?;
+    opened.region.set_flag(Flag::NonElectiveReboot).map_err(|e| journal_error(&opened.path, e))?;
+    Ok(())
+}
+
+/// How long an elective reboot waits for the requests in flight.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// SIGTERM: waits for the requests in flight (up to [`DRAIN`]), checkpoints
+/// and sets the flag "elective reboot". New connections are no longer
+/// accepted by then (the caller stopped its listeners).
+pub async fn elective_reboot(server: &Arc<Server>, opened: &Opened) {
+    let t0 = Instant::now();
+    while !server.in_flight.idle() && t0.elapsed() < DRAIN {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = async {
+        let t = server.checkpoint()?;
+        server.journal.durable(t).await?;
+        server.journal.compact()
+    }
+    .await;
+    match r
+        .map_err(|e| e.to_string())
+        .and_then(|()| opened.region.set_flag(Flag::ElectiveReboot).map_err(|e| e.to_string()))
+    {
+        Ok(()) => info!(took_ms = t0.elapsed().as_millis() as u64, "elective reboot: state saved"),
+        Err(e) => warn!("elective reboot: the state could not be saved ({e}); the next start restores from the log"),
+    }
+}

@@ -1,0 +1,122 @@
+//! A retained handle of the restored model given its file back: the runtime
+//! [`Open`] that a DHnC or DH2C reconnect takes over ([`crate::state::durable::reclaim`]).
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::fs;
+use crate::model::{Caching, LeaseVersion, Model, OpenRecord, OplockLevel};
+use crate::state::durable::Disconnected;
+use crate::state::files::{access, ByteLock, Inode, OpenRef};
+use crate::state::lease::LeaseId;
+use crate::state::open::{OpenKind, OpenState};
+use crate::state::oplock::{self, BreakSink};
+use crate::state::tree::{Tree, TreeKind};
+use crate::state::{lock, Open, Server};
+
+/// Reopens the file of the retained open `o` of `model` and puts the open
+/// among the server's retained handles, with its share modes, locks,
+/// oplock or lease and delete-on-close. Fails (and changes nothing) when
+/// the share is gone, the file cannot be opened, or the file there now is
+/// not the one the open was of.
+pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord) -> Result<(), String> {
+    let info = o.info();
+    let share = server.share(&info.share).ok_or_else(|| format!("share {:?} is not served", info.share))?;
+    let smb = fs::Share::parse_path(o.path()).map_err(|e| format!("path: {e}"))?;
+    let resolved = share.fs.resolve(&smb).map_err(|e| format!("resolve: {e}"))?;
+    let write = !info.is_dir && info.granted_access & (access::FILE_WRITE_DATA | access::FILE_APPEND_DATA) != 0;
+    let handle = share.fs.open(&resolved, write).map_err(|e| format!("open: {e}"))?;
+    let st = handle.stat().map_err(|e| format!("stat: {e}"))?;
+    let uid = share.fs.file_uid(&handle, &st);
+    if uid != info.file {
+        return Err("the file there is another one now".into());
+    }
+    let pid = info.persistent.0;
+    let file = model.partition(server.set()).and_then(|p| p.file(info.file));
+    {
+        let mut files = lock(&server.files);
+        if !files.check_share(&uid, info.granted_access, info.share_access) {
+            return Err("its share modes conflict with an open restored before it".into());
+        }
+        files.add_open(
+            uid,
+            Inode::of(&st),
+            OpenRef::new(pid, info.granted_access, info.share_access),
+            resolved.clone(),
+        );
+        let locks: Vec<ByteLock> = file
+            .map(|f| f.locks().iter().filter(|l| l.owner == info.persistent))
+            .into_iter()
+            .flatten()
+            .map(|l| ByteLock { persistent_id: pid, offset: l.offset, length: l.length, exclusive: l.exclusive })
+            .collect();
+        if files.lock_ranges(&uid, &locks, true).is_err() {
+            files.remove_open(&uid, pid);
+            return Err("its byte-range locks conflict with a lock restored before them".into());
+        }
+        if file.is_some_and(|f| f.delete_pending()) {
+            files.set_delete_pending(&uid, true);
+        }
+        let sink =
+            || BreakSink { tx: BreakSink::unreachable(), session_id: 0, file_id: Default::default(), encrypt: None };
+        match o.caching() {
+            Caching::Lease(key) => {
+                let lid = crate::model::LeaseId { client: info.client_guid, key };
+                let (state, epoch, v2) = match model.partition(server.set()).and_then(|p| p.lease(lid)) {
+                    Some(l) => (l.state(), l.epoch(), l.version() == LeaseVersion::V2),
+                    None => (
+                        crate::state::lease::lease_state::READ_CACHING
+                            | crate::state::lease::lease_state::HANDLE_CACHING,
+                        0,
+                        false,
+                    ),
+                };
+                let id = LeaseId { client_guid: info.client_guid.0, key: key.0 };
+                files.grant_lease(&uid, pid, id, state, v2.then_some(epoch), sink());
+            }
+            Caching::Oplock { level, .. } if level != OplockLevel::None => {
+                files.grant_oplock(&uid, pid, level as u8, sink());
+            }
+            // A version 1 durable open was granted only with a batch oplock
+            // or a lease that caches handles; a model that names neither
+            // (it did not record caching) had the batch oplock.
+            _ if matches!(info.durability, crate::model::Durability::V1 { .. }) => {
+                files.grant_oplock(&uid, pid, oplock::level::BATCH, sink());
+            }
+            _ => {}
+        }
+    }
+    let tree = Arc::new(Tree {
+        id: 0,
+        kind: TreeKind::Disk(share.clone()),
+        encrypt: share.cfg.encrypt,
+        read_only: share.cfg.read_only,
+        maximal_access: info.granted_access,
+    });
+    let mut state = OpenState::new(o.path().to_string(), Some(resolved));
+    state.durable = true;
+    state.delete_on_close = o.delete_on_close();
+    let open = Open {
+        persistent_id: pid,
+        volatile_id: o.volatile().0,
+        session_id: 0,
+        tree,
+        kind: OpenKind::Fs(handle),
+        access: info.granted_access,
+        share_access: info.share_access,
+        create_options: info.create_options,
+        is_dir: info.is_dir,
+        key: Some(uid),
+        st: Mutex::new(state),
+        writing: Mutex::new(()),
+        slot: server.resources.open_slot_unchecked(),
+    };
+    let entry = Disconnected {
+        open: Arc::new(open),
+        user: info.owner.user.clone(),
+        domain: info.owner.domain.clone(),
+        since: Instant::now(),
+    };
+    lock(&server.durable).insert(pid, entry);
+    Ok(())
+}

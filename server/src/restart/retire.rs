@@ -1,0 +1,173 @@
+//! Retiring finished operations and checkpointing, so the journal's ring
+//! wraps and never fills under steady load (DESIGN.md, "The journal").
+//!
+//! An operation may be retired (its records overwritten, its saved answer
+//! forgotten) once it is past point 4 and the file data it wrote is on
+//! stable storage. [`Retirer::answered`] is told of each operation at point
+//! 4; one task ([`run`]) takes them in batches: under a policy that
+//! survives power loss it first flushes the shares' file systems
+//! (`syncfs`), then retires the batch, and when the ring is a quarter full
+//! it appends a checkpoint of the model, waits until it is durable and lets
+//! the head move up to it.
+//!
+//! An operation that never reaches point 4 (its connection died before the
+//! answer left, or it waits long: a CHANGE_NOTIFY, a blocking LOCK) would
+//! hold the head back for ever and jam the ring. Every operation is noted
+//! at point 1 ([`Retirer::started`]); one still not answered after
+//! [`UNANSWERED_GRACE`] is retired anyway. Its saved answer (if it got one)
+//! was kept that long for a client that replays it after reconnecting; a
+//! long wait that ends later records its point 3 and 4 again, under the
+//! same operation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use crate::journal::OpId;
+use crate::state::{lock, Server};
+
+/// How often the task looks for work while operations finish.
+const TICK: Duration = Duration::from_millis(100);
+/// How long an operation that was not answered keeps its records.
+pub const UNANSWERED_GRACE: Duration = Duration::from_secs(60);
+/// How long the operations found in the log at start keep their records
+/// (and saved answers), for clients that replay them after reconnecting.
+pub const RECOVERED_GRACE: Duration = Duration::from_secs(120);
+
+/// The operations between point 1 and their retirement.
+#[derive(Default)]
+pub struct Retirer {
+    /// Not yet answered: when each was started.
+    started: Mutex<HashMap<OpId, Instant>>,
+    /// Answered (past point 4), waiting for their file data to be flushed.
+    answered: Mutex<Vec<OpId>>,
+    /// Found in the log at start, retired after [`RECOVERED_GRACE`].
+    recovered: Mutex<Vec<OpId>>,
+    /// On: the server keeps a journal (else every call does nothing).
+    on: std::sync::atomic::AtomicBool,
+}
+
+impl Retirer {
+    /// Turns the bookkeeping on (the server keeps a journal).
+    pub fn enable(&self) {
+        self.on.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn on(&self) -> bool {
+        self.on.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `op` passed point 1.
+    pub fn started(&self, op: OpId) {
+        if self.on() {
+            lock(&self.started).insert(op, Instant::now());
+        }
+    }
+
+    /// `op` passed point 4.
+    pub fn answered(&self, op: OpId) {
+        if self.on() {
+            lock(&self.started).remove(&op);
+            lock(&self.answered).push(op);
+        }
+    }
+
+    /// `op` was found in the log at start.
+    pub fn recovered(&self, op: OpId) {
+        if self.on() {
+            lock(&self.recovered).push(op);
+        }
+    }
+
+    /// Operations waiting to be retired, for `duet status`.
+    pub fn pending(&self) -> usize {
+        lock(&self.started).len() + lock(&self.answered).len() + lock(&self.recovered).len()
+    }
+}
+
+/// Flushes the file data of every share to stable storage (`syncfs` of
+/// each share's file system). Blocks.
+fn flush_shares(server: &Server) {
+    for s in &server.shares {
+        match std::fs::File::open(&s.cfg.path) {
+            Ok(f) => {
+                use std::os::unix::io::AsRawFd;
+                // SAFETY: syncfs on a descriptor we own.
+                if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+                    warn!(share = %s.cfg.name, "syncfs: {}", std::io::Error::last_os_error());
+                }
+            }
+            Err(e) => warn!(share = %s.cfg.name, "cannot open the share to flush it: {e}"),
+        }
+    }
+}
+
+/// The retiring task (see the module doc). Runs for as long as the server.
+pub async fn run(server: Arc<Server>, flush_data: bool) {
+    let started_at = Instant::now();
+    let mut last_sweep = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    let mut retired_since_checkpoint = false;
+    let mut pressed = false;
+    loop {
+        // A ring half full is taken care of at once: appenders wait meanwhile.
+        tokio::time::sleep(if pressed { TICK / 10 } else { TICK }).await;
+        let mut batch = std::mem::take(&mut *lock(&server.retirer.answered));
+        if last_sweep.elapsed() >= Duration::from_secs(1) {
+            last_sweep = Instant::now();
+            let now = Instant::now();
+            lock(&server.retirer.started).retain(|op, t| {
+                if now.duration_since(*t) >= UNANSWERED_GRACE {
+                    batch.push(*op);
+                    false
+                } else {
+                    true
+                }
+            });
+            if started_at.elapsed() >= RECOVERED_GRACE {
+                batch.append(&mut lock(&server.retirer.recovered));
+            }
+        }
+        if !batch.is_empty() {
+            if flush_data {
+                let s = server.clone();
+                if tokio::task::spawn_blocking(move || flush_shares(&s)).await.is_err() {
+                    warn!("flushing the shares failed; retiring later");
+                    lock(&server.retirer.answered).extend(batch);
+                    continue;
+                }
+            }
+            for op in &batch {
+                if let Err(e) = server.journal.retire(*op) {
+                    warn!("journal, retire: {e}");
+                }
+            }
+            debug!(retired = batch.len(), "operations retired");
+            retired_since_checkpoint = true;
+        }
+        let Some(u) = server.journal.usage() else {
+            continue;
+        };
+        pressed = u.used >= u.capacity / 2;
+        // A quarter full: fold what was retired into a checkpoint so the head
+        // can move past it; when nothing was retired since the last one (a
+        // live operation holds the head), at most once a second.
+        let due = u.used >= u.capacity / 4
+            && (retired_since_checkpoint || last_checkpoint.elapsed() >= Duration::from_secs(1));
+        if due {
+            last_checkpoint = Instant::now();
+            retired_since_checkpoint = false;
+            let r = async {
+                let t = server.checkpoint()?;
+                server.journal.durable(t).await?;
+                server.journal.compact()
+            }
+            .await;
+            if let Err(e) = r {
+                warn!("journal, checkpoint: {e}");
+            }
+        }
+    }
+}
