@@ -403,6 +403,7 @@ class Handle:
         self.lease_state = None
         self.create_guid = uuid.uuid4()
         self.lease_key = uuid.uuid4().bytes
+        self.pending_name = None  # its name after a rename whose answer was lost
         self.lock_seq = 0  # LockSequenceNumber of the last lock request (4 bits)
 
     def request_contexts(self):
