@@ -183,7 +183,7 @@ class Worker:
         if h is None:
             return
         try:
-            self.c.lock(h, LOCK_BASE + slot * 100, 100, seq=(h.next_lock_seq(), slot + 1))
+            self.c.lock(h, LOCK_BASE + slot * 100, 100, seq=h.next_lock_seq(slot + 1))
         except Failed as e:
             if e.status != LOCK_NOT_GRANTED:
                 self.problem("errors", f"lock check f{fi} slot {slot}: {status_name(e.status)}")
@@ -347,7 +347,7 @@ class Worker:
         if key not in self.held:
             return
         h = self.held[key]
-        seq = (h.next_lock_seq(), slot + 1)  # the same sequence when resent
+        seq = h.next_lock_seq(slot + 1)  # the same pair when resent
         off = LOCK_BASE + slot * 100
         if (fi, slot) not in self.locks:
             res = self.op(f"lock f{fi} slot {slot}",
@@ -395,9 +395,10 @@ class Worker:
             for fi, slot in sorted(self.locks):
                 if key == f"data{fi}":
                     h = self.held[key]
+                    seq = h.next_lock_seq(slot + 1)
                     self.op(f"final unlock f{fi} slot {slot}",
-                            lambda rp, h=h, slot=slot: self.c.lock(h, LOCK_BASE + slot * 100, 100, unlock=True,
-                                                                    seq=(h.next_lock_seq(), slot + 1), replay=rp),
+                            lambda rp, h=h, slot=slot, seq=seq: self.c.lock(h, LOCK_BASE + slot * 100, 100,
+                                                                            unlock=True, seq=seq, replay=rp),
                             dup=(RANGE_NOT_LOCKED,))
         for key in list(self.held):
             h = self.held[key]
@@ -550,8 +551,9 @@ def main():
         while not os.path.exists(stop) and time.monotonic() < end:
             try:
                 w.step()
-            except (Failed, ConnectionLost) as e:
-                w.problem("errors", f"unexpected: {e}")
+            except Exception as e:  # noqa: BLE001 - count it and go on
+                w.problem("errors", f"unexpected: {type(e).__name__}: {e}\n{traceback.format_exc()}")
+                w.held.pop("tmp", None)
         model = w.finish()
     except Exception as e:  # noqa: BLE001 - report, do not hide
         w.problem("errors", f"client died: {type(e).__name__}: {e}\n{traceback.format_exc()}")

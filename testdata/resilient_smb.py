@@ -404,7 +404,7 @@ class Handle:
         self.create_guid = uuid.uuid4()
         self.lease_key = uuid.uuid4().bytes
         self.pending_name = None  # its name after a rename whose answer was lost
-        self.lock_seq = 0  # LockSequenceNumber of the last lock request (4 bits)
+        self.lock_seq = {}  # LockSequenceIndex -> the last LockSequenceNumber sent with it
 
     def request_contexts(self):
         if self.durable == "v1":
@@ -437,11 +437,14 @@ class Handle:
         lease["epoch"] = b"\x00\x00"
         return lease
 
-    def next_lock_seq(self):
-        """[MS-SMB2] 3.2.4.19: a new LockSequenceNumber for each lock
-        request; the same one when it is resent."""
-        self.lock_seq = (self.lock_seq + 1) % 16
-        return self.lock_seq
+    def next_lock_seq(self, index):
+        """(LockSequenceNumber, LockSequenceIndex) for a new lock request on
+        bucket `index` (1..64), [MS-SMB2] 3.2.4.19: a number other than the
+        bucket's last, which the server takes for a replay ([MS-SMB2]
+        3.3.5.14); a resend passes the same pair again."""
+        n = (self.lock_seq.get(index, 0) + 1) % 16
+        self.lock_seq[index] = n
+        return (n, index)
 
 
 def stamp(tag, size):

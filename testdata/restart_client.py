@@ -58,7 +58,7 @@ def main():
         return
     for i in range(a.blocks):
         c.write(h, i * BLOCK, stamp(f"restart block {i} before", BLOCK))
-    c.lock(h, LOCK_AT, BLOCK, seq=(h.next_lock_seq(), 1))
+    c.lock(h, LOCK_AT, BLOCK, seq=h.next_lock_seq(1))
     ready["written"] = a.blocks
     out(ready)
 
@@ -115,7 +115,7 @@ def main():
             c.write(h, i * BLOCK, stamp(f"restart block {i} after", BLOCK))
         ok = all(c.read(h, i * BLOCK, BLOCK) == stamp(f"restart block {i} after", BLOCK)
                  for i in range(a.blocks, a.blocks + 4))
-        c.lock(h, LOCK_AT, BLOCK, unlock=True, seq=(h.next_lock_seq(), 1))
+        c.lock(h, LOCK_AT, BLOCK, unlock=True, seq=h.next_lock_seq(1))
         res["writes_after"] = "ok" if ok else "read back differs"
     except (Failed, ConnectionLost) as e:
         res["writes_after"] = str(e)
