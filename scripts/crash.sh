@@ -3,11 +3,13 @@
 #
 #   scripts/crash.sh --kills N [--clients N] [--policy P] [--seed S]
 #                    [--gap MIN:MAX] [--term-every N] [--durable auto|v1|v2]
-#                    [--journal-size SIZE] [--out DIR] [-- EXTRA DUET ARGS]
+#                    [--journal-size SIZE] [--no-journal] [--out DIR]
+#                    [-- EXTRA DUET ARGS]
 #
 # Starts duet ($DUET_BIN, else target/release/duet, else a fresh release
 # build) with a journal (`--journal DIR/nvram --journal-policy P`, default
-# group) and N clients (default 8; testdata/crash_client.py, each its own
+# group; --no-journal runs it without one) and N clients (default 8;
+# testdata/crash_client.py, each its own
 # process, each behaving like a Windows client: durable opens, reconnect
 # with a new session and DHnC/DH2C, unanswered requests resent with the
 # replay flag). A supervisor kills the server at random moments (every
@@ -26,7 +28,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 kills=20 clients=8 policy=group seed=$RANDOM gap=0.3:2.0 term_every=5 durable=auto
-journal_size=64M out="" extra=()
+journal_size=64M out="" extra=() journal=1
 while [ $# -gt 0 ]; do
   case $1 in
     --kills) kills=$2; shift 2 ;;
@@ -38,8 +40,9 @@ while [ $# -gt 0 ]; do
     --durable) durable=$2; shift 2 ;;
     --journal-size) journal_size=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --no-journal) journal=0; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "crash.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -62,10 +65,11 @@ starts=0
 start_server() {
   local before i
   before=$(grep -c "duet: listening" "$dir/duet.log" 2>/dev/null || true)
+  local j=(--no-journal)
+  [ "$journal" = 1 ] && j=(--journal "$dir/nvram" --journal-size "$journal_size" --journal-policy "$policy")
   (cd "$dir" && exec "$bin" serve --listen "127.0.0.1:$port" --share "crash=$dir/share" \
-      --user "$DUET_USER:$DUET_PASS" --state-dir "$dir/state" --journal "$dir/nvram" \
-      --journal-size "$journal_size" --journal-policy "$policy" --log-level "${DUET_LOG_LEVEL:-info}" \
-      "${extra[@]}" </dev/null >>"$dir/duet.log" 2>&1) &
+      --user "$DUET_USER:$DUET_PASS" --state-dir "$dir/state" "${j[@]}" \
+      --log-level "${DUET_LOG_LEVEL:-info}" "${extra[@]}" </dev/null >>"$dir/duet.log" 2>&1) &
   server_pid=$!
   starts=$((starts + 1))
   for i in $(seq 600); do

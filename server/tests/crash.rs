@@ -8,7 +8,7 @@
 //! It runs only when the duet under test has a journal (`duet serve
 //! --help` lists `--journal`); without one every restart loses the
 //! clients' opens, which the harness reports as client errors (try
-//! `scripts/crash.sh -- --no-journal`).
+//! `scripts/crash.sh --no-journal`).
 
 mod common;
 
