@@ -116,6 +116,8 @@ pub struct Server {
     stderr_log: SharedLog,
     /// smbd's state dir (ref-smbd --dir), when kind == Smbd.
     smbd_state: Option<PathBuf>,
+    /// What it was started with, to start it again ([`Server::restart`]).
+    opts: Options,
 }
 
 /// Options for [`Server::start_with`].
@@ -168,7 +170,16 @@ impl Server {
         std::fs::create_dir(root.path().join("client")).unwrap();
         let port = free_port();
         let mut server =
-            Server { kind, mode: opts.mode, port, root, child: None, stderr_log: Arc::new(Mutex::new(String::new())), smbd_state: None };
+            Server {
+            kind,
+            mode: opts.mode,
+            port,
+            root,
+            child: None,
+            stderr_log: Arc::new(Mutex::new(String::new())),
+            smbd_state: None,
+            opts: opts.clone(),
+        };
         match kind {
             Kind::Duet => server.spawn_duet(opts)?,
             Kind::Smbd => server.spawn_smbd(opts)?,
@@ -200,6 +211,8 @@ impl Server {
         cmd.args(&opts.duet_args);
         cmd.envs(opts.duet_env.iter().map(|(k, v)| (k, v)));
         cmd.current_dir(self.root.path()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // A restart appends to the same log: look for this start's lines only.
+        let from = self.stderr_log.lock().unwrap().len();
         let mut child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", bin.display()))?;
         pump(child.stderr.take().unwrap(), self.stderr_log.clone(), "");
         pump(child.stdout.take().unwrap(), self.stderr_log.clone(), "[stdout] ");
@@ -207,12 +220,12 @@ impl Server {
 
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if self.stderr_log.lock().unwrap().contains("duet: listening") {
+            if self.stderr_log.lock().unwrap()[from..].contains("duet: listening") {
                 return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 std::thread::sleep(Duration::from_millis(100)); // let the pumps drain
-                let log = self.stderr_log.lock().unwrap().clone();
+                let log = self.stderr_log.lock().unwrap()[from..].to_string();
                 self.child = None;
                 let msg = format!("duet exited with {status} before listening; log:\n{log}");
                 if log.contains("in use") {
@@ -378,6 +391,62 @@ impl Server {
         }
         let state = self.smbd_state.as_ref()?;
         std::fs::read_to_string(state.join("smbd.pid")).ok()?.trim().parse().ok()
+    }
+
+    /// Kills duet with SIGKILL (a non-elective reboot: no drain, no
+    /// checkpoint) and waits until the process is gone. Duet only.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("kill9: no duet process running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Sends SIGTERM (an elective reboot: drain, checkpoint, exit) and waits
+    /// up to `limit` for duet to exit; returns its exit status, or None
+    /// when it had to be killed with SIGKILL after `limit`. Duet only.
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take().expect("terminate: no duet process running");
+        // SAFETY: kill(2) on our own child's pid, which wait() has not reaped yet.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            match child.try_wait() {
+                Ok(Some(s)) => return Some(s),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Starts duet again after [`kill9`](Self::kill9) or
+    /// [`terminate`](Self::terminate): the same binary, arguments, port and
+    /// working directory (so the same share, state directory and journal
+    /// when they are given as paths relative to [`root`](Self::root)).
+    /// Returns the log offset where the new process's lines begin.
+    pub fn restart(&mut self) -> usize {
+        assert_eq!(self.kind, Kind::Duet, "restart: duet only");
+        assert!(self.child.is_none(), "restart: duet is still running");
+        let from = self.log().len();
+        let opts = self.opts.clone();
+        let mut last = String::new();
+        // The port is ours; a bind can still fail for a moment after a kill.
+        for _ in 0..20 {
+            match self.spawn_duet(&opts) {
+                Ok(()) => return from,
+                Err(e) => {
+                    eprintln!("harness: restart failed, retrying: {e}");
+                    last = e;
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+        }
+        panic!("duet did not restart on port {}: {last}", self.port);
     }
 
     fn stop(&mut self) {

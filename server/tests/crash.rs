@@ -1,0 +1,46 @@
+//! The crash-and-restore harness in CI size: `scripts/crash.sh --kills 20
+//! --clients 4` against the duet under test (DUET_BIN). Four clients
+//! (`testdata/crash_client.py`) write, create, rename, delete, lock and
+//! set-info through durable opens while the server is killed 20 times
+//! (SIGKILL, every fifth SIGTERM) and restarted; every acknowledged
+//! operation must be there once, and no client may see an error.
+//!
+//! It runs only when the duet under test has a journal (`duet serve
+//! --help` lists `--journal`); without one every restart loses the
+//! clients' opens, which the harness reports as client errors (try
+//! `scripts/crash.sh --no-journal`).
+
+mod common;
+
+use std::process::Command;
+
+fn has_journal() -> bool {
+    let out = Command::new(common::duet_bin()).args(["serve", "--help"]).output().expect("run duet serve --help");
+    String::from_utf8_lossy(&out.stdout).contains("--journal")
+}
+
+#[test]
+fn twenty_kills_four_clients() {
+    if common::Kind::from_env() != common::Kind::Duet {
+        eprintln!("crash harness runs against duet only");
+        return;
+    }
+    if !has_journal() {
+        eprintln!("skipped: {} has no --journal", common::duet_bin().display());
+        return;
+    }
+    let out = Command::new("bash")
+        .arg(common::repo_root().join("scripts/crash.sh"))
+        .args(["--kills", "20", "--clients", "4", "--seed", "13"])
+        .env("DUET_BIN", common::duet_bin())
+        .output()
+        .expect("run scripts/crash.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(
+        out.status.success() && last.starts_with("kills 20, ") && last.ends_with("lost 0, duplicated 0, client errors 0"),
+        "crash.sh failed ({}): {last}\n--- its stderr ---\n{stderr}",
+        out.status
+    );
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""restart_client.py --port P [--share S] [--user U] [--password PW] [--durable v1|v2] [--blocks N]
+
+The client half of server/tests/restart.rs: a durable open that must come
+back after the server restarts (or after the connection alone is lost).
+
+Phase 1: open `restart.dat` durably (v1: DHnQ + batch oplock; v2: DH2Q +
+RWH lease), write N stamped 4 KiB blocks (each answered), take an
+exclusive byte-range lock on [1 MiB, 1 MiB + 4 KiB), and print one JSON
+line {"phase": "ready", ...}. Then wait for a line on stdin: meanwhile the
+test kills and restarts the server (or does nothing, to test a lost
+connection alone).
+
+Phase 2: drop the old connection, connect anew (same ClientGuid, new
+session for the same user), reclaim the open (DHnC or DH2C with the old
+file id), and check: the same file id came back, every answered write is
+in the file, the lock is still held (a second client's open cannot take
+it, though it can lock elsewhere), and the handle can go on writing.
+Prints one JSON line {"phase": "done", ...}; exit status 0 whenever that
+line was printed (the test judges it).
+"""
+import argparse
+import json
+import sys
+
+from resilient_smb import Client, ConnectionLost, Failed, status_name, stamp
+from smbprotocol.open import CreateDisposition, FilePipePrinterAccessMask
+
+BLOCK = 4096
+LOCK_AT = 1 << 20
+NAME = "restart.dat"
+
+
+def out(d):
+    print(json.dumps(d), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--share", default="share")
+    ap.add_argument("--user", default="duet")
+    ap.add_argument("--password", default="duetpass")
+    ap.add_argument("--durable", choices=["v1", "v2"], default="v1")
+    ap.add_argument("--blocks", type=int, default=16)
+    a = ap.parse_args()
+
+    log = lambda m: print(f"restart_client: {m}", file=sys.stderr, flush=True)  # noqa: E731
+    c = Client(a.host, a.port, a.share, a.user, a.password, log=log)
+    c.connect(deadline_s=30)
+    h = c.create(NAME, CreateDisposition.FILE_OVERWRITE_IF, durable=a.durable)
+    ready = {"phase": "ready", "file_id": h.file_id.hex(), "asked": a.durable, "granted": h.granted,
+             "oplock": h.oplock, "lease_state": h.lease_state, "dialect": f"0x{c.dialect:04x}"}
+    if h.granted != a.durable:
+        ready["error"] = f"durable {a.durable} not granted"
+        out(ready)
+        return
+    for i in range(a.blocks):
+        c.write(h, i * BLOCK, stamp(f"restart block {i} before", BLOCK))
+    c.lock(h, LOCK_AT, BLOCK, seq=h.next_lock_seq(1))
+    ready["written"] = a.blocks
+    out(ready)
+
+    sys.stdin.readline()  # the test restarts the server meanwhile
+
+    old_id = h.file_id
+    res = {"phase": "done", "reconnect": None}
+    try:
+        c.connect(deadline_s=60)
+        same = c.reclaim(h)
+        res["reconnect"] = "ok"
+        res["same_file_id"] = same
+        res["file_id_after"] = h.file_id.hex()
+    except Failed as e:
+        res["reconnect"] = status_name(e.status)
+    except ConnectionLost as e:
+        res["reconnect"] = f"connection lost: {e}"
+    if res["reconnect"] != "ok":
+        out(res)
+        return
+
+    # Every answered write is there.
+    missing = []
+    for i in range(a.blocks):
+        if c.read(h, i * BLOCK, BLOCK) != stamp(f"restart block {i} before", BLOCK):
+            missing.append(i)
+    res["missing_writes"] = missing
+
+    # The lock is still held: another client cannot take it, though it can
+    # lock a range beside it (so the refusal is the lock's doing).
+    other = Client(a.host, a.port, a.share, a.user, a.password, log=log)
+    other.connect(deadline_s=30)
+    o = other.create(NAME, CreateDisposition.FILE_OPEN, access=FilePipePrinterAccessMask.GENERIC_READ
+                     | FilePipePrinterAccessMask.GENERIC_WRITE, durable=None)
+    try:
+        other.lock(o, LOCK_AT, BLOCK)
+        res["lock_held"] = False
+        other.lock(o, LOCK_AT, BLOCK, unlock=True)
+    except Failed as e:
+        res["lock_held"] = status_name(e.status) == "STATUS_LOCK_NOT_GRANTED"
+        res["other_lock_status"] = status_name(e.status)
+    try:
+        other.lock(o, LOCK_AT + 4 * BLOCK, BLOCK)
+        other.lock(o, LOCK_AT + 4 * BLOCK, BLOCK, unlock=True)
+        res["other_can_lock_elsewhere"] = True
+    except Failed as e:
+        res["other_can_lock_elsewhere"] = status_name(e.status)
+    other.close(o)
+    other.drop()
+
+    # It goes on writing, and its lock is still its own to release.
+    try:
+        for i in range(a.blocks, a.blocks + 4):
+            c.write(h, i * BLOCK, stamp(f"restart block {i} after", BLOCK))
+        ok = all(c.read(h, i * BLOCK, BLOCK) == stamp(f"restart block {i} after", BLOCK)
+                 for i in range(a.blocks, a.blocks + 4))
+        c.lock(h, LOCK_AT, BLOCK, unlock=True, seq=h.next_lock_seq(1))
+        res["writes_after"] = "ok" if ok else "read back differs"
+    except (Failed, ConnectionLost) as e:
+        res["writes_after"] = str(e)
+    res["breaks"] = c.breaks
+    c.close(h)
+    c.drop()
+    out(res)
+
+
+if __name__ == "__main__":
+    main()
