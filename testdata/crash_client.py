@@ -76,6 +76,7 @@ class Worker:
         self.stats = dict(requests=0, resent=0, reconnects=0, lost=0, duplicated=0, errors=0, lost_final=0,
                           ops=0)
         self.problems = []
+        self.toggling = None  # (file index, slot) of the lock toggle in flight
         self.held = {}  # key -> Handle: the durable opens kept across reconnects
         self.blocks = {}  # (file index, block) -> set of acceptable tags
         self.files = {}  # path -> tag it must hold, or None: must be absent
@@ -137,7 +138,10 @@ class Worker:
                 for key, h in list(self.held.items()):
                     self.reclaim(key, h)
                 for fi, slot in sorted(self.locks):
-                    self.check_lock(fi, slot)
+                    # A lock whose toggle is in flight may have been
+                    # released already (its answer lost): its resend says.
+                    if (fi, slot) != self.toggling:
+                        self.check_lock(fi, slot)
                 return True
             except ConnectionLost as e:
                 self.note(f"lost again while recovering: {e}")
@@ -189,6 +193,7 @@ class Worker:
                 self.problem("errors", f"lock check f{fi} slot {slot}: {status_name(e.status)}")
             return
         self.problem("lost", f"lock f{fi} slot {slot} was gone after a reconnect")
+        # The probe took the lock: it stands for the lost one from now on.
         # It is held again now, once.
 
     # setup --------------------------------------------------------------------
@@ -349,6 +354,13 @@ class Worker:
         h = self.held[key]
         seq = h.next_lock_seq(slot + 1)  # the same pair when resent
         off = LOCK_BASE + slot * 100
+        self.toggling = (fi, slot)
+        try:
+            self._lock_toggle(key, fi, slot, seq, off)
+        finally:
+            self.toggling = None
+
+    def _lock_toggle(self, key, fi, slot, seq, off):
         if (fi, slot) not in self.locks:
             res = self.op(f"lock f{fi} slot {slot}",
                           lambda rp: self.c.lock(self.held[key], off, 100, seq=seq, replay=rp),

@@ -159,7 +159,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     };
     limits::raise_nofile();
     let mut server = Server::with_model(cfg, model)?;
-    server.journal = Arc::new(journal::NvramJournal::new(opened.region.clone()));
+    server.journal = opened.journal.clone();
     server.retirer.enable();
     let server = Arc::new(server);
     restart::start(&server, &opened).await?;

@@ -439,7 +439,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         // final answer gets a point 3 of its own, `spawn_pending`, `resume`).
         // A deferred element's point 3 comes when its future has finished
         // (`spawn_deferred`).
-        let replay_key = if server.journal.keeps_replies() && resp.pending.is_none() && saves_answer(&hdr) {
+        let replay_key = if server.journal.keeps_replies() && resp.pending.is_none() && ReplayKey::saves_answer(&hdr) {
             ReplayKey::of(&hdr, &elem, if related { c.file_id } else { None })
         } else {
             None
@@ -1123,17 +1123,6 @@ async fn point3_final(server: &Server, op: OpId, index: usize, resp: &mut Resp) 
             false
         }
     }
-}
-
-/// Whether an element's answer is saved for a replay: only those of
-/// requests that would not give the same answer when carried out again
-/// (a READ, a query, an ECHO would, and saving them would keep every READ's
-/// data in memory until it is retired).
-fn saves_answer(hdr: &Header) -> bool {
-    matches!(
-        hdr.command(),
-        Some(Command::Create | Command::Close | Command::Write | Command::Lock | Command::SetInfo | Command::Ioctl)
-    )
 }
 
 /// The saved answer of a replayed request (SMB2_FLAGS_REPLAY_OPERATION)

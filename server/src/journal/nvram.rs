@@ -74,6 +74,55 @@ impl NvramJournal {
         Ok(self.region.append_nowait(entry).map_err(from_nvram)?.into())
     }
 
+    /// Fills the replay index from a recovered log: the saved answer of every
+    /// element whose point-3 record is there, under the key its point-1
+    /// request gives ([`ReplayKey::of_frame`]). Returns how many were found.
+    pub fn recover_replies(&self, log: &::nvram::LogRecovery) -> usize {
+        use std::collections::HashMap;
+        let mut frames: HashMap<u64, &[u8]> = HashMap::new();
+        let mut answers: HashMap<(u64, u16), (u32, &[u8])> = HashMap::new();
+        for r in &log.records {
+            match r.kind {
+                ::nvram::Kind::PreAck => {
+                    frames.insert(r.op.0, &r.payload[..]);
+                }
+                ::nvram::Kind::PostCompletion => {
+                    if let (Some((response, _)), Some(status)) = (r.completion(), r.status()) {
+                        answers.insert((r.op.0, r.element), (status, response));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut found = 0;
+        let mut replies = self.replies();
+        for (op, frame) in frames {
+            let created = |i: usize| {
+                let (status, body) = answers.get(&(op, u16::try_from(i).ok()?))?;
+                if *status != 0 {
+                    return None;
+                }
+                // The FileId of a CREATE answer ([MS-SMB2] 2.2.14).
+                let (_, id) = protocol::msg::FileId::parse(body.get(64..80)?).ok()?;
+                Some(id)
+            };
+            for (index, key) in ReplayKey::of_frame(frame, created) {
+                let Some((status, response)) = u16::try_from(index).ok().and_then(|i| answers.get(&(op, i))) else {
+                    continue;
+                };
+                let saved = Saved {
+                    op: OpId(op),
+                    status: *status,
+                    response: Bytes::copy_from_slice(response),
+                    ticket: Ticket::DURABLE,
+                };
+                replies.insert(key, saved);
+                found += 1;
+            }
+        }
+        found
+    }
+
     fn replies(&self) -> MutexGuard<'_, ReplayIndex> {
         self.replies.lock().unwrap_or_else(|e| e.into_inner())
     }

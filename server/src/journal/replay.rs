@@ -91,6 +91,48 @@ impl ReplayKey {
         Some(ReplayKey::Request { file, command: command as u16, channel_sequence: hdr.channel_sequence(), body })
     }
 
+    /// Whether an element's answer is saved for a replay: only those of
+    /// requests that would not give the same answer when carried out again
+    /// (a READ, a query, an ECHO would, and saving them would keep every
+    /// READ's data in memory until it is retired).
+    pub fn saves_answer(hdr: &Header) -> bool {
+        matches!(
+            hdr.command(),
+            Some(Command::Create | Command::Close | Command::Write | Command::Lock | Command::SetInfo | Command::Ioctl)
+        )
+    }
+
+    /// The keys of the elements of a request frame (a compound chain, as
+    /// point 1 recorded it) whose answers are saved, by element index, with
+    /// the FileId a related element inherits taken from the answers in
+    /// `created` (element index to the FileId its CREATE answered).
+    pub fn of_frame(frame: &[u8], created: impl Fn(usize) -> Option<FileId>) -> Vec<(usize, ReplayKey)> {
+        let mut out = Vec::new();
+        let (mut at, mut index, mut chain_file) = (0usize, 0usize, None);
+        while let Some(rest) = frame.get(at..) {
+            let Ok(hdr) = Header::parse(rest) else { break };
+            let len = if hdr.next_command == 0 { rest.len() } else { hdr.next_command as usize };
+            let Some(elem) = rest.get(..len) else { break };
+            if !hdr.is_related() {
+                chain_file = None;
+            }
+            if Self::saves_answer(&hdr) {
+                if let Some(k) = ReplayKey::of(&hdr, elem, chain_file) {
+                    out.push((index, k));
+                }
+            }
+            if let Some(f) = created(index) {
+                chain_file = Some(f);
+            }
+            if hdr.next_command == 0 || len < HEADER_LEN {
+                break;
+            }
+            at += len;
+            index += 1;
+        }
+        out
+    }
+
     /// Whether the request says it is a replay (SMB2_FLAGS_REPLAY_OPERATION, [MS-SMB2]
     /// 2.2.1.2). A resend after a reconnect may also come without it.
     pub fn flagged(hdr: &Header) -> bool {

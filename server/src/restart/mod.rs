@@ -62,6 +62,8 @@ pub const NODE: NodeId = NodeId(1);
 /// An opened journal.
 pub struct Opened {
     pub region: Arc<::nvram::Journal>,
+    /// The server's journal over the region.
+    pub journal: Arc<crate::journal::NvramJournal>,
     /// What was in it, `None` for a journal created now.
     pub recovery: Option<Recovery>,
     pub path: PathBuf,
@@ -120,7 +122,9 @@ pub fn open(cfg: &Config) -> Result<Option<Opened>, RunError> {
         info!(path = %path.display(), flag = ?r.flag, policy = policy.name(), "journal opened");
         (j, Some(r))
     };
-    Ok(Some(Opened { region: Arc::new(region), recovery, path, policy, _lock: lock_file }))
+    let region = Arc::new(region);
+    let journal = Arc::new(crate::journal::NvramJournal::new(region.clone()));
+    Ok(Some(Opened { region, journal, recovery, path, policy, _lock: lock_file }))
 }
 
 /// The model as the last run left it, rebuilt from the journal's last
@@ -228,9 +232,21 @@ pub async fn start(server: &Arc<Server>, opened: &Opened) -> Result<(), RunError
         info!(retained = n, took_ms = t0.elapsed().as_millis() as u64, "restored from the journal");
     }
     if let Some(r) = &opened.recovery {
-        for rec in &r.own.records {
-            server.retirer.recovered(rec.op);
+        // The answers the log holds stay in memory for the clients that
+        // replay them ([`retire::RECOVERED_GRACE`]); their records go now:
+        // the checkpoint below holds what they changed, and a ring held by
+        // them would fill.
+        let replies = opened.journal.recover_replies(&r.own);
+        let mut ops: Vec<_> = r.own.records.iter().map(|rec| rec.op).collect();
+        ops.sort_unstable();
+        ops.dedup();
+        for op in &ops {
+            if let Err(e) = opened.region.retire(*op) {
+                warn!("journal, retiring a recovered operation: {e}");
+            }
+            server.retirer.recovered(*op);
         }
+        info!(operations = ops.len(), saved_answers = replies, "operations found in the journal");
     }
     let t = server.checkpoint().map_err(|e| journal_error(&opened.path, e))?;
     server.journal.durable(t).await.map_err(|e| journal_error(&opened.path, e))?;

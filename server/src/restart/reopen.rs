@@ -54,6 +54,11 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord) -> Result<(),
             files.remove_open(&uid, pid);
             return Err("its byte-range locks conflict with a lock restored before them".into());
         }
+        for index in 1..=64u8 {
+            if let Some(number) = o.lock_sequences().get(index) {
+                files.set_lock_sequence(&uid, pid, u32::from(index), Some(number));
+            }
+        }
         if file.is_some_and(|f| f.delete_pending()) {
             files.set_delete_pending(&uid, true);
         }
