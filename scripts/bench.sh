@@ -61,6 +61,9 @@
 #   git worktree add --detach ../base OLD && (cd ../base &&
 #     cargo build --release -p server --bin duet)
 #   BENCH_REF_DUET=../base/target/release/duet scripts/bench.sh --rounds 7
+# BENCH_DUET_ARGS and BENCH_REF_ARGS add `duet serve` arguments to the duet
+# under test and to the baseline duet (the same binary may be both: the
+# journal policies against no journal, scripts/bench-journal.sh).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -78,7 +81,7 @@ while [ $# -gt 0 ]; do
     --no-torture) torture=0; shift ;;
     --out) out=$2; shift 2 ;;
     --baseline) BENCH_REF_DUET=$2; shift 2 ;;
-    -h|--help) sed -n '2,63p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,66p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -121,11 +124,16 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 rm -rf "$out/duet" "$out/$ref"
-start_duet DUET "$out/duet"
+# BENCH_DUET_ARGS, BENCH_REF_ARGS: extra `duet serve` arguments for the duet
+# under test and for a baseline duet (e.g. journal policies, see
+# scripts/bench-journal.sh).
+read -r -a duet_args <<<"${BENCH_DUET_ARGS:-}"
+read -r -a ref_args <<<"${BENCH_REF_ARGS:-}"
+start_duet DUET "$out/duet" ${duet_args[@]+"${duet_args[@]}"}
 if [ "$ref" = smbd ]; then
   start_smbd SMBD "$out/smbd"
 else
-  DUET_BIN=$BENCH_REF_DUET start_duet "$REF" "$out/$ref"
+  DUET_BIN=$BENCH_REF_DUET start_duet "$REF" "$out/$ref" ${ref_args[@]+"${ref_args[@]}"}
 fi
 
 # The process tree of a pid, from /proc/PID/task/TID/children (cheap: no

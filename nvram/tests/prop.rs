@@ -106,6 +106,7 @@ fn run(ops: &[Op], crash: &Crash, more: usize, policy: u8) -> Result<(), TestCas
                     2 => (Entry::PreCommand { op, element: len as u16 }, vec![]),
                     3 => {
                         let mut whole = (p.len() as u32 / 2).to_le_bytes().to_vec();
+                        whole.extend_from_slice(&0u32.to_le_bytes()); // the status
                         whole.extend_from_slice(&p);
                         let (r, d) = p.split_at(p.len() / 2);
                         (Entry::PostCompletion { op, element: 3, status: 0, response: r, delta: d }, whole)

@@ -3,6 +3,7 @@
 //! processes, real smbclient.
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -134,4 +135,73 @@ fn embedded_default_prints_a_working_password() {
     std::fs::write(d.join("duet-data/share/x.txt"), "x").unwrap();
     let (ok, out) = smbclient(port, "duet", &["-U", &format!("duet%{password}")], "ls");
     assert!(ok && out.contains("x.txt"), "{out}");
+}
+
+/// Runs `duet serve` expecting it to refuse to start: its exit status and
+/// what it printed.
+fn serve_fails(dir: &Path, args: &[&str]) -> String {
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let share = format!("s={}", dir.join("share").display());
+    let mut child = Command::new(duet())
+        .args(["serve", "--listen", &listen, "--share", &share, "--user", "u:p"])
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn duet");
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            assert!(!status.success(), "duet started: {err}");
+            return err;
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("duet {args:?} did not refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A journal file that is not one, one too small, one of another node, or one
+/// a running server holds: a clear error at start, and the file left as it was.
+#[test]
+fn a_bad_journal_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("share")).unwrap();
+    let bad = dir.path().join("garbage");
+    let garbage: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(&bad, &garbage).unwrap();
+    let err = serve_fails(dir.path(), &["--journal", bad.to_str().unwrap()]);
+    assert!(err.contains("garbage") && err.contains("not a journal"), "{err}");
+    assert_eq!(std::fs::read(&bad).unwrap(), garbage, "the file was changed");
+
+    let small = dir.path().join("small");
+    let err = serve_fails(dir.path(), &["--journal", small.to_str().unwrap(), "--journal-size", "4K"]);
+    assert!(err.contains("small") && err.contains("4096 bytes"), "{err}");
+    assert!(!small.exists(), "a journal that could not be made is not left behind");
+
+    // A journal of another node of the pair (nvram's own format, node 2).
+    let other = dir.path().join("other");
+    let opts = nvram::Options::new(nvram::ClusterId(1), nvram::NodeId(2), nvram::Durability::None);
+    drop(nvram::Journal::create_file(&other, 1 << 20, opts).unwrap());
+    let before = std::fs::read(&other).unwrap();
+    let err = serve_fails(dir.path(), &["--journal", other.to_str().unwrap()]);
+    assert!(err.contains("belongs to node 2, not 1"), "{err}");
+    assert_eq!(std::fs::read(&other).unwrap(), before, "the file was changed");
+
+    // One a running server holds.
+    let held = dir.path().join("held");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let share = format!("s={}", dir.path().join("share").display());
+    let _running =
+        serve(dir.path(), &["--listen", &listen, "--share", &share, "--user", "u:p", "--journal", held.to_str().unwrap()], port);
+    let err = serve_fails(dir.path(), &["--journal", held.to_str().unwrap()]);
+    assert!(err.contains("in use by another server"), "{err}");
+    assert_eq!(std::fs::metadata(&held).unwrap().permissions().mode() & 0o777, 0o600, "a new journal is 0600");
 }

@@ -45,7 +45,7 @@ pub mod session;
 
 mod apply;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 

@@ -553,7 +553,7 @@ proptest! {
 }
 
 /// A session with one tree connect on `data`, in `set`.
-fn session_with_tree(m: &mut Model, set: SetId) -> (SessionId, TreeId) {
+pub(crate) fn session_with_tree(m: &mut Model, set: SetId) -> (SessionId, TreeId) {
     let id = m.partition(set).unwrap().ids().peek(1).unwrap();
     let c = Choice { kind: 0, a: 1, b: 2, c: 3 };
     m.apply(&Delta::SessionUp(Box::new(session_info(id, &c)))).unwrap();
@@ -563,7 +563,7 @@ fn session_with_tree(m: &mut Model, set: SetId) -> (SessionId, TreeId) {
     (SessionId(id), TreeId(1))
 }
 
-fn open_on(m: &Model, session: SessionId, tree: TreeId, file: u128, durability: Durability, caching: Caching) -> Delta {
+pub(crate) fn open_on(m: &Model, session: SessionId, tree: TreeId, file: u128, durability: Durability, caching: Caching) -> Delta {
     let p = m.partition(session.set()).unwrap();
     let id = p.ids().peek(1).unwrap();
     Delta::OpenUp(Box::new(NewOpen {

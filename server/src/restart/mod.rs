@@ -114,7 +114,16 @@ pub fn open(cfg: &Config) -> Result<Option<Opened>, RunError> {
     }
     let empty = std::fs::metadata(&path).map_err(|e| journal_error(&path, e))?.len() == 0;
     let (region, recovery) = if empty {
-        let j = ::nvram::Journal::create_file(&path, cfg.journal.size, opts).map_err(|e| journal_error(&path, e))?;
+        let j = match ::nvram::Journal::create_file(&path, cfg.journal.size, opts) {
+            Ok(j) => j,
+            Err(e) => {
+                // Made by this start and never a journal: not left behind.
+                if !exists {
+                    let _ = std::fs::remove_file(&path);
+                }
+                return Err(journal_error(&path, e));
+            }
+        };
         info!(path = %path.display(), size = cfg.journal.size, policy = policy.name(), "journal created");
         (j, None)
     } else {
@@ -278,5 +287,109 @@ pub async fn elective_reboot(server: &Arc<Server>, opened: &Opened) {
     {
         Ok(()) => info!(took_ms = t0.elapsed().as_millis() as u64, "elective reboot: state saved"),
         Err(e) => warn!("elective reboot: the state could not be saved ({e}); the next start restores from the log"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ::nvram::MemStorage;
+    use ids::SetId;
+
+    use super::*;
+    use crate::journal::{Journal as _, NvramJournal};
+    use crate::model::tests::{open_on, session_with_tree};
+    use crate::model::{Caching, Durability as Kept, PersistentFileId, Timestamp};
+
+    const SET: SetId = SetId(0);
+
+    fn opts() -> Options {
+        Options::new(CLUSTER, NODE, Durability::None)
+    }
+
+    fn pid(d: &Delta) -> PersistentFileId {
+        match d {
+            Delta::OpenUp(n) => n.info.persistent,
+            _ => unreachable!(),
+        }
+    }
+
+    /// A journal that saw: a checkpoint (a session with a tree), then a request's
+    /// delta (a durable open), a state change (a lock), another request's (an open that
+    /// is not durable), as the server appends them. Returns the live model, the
+    /// durable open, the other open and the storage.
+    fn journal_of_a_run(flag: Flag) -> (Model, PersistentFileId, PersistentFileId, MemStorage) {
+        let storage = MemStorage::new(1 << 20);
+        let region = Arc::new(::nvram::Journal::create(storage.clone(), opts()).unwrap());
+        let j = NvramJournal::new(region.clone());
+        let mut live = Model::new();
+        live.add_set(SET, 5).unwrap();
+        let (s, t) = session_with_tree(&mut live, SET);
+        j.checkpoint(&live.checkpoint()).unwrap();
+        let durable = open_on(&live, s, t, 9, Kept::V1 { timeout_ms: 60_000 }, Caching::None);
+        record::apply_with_carry(&mut live, &durable).unwrap();
+        let (op, _) = j.pre_ack(1, b"create").unwrap();
+        j.post_completion(op, 0, None, 0, b"answer", &Delta::encode_batch(std::slice::from_ref(&durable))).unwrap();
+        let lock = Delta::LockAdded { open: pid(&durable), offset: 0, length: 10, exclusive: true };
+        live.apply(&lock).unwrap();
+        j.state_change(&Delta::encode_batch(std::slice::from_ref(&lock))).unwrap();
+        let plain = open_on(&live, s, t, 10, Kept::None, Caching::None);
+        record::apply_with_carry(&mut live, &plain).unwrap();
+        let (op, _) = j.pre_ack(1, b"create").unwrap();
+        j.post_completion(op, 0, None, 0, b"answer", &Delta::encode_batch(std::slice::from_ref(&plain))).unwrap();
+        region.set_flag(flag).unwrap();
+        (live, pid(&durable), pid(&plain), storage)
+    }
+
+    fn reopen(storage: &MemStorage) -> Recovery {
+        ::nvram::Journal::open(MemStorage::from_image(storage.current_image()), opts()).unwrap().1
+    }
+
+    #[test]
+    fn the_model_is_rebuilt_from_the_checkpoint_and_every_delta_after_it() {
+        for flag in [Flag::NonElectiveReboot, Flag::ElectiveReboot] {
+            let (live, durable, plain, storage) = journal_of_a_run(flag);
+            let model = rebuild(&reopen(&storage)).unwrap().expect("a model to restore");
+            assert_eq!(model, live, "{flag:?}");
+
+            // What the restart ends: the session and its tree, the open that is not
+            // durable; the durable one waits, disconnected now, with its lock.
+            let mut model = model;
+            for d in restart_deltas(&model, SET, Timestamp(1_000)) {
+                model.apply(&d).unwrap();
+            }
+            let p = model.partition(SET).unwrap();
+            assert_eq!(p.sessions().count(), 0);
+            assert!(p.open(plain).is_none());
+            let o = p.open(durable).expect("the durable open is retained");
+            assert_eq!(o.disconnected_at(), Some(Timestamp(1_000)));
+            assert_eq!(o.expires_at(), Some(Timestamp(61_000)));
+            assert_eq!(p.file(o.info().file).unwrap().locks().len(), 1);
+            model.check_invariants().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_clean_journal_or_one_without_a_checkpoint_restores_nothing() {
+        let (_, _, _, storage) = journal_of_a_run(Flag::CleanShutdown);
+        assert_eq!(rebuild(&reopen(&storage)).unwrap(), None);
+        let storage = MemStorage::new(1 << 20);
+        let region = ::nvram::Journal::create(storage.clone(), opts()).unwrap();
+        region.set_flag(Flag::NonElectiveReboot).unwrap();
+        drop(region);
+        assert_eq!(rebuild(&reopen(&storage)).unwrap(), None);
+    }
+
+    #[test]
+    fn a_delta_that_does_not_decode_is_a_clear_error() {
+        let storage = MemStorage::new(1 << 20);
+        let region = Arc::new(::nvram::Journal::create(storage.clone(), opts()).unwrap());
+        let j = NvramJournal::new(region.clone());
+        let mut m = Model::new();
+        m.add_set(SET, 5).unwrap();
+        j.checkpoint(&m.checkpoint()).unwrap();
+        j.state_change(b"\xff\xff not a delta").unwrap();
+        region.set_flag(Flag::NonElectiveReboot).unwrap();
+        let e = rebuild(&reopen(&storage)).unwrap_err();
+        assert!(e.contains("does not decode"), "{e}");
     }
 }

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# bench-journal.sh [--size MIB] [--rounds R] [--time S] [--out DIR]
+#
+# What the journal costs (issue 13), measured side by side on this machine:
+#
+#   1. The medium's limit: SIZE MiB written in 1 MiB chunks to a file in the
+#      run's folder (beside the journals), each chunk followed by fdatasync:
+#      how fast this file system makes bytes durable, in MB/s; and 4 KiB
+#      writes each followed by fdatasync, in syncs/s (what one small record
+#      per sync would get).
+#   2. scripts/bench.sh with the same duet binary twice: `--journal-policy
+#      process` against `--no-journal` (plain mode: put, get, 4-client
+#      put/get, path-contention open+close, echo).
+#   3. The same with `--journal-policy group` against `--no-journal`.
+#
+# Prints the two bench tables (their ratio column is policy / no journal),
+# then one line per policy with its put against the medium's limit. Defaults:
+# 1024 MiB, 5 rounds, 10 s smbtorture benches. MB = 10^6 bytes.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+size=1024 rounds=5 secs=10 out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size) size=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --time) secs=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "bench-journal.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+keep=1
+if [ -z "$out" ]; then out=$(mktemp -d /tmp/duet-bench-journal.XXXXXX); keep=0; fi
+mkdir -p "$out"; out=$(cd "$out" && pwd)
+[ $keep = 0 ] && trap 'rm -rf "$out"' EXIT
+DUET_BIN=$(duet_bin); DUET_BIN=$(cd "$(dirname "$DUET_BIN")" && pwd)/$(basename "$DUET_BIN")
+export DUET_BIN
+
+read -r limit_mb syncs <<<"$(python3 - "$out/fdatasync.bin" "$size" <<'PY'
+import os, sys, time
+path, mib = sys.argv[1], int(sys.argv[2])
+chunk = os.urandom(1 << 20)
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+t = time.perf_counter()
+for _ in range(mib):
+    os.write(fd, chunk)
+    os.fdatasync(fd)
+mbs = mib * (1 << 20) / 1e6 / (time.perf_counter() - t)
+os.lseek(fd, 0, 0)
+small, n, t = chunk[:4096], 0, time.perf_counter()
+while time.perf_counter() - t < 3:
+    os.write(fd, small)
+    os.fdatasync(fd)
+    n += 1
+syncs = n / (time.perf_counter() - t)
+os.close(fd)
+os.unlink(path)
+print(f"{mbs:.1f} {syncs:.0f}")
+PY
+)"
+echo "Medium (fdatasync after each 1 MiB, $size MiB): $limit_mb MB/s; 4 KiB write + fdatasync: $syncs/s"
+
+for policy in process group; do
+  echo
+  echo "### --journal-policy $policy against --no-journal"
+  BENCH_REF_DUET=$DUET_BIN BENCH_REF_ARGS=--no-journal BENCH_DUET_ARGS="--journal-policy $policy" \
+    bash "$(dirname "$0")/bench.sh" --modes plain --size "$size" --rounds "$rounds" --time "$secs" \
+    --out "$out/$policy" | tee "$out/$policy.md"
+done
+
+echo
+for policy in process group; do
+  put=$(awk -F'|' '/^\| put MB\/s, plain \|/ {gsub(/ /,"",$3); print $3; exit}' "$out/$policy.md")
+  python3 -c "import sys; p=float(sys.argv[2]); l=float(sys.argv[3]); print(f'{sys.argv[1]} put {p:.1f} MB/s = {p/l:.2f} of the medium\\'s fdatasync limit ({l:.1f} MB/s)')" \
+    "$policy" "${put:-0}" "$limit_mb"
+done
