@@ -340,7 +340,7 @@ impl Journal {
             return Err(Error::TooLarge { len, max: self.max_payload() });
         }
         let total = align(RECORD_HEADER as u64 + len);
-        let claim = self.reserve(total, kind == Kind::Checkpoint)?;
+        let claim = self.reserve(total, kind)?;
         if kind != Kind::Checkpoint {
             self.track(op, claim.record);
         }
@@ -430,9 +430,16 @@ impl Journal {
     /// Claims room for a record. Every record but a checkpoint leaves
     /// [`Journal::checkpoint_reserve`] bytes free: a ring filled with records whose
     /// operations are retired can still take the checkpoint that lets its head move
-    /// past them (without it, such a ring would stay full for ever).
-    fn reserve(&self, total: u64, checkpoint: bool) -> Result<Claim> {
-        let keep = if checkpoint { 0 } else { self.checkpoint_reserve() };
+    /// past them (without it, such a ring would stay full for ever). A new operation's
+    /// first record (point 1) leaves as much again: the operations already started can
+    /// always append the records that finish them (points 2 to 4), or a ring filled
+    /// with the first records of operations would hold them all back for ever.
+    fn reserve(&self, total: u64, kind: Kind) -> Result<Claim> {
+        let keep = match kind {
+            Kind::Checkpoint => 0,
+            Kind::PreAck => 2 * self.checkpoint_reserve(),
+            _ => self.checkpoint_reserve(),
+        };
         match self.own.reserve(total, keep) {
             Ok(c) => Ok(c),
             Err(_) => {
@@ -693,7 +700,7 @@ impl Journal {
     /// only once the mirror acknowledged it. Replaces any earlier mirror.
     pub fn attach_mirror(&self, mirror: Arc<dyn Mirror>) -> Result<()> {
         // A pad record of our own gives us a turn: nothing is published meanwhile.
-        let claim = self.reserve(RECORD_HEADER as u64, false)?;
+        let claim = self.reserve(RECORD_HEADER as u64, Kind::Pad)?;
         self.own.wait_turn(&claim);
         let head_guard = lock(&self.head_lock);
         let shared = &self.mirror_shared;

@@ -153,15 +153,21 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let Some(opened) = restart::open(&cfg)? else {
         return run_with_journal(cfg, Arc::new(journal::NoJournal), shutdown).await;
     };
-    let model = match &opened.recovery {
-        Some(r) => restart::rebuild(r).map_err(|e| RunError::Journal(opened.path.clone(), e))?,
-        None => None,
+    let (model, writes) = match &opened.recovery {
+        Some(r) => match restart::rebuild_with_redo(r).map_err(|e| RunError::Journal(opened.path.clone(), e))? {
+            Some((m, w)) => (Some(m), w),
+            None => (None, Vec::new()),
+        },
+        None => (None, Vec::new()),
     };
     limits::raise_nofile();
     let mut server = Server::with_model(cfg, model)?;
     server.journal = opened.journal.clone();
     server.retirer.enable();
     let server = Arc::new(server);
+    if !writes.is_empty() {
+        restart::redo::redo(&server, &server.model(), &writes);
+    }
     restart::start(&server, &opened).await?;
     tokio::spawn(restart::retire::run(server.clone(), opened.policy.survives_power_loss()));
     let stop = serve(server.clone(), shutdown).await?;

@@ -238,9 +238,6 @@ fn names_another_session(conn: &ConnState, msg: &[u8], sid: u64) -> bool {
 struct Chain {
     msg: Bytes,
     op: OpId,
-    /// The ticket of the frame's point-1 record: no byte of answer leaves
-    /// before it is durable.
-    acked: Ticket,
     encrypted: bool,
     /// The transform's keys and session: the answers are encrypted with them.
     encrypt_reply: Option<(Arc<SessionCrypto>, u64)>,
@@ -303,8 +300,8 @@ async fn process(
     // Point 1. A full journal holds the connection back (nothing more is read
     // or answered) until the record fits; any other failure ends it.
     let conn_id = conn.id;
-    let (op, acked) = match journal::with_backoff(|| server.journal.pre_ack(conn_id, &msg)).await {
-        Ok(r) => r,
+    let op = match journal::with_backoff(|| server.journal.pre_ack(conn_id, &msg)).await {
+        Ok((op, _)) => op,
         Err(e) => {
             warn!("journal, point 1: {e}: closing");
             return Flow::Close;
@@ -320,7 +317,6 @@ async fn process(
     let chain = Chain {
         msg,
         op,
-        acked,
         encrypted,
         encrypt_reply: transform_session,
         at: 0,
@@ -343,9 +339,9 @@ async fn process(
 async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>) -> Flow {
     let server = conn.server.clone();
     let _in_flight = server.in_flight.enter();
-    // The last point-3 record of the frame: durable, it covers the frame's
-    // earlier records too (see `journal`).
-    let mut durable_before_answer = c.acked;
+    // The last point-3 record of the frame that changed something: durable,
+    // it covers the frame's earlier records too (see `journal`).
+    let mut durable_before_answer = Ticket::DURABLE;
     let msg = c.msg.clone();
     let mut pending_tasks = Vec::new();
     let mut deferred_tasks = Vec::new();
@@ -448,8 +444,9 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             // The element's state delta goes with its response, and is
             // applied to the model once journaled.
             let deltas = std::mem::take(&mut resp.deltas);
-            match server.point3(c.op, index, replay_key.as_ref(), resp.status.0, &resp.body, &deltas).await {
-                Ok(t) => durable_before_answer = durable_before_answer.later(t),
+            match server.point3(c.op, index, replay_key.as_ref(), resp.status.0, saved_body(&hdr, &resp), &deltas).await {
+                Ok((t, keeps)) if keeps || must_be_durable(&hdr) => durable_before_answer = durable_before_answer.later(t),
+                Ok(_) => {}
                 Err(e) => {
                     warn!("journal, point 3: {e}: closing");
                     return Flow::Close;
@@ -1063,9 +1060,9 @@ async fn spawn_deferred(
             Ok(r) => r,
             Err(s) => error_resp(s),
         };
-        let journaled = server.point3(op, index, replay_key.as_ref(), resp.status.0, &resp.body, &resp.deltas).await;
-        let durable_before_answer = match journaled {
-            Ok(t) => t,
+        let journaled = server.point3(op, index, replay_key.as_ref(), resp.status.0, saved_body(&hdr, &resp), &resp.deltas).await;
+        let (durable_before_answer, keeps) = match journaled {
+            Ok(r) => r,
             Err(e) => {
                 warn!("journal, point 3: {e}: closing");
                 let _ = tx.send(crate::transport::CLOSE_FRAME).await;
@@ -1073,7 +1070,7 @@ async fn spawn_deferred(
             }
         };
         // A large WRITE is answered only once its record is durable.
-        if !wait_durable(&server, durable_before_answer).await {
+        if (keeps || must_be_durable(&hdr)) && !wait_durable(&server, durable_before_answer).await {
             let _ = tx.send(crate::transport::CLOSE_FRAME).await;
             return;
         }
@@ -1117,7 +1114,7 @@ async fn point4(server: &Server, op: OpId) {
 async fn point3_final(server: &Server, op: OpId, index: usize, resp: &mut Resp) -> bool {
     let deltas = std::mem::take(&mut resp.deltas);
     match server.point3(op, index, None, resp.status.0, &resp.body, &deltas).await {
-        Ok(t) => wait_durable(server, t).await,
+        Ok((t, _)) => wait_durable(server, t).await,
         Err(e) => {
             warn!("journal, point 3: {e}: closing");
             false
@@ -1162,6 +1159,28 @@ async fn replayed_answer(
         r.file_id = saved.response.get(64..80).and_then(|b| FileId::parse(b).ok()).map(|(_, id)| id);
     }
     Some(r)
+}
+
+/// Whether an element's answer may leave only once its point-3 record (and
+/// with it the frame's point 1) is durable, whatever its deltas: a WRITE's
+/// (DESIGN.md, "No lost writes": its point-1 record holds the data) and a
+/// FLUSH's. Besides, an answer waits when its deltas changed what a restart
+/// restores ([`Server::point3`]). An answer that changed nothing a restart
+/// brings back (a READ, a query, an ECHO, an open that is not durable) may
+/// leave at once: should the node die, the client's state ends with it.
+fn must_be_durable(hdr: &Header) -> bool {
+    hdr.command == Command::Write as u16 || hdr.command == Command::Flush as u16
+}
+
+/// The response bytes point 3 keeps: the body of an answer that is saved
+/// for a replay ([`ReplayKey::saves_answer`]), else none (a READ's data is
+/// not copied into the journal).
+fn saved_body<'a>(hdr: &Header, resp: &'a Resp) -> &'a [u8] {
+    if ReplayKey::saves_answer(hdr) {
+        &resp.body
+    } else {
+        &[]
+    }
 }
 
 /// Waits until the record of `ticket` is durable, when the journal's appends

@@ -34,6 +34,10 @@ enum Outage {
     Kill9,
     /// SIGTERM, then a restart: an elective reboot.
     Term,
+    /// SIGKILL, then the file's data lost as a power loss loses what the
+    /// page cache had not written back (the file zeroed, its length kept),
+    /// then a restart.
+    PowerLoss,
 }
 
 /// The client script, between its phases.
@@ -115,6 +119,13 @@ fn run(server: &mut Server, durable: &str, outage: Outage) -> (serde_json::Value
             assert!(status.is_some(), "duet did not exit within 30 s of SIGTERM\n{}", server.log());
             server.restart();
         }
+        Outage::PowerLoss => {
+            server.kill9();
+            let f = server.share_dir().join("restart.dat");
+            let len = std::fs::metadata(&f).unwrap().len();
+            std::fs::write(&f, vec![0u8; len as usize]).unwrap();
+            server.restart();
+        }
     }
     client.go_on();
     let done = client.next("phase 2");
@@ -164,6 +175,25 @@ fn durable_v1_handle_survives_sigterm() {
     let Some(mut server) = duet_with(&JOURNAL_ARGS) else { return };
     let (ready, done) = run(&mut server, "v1", Outage::Term);
     assert_survived(&server, &ready, &done);
+}
+
+/// The answered writes' data is lost from the file (as a power loss loses
+/// the page cache): the restart writes them again from the journal, where
+/// each answered WRITE's record holds its data. The server keeps every
+/// record (a test setting), so none was retired after a flush meanwhile.
+#[test]
+fn answered_writes_lost_from_the_page_cache_are_written_again() {
+    if Kind::from_env() != Kind::Duet {
+        return;
+    }
+    let mut server = Server::start_with(Options {
+        duet_args: JOURNAL_ARGS.iter().map(|s| s.to_string()).collect(),
+        duet_env: vec![("DUET_TEST_KEEP_RECORDS".into(), "1".into())],
+        ..Options::default()
+    });
+    let (ready, done) = run(&mut server, "v1", Outage::PowerLoss);
+    assert_survived(&server, &ready, &done);
+    assert!(server.log().contains("answered WRITEs carried out again"), "{}", server.log());
 }
 
 /// Without a journal a restart loses the open: the reclaim is refused

@@ -35,6 +35,7 @@
 //! a moment to finish, a checkpoint is made durable and the flag set to
 //! "elective reboot".
 
+pub mod redo;
 mod reopen;
 pub mod retire;
 
@@ -140,6 +141,12 @@ pub fn open(cfg: &Config) -> Result<Option<Opened>, RunError> {
 /// checkpoint and the deltas after it; `None` when there is nothing to
 /// restore (a fresh journal, or one that was shut down cleanly).
 pub fn rebuild(recovery: &Recovery) -> Result<Option<Model>, String> {
+    Ok(rebuild_with_redo(recovery)?.map(|(m, _)| m))
+}
+
+/// [`rebuild`], and the answered WRITEs of the log to carry out again
+/// ([`redo`]).
+pub fn rebuild_with_redo(recovery: &Recovery) -> Result<Option<(Model, Vec<redo::Redo>)>, String> {
     match recovery.flag {
         Flag::ElectiveReboot | Flag::NonElectiveReboot => {}
         Flag::CleanShutdown => return Ok(None),
@@ -153,12 +160,21 @@ pub fn rebuild(recovery: &Recovery) -> Result<Option<Model>, String> {
         return Ok(None);
     };
     let mut model = Model::restore(&ck.payload).map_err(|e| format!("the checkpoint does not decode: {e}"))?;
+    let set = ids::SetId(0);
+    let mut writes = redo::Collector::default();
     let mut applied = 0usize;
-    for r in log.records.iter().filter(|r| r.seq > ck.seq) {
-        let Some((_, delta)) = r.completion() else {
+    for r in &log.records {
+        if r.kind == ::nvram::Kind::PreAck {
+            writes.note_frame(r.op.0, &r.payload);
+            continue;
+        }
+        let Some((body, delta)) = r.completion() else {
             continue;
         };
-        if delta.is_empty() {
+        writes.note_answer(&model, set, r.op.0, r.element, r.status().unwrap_or(u32::MAX), body);
+        // Records before the checkpoint are of operations that were live when
+        // it was taken: what they changed is in it.
+        if delta.is_empty() || r.seq < ck.seq {
             continue;
         }
         let batch = Delta::decode_batch(delta).map_err(|e| format!("record {} does not decode: {e}", r.seq))?;
@@ -172,7 +188,7 @@ pub fn rebuild(recovery: &Recovery) -> Result<Option<Model>, String> {
         }
     }
     info!(checkpoint = ck.seq, deltas = applied, "state model rebuilt from the journal");
-    Ok(Some(model))
+    Ok(Some((model, writes.redo)))
 }
 
 /// What a restart ends, as deltas of `model` (see the module doc, step 3):

@@ -104,8 +104,18 @@ fn flush_shares(server: &Server) {
     }
 }
 
+/// Test only: with this environment variable set, nothing is retired, so
+/// every record stays in the log (`server/tests/restart.rs` drops the
+/// page cache's data by hand, as a power loss would, and checks that the
+/// restart writes the answered WRITEs again).
+pub const KEEP_RECORDS_ENV: &str = "DUET_TEST_KEEP_RECORDS";
+
 /// The retiring task (see the module doc). Runs for as long as the server.
 pub async fn run(server: Arc<Server>, flush_data: bool) {
+    if std::env::var_os(KEEP_RECORDS_ENV).is_some() {
+        warn!("{KEEP_RECORDS_ENV} is set: no operation is retired (a test setting)");
+        return;
+    }
     let started_at = Instant::now();
     let mut last_sweep = Instant::now();
     let mut last_checkpoint = Instant::now();

@@ -208,6 +208,37 @@ impl Checker {
     }
 }
 
+/// Whether `d` (not yet applied to `m`) changes what a restart restores
+/// ([`crate::restart`]): durable opens, their locks, caching and sequences,
+/// and files and leases. Sessions, tree connects and opens that are not
+/// durable end with a restart anyway, so a change of theirs need not be
+/// durable before it is answered.
+pub fn restorable(m: &Model, d: &Delta) -> bool {
+    use Delta::*;
+    let durable = |id: &crate::model::PersistentFileId| m.open(*id).is_some_and(|o| o.info().durability.timeout_ms().is_some());
+    match d {
+        NewGeneration { .. }
+        | IdsReserved { .. }
+        | SessionUp(_)
+        | SessionExpiry { .. }
+        | SessionDown { .. }
+        | TreeUp { .. }
+        | TreeDown { .. } => false,
+        OpenUp(n) => n.info.durability.timeout_ms().is_some(),
+        OpenDown { open }
+        | OpenDisconnected { open, .. }
+        | OpenReconnected { open, .. }
+        | OplockSet { open, .. }
+        | OplockBreaking { open, .. }
+        | LockAdded { open, .. }
+        | LockRemoved { open, .. }
+        | LockSequenceSet { open, .. }
+        | ChannelSequenceSet { open, .. }
+        | DeleteOnCloseSet { open, .. } => durable(open),
+        _ => true,
+    }
+}
+
 /// Applies `d` to `model` as the live recorder does: first moving the
 /// partition to the next generation when `d` brings in the first id of it.
 /// Recovery rebuilds the model with it ([`crate::restart::rebuild`]).
@@ -329,6 +360,11 @@ impl Server {
     /// ([`Server::checkpoint`]) falls between two of them, never across one.
     /// A full journal is waited out ([`journal::with_backoff`]); what was
     /// done is applied to the model whatever the journal answered.
+    ///
+    /// Returns the record's ticket, and whether the deltas changed what a
+    /// restart restores ([`restorable`]): only then must the answer wait
+    /// for the record to be durable (besides a WRITE's, whose data it
+    /// carries).
     pub async fn point3(
         &self,
         op: OpId,
@@ -337,7 +373,7 @@ impl Server {
         status: u32,
         response: &[u8],
         deltas: &[Delta],
-    ) -> Result<Ticket, journal::Error> {
+    ) -> Result<(Ticket, bool), journal::Error> {
         let bytes = if deltas.is_empty() || !(self.journal.keeps_records() || self.checking) {
             Vec::new()
         } else {
@@ -347,14 +383,15 @@ impl Server {
             if deltas.is_empty() {
                 let t = self.journal.post_completion(op, index, key, status, response, &bytes)?;
                 self.apply_journaled(deltas, &bytes);
-                return Ok(t);
+                return Ok((t, false));
             }
             let mut r = lock(&self.recorder);
             let t = self.journal.post_completion(op, index, key, status, response, &bytes)?;
+            let keeps = deltas.iter().any(|d| restorable(r.model(), d));
             self.apply_locked(r.deref_mut(), deltas, &bytes);
             drop(r);
             self.after_apply(deltas);
-            Ok(t)
+            Ok((t, keeps))
         })
         .await;
         if r.is_err() {

@@ -1,0 +1,209 @@
+//! WRITEs carried out again at a restart (DESIGN.md, "No lost writes").
+//!
+//! A WRITE is answered once its point-3 record is durable, and its data is
+//! in its point-1 record; it is retired only after the shares' file data
+//! was flushed. So after a power loss, every answered WRITE whose data may
+//! not have reached the disk is still in the log: the restore writes its
+//! data again, in log order, to the file its open was of. Writing the same
+//! bytes at the same offset twice leaves the file as once.
+//!
+//! A WRITE with no point-3 record of success was never answered: the
+//! client resends it, and it is not redone here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use protocol::header::{Command, Header, HEADER_LEN};
+use protocol::msg::write::WriteRequest;
+use protocol::msg::FileId;
+use tracing::{info, warn};
+
+use crate::fs;
+use crate::model::{FileUid, Model, PersistentFileId};
+use crate::state::Server;
+
+/// One WRITE to carry out again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redo {
+    pub share: String,
+    pub path: String,
+    pub file: FileUid,
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+/// The WRITE elements of a request frame that `answered` says succeeded, by
+/// element index: (index, the open's persistent id, offset, data). A related
+/// element's open is the one the CREATE before it answered with.
+pub fn writes_of_frame<'a>(
+    frame: &'a [u8],
+    answered: impl Fn(usize) -> Option<(u32, &'a [u8])>,
+) -> Vec<(usize, u64, u64, &'a [u8])> {
+    let mut out = Vec::new();
+    let (mut at, mut index, mut chain): (usize, usize, Option<FileId>) = (0, 0, None);
+    while let Some(rest) = frame.get(at..) {
+        let Ok(hdr) = Header::parse(rest) else { break };
+        let len = if hdr.next_command == 0 { rest.len() } else { hdr.next_command as usize };
+        let Some(elem) = rest.get(..len) else { break };
+        if !hdr.is_related() {
+            chain = None;
+        }
+        let answer = answered(index);
+        if hdr.command == Command::Write as u16 && answer.is_some_and(|(status, _)| status == 0) {
+            if let Ok(w) = WriteRequest::parse(elem) {
+                let id = if w.file_id.is_any() { chain } else { Some(w.file_id) };
+                if let Some(id) = id {
+                    out.push((index, id.persistent, w.offset, w.data));
+                }
+            }
+        }
+        if hdr.command == Command::Create as u16 {
+            // The FileId of a CREATE answer ([MS-SMB2] 2.2.14).
+            chain = answer
+                .filter(|(s, _)| *s == 0)
+                .and_then(|(_, b)| b.get(64..80))
+                .and_then(|b| FileId::parse(b).ok())
+                .map(|(_, id)| id);
+        }
+        if hdr.next_command == 0 || len < HEADER_LEN {
+            break;
+        }
+        at += len;
+        index += 1;
+    }
+    out
+}
+
+/// Collects the WRITEs of the log to redo, while the model is rebuilt:
+/// `note_frame` for each point-1 record, `note_answer` for each point-3
+/// record (before its delta is applied to `model`).
+#[derive(Default)]
+pub struct Collector<'a> {
+    frames: HashMap<u64, &'a [u8]>,
+    answers: HashMap<(u64, usize), (u32, &'a [u8])>,
+    pub redo: Vec<Redo>,
+}
+
+impl<'a> Collector<'a> {
+    pub fn note_frame(&mut self, op: u64, frame: &'a [u8]) {
+        self.frames.insert(op, frame);
+    }
+
+    /// Element `element` of `op` answered `status` with `body`: when it is a
+    /// successful WRITE, its data is to be redone on the file its open (in
+    /// `model`, as it stands at this point of the log) was of.
+    pub fn note_answer(&mut self, model: &Model, set: ids::SetId, op: u64, element: u16, status: u32, body: &'a [u8]) {
+        let index = usize::from(element);
+        self.answers.insert((op, index), (status, body));
+        let Some(frame) = self.frames.get(&op).copied() else { return };
+        // A related WRITE after a CREATE in the same frame finds the
+        // CREATE's answer, noted before its own.
+        let answers = &self.answers;
+        let answered = |i: usize| answers.get(&(op, i)).copied();
+        let Some(p) = model.partition(set) else { return };
+        for (i, pid, offset, data) in writes_of_frame(frame, answered) {
+            if i != index {
+                continue;
+            }
+            let Some(o) = p.open(PersistentFileId(pid)) else {
+                warn!(op, pid = format_args!("{pid:#x}"), "redo: a WRITE of an open the model does not know; skipped");
+                continue;
+            };
+            self.redo.push(Redo {
+                share: o.info().share.clone(),
+                path: o.path().to_string(),
+                file: o.info().file,
+                offset,
+                data: data.to_vec(),
+            });
+        }
+    }
+}
+
+/// Carries the WRITEs out again, in order, each on the file it was of (by
+/// its path now, when the rebuilt model still knows the file, else by the
+/// path it had), and only when the file there is that file.
+pub fn redo(server: &Arc<Server>, model: &Model, writes: &[Redo]) -> usize {
+    let mut done = 0;
+    for w in writes {
+        let path = model.partition(server.set()).and_then(|p| p.file(w.file)).map_or(w.path.as_str(), |f| f.path());
+        let r = (|| -> Result<(), String> {
+            let share = server.share(&w.share).ok_or("share not served")?;
+            let smb = fs::Share::parse_path(path).map_err(|e| e.to_string())?;
+            let resolved = share.fs.resolve(&smb).map_err(|e| e.to_string())?;
+            let h = share.fs.open(&resolved, true).map_err(|e| e.to_string())?;
+            let st = h.stat().map_err(|e| e.to_string())?;
+            if share.fs.file_uid(&h, &st) != w.file {
+                return Err("the file there is another one now".into());
+            }
+            h.write_at(&w.data, w.offset).map_err(|e| e.to_string())?;
+            h.sync().map_err(|e| e.to_string())
+        })();
+        match r {
+            Ok(()) => done += 1,
+            Err(why) => warn!(path, offset = w.offset, "redo of an answered WRITE failed: {why}"),
+        }
+    }
+    if !writes.is_empty() {
+        info!(writes = writes.len(), done, "answered WRITEs carried out again");
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::model::tests::{open_on, session_with_tree};
+    use crate::model::{Caching, Durability};
+
+    fn write_frame(file: FileId, offset: u64, data: &[u8]) -> Vec<u8> {
+        let hdr = Header { command: Command::Write as u16, ..Default::default() };
+        let mut out = BytesMut::new();
+        hdr.encode(&mut out);
+        let w = WriteRequest {
+            offset,
+            file_id: file,
+            channel: 0,
+            remaining_bytes: 0,
+            flags: 0,
+            data,
+            write_channel_info: &[],
+        };
+        w.encode(&mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn an_answered_write_is_redone_on_its_open_file_and_an_unanswered_one_is_not() {
+        let set = ids::SetId(0);
+        let mut m = Model::new();
+        m.add_set(set, 3).unwrap();
+        let (s, t) = session_with_tree(&mut m, set);
+        let up = open_on(&m, s, t, 77, Durability::V1 { timeout_ms: 60_000 }, Caching::None);
+        let crate::model::Delta::OpenUp(n) = &up else { unreachable!() };
+        let pid = n.info.persistent.0;
+        m.apply(&up).unwrap();
+
+        let answered = write_frame(FileId { persistent: pid, volatile: 1 }, 4096, b"stamped");
+        let unanswered = write_frame(FileId { persistent: pid, volatile: 1 }, 0, b"never answered");
+        let failed = write_frame(FileId { persistent: pid, volatile: 1 }, 8192, b"refused");
+        let mut c = Collector::default();
+        c.note_frame(1, &answered);
+        c.note_frame(2, &unanswered);
+        c.note_frame(3, &failed);
+        c.note_answer(&m, set, 1, 0, 0, b"");
+        c.note_answer(&m, set, 3, 0, 0xC000_0022, b"");
+        assert_eq!(
+            c.redo,
+            vec![Redo {
+                share: "data".into(),
+                path: "f".into(),
+                file: FileUid(77),
+                offset: 4096,
+                data: b"stamped".to_vec()
+            }]
+        );
+    }
+}
