@@ -16,7 +16,8 @@
 use std::collections::HashMap;
 
 use super::lease::{self, lease_state, Lease, LeaseId};
-use super::oplock::{self, level, OplockState};
+use super::oplock::{self, level, CachingLog, OplockState};
+use crate::model::{Delta, LeaseVersion, OplockLevel, PersistentFileId};
 
 pub use crate::model::FileUid;
 
@@ -166,6 +167,21 @@ pub struct FileTable {
     /// Every lease with an open ([MS-SMB2] 3.3.1.4); a lease goes when
     /// its last open closes.
     leases: HashMap<LeaseId, Lease>,
+    /// The oplock and lease changes made and not yet applied to the
+    /// state model ([`super::Server::files`] applies them).
+    pub log: CachingLog,
+}
+
+/// An open's caching as the per-file table has it, and as check mode
+/// compares it with the model ([`super::Server::check_model`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachingView {
+    None,
+    /// The level, and the level a break in progress goes to.
+    Oplock { level: u8, breaking_to: Option<u8> },
+    /// The lease key, its state and epoch, and a break in progress (to,
+    /// required).
+    Lease { key: [u8; 16], state: u32, epoch: u16, breaking: Option<(u32, u32)> },
 }
 
 /// What a lease request in a CREATE came to ([MS-SMB2] 2.2.14.2.10).
@@ -215,6 +231,11 @@ pub fn share_conflict(existing: &OpenRef, access: u32, share_access: u32) -> boo
 }
 
 impl FileTable {
+    /// An empty table whose lease changes are logged for share set `set`.
+    pub fn new(set: ::ids::SetId) -> FileTable {
+        FileTable { log: CachingLog::new(set), ..FileTable::default() }
+    }
+
     pub fn get(&self, key: &FileUid) -> Option<&FileEntry> {
         self.files.get(key)
     }
@@ -314,6 +335,7 @@ impl FileTable {
             return out;
         };
         let truncating = overwrite && !violation;
+        let log = &mut self.log;
         for o in &mut f.opens {
             let to = match o.oplock.level {
                 _ if o.oplock.breaking_to.is_some() => None,
@@ -323,7 +345,7 @@ impl FileTable {
                 _ => continue,
             };
             let waits = match to {
-                Some(to) => o.oplock.start_break(to),
+                Some(to) => o.oplock.start_break(to, o.persistent_id, log),
                 None => true,
             };
             if waits {
@@ -341,7 +363,7 @@ impl FileTable {
             let Some(l) = self.leases.get_mut(&id) else {
                 continue;
             };
-            if l.break_to(&id, keep_bits(l.state)) {
+            if l.break_to(&id, keep_bits(l.state), log) {
                 out.wait = true;
                 if l.holder_gone() {
                     out.orphans.extend(f.opens.iter().filter(|o| o.lease == Some(id)).map(|o| o.persistent_id));
@@ -360,7 +382,7 @@ impl FileTable {
     pub fn break_level2(&mut self, key: &FileUid, by: u64) {
         if let Some(f) = self.files.get_mut(key) {
             for o in f.opens.iter_mut().filter(|o| o.oplock.level == level::II) {
-                o.oplock.start_break(level::NONE);
+                o.oplock.start_break(level::NONE, o.persistent_id, &mut self.log);
             }
             let writer = f.open(by).and_then(|o| o.lease);
             for id in leases_of(f) {
@@ -369,7 +391,7 @@ impl FileTable {
                 }
                 if let Some(l) = self.leases.get_mut(&id) {
                     if l.state & lease_state::READ_CACHING != 0 {
-                        l.break_to(&id, 0);
+                        l.break_to(&id, 0, &mut self.log);
                     }
                 }
             }
@@ -391,13 +413,61 @@ impl FileTable {
     pub fn oplock_time_out(&mut self, key: &FileUid) {
         if let Some(f) = self.files.get_mut(key) {
             for o in &mut f.opens {
-                o.oplock.time_out();
+                o.oplock.time_out(o.persistent_id, &mut self.log);
             }
             for id in leases_of(f) {
                 if let Some(l) = self.leases.get_mut(&id) {
-                    l.time_out();
+                    l.time_out(&id, &mut self.log);
                 }
             }
+        }
+    }
+
+    /// The break of one open's oplock is past its deadline (the model's,
+    /// [`crate::model::Model::expired`]): the holder keeps no oplock.
+    /// False when no such break is in progress.
+    pub fn oplock_time_out_open(&mut self, persistent_id: u64) -> bool {
+        let open = self.files.values_mut().find_map(|f| f.open_mut(persistent_id));
+        match open {
+            Some(o) if o.oplock.breaking_to.is_some() => {
+                o.oplock.time_out(persistent_id, &mut self.log);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A lease break is past its deadline: the lease keeps nothing. False
+    /// when no such break is in progress.
+    pub fn lease_time_out(&mut self, id: &LeaseId) -> bool {
+        match self.leases.get_mut(id) {
+            Some(l) if l.breaking.is_some() => {
+                l.time_out(id, &mut self.log);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// An open's caching, for check mode.
+    pub fn caching_view(&self, key: &FileUid, persistent_id: u64) -> CachingView {
+        let Some(o) = self.files.get(key).and_then(|f| f.open(persistent_id)) else {
+            return CachingView::None;
+        };
+        if let Some(id) = o.lease {
+            return match self.leases.get(&id) {
+                Some(l) => CachingView::Lease {
+                    key: id.key,
+                    state: l.state,
+                    epoch: l.epoch,
+                    breaking: l.breaking.map(|b| (b.requested, b.required)),
+                },
+                None => CachingView::None,
+            };
+        }
+        match o.oplock.level {
+            level::NONE => CachingView::None,
+            l => CachingView::Oplock { level: l, breaking_to: o.oplock.breaking_to },
         }
     }
 
@@ -483,8 +553,9 @@ impl FileTable {
     /// progress; otherwise a new lease is made. W only when no other open
     /// (but stat opens and opens of the same lease) exists, H only when
     /// no other open holds an oplock. `v2_epoch` is the request's epoch
-    /// for a version 2 lease. The caller has checked that the key is not
-    /// in use on another file.
+    /// for a version 2 lease, `parent` its ParentLeaseKey when it has one.
+    /// The caller has checked that the key is not in use on another file.
+    #[allow(clippy::too_many_arguments)]
     pub fn grant_lease(
         &mut self,
         key: &FileUid,
@@ -492,6 +563,7 @@ impl FileTable {
         id: LeaseId,
         requested: u32,
         v2_epoch: Option<u16>,
+        parent: Option<[u8; 16]>,
         sink: oplock::BreakSink,
     ) -> LeaseGrant {
         let Some(f) = self.files.get_mut(key) else {
@@ -510,7 +582,20 @@ impl FileTable {
         if let Some(o) = f.open_mut(persistent_id) {
             o.lease = Some(id);
         }
-        let l = self.leases.entry(id).or_insert_with(|| Lease::new(*key, granted, v2_epoch));
+        let set = self.log.set();
+        let l = self.leases.entry(id).or_insert_with(|| {
+            let l = Lease::new(*key, granted, v2_epoch);
+            self.log.push(Delta::LeaseGranted {
+                set,
+                lease: id.model(),
+                file: *key,
+                parent: parent.filter(|_| l.v2).map(crate::model::LeaseKey),
+                version: if l.v2 { LeaseVersion::V2 } else { LeaseVersion::V1 },
+                state: l.state,
+                epoch: l.epoch,
+            });
+            l
+        });
         let existing = l.state;
         let upgrade = l.breaking.is_none() && existing & requested == existing && granted != existing && granted == requested;
         if upgrade {
@@ -518,6 +603,7 @@ impl FileTable {
             if l.v2 {
                 l.epoch = l.epoch.wrapping_add(1);
             }
+            self.log.push(Delta::LeaseChanged { set, lease: id.model(), state: l.state, epoch: l.epoch });
         }
         l.sink = Some(sink);
         LeaseGrant { state: l.state, epoch: l.epoch, breaking: l.breaking.is_some(), v2: l.v2 }
@@ -538,7 +624,7 @@ impl FileTable {
     /// state; STATUS_OBJECT_NAME_NOT_FOUND for an unknown lease, else as
     /// [`Lease::ack`].
     pub fn ack_lease(&mut self, id: &LeaseId, acked: u32) -> Result<u32, protocol::NtStatus> {
-        self.leases.get_mut(id).ok_or(protocol::NtStatus::OBJECT_NAME_NOT_FOUND)?.ack(id, acked)
+        self.leases.get_mut(id).ok_or(protocol::NtStatus::OBJECT_NAME_NOT_FOUND)?.ack(id, acked, &mut self.log)
     }
 
     /// An Oplock Break Acknowledgment ([MS-SMB2] 3.3.5.22.1): the new
@@ -563,6 +649,8 @@ impl FileTable {
         if new == level::NONE {
             o.oplock.sink = None;
         }
+        let level = OplockLevel::from_u8(new).unwrap_or(OplockLevel::None);
+        self.log.push(Delta::OplockSet { open: PersistentFileId(persistent_id), level });
         Ok(new)
     }
 

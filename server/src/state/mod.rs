@@ -148,7 +148,7 @@ impl Server {
             guid,
             start_time: now_filetime(),
             sessions: Mutex::new(HashMap::new()),
-            files: Mutex::new(files::FileTable::default()),
+            files: Mutex::new(files::FileTable::new(set)),
             durable: Mutex::new(HashMap::new()),
             notify: Mutex::new(notify::NotifyTable::default()),
             lock_released: tokio::sync::Notify::new(),

@@ -7,6 +7,23 @@
 //! makes (a connection lost, a retained handle expiring) are applied here
 //! by the code that makes them.
 //!
+//! # Oplocks and leases
+//!
+//! An oplock or lease is shared state: a break started by one request
+//! (another client's CREATE, a WRITE) changes opens and leases of other
+//! requests, its acknowledgement comes in on another connection, and a
+//! time-out comes from no request at all. For the model to see these
+//! changes in the order they were made, they are applied where they are
+//! made: the per-file table logs each ([`super::oplock::CachingLog`]), and
+//! the guard [`Server::files`] hands out applies the log to the model
+//! before it lets go of the table's lock (the model's lock ranks below
+//! it). Only the grant at CREATE is not logged: it rides in the open's own
+//! delta (`NewOpen::caching`), so that the open never exists in the model
+//! without it. A logged change of an open whose `OpenUp` has not been
+//! applied yet (its CREATE's answer is still on its way when another
+//! request breaks its new oplock) waits in the recorder and is applied
+//! right after that `OpenUp`.
+//!
 //! The model is the record of the long-lived state that a restart or a
 //! takeover restores; the runtime objects (`Session`, `Tree`, `Open`, the
 //! file table) still serve the requests. [`Server::check_model`] holds the
@@ -25,7 +42,8 @@
 //!   model is decoded and compared too;
 //! - when no request is in flight, the model is compared with the runtime
 //!   objects ([`Server::check_model`]): the same sessions, tree connects,
-//!   opens (connected and retained) and byte-range locks;
+//!   opens (connected and retained), byte-range locks, and each open's
+//!   oplock level or lease state, epoch and break in progress;
 //! - a delta that the model refuses is a mismatch too.
 //!
 //! The counts and the first mismatches are written to the file after every
@@ -34,15 +52,18 @@
 //! lines.
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::MutexGuard;
 
 use ids::SetId;
 use tracing::{error, warn};
 
 use super::{lock, Server};
+use super::files::{CachingView, FileTable};
 use crate::model::ids::IdParts;
-use crate::model::{Delta, Model};
+use crate::model::{Caching, Delta, Model, PersistentFileId};
 
 /// The environment variable that turns check mode on.
 pub const CHECK_ENV: &str = "DUET_CHECK_MODEL";
@@ -50,10 +71,18 @@ pub const CHECK_ENV: &str = "DUET_CHECK_MODEL";
 /// How many mismatch texts the report keeps.
 const KEEP_MISMATCHES: usize = 20;
 
+/// How many caching changes may wait for their open's `OpenUp` (see the
+/// module doc); past this the oldest is dropped (a defect: an `OpenUp`
+/// that never came).
+const MAX_WAITING: usize = 1024;
+
 /// The live model and, in check mode, its checker.
 pub struct Recorder {
     model: Model,
     check: Option<Checker>,
+    /// Caching changes of opens whose `OpenUp` is on its way, in the
+    /// order they were made.
+    waiting: Vec<Delta>,
 }
 
 /// Check mode's state (see the module doc).
@@ -84,7 +113,7 @@ impl Recorder {
             mismatches: 0,
             texts: Vec::new(),
         });
-        Recorder { model, check }
+        Recorder { model, check, waiting: Vec::new() }
     }
 
     /// The live model.
@@ -127,6 +156,62 @@ impl Recorder {
                     c.mismatch(format!("replica refused {d:?}: {e}"));
                 }
             }
+        }
+    }
+
+    /// Applies caching changes logged by the file table: each now, or,
+    /// when its open is not in the model yet (or an earlier change of it
+    /// waits), once the open's `OpenUp` has been applied.
+    fn apply_caching(&mut self, deltas: &[Delta]) {
+        let waits = |r: &Recorder, d: &Delta| {
+            caching_open(d).is_some_and(|id| {
+                r.model.open(id).is_none() || r.waiting.iter().any(|w| caching_open(w) == Some(id))
+            })
+        };
+        if !deltas.iter().any(|d| waits(self, d)) {
+            self.apply_now(deltas);
+            return;
+        }
+        let mut now = Vec::new();
+        for d in deltas {
+            if waits(self, d) {
+                if self.waiting.len() >= MAX_WAITING {
+                    let dropped = self.waiting.remove(0);
+                    warn!(?dropped, "state model: a caching change waited too long for its open");
+                    if let Some(c) = &mut self.check {
+                        c.mismatch(format!("dropped {dropped:?}: its open never came"));
+                    }
+                }
+                self.waiting.push(d.clone());
+            } else {
+                now.push(d.clone());
+            }
+        }
+        self.apply_now(&now);
+    }
+
+    /// Applies deltas that no request journals (check mode: the replica
+    /// gets them as their own batch).
+    fn apply_now(&mut self, deltas: &[Delta]) {
+        for d in deltas {
+            self.apply_one(d);
+        }
+        if self.check.is_some() {
+            self.replay(&Delta::encode_batch(deltas));
+        }
+    }
+
+    /// Applies the waiting caching changes whose open is in the model now.
+    fn release_waiting(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let (ready, still): (Vec<Delta>, Vec<Delta>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|d| caching_open(d).is_some_and(|id| self.model.open(id).is_some()));
+        self.waiting = still;
+        if !ready.is_empty() {
+            self.apply_now(&ready);
         }
     }
 
@@ -192,6 +277,14 @@ impl Checker {
         if std::fs::write(&tmp, s).and_then(|()| std::fs::rename(&tmp, &self.report)).is_err() {
             warn!(path = %self.report.display(), "cannot write the model check report");
         }
+    }
+}
+
+/// The open whose oplock a delta changes, if any.
+fn caching_open(d: &Delta) -> Option<PersistentFileId> {
+    match d {
+        Delta::OplockSet { open, .. } | Delta::OplockBreaking { open, .. } => Some(*open),
+        _ => None,
     }
 }
 
@@ -263,11 +356,36 @@ impl Server {
             r.apply_one(d);
         }
         r.replay(journaled);
+        r.release_waiting();
         r.check_replay();
         drop(r);
+        self.note_deadlines(deltas);
+    }
+
+    /// Applies the oplock and lease changes the file table logged (see
+    /// the module doc), with the table's lock still held: the model's lock
+    /// ranks below it.
+    fn apply_caching(&self, deltas: &[Delta]) {
+        let mut r = lock(&self.recorder);
+        r.apply_caching(deltas);
+        r.check_replay();
+        drop(r);
+        self.note_deadlines(deltas);
+    }
+
+    /// Wakes the scavenger when the deltas bring a new deadline.
+    fn note_deadlines(&self, deltas: &[Delta]) {
         if deltas.iter().any(|d| matches!(d, Delta::OpenDisconnected { .. } | Delta::OplockBreaking { .. } | Delta::LeaseBreaking { .. })) {
             self.deadlines.notify_one();
         }
+    }
+
+    /// The per-file table, locked ([`super::lock`]). The oplock and lease
+    /// changes made through the guard are applied to the state model
+    /// before the lock is let go (see the module doc): take the table
+    /// through this wherever oplocks or leases may change.
+    pub fn files(&self) -> FilesGuard<'_> {
+        FilesGuard { server: self, table: lock(&self.files) }
     }
 
     /// The share set this node's state is recorded under.
@@ -326,9 +444,10 @@ impl Server {
     /// Compares the model with the runtime objects: the same sessions (that
     /// completed authentication), tree connects of disk shares, opens of
     /// files (connected: by session, tree and volatile id; retained for a
-    /// reconnect: disconnected) and byte-range locks. Takes the session
-    /// table's, each session's, the retained opens', the file table's and
-    /// the model's locks, one at a time.
+    /// reconnect: disconnected), byte-range locks, and each open's oplock
+    /// (level, break in progress) or lease (key, state, epoch, break in
+    /// progress). Takes the session table's, each session's, the retained
+    /// opens', the file table's and the model's locks, one at a time.
     pub fn check_model(&self) -> Result<(), String> {
         // Where an open is attached (session and tree; none when retained),
         // and its volatile id.
@@ -336,6 +455,7 @@ impl Server {
         let mut live_sessions: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
         let mut live_opens: BTreeMap<u64, OpenView> = BTreeMap::new();
         let mut live_locks: BTreeMap<u64, Vec<(u64, u64, bool)>> = BTreeMap::new();
+        let mut live_caching: BTreeMap<u64, CachingView> = BTreeMap::new();
         let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
         let mut keys = Vec::new();
         for s in sessions.iter().filter(|s| s.up.load(Ordering::Acquire)) {
@@ -352,7 +472,7 @@ impl Server {
             live_opens.insert(*pid, (None, d.open.volatile_id));
             keys.extend(d.open.key.map(|k| (k, *pid)));
         }
-        {
+        let unrecorded = {
             let files = lock(&self.files);
             for (key, pid) in &keys {
                 let mut l: Vec<_> =
@@ -361,12 +481,17 @@ impl Server {
                     l.sort_unstable();
                     live_locks.insert(*pid, l);
                 }
+                live_caching.insert(*pid, files.caching_view(key, *pid));
             }
-        }
+            // Changes made under a plain `lock(&server.files)`, which
+            // applies nothing: a defect.
+            files.log.deltas().len()
+        };
         let model = self.model();
         let mut model_sessions: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
         let mut model_opens: BTreeMap<u64, OpenView> = BTreeMap::new();
         let mut model_locks: BTreeMap<u64, Vec<(u64, u64, bool)>> = BTreeMap::new();
+        let mut model_caching: BTreeMap<u64, CachingView> = BTreeMap::new();
         for set in model.sets() {
             let Some(p) = model.partition(set) else { continue };
             for s in p.sessions() {
@@ -377,6 +502,24 @@ impl Server {
             for o in p.opens() {
                 let attached = o.session().zip(o.tree()).map(|(s, t)| (s.0, t.0));
                 model_opens.insert(o.id().0, (attached, o.volatile().0));
+                let view = match o.caching() {
+                    Caching::None => CachingView::None,
+                    Caching::Oplock { level, breaking } => {
+                        CachingView::Oplock { level: level as u8, breaking_to: breaking.map(|b| b.to as u8) }
+                    }
+                    Caching::Lease(key) => {
+                        match p.lease(crate::model::LeaseId { client: o.info().client_guid, key }) {
+                            Some(l) => CachingView::Lease {
+                                key: key.0,
+                                state: l.state(),
+                                epoch: l.epoch(),
+                                breaking: l.breaking().map(|b| (b.to, b.required)),
+                            },
+                            None => CachingView::None,
+                        }
+                    }
+                };
+                model_caching.insert(o.id().0, view);
             }
             for f in p.files() {
                 for l in f.locks() {
@@ -391,6 +534,10 @@ impl Server {
         diff("session", &live_sessions, &model_sessions, &mut diffs);
         diff("open", &live_opens, &model_opens, &mut diffs);
         diff("locks of open", &live_locks, &model_locks, &mut diffs);
+        diff("caching of open", &live_caching, &model_caching, &mut diffs);
+        if unrecorded != 0 {
+            diffs.push(format!("{unrecorded} oplock or lease changes were never applied to the model"));
+        }
         if diffs.is_empty() {
             Ok(())
         } else {
@@ -414,4 +561,35 @@ fn diff<V: PartialEq + std::fmt::Debug>(what: &str, live: &BTreeMap<u64, V>, mod
         }
     }
     out.truncate(8);
+}
+
+/// The per-file table's lock, from [`Server::files`]: on drop, the oplock
+/// and lease changes logged meanwhile are applied to the state model, the
+/// table's lock still held.
+pub struct FilesGuard<'a> {
+    server: &'a Server,
+    table: MutexGuard<'a, FileTable>,
+}
+
+impl Deref for FilesGuard<'_> {
+    type Target = FileTable;
+
+    fn deref(&self) -> &FileTable {
+        &self.table
+    }
+}
+
+impl DerefMut for FilesGuard<'_> {
+    fn deref_mut(&mut self) -> &mut FileTable {
+        &mut self.table
+    }
+}
+
+impl Drop for FilesGuard<'_> {
+    fn drop(&mut self) {
+        if !self.table.log.is_empty() {
+            self.server.apply_caching(self.table.log.deltas());
+            self.table.log.clear();
+        }
+    }
 }
