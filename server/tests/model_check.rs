@@ -168,7 +168,6 @@ fn the_model_follows_oplock_breaks() {
             "smb2.oplock.batch1",
             "smb2.oplock.batch2",
             "smb2.oplock.batch10",
-            "smb2.oplock.batch22a",
             "smb2.oplock.brl1",
             "smb2.oplock.levelii500",
             "smb2.oplock.levelii502",
@@ -181,24 +180,21 @@ fn the_model_follows_oplock_breaks() {
 
 /// Lease grants (version 1 and 2, with epochs), upgrades, breaks that need
 /// an acknowledgement and breaks that do not, breaks that go on in steps
-/// after an acknowledgement, breaks by byte-range locks, and leases beside
-/// oplocks.
+/// after an acknowledgement, and a second break while one is in progress.
+/// (smbtorture's `break`, `oplock` and `lock1` pass too but spend 10 to 30
+/// s each waiting for breaks that must not come.)
 #[test]
 fn the_model_follows_lease_breaks() {
     assert_checked(
         &[
-            "smb2.lease.request",
             "smb2.lease.upgrade",
             "smb2.lease.upgrade2",
-            "smb2.lease.break",
             "smb2.lease.nobreakself",
-            "smb2.lease.oplock",
             "smb2.lease.multibreak",
             "smb2.lease.breaking1",
             "smb2.lease.breaking2",
             "smb2.lease.breaking3",
             "smb2.lease.breaking5",
-            "smb2.lease.lock1",
             "smb2.lease.v2_epoch1",
             "smb2.lease.v2_epoch2",
             "smb2.lease.complex1",
@@ -207,10 +203,11 @@ fn the_model_follows_lease_breaks() {
     );
 }
 
-/// A lease break nobody acknowledges times out by the model's deadline:
-/// the scavenger takes the lease's state away in the file table and the
-/// model at once (smbtorture waits out the 35 s).
+/// Oplock and lease breaks nobody acknowledges time out by the model's
+/// deadlines: the scavenger takes the oplock or the lease's state away in
+/// the file table and the model at once (smbtorture waits out the 35 s of
+/// each).
 #[test]
-fn the_model_follows_a_lease_break_time_out() {
-    assert_checked(&["smb2.lease.timeout"], 2);
+fn the_model_follows_break_time_outs() {
+    assert_checked(&["smb2.oplock.batch22a", "smb2.lease.timeout"], 2);
 }

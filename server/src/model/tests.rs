@@ -229,14 +229,16 @@ fn pick(m: &Model, c: &Choice, kind: u8, now: Timestamp) -> Option<Vec<Delta>> {
                 return None;
             }
             let file = nth(p.files().map(|f| f.uid()), c.c).unwrap_or(FileUid(c.c.into()));
+            // Version 2 leases carry an epoch, and may name a parent.
+            let v2 = c.c & 0x100 != 0;
             one(Delta::LeaseGranted {
                 set,
                 lease,
                 file,
-                parent: None,
-                version: LeaseVersion::V1,
+                parent: (v2 && c.c & 0x200 != 0).then_some(KEYS[(c.a % 3) as usize]),
+                version: if v2 { LeaseVersion::V2 } else { LeaseVersion::V1 },
                 state: c.c as u32 & 7,
-                epoch: 0,
+                epoch: if v2 { c.a as u16 } else { 0 },
             })
         }
         14 => {

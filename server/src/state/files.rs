@@ -184,6 +184,28 @@ pub enum CachingView {
     Lease { key: [u8; 16], state: u32, epoch: u16, breaking: Option<(u32, u32)> },
 }
 
+impl CachingView {
+    /// An open's caching as the state model has it.
+    pub fn of_model(p: &crate::model::Partition, o: &crate::model::OpenRecord) -> CachingView {
+        use crate::model::Caching;
+        match o.caching() {
+            Caching::None => CachingView::None,
+            Caching::Oplock { level, breaking } => {
+                CachingView::Oplock { level: level as u8, breaking_to: breaking.map(|b| b.to as u8) }
+            }
+            Caching::Lease(key) => match p.lease(crate::model::LeaseId { client: o.info().client_guid, key }) {
+                Some(l) => CachingView::Lease {
+                    key: key.0,
+                    state: l.state(),
+                    epoch: l.epoch(),
+                    breaking: l.breaking().map(|b| (b.to, b.required)),
+                },
+                None => CachingView::None,
+            },
+        }
+    }
+}
+
 /// What a lease request in a CREATE came to ([MS-SMB2] 2.2.14.2.10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseGrant {
@@ -1093,5 +1115,228 @@ mod tests {
         assert_eq!(holder(&mut t, k, 6, 7, level::BATCH), level::BATCH);
         t.disconnect_oplock(&k, 6);
         assert_eq!(t.break_for_open(&k, false, false, None).orphans, vec![6]);
+    }
+
+    /// A state model kept in step with a table the way the server keeps
+    /// it: each open enters with its grant (`OpenUp`), and the table's log
+    /// is applied after each operation.
+    struct Shadow {
+        model: crate::model::Model,
+        session: crate::model::SessionId,
+    }
+
+    const SET: ::ids::SetId = ::ids::SetId(0);
+    const CLIENT: [u8; 16] = [0xC1; 16];
+
+    impl Shadow {
+        fn new() -> Shadow {
+            use crate::model::*;
+            let mut model = Model::new();
+            model.add_set(SET, 5).unwrap();
+            let id = SessionId(model.partition(SET).unwrap().ids().peek(1).unwrap());
+            model
+                .apply(&Delta::SessionUp(Box::new(SessionInfo {
+                    id,
+                    owner: Owner { user: "u".into(), domain: "D".into() },
+                    guest: false,
+                    anonymous: false,
+                    client_guid: ClientGuid(CLIENT),
+                    dialect: 0x311,
+                    signing_algorithm: 0,
+                    cipher: 0,
+                    signing_required: false,
+                    encrypt_data: false,
+                    keys: SessionKeys::default(),
+                    created_at: Timestamp(1),
+                    expires_at: None,
+                })))
+                .unwrap();
+            let tree = TreeInfo { id: TreeId(1), share: "s".into(), encrypt: false, read_only: false, maximal_access: 0 };
+            model.apply(&Delta::TreeUp { session: id, tree }).unwrap();
+            Shadow { model, session: id }
+        }
+
+        /// The next persistent id.
+        fn next_id(&self) -> u64 {
+            self.model.partition(SET).unwrap().ids().peek(1).unwrap()
+        }
+
+        /// Adds an open of `k` to the table, grants it what `grant` gets
+        /// it, then records it in the model (after anything the grant
+        /// logged, as `Server::files` does).
+        fn open(&mut self, t: &mut FileTable, k: FileUid, grant: impl FnOnce(&mut FileTable, u64) -> super::super::deltas::Grant) -> u64 {
+            use crate::model::*;
+            let pid = self.next_id();
+            t.add_open(k, ino(k), OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, 7), crate::fs::Resolved::root());
+            let g = grant(t, pid);
+            self.sync(t);
+            let up = Delta::OpenUp(Box::new(NewOpen {
+                info: OpenInfo {
+                    persistent: PersistentFileId(pid),
+                    file: k,
+                    share: "s".into(),
+                    create_guid: None,
+                    client_guid: ClientGuid(CLIENT),
+                    app_instance_id: None,
+                    app_instance_version: None,
+                    owner: Owner { user: "u".into(), domain: "D".into() },
+                    durability: Durability::None,
+                    replay_eligible: false,
+                    granted_access: 0,
+                    share_access: 7,
+                    create_options: 0,
+                    is_dir: false,
+                },
+                path: "f".into(),
+                session: self.session,
+                tree: TreeId(1),
+                volatile: VolatileFileId(pid),
+                caching: Caching::None,
+                channel_sequence: 0,
+                delete_on_close: false,
+            }));
+            self.model.apply(&super::super::deltas::with_grant(up, g)).unwrap();
+            self.compare(t);
+            pid
+        }
+
+        /// Applies what the table logged.
+        fn sync(&mut self, t: &mut FileTable) {
+            for d in t.log.deltas() {
+                self.model.apply(d).unwrap_or_else(|e| panic!("{d:?} refused: {e}"));
+            }
+            t.log.clear();
+            self.model.check_invariants().unwrap();
+        }
+
+        /// Applies the log, then compares every open's caching.
+        fn compare(&mut self, t: &mut FileTable) {
+            self.sync(t);
+            let p = self.model.partition(SET).unwrap();
+            for o in p.opens() {
+                let live = t.caching_view(&o.info().file, o.id().0);
+                assert_eq!(live, CachingView::of_model(p, o), "open {:#x}", o.id().0);
+            }
+        }
+    }
+
+    fn sink(pid: u64) -> oplock::BreakSink {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = oplock::BreakSink {
+            tx: tx.downgrade(),
+            session_id: 1,
+            file_id: protocol::msg::FileId { persistent: pid, volatile: pid },
+            encrypt: None,
+        };
+        std::mem::forget((tx, rx));
+        sink
+    }
+
+    fn oplock(requested: u8) -> impl FnOnce(&mut FileTable, u64) -> super::super::deltas::Grant {
+        move |t, pid| {
+            let k = t.files.iter().find(|(_, f)| f.open(pid).is_some()).map(|(k, _)| *k).unwrap();
+            super::super::deltas::Grant::Oplock(t.grant_oplock(&k, pid, requested, sink(pid)))
+        }
+    }
+
+    fn lease(key: u8, state: u32, v2: Option<u16>) -> impl FnOnce(&mut FileTable, u64) -> super::super::deltas::Grant {
+        move |t, pid| {
+            let k = t.files.iter().find(|(_, f)| f.open(pid).is_some()).map(|(k, _)| *k).unwrap();
+            let id = LeaseId { client_guid: CLIENT, key: [key; 16] };
+            t.grant_lease(&k, pid, id, state, v2, v2.map(|_| [9; 16]), sink(pid));
+            super::super::deltas::Grant::Lease(id.key)
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_a_model_in_step_with_oplocks() {
+        let mut t = FileTable::default();
+        let mut m = Shadow::new();
+        let k = key(11, 1);
+        let a = m.open(&mut t, k, oplock(level::BATCH));
+        assert_eq!(t.oplock_level(&k, a), level::BATCH);
+        // A second open breaks the batch oplock to level II; it is
+        // acknowledged.
+        assert!(t.break_for_open(&k, false, false, None).wait);
+        m.compare(&mut t);
+        assert_eq!(t.ack_oplock(&k, a, level::II), Ok(level::II));
+        m.compare(&mut t);
+        let b = m.open(&mut t, k, oplock(level::II));
+        assert_eq!(t.oplock_level(&k, b), level::II);
+        // A write breaks both level II oplocks to none, without waiting.
+        t.break_level2(&k, b);
+        m.compare(&mut t);
+        assert_eq!((t.oplock_level(&k, a), t.oplock_level(&k, b)), (level::NONE, level::NONE));
+        // An exclusive oplock on another file whose break is not
+        // acknowledged: by the waiter's time-out, and by the model's
+        // deadline (the scavenger's way).
+        let k2 = key(11, 2);
+        let c = m.open(&mut t, k2, oplock(level::EXCLUSIVE));
+        assert!(t.break_for_open(&k2, false, false, None).wait);
+        m.compare(&mut t);
+        t.oplock_time_out(&k2);
+        m.compare(&mut t);
+        assert_eq!(t.oplock_level(&k2, c), level::NONE);
+        let k3 = key(11, 3);
+        let d = m.open(&mut t, k3, oplock(level::BATCH));
+        assert!(t.break_for_open(&k3, true, false, None).wait);
+        m.compare(&mut t);
+        assert!(t.oplock_time_out_open(d));
+        assert!(!t.oplock_time_out_open(d));
+        m.compare(&mut t);
+        // Closing drops what the open held, in both.
+        assert_eq!(t.remove_open(&k, a), None);
+        m.model.apply(&crate::model::Delta::OpenDown { open: crate::model::PersistentFileId(a) }).unwrap();
+        m.compare(&mut t);
+    }
+
+    #[test]
+    fn the_log_keeps_a_model_in_step_with_leases() {
+        use lease_state::{HANDLE_CACHING as H, READ_CACHING as R, WRITE_CACHING as W};
+        let mut t = FileTable::default();
+        let mut m = Shadow::new();
+        let k = key(12, 1);
+        // A version 2 lease with a parent, RWH.
+        let a = m.open(&mut t, k, lease(1, R | W | H, Some(4)));
+        assert_eq!(t.open_lease(&k, a).map(|(_, s)| s), Some(R | W | H));
+        // Another key's open breaks W (acknowledged), then an overwrite
+        // while that break is in progress needs everything gone.
+        let other = Some(LeaseId { client_guid: CLIENT, key: [2; 16] });
+        assert!(t.break_for_open(&k, false, false, other).wait);
+        m.compare(&mut t);
+        assert!(t.break_for_open(&k, true, false, other).wait);
+        m.compare(&mut t);
+        // RH acknowledged: the break goes on to R, then (no
+        // acknowledgement needed from R) to none.
+        let id = LeaseId { client_guid: CLIENT, key: [1; 16] };
+        assert_eq!(t.ack_lease(&id, R | H), Ok(R | H));
+        m.compare(&mut t);
+        assert_eq!(t.ack_lease(&id, R), Ok(R));
+        m.compare(&mut t);
+        assert_eq!(t.open_lease(&k, a).map(|(_, s)| s), Some(0));
+        // A second open with the same key joins the lease; one asking for
+        // more upgrades it.
+        let k2 = key(12, 2);
+        let b = m.open(&mut t, k2, lease(3, R, None));
+        let c = m.open(&mut t, k2, lease(3, R | H, None));
+        assert_eq!(t.open_lease(&k2, b).map(|(_, s)| s), Some(R | H));
+        assert_eq!(t.open_lease(&k2, c).map(|(_, s)| s), Some(R | H));
+        // A write by another key's open breaks R leases to none; nobody
+        // acknowledges in time.
+        let d = m.open(&mut t, k2, lease(4, R, None));
+        t.break_level2(&k2, d);
+        m.compare(&mut t);
+        assert!(t.lease_time_out(&LeaseId { client_guid: CLIENT, key: [3; 16] }));
+        m.compare(&mut t);
+        assert_eq!(t.open_lease(&k2, b).map(|(_, s)| s), Some(0));
+        // The lease goes with its last open, in both.
+        for pid in [b, c] {
+            t.remove_open(&k2, pid);
+            m.model.apply(&crate::model::Delta::OpenDown { open: crate::model::PersistentFileId(pid) }).unwrap();
+        }
+        m.compare(&mut t);
+        let lid = crate::model::LeaseId { client: crate::model::ClientGuid(CLIENT), key: crate::model::LeaseKey([3; 16]) };
+        assert!(m.model.partition(SET).unwrap().lease(lid).is_none());
+        assert_eq!(t.lease_file(&LeaseId { client_guid: CLIENT, key: [3; 16] }), None);
     }
 }

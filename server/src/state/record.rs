@@ -63,7 +63,7 @@ use tracing::{error, warn};
 use super::{lock, Server};
 use super::files::{CachingView, FileTable};
 use crate::model::ids::IdParts;
-use crate::model::{Caching, Delta, Model, PersistentFileId};
+use crate::model::{Delta, Model, PersistentFileId};
 
 /// The environment variable that turns check mode on.
 pub const CHECK_ENV: &str = "DUET_CHECK_MODEL";
@@ -502,24 +502,7 @@ impl Server {
             for o in p.opens() {
                 let attached = o.session().zip(o.tree()).map(|(s, t)| (s.0, t.0));
                 model_opens.insert(o.id().0, (attached, o.volatile().0));
-                let view = match o.caching() {
-                    Caching::None => CachingView::None,
-                    Caching::Oplock { level, breaking } => {
-                        CachingView::Oplock { level: level as u8, breaking_to: breaking.map(|b| b.to as u8) }
-                    }
-                    Caching::Lease(key) => {
-                        match p.lease(crate::model::LeaseId { client: o.info().client_guid, key }) {
-                            Some(l) => CachingView::Lease {
-                                key: key.0,
-                                state: l.state(),
-                                epoch: l.epoch(),
-                                breaking: l.breaking().map(|b| (b.to, b.required)),
-                            },
-                            None => CachingView::None,
-                        }
-                    }
-                };
-                model_caching.insert(o.id().0, view);
+                model_caching.insert(o.id().0, CachingView::of_model(p, o));
             }
             for f in p.files() {
                 for l in f.locks() {
