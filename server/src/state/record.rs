@@ -202,17 +202,20 @@ impl Recorder {
     }
 
     /// Applies the waiting caching changes whose open is in the model now.
-    fn release_waiting(&mut self) {
+    /// True when one of them starts a break (a new deadline).
+    fn release_waiting(&mut self) -> bool {
         if self.waiting.is_empty() {
-            return;
+            return false;
         }
         let (ready, still): (Vec<Delta>, Vec<Delta>) = std::mem::take(&mut self.waiting)
             .into_iter()
             .partition(|d| caching_open(d).is_some_and(|id| self.model.open(id).is_some()));
         self.waiting = still;
-        if !ready.is_empty() {
-            self.apply_now(&ready);
+        if ready.is_empty() {
+            return false;
         }
+        self.apply_now(&ready);
+        ready.iter().any(|d| matches!(d, Delta::OplockBreaking { .. }))
     }
 
     /// Check mode: applies a batch as the journal has it to the replica.
@@ -356,10 +359,13 @@ impl Server {
             r.apply_one(d);
         }
         r.replay(journaled);
-        r.release_waiting();
+        let released_deadline = r.release_waiting();
         r.check_replay();
         drop(r);
         self.note_deadlines(deltas);
+        if released_deadline {
+            self.deadlines.notify_one();
+        }
     }
 
     /// Applies the oplock and lease changes the file table logged (see
@@ -574,5 +580,90 @@ impl Drop for FilesGuard<'_> {
             self.server.apply_caching(self.table.log.deltas());
             self.table.log.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    const SET: SetId = SetId(0);
+
+    /// A recorder whose model has a session with a tree connect.
+    fn recorder() -> (Recorder, SessionId) {
+        let mut r = Recorder::new(SET, 3);
+        let id = SessionId(r.model.partition(SET).unwrap().ids().peek(1).unwrap());
+        r.apply_one(&Delta::SessionUp(Box::new(SessionInfo {
+            id,
+            owner: Owner { user: "u".into(), domain: "D".into() },
+            guest: false,
+            anonymous: false,
+            client_guid: ClientGuid([1; 16]),
+            dialect: 0x311,
+            signing_algorithm: 0,
+            cipher: 0,
+            signing_required: false,
+            encrypt_data: false,
+            keys: SessionKeys::default(),
+            created_at: Timestamp(1),
+            expires_at: None,
+        })));
+        let tree = TreeInfo { id: TreeId(1), share: "s".into(), encrypt: false, read_only: false, maximal_access: 0 };
+        r.apply_one(&Delta::TreeUp { session: id, tree });
+        (r, id)
+    }
+
+    fn open_up(session: SessionId, pid: u64, caching: Caching) -> Delta {
+        Delta::OpenUp(Box::new(NewOpen {
+            info: OpenInfo {
+                persistent: PersistentFileId(pid),
+                file: FileUid(7),
+                share: "s".into(),
+                create_guid: None,
+                client_guid: ClientGuid([1; 16]),
+                app_instance_id: None,
+                app_instance_version: None,
+                owner: Owner { user: "u".into(), domain: "D".into() },
+                durability: Durability::None,
+                replay_eligible: false,
+                granted_access: 0,
+                share_access: 7,
+                create_options: 0,
+                is_dir: false,
+            },
+            path: "f".into(),
+            session,
+            tree: TreeId(1),
+            volatile: VolatileFileId(pid),
+            caching,
+            channel_sequence: 0,
+            delete_on_close: false,
+        }))
+    }
+
+    /// Another request breaks a new open's batch oplock, and the holder
+    /// acknowledges, before the CREATE's own delta has been applied: both
+    /// changes wait for it, then apply in order.
+    #[test]
+    fn caching_changes_of_an_open_on_its_way_wait_for_it() {
+        let (mut r, session) = recorder();
+        let pid = r.model.partition(SET).unwrap().ids().peek(1).unwrap();
+        let open = PersistentFileId(pid);
+        let breaking = Delta::OplockBreaking { open, to: OplockLevel::II, deadline: Timestamp(99) };
+        r.apply_caching(std::slice::from_ref(&breaking));
+        assert_eq!(r.waiting, [breaking]);
+        r.apply_caching(&[Delta::OplockSet { open, level: OplockLevel::II }]);
+        assert_eq!(r.waiting.len(), 2);
+        r.apply_one(&open_up(session, pid, Caching::Oplock { level: OplockLevel::Batch, breaking: None }));
+        assert!(r.release_waiting());
+        assert!(r.waiting.is_empty());
+        let o = r.model.open(open).unwrap();
+        assert_eq!(o.caching(), Caching::Oplock { level: OplockLevel::II, breaking: None });
+        // An open the model has is changed at once.
+        r.apply_caching(&[Delta::OplockSet { open, level: OplockLevel::None }]);
+        assert!(r.waiting.is_empty());
+        assert_eq!(r.model.open(open).unwrap().caching(), Caching::None);
+        assert!(!r.release_waiting());
     }
 }
