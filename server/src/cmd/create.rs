@@ -792,7 +792,7 @@ impl Drop for Reservation<'_> {
         if self.kept {
             return;
         }
-        let doomed = lock(&self.server.files).remove_open(&self.key, self.id);
+        let doomed = self.server.files().remove_open(&self.key, self.id);
         if let Some(p) = doomed {
             let fs = &self.share.fs;
             let _ = if self.is_dir { fs.rmdir(&p) } else { fs.unlink(&p) };

@@ -317,15 +317,16 @@ impl FileTable {
     }
 
     /// Removes an open. Returns the file's path when it was the last open
-    /// and a delete is pending: the caller then deletes the file.
+    /// and a delete is pending: the caller then deletes the file. A lease
+    /// that loses its last open goes too (logged: `LeaseGone`).
     pub fn remove_open(&mut self, key: &FileUid, persistent_id: u64) -> Option<crate::fs::Resolved> {
         let f = self.files.get_mut(key)?;
         let lease = f.open(persistent_id).and_then(|o| o.lease);
         f.opens.retain(|o| o.persistent_id != persistent_id);
         release_locks(f, persistent_id);
         if let Some(id) = lease {
-            if !f.opens.iter().any(|o| o.lease == Some(id)) {
-                self.leases.remove(&id);
+            if !f.opens.iter().any(|o| o.lease == Some(id)) && self.leases.remove(&id).is_some() {
+                self.log.push(Delta::LeaseGone { set: self.log.set(), lease: id.model() });
             }
         }
         if f.opens.is_empty() {

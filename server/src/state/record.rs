@@ -19,10 +19,22 @@
 //! before it lets go of the table's lock (the model's lock ranks below
 //! it). Only the grant at CREATE is not logged: it rides in the open's own
 //! delta (`NewOpen::caching`), so that the open never exists in the model
-//! without it. A logged change of an open whose `OpenUp` has not been
-//! applied yet (its CREATE's answer is still on its way when another
-//! request breaks its new oplock) waits in the recorder and is applied
-//! right after that `OpenUp`.
+//! without it. A lease ends with the table's `LeaseGone` when its last
+//! open closes, not with that open's `OpenDown`.
+//!
+//! The opens themselves still come and go with their requests' deltas
+//! (`OpenUp`, `OpenDown`), which the pipeline applies a little after the
+//! table changed. Where the two paths meet, the recorder holds a change
+//! back until what it needs has been applied (`Waiting`): a change of
+//! an open whose `OpenUp` is on its way (another request broke the new
+//! open's oplock before its CREATE was answered); a lease's end while the
+//! `OpenDown` of its last open is on its way; any later change of that
+//! open or lease; and a request's batch whose new open uses a lease with
+//! a change waiting (the lease was ended and made anew by the time the
+//! new open's CREATE was answered). So the model goes through the changes
+//! of each open and lease in the order the table made them, and an open
+//! that joins a lease while the lease's other open closes finds it still
+//! there.
 //!
 //! The model is the record of the long-lived state that a restart or a
 //! takeover restores; the runtime objects (`Session`, `Tree`, `Open`, the
@@ -63,7 +75,7 @@ use tracing::{error, warn};
 use super::{lock, Server};
 use super::files::{CachingView, FileTable};
 use crate::model::ids::IdParts;
-use crate::model::{Delta, Model, PersistentFileId};
+use crate::model::{Caching, Delta, Model, PersistentFileId};
 
 /// The environment variable that turns check mode on.
 pub const CHECK_ENV: &str = "DUET_CHECK_MODEL";
@@ -80,9 +92,60 @@ const MAX_WAITING: usize = 1024;
 pub struct Recorder {
     model: Model,
     check: Option<Checker>,
-    /// Caching changes of opens whose `OpenUp` is on its way, in the
-    /// order they were made.
-    waiting: Vec<Delta>,
+    /// Changes that wait for others to be applied first, in the order
+    /// they came ([`Waiting`]).
+    waiting: Vec<Waiting>,
+}
+
+/// A change the recorder holds back, so that the model sees the changes
+/// of an open or a lease in the order the file table made them (see the
+/// module doc): an oplock change of an open whose `OpenUp` is on its way;
+/// a lease's end (`LeaseGone`) while the `OpenDown` of its last open is on
+/// its way; anything of a lease or open that has a change waiting already;
+/// and a request's batch whose new open uses such a lease (check mode:
+/// with its journaled bytes, which the replica then gets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Waiting {
+    Logged(Delta),
+    Batch(Vec<Delta>, Vec<u8>),
+}
+
+/// What a waiting change holds back: later changes of the same open or
+/// lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Open(PersistentFileId),
+    Lease(crate::model::LeaseId),
+}
+
+impl Waiting {
+    fn keys(&self) -> Vec<Key> {
+        match self {
+            Waiting::Logged(d) => Waiting::keys_of(d),
+            Waiting::Batch(deltas, _) => deltas.iter().flat_map(Waiting::keys_of).collect(),
+        }
+    }
+
+    /// The open or lease whose order a delta takes part in: an oplock
+    /// change's open, a lease change's lease, a new open and its lease.
+    fn keys_of(d: &Delta) -> Vec<Key> {
+        match d {
+            Delta::OplockSet { open, .. } | Delta::OplockBreaking { open, .. } => vec![Key::Open(*open)],
+            Delta::LeaseGranted { lease, .. }
+            | Delta::LeaseChanged { lease, .. }
+            | Delta::LeaseBreaking { lease, .. }
+            | Delta::LeaseAcked { lease, .. }
+            | Delta::LeaseGone { lease, .. } => vec![Key::Lease(*lease)],
+            Delta::OpenUp(n) => match n.caching {
+                Caching::Lease(key) => vec![
+                    Key::Open(n.info.persistent),
+                    Key::Lease(crate::model::LeaseId { client: n.info.client_guid, key }),
+                ],
+                _ => vec![Key::Open(n.info.persistent)],
+            },
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Check mode's state (see the module doc).
@@ -159,35 +222,65 @@ impl Recorder {
         }
     }
 
-    /// Applies caching changes logged by the file table: each now, or,
-    /// when its open is not in the model yet (or an earlier change of it
-    /// waits), once the open's `OpenUp` has been applied.
+    /// Applies oplock and lease changes logged by the file table, each now
+    /// or, when it must wait (see [`Waiting`]), once what it waits for has
+    /// been applied.
     fn apply_caching(&mut self, deltas: &[Delta]) {
-        let waits = |r: &Recorder, d: &Delta| {
-            caching_open(d).is_some_and(|id| {
-                r.model.open(id).is_none() || r.waiting.iter().any(|w| caching_open(w) == Some(id))
-            })
-        };
-        if !deltas.iter().any(|d| waits(self, d)) {
+        if !deltas.iter().any(|d| self.must_wait(d)) {
             self.apply_now(deltas);
             return;
         }
         let mut now = Vec::new();
         for d in deltas {
-            if waits(self, d) {
-                if self.waiting.len() >= MAX_WAITING {
-                    let dropped = self.waiting.remove(0);
-                    warn!(?dropped, "state model: a caching change waited too long for its open");
-                    if let Some(c) = &mut self.check {
-                        c.mismatch(format!("dropped {dropped:?}: its open never came"));
-                    }
-                }
-                self.waiting.push(d.clone());
+            if self.must_wait(d) {
+                self.wait(Waiting::Logged(d.clone()));
             } else {
                 now.push(d.clone());
             }
         }
         self.apply_now(&now);
+    }
+
+    /// Does a logged change wait: for an earlier waiting change of the same
+    /// open or lease, or for what it needs?
+    fn must_wait(&self, d: &Delta) -> bool {
+        self.blocked(&Waiting::keys_of(d)) || !self.ready(d)
+    }
+
+    /// Does a request's batch wait: does a new open in it use a lease that
+    /// has changes waiting (a lease made anew while the old one with its
+    /// key waits to go)?
+    fn batch_waits(&self, deltas: &[Delta]) -> bool {
+        !self.waiting.is_empty()
+            && deltas.iter().any(|d| matches!(d, Delta::OpenUp(_)) && self.blocked(&Waiting::keys_of(d)))
+    }
+
+    /// Has an open or lease of `keys` a change waiting?
+    fn blocked(&self, keys: &[Key]) -> bool {
+        !keys.is_empty() && self.waiting.iter().any(|w| w.keys().iter().any(|k| keys.contains(k)))
+    }
+
+    /// Can a logged change apply now, as far as the model goes: an open's
+    /// oplock once the open is in; a lease's end once no open uses it.
+    fn ready(&self, d: &Delta) -> bool {
+        match d {
+            Delta::OplockSet { open, .. } | Delta::OplockBreaking { open, .. } => self.model.open(*open).is_some(),
+            Delta::LeaseGone { set, lease } => {
+                self.model.partition(*set).is_none_or(|p| p.lease_opens(*lease).next().is_none())
+            }
+            _ => true,
+        }
+    }
+
+    fn wait(&mut self, w: Waiting) {
+        if self.waiting.len() >= MAX_WAITING {
+            let dropped = self.waiting.remove(0);
+            warn!(?dropped, "state model: a change waited too long");
+            if let Some(c) = &mut self.check {
+                c.mismatch(format!("dropped {dropped:?}: what it waited for never came"));
+            }
+        }
+        self.waiting.push(w);
     }
 
     /// Applies deltas that no request journals (check mode: the replica
@@ -196,26 +289,53 @@ impl Recorder {
         for d in deltas {
             self.apply_one(d);
         }
-        if self.check.is_some() {
+        if self.check.is_some() && !deltas.is_empty() {
             self.replay(&Delta::encode_batch(deltas));
         }
     }
 
-    /// Applies the waiting caching changes whose open is in the model now.
-    /// True when one of them starts a break (a new deadline).
+    /// Applies a request's batch: its deltas, then (check mode) its bytes
+    /// to the replica.
+    fn apply_batch(&mut self, deltas: &[Delta], journaled: &[u8]) {
+        for d in deltas {
+            self.apply_one(d);
+        }
+        self.replay(journaled);
+    }
+
+    /// Applies, in order, the waiting changes that can go now: those whose
+    /// needs are met and that no earlier waiting change of the same open
+    /// or lease holds back, until none can. True when one of them starts a
+    /// break (a new deadline).
     fn release_waiting(&mut self) -> bool {
-        if self.waiting.is_empty() {
-            return false;
+        let mut deadline = false;
+        loop {
+            let mut held: Vec<Key> = Vec::new();
+            let mut next = None;
+            for (i, w) in self.waiting.iter().enumerate() {
+                let keys = w.keys();
+                let free = !keys.iter().any(|k| held.contains(k));
+                let ready = match w {
+                    Waiting::Logged(d) => self.ready(d),
+                    Waiting::Batch(..) => true,
+                };
+                if free && ready {
+                    next = Some(i);
+                    break;
+                }
+                held.extend(keys);
+            }
+            let Some(i) = next else {
+                return deadline;
+            };
+            match self.waiting.remove(i) {
+                Waiting::Logged(d) => {
+                    deadline |= matches!(d, Delta::OplockBreaking { .. } | Delta::LeaseBreaking { .. });
+                    self.apply_now(std::slice::from_ref(&d));
+                }
+                Waiting::Batch(deltas, journaled) => self.apply_batch(&deltas, &journaled),
+            }
         }
-        let (ready, still): (Vec<Delta>, Vec<Delta>) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition(|d| caching_open(d).is_some_and(|id| self.model.open(id).is_some()));
-        self.waiting = still;
-        if ready.is_empty() {
-            return false;
-        }
-        self.apply_now(&ready);
-        ready.iter().any(|d| matches!(d, Delta::OplockBreaking { .. }))
     }
 
     /// Check mode: applies a batch as the journal has it to the replica.
@@ -283,14 +403,6 @@ impl Checker {
     }
 }
 
-/// The open whose oplock a delta changes, if any.
-fn caching_open(d: &Delta) -> Option<PersistentFileId> {
-    match d {
-        Delta::OplockSet { open, .. } | Delta::OplockBreaking { open, .. } => Some(*open),
-        _ => None,
-    }
-}
-
 /// The id a delta brings into the model, if any.
 fn new_id(d: &Delta) -> Option<u64> {
     match d {
@@ -355,10 +467,11 @@ impl Server {
             return;
         }
         let mut r = lock(&self.recorder);
-        for d in deltas {
-            r.apply_one(d);
+        if r.batch_waits(deltas) {
+            r.wait(Waiting::Batch(deltas.to_vec(), journaled.to_vec()));
+        } else {
+            r.apply_batch(deltas, journaled);
         }
-        r.replay(journaled);
         let released_deadline = r.release_waiting();
         r.check_replay();
         drop(r);
@@ -374,6 +487,7 @@ impl Server {
     fn apply_caching(&self, deltas: &[Delta]) {
         let mut r = lock(&self.recorder);
         r.apply_caching(deltas);
+        r.release_waiting();
         r.check_replay();
         drop(r);
         self.note_deadlines(deltas);
@@ -615,10 +729,14 @@ mod tests {
     }
 
     fn open_up(session: SessionId, pid: u64, caching: Caching) -> Delta {
+        open_of(session, pid, 7, caching)
+    }
+
+    fn open_of(session: SessionId, pid: u64, file: u128, caching: Caching) -> Delta {
         Delta::OpenUp(Box::new(NewOpen {
             info: OpenInfo {
                 persistent: PersistentFileId(pid),
-                file: FileUid(7),
+                file: FileUid(file),
                 share: "s".into(),
                 create_guid: None,
                 client_guid: ClientGuid([1; 16]),
@@ -652,10 +770,10 @@ mod tests {
         let open = PersistentFileId(pid);
         let breaking = Delta::OplockBreaking { open, to: OplockLevel::II, deadline: Timestamp(99) };
         r.apply_caching(std::slice::from_ref(&breaking));
-        assert_eq!(r.waiting, [breaking]);
+        assert_eq!(r.waiting, [Waiting::Logged(breaking)]);
         r.apply_caching(&[Delta::OplockSet { open, level: OplockLevel::II }]);
         assert_eq!(r.waiting.len(), 2);
-        r.apply_one(&open_up(session, pid, Caching::Oplock { level: OplockLevel::Batch, breaking: None }));
+        r.apply_batch(&[open_up(session, pid, Caching::Oplock { level: OplockLevel::Batch, breaking: None })], &[]);
         assert!(r.release_waiting());
         assert!(r.waiting.is_empty());
         let o = r.model.open(open).unwrap();
@@ -665,5 +783,70 @@ mod tests {
         assert!(r.waiting.is_empty());
         assert_eq!(r.model.open(open).unwrap().caching(), Caching::None);
         assert!(!r.release_waiting());
+    }
+
+    fn granted(file: u128) -> Delta {
+        Delta::LeaseGranted {
+            set: SET,
+            lease: LeaseId { client: ClientGuid([1; 16]), key: LeaseKey([5; 16]) },
+            file: FileUid(file),
+            parent: None,
+            version: LeaseVersion::V1,
+            state: 7,
+            epoch: 0,
+        }
+    }
+
+    /// A lease's last open closes and, before that CLOSE's own delta is
+    /// applied, the same client makes the lease anew (on another file) for
+    /// a new open: the lease's end waits for the `OpenDown`, the new lease
+    /// for the end, and the new open for the new lease.
+    #[test]
+    fn a_lease_ends_and_is_made_anew_in_the_order_the_table_did_it() {
+        let (mut r, session) = recorder();
+        let lease = LeaseId { client: ClientGuid([1; 16]), key: LeaseKey([5; 16]) };
+        let gone = Delta::LeaseGone { set: SET, lease };
+        r.apply_caching(&[granted(7)]);
+        let b = r.model.partition(SET).unwrap().ids().peek(1).unwrap();
+        r.apply_batch(&[open_of(session, b, 7, Caching::Lease(lease.key))], &[]);
+        // B closes: the table drops the lease, then makes it anew for A.
+        r.apply_caching(std::slice::from_ref(&gone));
+        r.apply_caching(&[granted(8)]);
+        assert_eq!(r.waiting.len(), 2);
+        let a = r.model.partition(SET).unwrap().ids().peek(2).unwrap();
+        let a_up = [open_of(session, a, 8, Caching::Lease(lease.key))];
+        // A's CREATE answers first: its open waits for its lease.
+        assert!(r.batch_waits(&a_up));
+        r.wait(Waiting::Batch(a_up.to_vec(), Vec::new()));
+        assert!(!r.release_waiting());
+        assert_eq!(r.model.partition(SET).unwrap().lease(lease).unwrap().file(), FileUid(7));
+        // B's CLOSE lands: everything follows, in order.
+        r.apply_batch(&[Delta::OpenDown { open: PersistentFileId(b) }], &[]);
+        r.release_waiting();
+        assert!(r.waiting.is_empty());
+        let p = r.model.partition(SET).unwrap();
+        assert_eq!(p.lease(lease).unwrap().file(), FileUid(8));
+        assert_eq!(p.lease_opens(lease).map(|o| o.id().0).collect::<Vec<_>>(), [a]);
+        r.model.check_invariants().unwrap();
+    }
+
+    /// An open joins a lease while the lease's other open closes, and
+    /// the CLOSE's delta lands first: the lease stays (it is not the
+    /// `OpenDown` that ends a lease, the table's `LeaseGone` is).
+    #[test]
+    fn a_lease_joined_on_the_way_outlives_its_other_open() {
+        let (mut r, session) = recorder();
+        let lease = LeaseId { client: ClientGuid([1; 16]), key: LeaseKey([5; 16]) };
+        r.apply_caching(&[granted(7)]);
+        let b = r.model.partition(SET).unwrap().ids().peek(1).unwrap();
+        r.apply_batch(&[open_of(session, b, 7, Caching::Lease(lease.key))], &[]);
+        let a = r.model.partition(SET).unwrap().ids().peek(1).unwrap();
+        r.apply_batch(&[Delta::OpenDown { open: PersistentFileId(b) }], &[]);
+        let up = [open_of(session, a, 7, Caching::Lease(lease.key))];
+        assert!(!r.batch_waits(&up));
+        r.apply_batch(&up, &[]);
+        assert!(r.waiting.is_empty());
+        assert_eq!(r.model.partition(SET).unwrap().lease_opens(lease).count(), 1);
+        r.model.check_invariants().unwrap();
     }
 }
