@@ -564,6 +564,11 @@ impl FileTable {
         }
     }
 
+    /// Every lease's id (for check mode).
+    pub fn lease_ids(&self) -> impl Iterator<Item = &LeaseId> {
+        self.leases.keys()
+    }
+
     /// The file a lease's opens are of, if the lease exists.
     pub fn lease_file(&self, id: &LeaseId) -> Option<FileUid> {
         self.leases.get(id).map(|l| l.file)

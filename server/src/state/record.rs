@@ -244,7 +244,7 @@ impl Recorder {
     /// Does a logged change wait: for an earlier waiting change of the same
     /// open or lease, or for what it needs?
     fn must_wait(&self, d: &Delta) -> bool {
-        self.blocked(&Waiting::keys_of(d)) || !self.ready(d)
+        !self.ready(d) || (!self.waiting.is_empty() && self.blocked(&Waiting::keys_of(d)))
     }
 
     /// Does a request's batch wait: does a new open in it use a lease that
@@ -566,7 +566,7 @@ impl Server {
     /// files (connected: by session, tree and volatile id; retained for a
     /// reconnect: disconnected), byte-range locks, and each open's oplock
     /// (level, break in progress) or lease (key, state, epoch, break in
-    /// progress). Takes the session table's, each session's, the retained
+    /// progress), and the same leases. Takes the session table's, each session's, the retained
     /// opens', the file table's and the model's locks, one at a time.
     pub fn check_model(&self) -> Result<(), String> {
         // Where an open is attached (session and tree; none when retained),
@@ -592,8 +592,10 @@ impl Server {
             live_opens.insert(*pid, (None, d.open.volatile_id));
             keys.extend(d.open.key.map(|k| (k, *pid)));
         }
+        let mut live_leases: Vec<([u8; 16], [u8; 16])> = Vec::new();
         let unrecorded = {
             let files = lock(&self.files);
+            live_leases.extend(files.lease_ids().map(|id| (id.client_guid, id.key)));
             for (key, pid) in &keys {
                 let mut l: Vec<_> =
                     files.locks(key).iter().filter(|l| l.persistent_id == *pid).map(|l| (l.offset, l.length, l.exclusive)).collect();
@@ -612,8 +614,10 @@ impl Server {
         let mut model_opens: BTreeMap<u64, OpenView> = BTreeMap::new();
         let mut model_locks: BTreeMap<u64, Vec<(u64, u64, bool)>> = BTreeMap::new();
         let mut model_caching: BTreeMap<u64, CachingView> = BTreeMap::new();
+        let mut model_leases: Vec<([u8; 16], [u8; 16])> = Vec::new();
         for set in model.sets() {
             let Some(p) = model.partition(set) else { continue };
+            model_leases.extend(p.leases().map(|l| (l.id().client.0, l.id().key.0)));
             for s in p.sessions() {
                 let mut trees: Vec<u32> = s.trees().map(|t| t.id.0).collect();
                 trees.sort_unstable();
@@ -638,6 +642,11 @@ impl Server {
         diff("open", &live_opens, &model_opens, &mut diffs);
         diff("locks of open", &live_locks, &model_locks, &mut diffs);
         diff("caching of open", &live_caching, &model_caching, &mut diffs);
+        live_leases.sort_unstable();
+        model_leases.sort_unstable();
+        if live_leases != model_leases {
+            diffs.push(format!("the lease tables differ: live {live_leases:?}, model {model_leases:?}"));
+        }
         if unrecorded != 0 {
             diffs.push(format!("{unrecorded} oplock or lease changes were never applied to the model"));
         }
