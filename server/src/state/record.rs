@@ -83,9 +83,8 @@ pub const CHECK_ENV: &str = "DUET_CHECK_MODEL";
 /// How many mismatch texts the report keeps.
 const KEEP_MISMATCHES: usize = 20;
 
-/// How many caching changes may wait for their open's `OpenUp` (see the
-/// module doc); past this the oldest is dropped (a defect: an `OpenUp`
-/// that never came).
+/// How many changes may wait ([`Waiting`]); past this the oldest is
+/// dropped (a defect: what it waited for never came).
 const MAX_WAITING: usize = 1024;
 
 /// The live model and, in check mode, its checker.
@@ -487,10 +486,13 @@ impl Server {
     fn apply_caching(&self, deltas: &[Delta]) {
         let mut r = lock(&self.recorder);
         r.apply_caching(deltas);
-        r.release_waiting();
+        let released_deadline = r.release_waiting();
         r.check_replay();
         drop(r);
         self.note_deadlines(deltas);
+        if released_deadline {
+            self.deadlines.notify_one();
+        }
     }
 
     /// Wakes the scavenger when the deltas bring a new deadline.
@@ -564,10 +566,11 @@ impl Server {
     /// Compares the model with the runtime objects: the same sessions (that
     /// completed authentication), tree connects of disk shares, opens of
     /// files (connected: by session, tree and volatile id; retained for a
-    /// reconnect: disconnected), byte-range locks, and each open's oplock
+    /// reconnect: disconnected), byte-range locks, each open's oplock
     /// (level, break in progress) or lease (key, state, epoch, break in
-    /// progress), and the same leases. Takes the session table's, each session's, the retained
-    /// opens', the file table's and the model's locks, one at a time.
+    /// progress), and the same leases; and nothing waits in the recorder.
+    /// Takes the session table's, each session's, the retained opens', the
+    /// file table's and the model's locks, one at a time.
     pub fn check_model(&self) -> Result<(), String> {
         // Where an open is attached (session and tree; none when retained),
         // and its volatile id.
@@ -609,7 +612,10 @@ impl Server {
             // applies nothing: a defect.
             files.log.deltas().len()
         };
-        let model = self.model();
+        let (model, waiting) = {
+            let r = lock(&self.recorder);
+            (r.model().clone(), r.waiting.len())
+        };
         let mut model_sessions: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
         let mut model_opens: BTreeMap<u64, OpenView> = BTreeMap::new();
         let mut model_locks: BTreeMap<u64, Vec<(u64, u64, bool)>> = BTreeMap::new();
@@ -646,6 +652,9 @@ impl Server {
         model_leases.sort_unstable();
         if live_leases != model_leases {
             diffs.push(format!("the lease tables differ: live {live_leases:?}, model {model_leases:?}"));
+        }
+        if waiting != 0 {
+            diffs.push(format!("{waiting} changes still wait in the recorder"));
         }
         if unrecorded != 0 {
             diffs.push(format!("{unrecorded} oplock or lease changes were never applied to the model"));
