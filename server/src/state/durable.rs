@@ -128,10 +128,11 @@ fn break_time_outs(server: &Server, due: &[Delta]) -> bool {
             }
             _ => continue,
         };
-        if !done {
-            // The runtime has no such break: a change the model missed
-            // (a defect; check mode reports it). The model's own verdict
-            // is applied, so that the deadline does not come round again.
+        // The runtime has no such break, and the model still has it (it
+        // was not acknowledged meanwhile): a change the model missed (a
+        // defect; check mode reports it). The model's own verdict is
+        // applied, so that the deadline does not come round again.
+        if !done && server.deadlines_at(super::deltas::now()).1.contains(d) {
             warn!(?d, "a break the state model times out is not in progress");
             server.apply(std::slice::from_ref(d));
         }
