@@ -72,8 +72,8 @@ use std::sync::MutexGuard;
 use ids::SetId;
 use tracing::{error, warn};
 
-use super::{lock, Server};
 use super::files::{CachingView, FileTable};
+use super::{lock, Server};
 use crate::model::ids::IdParts;
 use crate::model::{Caching, Delta, Model, PersistentFileId};
 
@@ -497,7 +497,9 @@ impl Server {
 
     /// Wakes the scavenger when the deltas bring a new deadline.
     fn note_deadlines(&self, deltas: &[Delta]) {
-        if deltas.iter().any(|d| matches!(d, Delta::OpenDisconnected { .. } | Delta::OplockBreaking { .. } | Delta::LeaseBreaking { .. })) {
+        if deltas.iter().any(|d| {
+            matches!(d, Delta::OpenDisconnected { .. } | Delta::OplockBreaking { .. } | Delta::LeaseBreaking { .. })
+        }) {
             self.deadlines.notify_one();
         }
     }
@@ -600,8 +602,12 @@ impl Server {
             let files = lock(&self.files);
             live_leases.extend(files.lease_ids().map(|id| (id.client_guid, id.key)));
             for (key, pid) in &keys {
-                let mut l: Vec<_> =
-                    files.locks(key).iter().filter(|l| l.persistent_id == *pid).map(|l| (l.offset, l.length, l.exclusive)).collect();
+                let mut l: Vec<_> = files
+                    .locks(key)
+                    .iter()
+                    .filter(|l| l.persistent_id == *pid)
+                    .map(|l| (l.offset, l.length, l.exclusive))
+                    .collect();
                 if !l.is_empty() {
                     l.sort_unstable();
                     live_locks.insert(*pid, l);
@@ -668,7 +674,12 @@ impl Server {
 }
 
 /// Describes how two maps differ (at most a few entries).
-fn diff<V: PartialEq + std::fmt::Debug>(what: &str, live: &BTreeMap<u64, V>, model: &BTreeMap<u64, V>, out: &mut Vec<String>) {
+fn diff<V: PartialEq + std::fmt::Debug>(
+    what: &str,
+    live: &BTreeMap<u64, V>,
+    model: &BTreeMap<u64, V>,
+    out: &mut Vec<String>,
+) {
     for (k, v) in live {
         match model.get(k) {
             None => out.push(format!("{what} {k:#x} live only: {v:?}")),
