@@ -494,7 +494,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
                     // repeated atomically with the reservation below. A
                     // pending delete refuses the open before any oplock
                     // break (as Windows does).
-                    let mut files = lock(&server.files);
+                    let mut files = server.files();
                     if files.is_delete_pending(&key) {
                         return Err(NtStatus::DELETE_PENDING);
                     }
@@ -595,10 +595,17 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         (true, _, _) => oplock::level::NONE,
         (false, Some(l), Some(lid)) => {
             let epoch = l.v2.map(|v| v.epoch);
-            lease = Some(lock(&server.files).grant_lease(&key, id, lid, l.lease_state, epoch, opener.sink(id)));
+            let parent = l.v2.filter(|_| l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET != 0).map(|v| v.parent_lease_key);
+            lease = Some(server.files().grant_lease(&key, id, lid, l.lease_state, epoch, parent, opener.sink(id)));
             oplock::level::LEASE
         }
         _ => lock(&server.files).grant_oplock(&key, id, req.requested_oplock_level, opener.sink(id)),
+    };
+    // The grant rides in the open's own delta (the lease itself is in the
+    // model already: `Server::files`).
+    let caching = match lease_id {
+        Some(lid) if lease.is_some() => deltas::Grant::Lease(lid.key),
+        _ => deltas::Grant::Oplock(oplock),
     };
     // [MS-SMB2] 3.3.5.9.6: a version 1 durable handle needs a batch
     // oplock or a lease that caches handles.
@@ -624,7 +631,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         writing: Mutex::new(()),
         slot,
     });
-    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid);
+    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid).map(|d| deltas::with_grant(d, caching));
     lock(&opener.session.inner).opens.insert(id, open);
     rsv.keep();
     let fstat = file_stat(&st, false);
@@ -785,7 +792,7 @@ impl Drop for Reservation<'_> {
         if self.kept {
             return;
         }
-        let doomed = lock(&self.server.files).remove_open(&self.key, self.id);
+        let doomed = self.server.files().remove_open(&self.key, self.id);
         if let Some(p) = doomed {
             let fs = &self.share.fs;
             let _ = if self.is_dir { fs.rmdir(&p) } else { fs.unlink(&p) };

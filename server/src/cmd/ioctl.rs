@@ -321,7 +321,7 @@ fn set_zero_data(ctx: &Ctx<'_>, open: &Arc<Open>, input: &[u8]) -> Result<(), Nt
     }
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
     if let Some(key) = open.key {
-        let mut files = lock(&ctx.server.files);
+        let mut files = ctx.server.files();
         if files.io_conflict(&key, open.persistent_id, offset, beyond - offset, true) {
             return Err(NtStatus::FILE_LOCK_CONFLICT);
         }
@@ -380,7 +380,7 @@ fn copychunk(
         // Each chunk is a read and a write as far as byte-range locks and
         // oplocks go ([MS-SMB2] 3.3.5.15.6).
         if let (Some(sk), Some(dk)) = (src.key, dst.key) {
-            let mut files = lock(&ctx.server.files);
+            let mut files = ctx.server.files();
             if files.io_conflict(&sk, src.persistent_id, c.source_offset, u64::from(c.length), false)
                 || files.io_conflict(&dk, dst.persistent_id, c.target_offset, u64::from(c.length), true)
             {

@@ -153,7 +153,7 @@ fn take(server: &Arc<Server>, key: &FileUid, pid: u64, locks: &[LockElement], ou
     // The valid elements before an invalid one are taken and released
     // again: only a conflict among them changes the answer.
     let granted = {
-        let mut files = lock(&server.files);
+        let mut files = server.files();
         // Taking locks breaks level II oplocks ([MS-FSA] 2.1.4.12).
         if !wanted.is_empty() {
             files.break_level2(key, pid);

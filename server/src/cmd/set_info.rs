@@ -266,7 +266,7 @@ fn has_open_children(ctx: &Ctx<'_>, dir: &fs::Resolved) -> bool {
 /// A size change breaks level II oplocks ([MS-FSA] 2.1.4.12).
 fn break_level2(ctx: &Ctx<'_>, open: &Open) {
     if let Some(key) = open.key {
-        lock(&ctx.server.files).break_level2(&key, open.persistent_id);
+        ctx.server.files().break_level2(&key, open.persistent_id);
     }
 }
 

@@ -50,7 +50,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             check_range(offset, len)?;
             if len > 0 {
                 if let Some(key) = open.key {
-                    let mut files = lock(&ctx.server.files);
+                    let mut files = ctx.server.files();
                     if files.io_conflict(&key, open.persistent_id, offset, len, true) {
                         return Err(NtStatus::FILE_LOCK_CONFLICT);
                     }

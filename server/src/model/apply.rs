@@ -78,19 +78,13 @@ impl Partition {
             }
             OpenUp(n) => self.open_up(n)?,
             OpenDown { open } => {
-                let o = self.open_ref(*open)?;
-                let (file, lease) = (o.info.file, o.lease_key().map(|key| LeaseId { client: o.info.client_guid, key }));
+                let file = self.open_ref(*open)?.info.file;
                 self.opens.remove(open);
                 if let Some(f) = self.files.get_mut(&file) {
                     f.opens.remove(open);
                     f.locks.retain(|l| l.owner != *open);
                     if f.opens.is_empty() {
                         self.files.remove(&file);
-                    }
-                }
-                if let Some(id) = lease {
-                    if self.lease_opens(id).next().is_none() {
-                        self.leases.remove(&id);
                     }
                 }
             }

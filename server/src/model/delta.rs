@@ -46,7 +46,7 @@ pub enum Delta {
     /// first). Its persistent id is of the partition's current generation.
     OpenUp(Box<NewOpen>),
     /// An open was closed (CLOSE, a purge, expiry). Its locks go; so does its file
-    /// record when it was the file's last open, and its lease when it was the lease's.
+    /// record when it was the file's last open. Its lease stays until `LeaseGone`.
     OpenDown { open: PersistentFileId },
     /// A durable open's connection went ([MS-SMB2] 3.3.7.1): it waits, detached from
     /// its session and tree, until `at` plus its timeout.
@@ -78,7 +78,8 @@ pub enum Delta {
     /// A lease break ended: acknowledged ([MS-SMB2] 3.3.5.22.2) with `state` (at most
     /// what the break asked for), or timed out (`state` 0).
     LeaseAcked { set: SetId, lease: LeaseId, state: u32 },
-    /// A lease that no open uses is dropped.
+    /// A lease that no open uses is dropped (its last open closed, or the open it was
+    /// granted for failed).
     LeaseGone { set: SetId, lease: LeaseId },
     /// A byte-range lock was granted to the open.
     LockAdded { open: PersistentFileId, offset: u64, length: u64, exclusive: bool },

@@ -1,9 +1,11 @@
 //! Leases ([MS-SMB2] 3.3.1.4 the Lease Table, 3.3.1.12 Per Lease), kept per partition
 //! and keyed by (ClientGuid, LeaseKey).
 //!
-//! A lease is shared by every open of one file with the same key and client; the last
-//! `OpenDown` among them removes it. One granted before the open that was to use it
-//! failed is removed with `LeaseGone`.
+//! A lease is shared by every open of one file with the same key and client. It is
+//! removed with `LeaseGone` once no open uses it (after its last open's `OpenDown`), not
+//! by that `OpenDown` itself: the server decides when a lease goes (while the open that
+//! closed was the lease's last in the model, another may have joined it on its way
+//! there), as [MS-SMB2] 3.3.4.x keeps a lease in the lease table by its own rules.
 
 use super::ids::{ClientGuid, FileUid, LeaseKey, Timestamp};
 

@@ -203,7 +203,8 @@ impl Partition {
     /// The deltas that the deadlines passed by `now` call for, in an order that applies:
     /// oplock breaks not acknowledged lose the oplock ([MS-SMB2] 3.3.6.2), lease breaks
     /// not acknowledged lose the lease's state (3.3.6.5), and disconnected opens not
-    /// reclaimed are closed (3.3.6.3 Durable Open Scavenger Timer).
+    /// reclaimed are closed (3.3.6.3 Durable Open Scavenger Timer), and the leases
+    /// whose last opens these were go.
     pub fn expired(&self, now: Timestamp) -> Vec<Delta> {
         let set = self.set();
         let mut out = Vec::new();
@@ -219,9 +220,17 @@ impl Partition {
                 out.push(Delta::LeaseAcked { set, lease: l.id, state: 0 });
             }
         }
+        let mut closed = std::collections::BTreeSet::new();
         for o in self.opens.values() {
             if o.expires_at().is_some_and(|t| t <= now) {
                 out.push(Delta::OpenDown { open: o.id() });
+                closed.insert(o.id());
+            }
+        }
+        for l in self.leases.values() {
+            let mut opens = self.lease_opens(l.id).peekable();
+            if opens.peek().is_some() && opens.all(|o| closed.contains(&o.id())) {
+                out.push(Delta::LeaseGone { set, lease: l.id });
             }
         }
         out

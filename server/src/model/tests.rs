@@ -229,14 +229,16 @@ fn pick(m: &Model, c: &Choice, kind: u8, now: Timestamp) -> Option<Vec<Delta>> {
                 return None;
             }
             let file = nth(p.files().map(|f| f.uid()), c.c).unwrap_or(FileUid(c.c.into()));
+            // Version 2 leases carry an epoch, and may name a parent.
+            let v2 = c.c & 0x100 != 0;
             one(Delta::LeaseGranted {
                 set,
                 lease,
                 file,
-                parent: None,
-                version: LeaseVersion::V1,
+                parent: (v2 && c.c & 0x200 != 0).then_some(KEYS[(c.a % 3) as usize]),
+                version: if v2 { LeaseVersion::V2 } else { LeaseVersion::V1 },
                 state: c.c as u32 & 7,
-                epoch: 0,
+                epoch: if v2 { c.a as u16 } else { 0 },
             })
         }
         14 => {
@@ -669,6 +671,29 @@ fn deadlines_are_polled_and_expire_into_deltas() {
     assert_eq!(m.poll_timeout(), Some(Timestamp(15)));
     m.apply(&Delta::OpenReconnected { open: p4, session: s, tree: t, volatile: VolatileFileId(99) }).unwrap();
     assert_eq!(m.poll_timeout(), None);
+    // A retained leased open that expires takes its lease with it.
+    let lease = LeaseId { client: CLIENTS[0], key: KEYS[2] };
+    m.apply(&Delta::LeaseGranted {
+        set: SET_A,
+        lease,
+        file: FileUid(5),
+        parent: None,
+        version: LeaseVersion::V1,
+        state: 5,
+        epoch: 0,
+    })
+    .unwrap();
+    let d = open_on(&m, s, t, 5, Durability::V1 { timeout_ms: 10 }, Caching::Lease(KEYS[2]));
+    let p5 = persistent(&d);
+    m.apply(&d).unwrap();
+    m.apply(&Delta::OpenDisconnected { open: p5, at: Timestamp(100) }).unwrap();
+    let due = m.expired(Timestamp(110));
+    assert_eq!(due, vec![Delta::OpenDown { open: p5 }, Delta::LeaseGone { set: SET_A, lease }]);
+    for d in &due {
+        m.apply(d).unwrap();
+    }
+    assert!(m.partition(SET_A).unwrap().lease(lease).is_none());
+    m.check_invariants().unwrap();
 }
 
 #[test]
@@ -706,8 +731,11 @@ fn closing_the_last_open_drops_its_file_locks_and_lease() {
     );
     assert!(p.lease(lease).is_some());
     m.apply(&Delta::OpenDown { open: o2 }).unwrap();
+    // The lease outlives its last open until the server lets it go.
     let p = m.partition(SET_A).unwrap();
-    assert!(p.file(FileUid(9)).is_none() && p.lease(lease).is_none());
+    assert!(p.file(FileUid(9)).is_none() && p.lease(lease).is_some());
+    m.apply(&Delta::LeaseGone { set: SET_A, lease }).unwrap();
+    assert!(m.partition(SET_A).unwrap().lease(lease).is_none());
     m.apply(&Delta::TreeDown { session: s, tree: t }).unwrap();
     m.apply(&Delta::SessionDown { session: s }).unwrap();
     assert_eq!(m.partition(SET_A).unwrap().sessions().count(), 0);

@@ -199,12 +199,18 @@ pub fn restart_deltas(model: &Model, set: ids::SetId, now: crate::model::Timesta
         return Vec::new();
     };
     let mut out = Vec::new();
+    let kept = |o: &crate::model::OpenRecord| o.info().durability.timeout_ms().is_some();
     for o in p.opens() {
-        let durable = o.info().durability.timeout_ms().is_some();
-        if !durable {
+        if !kept(o) {
             out.push(Delta::OpenDown { open: o.id() });
         } else if o.disconnected_at().is_none() {
             out.push(Delta::OpenDisconnected { open: o.id(), at: now });
+        }
+    }
+    // A lease ends with its last open (the model wants it said).
+    for l in p.leases() {
+        if !p.lease_opens(l.id()).any(kept) {
+            out.push(Delta::LeaseGone { set, lease: l.id() });
         }
     }
     for s in p.sessions() {

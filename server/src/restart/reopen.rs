@@ -10,7 +10,7 @@ use crate::state::durable::Disconnected;
 use crate::state::files::{access, ByteLock, Inode, OpenRef};
 use crate::state::lease::LeaseId;
 use crate::state::open::{OpenKind, OpenState};
-use crate::state::oplock::{self, BreakSink};
+use crate::state::oplock::BreakSink;
 use crate::state::tree::{Tree, TreeKind};
 use crate::state::{lock, Open, Server};
 
@@ -67,29 +67,22 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord) -> Result<(),
         match o.caching() {
             Caching::Lease(key) => {
                 let lid = crate::model::LeaseId { client: info.client_guid, key };
-                let (state, epoch, v2) = match model.partition(server.set()).and_then(|p| p.lease(lid)) {
-                    Some(l) => (l.state(), l.epoch(), l.version() == LeaseVersion::V2),
-                    None => (
-                        crate::state::lease::lease_state::READ_CACHING
-                            | crate::state::lease::lease_state::HANDLE_CACHING,
-                        0,
-                        false,
-                    ),
+                let Some(l) = model.partition(server.set()).and_then(|p| p.lease(lid)) else {
+                    files.remove_open(&uid, pid);
+                    return Err("its lease is not in the model".into());
                 };
                 let id = LeaseId { client_guid: info.client_guid.0, key: key.0 };
-                files.grant_lease(&uid, pid, id, state, v2.then_some(epoch), sink());
+                let v2 = l.version() == LeaseVersion::V2;
+                files.grant_lease(&uid, pid, id, l.state(), v2.then_some(l.epoch()), l.parent().map(|k| k.0), sink());
             }
             Caching::Oplock { level, .. } if level != OplockLevel::None => {
                 files.grant_oplock(&uid, pid, level as u8, sink());
             }
-            // A version 1 durable open was granted only with a batch oplock
-            // or a lease that caches handles; a model that names neither
-            // (it did not record caching) had the batch oplock.
-            _ if matches!(info.durability, crate::model::Durability::V1 { .. }) => {
-                files.grant_oplock(&uid, pid, oplock::level::BATCH, sink());
-            }
             _ => {}
         }
+        // The model has these grants already (they are made from it): what
+        // the table logged of them is not applied to it again.
+        files.log.clear();
     }
     let tree = Arc::new(Tree {
         id: 0,

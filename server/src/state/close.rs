@@ -26,7 +26,9 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>, out: &mut Vec<Delta>) 
         (st.delete_on_close, st.written)
     };
     let (delete, path, watchers) = {
-        let mut files = lock(&server.files);
+        // A lease this was the last open of goes: through `files()`, so
+        // the model hears of it.
+        let mut files = server.files();
         if doc {
             files.set_delete_pending(&key, true);
         }

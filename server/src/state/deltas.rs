@@ -7,8 +7,8 @@
 use std::sync::atomic::Ordering;
 
 use crate::model::{
-    Caching, ClientGuid, Delta, Durability, NewOpen, OpenInfo, Owner, PersistentFileId, SessionId,
-    SessionInfo, SessionKeys, Timestamp, TreeId, TreeInfo, VolatileFileId,
+    Caching, ClientGuid, Delta, Durability, LeaseKey, NewOpen, OpenInfo, OplockLevel, Owner, PersistentFileId,
+    SessionId, SessionInfo, SessionKeys, Timestamp, TreeId, TreeInfo, VolatileFileId,
 };
 
 use super::session::SessionInner;
@@ -112,6 +112,30 @@ pub fn open_up(open: &Open, inner: &SessionInner, client_guid: [u8; 16]) -> Opti
         channel_sequence: 0,
         delete_on_close: st.delete_on_close,
     })))
+}
+
+/// What a CREATE granted: an oplock level (wire value, none included) or
+/// the lease of this key.
+#[derive(Debug, Clone, Copy)]
+pub enum Grant {
+    Oplock(u8),
+    Lease([u8; 16]),
+}
+
+/// A new open's delta ([`open_up`]) with what its CREATE granted, so that
+/// the open never is in the model without its oplock or lease ([MS-SMB2]
+/// 3.3.5.9: Open.OplockLevel, Open.Lease are set as the open is made).
+pub fn with_grant(mut up: Delta, grant: Grant) -> Delta {
+    if let Delta::OpenUp(n) = &mut up {
+        n.caching = match grant {
+            Grant::Lease(key) => Caching::Lease(LeaseKey(key)),
+            Grant::Oplock(level) => match OplockLevel::from_u8(level) {
+                None | Some(OplockLevel::None) => Caching::None,
+                Some(level) => Caching::Oplock { level, breaking: None },
+            },
+        };
+    }
+    up
 }
 
 /// An open closed (CLOSE, teardown, a retained handle expired or purged).

@@ -16,7 +16,8 @@
 use std::collections::HashMap;
 
 use super::lease::{self, lease_state, Lease, LeaseId};
-use super::oplock::{self, level, OplockState};
+use super::oplock::{self, level, CachingLog, OplockState};
+use crate::model::{Delta, LeaseVersion, OplockLevel, PersistentFileId};
 
 pub use crate::model::FileUid;
 
@@ -166,6 +167,43 @@ pub struct FileTable {
     /// Every lease with an open ([MS-SMB2] 3.3.1.4); a lease goes when
     /// its last open closes.
     leases: HashMap<LeaseId, Lease>,
+    /// The oplock and lease changes made and not yet applied to the
+    /// state model ([`super::Server::files`] applies them).
+    pub log: CachingLog,
+}
+
+/// An open's caching as the per-file table has it, and as check mode
+/// compares it with the model ([`super::Server::check_model`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachingView {
+    None,
+    /// The level, and the level a break in progress goes to.
+    Oplock { level: u8, breaking_to: Option<u8> },
+    /// The lease key, its state and epoch, and a break in progress (to,
+    /// required).
+    Lease { key: [u8; 16], state: u32, epoch: u16, breaking: Option<(u32, u32)> },
+}
+
+impl CachingView {
+    /// An open's caching as the state model has it.
+    pub fn of_model(p: &crate::model::Partition, o: &crate::model::OpenRecord) -> CachingView {
+        use crate::model::Caching;
+        match o.caching() {
+            Caching::None => CachingView::None,
+            Caching::Oplock { level, breaking } => {
+                CachingView::Oplock { level: level as u8, breaking_to: breaking.map(|b| b.to as u8) }
+            }
+            Caching::Lease(key) => match p.lease(crate::model::LeaseId { client: o.info().client_guid, key }) {
+                Some(l) => CachingView::Lease {
+                    key: key.0,
+                    state: l.state(),
+                    epoch: l.epoch(),
+                    breaking: l.breaking().map(|b| (b.to, b.required)),
+                },
+                None => CachingView::None,
+            },
+        }
+    }
 }
 
 /// What a lease request in a CREATE came to ([MS-SMB2] 2.2.14.2.10).
@@ -215,6 +253,11 @@ pub fn share_conflict(existing: &OpenRef, access: u32, share_access: u32) -> boo
 }
 
 impl FileTable {
+    /// An empty table whose lease changes are logged for share set `set`.
+    pub fn new(set: ::ids::SetId) -> FileTable {
+        FileTable { log: CachingLog::new(set), ..FileTable::default() }
+    }
+
     pub fn get(&self, key: &FileUid) -> Option<&FileEntry> {
         self.files.get(key)
     }
@@ -274,15 +317,16 @@ impl FileTable {
     }
 
     /// Removes an open. Returns the file's path when it was the last open
-    /// and a delete is pending: the caller then deletes the file.
+    /// and a delete is pending: the caller then deletes the file. A lease
+    /// that loses its last open goes too (logged: `LeaseGone`).
     pub fn remove_open(&mut self, key: &FileUid, persistent_id: u64) -> Option<crate::fs::Resolved> {
         let f = self.files.get_mut(key)?;
         let lease = f.open(persistent_id).and_then(|o| o.lease);
         f.opens.retain(|o| o.persistent_id != persistent_id);
         release_locks(f, persistent_id);
         if let Some(id) = lease {
-            if !f.opens.iter().any(|o| o.lease == Some(id)) {
-                self.leases.remove(&id);
+            if !f.opens.iter().any(|o| o.lease == Some(id)) && self.leases.remove(&id).is_some() {
+                self.log.push(Delta::LeaseGone { set: self.log.set(), lease: id.model() });
             }
         }
         if f.opens.is_empty() {
@@ -314,6 +358,7 @@ impl FileTable {
             return out;
         };
         let truncating = overwrite && !violation;
+        let log = &mut self.log;
         for o in &mut f.opens {
             let to = match o.oplock.level {
                 _ if o.oplock.breaking_to.is_some() => None,
@@ -323,7 +368,7 @@ impl FileTable {
                 _ => continue,
             };
             let waits = match to {
-                Some(to) => o.oplock.start_break(to),
+                Some(to) => o.oplock.start_break(to, o.persistent_id, log),
                 None => true,
             };
             if waits {
@@ -341,7 +386,7 @@ impl FileTable {
             let Some(l) = self.leases.get_mut(&id) else {
                 continue;
             };
-            if l.break_to(&id, keep_bits(l.state)) {
+            if l.break_to(&id, keep_bits(l.state), log) {
                 out.wait = true;
                 if l.holder_gone() {
                     out.orphans.extend(f.opens.iter().filter(|o| o.lease == Some(id)).map(|o| o.persistent_id));
@@ -360,7 +405,7 @@ impl FileTable {
     pub fn break_level2(&mut self, key: &FileUid, by: u64) {
         if let Some(f) = self.files.get_mut(key) {
             for o in f.opens.iter_mut().filter(|o| o.oplock.level == level::II) {
-                o.oplock.start_break(level::NONE);
+                o.oplock.start_break(level::NONE, o.persistent_id, &mut self.log);
             }
             let writer = f.open(by).and_then(|o| o.lease);
             for id in leases_of(f) {
@@ -369,7 +414,7 @@ impl FileTable {
                 }
                 if let Some(l) = self.leases.get_mut(&id) {
                     if l.state & lease_state::READ_CACHING != 0 {
-                        l.break_to(&id, 0);
+                        l.break_to(&id, 0, &mut self.log);
                     }
                 }
             }
@@ -391,13 +436,61 @@ impl FileTable {
     pub fn oplock_time_out(&mut self, key: &FileUid) {
         if let Some(f) = self.files.get_mut(key) {
             for o in &mut f.opens {
-                o.oplock.time_out();
+                o.oplock.time_out(o.persistent_id, &mut self.log);
             }
             for id in leases_of(f) {
                 if let Some(l) = self.leases.get_mut(&id) {
-                    l.time_out();
+                    l.time_out(&id, &mut self.log);
                 }
             }
+        }
+    }
+
+    /// The break of one open's oplock is past its deadline (the model's,
+    /// [`crate::model::Model::expired`]): the holder keeps no oplock.
+    /// False when no such break is in progress.
+    pub fn oplock_time_out_open(&mut self, persistent_id: u64) -> bool {
+        let open = self.files.values_mut().find_map(|f| f.open_mut(persistent_id));
+        match open {
+            Some(o) if o.oplock.breaking_to.is_some() => {
+                o.oplock.time_out(persistent_id, &mut self.log);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A lease break is past its deadline: the lease keeps nothing. False
+    /// when no such break is in progress.
+    pub fn lease_time_out(&mut self, id: &LeaseId) -> bool {
+        match self.leases.get_mut(id) {
+            Some(l) if l.breaking.is_some() => {
+                l.time_out(id, &mut self.log);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// An open's caching, for check mode.
+    pub fn caching_view(&self, key: &FileUid, persistent_id: u64) -> CachingView {
+        let Some(o) = self.files.get(key).and_then(|f| f.open(persistent_id)) else {
+            return CachingView::None;
+        };
+        if let Some(id) = o.lease {
+            return match self.leases.get(&id) {
+                Some(l) => CachingView::Lease {
+                    key: id.key,
+                    state: l.state,
+                    epoch: l.epoch,
+                    breaking: l.breaking.map(|b| (b.requested, b.required)),
+                },
+                None => CachingView::None,
+            };
+        }
+        match o.oplock.level {
+            level::NONE => CachingView::None,
+            l => CachingView::Oplock { level: l, breaking_to: o.oplock.breaking_to },
         }
     }
 
@@ -471,6 +564,11 @@ impl FileTable {
         }
     }
 
+    /// Every lease's id (for check mode).
+    pub fn lease_ids(&self) -> impl Iterator<Item = &LeaseId> {
+        self.leases.keys()
+    }
+
     /// The file a lease's opens are of, if the lease exists.
     pub fn lease_file(&self, id: &LeaseId) -> Option<FileUid> {
         self.leases.get(id).map(|l| l.file)
@@ -483,8 +581,9 @@ impl FileTable {
     /// progress; otherwise a new lease is made. W only when no other open
     /// (but stat opens and opens of the same lease) exists, H only when
     /// no other open holds an oplock. `v2_epoch` is the request's epoch
-    /// for a version 2 lease. The caller has checked that the key is not
-    /// in use on another file.
+    /// for a version 2 lease, `parent` its ParentLeaseKey when it has one.
+    /// The caller has checked that the key is not in use on another file.
+    #[allow(clippy::too_many_arguments)]
     pub fn grant_lease(
         &mut self,
         key: &FileUid,
@@ -492,6 +591,7 @@ impl FileTable {
         id: LeaseId,
         requested: u32,
         v2_epoch: Option<u16>,
+        parent: Option<[u8; 16]>,
         sink: oplock::BreakSink,
     ) -> LeaseGrant {
         let Some(f) = self.files.get_mut(key) else {
@@ -510,7 +610,20 @@ impl FileTable {
         if let Some(o) = f.open_mut(persistent_id) {
             o.lease = Some(id);
         }
-        let l = self.leases.entry(id).or_insert_with(|| Lease::new(*key, granted, v2_epoch));
+        let set = self.log.set();
+        let l = self.leases.entry(id).or_insert_with(|| {
+            let l = Lease::new(*key, granted, v2_epoch);
+            self.log.push(Delta::LeaseGranted {
+                set,
+                lease: id.model(),
+                file: *key,
+                parent: parent.filter(|_| l.v2).map(crate::model::LeaseKey),
+                version: if l.v2 { LeaseVersion::V2 } else { LeaseVersion::V1 },
+                state: l.state,
+                epoch: l.epoch,
+            });
+            l
+        });
         let existing = l.state;
         let upgrade = l.breaking.is_none() && existing & requested == existing && granted != existing && granted == requested;
         if upgrade {
@@ -518,6 +631,7 @@ impl FileTable {
             if l.v2 {
                 l.epoch = l.epoch.wrapping_add(1);
             }
+            self.log.push(Delta::LeaseChanged { set, lease: id.model(), state: l.state, epoch: l.epoch });
         }
         l.sink = Some(sink);
         LeaseGrant { state: l.state, epoch: l.epoch, breaking: l.breaking.is_some(), v2: l.v2 }
@@ -538,7 +652,7 @@ impl FileTable {
     /// state; STATUS_OBJECT_NAME_NOT_FOUND for an unknown lease, else as
     /// [`Lease::ack`].
     pub fn ack_lease(&mut self, id: &LeaseId, acked: u32) -> Result<u32, protocol::NtStatus> {
-        self.leases.get_mut(id).ok_or(protocol::NtStatus::OBJECT_NAME_NOT_FOUND)?.ack(id, acked)
+        self.leases.get_mut(id).ok_or(protocol::NtStatus::OBJECT_NAME_NOT_FOUND)?.ack(id, acked, &mut self.log)
     }
 
     /// An Oplock Break Acknowledgment ([MS-SMB2] 3.3.5.22.1): the new
@@ -563,6 +677,8 @@ impl FileTable {
         if new == level::NONE {
             o.oplock.sink = None;
         }
+        let level = OplockLevel::from_u8(new).unwrap_or(OplockLevel::None);
+        self.log.push(Delta::OplockSet { open: PersistentFileId(persistent_id), level });
         Ok(new)
     }
 
@@ -1005,5 +1121,228 @@ mod tests {
         assert_eq!(holder(&mut t, k, 6, 7, level::BATCH), level::BATCH);
         t.disconnect_oplock(&k, 6);
         assert_eq!(t.break_for_open(&k, false, false, None).orphans, vec![6]);
+    }
+
+    /// A state model kept in step with a table the way the server keeps
+    /// it: each open enters with its grant (`OpenUp`), and the table's log
+    /// is applied after each operation.
+    struct Shadow {
+        model: crate::model::Model,
+        session: crate::model::SessionId,
+    }
+
+    const SET: ::ids::SetId = ::ids::SetId(0);
+    const CLIENT: [u8; 16] = [0xC1; 16];
+
+    impl Shadow {
+        fn new() -> Shadow {
+            use crate::model::*;
+            let mut model = Model::new();
+            model.add_set(SET, 5).unwrap();
+            let id = SessionId(model.partition(SET).unwrap().ids().peek(1).unwrap());
+            model
+                .apply(&Delta::SessionUp(Box::new(SessionInfo {
+                    id,
+                    owner: Owner { user: "u".into(), domain: "D".into() },
+                    guest: false,
+                    anonymous: false,
+                    client_guid: ClientGuid(CLIENT),
+                    dialect: 0x311,
+                    signing_algorithm: 0,
+                    cipher: 0,
+                    signing_required: false,
+                    encrypt_data: false,
+                    keys: SessionKeys::default(),
+                    created_at: Timestamp(1),
+                    expires_at: None,
+                })))
+                .unwrap();
+            let tree = TreeInfo { id: TreeId(1), share: "s".into(), encrypt: false, read_only: false, maximal_access: 0 };
+            model.apply(&Delta::TreeUp { session: id, tree }).unwrap();
+            Shadow { model, session: id }
+        }
+
+        /// The next persistent id.
+        fn next_id(&self) -> u64 {
+            self.model.partition(SET).unwrap().ids().peek(1).unwrap()
+        }
+
+        /// Adds an open of `k` to the table, grants it what `grant` gets
+        /// it, then records it in the model (after anything the grant
+        /// logged, as `Server::files` does).
+        fn open(&mut self, t: &mut FileTable, k: FileUid, grant: impl FnOnce(&mut FileTable, u64) -> super::super::deltas::Grant) -> u64 {
+            use crate::model::*;
+            let pid = self.next_id();
+            t.add_open(k, ino(k), OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, 7), crate::fs::Resolved::root());
+            let g = grant(t, pid);
+            self.sync(t);
+            let up = Delta::OpenUp(Box::new(NewOpen {
+                info: OpenInfo {
+                    persistent: PersistentFileId(pid),
+                    file: k,
+                    share: "s".into(),
+                    create_guid: None,
+                    client_guid: ClientGuid(CLIENT),
+                    app_instance_id: None,
+                    app_instance_version: None,
+                    owner: Owner { user: "u".into(), domain: "D".into() },
+                    durability: Durability::None,
+                    replay_eligible: false,
+                    granted_access: 0,
+                    share_access: 7,
+                    create_options: 0,
+                    is_dir: false,
+                },
+                path: "f".into(),
+                session: self.session,
+                tree: TreeId(1),
+                volatile: VolatileFileId(pid),
+                caching: Caching::None,
+                channel_sequence: 0,
+                delete_on_close: false,
+            }));
+            self.model.apply(&super::super::deltas::with_grant(up, g)).unwrap();
+            self.compare(t);
+            pid
+        }
+
+        /// Applies what the table logged.
+        fn sync(&mut self, t: &mut FileTable) {
+            for d in t.log.deltas() {
+                self.model.apply(d).unwrap_or_else(|e| panic!("{d:?} refused: {e}"));
+            }
+            t.log.clear();
+            self.model.check_invariants().unwrap();
+        }
+
+        /// Applies the log, then compares every open's caching.
+        fn compare(&mut self, t: &mut FileTable) {
+            self.sync(t);
+            let p = self.model.partition(SET).unwrap();
+            for o in p.opens() {
+                let live = t.caching_view(&o.info().file, o.id().0);
+                assert_eq!(live, CachingView::of_model(p, o), "open {:#x}", o.id().0);
+            }
+        }
+    }
+
+    fn sink(pid: u64) -> oplock::BreakSink {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = oplock::BreakSink {
+            tx: tx.downgrade(),
+            session_id: 1,
+            file_id: protocol::msg::FileId { persistent: pid, volatile: pid },
+            encrypt: None,
+        };
+        std::mem::forget((tx, rx));
+        sink
+    }
+
+    fn oplock(requested: u8) -> impl FnOnce(&mut FileTable, u64) -> super::super::deltas::Grant {
+        move |t, pid| {
+            let k = t.files.iter().find(|(_, f)| f.open(pid).is_some()).map(|(k, _)| *k).unwrap();
+            super::super::deltas::Grant::Oplock(t.grant_oplock(&k, pid, requested, sink(pid)))
+        }
+    }
+
+    fn lease(key: u8, state: u32, v2: Option<u16>) -> impl FnOnce(&mut FileTable, u64) -> super::super::deltas::Grant {
+        move |t, pid| {
+            let k = t.files.iter().find(|(_, f)| f.open(pid).is_some()).map(|(k, _)| *k).unwrap();
+            let id = LeaseId { client_guid: CLIENT, key: [key; 16] };
+            t.grant_lease(&k, pid, id, state, v2, v2.map(|_| [9; 16]), sink(pid));
+            super::super::deltas::Grant::Lease(id.key)
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_a_model_in_step_with_oplocks() {
+        let mut t = FileTable::default();
+        let mut m = Shadow::new();
+        let k = key(11, 1);
+        let a = m.open(&mut t, k, oplock(level::BATCH));
+        assert_eq!(t.oplock_level(&k, a), level::BATCH);
+        // A second open breaks the batch oplock to level II; it is
+        // acknowledged.
+        assert!(t.break_for_open(&k, false, false, None).wait);
+        m.compare(&mut t);
+        assert_eq!(t.ack_oplock(&k, a, level::II), Ok(level::II));
+        m.compare(&mut t);
+        let b = m.open(&mut t, k, oplock(level::II));
+        assert_eq!(t.oplock_level(&k, b), level::II);
+        // A write breaks both level II oplocks to none, without waiting.
+        t.break_level2(&k, b);
+        m.compare(&mut t);
+        assert_eq!((t.oplock_level(&k, a), t.oplock_level(&k, b)), (level::NONE, level::NONE));
+        // An exclusive oplock on another file whose break is not
+        // acknowledged: by the waiter's time-out, and by the model's
+        // deadline (the scavenger's way).
+        let k2 = key(11, 2);
+        let c = m.open(&mut t, k2, oplock(level::EXCLUSIVE));
+        assert!(t.break_for_open(&k2, false, false, None).wait);
+        m.compare(&mut t);
+        t.oplock_time_out(&k2);
+        m.compare(&mut t);
+        assert_eq!(t.oplock_level(&k2, c), level::NONE);
+        let k3 = key(11, 3);
+        let d = m.open(&mut t, k3, oplock(level::BATCH));
+        assert!(t.break_for_open(&k3, true, false, None).wait);
+        m.compare(&mut t);
+        assert!(t.oplock_time_out_open(d));
+        assert!(!t.oplock_time_out_open(d));
+        m.compare(&mut t);
+        // Closing drops what the open held, in both.
+        assert_eq!(t.remove_open(&k, a), None);
+        m.model.apply(&crate::model::Delta::OpenDown { open: crate::model::PersistentFileId(a) }).unwrap();
+        m.compare(&mut t);
+    }
+
+    #[test]
+    fn the_log_keeps_a_model_in_step_with_leases() {
+        use lease_state::{HANDLE_CACHING as H, READ_CACHING as R, WRITE_CACHING as W};
+        let mut t = FileTable::default();
+        let mut m = Shadow::new();
+        let k = key(12, 1);
+        // A version 2 lease with a parent, RWH.
+        let a = m.open(&mut t, k, lease(1, R | W | H, Some(4)));
+        assert_eq!(t.open_lease(&k, a).map(|(_, s)| s), Some(R | W | H));
+        // Another key's open breaks W (acknowledged), then an overwrite
+        // while that break is in progress needs everything gone.
+        let other = Some(LeaseId { client_guid: CLIENT, key: [2; 16] });
+        assert!(t.break_for_open(&k, false, false, other).wait);
+        m.compare(&mut t);
+        assert!(t.break_for_open(&k, true, false, other).wait);
+        m.compare(&mut t);
+        // RH acknowledged: the break goes on to R, then (no
+        // acknowledgement needed from R) to none.
+        let id = LeaseId { client_guid: CLIENT, key: [1; 16] };
+        assert_eq!(t.ack_lease(&id, R | H), Ok(R | H));
+        m.compare(&mut t);
+        assert_eq!(t.ack_lease(&id, R), Ok(R));
+        m.compare(&mut t);
+        assert_eq!(t.open_lease(&k, a).map(|(_, s)| s), Some(0));
+        // A second open with the same key joins the lease; one asking for
+        // more upgrades it.
+        let k2 = key(12, 2);
+        let b = m.open(&mut t, k2, lease(3, R, None));
+        let c = m.open(&mut t, k2, lease(3, R | H, None));
+        assert_eq!(t.open_lease(&k2, b).map(|(_, s)| s), Some(R | H));
+        assert_eq!(t.open_lease(&k2, c).map(|(_, s)| s), Some(R | H));
+        // A write by another key's open breaks R leases to none; nobody
+        // acknowledges in time.
+        let d = m.open(&mut t, k2, lease(4, R, None));
+        t.break_level2(&k2, d);
+        m.compare(&mut t);
+        assert!(t.lease_time_out(&LeaseId { client_guid: CLIENT, key: [3; 16] }));
+        m.compare(&mut t);
+        assert_eq!(t.open_lease(&k2, b).map(|(_, s)| s), Some(0));
+        // The lease goes with its last open, in both.
+        for pid in [b, c] {
+            t.remove_open(&k2, pid);
+            m.model.apply(&crate::model::Delta::OpenDown { open: crate::model::PersistentFileId(pid) }).unwrap();
+        }
+        m.compare(&mut t);
+        let lid = crate::model::LeaseId { client: crate::model::ClientGuid(CLIENT), key: crate::model::LeaseKey([3; 16]) };
+        assert!(m.model.partition(SET).unwrap().lease(lid).is_none());
+        assert_eq!(t.lease_file(&LeaseId { client_guid: CLIENT, key: [3; 16] }), None);
     }
 }

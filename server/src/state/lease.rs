@@ -19,8 +19,8 @@ use protocol::msg::create_context::lease_state::{HANDLE_CACHING as H, READ_CACHI
 use protocol::msg::oplock_break::{lease_break_flags, LeaseBreakNotification};
 use protocol::NtStatus;
 
-use crate::model::FileUid;
-use super::oplock::BreakSink;
+use crate::model::{self, ClientGuid, Delta, FileUid, LeaseKey, Timestamp};
+use super::oplock::{BreakSink, CachingLog};
 
 pub use protocol::msg::create_context::lease_state;
 
@@ -30,6 +30,13 @@ pub use protocol::msg::create_context::lease_state;
 pub struct LeaseId {
     pub client_guid: [u8; 16],
     pub key: [u8; 16],
+}
+
+impl LeaseId {
+    /// The lease's key in the state model's lease table.
+    pub fn model(&self) -> model::LeaseId {
+        model::LeaseId { client: ClientGuid(self.client_guid), key: LeaseKey(self.key) }
+    }
 }
 
 /// A break in progress (Lease.Breaking, [MS-SMB2] 3.3.1.4).
@@ -42,6 +49,9 @@ pub struct Breaking {
     /// `requested` when another break came along while this one was in
     /// progress. An acknowledgement that keeps more starts a new break.
     pub required: u32,
+    /// When the lease loses everything if nobody acknowledged
+    /// (Lease.LeaseBreakTimeout, as the model keeps it).
+    pub deadline: Timestamp,
 }
 
 /// One lease ([MS-SMB2] 3.3.1.4 Lease).
@@ -104,18 +114,30 @@ impl Lease {
     /// Returns true when a break is (now or already) in progress, which
     /// the caller waits for. A break from W or H is acknowledged; from R
     /// alone it completes at once. During a break, the lower target is
-    /// remembered and applied when the acknowledgement comes.
-    pub fn break_to(&mut self, id: &LeaseId, keep: u32) -> bool {
+    /// remembered and applied when the acknowledgement comes. The changes
+    /// go to `log`.
+    pub fn break_to(&mut self, id: &LeaseId, keep: u32, log: &mut CachingLog) -> bool {
         if let Some(b) = &mut self.breaking {
-            b.required &= keep;
+            let required = b.required & keep;
+            if required != b.required {
+                b.required = required;
+                log.push(Delta::LeaseBreaking {
+                    set: log.set(),
+                    lease: id.model(),
+                    to: b.requested,
+                    required,
+                    epoch: self.epoch,
+                    deadline: b.deadline,
+                });
+            }
             return true;
         }
-        self.start_break(id, keep, keep)
+        self.start_break(id, keep, keep, log)
     }
 
     /// Sends a break to `requested`, remembering that `required` is what
     /// must come of it.
-    fn start_break(&mut self, id: &LeaseId, requested: u32, required: u32) -> bool {
+    fn start_break(&mut self, id: &LeaseId, requested: u32, required: u32, log: &mut CachingLog) -> bool {
         let to = self.state & requested;
         if to == self.state {
             return false;
@@ -134,10 +156,14 @@ impl Lease {
         if let Some(s) = &self.sink {
             s.send_lease(&n);
         }
+        let (set, lease, epoch) = (log.set(), id.model(), self.epoch);
         if ack {
-            self.breaking = Some(Breaking { requested: to, required: required & to });
+            let (required, deadline) = (required & to, CachingLog::deadline());
+            self.breaking = Some(Breaking { requested: to, required, deadline });
+            log.push(Delta::LeaseBreaking { set, lease, to, required, epoch, deadline });
         } else {
             self.state = to;
+            log.push(Delta::LeaseChanged { set, lease, state: to, epoch });
         }
         ack
     }
@@ -148,25 +174,27 @@ impl Lease {
     /// The acknowledged state is taken; if a later break needs less, a new
     /// break starts at once, in steps as Windows does: from a state with W
     /// or H to R first (then from R to none, which is not acknowledged).
-    pub fn ack(&mut self, id: &LeaseId, acked: u32) -> Result<u32, NtStatus> {
+    pub fn ack(&mut self, id: &LeaseId, acked: u32, log: &mut CachingLog) -> Result<u32, NtStatus> {
         let b = self.breaking.ok_or(NtStatus::UNSUCCESSFUL)?;
         if acked & !b.requested != 0 {
             return Err(NtStatus::REQUEST_NOT_ACCEPTED);
         }
         self.state = acked;
         self.breaking = None;
+        log.push(Delta::LeaseAcked { set: log.set(), lease: id.model(), state: acked });
         if acked & !b.required != 0 {
             let step = if acked & (W | H) != 0 { b.required | R } else { b.required };
-            self.start_break(id, step, b.required);
+            self.start_break(id, step, b.required, log);
         }
         Ok(acked)
     }
 
     /// Nobody acknowledged in time ([MS-SMB2] 3.3.6.5 Lease Break
     /// Acknowledgment Timer): the lease keeps nothing.
-    pub fn time_out(&mut self) {
+    pub fn time_out(&mut self, id: &LeaseId, log: &mut CachingLog) {
         if self.breaking.take().is_some() {
             self.state = 0;
+            log.push(Delta::LeaseAcked { set: log.set(), lease: id.model(), state: 0 });
         }
     }
 
@@ -181,6 +209,11 @@ mod tests {
     use super::*;
 
     const ID: LeaseId = LeaseId { client_guid: [1; 16], key: [2; 16] };
+
+    /// What a break in progress asks for and needs.
+    fn asks(l: &Lease) -> Option<(u32, u32)> {
+        l.breaking.map(|b| (b.requested, b.required))
+    }
 
     #[test]
     fn grants_need_read() {
@@ -201,53 +234,55 @@ mod tests {
 
     #[test]
     fn breaks_acks_and_epochs() {
+        let mut log = CachingLog::default();
         let mut l = Lease::new(FileUid(1), R | W | H, Some(7));
         assert_eq!(l.epoch, 8);
-        assert!(l.break_to(&ID, R | H));
+        assert!(l.break_to(&ID, R | H, &mut log));
         assert_eq!(l.epoch, 9);
-        assert_eq!(l.breaking, Some(Breaking { requested: R | H, required: R | H }));
+        assert_eq!(asks(&l), Some((R | H, R | H)));
         // A second break while the first is in progress only lowers the
         // target; no new epoch.
-        assert!(l.break_to(&ID, R));
+        assert!(l.break_to(&ID, R, &mut log));
         assert_eq!(l.epoch, 9);
         // Keeping more than asked is refused; the break goes on.
-        assert_eq!(l.ack(&ID, R | W), Err(NtStatus::REQUEST_NOT_ACCEPTED));
-        assert_eq!(l.ack(&ID, W), Err(NtStatus::REQUEST_NOT_ACCEPTED));
+        assert_eq!(l.ack(&ID, R | W, &mut log), Err(NtStatus::REQUEST_NOT_ACCEPTED));
+        assert_eq!(l.ack(&ID, W, &mut log), Err(NtStatus::REQUEST_NOT_ACCEPTED));
         // RH is what was asked, but R is what is needed: a new break.
-        assert_eq!(l.ack(&ID, R | H), Ok(R | H));
+        assert_eq!(l.ack(&ID, R | H, &mut log), Ok(R | H));
         assert_eq!(l.state, R | H);
-        assert_eq!(l.breaking, Some(Breaking { requested: R, required: R }));
+        assert_eq!(asks(&l), Some((R, R)));
         assert_eq!(l.epoch, 10);
-        assert_eq!(l.ack(&ID, R), Ok(R));
-        assert_eq!(l.ack(&ID, R), Err(NtStatus::UNSUCCESSFUL));
+        assert_eq!(l.ack(&ID, R, &mut log), Ok(R));
+        assert_eq!(l.ack(&ID, R, &mut log), Err(NtStatus::UNSUCCESSFUL));
         // An overwrite during a break: RH first, then R, then none
         // without an acknowledgement.
         let mut l = Lease::new(FileUid(1), R | W | H, None);
-        assert!(l.break_to(&ID, R | H));
-        assert!(l.break_to(&ID, 0));
-        assert_eq!(l.ack(&ID, R | H), Ok(R | H));
-        assert_eq!(l.breaking, Some(Breaking { requested: R, required: 0 }));
-        assert_eq!(l.ack(&ID, R), Ok(R));
-        assert_eq!((l.state, l.breaking), (0, None));
+        assert!(l.break_to(&ID, R | H, &mut log));
+        assert!(l.break_to(&ID, 0, &mut log));
+        assert_eq!(l.ack(&ID, R | H, &mut log), Ok(R | H));
+        assert_eq!(asks(&l), Some((R, 0)));
+        assert_eq!(l.ack(&ID, R, &mut log), Ok(R));
+        assert_eq!((l.state, asks(&l)), (0, None));
         // From R alone the break needs no acknowledgement.
-        assert!(!l.break_to(&ID, 0));
-        assert_eq!((l.state, l.breaking), (0, None));
+        assert!(!l.break_to(&ID, 0, &mut log));
+        assert_eq!((l.state, asks(&l)), (0, None));
         // Nothing to break.
-        assert!(!l.break_to(&ID, R | W | H));
+        assert!(!l.break_to(&ID, R | W | H, &mut log));
     }
 
     #[test]
     fn version_one_has_no_epoch_and_time_outs_drop_the_lease() {
+        let mut log = CachingLog::default();
         let mut l = Lease::new(FileUid(1), R | H, None);
         assert_eq!(l.epoch, 0);
-        assert!(l.break_to(&ID, R));
+        assert!(l.break_to(&ID, R, &mut log));
         assert_eq!(l.epoch, 0);
-        l.time_out();
-        assert_eq!((l.state, l.breaking), (0, None));
+        l.time_out(&ID, &mut log);
+        assert_eq!((l.state, asks(&l)), (0, None));
         // Acknowledging to less than asked is fine.
         let mut l = Lease::new(FileUid(1), R | W | H, None);
-        assert!(l.break_to(&ID, R | H));
-        assert_eq!(l.ack(&ID, 0), Ok(0));
+        assert!(l.break_to(&ID, R | H, &mut log));
+        assert_eq!(l.ack(&ID, 0, &mut log), Ok(0));
         assert_eq!(l.state, 0);
     }
 }

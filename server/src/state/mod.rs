@@ -22,7 +22,9 @@
 //!    of the table held.
 //! 6. `Server.notify`, then a watch's queue (`notify::Watch.queue`).
 //! 7. `Server.recorder` (the state model). [`Server::apply`] holds it for
-//!    a whole batch of deltas, and is called with no other lock held.
+//!    a whole batch of deltas, and is called with no other lock held;
+//!    the guard of [`Server::files`] takes it, under `Server.files`, to
+//!    apply the oplock and lease changes made through it ([`record`]).
 //!
 //! Leaves, under which nothing is taken, may be taken under any of these:
 //! `Server.sessions`, `Server.logins`, `ConnState.pending`, a pipe's
@@ -31,7 +33,8 @@
 //!
 //! The nestings in use: `Session.inner` → `Open.st` (a new open's delta,
 //! [`deltas::open_up`]); `Server.durable` → `Server.files` and `Open.st`
-//! (the check of a reconnect, [`durable::reclaim`]); `Open.writing` →
+//! (the check of a reconnect, [`durable::reclaim`]); `Server.files` →
+//! `Server.recorder` (a [`record::FilesGuard`] dropped); `Open.writing` →
 //! `Server.files` and `Open.st` (a write and its write time); `Open.st` →
 //! `Server.files` (QUERY_DIRECTORY); `Server.notify` → `Watch.queue`.
 //! Every other guard is dropped before the next lock is taken.
@@ -174,7 +177,7 @@ impl Server {
             guid,
             start_time: now_filetime(),
             sessions: Mutex::new(HashMap::new()),
-            files: Mutex::new(files::FileTable::default()),
+            files: Mutex::new(files::FileTable::new(set)),
             durable: Mutex::new(HashMap::new()),
             notify: Mutex::new(notify::NotifyTable::default()),
             lock_released: tokio::sync::Notify::new(),

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::session::SessionCrypto;
+use crate::model::{Delta, OplockLevel, PersistentFileId, Timestamp};
 
 pub use protocol::msg::create::oplock_level as level;
 
@@ -65,37 +66,98 @@ pub struct OplockState {
 }
 
 impl OplockState {
-    /// Starts a break to `to`: sends the notification, and for an
-    /// exclusive or batch oplock waits for the acknowledgement (returns
-    /// true). Breaks from level II complete at once ([MS-SMB2] 2.2.24.1:
-    /// no acknowledgement).
-    pub fn start_break(&mut self, to: u8) -> bool {
+    /// Starts a break of open `pid`'s oplock to `to`: sends the
+    /// notification, and for an exclusive or batch oplock waits for the
+    /// acknowledgement (returns true). Breaks from level II complete at
+    /// once ([MS-SMB2] 2.2.24.1: no acknowledgement). The change goes to
+    /// `log`.
+    pub fn start_break(&mut self, to: u8, pid: u64, log: &mut CachingLog) -> bool {
         if self.level == level::NONE || self.breaking_to.is_some() {
             return self.breaking_to.is_some();
         }
         if let Some(s) = &self.sink {
             s.send(to);
         }
+        let open = PersistentFileId(pid);
         if is_exclusive(self.level) {
             self.breaking_to = Some(to);
+            let to = OplockLevel::from_u8(to).unwrap_or(OplockLevel::None);
+            log.push(Delta::OplockBreaking { open, to, deadline: CachingLog::deadline() });
             true
         } else {
             self.level = level::NONE;
+            log.push(Delta::OplockSet { open, level: OplockLevel::None });
             false
         }
     }
 
-    /// The holder did not answer in time: it keeps no oplock
-    /// ([MS-SMB2] 3.3.6.2).
-    pub fn time_out(&mut self) {
+    /// The holder of open `pid`'s oplock did not answer in time: it keeps
+    /// no oplock ([MS-SMB2] 3.3.6.2).
+    pub fn time_out(&mut self, pid: u64, log: &mut CachingLog) {
         if self.breaking_to.take().is_some() {
             self.level = level::NONE;
+            log.push(Delta::OplockSet { open: PersistentFileId(pid), level: OplockLevel::None });
         }
     }
 
     /// The holder's connection is gone (a disconnected durable open).
     pub fn holder_gone(&self) -> bool {
         self.sink.as_ref().is_some_and(|s| s.tx.upgrade().is_none_or(|tx| tx.is_closed()))
+    }
+}
+
+/// The oplock and lease changes the per-file table made, as state-model
+/// deltas in the order it made them. The table keeps one
+/// ([`super::files::FileTable`]); [`super::Server::files`] hands its
+/// guard out and applies what was logged before the table's lock is let
+/// go, so the model sees every caching change in the order the table made
+/// it, whichever request (or time-out) made it. Only the grant at CREATE
+/// is not logged: it rides in the open's own delta (`NewOpen::caching`).
+#[derive(Debug)]
+pub struct CachingLog {
+    set: ::ids::SetId,
+    deltas: Vec<Delta>,
+}
+
+impl Default for CachingLog {
+    fn default() -> CachingLog {
+        CachingLog::new(::ids::SetId(0))
+    }
+}
+
+impl CachingLog {
+    /// A log for the leases of share set `set`.
+    pub fn new(set: ::ids::SetId) -> CachingLog {
+        CachingLog { set, deltas: Vec::new() }
+    }
+
+    /// The set lease deltas name.
+    pub fn set(&self) -> ::ids::SetId {
+        self.set
+    }
+
+    pub fn push(&mut self, d: Delta) {
+        self.deltas.push(d);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.deltas.is_empty()
+    }
+
+    /// The deltas logged so far, in order (the log keeps them).
+    pub fn deltas(&self) -> &[Delta] {
+        &self.deltas
+    }
+
+    /// Forgets what was logged (once applied), keeping the buffer.
+    pub fn clear(&mut self) {
+        self.deltas.clear();
+    }
+
+    /// When a break starting now times out, as the model keeps it
+    /// (Open.OplockTimeout, Lease.LeaseBreakTimeout).
+    pub fn deadline() -> Timestamp {
+        super::deltas::now().plus_ms(BREAK_TIMEOUT.as_millis() as u64)
     }
 }
 
@@ -190,7 +252,7 @@ pub async fn wait_for_breaks(server: &super::Server, key: crate::model::FileUid)
         }
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             debug!(?key, "oplock break timed out");
-            super::lock(&server.files).oplock_time_out(&key);
+            server.files().oplock_time_out(&key);
             return;
         }
     }
@@ -238,14 +300,25 @@ mod tests {
 
     #[test]
     fn breaks_from_level_two_need_no_ack() {
+        let mut log = CachingLog::default();
         let mut s = OplockState { level: level::II, ..Default::default() };
-        assert!(!s.start_break(level::NONE));
+        assert!(!s.start_break(level::NONE, 1, &mut log));
         assert_eq!(s.level, level::NONE);
         let mut b = OplockState { level: level::BATCH, ..Default::default() };
-        assert!(b.start_break(level::II));
+        assert!(b.start_break(level::II, 2, &mut log));
         assert_eq!(b.breaking_to, Some(level::II));
         assert_eq!(b.level, level::BATCH);
-        b.time_out();
+        b.time_out(2, &mut log);
         assert_eq!((b.level, b.breaking_to), (level::NONE, None));
+        // Each change is logged for the model, in order.
+        let open = |n| PersistentFileId(n);
+        assert!(matches!(
+            log.deltas(),
+            [
+                Delta::OplockSet { open: a, level: OplockLevel::None },
+                Delta::OplockBreaking { open: b, to: OplockLevel::II, .. },
+                Delta::OplockSet { open: c, level: OplockLevel::None },
+            ] if *a == open(1) && *b == open(2) && *c == open(2)
+        ));
     }
 }

@@ -7,6 +7,35 @@
 //! makes (a connection lost, a retained handle expiring) are applied here
 //! by the code that makes them.
 //!
+//! # Oplocks and leases
+//!
+//! An oplock or lease is shared state: a break started by one request
+//! (another client's CREATE, a WRITE) changes opens and leases of other
+//! requests, its acknowledgement comes in on another connection, and a
+//! time-out comes from no request at all. For the model to see these
+//! changes in the order they were made, they are applied where they are
+//! made: the per-file table logs each ([`super::oplock::CachingLog`]), and
+//! the guard [`Server::files`] hands out applies the log to the model
+//! before it lets go of the table's lock (the model's lock ranks below
+//! it). Only the grant at CREATE is not logged: it rides in the open's own
+//! delta (`NewOpen::caching`), so that the open never exists in the model
+//! without it. A lease ends with the table's `LeaseGone` when its last
+//! open closes, not with that open's `OpenDown`.
+//!
+//! The opens themselves still come and go with their requests' deltas
+//! (`OpenUp`, `OpenDown`), which the pipeline applies a little after the
+//! table changed. Where the two paths meet, the recorder holds a change
+//! back until what it needs has been applied (`Waiting`): a change of
+//! an open whose `OpenUp` is on its way (another request broke the new
+//! open's oplock before its CREATE was answered); a lease's end while the
+//! `OpenDown` of its last open is on its way; any later change of that
+//! open or lease; and a request's batch whose new open uses a lease with
+//! a change waiting (the lease was ended and made anew by the time the
+//! new open's CREATE was answered). So the model goes through the changes
+//! of each open and lease in the order the table made them, and an open
+//! that joins a lease while the lease's other open closes finds it still
+//! there.
+//!
 //! The model is the record of the long-lived state that a restart or a
 //! takeover restores; the runtime objects (`Session`, `Tree`, `Open`, the
 //! file table) still serve the requests. [`Server::check_model`] holds the
@@ -25,7 +54,8 @@
 //!   model is decoded and compared too;
 //! - when no request is in flight, the model is compared with the runtime
 //!   objects ([`Server::check_model`]): the same sessions, tree connects,
-//!   opens (connected and retained) and byte-range locks;
+//!   opens (connected and retained), byte-range locks, and each open's
+//!   oplock level or lease state, epoch and break in progress;
 //! - a delta that the model refuses is a mismatch too.
 //!
 //! The counts and the first mismatches are written to the file after every
@@ -34,18 +64,19 @@
 //! lines.
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use std::ops::DerefMut;
+use std::sync::MutexGuard;
 
 use ids::SetId;
 use tracing::{error, warn};
 
+use super::files::{CachingView, FileTable};
 use super::{lock, Server};
 use crate::journal::{self, OpId, ReplayKey, Ticket};
 use crate::model::ids::IdParts;
-use crate::model::{Delta, Model};
+use crate::model::{Caching, Delta, Model, PersistentFileId};
 
 /// The environment variable that turns check mode on.
 pub const CHECK_ENV: &str = "DUET_CHECK_MODEL";
@@ -53,10 +84,73 @@ pub const CHECK_ENV: &str = "DUET_CHECK_MODEL";
 /// How many mismatch texts the report keeps.
 const KEEP_MISMATCHES: usize = 20;
 
+/// How many changes may wait ([`Waiting`]); past this the oldest is
+/// dropped (a defect: what it waited for never came).
+const MAX_WAITING: usize = 1024;
+
 /// The live model and, in check mode, its checker.
 pub struct Recorder {
     model: Model,
     check: Option<Checker>,
+    /// Changes that wait for others to be applied first, in the order
+    /// they came ([`Waiting`]).
+    waiting: Vec<Waiting>,
+    /// Batches applied that no journal record carries yet (changes no
+    /// request made, and requests' batches that waited), encoded, in the
+    /// order they were applied: the server journals them before it lets go
+    /// of the model's lock.
+    unjournaled: Vec<Vec<u8>>,
+}
+
+/// A change the recorder holds back, so that the model sees the changes
+/// of an open or a lease in the order the file table made them (see the
+/// module doc): an oplock change of an open whose `OpenUp` is on its way;
+/// a lease's end (`LeaseGone`) while the `OpenDown` of its last open is on
+/// its way; anything of a lease or open that has a change waiting already;
+/// and a request's batch whose new open uses such a lease (check mode:
+/// with its journaled bytes, which the replica then gets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Waiting {
+    Logged(Delta),
+    Batch(Vec<Delta>, Vec<u8>),
+}
+
+/// What a waiting change holds back: later changes of the same open or
+/// lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Open(PersistentFileId),
+    Lease(crate::model::LeaseId),
+}
+
+impl Waiting {
+    fn keys(&self) -> Vec<Key> {
+        match self {
+            Waiting::Logged(d) => Waiting::keys_of(d),
+            Waiting::Batch(deltas, _) => deltas.iter().flat_map(Waiting::keys_of).collect(),
+        }
+    }
+
+    /// The open or lease whose order a delta takes part in: an oplock
+    /// change's open, a lease change's lease, a new open and its lease.
+    fn keys_of(d: &Delta) -> Vec<Key> {
+        match d {
+            Delta::OplockSet { open, .. } | Delta::OplockBreaking { open, .. } => vec![Key::Open(*open)],
+            Delta::LeaseGranted { lease, .. }
+            | Delta::LeaseChanged { lease, .. }
+            | Delta::LeaseBreaking { lease, .. }
+            | Delta::LeaseAcked { lease, .. }
+            | Delta::LeaseGone { lease, .. } => vec![Key::Lease(*lease)],
+            Delta::OpenUp(n) => match n.caching {
+                Caching::Lease(key) => vec![
+                    Key::Open(n.info.persistent),
+                    Key::Lease(crate::model::LeaseId { client: n.info.client_guid, key }),
+                ],
+                _ => vec![Key::Open(n.info.persistent)],
+            },
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Check mode's state (see the module doc).
@@ -87,7 +181,7 @@ impl Recorder {
             mismatches: 0,
             texts: Vec::new(),
         });
-        Recorder { model, check }
+        Recorder { model, check, waiting: Vec::new(), unjournaled: Vec::new() }
     }
 
     /// The live model.
@@ -138,6 +232,129 @@ impl Recorder {
                 // Not journaled by a request: the recorder adds it.
                 if let Err(e) = c.replica.apply(d) {
                     c.mismatch(format!("replica refused {d:?}: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Applies oplock and lease changes logged by the file table, each now
+    /// or, when it must wait (see [`Waiting`]), once what it waits for has
+    /// been applied.
+    fn apply_caching(&mut self, deltas: &[Delta]) {
+        if !deltas.iter().any(|d| self.must_wait(d)) {
+            self.apply_now(deltas);
+            return;
+        }
+        let mut now = Vec::new();
+        for d in deltas {
+            if self.must_wait(d) {
+                self.wait(Waiting::Logged(d.clone()));
+            } else {
+                now.push(d.clone());
+            }
+        }
+        self.apply_now(&now);
+    }
+
+    /// Does a logged change wait: for an earlier waiting change of the same
+    /// open or lease, or for what it needs?
+    fn must_wait(&self, d: &Delta) -> bool {
+        !self.ready(d) || (!self.waiting.is_empty() && self.blocked(&Waiting::keys_of(d)))
+    }
+
+    /// Does a request's batch wait: does a new open in it use a lease that
+    /// has changes waiting (a lease made anew while the old one with its
+    /// key waits to go)?
+    fn batch_waits(&self, deltas: &[Delta]) -> bool {
+        !self.waiting.is_empty()
+            && deltas.iter().any(|d| matches!(d, Delta::OpenUp(_)) && self.blocked(&Waiting::keys_of(d)))
+    }
+
+    /// Has an open or lease of `keys` a change waiting?
+    fn blocked(&self, keys: &[Key]) -> bool {
+        !keys.is_empty() && self.waiting.iter().any(|w| w.keys().iter().any(|k| keys.contains(k)))
+    }
+
+    /// Can a logged change apply now, as far as the model goes: an open's
+    /// oplock once the open is in; a lease's end once no open uses it.
+    fn ready(&self, d: &Delta) -> bool {
+        match d {
+            Delta::OplockSet { open, .. } | Delta::OplockBreaking { open, .. } => self.model.open(*open).is_some(),
+            Delta::LeaseGone { set, lease } => {
+                self.model.partition(*set).is_none_or(|p| p.lease_opens(*lease).next().is_none())
+            }
+            _ => true,
+        }
+    }
+
+    fn wait(&mut self, w: Waiting) {
+        if self.waiting.len() >= MAX_WAITING {
+            let dropped = self.waiting.remove(0);
+            warn!(?dropped, "state model: a change waited too long");
+            if let Some(c) = &mut self.check {
+                c.mismatch(format!("dropped {dropped:?}: what it waited for never came"));
+            }
+        }
+        self.waiting.push(w);
+    }
+
+    /// Applies deltas that no request journals (check mode: the replica
+    /// gets them as their own batch).
+    fn apply_now(&mut self, deltas: &[Delta]) {
+        for d in deltas {
+            self.apply_one(d);
+        }
+        if !deltas.is_empty() {
+            let bytes = Delta::encode_batch(deltas);
+            self.replay(&bytes);
+            self.unjournaled.push(bytes);
+        }
+    }
+
+    /// Applies a request's batch: its deltas, then (check mode) its bytes
+    /// to the replica.
+    fn apply_batch(&mut self, deltas: &[Delta], journaled: &[u8]) {
+        for d in deltas {
+            self.apply_one(d);
+        }
+        self.replay(journaled);
+    }
+
+    /// Applies, in order, the waiting changes that can go now: those whose
+    /// needs are met and that no earlier waiting change of the same open
+    /// or lease holds back, until none can. True when one of them starts a
+    /// break (a new deadline).
+    fn release_waiting(&mut self) -> bool {
+        let mut deadline = false;
+        loop {
+            let mut held: Vec<Key> = Vec::new();
+            let mut next = None;
+            for (i, w) in self.waiting.iter().enumerate() {
+                let keys = w.keys();
+                let free = !keys.iter().any(|k| held.contains(k));
+                let ready = match w {
+                    Waiting::Logged(d) => self.ready(d),
+                    Waiting::Batch(..) => true,
+                };
+                if free && ready {
+                    next = Some(i);
+                    break;
+                }
+                held.extend(keys);
+            }
+            let Some(i) = next else {
+                return deadline;
+            };
+            match self.waiting.remove(i) {
+                Waiting::Logged(d) => {
+                    deadline |= matches!(d, Delta::OplockBreaking { .. } | Delta::LeaseBreaking { .. });
+                    self.apply_now(std::slice::from_ref(&d));
+                }
+                Waiting::Batch(deltas, journaled) => {
+                    self.apply_batch(&deltas, &journaled);
+                    if !deltas.is_empty() {
+                        self.unjournaled.push(journaled);
+                    }
                 }
             }
         }
@@ -301,27 +518,19 @@ impl Server {
     /// order. Takes the model's lock, the last in the lock order: call it
     /// with no other lock held.
     ///
-    /// A journal that keeps records gets them first, as a state change of
-    /// their own ([`crate::journal::Journal::state_change`]), under the
-    /// model's lock: recovery applies them in log order with the requests'.
+    /// A journal that keeps records gets them as a state change of their
+    /// own ([`crate::journal::Journal::state_change`]), appended under the
+    /// model's lock when they are applied: recovery applies them in log
+    /// order with the requests'.
     pub fn apply(&self, deltas: &[Delta]) {
         if deltas.is_empty() && !self.checking {
             return;
         }
-        let keeps = self.journal.keeps_records();
-        // Only the journal and check mode read the bytes.
-        let journaled = if self.checking || keeps { Delta::encode_batch(deltas) } else { Vec::new() };
+        let journaled = self.delta_bytes(deltas);
         let mut r = lock(&self.recorder);
-        if keeps && !deltas.is_empty() {
-            if let Err(e) = self.journal.state_change(&journaled) {
-                // Applied all the same: the live server goes on with what it
-                // did; a restart would not see this change.
-                warn!("journal, state change not recorded: {e}");
-            }
-        }
-        self.apply_locked(r.deref_mut(), deltas, &journaled);
+        let deadline = self.apply_locked(&mut r, deltas, &journaled, false);
         drop(r);
-        self.after_apply(deltas);
+        self.after_apply(deltas, deadline);
     }
 
     /// [`Server::apply`] for deltas the journal was given as `journaled`
@@ -332,23 +541,60 @@ impl Server {
             return;
         }
         let mut r = lock(&self.recorder);
-        self.apply_locked(r.deref_mut(), deltas, journaled);
+        let deadline = self.apply_locked(&mut r, deltas, journaled, true);
         drop(r);
-        self.after_apply(deltas);
+        self.after_apply(deltas, deadline);
     }
 
-    fn apply_locked(&self, r: &mut Recorder, deltas: &[Delta], journaled: &[u8]) {
-        for d in deltas {
-            r.apply_one(d);
+    /// The bytes of a batch for the journal and check mode, none when
+    /// neither reads them.
+    fn delta_bytes(&self, deltas: &[Delta]) -> Vec<u8> {
+        if deltas.is_empty() || !(self.journal.keeps_records() || self.checking) {
+            Vec::new()
+        } else {
+            Delta::encode_batch(deltas)
         }
-        r.replay(journaled);
-        r.check_replay();
     }
 
-    fn after_apply(&self, deltas: &[Delta]) {
-        if deltas.iter().any(|d| {
-            matches!(d, Delta::OpenDisconnected { .. } | Delta::OplockBreaking { .. } | Delta::LeaseBreaking { .. })
-        }) {
+    /// Applies a batch under the model's lock, or has it wait in the
+    /// recorder (see the module doc), then what it released; journals, in
+    /// the order they were applied, every batch whose record did not carry
+    /// it (`in_record`: the point-3 record holds this one, and it applies
+    /// now). True when a released change brought a deadline.
+    fn apply_locked(&self, r: &mut Recorder, deltas: &[Delta], journaled: &[u8], in_record: bool) -> bool {
+        if r.batch_waits(deltas) {
+            r.wait(Waiting::Batch(deltas.to_vec(), journaled.to_vec()));
+        } else {
+            r.apply_batch(deltas, journaled);
+            if !in_record && !deltas.is_empty() {
+                r.unjournaled.push(journaled.to_vec());
+            }
+        }
+        let deadline = r.release_waiting();
+        r.check_replay();
+        self.journal_unjournaled(r);
+        deadline
+    }
+
+    /// Appends, in order, the batches the recorder applied that no record
+    /// carries yet, as state changes.
+    fn journal_unjournaled(&self, r: &mut Recorder) {
+        if !self.journal.keeps_records() {
+            r.unjournaled.clear();
+            return;
+        }
+        for b in r.unjournaled.drain(..) {
+            if let Err(e) = self.journal.state_change(&b) {
+                // Applied all the same: the live server goes on with what
+                // it did; a restart would not see this change.
+                warn!("journal, state change not recorded: {e}");
+            }
+        }
+    }
+
+    fn after_apply(&self, deltas: &[Delta], released_deadline: bool) {
+        self.note_deadlines(deltas);
+        if released_deadline {
             self.deadlines.notify_one();
         }
     }
@@ -358,6 +604,8 @@ impl Server {
     /// model's lock when there are deltas, so that the log order of delta
     /// records is the order they were applied in, and a checkpoint
     /// ([`Server::checkpoint`]) falls between two of them, never across one.
+    /// A batch that must wait in the recorder goes into the record without
+    /// its deltas, and is journaled as a state change when it applies.
     /// A full journal is waited out ([`journal::with_backoff`]); what was
     /// done is applied to the model whatever the journal answered.
     ///
@@ -374,23 +622,20 @@ impl Server {
         response: &[u8],
         deltas: &[Delta],
     ) -> Result<(Ticket, bool), journal::Error> {
-        let bytes = if deltas.is_empty() || !(self.journal.keeps_records() || self.checking) {
-            Vec::new()
-        } else {
-            Delta::encode_batch(deltas)
-        };
+        let bytes = self.delta_bytes(deltas);
         let r = journal::with_backoff(|| {
             if deltas.is_empty() {
-                let t = self.journal.post_completion(op, index, key, status, response, &bytes)?;
+                let t = self.journal.post_completion(op, index, key, status, response, &[])?;
                 self.apply_journaled(deltas, &bytes);
                 return Ok((t, false));
             }
             let mut r = lock(&self.recorder);
-            let t = self.journal.post_completion(op, index, key, status, response, &bytes)?;
+            let waits = r.batch_waits(deltas);
+            let t = self.journal.post_completion(op, index, key, status, response, if waits { &[] } else { &bytes })?;
             let keeps = deltas.iter().any(|d| restorable(r.model(), d));
-            self.apply_locked(r.deref_mut(), deltas, &bytes);
+            let deadline = self.apply_locked(&mut r, deltas, &bytes, !waits);
             drop(r);
-            self.after_apply(deltas);
+            self.after_apply(deltas, deadline);
             Ok((t, keeps))
         })
         .await;
@@ -407,6 +652,36 @@ impl Server {
         let r = lock(&self.recorder);
         let bytes = r.model().checkpoint();
         self.journal.checkpoint(&bytes)
+    }
+
+    /// Applies the oplock and lease changes the file table logged (see
+    /// the module doc), with the table's lock still held: the model's lock
+    /// ranks below it. They are journaled as state changes as they apply.
+    fn apply_caching(&self, deltas: &[Delta]) {
+        let mut r = lock(&self.recorder);
+        r.apply_caching(deltas);
+        let released_deadline = r.release_waiting();
+        r.check_replay();
+        self.journal_unjournaled(&mut r);
+        drop(r);
+        self.after_apply(deltas, released_deadline);
+    }
+
+    /// Wakes the scavenger when the deltas bring a new deadline.
+    fn note_deadlines(&self, deltas: &[Delta]) {
+        if deltas.iter().any(|d| {
+            matches!(d, Delta::OpenDisconnected { .. } | Delta::OplockBreaking { .. } | Delta::LeaseBreaking { .. })
+        }) {
+            self.deadlines.notify_one();
+        }
+    }
+
+    /// The per-file table, locked ([`super::lock`]). The oplock and lease
+    /// changes made through the guard are applied to the state model
+    /// before the lock is let go (see the module doc): take the table
+    /// through this wherever oplocks or leases may change.
+    pub fn files(&self) -> FilesGuard<'_> {
+        FilesGuard { server: self, table: lock(&self.files) }
     }
 
     /// The share set this node's state is recorded under.
@@ -465,9 +740,11 @@ impl Server {
     /// Compares the model with the runtime objects: the same sessions (that
     /// completed authentication), tree connects of disk shares, opens of
     /// files (connected: by session, tree and volatile id; retained for a
-    /// reconnect: disconnected) and byte-range locks. Takes the session
-    /// table's, each session's, the retained opens', the file table's and
-    /// the model's locks, one at a time.
+    /// reconnect: disconnected), byte-range locks, each open's oplock
+    /// (level, break in progress) or lease (key, state, epoch, break in
+    /// progress), and the same leases; and nothing waits in the recorder.
+    /// Takes the session table's, each session's, the retained opens', the
+    /// file table's and the model's locks, one at a time.
     pub fn check_model(&self) -> Result<(), String> {
         // Where an open is attached (session and tree; none when retained),
         // and its volatile id.
@@ -475,6 +752,7 @@ impl Server {
         let mut live_sessions: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
         let mut live_opens: BTreeMap<u64, OpenView> = BTreeMap::new();
         let mut live_locks: BTreeMap<u64, Vec<(u64, u64, bool)>> = BTreeMap::new();
+        let mut live_caching: BTreeMap<u64, CachingView> = BTreeMap::new();
         let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
         let mut keys = Vec::new();
         for s in sessions.iter().filter(|s| s.up.load(Ordering::Acquire)) {
@@ -491,8 +769,10 @@ impl Server {
             live_opens.insert(*pid, (None, d.open.volatile_id));
             keys.extend(d.open.key.map(|k| (k, *pid)));
         }
-        {
+        let mut live_leases: Vec<([u8; 16], [u8; 16])> = Vec::new();
+        let unrecorded = {
             let files = lock(&self.files);
+            live_leases.extend(files.lease_ids().map(|id| (id.client_guid, id.key)));
             for (key, pid) in &keys {
                 let mut l: Vec<_> = files
                     .locks(key)
@@ -504,16 +784,26 @@ impl Server {
                     l.sort_unstable();
                     live_locks.insert(*pid, l);
                 }
+                live_caching.insert(*pid, files.caching_view(key, *pid));
             }
-        }
-        let model = self.model();
+            // Changes made under a plain `lock(&server.files)`, which
+            // applies nothing: a defect.
+            files.log.deltas().len()
+        };
+        let (model, waiting) = {
+            let r = lock(&self.recorder);
+            (r.model().clone(), r.waiting.len())
+        };
         let mut model_sessions: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
         let mut model_opens: BTreeMap<u64, OpenView> = BTreeMap::new();
         let mut model_locks: BTreeMap<u64, Vec<(u64, u64, bool)>> = BTreeMap::new();
+        let mut model_caching: BTreeMap<u64, CachingView> = BTreeMap::new();
+        let mut model_leases: Vec<([u8; 16], [u8; 16])> = Vec::new();
         for set in model.sets() {
             let Some(p) = model.partition(set) else {
                 continue;
             };
+            model_leases.extend(p.leases().map(|l| (l.id().client.0, l.id().key.0)));
             for s in p.sessions() {
                 let mut trees: Vec<u32> = s.trees().map(|t| t.id.0).collect();
                 trees.sort_unstable();
@@ -522,6 +812,7 @@ impl Server {
             for o in p.opens() {
                 let attached = o.session().zip(o.tree()).map(|(s, t)| (s.0, t.0));
                 model_opens.insert(o.id().0, (attached, o.volatile().0));
+                model_caching.insert(o.id().0, CachingView::of_model(p, o));
             }
             for f in p.files() {
                 for l in f.locks() {
@@ -536,6 +827,18 @@ impl Server {
         diff("session", &live_sessions, &model_sessions, &mut diffs);
         diff("open", &live_opens, &model_opens, &mut diffs);
         diff("locks of open", &live_locks, &model_locks, &mut diffs);
+        diff("caching of open", &live_caching, &model_caching, &mut diffs);
+        live_leases.sort_unstable();
+        model_leases.sort_unstable();
+        if live_leases != model_leases {
+            diffs.push(format!("the lease tables differ: live {live_leases:?}, model {model_leases:?}"));
+        }
+        if waiting != 0 {
+            diffs.push(format!("{waiting} changes still wait in the recorder"));
+        }
+        if unrecorded != 0 {
+            diffs.push(format!("{unrecorded} oplock or lease changes were never applied to the model"));
+        }
         if diffs.is_empty() {
             Ok(())
         } else {
@@ -564,4 +867,189 @@ fn diff<V: PartialEq + std::fmt::Debug>(
         }
     }
     out.truncate(8);
+}
+
+/// The per-file table's lock, from [`Server::files`]: on drop, the oplock
+/// and lease changes logged meanwhile are applied to the state model, the
+/// table's lock still held.
+pub struct FilesGuard<'a> {
+    server: &'a Server,
+    table: MutexGuard<'a, FileTable>,
+}
+
+impl Deref for FilesGuard<'_> {
+    type Target = FileTable;
+
+    fn deref(&self) -> &FileTable {
+        &self.table
+    }
+}
+
+impl DerefMut for FilesGuard<'_> {
+    fn deref_mut(&mut self) -> &mut FileTable {
+        &mut self.table
+    }
+}
+
+impl Drop for FilesGuard<'_> {
+    fn drop(&mut self) {
+        if !self.table.log.is_empty() {
+            self.server.apply_caching(self.table.log.deltas());
+            self.table.log.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    const SET: SetId = SetId(0);
+
+    /// A recorder whose model has a session with a tree connect.
+    fn recorder() -> (Recorder, SessionId) {
+        let mut r = Recorder::new(SET, 3);
+        let id = SessionId(r.model.partition(SET).unwrap().ids().peek(1).unwrap());
+        r.apply_one(&Delta::SessionUp(Box::new(SessionInfo {
+            id,
+            owner: Owner { user: "u".into(), domain: "D".into() },
+            guest: false,
+            anonymous: false,
+            client_guid: ClientGuid([1; 16]),
+            dialect: 0x311,
+            signing_algorithm: 0,
+            cipher: 0,
+            signing_required: false,
+            encrypt_data: false,
+            keys: SessionKeys::default(),
+            created_at: Timestamp(1),
+            expires_at: None,
+        })));
+        let tree = TreeInfo { id: TreeId(1), share: "s".into(), encrypt: false, read_only: false, maximal_access: 0 };
+        r.apply_one(&Delta::TreeUp { session: id, tree });
+        (r, id)
+    }
+
+    fn open_up(session: SessionId, pid: u64, caching: Caching) -> Delta {
+        open_of(session, pid, 7, caching)
+    }
+
+    fn open_of(session: SessionId, pid: u64, file: u128, caching: Caching) -> Delta {
+        Delta::OpenUp(Box::new(NewOpen {
+            info: OpenInfo {
+                persistent: PersistentFileId(pid),
+                file: FileUid(file),
+                share: "s".into(),
+                create_guid: None,
+                client_guid: ClientGuid([1; 16]),
+                app_instance_id: None,
+                app_instance_version: None,
+                owner: Owner { user: "u".into(), domain: "D".into() },
+                durability: Durability::None,
+                replay_eligible: false,
+                granted_access: 0,
+                share_access: 7,
+                create_options: 0,
+                is_dir: false,
+            },
+            path: "f".into(),
+            session,
+            tree: TreeId(1),
+            volatile: VolatileFileId(pid),
+            caching,
+            channel_sequence: 0,
+            delete_on_close: false,
+        }))
+    }
+
+    /// Another request breaks a new open's batch oplock, and the holder
+    /// acknowledges, before the CREATE's own delta has been applied: both
+    /// changes wait for it, then apply in order.
+    #[test]
+    fn caching_changes_of_an_open_on_its_way_wait_for_it() {
+        let (mut r, session) = recorder();
+        let pid = r.model.partition(SET).unwrap().ids().peek(1).unwrap();
+        let open = PersistentFileId(pid);
+        let breaking = Delta::OplockBreaking { open, to: OplockLevel::II, deadline: Timestamp(99) };
+        r.apply_caching(std::slice::from_ref(&breaking));
+        assert_eq!(r.waiting, [Waiting::Logged(breaking)]);
+        r.apply_caching(&[Delta::OplockSet { open, level: OplockLevel::II }]);
+        assert_eq!(r.waiting.len(), 2);
+        r.apply_batch(&[open_up(session, pid, Caching::Oplock { level: OplockLevel::Batch, breaking: None })], &[]);
+        assert!(r.release_waiting());
+        assert!(r.waiting.is_empty());
+        let o = r.model.open(open).unwrap();
+        assert_eq!(o.caching(), Caching::Oplock { level: OplockLevel::II, breaking: None });
+        // An open the model has is changed at once.
+        r.apply_caching(&[Delta::OplockSet { open, level: OplockLevel::None }]);
+        assert!(r.waiting.is_empty());
+        assert_eq!(r.model.open(open).unwrap().caching(), Caching::None);
+        assert!(!r.release_waiting());
+    }
+
+    fn granted(file: u128) -> Delta {
+        Delta::LeaseGranted {
+            set: SET,
+            lease: LeaseId { client: ClientGuid([1; 16]), key: LeaseKey([5; 16]) },
+            file: FileUid(file),
+            parent: None,
+            version: LeaseVersion::V1,
+            state: 7,
+            epoch: 0,
+        }
+    }
+
+    /// A lease's last open closes and, before that CLOSE's own delta is
+    /// applied, the same client makes the lease anew (on another file) for
+    /// a new open: the lease's end waits for the `OpenDown`, the new lease
+    /// for the end, and the new open for the new lease.
+    #[test]
+    fn a_lease_ends_and_is_made_anew_in_the_order_the_table_did_it() {
+        let (mut r, session) = recorder();
+        let lease = LeaseId { client: ClientGuid([1; 16]), key: LeaseKey([5; 16]) };
+        let gone = Delta::LeaseGone { set: SET, lease };
+        r.apply_caching(&[granted(7)]);
+        let b = r.model.partition(SET).unwrap().ids().peek(1).unwrap();
+        r.apply_batch(&[open_of(session, b, 7, Caching::Lease(lease.key))], &[]);
+        // B closes: the table drops the lease, then makes it anew for A.
+        r.apply_caching(std::slice::from_ref(&gone));
+        r.apply_caching(&[granted(8)]);
+        assert_eq!(r.waiting.len(), 2);
+        let a = r.model.partition(SET).unwrap().ids().peek(2).unwrap();
+        let a_up = [open_of(session, a, 8, Caching::Lease(lease.key))];
+        // A's CREATE answers first: its open waits for its lease.
+        assert!(r.batch_waits(&a_up));
+        r.wait(Waiting::Batch(a_up.to_vec(), Vec::new()));
+        assert!(!r.release_waiting());
+        assert_eq!(r.model.partition(SET).unwrap().lease(lease).unwrap().file(), FileUid(7));
+        // B's CLOSE lands: everything follows, in order.
+        r.apply_batch(&[Delta::OpenDown { open: PersistentFileId(b) }], &[]);
+        r.release_waiting();
+        assert!(r.waiting.is_empty());
+        let p = r.model.partition(SET).unwrap();
+        assert_eq!(p.lease(lease).unwrap().file(), FileUid(8));
+        assert_eq!(p.lease_opens(lease).map(|o| o.id().0).collect::<Vec<_>>(), [a]);
+        r.model.check_invariants().unwrap();
+    }
+
+    /// An open joins a lease while the lease's other open closes, and
+    /// the CLOSE's delta lands first: the lease stays (it is not the
+    /// `OpenDown` that ends a lease, the table's `LeaseGone` is).
+    #[test]
+    fn a_lease_joined_on_the_way_outlives_its_other_open() {
+        let (mut r, session) = recorder();
+        let lease = LeaseId { client: ClientGuid([1; 16]), key: LeaseKey([5; 16]) };
+        r.apply_caching(&[granted(7)]);
+        let b = r.model.partition(SET).unwrap().ids().peek(1).unwrap();
+        r.apply_batch(&[open_of(session, b, 7, Caching::Lease(lease.key))], &[]);
+        let a = r.model.partition(SET).unwrap().ids().peek(1).unwrap();
+        r.apply_batch(&[Delta::OpenDown { open: PersistentFileId(b) }], &[]);
+        let up = [open_of(session, a, 7, Caching::Lease(lease.key))];
+        assert!(!r.batch_waits(&up));
+        r.apply_batch(&up, &[]);
+        assert!(r.waiting.is_empty());
+        assert_eq!(r.model.partition(SET).unwrap().lease_opens(lease).count(), 1);
+        r.model.check_invariants().unwrap();
+    }
 }
