@@ -104,6 +104,7 @@ pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
         encrypt: false,
         guest_ok: false,
         read_only: false,
+        continuous_availability: false,
         comment: "Duet default share".into(),
     });
     cfg.inline_users.push(("duet".into(), password.clone()));
