@@ -241,9 +241,9 @@ fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileUid) -> Resp {
 /// a durable open that outlived its connection. The open keeps its file
 /// id, oplock, locks and position; the answer carries no durable context.
 ///
-/// A version 2 open comes back only with its CreateGuid, and a persistent
-/// one only with SMB2_DHANDLE_FLAG_PERSISTENT; a version 1 open only with
-/// DHnC. Anything else is STATUS_OBJECT_NAME_NOT_FOUND, as if there were
+/// With DH2C, a version 2 open comes back only with its CreateGuid, and
+/// a persistent one only with SMB2_DHANDLE_FLAG_PERSISTENT; a version 1
+/// open not at all. Anything else is STATUS_OBJECT_NAME_NOT_FOUND, as if there were
 /// no such open (as smbtorture durable-v2-open.reopen2 expects).
 fn reconnect(
     opener: &Opener,
@@ -270,7 +270,10 @@ fn reconnect(
                         && matches!(st.durability, Durability::V2 { .. } | Durability::Persistent { .. })
                         && (!st.persistent() || r.flags & durable_v2_flags::PERSISTENT != 0)
                 }
-                None => matches!(st.durability, Durability::V1 { .. }),
+                // A version 2 open comes back with DHnC too, as with
+                // smbd (smbtorture durable-v2-open.reopen2b); a version 1
+                // open has no CreateGuid for DH2C (reopen2c).
+                None => st.durable(),
             };
             if !matches {
                 return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
