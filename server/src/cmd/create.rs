@@ -87,7 +87,7 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
             Some(RequestContext::Lease(l)) => Some(l),
             _ => None,
         };
-        return reconnect(&Opener::new(ctx, tree, session), r.file_id, lease, &req.name, Some(*r));
+        return reconnect_after_teardown(&Opener::new(ctx, tree, session), r.file_id, lease, &req.name, Some(*r)).await;
     }
     let dhnc = req.context(|c| matches!(c, RequestContext::DurableHandleReconnect { .. }));
     if let (Some(RequestContext::DurableHandleReconnect { file_id }), TreeKind::Disk(_)) = (dhnc, &tree.kind) {
@@ -103,7 +103,7 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
             Some(RequestContext::Lease(l)) => Some(l),
             _ => None,
         };
-        return reconnect(&Opener::new(ctx, tree, session), *file_id, lease, &req.name, None);
+        return reconnect_after_teardown(&Opener::new(ctx, tree, session), *file_id, lease, &req.name, None).await;
     }
     validate(&req)?;
     if let TreeKind::Ipc = &tree.kind {
@@ -119,6 +119,9 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
             return Ok(r);
         }
     }
+    // While this CREATE is carried out (it may wait for an oplock break),
+    // a replay of it is answered STATUS_FILE_NOT_AVAILABLE.
+    let creating = opener.durable_v2(&req).map(|d| Creating::start(&opener.server, opener.client_guid, d.create_guid));
     let mut deferred = false;
     let server = opener.server.clone();
     loop {
@@ -142,7 +145,7 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
             // Async, also in the middle of a compound: the pipeline parks
             // the rest of the chain and reads on meanwhile (the holder may
             // be this very connection).
-            Step::Wait(key) => Ok(wait_then_open(opener, ctx.frame.clone(), key)),
+            Step::Wait(key) => Ok(wait_then_open(opener, ctx.frame.clone(), key, creating)),
         };
     }
 }
@@ -221,9 +224,10 @@ impl Opener {
 /// Goes async ([MS-SMB2] 3.3.4.2): the client gets STATUS_PENDING now,
 /// and the CREATE's answer once the oplock holders have acknowledged (or
 /// timed out).
-fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileUid) -> Resp {
+fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileUid, creating: Option<Creating>) -> Resp {
     let mut r = Resp::ok(BytesMut::new());
     r.pending = Some(Box::pin(async move {
+        let _creating = creating;
         let mut key = key;
         loop {
             oplock::wait_for_breaks(&opener.server, key).await;
@@ -237,13 +241,50 @@ fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileUid) -> Resp {
     r
 }
 
+/// How often, and how long apart, a reconnect looks again for an open
+/// that another session still holds.
+const RECONNECT_TRIES: u32 = 10;
+const RECONNECT_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// [`reconnect`], waiting a moment for an open that is still attached to
+/// another session: a client that drops its connection and at once
+/// reconnects on a new one races the server's teardown of the old
+/// connection, which is what retains the open (smbtorture
+/// durable-open.reopen2-lease failed now and then with
+/// STATUS_OBJECT_NAME_NOT_FOUND). An open of this session, or none at
+/// all, is answered at once.
+async fn reconnect_after_teardown(
+    opener: &Opener,
+    file_id: FileId,
+    lease_request: Option<&Lease>,
+    name: &str,
+    v2: Option<DurableHandleReconnectV2>,
+) -> HResult {
+    let mut tries = 0;
+    loop {
+        let r = reconnect(opener, file_id, lease_request, name, v2);
+        if !matches!(r, Err(NtStatus::OBJECT_NAME_NOT_FOUND)) || tries >= RECONNECT_TRIES {
+            return r;
+        }
+        let me = opener.session.id;
+        let elsewhere = opener.server.with_model(|m| {
+            m.open(PersistentFileId(file_id.persistent)).and_then(|o| o.session()).is_some_and(|s| s.0 != me)
+        });
+        if !elsewhere {
+            return r;
+        }
+        tries += 1;
+        tokio::time::sleep(RECONNECT_RETRY).await;
+    }
+}
+
 /// DHnC ([MS-SMB2] 3.3.5.9.7) and DH2C (3.3.5.9.12): a client takes back
 /// a durable open that outlived its connection. The open keeps its file
 /// id, oplock, locks and position; the answer carries no durable context.
 ///
-/// With DH2C, a version 2 open comes back only with its CreateGuid, and
-/// a persistent one only with SMB2_DHANDLE_FLAG_PERSISTENT; a version 1
-/// open not at all. Anything else is STATUS_OBJECT_NAME_NOT_FOUND, as if there were
+/// With DH2C, an open comes back only with its CreateGuid (zero for a
+/// version 1 open), and a persistent one only with
+/// SMB2_DHANDLE_FLAG_PERSISTENT. Anything else is STATUS_OBJECT_NAME_NOT_FOUND, as if there were
 /// no such open (as smbtorture durable-v2-open.reopen2 expects).
 fn reconnect(
     opener: &Opener,
@@ -265,9 +306,14 @@ fn reconnect(
         {
             let st = lock(&old.st);
             let matches = match v2 {
+                // Open.CreateGuid must match; a version 1 open has none
+                // (zero), as smbd compares them (smbtorture
+                // durable-open.reopen2-lease reclaims a version 1 open
+                // with a zero CreateGuid, durable-v2-open.reopen2c fails
+                // to with another).
                 Some(r) => {
-                    st.create_guid == Some(r.create_guid)
-                        && matches!(st.durability, Durability::V2 { .. } | Durability::Persistent { .. })
+                    st.create_guid.unwrap_or([0; 16]) == r.create_guid
+                        && st.durable()
                         && (!st.persistent() || r.flags & durable_v2_flags::PERSISTENT != 0)
                 }
                 // A version 2 open comes back with DHnC too, as with
@@ -480,6 +526,28 @@ fn close_app_instance(opener: &Opener, req: &CreateRequest<'_>, out: &mut Vec<De
     Ok(())
 }
 
+/// A DH2Q CREATE being carried out: its (ClientGuid, CreateGuid) is in
+/// [`Server::creating`] until it is answered, so that a replay of it meanwhile
+/// is refused ([MS-SMB2] 3.3.5.9.10; smbtorture replay.dhv2-pending*).
+struct Creating {
+    server: Arc<Server>,
+    key: ([u8; 16], [u8; 16]),
+}
+
+impl Creating {
+    fn start(server: &Arc<Server>, client_guid: [u8; 16], create_guid: [u8; 16]) -> Creating {
+        let key = (client_guid, create_guid);
+        lock(&server.creating).insert(key);
+        Creating { server: server.clone(), key }
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        lock(&self.server.creating).remove(&self.key);
+    }
+}
+
 /// A DH2Q CREATE whose CreateGuid names an open of this client that is
 /// still replay eligible ([MS-SMB2] 3.3.5.9.10): without
 /// SMB2_FLAGS_REPLAY_OPERATION it is STATUS_DUPLICATE_OBJECTID; with it,
@@ -496,6 +564,10 @@ fn replayed(
     dh2q: &DurableHandleRequestV2,
     replay: bool,
 ) -> Result<Option<Resp>, NtStatus> {
+    if lock(&opener.server.creating).contains(&(opener.client_guid, dh2q.create_guid)) {
+        // The first CREATE is still being carried out.
+        return Err(NtStatus::FILE_NOT_AVAILABLE);
+    }
     let client = crate::model::ClientGuid(opener.client_guid);
     let guid = crate::model::CreateGuid(dh2q.create_guid);
     let found = opener.server.with_model(|m| {

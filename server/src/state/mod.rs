@@ -90,6 +90,10 @@ pub struct Server {
     /// Durable opens whose connection is gone, by persistent id, for
     /// reconnect.
     pub durable: Mutex<HashMap<u64, durable::Disconnected>>,
+    /// DH2Q CREATEs being carried out, by (ClientGuid, CreateGuid): a
+    /// replay of one meanwhile is STATUS_FILE_NOT_AVAILABLE ([MS-SMB2]
+    /// 3.3.5.9.10). Held for no more than a table lookup.
+    pub creating: Mutex<std::collections::HashSet<([u8; 16], [u8; 16])>>,
     /// Change-notify watches.
     pub notify: Mutex<notify::NotifyTable>,
     /// Woken whenever a byte-range lock is released.
@@ -150,6 +154,7 @@ impl Server {
             sessions: Mutex::new(HashMap::new()),
             files: Mutex::new(files::FileTable::default()),
             durable: Mutex::new(HashMap::new()),
+            creating: Mutex::new(std::collections::HashSet::new()),
             notify: Mutex::new(notify::NotifyTable::default()),
             lock_released: tokio::sync::Notify::new(),
             oplock_changed: tokio::sync::Notify::new(),
