@@ -778,7 +778,7 @@ fn checkpoint_layout() {
     // A delta: version, kind, fields.
     assert_eq!(Delta::NewGeneration { set: SetId(0x102) }.to_bytes(), vec![1, 0x01, 0x02, 0x01]);
     assert_eq!(Delta::decode(&[1, 0x01, 0x02, 0x01, 0]), Err(DecodeError::Trailing(1)));
-    assert_eq!(Delta::decode(&[1, 0x1a]), Err(DecodeError::BadValue { what: "delta kind", value: 0x1a }));
+    assert_eq!(Delta::decode(&[1, 0x1b]), Err(DecodeError::BadValue { what: "delta kind", value: 0x1b }));
     assert_eq!(Delta::decode(&[2, 0x01, 0, 0]), Err(DecodeError::Version(2)));
 }
 
