@@ -11,7 +11,8 @@ MODE `durable` (a plain share):
   2. the TCP connection is dropped (no LOGOFF, no CLOSE);
   3. on a new connection, DH2C with another CreateGuid is refused with
      STATUS_OBJECT_NAME_NOT_FOUND, and DH2C with G takes the handle back
-     (same FileId, the data is there);
+     (same FileId, the data is there, and a WRITE is not refused as stale
+     though the first connection's ChannelSequence was ahead);
   4. a client with another ClientGuid opens the file with no sharing, DH2Q
      and the same AppInstanceId: the old open is closed (no oplock break,
      no sharing violation), and the old handle is STATUS_FILE_CLOSED.
@@ -22,9 +23,12 @@ a TCP drop, DH2C without the persistent flag is refused and DH2C with it
 takes the handle back.
 
 Each step that holds prints `ok STEP`."""
+import contextlib
 import struct
 import sys
 import uuid
+
+import smbprotocol.connection
 
 from smbprotocol.connection import Connection
 from smbprotocol.create_contexts import SMB2CreateContextRequest, SMB2CreateDurableHandleResponseV2
@@ -96,6 +100,24 @@ def expect_status(status, what, f):
     raise AssertionError(f"{what}: succeeded, expected {status:#x}")
 
 
+@contextlib.contextmanager
+def channel_sequence(n):
+    """Requests sent meanwhile carry ChannelSequence `n` (smbprotocol
+    always sends 0)."""
+    plain = smbprotocol.connection.SMB2HeaderRequest
+
+    class Header(plain):
+        def __init__(self):
+            super().__init__()
+            self["channel_sequence"] = n
+
+    smbprotocol.connection.SMB2HeaderRequest = Header
+    try:
+        yield
+    finally:
+        smbprotocol.connection.SMB2HeaderRequest = plain
+
+
 def drop(conn):
     """Drops the TCP connection as a network failure would: no LOGOFF."""
     conn.transport.close()
@@ -113,7 +135,11 @@ def durable():
                     oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
     assert f1.oplock_level == RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH, f1.oplock_level
     assert durable_v2_response(got) == (60000, 0), got
-    f1.write(b"kept across a drop", 0)
+    # Written with ChannelSequence 5 (Open.ChannelSequence becomes 5): the
+    # next session's counter starts again at 0, and its WRITE must not look
+    # stale after the reconnect ([MS-SMB2] 3.3.5.2.10).
+    with channel_sequence(5):
+        f1.write(b"kept across a drop", 0)
     file_id = f1.file_id
     print("ok dh2q granted")
 
@@ -132,6 +158,7 @@ def durable():
     assert f2.file_id == file_id, (f2.file_id, file_id)
     assert durable_v2_response(got) is None, got
     assert f2.read(0, 100) == b"kept across a drop"
+    f2.write(b"KEPT", 0)
     print("ok dh2c reconnected")
 
     # Another client (another ClientGuid) with the same AppInstanceId: a
@@ -143,7 +170,7 @@ def durable():
                     create_contexts=[dh2q(uuid.uuid4().bytes), app_instance(app_id)],
                     oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
     assert durable_v2_response(got) == (60000, 0), got
-    assert f3.read(0, 100) == b"kept across a drop"
+    assert f3.read(0, 100) == b"KEPT across a drop"
     expect_status(FILE_CLOSED, "the old open after the takeover", lambda: f2.read(0, 10))
     print("ok app instance takeover")
     f3.close()

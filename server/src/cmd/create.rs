@@ -389,6 +389,18 @@ fn reconnect(
         tree: TreeId(opener.tree.id),
         volatile: VolatileFileId(open.volatile_id),
     });
+    // The new session's requests start at the reconnect's ChannelSequence:
+    // a client's counter is per session, so the old one would make the
+    // open's next WRITE look stale ([MS-SMB2] 3.3.5.2.10).
+    let mut st = lock(&open.st);
+    if st.channel_sequence != opener.channel_sequence {
+        st.channel_sequence = opener.channel_sequence;
+        r.deltas.push(Delta::ChannelSequenceSet {
+            open: PersistentFileId(open.persistent_id),
+            sequence: opener.channel_sequence,
+        });
+    }
+    drop(st);
     Ok(r)
 }
 
