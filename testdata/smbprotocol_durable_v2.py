@@ -22,6 +22,9 @@ share whose tree connect says SMB2_SHARE_CAP_CONTINUOUS_AVAILABILITY; after
 a TCP drop, DH2C without the persistent flag is refused and DH2C with it
 takes the handle back.
 
+MODE `hold` (a share served with --ca): opens a persistent and a version 2
+durable handle and keeps them until stdin closes, for `duet status`.
+
 Each step that holds prints `ok STEP`."""
 import contextlib
 import struct
@@ -209,4 +212,22 @@ def persistent():
     conn2.disconnect()
 
 
-{"durable": durable, "persistent": persistent}[mode]()
+def hold():
+    """A persistent handle without caching and a version 2 durable handle
+    with a batch oplock, held until stdin closes (then the process dies
+    and its connection with it)."""
+    conn, tree = connect(uuid.uuid4())
+    p = Open(tree, "held-persistent.txt")
+    p.create(ImpersonationLevel.Impersonation, ACCESS, 0, ShareAccess.FILE_SHARE_READ,
+             CreateDisposition.FILE_OVERWRITE_IF, CreateOptions.FILE_NON_DIRECTORY_FILE,
+             create_contexts=[dh2q(uuid.uuid4().bytes, flags=PERSISTENT)])
+    d = Open(tree, "held-v2.txt")
+    d.create(ImpersonationLevel.Impersonation, ACCESS, 0, ShareAccess.FILE_SHARE_READ,
+             CreateDisposition.FILE_OVERWRITE_IF, CreateOptions.FILE_NON_DIRECTORY_FILE,
+             create_contexts=[dh2q(uuid.uuid4().bytes)],
+             oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
+    print("ok held", flush=True)
+    sys.stdin.read()
+
+
+{"durable": durable, "persistent": persistent, "hold": hold}[mode]()

@@ -10,6 +10,7 @@
 
 use std::net::TcpListener;
 use std::path::Path;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -94,4 +95,57 @@ fn persistent_handle_on_a_continuously_available_share() {
     assert_steps(&out, &["persistent granted", "persistent reconnected"]);
     let report = check_report(dir.path());
     assert!(report.lines().any(|l| l == "mismatches 0"), "{report}");
+}
+
+/// The durable kind of every open and retained handle that `duet status
+/// --json` shows, by path.
+fn durable_kinds(sock: &Path, table: &str) -> Vec<(String, String)> {
+    let bin = std::env::var("DUET_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_duet").to_string());
+    let out = Command::new(bin).args(["status", "--json", "--socket", sock.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "duet status: {}", String::from_utf8_lossy(&out.stderr));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut kinds: Vec<(String, String)> = st[table]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {table}:\n{st:#}"))
+        .iter()
+        .map(|r| (r["path"].as_str().unwrap_or("").to_string(), r["durable"].as_str().unwrap_or("").to_string()))
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+/// `duet status` names version 2 and persistent handles as such, connected
+/// and retained after their client's connection is gone.
+#[test]
+fn status_shows_v2_and_persistent_handles() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("admin.sock");
+    let (_srv, port) = duet(dir.path(), &["--ca", "data", "--admin-socket", sock.to_str().unwrap()]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/smbprotocol_durable_v2.py");
+    let mut py = Running(
+        Command::new("python3")
+            .args([script, "hold", &port.to_string(), "data", "duet", "duetpass"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(py.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ok held");
+    let want = vec![
+        ("held-persistent.txt".to_string(), "persistent".to_string()),
+        ("held-v2.txt".to_string(), "v2".to_string()),
+    ];
+    assert_eq!(durable_kinds(&sock, "opens"), want);
+    drop(py);
+    let t = Instant::now();
+    loop {
+        let retained = durable_kinds(&sock, "retained");
+        if retained == want {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "retained handles: {retained:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
