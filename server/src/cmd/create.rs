@@ -28,7 +28,7 @@ use crate::state::lease::{lease_state, LeaseId};
 use crate::state::oplock::{self, BreakSink};
 use crate::state::session::SessionCrypto;
 use crate::state::{durable, Server, Session, Tree};
-use crate::state::open::{Open, OpenKind, OpenState};
+use crate::state::open::{AppInstance, Open, OpenKind, OpenState};
 use crate::state::tree::TreeKind;
 use crate::state::notify::{action, filter};
 use crate::state::{lock, now_filetime};
@@ -467,7 +467,7 @@ fn durable_context(d: Durability) -> Option<ResponseContext<'static>> {
 
 /// The request's AppInstanceId and AppInstanceVersion ([MS-SMB2]
 /// 2.2.13.2.13, 2.2.13.2.15).
-fn app_instance(req: &CreateRequest<'_>) -> Option<([u8; 16], Option<(u64, u64)>)> {
+fn app_instance(req: &CreateRequest<'_>) -> Option<AppInstance> {
     let id = match req.context(|c| matches!(c, RequestContext::AppInstanceId(_))) {
         Some(RequestContext::AppInstanceId(id)) => *id,
         _ => return None,
@@ -476,7 +476,7 @@ fn app_instance(req: &CreateRequest<'_>) -> Option<([u8; 16], Option<(u64, u64)>
         Some(RequestContext::AppInstanceVersion { high, low }) => Some((*high, *low)),
         _ => None,
     };
-    Some((id, version))
+    Some(AppInstance { id, version })
 }
 
 /// SMB2_CREATE_APP_INSTANCE_ID ([MS-SMB2] 3.3.5.9.13): a new open with an
@@ -490,7 +490,7 @@ fn app_instance(req: &CreateRequest<'_>) -> Option<([u8; 16], Option<(u64, u64)>
 /// Called for a CREATE with DH2Q only (3.3.5.9.10 processes the app
 /// instance first).
 fn close_app_instance(opener: &Opener, req: &CreateRequest<'_>, out: &mut Vec<Delta>) -> Result<(), NtStatus> {
-    let Some((id, version)) = app_instance(req) else {
+    let Some(AppInstance { id, version }) = app_instance(req) else {
         return Ok(());
     };
     let share = opener.tree.share().ok_or(NtStatus::INVALID_PARAMETER)?;

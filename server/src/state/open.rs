@@ -52,7 +52,7 @@ pub struct OpenState {
     /// this open back, until a request names the open.
     pub replay_eligible: bool,
     /// Open.AppInstanceId and the version ([MS-SMB2] 3.3.5.9.13).
-    pub app_instance: Option<([u8; 16], Option<(u64, u64)>)>,
+    pub app_instance: Option<AppInstance>,
     /// The CREATE's CreateAction, for the answer to a replay.
     pub create_action: u32,
     /// Open.ChannelSequence ([MS-SMB2] 3.3.5.2.10).
@@ -62,6 +62,15 @@ pub struct OpenState {
     /// The delayed write-time update of this handle's first write has
     /// been scheduled.
     pub write_time_armed: bool,
+}
+
+/// Open.AppInstanceId and Open.ApplicationInstanceVersionHigh and Low
+/// ([MS-SMB2] 3.3.1.10, 2.2.13.2.13, 2.2.13.2.15).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppInstance {
+    pub id: [u8; 16],
+    /// (high, low), when the CREATE carried an AppInstanceVersion.
+    pub version: Option<(u64, u64)>,
 }
 
 pub struct Open {
