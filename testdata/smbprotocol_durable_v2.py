@@ -15,7 +15,10 @@ MODE `durable` (a plain share):
      though the first connection's ChannelSequence was ahead);
   4. a client with another ClientGuid opens the file with no sharing, DH2Q
      and the same AppInstanceId: the old open is closed (no oplock break,
-     no sharing violation), and the old handle is STATUS_FILE_CLOSED.
+     no sharing violation), and the old handle is STATUS_FILE_CLOSED;
+  5. with AppInstanceVersion (2.2.13.2.15, SMB 3.1.1), a lower version
+     cannot take that open over (STATUS_FILE_FORCED_CLOSED), a higher one
+     can.
 MODE `persistent` (a share served with --ca): DH2Q with
 SMB2_DHANDLE_FLAG_PERSISTENT and no oplock gets a persistent handle on a
 share whose tree connect says SMB2_SHARE_CAP_CONTINUOUS_AVAILABILITY; after
@@ -45,9 +48,12 @@ DH2Q = b"DH2Q"
 DH2C = b"DH2C"
 APP_INSTANCE_ID = bytes([0x45, 0xBC, 0xA6, 0x6A, 0xEF, 0xA7, 0xF7, 0x4A,
                          0x90, 0x08, 0xFA, 0x46, 0x2E, 0x14, 0x4D, 0x74])
+APP_INSTANCE_VERSION = bytes([0xB9, 0x82, 0xD0, 0xB7, 0x3B, 0x56, 0x07, 0x4F,
+                              0xA0, 0x7B, 0x52, 0x4A, 0x81, 0x16, 0xA0, 0x10])
 PERSISTENT = 0x2
 OBJECT_NAME_NOT_FOUND = 0xC0000034
 FILE_CLOSED = 0xC0000128
+FILE_FORCED_CLOSED = 0xC00000B6
 
 mode, port, share, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 ACCESS = FilePipePrinterAccessMask.FILE_READ_DATA | FilePipePrinterAccessMask.FILE_WRITE_DATA | \
@@ -121,6 +127,11 @@ def channel_sequence(n):
         smbprotocol.connection.SMB2HeaderRequest = plain
 
 
+def app_version(high, low):
+    # StructureSize 24, Reserved, Padding, AppInstanceVersionHigh and Low.
+    return context(APP_INSTANCE_VERSION, struct.pack("<HHIQQ", 24, 0, 0, high, low))
+
+
 def drop(conn):
     """Drops the TCP connection as a network failure would: no LOGOFF."""
     conn.transport.close()
@@ -170,13 +181,30 @@ def durable():
     f3 = Open(tree3, "dh2.txt")
     got = f3.create(ImpersonationLevel.Impersonation, ACCESS, 0, 0, CreateDisposition.FILE_OPEN,
                     CreateOptions.FILE_NON_DIRECTORY_FILE,
-                    create_contexts=[dh2q(uuid.uuid4().bytes), app_instance(app_id)],
+                    create_contexts=[dh2q(uuid.uuid4().bytes), app_instance(app_id), app_version(2, 0)],
                     oplock_level=RequestedOplockLevel.SMB2_OPLOCK_LEVEL_BATCH)
     assert durable_v2_response(got) == (60000, 0), got
     assert f3.read(0, 100) == b"KEPT across a drop"
     expect_status(FILE_CLOSED, "the old open after the takeover", lambda: f2.read(0, 10))
     print("ok app instance takeover")
-    f3.close()
+
+    # AppInstanceVersion (SMB 3.1.1): an older version cannot take the
+    # open over (STATUS_FILE_FORCED_CLOSED), a newer one can.
+    conn4, tree4 = connect(uuid.uuid4())
+    f4 = Open(tree4, "dh2.txt")
+
+    def take_over(high):
+        return f4.create(ImpersonationLevel.Impersonation, ACCESS, 0, 0, CreateDisposition.FILE_OPEN,
+                         CreateOptions.FILE_NON_DIRECTORY_FILE,
+                         create_contexts=[dh2q(uuid.uuid4().bytes), app_instance(app_id), app_version(high, 0)])
+
+    expect_status(FILE_FORCED_CLOSED, "an older AppInstanceVersion", lambda: take_over(1))
+    assert f3.read(0, 4) == b"KEPT"
+    take_over(3)
+    expect_status(FILE_CLOSED, "the open taken over by a newer version", lambda: f3.read(0, 4))
+    print("ok app instance version")
+    f4.close()
+    conn4.disconnect()
     conn3.disconnect()
     conn2.disconnect()
 

@@ -2,7 +2,8 @@
 //! client, Python's smbprotocol (testdata/smbprotocol_durable_v2.py):
 //! DH2Q granted with the default timeout, DH2C after a dropped TCP
 //! connection, a wrong CreateGuid refused with STATUS_OBJECT_NAME_NOT_FOUND,
-//! an AppInstanceId takeover by another client, and on a share given with
+//! an AppInstanceId takeover by another client (and AppInstanceVersion), and
+//! on a share given with
 //! `--ca` a persistent handle without any caching that outlives its
 //! connection and comes back only with the persistent flag. The server runs
 //! in check mode (DUET_CHECK_MODEL): the state model must agree with the
@@ -82,7 +83,10 @@ fn durable_v2_reconnect_wrong_create_guid_and_app_instance_takeover() {
     let dir = tempfile::tempdir().unwrap();
     let (_srv, port) = duet(dir.path(), &[]);
     let out = run_script("durable", port);
-    assert_steps(&out, &["dh2q granted", "wrong create guid refused", "dh2c reconnected", "app instance takeover"]);
+    assert_steps(
+        &out,
+        &["dh2q granted", "wrong create guid refused", "dh2c reconnected", "app instance takeover", "app instance version"],
+    );
     let report = check_report(dir.path());
     assert!(report.lines().any(|l| l == "mismatches 0"), "{report}");
 }
