@@ -284,8 +284,9 @@ async fn reconnect_after_teardown(
 ///
 /// With DH2C, an open comes back only with its CreateGuid (zero for a
 /// version 1 open), and a persistent one only with
-/// SMB2_DHANDLE_FLAG_PERSISTENT. Anything else is STATUS_OBJECT_NAME_NOT_FOUND, as if there were
-/// no such open (as smbtorture durable-v2-open.reopen2 expects).
+/// SMB2_DHANDLE_FLAG_PERSISTENT. Anything else is
+/// STATUS_OBJECT_NAME_NOT_FOUND, as if there were no such open (as
+/// smbtorture durable-v2-open.reopen2 expects).
 fn reconnect(
     opener: &Opener,
     file_id: FileId,
