@@ -22,10 +22,12 @@
 //!    of the table held.
 //! 6. `Server.notify`, then a watch's queue (`notify::Watch.queue`).
 //! 7. `Server.recorder` (the state model). [`Server::apply`] holds it for
-//!    a whole batch of deltas, and is called with no other lock held.
+//!    a whole batch of deltas, and is called with no other lock held; so
+//!    is [`Server::with_model`], which reads it (a replayed CREATE's
+//!    CreateGuid, an AppInstanceId).
 //!
 //! Leaves, under which nothing is taken, may be taken under any of these:
-//! `Server.sessions`, `Server.logins`, `ConnState.pending`, a pipe's
+//! `Server.sessions`, `Server.logins`, `Server.creating`, `ConnState.pending`, a pipe's
 //! `Mutex<Pipe>` (`OpenKind::Pipe`), `limits::Counters.conns`, a share's
 //! name cache (`fs::names::NameCache.dirs`).
 //!
