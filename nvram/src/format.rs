@@ -66,11 +66,7 @@ impl LogMeta {
     }
 
     fn decode(b: &[u8]) -> Self {
-        LogMeta {
-            head: u64_at(b, 0),
-            tail_hint: u64_at(b, 8),
-            generation: u32_at(b, 16),
-        }
+        LogMeta { head: u64_at(b, 0), tail_hint: u64_at(b, 8), generation: u32_at(b, 16) }
     }
 }
 

@@ -10,8 +10,7 @@ use ids::{ClusterId, Flag, NodeId, OpId};
 
 use crate::error::{Error, Result};
 use crate::format::{
-    self, align, Header, Kind, LogMeta, RecordHeader, HEADER_LEN, MIN_REGION, RECORD_HEADER,
-    SLOT_SIZE,
+    self, align, Header, Kind, LogMeta, RecordHeader, HEADER_LEN, MIN_REGION, RECORD_HEADER, SLOT_SIZE,
 };
 use crate::mirror::{Mirror, MirrorAck, MirrorMeta, MirrorShared, Shipment};
 use crate::recover::{self, OpHash, Recovery};
@@ -286,13 +285,7 @@ impl Journal {
         Journal::open(MmapStorage::open(path)?, opts)
     }
 
-    fn build(
-        storage: Box<dyn Storage>,
-        header: Header,
-        durability: Durability,
-        next_seq: u64,
-        tail: u64,
-    ) -> Journal {
+    fn build(storage: Box<dyn Storage>, header: Header, durability: Durability, next_seq: u64, tail: u64) -> Journal {
         let cap = header.ring_cap;
         let head = header.own.head;
         Journal {
@@ -650,15 +643,11 @@ impl Journal {
     // ---- mirror, sending side -------------------------------------------------------
 
     fn ack_handle(&self) -> MirrorAck {
-        MirrorAck {
-            shared: self.mirror_shared.clone(),
-            epoch: self.mirror_shared.epoch.load(Ordering::Acquire),
-        }
+        MirrorAck { shared: self.mirror_shared.clone(), epoch: self.mirror_shared.epoch.load(Ordering::Acquire) }
     }
 
     fn mirror_covers(&self, end: u64) -> bool {
-        !self.mirror_shared.attached.load(Ordering::Acquire)
-            || self.mirror_shared.acked.load(Ordering::Acquire) >= end
+        !self.mirror_shared.attached.load(Ordering::Acquire) || self.mirror_shared.acked.load(Ordering::Acquire) >= end
     }
 
     fn wait_mirror(&self, end: u64) {

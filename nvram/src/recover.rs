@@ -236,20 +236,8 @@ pub(crate) fn scan(source: &dyn Source, base: u64, cap: u64, meta: LogMeta) -> i
             records.push(r);
         }
     }
-    let next_seq = records
-        .last()
-        .map(|r| r.seq)
-        .max(checkpoint.as_ref().map(|c: &Record| c.seq))
-        .map_or(1, |s| s + 1);
-    Ok(LogRecovery {
-        head,
-        tail,
-        points: points(&records),
-        checkpoint,
-        records,
-        end,
-        next_seq,
-    })
+    let next_seq = records.last().map(|r| r.seq).max(checkpoint.as_ref().map(|c: &Record| c.seq)).map_or(1, |s| s + 1);
+    Ok(LogRecovery { head, tail, points: points(&records), checkpoint, records, end, next_seq })
 }
 
 /// A multiply-shift hasher for operation ids: recovery and the live-operation map hash

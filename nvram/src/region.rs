@@ -81,12 +81,7 @@ pub struct MmapStorage {
 impl MmapStorage {
     /// Creates (or truncates) the file at `path`, sizes it to `len` bytes and maps it.
     pub fn create(path: &Path, len: u64) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
         file.set_len(len)?;
         Self::map(file)
     }
@@ -117,11 +112,7 @@ impl Storage for MmapStorage {
         // journal reads a range only while no claim covers it (see the module doc), so
         // no write races with this copy.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.map.as_ptr().add(offset as usize),
-                dst.as_mut_ptr(),
-                dst.len(),
-            );
+            std::ptr::copy_nonoverlapping(self.map.as_ptr().add(offset as usize), dst.as_mut_ptr(), dst.len());
         }
     }
 
@@ -140,11 +131,7 @@ impl Storage for MmapStorage {
         // lives as long as `self`; `src` is a Rust slice and cannot alias the mapping's
         // range that the caller holds exclusively (the caller's contract).
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                src.as_ptr(),
-                self.map.as_mut_ptr().add(offset as usize),
-                src.len(),
-            );
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.map.as_mut_ptr().add(offset as usize), src.len());
         }
     }
 
@@ -194,21 +181,12 @@ impl MemStorage {
     /// A region whose current and durable contents are both `image`.
     pub fn from_image(image: Vec<u8>) -> Self {
         let current = image.iter().map(|&b| AtomicU8::new(b)).collect();
-        MemStorage {
-            inner: std::sync::Arc::new(MemInner {
-                current,
-                durable: Mutex::new(image),
-            }),
-        }
+        MemStorage { inner: std::sync::Arc::new(MemInner { current, durable: Mutex::new(image) }) }
     }
 
     /// Every byte written so far, synced or not.
     pub fn current_image(&self) -> Vec<u8> {
-        self.inner
-            .current
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect()
+        self.inner.current.iter().map(|b| b.load(Ordering::Relaxed)).collect()
     }
 
     /// Only the bytes as of their last sync; the rest as they were before.
@@ -258,11 +236,7 @@ pub(crate) struct Region {
 
 impl Region {
     pub(crate) fn new(storage: Box<dyn Storage>) -> Self {
-        Region {
-            storage,
-            header_lock: Mutex::new(()),
-            receive_lock: Mutex::new(()),
-        }
+        Region { storage, header_lock: Mutex::new(()), receive_lock: Mutex::new(()) }
     }
 
     /// Reads a range that no claim covers: a published range, the header, or anything
@@ -405,24 +379,12 @@ impl Ring {
             let off = tail % self.cap;
             let pad = if off + len > self.cap { self.cap - off } else { 0 };
             let end = tail + pad + len;
-            let bound = self
-                .limit
-                .load(Ordering::Acquire)
-                .min(self.published.load(Ordering::Acquire) + self.cap);
+            let bound = self.limit.load(Ordering::Acquire).min(self.published.load(Ordering::Acquire) + self.cap);
             if end > bound {
                 return Err(bound.saturating_sub(tail));
             }
-            match self
-                .tail
-                .compare_exchange_weak(tail, end, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    return Ok(Claim {
-                        start: tail,
-                        record: tail + pad,
-                        end,
-                    })
-                }
+            match self.tail.compare_exchange_weak(tail, end, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Ok(Claim { start: tail, record: tail + pad, end }),
                 Err(t) => tail = t,
             }
         }

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nvram::{
-    ClusterId, Durability, Entry, Error, Flag, Journal, Kind, LocalMirror, LogEnd, MemStorage,
-    Mirror, MirrorAck, MirrorMeta, NodeId, OpId, Options, Shipment, Storage,
+    ClusterId, Durability, Entry, Error, Flag, Journal, Kind, LocalMirror, LogEnd, MemStorage, Mirror, MirrorAck,
+    MirrorMeta, NodeId, OpId, Options, Shipment, Storage,
 };
 
 const REGION: usize = 1 << 20;
@@ -73,10 +73,7 @@ fn foreign_cluster_or_node_is_refused_and_not_touched() {
 #[test]
 fn not_a_journal_is_refused() {
     assert!(matches!(Journal::open(MemStorage::new(REGION), opts(1)), Err(Error::BadMagic)));
-    assert!(matches!(
-        Journal::create(MemStorage::new(4096), opts(1)),
-        Err(Error::BadSize { .. })
-    ));
+    assert!(matches!(Journal::create(MemStorage::new(4096), opts(1)), Err(Error::BadSize { .. })));
 }
 
 fn payload(op: u64, n: usize) -> Vec<u8> {
@@ -181,8 +178,7 @@ fn points_reflect_each_operations_latest_record() {
         j.append(Entry::PreCommand { op: OpId(op), element: 1 }).unwrap();
     }
     for op in 3..=4 {
-        j.append(Entry::PostCompletion { op: OpId(op), element: 1, response: b"resp", delta: b"delta" })
-            .unwrap();
+        j.append(Entry::PostCompletion { op: OpId(op), element: 1, response: b"resp", delta: b"delta" }).unwrap();
     }
     j.append(Entry::PostReplyAck { op: OpId(4) }).unwrap();
     drop(j);
@@ -212,10 +208,7 @@ fn torn_tail_is_reported_and_dropped() {
     image[base + last.pos as usize + 60] ^= 0x40; // inside the payload
     let (j, rec) = Journal::open(MemStorage::from_image(image), opts(1)).unwrap();
     assert_eq!(rec.own.records.len(), 4);
-    assert_eq!(
-        rec.own.end,
-        LogEnd::Torn { pos: last.pos, reason: nvram::TornReason::BadChecksum }
-    );
+    assert_eq!(rec.own.end, LogEnd::Torn { pos: last.pos, reason: nvram::TornReason::BadChecksum });
     // The next record takes the torn one's place and sequence number.
     let t = j.append(Entry::PreAck { op: OpId(6), request: b"new" }).unwrap();
     assert_eq!((t.pos, t.seq), (last.pos, last.seq));
@@ -465,7 +458,10 @@ fn bad_journal_files_are_refused_and_left_as_they_were() {
         ),
         (
             "a head past any position",
-            with_header(Header { own: nvram::format::LogMeta { head: u64::MAX - 100, ..header.own }, ..header }, &|_| {}),
+            with_header(
+                Header { own: nvram::format::LogMeta { head: u64::MAX - 100, ..header.own }, ..header },
+                &|_| {},
+            ),
             &|e| matches!(e, Error::BadHeader),
             "corrupt",
         ),

@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nvram::{
-    ClusterId, Durability, Entry, Error, Failure, Journal, Kind, LocalMirror, LogEnd, LogRecovery, MemStorage,
-    NodeId, OpId, Options, PageCacheStorage, Power, Record, Ticket,
+    ClusterId, Durability, Entry, Error, Failure, Journal, Kind, LocalMirror, LogEnd, LogRecovery, MemStorage, NodeId,
+    OpId, Options, PageCacheStorage, Power, Record, Ticket,
 };
 
 fn opts(node: u16, d: Durability) -> Options {
@@ -46,7 +46,8 @@ fn records_recovered_after_a_kill_are_synced_before_new_ones_count() {
         let s = MemStorage::new(1 << 20);
         let j = Journal::create(s.clone(), opts(1, d)).unwrap();
         if d == Durability::GroupCommit {
-            j.append_nowait(Entry::PreAck { op: OpId(1), request: &[7; 5000] }).unwrap(); // never committed
+            j.append_nowait(Entry::PreAck { op: OpId(1), request: &[7; 5000] }).unwrap();
+        // never committed
         } else {
             // PerRecord syncs in the append: leave an unsynced record the way a
             // `None` run would, the policy of the killed process.
@@ -661,7 +662,11 @@ fn power_loss_runs(d: Durability) {
         scenario(seed, d, &mut stats);
     }
     eprintln!("{d:?}: {stats:?}");
-    assert!(stats.torn + stats.torn_mirror > 0, "no torn tail in {} scenarios: the test misses the case", stats.scenarios);
+    assert!(
+        stats.torn + stats.torn_mirror > 0,
+        "no torn tail in {} scenarios: the test misses the case",
+        stats.scenarios
+    );
     assert!(stats.acked_checked > 0);
 }
 

@@ -65,8 +65,8 @@ fn run(ops: &[Op], crash: &Crash, more: usize, policy: u8) -> Result<(), TestCas
     let cap = j.capacity();
     let mut items: Vec<Item> = Vec::new();
     let mut prev_end = 0u64;
-    let append = |j: &Journal, items: &mut Vec<Item>, prev_end: &mut u64, e: Entry<'_>, payload: Vec<u8>| {
-        match j.append(e) {
+    let append =
+        |j: &Journal, items: &mut Vec<Item>, prev_end: &mut u64, e: Entry<'_>, payload: Vec<u8>| match j.append(e) {
             Ok(t) => {
                 if t.pos > *prev_end && t.pos - *prev_end >= RECORD_HEADER as u64 {
                     items.push(Item { pos: *prev_end, covered: RECORD_HEADER as u64, record: None });
@@ -95,8 +95,7 @@ fn run(ops: &[Op], crash: &Crash, more: usize, policy: u8) -> Result<(), TestCas
             }
             Err(Error::Full { .. }) => {}
             Err(e) => panic!("append failed: {e}"),
-        }
-    };
+        };
     for (i, o) in ops.iter().enumerate() {
         match *o {
             Op::Append { kind, op, len } => {

@@ -268,7 +268,9 @@ impl Limits {
             }
         }
         // Sizes beyond these would overflow the byte counts.
-        for (name, v) in [("reply_queue_mib", self.reply_queue_mib), ("reply_queue_total_mib", self.reply_queue_total_mib)] {
+        for (name, v) in
+            [("reply_queue_mib", self.reply_queue_mib), ("reply_queue_total_mib", self.reply_queue_total_mib)]
+        {
             if v > 1 << 20 {
                 return Err(ConfigError::Invalid(format!("limits.{name} is larger than 1 TiB")));
             }
@@ -329,9 +331,9 @@ impl Config {
     /// Where the admin socket is: `admin_socket`, else `admin.sock` in the
     /// state directory, else `duet-data/admin.sock`.
     pub fn admin_socket_path(&self) -> PathBuf {
-        self.admin_socket.clone().unwrap_or_else(|| {
-            self.state_dir().unwrap_or_else(|| PathBuf::from("duet-data")).join("admin.sock")
-        })
+        self.admin_socket
+            .clone()
+            .unwrap_or_else(|| self.state_dir().unwrap_or_else(|| PathBuf::from("duet-data")).join("admin.sock"))
     }
 
     /// Checks what can be checked before binding.
@@ -396,7 +398,11 @@ encrypt = true
     fn limits_and_state_dir_have_defaults_and_can_be_set() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("duet.toml");
-        std::fs::write(&p, "state_dir = \"st\"\n[limits]\nlogin_failures_before_delay = 3\n[[share]]\nname = \"a\"\npath = \"a\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "state_dir = \"st\"\n[limits]\nlogin_failures_before_delay = 3\n[[share]]\nname = \"a\"\npath = \"a\"\n",
+        )
+        .unwrap();
         let cfg = Config::from_file(&p).unwrap();
         assert_eq!(cfg.state_dir.as_deref(), Some(dir.path().join("st").as_path()));
         assert_eq!(cfg.limits.login_failures_before_delay, 3);

@@ -37,10 +37,10 @@
 pub mod admin;
 pub mod alloc;
 pub mod cmd;
-pub mod error;
 pub mod config;
 pub mod conn;
 pub mod connection;
+pub mod error;
 pub mod fs;
 pub mod fuzzing;
 pub mod handler;
@@ -67,8 +67,8 @@ use state::Server;
 
 /// Sets up `tracing` to stderr with the given filter.
 pub fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
@@ -88,12 +88,10 @@ pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
     let password = match std::fs::read_to_string(&pw_file) {
         Ok(p) => p.trim().to_string(),
         Err(_) => {
-            let p: String = rand::thread_rng()
-                .sample_iter(&rand::distributions::Alphanumeric)
-                .take(16)
-                .map(char::from)
-                .collect();
-            let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&pw_file)?;
+            let p: String =
+                rand::thread_rng().sample_iter(&rand::distributions::Alphanumeric).take(16).map(char::from).collect();
+            let mut f =
+                std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&pw_file)?;
             std::io::Write::write_all(&mut f, p.as_bytes())?;
             p
         }
@@ -214,7 +212,9 @@ async fn accept_loop(server: Arc<Server>, l: TcpListener) {
                     Err(why) => {
                         match refused.tick() {
                             Some(0) => warn!(%peer, "connection refused: {why}"),
-                            Some(n) => warn!(%peer, "connection refused: {why} ({n} more refused since the last message)"),
+                            Some(n) => {
+                                warn!(%peer, "connection refused: {why} ({n} more refused since the last message)")
+                            }
                             None => debug!(%peer, "connection refused: {why}"),
                         }
                         drop(sock);
@@ -235,7 +235,8 @@ async fn accept_loop(server: Arc<Server>, l: TcpListener) {
                 );
             }
             Err(e) => {
-                let scarce = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM));
+                let scarce =
+                    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM));
                 match failed.tick() {
                     Some(0) => error!("accept: {e}"),
                     Some(n) => error!("accept: {e} ({n} more failures since the last message)"),

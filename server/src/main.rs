@@ -228,7 +228,8 @@ fn main() -> ExitCode {
             }
         }
         Command::CloseHandle { id, socket } => {
-            let r = socket.path().and_then(|p| server::admin::client::close_handle(&p, &id, &mut std::io::stdout().lock()));
+            let r =
+                socket.path().and_then(|p| server::admin::client::close_handle(&p, &id, &mut std::io::stdout().lock()));
             match r {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),

@@ -148,7 +148,14 @@ async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
             let mut out = Vec::new();
             let mut h = hdr.response(resp.status);
             h.credits = conn.window.grant(1);
-            out.push(OutElement { hdr: h, body: resp.body, headroom: None, sign: None, preauth_session: None, preauth_conn: false });
+            out.push(OutElement {
+                hdr: h,
+                body: resp.body,
+                headroom: None,
+                sign: None,
+                preauth_session: None,
+                preauth_conn: false,
+            });
             if send_elements(conn, out, None).await {
                 point4(&server, op).await;
                 Flow::Continue
@@ -394,7 +401,8 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             if let Err(status) = check_answer_room(conn, &hdr, &elem, c.answered) {
                 Err(status)
             } else {
-                run_element(conn, &server, &hdr_eff, &elem, c.encrypted, if related { c.file_id } else { None }, single).await
+                run_element(conn, &server, &hdr_eff, &elem, c.encrypted, if related { c.file_id } else { None }, single)
+                    .await
             }
         };
         let last = hdr.next_command == 0;
@@ -404,10 +412,14 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             // that waits for a break parks the chain ([`park`]); any other
             // in the middle fails, as on Windows and in smbd
             // (smbd_smb2_request_pending_queue).
-            Ok(r) if r.pending.is_some() && !last && hdr.command != Command::Create as u16 => error_resp(NtStatus::INTERNAL_ERROR),
+            Ok(r) if r.pending.is_some() && !last && hdr.command != Command::Create as u16 => {
+                error_resp(NtStatus::INTERNAL_ERROR)
+            }
             // Too many requests of this connection wait already ([MS-SMB2]
             // 3.3.4.2: the server MAY fail one that would go async).
-            Ok(r) if r.pending.is_some() && lock(&conn.pending).len() >= server.cfg.limits.max_pending_per_connection => {
+            Ok(r)
+                if r.pending.is_some() && lock(&conn.pending).len() >= server.cfg.limits.max_pending_per_connection =>
+            {
                 debug!(mid = hdr.message_id, "too many pending requests");
                 error_resp(NtStatus::INSUFFICIENT_RESOURCES)
             }
@@ -432,7 +444,11 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             // applied to the model once journaled.
             let deltas = std::mem::take(&mut resp.deltas);
             let delta = delta_bytes(&server, &deltas);
-            match journal::with_backoff(|| server.journal.post_completion(c.op, index, replay_key.as_ref(), &resp.body, &delta)).await {
+            match journal::with_backoff(|| {
+                server.journal.post_completion(c.op, index, replay_key.as_ref(), &resp.body, &delta)
+            })
+            .await
+            {
                 Ok(t) => durable_before_answer = durable_before_answer.later(t),
                 Err(e) => {
                     warn!("journal, point 3: {e}: closing");
@@ -493,7 +509,14 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             interim.status = NtStatus::PENDING.0;
             let mut body = BytesMut::new();
             header::encode_error_body(&mut body);
-            out.push(OutElement { hdr: interim.clone(), body, headroom: None, sign: sign.clone(), preauth_session: None, preauth_conn: false });
+            out.push(OutElement {
+                hdr: interim.clone(),
+                body,
+                headroom: None,
+                sign: sign.clone(),
+                preauth_session: None,
+                preauth_conn: false,
+            });
             let mut final_hdr = interim;
             final_hdr.credits = 0;
             if parks {
@@ -586,7 +609,14 @@ async fn resume(conn: &mut ConnState, mut c: Chain, w: Waiting, result: Result<R
     let mut hdr = w.final_hdr;
     hdr.status = resp.status.0;
     trace!(mid = hdr.message_id, status = %resp.status, "answer after the wait");
-    let out = vec![OutElement { hdr, body: resp.body, headroom: resp.headroom.take(), sign: w.sign, preauth_session: None, preauth_conn: false }];
+    let out = vec![OutElement {
+        hdr,
+        body: resp.body,
+        headroom: resp.headroom.take(),
+        sign: w.sign,
+        preauth_session: None,
+        preauth_conn: false,
+    }];
     matches!(run_chain(conn, c, out).await, Flow::Continue)
 }
 
@@ -729,9 +759,13 @@ async fn run_element(
         r.close = true;
         return Ok(r);
     }
-    let needs_session = !matches!(command, Command::Negotiate | Command::SessionSetup | Command::Echo | Command::Cancel);
+    let needs_session =
+        !matches!(command, Command::Negotiate | Command::SessionSetup | Command::Echo | Command::Cancel);
     let mut session = None;
-    if needs_session || (command == Command::SessionSetup && hdr.session_id != 0) || (command == Command::Echo && hdr.session_id != 0) {
+    if needs_session
+        || (command == Command::SessionSetup && hdr.session_id != 0)
+        || (command == Command::Echo && hdr.session_id != 0)
+    {
         match conn.session(hdr.session_id) {
             Some(s) => session = Some(s),
             None if needs_session => return Err(NtStatus::USER_SESSION_DELETED),
@@ -763,7 +797,12 @@ async fn run_element(
             {
                 return Err(NtStatus::ACCESS_DENIED);
             }
-            if crypto.encrypt_data && !encrypted && s.is_valid() && command != Command::SessionSetup && conn.dialect >= 0x0300 {
+            if crypto.encrypt_data
+                && !encrypted
+                && s.is_valid()
+                && command != Command::SessionSetup
+                && conn.dialect >= 0x0300
+            {
                 return Err(NtStatus::ACCESS_DENIED);
             }
         }
@@ -792,8 +831,21 @@ async fn run_element(
         }
         tree = Some(t);
     }
-    let span = tracing::debug_span!("session", id = hdr.session_id, tree = hdr.tree_id, mid = hdr.message_id, cmd = ?command);
-    let mut ctx = Ctx { server, conn, hdr, msg: elem, frame: elem, session, tree, encrypted, chain_file_id, single, deltas: Vec::new() };
+    let span =
+        tracing::debug_span!("session", id = hdr.session_id, tree = hdr.tree_id, mid = hdr.message_id, cmd = ?command);
+    let mut ctx = Ctx {
+        server,
+        conn,
+        hdr,
+        msg: elem,
+        frame: elem,
+        session,
+        tree,
+        encrypted,
+        chain_file_id,
+        single,
+        deltas: Vec::new(),
+    };
     let result = cmd::dispatch(&mut ctx, command).instrument(span).await;
     // The changes made come with the answer, whatever it is.
     let mut r = match result {
@@ -1010,7 +1062,10 @@ async fn spawn_deferred(
             Err(s) => error_resp(s),
         };
         let delta = delta_bytes(&server, &resp.deltas);
-        let journaled = journal::with_backoff(|| server.journal.post_completion(op, index, replay_key.as_ref(), &resp.body, &delta)).await;
+        let journaled = journal::with_backoff(|| {
+            server.journal.post_completion(op, index, replay_key.as_ref(), &resp.body, &delta)
+        })
+        .await;
         // What was done is recorded in the model, journaled or not.
         server.apply_journaled(&resp.deltas, &delta);
         let durable_before_answer = match journaled {
@@ -1026,7 +1081,14 @@ async fn spawn_deferred(
         let _ = durable_before_answer;
         let mut h = hdr;
         h.status = resp.status.0;
-        let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
+        let e = OutElement {
+            hdr: h,
+            body: resp.body,
+            headroom: resp.headroom,
+            sign,
+            preauth_session: None,
+            preauth_conn: false,
+        };
         let mut unused = protocol::crypto::preauth::PreauthHash::new();
         // The slot (and a WRITE's lease) stays taken until the writer has
         // written (or dropped) the answer: a client that does not read its
@@ -1087,11 +1149,7 @@ fn spawn_pending(
     let fut = cancellable(conn, async_id, message_id, session_id, fut);
     let tx = conn.tx.clone();
     let server = conn.server.clone();
-    let enc = if encrypted {
-        conn.session(session_id).and_then(|s| s.crypto()).map(|c| (c, session_id))
-    } else {
-        None
-    };
+    let enc = if encrypted { conn.session(session_id).and_then(|s| s.crypto()).map(|c| (c, session_id)) } else { None };
     tokio::spawn(async move {
         let resp = match fut.await {
             Ok(r) => r,
@@ -1104,7 +1162,14 @@ fn spawn_pending(
         }
         let mut h = final_hdr;
         h.status = resp.status.0;
-        let e = OutElement { hdr: h, body: resp.body, headroom: resp.headroom, sign, preauth_session: None, preauth_conn: false };
+        let e = OutElement {
+            hdr: h,
+            body: resp.body,
+            headroom: resp.headroom,
+            sign,
+            preauth_session: None,
+            preauth_conn: false,
+        };
         let mut unused = protocol::crypto::preauth::PreauthHash::new();
         // An answer that cannot be sent ends the connection.
         let frame = encode_frame(&mut unused, vec![e], enc).map_or(crate::transport::CLOSE_FRAME, BytesMut::freeze);
@@ -1137,7 +1202,14 @@ mod tests {
 
     fn element(body_len: usize) -> OutElement {
         let hdr = Header { command: Command::Read as u16, ..Default::default() }.response(NtStatus::SUCCESS);
-        OutElement { hdr, body: BytesMut::zeroed(body_len), headroom: None, sign: None, preauth_session: None, preauth_conn: false }
+        OutElement {
+            hdr,
+            body: BytesMut::zeroed(body_len),
+            headroom: None,
+            sign: None,
+            preauth_session: None,
+            preauth_conn: false,
+        }
     }
 
     /// A frame longer than a NetBIOS header can announce is not sent (in

@@ -203,9 +203,19 @@ mod tests {
         assert!(j.is_durable(t1) && j.is_durable(t3) && j.is_durable(t4));
         drop(j);
 
-        let (_, rec) = Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::GroupCommit)).unwrap();
-        let kinds: Vec<(Kind, OpId, u16)> = rec.own.records.iter().map(|r: &Record| (r.kind, r.op, r.element)).collect();
-        assert_eq!(kinds, [(Kind::PreAck, op, 0), (Kind::PreCommand, op, 0), (Kind::PostCompletion, op, 0), (Kind::PostReplyAck, op, 0)]);
+        let (_, rec) =
+            Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::GroupCommit)).unwrap();
+        let kinds: Vec<(Kind, OpId, u16)> =
+            rec.own.records.iter().map(|r: &Record| (r.kind, r.op, r.element)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Kind::PreAck, op, 0),
+                (Kind::PreCommand, op, 0),
+                (Kind::PostCompletion, op, 0),
+                (Kind::PostReplyAck, op, 0)
+            ]
+        );
         assert_eq!(&rec.own.records[0].payload[..], b"WRITE request");
         assert_eq!(rec.own.records[2].completion(), Some((&b"WRITE response"[..], &b"size=9"[..])));
     }
@@ -236,7 +246,8 @@ mod tests {
         let (b, _) = j.pre_ack(1, b"b").unwrap();
         assert_ne!(a, b);
         drop(j);
-        let (region, _) = Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::None)).unwrap();
+        let (region, _) =
+            Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::None)).unwrap();
         let j = NvramJournal::new(Arc::new(region));
         let (c, _) = j.pre_ack(1, b"c").unwrap();
         assert!(c != a && c != b, "{a} {b} {c}");

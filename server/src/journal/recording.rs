@@ -230,7 +230,13 @@ mod tests {
             [
                 Record::PreAck { op: a, conn: 7, frame: b"frame a".to_vec() },
                 Record::PreCommand { op: a, index: 0 },
-                Record::PostCompletion { op: a, index: 0, key: Some(key), response: b"resp a0".to_vec(), delta: b"delta a0".to_vec() },
+                Record::PostCompletion {
+                    op: a,
+                    index: 0,
+                    key: Some(key),
+                    response: b"resp a0".to_vec(),
+                    delta: b"delta a0".to_vec()
+                },
                 Record::PreCommand { op: a, index: 1 },
                 Record::PostCompletion { op: a, index: 1, key: None, response: b"resp a1".to_vec(), delta: vec![] },
                 Record::PostReplyAck { op: a },

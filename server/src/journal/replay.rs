@@ -114,7 +114,12 @@ fn create_guid(msg: &[u8]) -> Option<[u8; 16]> {
 /// (2.2.24.2, StructureSize 36) names a lease, not an open.
 fn file_id_offset(command: Command, body: &[u8]) -> Option<usize> {
     match command {
-        Command::Close | Command::Flush | Command::Lock | Command::Ioctl | Command::QueryDirectory | Command::ChangeNotify => Some(8),
+        Command::Close
+        | Command::Flush
+        | Command::Lock
+        | Command::Ioctl
+        | Command::QueryDirectory
+        | Command::ChangeNotify => Some(8),
         Command::OplockBreak => (body.get(..2)? == 24u16.to_le_bytes()).then_some(8),
         Command::Read | Command::Write | Command::SetInfo => Some(16),
         Command::QueryInfo => Some(24),
@@ -330,7 +335,8 @@ mod tests {
     fn lock_is_keyed_by_the_lock_sequence_when_one_is_in_use() {
         let lock = |lock_sequence: u32, offset: u64| {
             let mut b = BytesMut::new();
-            LockRequest { lock_sequence, file_id: F, locks: vec![LockElement { offset, length: 1, flags: 2 }] }.encode(&mut b);
+            LockRequest { lock_sequence, file_id: F, locks: vec![LockElement { offset, length: 1, flags: 2 }] }
+                .encode(&mut b);
             b
         };
         let seq = (3 << 4) | 1;
@@ -354,7 +360,15 @@ mod tests {
 
     #[test]
     fn requests_that_name_no_open_have_no_key() {
-        for c in [Command::Negotiate, Command::SessionSetup, Command::Logoff, Command::TreeConnect, Command::TreeDisconnect, Command::Echo, Command::Cancel] {
+        for c in [
+            Command::Negotiate,
+            Command::SessionSetup,
+            Command::Logoff,
+            Command::TreeConnect,
+            Command::TreeDisconnect,
+            Command::Echo,
+            Command::Cancel,
+        ] {
             assert_eq!(key(c, flags::REPLAY_OPERATION, 0, 1, &[4, 0, 0, 0, 0, 0, 0, 0]), None, "{c:?}");
         }
         // A lease break acknowledgment names a lease.
@@ -382,11 +396,14 @@ mod tests {
             assert_ne!(body_hash(0, &d), h, "byte {i}");
         }
         // Trailing zeros and the seed count.
-        assert_ne!(body_hash(0, &data[..99]), body_hash(0, &{
-            let mut d = data[..99].to_vec();
-            d.push(0);
-            d
-        }));
+        assert_ne!(
+            body_hash(0, &data[..99]),
+            body_hash(0, &{
+                let mut d = data[..99].to_vec();
+                d.push(0);
+                d
+            })
+        );
         assert_ne!(body_hash(1, &data), h);
     }
 }

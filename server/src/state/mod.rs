@@ -50,9 +50,9 @@ pub mod deltas;
 pub mod durable;
 pub mod files;
 pub mod id_alloc;
+pub mod lease;
 pub mod notify;
 pub mod open;
-pub mod lease;
 pub mod oplock;
 pub mod record;
 pub mod session;
@@ -65,9 +65,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, ShareConfig};
+use crate::error::RunError;
 use crate::fs;
 use crate::users::Users;
-use crate::error::RunError;
 
 pub use open::Open;
 pub use session::Session;

@@ -265,7 +265,9 @@ impl Server {
         r.replay(journaled);
         r.check_replay();
         drop(r);
-        if deltas.iter().any(|d| matches!(d, Delta::OpenDisconnected { .. } | Delta::OplockBreaking { .. } | Delta::LeaseBreaking { .. })) {
+        if deltas.iter().any(|d| {
+            matches!(d, Delta::OpenDisconnected { .. } | Delta::OplockBreaking { .. } | Delta::LeaseBreaking { .. })
+        }) {
             self.deadlines.notify_one();
         }
     }
@@ -361,8 +363,12 @@ impl Server {
         {
             let files = lock(&self.files);
             for (key, pid) in &keys {
-                let mut l: Vec<_> =
-                    files.locks(key).iter().filter(|l| l.persistent_id == *pid).map(|l| (l.offset, l.length, l.exclusive)).collect();
+                let mut l: Vec<_> = files
+                    .locks(key)
+                    .iter()
+                    .filter(|l| l.persistent_id == *pid)
+                    .map(|l| (l.offset, l.length, l.exclusive))
+                    .collect();
                 if !l.is_empty() {
                     l.sort_unstable();
                     live_locks.insert(*pid, l);
@@ -406,7 +412,12 @@ impl Server {
 }
 
 /// Describes how two maps differ (at most a few entries).
-fn diff<V: PartialEq + std::fmt::Debug>(what: &str, live: &BTreeMap<u64, V>, model: &BTreeMap<u64, V>, out: &mut Vec<String>) {
+fn diff<V: PartialEq + std::fmt::Debug>(
+    what: &str,
+    live: &BTreeMap<u64, V>,
+    model: &BTreeMap<u64, V>,
+    out: &mut Vec<String>,
+) {
     for (k, v) in live {
         match model.get(k) {
             None => out.push(format!("{what} {k:#x} live only: {v:?}")),
