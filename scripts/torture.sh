@@ -9,6 +9,10 @@
 # smbd on every suite, 1 otherwise (2 on a setup error).
 #
 #   --fast        only the CI subset: connect read rw create dir compound lock
+#                 durable-open durable-v2-open durable-v2-delay
+#   --ca          serve duet's share as continuously available (--ca share:
+#                 persistent handles); smbd 4.17 has none, so its share stays
+#                 a plain one
 #   --out DIR     keep results there (duet.json, smbd.json, logs); default: a
 #                 temp dir, removed at exit
 #   --timeout S   per-suite limit for torture-score (default 300, fast: 120)
@@ -22,16 +26,19 @@ set -euo pipefail
 
 FULL=(smb2.connect smb2.create smb2.read smb2.rw smb2.getinfo smb2.setinfo smb2.dir
       smb2.compound smb2.credits smb2.tcon smb2.lock smb2.rename smb2.sharemode
-      smb2.delete-on-close-perms smb2.timestamps smb2.fileid smb2.maxfid)
-FAST=(smb2.connect smb2.read smb2.rw smb2.create smb2.dir smb2.compound smb2.lock)
+      smb2.delete-on-close-perms smb2.timestamps smb2.fileid smb2.maxfid
+      smb2.durable-open smb2.durable-v2-open smb2.durable-v2-delay smb2.replay)
+FAST=(smb2.connect smb2.read smb2.rw smb2.create smb2.dir smb2.compound smb2.lock
+      smb2.durable-open smb2.durable-v2-open smb2.durable-v2-delay)
 
-fast=0; out=""; timeout=""; suites=()
+fast=0; ca=0; out=""; timeout=""; suites=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --fast) fast=1; shift ;;
+    --ca) ca=1; shift ;;
     --out) out=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     -*) echo "torture.sh: unknown option $1" >&2; exit 2 ;;
     *) suites+=("$1"); shift ;;
   esac
@@ -62,7 +69,9 @@ run() { "$@" & wait $!; }
 
 rm -rf "$out/duet" "$out/smbd"
 duet_ok=1
-start_duet DUET "$out/duet" || duet_ok=0
+duet_args=()
+[ $ca = 1 ] && duet_args=(--ca share)
+start_duet DUET "$out/duet" ${duet_args[@]+"${duet_args[@]}"} || duet_ok=0
 start_smbd SMBD "$out/smbd" || { echo "torture.sh: smbd did not start" >&2; exit 2; }
 
 score() { # NAME PORT JSON

@@ -41,6 +41,7 @@
 //! encrypt = false            # require encryption on this share
 //! guest_ok = false           # allow guest/anonymous sessions on this share
 //! read_only = false
+//! continuous_availability = false  # persistent handles (DH2Q with the persistent flag)
 //! ```
 
 use std::net::SocketAddr;
@@ -71,6 +72,11 @@ pub struct ShareConfig {
     pub guest_ok: bool,
     #[serde(default)]
     pub read_only: bool,
+    /// A continuously available share ([MS-SMB2] 3.3.1.6 Share.IsCA): its
+    /// tree connects carry SMB2_SHARE_CAP_CONTINUOUS_AVAILABILITY and a
+    /// DH2Q asking for a persistent handle gets one (3.3.5.9.10).
+    #[serde(default)]
+    pub continuous_availability: bool,
     #[serde(default)]
     pub comment: String,
 }
@@ -607,6 +613,7 @@ encrypt = true
             encrypt: false,
             guest_ok: false,
             read_only: false,
+            continuous_availability: false,
             comment: String::new(),
         });
         cfg.validate().unwrap();
@@ -646,6 +653,7 @@ encrypt = true
                 encrypt: false,
                 guest_ok: false,
                 read_only: false,
+                continuous_availability: false,
                 comment: String::new(),
             });
         }

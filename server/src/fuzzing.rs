@@ -69,6 +69,7 @@ async fn run_async(input: &[u8]) -> Answers {
         encrypt: false,
         guest_ok: false,
         read_only: false,
+        continuous_availability: false,
         comment: String::new(),
     });
     cfg.inline_users.push((USER.into(), PASSWORD.into()));

@@ -153,8 +153,62 @@ impl Ctx<'_> {
         Ok(id)
     }
 
+    /// Looks an open up by file id in this session and tree, and verifies
+    /// the request's ChannelSequence against it ([`Ctx::verify_channel`]).
+    pub fn open(&mut self, id: FileId) -> Result<Arc<crate::state::Open>, NtStatus> {
+        let open = self.find_open(id)?;
+        self.verify_channel(&open)?;
+        Ok(open)
+    }
+
+    /// Verifying the Channel Sequence Number ([MS-SMB2] 3.3.5.2.10), for an
+    /// SMB 3.x request that names an open: a ChannelSequence up to 0x7FFF
+    /// ahead of Open.ChannelSequence (in 16-bit arithmetic) becomes the
+    /// open's; one behind it is stale, and a stale WRITE, SET_INFO or
+    /// IOCTL fails with STATUS_FILE_NOT_AVAILABLE (the client has moved to
+    /// another channel; an old request must not overwrite newer data).
+    /// Other commands go on. A request with SMB2_FLAGS_REPLAY_OPERATION is
+    /// held to the same rule: Duet does not count outstanding requests
+    /// (Open.OutstandingRequestCount), so a replay with the current
+    /// ChannelSequence is let through as if none were outstanding.
+    ///
+    /// The request also ends the open's replay eligibility (3.3.5.9.10): a
+    /// replayed CREATE after it makes a new open, as smbd does (smbtorture
+    /// replay.replay6).
+    fn verify_channel(&mut self, open: &crate::state::Open) -> Result<(), NtStatus> {
+        if self.conn.dialect < protocol::msg::negotiate::dialect::SMB3_0 {
+            return Ok(());
+        }
+        let pid = crate::model::PersistentFileId(open.persistent_id);
+        let recorded = open.key.is_some();
+        let mut st = crate::state::lock(&open.st);
+        if st.replay_eligible && self.hdr.command() != Some(protocol::header::Command::Create) {
+            st.replay_eligible = false;
+            if recorded {
+                self.deltas.push(Delta::ReplayIneligible { open: pid });
+            }
+        }
+        let seq = self.hdr.channel_sequence();
+        let ahead = seq.wrapping_sub(st.channel_sequence);
+        if ahead == 0 {
+            return Ok(());
+        }
+        if ahead <= 0x7FFF {
+            st.channel_sequence = seq;
+            if recorded {
+                self.deltas.push(Delta::ChannelSequenceSet { open: pid, sequence: seq });
+            }
+            return Ok(());
+        }
+        use protocol::header::Command;
+        match self.hdr.command() {
+            Some(Command::Write | Command::SetInfo | Command::Ioctl) => Err(NtStatus::FILE_NOT_AVAILABLE),
+            _ => Ok(()),
+        }
+    }
+
     /// Looks an open up by file id in this session and tree.
-    pub fn open(&self, id: FileId) -> Result<Arc<crate::state::Open>, NtStatus> {
+    pub fn find_open(&self, id: FileId) -> Result<Arc<crate::state::Open>, NtStatus> {
         let id = self.file_id(id)?;
         let session = self.session()?;
         let open = session.open(id.volatile).ok_or(NtStatus::FILE_CLOSED)?;

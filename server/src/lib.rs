@@ -103,6 +103,7 @@ pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
         encrypt: false,
         guest_ok: false,
         read_only: false,
+        continuous_availability: false,
         comment: "Duet default share".into(),
     });
     cfg.inline_users.push(("duet".into(), password.clone()));
@@ -161,7 +162,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         None => (None, Vec::new()),
     };
     limits::raise_nofile();
-    let mut server = Server::with_model(cfg, model)?;
+    let mut server = Server::restored(cfg, model)?;
     server.journal = opened.journal.clone();
     server.retirer.enable();
     let server = Arc::new(server);

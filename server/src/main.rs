@@ -44,6 +44,10 @@ enum Command {
         /// Allow guest access to this share; repeatable.
         #[arg(long)]
         guest_share: Vec<String>,
+        /// Make this share continuously available (persistent handles);
+        /// repeatable.
+        #[arg(long = "ca")]
+        ca: Vec<String>,
         /// The node's state directory (its boot generation, which keeps
         /// session and file ids unique across restarts).
         #[arg(long)]
@@ -150,6 +154,7 @@ fn main() -> ExitCode {
             signing,
             encrypt,
             guest_share,
+            ca,
             state_dir,
             admin_socket,
             journal,
@@ -179,6 +184,7 @@ fn main() -> ExitCode {
                     encrypt: false,
                     guest_ok: false,
                     read_only: false,
+                    continuous_availability: false,
                     comment: String::new(),
                 });
             }
@@ -231,6 +237,12 @@ fn main() -> ExitCode {
                 match cfg.shares.iter_mut().find(|s| s.name.eq_ignore_ascii_case(g)) {
                     Some(s) => s.guest_ok = true,
                     None => return fail(format!("--guest-share {g:?}: no such share")),
+                }
+            }
+            for c in &ca {
+                match cfg.shares.iter_mut().find(|s| s.name.eq_ignore_ascii_case(c)) {
+                    Some(s) => s.continuous_availability = true,
+                    None => return fail(format!("--ca {c:?}: no such share")),
                 }
             }
             if config.is_none() && cfg.shares.is_empty() {

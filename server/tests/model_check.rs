@@ -211,3 +211,40 @@ fn the_model_follows_lease_breaks() {
 fn the_model_follows_break_time_outs() {
     assert_checked(&["smb2.oplock.batch22a", "smb2.lease.timeout"], 2);
 }
+
+/// Durable v2 and persistent handles, CreateGuid replays, AppInstanceId
+/// takeovers and ChannelSequence changes (issue 13) on a continuously
+/// available share: the model records the v2 fields, replay eligibility and
+/// Open.ChannelSequence through their deltas and agrees with the runtime
+/// objects.
+#[test]
+fn the_model_follows_durable_v2_persistent_handles_and_replays() {
+    if Kind::from_env() != Kind::Duet {
+        eprintln!("skipped: check mode and --ca are duet's");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report");
+    let server = Server::start_with(Options {
+        mode: Mode::Plain,
+        duet_args: vec!["--ca".into(), common::SHARE.into()],
+        duet_env: vec![("DUET_CHECK_MODEL".into(), path.display().to_string())],
+        ..Options::default()
+    });
+    let tests = [
+        "smb2.durable-v2-open.reopen1a",
+        "smb2.durable-v2-open.reopen2",
+        "smb2.durable-v2-open.reopen2-lease-v2",
+        "smb2.durable-v2-open.app-instance",
+        "smb2.durable-v2-open.persistent-open-lease",
+        "smb2.replay.replay-dhv2-oplock1",
+        "smb2.replay.replay-dhv2-lease1",
+        "smb2.replay.channel-sequence",
+        "smb2.replay.replay6",
+    ];
+    server.assert_torture_passes(&tests);
+    let (counts, mismatches) = settled(&path, 5);
+    assert!(mismatches.is_empty(), "the state model disagrees:\n{}", mismatches.join("\n"));
+    assert_eq!(counts.get("mismatches"), Some(&0), "report: {counts:?}");
+    assert!(counts.get("deltas").copied().unwrap_or(0) >= 50, "too few deltas recorded: {counts:?}");
+}

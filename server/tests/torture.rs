@@ -1,5 +1,6 @@
 //! smbtorture, duet vs Samba's smbd: runs `scripts/torture.sh --fast` (the
-//! CI subset: connect read rw create dir compound lock) and requires duet to
+//! CI subset: connect read rw create dir compound lock durable-open
+//! durable-v2-open durable-v2-delay) and requires duet to
 //! pass at least as many tests as smbd on every suite, or, where it does not,
 //! every test it misses to be a known gap named in
 //! scripts/torture-known-gaps.txt.
@@ -39,8 +40,8 @@ fn torture_fast_duet_at_least_smbd() {
     let out_h = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
     let err_h = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
 
-    // 7 suites x 2 servers x at most 150 s each would be 35 min; in practice
-    // about 1 min per server. Stop politely (SIGTERM lets the script stop its
+    // 10 suites x 2 servers x at most 120 s each would be 40 min; in
+    // practice about 1.5 min per server. Stop politely (SIGTERM lets the script stop its
     // servers) after 25 min.
     let deadline = Instant::now() + Duration::from_secs(25 * 60);
     let status = loop {

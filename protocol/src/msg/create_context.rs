@@ -259,6 +259,9 @@ pub enum RequestContext<'a> {
     DurableHandleReconnectV2(DurableHandleReconnectV2),
     /// App instance id (2.2.13.2.13): `{ structure_size=20: u16 | _reserved: u16 | app_instance_id: [u8;16] }`.
     AppInstanceId([u8; 16]),
+    /// App instance version (2.2.13.2.15): `{ structure_size=24: u16 | _reserved: u16 |
+    /// _padding: u32 | high: u64 | low: u64 }`.
+    AppInstanceVersion { high: u64, low: u64 },
     /// AAPL: Apple's extensions, raw.
     Aapl(&'a [u8]),
     Other(CreateContext<'a>),
@@ -319,6 +322,15 @@ impl<'a> RequestContext<'a> {
                 r.u16("app instance id")?;
                 RequestContext::AppInstanceId(r.guid("app instance id")?)
             }
+            name::APP_INSTANCE_VERSION => {
+                exact(24, "app instance version length")?;
+                if r.u16("app instance version")? != 24 {
+                    return Err(ParseError::Invalid("app instance version structure size"));
+                }
+                r.skip(6, "app instance version")?;
+                let high = r.u64("app instance version")?;
+                RequestContext::AppInstanceVersion { high, low: r.u64("app instance version")? }
+            }
             name::AAPL => RequestContext::Aapl(d),
             _ => RequestContext::Other(c),
         })
@@ -338,6 +350,7 @@ impl<'a> RequestContext<'a> {
             RequestContext::DurableHandleRequestV2(_) => name::DURABLE_HANDLE_REQUEST_V2,
             RequestContext::DurableHandleReconnectV2(_) => name::DURABLE_HANDLE_RECONNECT_V2,
             RequestContext::AppInstanceId(_) => name::APP_INSTANCE_ID,
+            RequestContext::AppInstanceVersion { .. } => name::APP_INSTANCE_VERSION,
             RequestContext::Aapl(_) => name::AAPL,
             RequestContext::Other(c) => c.name,
         }
@@ -374,6 +387,13 @@ impl<'a> RequestContext<'a> {
                 out.put_u16_le(20);
                 out.put_u16_le(0);
                 out.put_slice(g);
+            }
+            RequestContext::AppInstanceVersion { high, low } => {
+                out.put_u16_le(24);
+                out.put_u16_le(0);
+                out.put_u32_le(0);
+                out.put_u64_le(*high);
+                out.put_u64_le(*low);
             }
             RequestContext::Other(c) => out.put_slice(c.data),
         }
@@ -533,6 +553,7 @@ mod tests {
                 flags: 0,
             }),
             RequestContext::AppInstanceId([0xA; 16]),
+            RequestContext::AppInstanceVersion { high: 3, low: 4 },
             RequestContext::Aapl(b"\x01\0\0\0\0\0\0\0"),
             RequestContext::Other(CreateContext { name: b"Xyz", data: b"odd" }),
         ]

@@ -8,7 +8,11 @@ use protocol::msg::create::{
     create_action, create_disposition as disp, create_options as opt, file_attributes as fattr, impersonation_level,
     CreateRequest, CreateResponse,
 };
-use protocol::msg::create_context::{lease_flags, Lease, LeaseV2, RequestContext, ResponseContext};
+use protocol::msg::create_context::{
+    durable_v2_flags, lease_flags, DurableHandleReconnectV2, DurableHandleRequestV2, Lease, LeaseV2, RequestContext,
+    ResponseContext,
+};
+use protocol::msg::negotiate::dialect;
 use protocol::fscc::SecurityDescriptor;
 use protocol::msg::FileId;
 use protocol::NtStatus;
@@ -17,14 +21,14 @@ use tracing::debug;
 use super::{file_stat, generic_map};
 use crate::fs::{self, FsError, SmbPath};
 use crate::handler::{Ctx, HResult, Resp};
-use crate::model::{Delta, PersistentFileId, SessionId, TreeId, VolatileFileId};
+use crate::model::{Delta, Durability, PersistentFileId, SessionId, TreeId, VolatileFileId};
 use crate::state::deltas;
 use crate::state::files::{access, FileUid, Inode, LeaseGrant, OpenRef};
 use crate::state::lease::{lease_state, LeaseId};
 use crate::state::oplock::{self, BreakSink};
 use crate::state::session::SessionCrypto;
 use crate::state::{durable, Server, Session, Tree};
-use crate::state::open::{Open, OpenKind, OpenState};
+use crate::state::open::{AppInstance, Open, OpenKind, OpenState};
 use crate::state::tree::TreeKind;
 use crate::state::notify::{action, filter};
 use crate::state::{lock, now_filetime};
@@ -63,6 +67,28 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
     })?;
     let tree = ctx.tree()?.clone();
     let session = ctx.session()?.clone();
+    let dh2c = req.context(|c| matches!(c, RequestContext::DurableHandleReconnectV2(_)));
+    if let (Some(RequestContext::DurableHandleReconnectV2(r)), TreeKind::Disk(_)) = (dh2c, &tree.kind) {
+        // [MS-SMB2] 3.3.5.9.12: as for DHnC, only the reconnect context
+        // matters; a durable request of either version beside it, or a
+        // version 1 reconnect, is INVALID_PARAMETER (3.3.5.9.10).
+        let other = req.context(|c| {
+            matches!(
+                c,
+                RequestContext::DurableHandleRequest
+                    | RequestContext::DurableHandleReconnect { .. }
+                    | RequestContext::DurableHandleRequestV2(_)
+            )
+        });
+        if other.is_some() {
+            return Err(NtStatus::INVALID_PARAMETER);
+        }
+        let lease = match req.context(|c| matches!(c, RequestContext::Lease(_))) {
+            Some(RequestContext::Lease(l)) => Some(l),
+            _ => None,
+        };
+        return reconnect_after_teardown(&Opener::new(ctx, tree, session), r.file_id, lease, &req.name, Some(*r)).await;
+    }
     let dhnc = req.context(|c| matches!(c, RequestContext::DurableHandleReconnect { .. }));
     if let (Some(RequestContext::DurableHandleReconnect { file_id }), TreeKind::Disk(_)) = (dhnc, &tree.kind) {
         // [MS-SMB2] 3.3.5.9.7: only the reconnect context matters; the
@@ -77,13 +103,25 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
             Some(RequestContext::Lease(l)) => Some(l),
             _ => None,
         };
-        return reconnect(&Opener::new(ctx, tree, session), *file_id, lease, &req.name);
+        return reconnect_after_teardown(&Opener::new(ctx, tree, session), *file_id, lease, &req.name, None).await;
     }
     validate(&req)?;
     if let TreeKind::Ipc = &tree.kind {
         return open_pipe(ctx, &req, tree, session);
     }
     let opener = Opener::new(ctx, tree, session);
+    if let Some(dh2q) = opener.durable_v2(&req) {
+        // [MS-SMB2] 3.3.5.9.10: the AppInstanceId is handled first
+        // (3.3.5.9.13), then the CreateGuid is looked up for a replay.
+        close_app_instance(&opener, &req, &mut ctx.deltas)?;
+        let replay = ctx.hdr.flags & protocol::header::flags::REPLAY_OPERATION != 0;
+        if let Some(r) = replayed(&opener, &req, &dh2q, replay)? {
+            return Ok(r);
+        }
+    }
+    // While this CREATE is carried out (it may wait for an oplock break),
+    // a replay of it is answered STATUS_FILE_NOT_AVAILABLE.
+    let creating = opener.durable_v2(&req).map(|d| Creating::start(&opener.server, opener.client_guid, d.create_guid));
     let mut deferred = false;
     let server = opener.server.clone();
     loop {
@@ -107,7 +145,7 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
             // Async, also in the middle of a compound: the pipeline parks
             // the rest of the chain and reads on meanwhile (the holder may
             // be this very connection).
-            Step::Wait(key) => Ok(wait_then_open(opener, ctx.frame.clone(), key)),
+            Step::Wait(key) => Ok(wait_then_open(opener, ctx.frame.clone(), key, creating)),
         };
     }
 }
@@ -138,6 +176,12 @@ struct Opener {
     client_guid: [u8; 16],
     /// Leases need SMB 2.1 or later ([MS-SMB2] 3.3.5.9.8).
     leasing: bool,
+    /// Connection.Dialect: durable v2 and app instances need SMB 3.x
+    /// ([MS-SMB2] 3.3.5.9.10, 3.3.5.9.13).
+    dialect: u16,
+    /// The request's ChannelSequence (SMB 3.x; [MS-SMB2] 3.3.5.9: a new
+    /// open's Open.ChannelSequence).
+    channel_sequence: u16,
 }
 
 impl Opener {
@@ -152,6 +196,18 @@ impl Opener {
             encrypt: if encrypts { crypto } else { None },
             client_guid: ctx.conn.client_guid,
             leasing: ctx.conn.dialect >= protocol::msg::negotiate::dialect::SMB2_1,
+            dialect: ctx.conn.dialect,
+            channel_sequence: if ctx.conn.dialect >= dialect::SMB3_0 { ctx.hdr.channel_sequence() } else { 0 },
+        }
+    }
+
+    /// The request's DH2Q, when it counts: on SMB 3.x only ([MS-SMB2]
+    /// 3.3.5.9.10 applies to the 3.x dialect family; older dialects ignore
+    /// the context).
+    fn durable_v2(&self, req: &CreateRequest<'_>) -> Option<DurableHandleRequestV2> {
+        match req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_))) {
+            Some(RequestContext::DurableHandleRequestV2(d)) if self.dialect >= dialect::SMB3_0 => Some(*d),
+            _ => None,
         }
     }
 
@@ -168,9 +224,10 @@ impl Opener {
 /// Goes async ([MS-SMB2] 3.3.4.2): the client gets STATUS_PENDING now,
 /// and the CREATE's answer once the oplock holders have acknowledged (or
 /// timed out).
-fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileUid) -> Resp {
+fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileUid, creating: Option<Creating>) -> Resp {
     let mut r = Resp::ok(BytesMut::new());
     r.pending = Some(Box::pin(async move {
+        let _creating = creating;
         let mut key = key;
         loop {
             oplock::wait_for_breaks(&opener.server, key).await;
@@ -184,10 +241,59 @@ fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileUid) -> Resp {
     r
 }
 
-/// DHnC ([MS-SMB2] 3.3.5.9.7): a client takes back a durable open that
-/// outlived its connection. The open keeps its file id, oplock, locks and
-/// position; the answer carries no durable context.
-fn reconnect(opener: &Opener, file_id: FileId, lease_request: Option<&Lease>, name: &str) -> HResult {
+/// How often, and how long apart, a reconnect looks again for an open
+/// that another session still holds.
+const RECONNECT_TRIES: u32 = 10;
+const RECONNECT_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// [`reconnect`], waiting a moment for an open that is still attached to
+/// another session: a client that drops its connection and at once
+/// reconnects on a new one races the server's teardown of the old
+/// connection, which is what retains the open (smbtorture
+/// durable-open.reopen2-lease failed now and then with
+/// STATUS_OBJECT_NAME_NOT_FOUND). An open of this session, or none at
+/// all, is answered at once.
+async fn reconnect_after_teardown(
+    opener: &Opener,
+    file_id: FileId,
+    lease_request: Option<&Lease>,
+    name: &str,
+    v2: Option<DurableHandleReconnectV2>,
+) -> HResult {
+    let mut tries = 0;
+    loop {
+        let r = reconnect(opener, file_id, lease_request, name, v2);
+        if !matches!(r, Err(NtStatus::OBJECT_NAME_NOT_FOUND)) || tries >= RECONNECT_TRIES {
+            return r;
+        }
+        let me = opener.session.id;
+        let elsewhere = opener.server.with_model(|m| {
+            m.open(PersistentFileId(file_id.persistent)).and_then(|o| o.session()).is_some_and(|s| s.0 != me)
+        });
+        if !elsewhere {
+            return r;
+        }
+        tries += 1;
+        tokio::time::sleep(RECONNECT_RETRY).await;
+    }
+}
+
+/// DHnC ([MS-SMB2] 3.3.5.9.7) and DH2C (3.3.5.9.12): a client takes back
+/// a durable open that outlived its connection. The open keeps its file
+/// id, oplock, locks and position; the answer carries no durable context.
+///
+/// With DH2C, an open comes back only with its CreateGuid (zero for a
+/// version 1 open), and a persistent one only with
+/// SMB2_DHANDLE_FLAG_PERSISTENT. Anything else is
+/// STATUS_OBJECT_NAME_NOT_FOUND, as if there were no such open (as
+/// smbtorture durable-v2-open.reopen2 expects).
+fn reconnect(
+    opener: &Opener,
+    file_id: FileId,
+    lease_request: Option<&Lease>,
+    name: &str,
+    v2: Option<DurableHandleReconnectV2>,
+) -> HResult {
     let share = opener.tree.share().ok_or(NtStatus::INVALID_PARAMETER)?;
     let (user, domain) = {
         let i = lock(&opener.session.inner);
@@ -198,6 +304,28 @@ fn reconnect(opener: &Opener, file_id: FileId, lease_request: Option<&Lease>, na
     // key (else it is "not found"), and then only under its own name
     // (else INVALID_PARAMETER); an oplock open only without a lease.
     let check = |old: &Open| -> Result<(), NtStatus> {
+        {
+            let st = lock(&old.st);
+            let matches = match v2 {
+                // Open.CreateGuid must match; a version 1 open has none
+                // (zero), as smbd compares them (smbtorture
+                // durable-open.reopen2-lease reclaims a version 1 open
+                // with a zero CreateGuid, durable-v2-open.reopen2c fails
+                // to with another).
+                Some(r) => {
+                    st.create_guid.unwrap_or([0; 16]) == r.create_guid
+                        && st.durable()
+                        && (!st.persistent() || r.flags & durable_v2_flags::PERSISTENT != 0)
+                }
+                // A version 2 open comes back with DHnC too, as with
+                // smbd (smbtorture durable-v2-open.reopen2b); a version 1
+                // open has no CreateGuid for DH2C (reopen2c).
+                None => st.durable(),
+            };
+            if !matches {
+                return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
+            }
+        }
         let key = old.key.ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
         let lease = lock(&server.files).open_lease(&key, old.persistent_id);
         match (lease, lease_request) {
@@ -262,7 +390,300 @@ fn reconnect(opener: &Opener, file_id: FileId, lease_request: Option<&Lease>, na
         tree: TreeId(opener.tree.id),
         volatile: VolatileFileId(open.volatile_id),
     });
+    // The new session's requests start at the reconnect's ChannelSequence:
+    // a client's counter is per session, so the old one would make the
+    // open's next WRITE look stale ([MS-SMB2] 3.3.5.2.10).
+    let mut st = lock(&open.st);
+    if st.channel_sequence != opener.channel_sequence {
+        st.channel_sequence = opener.channel_sequence;
+        r.deltas.push(Delta::ChannelSequenceSet {
+            open: PersistentFileId(open.persistent_id),
+            sequence: opener.channel_sequence,
+        });
+    }
+    drop(st);
     Ok(r)
+}
+
+/// The longest a version 2 durable or persistent handle waits for its
+/// client, and the timeout granted when the client leaves it to the
+/// server (DH2Q Timeout 0): Samba's values, which smbtorture
+/// durable-v2-open expects ([MS-SMB2] 3.3.5.9.10 leaves them to the
+/// implementation).
+const V2_TIMEOUT_MAX_MS: u32 = 300_000;
+const V2_TIMEOUT_DEFAULT_MS: u32 = 60_000;
+
+/// The timeout granted for a DH2Q's `asked` ([MS-SMB2] 2.2.14.2.12).
+fn v2_timeout(asked: u32) -> u32 {
+    if asked == 0 {
+        V2_TIMEOUT_DEFAULT_MS
+    } else {
+        asked.min(V2_TIMEOUT_MAX_MS)
+    }
+}
+
+/// The durable handle a new open gets ([MS-SMB2] 3.3.5.9.6 DHnQ,
+/// 3.3.5.9.10 DH2Q): none for a directory; a persistent handle when DH2Q
+/// asks for one on a continuously available share, whatever the caching
+/// (smbtorture durable-v2-open.persistent-open-oplock and -lease expect
+/// it with every oplock level and lease state); otherwise a version 1 or
+/// 2 durable handle only with a batch oplock or a lease that caches
+/// handles.
+fn grant_durability(
+    req: &CreateRequest<'_>,
+    dh2q: Option<&DurableHandleRequestV2>,
+    is_dir: bool,
+    continuously_available: bool,
+    caches_handles: bool,
+) -> Durability {
+    if is_dir {
+        return Durability::None;
+    }
+    match dh2q {
+        Some(d) if d.flags & durable_v2_flags::PERSISTENT != 0 && continuously_available => {
+            Durability::Persistent { timeout_ms: v2_timeout(d.timeout) }
+        }
+        Some(d) if caches_handles => Durability::V2 { timeout_ms: v2_timeout(d.timeout) },
+        Some(_) => Durability::None,
+        None if caches_handles && req.context(|c| matches!(c, RequestContext::DurableHandleRequest)).is_some() => {
+            Durability::V1 { timeout_ms: crate::state::open::DURABLE_TIMEOUT.as_millis() as u32 }
+        }
+        None => Durability::None,
+    }
+}
+
+/// The response context that reports a granted durable handle ([MS-SMB2]
+/// 2.2.14.2.3, 2.2.14.2.12).
+fn durable_context(d: Durability) -> Option<ResponseContext<'static>> {
+    match d {
+        Durability::None => None,
+        Durability::V1 { .. } => Some(ResponseContext::DurableHandle),
+        Durability::V2 { timeout_ms } => Some(ResponseContext::DurableHandleV2 { timeout: timeout_ms, flags: 0 }),
+        Durability::Persistent { timeout_ms } => Some(ResponseContext::DurableHandleV2 {
+            timeout: timeout_ms,
+            flags: durable_v2_flags::PERSISTENT,
+        }),
+    }
+}
+
+/// The request's AppInstanceId and AppInstanceVersion ([MS-SMB2]
+/// 2.2.13.2.13, 2.2.13.2.15).
+fn app_instance(req: &CreateRequest<'_>) -> Option<AppInstance> {
+    let id = match req.context(|c| matches!(c, RequestContext::AppInstanceId(_))) {
+        Some(RequestContext::AppInstanceId(id)) => *id,
+        _ => return None,
+    };
+    let version = match req.context(|c| matches!(c, RequestContext::AppInstanceVersion { .. })) {
+        Some(RequestContext::AppInstanceVersion { high, low }) => Some((*high, *low)),
+        _ => None,
+    };
+    Some(AppInstance { id, version })
+}
+
+/// SMB2_CREATE_APP_INSTANCE_ID ([MS-SMB2] 3.3.5.9.13): a new open with an
+/// AppInstanceId closes the opens of the same file on the same share that
+/// carry the same AppInstanceId and belong to another client (a failover
+/// cluster node taking over an application's files), connected or
+/// retained, without an oplock or lease break. With
+/// AppInstanceVersion on SMB 3.1.1, an old open of a version at least as
+/// high stays and the new one fails with STATUS_FILE_FORCED_CLOSED.
+///
+/// Called for a CREATE with DH2Q only (3.3.5.9.10 processes the app
+/// instance first).
+fn close_app_instance(opener: &Opener, req: &CreateRequest<'_>, out: &mut Vec<Delta>) -> Result<(), NtStatus> {
+    let Some(AppInstance { id, version }) = app_instance(req) else {
+        return Ok(());
+    };
+    let share = opener.tree.share().ok_or(NtStatus::INVALID_PARAMETER)?;
+    let path = req.name.trim_start_matches('\\');
+    let me = crate::model::ClientGuid(opener.client_guid);
+    // (persistent id, session and volatile id while connected, version)
+    type Found = (u64, Option<(u64, u64)>, Option<(u64, u64)>);
+    let found: Vec<Found> = opener.server.with_model(|m| {
+        m.sets()
+            .filter_map(|set| m.partition(set))
+            .flat_map(|p| p.app_instance_opens(crate::model::AppInstanceId(id)))
+            .filter(|o| {
+                o.info().client_guid != me
+                    && o.info().share.eq_ignore_ascii_case(&share.cfg.name)
+                    && o.path().eq_ignore_ascii_case(path)
+            })
+            .map(|o| (o.id().0, o.session().map(|s| (s.0, o.volatile().0)), o.info().app_instance_version))
+            .collect()
+    });
+    if let Some((new_high, new_low)) = version.filter(|_| opener.dialect >= dialect::SMB3_1_1) {
+        let newer = |v: &Option<(u64, u64)>| v.is_some_and(|(h, l)| h > new_high || (h == new_high && l >= new_low));
+        if found.iter().any(|(_, _, v)| newer(v)) {
+            return Err(NtStatus::FILE_FORCED_CLOSED);
+        }
+    }
+    for (pid, attached, _) in found {
+        match attached {
+            Some((sid, volatile)) => {
+                let Some(session) = opener.server.session(sid) else { continue };
+                let open = {
+                    let mut inner = lock(&session.inner);
+                    match inner.opens.get(&volatile) {
+                        Some(o) if o.persistent_id == pid => inner.opens.remove(&volatile),
+                        _ => None,
+                    }
+                };
+                if let Some(o) = open {
+                    debug!(pid, "open closed by a new open with its AppInstanceId");
+                    crate::state::close::close_open(&opener.server, &o, out);
+                }
+            }
+            None => durable::purge(&opener.server, pid, out),
+        }
+    }
+    Ok(())
+}
+
+/// A DH2Q CREATE being carried out: its (ClientGuid, CreateGuid) is in
+/// [`Server::creating`] until it is answered, so that a replay of it meanwhile
+/// is refused ([MS-SMB2] 3.3.5.9.10; smbtorture replay.dhv2-pending*).
+struct Creating {
+    server: Arc<Server>,
+    key: ([u8; 16], [u8; 16]),
+}
+
+impl Creating {
+    fn start(server: &Arc<Server>, client_guid: [u8; 16], create_guid: [u8; 16]) -> Creating {
+        let key = (client_guid, create_guid);
+        lock(&server.creating).insert(key);
+        Creating { server: server.clone(), key }
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        lock(&self.server.creating).remove(&self.key);
+    }
+}
+
+/// A DH2Q CREATE whose CreateGuid names an open of this client that is
+/// still replay eligible ([MS-SMB2] 3.3.5.9.10): without
+/// SMB2_FLAGS_REPLAY_OPERATION it is STATUS_DUPLICATE_OBJECTID; with it,
+/// the answer is that open's, made again (the request's oplock level, as
+/// smbd answers, the lease as it is now), and nothing is opened. A replay
+/// with a lease is refused (STATUS_ACCESS_DENIED) unless the open has a
+/// lease of the same key, and so is a replay without a lease of an open
+/// that has one. A retained open (its connection lost before the answer
+/// reached the client, or a restart) is taken back into this session, as
+/// a DH2C would. `None`: no such open, the CREATE goes on.
+fn replayed(
+    opener: &Opener,
+    req: &CreateRequest<'_>,
+    dh2q: &DurableHandleRequestV2,
+    replay: bool,
+) -> Result<Option<Resp>, NtStatus> {
+    if lock(&opener.server.creating).contains(&(opener.client_guid, dh2q.create_guid)) {
+        // The first CREATE is still being carried out.
+        return Err(NtStatus::FILE_NOT_AVAILABLE);
+    }
+    let client = crate::model::ClientGuid(opener.client_guid);
+    let guid = crate::model::CreateGuid(dh2q.create_guid);
+    let found = opener.server.with_model(|m| {
+        m.sets()
+            .filter_map(|set| m.partition(set))
+            .find_map(|p| p.replay_open(client, guid))
+            .map(|o| (o.id().0, o.session().map(|s| (s.0, o.volatile().0))))
+    });
+    let Some((pid, attached)) = found else {
+        return Ok(None);
+    };
+    if !replay {
+        return Err(NtStatus::DUPLICATE_OBJECTID);
+    }
+    let lease_request = match req.context(|c| matches!(c, RequestContext::Lease(_))) {
+        Some(RequestContext::Lease(l)) if opener.leasing && req.requested_oplock_level == oplock::level::LEASE => Some(*l),
+        _ => None,
+    };
+    let server = &opener.server;
+    let mut r = match attached {
+        Some((sid, volatile)) => {
+            if sid != opener.session.id {
+                // Another session's open: not this client's to answer for.
+                return Err(NtStatus::ACCESS_DENIED);
+            }
+            let open = opener.session.open(volatile).filter(|o| o.persistent_id == pid);
+            let Some(open) = open else {
+                // Not yet (or no longer) in the session's table: the
+                // first CREATE is still being carried out.
+                return Err(NtStatus::FILE_NOT_AVAILABLE);
+            };
+            Resp::ok(BytesMut::new()).file(open.file_id())
+        }
+        None => {
+            // Taken back like a DH2C, then answered as a replay.
+            let r = DurableHandleReconnectV2 {
+                file_id: FileId { persistent: pid, volatile: pid },
+                create_guid: dh2q.create_guid,
+                flags: dh2q.flags,
+            };
+            reconnect(opener, r.file_id, lease_request.as_ref(), &req.name, Some(r))?
+        }
+    };
+    let fid = r.file_id.ok_or(NtStatus::FILE_NOT_AVAILABLE)?;
+    let open = opener.session.open(fid.volatile).ok_or(NtStatus::FILE_NOT_AVAILABLE)?;
+    let key = open.key.ok_or(NtStatus::FILE_NOT_AVAILABLE)?;
+    let (durability, action) = {
+        let st = lock(&open.st);
+        (st.durability, st.create_action)
+    };
+    let held = lock(&server.files).open_lease_grant(&key, open.persistent_id);
+    let mut contexts = Vec::new();
+    let level = match (held, lease_request) {
+        (Some((lid, g)), Some(l)) if lid.key == l.lease_key => {
+            contexts.push(ResponseContext::Lease(Lease {
+                lease_key: lid.key,
+                lease_state: g.state,
+                lease_flags: if g.breaking { lease_flags::BREAK_IN_PROGRESS } else { 0 },
+                lease_duration: 0,
+                v2: g.v2.then(|| LeaseV2 {
+                    parent_lease_key: l.v2.map_or([0; 16], |v| v.parent_lease_key),
+                    epoch: g.epoch,
+                }),
+            }));
+            oplock::level::LEASE
+        }
+        (None, None) => req.requested_oplock_level,
+        _ => {
+            debug!(pid, "replayed CREATE with another lease or none");
+            return Err(NtStatus::ACCESS_DENIED);
+        }
+    };
+    // As smbd answers: for an oplock, the durable context when the
+    // replay's own oplock level could have had one; for a lease, as the
+    // open is.
+    let could = matches!(durability, Durability::Persistent { .. })
+        || level == oplock::level::BATCH
+        || level == oplock::level::LEASE;
+    if could {
+        contexts.extend(durable_context(durability));
+    }
+    let st = open.handle().ok_or(NtStatus::FILE_NOT_AVAILABLE)?.stat().map_err(fs_err)?;
+    let delete_pending = lock(&server.files).is_delete_pending(&key);
+    let fstat = file_stat(&st, delete_pending);
+    for c in &req.create_contexts {
+        match c {
+            RequestContext::QueryMaximalAccess { .. } => contexts.push(ResponseContext::MaximalAccess {
+                query_status: 0,
+                maximal_access: opener.tree.maximal_access,
+            }),
+            RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
+                disk_file_id: fstat.file_id,
+                volume_id: opener.tree.share().map_or(0, |s| u64::from(s.fs.volume_serial())),
+            }),
+            _ => {}
+        }
+    }
+    let resp = answer(&fstat, level, action, fid, contexts);
+    let mut body = BytesMut::with_capacity(160);
+    resp.encode(&mut body);
+    r.body = body;
+    r.status = NtStatus::SUCCESS;
+    Ok(Some(r))
 }
 
 /// The checks on the request's own fields that come before any lookup
@@ -607,15 +1028,26 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         Some(lid) if lease.is_some() => deltas::Grant::Lease(lid.key),
         _ => deltas::Grant::Oplock(oplock),
     };
-    // [MS-SMB2] 3.3.5.9.6: a version 1 durable handle needs a batch
-    // oplock or a lease that caches handles.
-    let durable = (oplock == oplock::level::BATCH || lease.is_some_and(|g| g.state & lease_state::HANDLE_CACHING != 0))
-        && req.context(|c| matches!(c, RequestContext::DurableHandleRequest)).is_some();
+    let caches_handles =
+        oplock == oplock::level::BATCH || lease.is_some_and(|g| g.state & lease_state::HANDLE_CACHING != 0);
+    let dh2q = opener.durable_v2(req);
+    let durability =
+        grant_durability(req, dh2q.as_ref(), st.is_dir, share.cfg.continuous_availability, caches_handles);
     let resolved = rsv.path.clone();
     let resolved_for_notify = resolved.clone();
     let mut state = OpenState::new(path.components().join("\\"), Some(resolved));
     state.delete_on_close = delete_on_close;
-    state.durable = durable;
+    state.durability = durability;
+    state.create_action = action;
+    state.channel_sequence = opener.channel_sequence;
+    if let Some(d) = &dh2q {
+        // [MS-SMB2] 3.3.5.9.10: Open.CreateGuid is set whether or not
+        // durability is granted, and the open is replay eligible (as
+        // smbd keeps every DH2Q create in its replay cache).
+        state.create_guid = Some(d.create_guid);
+        state.replay_eligible = true;
+        state.app_instance = app_instance(req);
+    }
     let open = Arc::new(Open {
         persistent_id: id,
         volatile_id: id,
@@ -660,9 +1092,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
             v2,
         }));
     }
-    if durable {
-        contexts.push(ResponseContext::DurableHandle);
-    }
+    contexts.extend(durable_context(durability));
     for c in &req.create_contexts {
         match c {
             RequestContext::QueryMaximalAccess { .. } => contexts.push(ResponseContext::MaximalAccess {
@@ -809,7 +1239,12 @@ impl OpenState {
             dir: None,
             position: 0,
             mode: 0,
-            durable: false,
+            durability: crate::model::Durability::None,
+            create_guid: None,
+            replay_eligible: false,
+            app_instance: None,
+            create_action: create_action::OPENED,
+            channel_sequence: 0,
             written: false,
             write_time_armed: false,
         }

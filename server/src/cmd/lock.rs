@@ -50,7 +50,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     // LockSequence: a request whose number is already recorded at its
     // index is a replay and succeeds without being carried out again.
     let multichannel = ctx.conn.dialect >= dialect::SMB3_0 && ctx.conn.server_capabilities & capabilities::MULTI_CHANNEL != 0;
-    let seq = (lock(&open.st).durable || multichannel)
+    let seq = (lock(&open.st).durable() || multichannel)
         .then(|| Sequence { index: req.lock_sequence_index(), number: req.lock_sequence_number() });
     if let Some(s) = seq {
         let mut files = lock(&ctx.server.files);

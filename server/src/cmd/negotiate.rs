@@ -89,6 +89,11 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         // answers with the same capabilities.
         caps |= capabilities::MULTI_CHANNEL;
     }
+    if chosen >= dialect::SMB3_0 && conn.server.cfg.shares.iter().any(|s| s.continuous_availability) {
+        // [MS-SMB2] 3.3.5.4: persistent handles, offered when a share is
+        // continuously available (3.3.5.9.10 grants them only there).
+        caps |= capabilities::PERSISTENT_HANDLES;
+    }
     if (chosen == dialect::SMB3_0 || chosen == dialect::SMB3_0_2) && req.capabilities & capabilities::ENCRYPTION != 0 {
         caps |= capabilities::ENCRYPTION;
         conn.cipher = cipher::AES_128_CCM;

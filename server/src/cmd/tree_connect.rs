@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use protocol::msg::tree_connect::{share_flags, share_type, TreeConnectRequest, TreeConnectResponse};
+use protocol::msg::tree_connect::{share_capabilities, share_flags, share_type, TreeConnectRequest, TreeConnectResponse};
 use protocol::msg::tree_disconnect::{TreeDisconnectRequest, TreeDisconnectResponse};
 use protocol::NtStatus;
 use tracing::{debug, info};
@@ -65,6 +65,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let id = ctx.server.next_tree_id();
     let is_ipc = matches!(kind, TreeKind::Ipc);
     let tree = Arc::new(Tree { id, kind, encrypt, read_only, maximal_access });
+    let ca = tree.share().is_some_and(|s| s.cfg.continuous_availability);
     ctx.deltas.extend(crate::state::deltas::tree_up(&session, &tree));
     lock(&session.inner).trees.insert(id, tree);
     let mut flags = if is_ipc { share_flags::NO_CACHING } else { share_flags::MANUAL_CACHING };
@@ -75,7 +76,12 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     TreeConnectResponse {
         share_type: if is_ipc { share_type::PIPE } else { share_type::DISK },
         share_flags: flags,
-        capabilities: 0,
+        // [MS-SMB2] 3.3.5.7: a continuously available share says so.
+        capabilities: if ca {
+            share_capabilities::CONTINUOUS_AVAILABILITY
+        } else {
+            0
+        },
         maximal_access,
     }
     .encode(&mut body);

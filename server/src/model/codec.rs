@@ -648,6 +648,7 @@ pub(super) fn get_lease(r: &mut Reader<'_>) -> Result<LeaseRecord, DecodeError> 
 //   0x17 DeleteOnCloseSet   { open:u64 | on:bool }
 //   0x18 DeletePendingSet   { set:u16 | file:u128 | on:bool }
 //   0x19 FileMoved          { set:u16 | file:u128 | path:str }
+//   0x1a ReplayIneligible   { open:u64 }
 impl Delta {
     /// Appends the delta's encoding to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -790,6 +791,10 @@ impl Delta {
                 w.u128(file.0);
                 w.str(path);
             }
+            ReplayIneligible { open } => {
+                w.u8(0x1a);
+                w.u64(open.0);
+            }
         }
     }
 
@@ -882,6 +887,7 @@ impl Delta {
             0x17 => DeleteOnCloseSet { open: open(r)?, on: r.bool()? },
             0x18 => DeletePendingSet { set: set(r)?, file: FileUid(r.u128()?), on: r.bool()? },
             0x19 => FileMoved { set: set(r)?, file: FileUid(r.u128()?), path: r.str()? },
+            0x1a => ReplayIneligible { open: open(r)? },
             kind => return Err(bad("delta kind", kind)),
         })
     }

@@ -97,6 +97,9 @@ pub enum Delta {
     DeletePendingSet { set: SetId, file: FileUid, on: bool },
     /// The file was renamed to `path` (share-relative); its opens name it so from now on.
     FileMoved { set: SetId, file: FileUid, path: String },
+    /// Open.IsReplayEligible became FALSE ([MS-SMB2] 3.3.5.9.10): a request other than
+    /// its CREATE named the open, so a replayed CREATE no longer gets it back.
+    ReplayIneligible { open: PersistentFileId },
 }
 
 impl Delta {
@@ -128,7 +131,8 @@ impl Delta {
             | LockRemoved { open, .. }
             | LockSequenceSet { open, .. }
             | ChannelSequenceSet { open, .. }
-            | DeleteOnCloseSet { open, .. } => open.set(),
+            | DeleteOnCloseSet { open, .. }
+            | ReplayIneligible { open } => open.set(),
         }
     }
 }

@@ -184,6 +184,20 @@ impl Partition {
         self.leases.get(&id)
     }
 
+    /// The open a replayed CREATE with this CreateGuid from this client gets back
+    /// ([MS-SMB2] 3.3.5.9.10): Open.IsReplayEligible, Open.CreateGuid and
+    /// Open.ClientGuid match.
+    pub fn replay_open(&self, client: ClientGuid, guid: CreateGuid) -> Option<&OpenRecord> {
+        self.opens
+            .values()
+            .find(|o| o.info.replay_eligible && o.info.create_guid == Some(guid) && o.info.client_guid == client)
+    }
+
+    /// The opens with this Open.AppInstanceId ([MS-SMB2] 3.3.5.9.13).
+    pub fn app_instance_opens(&self, id: AppInstanceId) -> impl Iterator<Item = &OpenRecord> {
+        self.opens.values().filter(move |o| o.info.app_instance_id == Some(id))
+    }
+
     /// The opens that use a lease.
     pub fn lease_opens(&self, id: LeaseId) -> impl Iterator<Item = &OpenRecord> {
         self.opens.values().filter(move |o| o.info.client_guid == id.client && o.lease_key() == Some(id.key))

@@ -288,12 +288,13 @@ fn pick(m: &Model, c: &Choice, kind: u8, now: Timestamp) -> Option<Vec<Delta>> {
         22 => one(Delta::DeleteOnCloseSet { open: nth(p.opens(), c.b)?.id(), on: c.c.is_multiple_of(2) }),
         23 => one(Delta::DeletePendingSet { set, file: nth(p.files(), c.b)?.uid(), on: c.c.is_multiple_of(2) }),
         24 => one(Delta::FileMoved { set, file: nth(p.files(), c.b)?.uid(), path: PATHS[(c.c % 4) as usize].into() }),
+        25 => one(Delta::ReplayIneligible { open: nth(p.opens(), c.b)?.id() }),
         _ => Some(m.expired(now.plus_ms(c.b % 10_000))).filter(|d| !d.is_empty()),
     }
 }
 
 /// The kinds of change [`pick`] makes.
-const KINDS: u8 = 26;
+const KINDS: u8 = 27;
 
 /// A valid change, falling back on an open, a tree connect or a session when the kind
 /// picked has nothing to act on.
@@ -805,7 +806,7 @@ fn checkpoint_layout() {
     // A delta: version, kind, fields.
     assert_eq!(Delta::NewGeneration { set: SetId(0x102) }.to_bytes(), vec![1, 0x01, 0x02, 0x01]);
     assert_eq!(Delta::decode(&[1, 0x01, 0x02, 0x01, 0]), Err(DecodeError::Trailing(1)));
-    assert_eq!(Delta::decode(&[1, 0x1a]), Err(DecodeError::BadValue { what: "delta kind", value: 0x1a }));
+    assert_eq!(Delta::decode(&[1, 0x1b]), Err(DecodeError::BadValue { what: "delta kind", value: 0x1b }));
     assert_eq!(Delta::decode(&[2, 0x01, 0, 0]), Err(DecodeError::Version(2)));
 }
 
@@ -814,4 +815,50 @@ fn session_keys_stay_out_of_debug_output() {
     let keys = SessionKeys { session_key: vec![0xAB; 16], ..Default::default() };
     let shown = format!("{keys:?}");
     assert!(!shown.contains("171") && !shown.contains("AB") && !shown.contains("ab"), "{shown}");
+}
+
+/// A durable v2 open keeps what a DH2C or a replayed CREATE needs (CreateGuid,
+/// ClientGuid, owner, timeout); a replayed CREATE finds it by CreateGuid and ClientGuid
+/// until ReplayIneligible; ChannelSequenceSet moves Open.ChannelSequence; and all of it
+/// comes back the same from the deltas' encoding and from a checkpoint.
+#[test]
+fn durable_v2_open_replay_and_channel_sequence() {
+    let mut m = start();
+    let set = m.sets().next().unwrap();
+    let (session, tree) = session_with_tree(&mut m, set);
+    let guid = CreateGuid([0x42; 16]);
+    let mut up = open_on(&m, session, tree, 9, Durability::V2 { timeout_ms: 300_000 }, Caching::None);
+    if let Delta::OpenUp(n) = &mut up {
+        n.info.create_guid = Some(guid);
+        n.info.replay_eligible = true;
+        n.info.app_instance_id = Some(AppInstanceId([7; 16]));
+    }
+    let open = persistent(&up);
+    let deltas = vec![
+        up,
+        Delta::ChannelSequenceSet { open, sequence: 0x7fff },
+        Delta::OpenDisconnected { open, at: Timestamp(1000) },
+    ];
+    let mut replica = m.clone();
+    for d in &deltas {
+        m.apply(d).unwrap();
+    }
+    for d in Delta::decode_batch(&Delta::encode_batch(&deltas)).unwrap() {
+        replica.apply(&d).unwrap();
+    }
+    assert_eq!(replica, m);
+    let p = m.partition(set).unwrap();
+    let o = p.replay_open(CLIENTS[0], guid).expect("found by CreateGuid and ClientGuid");
+    assert_eq!(o.id(), open);
+    assert_eq!(o.channel_sequence(), 0x7fff);
+    assert_eq!(o.expires_at(), Some(Timestamp(301_000)));
+    assert_eq!(o.info().owner.user, "alice");
+    assert!(p.replay_open(CLIENTS[1], guid).is_none(), "another client's CreateGuid");
+    assert!(p.replay_open(CLIENTS[0], CreateGuid([0x43; 16])).is_none());
+    assert_eq!(p.app_instance_opens(AppInstanceId([7; 16])).count(), 1);
+    assert_eq!(Model::restore(&m.checkpoint()).unwrap(), m);
+
+    m.apply(&Delta::ReplayIneligible { open }).unwrap();
+    assert!(m.partition(set).unwrap().replay_open(CLIENTS[0], guid).is_none());
+    assert!(m.apply(&Delta::ReplayIneligible { open: PersistentFileId(open.0 + 1) }).is_err());
 }

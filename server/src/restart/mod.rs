@@ -248,7 +248,7 @@ pub fn restore(server: &Arc<Server>) -> usize {
 /// Starts the journal's part of a run: restores what the last run left,
 /// retires the operations found in the log, checkpoints, and marks the
 /// journal as in use (flag "non-elective reboot"). `server` was built from
-/// the rebuilt model ([`Server::with_model`]).
+/// the rebuilt model ([`Server::restored`]).
 pub async fn start(server: &Arc<Server>, opened: &Opened) -> Result<(), RunError> {
     let t0 = Instant::now();
     if server

@@ -92,7 +92,13 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord) -> Result<(),
         maximal_access: info.granted_access,
     });
     let mut state = OpenState::new(o.path().to_string(), Some(resolved));
-    state.durable = true;
+    state.durability = info.durability;
+    state.create_guid = info.create_guid.map(|g| g.0);
+    state.replay_eligible = info.replay_eligible;
+    state.app_instance = info
+        .app_instance_id
+        .map(|id| crate::state::open::AppInstance { id: id.0, version: info.app_instance_version });
+    state.channel_sequence = o.channel_sequence();
     state.delete_on_close = o.delete_on_close();
     let open = Open {
         persistent_id: pid,
@@ -114,6 +120,7 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord) -> Result<(),
         user: info.owner.user.clone(),
         domain: info.owner.domain.clone(),
         since: Instant::now(),
+        timeout: std::time::Duration::from_millis(u64::from(info.durability.timeout_ms().unwrap_or(0))),
     };
     lock(&server.durable).insert(pid, entry);
     Ok(())

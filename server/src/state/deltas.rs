@@ -7,8 +7,8 @@
 use std::sync::atomic::Ordering;
 
 use crate::model::{
-    Caching, ClientGuid, Delta, Durability, LeaseKey, NewOpen, OpenInfo, OplockLevel, Owner, PersistentFileId,
-    SessionId, SessionInfo, SessionKeys, Timestamp, TreeId, TreeInfo, VolatileFileId,
+    AppInstanceId, Caching, ClientGuid, CreateGuid, Delta, LeaseKey, NewOpen, OpenInfo, OplockLevel, Owner,
+    PersistentFileId, SessionId, SessionInfo, SessionKeys, Timestamp, TreeId, TreeInfo, VolatileFileId,
 };
 
 use super::session::SessionInner;
@@ -82,23 +82,18 @@ pub fn open_up(open: &Open, inner: &SessionInner, client_guid: [u8; 16]) -> Opti
     let key = open.key?;
     let share = open.share()?;
     let st = super::lock(&open.st);
-    let durability = if st.durable {
-        Durability::V1 { timeout_ms: super::open::DURABLE_TIMEOUT.as_millis() as u32 }
-    } else {
-        Durability::None
-    };
     Some(Delta::OpenUp(Box::new(NewOpen {
         info: OpenInfo {
             persistent: PersistentFileId(open.persistent_id),
             file: key,
             share: share.cfg.name.clone(),
-            create_guid: None,
+            create_guid: st.create_guid.map(CreateGuid),
             client_guid: ClientGuid(client_guid),
-            app_instance_id: None,
-            app_instance_version: None,
+            app_instance_id: st.app_instance.map(|a| AppInstanceId(a.id)),
+            app_instance_version: st.app_instance.and_then(|a| a.version),
             owner: Owner { user: inner.user.clone(), domain: inner.domain.clone() },
-            durability,
-            replay_eligible: false,
+            durability: st.durability,
+            replay_eligible: st.replay_eligible,
             granted_access: open.access,
             share_access: open.share_access,
             create_options: open.create_options,
@@ -109,7 +104,7 @@ pub fn open_up(open: &Open, inner: &SessionInner, client_guid: [u8; 16]) -> Opti
         tree: TreeId(open.tree.id),
         volatile: VolatileFileId(open.volatile_id),
         caching: Caching::None,
-        channel_sequence: 0,
+        channel_sequence: st.channel_sequence,
         delete_on_close: st.delete_on_close,
     })))
 }

@@ -1,8 +1,10 @@
-//! Durable handles, version 1 ([MS-SMB2] 3.3.5.9.6 DHnQ, 3.3.5.9.7
-//! DHnC, 3.3.7.1): an open with a batch oplock, or a lease with handle
-//! caching, that asked to be durable
-//! outlives its connection for [`TIMEOUT`], and the same user can take it
-//! back from a new connection.
+//! Durable handles ([MS-SMB2] 3.3.5.9.6 DHnQ, 3.3.5.9.7 DHnC, 3.3.5.9.10
+//! DH2Q, 3.3.5.9.12 DH2C, 3.3.7.1): an open with a batch oplock, or a
+//! lease with handle caching, that asked to be durable outlives its
+//! connection for its timeout ([`TIMEOUT`] for version 1, what DH2Q was
+//! granted for version 2), and the same user can take it back from a new
+//! connection. A persistent handle (DH2Q on a continuously available
+//! share) is kept whatever it caches.
 //!
 //! What is kept is the open itself (file descriptor, share-mode entry,
 //! byte-range locks, oplock), not a copy: nothing about the file changes
@@ -34,6 +36,8 @@ pub struct Disconnected {
     pub user: String,
     pub domain: String,
     pub since: Instant,
+    /// Open.DurableOpenTimeout.
+    pub timeout: Duration,
 }
 
 /// Keeps a durable open whose connection went away, when it still holds
@@ -55,8 +59,17 @@ pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str,
             || (lease_h && !files.lease_breaking_open(&k, pid))
     });
     // A handle with delete-on-close is kept too: the delete happens when
-    // it is finally closed, on expiry or when another open purges it.
-    if !lock(&open.st).durable || !batch {
+    // it is finally closed, on expiry or when another open purges it. A
+    // persistent handle is kept whatever it caches ([MS-SMB2] 3.3.7.1:
+    // Open.IsPersistent).
+    let (durability, persistent) = {
+        let st = lock(&open.st);
+        (st.durability, st.persistent())
+    };
+    let Some(timeout_ms) = durability.timeout_ms() else {
+        return Err(open);
+    };
+    if !batch && !persistent {
         return Err(open);
     }
     if let Some(k) = open.key {
@@ -68,7 +81,8 @@ pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str,
     let since = Instant::now();
     debug!(pid, "durable open kept");
     out.push(Delta::OpenDisconnected { open: PersistentFileId(pid), at: super::deltas::now() });
-    lock(&server.durable).insert(pid, Disconnected { open, user: user.into(), domain: domain.into(), since });
+    let timeout = Duration::from_millis(u64::from(timeout_ms));
+    lock(&server.durable).insert(pid, Disconnected { open, user: user.into(), domain: domain.into(), since, timeout });
     Ok(())
 }
 
@@ -87,7 +101,7 @@ pub async fn scavenger(server: Arc<Server>) {
         // A retained open the model does not know (its delta was refused:
         // a defect, logged where it happened) still expires, a little late.
         expired_ids.extend(
-            lock(&server.durable).iter().filter(|(_, e)| e.since.elapsed() > TIMEOUT + SWEEP).map(|(pid, _)| *pid),
+            lock(&server.durable).iter().filter(|(_, e)| e.since.elapsed() > e.timeout + SWEEP).map(|(pid, _)| *pid),
         );
         for pid in expired_ids {
             let expired = lock(&server.durable).remove(&pid);

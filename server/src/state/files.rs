@@ -643,6 +643,15 @@ impl FileTable {
         self.leases.get(&id).map(|l| (id, l.state))
     }
 
+    /// The open's lease as a response reports it (a replayed CREATE,
+    /// [MS-SMB2] 3.3.5.9.10): its id, state, epoch and version.
+    pub fn open_lease_grant(&self, key: &FileUid, persistent_id: u64) -> Option<(LeaseId, LeaseGrant)> {
+        let id = self.files.get(key)?.open(persistent_id)?.lease?;
+        self.leases
+            .get(&id)
+            .map(|l| (id, LeaseGrant { state: l.state, epoch: l.epoch, breaking: l.breaking.is_some(), v2: l.v2 }))
+    }
+
     /// Is a break of the open's lease in progress?
     pub fn lease_breaking_open(&self, key: &FileUid, persistent_id: u64) -> bool {
         self.open_lease(key, persistent_id).and_then(|(id, _)| self.leases.get(&id)).is_some_and(|l| l.breaking.is_some())

@@ -22,12 +22,15 @@
 //!    of the table held.
 //! 6. `Server.notify`, then a watch's queue (`notify::Watch.queue`).
 //! 7. `Server.recorder` (the state model). [`Server::apply`] holds it for
-//!    a whole batch of deltas, and is called with no other lock held;
-//!    the guard of [`Server::files`] takes it, under `Server.files`, to
-//!    apply the oplock and lease changes made through it ([`record`]).
+//!    a whole batch of deltas, and is called with no other lock held; so
+//!    is [`Server::with_model`], which reads it (a replayed CREATE's
+//!    CreateGuid, an AppInstanceId); the guard of [`Server::files`] takes
+//!    it, under `Server.files`, to apply the oplock and lease changes made
+//!    through it ([`record`]). The journal's own locks are taken under it
+//!    (point 3, a state change, a checkpoint).
 //!
 //! Leaves, under which nothing is taken, may be taken under any of these:
-//! `Server.sessions`, `Server.logins`, `ConnState.pending`, a pipe's
+//! `Server.sessions`, `Server.logins`, `Server.creating`, `ConnState.pending`, a pipe's
 //! `Mutex<Pipe>` (`OpenKind::Pipe`), `limits::Counters.conns`, a share's
 //! name cache (`fs::names::NameCache.dirs`).
 //!
@@ -93,6 +96,10 @@ pub struct Server {
     /// Durable opens whose connection is gone, by persistent id, for
     /// reconnect.
     pub durable: Mutex<HashMap<u64, durable::Disconnected>>,
+    /// DH2Q CREATEs being carried out, by (ClientGuid, CreateGuid): a
+    /// replay of one meanwhile is STATUS_FILE_NOT_AVAILABLE ([MS-SMB2]
+    /// 3.3.5.9.10). Held for no more than a table lookup.
+    pub creating: Mutex<std::collections::HashSet<([u8; 16], [u8; 16])>>,
     /// Change-notify watches.
     pub notify: Mutex<notify::NotifyTable>,
     /// Woken whenever a byte-range lock is released.
@@ -128,13 +135,13 @@ pub struct Server {
 
 impl Server {
     pub fn new(cfg: Config) -> Result<Server, RunError> {
-        Server::with_model(cfg, None)
+        Server::restored(cfg, None)
     }
 
     /// A server whose state model starts as `restored` (rebuilt from the
     /// journal, [`crate::restart`]) moved on to its next id generation, or
     /// empty.
-    pub fn with_model(cfg: Config, restored: Option<crate::model::Model>) -> Result<Server, RunError> {
+    pub fn restored(cfg: Config, restored: Option<crate::model::Model>) -> Result<Server, RunError> {
         let mut users = match &cfg.users_file {
             Some(p) => Users::load(p)?,
             None => Users::new(),
@@ -179,6 +186,7 @@ impl Server {
             sessions: Mutex::new(HashMap::new()),
             files: Mutex::new(files::FileTable::new(set)),
             durable: Mutex::new(HashMap::new()),
+            creating: Mutex::new(std::collections::HashSet::new()),
             notify: Mutex::new(notify::NotifyTable::default()),
             lock_released: tokio::sync::Notify::new(),
             oplock_changed: tokio::sync::Notify::new(),

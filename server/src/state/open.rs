@@ -7,6 +7,7 @@ use protocol::msg::FileId;
 use super::files::FileUid;
 use super::Tree;
 use crate::fs;
+use crate::model::Durability;
 
 /// How long a disconnected durable open waits for its client
 /// (Open.DurableOpenTimeout, [MS-SMB2] 3.3.1.10; Samba's default for
@@ -39,15 +40,37 @@ pub struct OpenState {
     pub dir: Option<DirCursor>,
     pub position: u64,
     pub mode: u32,
-    /// A version 1 durable handle was granted: the open outlives its
-    /// connection (`state::durable`). Its oplock or lease lives in the
-    /// per-file table.
-    pub durable: bool,
+    /// The durable handle granted (Open.IsDurable, Open.IsPersistent,
+    /// Open.DurableOpenTimeout, [MS-SMB2] 3.3.1.10): a durable open
+    /// outlives its connection (`state::durable`). Its oplock or lease
+    /// lives in the per-file table.
+    pub durability: Durability,
+    /// What a DH2Q CREATE carried ([MS-SMB2] 3.3.5.9.10): Open.CreateGuid
+    /// and Open.ClientGuid, for DH2C and for a replayed CREATE.
+    pub create_guid: Option<[u8; 16]>,
+    /// Open.IsReplayEligible: a replayed CREATE with the CreateGuid gets
+    /// this open back, until a request names the open.
+    pub replay_eligible: bool,
+    /// Open.AppInstanceId and the version ([MS-SMB2] 3.3.5.9.13).
+    pub app_instance: Option<AppInstance>,
+    /// The CREATE's CreateAction, for the answer to a replay.
+    pub create_action: u32,
+    /// Open.ChannelSequence ([MS-SMB2] 3.3.5.2.10).
+    pub channel_sequence: u16,
     /// The file was written through this open (for timestamps on close).
     pub written: bool,
     /// The delayed write-time update of this handle's first write has
     /// been scheduled.
     pub write_time_armed: bool,
+}
+
+/// Open.AppInstanceId and Open.ApplicationInstanceVersionHigh and Low
+/// ([MS-SMB2] 3.3.1.10, 2.2.13.2.13, 2.2.13.2.15).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppInstance {
+    pub id: [u8; 16],
+    /// (high, low), when the CREATE carried an AppInstanceVersion.
+    pub version: Option<(u64, u64)>,
 }
 
 pub struct Open {
@@ -70,6 +93,18 @@ pub struct Open {
     /// The open's place in the server's count of opens, given back when
     /// the open (and its file descriptor) goes.
     pub slot: crate::limits::OpenSlot,
+}
+
+impl OpenState {
+    /// Was a durable handle (of any version) granted?
+    pub fn durable(&self) -> bool {
+        self.durability != Durability::None
+    }
+
+    /// A persistent handle ([MS-SMB2] 3.3.1.10 Open.IsPersistent).
+    pub fn persistent(&self) -> bool {
+        matches!(self.durability, Durability::Persistent { .. })
+    }
 }
 
 impl Open {

@@ -702,6 +702,12 @@ impl Server {
         (r.model().poll_timeout(), r.model().expired(now))
     }
 
+    /// Reads the live model under its lock, without copying it. The model's
+    /// lock is the last in the lock order: call with no other lock held.
+    pub fn with_model<R>(&self, f: impl FnOnce(&Model) -> R) -> R {
+        f(lock(&self.recorder).model())
+    }
+
     /// A copy of the live model (for tests and `duet status`).
     pub fn model(&self) -> Model {
         lock(&self.recorder).model().clone()
