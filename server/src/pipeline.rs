@@ -1125,8 +1125,8 @@ async fn point3_final(server: &Server, op: OpId, index: usize, resp: &mut Resp) 
 /// The saved answer of a replayed request (SMB2_FLAGS_REPLAY_OPERATION)
 /// whose point-3 record exists (DESIGN.md, "Exactly once"): it is answered
 /// from that record and not carried out again. Only a session that holds
-/// the open the key names gets it (a CREATE's key, its CreateGuid, is the
-/// client's secret), and only once the record is durable.
+/// the open the key names gets it, and only once the record is durable.
+/// (A replayed CREATE is left to its handler.)
 async fn replayed_answer(
     server: &Server,
     hdr: &Header,
@@ -1138,27 +1138,23 @@ async fn replayed_answer(
         return None;
     }
     let key = ReplayKey::of(hdr, elem, chain_file)?;
-    let saved = server.journal.replayed(&key)?;
-    let file = match key {
-        ReplayKey::Create(_) => None,
-        ReplayKey::Lock { file, .. } | ReplayKey::Request { file, .. } => Some(file.0),
+    let pid = match key {
+        // A replayed CREATE is the handler's: it finds the open by its
+        // CreateGuid and gives it to this session ([MS-SMB2] 3.3.5.9.10),
+        // which a saved answer alone would not (after a restart the open
+        // is retained, attached to no session).
+        ReplayKey::Create(_) => return None,
+        ReplayKey::Lock { file, .. } | ReplayKey::Request { file, .. } => file.0,
     };
-    if let Some(pid) = file {
-        let holds = session.is_some_and(|s| lock(&s.inner).opens.values().any(|o| o.persistent_id == pid));
-        if !holds {
-            return None;
-        }
+    if !session.is_some_and(|s| lock(&s.inner).opens.values().any(|o| o.persistent_id == pid)) {
+        return None;
     }
+    let saved = server.journal.replayed(&key)?;
     if !wait_durable(server, saved.ticket).await {
         return None;
     }
     debug!(mid = hdr.message_id, status = saved.status, "replay answered from its saved response");
-    let mut r = Resp::with_status(NtStatus(saved.status), BytesMut::from(&saved.response[..]));
-    if hdr.command == Command::Create as u16 && !r.status.is_error() {
-        // The chain's file: the FileId of the saved CREATE response ([MS-SMB2] 2.2.14).
-        r.file_id = saved.response.get(64..80).and_then(|b| FileId::parse(b).ok()).map(|(_, id)| id);
-    }
-    Some(r)
+    Some(Resp::with_status(NtStatus(saved.status), BytesMut::from(&saved.response[..])))
 }
 
 /// Whether an element's answer may leave only once its point-3 record (and

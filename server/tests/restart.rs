@@ -206,9 +206,8 @@ fn without_a_journal_the_handle_is_lost() {
 }
 
 /// DH2Q with a lease (durable v2, [MS-SMB2] 3.3.5.9.10 and 3.3.5.9.12),
-/// reclaimed with DH2C. Run with `--run-ignored all` once v2 is in.
+/// reclaimed with DH2C.
 #[test]
-#[ignore = "needs durable v2 handles (DH2Q/DH2C) in duet"]
 fn durable_v2_lease_handle_survives_sigkill() {
     let Some(mut server) = duet_with(&JOURNAL_ARGS) else { return };
     let (ready, done) = run(&mut server, "v2", Outage::Kill9);
@@ -216,7 +215,6 @@ fn durable_v2_lease_handle_survives_sigkill() {
 }
 
 #[test]
-#[ignore = "needs durable v2 handles (DH2Q/DH2C) in duet"]
 fn durable_v2_lease_handle_survives_sigterm() {
     let Some(mut server) = duet_with(&JOURNAL_ARGS) else { return };
     let (ready, done) = run(&mut server, "v2", Outage::Term);
