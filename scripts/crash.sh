@@ -3,7 +3,7 @@
 #
 #   scripts/crash.sh --kills N [--clients N] [--policy P] [--seed S]
 #                    [--gap MIN:MAX] [--term-every N] [--durable auto|v1|v2]
-#                    [--journal-size SIZE] [--no-journal] [--out DIR]
+#                    [--journal-size SIZE] [--no-journal] [--failpoints] [--out DIR]
 #                    [-- EXTRA DUET ARGS]
 #
 # Starts duet ($DUET_BIN, else target/release/duet, else a fresh release
@@ -19,6 +19,11 @@
 # server against their own logs of acknowledged operations, and the
 # supervisor stops the server (SIGTERM) and checks the same on disk.
 #
+# --failpoints: every other restart arms DUET_FAILPOINT (a test-only
+# setting, server/src/failpoint.rs), so that the server also dies by itself
+# at a consistency point (after point 1, 2 or 3, after the answer left,
+# after point 4) on its N-th pass there; such a death counts as a kill.
+#
 # Ends with exactly one line on stdout:
 #   kills K, requests R, lost L, duplicated D, client errors E
 # and exits non-zero unless L, D and E are all 0. Everything else goes to
@@ -28,7 +33,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 kills=20 clients=8 policy=group seed=$RANDOM gap=0.3:2.0 term_every=5 durable=auto
-journal_size=64M out="" extra=() journal=1
+journal_size=64M out="" extra=() journal=1 failpoints=0
 while [ $# -gt 0 ]; do
   case $1 in
     --kills) kills=$2; shift 2 ;;
@@ -41,8 +46,9 @@ while [ $# -gt 0 ]; do
     --journal-size) journal_size=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-journal) journal=0; shift ;;
+    --failpoints) failpoints=1; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "crash.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -61,13 +67,24 @@ log "crash: dir $dir, port $port, seed $seed, $clients clients, $kills kills, po
 server_pid=""
 server_errors=0
 starts=0
+# --failpoints: every other start (not the first) is armed to die by
+# itself at a consistency point (DUET_FAILPOINT, server/src/failpoint.rs):
+# the N-th pass of point1, point2, point3, sent or point4.
+armed=""
+fp_names=(point1 point2 point3 sent point4)
+fp_deaths=0
 
 start_server() {
   local before i
   before=$(grep -c "duet: listening" "$dir/duet.log" 2>/dev/null || true)
   local j=(--no-journal)
   [ "$journal" = 1 ] && j=(--journal "$dir/nvram" --journal-size "$journal_size" --journal-policy "$policy")
-  (cd "$dir" && exec "$bin" serve --listen "127.0.0.1:$port" --share "crash=$dir/share" \
+  armed=""
+  if [ "$failpoints" = 1 ] && [ "$starts" -gt 0 ] && [ $((starts % 2)) -eq 1 ]; then
+    armed="${fp_names[$(( (seed + starts) % 5 ))]}:$(( 50 + (seed * 31 + starts * 977) % 3000 ))"
+    log "crash: start $((starts + 1)) armed with DUET_FAILPOINT=$armed"
+  fi
+  (cd "$dir" && DUET_FAILPOINT=$armed exec "$bin" serve --listen "127.0.0.1:$port" --share "crash=$dir/share" \
       --user "$DUET_USER:$DUET_PASS" --state-dir "$dir/state" "${j[@]}" \
       --log-level "${DUET_LOG_LEVEL:-info}" "${extra[@]}" </dev/null >>"$dir/duet.log" 2>&1) &
   server_pid=$!
@@ -92,8 +109,13 @@ start_server() {
 stop_server() {
   local sig=$1 i
   if ! kill -0 "$server_pid" 2>/dev/null; then
-    log "crash: duet (pid $server_pid) had died by itself"
-    server_errors=$((server_errors + 1))
+    if [ -n "$armed" ] && grep -q "failpoint ${armed%%:*} reached" "$dir/duet.log"; then
+      log "crash: duet died at its failpoint $armed"
+      fp_deaths=$((fp_deaths + 1))
+    else
+      log "crash: duet (pid $server_pid) had died by itself"
+      server_errors=$((server_errors + 1))
+    fi
     wait "$server_pid" 2>/dev/null || true
     return
   fi
@@ -159,6 +181,7 @@ done
 client_pids=()
 stop_server TERM
 
+[ "$failpoints" = 1 ] && log "crash: $fp_deaths of the kills were failpoint deaths"
 # The same checks on disk, with the server gone.
 for i in $(seq "$clients"); do
   if [ -f "$dir/clients/model-$i.json" ]; then

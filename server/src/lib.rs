@@ -41,6 +41,7 @@ pub mod config;
 pub mod conn;
 pub mod connection;
 pub mod error;
+pub mod failpoint;
 pub mod fs;
 pub mod fuzzing;
 pub mod handler;
@@ -151,6 +152,7 @@ pub fn journal_dump(path: &Path, out: &mut dyn std::io::Write) -> Result<(), Box
 /// ([`restart`]); when `shutdown` resolves (SIGTERM), as an elective reboot.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     cfg.validate()?;
+    let t0 = Instant::now();
     let Some(opened) = restart::open(&cfg)? else {
         return run_with_journal(cfg, Arc::new(journal::NoJournal), shutdown).await;
     };
@@ -170,6 +172,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         restart::redo::redo(&server, &server.model(), &writes);
     }
     restart::start(&server, &opened).await?;
+    info!(took_ms = t0.elapsed().as_millis() as u64, "journal ready: state restored, checkpointed and flagged");
     tokio::spawn(restart::retire::run(server.clone(), opened.policy.survives_power_loss()));
     let stop = serve(server.clone(), shutdown).await?;
     stop.abort();

@@ -308,6 +308,7 @@ async fn process(
         }
     };
     server.retirer.started(op);
+    crate::failpoint::hit("point1");
     if let Err(e) = use_message_ids(conn, &msg) {
         // A replayed request, or one beyond the credits granted: the
         // server SHOULD terminate the connection ([MS-SMB2] 3.3.5.2.3).
@@ -398,6 +399,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
                 warn!("journal, point 2: {e}: closing");
                 return Flow::Close;
             }
+            crate::failpoint::hit("point2");
             let single = first && hdr.next_command == 0;
             if let Err(status) = check_answer_room(conn, &hdr, &elem, c.answered) {
                 Err(status)
@@ -540,11 +542,13 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
     if !wait_durable(&server, durable_before_answer).await {
         return Flow::Close;
     }
+    crate::failpoint::hit("point3");
     if !out.is_empty() {
         let enc = c.encrypt_reply.clone().or_else(|| encryption_for(conn, &out));
         if !send_elements(conn, out, enc).await {
             return Flow::Close;
         }
+        crate::failpoint::hit("sent");
     }
     let (op, close, encrypted) = (c.op, c.close, c.encrypted);
     // Point 4 once the request's last answer has left: now, or from the
@@ -1104,6 +1108,7 @@ async fn point4(server: &Server, op: OpId) {
     if let Err(e) = journal::with_backoff(|| server.journal.post_reply_ack(op)).await {
         warn!("journal, point 4: {e}");
     }
+    crate::failpoint::hit("point4");
     server.retirer.answered(op);
 }
 

@@ -1,0 +1,44 @@
+//! Test-only failpoints: with `DUET_FAILPOINT=NAME:N` in its environment the
+//! process dies (`abort`, as a crash would end it) the N-th time the
+//! pipeline passes NAME, so that `scripts/crash.sh --failpoints` can kill
+//! it at each consistency point and not only at random moments:
+//!
+//! | name | where |
+//! |---|---|
+//! | `point1` | a frame's point-1 record was appended |
+//! | `point2` | an element's point-2 record was appended, before it runs |
+//! | `point3` | an element's point-3 record was appended, before its answer is sent |
+//! | `sent` | an answer was handed to the socket, before point 4 |
+//! | `point4` | the point-4 record was appended |
+//!
+//! Without the variable a call costs one load of a `OnceLock`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// The environment variable.
+pub const ENV: &str = "DUET_FAILPOINT";
+
+static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
+static PASSED: AtomicU64 = AtomicU64::new(0);
+
+fn armed() -> &'static Option<(String, u64)> {
+    ARMED.get_or_init(|| {
+        let v = std::env::var(ENV).ok()?;
+        let (name, n) = v.split_once(':')?;
+        let n = n.parse().ok().filter(|n| *n > 0)?;
+        tracing::warn!(failpoint = name, at = n, "{ENV} is set: the process will die there (a test setting)");
+        Some((name.to_string(), n))
+    })
+}
+
+/// The pipeline passes `name`: dies here if this is the armed failpoint's
+/// N-th pass.
+pub fn hit(name: &str) {
+    if let Some((armed, at)) = armed() {
+        if armed == name && PASSED.fetch_add(1, Ordering::Relaxed) + 1 == *at {
+            eprintln!("duet: failpoint {name} reached ({at}): dying");
+            std::process::abort();
+        }
+    }
+}
