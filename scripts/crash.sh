@@ -59,8 +59,10 @@ fi
 bin=$(duet_bin)
 keep=0
 if [ -n "$out" ]; then keep=1; mkdir -p "$out"; dir=$(cd "$out" && pwd); else dir=$(mktemp -d /tmp/duet-crash.XXXXXX); fi
+# A folder of an earlier run is emptied first: its share, journal and state
+# would be restored into this one.
+rm -rf "$dir/share" "$dir/clients" "$dir/nvram" "$dir/state" "$dir/duet.log"
 mkdir -p "$dir/share" "$dir/clients"
-rm -f "$dir/clients/stop" "$dir/clients/"*.json
 port=$(free_port)
 log "crash: dir $dir, port $port, seed $seed, $clients clients, $kills kills, policy $policy"
 

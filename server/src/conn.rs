@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -22,24 +21,44 @@ use tracing::{debug, info};
 use crate::connection::{leave_channel, ConnState};
 use crate::pipeline::{self, Flow};
 use crate::state::{lock, Server};
-use crate::transport::{far_future, write_replies, Inbox, Outflow, Reader, Writer, OUT_QUEUE};
+use crate::transport::{far_future, write_replies, Inbox, Outflow, Reader, Reply, Writer, OUT_QUEUE};
 
 
 /// Serves one TCP connection until the peer goes away or sends garbage.
 pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u64) {
     let local = sock.local_addr().ok();
+    let fd = std::os::unix::io::AsRawFd::as_raw_fd(&sock);
     let (rd, wr) = sock.into_split();
-    serve_stream(server, Box::new(rd), Box::new(wr), peer, local, id).await
+    serve_on(server, Box::new(rd), Box::new(wr), Some(fd), peer, local, id).await
 }
 
 /// Serves one connection over any byte stream: [`serve`] for TCP, an
 /// in-memory pipe for the fuzzer ([`crate::fuzzing`]).
 pub async fn serve_stream(server: Arc<Server>, rd: Reader, wr: Writer, peer: SocketAddr, local: Option<SocketAddr>, id: u64) {
+    serve_on(server, rd, wr, None, peer, local, id).await
+}
+
+/// [`serve_stream`], with the TCP socket whose acknowledgements point 4
+/// waits for (`tcp`; none for another stream).
+async fn serve_on(
+    server: Arc<Server>,
+    rd: Reader,
+    wr: Writer,
+    tcp: Option<std::os::unix::io::RawFd>,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    id: u64,
+) {
     debug!("connected");
     let limits = &server.cfg.limits;
-    let (tx, rx) = mpsc::channel::<Bytes>(OUT_QUEUE);
+    let (tx, rx) = mpsc::channel::<Reply>(OUT_QUEUE);
     let outflow = Arc::new(Outflow::new(server.resources.reply_meter()));
-    let writer = tokio::spawn(write_replies(wr, rx, outflow.clone(), Duration::from_secs(limits.send_timeout_s)));
+    let answered = {
+        let server = server.clone();
+        Arc::new(move |op| pipeline::point4(&server, op)) as crate::transport::Acked
+    };
+    let stall = Duration::from_secs(limits.send_timeout_s);
+    let writer = tokio::spawn(write_replies(wr, rx, outflow.clone(), stall, tcp, answered));
     let inbox = Inbox::bounded(rd, outflow, Duration::from_secs(limits.frame_timeout_s));
     let mut conn = ConnState::new(server.clone(), peer, id, tx, inbox);
     conn.local = local;

@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use protocol::credit::SequenceWindow;
 use protocol::crypto::preauth::PreauthHash;
 use protocol::crypto::signing::SigningAlgorithm;
@@ -62,7 +61,7 @@ pub struct ConnState {
     pub server: Arc<Server>,
     /// Whole frames (NetBIOS header included) to the writer; only the
     /// pipeline's door out (its one encoder) sends on it.
-    pub tx: mpsc::Sender<Bytes>,
+    pub tx: mpsc::Sender<crate::transport::Reply>,
     /// The negotiated dialect; 0 before NEGOTIATE.
     pub dialect: u16,
     pub client_guid: [u8; 16],
@@ -110,7 +109,13 @@ pub struct ConnState {
 }
 
 impl ConnState {
-    pub fn new(server: Arc<Server>, peer: SocketAddr, id: u64, tx: mpsc::Sender<Bytes>, inbox: Inbox) -> ConnState {
+    pub fn new(
+        server: Arc<Server>,
+        peer: SocketAddr,
+        id: u64,
+        tx: mpsc::Sender<crate::transport::Reply>,
+        inbox: Inbox,
+    ) -> ConnState {
         let (notice_tx, notices) = mpsc::unbounded_channel();
         let (resume_tx, resumes) = mpsc::unbounded_channel();
         ConnState {

@@ -66,6 +66,7 @@ use crate::cmd;
 use crate::connection::{ConnState, PendingOp, Resume};
 use crate::handler::{Ctx, PendingFut, Resp, FRAME_ROOM, HEADROOM};
 use crate::journal::{self, OpId, ReplayKey, Ticket};
+use crate::transport::Reply;
 use crate::state::oplock::Notice;
 use crate::state::session::SessionCrypto;
 use crate::state::{lock, Server, Session};
@@ -156,8 +157,7 @@ async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
                 preauth_session: None,
                 preauth_conn: false,
             });
-            if send_elements(conn, out, None).await {
-                point4(&server, op).await;
+            if send_elements(conn, out, None, op).await {
                 Flow::Continue
             } else {
                 Flow::Close
@@ -543,20 +543,21 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         return Flow::Close;
     }
     crate::failpoint::hit("point3");
+    let (op, close, encrypted) = (c.op, c.close, c.encrypted);
+    // Point 4 once the request's last answer was acknowledged: this frame's,
+    // or that of the task that sends the last one.
+    let finishes = waiting.is_none() && deferred_tasks.is_empty() && pending_tasks.is_empty();
     if !out.is_empty() {
         let enc = c.encrypt_reply.clone().or_else(|| encryption_for(conn, &out));
-        if !send_elements(conn, out, enc).await {
+        if !send_elements(conn, out, enc, if finishes { op } else { OpId(0) }).await {
             return Flow::Close;
         }
         crate::failpoint::hit("sent");
+    } else if finishes {
+        point4(&server, op);
     }
-    let (op, close, encrypted) = (c.op, c.close, c.encrypted);
-    // Point 4 once the request's last answer has left: now, or from the
-    // task that sends it.
     if let Some((w, fut)) = waiting {
         park(conn, c, w, fut);
-    } else if deferred_tasks.is_empty() && pending_tasks.is_empty() {
-        point4(&server, op).await;
     }
     for (hdr, sign, enc, fut, idx, key, cost) in deferred_tasks {
         spawn_deferred(conn, op, idx, key, hdr, sign, enc, fut, cost).await;
@@ -869,7 +870,12 @@ async fn run_element(
 /// caused them, and a client that reads its answer expects them before it
 /// (smbtorture's oplock tests count breaks as soon as a request returns).
 /// False when the frame could not be encoded: the connection must close.
-async fn send_elements(conn: &mut ConnState, out: Vec<OutElement>, encrypt: Option<(Arc<SessionCrypto>, u64)>) -> bool {
+async fn send_elements(
+    conn: &mut ConnState,
+    out: Vec<OutElement>,
+    encrypt: Option<(Arc<SessionCrypto>, u64)>,
+    finishes: OpId,
+) -> bool {
     while let Ok(n) = conn.notices.try_recv() {
         if !write_notice(conn, n).await {
             return false;
@@ -877,7 +883,7 @@ async fn send_elements(conn: &mut ConnState, out: Vec<OutElement>, encrypt: Opti
     }
     match encode_frame(&mut conn.preauth, out, encrypt) {
         Some(frame) => {
-            let _ = conn.tx.send(frame.freeze()).await;
+            let _ = conn.tx.send(Reply { frame: frame.freeze(), op: finishes }).await;
             true
         }
         None => false,
@@ -926,10 +932,7 @@ async fn write_notice(conn: &mut ConnState, n: Notice) -> bool {
     let Some(frame) = encode_frame(&mut unused, vec![e], n.encrypt) else {
         return false;
     };
-    let _ = conn.tx.send(frame.freeze()).await;
-    if journaled {
-        point4(&server, op).await;
-    }
+    let _ = conn.tx.send(Reply { frame: frame.freeze(), op: if journaled { op } else { OpId(0) } }).await;
     true
 }
 
@@ -1069,13 +1072,13 @@ async fn spawn_deferred(
             Ok(r) => r,
             Err(e) => {
                 warn!("journal, point 3: {e}: closing");
-                let _ = tx.send(crate::transport::CLOSE_FRAME).await;
+                let _ = tx.send(crate::transport::CLOSE_FRAME.into()).await;
                 return;
             }
         };
         // A large WRITE is answered only once its record is durable.
         if (keeps || must_be_durable(&hdr)) && !wait_durable(&server, durable_before_answer).await {
-            let _ = tx.send(crate::transport::CLOSE_FRAME).await;
+            let _ = tx.send(crate::transport::CLOSE_FRAME.into()).await;
             return;
         }
         let mut h = hdr;
@@ -1097,15 +1100,16 @@ async fn spawn_deferred(
             Some(frame) => crate::alloc::leased(frame, lease),
             None => crate::transport::CLOSE_FRAME,
         };
-        let _ = tx.send(frame).await;
-        point4(&server, op).await;
+        let _ = tx.send(Reply { frame, op }).await;
     });
 }
 
 /// Point 4. The answer has left already: a failure is logged, and at worst
 /// a restore sends the answer again, which the client takes as a duplicate.
-async fn point4(server: &Server, op: OpId) {
-    if let Err(e) = journal::with_backoff(|| server.journal.post_reply_ack(op)).await {
+pub fn point4(server: &Server, op: OpId) {
+    if let Err(e) = server.journal.post_reply_ack(op) {
+        // The operation is retired all the same; at worst a restore sends
+        // the answer again, which the client takes as a duplicate.
         warn!("journal, point 4: {e}");
     }
     crate::failpoint::hit("point4");
@@ -1227,7 +1231,7 @@ fn spawn_pending(
         };
         let mut resp = resp;
         if !point3_final(&server, op, index, &mut resp).await {
-            let _ = tx.send(crate::transport::CLOSE_FRAME).await;
+            let _ = tx.send(crate::transport::CLOSE_FRAME.into()).await;
             return;
         }
         let mut h = final_hdr;
@@ -1243,8 +1247,7 @@ fn spawn_pending(
         let mut unused = protocol::crypto::preauth::PreauthHash::new();
         // An answer that cannot be sent ends the connection.
         let frame = encode_frame(&mut unused, vec![e], enc).map_or(crate::transport::CLOSE_FRAME, BytesMut::freeze);
-        let _ = tx.send(frame).await;
-        point4(&server, op).await;
+        let _ = tx.send(Reply { frame, op }).await;
     });
 }
 

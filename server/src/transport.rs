@@ -10,6 +10,13 @@
 //! ([`crate::limits::ReplyMeter`]); while they are over the limit, no new
 //! request is read. A client that reads none of its replies for
 //! `send_timeout_s` is disconnected.
+//!
+//! Point 4 ([`Reply::op`]): a reply that ends an operation names it; once
+//! its last byte is written, the writer watches the socket's
+//! `tcpi_bytes_acked` (`TCP_INFO`, read after each write and every
+//! [`ACK_POLL`] while acknowledgements are awaited) and reports the
+//! operation answered ([`Acked`]) when the client's TCP has acknowledged
+//! that byte. A stream that is not a TCP socket reports it once written.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +43,53 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Sent to the writer instead of a frame: shut the connection down (an
 /// answer completed off the connection's task could not be encoded).
 pub const CLOSE_FRAME: Bytes = Bytes::new();
+/// How often the writer reads `TCP_INFO` while acknowledgements are awaited
+/// and nothing is being written.
+pub const ACK_POLL: Duration = Duration::from_millis(2);
+
+/// One frame for the writer, and the operation it finishes, if any
+/// (`OpId(0)`: none).
+pub struct Reply {
+    pub frame: Bytes,
+    pub op: ids::OpId,
+}
+
+impl From<Bytes> for Reply {
+    fn from(frame: Bytes) -> Reply {
+        Reply { frame, op: ids::OpId(0) }
+    }
+}
+
+/// Told of each operation whose reply the client's TCP acknowledged (point 4).
+pub type Acked = Arc<dyn Fn(ids::OpId) + Send + Sync>;
+
+/// Reports the operations whose replies the peer acknowledged (all that
+/// were written, on a stream that is not TCP).
+fn ack(tcp: Option<std::os::unix::io::RawFd>, base: u64, unacked: &mut VecDeque<(u64, ids::OpId)>, acked: &Acked) {
+    if unacked.is_empty() {
+        return;
+    }
+    let upto = match tcp {
+        Some(fd) => bytes_acked(fd).map_or(u64::MAX, |a| a.saturating_sub(base)),
+        None => u64::MAX,
+    };
+    while unacked.front().is_some_and(|(end, _)| *end <= upto) {
+        if let Some((_, op)) = unacked.pop_front() {
+            acked(op);
+        }
+    }
+}
+
+/// `tcpi_bytes_acked` of a TCP socket: the bytes the peer acknowledged.
+fn bytes_acked(fd: std::os::unix::io::RawFd) -> Option<u64> {
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which is a
+    // plain struct of that size; `fd` is the connection's socket, alive as
+    // long as the writer holds its write half.
+    let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len) };
+    (r == 0 && len as usize >= std::mem::size_of::<libc::tcp_info>()).then_some(info.tcpi_bytes_acked)
+}
 
 /// The read half of a connection's byte stream (a TCP socket's, or an
 /// in-memory pipe's in tests and the fuzzer).
@@ -273,8 +327,30 @@ async fn stopped(outflow: &Option<Arc<Outflow>>) {
 /// order. Stops when every sender is gone (or a [`CLOSE_FRAME`] came) and
 /// all is written, on a write error, or when the client has read nothing
 /// for `stall`.
-pub async fn write_replies(mut wr: Writer, mut rx: mpsc::Receiver<Bytes>, out: Arc<Outflow>, stall: Duration) {
+pub async fn write_replies(
+    mut wr: Writer,
+    mut rx: mpsc::Receiver<Reply>,
+    out: Arc<Outflow>,
+    stall: Duration,
+    tcp: Option<std::os::unix::io::RawFd>,
+    acked: Acked,
+) {
     let mut queue: VecDeque<Bytes> = VecDeque::new();
+    // The operation each queued frame finishes, by the frame's end in the
+    // stream; and those written, awaiting the client's acknowledgement.
+    let mut finishes: VecDeque<(u64, ids::OpId)> = VecDeque::new();
+    let mut unacked: VecDeque<(u64, ids::OpId)> = VecDeque::new();
+    let (mut queued_end, mut written) = (0u64, 0u64);
+    // tcpi_bytes_acked counts from the connection's start, the handshake
+    // excluded; what was written before the first reply is not ours.
+    let acked_base = tcp.and_then(bytes_acked).unwrap_or(0);
+    fn enqueue(queue: &mut VecDeque<Bytes>, finishes: &mut VecDeque<(u64, ids::OpId)>, end: &mut u64, r: Reply) {
+        *end += r.frame.len() as u64;
+        if r.op != ids::OpId(0) {
+            finishes.push_back((*end, r.op));
+        }
+        queue.push_back(r.frame);
+    }
     let mut open = true;
     // The last time the client took any bytes (or the queue was empty).
     let mut progress = Instant::now();
@@ -283,14 +359,25 @@ pub async fn write_replies(mut wr: Writer, mut rx: mpsc::Receiver<Bytes>, out: A
             if !open {
                 break;
             }
-            match rx.recv().await {
-                Some(f) if f.is_empty() => {
+            let r = if unacked.is_empty() {
+                rx.recv().await
+            } else {
+                tokio::select! {
+                    r = rx.recv() => r,
+                    _ = tokio::time::sleep(ACK_POLL) => {
+                        ack(tcp, acked_base, &mut unacked, &acked);
+                        continue;
+                    }
+                }
+            };
+            match r {
+                Some(r) if r.frame.is_empty() => {
                     debug!("closing: an answer could not be sent");
                     break;
                 }
-                Some(f) => {
-                    out.meter.add(f.len());
-                    queue.push_back(f);
+                Some(r) => {
+                    out.meter.add(r.frame.len());
+                    enqueue(&mut queue, &mut finishes, &mut queued_end, r);
                     progress = Instant::now();
                 }
                 None => break,
@@ -302,13 +389,13 @@ pub async fn write_replies(mut wr: Writer, mut rx: mpsc::Receiver<Bytes>, out: A
             f = rx.recv(), if open => match f {
                 // CLOSE_FRAME: what is queued before it goes out, then the
                 // connection is shut down.
-                Some(f) if f.is_empty() => {
+                Some(r) if r.frame.is_empty() => {
                     debug!("closing: an answer could not be sent");
                     open = false;
                 }
-                Some(f) => {
-                    out.meter.add(f.len());
-                    queue.push_back(f);
+                Some(r) => {
+                    out.meter.add(r.frame.len());
+                    enqueue(&mut queue, &mut finishes, &mut queued_end, r);
                 }
                 None => open = false,
             },
@@ -316,6 +403,11 @@ pub async fn write_replies(mut wr: Writer, mut rx: mpsc::Receiver<Bytes>, out: A
                 Ok(n) if n > 0 => {
                     progress = Instant::now();
                     out.meter.sub(n);
+                    written += n as u64;
+                    while finishes.front().is_some_and(|(end, _)| *end <= written) {
+                        unacked.extend(finishes.pop_front());
+                    }
+                    ack(tcp, acked_base, &mut unacked, &acked);
                     if let Some(f) = queue.front_mut() {
                         f.advance(n);
                         if f.is_empty() {
@@ -334,6 +426,15 @@ pub async fn write_replies(mut wr: Writer, mut rx: mpsc::Receiver<Bytes>, out: A
                 info!(queued = out.queued(), "closing: the client has read no reply for {stall:?}");
                 break;
             }
+        }
+    }
+    // The last acknowledgements, while the socket is still ours (briefly:
+    // a peer that went away acknowledges nothing more).
+    let until = Instant::now() + Duration::from_millis(200);
+    while !unacked.is_empty() && Instant::now() < until {
+        ack(tcp, acked_base, &mut unacked, &acked);
+        if !unacked.is_empty() {
+            tokio::time::sleep(ACK_POLL).await;
         }
     }
     out.stop();
