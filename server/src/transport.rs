@@ -291,7 +291,8 @@ impl Inbox {
 /// [`READ_CHUNK`]), so a header announcing 8 MiB pins nothing until the
 /// bytes come.
 fn reserve_chunk(buf: &mut BytesMut) {
-    let total = (buf.len() >= 4 && buf[0] == 0).then(|| 4 + ((buf[1] as usize) << 16 | (buf[2] as usize) << 8 | buf[3] as usize));
+    let total = (buf.len() >= 4 && buf[0] == 0)
+        .then(|| 4 + ((buf[1] as usize) << 16 | (buf[2] as usize) << 8 | buf[3] as usize));
     let wanted = match total {
         Some(total) => total.saturating_sub(buf.len()).clamp(1, READ_CHUNK.max(buf.len())),
         None => READ_CHUNK,

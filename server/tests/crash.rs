@@ -1,5 +1,6 @@
 //! The crash-and-restore harness in CI size: `scripts/crash.sh --kills 20
-//! --clients 4` against the duet under test (DUET_BIN). Four clients
+//! --clients 4 --failpoints` against the duet under test (DUET_BIN): half
+//! the restarts are armed to die by themselves at a consistency point. Four clients
 //! (`testdata/crash_client.py`) write, create, rename, delete, lock and
 //! set-info through durable opens while the server is killed 20 times
 //! (SIGKILL, every fifth SIGTERM) and restarted; every acknowledged
@@ -31,7 +32,7 @@ fn twenty_kills_four_clients() {
     }
     let out = Command::new("bash")
         .arg(common::repo_root().join("scripts/crash.sh"))
-        .args(["--kills", "20", "--clients", "4", "--seed", "13"])
+        .args(["--kills", "20", "--clients", "4", "--seed", "13", "--failpoints"])
         .env("DUET_BIN", common::duet_bin())
         .output()
         .expect("run scripts/crash.sh");

@@ -141,12 +141,21 @@ pub fn open(cfg: &Config) -> Result<Option<Opened>, RunError> {
 /// checkpoint and the deltas after it; `None` when there is nothing to
 /// restore (a fresh journal, or one that was shut down cleanly).
 pub fn rebuild(recovery: &Recovery) -> Result<Option<Model>, String> {
-    Ok(rebuild_with_redo(recovery)?.map(|(m, _)| m))
+    Ok(rebuild_with_redo(recovery)?.map(|r| r.model))
 }
 
-/// [`rebuild`], and the answered WRITEs of the log to carry out again
-/// ([`redo`]).
-pub fn rebuild_with_redo(recovery: &Recovery) -> Result<Option<(Model, Vec<redo::Redo>)>, String> {
+/// What the log says beyond the model.
+pub struct Rebuilt {
+    pub model: Model,
+    /// The answered WRITEs to carry out again ([`redo`]).
+    pub writes: Vec<redo::Redo>,
+    /// The renames under way when the node died, by open
+    /// ([`redo::Collector::renames_in_flight`]).
+    pub renames: std::collections::HashMap<u64, String>,
+}
+
+/// [`rebuild`], and what else the log holds for the restore ([`Rebuilt`]).
+pub fn rebuild_with_redo(recovery: &Recovery) -> Result<Option<Rebuilt>, String> {
     match recovery.flag {
         Flag::ElectiveReboot | Flag::NonElectiveReboot => {}
         Flag::CleanShutdown => return Ok(None),
@@ -188,7 +197,8 @@ pub fn rebuild_with_redo(recovery: &Recovery) -> Result<Option<(Model, Vec<redo:
         }
     }
     info!(checkpoint = ck.seq, deltas = applied, "state model rebuilt from the journal");
-    Ok(Some((model, writes.redo)))
+    let renames = writes.renames_in_flight();
+    Ok(Some(Rebuilt { model, writes: writes.redo, renames }))
 }
 
 /// What a restart ends, as deltas of `model` (see the module doc, step 3):
@@ -225,7 +235,7 @@ pub fn restart_deltas(model: &Model, set: ids::SetId, now: crate::model::Timesta
 /// Gives every retained handle of the live model its file back (step 3);
 /// one whose file cannot be reopened as it was is closed in the model.
 /// Returns how many were restored.
-pub fn restore(server: &Arc<Server>) -> usize {
+pub fn restore(server: &Arc<Server>, renames: &std::collections::HashMap<u64, String>) -> usize {
     let model = server.model();
     let Some(p) = model.partition(server.set()) else {
         return 0;
@@ -233,7 +243,7 @@ pub fn restore(server: &Arc<Server>) -> usize {
     let mut restored = 0;
     let mut dropped = Vec::new();
     for o in p.opens() {
-        match reopen::reopen(server, &model, o) {
+        match reopen::reopen(server, &model, o, renames.get(&o.id().0).map(String::as_str)) {
             Ok(()) => restored += 1,
             Err(why) => {
                 warn!(id = format_args!("{:#x}", o.id().0), path = o.path(), "retained handle not restored: {why}");
@@ -249,7 +259,11 @@ pub fn restore(server: &Arc<Server>) -> usize {
 /// retires the operations found in the log, checkpoints, and marks the
 /// journal as in use (flag "non-elective reboot"). `server` was built from
 /// the rebuilt model ([`Server::restored`]).
-pub async fn start(server: &Arc<Server>, opened: &Opened) -> Result<(), RunError> {
+pub async fn start(
+    server: &Arc<Server>,
+    opened: &Opened,
+    renames: &std::collections::HashMap<u64, String>,
+) -> Result<(), RunError> {
     let t0 = Instant::now();
     if server
         .model()
@@ -259,7 +273,7 @@ pub async fn start(server: &Arc<Server>, opened: &Opened) -> Result<(), RunError
         let now = crate::state::deltas::now();
         let deltas = restart_deltas(&server.model(), server.set(), now);
         server.apply(&deltas);
-        let n = restore(server);
+        let n = restore(server, renames);
         info!(retained = n, took_ms = t0.elapsed().as_millis() as u64, "restored from the journal");
     }
     if let Some(r) = &opened.recovery {

@@ -89,6 +89,40 @@ impl<'a> Collector<'a> {
         self.frames.insert(op, frame);
     }
 
+    /// The renames (SET_INFO FileRenameInformation) that were under way when
+    /// the node died: elements of a logged request with no point-3 record.
+    /// The rename may have happened on disk without its record: by open
+    /// (persistent id), the share-relative name it was being renamed to.
+    pub fn renames_in_flight(&self) -> HashMap<u64, String> {
+        use protocol::fscc::set_info::{parse_set_file_info, SetFileInfo};
+        use protocol::msg::set_info::SetInfoRequest;
+        let mut out = HashMap::new();
+        for (&op, frame) in &self.frames {
+            let (mut at, mut index) = (0usize, 0usize);
+            while let Some(rest) = frame.get(at..) {
+                let Ok(hdr) = Header::parse(rest) else { break };
+                let len = if hdr.next_command == 0 { rest.len() } else { hdr.next_command as usize };
+                let Some(elem) = rest.get(..len) else { break };
+                if hdr.command == Command::SetInfo as u16 && !self.answers.contains_key(&(op, index)) {
+                    if let Ok(req) = SetInfoRequest::parse(elem) {
+                        // SMB2_0_INFO_FILE, FileRenameInformation ([MS-FSCC] 2.4.42).
+                        if req.info_type == 1 && req.file_info_class == 10 && !req.file_id.is_any() {
+                            if let Ok(SetFileInfo::Rename { name, .. }) = parse_set_file_info(10, req.buffer) {
+                                out.insert(req.file_id.persistent, name.trim_start_matches('\\').to_string());
+                            }
+                        }
+                    }
+                }
+                if hdr.next_command == 0 || len < HEADER_LEN {
+                    break;
+                }
+                at += len;
+                index += 1;
+            }
+        }
+        out
+    }
+
     /// Element `element` of `op` answered `status` with `body`: when it is a
     /// successful WRITE, its data is to be redone on the file its open (in
     /// `model`, as it stands at this point of the log) was of.
@@ -173,6 +207,35 @@ mod tests {
         };
         w.encode(&mut out);
         out.to_vec()
+    }
+
+    fn rename_frame(file: FileId, to: &str) -> Vec<u8> {
+        use protocol::msg::set_info::SetInfoRequest;
+        let hdr = Header { command: Command::SetInfo as u16, ..Default::default() };
+        let name: Vec<u8> = to.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        // FILE_RENAME_INFORMATION_TYPE_2 ([MS-FSCC] 2.4.42.2).
+        let mut info = vec![0u8; 20];
+        info[16..20].copy_from_slice(&(name.len() as u32).to_le_bytes());
+        info.extend_from_slice(&name);
+        let mut out = BytesMut::new();
+        hdr.encode(&mut out);
+        SetInfoRequest { info_type: 1, file_info_class: 10, buffer: &info, additional_information: 0, file_id: file }
+            .encode(&mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn a_rename_with_no_point_3_is_under_way_and_an_answered_one_is_not() {
+        let m = Model::new();
+        let under_way = rename_frame(FileId { persistent: 5, volatile: 5 }, "dir\\new.txt");
+        let answered = rename_frame(FileId { persistent: 6, volatile: 6 }, "other.txt");
+        let mut c = Collector::default();
+        c.note_frame(1, &under_way);
+        c.note_frame(2, &answered);
+        c.note_answer(&m, ids::SetId(0), 2, 0, 0, b"");
+        let r = c.renames_in_flight();
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r.get(&5).map(String::as_str), Some("dir\\new.txt"));
     }
 
     #[test]

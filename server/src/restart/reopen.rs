@@ -18,18 +18,36 @@ use crate::state::{lock, Open, Server};
 /// among the server's retained handles, with its share modes, locks,
 /// oplock or lease and delete-on-close. Fails (and changes nothing) when
 /// the share is gone, the file cannot be opened, or the file there now is
-/// not the one the open was of.
-pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord) -> Result<(), String> {
+/// not the one the open was of. A file not found under its recorded name
+/// is looked for under `renamed`, the name a rename of it that was under
+/// way when the node died was giving it (the rename may have happened on
+/// disk without its record); found there, the model is told it moved.
+pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, renamed: Option<&str>) -> Result<(), String> {
     let info = o.info();
     let share = server.share(&info.share).ok_or_else(|| format!("share {:?} is not served", info.share))?;
-    let smb = fs::Share::parse_path(o.path()).map_err(|e| format!("path: {e}"))?;
-    let resolved = share.fs.resolve(&smb).map_err(|e| format!("resolve: {e}"))?;
     let write = !info.is_dir && info.granted_access & (access::FILE_WRITE_DATA | access::FILE_APPEND_DATA) != 0;
-    let handle = share.fs.open(&resolved, write).map_err(|e| format!("open: {e}"))?;
-    let st = handle.stat().map_err(|e| format!("stat: {e}"))?;
+    let open_at = |path: &str| -> Result<(fs::Resolved, fs::Handle, fs::Stat), String> {
+        let smb = fs::Share::parse_path(path).map_err(|e| format!("path: {e}"))?;
+        let resolved = share.fs.resolve(&smb).map_err(|e| format!("resolve: {e}"))?;
+        let handle = share.fs.open(&resolved, write).map_err(|e| format!("open: {e}"))?;
+        let st = handle.stat().map_err(|e| format!("stat: {e}"))?;
+        Ok((resolved, handle, st))
+    };
+    let (resolved, handle, st, moved) = match (open_at(o.path()), renamed) {
+        (Ok((r, h, s)), _) => (r, h, s, None),
+        (Err(first), Some(to)) => match open_at(to) {
+            Ok((r, h, s)) => (r, h, s, Some(to)),
+            Err(_) => return Err(first),
+        },
+        (Err(e), None) => return Err(e),
+    };
     let uid = share.fs.file_uid(&handle, &st);
     if uid != info.file {
         return Err("the file there is another one now".into());
+    }
+    if let Some(to) = moved {
+        tracing::info!(from = o.path(), to, "a retained handle's file was renamed by a rename under way at the crash");
+        server.apply(&[crate::model::Delta::FileMoved { set: server.set(), file: uid, path: to.to_string() }]);
     }
     let pid = info.persistent.0;
     let file = model.partition(server.set()).and_then(|p| p.file(info.file));
@@ -91,13 +109,12 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord) -> Result<(),
         read_only: share.cfg.read_only,
         maximal_access: info.granted_access,
     });
-    let mut state = OpenState::new(o.path().to_string(), Some(resolved));
+    let mut state = OpenState::new(moved.unwrap_or(o.path()).to_string(), Some(resolved));
     state.durability = info.durability;
     state.create_guid = info.create_guid.map(|g| g.0);
     state.replay_eligible = info.replay_eligible;
-    state.app_instance = info
-        .app_instance_id
-        .map(|id| crate::state::open::AppInstance { id: id.0, version: info.app_instance_version });
+    state.app_instance =
+        info.app_instance_id.map(|id| crate::state::open::AppInstance { id: id.0, version: info.app_instance_version });
     state.channel_sequence = o.channel_sequence();
     state.delete_on_close = o.delete_on_close();
     let open = Open {
