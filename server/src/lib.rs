@@ -166,7 +166,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     limits::raise_nofile();
     let mut server = Server::restored(cfg, model)?;
     server.journal = opened.journal.clone();
-    server.retirer.enable();
+    server.retirer.enable(opened.policy.survives_power_loss());
     let server = Arc::new(server);
     if !writes.is_empty() {
         restart::redo::redo(&server, &server.model(), &writes);

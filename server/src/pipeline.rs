@@ -300,7 +300,8 @@ async fn process(
     // Point 1. A full journal holds the connection back (nothing more is read
     // or answered) until the record fits; any other failure ends it.
     let conn_id = conn.id;
-    let op = match journal::with_backoff(|| server.journal.pre_ack(conn_id, &msg)).await {
+    let recorded = point1_bytes(&server, &msg);
+    let op = match journal::with_backoff(|| server.journal.pre_ack(conn_id, recorded)).await {
         Ok((op, _)) => op,
         Err(e) => {
             warn!("journal, point 1: {e}: closing");
@@ -1113,7 +1114,11 @@ pub fn point4(server: &Server, op: OpId) {
         warn!("journal, point 4: {e}");
     }
     crate::failpoint::hit("point4");
-    server.retirer.answered(op);
+    if server.retirer.answered(op) {
+        if let Err(e) = server.journal.retire(op) {
+            warn!("journal, retire: {e}");
+        }
+    }
 }
 
 /// Point 3 of an answer that comes after its element's interim answer (an
@@ -1128,6 +1133,20 @@ async fn point3_final(server: &Server, op: OpId, index: usize, resp: &mut Resp) 
             warn!("journal, point 3: {e}: closing");
             false
         }
+    }
+}
+
+/// What point 1 records of a frame: all of it, or, for a lone WRITE when the
+/// journal needs no WRITE data ([`crate::journal::Journal::keeps_write_data`]),
+/// its header and the WRITE's fixed part (not the data).
+fn point1_bytes<'a>(server: &Server, msg: &'a [u8]) -> &'a [u8] {
+    const FIXED: usize = HEADER_LEN + 48;
+    if server.journal.keeps_write_data() || msg.len() <= FIXED {
+        return msg;
+    }
+    match Header::parse(msg) {
+        Ok(h) if h.command == Command::Write as u16 && h.next_command == 0 => &msg[..FIXED],
+        _ => msg,
     }
 }
 

@@ -208,6 +208,25 @@ pub trait Journal: Send + Sync {
     /// may be overwritten and its saved responses are forgotten. Unknown ops are ignored.
     fn retire(&self, op: OpId) -> Result<(), Error>;
 
+    /// `op` has waited long without an answer that left (its connection went,
+    /// or it waits for an event): its records may be overwritten once its
+    /// file data is on stable storage, but its saved responses are kept for a
+    /// replay until [`Journal::retire`]. A record it appends later keeps it
+    /// live again. The default: [`Journal::retire`].
+    fn release(&self, op: OpId) -> Result<(), Error> {
+        self.retire(op)
+    }
+
+    /// Whether a WRITE's point-1 record must hold its data: when the journal
+    /// survives what the file data does not (a power loss, before the file
+    /// data is flushed), so that a restart can write it again. Under a policy
+    /// that survives a killed process only, the page cache holds the data
+    /// as long as the journal, and the record needs only the request's
+    /// fixed part (the default: the data is kept).
+    fn keeps_write_data(&self) -> bool {
+        true
+    }
+
     /// Appends a checkpoint of long-lived state (the model's checkpoint bytes)
     /// without waiting for it to be durable: the caller appends it under the model's
     /// lock, so that no state change falls between the state it folds and its place
@@ -288,7 +307,7 @@ impl Journal for NoJournal {
 /// First wait after [`Error::Full`].
 pub const BACKOFF_MIN: Duration = Duration::from_millis(1);
 /// Longest wait between two tries.
-pub const BACKOFF_MAX: Duration = Duration::from_millis(100);
+pub const BACKOFF_MAX: Duration = Duration::from_millis(10);
 
 /// Runs `append` until it does not fail with [`Error::Full`], waiting between tries
 /// from [`BACKOFF_MIN`], doubling up to [`BACKOFF_MAX`]. This is the back-pressure of a

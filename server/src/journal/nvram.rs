@@ -45,6 +45,8 @@ pub struct NvramJournal {
     op_base: u64,
     next_op: AtomicU64,
     replies: Mutex<ReplayIndex>,
+    /// [`Journal::keeps_write_data`].
+    write_data: bool,
 }
 
 impl std::fmt::Debug for NvramJournal {
@@ -57,7 +59,20 @@ impl NvramJournal {
     /// The journal over an opened (or created) region.
     pub fn new(region: Arc<Region>) -> NvramJournal {
         let op_base = region.generation() << OP_COUNTER_BITS;
-        NvramJournal { region, op_base, next_op: AtomicU64::new(1), replies: Mutex::new(ReplayIndex::default()) }
+        NvramJournal {
+            region,
+            op_base,
+            next_op: AtomicU64::new(1),
+            replies: Mutex::new(ReplayIndex::default()),
+            write_data: true,
+        }
+    }
+
+    /// The same journal, keeping a WRITE's data in its point-1 record or not
+    /// ([`Journal::keeps_write_data`]).
+    pub fn keeping_write_data(mut self, keep: bool) -> NvramJournal {
+        self.write_data = keep;
+        self
     }
 
     /// The region, for what the trait does not cover (the flag, the mirror, `flush`).
@@ -209,6 +224,14 @@ impl Journal for NvramJournal {
     fn retire(&self, op: OpId) -> Result<(), Error> {
         self.replies().retire(op);
         self.region.retire(op).map_err(from_nvram)
+    }
+
+    fn release(&self, op: OpId) -> Result<(), Error> {
+        self.region.retire(op).map_err(from_nvram)
+    }
+
+    fn keeps_write_data(&self) -> bool {
+        self.write_data
     }
 
     fn checkpoint(&self, state: &[u8]) -> Result<Ticket, Error> {

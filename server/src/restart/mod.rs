@@ -133,7 +133,8 @@ pub fn open(cfg: &Config) -> Result<Option<Opened>, RunError> {
         (j, Some(r))
     };
     let region = Arc::new(region);
-    let journal = Arc::new(crate::journal::NvramJournal::new(region.clone()));
+    let journal =
+        Arc::new(crate::journal::NvramJournal::new(region.clone()).keeping_write_data(policy.survives_power_loss()));
     Ok(Some(Opened { region, journal, recovery, path, policy, _lock: lock_file }))
 }
 

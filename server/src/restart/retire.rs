@@ -10,14 +10,19 @@
 //! it appends a checkpoint of the model, waits until it is durable and lets
 //! the head move up to it.
 //!
+//! Under a policy that survives a killed process only, there is no file
+//! data to flush first: an operation is retired at point 4 itself.
+//!
 //! An operation that never reaches point 4 (its connection died before the
-//! answer left, or it waits long: a CHANGE_NOTIFY, a blocking LOCK) would
-//! hold the head back for ever and jam the ring. Every operation is noted
-//! at point 1 ([`Retirer::started`]); one still not answered after
-//! [`UNANSWERED_GRACE`] is retired anyway. Its saved answer (if it got one)
-//! was kept that long for a client that replays it after reconnecting; a
-//! long wait that ends later records its point 3 and 4 again, under the
-//! same operation.
+//! answer was acknowledged, or it waits long: a CHANGE_NOTIFY, a blocking
+//! LOCK) would hold the head back for ever and jam the ring. Every
+//! operation is noted at point 1 ([`Retirer::started`]); one still not
+//! answered after [`RELEASE_AFTER`] is released (its records may go, once
+//! the file data is flushed; [`crate::journal::Journal::release`]) and
+//! after [`UNANSWERED_GRACE`] retired: its saved answer (if it got one) is
+//! kept that long for a client that replays it after reconnecting. A long
+//! wait that ends later records its point 3 and 4 again, under the same
+//! operation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +36,8 @@ use crate::state::{lock, Server};
 /// How often the task looks for work while operations finish.
 const TICK: Duration = Duration::from_millis(100);
 /// How long an operation that was not answered keeps its records.
+pub const RELEASE_AFTER: Duration = Duration::from_secs(1);
+/// How long an operation that was not answered keeps its saved answer.
 pub const UNANSWERED_GRACE: Duration = Duration::from_secs(60);
 /// How long the operations found in the log at start keep their records
 /// (and saved answers), for clients that replay them after reconnecting.
@@ -39,20 +46,30 @@ pub const RECOVERED_GRACE: Duration = Duration::from_secs(120);
 /// The operations between point 1 and their retirement.
 #[derive(Default)]
 pub struct Retirer {
-    /// Not yet answered: when each was started.
-    started: Mutex<HashMap<OpId, Instant>>,
+    /// Not yet answered: when each was started, and whether its records
+    /// were released.
+    started: Mutex<HashMap<OpId, (Instant, bool)>>,
     /// Answered (past point 4), waiting for their file data to be flushed.
     answered: Mutex<Vec<OpId>>,
     /// Found in the log at start, retired after [`RECOVERED_GRACE`].
     recovered: Mutex<Vec<OpId>>,
     /// On: the server keeps a journal (else every call does nothing).
     on: std::sync::atomic::AtomicBool,
+    /// Retire at point 4: no file data to flush first.
+    at_once: std::sync::atomic::AtomicBool,
 }
 
 impl Retirer {
-    /// Turns the bookkeeping on (the server keeps a journal).
-    pub fn enable(&self) {
+    /// Turns the bookkeeping on (the server keeps a journal); `flush_data`:
+    /// an operation's file data must be flushed before it is retired.
+    pub fn enable(&self, flush_data: bool) {
         self.on.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.at_once.store(!flush_data, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether an operation is retired at point 4 itself.
+    pub fn at_once(&self) -> bool {
+        self.at_once.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn on(&self) -> bool {
@@ -62,16 +79,22 @@ impl Retirer {
     /// `op` passed point 1.
     pub fn started(&self, op: OpId) {
         if self.on() {
-            lock(&self.started).insert(op, Instant::now());
+            lock(&self.started).insert(op, (Instant::now(), false));
         }
     }
 
-    /// `op` passed point 4.
-    pub fn answered(&self, op: OpId) {
-        if self.on() {
-            lock(&self.started).remove(&op);
-            lock(&self.answered).push(op);
+    /// `op` passed point 4: true when the caller retires it now
+    /// ([`Retirer::at_once`]), else it is retired with the next batch.
+    pub fn answered(&self, op: OpId) -> bool {
+        if !self.on() {
+            return false;
         }
+        lock(&self.started).remove(&op);
+        if self.at_once() {
+            return true;
+        }
+        lock(&self.answered).push(op);
+        false
     }
 
     /// `op` was found in the log at start.
@@ -123,24 +146,29 @@ pub async fn run(server: Arc<Server>, flush_data: bool) {
     let mut pressed = false;
     loop {
         // A ring half full is taken care of at once: appenders wait meanwhile.
-        tokio::time::sleep(if pressed { TICK / 10 } else { TICK }).await;
+        tokio::time::sleep(if pressed { TICK / 50 } else { TICK }).await;
         let mut batch = std::mem::take(&mut *lock(&server.retirer.answered));
-        if last_sweep.elapsed() >= Duration::from_secs(1) {
+        let mut release = Vec::new();
+        if last_sweep.elapsed() >= Duration::from_millis(250) {
             last_sweep = Instant::now();
             let now = Instant::now();
-            lock(&server.retirer.started).retain(|op, t| {
-                if now.duration_since(*t) >= UNANSWERED_GRACE {
+            lock(&server.retirer.started).retain(|op, (t, released)| {
+                let age = now.duration_since(*t);
+                if age >= UNANSWERED_GRACE {
                     batch.push(*op);
-                    false
-                } else {
-                    true
+                    return false;
                 }
+                if age >= RELEASE_AFTER && !*released {
+                    *released = true;
+                    release.push(*op);
+                }
+                true
             });
             if started_at.elapsed() >= RECOVERED_GRACE {
                 batch.append(&mut lock(&server.retirer.recovered));
             }
         }
-        if !batch.is_empty() {
+        if !batch.is_empty() || !release.is_empty() {
             if flush_data {
                 let s = server.clone();
                 if tokio::task::spawn_blocking(move || flush_shares(&s)).await.is_err() {
@@ -154,6 +182,11 @@ pub async fn run(server: Arc<Server>, flush_data: bool) {
                     warn!("journal, retire: {e}");
                 }
             }
+            for op in &release {
+                if let Err(e) = server.journal.release(*op) {
+                    warn!("journal, release: {e}");
+                }
+            }
             debug!(retired = batch.len(), "operations retired");
             retired_since_checkpoint = true;
         }
@@ -164,8 +197,9 @@ pub async fn run(server: Arc<Server>, flush_data: bool) {
         // A quarter full: fold what was retired into a checkpoint so the head
         // can move past it; when nothing was retired since the last one (a
         // live operation holds the head), at most once a second.
-        let due = u.used >= u.capacity / 4
-            && (retired_since_checkpoint || last_checkpoint.elapsed() >= Duration::from_secs(1));
+        // Retired at point 4 (a policy with no data to flush): always some.
+        let retired = retired_since_checkpoint || server.retirer.at_once();
+        let due = u.used >= u.capacity / 4 && (retired || last_checkpoint.elapsed() >= Duration::from_secs(1));
         if due {
             last_checkpoint = Instant::now();
             retired_since_checkpoint = false;
