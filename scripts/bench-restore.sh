@@ -31,7 +31,7 @@ pid="" load=""
 cleanup() {
   [ -n "$load" ] && kill "$load" 2>/dev/null || true
   [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
-  rm -rf "$dir"
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $dir" >&2; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT
 mkdir -p "$dir/share"
@@ -58,6 +58,7 @@ start() { # -> start-to-listening ms
   (cd "$dir" && exec "$bin" serve --config duet.toml --user "$DUET_USER:$DUET_PASS" --log-level info \
      </dev/null >>"$dir/duet.log" 2>&1) &
   pid=$!
+  echo "$pid" >"$dir/pid"
   while [ "$(grep -c "duet: listening" "$dir/duet.log" 2>/dev/null || true)" -le "${before:-0}" ]; do
     kill -0 "$pid" 2>/dev/null || { tail -20 "$dir/duet.log" >&2; exit 1; }
     sleep 0.002
@@ -67,6 +68,7 @@ start() { # -> start-to-listening ms
 }
 
 start >/dev/null
+pid=$(cat "$dir/pid")
 exec 3> >(python3 "$(dirname "$0")/../testdata/restore_load.py" --port "$port" --share bench --user "$DUET_USER" \
   --password "$DUET_PASS" --connections "$conns" --sessions "$sessions" --opens "$opens" >"$dir/load.json")
 load=$!
@@ -76,8 +78,10 @@ echo "load: $(cat "$dir/load.json")"
 printf '| restart | handles restored | restore ms | start to listening ms |\n|---|---|---|---|\n'
 restores=() starts=()
 for r in $(seq "$rounds"); do
-  kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.001; done
   ms=$(start)
+  pid=$(cat "$dir/pid")
   n=$(grep "restored from the journal" "$dir/duet.log" | tail -1 | sed -n 's/.*retained=\([0-9]*\).*/\1/p')
   took=$(grep "journal ready" "$dir/duet.log" | tail -1 | sed -n 's/.*took_ms=\([0-9]*\).*/\1/p')
   restores+=("$took"); starts+=("$ms")
