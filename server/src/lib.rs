@@ -156,9 +156,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let Some(opened) = restart::open(&cfg)? else {
         return run_with_journal(cfg, Arc::new(journal::NoJournal), shutdown).await;
     };
-    let (model, writes, renames) = match &opened.recovery {
+    let (model, writes, renames, creates) = match &opened.recovery {
         Some(r) => match restart::rebuild_with_redo(r).map_err(|e| RunError::Journal(opened.path.clone(), e))? {
-            Some(r) => (Some(r.model), r.writes, r.renames),
+            Some(r) => (Some(r.model), r.writes, r.renames, r.creates),
             None => Default::default(),
         },
         None => Default::default(),
@@ -171,6 +171,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     if !writes.is_empty() {
         restart::redo::redo(&server, &server.model(), &writes);
     }
+    restart::redo::undo_creates(&server, &creates);
     restart::start(&server, &opened, &renames).await?;
     info!(took_ms = t0.elapsed().as_millis() as u64, "journal ready: state restored, checkpointed and flagged");
     tokio::spawn(restart::retire::run(server.clone(), opened.policy.survives_power_loss()));

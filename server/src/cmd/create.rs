@@ -943,7 +943,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
             let h = share.fs.open(&resolved, write && !st.is_dir).map_err(fs_err)?;
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
-            let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, true)?;
+            let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, true, None)?;
             let action = if overwrite {
                 h.set_len(0).map_err(fs_err)?;
                 // FILE_ATTRIBUTE_DIRECTORY does not make a file a directory
@@ -996,7 +996,13 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
             }
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
-            let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, false)?;
+            // A file made under a CreateGuid carries an id made from it, so
+            // that a restart can tell it ([`fs::uid::for_create`]).
+            let minted = req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_))).and_then(|c| match c {
+                RequestContext::DurableHandleRequestV2(d) => Some(fs::uid::for_create(&d.create_guid)),
+                _ => None,
+            });
+            let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, false, minted)?;
             (h, create_action::CREATED, true, rsv)
         }
     };
@@ -1177,6 +1183,7 @@ impl<'a> Reservation<'a> {
         open: OpenRef,
         path: fs::Resolved,
         existing: bool,
+        minted: Option<FileUid>,
     ) -> Result<Reservation<'a>, NtStatus> {
         let inode = Inode::of(st);
         let mut stored: Option<FileUid> = None;
@@ -1202,7 +1209,10 @@ impl<'a> Reservation<'a> {
             drop(files);
             stored = Some(match stored {
                 None if existing => share.fs.file_uid(h, st),
-                None => share.fs.new_file_uid(h, st),
+                None => match minted {
+                    Some(uid) => share.fs.new_file_uid_as(h, st, uid),
+                    None => share.fs.new_file_uid(h, st),
+                },
                 Some(dup) => {
                     reminted = true;
                     share.fs.remint_uid(h, st, dup)

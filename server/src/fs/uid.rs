@@ -85,17 +85,36 @@ fn random() -> FileUid {
     FileUid((rand::random::<u128>() & !DERIVED).max(1))
 }
 
+/// splitmix64's finaliser.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// The id that replaces `old` on the inode `st`: a mix of both, the same for
 /// every opener of that inode (bit 127 clear, never 0).
 fn reminted(old: u128, st: &Stat) -> FileUid {
     // splitmix64's finaliser, over the words of the old id and the inode.
-    fn mix(mut z: u64) -> u64 {
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
     let (mut hi, mut lo) = (0x243F_6A88_85A3_08D3u64, 0x1319_8A2E_0370_7344u64);
     for w in [old as u64, (old >> 64) as u64, st.dev, st.ino] {
+        hi = mix(hi ^ w);
+        lo = mix(lo.wrapping_add(w) ^ hi);
+    }
+    FileUid(((u128::from(hi) << 64 | u128::from(lo)) & !DERIVED).max(1))
+}
+
+/// The id of a file made by a CREATE with CreateGuid `guid` (DH2Q, [MS-SMB2]
+/// 2.2.13.2.11): a hash of the guid (CreateGuids are unique, so are these),
+/// not derived, not zero. After a crash between the file's creation and
+/// the CREATE's point-3 record, the restore recognises that file by it and
+/// undoes the creation, so that the client's resent CREATE succeeds
+/// instead of colliding ([`crate::restart`]).
+pub fn for_create(guid: &[u8; 16]) -> FileUid {
+    let mut hi = 0x9e37_79b9_7f4a_7c15u64;
+    let mut lo = 0xc2b2_ae3d_27d4_eb4fu64;
+    for chunk in guid.chunks(8) {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
         hi = mix(hi ^ w);
         lo = mix(lo.wrapping_add(w) ^ hi);
     }
@@ -139,6 +158,27 @@ impl Share {
             return self.fallback(st, "the file system has no user xattrs");
         }
         self.create(h, st)
+    }
+
+    /// [`Share::new_file_uid`] with the id given: that of a file made by a
+    /// CREATE with a CreateGuid ([`for_create`]), so that a restart can
+    /// tell the file that CREATE made ([`Share::stored_uid`]).
+    pub fn new_file_uid_as(&self, h: &Handle, st: &Stat, uid: FileUid) -> FileUid {
+        if !h.xattrs() {
+            return self.fallback(st, "the file system has no user xattrs");
+        }
+        match write(h, uid, libc::XATTR_CREATE) {
+            Ok(()) => uid,
+            Err(_) => self.file_uid(h, st),
+        }
+    }
+
+    /// The id stored with `h`, if there is one; none is made.
+    pub fn stored_uid(&self, h: &Handle) -> Option<FileUid> {
+        match read(h) {
+            Ok(Stored::Id(uid)) if h.xattrs() => Some(uid),
+            _ => None,
+        }
     }
 
     /// A new id for `h`, whose stored id `dup` is already another open
@@ -244,7 +284,6 @@ mod tests {
     use super::*;
     use crate::fs::tests::share;
     use crate::fs::{Resolved, SmbPath};
-
 
     fn res(s: &Share, p: &str) -> Resolved {
         s.resolve(&SmbPath::parse(p).unwrap()).unwrap()

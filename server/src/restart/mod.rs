@@ -153,6 +153,9 @@ pub struct Rebuilt {
     /// The renames under way when the node died, by open
     /// ([`redo::Collector::renames_in_flight`]).
     pub renames: std::collections::HashMap<u64, String>,
+    /// The exclusive CREATEs under way when the node died
+    /// ([`redo::Collector::creates_in_flight`]).
+    pub creates: Vec<(String, String, [u8; 16])>,
 }
 
 /// [`rebuild`], and what else the log holds for the restore ([`Rebuilt`]).
@@ -199,7 +202,8 @@ pub fn rebuild_with_redo(recovery: &Recovery) -> Result<Option<Rebuilt>, String>
     }
     info!(checkpoint = ck.seq, deltas = applied, "state model rebuilt from the journal");
     let renames = writes.renames_in_flight();
-    Ok(Some(Rebuilt { model, writes: writes.redo, renames }))
+    let creates = writes.creates_in_flight(&model, set);
+    Ok(Some(Rebuilt { model, writes: writes.redo, renames, creates }))
 }
 
 /// What a restart ends, as deltas of `model` (see the module doc, step 3):

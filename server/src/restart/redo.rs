@@ -89,6 +89,52 @@ impl<'a> Collector<'a> {
         self.frames.insert(op, frame);
     }
 
+    /// The exclusive CREATEs with a CreateGuid (DH2Q) that were under way
+    /// when the node died (no point-3 record): by share (from the session
+    /// and tree of the request, as `model` has them), the share-relative
+    /// name and the CreateGuid. Such a CREATE may have made its file without
+    /// its record; the file it made carries the id [`crate::fs::uid::for_create`]
+    /// gives its CreateGuid ([`undo_creates`]).
+    pub fn creates_in_flight(&self, model: &Model, set: ids::SetId) -> Vec<(String, String, [u8; 16])> {
+        use protocol::msg::create::CreateRequest;
+        use protocol::msg::create_context::RequestContext;
+        let mut out = Vec::new();
+        let Some(p) = model.partition(set) else { return out };
+        for (&op, frame) in &self.frames {
+            let (mut at, mut index) = (0usize, 0usize);
+            while let Some(rest) = frame.get(at..) {
+                let Ok(hdr) = Header::parse(rest) else { break };
+                let len = if hdr.next_command == 0 { rest.len() } else { hdr.next_command as usize };
+                let Some(elem) = rest.get(..len) else { break };
+                if hdr.command == Command::Create as u16 && !self.answers.contains_key(&(op, index)) {
+                    if let Ok(req) = CreateRequest::parse(elem) {
+                        let guid = req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_))).and_then(
+                            |c| match c {
+                                RequestContext::DurableHandleRequestV2(d) => Some(d.create_guid),
+                                _ => None,
+                            },
+                        );
+                        let share = p
+                            .session(crate::model::SessionId(hdr.session_id))
+                            .and_then(|s| s.tree(crate::model::TreeId(hdr.tree_id)))
+                            .map(|t| t.share.clone());
+                        // FILE_CREATE ([MS-SMB2] 2.2.13): only an exclusive
+                        // create collides when it is resent.
+                        if let (Some(guid), Some(share), 2) = (guid, share, req.create_disposition) {
+                            out.push((share, req.name.trim_start_matches('\\').to_string(), guid));
+                        }
+                    }
+                }
+                if hdr.next_command == 0 || len < HEADER_LEN {
+                    break;
+                }
+                at += len;
+                index += 1;
+            }
+        }
+        out
+    }
+
     /// The renames (SET_INFO FileRenameInformation) that were under way when
     /// the node died: elements of a logged request with no point-3 record.
     /// The rename may have happened on disk without its record: by open
@@ -152,6 +198,40 @@ impl<'a> Collector<'a> {
             });
         }
     }
+}
+
+/// Removes the files that exclusive CREATEs under way at the crash made
+/// ([`Collector::creates_in_flight`]): each only when the file there now
+/// carries the id its CreateGuid gives (so it was made by that CREATE and
+/// by nothing else) and no restored open names it. The client never got an
+/// answer; it resends the CREATE, which then makes the file anew. Returns
+/// how many were removed.
+pub fn undo_creates(server: &Arc<Server>, creates: &[(String, String, [u8; 16])]) -> usize {
+    let mut undone = 0;
+    for (share_name, path, guid) in creates {
+        let Some(share) = server.share(share_name) else { continue };
+        let Ok(smb) = fs::Share::parse_path(path) else { continue };
+        let Ok(resolved) = share.fs.resolve(&smb) else { continue };
+        let Ok(h) = share.fs.open(&resolved, false) else { continue };
+        let mine = share.fs.stored_uid(&h) == Some(crate::fs::uid::for_create(guid));
+        let open = mine && crate::state::lock(&server.files).get(&crate::fs::uid::for_create(guid)).is_some();
+        drop(h);
+        if mine && !open {
+            let r = if h_is_dir(&share, &resolved) { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };
+            match r {
+                Ok(()) => {
+                    info!(path, "a CREATE under way at the crash had made its file: removed, for the resent CREATE");
+                    undone += 1;
+                }
+                Err(e) => warn!(path, "cannot remove the file of a CREATE under way at the crash: {e}"),
+            }
+        }
+    }
+    undone
+}
+
+fn h_is_dir(share: &crate::state::ShareEntry, p: &fs::Resolved) -> bool {
+    share.fs.stat(p).is_ok_and(|st| st.is_dir)
 }
 
 /// Carries the WRITEs out again, in order, each on the file it was of (by
@@ -222,6 +302,56 @@ mod tests {
         SetInfoRequest { info_type: 1, file_info_class: 10, buffer: &info, additional_information: 0, file_id: file }
             .encode(&mut out);
         out.to_vec()
+    }
+
+    fn create_frame(session: u64, tree: u32, name: &str, disposition: u32, guid: Option<[u8; 16]>) -> Vec<u8> {
+        use protocol::msg::create::CreateRequest;
+        use protocol::msg::create_context::{DurableHandleRequestV2, RequestContext};
+        let hdr = Header { command: Command::Create as u16, session_id: session, tree_id: tree, ..Default::default() };
+        let mut out = BytesMut::new();
+        hdr.encode(&mut out);
+        let contexts: Vec<RequestContext<'_>> = guid
+            .map(|g| {
+                RequestContext::DurableHandleRequestV2(DurableHandleRequestV2 { timeout: 0, flags: 0, create_guid: g })
+            })
+            .into_iter()
+            .collect();
+        CreateRequest {
+            security_flags: 0,
+            requested_oplock_level: 0,
+            impersonation_level: 2,
+            smb_create_flags: 0,
+            desired_access: 0x12019f,
+            file_attributes: 0,
+            share_access: 7,
+            create_disposition: disposition,
+            create_options: 0,
+            name: name.into(),
+            create_contexts: contexts,
+        }
+        .encode(&mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn an_unanswered_exclusive_create_with_a_create_guid_is_under_way() {
+        let set = ids::SetId(0);
+        let mut m = Model::new();
+        m.add_set(set, 3).unwrap();
+        let (s, t) = session_with_tree(&mut m, set);
+        let exclusive = create_frame(s.0, t.0, "dir\\x1", 2, Some([7; 16]));
+        let answered = create_frame(s.0, t.0, "x2", 2, Some([8; 16]));
+        let open_if = create_frame(s.0, t.0, "x3", 3, Some([9; 16]));
+        let no_guid = create_frame(s.0, t.0, "x4", 2, None);
+        let mut c = Collector::default();
+        for (op, f) in [(1, &exclusive), (2, &answered), (3, &open_if), (4, &no_guid)] {
+            c.note_frame(op, f);
+        }
+        c.note_answer(&m, set, 2, 0, 0, b"");
+        assert_eq!(c.creates_in_flight(&m, set), vec![("data".to_string(), "dir\\x1".to_string(), [7; 16])]);
+        // The id such a create gives its file is its CreateGuid's, and no other's.
+        assert_eq!(crate::fs::uid::for_create(&[7; 16]), crate::fs::uid::for_create(&[7; 16]));
+        assert_ne!(crate::fs::uid::for_create(&[7; 16]), crate::fs::uid::for_create(&[8; 16]));
     }
 
     #[test]
