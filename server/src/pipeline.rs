@@ -1174,7 +1174,14 @@ async fn replayed_answer(
         ReplayKey::Create(_) => return None,
         ReplayKey::Lock { file, .. } | ReplayKey::Request { file, .. } => file.0,
     };
-    if !session.is_some_and(|s| lock(&s.inner).opens.values().any(|o| o.persistent_id == pid)) {
+    // The open must be this session's, and the request of its current
+    // ChannelSequence: one that is stale is the handler's to refuse
+    // (STATUS_FILE_NOT_AVAILABLE, [MS-SMB2] 3.3.5.2.10), saved answer or not.
+    let current = session.and_then(|s| {
+        let inner = lock(&s.inner);
+        inner.opens.values().find(|o| o.persistent_id == pid).map(|o| lock(&o.st).channel_sequence)
+    });
+    if current != Some(hdr.channel_sequence()) {
         return None;
     }
     let saved = server.journal.replayed(&key)?;
