@@ -3,7 +3,7 @@
 //!
 //! An operation may be retired (its records overwritten, its saved answer
 //! forgotten) once it is past point 4 and the file data it wrote is on
-//! stable storage. [`Retirer::answered`] is told of each operation at point
+//! stable storage. [`Retirer::answered`](crate::state::retiring::Retirer::answered) is told of each operation at point
 //! 4; one task ([`run`]) takes them in batches: under a policy that
 //! survives power loss it first flushes the shares' file systems
 //! (`syncfs`), then retires the batch, and when the ring is a quarter full
@@ -16,7 +16,7 @@
 //! An operation that never reaches point 4 (its connection died before the
 //! answer was acknowledged, or it waits long: a CHANGE_NOTIFY, a blocking
 //! LOCK) would hold the head back for ever and jam the ring. Every
-//! operation is noted at point 1 ([`Retirer::started`]); one still not
+//! operation is noted at point 1 ([`Retirer::started`](crate::state::retiring::Retirer::started)); one still not
 //! answered after [`RELEASE_AFTER`] is released (its records may go, once
 //! the file data is flushed; [`crate::journal::Journal::release`]) and
 //! after [`UNANSWERED_GRACE`] retired: its saved answer (if it got one) is
@@ -24,13 +24,11 @@
 //! wait that ends later records its point 3 and 4 again, under the same
 //! operation.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
-use crate::journal::OpId;
 use crate::state::{lock, Server};
 
 /// How often the task looks for work while operations finish.
@@ -42,73 +40,6 @@ pub const UNANSWERED_GRACE: Duration = Duration::from_secs(60);
 /// How long the operations found in the log at start keep their records
 /// (and saved answers), for clients that replay them after reconnecting.
 pub const RECOVERED_GRACE: Duration = Duration::from_secs(120);
-
-/// The operations between point 1 and their retirement.
-#[derive(Default)]
-pub struct Retirer {
-    /// Not yet answered: when each was started, and whether its records
-    /// were released.
-    started: Mutex<HashMap<OpId, (Instant, bool)>>,
-    /// Answered (past point 4), waiting for their file data to be flushed.
-    answered: Mutex<Vec<OpId>>,
-    /// Found in the log at start, retired after [`RECOVERED_GRACE`].
-    recovered: Mutex<Vec<OpId>>,
-    /// On: the server keeps a journal (else every call does nothing).
-    on: std::sync::atomic::AtomicBool,
-    /// Retire at point 4: no file data to flush first.
-    at_once: std::sync::atomic::AtomicBool,
-}
-
-impl Retirer {
-    /// Turns the bookkeeping on (the server keeps a journal); `flush_data`:
-    /// an operation's file data must be flushed before it is retired.
-    pub fn enable(&self, flush_data: bool) {
-        self.on.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.at_once.store(!flush_data, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whether an operation is retired at point 4 itself.
-    pub fn at_once(&self) -> bool {
-        self.at_once.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn on(&self) -> bool {
-        self.on.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// `op` passed point 1.
-    pub fn started(&self, op: OpId) {
-        if self.on() {
-            lock(&self.started).insert(op, (Instant::now(), false));
-        }
-    }
-
-    /// `op` passed point 4: true when the caller retires it now
-    /// ([`Retirer::at_once`]), else it is retired with the next batch.
-    pub fn answered(&self, op: OpId) -> bool {
-        if !self.on() {
-            return false;
-        }
-        lock(&self.started).remove(&op);
-        if self.at_once() {
-            return true;
-        }
-        lock(&self.answered).push(op);
-        false
-    }
-
-    /// `op` was found in the log at start.
-    pub fn recovered(&self, op: OpId) {
-        if self.on() {
-            lock(&self.recovered).push(op);
-        }
-    }
-
-    /// Operations waiting to be retired, for `duet status`.
-    pub fn pending(&self) -> usize {
-        lock(&self.started).len() + lock(&self.answered).len() + lock(&self.recovered).len()
-    }
-}
 
 /// Flushes the file data of every share to stable storage (`syncfs` of
 /// each share's file system). Blocks.

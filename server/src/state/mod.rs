@@ -59,6 +59,7 @@ pub mod notify;
 pub mod open;
 pub mod oplock;
 pub mod record;
+pub mod retiring;
 pub mod session;
 pub mod throttle;
 pub mod tree;
@@ -130,7 +131,7 @@ pub struct Server {
     pub deadlines: tokio::sync::Notify,
     /// Finished operations on their way to being retired from the journal
     /// ([`crate::restart::retire`]).
-    pub retirer: crate::restart::retire::Retirer,
+    pub retirer: retiring::Retirer,
 }
 
 impl Server {
@@ -200,7 +201,7 @@ impl Server {
             set,
             in_flight: record::InFlight::new(),
             deadlines: tokio::sync::Notify::new(),
-            retirer: crate::restart::retire::Retirer::default(),
+            retirer: retiring::Retirer::default(),
         })
     }
 

@@ -1,0 +1,80 @@
+//! The operations between point 1 and their retirement from the journal:
+//! the bookkeeping the pipeline updates ([`Retirer::started`],
+//! [`Retirer::answered`]) and the retiring task reads
+//! ([`crate::restart::retire`], which says when an operation is retired).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::journal::OpId;
+
+use super::lock;
+
+/// The operations between point 1 and their retirement.
+#[derive(Default)]
+pub struct Retirer {
+    /// Not yet answered: when each was started, and whether its records
+    /// were released.
+    pub(crate) started: Mutex<HashMap<OpId, (Instant, bool)>>,
+    /// Answered (past point 4), waiting for their file data to be flushed.
+    pub(crate) answered: Mutex<Vec<OpId>>,
+    /// Found in the log at start, retired after [`RECOVERED_GRACE`].
+    pub(crate) recovered: Mutex<Vec<OpId>>,
+    /// On: the server keeps a journal (else every call does nothing).
+    on: std::sync::atomic::AtomicBool,
+    /// Retire at point 4: no file data to flush first.
+    at_once: std::sync::atomic::AtomicBool,
+}
+
+impl Retirer {
+    /// Turns the bookkeeping on (the server keeps a journal); `flush_data`:
+    /// an operation's file data must be flushed before it is retired.
+    pub fn enable(&self, flush_data: bool) {
+        self.on.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.at_once.store(!flush_data, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether an operation is retired at point 4 itself.
+    pub fn at_once(&self) -> bool {
+        self.at_once.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn on(&self) -> bool {
+        self.on.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `op` passed point 1.
+    pub fn started(&self, op: OpId) {
+        if self.on() {
+            lock(&self.started).insert(op, (Instant::now(), false));
+        }
+    }
+
+    /// `op` passed point 4: true when the caller retires it now
+    /// ([`Retirer::at_once`]), else it is retired with the next batch.
+    pub fn answered(&self, op: OpId) -> bool {
+        if !self.on() {
+            return false;
+        }
+        lock(&self.started).remove(&op);
+        if self.at_once() {
+            return true;
+        }
+        lock(&self.answered).push(op);
+        false
+    }
+
+    /// `op` was found in the log at start.
+    pub fn recovered(&self, op: OpId) {
+        if self.on() {
+            lock(&self.recovered).push(op);
+        }
+    }
+
+    /// Operations waiting to be retired, for `duet status`.
+    pub fn pending(&self) -> usize {
+        lock(&self.started).len() + lock(&self.answered).len() + lock(&self.recovered).len()
+    }
+}
+
