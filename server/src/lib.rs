@@ -168,10 +168,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     server.journal = opened.journal.clone();
     server.retirer.enable(opened.policy.survives_power_loss());
     let server = Arc::new(server);
-    if !writes.is_empty() {
-        restart::redo::redo(&server, &server.model(), &writes);
+    if !writes.is_empty() || !creates.is_empty() {
+        let model = server.model();
+        restart::redo::redo(&server, &model, &writes);
+        restart::redo::undo_creates(&server, &model, &creates);
     }
-    restart::redo::undo_creates(&server, &creates);
     restart::start(&server, &opened, &renames).await?;
     info!(took_ms = t0.elapsed().as_millis() as u64, "journal ready: state restored, checkpointed and flagged");
     tokio::spawn(restart::retire::run(server.clone(), opened.policy.survives_power_loss()));

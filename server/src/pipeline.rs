@@ -125,14 +125,9 @@ async fn smb1(conn: &mut ConnState, frame: &[u8]) -> Flow {
             let hdr = Header { command: Command::Negotiate as u16, ..Default::default() };
             let server = conn.server.clone();
             let conn_id = conn.id;
-            let op = match journal::with_backoff(|| server.journal.pre_ack(conn_id, frame)).await {
-                Ok((op, _)) => op,
-                Err(e) => {
-                    warn!("journal, point 1: {e}: closing");
-                    return Flow::Close;
-                }
+            let Some(op) = point1(&server, conn_id, frame).await else {
+                return Flow::Close;
             };
-            server.retirer.started(op);
             // Its MessageId counts as 0 ([MS-SMB2] 3.3.5.2.3).
             if let Err(e) = conn.window.consume(0, 1) {
                 debug!("SMB1 negotiate: {e}: closing");
@@ -300,16 +295,9 @@ async fn process(
     // Point 1. A full journal holds the connection back (nothing more is read
     // or answered) until the record fits; any other failure ends it.
     let conn_id = conn.id;
-    let recorded = point1_bytes(&server, &msg);
-    let op = match journal::with_backoff(|| server.journal.pre_ack(conn_id, recorded)).await {
-        Ok((op, _)) => op,
-        Err(e) => {
-            warn!("journal, point 1: {e}: closing");
-            return Flow::Close;
-        }
+    let Some(op) = point1(&server, conn_id, point1_bytes(&server, &msg)).await else {
+        return Flow::Close;
     };
-    server.retirer.started(op);
-    crate::failpoint::hit("point1");
     if let Err(e) = use_message_ids(conn, &msg) {
         // A replayed request, or one beyond the credits granted: the
         // server SHOULD terminate the connection ([MS-SMB2] 3.3.5.2.3).
@@ -1132,6 +1120,23 @@ async fn point3_final(server: &Server, op: OpId, index: usize, resp: &mut Resp) 
         Err(e) => {
             warn!("journal, point 3: {e}: closing");
             false
+        }
+    }
+}
+
+/// Point 1 of a frame: its record appended (a full journal holds the
+/// connection back until it fits), the operation noted for retiring. `None`
+/// when the journal failed: the connection closes.
+async fn point1(server: &Server, conn_id: u64, frame: &[u8]) -> Option<OpId> {
+    match journal::with_backoff(|| server.journal.pre_ack(conn_id, frame)).await {
+        Ok((op, _)) => {
+            server.retirer.started(op);
+            crate::failpoint::hit("point1");
+            Some(op)
+        }
+        Err(e) => {
+            warn!("journal, point 1: {e}: closing");
+            None
         }
     }
 }

@@ -65,7 +65,7 @@ mod replay;
 
 pub use self::nvram::NvramJournal;
 pub use recording::{Record, RecordingJournal};
-pub use replay::{body_hash, ReplayIndex, ReplayKey, Saved};
+pub use replay::{body_hash, created_file_id, frame_elements, ReplayIndex, ReplayKey, Saved};
 
 /// Identifies one request (frame) in the journal; the same id `nvram/` stores.
 pub use ids::OpId;

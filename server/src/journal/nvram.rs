@@ -114,12 +114,7 @@ impl NvramJournal {
         for (op, frame) in frames {
             let created = |i: usize| {
                 let (status, body) = answers.get(&(op, u16::try_from(i).ok()?))?;
-                if *status != 0 {
-                    return None;
-                }
-                // The FileId of a CREATE answer ([MS-SMB2] 2.2.14).
-                let (_, id) = protocol::msg::FileId::parse(body.get(64..80)?).ok()?;
-                Some(id)
+                super::created_file_id(*status, body)
             };
             for (index, key) in ReplayKey::of_frame(frame, created) {
                 let Some((status, response)) = u16::try_from(index).ok().and_then(|i| answers.get(&(op, i))) else {

@@ -108,11 +108,8 @@ impl ReplayKey {
     /// `created` (element index to the FileId its CREATE answered).
     pub fn of_frame(frame: &[u8], created: impl Fn(usize) -> Option<FileId>) -> Vec<(usize, ReplayKey)> {
         let mut out = Vec::new();
-        let (mut at, mut index, mut chain_file) = (0usize, 0usize, None);
-        while let Some(rest) = frame.get(at..) {
-            let Ok(hdr) = Header::parse(rest) else { break };
-            let len = if hdr.next_command == 0 { rest.len() } else { hdr.next_command as usize };
-            let Some(elem) = rest.get(..len) else { break };
+        let mut chain_file = None;
+        for (index, hdr, elem) in frame_elements(frame) {
             if !hdr.is_related() {
                 chain_file = None;
             }
@@ -124,11 +121,6 @@ impl ReplayKey {
             if let Some(f) = created(index) {
                 chain_file = Some(f);
             }
-            if hdr.next_command == 0 || len < HEADER_LEN {
-                break;
-            }
-            at += len;
-            index += 1;
         }
         out
     }
@@ -138,6 +130,36 @@ impl ReplayKey {
     pub fn flagged(hdr: &Header) -> bool {
         hdr.flags & flags::REPLAY_OPERATION != 0
     }
+}
+
+/// The elements of a request frame (a compound chain, as point 1 recorded
+/// it): index, header and bytes of each, up to the first that does not
+/// parse. Each step moves on by at least a header, within the frame.
+pub fn frame_elements(frame: &[u8]) -> impl Iterator<Item = (usize, Header, &[u8])> {
+    let (mut at, mut index, mut done) = (0usize, 0usize, false);
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let rest = frame.get(at..)?;
+        let hdr = Header::parse(rest).ok()?;
+        let len = if hdr.next_command == 0 { rest.len() } else { hdr.next_command as usize };
+        let elem = rest.get(..len)?;
+        done = hdr.next_command == 0 || len < HEADER_LEN;
+        let item = (index, hdr, elem);
+        at += len;
+        index += 1;
+        Some(item)
+    })
+}
+
+/// The FileId a successful CREATE answered with ([MS-SMB2] 2.2.14), from
+/// its status and body as point 3 recorded them.
+pub fn created_file_id(status: u32, body: &[u8]) -> Option<FileId> {
+    if status != 0 {
+        return None;
+    }
+    FileId::parse(body.get(64..80)?).ok().map(|(_, id)| id)
 }
 
 /// The CreateGuid of a CREATE's DH2Q context, if it has one and parses.

@@ -270,13 +270,13 @@ pub async fn start(
     renames: &std::collections::HashMap<u64, String>,
 ) -> Result<(), RunError> {
     let t0 = Instant::now();
-    if server
-        .model()
-        .partition(server.set())
-        .is_some_and(|p| p.opens().next().is_some() || p.sessions().next().is_some())
-    {
-        let now = crate::state::deltas::now();
-        let deltas = restart_deltas(&server.model(), server.set(), now);
+    // What the restart ends, and whether there is anything to restore at all
+    // (retained handles from before this start count too).
+    let (deltas, any) = server.with_model(|m| {
+        let any = m.partition(server.set()).is_some_and(|p| p.opens().next().is_some() || p.sessions().next().is_some());
+        (restart_deltas(m, server.set(), crate::state::deltas::now()), any)
+    });
+    if any {
         server.apply(&deltas);
         let n = restore(server, renames);
         info!(retained = n, took_ms = t0.elapsed().as_millis() as u64, "restored from the journal");

@@ -13,12 +13,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use protocol::header::{Command, Header, HEADER_LEN};
+use protocol::header::{Command, Header};
 use protocol::msg::write::WriteRequest;
 use protocol::msg::FileId;
 use tracing::{info, warn};
 
-use crate::fs;
+use super::reopen::open_in_share;
+use crate::journal::{created_file_id, frame_elements};
 use crate::model::{FileUid, Model, PersistentFileId};
 use crate::state::Server;
 
@@ -40,11 +41,8 @@ pub fn writes_of_frame<'a>(
     answered: impl Fn(usize) -> Option<(u32, &'a [u8])>,
 ) -> Vec<(usize, u64, u64, &'a [u8])> {
     let mut out = Vec::new();
-    let (mut at, mut index, mut chain): (usize, usize, Option<FileId>) = (0, 0, None);
-    while let Some(rest) = frame.get(at..) {
-        let Ok(hdr) = Header::parse(rest) else { break };
-        let len = if hdr.next_command == 0 { rest.len() } else { hdr.next_command as usize };
-        let Some(elem) = rest.get(..len) else { break };
+    let mut chain: Option<FileId> = None;
+    for (index, hdr, elem) in frame_elements(frame) {
         if !hdr.is_related() {
             chain = None;
         }
@@ -58,18 +56,8 @@ pub fn writes_of_frame<'a>(
             }
         }
         if hdr.command == Command::Create as u16 {
-            // The FileId of a CREATE answer ([MS-SMB2] 2.2.14).
-            chain = answer
-                .filter(|(s, _)| *s == 0)
-                .and_then(|(_, b)| b.get(64..80))
-                .and_then(|b| FileId::parse(b).ok())
-                .map(|(_, id)| id);
+            chain = answer.and_then(|(status, body)| created_file_id(status, body));
         }
-        if hdr.next_command == 0 || len < HEADER_LEN {
-            break;
-        }
-        at += len;
-        index += 1;
     }
     out
 }
@@ -98,41 +86,27 @@ impl<'a> Collector<'a> {
     pub fn creates_in_flight(&self, model: &Model, set: ids::SetId) -> Vec<(String, String, [u8; 16])> {
         use protocol::msg::create::CreateRequest;
         use protocol::msg::create_context::RequestContext;
-        let mut out = Vec::new();
-        let Some(p) = model.partition(set) else { return out };
-        for (&op, frame) in &self.frames {
-            let (mut at, mut index) = (0usize, 0usize);
-            while let Some(rest) = frame.get(at..) {
-                let Ok(hdr) = Header::parse(rest) else { break };
-                let len = if hdr.next_command == 0 { rest.len() } else { hdr.next_command as usize };
-                let Some(elem) = rest.get(..len) else { break };
-                if hdr.command == Command::Create as u16 && !self.answers.contains_key(&(op, index)) {
-                    if let Ok(req) = CreateRequest::parse(elem) {
-                        let guid = req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_))).and_then(
-                            |c| match c {
-                                RequestContext::DurableHandleRequestV2(d) => Some(d.create_guid),
-                                _ => None,
-                            },
-                        );
-                        let share = p
-                            .session(crate::model::SessionId(hdr.session_id))
-                            .and_then(|s| s.tree(crate::model::TreeId(hdr.tree_id)))
-                            .map(|t| t.share.clone());
-                        // FILE_CREATE ([MS-SMB2] 2.2.13): only an exclusive
-                        // create collides when it is resent.
-                        if let (Some(guid), Some(share), 2) = (guid, share, req.create_disposition) {
-                            out.push((share, req.name.trim_start_matches('\\').to_string(), guid));
-                        }
-                    }
+        let Some(p) = model.partition(set) else { return Vec::new() };
+        self.unanswered(Command::Create)
+            .filter_map(|(hdr, elem)| {
+                let req = CreateRequest::parse(elem).ok()?;
+                // FILE_CREATE ([MS-SMB2] 2.2.13): only an exclusive create
+                // collides when it is resent.
+                if req.create_disposition != 2 {
+                    return None;
                 }
-                if hdr.next_command == 0 || len < HEADER_LEN {
-                    break;
-                }
-                at += len;
-                index += 1;
-            }
-        }
-        out
+                let guid = req.create_contexts.iter().find_map(|c| match c {
+                    RequestContext::DurableHandleRequestV2(d) => Some(d.create_guid),
+                    _ => None,
+                })?;
+                let share = p
+                    .session(crate::model::SessionId(hdr.session_id))?
+                    .tree(crate::model::TreeId(hdr.tree_id))?
+                    .share
+                    .clone();
+                Some((share, req.name.trim_start_matches('\\').to_string(), guid))
+            })
+            .collect()
     }
 
     /// The renames (SET_INFO FileRenameInformation) that were under way when
@@ -142,31 +116,31 @@ impl<'a> Collector<'a> {
     pub fn renames_in_flight(&self) -> HashMap<u64, String> {
         use protocol::fscc::set_info::{parse_set_file_info, SetFileInfo};
         use protocol::msg::set_info::SetInfoRequest;
-        let mut out = HashMap::new();
-        for (&op, frame) in &self.frames {
-            let (mut at, mut index) = (0usize, 0usize);
-            while let Some(rest) = frame.get(at..) {
-                let Ok(hdr) = Header::parse(rest) else { break };
-                let len = if hdr.next_command == 0 { rest.len() } else { hdr.next_command as usize };
-                let Some(elem) = rest.get(..len) else { break };
-                if hdr.command == Command::SetInfo as u16 && !self.answers.contains_key(&(op, index)) {
-                    if let Ok(req) = SetInfoRequest::parse(elem) {
-                        // SMB2_0_INFO_FILE, FileRenameInformation ([MS-FSCC] 2.4.42).
-                        if req.info_type == 1 && req.file_info_class == 10 && !req.file_id.is_any() {
-                            if let Ok(SetFileInfo::Rename { name, .. }) = parse_set_file_info(10, req.buffer) {
-                                out.insert(req.file_id.persistent, name.trim_start_matches('\\').to_string());
-                            }
-                        }
+        self.unanswered(Command::SetInfo)
+            .filter_map(|(_, elem)| {
+                let req = SetInfoRequest::parse(elem).ok()?;
+                // SMB2_0_INFO_FILE, FileRenameInformation ([MS-FSCC] 2.4.42).
+                if req.info_type != 1 || req.file_info_class != 10 || req.file_id.is_any() {
+                    return None;
+                }
+                match parse_set_file_info(10, req.buffer).ok()? {
+                    SetFileInfo::Rename { name, .. } => {
+                        Some((req.file_id.persistent, name.trim_start_matches('\\').to_string()))
                     }
+                    _ => None,
                 }
-                if hdr.next_command == 0 || len < HEADER_LEN {
-                    break;
-                }
-                at += len;
-                index += 1;
-            }
-        }
-        out
+            })
+            .collect()
+    }
+
+    /// The elements of `command` in the logged requests that have no
+    /// point-3 record: header and bytes.
+    fn unanswered(&self, command: Command) -> impl Iterator<Item = (Header, &'a [u8])> + '_ {
+        self.frames.iter().flat_map(move |(&op, &frame)| {
+            frame_elements(frame).filter_map(move |(index, hdr, elem)| {
+                (hdr.command == command as u16 && !self.answers.contains_key(&(op, index))).then_some((hdr, elem))
+            })
+        })
     }
 
     /// Element `element` of `op` answered `status` with `body`: when it is a
@@ -203,21 +177,20 @@ impl<'a> Collector<'a> {
 /// Removes the files that exclusive CREATEs under way at the crash made
 /// ([`Collector::creates_in_flight`]): each only when the file there now
 /// carries the id its CreateGuid gives (so it was made by that CREATE and
-/// by nothing else) and no restored open names it. The client never got an
-/// answer; it resends the CREATE, which then makes the file anew. Returns
-/// how many were removed.
-pub fn undo_creates(server: &Arc<Server>, creates: &[(String, String, [u8; 16])]) -> usize {
+/// by nothing else) and no open of the rebuilt `model` is of it. The client
+/// never got an answer; it resends the CREATE, which then makes the file
+/// anew. Returns how many were removed.
+pub fn undo_creates(server: &Arc<Server>, model: &Model, creates: &[(String, String, [u8; 16])]) -> usize {
     let mut undone = 0;
     for (share_name, path, guid) in creates {
         let Some(share) = server.share(share_name) else { continue };
-        let Ok(smb) = fs::Share::parse_path(path) else { continue };
-        let Ok(resolved) = share.fs.resolve(&smb) else { continue };
-        let Ok(h) = share.fs.open(&resolved, false) else { continue };
-        let mine = share.fs.stored_uid(&h) == Some(crate::fs::uid::for_create(guid));
-        let open = mine && crate::state::lock(&server.files).get(&crate::fs::uid::for_create(guid)).is_some();
+        let Ok((resolved, h, st)) = open_in_share(&share, path, false) else { continue };
+        let uid = crate::fs::uid::for_create(guid);
+        let mine = share.fs.stored_uid(&h) == Some(uid);
+        let open = model.partition(server.set()).is_some_and(|p| p.file(uid).is_some());
         drop(h);
         if mine && !open {
-            let r = if h_is_dir(&share, &resolved) { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };
+            let r = if st.is_dir { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };
             match r {
                 Ok(()) => {
                     info!(path, "a CREATE under way at the crash had made its file: removed, for the resent CREATE");
@@ -230,10 +203,6 @@ pub fn undo_creates(server: &Arc<Server>, creates: &[(String, String, [u8; 16])]
     undone
 }
 
-fn h_is_dir(share: &crate::state::ShareEntry, p: &fs::Resolved) -> bool {
-    share.fs.stat(p).is_ok_and(|st| st.is_dir)
-}
-
 /// Carries the WRITEs out again, in order, each on the file it was of (by
 /// its path now, when the rebuilt model still knows the file, else by the
 /// path it had), and only when the file there is that file.
@@ -243,10 +212,7 @@ pub fn redo(server: &Arc<Server>, model: &Model, writes: &[Redo]) -> usize {
         let path = model.partition(server.set()).and_then(|p| p.file(w.file)).map_or(w.path.as_str(), |f| f.path());
         let r = (|| -> Result<(), String> {
             let share = server.share(&w.share).ok_or("share not served")?;
-            let smb = fs::Share::parse_path(path).map_err(|e| e.to_string())?;
-            let resolved = share.fs.resolve(&smb).map_err(|e| e.to_string())?;
-            let h = share.fs.open(&resolved, true).map_err(|e| e.to_string())?;
-            let st = h.stat().map_err(|e| e.to_string())?;
+            let (_, h, st) = open_in_share(&share, path, true)?;
             if share.fs.file_uid(&h, &st) != w.file {
                 return Err("the file there is another one now".into());
             }

@@ -12,7 +12,21 @@ use crate::state::lease::LeaseId;
 use crate::state::open::{OpenKind, OpenState};
 use crate::state::oplock::BreakSink;
 use crate::state::tree::{Tree, TreeKind};
-use crate::state::{lock, Open, Server};
+use crate::state::{lock, Open, Server, ShareEntry};
+
+/// Opens the file at the share-relative `path` of `share` (for writing with
+/// `write`): where it resolves to, the handle and its metadata.
+pub(super) fn open_in_share(
+    share: &ShareEntry,
+    path: &str,
+    write: bool,
+) -> Result<(fs::Resolved, fs::Handle, fs::Stat), String> {
+    let smb = fs::Share::parse_path(path).map_err(|e| format!("path: {e}"))?;
+    let resolved = share.fs.resolve(&smb).map_err(|e| format!("resolve: {e}"))?;
+    let handle = share.fs.open(&resolved, write).map_err(|e| format!("open: {e}"))?;
+    let st = handle.stat().map_err(|e| format!("stat: {e}"))?;
+    Ok((resolved, handle, st))
+}
 
 /// Reopens the file of the retained open `o` of `model` and puts the open
 /// among the server's retained handles, with its share modes, locks,
@@ -26,13 +40,7 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, renamed: Opti
     let info = o.info();
     let share = server.share(&info.share).ok_or_else(|| format!("share {:?} is not served", info.share))?;
     let write = !info.is_dir && info.granted_access & (access::FILE_WRITE_DATA | access::FILE_APPEND_DATA) != 0;
-    let open_at = |path: &str| -> Result<(fs::Resolved, fs::Handle, fs::Stat), String> {
-        let smb = fs::Share::parse_path(path).map_err(|e| format!("path: {e}"))?;
-        let resolved = share.fs.resolve(&smb).map_err(|e| format!("resolve: {e}"))?;
-        let handle = share.fs.open(&resolved, write).map_err(|e| format!("open: {e}"))?;
-        let st = handle.stat().map_err(|e| format!("stat: {e}"))?;
-        Ok((resolved, handle, st))
-    };
+    let open_at = |path: &str| open_in_share(&share, path, write);
     let (resolved, handle, st, moved) = match (open_at(o.path()), renamed) {
         (Ok((r, h, s)), _) => (r, h, s, None),
         (Err(first), Some(to)) => match open_at(to) {
