@@ -5,10 +5,10 @@ use protocol::msg::write::{WriteRequest, WriteResponse};
 use protocol::NtStatus;
 
 use super::bad;
+use crate::fs;
 use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
-use crate::fs;
 use crate::state::open::OpenKind;
 use crate::state::{Open, Server};
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     super::check_credit_charge(ctx, req.data.len() as u32)?;
     let fid = open.file_id();
     let count = match &open.kind {
+        // Never in a session: reclaiming it opens its file.
+        OpenKind::Unopened => return Err(NtStatus::FILE_CLOSED),
         OpenKind::Pipe(p) => {
             let server = ctx.server.clone();
             lock(p).write(req.data, &*server).map_err(|e| e.status())?;
@@ -72,8 +74,8 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                         let _guard = rt.enter();
                         write_file(&server, &open, &data, offset)
                     })
-                        .await
-                        .map_err(|_| NtStatus::INTERNAL_ERROR)?
+                    .await
+                    .map_err(|_| NtStatus::INTERNAL_ERROR)?
                 }));
                 return Ok(r);
             }

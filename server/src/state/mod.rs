@@ -132,6 +132,9 @@ pub struct Server {
     /// Finished operations on their way to being retired from the journal
     /// ([`crate::restart::retire`]).
     pub retirer: retiring::Retirer,
+    /// Notified by `duet stop` ([`crate::admin`]): the server stops as on
+    /// SIGTERM (an elective reboot when it keeps a journal).
+    pub stop: tokio::sync::Notify,
 }
 
 impl Server {
@@ -191,6 +194,7 @@ impl Server {
             notify: Mutex::new(notify::NotifyTable::default()),
             lock_released: tokio::sync::Notify::new(),
             oplock_changed: tokio::sync::Notify::new(),
+            stop: tokio::sync::Notify::new(),
             journal: Arc::new(crate::journal::NoJournal),
             ids,
             resources,
