@@ -185,12 +185,16 @@ pub fn rebuild_with_redo(recovery: &Recovery) -> Result<Option<Rebuilt>, String>
             continue;
         };
         writes.note_answer(&model, set, r.op.0, r.element, r.status().unwrap_or(u32::MAX), body);
-        // Records before the checkpoint are of operations that were live when
-        // it was taken: what they changed is in it.
-        if delta.is_empty() || r.seq < ck.seq {
+        if delta.is_empty() {
             continue;
         }
         let batch = Delta::decode_batch(delta).map_err(|e| format!("record {} does not decode: {e}", r.seq))?;
+        writes.note_deltas(&batch);
+        // Records before the checkpoint are of operations that were live when
+        // it was taken: what they changed is in it.
+        if r.seq < ck.seq {
+            continue;
+        }
         for d in &batch {
             if let Err(e) = record::apply_with_carry(&mut model, d) {
                 // A delta the live model took must be taken again; one that is
@@ -203,7 +207,7 @@ pub fn rebuild_with_redo(recovery: &Recovery) -> Result<Option<Rebuilt>, String>
     info!(checkpoint = ck.seq, deltas = applied, "state model rebuilt from the journal");
     let renames = writes.renames_in_flight();
     let creates = writes.creates_in_flight(&model, set);
-    Ok(Some(Rebuilt { model, writes: writes.redo, renames, creates }))
+    Ok(Some(Rebuilt { model, writes: writes.into_redo(), renames, creates }))
 }
 
 /// What a restart ends, as deltas of `model` (see the module doc, step 3):
