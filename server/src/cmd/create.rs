@@ -987,10 +987,17 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
             if key_elsewhere(None) {
                 return Err(NtStatus::INVALID_PARAMETER);
             }
+            // A file made under a CreateGuid carries an id made from it, so
+            // that a restart can tell it ([`fs::uid::for_create`]).
+            let minted =
+                req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_))).and_then(|c| match c {
+                    RequestContext::DurableHandleRequestV2(d) => Some(fs::uid::for_create(&d.create_guid)),
+                    _ => None,
+                });
             let h = if want_dir {
                 share.fs.create_dir(&resolved, 0o755).map_err(fs_err)?
             } else {
-                share.fs.create_file(&resolved, 0o644).map_err(fs_err)?
+                share.fs.create_file_as(&resolved, 0o644, minted).map_err(fs_err)?
             };
             let mut attrs = req.file_attributes & !fattr::NORMAL;
             if !want_dir {
@@ -1004,13 +1011,6 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
             }
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
-            // A file made under a CreateGuid carries an id made from it, so
-            // that a restart can tell it ([`fs::uid::for_create`]).
-            let minted =
-                req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_))).and_then(|c| match c {
-                    RequestContext::DurableHandleRequestV2(d) => Some(fs::uid::for_create(&d.create_guid)),
-                    _ => None,
-                });
             let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, false, minted)?;
             (h, create_action::CREATED, true, rsv)
         }

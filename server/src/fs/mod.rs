@@ -420,14 +420,33 @@ impl Share {
     /// `mode` (subject to the umask). The on-disk name is the client's
     /// spelling. The new file reports ARCHIVE until attributes are set.
     pub fn create_file(&self, rel: &Resolved, mode: u32) -> Result<Handle, FsError> {
+        self.create_file_as(rel, mode, None)
+    }
+
+    /// [`Share::create_file`], the file carrying the stable id `uid` from
+    /// the moment its name exists: it is made unnamed (`O_TMPFILE`), given
+    /// the id, then linked under its name (which fails as `O_EXCL` would
+    /// when the name exists). A restart that finds the name can then tell
+    /// whether this create made it, even when the server died right after
+    /// ([`uid::for_create`]). Where the file system has no `O_TMPFILE` or
+    /// no user xattrs, the file is made as [`Share::create_file`] makes it
+    /// and the id is stored afterwards, by the caller.
+    pub fn create_file_as(&self, rel: &Resolved, mode: u32, uid: Option<FileUid>) -> Result<Handle, FsError> {
         let (parent, leaf) = rel.split()?.ok_or(FsError::Exists)?;
         if rel.exists {
             return Err(FsError::Exists);
         }
         let dir = self.parent_fd(&parent)?;
         let pre = names::stamp(dir.as_fd());
-        let fd = sys::openat2_beneath(dir.as_fd(), &leaf, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, mode & 0o7777)
-            .map_err(io_err)?;
+        let made = match uid.filter(|_| self.xattrs) {
+            Some(uid) => uid::create_named(dir.as_fd(), &leaf, mode & 0o7777, uid),
+            None => None,
+        };
+        let fd = match made {
+            Some(r) => r,
+            None => sys::openat2_beneath(dir.as_fd(), &leaf, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, mode & 0o7777),
+        }
+        .map_err(io_err)?;
         self.names.changed(dir.as_fd(), pre, Some(rel.name()), None);
         let h = self.finish_open(fd)?;
         self.stamp_btime(&h);
