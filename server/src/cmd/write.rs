@@ -61,6 +61,9 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                 }
                 check_space(&open, h, offset + len)?;
             }
+            // A lone large WRITE whose data the journal does not hold is
+            // synced in the file before it is answered (WriteData::InFile).
+            let sync = ctx.single && ctx.server.syncs_write_in_file(req.data.len());
             if ctx.single && req.data.len() >= DEFER_FROM {
                 // Large writes run beside the connection, which reads on;
                 // the data stays in the request frame, shared, not copied.
@@ -72,14 +75,14 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                     let rt = tokio::runtime::Handle::current();
                     tokio::task::spawn_blocking(move || {
                         let _guard = rt.enter();
-                        write_file(&server, &open, &data, offset)
+                        write_file(&server, &open, &data, offset, sync)
                     })
                     .await
                     .map_err(|_| NtStatus::INTERNAL_ERROR)?
                 }));
                 return Ok(r);
             }
-            return write_file(ctx.server, &open, req.data, offset);
+            return write_file(ctx.server, &open, req.data, offset, sync);
         }
     };
     let mut body = BytesMut::with_capacity(17);
@@ -90,9 +93,12 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
 /// Writes at least this large are deferred (see [`Resp::deferred`]).
 const DEFER_FROM: usize = 64 * 1024;
 
-/// Writes file data and answers with the count.
-fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64) -> HResult {
+/// Writes file data (and syncs it, with `sync`) and answers with the count.
+fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64, sync: bool) -> HResult {
     let n = write_data(server, open, data, offset)?;
+    if sync {
+        open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?.sync().map_err(|e| e.status())?;
+    }
     let mut body = BytesMut::with_capacity(17);
     WriteResponse { count: n as u32 }.encode(&mut body);
     Ok(Resp::ok(body).file(open.file_id()))

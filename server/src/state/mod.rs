@@ -138,6 +138,13 @@ pub struct Server {
 }
 
 impl Server {
+    /// Whether a lone WRITE of `len` bytes of data is synced in its file
+    /// before it is answered, its data not kept in the journal
+    /// ([`crate::journal::WriteData::InFile`]).
+    pub fn syncs_write_in_file(&self, len: usize) -> bool {
+        self.journal.write_data(len) == crate::journal::WriteData::InFile
+    }
+
     pub fn new(cfg: Config) -> Result<Server, RunError> {
         Server::restored(cfg, None)
     }
