@@ -11,6 +11,10 @@
 //! | `sent` | an answer was handed to the socket, before point 4 |
 //! | `point4` | the point-4 record was appended |
 //!
+//! One more, `restore:MS`, does not kill: the start pauses MS milliseconds
+//! while it restores the journal (so that a test can signal the server
+//! then).
+//!
 //! Without the variable a call costs one load of a `OnceLock`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +34,17 @@ fn armed() -> &'static Option<(String, u64)> {
         tracing::warn!(failpoint = name, at = n, "{ENV} is set: the process will die there (a test setting)");
         Some((name.to_string(), n))
     })
+}
+
+/// The start passes `name`: pauses here for the armed number of
+/// milliseconds when `name` is the armed failpoint.
+pub fn pause(name: &str) {
+    if let Some((armed, ms)) = armed() {
+        if armed == name {
+            tracing::warn!(failpoint = name, ms, "failpoint: pausing (a test setting)");
+            std::thread::sleep(std::time::Duration::from_millis(*ms));
+        }
+    }
 }
 
 /// The pipeline passes `name`: dies here if this is the armed failpoint's

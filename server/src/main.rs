@@ -262,7 +262,11 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
-            match rt.block_on(server::run(cfg, server::shutdown_signal())) {
+            let shutdown = {
+                let _runtime = rt.enter();
+                server::shutdown_signal()
+            };
+            match rt.block_on(server::run(cfg, shutdown)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }

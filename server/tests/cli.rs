@@ -77,7 +77,9 @@ fn users_file_and_config_file() {
     let port = free_port();
     std::fs::write(
         d.join("duet.toml"),
-        format!("listen = [\"127.0.0.1:{port}\"]\nusers_file = \"users\"\n[[share]]\nname = \"team\"\npath = \"data\"\n"),
+        format!(
+            "listen = [\"127.0.0.1:{port}\"]\nusers_file = \"users\"\n[[share]]\nname = \"team\"\npath = \"data\"\n"
+        ),
     )
     .unwrap();
     let _srv = serve(d, &["--config", "duet.toml"], port);
@@ -103,7 +105,18 @@ fn guests_only_where_allowed() {
     let listen = format!("127.0.0.1:{port}");
     let _srv = serve(
         d,
-        &["--listen", &listen, "--share", "pub=pub", "--share", "priv=priv", "--user", "bob:pw", "--guest-share", "pub"],
+        &[
+            "--listen",
+            &listen,
+            "--share",
+            "pub=pub",
+            "--share",
+            "priv=priv",
+            "--user",
+            "bob:pw",
+            "--guest-share",
+            "pub",
+        ],
         port,
     );
     // Anonymous and unknown users reach the guest share...
@@ -199,9 +212,45 @@ fn a_bad_journal_is_refused_and_left_alone() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let share = format!("s={}", dir.path().join("share").display());
-    let _running =
-        serve(dir.path(), &["--listen", &listen, "--share", &share, "--user", "u:p", "--journal", held.to_str().unwrap()], port);
+    let _running = serve(
+        dir.path(),
+        &["--listen", &listen, "--share", &share, "--user", "u:p", "--journal", held.to_str().unwrap()],
+        port,
+    );
     let err = serve_fails(dir.path(), &["--journal", held.to_str().unwrap()]);
     assert!(err.contains("in use by another server"), "{err}");
     assert_eq!(std::fs::metadata(&held).unwrap().permissions().mode() & 0o777, 0o600, "a new journal is 0600");
+}
+
+/// SIGTERM while the journal is being restored (the start paused by a
+/// test failpoint) is kept and honoured once the server serves: it stops as
+/// an elective reboot (exit 0, state saved), where the signal's default
+/// action used to kill it mid-restore.
+#[test]
+fn sigterm_during_the_restore_is_an_elective_reboot() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("share")).unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let share = format!("s={}", dir.path().join("share").display());
+    let log = dir.path().join("duet.log");
+    let mut child = Command::new(duet())
+        .args(["serve", "--listen", &listen, "--share", &share, "--user", "u:p", "--journal", "nvram"])
+        .current_dir(dir.path())
+        .env("DUET_FAILPOINT", "restore:3000")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("failpoint: pausing") {
+        assert!(t0.elapsed() < Duration::from_secs(30), "{}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill(2) on our own child, not reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status:?}\n{text}");
+    assert!(text.contains("elective reboot: state saved"), "{text}");
 }

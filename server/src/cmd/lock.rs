@@ -49,7 +49,8 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     // every open on a 3.x connection of a multichannel server, check the
     // LockSequence: a request whose number is already recorded at its
     // index is a replay and succeeds without being carried out again.
-    let multichannel = ctx.conn.dialect >= dialect::SMB3_0 && ctx.conn.server_capabilities & capabilities::MULTI_CHANNEL != 0;
+    let multichannel =
+        ctx.conn.dialect >= dialect::SMB3_0 && ctx.conn.server_capabilities & capabilities::MULTI_CHANNEL != 0;
     let seq = (lock(&open.st).durable() || multichannel)
         .then(|| Sequence { index: req.lock_sequence_index(), number: req.lock_sequence_number() });
     if let Some(s) = seq {
@@ -60,7 +61,19 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         ctx.deltas.extend(files.set_lock_sequence(&key, pid, s.index, None));
     }
     let result = if req.locks[0].flags & lf::UNLOCK != 0 {
-        unlock(ctx.server, &key, pid, &req.locks, &mut ctx.deltas)
+        let r = unlock(ctx.server, &key, pid, &req.locks, &mut ctx.deltas);
+        if r == Err(NtStatus::RANGE_NOT_LOCKED) && ctx.hdr.flags & protocol::header::flags::REPLAY_OPERATION != 0 {
+            // A resent unlock that finds nothing to unlock: its first
+            // sending was carried out without the lock sequence showing it.
+            tracing::info!(
+                file_id = format_args!("{pid:#x}"),
+                durable = lock(&open.st).durable(),
+                index = req.lock_sequence_index(),
+                number = req.lock_sequence_number(),
+                "a replayed unlock finds its range not locked"
+            );
+        }
+        r
     } else {
         match take(ctx.server, &key, pid, &req.locks, &mut ctx.deltas)? {
             Taken::Granted => Ok(()),
@@ -90,7 +103,13 @@ fn check_range(l: &LockElement) -> Result<(), NtStatus> {
 /// [MS-SMB2] 3.3.5.14.1: each element must be a plain UNLOCK of a range
 /// the open holds; the first that is not ends the request, and the
 /// unlocks before it stand.
-fn unlock(server: &Arc<Server>, key: &FileUid, pid: u64, locks: &[LockElement], out: &mut Vec<Delta>) -> Result<(), NtStatus> {
+fn unlock(
+    server: &Arc<Server>,
+    key: &FileUid,
+    pid: u64,
+    locks: &[LockElement],
+    out: &mut Vec<Delta>,
+) -> Result<(), NtStatus> {
     let mut released = false;
     let mut result = Ok(());
     {
@@ -129,7 +148,13 @@ enum Taken {
 /// locks, all or none. A conflict fails with LOCK_NOT_GRANTED when the
 /// request may not wait; an invalid element fails the request and releases
 /// what the elements before it took.
-fn take(server: &Arc<Server>, key: &FileUid, pid: u64, locks: &[LockElement], out: &mut Vec<Delta>) -> Result<Taken, NtStatus> {
+fn take(
+    server: &Arc<Server>,
+    key: &FileUid,
+    pid: u64,
+    locks: &[LockElement],
+    out: &mut Vec<Delta>,
+) -> Result<Taken, NtStatus> {
     if locks.len() > 1 && locks.iter().any(|l| l.flags & lf::FAIL_IMMEDIATELY == 0) {
         return Err(NtStatus::INVALID_PARAMETER);
     }
@@ -166,7 +191,9 @@ fn take(server: &Arc<Server>, key: &FileUid, pid: u64, locks: &[LockElement], ou
             Ok(Taken::Granted)
         }
         (Ok(()), Some(e)) => Err(e),
-        (Err(_), _) if locks[0].flags & lf::FAIL_IMMEDIATELY != 0 || wanted.len() != 1 => Err(NtStatus::LOCK_NOT_GRANTED),
+        (Err(_), _) if locks[0].flags & lf::FAIL_IMMEDIATELY != 0 || wanted.len() != 1 => {
+            Err(NtStatus::LOCK_NOT_GRANTED)
+        }
         (Err(_), _) => Ok(Taken::Wait(wanted.remove(0))),
     }
 }
@@ -200,5 +227,10 @@ async fn wait(server: Arc<Server>, key: FileUid, l: ByteLock, seq: Option<Sequen
 
 /// The state model's record of a lock granted.
 fn lock_added(l: &ByteLock) -> Delta {
-    Delta::LockAdded { open: PersistentFileId(l.persistent_id), offset: l.offset, length: l.length, exclusive: l.exclusive }
+    Delta::LockAdded {
+        open: PersistentFileId(l.persistent_id),
+        offset: l.offset,
+        length: l.length,
+        exclusive: l.exclusive,
+    }
 }

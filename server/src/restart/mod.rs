@@ -302,6 +302,7 @@ pub async fn start(
     renames: &std::collections::HashMap<u64, String>,
 ) -> Result<(), RunError> {
     let t0 = Instant::now();
+    crate::failpoint::pause("restore");
     // What the restart ends, and whether there is anything to restore at all
     // (retained handles from before this start count too).
     let (deltas, any) = server.with_model(|m| {
