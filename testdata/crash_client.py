@@ -476,7 +476,7 @@ class Worker:
         for (fi, blk), tags in self.blocks.items():
             if len(tags) == 1:
                 blocks.setdefault(f"{self.dir}\\data{fi}.bin", {})[str(blk)] = sorted(tags)
-        return {"files": files, "blocks": blocks, "size": {f"{self.dir}\\size.bin": sorted(self.size)}}
+        return {"files": files, "blocks": blocks, "size": {f"{self.dir}\\size.bin": sorted(self.size or ())}}
 
     def check_blocks(self, model):
         for path, want in model["blocks"].items():
@@ -559,7 +559,19 @@ def main():
     stop = os.path.join(a.out, "stop")
     end = time.monotonic() + a.max_seconds
     try:
-        w.setup()
+        # The server may die while the client sets up, as at any other
+        # moment: set up again on the next server (what the first attempt
+        # opened is retained there until its timeout, and harmless).
+        for attempt in range(100):
+            try:
+                w.setup()
+                break
+            except ConnectionLost as e:
+                w.note(f"setup: {e}; setting up again")
+                w.held.clear()
+                time.sleep(0.05)
+        else:
+            raise ConnectionLost("setup: no server to set up on")
         while not os.path.exists(stop) and time.monotonic() < end:
             try:
                 w.step()
