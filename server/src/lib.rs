@@ -177,6 +177,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     };
     limits::raise_nofile();
     let mut server = Server::restored(cfg, model)?;
+    server.guid = restart::server_guid(&opened.path)?;
     server.journal = opened.journal.clone();
     server.retirer.enable(opened.policy.survives_power_loss());
     let server = Arc::new(server);

@@ -260,6 +260,27 @@ fn a_handle_whose_file_was_replaced_while_down_is_not_taken_back() {
     assert!(server.log().contains("could not be opened again"), "{}", server.log());
 }
 
+/// The server GUID (what every NEGOTIATE answer carries) is the same after
+/// a restart: it is kept beside the journal.
+#[test]
+fn the_server_guid_survives_a_restart() {
+    let Some(mut server) = duet_with(&JOURNAL_ARGS) else { return };
+    let guid = |server: &Server| -> String {
+        let sock = server.root().join("state/admin.sock");
+        let out = Command::new(common::duet_bin()).args(["status", "--json", "--socket"]).arg(&sock).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        st["server"]["guid"].as_str().unwrap_or_default().to_string()
+    };
+    let before = guid(&server);
+    assert_eq!(before.len(), 32, "{before:?}");
+    let stored = std::fs::read_to_string(server.root().join("nvram.guid")).unwrap();
+    assert_eq!(stored.trim(), before);
+    server.kill9();
+    server.restart();
+    assert_eq!(guid(&server), before, "another GUID after the restart\n{}", server.log());
+}
+
 /// Without a journal a restart loses the open: the reclaim is refused
 /// (OBJECT_NAME_NOT_FOUND, [MS-SMB2] 3.3.5.9.7). The checks above can fail.
 #[test]

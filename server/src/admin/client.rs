@@ -94,9 +94,10 @@ pub fn render(st: &Status, out: &mut dyn Write) -> io::Result<()> {
     let s = &st.server;
     writeln!(
         out,
-        "Duet {} (server {}, pid {}), up {}",
+        "Duet {} (server {}, GUID {}, pid {}), up {}",
         s.version,
         s.name,
+        if s.guid.is_empty() { "-" } else { &s.guid },
         s.pid,
         duration(s.now_ms.saturating_sub(s.started_ms))
     )?;
@@ -239,6 +240,7 @@ mod tests {
         Status {
             server: ServerStatus {
                 name: "DUET".into(),
+                guid: "00112233445566778899aabbccddeeff".into(),
                 version: "0.1.0".into(),
                 pid: 7,
                 started_ms: 0,
@@ -288,7 +290,10 @@ mod tests {
         let mut out = Vec::new();
         render(&sample(), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("Duet 0.1.0 (server DUET, pid 7), up 1h02m\n"), "{text}");
+        assert!(
+            text.starts_with("Duet 0.1.0 (server DUET, GUID 00112233445566778899aabbccddeeff, pid 7), up 1h02m\n"),
+            "{text}"
+        );
         let lines: Vec<&str> = text.lines().collect();
         let head = lines.iter().position(|l| l.starts_with("ID  ") && l.contains("TIME LEFT")).unwrap();
         let row = lines[head + 1];

@@ -78,6 +78,10 @@ pub struct Status {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerStatus {
     pub name: String,
+    /// The server's GUID ([MS-SMB2] 3.3.1.5 ServerGuid), as clients see it
+    /// in every NEGOTIATE answer: kept across restarts with the journal.
+    #[serde(default)]
+    pub guid: String,
     pub version: String,
     pub pid: u32,
     pub started_ms: u64,
@@ -190,6 +194,7 @@ pub fn status(server: &Server) -> Status {
     let mut st = from_model(&server.model(), now);
     st.server = ServerStatus {
         name: server.cfg.server_name.clone(),
+        guid: crate::state::guid_text(&server.guid),
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
         started_ms: (server.start_time / 10_000).saturating_sub(11_644_473_600_000),
@@ -202,7 +207,14 @@ pub fn status(server: &Server) -> Status {
 /// Sessions, opens and retained handles as the model has them at `now`.
 pub fn from_model(model: &Model, now: Timestamp) -> Status {
     let mut st = Status {
-        server: ServerStatus { name: String::new(), version: String::new(), pid: 0, started_ms: 0, now_ms: now.0 },
+        server: ServerStatus {
+            name: String::new(),
+            guid: String::new(),
+            version: String::new(),
+            pid: 0,
+            started_ms: 0,
+            now_ms: now.0,
+        },
         sessions: Vec::new(),
         opens: Vec::new(),
         retained: Vec::new(),

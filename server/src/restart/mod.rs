@@ -138,6 +138,40 @@ pub fn open(cfg: &Config) -> Result<Option<Opened>, RunError> {
     Ok(Some(Opened { region, journal, recovery, path, policy, _lock: lock_file }))
 }
 
+/// The server's GUID ([MS-SMB2] 3.3.1.5 ServerGuid), kept in a file beside
+/// the journal (`nvram.guid` for `nvram`), made on the first start: a
+/// client that reconnects after a restart meets the same server, as it
+/// would a Windows server (multichannel binds and persistent handles are
+/// per server). A file that cannot be read or made, or holds no GUID, is
+/// a clear error at start.
+pub fn server_guid(journal: &Path) -> Result<[u8; 16], RunError> {
+    let path = journal.with_extension("guid");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_guid(text.trim()).ok_or_else(|| {
+            RunError::Journal(path.clone(), "holds no server GUID (32 hex digits); remove it to make a new one".into())
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let guid: [u8; 16] = rand::random();
+            std::fs::write(&path, format!("{}\n", crate::state::guid_text(&guid)))
+                .map_err(|e| journal_error(&path, e))?;
+            info!(path = %path.display(), guid = %crate::state::guid_text(&guid), "server GUID made");
+            Ok(guid)
+        }
+        Err(e) => Err(journal_error(&path, e)),
+    }
+}
+
+fn parse_guid(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 /// The model as the last run left it, rebuilt from the journal's last
 /// checkpoint and the deltas after it; `None` when there is nothing to
 /// restore (a fresh journal, or one that was shut down cleanly).

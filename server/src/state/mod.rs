@@ -137,6 +137,12 @@ pub struct Server {
     pub stop: tokio::sync::Notify,
 }
 
+/// A GUID's 16 bytes as 32 hex digits, in wire order (the server GUID in
+/// `duet status` and in its file beside the journal).
+pub fn guid_text(guid: &[u8; 16]) -> String {
+    guid.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Server {
     /// Whether a lone WRITE of `len` bytes of data is synced in its file
     /// before it is answered, its data not kept in the journal
