@@ -181,6 +181,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     server.journal = opened.journal.clone();
     server.retirer.enable(opened.policy.survives_power_loss());
     let server = Arc::new(server);
+    let same_boot = restart::same_boot(&opened.path);
+    if !writes.is_empty() && same_boot {
+        info!(writes = writes.len(), "the kernel ran on since the last run: its page cache holds every answered WRITE");
+    }
+    let writes = if same_boot { Vec::new() } else { writes };
     if !writes.is_empty() || !creates.is_empty() {
         let model = server.model();
         restart::redo::redo(&server, &model, &writes);

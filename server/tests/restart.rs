@@ -42,8 +42,8 @@ enum Outage {
     /// back, since its file is gone.
     Replaced,
     /// SIGKILL, then the file's data lost as a power loss loses what the
-    /// page cache had not written back (the file zeroed, its length kept),
-    /// then a restart.
+    /// page cache had not written back (the file zeroed, its length kept)
+    /// and another boot id recorded, then a restart.
     PowerLoss,
 }
 
@@ -166,6 +166,9 @@ fn run(server: &mut Server, durable: &str, outage: Outage) -> (serde_json::Value
             let f = server.share_dir().join("restart.dat");
             let len = std::fs::metadata(&f).unwrap().len();
             std::fs::write(&f, vec![0u8; len as usize]).unwrap();
+            // As after a reboot: the boot id the last run recorded is not
+            // this one (so the restart cannot trust the page cache).
+            std::fs::write(server.root().join("nvram.boot"), "a boot before the power loss\n").unwrap();
             server.restart();
         }
     }
@@ -236,6 +239,26 @@ fn answered_writes_lost_from_the_page_cache_are_written_again() {
     let (ready, done) = run(&mut server, "v1", Outage::PowerLoss);
     assert_survived(&server, &ready, &done);
     assert!(server.log().contains("answered WRITEs carried out again"), "{}", server.log());
+}
+
+/// After a killed process (the kernel ran on: the same boot id) the page
+/// cache holds every answered WRITE, and the restart writes none again,
+/// though the journal still has their records (kept by a test setting).
+#[test]
+fn after_a_killed_process_no_write_is_carried_out_again() {
+    if Kind::from_env() != Kind::Duet {
+        return;
+    }
+    let mut server = Server::start_with(Options {
+        duet_args: JOURNAL_ARGS.iter().map(|s| s.to_string()).collect(),
+        duet_env: vec![("DUET_TEST_KEEP_RECORDS".into(), "1".into())],
+        ..Options::default()
+    });
+    let (ready, done) = run(&mut server, "v1", Outage::Kill9);
+    assert_survived(&server, &ready, &done);
+    let log = server.log();
+    assert!(log.contains("the kernel ran on since the last run"), "{log}");
+    assert!(!log.contains("answered WRITEs carried out again"), "{log}");
 }
 
 /// `duet stop` is an elective reboot as SIGTERM is: the handle comes back.

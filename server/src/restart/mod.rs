@@ -172,6 +172,30 @@ fn parse_guid(text: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// Whether this start follows the last run on the same boot of the kernel
+/// (its boot id, `/proc/sys/kernel/random/boot_id`, is the one the last
+/// run recorded in a file beside the journal, `nvram.boot`), and records
+/// this boot's. On the same boot the page cache survived whatever ended
+/// the last run (a killed process), so the file data of every answered
+/// WRITE is there and nothing needs writing again ([`redo`]); after a
+/// power loss or a kernel crash the boot id differs. Without a boot id,
+/// or without the file, the answer is no: redo, to be safe.
+pub fn same_boot(journal: &Path) -> bool {
+    let path = journal.with_extension("boot");
+    let now = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let last = std::fs::read_to_string(&path).ok().map(|s| s.trim().to_string());
+    let same = now.is_some() && now == last;
+    if let Some(now) = &now {
+        if let Err(e) = std::fs::write(&path, format!("{now}\n")) {
+            warn!(path = %path.display(), "cannot record the boot id: {e} (every restart will redo)");
+        }
+    }
+    same
+}
+
 /// The model as the last run left it, rebuilt from the journal's last
 /// checkpoint and the deltas after it; `None` when there is nothing to
 /// restore (a fresh journal, or one that was shut down cleanly).
