@@ -140,7 +140,8 @@ fn main() {
         }
         Cmd::Stall { port, share, kills, clients, gap, retry_ms, seed, log, samples, user, password, server } => {
             let gap = parse_gap(&gap);
-            let opts = StallOpts { port, share, kills, clients, gap, retry_ms, seed, log, samples, user, password, server };
+            let opts =
+                StallOpts { port, share, kills, clients, gap, retry_ms, seed, log, samples, user, password, server };
             stall(opts)
         }
     };
@@ -682,7 +683,13 @@ impl Server {
         let out = OpenOptions::new().create(true).append(true).open(&self.log).map_err(|e| e.to_string())?;
         let err_log = out.try_clone().map_err(|e| e.to_string())?;
         let t0 = Instant::now();
-        let mut child = Process::new(&self.argv[0])
+        // In the log's folder, where a core dump lands.
+        let cwd = std::path::Path::new(&self.log).parent().filter(|p| !p.as_os_str().is_empty());
+        let mut child = Process::new(&self.argv[0]);
+        if let Some(d) = cwd {
+            child.current_dir(d);
+        }
+        let mut child = child
             .args(&self.argv[1..])
             .stdin(Stdio::null())
             .stdout(out)
@@ -698,7 +705,31 @@ impl Server {
                 self.sh.listening.lock().unwrap().push(at);
                 Ok(at - t0)
             }
-            Err(_) => Err("the server did not listen within 60 s (or exited)".into()),
+            Err(_) => {
+                let child = self.child.as_mut().ok_or("no server")?;
+                if let Ok(Some(st)) = child.try_wait() {
+                    return Err(format!("the server exited before listening: {st}"));
+                }
+                Err(format!("the server did not listen within 60 s; its threads: {}", self.backtrace()))
+            }
+        }
+    }
+
+    /// The server's threads' stacks (gdb, when there is one), appended to
+    /// the log; returns where they went.
+    fn backtrace(&self) -> String {
+        let Some(child) = self.child.as_ref() else { return "no server".into() };
+        let pid = child.id().to_string();
+        match Process::new("gdb").args(["-batch", "-p", &pid, "-ex", "thread apply all bt"]).output() {
+            Ok(out) => {
+                if let Ok(mut f) = OpenOptions::new().append(true).open(&self.log) {
+                    let _ = writeln!(f, "--- bench_client: the server's stacks (pid {pid}) ---");
+                    let _ = f.write_all(&out.stdout);
+                    let _ = f.write_all(&out.stderr);
+                }
+                format!("in {}", self.log)
+            }
+            Err(e) => format!("not taken (gdb: {e})"),
         }
     }
 
@@ -712,6 +743,16 @@ impl Server {
         child.kill().map_err(|e| e.to_string())?;
         child.wait().map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// The server's exit status when it has exited (by itself: the
+    /// supervisor reaps what it kills).
+    fn exited(&mut self) -> Option<String> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(st)) => Some(st.to_string()),
+            _ => None,
+        }
     }
 
     fn terminate(&mut self) {
@@ -863,6 +904,13 @@ fn stall(o: StallOpts) -> i32 {
             eprintln!("bench_client: {done}/{} kills", o.kills);
         }
     }
+    if !ok {
+        // A client's connection went without a kill: did the server die by itself?
+        thread::sleep(Duration::from_millis(100));
+        if let Some(st) = server.exited() {
+            errors.push((0, format!("the server died by itself after kill {done}: {st}")));
+        }
+    }
     thread::sleep(Duration::from_millis(200));
     sh.stop.store(true, Ordering::SeqCst);
     for h in handles {
@@ -877,7 +925,15 @@ fn stall(o: StallOpts) -> i32 {
             }
         }
     }
+    if let Some(st) = server.exited() {
+        errors.push((0, format!("the server died by itself: {st}")));
+    }
     server.terminate();
+    for (c, e) in &errors {
+        if *c == 0 {
+            eprintln!("bench_client: supervisor: {e}");
+        }
+    }
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     if let Some(path) = &o.samples {
@@ -900,12 +956,21 @@ fn stall(o: StallOpts) -> i32 {
             }
         }
     }
-    println!("{}", summary("stall (SIGKILL to the replayed WRITE answered)", samples.iter().map(|s| ms(s.stall)).collect()));
     println!(
         "{}",
-        summary("beyond the client's reconnect delay", samples.iter().map(|s| ms(s.stall.saturating_sub(s.delay))).collect())
+        summary("stall (SIGKILL to the replayed WRITE answered)", samples.iter().map(|s| ms(s.stall)).collect())
     );
-    println!("{}", summary("client's reconnect delay (listening to its connect)", samples.iter().map(|s| ms(s.delay)).collect()));
+    println!(
+        "{}",
+        summary(
+            "beyond the client's reconnect delay",
+            samples.iter().map(|s| ms(s.stall.saturating_sub(s.delay))).collect()
+        )
+    );
+    println!(
+        "{}",
+        summary("client's reconnect delay (listening to its connect)", samples.iter().map(|s| ms(s.delay)).collect())
+    );
     println!("{}", summary("server exec to listening", starts.iter().skip(1).map(|d| ms(*d)).collect()));
     println!("{}", summary("kill to the client's failed request", samples.iter().map(|s| ms(s.detect)).collect()));
     println!(
