@@ -775,19 +775,23 @@ impl Server {
 /// Copies the server's stderr to its log; sends the instant of the
 /// "duet: listening" line.
 fn tee(stderr: impl Read, mut log: File, tx: mpsc::Sender<Instant>) {
+    // Bytes, not lines of text: nothing the server writes may stop the copy
+    // (a closed pipe would hide its last words).
     let mut r = BufReader::new(stderr);
-    let mut line = String::new();
+    let mut line = Vec::new();
     loop {
         line.clear();
-        match r.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) => return,
             Ok(_) => {
                 let now = Instant::now();
-                if line.contains("duet: listening") {
+                if line.starts_with(b"duet: listening") {
                     let _ = tx.send(now);
                 }
-                let _ = log.write_all(line.as_bytes());
+                let _ = log.write_all(&line);
             }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }
