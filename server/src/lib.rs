@@ -211,8 +211,10 @@ async fn serve(server: Arc<Server>, shutdown: impl Future<Output = ()>) -> Resul
         listeners.push(l);
     }
     let tasks = listeners.into_iter().map(|l| tokio::spawn(accept_loop(server.clone(), l))).collect();
-    shutdown.await;
-    info!("shutting down");
+    tokio::select! {
+        () = shutdown => info!("shutting down"),
+        () = server.stop.notified() => info!("shutting down: `duet stop`"),
+    }
     Ok(Listening { tasks, _admin: admin })
 }
 

@@ -91,6 +91,13 @@ enum Command {
         #[command(flatten)]
         socket: SocketArgs,
     },
+    /// Stop a running server as SIGTERM does: it stops accepting, finishes
+    /// the requests in flight, saves its state to the journal (an elective
+    /// reboot: the next start restores it) and exits. Waits for the exit.
+    Stop {
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
     /// Manage the users file.
     User {
         #[command(subcommand)]
@@ -103,7 +110,7 @@ enum Command {
     },
 }
 
-/// Which server `duet status` and `duet close-handle` ask.
+/// Which server `duet status`, `duet close-handle` and `duet stop` ask.
 #[derive(clap::Args)]
 struct SocketArgs {
     /// The server's admin socket (default: duet-data/admin.sock).
@@ -271,6 +278,12 @@ fn main() -> ExitCode {
             let r =
                 socket.path().and_then(|p| server::admin::client::close_handle(&p, &id, &mut std::io::stdout().lock()));
             match r {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Command::Stop { socket } => {
+            match socket.path().and_then(|p| server::admin::client::stop(&p, &mut std::io::stdout().lock())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }

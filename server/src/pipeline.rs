@@ -1141,16 +1141,29 @@ async fn point1(server: &Server, conn_id: u64, frame: &[u8]) -> Option<OpId> {
     }
 }
 
-/// What point 1 records of a frame: all of it, or, for a lone WRITE when the
-/// journal needs no WRITE data ([`crate::journal::Journal::keeps_write_data`]),
-/// its header and the WRITE's fixed part (not the data).
+/// What point 1 records of a frame: all of it, or, for a lone WRITE whose
+/// data the journal does not keep in its record
+/// ([`crate::journal::Journal::write_data`]), its header and the WRITE's
+/// fixed part (not the data).
 fn point1_bytes<'a>(server: &Server, msg: &'a [u8]) -> &'a [u8] {
     const FIXED: usize = HEADER_LEN + 48;
-    if server.journal.keeps_write_data() || msg.len() <= FIXED {
+    if msg.len() <= FIXED {
         return msg;
     }
     match Header::parse(msg) {
-        Ok(h) if h.command == Command::Write as u16 && h.next_command == 0 => &msg[..FIXED],
+        Ok(h) if h.command == Command::Write as u16 && h.next_command == 0 => {
+            // The WRITE's Length ([MS-SMB2] 2.2.21): what its handler decides by too.
+            let len = u32::from_le_bytes([
+                msg[HEADER_LEN + 4],
+                msg[HEADER_LEN + 5],
+                msg[HEADER_LEN + 6],
+                msg[HEADER_LEN + 7],
+            ]) as usize;
+            match server.journal.write_data(len) {
+                crate::journal::WriteData::InRecord => msg,
+                crate::journal::WriteData::InFile | crate::journal::WriteData::NotKept => &msg[..FIXED],
+            }
+        }
         _ => msg,
     }
 }
@@ -1293,6 +1306,50 @@ mod tests {
         assert_eq!(&r.body[..], &[9, 0, 0, 0, 4, 0, 0, 0, 120, 0, 0, 0]);
         let empty = Resp::error_with_data(NtStatus::ACCESS_DENIED, &[]);
         assert_eq!(&empty.body[..], &[9, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    /// A lone WRITE request frame with `len` bytes of data.
+    fn write_frame(len: usize) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        Header { command: Command::Write as u16, ..Default::default() }.encode(&mut out);
+        let data = vec![0x5a; len];
+        protocol::msg::write::WriteRequest {
+            offset: 0,
+            file_id: FileId { persistent: 1, volatile: 1 },
+            channel: 0,
+            remaining_bytes: 0,
+            flags: 0,
+            data: &data,
+            write_channel_info: &[],
+        }
+        .encode(&mut out);
+        out.to_vec()
+    }
+
+    /// Point 1 keeps a small lone WRITE whole under a journal that survives a
+    /// power loss (a restart writes it again from the record), and only the
+    /// fixed part of a large one (synced in its file before it is answered)
+    /// and of any one under a journal that survives a killed process only.
+    #[test]
+    fn point1_keeps_the_data_of_a_write_only_where_the_journal_keeps_it() {
+        let journal = |keep: bool| {
+            let storage = ::nvram::MemStorage::new(1 << 20);
+            let opts = ::nvram::Options::new(ids::ClusterId(1), ids::NodeId(1), ::nvram::Durability::None);
+            let region = Arc::new(::nvram::Journal::create(storage, opts).unwrap());
+            Arc::new(crate::journal::NvramJournal::new(region).keeping_write_data(keep))
+        };
+        let mut server = Server::new(crate::config::Config::default()).unwrap();
+        let fixed = HEADER_LEN + 48;
+        let small = write_frame(4096);
+        let large = write_frame(crate::journal::WRITE_IN_FILE_FROM);
+        server.journal = journal(true);
+        assert_eq!(point1_bytes(&server, &small).len(), small.len());
+        assert_eq!(point1_bytes(&server, &large).len(), fixed);
+        assert!(server.syncs_write_in_file(crate::journal::WRITE_IN_FILE_FROM) && !server.syncs_write_in_file(4096));
+        server.journal = journal(false);
+        assert_eq!(point1_bytes(&server, &small).len(), fixed);
+        assert_eq!(point1_bytes(&server, &large).len(), fixed);
+        assert!(!server.syncs_write_in_file(crate::journal::WRITE_IN_FILE_FROM));
     }
 
     fn element(body_len: usize) -> OutElement {

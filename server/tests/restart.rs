@@ -34,6 +34,13 @@ enum Outage {
     Kill9,
     /// SIGTERM, then a restart: an elective reboot.
     Term,
+    /// `duet stop` (over the admin socket), then a restart: an elective
+    /// reboot too.
+    DuetStop,
+    /// SIGKILL, then the file replaced by another of the same name (its
+    /// stable id is another), then a restart: the handle cannot be taken
+    /// back, since its file is gone.
+    Replaced,
     /// SIGKILL, then the file's data lost as a power loss loses what the
     /// page cache had not written back (the file zeroed, its length kept),
     /// then a restart.
@@ -119,6 +126,41 @@ fn run(server: &mut Server, durable: &str, outage: Outage) -> (serde_json::Value
             assert!(status.is_some(), "duet did not exit within 30 s of SIGTERM\n{}", server.log());
             server.restart();
         }
+        Outage::DuetStop => {
+            let sock = server.root().join("state/admin.sock");
+            // `duet stop` waits for the server's pid to go away, which needs
+            // the server (our child) reaped: run it beside the wait.
+            let stop = Command::new(common::duet_bin())
+                .args(["stop", "--socket"])
+                .arg(&sock)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run duet stop");
+            let status = server.wait_exit(Duration::from_secs(30));
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "duet did not exit after `duet stop`: {status:?}\n{}",
+                server.log()
+            );
+            let out = stop.wait_with_output().expect("duet stop ends");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && text.contains("stopped duet"),
+                "duet stop: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(server.log().contains("`duet stop`"), "{}", server.log());
+            server.restart();
+        }
+        Outage::Replaced => {
+            server.kill9();
+            let f = server.share_dir().join("restart.dat");
+            let data = std::fs::read(&f).unwrap();
+            std::fs::remove_file(&f).unwrap();
+            std::fs::write(&f, data).unwrap();
+            server.restart();
+        }
         Outage::PowerLoss => {
             server.kill9();
             let f = server.share_dir().join("restart.dat");
@@ -194,6 +236,28 @@ fn answered_writes_lost_from_the_page_cache_are_written_again() {
     let (ready, done) = run(&mut server, "v1", Outage::PowerLoss);
     assert_survived(&server, &ready, &done);
     assert!(server.log().contains("answered WRITEs carried out again"), "{}", server.log());
+}
+
+/// `duet stop` is an elective reboot as SIGTERM is: the handle comes back.
+#[test]
+fn durable_v2_lease_handle_survives_duet_stop() {
+    let Some(mut server) = duet_with(&JOURNAL_ARGS) else { return };
+    let (ready, done) = run(&mut server, "v2", Outage::DuetStop);
+    assert_survived(&server, &ready, &done);
+    assert!(server.log().contains("elective reboot: state saved"), "{}", server.log());
+}
+
+/// A restart places retained handles without opening their files; the
+/// file is opened, and checked to be the same one, when the client takes
+/// the handle back. One replaced by another file of the same name while
+/// the server was down is not taken back (OBJECT_NAME_NOT_FOUND, [MS-SMB2]
+/// 3.3.5.9.12), and the server stays up.
+#[test]
+fn a_handle_whose_file_was_replaced_while_down_is_not_taken_back() {
+    let Some(mut server) = duet_with(&JOURNAL_ARGS) else { return };
+    let (ready, done) = run(&mut server, "v2", Outage::Replaced);
+    assert_eq!(done["reconnect"], "STATUS_OBJECT_NAME_NOT_FOUND", "ready: {ready}\ndone: {done}\n{}", server.log());
+    assert!(server.log().contains("could not be opened again"), "{}", server.log());
 }
 
 /// Without a journal a restart loses the open: the reclaim is refused

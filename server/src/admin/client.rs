@@ -62,6 +62,32 @@ pub fn close_handle(socket: &Path, id: &str, out: &mut dyn Write) -> Result<(), 
     }
 }
 
+/// How long `duet stop` waits for the server to exit: its drain of the
+/// requests in flight takes up to 5 s, the checkpoint after it less.
+const STOP_WAIT: Duration = Duration::from_secs(30);
+
+/// `duet stop`: asks the server to stop as SIGTERM does (an elective
+/// reboot: drain, save the state, flag) and waits until its process has
+/// exited.
+pub fn stop(socket: &Path, out: &mut dyn Write) -> Result<(), String> {
+    let pid = match call(socket, &Request::Stop)? {
+        Response::Stopping { pid } => pid,
+        Response::Error { message } => return Err(message),
+        other => return Err(format!("unexpected answer {other:?}")),
+    };
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).map_err(|_| format!("bad pid {pid}"))?);
+    let t0 = std::time::Instant::now();
+    // Signal 0 probes whether the process is still there (ESRCH once it is gone).
+    while nix::sys::signal::kill(pid, None).is_ok() {
+        if t0.elapsed() > STOP_WAIT {
+            return Err(format!("the server (pid {pid}) is still running after {}s", STOP_WAIT.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    writeln!(out, "stopped duet (pid {pid}) in {} ms; its state is saved for the next start", t0.elapsed().as_millis())
+        .map_err(|e| e.to_string())
+}
+
 /// The human form of [`Status`]: a line about the server, then sessions,
 /// opens and retained handles as aligned tables, then the journal.
 pub fn render(st: &Status, out: &mut dyn Write) -> io::Result<()> {

@@ -30,13 +30,18 @@ use tracing::info;
 use crate::model::{Caching, Durability, Model, OplockLevel, Timestamp};
 use crate::state::{lock, Server};
 
-/// One request, one line of JSON: `{"op":"status"}` or
-/// `{"op":"close-handle","id":1234}`.
+/// One request, one line of JSON: `{"op":"status"}`,
+/// `{"op":"close-handle","id":1234}` or `{"op":"stop"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
     Status,
-    CloseHandle { id: u64 },
+    CloseHandle {
+        id: u64,
+    },
+    /// Stop the server as SIGTERM does: stop accepting, drain, save the
+    /// state and set the journal's flag to "elective reboot".
+    Stop,
 }
 
 /// The answer, one line of JSON, tagged by `result`.
@@ -45,7 +50,13 @@ pub enum Request {
 pub enum Response {
     Status(Status),
     Closed(Closed),
-    Error { message: String },
+    /// The server is stopping; the caller waits for `pid` to exit.
+    Stopping {
+        pid: u32,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// What `duet status` shows (and `--json` prints). Ids are hex strings
@@ -152,6 +163,11 @@ pub fn execute(server: &Arc<Server>, req: Request) -> Response {
             Ok(c) => Response::Closed(c),
             Err(message) => Response::Error { message },
         },
+        Request::Stop => {
+            info!("`duet stop` asked for an elective reboot");
+            server.stop.notify_one();
+            Response::Stopping { pid: std::process::id() }
+        }
     }
 }
 

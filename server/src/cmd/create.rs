@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
+use protocol::fscc::SecurityDescriptor;
 use protocol::msg::create::{
     create_action, create_disposition as disp, create_options as opt, file_attributes as fattr, impersonation_level,
     CreateRequest, CreateResponse,
@@ -13,7 +14,6 @@ use protocol::msg::create_context::{
     ResponseContext,
 };
 use protocol::msg::negotiate::dialect;
-use protocol::fscc::SecurityDescriptor;
 use protocol::msg::FileId;
 use protocol::NtStatus;
 use tracing::debug;
@@ -25,12 +25,12 @@ use crate::model::{Delta, Durability, PersistentFileId, SessionId, TreeId, Volat
 use crate::state::deltas;
 use crate::state::files::{access, FileUid, Inode, LeaseGrant, OpenRef};
 use crate::state::lease::{lease_state, LeaseId};
+use crate::state::notify::{action, filter};
+use crate::state::open::{AppInstance, Open, OpenKind, OpenState};
 use crate::state::oplock::{self, BreakSink};
 use crate::state::session::SessionCrypto;
-use crate::state::{durable, Server, Session, Tree};
-use crate::state::open::{AppInstance, Open, OpenKind, OpenState};
 use crate::state::tree::TreeKind;
-use crate::state::notify::{action, filter};
+use crate::state::{durable, Server, Session, Tree};
 use crate::state::{lock, now_filetime};
 
 /// Create options Duet refuses with STATUS_NOT_SUPPORTED ([MS-SMB2]
@@ -94,7 +94,12 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
         // [MS-SMB2] 3.3.5.9.7: only the reconnect context matters; the
         // name, access, disposition and the rest are ignored (and not
         // checked), as Windows does.
-        if req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_) | RequestContext::DurableHandleReconnectV2(_))).is_some() {
+        if req
+            .context(|c| {
+                matches!(c, RequestContext::DurableHandleRequestV2(_) | RequestContext::DurableHandleReconnectV2(_))
+            })
+            .is_some()
+        {
             return Err(NtStatus::INVALID_PARAMETER);
         }
         // The lease context counts whatever oplock level the request
@@ -459,10 +464,9 @@ fn durable_context(d: Durability) -> Option<ResponseContext<'static>> {
         Durability::None => None,
         Durability::V1 { .. } => Some(ResponseContext::DurableHandle),
         Durability::V2 { timeout_ms } => Some(ResponseContext::DurableHandleV2 { timeout: timeout_ms, flags: 0 }),
-        Durability::Persistent { timeout_ms } => Some(ResponseContext::DurableHandleV2 {
-            timeout: timeout_ms,
-            flags: durable_v2_flags::PERSISTENT,
-        }),
+        Durability::Persistent { timeout_ms } => {
+            Some(ResponseContext::DurableHandleV2 { timeout: timeout_ms, flags: durable_v2_flags::PERSISTENT })
+        }
     }
 }
 
@@ -590,13 +594,18 @@ fn replayed(
             .map(|o| (o.id().0, o.session().map(|s| (s.0, o.volatile().0))))
     });
     let Some((pid, attached)) = found else {
+        if replay {
+            tracing::info!(name = %req.name, "a replayed CREATE names no open by its CreateGuid: carried out anew");
+        }
         return Ok(None);
     };
     if !replay {
         return Err(NtStatus::DUPLICATE_OBJECTID);
     }
     let lease_request = match req.context(|c| matches!(c, RequestContext::Lease(_))) {
-        Some(RequestContext::Lease(l)) if opener.leasing && req.requested_oplock_level == oplock::level::LEASE => Some(*l),
+        Some(RequestContext::Lease(l)) if opener.leasing && req.requested_oplock_level == oplock::level::LEASE => {
+            Some(*l)
+        }
         _ => None,
     };
     let server = &opener.server;
@@ -667,10 +676,8 @@ fn replayed(
     let fstat = file_stat(&st, delete_pending);
     for c in &req.create_contexts {
         match c {
-            RequestContext::QueryMaximalAccess { .. } => contexts.push(ResponseContext::MaximalAccess {
-                query_status: 0,
-                maximal_access: opener.tree.maximal_access,
-            }),
+            RequestContext::QueryMaximalAccess { .. } => contexts
+                .push(ResponseContext::MaximalAccess { query_status: 0, maximal_access: opener.tree.maximal_access }),
             RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
                 disk_file_id: fstat.file_id,
                 volume_id: opener.tree.share().map_or(0, |s| u64::from(s.fs.volume_serial())),
@@ -726,9 +733,8 @@ fn validate(req: &CreateRequest<'_>) -> Result<(), NtStatus> {
     }
     let has = |f: fn(&RequestContext<'_>) -> bool| req.create_contexts.iter().any(f);
     let v1 = has(|c| matches!(c, RequestContext::DurableHandleRequest | RequestContext::DurableHandleReconnect { .. }));
-    let v2 = has(|c| {
-        matches!(c, RequestContext::DurableHandleRequestV2(_) | RequestContext::DurableHandleReconnectV2(_))
-    });
+    let v2 =
+        has(|c| matches!(c, RequestContext::DurableHandleRequestV2(_) | RequestContext::DurableHandleReconnectV2(_)));
     if v1 && v2 {
         // [MS-SMB2] 3.3.5.9: version 1 and version 2 durable contexts
         // do not mix.
@@ -855,7 +861,9 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
     // [MS-SMB2] 3.3.5.9.8, 3.3.5.9.11: a lease context counts when the
     // oplock level asks for a lease, on SMB 2.1 and later.
     let lease_req = match req.context(|c| matches!(c, RequestContext::Lease(_))) {
-        Some(RequestContext::Lease(l)) if opener.leasing && req.requested_oplock_level == oplock::level::LEASE => Some(*l),
+        Some(RequestContext::Lease(l)) if opener.leasing && req.requested_oplock_level == oplock::level::LEASE => {
+            Some(*l)
+        }
         _ => None,
     };
     let lease_id = lease_req.map(|l| LeaseId { client_guid: opener.client_guid, key: l.lease_key });
@@ -979,10 +987,17 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
             if key_elsewhere(None) {
                 return Err(NtStatus::INVALID_PARAMETER);
             }
+            // A file made under a CreateGuid carries an id made from it, so
+            // that a restart can tell it ([`fs::uid::for_create`]).
+            let minted =
+                req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_))).and_then(|c| match c {
+                    RequestContext::DurableHandleRequestV2(d) => Some(fs::uid::for_create(&d.create_guid)),
+                    _ => None,
+                });
             let h = if want_dir {
                 share.fs.create_dir(&resolved, 0o755).map_err(fs_err)?
             } else {
-                share.fs.create_file(&resolved, 0o644).map_err(fs_err)?
+                share.fs.create_file_as(&resolved, 0o644, minted).map_err(fs_err)?
             };
             let mut attrs = req.file_attributes & !fattr::NORMAL;
             if !want_dir {
@@ -996,12 +1011,6 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
             }
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
-            // A file made under a CreateGuid carries an id made from it, so
-            // that a restart can tell it ([`fs::uid::for_create`]).
-            let minted = req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_))).and_then(|c| match c {
-                RequestContext::DurableHandleRequestV2(d) => Some(fs::uid::for_create(&d.create_guid)),
-                _ => None,
-            });
             let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, false, minted)?;
             (h, create_action::CREATED, true, rsv)
         }
@@ -1022,7 +1031,8 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         (true, _, _) => oplock::level::NONE,
         (false, Some(l), Some(lid)) => {
             let epoch = l.v2.map(|v| v.epoch);
-            let parent = l.v2.filter(|_| l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET != 0).map(|v| v.parent_lease_key);
+            let parent =
+                l.v2.filter(|_| l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET != 0).map(|v| v.parent_lease_key);
             lease = Some(server.files().grant_lease(&key, id, lid, l.lease_state, epoch, parent, opener.sink(id)));
             oplock::level::LEASE
         }
@@ -1037,8 +1047,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
     let caches_handles =
         oplock == oplock::level::BATCH || lease.is_some_and(|g| g.state & lease_state::HANDLE_CACHING != 0);
     let dh2q = opener.durable_v2(req);
-    let durability =
-        grant_durability(req, dh2q.as_ref(), st.is_dir, share.cfg.continuous_availability, caches_handles);
+    let durability = grant_durability(req, dh2q.as_ref(), st.is_dir, share.cfg.continuous_availability, caches_handles);
     let resolved = rsv.path.clone();
     let resolved_for_notify = resolved.clone();
     let mut state = OpenState::new(path.components().join("\\"), Some(resolved));
@@ -1069,7 +1078,8 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
         writing: Mutex::new(()),
         slot,
     });
-    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid).map(|d| deltas::with_grant(d, caching));
+    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid)
+        .map(|d| deltas::with_grant(d, caching));
     lock(&opener.session.inner).opens.insert(id, open);
     rsv.keep();
     let fstat = file_stat(&st, false);
@@ -1101,10 +1111,9 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
     contexts.extend(durable_context(durability));
     for c in &req.create_contexts {
         match c {
-            RequestContext::QueryMaximalAccess { .. } => contexts.push(ResponseContext::MaximalAccess {
-                query_status: 0,
-                maximal_access: tree.maximal_access,
-            }),
+            RequestContext::QueryMaximalAccess { .. } => {
+                contexts.push(ResponseContext::MaximalAccess { query_status: 0, maximal_access: tree.maximal_access })
+            }
             RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
                 disk_file_id: fstat.file_id,
                 volume_id: u64::from(share.fs.volume_serial()),
@@ -1313,7 +1322,9 @@ mod tests {
 
     #[test]
     fn context_names_of_four_bytes_or_more() {
-        for (name, ok) in [(&b"x"[..], false), (b"xx", false), (b"xxx", false), (b"xxxx", true), (b"xxxxxxxxxxxxxxxxx", true)] {
+        for (name, ok) in
+            [(&b"x"[..], false), (b"xx", false), (b"xxx", false), (b"xxxx", true), (b"xxxxxxxxxxxxxxxxx", true)]
+        {
             let mut r = req(access::MAXIMUM_ALLOWED, 0, 0);
             r.create_contexts.push(RequestContext::Other(CreateContext { name, data: &[] }));
             assert_eq!(validate(&r).is_ok(), ok, "{name:?}");

@@ -59,13 +59,14 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
     let h = match &open.kind {
         OpenKind::Fs(h) => h,
         OpenKind::Pipe(_) => return Err(NtStatus::NOT_SUPPORTED),
+        OpenKind::Unopened => return Err(NtStatus::FILE_CLOSED),
     };
     if class == fic::FILE_FULL_EA_INFORMATION {
         return Err(NtStatus::NO_EAS_ON_FILE);
     }
     let st = h.stat().map_err(|e| e.status())?;
-    let pending = open.key.is_some_and(|k| lock(&ctx.server.files).is_delete_pending(&k))
-        || lock(&open.st).delete_on_close;
+    let pending =
+        open.key.is_some_and(|k| lock(&ctx.server.files).is_delete_pending(&k)) || lock(&open.st).delete_on_close;
     let fstat = file_stat(&st, pending);
     let (name, position, mode) = {
         let s = lock(&open.st);
@@ -97,7 +98,8 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
             fscc::encode_file_name_information(&path, out).map_err(|e| e.status())?;
         }
         _ => {
-            let info = FileInfoCtx { stat: &fstat, name: &name, access_mask: open.access, position, mode, volume_serial };
+            let info =
+                FileInfoCtx { stat: &fstat, name: &name, access_mask: open.access, position, mode, volume_serial };
             fscc::encode_file_info(class, &info, out).map_err(|e| e.status())?;
         }
     }
@@ -189,10 +191,32 @@ mod tests {
     #[test]
     fn minimum_sizes_are_windows_sizeof() {
         // The sizes smbtorture smb2.getinfo.q*_buffercheck expects from Windows.
-        for (class, size) in [(4, 40), (5, 24), (6, 8), (7, 4), (8, 4), (16, 4), (17, 4), (18, 104), (21, 8), (22, 32), (28, 16), (34, 56), (35, 8)] {
+        for (class, size) in [
+            (4, 40),
+            (5, 24),
+            (6, 8),
+            (7, 4),
+            (8, 4),
+            (16, 4),
+            (17, 4),
+            (18, 104),
+            (21, 8),
+            (22, 32),
+            (28, 16),
+            (34, 56),
+            (35, 8),
+        ] {
             assert_eq!(windows_min_size(class), size, "file class {class}");
         }
-        for (class, size) in [(fsc::FILE_FS_VOLUME_INFORMATION, 24), (fsc::FILE_FS_SIZE_INFORMATION, 24), (fsc::FILE_FS_DEVICE_INFORMATION, 8), (fsc::FILE_FS_ATTRIBUTE_INFORMATION, 16), (fsc::FILE_FS_CONTROL_INFORMATION, 48), (fsc::FILE_FS_FULL_SIZE_INFORMATION, 32), (fsc::FILE_FS_SECTOR_SIZE_INFORMATION, 28)] {
+        for (class, size) in [
+            (fsc::FILE_FS_VOLUME_INFORMATION, 24),
+            (fsc::FILE_FS_SIZE_INFORMATION, 24),
+            (fsc::FILE_FS_DEVICE_INFORMATION, 8),
+            (fsc::FILE_FS_ATTRIBUTE_INFORMATION, 16),
+            (fsc::FILE_FS_CONTROL_INFORMATION, 48),
+            (fsc::FILE_FS_FULL_SIZE_INFORMATION, 32),
+            (fsc::FILE_FS_SECTOR_SIZE_INFORMATION, 28),
+        ] {
             assert_eq!(windows_fs_min_size(class), size, "fs class {class}");
         }
     }

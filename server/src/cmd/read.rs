@@ -23,6 +23,8 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     super::check_credit_charge(ctx, req.length)?;
     let fid = open.file_id();
     match &open.kind {
+        // Never in a session: reclaiming it opens its file.
+        OpenKind::Unopened => Err(NtStatus::FILE_CLOSED),
         OpenKind::Pipe(p) => {
             let mut pipe = lock(p);
             let Some(data) = pipe.read(req.length as usize) else {
@@ -44,7 +46,13 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             }
             check_range(req.offset, u64::from(req.length))?;
             if let Some(key) = open.key {
-                if lock(&ctx.server.files).io_conflict(&key, open.persistent_id, req.offset, u64::from(req.length), false) {
+                if lock(&ctx.server.files).io_conflict(
+                    &key,
+                    open.persistent_id,
+                    req.offset,
+                    u64::from(req.length),
+                    false,
+                ) {
                     return Err(NtStatus::FILE_LOCK_CONFLICT);
                 }
             }

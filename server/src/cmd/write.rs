@@ -5,10 +5,10 @@ use protocol::msg::write::{WriteRequest, WriteResponse};
 use protocol::NtStatus;
 
 use super::bad;
+use crate::fs;
 use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
-use crate::fs;
 use crate::state::open::OpenKind;
 use crate::state::{Open, Server};
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     super::check_credit_charge(ctx, req.data.len() as u32)?;
     let fid = open.file_id();
     let count = match &open.kind {
+        // Never in a session: reclaiming it opens its file.
+        OpenKind::Unopened => return Err(NtStatus::FILE_CLOSED),
         OpenKind::Pipe(p) => {
             let server = ctx.server.clone();
             lock(p).write(req.data, &*server).map_err(|e| e.status())?;
@@ -59,6 +61,9 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                 }
                 check_space(&open, h, offset + len)?;
             }
+            // A lone large WRITE whose data the journal does not hold is
+            // synced in the file before it is answered (WriteData::InFile).
+            let sync = ctx.single && ctx.server.syncs_write_in_file(req.data.len());
             if ctx.single && req.data.len() >= DEFER_FROM {
                 // Large writes run beside the connection, which reads on;
                 // the data stays in the request frame, shared, not copied.
@@ -70,14 +75,14 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                     let rt = tokio::runtime::Handle::current();
                     tokio::task::spawn_blocking(move || {
                         let _guard = rt.enter();
-                        write_file(&server, &open, &data, offset)
+                        write_file(&server, &open, &data, offset, sync)
                     })
-                        .await
-                        .map_err(|_| NtStatus::INTERNAL_ERROR)?
+                    .await
+                    .map_err(|_| NtStatus::INTERNAL_ERROR)?
                 }));
                 return Ok(r);
             }
-            return write_file(ctx.server, &open, req.data, offset);
+            return write_file(ctx.server, &open, req.data, offset, sync);
         }
     };
     let mut body = BytesMut::with_capacity(17);
@@ -88,9 +93,12 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
 /// Writes at least this large are deferred (see [`Resp::deferred`]).
 const DEFER_FROM: usize = 64 * 1024;
 
-/// Writes file data and answers with the count.
-fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64) -> HResult {
+/// Writes file data (and syncs it, with `sync`) and answers with the count.
+fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64, sync: bool) -> HResult {
     let n = write_data(server, open, data, offset)?;
+    if sync {
+        open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?.sync().map_err(|e| e.status())?;
+    }
     let mut body = BytesMut::with_capacity(17);
     WriteResponse { count: n as u32 }.encode(&mut body);
     Ok(Resp::ok(body).file(open.file_id()))

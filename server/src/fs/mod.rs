@@ -163,6 +163,11 @@ impl Resolved {
     }
 }
 
+/// `path` as spelled, as a [`Resolved`] of an existing file.
+fn exact_of(path: &SmbPath) -> Resolved {
+    Resolved { components: path.components().to_vec(), exists: true, is_dir: false }
+}
+
 fn to_cstring(s: &str) -> Result<CString, FsError> {
     CString::new(s).map_err(|_| FsError::NameInvalid)
 }
@@ -256,11 +261,12 @@ impl Share {
                 Kind::Symlink => return Err(FsError::SymlinkRefused),
                 Kind::File | Kind::Special => return Err(FsError::PathNotFound),
             }
-            let next = sys::openat2_beneath(cur, &to_cstring(&name)?, libc::O_PATH | libc::O_DIRECTORY, 0)
-                .map_err(|e| match e.raw_os_error() {
+            let next = sys::openat2_beneath(cur, &to_cstring(&name)?, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(
+                |e| match e.raw_os_error() {
                     Some(libc::ENOENT) | Some(libc::ENOTDIR) => FsError::PathNotFound,
                     _ => io_err(e),
-                })?;
+                },
+            )?;
             dir = Some(next);
             components.push(name);
         }
@@ -286,6 +292,38 @@ impl Share {
             }
         };
         Ok(Resolved { components, exists, is_dir })
+    }
+
+    /// Where the file at `path` is now and which inode it is, without
+    /// opening it for I/O (an `O_PATH` descriptor and one `statx`): how a
+    /// restart places the handles it kept before their clients come back
+    /// for them. The path is tried as spelled first (it is the on-disk name
+    /// the open had), then resolved as a client's would be. A symlink or a
+    /// special file is refused as [`Share::open`] refuses it.
+    pub fn probe(&self, path: &SmbPath) -> Result<(Resolved, u64, u64), FsError> {
+        let exact = exact_of(path);
+        let fd = match sys::openat2_beneath(self.root_fd.as_fd(), &exact.rel()?, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+            Ok(fd) => Ok((exact, fd)),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR)) => {
+                let resolved = self.resolve(path)?;
+                if !resolved.exists {
+                    return Err(FsError::NotFound);
+                }
+                sys::openat2_beneath(self.root_fd.as_fd(), &resolved.rel()?, libc::O_PATH | libc::O_NOFOLLOW, 0)
+                    .map(|fd| (resolved, fd))
+                    .map_err(|e| self.open_error(&exact_of(path), e))
+            }
+            Err(e) => Err(io_err(e)),
+        };
+        let (mut resolved, fd) = fd?;
+        let st = sys::statx(fd.as_fd(), c"", libc::AT_EMPTY_PATH).map_err(io_err)?;
+        resolved.is_dir = match kind_of(st.stx_mode as u32) {
+            Kind::Dir => true,
+            Kind::File => false,
+            Kind::Symlink => return Err(FsError::SymlinkRefused),
+            Kind::Special => return Err(FsError::AccessDenied),
+        };
+        Ok((resolved, libc::makedev(st.stx_dev_major, st.stx_dev_minor), st.stx_ino))
     }
 
     /// Finds `comp` in `dir`: exact name, then case-insensitive, then short name.
@@ -382,14 +420,33 @@ impl Share {
     /// `mode` (subject to the umask). The on-disk name is the client's
     /// spelling. The new file reports ARCHIVE until attributes are set.
     pub fn create_file(&self, rel: &Resolved, mode: u32) -> Result<Handle, FsError> {
+        self.create_file_as(rel, mode, None)
+    }
+
+    /// [`Share::create_file`], the file carrying the stable id `uid` from
+    /// the moment its name exists: it is made unnamed (`O_TMPFILE`), given
+    /// the id, then linked under its name (which fails as `O_EXCL` would
+    /// when the name exists). A restart that finds the name can then tell
+    /// whether this create made it, even when the server died right after
+    /// ([`uid::for_create`]). Where the file system has no `O_TMPFILE` or
+    /// no user xattrs, the file is made as [`Share::create_file`] makes it
+    /// and the id is stored afterwards, by the caller.
+    pub fn create_file_as(&self, rel: &Resolved, mode: u32, uid: Option<FileUid>) -> Result<Handle, FsError> {
         let (parent, leaf) = rel.split()?.ok_or(FsError::Exists)?;
         if rel.exists {
             return Err(FsError::Exists);
         }
         let dir = self.parent_fd(&parent)?;
         let pre = names::stamp(dir.as_fd());
-        let fd = sys::openat2_beneath(dir.as_fd(), &leaf, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, mode & 0o7777)
-            .map_err(io_err)?;
+        let made = match uid.filter(|_| self.xattrs) {
+            Some(uid) => uid::create_named(dir.as_fd(), &leaf, mode & 0o7777, uid),
+            None => None,
+        };
+        let fd = match made {
+            Some(r) => r,
+            None => sys::openat2_beneath(dir.as_fd(), &leaf, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, mode & 0o7777),
+        }
+        .map_err(io_err)?;
         self.names.changed(dir.as_fd(), pre, Some(rel.name()), None);
         let h = self.finish_open(fd)?;
         self.stamp_btime(&h);
@@ -439,7 +496,11 @@ impl Share {
             return Err(FsError::IsADirectory);
         }
         let pre = names::stamp(dir.as_fd());
-        nix::unistd::unlinkat(Some(std::os::fd::AsRawFd::as_raw_fd(&dir)), leaf.as_c_str(), UnlinkatFlags::NoRemoveDir)?;
+        nix::unistd::unlinkat(
+            Some(std::os::fd::AsRawFd::as_raw_fd(&dir)),
+            leaf.as_c_str(),
+            UnlinkatFlags::NoRemoveDir,
+        )?;
         self.names.changed(dir.as_fd(), pre, None, Some(rel.name()));
         Ok(())
     }
@@ -452,9 +513,9 @@ impl Share {
         let pre = names::stamp(dir.as_fd());
         nix::unistd::unlinkat(Some(std::os::fd::AsRawFd::as_raw_fd(&dir)), leaf.as_c_str(), UnlinkatFlags::RemoveDir)
             .map_err(|e| match e {
-                nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY => FsError::NotEmpty,
-                e => e.into(),
-            })?;
+            nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY => FsError::NotEmpty,
+            e => e.into(),
+        })?;
         self.names.changed(dir.as_fd(), pre, None, Some(rel.name()));
         Ok(())
     }
@@ -791,7 +852,11 @@ mod tests {
     fn times_round_trip() {
         let (_tmp, s) = share();
         let h = s.create_file(&res(&s, "t").unwrap(), 0o644).unwrap();
-        let (c, a, w) = (unix_to_filetime(1_000_000_000, 100), unix_to_filetime(1_100_000_000, 12_300), unix_to_filetime(1_200_000_000, 0));
+        let (c, a, w) = (
+            unix_to_filetime(1_000_000_000, 100),
+            unix_to_filetime(1_100_000_000, 12_300),
+            unix_to_filetime(1_200_000_000, 0),
+        );
         h.set_times(SetTimes { creation: Some(c), last_access: Some(a), last_write: Some(w), change: None }).unwrap();
         let st = h.stat().unwrap();
         assert_eq!((st.atime, st.mtime, st.ctime), (a, w, w));
@@ -815,7 +880,11 @@ mod tests {
         let f = res(&s, "f").unwrap();
         let h = s.create_file(&f, 0o644).unwrap();
         h.set_attributes(attr::HIDDEN | attr::READONLY | attr::ARCHIVE).unwrap();
-        let want = if s.supports_xattrs() { attr::HIDDEN | attr::READONLY | attr::ARCHIVE } else { attr::READONLY | attr::ARCHIVE };
+        let want = if s.supports_xattrs() {
+            attr::HIDDEN | attr::READONLY | attr::ARCHIVE
+        } else {
+            attr::READONLY | attr::ARCHIVE
+        };
         assert_eq!(h.stat().unwrap().attributes, want);
         assert_eq!(s.stat(&f).unwrap().attributes, want);
         h.set_attributes(0).unwrap();
@@ -873,7 +942,10 @@ mod tests {
         s.create_file(&res(&s, "empty\\f").unwrap(), 0o644).unwrap().write_at(b"abc", 0).unwrap();
         assert_eq!(d.stat_child("f").unwrap().size, 3);
         assert!(matches!(root.stat_child("fifo"), Err(FsError::AccessDenied)));
-        assert!(matches!(s.open(&res(&s, "empty\\f").unwrap(), false).unwrap().stat_child("x"), Err(FsError::NotADirectory)));
+        assert!(matches!(
+            s.open(&res(&s, "empty\\f").unwrap(), false).unwrap().stat_child("x"),
+            Err(FsError::NotADirectory)
+        ));
     }
 
     #[test]
@@ -938,7 +1010,8 @@ mod tests {
         // Changes by another process are seen once the directory's stamp moves.
         fs::write(tmp.path().join("Outside"), b"").unwrap();
         let past = nix::sys::time::TimeSpec::new(1_000_000, 0);
-        nix::sys::stat::utimensat(None, tmp.path(), &past, &past, nix::sys::stat::UtimensatFlags::FollowSymlink).unwrap();
+        nix::sys::stat::utimensat(None, tmp.path(), &past, &past, nix::sys::stat::UtimensatFlags::FollowSymlink)
+            .unwrap();
         assert_eq!(res(&s, "OUTSIDE").unwrap().name(), "Outside");
         fs::remove_file(tmp.path().join("Outside")).unwrap();
         assert!(!res(&s, "OUTSIDE").unwrap().exists());

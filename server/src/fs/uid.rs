@@ -250,6 +250,44 @@ fn read(h: &Handle) -> io::Result<Stored> {
     }
 }
 
+/// Makes the file `leaf` of `dir` already carrying `uid`: an unnamed file
+/// (`O_TMPFILE`) given the id, then linked under `leaf`
+/// (`linkat` through `/proc/self/fd`, which needs no capability). `None`
+/// when the file system cannot make unnamed files or store the id: the
+/// caller makes the file the ordinary way. `EEXIST` when `leaf` exists.
+pub(crate) fn create_named(
+    dir: std::os::fd::BorrowedFd<'_>,
+    leaf: &CStr,
+    mode: u32,
+    uid: FileUid,
+) -> Option<io::Result<std::os::fd::OwnedFd>> {
+    use std::os::fd::AsRawFd;
+    let fd = match sys::openat2_beneath(dir, c".", libc::O_TMPFILE | libc::O_RDWR, mode) {
+        Ok(fd) => fd,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => return None,
+        Err(e) => return Some(Err(e)),
+    };
+    if sys::set_xattr_flags(fd.as_fd(), XATTR_UID, &uid.0.to_le_bytes(), libc::XATTR_CREATE).is_err() {
+        return None;
+    }
+    let proc_path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    // SAFETY: both paths are NUL-terminated and outlive the call; `dir` is
+    // borrowed and so open. `leaf` is one name (no separator), so the link
+    // is made in `dir`, beneath the share root.
+    let r = unsafe {
+        libc::linkat(libc::AT_FDCWD, proc_path.as_ptr(), dir.as_raw_fd(), leaf.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+    };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            // No /proc: made the ordinary way.
+            Some(libc::ENOENT) if !std::path::Path::new("/proc/self/fd").exists() => None,
+            _ => Some(Err(e)),
+        };
+    }
+    Some(Ok(fd))
+}
+
 fn write(h: &Handle, uid: FileUid, flags: i32) -> io::Result<()> {
     #[cfg(test)]
     if test_hook::forced() {
@@ -309,6 +347,33 @@ mod tests {
         // SAFETY: test code; both pointers are valid for the call.
         let r = unsafe { libc::lsetxattr(c.as_ptr(), XATTR_UID.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
         assert_eq!(r, 0, "{}", io::Error::last_os_error());
+    }
+
+    /// A file made under a CreateGuid has its id from the moment its name
+    /// exists (a restart that finds the name tells it by the id, even when
+    /// the server died right after making it); an existing name is refused
+    /// as O_EXCL refuses it, and leaves nothing behind.
+    #[test]
+    fn a_file_made_with_an_id_has_it_as_soon_as_its_name_exists() {
+        let (tmp, s) = share();
+        if !s.supports_xattrs() {
+            eprintln!("skipped: {} has no user xattrs", tmp.path().display());
+            return;
+        }
+        let uid = for_create(&[9; 16]);
+        let h = s.create_file_as(&res(&s, "made"), 0o644, Some(uid)).unwrap();
+        assert_eq!(on_disk(&tmp.path().join("made")), Some(uid.0.to_le_bytes().to_vec()));
+        assert_eq!(s.stored_uid(&h), Some(uid));
+        h.write_at(b"data", 0).unwrap();
+        assert_eq!(std::fs::read(tmp.path().join("made")).unwrap(), b"data");
+        std::fs::write(tmp.path().join("there"), b"x").unwrap();
+        let exists = SmbPath::parse("there").unwrap();
+        let fresh = Resolved { components: exists.components().to_vec(), exists: false, is_dir: false };
+        assert!(matches!(s.create_file_as(&fresh, 0o644, Some(uid)), Err(crate::fs::FsError::Exists)));
+        assert_eq!(std::fs::read(tmp.path().join("there")).unwrap(), b"x");
+        let mut names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["made", "there"]);
     }
 
     #[test]

@@ -97,6 +97,31 @@ pub enum Error {
 
 /// Proof of an append: pass it to [`Journal::durable`] or [`Journal::is_durable`].
 ///
+/// Where a lone WRITE's data is kept safe until the file data is flushed
+/// ([`Journal::write_data`]); a WRITE in a compound always keeps it in its
+/// record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteData {
+    /// In its point-1 record, so that a restart after a power loss can write
+    /// it again (DESIGN.md, "No lost writes"): the journal survives what
+    /// the page cache does not, and appending to it is one sequential write
+    /// that group commit shares among many small WRITEs.
+    InRecord,
+    /// Written to the file and synced there (`fdatasync`) before the WRITE
+    /// is answered; its point-1 record holds only the request's fixed part.
+    /// For a large WRITE under a journal that survives a power loss: its
+    /// bytes reach the disk once instead of twice (as a file system's log
+    /// writes a large write in place and logs only where it went).
+    InFile,
+    /// Nowhere but the page cache: the journal survives a killed process
+    /// only, and so does the page cache. The record holds the fixed part.
+    NotKept,
+}
+
+/// A lone WRITE at least this large has its data written to the file and
+/// synced, not copied into the journal ([`WriteData::InFile`]).
+pub const WRITE_IN_FILE_FROM: usize = 64 * 1024;
+
 /// [`Ticket::DURABLE`] is a record that was durable when appended (or a journal that
 /// keeps nothing); an NVRAM journal's ticket carries where its record went.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -217,14 +242,11 @@ pub trait Journal: Send + Sync {
         self.retire(op)
     }
 
-    /// Whether a WRITE's point-1 record must hold its data: when the journal
-    /// survives what the file data does not (a power loss, before the file
-    /// data is flushed), so that a restart can write it again. Under a policy
-    /// that survives a killed process only, the page cache holds the data
-    /// as long as the journal, and the record needs only the request's
-    /// fixed part (the default: the data is kept).
-    fn keeps_write_data(&self) -> bool {
-        true
+    /// Where a lone WRITE of `len` bytes of data is kept safe until its file
+    /// data is flushed ([`WriteData`]). The default: in its point-1 record.
+    fn write_data(&self, len: usize) -> WriteData {
+        let _ = len;
+        WriteData::InRecord
     }
 
     /// Appends a checkpoint of long-lived state (the model's checkpoint bytes)

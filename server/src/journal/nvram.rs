@@ -45,7 +45,8 @@ pub struct NvramJournal {
     op_base: u64,
     next_op: AtomicU64,
     replies: Mutex<ReplayIndex>,
-    /// [`Journal::keeps_write_data`].
+    /// Whether the journal survives what the page cache does not (a power
+    /// loss), so that WRITE data must be kept safe ([`Journal::write_data`]).
     write_data: bool,
 }
 
@@ -68,8 +69,8 @@ impl NvramJournal {
         }
     }
 
-    /// The same journal, keeping a WRITE's data in its point-1 record or not
-    /// ([`Journal::keeps_write_data`]).
+    /// The same journal, keeping WRITE data safe (in the record or synced
+    /// in the file) or not ([`Journal::write_data`]).
     pub fn keeping_write_data(mut self, keep: bool) -> NvramJournal {
         self.write_data = keep;
         self
@@ -225,8 +226,12 @@ impl Journal for NvramJournal {
         self.region.retire(op).map_err(from_nvram)
     }
 
-    fn keeps_write_data(&self) -> bool {
-        self.write_data
+    fn write_data(&self, len: usize) -> super::WriteData {
+        match (self.write_data, len >= super::WRITE_IN_FILE_FROM) {
+            (false, _) => super::WriteData::NotKept,
+            (true, false) => super::WriteData::InRecord,
+            (true, true) => super::WriteData::InFile,
+        }
     }
 
     fn checkpoint(&self, state: &[u8]) -> Result<Ticket, Error> {

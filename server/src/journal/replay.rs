@@ -4,7 +4,7 @@
 //!
 //! The keys are listed on [`ReplayKey`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use protocol::header::{flags, Command, Header, HEADER_LEN};
@@ -228,10 +228,36 @@ pub fn body_hash(seed: u64, data: &[u8]) -> u64 {
 ///
 /// A key maps to the latest element appended with it. [`ReplayIndex::retire`] forgets an
 /// operation's keys, unless a later operation has taken the key over since.
-#[derive(Debug, Default)]
+///
+/// The answers held are capped at [`ReplayIndex::DEFAULT_CAP`] bytes: an
+/// operation stays here until its answer is acknowledged and its data
+/// flushed (or, unacknowledged, for up to a minute), so a client that never
+/// acknowledges could otherwise pin its answers' memory. Past the cap the
+/// oldest operations' answers are forgotten first (a replay of one of them
+/// is then carried out again), and the server says so in its log.
+#[derive(Debug)]
 pub struct ReplayIndex {
     by_key: HashMap<ReplayKey, Saved>,
-    by_op: HashMap<OpId, Vec<ReplayKey>>,
+    /// Each operation's keys, and its place in `order`.
+    by_op: HashMap<OpId, (u64, Vec<ReplayKey>)>,
+    /// The operations held, oldest first.
+    order: BTreeMap<u64, OpId>,
+    next: u64,
+    /// Bytes held: every saved answer's body and [`ENTRY_BYTES`] per key.
+    bytes: usize,
+    cap: usize,
+    /// Operations forgotten to keep under `cap`, since the start.
+    evicted: u64,
+}
+
+/// What a key costs beyond its answer's body (the key, the entry, the
+/// lists), counted against the cap.
+const ENTRY_BYTES: usize = 128;
+
+impl Default for ReplayIndex {
+    fn default() -> ReplayIndex {
+        ReplayIndex::with_cap(ReplayIndex::DEFAULT_CAP)
+    }
 }
 
 /// A saved response: what a replayed request is answered with.
@@ -248,10 +274,57 @@ pub struct Saved {
 }
 
 impl ReplayIndex {
-    /// Remembers the response of `op` under `key`.
+    /// How many bytes of saved answers are held at most (64 MiB).
+    pub const DEFAULT_CAP: usize = 64 << 20;
+
+    /// An empty index that holds at most `cap` bytes.
+    pub fn with_cap(cap: usize) -> ReplayIndex {
+        ReplayIndex {
+            by_key: HashMap::new(),
+            by_op: HashMap::new(),
+            order: BTreeMap::new(),
+            next: 0,
+            bytes: 0,
+            cap,
+            evicted: 0,
+        }
+    }
+
+    /// Remembers the response of `op` under `key`; forgets the oldest
+    /// operations' responses while more than the cap is held.
     pub fn insert(&mut self, key: ReplayKey, saved: Saved) {
-        self.by_op.entry(saved.op).or_default().push(key);
-        self.by_key.insert(key, saved);
+        let op = saved.op;
+        let (order, next) = (&mut self.order, &mut self.next);
+        self.by_op
+            .entry(op)
+            .or_insert_with(|| {
+                *next += 1;
+                order.insert(*next, op);
+                (*next, Vec::new())
+            })
+            .1
+            .push(key);
+        self.bytes += saved.response.len() + ENTRY_BYTES;
+        if let Some(old) = self.by_key.insert(key, saved) {
+            self.bytes -= old.response.len() + ENTRY_BYTES;
+        }
+        while self.bytes > self.cap {
+            let Some((_, oldest)) = self.order.first_key_value().map(|(s, o)| (*s, *o)) else { break };
+            if oldest == op && self.order.len() == 1 {
+                // One operation alone over the cap: kept (its own answers
+                // are bounded by the frame size).
+                break;
+            }
+            self.retire(oldest);
+            self.evicted += 1;
+            if self.evicted.is_power_of_two() {
+                tracing::warn!(
+                    cap = self.cap,
+                    evicted = self.evicted,
+                    "saved answers over their memory cap: the oldest forgotten (their replays would run again)"
+                );
+            }
+        }
     }
 
     /// The saved response for `key`.
@@ -261,11 +334,22 @@ impl ReplayIndex {
 
     /// Forgets the responses of `op`.
     pub fn retire(&mut self, op: OpId) {
-        for key in self.by_op.remove(&op).unwrap_or_default() {
+        let Some((place, keys)) = self.by_op.remove(&op) else {
+            return;
+        };
+        self.order.remove(&place);
+        for key in keys {
             if self.by_key.get(&key).is_some_and(|s| s.op == op) {
-                self.by_key.remove(&key);
+                if let Some(old) = self.by_key.remove(&key) {
+                    self.bytes -= old.response.len() + ENTRY_BYTES;
+                }
             }
         }
+    }
+
+    /// Bytes held (answers and per-key overhead), against the cap.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// How many keys are held.
@@ -471,5 +555,49 @@ mod tests {
             })
         );
         assert_ne!(body_hash(1, &data), h);
+    }
+
+    fn saved(op: u64, len: usize) -> Saved {
+        Saved { op: OpId(op), status: 0, response: Bytes::from(vec![7u8; len]), ticket: Ticket::DURABLE }
+    }
+
+    fn lock_key(n: u32) -> ReplayKey {
+        ReplayKey::Lock { file: PersistentFileId(1), lock_sequence: n }
+    }
+
+    #[test]
+    fn saved_answers_over_the_cap_forget_the_oldest_operations_first() {
+        let entry = 1000 + ENTRY_BYTES;
+        let mut idx = ReplayIndex::with_cap(3 * entry);
+        for op in 1..=3 {
+            idx.insert(lock_key(op as u32), saved(op, 1000));
+        }
+        assert_eq!((idx.len(), idx.bytes()), (3, 3 * entry));
+        idx.insert(lock_key(4), saved(4, 1000));
+        assert_eq!(idx.get(&lock_key(1)), None, "the oldest went");
+        assert!(idx.get(&lock_key(2)).is_some() && idx.get(&lock_key(4)).is_some());
+        assert_eq!((idx.len(), idx.bytes()), (3, 3 * entry));
+        // One large answer pushes out as many old ones as it needs.
+        idx.insert(lock_key(5), saved(5, 2000));
+        assert_eq!(idx.get(&lock_key(2)), None);
+        assert_eq!(idx.get(&lock_key(3)), None);
+        assert!(idx.bytes() <= 3 * entry, "{}", idx.bytes());
+        assert!(idx.get(&lock_key(4)).is_some() && idx.get(&lock_key(5)).is_some());
+    }
+
+    #[test]
+    fn retiring_gives_the_bytes_back_and_a_key_taken_over_stays() {
+        let mut idx = ReplayIndex::default();
+        idx.insert(lock_key(1), saved(1, 10));
+        idx.insert(lock_key(2), saved(1, 20));
+        idx.insert(lock_key(1), saved(2, 30));
+        assert_eq!(idx.bytes(), 20 + 30 + 2 * ENTRY_BYTES);
+        idx.retire(OpId(1));
+        assert_eq!(idx.get(&lock_key(1)).map(|s| s.op), Some(OpId(2)), "op 2 took key 1 over");
+        assert_eq!(idx.get(&lock_key(2)), None);
+        assert_eq!(idx.bytes(), 30 + ENTRY_BYTES);
+        idx.retire(OpId(2));
+        assert_eq!((idx.len(), idx.bytes()), (0, 0));
+        assert!(idx.order.is_empty() && idx.by_op.is_empty());
     }
 }

@@ -94,6 +94,7 @@ fn get_partition(r: &mut Reader<'_>) -> Result<Partition, DecodeError> {
             return Err(DecodeError::Duplicate("open"));
         }
     }
+    p.index_attached();
     p.check_invariants().map_err(DecodeError::Inconsistent)?;
     Ok(p)
 }

@@ -47,7 +47,7 @@ mod apply;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ::ids::SetId;
 
@@ -120,6 +120,13 @@ pub struct Partition {
     opens: BTreeMap<PersistentFileId, OpenRecord>,
     files: BTreeMap<FileUid, FileRecord>,
     leases: BTreeMap<LeaseId, LeaseRecord>,
+    /// The open each session's volatile id names, and its tree: an index
+    /// of `opens` (derived, never encoded), so that a new open, a logoff or
+    /// a tree disconnect does not look at every open of the set.
+    attached: BTreeMap<(SessionId, VolatileFileId), (TreeId, PersistentFileId)>,
+    /// The opens made under a CreateGuid, by client and CreateGuid: an
+    /// index of `opens` (derived, never encoded) for the replay of a CREATE.
+    by_create_guid: BTreeSet<(ClientGuid, CreateGuid, PersistentFileId)>,
 }
 
 impl Partition {
@@ -130,6 +137,8 @@ impl Partition {
             opens: BTreeMap::new(),
             files: BTreeMap::new(),
             leases: BTreeMap::new(),
+            attached: BTreeMap::new(),
+            by_create_guid: BTreeSet::new(),
         }
     }
 
@@ -160,12 +169,12 @@ impl Partition {
 
     /// A connected open by its session and volatile id.
     pub fn open_by_volatile(&self, session: SessionId, volatile: VolatileFileId) -> Option<&OpenRecord> {
-        self.opens.values().find(|o| o.session() == Some(session) && o.volatile() == volatile)
+        self.attached.get(&(session, volatile)).and_then(|(_, id)| self.opens.get(id))
     }
 
     /// The opens a session has (connected ones only: a disconnected open has none).
     pub fn session_opens(&self, session: SessionId) -> impl Iterator<Item = &OpenRecord> {
-        self.opens.values().filter(move |o| o.session() == Some(session))
+        self.attached_to(session).filter_map(|(_, id)| self.opens.get(&id))
     }
 
     pub fn files(&self) -> impl Iterator<Item = &FileRecord> {
@@ -188,9 +197,10 @@ impl Partition {
     /// ([MS-SMB2] 3.3.5.9.10): Open.IsReplayEligible, Open.CreateGuid and
     /// Open.ClientGuid match.
     pub fn replay_open(&self, client: ClientGuid, guid: CreateGuid) -> Option<&OpenRecord> {
-        self.opens
-            .values()
-            .find(|o| o.info.replay_eligible && o.info.create_guid == Some(guid) && o.info.client_guid == client)
+        self.by_create_guid
+            .range((client, guid, PersistentFileId(0))..=(client, guid, PersistentFileId(u64::MAX)))
+            .filter_map(|(_, _, id)| self.opens.get(id))
+            .find(|o| o.info.replay_eligible)
     }
 
     /// The opens with this Open.AppInstanceId ([MS-SMB2] 3.3.5.9.13).

@@ -185,12 +185,16 @@ pub fn rebuild_with_redo(recovery: &Recovery) -> Result<Option<Rebuilt>, String>
             continue;
         };
         writes.note_answer(&model, set, r.op.0, r.element, r.status().unwrap_or(u32::MAX), body);
-        // Records before the checkpoint are of operations that were live when
-        // it was taken: what they changed is in it.
-        if delta.is_empty() || r.seq < ck.seq {
+        if delta.is_empty() {
             continue;
         }
         let batch = Delta::decode_batch(delta).map_err(|e| format!("record {} does not decode: {e}", r.seq))?;
+        writes.note_deltas(&batch);
+        // Records before the checkpoint are of operations that were live when
+        // it was taken: what they changed is in it.
+        if r.seq < ck.seq {
+            continue;
+        }
         for d in &batch {
             if let Err(e) = record::apply_with_carry(&mut model, d) {
                 // A delta the live model took must be taken again; one that is
@@ -203,7 +207,7 @@ pub fn rebuild_with_redo(recovery: &Recovery) -> Result<Option<Rebuilt>, String>
     info!(checkpoint = ck.seq, deltas = applied, "state model rebuilt from the journal");
     let renames = writes.renames_in_flight();
     let creates = writes.creates_in_flight(&model, set);
-    Ok(Some(Rebuilt { model, writes: writes.redo, renames, creates }))
+    Ok(Some(Rebuilt { model, writes: writes.into_redo(), renames, creates }))
 }
 
 /// What a restart ends, as deltas of `model` (see the module doc, step 3):
@@ -245,10 +249,14 @@ pub fn restore(server: &Arc<Server>, renames: &std::collections::HashMap<u64, St
     let Some(p) = model.partition(server.set()) else {
         return 0;
     };
+    let opens: Vec<_> = p.opens().collect();
+    let t0 = Instant::now();
+    let found = locate_all(server, &opens, renames);
+    tracing::debug!(opens = opens.len(), took_ms = t0.elapsed().as_millis() as u64, "retained handles' files found");
     let mut restored = 0;
     let mut dropped = Vec::new();
-    for o in p.opens() {
-        match reopen::reopen(server, &model, o, renames.get(&o.id().0).map(String::as_str)) {
+    for (o, found) in opens.into_iter().zip(found) {
+        match found.and_then(|f| reopen::reopen(server, &model, o, f)) {
             Ok(()) => restored += 1,
             Err(why) => {
                 warn!(id = format_args!("{:#x}", o.id().0), path = o.path(), "retained handle not restored: {why}");
@@ -258,6 +266,30 @@ pub fn restore(server: &Arc<Server>, renames: &std::collections::HashMap<u64, St
     }
     server.apply(&dropped);
     restored
+}
+
+/// How many threads open the retained handles' files again: the opens,
+/// stats and xattr reads are system calls that wait on the disk when its
+/// cache is cold, so more threads than cores still help.
+const LOCATE_THREADS: usize = 8;
+
+/// [`reopen::locate`] for every open, in order, on up to
+/// [`LOCATE_THREADS`] threads.
+fn locate_all(
+    server: &Server,
+    opens: &[&crate::model::OpenRecord],
+    renames: &std::collections::HashMap<u64, String>,
+) -> Vec<Result<reopen::Located, String>> {
+    let locate = |o: &&crate::model::OpenRecord| reopen::locate(server, o, renames.get(&o.id().0).map(String::as_str));
+    if opens.len() < 64 {
+        return opens.iter().map(locate).collect();
+    }
+    let chunk = opens.len().div_ceil(LOCATE_THREADS);
+    std::thread::scope(|s| {
+        let workers: Vec<_> =
+            opens.chunks(chunk).map(|part| s.spawn(move || part.iter().map(locate).collect::<Vec<_>>())).collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    })
 }
 
 /// Starts the journal's part of a run: restores what the last run left,
@@ -273,13 +305,20 @@ pub async fn start(
     // What the restart ends, and whether there is anything to restore at all
     // (retained handles from before this start count too).
     let (deltas, any) = server.with_model(|m| {
-        let any = m.partition(server.set()).is_some_and(|p| p.opens().next().is_some() || p.sessions().next().is_some());
+        let any =
+            m.partition(server.set()).is_some_and(|p| p.opens().next().is_some() || p.sessions().next().is_some());
         (restart_deltas(m, server.set(), crate::state::deltas::now()), any)
     });
     if any {
         server.apply(&deltas);
+        let applied = t0.elapsed();
         let n = restore(server, renames);
-        info!(retained = n, took_ms = t0.elapsed().as_millis() as u64, "restored from the journal");
+        info!(
+            retained = n,
+            took_ms = t0.elapsed().as_millis() as u64,
+            restart_deltas_ms = applied.as_millis() as u64,
+            "restored from the journal"
+        );
     }
     if let Some(r) = &opened.recovery {
         // The answers the log holds stay in memory for the clients that

@@ -69,7 +69,13 @@ pub fn writes_of_frame<'a>(
 pub struct Collector<'a> {
     frames: HashMap<u64, &'a [u8]>,
     answers: HashMap<(u64, usize), (u32, &'a [u8])>,
-    pub redo: Vec<Redo>,
+    /// The opens the log's deltas made (share, path, file), by persistent
+    /// id: a WRITE's open may be closed by the time of the checkpoint the
+    /// model starts from.
+    opened: HashMap<u64, (String, String, FileUid)>,
+    /// Where the log's renames moved each file last.
+    moved: HashMap<FileUid, String>,
+    redo: Vec<Redo>,
 }
 
 impl<'a> Collector<'a> {
@@ -159,18 +165,54 @@ impl<'a> Collector<'a> {
             if i != index {
                 continue;
             }
-            let Some(o) = p.open(PersistentFileId(pid)) else {
-                warn!(op, pid = format_args!("{pid:#x}"), "redo: a WRITE of an open the model does not know; skipped");
-                continue;
+            let (share, path, file) = match p.open(PersistentFileId(pid)) {
+                Some(o) => (o.info().share.clone(), o.path().to_string(), o.info().file),
+                None => match self.opened.get(&pid) {
+                    Some(known) => known.clone(),
+                    None => {
+                        warn!(
+                            op,
+                            pid = format_args!("{pid:#x}"),
+                            "redo: a WRITE of an open the log does not know; skipped"
+                        );
+                        continue;
+                    }
+                },
             };
-            self.redo.push(Redo {
-                share: o.info().share.clone(),
-                path: o.path().to_string(),
-                file: o.info().file,
-                offset,
-                data: data.to_vec(),
-            });
+            self.redo.push(Redo { share, path, file, offset, data: data.to_vec() });
         }
+    }
+
+    /// Notes what a point-3 record's deltas say about opens and files: the
+    /// opens made (so a WRITE of one closed since is still placed) and the
+    /// renames (so a WRITE is redone where its file is now).
+    pub fn note_deltas(&mut self, batch: &[crate::model::Delta]) {
+        for d in batch {
+            match d {
+                crate::model::Delta::OpenUp(n) => {
+                    self.opened.insert(n.info.persistent.0, (n.info.share.clone(), n.path.clone(), n.info.file));
+                }
+                crate::model::Delta::FileMoved { file, path, .. } => {
+                    self.moved.insert(*file, path.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The WRITEs to carry out again, in log order, each at the place the
+    /// last rename in the log gave its file.
+    pub fn into_redo(self) -> Vec<Redo> {
+        let moved = self.moved;
+        self.redo
+            .into_iter()
+            .map(|mut w| {
+                if let Some(p) = moved.get(&w.file) {
+                    w.path.clone_from(p);
+                }
+                w
+            })
+            .collect()
     }
 }
 
@@ -184,11 +226,17 @@ pub fn undo_creates(server: &Arc<Server>, model: &Model, creates: &[(String, Str
     let mut undone = 0;
     for (share_name, path, guid) in creates {
         let Some(share) = server.share(share_name) else { continue };
-        let Ok((resolved, h, st)) = open_in_share(&share, path, false) else { continue };
+        let Ok((resolved, h, st)) = open_in_share(&share, path, false) else {
+            info!(path, "a CREATE under way at the crash had not made its file");
+            continue;
+        };
         let uid = crate::fs::uid::for_create(guid);
         let mine = share.fs.stored_uid(&h) == Some(uid);
         let open = model.partition(server.set()).is_some_and(|p| p.file(uid).is_some());
         drop(h);
+        if !mine || open {
+            info!(path, mine, open, "a CREATE under way at the crash: its file is left (not made by it, or open)");
+        }
         if mine && !open {
             let r = if st.is_dir { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };
             match r {
@@ -355,7 +403,7 @@ mod tests {
         c.note_answer(&m, set, 1, 0, 0, b"");
         c.note_answer(&m, set, 3, 0, 0xC000_0022, b"");
         assert_eq!(
-            c.redo,
+            c.into_redo(),
             vec![Redo {
                 share: "data".into(),
                 path: "f".into(),
@@ -364,5 +412,29 @@ mod tests {
                 data: b"stamped".to_vec()
             }]
         );
+    }
+
+    /// The open of an answered WRITE was closed, and its file renamed, before
+    /// the checkpoint the model starts from: the log's own OpenUp places the
+    /// WRITE and its last FileMoved says where the file is now.
+    #[test]
+    fn a_write_of_an_open_closed_since_is_redone_where_its_file_was_moved() {
+        let set = ids::SetId(0);
+        let mut m = Model::new();
+        m.add_set(set, 3).unwrap();
+        let (s, t) = session_with_tree(&mut m, set);
+        let up = open_on(&m, s, t, 77, Durability::None, Caching::None);
+        let crate::model::Delta::OpenUp(n) = &up else { unreachable!() };
+        let pid = n.info.persistent.0;
+        // The model the restore starts from no longer has the open.
+        let write = write_frame(FileId { persistent: pid, volatile: 1 }, 0, b"stamped");
+        let mut c = Collector::default();
+        c.note_deltas(std::slice::from_ref(&up));
+        c.note_frame(2, &write);
+        c.note_answer(&m, set, 2, 0, 0, b"");
+        c.note_deltas(&[crate::model::Delta::FileMoved { set, file: FileUid(77), path: "r1".into() }]);
+        let redo = c.into_redo();
+        assert_eq!(redo.len(), 1, "{redo:?}");
+        assert_eq!((redo[0].path.as_str(), redo[0].file, redo[0].offset), ("r1", FileUid(77), 0));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::fs;
 use crate::model::{Caching, LeaseVersion, Model, OpenRecord, OplockLevel};
 use crate::state::durable::Disconnected;
-use crate::state::files::{access, ByteLock, Inode, OpenRef};
+use crate::state::files::{ByteLock, Inode, OpenRef};
 use crate::state::lease::LeaseId;
 use crate::state::open::{OpenKind, OpenState};
 use crate::state::oplock::BreakSink;
@@ -28,34 +28,59 @@ pub(super) fn open_in_share(
     Ok((resolved, handle, st))
 }
 
-/// Reopens the file of the retained open `o` of `model` and puts the open
-/// among the server's retained handles, with its share modes, locks,
-/// oplock or lease and delete-on-close. Fails (and changes nothing) when
-/// the share is gone, the file cannot be opened, or the file there now is
-/// not the one the open was of. A file not found under its recorded name
-/// is looked for under `renamed`, the name a rename of it that was under
-/// way when the node died was giving it (the rename may have happened on
-/// disk without its record); found there, the model is told it moved.
-pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, renamed: Option<&str>) -> Result<(), String> {
+/// Where a retained open's file is now: what [`locate`] found, for
+/// [`reopen`].
+pub struct Located {
+    resolved: fs::Resolved,
+    inode: Inode,
+    /// The name a rename under way at the crash gave the file.
+    moved: Option<String>,
+}
+
+/// Finds the file of the retained open `o` again, without opening it for
+/// I/O ([`fs::Share::probe`]; the descriptor is opened when its client
+/// reclaims the handle, [`crate::state::durable::reclaim`]): the file
+/// system part of [`reopen`], which touches nothing shared and so runs on
+/// several threads at once. A file not found under its recorded name is
+/// looked for under `renamed`, the name a rename of it that was under way
+/// when the node died was giving it (the rename may have happened on disk
+/// without its record). Fails when the share is gone or nothing is there.
+pub fn locate(server: &Server, o: &OpenRecord, renamed: Option<&str>) -> Result<Located, String> {
     let info = o.info();
     let share = server.share(&info.share).ok_or_else(|| format!("share {:?} is not served", info.share))?;
-    let write = !info.is_dir && info.granted_access & (access::FILE_WRITE_DATA | access::FILE_APPEND_DATA) != 0;
-    let open_at = |path: &str| open_in_share(&share, path, write);
-    let (resolved, handle, st, moved) = match (open_at(o.path()), renamed) {
-        (Ok((r, h, s)), _) => (r, h, s, None),
-        (Err(first), Some(to)) => match open_at(to) {
-            Ok((r, h, s)) => (r, h, s, Some(to)),
-            Err(_) => return Err(first),
-        },
-        (Err(e), None) => return Err(e),
+    let probe = |path: &str| -> Result<(fs::Resolved, Inode), String> {
+        let smb = fs::Share::parse_path(path).map_err(|e| format!("path: {e}"))?;
+        let (resolved, dev, ino) = share.fs.probe(&smb).map_err(|e| format!("open: {e}"))?;
+        if resolved.is_dir() != info.is_dir {
+            return Err("the file there is another one now".into());
+        }
+        Ok((resolved, Inode { dev, ino }))
     };
-    let uid = share.fs.file_uid(&handle, &st);
-    if uid != info.file {
-        return Err("the file there is another one now".into());
+    match (probe(o.path()), renamed) {
+        (Ok((resolved, inode)), _) => Ok(Located { resolved, inode, moved: None }),
+        (Err(first), Some(to)) => match probe(to) {
+            Ok((resolved, inode)) => Ok(Located { resolved, inode, moved: Some(to.to_string()) }),
+            Err(_) => Err(first),
+        },
+        (Err(e), None) => Err(e),
     }
-    if let Some(to) = moved {
+}
+
+/// Puts the retained open `o` of `model`, whose file [`locate`] found,
+/// among the server's retained handles, with its share modes, locks,
+/// oplock or lease and delete-on-close; a file found under the name of a
+/// rename under way at the crash is recorded as moved. Fails (and changes
+/// nothing) when its share modes, locks or lease conflict with what was
+/// restored before it. That the file is still the one the open was of is
+/// checked when the handle is reclaimed and the file opened.
+pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Located) -> Result<(), String> {
+    let info = o.info();
+    let share = server.share(&info.share).ok_or_else(|| format!("share {:?} is not served", info.share))?;
+    let Located { resolved, inode, moved } = found;
+    let uid = info.file;
+    if let Some(to) = &moved {
         tracing::info!(from = o.path(), to, "a retained handle's file was renamed by a rename under way at the crash");
-        server.apply(&[crate::model::Delta::FileMoved { set: server.set(), file: uid, path: to.to_string() }]);
+        server.apply(&[crate::model::Delta::FileMoved { set: server.set(), file: uid, path: to.clone() }]);
     }
     let pid = info.persistent.0;
     let file = model.partition(server.set()).and_then(|p| p.file(info.file));
@@ -64,12 +89,10 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, renamed: Opti
         if !files.check_share(&uid, info.granted_access, info.share_access) {
             return Err("its share modes conflict with an open restored before it".into());
         }
-        files.add_open(
-            uid,
-            Inode::of(&st),
-            OpenRef::new(pid, info.granted_access, info.share_access),
-            resolved.clone(),
-        );
+        if files.uid_of(inode).is_some_and(|k| k != uid) {
+            return Err("another retained handle's file is there now".into());
+        }
+        files.add_open(uid, inode, OpenRef::new(pid, info.granted_access, info.share_access), resolved.clone());
         let locks: Vec<ByteLock> = file
             .map(|f| f.locks().iter().filter(|l| l.owner == info.persistent))
             .into_iter()
@@ -117,7 +140,7 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, renamed: Opti
         read_only: share.cfg.read_only,
         maximal_access: info.granted_access,
     });
-    let mut state = OpenState::new(moved.unwrap_or(o.path()).to_string(), Some(resolved));
+    let mut state = OpenState::new(moved.unwrap_or_else(|| o.path().to_string()), Some(resolved));
     state.durability = info.durability;
     state.create_guid = info.create_guid.map(|g| g.0);
     state.replay_eligible = info.replay_eligible;
@@ -130,7 +153,7 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, renamed: Opti
         volatile_id: o.volatile().0,
         session_id: 0,
         tree,
-        kind: OpenKind::Fs(handle),
+        kind: OpenKind::Unopened,
         access: info.granted_access,
         share_access: info.share_access,
         create_options: info.create_options,

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use protocol::NtStatus;
 use tracing::{debug, info, warn};
 
-use super::open::{OpenKind, OpenState};
+use super::files::access;
 use super::lease::lease_state;
+use super::open::{OpenKind, OpenState};
 use super::oplock::level;
 use super::{lock, Open, Server, Tree};
 use crate::fs;
@@ -46,7 +47,13 @@ pub struct Disconnected {
 ///
 /// A kept open is recorded as disconnected in the state model (its delta
 /// pushed to `out`); one that expires leaves the model then.
-pub fn preserve(server: &Arc<Server>, open: Arc<Open>, user: &str, domain: &str, out: &mut Vec<Delta>) -> Result<(), Arc<Open>> {
+pub fn preserve(
+    server: &Arc<Server>,
+    open: Arc<Open>,
+    user: &str,
+    domain: &str,
+    out: &mut Vec<Delta>,
+) -> Result<(), Arc<Open>> {
     // Only an oplock that is held, not one being broken: nobody is left
     // to acknowledge that break, and the open waiting for it goes ahead
     // once this one is closed.
@@ -195,12 +202,22 @@ pub fn reclaim(
     // The old Open may still be referenced (a delayed write-time update
     // holds it for a while), so the new one gets its own descriptor of
     // the same open file and takes the state over.
-    let handle = match old.handle().map(fs::Handle::try_clone) {
-        Some(Ok(h)) => h,
-        _ => {
-            lock(&server.durable).insert(persistent_id, Disconnected { open: old, ..e });
-            return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
-        }
+    let handle = match &old.kind {
+        OpenKind::Fs(h) => h.try_clone().ok(),
+        OpenKind::Unopened => match open_retained(server, &old) {
+            Ok(h) => Some(h),
+            Err(why) => {
+                // Its file is gone: the handle goes too.
+                warn!(persistent_id, "a retained handle's file could not be opened again: {why}");
+                forget(server, &old);
+                return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
+            }
+        },
+        OpenKind::Pipe(_) => None,
+    };
+    let Some(handle) = handle else {
+        lock(&server.durable).insert(persistent_id, Disconnected { open: old, ..e });
+        return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
     };
     let st = std::mem::replace(&mut *lock(&old.st), OpenState::new(String::new(), None));
     Ok(Open {
@@ -219,6 +236,38 @@ pub fn reclaim(
         // A second descriptor while the old open lingers: counted too.
         slot: server.resources.open_slot_unchecked(),
     })
+}
+
+/// Opens the file of a retained handle that a restart brought back
+/// ([`OpenKind::Unopened`]) where the file table says it is now (a rename
+/// while its client was away moved it), and checks that it is still the
+/// file the handle was of.
+fn open_retained(server: &Server, open: &Open) -> Result<fs::Handle, String> {
+    let share = open.share().ok_or("no share")?;
+    let key = open.key.ok_or("no file id")?;
+    let path = lock(&server.files).path(&key).or_else(|| lock(&open.st).resolved.clone()).ok_or("no path")?;
+    let write = !open.is_dir && open.access & (access::FILE_WRITE_DATA | access::FILE_APPEND_DATA) != 0;
+    let handle = share.fs.open(&path, write).map_err(|e| format!("open: {e}"))?;
+    let st = handle.stat().map_err(|e| format!("stat: {e}"))?;
+    if st.is_dir != open.is_dir || share.fs.file_uid(&handle, &st) != key {
+        return Err("the file there is another one now".into());
+    }
+    Ok(handle)
+}
+
+/// Drops a retained handle whose file is no longer there, or is another
+/// file now: it leaves the file table (with its share modes, locks and
+/// lease) and the model, and nothing on disk is touched (a delete-on-close
+/// was of the file that is gone).
+fn forget(server: &Server, open: &Open) {
+    let Some(key) = open.key else {
+        return;
+    };
+    // The path a pending delete would take is not deleted.
+    let _ = server.files().remove_open(&key, open.persistent_id);
+    server.apply(&[Delta::OpenDown { open: PersistentFileId(open.persistent_id) }]);
+    server.lock_released.notify_waiters();
+    server.oplock_changed.notify_waiters();
 }
 
 /// Closes a kept open now: another client needs the file and nobody is

@@ -132,9 +132,19 @@ pub struct Server {
     /// Finished operations on their way to being retired from the journal
     /// ([`crate::restart::retire`]).
     pub retirer: retiring::Retirer,
+    /// Notified by `duet stop` ([`crate::admin`]): the server stops as on
+    /// SIGTERM (an elective reboot when it keeps a journal).
+    pub stop: tokio::sync::Notify,
 }
 
 impl Server {
+    /// Whether a lone WRITE of `len` bytes of data is synced in its file
+    /// before it is answered, its data not kept in the journal
+    /// ([`crate::journal::WriteData::InFile`]).
+    pub fn syncs_write_in_file(&self, len: usize) -> bool {
+        self.journal.write_data(len) == crate::journal::WriteData::InFile
+    }
+
     pub fn new(cfg: Config) -> Result<Server, RunError> {
         Server::restored(cfg, None)
     }
@@ -191,6 +201,7 @@ impl Server {
             notify: Mutex::new(notify::NotifyTable::default()),
             lock_released: tokio::sync::Notify::new(),
             oplock_changed: tokio::sync::Notify::new(),
+            stop: tokio::sync::Notify::new(),
             journal: Arc::new(crate::journal::NoJournal),
             ids,
             resources,

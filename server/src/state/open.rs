@@ -22,6 +22,11 @@ pub enum OpenKind {
     Fs(fs::Handle),
     /// A named pipe on IPC$.
     Pipe(Mutex<protocol::rpc::Pipe>),
+    /// A retained handle that a restart brought back, whose file is opened
+    /// again only when its client reclaims it
+    /// ([`super::durable::reclaim`]): until then nothing reads or writes
+    /// through it.
+    Unopened,
 }
 
 /// A directory enumeration in progress (QUERY_DIRECTORY).
@@ -115,7 +120,7 @@ impl Open {
     pub fn handle(&self) -> Option<&fs::Handle> {
         match &self.kind {
             OpenKind::Fs(h) => Some(h),
-            OpenKind::Pipe(_) => None,
+            OpenKind::Pipe(_) | OpenKind::Unopened => None,
         }
     }
 

@@ -169,8 +169,7 @@ impl Server {
         std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o777)).unwrap();
         std::fs::create_dir(root.path().join("client")).unwrap();
         let port = free_port();
-        let mut server =
-            Server {
+        let mut server = Server {
             kind,
             mode: opts.mode,
             port,
@@ -405,11 +404,19 @@ impl Server {
     /// up to `limit` for duet to exit; returns its exit status, or None
     /// when it had to be killed with SIGKILL after `limit`. Duet only.
     pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take().expect("terminate: no duet process running");
+        let child = self.child.as_ref().expect("terminate: no duet process running");
         // SAFETY: kill(2) on our own child's pid, which wait() has not reaped yet.
         unsafe {
             libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
         }
+        self.wait_exit(limit)
+    }
+
+    /// Waits up to `limit` for duet to exit (asked to by a signal or by
+    /// `duet stop`) and reaps it; its exit status, or None when it had to
+    /// be killed with SIGKILL after `limit`. Duet only.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take().expect("wait_exit: no duet process running");
         let deadline = Instant::now() + limit;
         loop {
             match child.try_wait() {
@@ -589,7 +596,15 @@ pub struct Smbclient {
 
 impl Smbclient {
     pub fn new(port: u16) -> Smbclient {
-        Smbclient { port, target: None, user: None, cwd: None, args: vec![], timeout: SMBCLIENT_TIMEOUT, protocol: Some("SMB3".into()) }
+        Smbclient {
+            port,
+            target: None,
+            user: None,
+            cwd: None,
+            args: vec![],
+            timeout: SMBCLIENT_TIMEOUT,
+            protocol: Some("SMB3".into()),
+        }
     }
 
     pub fn target(&mut self, unc: &str) -> &mut Self {
@@ -867,6 +882,7 @@ impl Answer {
     /// Is the answer signed, and with AES-CMAC key `key`?
     pub fn signed_with(&self, key: &[u8]) -> bool {
         use protocol::crypto::signing::{self, SigningAlgorithm};
-        self.hdr.flags & protocol::header::flags::SIGNED != 0 && signing::verify(SigningAlgorithm::AesCmac, key, &self.msg)
+        self.hdr.flags & protocol::header::flags::SIGNED != 0
+            && signing::verify(SigningAlgorithm::AesCmac, key, &self.msg)
     }
 }
