@@ -15,7 +15,9 @@
 # 100), 0.2-0.6 s (--gap) after every client is writing again, the
 # supervisor notes the instant and sends SIGKILL, reaps the server and
 # starts it again at once. A client whose connection drops tries a TCP
-# connect every --retry-ms (default 10) until one is taken, then NEGOTIATE
+# connect every --retry-ms (default 10; each connect given 100 ms, since a
+# SYN sent while the killed server's listener is torn down can be lost and
+# TCP would resend it only after 1 s) until one is taken, then NEGOTIATE
 # (same ClientGuid), SESSION_SETUP with PreviousSessionId, TREE_CONNECT,
 # DH2C for its handle, and resends its unanswered WRITE with
 # SMB2_FLAGS_REPLAY_OPERATION.
@@ -47,7 +49,7 @@ while [ $# -gt 0 ]; do
     --retry-ms) retry=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "bench-stall.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done

@@ -21,7 +21,8 @@
 //! client is writing again, default 0.2:0.6) kills the server with SIGKILL
 //! and starts it again at once. A client whose connection drops reconnects
 //! the way Windows does ([MS-SMB2] 3.2.4.2.4, 3.2.4.4, 3.2.4.1.1): it tries
-//! a TCP connection every `--retry-ms` (default 10) until one is taken, then
+//! a TCP connection every `--retry-ms` (default 10; each connect given
+//! 100 ms, [`CONNECT_TIMEOUT`]) until one is taken, then
 //! NEGOTIATE with the same ClientGuid, SESSION_SETUP with PreviousSessionId,
 //! TREE_CONNECT, DH2C for its handle (same CreateGuid, persistent flag), and
 //! resends its unanswered WRITE with SMB2_FLAGS_REPLAY_OPERATION.
@@ -187,6 +188,12 @@ fn bad(what: &str) -> Fail {
 const CLIENT_CAPS: u32 = 0x02 | 0x04 | 0x10 | 0x40;
 /// GENERIC_READ | GENERIC_WRITE.
 const ACCESS_RW: u32 = 0x8000_0000 | 0x4000_0000;
+/// How long a reconnect's TCP connect may take before it is tried again. A
+/// connect made while the killed server's listening socket is being torn
+/// down can lose its SYN; without a limit the client would wait out TCP's
+/// 1 s retransmission timeout (seen: stalls of 1,000 to 1,021 ms after a
+/// first connect attempt that "succeeded", the server listening after 19 ms).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long one answer may take before the connection counts as lost.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -495,6 +502,8 @@ struct Sample {
     detect: Duration,
     /// Reconnect attempts the client made.
     attempts: u32,
+    /// Of those, connects that timed out after [`CONNECT_TIMEOUT`].
+    timeouts: u32,
 }
 
 enum Report {
@@ -563,7 +572,7 @@ impl StallClient {
             };
             seen_kills = k;
             match self.recover(conn.session_id, fid, slot, seq) {
-                Ok((c2, f2, answered, connect_start, attempts)) => {
+                Ok((c2, f2, answered, connect_start, attempts, timeouts)) => {
                     conn = c2;
                     fid = f2;
                     acked[slot as usize] = Some(seq);
@@ -577,6 +586,7 @@ impl StallClient {
                         delay,
                         detect: failed_at.saturating_duration_since(killed_at),
                         attempts,
+                        timeouts,
                     }));
                     self.sh.recovered.fetch_add(1, Ordering::SeqCst);
                 }
@@ -628,16 +638,17 @@ impl StallClient {
         fid: FileId,
         slot: u64,
         seq: u64,
-    ) -> Result<(Conn, FileId, Instant, Instant, u32), Fail> {
+    ) -> Result<(Conn, FileId, Instant, Instant, u32, u32), Fail> {
         let give_up = Instant::now() + Duration::from_secs(90);
-        let mut attempts = 0;
+        let (mut attempts, mut timeouts) = (0, 0);
         loop {
             // Backoff: one connect attempt every `retry`.
             let (s, start) = loop {
                 let start = Instant::now();
                 attempts += 1;
-                match TcpStream::connect(self.addr) {
+                match TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT) {
                     Ok(s) => break (s, start),
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => timeouts += 1,
                     Err(e) if Instant::now() > give_up => return Err(lost(format!("no server for 90 s: {e}"))),
                     Err(_) => thread::sleep(self.retry),
                 }
@@ -659,7 +670,7 @@ impl StallClient {
                 Ok(fid2)
             })();
             match step {
-                Ok(fid2) => return Ok((c, fid2, Instant::now(), start, attempts)),
+                Ok(fid2) => return Ok((c, fid2, Instant::now(), start, attempts, timeouts)),
                 // The new server went too (it should not: the supervisor waits) or was not
                 // ready: try again.
                 Err(Fail::Lost(_)) if Instant::now() < give_up => thread::sleep(self.retry),
@@ -942,12 +953,15 @@ fn stall(o: StallOpts) -> i32 {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     if let Some(path) = &o.samples {
         if let Ok(mut f) = File::create(path) {
-            let _ = writeln!(f, "kill\tclient\tstall_ms\tdelay_ms\tbeyond_ms\tdetect_ms\tattempts\tstart_ms");
+            let _ = writeln!(
+                f,
+                "kill\tclient\tstall_ms\tdelay_ms\tbeyond_ms\tdetect_ms\tattempts\tconnect_timeouts\tstart_ms"
+            );
             for s in &samples {
                 let start = starts.get(s.kill).map(|d| ms(*d)).unwrap_or(f64::NAN);
                 let _ = writeln!(
                     f,
-                    "{}\t{}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{}\t{:.3}",
+                    "{}\t{}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{}\t{}\t{:.3}",
                     s.kill,
                     s.client,
                     ms(s.stall),
@@ -955,6 +969,7 @@ fn stall(o: StallOpts) -> i32 {
                     ms(s.stall.saturating_sub(s.delay)),
                     ms(s.detect),
                     s.attempts,
+                    s.timeouts,
                     start
                 );
             }
@@ -977,6 +992,12 @@ fn stall(o: StallOpts) -> i32 {
     );
     println!("{}", summary("server exec to listening", starts.iter().skip(1).map(|d| ms(*d)).collect()));
     println!("{}", summary("kill to the client's failed request", samples.iter().map(|s| ms(s.detect)).collect()));
+    println!(
+        "reconnect connects that timed out ({} ms each, a SYN lost): {} in {} samples",
+        CONNECT_TIMEOUT.as_millis(),
+        samples.iter().map(|s| s.timeouts).sum::<u32>(),
+        samples.iter().filter(|s| s.timeouts > 0).count()
+    );
     println!(
         "kills {done}, clients {}, samples {}, requests {}, errors {}",
         o.clients,
