@@ -23,7 +23,6 @@ use crate::pipeline::{self, Flow};
 use crate::state::{lock, Server};
 use crate::transport::{far_future, write_replies, Inbox, Outflow, Reader, Reply, Writer, OUT_QUEUE};
 
-
 /// Serves one TCP connection until the peer goes away or sends garbage.
 pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u64) {
     let local = sock.local_addr().ok();
@@ -34,7 +33,14 @@ pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u
 
 /// Serves one connection over any byte stream: [`serve`] for TCP, an
 /// in-memory pipe for the fuzzer ([`crate::fuzzing`]).
-pub async fn serve_stream(server: Arc<Server>, rd: Reader, wr: Writer, peer: SocketAddr, local: Option<SocketAddr>, id: u64) {
+pub async fn serve_stream(
+    server: Arc<Server>,
+    rd: Reader,
+    wr: Writer,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    id: u64,
+) {
     serve_on(server, rd, wr, None, peer, local, id).await
 }
 
@@ -115,6 +121,13 @@ fn cleanup(conn: &mut ConnState) {
     // violation, seen under load).
     conn.notices.close();
     for (_, op) in lock(&conn.pending).drain() {
+        // One that outlives its channel goes on while its session has
+        // another ([`crate::handler::Resp::outlives_channel`]).
+        let other_channel =
+            || conn.sessions.get(&op.session_id).is_some_and(|s| lock(&s.inner).channels.iter().any(|&c| c != conn.id));
+        if op.outlives_channel && other_channel() {
+            continue;
+        }
         let _ = op.cancel.send(());
     }
     let server = conn.server.clone();

@@ -38,6 +38,8 @@ pub struct PendingOp {
     pub message_id: u64,
     pub session_id: u64,
     pub cancel: tokio::sync::oneshot::Sender<()>,
+    /// [`crate::handler::Resp::outlives_channel`].
+    pub outlives_channel: bool,
 }
 
 /// A binding of an existing session to this connection that is still
@@ -156,7 +158,8 @@ impl ConnState {
     /// Connection.SupportsMultiCredit ([MS-SMB2] 3.3.5.4): SMB 2.1 and
     /// later over TCP, where the server offers SMB2_GLOBAL_CAP_LARGE_MTU.
     pub fn multi_credit(&self) -> bool {
-        self.dialect >= protocol::msg::negotiate::dialect::SMB2_1 && self.dialect != protocol::msg::negotiate::dialect::SMB2_WILDCARD
+        self.dialect >= protocol::msg::negotiate::dialect::SMB2_1
+            && self.dialect != protocol::msg::negotiate::dialect::SMB2_WILDCARD
     }
 
     /// The MaxReadSize, MaxWriteSize and MaxTransactSize the server offers

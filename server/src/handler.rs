@@ -35,6 +35,12 @@ pub struct Resp {
     pub file_id: Option<FileId>,
     /// Go async: send STATUS_PENDING now and this future's result later.
     pub pending: Option<PendingFut>,
+    /// The pending future goes on when its connection is lost while its
+    /// session has another channel (a CREATE under a CreateGuid, which the
+    /// client replays on another channel and must find then): it is not
+    /// cancelled with the connection, and its answer, which nobody
+    /// receives, still passes point 3.
+    pub outlives_channel: bool,
     /// Finish off the connection's task (large READ/WRITE file I/O), so the
     /// connection reads on meanwhile; the answer is sent when done, with no
     /// interim response. Only offered when [`Ctx::single`] is true.
@@ -72,6 +78,7 @@ impl Resp {
             body,
             file_id: None,
             pending: None,
+            outlives_channel: false,
             deferred: None,
             session_id: None,
             tree_id: None,
@@ -224,7 +231,6 @@ impl Ctx<'_> {
     }
 }
 
-
 /// Room in front of a frame's first message: the NetBIOS header (4) and a
 /// transform header (52), so that a frame is encrypted in place.
 pub const FRAME_ROOM: usize = 4 + transform::TRANSFORM_HEADER_LEN;
@@ -241,4 +247,3 @@ pub fn body_with_headroom(capacity: usize) -> (BytesMut, BytesMut) {
     let body = b.split_off(HEADROOM);
     (b, body)
 }
-

@@ -488,6 +488,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         } else if let Some(fut) = resp.pending.take() {
             // The interim answer ([MS-SMB2] 3.3.4.2) carries the credits;
             // the final one none (3.3.1.2).
+            let outlives = resp.outlives_channel;
             let async_id = server.next_id();
             let mut interim = resp_hdr.clone();
             interim.flags |= flags::ASYNC_COMMAND;
@@ -510,7 +511,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
                 waiting = Some((Waiting { hdr, hdr_eff, related, index, final_hdr, sign, async_id }, fut));
                 break;
             }
-            pending_tasks.push((async_id, hdr.message_id, hdr_eff.session_id, final_hdr, fut, sign, index));
+            pending_tasks.push((async_id, hdr.message_id, hdr_eff.session_id, final_hdr, fut, sign, index, outlives));
         } else {
             out.push(OutElement {
                 hdr: resp_hdr,
@@ -551,8 +552,8 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
     for (hdr, sign, enc, fut, idx, key, cost) in deferred_tasks {
         spawn_deferred(conn, op, idx, key, hdr, sign, enc, fut, cost).await;
     }
-    for (async_id, message_id, session_id, final_hdr, fut, sign, idx) in pending_tasks {
-        spawn_pending(conn, op, idx, async_id, message_id, session_id, final_hdr, fut, sign, encrypted);
+    for (async_id, message_id, session_id, final_hdr, fut, sign, idx, outlives) in pending_tasks {
+        spawn_pending(conn, op, idx, (async_id, message_id, session_id, outlives), final_hdr, fut, sign, encrypted);
     }
     if close {
         Flow::Close
@@ -615,12 +616,14 @@ async fn resume(conn: &mut ConnState, mut c: Chain, w: Waiting, result: Result<R
 /// (or when the connection goes) and unregisters it when done.
 fn cancellable(conn: &mut ConnState, async_id: u64, message_id: u64, session_id: u64, fut: PendingFut) -> PendingFut {
     let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
-    lock(&conn.pending).insert(async_id, PendingOp { message_id, session_id, cancel: cancel_tx });
+    lock(&conn.pending).insert(async_id, PendingOp { message_id, session_id, cancel: cancel_tx, outlives_channel: false });
     let pending = conn.pending.clone();
     Box::pin(async move {
         let result = tokio::select! {
             r = fut => r,
-            _ = cancel_rx => Err(NtStatus::CANCELLED),
+            // Cancelled when told; an operation let go on without its
+            // connection (its sender dropped) is not.
+            Ok(()) = cancel_rx => Err(NtStatus::CANCELLED),
         };
         lock(&pending).remove(&async_id);
         result
@@ -1256,15 +1259,16 @@ fn spawn_pending(
     conn: &mut ConnState,
     op: OpId,
     index: usize,
-    async_id: u64,
-    message_id: u64,
-    session_id: u64,
+    (async_id, message_id, session_id, outlives_channel): (u64, u64, u64, bool),
     final_hdr: Header,
     fut: PendingFut,
     sign: Option<Arc<SessionCrypto>>,
     encrypted: bool,
 ) {
     let fut = cancellable(conn, async_id, message_id, session_id, fut);
+    if let Some(p) = lock(&conn.pending).get_mut(&async_id) {
+        p.outlives_channel = outlives_channel;
+    }
     let tx = conn.tx.clone();
     let server = conn.server.clone();
     let enc = if encrypted { conn.session(session_id).and_then(|s| s.crypto()).map(|c| (c, session_id)) } else { None };

@@ -263,3 +263,21 @@ fn smbtorture_binding_tests_pass() {
     assert!(failed.is_empty(), "failed: {failed:?}\n{text}\nserver log:\n{}", srv.log());
     assert_eq!(passed.len(), tests.len(), "not every test reported success:\n{text}");
 }
+
+/// A CREATE under a CreateGuid that waits for an oplock or lease break goes
+/// on when its channel is lost: a replay on another channel of the session
+/// gets STATUS_FILE_NOT_AVAILABLE while it waits, and the open once it is
+/// made ([MS-SMB2] 3.3.5.9.10). Samba's "sane" variants of smbtorture's
+/// pending-replay tests (the `-windows` ones expect Windows' answers).
+#[test]
+fn a_pending_create_outlives_its_channel_for_its_replay() {
+    let srv = common::Server::start(common::Mode::Plain);
+    srv.assert_torture_passes(&[
+        "smb2.replay.dhv2-pending2n-vs-oplock-sane",
+        "smb2.replay.dhv2-pending2n-vs-lease-sane",
+        "smb2.replay.dhv2-pending2l-vs-oplock-sane",
+        "smb2.replay.dhv2-pending2l-vs-lease-sane",
+        "smb2.replay.dhv2-pending2o-vs-oplock-sane",
+        "smb2.replay.dhv2-pending2o-vs-lease-sane",
+    ]);
+}

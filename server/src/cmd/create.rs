@@ -231,6 +231,12 @@ impl Opener {
 /// timed out).
 fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileUid, creating: Option<Creating>) -> Resp {
     let mut r = Resp::ok(BytesMut::new());
+    // Under a CreateGuid the open is made even when this channel is lost
+    // meanwhile: the client replays the CREATE on another channel of the
+    // session, which gets STATUS_FILE_NOT_AVAILABLE while this one waits
+    // and the open once it is made ([MS-SMB2] 3.3.5.9.10; smbtorture
+    // smb2.replay dhv2-pending2*-sane).
+    r.outlives_channel = creating.is_some();
     r.pending = Some(Box::pin(async move {
         let _creating = creating;
         let mut key = key;
