@@ -3,9 +3,10 @@
 //!
 //! This is the only file of the crate with `unsafe` code. The rule that makes it sound:
 //! a byte of a [`MmapStorage`] is only ever written through a [`Claim`] (an exclusive,
-//! never-overlapping range handed out by [`Ring`]), under the header lock, or under the
-//! mirror-receive lock, and is only read once it is published or before the journal is
-//! shared between threads.
+//! never-overlapping range handed out by [`Ring`]) by its holder until the holder marks
+//! it ready, then by the one publisher until it is published, under the header lock, or
+//! under the mirror-receive lock; and is only read once it is marked ready or published,
+//! or before the journal is shared between threads.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -277,6 +278,30 @@ impl Region {
     }
 }
 
+impl Region {
+    /// Reads `dst.len()` bytes at logical position `pos` of a ring, from a range that is
+    /// published or marked ready (its writer is done with it). Must not straddle the
+    /// ring end.
+    pub(crate) fn read_ring(&self, ring: &Ring, pos: u64, dst: &mut [u8]) {
+        let physical = ring.physical(pos);
+        assert!(physical + dst.len() as u64 <= ring.base + ring.cap, "read straddles the ring end");
+        self.storage.read(physical, dst)
+    }
+
+    /// Writes the header of a claim its holder marked ready, at logical position `pos`.
+    /// Only the journal's publisher calls this, under its lock.
+    pub(crate) fn write_ready(&self, ring: &Ring, pos: u64, src: &[u8]) {
+        let physical = ring.physical(pos);
+        assert!(physical + src.len() as u64 <= ring.base + ring.cap, "write straddles the ring end");
+        assert!(pos >= ring.published() && pos + src.len() as u64 <= ring.reserved());
+        // SAFETY: the range lies in a claim that is reserved but not published (checked
+        // above), so no other claim covers it and no reader reads it; its holder marked it
+        // ready and writes it no more; and only the publisher, of which there is one at
+        // a time (the journal's publishing flag), writes a ready claim.
+        unsafe { self.storage.write(physical, src) }
+    }
+}
+
 /// Writes into the partner's mirror ring, which only one thread at a time may hold.
 pub(crate) struct Receiver<'a> {
     region: &'a Region,
@@ -318,12 +343,21 @@ pub(crate) struct Claim {
     pub(crate) end: u64,
 }
 
-/// The lock-free allocator of one ring: an atomic tail, a contiguous published frontier
-/// and a limit set by the head.
+/// The lock-free allocator of one ring: an atomic tail, a contiguous published frontier,
+/// a limit set by the head, and the marks of claims that are written but not yet
+/// published.
 ///
 /// Logical positions grow forever; the physical offset is `base + pos % cap` and the
 /// lap is `pos / cap`. A claim never straddles the end of the ring: when a record does
 /// not fit before the end, its claim starts with padding up to it.
+///
+/// A claim's holder writes it, then marks it *ready* ([`Ring::mark_ready`]) and gives
+/// it up: from then on nobody writes its bytes but the one publisher (the journal's,
+/// under its lock), which finds ready claims at the published frontier
+/// ([`Ring::is_ready`], [`Ring::take_ready`]), seals them, and moves the frontier past
+/// them ([`Ring::publish_to`]). The marks are two bitmaps of one bit per 8-byte position
+/// of the ring: one marks a ready claim's start, the other its end, so that the
+/// publisher learns where a claim ends from memory, never from the claim's bytes.
 #[derive(Debug)]
 pub(crate) struct Ring {
     pub(crate) base: u64,
@@ -331,6 +365,8 @@ pub(crate) struct Ring {
     tail: AtomicU64,
     published: AtomicU64,
     limit: AtomicU64,
+    starts: Box<[AtomicU64]>,
+    ends: Box<[AtomicU64]>,
     sleepers: AtomicU64,
     turn_lock: Mutex<()>,
     turn_cv: std::sync::Condvar,
@@ -339,12 +375,15 @@ pub(crate) struct Ring {
 impl Ring {
     /// A ring whose records up to `tail` are all published.
     pub(crate) fn new(base: u64, cap: u64, tail: u64, limit: u64) -> Self {
+        let words = (cap / 8).div_ceil(64) as usize;
         Ring {
             base,
             cap,
             tail: AtomicU64::new(tail),
             published: AtomicU64::new(tail),
             limit: AtomicU64::new(limit),
+            starts: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            ends: (0..words).map(|_| AtomicU64::new(0)).collect(),
             sleepers: AtomicU64::new(0),
             turn_lock: Mutex::new(()),
             turn_cv: std::sync::Condvar::new(),
@@ -360,6 +399,11 @@ impl Ring {
         self.published.load(Ordering::Acquire)
     }
 
+    /// Every position below this is claimed (written or being written).
+    pub(crate) fn reserved(&self) -> u64 {
+        self.tail.load(Ordering::Acquire)
+    }
+
     /// Sets the highest position a claim may reach (`head + cap`).
     pub(crate) fn set_limit(&self, limit: u64) {
         self.limit.fetch_max(limit, Ordering::AcqRel);
@@ -370,8 +414,9 @@ impl Ring {
     ///
     /// Exclusivity: a claim ends at most at `published + cap`, and every live claim
     /// lies in `published..tail`, so no two live claims share a physical byte. Readers
-    /// read only below `published` and at or above `limit - cap`, which the journal
-    /// keeps at or below its head.
+    /// read only below `published` (or a claim marked ready, which its holder no longer
+    /// writes) and at or above `limit - cap`, which the journal keeps at or below its
+    /// head.
     pub(crate) fn reserve(&self, len: u64, keep_free: u64) -> Result<Claim, u64> {
         debug_assert!(len & 7 == 0 && len <= self.cap / 2);
         let mut tail = self.tail.load(Ordering::Relaxed);
@@ -390,14 +435,76 @@ impl Ring {
         }
     }
 
-    /// Waits until every earlier claim is published: the caller then holds the turn,
-    /// which orders sequence numbers, mirror shipping and publication.
+    fn bit(&self, pos: u64) -> (usize, u64) {
+        let i = (pos % self.cap) / 8;
+        ((i / 64) as usize, 1 << (i % 64))
+    }
+
+    /// Marks a claim written: its holder gives it up to the publisher. Its end is marked
+    /// first, then its start, sequentially consistent, so that a publisher that releases
+    /// its lock and then looks again at the frontier sees the mark of a holder that
+    /// found the lock taken (see `Journal::publish_ready`).
+    pub(crate) fn mark_ready(&self, claim: Claim) {
+        let (w, b) = self.bit(claim.end);
+        let old = self.ends[w].fetch_or(b, Ordering::SeqCst);
+        debug_assert_eq!(old & b, 0, "claim ending at {} marked twice", claim.end);
+        let (w, b) = self.bit(claim.start);
+        let old = self.starts[w].fetch_or(b, Ordering::SeqCst);
+        debug_assert_eq!(old & b, 0, "claim at {} marked twice", claim.start);
+    }
+
+    /// Whether the claim starting at `pos` is marked ready. Only meaningful for `pos`
+    /// at the published frontier (or at the end of a ready claim after it).
+    pub(crate) fn is_ready(&self, pos: u64) -> bool {
+        let (w, b) = self.bit(pos);
+        self.starts[w].load(Ordering::SeqCst) & b != 0
+    }
+
+    /// The end of the ready claim at `pos` (the publisher's, at the frontier), whose
+    /// marks it clears. The end is the first end mark after `pos`: every claim before
+    /// it is published (its marks cleared), and every claim after it ends beyond it.
+    /// Positions up to `pos + cap` have distinct marks, and every claim ends before.
+    pub(crate) fn take_ready(&self, pos: u64) -> u64 {
+        debug_assert!(self.is_ready(pos));
+        let mut at = pos + 8;
+        let end = loop {
+            assert!(at <= pos + self.cap, "a ready claim at {pos} has no end mark");
+            let (w, b) = self.bit(at);
+            // The marks at `at` and after it in this word.
+            let word = self.ends[w].load(Ordering::SeqCst) & !(b - 1);
+            if word != 0 {
+                break at + 8 * u64::from(word.trailing_zeros() - b.trailing_zeros());
+            }
+            // On to the next word, or to the ring start after the last one.
+            let next_word = (at % self.cap / 8 / 64 + 1) * 64 * 8;
+            at += next_word.min(self.cap) - at % self.cap;
+        };
+        let (w, b) = self.bit(end);
+        self.ends[w].fetch_and(!b, Ordering::AcqRel);
+        let (w, b) = self.bit(pos);
+        self.starts[w].fetch_and(!b, Ordering::AcqRel);
+        end
+    }
+
+    /// Moves the published frontier to `end` (the end of a ready claim; by the
+    /// publisher only) and wakes whoever waits for it.
+    pub(crate) fn publish_to(&self, end: u64) {
+        debug_assert!(self.published.load(Ordering::Relaxed) <= end);
+        self.published.store(end, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = self.turn_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.turn_cv.notify_all();
+        }
+    }
+
+    /// Waits until every position below `pos` is published.
     ///
     /// Spins briefly, then yields, then sleeps until a publication wakes it: with more
-    /// appenders than cores, the predecessor it waits for needs the CPU.
-    pub(crate) fn wait_turn(&self, claim: &Claim) {
+    /// appenders than cores, the appender whose record holds the frontier back needs
+    /// the CPU.
+    pub(crate) fn wait_published(&self, pos: u64) {
         let mut spins = 0u32;
-        while self.published.load(Ordering::Acquire) != claim.start {
+        while self.published.load(Ordering::Acquire) < pos {
             if spins < SPINS {
                 std::hint::spin_loop();
             } else if spins < SPINS + YIELDS {
@@ -405,7 +512,7 @@ impl Ring {
             } else {
                 let mut guard = self.turn_lock.lock().unwrap_or_else(|e| e.into_inner());
                 self.sleepers.fetch_add(1, Ordering::SeqCst);
-                while self.published.load(Ordering::SeqCst) != claim.start {
+                while self.published.load(Ordering::SeqCst) < pos {
                     guard = self
                         .turn_cv
                         .wait_timeout(guard, std::time::Duration::from_millis(1))
@@ -416,16 +523,6 @@ impl Ring {
                 return;
             }
             spins += 1;
-        }
-    }
-
-    /// Publishes a claim; the caller must hold its turn.
-    pub(crate) fn publish(&self, claim: Claim) {
-        debug_assert_eq!(self.published.load(Ordering::Relaxed), claim.start);
-        self.published.store(claim.end, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            let _guard = self.turn_lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.turn_cv.notify_all();
         }
     }
 }
@@ -439,8 +536,11 @@ mod tests {
         let ring = Ring::new(0, 1024, 1000, 1024 + 1000);
         let c = ring.reserve(64, 0).unwrap();
         assert_eq!((c.start, c.record, c.end), (1000, 1024, 1088));
-        ring.wait_turn(&c);
-        ring.publish(c);
+        ring.mark_ready(c);
+        assert!(ring.is_ready(1000));
+        assert_eq!(ring.take_ready(1000), 1088);
+        assert!(!ring.is_ready(1000));
+        ring.publish_to(1088);
         // 1088 + 936 = 2024 is the limit.
         assert_eq!(ring.reserve(512, 500).unwrap_err(), 2024 - 1088 - 500, "the room kept free is not given out");
         assert!(ring.reserve(512, 0).is_ok());

@@ -148,7 +148,7 @@ fn full_ring_refuses_and_never_overwrites() {
     let (_, rec) = reopen(&s, opts(1));
     assert_eq!(rec.own.records.len(), appended.len());
     for (r, (op, t)) in rec.own.records.iter().zip(&appended) {
-        assert_eq!((r.op, r.seq), (*op, t.seq));
+        assert_eq!((r.op, r.pos), (*op, t.pos));
         assert_eq!(r.payload[..], payload(op.0, 1000)[..]);
     }
     // The records that finish an operation still fit.
@@ -212,12 +212,17 @@ fn torn_tail_is_reported_and_dropped() {
     let base = nvram::format::HEADER_AREA as usize;
     let last = tickets[4];
     image[base + last.pos as usize + 60] ^= 0x40; // inside the payload
-    let (j, rec) = Journal::open(MemStorage::from_image(image), opts(1)).unwrap();
+    let s = MemStorage::from_image(image);
+    let (j, rec) = Journal::open(s.clone(), opts(1)).unwrap();
     assert_eq!(rec.own.records.len(), 4);
     assert_eq!(rec.own.end, LogEnd::Torn { pos: last.pos, reason: nvram::TornReason::BadChecksum });
     // The next record takes the torn one's place and sequence number.
     let t = j.append(Entry::PreAck { op: OpId(6), request: b"new" }).unwrap();
-    assert_eq!((t.pos, t.seq), (last.pos, last.seq));
+    assert_eq!(t.pos, last.pos);
+    drop(j);
+    let (_, again) = reopen(&s, opts(1));
+    assert_eq!(again.own.records.len(), 5);
+    assert_eq!((again.own.records[4].pos, again.own.records[4].seq), (last.pos, rec.own.records[3].seq + 1));
 }
 
 #[test]
@@ -228,19 +233,20 @@ fn concurrent_appenders_get_dense_ordered_records() {
         .map(|t| {
             let j = j.clone();
             std::thread::spawn(move || {
-                let mut seqs = Vec::new();
+                let mut ends = Vec::new();
                 for i in 0..300u64 {
                     let op = OpId(t << 32 | i);
                     let tk = j.append(Entry::PreAck { op, request: &payload(op.0, (i % 50) as usize * 7) }).unwrap();
-                    seqs.push(tk.seq);
+                    assert!(j.is_durable(&tk));
+                    ends.push(tk.end);
                 }
-                seqs
+                ends
             })
         })
         .collect();
     for t in threads {
-        let seqs = t.join().unwrap();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        let ends = t.join().unwrap();
+        assert!(ends.windows(2).all(|w| w[0] < w[1]));
     }
     let (_, rec) = reopen(&s, opts(1));
     assert_eq!(rec.own.records.len(), 2400);
