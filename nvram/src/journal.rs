@@ -14,7 +14,7 @@ use crate::format::{
 };
 use crate::mirror::{Mirror, MirrorAck, MirrorMeta, MirrorShared, Shipment};
 use crate::recover::{self, OpHash, Recovery};
-use crate::region::{Claim, MmapStorage, Region, Ring, Storage};
+use crate::region::{Claim, DaxStorage, MmapStorage, Region, Ring, Storage};
 
 /// When an append counts as durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +26,12 @@ pub enum Durability {
     /// One `msync` covers every record published so far; concurrent committers wait
     /// for one leader instead of each syncing.
     GroupCommit,
+    /// Persistent memory (DAX, NVDIMM): the region is mapped with `MAP_SYNC`
+    /// ([`DaxStorage`]; [`Journal::open_file`] and [`Journal::create_file`] refuse a file
+    /// that is not on a DAX file system), and a record counts as durable once its
+    /// cache lines are written back (`clwb`, `clflushopt` or `clflush`) and fenced,
+    /// which the publisher does before it publishes, as `PerRecord` does with `msync`.
+    Pmem,
 }
 
 /// Who opens a region, and how it syncs.
@@ -237,8 +243,13 @@ impl Journal {
     }
 
     /// Creates the file at `path` with `len` bytes and formats it; see [`Journal::create`].
+    /// With [`Durability::Pmem`] the file is mapped with `MAP_SYNC` ([`DaxStorage`]),
+    /// which fails (and removes the file) when it is not on a DAX file system.
     pub fn create_file(path: &Path, len: u64, opts: Options) -> Result<Journal> {
-        Journal::create(MmapStorage::create(path, len)?, opts)
+        match opts.durability {
+            Durability::Pmem => Journal::create(DaxStorage::create(path, len)?, opts),
+            _ => Journal::create(MmapStorage::create(path, len)?, opts),
+        }
     }
 
     /// Opens a journal, recovers both rings and starts a new run (the node and own-ring
@@ -294,9 +305,14 @@ impl Journal {
         Ok((journal, recovery))
     }
 
-    /// Maps the file at `path` and opens it; see [`Journal::open`].
+    /// Maps the file at `path` and opens it; see [`Journal::open`]. With
+    /// [`Durability::Pmem`] the file is mapped with `MAP_SYNC` ([`DaxStorage`]), which
+    /// fails, leaving the file as it was, when it is not on a DAX file system.
     pub fn open_file(path: &Path, opts: Options) -> Result<(Journal, Recovery)> {
-        Journal::open(MmapStorage::open(path)?, opts)
+        match opts.durability {
+            Durability::Pmem => Journal::open(DaxStorage::open(path)?, opts),
+            _ => Journal::open(MmapStorage::open(path)?, opts),
+        }
     }
 
     fn build(storage: Box<dyn Storage>, header: Header, durability: Durability, next_seq: u64, tail: u64) -> Journal {
@@ -429,7 +445,8 @@ impl Journal {
                 pos = self.seal(pos);
             }
             if pos > start {
-                if self.durability == Durability::PerRecord && self.sync_own(start, pos).is_err() {
+                let per_record = matches!(self.durability, Durability::PerRecord | Durability::Pmem);
+                if per_record && self.sync_own(start, pos).is_err() {
                     self.sync_failed.fetch_min(start, Ordering::AcqRel);
                 }
                 self.ship(start, pos);

@@ -73,4 +73,4 @@ pub use journal::{Durability, Entry, Journal, Options, Ticket};
 pub use mirror::{LocalMirror, Mirror, MirrorAck, MirrorMeta, Shipment};
 pub use recover::{LogEnd, LogRecovery, Points, Record, Recovery, TornReason};
 pub use power::{Failure, PageCacheStorage, Power, PowerStats};
-pub use region::{MemStorage, MmapStorage, Storage};
+pub use region::{DaxStorage, MemStorage, MmapStorage, Storage};

@@ -144,6 +144,220 @@ impl Storage for MmapStorage {
     }
 }
 
+/// A region backed by a file on a DAX file system (persistent memory, NVDIMM), mapped
+/// with `MAP_SHARED_VALIDATE | MAP_SYNC`: stores go to the medium through the CPU
+/// cache, with no page cache and no `msync`. [`Storage::sync`] writes the cache lines
+/// of the range back (`clwb` where the CPU has it, else `clflushopt`, else `clflush`,
+/// chosen once) and fences (`sfence`): then the bytes are durable.
+///
+/// The kernel refuses `MAP_SYNC` on a file system that is not DAX; opening then fails
+/// with [`io::ErrorKind::Unsupported`] and "not on a DAX file system: MAP_SYNC refused".
+/// Linux on x86-64 only: elsewhere opening is refused the same way.
+///
+/// ```
+/// use nvram::DaxStorage;
+/// let dir = tempfile::tempdir().unwrap();
+/// // A temporary directory is (almost always) not on a DAX file system.
+/// if let Err(e) = DaxStorage::create(&dir.path().join("nvram"), 1 << 20) {
+///     assert!(e.to_string().contains("not on a DAX file system: MAP_SYNC refused"));
+/// }
+/// ```
+#[derive(Debug)]
+pub struct DaxStorage {
+    ptr: *mut u8,
+    len: usize,
+    flush: Flush,
+    _file: File,
+}
+
+// SAFETY: the mapping is plain shared memory, valid until `drop`; the pointer is never
+// handed out, and every access goes through the `Storage` methods, whose contract
+// (and the journal's claims) keeps concurrent writes apart.
+unsafe impl Send for DaxStorage {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for DaxStorage {}
+
+impl DaxStorage {
+    /// Creates (or truncates) the file at `path`, sizes it to `len` bytes and maps it
+    /// with `MAP_SYNC`; on a refusal the file is removed again.
+    pub fn create(path: &Path, len: u64) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+        file.set_len(len)?;
+        Self::map(file, path).inspect_err(|_| {
+            let _ = std::fs::remove_file(path);
+        })
+    }
+
+    /// Maps the existing file at `path` with `MAP_SYNC`, whatever its size.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Self::map(file, path)
+    }
+
+    /// How this storage writes cache lines back.
+    pub fn flush_instruction(&self) -> &'static str {
+        self.flush.name()
+    }
+
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn map(file: File, path: &Path) -> io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let len = usize::try_from(file.metadata()?.len()).map_err(|_| io::Error::other("file too large to map"))?;
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot map an empty file"));
+        }
+        // SAFETY: a fresh shared mapping of a file we hold open; no memory of ours is
+        // touched. The result is checked before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EOPNOTSUPP | libc::EINVAL) => io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("{}: not on a DAX file system: MAP_SYNC refused ({e})", path.display()),
+                ),
+                _ => e,
+            });
+        }
+        Ok(DaxStorage { ptr: ptr.cast(), len, flush: Flush::detect(), _file: file })
+    }
+
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    fn map(_file: File, path: &Path) -> io::Result<Self> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{}: not on a DAX file system: MAP_SYNC refused (pmem needs Linux on x86-64)", path.display()),
+        ))
+    }
+}
+
+impl Drop for DaxStorage {
+    fn drop(&mut self) {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        // SAFETY: the mapping made in `map`, unmapped once; nothing refers to it after.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+impl Storage for DaxStorage {
+    fn len(&self) -> u64 {
+        self.len as u64
+    }
+
+    fn read(&self, offset: u64, dst: &mut [u8]) {
+        check_range(self.len(), offset, dst.len());
+        // SAFETY: as in `MmapStorage::read`: inside the live mapping, not overlapping
+        // `dst`, and no write races with a range the journal reads.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset as usize), dst.as_mut_ptr(), dst.len()) }
+    }
+
+    unsafe fn write(&self, offset: u64, src: &[u8]) {
+        check_range(self.len(), offset, src.len());
+        // SAFETY: as in `MmapStorage::write`: inside the live writable mapping, and the
+        // caller holds the range exclusively.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset as usize), src.len()) }
+    }
+
+    fn sync(&self, offset: u64, len: u64) -> io::Result<()> {
+        check_range(self.len(), offset, len as usize);
+        if len == 0 {
+            return Ok(());
+        }
+        self.flush.range(self.ptr as usize + offset as usize, len as usize);
+        Ok(())
+    }
+}
+
+/// The size of a CPU cache line on x86-64: the unit that a flush writes back.
+pub(crate) const CACHE_LINE: usize = 64;
+
+/// The start address of every cache line that `addr..addr + len` touches, in order:
+/// the line holding `addr` first, the line holding the last byte last.
+pub(crate) fn cache_lines(addr: usize, len: usize) -> std::iter::StepBy<std::ops::Range<usize>> {
+    let first = addr & !(CACHE_LINE - 1);
+    let end = if len == 0 { first } else { addr + len };
+    (first..end).step_by(CACHE_LINE)
+}
+
+/// The instruction that writes a cache line back to persistent memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flush {
+    /// Writes the line back and may keep it cached (the cheapest).
+    Clwb,
+    /// Writes the line back and evicts it, unordered.
+    Clflushopt,
+    /// Writes the line back and evicts it, ordered (every x86-64 CPU has it).
+    Clflush,
+}
+
+impl Flush {
+    /// The best the CPU has (CPUID leaf 7: EBX bit 24 is CLWB, bit 23 CLFLUSHOPT).
+    #[cfg(target_arch = "x86_64")]
+    fn detect() -> Flush {
+        #[allow(unused_unsafe)]
+        // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 reads as zeros where absent.
+        let ebx = unsafe { std::arch::x86_64::__cpuid_count(7, 0) }.ebx;
+        if ebx & (1 << 24) != 0 {
+            Flush::Clwb
+        } else if ebx & (1 << 23) != 0 {
+            Flush::Clflushopt
+        } else {
+            Flush::Clflush
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Flush::Clwb => "clwb",
+            Flush::Clflushopt => "clflushopt",
+            Flush::Clflush => "clflush",
+        }
+    }
+
+    /// Writes back every cache line of `addr..addr + len`, then fences: the stores
+    /// before are durable when this returns.
+    #[cfg(target_arch = "x86_64")]
+    fn range(self, addr: usize, len: usize) {
+        use std::arch::asm;
+        for line in cache_lines(addr, len) {
+            // SAFETY: `line` is the start of a cache line holding a byte of the range,
+            // which lies in a live mapping (checked by the caller); mappings are
+            // page-aligned, so the whole line is mapped. These instructions only write
+            // the line back; they change no memory.
+            unsafe {
+                match self {
+                    Flush::Clwb => asm!("clwb [{0}]", in(reg) line, options(nostack, preserves_flags)),
+                    Flush::Clflushopt => asm!("clflushopt [{0}]", in(reg) line, options(nostack, preserves_flags)),
+                    Flush::Clflush => asm!("clflush [{0}]", in(reg) line, options(nostack, preserves_flags)),
+                }
+            }
+        }
+        // SAFETY: a store fence; no memory is touched.
+        unsafe { asm!("sfence", options(nostack, preserves_flags)) }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn detect() -> Flush {
+        Flush::Clflush
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn range(self, _addr: usize, _len: usize) {
+        unreachable!("DaxStorage is only mapped on x86-64")
+    }
+}
+
 /// A region in plain memory that tracks which bytes are durable.
 ///
 /// Every write lands in the *current* image. [`Storage::sync`] copies a range to the
@@ -530,6 +744,47 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_lines_cover_every_byte_of_a_range_and_nothing_else() {
+        for addr in [0usize, 1, 63, 64, 65, 100, 127, 4095, 4096 + 17] {
+            for len in [0usize, 1, 2, 63, 64, 65, 127, 128, 129, 1000, 4096] {
+                let lines: Vec<usize> = cache_lines(addr, len).collect();
+                // Every line starts on a line boundary, in order, one line apart.
+                assert!(lines.iter().all(|l| l % CACHE_LINE == 0), "{addr}+{len}: {lines:?}");
+                assert!(lines.windows(2).all(|w| w[1] == w[0] + CACHE_LINE), "{addr}+{len}: {lines:?}");
+                // Every byte of the range lies in one of them ...
+                for b in addr..addr + len {
+                    assert!(lines.iter().any(|l| (*l..l + CACHE_LINE).contains(&b)), "{addr}+{len}: byte {b}");
+                }
+                // ... and every line holds a byte of the range.
+                for l in &lines {
+                    assert!((addr..addr + len).any(|b| (*l..l + CACHE_LINE).contains(&b)), "{addr}+{len}: line {l}");
+                }
+                if len == 0 {
+                    assert!(lines.is_empty());
+                }
+            }
+        }
+        assert_eq!(cache_lines(63, 2).collect::<Vec<_>>(), [0, 64]);
+        assert_eq!(cache_lines(64, 64).collect::<Vec<_>>(), [64]);
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn flushing_runs_over_unaligned_ranges_and_keeps_the_bytes() {
+        // Flushing ordinary memory is allowed (it only writes lines back); the bytes
+        // stay as they were.
+        let buf: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let flush = Flush::detect();
+        for (off, len) in [(0, 1000), (1, 1), (3, 130), (63, 2), (64, 64), (999, 1)] {
+            flush.range(buf.as_ptr() as usize + off, len);
+        }
+        for f in [Flush::Clflush, flush] {
+            f.range(buf.as_ptr() as usize + 5, 700);
+        }
+        assert!(buf.iter().enumerate().all(|(i, b)| *b == (i as u32 * 7) as u8));
+    }
 
     #[test]
     fn reserve_pads_at_ring_end_and_respects_limit() {
