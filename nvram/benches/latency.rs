@@ -29,7 +29,12 @@ struct Stats {
     gbps: f64,
 }
 
-fn measure(threads: usize, per_thread: usize, size: usize, op: impl Fn(usize, &mut dyn FnMut(&mut dyn FnMut())) + Sync) -> Stats {
+fn measure(
+    threads: usize,
+    per_thread: usize,
+    size: usize,
+    op: impl Fn(usize, &mut dyn FnMut(&mut dyn FnMut())) + Sync,
+) -> Stats {
     let barrier = Barrier::new(threads + 1);
     let (times, wall) = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
@@ -61,12 +66,7 @@ fn measure(threads: usize, per_thread: usize, size: usize, op: impl Fn(usize, &m
     times.sort_unstable();
     let n = times.len();
     let rate = n as f64 / wall.as_secs_f64();
-    Stats {
-        p50: times[n / 2],
-        p99: times[n * 99 / 100],
-        rate,
-        gbps: rate * size as f64 / 1e9,
-    }
+    Stats { p50: times[n / 2], p99: times[n * 99 / 100], rate, gbps: rate * size as f64 / 1e9 }
 }
 
 fn main() {
@@ -100,7 +100,9 @@ fn main() {
                     }
                     // SAFETY: each thread copies into its own slice of the live anonymous
                     // mapping; the benchmark's only unsafe code.
-                    unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), (base + t * slice + off) as *mut u8, size) };
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(payload.as_ptr(), (base + t * slice + off) as *mut u8, size)
+                    };
                     off += size;
                 })
             });

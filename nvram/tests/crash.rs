@@ -147,8 +147,5 @@ fn sigkill_at_random_moments_loses_no_durable_record() {
         }
     }
     assert!(total_reported > 1000, "children reported only {total_reported} records");
-    eprintln!(
-        "{RUNS} kills, {total_reported} durable records checked in {:?}",
-        started.elapsed()
-    );
+    eprintln!("{RUNS} kills, {total_reported} durable records checked in {:?}", started.elapsed());
 }

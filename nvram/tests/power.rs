@@ -266,7 +266,11 @@ fn check(log: &LogRecovery, model: &Model, what: &str, stats: &mut Stats) {
             Kind::Pad => panic!("{what}: a pad recovered as a record"),
         }
         if let Some(t) = model.tickets.get(&key) {
-            assert_eq!((r.pos, r.pos + nvram::format::align(40 + r.payload.len() as u64)), (t.pos, t.end), "{what}: {key:?} is not where it was appended");
+            assert_eq!(
+                (r.pos, r.pos + nvram::format::align(40 + r.payload.len() as u64)),
+                (t.pos, t.end),
+                "{what}: {key:?} is not where it was appended"
+            );
         }
         seen.insert(key);
     }

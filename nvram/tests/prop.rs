@@ -83,15 +83,7 @@ fn run(ops: &[Op], crash: &Crash, more: usize, policy: u8) -> Result<(), TestCas
                 items.push(Item {
                     pos: t.pos,
                     covered: (RECORD_HEADER + payload.len()) as u64,
-                    record: Some(Record {
-                        seq,
-                        kind,
-                        op,
-                        element,
-                        pos: t.pos,
-                        generation: 0,
-                        payload: payload.into(),
-                    }),
+                    record: Some(Record { seq, kind, op, element, pos: t.pos, generation: 0, payload: payload.into() }),
                 });
                 *prev_end = t.end;
             }

@@ -20,8 +20,11 @@ pub fn journal(dir: &Path, len: u64, d: Durability) -> Arc<Journal> {
 ///
 /// The policies as the server names them (`--journal-policy`): `process` is
 /// `Durability::None`, `group` is `Durability::GroupCommit`.
-pub const POLICIES: [(&str, Durability, bool); 3] =
-    [("process", Durability::None, false), ("process nowait", Durability::None, true), ("group", Durability::GroupCommit, false)];
+pub const POLICIES: [(&str, Durability, bool); 3] = [
+    ("process", Durability::None, false),
+    ("process nowait", Durability::None, true),
+    ("group", Durability::GroupCommit, false),
+];
 pub struct Appender {
     pub journal: Arc<Journal>,
     pub next: u64,
@@ -42,10 +45,16 @@ impl Appender {
         self
     }
 
-    /// Waits until every record this appender appended is durable.
+    /// Waits until every record this appender appended is durable, and retires all
+    /// its operations: a finished appender's live operations would pin the head, and
+    /// an appender still running would then find the ring full for ever.
     pub fn finish(&mut self) {
         if let Some(t) = self.last.take() {
             self.journal.commit(&t).unwrap();
+        }
+        while self.lag < self.next {
+            self.journal.retire(OpId(self.lag)).unwrap();
+            self.lag += 1;
         }
     }
 

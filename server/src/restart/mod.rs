@@ -78,6 +78,7 @@ fn durability(p: JournalPolicy) -> Durability {
         JournalPolicy::Group => Durability::GroupCommit,
         JournalPolicy::Msync => Durability::PerRecord,
         JournalPolicy::Process => Durability::None,
+        JournalPolicy::Pmem => Durability::Pmem,
     }
 }
 
@@ -273,7 +274,8 @@ pub async fn start(
     // What the restart ends, and whether there is anything to restore at all
     // (retained handles from before this start count too).
     let (deltas, any) = server.with_model(|m| {
-        let any = m.partition(server.set()).is_some_and(|p| p.opens().next().is_some() || p.sessions().next().is_some());
+        let any =
+            m.partition(server.set()).is_some_and(|p| p.opens().next().is_some() || p.sessions().next().is_some());
         (restart_deltas(m, server.set(), crate::state::deltas::now()), any)
     });
     if any {
