@@ -52,6 +52,11 @@ impl Appender {
         if let Some(t) = self.last.take() {
             self.journal.commit(&t).unwrap();
         }
+        self.retire_all();
+    }
+
+    /// Retires every operation appended so far.
+    pub fn retire_all(&mut self) {
         while self.lag < self.next {
             self.journal.retire(OpId(self.lag)).unwrap();
             self.lag += 1;
@@ -73,9 +78,13 @@ impl Appender {
                     }
                     return;
                 }
-                // Back-pressure: a stalled appender pins the head; let it catch up.
+                // Back-pressure: an appender left behind pins the head with its live
+                // operations (appenders do not wait for each other: one may fill the
+                // ring while another is descheduled). It finishes them all, as a
+                // server finishes the operations it started (their last records have
+                // room kept for them), and tries again.
                 Err(nvram::Error::Full { .. }) => {
-                    self.retire();
+                    self.retire_all();
                     std::thread::yield_now();
                 }
                 Err(e) => panic!("{e}"),
