@@ -1,5 +1,6 @@
 //! Append throughput with criterion: records/s and bytes/s for 128 B, 4 KiB and 64 KiB
-//! records, policies `none` and `group-commit`, 1 and 8 appenders, beside a plain
+//! records, policies `process` (`none`; also `process nowait`, with `append_nowait`) and
+//! `group` (group commit), 1 and 8 appenders, beside a plain
 //! `memcpy` of the same bytes into a mapped region.
 //!
 //! `cargo bench -p nvram --bench append -- --warm-up-time 1 --measurement-time 3`
@@ -8,10 +9,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nvram::Durability;
 
 mod common;
-use common::{journal, Appender, SIZES};
+use common::{journal, Appender, POLICIES, SIZES};
 
 const REGION: u64 = 512 << 20;
 
@@ -65,9 +65,11 @@ fn bench(c: &mut Criterion) {
                 })
             });
             drop(map);
-            for (name, d) in [("none", Durability::None), ("group-commit", Durability::GroupCommit)] {
+            for (name, d, nowait) in POLICIES {
                 let j = journal(dir.path(), REGION, d);
-                let appenders: Vec<_> = (0..threads).map(|t| std::sync::Mutex::new(Appender::new(j.clone(), t as u64))).collect();
+                let appenders: Vec<_> = (0..threads)
+                    .map(|t| std::sync::Mutex::new(Appender::new(j.clone(), t as u64).nowait(nowait)))
+                    .collect();
                 g.bench_function(BenchmarkId::new(name, threads), |b| {
                     b.iter_custom(|iters| {
                         run_threads(threads, iters, |t, n| {
@@ -75,6 +77,7 @@ fn bench(c: &mut Criterion) {
                             for _ in 0..n {
                                 a.append(&payload);
                             }
+                            a.finish();
                         })
                     })
                 });

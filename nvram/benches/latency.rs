@@ -2,6 +2,12 @@
 //! p50/p99, records/s and GB/s; the same for a plain `memcpy` into a mapped region; and
 //! the time to recover a full 1 GiB region.
 //!
+//! Rows: `process` (`Durability::None`, `append`: returns once the record is durable,
+//! i.e. published in order), `process nowait` (`append_nowait`, the server's path: the
+//! record is copied and marked ready, and published in order by whoever publishes; each
+//! appender commits its last ticket before the clock stops), `group`
+//! (`Durability::GroupCommit`, `append`: synced).
+//!
 //! `cargo bench -p nvram --bench latency` (set `NVRAM_BENCH_DIR` to put the region files
 //! elsewhere than /tmp, `NVRAM_BENCH_SKIP_RECOVERY=1` to skip the 1 GiB recovery,
 //! `NVRAM_BENCH_SIZES=128,4096` and `NVRAM_BENCH_THREADS=1,2,8` to choose the rows).
@@ -12,7 +18,7 @@ use std::time::{Duration, Instant};
 use nvram::{ClusterId, Durability, Entry, Journal, LocalMirror, NodeId, OpId, Options};
 
 mod common;
-use common::{journal, Appender, SIZES};
+use common::{journal, Appender, POLICIES, SIZES};
 
 const REGION: u64 = 512 << 20;
 
@@ -23,7 +29,12 @@ struct Stats {
     gbps: f64,
 }
 
-fn measure(threads: usize, per_thread: usize, size: usize, op: impl Fn(usize, &mut dyn FnMut(&mut dyn FnMut())) + Sync) -> Stats {
+fn measure(
+    threads: usize,
+    per_thread: usize,
+    size: usize,
+    op: impl Fn(usize, &mut dyn FnMut(&mut dyn FnMut())) + Sync,
+) -> Stats {
     let barrier = Barrier::new(threads + 1);
     let (times, wall) = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
@@ -55,12 +66,7 @@ fn measure(threads: usize, per_thread: usize, size: usize, op: impl Fn(usize, &m
     times.sort_unstable();
     let n = times.len();
     let rate = n as f64 / wall.as_secs_f64();
-    Stats {
-        p50: times[n / 2],
-        p99: times[n * 99 / 100],
-        rate,
-        gbps: rate * size as f64 / 1e9,
-    }
+    Stats { p50: times[n / 2], p99: times[n * 99 / 100], rate, gbps: rate * size as f64 / 1e9 }
 }
 
 fn main() {
@@ -94,13 +100,15 @@ fn main() {
                     }
                     // SAFETY: each thread copies into its own slice of the live anonymous
                     // mapping; the benchmark's only unsafe code.
-                    unsafe { std::ptr::copy_nonoverlapping(payload.as_ptr(), (base + t * slice + off) as *mut u8, size) };
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(payload.as_ptr(), (base + t * slice + off) as *mut u8, size)
+                    };
                     off += size;
                 })
             });
             drop(map);
             row(size, threads, "memcpy", &memcpy, &memcpy);
-            for (name, d) in [("none", Durability::None), ("group-commit", Durability::GroupCommit)] {
+            for (name, d, nowait) in POLICIES {
                 let j = journal(dir.path(), REGION, d);
                 // Warm: one lap through the ring so every page is mapped.
                 {
@@ -117,8 +125,9 @@ fn main() {
                 }
                 let per_op = if d == Durability::GroupCommit { per.min(20_000) } else { per };
                 let s = measure(threads, per_op, size, |t, run| {
-                    let mut a = Appender::new(j.clone(), t as u64);
-                    run(&mut || a.append(&payload))
+                    let mut a = Appender::new(j.clone(), t as u64).nowait(nowait);
+                    run(&mut || a.append(&payload));
+                    a.finish(); // in the wall time, not in any sample
                 });
                 row(size, threads, name, &s, &memcpy);
             }

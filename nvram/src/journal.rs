@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use ids::{ClusterId, Flag, NodeId, OpId};
@@ -14,7 +14,7 @@ use crate::format::{
 };
 use crate::mirror::{Mirror, MirrorAck, MirrorMeta, MirrorShared, Shipment};
 use crate::recover::{self, OpHash, Recovery};
-use crate::region::{Claim, MmapStorage, Region, Ring, Storage};
+use crate::region::{Claim, DaxStorage, MmapStorage, Region, Ring, Storage};
 
 /// When an append counts as durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +26,12 @@ pub enum Durability {
     /// One `msync` covers every record published so far; concurrent committers wait
     /// for one leader instead of each syncing.
     GroupCommit,
+    /// Persistent memory (DAX, NVDIMM): the region is mapped with `MAP_SYNC`
+    /// ([`DaxStorage`]; [`Journal::open_file`] and [`Journal::create_file`] refuse a file
+    /// that is not on a DAX file system), and a record counts as durable once its
+    /// cache lines are written back (`clwb`, `clflushopt` or `clflush`) and fenced,
+    /// which the publisher does before it publishes, as `PerRecord` does with `msync`.
+    Pmem,
 }
 
 /// Who opens a region, and how it syncs.
@@ -107,11 +113,10 @@ impl<'a> Entry<'a> {
 }
 
 /// Proof of an append: where the record went. Pass it to [`Journal::commit`] or
-/// [`Journal::is_durable`].
+/// [`Journal::is_durable`]. (It carries no sequence number: the publisher numbers a
+/// record when it publishes it, which may be after its append returned.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket {
-    /// The record's sequence number.
-    pub seq: u64,
     /// Logical position of the record.
     pub pos: u64,
     /// Logical position just past it: durable once the durable frontier reaches it.
@@ -120,6 +125,8 @@ pub struct Ticket {
 
 const SHARDS: usize = 16;
 const COPY_CHUNK: usize = 16 * 1024;
+/// The most bytes the publisher ships to the mirror in one piece.
+const SHIP_CHUNK: u64 = 1 << 20;
 const NO_CHECKPOINT: u64 = u64::MAX;
 
 /// Live operations of one shard: operation to the position of its first record.
@@ -159,7 +166,17 @@ pub struct Journal {
     durability: Durability,
     generation: u32,
     header: Mutex<Header>,
+    /// The next sequence number; taken by the publisher only.
     next_seq: AtomicU64,
+    /// Whether some thread is publishing (see [`Journal::publish_ready`]).
+    publishing: AtomicBool,
+    /// The publisher's buffer for shipping to the mirror.
+    ship_buf: Mutex<Vec<u8>>,
+    /// The start of the first run of records whose `PerRecord` sync failed (`u64::MAX`:
+    /// none): no record from there on counts as durable.
+    sync_failed: AtomicU64,
+    /// The storage lost a write (see [`Journal::seal`]): nothing counts as durable.
+    broken: AtomicBool,
     synced: AtomicU64,
     sync_leader: Mutex<bool>,
     sync_cv: Condvar,
@@ -226,8 +243,13 @@ impl Journal {
     }
 
     /// Creates the file at `path` with `len` bytes and formats it; see [`Journal::create`].
+    /// With [`Durability::Pmem`] the file is mapped with `MAP_SYNC` ([`DaxStorage`]),
+    /// which fails (and removes the file) when it is not on a DAX file system.
     pub fn create_file(path: &Path, len: u64, opts: Options) -> Result<Journal> {
-        Journal::create(MmapStorage::create(path, len)?, opts)
+        match opts.durability {
+            Durability::Pmem => Journal::create(DaxStorage::create(path, len)?, opts),
+            _ => Journal::create(MmapStorage::create(path, len)?, opts),
+        }
     }
 
     /// Opens a journal, recovers both rings and starts a new run (the node and own-ring
@@ -283,9 +305,14 @@ impl Journal {
         Ok((journal, recovery))
     }
 
-    /// Maps the file at `path` and opens it; see [`Journal::open`].
+    /// Maps the file at `path` and opens it; see [`Journal::open`]. With
+    /// [`Durability::Pmem`] the file is mapped with `MAP_SYNC` ([`DaxStorage`]), which
+    /// fails, leaving the file as it was, when it is not on a DAX file system.
     pub fn open_file(path: &Path, opts: Options) -> Result<(Journal, Recovery)> {
-        Journal::open(MmapStorage::open(path)?, opts)
+        match opts.durability {
+            Durability::Pmem => Journal::open(DaxStorage::open(path)?, opts),
+            _ => Journal::open(MmapStorage::open(path)?, opts),
+        }
     }
 
     fn build(storage: Box<dyn Storage>, header: Header, durability: Durability, next_seq: u64, tail: u64) -> Journal {
@@ -300,6 +327,10 @@ impl Journal {
             generation: header.own.generation,
             header: Mutex::new(header),
             next_seq: AtomicU64::new(next_seq),
+            publishing: AtomicBool::new(false),
+            ship_buf: Mutex::new(Vec::new()),
+            sync_failed: AtomicU64::new(u64::MAX),
+            broken: AtomicBool::new(false),
             synced: AtomicU64::new(tail),
             sync_leader: Mutex::new(false),
             sync_cv: Condvar::new(),
@@ -329,9 +360,18 @@ impl Journal {
         Ok(ticket)
     }
 
-    /// Appends a record without waiting for durability: it is in the region and
-    /// shipped to the mirror, in log order. Follow with [`Journal::commit`] (for example
-    /// on a blocking thread) or poll [`Journal::is_durable`].
+    /// Appends a record without waiting for durability: it is copied into the region
+    /// and will be published (sealed with its sequence number, shipped to the mirror)
+    /// in log order, after every record appended before it. Follow with
+    /// [`Journal::commit`] (for example on a blocking thread) or poll
+    /// [`Journal::is_durable`].
+    ///
+    /// An appender never waits for the appenders before it: once its payload is
+    /// copied it marks its record ready and returns. Whoever holds the publisher's turn
+    /// (the first appender to find it free) seals and publishes every ready record at
+    /// the frontier, its neighbours' as well as its own; a record whose appender is
+    /// still copying holds back those after it until it is ready too (recovery stops at
+    /// the first hole).
     pub fn append_nowait(&self, entry: Entry<'_>) -> Result<Ticket> {
         let mut len_buf = [0u8; 8];
         let (kind, op, element, parts) = entry.parts(&mut len_buf);
@@ -355,50 +395,126 @@ impl Journal {
                 at += chunk.len() as u64;
             }
         }
+        self.write_pad(&claim);
+        let hdr = self.provisional(kind, len, element, op, claim.record, payload_crc.finalize());
+        self.region.write_claim(&self.own, &claim, claim.record - claim.start, &hdr);
+        let ticket = Ticket { pos: claim.record, end: claim.end };
+        self.own.mark_ready(claim);
+        self.publish_ready();
+        Ok(ticket)
+    }
 
-        // The turn: every earlier record is published. Number, seal, ship, publish.
-        self.own.wait_turn(&claim);
-        let seq = self.next_seq.load(Ordering::Relaxed);
-        self.next_seq.store(seq + 1, Ordering::Relaxed);
-        let pad = self.write_pad(&claim);
+    /// The header of a record written but not yet published: no kind (byte 4 is zero,
+    /// which no reader takes for a record), the kind kept in reserved byte 36, and the
+    /// payload's checksum alone in the checksum field. [`Journal::publish_ready`] turns
+    /// it into the real header.
+    fn provisional(&self, kind: Kind, len: u64, element: u16, op: u64, pos: u64, crc: u32) -> [u8; RECORD_HEADER] {
         let mut hdr = RecordHeader {
             len: len as u32,
             kind,
             element,
-            lap: (claim.record / self.cap) as u32,
+            lap: (pos / self.cap) as u32,
             generation: self.generation,
-            seq,
+            seq: 0,
             op,
         }
         .encode();
-        RecordHeader::seal(&mut hdr, &payload_crc);
-        self.region.write_claim(&self.own, &claim, claim.record - claim.start, &hdr);
-        let synced = match self.durability {
-            Durability::PerRecord => self.sync_own(claim.start, claim.end),
-            _ => Ok(()),
+        hdr[4] = 0;
+        hdr[32..36].copy_from_slice(&crc.to_le_bytes());
+        hdr[36] = kind as u8;
+        hdr
+    }
+
+    /// Publishes every ready record at the frontier, if no one else is publishing:
+    /// numbers and seals each (the header is written last), syncs them under
+    /// `PerRecord`, ships them to the mirror in log order, and moves the frontier.
+    ///
+    /// One publisher at a time (`publishing`). An appender that marks its record ready
+    /// and finds the flag taken leaves it to the holder, which looks at the frontier
+    /// again after dropping the flag: both sides use sequentially consistent
+    /// operations, so either the appender sees the flag free or the holder sees the
+    /// mark.
+    fn publish_ready(&self) {
+        loop {
+            if self.publishing.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+                return;
+            }
+            let start = self.own.published();
+            let mut pos = start;
+            while self.own.is_ready(pos) {
+                pos = self.seal(pos);
+            }
+            if pos > start {
+                let per_record = matches!(self.durability, Durability::PerRecord | Durability::Pmem);
+                if per_record && self.sync_own(start, pos).is_err() {
+                    self.sync_failed.fetch_min(start, Ordering::AcqRel);
+                }
+                self.ship(start, pos);
+                self.own.publish_to(pos);
+            }
+            self.publishing.store(false, Ordering::SeqCst);
+            if !self.own.is_ready(self.own.published()) {
+                return;
+            }
+        }
+    }
+
+    /// Seals the ready claim starting at `pos` and returns its end: its provisional
+    /// header becomes the real one, with the next sequence number (pads: 0).
+    ///
+    /// Where the claim ends and where its record starts come from memory (the ready
+    /// marks); only the header's fields come from the region. A provisional header that
+    /// does not match its claim means the storage lost a write (a failed medium, or a
+    /// simulated power loss): the record is left unsealed and the journal fails every
+    /// commit from then on.
+    fn seal(&self, pos: u64) -> u64 {
+        let end = self.own.take_ready(pos);
+        let room = self.cap - pos % self.cap;
+        // A claim that runs past the ring end starts with padding up to it (sealed by
+        // its holder when there is room for a header; `write_pad`).
+        let record = if end - pos > room { pos + room } else { pos };
+        let mut hdr = [0u8; RECORD_HEADER];
+        self.region.read_ring(&self.own, record, &mut hdr);
+        let len = u64::from(u32::from_le_bytes(hdr[0..4].try_into().expect("4 bytes")));
+        let kind = Kind::from_u8(hdr[36]).filter(|_| hdr[4] == 0 && record + align(RECORD_HEADER as u64 + len) == end);
+        let Some(kind) = kind else {
+            self.broken.store(true, Ordering::Release);
+            return end;
         };
+        let crc = u32::from_le_bytes(hdr[32..36].try_into().expect("4 bytes"));
+        let seq = if kind == Kind::Pad { 0 } else { self.next_seq.fetch_add(1, Ordering::Relaxed) };
+        hdr[4] = kind as u8;
+        hdr[16..24].copy_from_slice(&seq.to_le_bytes());
+        hdr[32..40].fill(0);
+        RecordHeader::seal(&mut hdr, &crc32fast::Hasher::new_with_initial_len(crc, len));
+        self.region.write_ready(&self.own, record, &hdr);
         if kind == Kind::Checkpoint {
             // The head may rely on it only once it is durable (see `promote_checkpoint`).
-            *lock(&self.pending_checkpoint) = Some((claim.record, claim.end));
+            *lock(&self.pending_checkpoint) = Some((record, end));
         }
-        let mirror = lock(&self.mirror).clone();
-        if let Some(m) = mirror {
-            let ack = self.ack_handle();
-            if let Some(pad) = &pad {
-                m.ship(Shipment { pos: claim.start, parts: &[&pad[..]] }, &ack);
-            }
-            let [a, b, c] = parts;
-            let align_pad = &[0u8; 8][..(total - RECORD_HEADER as u64 - len) as usize];
-            m.ship(Shipment { pos: claim.record, parts: &[&hdr[..], a, b, c, align_pad] }, &ack);
+        end
+    }
+
+    /// Ships `from..to` of the own ring (sealed, not yet published) to the mirror.
+    fn ship(&self, mut from: u64, to: u64) {
+        let Some(m) = lock(&self.mirror).clone() else {
+            return;
+        };
+        let ack = self.ack_handle();
+        let mut buf = lock(&self.ship_buf);
+        while from < to {
+            let n = (to - from).min(self.cap - from % self.cap).min(SHIP_CHUNK) as usize;
+            buf.resize(n, 0);
+            self.region.read_ring(&self.own, from, &mut buf[..n]);
+            m.ship(Shipment { pos: from, parts: &[&buf[..n]] }, &ack);
+            from += n as u64;
         }
-        let ticket = Ticket { seq, pos: claim.record, end: claim.end };
-        self.own.publish(claim);
-        synced?;
-        Ok(ticket)
     }
 
     /// Waits until the record of `ticket` (and so every earlier one) is durable.
     pub fn commit(&self, ticket: &Ticket) -> Result<()> {
+        self.own.wait_published(ticket.end);
+        self.check_synced(ticket)?;
         if self.durability == Durability::GroupCommit {
             self.group_sync(ticket.end)?;
         }
@@ -406,10 +522,23 @@ impl Journal {
         Ok(())
     }
 
+    /// Fails if a `PerRecord` sync of the record of `ticket` (or of one before it)
+    /// failed, or if the storage lost a write.
+    fn check_synced(&self, ticket: &Ticket) -> Result<()> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(Error::Io(std::io::Error::other("the journal's storage lost a write")));
+        }
+        let failed = self.sync_failed.load(Ordering::Acquire);
+        if ticket.end > failed {
+            return Err(Error::Io(std::io::Error::other(format!("msync of the journal at {failed} failed"))));
+        }
+        Ok(())
+    }
+
     /// Makes every record appended so far durable.
     pub fn flush(&self) -> Result<()> {
-        let end = self.own.published();
-        self.commit(&Ticket { seq: 0, pos: end, end })
+        let end = self.own.reserved();
+        self.commit(&Ticket { pos: end, end })
     }
 
     /// Whether the record of `ticket` is durable, without waiting.
@@ -418,7 +547,10 @@ impl Journal {
             Durability::GroupCommit => self.synced.load(Ordering::Acquire),
             _ => self.own.published(),
         };
-        local >= ticket.end && self.mirror_covers(ticket.end)
+        local >= ticket.end
+            && self.mirror_covers(ticket.end)
+            && ticket.end <= self.sync_failed.load(Ordering::Acquire)
+            && !self.broken.load(Ordering::Acquire)
     }
 
     /// The largest payload a record may carry: half the ring's capacity, minus the
@@ -456,15 +588,15 @@ impl Journal {
     }
 
     /// Writes the pad of a claim that skips the ring end, if there is room for a header.
-    fn write_pad(&self, claim: &Claim) -> Option<[u8; RECORD_HEADER]> {
+    /// It is sealed at once: nothing is read past it before the record after it is.
+    fn write_pad(&self, claim: &Claim) {
         let pad = claim.record - claim.start;
         if pad < RECORD_HEADER as u64 {
-            return None;
+            return;
         }
         let mut hdr = self.pad_header(claim.start, pad);
         RecordHeader::seal(&mut hdr, &crc32fast::Hasher::new());
         self.region.write_claim(&self.own, claim, 0, &hdr);
-        Some(hdr)
     }
 
     fn pad_header(&self, pos: u64, total: u64) -> [u8; RECORD_HEADER] {
@@ -567,7 +699,7 @@ impl Journal {
     fn promote_checkpoint(&self) {
         let mut pending = lock(&self.pending_checkpoint);
         if let Some((pos, end)) = *pending {
-            if self.is_durable(&Ticket { seq: 0, pos, end }) {
+            if self.is_durable(&Ticket { pos, end }) {
                 self.last_checkpoint.store(pos, Ordering::Release);
                 *pending = None;
             }
@@ -699,9 +831,11 @@ impl Journal {
     /// byte from the head on, then every new record. From now on an append is durable
     /// only once the mirror acknowledged it. Replaces any earlier mirror.
     pub fn attach_mirror(&self, mirror: Arc<dyn Mirror>) -> Result<()> {
-        // A pad record of our own gives us a turn: nothing is published meanwhile.
+        // A pad record of our own holds the frontier: once every record before it is
+        // published (and shipped to the previous mirror, if any), nothing more is
+        // published until we mark it ready.
         let claim = self.reserve(RECORD_HEADER as u64, Kind::Pad)?;
-        self.own.wait_turn(&claim);
+        self.own.wait_published(claim.start);
         let head_guard = lock(&self.head_lock);
         let shared = &self.mirror_shared;
         shared.epoch.fetch_add(1, Ordering::AcqRel);
@@ -721,22 +855,20 @@ impl Journal {
             mirror.ship(Shipment { pos, parts: &[&buf[..n]] }, &ack);
             pos += n as u64;
         }
-        // The pad goes where the claim's record goes: when fewer than a header's bytes
-        // were left before the ring end, the claim skips them (readers do too).
-        let mut hdr = self.pad_header(claim.record, RECORD_HEADER as u64);
-        RecordHeader::seal(&mut hdr, &crc32fast::Hasher::new());
-        self.region.write_claim(&self.own, &claim, claim.record - claim.start, &hdr);
-        // Under `PerRecord` nothing else syncs this pad: a record after it is synced
-        // from its own start, and a lost pad would end the log before it.
-        let synced = match self.durability {
-            Durability::PerRecord => self.sync_own(claim.start, claim.end),
-            _ => Ok(()),
-        };
-        mirror.ship(Shipment { pos: claim.record, parts: &[&hdr[..]] }, &ack);
+        // From our pad on, the publisher ships to the new mirror. The pad goes where the
+        // claim's record goes: when fewer than a header's bytes were left before the
+        // ring end, the claim skips them (readers do too). Under `PerRecord` the
+        // publisher syncs it: a lost pad would end the log before the records after it.
         *lock(&self.mirror) = Some(mirror);
         drop(head_guard);
-        self.own.publish(claim);
-        synced
+        self.write_pad(&claim);
+        let hdr = self.provisional(Kind::Pad, 0, 0, 0, claim.record, crc32fast::Hasher::new().finalize());
+        self.region.write_claim(&self.own, &claim, claim.record - claim.start, &hdr);
+        let end = claim.end;
+        self.own.mark_ready(claim);
+        self.publish_ready();
+        self.own.wait_published(end);
+        self.check_synced(&Ticket { pos: end, end })
     }
 
     /// Detaches the mirror (the partner is gone): appends are durable on local sync

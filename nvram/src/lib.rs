@@ -56,14 +56,14 @@
 
 #![warn(missing_docs)]
 
+mod dump;
+pub mod error;
+pub mod format;
 pub mod journal;
 pub mod mirror;
-pub mod recover;
-mod dump;
-pub mod format;
-mod region;
 pub mod power;
-pub mod error;
+pub mod recover;
+mod region;
 
 pub use dump::dump;
 pub use error::{Error, Result};
@@ -71,6 +71,6 @@ pub use format::Kind;
 pub use ids::{ClusterId, Flag, NodeId, OpId};
 pub use journal::{Durability, Entry, Journal, Options, Ticket};
 pub use mirror::{LocalMirror, Mirror, MirrorAck, MirrorMeta, Shipment};
-pub use recover::{LogEnd, LogRecovery, Points, Record, Recovery, TornReason};
 pub use power::{Failure, PageCacheStorage, Power, PowerStats};
-pub use region::{MemStorage, MmapStorage, Storage};
+pub use recover::{LogEnd, LogRecovery, Points, Record, Recovery, TornReason};
+pub use region::{DaxStorage, MemStorage, MmapStorage, Storage};

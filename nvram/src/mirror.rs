@@ -1,8 +1,8 @@
 //! Shipping every record to the partner: the [`Mirror`] trait, the acknowledgement
 //! handle, and an in-process implementation for tests.
 //!
-//! The journal calls [`Mirror::ship`] for every record, in log order, while it holds
-//! the record's turn; so `ship` must not block for long. An implementation over a
+//! The journal's publisher calls [`Mirror::ship`] for every run of records it publishes,
+//! in log order, before it publishes them; so `ship` must not block for long. An implementation over a
 //! network queues the bytes (copying them) and returns at once; when the partner says
 //! the bytes are durable in its mirror ring, the implementation calls
 //! [`MirrorAck::records`] with the end position, from any thread or task. An append
@@ -32,13 +32,14 @@ use std::sync::{Arc, Condvar, Mutex};
 use crate::journal::Journal;
 
 /// Bytes to place at logical position `pos` of the partner's mirror ring: the parts
-/// are contiguous, in order. A shipment is usually one record (header and payload
-/// parts), sometimes padding or a chunk of a resync.
+/// are contiguous, in order. A shipment is a run of whole records the publisher
+/// published (up to 1 MiB, split at the ring end), or a chunk of a resync.
 #[derive(Debug)]
 pub struct Shipment<'a> {
     /// Logical position of the first byte.
     pub pos: u64,
-    /// The bytes, in pieces (zero-copy from the appender's buffers).
+    /// The bytes, in pieces (read back from the ring by the publisher, or, for a
+    /// resync, chunks of it).
     pub parts: &'a [&'a [u8]],
 }
 
@@ -73,7 +74,7 @@ pub struct MirrorMeta {
 /// Ships records to the partner. See the module documentation for the contract.
 pub trait Mirror: Send + Sync {
     /// Sends bytes for the mirror ring. Called in log order, one caller at a time,
-    /// inside the append's critical section: return quickly. Call
+    /// by the publisher before it publishes the bytes: return quickly. Call
     /// [`MirrorAck::records`] once the partner has them durably.
     fn ship(&self, shipment: Shipment<'_>, ack: &MirrorAck);
 

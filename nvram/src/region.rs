@@ -3,9 +3,10 @@
 //!
 //! This is the only file of the crate with `unsafe` code. The rule that makes it sound:
 //! a byte of a [`MmapStorage`] is only ever written through a [`Claim`] (an exclusive,
-//! never-overlapping range handed out by [`Ring`]), under the header lock, or under the
-//! mirror-receive lock, and is only read once it is published or before the journal is
-//! shared between threads.
+//! never-overlapping range handed out by [`Ring`]) by its holder until the holder marks
+//! it ready, then by the one publisher until it is published, under the header lock, or
+//! under the mirror-receive lock; and is only read once it is marked ready or published,
+//! or before the journal is shared between threads.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -143,6 +144,220 @@ impl Storage for MmapStorage {
     }
 }
 
+/// A region backed by a file on a DAX file system (persistent memory, NVDIMM), mapped
+/// with `MAP_SHARED_VALIDATE | MAP_SYNC`: stores go to the medium through the CPU
+/// cache, with no page cache and no `msync`. [`Storage::sync`] writes the cache lines
+/// of the range back (`clwb` where the CPU has it, else `clflushopt`, else `clflush`,
+/// chosen once) and fences (`sfence`): then the bytes are durable.
+///
+/// The kernel refuses `MAP_SYNC` on a file system that is not DAX; opening then fails
+/// with [`io::ErrorKind::Unsupported`] and "not on a DAX file system: MAP_SYNC refused".
+/// Linux on x86-64 only: elsewhere opening is refused the same way.
+///
+/// ```
+/// use nvram::DaxStorage;
+/// let dir = tempfile::tempdir().unwrap();
+/// // A temporary directory is (almost always) not on a DAX file system.
+/// if let Err(e) = DaxStorage::create(&dir.path().join("nvram"), 1 << 20) {
+///     assert!(e.to_string().contains("not on a DAX file system: MAP_SYNC refused"));
+/// }
+/// ```
+#[derive(Debug)]
+pub struct DaxStorage {
+    ptr: *mut u8,
+    len: usize,
+    flush: Flush,
+    _file: File,
+}
+
+// SAFETY: the mapping is plain shared memory, valid until `drop`; the pointer is never
+// handed out, and every access goes through the `Storage` methods, whose contract
+// (and the journal's claims) keeps concurrent writes apart.
+unsafe impl Send for DaxStorage {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for DaxStorage {}
+
+impl DaxStorage {
+    /// Creates (or truncates) the file at `path`, sizes it to `len` bytes and maps it
+    /// with `MAP_SYNC`; on a refusal the file is removed again.
+    pub fn create(path: &Path, len: u64) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+        file.set_len(len)?;
+        Self::map(file, path).inspect_err(|_| {
+            let _ = std::fs::remove_file(path);
+        })
+    }
+
+    /// Maps the existing file at `path` with `MAP_SYNC`, whatever its size.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Self::map(file, path)
+    }
+
+    /// How this storage writes cache lines back.
+    pub fn flush_instruction(&self) -> &'static str {
+        self.flush.name()
+    }
+
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn map(file: File, path: &Path) -> io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let len = usize::try_from(file.metadata()?.len()).map_err(|_| io::Error::other("file too large to map"))?;
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot map an empty file"));
+        }
+        // SAFETY: a fresh shared mapping of a file we hold open; no memory of ours is
+        // touched. The result is checked before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC | libc::MAP_POPULATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EOPNOTSUPP | libc::EINVAL) => io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("{}: not on a DAX file system: MAP_SYNC refused ({e})", path.display()),
+                ),
+                _ => e,
+            });
+        }
+        Ok(DaxStorage { ptr: ptr.cast(), len, flush: Flush::detect(), _file: file })
+    }
+
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    fn map(_file: File, path: &Path) -> io::Result<Self> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{}: not on a DAX file system: MAP_SYNC refused (pmem needs Linux on x86-64)", path.display()),
+        ))
+    }
+}
+
+impl Drop for DaxStorage {
+    fn drop(&mut self) {
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        // SAFETY: the mapping made in `map`, unmapped once; nothing refers to it after.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+impl Storage for DaxStorage {
+    fn len(&self) -> u64 {
+        self.len as u64
+    }
+
+    fn read(&self, offset: u64, dst: &mut [u8]) {
+        check_range(self.len(), offset, dst.len());
+        // SAFETY: as in `MmapStorage::read`: inside the live mapping, not overlapping
+        // `dst`, and no write races with a range the journal reads.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset as usize), dst.as_mut_ptr(), dst.len()) }
+    }
+
+    unsafe fn write(&self, offset: u64, src: &[u8]) {
+        check_range(self.len(), offset, src.len());
+        // SAFETY: as in `MmapStorage::write`: inside the live writable mapping, and the
+        // caller holds the range exclusively.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset as usize), src.len()) }
+    }
+
+    fn sync(&self, offset: u64, len: u64) -> io::Result<()> {
+        check_range(self.len(), offset, len as usize);
+        if len == 0 {
+            return Ok(());
+        }
+        self.flush.range(self.ptr as usize + offset as usize, len as usize);
+        Ok(())
+    }
+}
+
+/// The size of a CPU cache line on x86-64: the unit that a flush writes back.
+pub(crate) const CACHE_LINE: usize = 64;
+
+/// The start address of every cache line that `addr..addr + len` touches, in order:
+/// the line holding `addr` first, the line holding the last byte last.
+pub(crate) fn cache_lines(addr: usize, len: usize) -> std::iter::StepBy<std::ops::Range<usize>> {
+    let first = addr & !(CACHE_LINE - 1);
+    let end = if len == 0 { first } else { addr + len };
+    (first..end).step_by(CACHE_LINE)
+}
+
+/// The instruction that writes a cache line back to persistent memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flush {
+    /// Writes the line back and may keep it cached (the cheapest).
+    Clwb,
+    /// Writes the line back and evicts it, unordered.
+    Clflushopt,
+    /// Writes the line back and evicts it, ordered (every x86-64 CPU has it).
+    Clflush,
+}
+
+impl Flush {
+    /// The best the CPU has (CPUID leaf 7: EBX bit 24 is CLWB, bit 23 CLFLUSHOPT).
+    #[cfg(target_arch = "x86_64")]
+    fn detect() -> Flush {
+        #[allow(unused_unsafe)]
+        // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 reads as zeros where absent.
+        let ebx = unsafe { std::arch::x86_64::__cpuid_count(7, 0) }.ebx;
+        if ebx & (1 << 24) != 0 {
+            Flush::Clwb
+        } else if ebx & (1 << 23) != 0 {
+            Flush::Clflushopt
+        } else {
+            Flush::Clflush
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Flush::Clwb => "clwb",
+            Flush::Clflushopt => "clflushopt",
+            Flush::Clflush => "clflush",
+        }
+    }
+
+    /// Writes back every cache line of `addr..addr + len`, then fences: the stores
+    /// before are durable when this returns.
+    #[cfg(target_arch = "x86_64")]
+    fn range(self, addr: usize, len: usize) {
+        use std::arch::asm;
+        for line in cache_lines(addr, len) {
+            // SAFETY: `line` is the start of a cache line holding a byte of the range,
+            // which lies in a live mapping (checked by the caller); mappings are
+            // page-aligned, so the whole line is mapped. These instructions only write
+            // the line back; they change no memory.
+            unsafe {
+                match self {
+                    Flush::Clwb => asm!("clwb [{0}]", in(reg) line, options(nostack, preserves_flags)),
+                    Flush::Clflushopt => asm!("clflushopt [{0}]", in(reg) line, options(nostack, preserves_flags)),
+                    Flush::Clflush => asm!("clflush [{0}]", in(reg) line, options(nostack, preserves_flags)),
+                }
+            }
+        }
+        // SAFETY: a store fence; no memory is touched.
+        unsafe { asm!("sfence", options(nostack, preserves_flags)) }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn detect() -> Flush {
+        Flush::Clflush
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn range(self, _addr: usize, _len: usize) {
+        unreachable!("DaxStorage is only mapped on x86-64")
+    }
+}
+
 /// A region in plain memory that tracks which bytes are durable.
 ///
 /// Every write lands in the *current* image. [`Storage::sync`] copies a range to the
@@ -277,6 +492,30 @@ impl Region {
     }
 }
 
+impl Region {
+    /// Reads `dst.len()` bytes at logical position `pos` of a ring, from a range that is
+    /// published or marked ready (its writer is done with it). Must not straddle the
+    /// ring end.
+    pub(crate) fn read_ring(&self, ring: &Ring, pos: u64, dst: &mut [u8]) {
+        let physical = ring.physical(pos);
+        assert!(physical + dst.len() as u64 <= ring.base + ring.cap, "read straddles the ring end");
+        self.storage.read(physical, dst)
+    }
+
+    /// Writes the header of a claim its holder marked ready, at logical position `pos`.
+    /// Only the journal's publisher calls this, under its lock.
+    pub(crate) fn write_ready(&self, ring: &Ring, pos: u64, src: &[u8]) {
+        let physical = ring.physical(pos);
+        assert!(physical + src.len() as u64 <= ring.base + ring.cap, "write straddles the ring end");
+        assert!(pos >= ring.published() && pos + src.len() as u64 <= ring.reserved());
+        // SAFETY: the range lies in a claim that is reserved but not published (checked
+        // above), so no other claim covers it and no reader reads it; its holder marked it
+        // ready and writes it no more; and only the publisher, of which there is one at
+        // a time (the journal's publishing flag), writes a ready claim.
+        unsafe { self.storage.write(physical, src) }
+    }
+}
+
 /// Writes into the partner's mirror ring, which only one thread at a time may hold.
 pub(crate) struct Receiver<'a> {
     region: &'a Region,
@@ -318,12 +557,21 @@ pub(crate) struct Claim {
     pub(crate) end: u64,
 }
 
-/// The lock-free allocator of one ring: an atomic tail, a contiguous published frontier
-/// and a limit set by the head.
+/// The lock-free allocator of one ring: an atomic tail, a contiguous published frontier,
+/// a limit set by the head, and the marks of claims that are written but not yet
+/// published.
 ///
 /// Logical positions grow forever; the physical offset is `base + pos % cap` and the
 /// lap is `pos / cap`. A claim never straddles the end of the ring: when a record does
 /// not fit before the end, its claim starts with padding up to it.
+///
+/// A claim's holder writes it, then marks it *ready* ([`Ring::mark_ready`]) and gives
+/// it up: from then on nobody writes its bytes but the one publisher (the journal's,
+/// under its lock), which finds ready claims at the published frontier
+/// ([`Ring::is_ready`], [`Ring::take_ready`]), seals them, and moves the frontier past
+/// them ([`Ring::publish_to`]). The marks are two bitmaps of one bit per 8-byte position
+/// of the ring: one marks a ready claim's start, the other its end, so that the
+/// publisher learns where a claim ends from memory, never from the claim's bytes.
 #[derive(Debug)]
 pub(crate) struct Ring {
     pub(crate) base: u64,
@@ -331,6 +579,8 @@ pub(crate) struct Ring {
     tail: AtomicU64,
     published: AtomicU64,
     limit: AtomicU64,
+    starts: Box<[AtomicU64]>,
+    ends: Box<[AtomicU64]>,
     sleepers: AtomicU64,
     turn_lock: Mutex<()>,
     turn_cv: std::sync::Condvar,
@@ -339,12 +589,15 @@ pub(crate) struct Ring {
 impl Ring {
     /// A ring whose records up to `tail` are all published.
     pub(crate) fn new(base: u64, cap: u64, tail: u64, limit: u64) -> Self {
+        let words = (cap / 8).div_ceil(64) as usize;
         Ring {
             base,
             cap,
             tail: AtomicU64::new(tail),
             published: AtomicU64::new(tail),
             limit: AtomicU64::new(limit),
+            starts: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            ends: (0..words).map(|_| AtomicU64::new(0)).collect(),
             sleepers: AtomicU64::new(0),
             turn_lock: Mutex::new(()),
             turn_cv: std::sync::Condvar::new(),
@@ -360,6 +613,11 @@ impl Ring {
         self.published.load(Ordering::Acquire)
     }
 
+    /// Every position below this is claimed (written or being written).
+    pub(crate) fn reserved(&self) -> u64 {
+        self.tail.load(Ordering::Acquire)
+    }
+
     /// Sets the highest position a claim may reach (`head + cap`).
     pub(crate) fn set_limit(&self, limit: u64) {
         self.limit.fetch_max(limit, Ordering::AcqRel);
@@ -370,8 +628,9 @@ impl Ring {
     ///
     /// Exclusivity: a claim ends at most at `published + cap`, and every live claim
     /// lies in `published..tail`, so no two live claims share a physical byte. Readers
-    /// read only below `published` and at or above `limit - cap`, which the journal
-    /// keeps at or below its head.
+    /// read only below `published` (or a claim marked ready, which its holder no longer
+    /// writes) and at or above `limit - cap`, which the journal keeps at or below its
+    /// head.
     pub(crate) fn reserve(&self, len: u64, keep_free: u64) -> Result<Claim, u64> {
         debug_assert!(len & 7 == 0 && len <= self.cap / 2);
         let mut tail = self.tail.load(Ordering::Relaxed);
@@ -390,14 +649,76 @@ impl Ring {
         }
     }
 
-    /// Waits until every earlier claim is published: the caller then holds the turn,
-    /// which orders sequence numbers, mirror shipping and publication.
+    fn bit(&self, pos: u64) -> (usize, u64) {
+        let i = (pos % self.cap) / 8;
+        ((i / 64) as usize, 1 << (i % 64))
+    }
+
+    /// Marks a claim written: its holder gives it up to the publisher. Its end is marked
+    /// first, then its start, sequentially consistent, so that a publisher that releases
+    /// its lock and then looks again at the frontier sees the mark of a holder that
+    /// found the lock taken (see `Journal::publish_ready`).
+    pub(crate) fn mark_ready(&self, claim: Claim) {
+        let (w, b) = self.bit(claim.end);
+        let old = self.ends[w].fetch_or(b, Ordering::SeqCst);
+        debug_assert_eq!(old & b, 0, "claim ending at {} marked twice", claim.end);
+        let (w, b) = self.bit(claim.start);
+        let old = self.starts[w].fetch_or(b, Ordering::SeqCst);
+        debug_assert_eq!(old & b, 0, "claim at {} marked twice", claim.start);
+    }
+
+    /// Whether the claim starting at `pos` is marked ready. Only meaningful for `pos`
+    /// at the published frontier (or at the end of a ready claim after it).
+    pub(crate) fn is_ready(&self, pos: u64) -> bool {
+        let (w, b) = self.bit(pos);
+        self.starts[w].load(Ordering::SeqCst) & b != 0
+    }
+
+    /// The end of the ready claim at `pos` (the publisher's, at the frontier), whose
+    /// marks it clears. The end is the first end mark after `pos`: every claim before
+    /// it is published (its marks cleared), and every claim after it ends beyond it.
+    /// Positions up to `pos + cap` have distinct marks, and every claim ends before.
+    pub(crate) fn take_ready(&self, pos: u64) -> u64 {
+        debug_assert!(self.is_ready(pos));
+        let mut at = pos + 8;
+        let end = loop {
+            assert!(at <= pos + self.cap, "a ready claim at {pos} has no end mark");
+            let (w, b) = self.bit(at);
+            // The marks at `at` and after it in this word.
+            let word = self.ends[w].load(Ordering::SeqCst) & !(b - 1);
+            if word != 0 {
+                break at + 8 * u64::from(word.trailing_zeros() - b.trailing_zeros());
+            }
+            // On to the next word, or to the ring start after the last one.
+            let next_word = (at % self.cap / 8 / 64 + 1) * 64 * 8;
+            at += next_word.min(self.cap) - at % self.cap;
+        };
+        let (w, b) = self.bit(end);
+        self.ends[w].fetch_and(!b, Ordering::AcqRel);
+        let (w, b) = self.bit(pos);
+        self.starts[w].fetch_and(!b, Ordering::AcqRel);
+        end
+    }
+
+    /// Moves the published frontier to `end` (the end of a ready claim; by the
+    /// publisher only) and wakes whoever waits for it.
+    pub(crate) fn publish_to(&self, end: u64) {
+        debug_assert!(self.published.load(Ordering::Relaxed) <= end);
+        self.published.store(end, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = self.turn_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.turn_cv.notify_all();
+        }
+    }
+
+    /// Waits until every position below `pos` is published.
     ///
     /// Spins briefly, then yields, then sleeps until a publication wakes it: with more
-    /// appenders than cores, the predecessor it waits for needs the CPU.
-    pub(crate) fn wait_turn(&self, claim: &Claim) {
+    /// appenders than cores, the appender whose record holds the frontier back needs
+    /// the CPU.
+    pub(crate) fn wait_published(&self, pos: u64) {
         let mut spins = 0u32;
-        while self.published.load(Ordering::Acquire) != claim.start {
+        while self.published.load(Ordering::Acquire) < pos {
             if spins < SPINS {
                 std::hint::spin_loop();
             } else if spins < SPINS + YIELDS {
@@ -405,7 +726,7 @@ impl Ring {
             } else {
                 let mut guard = self.turn_lock.lock().unwrap_or_else(|e| e.into_inner());
                 self.sleepers.fetch_add(1, Ordering::SeqCst);
-                while self.published.load(Ordering::SeqCst) != claim.start {
+                while self.published.load(Ordering::SeqCst) < pos {
                     guard = self
                         .turn_cv
                         .wait_timeout(guard, std::time::Duration::from_millis(1))
@@ -418,16 +739,6 @@ impl Ring {
             spins += 1;
         }
     }
-
-    /// Publishes a claim; the caller must hold its turn.
-    pub(crate) fn publish(&self, claim: Claim) {
-        debug_assert_eq!(self.published.load(Ordering::Relaxed), claim.start);
-        self.published.store(claim.end, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            let _guard = self.turn_lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.turn_cv.notify_all();
-        }
-    }
 }
 
 #[cfg(test)]
@@ -435,12 +746,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cache_lines_cover_every_byte_of_a_range_and_nothing_else() {
+        for addr in [0usize, 1, 63, 64, 65, 100, 127, 4095, 4096 + 17] {
+            for len in [0usize, 1, 2, 63, 64, 65, 127, 128, 129, 1000, 4096] {
+                let lines: Vec<usize> = cache_lines(addr, len).collect();
+                // Every line starts on a line boundary, in order, one line apart.
+                assert!(lines.iter().all(|l| l % CACHE_LINE == 0), "{addr}+{len}: {lines:?}");
+                assert!(lines.windows(2).all(|w| w[1] == w[0] + CACHE_LINE), "{addr}+{len}: {lines:?}");
+                // Every byte of the range lies in one of them ...
+                for b in addr..addr + len {
+                    assert!(lines.iter().any(|l| (*l..l + CACHE_LINE).contains(&b)), "{addr}+{len}: byte {b}");
+                }
+                // ... and every line holds a byte of the range.
+                for l in &lines {
+                    assert!((addr..addr + len).any(|b| (*l..l + CACHE_LINE).contains(&b)), "{addr}+{len}: line {l}");
+                }
+                if len == 0 {
+                    assert!(lines.is_empty());
+                }
+            }
+        }
+        assert_eq!(cache_lines(63, 2).collect::<Vec<_>>(), [0, 64]);
+        assert_eq!(cache_lines(64, 64).collect::<Vec<_>>(), [64]);
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn flushing_runs_over_unaligned_ranges_and_keeps_the_bytes() {
+        // Flushing ordinary memory is allowed (it only writes lines back); the bytes
+        // stay as they were.
+        let buf: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let flush = Flush::detect();
+        for (off, len) in [(0, 1000), (1, 1), (3, 130), (63, 2), (64, 64), (999, 1)] {
+            flush.range(buf.as_ptr() as usize + off, len);
+        }
+        for f in [Flush::Clflush, flush] {
+            f.range(buf.as_ptr() as usize + 5, 700);
+        }
+        assert!(buf.iter().enumerate().all(|(i, b)| *b == (i as u32 * 7) as u8));
+    }
+
+    #[test]
     fn reserve_pads_at_ring_end_and_respects_limit() {
         let ring = Ring::new(0, 1024, 1000, 1024 + 1000);
         let c = ring.reserve(64, 0).unwrap();
         assert_eq!((c.start, c.record, c.end), (1000, 1024, 1088));
-        ring.wait_turn(&c);
-        ring.publish(c);
+        ring.mark_ready(c);
+        assert!(ring.is_ready(1000));
+        assert_eq!(ring.take_ready(1000), 1088);
+        assert!(!ring.is_ready(1000));
+        ring.publish_to(1088);
         // 1088 + 936 = 2024 is the limit.
         assert_eq!(ring.reserve(512, 500).unwrap_err(), 2024 - 1088 - 500, "the room kept free is not given out");
         assert!(ring.reserve(512, 0).is_ok());

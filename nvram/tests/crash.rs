@@ -56,7 +56,7 @@ fn crash_child() {
                     match j.append(Entry::PreAck { op: OpId(op), request: &payload(op) }) {
                         Ok(tk) => {
                             // One write per line: lines from threads do not interleave.
-                            let line = format!("DURABLE {} {}\n", tk.seq, op);
+                            let line = format!("DURABLE {} {}\n", tk.pos, op);
                             std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes()).unwrap();
                         }
                         Err(Error::Full { .. }) => std::thread::sleep(Duration::from_secs(60)),
@@ -77,7 +77,7 @@ fn sigkill_at_random_moments_loses_no_durable_record() {
     let exe = std::env::current_exe().unwrap();
     let started = Instant::now();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut durable: HashMap<u64, u64> = HashMap::new(); // seq -> op
+    let mut durable: HashMap<u64, u64> = HashMap::new(); // position -> op
     let mut total_reported = 0;
     for run in 0..RUNS {
         let path = dir.path().join(format!("region{}", run / RUNS_PER_FILE));
@@ -113,9 +113,9 @@ fn sigkill_at_random_moments_loses_no_durable_record() {
             let line = String::from_utf8_lossy(line);
             let Some(rest) = line.strip_prefix("DURABLE ") else { continue };
             let mut it = rest.split(' ');
-            let (Some(seq), Some(op)) = (it.next(), it.next()) else { continue };
-            let (Ok(seq), Ok(op)) = (seq.parse::<u64>(), op.parse::<u64>()) else { continue };
-            durable.insert(seq, op);
+            let (Some(pos), Some(op)) = (it.next(), it.next()) else { continue };
+            let (Ok(pos), Ok(op)) = (pos.parse::<u64>(), op.parse::<u64>()) else { continue };
+            durable.insert(pos, op);
             total_reported += 1;
         }
 
@@ -133,13 +133,13 @@ fn sigkill_at_random_moments_loses_no_durable_record() {
         };
         let recs = &rec.own.records;
         assert!(recs.windows(2).all(|w| w[1].seq == w[0].seq + 1), "run {run}: not in order");
-        let by_seq: HashMap<u64, &nvram::Record> = recs.iter().map(|r| (r.seq, r)).collect();
-        for (seq, op) in &durable {
-            let r = by_seq
-                .get(seq)
-                .unwrap_or_else(|| panic!("run {run}: durable record {seq} (op {op}) lost; {:?}", rec.own.end));
-            assert_eq!(r.op, OpId(*op), "run {run}: seq {seq}");
-            assert_eq!(r.payload[..], payload(*op)[..], "run {run}: seq {seq}");
+        let by_pos: HashMap<u64, &nvram::Record> = recs.iter().map(|r| (r.pos, r)).collect();
+        for (pos, op) in &durable {
+            let r = by_pos
+                .get(pos)
+                .unwrap_or_else(|| panic!("run {run}: durable record at {pos} (op {op}) lost; {:?}", rec.own.end));
+            assert_eq!(r.op, OpId(*op), "run {run}: at {pos}");
+            assert_eq!(r.payload[..], payload(*op)[..], "run {run}: at {pos}");
         }
         // Every recovered record is one the child appended.
         for r in recs {
@@ -147,8 +147,5 @@ fn sigkill_at_random_moments_loses_no_durable_record() {
         }
     }
     assert!(total_reported > 1000, "children reported only {total_reported} records");
-    eprintln!(
-        "{RUNS} kills, {total_reported} durable records checked in {:?}",
-        started.elapsed()
-    );
+    eprintln!("{RUNS} kills, {total_reported} durable records checked in {:?}", started.elapsed());
 }

@@ -148,7 +148,7 @@ fn full_ring_refuses_and_never_overwrites() {
     let (_, rec) = reopen(&s, opts(1));
     assert_eq!(rec.own.records.len(), appended.len());
     for (r, (op, t)) in rec.own.records.iter().zip(&appended) {
-        assert_eq!((r.op, r.seq), (*op, t.seq));
+        assert_eq!((r.op, r.pos), (*op, t.pos));
         assert_eq!(r.payload[..], payload(op.0, 1000)[..]);
     }
     // The records that finish an operation still fit.
@@ -212,12 +212,17 @@ fn torn_tail_is_reported_and_dropped() {
     let base = nvram::format::HEADER_AREA as usize;
     let last = tickets[4];
     image[base + last.pos as usize + 60] ^= 0x40; // inside the payload
-    let (j, rec) = Journal::open(MemStorage::from_image(image), opts(1)).unwrap();
+    let s = MemStorage::from_image(image);
+    let (j, rec) = Journal::open(s.clone(), opts(1)).unwrap();
     assert_eq!(rec.own.records.len(), 4);
     assert_eq!(rec.own.end, LogEnd::Torn { pos: last.pos, reason: nvram::TornReason::BadChecksum });
     // The next record takes the torn one's place and sequence number.
     let t = j.append(Entry::PreAck { op: OpId(6), request: b"new" }).unwrap();
-    assert_eq!((t.pos, t.seq), (last.pos, last.seq));
+    assert_eq!(t.pos, last.pos);
+    drop(j);
+    let (_, again) = reopen(&s, opts(1));
+    assert_eq!(again.own.records.len(), 5);
+    assert_eq!((again.own.records[4].pos, again.own.records[4].seq), (last.pos, rec.own.records[3].seq + 1));
 }
 
 #[test]
@@ -228,19 +233,20 @@ fn concurrent_appenders_get_dense_ordered_records() {
         .map(|t| {
             let j = j.clone();
             std::thread::spawn(move || {
-                let mut seqs = Vec::new();
+                let mut ends = Vec::new();
                 for i in 0..300u64 {
                     let op = OpId(t << 32 | i);
                     let tk = j.append(Entry::PreAck { op, request: &payload(op.0, (i % 50) as usize * 7) }).unwrap();
-                    seqs.push(tk.seq);
+                    assert!(j.is_durable(&tk));
+                    ends.push(tk.end);
                 }
-                seqs
+                ends
             })
         })
         .collect();
     for t in threads {
-        let seqs = t.join().unwrap();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        let ends = t.join().unwrap();
+        assert!(ends.windows(2).all(|w| w[0] < w[1]));
     }
     let (_, rec) = reopen(&s, opts(1));
     assert_eq!(rec.own.records.len(), 2400);
@@ -505,4 +511,60 @@ fn bad_journal_files_are_refused_and_left_as_they_were() {
     assert!(matches!(j.receive_meta(meta), Err(Error::BadHeader)));
     drop(j);
     Journal::open_file(&good_path, o).unwrap();
+}
+
+/// Whether `dir` is on a DAX file system (then `MAP_SYNC` is granted and the refusal
+/// cannot be shown there).
+fn on_dax(dir: &std::path::Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let dir = dir.canonicalize().unwrap();
+    let mount = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() > 3 && dir.starts_with(f[1])).then(|| (f[1].len(), f[3].contains("dax")))
+        })
+        .max();
+    mount.is_some_and(|(_, dax)| dax)
+}
+
+#[test]
+fn pmem_is_refused_on_a_file_system_without_dax_and_the_file_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    if on_dax(dir.path()) {
+        eprintln!("{} is on DAX: the refusal cannot be shown here", dir.path().display());
+        return;
+    }
+    let o = Options::new(ClusterId(0xc1), NodeId(1), Durability::Pmem);
+    // Creating: refused, and no file is left behind.
+    let path = dir.path().join("new");
+    let e = Journal::create_file(&path, 1 << 20, o).unwrap_err();
+    assert!(e.to_string().contains("not on a DAX file system: MAP_SYNC refused"), "{e}");
+    assert!(matches!(&e, Error::Io(io) if io.kind() == std::io::ErrorKind::Unsupported), "{e:?}");
+    assert!(!path.exists());
+    // Opening a journal made with another policy: refused, the file byte for byte as it was.
+    let path = dir.path().join("old");
+    let j = Journal::create_file(&path, 1 << 20, Options { durability: Durability::PerRecord, ..o }).unwrap();
+    j.append(Entry::PreAck { op: OpId(1), request: b"kept" }).unwrap();
+    drop(j);
+    let before = std::fs::read(&path).unwrap();
+    let e = Journal::open_file(&path, o).unwrap_err();
+    assert!(e.to_string().contains("not on a DAX file system: MAP_SYNC refused"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    let (_, rec) = Journal::open_file(&path, Options { durability: Durability::PerRecord, ..o }).unwrap();
+    assert_eq!(&rec.own.records[0].payload[..], b"kept");
+}
+
+#[test]
+fn pmem_makes_a_record_durable_before_publishing_it() {
+    // On any storage, `Pmem` syncs (on a DAX mapping: flushes and fences) every record
+    // before it counts as durable: the durable image holds it.
+    let s = MemStorage::new(REGION);
+    let j = Journal::create(s.clone(), Options::new(ClusterId(0xc1), NodeId(1), Durability::Pmem)).unwrap();
+    let t = j.append_nowait(Entry::PreAck { op: OpId(1), request: b"one" }).unwrap();
+    j.commit(&t).unwrap();
+    assert!(j.is_durable(&t));
+    let (_, rec) = Journal::open(MemStorage::from_image(s.durable_image()), opts(1)).unwrap();
+    assert_eq!(rec.own.records.len(), 1);
+    assert_eq!(&rec.own.records[0].payload[..], b"one");
 }

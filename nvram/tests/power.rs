@@ -221,7 +221,7 @@ struct Model {
     acked: HashSet<Key>,
     /// Operations retired (or about to be): their records may be gone.
     retired: HashSet<u64>,
-    /// The latest acknowledged checkpoint: (seq, id).
+    /// The latest acknowledged checkpoint: (position, id).
     checkpoint: Option<(u64, u64)>,
 }
 
@@ -266,7 +266,11 @@ fn check(log: &LogRecovery, model: &Model, what: &str, stats: &mut Stats) {
             Kind::Pad => panic!("{what}: a pad recovered as a record"),
         }
         if let Some(t) = model.tickets.get(&key) {
-            assert_eq!((r.seq, r.pos), (t.seq, t.pos), "{what}: {key:?} is not where it was appended");
+            assert_eq!(
+                (r.pos, r.pos + nvram::format::align(40 + r.payload.len() as u64)),
+                (t.pos, t.end),
+                "{what}: {key:?} is not where it was appended"
+            );
         }
         seen.insert(key);
     }
@@ -283,9 +287,9 @@ fn check(log: &LogRecovery, model: &Model, what: &str, stats: &mut Stats) {
             stats.acked_checked += 1;
         }
     }
-    if let Some((seq, id)) = model.checkpoint {
+    if let Some((pos, id)) = model.checkpoint {
         let cp = log.checkpoint.as_ref().unwrap_or_else(|| panic!("{what}: checkpoint {id:#x} lost"));
-        assert!(cp.seq >= seq, "{what}: checkpoint {id:#x} (seq {seq}) lost, found seq {}", cp.seq);
+        assert!(cp.pos >= pos, "{what}: checkpoint {id:#x} (at {pos}) lost, found one at {}", cp.pos);
     }
 }
 
@@ -320,7 +324,7 @@ fn put(j: &Journal, model: &Mutex<Model>, power: &Power, key: Key, entry: Entry<
                 if !power.is_down() {
                     m.acked.insert(key);
                     if key.1 == Kind::Checkpoint {
-                        m.checkpoint = m.checkpoint.max(Some((t.seq, key.0)));
+                        m.checkpoint = m.checkpoint.max(Some((t.pos, key.0)));
                     }
                 }
                 return Put::Done;
@@ -483,7 +487,7 @@ impl Node {
         };
         m.tickets.insert((cp_id, Kind::Checkpoint), t);
         m.acked.insert((cp_id, Kind::Checkpoint));
-        m.checkpoint = m.checkpoint.max(Some((t.seq, cp_id)));
+        m.checkpoint = m.checkpoint.max(Some((t.pos, cp_id)));
     }
 
     fn retire_carried(&mut self) {

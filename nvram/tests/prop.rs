@@ -78,18 +78,12 @@ fn run(ops: &[Op], crash: &Crash, more: usize, policy: u8) -> Result<(), TestCas
                     Entry::PostReplyAck { op } => (Kind::PostReplyAck, op, 0),
                     Entry::Checkpoint { .. } => (Kind::Checkpoint, OpId(0), 0),
                 };
+                // Sequence numbers are dense from 1 (one thread: in append order).
+                let seq = items.iter().filter(|i| i.record.is_some()).count() as u64 + 1;
                 items.push(Item {
                     pos: t.pos,
                     covered: (RECORD_HEADER + payload.len()) as u64,
-                    record: Some(Record {
-                        seq: t.seq,
-                        kind,
-                        op,
-                        element,
-                        pos: t.pos,
-                        generation: 0,
-                        payload: payload.into(),
-                    }),
+                    record: Some(Record { seq, kind, op, element, pos: t.pos, generation: 0, payload: payload.into() }),
                 });
                 *prev_end = t.end;
             }

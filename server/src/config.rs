@@ -15,7 +15,8 @@
 //! enabled = true             # a library-run server (tests) keeps none unless set
 //! path = "duet-data/nvram"   # default: nvram in the state dir, else duet-data/nvram
 //! size = 134217728           # bytes, fixed when the file is created
-//! policy = "group"           # "group", "msync" (both survive power loss), "process" (a killed process only)
+//! policy = "group"           # "group", "msync" (both survive power loss), "process" (a killed process only),
+//!                            # "pmem" (power loss; the file on a DAX file system, else refused)
 //!
 //! [limits]                 # every key optional; these are the defaults
 //! login_failures_before_delay = 5     # per client address, within the window
@@ -96,6 +97,11 @@ pub enum JournalPolicy {
     /// the kernel keeps when the process dies. Survives a killed process
     /// (SIGKILL, a crash), not a power loss or a kernel crash.
     Process,
+    /// Persistent memory (a file on a DAX file system over an NVDIMM): the
+    /// journal is mapped with `MAP_SYNC`, and a record is durable once its
+    /// cache lines are flushed and fenced. Survives power loss; refused at
+    /// start when the file is not on a DAX file system.
+    Pmem,
 }
 
 impl JournalPolicy {
@@ -105,6 +111,7 @@ impl JournalPolicy {
             JournalPolicy::Group => "group",
             JournalPolicy::Msync => "msync",
             JournalPolicy::Process => "process",
+            JournalPolicy::Pmem => "pmem",
         }
     }
 
@@ -114,9 +121,10 @@ impl JournalPolicy {
             "group" => Ok(JournalPolicy::Group),
             "msync" => Ok(JournalPolicy::Msync),
             "process" => Ok(JournalPolicy::Process),
-            other => {
-                Err(ConfigError::Invalid(format!("journal policy must be group, msync or process, not {other:?}")))
-            }
+            "pmem" => Ok(JournalPolicy::Pmem),
+            other => Err(ConfigError::Invalid(format!(
+                "journal policy must be group, msync, process or pmem, not {other:?}"
+            ))),
         }
     }
 
@@ -124,6 +132,16 @@ impl JournalPolicy {
     /// retired only after the file data it wrote is on stable storage too.
     pub fn survives_power_loss(self) -> bool {
         !matches!(self, JournalPolicy::Process)
+    }
+
+    /// What an acknowledged answer survives under the policy, as `duet
+    /// status` says it.
+    pub fn survives(self) -> &'static str {
+        match self {
+            JournalPolicy::Group | JournalPolicy::Msync => "power loss",
+            JournalPolicy::Pmem => "power loss (on DAX/NVDIMM)",
+            JournalPolicy::Process => "a killed process only",
+        }
     }
 }
 
@@ -582,7 +600,13 @@ encrypt = true
         assert_eq!(parse_size("2g").unwrap(), 2 << 30);
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999999G").is_err());
-        assert!(JournalPolicy::parse("pmem").is_err());
+        assert_eq!(JournalPolicy::parse("pmem").unwrap(), JournalPolicy::Pmem);
+        assert_eq!(JournalPolicy::Pmem.name(), "pmem");
+        assert!(JournalPolicy::Pmem.survives_power_loss());
+        assert_eq!(JournalPolicy::Pmem.survives(), "power loss (on DAX/NVDIMM)");
+        std::fs::write(&p, "[journal]\npolicy = \"pmem\"\n").unwrap();
+        assert_eq!(Config::from_file(&p).unwrap().journal.policy, JournalPolicy::Pmem);
+        assert!(JournalPolicy::parse("dax").is_err());
     }
 
     #[test]

@@ -65,7 +65,8 @@ enum Command {
         #[arg(long)]
         journal_size: Option<String>,
         /// When an answer counts as safe: group or msync (survive power
-        /// loss), process (survives a killed process only).
+        /// loss), process (survives a killed process only), pmem (survives
+        /// power loss; the journal on a DAX file system, else refused).
         #[arg(long)]
         journal_policy: Option<String>,
         /// Keep no journal: a restart loses every session and open file.

@@ -180,8 +180,9 @@ fn serve_fails(dir: &Path, args: &[&str]) -> String {
     }
 }
 
-/// A journal file that is not one, one too small, one of another node, or one
-/// a running server holds: a clear error at start, and the file left as it was.
+/// A journal file that is not one, one too small, one of another node, one
+/// `--journal-policy pmem` cannot map (no DAX), or one a running server holds:
+/// a clear error at start, and the file left as it was.
 #[test]
 fn a_bad_journal_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,6 +198,20 @@ fn a_bad_journal_is_refused_and_left_alone() {
     let err = serve_fails(dir.path(), &["--journal", small.to_str().unwrap(), "--journal-size", "4K"]);
     assert!(err.contains("small") && err.contains("4096 bytes"), "{err}");
     assert!(!small.exists(), "a journal that could not be made is not left behind");
+
+    // The pmem policy on a file system without DAX: MAP_SYNC is refused, for a new
+    // journal (not left behind) and for an existing one (left as it was). (This
+    // machine's file systems have no DAX; on one that has, this part shows nothing.)
+    let pmem = dir.path().join("pmem");
+    let err = serve_fails(dir.path(), &["--journal", pmem.to_str().unwrap(), "--journal-policy", "pmem"]);
+    assert!(err.contains("pmem") && err.contains("not on a DAX file system: MAP_SYNC refused"), "{err}");
+    assert!(!pmem.exists(), "a journal that could not be made is not left behind");
+    let opts = nvram::Options::new(nvram::ClusterId(1), nvram::NodeId(1), nvram::Durability::GroupCommit);
+    drop(nvram::Journal::create_file(&pmem, 1 << 20, opts).unwrap());
+    let before = std::fs::read(&pmem).unwrap();
+    let err = serve_fails(dir.path(), &["--journal", pmem.to_str().unwrap(), "--journal-policy", "pmem"]);
+    assert!(err.contains("not on a DAX file system: MAP_SYNC refused"), "{err}");
+    assert_eq!(std::fs::read(&pmem).unwrap(), before, "the file was changed");
 
     // A journal of another node of the pair (nvram's own format, node 2).
     let other = dir.path().join("other");

@@ -142,10 +142,10 @@ pub struct RetainedStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalStatus {
     pub path: String,
-    /// "group", "msync" or "process".
+    /// "group", "msync", "process" or "pmem".
     pub policy: String,
-    /// What an acknowledged answer survives under the policy: "power loss"
-    /// or "a killed process only".
+    /// What an acknowledged answer survives under the policy: "power loss",
+    /// "power loss (on DAX/NVDIMM)" or "a killed process only".
     pub survives: String,
     pub size_bytes: u64,
     pub used_bytes: u64,
@@ -181,8 +181,7 @@ pub fn journal_status(server: &Server) -> Option<JournalStatus> {
     Some(JournalStatus {
         path: server.cfg.journal_path().map(|p| p.display().to_string()).unwrap_or_default(),
         policy: server.cfg.journal.policy.name().to_string(),
-        survives: if server.cfg.journal.policy.survives_power_loss() { "power loss" } else { "a killed process only" }
-            .to_string(),
+        survives: server.cfg.journal.policy.survives().to_string(),
         size_bytes: usage.capacity,
         used_bytes: usage.used,
     })

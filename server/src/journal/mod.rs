@@ -381,8 +381,8 @@ mod tests {
 
     #[test]
     fn later_picks_the_ticket_further_on() {
-        let a = Ticket::from(::nvram::Ticket { seq: 1, pos: 0, end: 64 });
-        let b = Ticket::from(::nvram::Ticket { seq: 2, pos: 64, end: 128 });
+        let a = Ticket::from(::nvram::Ticket { pos: 0, end: 64 });
+        let b = Ticket::from(::nvram::Ticket { pos: 64, end: 128 });
         assert_eq!(a.later(b), b);
         assert_eq!(b.later(a), b);
         assert_eq!(Ticket::DURABLE.later(a), a);

@@ -24,8 +24,9 @@ const OP_COUNTER_BITS: u32 = 48;
 /// | 4 | `Entry::PostReplyAck { op }` |
 /// | checkpoint | `Entry::Checkpoint { state }` |
 ///
-/// Appends use `append_nowait` (the copy into the region; with the `PerRecord` policy
-/// also its `msync`, on the calling thread) and return the record's ticket.
+/// Appends use `append_nowait` (the copy into the region; the record is published in
+/// log order by whichever appender publishes, which under the `PerRecord` and `Pmem`
+/// policies also syncs it) and return the record's ticket.
 /// [`Journal::durable`] waits with `nvram::Journal::commit` on tokio's blocking pool
 /// (`spawn_blocking`), not with `block_in_place`: commit may wait for a group-commit
 /// leader's `msync` or for the partner's mirror acknowledgement, for as long as those

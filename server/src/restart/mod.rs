@@ -78,6 +78,7 @@ fn durability(p: JournalPolicy) -> Durability {
         JournalPolicy::Group => Durability::GroupCommit,
         JournalPolicy::Msync => Durability::PerRecord,
         JournalPolicy::Process => Durability::None,
+        JournalPolicy::Pmem => Durability::Pmem,
     }
 }
 
