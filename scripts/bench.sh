@@ -45,7 +45,8 @@
 #                            (a server that keeps its heap shows the high-water
 #                            mark of the transfers before, too)
 #
-# --quick: 128 MiB, 2 rounds, 3 s smbtorture benches (for development; the
+# --out DIR keeps the logs and tables there (the transferred files and the
+# journals are deleted at the end). --quick: 128 MiB, 2 rounds, 3 s smbtorture benches (for development; the
 # numbers are noisier). --no-torture skips the smbtorture rows.
 # MB = 10^6 bytes, GiB = 2^30 bytes. Prints a Markdown table with columns
 # duet, smbd and duet/smbd, and each transfer's runs below it.
@@ -118,7 +119,13 @@ cleanup() {
   local p
   for p in ${samplers[@]+"${samplers[@]}"}; do kill "$p" 2>/dev/null || true; done
   stop_all
-  if [ $keep = 0 ]; then rm -rf "$out"; fi
+  if [ $keep = 0 ]; then
+    rm -rf "$out"
+  else
+    # The logs and tables stay; the transferred files and the journals (GBs
+    # over several runs: they once filled the disk) go.
+    rm -f "$out/client/big.bin" "$out"/*/share/*.bin "$out"/*/duet-data/nvram
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
