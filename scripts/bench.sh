@@ -82,7 +82,7 @@ while [ $# -gt 0 ]; do
     --no-torture) torture=0; shift ;;
     --out) out=$2; shift 2 ;;
     --baseline) BENCH_REF_DUET=$2; shift 2 ;;
-    -h|--help) sed -n '2,66p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,67p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
