@@ -191,11 +191,26 @@ fn assert_survived(server: &Server, ready: &serde_json::Value, done: &serde_json
 }
 
 fn duet_with(args: &[&str]) -> Option<Server> {
+    duet_with_env(args, &[])
+}
+
+/// [`duet_with`], with `env` in duet's environment.
+fn duet_with_env(args: &[&str], env: &[(&str, &str)]) -> Option<Server> {
     if Kind::from_env() != Kind::Duet {
         eprintln!("restart tests run against duet only (smbd keeps no state across a restart)");
         return None;
     }
-    Some(Server::start_with(Options { duet_args: args.iter().map(|s| s.to_string()).collect(), ..Options::default() }))
+    Some(Server::start_with(Options {
+        duet_args: args.iter().map(|s| s.to_string()).collect(),
+        duet_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Options::default()
+    }))
+}
+
+/// A duet with a journal that keeps every record (a test setting: none is
+/// retired after a flush), so a restart finds every answered WRITE in it.
+fn duet_keeping_records() -> Option<Server> {
+    duet_with_env(&JOURNAL_ARGS, &[("DUET_TEST_KEEP_RECORDS", "1")])
 }
 
 /// The same client against a server that stays up: the open outlives a
@@ -228,14 +243,7 @@ fn durable_v1_handle_survives_sigterm() {
 /// record (a test setting), so none was retired after a flush meanwhile.
 #[test]
 fn answered_writes_lost_from_the_page_cache_are_written_again() {
-    if Kind::from_env() != Kind::Duet {
-        return;
-    }
-    let mut server = Server::start_with(Options {
-        duet_args: JOURNAL_ARGS.iter().map(|s| s.to_string()).collect(),
-        duet_env: vec![("DUET_TEST_KEEP_RECORDS".into(), "1".into())],
-        ..Options::default()
-    });
+    let Some(mut server) = duet_keeping_records() else { return };
     let (ready, done) = run(&mut server, "v1", Outage::PowerLoss);
     assert_survived(&server, &ready, &done);
     assert!(server.log().contains("answered WRITEs carried out again"), "{}", server.log());
@@ -246,14 +254,7 @@ fn answered_writes_lost_from_the_page_cache_are_written_again() {
 /// though the journal still has their records (kept by a test setting).
 #[test]
 fn after_a_killed_process_no_write_is_carried_out_again() {
-    if Kind::from_env() != Kind::Duet {
-        return;
-    }
-    let mut server = Server::start_with(Options {
-        duet_args: JOURNAL_ARGS.iter().map(|s| s.to_string()).collect(),
-        duet_env: vec![("DUET_TEST_KEEP_RECORDS".into(), "1".into())],
-        ..Options::default()
-    });
+    let Some(mut server) = duet_keeping_records() else { return };
     let (ready, done) = run(&mut server, "v1", Outage::Kill9);
     assert_survived(&server, &ready, &done);
     let log = server.log();
