@@ -835,7 +835,28 @@ fn check_new_file_contexts(req: &CreateRequest<'_>) -> Result<(), NtStatus> {
     Ok(())
 }
 
+/// How many times an open looks again after another client made the name
+/// between its lookup and its create.
+const CREATE_RACE_RETRIES: usize = 8;
+
+/// Opens or creates the file or directory a CREATE names. When the name is
+/// made by someone else between the lookup and the create (`mkdirat` or
+/// `O_EXCL` meets `EEXIST`), a disposition that may open an existing file
+/// looks again and opens what was made, as a local file system would: two
+/// clients creating one directory with OPEN_IF both succeed, one CREATED
+/// and one OPENED (smb2.create.mkdir-dup).
 fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus> {
+    for _ in 0..CREATE_RACE_RETRIES {
+        if let Some(step) = try_open_disk(opener, req)? {
+            return Ok(step);
+        }
+    }
+    Err(NtStatus::OBJECT_NAME_COLLISION)
+}
+
+/// One attempt of [`open_disk`]: `None` when the name appeared between the
+/// lookup and the create.
+fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step>, NtStatus> {
     let server = &opener.server;
     let tree = &opener.tree;
     // Before anything is opened: a place in the session's and the
@@ -948,7 +969,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
             }
             server.apply(&purged);
             if let (true, Some(key)) = (breaks.wait, live) {
-                return Ok(Step::Wait(key));
+                return Ok(Some(Step::Wait(key)));
             }
             if violation {
                 return Err(NtStatus::SHARING_VIOLATION);
@@ -1000,10 +1021,15 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
                     RequestContext::DurableHandleRequestV2(d) => Some(fs::uid::for_create(&d.create_guid)),
                     _ => None,
                 });
-            let h = if want_dir {
-                share.fs.create_dir(&resolved, 0o755).map_err(fs_err)?
+            let made = if want_dir {
+                share.fs.create_dir(&resolved, 0o755)
             } else {
-                share.fs.create_file_as(&resolved, 0o644, minted).map_err(fs_err)?
+                share.fs.create_file_as(&resolved, 0o644, minted)
+            };
+            let h = match made {
+                // Made meanwhile by another client: look again.
+                Err(FsError::Exists) if d != disp::CREATE => return Ok(None),
+                made => made.map_err(fs_err)?,
             };
             let mut attrs = req.file_attributes & !fattr::NORMAL;
             if !want_dir {
@@ -1133,7 +1159,7 @@ fn open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Step, NtStatus>
     resp.encode(&mut body);
     let mut r = Resp::ok(body).file(file_id);
     r.deltas.extend(up);
-    Ok(Step::Done(r))
+    Ok(Some(Step::Done(r)))
 }
 
 /// A CREATE response for an opened file ([MS-SMB2] 2.2.14).

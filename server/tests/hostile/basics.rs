@@ -29,11 +29,53 @@ fn the_raw_client_works_plain_signed_and_encrypted() {
         let root = c.open_root().expect("open root");
         let (status, buf) = c.query_directory(root, "basics-*");
         assert_eq!(status, NtStatus::SUCCESS);
-        let listed = String::from_utf16_lossy(&buf.chunks_exact(2).map(|p| u16::from_le_bytes([p[0], p[1]])).collect::<Vec<_>>());
+        let listed = String::from_utf16_lossy(
+            &buf.chunks_exact(2).map(|p| u16::from_le_bytes([p[0], p[1]])).collect::<Vec<_>>(),
+        );
         assert!(listed.contains(&name), "{name} listed");
         assert_eq!(std::fs::read(dir.path().join(&name)).unwrap(), b"hello, duet");
     }
     let mut c = Client::connect(addr);
     c.negotiate(dialect::SMB3_0_2);
     assert_eq!(c.login("duet", "wrong"), Err(NtStatus::LOGON_FAILURE));
+}
+
+/// Two clients that create one name at once with OPEN_IF both succeed: one
+/// makes it and the other opens what was made (smbtorture's
+/// smb2.create.mkdir-dup, which once lost this race in CI and answered
+/// OBJECT_NAME_COLLISION). Directories and files, many rounds to meet the
+/// race.
+#[test]
+fn two_clients_creating_one_name_with_open_if_both_get_it() {
+    use protocol::msg::create::create_disposition::OPEN_IF;
+    use std::sync::{Arc, Barrier};
+    const ROUNDS: usize = 300;
+    const DIRECTORY: u32 = 0x1;
+    const NON_DIRECTORY: u32 = 0x40;
+    let (addr, _dir) = common::start_in_process(&[("duet", "duetpass")], None);
+    let barrier = Arc::new(Barrier::new(2));
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::logged_on(addr, dialect::SMB3_0_2, "duet", "duetpass");
+                c.tree_connect("data").expect("tree connect");
+                let mut failed = Vec::new();
+                for round in 0..ROUNDS {
+                    let (name, options) = match round % 2 {
+                        0 => (format!("race-dir-{round}"), DIRECTORY),
+                        _ => (format!("race-file-{round}"), NON_DIRECTORY),
+                    };
+                    barrier.wait();
+                    match c.create_with(&name, crate::client::ACCESS_RW, OPEN_IF, options) {
+                        Ok(f) => assert_eq!(c.close(f), NtStatus::SUCCESS),
+                        Err(status) => failed.push(format!("{name}: {status:?}")),
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let failed: Vec<String> = racers.into_iter().flat_map(|r| r.join().unwrap()).collect();
+    assert!(failed.is_empty(), "{} of {} racing OPEN_IF creates failed: {:?}", failed.len(), 2 * ROUNDS, failed);
 }
