@@ -908,7 +908,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     let d = req.create_disposition;
     let id = server.next_id();
     let open_ref = OpenRef::new(id, desired, req.share_access);
-    let (handle, action, created, rsv) = match existing {
+    let (handle, st, action, created, rsv) = match existing {
         Some(st) => {
             if d == disp::CREATE {
                 return Err(NtStatus::OBJECT_NAME_COLLISION);
@@ -975,8 +975,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                 return Err(NtStatus::SHARING_VIOLATION);
             }
             let write = desired & WRITE_ACCESS != 0 || overwrite;
-            let h = share.fs.open(&resolved, write && !st.is_dir).map_err(fs_err)?;
-            let st = h.stat().map_err(fs_err)?;
+            let (h, st) = share.fs.open_stat(&resolved, write && !st.is_dir).map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
             let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, true, None)?;
             let action = if overwrite {
@@ -993,7 +992,9 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
             } else {
                 create_action::OPENED
             };
-            (h, action, false, rsv)
+            // What the answer reports: after the truncation, if any.
+            let st = if action == create_action::OPENED { st } else { h.stat().map_err(fs_err)? };
+            (h, st, action, false, rsv)
         }
         None => {
             if matches!(d, disp::OPEN | disp::OVERWRITE) {
@@ -1044,10 +1045,9 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
             let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, false, minted)?;
-            (h, create_action::CREATED, true, rsv)
+            (h, st, create_action::CREATED, true, rsv)
         }
     };
-    let st = handle.stat().map_err(fs_err)?;
     let key = rsv.key;
     let mut st = st;
     if let Some(RequestContext::AllocationSize(n)) = req.context(|c| matches!(c, RequestContext::AllocationSize(_))) {

@@ -376,6 +376,13 @@ impl Share {
     /// file or directory is refused without blocking (FIFOs are opened
     /// `O_NONBLOCK` and closed again).
     pub fn open(&self, rel: &Resolved, write: bool) -> Result<Handle, FsError> {
+        self.open_stat(rel, write).map(|(h, _)| h)
+    }
+
+    /// [`Share::open`], with the opened object's metadata from the `statx`
+    /// the open makes anyway (one system call fewer than
+    /// [`Handle::stat`] after it).
+    pub fn open_stat(&self, rel: &Resolved, write: bool) -> Result<(Handle, Stat), FsError> {
         let path = rel.rel()?;
         let flags = if write { libc::O_RDWR } else { libc::O_RDONLY } | libc::O_NONBLOCK | libc::O_NOCTTY;
         let fd = match sys::openat2_beneath(self.root_fd.as_fd(), &path, flags, 0) {
@@ -385,11 +392,15 @@ impl Share {
             r => r,
         }
         .map_err(|e| self.open_error(rel, e))?;
-        self.finish_open(fd)
+        let (h, st) = self.finish_open(fd, true)?;
+        let st = h.stat_from(&st);
+        Ok((h, st))
     }
 
-    /// Checks the type of a freshly opened fd and clears `O_NONBLOCK`.
-    fn finish_open(&self, fd: OwnedFd) -> Result<Handle, FsError> {
+    /// Checks the type of a freshly opened fd and, for a file opened
+    /// `O_NONBLOCK` (`nonblock`), clears the flag (a directory's reads do
+    /// not block either way). Returns the `statx` it checked.
+    fn finish_open(&self, fd: OwnedFd, nonblock: bool) -> Result<(Handle, libc::statx), FsError> {
         let st = sys::statx(fd.as_fd(), c"", libc::AT_EMPTY_PATH).map_err(io_err)?;
         let is_dir = match kind_of(st.stx_mode as u32) {
             Kind::Dir => true,
@@ -397,10 +408,12 @@ impl Share {
             Kind::Symlink => return Err(FsError::SymlinkRefused),
             Kind::Special => return Err(FsError::AccessDenied),
         };
-        let fl = nix::fcntl::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), nix::fcntl::FcntlArg::F_GETFL)?;
-        let fl = OFlag::from_bits_truncate(fl) & !OFlag::O_NONBLOCK;
-        nix::fcntl::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), nix::fcntl::FcntlArg::F_SETFL(fl))?;
-        Ok(Handle::new(fd, is_dir, self.xattrs))
+        if nonblock && !is_dir {
+            // F_SETFL sets only the status flags (O_APPEND, O_NONBLOCK,
+            // ...), of which Duet opens with none but O_NONBLOCK.
+            nix::fcntl::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))?;
+        }
+        Ok((Handle::new(fd, is_dir, self.xattrs), st))
     }
 
     /// ENOENT on the leaf is NotFound, on a parent PathNotFound.
@@ -448,7 +461,7 @@ impl Share {
         }
         .map_err(io_err)?;
         self.names.changed(dir.as_fd(), pre, Some(rel.name()), None);
-        let h = self.finish_open(fd)?;
+        let (h, _) = self.finish_open(fd, false)?;
         self.stamp_btime(&h);
         Ok(h)
     }
@@ -468,7 +481,7 @@ impl Share {
         )?;
         self.names.changed(dir.as_fd(), pre, Some(rel.name()), None);
         let fd = sys::openat2_beneath(dir.as_fd(), &leaf, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(io_err)?;
-        let h = self.finish_open(fd)?;
+        let (h, _) = self.finish_open(fd, false)?;
         self.stamp_btime(&h);
         Ok(h)
     }
