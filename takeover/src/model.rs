@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
+use crate::config::Config;
 use crate::node::Command;
 use crate::sim::{Pair, Violation};
 use crate::types::{FaultKind, Health};
@@ -404,7 +405,13 @@ fn fair_completes(s: &State, deadline: Duration, known: &mut HashMap<u64, Durati
 
 /// Explores every run of the pair within `bounds`, from both nodes booting on empty storage.
 pub fn explore(bounds: &Bounds) -> Report {
-    let mut pair = Pair::new(Instant::now());
+    explore_with(bounds, [crate::sim::config(0), crate::sim::config(1)])
+}
+
+/// [`explore`] with these node configurations (timings, `auto_giveback`, and the mutation
+/// tests' switches).
+pub fn explore_with(bounds: &Bounds, configs: [Config; 2]) -> Report {
+    let mut pair = Pair::with_configs(Instant::now(), configs);
     pair.record = false;
     pair.unserved_slack = pair.hosts[0].config.heartbeat_interval * (bounds.losses as u32 + bounds.delays as u32);
     let b = bounds;
@@ -467,7 +474,12 @@ fn explore_from(start: State, bounds: &Bounds) -> Report {
 
 /// Replays `trace` from boot with `bounds`, returning the pair after it (to debug a failure).
 pub fn replay(bounds: &Bounds, trace: &[Step]) -> Pair {
-    let mut pair = Pair::new(Instant::now());
+    replay_with(bounds, [crate::sim::config(0), crate::sim::config(1)], trace)
+}
+
+/// [`replay`] with these node configurations.
+pub fn replay_with(bounds: &Bounds, configs: [Config; 2], trace: &[Step]) -> Pair {
+    let mut pair = Pair::with_configs(Instant::now(), configs);
     pair.record = true;
     pair.unserved_slack = pair.hosts[0].config.heartbeat_interval * (bounds.losses as u32 + bounds.delays as u32);
     let b = bounds;

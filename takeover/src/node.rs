@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::{DenyReason, Frame, FrameError, Header, Message, SetStatus, Status, TakeoverReason};
-use crate::config::{BootInfo, Config, Identity, JoinError};
+use crate::config::{BootInfo, Config, Identity, JoinError, Mutation};
 use crate::ownership::fs::ClaimOutcome;
 use crate::ownership::{Newest, Ownership, Record};
 use crate::types::{Epoch, FaultKind, Flag, Health, SetId};
@@ -393,7 +393,7 @@ impl Node {
     /// requests already in progress before a hand-over) and hold the lease. The server asks
     /// before every mutating operation.
     pub fn may_serve(&self, set: SetId, now: Instant) -> bool {
-        self.lease_valid(now)
+        (self.lease_valid(now) || self.config.mutation == Mutation::NoFence)
             && self.slots.iter().any(|s| {
                 s.set == set
                     && matches!(s.phase, Phase::Serving { .. } | Phase::HandingOver { step: Step::Draining, .. })
@@ -558,7 +558,8 @@ impl Node {
         for i in 0..2 {
             if let Phase::Rechecking { epoch, token: t } = self.slots[i].phase {
                 if token >= t {
-                    let ours = self.slots[i].known == Some(Newest { epoch, owner: Some(self.config.me) });
+                    let ours = self.slots[i].known == Some(Newest { epoch, owner: Some(self.config.me) })
+                        || self.config.mutation == Mutation::NoEpochCheck;
                     if ours {
                         self.slots[i].phase = Phase::Binding { epoch };
                         self.actions.push_back(Action::Bind { set: self.slots[i].set, epoch });
@@ -597,7 +598,7 @@ impl Node {
         match outcome {
             ClaimOutcome::Won => {
                 self.learn(i, Newest { epoch, owner: Some(self.config.me) }, true);
-                let fence = acq.fence.then(|| now + self.config.lease);
+                let fence = (acq.fence && self.config.mutation != Mutation::NoFence).then(|| now + self.config.lease);
                 self.slots[i].phase = Phase::Restoring { epoch, fence };
                 self.actions.push_back(Action::Restore {
                     set: record.set,
@@ -929,7 +930,8 @@ impl Node {
             slot.known = Some(n);
         }
         let mine = Some(self.config.me);
-        let superseded = |e: Epoch| n.epoch > e || (authoritative && n.epoch == e && n.owner != mine);
+        let checked = self.config.mutation != Mutation::NoEpochCheck;
+        let superseded = |e: Epoch| checked && (n.epoch > e || (authoritative && n.epoch == e && n.owner != mine));
         match slot.phase {
             Phase::Claiming { epoch, .. } if n.epoch > epoch => self.lose(i),
             p => {
