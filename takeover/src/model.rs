@@ -56,6 +56,9 @@ pub struct Bounds {
     pub liveness_deadline: Duration,
     /// Stop after this many states (the report says whether it did).
     pub max_states: usize,
+    /// Clock drift: node 1's clock runs this many parts per million fast and node 2's as
+    /// many slow (a negative value swaps them).
+    pub drift_ppm: i32,
 }
 
 impl Bounds {
@@ -75,6 +78,7 @@ impl Bounds {
             inject_after: Duration::from_millis(300),
             liveness_deadline: Duration::from_secs(3),
             max_states: 5_000_000,
+            drift_ppm: 0,
         }
     }
 }
@@ -412,6 +416,8 @@ pub fn explore(bounds: &Bounds) -> Report {
 /// tests' switches).
 pub fn explore_with(bounds: &Bounds, configs: [Config; 2]) -> Report {
     let mut pair = Pair::with_configs(Instant::now(), configs);
+    pair.set_drift(0, bounds.drift_ppm);
+    pair.set_drift(1, -bounds.drift_ppm);
     pair.record = false;
     pair.unserved_slack = pair.hosts[0].config.heartbeat_interval * (bounds.losses as u32 + bounds.delays as u32);
     let b = bounds;
@@ -480,6 +486,8 @@ pub fn replay(bounds: &Bounds, trace: &[Step]) -> Pair {
 /// [`replay`] with these node configurations.
 pub fn replay_with(bounds: &Bounds, configs: [Config; 2], trace: &[Step]) -> Pair {
     let mut pair = Pair::with_configs(Instant::now(), configs);
+    pair.set_drift(0, bounds.drift_ppm);
+    pair.set_drift(1, -bounds.drift_ppm);
     pair.record = true;
     pair.unserved_slack = pair.hosts[0].config.heartbeat_interval * (bounds.losses as u32 + bounds.delays as u32);
     let b = bounds;

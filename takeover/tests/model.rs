@@ -126,6 +126,25 @@ fn model_two_crashes() {
     }));
 }
 
+/// Clocks that drift apart: one node's monotonic clock 5 % fast, the other's 5 % slow
+/// (far beyond a real clock's 100 ppm, to show the margin), each way round, with a freeze
+/// and a partition, and with a crash and the operator's commands.
+#[test]
+fn model_clock_drift() {
+    for ppm in [50_000, -50_000] {
+        check(&format!("drift {ppm} ppm, freeze+partition"), &bounds(h(1200, 1500), |b| {
+            b.freezes = 1;
+            b.partitions = 1;
+            b.drift_ppm = ppm;
+        }));
+        check(&format!("drift {ppm} ppm, crash"), &bounds(h(1000, 1200), |b| {
+            b.crashes = 1;
+            b.commands = 1;
+            b.drift_ppm = ppm;
+        }));
+    }
+}
+
 /// With `auto_giveback`, a node that comes back asks for its home set as soon as it is
 /// healthy: crashes and restarts, a freeze, with the operator's commands.
 #[test]
