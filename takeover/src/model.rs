@@ -118,6 +118,8 @@ pub enum Step {
     Takeover(usize),
     /// Operator: giveback, run on node i.
     Giveback(usize),
+    /// A killed node's hung storage write lands ([`Pair::land_orphan`]).
+    Land(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -253,6 +255,9 @@ fn steps(s: &State, b: &Bounds) -> Vec<Step> {
             v.push(Step::Stall(i));
         }
     }
+    for j in 0..p.orphans.len() {
+        v.push(Step::Land(j));
+    }
     if p.link.partitioned {
         v.push(Step::Heal);
     } else if s.budget[PARTITION] > 0 {
@@ -316,6 +321,7 @@ fn apply(s: &mut State, step: Step) {
             p.stall_storage(i, true)
         }
         Step::Unstall(i) => p.stall_storage(i, false),
+        Step::Land(j) => p.land_orphan(j),
         Step::Fault(i) => {
             s.budget[FAULT] -= 1;
             p.fault(i, FaultKind::DiskErrors)

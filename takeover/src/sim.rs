@@ -189,6 +189,10 @@ pub struct Pair {
     /// When the last fault (kill, restart, freeze, resume, partition, heal, stall, un-stall,
     /// fault report) was injected: the unserved bound counts from it.
     pub last_fault: Instant,
+    /// Storage writes of killed nodes still on their way: a claim or heartbeat bump that
+    /// hung in a stalled mount when its process died may still land (with the node index
+    /// that issued it), at any later moment ([`Pair::land_orphan`]) or never.
+    pub orphans: Vec<(usize, Action)>,
     rng: u64,
 }
 
@@ -240,6 +244,7 @@ impl Pair {
             unserved_since: [None; 2],
             unserved_slack: Duration::ZERO,
             last_fault: now,
+            orphans: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15,
         };
         p.start(0);
@@ -335,10 +340,31 @@ impl Pair {
         h.node = None;
         h.frozen = false;
         h.bound.clear();
-        h.stalled.clear();
+        // The process is gone, but what it wrote to a hung mount may still land.
+        let writes: Vec<Action> = h
+            .stalled
+            .drain(..)
+            .filter(|a| matches!(a, Action::WriteOwnership(_) | Action::BumpHeartbeat { .. }))
+            .collect();
         h.journal_flag = Flag::NonElectiveReboot;
         h.fault = None;
+        self.orphans.extend(writes.into_iter().map(|a| (i, a)));
         self.flight.retain(|f| f.to != i);
+        self.check();
+    }
+
+    /// A killed node's storage write ([`Pair::orphans`]) lands now: a claim is made if its
+    /// `(set, epoch)` is still free, a heartbeat counter is written. Nobody hears back.
+    pub fn land_orphan(&mut self, j: usize) {
+        self.last_fault = self.now;
+        let (i, a) = self.orphans.remove(j);
+        match a {
+            Action::WriteOwnership(r) => {
+                self.storage.claims.entry((r.set, r.epoch)).or_insert(r.owner);
+            }
+            Action::BumpHeartbeat { counter } => self.storage.heartbeats[i] = Some(counter),
+            _ => {}
+        }
         self.check();
     }
 

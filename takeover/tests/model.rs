@@ -126,6 +126,17 @@ fn model_two_crashes() {
     }));
 }
 
+/// A node killed while its shared storage hangs: its claim or heartbeat bump may land
+/// later, after the partner acted on its death, or never (the model tries each moment).
+#[test]
+fn model_write_landing_after_its_node_was_killed() {
+    check("stall+crash, late writes", &bounds(h(1000, 1200), |b| {
+        b.stalls = 1;
+        b.crashes = 1;
+        b.commands = 1;
+    }));
+}
+
 /// Clocks that drift apart: one node's monotonic clock 5 % fast, the other's 5 % slow
 /// (far beyond a real clock's 100 ppm, to show the margin), each way round, with a freeze
 /// and a partition, and with a crash and the operator's commands.
