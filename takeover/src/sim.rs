@@ -9,8 +9,9 @@
 //! on), resumed, killed and restarted.
 //!
 //! After every step [`Pair::check`] tests the safety properties: never two nodes that may
-//! serve one set, never a bind below the newest claim, and never a set left with no server
-//! for longer than [`Pair::unserved_bound`] while a healthy node can reach shared storage.
+//! serve one set, never two awake nodes with one set's address bound, never a bind below
+//! the newest claim, and never a set left with no server for longer than
+//! [`Pair::unserved_bound`] while a healthy node can reach shared storage.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -161,6 +162,8 @@ pub enum Violation {
     StaleBind { set: SetId, epoch: Epoch, newest: Option<(Epoch, NodeId)> },
     /// A set had no server for too long while a healthy node could reach storage.
     Unserved { set: SetId, for_ms: u64 },
+    /// Two awake nodes have the set's address bound at once.
+    TwoBound { set: SetId },
 }
 
 /// Two nodes, their servers, shared storage and the link, in virtual time.
@@ -731,6 +734,9 @@ impl Pair {
             let servers = (0..2).filter(|&i| self.serving(i, set)).count();
             if servers > 1 {
                 self.violations.push(Violation::TwoServers { set });
+            }
+            if (0..2).filter(|&i| self.awake(i) && self.hosts[i].bound.contains_key(&set)).count() > 1 {
+                self.violations.push(Violation::TwoBound { set });
             }
             if servers == 0 && capable {
                 let since = (*self.unserved_since[k].get_or_insert(self.now)).max(self.last_fault);
