@@ -599,6 +599,59 @@ impl Share {
         Ok(result)
     }
 
+    /// Makes `to` a second name of the file `from` (a hard link, `linkat`),
+    /// both confined to the share. An existing `to` is refused unless
+    /// `replace` ([`FsError::Exists`]); a directory there is never replaced
+    /// ([`FsError::AccessDenied`]); a name that is already this file's is
+    /// left as it is. Returns where the new name resolves, with the
+    /// client's spelling of its last component.
+    pub fn link(&self, from: &Resolved, to: &SmbPath, replace: bool) -> Result<Resolved, FsError> {
+        let (src_parent, src_leaf) = from.split()?.ok_or(FsError::AccessDenied)?;
+        let target = self.resolve(to)?;
+        let (dst_parent, _) = target.split()?.ok_or(FsError::AccessDenied)?;
+        let src = self.parent_fd(&src_parent)?;
+        let dst = self.parent_fd(&dst_parent)?;
+        let spelling = to.leaf().ok_or(FsError::AccessDenied)?;
+        let src_st = stat::stat_at(src.as_fd(), Some(&src_leaf), false)?;
+        if src_st.is_dir {
+            return Err(FsError::IsADirectory);
+        }
+        let mut result = target.clone();
+        *result.components.last_mut().expect("non-root") = spelling.to_owned();
+        result.exists = true;
+        result.is_dir = false;
+        let pre = names::stamp(dst.as_fd());
+        if target.exists {
+            let dst_leaf = to_cstring(target.name())?;
+            let dst_st = stat::stat_at(dst.as_fd(), Some(&dst_leaf), false)?;
+            if (dst_st.dev, dst_st.ino) == (src_st.dev, src_st.ino) {
+                return Ok(target);
+            }
+            if !replace {
+                return Err(FsError::Exists);
+            }
+            if dst_st.is_dir {
+                return Err(FsError::AccessDenied);
+            }
+            nix::unistd::unlinkat(Some(std::os::fd::AsRawFd::as_raw_fd(&dst)), dst_leaf.as_c_str(), UnlinkatFlags::NoRemoveDir)?;
+        }
+        let r = nix::unistd::linkat(
+            Some(std::os::fd::AsRawFd::as_raw_fd(&src)),
+            src_leaf.as_c_str(),
+            Some(std::os::fd::AsRawFd::as_raw_fd(&dst)),
+            to_cstring(spelling)?.as_c_str(),
+            nix::fcntl::AtFlags::empty(),
+        );
+        self.names.changed(dst.as_fd(), pre, Some(spelling), None);
+        match r {
+            Err(nix::errno::Errno::EEXIST) => Err(FsError::Exists),
+            r => {
+                r?;
+                Ok(result)
+            }
+        }
+    }
+
     /// Space on the share's file system.
     pub fn statvfs(&self) -> Result<FsSize, FsError> {
         let v = nix::sys::statvfs::fstatvfs(self.root_fd.as_fd())?;
