@@ -127,6 +127,61 @@ pub(crate) fn set_xattr_flags(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], fla
     Ok(())
 }
 
+/// The names of all extended attributes of `target`, each NUL-terminated,
+/// as `listxattr(2)` returns them. Grows its buffer while the list grows
+/// under it (`ERANGE`).
+pub(crate) fn list_xattrs(target: XattrTarget<'_>) -> io::Result<Vec<u8>> {
+    let path = match target {
+        XattrTarget::At(dir, entry) => Some(proc_path(dir, entry)?),
+        XattrTarget::Fd(_) => None,
+    };
+    let call = |buf: &mut [u8]| -> isize {
+        match (target, &path) {
+            // SAFETY: `buf` is writable for its length (a zero length asks
+            // for the size only and writes nothing).
+            (XattrTarget::Fd(fd), _) => unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) },
+            // SAFETY: as above; `p` is NUL-terminated and lives past the call.
+            (XattrTarget::At(..), Some(p)) => unsafe {
+                libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+            },
+            (XattrTarget::At(..), None) => -1,
+        }
+    };
+    let mut buf = vec![0u8; 256];
+    for _ in 0..8 {
+        let r = call(&mut buf);
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(buf);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ERANGE) {
+            return Err(e);
+        }
+        let need = call(&mut []);
+        if need < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        buf.resize((need as usize).max(buf.len() * 2), 0);
+    }
+    Err(io::Error::from_raw_os_error(libc::ERANGE))
+}
+
+/// Removes the attribute `name` from an open file; `Ok(false)` when it was
+/// not there.
+pub(crate) fn remove_xattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
+    // SAFETY: `name` is NUL-terminated.
+    let r = unsafe { libc::fremovexattr(fd.as_raw_fd(), name.as_ptr()) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENODATA) => Ok(false),
+        _ => Err(e),
+    }
+}
+
 /// `pread` into the spare capacity of `buf`, appending up to `len` bytes
 /// without zero-filling them first (large READs are file data straight
 /// into the response buffer). Returns the number of bytes read.
