@@ -147,7 +147,13 @@ fn full_ea(open: &Open, req: &QueryInfoRequest<'_>, max: usize, out: &mut BytesM
         return Err(NtStatus::NO_EAS_ON_FILE);
     }
     let single = req.flags & qf::RETURN_SINGLE_ENTRY != 0;
-    let find = |name: &[u8]| eas.iter().find(|e| e.name.eq_ignore_ascii_case(name));
+    // By name without case (a GET list may name thousands); the first of
+    // two spellings wins, as in a set.
+    let mut by_name = std::collections::HashMap::new();
+    for e in &eas {
+        by_name.entry(e.name.to_ascii_lowercase()).or_insert(e);
+    }
+    let find = |name: &[u8]| by_name.get(&name.to_ascii_lowercase()).copied();
     let (picked, start): (Vec<FullEa<'_>>, Option<usize>) = if !req.input_buffer.is_empty() {
         let list = parse_get_ea_list(req.input_buffer).map_err(|_| NtStatus::EA_LIST_INCONSISTENT)?;
         let mut picked = Vec::with_capacity(list.len());

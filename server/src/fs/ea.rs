@@ -30,6 +30,7 @@
 //! Without user xattrs on the share's file system every call is
 //! [`EaError::NotSupported`] (STATUS_EAS_NOT_SUPPORTED) and sizes are 0.
 
+use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::os::fd::AsFd;
 
@@ -236,28 +237,29 @@ impl Handle {
             }
         }
         let fd = self.as_fd();
-        // The xattr names there now, kept current as the list is applied.
+        // The xattr names there now, by EA name without case, kept current
+        // as the list is applied (a map: a list may hold thousands).
         let list = sys::list_xattrs(XattrTarget::Fd(fd)).map_err(xattr_err)?;
-        let mut existing: Vec<Vec<u8>> = names(&list).map(|(x, _)| x.to_vec()).collect();
+        let mut existing: HashMap<Vec<u8>, Vec<CString>> = HashMap::new();
+        for (x, n) in names(&list) {
+            if let Ok(c) = CString::new(x) {
+                existing.entry(n.to_ascii_lowercase()).or_default().push(c);
+            }
+        }
         for (name, value) in eas {
-            let same = |x: &Vec<u8>| x[PREFIX.len()..].eq_ignore_ascii_case(name);
+            let key = name.to_ascii_lowercase();
             if value.is_empty() {
-                for x in existing.iter().filter(|x| same(x)) {
-                    let Ok(cname) = CString::new(x.as_slice()) else { continue };
-                    sys::remove_xattr(fd, &cname).map_err(xattr_err)?;
+                for x in existing.remove(&key).unwrap_or_default() {
+                    sys::remove_xattr(fd, &x).map_err(xattr_err)?;
                 }
-                existing.retain(|x| !same(x));
                 continue;
             }
-            let cname = match existing.iter().find(|x| same(x)) {
-                Some(x) => CString::new(x.as_slice()).map_err(|_| EaError::InvalidName)?,
-                None => {
-                    let c = xattr_name(name)?;
-                    existing.push(c.as_bytes().to_vec());
-                    c
-                }
-            };
-            sys::set_xattr(fd, &cname, value).map_err(xattr_err)?;
+            let spellings = existing.entry(key).or_default();
+            if spellings.is_empty() {
+                spellings.push(xattr_name(name)?);
+            }
+            let cname = &spellings[0];
+            sys::set_xattr(fd, cname, value).map_err(xattr_err)?;
         }
         Ok(())
     }
