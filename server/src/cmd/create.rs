@@ -841,6 +841,9 @@ fn fs_err(e: FsError) -> NtStatus {
     e.status()
 }
 
+/// The EAs an ExtA context gives a new or overwritten file: (name, value).
+type NewEas<'a> = Vec<(&'a [u8], &'a [u8])>;
+
 /// Create contexts that only matter when a file is created or overwritten.
 /// Returns the EAs to set on it.
 ///
@@ -856,10 +859,7 @@ fn fs_err(e: FsError) -> NtStatus {
 ///   ownership and mode, so the value is ignored (which <323> allows), but
 ///   a malformed descriptor is refused with STATUS_INVALID_SECURITY_DESCR
 ///   rather than silently accepted.
-fn check_new_file_contexts<'a>(
-    req: &CreateRequest<'a>,
-    eas_supported: bool,
-) -> Result<Vec<(&'a [u8], &'a [u8])>, NtStatus> {
+fn check_new_file_contexts<'a>(req: &CreateRequest<'a>, eas_supported: bool) -> Result<NewEas<'a>, NtStatus> {
     let mut eas = Vec::new();
     for c in &req.create_contexts {
         match c {
