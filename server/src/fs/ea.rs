@@ -404,4 +404,18 @@ mod tests {
         assert_eq!(n, Some(3));
         drop(dir);
     }
+
+    /// Where the file system has no user xattrs: EAS_NOT_SUPPORTED, sizes 0.
+    #[test]
+    fn without_user_xattrs_eas_are_not_supported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"").unwrap();
+        let fd: std::os::fd::OwnedFd = std::fs::File::open(dir.path().join("f")).unwrap().into();
+        let h = Handle::new(fd, false, false);
+        assert!(matches!(h.eas(), Err(EaError::NotSupported)));
+        assert_eq!(h.set_eas(&[(b"a", b"1")]).map_err(|e| e.status()), Err(NtStatus::EAS_NOT_SUPPORTED));
+        assert_eq!(h.ea_size(), 0);
+        let d: std::os::fd::OwnedFd = std::fs::File::open(dir.path()).unwrap().into();
+        assert_eq!(Handle::new(d, true, false).child_ea_size("f"), 0);
+    }
 }
