@@ -103,6 +103,8 @@ fn hard_links() {
     assert_eq!(std::fs::read_to_string(share.join("d/b.txt")).unwrap(), "one two");
     assert_eq!(std::fs::metadata(share.join("d/b.txt")).unwrap().nlink(), 1);
     assert!(!dir.path().join("escaped.txt").exists());
+}
+
 /// Extended attributes through smbprotocol (testdata/smbprotocol_ea.py):
 /// set, query all and by name, case-insensitive replace, delete by an
 /// empty value, EAs on create, EaSize in FileEaInformation and a directory
