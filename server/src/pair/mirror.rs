@@ -1,0 +1,186 @@
+//! Journal mirroring over the interconnect: the sending side ([`LinkMirror`], this
+//! node's `nvram::Mirror`) and the receiving side ([`receiver`], the thread that writes
+//! the partner's records into this node's mirror ring).
+//!
+//! The sending side never blocks: the journal's publisher calls `ship` in log order,
+//! which copies the bytes into a [`Message::Mirror`] and queues it for the link's
+//! writer. The partner stores them (`nvram::Journal::receive`, synced as its policy
+//! says) and answers [`Message::MirrorAck`] with the contiguous end it holds; the link
+//! hands that to the journal's `MirrorAck`, and an append waiting for durability
+//! returns. When the link ends, the server detaches the mirror
+//! (`nvram::Journal::detach_mirror`): the waiters return on local durability alone.
+//!
+//! The receiving side is one thread for the node, so that the partner's ring is
+//! written strictly in the order it was sent, even when a new link replaces an old one:
+//! items of any link but the newest are dropped. It checks that records follow the
+//! head the partner sent and each other without a gap.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use bytes::Bytes;
+use nvram::{Journal, Mirror, MirrorAck, MirrorMeta, Shipment};
+use takeover::codec::Message;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::warn;
+
+use super::link::{Counters, Out};
+
+/// How far the mirror of our journal got (the sending side), for `duet status`.
+#[derive(Debug, Default)]
+pub struct SendProgress {
+    /// The end of what was queued for the partner.
+    pub shipped: AtomicU64,
+    /// The end the partner acknowledged.
+    pub acked: AtomicU64,
+}
+
+/// This node's `nvram::Mirror` over one link.
+pub struct LinkMirror {
+    out: UnboundedSender<Out>,
+    progress: Arc<SendProgress>,
+    /// The journal's acknowledgement handle of this attachment (given with every
+    /// shipment).
+    ack: Mutex<Option<MirrorAck>>,
+}
+
+impl LinkMirror {
+    pub fn new(out: UnboundedSender<Out>, progress: Arc<SendProgress>) -> LinkMirror {
+        progress.shipped.store(0, Ordering::Release);
+        progress.acked.store(0, Ordering::Release);
+        LinkMirror { out, progress, ack: Mutex::new(None) }
+    }
+
+    fn keep(&self, ack: &MirrorAck) {
+        let mut a = self.ack.lock().unwrap_or_else(|e| e.into_inner());
+        if a.is_none() {
+            *a = Some(ack.clone());
+        }
+    }
+
+    fn handle(&self) -> Option<MirrorAck> {
+        self.ack.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The partner holds every byte below `end`. Refused (false) when that is more
+    /// than was shipped: a partner cannot hold what it was never sent.
+    pub fn acked(&self, end: u64) -> bool {
+        if end > self.progress.shipped.load(Ordering::Acquire) {
+            return false;
+        }
+        if let Some(a) = self.handle() {
+            a.records(end);
+        }
+        self.progress.acked.fetch_max(end, Ordering::AcqRel);
+        true
+    }
+
+    /// The partner stored our head `head`.
+    pub fn head_acked(&self, head: u64) {
+        if let Some(a) = self.handle() {
+            a.head(head);
+        }
+    }
+}
+
+impl Mirror for LinkMirror {
+    fn ship(&self, shipment: Shipment<'_>, ack: &MirrorAck) {
+        self.keep(ack);
+        let mut records = Vec::with_capacity(shipment.len() as usize);
+        for p in shipment.parts {
+            records.extend_from_slice(p);
+        }
+        let end = shipment.end();
+        // A closed queue: the link is gone, and the mirror is about to be detached.
+        let _ = self.out.send(Out::Msg(Message::Mirror { pos: shipment.pos, records: Bytes::from(records) }));
+        self.progress.shipped.fetch_max(end, Ordering::AcqRel);
+    }
+
+    fn ship_meta(&self, meta: MirrorMeta, ack: &MirrorAck) {
+        self.keep(ack);
+        let _ = self.out.send(Out::Msg(Message::MirrorMeta {
+            head: meta.head,
+            generation: meta.generation,
+            capacity: meta.capacity,
+        }));
+    }
+}
+
+/// What the receiving thread is given.
+pub enum Item {
+    /// Link `link` is now the partner's: drop what older links still send.
+    NewLink { link: u64 },
+    Meta { link: u64, meta: MirrorMeta, reply: UnboundedSender<Out> },
+    Records { link: u64, pos: u64, records: Bytes, reply: UnboundedSender<Out> },
+}
+
+/// How far the partner's mirror in our journal got (the receiving side).
+#[derive(Debug, Default)]
+pub struct ReceiveProgress {
+    /// The end of the partner's records we hold (logical position in its ring).
+    pub end: AtomicU64,
+    /// The partner's head as we hold it.
+    pub head: AtomicU64,
+    /// Bytes received since start.
+    pub bytes: AtomicU64,
+}
+
+/// Starts the receiving thread; it ends when every sender of `Item`s is gone.
+pub fn receiver(
+    region: Arc<Journal>,
+    progress: Arc<ReceiveProgress>,
+    counters: Arc<Counters>,
+) -> std::io::Result<mpsc::Sender<Item>> {
+    let (tx, rx) = mpsc::channel::<Item>();
+    std::thread::Builder::new().name("duet-mirror-rx".into()).spawn(move || {
+        let mut current = 0u64;
+        // Where the next records must start: set by the link's first head.
+        let mut expected: Option<u64> = None;
+        for item in rx {
+            match item {
+                Item::NewLink { link } => {
+                    current = link;
+                    expected = None;
+                }
+                Item::Meta { link, meta, reply } if link == current => match region.receive_meta(meta) {
+                    Ok(()) => {
+                        expected.get_or_insert(meta.head);
+                        progress.head.store(meta.head, Ordering::Release);
+                        let _ = reply.send(Out::Msg(Message::MirrorMetaAck { head: meta.head }));
+                    }
+                    Err(e) => {
+                        warn!("the partner's journal head cannot be stored: {e}; closing its link");
+                        let _ = reply.send(Out::Close);
+                        current = 0;
+                    }
+                },
+                Item::Records { link, pos, records, reply } if link == current => {
+                    if expected != Some(pos) || records.len() as u64 > region.capacity() {
+                        counters.stale.fetch_add(1, Ordering::Relaxed);
+                        warn!(pos, ?expected, "mirror records out of place (a gap or an overlap); closing the link");
+                        let _ = reply.send(Out::Close);
+                        current = 0;
+                        continue;
+                    }
+                    let end = pos + records.len() as u64;
+                    match region.receive(pos, &[&records]) {
+                        Ok(()) => {
+                            expected = Some(end);
+                            progress.end.store(end, Ordering::Release);
+                            progress.bytes.fetch_add(records.len() as u64, Ordering::Relaxed);
+                            let _ = reply.send(Out::Msg(Message::MirrorAck { end }));
+                        }
+                        Err(e) => {
+                            warn!("the partner's records cannot be stored: {e}; closing its link");
+                            let _ = reply.send(Out::Close);
+                            current = 0;
+                        }
+                    }
+                }
+                // An older link's, or one already closed.
+                Item::Meta { .. } | Item::Records { .. } => {}
+            }
+        }
+    })?;
+    Ok(tx)
+}
