@@ -17,8 +17,8 @@
 //! Each link starts with a join ([`join`]): identity and configuration incarnation are
 //! checked both ways; a node that finds the partner's configuration newer refuses to
 //! serve and exits ([`Pair::failed`]). Both sides send a heartbeat every 100 ms; a link
-//! silent for 500 ms is dead ([`link::SILENT`]), so an append waits at most that long
-//! on a frozen partner before the mirror is detached.
+//! silent for 1 s is dead ([`link::SILENT`]), so an append waits at most that long on a
+//! frozen partner before the mirror is detached (a killed partner's links close at once).
 //!
 //! # Layout
 //! - [`config`]: the `[pair]` table and the `--pair-*` flags.
@@ -204,7 +204,7 @@ impl Pair {
         let mut last_problem = String::new();
         loop {
             let outcome = self.clone().dial().await;
-            self.first_attempt_done();
+            // After the outcome is recorded: `start` looks at it as soon as it wakes.
             match outcome {
                 Dial::StepDown(why) => {
                     self.step_down(why);
@@ -225,6 +225,7 @@ impl Pair {
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             }
+            self.first_attempt_done();
             tokio::time::sleep(backoff).await;
         }
     }
@@ -286,6 +287,7 @@ impl Pair {
         self.attached.store(true, Ordering::Release);
         info!(partner = first.header.node.0, "pair: partner joined; resyncing its mirror of our journal");
         self.set_out_state("joined");
+        self.first_attempt_done();
         let mut current = false;
         let why = loop {
             tokio::select! {
