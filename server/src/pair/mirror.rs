@@ -184,3 +184,122 @@ pub fn receiver(
     })?;
     Ok(tx)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use nvram::{ClusterId, Durability, Entry, MemStorage, NodeId, OpId, Options};
+    use tokio::sync::mpsc::unbounded_channel;
+
+    use super::*;
+
+    fn journal(node: u16) -> (Arc<Journal>, MemStorage) {
+        let storage = MemStorage::new(1 << 20);
+        let opts = Options::new(ClusterId(7), NodeId(node), Durability::None);
+        (Arc::new(Journal::create(storage.clone(), opts).unwrap()), storage)
+    }
+
+    /// What the link would carry: each message of A's mirror handed to B's receiving
+    /// thread, and each answer of B handed back to A's mirror, in order, until `done`.
+    fn pump(
+        mirror: &LinkMirror,
+        from_a: &mut tokio::sync::mpsc::UnboundedReceiver<Out>,
+        rx: &mpsc::Sender<Item>,
+        link: u64,
+    ) -> Vec<Message> {
+        let (reply, mut answers) = unbounded_channel();
+        let mut seen = Vec::new();
+        while let Ok(Out::Msg(m)) = from_a.try_recv() {
+            match m {
+                Message::MirrorMeta { head, generation, capacity } => {
+                    let meta = MirrorMeta { head, generation, capacity };
+                    rx.send(Item::Meta { link, meta, reply: reply.clone() }).unwrap();
+                }
+                Message::Mirror { pos, records } => {
+                    rx.send(Item::Records { link, pos, records, reply: reply.clone() }).unwrap();
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        drop(reply);
+        // The thread answers every item; the channel closes once it dropped the replies.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match answers.try_recv() {
+                Ok(Out::Msg(Message::MirrorAck { end })) => {
+                    assert!(mirror.acked(end));
+                    seen.push(Message::MirrorAck { end });
+                }
+                Ok(Out::Msg(Message::MirrorMetaAck { head })) => {
+                    mirror.head_acked(head);
+                    seen.push(Message::MirrorMetaAck { head });
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return seen,
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                    assert!(std::time::Instant::now() < deadline, "no answer");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn records_reach_the_partners_ring_and_their_acks_make_them_durable() {
+        let (a, _) = journal(1);
+        let (b, b_storage) = journal(2);
+        let counters = Arc::new(Counters::default());
+        let rx = receiver(b.clone(), Arc::default(), counters.clone()).unwrap();
+        rx.send(Item::NewLink { link: 1 }).unwrap();
+        let (out, mut from_a) = unbounded_channel();
+        let progress = Arc::new(SendProgress::default());
+        let mirror = Arc::new(LinkMirror::new(out, progress.clone()));
+        a.append(Entry::PreAck { op: OpId(1), request: b"before the partner came" }).unwrap();
+        a.attach_mirror(mirror.clone()).unwrap();
+        pump(&mirror, &mut from_a, &rx, 1);
+        let t = a.append_nowait(Entry::PreAck { op: OpId(2), request: b"while mirrored" }).unwrap();
+        assert!(!a.is_durable(&t), "durable before the partner acknowledged it");
+        let answers = pump(&mirror, &mut from_a, &rx, 1);
+        assert!(answers.iter().any(|m| matches!(m, Message::MirrorAck { end } if *end >= t.end)), "{answers:?}");
+        assert!(a.is_durable(&t));
+        assert_eq!(progress.acked.load(Ordering::Relaxed), a.tail());
+        // B's mirror ring holds A's records, the one from before the attach included.
+        let (_, rec) = Journal::open(
+            MemStorage::from_image(b_storage.current_image()),
+            Options::new(ClusterId(7), NodeId(2), Durability::None),
+        )
+        .unwrap();
+        let got: Vec<&[u8]> = rec.partner.records.iter().map(|r| &r.payload[..]).collect();
+        assert_eq!(got, [&b"before the partner came"[..], b"while mirrored"]);
+        assert_eq!(counters.stale.load(Ordering::Relaxed), 0);
+        // An acknowledgement of more than was sent is refused.
+        assert!(!mirror.acked(a.tail() + 8));
+    }
+
+    #[test]
+    fn a_gap_or_an_older_link_is_refused() {
+        let (b, _) = journal(2);
+        let counters = Arc::new(Counters::default());
+        let rx = receiver(b.clone(), Arc::default(), counters.clone()).unwrap();
+        rx.send(Item::NewLink { link: 2 }).unwrap();
+        let (reply, mut answers) = unbounded_channel();
+        let meta = MirrorMeta { head: 0, generation: 1, capacity: b.capacity() };
+        // An older link's items are dropped unanswered.
+        rx.send(Item::Meta { link: 1, meta, reply: reply.clone() }).unwrap();
+        // Records before any head: out of place.
+        let records = Bytes::from_static(&[0u8; 64]);
+        rx.send(Item::Records { link: 2, pos: 0, records: records.clone(), reply: reply.clone() }).unwrap();
+        rx.send(Item::NewLink { link: 3 }).unwrap();
+        rx.send(Item::Meta { link: 3, meta, reply: reply.clone() }).unwrap();
+        // A gap after the head.
+        rx.send(Item::Records { link: 3, pos: 64, records, reply: reply.clone() }).unwrap();
+        drop(reply);
+        let mut got = Vec::new();
+        while let Some(o) = answers.blocking_recv() {
+            got.push(format!("{o:?}"));
+        }
+        assert_eq!(got, ["Close", "Msg(MirrorMetaAck { head: 0 })", "Close"]);
+        assert_eq!(counters.stale.load(Ordering::Relaxed), 2);
+    }
+}
