@@ -75,7 +75,7 @@ pub struct Status {
     pub journal: Option<JournalStatus>,
     /// `None`: the node is not a pair member.
     #[serde(default)]
-    pub pair: Option<crate::pair::PairStatus>,
+    pub pair: Option<Box<crate::pair::PairStatus>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,7 +203,7 @@ pub fn status(server: &Server) -> Status {
         now_ms: now.0,
     };
     st.journal = journal_status(server);
-    st.pair = server.pair.as_ref().map(|p| p.status());
+    st.pair = server.pair.as_ref().map(|p| Box::new(p.status()));
     st
 }
 

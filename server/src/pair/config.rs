@@ -99,7 +99,8 @@ impl PairFlags {
                 p
             }
             None => {
-                let missing = |what: &str| ConfigError::Invalid(format!("a pair needs --pair-{what} (or [pair] in the file)"));
+                let missing =
+                    |what: &str| ConfigError::Invalid(format!("a pair needs --pair-{what} (or [pair] in the file)"));
                 PairConfig {
                     cluster: self.cluster.ok_or_else(|| missing("cluster"))?,
                     node: self.node.ok_or_else(|| missing("node"))?,
@@ -159,7 +160,10 @@ mod tests {
         let mut p = sample();
         p.partner = p.listen;
         assert!(p.validate().is_err());
-        assert!(toml::from_str::<PairConfig>("cluster = 1\nnode = 1\nlisten = \"127.0.0.1:1\"\npartner = \"127.0.0.1:2\"\nport = 3\n").is_err());
+        assert!(toml::from_str::<PairConfig>(
+            "cluster = 1\nnode = 1\nlisten = \"127.0.0.1:1\"\npartner = \"127.0.0.1:2\"\nport = 3\n"
+        )
+        .is_err());
     }
 
     #[test]

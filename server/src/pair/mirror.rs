@@ -109,9 +109,20 @@ impl Mirror for LinkMirror {
 /// What the receiving thread is given.
 pub enum Item {
     /// Link `link` is now the partner's: drop what older links still send.
-    NewLink { link: u64 },
-    Meta { link: u64, meta: MirrorMeta, reply: UnboundedSender<Out> },
-    Records { link: u64, pos: u64, records: Bytes, reply: UnboundedSender<Out> },
+    NewLink {
+        link: u64,
+    },
+    Meta {
+        link: u64,
+        meta: MirrorMeta,
+        reply: UnboundedSender<Out>,
+    },
+    Records {
+        link: u64,
+        pos: u64,
+        records: Bytes,
+        reply: UnboundedSender<Out>,
+    },
 }
 
 /// How far the partner's mirror in our journal got (the receiving side).

@@ -130,7 +130,10 @@ impl Pair {
             first_flag: AtomicBool::new(false),
             cfg,
         });
-        eprintln!("duet: pair node {} of cluster {:#x}, interconnect on {}", pair.cfg.node, pair.cfg.cluster, pair.cfg.listen);
+        eprintln!(
+            "duet: pair node {} of cluster {:#x}, interconnect on {}",
+            pair.cfg.node, pair.cfg.cluster, pair.cfg.listen
+        );
         info!(
             node = pair.cfg.node,
             cluster = pair.cfg.cluster,
@@ -242,8 +245,14 @@ impl Pair {
         let mut reader = FrameReader::new(rd, self.counters.clone());
         let (out, out_rx) = mpsc::unbounded_channel();
         let closed = Arc::new(Notify::new());
-        let writer =
-            tokio::spawn(link::writer(wr, out_rx, self.sender(), self.me.join(), self.beats_sent.clone(), closed.clone()));
+        let writer = tokio::spawn(link::writer(
+            wr,
+            out_rx,
+            self.sender(),
+            self.me.join(),
+            self.beats_sent.clone(),
+            closed.clone(),
+        ));
         let _writer = AbortOnDrop(writer);
         let first = match tokio::time::timeout(JOIN_TIMEOUT, reader.next()).await {
             Ok(Ok(f)) => f,
@@ -252,7 +261,10 @@ impl Pair {
         };
         if first.header.cluster != self.me.cluster {
             self.counters.foreign.fetch_add(1, Ordering::Relaxed);
-            return Dial::Failed(format!("{} is a node of cluster {:#x}, not ours", self.cfg.partner, first.header.cluster.0));
+            return Dial::Failed(format!(
+                "{} is a node of cluster {:#x}, not ours",
+                self.cfg.partner, first.header.cluster.0
+            ));
         }
         match first.message {
             Message::Join { incarnation, ring } => match judge(&self.me, &first.header, incarnation, ring) {
@@ -313,11 +325,9 @@ impl Pair {
                         Message::Heartbeat(_) => {
                             self.beats_seen.fetch_add(1, Ordering::Relaxed);
                         }
-                        Message::MirrorAck { end } => {
-                            if !mirror.acked(end) {
-                                self.counters.stale.fetch_add(1, Ordering::Relaxed);
-                                break format!("acknowledged position {end}, beyond what was sent");
-                            }
+                        Message::MirrorAck { end } if !mirror.acked(end) => {
+                            self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                            break format!("acknowledged position {end}, beyond what was sent");
                         }
                         Message::MirrorMetaAck { head } => mirror.head_acked(head),
                         Message::Refuse { reason, incarnation } => match self.refused(reason, incarnation) {
@@ -368,9 +378,7 @@ impl Pair {
     /// and the link is up.
     pub fn mirror_current(&self) -> bool {
         let target = self.resync_target.load(Ordering::Acquire);
-        self.attached.load(Ordering::Acquire)
-            && target != u64::MAX
-            && self.sent.acked.load(Ordering::Acquire) >= target
+        self.attached.load(Ordering::Acquire) && target != u64::MAX && self.sent.acked.load(Ordering::Acquire) >= target
     }
 
     // ---- incoming: the partner's records to us -----------------------------------------
@@ -427,8 +435,14 @@ impl Pair {
             return;
         };
         let verdict = judge(&self.me, &first.header, incarnation, ring);
-        let writer =
-            tokio::spawn(link::writer(wr, out_rx, self.sender(), self.me.join(), self.beats_sent.clone(), closed.clone()));
+        let writer = tokio::spawn(link::writer(
+            wr,
+            out_rx,
+            self.sender(),
+            self.me.join(),
+            self.beats_sent.clone(),
+            closed.clone(),
+        ));
         let _writer = AbortOnDrop(writer);
         match verdict {
             Verdict::Accept => {}
