@@ -7,6 +7,9 @@
 //! - `a_killed_partner_leaves_the_node_serving_degraded_then_resyncs`: B is
 //!   killed with SIGKILL; A goes on answering writes, degraded; B restarts and
 //!   A's mirror at B catches up with what A wrote meanwhile.
+//! - `a_frozen_partner_is_detached_after_its_silence_then_resynced`: B is
+//!   stopped with SIGSTOP (its kernel keeps its connections open); A notices
+//!   the silence, answers writes degraded, and resyncs B once it resumes.
 //! - `the_node_with_the_older_incarnation_refuses_to_serve`: a node started
 //!   with an older configuration incarnation than its partner's exits
 //!   non-zero and says why; one started with a newer one makes the running
@@ -78,6 +81,26 @@ fn a_killed_partner_leaves_the_node_serving_degraded_then_resyncs() {
     assert!(num(&b["partner_mirror"]["end"]) >= tail, "B's mirror of A ends before A's tail {tail}: {b:#}");
     put(&p.a, "after.bin", 64 << 10);
     assert!(p.a.log().contains("running degraded"), "A did not say it was degraded");
+}
+
+#[test]
+fn a_frozen_partner_is_detached_after_its_silence_then_resynced() {
+    let p = Pair::start();
+    let pid = p.b.pid().expect("B runs") as libc::pid_t;
+    // SAFETY: kill(2) on the harness's own child, which it has not reaped.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // B's kernel still holds its sockets: only B's silence tells A. A's answers wait
+    // for that (1 s), not for B (smbclient gives up after 20 s of no answer).
+    put(&p.a, "while-b-is-frozen.bin", 16 << 10);
+    let a = status_until(&p.a, "degraded", |s| s["degraded"] == true);
+    let tail = num(&a["mirror"]["tail"]);
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    status_until(&p.a, "the mirror current again", |s| {
+        s["mirror"]["state"] == "current" && s["degraded"] == false && num(&s["mirror"]["acked"]) >= tail
+    });
+    assert!(p.a.log().contains("silent for 1000 ms"), "A did not notice the silence:\n{}", p.a.log());
+    let b = status_until(&p.b, "B holding what A wrote", |s| num(&s["partner_mirror"]["end"]) >= tail);
+    assert_eq!(b["partner_mirror"]["connected"], true, "{b:#}");
 }
 
 /// Starts a node as a bare process (the harness would take its early exit for a
