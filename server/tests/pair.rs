@@ -10,6 +10,9 @@
 //! - `a_frozen_partner_is_detached_after_its_silence_then_resynced`: B is
 //!   stopped with SIGSTOP (its kernel keeps its connections open); A notices
 //!   the silence, answers writes degraded, and resyncs B once it resumes.
+//! - `a_partner_that_stops_acknowledging_is_given_up`: B's receiving thread
+//!   stalls (a failpoint) while its heartbeats go on; A gives it up after
+//!   2 s without an acknowledgement and answers degraded.
 //! - `the_node_with_the_older_incarnation_refuses_to_serve`: a node started
 //!   with an older configuration incarnation than its partner's exits
 //!   non-zero and says why; one started with a newer one makes the running
@@ -101,6 +104,23 @@ fn a_frozen_partner_is_detached_after_its_silence_then_resynced() {
     assert!(p.a.log().contains("silent for 1000 ms"), "A did not notice the silence:\n{}", p.a.log());
     let b = status_until(&p.b, "B holding what A wrote", |s| num(&s["partner_mirror"]["end"]) >= tail);
     assert_eq!(b["partner_mirror"]["connected"], true, "{b:#}");
+}
+
+#[test]
+fn a_partner_that_stops_acknowledging_is_given_up() {
+    let (node_a, node_b) = pair::nodes(1, 1);
+    let a = node_a.start();
+    // B's receiving thread stalls 30 s on every run of records (a stuck disk); its
+    // heartbeats go on.
+    let _b = node_b.start_with_env(&[("DUET_FAILPOINT", "mirror-receive:30000")]);
+    status_until(&a, "B joined", |s| s["partner_connected"] == true);
+    // A's answers wait for B's acknowledgement at most ACK_TIMEOUT (2 s), not 30 s
+    // (smbclient gives up after 20 s of no answer).
+    put(&a, "b-is-stuck.bin", 16 << 10);
+    let log = a.wait_log(0, Duration::from_secs(30), |l| l.contains("it stopped acknowledging"));
+    assert!(log.contains("it stopped acknowledging"), "{log}");
+    let st = pair_status(&a);
+    assert_ne!(st["mirror"]["state"], "current", "{st:#}");
 }
 
 /// Starts a node as a bare process (the harness would take its early exit for a

@@ -25,6 +25,10 @@ pub const BEAT: Duration = Duration::from_millis(100);
 /// gave false alarms on the shared 2-core machine under a load of 8 (a false alarm
 /// costs a resync, nothing more).
 pub const SILENT: Duration = Duration::from_secs(1);
+/// A partner that sends heartbeats but acknowledges nothing of what it was sent for
+/// this long (its disk is stuck, say) is given up as if it were silent: every durable
+/// answer would wait for it.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a new link may take to send its join.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most bytes of queued frames written in one go.

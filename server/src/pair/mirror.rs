@@ -174,6 +174,7 @@ pub fn receiver(
                         continue;
                     }
                     let end = pos + records.len() as u64;
+                    crate::failpoint::pause("mirror-receive");
                     match region.receive(pos, &[&records]) {
                         Ok(()) => {
                             expected = Some(end);

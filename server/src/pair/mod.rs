@@ -18,7 +18,9 @@
 //! checked both ways; a node that finds the partner's configuration newer refuses to
 //! serve and exits ([`Pair::failed`]). Both sides send a heartbeat every 100 ms; a link
 //! silent for 1 s is dead ([`link::SILENT`]), so an append waits at most that long on a
-//! frozen partner before the mirror is detached (a killed partner's links close at once).
+//! frozen partner before the mirror is detached (a killed partner's links close at once),
+//! and one whose link stays up but that acknowledges nothing for 2 s
+//! ([`link::ACK_TIMEOUT`]) is given up the same way.
 //!
 //! # Layout
 //! - [`config`]: the `[pair]` table and the `--pair-*` flags.
@@ -47,7 +49,7 @@ use tracing::{info, warn};
 use crate::error::RunError;
 use config::PairConfig;
 use join::{judge, Identity, Verdict};
-use link::{Counters, FrameReader, LinkError, Out, Peer, Sender, JOIN_TIMEOUT, SILENT};
+use link::{Counters, FrameReader, LinkError, Out, Peer, Sender, ACK_TIMEOUT, JOIN_TIMEOUT, SILENT};
 use mirror::{Item, LinkMirror, ReceiveProgress, SendProgress};
 
 /// Most links waiting for their join at once; more are closed at accept.
@@ -301,6 +303,8 @@ impl Pair {
         self.set_out_state("joined");
         self.first_attempt_done();
         let mut current = false;
+        // Since when the partner has acknowledged nothing while records wait for it.
+        let mut waiting: Option<(Instant, u64)> = None;
         let why = loop {
             tokio::select! {
                 r = async { attach.as_mut().expect("guarded").await }, if attach.is_some() => {
@@ -339,6 +343,18 @@ impl Pair {
                         },
                         _ => {}
                     }
+                    let (shipped, acked) =
+                        (self.sent.shipped.load(Ordering::Acquire), self.sent.acked.load(Ordering::Acquire));
+                    waiting = match waiting {
+                        _ if acked >= shipped => None,
+                        Some((since, at)) if at == acked => {
+                            if since.elapsed() > ACK_TIMEOUT {
+                                break format!("it stopped acknowledging ({} bytes waiting)", shipped - acked);
+                            }
+                            Some((since, at))
+                        }
+                        _ => Some((Instant::now(), acked)),
+                    };
                     if !current && self.mirror_current() {
                         current = true;
                         info!(

@@ -46,7 +46,13 @@ impl Node {
 
     /// Starts this node as a harness server.
     pub fn start(&self) -> Server {
-        Server::start_with(Options { duet_args: self.args(), ..Options::default() })
+        self.start_with_env(&[])
+    }
+
+    /// Starts this node with extra environment variables (a failpoint).
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Server {
+        let duet_env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Server::start_with(Options { duet_args: self.args(), duet_env, ..Options::default() })
     }
 }
 
