@@ -275,6 +275,8 @@ impl Pair {
                     self.counters.joins.fetch_add(1, Ordering::Relaxed);
                     let _ = out.send(Out::Msg(Message::Refuse { reason: r, incarnation: self.me.incarnation }));
                     let _ = out.send(Out::Close);
+                    // Let the writer say it before the link goes.
+                    let _ = tokio::time::timeout(JOIN_TIMEOUT, closed.notified()).await;
                     return Dial::Failed(format!(
                         "refused node {} (incarnation {incarnation}): {}",
                         first.header.node.0,
@@ -284,9 +286,9 @@ impl Pair {
                 Verdict::StepDown { ours, theirs } => return Dial::StepDown(join::step_down_text(ours, theirs)),
             },
             Message::Refuse { reason, incarnation } => return self.refused(reason, incarnation),
-            other => {
+            _ => {
                 self.counters.joins.fetch_add(1, Ordering::Relaxed);
-                return Dial::Failed(format!("the partner answered our join with {other:?}"));
+                return Dial::Failed("the partner answered our join with something else than a join".into());
             }
         }
         let mut peer = Peer::new(&first.header);
