@@ -13,8 +13,10 @@
 //! The receiving side is one thread for the node, so that the partner's ring is
 //! written strictly in the order it was sent, even when a new link replaces an old one:
 //! items of any link but the newest are dropped. It checks that records follow the
-//! head the partner sent and each other without a gap.
+//! head the partner sent and each other without a gap, and stores the runs queued
+//! behind each other with one sync and one acknowledgement (up to 8 MiB).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -106,6 +108,9 @@ impl Mirror for LinkMirror {
     }
 }
 
+/// Most bytes of the partner's records stored with one sync.
+const BATCH: u64 = 8 << 20;
+
 /// What the receiving thread is given.
 pub enum Item {
     /// Link `link` is now the partner's: drop what older links still send.
@@ -147,7 +152,19 @@ pub fn receiver(
         let mut current = 0u64;
         // Where the next records must start: set by the link's first head.
         let mut expected: Option<u64> = None;
-        for item in rx {
+        let mut queue: VecDeque<Item> = VecDeque::new();
+        let batch_max = BATCH.min(region.capacity() / 2);
+        loop {
+            if queue.is_empty() {
+                match rx.recv() {
+                    Ok(item) => queue.push_back(item),
+                    Err(_) => return,
+                }
+            }
+            while let Ok(item) = rx.try_recv() {
+                queue.push_back(item);
+            }
+            let Some(item) = queue.pop_front() else { continue };
             match item {
                 Item::NewLink { link } => {
                     current = link;
@@ -173,13 +190,27 @@ pub fn receiver(
                         current = 0;
                         continue;
                     }
-                    let end = pos + records.len() as u64;
+                    // The runs of the same link queued right behind, when they follow on:
+                    // stored with one sync and acknowledged once (a group commit of the
+                    // mirror). One that does not follow on is left for the check above.
+                    let mut end = pos + records.len() as u64;
+                    let mut batch = vec![records];
+                    while let Some(Item::Records { link: l, pos: p, records: r, .. }) = queue.front() {
+                        if *l != link || *p != end || end - pos + r.len() as u64 > batch_max {
+                            break;
+                        }
+                        end += r.len() as u64;
+                        if let Some(Item::Records { records, .. }) = queue.pop_front() {
+                            batch.push(records);
+                        }
+                    }
                     crate::failpoint::pause("mirror-receive");
-                    match region.receive(pos, &[&records]) {
+                    let parts: Vec<&[u8]> = batch.iter().map(|b| &b[..]).collect();
+                    match region.receive(pos, &parts) {
                         Ok(()) => {
                             expected = Some(end);
                             progress.end.store(end, Ordering::Release);
-                            progress.bytes.fetch_add(records.len() as u64, Ordering::Relaxed);
+                            progress.bytes.fetch_add(end - pos, Ordering::Relaxed);
                             let _ = reply.send(Out::Msg(Message::MirrorAck { end }));
                         }
                         Err(e) => {
