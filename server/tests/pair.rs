@@ -17,6 +17,8 @@
 //!   with an older configuration incarnation than its partner's exits
 //!   non-zero and says why; one started with a newer one makes the running
 //!   node step down.
+//! - `a_pair_configured_in_duet_toml_joins_one_configured_by_flags`: the
+//!   `[pair]` table of a configuration file, against the `--pair-*` flags.
 //! - `garbage_on_the_interconnect_is_refused_and_counted`: corrupt,
 //!   oversized and foreign frames, and a join with the node's own id, from
 //!   a raw TCP client: each refused and counted, and the pair carries on.
@@ -120,6 +122,40 @@ fn a_partner_that_stops_acknowledging_is_given_up() {
     assert!(log.contains("it stopped acknowledging"), "{log}");
     let st = pair_status(&a);
     assert_ne!(st["mirror"]["state"], "current", "{st:#}");
+}
+
+#[test]
+fn a_pair_configured_in_duet_toml_joins_one_configured_by_flags() {
+    let (node_a, node_b) = pair::nodes(4, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("duet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"state\"\n[journal]\npath = \"nvram\"\nsize = 16777216\n\
+             [pair]\ncluster = {}\nnode = 1\npartner_node = 2\nlisten = \"127.0.0.1:{}\"\n\
+             partner = \"127.0.0.1:{}\"\nincarnation = 4\n",
+            pair::CLUSTER,
+            node_a.port,
+            node_b.port
+        ),
+    )
+    .unwrap();
+    let _a = common::Server::start_with(common::Options {
+        duet_args: vec!["--config".into(), config.display().to_string()],
+        ..common::Options::default()
+    });
+    let b = node_b.start();
+    status_until(&b, "joined with A", |s| s["partner_connected"] == true && s["mirror"]["state"] == "current");
+    // A's status, found through its configuration file.
+    let out = Command::new(common::duet_bin())
+        .args(["status", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run duet status");
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status is JSON");
+    assert_eq!((st["pair"]["node"].as_u64(), st["pair"]["incarnation"].as_u64()), (Some(1), Some(4)), "{st:#}");
+    assert!(dir.path().join("nvram").exists(), "the journal where the file says");
 }
 
 /// Starts a node as a bare process (the harness would take its early exit for a
