@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# torture.sh [--fast] [--out DIR] [--timeout S] [SUITE...]
+# torture.sh [--fast] [--out DIR] [--timeout S] [--option K=V ...] [SUITE...]
 #
 # Runs smbtorture suites against duet and against Samba's smbd (the
 # reference), each on its own loopback port, temp share and user
@@ -16,6 +16,9 @@
 #   --out DIR     keep results there (duet.json, smbd.json, logs); default: a
 #                 temp dir, removed at exit
 #   --timeout S   per-suite limit for torture-score (default 300, fast: 120)
+#   --option K=V  passed to smbtorture as --option=K=V, against both servers
+#                 (smb2.ea.acl_xattr needs torture:acl_xattr_name=NAME: with
+#                 duet.uid it checks that Duet's own xattr is no EA)
 #   SUITE...      explicit suites instead of the lists below
 #
 # Environment: DUET_BIN (default: build target/release/duet),
@@ -31,14 +34,15 @@ FULL=(smb2.connect smb2.create smb2.read smb2.rw smb2.getinfo smb2.setinfo smb2.
 FAST=(smb2.connect smb2.read smb2.rw smb2.create smb2.dir smb2.compound smb2.lock
       smb2.durable-open smb2.durable-v2-open smb2.durable-v2-delay)
 
-fast=0; ca=0; out=""; timeout=""; suites=()
+fast=0; ca=0; out=""; timeout=""; suites=(); options=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --fast) fast=1; shift ;;
     --ca) ca=1; shift ;;
     --out) out=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --option) options+=(--option "$2"); shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     -*) echo "torture.sh: unknown option $1" >&2; exit 2 ;;
     *) suites+=("$1"); shift ;;
   esac
@@ -77,7 +81,7 @@ start_smbd SMBD "$out/smbd" || { echo "torture.sh: smbd did not start" >&2; exit
 score() { # NAME PORT JSON
   log "running ${#suites[@]} suites against $1 (127.0.0.1:$2, timeout ${timeout}s each)"
   run python3 "$TORTURE_SCORE" run --server //127.0.0.1/share --port "$2" \
-    --user "$DUET_USER%$DUET_PASS" --timeout "$timeout" --out "$3" "${suites[@]}"
+    --user "$DUET_USER%$DUET_PASS" --timeout "$timeout" ${options[@]+"${options[@]}"} --out "$3" "${suites[@]}"
 }
 
 if [ $duet_ok = 1 ]; then

@@ -259,7 +259,11 @@ impl Chain {
             self.file_id = resp.file_id;
         }
         if hdr.command == Command::Create as u16 {
-            self.create_err = resp.status.is_error().then_some(resp.status);
+            // A CREATE that opened nothing failed, whatever the severity of
+            // its status (STATUS_INVALID_EA_NAME is a warning). A pending
+            // one is noted here only when it ends the chain.
+            let failed = resp.status.is_error() || (resp.file_id.is_none() && resp.status != NtStatus::SUCCESS);
+            self.create_err = failed.then_some(resp.status);
         }
         if matches!(resp.status, NtStatus::USER_SESSION_DELETED | NtStatus::NETWORK_NAME_DELETED) {
             // Later related elements have no session or tree to inherit.

@@ -217,3 +217,56 @@ fn a_break_notice_on_an_encrypted_session_is_encrypted_and_journaled() {
     };
     assert_eq!(opened.status(), NtStatus::SUCCESS);
 }
+
+/// A CREATE that fails with a status of warning severity (an ExtA context
+/// with a bad EA name: STATUS_INVALID_EA_NAME, 0x80000013) fails the
+/// related elements after it with the same status, as an error-severity
+/// failure does ([MS-SMB2] 3.3.5.2.7.2). Before, only error statuses
+/// counted, and the related QUERY_INFO ran on no file at all.
+#[test]
+fn a_create_failed_with_a_warning_fails_its_related_elements() {
+    use protocol::msg::create_context::RequestContext;
+    let (addr, _dir) = common::start_in_process(&[USER], None);
+    let mut c = Client::logged_on(addr, dialect::SMB2_1, USER.0, USER.1);
+    c.tree_connect("data").expect("tree connect");
+    let mut eas = BytesMut::new();
+    protocol::fscc::encode_full_ea_list(&[protocol::fscc::FullEa { flags: 0, name: b"bad?name", value: b"x" }], &mut eas)
+        .unwrap();
+    let mut create = BytesMut::new();
+    CreateRequest {
+        security_flags: 0,
+        requested_oplock_level: oplock_level::NONE,
+        impersonation_level: 2,
+        smb_create_flags: 0,
+        desired_access: ACCESS_READ,
+        file_attributes: 0,
+        share_access: share_access::READ,
+        create_disposition: create_disposition::OPEN_IF,
+        create_options: 0,
+        name: "new.txt".into(),
+        create_contexts: vec![RequestContext::EaBuffer(&eas)],
+    }
+    .encode(&mut create);
+    let mut qi = BytesMut::new();
+    QueryInfoRequest {
+        info_type: 1,
+        file_info_class: 5, // FileStandardInformation
+        output_buffer_length: 0x1000,
+        input_buffer: &[],
+        additional_information: 0,
+        flags: 0,
+        file_id: FileId::ANY,
+    }
+    .encode(&mut qi);
+    let mid = c.next_mid;
+    let m1 = c.message(Command::Create, mid, 1, &create);
+    let m2 = c.message(Command::QueryInfo, mid + 1, 1, &qi);
+    c.next_mid += 2;
+    let chain = c.protect(compound(&[m1, m2], true));
+    c.send_raw(&chain);
+    let answer = c.recv().expect("the chain's answer");
+    let els = elements(&answer.msg);
+    let statuses: Vec<u32> = els.iter().map(|(h, _)| h.status).collect();
+    let invalid_ea_name = 0x8000_0013;
+    assert_eq!(statuses, vec![invalid_ea_name, invalid_ea_name]);
+}

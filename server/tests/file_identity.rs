@@ -145,9 +145,9 @@ fn the_id_survives_a_rename_and_share_modes_still_meet() {
     assert_eq!(stored_uid(&root.join("b.txt")), Some(uid), "the original keeps its id");
     assert_eq!(c.close(cp), NtStatus::SUCCESS);
 
-    // Clients cannot see or change the id as an EA: Duet lists no xattrs
-    // as EAs, and refuses to set any (Samba's convention would map the EA
-    // "duet.uid" onto this very xattr).
+    // Clients cannot see or change the id as an EA: EA NAME is the xattr
+    // user.NAME (Samba's layout), and the names under `user.duet.` are
+    // neither listed nor set (STATUS_ACCESS_DENIED, whatever their case).
     let mut q = BytesMut::new();
     QueryInfoRequest {
         info_type: info_type::FILE,
@@ -160,7 +160,7 @@ fn the_id_survives_a_rename_and_share_modes_still_meet() {
     }
     .encode(&mut q);
     assert_eq!(c.call(Command::QueryInfo, &q).status(), NtStatus::NO_EAS_ON_FILE);
-    for name in [&b"duet.uid"[..], b"user.duet.uid"] {
+    let set_ea = |c: &mut Client, name: &[u8]| {
         let mut eas = BytesMut::new();
         protocol::fscc::encode_full_ea_list(&[protocol::fscc::FullEa { flags: 0, name, value: &[1; 16] }], &mut eas).unwrap();
         let mut b = BytesMut::new();
@@ -172,8 +172,17 @@ fn the_id_survives_a_rename_and_share_modes_still_meet() {
             file_id: a,
         }
         .encode(&mut b);
-        assert_eq!(c.call(Command::SetInfo, &b).status(), NtStatus::EAS_NOT_SUPPORTED);
+        c.call(Command::SetInfo, &b).status()
+    };
+    for name in [&b"duet.uid"[..], b"DUET.UID", b"duet.attrib"] {
+        assert_eq!(set_ea(&mut c, name), NtStatus::ACCESS_DENIED, "{}", String::from_utf8_lossy(name));
     }
+    // "user.duet.uid" is the xattr user.user.duet.uid: another name.
+    assert_eq!(set_ea(&mut c, b"user.duet.uid"), NtStatus::SUCCESS);
+    let r = c.call(Command::QueryInfo, &q);
+    assert_eq!(r.status(), NtStatus::SUCCESS);
+    let listed = r.msg.windows(4).filter(|w| w.eq_ignore_ascii_case(b"duet")).count();
+    assert_eq!(listed, 1, "only user.duet.uid's own EA is listed");
     assert_eq!(stored_uid(&root.join("b.txt")), Some(uid));
 
     // While a file is open, its inode is the file: an id written over the

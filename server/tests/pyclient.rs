@@ -103,4 +103,32 @@ fn hard_links() {
     assert_eq!(std::fs::read_to_string(share.join("d/b.txt")).unwrap(), "one two");
     assert_eq!(std::fs::metadata(share.join("d/b.txt")).unwrap().nlink(), 1);
     assert!(!dir.path().join("escaped.txt").exists());
+/// Extended attributes through smbprotocol (testdata/smbprotocol_ea.py):
+/// set, query all and by name, case-insensitive replace, delete by an
+/// empty value, EAs on create, EaSize in FileEaInformation and a directory
+/// listing, the enumeration flags, Duet's own `user.duet.` names refused
+/// and never listed, bad names refused with STATUS_INVALID_EA_NAME, and the
+/// EAs kept as `user.` xattrs on disk. Skipped where the temp directory's
+/// file system has no user xattrs.
+#[test]
+fn extended_attributes_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe");
+    std::fs::write(&probe, b"").unwrap();
+    let c = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: both strings are NUL-terminated; the value is 1 byte.
+    if unsafe { libc::setxattr(c.as_ptr(), c"user.probe".as_ptr(), b"1".as_ptr().cast(), 1, 0) } != 0 {
+        eprintln!("no user xattrs under {}: skipped", dir.path().display());
+        return;
+    }
+    std::fs::remove_file(&probe).unwrap();
+    let (_srv, port) = duet(dir.path(), "--log-level=info");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/smbprotocol_ea.py");
+    let out = Command::new("python3")
+        .args([script, &port.to_string(), "data", "duet", "duetpass", &dir.path().display().to_string()])
+        .output()
+        .expect("python3 runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok ")).count(), 12, "{text}");
 }

@@ -24,6 +24,9 @@ pub struct FsStat {
     pub volume_label: String,
     /// FILETIME.
     pub creation_time: u64,
+    /// FileSystemAttributes of FileFsAttributeInformation: [`fs_attributes::DUET`],
+    /// with FILE_SUPPORTS_EXTENDED_ATTRIBUTES where the share keeps EAs.
+    pub attributes: u32,
 }
 
 /// FileSystemAttributes bits ([MS-FSCC] 2.5.1).
@@ -56,7 +59,8 @@ pub mod fs_attributes {
     /// carry (synthesised, persistent) security descriptors, and files can
     /// be sparse (FSCTL_SET_SPARSE, QUERY_ALLOCATED_RANGES, SET_ZERO_DATA).
     /// Nothing about streams, reparse points, compression or quotas, which
-    /// Duet does not implement.
+    /// Duet does not implement. A share whose file system has user xattrs
+    /// adds FILE_SUPPORTS_EXTENDED_ATTRIBUTES (EAs are kept there).
     pub const DUET: u32 =
         FILE_CASE_PRESERVED_NAMES | FILE_UNICODE_ON_DISK | FILE_PERSISTENT_ACLS | FILE_SUPPORTS_SPARSE_FILES;
 }
@@ -157,7 +161,7 @@ pub fn encode_fs_info(class: u8, fs: &FsStat, out: &mut BytesMut) -> Result<(), 
             // [MS-FSCC] 2.5.1. Format: { file_system_attributes: u32 |
             //   maximum_component_name_length: u32 |
             //   file_system_name_length: u32 | file_system_name }
-            out.put_u32_le(fs_attributes::DUET);
+            out.put_u32_le(fs.attributes);
             out.put_u32_le(MAX_COMPONENT_NAME_LENGTH);
             out.put_u32_le(utf16_len(FS_NAME) as u32);
             put_utf16le(FS_NAME, out);
@@ -272,6 +276,7 @@ mod tests {
             volume_serial: 0x1122_3344_5566_7788,
             volume_label: "data".into(),
             creation_time: 0xABCD,
+            attributes: fs_attributes::DUET,
         }
     }
     fn enc(class: u8) -> BytesMut {

@@ -841,27 +841,45 @@ fn fs_err(e: FsError) -> NtStatus {
     e.status()
 }
 
+/// The EAs an ExtA context gives a new or overwritten file: (name, value).
+type NewEas<'a> = Vec<(&'a [u8], &'a [u8])>;
+
 /// Create contexts that only matter when a file is created or overwritten.
+/// Returns the EAs to set on it.
 ///
-/// - ExtA ([MS-SMB2] 3.3.5.9.1): Duet's object store keeps no extended
-///   attributes (FileFsAttributeInformation does not claim
-///   FILE_SUPPORTS_EXTENDED_ATTRIBUTES), so the open fails with
-///   STATUS_EAS_NOT_SUPPORTED; an empty buffer asks for nothing.
+/// - ExtA ([MS-SMB2] 3.3.5.9.1; [MS-FSA] 2.1.5.1.1, 2.1.5.1.2.1: the EAs
+///   of a file the CREATE makes, overwrites or supersedes): checked whole
+///   before anything is created, so a bad list creates nothing. Without
+///   user xattrs STATUS_EAS_NOT_SUPPORTED (FileFsAttributeInformation then
+///   does not claim FILE_SUPPORTS_EXTENDED_ATTRIBUTES); a malformed list
+///   STATUS_INVALID_PARAMETER and a name Windows refuses
+///   STATUS_INVALID_EA_NAME (as smbd); a server's own name
+///   STATUS_ACCESS_DENIED (`fs::ea`). An empty buffer asks for nothing.
 /// - SecD ([MS-SMB2] 3.3.5.9.2): Duet derives descriptors from POSIX
 ///   ownership and mode, so the value is ignored (which <323> allows), but
 ///   a malformed descriptor is refused with STATUS_INVALID_SECURITY_DESCR
 ///   rather than silently accepted.
-fn check_new_file_contexts(req: &CreateRequest<'_>) -> Result<(), NtStatus> {
+fn check_new_file_contexts<'a>(req: &CreateRequest<'a>, eas_supported: bool) -> Result<NewEas<'a>, NtStatus> {
+    let mut eas = Vec::new();
     for c in &req.create_contexts {
         match c {
-            RequestContext::EaBuffer(b) if !b.is_empty() => return Err(NtStatus::EAS_NOT_SUPPORTED),
+            RequestContext::EaBuffer(b) if !b.is_empty() => {
+                if !eas_supported {
+                    return Err(NtStatus::EAS_NOT_SUPPORTED);
+                }
+                let list = protocol::fscc::ea::parse_full_ea_list(b).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+                for e in &list {
+                    fs::ea::check_name(e.name).map_err(|e| e.status())?;
+                }
+                eas.extend(list.iter().map(|e| (e.name, e.value)));
+            }
             RequestContext::SecurityDescriptor(b) => {
                 SecurityDescriptor::parse(b).map_err(|_| NtStatus::INVALID_SECURITY_DESCR)?;
             }
             _ => {}
         }
     }
-    Ok(())
+    Ok(eas)
 }
 
 /// How many times an open looks again after another client made the name
@@ -930,9 +948,11 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     let resolved = share.fs.resolve(&path).map_err(fs_err)?;
     let existing = if resolved.exists() { Some(share.fs.stat(&resolved).map_err(fs_err)?) } else { None };
     let overwrite = matches!(req.create_disposition, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
-    if existing.is_none() || overwrite {
-        check_new_file_contexts(req)?;
-    }
+    let new_eas = if existing.is_none() || overwrite {
+        check_new_file_contexts(req, share.fs.supports_xattrs())?
+    } else {
+        Vec::new()
+    };
 
     let d = req.create_disposition;
     let id = server.next_id();
@@ -1009,6 +1029,9 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
             let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, true, None)?;
             let action = if overwrite {
                 h.set_len(0).map_err(fs_err)?;
+                if !new_eas.is_empty() {
+                    h.set_eas(&new_eas).map_err(|e| e.status())?;
+                }
                 // FILE_ATTRIBUTE_DIRECTORY does not make a file a directory
                 // ([MS-FSA] 2.1.5.1.2.1): it is dropped, not an error.
                 let attrs = (req.file_attributes | fattr::ARCHIVE) & !(fattr::NORMAL | fattr::DIRECTORY);
@@ -1070,6 +1093,15 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
             }
             if attrs != 0 {
                 let _ = h.set_attributes(attrs);
+            }
+            if !new_eas.is_empty() {
+                if let Err(e) = h.set_eas(&new_eas) {
+                    // The names were checked; the file system refused a
+                    // value (no room): the CREATE fails and leaves nothing.
+                    drop(h);
+                    let _ = if want_dir { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };
+                    return Err(e.status());
+                }
             }
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
@@ -1327,6 +1359,7 @@ impl OpenState {
             channel_sequence: 0,
             written: false,
             write_time_armed: false,
+            ea_next: 0,
         }
     }
 }
@@ -1396,14 +1429,23 @@ mod tests {
     fn new_file_contexts() {
         let mut r = req(access::MAXIMUM_ALLOWED, 0, 0);
         r.create_contexts.push(RequestContext::EaBuffer(&[]));
-        assert_eq!(check_new_file_contexts(&r), Ok(()));
+        assert_eq!(check_new_file_contexts(&r, true), Ok(vec![]));
+        // One EA "ab" = "z".
+        let one = b"\0\0\0\0\0\x02\x01\0ab\0z";
+        r.create_contexts[0] = RequestContext::EaBuffer(one);
+        assert_eq!(check_new_file_contexts(&r, false), Err(NtStatus::EAS_NOT_SUPPORTED));
+        assert_eq!(check_new_file_contexts(&r, true), Ok(vec![(&b"ab"[..], &b"z"[..])]));
         r.create_contexts[0] = RequestContext::EaBuffer(&[0; 12]);
-        assert_eq!(check_new_file_contexts(&r), Err(NtStatus::EAS_NOT_SUPPORTED));
+        assert_eq!(check_new_file_contexts(&r, true), Err(NtStatus::INVALID_PARAMETER));
+        r.create_contexts[0] = RequestContext::EaBuffer(b"\0\0\0\0\0\x02\x01\0a?\0z");
+        assert_eq!(check_new_file_contexts(&r, true), Err(NtStatus::INVALID_EA_NAME));
+        r.create_contexts[0] = RequestContext::EaBuffer(b"\0\0\0\0\0\x08\x01\0duet.uid\0z");
+        assert_eq!(check_new_file_contexts(&r, true), Err(NtStatus::ACCESS_DENIED));
         r.create_contexts[0] = RequestContext::SecurityDescriptor(&[1, 0]);
-        assert_eq!(check_new_file_contexts(&r), Err(NtStatus::INVALID_SECURITY_DESCR));
+        assert_eq!(check_new_file_contexts(&r, true), Err(NtStatus::INVALID_SECURITY_DESCR));
         // An empty self-relative descriptor: revision 1, SE_SELF_RELATIVE.
         let empty = [1, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         r.create_contexts[0] = RequestContext::SecurityDescriptor(&empty);
-        assert_eq!(check_new_file_contexts(&r), Ok(()));
+        assert_eq!(check_new_file_contexts(&r, true), Ok(vec![]));
     }
 }

@@ -2,7 +2,7 @@
 //! wildcards, restart, reopen, single entry and resume.
 
 use bytes::BytesMut;
-use protocol::fscc::DirListBuilder;
+use protocol::fscc::{file_info_class as fic, DirListBuilder};
 use protocol::msg::query_directory::{query_directory_flags as qf, QueryDirectoryRequest, QueryDirectoryResponse};
 use protocol::NtStatus;
 
@@ -56,6 +56,10 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         // Nothing matched at all, or the enumeration is done.
         return Err(if first && cursor.entries.is_empty() { NtStatus::NO_SUCH_FILE } else { NtStatus::NO_MORE_FILES });
     }
+    // Every class but FileDirectoryInformation and FileNamesInformation
+    // has an EaSize: only those pay for reading the xattrs.
+    let with_ea_size =
+        !matches!(req.file_information_class, fic::FILE_DIRECTORY_INFORMATION | fic::FILE_NAMES_INFORMATION);
     let files = lock(&ctx.server.files);
     while cursor.next < cursor.entries.len() {
         let e = &mut cursor.entries[cursor.next];
@@ -76,7 +80,17 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         }
         let short = if e.name == "." || e.name == ".." { String::new() } else { fs::short_name(&e.name) };
         let pending = files.uid_of(Inode::of(&e.stat)).is_some_and(|k| files.is_delete_pending(&k));
-        if !builder.push(&e.name, &short, &file_stat(&e.stat, pending)) {
+        let mut fstat = file_stat(&e.stat, pending);
+        if with_ea_size {
+            // [MS-FSCC] 2.4.8 and siblings: EaSize as FileEaInformation
+            // reports it. ".." is left at 0 (the handle is not on it).
+            fstat.ea_size = match e.name.as_str() {
+                "." => handle.ea_size(),
+                ".." => 0,
+                name => handle.child_ea_size(name),
+            };
+        }
+        if !builder.push(&e.name, &short, &fstat) {
             break;
         }
         cursor.next += 1;

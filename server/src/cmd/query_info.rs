@@ -2,11 +2,13 @@
 //! information.
 
 use bytes::BytesMut;
+use protocol::fscc::fs_info::fs_attributes;
 use protocol::fscc::{self, file_info_class as fic, FileInfoCtx, FsStat};
 use protocol::msg::query_info::{info_type, QueryInfoRequest, QueryInfoResponse};
 use protocol::NtStatus;
 
 use super::{bad, file_stat};
+use crate::fs::{self, EaError};
 use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
@@ -23,6 +25,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let max = req.output_buffer_length as usize;
     let mut out = BytesMut::new();
     let truncated = match req.info_type {
+        info_type::FILE if req.file_info_class == fic::FILE_FULL_EA_INFORMATION => full_ea(&open, &req, max, &mut out)?,
         info_type::FILE => file_info(ctx, &open, req.file_info_class, max, &mut out)?,
         info_type::FILESYSTEM => fs_info(&open, req.file_info_class, max, &mut out)?,
         info_type::SECURITY => match security_info(&open, req.additional_information, max, &mut out) {
@@ -61,13 +64,15 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
         OpenKind::Pipe(_) => return Err(NtStatus::NOT_SUPPORTED),
         OpenKind::Unopened => return Err(NtStatus::FILE_CLOSED),
     };
-    if class == fic::FILE_FULL_EA_INFORMATION {
-        return Err(NtStatus::NO_EAS_ON_FILE);
-    }
     let st = h.stat().map_err(|e| e.status())?;
     let pending =
         open.key.is_some_and(|k| lock(&ctx.server.files).is_delete_pending(&k)) || lock(&open.st).delete_on_close;
-    let fstat = file_stat(&st, pending);
+    let mut fstat = file_stat(&st, pending);
+    if matches!(class, fic::FILE_EA_INFORMATION | fic::FILE_ALL_INFORMATION) {
+        // [MS-FSCC] 2.4.13: the size of the file's EAs (smbd's rule, see
+        // `fs::ea::list_size`); only these two classes carry it.
+        fstat.ea_size = h.ea_size();
+    }
     let (name, position, mode) = {
         let s = lock(&open.st);
         (format!("\\{}", s.path), s.position, s.mode)
@@ -104,6 +109,92 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
         }
     }
     fscc::truncate_output(class, out, max).map_err(|e| e.status())
+}
+
+/// QUERY_INFO of FileFullEaInformation ([MS-SMB2] 2.2.37, 3.3.5.20.1;
+/// [MS-FSCC] 2.4.15, 2.4.15.1). Needs FILE_READ_EA.
+///
+/// - With a FILE_GET_EA_INFORMATION list in the input buffer: the named
+///   EAs in the list's order, a name the file does not have with an empty
+///   value (as NTFS answers); a malformed list is
+///   STATUS_EA_LIST_INCONSISTENT, a name no EA can have
+///   STATUS_INVALID_EA_NAME. A server's own name is answered as absent.
+/// - Else an enumeration: from EaIndex (1-based) with
+///   SL_INDEX_SPECIFIED (0 or past the end + 1:
+///   STATUS_NONEXISTENT_EA_ENTRY), from the first EA with
+///   SL_RESTART_SCAN, else from where this open's last enumeration
+///   stopped; STATUS_NO_MORE_EAS past the last.
+/// - SL_RETURN_SINGLE_ENTRY returns one EA. Whole entries only: some fit
+///   is STATUS_BUFFER_OVERFLOW, none fit STATUS_BUFFER_TOO_SMALL.
+/// - No EAs at all (or no user xattrs): STATUS_NO_EAS_ON_FILE.
+fn full_ea(open: &Open, req: &QueryInfoRequest<'_>, max: usize, out: &mut BytesMut) -> Result<bool, NtStatus> {
+    use protocol::fscc::ea::{encode_full_ea_list_limited, parse_get_ea_list, FullEa};
+    use protocol::msg::query_info::query_info_flags as qf;
+    if open.access & access::FILE_READ_EA == 0 {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    let h = match &open.kind {
+        OpenKind::Fs(h) => h,
+        OpenKind::Pipe(_) => return Err(NtStatus::NOT_SUPPORTED),
+        OpenKind::Unopened => return Err(NtStatus::FILE_CLOSED),
+    };
+    let eas = match h.eas() {
+        Ok(eas) => eas,
+        Err(EaError::NotSupported) => return Err(NtStatus::NO_EAS_ON_FILE),
+        Err(e) => return Err(e.status()),
+    };
+    if eas.is_empty() {
+        return Err(NtStatus::NO_EAS_ON_FILE);
+    }
+    let single = req.flags & qf::RETURN_SINGLE_ENTRY != 0;
+    // By name without case (a GET list may name thousands); the first of
+    // two spellings wins, as in a set.
+    let mut by_name = std::collections::HashMap::new();
+    for e in &eas {
+        by_name.entry(e.name.to_ascii_lowercase()).or_insert(e);
+    }
+    let find = |name: &[u8]| by_name.get(&name.to_ascii_lowercase()).copied();
+    let (picked, start): (Vec<FullEa<'_>>, Option<usize>) = if !req.input_buffer.is_empty() {
+        let list = parse_get_ea_list(req.input_buffer).map_err(|_| NtStatus::EA_LIST_INCONSISTENT)?;
+        let mut picked = Vec::with_capacity(list.len());
+        for g in &list {
+            match fs::ea::check_name(g.name) {
+                Err(EaError::InvalidName) => return Err(NtStatus::INVALID_EA_NAME),
+                Err(_) => picked.push(FullEa { flags: 0, name: g.name, value: b"" }),
+                Ok(()) => picked.push(match find(g.name) {
+                    Some(e) => FullEa { flags: 0, name: &e.name, value: &e.value },
+                    None => FullEa { flags: 0, name: g.name, value: b"" },
+                }),
+            }
+        }
+        (picked, None)
+    } else {
+        let start = if req.flags & qf::INDEX_SPECIFIED != 0 {
+            let index = req.additional_information as usize;
+            if index == 0 || index > eas.len() + 1 {
+                return Err(NtStatus::NONEXISTENT_EA_ENTRY);
+            }
+            index - 1
+        } else if req.flags & qf::RESTART_SCAN != 0 {
+            0
+        } else {
+            lock(&open.st).ea_next
+        };
+        if start >= eas.len() {
+            return Err(NtStatus::NO_MORE_EAS);
+        }
+        let picked = eas[start..].iter().map(|e| FullEa { flags: 0, name: &e.name, value: &e.value }).collect();
+        (picked, Some(start))
+    };
+    let picked = if single { &picked[..picked.len().min(1)] } else { &picked[..] };
+    let n = encode_full_ea_list_limited(picked, max, out).map_err(|e| e.status())?;
+    if n == 0 {
+        return Err(NtStatus::BUFFER_TOO_SMALL);
+    }
+    if let Some(start) = start {
+        lock(&open.st).ea_next = start + n;
+    }
+    Ok(n < picked.len())
 }
 
 /// The open's share-relative path as it is on disk (no leading `\`),
@@ -160,6 +251,11 @@ fn fs_info(open: &Open, class: u8, max: usize, out: &mut BytesMut) -> Result<boo
         volume_serial: u64::from(share.fs.volume_serial()),
         volume_label: share.cfg.name.clone(),
         creation_time: 0,
+        attributes: if share.fs.supports_xattrs() {
+            fs_attributes::DUET | fs_attributes::FILE_SUPPORTS_EXTENDED_ATTRIBUTES
+        } else {
+            fs_attributes::DUET
+        },
     };
     if max < windows_fs_min_size(class) {
         return Err(NtStatus::INFO_LENGTH_MISMATCH);

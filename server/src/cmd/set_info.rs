@@ -1,5 +1,5 @@
 //! SET_INFO ([MS-SMB2] 3.3.5.21): times and attributes, rename,
-//! delete-on-close, sizes, position and mode.
+//! delete-on-close, sizes, position, mode and extended attributes.
 
 use bytes::BytesMut;
 use protocol::fscc::set_info::{disposition_flags, parse_set_file_info, SetFileInfo, SetTime};
@@ -136,7 +136,19 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
             crate::state::write_time::land(ctx.server, open, false);
         }
         SetFileInfo::ValidDataLength { .. } => need(open, access::FILE_WRITE_DATA)?,
-        SetFileInfo::FullEa(_) => return Err(NtStatus::EAS_NOT_SUPPORTED),
+        SetFileInfo::FullEa(list) => {
+            // [MS-SMB2] 3.3.5.21.1, [MS-FSCC] 2.4.15: needs FILE_WRITE_EA;
+            // every name is checked before any is written (`fs::ea`).
+            need(open, access::FILE_WRITE_EA)?;
+            let pairs: Vec<(&[u8], &[u8])> = list.iter().map(|e| (e.name, e.value)).collect();
+            h.set_eas(&pairs).map_err(|e| e.status())?;
+            if let (Some(share), Some(key)) = (open.share(), open.key) {
+                let path = lock(&ctx.server.files).path(&key);
+                if let Some(p) = path {
+                    ctx.server.report_change(&share.cfg.name, p.components(), action::MODIFIED, filter::EA);
+                }
+            }
+        }
         SetFileInfo::ShortName { .. } => return Err(NtStatus::NOT_SUPPORTED),
     }
     Ok(())

@@ -39,7 +39,8 @@
 //! Samba does. READONLY is the stored attribute, or, without a stored one,
 //! the absence of the owner write bit. A file's stable id lives in the
 //! `user.duet.uid` xattr (see [`uid`]), with an id derived from (dev, ino)
-//! where there is none.
+//! where there is none. Extended attributes are the other `user.` xattrs
+//! (see [`ea`]); Duet's own are never shown as EAs.
 //!
 //! # Layout
 //! - [`path`]: parsing wire paths into [`SmbPath`].
@@ -49,10 +50,12 @@
 //! - [`wildcard`]: [MS-FSA] 2.1.4.4 expression matching.
 //! - `names`: case-insensitive lookup and the large-directory index.
 //! - [`shortname`]: 8.3 names.
+//! - [`ea`]: extended attributes ([`Ea`]) as `user.` xattrs.
 //! - [`uid`]: a file's stable id ([`FileUid`], the `user.duet.uid` xattr).
 //! - [`error`]: [`FsError`] and its NTSTATUS mapping.
 //! - `sys`: the raw system calls (`openat2`, `statx`, xattrs); all `unsafe`.
 
+pub mod ea;
 pub mod error;
 pub mod handle;
 mod names;
@@ -72,6 +75,7 @@ use nix::fcntl::{OFlag, RenameFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::UnlinkatFlags;
 
+pub use ea::{Ea, EaError};
 pub use error::FsError;
 pub use handle::{DirEntry, Handle, SetTimes};
 pub use path::SmbPath;

@@ -46,10 +46,9 @@
 //! logged at warn, once; it is never an error to the client.
 //!
 //! Clients never see `user.duet.uid`, nor `user.duet.btime` and
-//! `user.duet.attrib`: Duet exposes no xattr as an EA or a stream (QUERY_INFO
-//! of FileFullEaInformation answers STATUS_NO_EAS_ON_FILE, SET_INFO of EAs
-//! and the ExtA create context STATUS_EAS_NOT_SUPPORTED). Whoever maps EAs
-//! onto xattrs must leave the `user.duet.` names out.
+//! `user.duet.attrib`: EAs are the `user.` xattrs (see [`super::ea`]), and
+//! every name under `user.duet.` is left out of EA listings and refused
+//! (STATUS_ACCESS_DENIED) when a client tries to set it as an EA.
 
 use std::ffi::CStr;
 use std::io;
@@ -530,7 +529,9 @@ mod tests {
     /// write the xattrs of an immutable file. False when not allowed here.
     fn set_immutable(path: &Path, on: bool) -> bool {
         const FS_IMMUTABLE_FL: libc::c_long = 0x10;
-        let Ok(f) = std::fs::File::open(path) else { return false };
+        let Ok(f) = std::fs::File::open(path) else {
+            return false;
+        };
         let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
         let mut flags: libc::c_long = 0;
         // SAFETY: test code; `flags` is a valid c_long for both calls.

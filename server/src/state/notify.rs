@@ -15,6 +15,7 @@ pub mod filter {
     pub const SIZE: u32 = 0x0008;
     pub const LAST_WRITE: u32 = 0x0010;
     pub const CREATION: u32 = 0x0040;
+    pub const EA: u32 = 0x0080;
     pub const SECURITY: u32 = 0x0100;
 }
 

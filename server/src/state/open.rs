@@ -67,6 +67,11 @@ pub struct OpenState {
     /// The delayed write-time update of this handle's first write has
     /// been scheduled.
     pub write_time_armed: bool,
+    /// Where an EA enumeration without an index or a restart goes on: the
+    /// 0-based index of the next EA to return (QUERY_INFO of
+    /// FileFullEaInformation, [MS-SMB2] 3.3.5.20.1). Runtime only: a
+    /// reopened handle starts again from the first EA.
+    pub ea_next: usize,
 }
 
 /// Open.AppInstanceId and Open.ApplicationInstanceVersionHigh and Low
