@@ -36,6 +36,13 @@
 //! reply_queue_mib = 16       # replies queued per connection before reading stops
 //! reply_queue_total_mib = 256  # the same, across all connections
 //!
+//! [pair]                   # optional: a member of a pair (see `pair::config`)
+//! cluster = 7
+//! node = 1
+//! listen = "127.0.0.1:7001"  # this node's interconnect address
+//! partner = "127.0.0.1:7002" # the partner's
+//! incarnation = 1
+//!
 //! [[share]]
 //! name = "duet"
 //! path = "duet-data/share"
@@ -250,6 +257,9 @@ pub struct Config {
     /// server run as a library, in tests, does not).
     #[serde(skip)]
     pub journal_default: bool,
+    /// The pair this node is a member of ([`crate::pair`]); `None`: alone.
+    #[serde(default)]
+    pub pair: Option<crate::pair::config::PairConfig>,
 }
 
 fn default_listen() -> Vec<SocketAddr> {
@@ -287,6 +297,7 @@ impl Default for Config {
             limits: Limits::default(),
             journal: JournalConfig::default(),
             journal_default: false,
+            pair: None,
         }
     }
 }
@@ -505,6 +516,12 @@ impl Config {
             return Err(ConfigError::Invalid("max_credits must be at least 1".into()));
         }
         self.limits.validate()?;
+        if let Some(p) = &self.pair {
+            p.validate()?;
+            if self.journal_path().is_none() {
+                return Err(ConfigError::Invalid("a pair member needs its journal (the partner mirrors it)".into()));
+            }
+        }
         Ok(())
     }
 }

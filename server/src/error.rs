@@ -17,4 +17,6 @@ pub enum RunError {
     Admin(std::path::PathBuf, std::io::Error),
     #[error("journal {path}: {error}", path = .0.display(), error = .1)]
     Journal(std::path::PathBuf, String),
+    #[error("pair: {0}")]
+    Pair(String),
 }

@@ -11,9 +11,11 @@
 //! | `sent` | an answer was handed to the socket, before point 4 |
 //! | `point4` | the point-4 record was appended |
 //!
-//! One more, `restore:MS`, does not kill: the start pauses MS milliseconds
+//! Two more do not kill: with `restore:MS` the start pauses MS milliseconds
 //! while it restores the journal (so that a test can signal the server
-//! then).
+//! then); with `mirror-receive:MS` the pair's receiving thread pauses MS
+//! milliseconds before it stores each run of the partner's records (a
+//! stuck disk: the partner's acknowledgements stop, its heartbeats go on).
 //!
 //! Without the variable a call costs one load of a `OnceLock`.
 

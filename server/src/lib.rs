@@ -24,6 +24,8 @@
 //! - [`journal`]: the consistency-point interface the pipeline writes
 //!   through (fallible, ticketed, with deltas and replay keys), and its
 //!   implementations: none, NVRAM, recording (for tests).
+//! - [`pair`]: the pair's configuration, the interconnect to the partner
+//!   and journal mirroring (issue 14, first step: no takeover yet).
 //! - [`admin`]: the operator's view (`duet status`, `duet close-handle`)
 //!   over a local admin socket.
 //! - [`fuzzing`]: sequences of frames against an in-process server, for the
@@ -48,6 +50,7 @@ pub mod handler;
 pub mod journal;
 pub mod limits;
 pub mod model;
+pub mod pair;
 pub mod pipeline;
 pub mod restart;
 pub mod state;
@@ -168,6 +171,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let Some(opened) = restart::open(&cfg)? else {
         return run_with_journal(cfg, Arc::new(journal::NoJournal), shutdown).await;
     };
+    // The identity check comes first: a node whose configuration is older than
+    // its partner's does not restore, let alone serve.
+    let pair = match &cfg.pair {
+        Some(p) => Some(pair::Pair::start(p.clone(), opened.region.clone()).await?),
+        None => None,
+    };
     let (model, writes, renames, creates) = match &opened.recovery {
         Some(r) => match restart::rebuild_with_redo(r).map_err(|e| RunError::Journal(opened.path.clone(), e))? {
             Some(r) => (Some(r.model), r.writes, r.renames, r.creates),
@@ -180,6 +189,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     server.guid = restart::server_guid(&opened.path)?;
     server.journal = opened.journal.clone();
     server.retirer.enable(opened.policy.survives_power_loss());
+    server.pair = pair.clone();
     let server = Arc::new(server);
     let same_boot = restart::same_boot(&opened.path);
     if !writes.is_empty() && same_boot {
@@ -194,9 +204,25 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     restart::start(&server, &opened, &renames).await?;
     info!(took_ms = t0.elapsed().as_millis() as u64, "journal ready: state restored, checkpointed and flagged");
     tokio::spawn(restart::retire::run(server.clone(), opened.policy.survives_power_loss()));
-    let stop = serve(server.clone(), shutdown).await?;
+    let failed = Arc::new(std::sync::Mutex::new(None));
+    let stopping = {
+        let failed = failed.clone();
+        async move {
+            let Some(p) = pair else {
+                return shutdown.await;
+            };
+            tokio::select! {
+                () = shutdown => {}
+                why = p.failed() => *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(why),
+            }
+        }
+    };
+    let stop = serve(server.clone(), stopping).await?;
     stop.abort();
     restart::elective_reboot(&server, &opened).await;
+    if let Some(why) = failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(RunError::Pair(why));
+    }
     Ok(())
 }
 

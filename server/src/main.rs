@@ -75,6 +75,26 @@ enum Command {
         /// Log filter, e.g. info or duet=debug.
         #[arg(long, default_value = "info")]
         log_level: String,
+        /// A pair member: the pair's cluster id (with --pair-node,
+        /// --pair-listen and --pair-partner, or [pair] in the file).
+        #[arg(long)]
+        pair_cluster: Option<u64>,
+        /// This node's id in the pair.
+        #[arg(long)]
+        pair_node: Option<u16>,
+        /// The only node id accepted as partner.
+        #[arg(long)]
+        pair_partner_node: Option<u16>,
+        /// This node's interconnect address (IP:PORT).
+        #[arg(long)]
+        pair_listen: Option<std::net::SocketAddr>,
+        /// The partner's interconnect address (IP:PORT).
+        #[arg(long)]
+        pair_partner: Option<std::net::SocketAddr>,
+        /// The configuration incarnation: the node with the older one refuses
+        /// to serve.
+        #[arg(long)]
+        pair_incarnation: Option<u64>,
     },
     /// Show a running server's sessions, open files, retained handles and
     /// journal (root or the server's user only).
@@ -170,6 +190,12 @@ fn main() -> ExitCode {
             journal_policy,
             no_journal,
             log_level,
+            pair_cluster,
+            pair_node,
+            pair_partner_node,
+            pair_listen,
+            pair_partner,
+            pair_incarnation,
         } => {
             server::init_logging(&log_level);
             let mut cfg = match &config {
@@ -240,6 +266,18 @@ fn main() -> ExitCode {
                     Ok(p) => cfg.journal.policy = p,
                     Err(e) => return fail(e),
                 }
+            }
+            let pair = server::pair::config::PairFlags {
+                cluster: pair_cluster,
+                node: pair_node,
+                partner_node: pair_partner_node,
+                listen: pair_listen,
+                partner: pair_partner,
+                incarnation: pair_incarnation,
+            };
+            match pair.apply(cfg.pair.take()) {
+                Ok(p) => cfg.pair = p,
+                Err(e) => return fail(e),
             }
             for g in &guest_share {
                 match cfg.shares.iter_mut().find(|s| s.name.eq_ignore_ascii_case(g)) {

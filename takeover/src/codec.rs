@@ -25,9 +25,17 @@
 //! 0x07 StayDown:              { set u16 | epoch u64 }
 //! 0x08 GivebackRequest:       { set u16 }
 //! 0x09 GivebackDone:          { set u16 | epoch u64 | last_seq u64 }
-//! 0x10 Mirror:                { opaque record bytes }
-//! 0x11 MirrorAck:             { seq u64 }
+//! 0x10 Mirror:                { pos u64 | records (opaque bytes of the sender's own ring at pos) }
+//! 0x11 MirrorAck:             { end u64 }   (every byte below `end` is durable in the mirror)
+//! 0x12 Join:                  { incarnation u64 | ring u64 }
+//! 0x13 Refuse:                { reason u8 | incarnation u64 }
+//! 0x14 MirrorMeta:            { head u64 | generation u32 | capacity u64 }
+//! 0x15 MirrorMetaAck:         { head u64 }
 //! ```
+//!
+//! Join and Refuse are the identity check when a link comes up (the sender's cluster and
+//! node are in the header); the mirror messages carry the journal's own ring to the
+//! partner's mirror ring at the same logical positions (`nvram::Mirror`).
 
 use bytes::Bytes;
 
@@ -106,6 +114,34 @@ pub enum TakeoverReason {
     Fault(FaultKind),
 }
 
+/// Why a node refuses a partner's [`Message::Join`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefuseReason {
+    /// The receiver of the refusal has the older configuration incarnation: it must not serve.
+    OlderIncarnation = 0x01,
+    /// The sender of the join belongs to another cluster.
+    ForeignCluster = 0x02,
+    /// The sender of the join has the refusing node's own node id.
+    SameNode = 0x03,
+    /// The sender of the join is not the partner the refusing node is configured for.
+    UnexpectedNode = 0x04,
+    /// The two journals' rings differ in size: one cannot mirror the other.
+    RingSize = 0x05,
+}
+
+impl RefuseReason {
+    fn from_u8(b: u8) -> Option<RefuseReason> {
+        Some(match b {
+            0x01 => RefuseReason::OlderIncarnation,
+            0x02 => RefuseReason::ForeignCluster,
+            0x03 => RefuseReason::SameNode,
+            0x04 => RefuseReason::UnexpectedNode,
+            0x05 => RefuseReason::RingSize,
+            _ => return None,
+        })
+    }
+}
+
 /// Why a takeover request was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DenyReason {
@@ -174,10 +210,21 @@ pub enum Message {
     GivebackRequest { set: SetId },
     /// "I released your set, which I held at `epoch`; my mirror ends at `last_seq`."
     GivebackDone { set: SetId, epoch: Epoch, last_seq: u64 },
-    /// One journal record for the partner's mirror, opaque here.
-    Mirror(Bytes),
-    /// The partner has mirrored records up to `seq`.
-    MirrorAck { seq: u64 },
+    /// Bytes of the sender's own journal ring from logical position `pos` (whole records,
+    /// opaque here), for the receiver's mirror ring.
+    Mirror { pos: u64, records: Bytes },
+    /// The receiver of [`Message::Mirror`]s has every byte below `end` durably (a
+    /// contiguous end position).
+    MirrorAck { end: u64 },
+    /// "I am this node (header) at configuration `incarnation`, my journal's rings hold
+    /// `ring` bytes": the first message on a new link, from each side.
+    Join { incarnation: u64, ring: u64 },
+    /// "I refuse your join": the link closes after it.
+    Refuse { reason: RefuseReason, incarnation: u64 },
+    /// The sender's ring head and generation, for the receiver's mirror ring.
+    MirrorMeta { head: u64, generation: u32, capacity: u64 },
+    /// The receiver of a [`Message::MirrorMeta`] stored `head` durably.
+    MirrorMetaAck { head: u64 },
 }
 
 impl Message {
@@ -192,15 +239,22 @@ impl Message {
             Message::StayDown { .. } => 0x07,
             Message::GivebackRequest { .. } => 0x08,
             Message::GivebackDone { .. } => 0x09,
-            Message::Mirror(_) => 0x10,
+            Message::Mirror { .. } => 0x10,
             Message::MirrorAck { .. } => 0x11,
+            Message::Join { .. } => 0x12,
+            Message::Refuse { .. } => 0x13,
+            Message::MirrorMeta { .. } => 0x14,
+            Message::MirrorMetaAck { .. } => 0x15,
         }
     }
 
     /// Whether the message is a mirror record or its acknowledgement (delivered in stream
     /// order, never dropped as stale).
     pub fn is_mirror(&self) -> bool {
-        matches!(self, Message::Mirror(_) | Message::MirrorAck { .. })
+        matches!(
+            self,
+            Message::Mirror { .. } | Message::MirrorAck { .. } | Message::MirrorMeta { .. } | Message::MirrorMetaAck { .. }
+        )
     }
 
     fn encode_payload(&self, out: &mut Vec<u8>) {
@@ -243,8 +297,24 @@ impl Message {
                 out.extend_from_slice(&last_seq.to_be_bytes());
             }
             Message::GivebackRequest { set } => out.extend_from_slice(&set.0.to_be_bytes()),
-            Message::Mirror(b) => out.extend_from_slice(b),
-            Message::MirrorAck { seq } => out.extend_from_slice(&seq.to_be_bytes()),
+            Message::Mirror { pos, records } => {
+                out.extend_from_slice(&pos.to_be_bytes());
+                out.extend_from_slice(records);
+            }
+            Message::MirrorAck { end: v } | Message::MirrorMetaAck { head: v } => out.extend_from_slice(&v.to_be_bytes()),
+            Message::Join { incarnation, ring } => {
+                out.extend_from_slice(&incarnation.to_be_bytes());
+                out.extend_from_slice(&ring.to_be_bytes());
+            }
+            Message::Refuse { reason, incarnation } => {
+                out.push(*reason as u8);
+                out.extend_from_slice(&incarnation.to_be_bytes());
+            }
+            Message::MirrorMeta { head, generation, capacity } => {
+                out.extend_from_slice(&head.to_be_bytes());
+                out.extend_from_slice(&generation.to_be_bytes());
+                out.extend_from_slice(&capacity.to_be_bytes());
+            }
         }
     }
 
@@ -321,11 +391,26 @@ impl Message {
             }
             0x08 => Message::GivebackRequest { set: SetId(r.u16("giveback request")?) },
             0x10 => {
-                let b = Bytes::copy_from_slice(r.buf);
+                let pos = r.u64("mirror")?;
+                let records = Bytes::copy_from_slice(r.buf);
                 r.buf = &[];
-                Message::Mirror(b)
+                Message::Mirror { pos, records }
             }
-            0x11 => Message::MirrorAck { seq: r.u64("mirror ack")? },
+            0x11 => Message::MirrorAck { end: r.u64("mirror ack")? },
+            0x12 => {
+                let what = "join";
+                Message::Join { incarnation: r.u64(what)?, ring: r.u64(what)? }
+            }
+            0x13 => {
+                let what = "refuse";
+                let reason = RefuseReason::from_u8(r.u8(what)?).ok_or(FrameError::Malformed(what))?;
+                Message::Refuse { reason, incarnation: r.u64(what)? }
+            }
+            0x14 => {
+                let what = "mirror meta";
+                Message::MirrorMeta { head: r.u64(what)?, generation: r.u32(what)?, capacity: r.u64(what)? }
+            }
+            0x15 => Message::MirrorMetaAck { head: r.u64("mirror meta ack")? },
             k => return Err(FrameError::UnknownKind(k)),
         };
         if !r.buf.is_empty() {
@@ -474,9 +559,14 @@ mod tests {
             Message::StayDown { set, epoch },
             Message::GivebackRequest { set },
             Message::GivebackDone { set, epoch, last_seq: 5 },
-            Message::Mirror(Bytes::from_static(b"opaque record")),
-            Message::Mirror(Bytes::new()),
-            Message::MirrorAck { seq: 1 << 40 },
+            Message::Mirror { pos: 4096, records: Bytes::from_static(b"opaque record") },
+            Message::Mirror { pos: 0, records: Bytes::new() },
+            Message::MirrorAck { end: 1 << 40 },
+            Message::Join { incarnation: 3, ring: 64 << 20 },
+            Message::Refuse { reason: RefuseReason::OlderIncarnation, incarnation: 4 },
+            Message::Refuse { reason: RefuseReason::RingSize, incarnation: 0 },
+            Message::MirrorMeta { head: 1 << 33, generation: 7, capacity: 1 << 26 },
+            Message::MirrorMetaAck { head: 12 },
         ]
     }
 
@@ -541,7 +631,7 @@ mod tests {
 
     #[test]
     fn oversized_length_is_refused_early() {
-        let mut b = Frame { header: header(), message: Message::MirrorAck { seq: 1 } }.to_bytes();
+        let mut b = Frame { header: header(), message: Message::MirrorAck { end: 1 } }.to_bytes();
         b[26..30].copy_from_slice(&(MAX_PAYLOAD + 1).to_be_bytes());
         assert_eq!(decode(&b[..HEADER_LEN]), Err(FrameError::TooLong(MAX_PAYLOAD + 1)));
     }

@@ -45,10 +45,10 @@ pub enum Action {
     BumpHeartbeat { counter: u64 },
     /// Read the partner's storage heartbeat counter. Answer: [`Node::handle_partner_heartbeat`].
     ReadPartnerHeartbeat,
-    /// A mirror record arrived from the partner: append it to our mirror log.
-    DeliverMirror(Bytes),
-    /// The partner acknowledged our mirror records up to `seq`.
-    MirrorAcked { seq: u64 },
+    /// Mirror records arrived from the partner: store them at `pos` of our mirror ring.
+    DeliverMirror { pos: u64, records: Bytes },
+    /// The partner acknowledged our mirror records up to the position `end`.
+    MirrorAcked { end: u64 },
 }
 
 /// Which log a restore reads.
@@ -463,14 +463,14 @@ impl Node {
 
     // ---- inputs ----
 
-    /// Queues a mirror record for the partner.
-    pub fn send_mirror(&mut self, record: Bytes) {
-        self.send(Message::Mirror(record));
+    /// Queues mirror records (bytes of our ring from `pos`) for the partner.
+    pub fn send_mirror(&mut self, pos: u64, records: Bytes) {
+        self.send(Message::Mirror { pos, records });
     }
 
-    /// Queues the acknowledgement of the partner's mirror records up to `seq`.
-    pub fn ack_mirror(&mut self, seq: u64) {
-        self.send(Message::MirrorAck { seq });
+    /// Queues the acknowledgement of the partner's mirror records up to position `end`.
+    pub fn ack_mirror(&mut self, end: u64) {
+        self.send(Message::MirrorAck { end });
     }
 
     /// Time passed: beat, resend, detect.
@@ -504,14 +504,14 @@ impl Node {
             return;
         }
         match frame.message {
-            Message::Mirror(b) => {
+            Message::Mirror { pos, records } => {
                 self.counters.frames_in += 1;
-                self.actions.push_back(Action::DeliverMirror(b));
+                self.actions.push_back(Action::DeliverMirror { pos, records });
                 return;
             }
-            Message::MirrorAck { seq } => {
+            Message::MirrorAck { end } => {
                 self.counters.frames_in += 1;
-                self.actions.push_back(Action::MirrorAcked { seq });
+                self.actions.push_back(Action::MirrorAcked { end });
                 return;
             }
             _ => {}
@@ -868,7 +868,13 @@ impl Node {
                     self.counters.ignored += 1;
                 }
             }
-            Message::Mirror(_) | Message::MirrorAck { .. } => {}
+            // The link's own business (the server's interconnect handles them).
+            Message::Mirror { .. }
+            | Message::MirrorAck { .. }
+            | Message::Join { .. }
+            | Message::Refuse { .. }
+            | Message::MirrorMeta { .. }
+            | Message::MirrorMetaAck { .. } => {}
         }
     }
 

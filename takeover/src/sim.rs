@@ -654,7 +654,7 @@ impl Pair {
         let host = &mut self.hosts[i];
         let Some(node) = host.node.as_mut() else { return };
         match a {
-            Action::StopReading { .. } | Action::DeliverMirror(_) | Action::MirrorAcked { .. } => {}
+            Action::StopReading { .. } | Action::DeliverMirror { .. } | Action::MirrorAcked { .. } => {}
             Action::Drain { set } => node.handle_done(Done::Drained { set }, now),
             Action::Save { set, flag } => {
                 host.journal_flag = flag;

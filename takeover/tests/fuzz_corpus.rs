@@ -57,8 +57,12 @@ fn write_seeds() {
         Message::StayDown { set: SetId(1), epoch: Epoch(4) },
         Message::GivebackRequest { set: SetId(1) },
         Message::GivebackDone { set: SetId(1), epoch: Epoch(4), last_seq: 5 },
-        Message::Mirror(bytes::Bytes::from_static(b"record")),
-        Message::MirrorAck { seq: 12 },
+        Message::Mirror { pos: 4096, records: bytes::Bytes::from_static(b"record") },
+        Message::MirrorAck { end: 12 },
+        Message::Join { incarnation: 3, ring: 8 << 20 },
+        Message::Refuse { reason: RefuseReason::OlderIncarnation, incarnation: 4 },
+        Message::MirrorMeta { head: 4096, generation: 2, capacity: 8 << 20 },
+        Message::MirrorMetaAck { head: 4096 },
     ];
     for (k, m) in msgs.into_iter().enumerate() {
         let b = Frame { header, message: m }.to_bytes();

@@ -159,6 +159,9 @@ pub fn render(st: &Status, out: &mut dyn Write) -> io::Result<()> {
         .collect();
     table(out, &["ID", "USER", "SHARE", "PATH", "DURABLE", "AGE", "TIME LEFT"], &rows)?;
     writeln!(out)?;
+    if let Some(p) = &st.pair {
+        render_pair(p, out)?;
+    }
     match &st.journal {
         None => writeln!(out, "Journal: none (a restart loses every session and handle)"),
         Some(j) => writeln!(
@@ -172,6 +175,50 @@ pub fn render(st: &Status, out: &mut dyn Write) -> io::Result<()> {
             j.used_bytes.saturating_mul(100).checked_div(j.size_bytes).unwrap_or(0)
         ),
     }
+}
+
+/// The pair's lines of `duet status`.
+fn render_pair(p: &crate::pair::PairStatus, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "Pair: node {} of cluster {}, incarnation {}, interconnect {} -> partner {}",
+        p.node, p.cluster, p.incarnation, p.listen, p.partner
+    )?;
+    writeln!(
+        out,
+        "  partner: {}; {}",
+        if p.partner_connected { "connected" } else { "not connected" },
+        if p.degraded { "DEGRADED (local durability only)" } else { "not degraded" }
+    )?;
+    if p.link != "joined" {
+        writeln!(out, "  link: {}", p.link)?;
+    }
+    let m = &p.mirror;
+    writeln!(
+        out,
+        "  our journal in the partner's mirror: {}, lag {} ({} resyncs)",
+        m.state,
+        bytes(m.lag_bytes),
+        m.resyncs
+    )?;
+    let q = &p.partner_mirror;
+    writeln!(
+        out,
+        "  the partner's journal in our mirror: {}, {} received",
+        if q.connected { "receiving" } else { "not receiving" },
+        bytes(q.bytes_received)
+    )?;
+    writeln!(out, "  heartbeats: {} seen, {} sent", p.heartbeats_seen, p.heartbeats_sent)?;
+    let r = &p.refused;
+    let refused = r.corrupt + r.oversized + r.foreign + r.stale + r.joins + r.busy;
+    if refused > 0 {
+        writeln!(
+            out,
+            "  refused on the interconnect: {} corrupt, {} oversized, {} foreign, {} stale, {} joins, {} busy",
+            r.corrupt, r.oversized, r.foreign, r.stale, r.joins, r.busy
+        )?;
+    }
+    writeln!(out)
 }
 
 fn user(domain: &str, user: &str) -> String {
@@ -282,6 +329,7 @@ mod tests {
                 time_left_ms: 48_000,
             }],
             journal: None,
+            pair: None,
         }
     }
 

@@ -73,6 +73,9 @@ pub struct Status {
     pub retained: Vec<RetainedStatus>,
     /// `None`: the node keeps no journal, and a restart loses every session.
     pub journal: Option<JournalStatus>,
+    /// `None`: the node is not a pair member.
+    #[serde(default)]
+    pub pair: Option<Box<crate::pair::PairStatus>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +203,7 @@ pub fn status(server: &Server) -> Status {
         now_ms: now.0,
     };
     st.journal = journal_status(server);
+    st.pair = server.pair.as_ref().map(|p| Box::new(p.status()));
     st
 }
 
@@ -218,6 +222,7 @@ pub fn from_model(model: &Model, now: Timestamp) -> Status {
         opens: Vec::new(),
         retained: Vec::new(),
         journal: None,
+        pair: None,
     };
     for set in model.sets() {
         let Some(p) = model.partition(set) else {

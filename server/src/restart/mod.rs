@@ -82,6 +82,15 @@ fn durability(p: JournalPolicy) -> Durability {
     }
 }
 
+/// The cluster and node the journal belongs to: the pair's ([`crate::pair`]),
+/// else [`CLUSTER`] and [`NODE`].
+pub fn identity(cfg: &Config) -> (ClusterId, NodeId) {
+    match &cfg.pair {
+        Some(p) => (ClusterId(p.cluster), NodeId(p.node)),
+        None => (CLUSTER, NODE),
+    }
+}
+
 fn journal_error(path: &Path, e: impl std::fmt::Display) -> RunError {
     RunError::Journal(path.to_path_buf(), e.to_string())
 }
@@ -93,7 +102,8 @@ pub fn open(cfg: &Config) -> Result<Option<Opened>, RunError> {
         return Ok(None);
     };
     let policy = cfg.journal.policy;
-    let opts = Options::new(CLUSTER, NODE, durability(policy));
+    let (cluster, node) = identity(cfg);
+    let opts = Options::new(cluster, node, durability(policy));
     let exists = path.exists();
     if !exists {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -21,6 +21,8 @@
 //! relative paths (e.g. `./duet-data`) stays in the temp dir.
 #![allow(dead_code)]
 
+pub mod pair;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;

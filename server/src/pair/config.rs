@@ -1,0 +1,187 @@
+//! The `[pair]` table of `duet.toml` and the `--pair-*` flags of `duet serve`.
+//!
+//! ```toml
+//! [pair]
+//! cluster = 7                   # the pair's cluster id (both nodes: the same)
+//! node = 1                      # this node's id (the partner's differs)
+//! partner_node = 2              # optional: the only node id accepted as partner
+//! listen = "127.0.0.1:7001"     # this node's interconnect address
+//! partner = "127.0.0.1:7002"    # the partner's interconnect address
+//! incarnation = 1               # the configuration's incarnation: raise it on both
+//!                               # nodes with each change; the older refuses to serve
+//! ```
+//!
+//! Without `[pair]` the node runs alone, as before. With it, its journal carries the
+//! pair's cluster and node ids (a journal made for other ids is refused at start).
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+/// One node's view of its pair.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairConfig {
+    /// The cluster id: a partner of another cluster is refused.
+    pub cluster: u64,
+    /// This node's id.
+    pub node: u16,
+    /// The partner's id, when only that one may join.
+    #[serde(default)]
+    pub partner_node: Option<u16>,
+    /// Where this node accepts the partner's interconnect links.
+    pub listen: SocketAddr,
+    /// Where the partner accepts this node's.
+    pub partner: SocketAddr,
+    /// The configuration incarnation, compared at every join: the node with the
+    /// older one refuses to serve and exits.
+    #[serde(default)]
+    pub incarnation: u64,
+}
+
+impl PairConfig {
+    /// Checks what can be checked alone.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cluster == 0 {
+            return Err(ConfigError::Invalid("pair.cluster must not be 0".into()));
+        }
+        if self.node == 0 {
+            return Err(ConfigError::Invalid("pair.node must not be 0".into()));
+        }
+        if self.partner_node == Some(self.node) {
+            return Err(ConfigError::Invalid(format!("pair.partner_node is this node's own id ({})", self.node)));
+        }
+        if self.listen == self.partner {
+            return Err(ConfigError::Invalid(format!("pair.listen and pair.partner are both {}", self.listen)));
+        }
+        Ok(())
+    }
+}
+
+/// The `--pair-*` flags of `duet serve`, laid over the file's `[pair]`.
+#[derive(Debug, Clone, Default)]
+pub struct PairFlags {
+    pub cluster: Option<u64>,
+    pub node: Option<u16>,
+    pub partner_node: Option<u16>,
+    pub listen: Option<SocketAddr>,
+    pub partner: Option<SocketAddr>,
+    pub incarnation: Option<u64>,
+}
+
+impl PairFlags {
+    /// Whether any flag was given.
+    pub fn any(&self) -> bool {
+        self.cluster.is_some()
+            || self.node.is_some()
+            || self.partner_node.is_some()
+            || self.listen.is_some()
+            || self.partner.is_some()
+            || self.incarnation.is_some()
+    }
+
+    /// The file's pair (if any) with the flags laid over it. Flags without a file's
+    /// `[pair]` must name the cluster, the node, and both addresses.
+    pub fn apply(self, file: Option<PairConfig>) -> Result<Option<PairConfig>, ConfigError> {
+        if !self.any() {
+            return Ok(file);
+        }
+        let p = match file {
+            Some(mut p) => {
+                p.cluster = self.cluster.unwrap_or(p.cluster);
+                p.node = self.node.unwrap_or(p.node);
+                p.partner_node = self.partner_node.or(p.partner_node);
+                p.listen = self.listen.unwrap_or(p.listen);
+                p.partner = self.partner.unwrap_or(p.partner);
+                p.incarnation = self.incarnation.unwrap_or(p.incarnation);
+                p
+            }
+            None => {
+                let missing =
+                    |what: &str| ConfigError::Invalid(format!("a pair needs --pair-{what} (or [pair] in the file)"));
+                PairConfig {
+                    cluster: self.cluster.ok_or_else(|| missing("cluster"))?,
+                    node: self.node.ok_or_else(|| missing("node"))?,
+                    partner_node: self.partner_node,
+                    listen: self.listen.ok_or_else(|| missing("listen"))?,
+                    partner: self.partner.ok_or_else(|| missing("partner"))?,
+                    incarnation: self.incarnation.unwrap_or(0),
+                }
+            }
+        };
+        Ok(Some(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PairConfig {
+        PairConfig {
+            cluster: 7,
+            node: 1,
+            partner_node: Some(2),
+            listen: "127.0.0.1:7001".parse().unwrap(),
+            partner: "127.0.0.1:7002".parse().unwrap(),
+            incarnation: 1,
+        }
+    }
+
+    /// The example in the module doc parses to [`sample`].
+    #[test]
+    fn documented_example_parses() {
+        let doc = include_str!("config.rs");
+        let start = doc.find("//! [pair]").unwrap();
+        let toml: String = doc[start..]
+            .lines()
+            .take_while(|l| l.starts_with("//!") && !l.starts_with("//! ```"))
+            .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start()))
+            .collect();
+        #[derive(Deserialize)]
+        struct Doc {
+            pair: PairConfig,
+        }
+        let d: Doc = toml::from_str(&toml).unwrap();
+        assert_eq!(d.pair, sample());
+        d.pair.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_pairs_are_refused() {
+        let mut p = sample();
+        p.partner_node = Some(1);
+        assert!(p.validate().is_err());
+        let mut p = sample();
+        p.cluster = 0;
+        assert!(p.validate().is_err());
+        let mut p = sample();
+        p.partner = p.listen;
+        assert!(p.validate().is_err());
+        assert!(toml::from_str::<PairConfig>(
+            "cluster = 1\nnode = 1\nlisten = \"127.0.0.1:1\"\npartner = \"127.0.0.1:2\"\nport = 3\n"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn flags_lie_over_the_file_or_stand_alone() {
+        assert_eq!(PairFlags::default().apply(None).unwrap(), None);
+        assert_eq!(PairFlags::default().apply(Some(sample())).unwrap(), Some(sample()));
+        let flags = PairFlags { incarnation: Some(9), node: Some(3), ..PairFlags::default() };
+        let p = flags.apply(Some(sample())).unwrap().unwrap();
+        assert_eq!((p.incarnation, p.node, p.cluster), (9, 3, 7));
+        let alone = PairFlags { cluster: Some(7), node: Some(1), ..PairFlags::default() };
+        assert!(alone.clone().apply(None).is_err(), "addresses missing");
+        let alone = PairFlags {
+            listen: Some("127.0.0.1:7001".parse().unwrap()),
+            partner: Some("127.0.0.1:7002".parse().unwrap()),
+            partner_node: Some(2),
+            incarnation: Some(1),
+            ..alone
+        };
+        assert_eq!(alone.apply(None).unwrap(), Some(sample()));
+    }
+}
