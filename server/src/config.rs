@@ -517,7 +517,7 @@ impl Config {
         }
         self.limits.validate()?;
         if let Some(p) = &self.pair {
-            p.validate()?;
+            p.validate().map_err(|e| ConfigError::Invalid(e.0))?;
             if self.journal_path().is_none() {
                 return Err(ConfigError::Invalid("a pair member needs its journal (the partner mirrors it)".into()));
             }

@@ -18,9 +18,15 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
 
 /// One node's view of its pair.
+/// A pair setting that cannot work (the configuration turns it into
+/// `ConfigError::Invalid`; this module does not import the configuration,
+/// which holds a [`PairConfig`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PairConfigError(pub String);
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PairConfig {
@@ -43,18 +49,18 @@ pub struct PairConfig {
 
 impl PairConfig {
     /// Checks what can be checked alone.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), PairConfigError> {
         if self.cluster == 0 {
-            return Err(ConfigError::Invalid("pair.cluster must not be 0".into()));
+            return Err(PairConfigError("pair.cluster must not be 0".into()));
         }
         if self.node == 0 {
-            return Err(ConfigError::Invalid("pair.node must not be 0".into()));
+            return Err(PairConfigError("pair.node must not be 0".into()));
         }
         if self.partner_node == Some(self.node) {
-            return Err(ConfigError::Invalid(format!("pair.partner_node is this node's own id ({})", self.node)));
+            return Err(PairConfigError(format!("pair.partner_node is this node's own id ({})", self.node)));
         }
         if self.listen == self.partner {
-            return Err(ConfigError::Invalid(format!("pair.listen and pair.partner are both {}", self.listen)));
+            return Err(PairConfigError(format!("pair.listen and pair.partner are both {}", self.listen)));
         }
         Ok(())
     }
@@ -84,7 +90,7 @@ impl PairFlags {
 
     /// The file's pair (if any) with the flags laid over it. Flags without a file's
     /// `[pair]` must name the cluster, the node, and both addresses.
-    pub fn apply(self, file: Option<PairConfig>) -> Result<Option<PairConfig>, ConfigError> {
+    pub fn apply(self, file: Option<PairConfig>) -> Result<Option<PairConfig>, PairConfigError> {
         if !self.any() {
             return Ok(file);
         }
@@ -100,7 +106,7 @@ impl PairFlags {
             }
             None => {
                 let missing =
-                    |what: &str| ConfigError::Invalid(format!("a pair needs --pair-{what} (or [pair] in the file)"));
+                    |what: &str| PairConfigError(format!("a pair needs --pair-{what} (or [pair] in the file)"));
                 PairConfig {
                     cluster: self.cluster.ok_or_else(|| missing("cluster"))?,
                     node: self.node.ok_or_else(|| missing("node"))?,
