@@ -245,6 +245,7 @@ mod tests {
                 pid: 7,
                 started_ms: 0,
                 now_ms: 3_725_000,
+                sendfile: SendfileStatus { answers: 3, bytes: 3 << 23, copied_bytes: 0 },
             },
             sessions: vec![SessionStatus {
                 id: hex(0x0100_0001_0000_0002),

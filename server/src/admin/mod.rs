@@ -22,6 +22,7 @@
 pub mod client;
 pub mod socket;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -86,6 +87,21 @@ pub struct ServerStatus {
     pub pid: u32,
     pub started_ms: u64,
     pub now_ms: u64,
+    /// Large READ answers sent from their files since the start.
+    #[serde(default)]
+    pub sendfile: SendfileStatus,
+}
+
+/// What the connections' writers sent from files (READ answers neither
+/// signed nor encrypted, [`crate::transport::FileRegion`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendfileStatus {
+    /// Answers whose data was sent whole from its file.
+    pub answers: u64,
+    /// Bytes sent with `sendfile(2)`.
+    pub bytes: u64,
+    /// Bytes read and written instead (`sendfile` unsupported).
+    pub copied_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +214,11 @@ pub fn status(server: &Server) -> Status {
         pid: std::process::id(),
         started_ms: (server.start_time / 10_000).saturating_sub(11_644_473_600_000),
         now_ms: now.0,
+        sendfile: SendfileStatus {
+            answers: server.sent.regions.load(Ordering::Relaxed),
+            bytes: server.sent.sendfile_bytes.load(Ordering::Relaxed),
+            copied_bytes: server.sent.copied_bytes.load(Ordering::Relaxed),
+        },
     };
     st.journal = journal_status(server);
     st
@@ -213,6 +234,7 @@ pub fn from_model(model: &Model, now: Timestamp) -> Status {
             pid: 0,
             started_ms: 0,
             now_ms: now.0,
+            sendfile: SendfileStatus::default(),
         },
         sessions: Vec::new(),
         opens: Vec::new(),

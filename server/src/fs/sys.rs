@@ -1,5 +1,6 @@
-//! The raw system calls that `nix` does not wrap: `openat2(2)`, `statx(2)` and
-//! extended attributes. All of `fs`'s `unsafe` lives in this file.
+//! The raw system calls that `nix` does not wrap: `openat2(2)`, `statx(2)`,
+//! extended attributes, and bringing a file's pages into the page cache
+//! (`mincore(2)`, `MADV_POPULATE_READ`). All of `fs`'s `unsafe` lives in this file.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -149,4 +150,46 @@ pub(crate) fn pread_append(fd: BorrowedFd<'_>, buf: &mut bytes::BytesMut, len: u
         unsafe { buf.set_len(buf.len() + n) };
         return Ok(n);
     }
+}
+
+/// Brings the pages of `file` in `offset .. offset + len` into the page
+/// cache, without copying them to user space: a read-only mapping of the
+/// range, `mincore` to see whether they are all there already, and if not
+/// `MADV_POPULATE_READ`, which reads them in and waits. True when they were
+/// all there; false when they were not, or when it cannot tell.
+pub(crate) fn load(file: BorrowedFd<'_>, offset: u64, len: usize) -> bool {
+    if len == 0 {
+        return true;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as u64,
+        _ => return false,
+    };
+    let start = offset - offset % page;
+    let Some(end) = offset.checked_add(len as u64) else {
+        return false;
+    };
+    let (Ok(span), Ok(at)) = (usize::try_from(end - start), libc::off_t::try_from(start)) else {
+        return false;
+    };
+    // SAFETY: a fresh read-only mapping of the file, which nothing else
+    // knows of or touches; it is unmapped below. Mapping faults nothing in.
+    let map = unsafe { libc::mmap(std::ptr::null_mut(), span, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), at) };
+    if map == libc::MAP_FAILED {
+        return false;
+    }
+    let mut vec = vec![0u8; span.div_ceil(page as usize)];
+    // SAFETY: `map` is the page-aligned mapping of `span` bytes made above;
+    // `vec` has one byte per page of it.
+    let all = unsafe { libc::mincore(map, span, vec.as_mut_ptr()) } == 0 && vec.iter().all(|b| b & 1 != 0);
+    if !all {
+        // Pages past the end of the file (it shrank) fail with EFAULT, not
+        // a signal; whatever fails, sending reads the rest itself.
+        // SAFETY: as above; populating only reads the file's pages in.
+        unsafe { libc::madvise(map, span, libc::MADV_POPULATE_READ) };
+    }
+    // SAFETY: `map` and `span` are the mapping made above, used no more.
+    unsafe { libc::munmap(map, span) };
+    all
 }

@@ -135,6 +135,8 @@ pub struct Server {
     /// Notified by `duet stop` ([`crate::admin`]): the server stops as on
     /// SIGTERM (an elective reboot when it keeps a journal).
     pub stop: tokio::sync::Notify,
+    /// What the connections' writers sent from files (`sendfile`).
+    pub sent: Arc<crate::transport::SendStats>,
 }
 
 /// A GUID's 16 bytes as 32 hex digits, in wire order (the server GUID in
@@ -208,6 +210,7 @@ impl Server {
             lock_released: tokio::sync::Notify::new(),
             oplock_changed: tokio::sync::Notify::new(),
             stop: tokio::sync::Notify::new(),
+            sent: Arc::default(),
             journal: Arc::new(crate::journal::NoJournal),
             ids,
             resources,

@@ -128,3 +128,11 @@ impl Open {
         self.tree.share()
     }
 }
+
+/// A READ answer sent from the open's file holds the open, and with it
+/// the descriptor, until it is on the socket.
+impl crate::transport::FileSource for Open {
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.handle().map(fs::Handle::fd)
+    }
+}
