@@ -11,9 +11,11 @@
 //! | `sent` | an answer was handed to the socket, before point 4 |
 //! | `point4` | the point-4 record was appended |
 //!
-//! One more, `restore:MS`, does not kill: the start pauses MS milliseconds
-//! while it restores the journal (so that a test can signal the server
-//! then).
+//! Two more do not kill but pause for MS milliseconds: `restore:MS`, the
+//! start while it restores the journal (so that a test can signal the
+//! server then), and `read-in-file:MS`, a large READ whose data is sent
+//! from its file, between taking the file's size and answering (so that a
+//! test can shrink the file then).
 //!
 //! Without the variable a call costs one load of a `OnceLock`.
 
@@ -36,7 +38,7 @@ fn armed() -> &'static Option<(String, u64)> {
     })
 }
 
-/// The start passes `name`: pauses here for the armed number of
+/// The server passes `name`: pauses here for the armed number of
 /// milliseconds when `name` is the armed failpoint.
 pub fn pause(name: &str) {
     if let Some((armed, ms)) = armed() {

@@ -48,6 +48,8 @@ pub enum Request {
 /// The answer, one line of JSON, tagged by `result`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
+// One per admin request, serialized at once.
+#[allow(clippy::large_enum_variant)]
 pub enum Response {
     Status(Status),
     Closed(Closed),

@@ -122,11 +122,12 @@ fn read_file(open: &Arc<Open>, len: usize, offset: u64, minimum: u32) -> HResult
 /// closes the connection rather than send less than DataLength says.
 fn read_in_file(open: &Arc<Open>, len: usize, offset: u64, minimum: u32) -> HResult {
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
-    let size = h.len().map_err(|e| e.status())?;
+    let size = h.size().map_err(|e| e.status())?;
     let n = size.saturating_sub(offset).min(len as u64) as usize;
     if n == 0 && len > 0 || (n as u32) < minimum {
         return Err(NtStatus::END_OF_FILE);
     }
+    crate::failpoint::pause("read-in-file");
     h.load(offset, n);
     // The fixed part (16 bytes: n is not 0); the data follows from the file.
     let mut body = BytesMut::with_capacity(16);

@@ -98,7 +98,7 @@ impl Handle {
     }
 
     /// The file's size now (`fstat`: no extended attributes read).
-    pub fn len(&self) -> Result<u64, FsError> {
+    pub fn size(&self) -> Result<u64, FsError> {
         self.check_file()?;
         let st = nix::sys::stat::fstat(self.fd.as_raw_fd())?;
         Ok(st.st_size.max(0) as u64)
