@@ -60,8 +60,9 @@ pub struct Resp {
     /// Room allocated in front of `body` (see [`body_with_headroom`]).
     pub headroom: Option<BytesMut>,
     /// The rest of the body, left in a file: a READ's data, sent after
-    /// `body` with `sendfile` ([`crate::transport::FileRegion`]). Only
-    /// offered when [`Ctx::may_send_file`] is true.
+    /// `body` with `sendfile` ([`crate::transport::FileRegion`]). Only in a
+    /// deferred answer (the result of [`Resp::deferred`]), and only when
+    /// [`Ctx::may_send_file`] was true.
     pub file_data: Option<FileData>,
     /// The deferred answer will carry its data in `file_data`, not in a
     /// buffer: it takes no share of the I/O budget ([`crate::alloc`]).

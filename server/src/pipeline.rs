@@ -1136,6 +1136,15 @@ async fn spawn_deferred(
     });
 }
 
+/// A READ answer sent from its open's file ([`crate::transport::FileRegion`])
+/// holds the open, and with it the descriptor, until it is on the socket.
+/// (Here, where both the writer's side and the state are known.)
+impl crate::transport::FileSource for crate::state::Open {
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.handle().map(crate::fs::Handle::fd)
+    }
+}
+
 /// Point 4. The answer has left already: a failure is logged, and at worst
 /// a restore sends the answer again, which the client takes as a duplicate.
 pub fn point4(server: &Server, op: OpId) {

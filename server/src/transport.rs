@@ -31,7 +31,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +43,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::alloc::LEASE_FROM;
-use crate::limits::ReplyMeter;
+use crate::limits::{ReplyMeter, SendStats};
 
 /// Largest frame accepted: an 8 MiB write plus headers and a transform.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024 + 64 * 1024;
@@ -106,17 +106,6 @@ pub struct FileRegion {
     pub lease: crate::alloc::Lease,
 }
 
-/// What the writers have sent from files, server-wide (`duet status`).
-#[derive(Default)]
-pub struct SendStats {
-    /// File regions sent whole.
-    pub regions: AtomicU64,
-    /// Their bytes sent with `sendfile`.
-    pub sendfile_bytes: AtomicU64,
-    /// Their bytes read and written instead (no `sendfile` on the stream or
-    /// the file system).
-    pub copied_bytes: AtomicU64,
-}
 
 /// Told of each operation whose reply the client's TCP acknowledged (point 4).
 pub type Acked = Arc<dyn Fn(ids::OpId) + Send + Sync>;

@@ -136,7 +136,7 @@ pub struct Server {
     /// SIGTERM (an elective reboot when it keeps a journal).
     pub stop: tokio::sync::Notify,
     /// What the connections' writers sent from files (`sendfile`).
-    pub sent: Arc<crate::transport::SendStats>,
+    pub sent: Arc<crate::limits::SendStats>,
 }
 
 /// A GUID's 16 bytes as 32 hex digits, in wire order (the server GUID in

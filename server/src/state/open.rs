@@ -129,10 +129,3 @@ impl Open {
     }
 }
 
-/// A READ answer sent from the open's file holds the open, and with it
-/// the descriptor, until it is on the socket.
-impl crate::transport::FileSource for Open {
-    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.handle().map(fs::Handle::fd)
-    }
-}
