@@ -8,7 +8,10 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Running(Child);
+/// A duet process, and the directory it runs in (its journal and admin
+/// socket, `duet-data/`, go there: each test's own, so that tests running
+/// at once do not meet the first one's journal lock).
+struct Running(Child, tempfile::TempDir);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -20,7 +23,9 @@ impl Drop for Running {
 fn duet(share: &std::path::Path, extra: &str) -> (Running, u16) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let bin = std::env::var("DUET_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_duet").to_string());
+    let cwd = tempfile::tempdir().unwrap();
     let child = Command::new(bin)
+        .current_dir(cwd.path())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--share", &format!("data={}", share.display()), "--user", "duet:duetpass", extra])
         .stdout(Stdio::null())
@@ -32,7 +37,7 @@ fn duet(share: &std::path::Path, extra: &str) -> (Running, u16) {
         assert!(t.elapsed() < Duration::from_secs(20), "duet did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (Running(child), port)
+    (Running(child, cwd), port)
 }
 
 fn run_script(mode: &str, port: u16) -> String {
