@@ -732,4 +732,115 @@ mod tests {
         drop(all);
         drop(writer.await.expect("writer"));
     }
+
+    /// A file the tests send regions of.
+    struct TestFile(std::fs::File);
+
+    impl FileSource for TestFile {
+        fn fd(&self) -> Option<BorrowedFd<'_>> {
+            Some(self.0.as_fd())
+        }
+    }
+
+    fn test_file(bytes: &[u8]) -> (tempfile::TempDir, Arc<TestFile>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, bytes).expect("write");
+        (dir, Arc::new(TestFile(std::fs::File::open(&path).expect("open"))))
+    }
+
+    /// A writer on `wr` fed by the returned sender; the operations it
+    /// reports acknowledged land in the returned list.
+    fn writer(wr: Writer) -> (mpsc::Sender<Reply>, Arc<std::sync::Mutex<Vec<ids::OpId>>>, Arc<SendStats>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(OUT_QUEUE);
+        let stats = Arc::new(SendStats::default());
+        let meter = crate::limits::Resources::new(&crate::config::Limits::default(), 1 << 20).reply_meter();
+        let out = Arc::new(Outflow::new(meter, stats.clone()));
+        let done = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = done.clone();
+        let acked: Acked = Arc::new(move |op| seen.lock().expect("lock").push(op));
+        let task = tokio::spawn(write_replies(wr, rx, out, Duration::from_secs(30), acked));
+        (tx, done, stats, task)
+    }
+
+    /// A reply of a frame head and `len` bytes of `file` from `offset`.
+    fn region_reply(file: &Arc<TestFile>, offset: u64, len: usize, op: u64) -> Reply {
+        let n = len + 3;
+        let head = Bytes::from(vec![0, (n >> 16) as u8, (n >> 8) as u8, n as u8, 0xAA, 0xBB, 0xCC]);
+        let file: Arc<dyn FileSource> = file.clone();
+        Reply { frame: head, op: ids::OpId(op), file: Some(FileRegion { file, offset, len, lease: Default::default() }) }
+    }
+
+    /// Over TCP the region goes out with sendfile right after its head, the
+    /// frames around it in order, and its operation is acknowledged (point
+    /// 4) once the client has all of it.
+    #[tokio::test]
+    async fn a_file_region_follows_its_head_with_sendfile_on_tcp() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let (_dir, file) = test_file(&data);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (_rd, wr) = server.into_split();
+        let (tx, acked, stats, task) = writer(Writer::Tcp(wr));
+        tx.send(Reply::new(Bytes::from_static(b"before"), ids::OpId(0))).await.expect("send");
+        tx.send(region_reply(&file, 1000, 2_500_000, 7)).await.expect("send");
+        tx.send(Reply::new(Bytes::from_static(b"after"), ids::OpId(8))).await.expect("send");
+        drop(tx);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("read");
+        task.await.expect("writer");
+        let mut want = b"before".to_vec();
+        want.extend_from_slice(&region_reply(&file, 1000, 2_500_000, 7).frame);
+        want.extend_from_slice(&data[1000..2_501_000]);
+        want.extend_from_slice(b"after");
+        assert!(got == want, "{} bytes received, {} expected", got.len(), want.len());
+        assert_eq!(*acked.lock().expect("lock"), vec![ids::OpId(7), ids::OpId(8)]);
+        assert_eq!(stats.regions.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.sendfile_bytes.load(Ordering::Relaxed), 2_500_000);
+        assert_eq!(stats.copied_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    /// On a stream that is not a socket the region is read and written.
+    #[tokio::test]
+    async fn a_file_region_is_copied_on_another_stream() {
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        let (_dir, file) = test_file(&data);
+        let (mine, mut theirs) = tokio::io::duplex(64 * 1024);
+        let (tx, acked, stats, task) = writer(Writer::Stream(Box::new(mine)));
+        tx.send(region_reply(&file, 5, 600_000, 3)).await.expect("send");
+        drop(tx);
+        let mut got = Vec::new();
+        theirs.read_to_end(&mut got).await.expect("read");
+        task.await.expect("writer");
+        assert_eq!(got.len(), 7 + 600_000);
+        assert!(got[7..] == data[5..600_005]);
+        assert_eq!(*acked.lock().expect("lock"), vec![ids::OpId(3)]);
+        assert_eq!(stats.copied_bytes.load(Ordering::Relaxed), 600_000);
+        assert_eq!(stats.sendfile_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    /// A region longer than its file now is (the file shrank after the
+    /// head announced it): the writer sends what there is and stops, the
+    /// frames after it are not sent, and the operation is not reported
+    /// answered.
+    #[tokio::test]
+    async fn a_region_past_the_end_of_its_file_ends_the_connection() {
+        let data = vec![7u8; 100_000];
+        let (_dir, file) = test_file(&data);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (_rd, wr) = server.into_split();
+        let (tx, acked, stats, task) = writer(Writer::Tcp(wr));
+        tx.send(region_reply(&file, 0, 300_000, 5)).await.expect("send");
+        tx.send(Reply::new(Bytes::from_static(b"never"), ids::OpId(6))).await.expect("send");
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("read");
+        task.await.expect("writer");
+        assert_eq!(got.len(), 7 + 100_000, "the head and the bytes the file has, then the end");
+        assert!(acked.lock().expect("lock").is_empty());
+        assert_eq!(stats.regions.load(Ordering::Relaxed), 0);
+        drop(tx);
+    }
 }

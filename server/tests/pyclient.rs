@@ -11,12 +11,15 @@ use std::time::{Duration, Instant};
 /// A duet process, and the directory it runs in (its journal and admin
 /// socket, `duet-data/`, go there: each test's own, so that tests running
 /// at once do not meet the first one's journal lock).
-struct Running(Child, tempfile::TempDir);
+struct Running {
+    child: Child,
+    _cwd: tempfile::TempDir,
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -37,7 +40,7 @@ fn duet(share: &std::path::Path, extra: &str) -> (Running, u16) {
         assert!(t.elapsed() < Duration::from_secs(20), "duet did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (Running(child, cwd), port)
+    (Running { child, _cwd: cwd }, port)
 }
 
 fn run_script(mode: &str, port: u16) -> String {
