@@ -749,9 +749,12 @@ mod tests {
         (dir, Arc::new(TestFile(std::fs::File::open(&path).expect("open"))))
     }
 
+    /// The operations a test writer reported acknowledged.
+    type AckedOps = Arc<std::sync::Mutex<Vec<ids::OpId>>>;
+
     /// A writer on `wr` fed by the returned sender; the operations it
     /// reports acknowledged land in the returned list.
-    fn writer(wr: Writer) -> (mpsc::Sender<Reply>, Arc<std::sync::Mutex<Vec<ids::OpId>>>, Arc<SendStats>, tokio::task::JoinHandle<()>) {
+    fn writer(wr: Writer) -> (mpsc::Sender<Reply>, AckedOps, Arc<SendStats>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(OUT_QUEUE);
         let stats = Arc::new(SendStats::default());
         let meter = crate::limits::Resources::new(&crate::config::Limits::default(), 1 << 20).reply_meter();
