@@ -1141,7 +1141,7 @@ async fn spawn_deferred(
 /// (Here, where both the writer's side and the state are known.)
 impl crate::transport::FileSource for crate::state::Open {
     fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.handle().map(crate::fs::Handle::fd)
+        self.handle().map(|h| h.fd())
     }
 }
 
