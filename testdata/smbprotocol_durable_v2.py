@@ -23,7 +23,9 @@ MODE `persistent` (a share served with --ca): DH2Q with
 SMB2_DHANDLE_FLAG_PERSISTENT and no oplock gets a persistent handle on a
 share whose tree connect says SMB2_SHARE_CAP_CONTINUOUS_AVAILABILITY; after
 a TCP drop, DH2C without the persistent flag is refused and DH2C with it
-takes the handle back.
+takes the handle back; after another drop, a DH2C with a persistent id that
+names no open finds the handle by its CreateGuid (with the persistent flag
+and the right CreateGuid only).
 
 MODE `hold` (a share served with --ca): opens a persistent and a version 2
 durable handle and keeps them until stdin closes, for `duet status`.
@@ -236,8 +238,28 @@ def persistent():
     assert f2.file_id == file_id
     assert f2.read(0, 100) == b"persistent"
     print("ok persistent reconnected")
-    f2.close()
-    conn2.disconnect()
+
+    # [MS-SMB2] 3.3.5.9.12: a DH2C whose persistent id names no open finds
+    # a persistent open by its CreateGuid, with the persistent flag only.
+    drop(conn2)
+    conn3, tree3 = connect(client)
+    f3 = Open(tree3, "ph.txt")
+    unknown = bytes(b ^ 0x5A for b in file_id[:8]) + file_id[8:]
+
+    def reconnect_as(fid, g, flags):
+        return f3.create(ImpersonationLevel.Impersonation, ACCESS, 0, ShareAccess.FILE_SHARE_READ,
+                         CreateDisposition.FILE_OPEN, 0, create_contexts=[dh2c(fid, g, flags)])
+
+    expect_status(OBJECT_NAME_NOT_FOUND, "DH2C of an unknown id without the persistent flag",
+                  lambda: reconnect_as(unknown, guid, 0))
+    expect_status(OBJECT_NAME_NOT_FOUND, "DH2C of an unknown id and another CreateGuid",
+                  lambda: reconnect_as(unknown, uuid.uuid4().bytes, PERSISTENT))
+    reconnect_as(unknown, guid, PERSISTENT)
+    assert f3.file_id == file_id, (f3.file_id, file_id)
+    assert f3.read(0, 100) == b"persistent"
+    print("ok persistent found by its CreateGuid")
+    f3.close()
+    conn3.disconnect()
 
 
 def hold():

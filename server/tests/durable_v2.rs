@@ -96,7 +96,7 @@ fn persistent_handle_on_a_continuously_available_share() {
     let dir = tempfile::tempdir().unwrap();
     let (_srv, port) = duet(dir.path(), &["--ca", "data"]);
     let out = run_script("persistent", port);
-    assert_steps(&out, &["persistent granted", "persistent reconnected"]);
+    assert_steps(&out, &["persistent granted", "persistent reconnected", "persistent found by its CreateGuid"]);
     let report = check_report(dir.path());
     assert!(report.lines().any(|l| l == "mismatches 0"), "{report}");
 }

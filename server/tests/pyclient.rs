@@ -8,29 +8,26 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A duet process, and the directory it runs in (its journal and admin
-/// socket, `duet-data/`, go there: each test's own, so that tests running
-/// at once do not meet the first one's journal lock).
-struct Running {
-    child: Child,
-    _cwd: tempfile::TempDir,
-}
+/// A running duet and its state folder (journal, boot id): each test's
+/// own, so that tests running at once do not share one journal (the
+/// second server would refuse to start: "in use by another server").
+struct Running(Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
 fn duet(share: &std::path::Path, extra: &str) -> (Running, u16) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let bin = std::env::var("DUET_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_duet").to_string());
-    let cwd = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
     let child = Command::new(bin)
-        .current_dir(cwd.path())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--share", &format!("data={}", share.display()), "--user", "duet:duetpass", extra])
+        .args(["--state-dir", &state.path().display().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -40,7 +37,7 @@ fn duet(share: &std::path::Path, extra: &str) -> (Running, u16) {
         assert!(t.elapsed() < Duration::from_secs(20), "duet did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (Running { child, _cwd: cwd }, port)
+    (Running(child, state), port)
 }
 
 fn run_script(mode: &str, port: u16) -> String {
@@ -81,4 +78,29 @@ fn all_information_names_the_file_once() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     assert!(text.lines().any(|l| l == "name \\sub\\Name.txt"), "{text}");
+}
+
+/// Hard links (FileLinkInformation) through smbprotocol's smbclient API
+/// (testdata/smbprotocol_links.py): a second name for a file, one file
+/// under both, an existing name and a directory refused, a name outside
+/// the share refused, and the second name living on after the first is
+/// removed. On disk: one inode under the kept name, nothing outside.
+#[test]
+fn hard_links() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).unwrap();
+    let (_srv, port) = duet(&share, "--log-level=info");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/smbprotocol_links.py");
+    let out = Command::new("python3").args([script, &port.to_string(), "data", "duet", "duetpass"]).output().expect("python3 runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    for step in ["ok linked", "ok one file under two names", "ok refused an existing name", "ok refused a directory", "ok refused a name outside the share", "ok the other name lives on"] {
+        assert!(text.lines().any(|l| l.starts_with(step)), "{step} missing:\n{text}");
+    }
+    assert!(!share.join("a.txt").exists());
+    assert_eq!(std::fs::read_to_string(share.join("d/b.txt")).unwrap(), "one two");
+    assert_eq!(std::fs::metadata(share.join("d/b.txt")).unwrap().nlink(), 1);
+    assert!(!dir.path().join("escaped.txt").exists());
 }

@@ -34,6 +34,26 @@ pub struct Config {
     pub resources: Resources,
     /// What the partner's set needs.
     pub partner_needs: SetNeeds,
+    /// A safety mechanism switched off, for the model checker's mutation tests only
+    /// (`tests/model.rs` shows that the checker then finds two servers for one set). Never
+    /// set outside tests.
+    #[doc(hidden)]
+    pub mutation: Mutation,
+}
+
+/// Safety mechanisms a mutation test may switch off ([`Config::mutation`]).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mutation {
+    /// Everything on (always, outside the mutation tests).
+    #[default]
+    None,
+    /// No fence: [`crate::Node::may_serve`] ignores the lease, and a taker does not wait
+    /// out the previous owner's lease before it binds.
+    NoFence,
+    /// No epoch check: a newer claim does not make a node step down, and the re-read of
+    /// ownership before a bind does not stop it.
+    NoEpochCheck,
 }
 
 impl Config {
@@ -51,6 +71,7 @@ impl Config {
             auto_giveback: false,
             resources: Resources::default(),
             partner_needs: SetNeeds::default(),
+            mutation: Mutation::None,
         }
     }
 

@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
+use crate::config::Config;
 use crate::node::Command;
 use crate::sim::{Pair, Violation};
 use crate::types::{FaultKind, Health};
@@ -55,6 +56,9 @@ pub struct Bounds {
     pub liveness_deadline: Duration,
     /// Stop after this many states (the report says whether it did).
     pub max_states: usize,
+    /// Clock drift: node 1's clock runs this many parts per million fast and node 2's as
+    /// many slow (a negative value swaps them).
+    pub drift_ppm: i32,
 }
 
 impl Bounds {
@@ -74,6 +78,7 @@ impl Bounds {
             inject_after: Duration::from_millis(300),
             liveness_deadline: Duration::from_secs(3),
             max_states: 5_000_000,
+            drift_ppm: 0,
         }
     }
 }
@@ -113,6 +118,8 @@ pub enum Step {
     Takeover(usize),
     /// Operator: giveback, run on node i.
     Giveback(usize),
+    /// A killed node's hung storage write lands ([`Pair::land_orphan`]).
+    Land(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -248,6 +255,9 @@ fn steps(s: &State, b: &Bounds) -> Vec<Step> {
             v.push(Step::Stall(i));
         }
     }
+    for j in 0..p.orphans.len() {
+        v.push(Step::Land(j));
+    }
     if p.link.partitioned {
         v.push(Step::Heal);
     } else if s.budget[PARTITION] > 0 {
@@ -311,6 +321,7 @@ fn apply(s: &mut State, step: Step) {
             p.stall_storage(i, true)
         }
         Step::Unstall(i) => p.stall_storage(i, false),
+        Step::Land(j) => p.land_orphan(j),
         Step::Fault(i) => {
             s.budget[FAULT] -= 1;
             p.fault(i, FaultKind::DiskErrors)
@@ -404,7 +415,15 @@ fn fair_completes(s: &State, deadline: Duration, known: &mut HashMap<u64, Durati
 
 /// Explores every run of the pair within `bounds`, from both nodes booting on empty storage.
 pub fn explore(bounds: &Bounds) -> Report {
-    let mut pair = Pair::new(Instant::now());
+    explore_with(bounds, [crate::sim::config(0), crate::sim::config(1)])
+}
+
+/// [`explore`] with these node configurations (timings, `auto_giveback`, and the mutation
+/// tests' switches).
+pub fn explore_with(bounds: &Bounds, configs: [Config; 2]) -> Report {
+    let mut pair = Pair::with_configs(Instant::now(), configs);
+    pair.set_drift(0, bounds.drift_ppm);
+    pair.set_drift(1, -bounds.drift_ppm);
     pair.record = false;
     pair.unserved_slack = pair.hosts[0].config.heartbeat_interval * (bounds.losses as u32 + bounds.delays as u32);
     let b = bounds;
@@ -467,7 +486,14 @@ fn explore_from(start: State, bounds: &Bounds) -> Report {
 
 /// Replays `trace` from boot with `bounds`, returning the pair after it (to debug a failure).
 pub fn replay(bounds: &Bounds, trace: &[Step]) -> Pair {
-    let mut pair = Pair::new(Instant::now());
+    replay_with(bounds, [crate::sim::config(0), crate::sim::config(1)], trace)
+}
+
+/// [`replay`] with these node configurations.
+pub fn replay_with(bounds: &Bounds, configs: [Config; 2], trace: &[Step]) -> Pair {
+    let mut pair = Pair::with_configs(Instant::now(), configs);
+    pair.set_drift(0, bounds.drift_ppm);
+    pair.set_drift(1, -bounds.drift_ppm);
     pair.record = true;
     pair.unserved_slack = pair.hosts[0].config.heartbeat_interval * (bounds.losses as u32 + bounds.delays as u32);
     let b = bounds;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::{DenyReason, Frame, FrameError, Header, Message, SetStatus, Status, TakeoverReason};
-use crate::config::{BootInfo, Config, Identity, JoinError};
+use crate::config::{BootInfo, Config, Identity, JoinError, Mutation};
 use crate::ownership::fs::ClaimOutcome;
 use crate::ownership::{Newest, Ownership, Record};
 use crate::types::{Epoch, FaultKind, Flag, Health, SetId};
@@ -393,7 +393,7 @@ impl Node {
     /// requests already in progress before a hand-over) and hold the lease. The server asks
     /// before every mutating operation.
     pub fn may_serve(&self, set: SetId, now: Instant) -> bool {
-        self.lease_valid(now)
+        (self.lease_valid(now) || self.config.mutation == Mutation::NoFence)
             && self.slots.iter().any(|s| {
                 s.set == set
                     && matches!(s.phase, Phase::Serving { .. } | Phase::HandingOver { step: Step::Draining, .. })
@@ -558,7 +558,8 @@ impl Node {
         for i in 0..2 {
             if let Phase::Rechecking { epoch, token: t } = self.slots[i].phase {
                 if token >= t {
-                    let ours = self.slots[i].known == Some(Newest { epoch, owner: Some(self.config.me) });
+                    let ours = self.slots[i].known == Some(Newest { epoch, owner: Some(self.config.me) })
+                        || self.config.mutation == Mutation::NoEpochCheck;
                     if ours {
                         self.slots[i].phase = Phase::Binding { epoch };
                         self.actions.push_back(Action::Bind { set: self.slots[i].set, epoch });
@@ -597,7 +598,7 @@ impl Node {
         match outcome {
             ClaimOutcome::Won => {
                 self.learn(i, Newest { epoch, owner: Some(self.config.me) }, true);
-                let fence = acq.fence.then(|| now + self.config.lease);
+                let fence = (acq.fence && self.config.mutation != Mutation::NoFence).then(|| now + self.config.lease);
                 self.slots[i].phase = Phase::Restoring { epoch, fence };
                 self.actions.push_back(Action::Restore {
                     set: record.set,
@@ -881,6 +882,33 @@ impl Node {
         }
         self.partner_status = Some(st);
         self.maybe_auto_giveback();
+        self.take_from_faulty_partner();
+    }
+
+    /// A set the partner owns but cannot serve, because it reports a fault (a hung mount:
+    /// it may not even know it owns the set, after a restart), is taken as from a dead
+    /// node, fenced, when we are healthy. Without this, a home node in standby would wait
+    /// for a giveback that cannot come (the model checker's stall+crash family found it:
+    /// the partner's claim landed, the partner restarted with its mount still hung).
+    fn take_from_faulty_partner(&mut self) {
+        let Some(st) = self.partner_status.clone() else { return };
+        if !self.booted || self.health != Health::Healthy || self.pending.is_some() || self.partner_dead {
+            return;
+        }
+        if st.health == Health::Healthy {
+            return;
+        }
+        for i in 0..2 {
+            let s = self.slots[i];
+            let partner_serves = st.sets.iter().any(|e| e.set == s.set && e.serving);
+            if !matches!(s.phase, Phase::Idle | Phase::Standby) || partner_serves {
+                continue;
+            }
+            if let Some(k) = s.known.filter(|k| k.owner == Some(self.config.partner)) {
+                let acq = Acquire { flag: Flag::NonElectiveTakeover, source: Source::Mirror, upto: None, fence: true };
+                self.claim(i, k.epoch.next(), acq);
+            }
+        }
     }
 
     fn maybe_auto_giveback(&mut self) {
@@ -929,7 +957,8 @@ impl Node {
             slot.known = Some(n);
         }
         let mine = Some(self.config.me);
-        let superseded = |e: Epoch| n.epoch > e || (authoritative && n.epoch == e && n.owner != mine);
+        let checked = self.config.mutation != Mutation::NoEpochCheck;
+        let superseded = |e: Epoch| checked && (n.epoch > e || (authoritative && n.epoch == e && n.owner != mine));
         match slot.phase {
             Phase::Claiming { epoch, .. } if n.epoch > epoch => self.lose(i),
             p => {
@@ -1646,6 +1675,25 @@ mod tests {
         assert_eq!(t.sent().last(), Some(&Message::GivebackRequest { set: MINE }));
         let acts = t.recv(Message::GivebackDone { set: MINE, epoch: Epoch(4), last_seq: 12 });
         assert!(acts.contains(&Action::Bind { set: MINE, epoch: Epoch(5) }));
+    }
+
+    /// The partner holds our home set (its claim landed) but restarted with its mount
+    /// hung: it reports a fault, knows nothing, serves nothing. We take the set back,
+    /// fenced, instead of waiting in standby for a giveback that cannot come (found by the
+    /// model checker's stall+crash family with late writes).
+    #[test]
+    fn a_set_the_faulty_partner_owns_but_cannot_serve_is_taken_back_fenced() {
+        let mut t = T::boot(&[(MINE, 4, PARTNER), (THEIRS, 1, PARTNER)]);
+        assert_eq!(t.n.phase(MINE), Some(Phase::Standby));
+        let stalled = Health::Faulty(FaultKind::StorageStalled);
+        // Faulty but still serving our set: not ours to take.
+        let sets = vec![SetStatus { set: MINE, owner: PARTNER, epoch: Epoch(4), serving: true }];
+        t.recv(Message::Heartbeat(Status { health: stalled, sets }));
+        assert_eq!(t.n.phase(MINE), Some(Phase::Standby));
+        // Faulty and serving nothing.
+        t.recv(Message::Heartbeat(Status { health: stalled, sets: vec![] }));
+        assert!(t.claims.contains(&Record { cluster: C, set: MINE, owner: ME, epoch: Epoch(5) }));
+        assert!(matches!(t.n.phase(MINE), Some(Phase::Fencing { epoch: Epoch(5), .. })), "{:?}", t.n.phase(MINE));
     }
 
     #[test]

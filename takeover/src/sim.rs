@@ -9,8 +9,9 @@
 //! on), resumed, killed and restarted.
 //!
 //! After every step [`Pair::check`] tests the safety properties: never two nodes that may
-//! serve one set, never a bind below the newest claim, and never a set left with no server
-//! for longer than [`Pair::unserved_bound`] while a healthy node can reach shared storage.
+//! serve one set, never two awake nodes with one set's address bound, never a bind below
+//! the newest claim, and never a set left with no server for longer than
+//! [`Pair::unserved_bound`] while a healthy node can reach shared storage.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -146,6 +147,10 @@ pub struct Host {
     pub events: Vec<Event>,
     /// Faults injected on this node since the last restart.
     pub fault: Option<FaultKind>,
+    /// How fast this node's monotonic clock runs against true (virtual) time, in parts per
+    /// million: +50,000 is 5 % fast. The node sees only its own clock; the safety checks
+    /// use true time.
+    pub drift_ppm: i32,
 }
 
 /// A safety violation found by [`Pair::check`].
@@ -157,6 +162,8 @@ pub enum Violation {
     StaleBind { set: SetId, epoch: Epoch, newest: Option<(Epoch, NodeId)> },
     /// A set had no server for too long while a healthy node could reach storage.
     Unserved { set: SetId, for_ms: u64 },
+    /// Two awake nodes have the set's address bound at once.
+    TwoBound { set: SetId },
 }
 
 /// Two nodes, their servers, shared storage and the link, in virtual time.
@@ -185,6 +192,10 @@ pub struct Pair {
     /// When the last fault (kill, restart, freeze, resume, partition, heal, stall, un-stall,
     /// fault report) was injected: the unserved bound counts from it.
     pub last_fault: Instant,
+    /// Storage writes of killed nodes still on their way: a claim or heartbeat bump that
+    /// hung in a stalled mount when its process died may still land (with the node index
+    /// that issued it), at any later moment ([`Pair::land_orphan`]) or never.
+    pub orphans: Vec<(usize, Action)>,
     rng: u64,
 }
 
@@ -221,6 +232,7 @@ impl Pair {
             restores: Vec::new(),
             events: Vec::new(),
             fault: None,
+            drift_ppm: 0,
         };
         let [c0, c1] = configs;
         let mut p = Pair {
@@ -235,6 +247,7 @@ impl Pair {
             unserved_since: [None; 2],
             unserved_slack: Duration::ZERO,
             last_fault: now,
+            orphans: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15,
         };
         p.start(0);
@@ -265,6 +278,43 @@ impl Pair {
         self.now - self.base
     }
 
+    /// Node `i`'s clock reading at true time `t` (both measured from [`Pair::base`]).
+    pub fn local_at(&self, i: usize, t: Instant) -> Instant {
+        let ppm = self.hosts[i].drift_ppm;
+        if ppm == 0 {
+            return t;
+        }
+        let true_ns = (t - self.base).as_nanos();
+        let rate = (1_000_000i128 + ppm as i128) as u128;
+        self.base + Duration::from_nanos((true_ns * rate / 1_000_000) as u64)
+    }
+
+    /// Node `i`'s clock now.
+    pub fn local(&self, i: usize) -> Instant {
+        self.local_at(i, self.now)
+    }
+
+    /// The earliest true time at which node `i`'s clock reads at least `local`.
+    fn true_at(&self, i: usize, local: Instant) -> Instant {
+        let ppm = self.hosts[i].drift_ppm;
+        if ppm == 0 || local <= self.base {
+            return local;
+        }
+        let local_ns = (local - self.base).as_nanos();
+        let rate = (1_000_000i128 + ppm as i128) as u128;
+        let mut t = self.base + Duration::from_nanos((local_ns * 1_000_000).div_ceil(rate) as u64);
+        while self.local_at(i, t) < local {
+            t += Duration::from_nanos(1);
+        }
+        t
+    }
+
+    /// Sets node `i`'s clock drift ([`Host::drift_ppm`]).
+    pub fn set_drift(&mut self, i: usize, ppm: i32) {
+        assert!(ppm > -1_000_000, "a clock runs forwards");
+        self.hosts[i].drift_ppm = ppm;
+    }
+
     /// The home set of node `i`.
     pub fn set(i: usize) -> SetId {
         SetId::home_of(NODES[i])
@@ -277,7 +327,9 @@ impl Pair {
             recorded: (h.config.generation > 1).then_some(Identity { cluster: CLUSTER, node: NODES[i] }),
             flag: h.journal_flag,
         };
-        let node = Node::new(h.config.clone(), boot, self.now).expect("simulated identities match");
+        let now = self.local(i);
+        let h = &mut self.hosts[i];
+        let node = Node::new(h.config.clone(), boot, now).expect("simulated identities match");
         h.node = Some(node);
         self.pump(i);
     }
@@ -291,10 +343,31 @@ impl Pair {
         h.node = None;
         h.frozen = false;
         h.bound.clear();
-        h.stalled.clear();
+        // The process is gone, but what it wrote to a hung mount may still land.
+        let writes: Vec<Action> = h
+            .stalled
+            .drain(..)
+            .filter(|a| matches!(a, Action::WriteOwnership(_) | Action::BumpHeartbeat { .. }))
+            .collect();
         h.journal_flag = Flag::NonElectiveReboot;
         h.fault = None;
+        self.orphans.extend(writes.into_iter().map(|a| (i, a)));
         self.flight.retain(|f| f.to != i);
+        self.check();
+    }
+
+    /// A killed node's storage write ([`Pair::orphans`]) lands now: a claim is made if its
+    /// `(set, epoch)` is still free, a heartbeat counter is written. Nobody hears back.
+    pub fn land_orphan(&mut self, j: usize) {
+        self.last_fault = self.now;
+        let (i, a) = self.orphans.remove(j);
+        match a {
+            Action::WriteOwnership(r) => {
+                self.storage.claims.entry((r.set, r.epoch)).or_insert(r.owner);
+            }
+            Action::BumpHeartbeat { counter } => self.storage.heartbeats[i] = Some(counter),
+            _ => {}
+        }
         self.check();
     }
 
@@ -318,8 +391,9 @@ impl Pair {
     pub fn resume(&mut self, i: usize) {
         self.last_fault = self.now;
         self.hosts[i].frozen = false;
+        let now = self.local(i);
         if let Some(n) = self.hosts[i].node.as_mut() {
-            n.handle_timeout(self.now);
+            n.handle_timeout(now);
         }
         self.pump(i);
         self.check();
@@ -351,7 +425,7 @@ impl Pair {
 
     /// An operator command on node `i`. Returns whether it was accepted.
     pub fn command(&mut self, i: usize, c: Command) -> bool {
-        let now = self.now;
+        let now = self.local(i);
         let Some(n) = self.hosts[i].node.as_mut() else { return false };
         if self.hosts[i].frozen {
             return false;
@@ -366,7 +440,7 @@ impl Pair {
     /// A fault report on node `i`.
     pub fn fault(&mut self, i: usize, kind: FaultKind) {
         self.last_fault = self.now;
-        let now = self.now;
+        let now = self.local(i);
         if self.hosts[i].frozen {
             return;
         }
@@ -387,7 +461,10 @@ impl Pair {
 
     /// The earliest timer of an awake node.
     pub fn next_timer(&self) -> Option<Instant> {
-        (0..2).filter(|&i| self.awake(i)).filter_map(|i| self.hosts[i].node.as_ref()?.poll_timeout()).min()
+        (0..2)
+            .filter(|&i| self.awake(i))
+            .filter_map(|i| Some(self.true_at(i, self.hosts[i].node.as_ref()?.poll_timeout()?)))
+            .min()
     }
 
     /// Moves virtual time to `t` and fires the timers that are due.
@@ -399,7 +476,7 @@ impl Pair {
             if !self.awake(i) {
                 continue;
             }
-            let now = self.now;
+            let now = self.local(i);
             let n = self.hosts[i].node.as_mut().unwrap();
             if n.poll_timeout().is_some_and(|d| d <= now) {
                 n.handle_timeout(now);
@@ -415,7 +492,7 @@ impl Pair {
         if !self.awake(f.to) {
             return;
         }
-        let now = self.now;
+        let now = self.local(f.to);
         self.hosts[f.to].node.as_mut().unwrap().handle_frame(&f.bytes, now);
         self.pump(f.to);
         self.check();
@@ -464,7 +541,8 @@ impl Pair {
 
     /// Whether node `i` may serve `set` now.
     pub fn serving(&self, i: usize, set: SetId) -> bool {
-        self.hosts[i].node.as_ref().is_some_and(|n| n.may_serve(set, self.now))
+        let now = self.local(i);
+        self.hosts[i].node.as_ref().is_some_and(|n| n.may_serve(set, now))
     }
 
     /// Which node index may serve `set` now, if exactly one.
@@ -571,7 +649,7 @@ impl Pair {
             }
             return;
         }
-        let now = self.now;
+        let now = self.local(i);
         let me = NODES[i];
         let host = &mut self.hosts[i];
         let Some(node) = host.node.as_mut() else { return };
@@ -633,7 +711,11 @@ impl Pair {
     /// the simulation.)
     pub fn unserved_bound(&self) -> Duration {
         let c = &self.hosts[0].config;
-        c.detection_timeout() + c.lease + c.heartbeat_interval * 2 + self.unserved_slack
+        let bound = c.detection_timeout() + c.lease + c.heartbeat_interval * 2;
+        // A slow clock stretches the timers in true time.
+        let slowest = self.hosts.iter().map(|h| h.drift_ppm).min().unwrap_or(0).min(0);
+        let bound = bound.mul_f64(1_000_000.0 / (1_000_000.0 + slowest as f64));
+        bound + self.unserved_slack
     }
 
     /// Whether node `i` is healthy and can reach shared storage.
@@ -652,6 +734,9 @@ impl Pair {
             let servers = (0..2).filter(|&i| self.serving(i, set)).count();
             if servers > 1 {
                 self.violations.push(Violation::TwoServers { set });
+            }
+            if (0..2).filter(|&i| self.awake(i) && self.hosts[i].bound.contains_key(&set)).count() > 1 {
+                self.violations.push(Violation::TwoBound { set });
             }
             if servers == 0 && capable {
                 let since = (*self.unserved_since[k].get_or_insert(self.now)).max(self.last_fault);

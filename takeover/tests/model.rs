@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use takeover::model::{explore, replay, Bounds, Report};
+use takeover::config::Mutation;
+use takeover::model::{explore, explore_with, replay_with, Bounds, Report};
+use takeover::sim::config;
+use takeover::Config;
 
 /// No faults of any kind, horizon `ms`, and the given budgets.
 fn bounds(ms: u64, f: impl FnOnce(&mut Bounds)) -> Bounds {
@@ -34,14 +37,18 @@ fn check(name: &str, b: &Bounds) -> Report {
 }
 
 fn check_allow_truncation(name: &str, b: &Bounds) -> Report {
+    check_configs(name, b, [config(0), config(1)])
+}
+
+fn check_configs(name: &str, b: &Bounds, configs: [Config; 2]) -> Report {
     let t = std::time::Instant::now();
-    let r = explore(b);
+    let r = explore_with(b, configs.clone());
     eprintln!(
         "{name}: {} states, {} transitions, depth {}, {} liveness checks, {} goals completed, truncated {}, {:?}",
         r.states, r.transitions, r.max_depth, r.liveness_checks, r.goals_completed, r.truncated, t.elapsed()
     );
     if let Some(f) = r.failures.first() {
-        let p = replay(b, &f.trace);
+        let p = replay_with(b, configs, &f.trace);
         let events: Vec<_> = (0..2).map(|i| p.events(i).to_vec()).collect();
         panic!("{name}: {}\ntrace {:?}\nevents {events:?}", f.what, f.trace);
     }
@@ -109,6 +116,73 @@ fn model_storage_stall_and_fault() {
         b.stalls = 1;
         b.faults = 1;
     }));
+}
+
+#[test]
+fn model_two_crashes() {
+    check("two crashes", &bounds(h(1200, 1800), |b| {
+        b.crashes = 2;
+        b.commands = 1;
+    }));
+}
+
+/// A node killed while its shared storage hangs: its claim or heartbeat bump may land
+/// later, after the partner acted on its death, or never (the model tries each moment).
+#[test]
+fn model_write_landing_after_its_node_was_killed() {
+    check("stall+crash, late writes", &bounds(h(1000, 1200), |b| {
+        b.stalls = 1;
+        b.crashes = 1;
+        b.commands = 1;
+    }));
+}
+
+/// Clocks that drift apart: one node's monotonic clock 5 % fast, the other's 5 % slow
+/// (far beyond a real clock's 100 ppm, to show the margin), each way round, with a freeze
+/// and a partition, and with a crash and the operator's commands.
+#[test]
+fn model_clock_drift() {
+    for ppm in [50_000, -50_000] {
+        check(&format!("drift {ppm} ppm, freeze+partition"), &bounds(h(1200, 1500), |b| {
+            b.freezes = 1;
+            b.partitions = 1;
+            b.drift_ppm = ppm;
+        }));
+        check(&format!("drift {ppm} ppm, crash"), &bounds(h(1000, 1200), |b| {
+            b.crashes = 1;
+            b.commands = 1;
+            b.drift_ppm = ppm;
+        }));
+    }
+}
+
+/// With `auto_giveback`, a node that comes back asks for its home set as soon as it is
+/// healthy: crashes and restarts, a freeze, with the operator's commands.
+#[test]
+fn model_auto_giveback() {
+    let configs = [0, 1].map(|i| Config { auto_giveback: true, ..config(i) });
+    check_configs("auto giveback, crash", &bounds(h(1000, 1200), |b| {
+        b.crashes = 1;
+        b.commands = 1;
+    }), configs.clone());
+    check_configs("auto giveback, freeze", &bounds(h(1000, 1200), |b| b.freezes = 1), configs);
+}
+
+/// The checker earns its keep: with the fence or the epoch check switched off in both
+/// nodes ([`Mutation`]), it finds two servers for one set.
+#[test]
+fn model_finds_split_brain_without_the_fence_or_the_epoch_check() {
+    for (mutation, name) in [(Mutation::NoFence, "no fence"), (Mutation::NoEpochCheck, "no epoch check")] {
+        let configs = [0, 1].map(|i| Config { mutation, ..config(i) });
+        let b = bounds(1200, |b| {
+            b.freezes = 1;
+            b.partitions = 1;
+        });
+        let r = explore_with(&b, configs);
+        eprintln!("{name}: {} states, {} failures", r.states, r.failures.len());
+        let split = r.failures.iter().find(|f| f.what.contains("TwoServers"));
+        assert!(split.is_some(), "{name}: no split brain found in {} states: {:?}", r.states, r.failures.first());
+    }
 }
 
 /// Two fault families at once, each pair of them (each stops at 3 million states).

@@ -87,7 +87,9 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
             Some(RequestContext::Lease(l)) => Some(l),
             _ => None,
         };
-        return reconnect_after_teardown(&Opener::new(ctx, tree, session), r.file_id, lease, &req.name, Some(*r)).await;
+        let opener = Opener::new(ctx, tree, session);
+        let file_id = dh2c_file_id(&opener, r);
+        return reconnect_after_teardown(&opener, file_id, lease, &req.name, Some(*r)).await;
     }
     let dhnc = req.context(|c| matches!(c, RequestContext::DurableHandleReconnect { .. }));
     if let (Some(RequestContext::DurableHandleReconnect { file_id }), TreeKind::Disk(_)) = (dhnc, &tree.kind) {
@@ -289,6 +291,33 @@ async fn reconnect_after_teardown(
         }
         tries += 1;
         tokio::time::sleep(RECONNECT_RETRY).await;
+    }
+}
+
+/// The open a DH2C names ([MS-SMB2] 3.3.5.9.12): its persistent id; or,
+/// when no open has that id and the client asks for a persistent handle on
+/// a continuously available share, the persistent open with the context's
+/// CreateGuid (a client that lost the id, or a replay of a DH2C whose
+/// answer was lost). The open found is then checked like any other.
+fn dh2c_file_id(opener: &Opener, r: &DurableHandleReconnectV2) -> FileId {
+    let ca = opener.tree.share().is_some_and(|s| s.cfg.continuous_availability);
+    if !ca || r.flags & durable_v2_flags::PERSISTENT == 0 || opener.dialect < dialect::SMB3_0 {
+        return r.file_id;
+    }
+    let client = crate::model::ClientGuid(opener.client_guid);
+    let guid = crate::model::CreateGuid(r.create_guid);
+    let found = opener.server.with_model(|m| {
+        if m.open(PersistentFileId(r.file_id.persistent)).is_some() {
+            return None;
+        }
+        m.sets().filter_map(|set| m.partition(set)).find_map(|p| p.persistent_open(client, guid)).map(|o| o.id().0)
+    });
+    match found {
+        Some(pid) => {
+            debug!(asked = r.file_id.persistent, found = pid, "DH2C: persistent open found by its CreateGuid");
+            FileId { persistent: pid, volatile: r.file_id.volatile }
+        }
+        None => r.file_id,
     }
 }
 
@@ -911,7 +940,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     let d = req.create_disposition;
     let id = server.next_id();
     let open_ref = OpenRef::new(id, desired, req.share_access);
-    let (handle, action, created, rsv) = match existing {
+    let (handle, st, action, created, rsv) = match existing {
         Some(st) => {
             if d == disp::CREATE {
                 return Err(NtStatus::OBJECT_NAME_COLLISION);
@@ -978,8 +1007,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                 return Err(NtStatus::SHARING_VIOLATION);
             }
             let write = desired & WRITE_ACCESS != 0 || overwrite;
-            let h = share.fs.open(&resolved, write && !st.is_dir).map_err(fs_err)?;
-            let st = h.stat().map_err(fs_err)?;
+            let (h, st) = share.fs.open_stat(&resolved, write && !st.is_dir).map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
             let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, true, None)?;
             let action = if overwrite {
@@ -996,7 +1024,9 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
             } else {
                 create_action::OPENED
             };
-            (h, action, false, rsv)
+            // What the answer reports: after the truncation, if any.
+            let st = if action == create_action::OPENED { st } else { h.stat().map_err(fs_err)? };
+            (h, st, action, false, rsv)
         }
         None => {
             if matches!(d, disp::OPEN | disp::OVERWRITE) {
@@ -1047,10 +1077,9 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
             let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, false, minted)?;
-            (h, create_action::CREATED, true, rsv)
+            (h, st, create_action::CREATED, true, rsv)
         }
     };
-    let st = handle.stat().map_err(fs_err)?;
     let key = rsv.key;
     let mut st = st;
     if let Some(RequestContext::AllocationSize(n)) = req.context(|c| matches!(c, RequestContext::AllocationSize(_))) {

@@ -91,7 +91,7 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
             need(open, access::DELETE)?;
             rename(ctx, open, &name, replace_if_exists)?;
         }
-        SetFileInfo::Link { .. } => return Err(NtStatus::NOT_SUPPORTED),
+        SetFileInfo::Link { replace_if_exists, name } => link(ctx, open, &name, replace_if_exists)?,
         SetFileInfo::Disposition { delete_pending } => set_delete(ctx, open, delete_pending)?,
         SetFileInfo::DispositionEx { flags } => {
             if flags & disposition_flags::POSIX_SEMANTICS != 0 {
@@ -225,6 +225,47 @@ fn rename(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(
     let mut st = lock(&open.st);
     st.path = path;
     st.resolved = Some(new);
+    Ok(())
+}
+
+/// FileLinkInformation ([MS-FSA] 2.1.5.14.6): a second name for the
+/// open's file, in the same share. A directory cannot be linked
+/// (STATUS_FILE_IS_A_DIRECTORY); an existing name is replaced only with
+/// ReplaceIfExists, never when it is a directory or open
+/// (STATUS_ACCESS_DENIED), else STATUS_OBJECT_NAME_COLLISION. A stream
+/// name is refused. The new name shares the file's stable id (it is the
+/// inode's), so opens through either name are of one file.
+fn link(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), NtStatus> {
+    if open.is_dir {
+        return Err(NtStatus::FILE_IS_A_DIRECTORY);
+    }
+    if name.contains(':') {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    let share = open.share().ok_or(NtStatus::INVALID_PARAMETER)?.clone();
+    if share.cfg.read_only {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    let key = open.key.ok_or(NtStatus::INVALID_PARAMETER)?;
+    let target = SmbPath::parse(name.trim_start_matches('\\')).map_err(|e| e.status())?;
+    if target.is_root() {
+        return Err(NtStatus::OBJECT_NAME_INVALID);
+    }
+    let from = lock(&ctx.server.files).path(&key).ok_or(NtStatus::INTERNAL_ERROR)?;
+    let dest = share.fs.resolve(&target).map_err(|e| e.status())?;
+    if dest.exists() && replace {
+        let dst_st = share.fs.stat(&dest).map_err(|e| e.status())?;
+        let dst_key = lock(&ctx.server.files).uid_of(Inode::of(&dst_st));
+        if dst_key != Some(key) && dst_key.is_some_and(|k| lock(&ctx.server.files).open_count(&k) > 0) {
+            return Err(NtStatus::ACCESS_DENIED);
+        }
+    }
+    let new = share.fs.link(&from, &target, replace).map_err(|e| match e {
+        fs::FsError::IsADirectory => NtStatus::FILE_IS_A_DIRECTORY,
+        e => e.status(),
+    })?;
+    ctx.server.report_change(&share.cfg.name, new.components(), action::ADDED, filter::FILE_NAME);
+    debug!(from = %from.smb_path(), to = %new.smb_path(), "linked");
     Ok(())
 }
 

@@ -75,8 +75,14 @@ impl Handle {
     /// Metadata of the open object (it may have been renamed since).
     pub fn stat(&self) -> Result<Stat, FsError> {
         let st = sys::statx(self.fd.as_fd(), c"", libc::AT_EMPTY_PATH).map_err(io_err)?;
+        Ok(self.stat_from(&st))
+    }
+
+    /// Metadata from a `statx` of this handle just made, with what the
+    /// xattrs add.
+    pub(super) fn stat_from(&self, st: &libc::statx) -> Stat {
         let target = self.xattrs.then_some(XattrTarget::Fd(self.fd.as_fd()));
-        Ok(stat::from_statx(&st, target))
+        stat::from_statx(st, target)
     }
 
     /// `pread`: reads up to `buf.len()` bytes at `offset`; 0 at end of file.
@@ -175,9 +181,18 @@ impl Handle {
         if offset >= end {
             return Ok(());
         }
-        let flags = if st.attributes & attr::SPARSE_FILE != 0 { FallocateFlags::FALLOC_FL_PUNCH_HOLE } else { FallocateFlags::FALLOC_FL_ZERO_RANGE };
+        let flags = if st.attributes & attr::SPARSE_FILE != 0 {
+            FallocateFlags::FALLOC_FL_PUNCH_HOLE
+        } else {
+            FallocateFlags::FALLOC_FL_ZERO_RANGE
+        };
         let len = offset_of(end - offset)?;
-        match nix::fcntl::fallocate(self.fd.as_raw_fd(), flags | FallocateFlags::FALLOC_FL_KEEP_SIZE, offset_of(offset)?, len) {
+        match nix::fcntl::fallocate(
+            self.fd.as_raw_fd(),
+            flags | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            offset_of(offset)?,
+            len,
+        ) {
             Ok(()) => Ok(()),
             Err(nix::errno::Errno::EOPNOTSUPP) => {
                 // No fallocate mode for it: write the zeros.
@@ -243,7 +258,8 @@ impl Handle {
     /// Sets times (see [`SetTimes`]).
     pub fn set_times(&self, times: SetTimes) -> Result<(), FsError> {
         if times.last_access.is_some() || times.last_write.is_some() {
-            let conv = |t: Option<u64>| t.map_or(TimeSpec::UTIME_OMIT, |ft| TimeSpec::from(stat::filetime_to_timespec(ft)));
+            let conv =
+                |t: Option<u64>| t.map_or(TimeSpec::UTIME_OMIT, |ft| TimeSpec::from(stat::filetime_to_timespec(ft)));
             nix::sys::stat::futimens(self.fd.as_raw_fd(), &conv(times.last_access), &conv(times.last_write))?;
         }
         if let Some(ft) = times.creation {

@@ -376,6 +376,13 @@ impl Share {
     /// file or directory is refused without blocking (FIFOs are opened
     /// `O_NONBLOCK` and closed again).
     pub fn open(&self, rel: &Resolved, write: bool) -> Result<Handle, FsError> {
+        self.open_stat(rel, write).map(|(h, _)| h)
+    }
+
+    /// [`Share::open`], with the opened object's metadata from the `statx`
+    /// the open makes anyway (one system call fewer than
+    /// [`Handle::stat`] after it).
+    pub fn open_stat(&self, rel: &Resolved, write: bool) -> Result<(Handle, Stat), FsError> {
         let path = rel.rel()?;
         let flags = if write { libc::O_RDWR } else { libc::O_RDONLY } | libc::O_NONBLOCK | libc::O_NOCTTY;
         let fd = match sys::openat2_beneath(self.root_fd.as_fd(), &path, flags, 0) {
@@ -385,11 +392,15 @@ impl Share {
             r => r,
         }
         .map_err(|e| self.open_error(rel, e))?;
-        self.finish_open(fd)
+        let (h, st) = self.finish_open(fd, true)?;
+        let st = h.stat_from(&st);
+        Ok((h, st))
     }
 
-    /// Checks the type of a freshly opened fd and clears `O_NONBLOCK`.
-    fn finish_open(&self, fd: OwnedFd) -> Result<Handle, FsError> {
+    /// Checks the type of a freshly opened fd and, for a file opened
+    /// `O_NONBLOCK` (`nonblock`), clears the flag (a directory's reads do
+    /// not block either way). Returns the `statx` it checked.
+    fn finish_open(&self, fd: OwnedFd, nonblock: bool) -> Result<(Handle, libc::statx), FsError> {
         let st = sys::statx(fd.as_fd(), c"", libc::AT_EMPTY_PATH).map_err(io_err)?;
         let is_dir = match kind_of(st.stx_mode as u32) {
             Kind::Dir => true,
@@ -397,10 +408,12 @@ impl Share {
             Kind::Symlink => return Err(FsError::SymlinkRefused),
             Kind::Special => return Err(FsError::AccessDenied),
         };
-        let fl = nix::fcntl::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), nix::fcntl::FcntlArg::F_GETFL)?;
-        let fl = OFlag::from_bits_truncate(fl) & !OFlag::O_NONBLOCK;
-        nix::fcntl::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), nix::fcntl::FcntlArg::F_SETFL(fl))?;
-        Ok(Handle::new(fd, is_dir, self.xattrs))
+        if nonblock && !is_dir {
+            // F_SETFL sets only the status flags (O_APPEND, O_NONBLOCK,
+            // ...), of which Duet opens with none but O_NONBLOCK.
+            nix::fcntl::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))?;
+        }
+        Ok((Handle::new(fd, is_dir, self.xattrs), st))
     }
 
     /// ENOENT on the leaf is NotFound, on a parent PathNotFound.
@@ -448,7 +461,7 @@ impl Share {
         }
         .map_err(io_err)?;
         self.names.changed(dir.as_fd(), pre, Some(rel.name()), None);
-        let h = self.finish_open(fd)?;
+        let (h, _) = self.finish_open(fd, false)?;
         self.stamp_btime(&h);
         Ok(h)
     }
@@ -468,7 +481,7 @@ impl Share {
         )?;
         self.names.changed(dir.as_fd(), pre, Some(rel.name()), None);
         let fd = sys::openat2_beneath(dir.as_fd(), &leaf, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(io_err)?;
-        let h = self.finish_open(fd)?;
+        let (h, _) = self.finish_open(fd, false)?;
         self.stamp_btime(&h);
         Ok(h)
     }
@@ -584,6 +597,59 @@ impl Share {
         }
         rename_at(src, src_leaf, dst, &spelling_c, true)?;
         Ok(result)
+    }
+
+    /// Makes `to` a second name of the file `from` (a hard link, `linkat`),
+    /// both confined to the share. An existing `to` is refused unless
+    /// `replace` ([`FsError::Exists`]); a directory there is never replaced
+    /// ([`FsError::AccessDenied`]); a name that is already this file's is
+    /// left as it is. Returns where the new name resolves, with the
+    /// client's spelling of its last component.
+    pub fn link(&self, from: &Resolved, to: &SmbPath, replace: bool) -> Result<Resolved, FsError> {
+        let (src_parent, src_leaf) = from.split()?.ok_or(FsError::AccessDenied)?;
+        let target = self.resolve(to)?;
+        let (dst_parent, _) = target.split()?.ok_or(FsError::AccessDenied)?;
+        let src = self.parent_fd(&src_parent)?;
+        let dst = self.parent_fd(&dst_parent)?;
+        let spelling = to.leaf().ok_or(FsError::AccessDenied)?;
+        let src_st = stat::stat_at(src.as_fd(), Some(&src_leaf), false)?;
+        if src_st.is_dir {
+            return Err(FsError::IsADirectory);
+        }
+        let mut result = target.clone();
+        *result.components.last_mut().expect("non-root") = spelling.to_owned();
+        result.exists = true;
+        result.is_dir = false;
+        let pre = names::stamp(dst.as_fd());
+        if target.exists {
+            let dst_leaf = to_cstring(target.name())?;
+            let dst_st = stat::stat_at(dst.as_fd(), Some(&dst_leaf), false)?;
+            if (dst_st.dev, dst_st.ino) == (src_st.dev, src_st.ino) {
+                return Ok(target);
+            }
+            if !replace {
+                return Err(FsError::Exists);
+            }
+            if dst_st.is_dir {
+                return Err(FsError::AccessDenied);
+            }
+            nix::unistd::unlinkat(Some(std::os::fd::AsRawFd::as_raw_fd(&dst)), dst_leaf.as_c_str(), UnlinkatFlags::NoRemoveDir)?;
+        }
+        let r = nix::unistd::linkat(
+            Some(std::os::fd::AsRawFd::as_raw_fd(&src)),
+            src_leaf.as_c_str(),
+            Some(std::os::fd::AsRawFd::as_raw_fd(&dst)),
+            to_cstring(spelling)?.as_c_str(),
+            nix::fcntl::AtFlags::empty(),
+        );
+        self.names.changed(dst.as_fd(), pre, Some(spelling), None);
+        match r {
+            Err(nix::errno::Errno::EEXIST) => Err(FsError::Exists),
+            r => {
+                r?;
+                Ok(result)
+            }
+        }
     }
 
     /// Space on the share's file system.

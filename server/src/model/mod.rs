@@ -203,6 +203,16 @@ impl Partition {
             .find(|o| o.info.replay_eligible)
     }
 
+    /// The persistent open with this CreateGuid from this client: where a DH2C whose
+    /// persistent id names no open looks next ([MS-SMB2] 3.3.5.9.12), replay eligible
+    /// or not.
+    pub fn persistent_open(&self, client: ClientGuid, guid: CreateGuid) -> Option<&OpenRecord> {
+        self.by_create_guid
+            .range((client, guid, PersistentFileId(0))..=(client, guid, PersistentFileId(u64::MAX)))
+            .filter_map(|(_, _, id)| self.opens.get(id))
+            .find(|o| matches!(o.info.durability, Durability::Persistent { .. }))
+    }
+
     /// The opens with this Open.AppInstanceId ([MS-SMB2] 3.3.5.9.13).
     pub fn app_instance_opens(&self, id: AppInstanceId) -> impl Iterator<Item = &OpenRecord> {
         self.opens.values().filter(move |o| o.info.app_instance_id == Some(id))
