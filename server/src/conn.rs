@@ -26,9 +26,8 @@ use crate::transport::{far_future, write_replies, Inbox, Outflow, Reader, Reply,
 /// Serves one TCP connection until the peer goes away or sends garbage.
 pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u64) {
     let local = sock.local_addr().ok();
-    let fd = std::os::unix::io::AsRawFd::as_raw_fd(&sock);
     let (rd, wr) = sock.into_split();
-    serve_on(server, Box::new(rd), Box::new(wr), Some(fd), peer, local, id).await
+    serve_on(server, Box::new(rd), Writer::Tcp(wr), peer, local, id).await
 }
 
 /// Serves one connection over any byte stream: [`serve`] for TCP, an
@@ -36,21 +35,21 @@ pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u
 pub async fn serve_stream(
     server: Arc<Server>,
     rd: Reader,
-    wr: Writer,
+    wr: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
     peer: SocketAddr,
     local: Option<SocketAddr>,
     id: u64,
 ) {
-    serve_on(server, rd, wr, None, peer, local, id).await
+    serve_on(server, rd, Writer::Stream(wr), peer, local, id).await
 }
 
-/// [`serve_stream`], with the TCP socket whose acknowledgements point 4
-/// waits for (`tcp`; none for another stream).
+/// [`serve_stream`] or [`serve`]: on a TCP socket ([`Writer::Tcp`]) point 4
+/// waits for its acknowledgements, and large READ answers may be sent
+/// with `sendfile`.
 async fn serve_on(
     server: Arc<Server>,
     rd: Reader,
     wr: Writer,
-    tcp: Option<std::os::unix::io::RawFd>,
     peer: SocketAddr,
     local: Option<SocketAddr>,
     id: u64,
@@ -58,16 +57,18 @@ async fn serve_on(
     debug!("connected");
     let limits = &server.cfg.limits;
     let (tx, rx) = mpsc::channel::<Reply>(OUT_QUEUE);
-    let outflow = Arc::new(Outflow::new(server.resources.reply_meter()));
+    let outflow = Arc::new(Outflow::new(server.resources.reply_meter(), server.sent.clone()));
+    let sends_files = matches!(wr, Writer::Tcp(_));
     let answered = {
         let server = server.clone();
         Arc::new(move |op| pipeline::point4(&server, op)) as crate::transport::Acked
     };
     let stall = Duration::from_secs(limits.send_timeout_s);
-    let writer = tokio::spawn(write_replies(wr, rx, outflow.clone(), stall, tcp, answered));
+    let writer = tokio::spawn(write_replies(wr, rx, outflow.clone(), stall, answered));
     let inbox = Inbox::bounded(rd, outflow, Duration::from_secs(limits.frame_timeout_s));
     let mut conn = ConnState::new(server.clone(), peer, id, tx, inbox);
     conn.local = local;
+    conn.sends_files = sends_files;
     let handshake = Duration::from_secs(limits.handshake_timeout_s);
     // Since when the connection has had no authenticated session.
     let mut unauthenticated = Some(Instant::now());

@@ -60,6 +60,9 @@ pub struct ConnState {
     pub peer: SocketAddr,
     /// The server's address the connection arrived on.
     pub local: Option<SocketAddr>,
+    /// The writer can send file regions with `sendfile` (a TCP socket):
+    /// large READ answers that are neither signed nor encrypted go out so.
+    pub sends_files: bool,
     pub server: Arc<Server>,
     /// Whole frames (NetBIOS header included) to the writer; only the
     /// pipeline's door out (its one encoder) sends on it.
@@ -125,6 +128,7 @@ impl ConnState {
             id,
             peer,
             local: None,
+            sends_files: false,
             server,
             tx,
             dialect: 0,

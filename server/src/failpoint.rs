@@ -11,11 +11,13 @@
 //! | `sent` | an answer was handed to the socket, before point 4 |
 //! | `point4` | the point-4 record was appended |
 //!
-//! Two more do not kill: with `restore:MS` the start pauses MS milliseconds
-//! while it restores the journal (so that a test can signal the server
-//! then); with `mirror-receive:MS` the pair's receiving thread pauses MS
-//! milliseconds before it stores each run of the partner's records (a
-//! stuck disk: the partner's acknowledgements stop, its heartbeats go on).
+//! Three more do not kill but pause for MS milliseconds: `restore:MS`, the
+//! start while it restores the journal (so that a test can signal the
+//! server then); `mirror-receive:MS`, the pair's receiving thread before it
+//! stores each run of the partner's records (a stuck disk: the partner's
+//! acknowledgements stop, its heartbeats go on); and `read-in-file:MS`, a
+//! large READ whose data is sent from its file, between taking the file's
+//! size and answering (so that a test can shrink the file then).
 //!
 //! Without the variable a call costs one load of a `OnceLock`.
 
@@ -38,7 +40,7 @@ fn armed() -> &'static Option<(String, u64)> {
     })
 }
 
-/// The start passes `name`: pauses here for the armed number of
+/// The server passes `name`: pauses here for the armed number of
 /// milliseconds when `name` is the armed failpoint.
 pub fn pause(name: &str) {
     if let Some((armed, ms)) = armed() {

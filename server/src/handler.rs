@@ -59,6 +59,14 @@ pub struct Resp {
     pub no_response: bool,
     /// Room allocated in front of `body` (see [`body_with_headroom`]).
     pub headroom: Option<BytesMut>,
+    /// The rest of the body, left in a file: a READ's data, sent after
+    /// `body` with `sendfile` ([`crate::transport::FileRegion`]). Only in a
+    /// deferred answer (the result of [`Resp::deferred`]), and only when
+    /// [`Ctx::may_send_file`] was true.
+    pub file_data: Option<FileData>,
+    /// The deferred answer will carry its data in `file_data`, not in a
+    /// buffer: it takes no share of the I/O budget ([`crate::alloc`]).
+    pub deferred_in_file: bool,
     /// Close the connection after sending.
     pub close: bool,
     /// What a pending or deferred answer changed in the long-lived state
@@ -87,6 +95,8 @@ impl Resp {
             preauth_conn: false,
             no_response: false,
             headroom: None,
+            file_data: None,
+            deferred_in_file: false,
             close: false,
             deltas: Vec::new(),
         }
@@ -114,6 +124,14 @@ impl Resp {
     }
 }
 
+/// Bytes of an open's file that end an answer's body ([`Resp::file_data`]):
+/// `len` of them from `offset`, all there when the answer was made.
+pub struct FileData {
+    pub open: Arc<crate::state::Open>,
+    pub offset: u64,
+    pub len: usize,
+}
+
 /// What a handler result is.
 pub type HResult = Result<Resp, NtStatus>;
 
@@ -133,6 +151,10 @@ pub struct Ctx<'a> {
     pub tree: Option<Arc<Tree>>,
     /// The request came inside a transform header.
     pub encrypted: bool,
+    /// The answer will go out neither signed nor encrypted, alone in its
+    /// frame, on a connection whose writer sends file regions: a large
+    /// READ may leave its data in the file ([`Resp::file_data`]).
+    pub may_send_file: bool,
     /// For related compound elements: the file id the previous element used.
     pub chain_file_id: Option<FileId>,
     /// What the element changed in the long-lived state, in order: the

@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use protocol::NtStatus;
@@ -305,6 +305,19 @@ impl Drop for ReplyMeter {
         let mine = *self.mine.get_mut();
         self.counters.queued.fetch_sub(mine, Ordering::Relaxed);
     }
+}
+
+/// What the connections' writers have sent from files, server-wide
+/// ([`crate::transport::FileRegion`]; `duet status`).
+#[derive(Default)]
+pub struct SendStats {
+    /// File regions sent whole.
+    pub regions: AtomicU64,
+    /// Their bytes sent with `sendfile`.
+    pub sendfile_bytes: AtomicU64,
+    /// Their bytes read and written instead (no `sendfile` on the stream or
+    /// the file system).
+    pub copied_bytes: AtomicU64,
 }
 
 #[cfg(test)]

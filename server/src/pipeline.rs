@@ -488,7 +488,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         if let Some(fut) = resp.deferred.take() {
             let enc = c.encrypt_reply.clone().or_else(|| encryption_for_hdr(conn, &resp_hdr));
             let cost = crate::alloc::io_cost(&hdr, &elem);
-            deferred_tasks.push((resp_hdr, sign, enc, fut, index, replay_key, cost));
+            deferred_tasks.push((resp_hdr, sign, enc, fut, index, replay_key, (cost, resp.deferred_in_file)));
         } else if let Some(fut) = resp.pending.take() {
             // The interim answer ([MS-SMB2] 3.3.4.2) carries the credits;
             // the final one none (3.3.1.2).
@@ -553,8 +553,8 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
     if let Some((w, fut)) = waiting {
         park(conn, c, w, fut);
     }
-    for (hdr, sign, enc, fut, idx, key, cost) in deferred_tasks {
-        spawn_deferred(conn, op, idx, key, hdr, sign, enc, fut, cost).await;
+    for (hdr, sign, enc, fut, idx, key, io) in deferred_tasks {
+        spawn_deferred(conn, op, idx, key, hdr, sign, enc, fut, io).await;
     }
     for (async_id, message_id, session_id, final_hdr, fut, sign, idx, outlives) in pending_tasks {
         spawn_pending(conn, op, idx, (async_id, message_id, session_id, outlives), final_hdr, fut, sign, encrypted);
@@ -831,6 +831,16 @@ async fn run_element(
     if let Some(r) = replayed_answer(server, hdr, elem, chain_file_id, session.as_ref()).await {
         return Ok(r);
     }
+    // A large READ may leave its data in the file for the writer to send
+    // (`sendfile`) when its answer goes out as it is: alone in its frame,
+    // neither signed nor encrypted (the same choices the answer's encoding
+    // makes below, in `run_chain`), on a TCP connection.
+    let may_send_file = single
+        && command == Command::Read
+        && conn.sends_files
+        && !encrypted
+        && signing_for(conn, hdr, hdr.is_signed()).is_none()
+        && encryption_for_hdr(conn, hdr).is_none();
     let span =
         tracing::debug_span!("session", id = hdr.session_id, tree = hdr.tree_id, mid = hdr.message_id, cmd = ?command);
     let mut ctx = Ctx {
@@ -842,6 +852,7 @@ async fn run_element(
         session,
         tree,
         encrypted,
+        may_send_file,
         chain_file_id,
         single,
         deltas: Vec::new(),
@@ -879,7 +890,7 @@ async fn send_elements(
     }
     match encode_frame(&mut conn.preauth, out, encrypt) {
         Some(frame) => {
-            let _ = conn.tx.send(Reply { frame: frame.freeze(), op: finishes }).await;
+            let _ = conn.tx.send(Reply::new(frame.freeze(), finishes)).await;
             true
         }
         None => false,
@@ -928,7 +939,7 @@ async fn write_notice(conn: &mut ConnState, n: Notice) -> bool {
     let Some(frame) = encode_frame(&mut unused, vec![e], n.encrypt) else {
         return false;
     };
-    let _ = conn.tx.send(Reply { frame: frame.freeze(), op: if journaled { op } else { OpId(0) } }).await;
+    let _ = conn.tx.send(Reply::new(frame.freeze(), if journaled { op } else { OpId(0) })).await;
     true
 }
 
@@ -942,8 +953,26 @@ fn encode_frame(
     out: Vec<OutElement>,
     encrypt: Option<(Arc<SessionCrypto>, u64)>,
 ) -> Option<BytesMut> {
+    encode_frame_ending_in_file(conn_preauth, out, encrypt, 0)
+}
+
+/// [`encode_frame`] for a frame whose last `tail` bytes are not in it but
+/// in a file, sent after it ([`crate::transport::FileRegion`]): the NetBIOS
+/// length counts them. Only a lone element that is neither signed nor
+/// encrypted can end so (signing and encryption cover every byte); `None`
+/// for any other.
+fn encode_frame_ending_in_file(
+    conn_preauth: &mut protocol::crypto::preauth::PreauthHash,
+    out: Vec<OutElement>,
+    encrypt: Option<(Arc<SessionCrypto>, u64)>,
+    tail: usize,
+) -> Option<BytesMut> {
     let n = out.len();
     if n == 0 {
+        return None;
+    }
+    if tail > 0 && (n > 1 || encrypt.is_some() || out.iter().any(|e| e.sign.is_some())) {
+        warn!("an answer whose data is in a file cannot be signed or encrypted: closing");
         return None;
     }
     // The frame starts with the NetBIOS header and room for a transform
@@ -1012,7 +1041,7 @@ fn encode_frame(
         }
         None => chain.advance(transform::TRANSFORM_HEADER_LEN),
     }
-    let len = chain.len() - 4;
+    let len = chain.len() - 4 + tail;
     let mut h = BytesMut::with_capacity(4);
     if let Err(e) = protocol::netbios::encode_header(len, &mut h) {
         warn!("response not sent: {e}");
@@ -1026,7 +1055,9 @@ fn encode_frame(
 /// (points 3 and 4 happen there). Waits for the connection's I/O slots
 /// first ([`crate::alloc::slots_for`]), so a connection has a bounded
 /// amount of large I/O in flight; they are held until the answer is on
-/// the socket.
+/// the socket. `io`: the I/O the operation holds in bytes, and whether its
+/// data will stay in the file ([`Resp::deferred_in_file`]): such an answer
+/// leaves as its frame's head and a file region ([`Resp::file_data`]).
 #[allow(clippy::too_many_arguments)]
 async fn spawn_deferred(
     conn: &mut ConnState,
@@ -1037,7 +1068,7 @@ async fn spawn_deferred(
     sign: Option<Arc<SessionCrypto>>,
     enc: Option<(Arc<SessionCrypto>, u64)>,
     fut: PendingFut,
-    cost: usize,
+    (cost, in_file): (usize, bool),
 ) {
     // A WRITE whose frame was read against the I/O budget keeps that
     // share until it is written (see Inbox); a READ takes one if there is
@@ -1045,13 +1076,15 @@ async fn spawn_deferred(
     // disk while the last is sent); any other large operation runs alone.
     // WRITEs through one open take turns anyway, and the next one's frame
     // is read meanwhile, so one at a time costs nothing but a frame less.
+    // A READ whose data stays in its file holds no buffer: it takes no share
+    // of the budget, and overlaps like one that has it.
     let is_read = hdr.command == Command::Read as u16;
     let lease = match conn.inbox.take_lease() {
         Some(lease) => Some(lease),
-        None if is_read => crate::alloc::try_lease(cost),
+        None if is_read && !in_file => crate::alloc::try_lease(cost),
         None => None,
     };
-    let slots = crate::alloc::slots_for(cost, is_read && lease.is_some());
+    let slots = crate::alloc::slots_for(cost, is_read && (lease.is_some() || in_file));
     let Ok(permit) = conn.io_slots.clone().acquire_many_owned(slots).await else {
         return;
     };
@@ -1079,6 +1112,8 @@ async fn spawn_deferred(
         }
         let mut h = hdr;
         h.status = resp.status.0;
+        let data = resp.file_data;
+        let tail = data.as_ref().map_or(0, |d| d.len);
         let e = OutElement {
             hdr: h,
             body: resp.body,
@@ -1089,15 +1124,29 @@ async fn spawn_deferred(
         };
         let mut unused = protocol::crypto::preauth::PreauthHash::new();
         // The slot (and a WRITE's lease) stays taken until the writer has
-        // written (or dropped) the answer: a client that does not read its
-        // replies holds at most MAX_DEFERRED of them. An answer that cannot
-        // be sent ends the connection.
-        let frame = match encode_frame(&mut unused, vec![e], enc) {
-            Some(frame) => crate::alloc::leased(frame, lease),
-            None => crate::transport::CLOSE_FRAME,
+        // written (or dropped) the answer, its file region included: a
+        // client that does not read its replies holds at most MAX_DEFERRED
+        // of them. An answer that cannot be sent ends the connection.
+        let reply = match (encode_frame_ending_in_file(&mut unused, vec![e], enc, tail), data) {
+            (Some(frame), Some(d)) => Reply {
+                frame: frame.freeze(),
+                op,
+                file: Some(crate::transport::FileRegion { file: d.open, offset: d.offset, len: d.len, lease }),
+            },
+            (Some(frame), None) => Reply::new(crate::alloc::leased(frame, lease), op),
+            (None, _) => crate::transport::CLOSE_FRAME.into(),
         };
-        let _ = tx.send(Reply { frame, op }).await;
+        let _ = tx.send(reply).await;
     });
+}
+
+/// A READ answer sent from its open's file ([`crate::transport::FileRegion`])
+/// holds the open, and with it the descriptor, until it is on the socket.
+/// (Here, where both the writer's side and the state are known.)
+impl crate::transport::FileSource for crate::state::Open {
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.handle().map(|h| h.fd())
+    }
 }
 
 /// Point 4. The answer has left already: a failure is logged, and at worst
@@ -1299,7 +1348,7 @@ fn spawn_pending(
         let mut unused = protocol::crypto::preauth::PreauthHash::new();
         // An answer that cannot be sent ends the connection.
         let frame = encode_frame(&mut unused, vec![e], enc).map_or(crate::transport::CLOSE_FRAME, BytesMut::freeze);
-        let _ = tx.send(Reply { frame, op }).await;
+        let _ = tx.send(Reply::new(frame, op)).await;
     });
 }
 

@@ -17,20 +17,33 @@
 //! [`ACK_POLL`] while acknowledgements are awaited) and reports the
 //! operation answered ([`Acked`]) when the client's TCP has acknowledged
 //! that byte. A stream that is not a TCP socket reports it once written.
+//!
+//! File regions ([`FileRegion`]): a reply may end in a region of an open
+//! file (a large READ answer on a session that neither signs nor encrypts,
+//! [`crate::cmd::read`]). Its frame's bytes announce the whole length; the
+//! writer sends the region after them with `sendfile(2)`, so the data goes
+//! from the page cache to the socket without a copy through user space. A
+//! file that has shrunk below what was announced closes the connection: a
+//! frame whose length lies would desynchronise the client. Where `sendfile`
+//! cannot be used (a stream that is not a TCP socket, a file system that
+//! has no `splice_read`) the region is read and written in chunks.
 
 use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::alloc::LEASE_FROM;
-use crate::limits::ReplyMeter;
+use crate::limits::{ReplyMeter, SendStats};
 
 /// Largest frame accepted: an 8 MiB write plus headers and a transform.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024 + 64 * 1024;
@@ -50,15 +63,49 @@ pub const ACK_POLL: Duration = Duration::from_millis(2);
 /// One frame for the writer, and the operation it finishes, if any
 /// (`OpId(0)`: none).
 pub struct Reply {
+    /// The frame's bytes; with a `file`, only its head (NetBIOS header to
+    /// the last byte before the file's data), whose length counts the file
+    /// region too.
     pub frame: Bytes,
     pub op: ids::OpId,
+    /// The rest of the frame, sent from a file after `frame`.
+    pub file: Option<FileRegion>,
+}
+
+impl Reply {
+    pub fn new(frame: Bytes, op: ids::OpId) -> Reply {
+        Reply { frame, op, file: None }
+    }
+
+    /// Bytes on the wire: the frame's and the file region's.
+    fn len(&self) -> usize {
+        self.frame.len() + self.file.as_ref().map_or(0, |f| f.len)
+    }
 }
 
 impl From<Bytes> for Reply {
     fn from(frame: Bytes) -> Reply {
-        Reply { frame, op: ids::OpId(0) }
+        Reply::new(frame, ids::OpId(0))
     }
 }
+
+/// An open file whose bytes a reply sends ([`FileRegion`]).
+pub trait FileSource: Send + Sync {
+    /// The descriptor to send from; `None` when there is none.
+    fn fd(&self) -> Option<BorrowedFd<'_>>;
+}
+
+/// Bytes of an open file that end a reply: `len` bytes from `offset`,
+/// which the reply's frame has announced (the file's size was checked when
+/// the answer was made). Holding `file` keeps the descriptor open until
+/// the region is sent, and `lease` the I/O slots of the answer.
+pub struct FileRegion {
+    pub file: Arc<dyn FileSource>,
+    pub offset: u64,
+    pub len: usize,
+    pub lease: crate::alloc::Lease,
+}
+
 
 /// Told of each operation whose reply the client's TCP acknowledged (point 4).
 pub type Acked = Arc<dyn Fn(ids::OpId) + Send + Sync>;
@@ -95,12 +142,167 @@ fn bytes_acked(fd: std::os::unix::io::RawFd) -> Option<u64> {
 /// in-memory pipe's in tests and the fuzzer).
 pub type Reader = Box<dyn AsyncRead + Send + Unpin>;
 /// The write half of a connection's byte stream.
-pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+pub enum Writer {
+    /// A TCP socket's: file regions go out with `sendfile`, and point 4
+    /// watches its `TCP_INFO`.
+    Tcp(OwnedWriteHalf),
+    /// Any other (an in-memory pipe in tests and the fuzzer).
+    Stream(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+/// How much of a file region is read at a time where it cannot be sent
+/// with `sendfile`.
+const COPY_CHUNK: usize = 256 * 1024;
+
+impl Writer {
+    /// The TCP socket's descriptor.
+    fn tcp(&self) -> Option<std::os::unix::io::RawFd> {
+        match self {
+            Writer::Tcp(w) => Some(w.as_ref().as_raw_fd()),
+            Writer::Stream(_) => None,
+        }
+    }
+
+    async fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Writer::Tcp(w) => w.write(b).await,
+            Writer::Stream(w) => w.write(b).await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Writer::Tcp(w) => w.shutdown().await,
+            Writer::Stream(w) => w.shutdown().await,
+        }
+    }
+
+    /// Sends some of `len` bytes of `file` from `offset`; the bytes sent,
+    /// 0 when the file ends before `offset`. With `sendfile` on a TCP
+    /// socket; else (or once `sendfile` has failed as unsupported, which
+    /// sets `copy`) read into a buffer and written.
+    async fn send_file(
+        &mut self,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        copy: &mut bool,
+        stats: &SendStats,
+    ) -> io::Result<usize> {
+        if let (Writer::Tcp(w), false) = (&*self, *copy) {
+            let sock: &tokio::net::TcpStream = w.as_ref();
+            loop {
+                sock.writable().await?;
+                match sock.try_io(Interest::WRITABLE, || sendfile(sock.as_fd(), file, offset, len)) {
+                    Ok(n) => {
+                        stats.sendfile_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        return Ok(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)) => {
+                        debug!("sendfile: {e}: file data is copied on this connection");
+                        *copy = true;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let mut buf = vec![0u8; len.min(COPY_CHUNK)];
+        let at = libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let n = loop {
+            match nix::sys::uio::pread(file, &mut buf, at) {
+                Err(nix::errno::Errno::EINTR) => {}
+                r => break r?,
+            }
+        };
+        if n == 0 {
+            return Ok(0);
+        }
+        let n = self.write(&buf[..n]).await?;
+        stats.copied_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// `sendfile(sock, file, offset, len)`: up to `len` bytes of `file` from
+/// `offset` onto the socket, without a copy through user space. The bytes
+/// sent, 0 when `offset` is at or past the end of the file; `WouldBlock`
+/// when the (non-blocking) socket has no room.
+fn sendfile(sock: BorrowedFd<'_>, file: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<usize> {
+    let mut off = libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    loop {
+        // SAFETY: both descriptors are borrowed, so open for the call; `off`
+        // is an off_t on the stack, which the kernel reads and advances.
+        let r = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, len) };
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// A piece of the writer's queue: a frame's bytes, or a file region that
+/// ends a frame.
+enum Chunk {
+    Bytes(Bytes),
+    File(FileRegion),
+}
+
+impl Chunk {
+    /// What the writer writes next: a cheap copy of the front of the
+    /// queue, so that the queue may grow while it is being written.
+    fn front(&self) -> Front {
+        match self {
+            Chunk::Bytes(b) => Front::Bytes(b.clone()),
+            Chunk::File(f) => Front::File(f.file.clone(), f.offset, f.len),
+        }
+    }
+
+    /// Takes `n` written bytes off; true when none are left.
+    fn advance(&mut self, n: usize) -> bool {
+        match self {
+            Chunk::Bytes(b) => {
+                b.advance(n);
+                b.is_empty()
+            }
+            Chunk::File(f) => {
+                f.offset += n as u64;
+                f.len -= n;
+                f.len == 0
+            }
+        }
+    }
+}
+
+enum Front {
+    Bytes(Bytes),
+    File(Arc<dyn FileSource>, u64, usize),
+}
+
+/// Writes some of `front`: the bytes written, 0 when nothing more can be
+/// (for a file region: the file ended before the bytes announced).
+async fn write_front(wr: &mut Writer, front: &Front, copy: &mut bool, stats: &SendStats) -> io::Result<usize> {
+    match front {
+        Front::Bytes(b) => wr.write(b).await,
+        Front::File(file, offset, len) => {
+            let Some(fd) = file.fd() else {
+                return Ok(0);
+            };
+            wr.send_file(fd, *offset, *len, copy, stats).await
+        }
+    }
+}
 
 /// The replies queued for a connection's writer: counted by the writer,
 /// watched by the inbox (back-pressure).
 pub struct Outflow {
     meter: ReplyMeter,
+    /// What the writer sent from files (shared by the server's writers).
+    stats: Arc<SendStats>,
     /// Woken when the queue shrinks and when the writer stops.
     changed: Notify,
     /// The writer has stopped: nothing more will be sent.
@@ -108,8 +310,8 @@ pub struct Outflow {
 }
 
 impl Outflow {
-    pub fn new(meter: ReplyMeter) -> Outflow {
-        Outflow { meter, changed: Notify::new(), stopped: AtomicBool::new(false) }
+    pub fn new(meter: ReplyMeter, stats: Arc<SendStats>) -> Outflow {
+        Outflow { meter, stats, changed: Notify::new(), stopped: AtomicBool::new(false) }
     }
 
     /// Bytes queued and not yet written.
@@ -325,18 +527,13 @@ async fn stopped(outflow: &Option<Arc<Outflow>>) {
 
 /// The writer: takes replies off the channel as they come, so that the
 /// bytes queued are known (and senders never wait), and writes them in
-/// order. Stops when every sender is gone (or a [`CLOSE_FRAME`] came) and
-/// all is written, on a write error, or when the client has read nothing
-/// for `stall`.
-pub async fn write_replies(
-    mut wr: Writer,
-    mut rx: mpsc::Receiver<Reply>,
-    out: Arc<Outflow>,
-    stall: Duration,
-    tcp: Option<std::os::unix::io::RawFd>,
-    acked: Acked,
-) {
-    let mut queue: VecDeque<Bytes> = VecDeque::new();
+/// order, file regions included. Stops when every sender is gone (or a
+/// [`CLOSE_FRAME`] came) and all is written, on a write error, when a file
+/// region's file has shrunk below what its frame announced, or when the
+/// client has read nothing for `stall`.
+pub async fn write_replies(mut wr: Writer, mut rx: mpsc::Receiver<Reply>, out: Arc<Outflow>, stall: Duration, acked: Acked) {
+    let tcp = wr.tcp();
+    let mut queue: VecDeque<Chunk> = VecDeque::new();
     // The operation each queued frame finishes, by the frame's end in the
     // stream; and those written, awaiting the client's acknowledgement.
     let mut finishes: VecDeque<(u64, ids::OpId)> = VecDeque::new();
@@ -345,18 +542,23 @@ pub async fn write_replies(
     // tcpi_bytes_acked counts from the connection's start, the handshake
     // excluded; what was written before the first reply is not ours.
     let acked_base = tcp.and_then(bytes_acked).unwrap_or(0);
-    fn enqueue(queue: &mut VecDeque<Bytes>, finishes: &mut VecDeque<(u64, ids::OpId)>, end: &mut u64, r: Reply) {
-        *end += r.frame.len() as u64;
+    fn enqueue(queue: &mut VecDeque<Chunk>, finishes: &mut VecDeque<(u64, ids::OpId)>, end: &mut u64, r: Reply) {
+        *end += r.len() as u64;
         if r.op != ids::OpId(0) {
             finishes.push_back((*end, r.op));
         }
-        queue.push_back(r.frame);
+        queue.push_back(Chunk::Bytes(r.frame));
+        if let Some(f) = r.file.filter(|f| f.len > 0) {
+            queue.push_back(Chunk::File(f));
+        }
     }
+    // `sendfile` failed as unsupported: file regions are copied from now on.
+    let mut copy = false;
     let mut open = true;
     // The last time the client took any bytes (or the queue was empty).
     let mut progress = Instant::now();
     loop {
-        let Some(front) = queue.front().cloned() else {
+        let Some(front) = queue.front().map(Chunk::front) else {
             if !open {
                 break;
             }
@@ -377,7 +579,7 @@ pub async fn write_replies(
                     break;
                 }
                 Some(r) => {
-                    out.meter.add(r.frame.len());
+                    out.meter.add(r.len());
                     enqueue(&mut queue, &mut finishes, &mut queued_end, r);
                     progress = Instant::now();
                 }
@@ -395,12 +597,12 @@ pub async fn write_replies(
                     open = false;
                 }
                 Some(r) => {
-                    out.meter.add(r.frame.len());
+                    out.meter.add(r.len());
                     enqueue(&mut queue, &mut finishes, &mut queued_end, r);
                 }
                 None => open = false,
             },
-            r = wr.write(&front) => match r {
+            r = write_front(&mut wr, &front, &mut copy, &out.stats) => match r {
                 Ok(n) if n > 0 => {
                     progress = Instant::now();
                     out.meter.sub(n);
@@ -410,14 +612,22 @@ pub async fn write_replies(
                     }
                     ack(tcp, acked_base, &mut unacked, &acked);
                     if let Some(f) = queue.front_mut() {
-                        f.advance(n);
-                        if f.is_empty() {
-                            queue.pop_front();
+                        if f.advance(n) {
+                            if let Some(Chunk::File(_)) = queue.pop_front() {
+                                out.stats.regions.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                     out.changed.notify_one();
                 }
-                Ok(_) => break,
+                Ok(_) => {
+                    if let Front::File(..) = front {
+                        // Its frame announced more than the file now has:
+                        // what was sent cannot be taken back.
+                        warn!("closing: a file shrank under the READ answer being sent from it");
+                    }
+                    break;
+                }
                 Err(e) => {
                     debug!("write: {e}");
                     break;
@@ -521,5 +731,119 @@ mod tests {
         assert!(inbox.take_lease().is_none());
         drop(all);
         drop(writer.await.expect("writer"));
+    }
+
+    /// A file the tests send regions of.
+    struct TestFile(std::fs::File);
+
+    impl FileSource for TestFile {
+        fn fd(&self) -> Option<BorrowedFd<'_>> {
+            Some(self.0.as_fd())
+        }
+    }
+
+    fn test_file(bytes: &[u8]) -> (tempfile::TempDir, Arc<TestFile>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, bytes).expect("write");
+        (dir, Arc::new(TestFile(std::fs::File::open(&path).expect("open"))))
+    }
+
+    /// The operations a test writer reported acknowledged.
+    type AckedOps = Arc<std::sync::Mutex<Vec<ids::OpId>>>;
+
+    /// A writer on `wr` fed by the returned sender; the operations it
+    /// reports acknowledged land in the returned list.
+    fn writer(wr: Writer) -> (mpsc::Sender<Reply>, AckedOps, Arc<SendStats>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(OUT_QUEUE);
+        let stats = Arc::new(SendStats::default());
+        let meter = crate::limits::Resources::new(&crate::config::Limits::default(), 1 << 20).reply_meter();
+        let out = Arc::new(Outflow::new(meter, stats.clone()));
+        let done = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = done.clone();
+        let acked: Acked = Arc::new(move |op| seen.lock().expect("lock").push(op));
+        let task = tokio::spawn(write_replies(wr, rx, out, Duration::from_secs(30), acked));
+        (tx, done, stats, task)
+    }
+
+    /// A reply of a frame head and `len` bytes of `file` from `offset`.
+    fn region_reply(file: &Arc<TestFile>, offset: u64, len: usize, op: u64) -> Reply {
+        let n = len + 3;
+        let head = Bytes::from(vec![0, (n >> 16) as u8, (n >> 8) as u8, n as u8, 0xAA, 0xBB, 0xCC]);
+        let file: Arc<dyn FileSource> = file.clone();
+        Reply { frame: head, op: ids::OpId(op), file: Some(FileRegion { file, offset, len, lease: Default::default() }) }
+    }
+
+    /// Over TCP the region goes out with sendfile right after its head, the
+    /// frames around it in order, and its operation is acknowledged (point
+    /// 4) once the client has all of it.
+    #[tokio::test]
+    async fn a_file_region_follows_its_head_with_sendfile_on_tcp() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let (_dir, file) = test_file(&data);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (_rd, wr) = server.into_split();
+        let (tx, acked, stats, task) = writer(Writer::Tcp(wr));
+        tx.send(Reply::new(Bytes::from_static(b"before"), ids::OpId(0))).await.expect("send");
+        tx.send(region_reply(&file, 1000, 2_500_000, 7)).await.expect("send");
+        tx.send(Reply::new(Bytes::from_static(b"after"), ids::OpId(8))).await.expect("send");
+        drop(tx);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("read");
+        task.await.expect("writer");
+        let mut want = b"before".to_vec();
+        want.extend_from_slice(&region_reply(&file, 1000, 2_500_000, 7).frame);
+        want.extend_from_slice(&data[1000..2_501_000]);
+        want.extend_from_slice(b"after");
+        assert!(got == want, "{} bytes received, {} expected", got.len(), want.len());
+        assert_eq!(*acked.lock().expect("lock"), vec![ids::OpId(7), ids::OpId(8)]);
+        assert_eq!(stats.regions.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.sendfile_bytes.load(Ordering::Relaxed), 2_500_000);
+        assert_eq!(stats.copied_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    /// On a stream that is not a socket the region is read and written.
+    #[tokio::test]
+    async fn a_file_region_is_copied_on_another_stream() {
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        let (_dir, file) = test_file(&data);
+        let (mine, mut theirs) = tokio::io::duplex(64 * 1024);
+        let (tx, acked, stats, task) = writer(Writer::Stream(Box::new(mine)));
+        tx.send(region_reply(&file, 5, 600_000, 3)).await.expect("send");
+        drop(tx);
+        let mut got = Vec::new();
+        theirs.read_to_end(&mut got).await.expect("read");
+        task.await.expect("writer");
+        assert_eq!(got.len(), 7 + 600_000);
+        assert!(got[7..] == data[5..600_005]);
+        assert_eq!(*acked.lock().expect("lock"), vec![ids::OpId(3)]);
+        assert_eq!(stats.copied_bytes.load(Ordering::Relaxed), 600_000);
+        assert_eq!(stats.sendfile_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    /// A region longer than its file now is (the file shrank after the
+    /// head announced it): the writer sends what there is and stops, the
+    /// frames after it are not sent, and the operation is not reported
+    /// answered.
+    #[tokio::test]
+    async fn a_region_past_the_end_of_its_file_ends_the_connection() {
+        let data = vec![7u8; 100_000];
+        let (_dir, file) = test_file(&data);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (_rd, wr) = server.into_split();
+        let (tx, acked, stats, task) = writer(Writer::Tcp(wr));
+        tx.send(region_reply(&file, 0, 300_000, 5)).await.expect("send");
+        tx.send(Reply::new(Bytes::from_static(b"never"), ids::OpId(6))).await.expect("send");
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("read");
+        task.await.expect("writer");
+        assert_eq!(got.len(), 7 + 100_000, "the head and the bytes the file has, then the end");
+        assert!(acked.lock().expect("lock").is_empty());
+        assert_eq!(stats.regions.load(Ordering::Relaxed), 0);
+        drop(tx);
     }
 }

@@ -98,6 +98,56 @@ fn put_get_100mib(mode: Mode) {
 }
 per_mode!(put_get_100mib);
 
+/// The server's `duet status --json` counters of READ answers sent from
+/// their files (`sendfile`): (answers, bytes).
+fn sendfile_counters(srv: &Server) -> (u64, u64) {
+    let sock = srv.root().join("duet-data/admin.sock");
+    let out = std::process::Command::new(common::duet_bin())
+        .args(["status", "--json", "--socket", sock.to_str().unwrap()])
+        .output()
+        .expect("run duet status");
+    assert!(out.status.success(), "duet status --json: {}", String::from_utf8_lossy(&out.stderr));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let s = &st["server"]["sendfile"];
+    (s["answers"].as_u64().expect("sendfile.answers"), s["bytes"].as_u64().expect("sendfile.bytes"))
+}
+
+/// A large get, checked by SHA-256. On a plain session the READ answers'
+/// data goes from the file to the socket with `sendfile` (the status
+/// counters say so, which they cannot by accident: nothing else counts
+/// there); signed or encrypted, the signature or the cipher covers the
+/// data and it is copied as before, so the counters do not move. The
+/// file's size is no multiple of any I/O size: smbclient asks for the last
+/// 12345 bytes alone (4.17 does), a READ too small to be worth `sendfile`.
+fn get_sent_from_the_file(mode: Mode) {
+    const SIZE: u64 = (48 << 20) + 12345;
+    let srv = Server::start(mode);
+    let on_server = srv.share_dir().join("large.bin");
+    write_random_file(&on_server, SIZE, 0x5E4D_F11E + mode as u64);
+    let want = sha256(&on_server);
+    let duet = srv.kind == common::Kind::Duet;
+    let before = if duet { sendfile_counters(&srv) } else { (0, 0) };
+    srv.smbclient().cmd("get large.bin back.bin").timeout(Duration::from_secs(300)).run().assert_ok();
+    let back = srv.client_dir().join("back.bin");
+    assert_eq!(std::fs::metadata(&back).unwrap().len(), SIZE, "downloaded copy has the wrong size");
+    assert_eq!(sha256(&back), want, "downloaded copy differs from the original");
+    if !duet {
+        return;
+    }
+    let (answers, bytes) = sendfile_counters(&srv);
+    let (answers, bytes) = (answers - before.0, bytes - before.1);
+    match mode {
+        Mode::Plain => {
+            assert!(answers > 0, "no READ answer was sent from the file");
+            assert!((SIZE - 64 * 1024..=SIZE).contains(&bytes), "{bytes} of {SIZE} bytes went out with sendfile");
+        }
+        Mode::Signing | Mode::Encrypt => {
+            assert_eq!((answers, bytes), (0, 0), "a {mode:?} answer went out with sendfile");
+        }
+    }
+}
+per_mode!(get_sent_from_the_file);
+
 // ---------------------------------------------------------------------------
 // Namespace operations
 

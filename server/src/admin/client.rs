@@ -101,6 +101,14 @@ pub fn render(st: &Status, out: &mut dyn Write) -> io::Result<()> {
         s.pid,
         duration(s.now_ms.saturating_sub(s.started_ms))
     )?;
+    let f = &s.sendfile;
+    writeln!(
+        out,
+        "READ answers sent from their files: {} ({} with sendfile, {} copied)",
+        f.answers,
+        bytes(f.bytes),
+        bytes(f.copied_bytes)
+    )?;
     writeln!(out)?;
     writeln!(out, "Sessions: {}", st.sessions.len())?;
     let rows: Vec<Vec<String>> = st
@@ -292,6 +300,7 @@ mod tests {
                 pid: 7,
                 started_ms: 0,
                 now_ms: 3_725_000,
+                sendfile: SendfileStatus { answers: 3, bytes: 3 << 23, copied_bytes: 0 },
             },
             sessions: vec![SessionStatus {
                 id: hex(0x0100_0001_0000_0002),
@@ -347,6 +356,7 @@ mod tests {
         let row = lines[head + 1];
         assert!(row.starts_with("0x0000000000000006  bob "), "{text}");
         assert_eq!(row.find("48s"), lines[head].find("TIME LEFT"), "columns align:\n{text}");
+        assert!(text.contains("READ answers sent from their files: 3 (24 MiB with sendfile, 0 B copied)\n"), "{text}");
         assert!(text.contains("WG\\alice"), "{text}");
         assert!(text.contains("AES-128-GMAC (required)"), "{text}");
         assert!(text.ends_with("Journal: none (a restart loses every session and handle)\n"), "{text}");

@@ -22,6 +22,7 @@
 pub mod client;
 pub mod socket;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,8 @@ pub enum Request {
 /// The answer, one line of JSON, tagged by `result`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
+// One per admin request, serialized at once.
+#[allow(clippy::large_enum_variant)]
 pub enum Response {
     Status(Status),
     Closed(Closed),
@@ -89,6 +92,21 @@ pub struct ServerStatus {
     pub pid: u32,
     pub started_ms: u64,
     pub now_ms: u64,
+    /// Large READ answers sent from their files since the start.
+    #[serde(default)]
+    pub sendfile: SendfileStatus,
+}
+
+/// What the connections' writers sent from files (READ answers neither
+/// signed nor encrypted, [`crate::transport::FileRegion`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendfileStatus {
+    /// Answers whose data was sent whole from its file.
+    pub answers: u64,
+    /// Bytes sent with `sendfile(2)`.
+    pub bytes: u64,
+    /// Bytes read and written instead (`sendfile` unsupported).
+    pub copied_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +219,11 @@ pub fn status(server: &Server) -> Status {
         pid: std::process::id(),
         started_ms: (server.start_time / 10_000).saturating_sub(11_644_473_600_000),
         now_ms: now.0,
+        sendfile: SendfileStatus {
+            answers: server.sent.regions.load(Ordering::Relaxed),
+            bytes: server.sent.sendfile_bytes.load(Ordering::Relaxed),
+            copied_bytes: server.sent.copied_bytes.load(Ordering::Relaxed),
+        },
     };
     st.journal = journal_status(server);
     st.pair = server.pair.as_ref().map(|p| Box::new(p.status()));
@@ -217,6 +240,7 @@ pub fn from_model(model: &Model, now: Timestamp) -> Status {
             pid: 0,
             started_ms: 0,
             now_ms: now.0,
+            sendfile: SendfileStatus::default(),
         },
         sessions: Vec::new(),
         opens: Vec::new(),

@@ -1,4 +1,11 @@
 //! READ ([MS-SMB2] 3.3.5.12), from files and named pipes.
+//!
+//! A large READ (at least [`DEFER_FROM`]) runs beside the connection. When
+//! its answer will be neither signed nor encrypted ([`Ctx::may_send_file`])
+//! its data stays in the file: the answer is the READ response's fixed part
+//! with the DataLength the file's size allows, and the connection's writer
+//! sends the data after it with `sendfile` ([`crate::transport`]), so it
+//! is not copied into a buffer and out again.
 
 use std::sync::Arc;
 
@@ -7,7 +14,7 @@ use protocol::msg::read::{ReadRequest, ReadResponse};
 use protocol::NtStatus;
 
 use super::bad;
-use crate::handler::{Ctx, HResult, Resp};
+use crate::handler::{Ctx, FileData, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
 use crate::state::open::OpenKind;
@@ -61,11 +68,19 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             if ctx.single && len >= DEFER_FROM {
                 // Large reads run beside the connection, which reads on.
                 let open = open.clone();
+                let in_file = ctx.may_send_file;
                 let mut r = Resp::ok(BytesMut::new()).file(fid);
+                r.deferred_in_file = in_file;
                 r.deferred = Some(Box::pin(async move {
-                    tokio::task::spawn_blocking(move || read_file(&open, len, offset, minimum))
-                        .await
-                        .map_err(|_| NtStatus::INTERNAL_ERROR)?
+                    tokio::task::spawn_blocking(move || {
+                        if in_file {
+                            read_in_file(&open, len, offset, minimum)
+                        } else {
+                            read_file(&open, len, offset, minimum)
+                        }
+                    })
+                    .await
+                    .map_err(|_| NtStatus::INTERNAL_ERROR)?
                 }));
                 return Ok(r);
             }
@@ -95,6 +110,31 @@ fn read_file(open: &Arc<Open>, len: usize, offset: u64, minimum: u32) -> HResult
     lock(&open.st).position = offset + n as u64;
     let mut r = Resp::ok(body).file(open.file_id());
     r.headroom = Some(room);
+    Ok(r)
+}
+
+/// The answer to a read whose data stays in the file, for the writer to
+/// send ([`Resp::file_data`]): DataLength is what the file holds from
+/// `offset` now, up to `len` (the file's size, `fstat`), and the answers at
+/// and past the end are those of [`read_file`]. The data is brought into
+/// the page cache here, on a blocking thread, so that sending it does not
+/// wait for the disk. Should the file shrink before it is sent, the writer
+/// closes the connection rather than send less than DataLength says.
+fn read_in_file(open: &Arc<Open>, len: usize, offset: u64, minimum: u32) -> HResult {
+    let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    let size = h.size().map_err(|e| e.status())?;
+    let n = size.saturating_sub(offset).min(len as u64) as usize;
+    if n == 0 && len > 0 || (n as u32) < minimum {
+        return Err(NtStatus::END_OF_FILE);
+    }
+    crate::failpoint::pause("read-in-file");
+    h.load(offset, n);
+    // The fixed part (16 bytes: n is not 0); the data follows from the file.
+    let mut body = BytesMut::with_capacity(16);
+    ReadResponse::encode_header(n as u32, 0, &mut body);
+    lock(&open.st).position = offset + n as u64;
+    let mut r = Resp::ok(body).file(open.file_id());
+    r.file_data = Some(FileData { open: open.clone(), offset, len: n });
     Ok(r)
 }
 

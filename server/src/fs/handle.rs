@@ -57,6 +57,11 @@ impl Handle {
         Ok(Handle { fd: self.fd.try_clone().map_err(io_err)?, is_dir: self.is_dir, xattrs: self.xattrs })
     }
 
+    /// The descriptor, for `sendfile` (a file region of a READ answer).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     /// True when the share's file system has user xattrs.
     pub(super) fn xattrs(&self) -> bool {
         self.xattrs
@@ -96,6 +101,21 @@ impl Handle {
     pub fn read_append(&self, buf: &mut bytes::BytesMut, len: usize, offset: u64) -> Result<usize, FsError> {
         self.check_file()?;
         Ok(super::sys::pread_append(self.fd.as_fd(), buf, len, offset_of(offset)?)?)
+    }
+
+    /// The file's size now (`fstat`: no extended attributes read).
+    pub fn size(&self) -> Result<u64, FsError> {
+        self.check_file()?;
+        let st = nix::sys::stat::fstat(self.fd.as_raw_fd())?;
+        Ok(st.st_size.max(0) as u64)
+    }
+
+    /// Brings the bytes `offset .. offset + len` into the page cache (no
+    /// copy to user space; waits for the disk), so that sending them with
+    /// `sendfile` later reads nothing from it. True when they were all
+    /// there already.
+    pub fn load(&self, offset: u64, len: usize) -> bool {
+        self.check_file().is_ok() && sys::load(self.fd.as_fd(), offset, len)
     }
 
     /// `pwrite` of all of `buf` at `offset` (loops on short writes).

@@ -1,5 +1,6 @@
-//! The raw system calls that `nix` does not wrap: `openat2(2)`, `statx(2)` and
-//! extended attributes. All of `fs`'s `unsafe` lives in this file.
+//! The raw system calls that `nix` does not wrap: `openat2(2)`, `statx(2)`,
+//! extended attributes, and bringing a file's pages into the page cache
+//! (`cachestat(2)`, `MADV_POPULATE_READ`). All of `fs`'s `unsafe` lives in this file.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -287,8 +288,86 @@ pub(crate) fn pread_append(fd: BorrowedFd<'_>, buf: &mut bytes::BytesMut, len: u
     }
 }
 
+/// Brings the pages of `file` in `offset .. offset + len` into the page
+/// cache, without copying them to user space: `cachestat(2)` says whether
+/// they are all there already; if not (or on a kernel without it, before
+/// 6.5), a read-only mapping of the range and `MADV_POPULATE_READ`, which
+/// reads in the pages that are missing and waits. True when they were all
+/// there.
+pub(crate) fn load(file: BorrowedFd<'_>, offset: u64, len: usize) -> bool {
+    if len == 0 {
+        return true;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as u64,
+        _ => return false,
+    };
+    let start = offset - offset % page;
+    let Some(end) = offset.checked_add(len as u64) else {
+        return false;
+    };
+    let pages = (end - start).div_ceil(page);
+    if cached_pages(file, start, end - start) == Some(pages) {
+        return true;
+    }
+    let (Ok(span), Ok(at)) = (usize::try_from(end - start), libc::off_t::try_from(start)) else {
+        return false;
+    };
+    // SAFETY: a fresh read-only mapping of the file, which nothing else
+    // knows of or touches; it is unmapped below. Mapping faults nothing in.
+    let map = unsafe { libc::mmap(std::ptr::null_mut(), span, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), at) };
+    if map == libc::MAP_FAILED {
+        return false;
+    }
+    // Pages past the end of the file (it shrank) fail with EFAULT, not a
+    // signal; whatever fails, sending reads the rest itself.
+    // SAFETY: `map` is the mapping of `span` bytes made above; populating
+    // it only reads the file's pages in.
+    unsafe { libc::madvise(map, span, libc::MADV_POPULATE_READ) };
+    // SAFETY: `map` and `span` are the mapping made above, used no more.
+    unsafe { libc::munmap(map, span) };
+    false
+}
+
+/// `cachestat(2)` (Linux 6.5): how many pages of `file` in `offset ..
+/// offset + len` are in the page cache; `None` when the kernel cannot say.
+fn cached_pages(file: BorrowedFd<'_>, offset: u64, len: u64) -> Option<u64> {
+    /// `struct cachestat_range`.
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    /// `struct cachestat`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct CacheStat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    /// Its number in the kernel's generic table, the same on every
+    /// architecture (the libc crate has it only for some).
+    const SYS_CACHESTAT: libc::c_long = 451;
+    if len == 0 {
+        // 0 would mean "to the end of the file".
+        return Some(0);
+    }
+    let range = Range { off: offset, len };
+    let mut st = CacheStat::default();
+    // SAFETY: cachestat reads `range` and writes `st`, both plain structs
+    // of the kernel's layout that live across the call; flags must be 0.
+    let r = unsafe { libc::syscall(SYS_CACHESTAT, file.as_raw_fd(), &raw const range, &raw mut st, 0) };
+    (r == 0).then_some(st.nr_cache)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
     use std::os::fd::AsFd;
 
@@ -319,5 +398,30 @@ mod tests {
             assert!(!list_xattrs(link).unwrap().split(|&b| b == 0).any(|n| n == b"user.t"));
         }
         XATTRAT.store(true, Ordering::Relaxed);
+    }
+
+    /// Pages dropped from the cache are read back in by `load` (it says
+    /// they were not all there, then they are); a range past the end of the
+    /// file is refused quietly.
+    #[test]
+    fn load_brings_pages_into_the_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let mut f = std::fs::File::create(&path).expect("create");
+        f.write_all(&vec![1u8; 1 << 20]).expect("write");
+        f.sync_all().expect("sync");
+        let f = std::fs::File::open(&path).expect("open");
+        let Some(all) = cached_pages(f.as_fd(), 0, 1 << 20) else {
+            return; // a kernel before 6.5: nothing to check it with
+        };
+        assert!(all > 0);
+        // SAFETY: advice only; the file is open.
+        assert_eq!(unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) }, 0);
+        if cached_pages(f.as_fd(), 0, 1 << 20) != Some(0) {
+            return; // the file system kept them (nothing to show)
+        }
+        assert!(!load(f.as_fd(), 4096 + 10, 500_000), "the pages were dropped");
+        assert!(load(f.as_fd(), 4096 + 10, 500_000), "and are back");
+        assert!(!load(f.as_fd(), 2 << 20, 4096), "past the end");
     }
 }

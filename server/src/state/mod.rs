@@ -137,6 +137,8 @@ pub struct Server {
     pub stop: tokio::sync::Notify,
     /// The interconnect to the partner, on a pair member ([`crate::pair`]).
     pub pair: Option<Arc<crate::pair::Pair>>,
+    /// What the connections' writers sent from files (`sendfile`).
+    pub sent: Arc<crate::limits::SendStats>,
 }
 
 /// A GUID's 16 bytes as 32 hex digits, in wire order (the server GUID in
@@ -211,6 +213,7 @@ impl Server {
             oplock_changed: tokio::sync::Notify::new(),
             stop: tokio::sync::Notify::new(),
             pair: None,
+            sent: Arc::default(),
             journal: Arc::new(crate::journal::NoJournal),
             ids,
             resources,

@@ -133,3 +133,4 @@ impl Open {
         self.tree.share()
     }
 }
+

@@ -14,6 +14,9 @@
 //!   journal's records of what a client is answered).
 //! - [`limits`]: connections, sessions, opens, pending requests, deadlines
 //!   and queued replies are bounded; the soak test.
+//! - [`sendfile`]: large READ answers sent from their files: their length
+//!   at and across the end of a file, the journal's point 3, signed
+//!   sessions, a file cut short while its answer is sent.
 //! - [`reconnect`]: a client that drops its connection and comes back at
 //!   once does not meet its own old opens.
 //! - [`wildcard`]: QUERY_DIRECTORY patterns cost linear time and never stall
@@ -29,4 +32,5 @@ mod credits;
 mod journal;
 mod limits;
 mod reconnect;
+mod sendfile;
 mod wildcard;
