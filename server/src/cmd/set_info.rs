@@ -182,11 +182,20 @@ fn set_delete(ctx: &mut Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStat
     Ok(())
 }
 
-/// FileRenameInformation ([MS-FSA] 2.1.5.14.11).
-fn rename(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), NtStatus> {
-    if name.starts_with(':') {
-        return Err(NtStatus::NOT_SUPPORTED);
-    }
+/// A new name for an open's file (a rename's or a link's target): the
+/// share, the file's id, the name as the client wrote it, where the file is
+/// now and where the name resolves.
+struct NewName {
+    share: std::sync::Arc<crate::state::ShareEntry>,
+    key: crate::model::FileUid,
+    target: SmbPath,
+    from: fs::Resolved,
+    dest: fs::Resolved,
+}
+
+/// Parses and resolves `name` (share-relative, a leading backslash
+/// allowed) for `open`'s file; the share root is not a name.
+fn new_name(ctx: &Ctx<'_>, open: &Open, name: &str) -> Result<NewName, NtStatus> {
     let share = open.share().ok_or(NtStatus::INVALID_PARAMETER)?.clone();
     let key = open.key.ok_or(NtStatus::INVALID_PARAMETER)?;
     let target = SmbPath::parse(name.trim_start_matches('\\')).map_err(|e| e.status())?;
@@ -195,6 +204,15 @@ fn rename(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(
     }
     let from = lock(&ctx.server.files).path(&key).ok_or(NtStatus::INTERNAL_ERROR)?;
     let dest = share.fs.resolve(&target).map_err(|e| e.status())?;
+    Ok(NewName { share, key, target, from, dest })
+}
+
+/// FileRenameInformation ([MS-FSA] 2.1.5.14.11).
+fn rename(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), NtStatus> {
+    if name.starts_with(':') {
+        return Err(NtStatus::NOT_SUPPORTED);
+    }
+    let NewName { share, key, target, from, dest } = new_name(ctx, open, name)?;
     if dest.exists() {
         let dst_st = share.fs.stat(&dest).map_err(|e| e.status())?;
         // The target's id if it has opens: this open's own when it is
@@ -254,17 +272,10 @@ fn link(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(),
     if name.contains(':') {
         return Err(NtStatus::INVALID_PARAMETER);
     }
-    let share = open.share().ok_or(NtStatus::INVALID_PARAMETER)?.clone();
+    let NewName { share, key, target, from, dest } = new_name(ctx, open, name)?;
     if share.cfg.read_only {
         return Err(NtStatus::ACCESS_DENIED);
     }
-    let key = open.key.ok_or(NtStatus::INVALID_PARAMETER)?;
-    let target = SmbPath::parse(name.trim_start_matches('\\')).map_err(|e| e.status())?;
-    if target.is_root() {
-        return Err(NtStatus::OBJECT_NAME_INVALID);
-    }
-    let from = lock(&ctx.server.files).path(&key).ok_or(NtStatus::INTERNAL_ERROR)?;
-    let dest = share.fs.resolve(&target).map_err(|e| e.status())?;
     if dest.exists() && replace {
         let dst_st = share.fs.stat(&dest).map_err(|e| e.status())?;
         let dst_key = lock(&ctx.server.files).uid_of(Inode::of(&dst_st));
