@@ -47,8 +47,11 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                 return Err(NtStatus::ACCESS_DENIED);
             }
             let len = req.data.len() as u64;
-            // An append-only open writes at the end, wherever it asks to.
+            // An append-only open writes at the end, wherever it asks to:
+            // the end as it is when the data is written (a WRITE before it
+            // may still be writing), checked here against where it is now.
             let offset = if append_only { h.stat().map_err(|e| e.status())?.size } else { req.offset };
+            let at = if append_only { At::End } else { At::Offset(offset) };
             check_range(offset, len)?;
             if len > 0 {
                 if let Some(key) = open.key {
@@ -75,14 +78,14 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                     let rt = tokio::runtime::Handle::current();
                     tokio::task::spawn_blocking(move || {
                         let _guard = rt.enter();
-                        write_file(&server, &open, &data, offset, sync)
+                        write_file(&server, &open, &data, at, sync)
                     })
                     .await
                     .map_err(|_| NtStatus::INTERNAL_ERROR)?
                 }));
                 return Ok(r);
             }
-            return write_file(ctx.server, &open, req.data, offset, sync);
+            return write_file(ctx.server, &open, req.data, at, sync);
         }
     };
     let mut body = BytesMut::with_capacity(17);
@@ -93,9 +96,18 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
 /// Writes at least this large are deferred (see [`Resp::deferred`]).
 const DEFER_FROM: usize = 64 * 1024;
 
+/// Where a WRITE's data goes.
+#[derive(Clone, Copy, Debug)]
+enum At {
+    Offset(u64),
+    /// The end of the file when the data is written, with the open's
+    /// other writes held off (an append-only open).
+    End,
+}
+
 /// Writes file data (and syncs it, with `sync`) and answers with the count.
-fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64, sync: bool) -> HResult {
-    let n = write_data(server, open, data, offset)?;
+fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], at: At, sync: bool) -> HResult {
+    let n = write_data_at(server, open, data, at)?;
     if sync {
         open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?.sync().map_err(|e| e.status())?;
     }
@@ -110,8 +122,17 @@ fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64, 
 /// checked access, byte-range locks and broken level II oplocks (WRITE,
 /// and server-side copies).
 pub(crate) fn write_data(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64) -> Result<usize, NtStatus> {
+    write_data_at(server, open, data, At::Offset(offset))
+}
+
+fn write_data_at(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], at: At) -> Result<usize, NtStatus> {
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
     let _writing = lock(&open.writing);
+    let offset = match at {
+        At::Offset(o) => o,
+        At::End => h.stat().map_err(|e| e.status())?.size,
+    };
+    check_range(offset, data.len() as u64)?;
     let frozen = crate::state::write_time::before_write(server, open);
     let n = h.write_at(data, offset).map_err(|e| e.status())?;
     if n > 0 {

@@ -79,3 +79,35 @@ fn two_clients_creating_one_name_with_open_if_both_get_it() {
     let failed: Vec<String> = racers.into_iter().flat_map(|r| r.join().unwrap()).collect();
     assert!(failed.is_empty(), "{} of {} racing OPEN_IF creates failed: {:?}", failed.len(), 2 * ROUNDS, failed);
 }
+
+/// An append-only open (FILE_APPEND_DATA without FILE_WRITE_DATA) writes
+/// at the end whatever offset it names ([MS-FSA] 2.1.5.3), also when large
+/// WRITEs come back to back: the second is handled while the first is
+/// still being written, so the end must be taken when each one writes,
+/// not when it is handled (a second WRITE overwrote the first).
+#[test]
+fn pipelined_appends_all_land_at_the_end() {
+    use crate::client::{charge, write_body};
+    use protocol::header::Command;
+    use protocol::msg::create::create_disposition::OPEN_IF;
+    const APPEND_ONLY: u32 = 0x0000_0004 | 0x0010_0000 | 0x0000_0080; // FILE_APPEND_DATA | SYNCHRONIZE | FILE_READ_ATTRIBUTES
+    const PIECE: usize = 256 * 1024;
+    const PIECES: usize = 24;
+    let (addr, dir) = common::start_in_process(&[("duet", "duetpass")], None);
+    let mut c = Client::logged_on(addr, dialect::SMB3_0_2, "duet", "duetpass");
+    c.tree_connect("data").expect("tree connect");
+    let f = c.create_with("appended.bin", APPEND_ONLY, OPEN_IF, 0x40).expect("append-only open");
+    for i in 0..PIECES {
+        c.send_charged(Command::Write, &write_body(f, 0, &vec![i as u8 + 1; PIECE]), charge(PIECE));
+    }
+    for _ in 0..PIECES {
+        assert_eq!(c.recv().expect("an answer to each WRITE").status(), NtStatus::SUCCESS);
+    }
+    assert_eq!(c.close(f), NtStatus::SUCCESS);
+    let got = std::fs::read(dir.path().join("appended.bin")).unwrap();
+    assert_eq!(got.len(), PIECES * PIECE, "every append kept");
+    let mut pieces: Vec<u8> = got.chunks(PIECE).map(|p| p[0]).collect();
+    assert!(got.chunks(PIECE).all(|p| p.iter().all(|&b| b == p[0])), "pieces whole");
+    pieces.sort_unstable();
+    assert_eq!(pieces, (1..=PIECES as u8).collect::<Vec<_>>(), "each piece once");
+}
