@@ -434,6 +434,11 @@ pub fn frame(msg: &[u8]) -> Vec<u8> {
 }
 
 pub fn read_body(file_id: FileId, offset: u64, length: u32) -> BytesMut {
+    read_body_min(file_id, offset, length, 0)
+}
+
+/// [`read_body`] with a MinimumCount.
+pub fn read_body_min(file_id: FileId, offset: u64, length: u32, minimum_count: u32) -> BytesMut {
     let mut b = BytesMut::new();
     ReadRequest {
         padding: 0x50,
@@ -441,7 +446,7 @@ pub fn read_body(file_id: FileId, offset: u64, length: u32) -> BytesMut {
         length,
         offset,
         file_id,
-        minimum_count: 0,
+        minimum_count,
         channel: 0,
         remaining_bytes: 0,
         read_channel_info: &[],

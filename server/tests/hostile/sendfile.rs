@@ -11,17 +11,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use protocol::header::{Command, Header};
 use protocol::msg::create::create_disposition;
 use protocol::msg::negotiate::dialect;
-use protocol::msg::read::{ReadRequest, ReadResponse};
+use protocol::msg::read::ReadResponse;
 use protocol::msg::FileId;
 use protocol::NtStatus;
 use server::admin::{Request, Response, SendfileStatus};
 use server::journal::{OpId, Record, RecordingJournal};
 
-use crate::client::{charge, read_body, Answer, Client, ACCESS_RW};
+use crate::client::{charge, read_body, read_body_min, Answer, Client, ACCESS_RW};
 use crate::common;
 
 /// The file the tests read: not a multiple of any I/O size.
@@ -61,19 +60,7 @@ fn open(c: &mut Client) -> FileId {
 /// One READ; its whole answer, the frame's length checked against the
 /// data it announces.
 fn read(c: &mut Client, f: FileId, offset: u64, length: u32, minimum: u32) -> Answer {
-    let mut b = BytesMut::new();
-    ReadRequest {
-        padding: 0x50,
-        flags: 0,
-        length,
-        offset,
-        file_id: f,
-        minimum_count: minimum,
-        channel: 0,
-        remaining_bytes: 0,
-        read_channel_info: &[],
-    }
-    .encode(&mut b);
+    let b = read_body_min(f, offset, length, minimum);
     let a = c.call_charged(Command::Read, &b, charge(length as usize));
     if a.status() == NtStatus::SUCCESS {
         let r = ReadResponse::parse(&a.msg).expect("read response");
