@@ -158,6 +158,18 @@ impl Pair {
         Ok(pair)
     }
 
+    /// A link's writer task, which opens with our join; aborted when the
+    /// returned guard drops (the link is over).
+    fn spawn_writer(
+        &self,
+        wr: tokio::net::tcp::OwnedWriteHalf,
+        out_rx: mpsc::UnboundedReceiver<Out>,
+        closed: &Arc<Notify>,
+    ) -> AbortOnDrop {
+        let sent = self.beats_sent.clone();
+        AbortOnDrop(tokio::spawn(link::writer(wr, out_rx, self.sender(), self.me.join(), sent, closed.clone())))
+    }
+
     fn sender(&self) -> Sender {
         Sender { cluster: self.me.cluster, node: self.me.node, generation: self.generation }
     }
@@ -247,15 +259,7 @@ impl Pair {
         let mut reader = FrameReader::new(rd, self.counters.clone());
         let (out, out_rx) = mpsc::unbounded_channel();
         let closed = Arc::new(Notify::new());
-        let writer = tokio::spawn(link::writer(
-            wr,
-            out_rx,
-            self.sender(),
-            self.me.join(),
-            self.beats_sent.clone(),
-            closed.clone(),
-        ));
-        let _writer = AbortOnDrop(writer);
+        let _writer = self.spawn_writer(wr, out_rx, &closed);
         let first = match tokio::time::timeout(JOIN_TIMEOUT, reader.next()).await {
             Ok(Ok(f)) => f,
             Ok(Err(e)) => return Dial::Failed(format!("join failed: {e}")),
@@ -453,15 +457,7 @@ impl Pair {
             return;
         };
         let verdict = judge(&self.me, &first.header, incarnation, ring);
-        let writer = tokio::spawn(link::writer(
-            wr,
-            out_rx,
-            self.sender(),
-            self.me.join(),
-            self.beats_sent.clone(),
-            closed.clone(),
-        ));
-        let _writer = AbortOnDrop(writer);
+        let _writer = self.spawn_writer(wr, out_rx, &closed);
         match verdict {
             Verdict::Accept => {}
             Verdict::Refuse(r) => {
