@@ -86,6 +86,7 @@ class Worker:
         self.seq = 0
         self.next_file = 0
         self.closing = None  # the Handle a CLOSE in flight is for
+        self.in_flight = None  # what the request in flight is (for error messages)
 
     # bookkeeping ----------------------------------------------------------
     def note(self, msg):
@@ -103,6 +104,7 @@ class Worker:
         (a resend failed with one of `dup`: the first sending had been
         carried out) or "err"."""
         replay = False
+        self.in_flight = what
         while True:
             try:
                 fn(replay)
@@ -164,7 +166,8 @@ class Worker:
                 return
             except Failed:
                 pass
-        self.problem("errors", f"reclaim {h.name} ({h.granted}): {status_name(first.status)}")
+        self.problem("errors", f"reclaim {h.name} ({h.granted}): {status_name(first.status)}"
+                     f" (in flight: {self.in_flight}{', a rename to ' + h.pending_name if h.pending_name else ''})")
         # Go on with a fresh open; what the old one held is gone.
         if key.startswith("data"):
             self.locks = {(fi, s) for fi, s in self.locks if f"data{fi}" != key}

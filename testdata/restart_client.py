@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """restart_client.py --port P [--share S] [--user U] [--password PW] [--durable v1|v2] [--blocks N]
+                  [--appends N]
 
 The client half of server/tests/restart.rs: a durable open that must come
 back after the server restarts (or after the connection alone is lost).
 
 Phase 1: open `restart.dat` durably (v1: DHnQ + batch oplock; v2: DH2Q +
 RWH lease), write N stamped 4 KiB blocks (each answered), take an
-exclusive byte-range lock on [1 MiB, 1 MiB + 4 KiB), and print one JSON
-line {"phase": "ready", ...}. Then wait for a line on stdin: meanwhile the
+exclusive byte-range lock on [1 MiB, 1 MiB + 4 KiB); with --appends N,
+also open `append.dat` for appending only (FILE_APPEND_DATA, no
+FILE_WRITE_DATA) and write N stamped pieces of different lengths, each
+naming offset 0 (an append-only open writes at the end whatever offset it
+names), then close it; and print one JSON line {"phase": "ready", ...}. Then wait for a line on stdin: meanwhile the
 test kills and restarts the server (or does nothing, to test a lost
 connection alone).
 
@@ -15,7 +19,8 @@ Phase 2: drop the old connection, connect anew (same ClientGuid, new
 session for the same user), reclaim the open (DHnC or DH2C with the old
 file id), and check: the same file id came back, every answered write is
 in the file, the lock is still held (a second client's open cannot take
-it, though it can lock elsewhere), and the handle can go on writing.
+it, though it can lock elsewhere), the handle can go on writing, and
+`append.dat` holds the N pieces one after the other ("appended": true).
 Prints one JSON line {"phase": "done", ...}; exit status 0 whenever that
 line was printed (the test judges it).
 """
@@ -29,6 +34,13 @@ from smbprotocol.open import CreateDisposition, FilePipePrinterAccessMask
 BLOCK = 4096
 LOCK_AT = 1 << 20
 NAME = "restart.dat"
+APPEND_NAME = "append.dat"
+APPEND_ONLY = 0x4 | 0x80 | 0x100000  # FILE_APPEND_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE
+
+
+def pieces(n):
+    """The pieces an append-only open writes, of different lengths."""
+    return [stamp(f"append {i}", 1000 + 100 * i) for i in range(n)]
 
 
 def out(d):
@@ -44,6 +56,7 @@ def main():
     ap.add_argument("--password", default="duetpass")
     ap.add_argument("--durable", choices=["v1", "v2"], default="v1")
     ap.add_argument("--blocks", type=int, default=16)
+    ap.add_argument("--appends", type=int, default=0)
     a = ap.parse_args()
 
     log = lambda m: print(f"restart_client: {m}", file=sys.stderr, flush=True)  # noqa: E731
@@ -60,6 +73,12 @@ def main():
         c.write(h, i * BLOCK, stamp(f"restart block {i} before", BLOCK))
     c.lock(h, LOCK_AT, BLOCK, seq=h.next_lock_seq(1))
     ready["written"] = a.blocks
+    if a.appends:
+        ap_h = c.create(APPEND_NAME, CreateDisposition.FILE_OVERWRITE_IF, access=APPEND_ONLY, durable=None)
+        for p in pieces(a.appends):
+            c.write(ap_h, 0, p)
+        c.close(ap_h)
+        ready["appended"] = a.appends
     out(ready)
 
     sys.stdin.readline()  # the test restarts the server meanwhile
@@ -120,6 +139,15 @@ def main():
     except (Failed, ConnectionLost) as e:
         res["writes_after"] = str(e)
     res["breaks"] = c.breaks
+    if a.appends:
+        want = b"".join(pieces(a.appends))
+        r = c.create(APPEND_NAME, CreateDisposition.FILE_OPEN, access=FilePipePrinterAccessMask.GENERIC_READ,
+                     durable=None)
+        got = c.read(r, 0, len(want) + 4096)
+        c.close(r)
+        res["appended"] = got == want
+        if got != want:
+            res["append_file"] = f"{len(got)} bytes, starts {got[:40]!r}"
     c.close(h)
     c.drop()
     out(res)

@@ -44,6 +44,29 @@ fn twenty_kills_four_clients() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stdout.lines().last().unwrap_or("");
-    let ctx = || format!("crash.sh ({}): {last}\n--- its stderr ---\n{stderr}", out.status);
+    let ctx = || format!("crash.sh ({}): {last}\n--- its stderr ---\n{stderr}{}", out.status, evidence(dir.path()));
     assert!(last.starts_with("kills 20, ") && last.ends_with("lost 0, duplicated 0, client errors 0"), "{}", ctx());
+}
+
+/// What a failed run leaves to go on, since its folder goes with the test:
+/// the server log's warnings and restore lines, and each client's log.
+fn evidence(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    let log = std::fs::read_to_string(dir.join("duet.log")).unwrap_or_default();
+    out.push_str("\n--- duet.log: warnings, restores, failpoints ---\n");
+    for l in log.lines().filter(|l| {
+        l.contains(" WARN ")
+            || l.contains(" ERROR ")
+            || l.contains("restor")
+            || l.contains("renamed")
+            || l.contains("CREATE under way")
+    }) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    for n in 1..=4 {
+        let text = std::fs::read_to_string(dir.join(format!("clients/log-{n}.txt"))).unwrap_or_default();
+        out.push_str(&format!("--- clients/log-{n}.txt ---\n{text}"));
+    }
+    out
 }

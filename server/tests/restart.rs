@@ -56,11 +56,12 @@ struct Client {
 }
 
 impl Client {
-    fn start(server: &Server, durable: &str) -> Client {
+    fn start(server: &Server, durable: &str, extra: &[&str]) -> Client {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/restart_client.py");
         let mut child = Command::new("python3")
             .args([script, "--port", &server.port.to_string(), "--share", common::SHARE])
             .args(["--user", common::USER, "--password", common::PASSWORD, "--durable", durable])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -111,7 +112,17 @@ impl Drop for Client {
 /// Phase 1 against `server`, then the outage, then phase 2; returns the
 /// ready line and the result line.
 fn run(server: &mut Server, durable: &str, outage: Outage) -> (serde_json::Value, serde_json::Value) {
-    let mut client = Client::start(server, durable);
+    run_with(server, durable, outage, &[])
+}
+
+/// [`run`], with `extra` arguments for the client script.
+fn run_with(
+    server: &mut Server,
+    durable: &str,
+    outage: Outage,
+    extra: &[&str],
+) -> (serde_json::Value, serde_json::Value) {
+    let mut client = Client::start(server, durable, extra);
     let ready = client.next("phase 1");
     assert_eq!(ready["phase"], "ready", "{ready}");
     assert!(ready.get("error").is_none(), "phase 1 failed: {ready}\n--- server log ---\n{}", server.log());
@@ -163,9 +174,12 @@ fn run(server: &mut Server, durable: &str, outage: Outage) -> (serde_json::Value
         }
         Outage::PowerLoss => {
             server.kill9();
-            let f = server.share_dir().join("restart.dat");
-            let len = std::fs::metadata(&f).unwrap().len();
-            std::fs::write(&f, vec![0u8; len as usize]).unwrap();
+            for name in ["restart.dat", "append.dat"] {
+                let f = server.share_dir().join(name);
+                if let Ok(m) = std::fs::metadata(&f) {
+                    std::fs::write(&f, vec![0u8; m.len() as usize]).unwrap();
+                }
+            }
             // As after a reboot: the boot id the last run recorded is not
             // this one (so the restart cannot trust the page cache).
             std::fs::write(server.root().join("nvram.boot"), "a boot before the power loss\n").unwrap();
@@ -247,6 +261,18 @@ fn answered_writes_lost_from_the_page_cache_are_written_again() {
     let (ready, done) = run(&mut server, "v1", Outage::PowerLoss);
     assert_survived(&server, &ready, &done);
     assert!(server.log().contains("answered WRITEs carried out again"), "{}", server.log());
+}
+
+/// An append-only open's WRITEs all name offset 0, and each went to the end
+/// of the file: after a power loss the restart writes each again where it
+/// went, not at the offset its request named (they overwrote each other at
+/// 0 before the point-3 record said where the data went).
+#[test]
+fn appended_writes_lost_from_the_page_cache_are_written_again_where_they_went() {
+    let Some(mut server) = duet_keeping_records() else { return };
+    let (ready, done) = run_with(&mut server, "v1", Outage::PowerLoss, &["--appends", "5"]);
+    assert_survived(&server, &ready, &done);
+    assert_eq!(done["appended"], true, "append.dat: {done}\n--- server log ---\n{}", server.log());
 }
 
 /// After a killed process (the kernel ran on: the same boot id) the page

@@ -7,6 +7,7 @@ use protocol::NtStatus;
 use super::bad;
 use crate::fs;
 use crate::handler::{Ctx, HResult, Resp};
+use crate::model::{Delta, PersistentFileId};
 use crate::state::files::access;
 use crate::state::lock;
 use crate::state::open::OpenKind;
@@ -106,14 +107,21 @@ enum At {
 }
 
 /// Writes file data (and syncs it, with `sync`) and answers with the count.
+/// A WRITE at the end of the file records where that was
+/// ([`Delta::AppendedAt`]): the request's own offset is not where its data
+/// went, and a redo after a power loss must write it where it did.
 fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], at: At, sync: bool) -> HResult {
-    let n = write_data_at(server, open, data, at)?;
+    let (n, offset) = write_data_at(server, open, data, at)?;
     if sync {
         open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?.sync().map_err(|e| e.status())?;
     }
     let mut body = BytesMut::with_capacity(17);
     WriteResponse { count: n as u32 }.encode(&mut body);
-    Ok(Resp::ok(body).file(open.file_id()))
+    let mut r = Resp::ok(body).file(open.file_id());
+    if matches!(at, At::End) {
+        r.deltas.push(Delta::AppendedAt { open: PersistentFileId(open.persistent_id), offset });
+    }
+    Ok(r)
 }
 
 /// Writes `data` at `offset` through an open, with what every write
@@ -122,10 +130,11 @@ fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], at: At, sync:
 /// checked access, byte-range locks and broken level II oplocks (WRITE,
 /// and server-side copies).
 pub(crate) fn write_data(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], offset: u64) -> Result<usize, NtStatus> {
-    write_data_at(server, open, data, At::Offset(offset))
+    write_data_at(server, open, data, At::Offset(offset)).map(|(n, _)| n)
 }
 
-fn write_data_at(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], at: At) -> Result<usize, NtStatus> {
+/// [`write_data`] at `at`: the count written and the offset it was written at.
+fn write_data_at(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], at: At) -> Result<(usize, u64), NtStatus> {
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
     let _writing = lock(&open.writing);
     let offset = match at {
@@ -141,7 +150,7 @@ fn write_data_at(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], at: At) ->
     let mut st = lock(&open.st);
     st.position = offset + n as u64;
     st.written = true;
-    Ok(n)
+    Ok((n, offset))
 }
 
 /// A write must start at a valid file offset (at most 2^63 - 1, [MS-FSA]

@@ -649,6 +649,7 @@ pub(super) fn get_lease(r: &mut Reader<'_>) -> Result<LeaseRecord, DecodeError> 
 //   0x18 DeletePendingSet   { set:u16 | file:u128 | on:bool }
 //   0x19 FileMoved          { set:u16 | file:u128 | path:str }
 //   0x1a ReplayIneligible   { open:u64 }
+//   0x1b AppendedAt         { open:u64 | offset:u64 }
 impl Delta {
     /// Appends the delta's encoding to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -795,6 +796,11 @@ impl Delta {
                 w.u8(0x1a);
                 w.u64(open.0);
             }
+            AppendedAt { open, offset } => {
+                w.u8(0x1b);
+                w.u64(open.0);
+                w.u64(*offset);
+            }
         }
     }
 
@@ -888,6 +894,7 @@ impl Delta {
             0x18 => DeletePendingSet { set: set(r)?, file: FileUid(r.u128()?), on: r.bool()? },
             0x19 => FileMoved { set: set(r)?, file: FileUid(r.u128()?), path: r.str()? },
             0x1a => ReplayIneligible { open: open(r)? },
+            0x1b => AppendedAt { open: open(r)?, offset: r.u64()? },
             kind => return Err(bad("delta kind", kind)),
         })
     }

@@ -100,6 +100,10 @@ pub enum Delta {
     /// Open.IsReplayEligible became FALSE ([MS-SMB2] 3.3.5.9.10): a request other than
     /// its CREATE named the open, so a replayed CREATE no longer gets it back.
     ReplayIneligible { open: PersistentFileId },
+    /// A WRITE of an append-only open put its data at `offset`, the end of the file when
+    /// the data was written (not the offset the request named). The model keeps nothing of
+    /// it: the log does, for a redo after a power loss ([`crate::restart::redo`]).
+    AppendedAt { open: PersistentFileId, offset: u64 },
 }
 
 impl Delta {
@@ -132,7 +136,8 @@ impl Delta {
             | LockSequenceSet { open, .. }
             | ChannelSequenceSet { open, .. }
             | DeleteOnCloseSet { open, .. }
-            | ReplayIneligible { open } => open.set(),
+            | ReplayIneligible { open }
+            | AppendedAt { open, .. } => open.set(),
         }
     }
 }

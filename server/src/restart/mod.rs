@@ -253,11 +253,15 @@ pub fn rebuild_with_redo(recovery: &Recovery) -> Result<Option<Rebuilt>, String>
         let Some((body, delta)) = r.completion() else {
             continue;
         };
-        writes.note_answer(&model, set, r.op.0, r.element, r.status().unwrap_or(u32::MAX), body);
-        if delta.is_empty() {
+        let batch = if delta.is_empty() {
+            Vec::new()
+        } else {
+            Delta::decode_batch(delta).map_err(|e| format!("record {} does not decode: {e}", r.seq))?
+        };
+        writes.note_answer(&model, set, r.op.0, r.element, r.status().unwrap_or(u32::MAX), body, &batch);
+        if batch.is_empty() {
             continue;
         }
-        let batch = Delta::decode_batch(delta).map_err(|e| format!("record {} does not decode: {e}", r.seq))?;
         writes.note_deltas(&batch);
         // Records before the checkpoint are of operations that were live when
         // it was taken: what they changed is in it.

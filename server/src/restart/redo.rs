@@ -154,10 +154,22 @@ impl<'a> Collector<'a> {
         })
     }
 
-    /// Element `element` of `op` answered `status` with `body`: when it is a
-    /// successful WRITE, its data is to be redone on the file its open (in
-    /// `model`, as it stands at this point of the log) was of.
-    pub fn note_answer(&mut self, model: &Model, set: ids::SetId, op: u64, element: u16, status: u32, body: &'a [u8]) {
+    /// Element `element` of `op` answered `status` with `body` and the
+    /// deltas `batch`: when it is a successful WRITE, its data is to be
+    /// redone on the file its open (in `model`, as it stands at this point
+    /// of the log) was of, at the request's offset, or where the batch says
+    /// an append-only open's data went ([`crate::model::Delta::AppendedAt`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn note_answer(
+        &mut self,
+        model: &Model,
+        set: ids::SetId,
+        op: u64,
+        element: u16,
+        status: u32,
+        body: &'a [u8],
+        batch: &[crate::model::Delta],
+    ) {
         let index = usize::from(element);
         self.answers.insert((op, index), (status, body));
         let Some(frame) = self.frames.get(&op).copied() else { return };
@@ -184,6 +196,13 @@ impl<'a> Collector<'a> {
                     }
                 },
             };
+            let offset = batch
+                .iter()
+                .find_map(|d| match d {
+                    crate::model::Delta::AppendedAt { open, offset } if open.0 == pid => Some(*offset),
+                    _ => None,
+                })
+                .unwrap_or(offset);
             self.redo.push(Redo { share, path, file, offset, data: data.to_vec() });
         }
     }
@@ -376,7 +395,7 @@ mod tests {
         for (op, f) in [(1, &exclusive), (2, &answered), (3, &open_if), (4, &no_guid)] {
             c.note_frame(op, f);
         }
-        c.note_answer(&m, set, 2, 0, 0, b"");
+        c.note_answer(&m, set, 2, 0, 0, b"", &[]);
         assert_eq!(c.creates_in_flight(&m, set), vec![("data".to_string(), "dir\\x1".to_string(), [7; 16])]);
         // The id such a create gives its file is its CreateGuid's, and no other's.
         assert_eq!(crate::fs::uid::for_create(&[7; 16]), crate::fs::uid::for_create(&[7; 16]));
@@ -391,7 +410,7 @@ mod tests {
         let mut c = Collector::default();
         c.note_frame(1, &under_way);
         c.note_frame(2, &answered);
-        c.note_answer(&m, ids::SetId(0), 2, 0, 0, b"");
+        c.note_answer(&m, ids::SetId(0), 2, 0, 0, b"", &[]);
         let r = c.renames_in_flight();
         assert_eq!(r.len(), 1, "{r:?}");
         assert_eq!(r.get(&5).map(String::as_str), Some("dir\\new.txt"));
@@ -415,8 +434,8 @@ mod tests {
         c.note_frame(1, &answered);
         c.note_frame(2, &unanswered);
         c.note_frame(3, &failed);
-        c.note_answer(&m, set, 1, 0, 0, b"");
-        c.note_answer(&m, set, 3, 0, 0xC000_0022, b"");
+        c.note_answer(&m, set, 1, 0, 0, b"", &[]);
+        c.note_answer(&m, set, 3, 0, 0xC000_0022, b"", &[]);
         assert_eq!(
             c.into_redo(),
             vec![Redo {
@@ -427,6 +446,29 @@ mod tests {
                 data: b"stamped".to_vec()
             }]
         );
+    }
+
+    /// An append-only open's WRITE names an offset that is not where its
+    /// data went: the redo writes it where its record says it was appended.
+    #[test]
+    fn an_appended_write_is_redone_where_it_was_appended_not_at_its_request_offset() {
+        let set = ids::SetId(0);
+        let mut m = Model::new();
+        m.add_set(set, 3).unwrap();
+        let (s, t) = session_with_tree(&mut m, set);
+        let up = open_on(&m, s, t, 77, Durability::V1 { timeout_ms: 60_000 }, Caching::None);
+        let crate::model::Delta::OpenUp(n) = &up else { unreachable!() };
+        let pid = n.info.persistent.0;
+        m.apply(&up).unwrap();
+
+        let appended = write_frame(FileId { persistent: pid, volatile: 1 }, 0, b"second");
+        let mut c = Collector::default();
+        c.note_frame(1, &appended);
+        let batch = [crate::model::Delta::AppendedAt { open: PersistentFileId(pid), offset: 6 }];
+        c.note_answer(&m, set, 1, 0, 0, b"", &batch);
+        let redo = c.into_redo();
+        assert_eq!(redo.len(), 1);
+        assert_eq!((redo[0].offset, redo[0].data.as_slice()), (6, &b"second"[..]));
     }
 
     /// The open of an answered WRITE was closed, and its file renamed, before
@@ -446,7 +488,7 @@ mod tests {
         let mut c = Collector::default();
         c.note_deltas(std::slice::from_ref(&up));
         c.note_frame(2, &write);
-        c.note_answer(&m, set, 2, 0, 0, b"");
+        c.note_answer(&m, set, 2, 0, 0, b"", &[]);
         c.note_deltas(&[crate::model::Delta::FileMoved { set, file: FileUid(77), path: "r1".into() }]);
         let redo = c.into_redo();
         assert_eq!(redo.len(), 1, "{redo:?}");

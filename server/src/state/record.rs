@@ -432,7 +432,8 @@ impl Checker {
 /// durable before it is answered.
 pub fn restorable(m: &Model, d: &Delta) -> bool {
     use Delta::*;
-    let durable = |id: &crate::model::PersistentFileId| m.open(*id).is_some_and(|o| o.info().durability.timeout_ms().is_some());
+    let durable =
+        |id: &crate::model::PersistentFileId| m.open(*id).is_some_and(|o| o.info().durability.timeout_ms().is_some());
     match d {
         NewGeneration { .. }
         | IdsReserved { .. }
@@ -452,6 +453,8 @@ pub fn restorable(m: &Model, d: &Delta) -> bool {
         | LockSequenceSet { open, .. }
         | ChannelSequenceSet { open, .. }
         | DeleteOnCloseSet { open, .. } => durable(open),
+        // The WRITE it goes with waits for its record anyway.
+        AppendedAt { .. } => false,
         _ => true,
     }
 }
