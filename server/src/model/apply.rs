@@ -229,7 +229,7 @@ impl Partition {
             ChannelSequenceSet { open, sequence } => self.open_mut(*open)?.channel_sequence = *sequence,
             DeleteOnCloseSet { open, on } => self.open_mut(*open)?.delete_on_close = *on,
             ReplayIneligible { open } => self.open_mut(*open)?.info.replay_eligible = false,
-            AppendedAt { .. } => {}
+            AppendedAt { .. } | ClosedAfterWriting { .. } => {}
             DeletePendingSet { file, on, .. } => {
                 self.files.get_mut(file).ok_or(ApplyError::UnknownFile(*file))?.delete_pending = *on;
             }

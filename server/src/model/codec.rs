@@ -650,6 +650,7 @@ pub(super) fn get_lease(r: &mut Reader<'_>) -> Result<LeaseRecord, DecodeError> 
 //   0x19 FileMoved          { set:u16 | file:u128 | path:str }
 //   0x1a ReplayIneligible   { open:u64 }
 //   0x1b AppendedAt         { open:u64 | offset:u64 }
+//   0x1c ClosedAfterWriting { open:u64 | share:str | path:str | file:u128 }
 impl Delta {
     /// Appends the delta's encoding to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -801,6 +802,13 @@ impl Delta {
                 w.u64(open.0);
                 w.u64(*offset);
             }
+            ClosedAfterWriting { open, share, path, file } => {
+                w.u8(0x1c);
+                w.u64(open.0);
+                w.str(share);
+                w.str(path);
+                w.u128(file.0);
+            }
         }
     }
 
@@ -895,6 +903,7 @@ impl Delta {
             0x19 => FileMoved { set: set(r)?, file: FileUid(r.u128()?), path: r.str()? },
             0x1a => ReplayIneligible { open: open(r)? },
             0x1b => AppendedAt { open: open(r)?, offset: r.u64()? },
+            0x1c => ClosedAfterWriting { open: open(r)?, share: r.str()?, path: r.str()?, file: FileUid(r.u128()?) },
             kind => return Err(bad("delta kind", kind)),
         })
     }

@@ -104,6 +104,10 @@ pub enum Delta {
     /// the data was written (not the offset the request named). The model keeps nothing of
     /// it: the log does, for a redo after a power loss ([`crate::restart::redo`]).
     AppendedAt { open: PersistentFileId, offset: u64 },
+    /// The open, about to close, wrote to `file`, at `path` of `share` now. The model
+    /// keeps nothing of it: a redo after a power loss places the open's answered WRITEs
+    /// by it when the log no longer has the open's `OpenUp` ([`crate::restart::redo`]).
+    ClosedAfterWriting { open: PersistentFileId, share: String, path: String, file: FileUid },
 }
 
 impl Delta {
@@ -137,7 +141,8 @@ impl Delta {
             | ChannelSequenceSet { open, .. }
             | DeleteOnCloseSet { open, .. }
             | ReplayIneligible { open }
-            | AppendedAt { open, .. } => open.set(),
+            | AppendedAt { open, .. }
+            | ClosedAfterWriting { open, .. } => open.set(),
         }
     }
 }

@@ -290,12 +290,21 @@ fn pick(m: &Model, c: &Choice, kind: u8, now: Timestamp) -> Option<Vec<Delta>> {
         24 => one(Delta::FileMoved { set, file: nth(p.files(), c.b)?.uid(), path: PATHS[(c.c % 4) as usize].into() }),
         25 => one(Delta::ReplayIneligible { open: nth(p.opens(), c.b)?.id() }),
         26 => one(Delta::AppendedAt { open: nth(p.opens(), c.b)?.id(), offset: c.a }),
+        27 => {
+            let o = nth(p.opens(), c.b)?;
+            one(Delta::ClosedAfterWriting {
+                open: o.id(),
+                share: o.info().share.clone(),
+                path: o.path().to_string(),
+                file: o.info().file,
+            })
+        }
         _ => Some(m.expired(now.plus_ms(c.b % 10_000))).filter(|d| !d.is_empty()),
     }
 }
 
 /// The kinds of change [`pick`] makes.
-const KINDS: u8 = 28;
+const KINDS: u8 = 29;
 
 /// A valid change, falling back on an open, a tree connect or a session when the kind
 /// picked has nothing to act on.
@@ -807,7 +816,7 @@ fn checkpoint_layout() {
     // A delta: version, kind, fields.
     assert_eq!(Delta::NewGeneration { set: SetId(0x102) }.to_bytes(), vec![1, 0x01, 0x02, 0x01]);
     assert_eq!(Delta::decode(&[1, 0x01, 0x02, 0x01, 0]), Err(DecodeError::Trailing(1)));
-    assert_eq!(Delta::decode(&[1, 0x1c]), Err(DecodeError::BadValue { what: "delta kind", value: 0x1c }));
+    assert_eq!(Delta::decode(&[1, 0x1d]), Err(DecodeError::BadValue { what: "delta kind", value: 0x1d }));
     assert_eq!(Delta::decode(&[2, 0x01, 0, 0]), Err(DecodeError::Version(2)));
 }
 

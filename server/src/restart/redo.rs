@@ -74,13 +74,23 @@ pub fn writes_of_frame<'a>(
 pub struct Collector<'a> {
     frames: HashMap<u64, &'a [u8]>,
     answers: HashMap<(u64, usize), (u32, &'a [u8])>,
-    /// The opens the log's deltas made (share, path, file), by persistent
-    /// id: a WRITE's open may be closed by the time of the checkpoint the
-    /// model starts from.
+    /// The opens the log's deltas made or closed after writing (share,
+    /// path, file), by persistent id: a WRITE's open may be closed by the
+    /// time of the checkpoint the model starts from.
     opened: HashMap<u64, (String, String, FileUid)>,
     /// Where the log's renames moved each file last.
     moved: HashMap<FileUid, String>,
-    redo: Vec<Redo>,
+    redo: Vec<Pending>,
+}
+
+/// A WRITE to redo, in log order: placed, or waiting for a later record to
+/// say where its open's file was (the open's `OpenUp` went with an earlier
+/// part of the log, and the open closed before the checkpoint the model
+/// starts from: its `ClosedAfterWriting` comes after the WRITE).
+#[derive(Debug)]
+enum Pending {
+    Placed(Redo),
+    Unplaced { op: u64, pid: u64, offset: u64, data: Vec<u8> },
 }
 
 impl<'a> Collector<'a> {
@@ -182,20 +192,6 @@ impl<'a> Collector<'a> {
             if i != index {
                 continue;
             }
-            let (share, path, file) = match p.open(PersistentFileId(pid)) {
-                Some(o) => (o.info().share.clone(), o.path().to_string(), o.info().file),
-                None => match self.opened.get(&pid) {
-                    Some(known) => known.clone(),
-                    None => {
-                        warn!(
-                            op,
-                            pid = format_args!("{pid:#x}"),
-                            "redo: a WRITE of an open the log does not know; skipped"
-                        );
-                        continue;
-                    }
-                },
-            };
             let offset = batch
                 .iter()
                 .find_map(|d| match d {
@@ -203,7 +199,15 @@ impl<'a> Collector<'a> {
                     _ => None,
                 })
                 .unwrap_or(offset);
-            self.redo.push(Redo { share, path, file, offset, data: data.to_vec() });
+            let data = data.to_vec();
+            let placed = match p.open(PersistentFileId(pid)) {
+                Some(o) => Some((o.info().share.clone(), o.path().to_string(), o.info().file)),
+                None => self.opened.get(&pid).cloned(),
+            };
+            self.redo.push(match placed {
+                Some((share, path, file)) => Pending::Placed(Redo { share, path, file, offset, data }),
+                None => Pending::Unplaced { op, pid, offset, data },
+            });
         }
     }
 
@@ -216,6 +220,9 @@ impl<'a> Collector<'a> {
                 crate::model::Delta::OpenUp(n) => {
                     self.opened.insert(n.info.persistent.0, (n.info.share.clone(), n.path.clone(), n.info.file));
                 }
+                crate::model::Delta::ClosedAfterWriting { open, share, path, file } => {
+                    self.opened.insert(open.0, (share.clone(), path.clone(), *file));
+                }
                 crate::model::Delta::FileMoved { file, path, .. } => {
                     self.moved.insert(*file, path.clone());
                 }
@@ -227,9 +234,24 @@ impl<'a> Collector<'a> {
     /// The WRITEs to carry out again, in log order, each at the place the
     /// last rename in the log gave its file.
     pub fn into_redo(self) -> Vec<Redo> {
-        let moved = self.moved;
-        self.redo
-            .into_iter()
+        let Collector { moved, opened, redo, .. } = self;
+        redo.into_iter()
+            .filter_map(|w| match w {
+                Pending::Placed(w) => Some(w),
+                Pending::Unplaced { op, pid, offset, data } => match opened.get(&pid) {
+                    Some((share, path, file)) => {
+                        Some(Redo { share: share.clone(), path: path.clone(), file: *file, offset, data })
+                    }
+                    None => {
+                        warn!(
+                            op,
+                            pid = format_args!("{pid:#x}"),
+                            "redo: a WRITE of an open the log does not know; skipped"
+                        );
+                        None
+                    }
+                },
+            })
             .map(|mut w| {
                 if let Some(p) = moved.get(&w.file) {
                     w.path.clone_from(p);
@@ -493,5 +515,46 @@ mod tests {
         let redo = c.into_redo();
         assert_eq!(redo.len(), 1, "{redo:?}");
         assert_eq!((redo[0].path.as_str(), redo[0].file, redo[0].offset), ("r1", FileUid(77), 0));
+    }
+
+    /// The open's OpenUp went with a compacted part of the log, and the open
+    /// closed before the checkpoint the model starts from: the WRITE is
+    /// placed by the `ClosedAfterWriting` its CLOSE recorded after it (it
+    /// was skipped, and its data lost to a power loss, before).
+    #[test]
+    fn a_write_whose_open_up_is_gone_is_placed_by_its_close() {
+        let set = ids::SetId(0);
+        let mut m = Model::new();
+        m.add_set(set, 3).unwrap();
+        let pid = 0x0003_0000_0000_0009;
+        let write = write_frame(FileId { persistent: pid, volatile: 1 }, 512, b"stamped");
+        let mut c = Collector::default();
+        c.note_frame(2, &write);
+        c.note_answer(&m, set, 2, 0, 0, b"", &[]);
+        c.note_deltas(&[
+            crate::model::Delta::ClosedAfterWriting {
+                open: PersistentFileId(pid),
+                share: "data".into(),
+                path: "dir\\f".into(),
+                file: FileUid(78),
+            },
+            crate::model::Delta::OpenDown { open: PersistentFileId(pid) },
+        ]);
+        let redo = c.into_redo();
+        assert_eq!(
+            redo,
+            vec![Redo {
+                share: "data".into(),
+                path: "dir\\f".into(),
+                file: FileUid(78),
+                offset: 512,
+                data: b"stamped".to_vec()
+            }]
+        );
+        // Without it, the WRITE cannot be placed.
+        let mut c = Collector::default();
+        c.note_frame(2, &write);
+        c.note_answer(&m, set, 2, 0, 0, b"", &[]);
+        assert!(c.into_redo().is_empty());
     }
 }

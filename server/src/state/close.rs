@@ -8,8 +8,8 @@ use std::sync::Arc;
 use tracing::{debug, warn};
 
 use super::notify::{action, filter};
-use crate::model::Delta;
 use super::{lock, Open, Server};
+use crate::model::Delta;
 
 /// Drops an open from the per-file table; deletes the file when it was the
 /// last open and a delete is pending (or this open had delete-on-close).
@@ -19,12 +19,15 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>, out: &mut Vec<Delta>) 
     let Some(key) = open.key else {
         return;
     };
-    out.extend(super::deltas::open_down(open));
-    lock(&server.notify).remove(open.persistent_id);
     let (doc, written) = {
         let st = lock(&open.st);
         (st.delete_on_close, st.written)
     };
+    if written && server.journal.keeps_records() {
+        out.extend(super::deltas::closed_after_writing(open));
+    }
+    out.extend(super::deltas::open_down(open));
+    lock(&server.notify).remove(open.persistent_id);
     let (delete, path, watchers) = {
         // A lease this was the last open of goes: through `files()`, so
         // the model hears of it.
@@ -65,4 +68,3 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>, out: &mut Vec<Delta>) 
         Err(e) => warn!(path = %lock(&open.st).path, "delete on close failed: {e}"),
     }
 }
-

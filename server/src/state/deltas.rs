@@ -12,7 +12,7 @@ use crate::model::{
 };
 
 use super::session::SessionInner;
-use super::{Open, Session, Tree};
+use super::{lock, Open, Session, Tree};
 
 /// Now, as the model keeps times (wall-clock milliseconds).
 pub fn now() -> Timestamp {
@@ -131,6 +131,15 @@ pub fn with_grant(mut up: Delta, grant: Grant) -> Delta {
         };
     }
     up
+}
+
+/// An open that wrote is closing: where its file is, for a redo that no
+/// longer finds the open's `OpenUp` in the log ([`Delta::ClosedAfterWriting`]).
+pub fn closed_after_writing(open: &Open) -> Option<Delta> {
+    let file = open.key?;
+    let share = open.share()?.cfg.name.clone();
+    let path = lock(&open.st).path.clone();
+    Some(Delta::ClosedAfterWriting { open: PersistentFileId(open.persistent_id), share, path, file })
 }
 
 /// An open closed (CLOSE, teardown, a retained handle expired or purged).

@@ -454,7 +454,7 @@ pub fn restorable(m: &Model, d: &Delta) -> bool {
         | ChannelSequenceSet { open, .. }
         | DeleteOnCloseSet { open, .. } => durable(open),
         // The WRITE it goes with waits for its record anyway.
-        AppendedAt { .. } => false,
+        AppendedAt { .. } | ClosedAfterWriting { .. } => false,
         _ => true,
     }
 }
