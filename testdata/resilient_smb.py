@@ -377,7 +377,12 @@ class Client:
         e["length"] = length
         e["flags"] = (LockFlags.SMB2_LOCKFLAG_UNLOCK if unlock
                       else LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY)
-        msg, _ = h.open.lock([e], lsn=seq[0], lsi=seq[1], send=False)
+        msg, _ = h.open.lock([e], send=False)
+        # [MS-SMB2] 2.2.26: LockSequenceNumber is the low 4 bits,
+        # LockSequenceIndex the 28 above them (as Windows and Samba lay them
+        # out). smbprotocol puts the number in the top 4 bits, which a
+        # server reads as an index out of 1..64: no replay detection at all.
+        msg["lock_sequence"] = (seq[1] << 4) | seq[0]
         msg["file_id"] = h.file_id
         self.call(msg, replay=replay, what=f"{'unlock' if unlock else 'lock'} {h.name}@{offset}")
 

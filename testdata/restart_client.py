@@ -7,18 +7,20 @@ back after the server restarts (or after the connection alone is lost).
 
 Phase 1: open `restart.dat` durably (v1: DHnQ + batch oplock; v2: DH2Q +
 RWH lease), write N stamped 4 KiB blocks (each answered), take an
-exclusive byte-range lock on [1 MiB, 1 MiB + 4 KiB); with --appends N,
+exclusive byte-range lock on [1 MiB, 1 MiB + 4 KiB), take and release
+another (its unlock under LockSequenceIndex 2); with --appends N,
 also open `append.dat` for appending only (FILE_APPEND_DATA, no
 FILE_WRITE_DATA) and write N stamped pieces of different lengths, each
 naming offset 0 (an append-only open writes at the end whatever offset it
-names), then close it; and print one JSON line {"phase": "ready", ...}. Then wait for a line on stdin: meanwhile the
-test kills and restarts the server (or does nothing, to test a lost
-connection alone).
+names), then close it; and print one JSON line {"phase": "ready", ...}.
+Then wait for a line on stdin: meanwhile the test kills and restarts the
+server (or does nothing, to test a lost connection alone).
 
 Phase 2: drop the old connection, connect anew (same ClientGuid, new
 session for the same user), reclaim the open (DHnC or DH2C with the old
-file id), and check: the same file id came back, every answered write is
-in the file, the lock is still held (a second client's open cannot take
+file id), and check: the same file id came back, the unlock resent with
+its lock sequence is answered as the replay it is (success, not carried
+out again), every answered write is in the file, the lock is still held (a second client's open cannot take
 it, though it can lock elsewhere), the handle can go on writing, and
 `append.dat` holds the N pieces one after the other ("appended": true).
 Prints one JSON line {"phase": "done", ...}; exit status 0 whenever that
@@ -33,6 +35,7 @@ from smbprotocol.open import CreateDisposition, FilePipePrinterAccessMask
 
 BLOCK = 4096
 LOCK_AT = 1 << 20
+UNLOCKED_AT = LOCK_AT + 8 * BLOCK
 NAME = "restart.dat"
 APPEND_NAME = "append.dat"
 APPEND_ONLY = 0x4 | 0x80 | 0x100000  # FILE_APPEND_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE
@@ -72,6 +75,11 @@ def main():
     for i in range(a.blocks):
         c.write(h, i * BLOCK, stamp(f"restart block {i} before", BLOCK))
     c.lock(h, LOCK_AT, BLOCK, seq=h.next_lock_seq(1))
+    # A lock taken and released under LockSequenceIndex 2: phase 2 resends
+    # the unlock, which must be answered as the replay it is.
+    c.lock(h, UNLOCKED_AT, BLOCK, seq=h.next_lock_seq(2))
+    unlock_seq = h.next_lock_seq(2)
+    c.lock(h, UNLOCKED_AT, BLOCK, unlock=True, seq=unlock_seq)
     ready["written"] = a.blocks
     if a.appends:
         ap_h = c.create(APPEND_NAME, CreateDisposition.FILE_OVERWRITE_IF, access=APPEND_ONLY, durable=None)
@@ -98,6 +106,17 @@ def main():
     if res["reconnect"] != "ok":
         out(res)
         return
+
+    # The unlock resent (its answer "lost") is a replay: the open's lock
+    # sequence came back with it, so it succeeds without being carried out
+    # again (carried out again, it would find nothing to unlock). Sent
+    # without the replay flag, so that the lock sequence alone must catch
+    # it, not the answers the journal saved for replays.
+    try:
+        c.lock(h, UNLOCKED_AT, BLOCK, unlock=True, seq=unlock_seq)
+        res["unlock_replay"] = "ok"
+    except Failed as e:
+        res["unlock_replay"] = status_name(e.status)
 
     # Every answered write is there.
     missing = []

@@ -198,6 +198,7 @@ fn assert_survived(server: &Server, ready: &serde_json::Value, done: &serde_json
     assert_eq!(done["reconnect"], "ok", "the durable open was not taken back\n{}", ctx());
     assert_eq!(done["same_file_id"], true, "another file id came back\n{}", ctx());
     assert_eq!(done["file_id_after"], ready["file_id"], "{}", ctx());
+    assert_eq!(done["unlock_replay"], "ok", "a resent unlock was carried out again\n{}", ctx());
     assert_eq!(done["missing_writes"], serde_json::json!([]), "answered writes are missing\n{}", ctx());
     assert_eq!(done["other_can_lock_elsewhere"], true, "{}", ctx());
     assert_eq!(done["lock_held"], true, "the byte-range lock was lost\n{}", ctx());
