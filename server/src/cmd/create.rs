@@ -1010,7 +1010,8 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                     let breaks = if oplock::is_stat_open(desired) && !overwrite {
                         Default::default()
                     } else {
-                        files.break_for_open(&key, overwrite, violation, lease_id)
+                        let leases = overwrite || !oplock::is_lease_stat_open(desired);
+                        files.break_for_open_of(&key, overwrite, violation, lease_id, leases)
                     };
                     (breaks, violation)
                 }

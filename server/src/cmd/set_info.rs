@@ -15,7 +15,8 @@ use crate::model::{Delta, PersistentFileId};
 use crate::state::files::{access, Inode};
 use crate::state::lock;
 use crate::state::notify::{action, filter};
-use crate::state::Open;
+use crate::state::{Open, Server};
+use std::sync::Arc;
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = SetInfoRequest::parse(ctx.msg).map_err(bad)?;
@@ -28,6 +29,18 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     match req.info_type {
         info_type::FILE => {
             let info = parse_set_file_info(req.file_info_class, req.buffer).map_err(|e| e.status())?;
+            if let SetFileInfo::Rename { replace_if_exists, name, .. } = &info {
+                need(&open, access::DELETE)?;
+                if let Some(key) = break_handles_for_rename(ctx.server, &open) {
+                    return Ok(rename_after_breaks(
+                        ctx.server.clone(),
+                        open.clone(),
+                        name.to_string(),
+                        *replace_if_exists,
+                        key,
+                    ));
+                }
+            }
             set_file(ctx, &open, info)?;
         }
         info_type::FILESYSTEM => {
@@ -83,13 +96,18 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
             if let (Some(share), Some(key)) = (open.share(), open.key) {
                 let path = lock(&ctx.server.files).path(&key);
                 if let Some(p) = path {
-                    ctx.server.report_change(&share.cfg.name, p.components(), action::MODIFIED, filter::ATTRIBUTES | filter::LAST_WRITE | filter::CREATION);
+                    ctx.server.report_change(
+                        &share.cfg.name,
+                        p.components(),
+                        action::MODIFIED,
+                        filter::ATTRIBUTES | filter::LAST_WRITE | filter::CREATION,
+                    );
                 }
             }
         }
         SetFileInfo::Rename { replace_if_exists, name, .. } => {
             need(open, access::DELETE)?;
-            rename(ctx, open, &name, replace_if_exists)?;
+            rename(ctx.server, open, &name, replace_if_exists, &mut ctx.deltas)?;
         }
         SetFileInfo::Link { replace_if_exists, name } => link(ctx, open, &name, replace_if_exists)?,
         SetFileInfo::Disposition { delete_pending } => set_delete(ctx, open, delete_pending)?,
@@ -171,7 +189,11 @@ fn set_delete(ctx: &mut Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStat
     let watchers = {
         let mut files = lock(&ctx.server.files);
         files.set_delete_pending(&key, delete);
-        if delete && open.is_dir { files.open_ids(&key) } else { Vec::new() }
+        if delete && open.is_dir {
+            files.open_ids(&key)
+        } else {
+            Vec::new()
+        }
     };
     if !watchers.is_empty() {
         lock(&ctx.server.notify).delete_pending(&watchers);
@@ -195,29 +217,35 @@ struct NewName {
 
 /// Parses and resolves `name` (share-relative, a leading backslash
 /// allowed) for `open`'s file; the share root is not a name.
-fn new_name(ctx: &Ctx<'_>, open: &Open, name: &str) -> Result<NewName, NtStatus> {
+fn new_name(server: &Server, open: &Open, name: &str) -> Result<NewName, NtStatus> {
     let share = open.share().ok_or(NtStatus::INVALID_PARAMETER)?.clone();
     let key = open.key.ok_or(NtStatus::INVALID_PARAMETER)?;
     let target = SmbPath::parse(name.trim_start_matches('\\')).map_err(|e| e.status())?;
     if target.is_root() {
         return Err(NtStatus::OBJECT_NAME_INVALID);
     }
-    let from = lock(&ctx.server.files).path(&key).ok_or(NtStatus::INTERNAL_ERROR)?;
+    let from = lock(&server.files).path(&key).ok_or(NtStatus::INTERNAL_ERROR)?;
     let dest = share.fs.resolve(&target).map_err(|e| e.status())?;
     Ok(NewName { share, key, target, from, dest })
 }
 
 /// FileRenameInformation ([MS-FSA] 2.1.5.14.11).
-fn rename(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), NtStatus> {
+fn rename(
+    server: &Arc<Server>,
+    open: &Open,
+    name: &str,
+    replace: bool,
+    deltas: &mut Vec<Delta>,
+) -> Result<(), NtStatus> {
     if name.starts_with(':') {
         return Err(NtStatus::NOT_SUPPORTED);
     }
-    let NewName { share, key, target, from, dest } = new_name(ctx, open, name)?;
+    let NewName { share, key, target, from, dest } = new_name(server, open, name)?;
     if dest.exists() {
         let dst_st = share.fs.stat(&dest).map_err(|e| e.status())?;
         // The target's id if it has opens: this open's own when it is
         // the same inode (a case-only rename, or a hard link).
-        let dst_key = lock(&ctx.server.files).uid_of(Inode::of(&dst_st));
+        let dst_key = lock(&server.files).uid_of(Inode::of(&dst_st));
         if dst_key != Some(key) {
             if !replace {
                 return Err(NtStatus::OBJECT_NAME_COLLISION);
@@ -225,37 +253,90 @@ fn rename(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(
             if dst_st.is_dir {
                 return Err(NtStatus::ACCESS_DENIED);
             }
-            if dst_key.is_some_and(|k| lock(&ctx.server.files).open_count(&k) > 0) {
+            if dst_key.is_some_and(|k| lock(&server.files).open_count(&k) > 0) {
                 return Err(NtStatus::ACCESS_DENIED);
             }
         }
     }
-    if open.is_dir && has_open_children(ctx, &from) {
+    if open.is_dir && has_open_children(server, &from) {
         return Err(NtStatus::ACCESS_DENIED);
     }
-    if !target_parent_shareable(ctx, &share, &dest, open.is_dir)? {
+    if !target_parent_shareable(server, &share, &dest, open.is_dir)? {
         return Err(NtStatus::SHARING_VIOLATION);
     }
     let new = share.fs.rename(&from, &target, replace).map_err(|e| e.status())?;
     let f = if open.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
-    ctx.server.report_change(&share.cfg.name, from.components(), action::RENAMED_OLD_NAME, f);
-    ctx.server.report_change(&share.cfg.name, new.components(), action::RENAMED_NEW_NAME, f);
+    server.report_change(&share.cfg.name, from.components(), action::RENAMED_OLD_NAME, f);
+    server.report_change(&share.cfg.name, new.components(), action::RENAMED_NEW_NAME, f);
     if !open.is_dir {
         // A renamed file gets the ARCHIVE attribute on Windows, which
         // watchers of attribute changes see as a modification of the new
         // name (smbtorture smb2.notify.mask-change).
-        ctx.server.report_change(&share.cfg.name, new.components(), action::MODIFIED, filter::ATTRIBUTES);
+        server.report_change(&share.cfg.name, new.components(), action::MODIFIED, filter::ATTRIBUTES);
     }
     debug!(from = %from.smb_path(), to = %new.smb_path(), "renamed");
-    let mut files = lock(&ctx.server.files);
+    let mut files = lock(&server.files);
     files.set_path(&key, new.clone());
     drop(files);
     let path = new.smb_path().trim_start_matches('\\').to_string();
-    ctx.deltas.push(Delta::FileMoved { set: ctx.server.set(), file: key, path: path.clone() });
+    deltas.push(Delta::FileMoved { set: server.set(), file: key, path: path.clone() });
     let mut st = lock(&open.st);
     st.path = path;
     st.resolved = Some(new);
     Ok(())
+}
+
+/// A rename breaks the handle caching of the file's other leases (other
+/// keys than the renaming open's), as Windows and Samba do, and waits for
+/// the holders to acknowledge: a holder that caches handles may have the
+/// file open under its old name ([MS-FSA] 2.1.5.14.11; smbtorture
+/// smb2.lease.rename_wait, v2_rename). Holders that are gone (retained
+/// handles) are purged. The file, when the rename must wait.
+fn break_handles_for_rename(server: &Arc<Server>, open: &Open) -> Option<crate::model::FileUid> {
+    let key = open.key?;
+    let breaks = {
+        let mut files = server.files();
+        let own = files.open_lease(&key, open.persistent_id).map(|(id, _)| id);
+        files.break_handle_caching(&key, own)
+    };
+    let mut purged = Vec::new();
+    for pid in &breaks.orphans {
+        crate::state::durable::purge(server, *pid, &mut purged);
+    }
+    server.apply(&purged);
+    breaks.wait.then_some(key)
+}
+
+/// The rename goes async ([MS-SMB2] 3.3.4.2): STATUS_PENDING now, the
+/// answer once the broken leases were acknowledged (or timed out), when
+/// the rename is carried out.
+fn rename_after_breaks(
+    server: Arc<Server>,
+    open: Arc<Open>,
+    name: String,
+    replace: bool,
+    key: crate::model::FileUid,
+) -> Resp {
+    let mut r = Resp::ok(BytesMut::new());
+    let fid = open.file_id();
+    r.pending = Some(Box::pin(async move {
+        let mut key = key;
+        loop {
+            crate::state::oplock::wait_for_breaks(&server, key).await;
+            match break_handles_for_rename(&server, &open) {
+                Some(k) => key = k,
+                None => break,
+            }
+        }
+        let mut deltas = Vec::new();
+        rename(&server, &open, &name, replace, &mut deltas)?;
+        let mut body = BytesMut::with_capacity(2);
+        SetInfoResponse.encode(&mut body);
+        let mut r = Resp::ok(body).file(fid);
+        r.deltas = deltas;
+        Ok(r)
+    }));
+    r
 }
 
 /// FileLinkInformation ([MS-FSA] 2.1.5.14.6): a second name for the
@@ -272,7 +353,7 @@ fn link(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(),
     if name.contains(':') {
         return Err(NtStatus::INVALID_PARAMETER);
     }
-    let NewName { share, key, target, from, dest } = new_name(ctx, open, name)?;
+    let NewName { share, key, target, from, dest } = new_name(ctx.server, open, name)?;
     if share.cfg.read_only {
         return Err(NtStatus::ACCESS_DENIED);
     }
@@ -298,7 +379,12 @@ fn link(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(),
 /// rename opens the destination directory), so another open of that
 /// directory that holds DELETE, or that does not share write, makes the
 /// rename fail with STATUS_SHARING_VIOLATION.
-fn target_parent_shareable(ctx: &Ctx<'_>, share: &crate::state::ShareEntry, dest: &fs::Resolved, is_dir: bool) -> Result<bool, NtStatus> {
+fn target_parent_shareable(
+    server: &Server,
+    share: &crate::state::ShareEntry,
+    dest: &fs::Resolved,
+    is_dir: bool,
+) -> Result<bool, NtStatus> {
     let parent = match dest.components().split_last() {
         Some((_, parent)) => parent.join("\\"),
         None => return Ok(true),
@@ -306,8 +392,10 @@ fn target_parent_shareable(ctx: &Ctx<'_>, share: &crate::state::ShareEntry, dest
     let parent = SmbPath::parse(&parent).map_err(|e| e.status())?;
     let parent = share.fs.resolve(&parent).map_err(|e| e.status())?;
     let st = share.fs.stat(&parent).map_err(|e| e.status())?;
-    let files = lock(&ctx.server.files);
-    Ok(files.uid_of(Inode::of(&st)).is_none_or(|k| files.check_share(&k, rename_parent_access(is_dir), RENAME_PARENT_SHARE)))
+    let files = lock(&server.files);
+    Ok(files
+        .uid_of(Inode::of(&st))
+        .is_none_or(|k| files.check_share(&k, rename_parent_access(is_dir), RENAME_PARENT_SHARE)))
 }
 
 /// The access the rename's open of the target directory asks for.
@@ -322,8 +410,8 @@ const RENAME_PARENT_SHARE: u32 = crate::state::files::share::READ | crate::state
 
 /// Is any file below this directory open? (Windows refuses to rename such
 /// a directory.)
-fn has_open_children(ctx: &Ctx<'_>, dir: &fs::Resolved) -> bool {
-    let files = lock(&ctx.server.files);
+fn has_open_children(server: &Server, dir: &fs::Resolved) -> bool {
+    let files = lock(&server.files);
     files.any_path(|p| p.components().len() > dir.components().len() && p.components().starts_with(dir.components()))
 }
 

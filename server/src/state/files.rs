@@ -178,10 +178,18 @@ pub struct FileTable {
 pub enum CachingView {
     None,
     /// The level, and the level a break in progress goes to.
-    Oplock { level: u8, breaking_to: Option<u8> },
+    Oplock {
+        level: u8,
+        breaking_to: Option<u8>,
+    },
     /// The lease key, its state and epoch, and a break in progress (to,
     /// required).
-    Lease { key: [u8; 16], state: u32, epoch: u16, breaking: Option<(u32, u32)> },
+    Lease {
+        key: [u8; 16],
+        state: u32,
+        epoch: u16,
+        breaking: Option<(u32, u32)>,
+    },
 }
 
 impl CachingView {
@@ -352,7 +360,27 @@ impl FileTable {
     /// level II holders go to none then too. Leases of other keys than
     /// the opener's are broken as [`lease::keep_for_open`] says; opens
     /// with the same lease key never break each other.
-    pub fn break_for_open(&mut self, key: &FileUid, overwrite: bool, violation: bool, opener: Option<LeaseId>) -> Breaks {
+    pub fn break_for_open(
+        &mut self,
+        key: &FileUid,
+        overwrite: bool,
+        violation: bool,
+        opener: Option<LeaseId>,
+    ) -> Breaks {
+        self.break_for_open_of(key, overwrite, violation, opener, true)
+    }
+
+    /// [`FileTable::break_for_open`], breaking leases only with `leases`
+    /// (an open that is a stat open for leases breaks oplocks alone,
+    /// [`oplock::is_lease_stat_open`]).
+    pub fn break_for_open_of(
+        &mut self,
+        key: &FileUid,
+        overwrite: bool,
+        violation: bool,
+        opener: Option<LeaseId>,
+        leases: bool,
+    ) -> Breaks {
         let mut out = Breaks::default();
         let Some(f) = self.files.get_mut(key) else {
             return out;
@@ -380,13 +408,48 @@ impl FileTable {
         }
         let keep_bits = |state| lease::keep_for_open(state, overwrite, violation);
         for id in leases_of(f) {
-            if Some(id) == opener {
+            if !leases || Some(id) == opener {
                 continue;
             }
             let Some(l) = self.leases.get_mut(&id) else {
                 continue;
             };
-            if l.break_to(&id, keep_bits(l.state), log) {
+            // The opener waits for the acknowledgement only when the holder
+            // caches writes (they must reach the file first) or must give
+            // up its handle to let the open in; a holder of R or RH that an
+            // overwrite breaks is sent the break and the open goes ahead
+            // (smbtorture smb2.lease.breaking4, as Windows and Samba).
+            let blocks =
+                l.state & lease_state::WRITE_CACHING != 0 || (violation && l.state & lease_state::HANDLE_CACHING != 0);
+            if l.break_to(&id, keep_bits(l.state), log) && blocks {
+                out.wait = true;
+                if l.holder_gone() {
+                    out.orphans.extend(f.opens.iter().filter(|o| o.lease == Some(id)).map(|o| o.persistent_id));
+                }
+            }
+        }
+        out
+    }
+
+    /// Breaks the handle caching (H) of the file's leases other than
+    /// `except` (a rename's own lease): what a rename does to them. The
+    /// caller waits for the acknowledgements when `wait` says so.
+    pub fn break_handle_caching(&mut self, key: &FileUid, except: Option<LeaseId>) -> Breaks {
+        let mut out = Breaks::default();
+        let Some(f) = self.files.get(key) else {
+            return out;
+        };
+        for id in leases_of(f) {
+            if Some(id) == except {
+                continue;
+            }
+            let Some(l) = self.leases.get_mut(&id) else {
+                continue;
+            };
+            if l.state & lease_state::HANDLE_CACHING == 0 {
+                continue;
+            }
+            if l.break_to(&id, l.state & !lease_state::HANDLE_CACHING, &mut self.log) {
                 out.wait = true;
                 if l.holder_gone() {
                     out.orphans.extend(f.opens.iter().filter(|o| o.lease == Some(id)).map(|o| o.persistent_id));
@@ -426,7 +489,8 @@ impl FileTable {
     pub fn oplock_breaking(&self, key: &FileUid) -> bool {
         self.files.get(key).is_some_and(|f| {
             f.opens.iter().any(|o| {
-                o.oplock.breaking_to.is_some() || o.lease.and_then(|id| self.leases.get(&id)).is_some_and(|l| l.breaking.is_some())
+                o.oplock.breaking_to.is_some()
+                    || o.lease.and_then(|id| self.leases.get(&id)).is_some_and(|l| l.breaking.is_some())
             })
         })
     }
@@ -526,10 +590,7 @@ impl FileTable {
 
     /// The open's current oplock level.
     pub fn oplock_level(&self, key: &FileUid, persistent_id: u64) -> u8 {
-        self.files
-            .get(key)
-            .and_then(|f| f.open(persistent_id))
-            .map_or(level::NONE, |o| o.oplock.level)
+        self.files.get(key).and_then(|f| f.open(persistent_id)).map_or(level::NONE, |o| o.oplock.level)
     }
 
     /// The open's connection is gone (a durable open kept for reconnect):
@@ -545,10 +606,7 @@ impl FileTable {
 
     /// Is a break of the open's oplock in progress?
     pub fn oplock_breaking_open(&self, key: &FileUid, persistent_id: u64) -> bool {
-        self.files
-            .get(key)
-            .and_then(|f| f.open(persistent_id))
-            .is_some_and(|o| o.oplock.breaking_to.is_some())
+        self.files.get(key).and_then(|f| f.open(persistent_id)).is_some_and(|o| o.oplock.breaking_to.is_some())
     }
 
     /// Points the open's break notifications at a new connection
@@ -625,7 +683,8 @@ impl FileTable {
             l
         });
         let existing = l.state;
-        let upgrade = l.breaking.is_none() && existing & requested == existing && granted != existing && granted == requested;
+        let upgrade =
+            l.breaking.is_none() && existing & requested == existing && granted != existing && granted == requested;
         if upgrade {
             l.state = granted;
             if l.v2 {
@@ -654,7 +713,9 @@ impl FileTable {
 
     /// Is a break of the open's lease in progress?
     pub fn lease_breaking_open(&self, key: &FileUid, persistent_id: u64) -> bool {
-        self.open_lease(key, persistent_id).and_then(|(id, _)| self.leases.get(&id)).is_some_and(|l| l.breaking.is_some())
+        self.open_lease(key, persistent_id)
+            .and_then(|(id, _)| self.leases.get(&id))
+            .is_some_and(|l| l.breaking.is_some())
     }
 
     /// A Lease Break Acknowledgment ([MS-SMB2] 3.3.5.22.2): the new
@@ -669,11 +730,8 @@ impl FileTable {
     /// (STATUS_INVALID_OPLOCK_PROTOCOL, as Windows answers) or a level
     /// that is not none or level II.
     pub fn ack_oplock(&mut self, key: &FileUid, persistent_id: u64, acked: u8) -> Result<u8, protocol::NtStatus> {
-        let o = self
-            .files
-            .get_mut(key)
-            .and_then(|f| f.open_mut(persistent_id))
-            .ok_or(protocol::NtStatus::FILE_CLOSED)?;
+        let o =
+            self.files.get_mut(key).and_then(|f| f.open_mut(persistent_id)).ok_or(protocol::NtStatus::FILE_CLOSED)?;
         let Some(to) = o.oplock.breaking_to else {
             return Err(protocol::NtStatus::INVALID_OPLOCK_PROTOCOL);
         };
@@ -787,7 +845,13 @@ impl FileTable {
     /// ignored.
     ///
     /// Returns the change for the state model, when there was one.
-    pub fn set_lock_sequence(&mut self, key: &FileUid, persistent_id: u64, index: u32, number: Option<u8>) -> Option<crate::model::Delta> {
+    pub fn set_lock_sequence(
+        &mut self,
+        key: &FileUid,
+        persistent_id: u64,
+        index: u32,
+        number: Option<u8>,
+    ) -> Option<crate::model::Delta> {
         let slot = sequence_slot(index)?;
         let f = self.files.get_mut(key)?;
         f.lock_sequences.entry(persistent_id).or_default().0[slot] = number;
@@ -956,7 +1020,9 @@ mod tests {
     #[test]
     fn zero_length_locks() {
         // A zero-length lock at 10 against another open's locks.
-        for (off, len, conflict) in [(10, 0, false), (9, 1, false), (10, 1, false), (11, 1, false), (9, 2, true), (10, 2, false), (9, 3, true)] {
+        for (off, len, conflict) in
+            [(10, 0, false), (9, 1, false), (10, 1, false), (11, 1, false), (9, 2, true), (10, 2, false), (9, 3, true)]
+        {
             let mut t = FileTable::default();
             assert!(take(&mut t, bl(1, 10, 0, true)));
             assert_eq!(!take(&mut t, bl(2, off, len, true)), conflict, "{off}/{len}");
@@ -1039,7 +1105,12 @@ mod tests {
     /// An open with an oplock whose break notifications go nowhere (the
     /// table logic does not need a client).
     fn holder(t: &mut FileTable, k: FileUid, pid: u64, share_access: u32, requested: u8) -> u8 {
-        t.add_open(k, ino(k), OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, share_access), crate::fs::Resolved::root());
+        t.add_open(
+            k,
+            ino(k),
+            OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, share_access),
+            crate::fs::Resolved::root(),
+        );
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = oplock::BreakSink {
             tx: tx.downgrade(),
@@ -1166,7 +1237,8 @@ mod tests {
                     expires_at: None,
                 })))
                 .unwrap();
-            let tree = TreeInfo { id: TreeId(1), share: "s".into(), encrypt: false, read_only: false, maximal_access: 0 };
+            let tree =
+                TreeInfo { id: TreeId(1), share: "s".into(), encrypt: false, read_only: false, maximal_access: 0 };
             model.apply(&Delta::TreeUp { session: id, tree }).unwrap();
             Shadow { model, session: id }
         }
@@ -1179,10 +1251,20 @@ mod tests {
         /// Adds an open of `k` to the table, grants it what `grant` gets
         /// it, then records it in the model (after anything the grant
         /// logged, as `Server::files` does).
-        fn open(&mut self, t: &mut FileTable, k: FileUid, grant: impl FnOnce(&mut FileTable, u64) -> super::super::deltas::Grant) -> u64 {
+        fn open(
+            &mut self,
+            t: &mut FileTable,
+            k: FileUid,
+            grant: impl FnOnce(&mut FileTable, u64) -> super::super::deltas::Grant,
+        ) -> u64 {
             use crate::model::*;
             let pid = self.next_id();
-            t.add_open(k, ino(k), OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, 7), crate::fs::Resolved::root());
+            t.add_open(
+                k,
+                ino(k),
+                OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, 7),
+                crate::fs::Resolved::root(),
+            );
             let g = grant(t, pid);
             self.sync(t);
             let up = Delta::OpenUp(Box::new(NewOpen {
@@ -1350,7 +1432,8 @@ mod tests {
             m.model.apply(&crate::model::Delta::OpenDown { open: crate::model::PersistentFileId(pid) }).unwrap();
         }
         m.compare(&mut t);
-        let lid = crate::model::LeaseId { client: crate::model::ClientGuid(CLIENT), key: crate::model::LeaseKey([3; 16]) };
+        let lid =
+            crate::model::LeaseId { client: crate::model::ClientGuid(CLIENT), key: crate::model::LeaseKey([3; 16]) };
         assert!(m.model.partition(SET).unwrap().lease(lid).is_none());
         assert_eq!(t.lease_file(&LeaseId { client_guid: CLIENT, key: [3; 16] }), None);
     }

@@ -49,6 +49,15 @@ pub fn is_stat_open(access: u32) -> bool {
     access & STAT_ACCESS != 0 && access & !STAT_ACCESS == 0
 }
 
+/// Is an open with this access a stat open as far as leases go: as
+/// [`is_stat_open`], READ_CONTROL allowed too. Such an open breaks no
+/// lease (smbtorture smb2.lease.statopen4, as Windows and Samba), though it
+/// still breaks an oplock.
+pub fn is_lease_stat_open(access: u32) -> bool {
+    let bits = STAT_ACCESS | protocol::fscc::access::READ_CONTROL;
+    access & bits != 0 && access & !bits == 0
+}
+
 /// Is the level one that caches writes or handles (exclusive or batch)?
 pub fn is_exclusive(l: u8) -> bool {
     l == level::EXCLUSIVE || l == level::BATCH
