@@ -208,11 +208,19 @@ fn new_name(ctx: &Ctx<'_>, open: &Open, name: &str) -> Result<NewName, NtStatus>
 }
 
 /// FileRenameInformation ([MS-FSA] 2.1.5.14.11).
+///
+/// A rename of a named stream (a `:stream` target) is not supported yet
+/// (STATUS_NOT_SUPPORTED), nor is renaming an open of a stream. A file
+/// whose streams are open is not renamed (STATUS_ACCESS_DENIED, as smbd
+/// answers: smbtorture smb2.streams.basefile-rename-with-open-stream).
 fn rename(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), NtStatus> {
-    if name.starts_with(':') {
+    if name.starts_with(':') || open.base.is_some() {
         return Err(NtStatus::NOT_SUPPORTED);
     }
     let NewName { share, key, target, from, dest } = new_name(ctx, open, name)?;
+    if lock(&ctx.server.files).stream_opens(&key) > 0 {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
     if dest.exists() {
         let dst_st = share.fs.stat(&dest).map_err(|e| e.status())?;
         // The target's id if it has opens: this open's own when it is
@@ -266,6 +274,10 @@ fn rename(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(
 /// name is refused. The new name shares the file's stable id (it is the
 /// inode's), so opens through either name are of one file.
 fn link(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), NtStatus> {
+    if open.base.is_some() {
+        // An open of a named stream: a stream has no names of its own.
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
     if open.is_dir {
         return Err(NtStatus::FILE_IS_A_DIRECTORY);
     }

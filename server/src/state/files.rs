@@ -136,6 +136,15 @@ pub struct FileEntry {
     pub lock_sequences: HashMap<u64, LockSequences>,
     /// Delayed write-time state (see `cmd::write_time`).
     pub write_time: super::write_time::WriteTime,
+    /// For a named stream's entry: the file it belongs to. A stream's
+    /// opens are checked against each other only (its own share modes),
+    /// not against the file's.
+    pub base: Option<FileUid>,
+    /// For a file's entry: how many opens its named streams have. The
+    /// entry stays while there are any, so that a delete left pending by
+    /// the file's last close waits for the streams' (the file is deleted
+    /// when the last of them closes) and refuses new opens meanwhile.
+    pub stream_opens: usize,
 }
 
 impl FileEntry {
@@ -276,11 +285,83 @@ impl FileTable {
     }
 
     /// Checks share modes against every open of the file.
+    ///
+    /// An open of a file with DELETE access also opens its named streams
+    /// for delete (as smbd's `open_streams_for_delete`): a stream open
+    /// that does not share delete refuses it (smbtorture
+    /// smb2.streams.delete).
     pub fn check_share(&self, key: &FileUid, access: u32, share_access: u32) -> bool {
-        match self.files.get(key) {
-            Some(f) => !f.opens.iter().any(|o| share_conflict(o, access, share_access)),
-            None => true,
+        let Some(f) = self.files.get(key) else { return true };
+        if f.opens.iter().any(|o| share_conflict(o, access, share_access)) {
+            return false;
         }
+        if f.stream_opens > 0 && access & access::DELETE != 0 {
+            let all = share::READ | share::WRITE | share::DELETE;
+            return !self.files.values().any(|s| {
+                s.base == Some(*key) && s.opens.iter().any(|o| share_conflict(o, access::DELETE, all))
+            });
+        }
+        true
+    }
+
+    /// Adds an open of the named stream `key` of the file `base` (whose
+    /// inode is `base_inode` and path `path`): the stream's entry holds
+    /// the open, the file's entry counts it.
+    pub fn add_stream_open(&mut self, key: FileUid, base: FileUid, base_inode: Inode, open: OpenRef, path: crate::fs::Resolved) {
+        let b = self.files.entry(base).or_default();
+        if b.inode.is_none() {
+            b.inode = Some(base_inode);
+            self.inodes.insert(base_inode, base);
+        }
+        if b.path.is_none() {
+            b.path = Some(path.clone());
+        }
+        b.stream_opens += 1;
+        let e = self.files.entry(key).or_default();
+        e.base = Some(base);
+        e.opens.push(open);
+        e.path = Some(path);
+    }
+
+    /// Removes an open of a named stream. Returns whether the stream is
+    /// to be deleted (it was its last open and a delete is pending on
+    /// it), and the file's path when the file is to be deleted (this was
+    /// the last open of the file and its streams, and a delete is pending
+    /// on the file).
+    pub fn remove_stream_open(&mut self, key: &FileUid, persistent_id: u64) -> (bool, Option<crate::fs::Resolved>) {
+        let Some(f) = self.files.get_mut(key) else { return (false, None) };
+        let before = f.opens.len();
+        f.opens.retain(|o| o.persistent_id != persistent_id);
+        if f.opens.len() == before {
+            return (false, None);
+        }
+        release_locks(f, persistent_id);
+        let base = f.base;
+        let mut stream_doomed = false;
+        if f.opens.is_empty() {
+            stream_doomed = f.delete_pending;
+            self.files.remove(key);
+        }
+        let Some(b) = base else { return (stream_doomed, None) };
+        let Some(bf) = self.files.get_mut(&b) else { return (stream_doomed, None) };
+        bf.stream_opens = bf.stream_opens.saturating_sub(1);
+        if bf.stream_opens > 0 || !bf.opens.is_empty() {
+            return (stream_doomed, None);
+        }
+        let pending = bf.delete_pending;
+        let path = bf.path.take();
+        if let Some(inode) = bf.inode {
+            if self.inodes.get(&inode) == Some(&b) {
+                self.inodes.remove(&inode);
+            }
+        }
+        self.files.remove(&b);
+        (stream_doomed, if pending { path } else { None })
+    }
+
+    /// How many opens the named streams of the file `key` have.
+    pub fn stream_opens(&self, key: &FileUid) -> usize {
+        self.files.get(key).map_or(0, |f| f.stream_opens)
     }
 
     /// The id of the file with opens whose inode this is, if any (a file
@@ -328,6 +409,10 @@ impl FileTable {
             if !f.opens.iter().any(|o| o.lease == Some(id)) && self.leases.remove(&id).is_some() {
                 self.log.push(Delta::LeaseGone { set: self.log.set(), lease: id.model() });
             }
+        }
+        if f.opens.is_empty() && f.stream_opens > 0 {
+            // Its streams' opens keep the entry (and a pending delete).
+            return None;
         }
         if f.opens.is_empty() {
             let pending = f.delete_pending;
