@@ -15,10 +15,11 @@
 //! - **Size limit.** Linux keeps one xattr value to 64 KiB, so a stream
 //!   holds at most [`MAX_SIZE`] (65535) bytes, as smbd's default `smbd max
 //!   xattr size` allows; a write or end-of-file past it is
-//!   [`FsError::NoSpace`] (STATUS_DISK_FULL, smbd's answer: EFBIG). The
-//!   file system may allow less: ext4 without `ea_inode` keeps all of a
-//!   file's xattrs (streams, EAs, Duet's own) in one block, about 4 KiB,
-//!   and answers `ENOSPC` past that, also STATUS_DISK_FULL.
+//!   [`FsError::Limitation`] (STATUS_FILE_SYSTEM_LIMITATION, smbd 4.17's
+//!   answer, and ReFS's). The file system may allow less: ext4 without
+//!   `ea_inode` keeps all of a file's xattrs (streams, EAs, Duet's own) in
+//!   one block, about 4 KiB, and answers `ENOSPC` past that:
+//!   [`FsError::NoSpace`], STATUS_DISK_FULL (smbd answers the same).
 //! - Names: any characters but NUL, `\`, `/` and `:`, 1 to 255 UTF-16
 //!   units and at most [`MAX_NAME_BYTES`] bytes of UTF-8 (an xattr name is
 //!   at most 255 bytes with its prefix and suffix). A stream is found
@@ -233,7 +234,7 @@ impl Handle {
 
     fn store_stream(&self, xattr: &CStr, mut data: Vec<u8>) -> Result<(), FsError> {
         if data.len() as u64 > MAX_SIZE {
-            return Err(FsError::NoSpace);
+            return Err(FsError::Limitation);
         }
         data.push(0);
         sys::set_xattr(self.as_fd(), xattr, &data).map_err(xattr_err)
@@ -252,11 +253,11 @@ impl Handle {
     }
 
     /// `pwrite` into a stream: the whole value is read, changed and
-    /// written back. Past [`MAX_SIZE`]: [`FsError::NoSpace`].
+    /// written back. Past [`MAX_SIZE`]: [`FsError::Limitation`].
     pub(super) fn stream_write(&self, xattr: &CStr, data: &[u8], offset: u64) -> Result<usize, FsError> {
-        let end = offset.checked_add(data.len() as u64).ok_or(FsError::NoSpace)?;
+        let end = offset.checked_add(data.len() as u64).ok_or(FsError::Limitation)?;
         if end > MAX_SIZE {
-            return Err(FsError::NoSpace);
+            return Err(FsError::Limitation);
         }
         let _g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());
         let mut v = self.stream_value(xattr)?;
@@ -272,7 +273,7 @@ impl Handle {
     /// Sets a stream's end of file.
     pub(super) fn stream_set_len(&self, xattr: &CStr, len: u64) -> Result<(), FsError> {
         if len > MAX_SIZE {
-            return Err(FsError::NoSpace);
+            return Err(FsError::Limitation);
         }
         let _g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());
         let mut v = self.stream_value(xattr)?;
@@ -389,11 +390,21 @@ mod tests {
         assert_eq!(&raw[..5], b"\0\0\0h\0");
         // Streams are no EAs.
         assert!(h.eas().unwrap().is_empty());
-        // Too large: DISK_FULL, and nothing changes.
-        assert!(matches!(s.write_at(b"x", MAX_SIZE), Err(FsError::NoSpace)));
-        assert_eq!(FsError::NoSpace.status(), protocol::NtStatus::DISK_FULL);
-        assert!(matches!(s.set_len(MAX_SIZE + 1), Err(FsError::NoSpace)));
+        // Too large for one xattr: FILE_SYSTEM_LIMITATION, and nothing
+        // changes; too large for this file system (ext4: one block):
+        // DISK_FULL.
+        assert!(matches!(s.write_at(b"x", MAX_SIZE), Err(FsError::Limitation)));
+        assert_eq!(FsError::Limitation.status(), protocol::NtStatus::FILE_SYSTEM_LIMITATION);
+        assert!(matches!(s.set_len(MAX_SIZE + 1), Err(FsError::Limitation)));
         assert_eq!(s.size().unwrap(), 4);
+        match s.write_at(&[1u8; 60_000], 0) {
+            Ok(n) => {
+                assert_eq!(n, 60_000);
+                s.set_len(4).unwrap();
+            }
+            Err(e) => assert!(matches!(e, FsError::NoSpace), "{e}"),
+        }
+        assert_eq!(FsError::NoSpace.status(), protocol::NtStatus::DISK_FULL);
         // Rename, then delete.
         let y = s.rename_stream("Renamed", false).unwrap();
         assert_eq!(h.streams().unwrap(), vec![StreamInfo { name: "Renamed".into(), size: 4 }]);
