@@ -927,6 +927,46 @@ mod tests {
         OpenRef::new(1, access, share)
     }
 
+    /// A named stream's opens: checked against each other only; one that
+    /// does not share delete refuses an open of the file for delete; the
+    /// file's entry (and a delete pending on it) outlives its own opens
+    /// while its streams are open, and the file is deleted at the last
+    /// stream's close (smbtorture smb2.streams.delete).
+    #[test]
+    fn stream_opens_and_their_file() {
+        use access::{DELETE, FILE_READ_DATA, FILE_WRITE_DATA};
+        let mut t = FileTable::default();
+        let (f, s) = (key(1, 1), key(1, 2));
+        let path = crate::fs::Resolved::root();
+        // A stream open that shares nothing.
+        t.add_stream_open(s, f, ino(f), OpenRef::new(1, FILE_WRITE_DATA, 0), path.clone());
+        assert_eq!(t.uid_of(ino(f)), Some(f));
+        assert_eq!(t.stream_opens(&f), 1);
+        assert!(!t.check_share(&s, FILE_WRITE_DATA, 7), "the same stream conflicts");
+        assert!(t.check_share(&f, FILE_READ_DATA | FILE_WRITE_DATA, 0), "the file's opens do not");
+        assert!(!t.check_share(&f, DELETE, 7), "but an open of the file for delete does");
+        assert_eq!(t.remove_stream_open(&s, 1), (false, None));
+        assert!(t.get(&f).is_none() && t.uid_of(ino(f)).is_none());
+        // A stream open that shares delete: the file is deleted after it.
+        t.add_stream_open(s, f, ino(f), OpenRef::new(2, FILE_READ_DATA, 7), path.clone());
+        assert!(t.check_share(&f, DELETE, 7));
+        t.add_open(f, ino(f), OpenRef::new(3, DELETE, 7), path.clone());
+        t.set_delete_pending(&f, true);
+        assert_eq!(t.remove_open(&f, 3), None, "the stream's open keeps the file");
+        assert!(t.is_delete_pending(&f));
+        assert_eq!(t.uid_of(ino(f)), Some(f));
+        assert_eq!(t.remove_stream_open(&s, 2), (false, Some(path.clone())));
+        assert!(t.get(&f).is_none() && t.get(&s).is_none());
+        // A stream's own delete: the stream goes, the file stays.
+        t.add_stream_open(s, f, ino(f), OpenRef::new(4, DELETE, 7), path.clone());
+        t.add_stream_open(s, f, ino(f), OpenRef::new(5, FILE_READ_DATA, 7), path.clone());
+        t.set_delete_pending(&s, true);
+        assert_eq!(t.remove_stream_open(&s, 4), (false, None));
+        assert_eq!(t.remove_stream_open(&s, 5), (true, None));
+        assert_eq!(t.remove_stream_open(&s, 5), (false, None), "twice is nothing");
+        assert!(t.get(&f).is_none());
+    }
+
     #[test]
     fn share_modes_follow_fsa() {
         use access::*;
