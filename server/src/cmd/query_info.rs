@@ -117,7 +117,8 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
                 });
             }
             for s in h.streams().map_err(|e| e.status())? {
-                entries.push(fscc::StreamEntry { name: format!(":{}:$DATA", s.name), size: s.size, allocation_size: s.size });
+                let name = format!(":{}:$DATA", s.name);
+                entries.push(fscc::StreamEntry { name, size: s.size, allocation_size: s.size });
             }
             fscc::encode_stream_information(&entries, out).map_err(|e| e.status())?;
         }

@@ -307,7 +307,14 @@ impl FileTable {
     /// Adds an open of the named stream `key` of the file `base` (whose
     /// inode is `base_inode` and path `path`): the stream's entry holds
     /// the open, the file's entry counts it.
-    pub fn add_stream_open(&mut self, key: FileUid, base: FileUid, base_inode: Inode, open: OpenRef, path: crate::fs::Resolved) {
+    pub fn add_stream_open(
+        &mut self,
+        key: FileUid,
+        base: FileUid,
+        base_inode: Inode,
+        open: OpenRef,
+        path: crate::fs::Resolved,
+    ) {
         let b = self.files.entry(base).or_default();
         if b.inode.is_none() {
             b.inode = Some(base_inode);
