@@ -5,9 +5,10 @@
 //! every test it misses to be a known gap named in
 //! scripts/torture-known-gaps.txt.
 //!
-//! `torture_streams_duet_at_least_smbd` does the same for `smb2.streams`,
-//! against an smbd whose share keeps streams as Duet does (`vfs objects =
-//! streams_xattr`).
+//! `torture_streams_duet_at_least_smbd` does the same for `smb2.streams`
+//! and the other tests that open streams (`smb2.fileid`,
+//! `smb2.ioctl-on-stream`, `smb2.getinfo.normalized`), against an smbd
+//! whose share keeps streams as Duet does (`vfs objects = streams_xattr`).
 //!
 //! Runs in nextest's `heavy` test group (one at a time). DUET_BIN selects the
 //! duet binary (scripts/test.sh points it at the release build);
@@ -25,7 +26,15 @@ fn torture_fast_duet_at_least_smbd() {
 
 #[test]
 fn torture_streams_duet_at_least_smbd() {
-    duet_at_least_smbd(&["--smbd-option", "vfs objects = streams_xattr", "smb2.streams"]);
+    duet_at_least_smbd(&[
+        "--smbd-option",
+        "vfs objects = streams_xattr",
+        "smb2.streams",
+        // The other tests that open streams and pass on both servers.
+        "smb2.fileid",
+        "smb2.ioctl-on-stream",
+        "smb2.getinfo.normalized",
+    ]);
 }
 
 /// Runs `scripts/torture.sh ARGS` and checks its table (see the module doc).

@@ -99,7 +99,13 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
             if ctx.conn.dialect < protocol::msg::negotiate::dialect::SMB3_1_1 {
                 return Err(NtStatus::NOT_SUPPORTED);
             }
-            let path = on_disk_path(ctx, open, &name);
+            let mut path = on_disk_path(ctx, open, &name);
+            // A stream's open: the file's path and `:` the stream's name as
+            // kept (smbtorture smb2.getinfo.normalized).
+            if let Some(s) = h.stream().as_ref().and_then(|x| crate::fs::stream::stream_name(x.to_bytes())) {
+                path.push(':');
+                path.push_str(s);
+            }
             fscc::encode_file_name_information(&path, out).map_err(|e| e.status())?;
         }
         fic::FILE_STREAM_INFORMATION => {
