@@ -280,7 +280,7 @@ pub fn encode_stream_information(entries: &[StreamEntry], out: &mut BytesMut) ->
     let start = out.len();
     let mut last: Option<usize> = None;
     for e in entries {
-        while (out.len() - start) % 8 != 0 {
+        while !(out.len() - start).is_multiple_of(8) {
             out.put_u8(0);
         }
         let here = out.len();

@@ -1358,6 +1358,13 @@ fn open_stream(
         None if tree.read_only => return Err(undo(NtStatus::ACCESS_DENIED)),
         None => match h.create_stream(sname) {
             Ok(x) => (x, create_action::CREATED),
+            // Made meanwhile by another open (OPEN_IF, OVERWRITE_IF,
+            // SUPERSEDE): that one is opened.
+            Err(FsError::Exists) if d != disp::CREATE => match h.find_stream(sname) {
+                Ok(Some(x)) => (x, create_action::OPENED),
+                Ok(None) => return Err(undo(NtStatus::OBJECT_NAME_COLLISION)),
+                Err(e) => return Err(undo(fs_err(e))),
+            },
             Err(e) => return Err(undo(fs_err(e))),
         },
     };
