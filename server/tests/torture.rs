@@ -7,7 +7,8 @@
 //!
 //! `torture_streams_duet_at_least_smbd` does the same for `smb2.streams`
 //! and the other tests that open streams (`smb2.fileid`,
-//! `smb2.ioctl-on-stream`, `smb2.getinfo.normalized`), against an smbd
+//! `smb2.ioctl-on-stream`, `smb2.getinfo.normalized`,
+//! `smb2.compound.compound-padding`), against an smbd
 //! whose share keeps streams as Duet does (`vfs objects = streams_xattr`).
 //!
 //! Runs in nextest's `heavy` test group (one at a time). DUET_BIN selects the
@@ -34,6 +35,7 @@ fn torture_streams_duet_at_least_smbd() {
         "smb2.fileid",
         "smb2.ioctl-on-stream",
         "smb2.getinfo.normalized",
+        "smb2.compound.compound-padding",
     ]);
 }
 
