@@ -2,7 +2,7 @@
 `smbprotocol_streams.py PORT SHARE USER PASSWORD SHARE_DIR` writes the
 streams Windows and macOS write (`Zone.Identifier`, `AFP_AfpInfo`), reads
 them back (also under another case), lists them (FileStreamInformation),
-renames the file and finds them still there, deletes one, checks the
+renames the file and finds them still there, renames a stream, deletes one, checks the
 file's own data untouched and that EAs and streams do not show in each
 other's lists, and checks the xattrs in SHARE_DIR (Samba's streams_xattr
 layout). Prints `ok <step>` per step; any failure raises. Run by
@@ -12,7 +12,10 @@ import os
 import sys
 
 import smbclient
+from smbclient._io import SMBFileIO, SMBFileTransaction, set_info
 from smbprotocol.exceptions import SMBOSError, SMBResponseException
+from smbprotocol.file_info import FileRenameInformation
+from smbprotocol.open import FilePipePrinterAccessMask
 
 port, share, user, password, share_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 smbclient.register_session("127.0.0.1", username=user, password=password, port=port)
@@ -76,6 +79,32 @@ doc = base + r"\renamed.txt"
 assert read(doc + ":Zone.Identifier") == zone
 assert streams(doc) == got, streams(doc)
 print("ok renamed with its streams")
+
+
+
+def rename_stream(path, new_name, replace=False):
+    """FileRenameInformation on an open of the stream `path`, with a
+    `:stream` target (smbclient.rename sends a whole path)."""
+    raw = SMBFileIO(path, mode="r", share_access="rwd", desired_access=FilePipePrinterAccessMask.DELETE
+                    | FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES, port=port)
+    with SMBFileTransaction(raw) as transaction:
+        info = FileRenameInformation()
+        info["replace_if_exists"] = replace
+        info["file_name"] = new_name
+        set_info(transaction, info)
+
+
+rename_stream(doc + ":Zone.Identifier", ":Zone.Renamed:$DATA")
+assert streams(doc) == {"::$DATA": 9, ":Zone.Renamed:$DATA": len(zone), ":AFP_AfpInfo:$DATA": 60}, streams(doc)
+assert read(doc + ":zone.renamed") == zone
+try:
+    rename_stream(doc + ":Zone.Renamed", ":AFP_AfpInfo")
+    raise AssertionError("a stream renamed onto another without replace")
+except SMBOSError as e:
+    assert e.ntstatus == 0xC0000035, hex(e.ntstatus)  # OBJECT_NAME_COLLISION
+rename_stream(doc + ":Zone.Renamed", ":Zone.Identifier")
+assert streams(doc) == got, streams(doc)
+print("ok stream renamed")
 
 # A stream's size, and its end of file set.
 assert smbclient.stat(doc + ":AFP_AfpInfo").st_size == 60

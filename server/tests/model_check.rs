@@ -156,7 +156,8 @@ fn assert_checked(tests: &[&str], min_projections: u64) {
 
 /// Opens of named streams (`file:stream`): each an open of its own in
 /// the model (the stream's id), with delete-on-close and a delete pending
-/// on a stream and on its file while the stream is open.
+/// on a stream and on its file while the stream is open, and a stream
+/// renamed under its open.
 #[test]
 fn the_model_follows_stream_opens() {
     assert_checked(
@@ -168,6 +169,7 @@ fn the_model_follows_stream_opens() {
             "smb2.streams.names",
             "smb2.streams.zero-byte",
             "smb2.streams.basefile-rename-with-open-stream",
+            "smb2.streams.rename",
         ],
         5,
     );

@@ -139,7 +139,7 @@ fn extended_attributes_round_trip() {
 /// (testdata/smbprotocol_streams.py): `Zone.Identifier` and `AFP_AfpInfo`
 /// written, read back (also under another case and as `::$DATA`), listed
 /// (FileStreamInformation), kept apart from EAs, still there after the
-/// file is renamed, one cut short and one deleted with the file's own data
+/// file is renamed, one renamed, one cut short and one deleted with the file's own data
 /// untouched, oversized writes refused, and the file deleted with its
 /// streams. On disk: Samba's `user.DosStream.NAME:$DATA` xattrs. Skipped
 /// where the temp directory's file system has no user xattrs.
@@ -170,6 +170,7 @@ fn alternate_data_streams() {
         "ok EAs and streams apart",
         "ok streams_xattr layout",
         "ok renamed with its streams",
+        "ok stream renamed",
         "ok end of file",
         "ok one stream deleted, the file untouched",
         "ok oversized writes refused",

@@ -1323,18 +1323,20 @@ fn open_stream(
             }
         }
     };
-    let key = fs::stream::stream_uid(base, sname);
     let id = server.next_id();
-    {
+    let upper = sname.to_uppercase();
+    let key = {
         let mut files = server.files();
+        let key = files.stream_key(base, &upper, fs::stream::stream_uid(base, sname));
         if files.is_delete_pending(&base) || files.is_delete_pending(&key) {
             return Err(NtStatus::DELETE_PENDING);
         }
         if !files.check_share(&key, desired, req.share_access) {
             return Err(NtStatus::SHARING_VIOLATION);
         }
-        files.add_stream_open(key, base, inode, OpenRef::new(id, desired, req.share_access), here.clone());
-    }
+        files.add_stream_open(key, &upper, base, inode, OpenRef::new(id, desired, req.share_access), here.clone());
+        key
+    };
     // Until the open is complete, an error takes the table entry out again.
     let undo = |e: NtStatus| {
         let (_, doomed) = server.files().remove_stream_open(&key, id);

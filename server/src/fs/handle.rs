@@ -46,8 +46,9 @@ pub struct Handle {
     xattrs: bool,
     /// For a handle on a named stream ([`super::stream`]): the xattr that
     /// holds it. Reads, writes and the size are then the stream's; the
-    /// rest (times, attributes) is the file's.
-    stream: Option<CString>,
+    /// rest (times, attributes) is the file's. Behind a lock: a rename of
+    /// the stream changes it under the open.
+    stream: Option<std::sync::Mutex<CString>>,
 }
 
 impl Handle {
@@ -61,12 +62,19 @@ impl Handle {
         if xattr.is_some() {
             self.is_dir = false;
         }
-        self.stream = xattr;
+        self.stream = xattr.map(std::sync::Mutex::new);
     }
 
     /// The xattr of the stream this handle is on, if it is on one.
-    pub fn stream(&self) -> Option<&std::ffi::CStr> {
-        self.stream.as_deref()
+    pub fn stream(&self) -> Option<CString> {
+        self.stream.as_ref().map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Points this stream handle at the stream's new xattr (a rename).
+    pub(super) fn restream(&self, xattr: CString) {
+        if let Some(m) = &self.stream {
+            *m.lock().unwrap_or_else(|e| e.into_inner()) = xattr;
+        }
     }
 
     /// True for a handle on a named stream.
@@ -81,7 +89,7 @@ impl Handle {
             fd: self.fd.try_clone().map_err(io_err)?,
             is_dir: self.is_dir,
             xattrs: self.xattrs,
-            stream: self.stream.clone(),
+            stream: self.stream().map(std::sync::Mutex::new),
         })
     }
 
@@ -104,7 +112,7 @@ impl Handle {
     pub fn stat(&self) -> Result<Stat, FsError> {
         let st = sys::statx(self.fd.as_fd(), c"", libc::AT_EMPTY_PATH).map_err(io_err)?;
         let mut stat = self.stat_from(&st);
-        if let Some(x) = &self.stream {
+        if let Some(x) = &self.stream() {
             // The file's times and attributes, the stream's size.
             stat.size = self.stream_size(x)?;
             stat.blocks_bytes = stat.size;
@@ -133,7 +141,7 @@ impl Handle {
     /// `pread`: reads up to `buf.len()` bytes at `offset`; 0 at end of file.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, FsError> {
         self.check_file()?;
-        if let Some(x) = &self.stream {
+        if let Some(x) = &self.stream() {
             return self.stream_read(x, buf, offset);
         }
         loop {
@@ -148,7 +156,7 @@ impl Handle {
     /// no zero-filling). Returns the number of bytes read.
     pub fn read_append(&self, buf: &mut bytes::BytesMut, len: usize, offset: u64) -> Result<usize, FsError> {
         self.check_file()?;
-        if let Some(x) = &self.stream {
+        if let Some(x) = &self.stream() {
             let at = buf.len();
             buf.resize(at + len, 0);
             let n = self.stream_read(x, &mut buf[at..], offset);
@@ -161,7 +169,7 @@ impl Handle {
     /// The file's size now (`fstat`: no extended attributes read).
     pub fn size(&self) -> Result<u64, FsError> {
         self.check_file()?;
-        if let Some(x) = &self.stream {
+        if let Some(x) = &self.stream() {
             return self.stream_size(x);
         }
         let st = nix::sys::stat::fstat(self.fd.as_raw_fd())?;
@@ -179,7 +187,7 @@ impl Handle {
     /// `pwrite` of all of `buf` at `offset` (loops on short writes).
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize, FsError> {
         self.check_file()?;
-        if let Some(x) = &self.stream {
+        if let Some(x) = &self.stream() {
             return self.stream_write(x, buf, offset);
         }
         let mut done = 0;
@@ -197,7 +205,7 @@ impl Handle {
     /// Sets the end of file (`ftruncate`).
     pub fn set_len(&self, len: u64) -> Result<(), FsError> {
         self.check_file()?;
-        if let Some(x) = &self.stream {
+        if let Some(x) = &self.stream() {
             return self.stream_set_len(x, len);
         }
         Ok(nix::unistd::ftruncate(self.fd.as_fd(), offset_of(len)?)?)

@@ -292,33 +292,35 @@ impl Handle {
     /// only the stream goes, the file stays.
     pub fn remove_stream(&self) -> Result<(), FsError> {
         let Some(x) = self.stream() else { return Err(FsError::InvalidParameter) };
-        sys::remove_xattr(self.as_fd(), x).map_err(xattr_err)?;
+        sys::remove_xattr(self.as_fd(), &x).map_err(xattr_err)?;
         Ok(())
     }
 
-    /// Renames this handle's stream to `new` ([MS-FSA] 2.1.5.14.11 with a
-    /// `:stream` target); `replace` lets it take the place of an existing
-    /// stream. Returns the new xattr (the handle keeps the old one: the
-    /// caller makes a new handle).
-    pub fn rename_stream(&self, new: &str, replace: bool) -> Result<CString, FsError> {
+    /// Renames this handle's stream to `new` ([MS-FSA] 2.1.5.15.11.1):
+    /// an existing stream of that name (in any case) is
+    /// [`FsError::Exists`] without `replace`, and replaced with it only
+    /// when it is empty (else [`FsError::InvalidParameter`]). The handle
+    /// follows the stream. Renaming to its own name (in any case) changes
+    /// nothing.
+    pub fn rename_stream(&self, new: &str, replace: bool) -> Result<(), FsError> {
         let Some(old) = self.stream() else { return Err(FsError::InvalidParameter) };
         check_name(new)?;
         let _g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.find_stream(new)?;
-        if existing.as_deref() == Some(old) {
-            return Ok(old.to_owned());
+        if existing.as_ref() == Some(&old) {
+            return Ok(());
         }
-        if existing.is_some() && !replace {
-            return Err(FsError::Exists);
-        }
-        let v = self.stream_value(old)?;
         let target = match existing {
+            Some(_) if !replace => return Err(FsError::Exists),
+            Some(x) if self.stream_size(&x)? != 0 => return Err(FsError::InvalidParameter),
             Some(x) => x,
             None => xattr_name(new)?,
         };
+        let v = self.stream_value(&old)?;
         self.store_stream(&target, v)?;
-        sys::remove_xattr(self.as_fd(), old).map_err(xattr_err)?;
-        Ok(target)
+        sys::remove_xattr(self.as_fd(), &old).map_err(xattr_err)?;
+        self.restream(target);
+        Ok(())
     }
 }
 
@@ -405,14 +407,21 @@ mod tests {
             Err(e) => assert!(matches!(e, FsError::NoSpace), "{e}"),
         }
         assert_eq!(FsError::NoSpace.status(), protocol::NtStatus::DISK_FULL);
-        // Rename, then delete.
-        let y = s.rename_stream("Renamed", false).unwrap();
+        // Rename: the handle follows; onto an empty stream only with
+        // replace, never onto one with data.
+        s.rename_stream("Renamed", false).unwrap();
         assert_eq!(h.streams().unwrap(), vec![StreamInfo { name: "Renamed".into(), size: 4 }]);
-        let s = h.open_stream(y).unwrap();
+        assert_eq!(s.size().unwrap(), 4);
         h.create_stream("Other").unwrap();
         assert!(matches!(s.rename_stream("OTHER", false), Err(FsError::Exists)));
         s.rename_stream("other", true).unwrap();
         assert_eq!(h.streams().unwrap(), vec![StreamInfo { name: "Other".into(), size: 4 }]);
+        let full = h.open_stream(h.create_stream("Full").unwrap()).unwrap();
+        full.write_at(b"x", 0).unwrap();
+        assert!(matches!(s.rename_stream("full", true), Err(FsError::InvalidParameter)));
+        s.rename_stream("OTHER", false).unwrap();
+        assert_eq!(s.read_at(&mut buf, 0).unwrap(), 4);
+        full.remove_stream().unwrap();
         h.remove_streams().unwrap();
         assert!(h.streams().unwrap().is_empty());
         assert_eq!(h.size().unwrap(), 9);

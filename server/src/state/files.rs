@@ -140,6 +140,9 @@ pub struct FileEntry {
     /// opens are checked against each other only (its own share modes),
     /// not against the file's.
     pub base: Option<FileUid>,
+    /// For a named stream's entry: its name now, in upper case (a rename
+    /// changes it; the entry keeps its key).
+    pub stream_name: Option<String>,
     /// For a file's entry: how many opens its named streams have. The
     /// entry stays while there are any, so that a delete left pending by
     /// the file's last close waits for the streams' (the file is deleted
@@ -179,6 +182,10 @@ pub struct FileTable {
     /// The oplock and lease changes made and not yet applied to the
     /// state model ([`super::Server::files`] applies them).
     pub log: CachingLog,
+    /// The entries of named streams with opens, by (file, upper-case
+    /// name): a stream renamed while open keeps its key under its new
+    /// name.
+    streams: HashMap<(FileUid, String), FileUid>,
 }
 
 /// An open's caching as the per-file table has it, and as check mode
@@ -304,12 +311,40 @@ impl FileTable {
         true
     }
 
-    /// Adds an open of the named stream `key` of the file `base` (whose
-    /// inode is `base_inode` and path `path`): the stream's entry holds
-    /// the open, the file's entry counts it.
+    /// The key of the named stream `name` (upper case) of the file `base`:
+    /// the one its opens use, else `hashed` (its name's,
+    /// [`crate::fs::stream::stream_uid`]) or, when a stream renamed away
+    /// from this name holds that, the next free one.
+    pub fn stream_key(&self, base: FileUid, name: &str, hashed: FileUid) -> FileUid {
+        if let Some(k) = self.streams.get(&(base, name.to_owned())) {
+            return *k;
+        }
+        let mut k = hashed;
+        while self.files.contains_key(&k) {
+            k = FileUid(k.0.wrapping_add(1));
+        }
+        k
+    }
+
+    /// Records that the open stream `key` of the file `base` is now named
+    /// `name` (upper case).
+    pub fn rename_stream(&mut self, key: &FileUid, base: FileUid, name: &str) {
+        let Some(e) = self.files.get_mut(key) else { return };
+        if let Some(old) = e.stream_name.replace(name.to_owned()) {
+            self.streams.remove(&(base, old));
+        }
+        self.streams.insert((base, name.to_owned()), *key);
+    }
+
+    /// Adds an open of the named stream `key` (named `name`, upper case;
+    /// see [`FileTable::stream_key`]) of the file `base` (whose inode is
+    /// `base_inode` and path `path`): the stream's entry holds the open,
+    /// the file's entry counts it.
+    #[allow(clippy::too_many_arguments)]
     pub fn add_stream_open(
         &mut self,
         key: FileUid,
+        name: &str,
         base: FileUid,
         base_inode: Inode,
         open: OpenRef,
@@ -328,6 +363,10 @@ impl FileTable {
         e.base = Some(base);
         e.opens.push(open);
         e.path = Some(path);
+        if e.stream_name.is_none() {
+            e.stream_name = Some(name.to_owned());
+            self.streams.insert((base, name.to_owned()), key);
+        }
     }
 
     /// Removes an open of a named stream. Returns whether the stream is
@@ -347,6 +386,9 @@ impl FileTable {
         let mut stream_doomed = false;
         if f.opens.is_empty() {
             stream_doomed = f.delete_pending;
+            if let (Some(b), Some(n)) = (base, f.stream_name.take()) {
+                self.streams.remove(&(b, n));
+            }
             self.files.remove(key);
         }
         let Some(b) = base else { return (stream_doomed, None) };
@@ -946,7 +988,7 @@ mod tests {
         let (f, s) = (key(1, 1), key(1, 2));
         let path = crate::fs::Resolved::root();
         // A stream open that shares nothing.
-        t.add_stream_open(s, f, ino(f), OpenRef::new(1, FILE_WRITE_DATA, 0), path.clone());
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(1, FILE_WRITE_DATA, 0), path.clone());
         assert_eq!(t.uid_of(ino(f)), Some(f));
         assert_eq!(t.stream_opens(&f), 1);
         assert!(!t.check_share(&s, FILE_WRITE_DATA, 7), "the same stream conflicts");
@@ -955,7 +997,7 @@ mod tests {
         assert_eq!(t.remove_stream_open(&s, 1), (false, None));
         assert!(t.get(&f).is_none() && t.uid_of(ino(f)).is_none());
         // A stream open that shares delete: the file is deleted after it.
-        t.add_stream_open(s, f, ino(f), OpenRef::new(2, FILE_READ_DATA, 7), path.clone());
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(2, FILE_READ_DATA, 7), path.clone());
         assert!(t.check_share(&f, DELETE, 7));
         t.add_open(f, ino(f), OpenRef::new(3, DELETE, 7), path.clone());
         t.set_delete_pending(&f, true);
@@ -965,8 +1007,8 @@ mod tests {
         assert_eq!(t.remove_stream_open(&s, 2), (false, Some(path.clone())));
         assert!(t.get(&f).is_none() && t.get(&s).is_none());
         // A stream's own delete: the stream goes, the file stays.
-        t.add_stream_open(s, f, ino(f), OpenRef::new(4, DELETE, 7), path.clone());
-        t.add_stream_open(s, f, ino(f), OpenRef::new(5, FILE_READ_DATA, 7), path.clone());
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(4, DELETE, 7), path.clone());
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(5, FILE_READ_DATA, 7), path.clone());
         t.set_delete_pending(&s, true);
         assert_eq!(t.remove_stream_open(&s, 4), (false, None));
         assert_eq!(t.remove_stream_open(&s, 5), (true, None));
