@@ -1295,8 +1295,9 @@ fn open_stream(
             return Err(NtStatus::OBJECT_NAME_INVALID);
         }
         let h = match share.fs.create_file_as(&resolved, 0o644, None) {
-            // Made meanwhile by another client: look again.
-            Err(FsError::Exists) if d != disp::CREATE => return Ok(None),
+            // Made meanwhile by another client: look again (the
+            // disposition is the stream's, CREATE too).
+            Err(FsError::Exists) => return Ok(None),
             made => made.map_err(fs_err)?,
         };
         let attrs = ((req.file_attributes & !fattr::NORMAL) & !fattr::DIRECTORY) | fattr::ARCHIVE;
