@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# torture.sh [--fast] [--out DIR] [--timeout S] [--option K=V ...] [SUITE...]
+# torture.sh [--fast] [--out DIR] [--timeout S] [--option K=V ...] [--smbd-option 'K = V' ...] [SUITE...]
 #
 # Runs smbtorture suites against duet and against Samba's smbd (the
 # reference), each on its own loopback port, temp share and user
@@ -19,6 +19,10 @@
 #   --option K=V  passed to smbtorture as --option=K=V, against both servers
 #                 (smb2.ea.acl_xattr needs torture:acl_xattr_name=NAME: with
 #                 duet.uid it checks that Duet's own xattr is no EA)
+#   --smbd-option 'K = V'
+#                 an smb.conf option for the reference smbd only, e.g.
+#                 'vfs objects = streams_xattr' for smb2.streams (Duet keeps
+#                 streams as streams_xattr does; plain smbd refuses them)
 #   SUITE...      explicit suites instead of the lists below
 #
 # Environment: DUET_BIN (default: build target/release/duet),
@@ -34,7 +38,7 @@ FULL=(smb2.connect smb2.create smb2.read smb2.rw smb2.getinfo smb2.setinfo smb2.
 FAST=(smb2.connect smb2.read smb2.rw smb2.create smb2.dir smb2.compound smb2.lock
       smb2.durable-open smb2.durable-v2-open smb2.durable-v2-delay)
 
-fast=0; ca=0; out=""; timeout=""; suites=(); options=()
+fast=0; ca=0; out=""; timeout=""; suites=(); options=(); smbd_options=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --fast) fast=1; shift ;;
@@ -42,7 +46,8 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
     --option) options+=(--option "$2"); shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    --smbd-option) smbd_options+=(--option "$2"); shift 2 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     -*) echo "torture.sh: unknown option $1" >&2; exit 2 ;;
     *) suites+=("$1"); shift ;;
   esac
@@ -76,7 +81,7 @@ duet_ok=1
 duet_args=()
 [ $ca = 1 ] && duet_args=(--ca share)
 start_duet DUET "$out/duet" ${duet_args[@]+"${duet_args[@]}"} || duet_ok=0
-start_smbd SMBD "$out/smbd" || { echo "torture.sh: smbd did not start" >&2; exit 2; }
+start_smbd SMBD "$out/smbd" ${smbd_options[@]+"${smbd_options[@]}"} || { echo "torture.sh: smbd did not start" >&2; exit 2; }
 
 score() { # NAME PORT JSON
   log "running ${#suites[@]} suites against $1 (127.0.0.1:$2, timeout ${timeout}s each)"

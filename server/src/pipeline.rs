@@ -1013,6 +1013,14 @@ fn encode_frame_ending_in_file(
             }
             let len = m.len() as u32;
             m[20..24].copy_from_slice(&len.to_le_bytes());
+        } else if n > 1 {
+            // [MS-SMB2] 3.3.4.1.3: the last response of a compounded
+            // chain is padded to 8 bytes too (NextCommand stays 0), as
+            // smbd and Windows send it (smbtorture
+            // smb2.compound.compound-padding).
+            while m.len() % 8 != 0 {
+                m.put_u8(0);
+            }
         }
         // Signed before hashing: the preauth hash covers the message as
         // sent (a binding's interim answers are signed).

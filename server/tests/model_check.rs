@@ -154,6 +154,27 @@ fn assert_checked(tests: &[&str], min_projections: u64) {
     assert!(failed.is_empty(), "not passed: {failed:?}\n{text}");
 }
 
+/// Opens of named streams (`file:stream`): each an open of its own in
+/// the model (the stream's id), with delete-on-close and a delete pending
+/// on a stream and on its file while the stream is open, and a stream
+/// renamed under its open.
+#[test]
+fn the_model_follows_stream_opens() {
+    assert_checked(
+        &[
+            "smb2.streams.io",
+            "smb2.streams.sharemodes",
+            "smb2.streams.delete",
+            "smb2.streams.create-disposition",
+            "smb2.streams.names",
+            "smb2.streams.zero-byte",
+            "smb2.streams.basefile-rename-with-open-stream",
+            "smb2.streams.rename",
+        ],
+        5,
+    );
+}
+
 /// Oplock grants, breaks (to level II and to none, acknowledged and not),
 /// acknowledgements, and breaks by writes and locks: each open's level and
 /// break in progress must match the file table's whenever the server is

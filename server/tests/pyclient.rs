@@ -134,3 +134,48 @@ fn extended_attributes_round_trip() {
     assert!(out.status.success(), "{text}");
     assert_eq!(text.lines().filter(|l| l.starts_with("ok ")).count(), 12, "{text}");
 }
+
+/// Alternate data streams through smbprotocol's smbclient API
+/// (testdata/smbprotocol_streams.py): `Zone.Identifier` and `AFP_AfpInfo`
+/// written, read back (also under another case and as `::$DATA`), listed
+/// (FileStreamInformation), kept apart from EAs, still there after the
+/// file is renamed, one renamed, one cut short and one deleted with the file's own data
+/// untouched, oversized writes refused, and the file deleted with its
+/// streams. On disk: Samba's `user.DosStream.NAME:$DATA` xattrs. Skipped
+/// where the temp directory's file system has no user xattrs.
+#[test]
+fn alternate_data_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe");
+    std::fs::write(&probe, b"").unwrap();
+    let c = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: both strings are NUL-terminated; the value is 1 byte.
+    if unsafe { libc::setxattr(c.as_ptr(), c"user.probe".as_ptr(), b"1".as_ptr().cast(), 1, 0) } != 0 {
+        eprintln!("no user xattrs under {}: skipped", dir.path().display());
+        return;
+    }
+    std::fs::remove_file(&probe).unwrap();
+    let (_srv, port) = duet(dir.path(), "--log-level=info");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/smbprotocol_streams.py");
+    let out = Command::new("python3")
+        .args([script, &port.to_string(), "data", "duet", "duetpass", &dir.path().display().to_string()])
+        .output()
+        .expect("python3 runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    for step in [
+        "ok written",
+        "ok read back",
+        "ok listed",
+        "ok EAs and streams apart",
+        "ok streams_xattr layout",
+        "ok renamed with its streams",
+        "ok stream renamed",
+        "ok end of file",
+        "ok one stream deleted, the file untouched",
+        "ok oversized writes refused",
+        "ok file and streams deleted",
+    ] {
+        assert!(text.lines().any(|l| l == step), "{step} missing:\n{text}");
+    }
+}

@@ -5,6 +5,12 @@
 //! every test it misses to be a known gap named in
 //! scripts/torture-known-gaps.txt.
 //!
+//! `torture_streams_duet_at_least_smbd` does the same for `smb2.streams`
+//! and the other tests that open streams (`smb2.fileid`,
+//! `smb2.ioctl-on-stream`, `smb2.getinfo.normalized`,
+//! `smb2.compound.compound-padding`), against an smbd
+//! whose share keeps streams as Duet does (`vfs objects = streams_xattr`).
+//!
 //! Runs in nextest's `heavy` test group (one at a time). DUET_BIN selects the
 //! duet binary (scripts/test.sh points it at the release build);
 //! DUET_TEST_SERVER=smbd puts a second smbd in duet's place.
@@ -16,11 +22,30 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn torture_fast_duet_at_least_smbd() {
+    duet_at_least_smbd(&["--fast"]);
+}
+
+#[test]
+fn torture_streams_duet_at_least_smbd() {
+    duet_at_least_smbd(&[
+        "--smbd-option",
+        "vfs objects = streams_xattr",
+        "smb2.streams",
+        // The other tests that open streams and pass on both servers.
+        "smb2.fileid",
+        "smb2.ioctl-on-stream",
+        "smb2.getinfo.normalized",
+        "smb2.compound.compound-padding",
+    ]);
+}
+
+/// Runs `scripts/torture.sh ARGS` and checks its table (see the module doc).
+fn duet_at_least_smbd(args: &[&str]) {
     let root = common::repo_root();
     let out_dir = tempfile::Builder::new().prefix("duet-torture-").tempdir().unwrap();
     let mut cmd = Command::new("bash");
     cmd.arg(root.join("scripts/torture.sh"))
-        .arg("--fast")
+        .args(args)
         .arg("--out")
         .arg(out_dir.path())
         .env("DUET_BIN", common::duet_bin())
@@ -64,7 +89,7 @@ fn torture_fast_duet_at_least_smbd() {
     // The table and the per-suite progress, for the test log.
     println!("{stdout}");
     eprintln!("{stderr}");
-    let status = status.expect("scripts/torture.sh --fast ran past 25 minutes");
+    let status = status.unwrap_or_else(|| panic!("scripts/torture.sh {args:?} ran past 25 minutes"));
     assert!(stdout.contains("| **all** |"), "torture.sh printed no table (status {status})");
     if status.success() {
         return;

@@ -261,6 +261,44 @@ fn put_streams(stat: &FileStat, out: &mut BytesMut) {
     put_utf16le(DEFAULT_STREAM_NAME, out);
 }
 
+/// One entry of a FileStreamInformation list ([MS-FSCC] 2.4.43): the
+/// name as the client spells it (`::$DATA`, `:NAME:$DATA`), its size and
+/// allocation size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamEntry {
+    pub name: String,
+    pub size: u64,
+    pub allocation_size: u64,
+}
+
+/// FileStreamInformation with named streams ([MS-FSCC] 2.4.43): the
+/// entries chained, each at an 8-byte boundary, the last with
+/// NextEntryOffset 0.
+/// Format: `{ next_entry_offset: u32 | stream_name_length: u32 |
+/// stream_size: u64 | stream_allocation_size: u64 | stream_name | pad }*`
+pub fn encode_stream_information(entries: &[StreamEntry], out: &mut BytesMut) -> Result<(), InfoError> {
+    let start = out.len();
+    let mut last: Option<usize> = None;
+    for e in entries {
+        while !(out.len() - start).is_multiple_of(8) {
+            out.put_u8(0);
+        }
+        let here = out.len();
+        if let Some(prev) = last {
+            let off = u32::try_from(here - prev).map_err(|_| InfoError::InvalidParameter)?;
+            out[prev..prev + 4].copy_from_slice(&off.to_le_bytes());
+        }
+        let len = u32::try_from(utf16_len(&e.name)).map_err(|_| InfoError::InvalidParameter)?;
+        out.put_u32_le(0);
+        out.put_u32_le(len);
+        out.put_u64_le(e.size);
+        out.put_u64_le(e.allocation_size);
+        put_utf16le(&e.name, out);
+        last = Some(here);
+    }
+    Ok(())
+}
+
 /// True if `name` fits 8.3 (1-8 ASCII characters, optionally a dot and
 /// 1-3 more, none of the characters 8.3 forbids), so its upper-case form is
 /// its short name.
@@ -429,6 +467,23 @@ mod tests {
         assert!(!is_8dot3("A.TEXT"));
         assert!(!is_8dot3(""));
         assert!(!is_8dot3("A B"));
+    }
+
+    #[test]
+    fn named_streams_chain_at_eight_bytes() {
+        let e = |n: &str, size| StreamEntry { name: n.into(), size, allocation_size: size };
+        let mut out = BytesMut::new();
+        encode_stream_information(&[e("::$DATA", 9), e(":ab:$DATA", 3)], &mut out).unwrap();
+        // 24 + 14 = 38, padded to 40; then 24 + 18.
+        assert_eq!(out.len(), 40 + 24 + 18);
+        assert_eq!(&out[0..4], &40u32.to_le_bytes());
+        assert_eq!(&out[4..8], &14u32.to_le_bytes());
+        assert_eq!(&out[8..16], &9u64.to_le_bytes());
+        assert_eq!(&out[40..44], &0u32.to_le_bytes());
+        assert_eq!(&out[44..48], &18u32.to_le_bytes());
+        let mut none = BytesMut::new();
+        encode_stream_information(&[], &mut none).unwrap();
+        assert!(none.is_empty());
     }
 
     #[test]

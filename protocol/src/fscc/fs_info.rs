@@ -55,14 +55,21 @@ pub mod fs_attributes {
     pub const FILE_SUPPORTS_BLOCK_REFCOUNTING: u32 = 0x0800_0000;
     pub const FILE_SUPPORTS_SPARSE_VDL: u32 = 0x1000_0000;
 
-    /// What Duet claims: names keep their case, names are Unicode, files
-    /// carry (synthesised, persistent) security descriptors, and files can
-    /// be sparse (FSCTL_SET_SPARSE, QUERY_ALLOCATED_RANGES, SET_ZERO_DATA).
-    /// Nothing about streams, reparse points, compression or quotas, which
-    /// Duet does not implement. A share whose file system has user xattrs
-    /// adds FILE_SUPPORTS_EXTENDED_ATTRIBUTES (EAs are kept there).
-    pub const DUET: u32 =
-        FILE_CASE_PRESERVED_NAMES | FILE_UNICODE_ON_DISK | FILE_PERSISTENT_ACLS | FILE_SUPPORTS_SPARSE_FILES;
+    /// What Duet claims: names keep their case and can be searched with
+    /// it (FILE_CASE_SENSITIVE_SEARCH, as NTFS and smbd report; Duet's
+    /// lookups ignore case unless the share is case-sensitive), names are
+    /// Unicode, files carry (synthesised, persistent) security
+    /// descriptors, and files can be sparse (FSCTL_SET_SPARSE,
+    /// QUERY_ALLOCATED_RANGES, SET_ZERO_DATA). Nothing about reparse
+    /// points, compression or quotas, which Duet does not implement. A
+    /// share whose file system has user xattrs adds
+    /// FILE_SUPPORTS_EXTENDED_ATTRIBUTES and FILE_NAMED_STREAMS (EAs and
+    /// streams are kept there).
+    pub const DUET: u32 = FILE_CASE_SENSITIVE_SEARCH
+        | FILE_CASE_PRESERVED_NAMES
+        | FILE_UNICODE_ON_DISK
+        | FILE_PERSISTENT_ACLS
+        | FILE_SUPPORTS_SPARSE_FILES;
 }
 
 /// Device characteristics ([MS-FSCC] 2.5.10).

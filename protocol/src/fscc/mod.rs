@@ -45,6 +45,7 @@ pub use ea::{
     ea_list_size, encode_full_ea_list, parse_full_ea_list, parse_get_ea_list, FullEa, GetEa,
 };
 pub use file_info::{
+    encode_stream_information, StreamEntry,
     encode_file_info, encode_file_name_information, fixed_size, is_variable_size, truncate_output,
     FileInfoCtx,
 };

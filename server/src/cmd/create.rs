@@ -814,6 +814,7 @@ fn open_pipe(
         create_options: req.create_options,
         is_dir: false,
         key: None,
+        base: None,
         st: Mutex::new(OpenState::new(req.name.clone(), None)),
         writing: Mutex::new(()),
         slot,
@@ -913,7 +914,10 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     // server's open tables (each open holds a file descriptor).
     let slot = server.resources.open_slot(lock(&opener.session.inner).opens.len())?;
     let share = tree.share().ok_or(NtStatus::INVALID_PARAMETER)?.clone();
-    let path = SmbPath::parse(&req.name).map_err(fs_err)?;
+    // `file:stream[:$DATA]` names a stream; `file::$DATA` the file itself.
+    let (base_name, stream) = fs::stream::split(&req.name).map_err(fs_err)?;
+    let data_stream = base_name.len() != req.name.len();
+    let path = SmbPath::parse(base_name).map_err(fs_err)?;
     let mut desired = generic_map(req.desired_access);
     if desired & access::MAXIMUM_ALLOWED != 0 {
         desired = (desired & !access::MAXIMUM_ALLOWED) | tree.maximal_access;
@@ -925,10 +929,17 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
         desired &= !MODIFY_ACCESS;
     }
     let want_dir = req.create_options & opt::DIRECTORY_FILE != 0;
-    let want_file = req.create_options & opt::NON_DIRECTORY_FILE != 0;
+    // A data stream (`::$DATA` too) is never a directory.
+    let want_file = req.create_options & opt::NON_DIRECTORY_FILE != 0 || data_stream;
+    if want_dir && data_stream {
+        return Err(NtStatus::NOT_A_DIRECTORY);
+    }
     let delete_on_close = req.create_options & opt::DELETE_ON_CLOSE != 0;
     if delete_on_close && desired & access::DELETE == 0 {
         return Err(NtStatus::INVALID_PARAMETER);
+    }
+    if let Some(sname) = stream {
+        return open_stream(opener, req, &share, &path, sname, desired, slot);
     }
     if req.context(|c| matches!(c, RequestContext::TimewarpToken(_))).is_some() {
         // [MS-SMB2] 3.3.5.9.7: Duet keeps no previous versions, so no
@@ -1033,6 +1044,10 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
             let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, true, None)?;
             let action = if overwrite {
                 h.set_len(0).map_err(fs_err)?;
+                // An overwritten or superseded file loses its named
+                // streams ([MS-FSA] 2.1.5.1.2.1; smbtorture
+                // smb2.streams.create-disposition).
+                h.remove_streams().map_err(fs_err)?;
                 if !new_eas.is_empty() {
                     h.set_eas(&new_eas).map_err(|e| e.status())?;
                 }
@@ -1171,6 +1186,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
         create_options: req.create_options,
         is_dir: st.is_dir,
         key: Some(key),
+        base: None,
         st: Mutex::new(state),
         writing: Mutex::new(()),
         slot,
@@ -1220,6 +1236,198 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     }
     let file_id = FileId { persistent: id, volatile: id };
     let resp = answer(&fstat, oplock, action, file_id, contexts);
+    let mut body = BytesMut::with_capacity(160);
+    resp.encode(&mut body);
+    let mut r = Resp::ok(body).file(file_id);
+    r.deltas.extend(up);
+    Ok(Some(Step::Done(r)))
+}
+
+/// CREATE of a named stream (`file:stream`, [MS-SMB2] 3.3.5.9, [MS-FSA]
+/// 2.1.5.1 with a stream name), kept as an xattr of the file
+/// ([`fs::stream`]):
+///
+/// - A stream is a file: FILE_DIRECTORY_FILE is STATUS_NOT_A_DIRECTORY
+///   (checked by the caller). Directories have streams too.
+/// - When the file does not exist, a disposition that creates makes it
+///   (empty, with the request's attributes) as Windows does; OPEN and
+///   OVERWRITE are STATUS_OBJECT_NAME_NOT_FOUND.
+/// - The dispositions then apply to the stream: CREATE of an existing
+///   one is STATUS_OBJECT_NAME_COLLISION, OPEN of a missing one
+///   STATUS_OBJECT_NAME_NOT_FOUND, OVERWRITE(_IF) and SUPERSEDE empty it.
+/// - Share modes are the stream's own: its opens are checked against
+///   each other, not against the file's (smbtorture
+///   smb2.streams.sharemodes), except that a stream open that does not
+///   share delete refuses an open of the file for delete
+///   ([`crate::state::files::FileTable::check_share`]). A delete pending
+///   on the file, or on the stream, is STATUS_DELETE_PENDING.
+/// - A read-only file's streams are not opened for writing
+///   (STATUS_ACCESS_DENIED).
+/// - No oplock, lease or durable handle is granted on a stream: its
+///   open ends with its connection and a restart.
+fn open_stream(
+    opener: &Opener,
+    req: &CreateRequest<'_>,
+    share: &Arc<crate::state::ShareEntry>,
+    path: &SmbPath,
+    sname: &str,
+    desired: u32,
+    slot: crate::limits::OpenSlot,
+) -> Result<Option<Step>, NtStatus> {
+    let server = &opener.server;
+    let tree = &opener.tree;
+    let d = req.create_disposition;
+    if !share.fs.supports_xattrs() {
+        // Nowhere to keep one (as on a file system without streams).
+        return Err(NtStatus::OBJECT_NAME_INVALID);
+    }
+    let resolved = share.fs.resolve(path).map_err(fs_err)?;
+    let mut created_file = false;
+    let (h, st) = if resolved.exists() {
+        share.fs.open_stat(&resolved, false).map_err(fs_err)?
+    } else {
+        if matches!(d, disp::OPEN | disp::OVERWRITE) {
+            return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
+        }
+        if tree.read_only {
+            return Err(NtStatus::ACCESS_DENIED);
+        }
+        if path.trailing_separator() {
+            return Err(NtStatus::OBJECT_NAME_INVALID);
+        }
+        let h = match share.fs.create_file_as(&resolved, 0o644, None) {
+            // Made meanwhile by another client: look again (the
+            // disposition is the stream's, CREATE too).
+            Err(FsError::Exists) => return Ok(None),
+            made => made.map_err(fs_err)?,
+        };
+        let attrs = ((req.file_attributes & !fattr::NORMAL) & !fattr::DIRECTORY) | fattr::ARCHIVE;
+        let _ = h.set_attributes(attrs);
+        created_file = true;
+        let st = h.stat().map_err(fs_err)?;
+        (h, st)
+    };
+    let here = share.fs.resolve(path).map_err(fs_err)?;
+    let overwrite = matches!(d, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
+    if st.attributes & fattr::READONLY != 0 && (desired & WRITE_ACCESS != 0 || overwrite) {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    // The file's id: the one its opens use, else the one kept with it.
+    let inode = Inode::of(&st);
+    let live = lock(&server.files).uid_of(inode);
+    let base = match live {
+        Some(k) => k,
+        None => {
+            let uid = if created_file { share.fs.new_file_uid(&h, &st) } else { share.fs.file_uid(&h, &st) };
+            match lock(&server.files).inode_of(&uid) {
+                Some(other) if other != inode => fs::uid::derived(&st),
+                _ => uid,
+            }
+        }
+    };
+    let id = server.next_id();
+    let upper = sname.to_uppercase();
+    let key = {
+        let mut files = server.files();
+        let key = files.stream_key(base, &upper, fs::stream::stream_uid(base, sname));
+        if files.is_delete_pending(&base) || files.is_delete_pending(&key) {
+            return Err(NtStatus::DELETE_PENDING);
+        }
+        if !files.check_share(&key, desired, req.share_access) {
+            return Err(NtStatus::SHARING_VIOLATION);
+        }
+        files.add_stream_open(key, &upper, base, inode, OpenRef::new(id, desired, req.share_access), here.clone());
+        key
+    };
+    // Until the open is complete, an error takes the table entry out again.
+    let undo = |e: NtStatus| {
+        let (_, doomed) = server.files().remove_stream_open(&key, id);
+        if let Some(p) = doomed {
+            let _ = share.fs.unlink(&p);
+        }
+        e
+    };
+    let found = h.find_stream(sname).map_err(|e| undo(fs_err(e)))?;
+    let (xattr, action) = match found {
+        Some(_) if d == disp::CREATE => return Err(undo(NtStatus::OBJECT_NAME_COLLISION)),
+        Some(x) if overwrite => {
+            if tree.read_only {
+                return Err(undo(NtStatus::ACCESS_DENIED));
+            }
+            let action = if d == disp::SUPERSEDE { create_action::SUPERSEDED } else { create_action::OVERWRITTEN };
+            (x, action)
+        }
+        Some(x) => (x, create_action::OPENED),
+        None if matches!(d, disp::OPEN | disp::OVERWRITE) => return Err(undo(NtStatus::OBJECT_NAME_NOT_FOUND)),
+        None if tree.read_only => return Err(undo(NtStatus::ACCESS_DENIED)),
+        None => match h.create_stream(sname) {
+            Ok(x) => (x, create_action::CREATED),
+            // Made meanwhile by another open (OPEN_IF, OVERWRITE_IF,
+            // SUPERSEDE): that one is opened.
+            Err(FsError::Exists) if d != disp::CREATE => match h.find_stream(sname) {
+                Ok(Some(x)) => (x, create_action::OPENED),
+                Ok(None) => return Err(undo(NtStatus::OBJECT_NAME_COLLISION)),
+                Err(e) => return Err(undo(fs_err(e))),
+            },
+            Err(e) => return Err(undo(fs_err(e))),
+        },
+    };
+    let handle = h.open_stream(xattr).map_err(|e| undo(fs_err(e)))?;
+    if action == create_action::OVERWRITTEN || action == create_action::SUPERSEDED {
+        handle.set_len(0).map_err(|e| undo(fs_err(e)))?;
+    }
+    let stat = handle.stat().map_err(|e| undo(fs_err(e)))?;
+    let mut state = OpenState::new(format!("{}:{sname}", path.components().join("\\")), Some(here.clone()));
+    state.delete_on_close = req.create_options & opt::DELETE_ON_CLOSE != 0;
+    state.create_action = action;
+    state.channel_sequence = opener.channel_sequence;
+    if let Some(dh2q) = opener.durable_v2(req) {
+        // As for a file ([MS-SMB2] 3.3.5.9.10): the CreateGuid is kept for
+        // a replay whether or not durability is granted (it is not).
+        state.create_guid = Some(dh2q.create_guid);
+        state.replay_eligible = true;
+        state.app_instance = app_instance(req);
+    }
+    let open = Arc::new(Open {
+        persistent_id: id,
+        volatile_id: id,
+        session_id: opener.session.id,
+        tree: tree.clone(),
+        kind: OpenKind::Fs(handle),
+        access: desired,
+        share_access: req.share_access,
+        create_options: req.create_options,
+        is_dir: false,
+        key: Some(key),
+        base: Some(base),
+        st: Mutex::new(state),
+        writing: Mutex::new(()),
+        slot,
+    });
+    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid)
+        .map(|d| deltas::with_grant(d, deltas::Grant::Oplock(oplock::level::NONE)));
+    lock(&opener.session.inner).opens.insert(id, open);
+    if created_file {
+        server.report_change(&share.cfg.name, here.components(), action::ADDED, filter::FILE_NAME);
+    } else if action == create_action::CREATED {
+        server.report_change(&share.cfg.name, here.components(), action::ADDED_STREAM, filter::STREAM_NAME);
+    }
+    let fstat = file_stat(&stat, false);
+    let mut contexts = Vec::new();
+    for c in &req.create_contexts {
+        match c {
+            RequestContext::QueryMaximalAccess { .. } => {
+                contexts.push(ResponseContext::MaximalAccess { query_status: 0, maximal_access: tree.maximal_access })
+            }
+            RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
+                disk_file_id: fstat.file_id,
+                volume_id: u64::from(share.fs.volume_serial()),
+            }),
+            _ => {}
+        }
+    }
+    let file_id = FileId { persistent: id, volatile: id };
+    let resp = answer(&fstat, oplock::level::NONE, action, file_id, contexts);
     let mut body = BytesMut::with_capacity(160);
     resp.encode(&mut body);
     let mut r = Resp::ok(body).file(file_id);

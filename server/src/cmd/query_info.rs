@@ -99,8 +99,34 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
             if ctx.conn.dialect < protocol::msg::negotiate::dialect::SMB3_1_1 {
                 return Err(NtStatus::NOT_SUPPORTED);
             }
-            let path = on_disk_path(ctx, open, &name);
+            let mut path = on_disk_path(ctx, open, &name);
+            // A stream's open: the file's path and `:` the stream's name as
+            // kept (smbtorture smb2.getinfo.normalized).
+            if let Some(s) = h.stream().as_ref().and_then(|x| crate::fs::stream::stream_name(x.to_bytes())) {
+                path.push(':');
+                path.push_str(s);
+            }
             fscc::encode_file_name_information(&path, out).map_err(|e| e.status())?;
+        }
+        fic::FILE_STREAM_INFORMATION => {
+            // [MS-FSCC] 2.4.43: `::$DATA` with the file's size (not for a
+            // directory), then each named stream; the same list through a
+            // stream's handle as through the file's.
+            let base = h.base_stat().map_err(|e| e.status())?;
+            let mut entries = Vec::new();
+            if !base.is_dir {
+                let base = file_stat(&base, false);
+                entries.push(fscc::StreamEntry {
+                    name: "::$DATA".into(),
+                    size: base.end_of_file,
+                    allocation_size: base.allocation_size,
+                });
+            }
+            for s in h.streams().map_err(|e| e.status())? {
+                let name = format!(":{}:$DATA", s.name);
+                entries.push(fscc::StreamEntry { name, size: s.size, allocation_size: s.size });
+            }
+            fscc::encode_stream_information(&entries, out).map_err(|e| e.status())?;
         }
         _ => {
             let info =
@@ -252,7 +278,8 @@ fn fs_info(open: &Open, class: u8, max: usize, out: &mut BytesMut) -> Result<boo
         volume_label: share.cfg.name.clone(),
         creation_time: 0,
         attributes: if share.fs.supports_xattrs() {
-            fs_attributes::DUET | fs_attributes::FILE_SUPPORTS_EXTENDED_ATTRIBUTES
+            // EAs and named streams are user xattrs.
+            fs_attributes::DUET | fs_attributes::FILE_SUPPORTS_EXTENDED_ATTRIBUTES | fs_attributes::FILE_NAMED_STREAMS
         } else {
             fs_attributes::DUET
         },

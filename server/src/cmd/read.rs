@@ -68,7 +68,8 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             if ctx.single && len >= DEFER_FROM {
                 // Large reads run beside the connection, which reads on.
                 let open = open.clone();
-                let in_file = ctx.may_send_file;
+                // A stream's bytes are in an xattr, not the file: no sendfile.
+                let in_file = ctx.may_send_file && !open.handle().is_some_and(|h| h.is_stream());
                 let mut r = Resp::ok(BytesMut::new()).file(fid);
                 r.deferred_in_file = in_file;
                 r.deferred = Some(Box::pin(async move {

@@ -230,6 +230,11 @@ fn new_name(server: &Server, open: &Open, name: &str) -> Result<NewName, NtStatu
 }
 
 /// FileRenameInformation ([MS-FSA] 2.1.5.14.11).
+///
+/// An open of a named stream renames the stream ([`rename_stream`]). A
+/// `:stream` target for a file's open is STATUS_NOT_SUPPORTED. A file
+/// whose streams are open is not renamed (STATUS_ACCESS_DENIED, as smbd
+/// answers: smbtorture smb2.streams.basefile-rename-with-open-stream).
 fn rename(
     server: &Arc<Server>,
     open: &Open,
@@ -237,10 +242,16 @@ fn rename(
     replace: bool,
     deltas: &mut Vec<Delta>,
 ) -> Result<(), NtStatus> {
+    if let Some(base) = open.base {
+        return rename_stream(server, open, base, name, replace, deltas);
+    }
     if name.starts_with(':') {
         return Err(NtStatus::NOT_SUPPORTED);
     }
     let NewName { share, key, target, from, dest } = new_name(server, open, name)?;
+    if lock(&server.files).stream_opens(&key) > 0 {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
     if dest.exists() {
         let dst_st = share.fs.stat(&dest).map_err(|e| e.status())?;
         // The target's id if it has opens: this open's own when it is
@@ -339,6 +350,57 @@ fn rename_after_breaks(
     r
 }
 
+/// FileRenameInformation of an open of a named stream ([MS-FSA]
+/// 2.1.5.15.11.1, stream rename): the target is `:name[:$DATA]`.
+///
+/// - A target that is not a stream name (a path) names the file, which is
+///   open through this very stream: STATUS_SHARING_VIOLATION (as Windows
+///   answers, smbtorture smb2.streams.rename2). The file's own data
+///   stream (`::$DATA`) as a target is STATUS_NOT_SUPPORTED.
+/// - A malformed stream name is STATUS_INVALID_PARAMETER.
+/// - The stream must have no other open (STATUS_SHARING_VIOLATION); an
+///   open target stream is STATUS_ACCESS_DENIED; an existing one is
+///   STATUS_OBJECT_NAME_COLLISION without ReplaceIfExists, and replaced
+///   only when it is empty (else STATUS_INVALID_PARAMETER).
+/// - The open follows its stream; its key in the per-file table stays.
+fn rename_stream(
+    server: &Arc<Server>,
+    open: &Open,
+    base: crate::model::FileUid,
+    name: &str,
+    replace: bool,
+    deltas: &mut Vec<Delta>,
+) -> Result<(), NtStatus> {
+    if !name.starts_with(':') {
+        return Err(NtStatus::SHARING_VIOLATION);
+    }
+    let (_, target) = fs::stream::split(name).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+    let Some(new) = target else { return Err(NtStatus::NOT_SUPPORTED) };
+    let key = open.key.ok_or(NtStatus::INVALID_PARAMETER)?;
+    let h = open.handle().ok_or(NtStatus::INVALID_PARAMETER)?;
+    let upper = new.to_uppercase();
+    {
+        let mut files = lock(&server.files);
+        if files.open_count(&key) > 1 {
+            return Err(NtStatus::SHARING_VIOLATION);
+        }
+        let target_key = files.stream_key(base, &upper, fs::stream::stream_uid(base, new));
+        if target_key != key && files.open_count(&target_key) > 0 {
+            return Err(if replace { NtStatus::ACCESS_DENIED } else { NtStatus::OBJECT_NAME_COLLISION });
+        }
+        h.rename_stream(new, replace).map_err(|e| match e {
+            fs::FsError::Exists => NtStatus::OBJECT_NAME_COLLISION,
+            e => e.status(),
+        })?;
+        files.rename_stream(&key, base, &upper);
+    }
+    let mut st = lock(&open.st);
+    let file_path = st.path.split_once(':').map_or(st.path.clone(), |(f, _)| f.to_owned());
+    st.path = format!("{file_path}:{new}");
+    deltas.push(Delta::FileMoved { set: server.set(), file: key, path: st.path.clone() });
+    Ok(())
+}
+
 /// FileLinkInformation ([MS-FSA] 2.1.5.14.6): a second name for the
 /// open's file, in the same share. A directory cannot be linked
 /// (STATUS_FILE_IS_A_DIRECTORY); an existing name is replaced only with
@@ -347,6 +409,10 @@ fn rename_after_breaks(
 /// name is refused. The new name shares the file's stable id (it is the
 /// inode's), so opens through either name are of one file.
 fn link(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(), NtStatus> {
+    if open.base.is_some() {
+        // An open of a named stream: a stream has no names of its own.
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
     if open.is_dir {
         return Err(NtStatus::FILE_IS_A_DIRECTORY);
     }

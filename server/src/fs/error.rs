@@ -57,6 +57,10 @@ pub enum FsError {
     /// Rename across file systems.
     #[error("not the same device")]
     NotSameDevice,
+    /// Past a limit of the way Duet keeps it, not of the disk: a named
+    /// stream larger than one xattr value ([`super::stream::MAX_SIZE`]).
+    #[error("file system limitation")]
+    Limitation,
     /// Any other local I/O failure.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
@@ -79,6 +83,7 @@ impl FsError {
             FsError::NoSpace => NtStatus::DISK_FULL,
             FsError::InvalidParameter => NtStatus::INVALID_PARAMETER,
             FsError::NotSameDevice => NtStatus::NOT_SAME_DEVICE,
+            FsError::Limitation => NtStatus::FILE_SYSTEM_LIMITATION,
             FsError::Io(e) => errno_status(e.raw_os_error().unwrap_or(0)),
         }
     }

@@ -44,17 +44,53 @@ pub struct Handle {
     fd: OwnedFd,
     is_dir: bool,
     xattrs: bool,
+    /// For a handle on a named stream ([`super::stream`]): the xattr that
+    /// holds it. Reads, writes and the size are then the stream's; the
+    /// rest (times, attributes) is the file's. Behind a lock: a rename of
+    /// the stream changes it under the open.
+    stream: Option<std::sync::Mutex<CString>>,
 }
 
 impl Handle {
     pub(crate) fn new(fd: OwnedFd, is_dir: bool, xattrs: bool) -> Handle {
-        Handle { fd, is_dir, xattrs }
+        Handle { fd, is_dir, xattrs, stream: None }
+    }
+
+    /// Makes this a handle on the stream kept in `xattr` (a stream is a
+    /// file, also when the file it belongs to is a directory).
+    pub(super) fn set_stream(&mut self, xattr: Option<CString>) {
+        if xattr.is_some() {
+            self.is_dir = false;
+        }
+        self.stream = xattr.map(std::sync::Mutex::new);
+    }
+
+    /// The xattr of the stream this handle is on, if it is on one.
+    pub fn stream(&self) -> Option<CString> {
+        self.stream.as_ref().map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Points this stream handle at the stream's new xattr (a rename).
+    pub(super) fn restream(&self, xattr: CString) {
+        if let Some(m) = &self.stream {
+            *m.lock().unwrap_or_else(|e| e.into_inner()) = xattr;
+        }
+    }
+
+    /// True for a handle on a named stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream.is_some()
     }
 
     /// A second handle on the same open file description (`dup`): same
     /// file, same access mode.
     pub fn try_clone(&self) -> Result<Handle, FsError> {
-        Ok(Handle { fd: self.fd.try_clone().map_err(io_err)?, is_dir: self.is_dir, xattrs: self.xattrs })
+        Ok(Handle {
+            fd: self.fd.try_clone().map_err(io_err)?,
+            is_dir: self.is_dir,
+            xattrs: self.xattrs,
+            stream: self.stream().map(std::sync::Mutex::new),
+        })
     }
 
     /// The descriptor, for `sendfile` (a file region of a READ answer).
@@ -75,6 +111,23 @@ impl Handle {
     /// Metadata of the open object (it may have been renamed since).
     pub fn stat(&self) -> Result<Stat, FsError> {
         let st = sys::statx(self.fd.as_fd(), c"", libc::AT_EMPTY_PATH).map_err(io_err)?;
+        let mut stat = self.stat_from(&st);
+        if let Some(x) = &self.stream() {
+            // The file's times and attributes, the stream's size.
+            stat.size = self.stream_size(x)?;
+            stat.blocks_bytes = stat.size;
+            stat.is_dir = false;
+            stat.attributes &= !attr::DIRECTORY;
+            if stat.attributes == 0 {
+                stat.attributes = attr::NORMAL;
+            }
+        }
+        Ok(stat)
+    }
+
+    /// Metadata of the file itself, also through a stream's handle.
+    pub fn base_stat(&self) -> Result<Stat, FsError> {
+        let st = sys::statx(self.fd.as_fd(), c"", libc::AT_EMPTY_PATH).map_err(io_err)?;
         Ok(self.stat_from(&st))
     }
 
@@ -88,6 +141,9 @@ impl Handle {
     /// `pread`: reads up to `buf.len()` bytes at `offset`; 0 at end of file.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, FsError> {
         self.check_file()?;
+        if let Some(x) = &self.stream() {
+            return self.stream_read(x, buf, offset);
+        }
         loop {
             match nix::sys::uio::pread(self.fd.as_fd(), buf, offset_of(offset)?) {
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -100,12 +156,24 @@ impl Handle {
     /// no zero-filling). Returns the number of bytes read.
     pub fn read_append(&self, buf: &mut bytes::BytesMut, len: usize, offset: u64) -> Result<usize, FsError> {
         self.check_file()?;
+        if let Some(x) = &self.stream() {
+            // No stream holds more than one xattr value.
+            let len = len.min(super::stream::MAX_SIZE as usize);
+            let at = buf.len();
+            buf.resize(at + len, 0);
+            let n = self.stream_read(x, &mut buf[at..], offset);
+            buf.truncate(at + *n.as_ref().unwrap_or(&0));
+            return n;
+        }
         Ok(super::sys::pread_append(self.fd.as_fd(), buf, len, offset_of(offset)?)?)
     }
 
     /// The file's size now (`fstat`: no extended attributes read).
     pub fn size(&self) -> Result<u64, FsError> {
         self.check_file()?;
+        if let Some(x) = &self.stream() {
+            return self.stream_size(x);
+        }
         let st = nix::sys::stat::fstat(self.fd.as_raw_fd())?;
         Ok(st.st_size.max(0) as u64)
     }
@@ -115,12 +183,15 @@ impl Handle {
     /// `sendfile` later reads nothing from it. True when they were all
     /// there already.
     pub fn load(&self, offset: u64, len: usize) -> bool {
-        self.check_file().is_ok() && sys::load(self.fd.as_fd(), offset, len)
+        self.check_file().is_ok() && self.stream.is_none() && sys::load(self.fd.as_fd(), offset, len)
     }
 
     /// `pwrite` of all of `buf` at `offset` (loops on short writes).
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize, FsError> {
         self.check_file()?;
+        if let Some(x) = &self.stream() {
+            return self.stream_write(x, buf, offset);
+        }
         let mut done = 0;
         while done < buf.len() {
             match nix::sys::uio::pwrite(self.fd.as_fd(), &buf[done..], offset_of(offset + done as u64)?) {
@@ -136,6 +207,9 @@ impl Handle {
     /// Sets the end of file (`ftruncate`).
     pub fn set_len(&self, len: u64) -> Result<(), FsError> {
         self.check_file()?;
+        if let Some(x) = &self.stream() {
+            return self.stream_set_len(x, len);
+        }
         Ok(nix::unistd::ftruncate(self.fd.as_fd(), offset_of(len)?)?)
     }
 
@@ -143,7 +217,7 @@ impl Handle {
     /// KEEP_SIZE); a file system without fallocate is silently accepted.
     pub fn allocate(&self, len: u64) -> Result<(), FsError> {
         self.check_file()?;
-        if len == 0 {
+        if len == 0 || self.stream.is_some() {
             return Ok(());
         }
         match nix::fcntl::fallocate(self.fd.as_raw_fd(), FallocateFlags::FALLOC_FL_KEEP_SIZE, 0, offset_of(len)?) {
@@ -158,6 +232,9 @@ impl Handle {
     /// xattrs there is nowhere to keep it: [`FsError::NotSupported`].
     pub fn set_sparse(&self, sparse: bool) -> Result<(), FsError> {
         self.check_file()?;
+        if self.stream.is_some() {
+            return Err(FsError::NotSupported);
+        }
         let current = self.stat()?.attributes & attr::STORED & !attr::NORMAL;
         let new = if sparse { current | attr::SPARSE_FILE } else { current & !attr::SPARSE_FILE };
         if new == current {
@@ -176,6 +253,9 @@ impl Handle {
     /// the end of file.
     pub fn zero_range(&self, offset: u64, end: u64) -> Result<(), FsError> {
         self.check_file()?;
+        if self.stream.is_some() {
+            return Err(FsError::NotSupported);
+        }
         let st = self.stat()?;
         let end = end.min(st.size);
         if offset >= end {

@@ -51,6 +51,8 @@
 //! - `names`: case-insensitive lookup and the large-directory index.
 //! - [`shortname`]: 8.3 names.
 //! - [`ea`]: extended attributes ([`Ea`]) as `user.` xattrs.
+//! - [`stream`]: alternate data streams as `user.DosStream.` xattrs, read
+//!   and written through a [`Handle`] on the stream.
 //! - [`uid`]: a file's stable id ([`FileUid`], the `user.duet.uid` xattr).
 //! - [`error`]: [`FsError`] and its NTSTATUS mapping.
 //! - `sys`: the raw system calls (`openat2`, `statx`, xattrs); all `unsafe`.
@@ -62,6 +64,7 @@ mod names;
 pub mod path;
 pub mod shortname;
 pub mod stat;
+pub mod stream;
 mod sys;
 pub mod uid;
 pub mod wildcard;

@@ -159,6 +159,7 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
         create_options: info.create_options,
         is_dir: info.is_dir,
         key: Some(uid),
+        base: None,
         st: Mutex::new(state),
         writing: Mutex::new(()),
         slot: server.resources.open_slot_unchecked(),

@@ -28,6 +28,10 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>, out: &mut Vec<Delta>) 
     }
     out.extend(super::deltas::open_down(open));
     lock(&server.notify).remove(open.persistent_id);
+    if open.base.is_some() {
+        close_stream(server, open, key, doc);
+        return;
+    }
     let (delete, path, watchers) = {
         // A lease this was the last open of goes: through `files()`, so
         // the model hears of it.
@@ -66,5 +70,44 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>, out: &mut Vec<Delta>) 
             server.report_change(&share.cfg.name, resolved.components(), action::REMOVED, f);
         }
         Err(e) => warn!(path = %lock(&open.st).path, "delete on close failed: {e}"),
+    }
+}
+
+/// [`close_open`] of an open of a named stream: the stream is deleted when
+/// this was its last open and a delete is pending on it (only the stream:
+/// its xattr, through this open's descriptor of the file); the file when
+/// this was the last open of the file and its streams and a delete is
+/// pending on the file.
+fn close_stream(server: &Arc<Server>, open: &Arc<Open>, key: crate::model::FileUid, doc: bool) {
+    let (stream_doomed, file_doomed) = {
+        let mut files = server.files();
+        if doc {
+            files.set_delete_pending(&key, true);
+        }
+        files.remove_stream_open(&key, open.persistent_id)
+    };
+    server.lock_released.notify_waiters();
+    server.oplock_changed.notify_waiters();
+    if stream_doomed {
+        if let Some(h) = open.handle() {
+            match h.remove_stream() {
+                Ok(()) => debug!(path = %lock(&open.st).path, "stream deleted on close"),
+                Err(e) => warn!(path = %lock(&open.st).path, "stream delete on close failed: {e}"),
+            }
+        }
+    }
+    let (Some(resolved), Some(share)) = (file_doomed, open.share()) else {
+        return;
+    };
+    let r = match share.fs.unlink(&resolved) {
+        Err(crate::fs::FsError::IsADirectory) => share.fs.rmdir(&resolved),
+        r => r,
+    };
+    match r {
+        Ok(()) => {
+            let f = if resolved.is_dir() { filter::DIR_NAME } else { filter::FILE_NAME };
+            server.report_change(&share.cfg.name, resolved.components(), action::REMOVED, f);
+        }
+        Err(e) => warn!(path = %resolved.smb_path(), "delete on close after the last stream's close failed: {e}"),
     }
 }

@@ -231,6 +231,7 @@ pub fn reclaim(
         create_options: old.create_options,
         is_dir: old.is_dir,
         key: old.key,
+        base: old.base,
         st: std::sync::Mutex::new(st),
         writing: std::sync::Mutex::new(()),
         // A second descriptor while the old open lingers: counted too.

@@ -136,6 +136,18 @@ pub struct FileEntry {
     pub lock_sequences: HashMap<u64, LockSequences>,
     /// Delayed write-time state (see `cmd::write_time`).
     pub write_time: super::write_time::WriteTime,
+    /// For a named stream's entry: the file it belongs to. A stream's
+    /// opens are checked against each other only (its own share modes),
+    /// not against the file's.
+    pub base: Option<FileUid>,
+    /// For a named stream's entry: its name now, in upper case (a rename
+    /// changes it; the entry keeps its key).
+    pub stream_name: Option<String>,
+    /// For a file's entry: how many opens its named streams have. The
+    /// entry stays while there are any, so that a delete left pending by
+    /// the file's last close waits for the streams' (the file is deleted
+    /// when the last of them closes) and refuses new opens meanwhile.
+    pub stream_opens: usize,
 }
 
 impl FileEntry {
@@ -170,6 +182,10 @@ pub struct FileTable {
     /// The oplock and lease changes made and not yet applied to the
     /// state model ([`super::Server::files`] applies them).
     pub log: CachingLog,
+    /// The entries of named streams with opens, by (file, upper-case
+    /// name): a stream renamed while open keeps its key under its new
+    /// name.
+    streams: HashMap<(FileUid, String), FileUid>,
 }
 
 /// An open's caching as the per-file table has it, and as check mode
@@ -284,11 +300,125 @@ impl FileTable {
     }
 
     /// Checks share modes against every open of the file.
+    ///
+    /// An open of a file with DELETE access also opens its named streams
+    /// for delete (as smbd's `open_streams_for_delete`): a stream open
+    /// that does not share delete refuses it (smbtorture
+    /// smb2.streams.delete).
     pub fn check_share(&self, key: &FileUid, access: u32, share_access: u32) -> bool {
-        match self.files.get(key) {
-            Some(f) => !f.opens.iter().any(|o| share_conflict(o, access, share_access)),
-            None => true,
+        let Some(f) = self.files.get(key) else { return true };
+        if f.opens.iter().any(|o| share_conflict(o, access, share_access)) {
+            return false;
         }
+        if f.stream_opens > 0 && access & access::DELETE != 0 {
+            let all = share::READ | share::WRITE | share::DELETE;
+            return !self.files.values().any(|s| {
+                s.base == Some(*key) && s.opens.iter().any(|o| share_conflict(o, access::DELETE, all))
+            });
+        }
+        true
+    }
+
+    /// The key of the named stream `name` (upper case) of the file `base`:
+    /// the one its opens use, else `hashed` (its name's,
+    /// [`crate::fs::stream::stream_uid`]) or, when a stream renamed away
+    /// from this name holds that, the next free one.
+    pub fn stream_key(&self, base: FileUid, name: &str, hashed: FileUid) -> FileUid {
+        if let Some(k) = self.streams.get(&(base, name.to_owned())) {
+            return *k;
+        }
+        let mut k = hashed;
+        while self.files.contains_key(&k) {
+            k = FileUid(k.0.wrapping_add(1));
+        }
+        k
+    }
+
+    /// Records that the open stream `key` of the file `base` is now named
+    /// `name` (upper case).
+    pub fn rename_stream(&mut self, key: &FileUid, base: FileUid, name: &str) {
+        let Some(e) = self.files.get_mut(key) else { return };
+        if let Some(old) = e.stream_name.replace(name.to_owned()) {
+            self.streams.remove(&(base, old));
+        }
+        self.streams.insert((base, name.to_owned()), *key);
+    }
+
+    /// Adds an open of the named stream `key` (named `name`, upper case;
+    /// see [`FileTable::stream_key`]) of the file `base` (whose inode is
+    /// `base_inode` and path `path`): the stream's entry holds the open,
+    /// the file's entry counts it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_stream_open(
+        &mut self,
+        key: FileUid,
+        name: &str,
+        base: FileUid,
+        base_inode: Inode,
+        open: OpenRef,
+        path: crate::fs::Resolved,
+    ) {
+        let b = self.files.entry(base).or_default();
+        if b.inode.is_none() {
+            b.inode = Some(base_inode);
+            self.inodes.insert(base_inode, base);
+        }
+        if b.path.is_none() {
+            b.path = Some(path.clone());
+        }
+        b.stream_opens += 1;
+        let e = self.files.entry(key).or_default();
+        e.base = Some(base);
+        e.opens.push(open);
+        e.path = Some(path);
+        if e.stream_name.is_none() {
+            e.stream_name = Some(name.to_owned());
+            self.streams.insert((base, name.to_owned()), key);
+        }
+    }
+
+    /// Removes an open of a named stream. Returns whether the stream is
+    /// to be deleted (it was its last open and a delete is pending on
+    /// it), and the file's path when the file is to be deleted (this was
+    /// the last open of the file and its streams, and a delete is pending
+    /// on the file).
+    pub fn remove_stream_open(&mut self, key: &FileUid, persistent_id: u64) -> (bool, Option<crate::fs::Resolved>) {
+        let Some(f) = self.files.get_mut(key) else { return (false, None) };
+        let before = f.opens.len();
+        f.opens.retain(|o| o.persistent_id != persistent_id);
+        if f.opens.len() == before {
+            return (false, None);
+        }
+        release_locks(f, persistent_id);
+        let base = f.base;
+        let mut stream_doomed = false;
+        if f.opens.is_empty() {
+            stream_doomed = f.delete_pending;
+            if let (Some(b), Some(n)) = (base, f.stream_name.take()) {
+                self.streams.remove(&(b, n));
+            }
+            self.files.remove(key);
+        }
+        let Some(b) = base else { return (stream_doomed, None) };
+        let Some(bf) = self.files.get_mut(&b) else { return (stream_doomed, None) };
+        bf.stream_opens = bf.stream_opens.saturating_sub(1);
+        if bf.stream_opens > 0 || !bf.opens.is_empty() {
+            return (stream_doomed, None);
+        }
+        let pending = bf.delete_pending;
+        let path = bf.path.take();
+        if let Some(inode) = bf.inode {
+            if self.inodes.get(&inode) == Some(&b) {
+                self.inodes.remove(&inode);
+            }
+        }
+        self.files.remove(&b);
+        (stream_doomed, if pending { path } else { None })
+    }
+
+    /// How many opens the named streams of the file `key` have.
+    pub fn stream_opens(&self, key: &FileUid) -> usize {
+        self.files.get(key).map_or(0, |f| f.stream_opens)
     }
 
     /// The id of the file with opens whose inode this is, if any (a file
@@ -336,6 +466,10 @@ impl FileTable {
             if !f.opens.iter().any(|o| o.lease == Some(id)) && self.leases.remove(&id).is_some() {
                 self.log.push(Delta::LeaseGone { set: self.log.set(), lease: id.model() });
             }
+        }
+        if f.opens.is_empty() && f.stream_opens > 0 {
+            // Its streams' opens keep the entry (and a pending delete).
+            return None;
         }
         if f.opens.is_empty() {
             let pending = f.delete_pending;
@@ -904,6 +1038,46 @@ mod tests {
 
     fn r(access: u32, share: u32) -> OpenRef {
         OpenRef::new(1, access, share)
+    }
+
+    /// A named stream's opens: checked against each other only; one that
+    /// does not share delete refuses an open of the file for delete; the
+    /// file's entry (and a delete pending on it) outlives its own opens
+    /// while its streams are open, and the file is deleted at the last
+    /// stream's close (smbtorture smb2.streams.delete).
+    #[test]
+    fn stream_opens_and_their_file() {
+        use access::{DELETE, FILE_READ_DATA, FILE_WRITE_DATA};
+        let mut t = FileTable::default();
+        let (f, s) = (key(1, 1), key(1, 2));
+        let path = crate::fs::Resolved::root();
+        // A stream open that shares nothing.
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(1, FILE_WRITE_DATA, 0), path.clone());
+        assert_eq!(t.uid_of(ino(f)), Some(f));
+        assert_eq!(t.stream_opens(&f), 1);
+        assert!(!t.check_share(&s, FILE_WRITE_DATA, 7), "the same stream conflicts");
+        assert!(t.check_share(&f, FILE_READ_DATA | FILE_WRITE_DATA, 0), "the file's opens do not");
+        assert!(!t.check_share(&f, DELETE, 7), "but an open of the file for delete does");
+        assert_eq!(t.remove_stream_open(&s, 1), (false, None));
+        assert!(t.get(&f).is_none() && t.uid_of(ino(f)).is_none());
+        // A stream open that shares delete: the file is deleted after it.
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(2, FILE_READ_DATA, 7), path.clone());
+        assert!(t.check_share(&f, DELETE, 7));
+        t.add_open(f, ino(f), OpenRef::new(3, DELETE, 7), path.clone());
+        t.set_delete_pending(&f, true);
+        assert_eq!(t.remove_open(&f, 3), None, "the stream's open keeps the file");
+        assert!(t.is_delete_pending(&f));
+        assert_eq!(t.uid_of(ino(f)), Some(f));
+        assert_eq!(t.remove_stream_open(&s, 2), (false, Some(path.clone())));
+        assert!(t.get(&f).is_none() && t.get(&s).is_none());
+        // A stream's own delete: the stream goes, the file stays.
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(4, DELETE, 7), path.clone());
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(5, FILE_READ_DATA, 7), path.clone());
+        t.set_delete_pending(&s, true);
+        assert_eq!(t.remove_stream_open(&s, 4), (false, None));
+        assert_eq!(t.remove_stream_open(&s, 5), (true, None));
+        assert_eq!(t.remove_stream_open(&s, 5), (false, None), "twice is nothing");
+        assert!(t.get(&f).is_none());
     }
 
     #[test]

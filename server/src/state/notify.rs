@@ -17,6 +17,7 @@ pub mod filter {
     pub const CREATION: u32 = 0x0040;
     pub const EA: u32 = 0x0080;
     pub const SECURITY: u32 = 0x0100;
+    pub const STREAM_NAME: u32 = 0x0200;
 }
 
 /// Actions ([MS-FSCC] 2.4.42).
@@ -26,6 +27,7 @@ pub mod action {
     pub const MODIFIED: u32 = 3;
     pub const RENAMED_OLD_NAME: u32 = 4;
     pub const RENAMED_NEW_NAME: u32 = 5;
+    pub const ADDED_STREAM: u32 = 6;
 }
 
 /// Events queued for one watching open.

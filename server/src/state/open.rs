@@ -94,6 +94,9 @@ pub struct Open {
     pub create_options: u32,
     pub is_dir: bool,
     pub key: Option<FileUid>,
+    /// For an open of a named stream (`file:stream`): the file's id; `key`
+    /// is then the stream's ([`crate::fs::stream::stream_uid`]).
+    pub base: Option<FileUid>,
     pub st: Mutex<OpenState>,
     /// Held for the whole of a WRITE (data and the write-time bookkeeping
     /// around it). Writes to one file serialize on the inode lock in the

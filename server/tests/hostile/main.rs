@@ -19,6 +19,9 @@
 //!   sessions, a file cut short while its answer is sent.
 //! - [`reconnect`]: a client that drops its connection and comes back at
 //!   once does not meet its own old opens.
+//! - [`streams`]: stream names (`file:stream`) never reach outside the
+//!   share or through a symlink; an oversized stream write is refused
+//!   (STATUS_FILE_SYSTEM_LIMITATION or STATUS_DISK_FULL).
 //! - [`wildcard`]: QUERY_DIRECTORY patterns cost linear time and never stall
 //!   other clients.
 
@@ -33,4 +36,5 @@ mod journal;
 mod limits;
 mod reconnect;
 mod sendfile;
+mod streams;
 mod wildcard;

@@ -1,0 +1,123 @@
+//! Stream names (`file:stream`, [MS-FSCC] 2.1.5) as a hostile client
+//! would write them: the stream part is never a path, so no name with a
+//! stream reaches outside the share or through a symlink, and a stream
+//! written past what one xattr holds is refused with
+//! STATUS_FILE_SYSTEM_LIMITATION (smbd 4.17's answer; STATUS_DISK_FULL
+//! past what the file system keeps), not a panic or a closed connection.
+
+use protocol::msg::create::create_disposition::{CREATE, OPEN_IF};
+use protocol::msg::negotiate::dialect;
+use protocol::NtStatus;
+
+use crate::client::Client;
+use crate::common;
+
+/// Whether the file at `path` (not followed) has any stream xattr.
+fn has_stream_xattr(path: &std::path::Path) -> bool {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: `c` is NUL-terminated; `buf` is writable for its length.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    n > 0 && buf[..n as usize].split(|&b| b == 0).any(|x| x.starts_with(b"user.DosStream."))
+}
+
+fn user_xattrs(dir: &std::path::Path) -> bool {
+    let probe = dir.join(".probe");
+    std::fs::write(&probe, b"").unwrap();
+    let c = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: both strings are NUL-terminated; the value is 1 byte.
+    let ok = unsafe { libc::setxattr(c.as_ptr(), c"user.probe".as_ptr(), b"1".as_ptr().cast(), 1, 0) } == 0;
+    std::fs::remove_file(&probe).unwrap();
+    ok
+}
+
+#[test]
+fn stream_names_stay_in_the_share() {
+    let (addr, dir) = common::start_in_process(&[("duet", "duetpass")], None);
+    if !user_xattrs(dir.path()) {
+        eprintln!("no user xattrs under {}: skipped", dir.path().display());
+        return;
+    }
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, b"secret").unwrap();
+    std::os::unix::fs::symlink(&secret, dir.path().join("link")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("linkdir")).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+
+    let mut c = Client::logged_on(addr, dialect::SMB3_0_2, "duet", "duetpass");
+    c.tree_connect("data").expect("tree connect");
+    let f = c.create("base.txt").expect("create");
+    assert_eq!(c.write(f, 0, b"base"), NtStatus::SUCCESS);
+    assert_eq!(c.close(f), NtStatus::SUCCESS);
+
+    let long = format!("base.txt:{}", "a".repeat(300));
+    for (name, want) in [
+        ("..:x", NtStatus::OBJECT_PATH_SYNTAX_BAD),
+        ("..\\..\\etc\\passwd:x", NtStatus::OBJECT_PATH_SYNTAX_BAD),
+        ("sub\\..\\..:x", NtStatus::OBJECT_PATH_SYNTAX_BAD),
+        ("base.txt:..\\..\\x", NtStatus::OBJECT_NAME_INVALID),
+        ("base.txt:..", NtStatus::OBJECT_NAME_NOT_FOUND),
+        ("base.txt:a/b", NtStatus::OBJECT_NAME_INVALID),
+        ("base.txt:a\\b:$DATA", NtStatus::OBJECT_NAME_INVALID),
+        ("base.txt:x:$INDEX_ALLOCATION", NtStatus::OBJECT_NAME_INVALID),
+        ("base.txt:x:$DATA:y", NtStatus::OBJECT_NAME_INVALID),
+        ("base.txt:", NtStatus::OBJECT_NAME_INVALID),
+        ("base.txt::", NtStatus::OBJECT_NAME_INVALID),
+        (long.as_str(), NtStatus::OBJECT_NAME_INVALID),
+        ("sub:x\\y", NtStatus::OBJECT_NAME_INVALID),
+        // Symlinks in the share are refused, with or without a stream.
+        ("link:evil", NtStatus::ACCESS_DENIED),
+        ("linkdir:evil", NtStatus::ACCESS_DENIED),
+        ("linkdir\\secret:evil", NtStatus::ACCESS_DENIED),
+    ] {
+        let got = if name == "base.txt:.." {
+            // A stream named `..` is only a name: the stream is not there.
+            c.create_with(name, 0x0012_0089, protocol::msg::create::create_disposition::OPEN, 0)
+        } else {
+            c.create(name)
+        };
+        assert_eq!(got.map(|_| ()), Err(want), "{name:?}");
+    }
+    // Nothing was made outside the share, nor on the link's target.
+    assert!(!has_stream_xattr(&secret));
+    assert!(!has_stream_xattr(outside.path()));
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+    assert_eq!(std::fs::read(&secret).unwrap(), b"secret");
+    // The server still answers, and a good stream works.
+    let s = c.create_with("base.txt:ok", 0x0012_019f, CREATE, 0).expect("stream");
+    assert_eq!(c.write(s, 0, b"fine"), NtStatus::SUCCESS);
+    assert_eq!(c.read(s, 0, 16).expect("read"), b"fine");
+    assert_eq!(c.close(s), NtStatus::SUCCESS);
+    assert_eq!(std::fs::read(dir.path().join("base.txt")).unwrap(), b"base");
+    assert!(has_stream_xattr(&dir.path().join("base.txt")));
+}
+
+#[test]
+fn an_oversized_stream_write_is_refused() {
+    let (addr, dir) = common::start_in_process(&[("duet", "duetpass")], None);
+    if !user_xattrs(dir.path()) {
+        eprintln!("no user xattrs under {}: skipped", dir.path().display());
+        return;
+    }
+    let mut c = Client::logged_on(addr, dialect::SMB3_0_2, "duet", "duetpass");
+    c.tree_connect("data").expect("tree connect");
+    let s = c.create_with("big.bin:huge", 0x0012_019f, OPEN_IF, 0).expect("stream");
+    // Past one xattr value (64 KiB less the NUL Samba's layout keeps).
+    assert_eq!(c.write(s, 0, &vec![7u8; 70_000]), NtStatus::FILE_SYSTEM_LIMITATION);
+    assert_eq!(c.write(s, 65_535, b"x"), NtStatus::FILE_SYSTEM_LIMITATION);
+    assert_eq!(c.write(s, 1 << 30, b"x"), NtStatus::FILE_SYSTEM_LIMITATION);
+    // Past what the file system keeps per file (ext4: one block), the
+    // same answer; on a file system that holds it, the write lands.
+    let st = c.write(s, 0, &vec![7u8; 20_000]);
+    assert!(matches!(st, NtStatus::SUCCESS | NtStatus::DISK_FULL), "{st:?}");
+    // Still serving; the refused writes left the stream as it was.
+    assert_eq!(c.echo(), NtStatus::SUCCESS);
+    if st == NtStatus::DISK_FULL {
+        assert_eq!(c.read(s, 0, 32), Err(NtStatus::END_OF_FILE));
+    }
+    assert_eq!(c.write(s, 0, b"small"), NtStatus::SUCCESS);
+    assert_eq!(&c.read(s, 0, 5).expect("read")[..], b"small");
+    assert_eq!(c.close(s), NtStatus::SUCCESS);
+    assert_eq!(std::fs::metadata(dir.path().join("big.bin")).unwrap().len(), 0);
+}

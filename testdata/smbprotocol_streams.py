@@ -1,0 +1,146 @@
+"""Alternate data streams through Python's smbprotocol (its smbclient API):
+`smbprotocol_streams.py PORT SHARE USER PASSWORD SHARE_DIR` writes the
+streams Windows and macOS write (`Zone.Identifier`, `AFP_AfpInfo`), reads
+them back (also under another case), lists them (FileStreamInformation),
+renames the file and finds them still there, renames a stream, deletes one, checks the
+file's own data untouched and that EAs and streams do not show in each
+other's lists, and checks the xattrs in SHARE_DIR (Samba's streams_xattr
+layout). Prints `ok <step>` per step; any failure raises. Run by
+server/tests/pyclient.rs."""
+import functools
+import os
+import sys
+
+import smbclient
+from smbclient._io import SMBFileIO, SMBFileTransaction, set_info
+from smbprotocol.exceptions import SMBOSError, SMBResponseException
+from smbprotocol.file_info import FileRenameInformation
+from smbprotocol.open import FilePipePrinterAccessMask
+
+port, share, user, password, share_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+smbclient.register_session("127.0.0.1", username=user, password=password, port=port)
+base = rf"\\127.0.0.1\{share}"
+for name in ("open_file", "liststreams", "rename", "remove", "stat", "listxattr", "setxattr", "truncate"):
+    setattr(smbclient, name, functools.partial(getattr(smbclient, name), port=port))
+
+DISK_FULL = 0xC000007F
+FILE_SYSTEM_LIMITATION = 0xC0000427
+OBJECT_NAME_NOT_FOUND = 0xC0000034
+
+zone = b"[ZoneTransfer]\r\nZoneId=3\r\nHostUrl=https://example.com/setup.exe\r\n"
+afp = b"AFP\x00" + b"\x00\x00\x01\x00" + b"\x00" * 4 + b"TEXTttxt" + b"\x00" * 40
+assert len(afp) == 60
+
+
+def write(path, data, mode="wb"):
+    with smbclient.open_file(path, mode) as f:
+        f.write(data)
+
+
+def read(path):
+    with smbclient.open_file(path, "rb") as f:
+        return f.read()
+
+
+def streams(path):
+    return {s.name: s.size for s in smbclient.liststreams(path)}
+
+
+doc = base + r"\doc.txt"
+write(doc, b"base data")
+write(doc + ":Zone.Identifier", zone)
+write(doc + ":AFP_AfpInfo:$DATA", afp)
+print("ok written")
+
+assert read(doc + ":Zone.Identifier") == zone
+assert read(doc + ":afp_afpinfo") == afp
+assert read(doc + "::$DATA") == b"base data"
+assert read(doc) == b"base data"
+print("ok read back")
+
+got = streams(doc)
+assert got == {"::$DATA": 9, ":Zone.Identifier:$DATA": len(zone), ":AFP_AfpInfo:$DATA": 60}, got
+print("ok listed")
+
+# EAs and streams are kept apart.
+assert smbclient.listxattr(doc) == [], smbclient.listxattr(doc)
+smbclient.setxattr(doc, b"user.note", b"an EA")
+assert streams(doc).keys() == got.keys(), streams(doc)
+print("ok EAs and streams apart")
+
+# Samba's layout on disk: user.DosStream.NAME:$DATA = bytes + NUL.
+on_disk = os.path.join(share_dir, "doc.txt")
+assert os.getxattr(on_disk, "user.DosStream.Zone.Identifier:$DATA") == zone + b"\0"
+assert os.getxattr(on_disk, "user.DosStream.AFP_AfpInfo:$DATA") == afp + b"\0"
+print("ok streams_xattr layout")
+
+smbclient.rename(doc, base + r"\renamed.txt")
+doc = base + r"\renamed.txt"
+assert read(doc + ":Zone.Identifier") == zone
+assert streams(doc) == got, streams(doc)
+print("ok renamed with its streams")
+
+
+
+def rename_stream(path, new_name, replace=False):
+    """FileRenameInformation on an open of the stream `path`, with a
+    `:stream` target (smbclient.rename sends a whole path)."""
+    raw = SMBFileIO(path, mode="r", share_access="rwd", desired_access=FilePipePrinterAccessMask.DELETE
+                    | FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES, port=port)
+    with SMBFileTransaction(raw) as transaction:
+        info = FileRenameInformation()
+        info["replace_if_exists"] = replace
+        info["file_name"] = new_name
+        set_info(transaction, info)
+
+
+rename_stream(doc + ":Zone.Identifier", ":Zone.Renamed:$DATA")
+assert streams(doc) == {"::$DATA": 9, ":Zone.Renamed:$DATA": len(zone), ":AFP_AfpInfo:$DATA": 60}, streams(doc)
+assert read(doc + ":zone.renamed") == zone
+try:
+    rename_stream(doc + ":Zone.Renamed", ":AFP_AfpInfo")
+    raise AssertionError("a stream renamed onto another without replace")
+except SMBOSError as e:
+    assert e.ntstatus == 0xC0000035, hex(e.ntstatus)  # OBJECT_NAME_COLLISION
+rename_stream(doc + ":Zone.Renamed", ":Zone.Identifier")
+assert streams(doc) == got, streams(doc)
+print("ok stream renamed")
+
+# A stream's size, and its end of file set.
+assert smbclient.stat(doc + ":AFP_AfpInfo").st_size == 60
+smbclient.truncate(doc + ":AFP_AfpInfo", 32)
+assert read(doc + ":AFP_AfpInfo") == afp[:32]
+print("ok end of file")
+
+smbclient.remove(doc + ":AFP_AfpInfo")
+assert streams(doc) == {"::$DATA": 9, ":Zone.Identifier:$DATA": len(zone)}, streams(doc)
+try:
+    read(doc + ":AFP_AfpInfo")
+    raise AssertionError("a deleted stream opened")
+except SMBOSError as e:
+    assert e.ntstatus == OBJECT_NAME_NOT_FOUND, hex(e.ntstatus)
+assert read(doc) == b"base data"
+print("ok one stream deleted, the file untouched")
+
+# Too large for one xattr: STATUS_FILE_SYSTEM_LIMITATION, as smbd 4.17
+# answers; the stream as it was.
+try:
+    write(doc + ":Zone.Identifier", b"x" * 70000, mode="r+b")
+    raise AssertionError("a 70000-byte stream was written")
+except SMBResponseException as e:
+    assert e.status == FILE_SYSTEM_LIMITATION, hex(e.status)
+assert read(doc + ":Zone.Identifier") == zone
+# Within that but past what this file system keeps with a file (ext4: one
+# block for all its xattrs): STATUS_DISK_FULL, as smbd answers; a file
+# system that keeps it (ea_inode, XFS) takes it.
+try:
+    write(doc + ":Zone.Identifier", b"y" * 60000, mode="r+b")
+    assert read(doc + ":Zone.Identifier") == b"y" * 60000
+except SMBResponseException as e:
+    assert e.status == DISK_FULL, hex(e.status)
+    assert read(doc + ":Zone.Identifier") == zone
+print("ok oversized writes refused")
+
+smbclient.remove(doc)
+assert not os.path.exists(os.path.join(share_dir, "renamed.txt"))
+print("ok file and streams deleted")
