@@ -165,7 +165,7 @@ pub fn journal_dump(path: &Path, out: &mut dyn std::io::Write) -> Result<(), Box
 /// Runs the server until `shutdown` resolves, with the journal the
 /// configuration names ([`Config::journal_path`]), restoring what it holds
 /// ([`restart`]); when `shutdown` resolves (SIGTERM), as an elective reboot.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     cfg.validate()?;
     let t0 = Instant::now();
     let Some(opened) = restart::open(&cfg)? else {
@@ -177,6 +177,37 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         Some(p) => Some(pair::Pair::start(p.clone(), opened.region.clone()).await?),
         None => None,
     };
+    // The share sets: the node's own set is served on its address, and only
+    // while this node owns it; the partner's is watched for a takeover.
+    let whole = cfg.clone();
+    let sets = cfg.pair.as_ref().and_then(|p| p.sets());
+    if let (Some(sets), Some(p)) = (&sets, &pair) {
+        use pair::sets::{OwnSet, SetStatus};
+        let (cluster, me) = (takeover::ClusterId(p.config().cluster), takeover::NodeId(p.config().node));
+        let storage = sets.storage.clone();
+        let own = tokio::task::spawn_blocking(move || pair::sets::own_set_at_start(&storage, cluster, me))
+            .await
+            .map_err(|e| RunError::Pair(e.to_string()))?
+            .map_err(|e| RunError::Pair(format!("the shared storage folder {}: {e}", sets.storage.display())))?;
+        if let Err(e) = pair::sets::record_boot(&sets.storage, me) {
+            warn!(dir = %sets.storage.display(), "pair: cannot record the boot id (a takeover will write answered WRITEs again): {e}");
+        }
+        pair::sets::start_storage_heartbeat(sets.storage.clone(), me)
+            .map_err(|e| RunError::Pair(format!("cannot start the storage heartbeat: {e}")))?;
+        p.set_status(SetStatus::new(&sets.partner, "the partner's", takeover::Epoch(0)));
+        match own {
+            OwnSet::Held { epoch, owner } => {
+                let owner = owner.map_or("an unreadable claim".to_string(), |o| format!("node {}", o.0));
+                p.set_status(SetStatus::new(&sets.own, format!("waiting: held by {owner}"), epoch));
+                eprintln!("duet: set {} is held by {owner} at epoch {}: waiting (not serving it)", sets.own.home, epoch.0);
+                warn!(set = sets.own.home, epoch = epoch.0, %owner, "pair: our set is held by another node: waiting for a giveback, serving nothing");
+                return standby(cfg, p.clone(), shutdown).await;
+            }
+            OwnSet::Serve { epoch } => p.set_status(SetStatus::new(&sets.own, "serving", epoch)),
+        }
+        cfg.listen = vec![sets.own.address];
+        cfg.shares.retain(|s| sets.own.shares.iter().any(|n| n.eq_ignore_ascii_case(&s.name)));
+    }
     let (model, writes, renames, creates) = match &opened.recovery {
         Some(r) => match restart::rebuild_with_redo(r).map_err(|e| RunError::Journal(opened.path.clone(), e))? {
             Some(r) => (Some(r.model), r.writes, r.renames, r.creates),
@@ -204,6 +235,14 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     restart::start(&server, &opened, &renames).await?;
     info!(took_ms = t0.elapsed().as_millis() as u64, "journal ready: state restored, checkpointed and flagged");
     tokio::spawn(restart::retire::run(server.clone(), opened.policy.survives_power_loss()));
+    if let (Some(sets), Some(p)) = (sets, pair.clone()) {
+        let taker = restart::takeover::Taker { cfg: whole, sets, pair: p };
+        tokio::spawn(async move {
+            if let Some((taken, listener)) = restart::takeover::watch(taker).await {
+                serve_taken(taken, listener).await;
+            }
+        });
+    }
     let failed = Arc::new(std::sync::Mutex::new(None));
     let stopping = {
         let failed = failed.clone();
@@ -224,6 +263,28 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         return Err(RunError::Pair(why));
     }
     Ok(())
+}
+
+/// A pair member whose own set its partner holds: it keeps its interconnect
+/// (its journal stays mirrored) and its admin socket, and serves no share,
+/// until `shutdown` (or the pair's failure).
+async fn standby(cfg: Config, pair: Arc<pair::Pair>, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let mut server = Server::new(cfg)?;
+    server.pair = Some(pair.clone());
+    let server = Arc::new(server);
+    let _admin = start_admin(&server).await?;
+    tokio::select! {
+        () = shutdown => Ok(()),
+        () = server.stop.notified() => Ok(()),
+        why = pair.failed() => Err(RunError::Pair(why)),
+    }
+}
+
+/// Serves a share set taken over from the partner ([`restart::takeover`]) on
+/// its bound address, for as long as the process runs.
+async fn serve_taken(server: Arc<Server>, listener: TcpListener) {
+    tokio::spawn(state::durable::scavenger(server.clone()));
+    accept_loop(server, listener).await;
 }
 
 /// Runs the server with a given consistency-point journal.

@@ -1,0 +1,270 @@
+//! Share sets (issue 14): ownership claims on shared storage, the storage
+//! heartbeat, and the rules that say when a dead partner's set is taken over.
+//! The takeover itself is [`crate::restart::takeover`].
+//!
+//! # Share sets ([`super::config::Sets`])
+//!
+//! Each node has a set: its shares and the set's client address. A node serves its
+//! own set on that address; the set is named by its home node's id (`SetId(node)`).
+//! Both nodes see the same shares at the same paths (shared storage).
+//!
+//! # Ownership ([`takeover::ownership`])
+//!
+//! Who serves a set is a claim file in the shared storage folder (`pair.storage`),
+//! one per `(set, epoch)`, made by exclusive create: of two nodes racing for one
+//! epoch exactly one wins, and the highest epoch owns the set. At start a node
+//! claims its own set at epoch 1 when nobody ever claimed it, serves it when the
+//! newest claim is its own, and otherwise **waits** ([`own_set_at_start`]): its
+//! partner holds its set, and it serves nothing until a giveback (not built yet).
+//!
+//! # When to take over ([`decide`])
+//!
+//! Failure detection uses two channels, as DESIGN.md says: the interconnect's
+//! links (a killed partner's close at once; a frozen one's are silent for
+//! [`super::link::SILENT`]) and a storage heartbeat (a counter in the storage
+//! folder that each node bumps every 100 ms, [`start_storage_heartbeat`]). The
+//! partner is dead only when its links are down **and** its storage heartbeat has
+//! not moved for [`DETECT`]; one channel silent alone is reported, never acted on.
+//! A dead partner's set is taken only from a mirror of its journal that the partner
+//! said was current ([`takeover::Message::MirrorCurrent`]) on the last link it had
+//! to us: never from a stale mirror, and never by a node that had no contact with
+//! its partner since it started.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use takeover::ownership::{self, Record};
+use takeover::{ClaimOutcome, ClusterId, Epoch, NodeId, SetId};
+use tracing::warn;
+
+use super::config::SetConfig;
+
+/// How long the partner's storage heartbeat must stand still, with its links
+/// down, before it counts as dead.
+pub const DETECT: Duration = Duration::from_secs(2);
+/// How often a node bumps its storage heartbeat and looks at its partner.
+pub const BEAT: Duration = Duration::from_millis(100);
+
+// ---- ownership ---------------------------------------------------------------------
+
+/// Whether a node serves its own set at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnSet {
+    /// The newest claim is ours (made now, or before).
+    Serve { epoch: Epoch },
+    /// The newest claim is another node's (or unreadable): wait.
+    Held { epoch: Epoch, owner: Option<NodeId> },
+}
+
+/// Reads the claims on this node's set and claims it at epoch 1 when nobody
+/// ever did. Blocks (file system).
+pub fn own_set_at_start(storage: &Path, cluster: ClusterId, me: NodeId) -> io::Result<OwnSet> {
+    std::fs::create_dir_all(storage)?;
+    let set = SetId(me.0);
+    for _ in 0..2 {
+        let newest = ownership::fs::read(storage, cluster)?.newest(set);
+        match newest {
+            None => {
+                let r = Record { cluster, set, owner: me, epoch: Epoch(1) };
+                if ownership::fs::claim(storage, &r)? == ClaimOutcome::Won {
+                    return Ok(OwnSet::Serve { epoch: Epoch(1) });
+                }
+                // Someone claimed it meanwhile: read again.
+            }
+            Some(n) if n.owner == Some(me) => return Ok(OwnSet::Serve { epoch: n.epoch }),
+            Some(n) => return Ok(OwnSet::Held { epoch: n.epoch, owner: n.owner }),
+        }
+    }
+    let newest = ownership::fs::read(storage, cluster)?.newest(set);
+    Ok(OwnSet::Held { epoch: newest.map_or(Epoch(0), |n| n.epoch), owner: newest.and_then(|n| n.owner) })
+}
+
+/// Claims `set` for `me` at the epoch after its newest claim; the epoch won,
+/// or why not. Blocks.
+pub fn claim_next(storage: &Path, cluster: ClusterId, set: SetId, me: NodeId) -> Result<Epoch, String> {
+    let newest = ownership::fs::read(storage, cluster).map_err(|e| format!("cannot read the claims: {e}"))?.newest(set);
+    let epoch = Epoch(newest.map_or(0, |n| n.epoch.0) + 1);
+    let r = Record { cluster, set, owner: me, epoch };
+    match ownership::fs::claim(storage, &r) {
+        Ok(ClaimOutcome::Won) => Ok(epoch),
+        Ok(ClaimOutcome::Lost) => Err(format!("another node claimed set {} at epoch {} first", set.0, epoch.0)),
+        Err(e) => Err(format!("cannot write the claim: {e}")),
+    }
+}
+
+/// Bumps this node's storage heartbeat every [`BEAT`] on a thread of its own,
+/// for as long as the process runs (a frozen process stops bumping).
+pub fn start_storage_heartbeat(storage: PathBuf, me: NodeId) -> io::Result<()> {
+    std::thread::Builder::new().name("duet-storage-beat".into()).spawn(move || {
+        let mut counter = 0u64;
+        let mut failing = false;
+        loop {
+            counter += 1;
+            match ownership::fs::bump_heartbeat(&storage, me, counter) {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    warn!(dir = %storage.display(), "pair: cannot bump the storage heartbeat: {e}");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+            std::thread::sleep(BEAT);
+        }
+    })?;
+    Ok(())
+}
+
+/// The kernel's boot id, when it has one.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+fn boot_file(storage: &Path, node: NodeId) -> PathBuf {
+    storage.join(format!("boot-{:05}", node.0))
+}
+
+/// Records the kernel's boot id of this node in the storage folder, for
+/// [`same_kernel`]. Blocks.
+pub fn record_boot(storage: &Path, me: NodeId) -> io::Result<()> {
+    match boot_id() {
+        Some(id) => std::fs::write(boot_file(storage, me), format!("{id}\n")),
+        None => Ok(()),
+    }
+}
+
+/// Whether `partner` ran on this node's kernel (both on one machine, as in the
+/// lab): its page cache then outlived it, and the WRITEs it answered are in the
+/// files without being written again (as [`crate::restart::same_boot`] says of a
+/// restart). Without a boot id on either side: no. Blocks.
+pub fn same_kernel(storage: &Path, partner: NodeId) -> bool {
+    let theirs = std::fs::read_to_string(boot_file(storage, partner)).ok().map(|s| s.trim().to_string());
+    let ours = boot_id();
+    ours.is_some() && ours == theirs
+}
+
+// ---- the decision ---------------------------------------------------------------
+
+/// What the survivor sees of its partner at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    /// Either interconnect link to the partner is joined.
+    pub links_up: bool,
+    /// How long the partner's storage heartbeat has stood still (since we watch).
+    pub storage_silent: Duration,
+    /// The partner ever joined us since this node started.
+    pub ever_joined: bool,
+    /// The partner said our mirror of its journal is current, on its last link.
+    pub mirror_current: bool,
+}
+
+/// What to do about the partner's set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The partner is alive as far as both channels tell.
+    Wait,
+    /// Only the interconnect is silent: reported, never acted on.
+    InterconnectOnly,
+    /// The partner is dead but its set must not be taken: why.
+    Refuse(&'static str),
+    /// The partner is dead and our mirror of it is current: take its set.
+    Take,
+}
+
+/// The rules of DESIGN.md ("Pair and takeover") for a non-elective takeover: a
+/// partner is dead only when both channels are silent; a node with no contact
+/// with its partner since it started never takes over on silence alone; no
+/// takeover from a mirror known to be stale.
+pub fn decide(v: &View) -> Decision {
+    if v.links_up {
+        return Decision::Wait;
+    }
+    if v.storage_silent < DETECT {
+        return Decision::InterconnectOnly;
+    }
+    if !v.ever_joined {
+        return Decision::Refuse("no contact with the partner since this node started: no takeover on silence alone");
+    }
+    if !v.mirror_current {
+        return Decision::Refuse("our mirror of the partner's journal is not current");
+    }
+    Decision::Take
+}
+
+// ---- the sets in `duet status` --------------------------------------------------
+
+/// One share set as `duet status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetStatus {
+    /// The set's id (its home node's).
+    pub set: u16,
+    pub address: String,
+    pub shares: Vec<String>,
+    /// "serving", "waiting" (the partner holds our set), "partner" (the partner
+    /// serves it), "taking over", "refused: why".
+    pub state: String,
+    /// The epoch of our newest claim on it (0: none).
+    pub epoch: u64,
+}
+
+impl SetStatus {
+    pub fn new(set: &SetConfig, state: impl Into<String>, epoch: Epoch) -> SetStatus {
+        SetStatus {
+            set: set.home,
+            address: set.address.to_string(),
+            shares: set.shares.clone(),
+            state: state.into(),
+            epoch: epoch.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> View {
+        View { links_up: false, storage_silent: DETECT, ever_joined: true, mirror_current: true }
+    }
+
+    #[test]
+    fn a_dead_partner_with_a_current_mirror_is_taken_over() {
+        assert_eq!(decide(&view()), Decision::Take);
+    }
+
+    #[test]
+    fn one_silent_channel_is_never_acted_on() {
+        assert_eq!(decide(&View { links_up: true, ..view() }), Decision::Wait);
+        let beating = View { storage_silent: DETECT - Duration::from_millis(1), ..view() };
+        assert_eq!(decide(&beating), Decision::InterconnectOnly);
+    }
+
+    #[test]
+    fn no_takeover_from_a_stale_mirror_or_without_contact() {
+        assert!(matches!(decide(&View { mirror_current: false, ..view() }), Decision::Refuse(_)));
+        let never = View { ever_joined: false, mirror_current: false, ..view() };
+        assert!(matches!(decide(&never), Decision::Refuse(w) if w.contains("no contact")));
+    }
+
+    #[test]
+    fn the_first_start_claims_its_set_and_a_returning_node_waits_for_a_taken_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, a, b) = (ClusterId(7), NodeId(1), NodeId(2));
+        assert_eq!(own_set_at_start(dir.path(), c, a).unwrap(), OwnSet::Serve { epoch: Epoch(1) });
+        assert_eq!(own_set_at_start(dir.path(), c, a).unwrap(), OwnSet::Serve { epoch: Epoch(1) }, "a restart");
+        assert_eq!(claim_next(dir.path(), c, SetId(1), b).unwrap(), Epoch(2));
+        assert_eq!(own_set_at_start(dir.path(), c, a).unwrap(), OwnSet::Held { epoch: Epoch(2), owner: Some(b) });
+        assert_eq!(own_set_at_start(dir.path(), c, b).unwrap(), OwnSet::Serve { epoch: Epoch(1) });
+    }
+
+    #[test]
+    fn a_partner_on_this_kernel_is_told_by_its_boot_id() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!same_kernel(dir.path(), NodeId(2)), "nothing recorded");
+        record_boot(dir.path(), NodeId(2)).unwrap();
+        assert_eq!(same_kernel(dir.path(), NodeId(2)), boot_id().is_some());
+        std::fs::write(boot_file(dir.path(), NodeId(2)), "another-boot\n").unwrap();
+        assert!(!same_kernel(dir.path(), NodeId(2)));
+    }
+}

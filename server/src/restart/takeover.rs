@@ -1,0 +1,206 @@
+//! The takeover of a dead partner's share set (issue 14): a restart of the
+//! partner's state from the mirror of its journal, in this process.
+//!
+//! [`watch`] looks at the partner every 100 ms and asks
+//! [`crate::pair::sets::decide`] (the rules of DESIGN.md: both detection channels
+//! silent, a current mirror, contact since start). [`take`] then claims the set at
+//! the next epoch, scans the mirror ring (`nvram::Journal::scan_partner`), rebuilds
+//! the partner's state model with the restart's own code ([`super::rebuild_log`]),
+//! builds a second [`Server`] for the set from that model ([`Server::restored`]),
+//! gives its retained handles their files back on the shared storage and keeps the
+//! log's saved answers for replay ([`super::start_from`]), and binds the set's
+//! address. The partner's clients reconnect to the same address, reclaim their
+//! durable handles, and their resent requests are answered from the mirrored log.
+//!
+//! The taken set journals into a fresh region in memory: nothing mirrors it (the
+//! survivor runs degraded for it), and it does not survive the survivor's restart.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::takeover::ownership;
+use ::takeover::{ClusterId, Epoch, NodeId, SetId};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::pair::config::Sets;
+use crate::pair::sets::{claim_next, decide, Decision, SetStatus, View, BEAT};
+use crate::pair::Pair;
+use crate::state::Server;
+
+/// How long a takeover tries to bind the set's address (the dead node's
+/// socket may take a moment to go).
+const BIND_FOR: Duration = Duration::from_secs(10);
+
+/// What a takeover needs besides the pair.
+pub struct Taker {
+    /// The node's whole configuration (every share, both sets).
+    pub cfg: Config,
+    pub sets: Sets,
+    pub pair: Arc<Pair>,
+}
+
+impl Taker {
+    fn cluster(&self) -> ClusterId {
+        ClusterId(self.pair.config().cluster)
+    }
+
+    fn me(&self) -> NodeId {
+        NodeId(self.pair.config().node)
+    }
+
+    fn partner_set(&self) -> SetId {
+        SetId(self.sets.partner.home)
+    }
+
+    /// The configuration of the server for the partner's set: its shares, its
+    /// address, no admin socket, its own state directory (its id generation).
+    fn set_config(&self) -> Config {
+        let mut cfg = self.cfg.clone();
+        let set = &self.sets.partner;
+        cfg.shares.retain(|s| set.shares.iter().any(|n| n.eq_ignore_ascii_case(&s.name)));
+        cfg.listen = vec![set.address];
+        cfg.admin_socket = None;
+        cfg.admin_socket_default = false;
+        cfg.state_dir = Some(self.cfg.state_dir().unwrap_or_else(|| PathBuf::from("duet-data")).join(format!("set-{}", set.home)));
+        cfg.pair = None;
+        cfg
+    }
+}
+
+/// Watches the partner until its set is taken (then returns the set's server
+/// and its bound listener), for as long as the node runs otherwise.
+pub async fn watch(t: Taker) -> Option<(Arc<Server>, TcpListener)> {
+    let storage = t.sets.storage.clone();
+    let partner = NodeId(t.sets.partner.home);
+    let mut last_beat: Option<u64> = None;
+    let mut beat_moved = Instant::now();
+    let mut reported: Option<Decision> = None;
+    let mut tick = tokio::time::interval(BEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let dir = storage.clone();
+        let beat = tokio::task::spawn_blocking(move || ownership::fs::read_heartbeat(&dir, partner))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        if beat.is_some() && beat != last_beat {
+            last_beat = beat;
+            beat_moved = Instant::now();
+        }
+        let view = View {
+            links_up: t.pair.partner_link_up(),
+            storage_silent: beat_moved.elapsed(),
+            ever_joined: t.pair.ever_joined(),
+            mirror_current: t.pair.partner_mirror_current(),
+        };
+        let d = decide(&view);
+        if reported != Some(d) {
+            match d {
+                Decision::Wait => {}
+                Decision::InterconnectOnly => {
+                    warn!("pair: the partner's links are down but its storage heartbeat goes on: not taking over")
+                }
+                Decision::Refuse(why) => {
+                    warn!(set = t.sets.partner.home, "pair: the partner is dead; its set is NOT taken over: {why}");
+                    t.pair.set_status(SetStatus::new(&t.sets.partner, format!("refused: {why}"), Epoch(0)));
+                }
+                Decision::Take => {}
+            }
+            reported = Some(d);
+        }
+        if d != Decision::Take {
+            continue;
+        }
+        info!(set = t.sets.partner.home, ?view, "pair: the partner is dead (links down, storage heartbeat still): taking its set over");
+        t.pair.set_status(SetStatus::new(&t.sets.partner, "taking over", Epoch(0)));
+        match take(&t).await {
+            Ok(taken) => return Some(taken),
+            Err(why) => {
+                warn!(set = t.sets.partner.home, "pair: the takeover failed: {why}");
+                t.pair.set_status(SetStatus::new(&t.sets.partner, format!("takeover failed: {why}"), Epoch(0)));
+                return None;
+            }
+        }
+    }
+}
+
+/// Takes the partner's set: claim, rebuild from the mirror, restore, bind.
+pub async fn take(t: &Taker) -> Result<(Arc<Server>, TcpListener), String> {
+    let t0 = Instant::now();
+    let (storage, cluster, set, me) = (t.sets.storage.clone(), t.cluster(), t.partner_set(), t.me());
+    let epoch = tokio::task::spawn_blocking(move || claim_next(&storage, cluster, set, me))
+        .await
+        .map_err(|e| e.to_string())??;
+    info!(set = set.0, epoch = epoch.0, "pair: claimed the partner's set");
+    let log = t.pair.region().scan_partner().map_err(|e| format!("cannot scan the mirror ring: {e}"))?;
+    let rebuilt = super::rebuild_log(&log).map_err(|e| format!("the mirrored log: {e}"))?;
+    let (model, writes, renames, creates) = match rebuilt {
+        Some(r) => (Some(r.model), r.writes, r.renames, r.creates),
+        None => Default::default(),
+    };
+    let cfg = t.set_config();
+    let policy = cfg.journal.policy;
+    let region = ::nvram::Journal::create(
+        ::nvram::MemStorage::new(cfg.journal.size as usize),
+        ::nvram::Options::new(cluster, NodeId(set.0), ::nvram::Durability::None),
+    )
+    .map_err(|e| format!("cannot make the set's journal: {e}"))?;
+    let region = Arc::new(region);
+    let journal = Arc::new(crate::journal::NvramJournal::new(region.clone()).keeping_write_data(false).ops_after(&log));
+    let mut server = Server::restored(cfg, model).map_err(|e| e.to_string())?;
+    server.journal = journal.clone();
+    server.retirer.enable(false);
+    let server = Arc::new(server);
+    // The partner's page cache may be gone with it (another machine): the
+    // answered WRITEs whose data its log holds are written again, unless it ran
+    // on this kernel (then its page cache outlived it, as after a killed process).
+    let (storage, partner) = (t.sets.storage.clone(), NodeId(set.0));
+    let same = tokio::task::spawn_blocking(move || crate::pair::sets::same_kernel(&storage, partner))
+        .await
+        .unwrap_or(false);
+    if same && !writes.is_empty() {
+        info!(writes = writes.len(), "the partner ran on this kernel: its page cache holds every answered WRITE");
+    }
+    let writes = if policy.survives_power_loss() && !same { writes } else { Vec::new() };
+    if !writes.is_empty() || !creates.is_empty() {
+        let model = server.model();
+        super::redo::redo(&server, &model, &writes);
+        super::redo::undo_creates(&server, &model, &creates);
+    }
+    super::start_from(&server, &region, &journal, Some(&log), &renames).await?;
+    tokio::spawn(super::retire::run(server.clone(), false));
+    let listener = bind(t.sets.partner.address).await?;
+    t.pair.set_status(SetStatus::new(&t.sets.partner, "serving", epoch));
+    eprintln!("duet: took over set {} (epoch {}) on {}", set.0, epoch.0, t.sets.partner.address);
+    info!(
+        set = set.0,
+        epoch = epoch.0,
+        address = %t.sets.partner.address,
+        records = log.records.len(),
+        took_ms = t0.elapsed().as_millis() as u64,
+        "pair: serving the partner's set, restored from the mirror"
+    );
+    Ok((server, listener))
+}
+
+/// Binds `addr`, trying again for a while: a killed node's listening socket
+/// may take a moment to go.
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, String> {
+    let t0 = Instant::now();
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) if t0.elapsed() < BIND_FOR => {
+                tracing::debug!(%addr, "pair: bind: {e}; again");
+                tokio::time::sleep(BEAT).await;
+            }
+            Err(e) => return Err(format!("cannot bind {addr}: {e}")),
+        }
+    }
+}
+
