@@ -181,6 +181,7 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
     // while this node owns it; the partner's is watched for a takeover.
     let whole = cfg.clone();
     let sets = cfg.pair.as_ref().and_then(|p| p.sets());
+    let mut own_epoch = takeover::Epoch(0);
     if let (Some(sets), Some(p)) = (&sets, &pair) {
         use pair::sets::{OwnSet, SetStatus};
         let (cluster, me) = (takeover::ClusterId(p.config().cluster), takeover::NodeId(p.config().node));
@@ -203,7 +204,10 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
                 warn!(set = sets.own.home, epoch = epoch.0, %owner, "pair: our set is held by another node: waiting for a giveback, serving nothing");
                 return standby(cfg, p.clone(), shutdown).await;
             }
-            OwnSet::Serve { epoch } => p.set_status(SetStatus::new(&sets.own, "serving", epoch)),
+            OwnSet::Serve { epoch } => {
+                p.set_status(SetStatus::new(&sets.own, "serving", epoch));
+                own_epoch = epoch;
+            }
         }
         cfg.listen = vec![sets.own.address];
         cfg.shares.retain(|s| sets.own.shares.iter().any(|n| n.eq_ignore_ascii_case(&s.name)));
@@ -236,12 +240,10 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
     info!(took_ms = t0.elapsed().as_millis() as u64, "journal ready: state restored, checkpointed and flagged");
     tokio::spawn(restart::retire::run(server.clone(), opened.policy.survives_power_loss()));
     if let (Some(sets), Some(p)) = (sets, pair.clone()) {
-        let taker = restart::takeover::Taker { cfg: whole, sets, pair: p };
-        tokio::spawn(async move {
-            if let Some((taken, listener)) = restart::takeover::watch(taker).await {
-                serve_taken(taken, listener).await;
-            }
-        });
+        let taker = restart::takeover::Taker { cfg: whole, sets, pair: p, own_epoch };
+        tokio::spawn(restart::takeover::watch(taker, |taken, listener| {
+            tokio::spawn(serve_taken(taken, listener));
+        }));
     }
     let failed = Arc::new(std::sync::Mutex::new(None));
     let stopping = {

@@ -10,6 +10,11 @@
 //!   SIGKILLed in the middle of the writes. Every block is in the file, in its
 //!   place; B says it serves set 1 at epoch 2; A, started again, learns that B
 //!   holds its set and waits (serves nothing).
+//! - `a_frozen_node_s_set_is_taken_over_and_it_steps_down_on_thaw`: A is
+//!   stopped with SIGSTOP in the middle of the writes (its kernel keeps its
+//!   sockets, the set's address among them). B claims A's set after the
+//!   silence; A, resumed, finds the newer claim on its set and exits at once;
+//!   B binds the address and the client finishes there.
 //! - `a_request_answered_by_nobody_is_answered_from_the_mirror_once`: A dies
 //!   (a failpoint) right after a WRITE's point-3 record is durable, which with
 //!   a partner means in B's mirror, before the answer leaves. The open is
@@ -131,6 +136,28 @@ impl Node {
             .spawn()
             .expect("duet runs");
         self.child = Some(child);
+    }
+
+    /// Sends `sig` to the process.
+    fn signal(&self, sig: libc::c_int) {
+        let pid = self.child.as_ref().expect("running").id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child, which has not been reaped.
+        unsafe { libc::kill(pid, sig) };
+    }
+
+    /// The exit status, once the process exited by itself within `limit`.
+    fn exit_status(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if let Some(c) = &mut self.child {
+                if let Ok(Some(st)) = c.try_wait() {
+                    self.child = None;
+                    return Some(st);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     fn log(&self) -> String {
@@ -346,6 +373,41 @@ fn a_killed_node_s_set_is_taken_over_and_its_client_finishes() {
     let (done, stderr) = again.finish();
     assert_eq!(done["done"], true, "{done}\n{stderr}\n{}", b.log());
     assert_eq!(done["reconnects"], 0, "{done}");
+}
+
+#[test]
+fn a_frozen_node_s_set_is_taken_over_and_it_steps_down_on_thaw() {
+    let l = Layout::new();
+    let (mut a, b) = start_pair(&l, "process", "process", &[]);
+    let (blocks, size) = (120, 16384);
+    let client = Client::start(
+        &l.address(1),
+        "seta",
+        &["--blocks", &blocks.to_string(), "--size", &size.to_string(), "--pause", "0.01"],
+    );
+    client.until("wrote 30 blocks", |v| v["wrote"].as_u64().is_some_and(|i| i >= 30));
+    b.status_until("holding a current mirror of A", |s| s["partner_mirror"]["current"] == true);
+    a.signal(libc::SIGSTOP);
+    // B claims A's set once both channels are silent; A's frozen socket still
+    // holds the address, so B cannot bind it yet.
+    let t0 = Instant::now();
+    while !b.log().contains("claimed the partner's set") {
+        assert!(t0.elapsed() < Duration::from_secs(60), "B never claimed A's set:\n{}", b.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.signal(libc::SIGCONT);
+    // A steps down at once: its first look at the claims after the thaw.
+    let st = a.exit_status(Duration::from_secs(30));
+    assert_eq!(st.and_then(|s| s.code()), Some(3), "A did not step down:\n{}", a.log());
+    assert!(a.log().contains("claimed by node 2 at epoch 2 (ours: 1): stepping down"), "{}", a.log());
+    let (done, stderr) = client.finish();
+    let context = format!("client: {done}\n{stderr}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
+    assert_eq!(done["done"], true, "{context}");
+    assert!(done["reconnects"].as_u64().unwrap_or(0) >= 1, "{context}");
+    assert_eq!(done["reclaimed"], true, "{context}");
+    assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
+    let st = b.status_until("serving set 1", |s| set_state(s, 1).0 == "serving");
+    assert_eq!(set_state(&st, 1), ("serving".into(), 2), "{st:#}");
 }
 
 #[test]

@@ -30,9 +30,9 @@ use crate::pair::sets::{claim_next, decide, Decision, SetStatus, View, BEAT};
 use crate::pair::Pair;
 use crate::state::Server;
 
-/// How long a takeover tries to bind the set's address (the dead node's
-/// socket may take a moment to go).
-const BIND_FOR: Duration = Duration::from_secs(10);
+/// How long a takeover tries to bind the set's address before it says that
+/// it cannot yet.
+const SAY_AFTER: Duration = Duration::from_secs(2);
 
 /// What a takeover needs besides the pair.
 pub struct Taker {
@@ -40,6 +40,8 @@ pub struct Taker {
     pub cfg: Config,
     pub sets: Sets,
     pub pair: Arc<Pair>,
+    /// The epoch at which this node serves its own set.
+    pub own_epoch: Epoch,
 }
 
 impl Taker {
@@ -70,18 +72,29 @@ impl Taker {
     }
 }
 
-/// Watches the partner until its set is taken (then returns the set's server
-/// and its bound listener), for as long as the node runs otherwise.
-pub async fn watch(t: Taker) -> Option<(Arc<Server>, TcpListener)> {
+/// Every 100 ms, for as long as the node runs: fences this node (it exits at once,
+/// [`step_down_now`]) when a newer claim than its own is on its own set, and takes
+/// the partner's set over once [`decide`] says so, handing the set's server and its
+/// bound listener to `serve`.
+pub async fn watch(t: Taker, serve: impl Fn(Arc<Server>, TcpListener) + Send + Sync + 'static) {
     let storage = t.sets.storage.clone();
     let partner = NodeId(t.sets.partner.home);
+    let serve = Arc::new(serve);
     let mut last_beat: Option<u64> = None;
     let mut beat_moved = Instant::now();
     let mut reported: Option<Decision> = None;
+    let mut taken = false;
     let mut tick = tokio::time::interval(BEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // First of all after a freeze: is our own set still ours?
+        if let Some(why) = own_set_taken(&t).await {
+            step_down_now(&why);
+        }
+        if taken {
+            continue;
+        }
         let dir = storage.clone();
         let beat = tokio::task::spawn_blocking(move || ownership::fs::read_heartbeat(&dir, partner))
             .await
@@ -118,19 +131,62 @@ pub async fn watch(t: Taker) -> Option<(Arc<Server>, TcpListener)> {
         }
         info!(set = t.sets.partner.home, ?view, "pair: the partner is dead (links down, storage heartbeat still): taking its set over");
         t.pair.set_status(SetStatus::new(&t.sets.partner, "taking over", Epoch(0)));
+        taken = true;
         match take(&t).await {
-            Ok(taken) => return Some(taken),
+            Ok((server, epoch)) => {
+                let (pair, set, serve) = (t.pair.clone(), t.sets.partner.clone(), serve.clone());
+                tokio::spawn(async move {
+                    let listener = bind(set.address).await;
+                    pair.set_status(SetStatus::new(&set, "serving", epoch));
+                    eprintln!("duet: took over set {} (epoch {}) on {}", set.home, epoch.0, set.address);
+                    info!(set = set.home, epoch = epoch.0, address = %set.address, "pair: serving the partner's set");
+                    serve(server, listener);
+                });
+            }
             Err(why) => {
                 warn!(set = t.sets.partner.home, "pair: the takeover failed: {why}");
                 t.pair.set_status(SetStatus::new(&t.sets.partner, format!("takeover failed: {why}"), Epoch(0)));
-                return None;
             }
         }
     }
 }
 
-/// Takes the partner's set: claim, rebuild from the mirror, restore, bind.
-pub async fn take(t: &Taker) -> Result<(Arc<Server>, TcpListener), String> {
+/// Ends the process at once: its partner serves its set now (it froze, and was
+/// taken over), so every request it carried out from here on would be one after
+/// the takeover. No drain, no checkpoint: its journal is of a set it no longer
+/// holds, and at its next start it waits ([`crate::pair::sets::own_set_at_start`]).
+fn step_down_now(why: &str) -> ! {
+    eprintln!("duet: {why}");
+    tracing::error!("pair: {why}");
+    std::process::exit(STEPPED_DOWN);
+}
+
+/// The exit status of a node that stepped down.
+pub const STEPPED_DOWN: i32 = 3;
+
+/// Why this node must step down, when a claim newer than its own is on its own
+/// set (its partner took it over, as after this node froze); `None` while it
+/// is ours, or when the claims cannot be read.
+async fn own_set_taken(t: &Taker) -> Option<String> {
+    let (dir, cluster, me) = (t.sets.storage.clone(), t.cluster(), t.me());
+    let set = SetId(t.sets.own.home);
+    let newest = tokio::task::spawn_blocking(move || ownership::fs::read(&dir, cluster).map(|o| o.newest(set)))
+        .await
+        .ok()?
+        .ok()??;
+    if newest.epoch > t.own_epoch && newest.owner != Some(me) {
+        let owner = newest.owner.map_or("an unreadable claim".to_string(), |o| format!("node {}", o.0));
+        return Some(format!(
+            "our set {} was claimed by {owner} at epoch {} (ours: {}): stepping down",
+            set.0, newest.epoch.0, t.own_epoch.0
+        ));
+    }
+    None
+}
+
+/// Takes the partner's set: claim, rebuild from the mirror, restore. Returns the
+/// set's server, ready to serve, and the epoch claimed.
+pub async fn take(t: &Taker) -> Result<(Arc<Server>, Epoch), String> {
     let t0 = Instant::now();
     let (storage, cluster, set, me) = (t.sets.storage.clone(), t.cluster(), t.partner_set(), t.me());
     let epoch = tokio::task::spawn_blocking(move || claim_next(&storage, cluster, set, me))
@@ -174,32 +230,34 @@ pub async fn take(t: &Taker) -> Result<(Arc<Server>, TcpListener), String> {
     }
     super::start_from(&server, &region, &journal, Some(&log), &renames).await?;
     tokio::spawn(super::retire::run(server.clone(), false));
-    let listener = bind(t.sets.partner.address).await?;
-    t.pair.set_status(SetStatus::new(&t.sets.partner, "serving", epoch));
-    eprintln!("duet: took over set {} (epoch {}) on {}", set.0, epoch.0, t.sets.partner.address);
     info!(
         set = set.0,
         epoch = epoch.0,
-        address = %t.sets.partner.address,
         records = log.records.len(),
         took_ms = t0.elapsed().as_millis() as u64,
-        "pair: serving the partner's set, restored from the mirror"
+        "pair: the partner's set restored from the mirror"
     );
-    Ok((server, listener))
+    Ok((server, epoch))
 }
 
-/// Binds `addr`, trying again for a while: a killed node's listening socket
-/// may take a moment to go.
-async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, String> {
+/// Binds `addr`, trying again until it is free: a killed node's listening
+/// socket takes a moment to go, and a frozen one's stays until it thaws (and
+/// steps down, [`watch`]) or dies. On one machine that is what keeps a
+/// frozen node's address; addresses that move between network namespaces
+/// (issue 14) are not built yet.
+async fn bind(addr: std::net::SocketAddr) -> TcpListener {
     let t0 = Instant::now();
+    let mut said = false;
     loop {
         match TcpListener::bind(addr).await {
-            Ok(l) => return Ok(l),
-            Err(e) if t0.elapsed() < BIND_FOR => {
-                tracing::debug!(%addr, "pair: bind: {e}; again");
+            Ok(l) => return l,
+            Err(e) => {
+                if !said && t0.elapsed() > SAY_AFTER {
+                    warn!(%addr, "pair: cannot bind the partner's set's address yet ({e}): a frozen partner keeps it; trying on");
+                    said = true;
+                }
                 tokio::time::sleep(BEAT).await;
             }
-            Err(e) => return Err(format!("cannot bind {addr}: {e}")),
         }
     }
 }
