@@ -15,7 +15,9 @@ the end of the file: a write carried out twice would show as a block twice.
 
 Prints one JSON line per answered write, {"wrote": i}, and at the end
 {"done": true, "blocks": N, "reconnects": R, "reclaimed": true|false,
-"errors": [...]}; exits 0 when every write was answered with success.
+"stall_ms": S, "errors": [...]}; exits 0 when every write was answered with
+success. S is the longest client-visible stall: the longest time between
+two answers in a row (a fault's stall; without one, the time a WRITE takes).
 """
 import argparse
 import json
@@ -56,12 +58,14 @@ def main():
     errors = []
     reconnects = 0
     reclaimed = True
+    stall_ms = 0.0
     c.connect(deadline_s=30.0)
     access = APPEND_ONLY if a.append else None
     h = c.create(a.name, CreateDisposition.FILE_OVERWRITE_IF, access=access, durable="v2")
     if h.granted != "v2":
         out({"done": False, "errors": [f"no durable v2 handle granted ({h.granted})"]})
         return 1
+    last_answer = time.monotonic()
     for i in range(a.blocks):
         data = block(i, a.size)
         offset = 0 if a.append else i * a.size
@@ -88,6 +92,9 @@ def main():
                 errors.append(f"write {i}: {e}")
                 out({"done": False, "blocks": i, "reconnects": reconnects, "errors": errors})
                 return 1
+        now = time.monotonic()
+        stall_ms = max(stall_ms, (now - last_answer) * 1000)
+        last_answer = now
         out({"wrote": i, "replay": replay})
         if a.pause:
             time.sleep(a.pause)
@@ -96,7 +103,7 @@ def main():
     except (ConnectionLost, Failed) as e:
         errors.append(f"close: {e}")
     out({"done": not errors, "blocks": a.blocks, "reconnects": reconnects, "reclaimed": reclaimed,
-         "errors": errors})
+         "stall_ms": round(stall_ms), "errors": errors})
     return 0 if not errors else 1
 
 

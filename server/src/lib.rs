@@ -193,8 +193,14 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
         if let Err(e) = pair::sets::record_boot(&sets.storage, me) {
             warn!(dir = %sets.storage.display(), "pair: cannot record the boot id (a takeover will write answered WRITEs again): {e}");
         }
-        pair::sets::start_storage_heartbeat(sets.storage.clone(), me)
+        let lease = Arc::new(pair::sets::Lease::default());
+        let epoch = match own {
+            OwnSet::Serve { epoch } => epoch,
+            OwnSet::Held { .. } => takeover::Epoch(0),
+        };
+        pair::sets::start_storage_heartbeat(sets.storage.clone(), cluster, me, epoch, lease.clone())
             .map_err(|e| RunError::Pair(format!("cannot start the storage heartbeat: {e}")))?;
+        p.set_lease(lease);
         p.set_status(SetStatus::new(&sets.partner, "the partner's", takeover::Epoch(0)));
         match own {
             OwnSet::Held { epoch, owner } => {

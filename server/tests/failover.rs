@@ -356,7 +356,11 @@ fn a_killed_node_s_set_is_taken_over_and_its_client_finishes() {
     assert_eq!(done["done"], true, "{context}");
     assert!(done["reconnects"].as_u64().unwrap_or(0) >= 1, "the client never lost its connection: {context}");
     assert_eq!(done["reclaimed"], true, "{context}");
-    eprintln!("the client finished {} ms after the kill", t_kill.elapsed().as_millis());
+    eprintln!(
+        "the client finished {} ms after the kill; its longest stall {} ms",
+        t_kill.elapsed().as_millis(),
+        done["stall_ms"]
+    );
     assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
     // B serves A's set at the next epoch, and said so.
     let st = b.status_until("serving set 1", |s| set_state(s, 1).0 == "serving");

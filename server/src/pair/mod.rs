@@ -95,6 +95,8 @@ pub struct Pair {
     first_flag: AtomicBool,
     /// The share sets as the takeover last said (`duet status`).
     sets: Mutex<Vec<sets::SetStatus>>,
+    /// This node's lease on its own set, with share sets configured.
+    lease: std::sync::OnceLock<Arc<sets::Lease>>,
 }
 
 impl Pair {
@@ -137,6 +139,7 @@ impl Pair {
             first_done: Notify::new(),
             first_flag: AtomicBool::new(false),
             sets: Mutex::new(Vec::new()),
+            lease: std::sync::OnceLock::new(),
             cfg,
         });
         eprintln!(
@@ -554,6 +557,16 @@ impl Pair {
     /// The partner's link to us joined at least once since start.
     pub fn ever_joined(&self) -> bool {
         self.next_link.load(Ordering::Acquire) > 1
+    }
+
+    /// Gives the node its lease (once, at start, with share sets).
+    pub fn set_lease(&self, lease: Arc<sets::Lease>) {
+        let _ = self.lease.set(lease);
+    }
+
+    /// The node's lease on its own set, with share sets configured.
+    pub fn lease(&self) -> Option<&Arc<sets::Lease>> {
+        self.lease.get()
     }
 
     /// Records what is now true of one share set (replacing what was said of it).

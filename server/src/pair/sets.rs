@@ -32,7 +32,9 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use takeover::ownership::{self, Record};
@@ -94,16 +96,109 @@ pub fn claim_next(storage: &Path, cluster: ClusterId, set: SetId, me: NodeId) ->
     }
 }
 
+/// How long a lease lasts after the beat that renewed it began: shorter than
+/// [`DETECT`], so that when the partner takes a set over (after [`DETECT`] of
+/// silence of this node's heartbeat), this node's lease has already run out.
+pub const LEASE: Duration = Duration::from_secs(1);
+
+/// This node's lease on its own set (DESIGN.md, "Leases"): renewed by each
+/// storage heartbeat that reached the storage folder and found the newest
+/// claim on the set still ours, measured on the monotonic clock (which goes
+/// on while the process is frozen). The request pipeline carries out no
+/// element without it ([`Lease::wait_valid`]), so a node resumed from a
+/// freeze does not carry out a request after its partner took its set over.
+#[derive(Debug)]
+pub struct Lease {
+    origin: Instant,
+    /// When the beat that last renewed it began, in ns after `origin` (0: never).
+    renewed: AtomicU64,
+    /// The set was claimed by another node: never valid again.
+    lost: AtomicBool,
+}
+
+impl Default for Lease {
+    fn default() -> Lease {
+        Lease { origin: Instant::now(), renewed: AtomicU64::new(0), lost: AtomicBool::new(false) }
+    }
+}
+
+impl Lease {
+    /// Renews the lease from `began`, when the beat that renews it began.
+    pub fn renew(&self, began: Instant) {
+        let ns = began.saturating_duration_since(self.origin).as_nanos() as u64 + 1;
+        self.renewed.fetch_max(ns, Ordering::AcqRel);
+    }
+
+    /// The set is another node's now.
+    pub fn lose(&self) {
+        self.lost.store(true, Ordering::Release);
+    }
+
+    /// Whether the set was lost.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    /// Whether the lease holds at `now`.
+    pub fn valid_at(&self, now: Instant) -> bool {
+        let ns = self.renewed.load(Ordering::Acquire);
+        if ns == 0 || self.is_lost() {
+            return false;
+        }
+        let renewed = self.origin + Duration::from_nanos(ns - 1);
+        now.saturating_duration_since(renewed) < LEASE
+    }
+
+    /// Waits until the lease holds (a request waits, as behind a slow disk),
+    /// up to [`LEASE_WAIT`]; false when it does not by then, or the set was lost.
+    pub async fn wait_valid(&self) -> bool {
+        let t0 = Instant::now();
+        loop {
+            if self.valid_at(Instant::now()) {
+                return true;
+            }
+            if self.is_lost() || t0.elapsed() > LEASE_WAIT {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The longest a request waits for the lease before its connection is closed
+/// (the client reconnects and resends).
+pub const LEASE_WAIT: Duration = Duration::from_secs(10);
+
 /// Bumps this node's storage heartbeat every [`BEAT`] on a thread of its own,
-/// for as long as the process runs (a frozen process stops bumping).
-pub fn start_storage_heartbeat(storage: PathBuf, me: NodeId) -> io::Result<()> {
+/// for as long as the process runs (a frozen process stops bumping), and
+/// renews `lease` with each beat that reached storage while the newest claim
+/// on this node's own set (`own` at epoch `epoch`) is still its own.
+pub fn start_storage_heartbeat(
+    storage: PathBuf,
+    cluster: ClusterId,
+    me: NodeId,
+    epoch: Epoch,
+    lease: Arc<Lease>,
+) -> io::Result<()> {
     std::thread::Builder::new().name("duet-storage-beat".into()).spawn(move || {
         let mut counter = 0u64;
         let mut failing = false;
         loop {
             counter += 1;
-            match ownership::fs::bump_heartbeat(&storage, me, counter) {
-                Ok(()) => failing = false,
+            let began = Instant::now();
+            let beat = ownership::fs::bump_heartbeat(&storage, me, counter).and_then(|()| {
+                let newest = ownership::fs::read(&storage, cluster)?.newest(SetId(me.0));
+                Ok(newest.is_some_and(|n| n.epoch == epoch && n.owner == Some(me)))
+            });
+            match beat {
+                Ok(true) => {
+                    lease.renew(began);
+                    failing = false;
+                }
+                Ok(false) => {
+                    warn!("pair: our set has a newer claim than ours: the lease is lost");
+                    lease.lose();
+                }
                 Err(e) if !failing => {
                     warn!(dir = %storage.display(), "pair: cannot bump the storage heartbeat: {e}");
                     failing = true;
@@ -256,6 +351,22 @@ mod tests {
         assert_eq!(claim_next(dir.path(), c, SetId(1), b).unwrap(), Epoch(2));
         assert_eq!(own_set_at_start(dir.path(), c, a).unwrap(), OwnSet::Held { epoch: Epoch(2), owner: Some(b) });
         assert_eq!(own_set_at_start(dir.path(), c, b).unwrap(), OwnSet::Serve { epoch: Epoch(1) });
+    }
+
+    #[test]
+    fn a_lease_lasts_a_second_from_the_beat_that_renewed_it_and_a_lost_one_never_comes_back() {
+        let lease = Lease::default();
+        let t = Instant::now();
+        assert!(!lease.valid_at(t), "valid before any beat");
+        lease.renew(t);
+        assert!(lease.valid_at(t + LEASE / 2));
+        assert!(!lease.valid_at(t + LEASE), "a frozen process's lease runs out");
+        // A beat that began earlier does not shorten it.
+        lease.renew(t - LEASE);
+        assert!(lease.valid_at(t + LEASE / 2));
+        lease.lose();
+        lease.renew(t + LEASE);
+        assert!(!lease.valid_at(t + LEASE));
     }
 
     #[test]
