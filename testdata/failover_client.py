@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""failover_client.py --host H --port P --share S [--blocks N] [--size B] [--append] [--pause S]
+"""failover_client.py --host H --port P --share S [--blocks N] [--size B] [--append] [--pause S] [--wait-at N]
 
 The client half of server/tests/failover.rs: one durable v2 open (DH2Q with
 an RWH lease) that writes N stamped blocks, one at a time, each waited for,
@@ -51,6 +51,8 @@ def main():
     ap.add_argument("--append", action="store_true")
     ap.add_argument("--pause", type=float, default=0.0)
     ap.add_argument("--reconnect-for", type=float, default=60.0)
+    ap.add_argument("--wait-at", type=int, default=-1,
+                    help="before write N, print {\"waiting\": N} and wait for a line on stdin")
     a = ap.parse_args()
 
     log = lambda m: print(f"client: {m}", file=sys.stderr, flush=True)  # noqa: E731
@@ -67,6 +69,11 @@ def main():
         return 1
     last_answer = time.monotonic()
     for i in range(a.blocks):
+        if i == a.wait_at:
+            out({"waiting": i, "t": time.time()})
+            line = sys.stdin.readline()
+            log(f"go ({line.strip()!r}) at {time.time():.3f}")
+            last_answer = time.monotonic()
         data = block(i, a.size)
         offset = 0 if a.append else i * a.size
         replay = False
@@ -95,7 +102,7 @@ def main():
         now = time.monotonic()
         stall_ms = max(stall_ms, (now - last_answer) * 1000)
         last_answer = now
-        out({"wrote": i, "replay": replay})
+        out({"wrote": i, "replay": replay, "t": round(time.time(), 3)})
         if a.pause:
             time.sleep(a.pause)
     try:
