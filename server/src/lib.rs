@@ -183,40 +183,10 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
     let sets = cfg.pair.as_ref().and_then(|p| p.sets());
     let mut own_epoch = takeover::Epoch(0);
     if let (Some(sets), Some(p)) = (&sets, &pair) {
-        use pair::sets::{OwnSet, SetStatus};
-        let (cluster, me) = (takeover::ClusterId(p.config().cluster), takeover::NodeId(p.config().node));
-        let storage = sets.storage.clone();
-        let own = tokio::task::spawn_blocking(move || pair::sets::own_set_at_start(&storage, cluster, me))
-            .await
-            .map_err(|e| RunError::Pair(e.to_string()))?
-            .map_err(|e| RunError::Pair(format!("the shared storage folder {}: {e}", sets.storage.display())))?;
-        if let Err(e) = pair::sets::record_boot(&sets.storage, me) {
-            warn!(dir = %sets.storage.display(), "pair: cannot record the boot id (a takeover will write answered WRITEs again): {e}");
+        match start_sets(&mut cfg, sets, p).await? {
+            Some(epoch) => own_epoch = epoch,
+            None => return standby(cfg, p.clone(), shutdown).await,
         }
-        let lease = Arc::new(pair::sets::Lease::default());
-        let epoch = match own {
-            OwnSet::Serve { epoch } => epoch,
-            OwnSet::Held { .. } => takeover::Epoch(0),
-        };
-        pair::sets::start_storage_heartbeat(sets.storage.clone(), cluster, me, epoch, lease.clone())
-            .map_err(|e| RunError::Pair(format!("cannot start the storage heartbeat: {e}")))?;
-        p.set_lease(lease);
-        p.set_status(SetStatus::new(&sets.partner, "the partner's", takeover::Epoch(0)));
-        match own {
-            OwnSet::Held { epoch, owner } => {
-                let owner = owner.map_or("an unreadable claim".to_string(), |o| format!("node {}", o.0));
-                p.set_status(SetStatus::new(&sets.own, format!("waiting: held by {owner}"), epoch));
-                eprintln!("duet: set {} is held by {owner} at epoch {}: waiting (not serving it)", sets.own.home, epoch.0);
-                warn!(set = sets.own.home, epoch = epoch.0, %owner, "pair: our set is held by another node: waiting for a giveback, serving nothing");
-                return standby(cfg, p.clone(), shutdown).await;
-            }
-            OwnSet::Serve { epoch } => {
-                p.set_status(SetStatus::new(&sets.own, "serving", epoch));
-                own_epoch = epoch;
-            }
-        }
-        cfg.listen = vec![sets.own.address];
-        cfg.shares.retain(|s| sets.own.shares.iter().any(|n| n.eq_ignore_ascii_case(&s.name)));
     }
     let (model, writes, renames, creates) = match &opened.recovery {
         Some(r) => match restart::rebuild_with_redo(r).map_err(|e| RunError::Journal(opened.path.clone(), e))? {
@@ -271,6 +241,52 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
         return Err(RunError::Pair(why));
     }
     Ok(())
+}
+
+/// A pair member's share sets at start ([`pair::sets`]): claims its own set
+/// (or finds it held by the partner), records its boot id, starts its storage
+/// heartbeat and lease. Returns the epoch at which it serves its own set, with
+/// `cfg` narrowed to the set's shares and address; `None` when the partner
+/// holds the set (the node waits, [`standby`]).
+async fn start_sets(
+    cfg: &mut Config,
+    sets: &pair::config::Sets,
+    p: &Arc<pair::Pair>,
+) -> Result<Option<takeover::Epoch>, RunError> {
+    use pair::sets::{OwnSet, SetStatus};
+    let (cluster, me) = (takeover::ClusterId(p.config().cluster), takeover::NodeId(p.config().node));
+    let storage = sets.storage.clone();
+    let own = tokio::task::spawn_blocking(move || pair::sets::own_set_at_start(&storage, cluster, me))
+        .await
+        .map_err(|e| RunError::Pair(e.to_string()))?
+        .map_err(|e| RunError::Pair(format!("the shared storage folder {}: {e}", sets.storage.display())))?;
+    if let Err(e) = pair::sets::record_boot(&sets.storage, me) {
+        warn!(dir = %sets.storage.display(), "pair: cannot record the boot id (a takeover will write answered WRITEs again): {e}");
+    }
+    let lease = Arc::new(pair::sets::Lease::default());
+    let epoch = match own {
+        OwnSet::Serve { epoch } => epoch,
+        OwnSet::Held { .. } => takeover::Epoch(0),
+    };
+    pair::sets::start_storage_heartbeat(sets.storage.clone(), cluster, me, epoch, lease.clone())
+        .map_err(|e| RunError::Pair(format!("cannot start the storage heartbeat: {e}")))?;
+    p.set_lease(lease);
+    p.set_status(SetStatus::new(&sets.partner, "the partner's", takeover::Epoch(0)));
+    match own {
+        OwnSet::Held { epoch, owner } => {
+            let owner = owner.map_or("an unreadable claim".to_string(), |o| format!("node {}", o.0));
+            p.set_status(SetStatus::new(&sets.own, format!("waiting: held by {owner}"), epoch));
+            eprintln!("duet: set {} is held by {owner} at epoch {}: waiting (not serving it)", sets.own.home, epoch.0);
+            warn!(set = sets.own.home, epoch = epoch.0, %owner, "pair: our set is held by another node: waiting for a giveback, serving nothing");
+            Ok(None)
+        }
+        OwnSet::Serve { epoch } => {
+            p.set_status(SetStatus::new(&sets.own, "serving", epoch));
+            cfg.listen = vec![sets.own.address];
+            cfg.shares.retain(|s| sets.own.shares.iter().any(|n| n.eq_ignore_ascii_case(&s.name)));
+            Ok(Some(epoch))
+        }
+    }
 }
 
 /// A pair member whose own set its partner holds: it keeps its interconnect
