@@ -24,8 +24,9 @@
 //! - [`journal`]: the consistency-point interface the pipeline writes
 //!   through (fallible, ticketed, with deltas and replay keys), and its
 //!   implementations: none, NVRAM, recording (for tests).
-//! - [`pair`]: the pair's configuration, the interconnect to the partner
-//!   and journal mirroring (issue 14, first step: no takeover yet).
+//! - [`pair`]: the pair's configuration, the interconnect to the partner,
+//!   journal mirroring, share sets, ownership claims and the lease (issue 14);
+//!   [`restart::takeover`] takes a dead partner's set over from the mirror.
 //! - [`admin`]: the operator's view (`duet status`, `duet close-handle`)
 //!   over a local admin socket.
 //! - [`fuzzing`]: sequences of frames against an in-process server, for the

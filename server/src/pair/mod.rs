@@ -1,5 +1,6 @@
-//! The pair, first step (issue 14): the pair's configuration, the interconnect to the
-//! partner, and journal mirroring. No takeover, no moving addresses yet.
+//! The pair (issue 14): the pair's configuration, the interconnect to the partner,
+//! journal mirroring, and the share sets ([`sets`]; the takeover of a dead partner's
+//! set is [`crate::restart::takeover`]). No moving addresses, no giveback yet.
 //!
 //! Two links join the nodes, each a TCP connection in the `takeover` codec's frames:
 //!

@@ -73,7 +73,7 @@ impl Taker {
 }
 
 /// Every 100 ms, for as long as the node runs: fences this node (it exits at once,
-/// [`step_down_now`]) when a newer claim than its own is on its own set, and takes
+/// `step_down_now`) when a newer claim than its own is on its own set, and takes
 /// the partner's set over once [`decide`] says so, handing the set's server and its
 /// bound listener to `serve`.
 pub async fn watch(t: Taker, serve: impl Fn(Arc<Server>, TcpListener) + Send + Sync + 'static) {
