@@ -17,6 +17,10 @@
 //!   was frozen and is not renewed), finds the newer claim on its set and
 //!   exits; B binds the address, and the append is answered there after the
 //!   client's reconnect, once.
+//! - `no_takeover_from_a_mirror_the_partner_never_called_current`: B's
+//!   receiving side is stuck (a failpoint), so A never says B's mirror is
+//!   current, gives B up and runs degraded; A is killed; B refuses to take
+//!   A's set over, says why, and nobody serves A's address.
 //! - `a_request_answered_by_nobody_is_answered_from_the_mirror_once`: A dies
 //!   (a failpoint) right after a WRITE's point-3 record is durable, which with
 //!   a partner means in B's mirror, before the answer leaves. The open is
@@ -481,4 +485,37 @@ fn a_request_answered_by_nobody_is_answered_from_the_mirror_once() {
     assert!(b.log().contains("took over set 1 (epoch 2)"), "{context}");
     // The resent WRITE was carried out once, by A: its answer came from the log.
     assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
+}
+
+#[test]
+fn no_takeover_from_a_mirror_the_partner_never_called_current() {
+    let l = Layout::new();
+    let mut a = l.node(1, "process", &[]);
+    // B stores each run of A's records only after 30 s (a stuck disk): A's resync is
+    // never acknowledged, A never says B's mirror is current, and gives B up.
+    let mut b = l.node(2, "process", &[("DUET_FAILPOINT", "mirror-receive:30000")]);
+    a.start();
+    b.start();
+    a.status_until("serving its set", |s| set_state(s, 1).0 == "serving");
+    b.status_until("serving its set, joined by A", |s| {
+        set_state(s, 2).0 == "serving" && s["partner_mirror"]["connected"] == true
+    });
+    let t0 = Instant::now();
+    while !a.log().contains("it stopped acknowledging") {
+        assert!(t0.elapsed() < Duration::from_secs(60), "A never gave B up:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(b.pair_status().unwrap()["partner_mirror"]["current"], false);
+    a.kill9();
+    let st = b.status_until("refusing to take set 1", |s| set_state(s, 1).0.starts_with("refused"));
+    assert_eq!(
+        set_state(&st, 1),
+        ("refused: our mirror of the partner's journal is not current".into(), 0),
+        "{st:#}"
+    );
+    assert!(b.log().contains("its set is NOT taken over"), "{}", b.log());
+    assert!(!b.log().contains("claimed the partner's set"), "{}", b.log());
+    // Nobody serves A's address.
+    assert!(std::net::TcpStream::connect(l.address(1)).is_err(), "something answers on A's address");
+    b.kill9();
 }

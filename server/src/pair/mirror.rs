@@ -148,10 +148,12 @@ pub struct ReceiveProgress {
     pub head: AtomicU64,
     /// Bytes received since start.
     pub bytes: AtomicU64,
-    /// The partner said our mirror is current (its resync on the newest link is done,
-    /// and we hold what it said). False from the next link's start until it says so
-    /// again; it stays as it was when a link ends, for the takeover to judge.
-    pub current: std::sync::atomic::AtomicBool,
+    /// The link on which the partner said our mirror is current (its resync on that
+    /// link is done, and we hold what it said); 0: none. The mirror is current only
+    /// while that is the partner's newest link ([`super::Pair::partner_mirror_current`]):
+    /// a newer link resyncs, whatever this thread has handled yet. It stays as it
+    /// was when a link ends, for the takeover to judge.
+    pub current: AtomicU64,
 }
 
 /// Starts the receiving thread; it ends when every sender of `Item`s is gone.
@@ -182,12 +184,11 @@ pub fn receiver(
                 Item::NewLink { link } => {
                     current = link;
                     expected = None;
-                    progress.current.store(false, Ordering::Release);
                 }
                 Item::Current { link, end } if link == current => {
                     // Every run before this message was stored (items come in order).
                     if expected.is_some_and(|e| e >= end) {
-                        progress.current.store(true, Ordering::Release);
+                        progress.current.store(link, Ordering::Release);
                     } else {
                         counters.stale.fetch_add(1, Ordering::Relaxed);
                         warn!(end, ?expected, "the partner says our mirror is current beyond what we hold");
@@ -371,15 +372,21 @@ mod tests {
         rx.send(Item::Records { link: 1, pos: 0, records, reply: reply.clone() }).unwrap();
         rx.send(Item::Current { link: 1, end: 128 }).unwrap();
         barrier(1, &mut answers);
-        assert!(!progress.current.load(Ordering::Acquire), "current beyond what it holds");
+        assert_eq!(progress.current.load(Ordering::Acquire), 0, "current beyond what it holds");
         assert_eq!(counters.stale.load(Ordering::Relaxed), 1);
         rx.send(Item::Current { link: 1, end: 64 }).unwrap();
         barrier(1, &mut answers);
-        assert!(progress.current.load(Ordering::Acquire));
-        // A new link resyncs: not current until the partner says so again.
+        assert_eq!(progress.current.load(Ordering::Acquire), 1);
+        // A new link resyncs: not current until the partner says so on it (the
+        // pair compares the link with its newest).
         rx.send(Item::NewLink { link: 2 }).unwrap();
         barrier(2, &mut answers);
-        assert!(!progress.current.load(Ordering::Acquire));
+        rx.send(Item::Current { link: 1, end: 64 }).unwrap();
+        barrier(2, &mut answers);
+        assert_eq!(progress.current.load(Ordering::Acquire), 1, "an older link's word is not taken");
+        rx.send(Item::Current { link: 2, end: 0 }).unwrap();
+        barrier(2, &mut answers);
+        assert_eq!(progress.current.load(Ordering::Acquire), 2);
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct Pair {
     sets: Mutex<Vec<sets::SetStatus>>,
     /// This node's lease on its own set, with share sets configured.
     lease: std::sync::OnceLock<Arc<sets::Lease>>,
+    /// When the partner's newest link to us ended (its records stopped).
+    in_ended: Mutex<Option<Instant>>,
 }
 
 impl Pair {
@@ -141,6 +143,7 @@ impl Pair {
             first_flag: AtomicBool::new(false),
             sets: Mutex::new(Vec::new()),
             lease: std::sync::OnceLock::new(),
+            in_ended: Mutex::new(None),
             cfg,
         });
         eprintln!(
@@ -533,7 +536,9 @@ impl Pair {
                 }
             }
         };
-        let _ = self.in_link.compare_exchange(link, 0, Ordering::AcqRel, Ordering::Acquire);
+        if self.in_link.compare_exchange(link, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            *self.in_ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
         info!(%from, "pair: the partner's link ended ({why})");
     }
 
@@ -552,12 +557,21 @@ impl Pair {
     /// Our mirror of the partner's journal is current: the partner said so on its
     /// newest link, and that link's end (if it ended) did not change it.
     pub fn partner_mirror_current(&self) -> bool {
-        self.received.current.load(Ordering::Acquire)
+        let newest = self.next_link.load(Ordering::Acquire) - 1;
+        newest != 0 && self.received.current.load(Ordering::Acquire) == newest
     }
 
     /// The partner's link to us joined at least once since start.
     pub fn ever_joined(&self) -> bool {
         self.next_link.load(Ordering::Acquire) > 1
+    }
+
+    /// When the partner's newest link to us ended, if it did and none replaced it.
+    pub fn partner_link_ended(&self) -> Option<Instant> {
+        if self.in_link.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        *self.in_ended.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Gives the node its lease (once, at start, with share sets).
@@ -621,7 +635,7 @@ impl Pair {
                 head: self.received.head.load(Ordering::Acquire),
                 end: self.received.end.load(Ordering::Acquire),
                 bytes_received: self.received.bytes.load(Ordering::Relaxed),
-                current: self.received.current.load(Ordering::Acquire),
+                current: self.partner_mirror_current(),
             },
             heartbeats_seen: self.beats_seen.load(Ordering::Relaxed),
             heartbeats_sent: self.beats_sent.load(Ordering::Relaxed),

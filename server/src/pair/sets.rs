@@ -252,7 +252,18 @@ pub struct View {
     pub ever_joined: bool,
     /// The partner said our mirror of its journal is current, on its last link.
     pub mirror_current: bool,
+    /// The partner's storage heartbeat went on for more than [`LIVED_ON_BEATS`]
+    /// beats after its link to us ended: it was alive then, and may have answered
+    /// requests (running degraded) that our mirror lacks.
+    pub lived_on: bool,
 }
+
+/// How many beats a partner's heartbeat may go on after its link to us was seen
+/// to end, and its death still count as the link's end: a killed node's link and
+/// heartbeat stop together, but the watcher sees the counter only every 100 ms
+/// (half a second of beats; a counter, not a time, so that a watcher running late
+/// under load does not take a dead partner for a live one).
+pub const LIVED_ON_BEATS: u64 = 5;
 
 /// What to do about the partner's set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -283,6 +294,11 @@ pub fn decide(v: &View) -> Decision {
     }
     if !v.mirror_current {
         return Decision::Refuse("our mirror of the partner's journal is not current");
+    }
+    if v.lived_on {
+        return Decision::Refuse(
+            "the partner lived on after its link to us ended: it may have answered what our mirror lacks",
+        );
     }
     Decision::Take
 }
@@ -320,7 +336,7 @@ mod tests {
     use super::*;
 
     fn view() -> View {
-        View { links_up: false, storage_silent: DETECT, ever_joined: true, mirror_current: true }
+        View { links_up: false, storage_silent: DETECT, ever_joined: true, mirror_current: true, lived_on: false }
     }
 
     #[test]
@@ -338,6 +354,9 @@ mod tests {
     #[test]
     fn no_takeover_from_a_stale_mirror_or_without_contact() {
         assert!(matches!(decide(&View { mirror_current: false, ..view() }), Decision::Refuse(_)));
+        // It dropped its link to us (it stopped waiting for our acknowledgements)
+        // and went on, degraded, before it died.
+        assert!(matches!(decide(&View { lived_on: true, ..view() }), Decision::Refuse(w) if w.contains("lived on")));
         let never = View { ever_joined: false, mirror_current: false, ..view() };
         assert!(matches!(decide(&never), Decision::Refuse(w) if w.contains("no contact")));
     }

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::pair::config::Sets;
-use crate::pair::sets::{claim_next, decide, Decision, SetStatus, View, BEAT};
+use crate::pair::sets::{claim_next, decide, Decision, SetStatus, View, BEAT, LIVED_ON_BEATS};
 use crate::pair::Pair;
 use crate::state::Server;
 
@@ -83,6 +83,7 @@ pub async fn watch(t: Taker, serve: impl Fn(Arc<Server>, TcpListener) + Send + S
     let mut last_beat: Option<u64> = None;
     let mut beat_moved = Instant::now();
     let mut reported: Option<Decision> = None;
+    let mut ended_at_beat: Option<(Instant, Option<u64>)> = None;
     let mut taken = false;
     let mut tick = tokio::time::interval(BEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -105,11 +106,20 @@ pub async fn watch(t: Taker, serve: impl Fn(Arc<Server>, TcpListener) + Send + S
             last_beat = beat;
             beat_moved = Instant::now();
         }
+        // The partner's heartbeat counter when its link to us was seen to end.
+        let ended = t.pair.partner_link_ended();
+        if ended != ended_at_beat.map(|(e, _)| e) {
+            ended_at_beat = ended.map(|e| (e, last_beat));
+        }
         let view = View {
             links_up: t.pair.partner_link_up(),
             storage_silent: beat_moved.elapsed(),
             ever_joined: t.pair.ever_joined(),
             mirror_current: t.pair.partner_mirror_current(),
+            lived_on: match (ended_at_beat, last_beat) {
+                (Some((_, at_end)), Some(now)) => now > at_end.unwrap_or(0) + LIVED_ON_BEATS,
+                _ => false,
+            },
         };
         let d = decide(&view);
         if reported != Some(d) {
