@@ -882,6 +882,15 @@ impl Journal {
     }
 
     // ---- mirror, receiving side -----------------------------------------------------
+    /// Scans the partner's mirror ring as it stands now, with the scan [`Journal::open`]
+    /// runs at start: what a takeover rebuilds the partner's state from. Meant for when
+    /// the partner's records no longer arrive (its links are down); a record being
+    /// received meanwhile ends the scan as a torn one would.
+    pub fn scan_partner(&self) -> Result<recover::LogRecovery> {
+        let meta = lock(&self.header).partner;
+        Ok(recover::scan(&RegionSource(&self.region), self.partner_base, self.cap, meta)?)
+    }
+
 
     /// Stores bytes shipped by the partner at logical position `pos` of the mirror ring
     /// and syncs them as this journal's policy says. Calls must come in the partner's
@@ -914,6 +923,16 @@ impl Journal {
         h.partner.head = meta.head;
         h.partner.generation = meta.generation;
         self.write_header(&mut h)
+    }
+}
+
+/// A live journal's region as the scan's byte source.
+struct RegionSource<'a>(&'a Region);
+
+impl recover::Source for RegionSource<'_> {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.0.read(offset, buf);
+        Ok(())
     }
 }
 

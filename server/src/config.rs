@@ -461,6 +461,11 @@ impl Config {
                 *j = base.join(&j);
             }
         }
+        if let Some(d) = cfg.pair.as_mut().and_then(|p| p.storage.as_mut()) {
+            if d.is_relative() {
+                *d = base.join(&d);
+            }
+        }
         Ok(cfg)
     }
 
@@ -518,6 +523,11 @@ impl Config {
         self.limits.validate()?;
         if let Some(p) = &self.pair {
             p.validate().map_err(|e| ConfigError::Invalid(e.0))?;
+            for name in p.shares.iter().chain(&p.partner_shares) {
+                if !self.shares.iter().any(|s| s.name.eq_ignore_ascii_case(name)) {
+                    return Err(ConfigError::Invalid(format!("pair: share set names {name:?}, which is not configured")));
+                }
+            }
             if self.journal_path().is_none() {
                 return Err(ConfigError::Invalid("a pair member needs its journal (the partner mirrors it)".into()));
             }

@@ -24,8 +24,9 @@
 //! - [`journal`]: the consistency-point interface the pipeline writes
 //!   through (fallible, ticketed, with deltas and replay keys), and its
 //!   implementations: none, NVRAM, recording (for tests).
-//! - [`pair`]: the pair's configuration, the interconnect to the partner
-//!   and journal mirroring (issue 14, first step: no takeover yet).
+//! - [`pair`]: the pair's configuration, the interconnect to the partner,
+//!   journal mirroring, share sets, ownership claims and the lease (issue 14);
+//!   [`restart::takeover`] takes a dead partner's set over from the mirror.
 //! - [`admin`]: the operator's view (`duet status`, `duet close-handle`)
 //!   over a local admin socket.
 //! - [`fuzzing`]: sequences of frames against an in-process server, for the
@@ -165,7 +166,7 @@ pub fn journal_dump(path: &Path, out: &mut dyn std::io::Write) -> Result<(), Box
 /// Runs the server until `shutdown` resolves, with the journal the
 /// configuration names ([`Config::journal_path`]), restoring what it holds
 /// ([`restart`]); when `shutdown` resolves (SIGTERM), as an elective reboot.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     cfg.validate()?;
     let t0 = Instant::now();
     let Some(opened) = restart::open(&cfg)? else {
@@ -177,6 +178,17 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         Some(p) => Some(pair::Pair::start(p.clone(), opened.region.clone()).await?),
         None => None,
     };
+    // The share sets: the node's own set is served on its address, and only
+    // while this node owns it; the partner's is watched for a takeover.
+    let whole = cfg.clone();
+    let sets = cfg.pair.as_ref().and_then(|p| p.sets());
+    let mut own_epoch = takeover::Epoch(0);
+    if let (Some(sets), Some(p)) = (&sets, &pair) {
+        match start_sets(&mut cfg, sets, p).await? {
+            Some(epoch) => own_epoch = epoch,
+            None => return standby(cfg, p.clone(), shutdown).await,
+        }
+    }
     let (model, writes, renames, creates) = match &opened.recovery {
         Some(r) => match restart::rebuild_with_redo(r).map_err(|e| RunError::Journal(opened.path.clone(), e))? {
             Some(r) => (Some(r.model), r.writes, r.renames, r.creates),
@@ -204,6 +216,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     restart::start(&server, &opened, &renames).await?;
     info!(took_ms = t0.elapsed().as_millis() as u64, "journal ready: state restored, checkpointed and flagged");
     tokio::spawn(restart::retire::run(server.clone(), opened.policy.survives_power_loss()));
+    if let (Some(sets), Some(p)) = (sets, pair.clone()) {
+        let taker = restart::takeover::Taker { cfg: whole, sets, pair: p, own_epoch };
+        tokio::spawn(restart::takeover::watch(taker, |taken, listener| {
+            tokio::spawn(serve_taken(taken, listener));
+        }));
+    }
     let failed = Arc::new(std::sync::Mutex::new(None));
     let stopping = {
         let failed = failed.clone();
@@ -224,6 +242,74 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         return Err(RunError::Pair(why));
     }
     Ok(())
+}
+
+/// A pair member's share sets at start ([`pair::sets`]): claims its own set
+/// (or finds it held by the partner), records its boot id, starts its storage
+/// heartbeat and lease. Returns the epoch at which it serves its own set, with
+/// `cfg` narrowed to the set's shares and address; `None` when the partner
+/// holds the set (the node waits, [`standby`]).
+async fn start_sets(
+    cfg: &mut Config,
+    sets: &pair::config::Sets,
+    p: &Arc<pair::Pair>,
+) -> Result<Option<takeover::Epoch>, RunError> {
+    use pair::sets::{OwnSet, SetStatus};
+    let (cluster, me) = (takeover::ClusterId(p.config().cluster), takeover::NodeId(p.config().node));
+    let storage = sets.storage.clone();
+    let own = tokio::task::spawn_blocking(move || pair::sets::own_set_at_start(&storage, cluster, me))
+        .await
+        .map_err(|e| RunError::Pair(e.to_string()))?
+        .map_err(|e| RunError::Pair(format!("the shared storage folder {}: {e}", sets.storage.display())))?;
+    if let Err(e) = pair::sets::record_boot(&sets.storage, me) {
+        warn!(dir = %sets.storage.display(), "pair: cannot record the boot id (a takeover will write answered WRITEs again): {e}");
+    }
+    let lease = Arc::new(pair::sets::Lease::default());
+    let epoch = match own {
+        OwnSet::Serve { epoch } => epoch,
+        OwnSet::Held { .. } => takeover::Epoch(0),
+    };
+    pair::sets::start_storage_heartbeat(sets.storage.clone(), cluster, me, epoch, lease.clone())
+        .map_err(|e| RunError::Pair(format!("cannot start the storage heartbeat: {e}")))?;
+    p.set_lease(lease);
+    p.set_status(SetStatus::new(&sets.partner, "the partner's", takeover::Epoch(0)));
+    match own {
+        OwnSet::Held { epoch, owner } => {
+            let owner = owner.map_or("an unreadable claim".to_string(), |o| format!("node {}", o.0));
+            p.set_status(SetStatus::new(&sets.own, format!("waiting: held by {owner}"), epoch));
+            eprintln!("duet: set {} is held by {owner} at epoch {}: waiting (not serving it)", sets.own.home, epoch.0);
+            warn!(set = sets.own.home, epoch = epoch.0, %owner, "pair: our set is held by another node: waiting for a giveback, serving nothing");
+            Ok(None)
+        }
+        OwnSet::Serve { epoch } => {
+            p.set_status(SetStatus::new(&sets.own, "serving", epoch));
+            cfg.listen = vec![sets.own.address];
+            cfg.shares.retain(|s| sets.own.shares.iter().any(|n| n.eq_ignore_ascii_case(&s.name)));
+            Ok(Some(epoch))
+        }
+    }
+}
+
+/// A pair member whose own set its partner holds: it keeps its interconnect
+/// (its journal stays mirrored) and its admin socket, and serves no share,
+/// until `shutdown` (or the pair's failure).
+async fn standby(cfg: Config, pair: Arc<pair::Pair>, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let mut server = Server::new(cfg)?;
+    server.pair = Some(pair.clone());
+    let server = Arc::new(server);
+    let _admin = start_admin(&server).await?;
+    tokio::select! {
+        () = shutdown => Ok(()),
+        () = server.stop.notified() => Ok(()),
+        why = pair.failed() => Err(RunError::Pair(why)),
+    }
+}
+
+/// Serves a share set taken over from the partner ([`restart::takeover`]) on
+/// its bound address, for as long as the process runs.
+async fn serve_taken(server: Arc<Server>, listener: TcpListener) {
+    tokio::spawn(state::durable::scavenger(server.clone()));
+    accept_loop(server, listener).await;
 }
 
 /// Runs the server with a given consistency-point journal.

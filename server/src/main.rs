@@ -95,6 +95,24 @@ enum Command {
         /// to serve.
         #[arg(long)]
         pair_incarnation: Option<u64>,
+        /// The shared storage folder's directory for ownership claims and
+        /// storage heartbeats (with the share sets, which takeover needs).
+        #[arg(long)]
+        pair_storage: Option<PathBuf>,
+        /// This node's share set's client address (IP:PORT): the set is
+        /// served there instead of --listen.
+        #[arg(long)]
+        pair_address: Option<std::net::SocketAddr>,
+        /// The shares of this node's set (names of --share), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        pair_shares: Vec<String>,
+        /// The partner's share set's client address (IP:PORT), taken over
+        /// when the partner dies.
+        #[arg(long)]
+        pair_partner_address: Option<std::net::SocketAddr>,
+        /// The shares of the partner's set, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        pair_partner_shares: Vec<String>,
     },
     /// Show a running server's sessions, open files, retained handles and
     /// journal (root or the server's user only).
@@ -196,6 +214,11 @@ fn main() -> ExitCode {
             pair_listen,
             pair_partner,
             pair_incarnation,
+            pair_storage,
+            pair_address,
+            pair_shares,
+            pair_partner_address,
+            pair_partner_shares,
         } => {
             server::init_logging(&log_level);
             let mut cfg = match &config {
@@ -274,6 +297,11 @@ fn main() -> ExitCode {
                 listen: pair_listen,
                 partner: pair_partner,
                 incarnation: pair_incarnation,
+                storage: pair_storage,
+                address: pair_address,
+                shares: pair_shares,
+                partner_address: pair_partner_address,
+                partner_shares: pair_partner_shares,
             };
             match pair.apply(cfg.pair.take()) {
                 Ok(p) => cfg.pair = p,

@@ -393,6 +393,16 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
                 return Flow::Close;
             }
             crate::failpoint::hit("point2");
+            // Fencing (DESIGN.md, "Leases"): a pair member carries out no element
+            // without its lease. A node resumed from a freeze finds it run out and
+            // waits for its storage heartbeat to renew it, which it does not once
+            // the partner claimed the set: the connection closes, nothing is done.
+            if let Some(lease) = server.pair.as_ref().and_then(|p| p.lease()) {
+                if !lease.valid_at(std::time::Instant::now()) && !lease.wait_valid().await {
+                    warn!("no lease on our share set (it was taken over, or storage is stalled): closing");
+                    return Flow::Close;
+                }
+            }
             let single = first && hdr.next_command == 0;
             if let Err(status) = check_answer_room(conn, &hdr, &elem, c.answered) {
                 Err(status)

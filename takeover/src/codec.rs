@@ -31,6 +31,8 @@
 //! 0x13 Refuse:                { reason u8 | incarnation u64 }
 //! 0x14 MirrorMeta:            { head u64 | generation u32 | capacity u64 }
 //! 0x15 MirrorMetaAck:         { head u64 }
+//! 0x16 MirrorCurrent:         { end u64 }   (the resync is done: the mirror holds all up to `end`,
+//!                                          and every record after it is acknowledged before it counts)
 //! ```
 //!
 //! Join and Refuse are the identity check when a link comes up (the sender's cluster and
@@ -225,6 +227,11 @@ pub enum Message {
     MirrorMeta { head: u64, generation: u32, capacity: u64 },
     /// The receiver of a [`Message::MirrorMeta`] stored `head` durably.
     MirrorMetaAck { head: u64 },
+    /// The sender's mirror at the receiver is current: the receiver holds every record of
+    /// the sender's log up to `end` (the resync of this link is done), and while the link
+    /// lives the sender answers nothing the receiver has not acknowledged. The receiver
+    /// may take the sender's sets over from its mirror only after this.
+    MirrorCurrent { end: u64 },
 }
 
 impl Message {
@@ -245,6 +252,7 @@ impl Message {
             Message::Refuse { .. } => 0x13,
             Message::MirrorMeta { .. } => 0x14,
             Message::MirrorMetaAck { .. } => 0x15,
+            Message::MirrorCurrent { .. } => 0x16,
         }
     }
 
@@ -253,7 +261,11 @@ impl Message {
     pub fn is_mirror(&self) -> bool {
         matches!(
             self,
-            Message::Mirror { .. } | Message::MirrorAck { .. } | Message::MirrorMeta { .. } | Message::MirrorMetaAck { .. }
+            Message::Mirror { .. }
+                | Message::MirrorAck { .. }
+                | Message::MirrorMeta { .. }
+                | Message::MirrorMetaAck { .. }
+                | Message::MirrorCurrent { .. }
         )
     }
 
@@ -301,7 +313,9 @@ impl Message {
                 out.extend_from_slice(&pos.to_be_bytes());
                 out.extend_from_slice(records);
             }
-            Message::MirrorAck { end: v } | Message::MirrorMetaAck { head: v } => out.extend_from_slice(&v.to_be_bytes()),
+            Message::MirrorAck { end: v } | Message::MirrorMetaAck { head: v } | Message::MirrorCurrent { end: v } => {
+                out.extend_from_slice(&v.to_be_bytes())
+            }
             Message::Join { incarnation, ring } => {
                 out.extend_from_slice(&incarnation.to_be_bytes());
                 out.extend_from_slice(&ring.to_be_bytes());
@@ -411,6 +425,7 @@ impl Message {
                 Message::MirrorMeta { head: r.u64(what)?, generation: r.u32(what)?, capacity: r.u64(what)? }
             }
             0x15 => Message::MirrorMetaAck { head: r.u64("mirror meta ack")? },
+            0x16 => Message::MirrorCurrent { end: r.u64("mirror current")? },
             k => return Err(FrameError::UnknownKind(k)),
         };
         if !r.buf.is_empty() {
@@ -567,6 +582,7 @@ mod tests {
             Message::Refuse { reason: RefuseReason::RingSize, incarnation: 0 },
             Message::MirrorMeta { head: 1 << 33, generation: 7, capacity: 1 << 26 },
             Message::MirrorMetaAck { head: 12 },
+            Message::MirrorCurrent { end: 1 << 20 },
         ]
     }
 

@@ -874,7 +874,8 @@ impl Node {
             | Message::Join { .. }
             | Message::Refuse { .. }
             | Message::MirrorMeta { .. }
-            | Message::MirrorMetaAck { .. } => {}
+            | Message::MirrorMetaAck { .. }
+            | Message::MirrorCurrent { .. } => {}
         }
     }
 

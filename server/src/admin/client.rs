@@ -212,10 +212,14 @@ fn render_pair(p: &crate::pair::PairStatus, out: &mut dyn Write) -> io::Result<(
     let q = &p.partner_mirror;
     writeln!(
         out,
-        "  the partner's journal in our mirror: {}, {} received",
+        "  the partner's journal in our mirror: {}, {} received{}",
         if q.connected { "receiving" } else { "not receiving" },
-        bytes(q.bytes_received)
+        bytes(q.bytes_received),
+        if q.current { ", current" } else { "" }
     )?;
+    for s in &p.sets {
+        writeln!(out, "  set {} on {} ({}): {}, epoch {}", s.set, s.address, s.shares.join(", "), s.state, s.epoch)?;
+    }
     writeln!(out, "  heartbeats: {} seen, {} sent", p.heartbeats_seen, p.heartbeats_sent)?;
     let r = &p.refused;
     let refused = r.corrupt + r.oversized + r.foreign + r.stale + r.joins + r.busy;

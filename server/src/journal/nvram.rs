@@ -77,6 +77,18 @@ impl NvramJournal {
         self
     }
 
+    /// The same journal, its operation ids above every one of `log`: a journal
+    /// made for a taken-over set ([`crate::restart::takeover`]) keeps the partner's
+    /// saved answers under the partner's operation ids, and must not retire them
+    /// with an operation of its own.
+    pub fn ops_after(mut self, log: &::nvram::LogRecovery) -> NvramJournal {
+        let top = log.records.iter().map(|r| r.op.0 >> OP_COUNTER_BITS).max();
+        if let Some(top) = top {
+            self.op_base = self.op_base.max((top + 1) << OP_COUNTER_BITS);
+        }
+        self
+    }
+
     /// The region, for what the trait does not cover (the flag, the mirror, `flush`).
     pub fn region(&self) -> &Arc<Region> {
         &self.region
@@ -343,6 +355,27 @@ mod tests {
         let j = NvramJournal::new(Arc::new(region));
         let (c, _) = j.pre_ack(1, b"c").unwrap();
         assert!(c != a && c != b, "{a} {b} {c}");
+    }
+
+    #[test]
+    fn a_journal_for_a_taken_set_numbers_its_operations_after_the_partners() {
+        // The partner's log, from a region a few runs on.
+        let (partner, storage) = journal(1 << 20, Durability::None);
+        drop(partner);
+        let second_run = MemStorage::from_image(storage.current_image());
+        let (region, _) = Region::open(second_run.clone(), opts(Durability::None)).unwrap();
+        let partner = NvramJournal::new(Arc::new(region));
+        let (theirs, _) = partner.pre_ack(1, b"theirs").unwrap();
+        let (_, log) =
+            Region::open(MemStorage::from_image(second_run.current_image()), opts(Durability::None)).unwrap();
+        // A fresh region (generation 1) would number its first operation below theirs.
+        let (fresh, _) = journal(1 << 20, Durability::None);
+        let (plain, _) = fresh.pre_ack(1, b"mine").unwrap();
+        assert!(plain.0 >> OP_COUNTER_BITS <= theirs.0 >> OP_COUNTER_BITS, "{plain} {theirs}");
+        let (fresh, _) = journal(1 << 20, Durability::None);
+        let taken = fresh.ops_after(&log.own);
+        let (mine, _) = taken.pre_ack(1, b"mine").unwrap();
+        assert!(mine.0 >> OP_COUNTER_BITS > theirs.0 >> OP_COUNTER_BITS, "{mine} {theirs}");
     }
 
     #[test]

@@ -9,12 +9,24 @@
 //! partner = "127.0.0.1:7002"    # the partner's interconnect address
 //! incarnation = 1               # the configuration's incarnation: raise it on both
 //!                               # nodes with each change; the older refuses to serve
+//! # The share sets (optional; all five or none): takeover needs them.
+//! storage = "/srv/shared/.duet" # the shared storage folder's directory for ownership
+//!                               # claims and storage heartbeats (the same on both nodes)
+//! address = "127.0.1.1:4450"    # this node's set: its client address
+//! shares = ["a"]                # and its shares (names of [[share]] tables)
+//! partner_address = "127.0.1.2:4450"  # the partner's set: its client address
+//! partner_shares = ["b"]        # and its shares (configured here too: the same paths)
 //! ```
 //!
 //! Without `[pair]` the node runs alone, as before. With it, its journal carries the
 //! pair's cluster and node ids (a journal made for other ids is refused at start).
+//!
+//! With the share sets, the node serves its own set's shares on its set's address
+//! (instead of `listen`), and takes the partner's set over when the partner dies
+//! ([`super::sets`], [`crate::restart::takeover`]). Each set is named by its home node's id.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -45,6 +57,40 @@ pub struct PairConfig {
     /// older one refuses to serve and exits.
     #[serde(default)]
     pub incarnation: u64,
+    /// The shared storage folder's directory for ownership claims and storage
+    /// heartbeats.
+    #[serde(default)]
+    pub storage: Option<PathBuf>,
+    /// This node's set's client address.
+    #[serde(default)]
+    pub address: Option<SocketAddr>,
+    /// This node's set's shares.
+    #[serde(default)]
+    pub shares: Vec<String>,
+    /// The partner's set's client address.
+    #[serde(default)]
+    pub partner_address: Option<SocketAddr>,
+    /// The partner's set's shares.
+    #[serde(default)]
+    pub partner_shares: Vec<String>,
+}
+
+/// The two share sets of a pair, as one node sees them ([`PairConfig::sets`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sets {
+    pub storage: PathBuf,
+    /// This node's set.
+    pub own: SetConfig,
+    /// The partner's set.
+    pub partner: SetConfig,
+}
+
+/// One share set: its home node (which names it), its client address and its shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetConfig {
+    pub home: u16,
+    pub address: SocketAddr,
+    pub shares: Vec<String>,
 }
 
 impl PairConfig {
@@ -62,7 +108,45 @@ impl PairConfig {
         if self.listen == self.partner {
             return Err(PairConfigError(format!("pair.listen and pair.partner are both {}", self.listen)));
         }
+        let given = [
+            self.storage.is_some(),
+            self.address.is_some(),
+            !self.shares.is_empty(),
+            self.partner_address.is_some(),
+            !self.partner_shares.is_empty(),
+        ];
+        if given.iter().any(|g| *g) {
+            if !given.iter().all(|g| *g) {
+                return Err(PairConfigError(
+                    "the share sets need all of pair.storage, pair.address, pair.shares, \
+                     pair.partner_address and pair.partner_shares"
+                        .into(),
+                ));
+            }
+            if self.partner_node.is_none() {
+                return Err(PairConfigError("the share sets need pair.partner_node (it names the partner's set)".into()));
+            }
+            if self.address == self.partner_address {
+                return Err(PairConfigError("pair.address and pair.partner_address are the same".into()));
+            }
+            if let Some(s) = self.shares.iter().find(|s| self.partner_shares.iter().any(|p| p.eq_ignore_ascii_case(s))) {
+                return Err(PairConfigError(format!("share {s:?} is in both sets")));
+            }
+        }
         Ok(())
+    }
+
+    /// The share sets, when configured (see [`PairConfig::validate`]).
+    pub fn sets(&self) -> Option<Sets> {
+        Some(Sets {
+            storage: self.storage.clone()?,
+            own: SetConfig { home: self.node, address: self.address?, shares: self.shares.clone() },
+            partner: SetConfig {
+                home: self.partner_node?,
+                address: self.partner_address?,
+                shares: self.partner_shares.clone(),
+            },
+        })
     }
 }
 
@@ -75,6 +159,11 @@ pub struct PairFlags {
     pub listen: Option<SocketAddr>,
     pub partner: Option<SocketAddr>,
     pub incarnation: Option<u64>,
+    pub storage: Option<PathBuf>,
+    pub address: Option<SocketAddr>,
+    pub shares: Vec<String>,
+    pub partner_address: Option<SocketAddr>,
+    pub partner_shares: Vec<String>,
 }
 
 impl PairFlags {
@@ -86,6 +175,11 @@ impl PairFlags {
             || self.listen.is_some()
             || self.partner.is_some()
             || self.incarnation.is_some()
+            || self.storage.is_some()
+            || self.address.is_some()
+            || !self.shares.is_empty()
+            || self.partner_address.is_some()
+            || !self.partner_shares.is_empty()
     }
 
     /// The file's pair (if any) with the flags laid over it. Flags without a file's
@@ -102,6 +196,15 @@ impl PairFlags {
                 p.listen = self.listen.unwrap_or(p.listen);
                 p.partner = self.partner.unwrap_or(p.partner);
                 p.incarnation = self.incarnation.unwrap_or(p.incarnation);
+                p.storage = self.storage.or(p.storage);
+                p.address = self.address.or(p.address);
+                if !self.shares.is_empty() {
+                    p.shares = self.shares;
+                }
+                p.partner_address = self.partner_address.or(p.partner_address);
+                if !self.partner_shares.is_empty() {
+                    p.partner_shares = self.partner_shares;
+                }
                 p
             }
             None => {
@@ -114,6 +217,11 @@ impl PairFlags {
                     listen: self.listen.ok_or_else(|| missing("listen"))?,
                     partner: self.partner.ok_or_else(|| missing("partner"))?,
                     incarnation: self.incarnation.unwrap_or(0),
+                    storage: self.storage,
+                    address: self.address,
+                    shares: self.shares,
+                    partner_address: self.partner_address,
+                    partner_shares: self.partner_shares,
                 }
             }
         };
@@ -133,6 +241,11 @@ mod tests {
             listen: "127.0.0.1:7001".parse().unwrap(),
             partner: "127.0.0.1:7002".parse().unwrap(),
             incarnation: 1,
+            storage: Some("/srv/shared/.duet".into()),
+            address: Some("127.0.1.1:4450".parse().unwrap()),
+            shares: vec!["a".into()],
+            partner_address: Some("127.0.1.2:4450".parse().unwrap()),
+            partner_shares: vec!["b".into()],
         }
     }
 
@@ -166,6 +279,27 @@ mod tests {
         let mut p = sample();
         p.partner = p.listen;
         assert!(p.validate().is_err());
+        // The sets: all or none, disjoint, the partner named.
+        let mut p = sample();
+        p.partner_address = None;
+        assert!(p.validate().is_err());
+        let mut p = sample();
+        p.partner_shares = vec!["A".into()];
+        assert!(p.validate().is_err());
+        let mut p = sample();
+        p.partner_node = None;
+        assert!(p.validate().is_err());
+        let p = PairConfig {
+            storage: None,
+            address: None,
+            shares: vec![],
+            partner_address: None,
+            partner_shares: vec![],
+            ..sample()
+        };
+        p.validate().unwrap();
+        assert_eq!(p.sets(), None);
+        assert_eq!(sample().sets().unwrap().partner.home, 2);
         assert!(toml::from_str::<PairConfig>(
             "cluster = 1\nnode = 1\nlisten = \"127.0.0.1:1\"\npartner = \"127.0.0.1:2\"\nport = 3\n"
         )
@@ -181,11 +315,17 @@ mod tests {
         assert_eq!((p.incarnation, p.node, p.cluster), (9, 3, 7));
         let alone = PairFlags { cluster: Some(7), node: Some(1), ..PairFlags::default() };
         assert!(alone.clone().apply(None).is_err(), "addresses missing");
+        let s = sample();
         let alone = PairFlags {
             listen: Some("127.0.0.1:7001".parse().unwrap()),
             partner: Some("127.0.0.1:7002".parse().unwrap()),
             partner_node: Some(2),
             incarnation: Some(1),
+            storage: s.storage,
+            address: s.address,
+            shares: s.shares,
+            partner_address: s.partner_address,
+            partner_shares: s.partner_shares,
             ..alone
         };
         assert_eq!(alone.apply(None).unwrap(), Some(sample()));

@@ -93,9 +93,12 @@ impl Mirror for LinkMirror {
             records.extend_from_slice(p);
         }
         let end = shipment.end();
+        // Counted as shipped before it is queued: on loopback the partner's
+        // acknowledgement can come back before the line after the send runs, and an
+        // acknowledgement beyond what was shipped ends the link.
+        self.progress.shipped.fetch_max(end, Ordering::AcqRel);
         // A closed queue: the link is gone, and the mirror is about to be detached.
         let _ = self.out.send(Out::Msg(Message::Mirror { pos: shipment.pos, records: Bytes::from(records) }));
-        self.progress.shipped.fetch_max(end, Ordering::AcqRel);
     }
 
     fn ship_meta(&self, meta: MirrorMeta, ack: &MirrorAck) {
@@ -128,6 +131,12 @@ pub enum Item {
         records: Bytes,
         reply: UnboundedSender<Out>,
     },
+    /// The partner says our mirror of its journal is current up to `end`
+    /// ([`Message::MirrorCurrent`]).
+    Current {
+        link: u64,
+        end: u64,
+    },
 }
 
 /// How far the partner's mirror in our journal got (the receiving side).
@@ -139,6 +148,12 @@ pub struct ReceiveProgress {
     pub head: AtomicU64,
     /// Bytes received since start.
     pub bytes: AtomicU64,
+    /// The link on which the partner said our mirror is current (its resync on that
+    /// link is done, and we hold what it said); 0: none. The mirror is current only
+    /// while that is the partner's newest link ([`super::Pair::partner_mirror_current`]):
+    /// a newer link resyncs, whatever this thread has handled yet. It stays as it
+    /// was when a link ends, for the takeover to judge.
+    pub current: AtomicU64,
 }
 
 /// Starts the receiving thread; it ends when every sender of `Item`s is gone.
@@ -169,6 +184,15 @@ pub fn receiver(
                 Item::NewLink { link } => {
                     current = link;
                     expected = None;
+                }
+                Item::Current { link, end } if link == current => {
+                    // Every run before this message was stored (items come in order).
+                    if expected.is_some_and(|e| e >= end) {
+                        progress.current.store(link, Ordering::Release);
+                    } else {
+                        counters.stale.fetch_add(1, Ordering::Relaxed);
+                        warn!(end, ?expected, "the partner says our mirror is current beyond what we hold");
+                    }
                 }
                 Item::Meta { link, meta, reply } if link == current => match region.receive_meta(meta) {
                     Ok(()) => {
@@ -221,7 +245,7 @@ pub fn receiver(
                     }
                 }
                 // An older link's, or one already closed.
-                Item::Meta { .. } | Item::Records { .. } => {}
+                Item::Meta { .. } | Item::Records { .. } | Item::Current { .. } => {}
             }
         }
     })?;
@@ -315,9 +339,54 @@ mod tests {
         .unwrap();
         let got: Vec<&[u8]> = rec.partner.records.iter().map(|r| &r.payload[..]).collect();
         assert_eq!(got, [&b"before the partner came"[..], b"while mirrored"]);
+        // The live journal scans its mirror ring to the same records (a takeover's source).
+        assert_eq!(b.scan_partner().unwrap().records, rec.partner.records);
         assert_eq!(counters.stale.load(Ordering::Relaxed), 0);
         // An acknowledgement of more than was sent is refused.
         assert!(!mirror.acked(a.tail() + 8));
+    }
+
+    #[test]
+    fn the_partner_saying_current_is_believed_only_for_what_we_hold() {
+        let (b, _) = journal(2);
+        let counters = Arc::new(Counters::default());
+        let progress = Arc::new(ReceiveProgress::default());
+        let rx = receiver(b.clone(), progress.clone(), counters.clone()).unwrap();
+        let (reply, mut answers) = unbounded_channel();
+        let meta = MirrorMeta { head: 0, generation: 1, capacity: b.capacity() };
+        // Items are handled in order: once the answer to a head comes back, everything
+        // sent before it was handled.
+        let barrier = |link: u64, answers: &mut tokio::sync::mpsc::UnboundedReceiver<Out>| {
+            rx.send(Item::Meta { link, meta, reply: reply.clone() }).unwrap();
+            loop {
+                match answers.blocking_recv() {
+                    Some(Out::Msg(Message::MirrorMetaAck { .. })) => return,
+                    Some(_) => {}
+                    None => panic!("the receiving thread is gone"),
+                }
+            }
+        };
+        rx.send(Item::NewLink { link: 1 }).unwrap();
+        barrier(1, &mut answers);
+        let records = Bytes::from_static(&[0u8; 64]);
+        rx.send(Item::Records { link: 1, pos: 0, records, reply: reply.clone() }).unwrap();
+        rx.send(Item::Current { link: 1, end: 128 }).unwrap();
+        barrier(1, &mut answers);
+        assert_eq!(progress.current.load(Ordering::Acquire), 0, "current beyond what it holds");
+        assert_eq!(counters.stale.load(Ordering::Relaxed), 1);
+        rx.send(Item::Current { link: 1, end: 64 }).unwrap();
+        barrier(1, &mut answers);
+        assert_eq!(progress.current.load(Ordering::Acquire), 1);
+        // A new link resyncs: not current until the partner says so on it (the
+        // pair compares the link with its newest).
+        rx.send(Item::NewLink { link: 2 }).unwrap();
+        barrier(2, &mut answers);
+        rx.send(Item::Current { link: 1, end: 64 }).unwrap();
+        barrier(2, &mut answers);
+        assert_eq!(progress.current.load(Ordering::Acquire), 1, "an older link's word is not taken");
+        rx.send(Item::Current { link: 2, end: 0 }).unwrap();
+        barrier(2, &mut answers);
+        assert_eq!(progress.current.load(Ordering::Acquire), 2);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The pair, first step (issue 14): the pair's configuration, the interconnect to the
-//! partner, and journal mirroring. No takeover, no moving addresses yet.
+//! The pair (issue 14): the pair's configuration, the interconnect to the partner,
+//! journal mirroring, and the share sets ([`sets`]; the takeover of a dead partner's
+//! set is [`crate::restart::takeover`]). No moving addresses, no giveback yet.
 //!
 //! Two links join the nodes, each a TCP connection in the `takeover` codec's frames:
 //!
@@ -27,8 +28,12 @@
 //! - [`join`]: the join's rules.
 //! - [`link`]: frames over TCP, heartbeats, refused-input counters.
 //! - [`mirror`]: the journal's mirror over a link, and the receiving thread.
+//! - [`sets`]: share sets: ownership claims, the storage heartbeat, and when a
+//!   dead partner's set is taken over (the takeover is
+//!   [`crate::restart::takeover`]).
 
 pub mod config;
+pub mod sets;
 pub mod join;
 pub mod link;
 pub mod mirror;
@@ -89,6 +94,12 @@ pub struct Pair {
     fatal_notify: Notify,
     first_done: Notify,
     first_flag: AtomicBool,
+    /// The share sets as the takeover last said (`duet status`).
+    sets: Mutex<Vec<sets::SetStatus>>,
+    /// This node's lease on its own set, with share sets configured.
+    lease: std::sync::OnceLock<Arc<sets::Lease>>,
+    /// When the partner's newest link to us ended (its records stopped).
+    in_ended: Mutex<Option<Instant>>,
 }
 
 impl Pair {
@@ -130,6 +141,9 @@ impl Pair {
             fatal_notify: Notify::new(),
             first_done: Notify::new(),
             first_flag: AtomicBool::new(false),
+            sets: Mutex::new(Vec::new()),
+            lease: std::sync::OnceLock::new(),
+            in_ended: Mutex::new(None),
             cfg,
         });
         eprintln!(
@@ -363,6 +377,9 @@ impl Pair {
                     };
                     if !current && self.mirror_current() {
                         current = true;
+                        // The partner may take our sets over from its mirror from now on.
+                        let end = self.sent.acked.load(Ordering::Acquire);
+                        let _ = out.send(Out::Msg(Message::MirrorCurrent { end }));
                         info!(
                             took_ms = t0.elapsed().as_millis() as u64,
                             bytes = self.sent.acked.load(Ordering::Relaxed).saturating_sub(self.region.head()),
@@ -511,13 +528,73 @@ impl Pair {
                         Message::Mirror { pos, records } => {
                             let _ = rx.send(Item::Records { link, pos, records, reply: out.clone() });
                         }
+                        Message::MirrorCurrent { end } => {
+                            let _ = rx.send(Item::Current { link, end });
+                        }
                         _ => {}
                     }
                 }
             }
         };
-        let _ = self.in_link.compare_exchange(link, 0, Ordering::AcqRel, Ordering::Acquire);
+        if self.in_link.compare_exchange(link, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            *self.in_ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
         info!(%from, "pair: the partner's link ended ({why})");
+    }
+
+    // ---- what the takeover looks at --------------------------------------------------
+
+    /// The journal whose mirror ring holds the partner's log.
+    pub fn region(&self) -> &Arc<Journal> {
+        &self.region
+    }
+
+    /// Either link to the partner is joined.
+    pub fn partner_link_up(&self) -> bool {
+        self.out_joined.load(Ordering::Acquire) || self.in_link.load(Ordering::Acquire) != 0
+    }
+
+    /// Our mirror of the partner's journal is current: the partner said so on its
+    /// newest link, and that link's end (if it ended) did not change it.
+    pub fn partner_mirror_current(&self) -> bool {
+        let newest = self.next_link.load(Ordering::Acquire) - 1;
+        newest != 0 && self.received.current.load(Ordering::Acquire) == newest
+    }
+
+    /// The partner's link to us joined at least once since start.
+    pub fn ever_joined(&self) -> bool {
+        self.next_link.load(Ordering::Acquire) > 1
+    }
+
+    /// When the partner's newest link to us ended, if it did and none replaced it.
+    pub fn partner_link_ended(&self) -> Option<Instant> {
+        if self.in_link.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        *self.in_ended.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives the node its lease (once, at start, with share sets).
+    pub fn set_lease(&self, lease: Arc<sets::Lease>) {
+        let _ = self.lease.set(lease);
+    }
+
+    /// The node's lease on its own set, with share sets configured.
+    pub fn lease(&self) -> Option<&Arc<sets::Lease>> {
+        self.lease.get()
+    }
+
+    /// Records what is now true of one share set (replacing what was said of it).
+    pub fn set_status(&self, s: sets::SetStatus) {
+        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        sets.retain(|o| o.set != s.set);
+        sets.push(s);
+        sets.sort_by_key(|s| s.set);
+    }
+
+    /// This node's pair configuration.
+    pub fn config(&self) -> &PairConfig {
+        &self.cfg
     }
 
     // ---- status ---------------------------------------------------------------------
@@ -558,9 +635,11 @@ impl Pair {
                 head: self.received.head.load(Ordering::Acquire),
                 end: self.received.end.load(Ordering::Acquire),
                 bytes_received: self.received.bytes.load(Ordering::Relaxed),
+                current: self.partner_mirror_current(),
             },
             heartbeats_seen: self.beats_seen.load(Ordering::Relaxed),
             heartbeats_sent: self.beats_sent.load(Ordering::Relaxed),
+            sets: self.sets.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             refused: RefusedStatus {
                 corrupt: c.corrupt.load(Ordering::Relaxed),
                 oversized: c.oversized.load(Ordering::Relaxed),
@@ -617,6 +696,9 @@ pub struct PairStatus {
     pub heartbeats_sent: u64,
     /// Interconnect input refused, by kind.
     pub refused: RefusedStatus,
+    /// The share sets, when configured: who serves which.
+    #[serde(default)]
+    pub sets: Vec<sets::SetStatus>,
 }
 
 /// Our journal as mirrored by the partner (logical ring positions).
@@ -646,6 +728,9 @@ pub struct PartnerMirrorStatus {
     /// The end of the partner's records we hold.
     pub end: u64,
     pub bytes_received: u64,
+    /// The partner said our mirror of its journal is current (takeover may use it).
+    #[serde(default)]
+    pub current: bool,
 }
 
 /// Interconnect input refused since start.

@@ -29,6 +29,11 @@
 //!    made durable, and the flag is set to "non-elective reboot": should the
 //!    process die from now on, the next start restores.
 //!
+//! # Takeover ([`takeover`])
+//!
+//! The same restore, from the partner's log in the mirror ring, when a pair
+//! member takes over its dead partner's share set.
+//!
 //! # Elective reboot ([`elective_reboot`])
 //!
 //! SIGTERM: no new connection is accepted, the requests in flight are given
@@ -38,6 +43,7 @@
 pub mod redo;
 mod reopen;
 pub mod retire;
+pub mod takeover;
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
@@ -235,7 +241,13 @@ pub fn rebuild_with_redo(recovery: &Recovery) -> Result<Option<Rebuilt>, String>
         // The partner restores those; a node alone has nothing of its own.
         Flag::ElectiveTakeover | Flag::NonElectiveTakeover => return Ok(None),
     }
-    let log = &recovery.own;
+    rebuild_log(&recovery.own)
+}
+
+/// [`rebuild_with_redo`] from one log, whatever the flag: a node's own log
+/// after a restart, or the partner's log from the mirror ring at a takeover
+/// ([`crate::restart::takeover`]).
+pub fn rebuild_log(log: &::nvram::LogRecovery) -> Result<Option<Rebuilt>, String> {
     let Some(ck) = &log.checkpoint else {
         // Every run checkpoints before it serves: no checkpoint means the
         // journal never served.
@@ -374,6 +386,27 @@ pub async fn start(
     opened: &Opened,
     renames: &std::collections::HashMap<u64, String>,
 ) -> Result<(), RunError> {
+    let log = opened.recovery.as_ref().map(|r| &r.own);
+    start_from(server, &opened.region, &opened.journal, log, renames)
+        .await
+        .map_err(|e| journal_error(&opened.path, e))?;
+    opened.region.set_flag(Flag::NonElectiveReboot).map_err(|e| journal_error(&opened.path, e))?;
+    Ok(())
+}
+
+/// [`start`]'s work but the flag: `server` (built from the model `log`
+/// rebuilt to) ends what a restart ends and gets its retained handles'
+/// files back, the saved answers of `log` are kept for replay and its
+/// operations retired, and a checkpoint is made durable in `journal`
+/// (over `region`). `log` is the node's own after a restart, or the
+/// partner's from the mirror ring at a takeover.
+pub async fn start_from(
+    server: &Arc<Server>,
+    region: &::nvram::Journal,
+    journal: &crate::journal::NvramJournal,
+    log: Option<&::nvram::LogRecovery>,
+    renames: &std::collections::HashMap<u64, String>,
+) -> Result<(), String> {
     let t0 = Instant::now();
     crate::failpoint::pause("restore");
     // What the restart ends, and whether there is anything to restore at all
@@ -394,27 +427,26 @@ pub async fn start(
             "restored from the journal"
         );
     }
-    if let Some(r) = &opened.recovery {
+    if let Some(log) = log {
         // The answers the log holds stay in memory for the clients that
         // replay them ([`retire::RECOVERED_GRACE`]); their records go now:
         // the checkpoint below holds what they changed, and a ring held by
         // them would fill.
-        let replies = opened.journal.recover_replies(&r.own);
-        let mut ops: Vec<_> = r.own.records.iter().map(|rec| rec.op).collect();
+        let replies = journal.recover_replies(log);
+        let mut ops: Vec<_> = log.records.iter().map(|rec| rec.op).collect();
         ops.sort_unstable();
         ops.dedup();
         for op in &ops {
-            if let Err(e) = opened.region.retire(*op) {
+            if let Err(e) = region.retire(*op) {
                 warn!("journal, retiring a recovered operation: {e}");
             }
             server.retirer.recovered(*op);
         }
         info!(operations = ops.len(), saved_answers = replies, "operations found in the journal");
     }
-    let t = server.checkpoint().map_err(|e| journal_error(&opened.path, e))?;
-    server.journal.durable(t).await.map_err(|e| journal_error(&opened.path, e))?;
-    server.journal.compact().map_err(|e| journal_error(&opened.path, e))?;
-    opened.region.set_flag(Flag::NonElectiveReboot).map_err(|e| journal_error(&opened.path, e))?;
+    let t = server.checkpoint().map_err(|e| e.to_string())?;
+    server.journal.durable(t).await.map_err(|e| e.to_string())?;
+    server.journal.compact().map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# failover.sh: the takeover harness (issue 14, first takeover).
+#
+#   scripts/failover.sh [--kills N] [--freezes N] [--blocks N] [--size B] [--out DIR]
+#
+# Each round starts a fresh pair on loopback ($DUET_BIN, else
+# target/release/duet, else a fresh release build): node A serves set A
+# (share seta) on 127.0.1.1:PORT, node B set B on 127.0.1.2:PORT, over one
+# storage folder. A client (testdata/failover_client.py: one durable v2
+# open, append-only, so a WRITE carried out twice shows as a block twice)
+# writes N blocks (default 200 of 3000 bytes) on A's address; after a
+# quarter of them, A is killed (SIGKILL, --kills rounds) or frozen (SIGSTOP
+# until B has claimed its set, then SIGCONT: A must step down, --freezes
+# rounds). The client reconnects to the same address (now B), reclaims its
+# handle, resends the unanswered WRITE with the replay flag and finishes.
+# The file is then checked on disk: every block once, in order.
+#
+# A keeps a small WRITE's data in its journal record (policy group) so that
+# a resend's replay key is found in the mirrored log; B stores the mirror
+# without a disk sync (policy process).
+#
+# No elective takeover or giveback yet (each round is a new pair).
+#
+# Ends with exactly one line on stdout:
+#   kills K, freezes F, elective 0, requests R, lost L, duplicated D, client errors C
+# and exits non-zero unless L, D and C are all 0. Stalls (from the client's last
+# answer before the fault to its first after) go to stderr per kind. The run's
+# folder is kept when something went wrong, or always with --out.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+kills=3 freezes=2 blocks=200 size=3000 out=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --kills) kills=$2; shift 2 ;;
+    --freezes) freezes=$2; shift 2 ;;
+    --blocks) blocks=$2; shift 2 ;;
+    --size) size=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    *) echo "failover.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+if [ -z "${DUET_BIN:-}" ] && [ -x "$repo/target/release/duet" ]; then
+  DUET_BIN=$repo/target/release/duet
+fi
+bin=$(duet_bin)
+keep=0
+if [ -n "$out" ]; then
+  mkdir -p "$out"; base=$(cd "$out" && pwd); keep=1
+else
+  base=$(mktemp -d /tmp/duet-failover.XXXXXX)
+fi
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -9 "$p" 2>/dev/null || true; done
+  if [ "$keep" = 0 ]; then rm -rf "$base"; else log "failover: kept $base"; fi
+}
+trap cleanup EXIT
+
+status_json() { "$bin" status --json --socket "$1/state/admin.sock" 2>/dev/null || true; }
+
+# wait_until DIR PYTHON-EXPR-ON-p (the pair object) [SECONDS]
+wait_until() {
+  local dir=$1 expr=$2 limit=${3:-60} i
+  for i in $(seq $((limit * 10))); do
+    if status_json "$dir" | python3 -c "import json,sys
+try: p=json.load(sys.stdin)['pair']
+except Exception: sys.exit(1)
+sets={s['set']: s for s in p.get('sets', [])}
+sys.exit(0 if ($expr) else 1)" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+start_node() { # DIR ID POLICY
+  local dir=$1 id=$2 policy=$3 partner=$((3 - $2))
+  local set=seta pset=setb
+  [ "$id" = 2 ] && set=setb pset=seta
+  mkdir -p "$dir"
+  (cd "$dir" && exec "$bin" serve --share "seta=$round/storage/seta" --share "setb=$round/storage/setb" \
+    --user "$DUET_USER:$DUET_PASS" --log-level "${DUET_LOG_LEVEL:-info}" \
+    --journal nvram --journal-size 16M --journal-policy "$policy" --state-dir state \
+    --pair-cluster 7 --pair-node "$id" --pair-partner-node "$partner" --pair-incarnation 1 \
+    --pair-listen "127.0.0.1:${ic[$id]}" --pair-partner "127.0.0.1:${ic[$partner]}" \
+    --pair-storage "$round/storage/.duet" \
+    --pair-address "127.0.1.$id:$port" --pair-shares "$set" \
+    --pair-partner-address "127.0.1.$partner:$port" --pair-partner-shares "$pset" \
+    </dev/null >>"$dir/duet.log" 2>&1) &
+  pids+=($!)
+  eval "pid_$id=$!"
+}
+
+requests=0 lost=0 dup=0 errors=0 kills_done=0 freezes_done=0
+stalls_kill=() stalls_freeze=()
+n=0
+for kind in $(for _ in $(seq "$kills"); do echo kill; done; for _ in $(seq "$freezes"); do echo freeze; done); do
+  n=$((n + 1))
+  round=$base/round-$n-$kind
+  mkdir -p "$round/storage/seta" "$round/storage/setb" "$round/storage/.duet"
+  port=$(free_port); ic=(0 "$(free_port)" "$(free_port)")
+  start_node "$round/a" 1 group
+  start_node "$round/b" 2 process
+  if ! wait_until "$round/a" "p['partner_mirror']['current'] and sets.get(1,{}).get('state')=='serving'" ||
+     ! wait_until "$round/b" "p['partner_mirror']['current'] and sets.get(2,{}).get('state')=='serving'"; then
+    log "failover: round $n: the pair never came up"; errors=$((errors + 1)); keep=1; continue
+  fi
+  python3 "$repo/testdata/failover_client.py" --host 127.0.1.1 --port "$port" --share seta --append \
+    --user "$DUET_USER" --password "$DUET_PASS" --blocks "$blocks" --size "$size" --pause 0.005 \
+    >"$round/client.out" 2>"$round/client.err" &
+  client=$!
+  for _ in $(seq 600); do
+    [ "$(grep -c '"wrote"' "$round/client.out" 2>/dev/null || true)" -ge $((blocks / 4)) ] && break
+    sleep 0.05
+  done
+  wait_until "$round/b" "p['partner_mirror']['current']" 30 || true
+  if [ "$kind" = kill ]; then
+    kill -9 "$pid_1"; wait "$pid_1" 2>/dev/null || true; kills_done=$((kills_done + 1))
+  else
+    kill -STOP "$pid_1"
+    for _ in $(seq 600); do grep -q "claimed the partner's set" "$round/b/duet.log" && break; sleep 0.1; done
+    kill -CONT "$pid_1"; freezes_done=$((freezes_done + 1))
+    for _ in $(seq 300); do kill -0 "$pid_1" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid_1" 2>/dev/null; then log "failover: round $n: A did not step down on thaw"; errors=$((errors + 1)); keep=1; fi
+  fi
+  wait "$client" || true
+  last=$(tail -n 1 "$round/client.out" 2>/dev/null || echo '{}')
+  read -r r l d e s < <(python3 - "$round/storage/seta/failover.dat" "$blocks" "$size" "$last" <<'EOF'
+import json, sys
+path, blocks, size, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+try:
+    data = open(path, "rb").read()
+except OSError:
+    data = b""
+seen = {}
+for k in range(0, len(data), size):
+    chunk = data[k:k + size]
+    head = chunk[:12]
+    try:
+        i = int(head.decode().split()[1])
+    except Exception:
+        i = -1
+    want = ((f"block {i:06d}\n".encode()) * (size // 13 + 1))[:size] if i >= 0 else None
+    if chunk != want:
+        i = -1
+    seen[i] = seen.get(i, 0) + 1
+lost = sum(1 for i in range(blocks) if i not in seen)
+dup = sum(c - 1 for i, c in seen.items() if i >= 0 and c > 1) + seen.get(-1, 0)
+try:
+    doc = json.loads(last)
+except Exception:
+    doc = {}
+err = 0 if doc.get("done") is True else 1
+print(blocks, lost, dup, err, doc.get("stall_ms", -1))
+EOF
+)
+  requests=$((requests + r)); lost=$((lost + l)); dup=$((dup + d)); errors=$((errors + e))
+  if [ "$kind" = kill ]; then stalls_kill+=("$s"); else stalls_freeze+=("$s"); fi
+  log "failover: round $n ($kind): requests $r, lost $l, duplicated $d, client errors $e, stall ${s} ms"
+  if [ "$l" != 0 ] || [ "$d" != 0 ] || [ "$e" != 0 ]; then keep=1; fi
+  for p in "${pids[@]}"; do
+    kill -CONT "$p" 2>/dev/null || true; kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true
+  done
+  pids=()
+done
+
+pct() { # KIND VALUES...
+  local kind=$1; shift
+  [ $# -eq 0 ] && return
+  python3 - "$kind" "$@" <<'EOF' >&2
+import sys
+kind, v = sys.argv[1], sorted(int(x) for x in sys.argv[2:])
+p = lambda q: v[min(len(v) - 1, int(q * len(v)))]
+print(f"failover: {kind} stall ms: p50 {p(0.5)}, p99 {p(0.99)}, max {v[-1]} ({len(v)} rounds)")
+EOF
+}
+pct kill "${stalls_kill[@]}"
+pct freeze "${stalls_freeze[@]}"
+echo "kills $kills_done, freezes $freezes_done, elective 0, requests $requests, lost $lost, duplicated $dup, client errors $errors"
+[ "$lost" = 0 ] && [ "$dup" = 0 ] && [ "$errors" = 0 ]

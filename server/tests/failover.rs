@@ -1,0 +1,521 @@
+//! The first real takeover (issue 14): two `duet` processes as a pair on
+//! loopback, each serving its own share set on its own address (A on
+//! 127.0.1.1, B on 127.0.1.2, one port), over one storage folder. A Python
+//! client (`testdata/failover_client.py`, built on `resilient_smb.py`) writes
+//! through a durable v2 open on A's address; A dies; the client reconnects to
+//! the same address, now served by B, reclaims its handle with DH2C and
+//! finishes its writes.
+//!
+//! - `a_killed_node_s_set_is_taken_over_and_its_client_finishes`: A is
+//!   SIGKILLed in the middle of the writes. Every block is in the file, in its
+//!   place; B says it serves set 1 at epoch 2; A, started again, learns that B
+//!   holds its set and waits (serves nothing).
+//! - `a_frozen_node_s_set_is_taken_over_and_it_steps_down_on_thaw`: A is
+//!   stopped with SIGSTOP (its kernel keeps its sockets, the set's address
+//!   among them) and the client sends an append to it. B claims A's set after
+//!   the silence; A, resumed, carries nothing out (its lease ran out while it
+//!   was frozen and is not renewed), finds the newer claim on its set and
+//!   exits; B binds the address, and the append is answered there after the
+//!   client's reconnect, once.
+//! - `no_takeover_from_a_mirror_the_partner_never_called_current`: B's
+//!   receiving side is stuck (a failpoint), so A never says B's mirror is
+//!   current, gives B up and runs degraded; A is killed; B refuses to take
+//!   A's set over, says why, and nobody serves A's address.
+//! - `a_request_answered_by_nobody_is_answered_from_the_mirror_once`: A dies
+//!   (a failpoint) right after a WRITE's point-3 record is durable, which with
+//!   a partner means in B's mirror, before the answer leaves. The open is
+//!   append-only, so a WRITE carried out twice would show its block twice: the
+//!   client's resend (replay flag) is answered by B from the mirrored log, and
+//!   the file holds each block exactly once.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const CLUSTER: u64 = 9;
+const USER: &str = "duet";
+const PASSWORD: &str = "duetpass";
+
+/// One pair node's process.
+struct Node {
+    id: u16,
+    root: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    log: PathBuf,
+    starts: usize,
+}
+
+/// The addresses and folders of a pair.
+struct Layout {
+    dir: tempfile::TempDir,
+    port: u16,
+    interconnect: [u16; 2],
+}
+
+impl Layout {
+    fn new() -> Layout {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["storage/seta", "storage/setb", "storage/.duet", "a", "b"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        Layout { dir, port: common::free_port(), interconnect: [common::free_port(), common::free_port()] }
+    }
+
+    fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// The client address of node `id`'s set.
+    fn address(&self, id: u16) -> String {
+        format!("127.0.1.{id}:{}", self.port)
+    }
+
+    fn node(&self, id: u16, policy: &str, env: &[(&str, &str)]) -> Node {
+        let partner = 3 - id;
+        let root = self.dir.path().join(if id == 1 { "a" } else { "b" });
+        let storage = self.storage();
+        let set = |n: u16| if n == 1 { "seta" } else { "setb" };
+        let mut args: Vec<String> = vec!["serve".into()];
+        for s in ["seta", "setb"] {
+            args.extend(["--share".into(), format!("{s}={}", storage.join(s).display())]);
+        }
+        args.extend(
+            [
+                "--user",
+                &format!("{USER}:{PASSWORD}"),
+                "--journal",
+                "nvram",
+                "--journal-size",
+                "16M",
+                "--journal-policy",
+                policy,
+                "--state-dir",
+                "state",
+                "--pair-cluster",
+                &CLUSTER.to_string(),
+                "--pair-node",
+                &id.to_string(),
+                "--pair-partner-node",
+                &partner.to_string(),
+                "--pair-listen",
+                &format!("127.0.0.1:{}", self.interconnect[id as usize - 1]),
+                "--pair-partner",
+                &format!("127.0.0.1:{}", self.interconnect[partner as usize - 1]),
+                "--pair-incarnation",
+                "1",
+                "--pair-storage",
+                &storage.join(".duet").display().to_string(),
+                "--pair-address",
+                &self.address(id),
+                "--pair-shares",
+                set(id),
+                "--pair-partner-address",
+                &self.address(partner),
+                "--pair-partner-shares",
+                set(partner),
+            ]
+            .map(String::from),
+        );
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let log = root.join("duet.log");
+        Node { id, root, args, env, child: None, log, starts: 0 }
+    }
+}
+
+impl Node {
+    fn start(&mut self) {
+        self.starts += 1;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(common::duet_bin())
+            .args(&self.args)
+            .envs(self.env.iter().cloned())
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("duet runs");
+        self.child = Some(child);
+    }
+
+    /// Sends `sig` to the process.
+    fn signal(&self, sig: libc::c_int) {
+        let pid = self.child.as_ref().expect("running").id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child, which has not been reaped.
+        unsafe { libc::kill(pid, sig) };
+    }
+
+    /// Waits until every thread of the process is stopped: a SIGSTOP takes effect
+    /// once a thread dequeues it, which one blocked in the kernel (an fsync) does
+    /// only when it returns.
+    fn wait_stopped(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let t0 = Instant::now();
+        let stopped = || {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+            tasks.filter_map(Result::ok).all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                // The state follows the ")" that ends the command name.
+                stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+            })
+        };
+        while !stopped() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "node {} never stopped", self.id);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The exit status, once the process exited by itself within `limit`.
+    fn exit_status(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if let Some(c) = &mut self.child {
+                if let Ok(Some(st)) = c.try_wait() {
+                    self.child = None;
+                    return Some(st);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the process to exit by itself (a failpoint).
+    fn wait_exit(&mut self, limit: Duration) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if let Some(c) = &mut self.child {
+                if let Ok(Some(_)) = c.try_wait() {
+                    self.child = None;
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// `duet status --json`'s pair object, once the admin socket answers.
+    fn pair_status(&self) -> Option<serde_json::Value> {
+        let out = Command::new(common::duet_bin())
+            .args(["status", "--json", "--socket"])
+            .arg(self.root.join("state/admin.sock"))
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(v["pair"].clone())
+    }
+
+    /// Waits (up to 60 s) until the pair status satisfies `pred`.
+    fn status_until(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let t0 = Instant::now();
+        let mut last = None;
+        while t0.elapsed() < Duration::from_secs(60) {
+            if let Some(s) = self.pair_status() {
+                if pred(&s) {
+                    return s;
+                }
+                last = Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("node {}: never {what}; last status {last:#?}\n---- log ----\n{}", self.id, self.log());
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The state of set `set` in a pair status.
+fn set_state(status: &serde_json::Value, set: u64) -> (String, u64) {
+    let sets = status["sets"].as_array().cloned().unwrap_or_default();
+    let s = sets.iter().find(|s| s["set"] == set).cloned().unwrap_or_default();
+    (s["state"].as_str().unwrap_or("").to_string(), s["epoch"].as_u64().unwrap_or(0))
+}
+
+/// Starts A then B and waits until each holds a current mirror of the other and
+/// serves its own set.
+fn start_pair(l: &Layout, policy_a: &str, policy_b: &str, env_a: &[(&str, &str)]) -> (Node, Node) {
+    let mut a = l.node(1, policy_a, env_a);
+    let mut b = l.node(2, policy_b, &[]);
+    a.start();
+    b.start();
+    for (n, set) in [(&a, 1), (&b, 2)] {
+        n.status_until("current with its partner and serving its set", |s| {
+            s["partner_mirror"]["current"] == true && set_state(s, set).0 == "serving"
+        });
+    }
+    (a, b)
+}
+
+/// The client script, running.
+struct Client {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Client {
+    fn start(host_port: &str, share: &str, extra: &[&str]) -> Client {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/failover_client.py");
+        let (host, port) = host_port.split_once(':').unwrap();
+        let mut child = Command::new("python3")
+            .args([script, "--host", host, "--port", port, "--share", share, "--user", USER, "--password", PASSWORD])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let stdin = child.stdin.take();
+        Client { child, stdin, lines, stderr }
+    }
+
+    /// Lets a client that waits (`--wait-at`) go on.
+    fn go(&mut self) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next JSON line, within `limit`.
+    fn next(&self, limit: Duration) -> Option<serde_json::Value> {
+        let l = self.lines.recv_timeout(limit).ok()?;
+        serde_json::from_str(&l).ok()
+    }
+
+    /// Reads lines until one satisfies `pred`.
+    fn until(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(120) {
+            match self.next(Duration::from_secs(120)) {
+                Some(v) if pred(&v) => return v,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        panic!("the client never {what}");
+    }
+
+    /// Its last line, once it exited; and its stderr.
+    fn finish(mut self) -> (serde_json::Value, String) {
+        let mut last = serde_json::Value::Null;
+        while let Some(v) = self.next(Duration::from_secs(180)) {
+            last = v;
+        }
+        let _ = self.child.wait();
+        (last, self.stderr.join().unwrap_or_default())
+    }
+}
+
+fn block(i: usize, size: usize) -> Vec<u8> {
+    let line = format!("block {i:06}\n");
+    line.as_bytes().iter().copied().cycle().take(size).collect()
+}
+
+/// The file holds `blocks` blocks one after the other, each once.
+fn assert_blocks(path: &Path, blocks: usize, size: usize, context: &str) {
+    let got = std::fs::read(path).unwrap();
+    let want: Vec<u8> = (0..blocks).flat_map(|i| block(i, size)).collect();
+    if got != want {
+        let first_bad = (0..got.len().max(want.len()) / size + 1)
+            .find(|&i| got.get(i * size..(i + 1) * size) != want.get(i * size..(i + 1) * size));
+        let at = first_bad.unwrap_or(0);
+        let seen = got.get(at * size..).map(|b| String::from_utf8_lossy(&b[..b.len().min(14)]).to_string());
+        panic!(
+            "{} is {} bytes, want {} ({blocks} blocks of {size}); first wrong block {at}: {seen:?}\n{context}",
+            path.display(),
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+#[test]
+fn a_killed_node_s_set_is_taken_over_and_its_client_finishes() {
+    let l = Layout::new();
+    // A journal that survives a killed process: its records reach the partner's
+    // mirror without waiting for a disk, so the mirror stays current under load.
+    let (mut a, b) = start_pair(&l, "process", "process", &[]);
+    let (blocks, size) = (120, 16384);
+    let client = Client::start(
+        &l.address(1),
+        "seta",
+        &["--blocks", &blocks.to_string(), "--size", &size.to_string(), "--pause", "0.01"],
+    );
+    client.until("wrote 30 blocks", |v| v["wrote"].as_u64().is_some_and(|i| i >= 30));
+    // B takes A's set only from a mirror A said is current (a link that dropped and
+    // is resyncing is not): the kill comes when it is.
+    b.status_until("holding a current mirror of A", |s| s["partner_mirror"]["current"] == true);
+    let t_kill = Instant::now();
+    a.kill9();
+    let (done, stderr) = client.finish();
+    let context = format!("client: {done}\n{stderr}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
+    assert_eq!(done["done"], true, "{context}");
+    assert!(done["reconnects"].as_u64().unwrap_or(0) >= 1, "the client never lost its connection: {context}");
+    assert_eq!(done["reclaimed"], true, "{context}");
+    eprintln!(
+        "the client finished {} ms after the kill; its longest stall {} ms",
+        t_kill.elapsed().as_millis(),
+        done["stall_ms"]
+    );
+    assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
+    // B serves A's set at the next epoch, and said so.
+    let st = b.status_until("serving set 1", |s| set_state(s, 1).0 == "serving");
+    assert_eq!(set_state(&st, 1), ("serving".into(), 2), "{st:#}");
+    assert!(b.log().contains("took over set 1 (epoch 2)"), "{}", b.log());
+    // A comes back: it learns that B holds its set, and waits.
+    a.start();
+    let st = a.status_until("waiting for its set", |s| set_state(s, 1).0.starts_with("waiting"));
+    assert_eq!(set_state(&st, 1), ("waiting: held by node 2".into(), 2), "{st:#}");
+    assert!(a.log().contains("waiting (not serving it)"), "{}", a.log());
+    assert_eq!(a.starts, 2);
+    // The address is still B's: a client reaches set 1 there, and finds the file.
+    let again = Client::start(&l.address(1), "seta", &["--name", "after.dat", "--blocks", "3", "--size", "4096"]);
+    let (done, stderr) = again.finish();
+    assert_eq!(done["done"], true, "{done}\n{stderr}\n{}", b.log());
+    assert_eq!(done["reconnects"], 0, "{done}");
+}
+
+#[test]
+fn a_frozen_node_s_set_is_taken_over_and_it_steps_down_on_thaw() {
+    let l = Layout::new();
+    let (mut a, b) = start_pair(&l, "process", "process", &[]);
+    let (blocks, size) = (60, 3000);
+    // Appends: a WRITE carried out twice shows as a block twice.
+    let mut client = Client::start(
+        &l.address(1),
+        "seta",
+        &["--append", "--blocks", &blocks.to_string(), "--size", &size.to_string(), "--wait-at", "30"],
+    );
+    client.until("wrote 30 blocks and waits", |v| v["waiting"] == 30);
+    b.status_until("holding a current mirror of A", |s| s["partner_mirror"]["current"] == true);
+    a.signal(libc::SIGSTOP);
+    a.wait_stopped();
+    // WRITE 30 goes to the frozen node: its kernel takes it, nothing reads it.
+    client.go();
+    // B claims A's set once both channels are silent; A's frozen socket still
+    // holds the address, so B cannot bind it yet.
+    let t0 = Instant::now();
+    while !b.log().contains("claimed the partner's set") {
+        assert!(t0.elapsed() < Duration::from_secs(60), "B never claimed A's set:\n{}", b.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.signal(libc::SIGCONT);
+    // A steps down: its lease ran out while it was frozen and is not renewed (the
+    // newest claim on its set is B's), so it carries out nothing more; its first
+    // look at the claims ends it.
+    let st = a.exit_status(Duration::from_secs(30));
+    assert_eq!(st.and_then(|s| s.code()), Some(3), "A did not step down:\n{}", a.log());
+    assert!(a.log().contains("claimed by node 2 at epoch 2 (ours: 1): stepping down"), "{}", a.log());
+    let first_after = client.until("answered WRITE 30", |v| v["wrote"] == 30);
+    let (done, stderr) = client.finish();
+    let context = format!("client: {done}\n{stderr}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
+    // WRITE 30 was answered after a reconnect, by B: A, thawed, did not carry it out.
+    assert_eq!(
+        first_after["replay"],
+        true,
+        "A answered a request after its set was taken over: {first_after}\n{context}"
+    );
+    assert_eq!(done["done"], true, "{context}");
+    assert_eq!(done["reclaimed"], true, "{context}");
+    assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
+    let st = b.status_until("serving set 1", |s| set_state(s, 1).0 == "serving");
+    assert_eq!(set_state(&st, 1), ("serving".into(), 2), "{st:#}");
+}
+
+#[test]
+fn a_request_answered_by_nobody_is_answered_from_the_mirror_once() {
+    let l = Layout::new();
+    // A dies at its 40th point 3 (negotiate, session setup, tree connect and create
+    // come first): right after that WRITE's records are durable, in B's mirror,
+    // before its answer leaves. A keeps each small WRITE's data in its record (policy
+    // group), so the resend's replay key can be found from the mirrored request; B
+    // stores A's records without waiting for a disk (policy process), so the mirror
+    // stays current under load. Both run on one kernel: B writes no WRITE again.
+    let (mut a, b) = start_pair(&l, "group", "process", &[("DUET_FAILPOINT", "point3:40")]);
+    let (blocks, size) = (60, 3000);
+    let client =
+        Client::start(&l.address(1), "seta", &["--append", "--blocks", &blocks.to_string(), "--size", &size.to_string()]);
+    assert!(a.wait_exit(Duration::from_secs(120)), "A never reached its failpoint:\n{}", a.log());
+    assert!(a.log().contains("failpoint point3 reached"), "{}", a.log());
+    let (done, stderr) = client.finish();
+    let context = format!("client: {done}\n{stderr}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
+    assert_eq!(done["done"], true, "{context}");
+    assert_eq!(done["reconnects"], 1, "{context}");
+    assert!(stderr.contains("resending write"), "{context}");
+    assert!(b.log().contains("took over set 1 (epoch 2)"), "{context}");
+    // The resent WRITE was carried out once, by A: its answer came from the log.
+    assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
+}
+
+#[test]
+fn no_takeover_from_a_mirror_the_partner_never_called_current() {
+    let l = Layout::new();
+    let mut a = l.node(1, "process", &[]);
+    // B stores each run of A's records only after 30 s (a stuck disk): A's resync is
+    // never acknowledged, A never says B's mirror is current, and gives B up.
+    let mut b = l.node(2, "process", &[("DUET_FAILPOINT", "mirror-receive:30000")]);
+    a.start();
+    b.start();
+    a.status_until("serving its set", |s| set_state(s, 1).0 == "serving");
+    b.status_until("serving its set, joined by A", |s| {
+        set_state(s, 2).0 == "serving" && s["partner_mirror"]["connected"] == true
+    });
+    let t0 = Instant::now();
+    while !a.log().contains("it stopped acknowledging") {
+        assert!(t0.elapsed() < Duration::from_secs(60), "A never gave B up:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(b.pair_status().unwrap()["partner_mirror"]["current"], false);
+    a.kill9();
+    let st = b.status_until("refusing to take set 1", |s| set_state(s, 1).0.starts_with("refused"));
+    assert_eq!(
+        set_state(&st, 1),
+        ("refused: our mirror of the partner's journal is not current".into(), 0),
+        "{st:#}"
+    );
+    assert!(b.log().contains("its set is NOT taken over"), "{}", b.log());
+    assert!(!b.log().contains("claimed the partner's set"), "{}", b.log());
+    // Nobody serves A's address.
+    assert!(std::net::TcpStream::connect(l.address(1)).is_err(), "something answers on A's address");
+    b.kill9();
+}
