@@ -121,6 +121,7 @@ fn cleanup(conn: &mut ConnState) {
     // time-out (smbtorture durable-open.open2-lease, 35 s, then a sharing
     // violation, seen under load).
     conn.notices.close();
+    conn.server.clients.unregister(conn.client_guid, conn.id);
     for (_, op) in lock(&conn.pending).drain() {
         // One that outlives its channel goes on while its session has
         // another ([`crate::handler::Resp::outlives_channel`]).

@@ -53,6 +53,7 @@ fn version_two_leases_and_epochs() {
         "smb2.lease.v2_epoch3",
         "smb2.lease.v2_breaking3",
         "smb2.lease.v2_rename",
+        "smb2.lease.v2_complex1",
         "smb2.lease.v2_complex2",
         "smb2.lease.v2_bug15148",
     ]);

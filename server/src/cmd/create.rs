@@ -227,6 +227,7 @@ impl Opener {
             session_id: self.session.id,
             file_id: FileId { persistent: id, volatile: id },
             encrypt: self.encrypt.clone(),
+            client: Some((self.server.clients.clone(), self.client_guid)),
         }
     }
 }

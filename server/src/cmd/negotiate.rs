@@ -76,6 +76,9 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         return Err(NtStatus::NOT_SUPPORTED);
     };
     conn.client_guid = req.client_guid;
+    if chosen >= dialect::SMB2_1 {
+        ctx.server.clients.register(req.client_guid, conn.id, &conn.notice_tx);
+    }
     conn.client_capabilities = req.capabilities;
     conn.client_security_mode = req.security_mode;
     conn.client_dialects = req.dialects.clone();

@@ -111,8 +111,13 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
         if file.is_some_and(|f| f.delete_pending()) {
             files.set_delete_pending(&uid, true);
         }
-        let sink =
-            || BreakSink { tx: BreakSink::unreachable(), session_id: 0, file_id: Default::default(), encrypt: None };
+        let sink = || BreakSink {
+            tx: BreakSink::unreachable(),
+            session_id: 0,
+            file_id: Default::default(),
+            encrypt: None,
+            client: None,
+        };
         match o.caching() {
             Caching::Lease(key) => {
                 let lid = crate::model::LeaseId { client: info.client_guid, key };

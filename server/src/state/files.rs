@@ -1291,6 +1291,7 @@ mod tests {
             session_id: 1,
             file_id: protocol::msg::FileId { persistent: pid, volatile: pid },
             encrypt: None,
+            client: None,
         };
         // Keep the channel open for the test's length, as a live
         // connection would.
@@ -1498,6 +1499,7 @@ mod tests {
             session_id: 1,
             file_id: protocol::msg::FileId { persistent: pid, volatile: pid },
             encrypt: None,
+            client: None,
         };
         std::mem::forget((tx, rx));
         sink

@@ -49,6 +49,7 @@
 //! then awaits (`Server.deadlines` needs no such care: its `notify_one`
 //! keeps a permit). Notifying never blocks, so it may happen under any lock.
 
+pub mod clients;
 pub mod close;
 pub mod deltas;
 pub mod durable;
@@ -139,6 +140,9 @@ pub struct Server {
     pub pair: Option<Arc<crate::pair::Pair>>,
     /// What the connections' writers sent from files (`sendfile`).
     pub sent: Arc<crate::limits::SendStats>,
+    /// Each client's connections, oldest first: where lease breaks go
+    /// ([`clients`]).
+    pub clients: Arc<clients::ClientConnections>,
 }
 
 /// A GUID's 16 bytes as 32 hex digits, in wire order (the server GUID in
@@ -214,6 +218,7 @@ impl Server {
             stop: tokio::sync::Notify::new(),
             pair: None,
             sent: Arc::default(),
+            clients: Arc::default(),
             journal: Arc::new(crate::journal::NoJournal),
             ids,
             resources,

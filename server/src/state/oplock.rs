@@ -197,6 +197,9 @@ pub struct BreakSink {
     /// Set when the session or share encrypts: notifications are
     /// encrypted too ([MS-SMB2] 3.3.4.1.4).
     pub encrypt: Option<Arc<SessionCrypto>>,
+    /// The client's connections and its ClientGuid: an unencrypted lease
+    /// break goes on the client's oldest connection ([`super::clients`]).
+    pub client: Option<(Arc<super::clients::ClientConnections>, [u8; 16])>,
 }
 
 impl fmt::Debug for BreakSink {
@@ -228,8 +231,17 @@ impl BreakSink {
         let mut body = BytesMut::with_capacity(44);
         n.encode(&mut body);
         debug!(key = ?n.lease_key, from = n.current_lease_state, to = n.new_lease_state, "lease break");
-        let session_id = if self.encrypt.is_some() { self.session_id } else { 0 };
-        self.queue(body, session_id);
+        if self.encrypt.is_none() {
+            // Not tied to a session's keys: the client's oldest connection
+            // gets it (smbtorture smb2.lease.v2_complex1, as smbd does).
+            if let Some(tx) = self.client.as_ref().and_then(|(conns, guid)| conns.oldest(guid)) {
+                let _ = tx.send(Notice { session_id: 0, body, encrypt: None });
+                return;
+            }
+            self.queue(body, 0);
+        } else {
+            self.queue(body, self.session_id);
+        }
     }
 
     /// Hands the notice to the holder's connection. The queue is not
