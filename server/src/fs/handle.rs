@@ -157,13 +157,7 @@ impl Handle {
     pub fn read_append(&self, buf: &mut bytes::BytesMut, len: usize, offset: u64) -> Result<usize, FsError> {
         self.check_file()?;
         if let Some(x) = &self.stream() {
-            // No stream holds more than one xattr value.
-            let len = len.min(super::stream::MAX_SIZE as usize);
-            let at = buf.len();
-            buf.resize(at + len, 0);
-            let n = self.stream_read(x, &mut buf[at..], offset);
-            buf.truncate(at + *n.as_ref().unwrap_or(&0));
-            return n;
+            return self.stream_read_append(x, buf, len, offset);
         }
         Ok(super::sys::pread_append(self.fd.as_fd(), buf, len, offset_of(offset)?)?)
     }

@@ -240,6 +240,23 @@ impl Handle {
         sys::set_xattr(self.as_fd(), xattr, &data).map_err(xattr_err)
     }
 
+    /// [`Handle::read_append`] of a stream: no stream holds more than one
+    /// xattr value, so no more than [`MAX_SIZE`] is read.
+    pub(super) fn stream_read_append(
+        &self,
+        xattr: &CStr,
+        buf: &mut bytes::BytesMut,
+        len: usize,
+        offset: u64,
+    ) -> Result<usize, FsError> {
+        let len = len.min(MAX_SIZE as usize);
+        let at = buf.len();
+        buf.resize(at + len, 0);
+        let n = self.stream_read(xattr, &mut buf[at..], offset);
+        buf.truncate(at + *n.as_ref().unwrap_or(&0));
+        n
+    }
+
     /// `pread` of a stream.
     pub(super) fn stream_read(&self, xattr: &CStr, buf: &mut [u8], offset: u64) -> Result<usize, FsError> {
         let v = self.stream_value(xattr)?;

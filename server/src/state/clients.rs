@@ -11,22 +11,28 @@ use std::sync::Mutex;
 use tokio::sync::mpsc::{UnboundedSender, WeakUnboundedSender};
 
 use super::lock;
-use super::oplock::Notice;
 
-/// One connection of a client: its id and its notice queue.
-type Connection = (u64, WeakUnboundedSender<Notice>);
+/// One connection of a client: its id and its queue of notices `N`.
+type Connection<N> = (u64, WeakUnboundedSender<N>);
 
 /// The connections that negotiated with a ClientGuid, in the order they
-/// did. A connection is listed from its NEGOTIATE to its end.
-#[derive(Default)]
-pub struct ClientConnections {
-    by_client: Mutex<HashMap<[u8; 16], Vec<Connection>>>,
+/// did, with their queues of notices `N` (break notifications,
+/// [`super::oplock::Notice`]). A connection is listed from its NEGOTIATE
+/// to its end.
+pub struct ClientConnections<N> {
+    by_client: Mutex<HashMap<[u8; 16], Vec<Connection<N>>>>,
 }
 
-impl ClientConnections {
+impl<N> Default for ClientConnections<N> {
+    fn default() -> Self {
+        ClientConnections { by_client: Mutex::default() }
+    }
+}
+
+impl<N> ClientConnections<N> {
     /// Connection `conn` negotiated as `client` (an all-zero ClientGuid,
     /// SMB 2.0.2's, names no client and is not kept).
-    pub fn register(&self, client: [u8; 16], conn: u64, notices: &UnboundedSender<Notice>) {
+    pub fn register(&self, client: [u8; 16], conn: u64, notices: &UnboundedSender<N>) {
         if client == [0; 16] {
             return;
         }
@@ -46,7 +52,7 @@ impl ClientConnections {
 
     /// The notice queue of the client's oldest connection that is still
     /// open, if any.
-    pub fn oldest(&self, client: &[u8; 16]) -> Option<UnboundedSender<Notice>> {
+    pub fn oldest(&self, client: &[u8; 16]) -> Option<UnboundedSender<N>> {
         lock(&self.by_client).get(client)?.iter().find_map(|(_, tx)| tx.upgrade().filter(|tx| !tx.is_closed()))
     }
 
@@ -65,7 +71,7 @@ mod tests {
 
     #[test]
     fn the_oldest_open_connection_of_a_client_is_chosen() {
-        let c = ClientConnections::default();
+        let c = ClientConnections::<u8>::default();
         let (a_tx, a_rx) = mpsc::unbounded_channel();
         let (b_tx, _b_rx) = mpsc::unbounded_channel();
         let (other_tx, _other_rx) = mpsc::unbounded_channel();

@@ -142,7 +142,7 @@ pub struct Server {
     pub sent: Arc<crate::limits::SendStats>,
     /// Each client's connections, oldest first: where lease breaks go
     /// ([`clients`]).
-    pub clients: Arc<clients::ClientConnections>,
+    pub clients: Arc<clients::ClientConnections<oplock::Notice>>,
 }
 
 /// A GUID's 16 bytes as 32 hex digits, in wire order (the server GUID in

@@ -199,7 +199,7 @@ pub struct BreakSink {
     pub encrypt: Option<Arc<SessionCrypto>>,
     /// The client's connections and its ClientGuid: an unencrypted lease
     /// break goes on the client's oldest connection ([`super::clients`]).
-    pub client: Option<(Arc<super::clients::ClientConnections>, [u8; 16])>,
+    pub client: Option<(Arc<super::clients::ClientConnections<Notice>>, [u8; 16])>,
 }
 
 impl fmt::Debug for BreakSink {
