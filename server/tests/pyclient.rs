@@ -41,14 +41,32 @@ fn duet(share: &std::path::Path, extra: &str) -> (Running, u16) {
 }
 
 fn run_script(mode: &str, port: u16) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/smbprotocol_ciphers.py");
-    let out = Command::new("python3")
-        .args([script, mode, &port.to_string(), "data", "duet", "duetpass"])
-        .output()
-        .expect("python3 runs");
+    smbprotocol("smbprotocol_ciphers.py", &[mode, &port.to_string(), "data", "duet", "duetpass"])
+}
+
+/// Runs `testdata/SCRIPT` with `args` under python3 and asserts that it
+/// succeeded; returns its stdout and stderr.
+fn smbprotocol(script: &str, args: &[&str]) -> String {
+    let path = format!("{}/../testdata/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3").arg(&path).args(args).output().expect("python3 runs");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "smbprotocol {mode} run failed:\n{text}");
+    assert!(out.status.success(), "{script} {args:?} failed:\n{text}");
     text
+}
+
+/// Whether files under `dir` take `user.` xattrs (EAs and streams need
+/// them); says so when they do not.
+fn has_user_xattrs(dir: &std::path::Path) -> bool {
+    let probe = dir.join("probe");
+    std::fs::write(&probe, b"").unwrap();
+    let c = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: both strings are NUL-terminated; the value is 1 byte.
+    let ok = unsafe { libc::setxattr(c.as_ptr(), c"user.probe".as_ptr(), b"1".as_ptr().cast(), 1, 0) } == 0;
+    std::fs::remove_file(&probe).unwrap();
+    if !ok {
+        eprintln!("no user xattrs under {}: skipped", dir.display());
+    }
+    ok
 }
 
 #[test]
@@ -73,10 +91,7 @@ fn every_signing_algorithm_and_dialect_with_signing_required() {
 fn all_information_names_the_file_once() {
     let dir = tempfile::tempdir().unwrap();
     let (_srv, port) = duet(dir.path(), "--log-level=info");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/smbprotocol_names.py");
-    let out = Command::new("python3").args([script, &port.to_string(), "data", "duet", "duetpass"]).output().expect("python3 runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
+    let text = smbprotocol("smbprotocol_names.py", &[&port.to_string(), "data", "duet", "duetpass"]);
     assert!(text.lines().any(|l| l == "name \\sub\\Name.txt"), "{text}");
 }
 
@@ -92,10 +107,7 @@ fn hard_links() {
     let share = dir.path().join("share");
     std::fs::create_dir(&share).unwrap();
     let (_srv, port) = duet(&share, "--log-level=info");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/smbprotocol_links.py");
-    let out = Command::new("python3").args([script, &port.to_string(), "data", "duet", "duetpass"]).output().expect("python3 runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
+    let text = smbprotocol("smbprotocol_links.py", &[&port.to_string(), "data", "duet", "duetpass"]);
     for step in ["ok linked", "ok one file under two names", "ok refused an existing name", "ok refused a directory", "ok refused a name outside the share", "ok the other name lives on"] {
         assert!(text.lines().any(|l| l.starts_with(step)), "{step} missing:\n{text}");
     }
@@ -115,23 +127,12 @@ fn hard_links() {
 #[test]
 fn extended_attributes_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let probe = dir.path().join("probe");
-    std::fs::write(&probe, b"").unwrap();
-    let c = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: both strings are NUL-terminated; the value is 1 byte.
-    if unsafe { libc::setxattr(c.as_ptr(), c"user.probe".as_ptr(), b"1".as_ptr().cast(), 1, 0) } != 0 {
-        eprintln!("no user xattrs under {}: skipped", dir.path().display());
+    if !has_user_xattrs(dir.path()) {
         return;
     }
-    std::fs::remove_file(&probe).unwrap();
     let (_srv, port) = duet(dir.path(), "--log-level=info");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/smbprotocol_ea.py");
-    let out = Command::new("python3")
-        .args([script, &port.to_string(), "data", "duet", "duetpass", &dir.path().display().to_string()])
-        .output()
-        .expect("python3 runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
+    let share = dir.path().display().to_string();
+    let text = smbprotocol("smbprotocol_ea.py", &[&port.to_string(), "data", "duet", "duetpass", &share]);
     assert_eq!(text.lines().filter(|l| l.starts_with("ok ")).count(), 12, "{text}");
 }
 
@@ -146,23 +147,12 @@ fn extended_attributes_round_trip() {
 #[test]
 fn alternate_data_streams() {
     let dir = tempfile::tempdir().unwrap();
-    let probe = dir.path().join("probe");
-    std::fs::write(&probe, b"").unwrap();
-    let c = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: both strings are NUL-terminated; the value is 1 byte.
-    if unsafe { libc::setxattr(c.as_ptr(), c"user.probe".as_ptr(), b"1".as_ptr().cast(), 1, 0) } != 0 {
-        eprintln!("no user xattrs under {}: skipped", dir.path().display());
+    if !has_user_xattrs(dir.path()) {
         return;
     }
-    std::fs::remove_file(&probe).unwrap();
     let (_srv, port) = duet(dir.path(), "--log-level=info");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/smbprotocol_streams.py");
-    let out = Command::new("python3")
-        .args([script, &port.to_string(), "data", "duet", "duetpass", &dir.path().display().to_string()])
-        .output()
-        .expect("python3 runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
+    let share = dir.path().display().to_string();
+    let text = smbprotocol("smbprotocol_streams.py", &[&port.to_string(), "data", "duet", "duetpass", &share]);
     for step in [
         "ok written",
         "ok read back",
