@@ -509,6 +509,18 @@ fn durable_context(d: Durability) -> Option<ResponseContext<'static>> {
     }
 }
 
+/// What a DH2Q CREATE keeps for a replay ([MS-SMB2] 3.3.5.9.10):
+/// Open.CreateGuid is set whether or not durability is granted, and the
+/// open is replay eligible (as smbd keeps every DH2Q create in its replay
+/// cache), with its AppInstanceId.
+fn keep_for_replay(state: &mut OpenState, dh2q: Option<&DurableHandleRequestV2>, req: &CreateRequest<'_>) {
+    if let Some(d) = dh2q {
+        state.create_guid = Some(d.create_guid);
+        state.replay_eligible = true;
+        state.app_instance = app_instance(req);
+    }
+}
+
 /// The request's AppInstanceId and AppInstanceVersion ([MS-SMB2]
 /// 2.2.13.2.13, 2.2.13.2.15).
 fn app_instance(req: &CreateRequest<'_>) -> Option<AppInstance> {
@@ -1168,14 +1180,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     state.durability = durability;
     state.create_action = action;
     state.channel_sequence = opener.channel_sequence;
-    if let Some(d) = &dh2q {
-        // [MS-SMB2] 3.3.5.9.10: Open.CreateGuid is set whether or not
-        // durability is granted, and the open is replay eligible (as
-        // smbd keeps every DH2Q create in its replay cache).
-        state.create_guid = Some(d.create_guid);
-        state.replay_eligible = true;
-        state.app_instance = app_instance(req);
-    }
+    keep_for_replay(&mut state, dh2q.as_ref(), req);
     let open = Arc::new(Open {
         persistent_id: id,
         volatile_id: id,
@@ -1382,13 +1387,8 @@ fn open_stream(
     state.delete_on_close = req.create_options & opt::DELETE_ON_CLOSE != 0;
     state.create_action = action;
     state.channel_sequence = opener.channel_sequence;
-    if let Some(dh2q) = opener.durable_v2(req) {
-        // As for a file ([MS-SMB2] 3.3.5.9.10): the CreateGuid is kept for
-        // a replay whether or not durability is granted (it is not).
-        state.create_guid = Some(dh2q.create_guid);
-        state.replay_eligible = true;
-        state.app_instance = app_instance(req);
-    }
+    // A stream open is never durable; its CreateGuid is kept all the same.
+    keep_for_replay(&mut state, opener.durable_v2(req).as_ref(), req);
     let open = Arc::new(Open {
         persistent_id: id,
         volatile_id: id,
