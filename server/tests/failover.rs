@@ -30,11 +30,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use common::script::Script;
 
 const CLUSTER: u64 = 9;
 const USER: &str = "duet";
@@ -272,54 +272,24 @@ fn start_pair(l: &Layout, policy_a: &str, policy_b: &str, env_a: &[(&str, &str)]
 }
 
 /// The client script, running.
-struct Client {
-    child: Child,
-    stdin: Option<std::process::ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    stderr: std::thread::JoinHandle<String>,
-}
+struct Client(Script);
 
 impl Client {
     fn start(host_port: &str, share: &str, extra: &[&str]) -> Client {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/failover_client.py");
         let (host, port) = host_port.split_once(':').unwrap();
-        let mut child = Command::new("python3")
-            .args([script, "--host", host, "--port", port, "--share", share, "--user", USER, "--password", PASSWORD])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        let stdin = child.stdin.take();
-        Client { child, stdin, lines, stderr }
+        let mut args = vec!["--host", host, "--port", port, "--share", share, "--user", USER, "--password", PASSWORD];
+        args.extend(extra);
+        Client(Script::start("failover_client.py", &args))
     }
 
     /// Lets a client that waits (`--wait-at`) go on.
     fn go(&mut self) {
-        use std::io::Write;
-        let stdin = self.stdin.as_mut().expect("stdin");
-        stdin.write_all(b"go\n").unwrap();
-        stdin.flush().unwrap();
+        self.0.send("go");
     }
 
     /// The next JSON line, within `limit`.
     fn next(&self, limit: Duration) -> Option<serde_json::Value> {
-        let l = self.lines.recv_timeout(limit).ok()?;
-        serde_json::from_str(&l).ok()
+        serde_json::from_str(&self.0.line(limit)?).ok()
     }
 
     /// Reads lines until one satisfies `pred`.
@@ -341,8 +311,7 @@ impl Client {
         while let Some(v) = self.next(Duration::from_secs(180)) {
             last = v;
         }
-        let _ = self.child.wait();
-        (last, self.stderr.join().unwrap_or_default())
+        (last, self.0.wait())
     }
 }
 

@@ -14,11 +14,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::script::Script;
 use common::{Kind, Options, Server};
 
 /// Journal and state directory, relative to the server's root (its working
@@ -48,64 +47,27 @@ enum Outage {
 }
 
 /// The client script, between its phases.
-struct Client {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    stderr: std::thread::JoinHandle<String>,
-}
+struct Client(Script);
 
 impl Client {
     fn start(server: &Server, durable: &str, extra: &[&str]) -> Client {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/restart_client.py");
-        let mut child = Command::new("python3")
-            .args([script, "--port", &server.port.to_string(), "--share", common::SHARE])
-            .args(["--user", common::USER, "--password", common::PASSWORD, "--durable", durable])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        Client { stdin: child.stdin.take(), child, lines, stderr }
+        let port = server.port.to_string();
+        let mut args = vec!["--port", &port, "--share", common::SHARE, "--user", common::USER];
+        args.extend(["--password", common::PASSWORD, "--durable", durable]);
+        args.extend(extra);
+        Client(Script::start("restart_client.py", &args))
     }
 
     /// The next JSON line; panics (with the script's stderr) if none comes.
     fn next(&mut self, what: &str) -> serde_json::Value {
-        match self.lines.recv_timeout(Duration::from_secs(120)) {
-            Ok(l) => serde_json::from_str(&l).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {l}")),
-            Err(_) => {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let err = std::mem::replace(&mut self.stderr, std::thread::spawn(String::new));
-                panic!("{what}: no line from restart_client.py; its stderr:\n{}", err.join().unwrap_or_default());
-            }
+        match self.0.line(Duration::from_secs(120)) {
+            Some(l) => serde_json::from_str(&l).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {l}")),
+            None => panic!("{what}: no line from restart_client.py; its stderr:\n{}", self.0.kill()),
         }
     }
 
     fn go_on(&mut self) {
-        let mut stdin = self.stdin.take().unwrap();
-        stdin.write_all(b"go\n").unwrap();
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.send("go");
     }
 }
 

@@ -22,6 +22,7 @@
 #![allow(dead_code)]
 
 pub mod pair;
+pub mod script;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
