@@ -88,6 +88,20 @@ impl FrameReader {
         FrameReader { rd, buf: BytesMut::new(), counters }
     }
 
+    /// The next frame of a joined link, from `peer` (checked, and counted when it is not
+    /// from it), within [`SILENT`]. The error says why the link ends: silent, closed by the
+    /// partner, unreadable, or a frame out of place.
+    pub async fn next_from(&mut self, peer: &mut Peer) -> Result<Frame, String> {
+        let f = match tokio::time::timeout(SILENT, self.next()).await {
+            Err(_) => return Err(format!("silent for {} ms", SILENT.as_millis())),
+            Ok(Err(LinkError::Closed)) => return Err("the partner closed it".to_string()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Ok(f)) => f,
+        };
+        peer.check(&f.header, &self.counters)?;
+        Ok(f)
+    }
+
     /// The next whole frame. A frame that does not decode is counted and ends the link.
     pub async fn next(&mut self) -> Result<Frame, LinkError> {
         loop {

@@ -54,7 +54,7 @@ use tracing::{info, warn};
 use crate::error::RunError;
 use config::PairConfig;
 use join::{judge, Identity, Verdict};
-use link::{Counters, FrameReader, LinkError, Out, Peer, Sender, ACK_TIMEOUT, JOIN_TIMEOUT, SILENT};
+use link::{Counters, FrameReader, Out, Peer, Sender, ACK_TIMEOUT, JOIN_TIMEOUT};
 use mirror::{Item, LinkMirror, ReceiveProgress, SendProgress};
 
 /// Most links waiting for their join at once; more are closed at accept.
@@ -336,15 +336,11 @@ impl Pair {
                     }
                 }
                 () = closed.notified() => break "the link's writer stopped".to_string(),
-                f = tokio::time::timeout(SILENT, reader.next()) => {
+                f = reader.next_from(&mut peer) => {
                     let f = match f {
-                        Err(_) => break format!("silent for {} ms", SILENT.as_millis()),
-                        Ok(Err(e)) => break e.to_string(),
-                        Ok(Ok(f)) => f,
+                        Ok(f) => f,
+                        Err(why) => break why,
                     };
-                    if let Err(e) = peer.check(&f.header, &self.counters) {
-                        break e;
-                    }
                     match f.message {
                         Message::Heartbeat(_) => {
                             self.beats_seen.fetch_add(1, Ordering::Relaxed);
@@ -507,16 +503,11 @@ impl Pair {
             tokio::select! {
                 () = kill.notified() => break "a newer link from the partner replaced it".to_string(),
                 () = closed.notified() => break "closed".to_string(),
-                f = tokio::time::timeout(SILENT, reader.next()) => {
+                f = reader.next_from(&mut peer) => {
                     let f = match f {
-                        Err(_) => break format!("silent for {} ms", SILENT.as_millis()),
-                        Ok(Err(LinkError::Closed)) => break "the partner closed it".to_string(),
-                        Ok(Err(e)) => break e.to_string(),
-                        Ok(Ok(f)) => f,
+                        Ok(f) => f,
+                        Err(why) => break why,
                     };
-                    if let Err(e) = peer.check(&f.header, &self.counters) {
-                        break e;
-                    }
                     match f.message {
                         Message::Heartbeat(_) => {
                             self.beats_seen.fetch_add(1, Ordering::Relaxed);
