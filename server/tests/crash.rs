@@ -59,7 +59,7 @@ fn evidence(dir: &std::path::Path) -> String {
             || l.contains(" ERROR ")
             || l.contains("restor")
             || l.contains("renamed")
-            || l.contains("CREATE under way")
+            || l.contains("CREATE")
     }) {
         out.push_str(l);
         out.push('\n');
