@@ -84,3 +84,18 @@ fn durable_opens_with_a_handle_caching_lease() {
         "smb2.durable-open.lock-lease",
     ]);
 }
+
+/// Directory leases ([MS-SMB2] 3.3.5.9.8, SMB2_CAP_DIRECTORY_LEASING): RH
+/// for a directory that asks for RWH, no break for a file created under it
+/// with its key as ParentLeaseKey, a break to none for one created without
+/// and for the close of a file written in it; the ParentLeaseKey echoed.
+/// smbd 4.17 offers no directory leases (it skips both), so these run
+/// against duet only.
+#[test]
+fn directory_leases() {
+    if common::Kind::from_env() != common::Kind::Duet {
+        eprintln!("smbd 4.17 has no directory leases");
+        return;
+    }
+    assert_all_pass(&["smb2.lease.v2_request", "smb2.lease.v2_request_parent"]);
+}

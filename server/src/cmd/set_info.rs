@@ -102,6 +102,8 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
                         action::MODIFIED,
                         filter::ATTRIBUTES | filter::LAST_WRITE | filter::CREATION,
                     );
+                    let actor = lock(&ctx.server.files).parent_lease_of(&key, open.persistent_id);
+                    ctx.server.break_parent_leases(&share.cfg.name, p.components(), actor);
                 }
             }
         }
@@ -279,6 +281,9 @@ fn rename(
     let f = if open.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
     server.report_change(&share.cfg.name, from.components(), action::RENAMED_OLD_NAME, f);
     server.report_change(&share.cfg.name, new.components(), action::RENAMED_NEW_NAME, f);
+    let actor = lock(&server.files).parent_lease_of(&key, open.persistent_id);
+    server.break_parent_leases(&share.cfg.name, from.components(), actor);
+    server.break_parent_leases(&share.cfg.name, new.components(), actor);
     if !open.is_dir {
         // A renamed file gets the ARCHIVE attribute on Windows, which
         // watchers of attribute changes see as a modification of the new
@@ -435,6 +440,8 @@ fn link(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(),
         e => e.status(),
     })?;
     ctx.server.report_change(&share.cfg.name, new.components(), action::ADDED, filter::FILE_NAME);
+    let actor = lock(&ctx.server.files).parent_lease_of(&key, open.persistent_id);
+    ctx.server.break_parent_leases(&share.cfg.name, new.components(), actor);
     debug!(from = %from.smb_path(), to = %new.smb_path(), "linked");
     Ok(())
 }
