@@ -7,7 +7,9 @@ A directory asked for RWH gets RH. Another client's create, write-and-close,
 delete, and rename in the directory break it to none, and a rename from one
 leased directory to another breaks both. A change made by the holder under
 a file lease that names the directory's lease as its parent breaks nothing;
-the same holder's change without that parent key does. Prints one `ok ...`
+the same holder's change without that parent key does. And, for a file's
+lease: a delete disposition another client sets takes its handle caching.
+Prints one `ok ...`
 line per step; any failure raises. Run by server/tests/pyclient.rs."""
 import os
 import sys
@@ -66,11 +68,11 @@ def broken(k):
     return [b for b in holder.breaks if b[0] == "lease" and b[1] == k.hex()]
 
 
-def expect_break(k, what):
+def expect_break(k, what, to=0):
     end = time.monotonic() + 5
     while time.monotonic() < end:
         if broken(k):
-            assert broken(k)[0][2] == 0, f"{what}: broken to {broken(k)[0][2]}, expected none"
+            assert broken(k)[0][2] == to, f"{what}: broken to {broken(k)[0][2]}, expected {to}"
             print(f"ok {what}")
             time.sleep(0.3)  # the acknowledgement goes out
             holder.breaks[:] = [b for b in holder.breaks if b[1] != k.hex()]
@@ -150,3 +152,15 @@ expect_no_break(K, "the holder's own create, write and delete under its parent k
 
 holder.close(plain(holder, "dl\\nokey", CreateDisposition.FILE_CREATE))
 expect_break(K, "the holder's create without the parent key breaks it")
+
+F = key(9)
+held = Leased("dl\\held", F)
+holder.create("dl\\held", CreateDisposition.FILE_CREATE, access=RWD, handle=held)
+assert held.lease_state == 0x07, f"file lease {held.lease_state}"
+h = plain(other, "dl\\held")
+expect_break(F, "another client's open takes a file lease's W", to=RH)
+delete_info = FileDispositionInformation()
+delete_info["delete_pending"] = True
+other.set_info(h, delete_info)
+expect_break(F, "a delete disposition takes its H", to=0x01)
+other.close(h)

@@ -129,7 +129,8 @@ fn hard_links() {
 /// create, write and close, rename and delete in it break it to none; a
 /// rename from one leased directory to another breaks both; the holder's
 /// own changes under a file lease naming the directory's lease as parent
-/// break nothing, and without that parent key they do.
+/// break nothing, and without that parent key they do. Besides, a delete
+/// disposition set by another client takes a file lease's handle caching.
 #[test]
 fn directory_leases_break_when_entries_change() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,6 +146,8 @@ fn directory_leases_break_when_entries_change() {
         "ok and the directory it went to",
         "ok the holder's own create, write and delete under its parent key break nothing",
         "ok the holder's create without the parent key breaks it",
+        "ok another client's open takes a file lease's W",
+        "ok a delete disposition takes its H",
     ] {
         assert!(text.lines().any(|l| l == step), "{step} missing:\n{text}");
     }

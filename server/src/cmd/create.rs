@@ -1035,7 +1035,8 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                         Default::default()
                     } else {
                         let leases = overwrite || !oplock::is_lease_stat_open(desired);
-                        files.break_for_open_of(&key, overwrite, violation, lease_id, leases)
+                        let deleting = req.create_options & opt::DELETE_ON_CLOSE != 0;
+                        files.break_for_open_of(&key, overwrite, violation, deleting, lease_id, leases)
                     };
                     (breaks, violation)
                 }

@@ -200,6 +200,13 @@ fn set_delete(ctx: &mut Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStat
     if !watchers.is_empty() {
         lock(&ctx.server.notify).delete_pending(&watchers);
     }
+    if delete {
+        // The other leases give up handle caching, so that their holders
+        // close the handles they keep and the delete happens (as a
+        // FILE_DELETE_ON_CLOSE open breaks them, `cmd::create`); the
+        // disposition does not wait for them.
+        let _ = break_handles_for_rename(ctx.server, open);
+    }
     lock(&open.st).delete_on_close = delete;
     ctx.deltas.push(Delta::DeletePendingSet { set: ctx.server.set(), file: key, on: delete });
     ctx.deltas.push(Delta::DeleteOnCloseSet { open: PersistentFileId(open.persistent_id), on: delete });

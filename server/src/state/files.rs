@@ -507,17 +507,23 @@ impl FileTable {
         violation: bool,
         opener: Option<LeaseId>,
     ) -> Breaks {
-        self.break_for_open_of(key, overwrite, violation, opener, true)
+        self.break_for_open_of(key, overwrite, violation, false, opener, true)
     }
 
     /// [`FileTable::break_for_open`], breaking leases only with `leases`
     /// (an open that is a stat open for leases breaks oplocks alone,
-    /// [`oplock::is_lease_stat_open`]).
+    /// [`oplock::is_lease_stat_open`]). An open that will delete the file
+    /// (`deleting`: FILE_DELETE_ON_CLOSE) takes handle caching (H) from the
+    /// other leases too, and waits for it, so that their holders may close
+    /// the handles they keep open ([MS-FSA] 2.1.5.1.2.1, as Windows breaks;
+    /// smbtorture smb2.lease.unlink).
+    #[allow(clippy::too_many_arguments)]
     pub fn break_for_open_of(
         &mut self,
         key: &FileUid,
         overwrite: bool,
         violation: bool,
+        deleting: bool,
         opener: Option<LeaseId>,
         leases: bool,
     ) -> Breaks {
@@ -546,7 +552,14 @@ impl FileTable {
                 }
             }
         }
-        let keep_bits = |state| lease::keep_for_open(state, overwrite, violation);
+        let keep_bits = |state| {
+            let keep = lease::keep_for_open(state, overwrite, violation);
+            if deleting {
+                keep & !lease_state::HANDLE_CACHING
+            } else {
+                keep
+            }
+        };
         for id in leases_of(f) {
             if !leases || Some(id) == opener {
                 continue;
@@ -559,8 +572,8 @@ impl FileTable {
             // up its handle to let the open in; a holder of R or RH that an
             // overwrite breaks is sent the break and the open goes ahead
             // (smbtorture smb2.lease.breaking4, as Windows and Samba).
-            let blocks =
-                l.state & lease_state::WRITE_CACHING != 0 || (violation && l.state & lease_state::HANDLE_CACHING != 0);
+            let blocks = l.state & lease_state::WRITE_CACHING != 0
+                || ((violation || deleting) && l.state & lease_state::HANDLE_CACHING != 0);
             if l.break_to(&id, keep_bits(l.state), log) && blocks {
                 out.wait = true;
                 if l.holder_gone() {
