@@ -1117,6 +1117,11 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                 Err(FsError::Exists) if d != disp::CREATE => return Ok(None),
                 made => made.map_err(fs_err)?,
             };
+            if minted.is_some() && d == disp::CREATE {
+                // A test setting: an exclusive CREATE under a CreateGuid that
+                // made its file and is slow to finish.
+                crate::failpoint::pause("create-made");
+            }
             let mut attrs = req.file_attributes & !fattr::NORMAL;
             if !want_dir {
                 // A new file is always ARCHIVE; FILE_ATTRIBUTE_DIRECTORY
