@@ -466,6 +466,21 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             }
         }
         if busy {
+            // A rename that waits for lease breaks renames after its wait:
+            // its request stays in the log until its final answer's point 3
+            // (the wait is bounded by the break timeout). Other waits (a
+            // CHANGE_NOTIFY, a blocking LOCK, a CREATE waiting for a break
+            // on a file that exists) let it go.
+            if hdr.command == Command::SetInfo as u16 {
+                if let Some(fut) = resp.pending.take() {
+                    let held = crate::state::retiring::Busy::hold(&server, c.op);
+                    resp.pending = Some(Box::pin(async move {
+                        let mut r = fut.await?;
+                        r.busy = Some(held);
+                        Ok(r)
+                    }));
+                }
+            }
             server.retirer.idle(c.op);
         }
         if resp.no_response {

@@ -111,3 +111,23 @@ impl Retirer {
         lock(&self.started).len() + lock(&self.answered).len() + lock(&self.recovered).len()
     }
 }
+
+/// An operation kept busy ([`Retirer::busy`]) until this is dropped.
+pub struct Busy {
+    server: std::sync::Arc<super::Server>,
+    op: OpId,
+}
+
+impl Busy {
+    /// Marks `op` busy until the guard is dropped.
+    pub fn hold(server: &std::sync::Arc<super::Server>, op: OpId) -> Busy {
+        server.retirer.busy(op);
+        Busy { server: server.clone(), op }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.server.retirer.idle(self.op);
+    }
+}
