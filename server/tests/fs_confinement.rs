@@ -264,3 +264,27 @@ fn links_met_by_a_create() {
     assert_eq!(err_of(h.write_at(b"x", 0)).status(), NtStatus::ACCESS_DENIED);
     outside_untouched(&s);
 }
+
+/// `make_symlink` turns only an empty file or directory into a link (Duet
+/// keeps nothing behind one), in one rename: a file with data and a
+/// directory with entries are left as they were.
+#[test]
+fn links_are_made_from_empty_files_only() {
+    let s = setup();
+    let res = |p: &str| s.share.resolve(&SmbPath::parse(p).unwrap()).unwrap();
+    let e = err_of(s.share.make_symlink(&res("dir\\inner.txt"), "../x"));
+    assert_eq!(e.status(), NtStatus::ACCESS_DENIED);
+    assert_eq!(fs::read(s.root.join("dir/inner.txt")).unwrap(), b"inner");
+    let e = err_of(s.share.make_symlink(&res("dir"), "x/"));
+    assert_eq!(e.status(), NtStatus::DIRECTORY_NOT_EMPTY);
+    assert!(fs::symlink_metadata(s.root.join("dir")).unwrap().is_dir());
+    fs::write(s.root.join("empty"), b"").unwrap();
+    fs::create_dir(s.root.join("emptydir")).unwrap();
+    s.share.make_symlink(&res("empty"), "dir/inner.txt").unwrap();
+    s.share.make_symlink(&res("emptydir"), "dir/").unwrap();
+    assert_eq!(fs::read_link(s.root.join("empty")).unwrap(), Path::new("dir/inner.txt"));
+    assert_eq!(fs::read_link(s.root.join("emptydir")).unwrap(), Path::new("dir/"));
+    let names: Vec<String> = fs::read_dir(&s.root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(!names.iter().any(|n| n.starts_with(".duet-link")), "{names:?}");
+    outside_untouched(&s);
+}
