@@ -130,7 +130,10 @@ fn planted_symlinks_are_refused() {
     // Listed where the directory is known, confined links show (as
     // reparse points), escaping ones (dir/up -> ../outside) do not.
     let names: Vec<String> = handle.list_dir_in(dir.components()).unwrap().into_iter().map(|e| e.name).collect();
-    assert_eq!(names, ["inner.txt", "inside_link"], "only the confined link is listed");
+    assert_eq!(names, ["inner.txt", "inside_link", "up"], "the links that stay in the share are listed");
+    let root = s.share.open(&Resolved::root(), false).unwrap();
+    let names: Vec<String> = root.list_dir_in(&[]).unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["dir"], "links to /etc, to the sibling and to its file are not");
     let root = s.share.open(&Resolved::root(), false).unwrap();
     let names: Vec<String> = root.list_dir().unwrap().into_iter().map(|e| e.name).collect();
     assert_eq!(names, ["dir"]);
@@ -241,7 +244,7 @@ fn share_root_that_is_a_symlink_is_followed_once() {
 fn links_met_by_a_create() {
     let s = setup();
     for open_link in [false, true] {
-        for p in ["etc", "etc\\passwd", "sibling\\secret.txt", "secret.txt", "dir\\up", "dir\\up\\secret.txt"] {
+        for p in ["etc", "etc\\passwd", "ETC\\passwd", "sibling", "sibling\\secret.txt", "secret.txt", "Secret.Txt"] {
             let e = err_of(s.share.resolve_open(&SmbPath::parse(p).unwrap(), open_link));
             assert_eq!(e.status(), NtStatus::ACCESS_DENIED, "{p:?} {open_link}: {e:?}");
         }
@@ -251,6 +254,9 @@ fn links_met_by_a_create() {
         other => panic!("{p:?}: {other:?}"),
     };
     assert_eq!(stop("dir\\inside_link"), server::fs::Stopped { target: "inner.txt".into(), unparsed: 0 });
+    // dir/up -> ../outside lands on `outside` in the share (absent): the
+    // client is sent there, not to the sibling directory.
+    assert_eq!(stop("dir\\up\\secret.txt"), server::fs::Stopped { target: "..\\outside".into(), unparsed: 22 });
     assert_eq!(stop("DIR\\Inside_Link\\x\\yz"), server::fs::Stopped { target: "inner.txt".into(), unparsed: 10 });
     let link = s.share.resolve_open(&SmbPath::parse("dir\\inside_link").unwrap(), true).unwrap();
     assert!(link.is_link() && link.exists());

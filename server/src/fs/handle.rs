@@ -528,7 +528,9 @@ impl Handle {
 
     /// Fresh metadata of the entry `name` (one on-disk component, as
     /// returned by [`Handle::list_dir`]) of this directory, symlinks not
-    /// followed: [`FsError::NotFound`] once it is gone. QUERY_DIRECTORY
+    /// followed (a symlink is reported as a reparse point, as
+    /// [`Handle::list_dir_in`] lists the confined ones):
+    /// [`FsError::NotFound`] once it is gone. QUERY_DIRECTORY
     /// continues a cached listing with this, so entries deleted or changed
     /// since the first call are skipped or shown as they are now
     /// (smbtorture smb2.dir.fixed).

@@ -432,13 +432,14 @@ impl Share {
         })
     }
 
-    /// Current metadata of `rel` (which must exist).
+    /// Current metadata of `rel` (which must exist). A symlink where `rel`
+    /// was not resolved to one (a swap since) is [`FsError::SymlinkRefused`].
     pub fn stat(&self, rel: &Resolved) -> Result<Stat, FsError> {
         match rel.split()? {
             None => stat::stat_at(self.root_fd.as_fd(), None, self.xattrs),
             Some((parent, leaf)) => {
                 let dir = self.parent_fd(&parent)?;
-                stat::stat_at(dir.as_fd(), Some(&leaf), self.xattrs)
+                expect_kind(rel, stat::stat_at(dir.as_fd(), Some(&leaf), self.xattrs)?)
             }
         }
     }
@@ -464,6 +465,10 @@ impl Share {
                 .map_err(|e| self.open_error(rel, e))?;
             let h = Handle::new_link(fd)?;
             let st = h.stat()?;
+            if !st.is_link() {
+                // Replaced by a file or directory since it was resolved.
+                return Err(FsError::NotFound);
+            }
             return Ok((h, st));
         }
         let flags = if write { libc::O_RDWR } else { libc::O_RDONLY } | libc::O_NONBLOCK | libc::O_NOCTTY;
@@ -586,7 +591,7 @@ impl Share {
     pub fn unlink(&self, rel: &Resolved) -> Result<(), FsError> {
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
-        let st = stat::stat_at(dir.as_fd(), Some(&leaf), false)?;
+        let st = expect_kind(rel, stat::stat_at(dir.as_fd(), Some(&leaf), false)?)?;
         if st.is_dir {
             return Err(FsError::IsADirectory);
         }
@@ -630,7 +635,7 @@ impl Share {
         let (dst_parent, _) = target.split()?.ok_or(FsError::AccessDenied)?;
         let src = self.parent_fd(&src_parent)?;
         let dst = self.parent_fd(&dst_parent)?;
-        let r = self.rename_in(&src, &src_parent, &src_leaf, &dst, &dst_parent, &target, to, replace);
+        let r = self.rename_in(&src, &src_parent, &src_leaf, &dst, &dst_parent, &target, to, replace, from.is_link);
         self.names.forget(src.as_fd());
         self.names.forget(dst.as_fd());
         r
@@ -647,12 +652,17 @@ impl Share {
         target: &Resolved,
         to: &SmbPath,
         replace: bool,
+        from_link: bool,
     ) -> Result<Resolved, FsError> {
         let dst_leaf = to_cstring(target.name())?;
         let spelling = to.leaf().ok_or(FsError::AccessDenied)?;
         let spelling_c = to_cstring(spelling)?;
         let src_st = stat::stat_at(src.as_fd(), Some(src_leaf), false)?;
-        if src_st.attributes & attr::REPARSE_POINT != 0 {
+        if src_st.is_link() {
+            if !from_link {
+                // Swapped in since the open resolved its path.
+                return Err(FsError::SymlinkRefused);
+            }
             // A symbolic link must stay confined where it goes.
             let dst_dir = target.components.split_last().map_or(&[][..], |(_, d)| d);
             link::read_at(src.as_fd(), src_leaf, dst_dir).map_err(|_| FsError::AccessDenied)?;
@@ -661,6 +671,7 @@ impl Share {
         *result.components.last_mut().expect("non-root") = spelling.to_owned();
         result.exists = true;
         result.is_dir = src_st.is_dir;
+        result.is_link = src_st.is_link();
         if target.exists {
             let dst_st = stat::stat_at(dst.as_fd(), Some(&dst_leaf), false)?;
             if (dst_st.dev, dst_st.ino) == (src_st.dev, src_st.ino) {
@@ -703,7 +714,7 @@ impl Share {
         if src_st.is_dir {
             return Err(FsError::IsADirectory);
         }
-        if src_st.attributes & attr::REPARSE_POINT != 0 {
+        if src_st.is_link() {
             // A second name elsewhere could point a relative target out
             // of the share: links get none.
             return Err(FsError::AccessDenied);
@@ -755,6 +766,15 @@ impl Share {
             free_blocks: v.blocks_free() as u64,
         })
     }
+}
+
+/// `st`, of `rel`'s leaf, unless it is a symlink where `rel` was not
+/// resolved to one (swapped in since): [`FsError::SymlinkRefused`].
+fn expect_kind(rel: &Resolved, st: Stat) -> Result<Stat, FsError> {
+    if st.is_link() && !rel.is_link {
+        return Err(FsError::SymlinkRefused);
+    }
+    Ok(st)
 }
 
 /// `renameat2` of single components between two confined directory fds;
@@ -1092,8 +1112,11 @@ mod tests {
         std::os::unix::fs::symlink("/", tmp.path().join("empty/l")).unwrap();
         assert!(!d.dir_is_empty().unwrap());
         assert!(d.list_dir().unwrap().is_empty());
-        // stat_child: fresh, confined to one component, no symlinks.
-        assert!(matches!(d.stat_child("l"), Err(FsError::SymlinkRefused)));
+        // stat_child: fresh, confined to one component; a symlink is
+        // reported as itself (a reparse point of no size), never followed.
+        let l = d.stat_child("l").unwrap();
+        assert!(l.is_link() && !l.is_dir && l.size == 0, "{l:?}");
+        assert_ne!(l.attributes & attr::REPARSE_POINT, 0);
         assert!(matches!(d.stat_child("missing"), Err(FsError::NotFound)));
         assert!(matches!(d.stat_child(".."), Err(FsError::NameInvalid)));
         assert!(matches!(d.stat_child("a/b"), Err(FsError::NameInvalid)));

@@ -91,6 +91,11 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// True for a symbolic link (reported as a reparse point, never followed).
+    pub fn is_link(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFLNK
+    }
+
     /// A 64-bit file id, stable for the life of the file and never 0. It is the
     /// inode number alone: the device number is left out so the id stays the
     /// same when the partner node serves the same shared storage under another
