@@ -1,8 +1,9 @@
 """Symbolic links (reparse points) through Python's smbprotocol:
 `smbprotocol_symlinks.py PORT SHARE USER PASSWORD`. Prints one `ok ...`
 line per step; any failure raises. Run by server/tests/pyclient.rs, which
-lays out the share first (target.txt, sub/inner.txt, an on-disk link
-disk_link -> target.txt, and links that leave the share: evil -> /etc,
+lays out the share first (target.txt, sub/inner.txt, on-disk links
+disk_link -> target.txt and abs_link -> /path/of/share/target.txt, and
+links that leave the share: evil -> /etc,
 sub/evil2 -> ../../outside.txt) and checks the share on disk afterwards.
 
 Covers FSCTL_SET_REPARSE_POINT (smbclient.symlink and raw buffers),
@@ -103,6 +104,7 @@ entries = {e.name: e for e in smbclient.scandir(base)}
 assert entries["lnk"].is_symlink(), "lnk is not listed as a symlink"
 assert not entries["target.txt"].is_symlink()
 assert entries["disk_link"].is_symlink(), "a confined link on disk is listed"
+assert entries["abs_link"].is_symlink(), "an absolute link on disk into the share is listed"
 assert "evil" not in entries, "a link out of the share is listed"
 assert not any(n.startswith(".duet-link") for n in entries), entries.keys()
 print("ok listing shows confined links as reparse points, not escaping ones")
@@ -113,6 +115,8 @@ print("ok listing of a subdirectory hides its escaping link")
 with smbclient.open_file(base + r"\lnk") as f:
     assert f.read() == "hello"
 with smbclient.open_file(base + r"\disk_link") as f:
+    assert f.read() == "hello"
+with smbclient.open_file(base + r"\abs_link") as f:
     assert f.read() == "hello"
 print("ok opening a link reaches its target (the client follows)")
 

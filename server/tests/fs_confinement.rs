@@ -129,10 +129,10 @@ fn planted_symlinks_are_refused() {
     assert_eq!(names, ["inner.txt"], "symlinks are hidden from listings");
     // Listed where the directory is known, confined links show (as
     // reparse points), escaping ones (dir/up -> ../outside) do not.
-    let names: Vec<String> = handle.list_dir_in(dir.components()).unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = handle.list_dir_in(dir.components(), s.share.root_components()).unwrap().into_iter().map(|e| e.name).collect();
     assert_eq!(names, ["inner.txt", "inside_link", "up"], "the links that stay in the share are listed");
     let root = s.share.open(&Resolved::root(), false).unwrap();
-    let names: Vec<String> = root.list_dir_in(&[]).unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = root.list_dir_in(&[], s.share.root_components()).unwrap().into_iter().map(|e| e.name).collect();
     assert_eq!(names, ["dir"], "links to /etc, to the sibling and to its file are not");
     let root = s.share.open(&Resolved::root(), false).unwrap();
     let names: Vec<String> = root.list_dir().unwrap().into_iter().map(|e| e.name).collect();
@@ -254,6 +254,12 @@ fn links_met_by_a_create() {
         other => panic!("{p:?}: {other:?}"),
     };
     assert_eq!(stop("dir\\inside_link"), server::fs::Stopped { target: "inner.txt".into(), unparsed: 0 });
+    // An absolute link under the share's root stands for the relative one
+    // (as smbd shows it); absolute links elsewhere stay refused (above).
+    let canon = fs::canonicalize(&s.root).unwrap();
+    symlink(canon.join("dir/inner.txt"), s.root.join("dir/abs_in")).unwrap();
+    assert_eq!(stop("dir\\abs_in"), server::fs::Stopped { target: "..\\dir\\inner.txt".into(), unparsed: 0 });
+    fs::remove_file(s.root.join("dir/abs_in")).unwrap();
     // dir/up -> ../outside lands on `outside` in the share (absent): the
     // client is sent there, not to the sibling directory.
     assert_eq!(stop("dir\\up\\secret.txt"), server::fs::Stopped { target: "..\\outside".into(), unparsed: 22 });

@@ -124,7 +124,8 @@ fn hard_links() {
 /// client through STATUS_STOPPED_ON_SYMLINK (at the end of a path and in
 /// the middle, the error response checked on SMB 3.1.1 and 2.1), targets
 /// outside the share refused when made (relative with `..`, absolute,
-/// UNC) and when met on disk (hidden from listings too), a link moved to
+/// UNC) and when met on disk (hidden from listings too; an absolute link
+/// on disk into the share counts as the relative one), a link moved to
 /// where it would escape refused, hostile reparse buffers answered with
 /// the statuses [MS-FSA] gives, FSCTL_DELETE_REPARSE_POINT, and removing
 /// links. On disk: the links are real POSIX symlinks, and nothing was made
@@ -138,6 +139,7 @@ fn symbolic_links() {
     std::fs::write(share.join("sub/inner.txt"), "inner").unwrap();
     std::fs::write(dir.path().join("outside.txt"), "secret").unwrap();
     std::os::unix::fs::symlink("target.txt", share.join("disk_link")).unwrap();
+    std::os::unix::fs::symlink(std::fs::canonicalize(&share).unwrap().join("target.txt"), share.join("abs_link")).unwrap();
     std::os::unix::fs::symlink("/etc", share.join("evil")).unwrap();
     std::os::unix::fs::symlink("../../outside.txt", share.join("sub/evil2")).unwrap();
     let (_srv, port) = duet(&share, "--log-level=info");

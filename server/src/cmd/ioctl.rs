@@ -289,7 +289,8 @@ fn link_of(open: &Open, h: &crate::fs::Handle) -> Result<crate::fs::Link, NtStat
     let st = lock(&open.st);
     let resolved = st.resolved.as_ref().ok_or(NtStatus::ACCESS_DENIED)?;
     let dir = resolved.components().split_last().map_or(&[][..], |(_, d)| d);
-    crate::fs::Link::of(dir, &target).ok_or(NtStatus::ACCESS_DENIED)
+    let root = open.share().and_then(|s| s.fs.root_components());
+    crate::fs::Link::of_in(dir, &target, root).ok_or(NtStatus::ACCESS_DENIED)
 }
 
 /// The share-relative location of `open`, and the components of its

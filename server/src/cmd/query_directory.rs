@@ -50,7 +50,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         // Symbolic links are listed as reparse points when confined to the
         // share from this directory, and left out otherwise (`fs::link`).
         let listed = match st.resolved.as_ref() {
-            Some(here) => handle.list_dir_in(here.components()),
+            Some(here) => handle.list_dir_in(here.components(), open.share().and_then(|s| s.fs.root_components())),
             None => handle.list_dir(),
         };
         entries.extend(listed.map_err(|e| e.status())?);

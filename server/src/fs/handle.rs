@@ -481,11 +481,12 @@ impl Handle {
 
     /// [`Handle::list_dir`] of this directory, found at `at` (its
     /// share-relative components), with the symbolic links in it that are
-    /// confined to the share from there ([`super::link`]), as reparse
-    /// points; the others stay out.
-    pub fn list_dir_in(&self, at: &[String]) -> Result<Vec<DirEntry>, FsError> {
+    /// confined to the share from there ([`super::link`]; `root` as
+    /// [`super::Share::root_components`]), as reparse points; the others
+    /// stay out.
+    pub fn list_dir_in(&self, at: &[String], root: Option<&[String]>) -> Result<Vec<DirEntry>, FsError> {
         let mut all = self.list_all()?;
-        all.retain(|e| e.link.as_ref().is_none_or(|t| super::link::Link::of(at, t).is_some()));
+        all.retain(|e| e.link.as_ref().is_none_or(|t| super::link::Link::of_in(at, t, root).is_some()));
         Ok(all)
     }
 

@@ -55,6 +55,35 @@ pub fn confined(dir: &[String], target: &str) -> Option<Vec<String>> {
     Some(at)
 }
 
+/// The absolute `target` of a link in `dir` (share-relative components)
+/// as a relative target, when it lies under the share's root `root` (the
+/// root's canonical path components): `..` up to the share root, then the
+/// rest. `.` and `..` in `target` are resolved lexically first (`..` at
+/// `/` stays there); a trailing `/` is kept. `None` when it lies
+/// elsewhere.
+pub fn relative_of(dir: &[String], target: &str, root: &[String]) -> Option<String> {
+    let mut abs: Vec<&str> = Vec::new();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                abs.pop();
+            }
+            p => abs.push(p),
+        }
+    }
+    if abs.len() < root.len() || abs.iter().zip(root).any(|(a, r)| *a != r.as_str()) {
+        return None;
+    }
+    let mut parts: Vec<&str> = vec![".."; dir.len()];
+    parts.extend(&abs[root.len()..]);
+    let mut rel = if parts.is_empty() { ".".to_owned() } else { parts.join("/") };
+    if target.ends_with('/') {
+        rel.push('/');
+    }
+    Some(rel)
+}
+
 /// A confined link read from disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {
@@ -68,7 +97,24 @@ pub struct Link {
 impl Link {
     /// `target` (as stored) of a link in `dir`, if it is confined.
     pub fn of(dir: &[String], target: &[u8]) -> Option<Link> {
+        Link::of_in(dir, target, None)
+    }
+
+    /// [`Link::of`], where an absolute target under the share's root
+    /// (`root`: the components of the root's canonical path, see
+    /// [`Share::root_components`]) counts too, as the relative target it
+    /// stands for ([`relative_of`]): a link a Linux user made with
+    /// `ln -s /srv/share/docs/x` works for clients, as smbd presents it.
+    pub fn of_in(dir: &[String], target: &[u8], root: Option<&[String]>) -> Option<Link> {
         let target = std::str::from_utf8(target).ok()?;
+        let relative;
+        let target = match root {
+            Some(root) if target.starts_with('/') => {
+                relative = relative_of(dir, target, root)?;
+                relative.as_str()
+            }
+            _ => target,
+        };
         confined(dir, target)?;
         let is_dir = target.ends_with('/');
         let trimmed = target.trim_end_matches('/');
@@ -107,12 +153,17 @@ fn dir_of(rel: &Resolved) -> &[String] {
 /// The target of the symlink `name` in `dir` (`c""`: the `O_PATH` fd
 /// `dir` itself), checked against the share from `at` (the link's
 /// directory): [`FsError::SymlinkRefused`] unless confined.
-pub(crate) fn read_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr, at: &[String]) -> Result<Link, FsError> {
+pub(crate) fn read_at(
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    at: &[String],
+    root: Option<&[String]>,
+) -> Result<Link, FsError> {
     let target = sys::readlinkat(dir, name).map_err(|e| match e.raw_os_error() {
         Some(libc::EINVAL) => FsError::NotFound,
         _ => super::handle::io_err(e),
     })?;
-    Link::of(at, &target).ok_or(FsError::SymlinkRefused)
+    Link::of_in(at, &target, root).ok_or(FsError::SymlinkRefused)
 }
 
 impl Share {
@@ -122,7 +173,7 @@ impl Share {
     pub fn read_link(&self, rel: &Resolved) -> Result<Link, FsError> {
         let (parent, leaf) = rel.split()?.ok_or(FsError::NotFound)?;
         let dir = self.parent_fd(&parent)?;
-        read_at(dir.as_fd(), &leaf, dir_of(rel))
+        read_at(dir.as_fd(), &leaf, dir_of(rel), self.root_components())
     }
 
     /// Turns the empty file or directory `rel` into a symlink to `target`
@@ -261,6 +312,16 @@ mod tests {
         assert_eq!(Link::of(&d(&[]), b"/etc"), None);
         assert_eq!(Link::of(&d(&["a"]), b"../../etc"), None);
         assert_eq!(Link::of(&d(&[]), b"\xff"), None);
+        // Absolute targets under the share's root, as smbd shows them.
+        let root = d(&["srv", "share"]);
+        let of = |dir: &[&str], t: &[u8]| Link::of_in(&d(dir), t, Some(&root));
+        assert_eq!(of(&[], b"/srv/share/dst"), Some(Link { wire_target: "dst".into(), is_dir: false }));
+        assert_eq!(of(&["a", "b"], b"/srv/share/c/"), Some(Link { wire_target: "..\\..\\c".into(), is_dir: true }));
+        assert_eq!(of(&["a"], b"/srv/./share//a/../x"), Some(Link { wire_target: "..\\x".into(), is_dir: false }));
+        for escape in [&b"/srv/share/../etc"[..], b"/srv/sharex/a", b"/srv", b"/etc/passwd", b"/srv/share/a/../../x"] {
+            assert_eq!(of(&[], escape), None, "{:?}", String::from_utf8_lossy(escape));
+        }
+        assert_eq!(Link::of(&d(&[]), b"/srv/share/dst"), None, "without the root, absolute is refused");
     }
 
     #[test]

@@ -113,6 +113,9 @@ pub struct Share {
     names: names::NameCache,
     /// A file got an id derived from (dev, ino) and that was logged.
     uid_fallback_logged: AtomicBool,
+    /// The components of the root's canonical path (when it is UTF-8):
+    /// absolute symlink targets under it count as confined ([`link`]).
+    root_abs: Option<Vec<String>>,
 }
 
 /// A client path mapped to on-disk names by [`Share::resolve`]. Its parent
@@ -210,6 +213,9 @@ impl Share {
             })?
             .into();
         let xattrs = probe_xattrs(root_fd.as_fd());
+        let root_abs = std::fs::canonicalize(root)
+            .ok()
+            .and_then(|p| p.to_str().map(|p| p.split('/').filter(|c| !c.is_empty()).map(str::to_owned).collect()));
         Ok(Share {
             root_fd,
             name: name.to_owned(),
@@ -219,12 +225,20 @@ impl Share {
             xattrs,
             names: names::NameCache::default(),
             uid_fallback_logged: AtomicBool::new(false),
+            root_abs,
         })
     }
 
     /// Makes lookups exact-match only (for case-sensitive shares).
     pub fn set_case_sensitive(&mut self, case_sensitive: bool) {
         self.case_insensitive = !case_sensitive;
+    }
+
+    /// The components of the share root's canonical path, against which
+    /// absolute symlink targets are judged ([`link::Link::of_in`]); `None`
+    /// when it is not known (then every absolute target is refused).
+    pub fn root_components(&self) -> Option<&[String]> {
+        self.root_abs.as_deref()
     }
 
     /// The share name.
@@ -302,7 +316,7 @@ impl Share {
         if open.is_none() {
             return FsError::SymlinkRefused;
         }
-        match to_cstring(name).and_then(|c| link::read_at(dir, &c, at)) {
+        match to_cstring(name).and_then(|c| link::read_at(dir, &c, at, self.root_components())) {
             Ok(l) => FsError::StoppedOnSymlink(Box::new(Stopped { target: l.wire_target, unparsed: Self::unparsed(path, i) })),
             Err(_) => FsError::SymlinkRefused,
         }
@@ -356,7 +370,7 @@ impl Share {
                 }
                 Kind::Symlink if open == Some(true) => {
                     // The link itself, if it is confined.
-                    link::read_at(cur, &to_cstring(&name)?, &components).map_err(|_| FsError::SymlinkRefused)?;
+                    link::read_at(cur, &to_cstring(&name)?, &components, self.root_components()).map_err(|_| FsError::SymlinkRefused)?;
                     components.push(name);
                     return Ok(Resolved { components, exists: true, is_dir: false, is_link: true });
                 }
@@ -665,7 +679,7 @@ impl Share {
             }
             // A symbolic link must stay confined where it goes.
             let dst_dir = target.components.split_last().map_or(&[][..], |(_, d)| d);
-            link::read_at(src.as_fd(), src_leaf, dst_dir).map_err(|_| FsError::AccessDenied)?;
+            link::read_at(src.as_fd(), src_leaf, dst_dir, self.root_components()).map_err(|_| FsError::AccessDenied)?;
         }
         let mut result = target.clone();
         *result.components.last_mut().expect("non-root") = spelling.to_owned();
