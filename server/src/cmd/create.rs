@@ -875,7 +875,7 @@ fn stopped_on_symlink(stop: &fs::Stopped, conn_dialect: u16) -> Resp {
     let unparsed = u16::try_from(stop.unparsed).unwrap_or(u16::MAX);
     if link.encode_error(unparsed, &mut data).is_none() {
         // A target too long for the response's 16-bit lengths.
-        return Resp::with_status(NtStatus::ACCESS_DENIED, BytesMut::new());
+        return Resp::error_with_data(NtStatus::ACCESS_DENIED, &[]);
     }
     if conn_dialect < dialect::SMB3_1_1 {
         return Resp::error_with_data(NtStatus::STOPPED_ON_SYMLINK, &data);
