@@ -45,3 +45,190 @@ fn requests_on_one_handle_complete_in_order() {
     }
     server.assert_torture_passes(&["smb2.notify.mask-change"]);
 }
+
+// ---------------------------------------------------------------------
+// Changes made on the server's disk (inotify), through the raw client.
+
+#[path = "hostile/client.rs"]
+#[allow(dead_code)]
+mod client;
+
+mod disk {
+    use std::time::{Duration, Instant};
+
+    use bytes::BytesMut;
+    use protocol::header::Command;
+    use protocol::msg::change_notify::{
+        change_notify_flags, completion_filter as cf, notify_action as act, parse_notify_list, ChangeNotifyRequest,
+        ChangeNotifyResponse,
+    };
+    use protocol::msg::create::create_disposition;
+    use protocol::msg::negotiate::dialect;
+    use protocol::msg::FileId;
+    use protocol::NtStatus;
+
+    use super::client::{self, Client};
+    use super::common;
+
+    fn logged_on(addr: std::net::SocketAddr) -> Client {
+        let mut c = Client::logged_on(addr, dialect::SMB3_0_2, common::USER, common::PASSWORD);
+        c.tree_connect("data").unwrap();
+        c
+    }
+
+    /// CHANGE_NOTIFY on `dir` until a change of `until` comes; returns
+    /// every change that came, in order.
+    fn changes_until(c: &mut Client, dir: FileId, filter: u32, tree: bool, until: &str) -> Vec<(u32, String)> {
+        let t = Instant::now();
+        let mut got = Vec::new();
+        while !got.iter().any(|(_, n): &(u32, String)| n == until) {
+            assert!(t.elapsed() < Duration::from_secs(30), "no change of {until} within 30 s; got {got:?}");
+            let mut b = BytesMut::new();
+            let flags = if tree { change_notify_flags::WATCH_TREE } else { 0 };
+            ChangeNotifyRequest { flags, output_buffer_length: 4096, file_id: dir, completion_filter: filter }.encode(&mut b);
+            c.send(Command::ChangeNotify, &b);
+            let a = loop {
+                let a = c.recv().expect("a CHANGE_NOTIFY answer");
+                if a.status() != NtStatus::PENDING {
+                    break a;
+                }
+            };
+            assert_eq!(a.status(), NtStatus::SUCCESS, "CHANGE_NOTIFY answered {:?}; before it: {got:?}", a.status());
+            let r = ChangeNotifyResponse::parse(&a.msg).expect("a CHANGE_NOTIFY response");
+            for e in parse_notify_list(r.output_buffer).expect("a FILE_NOTIFY_INFORMATION list") {
+                got.push((e.action, e.file_name));
+            }
+        }
+        got
+    }
+
+    fn names(v: &[(u32, &str)]) -> Vec<(u32, String)> {
+        v.iter().map(|(a, n)| (*a, n.to_string())).collect()
+    }
+
+    const ALL: u32 = cf::FILE_NAME | cf::DIR_NAME | cf::ATTRIBUTES | cf::SIZE | cf::LAST_WRITE;
+
+    /// A file created, written, renamed and deleted on the server's disk
+    /// (not through SMB) reaches a client waiting on CHANGE_NOTIFY: added,
+    /// modified, old and new name, removed. Before inotify, nothing came.
+    #[test]
+    fn changes_on_disk_reach_a_watch() {
+        let (addr, dir) = common::start_in_process(&[(common::USER, common::PASSWORD)], None);
+        let mut c = logged_on(addr);
+        let root = c.open_root().unwrap();
+        // The first request makes the watch; the change that ends it is
+        // the first to look for.
+        let share = dir.path().to_path_buf();
+        let first = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::write(share.join("a.txt"), b"hello").unwrap();
+        });
+        let got = changes_until(&mut c, root, ALL, false, "a.txt");
+        first.join().unwrap();
+        let mut all = got;
+        // The write may come in the same answer or the next.
+        if !all.contains(&(act::MODIFIED, "a.txt".into())) {
+            all.extend(changes_until(&mut c, root, ALL, false, "a.txt"));
+        }
+        std::fs::rename(dir.path().join("a.txt"), dir.path().join("b.txt")).unwrap();
+        all.extend(changes_until(&mut c, root, ALL, false, "b.txt"));
+        std::fs::remove_file(dir.path().join("b.txt")).unwrap();
+        std::fs::write(dir.path().join("z-end"), b"").unwrap();
+        all.extend(changes_until(&mut c, root, cf::FILE_NAME, false, "z-end"));
+        assert_eq!(
+            all,
+            names(&[
+                (act::ADDED, "a.txt"),
+                (act::MODIFIED, "a.txt"),
+                (act::RENAMED_OLD_NAME, "a.txt"),
+                (act::RENAMED_NEW_NAME, "b.txt"),
+                (act::REMOVED, "b.txt"),
+                (act::ADDED, "z-end"),
+            ])
+        );
+    }
+
+    /// A change made through Duet is reported once: by Duet's own path,
+    /// not a second time by inotify. A change made on disk afterwards
+    /// comes after it, so everything before it is all there was.
+    #[test]
+    fn a_change_through_duet_is_reported_once() {
+        let (addr, dir) = common::start_in_process(&[(common::USER, common::PASSWORD)], None);
+        let mut c = logged_on(addr);
+        let root = c.open_root().unwrap();
+        // Arm the watch (and inotify) with a first change on disk.
+        let share = dir.path().to_path_buf();
+        let first = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::write(share.join("a-start"), b"").unwrap();
+        });
+        changes_until(&mut c, root, ALL, false, "a-start");
+        first.join().unwrap();
+        let mut other = logged_on(addr);
+        let f = other.create("c.txt").unwrap();
+        assert_eq!(other.write(f, 0, b"through duet"), NtStatus::SUCCESS);
+        assert_eq!(other.close(f), NtStatus::SUCCESS);
+        let f = other.create_with("c.txt", client::ACCESS_RW, create_disposition::OPEN, 0x1000).unwrap();
+        assert_eq!(other.close(f), NtStatus::SUCCESS);
+        let d = other.create_with("d", client::ACCESS_RW, create_disposition::CREATE, 0x1).unwrap();
+        assert_eq!(other.close(d), NtStatus::SUCCESS);
+        std::fs::write(dir.path().join("z-end"), b"").unwrap();
+        let got = changes_until(&mut c, root, ALL, false, "z-end");
+        assert_eq!(
+            got,
+            names(&[
+                (act::ADDED, "c.txt"),
+                (act::MODIFIED, "c.txt"),
+                (act::REMOVED, "c.txt"),
+                (act::ADDED, "d"),
+                (act::ADDED, "z-end"),
+            ])
+        );
+    }
+
+    /// WATCH_TREE: a directory made on disk below the watched one is
+    /// watched too, so a file made in it is reported with its path.
+    #[test]
+    fn a_tree_watch_follows_new_directories_on_disk() {
+        let (addr, dir) = common::start_in_process(&[(common::USER, common::PASSWORD)], None);
+        let mut c = logged_on(addr);
+        let root = c.open_root().unwrap();
+        std::fs::create_dir_all(dir.path().join("old/deeper")).unwrap();
+        let share = dir.path().to_path_buf();
+        let first = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::create_dir(share.join("sub")).unwrap();
+        });
+        let mut all = changes_until(&mut c, root, ALL, true, "sub");
+        first.join().unwrap();
+        std::fs::write(dir.path().join("sub/f"), b"").unwrap();
+        all.extend(changes_until(&mut c, root, cf::FILE_NAME, true, "sub\\f"));
+        // A directory that was there before the watch is watched too.
+        std::fs::write(dir.path().join("old/deeper/g"), b"").unwrap();
+        all.extend(changes_until(&mut c, root, cf::FILE_NAME, true, "old\\deeper\\g"));
+        assert_eq!(all, names(&[(act::ADDED, "sub"), (act::ADDED, "sub\\f"), (act::ADDED, "old\\deeper\\g")]));
+    }
+
+    /// A symlink in the share to a directory outside it is never watched:
+    /// a change out there is not reported, even to a WATCH_TREE watch.
+    #[test]
+    fn a_symlink_out_of_the_share_is_never_watched() {
+        let (addr, dir) = common::start_in_process(&[(common::USER, common::PASSWORD)], None);
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        let mut c = logged_on(addr);
+        let root = c.open_root().unwrap();
+        let share = dir.path().to_path_buf();
+        let first = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::write(share.join("a-start"), b"").unwrap();
+        });
+        let mut all = changes_until(&mut c, root, ALL, true, "a-start");
+        first.join().unwrap();
+        std::fs::write(outside.path().join("secret"), b"x").unwrap();
+        std::fs::create_dir(outside.path().join("secret-dir")).unwrap();
+        std::fs::write(dir.path().join("z-end"), b"").unwrap();
+        all.extend(changes_until(&mut c, root, ALL, true, "z-end"));
+        assert_eq!(all, names(&[(act::ADDED, "a-start"), (act::ADDED, "z-end")]));
+    }
+}

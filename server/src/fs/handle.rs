@@ -49,11 +49,19 @@ pub struct Handle {
     /// rest (times, attributes) is the file's. Behind a lock: a rename of
     /// the stream changes it under the open.
     stream: Option<std::sync::Mutex<CString>>,
+    /// Its inode's registration with the directory watches while it lives
+    /// ([`super::watch`]): what Duet does through it is Duet's own change.
+    tracked: Option<super::watch::Tracked>,
 }
 
 impl Handle {
     pub(crate) fn new(fd: OwnedFd, is_dir: bool, xattrs: bool) -> Handle {
-        Handle { fd, is_dir, xattrs, stream: None }
+        Handle { fd, is_dir, xattrs, stream: None, tracked: None }
+    }
+
+    /// Registers the handle's inode with the directory watches.
+    pub(super) fn set_tracked(&mut self, t: super::watch::Tracked) {
+        self.tracked = Some(t);
     }
 
     /// Makes this a handle on the stream kept in `xattr` (a stream is a
@@ -90,6 +98,7 @@ impl Handle {
             is_dir: self.is_dir,
             xattrs: self.xattrs,
             stream: self.stream().map(std::sync::Mutex::new),
+            tracked: self.tracked.as_ref().map(super::watch::Tracked::again),
         })
     }
 

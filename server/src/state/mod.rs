@@ -104,6 +104,9 @@ pub struct Server {
     pub creating: Mutex<std::collections::HashSet<([u8; 16], [u8; 16])>>,
     /// Change-notify watches.
     pub notify: Mutex<notify::NotifyTable>,
+    /// The directories watched with inotify for change notify, and the
+    /// marks that keep Duet's own changes out of them ([`fs::watch`]).
+    pub watcher: Arc<fs::watch::Watcher>,
     /// Woken whenever a byte-range lock is released.
     pub lock_released: tokio::sync::Notify,
     /// Woken whenever an oplock break ends (acknowledged, or the holder
@@ -174,9 +177,11 @@ impl Server {
         for (name, pw) in &cfg.inline_users {
             users.add_password(name, pw);
         }
+        let watcher = Arc::new(fs::watch::Watcher::new(cfg.limits.max_dir_watches));
         let mut shares = Vec::new();
         for s in &cfg.shares {
-            let share = fs::Share::new(&s.name, &s.path).map_err(|e| RunError::Share(s.name.clone(), e))?;
+            let mut share = fs::Share::new(&s.name, &s.path).map_err(|e| RunError::Share(s.name.clone(), e))?;
+            share.set_watcher(watcher.clone());
             shares.push(Arc::new(ShareEntry { cfg: s.clone(), fs: share }));
         }
         let guid: [u8; 16] = rand::random();
@@ -212,7 +217,8 @@ impl Server {
             files: Mutex::new(files::FileTable::new(set)),
             durable: Mutex::new(HashMap::new()),
             creating: Mutex::new(std::collections::HashSet::new()),
-            notify: Mutex::new(notify::NotifyTable::default()),
+            notify: Mutex::new(notify::NotifyTable::with_watcher(watcher.clone())),
+            watcher,
             lock_released: tokio::sync::Notify::new(),
             oplock_changed: tokio::sync::Notify::new(),
             stop: tokio::sync::Notify::new(),
