@@ -130,6 +130,10 @@ struct Inner {
     fd: Option<OwnedFd>,
     /// Bytes read from it so far: the queue position of the next event.
     consumed: u64,
+    /// Every event before this position has been told Duet's or not: a
+    /// mark that ends at or before it can cover nothing, and is not kept
+    /// (so an idle queue keeps no marks).
+    classified: u64,
     dirs: HashMap<Wd, Dir>,
     by_path: HashMap<(String, Vec<String>), Wd>,
     /// Share roots (`O_PATH`), to look up the entries events name.
@@ -353,7 +357,9 @@ impl Watcher {
             inner.open.remove(&key);
             if self.active.load(Ordering::Acquire) {
                 let end = inner.end();
-                inner.closed.insert(key, end);
+                if end > inner.classified {
+                    inner.closed.insert(key, end);
+                }
             }
         }
     }
@@ -435,6 +441,7 @@ impl Watcher {
     fn tidy(&self) {
         let mut inner = self.lock();
         let consumed = inner.consumed;
+        inner.classified = consumed;
         inner.done.retain(|_, end| *end > consumed);
         inner.closed.retain(|_, end| *end > consumed);
     }
@@ -497,8 +504,10 @@ impl Drop for Mark<'_> {
                 inner.busy.remove(&self.key);
             }
         }
-        let e = inner.done.entry(self.key.clone()).or_insert(0);
-        *e = (*e).max(end);
+        if end > inner.classified {
+            let e = inner.done.entry(self.key.clone()).or_insert(0);
+            *e = (*e).max(end);
+        }
     }
 }
 

@@ -406,3 +406,113 @@ fn reader(server: Weak<super::Server>, watcher: Arc<Watcher>, fd: std::os::fd::O
         lock(&server.notify).apply_disk(&seen, &share_of, &server.cfg.limits);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch(table: &mut NotifyTable, id: u64, dir: &[&str], recursive: bool, filter: u32) -> Arc<Mutex<Queue>> {
+        let disk_dir: Vec<String> = dir.iter().map(|s| s.to_string()).collect();
+        let w = Watch {
+            open_id: id,
+            share: "data".into(),
+            dir: disk_dir.iter().map(|c| c.to_lowercase()).collect(),
+            disk_dir,
+            client: [0; 16],
+            held: Vec::new(),
+            recursive,
+            filter,
+            queue: Arc::new(Mutex::new(Queue { max_len: 4096, ..Default::default() })),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        };
+        let q = w.queue.clone();
+        table.watches.push(w);
+        q
+    }
+
+    fn entry(dir: &[&str], name: &str, mask: u32, cookie: u32, own: bool) -> Seen {
+        Seen::Entry(Entry {
+            share: "data".into(),
+            dir: dir.iter().map(|s| s.to_string()).collect(),
+            name: name.into(),
+            mask,
+            cookie,
+            own,
+        })
+    }
+
+    fn events(q: &Arc<Mutex<Queue>>) -> Vec<(u32, String)> {
+        lock(q).events.clone()
+    }
+
+    fn apply(t: &mut NotifyTable, seen: &[Seen]) {
+        t.apply_disk(seen, &|_| None, &crate::config::Limits::default());
+    }
+
+    #[test]
+    fn a_move_pair_is_a_rename_in_one_directory_and_removed_added_across_two() {
+        let mut t = NotifyTable::default();
+        let q = watch(&mut t, 1, &[], true, filter::FILE_NAME);
+        apply(
+            &mut t,
+            &[
+                entry(&[], "a", libc::IN_MOVED_FROM, 7, false),
+                entry(&[], "b", libc::IN_MOVED_TO, 7, false),
+                entry(&[], "b", libc::IN_MOVED_FROM, 8, false),
+                entry(&["Sub"], "b", libc::IN_MOVED_TO, 8, false),
+                // Out of the watched tree, and in from outside it.
+                entry(&["Sub"], "b", libc::IN_MOVED_FROM, 9, false),
+                entry(&[], "c", libc::IN_MOVED_TO, 10, false),
+            ],
+        );
+        let want: Vec<(u32, String)> = [
+            (action::RENAMED_OLD_NAME, "a"),
+            (action::RENAMED_NEW_NAME, "b"),
+            (action::REMOVED, "b"),
+            (action::ADDED, "Sub\\b"),
+            (action::REMOVED, "Sub\\b"),
+            (action::ADDED, "c"),
+        ]
+        .iter()
+        .map(|(a, n)| (*a, n.to_string()))
+        .collect();
+        assert_eq!(events(&q), want);
+    }
+
+    #[test]
+    fn duets_own_changes_and_filtered_ones_are_not_reported() {
+        let mut t = NotifyTable::default();
+        let files = watch(&mut t, 1, &[], false, filter::FILE_NAME);
+        let dirs = watch(&mut t, 2, &[], false, filter::DIR_NAME | filter::LAST_WRITE);
+        apply(
+            &mut t,
+            &[
+                entry(&[], "mine", libc::IN_CREATE, 0, true),
+                entry(&[], "mine", libc::IN_MOVED_FROM, 3, true),
+                entry(&[], "mine2", libc::IN_MOVED_TO, 3, false),
+                entry(&[], "f", libc::IN_CREATE, 0, false),
+                entry(&[], "d", libc::IN_CREATE | libc::IN_ISDIR, 0, false),
+                entry(&[], "f", libc::IN_MODIFY, 0, false),
+                entry(&[], "f", libc::IN_MODIFY, 0, false),
+                entry(&[], "f", libc::IN_ATTRIB, 0, true),
+                // Below the directory of a watch that is not WATCH_TREE.
+                entry(&["d"], "x", libc::IN_CREATE, 0, false),
+            ],
+        );
+        assert_eq!(events(&files), vec![(action::ADDED, "f".to_string())]);
+        // The two writes are one modification.
+        assert_eq!(events(&dirs), vec![(action::ADDED, "d".to_string()), (action::MODIFIED, "f".to_string())]);
+    }
+
+    /// The kernel's queue overflowing ends every watch's next request
+    /// with STATUS_NOTIFY_ENUM_DIR.
+    #[test]
+    fn an_inotify_overflow_reaches_every_watch() {
+        let mut t = NotifyTable::default();
+        let a = watch(&mut t, 1, &[], false, filter::FILE_NAME);
+        let b = watch(&mut t, 2, &["x"], true, filter::ATTRIBUTES);
+        apply(&mut t, &[entry(&[], "f", libc::IN_CREATE, 0, false), Seen::Overflow]);
+        assert!(lock(&a).overflow);
+        assert!(lock(&b).overflow);
+    }
+}
