@@ -32,7 +32,10 @@
 //! Leaves, under which nothing is taken, may be taken under any of these:
 //! `Server.sessions`, `Server.logins`, `Server.creating`, `ConnState.pending`, a pipe's
 //! `Mutex<Pipe>` (`OpenKind::Pipe`), `limits::Counters.conns`, a share's
-//! name cache (`fs::names::NameCache.dirs`).
+//! name cache (`fs::names::NameCache.dirs`), the inotify watcher's state
+//! (`fs::watch::Watcher.inner`: taken by the file system's calls under
+//! whatever their caller holds, and under `Server.notify` by the watches;
+//! the reader thread holds nothing else while it reads).
 //!
 //! The nestings in use: `Session.inner` → `Open.st` (a new open's delta,
 //! [`deltas::open_up`]); `Server.durable` → `Server.files` and `Open.st`
