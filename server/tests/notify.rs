@@ -186,6 +186,68 @@ mod disk {
         );
     }
 
+    /// SET_INFO FileRenameInformation ([MS-FSCC] 2.4.42.2, the SMB2 layout).
+    fn rename(c: &mut Client, f: FileId, to: &str) -> NtStatus {
+        use bytes::BufMut;
+        use protocol::fscc::file_info_class;
+        use protocol::msg::query_info::info_type;
+        use protocol::msg::set_info::SetInfoRequest;
+        let name: Vec<u8> = to.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let mut info = BytesMut::new();
+        info.put_u8(0);
+        info.put_bytes(0, 7);
+        info.put_u64_le(0);
+        info.put_u32_le(name.len() as u32);
+        info.extend_from_slice(&name);
+        let mut b = BytesMut::new();
+        SetInfoRequest {
+            info_type: info_type::FILE,
+            file_info_class: file_info_class::FILE_RENAME_INFORMATION,
+            buffer: &info,
+            additional_information: 0,
+            file_id: f,
+        }
+        .encode(&mut b);
+        c.call(Command::SetInfo, &b).status()
+    }
+
+    /// smb2.notify-inotify.inotify-rename as Samba 4.23 has it (4.17's
+    /// opens the watched directory with DELETE access, which makes the
+    /// rename into it fail on Windows, on smbd since 4.23 and on Duet with
+    /// STATUS_SHARING_VIOLATION): a directory renamed through Duet under a
+    /// WATCH_TREE watch is one old-name, new-name pair, not a second one
+    /// from inotify.
+    #[test]
+    fn a_rename_through_duet_is_one_pair() {
+        let (addr, dir) = common::start_in_process(&[(common::USER, common::PASSWORD)], None);
+        let mut c = logged_on(addr);
+        // SEC_RIGHTS_DIR_ALL without DELETE, sharing everything.
+        let h1 = c.create_with("inr", 0x001E_01FF, create_disposition::OPEN_IF, 0x1).unwrap();
+        let mut other = logged_on(addr);
+        let h2 = other.create_with("inr\\subdir-name", 0x001F_01FF, create_disposition::OPEN_IF, 0x1).unwrap();
+        // Arm the watch with a change on disk first.
+        let share = dir.path().to_path_buf();
+        let first = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::write(share.join("inr/a-start"), b"").unwrap();
+        });
+        let mut all = changes_until(&mut c, h1, cf::FILE_NAME | cf::DIR_NAME, true, "a-start");
+        first.join().unwrap();
+        assert_eq!(rename(&mut other, h2, "inr\\subdir-name-r"), NtStatus::SUCCESS);
+        assert_eq!(other.close(h2), NtStatus::SUCCESS);
+        std::fs::write(dir.path().join("inr/z-end"), b"").unwrap();
+        all.extend(changes_until(&mut c, h1, cf::FILE_NAME | cf::DIR_NAME, true, "z-end"));
+        assert_eq!(
+            all,
+            names(&[
+                (act::ADDED, "a-start"),
+                (act::RENAMED_OLD_NAME, "subdir-name"),
+                (act::RENAMED_NEW_NAME, "subdir-name-r"),
+                (act::ADDED, "z-end"),
+            ])
+        );
+    }
+
     /// WATCH_TREE: a directory made on disk below the watched one is
     /// watched too, so a file made in it is reported with its path.
     #[test]
