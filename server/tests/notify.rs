@@ -50,7 +50,6 @@ fn requests_on_one_handle_complete_in_order() {
 // Changes made on the server's disk (inotify), through the raw client.
 
 #[path = "hostile/client.rs"]
-#[allow(dead_code)]
 mod client;
 
 mod disk {
