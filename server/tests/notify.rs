@@ -56,7 +56,7 @@ mod disk {
     use std::time::{Duration, Instant};
 
     use bytes::BytesMut;
-    use protocol::header::Command;
+    use protocol::header::{Command, Header};
     use protocol::msg::change_notify::{
         change_notify_flags, completion_filter as cf, notify_action as act, parse_notify_list, ChangeNotifyRequest,
         ChangeNotifyResponse,
@@ -268,6 +268,82 @@ mod disk {
         std::fs::write(dir.path().join("old/deeper/g"), b"").unwrap();
         all.extend(changes_until(&mut c, root, cf::FILE_NAME, true, "old\\deeper\\g"));
         assert_eq!(all, names(&[(act::ADDED, "sub"), (act::ADDED, "sub\\f"), (act::ADDED, "old\\deeper\\g")]));
+    }
+
+    /// The inotify watches this process holds (a test runs in a process of
+    /// its own under nextest), from `/proc/self/fdinfo`.
+    fn inotify_watches() -> usize {
+        let mut n = 0;
+        for e in std::fs::read_dir("/proc/self/fdinfo").unwrap().flatten() {
+            if let Ok(text) = std::fs::read_to_string(e.path()) {
+                n += text.lines().filter(|l| l.starts_with("inotify wd:")).count();
+            }
+        }
+        n
+    }
+
+    /// Arms a watch on `dir` (WATCH_TREE or not): one CHANGE_NOTIFY, then
+    /// CANCEL, so that the request is answered (STATUS_CANCELLED) and the
+    /// watch stays.
+    fn arm(c: &mut Client, dir: FileId, tree: bool) {
+        let mut b = BytesMut::new();
+        let flags = if tree { change_notify_flags::WATCH_TREE } else { 0 };
+        ChangeNotifyRequest { flags, output_buffer_length: 4096, file_id: dir, completion_filter: cf::FILE_NAME }
+            .encode(&mut b);
+        let mid = c.send(Command::ChangeNotify, &b);
+        let interim = c.recv().expect("an interim answer");
+        assert_eq!(interim.status(), NtStatus::PENDING);
+        // A CANCEL naming the request's MessageId ([MS-SMB2] 3.3.5.16).
+        let mut cancel = BytesMut::new();
+        Header { command: Command::Cancel as u16, message_id: mid, session_id: c.session_id, tree_id: c.tree_id, ..Default::default() }
+            .encode(&mut cancel);
+        cancel.extend_from_slice(&[4, 0, 0, 0]);
+        c.send_raw(&client::frame(&cancel));
+        let a = c.recv().expect("the cancelled request's answer");
+        assert_eq!(a.status(), NtStatus::CANCELLED);
+    }
+
+    /// The inotify watches are bounded: a WATCH_TREE watch watches its
+    /// directory and those below it up to the client's cap
+    /// (`limits.max_dir_watches_per_client`), every client together up to
+    /// the server's (`limits.max_dir_watches`); a directory two watches
+    /// cover is watched once, and its watch goes with the last SMB watch
+    /// that needs it.
+    #[test]
+    fn inotify_watches_are_capped_and_go_with_the_last_watch() {
+        let (addr, dir) = common::start_in_process_with(&[(common::USER, common::PASSWORD)], None, |c| {
+            c.limits.max_dir_watches_per_client = 4;
+            c.limits.max_dir_watches = 5;
+        });
+        for d in ["a", "a/x", "a/y", "b", "b/x", "b/y", "c"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let before = inotify_watches();
+        let mut c = logged_on(addr);
+        // The root and the first three below it (a, b, c): the client's cap.
+        let root = c.open_root().unwrap();
+        arm(&mut c, root, true);
+        assert_eq!(inotify_watches() - before, 4);
+        // A second watch of the same client: its cap is reached, so this
+        // one holds no inotify watch (changes on disk in a reach it only
+        // while the tree watch's watch of a lasts).
+        let a = c.create_with("a", client::ACCESS_LIST, create_disposition::OPEN, 0x1).unwrap();
+        arm(&mut c, a, false);
+        assert_eq!(inotify_watches() - before, 4);
+        // Another client (another ClientGuid) watches the tree at b: b is
+        // watched already, b/x is new, b/y would pass the server's cap.
+        let mut other = logged_on(addr);
+        let b = other.create_with("b", client::ACCESS_LIST, create_disposition::OPEN, 0x1).unwrap();
+        arm(&mut other, b, true);
+        assert_eq!(inotify_watches() - before, 5);
+        // The first client's watches end with its handles; b stays, the
+        // other client's watch holds it.
+        assert_eq!(c.close(root), NtStatus::SUCCESS);
+        assert_eq!(inotify_watches() - before, 2, "b and b/x");
+        assert_eq!(c.close(a), NtStatus::SUCCESS);
+        assert_eq!(inotify_watches() - before, 2);
+        assert_eq!(other.close(b), NtStatus::SUCCESS);
+        assert_eq!(inotify_watches(), before);
     }
 
     /// A symlink in the share to a directory outside it is never watched:

@@ -126,8 +126,6 @@ struct Dir {
 
 #[derive(Default)]
 struct Inner {
-    /// The inotify instance, made when the first directory is watched.
-    fd: Option<OwnedFd>,
     /// Bytes read from it so far: the queue position of the next event.
     consumed: u64,
     /// Every event before this position has been told Duet's or not: a
@@ -149,11 +147,6 @@ struct Inner {
 }
 
 impl Inner {
-    /// The queue position just past every event queued so far.
-    fn end(&self) -> u64 {
-        self.consumed + self.fd.as_ref().map_or(0, |fd| sys::bytes_queued(fd.as_fd()))
-    }
-
     fn drop_dir(&mut self, wd: Wd) {
         if let Some(d) = self.dirs.remove(&wd) {
             self.by_path.remove(&(d.share, d.comps));
@@ -163,6 +156,8 @@ impl Inner {
 
 /// One server's inotify instance, its watched directories and the marks.
 pub struct Watcher {
+    /// The inotify instance, made when the first watch is ([`Watcher::start`]).
+    fd: std::sync::OnceLock<OwnedFd>,
     /// Some directory is watched (marks are kept only then).
     active: AtomicBool,
     inner: Mutex<Inner>,
@@ -179,41 +174,48 @@ impl Watcher {
     /// A watcher that will watch at most `max_dirs` directories. No
     /// inotify instance is made until [`Watcher::start`].
     pub fn new(max_dirs: usize) -> Watcher {
-        Watcher { active: AtomicBool::new(false), inner: Mutex::new(Inner::default()), max_dirs }
+        Watcher {
+            fd: std::sync::OnceLock::new(),
+            active: AtomicBool::new(false),
+            inner: Mutex::new(Inner::default()),
+            max_dirs,
+        }
+    }
+
+    /// The queue position just past every event queued so far.
+    fn end(&self, inner: &Inner) -> u64 {
+        inner.consumed + self.fd.get().map_or(0, |fd| sys::bytes_queued(fd.as_fd()))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes the inotify instance if there is none yet; then returns a
-    /// second fd on it for the caller's reader to wait on. `Ok(None)` when
-    /// it was already started.
-    pub fn start(&self) -> std::io::Result<Option<OwnedFd>> {
-        let mut inner = self.lock();
-        if inner.fd.is_some() {
-            return Ok(None);
+    /// Makes the inotify instance if there is none yet. True when this
+    /// call made it: the caller then starts the reader.
+    pub fn start(&self) -> std::io::Result<bool> {
+        // Under the lock: two first watches at once make one instance.
+        let _inner = self.lock();
+        if self.fd.get().is_some() {
+            return Ok(false);
         }
         let fd = sys::inotify_init()?;
-        let dup = fd.try_clone()?;
-        inner.fd = Some(fd);
-        Ok(Some(dup))
+        Ok(self.fd.set(fd).is_ok())
     }
 
-    /// Waits up to `ms` milliseconds for events on `fd` (the reader's fd
-    /// from [`Watcher::start`]).
-    pub fn wait(fd: &OwnedFd, ms: i32) -> bool {
-        sys::wait_readable(fd.as_fd(), ms)
+    /// Waits up to `ms` milliseconds for events (false at once when not
+    /// started).
+    pub fn wait(&self, ms: i32) -> bool {
+        self.fd.get().is_some_and(|fd| sys::wait_readable(fd.as_fd(), ms))
     }
 
     /// Events are queued and not yet read.
     pub fn queued(&self) -> bool {
-        let inner = self.lock();
-        inner.fd.as_ref().is_some_and(|fd| sys::bytes_queued(fd.as_fd()) > 0)
+        self.fd.get().is_some_and(|fd| sys::bytes_queued(fd.as_fd()) > 0)
     }
 
     pub fn is_started(&self) -> bool {
-        self.lock().fd.is_some()
+        self.fd.get().is_some()
     }
 
     /// Directories watched now.
@@ -235,7 +237,7 @@ impl Watcher {
         if inner.dirs.len() >= self.max_dirs {
             return Err(AddError::Full);
         }
-        let Some(ifd) = inner.fd.as_ref() else { return Err(AddError::Failed) };
+        let Some(ifd) = self.fd.get() else { return Err(AddError::Failed) };
         let rel = CString::new(if comps.is_empty() { ".".to_owned() } else { comps.join("/") })
             .map_err(|_| AddError::Failed)?;
         let dir = sys::openat2_beneath(share.root_fd(), &rel, libc::O_PATH | libc::O_DIRECTORY, 0)
@@ -272,7 +274,7 @@ impl Watcher {
         if d.refs > 0 {
             return;
         }
-        if let Some(fd) = inner.fd.as_ref() {
+        if let Some(fd) = self.fd.get() {
             sys::inotify_rm_watch(fd.as_fd(), wd);
         }
         inner.drop_dir(wd);
@@ -314,7 +316,7 @@ impl Watcher {
             .map(|(wd, _)| *wd)
             .collect();
         for wd in hit {
-            if let Some(fd) = inner.fd.as_ref() {
+            if let Some(fd) = self.fd.get() {
                 sys::inotify_rm_watch(fd.as_fd(), wd);
             }
             inner.drop_dir(wd);
@@ -356,7 +358,7 @@ impl Watcher {
         if last {
             inner.open.remove(&key);
             if self.active.load(Ordering::Acquire) {
-                let end = inner.end();
+                let end = self.end(&inner);
                 if end > inner.classified {
                     inner.closed.insert(key, end);
                 }
@@ -380,7 +382,7 @@ impl Watcher {
         let mut lookups = Vec::new();
         {
             let mut inner = self.lock();
-            let Some(fd) = inner.fd.as_ref() else { return out };
+            let Some(fd) = self.fd.get() else { return out };
             let n = match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
                 Ok(n) => n,
                 Err(_) => return out,
@@ -497,7 +499,7 @@ pub struct Mark<'a> {
 impl Drop for Mark<'_> {
     fn drop(&mut self) {
         let mut inner = self.w.lock();
-        let end = inner.end();
+        let end = self.w.end(&inner);
         if let Some(n) = inner.busy.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {

@@ -364,11 +364,11 @@ impl NotifyTable {
 /// changes are reported).
 pub fn ensure_reader(server: &Arc<super::Server>) -> bool {
     match server.watcher.start() {
-        Ok(None) => true,
-        Ok(Some(fd)) => {
+        Ok(false) => true,
+        Ok(true) => {
             let weak = Arc::downgrade(server);
             let w = server.watcher.clone();
-            let spawned = std::thread::Builder::new().name("duet-inotify".into()).spawn(move || reader(weak, w, fd));
+            let spawned = std::thread::Builder::new().name("duet-inotify".into()).spawn(move || reader(weak, w));
             if let Err(e) = spawned {
                 tracing::warn!("change notify: no inotify reader ({e}); changes on disk are not reported");
                 return false;
@@ -384,9 +384,9 @@ pub fn ensure_reader(server: &Arc<super::Server>) -> bool {
 
 /// The reader thread: waits for inotify events, and hands them to the
 /// watches. Ends when the server is gone.
-fn reader(server: Weak<super::Server>, watcher: Arc<Watcher>, fd: std::os::fd::OwnedFd) {
+fn reader(server: Weak<super::Server>, watcher: Arc<Watcher>) {
     loop {
-        let ready = Watcher::wait(&fd, 500);
+        let ready = watcher.wait(500);
         let Some(server) = server.upgrade() else { return };
         if !ready {
             continue;
