@@ -20,7 +20,8 @@
 //!   files, leases, locks, id allocators), partitioned by share set, changed
 //!   only by applying a `Delta`, with versioned checkpoints. Handlers push
 //!   deltas and the pipeline applies them; [`state`] still serves requests.
-//! - [`fs`]: the share-confined file system.
+//! - [`fs`]: the share-confined file system, and its directory watches
+//!   (inotify) for change notify.
 //! - [`journal`]: the consistency-point interface the pipeline writes
 //!   through (fallible, ticketed, with deltas and replay keys), and its
 //!   implementations: none, NVRAM, recording (for tests).

@@ -62,11 +62,14 @@ pub struct Handle {
     /// rest (times, attributes) is the file's. Behind a lock: a rename of
     /// the stream changes it under the open.
     stream: Option<std::sync::Mutex<CString>>,
+    /// Its inode's registration with the directory watches while it lives
+    /// ([`super::watch`]): what Duet does through it is Duet's own change.
+    tracked: Option<super::watch::Tracked>,
 }
 
 impl Handle {
     pub(crate) fn new(fd: OwnedFd, is_dir: bool, xattrs: bool) -> Handle {
-        Handle { fd, is_dir, xattrs, stream: None, link: sys::FdStack::default(), linked: false.into() }
+        Handle { fd, is_dir, xattrs, stream: None, link: sys::FdStack::default(), linked: false.into(), tracked: None }
     }
 
     /// A handle on the symlink whose `O_PATH | O_NOFOLLOW` descriptor is `fd`.
@@ -113,6 +116,11 @@ impl Handle {
         self.link.top().map_or(self.fd.as_fd(), |(fd, _)| fd)
     }
 
+    /// Registers the handle's inode with the directory watches.
+    pub(super) fn set_tracked(&mut self, t: super::watch::Tracked) {
+        self.tracked = Some(t);
+    }
+
     /// Makes this a handle on the stream kept in `xattr` (a stream is a
     /// file, also when the file it belongs to is a directory).
     pub(super) fn set_stream(&mut self, xattr: Option<CString>) {
@@ -152,6 +160,7 @@ impl Handle {
             stream: self.stream().map(std::sync::Mutex::new),
             link: sys::FdStack::default(),
             linked: false.into(),
+            tracked: self.tracked.as_ref().map(super::watch::Tracked::again),
         })
     }
 

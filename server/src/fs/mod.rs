@@ -59,6 +59,8 @@
 //!   and written through a [`Handle`] on the stream.
 //! - [`link`]: symbolic links, confined to the share, as POSIX symlinks.
 //! - [`uid`]: a file's stable id ([`FileUid`], the `user.duet.uid` xattr).
+//! - [`watch`]: directory watches with inotify for change notify, and the
+//!   marks that keep Duet's own changes out of what they report.
 //! - [`error`]: [`FsError`] and its NTSTATUS mapping.
 //! - `sys`: the raw system calls (`openat2`, `statx`, xattrs); all `unsafe`.
 
@@ -73,6 +75,7 @@ pub mod stat;
 pub mod stream;
 mod sys;
 pub mod uid;
+pub mod watch;
 pub mod wildcard;
 
 use std::ffi::CString;
@@ -116,6 +119,9 @@ pub struct Share {
     /// The components of the root's canonical path (when it is UTF-8):
     /// absolute symlink targets under it count as confined ([`link`]).
     root_abs: Option<Vec<String>>,
+    /// The server's directory watches: namespace changes are marked as
+    /// Duet's there, and handles register their inodes ([`watch`]).
+    watcher: Option<std::sync::Arc<watch::Watcher>>,
 }
 
 /// A client path mapped to on-disk names by [`Share::resolve`]. Its parent
@@ -180,6 +186,16 @@ impl Resolved {
         to_cstring(&if self.components.is_empty() { ".".to_owned() } else { self.components.join("/") })
     }
 
+    /// The same parent with the last component `leaf` (unchanged for the
+    /// root).
+    fn with_leaf(&self, leaf: &str) -> Resolved {
+        let mut r = self.clone();
+        if let Some(last) = r.components.last_mut() {
+            *last = leaf.to_owned();
+        }
+        r
+    }
+
     /// The parent's relative path and the leaf; `None` for the root.
     fn split(&self) -> Result<Option<(CString, CString)>, FsError> {
         let Some((leaf, parent)) = self.components.split_last() else { return Ok(None) };
@@ -226,7 +242,26 @@ impl Share {
             names: names::NameCache::default(),
             uid_fallback_logged: AtomicBool::new(false),
             root_abs,
+            watcher: None,
         })
+    }
+
+    /// Tells the share about the server's directory watches ([`watch`]).
+    pub fn set_watcher(&mut self, watcher: std::sync::Arc<watch::Watcher>) {
+        self.watcher = Some(watcher);
+    }
+
+    /// The root's `O_PATH` fd.
+    pub(crate) fn root_fd(&self) -> BorrowedFd<'_> {
+        self.root_fd.as_fd()
+    }
+
+    /// Marks Duet's own change of the entry `rel` (its parent's entry) for
+    /// the directory watches, until the mark drops ([`watch::Watcher::mark`]).
+    fn mark(&self, rel: &Resolved) -> Option<watch::Mark<'_>> {
+        let w = self.watcher.as_ref()?;
+        let (name, parent) = rel.components.split_last()?;
+        w.mark(&self.name, parent, name)
     }
 
     /// Makes lookups exact-match only (for case-sensitive shares).
@@ -514,7 +549,11 @@ impl Share {
             // ...), of which Duet opens with none but O_NONBLOCK.
             nix::fcntl::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))?;
         }
-        Ok((Handle::new(fd, is_dir, self.xattrs), st))
+        let mut h = Handle::new(fd, is_dir, self.xattrs);
+        if let Some(w) = &self.watcher {
+            h.set_tracked(w.track(watch::key_of(&st)));
+        }
+        Ok((h, st))
     }
 
     /// ENOENT on the leaf is NotFound, on a parent PathNotFound.
@@ -546,6 +585,7 @@ impl Share {
     /// no user xattrs, the file is made as [`Share::create_file`] makes it
     /// and the id is stored afterwards, by the caller.
     pub fn create_file_as(&self, rel: &Resolved, mode: u32, uid: Option<FileUid>) -> Result<Handle, FsError> {
+        let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::Exists)?;
         if rel.exists {
             return Err(FsError::Exists);
@@ -569,6 +609,7 @@ impl Share {
 
     /// Creates the directory `rel` (`mkdirat`) and opens it.
     pub fn create_dir(&self, rel: &Resolved, mode: u32) -> Result<Handle, FsError> {
+        let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::Exists)?;
         if rel.exists {
             return Err(FsError::Exists);
@@ -603,6 +644,7 @@ impl Share {
 
     /// Removes the file `rel` ([`FsError::IsADirectory`] for a directory).
     pub fn unlink(&self, rel: &Resolved) -> Result<(), FsError> {
+        let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
         let st = expect_kind(rel, stat::stat_at(dir.as_fd(), Some(&leaf), false)?)?;
@@ -622,6 +664,7 @@ impl Share {
     /// Removes the directory `rel`: [`FsError::NotEmpty`] when it has
     /// entries, [`FsError::NotADirectory`] for a file. The root cannot go.
     pub fn rmdir(&self, rel: &Resolved) -> Result<(), FsError> {
+        let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
         let pre = names::stamp(dir.as_fd());
@@ -649,6 +692,8 @@ impl Share {
         let (dst_parent, _) = target.split()?.ok_or(FsError::AccessDenied)?;
         let src = self.parent_fd(&src_parent)?;
         let dst = self.parent_fd(&dst_parent)?;
+        let spelled = target.with_leaf(to.leaf().unwrap_or_default());
+        let _marks = (self.mark(from), self.mark(&target), self.mark(&spelled));
         let r = self.rename_in(&src, &src_parent, &src_leaf, &dst, &dst_parent, &target, to, replace, from.is_link);
         self.names.forget(src.as_fd());
         self.names.forget(dst.as_fd());
@@ -724,6 +769,8 @@ impl Share {
         let src = self.parent_fd(&src_parent)?;
         let dst = self.parent_fd(&dst_parent)?;
         let spelling = to.leaf().ok_or(FsError::AccessDenied)?;
+        let spelled = target.with_leaf(spelling);
+        let _marks = (self.mark(&target), self.mark(&spelled));
         let src_st = stat::stat_at(src.as_fd(), Some(&src_leaf), false)?;
         if src_st.is_dir {
             return Err(FsError::IsADirectory);

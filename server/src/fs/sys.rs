@@ -138,6 +138,64 @@ pub(crate) fn statx(dir: BorrowedFd<'_>, path: &CStr, flags: i32) -> io::Result<
     Ok(unsafe { st.assume_init() })
 }
 
+/// `inotify_init1(IN_NONBLOCK | IN_CLOEXEC)`: a new inotify instance
+/// ([`super::watch`]).
+pub(crate) fn inotify_init() -> io::Result<OwnedFd> {
+    // SAFETY: no pointers; the flags are valid.
+    let r = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// `inotify_add_watch` on the directory `dir` itself, named through its
+/// own fd (`/proc/self/fd/N`, a magic link to exactly that directory): so
+/// the watch lands on the directory that was opened confined, whatever
+/// happened to its path since. Returns the watch descriptor.
+pub(crate) fn inotify_add_watch(ino: BorrowedFd<'_>, dir: BorrowedFd<'_>, mask: u32) -> io::Result<i32> {
+    let path = CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd())).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `path` is NUL-terminated and outlives the call; both fds are
+    // borrowed and so open for the duration of the call.
+    let r = unsafe { libc::inotify_add_watch(ino.as_raw_fd(), path.as_ptr(), mask) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r)
+}
+
+/// `inotify_rm_watch`; an unknown descriptor (the kernel already dropped
+/// it: its directory is gone) is not an error.
+pub(crate) fn inotify_rm_watch(ino: BorrowedFd<'_>, wd: i32) {
+    // SAFETY: no pointers; the fd is borrowed for the call.
+    unsafe { libc::inotify_rm_watch(ino.as_raw_fd(), wd) };
+}
+
+/// Bytes waiting to be read on `fd` (`FIONREAD`): for an inotify fd, the
+/// queued events.
+pub(crate) fn bytes_queued(fd: BorrowedFd<'_>) -> u64 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid
+    // and writable; the fd is borrowed for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if r < 0 {
+        0
+    } else {
+        n.max(0) as u64
+    }
+}
+
+/// Waits up to `ms` milliseconds for `fd` to be readable (`poll`); false
+/// on a time-out or an error (an interrupted wait included).
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, ms: i32) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid, writable pollfd and its count; the fd is borrowed
+    // for the call.
+    let r = unsafe { libc::poll(&mut p, 1, ms) };
+    r > 0 && p.revents & libc::POLLIN != 0
+}
+
 /// Where an extended attribute is read or written.
 #[derive(Clone, Copy)]
 pub(crate) enum XattrTarget<'a> {
