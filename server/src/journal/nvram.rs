@@ -14,6 +14,11 @@ use super::{Durable, Error, Journal, OpId, ReplayIndex, ReplayKey, Saved, Ticket
 /// earlier run left live in the journal.
 const OP_COUNTER_BITS: u32 = 48;
 
+/// At most this share (1/N) of the ring's capacity goes into carried answers
+/// in a checkpoint (a checkpoint must fit in the eighth of the ring reserved
+/// for it, with the model).
+const CARRIED_SHARE: u64 = 32;
+
 /// The journal over an NVRAM region: each point is one `nvram::Entry`.
 ///
 /// | point | record |
@@ -38,9 +43,12 @@ const OP_COUNTER_BITS: u32 = 48;
 /// sends) fails with [`Error::TooLarge`], which closes the connection.
 ///
 /// The replay index (key to saved response) is kept in memory and filled at point 3;
-/// after a restart it must be rebuilt from the recovered point-1 and point-3 records
-/// (the keys recomputed from the requests): that is issue 13. The saved responses stay in
-/// memory until their operation is retired.
+/// after a restart it is rebuilt from the recovered point-1 and point-3 records (the
+/// keys recomputed from the requests) and from the answers the last checkpoint
+/// carried ([`NvramJournal::recover_replies`]). The saved responses stay in memory
+/// until their operation is retired; those whose records may be gone from the log (a
+/// released operation's, the ones a restart found) are written into every checkpoint
+/// meanwhile ([`super::carry`]), at most [`CARRIED_SHARE`] of the ring's capacity.
 pub struct NvramJournal {
     region: Arc<Region>,
     op_base: u64,
@@ -103,11 +111,37 @@ impl NvramJournal {
         Ok(self.region.append_nowait(entry).map_err(from_nvram)?.into())
     }
 
-    /// Fills the replay index from a recovered log: the saved answer of every
-    /// element whose point-3 record is there, under the key its point-1
-    /// request gives ([`ReplayKey::of_frame`]). Returns how many were found.
-    pub fn recover_replies(&self, log: &::nvram::LogRecovery) -> usize {
+    /// Fills the replay index from a recovered log: the answers its last
+    /// checkpoint carried ([`super::carry`]) whose deadline has not passed,
+    /// then the saved answer of every element whose point-3 record is there,
+    /// under the key its point-1 request gives ([`ReplayKey::of_frame`]),
+    /// kept for [`super::KEPT_AFTER_RESTART`]. All of them are off the log
+    /// (the caller retires the log's operations): carried in checkpoints until
+    /// their deadline. Returns how many were found, and the operations of the
+    /// carried ones (besides those of the log's records), for the caller to
+    /// retire with them.
+    pub fn recover_replies(&self, log: &::nvram::LogRecovery) -> (usize, Vec<OpId>) {
         use std::collections::HashMap;
+        let now = super::wall_ms();
+        let mut found = 0;
+        let mut carried_ops = Vec::new();
+        let mut replies = self.replies();
+        if let Some((_, Some(bytes))) = log.checkpoint.as_ref().map(|ck| super::carry::split(&ck.payload)) {
+            match super::carry::decode(bytes) {
+                Ok(answers) => {
+                    for (key, saved, deadline) in answers.into_iter().filter(|(_, _, d)| *d > now) {
+                        carried_ops.push(saved.op);
+                        replies.insert_off_log(key, saved, deadline);
+                        found += 1;
+                    }
+                }
+                // The checkpoint's checksum held; a defect, reported.
+                Err(e) => tracing::warn!("the answers the checkpoint carried do not decode: {e}"),
+            }
+        }
+        carried_ops.sort_unstable();
+        carried_ops.dedup();
+        let deadline = now + super::KEPT_AFTER_RESTART.as_millis() as u64;
         let mut frames: HashMap<u64, &[u8]> = HashMap::new();
         let mut answers: HashMap<(u64, u16), (u32, &[u8])> = HashMap::new();
         for r in &log.records {
@@ -123,8 +157,6 @@ impl NvramJournal {
                 _ => {}
             }
         }
-        let mut found = 0;
-        let mut replies = self.replies();
         for (op, frame) in frames {
             let created = |i: usize| {
                 let (status, body) = answers.get(&(op, u16::try_from(i).ok()?))?;
@@ -140,11 +172,11 @@ impl NvramJournal {
                     response: Bytes::copy_from_slice(response),
                     ticket: Ticket::DURABLE,
                 };
-                replies.insert(key, saved);
+                replies.insert_off_log(key, saved, deadline);
                 found += 1;
             }
         }
-        found
+        (found, carried_ops)
     }
 
     fn replies(&self) -> MutexGuard<'_, ReplayIndex> {
@@ -236,6 +268,9 @@ impl Journal for NvramJournal {
     }
 
     fn release(&self, op: OpId) -> Result<(), Error> {
+        // Its answer, if it has one, outlives its records: carried in
+        // checkpoints until it is retired.
+        self.replies().off_log(op, super::wall_ms() + super::KEPT_UNANSWERED.as_millis() as u64);
         self.region.retire(op).map_err(from_nvram)
     }
 
@@ -248,7 +283,14 @@ impl Journal for NvramJournal {
     }
 
     fn checkpoint(&self, state: &[u8]) -> Result<Ticket, Error> {
-        Ok(self.region.checkpoint_nowait(state).map_err(from_nvram)?.into())
+        let most = usize::try_from(self.region.capacity() / CARRIED_SHARE).unwrap_or(usize::MAX);
+        let carried = self.replies().carried(super::wall_ms(), most);
+        let t = if carried.is_empty() {
+            self.region.checkpoint_nowait(state)
+        } else {
+            self.region.checkpoint_nowait(&super::carry::frame(state, &carried))
+        };
+        Ok(t.map_err(from_nvram)?.into())
     }
 
     fn state_change(&self, delta: &[u8]) -> Result<Ticket, Error> {
@@ -341,6 +383,97 @@ mod tests {
         j.post_reply_ack(op).unwrap();
         j.retire(op).unwrap();
         assert_eq!(j.replayed(&create), None);
+    }
+
+    /// After a restart the saved answers found in the log outlive their
+    /// records, which the restart retires: the next checkpoint carries them,
+    /// and a second restart finds them there, with their deadline. A
+    /// released operation's answer is carried the same way.
+    #[test]
+    fn saved_answers_outlive_their_records_through_checkpoints() {
+        let (j, storage) = journal(1 << 20, Durability::None);
+        let (op, _) = j.pre_ack(1, b"req").unwrap();
+        j.post_completion(op, 0, Some(&KEY), 0, b"write answer", b"").unwrap();
+        let (unanswered, _) = j.pre_ack(1, b"req 2").unwrap();
+        let create = ReplayKey::Create(CreateGuid([3; 16]));
+        j.post_completion(unanswered, 0, Some(&create), 0, b"create answer", b"").unwrap();
+        // Its answer never left: released, and the head moves past it.
+        j.release(unanswered).unwrap();
+        j.retire(op).unwrap();
+        j.checkpoint(b"model").unwrap();
+        j.compact().unwrap();
+        drop(j);
+        // The first restart: the log holds neither operation's records now.
+        let storage = MemStorage::from_image(storage.current_image());
+        let (region, rec) = Region::open(storage.clone(), opts(Durability::None)).unwrap();
+        assert!(rec.own.records.is_empty(), "{:?}", rec.own.records);
+        let j = NvramJournal::new(Arc::new(region));
+        let (found, ops) = j.recover_replies(&rec.own);
+        assert_eq!((found, ops), (1, vec![unanswered]));
+        assert_eq!(j.replayed(&create).map(|s| s.response), Some(Bytes::from_static(b"create answer")));
+        assert_eq!(j.replayed(&KEY), None, "retired after it was answered: not kept");
+        // The model part of the checkpoint is what was given.
+        let ck = rec.own.checkpoint.as_ref().unwrap();
+        assert_eq!(super::super::carry::split(&ck.payload).0, b"model");
+        // The restart checkpoints; a second crash; the answer is still there.
+        j.checkpoint(b"model 2").unwrap();
+        j.compact().unwrap();
+        drop(j);
+        let storage = MemStorage::from_image(storage.current_image());
+        let (region, rec) = Region::open(storage.clone(), opts(Durability::None)).unwrap();
+        let j = NvramJournal::new(Arc::new(region));
+        let (found, _) = j.recover_replies(&rec.own);
+        assert_eq!(found, 1);
+        assert_eq!(j.replayed(&create).map(|s| s.op), Some(unanswered));
+        // Once retired, no checkpoint carries it.
+        j.retire(unanswered).unwrap();
+        j.checkpoint(b"model 3").unwrap();
+        drop(j);
+        let (region, rec) =
+            Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::None)).unwrap();
+        let j = NvramJournal::new(Arc::new(region));
+        assert_eq!(j.recover_replies(&rec.own).0, 0);
+        assert_eq!(super::super::carry::split(&rec.own.checkpoint.as_ref().unwrap().payload), (&b"model 3"[..], None));
+    }
+
+    /// A WRITE whose point-1 record keeps the digest of its data, not the
+    /// data: its saved answer is found after a restart under the key of the
+    /// client's resend.
+    #[test]
+    fn a_digested_write_is_answered_after_a_restart() {
+        use bytes::BytesMut;
+        use protocol::header::{flags, Command, Header};
+        let write = |mid: u64, flags_: u32, volatile: u64| {
+            let mut m = BytesMut::new();
+            Header { command: Command::Write as u16, message_id: mid, flags: flags_, ..Default::default() }
+                .encode(&mut m);
+            let data = vec![0x5a; 70_000];
+            protocol::msg::write::WriteRequest {
+                offset: u64::MAX,
+                file_id: protocol::msg::FileId { persistent: 0x0100_0000_0000_0007, volatile },
+                channel: 0,
+                remaining_bytes: 0,
+                flags: 0,
+                data: &data,
+                write_channel_info: &[],
+            }
+            .encode(&mut m);
+            m.to_vec()
+        };
+        let sent = write(5, 0, 1);
+        let key = ReplayKey::of(&Header::parse(&sent).unwrap(), &sent, None).unwrap();
+        let (j, storage) = journal(1 << 20, Durability::None);
+        let record = super::super::digested_write(&sent, super::super::write_digest(&sent)).unwrap();
+        let (op, _) = j.pre_ack(1, &record).unwrap();
+        j.post_completion(op, 0, Some(&key), 0, b"17 bytes answer..", b"").unwrap();
+        drop(j);
+        let (region, rec) =
+            Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::None)).unwrap();
+        let j = NvramJournal::new(Arc::new(region));
+        assert_eq!(j.recover_replies(&rec.own).0, 1);
+        let resent = write(1, flags::REPLAY_OPERATION, 9);
+        let resent_key = ReplayKey::of(&Header::parse(&resent).unwrap(), &resent, None).unwrap();
+        assert_eq!(j.replayed(&resent_key).map(|s| s.op), Some(op));
     }
 
     #[test]
