@@ -88,9 +88,17 @@ impl NvramJournal {
     /// The same journal, its operation ids above every one of `log`: a journal
     /// made for a taken-over set ([`crate::restart::takeover`]) keeps the partner's
     /// saved answers under the partner's operation ids, and must not retire them
-    /// with an operation of its own.
+    /// with an operation of its own (those of its records, and those its last
+    /// checkpoint carried answers for, [`super::carry`]).
     pub fn ops_after(mut self, log: &::nvram::LogRecovery) -> NvramJournal {
-        let top = log.records.iter().map(|r| r.op.0 >> OP_COUNTER_BITS).max();
+        let carried = log
+            .checkpoint
+            .as_ref()
+            .and_then(|ck| super::carry::split(&ck.payload).1)
+            .and_then(|bytes| super::carry::decode(bytes).ok())
+            .unwrap_or_default();
+        let ops = log.records.iter().map(|r| r.op).chain(carried.iter().map(|(_, s, _)| s.op));
+        let top = ops.map(|op| op.0 >> OP_COUNTER_BITS).max();
         if let Some(top) = top {
             self.op_base = self.op_base.max((top + 1) << OP_COUNTER_BITS);
         }
@@ -407,6 +415,11 @@ mod tests {
         let storage = MemStorage::from_image(storage.current_image());
         let (region, rec) = Region::open(storage.clone(), opts(Durability::None)).unwrap();
         assert!(rec.own.records.is_empty(), "{:?}", rec.own.records);
+        // A journal for this log taken over numbers its operations above the
+        // carried answers' too.
+        let (fresh, _) = journal(1 << 20, Durability::None);
+        let (mine, _) = fresh.ops_after(&rec.own).pre_ack(1, b"mine").unwrap();
+        assert!(mine.0 >> OP_COUNTER_BITS > unanswered.0 >> OP_COUNTER_BITS, "{mine} {unanswered}");
         let j = NvramJournal::new(Arc::new(region));
         let (found, ops) = j.recover_replies(&rec.own);
         assert_eq!((found, ops), (1, vec![unanswered]));
