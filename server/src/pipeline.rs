@@ -378,6 +378,15 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             resp_hdr.flags |= flags::ASYNC_COMMAND;
             resp_hdr.async_id = hdr.async_id;
         }
+        // The element's replay key, when its answer is saved for a replay
+        // (DESIGN.md, "Exactly once"); with a lone WRITE's digest, if point 1
+        // took it (its frame is this element).
+        let replay_key = if server.journal.keeps_replies() && ReplayKey::saves_answer(&hdr) {
+            let digest = if c.index == 0 && hdr.next_command == 0 { c.write_digest } else { None };
+            ReplayKey::of_digested(&hdr, &elem, if related { c.file_id } else { None }, digest)
+        } else {
+            None
+        };
         let result = if hdr.is_related() && first {
             // The first element cannot be related ([MS-SMB2] 3.3.5.2.7.2).
             c.invalid = true;
@@ -398,6 +407,12 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
                 return Flow::Close;
             }
             crate::failpoint::hit("point2");
+            // A request that is not a replay uses its key anew: an answer
+            // saved under it is an older request's (lock sequence numbers
+            // wrap), and must not answer a replay of this one.
+            if let Some(key) = replay_key.as_ref().filter(|_| !ReplayKey::flagged(&hdr)) {
+                server.journal.forget(key);
+            }
             // Fencing (DESIGN.md, "Leases"): a pair member carries out no element
             // without its lease. A node resumed from a freeze finds it run out and
             // waits for its storage heartbeat to renew it, which it does not once
@@ -445,13 +460,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         // final answer gets a point 3 of its own, `spawn_pending`, `resume`).
         // A deferred element's point 3 comes when its future has finished
         // (`spawn_deferred`).
-        let replay_key = if server.journal.keeps_replies() && resp.pending.is_none() && ReplayKey::saves_answer(&hdr) {
-            // A lone WRITE's digest, if point 1 took it: its frame is this element.
-            let digest = if index == 0 && last { c.write_digest } else { None };
-            ReplayKey::of_digested(&hdr, &elem, if related { c.file_id } else { None }, digest)
-        } else {
-            None
-        };
+        let replay_key = if resp.pending.is_none() { replay_key } else { None };
         if resp.deferred.is_none() {
             // The element's state delta goes with its response, and is
             // applied to the model once journaled.

@@ -252,6 +252,16 @@ pub trait Journal: Send + Sync {
     /// and its operation is not retired.
     fn replayed(&self, key: &ReplayKey) -> Option<Saved>;
 
+    /// A request with `key` that is not a replay is about to run (its point-1
+    /// record exists): a response saved under the same key is an older
+    /// request's (its client moved on and uses the key again, as lock
+    /// sequence numbers wrap after 16), and must not answer a replay of this
+    /// one. A restart does the same from the log's order
+    /// ([`NvramJournal::recover_replies`]). The default: nothing to forget.
+    fn forget(&self, key: &ReplayKey) {
+        let _ = key;
+    }
+
     /// `op` is finished: past point 4 and its file data on stable storage. Its records
     /// may be overwritten and its saved responses are forgotten. Unknown ops are ignored.
     fn retire(&self, op: OpId) -> Result<(), Error>;

@@ -121,36 +121,35 @@ impl NvramJournal {
 
     /// Fills the replay index from a recovered log: the answers its last
     /// checkpoint carried ([`super::carry`]) whose deadline has not passed,
-    /// then the saved answer of every element whose point-3 record is there,
+    /// and the saved answer of every element whose point-3 record is there,
     /// under the key its point-1 request gives ([`ReplayKey::of_frame`]),
-    /// kept for [`super::KEPT_AFTER_RESTART`]. All of them are off the log
-    /// (the caller retires the log's operations): carried in checkpoints until
-    /// their deadline. Returns how many were found, and the operations of the
-    /// carried ones (besides those of the log's records), for the caller to
-    /// retire with them.
+    /// kept for [`super::KEPT_AFTER_RESTART`]; in the order of their
+    /// operations, so that a later request with the same key (a lock
+    /// sequence number used again) shadows an earlier one's answer, and one
+    /// that has no answer yet forgets it ([`Journal::forget`]). All of them
+    /// are off the log (the caller retires the log's operations): carried in
+    /// checkpoints until their deadline. Returns how many were found, and
+    /// the operations of the carried ones (besides those of the log's
+    /// records), for the caller to retire with them.
     pub fn recover_replies(&self, log: &::nvram::LogRecovery) -> (usize, Vec<OpId>) {
-        use std::collections::HashMap;
+        use std::collections::{BTreeMap, HashMap};
         let now = super::wall_ms();
-        let mut found = 0;
-        let mut carried_ops = Vec::new();
-        let mut replies = self.replies();
+        let deadline = now + super::KEPT_AFTER_RESTART.as_millis() as u64;
+        // By operation (ids grow with time, across runs too): the answers the
+        // checkpoint carried, and the log's requests.
+        let mut carried: BTreeMap<u64, Vec<(ReplayKey, Saved, u64)>> = BTreeMap::new();
         if let Some((_, Some(bytes))) = log.checkpoint.as_ref().map(|ck| super::carry::split(&ck.payload)) {
             match super::carry::decode(bytes) {
                 Ok(answers) => {
-                    for (key, saved, deadline) in answers.into_iter().filter(|(_, _, d)| *d > now) {
-                        carried_ops.push(saved.op);
-                        replies.insert_off_log(key, saved, deadline);
-                        found += 1;
+                    for a in answers.into_iter().filter(|(_, _, d)| *d > now) {
+                        carried.entry(a.1.op.0).or_default().push(a);
                     }
                 }
                 // The checkpoint's checksum held; a defect, reported.
                 Err(e) => tracing::warn!("the answers the checkpoint carried do not decode: {e}"),
             }
         }
-        carried_ops.sort_unstable();
-        carried_ops.dedup();
-        let deadline = now + super::KEPT_AFTER_RESTART.as_millis() as u64;
-        let mut frames: HashMap<u64, &[u8]> = HashMap::new();
+        let mut frames: BTreeMap<u64, &[u8]> = BTreeMap::new();
         let mut answers: HashMap<(u64, u16), (u32, &[u8])> = HashMap::new();
         for r in &log.records {
             match r.kind {
@@ -165,13 +164,26 @@ impl NvramJournal {
                 _ => {}
             }
         }
-        for (op, frame) in frames {
+        let carried_ops: Vec<OpId> = carried.keys().map(|op| OpId(*op)).collect();
+        let mut ops: Vec<u64> = carried.keys().chain(frames.keys()).copied().collect();
+        ops.sort_unstable();
+        ops.dedup();
+        let mut found = 0;
+        let mut replies = self.replies();
+        for op in ops {
+            for (key, saved, until) in carried.remove(&op).unwrap_or_default() {
+                replies.insert_off_log(key, saved, until);
+                found += 1;
+            }
+            let Some(frame) = frames.get(&op) else { continue };
             let created = |i: usize| {
                 let (status, body) = answers.get(&(op, u16::try_from(i).ok()?))?;
                 super::created_file_id(*status, body)
             };
             for (index, key) in ReplayKey::of_frame(frame, created) {
                 let Some((status, response)) = u16::try_from(index).ok().and_then(|i| answers.get(&(op, i))) else {
+                    // Under way, unanswered: an older answer under its key is not its.
+                    replies.forget(&key);
                     continue;
                 };
                 let saved = Saved {
@@ -268,6 +280,10 @@ impl Journal for NvramJournal {
 
     fn replayed(&self, key: &ReplayKey) -> Option<Saved> {
         self.replies().get(key)
+    }
+
+    fn forget(&self, key: &ReplayKey) {
+        self.replies().forget(key);
     }
 
     fn retire(&self, op: OpId) -> Result<(), Error> {
@@ -487,6 +503,51 @@ mod tests {
         let resent = write(1, flags::REPLAY_OPERATION, 9);
         let resent_key = ReplayKey::of(&Header::parse(&resent).unwrap(), &resent, None).unwrap();
         assert_eq!(j.replayed(&resent_key).map(|s| s.op), Some(op));
+    }
+
+    /// Lock sequence numbers wrap: a later LOCK with the same sequence, under
+    /// way at the crash, shadows the answer an earlier one got, also when that
+    /// answer was carried in a checkpoint; live, a new request forgets it.
+    #[test]
+    fn a_later_request_with_the_same_key_shadows_an_earlier_answer() {
+        use bytes::BytesMut;
+        use protocol::header::{Command, Header};
+        use protocol::msg::lock::{LockElement, LockRequest};
+        let lock = |mid: u64| {
+            let mut m = BytesMut::new();
+            Header { command: Command::Lock as u16, message_id: mid, ..Default::default() }.encode(&mut m);
+            LockRequest {
+                lock_sequence: (2 << 4) | 5,
+                file_id: protocol::msg::FileId { persistent: 7, volatile: 7 },
+                locks: vec![LockElement { offset: 0, length: 1, flags: 0x12 }],
+            }
+            .encode(&mut m);
+            m.to_vec()
+        };
+        let key = ReplayKey::of(&Header::parse(&lock(1)).unwrap(), &lock(1), None).unwrap();
+        assert!(matches!(key, ReplayKey::Lock { .. }));
+        for carried in [false, true] {
+            let (j, storage) = journal(1 << 20, Durability::None);
+            let (old, _) = j.pre_ack(1, &lock(1)).unwrap();
+            j.post_completion(old, 0, Some(&key), 0xc000_0055, b"not granted", b"").unwrap();
+            if carried {
+                // Its records leave the log; its answer is carried.
+                j.release(old).unwrap();
+                j.checkpoint(b"model").unwrap();
+                j.compact().unwrap();
+            }
+            let (new, _) = j.pre_ack(1, &lock(2)).unwrap();
+            j.pre_command(new, 0).unwrap();
+            j.forget(&key);
+            assert_eq!(j.replayed(&key), None, "live");
+            drop(j);
+            let (region, rec) =
+                Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::None)).unwrap();
+            assert_eq!(rec.own.checkpoint.is_some(), carried);
+            let j = NvramJournal::new(Arc::new(region));
+            j.recover_replies(&rec.own);
+            assert_eq!(j.replayed(&key), None, "carried {carried}: the newer request had no answer");
+        }
     }
 
     #[test]

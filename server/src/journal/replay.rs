@@ -470,6 +470,14 @@ impl ReplayIndex {
         out
     }
 
+    /// Forgets the response saved under `key` (a newer request with the
+    /// same key is under way: the saved one is not its answer).
+    pub fn forget(&mut self, key: &ReplayKey) {
+        if let Some(old) = self.by_key.remove(key) {
+            self.bytes -= old.response.len() + ENTRY_BYTES;
+        }
+    }
+
     /// Forgets the responses of `op`.
     pub fn retire(&mut self, op: OpId) {
         let Some(OpAnswers { place, keys, .. }) = self.by_op.remove(&op) else {
