@@ -384,6 +384,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         let replay_key = if server.journal.keeps_replies() && ReplayKey::saves_answer(&hdr) {
             let digest = if c.index == 0 && hdr.next_command == 0 { c.write_digest } else { None };
             ReplayKey::of_digested(&hdr, &elem, if related { c.file_id } else { None }, digest)
+                .filter(ReplayKey::answered_from_saved)
         } else {
             None
         };
@@ -1294,7 +1295,9 @@ async fn replayed_answer(
         // which a saved answer alone would not (after a restart the open
         // is retained, attached to no session).
         ReplayKey::Create(_) => return None,
-        ReplayKey::Lock { file, .. } | ReplayKey::Request { file, .. } => file.0,
+        // A LOCK's lock sequence is the handler's ([`ReplayKey::answered_from_saved`]).
+        ReplayKey::Lock { .. } => return None,
+        ReplayKey::Request { file, .. } => file.0,
     };
     // The open must be this session's, and the request of its current
     // ChannelSequence: one that is stale is the handler's to refuse

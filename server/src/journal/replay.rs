@@ -129,7 +129,7 @@ impl ReplayKey {
                 chain_file = None;
             }
             if Self::saves_answer(&hdr) {
-                if let Some(k) = ReplayKey::of(&hdr, elem, chain_file) {
+                if let Some(k) = ReplayKey::of(&hdr, elem, chain_file).filter(ReplayKey::answered_from_saved) {
                     out.push((index, k));
                 }
             }
@@ -138,6 +138,17 @@ impl ReplayKey {
             }
         }
         out
+    }
+
+    /// Whether a request with this key is answered from a saved answer. A
+    /// LOCK with a lock sequence is not: its replay is its handler's to
+    /// detect, by the open's LockSequenceArray in the state model ([MS-SMB2]
+    /// 3.3.5.14), which holds the latest number of each index only; an
+    /// answer saved under an (open, index, number) would outlive the client's
+    /// next use of that number (numbers wrap after 16) and answer a resend of
+    /// it that was never carried out.
+    pub fn answered_from_saved(&self) -> bool {
+        !matches!(self, ReplayKey::Lock { .. })
     }
 
     /// Whether the request says it is a replay (SMB2_FLAGS_REPLAY_OPERATION, [MS-SMB2]
@@ -673,6 +684,8 @@ mod tests {
         let k = key(Command::Lock, 0, 0, 4, &lock(seq, 0)).unwrap();
         assert_eq!(k, ReplayKey::Lock { file: PersistentFileId(F.persistent), lock_sequence: seq });
         assert_eq!(key(Command::Lock, flags::REPLAY_OPERATION, 0, 9, &lock(seq, 0)), Some(k));
+        // Its replay is the handler's (the open's lock sequence array), not a saved answer's.
+        assert!(!k.answered_from_saved());
         // Index 0 (or past 64): no lock sequence, the general key.
         for s in [1, 65 << 4] {
             assert!(matches!(key(Command::Lock, 0, 0, 4, &lock(s, 0)), Some(ReplayKey::Request { .. })));
