@@ -21,9 +21,10 @@ before the resend).
 
 Prints one JSON line per answered write, {"wrote": i}, and at the end
 {"done": true, "blocks": N, "reconnects": R, "reclaimed": true|false,
-"stall_ms": S, "errors": [...]}; exits 0 when every write was answered with
+"stall_ms": S, "server_guids": [...], "errors": [...]}; exits 0 when every write was answered with
 success. S is the longest client-visible stall: the longest time between
 two answers in a row (a fault's stall; without one, the time a WRITE takes).
+server_guids lists each ServerGuid the address answered NEGOTIATE with.
 """
 import argparse
 import json
@@ -122,6 +123,7 @@ def main():
     except (ConnectionLost, Failed) as e:
         errors.append(f"close: {e}")
     out({"done": not errors, "blocks": a.blocks, "reconnects": reconnects, "reclaimed": reclaimed,
+         "server_guids": c.server_guids,
          "stall_ms": round(stall_ms), "errors": errors})
     return 0 if not errors else 1
 

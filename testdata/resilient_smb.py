@@ -167,6 +167,7 @@ class Client:
         self.timeout = timeout
         self.conn = self.session = self.tree = None
         self.breaks = []  # (kind, file_id or lease key, new level) seen
+        self.server_guids = []  # every ServerGuid a NEGOTIATE answered with, in order
         self.log = log or (lambda *a: None)
 
     # connection -------------------------------------------------------------
@@ -187,6 +188,9 @@ class Client:
                 tree = TreeConnect(session, rf"\\{self.host}\{self.share}")
                 tree.connect()
                 self.conn, self.session, self.tree = conn, session, tree
+                guid = str(conn.server_guid)
+                if guid not in self.server_guids:
+                    self.server_guids.append(guid)
                 return
             except Exception as e:  # noqa: BLE001 - the server may be down or starting
                 last = e

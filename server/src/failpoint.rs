@@ -11,13 +11,15 @@
 //! | `sent` | an answer was handed to the socket, before point 4 |
 //! | `point4` | the point-4 record was appended |
 //!
-//! Three more do not kill but pause for MS milliseconds: `restore:MS`, the
+//! Four more do not kill but pause for MS milliseconds: `restore:MS`, the
 //! start while it restores the journal (so that a test can signal the
 //! server then); `mirror-receive:MS`, the pair's receiving thread before it
 //! stores each run of the partner's records (a stuck disk: the partner's
 //! acknowledgements stop, its heartbeats go on); and `read-in-file:MS`, a
 //! large READ whose data is sent from its file, between taking the file's
-//! size and answering (so that a test can shrink the file then).
+//! size and answering (so that a test can shrink the file then); and
+//! `create-made:MS`, an exclusive CREATE with a CreateGuid, after it made
+//! its file (so that a test can kill the server while the CREATE is slow).
 //!
 //! Without the variable a call costs one load of a `OnceLock`.
 

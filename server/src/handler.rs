@@ -73,6 +73,11 @@ pub struct Resp {
     /// (the pipeline applies them with the answer, [`crate::state::record`]).
     /// Handlers that answer at once push theirs into [`Ctx::deltas`].
     pub deltas: Vec<Delta>,
+    /// Keeps the element's operation busy for the journal's retirer
+    /// ([`crate::state::retiring::Retirer::busy`]) until this answer is
+    /// dropped, after its point 3: an async element that acts after its
+    /// wait (a rename after lease breaks) keeps its request in the log.
+    pub busy: Option<crate::state::retiring::Busy>,
 }
 
 impl Resp {
@@ -99,6 +104,7 @@ impl Resp {
             deferred_in_file: false,
             close: false,
             deltas: Vec::new(),
+            busy: None,
         }
     }
 

@@ -199,6 +199,14 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
     limits::raise_nofile();
     let mut server = Server::restored(cfg, model)?;
     server.guid = restart::server_guid(&opened.path)?;
+    if let (Some(sets), Some(p)) = (&sets, &pair) {
+        // The set's GUID, which the partner answers with after a takeover.
+        let (storage, set, mine) = (sets.storage.clone(), takeover::SetId(p.config().node), server.guid);
+        server.guid = tokio::task::spawn_blocking(move || pair::sets::set_guid(&storage, set, mine))
+            .await
+            .map_err(|e| RunError::Pair(e.to_string()))?
+            .map_err(|e| RunError::Pair(format!("the set's server GUID in {}: {e}", sets.storage.display())))?;
+    }
     server.journal = opened.journal.clone();
     server.retirer.enable(opened.policy.survives_power_loss());
     server.pair = pair.clone();

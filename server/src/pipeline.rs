@@ -66,10 +66,10 @@ use crate::cmd;
 use crate::connection::{ConnState, PendingOp, Resume};
 use crate::handler::{Ctx, PendingFut, Resp, FRAME_ROOM, HEADROOM};
 use crate::journal::{self, OpId, ReplayKey, Ticket};
-use crate::transport::Reply;
 use crate::state::oplock::Notice;
 use crate::state::session::SessionCrypto;
 use crate::state::{lock, Server, Session};
+use crate::transport::Reply;
 
 /// Whether the connection goes on.
 pub enum Flow {
@@ -388,6 +388,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         } else {
             None
         };
+        let mut busy = false;
         let result = if hdr.is_related() && first {
             // The first element cannot be related ([MS-SMB2] 3.3.5.2.7.2).
             c.invalid = true;
@@ -428,6 +429,9 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             if let Err(status) = check_answer_room(conn, &hdr, &elem, c.answered) {
                 Err(status)
             } else {
+                // Its records stay in the journal until its point 3 (below).
+                server.retirer.busy(op);
+                busy = true;
                 run_element(conn, &server, &hdr_eff, &elem, c.encrypted, if related { c.file_id } else { None }, single)
                     .await
             }
@@ -466,14 +470,35 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             // The element's state delta goes with its response, and is
             // applied to the model once journaled.
             let deltas = std::mem::take(&mut resp.deltas);
-            match server.point3(c.op, index, replay_key.as_ref(), resp.status.0, saved_body(&hdr, &resp), &deltas).await {
-                Ok((t, keeps)) if keeps || must_be_durable(&hdr) => durable_before_answer = durable_before_answer.later(t),
+            match server.point3(c.op, index, replay_key.as_ref(), resp.status.0, saved_body(&hdr, &resp), &deltas).await
+            {
+                Ok((t, keeps)) if keeps || must_be_durable(&hdr) => {
+                    durable_before_answer = durable_before_answer.later(t)
+                }
                 Ok(_) => {}
                 Err(e) => {
                     warn!("journal, point 3: {e}: closing");
                     return Flow::Close;
                 }
             }
+        }
+        if busy {
+            // A rename that waits for lease breaks renames after its wait:
+            // its request stays in the log until its final answer's point 3
+            // (the wait is bounded by the break timeout). Other waits (a
+            // CHANGE_NOTIFY, a blocking LOCK, a CREATE waiting for a break
+            // on a file that exists) let it go.
+            if hdr.command == Command::SetInfo as u16 {
+                if let Some(fut) = resp.pending.take() {
+                    let held = crate::state::retiring::Busy::hold(&server, c.op);
+                    resp.pending = Some(Box::pin(async move {
+                        let mut r = fut.await?;
+                        r.busy = Some(held);
+                        Ok(r)
+                    }));
+                }
+            }
+            server.retirer.idle(c.op);
         }
         if resp.no_response {
             if last {
@@ -650,7 +675,8 @@ async fn resume(conn: &mut ConnState, mut c: Chain, w: Waiting, result: Result<R
 /// (or when the connection goes) and unregisters it when done.
 fn cancellable(conn: &mut ConnState, async_id: u64, message_id: u64, session_id: u64, fut: PendingFut) -> PendingFut {
     let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
-    lock(&conn.pending).insert(async_id, PendingOp { message_id, session_id, cancel: cancel_tx, outlives_channel: false });
+    lock(&conn.pending)
+        .insert(async_id, PendingOp { message_id, session_id, cancel: cancel_tx, outlives_channel: false });
     let pending = conn.pending.clone();
     Box::pin(async move {
         let result = tokio::select! {
@@ -1134,7 +1160,8 @@ async fn spawn_deferred(
             Ok(r) => r,
             Err(s) => error_resp(s),
         };
-        let journaled = server.point3(op, index, replay_key.as_ref(), resp.status.0, saved_body(&hdr, &resp), &resp.deltas).await;
+        let journaled =
+            server.point3(op, index, replay_key.as_ref(), resp.status.0, saved_body(&hdr, &resp), &resp.deltas).await;
         let (durable_before_answer, keeps) = match journaled {
             Ok(r) => r,
             Err(e) => {

@@ -60,6 +60,7 @@ fn evidence(dir: &std::path::Path) -> String {
             || l.contains("restor")
             || l.contains("renamed")
             || l.contains("CREATE")
+            || l.contains("wait in the recorder")
     }) {
         out.push_str(l);
         out.push('\n');

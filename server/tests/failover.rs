@@ -361,6 +361,8 @@ fn a_killed_node_s_set_is_taken_over_and_its_client_finishes() {
     assert_eq!(done["done"], true, "{context}");
     assert!(done["reconnects"].as_u64().unwrap_or(0) >= 1, "the client never lost its connection: {context}");
     assert_eq!(done["reclaimed"], true, "{context}");
+    // The set kept its server GUID: the survivor answers with the one A did.
+    assert_eq!(done["server_guids"].as_array().map(Vec::len), Some(1), "{context}");
     eprintln!(
         "the client finished {} ms after the kill; its longest stall {} ms",
         t_kill.elapsed().as_millis(),
@@ -420,8 +422,7 @@ fn a_frozen_node_s_set_is_taken_over_and_it_steps_down_on_thaw() {
     let context = format!("client: {done}\n{stderr}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
     // WRITE 30 was answered after a reconnect, by B: A, thawed, did not carry it out.
     assert_eq!(
-        first_after["replay"],
-        true,
+        first_after["replay"], true,
         "A answered a request after its set was taken over: {first_after}\n{context}"
     );
     assert_eq!(done["done"], true, "{context}");
@@ -497,11 +498,7 @@ fn no_takeover_from_a_mirror_the_partner_never_called_current() {
     assert_eq!(b.pair_status().unwrap()["partner_mirror"]["current"], false);
     a.kill9();
     let st = b.status_until("refusing to take set 1", |s| set_state(s, 1).0.starts_with("refused"));
-    assert_eq!(
-        set_state(&st, 1),
-        ("refused: our mirror of the partner's journal is not current".into(), 0),
-        "{st:#}"
-    );
+    assert_eq!(set_state(&st, 1), ("refused: our mirror of the partner's journal is not current".into(), 0), "{st:#}");
     assert!(b.log().contains("its set is NOT taken over"), "{}", b.log());
     assert!(!b.log().contains("claimed the partner's set"), "{}", b.log());
     // Nobody serves A's address.

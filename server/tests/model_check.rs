@@ -219,8 +219,9 @@ fn the_model_follows_lease_breaks() {
             "smb2.lease.v2_epoch1",
             "smb2.lease.v2_epoch2",
             "smb2.lease.complex1",
+            "smb2.lease.v2_request",
         ],
-        10,
+        11,
     );
 }
 

@@ -452,4 +452,37 @@ fn a_saved_answer_survives_a_second_crash() {
 #[test]
 fn a_saved_answer_of_a_large_append_survives_two_more_crashes() {
     append_is_answered_once_after("process", 65536, 3);
+
+/// An exclusive CREATE under a CreateGuid that is slower than a second (the
+/// time after which the journal lets the records of an unanswered
+/// operation go, `RELEASE_AFTER`), killed after making its file while a
+/// second client fills the journal (so that it checkpoints and its head
+/// moves on): its request must still be in the log, so that the restart
+/// removes the file and the client's resend makes it anew. The records of
+/// an operation being carried out were released before, and under CI's
+/// load the resend met its own file (STATUS_OBJECT_NAME_COLLISION).
+#[test]
+fn a_slow_exclusive_create_killed_after_making_its_file_is_undone() {
+    let args = ["--journal", "nvram", "--journal-size", "1M", "--state-dir", "state"];
+    let Some(mut server) = duet_with_env(&args, &[("DUET_FAILPOINT", "create-made:3000")]) else { return };
+    let port = server.port.to_string();
+    let mut client = Client(Script::start(
+        "slow_create_client.py",
+        &["--port", &port, "--share", common::SHARE, "--user", common::USER, "--password", common::PASSWORD],
+    ));
+    let sent = client.next("sent");
+    assert_eq!(sent["sent"], true, "{sent}");
+    // The CREATE made its file and waits at the failpoint: past the second
+    // after which its records were let go, and past a checkpoint.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(server.share_dir().join("slow.txt").exists(), "the CREATE did not make its file yet");
+    server.kill9();
+    let first = client.next("first");
+    assert_eq!(first["first"], "lost", "{first}");
+    let from = server.restart();
+    client.go_on();
+    let resend = client.next("resend");
+    let log = server.log();
+    assert_eq!(resend["resend"], "ok", "the resent CREATE was refused\n--- server log ---\n{}", &log[from..]);
+    assert!(log[from..].contains("had made its file: removed"), "{}", &log[from..]);
 }

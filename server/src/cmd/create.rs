@@ -1035,7 +1035,8 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                         Default::default()
                     } else {
                         let leases = overwrite || !oplock::is_lease_stat_open(desired);
-                        files.break_for_open_of(&key, overwrite, violation, lease_id, leases)
+                        let deleting = req.create_options & opt::DELETE_ON_CLOSE != 0;
+                        files.break_for_open_of(&key, overwrite, violation, deleting, lease_id, leases)
                     };
                     (breaks, violation)
                 }
@@ -1116,6 +1117,11 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                 Err(FsError::Exists) if d != disp::CREATE => return Ok(None),
                 made => made.map_err(fs_err)?,
             };
+            if minted.is_some() && d == disp::CREATE {
+                // A test setting: an exclusive CREATE under a CreateGuid that
+                // made its file and is slow to finish.
+                crate::failpoint::pause("create-made");
+            }
             let mut attrs = req.file_attributes & !fattr::NORMAL;
             if !want_dir {
                 // A new file is always ARCHIVE; FILE_ATTRIBUTE_DIRECTORY
@@ -1150,15 +1156,32 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
             st = handle.stat().map_err(fs_err)?;
         }
     }
-    // Directories get neither (Duet offers no directory leases).
+    // Directories get no oplock; a lease on SMB 3.x only
+    // (SMB2_CAP_DIRECTORY_LEASING, [MS-SMB2] 3.3.5.9.8).
     let mut lease: Option<LeaseGrant> = None;
+    let parent_key = lease_req
+        .and_then(|l| l.v2.filter(|_| l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET != 0))
+        .map(|v| v.parent_lease_key);
     let oplock = match (st.is_dir, lease_req, lease_id) {
+        (true, Some(l), Some(lid)) if opener.dialect >= dialect::SMB3_0 => {
+            let epoch = l.v2.map(|v| v.epoch);
+            let sink = opener.sink(id);
+            lease = Some(server.files().grant_dir_lease(
+                &share.cfg.name,
+                &key,
+                id,
+                lid,
+                l.lease_state,
+                epoch,
+                parent_key,
+                sink,
+            ));
+            oplock::level::LEASE
+        }
         (true, _, _) => oplock::level::NONE,
         (false, Some(l), Some(lid)) => {
             let epoch = l.v2.map(|v| v.epoch);
-            let parent =
-                l.v2.filter(|_| l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET != 0).map(|v| v.parent_lease_key);
-            lease = Some(server.files().grant_lease(&key, id, lid, l.lease_state, epoch, parent, opener.sink(id)));
+            lease = Some(server.files().grant_lease(&key, id, lid, l.lease_state, epoch, parent_key, opener.sink(id)));
             oplock::level::LEASE
         }
         _ => lock(&server.files).grant_oplock(&key, id, req.requested_oplock_level, opener.sink(id)),
@@ -1205,6 +1228,10 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     if created {
         let f = if st.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
         server.report_change(&share.cfg.name, resolved_for_notify.components(), action::ADDED, f);
+        // The directory's leases break, but the one the request names as
+        // its parent's (smbtorture smb2.lease.v2_request).
+        let actor = parent_key.map(|key| LeaseId { client_guid: opener.client_guid, key });
+        server.break_parent_leases(&share.cfg.name, resolved_for_notify.components(), actor);
     }
 
     let mut contexts = Vec::new();
@@ -1410,6 +1437,7 @@ fn open_stream(
     lock(&opener.session.inner).opens.insert(id, open);
     if created_file {
         server.report_change(&share.cfg.name, here.components(), action::ADDED, filter::FILE_NAME);
+        server.break_parent_leases(&share.cfg.name, here.components(), None);
     } else if action == create_action::CREATED {
         server.report_change(&share.cfg.name, here.components(), action::ADDED_STREAM, filter::STREAM_NAME);
     }

@@ -87,6 +87,11 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if chosen >= dialect::SMB2_1 {
         caps |= capabilities::LEASING | capabilities::LARGE_MTU;
     }
+    if chosen >= dialect::SMB3_0 {
+        // [MS-SMB2] 3.3.5.4: leases on directories (granted RH at most,
+        // broken when the directory's entries change; `cmd::create`).
+        caps |= capabilities::DIRECTORY_LEASING;
+    }
     if chosen >= dialect::SMB3_0 && conn.server.cfg.multichannel {
         // Session binding ([MS-SMB2] 3.3.5.4, 3.3.5.5.2); FSCTL_VALIDATE_NEGOTIATE_INFO
         // answers with the same capabilities.

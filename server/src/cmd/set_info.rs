@@ -102,6 +102,8 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
                         action::MODIFIED,
                         filter::ATTRIBUTES | filter::LAST_WRITE | filter::CREATION,
                     );
+                    let actor = lock(&ctx.server.files).parent_lease_of(&key, open.persistent_id);
+                    ctx.server.break_parent_leases(&share.cfg.name, p.components(), actor);
                 }
             }
         }
@@ -198,6 +200,13 @@ fn set_delete(ctx: &mut Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStat
     if !watchers.is_empty() {
         lock(&ctx.server.notify).delete_pending(&watchers);
     }
+    if delete {
+        // The other leases give up handle caching, so that their holders
+        // close the handles they keep and the delete happens (as a
+        // FILE_DELETE_ON_CLOSE open breaks them, `cmd::create`); the
+        // disposition does not wait for them.
+        let _ = break_handles_for_rename(ctx.server, open);
+    }
     lock(&open.st).delete_on_close = delete;
     ctx.deltas.push(Delta::DeletePendingSet { set: ctx.server.set(), file: key, on: delete });
     ctx.deltas.push(Delta::DeleteOnCloseSet { open: PersistentFileId(open.persistent_id), on: delete });
@@ -279,6 +288,9 @@ fn rename(
     let f = if open.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
     server.report_change(&share.cfg.name, from.components(), action::RENAMED_OLD_NAME, f);
     server.report_change(&share.cfg.name, new.components(), action::RENAMED_NEW_NAME, f);
+    let actor = lock(&server.files).parent_lease_of(&key, open.persistent_id);
+    server.break_parent_leases(&share.cfg.name, from.components(), actor);
+    server.break_parent_leases(&share.cfg.name, new.components(), actor);
     if !open.is_dir {
         // A renamed file gets the ARCHIVE attribute on Windows, which
         // watchers of attribute changes see as a modification of the new
@@ -435,6 +447,8 @@ fn link(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(),
         e => e.status(),
     })?;
     ctx.server.report_change(&share.cfg.name, new.components(), action::ADDED, filter::FILE_NAME);
+    let actor = lock(&ctx.server.files).parent_lease_of(&key, open.persistent_id);
+    ctx.server.break_parent_leases(&share.cfg.name, new.components(), actor);
     debug!(from = %from.smb_path(), to = %new.smb_path(), "linked");
     Ok(())
 }

@@ -213,7 +213,10 @@ pub fn start_storage_heartbeat(
 
 /// The kernel's boot id, when it has one.
 fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 fn boot_file(storage: &Path, node: NodeId) -> PathBuf {
@@ -237,6 +240,40 @@ pub fn same_kernel(storage: &Path, partner: NodeId) -> bool {
     let theirs = std::fs::read_to_string(boot_file(storage, partner)).ok().map(|s| s.trim().to_string());
     let ours = boot_id();
     ours.is_some() && ours == theirs
+}
+
+/// The set's server GUID ([MS-SMB2] 3.3.1.5 ServerGuid), kept in the shared
+/// storage folder (`set-N.guid`): whichever node serves the set answers
+/// NEGOTIATE with it, so that a client that reconnects to the set's address
+/// after a takeover meets the same server (as a Windows cluster role keeps
+/// its identity when it moves). The first node to serve the set writes
+/// `first` there (the home node's own GUID); later readers take what is
+/// written. Blocks.
+pub fn set_guid(storage: &Path, set: SetId, first: [u8; 16]) -> io::Result<[u8; 16]> {
+    use std::io::Write;
+    let path = storage.join(format!("set-{}.guid", set.0));
+    for _ in 0..2 {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                return crate::restart::parse_guid(text.trim()).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("{} holds no GUID", path.display()))
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                f.write_all(format!("{}\n", crate::state::guid_text(&first)).as_bytes())?;
+                f.sync_all()?;
+                return Ok(first);
+            }
+            // The partner wrote it meanwhile: read it.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other(format!("{} appears and vanishes", path.display())))
 }
 
 // ---- the decision ---------------------------------------------------------------

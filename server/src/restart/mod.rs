@@ -178,7 +178,7 @@ pub fn server_guid(journal: &Path) -> Result<[u8; 16], RunError> {
     }
 }
 
-fn parse_guid(text: &str) -> Option<[u8; 16]> {
+pub(crate) fn parse_guid(text: &str) -> Option<[u8; 16]> {
     if text.len() != 32 || !text.is_ascii() {
         return None;
     }

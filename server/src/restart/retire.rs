@@ -84,14 +84,17 @@ pub async fn run(server: Arc<Server>, flush_data: bool) {
         if last_sweep.elapsed() >= Duration::from_millis(250) {
             last_sweep = Instant::now();
             let now = Instant::now();
-            lock(&server.retirer.started).retain(|op, (t, released)| {
-                let age = now.duration_since(*t);
+            lock(&server.retirer.started).retain(|op, s| {
+                let age = now.duration_since(s.at);
                 if age >= UNANSWERED_GRACE {
                     batch.push(*op);
                     return false;
                 }
-                if age >= RELEASE_AFTER && !*released {
-                    *released = true;
+                // Not while an element of it is being carried out: a CREATE
+                // slowed past a second (a loaded machine) would lose the
+                // request a restart needs to undo what it did.
+                if age >= RELEASE_AFTER && !s.released && s.busy == 0 {
+                    s.released = true;
                     release.push(*op);
                 }
                 true

@@ -66,7 +66,8 @@ impl Taker {
         cfg.listen = vec![set.address];
         cfg.admin_socket = None;
         cfg.admin_socket_default = false;
-        cfg.state_dir = Some(self.cfg.state_dir().unwrap_or_else(|| PathBuf::from("duet-data")).join(format!("set-{}", set.home)));
+        cfg.state_dir =
+            Some(self.cfg.state_dir().unwrap_or_else(|| PathBuf::from("duet-data")).join(format!("set-{}", set.home)));
         cfg.pair = None;
         cfg
     }
@@ -139,7 +140,11 @@ pub async fn watch(t: Taker, serve: impl Fn(Arc<Server>, TcpListener) + Send + S
         if d != Decision::Take {
             continue;
         }
-        info!(set = t.sets.partner.home, ?view, "pair: the partner is dead (links down, storage heartbeat still): taking its set over");
+        info!(
+            set = t.sets.partner.home,
+            ?view,
+            "pair: the partner is dead (links down, storage heartbeat still): taking its set over"
+        );
         t.pair.set_status(SetStatus::new(&t.sets.partner, "taking over", Epoch(0)));
         taken = true;
         match take(&t).await {
@@ -219,6 +224,12 @@ pub async fn take(t: &Taker) -> Result<(Arc<Server>, Epoch), String> {
     let region = Arc::new(region);
     let journal = Arc::new(crate::journal::NvramJournal::new(region.clone()).keeping_write_data(false).ops_after(&log));
     let mut server = Server::restored(cfg, model).map_err(|e| e.to_string())?;
+    // The set's own GUID, as its home node answered with it.
+    let (storage, fresh) = (t.sets.storage.clone(), rand::random());
+    server.guid = tokio::task::spawn_blocking(move || crate::pair::sets::set_guid(&storage, set, fresh))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("the set's server GUID: {e}"))?;
     server.journal = journal.clone();
     server.retirer.enable(false);
     let server = Arc::new(server);
@@ -226,9 +237,8 @@ pub async fn take(t: &Taker) -> Result<(Arc<Server>, Epoch), String> {
     // answered WRITEs whose data its log holds are written again, unless it ran
     // on this kernel (then its page cache outlived it, as after a killed process).
     let (storage, partner) = (t.sets.storage.clone(), NodeId(set.0));
-    let same = tokio::task::spawn_blocking(move || crate::pair::sets::same_kernel(&storage, partner))
-        .await
-        .unwrap_or(false);
+    let same =
+        tokio::task::spawn_blocking(move || crate::pair::sets::same_kernel(&storage, partner)).await.unwrap_or(false);
     if same && !writes.is_empty() {
         info!(writes = writes.len(), "the partner ran on this kernel: its page cache holds every answered WRITE");
     }
@@ -271,4 +281,3 @@ async fn bind(addr: std::net::SocketAddr) -> TcpListener {
         }
     }
 }
-

@@ -32,7 +32,7 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>, out: &mut Vec<Delta>) 
         close_stream(server, open, key, doc);
         return;
     }
-    let (delete, path, watchers) = {
+    let (delete, path, watchers, actor) = {
         // A lease this was the last open of goes: through `files()`, so
         // the model hears of it.
         let mut files = server.files();
@@ -40,11 +40,12 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>, out: &mut Vec<Delta>) 
             files.set_delete_pending(&key, true);
         }
         let path = files.path(&key);
+        let actor = files.parent_lease_of(&key, open.persistent_id);
         let delete = files.remove_open(&key, open.persistent_id);
         // A directory left delete-pending by this close: its watchers
         // (other opens) are told.
         let watchers = if doc && open.is_dir && delete.is_none() { files.open_ids(&key) } else { Vec::new() };
-        (delete, path, watchers)
+        (delete, path, watchers, actor)
     };
     if !watchers.is_empty() {
         lock(&server.notify).delete_pending(&watchers);
@@ -57,6 +58,8 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>, out: &mut Vec<Delta>) 
     if written && delete.is_none() {
         if let Some(p) = &path {
             server.report_change(&share.cfg.name, p.components(), action::MODIFIED, filter::LAST_WRITE | filter::SIZE);
+            // Its directory's listing shows the new size and time.
+            server.break_parent_leases(&share.cfg.name, p.components(), actor);
         }
     }
     let Some(resolved) = delete else {
@@ -68,6 +71,7 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>, out: &mut Vec<Delta>) 
             debug!(path = %lock(&open.st).path, "deleted on close");
             let f = if open.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
             server.report_change(&share.cfg.name, resolved.components(), action::REMOVED, f);
+            server.break_parent_leases(&share.cfg.name, resolved.components(), actor);
         }
         Err(e) => warn!(path = %lock(&open.st).path, "delete on close failed: {e}"),
     }
@@ -107,6 +111,7 @@ fn close_stream(server: &Arc<Server>, open: &Arc<Open>, key: crate::model::FileU
         Ok(()) => {
             let f = if resolved.is_dir() { filter::DIR_NAME } else { filter::FILE_NAME };
             server.report_change(&share.cfg.name, resolved.components(), action::REMOVED, f);
+            server.break_parent_leases(&share.cfg.name, resolved.components(), None);
         }
         Err(e) => warn!(path = %resolved.smb_path(), "delete on close after the last stream's close failed: {e}"),
     }

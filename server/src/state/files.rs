@@ -186,6 +186,11 @@ pub struct FileTable {
     /// name): a stream renamed while open keeps its key under its new
     /// name.
     streams: HashMap<(FileUid, String), FileUid>,
+    /// The directories that have (or had) leases, with the share each is
+    /// in: where a change to a directory's entries looks for the leases it
+    /// breaks ([`FileTable::break_dir_leases`]). An entry whose leases are
+    /// gone is dropped when it is next looked at.
+    dir_leases: HashMap<FileUid, String>,
 }
 
 /// An open's caching as the per-file table has it, and as check mode
@@ -312,9 +317,10 @@ impl FileTable {
         }
         if f.stream_opens > 0 && access & access::DELETE != 0 {
             let all = share::READ | share::WRITE | share::DELETE;
-            return !self.files.values().any(|s| {
-                s.base == Some(*key) && s.opens.iter().any(|o| share_conflict(o, access::DELETE, all))
-            });
+            return !self
+                .files
+                .values()
+                .any(|s| s.base == Some(*key) && s.opens.iter().any(|o| share_conflict(o, access::DELETE, all)));
         }
         true
     }
@@ -501,17 +507,23 @@ impl FileTable {
         violation: bool,
         opener: Option<LeaseId>,
     ) -> Breaks {
-        self.break_for_open_of(key, overwrite, violation, opener, true)
+        self.break_for_open_of(key, overwrite, violation, false, opener, true)
     }
 
     /// [`FileTable::break_for_open`], breaking leases only with `leases`
     /// (an open that is a stat open for leases breaks oplocks alone,
-    /// [`oplock::is_lease_stat_open`]).
+    /// [`oplock::is_lease_stat_open`]). An open that will delete the file
+    /// (`deleting`: FILE_DELETE_ON_CLOSE) takes handle caching (H) from the
+    /// other leases too, and waits for it, so that their holders may close
+    /// the handles they keep open ([MS-FSA] 2.1.5.1.2.1, as Windows breaks;
+    /// smbtorture smb2.lease.unlink).
+    #[allow(clippy::too_many_arguments)]
     pub fn break_for_open_of(
         &mut self,
         key: &FileUid,
         overwrite: bool,
         violation: bool,
+        deleting: bool,
         opener: Option<LeaseId>,
         leases: bool,
     ) -> Breaks {
@@ -540,7 +552,14 @@ impl FileTable {
                 }
             }
         }
-        let keep_bits = |state| lease::keep_for_open(state, overwrite, violation);
+        let keep_bits = |state| {
+            let keep = lease::keep_for_open(state, overwrite, violation);
+            if deleting {
+                keep & !lease_state::HANDLE_CACHING
+            } else {
+                keep
+            }
+        };
         for id in leases_of(f) {
             if !leases || Some(id) == opener {
                 continue;
@@ -553,8 +572,8 @@ impl FileTable {
             // up its handle to let the open in; a holder of R or RH that an
             // overwrite breaks is sent the break and the open goes ahead
             // (smbtorture smb2.lease.breaking4, as Windows and Samba).
-            let blocks =
-                l.state & lease_state::WRITE_CACHING != 0 || (violation && l.state & lease_state::HANDLE_CACHING != 0);
+            let blocks = l.state & lease_state::WRITE_CACHING != 0
+                || ((violation || deleting) && l.state & lease_state::HANDLE_CACHING != 0);
             if l.break_to(&id, keep_bits(l.state), log) && blocks {
                 out.wait = true;
                 if l.holder_gone() {
@@ -804,7 +823,8 @@ impl FileTable {
         }
         let set = self.log.set();
         let l = self.leases.entry(id).or_insert_with(|| {
-            let l = Lease::new(*key, granted, v2_epoch);
+            let mut l = Lease::new(*key, granted, v2_epoch);
+            l.parent = parent.filter(|_| l.v2);
             self.log.push(Delta::LeaseGranted {
                 set,
                 lease: id.model(),
@@ -828,6 +848,74 @@ impl FileTable {
         }
         l.sink = Some(sink);
         LeaseGrant { state: l.state, epoch: l.epoch, breaking: l.breaking.is_some(), v2: l.v2 }
+    }
+
+    /// Grants a lease on a directory ([MS-SMB2] 3.3.5.9.8 and 3.3.5.9.11,
+    /// SMB 3.x with SMB2_CAP_DIRECTORY_LEASING): as [`FileTable::grant_lease`],
+    /// but never W (a directory caches no writes: RHW asked is RH granted,
+    /// RW is R). Its leases break when the directory's entries change
+    /// ([`FileTable::break_dir_leases`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn grant_dir_lease(
+        &mut self,
+        share: &str,
+        key: &FileUid,
+        persistent_id: u64,
+        id: LeaseId,
+        requested: u32,
+        v2_epoch: Option<u16>,
+        parent: Option<[u8; 16]>,
+        sink: oplock::BreakSink,
+    ) -> LeaseGrant {
+        let g =
+            self.grant_lease(key, persistent_id, id, requested & !lease_state::WRITE_CACHING, v2_epoch, parent, sink);
+        self.dir_leases.entry(*key).or_insert_with(|| share.to_string());
+        g
+    }
+
+    /// Whether any directory has a lease (a cheap test before
+    /// [`FileTable::break_dir_leases`]).
+    pub fn has_dir_leases(&self) -> bool {
+        !self.dir_leases.is_empty()
+    }
+
+    /// The lease an open changes its directory's entries under: its own
+    /// lease's ParentLeaseKey, as the client's lease on the directory
+    /// ([MS-SMB2] 2.2.13.2.10, 3.3.1.4 Lease.ParentLeaseKey).
+    pub fn parent_lease_of(&self, key: &FileUid, persistent_id: u64) -> Option<LeaseId> {
+        let id = self.files.get(key)?.open(persistent_id)?.lease?;
+        let parent = self.leases.get(&id)?.parent?;
+        Some(LeaseId { client_guid: id.client_guid, key: parent })
+    }
+
+    /// The entries of directory `dir` (share-relative components) of
+    /// `share` changed: a name was made, removed or renamed there, or a
+    /// file's size, times or attributes, which its listing shows ([MS-FSA]
+    /// 2.1.4.13, breaking the oplocks of a file's parent directory; as
+    /// Windows, the change is not held up). Every lease on the directory
+    /// but `actor` (the lease of the directory the change was made under,
+    /// by its ParentLeaseKey) is broken to none; nobody waits for the
+    /// acknowledgement.
+    pub fn break_dir_leases(&mut self, share: &str, dir: &[String], actor: Option<LeaseId>) {
+        let keys: Vec<FileUid> = self.dir_leases.iter().filter(|(_, s)| s.as_str() == share).map(|(k, _)| *k).collect();
+        for key in keys {
+            let ids = self.files.get(&key).map(leases_of).unwrap_or_default();
+            if ids.is_empty() {
+                self.dir_leases.remove(&key);
+                continue;
+            }
+            if self.files.get(&key).and_then(|f| f.path.as_ref()).map(|p| p.components()) != Some(dir) {
+                continue;
+            }
+            for id in ids {
+                if Some(id) == actor {
+                    continue;
+                }
+                if let Some(l) = self.leases.get_mut(&id) {
+                    l.break_to(&id, 0, &mut self.log);
+                }
+            }
+        }
     }
 
     /// The open's lease and its state.

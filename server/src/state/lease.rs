@@ -66,6 +66,10 @@ pub struct Lease {
     pub epoch: u16,
     /// Lease.Version is 2.
     pub v2: bool,
+    /// Lease.ParentLeaseKey (version 2): the lease of the directory the
+    /// file is in, which this lease's opens do not break when they change
+    /// the directory's entries ([`super::files::FileTable::break_dir_leases`]).
+    pub parent: Option<[u8; 16]>,
     /// Where notifications go: the connection of the latest open that
     /// used the lease ([MS-SMB2] 3.3.4.7 lets the server pick any
     /// connection of the client).
@@ -100,7 +104,15 @@ pub fn keep_for_open(state: u32, overwrite: bool, violation: bool) -> u32 {
 
 impl Lease {
     pub fn new(file: FileUid, state: u32, v2: Option<u16>) -> Lease {
-        Lease { file, state, breaking: None, epoch: v2.map_or(0, |e| e.wrapping_add(1)), v2: v2.is_some(), sink: None }
+        Lease {
+            file,
+            state,
+            breaking: None,
+            epoch: v2.map_or(0, |e| e.wrapping_add(1)),
+            v2: v2.is_some(),
+            parent: None,
+            sink: None,
+        }
     }
 
     /// Brings the lease down to at most `keep` ([MS-SMB2] 3.3.4.7).

@@ -261,6 +261,19 @@ impl Server {
         }
     }
 
+    /// Breaks the leases on the directory `child` (share-relative
+    /// components) is in, but `actor`'s: `child` was made, removed or
+    /// renamed, or changed in a way the directory's listing shows
+    /// ([`files::FileTable::break_dir_leases`]).
+    pub fn break_parent_leases(&self, share: &str, child: &[String], actor: Option<lease::LeaseId>) {
+        let Some((_, dir)) = child.split_last() else {
+            return;
+        };
+        if lock(&self.files).has_dir_leases() {
+            self.files().break_dir_leases(share, dir, actor);
+        }
+    }
+
     pub fn session(&self, id: u64) -> Option<Arc<Session>> {
         lock(&self.sessions).get(&id).cloned()
     }

@@ -70,7 +70,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::MutexGuard;
 
 use ids::SetId;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::files::{CachingView, FileTable};
 use super::{lock, Server};
@@ -566,6 +566,9 @@ impl Server {
     /// now). True when a released change brought a deadline.
     fn apply_locked(&self, r: &mut Recorder, deltas: &[Delta], journaled: &[u8], in_record: bool) -> bool {
         if r.batch_waits(deltas) {
+            // Rare (a lease key used again while its old lease waits to
+            // go); said, since a crash now loses the batch with its record.
+            info!(deltas = deltas.len(), "a request's changes wait in the recorder for an earlier change");
             r.wait(Waiting::Batch(deltas.to_vec(), journaled.to_vec()));
         } else {
             r.apply_batch(deltas, journaled);

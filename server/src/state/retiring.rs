@@ -14,9 +14,10 @@ use super::lock;
 /// The operations between point 1 and their retirement.
 #[derive(Default)]
 pub struct Retirer {
-    /// Not yet answered: when each was started, and whether its records
-    /// were released.
-    pub(crate) started: Mutex<HashMap<OpId, (Instant, bool)>>,
+    /// Not yet answered: when each was started, whether its records were
+    /// released, and how many of its elements are being carried out now
+    /// ([`Retirer::busy`]).
+    pub(crate) started: Mutex<HashMap<OpId, Started>>,
     /// Answered (past point 4), waiting for their file data to be flushed.
     pub(crate) answered: Mutex<Vec<OpId>>,
     /// Found in the log at start, retired after [`RECOVERED_GRACE`].
@@ -25,6 +26,19 @@ pub struct Retirer {
     on: std::sync::atomic::AtomicBool,
     /// Retire at point 4: no file data to flush first.
     at_once: std::sync::atomic::AtomicBool,
+}
+
+/// An operation between point 1 and point 4.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Started {
+    pub at: Instant,
+    pub released: bool,
+    /// Elements being carried out (between point 2 and their point 3):
+    /// while any is, the operation's records are not released, since what
+    /// it does may reach the disk without its point-3 record, and a restart
+    /// must find its request in the log to tell (an exclusive CREATE that
+    /// made its file, a rename that moved one).
+    pub busy: u32,
 }
 
 impl Retirer {
@@ -47,7 +61,27 @@ impl Retirer {
     /// `op` passed point 1.
     pub fn started(&self, op: OpId) {
         if self.on() {
-            lock(&self.started).insert(op, (Instant::now(), false));
+            lock(&self.started).insert(op, Started { at: Instant::now(), released: false, busy: 0 });
+        }
+    }
+
+    /// An element of `op` is being carried out (from its point 2): its
+    /// records stay until [`Retirer::idle`].
+    pub fn busy(&self, op: OpId) {
+        if self.on() {
+            if let Some(s) = lock(&self.started).get_mut(&op) {
+                s.busy += 1;
+            }
+        }
+    }
+
+    /// The element [`Retirer::busy`] named passed its point 3 (or went
+    /// async, waiting with nothing done).
+    pub fn idle(&self, op: OpId) {
+        if self.on() {
+            if let Some(s) = lock(&self.started).get_mut(&op) {
+                s.busy = s.busy.saturating_sub(1);
+            }
         }
     }
 
@@ -78,3 +112,22 @@ impl Retirer {
     }
 }
 
+/// An operation kept busy ([`Retirer::busy`]) until this is dropped.
+pub struct Busy {
+    server: std::sync::Arc<super::Server>,
+    op: OpId,
+}
+
+impl Busy {
+    /// Marks `op` busy until the guard is dropped.
+    pub fn hold(server: &std::sync::Arc<super::Server>, op: OpId) -> Busy {
+        server.retirer.busy(op);
+        Busy { server: server.clone(), op }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.server.retirer.idle(self.op);
+    }
+}
