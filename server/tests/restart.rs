@@ -452,6 +452,7 @@ fn a_saved_answer_survives_a_second_crash() {
 #[test]
 fn a_saved_answer_of_a_large_append_survives_two_more_crashes() {
     append_is_answered_once_after("process", 65536, 3);
+}
 
 /// An exclusive CREATE under a CreateGuid that is slower than a second (the
 /// time after which the journal lets the records of an unanswered
