@@ -26,7 +26,9 @@
 //!   a partner means in B's mirror, before the answer leaves. The open is
 //!   append-only, so a WRITE carried out twice would show its block twice: the
 //!   client's resend (replay flag) is answered by B from the mirrored log, and
-//!   the file holds each block exactly once.
+//!   the file holds each block exactly once. Its variants with WRITEs of 64 KiB
+//!   and under `process` meet point-1 records that keep a digest of the data,
+//!   not the data.
 
 mod common;
 
