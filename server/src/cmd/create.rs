@@ -975,6 +975,31 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     let resolved = share.fs.resolve(&path).map_err(fs_err)?;
     let existing = if resolved.exists() { Some(share.fs.stat(&resolved).map_err(fs_err)?) } else { None };
     let overwrite = matches!(req.create_disposition, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
+    // An existing file's stored descriptor decides what this open may have
+    // ([MS-SMB2] 3.3.5.9, [MS-FSA] 2.1.5.1.2.1: the access check). An
+    // overwrite needs FILE_WRITE_DATA besides what was asked, as in smbd;
+    // MAXIMUM_ALLOWED gets what the descriptor grants.
+    let token = super::security::token(&opener.session);
+    let file_max = match &existing {
+        Some(_) if req.create_disposition != disp::CREATE => {
+            super::security::max_access_on_open(&share.fs, &resolved, &token)?
+        }
+        _ => None,
+    };
+    if let Some(max) = file_max {
+        let asked = generic_map(req.desired_access) & !(access::MAXIMUM_ALLOWED | access::ACCESS_SYSTEM_SECURITY);
+        let needs = asked | if overwrite { access::FILE_WRITE_DATA } else { 0 };
+        if needs & !max != 0 {
+            return Err(NtStatus::ACCESS_DENIED);
+        }
+        if req.desired_access & access::MAXIMUM_ALLOWED != 0 {
+            desired = asked | (max & tree.maximal_access);
+            if tree.read_only {
+                desired &= !MODIFY_ACCESS;
+            }
+        }
+    }
+    let maximal_access = file_max.map_or(tree.maximal_access, |m| m & tree.maximal_access);
     let new_eas = if existing.is_none() || overwrite {
         check_new_file_contexts(req, share.fs.supports_xattrs())?
     } else {
@@ -1135,6 +1160,17 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                     return Err(e.status());
                 }
             }
+            // Its descriptor: inherited from the parent's, and the SecD
+            // context's (checked in `check_new_file_contexts`).
+            let secd = match req.context(|c| matches!(c, RequestContext::SecurityDescriptor(_))) {
+                Some(RequestContext::SecurityDescriptor(b)) => SecurityDescriptor::parse(b).ok(),
+                _ => None,
+            };
+            if let Err(e) = super::security::store_for_new(&share.fs, &resolved, &h, secd.as_ref(), &token) {
+                drop(h);
+                let _ = if want_dir { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };
+                return Err(e);
+            }
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
             let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, false, minted)?;
@@ -1231,7 +1267,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     for c in &req.create_contexts {
         match c {
             RequestContext::QueryMaximalAccess { .. } => {
-                contexts.push(ResponseContext::MaximalAccess { query_status: 0, maximal_access: tree.maximal_access })
+                contexts.push(ResponseContext::MaximalAccess { query_status: 0, maximal_access })
             }
             RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
                 disk_file_id: fstat.file_id,

@@ -62,6 +62,7 @@ pub mod error;
 pub mod handle;
 mod names;
 pub mod path;
+pub mod sd;
 pub mod shortname;
 pub mod stat;
 pub mod stream;
