@@ -14,11 +14,11 @@
 use protocol::fscc::security::{ace_flags, ace_type, control, security_information as si};
 use protocol::fscc::{access, Ace, Acl, SecurityDescriptor, Sid};
 
-/// The domain part of users' SIDs: S-1-5-21-1146504532-1-1 (0x44554554
+/// The domain part of users' SIDs: S-1-5-21-1146438996-1-1 (0x44554554
 /// is "DUET").
 const DUET_DOMAIN: [u32; 4] = [21, 0x4455_4554, 1, 1];
 
-/// The SID of the Duet user `name`: S-1-5-21-1146504532-1-1-RID, where RID
+/// The SID of the Duet user `name`: S-1-5-21-1146438996-1-1-RID, where RID
 /// is 1000 plus the 32-bit FNV-1a hash of the lower-cased name modulo
 /// 1,000,000,000 (the same on every node and after a restart; two names
 /// meet with a chance of one in a billion).
@@ -371,7 +371,7 @@ mod tests {
         assert_eq!(user_sid("Alice"), user_sid("alice"));
         assert_ne!(user_sid("alice"), user_sid("bob"));
         let s = user_sid("alice").to_string();
-        assert!(s.starts_with("S-1-5-21-1146504532-1-1-"), "{s}");
+        assert!(s.starts_with("S-1-5-21-1146438996-1-1-"), "{s}");
     }
 
     #[test]

@@ -169,3 +169,38 @@ fn alternate_data_streams() {
         assert!(text.lines().any(|l| l == step), "{step} missing:\n{text}");
     }
 }
+
+/// Security descriptors through smbprotocol (testdata/smbprotocol_acl.py),
+/// with two users: a DACL set and read back, kept in `user.duet.NTACL`
+/// (no EA), enforced for the second user (a denied open, MAXIMUM_ALLOWED,
+/// a deny ACE), a partial set merged, hostile descriptors refused with
+/// STATUS_INVALID_SECURITY_DESCR and nothing changed, the SACL and a
+/// foreign owner refused, the SecD create context and inheritance from
+/// the parent, and the descriptor kept through a rename. Skipped where the
+/// temp directory's file system has no user xattrs.
+#[test]
+fn security_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    if !has_user_xattrs(dir.path()) {
+        return;
+    }
+    let (_srv, port) = duet(dir.path(), "--user=bob:bobpass");
+    let share = dir.path().display().to_string();
+    let text = smbprotocol(
+        "smbprotocol_acl.py",
+        &[&port.to_string(), "data", "duet", "duetpass", "bob", "bobpass", &share],
+    );
+    for step in [
+        "ok set and read back",
+        "ok stored in user.duet.NTACL, no EA",
+        "ok enforced for a second user",
+        "ok deny ACE",
+        "ok partial set merged",
+        "ok hostile descriptors refused",
+        "ok kept through a rename",
+        "ok SecD on create",
+        "ok inherited on create",
+    ] {
+        assert!(text.lines().any(|l| l == step), "{step} missing:\n{text}");
+    }
+}
