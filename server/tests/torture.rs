@@ -11,6 +11,10 @@
 //! `smb2.compound.compound-padding`), against an smbd
 //! whose share keeps streams as Duet does (`vfs objects = streams_xattr`).
 //!
+//! `torture_acls_duet_at_least_smbd` does the same for `smb2.acls` and
+//! `smb2.sdread`, against an smbd whose share stores security descriptors
+//! as Duet does (`vfs objects = acl_xattr`).
+//!
 //! Runs in nextest's `heavy` test group (one at a time). DUET_BIN selects the
 //! duet binary (scripts/test.sh points it at the release build);
 //! DUET_TEST_SERVER=smbd puts a second smbd in duet's place.
@@ -37,6 +41,11 @@ fn torture_streams_duet_at_least_smbd() {
         "smb2.getinfo.normalized",
         "smb2.compound.compound-padding",
     ]);
+}
+
+#[test]
+fn torture_acls_duet_at_least_smbd() {
+    duet_at_least_smbd(&["--smbd-option", "vfs objects = acl_xattr", "smb2.acls", "smb2.sdread"]);
 }
 
 /// Runs `scripts/torture.sh ARGS` and checks its table (see the module doc).

@@ -872,10 +872,10 @@ type NewEas<'a> = Vec<(&'a [u8], &'a [u8])>;
 ///   STATUS_INVALID_PARAMETER and a name Windows refuses
 ///   STATUS_INVALID_EA_NAME (as smbd); a server's own name
 ///   STATUS_ACCESS_DENIED (`fs::ea`). An empty buffer asks for nothing.
-/// - SecD ([MS-SMB2] 3.3.5.9.2): Duet derives descriptors from POSIX
-///   ownership and mode, so the value is ignored (which <323> allows), but
-///   a malformed descriptor is refused with STATUS_INVALID_SECURITY_DESCR
-///   rather than silently accepted.
+/// - SecD ([MS-SMB2] 3.3.5.9.2): a malformed descriptor is refused with
+///   STATUS_INVALID_SECURITY_DESCR before anything is made; a new file or
+///   directory stores it ([`super::security::store_for_new`]). An
+///   overwrite or supersede keeps the file's descriptor.
 fn check_new_file_contexts<'a>(req: &CreateRequest<'a>, eas_supported: bool) -> Result<NewEas<'a>, NtStatus> {
     let mut eas = Vec::new();
     for c in &req.create_contexts {
@@ -973,16 +973,20 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
         lease_id.is_some_and(|id| lock(&server.files).lease_file(&id).is_some_and(|f| Some(f) != key))
     };
     let resolved = share.fs.resolve(&path).map_err(fs_err)?;
-    let existing = if resolved.exists() { Some(share.fs.stat(&resolved).map_err(fs_err)?) } else { None };
+    let (existing, stored_sd) = if resolved.exists() {
+        let (st, sd) = share.fs.stat_sd(&resolved).map_err(fs_err)?;
+        (Some(st), sd)
+    } else {
+        (None, None)
+    };
     let overwrite = matches!(req.create_disposition, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
     // An existing file's stored descriptor decides what this open may have
     // ([MS-SMB2] 3.3.5.9, [MS-FSA] 2.1.5.1.2.1: the access check). An
     // overwrite needs FILE_WRITE_DATA besides what was asked, as in smbd;
     // MAXIMUM_ALLOWED gets what the descriptor grants.
-    let token = super::security::token(&opener.session);
     let file_max = match &existing {
         Some(_) if req.create_disposition != disp::CREATE => {
-            super::security::max_access_on_open(&share.fs, &resolved, &token)?
+            super::security::max_access_on_open(&share.fs, &resolved, stored_sd, &opener.session)?
         }
         _ => None,
     };
@@ -1166,7 +1170,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                 Some(RequestContext::SecurityDescriptor(b)) => SecurityDescriptor::parse(b).ok(),
                 _ => None,
             };
-            if let Err(e) = super::security::store_for_new(&share.fs, &resolved, &h, secd.as_ref(), &token) {
+            if let Err(e) = super::security::store_for_new(&share.fs, &resolved, &h, secd.as_ref(), &opener.session) {
                 drop(h);
                 let _ = if want_dir { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };
                 return Err(e);
@@ -1313,7 +1317,7 @@ fn open_stream(
     share: &Arc<crate::state::ShareEntry>,
     path: &SmbPath,
     sname: &str,
-    desired: u32,
+    mut desired: u32,
     slot: crate::limits::OpenSlot,
 ) -> Result<Option<Step>, NtStatus> {
     let server = &opener.server;
@@ -1326,6 +1330,18 @@ fn open_stream(
     let resolved = share.fs.resolve(path).map_err(fs_err)?;
     let mut created_file = false;
     let (h, st) = if resolved.exists() {
+        // A stream is opened under its file's stored descriptor.
+        let stored = share.fs.stored_sd(&resolved).map_err(fs_err)?;
+        if let Some(max) = super::security::max_access_on_open(&share.fs, &resolved, stored, &opener.session)? {
+            let asked = generic_map(req.desired_access) & !(access::MAXIMUM_ALLOWED | access::ACCESS_SYSTEM_SECURITY);
+            let overwrite = matches!(d, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
+            if (asked | if overwrite { access::FILE_WRITE_DATA } else { 0 }) & !max != 0 {
+                return Err(NtStatus::ACCESS_DENIED);
+            }
+            if req.desired_access & access::MAXIMUM_ALLOWED != 0 {
+                desired = asked | (max & desired);
+            }
+        }
         share.fs.open_stat(&resolved, false).map_err(fs_err)?
     } else {
         if matches!(d, disp::OPEN | disp::OVERWRITE) {

@@ -122,12 +122,21 @@ pub fn set(open: &Open, token: &Token, additional: u32, buf: &[u8]) -> Result<()
 /// ([`acl::max_access`]), as smbd: FILE_READ_ATTRIBUTES always, and
 /// DELETE when the parent directory grants FILE_DELETE_CHILD (or has no
 /// stored descriptor).
-pub fn max_access_on_open(share: &crate::fs::Share, rel: &crate::fs::Resolved, token: &Token) -> Result<Option<u32>, NtStatus> {
-    let Some(sd) = parse_stored(share.stored_sd(rel).map_err(|e| e.status())?) else { return Ok(None) };
-    let mut max = acl::max_access(&sd, token) | access::FILE_READ_ATTRIBUTES;
+///
+/// `stored` is the file's stored descriptor as read ([`crate::fs::Share::stat_sd`]);
+/// the session's token is made only when there is one.
+pub fn max_access_on_open(
+    share: &crate::fs::Share,
+    rel: &crate::fs::Resolved,
+    stored: Option<Vec<u8>>,
+    session: &Session,
+) -> Result<Option<u32>, NtStatus> {
+    let Some(sd) = parse_stored(stored) else { return Ok(None) };
+    let token = token(session);
+    let mut max = acl::max_access(&sd, &token) | access::FILE_READ_ATTRIBUTES;
     if max & access::DELETE == 0 {
         let parent = parse_stored(share.parent_sd(rel).map_err(|e| e.status())?);
-        if parent.is_none_or(|p| acl::max_access(&p, token) & access::FILE_DELETE_CHILD != 0) {
+        if parent.is_none_or(|p| acl::max_access(&p, &token) & access::FILE_DELETE_CHILD != 0) {
             max |= access::DELETE;
         }
     }
@@ -147,11 +156,12 @@ pub fn store_for_new(
     rel: &crate::fs::Resolved,
     h: &Handle,
     given: Option<&SecurityDescriptor>,
-    token: &Token,
+    session: &Session,
 ) -> Result<(), NtStatus> {
     if !share.supports_xattrs() {
         return Ok(());
     }
+    let token = &token(session);
     let st = h.base_stat().map_err(|e| e.status())?;
     let (owner, group) = (Sid::unix_user(st.uid), Sid::unix_group(st.gid));
     let parent = parse_stored(share.parent_sd(rel).map_err(|e| e.status())?);

@@ -87,6 +87,21 @@ impl Share {
         }
     }
 
+    /// [`Share::stat`] of the existing `rel` and its stored descriptor,
+    /// through one descriptor of the parent directory (what a CREATE of an
+    /// existing file reads before it opens it).
+    pub fn stat_sd(&self, rel: &Resolved) -> Result<(super::Stat, Option<Vec<u8>>), FsError> {
+        match rel.split()? {
+            None => Ok((self.stat(rel)?, self.stored_sd(rel)?)),
+            Some((parent, leaf)) => {
+                let dir = self.parent_fd(&parent)?;
+                let st = super::stat::stat_at(dir.as_fd(), Some(&leaf), self.xattrs)?;
+                let sd = if self.xattrs { read(XattrTarget::At(dir.as_fd(), &leaf))? } else { None };
+                Ok((st, sd))
+            }
+        }
+    }
+
     /// The descriptor stored for the directory that holds `rel` (`None`
     /// for the share root, which has no parent in the share).
     pub fn parent_sd(&self, rel: &Resolved) -> Result<Option<Vec<u8>>, FsError> {
@@ -101,5 +116,41 @@ impl Share {
                 read(XattrTarget::At(dir.as_fd(), &dot))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_descriptors_round_trip_and_are_found_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = Share::new("s", dir.path()).unwrap();
+        if !share.supports_xattrs() {
+            return;
+        }
+        let sub = share.resolve(&Share::parse_path("d").unwrap()).unwrap();
+        let d = share.create_dir(&sub, 0o755).unwrap();
+        let file = share.resolve(&Share::parse_path("d\\f").unwrap()).unwrap();
+        let f = share.create_file(&file, 0o644).unwrap();
+        assert_eq!(f.stored_sd().unwrap(), None);
+        assert_eq!(share.stored_sd(&file).unwrap(), None);
+        f.store_sd(b"file sd").unwrap();
+        d.store_sd(b"dir sd").unwrap();
+        let file = share.resolve(&Share::parse_path("d\\f").unwrap()).unwrap();
+        assert_eq!(f.stored_sd().unwrap().as_deref(), Some(&b"file sd"[..]));
+        assert_eq!(share.stored_sd(&file).unwrap().as_deref(), Some(&b"file sd"[..]));
+        assert_eq!(share.stat_sd(&file).unwrap().1.as_deref(), Some(&b"file sd"[..]));
+        assert_eq!(share.parent_sd(&file).unwrap().as_deref(), Some(&b"dir sd"[..]));
+        assert_eq!(share.parent_sd(&sub).unwrap(), None);
+        assert_eq!(share.parent_sd(&Resolved::root()).unwrap(), None);
+        // A long one takes the second read; one past the bound is refused.
+        let long = vec![7u8; 3000];
+        f.store_sd(&long).unwrap();
+        assert_eq!(f.stored_sd().unwrap(), Some(long));
+        assert!(matches!(f.store_sd(&vec![0u8; MAX_LEN + 1]), Err(FsError::NoSpace)));
+        // Never an EA.
+        assert!(f.eas().unwrap().iter().all(|e| !e.name.eq_ignore_ascii_case(b"duet.NTACL")));
     }
 }
