@@ -1,5 +1,5 @@
 """Security descriptors through Python's smbprotocol:
-`smbprotocol_acl.py PORT SHARE USER1 PASSWORD1 USER2 PASSWORD2 SHARE_DIR`
+`smbprotocol_acl.py PORT SHARE USER1 PASSWORD1 USER2 PASSWORD2 SHARE_DIR [USER2_SID]`
 sets a DACL as USER1 and reads it back, checks that it is kept in the
 `user.duet.NTACL` xattr and is no EA, that it is enforced for USER2 (a
 denied open, MAXIMUM_ALLOWED, a deny ACE), that a partial set (owner only)
@@ -7,7 +7,8 @@ keeps the DACL, that hostile descriptors are refused and change nothing,
 that the SACL and a foreign owner are refused, that a SecD create context
 and an inheritable ACE of the parent give new files their DACL, and that
 the descriptor survives a rename. Each user's SID is Duet's
-S-1-5-21-1146438996-1-1-(1000 + FNV-1a(lower-cased name) mod 10^9).
+S-1-5-21-1146438996-1-1-(1000 + FNV-1a(lower-cased name) mod 10^9), or
+for USER2 the USER2_SID its users file line gives.
 Prints `ok <step>` per step and exits 1 at the first failure. Run by
 server/tests/pyclient.rs."""
 import os
@@ -172,7 +173,7 @@ def granted(who, f):
     return struct.unpack("<I", buf)[0]
 
 
-alice, bob = duet_sid(user1), duet_sid(user2)
+alice, bob = duet_sid(user1), (sys.argv[8] if len(sys.argv) > 8 else duet_sid(user2))
 owner = f"S-1-22-1-{os.geteuid()}"
 admin = READ_CONTROL | WRITE_DAC | WRITE_OWNER
 

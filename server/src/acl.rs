@@ -54,19 +54,20 @@ pub struct Token {
 }
 
 impl Token {
-    /// A session's token. An authenticated user: its [`user_sid`], the
+    /// A session's token. An authenticated user: `user` (its SID: from the
+    /// users file, else [`user_sid`]), the
     /// server's POSIX user and group (S-1-22-1-`uid`, S-1-22-2-`gid`),
     /// Everyone, NETWORK, Authenticated Users and BUILTIN\Users. A guest:
     /// Everyone, NETWORK and BUILTIN\Guests. An anonymous session:
     /// Everyone, NETWORK and ANONYMOUS LOGON. Nobody holds a privilege.
-    pub fn for_session(user: &str, guest: bool, anonymous: bool, uid: u32, gid: u32) -> Token {
+    pub fn for_session(user: Sid, guest: bool, anonymous: bool, uid: u32, gid: u32) -> Token {
         let mut sids = vec![Sid::everyone(), sid(5, &[2])];
         if anonymous {
             sids.push(sid(5, &[7]));
         } else if guest {
             sids.push(sid(5, &[32, 546]));
         } else {
-            sids.extend([user_sid(user), Sid::unix_user(uid), Sid::unix_group(gid), sid(5, &[11]), sid(5, &[32, 545])]);
+            sids.extend([user, Sid::unix_user(uid), Sid::unix_group(gid), sid(5, &[11]), sid(5, &[32, 545])]);
         }
         Token { sids }
     }
@@ -354,7 +355,7 @@ mod tests {
         Sid::unix_user(1000)
     }
     fn token() -> Token {
-        Token::for_session("alice", false, false, 1000, 100)
+        Token::for_session(user_sid("alice"), false, false, 1000, 100)
     }
     fn sd(aces: Vec<Ace>) -> SecurityDescriptor {
         SecurityDescriptor {
@@ -387,7 +388,7 @@ mod tests {
         ]);
         assert_eq!(max_access(&with_or, &token()), access::FILE_GENERIC_READ | access::FILE_WRITE_DATA);
         // Someone else (a guest) gets nothing from either.
-        let guest = Token::for_session("g", true, false, 1000, 100);
+        let guest = Token::for_session(user_sid("g"), true, false, 1000, 100);
         assert_eq!(max_access(&with_or, &guest), 0);
     }
 

@@ -22,12 +22,14 @@ use crate::state::{lock, Open, Session};
 /// The parts of a descriptor Duet can answer or apply.
 const SUPPORTED: u32 = si::OWNER | si::GROUP | si::DACL | si::SACL;
 
-/// The SIDs `session` holds ([`Token::for_session`]), with the POSIX user
-/// and group the server runs as.
-pub fn token(session: &Session) -> Token {
+/// The SIDs `session` holds ([`Token::for_session`]): the user's SID from
+/// the users file (else [`acl::user_sid`]), with the POSIX user and group
+/// the server runs as.
+pub fn token(users: &crate::users::Users, session: &Session) -> Token {
     let inner = lock(&session.inner);
+    let user = users.sid(&inner.user).cloned().unwrap_or_else(|| acl::user_sid(&inner.user));
     Token::for_session(
-        &inner.user,
+        user,
         inner.guest,
         inner.anonymous,
         nix::unistd::geteuid().as_raw(),
@@ -129,10 +131,11 @@ pub fn max_access_on_open(
     share: &crate::fs::Share,
     rel: &crate::fs::Resolved,
     stored: Option<Vec<u8>>,
+    users: &crate::users::Users,
     session: &Session,
 ) -> Result<Option<u32>, NtStatus> {
     let Some(sd) = parse_stored(stored) else { return Ok(None) };
-    let token = token(session);
+    let token = token(users, session);
     let mut max = acl::max_access(&sd, &token) | access::FILE_READ_ATTRIBUTES;
     if max & access::DELETE == 0 {
         let parent = parse_stored(share.parent_sd(rel).map_err(|e| e.status())?);
@@ -156,12 +159,13 @@ pub fn store_for_new(
     rel: &crate::fs::Resolved,
     h: &Handle,
     given: Option<&SecurityDescriptor>,
+    users: &crate::users::Users,
     session: &Session,
 ) -> Result<(), NtStatus> {
     if !share.supports_xattrs() {
         return Ok(());
     }
-    let token = &token(session);
+    let token = &token(users, session);
     let st = h.base_stat().map_err(|e| e.status())?;
     let (owner, group) = (Sid::unix_user(st.uid), Sid::unix_group(st.gid));
     let parent = parse_stored(share.parent_sd(rel).map_err(|e| e.status())?);

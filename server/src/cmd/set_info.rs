@@ -48,7 +48,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             return Err(NtStatus::ACCESS_DENIED);
         }
         info_type::SECURITY => {
-            let token = super::security::token(ctx.session()?);
+            let token = super::security::token(&ctx.server.users, ctx.session()?);
             super::security::set(&open, &token, req.additional_information, req.buffer)?
         }
         info_type::QUOTA => return Err(NtStatus::NOT_SUPPORTED),
