@@ -11,9 +11,11 @@
 //! `smb2.compound.compound-padding`), against an smbd
 //! whose share keeps streams as Duet does (`vfs objects = streams_xattr`).
 //!
-//! `torture_acls_duet_at_least_smbd` does the same for `smb2.acls` and
-//! `smb2.sdread`, against an smbd whose share stores security descriptors
-//! as Duet does (`vfs objects = acl_xattr`).
+//! `torture_acls_duet_at_least_smbd` does the same for `smb2.acls`,
+//! `smb2.sdread` and the other tests that set descriptors
+//! (`smb2.create.nulldacl`, `aclfile`, `acldir`,
+//! `smb2.delete-on-close-perms`), against an smbd whose share stores
+//! security descriptors as Duet does (`vfs objects = acl_xattr`).
 //!
 //! Runs in nextest's `heavy` test group (one at a time). DUET_BIN selects the
 //! duet binary (scripts/test.sh points it at the release build);
@@ -45,7 +47,17 @@ fn torture_streams_duet_at_least_smbd() {
 
 #[test]
 fn torture_acls_duet_at_least_smbd() {
-    duet_at_least_smbd(&["--smbd-option", "vfs objects = acl_xattr", "smb2.acls", "smb2.sdread"]);
+    duet_at_least_smbd(&[
+        "--smbd-option",
+        "vfs objects = acl_xattr",
+        "smb2.acls",
+        "smb2.sdread",
+        // The other tests that set descriptors and pass on both servers.
+        "smb2.create.nulldacl",
+        "smb2.create.aclfile",
+        "smb2.create.acldir",
+        "smb2.delete-on-close-perms",
+    ]);
 }
 
 /// Runs `scripts/torture.sh ARGS` and checks its table (see the module doc).

@@ -150,10 +150,12 @@ pub fn max_access_on_open(
 /// ([MS-SMB2] 3.3.5.9: the SD_BUFFER context, [MS-DTYP] 2.5.3.4
 /// inheritance), when it gets one: the DACL it inherits from its parent's
 /// stored descriptor ([`acl::inherit`]; owner and group are its POSIX
-/// ones), with the parts of the SecD descriptor `given` laid over it (or
-/// over the descriptor derived from its mode when nothing is inherited).
-/// Nothing inherited and no SecD: nothing is stored. A SecD's SACL is not
-/// kept (it would need SeSecurityPrivilege).
+/// ones), with the parts the SecD descriptor `given` has (an owner, a
+/// group, a DACL with DACL_PRESENT) laid over it, or over the descriptor
+/// derived from its mode when nothing is inherited. A SecD without
+/// DACL_PRESENT leaves the DACL to inheritance (smbtorture
+/// smb2.create.nulldacl). Nothing inherited and nothing given: nothing is
+/// stored. A SecD's SACL is not kept (it would need SeSecurityPrivilege).
 pub fn store_for_new(
     share: &crate::fs::Share,
     rel: &crate::fs::Resolved,
@@ -172,12 +174,27 @@ pub fn store_for_new(
     let inherited = parent.as_ref().and_then(|p| {
         acl::inherit(p, st.is_dir, &owner, &group).map(|a| acl::inherited_descriptor(p, a, owner.clone(), group.clone()))
     });
-    let sd = match (inherited, given) {
+    // Only the parts the SecD descriptor has: one without DACL_PRESENT
+    // leaves the DACL to inheritance (smbtorture smb2.create.nulldacl).
+    let parts = given.map_or(0, |g| {
+        let mut p = 0;
+        if g.owner.is_some() {
+            p |= si::OWNER;
+        }
+        if g.group.is_some() {
+            p |= si::GROUP;
+        }
+        if g.control & control::DACL_PRESENT != 0 {
+            p |= si::DACL;
+        }
+        p
+    });
+    let sd = match (inherited, given.filter(|_| parts != 0)) {
         (None, None) => return Ok(()),
         (Some(sd), None) => sd,
         (base, Some(g)) => {
             let base = base.unwrap_or_else(|| posix_security_descriptor(st.uid, st.gid, st.mode, st.is_dir));
-            acl::merge(&base, g, si::OWNER | si::GROUP | si::DACL, token).map_err(|e| match e {
+            acl::merge(&base, g, parts, token).map_err(|e| match e {
                 acl::SetError::InvalidOwner => NtStatus::INVALID_OWNER,
             })?
         }
