@@ -116,7 +116,8 @@ pub fn max_access(sd: &SecurityDescriptor, token: &Token) -> u32 {
     let is_owner = sd.owner.as_ref().is_some_and(|o| token.has(o));
     let live = |a: &&Ace| a.flags() & ace_flags::INHERIT_ONLY == 0;
     let owner_rights = owner_rights();
-    let has_owner_rights = dacl.aces.iter().filter(live).any(|a| matches!(a, Ace::Basic { sid, .. } if *sid == owner_rights));
+    let has_owner_rights =
+        dacl.aces.iter().filter(live).any(|a| matches!(a, Ace::Basic { sid, .. } if *sid == owner_rights));
     let (mut allowed, mut denied) = (0u32, 0u32);
     if is_owner && !has_owner_rights {
         allowed |= access::READ_CONTROL | access::WRITE_DAC;
@@ -243,8 +244,10 @@ pub fn merge(
 }
 
 /// ACE flags that steer inheritance.
-const INHERIT_FLAGS: u8 =
-    ace_flags::OBJECT_INHERIT | ace_flags::CONTAINER_INHERIT | ace_flags::NO_PROPAGATE_INHERIT | ace_flags::INHERIT_ONLY;
+const INHERIT_FLAGS: u8 = ace_flags::OBJECT_INHERIT
+    | ace_flags::CONTAINER_INHERIT
+    | ace_flags::NO_PROPAGATE_INHERIT
+    | ace_flags::INHERIT_ONLY;
 
 /// The DACL a new file (`is_dir` false) or directory inherits from its
 /// parent's descriptor ([MS-DTYP] 2.5.3.4.2 ComputeInheritedACLFromParent),
@@ -278,11 +281,18 @@ pub fn inherit(parent: &SecurityDescriptor, is_dir: bool, owner: &Sid, group: &S
                 } else {
                     sid.clone()
                 };
-                Ace::Basic { ace_type: *ace_type, flags: (flags & !INHERIT_FLAGS & !ace_flags::INHERITED) | mark, mask: map_generic(*mask), sid }
+                Ace::Basic {
+                    ace_type: *ace_type,
+                    flags: (flags & !INHERIT_FLAGS & !ace_flags::INHERITED) | mark,
+                    mask: map_generic(*mask),
+                    sid,
+                }
             }
-            Ace::Raw { ace_type, flags, body } => {
-                Ace::Raw { ace_type: *ace_type, flags: (flags & !INHERIT_FLAGS & !ace_flags::INHERITED) | mark, body: body.clone() }
-            }
+            Ace::Raw { ace_type, flags, body } => Ace::Raw {
+                ace_type: *ace_type,
+                flags: (flags & !INHERIT_FLAGS & !ace_flags::INHERITED) | mark,
+                body: body.clone(),
+            },
         }
     };
     let with_flags = |ace: &Ace, f: u8| -> Ace {
@@ -477,7 +487,10 @@ mod tests {
         assert_eq!(d.aces, vec![Ace::allowed(0, access::FILE_WRITE_DATA, o.clone())]);
         // CI on a plain SID: as it is.
         let plain = sd(vec![Ace::allowed(CONTAINER_INHERIT | INHERIT_ONLY, 1, Sid::everyone())]);
-        assert_eq!(inherit(&plain, true, &o, &g).unwrap().aces, vec![Ace::allowed(CONTAINER_INHERIT, 1, Sid::everyone())]);
+        assert_eq!(
+            inherit(&plain, true, &o, &g).unwrap().aces,
+            vec![Ace::allowed(CONTAINER_INHERIT, 1, Sid::everyone())]
+        );
         // AUTO_INHERITED parents mark the ACEs.
         let mut auto = parent(OBJECT_INHERIT);
         auto.control |= control::DACL_AUTO_INHERITED;

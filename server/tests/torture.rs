@@ -118,11 +118,8 @@ fn duet_at_least_smbd(args: &[&str]) {
     // Short somewhere: every test that passes on smbd and not on duet must
     // be a known gap, listed with its reason in scripts/torture-known-gaps.txt.
     let gaps = std::fs::read_to_string(root.join("scripts/torture-known-gaps.txt")).unwrap();
-    let known: Vec<&str> = gaps
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
+    let known: Vec<&str> =
+        gaps.lines().filter(|l| !l.trim_start().starts_with('#')).filter_map(|l| l.split_whitespace().next()).collect();
     let mut shortfalls = 0;
     for line in stdout.lines() {
         let Some((suite, tests)) = line.split_once(": pass on smbd, not on duet: ") else {

@@ -1170,7 +1170,9 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                 Some(RequestContext::SecurityDescriptor(b)) => SecurityDescriptor::parse(b).ok(),
                 _ => None,
             };
-            if let Err(e) = super::security::store_for_new(&share.fs, &resolved, &h, secd.as_ref(), &server.users, &opener.session) {
+            if let Err(e) =
+                super::security::store_for_new(&share.fs, &resolved, &h, secd.as_ref(), &server.users, &opener.session)
+            {
                 drop(h);
                 let _ = if want_dir { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };
                 return Err(e);
@@ -1332,7 +1334,9 @@ fn open_stream(
     let (h, st) = if resolved.exists() {
         // A stream is opened under its file's stored descriptor.
         let stored = share.fs.stored_sd(&resolved).map_err(fs_err)?;
-        if let Some(max) = super::security::max_access_on_open(&share.fs, &resolved, stored, &server.users, &opener.session)? {
+        if let Some(max) =
+            super::security::max_access_on_open(&share.fs, &resolved, stored, &server.users, &opener.session)?
+        {
             let asked = generic_map(req.desired_access) & !(access::MAXIMUM_ALLOWED | access::ACCESS_SYSTEM_SECURITY);
             let overwrite = matches!(d, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
             if (asked | if overwrite { access::FILE_WRITE_DATA } else { 0 }) & !max != 0 {

@@ -9,8 +9,7 @@
 use bytes::BytesMut;
 use protocol::fscc::security::control;
 use protocol::fscc::{
-    posix_from_security_descriptor, posix_security_descriptor, security_information as si, Ace, SecurityDescriptor,
-    Sid,
+    posix_from_security_descriptor, posix_security_descriptor, security_information as si, Ace, SecurityDescriptor, Sid,
 };
 use protocol::NtStatus;
 
@@ -172,7 +171,8 @@ pub fn store_for_new(
     let (owner, group) = (Sid::unix_user(st.uid), Sid::unix_group(st.gid));
     let parent = parse_stored(share.parent_sd(rel).map_err(|e| e.status())?);
     let inherited = parent.as_ref().and_then(|p| {
-        acl::inherit(p, st.is_dir, &owner, &group).map(|a| acl::inherited_descriptor(p, a, owner.clone(), group.clone()))
+        acl::inherit(p, st.is_dir, &owner, &group)
+            .map(|a| acl::inherited_descriptor(p, a, owner.clone(), group.clone()))
     });
     // Only the parts the SecD descriptor has: one without DACL_PRESENT
     // leaves the DACL to inheritance (smbtorture smb2.create.nulldacl).
