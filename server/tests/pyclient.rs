@@ -279,3 +279,50 @@ fn alternate_data_streams() {
         assert!(text.lines().any(|l| l == step), "{step} missing:\n{text}");
     }
 }
+
+/// Security descriptors through smbprotocol (testdata/smbprotocol_acl.py),
+/// with two users: a DACL set and read back, kept in `user.duet.NTACL`
+/// (no EA), enforced for the second user (a denied open, MAXIMUM_ALLOWED,
+/// a deny ACE), a partial set merged, hostile descriptors refused with
+/// STATUS_INVALID_SECURITY_DESCR and nothing changed, the SACL and a
+/// foreign owner refused, the SecD create context and inheritance from
+/// the parent, and the descriptor kept through a rename. The second user
+/// comes from a users file whose line gives it the SID the ACEs name.
+/// Skipped where the temp directory's file system has no user xattrs.
+#[test]
+fn security_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    if !has_user_xattrs(dir.path()) {
+        return;
+    }
+    let etc = tempfile::tempdir().unwrap();
+    let users = etc.path().join("users");
+    let bin = std::env::var("DUET_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_duet").to_string());
+    let added = Command::new(&bin)
+        .args(["user", "add", "bob", "--users", &users.display().to_string(), "--password", "bobpass"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    let bob_sid = "S-1-5-21-7-8-9-1234";
+    let line = std::fs::read_to_string(&users).unwrap();
+    std::fs::write(&users, format!("{}:{bob_sid}\n", line.trim_end())).unwrap();
+    let (_srv, port) = duet(dir.path(), &format!("--users={}", users.display()));
+    let share = dir.path().display().to_string();
+    let text = smbprotocol(
+        "smbprotocol_acl.py",
+        &[&port.to_string(), "data", "duet", "duetpass", "bob", "bobpass", &share, bob_sid],
+    );
+    for step in [
+        "ok set and read back",
+        "ok stored in user.duet.NTACL, no EA",
+        "ok enforced for a second user",
+        "ok deny ACE",
+        "ok partial set merged",
+        "ok hostile descriptors refused",
+        "ok kept through a rename",
+        "ok SecD on create",
+        "ok inherited on create",
+    ] {
+        assert!(text.lines().any(|l| l == step), "{step} missing:\n{text}");
+    }
+}

@@ -905,10 +905,10 @@ type NewEas<'a> = Vec<(&'a [u8], &'a [u8])>;
 ///   STATUS_INVALID_PARAMETER and a name Windows refuses
 ///   STATUS_INVALID_EA_NAME (as smbd); a server's own name
 ///   STATUS_ACCESS_DENIED (`fs::ea`). An empty buffer asks for nothing.
-/// - SecD ([MS-SMB2] 3.3.5.9.2): Duet derives descriptors from POSIX
-///   ownership and mode, so the value is ignored (which <323> allows), but
-///   a malformed descriptor is refused with STATUS_INVALID_SECURITY_DESCR
-///   rather than silently accepted.
+/// - SecD ([MS-SMB2] 3.3.5.9.2): a malformed descriptor is refused with
+///   STATUS_INVALID_SECURITY_DESCR before anything is made; a new file or
+///   directory stores it ([`super::security::store_for_new`]). An
+///   overwrite or supersede keeps the file's descriptor.
 fn check_new_file_contexts<'a>(req: &CreateRequest<'a>, eas_supported: bool) -> Result<NewEas<'a>, NtStatus> {
     let mut eas = Vec::new();
     for c in &req.create_contexts {
@@ -1013,8 +1013,37 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
         Err(FsError::StoppedOnSymlink(stop)) => return Ok(Some(Step::Done(stopped_on_symlink(&stop, opener.dialect)))),
         r => r.map_err(fs_err)?,
     };
-    let existing = if resolved.exists() { Some(share.fs.stat(&resolved).map_err(fs_err)?) } else { None };
+    let (existing, stored_sd) = if resolved.exists() {
+        let (st, sd) = share.fs.stat_sd(&resolved).map_err(fs_err)?;
+        (Some(st), sd)
+    } else {
+        (None, None)
+    };
     let overwrite = matches!(req.create_disposition, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
+    // An existing file's stored descriptor decides what this open may have
+    // ([MS-SMB2] 3.3.5.9, [MS-FSA] 2.1.5.1.2.1: the access check). An
+    // overwrite needs FILE_WRITE_DATA besides what was asked, as in smbd;
+    // MAXIMUM_ALLOWED gets what the descriptor grants.
+    let file_max = match &existing {
+        Some(_) if req.create_disposition != disp::CREATE => {
+            super::security::max_access_on_open(&share.fs, &resolved, stored_sd, &server.users, &opener.session)?
+        }
+        _ => None,
+    };
+    if let Some(max) = file_max {
+        let asked = generic_map(req.desired_access) & !(access::MAXIMUM_ALLOWED | access::ACCESS_SYSTEM_SECURITY);
+        let needs = asked | if overwrite { access::FILE_WRITE_DATA } else { 0 };
+        if needs & !max != 0 {
+            return Err(NtStatus::ACCESS_DENIED);
+        }
+        if req.desired_access & access::MAXIMUM_ALLOWED != 0 {
+            desired = asked | (max & tree.maximal_access);
+            if tree.read_only {
+                desired &= !MODIFY_ACCESS;
+            }
+        }
+    }
+    let maximal_access = file_max.map_or(tree.maximal_access, |m| m & tree.maximal_access);
     let new_eas = if existing.is_none() || overwrite {
         check_new_file_contexts(req, share.fs.supports_xattrs())?
     } else {
@@ -1197,6 +1226,19 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                     return Err(e.status());
                 }
             }
+            // Its descriptor: inherited from the parent's, and the SecD
+            // context's (checked in `check_new_file_contexts`).
+            let secd = match req.context(|c| matches!(c, RequestContext::SecurityDescriptor(_))) {
+                Some(RequestContext::SecurityDescriptor(b)) => SecurityDescriptor::parse(b).ok(),
+                _ => None,
+            };
+            if let Err(e) =
+                super::security::store_for_new(&share.fs, &resolved, &h, secd.as_ref(), &server.users, &opener.session)
+            {
+                drop(h);
+                let _ = if want_dir { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };
+                return Err(e);
+            }
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
             let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, false, minted)?;
@@ -1324,7 +1366,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     for c in &req.create_contexts {
         match c {
             RequestContext::QueryMaximalAccess { .. } => {
-                contexts.push(ResponseContext::MaximalAccess { query_status: 0, maximal_access: tree.maximal_access })
+                contexts.push(ResponseContext::MaximalAccess { query_status: 0, maximal_access })
             }
             RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
                 disk_file_id: fstat.file_id,
@@ -1370,7 +1412,7 @@ fn open_stream(
     share: &Arc<crate::state::ShareEntry>,
     path: &SmbPath,
     sname: &str,
-    desired: u32,
+    mut desired: u32,
     slot: crate::limits::OpenSlot,
 ) -> Result<Option<Step>, NtStatus> {
     let server = &opener.server;
@@ -1383,6 +1425,20 @@ fn open_stream(
     let resolved = share.fs.resolve(path).map_err(fs_err)?;
     let mut created_file = false;
     let (h, st) = if resolved.exists() {
+        // A stream is opened under its file's stored descriptor.
+        let stored = share.fs.stored_sd(&resolved).map_err(fs_err)?;
+        if let Some(max) =
+            super::security::max_access_on_open(&share.fs, &resolved, stored, &server.users, &opener.session)?
+        {
+            let asked = generic_map(req.desired_access) & !(access::MAXIMUM_ALLOWED | access::ACCESS_SYSTEM_SECURITY);
+            let overwrite = matches!(d, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
+            if (asked | if overwrite { access::FILE_WRITE_DATA } else { 0 }) & !max != 0 {
+                return Err(NtStatus::ACCESS_DENIED);
+            }
+            if req.desired_access & access::MAXIMUM_ALLOWED != 0 {
+                desired = asked | (max & desired);
+            }
+        }
         share.fs.open_stat(&resolved, false).map_err(fs_err)?
     } else {
         if matches!(d, disp::OPEN | disp::OVERWRITE) {

@@ -70,6 +70,7 @@ pub mod handle;
 pub mod link;
 mod names;
 pub mod path;
+pub mod sd;
 pub mod shortname;
 pub mod stat;
 pub mod stream;
