@@ -52,6 +52,7 @@ pub mod error;
 pub mod failpoint;
 pub mod fs;
 pub mod fuzzing;
+pub mod guid;
 pub mod handler;
 pub mod journal;
 pub mod limits;

@@ -36,7 +36,7 @@ use std::os::fd::AsFd;
 
 use protocol::NtStatus;
 
-use super::handle::io_err;
+use super::error::io_err;
 use super::sys::{self, XattrTarget};
 use super::{FsError, Handle};
 

@@ -156,6 +156,12 @@ fn errno_status(errno: i32) -> NtStatus {
     }
 }
 
+/// An I/O error as the file system error its errno names (EIO when it
+/// names none).
+pub(crate) fn io_err(e: std::io::Error) -> FsError {
+    FsError::from_errno(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use nix::fcntl::{FallocateFlags, OFlag};
 use nix::sys::stat::Mode;
 use nix::sys::time::TimeSpec;
 
+use super::error::io_err;
 use super::path::check_component;
 use super::stat::{self, attr, Stat, XATTR_ATTRIB, XATTR_BTIME};
 use super::sys::{self, XattrTarget};
@@ -514,7 +515,9 @@ impl Handle {
         let names: Vec<CString> = dir
             .iter()
             .filter_map(Result::ok)
-            .filter(|e| !matches!(e.file_type(), Some(Type::Fifo | Type::Socket | Type::CharacterDevice | Type::BlockDevice)))
+            .filter(|e| {
+                !matches!(e.file_type(), Some(Type::Fifo | Type::Socket | Type::CharacterDevice | Type::BlockDevice))
+            })
             .map(|e| e.file_name().to_owned())
             .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
             .collect();
@@ -597,8 +600,4 @@ impl AsFd for Handle {
 
 fn offset_of(v: u64) -> Result<libc::off_t, FsError> {
     libc::off_t::try_from(v).map_err(|_| FsError::InvalidParameter)
-}
-
-pub(crate) fn io_err(e: std::io::Error) -> FsError {
-    FsError::from_errno(e.raw_os_error().unwrap_or(libc::EIO))
 }

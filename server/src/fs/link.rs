@@ -127,7 +127,12 @@ impl Link {
 /// when the link is a directory's. Refused with [`FsError::AccessDenied`]
 /// unless `relative` and [`confined`]; a target with a NUL or longer than
 /// PATH_MAX is [`FsError::NameInvalid`].
-pub fn target_from_client(dir: &[String], substitute_name: &str, relative: bool, is_dir: bool) -> Result<String, FsError> {
+pub fn target_from_client(
+    dir: &[String],
+    substitute_name: &str,
+    relative: bool,
+    is_dir: bool,
+) -> Result<String, FsError> {
     if !relative || substitute_name.starts_with(['\\', '/']) {
         return Err(FsError::AccessDenied);
     }
@@ -161,7 +166,7 @@ pub(crate) fn read_at(
 ) -> Result<Link, FsError> {
     let target = sys::readlinkat(dir, name).map_err(|e| match e.raw_os_error() {
         Some(libc::EINVAL) => FsError::NotFound,
-        _ => super::handle::io_err(e),
+        _ => super::error::io_err(e),
     })?;
     Link::of_in(at, &target, root).ok_or(FsError::SymlinkRefused)
 }
@@ -188,7 +193,7 @@ impl Share {
         use std::os::fd::AsRawFd;
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
-        let st = sys::statx(dir.as_fd(), &leaf, libc::AT_SYMLINK_NOFOLLOW).map_err(super::handle::io_err)?;
+        let st = sys::statx(dir.as_fd(), &leaf, libc::AT_SYMLINK_NOFOLLOW).map_err(super::error::io_err)?;
         let kind = super::stat::kind_of(st.stx_mode as u32);
         match kind {
             super::stat::Kind::File if st.stx_size != 0 => return Err(FsError::AccessDenied),
@@ -196,8 +201,9 @@ impl Share {
             _ => {}
         }
         let c_target = CString::new(target).map_err(|_| FsError::NameInvalid)?;
-        let tmp = CString::new(format!(".duet-link-{:016x}", rand::random::<u64>())).map_err(|_| FsError::NameInvalid)?;
-        sys::symlinkat(&c_target, dir.as_fd(), &tmp).map_err(super::handle::io_err)?;
+        let tmp =
+            CString::new(format!(".duet-link-{:016x}", rand::random::<u64>())).map_err(|_| FsError::NameInvalid)?;
+        sys::symlinkat(&c_target, dir.as_fd(), &tmp).map_err(super::error::io_err)?;
         let raw = dir.as_raw_fd();
         let unlink_tmp = |flags| {
             let _ = nix::unistd::unlinkat(Some(raw), tmp.as_c_str(), flags);
@@ -234,7 +240,7 @@ impl Share {
             return Err(e.into());
         }
         self.names.forget(dir.as_fd());
-        sys::openat2_beneath(dir.as_fd(), &leaf, libc::O_PATH | libc::O_NOFOLLOW, 0).map_err(super::handle::io_err)
+        sys::openat2_beneath(dir.as_fd(), &leaf, libc::O_PATH | libc::O_NOFOLLOW, 0).map_err(super::error::io_err)
     }
 }
 
@@ -248,11 +254,12 @@ impl Share {
         use std::os::fd::AsRawFd;
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
-        let st = sys::statx(dir.as_fd(), &leaf, libc::AT_SYMLINK_NOFOLLOW).map_err(super::handle::io_err)?;
+        let st = sys::statx(dir.as_fd(), &leaf, libc::AT_SYMLINK_NOFOLLOW).map_err(super::error::io_err)?;
         if super::stat::kind_of(st.stx_mode as u32) != super::stat::Kind::Symlink {
             return Err(FsError::NotFound);
         }
-        let tmp = CString::new(format!(".duet-link-{:016x}", rand::random::<u64>())).map_err(|_| FsError::NameInvalid)?;
+        let tmp =
+            CString::new(format!(".duet-link-{:016x}", rand::random::<u64>())).map_err(|_| FsError::NameInvalid)?;
         let raw = dir.as_raw_fd();
         if is_dir {
             nix::sys::stat::mkdirat(Some(raw), tmp.as_c_str(), nix::sys::stat::Mode::from_bits_truncate(0o755))?;
@@ -271,7 +278,7 @@ impl Share {
         } else {
             drop(
                 sys::openat2_beneath(dir.as_fd(), &tmp, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o644)
-                    .map_err(super::handle::io_err)?,
+                    .map_err(super::error::io_err)?,
             );
             if let Err(e) = nix::fcntl::renameat(Some(raw), tmp.as_c_str(), Some(raw), leaf.as_c_str()) {
                 let _ = nix::unistd::unlinkat(Some(raw), tmp.as_c_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
@@ -280,7 +287,7 @@ impl Share {
         }
         self.names.forget(dir.as_fd());
         let flags = libc::O_RDONLY | libc::O_NONBLOCK | if is_dir { libc::O_DIRECTORY } else { 0 };
-        sys::openat2_beneath(dir.as_fd(), &leaf, flags, 0).map_err(super::handle::io_err)
+        sys::openat2_beneath(dir.as_fd(), &leaf, flags, 0).map_err(super::error::io_err)
     }
 }
 
@@ -328,7 +335,16 @@ mod tests {
     fn client_targets() {
         assert_eq!(target_from_client(&d(&["a"]), "..\\b\\c", true, false).unwrap(), "../b/c");
         assert_eq!(target_from_client(&d(&[]), "sub\\", true, true).unwrap(), "sub/");
-        for (t, rel) in [("\\??\\C:\\x", false), ("\\??\\UNC\\h\\s\\x", false), ("x", false), ("\\x", true), ("..\\x", true), ("a\\..\\..\\x", true), ("/x", true), ("", true)] {
+        for (t, rel) in [
+            ("\\??\\C:\\x", false),
+            ("\\??\\UNC\\h\\s\\x", false),
+            ("x", false),
+            ("\\x", true),
+            ("..\\x", true),
+            ("a\\..\\..\\x", true),
+            ("/x", true),
+            ("", true),
+        ] {
             assert!(matches!(target_from_client(&d(&[]), t, rel, false), Err(FsError::AccessDenied)), "{t:?}");
         }
         assert!(matches!(target_from_client(&d(&[]), "a\0b", true, false), Err(FsError::NameInvalid)));

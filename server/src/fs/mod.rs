@@ -98,7 +98,7 @@ pub use stat::{attr, filetime_to_timespec, unix_to_filetime, FsSize, Stat};
 pub use uid::FileUid;
 pub use wildcard::wildcard_match;
 
-use handle::io_err;
+use error::io_err;
 use stat::{kind_of, Kind};
 
 /// A directory served as an SMB share. Cheap to share between threads

@@ -11,7 +11,7 @@
 use std::ffi::{CStr, CString};
 use std::os::fd::AsFd;
 
-use super::handle::io_err;
+use super::error::io_err;
 use super::sys::{self, XattrTarget};
 use super::{FsError, Handle, Resolved, Share};
 

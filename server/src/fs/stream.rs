@@ -38,7 +38,7 @@ use std::ffi::{CStr, CString};
 use std::os::fd::AsFd;
 use std::sync::Mutex;
 
-use super::handle::io_err;
+use super::error::io_err;
 use super::sys::{self, XattrTarget};
 use super::{FsError, Handle};
 

@@ -255,7 +255,7 @@ pub fn set_guid(storage: &Path, set: SetId, first: [u8; 16]) -> io::Result<[u8; 
     for _ in 0..2 {
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                return crate::restart::parse_guid(text.trim()).ok_or_else(|| {
+                return crate::guid::parse_guid(text.trim()).ok_or_else(|| {
                     io::Error::new(io::ErrorKind::InvalidData, format!("{} holds no GUID", path.display()))
                 });
             }
@@ -264,7 +264,7 @@ pub fn set_guid(storage: &Path, set: SetId, first: [u8; 16]) -> io::Result<[u8; 
         }
         match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(mut f) => {
-                f.write_all(format!("{}\n", crate::state::guid_text(&first)).as_bytes())?;
+                f.write_all(format!("{}\n", crate::guid::guid_text(&first)).as_bytes())?;
                 f.sync_all()?;
                 return Ok(first);
             }

@@ -164,7 +164,7 @@ pub fn open(cfg: &Config) -> Result<Option<Opened>, RunError> {
 pub fn server_guid(journal: &Path) -> Result<[u8; 16], RunError> {
     let path = journal.with_extension("guid");
     match std::fs::read_to_string(&path) {
-        Ok(text) => parse_guid(text.trim()).ok_or_else(|| {
+        Ok(text) => crate::state::parse_guid(text.trim()).ok_or_else(|| {
             RunError::Journal(path.clone(), "holds no server GUID (32 hex digits); remove it to make a new one".into())
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -178,16 +178,6 @@ pub fn server_guid(journal: &Path) -> Result<[u8; 16], RunError> {
     }
 }
 
-pub(crate) fn parse_guid(text: &str) -> Option<[u8; 16]> {
-    if text.len() != 32 || !text.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
 
 /// Whether this start follows the last run on the same boot of the kernel
 /// (its boot id, `/proc/sys/kernel/random/boot_id`, is the one the last

@@ -151,11 +151,7 @@ pub struct Server {
     pub clients: Arc<clients::ClientConnections<oplock::Notice>>,
 }
 
-/// A GUID's 16 bytes as 32 hex digits, in wire order (the server GUID in
-/// `duet status` and in its file beside the journal).
-pub fn guid_text(guid: &[u8; 16]) -> String {
-    guid.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::guid::{guid_text, parse_guid};
 
 impl Server {
     /// Whether a lone WRITE of `len` bytes of data is synced in its file
