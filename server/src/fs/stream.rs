@@ -379,6 +379,20 @@ mod tests {
         Some((dir, h))
     }
 
+    /// A stream's data is an xattr, metadata: its FLUSH must be an `fsync`,
+    /// which `fdatasync` (enough for a file's data) is not.
+    #[test]
+    fn stream_sync_is_a_full_fsync() {
+        let Some((_dir, h)) = file_handle() else { return };
+        assert!(!h.full_sync(false) && h.full_sync(true));
+        let s = h.open_stream(h.create_stream("AFP_AfpInfo").unwrap()).unwrap();
+        assert!(s.full_sync(false));
+        s.write_at(b"x", 0).unwrap();
+        s.sync().unwrap();
+        s.sync_full().unwrap();
+        h.sync_full().unwrap();
+    }
+
     #[test]
     fn stream_io_round_trip() {
         let Some((_dir, h)) = file_handle() else { return };
