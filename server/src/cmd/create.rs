@@ -1403,6 +1403,12 @@ fn open_stream(
         Some(x) => (x, create_action::OPENED),
         None if matches!(d, disp::OPEN | disp::OVERWRITE) => return Err(undo(NtStatus::OBJECT_NAME_NOT_FOUND)),
         None if tree.read_only => return Err(undo(NtStatus::ACCESS_DENIED)),
+        // An AfpInfo comes to be when it is first written (macOS's rule,
+        // `fs::afpinfo`): until then it reads as an empty one and is not
+        // listed.
+        None if fs::afpinfo::is(sname) => {
+            (fs::stream::xattr_name(sname).map_err(|e| undo(fs_err(e)))?, create_action::CREATED)
+        }
         None => match h.create_stream(sname) {
             Ok(x) => (x, create_action::CREATED),
             // Made meanwhile by another open (OPEN_IF, OVERWRITE_IF,

@@ -57,6 +57,7 @@
 //! - [`error`]: [`FsError`] and its NTSTATUS mapping.
 //! - `sys`: the raw system calls (`openat2`, `statx`, xattrs); all `unsafe`.
 
+pub mod afpinfo;
 pub mod ea;
 pub mod error;
 pub mod handle;
