@@ -168,9 +168,7 @@ mod tests {
         let mut b = Vec::new();
         b.extend_from_slice(&1u64.to_le_bytes());
         b.extend_from_slice(&(query::SERVER_CAPS | query::VOLUME_CAPS | query::MODEL_INFO).to_le_bytes());
-        b.extend_from_slice(
-            &(caps::SUPPORTS_READ_DIR_ATTR | caps::UNIX_BASED | caps::SUPPORTS_NFS_ACE).to_le_bytes(),
-        );
+        b.extend_from_slice(&(caps::SUPPORTS_READ_DIR_ATTR | caps::UNIX_BASED | caps::SUPPORTS_NFS_ACE).to_le_bytes());
         b
     }
 

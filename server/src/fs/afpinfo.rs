@@ -127,13 +127,17 @@ mod tests {
             assert_eq!(write(&long, at).unwrap(), Write::Store(good.clone().try_into().unwrap()));
         }
         // Short writes: at offset 0 only, padded with zeros.
-        assert!(matches!(write(&good[..20], 0).unwrap(), Write::Store(v) if v[..20] == good[..20] && v[20..] == [0; 40]));
+        assert!(
+            matches!(write(&good[..20], 0).unwrap(), Write::Store(v) if v[..20] == good[..20] && v[20..] == [0; 40])
+        );
         for (at, n) in [(1, 59), (30, 3), (58, 16)] {
             assert!(matches!(write(&good[..n], at), Err(FsError::InvalidParameter)), "{at} {n}");
         }
         assert_eq!(write(&good[..16], 0).unwrap(), Write::Nothing);
         assert_eq!(write(&good[..3], 0).unwrap(), Write::Nothing);
-        for bad in [&b""[..], b"A", b"AF", &[0u8; 60], b"XFP............................................................"] {
+        for bad in
+            [&b""[..], b"A", b"AF", &[0u8; 60], b"XFP............................................................"]
+        {
             assert!(matches!(write(bad, 0), Err(FsError::InvalidParameter)));
         }
         // An all-zero Finder info deletes.

@@ -53,6 +53,7 @@
 //! - [`ea`]: extended attributes ([`Ea`]) as `user.` xattrs.
 //! - [`stream`]: alternate data streams as `user.DosStream.` xattrs, read
 //!   and written through a [`Handle`] on the stream.
+//! - [`afpinfo`]: the rules of macOS's `AFP_AfpInfo` stream.
 //! - [`uid`]: a file's stable id ([`FileUid`], the `user.duet.uid` xattr).
 //! - [`error`]: [`FsError`] and its NTSTATUS mapping.
 //! - `sys`: the raw system calls (`openat2`, `statx`, xattrs); all `unsafe`.
