@@ -413,7 +413,7 @@ mod tests {
     fn stream_sync_is_a_full_fsync() {
         let Some((_dir, h)) = file_handle() else { return };
         assert!(!h.full_sync(false) && h.full_sync(true));
-        let s = h.open_stream(h.create_stream("AFP_AfpInfo").unwrap()).unwrap();
+        let s = h.open_stream(h.create_stream("Zone.Identifier").unwrap()).unwrap();
         assert!(s.full_sync(false));
         s.write_at(b"x", 0).unwrap();
         s.sync().unwrap();
