@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """failover_client.py --host H --port P --share S [--blocks N] [--size B] [--append] [--pause S] [--wait-at N]
+                   [--hold-after-loss]
 
 The client half of server/tests/failover.rs: one durable v2 open (DH2Q with
 an RWH lease) that writes N stamped blocks, one at a time, each waited for,
@@ -12,6 +13,11 @@ replay flag ([MS-SMB2] 3.2.4.1.1), as a Windows client does.
 Without --append, block i goes at offset i * size; with --append the open is
 append-only (FILE_APPEND_DATA without FILE_WRITE_DATA) and every block goes at
 the end of the file: a write carried out twice would show as a block twice.
+
+With --hold-after-loss, the first time the connection is lost the client
+prints {"lost": i} and waits for a line on stdin before it reconnects (so
+that server/tests/restart.rs can restart the server, or crash it again,
+before the resend).
 
 Prints one JSON line per answered write, {"wrote": i}, and at the end
 {"done": true, "blocks": N, "reconnects": R, "reclaimed": true|false,
@@ -54,6 +60,8 @@ def main():
     ap.add_argument("--reconnect-for", type=float, default=60.0)
     ap.add_argument("--wait-at", type=int, default=-1,
                     help="before write N, print {\"waiting\": N} and wait for a line on stdin")
+    ap.add_argument("--hold-after-loss", action="store_true",
+                    help="on the first lost connection, print {\"lost\": i} and wait for a line on stdin")
     a = ap.parse_args()
 
     log = lambda m: print(f"client: {m}", file=sys.stderr, flush=True)  # noqa: E731
@@ -84,6 +92,10 @@ def main():
                 break
             except ConnectionLost as e:
                 log(f"write {i}: {e}; reconnecting to {a.host}:{a.port}")
+                if a.hold_after_loss and reconnects == 0:
+                    out({"lost": i})
+                    line = sys.stdin.readline()
+                    log(f"go ({line.strip()!r}): reconnecting")
                 reconnects += 1
                 try:
                     c.connect(deadline_s=a.reconnect_for)

@@ -31,6 +31,8 @@
 //! max_opens = 131072         # in all (at most the descriptors left over)
 //! max_opens_per_session = 16384  # at most half of max_opens
 //! max_pending_per_connection = 512  # CHANGE_NOTIFY, blocking LOCK, waiting CREATE
+//! max_dir_watches = 8192     # directories watched with inotify for change notify, in all
+//! max_dir_watches_per_client = 2048  # the same, for one client's watches
 //! handshake_timeout_s = 30   # to NEGOTIATE and authenticate a session
 //! frame_timeout_s = 30       # for a request frame, once its first byte came
 //! send_timeout_s = 60        # a client that reads none of its replies this long
@@ -363,6 +365,14 @@ pub struct Limits {
     /// (CHANGE_NOTIFY, blocking LOCK, CREATE waiting for an oplock break)
     /// per connection ([MS-SMB2] 3.3.4.2).
     pub max_pending_per_connection: usize,
+    /// Directories watched with inotify for change notify, in all (each
+    /// costs the kernel about 1 KiB, and counts against
+    /// `fs.inotify.max_user_watches`).
+    pub max_dir_watches: usize,
+    /// The same, for the watches of one client (by ClientGuid): a
+    /// WATCH_TREE request on a large tree watches no more than this many
+    /// of its directories.
+    pub max_dir_watches_per_client: usize,
     /// Seconds a connection may go without an authenticated session
     /// (from its start, or since its last session ended) before it is
     /// closed.
@@ -395,6 +405,8 @@ impl Default for Limits {
             max_opens: 131072,
             max_opens_per_session: 16384,
             max_pending_per_connection: 512,
+            max_dir_watches: 8192,
+            max_dir_watches_per_client: 2048,
             handshake_timeout_s: 30,
             frame_timeout_s: 30,
             send_timeout_s: 60,
@@ -414,6 +426,8 @@ impl Limits {
             ("max_opens", self.max_opens),
             ("max_opens_per_session", self.max_opens_per_session),
             ("max_pending_per_connection", self.max_pending_per_connection),
+            ("max_dir_watches", self.max_dir_watches),
+            ("max_dir_watches_per_client", self.max_dir_watches_per_client),
             ("reply_queue_mib", self.reply_queue_mib),
             ("reply_queue_total_mib", self.reply_queue_total_mib),
         ];

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `point1` | a frame's point-1 record was appended |
 //! | `point2` | an element's point-2 record was appended, before it runs |
-//! | `point3` | an element's point-3 record was appended, before its answer is sent |
+//! | `point3` | a frame's point-3 records are durable, before its answers are sent (a deferred element's, a large READ's or WRITE's, in its own task) |
 //! | `sent` | an answer was handed to the socket, before point 4 |
 //! | `point4` | the point-4 record was appended |
 //!

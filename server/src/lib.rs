@@ -9,6 +9,9 @@
 //! - [`limits`]: the descriptor limit, and the counts of connections,
 //!   sessions, opens and queued replies against the configured limits.
 //! - [`users`]: the users file of NT hashes.
+//! - [`acl`]: access checks against stored security descriptors, a
+//!   session's SIDs, what a set descriptor becomes when stored, and
+//!   inheritance on create (plain functions, no I/O).
 //! - [`conn`]: one task per TCP connection: framing in, responses out.
 //! - [`pipeline`]: the one door in and the one door out of every request:
 //!   decryption, compound splitting, signature checks, dispatch, signing,
@@ -20,7 +23,8 @@
 //!   files, leases, locks, id allocators), partitioned by share set, changed
 //!   only by applying a `Delta`, with versioned checkpoints. Handlers push
 //!   deltas and the pipeline applies them; [`state`] still serves requests.
-//! - [`fs`]: the share-confined file system.
+//! - [`fs`]: the share-confined file system, and its directory watches
+//!   (inotify) for change notify.
 //! - [`journal`]: the consistency-point interface the pipeline writes
 //!   through (fallible, ticketed, with deltas and replay keys), and its
 //!   implementations: none, NVRAM, recording (for tests).
@@ -37,6 +41,7 @@
 // Part of that order: no `std::sync::MutexGuard` lives across an `.await`.
 #![deny(clippy::await_holding_lock)]
 
+pub mod acl;
 pub mod admin;
 pub mod alloc;
 pub mod cmd;

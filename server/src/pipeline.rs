@@ -233,6 +233,8 @@ fn names_another_session(conn: &ConnState, msg: &[u8], sid: u64) -> bool {
 struct Chain {
     msg: Bytes,
     op: OpId,
+    /// The [`journal::write_digest`] point 1 took of a lone WRITE's data.
+    write_digest: Option<u64>,
     encrypted: bool,
     /// The transform's keys and session: the answers are encrypted with them.
     encrypt_reply: Option<(Arc<SessionCrypto>, u64)>,
@@ -299,9 +301,11 @@ async fn process(
     // Point 1. A full journal holds the connection back (nothing more is read
     // or answered) until the record fits; any other failure ends it.
     let conn_id = conn.id;
-    let Some(op) = point1(&server, conn_id, point1_bytes(&server, &msg)).await else {
+    let (recorded, write_digest) = point1_bytes(&server, &msg);
+    let Some(op) = point1(&server, conn_id, &recorded).await else {
         return Flow::Close;
     };
+    drop(recorded);
     if let Err(e) = use_message_ids(conn, &msg) {
         // A replayed request, or one beyond the credits granted: the
         // server SHOULD terminate the connection ([MS-SMB2] 3.3.5.2.3).
@@ -311,6 +315,7 @@ async fn process(
     let chain = Chain {
         msg,
         op,
+        write_digest,
         encrypted,
         encrypt_reply: transform_session,
         at: 0,
@@ -373,6 +378,16 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             resp_hdr.flags |= flags::ASYNC_COMMAND;
             resp_hdr.async_id = hdr.async_id;
         }
+        // The element's replay key, when its answer is saved for a replay
+        // (DESIGN.md, "Exactly once"); with a lone WRITE's digest, if point 1
+        // took it (its frame is this element).
+        let replay_key = if server.journal.keeps_replies() && ReplayKey::saves_answer(&hdr) {
+            let digest = if c.index == 0 && hdr.next_command == 0 { c.write_digest } else { None };
+            ReplayKey::of_digested(&hdr, &elem, if related { c.file_id } else { None }, digest)
+                .filter(ReplayKey::answered_from_saved)
+        } else {
+            None
+        };
         let mut busy = false;
         let result = if hdr.is_related() && first {
             // The first element cannot be related ([MS-SMB2] 3.3.5.2.7.2).
@@ -394,6 +409,12 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
                 return Flow::Close;
             }
             crate::failpoint::hit("point2");
+            // A request that is not a replay uses its key anew: an answer
+            // saved under it is an older request's (lock sequence numbers
+            // wrap), and must not answer a replay of this one.
+            if let Some(key) = replay_key.as_ref().filter(|_| !ReplayKey::flagged(&hdr)) {
+                server.journal.forget(key);
+            }
             // Fencing (DESIGN.md, "Leases"): a pair member carries out no element
             // without its lease. A node resumed from a freeze finds it run out and
             // waits for its storage heartbeat to renew it, which it does not once
@@ -444,11 +465,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         // final answer gets a point 3 of its own, `spawn_pending`, `resume`).
         // A deferred element's point 3 comes when its future has finished
         // (`spawn_deferred`).
-        let replay_key = if server.journal.keeps_replies() && resp.pending.is_none() && ReplayKey::saves_answer(&hdr) {
-            ReplayKey::of(&hdr, &elem, if related { c.file_id } else { None })
-        } else {
-            None
-        };
+        let replay_key = if resp.pending.is_none() { replay_key } else { None };
         if resp.deferred.is_none() {
             // The element's state delta goes with its response, and is
             // applied to the model once journaled.
@@ -571,7 +588,10 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
     if !wait_durable(&server, durable_before_answer).await {
         return Flow::Close;
     }
-    crate::failpoint::hit("point3");
+    // A deferred element passes its point 3 later, in its task.
+    if !out.is_empty() || deferred_tasks.is_empty() {
+        crate::failpoint::hit("point3");
+    }
     let (op, close, encrypted) = (c.op, c.close, c.encrypted);
     // Point 4 once the request's last answer was acknowledged: this frame's,
     // or that of the task that sends the last one.
@@ -1155,6 +1175,7 @@ async fn spawn_deferred(
             let _ = tx.send(crate::transport::CLOSE_FRAME.into()).await;
             return;
         }
+        crate::failpoint::hit("point3");
         let mut h = hdr;
         h.status = resp.status.0;
         let data = resp.file_data;
@@ -1244,12 +1265,16 @@ async fn point1(server: &Server, conn_id: u64, frame: &[u8]) -> Option<OpId> {
 
 /// What point 1 records of a frame: all of it, or, for a lone WRITE whose
 /// data the journal does not keep in its record
-/// ([`crate::journal::Journal::write_data`]), its header and the WRITE's
-/// fixed part (not the data).
-fn point1_bytes<'a>(server: &Server, msg: &'a [u8]) -> &'a [u8] {
-    const FIXED: usize = HEADER_LEN + 48;
-    if msg.len() <= FIXED {
-        return msg;
+/// ([`crate::journal::Journal::write_data`]), its header, the WRITE's fixed
+/// part and the digest of its data ([`journal::digested_write`]), from which
+/// its replay key is rebuilt after a restart. With the digest, when there is
+/// one, for the element's replay key at point 3 (the data is hashed once).
+fn point1_bytes<'a>(server: &Server, msg: &'a [u8]) -> (std::borrow::Cow<'a, [u8]>, Option<u64>) {
+    use std::borrow::Cow;
+    const FIXED: usize = HEADER_LEN + journal::WRITE_FIXED;
+    // Data of 8 bytes or less costs no more than its digest.
+    if msg.len() <= FIXED + 8 {
+        return (Cow::Borrowed(msg), None);
     }
     match Header::parse(msg) {
         Ok(h) if h.command == Command::Write as u16 && h.next_command == 0 => {
@@ -1261,11 +1286,17 @@ fn point1_bytes<'a>(server: &Server, msg: &'a [u8]) -> &'a [u8] {
                 msg[HEADER_LEN + 7],
             ]) as usize;
             match server.journal.write_data(len) {
-                crate::journal::WriteData::InRecord => msg,
-                crate::journal::WriteData::InFile | crate::journal::WriteData::NotKept => &msg[..FIXED],
+                crate::journal::WriteData::InRecord => (Cow::Borrowed(msg), None),
+                crate::journal::WriteData::InFile | crate::journal::WriteData::NotKept => {
+                    let digest = journal::write_digest(msg);
+                    match journal::digested_write(msg, digest) {
+                        Some(record) => (Cow::Owned(record), Some(digest)),
+                        None => (Cow::Borrowed(msg), None),
+                    }
+                }
             }
         }
-        _ => msg,
+        _ => (Cow::Borrowed(msg), None),
     }
 }
 
@@ -1291,7 +1322,9 @@ async fn replayed_answer(
         // which a saved answer alone would not (after a restart the open
         // is retained, attached to no session).
         ReplayKey::Create(_) => return None,
-        ReplayKey::Lock { file, .. } | ReplayKey::Request { file, .. } => file.0,
+        // A LOCK's lock sequence is the handler's ([`ReplayKey::answered_from_saved`]).
+        ReplayKey::Lock { .. } => return None,
+        ReplayKey::Request { file, .. } => file.0,
     };
     // The open must be this session's, and the request of its current
     // ChannelSequence: one that is stale is the handler's to refuse
@@ -1430,8 +1463,10 @@ mod tests {
 
     /// Point 1 keeps a small lone WRITE whole under a journal that survives a
     /// power loss (a restart writes it again from the record), and only the
-    /// fixed part of a large one (synced in its file before it is answered)
-    /// and of any one under a journal that survives a killed process only.
+    /// fixed part and the digest of the data of a large one (synced in its
+    /// file before it is answered) and of any one under a journal that
+    /// survives a killed process only; the replay key rebuilt from that
+    /// record is the request's.
     #[test]
     fn point1_keeps_the_data_of_a_write_only_where_the_journal_keeps_it() {
         let journal = |keep: bool| {
@@ -1441,17 +1476,27 @@ mod tests {
             Arc::new(crate::journal::NvramJournal::new(region).keeping_write_data(keep))
         };
         let mut server = Server::new(crate::config::Config::default()).unwrap();
-        let fixed = HEADER_LEN + 48;
+        let digested = HEADER_LEN + 48 + 8;
         let small = write_frame(4096);
         let large = write_frame(crate::journal::WRITE_IN_FILE_FROM);
+        let tiny = write_frame(8);
+        let len = |server: &Server, msg: &[u8]| point1_bytes(server, msg).0.len();
         server.journal = journal(true);
-        assert_eq!(point1_bytes(&server, &small).len(), small.len());
-        assert_eq!(point1_bytes(&server, &large).len(), fixed);
+        assert_eq!(len(&server, &small), small.len());
+        assert_eq!(len(&server, &large), digested);
         assert!(server.syncs_write_in_file(crate::journal::WRITE_IN_FILE_FROM) && !server.syncs_write_in_file(4096));
         server.journal = journal(false);
-        assert_eq!(point1_bytes(&server, &small).len(), fixed);
-        assert_eq!(point1_bytes(&server, &large).len(), fixed);
+        assert_eq!(len(&server, &small), digested);
+        assert_eq!(len(&server, &large), digested);
+        assert_eq!(len(&server, &tiny), tiny.len(), "8 bytes of data are kept: no smaller digested");
         assert!(!server.syncs_write_in_file(crate::journal::WRITE_IN_FILE_FROM));
+        for msg in [&small, &large] {
+            let (record, digest) = point1_bytes(&server, msg);
+            let hdr = Header::parse(msg).unwrap();
+            let key = ReplayKey::of(&hdr, msg, None).unwrap();
+            assert_eq!(ReplayKey::of_digested(&hdr, msg, None, digest), Some(key));
+            assert_eq!(ReplayKey::of(&Header::parse(&record).unwrap(), &record, None), Some(key));
+        }
     }
 
     fn element(body_len: usize) -> OutElement {

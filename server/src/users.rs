@@ -1,5 +1,7 @@
-//! The users file: one `NAME:NTHASH` line per user (the NT hash in hex),
-//! managed by `duet user add`, in the manner of smbpasswd.
+//! The users file: one `NAME:NTHASH[:SID]` line per user (the NT hash in
+//! hex; the SID, `S-1-...`, optional: without it a user's SID is derived
+//! from the name, see `acl::user_sid`), managed by `duet user add`, in
+//! the manner of smbpasswd.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -10,6 +12,8 @@ use std::path::Path;
 pub struct Users {
     /// Lower-cased name → (name as written, NT hash).
     by_name: HashMap<String, (String, [u8; 16])>,
+    /// Lower-cased name → the SID the file gives the user.
+    sids: HashMap<String, protocol::fscc::Sid>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,11 @@ impl Users {
         self.by_name.get(&name.to_lowercase()).map(|(_, h)| *h)
     }
 
+    /// The SID the users file gives `name`, if it gives one.
+    pub fn sid(&self, name: &str) -> Option<&protocol::fscc::Sid> {
+        self.sids.get(&name.to_lowercase())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
@@ -56,9 +65,20 @@ impl Users {
                 continue;
             }
             let syntax = |what| UsersError::Syntax { file: file.clone(), line: n + 1, what };
-            let (name, hex) = line.split_once(':').ok_or_else(|| syntax("expected NAME:NTHASH"))?;
+            let (name, rest) = line.split_once(':').ok_or_else(|| syntax("expected NAME:NTHASH"))?;
+            let (hex, sid) = match rest.split_once(':') {
+                Some((hex, sid)) => {
+                    let sid: protocol::fscc::Sid =
+                        sid.trim().parse().map_err(|_| syntax("SID must be S-1-AUTHORITY-SUB..."))?;
+                    (hex, Some(sid))
+                }
+                None => (rest, None),
+            };
             let hash = parse_hex16(hex.trim()).ok_or_else(|| syntax("NT hash must be 32 hex digits"))?;
             users.add_hash(name.trim(), hash);
+            if let Some(sid) = sid {
+                users.sids.insert(name.trim().to_lowercase(), sid);
+            }
         }
         Ok(users)
     }
@@ -79,6 +99,9 @@ impl Users {
             text.push(':');
             for b in h {
                 text.push_str(&format!("{b:02X}"));
+            }
+            if let Some(sid) = users.sids.get(&n.to_lowercase()) {
+                text.push_str(&format!(":{sid}"));
             }
             text.push('\n');
         }
@@ -125,6 +148,22 @@ mod tests {
         assert_eq!(u.nt_hash("ALICE"), Some(protocol::auth::nt_hash("changed")));
         assert_eq!(u.nt_hash("bob"), Some(protocol::auth::nt_hash("pw")));
         assert_eq!(u.nt_hash("carol"), None);
+    }
+
+    #[test]
+    fn a_sid_may_follow_the_hash_and_is_kept_by_add() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("users");
+        let hash = "00112233445566778899AABBCCDDEEFF";
+        std::fs::write(&p, format!("alice:{hash}:S-1-5-21-1-2-3-1001\nbob:{hash}\n")).unwrap();
+        let u = Users::load(&p).unwrap();
+        assert_eq!(u.sid("ALICE").map(|s| s.to_string()).as_deref(), Some("S-1-5-21-1-2-3-1001"));
+        assert_eq!(u.sid("bob"), None);
+        Users::add_to_file(&p, "bob", "pw").unwrap();
+        let u = Users::load(&p).unwrap();
+        assert_eq!(u.sid("alice").map(|s| s.to_string()).as_deref(), Some("S-1-5-21-1-2-3-1001"));
+        std::fs::write(&p, format!("carol:{hash}:S-1-x\n")).unwrap();
+        assert!(matches!(Users::load(&p), Err(UsersError::Syntax { line: 1, .. })));
     }
 
     #[test]

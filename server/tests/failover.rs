@@ -26,7 +26,9 @@
 //!   a partner means in B's mirror, before the answer leaves. The open is
 //!   append-only, so a WRITE carried out twice would show its block twice: the
 //!   client's resend (replay flag) is answered by B from the mirrored log, and
-//!   the file holds each block exactly once.
+//!   the file holds each block exactly once. Its variants with WRITEs of 64 KiB
+//!   and under `process` meet point-1 records that keep a digest of the data,
+//!   not the data.
 
 mod common;
 
@@ -434,20 +436,37 @@ fn a_frozen_node_s_set_is_taken_over_and_it_steps_down_on_thaw() {
 
 #[test]
 fn a_request_answered_by_nobody_is_answered_from_the_mirror_once() {
-    let l = Layout::new();
     // A dies at its 40th point 3 (negotiate, session setup, tree connect and create
     // come first): right after that WRITE's records are durable, in B's mirror,
     // before its answer leaves. A keeps each small WRITE's data in its record (policy
-    // group), so the resend's replay key can be found from the mirrored request; B
-    // stores A's records without waiting for a disk (policy process), so the mirror
-    // stays current under load. Both run on one kernel: B writes no WRITE again.
-    let (mut a, b) = start_pair(&l, "group", "process", &[("DUET_FAILPOINT", "point3:40")]);
-    let (blocks, size) = (60, 3000);
-    let client = Client::start(
-        &l.address(1),
-        "seta",
-        &["--append", "--blocks", &blocks.to_string(), "--size", &size.to_string()],
-    );
+    // group), and the resend's replay key is found from the mirrored request.
+    answered_by_nobody_is_answered_from_the_mirror_once("group", 60, 3000, "point3:40");
+}
+
+/// The same with WRITEs of 64 KiB, whose point-1 records keep the digest of
+/// their data, not the data (synced in the file before the answer): the
+/// replay key rebuilt from the mirrored record must be the resend's (it was
+/// not, and B appended the block again).
+#[test]
+fn a_large_request_answered_by_nobody_is_answered_from_the_mirror_once() {
+    answered_by_nobody_is_answered_from_the_mirror_once("group", 12, 65536, "point3:10");
+}
+
+/// The same under `process`, whose point-1 records keep no WRITE's data.
+#[test]
+fn a_request_answered_by_nobody_under_process_is_answered_from_the_mirror_once() {
+    answered_by_nobody_is_answered_from_the_mirror_once("process", 60, 3000, "point3:40");
+}
+
+/// A, under `policy_a`, dies at `failpoint` while its client appends
+/// `blocks` blocks of `size` bytes; B stores A's records without waiting for
+/// a disk (policy process), so the mirror stays current under load. Both run
+/// on one kernel: B writes no WRITE again.
+fn answered_by_nobody_is_answered_from_the_mirror_once(policy_a: &str, blocks: usize, size: usize, failpoint: &str) {
+    let l = Layout::new();
+    let (mut a, b) = start_pair(&l, policy_a, "process", &[("DUET_FAILPOINT", failpoint)]);
+    let client =
+        Client::start(&l.address(1), "seta", &["--append", "--blocks", &blocks.to_string(), "--size", &size.to_string()]);
     assert!(a.wait_exit(Duration::from_secs(120)), "A never reached its failpoint:\n{}", a.log());
     assert!(a.log().contains("failpoint point3 reached"), "{}", a.log());
     let (done, stderr) = client.finish();

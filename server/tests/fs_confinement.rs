@@ -127,6 +127,13 @@ fn planted_symlinks_are_refused() {
     let handle = s.share.open(&dir, false).unwrap();
     let names: Vec<String> = handle.list_dir().unwrap().into_iter().map(|e| e.name).collect();
     assert_eq!(names, ["inner.txt"], "symlinks are hidden from listings");
+    // Listed where the directory is known, confined links show (as
+    // reparse points), escaping ones (dir/up -> ../outside) do not.
+    let names: Vec<String> = handle.list_dir_in(dir.components(), s.share.root_components()).unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["inner.txt", "inside_link", "up"], "the links that stay in the share are listed");
+    let root = s.share.open(&Resolved::root(), false).unwrap();
+    let names: Vec<String> = root.list_dir_in(&[], s.share.root_components()).unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["dir"], "links to /etc, to the sibling and to its file are not");
     let root = s.share.open(&Resolved::root(), false).unwrap();
     let names: Vec<String> = root.list_dir().unwrap().into_iter().map(|e| e.name).collect();
     assert_eq!(names, ["dir"]);
@@ -225,5 +232,71 @@ fn share_root_that_is_a_symlink_is_followed_once() {
     let rel = share.resolve(&SmbPath::parse("dir\\inner.txt").unwrap()).unwrap();
     assert!(rel.exists());
     refused(&Setup { _tmp: tempfile::tempdir().unwrap(), share, root: s.root.clone(), outside: s.outside.clone() }, "..\\outside\\secret.txt");
+    outside_untouched(&s);
+}
+
+/// A CREATE's resolution (`resolve_open`): every escaping link stays
+/// STATUS_ACCESS_DENIED, opened as itself (FILE_OPEN_REPARSE_POINT) or not;
+/// the confined one stops the path for the client to follow
+/// (STATUS_STOPPED_ON_SYMLINK with its target and the rest of the path's
+/// length), or is opened as the link itself.
+#[test]
+fn links_met_by_a_create() {
+    let s = setup();
+    for open_link in [false, true] {
+        for p in ["etc", "etc\\passwd", "ETC\\passwd", "sibling", "sibling\\secret.txt", "secret.txt", "Secret.Txt"] {
+            let e = err_of(s.share.resolve_open(&SmbPath::parse(p).unwrap(), open_link));
+            assert_eq!(e.status(), NtStatus::ACCESS_DENIED, "{p:?} {open_link}: {e:?}");
+        }
+    }
+    let stop = |p: &str| match s.share.resolve_open(&SmbPath::parse(p).unwrap(), false) {
+        Err(FsError::StoppedOnSymlink(stop)) => *stop,
+        other => panic!("{p:?}: {other:?}"),
+    };
+    assert_eq!(stop("dir\\inside_link"), server::fs::Stopped { target: "inner.txt".into(), unparsed: 0 });
+    // An absolute link under the share's root stands for the relative one
+    // (as smbd shows it); absolute links elsewhere stay refused (above).
+    let canon = fs::canonicalize(&s.root).unwrap();
+    symlink(canon.join("dir/inner.txt"), s.root.join("dir/abs_in")).unwrap();
+    assert_eq!(stop("dir\\abs_in"), server::fs::Stopped { target: "..\\dir\\inner.txt".into(), unparsed: 0 });
+    fs::remove_file(s.root.join("dir/abs_in")).unwrap();
+    // dir/up -> ../outside lands on `outside` in the share (absent): the
+    // client is sent there, not to the sibling directory.
+    assert_eq!(stop("dir\\up\\secret.txt"), server::fs::Stopped { target: "..\\outside".into(), unparsed: 22 });
+    assert_eq!(stop("DIR\\Inside_Link\\x\\yz"), server::fs::Stopped { target: "inner.txt".into(), unparsed: 10 });
+    let link = s.share.resolve_open(&SmbPath::parse("dir\\inside_link").unwrap(), true).unwrap();
+    assert!(link.is_link() && link.exists());
+    let (h, st) = s.share.open_stat(&link, false).unwrap();
+    assert!(h.is_link());
+    assert_ne!(st.attributes & server::fs::attr::REPARSE_POINT, 0);
+    assert_eq!(h.link_target().unwrap(), b"inner.txt");
+    // Nothing reads or writes through the link's handle.
+    let mut buf = [0u8; 8];
+    assert_eq!(err_of(h.read_at(&mut buf, 0)).status(), NtStatus::ACCESS_DENIED);
+    assert_eq!(err_of(h.write_at(b"x", 0)).status(), NtStatus::ACCESS_DENIED);
+    outside_untouched(&s);
+}
+
+/// `make_symlink` turns only an empty file or directory into a link (Duet
+/// keeps nothing behind one), in one rename: a file with data and a
+/// directory with entries are left as they were.
+#[test]
+fn links_are_made_from_empty_files_only() {
+    let s = setup();
+    let res = |p: &str| s.share.resolve(&SmbPath::parse(p).unwrap()).unwrap();
+    let e = err_of(s.share.make_symlink(&res("dir\\inner.txt"), "../x"));
+    assert_eq!(e.status(), NtStatus::ACCESS_DENIED);
+    assert_eq!(fs::read(s.root.join("dir/inner.txt")).unwrap(), b"inner");
+    let e = err_of(s.share.make_symlink(&res("dir"), "x/"));
+    assert_eq!(e.status(), NtStatus::DIRECTORY_NOT_EMPTY);
+    assert!(fs::symlink_metadata(s.root.join("dir")).unwrap().is_dir());
+    fs::write(s.root.join("empty"), b"").unwrap();
+    fs::create_dir(s.root.join("emptydir")).unwrap();
+    s.share.make_symlink(&res("empty"), "dir/inner.txt").unwrap();
+    s.share.make_symlink(&res("emptydir"), "dir/").unwrap();
+    assert_eq!(fs::read_link(s.root.join("empty")).unwrap(), Path::new("dir/inner.txt"));
+    assert_eq!(fs::read_link(s.root.join("emptydir")).unwrap(), Path::new("dir/"));
+    let names: Vec<String> = fs::read_dir(&s.root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(!names.iter().any(|n| n.starts_with(".duet-link")), "{names:?}");
     outside_untouched(&s);
 }

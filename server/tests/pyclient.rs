@@ -153,6 +153,80 @@ fn directory_leases_break_when_entries_change() {
     }
 }
 
+/// Symbolic links (reparse points) through smbprotocol
+/// (testdata/smbprotocol_symlinks.py): a client's link made with
+/// FSCTL_SET_REPARSE_POINT and read back with FSCTL_GET_REPARSE_POINT,
+/// listed with FILE_ATTRIBUTE_REPARSE_POINT and the tag, followed by the
+/// client through STATUS_STOPPED_ON_SYMLINK (at the end of a path and in
+/// the middle, the error response checked on SMB 3.1.1 and 2.1), targets
+/// outside the share refused when made (relative with `..`, absolute,
+/// UNC) and when met on disk (hidden from listings too; an absolute link
+/// on disk into the share counts as the relative one), a link moved to
+/// where it would escape refused, hostile reparse buffers answered with
+/// the statuses [MS-FSA] gives, FSCTL_DELETE_REPARSE_POINT, and removing
+/// links. On disk: the links are real POSIX symlinks, and nothing was made
+/// outside the share.
+#[test]
+fn symbolic_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir_all(share.join("sub")).unwrap();
+    std::fs::write(share.join("target.txt"), "hello").unwrap();
+    std::fs::write(share.join("sub/inner.txt"), "inner").unwrap();
+    std::fs::write(dir.path().join("outside.txt"), "secret").unwrap();
+    std::os::unix::fs::symlink("target.txt", share.join("disk_link")).unwrap();
+    std::os::unix::fs::symlink(std::fs::canonicalize(&share).unwrap().join("target.txt"), share.join("abs_link"))
+        .unwrap();
+    std::os::unix::fs::symlink("/etc", share.join("evil")).unwrap();
+    std::os::unix::fs::symlink("../../outside.txt", share.join("sub/evil2")).unwrap();
+    let (_srv, port) = duet(&share, "--log-level=info");
+    let text = smbprotocol("smbprotocol_symlinks.py", &[&port.to_string(), "data", "duet", "duetpass"]);
+    for step in [
+        "ok a client's link reads back",
+        "ok lstat shows a symbolic link",
+        "ok listing shows confined links as reparse points, not escaping ones",
+        "ok listing of a subdirectory hides its escaping link",
+        "ok opening a link reaches its target (the client follows)",
+        "ok a directory link in the middle of a path is followed",
+        "ok STOPPED_ON_SYMLINK carries the link's target and the unparsed length (3.1.1 and 2.1)",
+        "ok refused a link climbing out of the share",
+        "ok refused a link climbing out from a subdirectory",
+        "ok refused an absolute link",
+        "ok refused an absolute UNC link",
+        "ok refused an on-disk link out of the share, opened",
+        "ok refused an on-disk link out of the share, opened as itself",
+        "ok refused a link moved to where it escapes",
+        "ok refused a 64 KiB buffer",
+        "ok refused names outside the buffer",
+        "ok the server still answers after hostile buffers",
+        "ok deleting the reparse point leaves an empty file",
+        "ok removing links leaves their targets",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(step)), "{step} missing:\n{text}");
+    }
+    // A client's link is a POSIX symlink, relative, as Linux users see it.
+    assert_eq!(std::fs::read_link(share.join("sub/up")).unwrap(), std::path::Path::new("../target.txt"));
+    // A directory's link keeps that in a trailing `/`.
+    assert_eq!(std::fs::read_link(share.join("dkeep")).unwrap(), std::path::Path::new("sub/"));
+    for gone in ["lnk", "dlnk"] {
+        assert!(std::fs::symlink_metadata(share.join(gone)).is_err(), "{gone} is still there");
+    }
+    assert_eq!(std::fs::read_to_string(share.join("target.txt")).unwrap(), "hello");
+    assert_eq!(std::fs::read_to_string(share.join("sub/inner.txt")).unwrap(), "inner");
+    assert!(std::fs::symlink_metadata(share.join("lnk2")).unwrap().file_type().is_file());
+    for refused in ["bad1", "sub/bad2", "bad3", "bad4", "bad5"] {
+        let m = std::fs::symlink_metadata(share.join(refused)).unwrap();
+        assert!(m.file_type().is_file() && m.len() == 0, "{refused} became {m:?}");
+    }
+    assert_eq!(std::fs::read_to_string(dir.path().join("outside.txt")).unwrap(), "secret");
+    let stray: Vec<_> = std::fs::read_dir(&share)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".duet-link"))
+        .collect();
+    assert!(stray.is_empty(), "temporary names left: {stray:?}");
+}
+
 /// Extended attributes through smbprotocol (testdata/smbprotocol_ea.py):
 /// set, query all and by name, case-insensitive replace, delete by an
 /// empty value, EAs on create, EaSize in FileEaInformation and a directory
@@ -222,5 +296,52 @@ fn aapl_server_query() {
     for step in ["ok first query", "ok second query", "ok bad queries refused", "ok no query, no reply", "ok flush"] {
         assert!(text.lines().any(|l| l == step), "{step} missing:\n{text}");
         assert!(tm.lines().any(|l| l == step), "time machine: {step} missing:\n{tm}");
+    }
+}
+
+/// Security descriptors through smbprotocol (testdata/smbprotocol_acl.py),
+/// with two users: a DACL set and read back, kept in `user.duet.NTACL`
+/// (no EA), enforced for the second user (a denied open, MAXIMUM_ALLOWED,
+/// a deny ACE), a partial set merged, hostile descriptors refused with
+/// STATUS_INVALID_SECURITY_DESCR and nothing changed, the SACL and a
+/// foreign owner refused, the SecD create context and inheritance from
+/// the parent, and the descriptor kept through a rename. The second user
+/// comes from a users file whose line gives it the SID the ACEs name.
+/// Skipped where the temp directory's file system has no user xattrs.
+#[test]
+fn security_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    if !has_user_xattrs(dir.path()) {
+        return;
+    }
+    let etc = tempfile::tempdir().unwrap();
+    let users = etc.path().join("users");
+    let bin = std::env::var("DUET_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_duet").to_string());
+    let added = Command::new(&bin)
+        .args(["user", "add", "bob", "--users", &users.display().to_string(), "--password", "bobpass"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    let bob_sid = "S-1-5-21-7-8-9-1234";
+    let line = std::fs::read_to_string(&users).unwrap();
+    std::fs::write(&users, format!("{}:{bob_sid}\n", line.trim_end())).unwrap();
+    let (_srv, port) = duet(dir.path(), &format!("--users={}", users.display()));
+    let share = dir.path().display().to_string();
+    let text = smbprotocol(
+        "smbprotocol_acl.py",
+        &[&port.to_string(), "data", "duet", "duetpass", "bob", "bobpass", &share, bob_sid],
+    );
+    for step in [
+        "ok set and read back",
+        "ok stored in user.duet.NTACL, no EA",
+        "ok enforced for a second user",
+        "ok deny ACE",
+        "ok partial set merged",
+        "ok hostile descriptors refused",
+        "ok kept through a rename",
+        "ok SecD on create",
+        "ok inherited on create",
+    ] {
+        assert!(text.lines().any(|l| l == step), "{step} missing:\n{text}");
     }
 }

@@ -319,6 +319,141 @@ fn durable_v2_lease_handle_survives_sigterm() {
     assert_survived(&server, &ready, &done);
 }
 
+/// The writer of `testdata/failover_client.py`: an append-only durable v2
+/// open that writes stamped blocks, each waited for, and on a lost
+/// connection reconnects, reclaims the open with DH2C and resends the
+/// unanswered WRITE with the replay flag, as Windows does. With
+/// `--hold-after-loss` it waits for a line on stdin before it reconnects.
+struct Appender(Script);
+
+impl Appender {
+    fn start(server: &Server, blocks: usize, size: usize) -> Appender {
+        let (port, blocks, size) = (server.port.to_string(), blocks.to_string(), size.to_string());
+        let mut args = vec!["--host", "127.0.0.1", "--port", &port, "--share", common::SHARE, "--user", common::USER];
+        args.extend(["--password", common::PASSWORD, "--append", "--blocks", &blocks, "--size", &size]);
+        args.push("--hold-after-loss");
+        Appender(Script::start("failover_client.py", &args))
+    }
+
+    fn next(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.0.line(Duration::from_secs(120))?).ok()
+    }
+
+    /// Reads lines up to the one that says the connection was lost; the
+    /// lines before it.
+    fn until_lost(&mut self) -> Vec<serde_json::Value> {
+        let mut seen = Vec::new();
+        while let Some(v) = self.next() {
+            if v.get("lost").is_some() {
+                return seen;
+            }
+            seen.push(v);
+        }
+        panic!("the client never lost its connection: {seen:?}\n{}", self.0.kill());
+    }
+
+    /// Lets it reconnect; its lines to the last, and its stderr.
+    fn finish(mut self) -> (Vec<serde_json::Value>, String) {
+        self.0.send("go");
+        let mut lines = Vec::new();
+        while let Some(v) = self.next() {
+            lines.push(v);
+        }
+        (lines, self.0.wait())
+    }
+}
+
+/// What [`Appender`] writes as block `i` (`stamp` in resilient_smb.py).
+fn block(i: usize, size: usize) -> Vec<u8> {
+    format!("block {i:06}\n").into_bytes().into_iter().cycle().take(size).collect()
+}
+
+/// The file holds `blocks` blocks one after the other, each once.
+fn assert_blocks(path: &std::path::Path, blocks: usize, size: usize, context: &str) {
+    let got = std::fs::read(path).unwrap();
+    let want: Vec<u8> = (0..blocks).flat_map(|i| block(i, size)).collect();
+    if got != want {
+        let at = (0..got.len().max(want.len()) / size + 1)
+            .find(|&i| got.get(i * size..(i + 1) * size) != want.get(i * size..(i + 1) * size))
+            .unwrap_or(0);
+        let seen = got.get(at * size..).map(|b| String::from_utf8_lossy(&b[..b.len().min(14)]).to_string());
+        panic!(
+            "{} is {} bytes, want {} ({blocks} blocks of {size}); first wrong block {at}: {seen:?}\n{context}",
+            path.display(),
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+/// An append answered by the server (its point-3 record durable) dies with
+/// the server before the answer leaves (failpoint `point3`), so the client
+/// resends it after the restart; `crashes` - 1 more crashes (SIGKILL of a
+/// restarted server that serves, before the client is back) come between.
+/// The resend must be answered from the saved answer, not appended again:
+/// each block is in the file once.
+fn append_is_answered_once_after(policy: &str, size: usize, crashes: usize) {
+    let mut args = JOURNAL_ARGS.to_vec();
+    args.extend(["--journal-policy", policy]);
+    // The 10th answer: NEGOTIATE, two SESSION_SETUPs, TREE_CONNECT and the
+    // CREATE come first, so one of the 8 appends.
+    let Some(mut server) = duet_with_env(&args, &[("DUET_FAILPOINT", "point3:10")]) else { return };
+    let blocks = 8;
+    let mut client = Appender::start(&server, blocks, size);
+    let before = client.until_lost();
+    assert!(
+        server.wait_exit(Duration::from_secs(60)).is_some() && server.log().contains("failpoint point3 reached"),
+        "duet did not die at its failpoint\n{}",
+        server.log()
+    );
+    server.set_duet_env(&[]);
+    for _ in 1..crashes {
+        server.restart();
+        server.kill9();
+    }
+    server.restart();
+    let (lines, stderr) = client.finish();
+    let ctx = format!(
+        "before the crash: {before:?}\nafter: {lines:?}\n--- client ---\n{stderr}\n--- server log ---\n{}",
+        server.log()
+    );
+    let last = lines.last().cloned().unwrap_or_default();
+    assert_eq!(last["done"], true, "the client did not finish\n{ctx}");
+    assert!(lines.iter().any(|l| l["replay"] == true), "no write was resent\n{ctx}");
+    assert_blocks(&server.share_dir().join("failover.dat"), blocks, size, &ctx);
+}
+
+/// A lone WRITE of 64 KiB or more under `group` is synced in its file and
+/// its point-1 record keeps its fixed part and a digest of its data, not
+/// the data: the replay key rebuilt from that record after the restart
+/// must be the resend's (it was not: the append was carried out twice).
+#[test]
+fn a_large_append_answered_before_a_kill_is_not_appended_again() {
+    append_is_answered_once_after("group", 65536, 1);
+}
+
+/// Under `process` no WRITE's data is in its point-1 record: the same for
+/// small WRITEs.
+#[test]
+fn an_append_answered_before_a_kill_under_process_is_not_appended_again() {
+    append_is_answered_once_after("process", 3000, 1);
+}
+
+/// The restart retires the records it found (the saved answers kept for
+/// replays), and the server is killed again before the client is back:
+/// the answers must outlive the second crash (carried in the checkpoint),
+/// else the resend after it is carried out again.
+#[test]
+fn a_saved_answer_survives_a_second_crash() {
+    append_is_answered_once_after("group", 3000, 2);
+}
+
+/// The same with a large WRITE, under `process`, and three crashes.
+#[test]
+fn a_saved_answer_of_a_large_append_survives_two_more_crashes() {
+    append_is_answered_once_after("process", 65536, 3);
+}
+
 /// An exclusive CREATE under a CreateGuid that is slower than a second (the
 /// time after which the journal lets the records of an unanswered
 /// operation go, `RELEASE_AFTER`), killed after making its file while a

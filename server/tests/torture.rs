@@ -11,6 +11,12 @@
 //! `smb2.compound.compound-padding`), against an smbd
 //! whose share keeps streams as Duet does (`vfs objects = streams_xattr`).
 //!
+//! `torture_acls_duet_at_least_smbd` does the same for `smb2.acls`,
+//! `smb2.sdread` and the other tests that set descriptors
+//! (`smb2.create.nulldacl`, `aclfile`, `acldir`,
+//! `smb2.delete-on-close-perms`), against an smbd whose share stores
+//! security descriptors as Duet does (`vfs objects = acl_xattr`).
+//!
 //! Runs in nextest's `heavy` test group (one at a time). DUET_BIN selects the
 //! duet binary (scripts/test.sh points it at the release build);
 //! DUET_TEST_SERVER=smbd puts a second smbd in duet's place.
@@ -36,6 +42,21 @@ fn torture_streams_duet_at_least_smbd() {
         "smb2.ioctl-on-stream",
         "smb2.getinfo.normalized",
         "smb2.compound.compound-padding",
+    ]);
+}
+
+#[test]
+fn torture_acls_duet_at_least_smbd() {
+    duet_at_least_smbd(&[
+        "--smbd-option",
+        "vfs objects = acl_xattr",
+        "smb2.acls",
+        "smb2.sdread",
+        // The other tests that set descriptors and pass on both servers.
+        "smb2.create.nulldacl",
+        "smb2.create.aclfile",
+        "smb2.create.acldir",
+        "smb2.delete-on-close-perms",
     ]);
 }
 
@@ -97,11 +118,8 @@ fn duet_at_least_smbd(args: &[&str]) {
     // Short somewhere: every test that passes on smbd and not on duet must
     // be a known gap, listed with its reason in scripts/torture-known-gaps.txt.
     let gaps = std::fs::read_to_string(root.join("scripts/torture-known-gaps.txt")).unwrap();
-    let known: Vec<&str> = gaps
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
+    let known: Vec<&str> =
+        gaps.lines().filter(|l| !l.trim_start().starts_with('#')).filter_map(|l| l.split_whitespace().next()).collect();
     let mut shortfalls = 0;
     for line in stdout.lines() {
         let Some((suite, tests)) = line.split_once(": pass on smbd, not on duet: ") else {

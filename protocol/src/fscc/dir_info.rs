@@ -98,7 +98,7 @@ pub fn encode_dir_entry(
         out.put_u32_le(stat.wire_attributes());
         out.put_u32_le(name_len);
         if class != class::FILE_DIRECTORY_INFORMATION {
-            out.put_u32_le(stat.ea_size);
+            out.put_u32_le(stat.ea_size_or_tag());
         }
         match class {
             class::FILE_BOTH_DIRECTORY_INFORMATION | class::FILE_ID_BOTH_DIRECTORY_INFORMATION => {
@@ -113,15 +113,15 @@ pub fn encode_dir_entry(
                 out.put_u64_le(stat.file_id);
             }
             class::FILE_ID_EXTD_DIRECTORY_INFORMATION => {
-                out.put_u32_le(0); // ReparsePointTag
+                out.put_u32_le(stat.reparse_tag); // ReparsePointTag
                 out.put_slice(&stat.file_id_128());
             }
             class::FILE_ID_64_EXTD_DIRECTORY_INFORMATION => {
-                out.put_u32_le(0); // ReparsePointTag
+                out.put_u32_le(stat.reparse_tag); // ReparsePointTag
                 out.put_u64_le(stat.file_id);
             }
             class::FILE_ID_ALL_EXTD_DIRECTORY_INFORMATION => {
-                out.put_u32_le(0); // ReparsePointTag
+                out.put_u32_le(stat.reparse_tag); // ReparsePointTag
                 out.put_u64_le(stat.file_id);
                 out.put_slice(&stat.file_id_128());
             }
@@ -246,6 +246,7 @@ mod tests {
             delete_pending: false,
             is_directory: false,
             ea_size: 7,
+            reparse_tag: 0,
         }
     }
 

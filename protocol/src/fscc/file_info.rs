@@ -179,7 +179,7 @@ pub fn encode_file_info(class: u8, ctx: &FileInfoCtx, out: &mut BytesMut) -> Res
         class::FILE_ATTRIBUTE_TAG_INFORMATION => {
             // Format: { file_attributes: u32 | reparse_tag: u32 }
             out.put_u32_le(stat.wire_attributes());
-            out.put_u32_le(0);
+            out.put_u32_le(stat.reparse_tag);
         }
         class::FILE_ID_INFORMATION => {
             // Format: { volume_serial_number: u64 | file_id: [u8; 16] }
@@ -338,6 +338,7 @@ mod tests {
             delete_pending: true,
             is_directory: false,
             ea_size: 12,
+            reparse_tag: 0,
         }
     }
 

@@ -60,8 +60,10 @@ pub mod fs_attributes {
     /// lookups ignore case unless the share is case-sensitive), names are
     /// Unicode, files carry (synthesised, persistent) security
     /// descriptors, and files can be sparse (FSCTL_SET_SPARSE,
-    /// QUERY_ALLOCATED_RANGES, SET_ZERO_DATA). Nothing about reparse
-    /// points, compression or quotas, which Duet does not implement. A
+    /// QUERY_ALLOCATED_RANGES, SET_ZERO_DATA) and symbolic links
+    /// (reparse points of IO_REPARSE_TAG_SYMLINK only, kept as POSIX
+    /// symlinks). Nothing about compression or quotas, which Duet does
+    /// not implement. A
     /// share whose file system has user xattrs adds
     /// FILE_SUPPORTS_EXTENDED_ATTRIBUTES and FILE_NAMED_STREAMS (EAs and
     /// streams are kept there).
@@ -69,7 +71,8 @@ pub mod fs_attributes {
         | FILE_CASE_PRESERVED_NAMES
         | FILE_UNICODE_ON_DISK
         | FILE_PERSISTENT_ACLS
-        | FILE_SUPPORTS_SPARSE_FILES;
+        | FILE_SUPPORTS_SPARSE_FILES
+        | FILE_SUPPORTS_REPARSE_POINTS;
 }
 
 /// Device characteristics ([MS-FSCC] 2.5.10).

@@ -19,6 +19,8 @@
 //!   the POSIX owner/group/mode mapping.
 //! - [`ea`] — extended attribute lists.
 //! - [`object_id`] — FILE_OBJECTID_BUFFER.
+//! - [`reparse`] — reparse data buffers, symbolic links and the
+//!   symbolic link error response.
 //!
 //! # Errors
 //! Information-class operations return [`InfoError`]; [`InfoError::status`]
@@ -36,6 +38,7 @@ pub mod ea;
 pub mod file_info;
 pub mod fs_info;
 pub mod object_id;
+pub mod reparse;
 pub mod security;
 pub mod set_info;
 
@@ -123,6 +126,10 @@ pub struct FileStat {
     pub delete_pending: bool,
     pub is_directory: bool,
     pub ea_size: u32,
+    /// The reparse tag ([MS-FSCC] 2.1.2.1) when `attributes` has
+    /// REPARSE_POINT, else 0. Directory entries send it in EaSize's place
+    /// ([MS-FSCC] 2.4.8 and siblings).
+    pub reparse_tag: u32,
 }
 
 impl FileStat {
@@ -138,6 +145,16 @@ impl FileStat {
             file_attributes::NORMAL
         } else {
             a & !file_attributes::NORMAL
+        }
+    }
+
+    /// EaSize as a directory entry carries it: the reparse tag for a
+    /// reparse point, else the EA size ([MS-FSCC] 2.4.8).
+    pub fn ea_size_or_tag(&self) -> u32 {
+        if self.attributes & file_attributes::REPARSE_POINT != 0 {
+            self.reparse_tag
+        } else {
+            self.ea_size
         }
     }
 

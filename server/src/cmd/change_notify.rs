@@ -1,5 +1,8 @@
 //! CHANGE_NOTIFY ([MS-SMB2] 3.3.5.19): waits (async) until a change in the
-//! watched directory, then returns FILE_NOTIFY_INFORMATION entries.
+//! watched directory, then returns FILE_NOTIFY_INFORMATION entries
+//! ([MS-FSCC] 2.7.1). The first request on a handle makes its watch, which
+//! sees Duet's own changes and, through inotify, those made on disk
+//! ([`crate::state::notify`]).
 
 use std::sync::Arc;
 
@@ -11,7 +14,7 @@ use super::bad;
 use crate::handler::{Ctx, HResult, Resp};
 use crate::state::files::access;
 use crate::state::lock;
-use crate::state::notify::{Queue, Watch};
+use crate::state::notify::{self, Queue, Watch};
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = ChangeNotifyRequest::parse(ctx.msg).map_err(bad)?;
@@ -28,10 +31,17 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         return Err(NtStatus::INVALID_PARAMETER);
     }
     let share = open.share().ok_or(NtStatus::INVALID_PARAMETER)?;
-    let dir: Vec<String> = lock(&ctx.server.files)
+    let disk_dir: Vec<String> = lock(&ctx.server.files)
         .path(&open.key.ok_or(NtStatus::INVALID_PARAMETER)?)
-        .map(|p| p.components().iter().map(|c| c.to_lowercase()).collect())
+        .map(|p| p.components().to_vec())
         .unwrap_or_default();
+    let dir = disk_dir.iter().map(|c| c.to_lowercase()).collect();
+    let armed = lock(&ctx.server.notify).watch(open.persistent_id).is_some();
+    if !armed {
+        // Changes on disk too, from now on (the reader thread starts with
+        // the server's first watch).
+        notify::ensure_reader(ctx.server);
+    }
     let (queue, wake) = {
         let mut table = lock(&ctx.server.notify);
         match table.watch(open.persistent_id) {
@@ -41,6 +51,9 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                     open_id: open.persistent_id,
                     share: share.cfg.name.clone(),
                     dir,
+                    disk_dir,
+                    client: ctx.conn.client_guid,
+                    held: Vec::new(),
                     recursive: req.watch_tree(),
                     filter: req.completion_filter,
                     queue: Arc::new(std::sync::Mutex::new(Queue {
@@ -50,7 +63,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                     wake: Arc::new(tokio::sync::Notify::new()),
                 };
                 let r = (w.queue.clone(), w.wake.clone());
-                table.add(w);
+                table.add(w, &share.fs, &ctx.server.cfg.limits);
                 r
             }
         }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use protocol::fscc::SecurityDescriptor;
 use protocol::msg::create::{
     create_action, create_disposition as disp, create_options as opt, file_attributes as fattr, impersonation_level,
@@ -867,6 +867,39 @@ fn fs_err(e: FsError) -> NtStatus {
     e.status()
 }
 
+/// STATUS_STOPPED_ON_SYMLINK with the Symbolic Link Error Response
+/// ([MS-SMB2] 2.2.2.2.1): the link's target (relative, as `fs::link`
+/// keeps links) and how much of the path the client opened follows the
+/// link. On SMB 3.1.1 it rides in an SMB2 ERROR Context of id
+/// SMB2_ERROR_ID_DEFAULT ([MS-SMB2] 2.2.2, 2.2.2.1); before, it is the
+/// ErrorData itself.
+fn stopped_on_symlink(stop: &fs::Stopped, conn_dialect: u16) -> Resp {
+    use protocol::fscc::reparse::{SymlinkReparse, SYMLINK_FLAG_RELATIVE};
+    let link = SymlinkReparse {
+        substitute_name: stop.target.clone(),
+        print_name: stop.target.clone(),
+        flags: SYMLINK_FLAG_RELATIVE,
+    };
+    let mut data = BytesMut::new();
+    let unparsed = u16::try_from(stop.unparsed).unwrap_or(u16::MAX);
+    if link.encode_error(unparsed, &mut data).is_none() {
+        // A target too long for the response's 16-bit lengths.
+        return Resp::error_with_data(NtStatus::ACCESS_DENIED, &[]);
+    }
+    if conn_dialect < dialect::SMB3_1_1 {
+        return Resp::error_with_data(NtStatus::STOPPED_ON_SYMLINK, &data);
+    }
+    let mut body = BytesMut::with_capacity(16 + data.len());
+    body.put_u16_le(9);
+    body.put_u8(1); // ErrorContextCount
+    body.put_u8(0);
+    body.put_u32_le(8 + data.len() as u32); // ByteCount
+    body.put_u32_le(data.len() as u32); // ErrorDataLength
+    body.put_u32_le(0); // ErrorId: SMB2_ERROR_ID_DEFAULT
+    body.put_slice(&data);
+    Resp::with_status(NtStatus::STOPPED_ON_SYMLINK, body)
+}
+
 /// The EAs an ExtA context gives a new or overwritten file: (name, value).
 type NewEas<'a> = Vec<(&'a [u8], &'a [u8])>;
 
@@ -881,10 +914,10 @@ type NewEas<'a> = Vec<(&'a [u8], &'a [u8])>;
 ///   STATUS_INVALID_PARAMETER and a name Windows refuses
 ///   STATUS_INVALID_EA_NAME (as smbd); a server's own name
 ///   STATUS_ACCESS_DENIED (`fs::ea`). An empty buffer asks for nothing.
-/// - SecD ([MS-SMB2] 3.3.5.9.2): Duet derives descriptors from POSIX
-///   ownership and mode, so the value is ignored (which <323> allows), but
-///   a malformed descriptor is refused with STATUS_INVALID_SECURITY_DESCR
-///   rather than silently accepted.
+/// - SecD ([MS-SMB2] 3.3.5.9.2): a malformed descriptor is refused with
+///   STATUS_INVALID_SECURITY_DESCR before anything is made; a new file or
+///   directory stores it ([`super::security::store_for_new`]). An
+///   overwrite or supersede keeps the file's descriptor.
 fn check_new_file_contexts<'a>(req: &CreateRequest<'a>, eas_supported: bool) -> Result<NewEas<'a>, NtStatus> {
     let mut eas = Vec::new();
     for c in &req.create_contexts {
@@ -981,9 +1014,45 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     let key_elsewhere = |key: Option<FileUid>| {
         lease_id.is_some_and(|id| lock(&server.files).lease_file(&id).is_some_and(|f| Some(f) != key))
     };
-    let resolved = share.fs.resolve(&path).map_err(fs_err)?;
-    let existing = if resolved.exists() { Some(share.fs.stat(&resolved).map_err(fs_err)?) } else { None };
+    // FILE_OPEN_REPARSE_POINT opens a symbolic link itself; any other
+    // link on the way stops the open for the client to follow ([MS-SMB2]
+    // 3.3.5.9, 2.2.2.2.1; `fs::link`).
+    let open_link = req.create_options & opt::OPEN_REPARSE_POINT != 0;
+    let resolved = match share.fs.resolve_open(&path, open_link) {
+        Err(FsError::StoppedOnSymlink(stop)) => return Ok(Some(Step::Done(stopped_on_symlink(&stop, opener.dialect)))),
+        r => r.map_err(fs_err)?,
+    };
+    let (existing, stored_sd) = if resolved.exists() {
+        let (st, sd) = share.fs.stat_sd(&resolved).map_err(fs_err)?;
+        (Some(st), sd)
+    } else {
+        (None, None)
+    };
     let overwrite = matches!(req.create_disposition, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
+    // An existing file's stored descriptor decides what this open may have
+    // ([MS-SMB2] 3.3.5.9, [MS-FSA] 2.1.5.1.2.1: the access check). An
+    // overwrite needs FILE_WRITE_DATA besides what was asked, as in smbd;
+    // MAXIMUM_ALLOWED gets what the descriptor grants.
+    let file_max = match &existing {
+        Some(_) if req.create_disposition != disp::CREATE => {
+            super::security::max_access_on_open(&share.fs, &resolved, stored_sd, &server.users, &opener.session)?
+        }
+        _ => None,
+    };
+    if let Some(max) = file_max {
+        let asked = generic_map(req.desired_access) & !(access::MAXIMUM_ALLOWED | access::ACCESS_SYSTEM_SECURITY);
+        let needs = asked | if overwrite { access::FILE_WRITE_DATA } else { 0 };
+        if needs & !max != 0 {
+            return Err(NtStatus::ACCESS_DENIED);
+        }
+        if req.desired_access & access::MAXIMUM_ALLOWED != 0 {
+            desired = asked | (max & tree.maximal_access);
+            if tree.read_only {
+                desired &= !MODIFY_ACCESS;
+            }
+        }
+    }
+    let maximal_access = file_max.map_or(tree.maximal_access, |m| m & tree.maximal_access);
     let new_eas = if existing.is_none() || overwrite {
         check_new_file_contexts(req, share.fs.supports_xattrs())?
     } else {
@@ -998,13 +1067,29 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
             if d == disp::CREATE {
                 return Err(NtStatus::OBJECT_NAME_COLLISION);
             }
-            if st.is_dir && want_file {
-                return Err(NtStatus::FILE_IS_A_DIRECTORY);
-            }
-            if !st.is_dir && (want_dir || path.trailing_separator()) {
-                return Err(NtStatus::NOT_A_DIRECTORY);
-            }
             let overwrite = matches!(d, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
+            if resolved.is_link() {
+                // The link itself: a directory's link is opened as a
+                // directory would be, and nothing overwrites one (it has
+                // no data to truncate).
+                let dir_link = st.attributes & fattr::DIRECTORY != 0;
+                if overwrite {
+                    return Err(NtStatus::ACCESS_DENIED);
+                }
+                if dir_link && want_file {
+                    return Err(NtStatus::FILE_IS_A_DIRECTORY);
+                }
+                if !dir_link && (want_dir || path.trailing_separator()) {
+                    return Err(NtStatus::NOT_A_DIRECTORY);
+                }
+            } else {
+                if st.is_dir && want_file {
+                    return Err(NtStatus::FILE_IS_A_DIRECTORY);
+                }
+                if !st.is_dir && (want_dir || path.trailing_separator()) {
+                    return Err(NtStatus::NOT_A_DIRECTORY);
+                }
+            }
             if st.is_dir && overwrite {
                 return Err(NtStatus::INVALID_PARAMETER);
             }
@@ -1063,7 +1148,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
             }
             let write = desired & WRITE_ACCESS != 0 || overwrite;
             let (h, st) = share.fs.open_stat(&resolved, write && !st.is_dir).map_err(fs_err)?;
-            let here = share.fs.resolve(&path).map_err(fs_err)?;
+            let here = share.fs.resolve_open(&path, open_link).map_err(fs_err)?;
             let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, true, None)?;
             let action = if overwrite {
                 h.set_len(0).map_err(fs_err)?;
@@ -1150,6 +1235,19 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                     return Err(e.status());
                 }
             }
+            // Its descriptor: inherited from the parent's, and the SecD
+            // context's (checked in `check_new_file_contexts`).
+            let secd = match req.context(|c| matches!(c, RequestContext::SecurityDescriptor(_))) {
+                Some(RequestContext::SecurityDescriptor(b)) => SecurityDescriptor::parse(b).ok(),
+                _ => None,
+            };
+            if let Err(e) =
+                super::security::store_for_new(&share.fs, &resolved, &h, secd.as_ref(), &server.users, &opener.session)
+            {
+                drop(h);
+                let _ = if want_dir { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };
+                return Err(e);
+            }
             let st = h.stat().map_err(fs_err)?;
             let here = share.fs.resolve(&path).map_err(fs_err)?;
             let rsv = Reservation::take(server, &share, &h, &st, id, open_ref, here, false, minted)?;
@@ -1171,7 +1269,11 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     let parent_key = lease_req
         .and_then(|l| l.v2.filter(|_| l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET != 0))
         .map(|v| v.parent_lease_key);
+    // Nor do symbolic links (nothing to cache: no data, and the client
+    // does not follow them through this open).
+    let is_link = handle.is_link();
     let oplock = match (st.is_dir, lease_req, lease_id) {
+        _ if is_link => oplock::level::NONE,
         (true, Some(l), Some(lid)) if opener.dialect >= dialect::SMB3_0 => {
             let epoch = l.v2.map(|v| v.epoch);
             let sink = opener.sink(id);
@@ -1204,7 +1306,13 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     let caches_handles =
         oplock == oplock::level::BATCH || lease.is_some_and(|g| g.state & lease_state::HANDLE_CACHING != 0);
     let dh2q = opener.durable_v2(req);
-    let durability = grant_durability(req, dh2q.as_ref(), st.is_dir, share.cfg.continuous_availability, caches_handles);
+    let durability = grant_durability(
+        req,
+        dh2q.as_ref(),
+        st.is_dir || handle.is_link(),
+        share.cfg.continuous_availability,
+        caches_handles,
+    );
     let resolved = rsv.path.clone();
     let resolved_for_notify = resolved.clone();
     let mut state = OpenState::new(path.components().join("\\"), Some(resolved));
@@ -1267,7 +1375,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     for c in &req.create_contexts {
         match c {
             RequestContext::QueryMaximalAccess { .. } => {
-                contexts.push(ResponseContext::MaximalAccess { query_status: 0, maximal_access: tree.maximal_access })
+                contexts.push(ResponseContext::MaximalAccess { query_status: 0, maximal_access })
             }
             RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
                 disk_file_id: fstat.file_id,
@@ -1314,7 +1422,7 @@ fn open_stream(
     share: &Arc<crate::state::ShareEntry>,
     path: &SmbPath,
     sname: &str,
-    desired: u32,
+    mut desired: u32,
     slot: crate::limits::OpenSlot,
 ) -> Result<Option<Step>, NtStatus> {
     let server = &opener.server;
@@ -1327,6 +1435,20 @@ fn open_stream(
     let resolved = share.fs.resolve(path).map_err(fs_err)?;
     let mut created_file = false;
     let (h, st) = if resolved.exists() {
+        // A stream is opened under its file's stored descriptor.
+        let stored = share.fs.stored_sd(&resolved).map_err(fs_err)?;
+        if let Some(max) =
+            super::security::max_access_on_open(&share.fs, &resolved, stored, &server.users, &opener.session)?
+        {
+            let asked = generic_map(req.desired_access) & !(access::MAXIMUM_ALLOWED | access::ACCESS_SYSTEM_SECURITY);
+            let overwrite = matches!(d, disp::SUPERSEDE | disp::OVERWRITE | disp::OVERWRITE_IF);
+            if (asked | if overwrite { access::FILE_WRITE_DATA } else { 0 }) & !max != 0 {
+                return Err(NtStatus::ACCESS_DENIED);
+            }
+            if req.desired_access & access::MAXIMUM_ALLOWED != 0 {
+                desired = asked | (max & desired);
+            }
+        }
         share.fs.open_stat(&resolved, false).map_err(fs_err)?
     } else {
         if matches!(d, disp::OPEN | disp::OVERWRITE) {

@@ -160,6 +160,21 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                 return Err(NtStatus::NOT_SUPPORTED);
             }
         }
+        fsctl::FSCTL_GET_REPARSE_POINT => {
+            let open = ctx.open(req.file_id)?;
+            file_id = open.file_id();
+            status = get_reparse_point(&open, max_out, &mut out)?;
+        }
+        fsctl::FSCTL_SET_REPARSE_POINT => {
+            let open = ctx.open(req.file_id)?;
+            file_id = open.file_id();
+            set_reparse_point(ctx, &open, req.input)?;
+        }
+        fsctl::FSCTL_DELETE_REPARSE_POINT => {
+            let open = ctx.open(req.file_id)?;
+            file_id = open.file_id();
+            delete_reparse_point(ctx, &open, req.input)?;
+        }
         _ => return Err(NtStatus::NOT_SUPPORTED),
     }
     if out.len() > max_out {
@@ -265,6 +280,147 @@ fn set_sparse(open: &Open, input: &[u8]) -> Result<(), NtStatus> {
     let sparse = input.first().is_none_or(|b| *b != 0);
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
     h.set_sparse(sparse).map_err(|e| e.status())
+}
+
+/// The symbolic link `h` (of `open`) is on, as clients see it: confined
+/// from where the open's path puts it, else STATUS_ACCESS_DENIED.
+fn link_of(open: &Open, h: &crate::fs::Handle) -> Result<crate::fs::Link, NtStatus> {
+    let target = h.link_target().map_err(|e| e.status())?;
+    let st = lock(&open.st);
+    let resolved = st.resolved.as_ref().ok_or(NtStatus::ACCESS_DENIED)?;
+    let dir = resolved.components().split_last().map_or(&[][..], |(_, d)| d);
+    let root = open.share().and_then(|s| s.fs.root_components());
+    crate::fs::Link::of_in(dir, &target, root).ok_or(NtStatus::ACCESS_DENIED)
+}
+
+/// The share-relative location of `open`, and the components of its
+/// directory.
+fn place_of(open: &Open) -> Result<(crate::fs::Resolved, Vec<String>), NtStatus> {
+    let resolved = lock(&open.st).resolved.clone().ok_or(NtStatus::INVALID_PARAMETER)?;
+    let dir = resolved.components().split_last().map_or(Vec::new(), |(_, d)| d.to_vec());
+    Ok((resolved, dir))
+}
+
+/// FSCTL_GET_REPARSE_POINT ([MS-FSA] 2.1.5.10.15, [MS-FSCC] 2.3.41): the
+/// symbolic link's REPARSE_DATA_BUFFER ([MS-FSCC] 2.1.2.4), its target
+/// relative (SYMLINK_FLAG_RELATIVE) as both substitute and print name.
+/// Anything but a link is STATUS_NOT_A_REPARSE_POINT. An output buffer
+/// too small for the 8-byte header is STATUS_BUFFER_TOO_SMALL; one too
+/// small for the rest gets what fits and STATUS_BUFFER_OVERFLOW.
+fn get_reparse_point(open: &Open, max_out: usize, out: &mut BytesMut) -> Result<NtStatus, NtStatus> {
+    use protocol::fscc::reparse::{SymlinkReparse, SYMLINK_FLAG_RELATIVE};
+    let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    if !h.is_link() {
+        return Err(NtStatus::NOT_A_REPARSE_POINT);
+    }
+    let link = link_of(open, h)?;
+    if max_out < 8 {
+        return Err(NtStatus::BUFFER_TOO_SMALL);
+    }
+    let data = SymlinkReparse {
+        substitute_name: link.wire_target.clone(),
+        print_name: link.wire_target,
+        flags: SYMLINK_FLAG_RELATIVE,
+    };
+    data.encode(out).ok_or(NtStatus::ACCESS_DENIED)?;
+    if out.len() > max_out {
+        out.truncate(max_out);
+        return Ok(NtStatus::BUFFER_OVERFLOW);
+    }
+    Ok(NtStatus::SUCCESS)
+}
+
+/// FSCTL_SET_REPARSE_POINT ([MS-FSA] 2.1.5.10.37, [MS-FSCC] 2.3.81):
+/// makes the open's empty file or directory a symbolic link (a POSIX
+/// symlink, `fs::link`), or gives a link a new target.
+///
+/// - The open needs FILE_WRITE_DATA or FILE_WRITE_ATTRIBUTES
+///   (STATUS_ACCESS_DENIED); a read-only share is
+///   STATUS_MEDIA_WRITE_PROTECTED.
+/// - The buffer is checked as [MS-FSA] says (`ReparseBuffer::parse`:
+///   STATUS_INVALID_BUFFER_SIZE, STATUS_IO_REPARSE_DATA_INVALID,
+///   STATUS_IO_REPARSE_TAG_INVALID).
+/// - Only IO_REPARSE_TAG_SYMLINK is kept: another tag on a link is
+///   STATUS_IO_REPARSE_TAG_MISMATCH, elsewhere STATUS_NOT_SUPPORTED.
+/// - The target must be relative and stay inside the share from the
+///   link's directory; else STATUS_ACCESS_DENIED (as for any escape).
+/// - A file with data, or a stream, is STATUS_ACCESS_DENIED (Duet keeps
+///   nothing behind a link); a directory with entries
+///   STATUS_DIRECTORY_NOT_EMPTY; a file with other opens
+///   STATUS_SHARING_VIOLATION (they would go on with the replaced file).
+fn set_reparse_point(ctx: &Ctx<'_>, open: &Open, input: &[u8]) -> Result<(), NtStatus> {
+    use protocol::fscc::reparse::{ReparseBuffer, SymlinkReparse, IO_REPARSE_TAG_SYMLINK, SYMLINK_FLAG_RELATIVE};
+    let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    if open.access & (access::FILE_WRITE_DATA | access::FILE_WRITE_ATTRIBUTES) == 0 {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    if open.tree.read_only {
+        return Err(NtStatus::MEDIA_WRITE_PROTECTED);
+    }
+    let buf = ReparseBuffer::parse(input)?;
+    if buf.tag != IO_REPARSE_TAG_SYMLINK {
+        return Err(if h.is_link() { NtStatus::IO_REPARSE_TAG_MISMATCH } else { NtStatus::NOT_SUPPORTED });
+    }
+    let link = SymlinkReparse::parse(buf.data)?;
+    if h.is_stream() {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    let share = open.share().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    let (resolved, dir) = place_of(open)?;
+    if resolved.is_root() {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    if let Some(key) = open.key {
+        if lock(&ctx.server.files).open_count(&key) > 1 {
+            return Err(NtStatus::SHARING_VIOLATION);
+        }
+    }
+    let st = h.stat().map_err(|e| e.status())?;
+    let is_dir = st.is_dir || st.attributes & crate::fs::attr::DIRECTORY != 0;
+    let relative = link.flags & SYMLINK_FLAG_RELATIVE != 0;
+    let target =
+        crate::fs::link::target_from_client(&dir, &link.substitute_name, relative, is_dir).map_err(|e| e.status())?;
+    let fd = share.fs.make_symlink(&resolved, &target).map_err(|e| e.status())?;
+    h.relink(fd).map_err(|e| e.status())
+}
+
+/// FSCTL_DELETE_REPARSE_POINT ([MS-FSA] 2.1.5.10.3, [MS-FSCC] 2.3.11):
+/// puts an empty file (or directory, for a directory's link) in the
+/// symbolic link's place. The buffer is a bare header (8 bytes, or 24
+/// with a GUID) whose ReparseDataLength is 0 and whose tag is the link's:
+/// STATUS_IO_REPARSE_DATA_INVALID, STATUS_IO_REPARSE_TAG_INVALID or
+/// STATUS_IO_REPARSE_TAG_MISMATCH otherwise; not a link is
+/// STATUS_NOT_A_REPARSE_POINT. The handle then shows the new file's
+/// metadata; its data is for a new open.
+fn delete_reparse_point(ctx: &Ctx<'_>, open: &Open, input: &[u8]) -> Result<(), NtStatus> {
+    use protocol::fscc::reparse::{ReparseBuffer, IO_REPARSE_TAG_SYMLINK};
+    let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    if open.access & (access::FILE_WRITE_DATA | access::FILE_WRITE_ATTRIBUTES) == 0 {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    if open.tree.read_only {
+        return Err(NtStatus::MEDIA_WRITE_PROTECTED);
+    }
+    let buf = ReparseBuffer::parse(input)?;
+    if !buf.data.is_empty() && buf.data.len() != 16 {
+        return Err(NtStatus::IO_REPARSE_DATA_INVALID);
+    }
+    if !h.is_link() {
+        return Err(NtStatus::NOT_A_REPARSE_POINT);
+    }
+    if buf.tag != IO_REPARSE_TAG_SYMLINK {
+        return Err(NtStatus::IO_REPARSE_TAG_MISMATCH);
+    }
+    let share = open.share().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    let (resolved, _) = place_of(open)?;
+    if let Some(key) = open.key {
+        if lock(&ctx.server.files).open_count(&key) > 1 {
+            return Err(NtStatus::SHARING_VIOLATION);
+        }
+    }
+    let is_dir = h.stat().map_err(|e| e.status())?.attributes & crate::fs::attr::DIRECTORY != 0;
+    let fd = share.fs.unmake_symlink(&resolved, is_dir).map_err(|e| e.status())?;
+    h.unlinked(fd).map_err(|e| e.status())
 }
 
 /// The two i64 fields of FILE_ALLOCATED_RANGE_BUFFER and

@@ -104,6 +104,11 @@ pub fn file_stat(st: &crate::fs::Stat, delete_pending: bool) -> protocol::fscc::
         delete_pending,
         is_directory: st.is_dir,
         ea_size: 0,
+        reparse_tag: if st.attributes & protocol::fscc::file_attributes::REPARSE_POINT != 0 {
+            protocol::fscc::reparse::IO_REPARSE_TAG_SYMLINK
+        } else {
+            0
+        },
     }
 }
 

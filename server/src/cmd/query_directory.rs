@@ -45,9 +45,15 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         let expr = fs::wildcard::Expr::new(&pattern);
         let mut entries = Vec::new();
         let me = handle.stat().map_err(|e| e.status())?;
-        entries.push(fs::DirEntry { name: ".".into(), stat: me.clone() });
-        entries.push(fs::DirEntry { name: "..".into(), stat: me });
-        entries.extend(handle.list_dir().map_err(|e| e.status())?);
+        entries.push(fs::DirEntry { name: ".".into(), stat: me.clone(), link: None });
+        entries.push(fs::DirEntry { name: "..".into(), stat: me, link: None });
+        // Symbolic links are listed as reparse points when confined to the
+        // share from this directory, and left out otherwise (`fs::link`).
+        let listed = match st.resolved.as_ref() {
+            Some(here) => handle.list_dir_in(here.components(), open.share().and_then(|s| s.fs.root_components())),
+            None => handle.list_dir(),
+        };
+        entries.extend(listed.map_err(|e| e.status())?);
         entries.retain(|e| expr.matches(&e.name));
         st.dir = Some(DirCursor { pattern, entries, next: 0 });
     }
@@ -84,9 +90,13 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         if with_ea_size {
             // [MS-FSCC] 2.4.8 and siblings: EaSize as FileEaInformation
             // reports it. ".." is left at 0 (the handle is not on it).
+            // A reparse point sends its tag there instead ([MS-FSCC]
+            // 2.4.8): a symlink's xattrs are never read (they would be its
+            // target's).
             fstat.ea_size = match e.name.as_str() {
                 "." => handle.ea_size(),
                 ".." => 0,
+                _ if e.stat.attributes & fs::attr::REPARSE_POINT != 0 => 0,
                 name => handle.child_ea_size(name),
             };
         }

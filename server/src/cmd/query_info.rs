@@ -294,8 +294,8 @@ fn fs_info(open: &Open, class: u8, max: usize, out: &mut BytesMut) -> Result<boo
 fn security_info(open: &Open, additional: u32, max: usize, out: &mut BytesMut) -> Result<bool, NtStatus> {
     super::security::check_query_access(open.access, additional)?;
     let h = open.handle().ok_or(NtStatus::NOT_SUPPORTED)?;
-    let st = h.stat().map_err(|e| e.status())?;
-    super::security::encode_for_stat(&st, additional, out);
+    let st = h.base_stat().map_err(|e| e.status())?;
+    super::security::encode(h, &st, additional, out)?;
     if out.len() > max {
         // The client learns the size it needs from the error data.
         let need = out.len() as u32;

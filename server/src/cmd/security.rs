@@ -1,28 +1,60 @@
-//! Security descriptors for files. Duet stores no ACLs: the descriptor a
-//! client reads is built from the POSIX owner, group and mode bits
-//! ([`encode_for_stat`]), and a DACL a client writes is mapped back onto the
-//! mode bits ([`set`]).
+//! Security descriptors for files ([MS-SMB2] 3.3.5.20.3, 3.3.5.21.3).
+//! A descriptor a client sets is merged into the file's and stored whole
+//! in an xattr ([`crate::fs::sd`]); a file without one reports the
+//! descriptor Duet derives from its POSIX owner, group and mode
+//! ([`posix_security_descriptor`]). A stored DACL is what CREATE checks
+//! ([`crate::acl`]); the mode's group and other bits follow a set DACL
+//! where it names the POSIX owner, group or Everyone ([`mode_for_dacl`]).
 
 use bytes::BytesMut;
 use protocol::fscc::security::control;
 use protocol::fscc::{
-    posix_from_security_descriptor, posix_security_descriptor, security_information as si, Ace, SecurityDescriptor,
-    Sid,
+    posix_from_security_descriptor, posix_security_descriptor, security_information as si, Ace, SecurityDescriptor, Sid,
 };
 use protocol::NtStatus;
 
+use crate::acl::{self, Token};
+use crate::fs::{Handle, Stat};
 use crate::state::files::access;
-use crate::state::Open;
+use crate::state::{lock, Open, Session};
 
 /// The parts of a descriptor Duet can answer or apply.
 const SUPPORTED: u32 = si::OWNER | si::GROUP | si::DACL | si::SACL;
 
+/// The SIDs `session` holds ([`Token::for_session`]): the user's SID from
+/// the users file (else [`acl::user_sid`]), with the POSIX user and group
+/// the server runs as.
+pub fn token(users: &crate::users::Users, session: &Session) -> Token {
+    let inner = lock(&session.inner);
+    let user = users.sid(&inner.user).cloned().unwrap_or_else(|| acl::user_sid(&inner.user));
+    Token::for_session(
+        user,
+        inner.guest,
+        inner.anonymous,
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    )
+}
+
+/// A stored descriptor's bytes as a descriptor; bytes that do not parse
+/// (written by someone else) count as none.
+pub fn parse_stored(bytes: Option<Vec<u8>>) -> Option<SecurityDescriptor> {
+    bytes.and_then(|b| SecurityDescriptor::parse(&b).ok())
+}
+
+/// The file's descriptor: the stored one, else the one derived from `st`.
+pub fn descriptor(h: &Handle, st: &Stat) -> Result<SecurityDescriptor, NtStatus> {
+    let stored = h.stored_sd().map_err(|e| e.status())?;
+    Ok(parse_stored(stored).unwrap_or_else(|| posix_security_descriptor(st.uid, st.gid, st.mode, st.is_dir)))
+}
+
 /// Checks the access a security query needs ([MS-SMB2] 3.3.5.20.3,
 /// [MS-FSA] 2.1.5.12 FileSecurityInformation): READ_CONTROL for owner,
-/// group, DACL (and any query that is not for the SACL alone),
-/// ACCESS_SYSTEM_SECURITY for the SACL.
+/// group or DACL, ACCESS_SYSTEM_SECURITY for the SACL. A query for none
+/// of them needs nothing and answers an empty descriptor (smbtorture
+/// smb2.sdread, as Windows).
 pub fn check_query_access(open_access: u32, additional: u32) -> Result<(), NtStatus> {
-    if additional != si::SACL && open_access & access::READ_CONTROL == 0 {
+    if additional & (si::OWNER | si::GROUP | si::DACL) != 0 && open_access & access::READ_CONTROL == 0 {
         return Err(NtStatus::ACCESS_DENIED);
     }
     if additional & si::SACL != 0 && open_access & access::ACCESS_SYSTEM_SECURITY == 0 {
@@ -31,35 +63,148 @@ pub fn check_query_access(open_access: u32, additional: u32) -> Result<(), NtSta
     Ok(())
 }
 
-/// Appends a self-relative security descriptor ([MS-DTYP] 2.4.6) for a file
-/// with the parts `additional` asks for: owner S-1-22-1-uid, group
-/// S-1-22-2-gid and a protected DACL of owner, group and Everyone from the
-/// mode's rwx triples (see [`posix_security_descriptor`]). The SACL is
-/// always empty.
-pub fn encode_for_stat(st: &crate::fs::Stat, additional: u32, out: &mut BytesMut) {
+/// Appends the self-relative form ([MS-DTYP] 2.4.6) of the file's
+/// descriptor ([`descriptor`]) with the parts `additional` asks for.
+pub fn encode(h: &Handle, st: &Stat, additional: u32, out: &mut BytesMut) -> Result<(), NtStatus> {
+    descriptor(h, st)?.encode(additional & SUPPORTED, out);
+    Ok(())
+}
+
+/// Appends a self-relative security descriptor for a file without a
+/// stored one, from its POSIX owner, group and mode (see
+/// [`posix_security_descriptor`]). The SACL is always empty.
+#[cfg(test)]
+fn encode_for_stat(st: &Stat, additional: u32, out: &mut BytesMut) {
     posix_security_descriptor(st.uid, st.gid, st.mode, st.is_dir).encode(additional & SUPPORTED, out);
 }
 
 /// SET_INFO with SMB2_0_INFO_SECURITY ([MS-SMB2] 3.3.5.21.3, [MS-FSA]
 /// 2.1.5.16). Access: WRITE_OWNER for owner or group, WRITE_DAC for the
-/// DACL, ACCESS_SYSTEM_SECURITY for the SACL. The DACL becomes the mode's
-/// rwx triples ([`posix_from_security_descriptor`]); a DACL that names
-/// none of owner, group or Everyone leaves the mode alone, so a Windows
-/// client writing its own domain SIDs cannot lock the owner out. Owner,
-/// group and SACL are accepted and not stored: Duet serves files as one
-/// POSIX user and keeps no audit ACLs.
-pub fn set(open: &Open, additional: u32, buf: &[u8]) -> Result<(), NtStatus> {
+/// DACL, ACCESS_SYSTEM_SECURITY for the SACL (which no open holds: it
+/// needs SeSecurityPrivilege). The descriptor must parse strictly
+/// (STATUS_INVALID_SECURITY_DESCR otherwise, [`SecurityDescriptor::parse`]);
+/// the parts named are merged into the file's descriptor ([`acl::merge`]:
+/// generic bits mapped, AUTO_INHERIT_REQ dropped; a new owner must be one
+/// of the caller's SIDs, else STATUS_INVALID_OWNER) and the result is
+/// stored. A set DACL also sets the mode's group and other bits where it
+/// names the POSIX owner, group or Everyone ([`mode_for_dacl`]).
+pub fn set(open: &Open, token: &Token, additional: u32, buf: &[u8]) -> Result<(), NtStatus> {
     check_set_access(open.access, additional)?;
-    let sd = SecurityDescriptor::parse(buf).map_err(|_| NtStatus::INVALID_SECURITY_DESCR)?;
-    if additional & si::DACL == 0 {
+    if buf.len() > crate::fs::sd::MAX_LEN {
+        return Err(NtStatus::INVALID_SECURITY_DESCR);
+    }
+    let given = SecurityDescriptor::parse(buf).map_err(|_| NtStatus::INVALID_SECURITY_DESCR)?;
+    if additional & SUPPORTED == 0 {
         return Ok(());
     }
     let h = open.handle().ok_or(NtStatus::NOT_SUPPORTED)?;
-    let st = h.stat().map_err(|e| e.status())?;
-    if let Some(mode) = mode_for_dacl(&sd, st.uid, st.gid, st.mode) {
-        h.set_mode(mode).map_err(|e| e.status())?;
+    let st = h.base_stat().map_err(|e| e.status())?;
+    let current = descriptor(h, &st)?;
+    let merged = acl::merge(&current, &given, additional, token).map_err(|e| match e {
+        acl::SetError::InvalidOwner => NtStatus::INVALID_OWNER,
+    })?;
+    let mut bytes = BytesMut::new();
+    merged.encode(SUPPORTED, &mut bytes);
+    h.store_sd(&bytes).map_err(|e| match e {
+        crate::fs::FsError::NoSpace => NtStatus::INSUFFICIENT_RESOURCES,
+        e => e.status(),
+    })?;
+    if additional & si::DACL != 0 {
+        if let Some(mode) = mode_for_dacl(&merged, st.uid, st.gid, st.mode, st.is_dir) {
+            h.set_mode(mode).map_err(|e| e.status())?;
+        }
     }
     Ok(())
+}
+
+/// The most an open of the existing `rel` may get under its stored
+/// descriptor, or `None` when it has none (Duet then checks nothing, as
+/// before descriptors were stored). Besides what the DACL grants
+/// ([`acl::max_access`]), as smbd: FILE_READ_ATTRIBUTES always, and
+/// DELETE when the parent directory grants FILE_DELETE_CHILD (or has no
+/// stored descriptor).
+///
+/// `stored` is the file's stored descriptor as read ([`crate::fs::Share::stat_sd`]);
+/// the session's token is made only when there is one.
+pub fn max_access_on_open(
+    share: &crate::fs::Share,
+    rel: &crate::fs::Resolved,
+    stored: Option<Vec<u8>>,
+    users: &crate::users::Users,
+    session: &Session,
+) -> Result<Option<u32>, NtStatus> {
+    let Some(sd) = parse_stored(stored) else { return Ok(None) };
+    let token = token(users, session);
+    let mut max = acl::max_access(&sd, &token) | access::FILE_READ_ATTRIBUTES;
+    if max & access::DELETE == 0 {
+        let parent = parse_stored(share.parent_sd(rel).map_err(|e| e.status())?);
+        if parent.is_none_or(|p| acl::max_access(&p, &token) & access::FILE_DELETE_CHILD != 0) {
+            max |= access::DELETE;
+        }
+    }
+    Ok(Some(max))
+}
+
+/// Stores the descriptor of a file or directory a CREATE just made
+/// ([MS-SMB2] 3.3.5.9: the SD_BUFFER context, [MS-DTYP] 2.5.3.4
+/// inheritance), when it gets one: the DACL it inherits from its parent's
+/// stored descriptor ([`acl::inherit`]; owner and group are its POSIX
+/// ones), with the parts the SecD descriptor `given` has (an owner, a
+/// group, a DACL with DACL_PRESENT) laid over it, or over the descriptor
+/// derived from its mode when nothing is inherited. A SecD without
+/// DACL_PRESENT leaves the DACL to inheritance (smbtorture
+/// smb2.create.nulldacl). Nothing inherited and nothing given: nothing is
+/// stored. A SecD's SACL is not kept (it would need SeSecurityPrivilege).
+pub fn store_for_new(
+    share: &crate::fs::Share,
+    rel: &crate::fs::Resolved,
+    h: &Handle,
+    given: Option<&SecurityDescriptor>,
+    users: &crate::users::Users,
+    session: &Session,
+) -> Result<(), NtStatus> {
+    if !share.supports_xattrs() {
+        return Ok(());
+    }
+    let token = &token(users, session);
+    let st = h.base_stat().map_err(|e| e.status())?;
+    let (owner, group) = (Sid::unix_user(st.uid), Sid::unix_group(st.gid));
+    let parent = parse_stored(share.parent_sd(rel).map_err(|e| e.status())?);
+    let inherited = parent.as_ref().and_then(|p| {
+        acl::inherit(p, st.is_dir, &owner, &group)
+            .map(|a| acl::inherited_descriptor(p, a, owner.clone(), group.clone()))
+    });
+    // Only the parts the SecD descriptor has: one without DACL_PRESENT
+    // leaves the DACL to inheritance (smbtorture smb2.create.nulldacl).
+    let parts = given.map_or(0, |g| {
+        let mut p = 0;
+        if g.owner.is_some() {
+            p |= si::OWNER;
+        }
+        if g.group.is_some() {
+            p |= si::GROUP;
+        }
+        if g.control & control::DACL_PRESENT != 0 {
+            p |= si::DACL;
+        }
+        p
+    });
+    let sd = match (inherited, given.filter(|_| parts != 0)) {
+        (None, None) => return Ok(()),
+        (Some(sd), None) => sd,
+        (base, Some(g)) => {
+            let base = base.unwrap_or_else(|| posix_security_descriptor(st.uid, st.gid, st.mode, st.is_dir));
+            acl::merge(&base, g, parts, token).map_err(|e| match e {
+                acl::SetError::InvalidOwner => NtStatus::INVALID_OWNER,
+            })?
+        }
+    };
+    let mut bytes = BytesMut::new();
+    sd.encode(SUPPORTED, &mut bytes);
+    h.store_sd(&bytes).map_err(|e| match e {
+        crate::fs::FsError::NoSpace => NtStatus::INSUFFICIENT_RESOURCES,
+        e => e.status(),
+    })
 }
 
 /// The access a security set needs ([MS-SMB2] 3.3.5.21.3).
@@ -78,8 +223,9 @@ fn check_set_access(open_access: u32, additional: u32) -> Result<(), NtStatus> {
 
 /// The new permission bits (0o7777, setuid/setgid/sticky kept from `mode`)
 /// for the DACL of `sd`, or `None` to leave the mode as it is: no DACL, no
-/// change, or a DACL that grants nothing to owner, group or Everyone.
-fn mode_for_dacl(sd: &SecurityDescriptor, uid: u32, gid: u32, mode: u32) -> Option<u32> {
+/// change, or a DACL that grants nothing to owner, group or Everyone. The
+/// owner's read and write bits (and search, on a directory) always stay.
+fn mode_for_dacl(sd: &SecurityDescriptor, uid: u32, gid: u32, mode: u32, is_dir: bool) -> Option<u32> {
     if sd.control & control::DACL_PRESENT != 0 {
         if let Some(dacl) = &sd.dacl {
             let (owner, group) = (Sid::unix_user(uid), Sid::unix_group(gid));
@@ -96,7 +242,11 @@ fn mode_for_dacl(sd: &SecurityDescriptor, uid: u32, gid: u32, mode: u32) -> Opti
     // owner the descriptor names, which Duet does not apply.
     let dacl_only = SecurityDescriptor { owner: None, group: None, ..sd.clone() };
     let rwx = posix_from_security_descriptor(&dacl_only, uid, gid).mode?;
-    let new = (mode & 0o7000) | (rwx & 0o777);
+    // The server's own POSIX user keeps reading and writing the file (and
+    // searching the directory): what a client may do is the stored DACL's
+    // to say, not the mode's.
+    let keep = if is_dir { 0o700 } else { 0o600 };
+    let new = (mode & 0o7000) | (rwx & 0o777) | keep;
     (new != mode & 0o7777).then_some(new)
 }
 
@@ -148,9 +298,9 @@ mod tests {
         for mode in [0o644, 0o600, 0o755, 0o750, 0o4711] {
             let sd = posix_security_descriptor(1000, 100, mode, false);
             // The descriptor of the file's own mode changes nothing.
-            assert_eq!(mode_for_dacl(&sd, 1000, 100, mode), None, "{mode:o}");
+            assert_eq!(mode_for_dacl(&sd, 1000, 100, mode, false), None, "{mode:o}");
             // Applied to a file with another mode, it gives this one back.
-            assert_eq!(mode_for_dacl(&sd, 1000, 100, 0o4000 | 0o111), Some(0o4000 | (mode & 0o777)), "{mode:o}");
+            assert_eq!(mode_for_dacl(&sd, 1000, 100, 0o4000 | 0o111, false), Some(0o4000 | (mode & 0o777)), "{mode:o}");
         }
     }
 
@@ -159,13 +309,13 @@ mod tests {
         let domain_user: Sid = "S-1-5-21-1-2-3-1001".parse().unwrap();
         let mut sd = posix_security_descriptor(1000, 100, 0o644, false);
         sd.dacl = Some(protocol::fscc::Acl::new(vec![Ace::allowed(0, 0x001F_01FF, domain_user)]));
-        assert_eq!(mode_for_dacl(&sd, 1000, 100, 0o644), None);
+        assert_eq!(mode_for_dacl(&sd, 1000, 100, 0o644, false), None);
         sd.control &= !control::DACL_PRESENT;
-        assert_eq!(mode_for_dacl(&sd, 1000, 100, 0o644), None);
+        assert_eq!(mode_for_dacl(&sd, 1000, 100, 0o644, false), None);
         // A NULL DACL grants everything.
         sd.control |= control::DACL_PRESENT;
         sd.dacl = None;
-        assert_eq!(mode_for_dacl(&sd, 1000, 100, 0o644), Some(0o777));
+        assert_eq!(mode_for_dacl(&sd, 1000, 100, 0o644, false), Some(0o777));
     }
 
     #[test]

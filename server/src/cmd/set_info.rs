@@ -47,7 +47,10 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             protocol::fscc::set_info::parse_set_fs_info(req.file_info_class, req.buffer).map_err(|e| e.status())?;
             return Err(NtStatus::ACCESS_DENIED);
         }
-        info_type::SECURITY => super::security::set(&open, req.additional_information, req.buffer)?,
+        info_type::SECURITY => {
+            let token = super::security::token(&ctx.server.users, ctx.session()?);
+            super::security::set(&open, &token, req.additional_information, req.buffer)?
+        }
         info_type::QUOTA => return Err(NtStatus::NOT_SUPPORTED),
         _ => return Err(NtStatus::INVALID_PARAMETER),
     }

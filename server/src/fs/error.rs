@@ -43,6 +43,12 @@ pub enum FsError {
     /// the way, or resolution would have left the share root.
     #[error("symlink or escape refused")]
     SymlinkRefused,
+    /// A CREATE's path met a confined symbolic link that it does not open
+    /// itself (no FILE_OPEN_REPARSE_POINT, or not at the last component):
+    /// STATUS_STOPPED_ON_SYMLINK, and the client resolves the link
+    /// ([`super::link`], [MS-SMB2] 2.2.2.2.1).
+    #[error("stopped on a symbolic link")]
+    StoppedOnSymlink(Box<Stopped>),
     /// The file system or a quota is full.
     #[error("no space left")]
     NoSpace,
@@ -70,6 +76,17 @@ pub enum FsError {
     Io(#[from] io::Error),
 }
 
+/// Where a path stopped on a symbolic link, for the Symbolic Link Error
+/// Response ([MS-SMB2] 2.2.2.2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// The link's target as clients see it (relative, `\`-separated).
+    pub target: String,
+    /// UnparsedPathLength: the bytes (UTF-16) of the path after the link's
+    /// component, separator included.
+    pub unparsed: usize,
+}
+
 impl FsError {
     /// The NTSTATUS a server returns for this error.
     pub fn status(&self) -> NtStatus {
@@ -84,6 +101,7 @@ impl FsError {
             FsError::AccessDenied | FsError::SymlinkRefused => NtStatus::ACCESS_DENIED,
             FsError::NameInvalid => NtStatus::OBJECT_NAME_INVALID,
             FsError::PathSyntaxBad => NtStatus::OBJECT_PATH_SYNTAX_BAD,
+            FsError::StoppedOnSymlink(_) => NtStatus::STOPPED_ON_SYMLINK,
             FsError::NoSpace => NtStatus::DISK_FULL,
             FsError::InvalidParameter => NtStatus::INVALID_PARAMETER,
             FsError::NotSameDevice => NtStatus::NOT_SAME_DEVICE,

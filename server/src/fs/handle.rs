@@ -36,24 +36,89 @@ pub struct DirEntry {
     pub name: String,
     /// Its metadata.
     pub stat: Stat,
+    /// For a symbolic link, its stored target: the caller, who knows where
+    /// the directory is, leaves out the links that are not confined
+    /// ([`super::link::Link::of`]).
+    pub link: Option<Vec<u8>>,
 }
 
-/// An open regular file or directory. Never a symlink or a special file.
+/// An open regular file or directory, or a symbolic link opened as itself
+/// (FILE_OPEN_REPARSE_POINT, [`super::link`]). Never a special file.
 #[derive(Debug)]
 pub struct Handle {
     fd: OwnedFd,
     is_dir: bool,
     xattrs: bool,
+    /// For a handle on a symbolic link: `O_PATH` descriptors of the link,
+    /// the newest on top. A file that FSCTL_SET_REPARSE_POINT made a link
+    /// is a new inode, which the handle then follows (`relink`), and so is
+    /// the empty file FSCTL_DELETE_REPARSE_POINT puts in a link's place
+    /// (`unlinked`); `fd` keeps what it was opened on, for data I/O.
+    link: sys::FdStack,
+    /// The top of `link` is a symlink's.
+    linked: std::sync::atomic::AtomicBool,
     /// For a handle on a named stream ([`super::stream`]): the xattr that
     /// holds it. Reads, writes and the size are then the stream's; the
     /// rest (times, attributes) is the file's. Behind a lock: a rename of
     /// the stream changes it under the open.
     stream: Option<std::sync::Mutex<CString>>,
+    /// Its inode's registration with the directory watches while it lives
+    /// ([`super::watch`]): what Duet does through it is Duet's own change.
+    tracked: Option<super::watch::Tracked>,
 }
 
 impl Handle {
     pub(crate) fn new(fd: OwnedFd, is_dir: bool, xattrs: bool) -> Handle {
-        Handle { fd, is_dir, xattrs, stream: None }
+        Handle { fd, is_dir, xattrs, stream: None, link: sys::FdStack::default(), linked: false.into(), tracked: None }
+    }
+
+    /// A handle on the symlink whose `O_PATH | O_NOFOLLOW` descriptor is `fd`.
+    pub(crate) fn new_link(fd: OwnedFd) -> Result<Handle, FsError> {
+        let h = Handle::new(fd.try_clone().map_err(io_err)?, false, false);
+        h.relink(fd)?;
+        Ok(h)
+    }
+
+    /// Makes this a handle on the symlink `fd` (an `O_PATH` descriptor):
+    /// what FSCTL_SET_REPARSE_POINT made of its file. At most
+    /// [`sys::FdStack::MAX`] times per handle ([`FsError::Limitation`]).
+    pub(crate) fn relink(&self, fd: OwnedFd) -> Result<(), FsError> {
+        self.link.push(fd, true).map_err(|()| FsError::Limitation)?;
+        self.linked.store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes this handle, on a symlink, one on the empty file or directory
+    /// `fd` (opened for reading) that replaced it: its metadata from then
+    /// on, not its data (reads and writes go to the descriptor the handle
+    /// was opened with, and fail).
+    pub(crate) fn unlinked(&self, fd: OwnedFd) -> Result<(), FsError> {
+        self.link.push(fd, false).map_err(|()| FsError::Limitation)?;
+        self.linked.store(false, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// True for a handle on a symbolic link.
+    pub fn is_link(&self) -> bool {
+        self.linked.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The stored target of the symbolic link this handle is on.
+    pub fn link_target(&self) -> Result<Vec<u8>, FsError> {
+        if !self.is_link() {
+            return Err(FsError::NotFound);
+        }
+        sys::readlinkat(self.cur(), c"").map_err(io_err)
+    }
+
+    /// The descriptor metadata is read from: the link's when on a link.
+    fn cur(&self) -> BorrowedFd<'_> {
+        self.link.top().map_or(self.fd.as_fd(), |(fd, _)| fd)
+    }
+
+    /// Registers the handle's inode with the directory watches.
+    pub(super) fn set_tracked(&mut self, t: super::watch::Tracked) {
+        self.tracked = Some(t);
     }
 
     /// Makes this a handle on the stream kept in `xattr` (a stream is a
@@ -85,11 +150,17 @@ impl Handle {
     /// A second handle on the same open file description (`dup`): same
     /// file, same access mode.
     pub fn try_clone(&self) -> Result<Handle, FsError> {
+        if self.is_link() {
+            return Handle::new_link(self.cur().try_clone_to_owned().map_err(io_err)?);
+        }
         Ok(Handle {
             fd: self.fd.try_clone().map_err(io_err)?,
             is_dir: self.is_dir,
             xattrs: self.xattrs,
             stream: self.stream().map(std::sync::Mutex::new),
+            link: sys::FdStack::default(),
+            linked: false.into(),
+            tracked: self.tracked.as_ref().map(super::watch::Tracked::again),
         })
     }
 
@@ -100,7 +171,7 @@ impl Handle {
 
     /// True when the share's file system has user xattrs.
     pub(super) fn xattrs(&self) -> bool {
-        self.xattrs
+        self.xattrs && !self.is_link()
     }
 
     /// True for a directory.
@@ -110,7 +181,7 @@ impl Handle {
 
     /// Metadata of the open object (it may have been renamed since).
     pub fn stat(&self) -> Result<Stat, FsError> {
-        let st = sys::statx(self.fd.as_fd(), c"", libc::AT_EMPTY_PATH).map_err(io_err)?;
+        let st = sys::statx(self.cur(), c"", libc::AT_EMPTY_PATH).map_err(io_err)?;
         let mut stat = self.stat_from(&st);
         if let Some(x) = &self.stream() {
             // The file's times and attributes, the stream's size.
@@ -127,14 +198,21 @@ impl Handle {
 
     /// Metadata of the file itself, also through a stream's handle.
     pub fn base_stat(&self) -> Result<Stat, FsError> {
-        let st = sys::statx(self.fd.as_fd(), c"", libc::AT_EMPTY_PATH).map_err(io_err)?;
+        let st = sys::statx(self.cur(), c"", libc::AT_EMPTY_PATH).map_err(io_err)?;
         Ok(self.stat_from(&st))
     }
 
     /// Metadata from a `statx` of this handle just made, with what the
     /// xattrs add.
     pub(super) fn stat_from(&self, st: &libc::statx) -> Stat {
-        let target = self.xattrs.then_some(XattrTarget::Fd(self.fd.as_fd()));
+        if self.is_link() {
+            let mut stat = stat::from_statx(st, None);
+            if self.link_target().is_ok_and(|t| t.ends_with(b"/")) {
+                stat.attributes |= attr::DIRECTORY;
+            }
+            return stat;
+        }
+        let target = self.xattrs.then_some(XattrTarget::Fd(self.cur()));
         stat::from_statx(st, target)
     }
 
@@ -343,6 +421,9 @@ impl Handle {
     }
 
     fn sync_with(&self, full: bool) -> Result<(), FsError> {
+        if self.is_link() {
+            return Ok(());
+        }
         if full {
             Ok(nix::unistd::fsync(self.fd.as_raw_fd())?)
         } else {
@@ -352,6 +433,10 @@ impl Handle {
 
     /// Sets times (see [`SetTimes`]).
     pub fn set_times(&self, times: SetTimes) -> Result<(), FsError> {
+        if self.is_link() {
+            // Nothing to keep them in on a symlink: accepted, as Samba does.
+            return Ok(());
+        }
         if times.last_access.is_some() || times.last_write.is_some() {
             let conv =
                 |t: Option<u64>| t.map_or(TimeSpec::UTIME_OMIT, |ft| TimeSpec::from(stat::filetime_to_timespec(ft)));
@@ -369,6 +454,9 @@ impl Handle {
     /// directory, is [`FsError::InvalidParameter`] as on Windows. Without
     /// user xattrs only READONLY is kept, as the absence of the write bits.
     pub fn set_attributes(&self, attrs: u32) -> Result<(), FsError> {
+        if self.is_link() {
+            return Ok(());
+        }
         if (!self.is_dir && attrs & attr::DIRECTORY != 0) || (self.is_dir && attrs & attr::TEMPORARY != 0) {
             return Err(FsError::InvalidParameter);
         }
@@ -391,12 +479,15 @@ impl Handle {
     /// bits are ignored. For SET_INFO of a security descriptor, which Duet
     /// maps onto the mode.
     pub fn set_mode(&self, mode: u32) -> Result<(), FsError> {
+        if self.is_link() {
+            return Ok(());
+        }
         Ok(nix::sys::stat::fchmod(self.fd.as_raw_fd(), Mode::from_bits_truncate((mode & 0o7777) as libc::mode_t))?)
     }
 
     /// Writes a duet xattr; `Ok(false)` when the file system has none.
     fn store_xattr(&self, name: &std::ffi::CStr, value: &[u8]) -> Result<bool, FsError> {
-        if !self.xattrs {
+        if !self.xattrs() {
             return Ok(false);
         }
         match sys::set_xattr(self.fd.as_fd(), name, value) {
@@ -410,8 +501,27 @@ impl Handle {
     /// (bytewise), so a listing can be resumed by index. Symlinks, special
     /// files, names that are not UTF-8 and names a client could not send
     /// back (with `\`, `:`, wildcards or control characters) are left out,
-    /// as are entries that vanish while listing. Uses `statx` relative to the directory fd.
+    /// as are entries that vanish while listing. Uses `statx` relative to
+    /// the directory fd.
     pub fn list_dir(&self) -> Result<Vec<DirEntry>, FsError> {
+        let mut all = self.list_all()?;
+        all.retain(|e| e.link.is_none());
+        Ok(all)
+    }
+
+    /// [`Handle::list_dir`] of this directory, found at `at` (its
+    /// share-relative components), with the symbolic links in it that are
+    /// confined to the share from there ([`super::link`]; `root` as
+    /// [`super::Share::root_components`]), as reparse points; the others
+    /// stay out.
+    pub fn list_dir_in(&self, at: &[String], root: Option<&[String]>) -> Result<Vec<DirEntry>, FsError> {
+        let mut all = self.list_all()?;
+        all.retain(|e| e.link.as_ref().is_none_or(|t| super::link::Link::of_in(at, t, root).is_some()));
+        Ok(all)
+    }
+
+    /// Every entry [`Handle::list_dir`] would list, symlinks included.
+    fn list_all(&self) -> Result<Vec<DirEntry>, FsError> {
         if !self.is_dir {
             return Err(FsError::NotADirectory);
         }
@@ -425,7 +535,7 @@ impl Handle {
         let names: Vec<CString> = dir
             .iter()
             .filter_map(Result::ok)
-            .filter(|e| !matches!(e.file_type(), Some(Type::Symlink)))
+            .filter(|e| !matches!(e.file_type(), Some(Type::Fifo | Type::Socket | Type::CharacterDevice | Type::BlockDevice)))
             .map(|e| e.file_name().to_owned())
             .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
             .collect();
@@ -437,8 +547,8 @@ impl Handle {
             if check_component(&name).is_err() {
                 continue;
             }
-            match stat::stat_at(dfd, Some(&cname), self.xattrs) {
-                Ok(stat) => out.push(DirEntry { name, stat }),
+            match stat::stat_at_link(dfd, Some(&cname), self.xattrs) {
+                Ok((stat, link)) => out.push(DirEntry { name, stat, link }),
                 Err(FsError::NotFound | FsError::SymlinkRefused | FsError::AccessDenied) => {}
                 Err(e) => return Err(e),
             }
@@ -449,7 +559,9 @@ impl Handle {
 
     /// Fresh metadata of the entry `name` (one on-disk component, as
     /// returned by [`Handle::list_dir`]) of this directory, symlinks not
-    /// followed: [`FsError::NotFound`] once it is gone. QUERY_DIRECTORY
+    /// followed (a symlink is reported as a reparse point, as
+    /// [`Handle::list_dir_in`] lists the confined ones):
+    /// [`FsError::NotFound`] once it is gone. QUERY_DIRECTORY
     /// continues a cached listing with this, so entries deleted or changed
     /// since the first call are skipped or shown as they are now
     /// (smbtorture smb2.dir.fixed).
@@ -486,6 +598,10 @@ impl Handle {
     }
 
     fn check_file(&self) -> Result<(), FsError> {
+        if self.is_link() {
+            // A symlink holds no data Duet could read or write.
+            return Err(FsError::AccessDenied);
+        }
         if self.is_dir {
             Err(FsError::IsADirectory)
         } else {

@@ -18,9 +18,13 @@
 //!   opened that way, with symlinks never followed.
 //! - No absolute path is ever built from client input.
 //!
-//! Symlinks inside the share are never followed: they are left out of
-//! listings, and a path that names one (at any component) fails with
-//! [`FsError::SymlinkRefused`] (STATUS_ACCESS_DENIED). FIFOs, sockets and
+//! Symlinks inside the share are never followed. A path that names one (at
+//! any component) fails with [`FsError::SymlinkRefused`]
+//! (STATUS_ACCESS_DENIED), except in a CREATE's resolution
+//! ([`Share::resolve_open`]): there a symlink whose target stays inside the
+//! share ([`link`]) stops the path for the client to follow
+//! ([`FsError::StoppedOnSymlink`]) or is opened as itself. Listings show
+//! only those confined links ([`Handle::list_dir_in`]). FIFOs, sockets and
 //! devices are likewise hidden and refused ([`FsError::AccessDenied`]).
 //! Hard links to files outside the share cannot be detected and are out of
 //! scope: whoever can plant them already has access to both places.
@@ -54,7 +58,10 @@
 //! - [`stream`]: alternate data streams as `user.DosStream.` xattrs, read
 //!   and written through a [`Handle`] on the stream.
 //! - [`afpinfo`]: the rules of macOS's `AFP_AfpInfo` stream.
+//! - [`link`]: symbolic links, confined to the share, as POSIX symlinks.
 //! - [`uid`]: a file's stable id ([`FileUid`], the `user.duet.uid` xattr).
+//! - [`watch`]: directory watches with inotify for change notify, and the
+//!   marks that keep Duet's own changes out of what they report.
 //! - [`error`]: [`FsError`] and its NTSTATUS mapping.
 //! - `sys`: the raw system calls (`openat2`, `statx`, xattrs); all `unsafe`.
 
@@ -62,13 +69,16 @@ pub mod afpinfo;
 pub mod ea;
 pub mod error;
 pub mod handle;
+pub mod link;
 mod names;
 pub mod path;
+pub mod sd;
 pub mod shortname;
 pub mod stat;
 pub mod stream;
 mod sys;
 pub mod uid;
+pub mod watch;
 pub mod wildcard;
 
 use std::ffi::CString;
@@ -81,8 +91,9 @@ use nix::sys::stat::Mode;
 use nix::unistd::UnlinkatFlags;
 
 pub use ea::{Ea, EaError};
-pub use error::FsError;
+pub use error::{FsError, Stopped};
 pub use handle::{DirEntry, Handle, SetTimes};
+pub use link::Link;
 pub use path::SmbPath;
 pub use shortname::{is_8dot3, short_name};
 pub use stat::{attr, filetime_to_timespec, unix_to_filetime, FsSize, Stat};
@@ -108,6 +119,12 @@ pub struct Share {
     names: names::NameCache,
     /// A file got an id derived from (dev, ino) and that was logged.
     uid_fallback_logged: AtomicBool,
+    /// The components of the root's canonical path (when it is UTF-8):
+    /// absolute symlink targets under it count as confined ([`link`]).
+    root_abs: Option<Vec<String>>,
+    /// The server's directory watches: namespace changes are marked as
+    /// Duet's there, and handles register their inodes ([`watch`]).
+    watcher: Option<std::sync::Arc<watch::Watcher>>,
 }
 
 /// A client path mapped to on-disk names by [`Share::resolve`]. Its parent
@@ -120,12 +137,15 @@ pub struct Resolved {
     components: Vec<String>,
     exists: bool,
     is_dir: bool,
+    /// The leaf is a confined symbolic link, resolved for an open of the
+    /// link itself ([`Share::resolve_open`]).
+    is_link: bool,
 }
 
 impl Resolved {
     /// The share root.
     pub fn root() -> Resolved {
-        Resolved { components: Vec::new(), exists: true, is_dir: true }
+        Resolved { components: Vec::new(), exists: true, is_dir: true, is_link: false }
     }
 
     /// The leaf existed (as a file or directory) at resolution time.
@@ -141,6 +161,11 @@ impl Resolved {
     /// True for the share root.
     pub fn is_root(&self) -> bool {
         self.components.is_empty()
+    }
+
+    /// The leaf is a symbolic link (opened as the link itself).
+    pub fn is_link(&self) -> bool {
+        self.is_link
     }
 
     /// On-disk components from the root.
@@ -164,6 +189,16 @@ impl Resolved {
         to_cstring(&if self.components.is_empty() { ".".to_owned() } else { self.components.join("/") })
     }
 
+    /// The same parent with the last component `leaf` (unchanged for the
+    /// root).
+    fn with_leaf(&self, leaf: &str) -> Resolved {
+        let mut r = self.clone();
+        if let Some(last) = r.components.last_mut() {
+            *last = leaf.to_owned();
+        }
+        r
+    }
+
     /// The parent's relative path and the leaf; `None` for the root.
     fn split(&self) -> Result<Option<(CString, CString)>, FsError> {
         let Some((leaf, parent)) = self.components.split_last() else { return Ok(None) };
@@ -174,7 +209,7 @@ impl Resolved {
 
 /// `path` as spelled, as a [`Resolved`] of an existing file.
 fn exact_of(path: &SmbPath) -> Resolved {
-    Resolved { components: path.components().to_vec(), exists: true, is_dir: false }
+    Resolved { components: path.components().to_vec(), exists: true, is_dir: false, is_link: false }
 }
 
 fn to_cstring(s: &str) -> Result<CString, FsError> {
@@ -197,6 +232,9 @@ impl Share {
             })?
             .into();
         let xattrs = probe_xattrs(root_fd.as_fd());
+        let root_abs = std::fs::canonicalize(root)
+            .ok()
+            .and_then(|p| p.to_str().map(|p| p.split('/').filter(|c| !c.is_empty()).map(str::to_owned).collect()));
         Ok(Share {
             root_fd,
             name: name.to_owned(),
@@ -206,12 +244,39 @@ impl Share {
             xattrs,
             names: names::NameCache::default(),
             uid_fallback_logged: AtomicBool::new(false),
+            root_abs,
+            watcher: None,
         })
+    }
+
+    /// Tells the share about the server's directory watches ([`watch`]).
+    pub fn set_watcher(&mut self, watcher: std::sync::Arc<watch::Watcher>) {
+        self.watcher = Some(watcher);
+    }
+
+    /// The root's `O_PATH` fd.
+    pub(crate) fn root_fd(&self) -> BorrowedFd<'_> {
+        self.root_fd.as_fd()
+    }
+
+    /// Marks Duet's own change of the entry `rel` (its parent's entry) for
+    /// the directory watches, until the mark drops ([`watch::Watcher::mark`]).
+    fn mark(&self, rel: &Resolved) -> Option<watch::Mark<'_>> {
+        let w = self.watcher.as_ref()?;
+        let (name, parent) = rel.components.split_last()?;
+        w.mark(&self.name, parent, name)
     }
 
     /// Makes lookups exact-match only (for case-sensitive shares).
     pub fn set_case_sensitive(&mut self, case_sensitive: bool) {
         self.case_insensitive = !case_sensitive;
+    }
+
+    /// The components of the share root's canonical path, against which
+    /// absolute symlink targets are judged ([`link::Link::of_in`]); `None`
+    /// when it is not known (then every absolute target is refused).
+    pub fn root_components(&self) -> Option<&[String]> {
+        self.root_abs.as_deref()
     }
 
     /// The share name.
@@ -254,11 +319,53 @@ impl Share {
     /// separator is [`FsError::NameInvalid`]. A missing leaf is not an error:
     /// check [`Resolved::exists`].
     pub fn resolve(&self, path: &SmbPath) -> Result<Resolved, FsError> {
+        self.resolve_as(path, None)
+    }
+
+    /// [`Share::resolve`] for a CREATE ([`link`]): a confined symbolic link
+    /// on the way is [`FsError::StoppedOnSymlink`] (the client follows it),
+    /// and so is one at the last component unless `open_link`
+    /// (FILE_OPEN_REPARSE_POINT), which resolves to the link itself
+    /// ([`Resolved::is_link`]). A link that is not confined stays
+    /// [`FsError::SymlinkRefused`].
+    pub fn resolve_open(&self, path: &SmbPath, open_link: bool) -> Result<Resolved, FsError> {
+        self.resolve_as(path, Some(open_link))
+    }
+
+    /// What the path after component `i` adds, in UTF-16 bytes, separators
+    /// included (UnparsedPathLength, [MS-SMB2] 2.2.2.2.1).
+    fn unparsed(path: &SmbPath, i: usize) -> usize {
+        let rest: usize = path.components()[i + 1..].iter().map(|c| 2 + c.encode_utf16().count() * 2).sum();
+        rest + if path.trailing_separator() { 2 } else { 0 }
+    }
+
+    /// The symlink `name` met at component `i` of `path` in `dir` (whose
+    /// share-relative components are `at`): where a CREATE stops
+    /// (`open` is `Some`), else refused.
+    fn met_link(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        at: &[String],
+        path: &SmbPath,
+        i: usize,
+        open: Option<bool>,
+    ) -> FsError {
+        if open.is_none() {
+            return FsError::SymlinkRefused;
+        }
+        match to_cstring(name).and_then(|c| link::read_at(dir, &c, at, self.root_components())) {
+            Ok(l) => FsError::StoppedOnSymlink(Box::new(Stopped { target: l.wire_target, unparsed: Self::unparsed(path, i) })),
+            Err(_) => FsError::SymlinkRefused,
+        }
+    }
+
+    fn resolve_as(&self, path: &SmbPath, open: Option<bool>) -> Result<Resolved, FsError> {
         let comps = path.components();
         let Some((leaf, parents)) = comps.split_last() else { return Ok(Resolved::root()) };
         let mut components = Vec::with_capacity(comps.len());
         let mut dir: Option<OwnedFd> = None;
-        for comp in parents {
+        for (i, comp) in parents.iter().enumerate() {
             let cur = dir.as_ref().map_or(self.root_fd.as_fd(), |d| d.as_fd());
             let (name, kind) = match self.lookup(cur, comp) {
                 Ok(Some(found)) => found,
@@ -267,7 +374,7 @@ impl Share {
             };
             match kind {
                 Kind::Dir => {}
-                Kind::Symlink => return Err(FsError::SymlinkRefused),
+                Kind::Symlink => return Err(self.met_link(cur, &name, &components, path, i, open)),
                 Kind::File | Kind::Special => return Err(FsError::PathNotFound),
             }
             let next = sys::openat2_beneath(cur, &to_cstring(&name)?, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(
@@ -289,18 +396,27 @@ impl Share {
                 components.push(leaf.clone());
                 (false, false)
             }
-            Some((name, kind)) => {
-                components.push(name);
-                match kind {
-                    Kind::Dir => (true, true),
-                    Kind::File if path.trailing_separator() => return Err(FsError::NameInvalid),
-                    Kind::File => (true, false),
-                    Kind::Symlink => return Err(FsError::SymlinkRefused),
-                    Kind::Special => return Err(FsError::AccessDenied),
+            Some((name, kind)) => match kind {
+                Kind::Dir => {
+                    components.push(name);
+                    (true, true)
                 }
-            }
+                Kind::File if path.trailing_separator() => return Err(FsError::NameInvalid),
+                Kind::File => {
+                    components.push(name);
+                    (true, false)
+                }
+                Kind::Symlink if open == Some(true) => {
+                    // The link itself, if it is confined.
+                    link::read_at(cur, &to_cstring(&name)?, &components, self.root_components()).map_err(|_| FsError::SymlinkRefused)?;
+                    components.push(name);
+                    return Ok(Resolved { components, exists: true, is_dir: false, is_link: true });
+                }
+                Kind::Symlink => return Err(self.met_link(cur, &name, &components, path, comps.len() - 1, open)),
+                Kind::Special => return Err(FsError::AccessDenied),
+            },
         };
-        Ok(Resolved { components, exists, is_dir })
+        Ok(Resolved { components, exists, is_dir, is_link: false })
     }
 
     /// Where the file at `path` is now and which inode it is, without
@@ -368,13 +484,14 @@ impl Share {
         })
     }
 
-    /// Current metadata of `rel` (which must exist).
+    /// Current metadata of `rel` (which must exist). A symlink where `rel`
+    /// was not resolved to one (a swap since) is [`FsError::SymlinkRefused`].
     pub fn stat(&self, rel: &Resolved) -> Result<Stat, FsError> {
         match rel.split()? {
             None => stat::stat_at(self.root_fd.as_fd(), None, self.xattrs),
             Some((parent, leaf)) => {
                 let dir = self.parent_fd(&parent)?;
-                stat::stat_at(dir.as_fd(), Some(&leaf), self.xattrs)
+                expect_kind(rel, stat::stat_at(dir.as_fd(), Some(&leaf), self.xattrs)?)
             }
         }
     }
@@ -393,6 +510,19 @@ impl Share {
     /// [`Handle::stat`] after it).
     pub fn open_stat(&self, rel: &Resolved, write: bool) -> Result<(Handle, Stat), FsError> {
         let path = rel.rel()?;
+        if rel.is_link {
+            // The link itself (FILE_OPEN_REPARSE_POINT): an `O_PATH` fd of
+            // the symlink, never followed.
+            let fd = sys::openat2_beneath(self.root_fd.as_fd(), &path, libc::O_PATH | libc::O_NOFOLLOW, 0)
+                .map_err(|e| self.open_error(rel, e))?;
+            let h = Handle::new_link(fd)?;
+            let st = h.stat()?;
+            if !st.is_link() {
+                // Replaced by a file or directory since it was resolved.
+                return Err(FsError::NotFound);
+            }
+            return Ok((h, st));
+        }
         let flags = if write { libc::O_RDWR } else { libc::O_RDONLY } | libc::O_NONBLOCK | libc::O_NOCTTY;
         let fd = match sys::openat2_beneath(self.root_fd.as_fd(), &path, flags, 0) {
             Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
@@ -422,7 +552,11 @@ impl Share {
             // ...), of which Duet opens with none but O_NONBLOCK.
             nix::fcntl::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))?;
         }
-        Ok((Handle::new(fd, is_dir, self.xattrs), st))
+        let mut h = Handle::new(fd, is_dir, self.xattrs);
+        if let Some(w) = &self.watcher {
+            h.set_tracked(w.track(watch::key_of(&st)));
+        }
+        Ok((h, st))
     }
 
     /// ENOENT on the leaf is NotFound, on a parent PathNotFound.
@@ -454,6 +588,7 @@ impl Share {
     /// no user xattrs, the file is made as [`Share::create_file`] makes it
     /// and the id is stored afterwards, by the caller.
     pub fn create_file_as(&self, rel: &Resolved, mode: u32, uid: Option<FileUid>) -> Result<Handle, FsError> {
+        let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::Exists)?;
         if rel.exists {
             return Err(FsError::Exists);
@@ -477,6 +612,7 @@ impl Share {
 
     /// Creates the directory `rel` (`mkdirat`) and opens it.
     pub fn create_dir(&self, rel: &Resolved, mode: u32) -> Result<Handle, FsError> {
+        let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::Exists)?;
         if rel.exists {
             return Err(FsError::Exists);
@@ -511,9 +647,10 @@ impl Share {
 
     /// Removes the file `rel` ([`FsError::IsADirectory`] for a directory).
     pub fn unlink(&self, rel: &Resolved) -> Result<(), FsError> {
+        let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
-        let st = stat::stat_at(dir.as_fd(), Some(&leaf), false)?;
+        let st = expect_kind(rel, stat::stat_at(dir.as_fd(), Some(&leaf), false)?)?;
         if st.is_dir {
             return Err(FsError::IsADirectory);
         }
@@ -530,6 +667,7 @@ impl Share {
     /// Removes the directory `rel`: [`FsError::NotEmpty`] when it has
     /// entries, [`FsError::NotADirectory`] for a file. The root cannot go.
     pub fn rmdir(&self, rel: &Resolved) -> Result<(), FsError> {
+        let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
         let pre = names::stamp(dir.as_fd());
@@ -557,7 +695,9 @@ impl Share {
         let (dst_parent, _) = target.split()?.ok_or(FsError::AccessDenied)?;
         let src = self.parent_fd(&src_parent)?;
         let dst = self.parent_fd(&dst_parent)?;
-        let r = self.rename_in(&src, &src_parent, &src_leaf, &dst, &dst_parent, &target, to, replace);
+        let spelled = target.with_leaf(to.leaf().unwrap_or_default());
+        let _marks = (self.mark(from), self.mark(&target), self.mark(&spelled));
+        let r = self.rename_in(&src, &src_parent, &src_leaf, &dst, &dst_parent, &target, to, replace, from.is_link);
         self.names.forget(src.as_fd());
         self.names.forget(dst.as_fd());
         r
@@ -574,15 +714,26 @@ impl Share {
         target: &Resolved,
         to: &SmbPath,
         replace: bool,
+        from_link: bool,
     ) -> Result<Resolved, FsError> {
         let dst_leaf = to_cstring(target.name())?;
         let spelling = to.leaf().ok_or(FsError::AccessDenied)?;
         let spelling_c = to_cstring(spelling)?;
         let src_st = stat::stat_at(src.as_fd(), Some(src_leaf), false)?;
+        if src_st.is_link() {
+            if !from_link {
+                // Swapped in since the open resolved its path.
+                return Err(FsError::SymlinkRefused);
+            }
+            // A symbolic link must stay confined where it goes.
+            let dst_dir = target.components.split_last().map_or(&[][..], |(_, d)| d);
+            link::read_at(src.as_fd(), src_leaf, dst_dir, self.root_components()).map_err(|_| FsError::AccessDenied)?;
+        }
         let mut result = target.clone();
         *result.components.last_mut().expect("non-root") = spelling.to_owned();
         result.exists = true;
         result.is_dir = src_st.is_dir;
+        result.is_link = src_st.is_link();
         if target.exists {
             let dst_st = stat::stat_at(dst.as_fd(), Some(&dst_leaf), false)?;
             if (dst_st.dev, dst_st.ino) == (src_st.dev, src_st.ino) {
@@ -621,9 +772,16 @@ impl Share {
         let src = self.parent_fd(&src_parent)?;
         let dst = self.parent_fd(&dst_parent)?;
         let spelling = to.leaf().ok_or(FsError::AccessDenied)?;
+        let spelled = target.with_leaf(spelling);
+        let _marks = (self.mark(&target), self.mark(&spelled));
         let src_st = stat::stat_at(src.as_fd(), Some(&src_leaf), false)?;
         if src_st.is_dir {
             return Err(FsError::IsADirectory);
+        }
+        if src_st.is_link() {
+            // A second name elsewhere could point a relative target out
+            // of the share: links get none.
+            return Err(FsError::AccessDenied);
         }
         let mut result = target.clone();
         *result.components.last_mut().expect("non-root") = spelling.to_owned();
@@ -672,6 +830,15 @@ impl Share {
             free_blocks: v.blocks_free() as u64,
         })
     }
+}
+
+/// `st`, of `rel`'s leaf, unless it is a symlink where `rel` was not
+/// resolved to one (swapped in since): [`FsError::SymlinkRefused`].
+fn expect_kind(rel: &Resolved, st: Stat) -> Result<Stat, FsError> {
+    if st.is_link() && !rel.is_link {
+        return Err(FsError::SymlinkRefused);
+    }
+    Ok(st)
 }
 
 /// `renameat2` of single components between two confined directory fds;
@@ -1009,8 +1176,11 @@ mod tests {
         std::os::unix::fs::symlink("/", tmp.path().join("empty/l")).unwrap();
         assert!(!d.dir_is_empty().unwrap());
         assert!(d.list_dir().unwrap().is_empty());
-        // stat_child: fresh, confined to one component, no symlinks.
-        assert!(matches!(d.stat_child("l"), Err(FsError::SymlinkRefused)));
+        // stat_child: fresh, confined to one component; a symlink is
+        // reported as itself (a reparse point of no size), never followed.
+        let l = d.stat_child("l").unwrap();
+        assert!(l.is_link() && !l.is_dir && l.size == 0, "{l:?}");
+        assert_ne!(l.attributes & attr::REPARSE_POINT, 0);
         assert!(matches!(d.stat_child("missing"), Err(FsError::NotFound)));
         assert!(matches!(d.stat_child(".."), Err(FsError::NameInvalid)));
         assert!(matches!(d.stat_child("a/b"), Err(FsError::NameInvalid)));

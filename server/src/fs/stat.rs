@@ -24,7 +24,8 @@ use super::FsError;
 /// DOS file attributes ([MS-FSCC] 2.6).
 pub mod attr {
     pub use protocol::fscc::file_attributes::{
-        ARCHIVE, DIRECTORY, HIDDEN, NORMAL, NOT_CONTENT_INDEXED, OFFLINE, READONLY, SPARSE_FILE, SYSTEM, TEMPORARY,
+        ARCHIVE, DIRECTORY, HIDDEN, NORMAL, NOT_CONTENT_INDEXED, OFFLINE, READONLY, REPARSE_POINT, SPARSE_FILE, SYSTEM,
+        TEMPORARY,
     };
     /// The attributes a client may set and Duet stores.
     pub const SETTABLE: u32 = READONLY | HIDDEN | SYSTEM | ARCHIVE | TEMPORARY | OFFLINE | NOT_CONTENT_INDEXED;
@@ -90,6 +91,11 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// True for a symbolic link (reported as a reparse point, never followed).
+    pub fn is_link(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFLNK
+    }
+
     /// A 64-bit file id, stable for the life of the file and never 0. It is the
     /// inode number alone: the device number is left out so the id stays the
     /// same when the partner node serves the same shared storage under another
@@ -158,6 +164,26 @@ pub(crate) fn from_statx(st: &libc::statx, xattr: Option<XattrTarget<'_>>) -> St
             stored = Some(u32::from_le_bytes(buf));
         }
     }
+    if kind_of(mode) == Kind::Symlink {
+        // A symbolic link ([`super::link`]): a reparse point of no size.
+        // The caller adds DIRECTORY for a directory's link.
+        return Stat {
+            dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            size: 0,
+            blocks_bytes: 0,
+            nlink: st.stx_nlink as u64,
+            mode,
+            is_dir: false,
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            atime: ts(st.stx_atime),
+            mtime,
+            ctime: mtime,
+            btime,
+            attributes: attr::REPARSE_POINT | attr::ARCHIVE,
+        };
+    }
     Stat {
         dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
         ino: st.stx_ino,
@@ -198,9 +224,21 @@ pub(crate) fn report_attributes(stored: Option<u32>, is_dir: bool, mode: u32) ->
 }
 
 /// Stats the entry `name` of `dir` (or `dir` itself for `None`), symlinks not
-/// followed. Only files and directories pass: symlinks are
-/// [`FsError::SymlinkRefused`], special files [`FsError::AccessDenied`].
+/// followed. Files, directories and symlinks (as reparse points: whether
+/// one is confined is for the caller to check, see [`super::link`]) pass;
+/// special files are [`FsError::AccessDenied`].
 pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: Option<&CStr>, xattrs: bool) -> Result<Stat, FsError> {
+    stat_at_link(dir, name, xattrs).map(|(st, _)| st)
+}
+
+/// [`stat_at`], with the target of a symlink (which it reports as a
+/// reparse point, not following it; DIRECTORY for a link stored with a
+/// trailing `/`, see [`super::link`]).
+pub(crate) fn stat_at_link(
+    dir: BorrowedFd<'_>,
+    name: Option<&CStr>,
+    xattrs: bool,
+) -> Result<(Stat, Option<Vec<u8>>), FsError> {
     let st = match name {
         Some(n) => sys::statx(dir, n, libc::AT_SYMLINK_NOFOLLOW),
         None => sys::statx(dir, c"", libc::AT_EMPTY_PATH),
@@ -208,7 +246,15 @@ pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: Option<&CStr>, xattrs: bool) ->
     .map_err(|e| FsError::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
     match kind_of(st.stx_mode as u32) {
         Kind::File | Kind::Dir => {}
-        Kind::Symlink => return Err(FsError::SymlinkRefused),
+        Kind::Symlink => {
+            let Some(n) = name else { return Err(FsError::SymlinkRefused) };
+            let target = sys::readlinkat(dir, n).map_err(|e| FsError::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            let mut stat = from_statx(&st, None);
+            if target.ends_with(b"/") {
+                stat.attributes |= attr::DIRECTORY;
+            }
+            return Ok((stat, Some(target)));
+        }
         Kind::Special => return Err(FsError::AccessDenied),
     }
     let target = match (xattrs, name) {
@@ -216,7 +262,7 @@ pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: Option<&CStr>, xattrs: bool) ->
         (true, Some(n)) => Some(XattrTarget::At(dir, n)),
         (true, None) => Some(XattrTarget::At(dir, c".")),
     };
-    Ok(from_statx(&st, target))
+    Ok((from_statx(&st, target), None))
 }
 
 #[cfg(test)]

@@ -51,6 +51,71 @@ pub(crate) fn openat2_beneath(dir: BorrowedFd<'_>, path: &CStr, flags: i32, mode
     }
 }
 
+/// `readlinkat(dir, name)`: the target of the symlink `name` in `dir`, or
+/// of the `O_PATH | O_NOFOLLOW` fd `dir` itself with `c""`. A target
+/// longer than `PATH_MAX` is `ENAMETOOLONG`.
+pub(crate) fn readlinkat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: `name` is NUL-terminated; `buf` is writable for its length;
+    // the fd is borrowed for the call.
+    let r = unsafe { libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = r as usize;
+    if n >= buf.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// `symlinkat(target, dir, name)`: makes the symlink `name` in `dir`.
+pub(crate) fn symlinkat(target: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    // SAFETY: both strings are NUL-terminated; the fd is borrowed for the call.
+    let r = unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A stack of descriptors that are only ever added to until it is
+/// dropped, so a descriptor borrowed from it stays open as long as the
+/// stack: a handle's view of the symlink it became, or of the empty file
+/// that replaced its symlink (a symlink cannot be changed in place; each
+/// change is a new inode). Each entry says whether it is a symlink's. At
+/// most [`FdStack::MAX`] of them.
+#[derive(Debug, Default)]
+pub(crate) struct FdStack {
+    fds: std::sync::Mutex<Vec<(OwnedFd, bool)>>,
+}
+
+impl FdStack {
+    /// The most descriptors one stack holds.
+    pub(crate) const MAX: usize = 16;
+
+    /// Adds `fd` (a symlink's when `link`) on top; `Err` (and `fd`
+    /// closed) when full.
+    pub(crate) fn push(&self, fd: OwnedFd, link: bool) -> Result<(), ()> {
+        let mut fds = self.fds.lock().unwrap_or_else(|e| e.into_inner());
+        if fds.len() >= Self::MAX {
+            return Err(());
+        }
+        fds.push((fd, link));
+        Ok(())
+    }
+
+    /// The newest descriptor, and whether it is a symlink's.
+    pub(crate) fn top(&self) -> Option<(BorrowedFd<'_>, bool)> {
+        let fds = self.fds.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: descriptors are never removed from the stack before it is
+        // dropped, and the borrow cannot outlive `self`; moving an OwnedFd
+        // when the Vec grows does not close it.
+        fds.last().map(|(fd, link)| (unsafe { BorrowedFd::borrow_raw(fd.as_raw_fd()) }, *link))
+    }
+}
+
 /// `statx(dir, path, flags)` asking for the basic fields and the birth time.
 /// Pass `AT_SYMLINK_NOFOLLOW` (names) or `AT_EMPTY_PATH` with `c""` (the fd itself).
 pub(crate) fn statx(dir: BorrowedFd<'_>, path: &CStr, flags: i32) -> io::Result<libc::statx> {
@@ -71,6 +136,64 @@ pub(crate) fn statx(dir: BorrowedFd<'_>, path: &CStr, flags: i32) -> io::Result<
     }
     // SAFETY: statx succeeded, so it initialised the struct.
     Ok(unsafe { st.assume_init() })
+}
+
+/// `inotify_init1(IN_NONBLOCK | IN_CLOEXEC)`: a new inotify instance
+/// ([`super::watch`]).
+pub(crate) fn inotify_init() -> io::Result<OwnedFd> {
+    // SAFETY: no pointers; the flags are valid.
+    let r = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// `inotify_add_watch` on the directory `dir` itself, named through its
+/// own fd (`/proc/self/fd/N`, a magic link to exactly that directory): so
+/// the watch lands on the directory that was opened confined, whatever
+/// happened to its path since. Returns the watch descriptor.
+pub(crate) fn inotify_add_watch(ino: BorrowedFd<'_>, dir: BorrowedFd<'_>, mask: u32) -> io::Result<i32> {
+    let path = CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd())).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `path` is NUL-terminated and outlives the call; both fds are
+    // borrowed and so open for the duration of the call.
+    let r = unsafe { libc::inotify_add_watch(ino.as_raw_fd(), path.as_ptr(), mask) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r)
+}
+
+/// `inotify_rm_watch`; an unknown descriptor (the kernel already dropped
+/// it: its directory is gone) is not an error.
+pub(crate) fn inotify_rm_watch(ino: BorrowedFd<'_>, wd: i32) {
+    // SAFETY: no pointers; the fd is borrowed for the call.
+    unsafe { libc::inotify_rm_watch(ino.as_raw_fd(), wd) };
+}
+
+/// Bytes waiting to be read on `fd` (`FIONREAD`): for an inotify fd, the
+/// queued events.
+pub(crate) fn bytes_queued(fd: BorrowedFd<'_>) -> u64 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid
+    // and writable; the fd is borrowed for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if r < 0 {
+        0
+    } else {
+        n.max(0) as u64
+    }
+}
+
+/// Waits up to `ms` milliseconds for `fd` to be readable (`poll`); false
+/// on a time-out or an error (an interrupted wait included).
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, ms: i32) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid, writable pollfd and its count; the fd is borrowed
+    // for the call.
+    let r = unsafe { libc::poll(&mut p, 1, ms) };
+    r > 0 && p.revents & libc::POLLIN != 0
 }
 
 /// Where an extended attribute is read or written.

@@ -139,6 +139,10 @@ impl Share {
     /// given one the first time (see the module doc). Never fails: without
     /// a stored id it is [`derived`].
     pub fn file_uid(&self, h: &Handle, st: &Stat) -> FileUid {
+        if h.is_link() {
+            // A symlink has no xattrs of its own (`fs::link`).
+            return derived(st);
+        }
         if !h.xattrs() {
             return self.fallback(st, "the file system has no user xattrs");
         }
@@ -153,6 +157,10 @@ impl Share {
     /// [`Share::file_uid`] for a file this server has just created (it has
     /// no id yet): one write, and a read only if somebody raced us to it.
     pub fn new_file_uid(&self, h: &Handle, st: &Stat) -> FileUid {
+        if h.is_link() {
+            // A symlink has no xattrs of its own (`fs::link`).
+            return derived(st);
+        }
         if !h.xattrs() {
             return self.fallback(st, "the file system has no user xattrs");
         }
@@ -163,6 +171,10 @@ impl Share {
     /// CREATE with a CreateGuid ([`for_create`]), so that a restart can
     /// tell the file that CREATE made ([`Share::stored_uid`]).
     pub fn new_file_uid_as(&self, h: &Handle, st: &Stat, uid: FileUid) -> FileUid {
+        if h.is_link() {
+            // A symlink has no xattrs of its own (`fs::link`).
+            return derived(st);
+        }
         if !h.xattrs() {
             return self.fallback(st, "the file system has no user xattrs");
         }
@@ -367,7 +379,7 @@ mod tests {
         assert_eq!(std::fs::read(tmp.path().join("made")).unwrap(), b"data");
         std::fs::write(tmp.path().join("there"), b"x").unwrap();
         let exists = SmbPath::parse("there").unwrap();
-        let fresh = Resolved { components: exists.components().to_vec(), exists: false, is_dir: false };
+        let fresh = Resolved { components: exists.components().to_vec(), exists: false, is_dir: false, is_link: false };
         assert!(matches!(s.create_file_as(&fresh, 0o644, Some(uid)), Err(crate::fs::FsError::Exists)));
         assert_eq!(std::fs::read(tmp.path().join("there")).unwrap(), b"x");
         let mut names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();

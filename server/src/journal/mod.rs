@@ -54,18 +54,24 @@
 //!   for tests that rebuild the state model from the deltas.
 //! - [`ReplayKey`] and [`ReplayIndex`] (`replay.rs`): the replay key of a request and the
 //!   in-memory index of saved responses.
+//! - [`carry`]: the saved responses whose records left the log, carried in every
+//!   checkpoint until their deadline, so that a second crash does not lose them.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+pub mod carry;
 mod nvram;
 mod recording;
 mod replay;
 
 pub use self::nvram::NvramJournal;
 pub use recording::{Record, RecordingJournal};
-pub use replay::{body_hash, created_file_id, frame_elements, ReplayIndex, ReplayKey, Saved};
+pub use replay::{
+    body_hash, created_file_id, digested_write, frame_elements, write_digest, ReplayIndex, ReplayKey, Saved,
+    WRITE_FIXED,
+};
 
 /// Identifies one request (frame) in the journal; the same id `nvram/` stores.
 pub use ids::OpId;
@@ -116,6 +122,23 @@ pub enum WriteData {
     /// Nowhere but the page cache: the journal survives a killed process
     /// only, and so does the page cache. The record holds the fixed part.
     NotKept,
+}
+
+/// How long the answers a restart (or a takeover) finds in the log are kept
+/// for a replay: their records are retired at once, and the answers are
+/// carried in checkpoints until then ([`carry`]).
+pub const KEPT_AFTER_RESTART: Duration = Duration::from_secs(120);
+
+/// How long the answer of an operation whose answer never left (its
+/// connection went, or it waits long) is kept for a replay; its records may
+/// be overwritten after a second ([`Journal::release`]), and the answer is
+/// carried in checkpoints until then ([`carry`]).
+pub const KEPT_UNANSWERED: Duration = Duration::from_secs(60);
+
+/// Wall-clock milliseconds since the Unix epoch: the deadlines of carried
+/// answers ([`carry`]), which must hold across a restart.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A lone WRITE at least this large has its data written to the file and
@@ -228,6 +251,16 @@ pub trait Journal: Send + Sync {
     /// The saved response of the request with this key, if its point-3 record exists
     /// and its operation is not retired.
     fn replayed(&self, key: &ReplayKey) -> Option<Saved>;
+
+    /// A request with `key` that is not a replay is about to run (its point-1
+    /// record exists): a response saved under the same key is an older
+    /// request's (its client moved on and uses the key again, as lock
+    /// sequence numbers wrap after 16), and must not answer a replay of this
+    /// one. A restart does the same from the log's order
+    /// ([`NvramJournal::recover_replies`]). The default: nothing to forget.
+    fn forget(&self, key: &ReplayKey) {
+        let _ = key;
+    }
 
     /// `op` is finished: past point 4 and its file data on stable storage. Its records
     /// may be overwritten and its saved responses are forgotten. Unknown ops are ignored.

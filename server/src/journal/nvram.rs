@@ -14,6 +14,11 @@ use super::{Durable, Error, Journal, OpId, ReplayIndex, ReplayKey, Saved, Ticket
 /// earlier run left live in the journal.
 const OP_COUNTER_BITS: u32 = 48;
 
+/// At most this share (1/N) of the ring's capacity goes into carried answers
+/// in a checkpoint (a checkpoint must fit in the eighth of the ring reserved
+/// for it, with the model).
+const CARRIED_SHARE: u64 = 32;
+
 /// The journal over an NVRAM region: each point is one `nvram::Entry`.
 ///
 /// | point | record |
@@ -38,9 +43,12 @@ const OP_COUNTER_BITS: u32 = 48;
 /// sends) fails with [`Error::TooLarge`], which closes the connection.
 ///
 /// The replay index (key to saved response) is kept in memory and filled at point 3;
-/// after a restart it must be rebuilt from the recovered point-1 and point-3 records
-/// (the keys recomputed from the requests): that is issue 13. The saved responses stay in
-/// memory until their operation is retired.
+/// after a restart it is rebuilt from the recovered point-1 and point-3 records (the
+/// keys recomputed from the requests) and from the answers the last checkpoint
+/// carried ([`NvramJournal::recover_replies`]). The saved responses stay in memory
+/// until their operation is retired; those whose records may be gone from the log (a
+/// released operation's, the ones a restart found) are written into every checkpoint
+/// meanwhile ([`super::carry`]), at most [`CARRIED_SHARE`] of the ring's capacity.
 pub struct NvramJournal {
     region: Arc<Region>,
     op_base: u64,
@@ -80,9 +88,17 @@ impl NvramJournal {
     /// The same journal, its operation ids above every one of `log`: a journal
     /// made for a taken-over set ([`crate::restart::takeover`]) keeps the partner's
     /// saved answers under the partner's operation ids, and must not retire them
-    /// with an operation of its own.
+    /// with an operation of its own (those of its records, and those its last
+    /// checkpoint carried answers for, [`super::carry`]).
     pub fn ops_after(mut self, log: &::nvram::LogRecovery) -> NvramJournal {
-        let top = log.records.iter().map(|r| r.op.0 >> OP_COUNTER_BITS).max();
+        let carried = log
+            .checkpoint
+            .as_ref()
+            .and_then(|ck| super::carry::split(&ck.payload).1)
+            .and_then(|bytes| super::carry::decode(bytes).ok())
+            .unwrap_or_default();
+        let ops = log.records.iter().map(|r| r.op).chain(carried.iter().map(|(_, s, _)| s.op));
+        let top = ops.map(|op| op.0 >> OP_COUNTER_BITS).max();
         if let Some(top) = top {
             self.op_base = self.op_base.max((top + 1) << OP_COUNTER_BITS);
         }
@@ -103,12 +119,37 @@ impl NvramJournal {
         Ok(self.region.append_nowait(entry).map_err(from_nvram)?.into())
     }
 
-    /// Fills the replay index from a recovered log: the saved answer of every
-    /// element whose point-3 record is there, under the key its point-1
-    /// request gives ([`ReplayKey::of_frame`]). Returns how many were found.
-    pub fn recover_replies(&self, log: &::nvram::LogRecovery) -> usize {
-        use std::collections::HashMap;
-        let mut frames: HashMap<u64, &[u8]> = HashMap::new();
+    /// Fills the replay index from a recovered log: the answers its last
+    /// checkpoint carried ([`super::carry`]) whose deadline has not passed,
+    /// and the saved answer of every element whose point-3 record is there,
+    /// under the key its point-1 request gives ([`ReplayKey::of_frame`]),
+    /// kept for [`super::KEPT_AFTER_RESTART`]; in the order of their
+    /// operations, so that a later request with the same key (a lock
+    /// sequence number used again) shadows an earlier one's answer, and one
+    /// that has no answer yet forgets it ([`Journal::forget`]). All of them
+    /// are off the log (the caller retires the log's operations): carried in
+    /// checkpoints until their deadline. Returns how many were found, and
+    /// the operations of the carried ones (besides those of the log's
+    /// records), for the caller to retire with them.
+    pub fn recover_replies(&self, log: &::nvram::LogRecovery) -> (usize, Vec<OpId>) {
+        use std::collections::{BTreeMap, HashMap};
+        let now = super::wall_ms();
+        let deadline = now + super::KEPT_AFTER_RESTART.as_millis() as u64;
+        // By operation (ids grow with time, across runs too): the answers the
+        // checkpoint carried, and the log's requests.
+        let mut carried: BTreeMap<u64, Vec<(ReplayKey, Saved, u64)>> = BTreeMap::new();
+        if let Some((_, Some(bytes))) = log.checkpoint.as_ref().map(|ck| super::carry::split(&ck.payload)) {
+            match super::carry::decode(bytes) {
+                Ok(answers) => {
+                    for a in answers.into_iter().filter(|(_, _, d)| *d > now) {
+                        carried.entry(a.1.op.0).or_default().push(a);
+                    }
+                }
+                // The checkpoint's checksum held; a defect, reported.
+                Err(e) => tracing::warn!("the answers the checkpoint carried do not decode: {e}"),
+            }
+        }
+        let mut frames: BTreeMap<u64, &[u8]> = BTreeMap::new();
         let mut answers: HashMap<(u64, u16), (u32, &[u8])> = HashMap::new();
         for r in &log.records {
             match r.kind {
@@ -123,15 +164,26 @@ impl NvramJournal {
                 _ => {}
             }
         }
+        let carried_ops: Vec<OpId> = carried.keys().map(|op| OpId(*op)).collect();
+        let mut ops: Vec<u64> = carried.keys().chain(frames.keys()).copied().collect();
+        ops.sort_unstable();
+        ops.dedup();
         let mut found = 0;
         let mut replies = self.replies();
-        for (op, frame) in frames {
+        for op in ops {
+            for (key, saved, until) in carried.remove(&op).unwrap_or_default() {
+                replies.insert_off_log(key, saved, until);
+                found += 1;
+            }
+            let Some(frame) = frames.get(&op) else { continue };
             let created = |i: usize| {
                 let (status, body) = answers.get(&(op, u16::try_from(i).ok()?))?;
                 super::created_file_id(*status, body)
             };
             for (index, key) in ReplayKey::of_frame(frame, created) {
                 let Some((status, response)) = u16::try_from(index).ok().and_then(|i| answers.get(&(op, i))) else {
+                    // Under way, unanswered: an older answer under its key is not its.
+                    replies.forget(&key);
                     continue;
                 };
                 let saved = Saved {
@@ -140,11 +192,11 @@ impl NvramJournal {
                     response: Bytes::copy_from_slice(response),
                     ticket: Ticket::DURABLE,
                 };
-                replies.insert(key, saved);
+                replies.insert_off_log(key, saved, deadline);
                 found += 1;
             }
         }
-        found
+        (found, carried_ops)
     }
 
     fn replies(&self) -> MutexGuard<'_, ReplayIndex> {
@@ -230,12 +282,19 @@ impl Journal for NvramJournal {
         self.replies().get(key)
     }
 
+    fn forget(&self, key: &ReplayKey) {
+        self.replies().forget(key);
+    }
+
     fn retire(&self, op: OpId) -> Result<(), Error> {
         self.replies().retire(op);
         self.region.retire(op).map_err(from_nvram)
     }
 
     fn release(&self, op: OpId) -> Result<(), Error> {
+        // Its answer, if it has one, outlives its records: carried in
+        // checkpoints until it is retired.
+        self.replies().off_log(op, super::wall_ms() + super::KEPT_UNANSWERED.as_millis() as u64);
         self.region.retire(op).map_err(from_nvram)
     }
 
@@ -248,7 +307,14 @@ impl Journal for NvramJournal {
     }
 
     fn checkpoint(&self, state: &[u8]) -> Result<Ticket, Error> {
-        Ok(self.region.checkpoint_nowait(state).map_err(from_nvram)?.into())
+        let most = usize::try_from(self.region.capacity() / CARRIED_SHARE).unwrap_or(usize::MAX);
+        let carried = self.replies().carried(super::wall_ms(), most);
+        let t = if carried.is_empty() {
+            self.region.checkpoint_nowait(state)
+        } else {
+            self.region.checkpoint_nowait(&super::carry::frame(state, &carried))
+        };
+        Ok(t.map_err(from_nvram)?.into())
     }
 
     fn state_change(&self, delta: &[u8]) -> Result<Ticket, Error> {
@@ -341,6 +407,148 @@ mod tests {
         j.post_reply_ack(op).unwrap();
         j.retire(op).unwrap();
         assert_eq!(j.replayed(&create), None);
+    }
+
+    /// After a restart the saved answers found in the log outlive their
+    /// records, which the restart retires: the next checkpoint carries them,
+    /// and a second restart finds them there, with their deadline. A
+    /// released operation's answer is carried the same way.
+    #[test]
+    fn saved_answers_outlive_their_records_through_checkpoints() {
+        let (j, storage) = journal(1 << 20, Durability::None);
+        let (op, _) = j.pre_ack(1, b"req").unwrap();
+        j.post_completion(op, 0, Some(&KEY), 0, b"write answer", b"").unwrap();
+        let (unanswered, _) = j.pre_ack(1, b"req 2").unwrap();
+        let create = ReplayKey::Create(CreateGuid([3; 16]));
+        j.post_completion(unanswered, 0, Some(&create), 0, b"create answer", b"").unwrap();
+        // Its answer never left: released, and the head moves past it.
+        j.release(unanswered).unwrap();
+        j.retire(op).unwrap();
+        j.checkpoint(b"model").unwrap();
+        j.compact().unwrap();
+        drop(j);
+        // The first restart: the log holds neither operation's records now.
+        let storage = MemStorage::from_image(storage.current_image());
+        let (region, rec) = Region::open(storage.clone(), opts(Durability::None)).unwrap();
+        assert!(rec.own.records.is_empty(), "{:?}", rec.own.records);
+        // A journal for this log taken over numbers its operations above the
+        // carried answers' too.
+        let (fresh, _) = journal(1 << 20, Durability::None);
+        let (mine, _) = fresh.ops_after(&rec.own).pre_ack(1, b"mine").unwrap();
+        assert!(mine.0 >> OP_COUNTER_BITS > unanswered.0 >> OP_COUNTER_BITS, "{mine} {unanswered}");
+        let j = NvramJournal::new(Arc::new(region));
+        let (found, ops) = j.recover_replies(&rec.own);
+        assert_eq!((found, ops), (1, vec![unanswered]));
+        assert_eq!(j.replayed(&create).map(|s| s.response), Some(Bytes::from_static(b"create answer")));
+        assert_eq!(j.replayed(&KEY), None, "retired after it was answered: not kept");
+        // The model part of the checkpoint is what was given.
+        let ck = rec.own.checkpoint.as_ref().unwrap();
+        assert_eq!(super::super::carry::split(&ck.payload).0, b"model");
+        // The restart checkpoints; a second crash; the answer is still there.
+        j.checkpoint(b"model 2").unwrap();
+        j.compact().unwrap();
+        drop(j);
+        let storage = MemStorage::from_image(storage.current_image());
+        let (region, rec) = Region::open(storage.clone(), opts(Durability::None)).unwrap();
+        let j = NvramJournal::new(Arc::new(region));
+        let (found, _) = j.recover_replies(&rec.own);
+        assert_eq!(found, 1);
+        assert_eq!(j.replayed(&create).map(|s| s.op), Some(unanswered));
+        // Once retired, no checkpoint carries it.
+        j.retire(unanswered).unwrap();
+        j.checkpoint(b"model 3").unwrap();
+        drop(j);
+        let (region, rec) =
+            Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::None)).unwrap();
+        let j = NvramJournal::new(Arc::new(region));
+        assert_eq!(j.recover_replies(&rec.own).0, 0);
+        assert_eq!(super::super::carry::split(&rec.own.checkpoint.as_ref().unwrap().payload), (&b"model 3"[..], None));
+    }
+
+    /// A WRITE whose point-1 record keeps the digest of its data, not the
+    /// data: its saved answer is found after a restart under the key of the
+    /// client's resend.
+    #[test]
+    fn a_digested_write_is_answered_after_a_restart() {
+        use bytes::BytesMut;
+        use protocol::header::{flags, Command, Header};
+        let write = |mid: u64, flags_: u32, volatile: u64| {
+            let mut m = BytesMut::new();
+            Header { command: Command::Write as u16, message_id: mid, flags: flags_, ..Default::default() }
+                .encode(&mut m);
+            let data = vec![0x5a; 70_000];
+            protocol::msg::write::WriteRequest {
+                offset: u64::MAX,
+                file_id: protocol::msg::FileId { persistent: 0x0100_0000_0000_0007, volatile },
+                channel: 0,
+                remaining_bytes: 0,
+                flags: 0,
+                data: &data,
+                write_channel_info: &[],
+            }
+            .encode(&mut m);
+            m.to_vec()
+        };
+        let sent = write(5, 0, 1);
+        let key = ReplayKey::of(&Header::parse(&sent).unwrap(), &sent, None).unwrap();
+        let (j, storage) = journal(1 << 20, Durability::None);
+        let record = super::super::digested_write(&sent, super::super::write_digest(&sent)).unwrap();
+        let (op, _) = j.pre_ack(1, &record).unwrap();
+        j.post_completion(op, 0, Some(&key), 0, b"17 bytes answer..", b"").unwrap();
+        drop(j);
+        let (region, rec) =
+            Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::None)).unwrap();
+        let j = NvramJournal::new(Arc::new(region));
+        assert_eq!(j.recover_replies(&rec.own).0, 1);
+        let resent = write(1, flags::REPLAY_OPERATION, 9);
+        let resent_key = ReplayKey::of(&Header::parse(&resent).unwrap(), &resent, None).unwrap();
+        assert_eq!(j.replayed(&resent_key).map(|s| s.op), Some(op));
+    }
+
+    /// A request the same as an earlier one (a LOCK without a lock sequence,
+    /// on the same range again), under way at the crash, shadows the answer
+    /// the earlier one got, also when that answer was carried in a
+    /// checkpoint; live, the new request forgets it.
+    #[test]
+    fn a_later_request_with_the_same_key_shadows_an_earlier_answer() {
+        use bytes::BytesMut;
+        use protocol::header::{Command, Header};
+        use protocol::msg::lock::{LockElement, LockRequest};
+        let lock = |mid: u64| {
+            let mut m = BytesMut::new();
+            Header { command: Command::Lock as u16, message_id: mid, ..Default::default() }.encode(&mut m);
+            LockRequest {
+                lock_sequence: 0,
+                file_id: protocol::msg::FileId { persistent: 7, volatile: 7 },
+                locks: vec![LockElement { offset: 0, length: 1, flags: 0x12 }],
+            }
+            .encode(&mut m);
+            m.to_vec()
+        };
+        let key = ReplayKey::of(&Header::parse(&lock(1)).unwrap(), &lock(1), None).unwrap();
+        assert!(matches!(key, ReplayKey::Request { .. }));
+        for carried in [false, true] {
+            let (j, storage) = journal(1 << 20, Durability::None);
+            let (old, _) = j.pre_ack(1, &lock(1)).unwrap();
+            j.post_completion(old, 0, Some(&key), 0xc000_0055, b"not granted", b"").unwrap();
+            if carried {
+                // Its records leave the log; its answer is carried.
+                j.release(old).unwrap();
+                j.checkpoint(b"model").unwrap();
+                j.compact().unwrap();
+            }
+            let (new, _) = j.pre_ack(1, &lock(2)).unwrap();
+            j.pre_command(new, 0).unwrap();
+            j.forget(&key);
+            assert_eq!(j.replayed(&key), None, "live");
+            drop(j);
+            let (region, rec) =
+                Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::None)).unwrap();
+            assert_eq!(rec.own.checkpoint.is_some(), carried);
+            let j = NvramJournal::new(Arc::new(region));
+            j.recover_replies(&rec.own);
+            assert_eq!(j.replayed(&key), None, "carried {carried}: the newer request had no answer");
+        }
     }
 
     #[test]

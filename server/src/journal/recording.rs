@@ -206,6 +206,10 @@ impl Journal for RecordingJournal {
         self.lock().replies.get(key)
     }
 
+    fn forget(&self, key: &ReplayKey) {
+        self.lock().replies.forget(key);
+    }
+
     fn retire(&self, op: OpId) -> Result<(), Error> {
         let mut g = self.lock();
         g.replies.retire(op);

@@ -21,6 +21,7 @@ use crate::model::ids::{CreateGuid, PersistentFileId};
 /// |---|---|
 /// | CREATE with a DH2Q context ([MS-SMB2] 2.2.13.2.11) | its CreateGuid ([`ReplayKey::Create`]) |
 /// | LOCK with a LockSequenceIndex in 1..=64 ([MS-SMB2] 2.2.26, 3.3.5.14) | the open's persistent id and the LockSequence field ([`ReplayKey::Lock`]) |
+/// | a WRITE ([MS-SMB2] 2.2.21) | persistent file id, command, ChannelSequence and a hash of its fixed part and of the [`write_digest`] of its data ([`ReplayKey::Request`]) |
 /// | any other request that names an open ([MS-SMB2] 3.3.5.2.10) | persistent file id, command, ChannelSequence and a hash of the body ([`ReplayKey::Request`]) |
 /// | requests that name no open (NEGOTIATE, SESSION_SETUP, LOGOFF, TREE_CONNECT, TREE_DISCONNECT, ECHO, CANCEL, a CREATE without DH2Q), and an IOCTL on no file | none: [MS-SMB2] has no replay detection for them, and a key without an open would be shared by every client |
 ///
@@ -28,9 +29,12 @@ use crate::model::ids::{CreateGuid, PersistentFileId};
 /// Flags with SMB2_FLAGS_REPLAY_OPERATION, credits, the signature change on a resend;
 /// the command and ChannelSequence are in the key as fields), and the 16 FileId bytes of
 /// the body (the volatile half changes when a durable handle is reconnected; the
-/// persistent half is in the key). The hash is [`body_hash`], a stable, non-cryptographic
-/// 64-bit hash: a key is scoped to one open, so a client can only confuse its own
-/// replays with a crafted collision.
+/// persistent half is in the key). A WRITE's data enters its hash as a digest
+/// of its own ([`write_digest`]), so that the key can be rebuilt from a point-1
+/// record that keeps the digest instead of the data ([`digested_write`]: a
+/// large WRITE, or any under the `process` policy). The hash is [`body_hash`],
+/// a stable, non-cryptographic 64-bit hash: a key is scoped to one open, so a
+/// client can only confuse its own replays with a crafted collision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReplayKey {
     /// A CREATE with a DH2Q context: Open.CreateGuid ([MS-SMB2] 3.3.5.9.10).
@@ -66,6 +70,13 @@ impl ReplayKey {
     /// `None` for requests without replay detection (see [`ReplayKey`]) and for
     /// bodies too short to hold their FileId (the handler refuses those anyway).
     pub fn of(hdr: &Header, msg: &[u8], chain_file: Option<FileId>) -> Option<ReplayKey> {
+        ReplayKey::of_digested(hdr, msg, chain_file, None)
+    }
+
+    /// [`ReplayKey::of`], with the [`write_digest`] of a WRITE's data when
+    /// the caller has it already (point 1 computed it for a
+    /// [`digested_write`] record): a large WRITE's data is hashed once.
+    pub fn of_digested(hdr: &Header, msg: &[u8], chain_file: Option<FileId>, digest: Option<u64>) -> Option<ReplayKey> {
         let body = msg.get(HEADER_LEN..)?;
         let command = hdr.command()?;
         if command == Command::Create {
@@ -87,7 +98,11 @@ impl ReplayKey {
                 return Some(ReplayKey::Lock { file, lock_sequence });
             }
         }
-        let body = body_hash(body_hash(0, &body[..at]), &body[at + FileId::LEN..]);
+        let body = if command == Command::Write {
+            write_hash(body, digest)?
+        } else {
+            body_hash(body_hash(0, &body[..at]), &body[at + FileId::LEN..])
+        };
         Some(ReplayKey::Request { file, command: command as u16, channel_sequence: hdr.channel_sequence(), body })
     }
 
@@ -114,7 +129,7 @@ impl ReplayKey {
                 chain_file = None;
             }
             if Self::saves_answer(&hdr) {
-                if let Some(k) = ReplayKey::of(&hdr, elem, chain_file) {
+                if let Some(k) = ReplayKey::of(&hdr, elem, chain_file).filter(ReplayKey::answered_from_saved) {
                     out.push((index, k));
                 }
             }
@@ -123,6 +138,17 @@ impl ReplayKey {
             }
         }
         out
+    }
+
+    /// Whether a request with this key is answered from a saved answer. A
+    /// LOCK with a lock sequence is not: its replay is its handler's to
+    /// detect, by the open's LockSequenceArray in the state model ([MS-SMB2]
+    /// 3.3.5.14), which holds the latest number of each index only; an
+    /// answer saved under an (open, index, number) would outlive the client's
+    /// next use of that number (numbers wrap after 16) and answer a resend of
+    /// it that was never carried out.
+    pub fn answered_from_saved(&self) -> bool {
+        !matches!(self, ReplayKey::Lock { .. })
     }
 
     /// Whether the request says it is a replay (SMB2_FLAGS_REPLAY_OPERATION, [MS-SMB2]
@@ -151,6 +177,61 @@ pub fn frame_elements(frame: &[u8]) -> impl Iterator<Item = (usize, Header, &[u8
         index += 1;
         Some(item)
     })
+}
+
+/// The WRITE request's fixed part ([MS-SMB2] 2.2.21): the bytes of its body
+/// before its Buffer.
+pub const WRITE_FIXED: usize = 48;
+
+/// The StructureSize a [`digested_write`] record holds in place of the
+/// WRITE's 49: 49 with the high bit set, so that nothing takes the record for
+/// the request it stands for ([`protocol::msg::write::WriteRequest::parse`]
+/// refuses it, and the redo after a power loss with it).
+const DIGESTED: u16 = 0x8000 | 49;
+
+/// The digest of a WRITE's data: [`body_hash`] of every byte of `msg` (a
+/// WRITE element with its header) after the WRITE's fixed part. It is what
+/// the replay key of a WRITE holds of its data ([`write_hash`]), and what a
+/// [`digested_write`] record keeps of it.
+pub fn write_digest(msg: &[u8]) -> u64 {
+    body_hash(0, msg.get(HEADER_LEN + WRITE_FIXED..).unwrap_or_default())
+}
+
+/// What point 1 records of a lone WRITE whose data the journal does not keep
+/// in its record ([`super::WriteData::InFile`], [`super::WriteData::NotKept`]):
+///
+/// ```text
+/// // Format: { header: [u8; 64] | fixed part: [u8; 48], StructureSize 0x8031 | digest: u64 }
+/// ```
+///
+/// `digest` is the [`write_digest`] of `msg`. The replay key rebuilt from
+/// such a record after a restart or a takeover ([`ReplayKey::of`]) is the
+/// key of the WRITE itself: a resend of it is answered from its saved answer.
+/// `None` when `msg` is not a WRITE with its whole fixed part.
+pub fn digested_write(msg: &[u8], digest: u64) -> Option<Vec<u8>> {
+    let fixed = msg.get(..HEADER_LEN + WRITE_FIXED)?;
+    let mut out = Vec::with_capacity(fixed.len() + 8);
+    out.extend_from_slice(fixed);
+    out[HEADER_LEN..HEADER_LEN + 2].copy_from_slice(&DIGESTED.to_le_bytes());
+    out.extend_from_slice(&digest.to_le_bytes());
+    Some(out)
+}
+
+/// The body hash of a WRITE's replay key: its fixed part without the FileId,
+/// then the digest of its data: from the request (`digest` when known, else
+/// computed), or from a [`digested_write`] record. `None` when the body is
+/// shorter than the fixed part.
+fn write_hash(body: &[u8], digest: Option<u64>) -> Option<u64> {
+    let fixed = body.get(..WRITE_FIXED)?;
+    let mut head: [u8; 16] = fixed[..16].try_into().ok()?;
+    let digest = if head[..2] == DIGESTED.to_le_bytes() && body.len() == WRITE_FIXED + 8 {
+        head[..2].copy_from_slice(&49u16.to_le_bytes());
+        u64::from_le_bytes(body[WRITE_FIXED..].try_into().ok()?)
+    } else {
+        digest.unwrap_or_else(|| body_hash(0, &body[WRITE_FIXED..]))
+    };
+    let h = body_hash(body_hash(0, &head), &fixed[16 + FileId::LEN..]);
+    Some(body_hash(h, &digest.to_le_bytes()))
 }
 
 /// The FileId a successful CREATE answered with ([MS-SMB2] 2.2.14), from
@@ -235,11 +316,18 @@ pub fn body_hash(seed: u64, data: &[u8]) -> u64 {
 /// acknowledges could otherwise pin its answers' memory. Past the cap the
 /// oldest operations' answers are forgotten first (a replay of one of them
 /// is then carried out again), and the server says so in its log.
+///
+/// An operation's answers are either backed by its point-3 records in the log,
+/// or no longer ([`ReplayIndex::off_log`]: records released or retired while
+/// the answers are still kept for a replay, after a restart or while the
+/// client is away). Those carry a deadline (wall-clock milliseconds since the
+/// Unix epoch) and go into every checkpoint until it passes
+/// ([`ReplayIndex::carried`]), so that a second crash does not lose them.
 #[derive(Debug)]
 pub struct ReplayIndex {
     by_key: HashMap<ReplayKey, Saved>,
-    /// Each operation's keys, and its place in `order`.
-    by_op: HashMap<OpId, (u64, Vec<ReplayKey>)>,
+    /// Each operation's place in `order`, keys, and deadline when off the log.
+    by_op: HashMap<OpId, OpAnswers>,
     /// The operations held, oldest first.
     order: BTreeMap<u64, OpId>,
     next: u64,
@@ -248,6 +336,16 @@ pub struct ReplayIndex {
     cap: usize,
     /// Operations forgotten to keep under `cap`, since the start.
     evicted: u64,
+}
+
+/// One operation's entry in a [`ReplayIndex`].
+#[derive(Debug)]
+struct OpAnswers {
+    place: u64,
+    keys: Vec<ReplayKey>,
+    /// `Some(deadline)`: its records may be gone from the log; its answers
+    /// are carried in checkpoints until the deadline.
+    off_log: Option<u64>,
 }
 
 /// What a key costs beyond its answer's body (the key, the entry, the
@@ -290,20 +388,29 @@ impl ReplayIndex {
         }
     }
 
-    /// Remembers the response of `op` under `key`; forgets the oldest
-    /// operations' responses while more than the cap is held.
+    /// Remembers the response of `op` under `key`, backed by its point-3
+    /// record in the log (an operation off the log is back on it); forgets
+    /// the oldest operations' responses while more than the cap is held.
     pub fn insert(&mut self, key: ReplayKey, saved: Saved) {
+        self.insert_until(key, saved, None);
+    }
+
+    /// [`ReplayIndex::insert`] for an answer whose record is not (or will not
+    /// stay) in the log: kept until `deadline` ([`ReplayIndex::off_log`]).
+    pub fn insert_off_log(&mut self, key: ReplayKey, saved: Saved, deadline: u64) {
+        self.insert_until(key, saved, Some(deadline));
+    }
+
+    fn insert_until(&mut self, key: ReplayKey, saved: Saved, off_log: Option<u64>) {
         let op = saved.op;
         let (order, next) = (&mut self.order, &mut self.next);
-        self.by_op
-            .entry(op)
-            .or_insert_with(|| {
-                *next += 1;
-                order.insert(*next, op);
-                (*next, Vec::new())
-            })
-            .1
-            .push(key);
+        let entry = self.by_op.entry(op).or_insert_with(|| {
+            *next += 1;
+            order.insert(*next, op);
+            OpAnswers { place: *next, keys: Vec::new(), off_log }
+        });
+        entry.keys.push(key);
+        entry.off_log = off_log;
         self.bytes += saved.response.len() + ENTRY_BYTES;
         if let Some(old) = self.by_key.insert(key, saved) {
             self.bytes -= old.response.len() + ENTRY_BYTES;
@@ -332,9 +439,59 @@ impl ReplayIndex {
         self.by_key.get(key).cloned()
     }
 
+    /// The records of `op` may leave the log (released, or retired at a
+    /// restart) while its answers are kept: they are carried in checkpoints
+    /// until `deadline` ([`ReplayIndex::carried`]).
+    pub fn off_log(&mut self, op: OpId, deadline: u64) {
+        if let Some(e) = self.by_op.get_mut(&op) {
+            e.off_log = Some(deadline);
+        }
+    }
+
+    /// The answers to carry in a checkpoint taken at `now`: those of the
+    /// operations off the log whose deadline is after `now`, newest
+    /// operations first, as many as fit in `max_bytes` (answer bodies and
+    /// [`ENTRY_BYTES`] per key; past it the oldest are left out, with a
+    /// warning: their replays would run again after a crash).
+    pub fn carried(&self, now: u64, max_bytes: usize) -> Vec<(ReplayKey, Saved, u64)> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut bytes = 0usize;
+        for op in self.order.values().rev() {
+            let Some(e) = self.by_op.get(op) else { continue };
+            let Some(deadline) = e.off_log.filter(|d| *d > now) else { continue };
+            for key in &e.keys {
+                let Some(saved) = self.by_key.get(key).filter(|s| s.op == *op) else { continue };
+                if !seen.insert(*key) {
+                    continue;
+                }
+                bytes += saved.response.len() + ENTRY_BYTES;
+                if bytes > max_bytes {
+                    tracing::warn!(
+                        max_bytes,
+                        carried = out.len(),
+                        "saved answers off the log exceed what a checkpoint carries: the oldest left out \
+                         (their replays would run again after a crash)"
+                    );
+                    return out;
+                }
+                out.push((*key, saved.clone(), deadline));
+            }
+        }
+        out
+    }
+
+    /// Forgets the response saved under `key` (a newer request with the
+    /// same key is under way: the saved one is not its answer).
+    pub fn forget(&mut self, key: &ReplayKey) {
+        if let Some(old) = self.by_key.remove(key) {
+            self.bytes -= old.response.len() + ENTRY_BYTES;
+        }
+    }
+
     /// Forgets the responses of `op`.
     pub fn retire(&mut self, op: OpId) {
-        let Some((place, keys)) = self.by_op.remove(&op) else {
+        let Some(OpAnswers { place, keys, .. }) = self.by_op.remove(&op) else {
             return;
         };
         self.order.remove(&place);
@@ -430,6 +587,40 @@ mod tests {
         }
     }
 
+    /// A point-1 record that keeps a WRITE's fixed part and the digest of its
+    /// data (not the data) gives the WRITE's own key, whatever the data's
+    /// size; the record is no WRITE request to anything that parses one.
+    #[test]
+    fn a_digested_write_record_gives_the_key_of_its_write() {
+        for len in [9, 4096, 65536, 1 << 20] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let (h, m) = msg(Command::Write, 0, 3, 10, &write_body(F, u64::MAX, &data));
+            let key = ReplayKey::of(&h, &m, None).unwrap();
+            let digest = write_digest(&m);
+            assert_eq!(ReplayKey::of_digested(&h, &m, None, Some(digest)), Some(key));
+            let record = digested_write(&m, digest).unwrap();
+            assert_eq!(record.len(), HEADER_LEN + WRITE_FIXED + 8);
+            let rh = Header::parse(&record).unwrap();
+            assert_eq!(ReplayKey::of(&rh, &record, None), Some(key), "{len}");
+            assert!(protocol::msg::write::WriteRequest::parse(&record).is_err());
+            // The resend after a reconnect: another header, the volatile id another.
+            let reopened = write_body(FileId { volatile: 5, ..F }, u64::MAX, &data);
+            let (h2, m2) = msg(Command::Write, flags::REPLAY_OPERATION, 3, 99, &reopened);
+            assert_eq!(ReplayKey::of(&h2, &m2, None), Some(key));
+            // Another append of the same length is another request.
+            let mut other = data.clone();
+            other[len / 2] ^= 1;
+            let (h3, m3) = msg(Command::Write, 0, 3, 11, &write_body(F, u64::MAX, &other));
+            assert_ne!(ReplayKey::of(&h3, &m3, None), Some(key));
+            let other = digested_write(&m3, write_digest(&m3)).unwrap();
+            assert_ne!(ReplayKey::of(&Header::parse(&other).unwrap(), &other, None), Some(key));
+        }
+        // Too short for the fixed part: no record, no key.
+        let (h, m) = msg(Command::Write, 0, 0, 1, &[49, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(digested_write(&m, 0), None);
+        assert_eq!(ReplayKey::of(&h, &m, None), None);
+    }
+
     #[test]
     fn another_request_has_another_key() {
         let base = key(Command::Write, 0, 5, 10, &write_body(F, 4096, b"stamped block")).unwrap();
@@ -493,6 +684,8 @@ mod tests {
         let k = key(Command::Lock, 0, 0, 4, &lock(seq, 0)).unwrap();
         assert_eq!(k, ReplayKey::Lock { file: PersistentFileId(F.persistent), lock_sequence: seq });
         assert_eq!(key(Command::Lock, flags::REPLAY_OPERATION, 0, 9, &lock(seq, 0)), Some(k));
+        // Its replay is the handler's (the open's lock sequence array), not a saved answer's.
+        assert!(!k.answered_from_saved());
         // Index 0 (or past 64): no lock sequence, the general key.
         for s in [1, 65 << 4] {
             assert!(matches!(key(Command::Lock, 0, 0, 4, &lock(s, 0)), Some(ReplayKey::Request { .. })));
@@ -583,6 +776,32 @@ mod tests {
         assert_eq!(idx.get(&lock_key(3)), None);
         assert!(idx.bytes() <= 3 * entry, "{}", idx.bytes());
         assert!(idx.get(&lock_key(4)).is_some() && idx.get(&lock_key(5)).is_some());
+    }
+
+    #[test]
+    fn answers_off_the_log_are_carried_until_their_deadline() {
+        let mut idx = ReplayIndex::default();
+        idx.insert(lock_key(1), saved(1, 10));
+        idx.insert(lock_key(2), saved(2, 10));
+        idx.insert_off_log(lock_key(3), saved(3, 10), 5_000);
+        assert_eq!(idx.carried(0, usize::MAX).iter().map(|c| c.0).collect::<Vec<_>>(), [lock_key(3)]);
+        // Released: off the log from now, until its deadline.
+        idx.off_log(OpId(1), 2_000);
+        let carried = idx.carried(1_000, usize::MAX);
+        let carried: Vec<_> = carried.iter().map(|c| (c.0, c.2)).collect();
+        assert_eq!(carried, [(lock_key(3), 5_000), (lock_key(1), 2_000)]);
+        assert_eq!(idx.carried(2_000, usize::MAX).len(), 1, "past its deadline");
+        assert!(idx.carried(5_000, usize::MAX).is_empty());
+        // A record appended later puts it back on the log.
+        idx.insert(lock_key(4), saved(1, 10));
+        assert_eq!(idx.carried(0, usize::MAX).len(), 1);
+        // Over the budget the newest operations are carried first.
+        idx.off_log(OpId(2), 9_000);
+        let one = 10 + ENTRY_BYTES;
+        assert_eq!(idx.carried(0, one).iter().map(|c| c.0).collect::<Vec<_>>(), [lock_key(3)]);
+        // Retired: gone.
+        idx.retire(OpId(3));
+        assert_eq!(idx.carried(0, usize::MAX).iter().map(|c| c.0).collect::<Vec<_>>(), [lock_key(2)]);
     }
 
     #[test]

@@ -253,7 +253,9 @@ pub fn rebuild_log(log: &::nvram::LogRecovery) -> Result<Option<Rebuilt>, String
         // journal never served.
         return Ok(None);
     };
-    let mut model = Model::restore(&ck.payload).map_err(|e| format!("the checkpoint does not decode: {e}"))?;
+    // The model's checkpoint, without the saved answers it may carry.
+    let (state, _) = crate::journal::carry::split(&ck.payload);
+    let mut model = Model::restore(state).map_err(|e| format!("the checkpoint does not decode: {e}"))?;
     let set = ids::SetId(0);
     let mut writes = redo::Collector::default();
     let mut applied = 0usize;
@@ -428,11 +430,13 @@ pub async fn start_from(
         );
     }
     if let Some(log) = log {
-        // The answers the log holds stay in memory for the clients that
-        // replay them ([`retire::RECOVERED_GRACE`]); their records go now:
-        // the checkpoint below holds what they changed, and a ring held by
-        // them would fill.
-        let replies = journal.recover_replies(log);
+        // The answers the log holds (and those its last checkpoint carried)
+        // stay in memory for the clients that replay them
+        // ([`retire::RECOVERED_GRACE`]), and are carried in every checkpoint
+        // meanwhile, the one below first, so that another crash does not
+        // lose them; their records go now: the checkpoint below holds what
+        // they changed, and a ring held by them would fill.
+        let (replies, carried) = journal.recover_replies(log);
         let mut ops: Vec<_> = log.records.iter().map(|rec| rec.op).collect();
         ops.sort_unstable();
         ops.dedup();
@@ -440,6 +444,9 @@ pub async fn start_from(
             if let Err(e) = region.retire(*op) {
                 warn!("journal, retiring a recovered operation: {e}");
             }
+            server.retirer.recovered(*op);
+        }
+        for op in carried.iter().filter(|op| ops.binary_search(op).is_err()) {
             server.retirer.recovered(*op);
         }
         info!(operations = ops.len(), saved_answers = replies, "operations found in the journal");

@@ -36,10 +36,11 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long an operation that was not answered keeps its records.
 pub const RELEASE_AFTER: Duration = Duration::from_secs(1);
 /// How long an operation that was not answered keeps its saved answer.
-pub const UNANSWERED_GRACE: Duration = Duration::from_secs(60);
-/// How long the operations found in the log at start keep their records
-/// (and saved answers), for clients that replay them after reconnecting.
-pub const RECOVERED_GRACE: Duration = Duration::from_secs(120);
+pub const UNANSWERED_GRACE: Duration = crate::journal::KEPT_UNANSWERED;
+/// How long the operations found in the log at start keep their saved
+/// answers, for clients that replay them after reconnecting (their records
+/// are retired at start; the answers are carried in checkpoints meanwhile).
+pub const RECOVERED_GRACE: Duration = crate::journal::KEPT_AFTER_RESTART;
 
 /// Flushes the file data of every share to stable storage (`syncfs` of
 /// each share's file system). Blocks.

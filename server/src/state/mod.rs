@@ -32,7 +32,10 @@
 //! Leaves, under which nothing is taken, may be taken under any of these:
 //! `Server.sessions`, `Server.logins`, `Server.creating`, `ConnState.pending`, a pipe's
 //! `Mutex<Pipe>` (`OpenKind::Pipe`), `limits::Counters.conns`, a share's
-//! name cache (`fs::names::NameCache.dirs`).
+//! name cache (`fs::names::NameCache.dirs`), the inotify watcher's state
+//! (`fs::watch::Watcher.inner`: taken by the file system's calls under
+//! whatever their caller holds, and under `Server.notify` by the watches;
+//! the reader thread holds nothing else while it reads).
 //!
 //! The nestings in use: `Session.inner` → `Open.st` (a new open's delta,
 //! [`deltas::open_up`]); `Server.durable` → `Server.files` and `Open.st`
@@ -104,6 +107,9 @@ pub struct Server {
     pub creating: Mutex<std::collections::HashSet<([u8; 16], [u8; 16])>>,
     /// Change-notify watches.
     pub notify: Mutex<notify::NotifyTable>,
+    /// The directories watched with inotify for change notify, and the
+    /// marks that keep Duet's own changes out of them ([`fs::watch`]).
+    pub watcher: Arc<fs::watch::Watcher>,
     /// Woken whenever a byte-range lock is released.
     pub lock_released: tokio::sync::Notify,
     /// Woken whenever an oplock break ends (acknowledged, or the holder
@@ -174,9 +180,11 @@ impl Server {
         for (name, pw) in &cfg.inline_users {
             users.add_password(name, pw);
         }
+        let watcher = Arc::new(fs::watch::Watcher::new(cfg.limits.max_dir_watches));
         let mut shares = Vec::new();
         for s in &cfg.shares {
-            let share = fs::Share::new(&s.name, &s.path).map_err(|e| RunError::Share(s.name.clone(), e))?;
+            let mut share = fs::Share::new(&s.name, &s.path).map_err(|e| RunError::Share(s.name.clone(), e))?;
+            share.set_watcher(watcher.clone());
             shares.push(Arc::new(ShareEntry { cfg: s.clone(), fs: share }));
         }
         let guid: [u8; 16] = rand::random();
@@ -212,7 +220,8 @@ impl Server {
             files: Mutex::new(files::FileTable::new(set)),
             durable: Mutex::new(HashMap::new()),
             creating: Mutex::new(std::collections::HashSet::new()),
-            notify: Mutex::new(notify::NotifyTable::default()),
+            notify: Mutex::new(notify::NotifyTable::with_watcher(watcher.clone())),
+            watcher,
             lock_released: tokio::sync::Notify::new(),
             oplock_changed: tokio::sync::Notify::new(),
             stop: tokio::sync::Notify::new(),

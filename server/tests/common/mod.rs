@@ -459,6 +459,13 @@ impl Server {
         panic!("duet did not restart on port {}: {last}", self.port);
     }
 
+    /// The environment [`restart`](Self::restart) starts duet with from
+    /// now on, in place of the one it was started with (a test that armed a
+    /// failpoint restarts without it).
+    pub fn set_duet_env(&mut self, env: &[(&str, &str)]) {
+        self.opts.duet_env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SIGTERM, then SIGKILL after 5 s.
