@@ -106,10 +106,22 @@ rename_stream(doc + ":Zone.Renamed", ":Zone.Identifier")
 assert streams(doc) == got, streams(doc)
 print("ok stream renamed")
 
-# A stream's size, and its end of file set.
+# A stream's size, and its end of file set: a plain stream is cut short;
+# AFP_AfpInfo keeps its 60 bytes (macOS's rule, as vfs_fruit: a smaller end
+# of file changes nothing, a larger one is STATUS_ALLOTTED_SPACE_EXCEEDED).
+write(doc + ":Cut", b"0123456789")
+smbclient.truncate(doc + ":Cut", 4)
+assert read(doc + ":Cut") == b"0123"
+smbclient.remove(doc + ":Cut")
 assert smbclient.stat(doc + ":AFP_AfpInfo").st_size == 60
 smbclient.truncate(doc + ":AFP_AfpInfo", 32)
-assert read(doc + ":AFP_AfpInfo") == afp[:32]
+assert read(doc + ":AFP_AfpInfo") == afp
+try:
+    smbclient.truncate(doc + ":AFP_AfpInfo", 61)
+    raise AssertionError("AFP_AfpInfo grown past 60 bytes")
+except (SMBOSError, SMBResponseException) as e:
+    status = e.ntstatus if isinstance(e, SMBOSError) else e.status
+    assert status == 0xC0000099, hex(status)  # ALLOTTED_SPACE_EXCEEDED
 print("ok end of file")
 
 smbclient.remove(doc + ":AFP_AfpInfo")

@@ -6,6 +6,7 @@
 //! signing = "enabled"        # or "required"
 //! encrypt = false            # require encryption on every share
 //! server_name = "DUET"
+//! model = "Duet"             # what macOS clients are told (AAPL); Finder's icon
 //! multichannel = true        # offer SMB 3.x multichannel (session binding)
 //! max_credits = 8192         # most credits a connection may hold
 //! state_dir = "duet-data"    # the node's state (boot generation); default: users_file's directory
@@ -52,6 +53,7 @@
 //! guest_ok = false           # allow guest/anonymous sessions on this share
 //! read_only = false
 //! continuous_availability = false  # persistent handles (DH2Q with the persistent flag)
+//! time_machine = false       # a Time Machine destination for macOS (AAPL FULL_SYNC, FLUSH = fsync)
 //! ```
 
 use std::net::SocketAddr;
@@ -87,6 +89,12 @@ pub struct ShareConfig {
     /// DH2Q asking for a persistent handle gets one (3.3.5.9.10).
     #[serde(default)]
     pub continuous_availability: bool,
+    /// A Time Machine destination, as Samba's `fruit:time machine`: the
+    /// AAPL volume capabilities carry FULL_SYNC ([`protocol::msg::aapl`]),
+    /// and FLUSH is a full `fsync` (data and metadata) of the file, which
+    /// is what macOS's `F_FULLFSYNC` asks of the server.
+    #[serde(default)]
+    pub time_machine: bool,
     #[serde(default)]
     pub comment: String,
 }
@@ -218,6 +226,10 @@ pub struct Config {
     pub encrypt: bool,
     #[serde(default = "default_server_name")]
     pub server_name: String,
+    /// The model string a macOS client's AAPL server query is answered
+    /// with (Samba's `fruit:model`); Finder picks the server's icon by it.
+    #[serde(default = "default_model")]
+    pub model: String,
     /// Offer multichannel (SMB2_GLOBAL_CAP_MULTI_CHANNEL, session binding)
     /// on SMB 3.x connections.
     #[serde(default = "default_true")]
@@ -277,6 +289,13 @@ fn default_max_credits() -> u16 {
     8192
 }
 
+/// The longest model string (it goes into every AAPL reply).
+const MAX_MODEL_LEN: usize = 64;
+
+fn default_model() -> String {
+    "Duet".to_string()
+}
+
 fn default_server_name() -> String {
     "DUET".to_string()
 }
@@ -289,6 +308,7 @@ impl Default for Config {
             signing: Signing::Enabled,
             encrypt: false,
             server_name: default_server_name(),
+            model: default_model(),
             multichannel: true,
             max_credits: default_max_credits(),
             shares: Vec::new(),
@@ -534,6 +554,9 @@ impl Config {
         if self.max_credits == 0 {
             return Err(ConfigError::Invalid("max_credits must be at least 1".into()));
         }
+        if self.model.is_empty() || self.model.len() > MAX_MODEL_LEN {
+            return Err(ConfigError::Invalid(format!("model must be 1 to {MAX_MODEL_LEN} bytes, not {:?}", self.model)));
+        }
         self.limits.validate()?;
         if let Some(p) = &self.pair {
             p.validate().map_err(|e| ConfigError::Invalid(e.0))?;
@@ -579,7 +602,23 @@ encrypt = true
         assert!(cfg.multichannel, "multichannel is on unless turned off");
         assert_eq!(cfg.max_credits, 8192);
         assert_eq!(cfg.users_file.as_deref(), Some(dir.path().join("users").as_path()));
+        assert!(!cfg.shares[0].time_machine);
+        assert_eq!(cfg.model, "Duet");
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn time_machine_share_and_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("duet.toml");
+        std::fs::write(&p, "model = \"Xserve\"\n[[share]]\nname = \"tm\"\npath = \"tm\"\ntime_machine = true\n").unwrap();
+        let cfg = Config::from_file(&p).unwrap();
+        assert!(cfg.shares[0].time_machine);
+        assert_eq!(cfg.model, "Xserve");
+        cfg.validate().unwrap();
+        for bad in [String::new(), "m".repeat(MAX_MODEL_LEN + 1)] {
+            assert!(Config { model: bad, ..cfg.clone() }.validate().is_err());
+        }
     }
 
     #[test]
@@ -679,6 +718,7 @@ encrypt = true
             guest_ok: false,
             read_only: false,
             continuous_availability: false,
+            time_machine: false,
             comment: String::new(),
         });
         cfg.validate().unwrap();
@@ -719,6 +759,7 @@ encrypt = true
                 guest_ok: false,
                 read_only: false,
                 continuous_availability: false,
+                time_machine: false,
                 comment: String::new(),
             });
         }

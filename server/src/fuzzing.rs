@@ -70,6 +70,7 @@ async fn run_async(input: &[u8]) -> Answers {
         guest_ok: false,
         read_only: false,
         continuous_availability: false,
+        time_machine: false,
         comment: String::new(),
     });
     cfg.inline_users.push((USER.into(), PASSWORD.into()));

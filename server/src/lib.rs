@@ -115,6 +115,7 @@ pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
         guest_ok: false,
         read_only: false,
         continuous_availability: false,
+        time_machine: false,
         comment: "Duet default share".into(),
     });
     cfg.inline_users.push(("duet".into(), password.clone()));

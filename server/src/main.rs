@@ -48,6 +48,14 @@ enum Command {
         /// repeatable.
         #[arg(long = "ca")]
         ca: Vec<String>,
+        /// Make this share a Time Machine destination for macOS clients
+        /// (FULL_SYNC in the AAPL volume capabilities, FLUSH a full fsync);
+        /// repeatable.
+        #[arg(long = "time-machine")]
+        time_machine: Vec<String>,
+        /// The model string macOS clients are told (AAPL server query).
+        #[arg(long)]
+        model: Option<String>,
         /// The node's state directory (its boot generation, which keeps
         /// session and file ids unique across restarts).
         #[arg(long)]
@@ -201,6 +209,8 @@ fn main() -> ExitCode {
             encrypt,
             guest_share,
             ca,
+            time_machine,
+            model,
             state_dir,
             admin_socket,
             journal,
@@ -242,6 +252,7 @@ fn main() -> ExitCode {
                     guest_ok: false,
                     read_only: false,
                     continuous_availability: false,
+                    time_machine: false,
                     comment: String::new(),
                 });
             }
@@ -318,6 +329,15 @@ fn main() -> ExitCode {
                     Some(s) => s.continuous_availability = true,
                     None => return fail(format!("--ca {c:?}: no such share")),
                 }
+            }
+            for t in &time_machine {
+                match cfg.shares.iter_mut().find(|s| s.name.eq_ignore_ascii_case(t)) {
+                    Some(s) => s.time_machine = true,
+                    None => return fail(format!("--time-machine {t:?}: no such share")),
+                }
+            }
+            if let Some(m) = model {
+                cfg.model = m;
             }
             if config.is_none() && cfg.shares.is_empty() {
                 if let Err(e) = server::default_setup(&mut cfg) {

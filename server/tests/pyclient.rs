@@ -280,6 +280,25 @@ fn alternate_data_streams() {
     }
 }
 
+/// The AAPL create context macOS clients send on their first CREATE
+/// (testdata/smbprotocol_aapl.py): a server query is answered with the
+/// capabilities Duet has (UNIX_BASED), the volume's (FULL_SYNC on a Time
+/// Machine share, nothing on a plain one) and the model string; a second
+/// query is answered too; a malformed one is STATUS_INVALID_PARAMETER; a
+/// FLUSH on the Time Machine share succeeds. `--model` names the model.
+#[test]
+fn aapl_server_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_srv, port) = duet(dir.path(), "--model=MacSamba");
+    let text = smbprotocol("smbprotocol_aapl.py", &[&port.to_string(), "data", "duet", "duetpass", "0", "MacSamba"]);
+    let (_tm, tm_port) = duet(dir.path(), "--time-machine=data");
+    let tm = smbprotocol("smbprotocol_aapl.py", &[&tm_port.to_string(), "data", "duet", "duetpass", "1", "Duet"]);
+    for step in ["ok first query", "ok second query", "ok bad queries refused", "ok no query, no reply", "ok flush"] {
+        assert!(text.lines().any(|l| l == step), "{step} missing:\n{text}");
+        assert!(tm.lines().any(|l| l == step), "time machine: {step} missing:\n{tm}");
+    }
+}
+
 /// Security descriptors through smbprotocol (testdata/smbprotocol_acl.py),
 /// with two users: a DACL set and read back, kept in `user.duet.NTACL`
 /// (no EA), enforced for the second user (a denied open, MAXIMUM_ALLOWED,

@@ -9,6 +9,7 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::aapl::{ServerQuery, ServerQueryReply};
 use super::FileId;
 use crate::codec::Reader;
 use crate::error::{ParseError, ParseResult};
@@ -28,7 +29,7 @@ pub mod name {
     pub const LEASE: &[u8] = b"RqLs";
     pub const DURABLE_HANDLE_REQUEST_V2: &[u8] = b"DH2Q";
     pub const DURABLE_HANDLE_RECONNECT_V2: &[u8] = b"DH2C";
-    /// Apple's extensions (macOS clients); kept raw.
+    /// Apple's extensions (macOS clients), see [`super::aapl`].
     pub const AAPL: &[u8] = b"AAPL";
     pub const APP_INSTANCE_ID: &[u8] = &[
         0x45, 0xBC, 0xA6, 0x6A, 0xEF, 0xA7, 0xF7, 0x4A, 0x90, 0x08, 0xFA, 0x46, 0x2E, 0x14, 0x4D, 0x74,
@@ -262,8 +263,8 @@ pub enum RequestContext<'a> {
     /// App instance version (2.2.13.2.15): `{ structure_size=24: u16 | _reserved: u16 |
     /// _padding: u32 | high: u64 | low: u64 }`.
     AppInstanceVersion { high: u64, low: u64 },
-    /// AAPL: Apple's extensions, raw.
-    Aapl(&'a [u8]),
+    /// AAPL server query (Apple's extension, [`super::aapl`]).
+    Aapl(ServerQuery),
     Other(CreateContext<'a>),
 }
 
@@ -331,7 +332,7 @@ impl<'a> RequestContext<'a> {
                 let high = r.u64("app instance version")?;
                 RequestContext::AppInstanceVersion { high, low: r.u64("app instance version")? }
             }
-            name::AAPL => RequestContext::Aapl(d),
+            name::AAPL => RequestContext::Aapl(ServerQuery::parse(d)?),
             _ => RequestContext::Other(c),
         })
     }
@@ -359,9 +360,8 @@ impl<'a> RequestContext<'a> {
     /// Appends the context's data (client side; tests and the fuzzer).
     pub fn encode_data(&self, out: &mut BytesMut) {
         match self {
-            RequestContext::EaBuffer(d) | RequestContext::SecurityDescriptor(d) | RequestContext::Aapl(d) => {
-                out.put_slice(d)
-            }
+            RequestContext::EaBuffer(d) | RequestContext::SecurityDescriptor(d) => out.put_slice(d),
+            RequestContext::Aapl(q) => q.encode(out),
             RequestContext::DurableHandleRequest => out.put_bytes(0, 16),
             RequestContext::DurableHandleReconnect { file_id } => file_id.encode(out),
             RequestContext::AllocationSize(v) | RequestContext::TimewarpToken(v) => out.put_u64_le(*v),
@@ -418,8 +418,8 @@ pub enum ResponseContext<'a> {
     Lease(Lease),
     /// DH2Q response (2.2.14.2.12): `{ timeout: u32 | flags: u32 }`.
     DurableHandleV2 { timeout: u32, flags: u32 },
-    /// AAPL response, raw.
-    Aapl(&'a [u8]),
+    /// AAPL server query reply ([`super::aapl`]).
+    Aapl(ServerQueryReply),
     Other(CreateContext<'a>),
 }
 
@@ -453,7 +453,7 @@ impl<'a> ResponseContext<'a> {
                 out.put_u32_le(*timeout);
                 out.put_u32_le(*flags);
             }
-            ResponseContext::Aapl(d) => out.put_slice(d),
+            ResponseContext::Aapl(r) => r.encode(out),
             ResponseContext::Other(c) => out.put_slice(c.data),
         }
     }
@@ -481,7 +481,7 @@ impl<'a> ResponseContext<'a> {
                 exact(8, "DH2Q length")?;
                 ResponseContext::DurableHandleV2 { timeout: r.u32("DH2Q")?, flags: r.u32("DH2Q")? }
             }
-            name::AAPL => ResponseContext::Aapl(d),
+            name::AAPL => ResponseContext::Aapl(ServerQueryReply::parse(d)?),
             _ => ResponseContext::Other(c),
         })
     }
@@ -554,7 +554,7 @@ mod tests {
             }),
             RequestContext::AppInstanceId([0xA; 16]),
             RequestContext::AppInstanceVersion { high: 3, low: 4 },
-            RequestContext::Aapl(b"\x01\0\0\0\0\0\0\0"),
+            RequestContext::Aapl(ServerQuery { request_bitmap: 7, client_caps: 4 }),
             RequestContext::Other(CreateContext { name: b"Xyz", data: b"odd" }),
         ]
     }
@@ -585,6 +585,12 @@ mod tests {
             }),
             ResponseContext::DurableHandle,
             ResponseContext::DurableHandleV2 { timeout: 60_000, flags: 0 },
+            ResponseContext::Aapl(ServerQueryReply {
+                reply_bitmap: 7,
+                server_caps: 4,
+                volume_caps: 0,
+                model: "Duet".into(),
+            }),
         ];
         let mut b = BytesMut::new();
         encode_response_contexts(&ctxs, &mut b);
@@ -618,6 +624,10 @@ mod tests {
         assert!(RequestContext::decode(c).is_err());
         let c = CreateContext { name: name::DURABLE_HANDLE_REQUEST_V2, data: &[0; 31] };
         assert!(RequestContext::decode(c).is_err());
+        // AAPL: 24 bytes and the server-query command, or invalid.
+        for data in [&[0u8; 23][..], &[0; 25], &[0; 24], &[2, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]] {
+            assert!(RequestContext::decode(CreateContext { name: name::AAPL, data }).is_err());
+        }
         // Name outside its context.
         let mut m = b.to_vec();
         m[4..6].copy_from_slice(&0xFFF0u16.to_le_bytes());

@@ -11,7 +11,7 @@
 //! - [`negotiate`]: NEGOTIATE and its contexts.
 //! - [`session_setup`], [`logoff`]: sessions.
 //! - [`tree_connect`], [`tree_disconnect`]: trees.
-//! - [`create`], [`create_context`], [`close`]: opens.
+//! - [`create`], [`create_context`], [`aapl`], [`close`]: opens.
 //! - [`read`], [`write`](mod@write), [`flush`], [`lock`]: file data.
 //! - [`query_directory`], [`query_info`], [`set_info`], [`change_notify`]: metadata.
 //! - [`ioctl`]: IOCTL/FSCTL and the FSCTL structures the server answers.
@@ -29,6 +29,7 @@ pub mod logoff;
 pub mod tree_connect;
 pub mod tree_disconnect;
 pub mod create_context;
+pub mod aapl;
 pub mod create;
 pub mod close;
 pub mod flush;

@@ -13,6 +13,7 @@ use protocol::msg::create_context::{
     durable_v2_flags, lease_flags, DurableHandleReconnectV2, DurableHandleRequestV2, Lease, LeaseV2, RequestContext,
     ResponseContext,
 };
+use protocol::msg::aapl::{self, ServerQuery, ServerQueryReply};
 use protocol::msg::negotiate::dialect;
 use protocol::msg::FileId;
 use protocol::NtStatus;
@@ -116,7 +117,12 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if let TreeKind::Ipc = &tree.kind {
         return open_pipe(ctx, &req, tree, session);
     }
-    let opener = Opener::new(ctx, tree, session);
+    let mut opener = Opener::new(ctx, tree, session);
+    if let (Some(RequestContext::Aapl(q)), Some(share)) =
+        (req.context(|c| matches!(c, RequestContext::Aapl(_))), opener.tree.share())
+    {
+        opener.aapl = Some(aapl_reply(&opener.server.cfg.model, share, q));
+    }
     if let Some(dh2q) = opener.durable_v2(&req) {
         // [MS-SMB2] 3.3.5.9.10: the AppInstanceId is handled first
         // (3.3.5.9.13), then the CreateGuid is looked up for a replay.
@@ -192,6 +198,8 @@ struct Opener {
     /// The request's ChannelSequence (SMB 3.x; [MS-SMB2] 3.3.5.9: a new
     /// open's Open.ChannelSequence).
     channel_sequence: u16,
+    /// The answer to the request's AAPL server query, if it made one.
+    aapl: Option<ServerQueryReply>,
 }
 
 impl Opener {
@@ -208,6 +216,7 @@ impl Opener {
             leasing: ctx.conn.dialect >= protocol::msg::negotiate::dialect::SMB2_1,
             dialect: ctx.conn.dialect,
             channel_sequence: if ctx.conn.dialect >= dialect::SMB3_0 { ctx.hdr.channel_sequence() } else { 0 },
+            aapl: None,
         }
     }
 
@@ -1375,6 +1384,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
             _ => {}
         }
     }
+    contexts.extend(opener.aapl.clone().map(ResponseContext::Aapl));
     let file_id = FileId { persistent: id, volatile: id };
     let resp = answer(&fstat, oplock, action, file_id, contexts);
     let mut body = BytesMut::with_capacity(160);
@@ -1515,6 +1525,12 @@ fn open_stream(
         Some(x) => (x, create_action::OPENED),
         None if matches!(d, disp::OPEN | disp::OVERWRITE) => return Err(undo(NtStatus::OBJECT_NAME_NOT_FOUND)),
         None if tree.read_only => return Err(undo(NtStatus::ACCESS_DENIED)),
+        // An AfpInfo comes to be when it is first written (macOS's rule,
+        // `fs::afpinfo`): until then it reads as an empty one and is not
+        // listed.
+        None if fs::afpinfo::is(sname) => {
+            (fs::stream::xattr_name(sname).map_err(|e| undo(fs_err(e)))?, create_action::CREATED)
+        }
         None => match h.create_stream(sname) {
             Ok(x) => (x, create_action::CREATED),
             // Made meanwhile by another open (OPEN_IF, OVERWRITE_IF,
@@ -1577,6 +1593,7 @@ fn open_stream(
             _ => {}
         }
     }
+    contexts.extend(opener.aapl.clone().map(ResponseContext::Aapl));
     let file_id = FileId { persistent: id, volatile: id };
     let resp = answer(&fstat, oplock::level::NONE, action, file_id, contexts);
     let mut body = BytesMut::with_capacity(160);
@@ -1584,6 +1601,37 @@ fn open_stream(
     let mut r = Resp::ok(body).file(file_id);
     r.deltas.extend(up);
     Ok(Some(Step::Done(r)))
+}
+
+/// The answer to an AAPL server query ([`protocol::msg::aapl`]; Apple's
+/// extension, in no [MS-SMB2] section), as Samba's `vfs_fruit` gives it:
+/// the parts asked for, of what Duet really does.
+///
+/// - Server capabilities: UNIX_BASED. Not READ_DIR_ATTR (directory
+///   listings carry no resource fork size or Finder info), not
+///   OSX_COPYFILE (server-side copy copies the data stream only), not
+///   NFS_ACE (security descriptors carry no uid, gid or mode ACEs).
+/// - Volume capabilities: CASE_SENSITIVE when the share's names are,
+///   FULL_SYNC on a Time Machine share (FLUSH is a full fsync there). Not
+///   SUPPORT_RESOLVE_ID: the resolve-id command is refused.
+/// - The model string of the configuration.
+///
+/// Every query is answered, the first of a connection and the ones after,
+/// as `vfs_fruit` does.
+fn aapl_reply(model: &str, share: &crate::state::ShareEntry, q: &ServerQuery) -> ServerQueryReply {
+    let mut volume_caps = 0;
+    if !share.fs.case_insensitive() {
+        volume_caps |= aapl::volume_caps::CASE_SENSITIVE;
+    }
+    if share.cfg.time_machine {
+        volume_caps |= aapl::volume_caps::FULL_SYNC;
+    }
+    ServerQueryReply {
+        reply_bitmap: q.request_bitmap & aapl::query::ALL,
+        server_caps: aapl::caps::UNIX_BASED,
+        volume_caps,
+        model: model.to_string(),
+    }
 }
 
 /// A CREATE response for an opened file ([MS-SMB2] 2.2.14).

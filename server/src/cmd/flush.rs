@@ -1,4 +1,5 @@
-//! FLUSH ([MS-SMB2] 3.3.5.11).
+//! FLUSH ([MS-SMB2] 3.3.5.11): `fdatasync` of the file, a full `fsync`
+//! on a Time Machine share (what macOS's `F_FULLFSYNC` asks for).
 
 use bytes::BytesMut;
 use protocol::msg::flush::{FlushRequest, FlushResponse};
@@ -16,7 +17,9 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     }
     if let Some(h) = open.handle() {
         if !open.is_dir {
-            h.sync().map_err(|e| e.status())?;
+            // A Time Machine share's FLUSH is a full sync (F_FULLFSYNC).
+            let full = open.share().is_some_and(|s| s.cfg.time_machine);
+            if full { h.sync_full() } else { h.sync() }.map_err(|e| e.status())?;
             crate::state::write_time::land(ctx.server, &open, false);
         }
     }

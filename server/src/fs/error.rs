@@ -67,6 +67,10 @@ pub enum FsError {
     /// stream larger than one xattr value ([`super::stream::MAX_SIZE`]).
     #[error("file system limitation")]
     Limitation,
+    /// An end of file past a stream's fixed size (`AFP_AfpInfo`,
+    /// [`super::afpinfo`]).
+    #[error("allotted space exceeded")]
+    AllottedSpaceExceeded,
     /// Any other local I/O failure.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
@@ -102,6 +106,7 @@ impl FsError {
             FsError::InvalidParameter => NtStatus::INVALID_PARAMETER,
             FsError::NotSameDevice => NtStatus::NOT_SAME_DEVICE,
             FsError::Limitation => NtStatus::FILE_SYSTEM_LIMITATION,
+            FsError::AllottedSpaceExceeded => NtStatus::ALLOTTED_SPACE_EXCEEDED,
             FsError::Io(e) => errno_status(e.raw_os_error().unwrap_or(0)),
         }
     }

@@ -399,12 +399,33 @@ impl Handle {
         Ok((out, false))
     }
 
-    /// Flushes file data to stable storage (`fdatasync`; `fsync` for directories).
+    /// Flushes file data to stable storage: `fdatasync` for a file's data,
+    /// `fsync` for a directory and for a named stream (whose data is an
+    /// xattr, metadata that `fdatasync` need not write).
     pub fn sync(&self) -> Result<(), FsError> {
+        self.sync_with(self.full_sync(false))
+    }
+
+    /// A full sync, what macOS's `F_FULLFSYNC` asks for (a Time Machine
+    /// share's FLUSH): `fsync`, the file's data and all its metadata
+    /// (size, times, xattrs). On Linux `fsync` also flushes the device's
+    /// write cache where the file system uses barriers, the part of
+    /// `F_FULLFSYNC` that macOS's plain `fsync` leaves out.
+    pub fn sync_full(&self) -> Result<(), FsError> {
+        self.sync_with(self.full_sync(true))
+    }
+
+    /// Whether a sync of this handle is an `fsync` rather than an
+    /// `fdatasync`.
+    pub(crate) fn full_sync(&self, full: bool) -> bool {
+        full || self.is_dir || self.stream.is_some()
+    }
+
+    fn sync_with(&self, full: bool) -> Result<(), FsError> {
         if self.is_link() {
             return Ok(());
         }
-        if self.is_dir {
+        if full {
             Ok(nix::unistd::fsync(self.fd.as_raw_fd())?)
         } else {
             Ok(nix::unistd::fdatasync(self.fd.as_raw_fd())?)

@@ -57,6 +57,7 @@
 //! - [`ea`]: extended attributes ([`Ea`]) as `user.` xattrs.
 //! - [`stream`]: alternate data streams as `user.DosStream.` xattrs, read
 //!   and written through a [`Handle`] on the stream.
+//! - [`afpinfo`]: the rules of macOS's `AFP_AfpInfo` stream.
 //! - [`link`]: symbolic links, confined to the share, as POSIX symlinks.
 //! - [`uid`]: a file's stable id ([`FileUid`], the `user.duet.uid` xattr).
 //! - [`watch`]: directory watches with inotify for change notify, and the
@@ -64,6 +65,7 @@
 //! - [`error`]: [`FsError`] and its NTSTATUS mapping.
 //! - `sys`: the raw system calls (`openat2`, `statx`, xattrs); all `unsafe`.
 
+pub mod afpinfo;
 pub mod ea;
 pub mod error;
 pub mod handle;

@@ -28,6 +28,8 @@
 //!   itself. Anything else is [`FsError::NameInvalid`].
 //! - EAs never show `user.DosStream.*` (see [`super::ea`]), and a stream
 //!   listing shows nothing else.
+//! - `AFP_AfpInfo` (macOS's Finder info) keeps the rules of Apple's
+//!   servers on reads, writes and end of file ([`super::afpinfo`]).
 //!
 //! A stream is reached only through an open handle of its file (an fd that
 //! was opened confined to the share, see [`super`]): `fgetxattr`,
@@ -38,6 +40,7 @@ use std::ffi::{CStr, CString};
 use std::os::fd::AsFd;
 use std::sync::Mutex;
 
+use super::afpinfo;
 use super::error::io_err;
 use super::sys::{self, XattrTarget};
 use super::{FsError, Handle};
@@ -257,9 +260,15 @@ impl Handle {
         n
     }
 
-    /// `pread` of a stream.
+    /// `pread` of a stream; `AFP_AfpInfo` by its rules ([`afpinfo`]).
     pub(super) fn stream_read(&self, xattr: &CStr, buf: &mut [u8], offset: u64) -> Result<usize, FsError> {
         let v = self.stream_value(xattr)?;
+        if is_afpinfo(xattr) {
+            let v = if v.is_empty() { &afpinfo::EMPTY[..] } else { &v[..] };
+            let r = afpinfo::read_range(v.len(), offset, buf.len());
+            buf[..r.len()].copy_from_slice(&v[r.clone()]);
+            return Ok(r.len());
+        }
         let Ok(at) = usize::try_from(offset) else { return Ok(0) };
         if at >= v.len() {
             return Ok(0);
@@ -272,6 +281,17 @@ impl Handle {
     /// `pwrite` into a stream: the whole value is read, changed and
     /// written back. Past [`MAX_SIZE`]: [`FsError::Limitation`].
     pub(super) fn stream_write(&self, xattr: &CStr, data: &[u8], offset: u64) -> Result<usize, FsError> {
+        if is_afpinfo(xattr) {
+            let _g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());
+            match afpinfo::write(data, offset)? {
+                afpinfo::Write::Nothing => {}
+                afpinfo::Write::Store(v) => self.store_stream(xattr, v.to_vec())?,
+                afpinfo::Write::Delete => {
+                    sys::remove_xattr(self.as_fd(), xattr).map_err(xattr_err)?;
+                }
+            }
+            return Ok(data.len());
+        }
         let end = offset.checked_add(data.len() as u64).ok_or(FsError::Limitation)?;
         if end > MAX_SIZE {
             return Err(FsError::Limitation);
@@ -289,6 +309,9 @@ impl Handle {
 
     /// Sets a stream's end of file.
     pub(super) fn stream_set_len(&self, xattr: &CStr, len: u64) -> Result<(), FsError> {
+        if is_afpinfo(xattr) {
+            return afpinfo::set_len(len);
+        }
         if len > MAX_SIZE {
             return Err(FsError::Limitation);
         }
@@ -341,6 +364,11 @@ impl Handle {
     }
 }
 
+/// Is `xattr` the one of the `AFP_AfpInfo` stream?
+fn is_afpinfo(xattr: &CStr) -> bool {
+    stream_name(xattr.to_bytes()).is_some_and(afpinfo::is)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,6 +405,20 @@ mod tests {
         let rel = share.resolve(&crate::fs::SmbPath::parse("f").ok()?).ok()?;
         let h = share.create_file(&rel, 0o644).ok()?;
         Some((dir, h))
+    }
+
+    /// A stream's data is an xattr, metadata: its FLUSH must be an `fsync`,
+    /// which `fdatasync` (enough for a file's data) is not.
+    #[test]
+    fn stream_sync_is_a_full_fsync() {
+        let Some((_dir, h)) = file_handle() else { return };
+        assert!(!h.full_sync(false) && h.full_sync(true));
+        let s = h.open_stream(h.create_stream("Zone.Identifier").unwrap()).unwrap();
+        assert!(s.full_sync(false));
+        s.write_at(b"x", 0).unwrap();
+        s.sync().unwrap();
+        s.sync_full().unwrap();
+        h.sync_full().unwrap();
     }
 
     #[test]

@@ -822,6 +822,7 @@ pub fn start_in_process_with(
         guest_ok: false,
         read_only: false,
         continuous_availability: false,
+        time_machine: false,
         comment: String::new(),
     });
     cfg.inline_users.extend(users.iter().map(|(u, p)| (u.to_string(), p.to_string())));

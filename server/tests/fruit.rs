@@ -1,0 +1,49 @@
+//! What macOS clients expect: smbtorture's `vfs.fruit` tests that Duet
+//! passes, against a real `duet` (the `AFP_AfpInfo` stream rules, the
+//! stream names macOS uses, delete and copy with streams). With
+//! `DUET_TEST_SERVER=smbd` they run against Samba's smbd with `vfs objects
+//! = catia fruit streams_xattr`, which passes each of them too.
+//!
+//! Not here: the tests that first enable AAPL (`enable_aapl` in
+//! smbtorture wants READ_DIR_ATTR, OSX_COPYFILE and NFS_ACE, which Duet
+//! does not offer, and smbd with fruit's defaults neither), the resource
+//! fork tests past 64 KiB (a stream is one xattr), and the AppleDouble
+//! conversions. The AAPL server query itself is checked by
+//! `pyclient::aapl_server_query`.
+
+mod common;
+
+use common::{Mode, Options, Server};
+
+fn server() -> Server {
+    Server::start_with(Options {
+        mode: Mode::Plain,
+        smbd_options: vec!["vfs objects = catia fruit streams_xattr".into()],
+        ..Options::default()
+    })
+}
+
+#[test]
+fn afpinfo_stream_rules() {
+    server().assert_torture_passes(&[
+        "vfs.fruit.read metadata",
+        "vfs.fruit.write metadata",
+        "vfs.fruit.null afpinfo",
+        "vfs.fruit.File without AFP_AfpInfo",
+        "vfs.fruit.create delete-on-close AFP_AfpInfo",
+        "vfs.fruit.setinfo delete-on-close AFP_AfpInfo",
+        "vfs.fruit.setinfo eof AFP_AfpInfo",
+        "vfs.fruit.delete AFP_AfpInfo by writing all 0",
+        "vfs.fruit.writing_afpinfo",
+    ]);
+}
+
+#[test]
+fn streams_as_macos_uses_them() {
+    server().assert_torture_passes(&[
+        "vfs.fruit.stream names",
+        "vfs.fruit.delete",
+        "vfs.fruit.creating rsrc with read-only access",
+        "vfs.fruit.copy-chunk streams",
+    ]);
+}

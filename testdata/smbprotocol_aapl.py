@@ -1,0 +1,129 @@
+"""The AAPL create context (Apple's SMB2 extension, what macOS clients send)
+through Python's smbprotocol, an independent client:
+`smbprotocol_aapl.py PORT SHARE USER PASSWORD TIME_MACHINE MODEL`, run by
+server/tests/pyclient.rs. smbprotocol knows no AAPL, so the context is built
+here from the layout macOS and Samba's vfs_fruit use: request
+`{ command: u32 | reserved: u32 | request_bitmap: u64 | client_caps: u64 }`,
+reply `{ command | reserved | reply_bitmap | [server_caps: u64] |
+[volume_caps: u64] | [pad: u32 | model_len: u32 | model UTF-16LE] }`.
+
+  1. a server query as macOS sends it (server caps, volume caps, model) is
+     answered with UNIX_BASED only (Duet offers no readdir_attr, copyfile or
+     NFS ACEs), FULL_SYNC in the volume caps when TIME_MACHINE is 1 (none
+     otherwise: the share is case-insensitive), and MODEL;
+  2. a second query on the same connection is answered too (as vfs_fruit
+     does), with only the part it asks for;
+  3. a query of the wrong length, and the resolve-id command, are
+     STATUS_INVALID_PARAMETER (as vfs_fruit answers);
+  4. a CREATE without the context gets no AAPL reply;
+  5. data written and FLUSHed reads back.
+
+Each step that holds prints `ok STEP`."""
+import struct
+import sys
+import uuid
+
+from smbprotocol.connection import Connection
+from smbprotocol.create_contexts import SMB2CreateContextRequest
+from smbprotocol.exceptions import SMBResponseException
+from smbprotocol.open import (CreateDisposition, CreateOptions, FilePipePrinterAccessMask, ImpersonationLevel,
+                              Open, ShareAccess)
+from smbprotocol.session import Session
+from smbprotocol.tree import TreeConnect
+
+port, share, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+time_machine, model = sys.argv[5] == "1", sys.argv[6]
+
+SERVER_QUERY, RESOLVE_ID = 1, 2
+SERVER_CAPS, VOLUME_CAPS, MODEL_INFO = 1, 2, 4
+READ_DIR_ATTR, OSX_COPYFILE, UNIX_BASED, NFS_ACE = 1, 2, 4, 8
+CASE_SENSITIVE, FULL_SYNC = 2, 4
+INVALID_PARAMETER = 0xC000000D
+ACCESS = FilePipePrinterAccessMask.FILE_READ_DATA | FilePipePrinterAccessMask.FILE_WRITE_DATA | \
+    FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES
+
+
+def aapl(data):
+    c = SMB2CreateContextRequest()
+    c["buffer_name"] = b"AAPL"
+    c["buffer_data"] = data
+    return c
+
+
+def query(bitmap, client_caps=READ_DIR_ATTR | UNIX_BASED | NFS_ACE, command=SERVER_QUERY):
+    return aapl(struct.pack("<IIQQ", command, 0, bitmap, client_caps))
+
+
+def open_with(tree, name, contexts):
+    f = Open(tree, name)
+    replies = f.create(ImpersonationLevel.Impersonation, ACCESS, 0,
+                       ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAccess.FILE_SHARE_DELETE,
+                       CreateDisposition.FILE_OPEN_IF, CreateOptions.FILE_NON_DIRECTORY_FILE,
+                       create_contexts=contexts)
+    return f, [r for r in replies or [] if isinstance(r, bytes)]
+
+
+def parse_reply(b):
+    command, _, bitmap = struct.unpack_from("<IIQ", b, 0)
+    at, out = 16, {"command": command, "bitmap": bitmap}
+    if bitmap & SERVER_CAPS:
+        out["server_caps"] = struct.unpack_from("<Q", b, at)[0]
+        at += 8
+    if bitmap & VOLUME_CAPS:
+        out["volume_caps"] = struct.unpack_from("<Q", b, at)[0]
+        at += 8
+    if bitmap & MODEL_INFO:
+        _, n = struct.unpack_from("<II", b, at)
+        at += 8
+        out["model"] = b[at:at + n].decode("utf-16-le")
+        at += n
+    assert at == len(b), f"AAPL reply of {len(b)} bytes, parsed {at}: {b.hex()}"
+    return out
+
+
+conn = Connection(uuid.uuid4(), "127.0.0.1", port)
+conn.connect()
+session = Session(conn, user, password)
+session.connect()
+tree = TreeConnect(session, rf"\\127.0.0.1\{share}")
+tree.connect()
+
+f, replies = open_with(tree, "aapl_file", [query(SERVER_CAPS | VOLUME_CAPS | MODEL_INFO)])
+assert len(replies) == 1, f"one AAPL reply expected, got {replies}"
+r = parse_reply(replies[0])
+assert r["command"] == SERVER_QUERY and r["bitmap"] == SERVER_CAPS | VOLUME_CAPS | MODEL_INFO, r
+assert r["server_caps"] == UNIX_BASED, r
+assert r["volume_caps"] == (FULL_SYNC if time_machine else 0), r
+assert r["model"] == model, r
+f.close()
+print("ok first query")
+
+f, replies = open_with(tree, "aapl_file", [query(VOLUME_CAPS)])
+assert len(replies) == 1 and len(replies[0]) == 24, replies
+r = parse_reply(replies[0])
+assert r == {"command": SERVER_QUERY, "bitmap": VOLUME_CAPS, "volume_caps": FULL_SYNC if time_machine else 0}, r
+f.close()
+print("ok second query")
+
+for what, ctx in [("23 bytes", aapl(b"\x01" + b"\0" * 22)), ("25 bytes", aapl(struct.pack("<IIQQ", 1, 0, 7, 0) + b"\0")),
+                  ("resolve id", query(SERVER_CAPS, command=RESOLVE_ID))]:
+    try:
+        open_with(tree, "aapl_file", [ctx])
+    except SMBResponseException as e:
+        assert e.status == INVALID_PARAMETER, f"{what}: status {e.status:#x}"
+        continue
+    raise AssertionError(f"{what}: accepted")
+print("ok bad queries refused")
+
+f, replies = open_with(tree, "aapl_file", None)
+assert replies == [], replies
+print("ok no query, no reply")
+
+f.write(b"backup data", 0)
+f.flush()
+assert f.read(0, 11) == b"backup data"
+f.close()
+print("ok flush")
+tree.disconnect()
+session.disconnect()
+conn.disconnect()
