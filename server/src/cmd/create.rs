@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, BytesMut};
 use protocol::fscc::SecurityDescriptor;
+use protocol::msg::aapl::{self, ServerQuery, ServerQueryReply};
 use protocol::msg::create::{
     create_action, create_disposition as disp, create_options as opt, file_attributes as fattr, impersonation_level,
     CreateRequest, CreateResponse,
@@ -13,7 +14,6 @@ use protocol::msg::create_context::{
     durable_v2_flags, lease_flags, DurableHandleReconnectV2, DurableHandleRequestV2, Lease, LeaseV2, RequestContext,
     ResponseContext,
 };
-use protocol::msg::aapl::{self, ServerQuery, ServerQueryReply};
 use protocol::msg::negotiate::dialect;
 use protocol::msg::FileId;
 use protocol::NtStatus;
@@ -1129,8 +1129,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                         Default::default()
                     } else {
                         let leases = overwrite || !oplock::is_lease_stat_open(desired);
-                        let deleting = req.create_options & opt::DELETE_ON_CLOSE != 0;
-                        files.break_for_open_of(&key, overwrite, violation, deleting, lease_id, leases)
+                        files.break_for_open_of(&key, overwrite, violation, delete_on_close, lease_id, leases)
                     };
                     (breaks, violation)
                 }

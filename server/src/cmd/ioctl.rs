@@ -239,7 +239,12 @@ fn select_interfaces(local: Option<std::net::IpAddr>, found: Vec<Interface>) -> 
         .collect();
     if let Some(l) = local {
         if !list.iter().any(|e| e.address.ip() == l) {
-            list.push(NetworkInterfaceInfo { if_index: 0, capability: 0, link_speed: DEFAULT_LINK_SPEED, address: std::net::SocketAddr::new(l, 0) });
+            list.push(NetworkInterfaceInfo {
+                if_index: 0,
+                capability: 0,
+                link_speed: DEFAULT_LINK_SPEED,
+                address: std::net::SocketAddr::new(l, 0),
+            });
         }
     }
     list
@@ -330,6 +335,19 @@ fn get_reparse_point(open: &Open, max_out: usize, out: &mut BytesMut) -> Result<
     Ok(NtStatus::SUCCESS)
 }
 
+/// What setting or deleting a reparse point needs of the open: write
+/// data or write attributes access (else STATUS_ACCESS_DENIED) on a
+/// writable share (else STATUS_MEDIA_WRITE_PROTECTED).
+fn may_change_reparse_point(open: &Open) -> Result<(), NtStatus> {
+    if open.access & (access::FILE_WRITE_DATA | access::FILE_WRITE_ATTRIBUTES) == 0 {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    if open.tree.read_only {
+        return Err(NtStatus::MEDIA_WRITE_PROTECTED);
+    }
+    Ok(())
+}
+
 /// FSCTL_SET_REPARSE_POINT ([MS-FSA] 2.1.5.10.37, [MS-FSCC] 2.3.81):
 /// makes the open's empty file or directory a symbolic link (a POSIX
 /// symlink, `fs::link`), or gives a link a new target.
@@ -351,12 +369,7 @@ fn get_reparse_point(open: &Open, max_out: usize, out: &mut BytesMut) -> Result<
 fn set_reparse_point(ctx: &Ctx<'_>, open: &Open, input: &[u8]) -> Result<(), NtStatus> {
     use protocol::fscc::reparse::{ReparseBuffer, SymlinkReparse, IO_REPARSE_TAG_SYMLINK, SYMLINK_FLAG_RELATIVE};
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
-    if open.access & (access::FILE_WRITE_DATA | access::FILE_WRITE_ATTRIBUTES) == 0 {
-        return Err(NtStatus::ACCESS_DENIED);
-    }
-    if open.tree.read_only {
-        return Err(NtStatus::MEDIA_WRITE_PROTECTED);
-    }
+    may_change_reparse_point(open)?;
     let buf = ReparseBuffer::parse(input)?;
     if buf.tag != IO_REPARSE_TAG_SYMLINK {
         return Err(if h.is_link() { NtStatus::IO_REPARSE_TAG_MISMATCH } else { NtStatus::NOT_SUPPORTED });
@@ -395,12 +408,7 @@ fn set_reparse_point(ctx: &Ctx<'_>, open: &Open, input: &[u8]) -> Result<(), NtS
 fn delete_reparse_point(ctx: &Ctx<'_>, open: &Open, input: &[u8]) -> Result<(), NtStatus> {
     use protocol::fscc::reparse::{ReparseBuffer, IO_REPARSE_TAG_SYMLINK};
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
-    if open.access & (access::FILE_WRITE_DATA | access::FILE_WRITE_ATTRIBUTES) == 0 {
-        return Err(NtStatus::ACCESS_DENIED);
-    }
-    if open.tree.read_only {
-        return Err(NtStatus::MEDIA_WRITE_PROTECTED);
-    }
+    may_change_reparse_point(open)?;
     let buf = ReparseBuffer::parse(input)?;
     if !buf.data.is_empty() && buf.data.len() != 16 {
         return Err(NtStatus::IO_REPARSE_DATA_INVALID);
@@ -498,7 +506,11 @@ fn copychunk(
     copy: &SrvCopychunkCopy,
     need_read: bool,
 ) -> Result<SrvCopychunkResponse, (NtStatus, SrvCopychunkResponse)> {
-    let limits = SrvCopychunkResponse { chunks_written: MAX_CHUNKS, chunk_bytes_written: MAX_CHUNK_SIZE, total_bytes_written: MAX_TOTAL };
+    let limits = SrvCopychunkResponse {
+        chunks_written: MAX_CHUNKS,
+        chunk_bytes_written: MAX_CHUNK_SIZE,
+        total_bytes_written: MAX_TOTAL,
+    };
     let zero = SrvCopychunkResponse { chunks_written: 0, chunk_bytes_written: 0, total_bytes_written: 0 };
     let total: u64 = copy.chunks.iter().map(|c| u64::from(c.length)).sum();
     if copy.chunks.len() as u32 > MAX_CHUNKS
@@ -513,7 +525,10 @@ fn copychunk(
     let vid = u64::from_le_bytes(copy.source_key[8..16].try_into().unwrap_or([0; 8]));
     let pid = u64::from_le_bytes(copy.source_key[..8].try_into().unwrap_or([0; 8]));
     let session = ctx.session().map_err(|s| (s, SrvCopychunkResponse { ..zero }))?;
-    let src = session.open(vid).filter(|o| o.persistent_id == pid).ok_or((NtStatus::OBJECT_NAME_NOT_FOUND, SrvCopychunkResponse { ..zero }))?;
+    let src = session
+        .open(vid)
+        .filter(|o| o.persistent_id == pid)
+        .ok_or((NtStatus::OBJECT_NAME_NOT_FOUND, SrvCopychunkResponse { ..zero }))?;
     // Reading the source takes read or execute access, as a READ does.
     if src.access & (access::FILE_READ_DATA | access::FILE_EXECUTE) == 0 {
         return Err((NtStatus::ACCESS_DENIED, zero));
@@ -529,9 +544,13 @@ fn copychunk(
     let mut buf = vec![0u8; MAX_CHUNK_SIZE as usize];
     for c in &copy.chunks {
         let len = c.length as usize;
-        let n = sh.read_at(&mut buf[..len], c.source_offset).map_err(|e| (e.status(), SrvCopychunkResponse { ..zero }))?;
+        let n =
+            sh.read_at(&mut buf[..len], c.source_offset).map_err(|e| (e.status(), SrvCopychunkResponse { ..zero }))?;
         if n < len {
-            return Err((NtStatus::INVALID_VIEW_SIZE, SrvCopychunkResponse { chunks_written: n_chunks, chunk_bytes_written: 0, total_bytes_written: written }));
+            return Err((
+                NtStatus::INVALID_VIEW_SIZE,
+                SrvCopychunkResponse { chunks_written: n_chunks, chunk_bytes_written: 0, total_bytes_written: written },
+            ));
         }
         // Each chunk is a read and a write as far as byte-range locks and
         // oplocks go ([MS-SMB2] 3.3.5.15.6).

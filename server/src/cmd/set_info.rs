@@ -31,7 +31,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             let info = parse_set_file_info(req.file_info_class, req.buffer).map_err(|e| e.status())?;
             if let SetFileInfo::Rename { replace_if_exists, name, .. } = &info {
                 need(&open, access::DELETE)?;
-                if let Some(key) = break_handles_for_rename(ctx.server, &open) {
+                if let Some(key) = break_others_handle_caching(ctx.server, &open) {
                     return Ok(rename_after_breaks(
                         ctx.server.clone(),
                         open.clone(),
@@ -208,7 +208,7 @@ fn set_delete(ctx: &mut Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStat
         // close the handles they keep and the delete happens (as a
         // FILE_DELETE_ON_CLOSE open breaks them, `cmd::create`); the
         // disposition does not wait for them.
-        let _ = break_handles_for_rename(ctx.server, open);
+        let _ = break_others_handle_caching(ctx.server, open);
     }
     lock(&open.st).delete_on_close = delete;
     ctx.deltas.push(Delta::DeletePendingSet { set: ctx.server.set(), file: key, on: delete });
@@ -312,13 +312,13 @@ fn rename(
     Ok(())
 }
 
-/// A rename breaks the handle caching of the file's other leases (other
-/// keys than the renaming open's), as Windows and Samba do, and waits for
-/// the holders to acknowledge: a holder that caches handles may have the
-/// file open under its old name ([MS-FSA] 2.1.5.14.11; smbtorture
-/// smb2.lease.rename_wait, v2_rename). Holders that are gone (retained
-/// handles) are purged. The file, when the rename must wait.
-fn break_handles_for_rename(server: &Arc<Server>, open: &Open) -> Option<crate::model::FileUid> {
+/// A rename or a delete disposition breaks the handle caching of the file's
+/// other leases (other keys than this open's), as Windows and Samba do; a
+/// rename waits for the holders to acknowledge: a holder that caches
+/// handles may have the file open under its old name ([MS-FSA] 2.1.5.14.11;
+/// smbtorture smb2.lease.rename_wait, v2_rename). Holders that are gone
+/// (retained handles) are purged. The file, when the rename must wait.
+fn break_others_handle_caching(server: &Arc<Server>, open: &Open) -> Option<crate::model::FileUid> {
     let key = open.key?;
     let breaks = {
         let mut files = server.files();
@@ -349,7 +349,7 @@ fn rename_after_breaks(
         let mut key = key;
         loop {
             crate::state::oplock::wait_for_breaks(&server, key).await;
-            match break_handles_for_rename(&server, &open) {
+            match break_others_handle_caching(&server, &open) {
                 Some(k) => key = k,
                 None => break,
             }
