@@ -22,7 +22,9 @@
 # --failpoints: every other restart arms DUET_FAILPOINT (a test-only
 # setting, server/src/failpoint.rs), so that the server also dies by itself
 # at a consistency point (after point 1, 2 or 3, after the answer left,
-# after point 4) on its N-th pass there; such a death counts as a kill.
+# after point 4) or in a WRITE (after its data was written, before its
+# point 3; or half way through writing it) on its N-th pass there; such a
+# death counts as a kill.
 #
 # Ends with exactly one line on stdout:
 #   kills K, requests R, lost L, duplicated D, client errors E
@@ -71,9 +73,9 @@ server_errors=0
 starts=0
 # --failpoints: every other start (not the first) is armed to die by
 # itself at a consistency point (DUET_FAILPOINT, server/src/failpoint.rs):
-# the N-th pass of point1, point2, point3, sent or point4.
+# the N-th pass of point1, point2, written, torn, point3, sent or point4.
 armed=""
-fp_names=(point1 point2 point3 sent point4)
+fp_names=(point1 point2 written torn point3 sent point4)
 fp_deaths=0
 
 start_server() {
@@ -83,7 +85,7 @@ start_server() {
   [ "$journal" = 1 ] && j=(--journal "$dir/nvram" --journal-size "$journal_size" --journal-policy "$policy")
   armed=""
   if [ "$failpoints" = 1 ] && [ "$starts" -gt 0 ] && [ $((starts % 2)) -eq 1 ]; then
-    armed="${fp_names[$(( (seed + starts) % 5 ))]}:$(( 50 + (seed * 31 + starts * 977) % 3000 ))"
+    armed="${fp_names[$(( (seed + starts) % ${#fp_names[@]} ))]}:$(( 50 + (seed * 31 + starts * 977) % 3000 ))"
     log "crash: start $((starts + 1)) armed with DUET_FAILPOINT=$armed"
   fi
   (cd "$dir" && DUET_FAILPOINT=$armed exec "$bin" serve --listen "127.0.0.1:$port" --share "crash=$dir/share" \

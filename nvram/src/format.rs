@@ -186,7 +186,8 @@ impl Header {
 pub enum Kind {
     /// Point 1: the whole request bytes, before any answer leaves.
     PreAck = 0x01,
-    /// Point 2: one compound element is about to run.
+    /// Point 2: one compound element is about to run; with a payload, what it decided
+    /// before it changed anything ([`crate::Entry::Decided`]).
     PreCommand = 0x02,
     /// Point 3: an element finished; its response bytes and state delta.
     PostCompletion = 0x03,

@@ -69,6 +69,18 @@ pub enum Entry<'a> {
         /// Index of the element in the compound.
         element: u16,
     },
+    /// Point 2 again, with a payload: what element `element` decided before it changed
+    /// anything, for a restore that finds no point-3 record of it (where an append's
+    /// data goes, so that the restore can tell whether it was written). Stored as a
+    /// [`Kind::PreCommand`] record that has a payload.
+    Decided {
+        /// The operation.
+        op: OpId,
+        /// Index of the element in the compound.
+        element: u16,
+        /// What it decided, opaque to the journal.
+        decision: &'a [u8],
+    },
     /// Point 3: element `element` finished; its response and state delta.
     PostCompletion {
         /// The operation.
@@ -101,6 +113,7 @@ impl<'a> Entry<'a> {
         match *self {
             Entry::PreAck { op, request } => (Kind::PreAck, op.0, 0, [request, &[], &[]]),
             Entry::PreCommand { op, element } => (Kind::PreCommand, op.0, element, [&[], &[], &[]]),
+            Entry::Decided { op, element, decision } => (Kind::PreCommand, op.0, element, [decision, &[], &[]]),
             Entry::PostCompletion { op, element, status, response, delta } => {
                 len[..4].copy_from_slice(&(response.len() as u32).to_le_bytes());
                 len[4..].copy_from_slice(&status.to_le_bytes());
@@ -890,7 +903,6 @@ impl Journal {
         let meta = lock(&self.header).partner;
         Ok(recover::scan(&RegionSource(&self.region), self.partner_base, self.cap, meta)?)
     }
-
 
     /// Stores bytes shipped by the partner at logical position `pos` of the mirror ring
     /// and syncs them as this journal's policy says. Calls must come in the partner's

@@ -17,7 +17,7 @@ enum Op {
 
 fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (1u8..=4, 1u64..12, 0usize..3000).prop_map(|(kind, op, len)| Op::Append { kind, op, len }),
+        6 => (1u8..=5, 1u64..12, 0usize..3000).prop_map(|(kind, op, len)| Op::Append { kind, op, len }),
         3 => (1u64..12).prop_map(|op| Op::Retire { op }),
         1 => (0usize..2000).prop_map(|len| Op::Checkpoint { len }),
     ]
@@ -73,7 +73,9 @@ fn run(ops: &[Op], crash: &Crash, more: usize, policy: u8) -> Result<(), TestCas
                 }
                 let (kind, op, element) = match e {
                     Entry::PreAck { op, .. } => (Kind::PreAck, op, 0),
-                    Entry::PreCommand { op, element } => (Kind::PreCommand, op, element),
+                    Entry::PreCommand { op, element } | Entry::Decided { op, element, .. } => {
+                        (Kind::PreCommand, op, element)
+                    }
                     Entry::PostCompletion { op, element, .. } => (Kind::PostCompletion, op, element),
                     Entry::PostReplyAck { op } => (Kind::PostReplyAck, op, 0),
                     Entry::Checkpoint { .. } => (Kind::Checkpoint, OpId(0), 0),
@@ -105,6 +107,8 @@ fn run(ops: &[Op], crash: &Crash, more: usize, policy: u8) -> Result<(), TestCas
                         let (r, d) = p.split_at(p.len() / 2);
                         (Entry::PostCompletion { op, element: 3, status: 0, response: r, delta: d }, whole)
                     }
+                    // Point 2 with what the element decided.
+                    5 => (Entry::Decided { op, element: 2, decision: &p }, p.clone()),
                     _ => (Entry::PostReplyAck { op }, vec![]),
                 };
                 append(&j, &mut items, &mut prev_end, e, payload);

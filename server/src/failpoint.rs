@@ -7,6 +7,8 @@
 //! |---|---|
 //! | `point1` | a frame's point-1 record was appended |
 //! | `point2` | an element's point-2 record was appended, before it runs |
+//! | `written` | a WRITE (or a server-side copy) wrote its data, before its point 3 |
+//! | `torn` | a WRITE (or a server-side copy) wrote the first half of its data: dies in the middle of the write |
 //! | `point3` | a frame's point-3 records are durable, before its answers are sent (a deferred element's, a large READ's or WRITE's, in its own task) |
 //! | `sent` | an answer was handed to the socket, before point 4 |
 //! | `point4` | the point-4 record was appended |
@@ -56,8 +58,15 @@ pub fn pause(name: &str) {
 /// The pipeline passes `name`: dies here if this is the armed failpoint's
 /// N-th pass.
 pub fn hit(name: &str) {
+    hit_after(name, || ());
+}
+
+/// [`hit`], doing `last` first when this is the pass that dies (what the
+/// process had done of its work when it died: part of a write).
+pub fn hit_after(name: &str, last: impl FnOnce()) {
     if let Some((armed, at)) = armed() {
         if armed == name && PASSED.fetch_add(1, Ordering::Relaxed) + 1 == *at {
+            last();
             eprintln!("duet: failpoint {name} reached ({at}): dying");
             std::process::abort();
         }

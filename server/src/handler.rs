@@ -163,6 +163,10 @@ pub struct Ctx<'a> {
     pub may_send_file: bool,
     /// For related compound elements: the file id the previous element used.
     pub chain_file_id: Option<FileId>,
+    /// The journal's operation and this element's index in it, for a
+    /// handler that records what it decided before it changes anything
+    /// ([`crate::journal::Journal::decided`]).
+    pub op: (crate::journal::OpId, usize),
     /// What the element changed in the long-lived state, in order: the
     /// pipeline journals them with the response (point 3) and applies them
     /// to the state model ([`crate::state::record`]).

@@ -196,9 +196,9 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
             None => return standby(cfg, p.clone(), shutdown).await,
         }
     }
-    let (model, writes, renames, creates) = match &opened.recovery {
+    let (model, writes, renames, creates, appends) = match &opened.recovery {
         Some(r) => match restart::rebuild_with_redo(r).map_err(|e| RunError::Journal(opened.path.clone(), e))? {
-            Some(r) => (Some(r.model), r.writes, r.renames, r.creates),
+            Some(r) => (Some(r.model), r.writes, r.renames, r.creates, r.appends),
             None => Default::default(),
         },
         None => Default::default(),
@@ -228,7 +228,7 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
         restart::redo::redo(&server, &model, &writes);
         restart::redo::undo_creates(&server, &model, &creates);
     }
-    restart::start(&server, &opened, &renames).await?;
+    restart::start(&server, &opened, &renames, &appends).await?;
     info!(took_ms = t0.elapsed().as_millis() as u64, "journal ready: state restored, checkpointed and flagged");
     tokio::spawn(restart::retire::run(server.clone(), opened.policy.survives_power_loss()));
     if let (Some(sets), Some(p)) = (sets, pair.clone()) {

@@ -432,8 +432,8 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
                 // Its records stay in the journal until its point 3 (below).
                 server.retirer.busy(op);
                 busy = true;
-                run_element(conn, &server, &hdr_eff, &elem, c.encrypted, if related { c.file_id } else { None }, single)
-                    .await
+                let chain = if related { c.file_id } else { None };
+                run_element(conn, &server, &hdr_eff, &elem, c.encrypted, chain, single, (op, index)).await
             }
         };
         let last = hdr.next_command == 0;
@@ -794,6 +794,7 @@ fn error_resp(status: NtStatus) -> Resp {
 
 /// Checks the session, signature, encryption and tree of one element, then
 /// dispatches it.
+#[allow(clippy::too_many_arguments)]
 async fn run_element(
     conn: &mut ConnState,
     server: &Arc<Server>,
@@ -802,6 +803,7 @@ async fn run_element(
     encrypted: bool,
     chain_file_id: Option<FileId>,
     single: bool,
+    op: (crate::journal::OpId, usize),
 ) -> Result<Resp, NtStatus> {
     let Some(command) = hdr.command() else {
         return Err(NtStatus::INVALID_PARAMETER);
@@ -911,6 +913,7 @@ async fn run_element(
         may_send_file,
         chain_file_id,
         single,
+        op,
         deltas: Vec::new(),
     };
     let result = cmd::dispatch(&mut ctx, command).instrument(span).await;

@@ -454,6 +454,66 @@ fn a_saved_answer_of_a_large_append_survives_two_more_crashes() {
     append_is_answered_once_after("process", 65536, 3);
 }
 
+/// An append that wrote its data dies with the server before its point-3
+/// record (failpoint `written`: the third WRITE, one of the 8 appends), so
+/// the client resends it after the restart. The restart finds the place the
+/// append recorded before writing (`Decision::AppendAt`) holding its data,
+/// and answers the resend as done: each block is in the file once. Before
+/// such records the resend appended the block a second time.
+fn append_killed_after_its_write_is_not_appended_again(policy: &str, size: usize) {
+    append_killed_in_its_write(policy, size, "written", "found=Done");
+}
+
+/// An append killed in the middle of its write, half its data written
+/// (failpoint `torn`): the restart cuts the file back to where the append
+/// began, and the resend appends it whole. Before, the resend appended
+/// after the half block.
+#[test]
+fn an_append_killed_in_the_middle_of_its_write_is_cut_back() {
+    append_killed_in_its_write("process", 65536, "torn", "found=CutBack");
+}
+
+/// The third WRITE dies at `failpoint` (`written` or `torn`); the restart
+/// says `found` of it, and each block is in the file once after the resend.
+fn append_killed_in_its_write(policy: &str, size: usize, failpoint: &str, found: &str) {
+    let mut args = JOURNAL_ARGS.to_vec();
+    args.extend(["--journal-policy", policy]);
+    let armed = format!("{failpoint}:3");
+    let Some(mut server) = duet_with_env(&args, &[("DUET_FAILPOINT", &armed)]) else { return };
+    let blocks = 8;
+    let mut client = Appender::start(&server, blocks, size);
+    let before = client.until_lost();
+    assert!(
+        server.wait_exit(Duration::from_secs(60)).is_some()
+            && server.log().contains(&format!("failpoint {failpoint} reached")),
+        "duet did not die at its failpoint\n{}",
+        server.log()
+    );
+    server.set_duet_env(&[]);
+    let from = server.restart();
+    let (lines, stderr) = client.finish();
+    let log = server.log();
+    let ctx = format!("before the crash: {before:?}\nafter: {lines:?}\n--- client ---\n{stderr}\n--- server log ---\n{log}");
+    let last = lines.last().cloned().unwrap_or_default();
+    assert_eq!(last["done"], true, "the client did not finish\n{ctx}");
+    assert!(lines.iter().any(|l| l["replay"] == true), "no write was resent\n{ctx}");
+    assert!(log[from..].contains(found), "the restart did not say {found} of the append\n{ctx}");
+    assert_blocks(&server.share_dir().join("failover.dat"), blocks, size, &ctx);
+}
+
+/// A small append under `group`: it waits for its place's record to be
+/// durable (on a blocking thread) before it writes.
+#[test]
+fn a_small_append_killed_after_its_write_under_group_is_not_appended_again() {
+    append_killed_after_its_write_is_not_appended_again("group", 3000);
+}
+
+/// A large append under `process`: its data is in no record, only its digest.
+#[test]
+fn a_large_append_killed_after_its_write_under_process_is_not_appended_again() {
+    append_killed_after_its_write_is_not_appended_again("process", 65536);
+}
+
 /// An exclusive CREATE under a CreateGuid that is slower than a second (the
 /// time after which the journal lets the records of an unanswered
 /// operation go, `RELEASE_AFTER`), killed after making its file while a

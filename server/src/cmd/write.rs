@@ -7,6 +7,7 @@ use protocol::NtStatus;
 use super::bad;
 use crate::fs;
 use crate::handler::{Ctx, HResult, Resp};
+use crate::journal::{Decision, OpId};
 use crate::model::{Delta, PersistentFileId};
 use crate::state::files::access;
 use crate::state::lock;
@@ -52,7 +53,15 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             // the end as it is when the data is written (a WRITE before it
             // may still be writing), checked here against where it is now.
             let offset = if append_only { h.stat().map_err(|e| e.status())?.size } else { req.offset };
-            let at = if append_only { At::End } else { At::Offset(offset) };
+            // An append records where its data goes before it writes it
+            // (below, [`Decision::AppendAt`]); where a power loss must find
+            // that record, the WRITE waits for it on a blocking thread.
+            let wait = append_only && ctx.server.journal.must_wait();
+            let at = if append_only {
+                At::End(Some(Decide { op: ctx.op, wait: wait && ctx.single }))
+            } else {
+                At::Offset(offset)
+            };
             check_range(offset, len)?;
             if len > 0 {
                 if let Some(key) = open.key {
@@ -68,7 +77,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             // A lone large WRITE whose data the journal does not hold is
             // synced in the file before it is answered (WriteData::InFile).
             let sync = ctx.single && ctx.server.syncs_write_in_file(req.data.len());
-            if ctx.single && req.data.len() >= DEFER_FROM {
+            if ctx.single && (req.data.len() >= DEFER_FROM || wait) {
                 // Large writes run beside the connection, which reads on;
                 // the data stays in the request frame, shared, not copied.
                 let data = ctx.frame.slice_ref(req.data);
@@ -102,8 +111,41 @@ const DEFER_FROM: usize = 64 * 1024;
 enum At {
     Offset(u64),
     /// The end of the file when the data is written, with the open's
-    /// other writes held off (an append-only open).
-    End,
+    /// other writes held off (an append-only open); recorded in the
+    /// journal first, with `Some`.
+    End(Option<Decide>),
+}
+
+/// How an append records where its data goes ([`crate::journal::Journal::decided`]).
+#[derive(Clone, Copy, Debug)]
+struct Decide {
+    /// The journal's operation and the element's index.
+    op: (OpId, usize),
+    /// Wait until the record is durable before writing: on a blocking
+    /// thread only (a deferred WRITE), under a policy whose records are not
+    /// durable when appended.
+    wait: bool,
+}
+
+/// Records that the append of `len` bytes by `d` goes at `offset`, and
+/// waits for the record when `d` says so. A journal that refuses it (full
+/// and the WRITE not on a blocking thread, or failing) leaves the append as
+/// it was before such records: a resend after a crash may append again.
+fn record_append(server: &Arc<Server>, d: Decide, offset: u64, len: u64) {
+    let decision = Decision::AppendAt { offset, len };
+    let (op, index) = d.op;
+    let journal = &server.journal;
+    let r = if d.wait {
+        tokio::runtime::Handle::current().block_on(async {
+            let t = crate::journal::with_backoff(|| journal.decided(op, index, &decision)).await?;
+            journal.durable(t).await
+        })
+    } else {
+        journal.decided(op, index, &decision).map(drop)
+    };
+    if let Err(e) = r {
+        tracing::debug!(offset, len, "journal, an append's place not recorded: {e}");
+    }
 }
 
 /// Writes file data (and syncs it, with `sync`) and answers with the count.
@@ -118,7 +160,7 @@ fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], at: At, sync:
     let mut body = BytesMut::with_capacity(17);
     WriteResponse { count: n as u32 }.encode(&mut body);
     let mut r = Resp::ok(body).file(open.file_id());
-    if matches!(at, At::End) {
+    if matches!(at, At::End(_)) {
         r.deltas.push(Delta::AppendedAt { open: PersistentFileId(open.persistent_id), offset });
     }
     Ok(r)
@@ -139,11 +181,16 @@ fn write_data_at(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], at: At) ->
     let _writing = lock(&open.writing);
     let offset = match at {
         At::Offset(o) => o,
-        At::End => h.stat().map_err(|e| e.status())?.size,
+        At::End(_) => h.stat().map_err(|e| e.status())?.size,
     };
     check_range(offset, data.len() as u64)?;
+    if let (At::End(Some(d)), false) = (at, data.is_empty()) {
+        record_append(server, d, offset, data.len() as u64);
+    }
     let frozen = crate::state::write_time::before_write(server, open);
+    crate::failpoint::hit_after("torn", || drop(h.write_at(&data[..data.len() / 2], offset)));
     let n = h.write_at(data, offset).map_err(|e| e.status())?;
+    crate::failpoint::hit("written");
     if n > 0 {
         crate::state::write_time::after_write(server, open, frozen);
     }

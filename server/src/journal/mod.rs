@@ -62,15 +62,17 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub mod carry;
+mod decision;
 mod nvram;
 mod recording;
 mod replay;
 
 pub use self::nvram::NvramJournal;
+pub use decision::Decision;
 pub use recording::{Record, RecordingJournal};
 pub use replay::{
-    body_hash, created_file_id, digested_write, frame_elements, write_digest, ReplayIndex, ReplayKey, Saved,
-    WRITE_FIXED,
+    body_hash, created_file_id, digested_write, frame_elements, recorded_digest, write_digest, ReplayIndex, ReplayKey,
+    Saved, WRITE_FIXED,
 };
 
 /// Identifies one request (frame) in the journal; the same id `nvram/` stores.
@@ -186,6 +188,16 @@ pub trait Journal: Send + Sync {
 
     /// Point 2: element `index` of `op` is about to run.
     fn pre_command(&self, op: OpId, index: usize) -> Result<Ticket, Error>;
+
+    /// Point 2 again: element `index` of `op` decided `decision` before it
+    /// changes anything (a WRITE on an append-only open, where its data
+    /// goes: [`Decision`]). Recorded under the policy's durability like any
+    /// record; the caller waits for its ticket before it writes where a
+    /// power loss must find it. The default: kept nowhere.
+    fn decided(&self, op: OpId, index: usize, decision: &Decision) -> Result<Ticket, Error> {
+        let _ = (op, index, decision);
+        Ok(Ticket::DURABLE)
+    }
 
     /// Point 3: element `index` of `op` finished with `status` and `response` (the
     /// body that will be sent) and changed the state by `delta` (the model's encoded

@@ -131,6 +131,16 @@ impl NvramJournal {
     /// checkpoints until their deadline. Returns how many were found, and
     /// the operations of the carried ones (besides those of the log's
     /// records), for the caller to retire with them.
+    /// Saves the answer of element `key` of `op`, an operation of a
+    /// recovered log whose point-3 record is missing but whose work the
+    /// restore found done ([`crate::restart::appends`]), as
+    /// [`NvramJournal::recover_replies`] saves the log's answers: off the
+    /// log, for [`super::KEPT_AFTER_RESTART`]. Call after it.
+    pub fn recover_answer(&self, key: ReplayKey, op: OpId, status: u32, response: Bytes) {
+        let deadline = super::wall_ms() + super::KEPT_AFTER_RESTART.as_millis() as u64;
+        self.replies().insert_off_log(key, Saved { op, status, response, ticket: Ticket::DURABLE }, deadline);
+    }
+
     pub fn recover_replies(&self, log: &::nvram::LogRecovery) -> (usize, Vec<OpId>) {
         use std::collections::{BTreeMap, HashMap};
         let now = super::wall_ms();
@@ -228,6 +238,10 @@ impl Journal for NvramJournal {
 
     fn pre_command(&self, op: OpId, index: usize) -> Result<Ticket, Error> {
         self.append(Entry::PreCommand { op, element: element(index)? })
+    }
+
+    fn decided(&self, op: OpId, index: usize, decision: &super::Decision) -> Result<Ticket, Error> {
+        self.append(Entry::Decided { op, element: element(index)?, decision: &decision.encode() })
     }
 
     fn post_completion(

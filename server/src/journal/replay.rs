@@ -217,6 +217,19 @@ pub fn digested_write(msg: &[u8], digest: u64) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The [`write_digest`] of a WRITE's data as point 1 recorded the WRITE:
+/// kept in a [`digested_write`] record, else computed from the data the
+/// record holds.
+pub fn recorded_digest(msg: &[u8]) -> u64 {
+    let at = HEADER_LEN + WRITE_FIXED;
+    match (msg.get(HEADER_LEN..HEADER_LEN + 2), msg.get(at..)) {
+        (Some(size), Some(digest)) if size == DIGESTED.to_le_bytes() && digest.len() == 8 => {
+            u64::from_le_bytes(digest.try_into().unwrap_or_default())
+        }
+        _ => write_digest(msg),
+    }
+}
+
 /// The body hash of a WRITE's replay key: its fixed part without the FileId,
 /// then the digest of its data: from the request (`digest` when known, else
 /// computed), or from a [`digested_write`] record. `None` when the body is
@@ -603,6 +616,9 @@ mod tests {
             let rh = Header::parse(&record).unwrap();
             assert_eq!(ReplayKey::of(&rh, &record, None), Some(key), "{len}");
             assert!(protocol::msg::write::WriteRequest::parse(&record).is_err());
+            // The digest of the data, from the record as from the WRITE.
+            assert_eq!((recorded_digest(&record), recorded_digest(&m)), (digest, digest));
+            assert_eq!(digest, body_hash(0, &data));
             // The resend after a reconnect: another header, the volatile id another.
             let reopened = write_body(FileId { volatile: 5, ..F }, u64::MAX, &data);
             let (h2, m2) = msg(Command::Write, flags::REPLAY_OPERATION, 3, 99, &reopened);

@@ -40,6 +40,7 @@
 //! a moment to finish, a checkpoint is made durable and the flag set to
 //! "elective reboot".
 
+pub mod appends;
 pub mod redo;
 mod reopen;
 pub mod retire;
@@ -221,6 +222,8 @@ pub struct Rebuilt {
     /// The exclusive CREATEs under way when the node died
     /// ([`redo::Collector::creates_in_flight`]).
     pub creates: Vec<(String, String, [u8; 16])>,
+    /// The appends under way when the node died ([`appends::in_flight`]).
+    pub appends: Vec<appends::InFlight>,
 }
 
 /// [`rebuild`], and what else the log holds for the restore ([`Rebuilt`]).
@@ -284,7 +287,8 @@ pub fn rebuild_log(log: &::nvram::LogRecovery) -> Result<Option<Rebuilt>, String
     info!(checkpoint = ck.seq, deltas = applied, "state model rebuilt from the journal");
     let renames = writes.renames_in_flight();
     let creates = writes.creates_in_flight(&model, set);
-    Ok(Some(Rebuilt { model, writes: writes.into_redo(), renames, creates }))
+    let appends = appends::in_flight(log, &model);
+    Ok(Some(Rebuilt { model, writes: writes.into_redo(), renames, creates, appends }))
 }
 
 /// What a restart ends, as deltas of `model` (see the module doc, step 3):
@@ -377,9 +381,10 @@ pub async fn start(
     server: &Arc<Server>,
     opened: &Opened,
     renames: &std::collections::HashMap<u64, String>,
+    appends: &[appends::InFlight],
 ) -> Result<(), RunError> {
     let log = opened.recovery.as_ref().map(|r| &r.own);
-    start_from(server, &opened.region, &opened.journal, log, renames)
+    start_from(server, &opened.region, &opened.journal, log, renames, appends)
         .await
         .map_err(|e| journal_error(&opened.path, e))?;
     opened.region.set_flag(Flag::NonElectiveReboot).map_err(|e| journal_error(&opened.path, e))?;
@@ -398,6 +403,7 @@ pub async fn start_from(
     journal: &crate::journal::NvramJournal,
     log: Option<&::nvram::LogRecovery>,
     renames: &std::collections::HashMap<u64, String>,
+    appends: &[appends::InFlight],
 ) -> Result<(), String> {
     let t0 = Instant::now();
     crate::failpoint::pause("restore");
@@ -440,6 +446,8 @@ pub async fn start_from(
             server.retirer.recovered(*op);
         }
         info!(operations = ops.len(), saved_answers = replies, "operations found in the journal");
+        // After the log's answers: an unanswered element's key was forgotten.
+        appends::settle(server, journal, appends);
     }
     let t = server.checkpoint().map_err(|e| e.to_string())?;
     server.journal.durable(t).await.map_err(|e| e.to_string())?;

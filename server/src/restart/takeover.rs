@@ -210,8 +210,8 @@ pub async fn take(t: &Taker) -> Result<(Arc<Server>, Epoch), String> {
     info!(set = set.0, epoch = epoch.0, "pair: claimed the partner's set");
     let log = t.pair.region().scan_partner().map_err(|e| format!("cannot scan the mirror ring: {e}"))?;
     let rebuilt = super::rebuild_log(&log).map_err(|e| format!("the mirrored log: {e}"))?;
-    let (model, writes, renames, creates) = match rebuilt {
-        Some(r) => (Some(r.model), r.writes, r.renames, r.creates),
+    let (model, writes, renames, creates, appends) = match rebuilt {
+        Some(r) => (Some(r.model), r.writes, r.renames, r.creates, r.appends),
         None => Default::default(),
     };
     let cfg = t.set_config();
@@ -248,7 +248,7 @@ pub async fn take(t: &Taker) -> Result<(Arc<Server>, Epoch), String> {
         super::redo::redo(&server, &model, &writes);
         super::redo::undo_creates(&server, &model, &creates);
     }
-    super::start_from(&server, &region, &journal, Some(&log), &renames).await?;
+    super::start_from(&server, &region, &journal, Some(&log), &renames, &appends).await?;
     tokio::spawn(super::retire::run(server.clone(), false));
     info!(
         set = set.0,
