@@ -58,6 +58,15 @@ pub trait Storage: Send + Sync {
 
     /// Makes the bytes of `offset..offset + len` durable (`msync` for a mapped file).
     fn sync(&self, offset: u64, len: u64) -> io::Result<()>;
+
+    /// The bytes of `offset..offset + len` are not needed in memory now: the journal
+    /// moved past them (the ring's head) and will write them again before it reads
+    /// them. What they hold stays as it is; a mapped file drops the pages wholly inside
+    /// the range from the process's mapping, so that its resident memory follows the
+    /// live part of the ring, not the whole ring. The default: nothing to drop.
+    fn discard(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
 }
 
 fn check_range(region: u64, offset: u64, len: usize) {
@@ -81,23 +90,33 @@ pub struct MmapStorage {
 
 impl MmapStorage {
     /// Creates (or truncates) the file at `path`, sizes it to `len` bytes and maps it.
+    /// No page is touched: each is faulted in when the ring first reaches it.
     pub fn create(path: &Path, len: u64) -> io::Result<Self> {
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
         file.set_len(len)?;
-        Self::map(file)
+        let map = MmapOptions::new().map_raw(&file)?;
+        Ok(MmapStorage { map, _file: file })
     }
 
     /// Maps the existing file at `path`, whatever its size.
     pub fn open(path: &Path) -> io::Result<Self> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        Self::map(file)
-    }
-
-    fn map(file: File) -> io::Result<Self> {
         // Populate: fault every page in now, in one go, rather than one fault at a time
-        // on the append path or during recovery's scan (which costs twice as long).
+        // during recovery's scan (which costs twice as long). The journal discards what
+        // is outside the live part of its rings once the scan is done.
         let map = MmapOptions::new().populate().map_raw(&file)?;
         Ok(MmapStorage { map, _file: file })
+    }
+}
+
+/// The page size [`Storage::discard`] aligns to.
+fn page_size() -> u64 {
+    // SAFETY: sysconf only reads a system constant.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as u64
+    } else {
+        4096
     }
 }
 
@@ -142,6 +161,33 @@ impl Storage for MmapStorage {
         }
         self.map.flush_range(offset as usize, len as usize)
     }
+
+    fn discard(&self, offset: u64, len: u64) {
+        let page = page_size();
+        let end = offset.saturating_add(len).min(self.len()) / page * page;
+        let start = offset.div_ceil(page) * page;
+        if start >= end {
+            return;
+        }
+        // SAFETY: the range is page-aligned and inside the mapping, which lives as long
+        // as `self`. MADV_DONTNEED on a shared file mapping only unmaps the pages from
+        // this process: their contents (written back or still dirty) stay in the page
+        // cache and the file, and the next access maps them again. No Rust reference
+        // into the mapping exists (every access copies through a raw pointer), so
+        // nothing observes the pages going.
+        let r = unsafe {
+            libc::madvise(self.map.as_mut_ptr().add(start as usize).cast(), (end - start) as usize, libc::MADV_DONTNEED)
+        };
+        if r != 0 {
+            warn_once(io::Error::last_os_error());
+        }
+    }
+}
+
+/// A failed `madvise` costs memory, not correctness: said once on stderr.
+fn warn_once(e: io::Error) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| eprintln!("nvram: madvise(MADV_DONTNEED) of the journal's free space failed: {e}"));
 }
 
 /// A region backed by a file on a DAX file system (persistent memory, NVDIMM), mapped
@@ -462,6 +508,19 @@ impl Region {
 
     pub(crate) fn sync(&self, offset: u64, len: u64) -> io::Result<()> {
         self.storage.sync(offset, len)
+    }
+
+    /// Drops the logical range `from..to` of the ring at `base` (of `cap` bytes) from
+    /// memory ([`Storage::discard`]): the free part of a ring, behind its head.
+    pub(crate) fn discard_ring(&self, base: u64, cap: u64, from: u64, to: u64) {
+        let to = to.min(from.saturating_add(cap));
+        let mut pos = from;
+        while pos < to {
+            let off = pos % cap;
+            let n = (to - pos).min(cap - off);
+            self.storage.discard(base + off, n);
+            pos += n;
+        }
     }
 
     /// Writes a header slot. The header lock makes the write exclusive.
