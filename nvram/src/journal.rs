@@ -141,9 +141,6 @@ const COPY_CHUNK: usize = 16 * 1024;
 /// The most bytes the publisher ships to the mirror in one piece.
 const SHIP_CHUNK: u64 = 1 << 20;
 const NO_CHECKPOINT: u64 = u64::MAX;
-/// How far the head moves before the ring behind it is dropped from memory
-/// ([`Journal::discard_behind`]).
-const DISCARD_CHUNK: u64 = 1 << 20;
 
 /// Live operations of one shard: operation to the position of its first record.
 #[derive(Default)]
@@ -206,9 +203,6 @@ pub struct Journal {
     persisted_head: AtomicU64,
     head_lock: Mutex<()>,
     retired: AtomicU64,
-    /// How far behind the head the own ring was dropped from memory
-    /// ([`Storage::discard`]): a logical position.
-    discarded: AtomicU64,
 }
 
 impl std::fmt::Debug for Journal {
@@ -320,7 +314,10 @@ impl Journal {
             let mut h = lock(&journal.header);
             journal.write_header(&mut h)?;
         }
-        // The scan mapped every page of both rings; keep the live parts only.
+        // The scan mapped every page of both rings; keep the live parts only (a page
+        // of the free part is mapped again when the tail reaches it: once a lap would
+        // put a page fault on the append path every 4 KiB, so pages stay mapped once
+        // used, and the resident part of a ring is what its load has used of it).
         journal.region.discard_ring(journal.own.base, cap, own.tail, own.head + cap);
         journal.region.discard_ring(journal.partner_base, cap, partner.tail, partner.head + cap);
         let recovery = Recovery { flag, generation: header.generation, own, partner };
@@ -365,7 +362,6 @@ impl Journal {
             persisted_head: AtomicU64::new(head),
             head_lock: Mutex::new(()),
             retired: AtomicU64::new(0),
-            discarded: AtomicU64::new(head),
         }
     }
 
@@ -742,25 +738,11 @@ impl Journal {
             }
         }
         let head = self.mem_head.fetch_max(head, Ordering::AcqRel).max(head);
-        self.discard_behind(head);
         let persisted = self.persisted_head.load(Ordering::Acquire);
         if head > persisted && (force || head - persisted >= self.cap / 4) {
             self.persist_head()?;
         }
         Ok(())
-    }
-
-    /// Drops the own ring's bytes behind `head` from memory, a [`DISCARD_CHUNK`] or
-    /// more at a time: the journal's resident memory follows its live records, and a
-    /// page is faulted in again when the tail comes round to it.
-    fn discard_behind(&self, head: u64) {
-        let from = self.discarded.load(Ordering::Acquire);
-        if head < from.saturating_add(DISCARD_CHUNK) {
-            return;
-        }
-        if self.discarded.compare_exchange(from, head, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            self.region.discard_ring(self.own.base, self.cap, from, head);
-        }
     }
 
     fn persist_head(&self) -> Result<()> {

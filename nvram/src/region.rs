@@ -59,11 +59,11 @@ pub trait Storage: Send + Sync {
     /// Makes the bytes of `offset..offset + len` durable (`msync` for a mapped file).
     fn sync(&self, offset: u64, len: u64) -> io::Result<()>;
 
-    /// The bytes of `offset..offset + len` are not needed in memory now: the journal
-    /// moved past them (the ring's head) and will write them again before it reads
-    /// them. What they hold stays as it is; a mapped file drops the pages wholly inside
-    /// the range from the process's mapping, so that its resident memory follows the
-    /// live part of the ring, not the whole ring. The default: nothing to drop.
+    /// The bytes of `offset..offset + len` are not needed in memory now: the free part
+    /// of a ring, which the journal writes again before it reads it. What they hold
+    /// stays as it is; a mapped file drops the pages wholly inside the range from the
+    /// process's mapping, so that its resident memory is what the journal uses, not the
+    /// size of its file. The default: nothing to drop.
     fn discard(&self, offset: u64, len: u64) {
         let _ = (offset, len);
     }
@@ -511,7 +511,7 @@ impl Region {
     }
 
     /// Drops the logical range `from..to` of the ring at `base` (of `cap` bytes) from
-    /// memory ([`Storage::discard`]): the free part of a ring, behind its head.
+    /// memory ([`Storage::discard`]): the free part of a ring.
     pub(crate) fn discard_ring(&self, base: u64, cap: u64, from: u64, to: u64) {
         let to = to.min(from.saturating_add(cap));
         let mut pos = from;
