@@ -43,12 +43,24 @@ pub struct Options {
     pub node: NodeId,
     /// The durability policy.
     pub durability: Durability,
+    /// Drop the own ring's pages behind the head from memory as the head moves on
+    /// ([`Storage::discard`], a MiB at a time), so that resident memory follows the
+    /// live records; the tail then faults each page in again when it comes round (a
+    /// page fault per 4 KiB appended, about 0.3 to 0.5 µs here: half the speed of
+    /// 4 KiB appends at several GiB/s, nothing at a server's MB/s). Off by default:
+    /// pages stay mapped once the ring has used them.
+    pub release_free: bool,
 }
 
 impl Options {
     /// Options for `node` of `cluster` with the given policy.
     pub fn new(cluster: ClusterId, node: NodeId, durability: Durability) -> Self {
-        Options { cluster, node, durability }
+        Options { cluster, node, durability, release_free: false }
+    }
+
+    /// The same with [`Options::release_free`] set to `on`.
+    pub fn releasing_free(self, on: bool) -> Self {
+        Options { release_free: on, ..self }
     }
 }
 
@@ -141,6 +153,9 @@ const COPY_CHUNK: usize = 16 * 1024;
 /// The most bytes the publisher ships to the mirror in one piece.
 const SHIP_CHUNK: u64 = 1 << 20;
 const NO_CHECKPOINT: u64 = u64::MAX;
+/// How far the head moves before the ring behind it is dropped from memory
+/// ([`Options::release_free`]).
+const DISCARD_CHUNK: u64 = 1 << 20;
 
 /// Live operations of one shard: operation to the position of its first record.
 #[derive(Default)]
@@ -203,6 +218,9 @@ pub struct Journal {
     persisted_head: AtomicU64,
     head_lock: Mutex<()>,
     retired: AtomicU64,
+    /// [`Options::release_free`]: how far behind the head the own ring was dropped
+    /// from memory (a logical position), or `None` when pages stay mapped.
+    discarded: Option<AtomicU64>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -246,7 +264,7 @@ impl Journal {
             own: LogMeta { head: 0, tail_hint: 0, generation: 1 },
             partner: LogMeta::default(),
         };
-        let journal = Journal::build(Box::new(storage), header, opts.durability, 1, 0);
+        let journal = Journal::build(Box::new(storage), header, opts, 1, 0);
         {
             let mut h = lock(&journal.header);
             journal.write_header(&mut h)?;
@@ -296,7 +314,7 @@ impl Journal {
         header.generation += 1;
         header.own.generation += 1;
         header.own.tail_hint = own.tail;
-        let journal = Journal::build(Box::new(storage), header, opts.durability, own.next_seq, own.tail);
+        let journal = Journal::build(Box::new(storage), header, opts, own.next_seq, own.tail);
         for r in &own.records {
             journal.track(r.op.0, r.pos);
         }
@@ -334,7 +352,8 @@ impl Journal {
         }
     }
 
-    fn build(storage: Box<dyn Storage>, header: Header, durability: Durability, next_seq: u64, tail: u64) -> Journal {
+    fn build(storage: Box<dyn Storage>, header: Header, opts: Options, next_seq: u64, tail: u64) -> Journal {
+        let durability = opts.durability;
         let cap = header.ring_cap;
         let head = header.own.head;
         Journal {
@@ -362,6 +381,7 @@ impl Journal {
             persisted_head: AtomicU64::new(head),
             head_lock: Mutex::new(()),
             retired: AtomicU64::new(0),
+            discarded: opts.release_free.then(|| AtomicU64::new(head)),
         }
     }
 
@@ -738,11 +758,25 @@ impl Journal {
             }
         }
         let head = self.mem_head.fetch_max(head, Ordering::AcqRel).max(head);
+        self.discard_behind(head);
         let persisted = self.persisted_head.load(Ordering::Acquire);
         if head > persisted && (force || head - persisted >= self.cap / 4) {
             self.persist_head()?;
         }
         Ok(())
+    }
+
+    /// With [`Options::release_free`], drops the own ring's bytes behind `head` from
+    /// memory, a [`DISCARD_CHUNK`] or more at a time.
+    fn discard_behind(&self, head: u64) {
+        let Some(discarded) = &self.discarded else { return };
+        let from = discarded.load(Ordering::Acquire);
+        if head < from.saturating_add(DISCARD_CHUNK) {
+            return;
+        }
+        if discarded.compare_exchange(from, head, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.region.discard_ring(self.own.base, self.cap, from, head);
+        }
     }
 
     fn persist_head(&self) -> Result<()> {

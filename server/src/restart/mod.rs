@@ -110,7 +110,10 @@ pub fn open(cfg: &Config) -> Result<Option<Opened>, RunError> {
     };
     let policy = cfg.journal.policy;
     let (cluster, node) = identity(cfg);
-    let opts = Options::new(cluster, node, durability(policy));
+    // The server's records come at MB/s: a page fault per 4 KiB when the tail comes
+    // round costs nothing measurable, and its resident memory then follows its live
+    // records instead of the whole ring (issue 16's peak PSS).
+    let opts = Options::new(cluster, node, durability(policy)).releasing_free(true);
     let exists = path.exists();
     if !exists {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
