@@ -296,5 +296,24 @@ child = get_sd(A, c, DACL | OWNER)
 check(child == sd(owner=owner, dacl=acl([ace(0, 0, FILE_ALL, alice), ace(0, 0, FILE_ALL, owner)])),
       f"inherited {child.hex()}")
 c.close()
-d.close()
 print("ok inherited on create")
+
+# Making a name in a directory needs FILE_ADD_FILE (a file) or
+# FILE_ADD_SUBDIRECTORY (a directory) from the directory's DACL: bob is not
+# in it; alice is.
+check(open_file(B, "dir\\bob.txt", WRITE_DATA, CreateDisposition.FILE_CREATE) == ACCESS_DENIED, "bob made a file")
+check(open_file(B, "dir\\bobdir", READ_DATA, CreateDisposition.FILE_CREATE, directory=True) == ACCESS_DENIED,
+      "bob made a directory")
+check(not os.path.exists(os.path.join(share_dir, "dir", "bob.txt")), "bob's file is on disk")
+add_only = sd(dacl=acl([ace(0, 0, FILE_ALL, alice), ace(0, 0, READ_DATA | 0x2 | SYNCHRONIZE, bob)]))
+check(set_sd(A, d, add_only, DACL) == SUCCESS, "let bob add files")
+g = open_file(B, "dir\\bob.txt", WRITE_DATA, CreateDisposition.FILE_CREATE)
+check(not isinstance(g, int), f"bob made a file with FILE_ADD_FILE: {g}")
+g.close()
+check(open_file(B, "dir\\bobdir", READ_DATA, CreateDisposition.FILE_CREATE, directory=True) == ACCESS_DENIED,
+      "bob made a directory with FILE_ADD_FILE only")
+g = open_file(A, "dir\\alicedir", READ_DATA, CreateDisposition.FILE_CREATE, directory=True)
+check(not isinstance(g, int), f"alice made a directory: {g}")
+g.close()
+d.close()
+print("ok adding to a directory checked")

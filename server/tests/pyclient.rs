@@ -341,6 +341,7 @@ fn security_descriptors() {
         "ok kept through a rename",
         "ok SecD on create",
         "ok inherited on create",
+        "ok adding to a directory checked",
     ] {
         assert!(text.lines().any(|l| l == step), "{step} missing:\n{text}");
     }

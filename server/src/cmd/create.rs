@@ -1193,6 +1193,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
             if key_elsewhere(None) {
                 return Err(NtStatus::INVALID_PARAMETER);
             }
+            super::security::check_may_add(&share.fs, &resolved, want_dir, &server.users, &opener.session)?;
             // A file made under a CreateGuid carries an id made from it, so
             // that a restart can tell it ([`fs::uid::for_create`]).
             let minted =

@@ -145,6 +145,32 @@ pub fn max_access_on_open(
     Ok(Some(max))
 }
 
+/// FILE_ADD_FILE and FILE_ADD_SUBDIRECTORY of a directory's access mask
+/// ([MS-SMB2] 2.2.13.1.2: the bits of FILE_WRITE_DATA and FILE_APPEND_DATA).
+const FILE_ADD_FILE: u32 = 0x0000_0002;
+const FILE_ADD_SUBDIRECTORY: u32 = 0x0000_0004;
+
+/// Whether the caller may make the new name `rel` in its directory: the
+/// directory's stored descriptor must grant FILE_ADD_FILE, or
+/// FILE_ADD_SUBDIRECTORY for a directory ([MS-FSA] 2.1.5.1.2, the access
+/// check on the parent of a file to be created; Windows and smbd do the
+/// same). A directory without a stored descriptor is not checked, as
+/// [`max_access_on_open`] does not check a file without one.
+pub fn check_may_add(
+    share: &crate::fs::Share,
+    rel: &crate::fs::Resolved,
+    is_dir: bool,
+    users: &crate::users::Users,
+    session: &Session,
+) -> Result<(), NtStatus> {
+    let Some(parent) = parse_stored(share.parent_sd(rel).map_err(|e| e.status())?) else { return Ok(()) };
+    let need = if is_dir { FILE_ADD_SUBDIRECTORY } else { FILE_ADD_FILE };
+    if acl::max_access(&parent, &token(users, session)) & need == 0 {
+        return Err(NtStatus::ACCESS_DENIED);
+    }
+    Ok(())
+}
+
 /// Stores the descriptor of a file or directory a CREATE just made
 /// ([MS-SMB2] 3.3.5.9: the SD_BUFFER context, [MS-DTYP] 2.5.3.4
 /// inheritance), when it gets one: the DACL it inherits from its parent's
