@@ -315,5 +315,24 @@ check(open_file(B, "dir\\bobdir", READ_DATA, CreateDisposition.FILE_CREATE, dire
 g = open_file(A, "dir\\alicedir", READ_DATA, CreateDisposition.FILE_CREATE, directory=True)
 check(not isinstance(g, int), f"alice made a directory: {g}")
 g.close()
+# A rename or a hard link into the directory adds a name there too.
+check(set_sd(A, d, sd(dacl=acl([ace(0, 0, FILE_ALL, alice)])), DACL) == SUCCESS, "alice only again")
+
+
+def move(who, f, name, cls=10):
+    new = name.encode("utf-16-le")
+    return set_info(who, f, InfoType.SMB2_0_INFO_FILE, cls, struct.pack("<BxxxxxxxQI", 0, 0, len(new)) + new)
+
+
+g = open_file(B, "bobs.txt", DELETE | WRITE_DATA, CreateDisposition.FILE_CREATE)
+check(not isinstance(g, int), f"bob made a file in the root: {g}")
+check(move(B, g, "dir\\moved.txt") == ACCESS_DENIED, "bob renamed into the directory")
+check(move(B, g, "dir\\linked.txt", 11) == ACCESS_DENIED, "bob linked into the directory")
+check(not os.path.exists(os.path.join(share_dir, "dir", "moved.txt")), "bob's rename is on disk")
+check(move(B, g, "bobs2.txt") == SUCCESS, "bob renamed in the root")
+g.close()
+g = open_file(A, "bobs2.txt", DELETE)
+check(move(A, g, "dir\\moved.txt") == SUCCESS, "alice renamed into the directory")
+g.close()
 d.close()
 print("ok adding to a directory checked")

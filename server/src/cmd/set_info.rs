@@ -15,7 +15,7 @@ use crate::model::{Delta, PersistentFileId};
 use crate::state::files::{access, Inode};
 use crate::state::lock;
 use crate::state::notify::{action, filter};
-use crate::state::{Open, Server};
+use crate::state::{Open, Server, Session};
 use std::sync::Arc;
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
@@ -38,6 +38,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                         name.to_string(),
                         *replace_if_exists,
                         key,
+                        ctx.session()?.clone(),
                     ));
                 }
             }
@@ -112,7 +113,8 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
         }
         SetFileInfo::Rename { replace_if_exists, name, .. } => {
             need(open, access::DELETE)?;
-            rename(ctx.server, open, &name, replace_if_exists, &mut ctx.deltas)?;
+            let session = ctx.session()?.clone();
+            rename(ctx.server, open, &name, replace_if_exists, &session, &mut ctx.deltas)?;
         }
         SetFileInfo::Link { replace_if_exists, name } => link(ctx, open, &name, replace_if_exists)?,
         SetFileInfo::Disposition { delete_pending } => set_delete(ctx, open, delete_pending)?,
@@ -228,8 +230,11 @@ struct NewName {
 }
 
 /// Parses and resolves `name` (share-relative, a leading backslash
-/// allowed) for `open`'s file; the share root is not a name.
-fn new_name(server: &Server, open: &Open, name: &str) -> Result<NewName, NtStatus> {
+/// allowed) for `open`'s file; the share root is not a name. The caller
+/// (`session`) must be allowed to add the name to its directory
+/// ([`super::security::check_may_add`], as smbd checks a rename's
+/// destination directory).
+fn new_name(server: &Server, open: &Open, name: &str, session: &Session) -> Result<NewName, NtStatus> {
     let share = open.share().ok_or(NtStatus::INVALID_PARAMETER)?.clone();
     let key = open.key.ok_or(NtStatus::INVALID_PARAMETER)?;
     let target = SmbPath::parse(name.trim_start_matches('\\')).map_err(|e| e.status())?;
@@ -238,6 +243,7 @@ fn new_name(server: &Server, open: &Open, name: &str) -> Result<NewName, NtStatu
     }
     let from = lock(&server.files).path(&key).ok_or(NtStatus::INTERNAL_ERROR)?;
     let dest = share.fs.resolve(&target).map_err(|e| e.status())?;
+    super::security::check_may_add(&share.fs, &dest, open.is_dir, &server.users, session)?;
     Ok(NewName { share, key, target, from, dest })
 }
 
@@ -252,6 +258,7 @@ fn rename(
     open: &Open,
     name: &str,
     replace: bool,
+    session: &Session,
     deltas: &mut Vec<Delta>,
 ) -> Result<(), NtStatus> {
     if let Some(base) = open.base {
@@ -260,7 +267,7 @@ fn rename(
     if name.starts_with(':') {
         return Err(NtStatus::NOT_SUPPORTED);
     }
-    let NewName { share, key, target, from, dest } = new_name(server, open, name)?;
+    let NewName { share, key, target, from, dest } = new_name(server, open, name, session)?;
     if lock(&server.files).stream_opens(&key) > 0 {
         return Err(NtStatus::ACCESS_DENIED);
     }
@@ -342,6 +349,7 @@ fn rename_after_breaks(
     name: String,
     replace: bool,
     key: crate::model::FileUid,
+    session: Arc<Session>,
 ) -> Resp {
     let mut r = Resp::ok(BytesMut::new());
     let fid = open.file_id();
@@ -355,7 +363,7 @@ fn rename_after_breaks(
             }
         }
         let mut deltas = Vec::new();
-        rename(&server, &open, &name, replace, &mut deltas)?;
+        rename(&server, &open, &name, replace, &session, &mut deltas)?;
         let mut body = BytesMut::with_capacity(2);
         SetInfoResponse.encode(&mut body);
         let mut r = Resp::ok(body).file(fid);
@@ -434,7 +442,8 @@ fn link(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(),
     if name.contains(':') {
         return Err(NtStatus::INVALID_PARAMETER);
     }
-    let NewName { share, key, target, from, dest } = new_name(ctx.server, open, name)?;
+    let session = ctx.session()?.clone();
+    let NewName { share, key, target, from, dest } = new_name(ctx.server, open, name, &session)?;
     if share.cfg.read_only {
         return Err(NtStatus::ACCESS_DENIED);
     }
