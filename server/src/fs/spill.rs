@@ -151,7 +151,12 @@ impl Area {
     /// `uid`'s sidecar streams.
     pub fn list(&self, uid: FileUid) -> Result<Vec<Spilled>, FsError> {
         let Some(dir) = self.file_dir(uid, false)? else { return Ok(Vec::new()) };
-        let mut d = Dir::openat(Some(dir.as_raw_fd()), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let mut d = Dir::openat(
+            Some(dir.as_raw_fd()),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
         let mut out = Vec::new();
         for entry in d.iter() {
             let entry = entry?;
@@ -201,7 +206,12 @@ impl Area {
     /// Removes all of `uid`'s sidecar streams and their directory.
     pub fn remove_all(&self, uid: FileUid) -> Result<(), FsError> {
         let Some(dir) = self.file_dir(uid, false)? else { return Ok(()) };
-        let mut d = Dir::openat(Some(dir.as_raw_fd()), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let mut d = Dir::openat(
+            Some(dir.as_raw_fd()),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
         let names: Vec<CString> = d
             .iter()
             .filter_map(Result::ok)
@@ -220,5 +230,110 @@ impl Area {
             Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{short_name, Resolved, Share, SmbPath};
+    use super::*;
+
+    /// A share with user xattrs and its file `name` with a stable id.
+    fn file(name: &str) -> Option<(tempfile::TempDir, Share, super::super::Handle)> {
+        let (dir, share) = super::super::tests::share();
+        if !share.supports_xattrs() {
+            return None;
+        }
+        let rel = share.resolve(&SmbPath::parse(name).ok()?).ok()?;
+        let h = share.create_file(&rel, 0o644).ok()?;
+        let st = h.stat().ok()?;
+        share.new_file_uid(&h, &st);
+        Some((dir, share, h))
+    }
+
+    fn res(share: &Share, p: &str) -> Resolved {
+        share.resolve(&SmbPath::parse(p).unwrap()).unwrap()
+    }
+
+    fn sidecars(dir: &tempfile::TempDir) -> Vec<String> {
+        match std::fs::read_dir(dir.path().join(DIR)) {
+            Ok(d) => d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// A stream grows past one xattr into a sidecar file: read, written,
+    /// sized, listed, cut short, renamed and deleted there; the xattr is
+    /// gone. Without the sidecar the write was FILE_SYSTEM_LIMITATION.
+    #[test]
+    fn a_stream_past_one_xattr_moves_to_a_sidecar() {
+        let Some((dir, _share, h)) = file("f") else { return };
+        let s = h.open_stream(h.create_stream("Big").unwrap()).unwrap();
+        s.write_at(b"head", 0).unwrap();
+        let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+        assert_eq!(s.write_at(&big, 4).unwrap(), big.len());
+        assert_eq!(s.size().unwrap(), 4 + big.len() as u64);
+        let mut back = vec![0u8; 8];
+        assert_eq!(s.read_at(&mut back, 0).unwrap(), 8);
+        assert_eq!(&back, b"head\0\x01\x02\x03");
+        let mut buf = bytes::BytesMut::new();
+        assert_eq!(s.read_append(&mut buf, 200_000, 4).unwrap(), 200_000);
+        assert_eq!(&buf[..], &big[..200_000]);
+        assert_eq!(h.find_stream("big").unwrap(), Some(crate::fs::stream::xattr_name("Big").unwrap()));
+        assert_eq!(h.streams().unwrap(), vec![crate::fs::stream::StreamInfo { name: "Big".into(), size: 1_000_004 }]);
+        let x = crate::fs::stream::xattr_name("Big").unwrap();
+        assert_eq!(sys::get_xattr(sys::XattrTarget::Fd(h.as_fd()), &x, &mut []).unwrap(), None);
+        assert_eq!(sidecars(&dir).len(), 1);
+        // A second handle on the stream opened before the move finds it.
+        s.set_len(100_000).unwrap();
+        assert_eq!(h.open_stream(x.clone()).unwrap().size().unwrap(), 100_000);
+        s.sync().unwrap();
+        s.rename_stream("Moved", false).unwrap();
+        assert_eq!(h.streams().unwrap(), vec![crate::fs::stream::StreamInfo { name: "Moved".into(), size: 100_000 }]);
+        assert_eq!(s.read_at(&mut back, 0).unwrap(), 8);
+        s.remove_stream().unwrap();
+        assert!(h.streams().unwrap().is_empty());
+        assert!(sidecars(&dir).is_empty(), "{:?}", sidecars(&dir));
+    }
+
+    /// The sidecar goes when the file's last name goes (unlink, a rename
+    /// over it), not while a hard link keeps the file.
+    #[test]
+    fn the_sidecar_goes_with_the_file() {
+        let Some((dir, share, h)) = file("f") else { return };
+        let s = h.open_stream(h.create_stream("Big").unwrap()).unwrap();
+        s.set_len(1 << 20).unwrap();
+        drop((s, h));
+        assert_eq!(sidecars(&dir).len(), 1);
+        share.link(&res(&share, "f"), &SmbPath::parse("g").unwrap(), false).unwrap();
+        share.unlink(&res(&share, "f")).unwrap();
+        assert_eq!(sidecars(&dir).len(), 1);
+        share.unlink(&res(&share, "g")).unwrap();
+        assert!(sidecars(&dir).is_empty());
+
+        let h = share.create_file(&res(&share, "a"), 0o644).unwrap();
+        share.new_file_uid(&h, &h.stat().unwrap());
+        h.open_stream(h.create_stream("Big").unwrap()).unwrap().set_len(1 << 20).unwrap();
+        drop(h);
+        share.create_file(&res(&share, "b"), 0o644).unwrap();
+        share.rename(&res(&share, "b"), &SmbPath::parse("a").unwrap(), true).unwrap();
+        assert!(sidecars(&dir).is_empty());
+    }
+
+    /// No client path reaches the sidecar area, by its name, a stream
+    /// name, its 8.3 name or a listing of the root.
+    #[test]
+    fn no_client_path_reaches_the_sidecar() {
+        let Some((_dir, share, h)) = file("f") else { return };
+        h.open_stream(h.create_stream("Big").unwrap()).unwrap().set_len(1 << 20).unwrap();
+        let root = share.open(&Resolved::root(), false).unwrap();
+        let names: Vec<String> = root.list_dir().unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, vec!["f".to_string()]);
+        assert!(SmbPath::parse(DIR).is_err() || crate::fs::stream::split(DIR).unwrap().1.is_some());
+        let short = short_name(DIR);
+        if let Ok(p) = SmbPath::parse(&short) {
+            assert!(!share.resolve(&p).unwrap().exists(), "{short} reaches the sidecar area");
+        }
+        assert!(!share.resolve(&SmbPath::parse(".duet").unwrap()).unwrap().exists());
     }
 }

@@ -42,8 +42,8 @@ use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
 use super::afpinfo;
-use super::spill;
 use super::error::io_err;
+use super::spill;
 use super::sys::{self, XattrTarget};
 use super::{FileUid, FsError, Handle};
 
