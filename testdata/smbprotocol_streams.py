@@ -166,6 +166,16 @@ for bad in (r"\.duet:streams", r"\.duet:streams:$DATA", rf"\.duet:streams\{uid:0
         assert e.ntstatus in (OBJECT_NAME_NOT_FOUND, 0xC0000033), hex(e.ntstatus)  # NOT_FOUND, NAME_INVALID
 print("ok sidecar unreachable")
 
+# macOS's resource fork outlives a delete (on close) while it holds data,
+# as on Apple's servers and vfs_fruit; an empty one goes.
+write(doc + ":AFP_Resource", b"fork")
+smbclient.remove(doc + ":AFP_Resource")
+assert read(doc + ":afp_resource") == b"fork"
+smbclient.truncate(doc + ":AFP_Resource", 0)
+smbclient.remove(doc + ":AFP_Resource")
+assert ":AFP_Resource:$DATA" not in streams(doc), streams(doc)
+print("ok resource fork kept while it holds data")
+
 smbclient.remove(doc)
 assert not os.path.exists(os.path.join(share_dir, "renamed.txt"))
 assert not os.path.exists(sidecar), os.listdir(sidecar)

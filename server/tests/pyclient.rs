@@ -253,7 +253,8 @@ fn extended_attributes_round_trip() {
 /// file is renamed, one renamed, one cut short and one deleted with the file's own data
 /// untouched, a 1 MiB stream written, read, listed and cut short (in a
 /// sidecar file, `fs::spill`, which no client path reaches nor listing
-/// shows), and the file deleted with its streams, the sidecar too. On
+/// shows), a resource fork that holds data kept through a delete and an
+/// empty one deleted, and the file deleted with its streams, the sidecar too. On
 /// disk: Samba's `user.DosStream.NAME:$DATA` xattrs. Skipped
 /// where the temp directory's file system has no user xattrs.
 #[test]
@@ -277,6 +278,7 @@ fn alternate_data_streams() {
         "ok one stream deleted, the file untouched",
         "ok large stream",
         "ok sidecar unreachable",
+        "ok resource fork kept while it holds data",
         "ok file and streams deleted",
     ] {
         assert!(text.lines().any(|l| l == step), "{step} missing:\n{text}");
