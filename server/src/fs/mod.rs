@@ -700,6 +700,8 @@ impl Share {
         let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
+        // A directory has one name: its sidecar streams go with it.
+        let doomed = (self.xattrs && self.spill.exists()).then(|| uid::stored_at(dir.as_fd(), &leaf)).flatten();
         let pre = names::stamp(dir.as_fd());
         nix::unistd::unlinkat(Some(std::os::fd::AsRawFd::as_raw_fd(&dir)), leaf.as_c_str(), UnlinkatFlags::RemoveDir)
             .map_err(|e| match e {
@@ -707,6 +709,7 @@ impl Share {
             e => e.into(),
         })?;
         self.names.changed(dir.as_fd(), pre, None, Some(rel.name()));
+        self.drop_spilled(doomed);
         Ok(())
     }
 

@@ -20,8 +20,8 @@
 //! - The directory is keyed by the file's stable id ([`super::uid`]), kept
 //!   through renames and shared by hard links: a rename needs nothing; the
 //!   directory goes when the file's last name goes ([`super::Share::unlink`],
-//!   a rename or link that replaces it) or its streams are removed (an
-//!   overwrite). A file deleted behind Duet's back leaves its directory
+//!   a rename or link that replaces it, [`super::Share::rmdir`] of a
+//!   directory with streams) or its streams are removed (an overwrite). A file deleted behind Duet's back leaves its directory
 //!   behind; a copy that carries the id (`cp -a`) shares it until Duet
 //!   gives one of them a new id (both open at once).
 //! - A file with no stored id (no user xattrs, or an id Duet may not
@@ -297,7 +297,7 @@ mod tests {
     }
 
     /// The sidecar goes when the file's last name goes (unlink, a rename
-    /// over it), not while a hard link keeps the file.
+    /// over it, a directory's rmdir), not while a hard link keeps the file.
     #[test]
     fn the_sidecar_goes_with_the_file() {
         let Some((dir, share, h)) = file("f") else { return };
@@ -317,6 +317,15 @@ mod tests {
         drop(h);
         share.create_file(&res(&share, "b"), 0o644).unwrap();
         share.rename(&res(&share, "b"), &SmbPath::parse("a").unwrap(), true).unwrap();
+        assert!(sidecars(&dir).is_empty());
+
+        // A directory's stream, and the directory removed.
+        let d = share.create_dir(&res(&share, "d"), 0o755).unwrap();
+        share.new_file_uid(&d, &d.stat().unwrap());
+        d.open_stream(d.create_stream("Big").unwrap()).unwrap().set_len(1 << 20).unwrap();
+        drop(d);
+        assert_eq!(sidecars(&dir).len(), 1);
+        share.rmdir(&res(&share, "d")).unwrap();
         assert!(sidecars(&dir).is_empty());
     }
 
