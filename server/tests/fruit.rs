@@ -6,9 +6,8 @@
 //!
 //! Not here: the tests that first enable AAPL (`enable_aapl` in
 //! smbtorture wants READ_DIR_ATTR, OSX_COPYFILE and NFS_ACE, which Duet
-//! does not offer, and smbd with fruit's defaults neither), the resource
-//! fork tests past 64 KiB (a stream is one xattr), and the AppleDouble
-//! conversions. The AAPL server query itself is checked by
+//! does not offer, and smbd with fruit's defaults neither) and the
+//! AppleDouble conversions. The AAPL server query itself is checked by
 //! `pyclient::aapl_server_query`.
 
 mod common;
@@ -45,5 +44,17 @@ fn streams_as_macos_uses_them() {
         "vfs.fruit.delete",
         "vfs.fruit.creating rsrc with read-only access",
         "vfs.fruit.copy-chunk streams",
+    ]);
+}
+
+/// The resource fork: 64 MiB and more (a stream past one xattr moves to a
+/// sidecar file, `fs::spill`), written, read, sized and cut short; a
+/// delete on close leaves one that holds data in place (as `vfs_fruit`).
+#[test]
+fn resource_fork() {
+    server().assert_torture_passes(&[
+        "vfs.fruit.resource fork IO",
+        "vfs.fruit.create delete-on-close AFP_AfpResource",
+        "vfs.fruit.setinfo delete-on-close AFP_AfpResource",
     ]);
 }

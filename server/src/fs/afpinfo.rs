@@ -49,6 +49,16 @@ pub fn is(stream: &str) -> bool {
     stream.eq_ignore_ascii_case(NAME)
 }
 
+/// The name of macOS's resource fork stream.
+pub const RESOURCE: &str = "AFP_Resource";
+
+/// Is `stream` the resource fork (any case)? A resource fork that holds
+/// data outlives a delete on close of its open: macOS's own servers and
+/// Samba's `vfs_fruit` (4.17) delete it only when it is empty.
+pub fn is_resource(stream: &str) -> bool {
+    stream.eq_ignore_ascii_case(RESOURCE)
+}
+
 /// What a read of `len` bytes at `offset` reads from the stream's
 /// `value`: a range of it, or nothing.
 pub fn read_range(value_len: usize, offset: u64, len: usize) -> std::ops::Range<usize> {

@@ -63,6 +63,12 @@ pub struct Handle {
     /// rest (times, attributes) is the file's. Behind a lock: a rename of
     /// the stream changes it under the open.
     stream: Option<std::sync::Mutex<CString>>,
+    /// The share's sidecar area for streams too large for an xattr
+    /// ([`super::spill`]); `None` on a handle made outside a share.
+    spill: Option<std::sync::Arc<super::spill::Area>>,
+    /// For a handle on a named stream kept in a sidecar file: that file,
+    /// once found.
+    sidecar: std::sync::Mutex<Option<std::sync::Arc<std::fs::File>>>,
     /// Its inode's registration with the directory watches while it lives
     /// ([`super::watch`]): what Duet does through it is Duet's own change.
     tracked: Option<super::watch::Tracked>,
@@ -70,7 +76,37 @@ pub struct Handle {
 
 impl Handle {
     pub(crate) fn new(fd: OwnedFd, is_dir: bool, xattrs: bool) -> Handle {
-        Handle { fd, is_dir, xattrs, stream: None, link: sys::FdStack::default(), linked: false.into(), tracked: None }
+        Handle {
+            fd,
+            is_dir,
+            xattrs,
+            stream: None,
+            spill: None,
+            sidecar: std::sync::Mutex::new(None),
+            link: sys::FdStack::default(),
+            linked: false.into(),
+            tracked: None,
+        }
+    }
+
+    /// Gives the handle its share's sidecar area ([`super::spill`]).
+    pub(super) fn set_spill(&mut self, area: std::sync::Arc<super::spill::Area>) {
+        self.spill = Some(area);
+    }
+
+    /// The share's sidecar area, if the handle has one.
+    pub(super) fn spill(&self) -> Option<&super::spill::Area> {
+        self.spill.as_deref()
+    }
+
+    /// The sidecar file this stream handle found its stream in.
+    pub(super) fn cached_sidecar(&self) -> Option<std::sync::Arc<std::fs::File>> {
+        self.sidecar.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Remembers (or forgets) the sidecar file of this stream handle.
+    pub(super) fn cache_sidecar(&self, f: Option<std::sync::Arc<std::fs::File>>) {
+        *self.sidecar.lock().unwrap_or_else(|e| e.into_inner()) = f;
     }
 
     /// A handle on the symlink whose `O_PATH | O_NOFOLLOW` descriptor is `fd`.
@@ -129,6 +165,7 @@ impl Handle {
             self.is_dir = false;
         }
         self.stream = xattr.map(std::sync::Mutex::new);
+        self.sidecar = std::sync::Mutex::new(None);
     }
 
     /// The xattr of the stream this handle is on, if it is on one.
@@ -159,6 +196,8 @@ impl Handle {
             is_dir: self.is_dir,
             xattrs: self.xattrs,
             stream: self.stream().map(std::sync::Mutex::new),
+            spill: self.spill.clone(),
+            sidecar: std::sync::Mutex::new(self.cached_sidecar()),
             link: sys::FdStack::default(),
             linked: false.into(),
             tracked: self.tracked.as_ref().map(super::watch::Tracked::again),
@@ -424,6 +463,9 @@ impl Handle {
     fn sync_with(&self, full: bool) -> Result<(), FsError> {
         if self.is_link() {
             return Ok(());
+        }
+        if let Some(f) = self.stream().and_then(|x| self.stream_sidecar(&x).ok().flatten()) {
+            f.sync_all().map_err(io_err)?;
         }
         if full {
             Ok(nix::unistd::fsync(self.fd.as_raw_fd())?)

@@ -57,6 +57,8 @@
 //! - [`ea`]: extended attributes ([`Ea`]) as `user.` xattrs.
 //! - [`stream`]: alternate data streams as `user.DosStream.` xattrs, read
 //!   and written through a [`Handle`] on the stream.
+//! - [`spill`]: streams too large for an xattr, in sidecar files of a
+//!   hidden directory no client path reaches.
 //! - [`afpinfo`]: the rules of macOS's `AFP_AfpInfo` stream.
 //! - [`link`]: symbolic links, confined to the share, as POSIX symlinks.
 //! - [`uid`]: a file's stable id ([`FileUid`], the `user.duet.uid` xattr).
@@ -74,6 +76,7 @@ mod names;
 pub mod path;
 pub mod sd;
 pub mod shortname;
+pub mod spill;
 pub mod stat;
 pub mod stream;
 mod sys;
@@ -125,6 +128,8 @@ pub struct Share {
     /// The server's directory watches: namespace changes are marked as
     /// Duet's there, and handles register their inodes ([`watch`]).
     watcher: Option<std::sync::Arc<watch::Watcher>>,
+    /// Where streams too large for an xattr live ([`spill`]).
+    spill: std::sync::Arc<spill::Area>,
 }
 
 /// A client path mapped to on-disk names by [`Share::resolve`]. Its parent
@@ -236,7 +241,6 @@ impl Share {
             .ok()
             .and_then(|p| p.to_str().map(|p| p.split('/').filter(|c| !c.is_empty()).map(str::to_owned).collect()));
         Ok(Share {
-            root_fd,
             name: name.to_owned(),
             root: root.to_owned(),
             volume_serial: fnv1a32(name.as_bytes()),
@@ -246,6 +250,8 @@ impl Share {
             uid_fallback_logged: AtomicBool::new(false),
             root_abs,
             watcher: None,
+            spill: std::sync::Arc::new(spill::Area::new(root_fd.as_fd())?),
+            root_fd,
         })
     }
 
@@ -553,6 +559,9 @@ impl Share {
             nix::fcntl::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))?;
         }
         let mut h = Handle::new(fd, is_dir, self.xattrs);
+        if self.xattrs {
+            h.set_spill(self.spill.clone());
+        }
         if let Some(w) = &self.watcher {
             h.set_tracked(w.track(watch::key_of(&st)));
         }
@@ -654,6 +663,7 @@ impl Share {
         if st.is_dir {
             return Err(FsError::IsADirectory);
         }
+        let doomed = self.spilled_of(dir.as_fd(), &leaf, &st);
         let pre = names::stamp(dir.as_fd());
         nix::unistd::unlinkat(
             Some(std::os::fd::AsRawFd::as_raw_fd(&dir)),
@@ -661,7 +671,27 @@ impl Share {
             UnlinkatFlags::NoRemoveDir,
         )?;
         self.names.changed(dir.as_fd(), pre, None, Some(rel.name()));
+        self.drop_spilled(doomed);
         Ok(())
+    }
+
+    /// The stable id of the file `leaf` of `dir` (metadata `st`) whose
+    /// sidecar streams ([`spill`]) go when this, its last name, goes;
+    /// `None` when it has other names or the share never spilled a stream.
+    fn spilled_of(&self, dir: BorrowedFd<'_>, leaf: &CString, st: &Stat) -> Option<FileUid> {
+        if !self.xattrs || st.nlink > 1 || st.is_dir || !self.spill.exists() {
+            return None;
+        }
+        uid::stored_at(dir, leaf)
+    }
+
+    /// Removes the sidecar streams of a file whose last name went.
+    fn drop_spilled(&self, uid: Option<FileUid>) {
+        if let Some(uid) = uid {
+            if let Err(e) = self.spill.remove_all(uid) {
+                tracing::warn!(share = self.name(), "removing the sidecar streams of a deleted file: {e}");
+            }
+        }
     }
 
     /// Removes the directory `rel`: [`FsError::NotEmpty`] when it has
@@ -670,6 +700,8 @@ impl Share {
         let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
+        // A directory has one name: its sidecar streams go with it.
+        let doomed = (self.xattrs && self.spill.exists()).then(|| uid::stored_at(dir.as_fd(), &leaf)).flatten();
         let pre = names::stamp(dir.as_fd());
         nix::unistd::unlinkat(Some(std::os::fd::AsRawFd::as_raw_fd(&dir)), leaf.as_c_str(), UnlinkatFlags::RemoveDir)
             .map_err(|e| match e {
@@ -677,6 +709,7 @@ impl Share {
             e => e.into(),
         })?;
         self.names.changed(dir.as_fd(), pre, None, Some(rel.name()));
+        self.drop_spilled(doomed);
         Ok(())
     }
 
@@ -749,7 +782,12 @@ impl Share {
             if dst_st.is_dir {
                 return Err(FsError::AccessDenied);
             }
+            // A copy that carries the source's id shares its sidecar.
+            let doomed = self
+                .spilled_of(dst.as_fd(), &dst_leaf, &dst_st)
+                .filter(|u| Some(*u) != uid::stored_at(src.as_fd(), src_leaf));
             rename_at(src, src_leaf, dst, &dst_leaf, false)?;
+            self.drop_spilled(doomed);
             if dst_leaf != spelling_c && rename_at(dst, &dst_leaf, dst, &spelling_c, true).is_err() {
                 *result.components.last_mut().expect("non-root") = target.name().to_owned();
             }
@@ -800,7 +838,12 @@ impl Share {
             if dst_st.is_dir {
                 return Err(FsError::AccessDenied);
             }
+            // A copy that carries the source's id shares its sidecar.
+            let doomed = self
+                .spilled_of(dst.as_fd(), &dst_leaf, &dst_st)
+                .filter(|u| Some(*u) != uid::stored_at(src.as_fd(), &src_leaf));
             nix::unistd::unlinkat(Some(std::os::fd::AsRawFd::as_raw_fd(&dst)), dst_leaf.as_c_str(), UnlinkatFlags::NoRemoveDir)?;
+            self.drop_spilled(doomed);
         }
         let r = nix::unistd::linkat(
             Some(std::os::fd::AsRawFd::as_raw_fd(&src)),

@@ -173,7 +173,13 @@ impl NameCache {
             Some(n) => n,
             None => scan(dir)?,
         };
-        Ok(names.into_iter().find(|n| short_name(n).eq_ignore_ascii_case(comp)))
+        // A name a client could not send (the sidecar area's,
+        // `super::spill::DIR`, among them) is not reached by an 8.3 name
+        // either: it is not listed, so its 8.3 name is never given out.
+        Ok(names
+            .into_iter()
+            .filter(|n| super::path::check_component(n).is_ok())
+            .find(|n| short_name(n).eq_ignore_ascii_case(comp)))
     }
 
     /// Records a change Duet itself made in `dir`: `pre` is the stamp read

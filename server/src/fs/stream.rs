@@ -37,13 +37,15 @@
 //! name is never a path component.
 
 use std::ffi::{CStr, CString};
+use std::fs::File;
 use std::os::fd::AsFd;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::afpinfo;
 use super::error::io_err;
+use super::spill;
 use super::sys::{self, XattrTarget};
-use super::{FsError, Handle};
+use super::{FileUid, FsError, Handle};
 
 /// The prefix and suffix of a stream's xattr name (`streams_xattr`'s
 /// defaults, with the stream type stored).
@@ -164,6 +166,13 @@ impl Handle {
                 out.push(StreamInfo { name: name.to_owned(), size: (len as u64).saturating_sub(1) });
             }
         }
+        if let Some((area, uid)) = self.spill_key() {
+            for s in area.list(uid)? {
+                // The sidecar is the stream (a move cut short by a crash).
+                out.retain(|o| o.name != s.name);
+                out.push(StreamInfo { name: s.name, size: s.size });
+            }
+        }
         Ok(out)
     }
 
@@ -200,6 +209,9 @@ impl Handle {
     pub fn remove_streams(&self) -> Result<(), FsError> {
         for s in self.streams()? {
             sys::remove_xattr(self.as_fd(), &xattr_name(&s.name)?).map_err(xattr_err)?;
+        }
+        if let Some((area, uid)) = self.spill_key() {
+            area.remove_all(uid)?;
         }
         Ok(())
     }
@@ -243,8 +255,65 @@ impl Handle {
         sys::set_xattr(self.as_fd(), xattr, &data).map_err(xattr_err)
     }
 
-    /// [`Handle::read_append`] of a stream: no stream holds more than one
-    /// xattr value, so no more than [`MAX_SIZE`] is read.
+    /// The sidecar area and the file's stored id that keys its sidecar
+    /// streams ([`spill`]); `None` when the file cannot have any.
+    fn spill_key(&self) -> Option<(&spill::Area, FileUid)> {
+        if !self.xattrs() {
+            return None;
+        }
+        let area = self.spill()?;
+        Some((area, super::uid::stored(self)?))
+    }
+
+    /// The sidecar file of the stream kept under `xattr`'s name, if it is
+    /// in one (looked up each time).
+    fn find_sidecar(&self, xattr: &CStr) -> Result<Option<File>, FsError> {
+        let Some(name) = stream_name(xattr.to_bytes()) else { return Ok(None) };
+        let Some((area, uid)) = self.spill_key() else { return Ok(None) };
+        area.open(uid, name)
+    }
+
+    /// [`Handle::find_sidecar`] of this handle's own stream, remembered
+    /// once found (a stream never moves back into its xattr).
+    pub(super) fn stream_sidecar(&self, xattr: &CStr) -> Result<Option<Arc<File>>, FsError> {
+        if let Some(f) = self.cached_sidecar() {
+            return Ok(Some(f));
+        }
+        let f = self.find_sidecar(xattr)?.map(Arc::new);
+        if f.is_some() {
+            self.cache_sidecar(f.clone());
+        }
+        Ok(f)
+    }
+
+    /// Where this handle's stream is now: its sidecar file, or else its
+    /// bytes, read from the xattr under [`STREAM_IO`] (so a move to a
+    /// sidecar is never seen half done).
+    fn stream_place(&self, xattr: &CStr) -> Result<Place, FsError> {
+        if let Some(f) = self.cached_sidecar() {
+            return Ok(Place::Sidecar(f));
+        }
+        let _g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = self.stream_sidecar(xattr)? {
+            return Ok(Place::Sidecar(f));
+        }
+        Ok(Place::Xattr(self.stream_value(xattr)?))
+    }
+
+    /// Moves the stream kept in `xattr` into a sidecar file (with
+    /// [`STREAM_IO`] held): `None` when the file can have none.
+    fn spill_stream(&self, xattr: &CStr) -> Result<Option<Arc<File>>, FsError> {
+        let Some(name) = stream_name(xattr.to_bytes()) else { return Ok(None) };
+        let Some((area, uid)) = self.spill_key() else { return Ok(None) };
+        let v = self.stream_value(xattr)?;
+        let f = Arc::new(area.spill(uid, name, &v)?);
+        sys::remove_xattr(self.as_fd(), xattr).map_err(xattr_err)?;
+        self.cache_sidecar(Some(f.clone()));
+        Ok(Some(f))
+    }
+
+    /// [`Handle::read_append`] of a stream: no more than [`MAX_SIZE`]
+    /// from an xattr.
     pub(super) fn stream_read_append(
         &self,
         xattr: &CStr,
@@ -252,6 +321,12 @@ impl Handle {
         len: usize,
         offset: u64,
     ) -> Result<usize, FsError> {
+        if !is_afpinfo(xattr) {
+            if let Some(f) = self.stream_sidecar(xattr)? {
+                let at = i64::try_from(offset).map_err(|_| FsError::InvalidParameter)?;
+                return Ok(sys::pread_append(f.as_fd(), buf, len, at)?);
+            }
+        }
         let len = len.min(MAX_SIZE as usize);
         let at = buf.len();
         buf.resize(at + len, 0);
@@ -262,13 +337,17 @@ impl Handle {
 
     /// `pread` of a stream; `AFP_AfpInfo` by its rules ([`afpinfo`]).
     pub(super) fn stream_read(&self, xattr: &CStr, buf: &mut [u8], offset: u64) -> Result<usize, FsError> {
-        let v = self.stream_value(xattr)?;
         if is_afpinfo(xattr) {
+            let v = self.stream_value(xattr)?;
             let v = if v.is_empty() { &afpinfo::EMPTY[..] } else { &v[..] };
             let r = afpinfo::read_range(v.len(), offset, buf.len());
             buf[..r.len()].copy_from_slice(&v[r.clone()]);
             return Ok(r.len());
         }
+        let v = match self.stream_place(xattr)? {
+            Place::Sidecar(f) => return pread_full(&f, buf, offset),
+            Place::Xattr(v) => v,
+        };
         let Ok(at) = usize::try_from(offset) else { return Ok(0) };
         if at >= v.len() {
             return Ok(0);
@@ -278,8 +357,10 @@ impl Handle {
         Ok(n)
     }
 
-    /// `pwrite` into a stream: the whole value is read, changed and
-    /// written back. Past [`MAX_SIZE`]: [`FsError::Limitation`].
+    /// `pwrite` into a stream: in its xattr the whole value is read,
+    /// changed and written back; past what an xattr holds the stream moves
+    /// to a sidecar file ([`spill`]), or without one
+    /// [`FsError::Limitation`] (past [`MAX_SIZE`]) or [`FsError::NoSpace`].
     pub(super) fn stream_write(&self, xattr: &CStr, data: &[u8], offset: u64) -> Result<usize, FsError> {
         if is_afpinfo(xattr) {
             let _g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());
@@ -293,46 +374,96 @@ impl Handle {
             return Ok(data.len());
         }
         let end = offset.checked_add(data.len() as u64).ok_or(FsError::Limitation)?;
-        if end > MAX_SIZE {
-            return Err(FsError::Limitation);
+        if let Some(f) = self.cached_sidecar() {
+            return pwrite_all(&f, data, offset);
         }
-        let _g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v = self.stream_value(xattr)?;
-        let (at, end) = (offset as usize, end as usize);
-        if v.len() < end {
-            v.resize(end, 0);
+        let g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = self.stream_sidecar(xattr)? {
+            drop(g);
+            return pwrite_all(&f, data, offset);
         }
-        v[at..end].copy_from_slice(data);
-        self.store_stream(xattr, v)?;
-        Ok(data.len())
+        if end <= MAX_SIZE {
+            let mut v = self.stream_value(xattr)?;
+            let (at, end) = (offset as usize, end as usize);
+            if v.len() < end {
+                v.resize(end, 0);
+            }
+            v[at..end].copy_from_slice(data);
+            match self.store_stream(xattr, v) {
+                Err(FsError::NoSpace) => {}
+                r => return r.map(|()| data.len()),
+            }
+        }
+        let Some(f) = self.spill_stream(xattr)? else {
+            return Err(if end > MAX_SIZE { FsError::Limitation } else { FsError::NoSpace });
+        };
+        drop(g);
+        pwrite_all(&f, data, offset)
     }
 
-    /// Sets a stream's end of file.
+    /// Sets a stream's end of file (moving it to a sidecar file as
+    /// [`Handle::stream_write`] does).
     pub(super) fn stream_set_len(&self, xattr: &CStr, len: u64) -> Result<(), FsError> {
         if is_afpinfo(xattr) {
             return afpinfo::set_len(len);
         }
-        if len > MAX_SIZE {
-            return Err(FsError::Limitation);
+        let g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = self.stream_sidecar(xattr)? {
+            drop(g);
+            return f.set_len(len).map_err(xattr_err);
         }
-        let _g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v = self.stream_value(xattr)?;
-        v.resize(len as usize, 0);
-        self.store_stream(xattr, v)
+        if len <= MAX_SIZE {
+            let mut v = self.stream_value(xattr)?;
+            v.resize(len as usize, 0);
+            match self.store_stream(xattr, v) {
+                Err(FsError::NoSpace) => {}
+                r => return r,
+            }
+        }
+        let Some(f) = self.spill_stream(xattr)? else {
+            return Err(if len > MAX_SIZE { FsError::Limitation } else { FsError::NoSpace });
+        };
+        drop(g);
+        f.set_len(len).map_err(xattr_err)
     }
 
     /// The stream's size.
     pub(super) fn stream_size(&self, xattr: &CStr) -> Result<u64, FsError> {
+        if let Some(f) = self.cached_sidecar() {
+            return Ok(f.metadata().map_err(io_err)?.len());
+        }
+        let _g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());
+        self.size_of(xattr)
+    }
+
+    /// The size of this file's stream kept under `xattr`'s name (which
+    /// need not be this handle's), in its sidecar or its xattr.
+    fn size_of(&self, xattr: &CStr) -> Result<u64, FsError> {
+        if let Some(f) = self.find_sidecar(xattr)? {
+            return Ok(f.metadata().map_err(io_err)?.len());
+        }
         Ok(sys::get_xattr(XattrTarget::Fd(self.as_fd()), xattr, &mut [])
             .map_err(xattr_err)?
             .map_or(0, |n| (n as u64).saturating_sub(1)))
+    }
+
+    /// Removes this file's stream kept under `xattr`'s name: its xattr and
+    /// its sidecar file.
+    fn drop_stream(&self, xattr: &CStr) -> Result<(), FsError> {
+        sys::remove_xattr(self.as_fd(), xattr).map_err(xattr_err)?;
+        if let (Some(name), Some((area, uid))) = (stream_name(xattr.to_bytes()), self.spill_key()) {
+            area.remove(uid, name)?;
+        }
+        Ok(())
     }
 
     /// Deletes this handle's stream (delete-on-close of a stream open):
     /// only the stream goes, the file stays.
     pub fn remove_stream(&self) -> Result<(), FsError> {
         let Some(x) = self.stream() else { return Err(FsError::InvalidParameter) };
-        sys::remove_xattr(self.as_fd(), &x).map_err(xattr_err)?;
+        let _g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());
+        self.drop_stream(&x)?;
+        self.cache_sidecar(None);
         Ok(())
     }
 
@@ -341,7 +472,7 @@ impl Handle {
     /// [`FsError::Exists`] without `replace`, and replaced with it only
     /// when it is empty (else [`FsError::InvalidParameter`]). The handle
     /// follows the stream. Renaming to its own name (in any case) changes
-    /// nothing.
+    /// nothing. A stream in a sidecar file is renamed there.
     pub fn rename_stream(&self, new: &str, replace: bool) -> Result<(), FsError> {
         let Some(old) = self.stream() else { return Err(FsError::InvalidParameter) };
         check_name(new)?;
@@ -352,16 +483,56 @@ impl Handle {
         }
         let target = match existing {
             Some(_) if !replace => return Err(FsError::Exists),
-            Some(x) if self.stream_size(&x)? != 0 => return Err(FsError::InvalidParameter),
-            Some(x) => x,
+            Some(x) if self.size_of(&x)? != 0 => return Err(FsError::InvalidParameter),
+            Some(x) => {
+                self.drop_stream(&x)?;
+                x
+            }
             None => xattr_name(new)?,
         };
-        let v = self.stream_value(&old)?;
-        self.store_stream(&target, v)?;
-        sys::remove_xattr(self.as_fd(), &old).map_err(xattr_err)?;
+        if self.stream_sidecar(&old)?.is_some() {
+            let (Some(from), Some(to), Some((area, uid))) =
+                (stream_name(old.to_bytes()), stream_name(target.to_bytes()), self.spill_key())
+            else {
+                return Err(FsError::InvalidParameter);
+            };
+            area.rename(uid, from, to)?;
+        } else {
+            let v = self.stream_value(&old)?;
+            self.store_stream(&target, v)?;
+            sys::remove_xattr(self.as_fd(), &old).map_err(xattr_err)?;
+        }
         self.restream(target);
         Ok(())
     }
+}
+
+/// Where a stream's bytes are ([`Handle::stream_place`]).
+enum Place {
+    Sidecar(Arc<File>),
+    Xattr(Vec<u8>),
+}
+
+/// `pread` of a sidecar file until `buf` is full or the end of file.
+fn pread_full(f: &File, buf: &mut [u8], offset: u64) -> Result<usize, FsError> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], offset.saturating_add(n as u64)) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(xattr_err(e)),
+        }
+    }
+    Ok(n)
+}
+
+/// `pwrite` of all of `data` into a sidecar file.
+fn pwrite_all(f: &File, data: &[u8], offset: u64) -> Result<usize, FsError> {
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(data, offset).map_err(xattr_err)?;
+    Ok(data.len())
 }
 
 /// Is `xattr` the one of the `AFP_AfpInfo` stream?

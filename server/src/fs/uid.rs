@@ -246,6 +246,23 @@ impl Share {
     }
 }
 
+/// The id stored with the file `leaf` of `dir`, if it has one Duet wrote.
+pub(crate) fn stored_at(dir: std::os::fd::BorrowedFd<'_>, leaf: &CStr) -> Option<FileUid> {
+    let mut buf = [0u8; 16];
+    match sys::get_xattr(XattrTarget::At(dir, leaf), XATTR_UID, &mut buf) {
+        Ok(Some(n)) => parse(&buf[..n]),
+        _ => None,
+    }
+}
+
+/// The id stored with the open file `h`, if it has one Duet wrote.
+pub(crate) fn stored(h: &Handle) -> Option<FileUid> {
+    match read(h) {
+        Ok(Stored::Id(uid)) => Some(uid),
+        _ => None,
+    }
+}
+
 fn read(h: &Handle) -> io::Result<Stored> {
     #[cfg(test)]
     if test_hook::forced() {

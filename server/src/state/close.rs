@@ -77,6 +77,17 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>, out: &mut Vec<Delta>) 
     }
 }
 
+/// True for a handle on a resource fork (`AFP_Resource`) that holds data,
+/// which a delete on close leaves in place ([`crate::fs::afpinfo::is_resource`]).
+fn keeps_resource_fork(h: &crate::fs::Handle) -> bool {
+    let resource = h
+        .stream()
+        .as_ref()
+        .and_then(|x| crate::fs::stream::stream_name(x.to_bytes()).map(crate::fs::afpinfo::is_resource))
+        .unwrap_or(false);
+    resource && h.size().map_or(true, |n| n > 0)
+}
+
 /// [`close_open`] of an open of a named stream: the stream is deleted when
 /// this was its last open and a delete is pending on it (only the stream:
 /// its xattr, through this open's descriptor of the file); the file when
@@ -93,7 +104,7 @@ fn close_stream(server: &Arc<Server>, open: &Arc<Open>, key: crate::model::FileU
     server.lock_released.notify_waiters();
     server.oplock_changed.notify_waiters();
     if stream_doomed {
-        if let Some(h) = open.handle() {
+        if let Some(h) = open.handle().filter(|h| !keeps_resource_fork(h)) {
             match h.remove_stream() {
                 Ok(()) => debug!(path = %lock(&open.st).path, "stream deleted on close"),
                 Err(e) => warn!(path = %lock(&open.st).path, "stream delete on close failed: {e}"),
