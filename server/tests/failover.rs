@@ -476,15 +476,19 @@ fn a_write_held_past_its_lease_check_lands_nowhere_once_the_set_was_taken() {
     let hold = Duration::from_millis(2000);
     let (mut a, b) = start_pair(&l, "process", "process", &[("DUET_FAILPOINT", "write-held:2000")]);
     let size = 4096;
-    let mut held = Client::start(&l.address(1), "seta", &["--blocks", "1", "--size", "4096", "--tag", "from-a"]);
+    // Its client says when its connection is lost and waits there: once A is gone
+    // it would resend the WRITE, and B would rightly carry it out (a later write,
+    // not the one this test looks at).
+    let held = Client::start(
+        &l.address(1),
+        "seta",
+        &["--blocks", "1", "--size", "4096", "--tag", "from-a", "--hold-after-loss"],
+    );
     log_until(&a, "failpoint: pausing");
     let t_held = Instant::now();
     a.signal(libc::SIGSTOP);
     a.wait_stopped();
     assert!(!a.log().contains("failpoint: going on"), "A's WRITE went on before A froze (a loaded machine?)");
-    // A's client would resend its WRITE once A is gone, and B would rightly carry
-    // it out: a later write, not the one this test looks at.
-    held.0.kill();
     log_until(&b, "claimed the partner's set");
     let other = Client::start(&l.address(2), "setb", &["--blocks", "1", "--size", "4096", "--tag", "from-b"]);
     let (done, stderr) = other.finish();
@@ -502,6 +506,9 @@ fn a_write_held_past_its_lease_check_lands_nowhere_once_the_set_was_taken() {
     let context = format!("---- A ----\n{}\n---- B ----\n{}", a.log(), b.log());
     assert_eq!(st.and_then(|s| s.code()), Some(3), "A did not step down:\n{context}");
     assert!(a.log().contains("claimed by node 2 at epoch 2 (ours: 1): stepping down"), "{context}");
+    // The WRITE got no answer (no error status either): its connection closed.
+    let lost = held.next(Duration::from_secs(30));
+    assert_eq!(lost, Some(serde_json::json!({"lost": 0})), "{context}");
     // The file holds B's block, not A's.
     let got = std::fs::read(&path).unwrap();
     assert!(
