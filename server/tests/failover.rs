@@ -506,9 +506,6 @@ fn a_write_held_past_its_lease_check_lands_nowhere_once_the_set_was_taken() {
     let context = format!("---- A ----\n{}\n---- B ----\n{}", a.log(), b.log());
     assert_eq!(st.and_then(|s| s.code()), Some(3), "A did not step down:\n{context}");
     assert!(a.log().contains("claimed by node 2 at epoch 2 (ours: 1): stepping down"), "{context}");
-    // The WRITE got no answer (no error status either): its connection closed.
-    let lost = held.next(Duration::from_secs(30));
-    assert_eq!(lost, Some(serde_json::json!({"lost": 0})), "{context}");
     // The file holds B's block, not A's.
     let got = std::fs::read(&path).unwrap();
     assert!(
@@ -519,6 +516,9 @@ fn a_write_held_past_its_lease_check_lands_nowhere_once_the_set_was_taken() {
     // And it was the fence that stopped it (not A's step-down, which could win
     // the race to the WRITE's thread: then the WRITE never went on at all).
     assert!(a.log().contains("fence: a change on disk refused"), "{context}");
+    // The WRITE got no answer (no error status either): its connection closed.
+    let lost = held.next(Duration::from_secs(30));
+    assert_eq!(lost, Some(serde_json::json!({"lost": 0})), "{context}");
 }
 
 #[test]
