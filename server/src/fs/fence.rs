@@ -165,8 +165,7 @@ mod tests {
         share.rmdir(&res(&share, "d")).unwrap();
     }
 
-    /// A share without a fence, and a handle opened before one was set, are
-    /// not fenced.
+    /// A share without a fence (not a pair member's) refuses nothing.
     #[test]
     fn no_fence_no_refusal() {
         let tmp = tempfile::tempdir().unwrap();
