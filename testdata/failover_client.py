@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """failover_client.py --host H --port P --share S [--blocks N] [--size B] [--append] [--pause S] [--wait-at N]
-                   [--hold-after-loss]
+                   [--hold-after-loss] [--tag T]
 
 The client half of server/tests/failover.rs: one durable v2 open (DH2Q with
 an RWH lease) that writes N stamped blocks, one at a time, each waited for,
@@ -13,6 +13,7 @@ replay flag ([MS-SMB2] 3.2.4.1.1), as a Windows client does.
 Without --append, block i goes at offset i * size; with --append the open is
 append-only (FILE_APPEND_DATA without FILE_WRITE_DATA) and every block goes at
 the end of the file: a write carried out twice would show as a block twice.
+Block i says "T i" over and over (T is "block" unless --tag says otherwise).
 
 With --hold-after-loss, the first time the connection is lost the client
 prints {"lost": i} and waits for a line on stdin before it reconnects (so
@@ -41,8 +42,8 @@ def out(d):
     print(json.dumps(d), flush=True)
 
 
-def block(i, size):
-    return stamp(f"block {i:06d}", size)
+def block(i, size, tag="block"):
+    return stamp(f"{tag} {i:06d}", size)
 
 
 def main():
@@ -56,6 +57,7 @@ def main():
     ap.add_argument("--blocks", type=int, default=100)
     ap.add_argument("--size", type=int, default=16384)
     ap.add_argument("--append", action="store_true")
+    ap.add_argument("--tag", default="block", help="what each block says before its number")
     ap.add_argument("--pause", type=float, default=0.0)
     ap.add_argument("--reconnect-for", type=float, default=60.0)
     ap.add_argument("--wait-at", type=int, default=-1,
@@ -83,7 +85,7 @@ def main():
             line = sys.stdin.readline()
             log(f"go ({line.strip()!r}) at {time.time():.3f}")
             last_answer = time.monotonic()
-        data = block(i, a.size)
+        data = block(i, a.size, a.tag)
         offset = 0 if a.append else i * a.size
         replay = False
         while True:

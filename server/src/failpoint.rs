@@ -13,7 +13,7 @@
 //! | `sent` | an answer was handed to the socket, before point 4 |
 //! | `point4` | the point-4 record was appended |
 //!
-//! Four more do not kill but pause for MS milliseconds: `restore:MS`, the
+//! Five more do not kill but pause for MS milliseconds: `restore:MS`, the
 //! start while it restores the journal (so that a test can signal the
 //! server then); `mirror-receive:MS`, the pair's receiving thread before it
 //! stores each run of the partner's records (a stuck disk: the partner's
@@ -21,7 +21,11 @@
 //! large READ whose data is sent from its file, between taking the file's
 //! size and answering (so that a test can shrink the file then); and
 //! `create-made:MS`, an exclusive CREATE with a CreateGuid, after it made
-//! its file (so that a test can kill the server while the CREATE is slow).
+//! its file (so that a test can kill the server while the CREATE is slow);
+//! and `write-held:MS`, a WRITE (or a server-side copy) past its element's
+//! lease check and before it writes its data (so that a test can freeze a
+//! pair member there until its partner took the set over, and see the fence
+//! on the data path refuse the write when it goes on).
 //!
 //! Without the variable a call costs one load of a `OnceLock`.
 
@@ -51,6 +55,7 @@ pub fn pause(name: &str) {
         if armed == name {
             tracing::warn!(failpoint = name, ms, "failpoint: pausing (a test setting)");
             std::thread::sleep(std::time::Duration::from_millis(*ms));
+            tracing::warn!(failpoint = name, "failpoint: going on");
         }
     }
 }

@@ -214,6 +214,17 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
             .map_err(|e| RunError::Pair(e.to_string()))?
             .map_err(|e| RunError::Pair(format!("the set's server GUID in {}: {e}", sets.storage.display())))?;
     }
+    if let Some(lease) = pair.as_ref().and_then(|p| p.lease()) {
+        // The set's shares change nothing on disk without the lease
+        // (`pair::fence`), the restore's own changes (below) included: it
+        // waits for the storage heartbeat's first renewal.
+        if !lease.wait_valid().await {
+            return Err(RunError::Pair("no lease on our share set (it was claimed, or storage is stalled)".into()));
+        }
+        for share in &server.shares {
+            share.fs.set_fence(lease.clone());
+        }
+    }
     server.journal = opened.journal.clone();
     server.retirer.enable(opened.policy.survives_power_loss());
     server.pair = pair.clone();

@@ -66,6 +66,7 @@ use crate::cmd;
 use crate::connection::{ConnState, PendingOp, Resume};
 use crate::handler::{Ctx, PendingFut, Resp, FRAME_ROOM, HEADROOM};
 use crate::journal::{self, OpId, ReplayKey, Ticket};
+use crate::pair::fence::Mark;
 use crate::state::oplock::Notice;
 use crate::state::session::SessionCrypto;
 use crate::state::{lock, Server, Session};
@@ -433,7 +434,16 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
                 server.retirer.busy(op);
                 busy = true;
                 let chain = if related { c.file_id } else { None };
-                run_element(conn, &server, &hdr_eff, &elem, c.encrypted, chain, single, (op, index)).await
+                // The lease is checked again right before each change on disk
+                // (`pair::fence`): an element held up past it changes nothing,
+                // and its connection closes with no answer and no point 3.
+                let fence = Mark::take(server.pair.as_ref());
+                let r = run_element(conn, &server, &hdr_eff, &elem, c.encrypted, chain, single, (op, index)).await;
+                if fence.crossed() {
+                    warn!(mid = hdr.message_id, "a change on disk was fenced (no lease on our share set): closing");
+                    return Flow::Close;
+                }
+                r
             }
         };
         let last = hdr.next_command == 0;
@@ -633,9 +643,16 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
 fn park(conn: &mut ConnState, chain: Chain, w: Waiting, fut: PendingFut) {
     let fut = cancellable(conn, w.async_id, w.hdr.message_id, w.hdr_eff.session_id, fut);
     let tx = conn.resume_tx.clone();
+    let fence = Mark::take(conn.server.pair.as_ref());
     tokio::spawn(async move {
         let result = fut.await;
-        let resume: Resume = Box::new(move |conn: &mut ConnState| Box::pin(resume(conn, chain, w, result)));
+        let resume: Resume = if fence.crossed() {
+            // A change on disk was fenced (`pair::fence`): no answer.
+            warn!(mid = w.hdr.message_id, "a change on disk was fenced (no lease on our share set): closing");
+            Box::new(|_: &mut ConnState| Box::pin(async { false }))
+        } else {
+            Box::new(move |conn: &mut ConnState| Box::pin(resume(conn, chain, w, result)))
+        };
         // The connection is gone when nobody receives: so is the chain.
         let _ = tx.send(resume);
     });
@@ -1158,11 +1175,18 @@ async fn spawn_deferred(
     let lease = lease.unwrap_or_default().with_slot(permit);
     let tx = conn.tx.clone();
     let server = conn.server.clone();
+    let fence = Mark::take(server.pair.as_ref());
     tokio::spawn(async move {
         let resp = match fut.await {
             Ok(r) => r,
             Err(s) => error_resp(s),
         };
+        if fence.crossed() {
+            // A change on disk was fenced (`pair::fence`): no answer, no point 3.
+            warn!(mid = hdr.message_id, "a change on disk was fenced (no lease on our share set): closing");
+            let _ = tx.send(crate::transport::CLOSE_FRAME.into()).await;
+            return;
+        }
         let journaled =
             server.point3(op, index, replay_key.as_ref(), resp.status.0, saved_body(&hdr, &resp), &resp.deltas).await;
         let (durable_before_answer, keeps) = match journaled {
@@ -1406,11 +1430,18 @@ fn spawn_pending(
     let tx = conn.tx.clone();
     let server = conn.server.clone();
     let enc = if encrypted { conn.session(session_id).and_then(|s| s.crypto()).map(|c| (c, session_id)) } else { None };
+    let fence = Mark::take(server.pair.as_ref());
     tokio::spawn(async move {
         let resp = match fut.await {
             Ok(r) => r,
             Err(s) => error_resp(s),
         };
+        if fence.crossed() {
+            // A change on disk was fenced (`pair::fence`): no answer, no point 3.
+            warn!(message_id, "a change on disk was fenced (no lease on our share set): closing");
+            let _ = tx.send(crate::transport::CLOSE_FRAME.into()).await;
+            return;
+        }
         let mut resp = resp;
         if !point3_final(&server, op, index, &mut resp).await {
             let _ = tx.send(crate::transport::CLOSE_FRAME.into()).await;

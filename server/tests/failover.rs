@@ -29,6 +29,12 @@
 //!   the file holds each block exactly once. Its variants with WRITEs of 64 KiB
 //!   and under `process` meet point-1 records that keep a digest of the data,
 //!   not the data.
+//! - `a_write_held_past_its_lease_check_lands_nowhere_once_the_set_was_taken`:
+//!   A's WRITE is held (a failpoint) after its element's lease check, before its
+//!   data is written, and A is frozen there; B takes the set over and a client
+//!   writes other data to the same file through B; A, resumed, goes on with the
+//!   WRITE: the fence on the data path refuses it, the file keeps B's data, and
+//!   A steps down.
 
 mod common;
 
@@ -58,6 +64,8 @@ struct Layout {
     dir: tempfile::TempDir,
     port: u16,
     interconnect: [u16; 2],
+    /// The folder of share `setb` in the storage folder.
+    setb_folder: &'static str,
 }
 
 impl Layout {
@@ -66,7 +74,18 @@ impl Layout {
         for d in ["storage/seta", "storage/setb", "storage/.duet", "a", "b"] {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
         }
-        Layout { dir, port: common::free_port(), interconnect: [common::free_port(), common::free_port()] }
+        Layout {
+            dir,
+            port: common::free_port(),
+            interconnect: [common::free_port(), common::free_port()],
+            setb_folder: "setb",
+        }
+    }
+
+    /// Both sets' shares over one folder (`seta`'s): a client of B's own set
+    /// reaches the files of A's.
+    fn one_folder() -> Layout {
+        Layout { setb_folder: "seta", ..Layout::new() }
     }
 
     fn storage(&self) -> PathBuf {
@@ -84,8 +103,8 @@ impl Layout {
         let storage = self.storage();
         let set = |n: u16| if n == 1 { "seta" } else { "setb" };
         let mut args: Vec<String> = vec!["serve".into()];
-        for s in ["seta", "setb"] {
-            args.extend(["--share".into(), format!("{s}={}", storage.join(s).display())]);
+        for (s, folder) in [("seta", "seta"), ("setb", self.setb_folder)] {
+            args.extend(["--share".into(), format!("{s}={}", storage.join(folder).display())]);
         }
         args.extend(
             [
@@ -432,6 +451,74 @@ fn a_frozen_node_s_set_is_taken_over_and_it_steps_down_on_thaw() {
     assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
     let st = b.status_until("serving set 1", |s| set_state(s, 1).0 == "serving");
     assert_eq!(set_state(&st, 1), ("serving".into(), 2), "{st:#}");
+}
+
+/// Waits (up to 60 s) until the node's log holds `what`.
+fn log_until(n: &Node, what: &str) {
+    let t0 = Instant::now();
+    while !n.log().contains(what) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "node {} never logged {what:?}:\n{}", n.id, n.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The fence on the data path (DESIGN.md, "Leases"): a WRITE that passed its
+/// element's lease check (point 2) and was then held up, past its lease, until
+/// the partner had taken the set over and written the file, changes nothing
+/// when it goes on. Before the fence, A wrote its block over B's.
+#[test]
+fn a_write_held_past_its_lease_check_lands_nowhere_once_the_set_was_taken() {
+    // Set B's share is set A's folder: while A is frozen, its kernel keeps set
+    // 1's address (B binds it only once A stepped down), so B's client writes the
+    // file through B's own set.
+    let l = Layout::one_folder();
+    // A holds each WRITE for 2 s past its lease check, before writing its data.
+    let hold = Duration::from_millis(2000);
+    let (mut a, b) = start_pair(&l, "process", "process", &[("DUET_FAILPOINT", "write-held:2000")]);
+    let size = 4096;
+    // Its client says when its connection is lost and waits there: once A is gone
+    // it would resend the WRITE, and B would rightly carry it out (a later write,
+    // not the one this test looks at).
+    let held = Client::start(
+        &l.address(1),
+        "seta",
+        &["--blocks", "1", "--size", "4096", "--tag", "from-a", "--hold-after-loss"],
+    );
+    log_until(&a, "failpoint: pausing");
+    let t_held = Instant::now();
+    a.signal(libc::SIGSTOP);
+    a.wait_stopped();
+    assert!(!a.log().contains("failpoint: going on"), "A's WRITE went on before A froze (a loaded machine?)");
+    log_until(&b, "claimed the partner's set");
+    let other = Client::start(&l.address(2), "setb", &["--blocks", "1", "--size", "4096", "--tag", "from-b"]);
+    let (done, stderr) = other.finish();
+    assert_eq!(done["done"], true, "{done}\n{stderr}\n---- B ----\n{}", b.log());
+    let path = l.storage().join("seta/failover.dat");
+    let from_b = std::fs::read(&path).unwrap();
+    assert_eq!(from_b.len(), size);
+    assert!(from_b.starts_with(b"from-b 000000\n"), "{:?}", String::from_utf8_lossy(&from_b[..20]));
+    // A's hold ends while it is frozen: resumed, the WRITE goes on at once.
+    while t_held.elapsed() < hold + Duration::from_millis(200) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.signal(libc::SIGCONT);
+    let st = a.exit_status(Duration::from_secs(30));
+    let context = format!("---- A ----\n{}\n---- B ----\n{}", a.log(), b.log());
+    assert_eq!(st.and_then(|s| s.code()), Some(3), "A did not step down:\n{context}");
+    assert!(a.log().contains("claimed by node 2 at epoch 2 (ours: 1): stepping down"), "{context}");
+    // The file holds B's block, not A's.
+    let got = std::fs::read(&path).unwrap();
+    assert!(
+        got == from_b,
+        "A's held WRITE landed after the takeover: {:?}\n{context}",
+        String::from_utf8_lossy(&got[..got.len().min(20)])
+    );
+    // And it was the fence that stopped it (not A's step-down, which could win
+    // the race to the WRITE's thread: then the WRITE never went on at all).
+    assert!(a.log().contains("fence: a change on disk refused"), "{context}");
+    // The WRITE got no answer (no error status either): its connection closed.
+    let lost = held.next(Duration::from_secs(30));
+    assert_eq!(lost, Some(serde_json::json!({"lost": 0})), "{context}");
 }
 
 #[test]

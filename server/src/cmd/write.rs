@@ -188,6 +188,9 @@ fn write_data_at(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], at: At) ->
         record_append(server, d, offset, data.len() as u64);
     }
     let frozen = crate::state::write_time::before_write(server, open);
+    // Past the element's lease check, before its data is written: a test holds
+    // it here (and freezes the node) until its partner took the set over.
+    crate::failpoint::pause("write-held");
     crate::failpoint::hit_after("torn", || drop(h.write_at(&data[..data.len() / 2], offset)));
     let n = h.write_at(data, offset).map_err(|e| e.status())?;
     crate::failpoint::hit("written");

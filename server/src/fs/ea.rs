@@ -227,6 +227,7 @@ impl Handle {
     /// one that is not there succeeds). Every name is checked before
     /// anything is written, so a list with one bad name changes nothing.
     pub fn set_eas(&self, eas: &[(&[u8], &[u8])]) -> Result<(), EaError> {
+        self.may_change()?;
         if !self.xattrs() {
             return Err(EaError::NotSupported);
         }

@@ -71,6 +71,12 @@ pub enum FsError {
     /// [`super::afpinfo`]).
     #[error("allotted space exceeded")]
     AllottedSpaceExceeded,
+    /// The share's fence did not hold ([`super::fence`]): this node's lease
+    /// on the share's set ran out, or its partner took the set over. Nothing
+    /// was changed. The pipeline closes the connection without an answer;
+    /// the status is for a caller that answers anyway.
+    #[error("fenced: no lease on the share's set")]
+    Fenced,
     /// Any other local I/O failure.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
@@ -107,6 +113,7 @@ impl FsError {
             FsError::NotSameDevice => NtStatus::NOT_SAME_DEVICE,
             FsError::Limitation => NtStatus::FILE_SYSTEM_LIMITATION,
             FsError::AllottedSpaceExceeded => NtStatus::ALLOTTED_SPACE_EXCEEDED,
+            FsError::Fenced => NtStatus::FILE_NOT_AVAILABLE,
             FsError::Io(e) => errno_status(e.raw_os_error().unwrap_or(0)),
         }
     }

@@ -72,6 +72,9 @@ pub struct Handle {
     /// Its inode's registration with the directory watches while it lives
     /// ([`super::watch`]): what Duet does through it is Duet's own change.
     tracked: Option<super::watch::Tracked>,
+    /// The share's fence, asked before every change through the handle
+    /// ([`super::fence`]).
+    fence: super::fence::FenceRef,
 }
 
 impl Handle {
@@ -86,6 +89,7 @@ impl Handle {
             link: sys::FdStack::default(),
             linked: false.into(),
             tracked: None,
+            fence: None,
         }
     }
 
@@ -107,6 +111,18 @@ impl Handle {
     /// Remembers (or forgets) the sidecar file of this stream handle.
     pub(super) fn cache_sidecar(&self, f: Option<std::sync::Arc<std::fs::File>>) {
         *self.sidecar.lock().unwrap_or_else(|e| e.into_inner()) = f;
+    }
+
+    /// Fences the handle as its share is ([`super::fence`]).
+    pub(super) fn set_fence(&mut self, fence: super::fence::FenceRef) {
+        self.fence = fence;
+    }
+
+    /// [`FsError::Fenced`] when the handle's fence does not hold now: asked
+    /// first by every call that changes something on disk.
+    #[inline]
+    pub(super) fn may_change(&self) -> Result<(), FsError> {
+        super::fence::check(&self.fence)
     }
 
     /// A handle on the symlink whose `O_PATH | O_NOFOLLOW` descriptor is `fd`.
@@ -189,7 +205,9 @@ impl Handle {
     /// file, same access mode.
     pub fn try_clone(&self) -> Result<Handle, FsError> {
         if self.is_link() {
-            return Handle::new_link(self.cur().try_clone_to_owned().map_err(io_err)?);
+            let mut h = Handle::new_link(self.cur().try_clone_to_owned().map_err(io_err)?)?;
+            h.set_fence(self.fence.clone());
+            return Ok(h);
         }
         Ok(Handle {
             fd: self.fd.try_clone().map_err(io_err)?,
@@ -201,6 +219,7 @@ impl Handle {
             link: sys::FdStack::default(),
             linked: false.into(),
             tracked: self.tracked.as_ref().map(super::watch::Tracked::again),
+            fence: self.fence.clone(),
         })
     }
 
@@ -300,6 +319,7 @@ impl Handle {
 
     /// `pwrite` of all of `buf` at `offset` (loops on short writes).
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize, FsError> {
+        self.may_change()?;
         self.check_file()?;
         if let Some(x) = &self.stream() {
             return self.stream_write(x, buf, offset);
@@ -318,6 +338,7 @@ impl Handle {
 
     /// Sets the end of file (`ftruncate`).
     pub fn set_len(&self, len: u64) -> Result<(), FsError> {
+        self.may_change()?;
         self.check_file()?;
         if let Some(x) = &self.stream() {
             return self.stream_set_len(x, len);
@@ -328,6 +349,7 @@ impl Handle {
     /// Reserves `len` bytes without changing the size (`fallocate`
     /// KEEP_SIZE); a file system without fallocate is silently accepted.
     pub fn allocate(&self, len: u64) -> Result<(), FsError> {
+        self.may_change()?;
         self.check_file()?;
         if len == 0 || self.stream.is_some() {
             return Ok(());
@@ -343,6 +365,7 @@ impl Handle {
     /// attribute xattr; Linux files hold holes either way. Without user
     /// xattrs there is nowhere to keep it: [`FsError::NotSupported`].
     pub fn set_sparse(&self, sparse: bool) -> Result<(), FsError> {
+        self.may_change()?;
         self.check_file()?;
         if self.stream.is_some() {
             return Err(FsError::NotSupported);
@@ -364,6 +387,7 @@ impl Handle {
     /// sparse file, writes zeros into any other. The range is clipped to
     /// the end of file.
     pub fn zero_range(&self, offset: u64, end: u64) -> Result<(), FsError> {
+        self.may_change()?;
         self.check_file()?;
         if self.stream.is_some() {
             return Err(FsError::NotSupported);
@@ -476,6 +500,7 @@ impl Handle {
 
     /// Sets times (see [`SetTimes`]).
     pub fn set_times(&self, times: SetTimes) -> Result<(), FsError> {
+        self.may_change()?;
         if self.is_link() {
             // Nothing to keep them in on a symlink: accepted, as Samba does.
             return Ok(());
@@ -497,6 +522,7 @@ impl Handle {
     /// directory, is [`FsError::InvalidParameter`] as on Windows. Without
     /// user xattrs only READONLY is kept, as the absence of the write bits.
     pub fn set_attributes(&self, attrs: u32) -> Result<(), FsError> {
+        self.may_change()?;
         if self.is_link() {
             return Ok(());
         }
@@ -522,6 +548,7 @@ impl Handle {
     /// bits are ignored. For SET_INFO of a security descriptor, which Duet
     /// maps onto the mode.
     pub fn set_mode(&self, mode: u32) -> Result<(), FsError> {
+        self.may_change()?;
         if self.is_link() {
             return Ok(());
         }

@@ -191,6 +191,7 @@ impl Share {
     /// `O_PATH` descriptor of the new link.
     pub fn make_symlink(&self, rel: &Resolved, target: &str) -> Result<std::os::fd::OwnedFd, FsError> {
         use std::os::fd::AsRawFd;
+        self.may_change()?;
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
         let st = sys::statx(dir.as_fd(), &leaf, libc::AT_SYMLINK_NOFOLLOW).map_err(super::error::io_err)?;
@@ -252,6 +253,7 @@ impl Share {
     /// Returns a descriptor of it, opened for reading.
     pub fn unmake_symlink(&self, rel: &Resolved, is_dir: bool) -> Result<std::os::fd::OwnedFd, FsError> {
         use std::os::fd::AsRawFd;
+        self.may_change()?;
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
         let st = sys::statx(dir.as_fd(), &leaf, libc::AT_SYMLINK_NOFOLLOW).map_err(super::error::io_err)?;

@@ -65,11 +65,14 @@
 //! - [`watch`]: directory watches with inotify for change notify, and the
 //!   marks that keep Duet's own changes out of what they report.
 //! - [`error`]: [`FsError`] and its NTSTATUS mapping.
+//! - [`fence`]: [`Fence`], asked before every change on disk (a pair
+//!   member's lease on its share set).
 //! - `sys`: the raw system calls (`openat2`, `statx`, xattrs); all `unsafe`.
 
 pub mod afpinfo;
 pub mod ea;
 pub mod error;
+pub mod fence;
 pub mod handle;
 pub mod link;
 mod names;
@@ -95,6 +98,7 @@ use nix::unistd::UnlinkatFlags;
 
 pub use ea::{Ea, EaError};
 pub use error::{FsError, Stopped};
+pub use fence::Fence;
 pub use handle::{DirEntry, Handle, SetTimes};
 pub use link::Link;
 pub use path::SmbPath;
@@ -130,6 +134,8 @@ pub struct Share {
     watcher: Option<std::sync::Arc<watch::Watcher>>,
     /// Where streams too large for an xattr live ([`spill`]).
     spill: std::sync::Arc<spill::Area>,
+    /// Asked before every change on disk ([`fence`]); unset: not fenced.
+    fence: std::sync::OnceLock<std::sync::Arc<dyn Fence>>,
 }
 
 /// A client path mapped to on-disk names by [`Share::resolve`]. Its parent
@@ -251,6 +257,7 @@ impl Share {
             root_abs,
             watcher: None,
             spill: std::sync::Arc::new(spill::Area::new(root_fd.as_fd())?),
+            fence: std::sync::OnceLock::new(),
             root_fd,
         })
     }
@@ -258,6 +265,28 @@ impl Share {
     /// Tells the share about the server's directory watches ([`watch`]).
     pub fn set_watcher(&mut self, watcher: std::sync::Arc<watch::Watcher>) {
         self.watcher = Some(watcher);
+    }
+
+    /// Fences the share ([`fence`]): every change on disk through it, and
+    /// through the handles it opens from now on, asks `fence` first. Set
+    /// before the share opens its first handle; a second fence is ignored.
+    pub fn set_fence(&self, fence: std::sync::Arc<dyn Fence>) {
+        let _ = self.fence.set(fence);
+    }
+
+    /// The share's fence, for the handles it opens.
+    fn fence(&self) -> fence::FenceRef {
+        self.fence.get().cloned()
+    }
+
+    /// [`FsError::Fenced`] when the share's fence does not hold now.
+    #[inline]
+    fn may_change(&self) -> Result<(), FsError> {
+        match self.fence.get() {
+            None => Ok(()),
+            Some(f) if f.holds() => Ok(()),
+            Some(_) => Err(FsError::Fenced),
+        }
     }
 
     /// The root's `O_PATH` fd.
@@ -521,7 +550,8 @@ impl Share {
             // the symlink, never followed.
             let fd = sys::openat2_beneath(self.root_fd.as_fd(), &path, libc::O_PATH | libc::O_NOFOLLOW, 0)
                 .map_err(|e| self.open_error(rel, e))?;
-            let h = Handle::new_link(fd)?;
+            let mut h = Handle::new_link(fd)?;
+            h.set_fence(self.fence());
             let st = h.stat()?;
             if !st.is_link() {
                 // Replaced by a file or directory since it was resolved.
@@ -562,6 +592,7 @@ impl Share {
         if self.xattrs {
             h.set_spill(self.spill.clone());
         }
+        h.set_fence(self.fence());
         if let Some(w) = &self.watcher {
             h.set_tracked(w.track(watch::key_of(&st)));
         }
@@ -597,6 +628,7 @@ impl Share {
     /// no user xattrs, the file is made as [`Share::create_file`] makes it
     /// and the id is stored afterwards, by the caller.
     pub fn create_file_as(&self, rel: &Resolved, mode: u32, uid: Option<FileUid>) -> Result<Handle, FsError> {
+        self.may_change()?;
         let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::Exists)?;
         if rel.exists {
@@ -621,6 +653,7 @@ impl Share {
 
     /// Creates the directory `rel` (`mkdirat`) and opens it.
     pub fn create_dir(&self, rel: &Resolved, mode: u32) -> Result<Handle, FsError> {
+        self.may_change()?;
         let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::Exists)?;
         if rel.exists {
@@ -656,6 +689,7 @@ impl Share {
 
     /// Removes the file `rel` ([`FsError::IsADirectory`] for a directory).
     pub fn unlink(&self, rel: &Resolved) -> Result<(), FsError> {
+        self.may_change()?;
         let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
@@ -697,6 +731,7 @@ impl Share {
     /// Removes the directory `rel`: [`FsError::NotEmpty`] when it has
     /// entries, [`FsError::NotADirectory`] for a file. The root cannot go.
     pub fn rmdir(&self, rel: &Resolved) -> Result<(), FsError> {
+        self.may_change()?;
         let _mark = self.mark(rel);
         let (parent, leaf) = rel.split()?.ok_or(FsError::AccessDenied)?;
         let dir = self.parent_fd(&parent)?;
@@ -723,6 +758,7 @@ impl Share {
     ///
     /// Returns the new location. The root cannot be renamed, nor be a target.
     pub fn rename(&self, from: &Resolved, to: &SmbPath, replace: bool) -> Result<Resolved, FsError> {
+        self.may_change()?;
         let (src_parent, src_leaf) = from.split()?.ok_or(FsError::AccessDenied)?;
         let target = self.resolve(to)?;
         let (dst_parent, _) = target.split()?.ok_or(FsError::AccessDenied)?;
@@ -804,6 +840,7 @@ impl Share {
     /// left as it is. Returns where the new name resolves, with the
     /// client's spelling of its last component.
     pub fn link(&self, from: &Resolved, to: &SmbPath, replace: bool) -> Result<Resolved, FsError> {
+        self.may_change()?;
         let (src_parent, src_leaf) = from.split()?.ok_or(FsError::AccessDenied)?;
         let target = self.resolve(to)?;
         let (dst_parent, _) = target.split()?.ok_or(FsError::AccessDenied)?;

@@ -57,6 +57,7 @@ impl Handle {
     /// Without user xattrs: [`FsError::NotSupported`]; a value the file
     /// system cannot hold: [`FsError::NoSpace`].
     pub fn store_sd(&self, sd: &[u8]) -> Result<(), FsError> {
+        self.may_change()?;
         if !self.xattrs() {
             return Err(FsError::NotSupported);
         }

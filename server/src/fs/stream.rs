@@ -193,6 +193,7 @@ impl Handle {
     /// case) and returns its xattr. Without user xattrs
     /// [`FsError::NotSupported`].
     pub fn create_stream(&self, name: &str) -> Result<CString, FsError> {
+        self.may_change()?;
         if !self.xattrs() {
             return Err(FsError::NotSupported);
         }
@@ -207,6 +208,7 @@ impl Handle {
     /// Removes every named stream (a CREATE that overwrites or supersedes
     /// the file, [MS-FSA] 2.1.5.1.2.1).
     pub fn remove_streams(&self) -> Result<(), FsError> {
+        self.may_change()?;
         for s in self.streams()? {
             sys::remove_xattr(self.as_fd(), &xattr_name(&s.name)?).map_err(xattr_err)?;
         }
@@ -460,6 +462,7 @@ impl Handle {
     /// Deletes this handle's stream (delete-on-close of a stream open):
     /// only the stream goes, the file stays.
     pub fn remove_stream(&self) -> Result<(), FsError> {
+        self.may_change()?;
         let Some(x) = self.stream() else { return Err(FsError::InvalidParameter) };
         let _g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());
         self.drop_stream(&x)?;
@@ -474,6 +477,7 @@ impl Handle {
     /// follows the stream. Renaming to its own name (in any case) changes
     /// nothing. A stream in a sidecar file is renamed there.
     pub fn rename_stream(&self, new: &str, replace: bool) -> Result<(), FsError> {
+        self.may_change()?;
         let Some(old) = self.stream() else { return Err(FsError::InvalidParameter) };
         check_name(new)?;
         let _g = STREAM_IO.lock().unwrap_or_else(|e| e.into_inner());

@@ -317,6 +317,8 @@ pub(crate) fn create_named(
 }
 
 fn write(h: &Handle, uid: FileUid, flags: i32) -> io::Result<()> {
+    // Fenced: not stored; the id falls back as on a failed store.
+    h.may_change().map_err(|e| io::Error::other(e.to_string()))?;
     #[cfg(test)]
     if test_hook::forced() {
         return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));

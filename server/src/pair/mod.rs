@@ -31,8 +31,11 @@
 //! - [`sets`]: share sets: ownership claims, the storage heartbeat, and when a
 //!   dead partner's set is taken over (the takeover is
 //!   [`crate::restart::takeover`]).
+//! - [`fence`]: the lease as the shares' fence on the data path, and what the
+//!   pipeline does when it refused a change.
 
 pub mod config;
+pub mod fence;
 pub mod sets;
 pub mod join;
 pub mod link;

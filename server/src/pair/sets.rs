@@ -105,8 +105,10 @@ pub const LEASE: Duration = Duration::from_secs(1);
 /// storage heartbeat that reached the storage folder and found the newest
 /// claim on the set still ours, measured on the monotonic clock (which goes
 /// on while the process is frozen). The request pipeline carries out no
-/// element without it ([`Lease::wait_valid`]), so a node resumed from a
-/// freeze does not carry out a request after its partner took its set over.
+/// element without it ([`Lease::wait_valid`]), and the file system makes no
+/// change on disk without it ([`super::fence`]: checked right before each
+/// one), so a node resumed from a freeze does not carry out a request, nor
+/// finish one it had begun, after its partner took its set over.
 #[derive(Debug)]
 pub struct Lease {
     origin: Instant,
@@ -114,11 +116,18 @@ pub struct Lease {
     renewed: AtomicU64,
     /// The set was claimed by another node: never valid again.
     lost: AtomicBool,
+    /// Changes on disk the fence refused ([`super::fence`]).
+    refused: AtomicU64,
 }
 
 impl Default for Lease {
     fn default() -> Lease {
-        Lease { origin: Instant::now(), renewed: AtomicU64::new(0), lost: AtomicBool::new(false) }
+        Lease {
+            origin: Instant::now(),
+            renewed: AtomicU64::new(0),
+            lost: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
+        }
     }
 }
 
@@ -137,6 +146,16 @@ impl Lease {
     /// Whether the set was lost.
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::Acquire)
+    }
+
+    /// How many changes on disk the fence refused so far ([`super::fence`]).
+    pub fn refusals(&self) -> u64 {
+        self.refused.load(Ordering::Acquire)
+    }
+
+    /// Counts a change on disk the fence refused.
+    pub(super) fn refuse(&self) {
+        self.refused.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Whether the lease holds at `now`.
