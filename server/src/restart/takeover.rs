@@ -207,6 +207,13 @@ pub async fn take(t: &Taker) -> Result<(Arc<Server>, Epoch), String> {
     let epoch = tokio::task::spawn_blocking(move || claim_next(&storage, cluster, set, me))
         .await
         .map_err(|e| e.to_string())??;
+    // The partner's lease may still hold: a storage beat of its that began
+    // before the claim was written (it thawed just then) found the set still
+    // its own and renewed the lease from when it began, which is before now.
+    // So nothing is changed on the set's disk before one lease length from
+    // here (the mirror is scanned and the model rebuilt meanwhile); after
+    // that every beat of the partner's sees the claim and renews nothing.
+    let partner_lease_gone = tokio::time::Instant::now() + crate::pair::sets::LEASE;
     info!(set = set.0, epoch = epoch.0, "pair: claimed the partner's set");
     let log = t.pair.region().scan_partner().map_err(|e| format!("cannot scan the mirror ring: {e}"))?;
     let rebuilt = super::rebuild_log(&log).map_err(|e| format!("the mirrored log: {e}"))?;
@@ -233,6 +240,9 @@ pub async fn take(t: &Taker) -> Result<(Arc<Server>, Epoch), String> {
     server.journal = journal.clone();
     server.retirer.enable(false);
     let server = Arc::new(server);
+    let waited = partner_lease_gone.saturating_duration_since(tokio::time::Instant::now());
+    tokio::time::sleep_until(partner_lease_gone).await;
+    info!(set = set.0, waited_ms = waited.as_millis() as u64, "pair: the partner's lease has run out");
     // The partner's page cache may be gone with it (another machine): the
     // answered WRITEs whose data its log holds are written again, unless it ran
     // on this kernel (then its page cache outlived it, as after a killed process).
