@@ -25,7 +25,9 @@
 //! and `write-held:MS`, a WRITE (or a server-side copy) past its element's
 //! lease check and before it writes its data (so that a test can freeze a
 //! pair member there until its partner took the set over, and see the fence
-//! on the data path refuse the write when it goes on).
+//! on the data path refuse the write when it goes on); `claim:MS`, a
+//! takeover between finding the partner dead and writing its claim (so that
+//! a test can thaw the partner then).
 //!
 //! Without the variable a call costs one load of a `OnceLock`.
 

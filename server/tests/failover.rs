@@ -400,12 +400,8 @@ fn a_killed_node_s_set_is_taken_over_and_its_client_finishes() {
         done["stall_ms"]
     );
     assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
-    // B changed nothing on the set's disk until a lease length after its
-    // claim: a beat of A's that began before the claim may have renewed A's
-    // lease, which then held up to one lease length.
-    let (claimed, run_out) = (log_time(&b.log(), "claimed the partner's set"), log_time(&b.log(), "lease has run out"));
-    let waited = run_out.zip(claimed).map(|(r, c)| r - c);
-    assert!(waited.is_some_and(|w| w >= 0.99), "B did not wait out A's lease after its claim ({waited:?} s)\n{context}");
+    // A, killed, beat no more: B knew A's lease was out and did not wait.
+    assert!(b.log().contains("heartbeat_moved=false"), "{context}");
     // B serves A's set at the next epoch, and said so.
     let st = b.status_until("serving set 1", |s| set_state(s, 1).0 == "serving");
     assert_eq!(set_state(&st, 1), ("serving".into(), 2), "{st:#}");
@@ -467,6 +463,44 @@ fn a_frozen_node_s_set_is_taken_over_and_it_steps_down_on_thaw() {
     assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
     let st = b.status_until("serving set 1", |s| set_state(s, 1).0 == "serving");
     assert_eq!(set_state(&st, 1), ("serving".into(), 2), "{st:#}");
+}
+
+/// A thaws in the instant B has found it dead and not yet claimed its set
+/// (failpoint `claim` holds B there): A's next storage beat still finds the
+/// set its own and renews A's lease, which may then hold up to a lease length
+/// after B's claim. B sees A's heartbeat moved since it found A dead, and
+/// changes nothing on the set's disk until that lease is out; A steps down at
+/// its next beat. Without the wait, B went on at once.
+#[test]
+fn a_partner_that_thaws_before_the_claim_has_its_lease_waited_out() {
+    let l = Layout::new();
+    let mut a = l.node(1, "process", &[]);
+    let mut b = l.node(2, "process", &[("DUET_FAILPOINT", "claim:1500")]);
+    a.start();
+    b.start();
+    b.status_until("holding a current mirror of A", |s| s["partner_mirror"]["current"] == true);
+    a.signal(libc::SIGSTOP);
+    a.wait_stopped();
+    let t0 = Instant::now();
+    while !b.log().contains("taking its set over") {
+        assert!(t0.elapsed() < Duration::from_secs(60), "B never found A dead:\n{}", b.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.signal(libc::SIGCONT);
+    let st = a.exit_status(Duration::from_secs(30));
+    let context = format!("---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
+    assert_eq!(st.and_then(|s| s.code()), Some(3), "A did not step down:\n{context}");
+    let t0 = Instant::now();
+    while !b.log().contains("lease has run out") {
+        assert!(t0.elapsed() < Duration::from_secs(30), "B never went on:\n{context}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = b.log();
+    let context = format!("---- B ----\n{log}\n---- A ----\n{}", a.log());
+    assert!(log.contains("heartbeat_moved=true"), "{context}");
+    let (claimed, run_out) = (log_time(&log, "claimed the partner's set"), log_time(&log, "lease has run out"));
+    let waited = run_out.zip(claimed).map(|(r, c)| r - c);
+    assert!(waited.is_some_and(|w| w >= 0.99), "B did not wait out A's lease after its claim ({waited:?} s)\n{context}");
 }
 
 /// Waits (up to 60 s) until the node's log holds `what`.

@@ -147,7 +147,7 @@ pub async fn watch(t: Taker, serve: impl Fn(Arc<Server>, TcpListener) + Send + S
         );
         t.pair.set_status(SetStatus::new(&t.sets.partner, "taking over", Epoch(0)));
         taken = true;
-        match take(&t).await {
+        match take(&t, last_beat).await {
             Ok((server, epoch)) => {
                 let (pair, set, serve) = (t.pair.clone(), t.sets.partner.clone(), serve.clone());
                 tokio::spawn(async move {
@@ -201,19 +201,32 @@ async fn own_set_taken(t: &Taker) -> Option<String> {
 
 /// Takes the partner's set: claim, rebuild from the mirror, restore. Returns the
 /// set's server, ready to serve, and the epoch claimed.
-pub async fn take(t: &Taker) -> Result<(Arc<Server>, Epoch), String> {
+pub async fn take(t: &Taker, seen_beat: Option<u64>) -> Result<(Arc<Server>, Epoch), String> {
     let t0 = Instant::now();
     let (storage, cluster, set, me) = (t.sets.storage.clone(), t.cluster(), t.partner_set(), t.me());
+    crate::failpoint::pause("claim");
     let epoch = tokio::task::spawn_blocking(move || claim_next(&storage, cluster, set, me))
         .await
         .map_err(|e| e.to_string())??;
     // The partner's lease may still hold: a storage beat of its that began
     // before the claim was written (it thawed just then) found the set still
-    // its own and renewed the lease from when it began, which is before now.
-    // So nothing is changed on the set's disk before one lease length from
-    // here (the mirror is scanned and the model rebuilt meanwhile); after
-    // that every beat of the partner's sees the claim and renews nothing.
-    let partner_lease_gone = tokio::time::Instant::now() + crate::pair::sets::LEASE;
+    // its own and renewed the lease from when it began. Such a beat bumped the
+    // partner's heartbeat before it read the claims, so before the claim was
+    // written: if the heartbeat is where it was when the partner was found
+    // dead (`seen_beat`), no beat renewed the lease since, and the last one
+    // that did ran out long ago (a lease is shorter than the silence that
+    // counts as death). Else nothing is changed on the set's disk before one
+    // lease length from here (the mirror is scanned and the model rebuilt
+    // meanwhile); by then every beat of the partner's sees the claim.
+    let claimed = tokio::time::Instant::now();
+    let (storage, partner) = (t.sets.storage.clone(), NodeId(set.0));
+    let beat_now = tokio::task::spawn_blocking(move || ownership::fs::read_heartbeat(&storage, partner))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    let moved = beat_now != seen_beat;
+    let partner_lease_gone = if moved { claimed + crate::pair::sets::LEASE } else { claimed };
     info!(set = set.0, epoch = epoch.0, "pair: claimed the partner's set");
     let log = t.pair.region().scan_partner().map_err(|e| format!("cannot scan the mirror ring: {e}"))?;
     let rebuilt = super::rebuild_log(&log).map_err(|e| format!("the mirrored log: {e}"))?;
@@ -242,7 +255,12 @@ pub async fn take(t: &Taker) -> Result<(Arc<Server>, Epoch), String> {
     let server = Arc::new(server);
     let waited = partner_lease_gone.saturating_duration_since(tokio::time::Instant::now());
     tokio::time::sleep_until(partner_lease_gone).await;
-    info!(set = set.0, waited_ms = waited.as_millis() as u64, "pair: the partner's lease has run out");
+    info!(
+        set = set.0,
+        heartbeat_moved = moved,
+        waited_ms = waited.as_millis() as u64,
+        "pair: the partner's lease has run out"
+    );
     // The partner's page cache may be gone with it (another machine): the
     // answered WRITEs whose data its log holds are written again, unless it ran
     // on this kernel (then its page cache outlived it, as after a killed process).
