@@ -20,8 +20,8 @@
 //! - [`reconnect`]: a client that drops its connection and comes back at
 //!   once does not meet its own old opens.
 //! - [`streams`]: stream names (`file:stream`) never reach outside the
-//!   share or through a symlink; an oversized stream write is refused
-//!   (STATUS_FILE_SYSTEM_LIMITATION or STATUS_DISK_FULL).
+//!   share or through a symlink; a stream written past one xattr goes on
+//!   in place in its sidecar file.
 //! - [`wildcard`]: QUERY_DIRECTORY patterns cost linear time and never stall
 //!   other clients.
 

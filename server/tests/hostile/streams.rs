@@ -1,9 +1,9 @@
 //! Stream names (`file:stream`, [MS-FSCC] 2.1.5) as a hostile client
 //! would write them: the stream part is never a path, so no name with a
 //! stream reaches outside the share or through a symlink, and a stream
-//! written past what one xattr holds is refused with
-//! STATUS_FILE_SYSTEM_LIMITATION (smbd 4.17's answer; STATUS_DISK_FULL
-//! past what the file system keeps), not a panic or a closed connection.
+//! written past what one xattr holds goes on in a sidecar file, written in
+//! place (a write far into it costs no memory), not a panic or a closed
+//! connection.
 
 use protocol::msg::create::create_disposition::{CREATE, OPEN_IF};
 use protocol::msg::negotiate::dialect;
