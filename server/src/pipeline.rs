@@ -1005,11 +1005,9 @@ async fn write_notice(conn: &mut ConnState, n: Notice) -> bool {
     let server = conn.server.clone();
     let op = server.journal.unsolicited(conn.id);
     let journaled = op != OpId(0);
-    let mut r = Resp::ok(n.body);
-    if journaled && !point3_final(&server, op, 0, &mut r).await {
+    if journaled && !point3_notice(&server, op, &n.body).await {
         return false;
     }
-    let n = Notice { body: r.body, ..n };
     let e = OutElement { hdr, body: n.body, headroom: None, sign: None, preauth_session: None, preauth_conn: false };
     let mut unused = protocol::crypto::preauth::PreauthHash::new();
     let Some(frame) = encode_frame(&mut unused, vec![e], n.encrypt) else {
@@ -1268,6 +1266,32 @@ async fn point3_final(server: &Server, op: OpId, index: usize, resp: &mut Resp) 
         Ok((t, _)) => wait_durable(server, t).await,
         Err(e) => {
             warn!("journal, point 3: {e}: closing");
+            false
+        }
+    }
+}
+
+/// Point 3 of a break notice (operation `op` of
+/// [`crate::journal::Journal::unsolicited`]): the notice as the response of
+/// element 0, with no replay key and no delta, and the operation noted for
+/// retiring ([`crate::state::retiring::Retirer::notice`]). False when the
+/// journal failed (the connection closes).
+///
+/// The notice does not wait for its record to be durable: it changes
+/// nothing a restart restores. The breaking state of the oplock or lease is
+/// a state change of its own, journaled by the file table when the break
+/// begins (`Delta::OplockBreaking`, `Delta::LeaseBreaking`), whatever
+/// becomes of the notice; a restore reads no notice back (their records
+/// have no point-1 request, and nothing is sent again from them). Waiting
+/// would add a sync of the group commit to every break under `group` and
+/// gain nothing: a crash that loses the record loses only the log's account
+/// that the notice left.
+async fn point3_notice(server: &Server, op: OpId, body: &[u8]) -> bool {
+    server.retirer.notice(op);
+    match server.point3(op, 0, None, 0, body, &[]).await {
+        Ok(_) => true,
+        Err(e) => {
+            warn!("journal, point 3 of a break notice: {e}: closing");
             false
         }
     }

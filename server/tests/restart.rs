@@ -547,3 +547,59 @@ fn a_slow_exclusive_create_killed_after_making_its_file_is_undone() {
     assert_eq!(resend["resend"], "ok", "the resent CREATE was refused\n--- server log ---\n{}", &log[from..]);
     assert!(log[from..].contains("had made its file: removed"), "{}", &log[from..]);
 }
+
+/// Break notices pass points 3 and 4 (issue 13): after smbtorture's oplock
+/// and lease breaks against a duet that keeps every record, `duet journal
+/// dump` shows each notice as the point-3 record of an operation with no
+/// request (no point 1), its response the notice (an Oplock Break
+/// Notification, StructureSize 24, and a Lease Break Notification, 44:
+/// [MS-SMB2] 2.2.23.1, 2.2.23.2), with its point-4 record. A restart after
+/// `kill -9` restores from that log and serves breaks again.
+#[test]
+fn break_notices_are_journaled_and_a_restart_after_them_restores() {
+    let Some(mut server) = duet_keeping_records() else { return };
+    let tests = ["smb2.oplock.batch1", "smb2.lease.break"];
+    server.assert_torture_passes(&tests);
+    server.kill9();
+    let out = Command::new(common::duet_bin())
+        .args(["journal", "dump"])
+        .arg(server.root().join("nvram"))
+        .output()
+        .expect("run duet journal dump");
+    let dump = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "duet journal dump: {dump}{}", String::from_utf8_lossy(&out.stderr));
+    // (kind, op, response) of each record of our own log.
+    let own = dump.split("partner mirror").next().unwrap_or_default();
+    let records: Vec<(&str, &str, &str)> = own
+        .lines()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().position(|w| w.starts_with("op="))?;
+            let kind = *words.get(at.checked_sub(1)?)?;
+            let response = words.iter().find_map(|w| w.strip_prefix("response=")).unwrap_or("");
+            Some((kind, words[at], response))
+        })
+        .collect();
+    let requested: std::collections::HashSet<&str> =
+        records.iter().filter(|(k, _, _)| *k == "PreAck").map(|(_, op, _)| *op).collect();
+    let notices: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|(k, op, resp)| *k == "PostCompletion" && !requested.contains(op) && !resp.is_empty())
+        .map(|(_, op, resp)| (*op, *resp))
+        .collect();
+    let ctx = || format!("--- dump ---\n{dump}\n--- server log ---\n{}", server.log());
+    assert!(notices.iter().any(|(_, r)| r.starts_with("1800")), "no oplock break notice journaled\n{}", ctx());
+    assert!(notices.iter().any(|(_, r)| r.starts_with("2c00")), "no lease break notice journaled\n{}", ctx());
+    for (op, _) in &notices {
+        assert!(
+            records.iter().any(|(k, o, _)| *k == "PostReplyAck" && o == op),
+            "the notice of {op} has no point 4\n{}",
+            ctx()
+        );
+    }
+    let from = server.restart();
+    server.assert_torture_passes(&tests);
+    let log = server.log()[from..].to_string();
+    assert!(log.contains("state model rebuilt from the journal"), "{log}");
+    assert!(!log.contains("refused a journaled delta"), "{log}");
+}

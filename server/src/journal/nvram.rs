@@ -28,6 +28,7 @@ const CARRIED_SHARE: u64 = 32;
 /// | 3 | `Entry::PostCompletion { op, element, status, response, delta }` |
 /// | 4 | `Entry::PostReplyAck { op }` |
 /// | checkpoint | `Entry::Checkpoint { state }` |
+/// | break notice | points 3 and 4 only, under an id of [`Journal::unsolicited`] |
 ///
 /// Appends use `append_nowait` (the copy into the region; the record is published in
 /// log order by whichever appender publishes, which under the `PerRecord` and `Pmem`
@@ -262,6 +263,16 @@ impl Journal for NvramJournal {
 
     fn post_reply_ack(&self, op: OpId) -> Result<Ticket, Error> {
         self.append(Entry::PostReplyAck { op })
+    }
+
+    /// A break notice's operation: a fresh id, nothing appended yet (its
+    /// point-3 record, `PostCompletion` of element 0 with the notice as the
+    /// response and no delta, and its point-4 record follow). No point-1
+    /// record: a restore finds a completion whose operation has no request
+    /// and ignores it, as it does a state change's
+    /// ([`crate::restart::rebuild_log`], [`NvramJournal::recover_replies`]).
+    fn unsolicited(&self, _conn: u64) -> OpId {
+        self.next_op()
     }
 
     fn durable(&self, ticket: Ticket) -> Durable<'_> {
@@ -563,6 +574,33 @@ mod tests {
             j.recover_replies(&rec.own);
             assert_eq!(j.replayed(&key), None, "carried {carried}: the newer request had no answer");
         }
+    }
+
+    /// A break notice's operation has an id of its own and no point-1
+    /// record; its points 3 and 4 are in the log, the restart saves no
+    /// answer of it, and once retired it does not hold the head.
+    #[test]
+    fn a_break_notice_passes_points_3_and_4_under_an_op_of_its_own() {
+        let (j, storage) = journal(1 << 20, Durability::None);
+        let (req, _) = j.pre_ack(1, b"req").unwrap();
+        let notice = j.unsolicited(1);
+        assert!(notice != OpId(0) && notice != req, "{notice} {req}");
+        j.post_completion(notice, 0, None, 0, b"break notice", b"").unwrap();
+        j.post_reply_ack(notice).unwrap();
+        let (region, rec) =
+            Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::None)).unwrap();
+        let kinds: Vec<(Kind, OpId)> = rec.own.records.iter().map(|r| (r.kind, r.op)).collect();
+        assert_eq!(kinds, [(Kind::PreAck, req), (Kind::PostCompletion, notice), (Kind::PostReplyAck, notice)]);
+        assert_eq!(rec.own.records[1].completion(), Some((&b"break notice"[..], &b""[..])));
+        assert_eq!(NvramJournal::new(Arc::new(region)).recover_replies(&rec.own), (0, vec![]));
+        // Retired with the request, a checkpoint lets the head pass both.
+        j.retire(req).unwrap();
+        j.retire(notice).unwrap();
+        j.checkpoint(b"model").unwrap();
+        j.compact().unwrap();
+        drop(j);
+        let (_, rec) = Region::open(MemStorage::from_image(storage.current_image()), opts(Durability::None)).unwrap();
+        assert!(rec.own.records.is_empty(), "{:?}", rec.own.records);
     }
 
     #[test]

@@ -508,8 +508,9 @@ mod tests {
     }
 
     /// A journal that saw: a checkpoint (a session with a tree), then a request's
-    /// delta (a durable open), a state change (a lock), another request's (an open that
-    /// is not durable), as the server appends them. Returns the live model, the
+    /// delta (a durable open), a state change (a lock), a break notice (points 3 and 4
+    /// of an operation with no request), another request's (an open that is not
+    /// durable), as the server appends them. Returns the live model, the
     /// durable open, the other open and the storage.
     fn journal_of_a_run(flag: Flag) -> (Model, PersistentFileId, PersistentFileId, MemStorage) {
         let storage = MemStorage::new(1 << 20);
@@ -526,12 +527,45 @@ mod tests {
         let lock = Delta::LockAdded { open: pid(&durable), offset: 0, length: 10, exclusive: true };
         live.apply(&lock).unwrap();
         j.state_change(&Delta::encode_batch(std::slice::from_ref(&lock))).unwrap();
+        let notice = j.unsolicited(1);
+        j.post_completion(notice, 0, None, 0, &NOTICE, &[]).unwrap();
+        j.post_reply_ack(notice).unwrap();
         let plain = open_on(&live, s, t, 10, Kept::None, Caching::None);
         record::apply_with_carry(&mut live, &plain).unwrap();
         let (op, _) = j.pre_ack(1, b"create").unwrap();
         j.post_completion(op, 0, None, 0, b"answer", &Delta::encode_batch(std::slice::from_ref(&plain))).unwrap();
         region.set_flag(flag).unwrap();
         (live, pid(&durable), pid(&plain), storage)
+    }
+
+    /// An Oplock Break Notification's body ([MS-SMB2] 2.2.23.1): StructureSize
+    /// 24, level II, the durable open's file id (no matter which).
+    const NOTICE: [u8; 24] = [24, 0, 1, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0];
+
+    /// The break notice [`journal_of_a_run`] journaled is in the log, and the
+    /// restore ignores it: the model is the live one, nothing is redone, no
+    /// answer is saved from it.
+    #[test]
+    fn a_journaled_break_notice_is_in_the_log_and_the_restore_ignores_it() {
+        let (live, _, _, storage) = journal_of_a_run(Flag::NonElectiveReboot);
+        let rec = reopen(&storage);
+        let notices: Vec<_> = rec
+            .own
+            .records
+            .iter()
+            .filter(|r| r.kind == ::nvram::Kind::PostCompletion && r.completion() == Some((&NOTICE[..], &[][..])))
+            .map(|r| r.op)
+            .collect();
+        assert_eq!(notices.len(), 1, "{:?}", rec.own.records);
+        assert_ne!(notices[0], ids::OpId(0), "a notice gets an operation of its own");
+        assert!(rec.own.records.iter().any(|r| r.kind == ::nvram::Kind::PostReplyAck && r.op == notices[0]));
+        assert!(!rec.own.records.iter().any(|r| r.kind == ::nvram::Kind::PreAck && r.op == notices[0]));
+        let rebuilt = rebuild_log(&rec.own).unwrap().expect("a model to restore");
+        assert_eq!(rebuilt.model, live);
+        assert!(rebuilt.writes.is_empty() && rebuilt.renames.is_empty() && rebuilt.creates.is_empty());
+        assert!(rebuilt.appends.is_empty());
+        let region = ::nvram::Journal::open(MemStorage::from_image(storage.current_image()), opts()).unwrap().0;
+        assert_eq!(NvramJournal::new(Arc::new(region)).recover_replies(&rec.own), (0, vec![]));
     }
 
     fn reopen(storage: &MemStorage) -> Recovery {

@@ -20,7 +20,9 @@
 //! answered after [`RELEASE_AFTER`] is released (its records may go, once
 //! the file data is flushed; [`crate::journal::Journal::release`]) and
 //! after [`UNANSWERED_GRACE`] retired: its saved answer (if it got one) is
-//! kept that long for a client that replays it after reconnecting. A long
+//! kept that long for a client that replays it after reconnecting (a break
+//! notice's operation, which has no answer to keep, is retired after
+//! [`RELEASE_AFTER`] already: [`Retirer::notice`](crate::state::retiring::Retirer::notice)). A long
 //! wait that ends later records its point 3 and 4 again, under the same
 //! operation.
 
@@ -29,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
+use crate::journal::OpId;
+use crate::state::retiring::Retirer;
 use crate::state::{lock, Server};
 
 /// How often the task looks for work while operations finish.
@@ -65,6 +69,28 @@ fn flush_shares(server: &Server) {
 /// restart writes the answered WRITEs again).
 pub const KEEP_RECORDS_ENV: &str = "DUET_TEST_KEEP_RECORDS";
 
+/// The operations not answered at `now`: those past [`UNANSWERED_GRACE`],
+/// and break notices past [`RELEASE_AFTER`] (no answer to keep for a
+/// replay), leave `retirer` for `batch` (to retire); the others past
+/// [`RELEASE_AFTER`] go to `release`, once.
+fn sweep(retirer: &Retirer, now: Instant, batch: &mut Vec<OpId>, release: &mut Vec<OpId>) {
+    lock(&retirer.started).retain(|op, s| {
+        let age = now.saturating_duration_since(s.at);
+        if age >= UNANSWERED_GRACE || (s.notice && age >= RELEASE_AFTER) {
+            batch.push(*op);
+            return false;
+        }
+        // Not while an element of it is being carried out: a CREATE
+        // slowed past a second (a loaded machine) would lose the
+        // request a restart needs to undo what it did.
+        if age >= RELEASE_AFTER && !s.released && s.busy == 0 {
+            s.released = true;
+            release.push(*op);
+        }
+        true
+    });
+}
+
 /// The retiring task (see the module doc). Runs for as long as the server.
 pub async fn run(server: Arc<Server>, flush_data: bool) {
     if std::env::var_os(KEEP_RECORDS_ENV).is_some() {
@@ -83,22 +109,7 @@ pub async fn run(server: Arc<Server>, flush_data: bool) {
         let mut release = Vec::new();
         if last_sweep.elapsed() >= Duration::from_millis(250) {
             last_sweep = Instant::now();
-            let now = Instant::now();
-            lock(&server.retirer.started).retain(|op, s| {
-                let age = now.duration_since(s.at);
-                if age >= UNANSWERED_GRACE {
-                    batch.push(*op);
-                    return false;
-                }
-                // Not while an element of it is being carried out: a CREATE
-                // slowed past a second (a loaded machine) would lose the
-                // request a restart needs to undo what it did.
-                if age >= RELEASE_AFTER && !s.released && s.busy == 0 {
-                    s.released = true;
-                    release.push(*op);
-                }
-                true
-            });
+            sweep(&server.retirer, Instant::now(), &mut batch, &mut release);
             if started_at.elapsed() >= RECOVERED_GRACE {
                 batch.append(&mut lock(&server.retirer.recovered));
             }
@@ -148,5 +159,35 @@ pub async fn run(server: Arc<Server>, flush_data: bool) {
                 warn!("journal, checkpoint: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A break notice whose point 4 never comes (its connection went before
+    /// the client acknowledged it) is retired after [`RELEASE_AFTER`], not
+    /// kept for [`UNANSWERED_GRACE`] like a request's answer: it holds
+    /// neither the journal's head nor the retirer's count.
+    #[test]
+    fn a_notice_never_acknowledged_is_retired_after_a_second() {
+        let r = Retirer::default();
+        r.enable(true);
+        let (notice, request) = (OpId(7), OpId(8));
+        r.notice(notice);
+        r.started(request);
+        assert_eq!(r.pending(), 2);
+        let (mut batch, mut release) = (Vec::new(), Vec::new());
+        sweep(&r, Instant::now(), &mut batch, &mut release);
+        assert!(batch.is_empty() && release.is_empty(), "{batch:?} {release:?}");
+        sweep(&r, Instant::now() + RELEASE_AFTER, &mut batch, &mut release);
+        assert_eq!((batch, release), (vec![notice], vec![request]));
+        assert_eq!(r.pending(), 1, "the request waits for its grace; the notice is gone");
+        // A notice that was acknowledged leaves at point 4, as an answer does.
+        r.notice(OpId(9));
+        assert!(!r.answered(OpId(9)));
+        assert_eq!(std::mem::take(&mut *lock(&r.answered)), vec![OpId(9)]);
+        assert_eq!(r.pending(), 1);
     }
 }

@@ -39,6 +39,11 @@ pub(crate) struct Started {
     /// must find its request in the log to tell (an exclusive CREATE that
     /// made its file, a rename that moved one).
     pub busy: u32,
+    /// A break notice's operation ([`Retirer::notice`]): no answer to
+    /// keep for a replay, so it is retired, not only released, once
+    /// [`crate::restart::retire::RELEASE_AFTER`] has passed without its
+    /// point 4.
+    pub notice: bool,
 }
 
 impl Retirer {
@@ -61,7 +66,19 @@ impl Retirer {
     /// `op` passed point 1.
     pub fn started(&self, op: OpId) {
         if self.on() {
-            lock(&self.started).insert(op, Started { at: Instant::now(), released: false, busy: 0 });
+            lock(&self.started).insert(op, Started { at: Instant::now(), released: false, busy: 0, notice: false });
+        }
+    }
+
+    /// `op`, a break notice's operation ([`crate::journal::Journal::unsolicited`]),
+    /// is about to pass point 3. Like a request's, it is retired after its
+    /// point 4 ([`Retirer::answered`]); one whose point 4 never comes (its
+    /// connection went before the client acknowledged it) is retired by the
+    /// retiring task after [`crate::restart::retire::RELEASE_AFTER`], so
+    /// that it does not hold the journal's head.
+    pub fn notice(&self, op: OpId) {
+        if self.on() {
+            lock(&self.started).insert(op, Started { at: Instant::now(), released: false, busy: 0, notice: true });
         }
     }
 
