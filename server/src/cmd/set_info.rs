@@ -305,6 +305,8 @@ fn rename(
         return Err(NtStatus::SHARING_VIOLATION);
     }
     let new = share.fs.rename(&from, &target, replace).map_err(|e| e.status())?;
+    // A test setting: the node dies right after a rename.
+    crate::failpoint::hit("renamed");
     let f = if open.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
     server.report_change(&share.cfg.name, from.components(), action::RENAMED_OLD_NAME, f);
     server.report_change(&share.cfg.name, new.components(), action::RENAMED_NEW_NAME, f);
