@@ -12,8 +12,10 @@
 //! | `point3` | a frame's point-3 records are durable, before its answers are sent (a deferred element's, a large READ's or WRITE's, in its own task) |
 //! | `sent` | an answer was handed to the socket, before point 4 |
 //! | `point4` | the point-4 record was appended |
+//! | `created` | an exclusive CREATE under a CreateGuid made its file, before its point 3 |
+//! | `renamed` | a rename (SET_INFO FileRenameInformation) renamed its file, before its point 3 |
 //!
-//! Five more do not kill but pause for MS milliseconds: `restore:MS`, the
+//! Seven more do not kill but pause for MS milliseconds: `restore:MS`, the
 //! start while it restores the journal (so that a test can signal the
 //! server then); `mirror-receive:MS`, the pair's receiving thread before it
 //! stores each run of the partner's records (a stuck disk: the partner's
@@ -27,7 +29,13 @@
 //! pair member there until its partner took the set over, and see the fence
 //! on the data path refuse the write when it goes on); `claim:MS`, a
 //! takeover between finding the partner dead and writing its claim (so that
-//! a test can thaw the partner then).
+//! a test can thaw the partner then); `mirror-send:MS`, a pair link's
+//! writer before it sends each batch that carries records for the
+//! partner's mirror (so that a test can kill the node while its records
+//! have not reached the partner).
+//!
+//! Several may be armed at once, separated by commas
+//! (`DUET_FAILPOINT=mirror-send:300,created:1`).
 //!
 //! Without the variable a call costs one load of a `OnceLock`.
 

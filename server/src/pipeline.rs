@@ -441,8 +441,8 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
                 // (`pair::fence`): an element held up past it changes nothing,
                 // and its connection closes with no answer and no point 3.
                 let fence = Mark::take(server.pair.as_ref());
-                let r = run_element(conn, &server, &hdr_eff, &elem, c.encrypted, chain, single, (op, index), point2)
-                    .await;
+                let r =
+                    run_element(conn, &server, &hdr_eff, &elem, c.encrypted, chain, single, (op, index), point2).await;
                 if fence.crossed() {
                     warn!(mid = hdr.message_id, "a change on disk was fenced (no lease on our share set): closing");
                     return Flow::Close;

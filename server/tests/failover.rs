@@ -730,7 +730,8 @@ fn a_rename_whose_node_died_after_renaming_is_followed_by_the_partner() {
     client.send("go");
     let reclaim = line(&client, "reclaim");
     let resend = if reclaim["reclaim"] == "ok" { line(&client, "resend") } else { serde_json::Value::Null };
-    let context = format!("client: {reclaim} {resend}\n{}\n---- B ----\n{}\n---- A ----\n{}", client.wait(), b.log(), a.log());
+    let (stderr, b_log, a_log) = (client.wait(), b.log(), a.log());
+    let context = format!("client: {reclaim} {resend}\n{stderr}\n---- B ----\n{b_log}\n---- A ----\n{a_log}");
     assert_eq!(reclaim["reclaim"], "ok", "the handle was lost\n{context}");
     assert_eq!(resend["resend"], "ok", "the resent rename was refused\n{context}");
     assert!(l.storage().join("seta/after.txt").exists(), "{context}");
