@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""slow_create_client.py --port P --share S [--user U --password W]
+"""slow_create_client.py --port P --share S [--user U --password W] [--host H] [--no-fill]
 
 The client half of server/tests/restart.rs
 `a_slow_exclusive_create_killed_after_making_its_file_is_undone`. One
@@ -11,6 +11,10 @@ with an RWH lease) of `slow.txt`, which the server (armed with the
 then, starts it again and writes a line to stdin; the client reconnects
 with the same ClientGuid and resends the CREATE with the replay flag, as a
 Windows client does. Prints {"resend": "ok"} or {"resend": STATUS_NAME}.
+
+server/tests/failover.rs uses it against a pair node's address (`--host`)
+without the filling connection (`--no-fill`): the node dies after making the
+file (failpoint `created`), and the resend goes to its partner.
 """
 import argparse
 import json
@@ -28,7 +32,7 @@ def out(d):
 
 def fill(a, stop):
     """Small WRITEs until the server goes away (or `stop`)."""
-    c = Client("127.0.0.1", a.port, a.share, a.user, a.password, timeout=10.0)
+    c = Client(a.host, a.port, a.share, a.user, a.password, timeout=10.0)
     try:
         c.connect(deadline_s=20)
         h = c.create("filler.bin", CreateDisposition.FILE_OPEN_IF, durable=None)
@@ -46,11 +50,14 @@ def main():
     ap.add_argument("--share", required=True)
     ap.add_argument("--user", default="duet")
     ap.add_argument("--password", default="duetpass")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--no-fill", action="store_true")
     a = ap.parse_args()
     stop = threading.Event()
-    filler = threading.Thread(target=fill, args=(a, stop), daemon=True)
-    filler.start()
-    c = Client("127.0.0.1", a.port, a.share, a.user, a.password, timeout=60.0)
+    if not a.no_fill:
+        filler = threading.Thread(target=fill, args=(a, stop), daemon=True)
+        filler.start()
+    c = Client(a.host, a.port, a.share, a.user, a.password, timeout=60.0)
     c.connect(deadline_s=20)
     time.sleep(0.3)
     h = Handle("slow.txt", "v2")

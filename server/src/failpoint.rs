@@ -12,8 +12,10 @@
 //! | `point3` | a frame's point-3 records are durable, before its answers are sent (a deferred element's, a large READ's or WRITE's, in its own task) |
 //! | `sent` | an answer was handed to the socket, before point 4 |
 //! | `point4` | the point-4 record was appended |
+//! | `created` | an exclusive CREATE under a CreateGuid made its file, before its point 3 |
+//! | `renamed` | a rename (SET_INFO FileRenameInformation) renamed its file, before its point 3 |
 //!
-//! Five more do not kill but pause for MS milliseconds: `restore:MS`, the
+//! Seven more do not kill but pause for MS milliseconds: `restore:MS`, the
 //! start while it restores the journal (so that a test can signal the
 //! server then); `mirror-receive:MS`, the pair's receiving thread before it
 //! stores each run of the partner's records (a stuck disk: the partner's
@@ -27,7 +29,13 @@
 //! pair member there until its partner took the set over, and see the fence
 //! on the data path refuse the write when it goes on); `claim:MS`, a
 //! takeover between finding the partner dead and writing its claim (so that
-//! a test can thaw the partner then).
+//! a test can thaw the partner then); `mirror-send:MS`, a pair link's
+//! writer before it sends each batch that carries records for the
+//! partner's mirror (so that a test can kill the node while its records
+//! have not reached the partner).
+//!
+//! Several may be armed at once, separated by commas
+//! (`DUET_FAILPOINT=mirror-send:300,created:1`).
 //!
 //! Without the variable a call costs one load of a `OnceLock`.
 
@@ -37,28 +45,50 @@ use std::sync::OnceLock;
 /// The environment variable.
 pub const ENV: &str = "DUET_FAILPOINT";
 
-static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
-static PASSED: AtomicU64 = AtomicU64::new(0);
+/// One armed failpoint: its name, its number (a pass or milliseconds) and
+/// how many times it was passed.
+struct Armed {
+    name: String,
+    n: u64,
+    passed: AtomicU64,
+}
 
-fn armed() -> &'static Option<(String, u64)> {
+static ARMED: OnceLock<Vec<Armed>> = OnceLock::new();
+
+/// The armed failpoints: `NAME:N`, or several separated by commas
+/// (`mirror-send:300,created:1`).
+fn armed() -> &'static [Armed] {
     ARMED.get_or_init(|| {
-        let v = std::env::var(ENV).ok()?;
-        let (name, n) = v.split_once(':')?;
-        let n = n.parse().ok().filter(|n| *n > 0)?;
-        tracing::warn!(failpoint = name, at = n, "{ENV} is set: the process will die there (a test setting)");
-        Some((name.to_string(), n))
+        let Ok(v) = std::env::var(ENV) else { return Vec::new() };
+        v.split(',')
+            .filter_map(|one| {
+                let (name, n) = one.split_once(':')?;
+                let n = n.parse().ok().filter(|n| *n > 0)?;
+                tracing::warn!(failpoint = name, at = n, "{ENV} is set: the process will die there (a test setting)");
+                Some(Armed { name: name.to_string(), n, passed: AtomicU64::new(0) })
+            })
+            .collect()
     })
+}
+
+/// The armed failpoint `name`, if it is.
+fn find(name: &str) -> Option<&'static Armed> {
+    armed().iter().find(|a| a.name == name)
+}
+
+/// The milliseconds failpoint `name` pauses for, when it is armed (for a
+/// caller that waits its own way, in a task).
+pub fn pause_ms(name: &str) -> Option<u64> {
+    find(name).map(|a| a.n)
 }
 
 /// The server passes `name`: pauses here for the armed number of
 /// milliseconds when `name` is the armed failpoint.
 pub fn pause(name: &str) {
-    if let Some((armed, ms)) = armed() {
-        if armed == name {
-            tracing::warn!(failpoint = name, ms, "failpoint: pausing (a test setting)");
-            std::thread::sleep(std::time::Duration::from_millis(*ms));
-            tracing::warn!(failpoint = name, "failpoint: going on");
-        }
+    if let Some(a) = find(name) {
+        tracing::warn!(failpoint = name, ms = a.n, "failpoint: pausing (a test setting)");
+        std::thread::sleep(std::time::Duration::from_millis(a.n));
+        tracing::warn!(failpoint = name, "failpoint: going on");
     }
 }
 
@@ -71,10 +101,10 @@ pub fn hit(name: &str) {
 /// [`hit`], doing `last` first when this is the pass that dies (what the
 /// process had done of its work when it died: part of a write).
 pub fn hit_after(name: &str, last: impl FnOnce()) {
-    if let Some((armed, at)) = armed() {
-        if armed == name && PASSED.fetch_add(1, Ordering::Relaxed) + 1 == *at {
+    if let Some(a) = find(name) {
+        if a.passed.fetch_add(1, Ordering::Relaxed) + 1 == a.n {
             last();
-            eprintln!("duet: failpoint {name} reached ({at}): dying");
+            eprintln!("duet: failpoint {name} reached ({}): dying", a.n);
             std::process::abort();
         }
     }

@@ -167,6 +167,11 @@ pub struct Ctx<'a> {
     /// handler that records what it decided before it changes anything
     /// ([`crate::journal::Journal::decided`]).
     pub op: (crate::journal::OpId, usize),
+    /// The ticket of this element's point-2 record: a handler whose change
+    /// a restore (or a takeover) must be able to undo or follow waits for
+    /// it ([`crate::journal::Journal::durable`]) before it changes anything
+    /// on disk (an exclusive CREATE under a CreateGuid, a rename).
+    pub point2: crate::journal::Ticket,
     /// What the element changed in the long-lived state, in order: the
     /// pipeline journals them with the response (point 3) and applies them
     /// to the state model ([`crate::state::record`]).

@@ -405,10 +405,13 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
                 c.create_err = None;
             }
             let (op, index) = (c.op, c.index);
-            if let Err(e) = journal::with_backoff(|| server.journal.pre_command(op, index)).await {
-                warn!("journal, point 2: {e}: closing");
-                return Flow::Close;
-            }
+            let point2 = match journal::with_backoff(|| server.journal.pre_command(op, index)).await {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!("journal, point 2: {e}: closing");
+                    return Flow::Close;
+                }
+            };
             crate::failpoint::hit("point2");
             // A request that is not a replay uses its key anew: an answer
             // saved under it is an older request's (lock sequence numbers
@@ -438,7 +441,8 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
                 // (`pair::fence`): an element held up past it changes nothing,
                 // and its connection closes with no answer and no point 3.
                 let fence = Mark::take(server.pair.as_ref());
-                let r = run_element(conn, &server, &hdr_eff, &elem, c.encrypted, chain, single, (op, index)).await;
+                let r =
+                    run_element(conn, &server, &hdr_eff, &elem, c.encrypted, chain, single, (op, index), point2).await;
                 if fence.crossed() {
                     warn!(mid = hdr.message_id, "a change on disk was fenced (no lease on our share set): closing");
                     return Flow::Close;
@@ -498,14 +502,18 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             // (the wait is bounded by the break timeout). Other waits (a
             // CHANGE_NOTIFY, a blocking LOCK, a CREATE waiting for a break
             // on a file that exists) let it go.
+            // So does one that waits for its records to be durable first
+            // (answered later, deferred or pending).
             if hdr.command == Command::SetInfo as u16 {
-                if let Some(fut) = resp.pending.take() {
-                    let held = crate::state::retiring::Busy::hold(&server, c.op);
-                    resp.pending = Some(Box::pin(async move {
-                        let mut r = fut.await?;
-                        r.busy = Some(held);
-                        Ok(r)
-                    }));
+                for later in [&mut resp.pending, &mut resp.deferred] {
+                    if let Some(fut) = later.take() {
+                        let held = crate::state::retiring::Busy::hold(&server, c.op);
+                        *later = Some(Box::pin(async move {
+                            let mut r = fut.await?;
+                            r.busy = Some(held);
+                            Ok(r)
+                        }));
+                    }
                 }
             }
             server.retirer.idle(c.op);
@@ -821,6 +829,7 @@ async fn run_element(
     chain_file_id: Option<FileId>,
     single: bool,
     op: (crate::journal::OpId, usize),
+    point2: crate::journal::Ticket,
 ) -> Result<Resp, NtStatus> {
     let Some(command) = hdr.command() else {
         return Err(NtStatus::INVALID_PARAMETER);
@@ -931,6 +940,7 @@ async fn run_element(
         chain_file_id,
         single,
         op,
+        point2,
         deltas: Vec::new(),
     };
     let result = cmd::dispatch(&mut ctx, command).instrument(span).await;

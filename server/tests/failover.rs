@@ -35,6 +35,13 @@
 //!   writes other data to the same file through B; A, resumed, goes on with the
 //!   WRITE: the fence on the data path refuses it, the file keeps B's data, and
 //!   A steps down.
+//! - `an_exclusive_create_whose_node_died_after_making_its_file_is_undone_by_the_partner`:
+//!   A's records reach B late (a failpoint holds them) and A dies right after
+//!   an exclusive CREATE under a CreateGuid made its file; the CREATE waited
+//!   for its records to be in B's mirror first, so B undoes it and the
+//!   client's resend makes the file anew.
+//! - `a_rename_whose_node_died_after_renaming_is_followed_by_the_partner`: the
+//!   same for a rename: B finds the retained handle under its new name.
 
 mod common;
 
@@ -661,4 +668,72 @@ fn no_takeover_from_a_mirror_the_partner_never_called_current() {
     // Nobody serves A's address.
     assert!(std::net::TcpStream::connect(l.address(1)).is_err(), "something answers on A's address");
     b.kill9();
+}
+
+/// A's link to B holds each batch of records for B's mirror 300 ms
+/// (failpoint `mirror-send`), and A dies right after an exclusive CREATE
+/// under a CreateGuid made its file (failpoint `created`). The CREATE waits
+/// until its records are in B's mirror before it makes the file, so B's
+/// takeover finds the request unanswered, removes the file, and the client's
+/// resend (replay flag) makes it anew. Before, A made the file while its
+/// records were still held: B knew nothing of the request and the resend met
+/// the file (STATUS_OBJECT_NAME_COLLISION).
+#[test]
+fn an_exclusive_create_whose_node_died_after_making_its_file_is_undone_by_the_partner() {
+    let l = Layout::new();
+    let (mut a, b) = start_pair(&l, "process", "process", &[("DUET_FAILPOINT", "mirror-send:300,created:1")]);
+    let (host, port) = l.address(1).split_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap();
+    let mut client = Script::start(
+        "slow_create_client.py",
+        &["--host", &host, "--port", &port, "--share", "seta", "--user", USER, "--password", PASSWORD, "--no-fill"],
+    );
+    let line = |c: &Script, what: &str| -> serde_json::Value {
+        let l = c.line(Duration::from_secs(120)).unwrap_or_else(|| panic!("no {what} line from the client"));
+        serde_json::from_str(&l).unwrap()
+    };
+    assert_eq!(line(&client, "sent")["sent"], true);
+    assert!(a.wait_exit(Duration::from_secs(60)), "A never reached its failpoint:\n{}", a.log());
+    assert!(a.log().contains("failpoint created reached"), "{}", a.log());
+    assert!(l.storage().join("seta/slow.txt").exists(), "A died without making the file");
+    assert_eq!(line(&client, "first")["first"], "lost");
+    b.status_until("serving A's set", |s| set_state(s, 1).0 == "serving");
+    client.send("go");
+    let resend = line(&client, "resend");
+    let context = format!("client: {resend}\n{}\n---- B ----\n{}\n---- A ----\n{}", client.wait(), b.log(), a.log());
+    assert_eq!(resend["resend"], "ok", "the resent CREATE was refused\n{context}");
+    assert!(b.log().contains("had made its file: removed"), "{context}");
+}
+
+/// The same for a rename (failpoint `renamed`, right after it): the rename
+/// waits until its records are in B's mirror, so B's takeover follows it
+/// (the retained handle is found under its new name) and the resend with the
+/// replay flag is carried out once. Before, B knew nothing of the rename and
+/// the handle was lost (its file was not where B's state had it).
+#[test]
+fn a_rename_whose_node_died_after_renaming_is_followed_by_the_partner() {
+    let l = Layout::new();
+    let (mut a, b) = start_pair(&l, "process", "process", &[("DUET_FAILPOINT", "mirror-send:300,renamed:1")]);
+    let (host, port) = l.address(1).split_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap();
+    let mut client = Script::start(
+        "rename_client.py",
+        &["--host", &host, "--port", &port, "--share", "seta", "--user", USER, "--password", PASSWORD],
+    );
+    let line = |c: &Script, what: &str| -> serde_json::Value {
+        let l = c.line(Duration::from_secs(120)).unwrap_or_else(|| panic!("no {what} line from the client"));
+        serde_json::from_str(&l).unwrap()
+    };
+    assert_eq!(line(&client, "open")["open"], true);
+    assert!(a.wait_exit(Duration::from_secs(60)), "A never reached its failpoint:\n{}", a.log());
+    assert!(a.log().contains("failpoint renamed reached"), "{}", a.log());
+    assert_eq!(line(&client, "first")["first"], "lost");
+    b.status_until("serving A's set", |s| set_state(s, 1).0 == "serving");
+    client.send("go");
+    let reclaim = line(&client, "reclaim");
+    let resend = if reclaim["reclaim"] == "ok" { line(&client, "resend") } else { serde_json::Value::Null };
+    let (stderr, b_log, a_log) = (client.wait(), b.log(), a.log());
+    let context = format!("client: {reclaim} {resend}\n{stderr}\n---- B ----\n{b_log}\n---- A ----\n{a_log}");
+    assert_eq!(reclaim["reclaim"], "ok", "the handle was lost\n{context}");
+    assert_eq!(resend["resend"], "ok", "the resent rename was refused\n{context}");
+    assert!(l.storage().join("seta/after.txt").exists(), "{context}");
+    assert!(!l.storage().join("seta/before.txt").exists(), "{context}");
 }

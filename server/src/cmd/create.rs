@@ -17,7 +17,7 @@ use protocol::msg::create_context::{
 use protocol::msg::negotiate::dialect;
 use protocol::msg::FileId;
 use protocol::NtStatus;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{file_stat, generic_map};
 use crate::fs::{self, FsError, SmbPath};
@@ -135,8 +135,19 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
     // While this CREATE is carried out (it may wait for an oplock break),
     // a replay of it is answered STATUS_FILE_NOT_AVAILABLE.
     let creating = opener.durable_v2(&req).map(|d| Creating::start(&opener.server, opener.client_guid, d.create_guid));
-    let mut deferred = false;
     let server = opener.server.clone();
+    if undone_by_a_restore(&req) && server.journal.must_wait() {
+        // A restore (or the partner's takeover) removes the file of an
+        // exclusive CREATE under a CreateGuid that has no answer in the log
+        // (`restart::redo`): it must find the request's records there, on
+        // this node's storage and in the partner's mirror, before the file
+        // is made. Its one wait.
+        if let Err(e) = server.journal.durable(ctx.point2).await {
+            warn!("journal: an exclusive CREATE's records are not durable: {e}");
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        }
+    }
+    let mut deferred = false;
     loop {
         let closed = server.oplock_changed.notified();
         let step = match open_disk(&opener, &req) {
@@ -161,6 +172,14 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
             Step::Wait(key) => Ok(wait_then_open(opener, ctx.frame.clone(), key, creating)),
         };
     }
+}
+
+/// Whether a restore undoes the request when it made its file and has no
+/// answer in the log: an exclusive CREATE (FILE_CREATE) under a CreateGuid
+/// (a DH2Q context), the file's id made from it ([`fs::uid::for_create`]).
+fn undone_by_a_restore(req: &CreateRequest<'_>) -> bool {
+    req.create_disposition == disp::CREATE
+        && req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_))).is_some()
 }
 
 /// How long a CREATE that meets a sharing violation waits for a close
@@ -1213,8 +1232,9 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
             };
             if minted.is_some() && d == disp::CREATE {
                 // A test setting: an exclusive CREATE under a CreateGuid that
-                // made its file and is slow to finish.
+                // made its file and is slow to finish, or dies there.
                 crate::failpoint::pause("create-made");
+                crate::failpoint::hit("created");
             }
             let mut attrs = req.file_attributes & !fattr::NORMAL;
             if !want_dir {

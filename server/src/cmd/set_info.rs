@@ -31,15 +31,25 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             let info = parse_set_file_info(req.file_info_class, req.buffer).map_err(|e| e.status())?;
             if let SetFileInfo::Rename { replace_if_exists, name, .. } = &info {
                 need(&open, access::DELETE)?;
+                // A restore (or the partner's takeover) follows a rename that
+                // has no answer in the log (`restart::redo`): it must find the
+                // request's records before the rename is carried out.
+                let journal = &ctx.server.journal;
+                let wait = journal.must_wait().then_some(ctx.point2);
+                let session = ctx.session()?.clone();
+                let later = Later {
+                    server: ctx.server.clone(),
+                    open: open.clone(),
+                    name: name.to_string(),
+                    replace: *replace_if_exists,
+                    session,
+                    wait,
+                };
                 if let Some(key) = break_others_handle_caching(ctx.server, &open) {
-                    return Ok(rename_after_breaks(
-                        ctx.server.clone(),
-                        open.clone(),
-                        name.to_string(),
-                        *replace_if_exists,
-                        key,
-                        ctx.session()?.clone(),
-                    ));
+                    return Ok(rename_after_breaks(later, key));
+                }
+                if wait.is_some_and(|t| !journal.is_durable(t)) {
+                    return Ok(rename_when_durable(later, ctx.single));
                 }
             }
             set_file(ctx, &open, info)?;
@@ -295,6 +305,8 @@ fn rename(
         return Err(NtStatus::SHARING_VIOLATION);
     }
     let new = share.fs.rename(&from, &target, replace).map_err(|e| e.status())?;
+    // A test setting: the node dies right after a rename.
+    crate::failpoint::hit("renamed");
     let f = if open.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
     server.report_change(&share.cfg.name, from.components(), action::RENAMED_OLD_NAME, f);
     server.report_change(&share.cfg.name, new.components(), action::RENAMED_NEW_NAME, f);
@@ -340,36 +352,67 @@ fn break_others_handle_caching(server: &Arc<Server>, open: &Open) -> Option<crat
     breaks.wait.then_some(key)
 }
 
-/// The rename goes async ([MS-SMB2] 3.3.4.2): STATUS_PENDING now, the
-/// answer once the broken leases were acknowledged (or timed out), when
-/// the rename is carried out.
-fn rename_after_breaks(
+/// A rename carried out after a wait, and what it needs.
+struct Later {
     server: Arc<Server>,
     open: Arc<Open>,
     name: String,
     replace: bool,
-    key: crate::model::FileUid,
     session: Arc<Session>,
-) -> Resp {
+    /// The request's point-2 record, to wait for before renaming (under a
+    /// journal whose records are not durable when appended, or mirrored).
+    wait: Option<crate::journal::Ticket>,
+}
+
+impl Later {
+    /// Waits for the request's records when it must, then renames.
+    async fn rename(self) -> HResult {
+        if let Some(t) = self.wait {
+            if let Err(e) = self.server.journal.durable(t).await {
+                tracing::warn!("journal: a rename's records are not durable: {e}");
+                return Err(NtStatus::INSUFFICIENT_RESOURCES);
+            }
+        }
+        let mut deltas = Vec::new();
+        rename(&self.server, &self.open, &self.name, self.replace, &self.session, &mut deltas)?;
+        let mut body = BytesMut::with_capacity(2);
+        SetInfoResponse.encode(&mut body);
+        let mut r = Resp::ok(body).file(self.open.file_id());
+        r.deltas = deltas;
+        Ok(r)
+    }
+}
+
+/// The rename goes async ([MS-SMB2] 3.3.4.2): STATUS_PENDING now, the
+/// answer once the broken leases were acknowledged (or timed out), when
+/// the rename is carried out.
+fn rename_after_breaks(later: Later, key: crate::model::FileUid) -> Resp {
     let mut r = Resp::ok(BytesMut::new());
-    let fid = open.file_id();
     r.pending = Some(Box::pin(async move {
         let mut key = key;
         loop {
-            crate::state::oplock::wait_for_breaks(&server, key).await;
-            match break_others_handle_caching(&server, &open) {
+            crate::state::oplock::wait_for_breaks(&later.server, key).await;
+            match break_others_handle_caching(&later.server, &later.open) {
                 Some(k) => key = k,
                 None => break,
             }
         }
-        let mut deltas = Vec::new();
-        rename(&server, &open, &name, replace, &session, &mut deltas)?;
-        let mut body = BytesMut::with_capacity(2);
-        SetInfoResponse.encode(&mut body);
-        let mut r = Resp::ok(body).file(fid);
-        r.deltas = deltas;
-        Ok(r)
+        later.rename().await
     }));
+    r
+}
+
+/// A rename whose records are not durable yet: answered once they are and
+/// it was carried out, later (deferred) when the request is alone, else
+/// async (STATUS_PENDING first, [MS-SMB2] 3.3.4.2) in its compound.
+fn rename_when_durable(later: Later, single: bool) -> Resp {
+    let mut r = Resp::ok(BytesMut::new());
+    let fut: crate::handler::PendingFut = Box::pin(later.rename());
+    if single {
+        r.deferred = Some(fut);
+    } else {
+        r.pending = Some(fut);
+    }
     r
 }
 

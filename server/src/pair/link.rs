@@ -202,8 +202,15 @@ pub async fn writer(
     frame(&mut buf, first);
     let mut beat = tokio::time::interval(BEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A test setting (failpoint `mirror-send:MS`): each batch that carries
+    // records for the partner's mirror is held that long before it is sent.
+    let hold = crate::failpoint::pause_ms("mirror-send").map(Duration::from_millis);
+    let mut records = false;
     'link: loop {
         if !buf.is_empty() {
+            if let (Some(hold), true) = (hold, std::mem::take(&mut records)) {
+                tokio::time::sleep(hold).await;
+            }
             if wr.write_all(&buf).await.is_err() {
                 break;
             }
@@ -215,7 +222,10 @@ pub async fn writer(
                 let mut next = m;
                 loop {
                     match next {
-                        Some(Out::Msg(m)) => frame(&mut buf, m),
+                        Some(Out::Msg(m)) => {
+                            records |= matches!(m, Message::Mirror { .. });
+                            frame(&mut buf, m)
+                        }
                         Some(Out::Close) | None => {
                             let _ = wr.write_all(&buf).await;
                             break 'link;
