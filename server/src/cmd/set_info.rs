@@ -34,8 +34,11 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                 // A restore (or the partner's takeover) follows a rename that
                 // has no answer in the log (`restart::redo`): it must find the
                 // request's records before the rename is carried out.
+                // A rename alone in its frame, of a file (a stream's rename is
+                // not followed by a restore); in a compound it does not wait
+                // (a killed process is covered, a mirror that lacks it is not).
                 let journal = &ctx.server.journal;
-                let wait = journal.must_wait().then_some(ctx.point2);
+                let wait = (journal.must_wait() && ctx.single && open.base.is_none()).then_some(ctx.point2);
                 let session = ctx.session()?.clone();
                 let later = Later {
                     server: ctx.server.clone(),
@@ -49,7 +52,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                     return Ok(rename_after_breaks(later, key));
                 }
                 if wait.is_some_and(|t| !journal.is_durable(t)) {
-                    return Ok(rename_when_durable(later, ctx.single));
+                    return Ok(rename_when_durable(later));
                 }
             }
             set_file(ctx, &open, info)?;
@@ -402,17 +405,11 @@ fn rename_after_breaks(later: Later, key: crate::model::FileUid) -> Resp {
     r
 }
 
-/// A rename whose records are not durable yet: answered once they are and
-/// it was carried out, later (deferred) when the request is alone, else
-/// async (STATUS_PENDING first, [MS-SMB2] 3.3.4.2) in its compound.
-fn rename_when_durable(later: Later, single: bool) -> Resp {
+/// A rename alone in its frame whose records are not durable yet: answered
+/// later (deferred), once they are and it was carried out.
+fn rename_when_durable(later: Later) -> Resp {
     let mut r = Resp::ok(BytesMut::new());
-    let fut: crate::handler::PendingFut = Box::pin(later.rename());
-    if single {
-        r.deferred = Some(fut);
-    } else {
-        r.pending = Some(fut);
-    }
+    r.deferred = Some(Box::pin(later.rename()));
     r
 }
 
