@@ -67,7 +67,7 @@ mod nvram;
 mod recording;
 mod replay;
 
-pub use self::nvram::NvramJournal;
+pub use self::nvram::{Logged, NvramJournal};
 pub use decision::Decision;
 pub use recording::{Record, RecordingJournal};
 pub use replay::{

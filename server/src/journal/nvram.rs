@@ -143,7 +143,7 @@ impl NvramJournal {
     }
 
     pub fn recover_replies(&self, log: &::nvram::LogRecovery) -> (usize, Vec<OpId>) {
-        use std::collections::{BTreeMap, HashMap};
+        use std::collections::BTreeMap;
         let now = super::wall_ms();
         let deadline = now + super::KEPT_AFTER_RESTART.as_millis() as u64;
         // By operation (ids grow with time, across runs too): the answers the
@@ -160,23 +160,9 @@ impl NvramJournal {
                 Err(e) => tracing::warn!("the answers the checkpoint carried do not decode: {e}"),
             }
         }
-        let mut frames: BTreeMap<u64, &[u8]> = BTreeMap::new();
-        let mut answers: HashMap<(u64, u16), (u32, &[u8])> = HashMap::new();
-        for r in &log.records {
-            match r.kind {
-                ::nvram::Kind::PreAck => {
-                    frames.insert(r.op.0, &r.payload[..]);
-                }
-                ::nvram::Kind::PostCompletion => {
-                    if let (Some((response, _)), Some(status)) = (r.completion(), r.status()) {
-                        answers.insert((r.op.0, r.element), (status, response));
-                    }
-                }
-                _ => {}
-            }
-        }
+        let logged = Logged::of(log);
         let carried_ops: Vec<OpId> = carried.keys().map(|op| OpId(*op)).collect();
-        let mut ops: Vec<u64> = carried.keys().chain(frames.keys()).copied().collect();
+        let mut ops: Vec<u64> = carried.keys().chain(logged.frames.keys()).copied().collect();
         ops.sort_unstable();
         ops.dedup();
         let mut found = 0;
@@ -186,23 +172,14 @@ impl NvramJournal {
                 replies.insert_off_log(key, saved, until);
                 found += 1;
             }
-            let Some(frame) = frames.get(&op) else { continue };
-            let created = |i: usize| {
-                let (status, body) = answers.get(&(op, u16::try_from(i).ok()?))?;
-                super::created_file_id(*status, body)
-            };
-            for (index, key) in ReplayKey::of_frame(frame, created) {
-                let Some((status, response)) = u16::try_from(index).ok().and_then(|i| answers.get(&(op, i))) else {
+            for (index, key) in logged.keys(op) {
+                let Some((status, response)) = logged.answer(op, index) else {
                     // Under way, unanswered: an older answer under its key is not its.
                     replies.forget(&key);
                     continue;
                 };
-                let saved = Saved {
-                    op: OpId(op),
-                    status: *status,
-                    response: Bytes::copy_from_slice(response),
-                    ticket: Ticket::DURABLE,
-                };
+                let saved =
+                    Saved { op: OpId(op), status, response: Bytes::copy_from_slice(response), ticket: Ticket::DURABLE };
                 replies.insert_off_log(key, saved, deadline);
                 found += 1;
             }
@@ -212,6 +189,46 @@ impl NvramJournal {
 
     fn replies(&self) -> MutexGuard<'_, ReplayIndex> {
         self.replies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The requests and answers of a recovered log, by operation: each point-1
+/// frame, and each element's point-3 status and response body.
+pub struct Logged<'a> {
+    pub frames: std::collections::BTreeMap<u64, &'a [u8]>,
+    answers: std::collections::HashMap<(u64, u16), (u32, &'a [u8])>,
+}
+
+impl<'a> Logged<'a> {
+    pub fn of(log: &'a ::nvram::LogRecovery) -> Logged<'a> {
+        let mut logged = Logged { frames: Default::default(), answers: Default::default() };
+        for r in &log.records {
+            match r.kind {
+                ::nvram::Kind::PreAck => {
+                    logged.frames.insert(r.op.0, &r.payload[..]);
+                }
+                ::nvram::Kind::PostCompletion => {
+                    if let (Some((response, _)), Some(status)) = (r.completion(), r.status()) {
+                        logged.answers.insert((r.op.0, r.element), (status, response));
+                    }
+                }
+                _ => {}
+            }
+        }
+        logged
+    }
+
+    /// Element `index` of `op`'s answer, if its point-3 record is in the log.
+    pub fn answer(&self, op: u64, index: usize) -> Option<(u32, &'a [u8])> {
+        self.answers.get(&(op, u16::try_from(index).ok()?)).copied()
+    }
+
+    /// The replay keys of `op`'s elements ([`ReplayKey::of_frame`]), a related
+    /// element's file taken from the CREATE answers before it; none when the
+    /// log has no request of `op`.
+    pub fn keys(&self, op: u64) -> Vec<(usize, ReplayKey)> {
+        let Some(frame) = self.frames.get(&op) else { return Vec::new() };
+        ReplayKey::of_frame(frame, |i| self.answer(op, i).and_then(|(s, b)| super::created_file_id(s, b)))
     }
 }
 

@@ -19,7 +19,6 @@
 //! Anything else (the file changed after the append, or is another file
 //! now) is left as it is, and said in the log.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -28,7 +27,7 @@ use protocol::msg::write::WriteResponse;
 use tracing::{info, warn};
 
 use super::reopen::open_in_share;
-use crate::journal::{body_hash, created_file_id, frame_elements, recorded_digest, Decision, NvramJournal};
+use crate::journal::{body_hash, frame_elements, recorded_digest, Decision, Logged, NvramJournal};
 use crate::journal::{OpId, ReplayKey};
 use crate::model::{FileUid, Model};
 use crate::state::Server;
@@ -55,39 +54,17 @@ pub struct InFlight {
 /// them. An append whose open the model does not know is left out: nothing
 /// can resend it (its handle did not survive).
 pub fn in_flight(log: &::nvram::LogRecovery, model: &Model) -> Vec<InFlight> {
-    let mut frames: HashMap<u64, &[u8]> = HashMap::new();
-    let mut answers: HashMap<(u64, u16), (u32, &[u8])> = HashMap::new();
-    let mut decided = Vec::new();
-    for r in &log.records {
-        match r.kind {
-            ::nvram::Kind::PreAck => {
-                frames.insert(r.op.0, &r.payload);
-            }
-            ::nvram::Kind::PreCommand if !r.payload.is_empty() => {
-                if let Some(d) = Decision::decode(&r.payload) {
-                    decided.push((r.op, r.element, d));
-                }
-            }
-            ::nvram::Kind::PostCompletion => {
-                if let (Some((body, _)), Some(status)) = (r.completion(), r.status()) {
-                    answers.insert((r.op.0, r.element), (status, body));
-                }
-            }
-            _ => {}
-        }
-    }
+    let logged = Logged::of(log);
+    let decided = log.records.iter().filter(|r| r.kind == ::nvram::Kind::PreCommand && !r.payload.is_empty());
     let mut out = Vec::new();
-    for (op, element, Decision::AppendAt { offset, len }) in decided {
-        if answers.contains_key(&(op.0, element)) {
+    for r in decided {
+        let (op, index) = (r.op, usize::from(r.element));
+        let Some(Decision::AppendAt { offset, len }) = Decision::decode(&r.payload) else { continue };
+        if logged.answer(op.0, index).is_some() {
             continue;
         }
-        let Some(frame) = frames.get(&op.0) else { continue };
-        let index = usize::from(element);
-        let created = |i: usize| {
-            let (status, body) = answers.get(&(op.0, u16::try_from(i).ok()?))?;
-            created_file_id(*status, body)
-        };
-        let key = ReplayKey::of_frame(frame, created).into_iter().find(|(i, _)| *i == index).map(|(_, k)| k);
+        let Some(frame) = logged.frames.get(&op.0) else { continue };
+        let key = logged.keys(op.0).into_iter().find(|(i, _)| *i == index).map(|(_, k)| k);
         let elem = frame_elements(frame).find(|(i, h, _)| *i == index && h.command == Command::Write as u16);
         let (Some(key @ ReplayKey::Request { file, .. }), Some((_, _, elem))) = (key, elem) else { continue };
         let Some(part) = model.partition(file.set()) else { continue };
