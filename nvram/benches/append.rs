@@ -1,6 +1,7 @@
 //! Append throughput with criterion: records/s and bytes/s for 128 B, 4 KiB and 64 KiB
 //! records, policies `process` (`none`; also `process nowait`, with `append_nowait`) and
-//! `group` (group commit), 1 and 8 appenders, beside a plain
+//! `group` (group commit), and `process release` (`Options::release_free`, as `duet serve`
+//! opens it), 1 and 8 appenders, beside a plain
 //! `memcpy` of the same bytes into a mapped region.
 //!
 //! `cargo bench -p nvram --bench append -- --warm-up-time 1 --measurement-time 3`
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 mod common;
-use common::{journal, Appender, POLICIES, SIZES};
+use common::{journal_releasing, Appender, POLICIES, SIZES};
+use nvram::Durability;
 
 const REGION: u64 = 512 << 20;
 
@@ -65,8 +67,11 @@ fn bench(c: &mut Criterion) {
                 })
             });
             drop(map);
-            for (name, d, nowait) in POLICIES {
-                let j = journal(dir.path(), REGION, d);
+            // And `process` as `duet serve` opens it (Options::release_free).
+            let rows = POLICIES.map(|(n, d, w)| (n, d, w, false));
+            let served = ("process release", Durability::None, false, true);
+            for (name, d, nowait, release) in rows.into_iter().chain([served]) {
+                let j = journal_releasing(dir.path(), REGION, d, release);
                 let appenders: Vec<_> = (0..threads)
                     .map(|t| std::sync::Mutex::new(Appender::new(j.clone(), t as u64).nowait(nowait)))
                     .collect();

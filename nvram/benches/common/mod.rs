@@ -10,9 +10,16 @@ pub const SIZES: [usize; 3] = [128, 4096, 65536];
 
 /// A journal in a fresh file of `len` bytes under `dir`.
 pub fn journal(dir: &Path, len: u64, d: Durability) -> Arc<Journal> {
-    let path = dir.join(format!("bench-{:?}-{}", d, len));
+    journal_releasing(dir, len, d, false)
+}
+
+/// [`journal`] with `Options::release_free` set as `release` says (what `duet serve`
+/// sets: the ring behind the head dropped from memory, faulted in again each lap).
+pub fn journal_releasing(dir: &Path, len: u64, d: Durability, release: bool) -> Arc<Journal> {
+    let path = dir.join(format!("bench-{:?}-{}-{release}", d, len));
     let _ = std::fs::remove_file(&path);
-    Arc::new(Journal::create_file(&path, len, Options::new(ClusterId(1), NodeId(1), d)).unwrap())
+    let opts = Options::new(ClusterId(1), NodeId(1), d).releasing_free(release);
+    Arc::new(Journal::create_file(&path, len, opts).unwrap())
 }
 
 /// One steady-state append: point 1 of a fresh operation; operations are retired a
