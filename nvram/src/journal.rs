@@ -162,6 +162,9 @@ const DISCARD_CHUNK: u64 = 1 << 20;
 struct Shard {
     ops: HashMap<u64, u64, OpHash>,
     firsts: BTreeSet<(u64, u64)>,
+    /// Operations released ([`Journal::release`]) and not yet retired: records they
+    /// append later do not hold the head either.
+    released: std::collections::HashSet<u64, OpHash>,
 }
 
 /// A node's journal: the own ring it appends to and the partner's mirror ring it
@@ -686,6 +689,9 @@ impl Journal {
 
     fn track(&self, op: u64, pos: u64) {
         let mut shard = lock(&self.shards[shard_of(op)]);
+        if shard.released.contains(&op) {
+            return;
+        }
         if let std::collections::hash_map::Entry::Vacant(v) = shard.ops.entry(op) {
             v.insert(pos);
             shard.firsts.insert((pos, op));
@@ -697,11 +703,37 @@ impl Journal {
     pub fn retire(&self, op: OpId) -> Result<()> {
         {
             let mut shard = lock(&self.shards[shard_of(op.0)]);
+            shard.released.remove(&op.0);
             match shard.ops.remove(&op.0) {
                 Some(pos) => shard.firsts.remove(&(pos, op.0)),
                 None => return Ok(()),
             };
         }
+        self.retired_one()
+    }
+
+    /// The operation is not done, but its records may be overwritten once the head
+    /// passes them, and so may those it appends later, until [`Journal::retire`]
+    /// forgets it (for an operation that waits long, or whose answer will never be
+    /// acknowledged: what it must not lose, its caller keeps elsewhere).
+    pub fn release(&self, op: OpId) -> Result<()> {
+        {
+            let mut shard = lock(&self.shards[shard_of(op.0)]);
+            shard.released.insert(op.0);
+            match shard.ops.remove(&op.0) {
+                Some(pos) => shard.firsts.remove(&(pos, op.0)),
+                None => return Ok(()),
+            };
+        }
+        self.retired_one()
+    }
+
+    /// Was the operation released ([`Journal::release`]) and not retired since?
+    pub fn is_released(&self, op: OpId) -> bool {
+        lock(&self.shards[shard_of(op.0)]).released.contains(&op.0)
+    }
+
+    fn retired_one(&self) -> Result<()> {
         // Moving the head looks at every shard: do it every so many retirements (and
         // whenever the ring is full, and after each checkpoint).
         if self.retired.fetch_add(1, Ordering::Relaxed) % 64 == 63 {
@@ -807,6 +839,15 @@ impl Journal {
             head = head.min(self.mirror_shared.head.load(Ordering::Acquire));
         }
         self.own.set_limit(head + self.cap);
+    }
+
+    /// The live operation (not retired) whose first record is the oldest, with that
+    /// record's position: what holds the head back when no checkpoint can move it.
+    pub fn oldest_live(&self) -> Option<(OpId, u64)> {
+        self.shards
+            .iter()
+            .filter_map(|s| lock(s).firsts.first().map(|&(pos, op)| (OpId(op), pos)))
+            .min_by_key(|&(_, pos)| pos)
     }
 
     /// Logical position of the head: the oldest byte recovery would read.

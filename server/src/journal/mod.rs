@@ -319,6 +319,13 @@ pub trait Journal: Send + Sync {
     fn usage(&self) -> Option<Usage> {
         None
     }
+
+    /// The live operation whose first record is the oldest in the ring, and that
+    /// record's position: what keeps the head where it is (for the log of a ring
+    /// filling up).
+    fn oldest_live(&self) -> Option<(OpId, u64)> {
+        None
+    }
 }
 
 /// How much of a journal's ring is in use.

@@ -273,7 +273,13 @@ impl Journal for NvramJournal {
     ) -> Result<Ticket, Error> {
         let ticket = self.append(Entry::PostCompletion { op, element: element(index)?, status, response, delta })?;
         if let Some(key) = key {
-            self.replies().insert(*key, Saved { op, status, response: Bytes::copy_from_slice(response), ticket });
+            let mut replies = self.replies();
+            replies.insert(*key, Saved { op, status, response: Bytes::copy_from_slice(response), ticket });
+            // The answer of an operation released meanwhile (one that waited
+            // long) is off the log from the start: its record may go.
+            if self.region.is_released(op) {
+                replies.off_log(op, super::wall_ms() + super::KEPT_UNANSWERED.as_millis() as u64);
+            }
         }
         Ok(ticket)
     }
@@ -337,7 +343,7 @@ impl Journal for NvramJournal {
         // Its answer, if it has one, outlives its records: carried in
         // checkpoints until it is retired.
         self.replies().off_log(op, super::wall_ms() + super::KEPT_UNANSWERED.as_millis() as u64);
-        self.region.retire(op).map_err(from_nvram)
+        self.region.release(op).map_err(from_nvram)
     }
 
     fn write_data(&self, len: usize) -> super::WriteData {
@@ -375,6 +381,10 @@ impl Journal for NvramJournal {
 
     fn usage(&self) -> Option<super::Usage> {
         Some(super::Usage { used: self.region.tail() - self.region.head(), capacity: self.region.capacity() })
+    }
+
+    fn oldest_live(&self) -> Option<(OpId, u64)> {
+        self.region.oldest_live()
     }
 }
 
@@ -653,6 +663,38 @@ mod tests {
         let taken = fresh.ops_after(&log.own);
         let (mine, _) = taken.pre_ack(1, b"mine").unwrap();
         assert!(mine.0 >> OP_COUNTER_BITS > theirs.0 >> OP_COUNTER_BITS, "{mine} {theirs}");
+    }
+
+    /// An operation released after a second without an answer (a CREATE
+    /// waiting for a lease break, a CHANGE_NOTIFY) that answers later, with
+    /// no acknowledgement (its client went): its late records hold the head
+    /// no more than its first ones did. They held it until the operation was
+    /// retired, a minute later, and a busy server filled its ring meanwhile
+    /// (smbtorture's `smb2.lease` then `bench-path-contention-shared`).
+    #[test]
+    fn a_released_operation_s_later_records_do_not_hold_the_head() {
+        let (j, _) = journal(1 << 20, Durability::None);
+        let (waiting, _) = j.pre_ack(1, b"create").unwrap();
+        j.pre_command(waiting, 0).unwrap();
+        j.release(waiting).unwrap();
+        assert_eq!(j.oldest_live(), None);
+        // Its final answer comes later, with a key: off the log at once.
+        let key = ReplayKey::Create(CreateGuid([7; 16]));
+        j.post_completion(waiting, 0, Some(&key), 0, b"answer", b"").unwrap();
+        assert_eq!(j.oldest_live(), None, "the late answer holds the head");
+        assert_eq!(j.replies().carried(0, usize::MAX).len(), 1, "its answer is carried in checkpoints");
+        // Other operations come and go; a checkpoint lets the head pass all.
+        let (other, _) = j.pre_ack(1, b"echo").unwrap();
+        assert_eq!(j.oldest_live().map(|(op, _)| op), Some(other));
+        j.retire(other).unwrap();
+        j.checkpoint(b"model").unwrap();
+        j.compact().unwrap();
+        let u = j.usage().unwrap();
+        assert!(u.used < 256, "the head did not pass the released operation: {u:?}");
+        // Retired, it is forgotten: a record it appends again is tracked.
+        j.retire(waiting).unwrap();
+        j.post_reply_ack(waiting).unwrap();
+        assert_eq!(j.oldest_live().map(|(op, _)| op), Some(waiting));
     }
 
     #[test]

@@ -457,7 +457,7 @@ impl ReplayIndex {
     /// until `deadline` ([`ReplayIndex::carried`]).
     pub fn off_log(&mut self, op: OpId, deadline: u64) {
         if let Some(e) = self.by_op.get_mut(&op) {
-            e.off_log = Some(deadline);
+            e.off_log = Some(e.off_log.map_or(deadline, |d| d.min(deadline)));
         }
     }
 

@@ -91,6 +91,44 @@ fn sweep(retirer: &Retirer, now: Instant, batch: &mut Vec<OpId>, release: &mut V
     });
 }
 
+/// A flush of the shares slower than this is logged: it holds back the
+/// retirement of every operation answered meanwhile (`syncfs` writes back the
+/// whole file system, other programs' dirty data included).
+const SLOW_FLUSH: Duration = Duration::from_secs(1);
+/// How often a ring half full or more says what holds its head.
+const TELL_EVERY: Duration = Duration::from_secs(5);
+
+/// Logs what holds the head of a ring half full: the oldest live operation,
+/// how long ago it started and whether an element of it is being carried out.
+fn tell_holder(server: &Server, u: crate::journal::Usage) {
+    let percent = u.used * 100 / u.capacity.max(1);
+    match server.journal.oldest_live() {
+        Some((op, pos)) => {
+            let state = lock(&server.retirer.started).get(&op).copied();
+            let answered = lock(&server.retirer.answered).contains(&op);
+            match state {
+                Some(s) => warn!(
+                    percent,
+                    op = op.0,
+                    pos,
+                    age_ms = s.at.elapsed().as_millis() as u64,
+                    busy = s.busy,
+                    released = s.released,
+                    "journal half full: the oldest live operation holds its head"
+                ),
+                None => warn!(
+                    percent,
+                    op = op.0,
+                    pos,
+                    answered,
+                    "journal half full: the oldest live operation holds its head (not in flight)"
+                ),
+            }
+        }
+        None => warn!(percent, "journal half full, no live operation: waiting for a checkpoint"),
+    }
+}
+
 /// The retiring task (see the module doc). Runs for as long as the server.
 pub async fn run(server: Arc<Server>, flush_data: bool) {
     if std::env::var_os(KEEP_RECORDS_ENV).is_some() {
@@ -102,6 +140,7 @@ pub async fn run(server: Arc<Server>, flush_data: bool) {
     let mut last_checkpoint = Instant::now();
     let mut retired_since_checkpoint = false;
     let mut pressed = false;
+    let mut last_told = Instant::now() - TELL_EVERY;
     loop {
         // A ring half full is taken care of at once: appenders wait meanwhile.
         tokio::time::sleep(if pressed { TICK / 50 } else { TICK }).await;
@@ -117,10 +156,18 @@ pub async fn run(server: Arc<Server>, flush_data: bool) {
         if !batch.is_empty() || !release.is_empty() {
             if flush_data {
                 let s = server.clone();
+                let began = Instant::now();
                 if tokio::task::spawn_blocking(move || flush_shares(&s)).await.is_err() {
                     warn!("flushing the shares failed; retiring later");
                     lock(&server.retirer.answered).extend(batch);
                     continue;
+                }
+                if began.elapsed() >= SLOW_FLUSH {
+                    warn!(
+                        ms = began.elapsed().as_millis() as u64,
+                        ops = batch.len(),
+                        "flushing the shares before retiring was slow"
+                    );
                 }
             }
             for op in &batch {
@@ -140,6 +187,10 @@ pub async fn run(server: Arc<Server>, flush_data: bool) {
             continue;
         };
         pressed = u.used >= u.capacity / 2;
+        if pressed && last_told.elapsed() >= TELL_EVERY {
+            last_told = Instant::now();
+            tell_holder(&server, u);
+        }
         // A quarter full: fold what was retired into a checkpoint so the head
         // can move past it; when nothing was retired since the last one (a
         // live operation holds the head), at most once a second.
