@@ -175,6 +175,13 @@ fn the_model_follows_stream_opens() {
     );
 }
 
+/// Oplocks and leases on named streams: a stream's lease (a key of its
+/// own) and a batch oplock broken by a second open of the stream.
+#[test]
+fn the_model_follows_caching_on_streams() {
+    assert_checked(&["smb2.lease.request", "smb2.oplock.stream1"], 2);
+}
+
 /// Oplock grants, breaks (to level II and to none, acknowledged and not),
 /// acknowledgements, and breaks by writes and locks: each open's level and
 /// break in progress must match the file table's whenever the server is

@@ -1022,12 +1022,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     }
     // [MS-SMB2] 3.3.5.9.8, 3.3.5.9.11: a lease context counts when the
     // oplock level asks for a lease, on SMB 2.1 and later.
-    let lease_req = match req.context(|c| matches!(c, RequestContext::Lease(_))) {
-        Some(RequestContext::Lease(l)) if opener.leasing && req.requested_oplock_level == oplock::level::LEASE => {
-            Some(*l)
-        }
-        _ => None,
-    };
+    let lease_req = lease_request(opener, req);
     let lease_id = lease_req.map(|l| LeaseId { client_guid: opener.client_guid, key: l.lease_key });
     // A lease key in use on another file is refused.
     let key_elsewhere = |key: Option<FileUid>| {
@@ -1373,23 +1368,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
 
     let mut contexts = Vec::new();
     if let (Some(g), Some(l)) = (lease, lease_req) {
-        // [MS-SMB2] 2.2.14.2.10, 2.2.14.2.11: the key, the state, and for
-        // version 2 the epoch and the parent key echoed.
-        let mut flags = if g.breaking { lease_flags::BREAK_IN_PROGRESS } else { 0 };
-        let v2 = g.v2.then(|| {
-            let parent = l.v2.filter(|_| l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET != 0);
-            if parent.is_some() {
-                flags |= lease_flags::PARENT_LEASE_KEY_SET;
-            }
-            LeaseV2 { parent_lease_key: parent.map_or([0; 16], |v| v.parent_lease_key), epoch: g.epoch }
-        });
-        contexts.push(ResponseContext::Lease(Lease {
-            lease_key: l.lease_key,
-            lease_state: g.state,
-            lease_flags: flags,
-            lease_duration: 0,
-            v2,
-        }));
+        contexts.push(lease_context(&g, &l));
     }
     contexts.extend(durable_context(durability));
     for c in &req.create_contexts {
@@ -1414,6 +1393,39 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     Ok(Some(Step::Done(r)))
 }
 
+/// The response context of a granted lease ([MS-SMB2] 2.2.14.2.10,
+/// 2.2.14.2.11): the key, the state, and for version 2 the epoch and the
+/// parent key echoed.
+fn lease_context(g: &LeaseGrant, l: &Lease) -> ResponseContext<'static> {
+    let mut flags = if g.breaking { lease_flags::BREAK_IN_PROGRESS } else { 0 };
+    let v2 = g.v2.then(|| {
+        let parent = l.v2.filter(|_| l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET != 0);
+        if parent.is_some() {
+            flags |= lease_flags::PARENT_LEASE_KEY_SET;
+        }
+        LeaseV2 { parent_lease_key: parent.map_or([0; 16], |v| v.parent_lease_key), epoch: g.epoch }
+    });
+    ResponseContext::Lease(Lease {
+        lease_key: l.lease_key,
+        lease_state: g.state,
+        lease_flags: flags,
+        lease_duration: 0,
+        v2,
+    })
+}
+
+/// The lease a CREATE asks for: a lease context counts when the oplock
+/// level asks for a lease, on SMB 2.1 and later ([MS-SMB2] 3.3.5.9.8,
+/// 3.3.5.9.11).
+fn lease_request(opener: &Opener, req: &CreateRequest<'_>) -> Option<Lease> {
+    match req.context(|c| matches!(c, RequestContext::Lease(_))) {
+        Some(RequestContext::Lease(l)) if opener.leasing && req.requested_oplock_level == oplock::level::LEASE => {
+            Some(*l)
+        }
+        _ => None,
+    }
+}
+
 /// CREATE of a named stream (`file:stream`, [MS-SMB2] 3.3.5.9, [MS-FSA]
 /// 2.1.5.1 with a stream name), kept as an xattr of the file
 /// ([`fs::stream`]):
@@ -1434,8 +1446,12 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
 ///   on the file, or on the stream, is STATUS_DELETE_PENDING.
 /// - A read-only file's streams are not opened for writing
 ///   (STATUS_ACCESS_DENIED).
-/// - No oplock, lease or durable handle is granted on a stream: its
-///   open ends with its connection and a restart.
+/// - A stream is a file for oplocks and leases too ([MS-FSA] 2.1.5.17:
+///   an oplock is on a stream): its opens break each other's as a
+///   file's do, its lease key is one of its own (a key in use on the file
+///   or another stream is STATUS_INVALID_PARAMETER), and a CREATE that
+///   must wait for a break goes async. No durable handle is granted on a
+///   stream: its open ends with its connection and a restart.
 fn open_stream(
     opener: &Opener,
     req: &CreateRequest<'_>,
@@ -1512,13 +1528,41 @@ fn open_stream(
     };
     let id = server.next_id();
     let upper = sname.to_uppercase();
+    let lease_req = lease_request(opener, req);
+    let lease_id = lease_req.map(|l| LeaseId { client_guid: opener.client_guid, key: l.lease_key });
+    let delete_on_close = req.create_options & opt::DELETE_ON_CLOSE != 0;
     let key = {
         let mut files = server.files();
         let key = files.stream_key(base, &upper, fs::stream::stream_uid(base, sname));
         if files.is_delete_pending(&base) || files.is_delete_pending(&key) {
             return Err(NtStatus::DELETE_PENDING);
         }
-        if !files.check_share(&key, desired, req.share_access) {
+        // A lease key in use on another file (or stream) is refused.
+        if lease_id.is_some_and(|lid| files.lease_file(&lid).is_some_and(|f| f != key)) {
+            return Err(NtStatus::INVALID_PARAMETER);
+        }
+        // The stream's oplock and lease holders are broken as a file's
+        // (see `open_disk`); the CREATE waits for them when it must.
+        let violation = !files.check_share(&key, desired, req.share_access);
+        let breaks = if oplock::is_stat_open(desired) && !overwrite {
+            Default::default()
+        } else {
+            let leases = overwrite || !oplock::is_lease_stat_open(desired);
+            files.break_for_open_of(&key, overwrite, violation, delete_on_close, lease_id, leases)
+        };
+        if breaks.wait || !breaks.orphans.is_empty() {
+            drop(files);
+            let mut purged = Vec::new();
+            for pid in &breaks.orphans {
+                durable::purge(server, *pid, &mut purged);
+            }
+            server.apply(&purged);
+            if breaks.wait {
+                return Ok(Some(Step::Wait(key)));
+            }
+            return Ok(None);
+        }
+        if violation {
             return Err(NtStatus::SHARING_VIOLATION);
         }
         files.add_stream_open(key, &upper, base, inode, OpenRef::new(id, desired, req.share_access), here.clone());
@@ -1568,8 +1612,22 @@ fn open_stream(
         handle.set_len(0).map_err(|e| undo(fs_err(e)))?;
     }
     let stat = handle.stat().map_err(|e| undo(fs_err(e)))?;
+    let (oplock, lease) = match (lease_req, lease_id) {
+        (Some(l), Some(lid)) => {
+            let epoch = l.v2.map(|v| v.epoch);
+            let parent_key =
+                l.v2.filter(|_| l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET != 0).map(|v| v.parent_lease_key);
+            let g = server.files().grant_lease(&key, id, lid, l.lease_state, epoch, parent_key, opener.sink(id));
+            (oplock::level::LEASE, Some(g))
+        }
+        _ => (lock(&server.files).grant_oplock(&key, id, req.requested_oplock_level, opener.sink(id)), None),
+    };
+    let caching = match lease_id {
+        Some(lid) if lease.is_some() => deltas::Grant::Lease(lid.key),
+        _ => deltas::Grant::Oplock(oplock),
+    };
     let mut state = OpenState::new(format!("{}:{sname}", path.components().join("\\")), Some(here.clone()));
-    state.delete_on_close = req.create_options & opt::DELETE_ON_CLOSE != 0;
+    state.delete_on_close = delete_on_close;
     state.create_action = action;
     state.channel_sequence = opener.channel_sequence;
     // A stream open is never durable; its CreateGuid is kept all the same.
@@ -1591,7 +1649,7 @@ fn open_stream(
         slot,
     });
     let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid)
-        .map(|d| deltas::with_grant(d, deltas::Grant::Oplock(oplock::level::NONE)));
+        .map(|d| deltas::with_grant(d, caching));
     lock(&opener.session.inner).opens.insert(id, open);
     if created_file {
         server.report_change(&share.cfg.name, here.components(), action::ADDED, filter::FILE_NAME);
@@ -1601,6 +1659,9 @@ fn open_stream(
     }
     let fstat = file_stat(&stat, false);
     let mut contexts = Vec::new();
+    if let (Some(g), Some(l)) = (lease, lease_req) {
+        contexts.push(lease_context(&g, &l));
+    }
     for c in &req.create_contexts {
         match c {
             RequestContext::QueryMaximalAccess { .. } => {
@@ -1615,7 +1676,7 @@ fn open_stream(
     }
     contexts.extend(opener.aapl.clone().map(ResponseContext::Aapl));
     let file_id = FileId { persistent: id, volatile: id };
-    let resp = answer(&fstat, oplock::level::NONE, action, file_id, contexts);
+    let resp = answer(&fstat, oplock, action, file_id, contexts);
     let mut body = BytesMut::with_capacity(160);
     resp.encode(&mut body);
     let mut r = Resp::ok(body).file(file_id);

@@ -391,11 +391,19 @@ impl FileTable {
     pub fn remove_stream_open(&mut self, key: &FileUid, persistent_id: u64) -> (bool, Option<crate::fs::Resolved>) {
         let Some(f) = self.files.get_mut(key) else { return (false, None) };
         let before = f.opens.len();
+        let lease = f.open(persistent_id).and_then(|o| o.lease);
         f.opens.retain(|o| o.persistent_id != persistent_id);
         if f.opens.len() == before {
             return (false, None);
         }
         release_locks(f, persistent_id);
+        // A stream's lease goes with its last open, as a file's does.
+        if let Some(id) = lease {
+            if !f.opens.iter().any(|o| o.lease == Some(id)) && self.leases.remove(&id).is_some() {
+                self.log.push(Delta::LeaseGone { set: self.log.set(), lease: id.model() });
+            }
+        }
+        let Some(f) = self.files.get_mut(key) else { return (false, None) };
         let base = f.base;
         let mut stream_doomed = false;
         if f.opens.is_empty() {
