@@ -46,7 +46,10 @@
 //!    after the table's lock is long released, under an op id of its own
 //!    ([`crate::journal::Journal::unsolicited`]) with points 3 and 4, and
 //!    before any answer it sends next (`send_elements`), so a break a
-//!    request caused precedes that request's answer.
+//!    request caused precedes that request's answer. A notice that must
+//!    follow an answer (a break in progress at a restart, sent again to
+//!    the holder that reclaims its handle) is queued by the answer's
+//!    [`Resp::after`], once the answer was handed to the writer.
 //! 6. The SMB2 answer to an SMB1 NEGOTIATE (`smb1`), through
 //!    `send_elements`, with all four points.
 //!
@@ -346,6 +349,8 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
     let mut pending_tasks = Vec::new();
     let mut deferred_tasks = Vec::new();
     let mut waiting = None;
+    // What runs once this frame was handed to the writer ([`Resp::after`]).
+    let mut after = Vec::new();
     loop {
         let rest = &msg[c.at..];
         let Ok(hdr) = Header::parse(rest) else {
@@ -587,6 +592,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             }
             pending_tasks.push((async_id, hdr.message_id, hdr_eff.session_id, final_hdr, fut, sign, index, outlives));
         } else {
+            after.extend(resp.after.take());
             out.push(OutElement {
                 hdr: resp_hdr,
                 body: resp.body,
@@ -622,6 +628,9 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         crate::failpoint::hit("sent");
     } else if finishes {
         point4(&server, op);
+    }
+    for f in after {
+        f();
     }
     if let Some((w, fut)) = waiting {
         park(conn, c, w, fut);
@@ -683,6 +692,7 @@ async fn resume(conn: &mut ConnState, mut c: Chain, w: Waiting, result: Result<R
     c.close |= resp.close;
     let mut hdr = w.final_hdr;
     hdr.status = resp.status.0;
+    let after = resp.after.take();
     trace!(mid = hdr.message_id, status = %resp.status, "answer after the wait");
     let out = vec![OutElement {
         hdr,
@@ -692,7 +702,13 @@ async fn resume(conn: &mut ConnState, mut c: Chain, w: Waiting, result: Result<R
         preauth_session: None,
         preauth_conn: false,
     }];
-    matches!(run_chain(conn, c, out).await, Flow::Continue)
+    // The rest of the chain goes out in the same frame as this answer (or
+    // after it, when it parks again).
+    let flow = run_chain(conn, c, out).await;
+    if let Some(f) = after {
+        f();
+    }
+    matches!(flow, Flow::Continue)
 }
 
 /// Registers an async operation for CANCEL ([MS-SMB2] 3.3.5.16) and
@@ -1213,6 +1229,7 @@ async fn spawn_deferred(
         crate::failpoint::hit("point3");
         let mut h = hdr;
         h.status = resp.status.0;
+        let after = resp.after;
         let data = resp.file_data;
         let tail = data.as_ref().map_or(0, |d| d.len);
         let e = OutElement {
@@ -1238,6 +1255,9 @@ async fn spawn_deferred(
             (None, _) => crate::transport::CLOSE_FRAME.into(),
         };
         let _ = tx.send(reply).await;
+        if let Some(f) = after {
+            f();
+        }
     });
 }
 
@@ -1483,6 +1503,7 @@ fn spawn_pending(
         }
         let mut h = final_hdr;
         h.status = resp.status.0;
+        let after = resp.after.take();
         let e = OutElement {
             hdr: h,
             body: resp.body,
@@ -1495,6 +1516,9 @@ fn spawn_pending(
         // An answer that cannot be sent ends the connection.
         let frame = encode_frame(&mut unused, vec![e], enc).map_or(crate::transport::CLOSE_FRAME, BytesMut::freeze);
         let _ = tx.send(Reply::new(frame, op)).await;
+        if let Some(f) = after {
+            f();
+        }
     });
 }
 
