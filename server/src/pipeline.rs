@@ -28,10 +28,11 @@
 //!    from the operation's own task, with no credits (the interim had
 //!    them); then its points 3 and 4.
 //! 3. A parked chain's rest (`park`, `resume`): a CREATE in the middle of
-//!    a compound that waits for an oplock or lease break sends the answers
-//!    before it and its interim answer (path 1) and parks the rest of the
-//!    chain with its state (session, tree, file, encryption, op id,
-//!    element index). Its wait runs in a task, and when it ends the
+//!    a compound that waits for an oplock or lease break, or a SET_INFO
+//!    there whose rename waits for lease breaks ([`may_park`]), sends the
+//!    answers before it and its interim answer (path 1) and parks the
+//!    rest of the chain with its state (session, tree, file, encryption,
+//!    op id, element index). Its wait runs in a task, and when it ends the
 //!    connection's task, which read on meanwhile (the acknowledgement may
 //!    come from this very connection), runs the rest of the chain: its
 //!    final answer heads the frame of the answers after it, as smbd does
@@ -281,7 +282,8 @@ impl Chain {
 }
 
 /// The element a chain is parked at: a CREATE in the middle of a compound
-/// that waits for an oplock or lease break ([`park`]).
+/// that waits for an oplock or lease break, or a SET_INFO whose rename
+/// waits for lease breaks ([`park`], [`may_park`]).
 struct Waiting {
     hdr: Header,
     hdr_eff: Header,
@@ -459,12 +461,10 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         let mut resp = match result {
             // The server MAY fail an element of a compound that would go
             // async ([MS-SMB2] 3.3.5.2.7): the last one may, and a CREATE
-            // that waits for a break parks the chain ([`park`]); any other
-            // in the middle fails, as on Windows and in smbd
-            // (smbd_smb2_request_pending_queue).
-            Ok(r) if r.pending.is_some() && !last && hdr.command != Command::Create as u16 => {
-                error_resp(NtStatus::INTERNAL_ERROR)
-            }
+            // or a rename that waits for a break parks the chain ([`park`],
+            // [`may_park`]); any other in the middle fails, as on Windows
+            // and in smbd (smbd_smb2_request_pending_queue).
+            Ok(r) if r.pending.is_some() && !last && !may_park(hdr.command) => error_resp(NtStatus::INTERNAL_ERROR),
             // Too many requests of this connection wait already ([MS-SMB2]
             // 3.3.4.2: the server MAY fail one that would go async).
             Ok(r)
@@ -648,8 +648,21 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
     }
 }
 
-/// Parks the rest of a chain at an element that waits (a CREATE in the
-/// middle of a compound, waiting for an oplock or lease break), as smbd
+/// Whether an element of this command that goes async in the middle of a
+/// compound parks the chain ([`park`]) rather than failing: a CREATE that
+/// waits for an oplock or lease break, and a SET_INFO whose rename waits
+/// for lease breaks (smbclient's and Windows' rename transaction, CREATE +
+/// SET_INFO + CLOSE, of a file whose handle caching another client's lease
+/// holds: it answered STATUS_INTERNAL_ERROR before). Both wait for a break
+/// that the holder (maybe on this very connection) must be able to
+/// acknowledge, and the related elements after them need their result
+/// ([MS-SMB2] 3.3.5.2.7.2).
+fn may_park(command: u16) -> bool {
+    command == Command::Create as u16 || command == Command::SetInfo as u16
+}
+
+/// Parks the rest of a chain at an element that waits (a CREATE or a
+/// rename in the middle of a compound, waiting for a break), as smbd
 /// does (`smbd_smb2_request_pending_queue`): the answers before it and its
 /// interim STATUS_PENDING have gone out; its wait runs in a task of its
 /// own, cancellable like any async operation ([MS-SMB2] 3.3.5.16); and
