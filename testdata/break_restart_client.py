@@ -16,7 +16,7 @@ writing, which breaks A (RWH to RH; batch to level II) and waits
 line on stdin: meanwhile the test kills and restarts the server.
 
 Phase 2: A connects anew and takes its handle back (DH2C / DHnC): the
-answer's lease flags and state are recorded, and A must get the break
+answer's lease flags, state and epoch are recorded, and A must get the break
 notification again, before anybody else opens the file ("second"). B
 connects anew and sends its CREATE again: it must wait, since the break
 is still in progress ("b_waited": no final answer within a second). A
@@ -130,6 +130,7 @@ def main():
         res["same_file_id"] = holder.reclaim(h)
         res["reclaim_lease_state"] = h.lease_state
         res["reclaim_lease_flags"] = h.lease_flags
+        res["reclaim_lease_epoch"] = h.lease_epoch
         res["reclaim_oplock"] = h.oplock
         second = wait_notice(holder, seen + 1, limit=5.0)
         res["second"] = notice(second) if second else None

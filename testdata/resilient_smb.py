@@ -367,7 +367,8 @@ class Client:
                     h.lease_state = d["lease_state"].get_value()
                     h.lease_flags = d["flags"].get_value()
                     if "epoch" in d.fields:
-                        h.lease_epoch = d["epoch"].get_value()
+                        e = d["epoch"].get_value()
+                        h.lease_epoch = int.from_bytes(e, "little") if isinstance(e, bytes) else e
         if not reclaim:
             h.granted = granted
 

@@ -653,6 +653,7 @@ fn a_lease_break_in_progress_survives_sigkill() {
     // The handle came back still breaking: RWH held, SMB2_LEASE_FLAG_BREAK_IN_PROGRESS.
     assert_eq!(done["reclaim_lease_state"], 7, "{done}");
     assert_eq!(done["reclaim_lease_flags"], 2, "{done}");
+    assert_eq!(done["reclaim_lease_epoch"], ready["first"]["epoch"], "{done}");
     assert_eq!(done["ack"], 3, "{done}");
     // The break is over: another acknowledgement is STATUS_UNSUCCESSFUL.
     assert_eq!(done["second_ack"], "STATUS_UNSUCCESSFUL", "{done}");

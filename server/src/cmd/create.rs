@@ -442,7 +442,11 @@ fn reconnect(
                 lease_state: g.state,
                 lease_flags: if g.breaking { lease_flags::BREAK_IN_PROGRESS } else { 0 },
                 lease_duration: 0,
-                v2: l.v2.map(|v| LeaseV2 { parent_lease_key: v.parent_lease_key, epoch: v.epoch }),
+                // Lease.Epoch ([MS-SMB2] 3.3.5.9.12, answered as 3.3.5.9.11).
+                v2: l.v2.map(|v| LeaseV2 {
+                    parent_lease_key: v.parent_lease_key,
+                    epoch: if g.v2 { g.epoch } else { v.epoch },
+                }),
             }));
             oplock::level::LEASE
         }
