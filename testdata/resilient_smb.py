@@ -87,6 +87,7 @@ _NAMES = {
     0xC0000008: "STATUS_INVALID_HANDLE",
     0xC0000128: "STATUS_FILE_CLOSED",
     0xC0000056: "STATUS_DELETE_PENDING",
+    0xC00000E3: "STATUS_INVALID_OPLOCK_PROTOCOL",
 }
 
 
@@ -167,6 +168,8 @@ class Client:
         self.timeout = timeout
         self.conn = self.session = self.tree = None
         self.breaks = []  # (kind, file_id or lease key, new level) seen
+        self.notices = []  # the break notifications' bodies, in order
+        self.auto_ack = True  # acknowledge breaks as they come (else: `ack`)
         self.server_guids = []  # every ServerGuid a NEGOTIATE answered with, in order
         self.log = log or (lambda *a: None)
 
@@ -259,7 +262,26 @@ class Client:
     # break notifications -----------------------------------------------------
     def _on_break(self, conn, header):
         body = header["data"].get_value()
+        self.notices.append(body)
+        if not self.auto_ack:
+            return
         threading.Thread(target=self._ack_break, args=(conn, body), daemon=True).start()
+
+    def ack(self, body, keep):
+        """Acknowledges the break notification `body` (one of `notices`)
+        keeping `keep` (a lease state, or an oplock level), and waits for
+        the answer ([MS-SMB2] 2.2.24.1, 2.2.24.2). Returns what the answer
+        says is held now; raises Failed or ConnectionLost."""
+        size = struct.unpack_from("<H", body, 0)[0]
+        if size == 24:
+            file_id = body[8:24]
+            msg = struct.pack("<HBBI", 24, keep, 0, 0) + file_id
+            resp = self.call(_RawMessage(Commands.SMB2_OPLOCK_BREAK, msg), what="oplock break ack")
+            return resp["data"].get_value()[2]
+        key = body[8:24]
+        msg = struct.pack("<HHI", 36, 0, 0) + key + struct.pack("<IQ", keep, 0)
+        resp = self.call(_RawMessage(Commands.SMB2_OPLOCK_BREAK, msg), what="lease break ack")
+        return struct.unpack_from("<I", resp["data"].get_value(), 24)[0]
 
     def _ack_break(self, conn, body):
         try:
@@ -343,6 +365,10 @@ class Client:
                     granted = "v1"
                 elif isinstance(d, SMB2CreateResponseLeaseV2) or hasattr(d, "fields") and "lease_state" in d.fields:
                     h.lease_state = d["lease_state"].get_value()
+                    h.lease_flags = d["flags"].get_value()
+                    if "epoch" in d.fields:
+                        e = d["epoch"].get_value()
+                        h.lease_epoch = int.from_bytes(e, "little") if isinstance(e, bytes) else e
         if not reclaim:
             h.granted = granted
 
@@ -410,6 +436,8 @@ class Handle:
         self.open = None
         self.oplock = None
         self.lease_state = None
+        self.lease_flags = None  # the last answer's lease flags and epoch
+        self.lease_epoch = None
         self.create_guid = uuid.uuid4()
         self.lease_key = uuid.uuid4().bytes
         self.pending_name = None  # its name after a rename whose answer was lost

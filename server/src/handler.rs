@@ -78,6 +78,11 @@ pub struct Resp {
     /// dropped, after its point 3: an async element that acts after its
     /// wait (a rename after lease breaks) keeps its request in the log.
     pub busy: Option<crate::state::retiring::Busy>,
+    /// Run once the answer was handed to the connection's writer: what
+    /// must reach the client after it (a reclaimed handle's break notice
+    /// that a restart brought back, which the client can only take once it
+    /// knows the handle again).
+    pub after: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Resp {
@@ -105,6 +110,7 @@ impl Resp {
             close: false,
             deltas: Vec::new(),
             busy: None,
+            after: None,
         }
     }
 

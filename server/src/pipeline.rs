@@ -28,10 +28,11 @@
 //!    from the operation's own task, with no credits (the interim had
 //!    them); then its points 3 and 4.
 //! 3. A parked chain's rest (`park`, `resume`): a CREATE in the middle of
-//!    a compound that waits for an oplock or lease break sends the answers
-//!    before it and its interim answer (path 1) and parks the rest of the
-//!    chain with its state (session, tree, file, encryption, op id,
-//!    element index). Its wait runs in a task, and when it ends the
+//!    a compound that waits for an oplock or lease break, or a SET_INFO
+//!    there whose rename waits for lease breaks ([`may_park`]), sends the
+//!    answers before it and its interim answer (path 1) and parks the
+//!    rest of the chain with its state (session, tree, file, encryption,
+//!    op id, element index). Its wait runs in a task, and when it ends the
 //!    connection's task, which read on meanwhile (the acknowledgement may
 //!    come from this very connection), runs the rest of the chain: its
 //!    final answer heads the frame of the answers after it, as smbd does
@@ -46,7 +47,10 @@
 //!    after the table's lock is long released, under an op id of its own
 //!    ([`crate::journal::Journal::unsolicited`]) with points 3 and 4, and
 //!    before any answer it sends next (`send_elements`), so a break a
-//!    request caused precedes that request's answer.
+//!    request caused precedes that request's answer. A notice that must
+//!    follow an answer (a break in progress at a restart, sent again to
+//!    the holder that reclaims its handle) is queued by the answer's
+//!    [`Resp::after`], once the answer was handed to the writer.
 //! 6. The SMB2 answer to an SMB1 NEGOTIATE (`smb1`), through
 //!    `send_elements`, with all four points.
 //!
@@ -278,7 +282,8 @@ impl Chain {
 }
 
 /// The element a chain is parked at: a CREATE in the middle of a compound
-/// that waits for an oplock or lease break ([`park`]).
+/// that waits for an oplock or lease break, or a SET_INFO whose rename
+/// waits for lease breaks ([`park`], [`may_park`]).
 struct Waiting {
     hdr: Header,
     hdr_eff: Header,
@@ -346,6 +351,8 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
     let mut pending_tasks = Vec::new();
     let mut deferred_tasks = Vec::new();
     let mut waiting = None;
+    // What runs once this frame was handed to the writer ([`Resp::after`]).
+    let mut after = Vec::new();
     loop {
         let rest = &msg[c.at..];
         let Ok(hdr) = Header::parse(rest) else {
@@ -454,12 +461,10 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         let mut resp = match result {
             // The server MAY fail an element of a compound that would go
             // async ([MS-SMB2] 3.3.5.2.7): the last one may, and a CREATE
-            // that waits for a break parks the chain ([`park`]); any other
-            // in the middle fails, as on Windows and in smbd
-            // (smbd_smb2_request_pending_queue).
-            Ok(r) if r.pending.is_some() && !last && hdr.command != Command::Create as u16 => {
-                error_resp(NtStatus::INTERNAL_ERROR)
-            }
+            // or a rename that waits for a break parks the chain ([`park`],
+            // [`may_park`]); any other in the middle fails, as on Windows
+            // and in smbd (smbd_smb2_request_pending_queue).
+            Ok(r) if r.pending.is_some() && !last && !may_park(hdr.command) => error_resp(NtStatus::INTERNAL_ERROR),
             // Too many requests of this connection wait already ([MS-SMB2]
             // 3.3.4.2: the server MAY fail one that would go async).
             Ok(r)
@@ -587,6 +592,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             }
             pending_tasks.push((async_id, hdr.message_id, hdr_eff.session_id, final_hdr, fut, sign, index, outlives));
         } else {
+            after.extend(resp.after.take());
             out.push(OutElement {
                 hdr: resp_hdr,
                 body: resp.body,
@@ -623,6 +629,9 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
     } else if finishes {
         point4(&server, op);
     }
+    for f in after {
+        f();
+    }
     if let Some((w, fut)) = waiting {
         park(conn, c, w, fut);
     }
@@ -639,8 +648,21 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
     }
 }
 
-/// Parks the rest of a chain at an element that waits (a CREATE in the
-/// middle of a compound, waiting for an oplock or lease break), as smbd
+/// Whether an element of this command that goes async in the middle of a
+/// compound parks the chain ([`park`]) rather than failing: a CREATE that
+/// waits for an oplock or lease break, and a SET_INFO whose rename waits
+/// for lease breaks (smbclient's and Windows' rename transaction, CREATE +
+/// SET_INFO + CLOSE, of a file whose handle caching another client's lease
+/// holds: it answered STATUS_INTERNAL_ERROR before). Both wait for a break
+/// that the holder (maybe on this very connection) must be able to
+/// acknowledge, and the related elements after them need their result
+/// ([MS-SMB2] 3.3.5.2.7.2).
+fn may_park(command: u16) -> bool {
+    command == Command::Create as u16 || command == Command::SetInfo as u16
+}
+
+/// Parks the rest of a chain at an element that waits (a CREATE or a
+/// rename in the middle of a compound, waiting for a break), as smbd
 /// does (`smbd_smb2_request_pending_queue`): the answers before it and its
 /// interim STATUS_PENDING have gone out; its wait runs in a task of its
 /// own, cancellable like any async operation ([MS-SMB2] 3.3.5.16); and
@@ -683,6 +705,7 @@ async fn resume(conn: &mut ConnState, mut c: Chain, w: Waiting, result: Result<R
     c.close |= resp.close;
     let mut hdr = w.final_hdr;
     hdr.status = resp.status.0;
+    let after = resp.after.take();
     trace!(mid = hdr.message_id, status = %resp.status, "answer after the wait");
     let out = vec![OutElement {
         hdr,
@@ -692,7 +715,13 @@ async fn resume(conn: &mut ConnState, mut c: Chain, w: Waiting, result: Result<R
         preauth_session: None,
         preauth_conn: false,
     }];
-    matches!(run_chain(conn, c, out).await, Flow::Continue)
+    // The rest of the chain goes out in the same frame as this answer (or
+    // after it, when it parks again).
+    let flow = run_chain(conn, c, out).await;
+    if let Some(f) = after {
+        f();
+    }
+    matches!(flow, Flow::Continue)
 }
 
 /// Registers an async operation for CANCEL ([MS-SMB2] 3.3.5.16) and
@@ -1213,6 +1242,7 @@ async fn spawn_deferred(
         crate::failpoint::hit("point3");
         let mut h = hdr;
         h.status = resp.status.0;
+        let after = resp.after;
         let data = resp.file_data;
         let tail = data.as_ref().map_or(0, |d| d.len);
         let e = OutElement {
@@ -1238,6 +1268,9 @@ async fn spawn_deferred(
             (None, _) => crate::transport::CLOSE_FRAME.into(),
         };
         let _ = tx.send(reply).await;
+        if let Some(f) = after {
+            f();
+        }
     });
 }
 
@@ -1483,6 +1516,7 @@ fn spawn_pending(
         }
         let mut h = final_hdr;
         h.status = resp.status.0;
+        let after = resp.after.take();
         let e = OutElement {
             hdr: h,
             body: resp.body,
@@ -1495,6 +1529,9 @@ fn spawn_pending(
         // An answer that cannot be sent ends the connection.
         let frame = encode_frame(&mut unused, vec![e], enc).map_or(crate::transport::CLOSE_FRAME, BytesMut::freeze);
         let _ = tx.send(Reply::new(frame, op)).await;
+        if let Some(f) = after {
+            f();
+        }
     });
 }
 

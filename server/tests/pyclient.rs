@@ -153,6 +153,28 @@ fn directory_leases_break_when_entries_change() {
     }
 }
 
+/// A rename in a compound that waits for a lease break
+/// (testdata/smbprotocol_compound_rename.py): CREATE + SET_INFO (rename) +
+/// CLOSE, related, as smbclient and Windows send a rename, of a file whose
+/// handle caching another client's lease holds. The SET_INFO goes async in
+/// the middle of the compound and parks the chain, as a CREATE waiting for
+/// a break does; it answered STATUS_INTERNAL_ERROR before (the file kept
+/// its name). With an RWH lease the CREATE waits for its own break first.
+#[test]
+fn a_compound_rename_waits_for_lease_breaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_srv, port) = duet(dir.path(), "--log-level=info");
+    let text = smbprotocol("smbprotocol_compound_rename.py", &[&port.to_string(), "data", "duet", "duetpass"]);
+    for step in [
+        "ok a compound rename waits for an RH lease's break and completes",
+        "ok a compound rename waits for an RWH lease's two breaks and completes",
+    ] {
+        assert!(text.lines().any(|l| l == step), "{step} missing:\n{text}");
+    }
+    assert!(dir.path().join("moved.txt").exists() && !dir.path().join("held.txt").exists());
+    assert!(dir.path().join("moved2.txt").exists() && !dir.path().join("held2.txt").exists());
+}
+
 /// Symbolic links (reparse points) through smbprotocol
 /// (testdata/smbprotocol_symlinks.py): a client's link made with
 /// FSCTL_SET_REPARSE_POINT and read back with FSCTL_GET_REPARSE_POINT,

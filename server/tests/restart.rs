@@ -603,3 +603,68 @@ fn break_notices_are_journaled_and_a_restart_after_them_restores() {
     assert!(log.contains("state model rebuilt from the journal"), "{log}");
     assert!(!log.contains("refused a journaled delta"), "{log}");
 }
+
+/// A break in progress when the server is killed comes back with the
+/// restart (`testdata/break_restart_client.py`): the holder takes its
+/// durable handle back and gets the break notice again (same states, same
+/// epoch), and its acknowledgement is taken; the other client's open,
+/// resent after the restart, waits for that acknowledgement, as it did
+/// before the kill ([MS-SMB2] 3.3.4.6, 3.3.4.7, 3.3.5.22). Returns the
+/// ready and done lines.
+fn break_survives_sigkill(kind: &str) -> Option<(serde_json::Value, serde_json::Value, Server)> {
+    let mut server = duet_with(&JOURNAL_ARGS)?;
+    let port = server.port.to_string();
+    let mut args = vec!["--port", &port, "--share", common::SHARE, "--user", common::USER];
+    args.extend(["--password", common::PASSWORD, "--kind", kind]);
+    let mut client = Client(Script::start("break_restart_client.py", &args));
+    let ready = client.next("phase 1");
+    assert_eq!(ready["phase"], "ready", "{ready}");
+    assert!(ready["first"].is_object(), "no break before the kill: {ready}\n{}", server.log());
+    assert!(ready["b_before_kill"].is_null(), "the open did not wait for the break: {ready}");
+    server.kill9();
+    server.restart();
+    client.go_on();
+    let done = client.next("phase 2");
+    assert_eq!(done["phase"], "done", "{done}");
+    let ctx = format!("ready: {ready}\ndone: {done}\n--- server log ---\n{}", server.log());
+    assert!(done.get("error").is_none(), "{ctx}");
+    assert_eq!(done["same_file_id"], true, "{ctx}");
+    assert_eq!(done["second"], ready["first"], "the break notice did not come again, as it was\n{ctx}");
+    assert_eq!(done["b_waited"], true, "the resent open did not wait for the acknowledgement\n{ctx}");
+    assert_eq!(done["b_interim"], true, "{ctx}");
+    assert_eq!(done["b_after_ack"], "ok", "the resent open was not served after the acknowledgement\n{ctx}");
+    // Two notices: the first, and the one that came again (none for the
+    // resent open, which met the break in progress).
+    assert_eq!(done["notices"].as_array().map(Vec::len), Some(2), "{ctx}");
+    // The table and the model agree on the break (on main the resent open
+    // started another: "state model refused a delta: ... already in progress").
+    assert!(!server.log().contains("refused"), "{ctx}");
+    assert!(!server.log().contains("is not in progress"), "{ctx}");
+    Some((ready, done, server))
+}
+
+#[test]
+fn a_lease_break_in_progress_survives_sigkill() {
+    let Some((ready, done, _server)) = break_survives_sigkill("lease") else { return };
+    // RWH to RH, under the break's epoch, acknowledgement required.
+    assert_eq!(ready["first"]["current"], 7, "{ready}");
+    assert_eq!(ready["first"]["new"], 3, "{ready}");
+    assert_eq!(ready["first"]["flags"], 1, "{ready}");
+    // The handle came back still breaking: RWH held, SMB2_LEASE_FLAG_BREAK_IN_PROGRESS.
+    assert_eq!(done["reclaim_lease_state"], 7, "{done}");
+    assert_eq!(done["reclaim_lease_flags"], 2, "{done}");
+    assert_eq!(done["reclaim_lease_epoch"], ready["first"]["epoch"], "{done}");
+    assert_eq!(done["ack"], 3, "{done}");
+    // The break is over: another acknowledgement is STATUS_UNSUCCESSFUL.
+    assert_eq!(done["second_ack"], "STATUS_UNSUCCESSFUL", "{done}");
+}
+
+#[test]
+fn an_oplock_break_in_progress_survives_sigkill() {
+    let Some((ready, done, _server)) = break_survives_sigkill("oplock") else { return };
+    // Batch to level II.
+    assert_eq!(ready["first"]["level"], 1, "{ready}");
+    assert_eq!(done["reclaim_oplock"], 9, "the handle came back without its batch oplock\n{done}");
+    assert_eq!(done["ack"], 1, "{done}");
+    assert_eq!(done["second_ack"], "STATUS_INVALID_OPLOCK_PROTOCOL", "{done}");
+}

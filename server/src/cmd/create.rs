@@ -428,20 +428,25 @@ fn reconnect(
     )?);
     let key = open.key.ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
     let id = open.persistent_id;
-    let (level, lease) = {
+    let (level, lease, breaking) = {
         let mut files = lock(&server.files);
         files.set_oplock_sink(&key, id, opener.sink(id));
-        (files.oplock_level(&key, id), files.open_lease(&key, id))
+        let breaking = files.oplock_breaking_open(&key, id) || files.lease_breaking_open(&key, id);
+        (files.oplock_level(&key, id), files.open_lease_grant(&key, id), breaking)
     };
     let mut contexts = Vec::new();
     let level = match (lease, lease_request) {
-        (Some((lid, state)), Some(l)) => {
+        (Some((lid, g)), Some(l)) => {
             contexts.push(ResponseContext::Lease(Lease {
                 lease_key: lid.key,
-                lease_state: state,
-                lease_flags: 0,
+                lease_state: g.state,
+                lease_flags: if g.breaking { lease_flags::BREAK_IN_PROGRESS } else { 0 },
                 lease_duration: 0,
-                v2: l.v2.map(|v| LeaseV2 { parent_lease_key: v.parent_lease_key, epoch: v.epoch }),
+                // Lease.Epoch ([MS-SMB2] 3.3.5.9.12, answered as 3.3.5.9.11).
+                v2: l.v2.map(|v| LeaseV2 {
+                    parent_lease_key: v.parent_lease_key,
+                    epoch: if g.v2 { g.epoch } else { v.epoch },
+                }),
             }));
             oplock::level::LEASE
         }
@@ -456,6 +461,17 @@ fn reconnect(
     let mut body = BytesMut::with_capacity(96);
     resp.encode(&mut body);
     let mut r = Resp::ok(body).file(fid);
+    if breaking {
+        // A break in progress when the holder went (one a restart brought
+        // back): its notice again, once the holder has its handle back, so
+        // that it flushes and acknowledges ([MS-SMB2] 3.3.4.6, 3.3.4.7).
+        let server = server.clone();
+        r.after = Some(Box::new(move || {
+            if lock(&server.files).resend_break(&key, id) {
+                debug!(pid = id, "break in progress: notice sent again to the reclaiming client");
+            }
+        }));
+    }
     r.deltas.push(Delta::OpenReconnected {
         open: PersistentFileId(open.persistent_id),
         session: SessionId(opener.session.id),

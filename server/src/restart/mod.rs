@@ -23,7 +23,9 @@
 //!    timeout. Each retained handle gets its file back: reopened by its share
 //!    and path, and accepted only when the file's id ([`crate::fs::uid`]) is
 //!    the one the model names (a file replaced meanwhile drops the handle),
-//!    with its share modes, byte-range locks and delete-on-close.
+//!    with its share modes, byte-range locks, delete-on-close, and oplock or
+//!    lease as the model has it, a break in progress included (its notice
+//!    goes again when the holder reclaims the handle).
 //! 4. The operations found in the log are retired (their saved answers kept
 //!    for replay for a while, [`retire`]), a checkpoint of the live model is
 //!    made durable, and the flag is set to "non-elective reboot": should the

@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::fs;
-use crate::model::{Caching, LeaseVersion, Model, OpenRecord, OplockLevel};
+use crate::model::{Caching, Model, OpenRecord, OplockLevel};
 use crate::state::durable::Disconnected;
 use crate::state::files::{ByteLock, Inode, OpenRef};
-use crate::state::lease::LeaseId;
+use crate::state::lease::{Lease, LeaseId};
 use crate::state::open::{OpenKind, OpenState};
 use crate::state::oplock::BreakSink;
 use crate::state::tree::{Tree, TreeKind};
@@ -118,6 +118,9 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
             encrypt: None,
             client: None,
         };
+        // As the model has them, a break in progress included: it goes on,
+        // and its notice is sent again when the handle is reclaimed
+        // (`cmd::create`'s reconnect).
         match o.caching() {
             Caching::Lease(key) => {
                 let lid = crate::model::LeaseId { client: info.client_guid, key };
@@ -126,11 +129,10 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
                     return Err("its lease is not in the model".into());
                 };
                 let id = LeaseId { client_guid: info.client_guid.0, key: key.0 };
-                let v2 = l.version() == LeaseVersion::V2;
-                files.grant_lease(&uid, pid, id, l.state(), v2.then_some(l.epoch()), l.parent().map(|k| k.0), sink());
+                files.restore_lease(&uid, pid, id, Lease::restored(l, sink()));
             }
-            Caching::Oplock { level, .. } if level != OplockLevel::None => {
-                files.grant_oplock(&uid, pid, level as u8, sink());
+            Caching::Oplock { level, breaking } if level != OplockLevel::None => {
+                files.restore_oplock(&uid, pid, level as u8, breaking.map(|b| b.to as u8), sink());
             }
             _ => {}
         }

@@ -783,6 +783,50 @@ impl FileTable {
         }
     }
 
+    /// Puts back the oplock of an open (already added) as the state model
+    /// has it after a restart or a takeover: its level and the level a break
+    /// in progress goes to, without the grant rules (it held them before);
+    /// notices go to `sink` (the holder's connection, once it reclaims the
+    /// handle, [`FileTable::set_oplock_sink`]). Nothing is logged: the model
+    /// has it already.
+    pub fn restore_oplock(
+        &mut self,
+        key: &FileUid,
+        persistent_id: u64,
+        held: u8,
+        breaking_to: Option<u8>,
+        sink: oplock::BreakSink,
+    ) {
+        if let Some(o) = self.files.get_mut(key).and_then(|f| f.open_mut(persistent_id)) {
+            o.oplock = OplockState { level: held, breaking_to, sink: (held != level::NONE).then_some(sink) };
+        }
+    }
+
+    /// Puts back the lease of an open (already added) as the state model has
+    /// it ([`Lease::restored`]): the open joins `lease` under `id`, which
+    /// is made from it unless another open restored before has it already.
+    /// Nothing is logged.
+    pub fn restore_lease(&mut self, key: &FileUid, persistent_id: u64, id: LeaseId, lease: Lease) {
+        if let Some(o) = self.files.get_mut(key).and_then(|f| f.open_mut(persistent_id)) {
+            o.lease = Some(id);
+            self.leases.entry(id).or_insert(lease);
+        }
+    }
+
+    /// Sends again the notice of a break of the open's oplock or lease that
+    /// is in progress (one a restart brought back), to where the open's
+    /// notices go now ([`FileTable::set_oplock_sink`]). True when one was
+    /// sent.
+    pub fn resend_break(&self, key: &FileUid, persistent_id: u64) -> bool {
+        let Some(o) = self.files.get(key).and_then(|f| f.open(persistent_id)) else {
+            return false;
+        };
+        match o.lease.and_then(|id| self.leases.get(&id).map(|l| (id, l))) {
+            Some((id, l)) => l.resend(&id),
+            None => o.oplock.resend(),
+        }
+    }
+
     /// Every lease's id (for check mode).
     pub fn lease_ids(&self) -> impl Iterator<Item = &LeaseId> {
         self.leases.keys()
@@ -1657,6 +1701,79 @@ mod tests {
         assert_eq!(t.remove_open(&k, a), None);
         m.model.apply(&crate::model::Delta::OpenDown { open: crate::model::PersistentFileId(a) }).unwrap();
         m.compare(&mut t);
+    }
+
+    /// A restart's restore ([`crate::restart`]) puts every open's oplock and
+    /// lease back into a table of its own as the model has them, a break in
+    /// progress included (its target and epoch too); once the handles are
+    /// reclaimed, the breaks' notices go again, as they were, and their
+    /// acknowledgements are taken, the model in step throughout.
+    #[test]
+    fn a_restore_keeps_breaks_in_progress_and_sends_their_notices_again() {
+        use crate::model::Caching;
+        use lease_state::{HANDLE_CACHING as H, READ_CACHING as R, WRITE_CACHING as W};
+        use protocol::msg::oplock_break::{lease_break_flags, LeaseBreakNotification, OplockBreak};
+        let mut t = FileTable::default();
+        let mut m = Shadow::new();
+        let (kl, ko) = (key(13, 1), key(13, 2));
+        let a = m.open(&mut t, kl, lease(1, R | W | H, Some(4)));
+        let b = m.open(&mut t, ko, oplock(level::BATCH));
+        let other = Some(LeaseId { client_guid: CLIENT, key: [2; 16] });
+        assert!(t.break_for_open(&kl, false, false, other).wait);
+        assert!(t.break_for_open(&ko, false, false, None).wait);
+        m.compare(&mut t);
+        let epoch = t.open_lease_grant(&kl, a).unwrap().1.epoch;
+        // The restore, from the model alone.
+        let mut r = FileTable::default();
+        let p = m.model.partition(SET).unwrap();
+        for o in p.opens() {
+            let (k, pid) = (o.info().file, o.id().0);
+            let open = OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, 7);
+            r.add_open(k, ino(k), open, crate::fs::Resolved::root());
+            match o.caching() {
+                Caching::Lease(lk) => {
+                    let l = p.lease(crate::model::LeaseId { client: o.info().client_guid, key: lk }).unwrap();
+                    r.restore_lease(&k, pid, LeaseId { client_guid: CLIENT, key: lk.0 }, Lease::restored(l, sink(pid)));
+                }
+                Caching::Oplock { level, breaking } => {
+                    r.restore_oplock(&k, pid, level as u8, breaking.map(|b| b.to as u8), sink(pid))
+                }
+                Caching::None => {}
+            }
+        }
+        assert!(r.log.is_empty());
+        m.compare(&mut r);
+        assert_eq!(
+            r.open_lease_grant(&kl, a).map(|(_, g)| (g.state, g.epoch, g.breaking)),
+            Some((R | W | H, epoch, true))
+        );
+        assert!(r.oplock_breaking(&ko));
+        // The handles are reclaimed on a connection: the notices go again.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let to = |pid| oplock::BreakSink {
+            tx: tx.downgrade(),
+            session_id: 1,
+            file_id: protocol::msg::FileId { persistent: pid, volatile: pid },
+            encrypt: None,
+            client: None,
+        };
+        // A notice's body behind an (empty) SMB2 header, as the parsers take it.
+        let mut next = || [&[0u8; protocol::header::HEADER_LEN][..], &rx.try_recv().unwrap().body].concat();
+        r.set_oplock_sink(&kl, a, to(a));
+        r.set_oplock_sink(&ko, b, to(b));
+        assert!(r.resend_break(&kl, a));
+        let n = LeaseBreakNotification::parse(&next()).unwrap();
+        assert_eq!((n.new_epoch, n.flags, n.lease_key), (epoch, lease_break_flags::ACK_REQUIRED, [1; 16]));
+        assert_eq!((n.current_lease_state, n.new_lease_state), (R | W | H, R | H));
+        assert!(r.resend_break(&ko, b));
+        let n = OplockBreak::parse(&next()).unwrap();
+        assert_eq!((n.oplock_level, n.file_id.persistent), (level::II, b));
+        // Their acknowledgements end the breaks, in the model too.
+        assert_eq!(r.ack_lease(&LeaseId { client_guid: CLIENT, key: [1; 16] }, R | H), Ok(R | H));
+        assert_eq!(r.ack_oplock(&ko, b, level::II), Ok(level::II));
+        m.compare(&mut r);
+        assert!(!r.resend_break(&kl, a) && !r.resend_break(&ko, b));
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

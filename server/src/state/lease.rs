@@ -115,6 +115,40 @@ impl Lease {
         }
     }
 
+    /// The lease as the state model keeps it (a restart's or a takeover's
+    /// restore): its state, epoch, version, parent key and a break in
+    /// progress, exactly; notices go to `sink`.
+    pub fn restored(l: &model::LeaseRecord, sink: BreakSink) -> Lease {
+        let v2 = l.version() == model::LeaseVersion::V2;
+        Lease {
+            file: l.file(),
+            state: l.state(),
+            breaking: l.breaking().map(|b| Breaking { requested: b.to, required: b.required, deadline: b.deadline }),
+            epoch: l.epoch(),
+            v2,
+            parent: l.parent().filter(|_| v2).map(|k| k.0),
+            sink: Some(sink),
+        }
+    }
+
+    /// The notification of the break in progress, if there is one, again
+    /// ([MS-SMB2] 2.2.23.2, 3.3.4.7): what it asked for, under its epoch,
+    /// for a holder that took its handle back after a restart and must
+    /// learn that it has to flush and acknowledge. True when one was sent.
+    pub fn resend(&self, id: &LeaseId) -> bool {
+        let (Some(b), Some(s)) = (&self.breaking, &self.sink) else {
+            return false;
+        };
+        s.send_lease(&LeaseBreakNotification {
+            new_epoch: self.epoch,
+            flags: lease_break_flags::ACK_REQUIRED,
+            lease_key: id.key,
+            current_lease_state: self.state,
+            new_lease_state: b.requested,
+        });
+        true
+    }
+
     /// Brings the lease down to at most `keep` ([MS-SMB2] 3.3.4.7).
     /// Returns true when a break is (now or already) in progress, which
     /// the caller waits for. A break from W or H is acknowledged; from R

@@ -100,6 +100,17 @@ impl OplockState {
         }
     }
 
+    /// The notification of the break in progress, if there is one, again
+    /// ([MS-SMB2] 2.2.23.1, 3.3.4.6), for a holder that took its handle
+    /// back after a restart. True when one was sent.
+    pub fn resend(&self) -> bool {
+        let (Some(to), Some(s)) = (self.breaking_to, &self.sink) else {
+            return false;
+        };
+        s.send(to);
+        true
+    }
+
     /// The holder of open `pid`'s oplock did not answer in time: it keeps
     /// no oplock ([MS-SMB2] 3.3.6.2).
     pub fn time_out(&mut self, pid: u64, log: &mut CachingLog) {
