@@ -307,8 +307,14 @@ impl Journal for NvramJournal {
         }
         let region = self.region.clone();
         Box::pin(async move {
-            match tokio::task::spawn_blocking(move || region.commit(&t)).await {
+            let on_worker = region.clone();
+            match tokio::task::spawn_blocking(move || on_worker.commit(&t)).await {
                 Ok(r) => r.map_err(from_nvram),
+                // The blocking pool is going (the runtime shuts down, at an
+                // elective reboot): wait here rather than fail a request whose
+                // records are on their way (it answered an exclusive CREATE
+                // STATUS_INSUFFICIENT_RESOURCES in a crash run).
+                Err(e) if e.is_cancelled() => region.commit(&t).map_err(from_nvram),
                 Err(e) => Err(Error::Io(std::io::Error::other(e))),
             }
         })
