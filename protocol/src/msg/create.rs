@@ -168,6 +168,20 @@ impl<'a> CreateRequest<'a> {
         self.create_contexts.iter().find(|c| pred(c))
     }
 
+    /// The CreateGuid of an exclusive create (FILE_CREATE, [MS-SMB2] 2.2.13)
+    /// that asks for a durable handle version 2 (2.2.13.2.11): the one kind of
+    /// CREATE whose resend, after its first sending made the file, would
+    /// collide, and which a server can recognise by that guid.
+    pub fn exclusive_create_guid(&self) -> Option<[u8; 16]> {
+        if self.create_disposition != create_disposition::CREATE {
+            return None;
+        }
+        self.create_contexts.iter().find_map(|c| match c {
+            RequestContext::DurableHandleRequestV2(d) => Some(d.create_guid),
+            _ => None,
+        })
+    }
+
     /// Encodes the body (client side; tests and the fuzzer).
     pub fn encode(&self, out: &mut BytesMut) {
         let start = out.len();
@@ -307,6 +321,23 @@ mod tests {
     use crate::header::Command;
     use crate::msg::create_context::{DurableHandleRequestV2, Lease};
     use crate::msg::test_util::{prefixes_fail, with_header};
+
+    #[test]
+    fn an_exclusive_create_guid_needs_file_create_and_a_dh2q() {
+        let dh2q = RequestContext::DurableHandleRequestV2(DurableHandleRequestV2 {
+            timeout: 0,
+            flags: 0,
+            create_guid: [3; 16],
+        });
+        let mut req = request("a.txt", vec![dh2q]);
+        req.create_disposition = create_disposition::CREATE;
+        assert_eq!(req.exclusive_create_guid(), Some([3; 16]));
+        req.create_disposition = create_disposition::OPEN_IF;
+        assert_eq!(req.exclusive_create_guid(), None);
+        let mut plain = request("a.txt", vec![]);
+        plain.create_disposition = create_disposition::CREATE;
+        assert_eq!(plain.exclusive_create_guid(), None);
+    }
 
     fn request(name: &str, create_contexts: Vec<RequestContext<'static>>) -> CreateRequest<'static> {
         CreateRequest {

@@ -178,8 +178,7 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
 /// answer in the log: an exclusive CREATE (FILE_CREATE) under a CreateGuid
 /// (a DH2Q context), the file's id made from it ([`fs::uid::for_create`]).
 fn undone_by_a_restore(req: &CreateRequest<'_>) -> bool {
-    req.create_disposition == disp::CREATE
-        && req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_))).is_some()
+    req.exclusive_create_guid().is_some()
 }
 
 /// How long a CREATE that meets a sharing violation waits for a close

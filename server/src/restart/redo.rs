@@ -106,20 +106,13 @@ impl<'a> Collector<'a> {
     /// gives its CreateGuid ([`undo_creates`]).
     pub fn creates_in_flight(&self, model: &Model, set: ids::SetId) -> Vec<(String, String, [u8; 16])> {
         use protocol::msg::create::CreateRequest;
-        use protocol::msg::create_context::RequestContext;
         let Some(p) = model.partition(set) else { return Vec::new() };
         self.unanswered(Command::Create)
             .filter_map(|(hdr, elem)| {
                 let req = CreateRequest::parse(elem).ok()?;
-                // FILE_CREATE ([MS-SMB2] 2.2.13): only an exclusive create
-                // collides when it is resent.
-                if req.create_disposition != 2 {
-                    return None;
-                }
-                let guid = req.create_contexts.iter().find_map(|c| match c {
-                    RequestContext::DurableHandleRequestV2(d) => Some(d.create_guid),
-                    _ => None,
-                })?;
+                // The CREATE's own rule (`cmd::create`): an exclusive create
+                // under a CreateGuid, which collides when it is resent.
+                let guid = req.exclusive_create_guid()?;
                 let share = p
                     .session(crate::model::SessionId(hdr.session_id))?
                     .tree(crate::model::TreeId(hdr.tree_id))?
