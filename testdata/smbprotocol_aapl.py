@@ -8,15 +8,21 @@ reply `{ command | reserved | reply_bitmap | [server_caps: u64] |
 [volume_caps: u64] | [pad: u32 | model_len: u32 | model UTF-16LE] }`.
 
   1. a server query as macOS sends it (server caps, volume caps, model) is
-     answered with UNIX_BASED only (Duet offers no readdir_attr, copyfile or
-     NFS ACEs), FULL_SYNC in the volume caps when TIME_MACHINE is 1 (none
+     answered with UNIX_BASED and READ_DIR_ATTR (Duet offers no copyfile or
+     NFS ACEs yet), FULL_SYNC in the volume caps when TIME_MACHINE is 1 (none
      otherwise: the share is case-insensitive), and MODEL;
   2. a second query on the same connection is answered too (as vfs_fruit
      does), with only the part it asks for;
   3. a query of the wrong length, and the resolve-id command, are
      STATUS_INVALID_PARAMETER (as vfs_fruit answers);
   4. a CREATE without the context gets no AAPL reply;
-  5. data written and FLUSHed reads back.
+  5. data written and FLUSHed reads back;
+  6. READ_DIR_ATTR: on the connection that asked for it, a listing at
+     FileIdBothDirectoryInformation carries the maximal access in EaSize,
+     the resource fork size and compressed Finder info in a 24-byte short
+     name (a "never" date without AFP_AfpInfo); FileBothDirectoryInformation
+     keeps its short names; a connection that did not ask for it is told
+     UNIX_BASED only and gets plain listings.
 
 Each step that holds prints `ok STEP`."""
 import struct
@@ -26,6 +32,7 @@ import uuid
 from smbprotocol.connection import Connection
 from smbprotocol.create_contexts import SMB2CreateContextRequest
 from smbprotocol.exceptions import SMBResponseException
+from smbprotocol.file_info import FileInformationClass
 from smbprotocol.open import (CreateDisposition, CreateOptions, FilePipePrinterAccessMask, ImpersonationLevel,
                               Open, ShareAccess)
 from smbprotocol.session import Session
@@ -92,7 +99,7 @@ f, replies = open_with(tree, "aapl_file", [query(SERVER_CAPS | VOLUME_CAPS | MOD
 assert len(replies) == 1, f"one AAPL reply expected, got {replies}"
 r = parse_reply(replies[0])
 assert r["command"] == SERVER_QUERY and r["bitmap"] == SERVER_CAPS | VOLUME_CAPS | MODEL_INFO, r
-assert r["server_caps"] == UNIX_BASED, r
+assert r["server_caps"] == UNIX_BASED | READ_DIR_ATTR, r
 assert r["volume_caps"] == (FULL_SYNC if time_machine else 0), r
 assert r["model"] == model, r
 f.close()
@@ -124,6 +131,67 @@ f.flush()
 assert f.read(0, 11) == b"backup data"
 f.close()
 print("ok flush")
+
+FILE_ALL_ACCESS = 0x001F01FF
+ID_BOTH, BOTH = FileInformationClass.FILE_ID_BOTH_DIRECTORY_INFORMATION, \
+    FileInformationClass.FILE_BOTH_DIRECTORY_INFORMATION
+
+
+def write_stream(tree, name, data):
+    f, _ = open_with(tree, name, None)
+    f.write(data, 0)
+    f.close()
+
+
+def listing(tree, pattern, klass):
+    d = Open(tree, "")
+    d.create(ImpersonationLevel.Impersonation, FilePipePrinterAccessMask.FILE_READ_DATA |
+             FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES, 0,
+             ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAccess.FILE_SHARE_DELETE,
+             CreateDisposition.FILE_OPEN, CreateOptions.FILE_DIRECTORY_FILE)
+    entries = d.query_directory(pattern, klass)
+    d.close()
+    assert len(entries) == 1, entries
+    return entries[0]
+
+
+afp_info = bytearray(60)
+afp_info[0:8] = b"AFP\0\0\0\x01\0"
+afp_info[16:24] = b"SMB,OLE!"
+afp_info[24:26] = b"\x01\x00"  # Finder flags
+write_stream(tree, "aapl_mac:AFP_AfpInfo", bytes(afp_info))
+write_stream(tree, "aapl_mac:AFP_Resource", b"foo")
+e = listing(tree, "aapl_mac", ID_BOTH)
+short = e["short_name"].get_value() + e["short_name_padding"].get_value()
+assert e["short_name_length"].get_value() == 24, e
+assert e["ea_size"].get_value() == FILE_ALL_ACCESS, e
+assert struct.unpack_from("<Q", short, 0)[0] == 3, short.hex()
+assert short[8:16] == b"SMB,OLE!" and short[16:18] == b"\x01\x00", short.hex()
+assert struct.unpack_from(">I", short, 20)[0] != 0x80000000, short.hex()
+assert e["reserved2"].get_value() == 0, e
+e = listing(tree, "aapl_file", ID_BOTH)
+short = e["short_name"].get_value() + e["short_name_padding"].get_value()
+assert short == b"\0" * 20 + b"\x80\0\0\0", short.hex()
+e = listing(tree, "aapl_mac", BOTH)
+assert e["short_name"].get_value().decode("utf-16-le") == "AAPL_MAC", e
+
+conn2 = Connection(uuid.uuid4(), "127.0.0.1", port)
+conn2.connect()
+session2 = Session(conn2, user, password)
+session2.connect()
+tree2 = TreeConnect(session2, rf"\\127.0.0.1\{share}")
+tree2.connect()
+f, replies = open_with(tree2, "aapl_file", [query(SERVER_CAPS, client_caps=UNIX_BASED)])
+assert parse_reply(replies[0])["server_caps"] == UNIX_BASED, replies
+f.close()
+e = listing(tree2, "aapl_mac", ID_BOTH)
+assert e["short_name"].get_value().decode("utf-16-le") == "AAPL_MAC", e
+assert e["ea_size"].get_value() != FILE_ALL_ACCESS, e
+tree2.disconnect()
+session2.disconnect()
+conn2.disconnect()
+print("ok readdir_attr")
+
 tree.disconnect()
 session.disconnect()
 conn.disconnect()

@@ -121,7 +121,11 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if let (Some(RequestContext::Aapl(q)), Some(share)) =
         (req.context(|c| matches!(c, RequestContext::Aapl(_))), opener.tree.share())
     {
-        opener.aapl = Some(aapl_reply(&opener.server.cfg.model, share, q));
+        let reply = aapl_reply(&opener.server.cfg.model, share, q);
+        if q.request_bitmap & aapl::query::SERVER_CAPS != 0 {
+            ctx.conn.aapl = reply.server_caps;
+        }
+        opener.aapl = Some(reply);
     }
     if let Some(dh2q) = opener.durable_v2(&req) {
         // [MS-SMB2] 3.3.5.9.10: the AppInstanceId is handled first
@@ -1627,10 +1631,14 @@ fn open_stream(
 /// extension, in no [MS-SMB2] section), as Samba's `vfs_fruit` gives it:
 /// the parts asked for, of what Duet really does.
 ///
-/// - Server capabilities: UNIX_BASED. Not READ_DIR_ATTR (directory
-///   listings carry no resource fork size or Finder info), not
+/// - Server capabilities: UNIX_BASED; READ_DIR_ATTR when the client says
+///   it reads it (FileIdBothDirectoryInformation then carries the maximal
+///   access, resource fork size and Finder info, [`aapl::DirAttr`]). Not
 ///   OSX_COPYFILE (server-side copy copies the data stream only), not
 ///   NFS_ACE (security descriptors carry no uid, gid or mode ACEs).
+///
+/// The server capabilities told are the connection's from then on
+/// (`ConnState::aapl`), as a query that asks for them is answered.
 /// - Volume capabilities: CASE_SENSITIVE when the share's names are,
 ///   FULL_SYNC on a Time Machine share (FLUSH is a full fsync there). Not
 ///   SUPPORT_RESOLVE_ID: the resolve-id command is refused.
@@ -1646,9 +1654,12 @@ fn aapl_reply(model: &str, share: &crate::state::ShareEntry, q: &ServerQuery) ->
     if share.cfg.time_machine {
         volume_caps |= aapl::volume_caps::FULL_SYNC;
     }
+    // READ_DIR_ATTR only for a client that says it reads it (as
+    // `vfs_fruit`).
+    let server_caps = aapl::caps::UNIX_BASED | (q.client_caps & aapl::caps::SUPPORTS_READ_DIR_ATTR);
     ServerQueryReply {
         reply_bitmap: q.request_bitmap & aapl::query::ALL,
-        server_caps: aapl::caps::UNIX_BASED,
+        server_caps,
         volume_caps,
         model: model.to_string(),
     }
