@@ -8,8 +8,8 @@ reply `{ command | reserved | reply_bitmap | [server_caps: u64] |
 [volume_caps: u64] | [pad: u32 | model_len: u32 | model UTF-16LE] }`.
 
   1. a server query as macOS sends it (server caps, volume caps, model) is
-     answered with UNIX_BASED and READ_DIR_ATTR (Duet offers no copyfile or
-     NFS ACEs yet), FULL_SYNC in the volume caps when TIME_MACHINE is 1 (none
+     answered with UNIX_BASED, READ_DIR_ATTR and OSX_COPYFILE (Duet offers
+     no NFS ACEs yet), FULL_SYNC in the volume caps when TIME_MACHINE is 1 (none
      otherwise: the share is case-insensitive), and MODEL;
   2. a second query on the same connection is answered too (as vfs_fruit
      does), with only the part it asks for;
@@ -21,8 +21,8 @@ reply `{ command | reserved | reply_bitmap | [server_caps: u64] |
      FileIdBothDirectoryInformation carries the maximal access in EaSize,
      the resource fork size and compressed Finder info in a 24-byte short
      name (a "never" date without AFP_AfpInfo); FileBothDirectoryInformation
-     keeps its short names; a connection that did not ask for it is told
-     UNIX_BASED only and gets plain listings.
+     keeps its short names; a connection that did not ask for it is not
+     told READ_DIR_ATTR and gets plain listings.
 
 Each step that holds prints `ok STEP`."""
 import struct
@@ -99,7 +99,7 @@ f, replies = open_with(tree, "aapl_file", [query(SERVER_CAPS | VOLUME_CAPS | MOD
 assert len(replies) == 1, f"one AAPL reply expected, got {replies}"
 r = parse_reply(replies[0])
 assert r["command"] == SERVER_QUERY and r["bitmap"] == SERVER_CAPS | VOLUME_CAPS | MODEL_INFO, r
-assert r["server_caps"] == UNIX_BASED | READ_DIR_ATTR, r
+assert r["server_caps"] == UNIX_BASED | READ_DIR_ATTR | OSX_COPYFILE, r
 assert r["volume_caps"] == (FULL_SYNC if time_machine else 0), r
 assert r["model"] == model, r
 f.close()
@@ -182,7 +182,7 @@ session2.connect()
 tree2 = TreeConnect(session2, rf"\\127.0.0.1\{share}")
 tree2.connect()
 f, replies = open_with(tree2, "aapl_file", [query(SERVER_CAPS, client_caps=UNIX_BASED)])
-assert parse_reply(replies[0])["server_caps"] == UNIX_BASED, replies
+assert parse_reply(replies[0])["server_caps"] == UNIX_BASED | OSX_COPYFILE, replies
 f.close()
 e = listing(tree2, "aapl_mac", ID_BOTH)
 assert e["short_name"].get_value().decode("utf-16-le") == "AAPL_MAC", e

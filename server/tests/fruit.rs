@@ -22,6 +22,26 @@ fn server() -> Server {
     })
 }
 
+/// A server that offers what smbtorture's `enable_aapl` wants: Duet as it
+/// is, with `MacSamba` as its model (the model string's length is
+/// checked); smbd with `fruit:copyfile = yes` (Duet always offers it).
+fn aapl_server() -> Server {
+    Server::start_with(Options {
+        mode: Mode::Plain,
+        duet_args: vec!["--model=MacSamba".into()],
+        smbd_options: vec!["vfs objects = catia fruit streams_xattr".into(), "fruit:copyfile = yes".into()],
+        ..Options::default()
+    })
+}
+
+/// macOS's copyfile: once AAPL told OSX_COPYFILE, a copy-chunk with no
+/// chunks copies the whole file and its streams (`cmd::copyfile`); before,
+/// it copies nothing.
+#[test]
+fn copyfile() {
+    aapl_server().assert_torture_passes(&["vfs.fruit.copyfile"]);
+}
+
 #[test]
 fn afpinfo_stream_rules() {
     server().assert_torture_passes(&[

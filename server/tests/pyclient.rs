@@ -287,7 +287,7 @@ fn alternate_data_streams() {
 
 /// The AAPL create context macOS clients send on their first CREATE
 /// (testdata/smbprotocol_aapl.py): a server query is answered with the
-/// capabilities Duet has (UNIX_BASED, READ_DIR_ATTR when asked), the
+/// capabilities Duet has (UNIX_BASED, OSX_COPYFILE, READ_DIR_ATTR when asked), the
 /// volume's (FULL_SYNC on a Time Machine share, nothing on a plain one)
 /// and the model string; a second query is answered too; a malformed one
 /// is STATUS_INVALID_PARAMETER; a FLUSH on the Time Machine share

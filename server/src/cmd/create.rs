@@ -1633,9 +1633,10 @@ fn open_stream(
 ///
 /// - Server capabilities: UNIX_BASED; READ_DIR_ATTR when the client says
 ///   it reads it (FileIdBothDirectoryInformation then carries the maximal
-///   access, resource fork size and Finder info, [`aapl::DirAttr`]). Not
-///   OSX_COPYFILE (server-side copy copies the data stream only), not
-///   NFS_ACE (security descriptors carry no uid, gid or mode ACEs).
+///   access, resource fork size and Finder info, [`aapl::DirAttr`]);
+///   OSX_COPYFILE (a copy-chunk with no chunks copies the whole file and
+///   its streams, [`super::copyfile`]). Not NFS_ACE (security descriptors
+///   carry no uid, gid or mode ACEs).
 ///
 /// The server capabilities told are the connection's from then on
 /// (`ConnState::aapl`), as a query that asks for them is answered.
@@ -1656,7 +1657,9 @@ fn aapl_reply(model: &str, share: &crate::state::ShareEntry, q: &ServerQuery) ->
     }
     // READ_DIR_ATTR only for a client that says it reads it (as
     // `vfs_fruit`).
-    let server_caps = aapl::caps::UNIX_BASED | (q.client_caps & aapl::caps::SUPPORTS_READ_DIR_ATTR);
+    let server_caps = aapl::caps::UNIX_BASED
+        | aapl::caps::SUPPORTS_OSX_COPYFILE
+        | (q.client_caps & aapl::caps::SUPPORTS_READ_DIR_ATTR);
     ServerQueryReply {
         reply_bitmap: q.request_bitmap & aapl::query::ALL,
         server_caps,

@@ -5,6 +5,7 @@
 pub mod cancel;
 pub mod change_notify;
 pub mod close;
+pub mod copyfile;
 pub mod create;
 pub mod echo;
 pub mod flush;
