@@ -8,8 +8,8 @@ reply `{ command | reserved | reply_bitmap | [server_caps: u64] |
 [volume_caps: u64] | [pad: u32 | model_len: u32 | model UTF-16LE] }`.
 
   1. a server query as macOS sends it (server caps, volume caps, model) is
-     answered with UNIX_BASED, READ_DIR_ATTR and OSX_COPYFILE (Duet offers
-     no NFS ACEs yet), FULL_SYNC in the volume caps when TIME_MACHINE is 1 (none
+     answered with UNIX_BASED, READ_DIR_ATTR, OSX_COPYFILE and NFS_ACE,
+     FULL_SYNC in the volume caps when TIME_MACHINE is 1 (none
      otherwise: the share is case-insensitive), and MODEL;
   2. a second query on the same connection is answered too (as vfs_fruit
      does), with only the part it asks for;
@@ -20,9 +20,13 @@ reply `{ command | reserved | reply_bitmap | [server_caps: u64] |
   6. READ_DIR_ATTR: on the connection that asked for it, a listing at
      FileIdBothDirectoryInformation carries the maximal access in EaSize,
      the resource fork size and compressed Finder info in a 24-byte short
-     name (a "never" date without AFP_AfpInfo); FileBothDirectoryInformation
+     name (a "never" date without AFP_AfpInfo), the UNIX mode in Reserved2; FileBothDirectoryInformation
      keeps its short names; a connection that did not ask for it is not
      told READ_DIR_ATTR and gets plain listings.
+  7. NFS ACEs: a queried DACL ends with S-1-5-88-3-MODE, -1-UID and -2-GID
+     (ACCESS_DENIED, no rights), once each; a DACL set with nothing but an
+     S-1-5-88-3 ACE changes the mode (0600 here) and stores no DACL; a
+     connection without AAPL sees no such ACEs.
 
 Each step that holds prints `ok STEP`."""
 import struct
@@ -34,7 +38,8 @@ from smbprotocol.create_contexts import SMB2CreateContextRequest
 from smbprotocol.exceptions import SMBResponseException
 from smbprotocol.file_info import FileInformationClass
 from smbprotocol.open import (CreateDisposition, CreateOptions, FilePipePrinterAccessMask, ImpersonationLevel,
-                              Open, ShareAccess)
+                              Open, ShareAccess, SMB2QueryInfoRequest, SMB2QueryInfoResponse, SMB2SetInfoRequest)
+from smbprotocol.query_info import InfoType
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
 
@@ -99,7 +104,7 @@ f, replies = open_with(tree, "aapl_file", [query(SERVER_CAPS | VOLUME_CAPS | MOD
 assert len(replies) == 1, f"one AAPL reply expected, got {replies}"
 r = parse_reply(replies[0])
 assert r["command"] == SERVER_QUERY and r["bitmap"] == SERVER_CAPS | VOLUME_CAPS | MODEL_INFO, r
-assert r["server_caps"] == UNIX_BASED | READ_DIR_ATTR | OSX_COPYFILE, r
+assert r["server_caps"] == UNIX_BASED | READ_DIR_ATTR | OSX_COPYFILE | NFS_ACE, r
 assert r["volume_caps"] == (FULL_SYNC if time_machine else 0), r
 assert r["model"] == model, r
 f.close()
@@ -168,7 +173,7 @@ assert e["ea_size"].get_value() == FILE_ALL_ACCESS, e
 assert struct.unpack_from("<Q", short, 0)[0] == 3, short.hex()
 assert short[8:16] == b"SMB,OLE!" and short[16:18] == b"\x01\x00", short.hex()
 assert struct.unpack_from(">I", short, 20)[0] != 0x80000000, short.hex()
-assert e["reserved2"].get_value() == 0, e
+assert e["reserved2"].get_value() & 0o170777 == 0o100644, oct(e["reserved2"].get_value())
 e = listing(tree, "aapl_file", ID_BOTH)
 short = e["short_name"].get_value() + e["short_name_padding"].get_value()
 assert short == b"\0" * 20 + b"\x80\0\0\0", short.hex()
@@ -182,7 +187,7 @@ session2.connect()
 tree2 = TreeConnect(session2, rf"\\127.0.0.1\{share}")
 tree2.connect()
 f, replies = open_with(tree2, "aapl_file", [query(SERVER_CAPS, client_caps=UNIX_BASED)])
-assert parse_reply(replies[0])["server_caps"] == UNIX_BASED | OSX_COPYFILE, replies
+assert parse_reply(replies[0])["server_caps"] == UNIX_BASED | OSX_COPYFILE | NFS_ACE, replies
 f.close()
 e = listing(tree2, "aapl_mac", ID_BOTH)
 assert e["short_name"].get_value().decode("utf-16-le") == "AAPL_MAC", e
@@ -191,6 +196,82 @@ tree2.disconnect()
 session2.disconnect()
 conn2.disconnect()
 print("ok readdir_attr")
+
+DACL, READ_CONTROL, WRITE_DAC = 4, 0x20000, 0x40000
+
+
+def dacl_sids(sd):
+    """(type, mask, SID string) of each ACE of a self-relative descriptor's DACL."""
+    at = struct.unpack_from("<I", sd, 16)[0]
+    count = struct.unpack_from("<H", sd, at + 4)[0]
+    at, out = at + 8, []
+    for _ in range(count):
+        kind, _, size, mask = struct.unpack_from("<BBHI", sd, at)
+        n = sd[at + 9]
+        auth = int.from_bytes(sd[at + 10:at + 16], "big")
+        subs = struct.unpack_from(f"<{n}I", sd, at + 16)
+        out.append((kind, mask, "S-1-%d-%s" % (auth, "-".join(map(str, subs)))))
+        at += size
+    return out
+
+
+def sd_call(tree, f, req):
+    conn, session = tree.session.connection, tree.session
+    req["file_id"] = f.file_id
+    r = conn.receive(conn.send(req, session.session_id, tree.tree_connect_id))
+    return r
+
+
+def get_dacl(tree, f):
+    q = SMB2QueryInfoRequest()
+    q["info_type"] = InfoType.SMB2_0_INFO_SECURITY
+    q["output_buffer_length"] = 4096
+    q["additional_information"] = DACL
+    resp = SMB2QueryInfoResponse()
+    resp.unpack(sd_call(tree, f, q)["data"].get_value())
+    return dacl_sids(resp["buffer"].get_value())
+
+
+def open_sd(tree, name):
+    f = Open(tree, name)
+    f.create(ImpersonationLevel.Impersonation, ACCESS | READ_CONTROL | WRITE_DAC, 0,
+             ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAccess.FILE_SHARE_DELETE,
+             CreateDisposition.FILE_OPEN_IF, CreateOptions.FILE_NON_DIRECTORY_FILE)
+    return f
+
+
+f = open_sd(tree, "aapl_nfs")
+nfs = [a for a in get_dacl(tree, f) if a[2].startswith("S-1-5-88-")]
+assert [a[2].split("-")[4] for a in nfs] == ["3", "1", "2"], nfs
+assert all(kind == 1 and mask == 0 for kind, mask, _ in nfs), nfs
+mode = int(nfs[0][2].split("-")[5])
+assert mode & 0o170000 == 0o100000, oct(mode)
+only_mode = b"".join([struct.pack("<BBHI", 1, 0, 28, 0), struct.pack("<BB", 1, 3), (5).to_bytes(6, "big"),
+                      struct.pack("<III", 88, 3, 0o600)])
+dacl = struct.pack("<BBHHH", 2, 0, 8 + len(only_mode), 1, 0) + only_mode
+s = SMB2SetInfoRequest()
+s["info_type"] = InfoType.SMB2_0_INFO_SECURITY
+s["file_info_class"] = 0
+s["additional_information"] = DACL
+s["buffer"] = struct.pack("<BBHIIII", 1, 0, 0x8004, 0, 0, 0, 20) + dacl
+sd_call(tree, f, s)
+nfs = [a for a in get_dacl(tree, f) if a[2].startswith("S-1-5-88-3-")]
+assert len(nfs) == 1 and int(nfs[0][2].split("-")[5]) == 0o100600, nfs
+f.close()
+conn3 = Connection(uuid.uuid4(), "127.0.0.1", port)
+conn3.connect()
+session3 = Session(conn3, user, password)
+session3.connect()
+tree3 = TreeConnect(session3, rf"\\127.0.0.1\{share}")
+tree3.connect()
+f = open_sd(tree3, "aapl_nfs")
+plain = get_dacl(tree3, f)
+assert plain and not [a for a in plain if a[2].startswith("S-1-5-88-")], plain
+f.close()
+tree3.disconnect()
+session3.disconnect()
+conn3.disconnect()
+print("ok nfs aces")
 
 tree.disconnect()
 session.disconnect()

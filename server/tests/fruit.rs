@@ -42,6 +42,25 @@ fn copyfile() {
     aapl_server().assert_torture_passes(&["vfs.fruit.copyfile"]);
 }
 
+/// What AAPL offers (READ_DIR_ATTR, OSX_COPYFILE, NFS_ACE, a 16-byte
+/// model) and a listing with the resource fork size and Finder info, of a
+/// name with a character NTFS refuses (U+F022, the private-use form of
+/// `:` macOS sends; Duet keeps it as it is, with no catia mapping).
+#[test]
+fn aapl_readdir_attr() {
+    aapl_server().assert_torture_passes(&[
+        "vfs.fruit.SMB2/CREATE context AAPL",
+        "vfs.fruit.readdir_attr with names with illegal ntfs characters",
+    ]);
+}
+
+/// The uid, gid and mode as MS-NFS ACEs, once each, also after a set
+/// that carried more of them (`cmd::nfs_ace`).
+#[test]
+fn nfs_aces() {
+    aapl_server().assert_torture_passes(&["vfs.fruit.NFS ACE entries"]);
+}
+
 #[test]
 fn afpinfo_stream_rules() {
     server().assert_torture_passes(&[

@@ -1635,8 +1635,9 @@ fn open_stream(
 ///   it reads it (FileIdBothDirectoryInformation then carries the maximal
 ///   access, resource fork size and Finder info, [`aapl::DirAttr`]);
 ///   OSX_COPYFILE (a copy-chunk with no chunks copies the whole file and
-///   its streams, [`super::copyfile`]). Not NFS_ACE (security descriptors
-///   carry no uid, gid or mode ACEs).
+///   its streams, [`super::copyfile`]); NFS_ACE (security descriptors
+///   carry the uid, gid and mode as MS-NFS ACEs, and a mode ACE set is a
+///   chmod, [`super::nfs_ace`]; listings carry the mode too).
 ///
 /// The server capabilities told are the connection's from then on
 /// (`ConnState::aapl`), as a query that asks for them is answered.
@@ -1659,6 +1660,7 @@ fn aapl_reply(model: &str, share: &crate::state::ShareEntry, q: &ServerQuery) ->
     // `vfs_fruit`).
     let server_caps = aapl::caps::UNIX_BASED
         | aapl::caps::SUPPORTS_OSX_COPYFILE
+        | aapl::caps::SUPPORTS_NFS_ACE
         | (q.client_caps & aapl::caps::SUPPORTS_READ_DIR_ATTR);
     ServerQueryReply {
         reply_bitmap: q.request_bitmap & aapl::query::ALL,

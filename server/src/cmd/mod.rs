@@ -12,6 +12,7 @@ pub mod flush;
 pub mod ioctl;
 pub mod lock;
 pub mod logoff;
+pub mod nfs_ace;
 pub mod negotiate;
 pub mod oplock_break;
 pub mod query_directory;

@@ -28,7 +28,13 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         info_type::FILE if req.file_info_class == fic::FILE_FULL_EA_INFORMATION => full_ea(&open, &req, max, &mut out)?,
         info_type::FILE => file_info(ctx, &open, req.file_info_class, max, &mut out)?,
         info_type::FILESYSTEM => fs_info(&open, req.file_info_class, max, &mut out)?,
-        info_type::SECURITY => match security_info(&open, req.additional_information, max, &mut out) {
+        info_type::SECURITY => match security_info(
+            &open,
+            req.additional_information,
+            ctx.conn.aapl & protocol::msg::aapl::caps::SUPPORTS_NFS_ACE != 0,
+            max,
+            &mut out,
+        ) {
             // `out` holds the size the caller needs: it goes back as ErrorData.
             Err(NtStatus::BUFFER_TOO_SMALL) => return Ok(Resp::error_with_data(NtStatus::BUFFER_TOO_SMALL, &out)),
             r => r?,
@@ -291,11 +297,12 @@ fn fs_info(open: &Open, class: u8, max: usize, out: &mut BytesMut) -> Result<boo
     fscc::truncate_fs_output(class, out, max).map_err(|e| e.status())
 }
 
-fn security_info(open: &Open, additional: u32, max: usize, out: &mut BytesMut) -> Result<bool, NtStatus> {
+/// `nfs`: the connection was told AAPL's NFS_ACE ([`super::nfs_ace`]).
+fn security_info(open: &Open, additional: u32, nfs: bool, max: usize, out: &mut BytesMut) -> Result<bool, NtStatus> {
     super::security::check_query_access(open.access, additional)?;
     let h = open.handle().ok_or(NtStatus::NOT_SUPPORTED)?;
     let st = h.base_stat().map_err(|e| e.status())?;
-    super::security::encode(h, &st, additional, out)?;
+    super::security::encode(h, &st, additional, nfs, out)?;
     if out.len() > max {
         // The client learns the size it needs from the error data.
         let need = out.len() as u32;

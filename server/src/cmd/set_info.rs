@@ -63,7 +63,8 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         }
         info_type::SECURITY => {
             let token = super::security::token(&ctx.server.users, ctx.session()?);
-            super::security::set(&open, &token, req.additional_information, req.buffer)?
+            let nfs = ctx.conn.aapl & protocol::msg::aapl::caps::SUPPORTS_NFS_ACE != 0;
+            super::security::set(&open, &token, req.additional_information, nfs, req.buffer)?
         }
         info_type::QUOTA => return Err(NtStatus::NOT_SUPPORTED),
         _ => return Err(NtStatus::INVALID_PARAMETER),
