@@ -4,9 +4,11 @@
 //! `DUET_TEST_SERVER=smbd` they run against Samba's smbd with `vfs objects
 //! = catia fruit streams_xattr`, which passes each of them too.
 //!
-//! Not here: the tests that first enable AAPL (`enable_aapl` in
-//! smbtorture wants READ_DIR_ATTR, OSX_COPYFILE and NFS_ACE, which Duet
-//! does not offer, and smbd with fruit's defaults neither) and the
+//! The tests that first enable AAPL (`enable_aapl` wants READ_DIR_ATTR,
+//! OSX_COPYFILE and NFS_ACE, and a 16-byte model) run against
+//! `aapl_server` (Duet with `--model MacSamba`, smbd with
+//! `fruit:copyfile = yes`). Not here: `rename_dir_openfile` (Duet does not
+//! rename a directory with open files below, AAPL or not) and the
 //! AppleDouble conversions. The AAPL server query itself is checked by
 //! `pyclient::aapl_server_query`.
 
@@ -52,6 +54,27 @@ fn aapl_readdir_attr() {
         "vfs.fruit.SMB2/CREATE context AAPL",
         "vfs.fruit.readdir_attr with names with illegal ntfs characters",
     ]);
+}
+
+/// Once AAPL is negotiated, an empty stream is not there for a plain open
+/// and not listed (a resource fork cut to nothing, a stream made and not
+/// written), while OPEN_IF still opens it; an AfpInfo is always 60 bytes.
+#[test]
+fn empty_streams_after_aapl() {
+    aapl_server().assert_torture_passes(&[
+        "vfs.fruit.truncate resource fork to 0 bytes",
+        "vfs.fruit.opening and creating resource fork",
+        "vfs.fruit.setinfo eof AFP_AfpResource",
+        "vfs.fruit.setinfo eof stream",
+        "vfs.fruit.empty_stream",
+    ]);
+}
+
+/// The resource fork through a connection that negotiated AAPL: flushed,
+/// and read through an open that outlived a rename of its file.
+#[test]
+fn resource_fork_after_aapl() {
+    aapl_server().assert_torture_passes(&["vfs.fruit.fsync_resource_fork", "vfs.fruit.read open rsrc after rename"]);
 }
 
 /// The uid, gid and mode as MS-NFS ACEs, once each, also after a set

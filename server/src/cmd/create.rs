@@ -124,6 +124,7 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
         let reply = aapl_reply(&opener.server.cfg.model, share, q);
         if q.request_bitmap & aapl::query::SERVER_CAPS != 0 {
             ctx.conn.aapl = reply.server_caps;
+            opener.aapl_on = true;
         }
         opener.aapl = Some(reply);
     }
@@ -223,6 +224,9 @@ struct Opener {
     channel_sequence: u16,
     /// The answer to the request's AAPL server query, if it made one.
     aapl: Option<ServerQueryReply>,
+    /// The connection negotiated AAPL (this request's query counts): an
+    /// open of an existing empty stream does not find it.
+    aapl_on: bool,
 }
 
 impl Opener {
@@ -240,6 +244,7 @@ impl Opener {
             dialect: ctx.conn.dialect,
             channel_sequence: if ctx.conn.dialect >= dialect::SMB3_0 { ctx.hdr.channel_sequence() } else { 0 },
             aapl: None,
+            aapl_on: ctx.conn.aapl != 0,
         }
     }
 
@@ -1438,6 +1443,8 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
 ///   on the file, or on the stream, is STATUS_DELETE_PENDING.
 /// - A read-only file's streams are not opened for writing
 ///   (STATUS_ACCESS_DENIED).
+/// - Once the connection negotiated AAPL, an empty stream is not found by
+///   FILE_OPEN (STATUS_OBJECT_NAME_NOT_FOUND), as `vfs_fruit` has it.
 /// - No oplock, lease or durable handle is granted on a stream: its
 ///   open ends with its connection and a restart.
 fn open_stream(
@@ -1572,6 +1579,12 @@ fn open_stream(
         handle.set_len(0).map_err(|e| undo(fs_err(e)))?;
     }
     let stat = handle.stat().map_err(|e| undo(fs_err(e)))?;
+    // Once AAPL is negotiated an empty stream is not there for a plain
+    // open (as `vfs_fruit`: macOS takes a resource fork cut to nothing
+    // for none); OPEN_IF and the others still open it.
+    if opener.aapl_on && d == disp::OPEN && stat.size == 0 {
+        return Err(undo(NtStatus::OBJECT_NAME_NOT_FOUND));
+    }
     let mut state = OpenState::new(format!("{}:{sname}", path.components().join("\\")), Some(here.clone()));
     state.delete_on_close = req.create_options & opt::DELETE_ON_CLOSE != 0;
     state.create_action = action;

@@ -129,6 +129,11 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
                 });
             }
             for s in h.streams().map_err(|e| e.status())? {
+                // Once AAPL is negotiated, empty streams are not listed
+                // (as `vfs_fruit`; see the open of one in `create`).
+                if s.size == 0 && ctx.conn.aapl != 0 {
+                    continue;
+                }
                 let name = format!(":{}:$DATA", s.name);
                 entries.push(fscc::StreamEntry { name, size: s.size, allocation_size: s.size });
             }
