@@ -77,6 +77,13 @@ fn resource_fork_after_aapl() {
     aapl_server().assert_torture_passes(&["vfs.fruit.fsync_resource_fork", "vfs.fruit.read open rsrc after rename"]);
 }
 
+/// File ids are zero once AAPL is negotiated (QFid, listings, file
+/// information), as `vfs_fruit`'s `zero_file_id`, and not before.
+#[test]
+fn zero_file_id_after_aapl() {
+    aapl_server().assert_torture_passes(&["vfs.fruit_file_id.zero file id if AAPL negotiated"]);
+}
+
 /// The uid, gid and mode as MS-NFS ACEs, once each, also after a set
 /// that carried more of them (`cmd::nfs_ace`).
 #[test]

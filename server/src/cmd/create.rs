@@ -258,6 +258,17 @@ impl Opener {
         }
     }
 
+    /// The file id a QFid context answers: zero once the connection
+    /// negotiated AAPL, as Samba's `vfs_fruit` (`fruit:zero_file_id`, on by
+    /// default), which tells macOS not to rely on file ids.
+    fn disk_file_id(&self, fstat: &protocol::fscc::FileStat) -> u64 {
+        if self.aapl_on {
+            0
+        } else {
+            fstat.file_id
+        }
+    }
+
     fn sink(&self, id: u64) -> BreakSink {
         BreakSink {
             tx: self.tx.clone(),
@@ -767,7 +778,7 @@ fn replayed(
             RequestContext::QueryMaximalAccess { .. } => contexts
                 .push(ResponseContext::MaximalAccess { query_status: 0, maximal_access: opener.tree.maximal_access }),
             RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
-                disk_file_id: fstat.file_id,
+                disk_file_id: opener.disk_file_id(&fstat),
                 volume_id: opener.tree.share().map_or(0, |s| u64::from(s.fs.volume_serial())),
             }),
             _ => {}
@@ -1407,7 +1418,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                 contexts.push(ResponseContext::MaximalAccess { query_status: 0, maximal_access })
             }
             RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
-                disk_file_id: fstat.file_id,
+                disk_file_id: opener.disk_file_id(&fstat),
                 volume_id: u64::from(share.fs.volume_serial()),
             }),
             _ => {}
@@ -1624,7 +1635,7 @@ fn open_stream(
                 contexts.push(ResponseContext::MaximalAccess { query_status: 0, maximal_access: tree.maximal_access })
             }
             RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
-                disk_file_id: fstat.file_id,
+                disk_file_id: opener.disk_file_id(&fstat),
                 volume_id: u64::from(share.fs.volume_serial()),
             }),
             _ => {}

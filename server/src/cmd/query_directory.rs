@@ -93,6 +93,10 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         let short = if e.name == "." || e.name == ".." { String::new() } else { fs::short_name(&e.name) };
         let pending = files.uid_of(Inode::of(&e.stat)).is_some_and(|k| files.is_delete_pending(&k));
         let mut fstat = file_stat(&e.stat, pending);
+        if ctx.conn.aapl != 0 {
+            // Zero file ids once AAPL is negotiated (as `vfs_fruit`).
+            fstat.file_id = 0;
+        }
         if with_ea_size {
             // [MS-FSCC] 2.4.8 and siblings: EaSize as FileEaInformation
             // reports it. ".." is left at 0 (the handle is not on it).

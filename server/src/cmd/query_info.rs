@@ -74,6 +74,11 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
     let pending =
         open.key.is_some_and(|k| lock(&ctx.server.files).is_delete_pending(&k)) || lock(&open.st).delete_on_close;
     let mut fstat = file_stat(&st, pending);
+    if ctx.conn.aapl != 0 {
+        // Once AAPL is negotiated file ids are zero (as `vfs_fruit`'s
+        // `zero_file_id`; see `create`'s QFid).
+        fstat.file_id = 0;
+    }
     if matches!(class, fic::FILE_EA_INFORMATION | fic::FILE_ALL_INFORMATION) {
         // [MS-FSCC] 2.4.13: the size of the file's EAs (smbd's rule, see
         // `fs::ea::list_size`); only these two classes carry it.
