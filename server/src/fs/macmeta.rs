@@ -46,7 +46,8 @@ impl MacMeta {
         }
         out[8..10].copy_from_slice(&fi[8..10]);
         out[10..12].copy_from_slice(&fi[24..26]);
-        let secs = super::stat::filetime_to_timespec(btime).tv_sec as i64;
+        // FILETIME: 100 ns ticks since 1601, 11644473600 s before 1970.
+        let secs = (btime / 10_000_000) as i64 - 11_644_473_600;
         out[12..].copy_from_slice(&((secs - APPLE_EPOCH) as u32).to_be_bytes());
         out
     }
