@@ -84,6 +84,30 @@ fn zero_file_id_after_aapl() {
     aapl_server().assert_torture_passes(&["vfs.fruit_file_id.zero file id if AAPL negotiated"]);
 }
 
+/// A Time Machine share with a 32 KiB quota, two bands of 8 KiB in a
+/// sparse bundle: the volume is reported as 32 KiB with 16 free
+/// (`fs::tmsize`, Samba's `fruit:time machine max size`).
+#[test]
+fn time_machine_quota_is_the_volume_size() {
+    let share = common::SHARE;
+    Server::start_with(Options {
+        mode: Mode::Plain,
+        duet_args: vec![
+            "--model=MacSamba".into(),
+            format!("--time-machine={share}"),
+            format!("--time-machine-max-size={share}=32K"),
+        ],
+        smbd_options: vec![
+            "vfs objects = catia fruit streams_xattr".into(),
+            "fruit:copyfile = yes".into(),
+            "fruit:time machine = yes".into(),
+            "fruit:time machine max size = 32K".into(),
+        ],
+        ..Options::default()
+    })
+    .assert_torture_passes(&["vfs.fruit_timemachine.Timemachine-volsize"]);
+}
+
 /// The uid, gid and mode as MS-NFS ACEs, once each, also after a set
 /// that carried more of them (`cmd::nfs_ace`).
 #[test]

@@ -281,7 +281,15 @@ fn windows_fs_min_size(class: u8) -> usize {
 
 fn fs_info(open: &Open, class: u8, max: usize, out: &mut BytesMut) -> Result<bool, NtStatus> {
     let share = open.share().ok_or(NtStatus::NOT_SUPPORTED)?;
-    let size = share.fs.statvfs().map_err(|e| e.status())?;
+    let mut size = share.fs.statvfs().map_err(|e| e.status())?;
+    let quota = share.cfg.time_machine_max_size;
+    if share.cfg.time_machine && quota > 0 {
+        // The Time Machine quota is the volume (`crate::fs::tmsize`), in
+        // units of 1 KiB as smbd reports it.
+        let free = quota.saturating_sub(share.fs.time_machine_used()) / 1024;
+        size =
+            crate::fs::FsSize { block_size: 1024, total_blocks: quota / 1024, avail_blocks: free, free_blocks: free };
+    }
     let bytes_per_sector = 512u32;
     let sectors_per_unit = (size.block_size / u64::from(bytes_per_sector)).max(1) as u32;
     let fs = FsStat {

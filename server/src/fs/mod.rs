@@ -84,6 +84,7 @@ pub mod spill;
 pub mod stat;
 pub mod stream;
 mod sys;
+pub mod tmsize;
 pub mod uid;
 pub mod watch;
 pub mod wildcard;
