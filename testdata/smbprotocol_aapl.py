@@ -27,6 +27,10 @@ reply `{ command | reserved | reply_bitmap | [server_caps: u64] |
      (ACCESS_DENIED, no rights), once each; a DACL set with nothing but an
      S-1-5-88-3 ACE changes the mode (0600 here) and stores no DACL; a
      connection without AAPL sees no such ACEs.
+  8. POSIX rename: a directory with a file open below (delete on close)
+     is renamed through the connection that negotiated AAPL (a connection
+     without it is refused, STATUS_ACCESS_DENIED, as Windows); the open
+     follows: closing it deletes the file under the new name.
 
 Each step that holds prints `ok STEP`."""
 import struct
@@ -272,6 +276,61 @@ tree3.disconnect()
 session3.disconnect()
 conn3.disconnect()
 print("ok nfs aces")
+
+ACCESS_DENIED = 0xC0000022
+DELETE = 0x10000
+
+
+def open_dir(tree, name, disposition):
+    d = Open(tree, name)
+    d.create(ImpersonationLevel.Impersonation, FilePipePrinterAccessMask.FILE_READ_DATA | DELETE |
+             FilePipePrinterAccessMask.FILE_READ_ATTRIBUTES, 0,
+             ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAccess.FILE_SHARE_DELETE,
+             disposition, CreateOptions.FILE_DIRECTORY_FILE)
+    return d
+
+
+def rename(tree, f, new):
+    name = new.encode("utf-16-le")
+    s = SMB2SetInfoRequest()
+    s["info_type"] = InfoType.SMB2_0_INFO_FILE
+    s["file_info_class"] = 10
+    s["buffer"] = struct.pack("<BxxxxxxxQI", 0, 0, len(name)) + name
+    try:
+        sd_call(tree, f, s)
+    except SMBResponseException as e:
+        return e.status
+    return 0
+
+
+run = uuid.uuid4().hex[:8]  # the script runs twice on one share
+d = open_dir(tree, f"aapl_dir{run}", CreateDisposition.FILE_CREATE)
+inner = Open(tree, f"aapl_dir{run}\\inner")
+inner.create(ImpersonationLevel.Impersonation, ACCESS | DELETE, 0,
+             ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAccess.FILE_SHARE_DELETE,
+             CreateDisposition.FILE_CREATE,
+             CreateOptions.FILE_NON_DIRECTORY_FILE | CreateOptions.FILE_DELETE_ON_CLOSE)
+inner.write(b"x", 0)
+conn4 = Connection(uuid.uuid4(), "127.0.0.1", port)
+conn4.connect()
+session4 = Session(conn4, user, password)
+session4.connect()
+tree4 = TreeConnect(session4, rf"\\127.0.0.1\{share}")
+tree4.connect()
+d4 = open_dir(tree4, f"aapl_dir{run}", CreateDisposition.FILE_OPEN)
+assert rename(tree4, d4, f"aapl_dir{run}w") == ACCESS_DENIED, "renamed without AAPL"
+d4.close()
+tree4.disconnect()
+session4.disconnect()
+conn4.disconnect()
+assert rename(tree, d, f"aapl_dir{run}2") == 0, "POSIX rename refused"
+d.close()
+inner.close()
+d = open_dir(tree, f"aapl_dir{run}2", CreateDisposition.FILE_OPEN)
+names = [e["file_name"].get_value().decode("utf-16-le") for e in d.query_directory("*", ID_BOTH)]
+d.close()
+assert sorted(names) == [".", ".."], names
+print("ok posix rename")
 
 tree.disconnect()
 session.disconnect()

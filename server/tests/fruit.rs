@@ -7,10 +7,8 @@
 //! The tests that first enable AAPL (`enable_aapl` wants READ_DIR_ATTR,
 //! OSX_COPYFILE and NFS_ACE, and a 16-byte model) run against
 //! `aapl_server` (Duet with `--model MacSamba`, smbd with
-//! `fruit:copyfile = yes`). Not here: `rename_dir_openfile` (Duet does not
-//! rename a directory with open files below, AAPL or not) and the
-//! AppleDouble conversions. The AAPL server query itself is checked by
-//! `pyclient::aapl_server_query`.
+//! `fruit:copyfile = yes`). Not here: the AppleDouble conversions. The
+//! AAPL server query itself is checked by `pyclient::aapl_server_query`.
 
 mod common;
 
@@ -106,6 +104,13 @@ fn time_machine_quota_is_the_volume_size() {
         ..Options::default()
     })
     .assert_torture_passes(&["vfs.fruit_timemachine.Timemachine-volsize"]);
+}
+
+/// A directory with a file open below: refused before AAPL (as Windows),
+/// renamed after it (POSIX rename, as `vfs_fruit`'s `posix_rename`).
+#[test]
+fn rename_dir_with_open_file_after_aapl() {
+    aapl_server().assert_torture_passes(&["vfs.fruit.rename_dir_openfile"]);
 }
 
 /// The uid, gid and mode as MS-NFS ACEs, once each, also after a set
