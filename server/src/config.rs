@@ -54,6 +54,7 @@
 //! read_only = false
 //! continuous_availability = false  # persistent handles (DH2Q with the persistent flag)
 //! time_machine = false       # a Time Machine destination for macOS (AAPL FULL_SYNC, FLUSH = fsync)
+//! time_machine_max_size = 0  # bytes Time Machine may use there, reported as the volume's size (0: all)
 //! ```
 
 use std::net::SocketAddr;
@@ -95,6 +96,13 @@ pub struct ShareConfig {
     /// is what macOS's `F_FULLFSYNC` asks of the server.
     #[serde(default)]
     pub time_machine: bool,
+    /// On a Time Machine share, the most its backups may use, in bytes (0:
+    /// no limit): the volume's size is reported as this, and its free
+    /// space as what the sparse bundles leave of it ([`crate::fs::tmsize`];
+    /// Samba's `fruit:time machine max size`). macOS stops backing up when
+    /// it is full and drops old backups.
+    #[serde(default)]
+    pub time_machine_max_size: u64,
     #[serde(default)]
     pub comment: String,
 }
@@ -614,7 +622,11 @@ encrypt = true
         std::fs::write(&p, "model = \"Xserve\"\n[[share]]\nname = \"tm\"\npath = \"tm\"\ntime_machine = true\n").unwrap();
         let cfg = Config::from_file(&p).unwrap();
         assert!(cfg.shares[0].time_machine);
+        assert_eq!(cfg.shares[0].time_machine_max_size, 0, "no quota unless given");
         assert_eq!(cfg.model, "Xserve");
+        let quota = "[[share]]\nname = \"tm\"\npath = \"tm\"\ntime_machine = true\ntime_machine_max_size = 32768\n";
+        std::fs::write(&p, quota).unwrap();
+        assert_eq!(Config::from_file(&p).unwrap().shares[0].time_machine_max_size, 32768);
         cfg.validate().unwrap();
         for bad in [String::new(), "m".repeat(MAX_MODEL_LEN + 1)] {
             assert!(Config { model: bad, ..cfg.clone() }.validate().is_err());
@@ -719,6 +731,7 @@ encrypt = true
             read_only: false,
             continuous_availability: false,
             time_machine: false,
+            time_machine_max_size: 0,
             comment: String::new(),
         });
         cfg.validate().unwrap();
@@ -760,6 +773,7 @@ encrypt = true
                 read_only: false,
                 continuous_availability: false,
                 time_machine: false,
+                time_machine_max_size: 0,
                 comment: String::new(),
             });
         }

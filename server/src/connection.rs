@@ -111,6 +111,11 @@ pub struct ConnState {
     pub resume_tx: mpsc::UnboundedSender<Resume>,
     /// Failed logons on this connection (`Limits::login_failures_per_connection`).
     pub login_failures: u32,
+    /// The AAPL server capabilities ([`protocol::msg::aapl::caps`]) this
+    /// connection's client was last told, 0 before its first AAPL server
+    /// query: what macOS turns on for the whole connection (Samba's
+    /// `vfs_fruit` keeps the same per smbd process, one per connection).
+    pub aapl: u64,
 }
 
 impl ConnState {
@@ -152,6 +157,7 @@ impl ConnState {
             resumes,
             resume_tx,
             login_failures: 0,
+            aapl: 0,
         }
     }
 

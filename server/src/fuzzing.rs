@@ -71,6 +71,7 @@ async fn run_async(input: &[u8]) -> Answers {
         read_only: false,
         continuous_availability: false,
         time_machine: false,
+        time_machine_max_size: 0,
         comment: String::new(),
     });
     cfg.inline_users.push((USER.into(), PASSWORD.into()));

@@ -116,6 +116,7 @@ pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
         read_only: false,
         continuous_availability: false,
         time_machine: false,
+        time_machine_max_size: 0,
         comment: "Duet default share".into(),
     });
     cfg.inline_users.push(("duet".into(), password.clone()));

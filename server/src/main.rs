@@ -53,6 +53,11 @@ enum Command {
         /// repeatable.
         #[arg(long = "time-machine")]
         time_machine: Vec<String>,
+        /// NAME=SIZE: the most Time Machine may use on that Time Machine
+        /// share, reported as its volume size (bytes, or with K, M or G:
+        /// Samba's `fruit:time machine max size`); repeatable.
+        #[arg(long = "time-machine-max-size")]
+        time_machine_max_size: Vec<String>,
         /// The model string macOS clients are told (AAPL server query).
         #[arg(long)]
         model: Option<String>,
@@ -210,6 +215,7 @@ fn main() -> ExitCode {
             guest_share,
             ca,
             time_machine,
+            time_machine_max_size,
             model,
             state_dir,
             admin_socket,
@@ -253,6 +259,7 @@ fn main() -> ExitCode {
                     read_only: false,
                     continuous_availability: false,
                     time_machine: false,
+                    time_machine_max_size: 0,
                     comment: String::new(),
                 });
             }
@@ -334,6 +341,19 @@ fn main() -> ExitCode {
                 match cfg.shares.iter_mut().find(|s| s.name.eq_ignore_ascii_case(t)) {
                     Some(s) => s.time_machine = true,
                     None => return fail(format!("--time-machine {t:?}: no such share")),
+                }
+            }
+            for t in &time_machine_max_size {
+                let Some((name, size)) = t.split_once('=') else {
+                    return fail(format!("--time-machine-max-size {t:?}: NAME=SIZE expected"));
+                };
+                let bytes = match server::config::parse_size(size) {
+                    Ok(b) => b,
+                    Err(e) => return fail(format!("--time-machine-max-size {t:?}: {e}")),
+                };
+                match cfg.shares.iter_mut().find(|s| s.name.eq_ignore_ascii_case(name)) {
+                    Some(s) => s.time_machine_max_size = bytes,
+                    None => return fail(format!("--time-machine-max-size {t:?}: no such share")),
                 }
             }
             if let Some(m) = model {

@@ -309,10 +309,15 @@ fn alternate_data_streams() {
 
 /// The AAPL create context macOS clients send on their first CREATE
 /// (testdata/smbprotocol_aapl.py): a server query is answered with the
-/// capabilities Duet has (UNIX_BASED), the volume's (FULL_SYNC on a Time
-/// Machine share, nothing on a plain one) and the model string; a second
-/// query is answered too; a malformed one is STATUS_INVALID_PARAMETER; a
-/// FLUSH on the Time Machine share succeeds. `--model` names the model.
+/// capabilities Duet has (UNIX_BASED, OSX_COPYFILE, NFS_ACE, and
+/// READ_DIR_ATTR when asked), the volume's (FULL_SYNC on a Time Machine
+/// share, nothing on a plain one) and the model string; a second query is
+/// answered too; a malformed one is STATUS_INVALID_PARAMETER; a FLUSH on
+/// the Time Machine share succeeds; listings of a connection that asked
+/// for READ_DIR_ATTR carry the maximal access, resource fork size and
+/// Finder info; security descriptors carry the uid, gid and mode as NFS
+/// ACEs, and a mode ACE set is a chmod; a directory with a file open
+/// below is renamed, the open following it. `--model` names the model.
 #[test]
 fn aapl_server_query() {
     let dir = tempfile::tempdir().unwrap();
@@ -320,7 +325,17 @@ fn aapl_server_query() {
     let text = smbprotocol("smbprotocol_aapl.py", &[&port.to_string(), "data", "duet", "duetpass", "0", "MacSamba"]);
     let (_tm, tm_port) = duet(dir.path(), "--time-machine=data");
     let tm = smbprotocol("smbprotocol_aapl.py", &[&tm_port.to_string(), "data", "duet", "duetpass", "1", "Duet"]);
-    for step in ["ok first query", "ok second query", "ok bad queries refused", "ok no query, no reply", "ok flush"] {
+    let steps = [
+        "ok first query",
+        "ok second query",
+        "ok bad queries refused",
+        "ok no query, no reply",
+        "ok flush",
+        "ok readdir_attr",
+        "ok nfs aces",
+        "ok posix rename",
+    ];
+    for step in steps {
         assert!(text.lines().any(|l| l == step), "{step} missing:\n{text}");
         assert!(tm.lines().any(|l| l == step), "time machine: {step} missing:\n{tm}");
     }

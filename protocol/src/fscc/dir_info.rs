@@ -11,6 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::attributes::file_info_class as class;
 use super::{FileStat, InfoError};
 use crate::codec::{put_utf16le, utf16_len};
+use crate::msg::aapl::DirAttr;
 
 /// Size of the ShortName field of the Both variants, in bytes (12 UTF-16
 /// code units).
@@ -77,6 +78,20 @@ pub fn encode_dir_entry(
     stat: &FileStat,
     out: &mut BytesMut,
 ) -> Result<usize, InfoError> {
+    encode(class, name, Slot::ShortName(short_name), stat, out)
+}
+
+/// What an entry of a Both class carries in its short-name slot.
+#[derive(Clone, Copy)]
+enum Slot<'a> {
+    /// The 8.3 name.
+    ShortName(&'a str),
+    /// Apple's fields ([`DirAttr`]), in FileIdBothDirectoryInformation;
+    /// FileBothDirectoryInformation then has no short name.
+    Aapl(&'a DirAttr),
+}
+
+fn encode(class: u8, name: &str, slot: Slot<'_>, stat: &FileStat, out: &mut BytesMut) -> Result<usize, InfoError> {
     let fixed = dir_entry_fixed_size(class).ok_or(InfoError::InvalidInfoClass)?;
     let name_len = u32::try_from(utf16_len(name)).map_err(|_| InfoError::InvalidParameter)?;
     while !out.len().is_multiple_of(8) {
@@ -97,14 +112,26 @@ pub fn encode_dir_entry(
         out.put_u64_le(stat.allocation_size);
         out.put_u32_le(stat.wire_attributes());
         out.put_u32_le(name_len);
+        let aapl = match slot {
+            Slot::Aapl(a) if class == class::FILE_ID_BOTH_DIRECTORY_INFORMATION => Some(a),
+            _ => None,
+        };
         if class != class::FILE_DIRECTORY_INFORMATION {
-            out.put_u32_le(stat.ea_size_or_tag());
+            out.put_u32_le(aapl.map_or_else(|| stat.ea_size_or_tag(), |a| a.max_access));
         }
         match class {
             class::FILE_BOTH_DIRECTORY_INFORMATION | class::FILE_ID_BOTH_DIRECTORY_INFORMATION => {
-                put_short_name(short_name, out);
+                match (aapl, slot) {
+                    (Some(a), _) => {
+                        out.put_u8(SHORT_NAME_FIELD as u8);
+                        out.put_u8(0);
+                        out.put_slice(&a.short_name_field());
+                    }
+                    (None, Slot::ShortName(short_name)) => put_short_name(short_name, out),
+                    (None, Slot::Aapl(_)) => put_short_name("", out),
+                }
                 if class == class::FILE_ID_BOTH_DIRECTORY_INFORMATION {
-                    out.put_u16_le(0); // Reserved2
+                    out.put_u16_le(aapl.map_or(0, |a| a.unix_mode)); // Reserved2
                     out.put_u64_le(stat.file_id);
                 }
             }
@@ -173,20 +200,26 @@ impl DirListBuilder {
     /// a directory class.
     pub fn new(class: u8, max_len: usize) -> Result<Self, InfoError> {
         dir_entry_fixed_size(class).ok_or(InfoError::InvalidInfoClass)?;
-        Ok(DirListBuilder {
-            class,
-            max_len,
-            buf: BytesMut::new(),
-            last: None,
-            count: 0,
-        })
+        Ok(DirListBuilder { class, max_len, buf: BytesMut::new(), last: None, count: 0 })
     }
 
     /// Appends one entry. Returns false, leaving the buffer unchanged, when
     /// the entry would not fit in `max_len`.
     pub fn push(&mut self, name: &str, short_name: &str, stat: &FileStat) -> bool {
+        self.push_slot(name, Slot::ShortName(short_name), stat)
+    }
+
+    /// [`push`](Self::push) for a client that negotiated AAPL's
+    /// READ_DIR_ATTR: an entry of FileIdBothDirectoryInformation carries
+    /// `attr` in place of its EA size, short name and Reserved2
+    /// ([`DirAttr`]); the other classes are as without it, no short name.
+    pub fn push_aapl(&mut self, name: &str, stat: &FileStat, attr: &DirAttr) -> bool {
+        self.push_slot(name, Slot::Aapl(attr), stat)
+    }
+
+    fn push_slot(&mut self, name: &str, slot: Slot<'_>, stat: &FileStat) -> bool {
         let start = self.buf.len().next_multiple_of(8);
-        let Ok(size) = dir_entry_size(self.class, name, short_name) else {
+        let Ok(size) = dir_entry_size(self.class, name, "") else {
             return false;
         };
         match start.checked_add(size) {
@@ -194,7 +227,7 @@ impl DirListBuilder {
             _ => return false,
         }
         // encode_dir_entry checks everything before it writes anything.
-        if encode_dir_entry(self.class, name, short_name, stat, &mut self.buf).is_err() {
+        if encode(self.class, name, slot, stat, &mut self.buf).is_err() {
             return false;
         }
         if let Some(last) = self.last {
@@ -259,6 +292,37 @@ mod tests {
 
     const ALL: [u8; 9] = [1, 2, 3, 12, 37, 38, 60, 78, 80];
 
+    /// AAPL READ_DIR_ATTR: max access in EaSize, the resource fork size
+    /// and Finder info in a 24-byte short name, the mode in Reserved2; in
+    /// FileIdBothDirectoryInformation only.
+    #[test]
+    fn aapl_fields_take_the_short_name_slot() {
+        let attr = DirAttr {
+            max_access: 0x001F_01FF,
+            rfork_size: 3,
+            finder_info: *b"SMB,OLE!\x01\x02\x03\x04\x80\0\0\0",
+            unix_mode: 0o100644,
+        };
+        let mut b = DirListBuilder::new(class::FILE_ID_BOTH_DIRECTORY_INFORMATION, 4096).unwrap();
+        assert!(b.push_aapl("test_aapl", &stat(), &attr));
+        let out = b.finish();
+        assert_eq!(u32_at(&out, 64), 0x001F_01FF);
+        assert_eq!((out[68], out[69]), (24, 0));
+        assert_eq!(u64_at(&out, 70), 3);
+        assert_eq!(&out[78..94], &attr.finder_info);
+        assert_eq!(u16::from_le_bytes([out[94], out[95]]), 0o100644);
+        assert_eq!(u64_at(&out, 96), 0xAABB_CCDD_0011_2233);
+        assert_eq!(out.len(), 104 + 18);
+
+        // Other classes are as without AAPL (no short name).
+        let mut b = DirListBuilder::new(class::FILE_BOTH_DIRECTORY_INFORMATION, 4096).unwrap();
+        assert!(b.push_aapl("x", &stat(), &attr));
+        let out = b.finish();
+        assert_eq!(u32_at(&out, 64), 7);
+        assert_eq!(out[68], 0);
+        assert!(out[70..94].iter().all(|&x| x == 0));
+    }
+
     #[test]
     fn every_class_writes_its_fixed_size_plus_name() {
         for c in ALL {
@@ -268,23 +332,13 @@ mod tests {
             assert_eq!(out.len(), n);
             assert_eq!(&out[n - 4..], b"a\0b\0");
         }
-        assert_eq!(
-            encode_dir_entry(4, "a", "", &stat(), &mut BytesMut::new()),
-            Err(InfoError::InvalidInfoClass)
-        );
+        assert_eq!(encode_dir_entry(4, "a", "", &stat(), &mut BytesMut::new()), Err(InfoError::InvalidInfoClass));
     }
 
     #[test]
     fn common_fields_sit_at_spec_offsets() {
         let mut out = BytesMut::new();
-        encode_dir_entry(
-            class::FILE_ID_BOTH_DIRECTORY_INFORMATION,
-            "file.txt",
-            "FILE.TXT",
-            &stat(),
-            &mut out,
-        )
-        .unwrap();
+        encode_dir_entry(class::FILE_ID_BOTH_DIRECTORY_INFORMATION, "file.txt", "FILE.TXT", &stat(), &mut out).unwrap();
         assert_eq!(u32_at(&out, 0), 0);
         assert_eq!(u32_at(&out, 4), 0);
         assert_eq!(u64_at(&out, 8), 0x1111);
@@ -305,40 +359,19 @@ mod tests {
     #[test]
     fn extd_classes_place_ids() {
         let mut out = BytesMut::new();
-        encode_dir_entry(
-            class::FILE_ID_EXTD_DIRECTORY_INFORMATION,
-            "x",
-            "",
-            &stat(),
-            &mut out,
-        )
-        .unwrap();
+        encode_dir_entry(class::FILE_ID_EXTD_DIRECTORY_INFORMATION, "x", "", &stat(), &mut out).unwrap();
         assert_eq!(u32_at(&out, 68), 0); // ReparsePointTag
         assert_eq!(u64_at(&out, 72), 0xAABB_CCDD_0011_2233);
         assert_eq!(u64_at(&out, 80), 0);
 
         let mut out = BytesMut::new();
-        encode_dir_entry(
-            class::FILE_ID_ALL_EXTD_DIRECTORY_INFORMATION,
-            "x",
-            "",
-            &stat(),
-            &mut out,
-        )
-        .unwrap();
+        encode_dir_entry(class::FILE_ID_ALL_EXTD_DIRECTORY_INFORMATION, "x", "", &stat(), &mut out).unwrap();
         assert_eq!(u64_at(&out, 72), 0xAABB_CCDD_0011_2233);
         assert_eq!(u64_at(&out, 80), 0xAABB_CCDD_0011_2233);
         assert_eq!(u64_at(&out, 88), 0);
 
         let mut out = BytesMut::new();
-        encode_dir_entry(
-            class::FILE_ID_FULL_DIRECTORY_INFORMATION,
-            "x",
-            "",
-            &stat(),
-            &mut out,
-        )
-        .unwrap();
+        encode_dir_entry(class::FILE_ID_FULL_DIRECTORY_INFORMATION, "x", "", &stat(), &mut out).unwrap();
         assert_eq!(u64_at(&out, 72), 0xAABB_CCDD_0011_2233);
 
         let mut out = BytesMut::new();
@@ -350,14 +383,7 @@ mod tests {
     #[test]
     fn overlong_short_name_is_sent_empty() {
         let mut out = BytesMut::new();
-        encode_dir_entry(
-            class::FILE_BOTH_DIRECTORY_INFORMATION,
-            "x",
-            "ABCDEFGHIJKLM",
-            &stat(),
-            &mut out,
-        )
-        .unwrap();
+        encode_dir_entry(class::FILE_BOTH_DIRECTORY_INFORMATION, "x", "ABCDEFGHIJKLM", &stat(), &mut out).unwrap();
         assert_eq!(out[68], 0);
         assert!(out[70..94].iter().all(|&b| b == 0));
     }
@@ -412,9 +438,6 @@ mod tests {
 
     #[test]
     fn builder_rejects_non_directory_class() {
-        assert_eq!(
-            DirListBuilder::new(4, 100).unwrap_err(),
-            InfoError::InvalidInfoClass
-        );
+        assert_eq!(DirListBuilder::new(4, 100).unwrap_err(), InfoError::InvalidInfoClass);
     }
 }

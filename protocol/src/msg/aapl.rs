@@ -159,6 +159,38 @@ impl ServerQueryReply {
     }
 }
 
+/// What a directory entry carries for a client that negotiated
+/// [`caps::SUPPORTS_READ_DIR_ATTR`], in FileIdBothDirectoryInformation
+/// ([MS-FSCC] 2.4.17) only, as macOS and Samba's `vfs_fruit` agree:
+///
+/// - `EaSize` is the maximal access the caller would get on the entry;
+/// - `ShortNameLength` is 24 and `ShortName` is `{ rfork_size: u64 |
+///   finder_info: [u8; 16] }` (the resource fork's size, little-endian,
+///   then the compressed Finder info, [`DirAttr::finder_info`]);
+/// - `Reserved2` is the entry's UNIX mode (`st_mode`, cut to 16 bits),
+///   zero unless NFS ACEs are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DirAttr {
+    pub max_access: u32,
+    pub rfork_size: u64,
+    /// `{ type: [u8; 4] | creator: [u8; 4] | finder_flags: [u8; 2] |
+    /// extended_flags: [u8; 2] | date_added: u32 big-endian }`: type and
+    /// creator (files only) and the flags from the `AFP_AfpInfo` Finder
+    /// info, the date in seconds since 2000-01-01 UTC.
+    pub finder_info: [u8; 16],
+    pub unix_mode: u16,
+}
+
+impl DirAttr {
+    /// The 24 bytes that take the short name's place.
+    pub fn short_name_field(&self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[..8].copy_from_slice(&self.rfork_size.to_le_bytes());
+        b[8..].copy_from_slice(&self.finder_info);
+        b
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -121,7 +121,12 @@ pub async fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if let (Some(RequestContext::Aapl(q)), Some(share)) =
         (req.context(|c| matches!(c, RequestContext::Aapl(_))), opener.tree.share())
     {
-        opener.aapl = Some(aapl_reply(&opener.server.cfg.model, share, q));
+        let reply = aapl_reply(&opener.server.cfg.model, share, q);
+        if q.request_bitmap & aapl::query::SERVER_CAPS != 0 {
+            ctx.conn.aapl = reply.server_caps;
+            opener.aapl_on = true;
+        }
+        opener.aapl = Some(reply);
     }
     if let Some(dh2q) = opener.durable_v2(&req) {
         // [MS-SMB2] 3.3.5.9.10: the AppInstanceId is handled first
@@ -218,6 +223,9 @@ struct Opener {
     channel_sequence: u16,
     /// The answer to the request's AAPL server query, if it made one.
     aapl: Option<ServerQueryReply>,
+    /// The connection negotiated AAPL (this request's query counts): an
+    /// open of an existing empty stream does not find it.
+    aapl_on: bool,
 }
 
 impl Opener {
@@ -235,6 +243,7 @@ impl Opener {
             dialect: ctx.conn.dialect,
             channel_sequence: if ctx.conn.dialect >= dialect::SMB3_0 { ctx.hdr.channel_sequence() } else { 0 },
             aapl: None,
+            aapl_on: ctx.conn.aapl != 0,
         }
     }
 
@@ -245,6 +254,17 @@ impl Opener {
         match req.context(|c| matches!(c, RequestContext::DurableHandleRequestV2(_))) {
             Some(RequestContext::DurableHandleRequestV2(d)) if self.dialect >= dialect::SMB3_0 => Some(*d),
             _ => None,
+        }
+    }
+
+    /// The file id a QFid context answers: zero once the connection
+    /// negotiated AAPL, as Samba's `vfs_fruit` (`fruit:zero_file_id`, on by
+    /// default), which tells macOS not to rely on file ids.
+    fn disk_file_id(&self, fstat: &protocol::fscc::FileStat) -> u64 {
+        if self.aapl_on {
+            0
+        } else {
+            fstat.file_id
         }
     }
 
@@ -773,7 +793,7 @@ fn replayed(
             RequestContext::QueryMaximalAccess { .. } => contexts
                 .push(ResponseContext::MaximalAccess { query_status: 0, maximal_access: opener.tree.maximal_access }),
             RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
-                disk_file_id: fstat.file_id,
+                disk_file_id: opener.disk_file_id(&fstat),
                 volume_id: opener.tree.share().map_or(0, |s| u64::from(s.fs.volume_serial())),
             }),
             _ => {}
@@ -1392,7 +1412,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                 contexts.push(ResponseContext::MaximalAccess { query_status: 0, maximal_access })
             }
             RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
-                disk_file_id: fstat.file_id,
+                disk_file_id: opener.disk_file_id(&fstat),
                 volume_id: u64::from(share.fs.volume_serial()),
             }),
             _ => {}
@@ -1461,6 +1481,8 @@ fn lease_request(opener: &Opener, req: &CreateRequest<'_>) -> Option<Lease> {
 ///   on the file, or on the stream, is STATUS_DELETE_PENDING.
 /// - A read-only file's streams are not opened for writing
 ///   (STATUS_ACCESS_DENIED).
+/// - Once the connection negotiated AAPL, an empty stream is not found by
+///   FILE_OPEN (STATUS_OBJECT_NAME_NOT_FOUND), as `vfs_fruit` has it.
 /// - A stream is a file for oplocks and leases too ([MS-FSA] 2.1.5.17:
 ///   an oplock is on a stream): its opens break each other's as a
 ///   file's do, its lease key is one of its own (a key in use on the file
@@ -1627,6 +1649,12 @@ fn open_stream(
         handle.set_len(0).map_err(|e| undo(fs_err(e)))?;
     }
     let stat = handle.stat().map_err(|e| undo(fs_err(e)))?;
+    // Once AAPL is negotiated an empty stream is not there for a plain
+    // open (as `vfs_fruit`: macOS takes a resource fork cut to nothing
+    // for none); OPEN_IF and the others still open it.
+    if opener.aapl_on && d == disp::OPEN && stat.size == 0 {
+        return Err(undo(NtStatus::OBJECT_NAME_NOT_FOUND));
+    }
     let (oplock, lease) = match (lease_req, lease_id) {
         (Some(l), Some(lid)) => {
             let epoch = l.v2.map(|v| v.epoch);
@@ -1683,7 +1711,7 @@ fn open_stream(
                 contexts.push(ResponseContext::MaximalAccess { query_status: 0, maximal_access: tree.maximal_access })
             }
             RequestContext::QueryOnDiskId => contexts.push(ResponseContext::OnDiskId {
-                disk_file_id: fstat.file_id,
+                disk_file_id: opener.disk_file_id(&fstat),
                 volume_id: u64::from(share.fs.volume_serial()),
             }),
             _ => {}
@@ -1703,10 +1731,16 @@ fn open_stream(
 /// extension, in no [MS-SMB2] section), as Samba's `vfs_fruit` gives it:
 /// the parts asked for, of what Duet really does.
 ///
-/// - Server capabilities: UNIX_BASED. Not READ_DIR_ATTR (directory
-///   listings carry no resource fork size or Finder info), not
-///   OSX_COPYFILE (server-side copy copies the data stream only), not
-///   NFS_ACE (security descriptors carry no uid, gid or mode ACEs).
+/// - Server capabilities: UNIX_BASED; READ_DIR_ATTR when the client says
+///   it reads it (FileIdBothDirectoryInformation then carries the maximal
+///   access, resource fork size and Finder info, [`aapl::DirAttr`]);
+///   OSX_COPYFILE (a copy-chunk with no chunks copies the whole file and
+///   its streams, [`super::copyfile`]); NFS_ACE (security descriptors
+///   carry the uid, gid and mode as MS-NFS ACEs, and a mode ACE set is a
+///   chmod, [`super::nfs_ace`]; listings carry the mode too).
+///
+/// The server capabilities told are the connection's from then on
+/// (`ConnState::aapl`), as a query that asks for them is answered.
 /// - Volume capabilities: CASE_SENSITIVE when the share's names are,
 ///   FULL_SYNC on a Time Machine share (FLUSH is a full fsync there). Not
 ///   SUPPORT_RESOLVE_ID: the resolve-id command is refused.
@@ -1722,9 +1756,15 @@ fn aapl_reply(model: &str, share: &crate::state::ShareEntry, q: &ServerQuery) ->
     if share.cfg.time_machine {
         volume_caps |= aapl::volume_caps::FULL_SYNC;
     }
+    // READ_DIR_ATTR only for a client that says it reads it (as
+    // `vfs_fruit`).
+    let server_caps = aapl::caps::UNIX_BASED
+        | aapl::caps::SUPPORTS_OSX_COPYFILE
+        | aapl::caps::SUPPORTS_NFS_ACE
+        | (q.client_caps & aapl::caps::SUPPORTS_READ_DIR_ATTR);
     ServerQueryReply {
         reply_bitmap: q.request_bitmap & aapl::query::ALL,
-        server_caps: aapl::caps::UNIX_BASED,
+        server_caps,
         volume_caps,
         model: model.to_string(),
     }

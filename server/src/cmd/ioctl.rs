@@ -536,6 +536,12 @@ fn copychunk(
     if dst.access & access::FILE_WRITE_DATA == 0 || (need_read && dst.access & access::FILE_READ_DATA == 0) {
         return Err((NtStatus::ACCESS_DENIED, zero));
     }
+    if copy.chunks.is_empty() && ctx.conn.aapl & protocol::msg::aapl::caps::SUPPORTS_OSX_COPYFILE != 0 {
+        // macOS's copyfile ([`super::copyfile`]).
+        let n = super::copyfile::copy(ctx, &src, dst).map_err(|s| (s, SrvCopychunkResponse { ..zero }))?;
+        let total_bytes_written = u32::try_from(n).unwrap_or(u32::MAX);
+        return Ok(SrvCopychunkResponse { chunks_written: 0, chunk_bytes_written: 0, total_bytes_written });
+    }
     let (Some(sh), Some(_)) = (src.handle(), dst.handle()) else {
         return Err((NtStatus::INVALID_DEVICE_REQUEST, zero));
     };

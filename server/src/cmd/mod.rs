@@ -5,12 +5,14 @@
 pub mod cancel;
 pub mod change_notify;
 pub mod close;
+pub mod copyfile;
 pub mod create;
 pub mod echo;
 pub mod flush;
 pub mod ioctl;
 pub mod lock;
 pub mod logoff;
+pub mod nfs_ace;
 pub mod negotiate;
 pub mod oplock_break;
 pub mod query_directory;

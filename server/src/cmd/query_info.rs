@@ -28,7 +28,13 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         info_type::FILE if req.file_info_class == fic::FILE_FULL_EA_INFORMATION => full_ea(&open, &req, max, &mut out)?,
         info_type::FILE => file_info(ctx, &open, req.file_info_class, max, &mut out)?,
         info_type::FILESYSTEM => fs_info(&open, req.file_info_class, max, &mut out)?,
-        info_type::SECURITY => match security_info(&open, req.additional_information, max, &mut out) {
+        info_type::SECURITY => match security_info(
+            &open,
+            req.additional_information,
+            ctx.conn.aapl & protocol::msg::aapl::caps::SUPPORTS_NFS_ACE != 0,
+            max,
+            &mut out,
+        ) {
             // `out` holds the size the caller needs: it goes back as ErrorData.
             Err(NtStatus::BUFFER_TOO_SMALL) => return Ok(Resp::error_with_data(NtStatus::BUFFER_TOO_SMALL, &out)),
             r => r?,
@@ -68,6 +74,11 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
     let pending =
         open.key.is_some_and(|k| lock(&ctx.server.files).is_delete_pending(&k)) || lock(&open.st).delete_on_close;
     let mut fstat = file_stat(&st, pending);
+    if ctx.conn.aapl != 0 {
+        // Once AAPL is negotiated file ids are zero (as `vfs_fruit`'s
+        // `zero_file_id`; see `create`'s QFid).
+        fstat.file_id = 0;
+    }
     if matches!(class, fic::FILE_EA_INFORMATION | fic::FILE_ALL_INFORMATION) {
         // [MS-FSCC] 2.4.13: the size of the file's EAs (smbd's rule, see
         // `fs::ea::list_size`); only these two classes carry it.
@@ -123,6 +134,11 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
                 });
             }
             for s in h.streams().map_err(|e| e.status())? {
+                // Once AAPL is negotiated, empty streams are not listed
+                // (as `vfs_fruit`; see the open of one in `create`).
+                if s.size == 0 && ctx.conn.aapl != 0 {
+                    continue;
+                }
                 let name = format!(":{}:$DATA", s.name);
                 entries.push(fscc::StreamEntry { name, size: s.size, allocation_size: s.size });
             }
@@ -265,7 +281,15 @@ fn windows_fs_min_size(class: u8) -> usize {
 
 fn fs_info(open: &Open, class: u8, max: usize, out: &mut BytesMut) -> Result<bool, NtStatus> {
     let share = open.share().ok_or(NtStatus::NOT_SUPPORTED)?;
-    let size = share.fs.statvfs().map_err(|e| e.status())?;
+    let mut size = share.fs.statvfs().map_err(|e| e.status())?;
+    let quota = share.cfg.time_machine_max_size;
+    if share.cfg.time_machine && quota > 0 {
+        // The Time Machine quota is the volume (`crate::fs::tmsize`), in
+        // units of 1 KiB as smbd reports it.
+        let free = quota.saturating_sub(share.fs.time_machine_used()) / 1024;
+        size =
+            crate::fs::FsSize { block_size: 1024, total_blocks: quota / 1024, avail_blocks: free, free_blocks: free };
+    }
     let bytes_per_sector = 512u32;
     let sectors_per_unit = (size.block_size / u64::from(bytes_per_sector)).max(1) as u32;
     let fs = FsStat {
@@ -291,11 +315,12 @@ fn fs_info(open: &Open, class: u8, max: usize, out: &mut BytesMut) -> Result<boo
     fscc::truncate_fs_output(class, out, max).map_err(|e| e.status())
 }
 
-fn security_info(open: &Open, additional: u32, max: usize, out: &mut BytesMut) -> Result<bool, NtStatus> {
+/// `nfs`: the connection was told AAPL's NFS_ACE ([`super::nfs_ace`]).
+fn security_info(open: &Open, additional: u32, nfs: bool, max: usize, out: &mut BytesMut) -> Result<bool, NtStatus> {
     super::security::check_query_access(open.access, additional)?;
     let h = open.handle().ok_or(NtStatus::NOT_SUPPORTED)?;
     let st = h.base_stat().map_err(|e| e.status())?;
-    super::security::encode(h, &st, additional, out)?;
+    super::security::encode(h, &st, additional, nfs, out)?;
     if out.len() > max {
         // The client learns the size it needs from the error data.
         let need = out.len() as u32;

@@ -64,9 +64,15 @@ pub fn check_query_access(open_access: u32, additional: u32) -> Result<(), NtSta
 }
 
 /// Appends the self-relative form ([MS-DTYP] 2.4.6) of the file's
-/// descriptor ([`descriptor`]) with the parts `additional` asks for.
-pub fn encode(h: &Handle, st: &Stat, additional: u32, out: &mut BytesMut) -> Result<(), NtStatus> {
-    descriptor(h, st)?.encode(additional & SUPPORTED, out);
+/// descriptor ([`descriptor`]) with the parts `additional` asks for; with
+/// `nfs` (AAPL's NFS_ACE told), its DACL ends with the file's uid, gid and
+/// mode as MS-NFS ACEs ([`super::nfs_ace`]).
+pub fn encode(h: &Handle, st: &Stat, additional: u32, nfs: bool, out: &mut BytesMut) -> Result<(), NtStatus> {
+    let mut sd = descriptor(h, st)?;
+    if nfs {
+        super::nfs_ace::add(&mut sd, st.uid, st.gid, st.mode);
+    }
+    sd.encode(additional & SUPPORTED, out);
     Ok(())
 }
 
@@ -87,18 +93,38 @@ fn encode_for_stat(st: &Stat, additional: u32, out: &mut BytesMut) {
 /// generic bits mapped, AUTO_INHERIT_REQ dropped; a new owner must be one
 /// of the caller's SIDs, else STATUS_INVALID_OWNER) and the result is
 /// stored. A set DACL also sets the mode's group and other bits where it
-/// names the POSIX owner, group or Everyone ([`mode_for_dacl`]).
-pub fn set(open: &Open, token: &Token, additional: u32, buf: &[u8]) -> Result<(), NtStatus> {
+/// names the POSIX owner, group or Everyone ([`mode_for_dacl`]). With
+/// `nfs` (AAPL's NFS_ACE told), the DACL's MS-NFS ACEs are taken out
+/// first, and a mode ACE among them sets the mode ([`super::nfs_ace`]).
+pub fn set(open: &Open, token: &Token, additional: u32, nfs: bool, buf: &[u8]) -> Result<(), NtStatus> {
     check_set_access(open.access, additional)?;
     if buf.len() > crate::fs::sd::MAX_LEN {
         return Err(NtStatus::INVALID_SECURITY_DESCR);
     }
-    let given = SecurityDescriptor::parse(buf).map_err(|_| NtStatus::INVALID_SECURITY_DESCR)?;
+    let mut given = SecurityDescriptor::parse(buf).map_err(|_| NtStatus::INVALID_SECURITY_DESCR)?;
     if additional & SUPPORTED == 0 {
         return Ok(());
     }
     let h = open.handle().ok_or(NtStatus::NOT_SUPPORTED)?;
     let st = h.base_stat().map_err(|e| e.status())?;
+    let mut additional = additional;
+    let mut nfs_mode = None;
+    if let (true, true, Some(dacl)) = (nfs, additional & si::DACL != 0, given.dacl.as_mut()) {
+        let (mode, rest) = super::nfs_ace::take(dacl);
+        nfs_mode = mode;
+        if !rest {
+            additional &= !si::DACL;
+        }
+    }
+    if let Some(mode) = nfs_mode {
+        // The mode asked for, but the server's own POSIX user keeps
+        // reading and writing the file, as with a DACL.
+        let keep = if st.is_dir { 0o700 } else { 0o600 };
+        h.set_mode((st.mode & 0o7000) | mode | keep).map_err(|e| e.status())?;
+    }
+    if additional & SUPPORTED == 0 {
+        return Ok(());
+    }
     let current = descriptor(h, &st)?;
     let merged = acl::merge(&current, &given, additional, token).map_err(|e| match e {
         acl::SetError::InvalidOwner => NtStatus::INVALID_OWNER,
@@ -109,7 +135,7 @@ pub fn set(open: &Open, token: &Token, additional: u32, buf: &[u8]) -> Result<()
         crate::fs::FsError::NoSpace => NtStatus::INSUFFICIENT_RESOURCES,
         e => e.status(),
     })?;
-    if additional & si::DACL != 0 {
+    if additional & si::DACL != 0 && nfs_mode.is_none() {
         if let Some(mode) = mode_for_dacl(&merged, st.uid, st.gid, st.mode, st.is_dir) {
             h.set_mode(mode).map_err(|e| e.status())?;
         }

@@ -45,6 +45,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                     open: open.clone(),
                     name: name.to_string(),
                     replace: *replace_if_exists,
+                    posix: ctx.conn.aapl != 0,
                     session,
                     wait,
                 };
@@ -63,7 +64,8 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         }
         info_type::SECURITY => {
             let token = super::security::token(&ctx.server.users, ctx.session()?);
-            super::security::set(&open, &token, req.additional_information, req.buffer)?
+            let nfs = ctx.conn.aapl & protocol::msg::aapl::caps::SUPPORTS_NFS_ACE != 0;
+            super::security::set(&open, &token, req.additional_information, nfs, req.buffer)?
         }
         info_type::QUOTA => return Err(NtStatus::NOT_SUPPORTED),
         _ => return Err(NtStatus::INVALID_PARAMETER),
@@ -127,7 +129,8 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
         SetFileInfo::Rename { replace_if_exists, name, .. } => {
             need(open, access::DELETE)?;
             let session = ctx.session()?.clone();
-            rename(ctx.server, open, &name, replace_if_exists, &session, &mut ctx.deltas)?;
+            let posix = ctx.conn.aapl != 0;
+            rename(ctx.server, open, &name, replace_if_exists, posix, &session, &mut ctx.deltas)?;
         }
         SetFileInfo::Link { replace_if_exists, name } => link(ctx, open, &name, replace_if_exists)?,
         SetFileInfo::Disposition { delete_pending } => set_delete(ctx, open, delete_pending)?,
@@ -266,11 +269,17 @@ fn new_name(server: &Server, open: &Open, name: &str, session: &Session) -> Resu
 /// `:stream` target for a file's open is STATUS_NOT_SUPPORTED. A file
 /// whose streams are open is not renamed (STATUS_ACCESS_DENIED, as smbd
 /// answers: smbtorture smb2.streams.basefile-rename-with-open-stream).
+/// Nor is a directory with open files below (STATUS_ACCESS_DENIED, as
+/// Windows), unless `posix`: on a connection that negotiated AAPL the
+/// rename is POSIX's, as `vfs_fruit`'s `posix_rename` (macOS renames
+/// folders whatever is open in them), and the opens below follow it
+/// ([`move_opens_below`]).
 fn rename(
     server: &Arc<Server>,
     open: &Open,
     name: &str,
     replace: bool,
+    posix: bool,
     session: &Session,
     deltas: &mut Vec<Delta>,
 ) -> Result<(), NtStatus> {
@@ -301,7 +310,8 @@ fn rename(
             }
         }
     }
-    if open.is_dir && has_open_children(server, &from) {
+    let children = open.is_dir && has_open_children(server, &from);
+    if children && !posix {
         return Err(NtStatus::ACCESS_DENIED);
     }
     if !target_parent_shareable(server, &share, &dest, open.is_dir)? {
@@ -326,6 +336,9 @@ fn rename(
     let mut files = lock(&server.files);
     files.set_path(&key, new.clone());
     drop(files);
+    if children {
+        move_opens_below(server, &from, &new, deltas);
+    }
     let path = new.smb_path().trim_start_matches('\\').to_string();
     deltas.push(Delta::FileMoved { set: server.set(), file: key, path: path.clone() });
     let mut st = lock(&open.st);
@@ -361,6 +374,8 @@ struct Later {
     open: Arc<Open>,
     name: String,
     replace: bool,
+    /// A directory with open files below may be renamed ([`rename`]).
+    posix: bool,
     session: Arc<Session>,
     /// The request's point-2 record, to wait for before renaming (under a
     /// journal whose records are not durable when appended, or mirrored).
@@ -377,7 +392,7 @@ impl Later {
             }
         }
         let mut deltas = Vec::new();
-        rename(&self.server, &self.open, &self.name, self.replace, &self.session, &mut deltas)?;
+        rename(&self.server, &self.open, &self.name, self.replace, self.posix, &self.session, &mut deltas)?;
         let mut body = BytesMut::with_capacity(2);
         SetInfoResponse.encode(&mut body);
         let mut r = Resp::ok(body).file(self.open.file_id());
@@ -542,6 +557,32 @@ const RENAME_PARENT_SHARE: u32 = crate::state::files::share::READ | crate::state
 
 /// Is any file below this directory open? (Windows refuses to rename such
 /// a directory.)
+/// After a POSIX rename of the directory `from` to `to`: the files with
+/// opens below it are below `to` now, in the file table, the state model
+/// (a `FileMoved` for each that has opens of its own) and each open's own
+/// path, in every session.
+fn move_opens_below(server: &Server, from: &fs::Resolved, to: &fs::Resolved, deltas: &mut Vec<Delta>) {
+    let moved = lock(&server.files).move_below(from, to);
+    for (key, path) in &moved {
+        let path = path.smb_path();
+        deltas.push(Delta::FileMoved { set: server.set(), file: *key, path });
+    }
+    let sessions: Vec<Arc<Session>> = lock(&server.sessions).values().cloned().collect();
+    for session in sessions {
+        let opens: Vec<Arc<Open>> = lock(&session.inner).opens.values().cloned().collect();
+        for o in opens {
+            let mut st = lock(&o.st);
+            let Some(new) = st.resolved.as_ref().and_then(|r| r.moved(from, to)) else { continue };
+            let stream = st.path.split_once(':').map(|(_, s)| s.to_owned());
+            st.path = match stream {
+                Some(s) => format!("{}:{s}", new.smb_path()),
+                None => new.smb_path(),
+            };
+            st.resolved = Some(new);
+        }
+    }
+}
+
 fn has_open_children(server: &Server, dir: &fs::Resolved) -> bool {
     let files = lock(&server.files);
     files.any_path(|p| p.components().len() > dir.components().len() && p.components().starts_with(dir.components()))

@@ -243,8 +243,11 @@ impl Handle {
         let st = sys::statx(self.cur(), c"", libc::AT_EMPTY_PATH).map_err(io_err)?;
         let mut stat = self.stat_from(&st);
         if let Some(x) = &self.stream() {
-            // The file's times and attributes, the stream's size.
-            stat.size = self.stream_size(x)?;
+            // The file's times and attributes, the stream's size; an
+            // AfpInfo is always its 60 bytes, also before its first write
+            // makes it (it reads as an empty one, `super::afpinfo`).
+            let afp = super::stream::stream_name(x.to_bytes()).is_some_and(super::afpinfo::is);
+            stat.size = if afp { super::afpinfo::SIZE as u64 } else { self.stream_size(x)? };
             stat.blocks_bytes = stat.size;
             stat.is_dir = false;
             stat.attributes &= !attr::DIRECTORY;

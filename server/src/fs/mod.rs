@@ -75,6 +75,7 @@ pub mod error;
 pub mod fence;
 pub mod handle;
 pub mod link;
+pub mod macmeta;
 mod names;
 pub mod path;
 pub mod sd;
@@ -83,6 +84,7 @@ pub mod spill;
 pub mod stat;
 pub mod stream;
 mod sys;
+pub mod tmsize;
 pub mod uid;
 pub mod watch;
 pub mod wildcard;
@@ -101,6 +103,7 @@ pub use error::{FsError, Stopped};
 pub use fence::Fence;
 pub use handle::{DirEntry, Handle, SetTimes};
 pub use link::Link;
+pub use macmeta::MacMeta;
 pub use path::SmbPath;
 pub use shortname::{is_8dot3, short_name};
 pub use stat::{attr, filetime_to_timespec, unix_to_filetime, FsSize, Stat};
@@ -187,6 +190,14 @@ impl Resolved {
     /// The leaf's on-disk name (`""` for the root).
     pub fn name(&self) -> &str {
         self.components.last().map_or("", String::as_str)
+    }
+
+    /// This path after its ancestor directory `from` became `to`: `None`
+    /// unless it lies below `from` (not `from` itself).
+    pub fn moved(&self, from: &Resolved, to: &Resolved) -> Option<Resolved> {
+        let rest = self.components.strip_prefix(from.components.as_slice()).filter(|r| !r.is_empty())?;
+        let components = to.components.iter().chain(rest).cloned().collect();
+        Some(Resolved { components, ..self.clone() })
     }
 
     /// The share-relative path with `\` separators, as clients spell it
@@ -967,6 +978,23 @@ mod tests {
 
     fn res(s: &Share, p: &str) -> Result<Resolved, FsError> {
         s.resolve(&SmbPath::parse(p).unwrap())
+    }
+
+    /// A path below a renamed directory follows it; the directory itself
+    /// and paths elsewhere do not.
+    #[test]
+    fn paths_below_a_renamed_directory_move() {
+        let (tmp, s) = share();
+        fs::create_dir_all(tmp.path().join("d/e")).unwrap();
+        fs::create_dir_all(tmp.path().join("dd")).unwrap();
+        fs::create_dir_all(tmp.path().join("n")).unwrap();
+        let (from, to) = (res(&s, "d").unwrap(), res(&s, "n").unwrap());
+        let moved = res(&s, "d\\e").unwrap().moved(&from, &to).unwrap();
+        assert_eq!(moved.smb_path(), "n\\e");
+        assert!(moved.is_dir());
+        assert_eq!(from.moved(&from, &to), None);
+        assert_eq!(res(&s, "dd").unwrap().moved(&from, &to), None);
+        assert_eq!(Resolved::root().moved(&from, &to), None);
     }
 
     fn names(h: &Handle) -> Vec<String> {

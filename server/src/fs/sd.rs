@@ -24,7 +24,7 @@ pub const MAX_LEN: usize = 64 * 1024;
 
 /// Reads the stored descriptor of `target`; `None` when there is none or
 /// the file system has no user xattrs.
-fn read(target: XattrTarget<'_>) -> Result<Option<Vec<u8>>, FsError> {
+pub(super) fn read(target: XattrTarget<'_>) -> Result<Option<Vec<u8>>, FsError> {
     let mut buf = vec![0u8; 512];
     for size in [512, MAX_LEN] {
         buf.resize(size, 0);

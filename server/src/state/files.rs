@@ -1157,6 +1157,26 @@ fn sequence_slot(index: u32) -> Option<usize> {
 }
 
 impl FileTable {
+    /// After the directory `from` became `to` (a POSIX rename): every file
+    /// below `from` (not `from` itself) is below `to`. Returns the ones
+    /// with opens of their own (the ones the state model knows), with
+    /// their new paths.
+    pub fn move_below(
+        &mut self,
+        from: &crate::fs::Resolved,
+        to: &crate::fs::Resolved,
+    ) -> Vec<(FileUid, crate::fs::Resolved)> {
+        let mut moved = Vec::new();
+        for (key, f) in self.files.iter_mut() {
+            let Some(new) = f.path.as_ref().and_then(|p| p.moved(from, to)) else { continue };
+            if !f.opens.is_empty() {
+                moved.push((*key, new.clone()));
+            }
+            f.path = Some(new);
+        }
+        moved
+    }
+
     /// Does any open file's path satisfy `pred`?
     pub fn any_path(&self, pred: impl Fn(&crate::fs::Resolved) -> bool) -> bool {
         self.files.values().any(|f| f.path.as_ref().is_some_and(&pred))

@@ -823,6 +823,7 @@ pub fn start_in_process_with(
         read_only: false,
         continuous_availability: false,
         time_machine: false,
+        time_machine_max_size: 0,
         comment: String::new(),
     });
     cfg.inline_users.extend(users.iter().map(|(u, p)| (u.to_string(), p.to_string())));
