@@ -41,6 +41,7 @@
 //! "elective reboot".
 
 pub mod appends;
+pub mod handover;
 pub mod redo;
 mod reopen;
 pub mod retire;
