@@ -102,10 +102,17 @@ start_node() { # DIR ID POLICY
 requests=0 lost=0 dup=0 errors=0 kills_done=0 freezes_done=0 elective_done=0 givebacks_done=0
 stalls_kill=() stalls_freeze=() stalls_elective=() stalls_giveback=()
 
+# wrote: how many blocks the client answered so far (0 before its output exists).
+wrote() {
+  local c
+  c=$(grep -c '"wrote"' "$round/client.out" 2>/dev/null) || true
+  echo "${c:-0}"
+}
+
 # wait_wrote N: until the client answered N blocks.
 wait_wrote() {
   for _ in $(seq 1200); do
-    [ "$(grep -c '"wrote"' "$round/client.out" 2>/dev/null || true)" -ge "$1" ] && return 0
+    [ "$(wrote)" -ge "$1" ] && return 0
     sleep 0.05
   done
   return 1
@@ -155,7 +162,7 @@ for kind in $(for _ in $(seq "$kills"); do echo kill; done; for _ in $(seq "$fre
     >"$round/client.out" 2>"$round/client.err" &
   client=$!
   for _ in $(seq 600); do
-    [ "$(grep -c '"wrote"' "$round/client.out" 2>/dev/null || true)" -ge $((blocks / 4)) ] && break
+    [ "$(wrote)" -ge $((blocks / 4)) ] && break
     sleep 0.05
   done
   wait_until "$round/b" "p['partner_mirror']['current']" 30 || true
