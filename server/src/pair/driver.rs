@@ -245,7 +245,7 @@ struct Driver {
     home_epoch: Epoch,
     /// An operator command waiting for its outcome: the command, what must be
     /// true when it is done, where to answer, since when.
-    pending: Option<(Command, Goal, oneshot::Sender<Result<String, String>>, Instant)>,
+    pending: Option<Pending>,
     /// Our set was held by the partner when this node started: it is returning,
     /// and auto-giveback applies (not after it handed its set over itself).
     returning: bool,
@@ -515,14 +515,13 @@ impl Driver {
                     );
                 }
                 tokio::task::spawn_blocking(move || {
-                    match {
-                        if non_elective {
-                            // A test setting: hold the taker between finding the partner
-                            // dead and writing its claim.
-                            crate::failpoint::pause("claim");
-                        }
-                        ownership::fs::claim(&storage, &record)
-                    } {
+                    if non_elective {
+                        // A test setting: hold the taker between finding the partner
+                        // dead and writing its claim.
+                        crate::failpoint::pause("claim");
+                    }
+                    let claimed = ownership::fs::claim(&storage, &record);
+                    match claimed {
                         Ok(outcome) => {
                             let _ = done.send(Finished::Claim(record, outcome));
                         }
@@ -868,6 +867,10 @@ impl Driver {
         }
     }
 }
+
+/// An operator command under way: the command, what must be true when it is
+/// done, where to answer, since when.
+type Pending = (Command, Goal, oneshot::Sender<Result<String, String>>, Instant);
 
 /// What must be true for an operator command to be done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -198,3 +198,40 @@ pub async fn restore_home(t: &Taker, epoch: Epoch) -> Result<Arc<Server>, String
     );
     Ok(server)
 }
+
+#[cfg(test)]
+mod tests {
+    use ::nvram::{ClusterId, Durability, MemStorage, Options};
+
+    use super::*;
+    use crate::journal::{Journal as _, NvramJournal};
+    use crate::model::tests::session_with_tree;
+    use crate::model::Model;
+
+    /// The journal of a set held away from home, saved into the storage folder
+    /// as a giveback does, opens again there and rebuilds the same model: what
+    /// the home node restores.
+    #[test]
+    fn a_set_s_journal_saved_for_a_giveback_rebuilds_its_model() {
+        let (cluster, set) = (ClusterId(7), SetId(1));
+        let opts = || Options::new(cluster, NodeId(set.0), Durability::None);
+        let storage = MemStorage::new(1 << 20);
+        let region = Arc::new(::nvram::Journal::create(storage.clone(), opts()).unwrap());
+        let j = NvramJournal::new(region);
+        let mut live = Model::new();
+        live.add_set(ids::SetId(0), 5).unwrap();
+        session_with_tree(&mut live, ids::SetId(0));
+        j.checkpoint(&live.checkpoint()).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = handoff_path(dir.path(), set, Epoch(2));
+        assert!(path.ends_with("handoff-00001-00000000000000000002"), "{}", path.display());
+        write_synced(&path, &storage.current_image()).unwrap();
+        assert!(!path.with_extension("tmp").exists(), "the temporary file was renamed");
+
+        let bytes = std::fs::read(&path).unwrap();
+        let (_, recovery) = ::nvram::Journal::open(MemStorage::from_image(bytes), opts()).unwrap();
+        let rebuilt = crate::restart::rebuild_log(&recovery.own).unwrap().expect("a model to restore");
+        assert_eq!(rebuilt.model, live);
+    }
+}
