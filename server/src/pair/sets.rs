@@ -505,6 +505,32 @@ mod tests {
     }
 
     #[test]
+    fn a_hand_over_holds_requests_then_loses_the_lease_until_the_set_is_claimed_again() {
+        let lease = Lease::default();
+        let t = Instant::now();
+        lease.regain(Epoch(1));
+        lease.renew(t);
+        assert!(lease.admits(t) && lease.valid_at(t));
+        // StopReading: new requests wait at the gate; the ones in flight may
+        // still change the disk (the fence holds) while they drain.
+        lease.hold();
+        assert!(!lease.admits(t), "a held set admits no request");
+        assert!(lease.valid_at(t), "the drain's changes still pass the fence");
+        // Released: nothing more, until our next claim on the set.
+        lease.hand_over();
+        assert!(!lease.valid_at(t) && !lease.admits(t));
+        lease.regain(Epoch(3));
+        assert_eq!(lease.epoch(), Epoch(3));
+        lease.renew(t);
+        assert!(lease.admits(t), "given back: the lease is renewed for the new claim");
+        // A set taken over from the partner needs no renewal, until handed back.
+        let taken = Lease::unlimited();
+        assert!(taken.admits(t + LEASE * 100));
+        taken.hand_over();
+        assert!(!taken.valid_at(t));
+    }
+
+    #[test]
     fn a_partner_on_this_kernel_is_told_by_its_boot_id() {
         let dir = tempfile::tempdir().unwrap();
         assert!(!same_kernel(dir.path(), NodeId(2)), "nothing recorded");
