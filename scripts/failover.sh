@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # failover.sh: the takeover harness (issue 14, first takeover).
 #
-#   scripts/failover.sh [--kills N] [--freezes N] [--blocks N] [--size B] [--out DIR]
+#   scripts/failover.sh [--kills N] [--freezes N] [--elective N] [--blocks N] [--size B] [--out DIR]
 #
 # Each round starts a fresh pair on loopback ($DUET_BIN, else
 # target/release/duet, else a fresh release build): node A serves set A
@@ -19,21 +19,26 @@
 # a resend's replay key is found in the mirrored log; B stores the mirror
 # without a disk sync (policy process).
 #
-# No elective takeover or giveback yet (each round is a new pair).
+# An --elective round moves set A twice while the client writes: after a
+# quarter of the blocks `duet takeover` on B (A drains, saves its state into
+# its journal, which B's mirror holds, and releases; B claims, restores and
+# binds), after half of them `duet giveback` on B (B saves the set's journal
+# into the storage folder and releases; A restores from it and binds).
 #
 # Ends with exactly one line on stdout:
-#   kills K, freezes F, elective 0, requests R, lost L, duplicated D, client errors C
+#   kills K, freezes F, elective E, requests R, lost L, duplicated D, client errors C
 # and exits non-zero unless L, D and C are all 0. Stalls (from the client's last
 # answer before the fault to its first after) go to stderr per kind. The run's
 # folder is kept when something went wrong, or always with --out.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-kills=3 freezes=2 blocks=200 size=3000 out=""
+kills=3 freezes=2 elective=0 blocks=200 size=3000 out=""
 while [ $# -gt 0 ]; do
   case $1 in
     --kills) kills=$2; shift 2 ;;
     --freezes) freezes=$2; shift 2 ;;
+    --elective) elective=$2; shift 2 ;;
     --blocks) blocks=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
@@ -94,10 +99,54 @@ start_node() { # DIR ID POLICY
   eval "pid_$id=$!"
 }
 
-requests=0 lost=0 dup=0 errors=0 kills_done=0 freezes_done=0
-stalls_kill=() stalls_freeze=()
+requests=0 lost=0 dup=0 errors=0 kills_done=0 freezes_done=0 elective_done=0 givebacks_done=0
+stalls_kill=() stalls_freeze=() stalls_elective=() stalls_giveback=()
+
+# wrote: how many blocks the client answered so far (0 before its output exists).
+wrote() {
+  local c
+  c=$(grep -c '"wrote"' "$round/client.out" 2>/dev/null) || true
+  echo "${c:-0}"
+}
+
+# wait_wrote N: until the client answered N blocks.
+wait_wrote() {
+  for _ in $(seq 1200); do
+    [ "$(wrote)" -ge "$1" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# move CMD: runs `duet CMD` on B; prints "T0 T1" (when it began and ended), or fails.
+move() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  if ! "$bin" "$1" --socket "$round/b/state/admin.sock" >>"$round/moves.log" 2>&1; then return 1; fi
+  t1=$(date +%s.%N)
+  echo "$t0 $t1"
+}
+
+# stall T0 T1: the client's longest gap between two answers around [T0, T1], in ms.
+stall() {
+  python3 - "$round/client.out" "$1" "$2" <<'EOF'
+import json, sys
+t0, t1 = float(sys.argv[2]), float(sys.argv[3])
+ts = []
+for line in open(sys.argv[1]):
+    try:
+        d = json.loads(line)
+    except Exception:
+        continue
+    if "wrote" in d:
+        ts.append(d["t"])
+gaps = [b - a for a, b in zip(ts, ts[1:]) if b >= t0 and a <= t1]
+print(round(max(gaps) * 1000) if gaps else -1)
+EOF
+}
 n=0
-for kind in $(for _ in $(seq "$kills"); do echo kill; done; for _ in $(seq "$freezes"); do echo freeze; done); do
+for kind in $(for _ in $(seq "$kills"); do echo kill; done; for _ in $(seq "$freezes"); do echo freeze; done
+              for _ in $(seq "$elective"); do echo elective; done); do
   n=$((n + 1))
   round=$base/round-$n-$kind
   mkdir -p "$round/storage/seta" "$round/storage/setb" "$round/storage/.duet"
@@ -113,12 +162,26 @@ for kind in $(for _ in $(seq "$kills"); do echo kill; done; for _ in $(seq "$fre
     >"$round/client.out" 2>"$round/client.err" &
   client=$!
   for _ in $(seq 600); do
-    [ "$(grep -c '"wrote"' "$round/client.out" 2>/dev/null || true)" -ge $((blocks / 4)) ] && break
+    [ "$(wrote)" -ge $((blocks / 4)) ] && break
     sleep 0.05
   done
   wait_until "$round/b" "p['partner_mirror']['current']" 30 || true
   if [ "$kind" = kill ]; then
     kill -9 "$pid_1"; wait "$pid_1" 2>/dev/null || true; kills_done=$((kills_done + 1))
+  elif [ "$kind" = elective ]; then
+    wait_until "$round/a" "p['partner_mirror']['current']" 30 || true
+    if span=$(move takeover); then
+      elective_done=$((elective_done + 1))
+      wait_wrote $((blocks / 2)) || true
+      wait_until "$round/a" "p['partner_mirror']['current'] and p['mirror']['state']=='current'" 30 || true
+      if span2=$(move giveback); then
+        givebacks_done=$((givebacks_done + 1))
+      else
+        log "failover: round $n: the giveback failed: $(tail -n 1 "$round/moves.log")"; errors=$((errors + 1)); keep=1
+      fi
+    else
+      log "failover: round $n: the takeover failed: $(tail -n 1 "$round/moves.log")"; errors=$((errors + 1)); keep=1
+    fi
   else
     kill -STOP "$pid_1"
     for _ in $(seq 600); do grep -q "claimed the partner's set" "$round/b/duet.log" && break; sleep 0.1; done
@@ -158,7 +221,14 @@ print(blocks, lost, dup, err, doc.get("stall_ms", -1))
 EOF
 )
   requests=$((requests + r)); lost=$((lost + l)); dup=$((dup + d)); errors=$((errors + e))
-  if [ "$kind" = kill ]; then stalls_kill+=("$s"); else stalls_freeze+=("$s"); fi
+  case $kind in
+    kill) stalls_kill+=("$s") ;;
+    freeze) stalls_freeze+=("$s") ;;
+    elective)
+      if [ -n "${span:-}" ]; then stalls_elective+=("$(stall $span)"); fi
+      if [ -n "${span2:-}" ]; then stalls_giveback+=("$(stall $span2)"); fi
+      span="" span2="" ;;
+  esac
   log "failover: round $n ($kind): requests $r, lost $l, duplicated $d, client errors $e, stall ${s} ms"
   if [ "$l" != 0 ] || [ "$d" != 0 ] || [ "$e" != 0 ]; then keep=1; fi
   for p in "${pids[@]}"; do
@@ -179,5 +249,8 @@ EOF
 }
 pct kill "${stalls_kill[@]}"
 pct freeze "${stalls_freeze[@]}"
-echo "kills $kills_done, freezes $freezes_done, elective 0, requests $requests, lost $lost, duplicated $dup, client errors $errors"
+pct elective "${stalls_elective[@]}"
+pct giveback "${stalls_giveback[@]}"
+[ "$elective" = 0 ] || log "failover: $givebacks_done givebacks"
+echo "kills $kills_done, freezes $freezes_done, elective $elective_done, requests $requests, lost $lost, duplicated $dup, client errors $errors"
 [ "$lost" = 0 ] && [ "$dup" = 0 ] && [ "$errors" = 0 ]

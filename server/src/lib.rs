@@ -187,14 +187,28 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
         None => None,
     };
     // The share sets: the node's own set is served on its address, and only
-    // while this node owns it; the partner's is watched for a takeover.
+    // while this node owns it; who serves which set is the state machine's to
+    // say (`pair::driver`).
     let whole = cfg.clone();
     let sets = cfg.pair.as_ref().and_then(|p| p.sets());
-    let mut own_epoch = takeover::Epoch(0);
+    let mut driver = None;
     if let (Some(sets), Some(p)) = (&sets, &pair) {
-        match start_sets(&mut cfg, sets, p).await? {
-            Some(epoch) => own_epoch = epoch,
-            None => return standby(cfg, p.clone(), shutdown).await,
+        let flag = opened.recovery.as_ref().map_or(takeover::Flag::CleanShutdown, |r| r.flag);
+        let (handle, verdict) = start_sets(&whole, sets, p, flag).await?;
+        match verdict {
+            pair::driver::Verdict::Serve { .. } => {
+                cfg = handle.taker().home_config(true);
+                driver = Some(handle);
+            }
+            pair::driver::Verdict::Standby { epoch, owner } => {
+                let owner = owner.map_or("an unreadable claim".to_string(), |o| format!("node {}", o.0));
+                eprintln!(
+                    "duet: set {} is held by {owner} at epoch {}: waiting (not serving it)",
+                    sets.own.home, epoch.0
+                );
+                warn!(set = sets.own.home, epoch = epoch.0, %owner, "pair: our set is held by another node: waiting for a giveback");
+                return standby(cfg, p.clone(), handle, opened, shutdown).await;
+            }
         }
     }
     let (model, writes, renames, creates, appends) = match &opened.recovery {
@@ -225,6 +239,7 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
         for share in &server.shares {
             share.fs.set_fence(lease.clone());
         }
+        server.lease = Some(lease.clone());
     }
     server.journal = opened.journal.clone();
     server.retirer.enable(opened.policy.survives_power_loss());
@@ -242,12 +257,13 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
     }
     restart::start(&server, &opened, &renames, &appends).await?;
     info!(took_ms = t0.elapsed().as_millis() as u64, "journal ready: state restored, checkpointed and flagged");
-    tokio::spawn(restart::retire::run(server.clone(), opened.policy.survives_power_loss()));
-    if let (Some(sets), Some(p)) = (sets, pair.clone()) {
-        let taker = restart::takeover::Taker { cfg: whole, sets, pair: p, own_epoch };
-        tokio::spawn(restart::takeover::watch(taker, |taken, listener| {
-            tokio::spawn(serve_taken(taken, listener));
-        }));
+    match &driver {
+        // The driver binds the set's address, and runs its background tasks
+        // while it serves it.
+        Some(d) => d.home_restored(server.clone()),
+        None => {
+            tokio::spawn(restart::retire::run(server.clone(), opened.policy.survives_power_loss()));
+        }
     }
     let failed = Arc::new(std::sync::Mutex::new(None));
     let stopping = {
@@ -262,81 +278,80 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
             }
         }
     };
-    let stop = serve(server.clone(), stopping).await?;
+    let stop = serve(server.clone(), stopping, driver.is_none()).await?;
     stop.abort();
-    restart::elective_reboot(&server, &opened).await;
+    match &driver {
+        None => restart::elective_reboot(&server, &opened).await,
+        Some(d) => save_home(d, &opened).await,
+    }
     if let Some(why) = failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
         return Err(RunError::Pair(why));
     }
     Ok(())
 }
 
-/// A pair member's share sets at start ([`pair::sets`]): claims its own set
-/// (or finds it held by the partner), records its boot id, starts its storage
-/// heartbeat and lease. Returns the epoch at which it serves its own set, with
-/// `cfg` narrowed to the set's shares and address; `None` when the partner
-/// holds the set (the node waits, [`standby`]).
+/// A pair member's share sets at start: records its boot id, starts its
+/// storage heartbeat and lease, and the state machine's driver
+/// ([`pair::driver`]), and waits for its verdict on our own set: serve it
+/// (the lease is then for our claim), or wait for a giveback.
 async fn start_sets(
-    cfg: &mut Config,
+    whole: &Config,
     sets: &pair::config::Sets,
     p: &Arc<pair::Pair>,
-) -> Result<Option<takeover::Epoch>, RunError> {
-    use pair::sets::{OwnSet, SetStatus};
+    flag: takeover::Flag,
+) -> Result<(pair::driver::Handle, pair::driver::Verdict), RunError> {
     let (cluster, me) = (takeover::ClusterId(p.config().cluster), takeover::NodeId(p.config().node));
-    let storage = sets.storage.clone();
-    let own = tokio::task::spawn_blocking(move || pair::sets::own_set_at_start(&storage, cluster, me))
-        .await
-        .map_err(|e| RunError::Pair(e.to_string()))?
+    std::fs::create_dir_all(&sets.storage)
         .map_err(|e| RunError::Pair(format!("the shared storage folder {}: {e}", sets.storage.display())))?;
     if let Err(e) = pair::sets::record_boot(&sets.storage, me) {
         warn!(dir = %sets.storage.display(), "pair: cannot record the boot id (a takeover will write answered WRITEs again): {e}");
     }
     let lease = Arc::new(pair::sets::Lease::default());
-    let epoch = match own {
-        OwnSet::Serve { epoch } => epoch,
-        OwnSet::Held { .. } => takeover::Epoch(0),
-    };
-    pair::sets::start_storage_heartbeat(sets.storage.clone(), cluster, me, epoch, lease.clone())
+    pair::sets::start_storage_heartbeat(sets.storage.clone(), cluster, me, lease.clone())
         .map_err(|e| RunError::Pair(format!("cannot start the storage heartbeat: {e}")))?;
-    p.set_lease(lease);
-    p.set_status(SetStatus::new(&sets.partner, "the partner's", takeover::Epoch(0)));
-    match own {
-        OwnSet::Held { epoch, owner } => {
-            let owner = owner.map_or("an unreadable claim".to_string(), |o| format!("node {}", o.0));
-            p.set_status(SetStatus::new(&sets.own, format!("waiting: held by {owner}"), epoch));
-            eprintln!("duet: set {} is held by {owner} at epoch {}: waiting (not serving it)", sets.own.home, epoch.0);
-            warn!(set = sets.own.home, epoch = epoch.0, %owner, "pair: our set is held by another node: waiting for a giveback, serving nothing");
-            Ok(None)
-        }
-        OwnSet::Serve { epoch } => {
-            p.set_status(SetStatus::new(&sets.own, "serving", epoch));
-            cfg.listen = vec![sets.own.address];
-            cfg.shares.retain(|s| sets.own.shares.iter().any(|n| n.eq_ignore_ascii_case(&s.name)));
-            Ok(Some(epoch))
-        }
+    p.set_lease(lease.clone());
+    let taker = restart::takeover::Taker { cfg: whole.clone(), sets: sets.clone(), pair: p.clone() };
+    let (handle, verdict) = pair::driver::start(taker, flag)?;
+    p.set_driver(handle.clone());
+    let verdict = verdict.await.map_err(|_| RunError::Pair("the pair's driver stopped at start".into()))?;
+    if let pair::driver::Verdict::Serve { epoch } = verdict {
+        lease.regain(epoch);
     }
+    Ok((handle, verdict))
 }
 
 /// A pair member whose own set its partner holds: it keeps its interconnect
 /// (its journal stays mirrored) and its admin socket, and serves no share,
-/// until `shutdown` (or the pair's failure).
-async fn standby(cfg: Config, pair: Arc<pair::Pair>, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+/// until the partner gives the set back (the driver then restores and serves
+/// it), `shutdown`, or the pair's failure.
+async fn standby(
+    cfg: Config,
+    pair: Arc<pair::Pair>,
+    driver: pair::driver::Handle,
+    opened: restart::Opened,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let mut server = Server::new(cfg)?;
     server.pair = Some(pair.clone());
     let server = Arc::new(server);
     let _admin = start_admin(&server).await?;
-    tokio::select! {
+    let r = tokio::select! {
         () = shutdown => Ok(()),
         () = server.stop.notified() => Ok(()),
         why = pair.failed() => Err(RunError::Pair(why)),
-    }
+    };
+    save_home(&driver, &opened).await;
+    r
 }
 
-/// Serves a share set taken over from the partner ([`restart::takeover`]) on
-/// its bound address, for as long as the process runs.
-async fn serve_taken(server: Arc<Server>, listener: TcpListener) {
-    tokio::spawn(state::durable::scavenger(server.clone()));
-    accept_loop(server, listener).await;
+/// At a stop: saves our own set's state as an elective reboot when this node
+/// serves it (the driver knows which server that is now); a node that does not
+/// hold its set has nothing of it to save.
+async fn save_home(driver: &pair::driver::Handle, opened: &restart::Opened) {
+    match driver.home_serving() {
+        Some(server) => restart::elective_reboot(&server, opened).await,
+        None => info!("stopping: this node does not serve its set; nothing to save"),
+    }
 }
 
 /// Runs the server with a given consistency-point journal.
@@ -350,14 +365,22 @@ pub async fn run_with_journal(
     let mut server = Server::new(cfg)?;
     server.journal = journal;
     let server = Arc::new(server);
-    serve(server, shutdown).await?.abort();
+    serve(server, shutdown, true).await?.abort();
     Ok(())
 }
 
 /// Listens and serves until `shutdown` resolves; returns the handle that
 /// stops accepting.
-async fn serve(server: Arc<Server>, shutdown: impl Future<Output = ()>) -> Result<Listening, RunError> {
-    tokio::spawn(state::durable::scavenger(server.clone()));
+/// `background`: the server's own scavenger runs here (a pair member's set
+/// server has it from the driver, which stops it with the set).
+async fn serve(
+    server: Arc<Server>,
+    shutdown: impl Future<Output = ()>,
+    background: bool,
+) -> Result<Listening, RunError> {
+    if background {
+        tokio::spawn(state::durable::scavenger(server.clone()));
+    }
     let admin = start_admin(&server).await?;
     let mut listeners = Vec::new();
     for addr in &server.cfg.listen {
@@ -367,7 +390,7 @@ async fn serve(server: Arc<Server>, shutdown: impl Future<Output = ()>) -> Resul
         info!(%local, "listening");
         listeners.push(l);
     }
-    let tasks = listeners.into_iter().map(|l| tokio::spawn(accept_loop(server.clone(), l))).collect();
+    let tasks = listeners.into_iter().map(|l| tokio::spawn(accept_loop(server.clone(), Arc::new(l), None))).collect();
     tokio::select! {
         () = shutdown => info!("shutting down"),
         () = server.stop.notified() => info!("shutting down: `duet stop`"),
@@ -412,7 +435,7 @@ async fn start_admin(server: &Arc<Server>) -> Result<Option<admin::socket::Socke
 /// want of descriptors or memory, the connection waits in the backlog and
 /// the loop backs off briefly rather than spinning; either is logged at
 /// most once a second.
-async fn accept_loop(server: Arc<Server>, l: TcpListener) {
+pub(crate) async fn accept_loop(server: Arc<Server>, l: Arc<TcpListener>, conns: Option<Arc<pair::serving::ConnTasks>>) {
     let mut refused = Throttle::default();
     let mut failed = Throttle::default();
     loop {
@@ -436,7 +459,7 @@ async fn accept_loop(server: Arc<Server>, l: TcpListener) {
                 let server = server.clone();
                 let id = server.next_conn_id();
                 let span = tracing::info_span!("conn", id, %peer);
-                tokio::spawn(
+                let task = tokio::spawn(
                     async move {
                         // Held until the connection's task ends, however it ends.
                         let _slot = slot;
@@ -444,6 +467,9 @@ async fn accept_loop(server: Arc<Server>, l: TcpListener) {
                     }
                     .instrument(span),
                 );
+                if let Some(conns) = &conns {
+                    conns.add(task.abort_handle());
+                }
             }
             Err(e) => {
                 let scarce =

@@ -126,6 +126,10 @@ enum Command {
         /// The shares of the partner's set, comma-separated.
         #[arg(long, value_delimiter = ',')]
         pair_partner_shares: Vec<String>,
+        /// Ask for this node's set back once the partner holds it and our
+        /// mirror of its journal is current (default true).
+        #[arg(long)]
+        pair_auto_giveback: Option<bool>,
     },
     /// Show a running server's sessions, open files, retained handles and
     /// journal (root or the server's user only).
@@ -147,6 +151,26 @@ enum Command {
     /// the requests in flight, saves its state to the journal (an elective
     /// reboot: the next start restores it) and exits. Waits for the exit.
     Stop {
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// On a pair member: take the partner's share set over (elective: the
+    /// partner drains, saves and releases it; this node restores and serves
+    /// it). Waits until it serves it, or says why not.
+    Takeover {
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// On a pair member: move the set that is away from home back to its
+    /// home node (on either node). Refused while either mirror is behind.
+    Giveback {
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// On a pair member: move share set SET (its home node's id) to the
+    /// other node, whichever way it goes.
+    Move {
+        set: u16,
         #[command(flatten)]
         socket: SocketArgs,
     },
@@ -235,6 +259,7 @@ fn main() -> ExitCode {
             pair_shares,
             pair_partner_address,
             pair_partner_shares,
+            pair_auto_giveback,
         } => {
             server::init_logging(&log_level);
             let mut cfg = match &config {
@@ -320,6 +345,7 @@ fn main() -> ExitCode {
                 shares: pair_shares,
                 partner_address: pair_partner_address,
                 partner_shares: pair_partner_shares,
+                auto_giveback: pair_auto_giveback,
             };
             match pair.apply(cfg.pair.take()) {
                 Ok(p) => cfg.pair = p,
@@ -399,6 +425,9 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Takeover { socket } => pair_command(socket, server::admin::Request::Takeover),
+        Command::Giveback { socket } => pair_command(socket, server::admin::Request::Giveback),
+        Command::Move { set, socket } => pair_command(socket, server::admin::Request::Move { set }),
         Command::User { command: UserCommand::Add { name, users, password } } => {
             let password = match password {
                 Some(p) => p,
@@ -425,6 +454,14 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+/// `duet takeover`, `giveback`, `move`.
+fn pair_command(socket: SocketArgs, req: server::admin::Request) -> ExitCode {
+    match socket.path().and_then(|p| server::admin::client::pair_command(&p, &req, &mut std::io::stdout().lock())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
     }
 }
 

@@ -430,8 +430,8 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             // without its lease. A node resumed from a freeze finds it run out and
             // waits for its storage heartbeat to renew it, which it does not once
             // the partner claimed the set: the connection closes, nothing is done.
-            if let Some(lease) = server.pair.as_ref().and_then(|p| p.lease()) {
-                if !lease.valid_at(std::time::Instant::now()) && !lease.wait_valid().await {
+            if let Some(lease) = &server.lease {
+                if !lease.admits(std::time::Instant::now()) && !lease.wait_valid().await {
                     warn!("no lease on our share set (it was taken over, or storage is stalled): closing");
                     return Flow::Close;
                 }
@@ -447,7 +447,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
                 // The lease is checked again right before each change on disk
                 // (`pair::fence`): an element held up past it changes nothing,
                 // and its connection closes with no answer and no point 3.
-                let fence = Mark::take(server.pair.as_ref());
+                let fence = Mark::take(server.lease.as_ref());
                 let r =
                     run_element(conn, &server, &hdr_eff, &elem, c.encrypted, chain, single, (op, index), point2).await;
                 if fence.crossed() {
@@ -673,7 +673,7 @@ fn may_park(command: u16) -> bool {
 fn park(conn: &mut ConnState, chain: Chain, w: Waiting, fut: PendingFut) {
     let fut = cancellable(conn, w.async_id, w.hdr.message_id, w.hdr_eff.session_id, fut);
     let tx = conn.resume_tx.clone();
-    let fence = Mark::take(conn.server.pair.as_ref());
+    let fence = Mark::take(conn.server.lease.as_ref());
     tokio::spawn(async move {
         let result = fut.await;
         let resume: Resume = if fence.crossed() {
@@ -1212,7 +1212,7 @@ async fn spawn_deferred(
     let lease = lease.unwrap_or_default().with_slot(permit);
     let tx = conn.tx.clone();
     let server = conn.server.clone();
-    let fence = Mark::take(server.pair.as_ref());
+    let fence = Mark::take(server.lease.as_ref());
     tokio::spawn(async move {
         let resp = match fut.await {
             Ok(r) => r,
@@ -1497,7 +1497,7 @@ fn spawn_pending(
     let tx = conn.tx.clone();
     let server = conn.server.clone();
     let enc = if encrypted { conn.session(session_id).and_then(|s| s.crypto()).map(|c| (c, session_id)) } else { None };
-    let fence = Mark::take(server.pair.as_ref());
+    let fence = Mark::take(server.lease.as_ref());
     tokio::spawn(async move {
         let resp = match fut.await {
             Ok(r) => r,

@@ -271,6 +271,21 @@ impl Node {
     }
 }
 
+impl Node {
+    /// `duet ARGS --socket` this node's admin socket: whether it succeeded, and
+    /// what it printed.
+    fn admin(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(common::duet_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(self.root.join("state/admin.sock"))
+            .output()
+            .expect("duet runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
@@ -413,7 +428,9 @@ fn a_killed_node_s_set_is_taken_over_and_its_client_finishes() {
     let st = b.status_until("serving set 1", |s| set_state(s, 1).0 == "serving");
     assert_eq!(set_state(&st, 1), ("serving".into(), 2), "{st:#}");
     assert!(b.log().contains("took over set 1 (epoch 2)"), "{}", b.log());
-    // A comes back: it learns that B holds its set, and waits.
+    // A comes back: it learns that B holds its set, and waits (no auto-giveback
+    // here: `giveback_after_a_kill_and_restart_brings_the_set_home` has it).
+    a.args.extend(["--pair-auto-giveback".to_string(), "false".to_string()]);
     a.start();
     let st = a.status_until("waiting for its set", |s| set_state(s, 1).0.starts_with("waiting"));
     assert_eq!(set_state(&st, 1), ("waiting: held by node 2".into(), 2), "{st:#}");
@@ -736,4 +753,120 @@ fn a_rename_whose_node_died_after_renaming_is_followed_by_the_partner() {
     assert_eq!(resend["resend"], "ok", "the resent rename was refused\n{context}");
     assert!(l.storage().join("seta/after.txt").exists(), "{context}");
     assert!(!l.storage().join("seta/before.txt").exists(), "{context}");
+}
+
+/// `duet takeover` on B moves A's set to B while a client writes through a
+/// durable handle on A's address: A drains, saves its state into its journal
+/// (which B's mirror holds), releases; B claims the set at the next epoch,
+/// restores it from its mirror and binds. The client sees a delay: its
+/// connection closes, it reconnects to the same address (B now), reclaims its
+/// handle (DH2C) and resends what had no answer; the open is append-only, so a
+/// request carried out twice would show its block twice, one lost would leave
+/// a hole. A serves nothing and waits; `duet move 1` on B sends the set back
+/// (a giveback from the holder), and the client, still writing, follows it.
+#[test]
+fn an_elective_takeover_and_a_giveback_move_a_set_and_its_writing_client() {
+    let l = Layout::new();
+    let (a, b) = start_pair(&l, "process", "process", &[]);
+    let (blocks, size) = (160, 4096);
+    let mut client = Client::start(
+        &l.address(1),
+        "seta",
+        &["--append", "--blocks", &blocks.to_string(), "--size", &size.to_string(), "--pause", "0.01", "--wait-at", "40"],
+    );
+    client.until("wrote 20 blocks", |v| v["wrote"].as_u64().is_some_and(|i| i >= 20));
+    // Refused while our mirror of A is not current is shown elsewhere; here both are.
+    b.status_until("holding a current mirror of A", |s| s["partner_mirror"]["current"] == true);
+    let (ok, out) = b.admin(&["takeover"]);
+    let context = || format!("{out}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
+    assert!(ok, "duet takeover failed: {}", context());
+    assert!(out.contains("set 1 served here"), "{}", context());
+    let st = b.status_until("serving set 1", |s| set_state(s, 1).0 == "serving");
+    assert_eq!(set_state(&st, 1), ("serving".into(), 2), "{st:#}");
+    // A handed its set over on purpose: it runs on, in standby, and did not step down.
+    let st = a.status_until("waiting for its set", |s| set_state(s, 1).0.starts_with("waiting"));
+    assert_eq!(set_state(&st, 1).1, 2, "{st:#}");
+    assert!(!a.log().contains("stepping down"), "{}", a.log());
+    assert!(a.log().contains("hand-over: state saved into our journal"), "{}", a.log());
+    client.until("waiting at block 40", |v| v["waiting"] == 40);
+    client.go();
+    client.until("wrote 80 blocks", |v| v["wrote"].as_u64().is_some_and(|i| i >= 80));
+    // Back home: `duet move 1` on the holder gives it back.
+    let (ok, out) = b.admin(&["move", "1"]);
+    assert!(ok, "duet move 1 failed: {out}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
+    let st = a.status_until("serving its set again", |s| set_state(s, 1).0 == "serving");
+    assert_eq!(set_state(&st, 1), ("serving".into(), 3), "{st:#}");
+    assert!(b.log().contains("the set's journal saved into the storage folder"), "{}", b.log());
+    let (done, stderr) = client.finish();
+    let context = format!("client: {done}\n{stderr}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
+    assert_eq!(done["done"], true, "{context}");
+    assert!(done["reconnects"].as_u64().unwrap_or(0) >= 2, "the client did not follow both moves: {context}");
+    assert_eq!(done["reclaimed"], true, "{context}");
+    assert_eq!(done["server_guids"].as_array().map(Vec::len), Some(1), "{context}");
+    eprintln!("longest stall across the two moves: {} ms", done["stall_ms"]);
+    assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
+}
+
+/// A is killed while a client writes through a durable handle; B takes the set
+/// over; A, started again, waits in standby until its mirror of B's journal is
+/// current, then asks for its set back (auto-giveback); B drains, saves the
+/// set's journal (what happened while B held it, in B's memory) into the
+/// storage folder and releases; A restores from it and serves. The client
+/// follows both moves: every block once, the same file id all along.
+#[test]
+fn giveback_after_a_kill_and_restart_brings_the_set_home() {
+    let l = Layout::new();
+    let (mut a, b) = start_pair(&l, "process", "process", &[]);
+    let (blocks, size) = (120, 4096);
+    let mut client = Client::start(
+        &l.address(1),
+        "seta",
+        &["--append", "--blocks", &blocks.to_string(), "--size", &size.to_string(), "--pause", "0.01", "--wait-at", "60"],
+    );
+    client.until("wrote 20 blocks", |v| v["wrote"].as_u64().is_some_and(|i| i >= 20));
+    b.status_until("holding a current mirror of A", |s| s["partner_mirror"]["current"] == true);
+    a.kill9();
+    b.status_until("serving set 1", |s| set_state(s, 1).0 == "serving");
+    // The client goes on through B, then waits while A comes back.
+    client.until("waiting at block 60", |v| v["waiting"] == 60);
+    a.start();
+    let st = a.status_until("serving its set again", |s| set_state(s, 1).0 == "serving");
+    assert_eq!(set_state(&st, 1), ("serving".into(), 3), "{st:#}");
+    assert!(a.log().contains("waiting (not serving it)"), "{}", a.log());
+    assert!(a.log().contains("our set restored from what the partner saved"), "{}", a.log());
+    b.status_until("the partner's set given back", |s| set_state(s, 1).0 == "the partner's");
+    client.go();
+    let (done, stderr) = client.finish();
+    let context = format!("client: {done}\n{stderr}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
+    assert_eq!(done["done"], true, "{context}");
+    assert!(done["reconnects"].as_u64().unwrap_or(0) >= 2, "the client did not follow both moves: {context}");
+    assert_eq!(done["reclaimed"], true, "{context}");
+    assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
+}
+
+/// A giveback to a node whose mirror of its partner is behind is refused and
+/// reported: A, started again after B took its set over, has a receiving side
+/// that is stuck (a failpoint), so B never says A's mirror is current; A waits
+/// (auto-giveback says why in `duet status`), `duet giveback` on A is refused
+/// with the reason, and B keeps serving the set.
+#[test]
+fn a_giveback_is_refused_while_the_mirror_is_behind() {
+    let l = Layout::new();
+    let (mut a, b) = start_pair(&l, "process", "process", &[]);
+    b.status_until("holding a current mirror of A", |s| s["partner_mirror"]["current"] == true);
+    a.kill9();
+    b.status_until("serving set 1", |s| set_state(s, 1).0 == "serving");
+    a.env.push(("DUET_FAILPOINT".into(), "mirror-receive:30000".into()));
+    a.start();
+    let st = a.status_until("waiting, and saying why", |s| set_state(s, 1).0.contains("giveback waits"));
+    assert!(set_state(&st, 1).0.contains("mirror"), "{st:#}");
+    let (ok, out) = a.admin(&["giveback"]);
+    assert!(!ok, "a giveback with a stale mirror went through: {out}");
+    assert!(out.contains("refused") && out.contains("mirror"), "{out}");
+    let st = a.pair_status().expect("status");
+    let sets = st["sets"].as_array().cloned().unwrap_or_default();
+    assert!(sets.iter().any(|s| s["note"].as_str().unwrap_or("").contains("refused")), "{st:#}");
+    // B still serves it.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(set_state(&b.pair_status().expect("status"), 1).0, "serving");
 }

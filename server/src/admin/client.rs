@@ -62,6 +62,16 @@ pub fn close_handle(socket: &Path, id: &str, out: &mut dyn Write) -> Result<(), 
     }
 }
 
+/// `duet takeover`, `duet giveback`, `duet move SET`: one pair command, and
+/// what came of it.
+pub fn pair_command(socket: &Path, req: &Request, out: &mut dyn Write) -> Result<(), String> {
+    match call(socket, req)? {
+        Response::Moved { message } => writeln!(out, "{message}").map_err(|e| e.to_string()),
+        Response::Error { message } => Err(message),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
 /// How long `duet stop` waits for the server to exit: its drain of the
 /// requests in flight takes up to 5 s, the checkpoint after it less.
 const STOP_WAIT: Duration = Duration::from_secs(30);
@@ -219,6 +229,12 @@ fn render_pair(p: &crate::pair::PairStatus, out: &mut dyn Write) -> io::Result<(
     )?;
     for s in &p.sets {
         writeln!(out, "  set {} on {} ({}): {}, epoch {}", s.set, s.address, s.shares.join(", "), s.state, s.epoch)?;
+        if !s.phase.is_empty() {
+            writeln!(out, "    phase: {}", s.phase)?;
+        }
+        if !s.note.is_empty() {
+            writeln!(out, "    {}", s.note)?;
+        }
     }
     writeln!(out, "  heartbeats: {} seen, {} sent", p.heartbeats_seen, p.heartbeats_sent)?;
     let r = &p.refused;

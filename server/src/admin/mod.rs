@@ -32,7 +32,8 @@ use crate::model::{Caching, Durability, Model, OplockLevel, Timestamp};
 use crate::state::{lock, Server};
 
 /// One request, one line of JSON: `{"op":"status"}`,
-/// `{"op":"close-handle","id":1234}` or `{"op":"stop"}`.
+/// `{"op":"close-handle","id":1234}`, `{"op":"stop"}`, and on a pair member
+/// `{"op":"takeover"}`, `{"op":"giveback"}`, `{"op":"move","set":1}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
@@ -43,6 +44,14 @@ pub enum Request {
     /// Stop the server as SIGTERM does: stop accepting, drain, save the
     /// state and set the journal's flag to "elective reboot".
     Stop,
+    /// A pair member takes its partner's set over (elective).
+    Takeover,
+    /// A pair member gives the set away from home back (run on either node).
+    Giveback,
+    /// A pair member moves set `set` to the other node (whichever way).
+    Move {
+        set: u16,
+    },
 }
 
 /// The answer, one line of JSON, tagged by `result`.
@@ -56,6 +65,10 @@ pub enum Response {
     /// The server is stopping; the caller waits for `pid` to exit.
     Stopping {
         pid: u32,
+    },
+    /// A pair command was carried out: what came of it.
+    Moved {
+        message: String,
     },
     Error {
         message: String,
@@ -193,6 +206,27 @@ pub fn execute(server: &Arc<Server>, req: Request) -> Response {
             server.stop.notify_one();
             Response::Stopping { pid: std::process::id() }
         }
+        Request::Takeover | Request::Giveback | Request::Move { .. } => pair_command(server, req),
+    }
+}
+
+/// `duet takeover`, `giveback`, `move`: handed to the pair's state machine
+/// ([`crate::pair::driver`]); waits (on this blocking thread) until the set
+/// serves where it was meant to, or the command is refused.
+fn pair_command(server: &Arc<Server>, req: Request) -> Response {
+    let Some(driver) = server.pair.as_ref().and_then(|p| p.driver()) else {
+        return Response::Error { message: "not a pair member with share sets".into() };
+    };
+    let command = match req {
+        Request::Takeover => crate::pair::driver::Ask::Takeover,
+        Request::Giveback => crate::pair::driver::Ask::Giveback,
+        Request::Move { set } => crate::pair::driver::Ask::Move(set),
+        _ => return Response::Error { message: "not a pair command".into() },
+    };
+    info!(?command, "pair command from the admin socket");
+    match tokio::runtime::Handle::current().block_on(driver.command(command)) {
+        Ok(message) => Response::Moved { message },
+        Err(message) => Response::Error { message },
     }
 }
 

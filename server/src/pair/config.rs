@@ -16,6 +16,7 @@
 //! shares = ["a"]                # and its shares (names of [[share]] tables)
 //! partner_address = "127.0.1.2:4450"  # the partner's set: its client address
 //! partner_shares = ["b"]        # and its shares (configured here too: the same paths)
+//! auto_giveback = true          # ask for our set back once our mirror is current
 //! ```
 //!
 //! Without `[pair]` the node runs alone, as before. With it, its journal carries the
@@ -73,12 +74,22 @@ pub struct PairConfig {
     /// The partner's set's shares.
     #[serde(default)]
     pub partner_shares: Vec<String>,
+    /// Ask for our set back as soon as the partner holds it and our mirror of
+    /// the partner's journal is current (on unless set false).
+    #[serde(default = "yes")]
+    pub auto_giveback: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The two share sets of a pair, as one node sees them ([`PairConfig::sets`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sets {
     pub storage: PathBuf,
+    /// [`PairConfig::auto_giveback`].
+    pub auto_giveback: bool,
     /// This node's set.
     pub own: SetConfig,
     /// The partner's set.
@@ -140,6 +151,7 @@ impl PairConfig {
     pub fn sets(&self) -> Option<Sets> {
         Some(Sets {
             storage: self.storage.clone()?,
+            auto_giveback: self.auto_giveback,
             own: SetConfig { home: self.node, address: self.address?, shares: self.shares.clone() },
             partner: SetConfig {
                 home: self.partner_node?,
@@ -164,6 +176,7 @@ pub struct PairFlags {
     pub shares: Vec<String>,
     pub partner_address: Option<SocketAddr>,
     pub partner_shares: Vec<String>,
+    pub auto_giveback: Option<bool>,
 }
 
 impl PairFlags {
@@ -180,6 +193,7 @@ impl PairFlags {
             || !self.shares.is_empty()
             || self.partner_address.is_some()
             || !self.partner_shares.is_empty()
+            || self.auto_giveback.is_some()
     }
 
     /// The file's pair (if any) with the flags laid over it. Flags without a file's
@@ -205,6 +219,7 @@ impl PairFlags {
                 if !self.partner_shares.is_empty() {
                     p.partner_shares = self.partner_shares;
                 }
+                p.auto_giveback = self.auto_giveback.unwrap_or(p.auto_giveback);
                 p
             }
             None => {
@@ -222,6 +237,7 @@ impl PairFlags {
                     shares: self.shares,
                     partner_address: self.partner_address,
                     partner_shares: self.partner_shares,
+                    auto_giveback: self.auto_giveback.unwrap_or(true),
                 }
             }
         };
@@ -246,6 +262,7 @@ mod tests {
             shares: vec!["a".into()],
             partner_address: Some("127.0.1.2:4450".parse().unwrap()),
             partner_shares: vec!["b".into()],
+            auto_giveback: true,
         }
     }
 

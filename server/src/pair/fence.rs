@@ -37,7 +37,6 @@ use std::time::Instant;
 use tracing::warn;
 
 use super::sets::Lease;
-use super::Pair;
 
 impl crate::fs::Fence for Lease {
     fn holds(&self) -> bool {
@@ -58,10 +57,10 @@ impl crate::fs::Fence for Lease {
 pub struct Mark(Option<(Arc<Lease>, u64)>);
 
 impl Mark {
-    /// Notes the refusals so far; nothing on a node without a lease (not a pair
-    /// member, or a set taken over from the partner).
-    pub fn take(pair: Option<&Arc<Pair>>) -> Mark {
-        Mark(pair.and_then(|p| p.lease()).map(|l| (l.clone(), l.refusals())))
+    /// Notes the refusals so far of a server's lease; nothing on a server
+    /// without one (not a pair member).
+    pub fn take(lease: Option<&Arc<Lease>>) -> Mark {
+        Mark(lease.map(|l| (l.clone(), l.refusals())))
     }
 
     /// The fence refused a change since [`Mark::take`]: the element's

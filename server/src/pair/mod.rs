@@ -35,11 +35,13 @@
 //!   pipeline does when it refused a change.
 
 pub mod config;
+pub mod driver;
 pub mod fence;
 pub mod sets;
 pub mod join;
 pub mod link;
 pub mod mirror;
+pub mod serving;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -103,6 +105,12 @@ pub struct Pair {
     lease: std::sync::OnceLock<Arc<sets::Lease>>,
     /// When the partner's newest link to us ended (its records stopped).
     in_ended: Mutex<Option<Instant>>,
+    /// The state machine's messages from the partner go here ([`driver`]).
+    control: Mutex<Option<mpsc::UnboundedSender<Message>>>,
+    /// The joined outgoing link's queue, which carries our state machine's messages.
+    out_link: Mutex<Option<mpsc::UnboundedSender<Out>>>,
+    /// The state machine's driver, with share sets.
+    driver: std::sync::OnceLock<driver::Handle>,
 }
 
 impl Pair {
@@ -147,6 +155,9 @@ impl Pair {
             sets: Mutex::new(Vec::new()),
             lease: std::sync::OnceLock::new(),
             in_ended: Mutex::new(None),
+            control: Mutex::new(None),
+            out_link: Mutex::new(None),
+            driver: std::sync::OnceLock::new(),
             cfg,
         });
         eprintln!(
@@ -324,6 +335,7 @@ impl Pair {
         self.attached.store(true, Ordering::Release);
         info!(partner = first.header.node.0, "pair: partner joined; resyncing its mirror of our journal");
         self.set_out_state("joined");
+        *self.out_link.lock().unwrap_or_else(|e| e.into_inner()) = Some(out.clone());
         self.first_attempt_done();
         let mut current = false;
         // Since when the partner has acknowledged nothing while records wait for it.
@@ -403,6 +415,7 @@ impl Pair {
     /// Ends an outgoing link: waits for an attach under way (so that it cannot attach
     /// after the detach), then detaches the mirror: appends no longer wait for it.
     async fn teardown(&self, attach: Option<tokio::task::JoinHandle<nvram::Result<()>>>) {
+        *self.out_link.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if let Some(a) = attach {
             let _ = a.await;
         }
@@ -512,7 +525,9 @@ impl Pair {
                         Err(why) => break why,
                     };
                     match f.message {
-                        Message::Heartbeat(_) => {
+                        // The link's own heartbeats carry no sets; the state
+                        // machine's carry what it knows (once it booted).
+                        Message::Heartbeat(st) if st.sets.is_empty() => {
                             self.beats_seen.fetch_add(1, Ordering::Relaxed);
                         }
                         Message::MirrorMeta { head, generation, capacity } => {
@@ -524,6 +539,11 @@ impl Pair {
                         }
                         Message::MirrorCurrent { end } => {
                             let _ = rx.send(Item::Current { link, end });
+                        }
+                        m if driver::is_control(&m) => {
+                            if let Some(tx) = self.control.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                                let _ = tx.send(m);
+                            }
                         }
                         _ => {}
                     }
@@ -566,6 +586,34 @@ impl Pair {
             return None;
         }
         *self.in_ended.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the partner's state-machine messages go from now on ([`driver`]).
+    pub fn set_control(&self, tx: mpsc::UnboundedSender<Message>) {
+        *self.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    }
+
+    /// Sends one of our state machine's messages to the partner on the outgoing
+    /// link; false when it is not joined (the message is lost, as on a cut link:
+    /// the state machine resends what must arrive).
+    pub fn send_control(&self, m: Message) -> bool {
+        self.out_link.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|o| o.send(Out::Msg(m)).is_ok())
+    }
+
+    /// Whether the partner acknowledged every record of our log (the mirror is
+    /// attached and holds our whole log up to its tail).
+    pub fn mirror_holds_all(&self) -> bool {
+        self.mirror_current() && self.sent.acked.load(Ordering::Acquire) >= self.region.tail()
+    }
+
+    /// Gives the pair its state machine's driver (once, at start, with share sets).
+    pub fn set_driver(&self, d: driver::Handle) {
+        let _ = self.driver.set(d);
+    }
+
+    /// The state machine's driver, with share sets (operator commands go there).
+    pub fn driver(&self) -> Option<&driver::Handle> {
+        self.driver.get()
     }
 
     /// Gives the node its lease (once, at start, with share sets).

@@ -114,10 +114,19 @@ pub struct Lease {
     origin: Instant,
     /// When the beat that last renewed it began, in ns after `origin` (0: never).
     renewed: AtomicU64,
-    /// The set was claimed by another node: never valid again.
+    /// The set was claimed by another node (or handed over): never valid again
+    /// until [`Lease::regain`].
     lost: AtomicBool,
     /// Changes on disk the fence refused ([`super::fence`]).
     refused: AtomicU64,
+    /// The epoch of our claim the storage heartbeat renews it for.
+    epoch: AtomicU64,
+    /// A lease that needs no renewal (a set taken over from the partner: nobody
+    /// else may serve it until it is handed back), valid until lost.
+    unlimited: bool,
+    /// The set is being handed over: requests wait at the pipeline's gate
+    /// ([`Lease::admits`]) instead of starting.
+    held: AtomicBool,
 }
 
 impl Default for Lease {
@@ -127,11 +136,19 @@ impl Default for Lease {
             renewed: AtomicU64::new(0),
             lost: AtomicBool::new(false),
             refused: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            unlimited: false,
+            held: AtomicBool::new(false),
         }
     }
 }
 
 impl Lease {
+    /// The lease of a set taken over from the partner: valid until handed back.
+    pub fn unlimited() -> Lease {
+        Lease { unlimited: true, ..Lease::default() }
+    }
+
     /// Renews the lease from `began`, when the beat that renews it began.
     pub fn renew(&self, began: Instant) {
         let ns = began.saturating_duration_since(self.origin).as_nanos() as u64 + 1;
@@ -141,6 +158,36 @@ impl Lease {
     /// The set is another node's now.
     pub fn lose(&self) {
         self.lost.store(true, Ordering::Release);
+    }
+
+    /// The set is ours again, claimed at `epoch` (a giveback, or a hand-over
+    /// taken back): the storage heartbeat renews the lease for that claim.
+    pub fn regain(&self, epoch: Epoch) {
+        self.epoch.store(epoch.0, Ordering::Release);
+        self.held.store(false, Ordering::Release);
+        self.lost.store(false, Ordering::Release);
+    }
+
+    /// The epoch of the claim the lease is for.
+    pub fn epoch(&self) -> Epoch {
+        Epoch(self.epoch.load(Ordering::Acquire))
+    }
+
+    /// A hand-over began: no new request starts (they wait at the gate).
+    pub fn hold(&self) {
+        self.held.store(true, Ordering::Release);
+    }
+
+    /// The set was handed over: nothing changes on disk for it here any more,
+    /// and the requests waiting at the gate close their connections.
+    pub fn hand_over(&self) {
+        self.lose();
+    }
+
+    /// Whether a request may start now: the lease holds and no hand-over holds
+    /// requests back.
+    pub fn admits(&self, now: Instant) -> bool {
+        !self.held.load(Ordering::Acquire) && self.valid_at(now)
     }
 
     /// Whether the set was lost.
@@ -160,20 +207,27 @@ impl Lease {
 
     /// Whether the lease holds at `now`.
     pub fn valid_at(&self, now: Instant) -> bool {
+        if self.is_lost() {
+            return false;
+        }
+        if self.unlimited {
+            return true;
+        }
         let ns = self.renewed.load(Ordering::Acquire);
-        if ns == 0 || self.is_lost() {
+        if ns == 0 {
             return false;
         }
         let renewed = self.origin + Duration::from_nanos(ns - 1);
         now.saturating_duration_since(renewed) < LEASE
     }
 
-    /// Waits until the lease holds (a request waits, as behind a slow disk),
-    /// up to [`LEASE_WAIT`]; false when it does not by then, or the set was lost.
+    /// Waits until the lease admits requests (a request waits, as behind a slow
+    /// disk, or a hand-over under way), up to [`LEASE_WAIT`]; false when it does
+    /// not by then, or the set was lost (handed over, or taken).
     pub async fn wait_valid(&self) -> bool {
         let t0 = Instant::now();
         loop {
-            if self.valid_at(Instant::now()) {
+            if self.admits(Instant::now()) {
                 return true;
             }
             if self.is_lost() || t0.elapsed() > LEASE_WAIT {
@@ -192,19 +246,15 @@ pub const LEASE_WAIT: Duration = Duration::from_secs(10);
 /// for as long as the process runs (a frozen process stops bumping), and
 /// renews `lease` with each beat that reached storage while the newest claim
 /// on this node's own set (`own` at epoch `epoch`) is still its own.
-pub fn start_storage_heartbeat(
-    storage: PathBuf,
-    cluster: ClusterId,
-    me: NodeId,
-    epoch: Epoch,
-    lease: Arc<Lease>,
-) -> io::Result<()> {
+pub fn start_storage_heartbeat(storage: PathBuf, cluster: ClusterId, me: NodeId, lease: Arc<Lease>) -> io::Result<()> {
     std::thread::Builder::new().name("duet-storage-beat".into()).spawn(move || {
         let mut counter = 0u64;
         let mut failing = false;
         loop {
             counter += 1;
             let began = Instant::now();
+            // The claim the lease is for (0: none, in standby).
+            let epoch = lease.epoch();
             let beat = ownership::fs::bump_heartbeat(&storage, me, counter).and_then(|()| {
                 let newest = ownership::fs::read(&storage, cluster)?.newest(SetId(me.0));
                 Ok(newest.is_some_and(|n| n.epoch == epoch && n.owner == Some(me)))
@@ -214,6 +264,7 @@ pub fn start_storage_heartbeat(
                     lease.renew(began);
                     failing = false;
                 }
+                Ok(false) if epoch.0 == 0 || lease.epoch() != epoch || lease.is_lost() => {}
                 Ok(false) => {
                     warn!("pair: our set has a newer claim than ours: the lease is lost");
                     lease.lose();
@@ -373,6 +424,13 @@ pub struct SetStatus {
     pub state: String,
     /// The epoch of our newest claim on it (0: none).
     pub epoch: u64,
+    /// The state machine's phase for the set (`takeover::Phase`, as Rust prints it).
+    #[serde(default)]
+    pub phase: String,
+    /// Why the last operator command or auto-giveback about the set was refused
+    /// or waits (empty: none).
+    #[serde(default)]
+    pub note: String,
 }
 
 impl SetStatus {
@@ -383,6 +441,8 @@ impl SetStatus {
             shares: set.shares.clone(),
             state: state.into(),
             epoch: epoch.0,
+            phase: String::new(),
+            note: String::new(),
         }
     }
 }
@@ -442,6 +502,32 @@ mod tests {
         lease.lose();
         lease.renew(t + LEASE);
         assert!(!lease.valid_at(t + LEASE));
+    }
+
+    #[test]
+    fn a_hand_over_holds_requests_then_loses_the_lease_until_the_set_is_claimed_again() {
+        let lease = Lease::default();
+        let t = Instant::now();
+        lease.regain(Epoch(1));
+        lease.renew(t);
+        assert!(lease.admits(t) && lease.valid_at(t));
+        // StopReading: new requests wait at the gate; the ones in flight may
+        // still change the disk (the fence holds) while they drain.
+        lease.hold();
+        assert!(!lease.admits(t), "a held set admits no request");
+        assert!(lease.valid_at(t), "the drain's changes still pass the fence");
+        // Released: nothing more, until our next claim on the set.
+        lease.hand_over();
+        assert!(!lease.valid_at(t) && !lease.admits(t));
+        lease.regain(Epoch(3));
+        assert_eq!(lease.epoch(), Epoch(3));
+        lease.renew(t);
+        assert!(lease.admits(t), "given back: the lease is renewed for the new claim");
+        // A set taken over from the partner needs no renewal, until handed back.
+        let taken = Lease::unlimited();
+        assert!(taken.admits(t + LEASE * 100));
+        taken.hand_over();
+        assert!(!taken.valid_at(t));
     }
 
     #[test]

@@ -43,6 +43,7 @@
 //! "elective reboot".
 
 pub mod appends;
+pub mod handover;
 pub mod redo;
 mod reopen;
 pub mod retire;

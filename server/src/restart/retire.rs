@@ -48,7 +48,7 @@ pub const RECOVERED_GRACE: Duration = crate::journal::KEPT_AFTER_RESTART;
 
 /// Flushes the file data of every share to stable storage (`syncfs` of
 /// each share's file system). Blocks.
-fn flush_shares(server: &Server) {
+pub(crate) fn flush_shares(server: &Server) {
     for s in &server.shares {
         match std::fs::File::open(&s.cfg.path) {
             Ok(f) => {

@@ -1,38 +1,36 @@
-//! The takeover of a dead partner's share set (issue 14): a restart of the
+//! The takeover of the partner's share set (issue 14): a restart of the
 //! partner's state from the mirror of its journal, in this process.
 //!
-//! [`watch`] looks at the partner every 100 ms and asks
-//! [`crate::pair::sets::decide`] (the rules of DESIGN.md: both detection channels
-//! silent, a current mirror, contact since start). [`take`] then claims the set at
-//! the next epoch, scans the mirror ring (`nvram::Journal::scan_partner`), rebuilds
-//! the partner's state model with the restart's own code ([`super::rebuild_log`]),
-//! builds a second [`Server`] for the set from that model ([`Server::restored`]),
-//! gives its retained handles their files back on the shared storage and keeps the
-//! log's saved answers for replay ([`super::start_from`]), and binds the set's
-//! address. The partner's clients reconnect to the same address, reclaim their
-//! durable handles, and their resent requests are answered from the mirrored log.
+//! The decision is the state machine's ([`crate::pair::driver`]): after the
+//! partner's death (both detection channels silent, and the server's own rules,
+//! [`crate::pair::sets::decide`]) or its hand-over (elective takeover), the node
+//! claims the set at the next epoch and asks for its restore: [`take`] scans the
+//! mirror ring (`nvram::Journal::scan_partner`), rebuilds the partner's state
+//! model with the restart's own code ([`super::rebuild_log`]), builds a second
+//! [`Server`] for the set from that model ([`Server::restored`]), gives its
+//! retained handles their files back on the shared storage and keeps the log's
+//! saved answers for replay ([`super::start_from`]). The driver then binds the
+//! set's address. The partner's clients reconnect to the same address, reclaim
+//! their durable handles, and their resent requests are answered from the
+//! mirrored log.
 //!
 //! The taken set journals into a fresh region in memory: nothing mirrors it (the
-//! survivor runs degraded for it), and it does not survive the survivor's restart.
+//! survivor runs degraded for it), and it does not survive the survivor's
+//! restart. A giveback saves it into the shared storage folder, where the home
+//! node restores it from ([`super::handover`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ::takeover::ownership;
 use ::takeover::{ClusterId, Epoch, NodeId, SetId};
-use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::config::Config;
 use crate::pair::config::Sets;
-use crate::pair::sets::{claim_next, decide, Decision, SetStatus, View, BEAT, LIVED_ON_BEATS};
 use crate::pair::Pair;
 use crate::state::Server;
-
-/// How long a takeover tries to bind the set's address before it says that
-/// it cannot yet.
-const SAY_AFTER: Duration = Duration::from_secs(2);
 
 /// What a takeover needs besides the pair.
 pub struct Taker {
@@ -40,17 +38,11 @@ pub struct Taker {
     pub cfg: Config,
     pub sets: Sets,
     pub pair: Arc<Pair>,
-    /// The epoch at which this node serves its own set.
-    pub own_epoch: Epoch,
 }
 
 impl Taker {
-    fn cluster(&self) -> ClusterId {
+    pub fn cluster(&self) -> ClusterId {
         ClusterId(self.pair.config().cluster)
-    }
-
-    fn me(&self) -> NodeId {
-        NodeId(self.pair.config().node)
     }
 
     fn partner_set(&self) -> SetId {
@@ -59,7 +51,7 @@ impl Taker {
 
     /// The configuration of the server for the partner's set: its shares, its
     /// address, no admin socket, its own state directory (its id generation).
-    fn set_config(&self) -> Config {
+    pub fn set_config(&self) -> Config {
         let mut cfg = self.cfg.clone();
         let set = &self.sets.partner;
         cfg.shares.retain(|s| set.shares.iter().any(|n| n.eq_ignore_ascii_case(&s.name)));
@@ -71,106 +63,28 @@ impl Taker {
         cfg.pair = None;
         cfg
     }
-}
 
-/// Every 100 ms, for as long as the node runs: fences this node (it exits at once,
-/// `step_down_now`) when a newer claim than its own is on its own set, and takes
-/// the partner's set over once [`decide`] says so, handing the set's server and its
-/// bound listener to `serve`.
-pub async fn watch(t: Taker, serve: impl Fn(Arc<Server>, TcpListener) + Send + Sync + 'static) {
-    let storage = t.sets.storage.clone();
-    let partner = NodeId(t.sets.partner.home);
-    let serve = Arc::new(serve);
-    let mut last_beat: Option<u64> = None;
-    let mut beat_moved = Instant::now();
-    let mut reported: Option<Decision> = None;
-    let mut ended_at_beat: Option<(Instant, Option<u64>)> = None;
-    let mut taken = false;
-    let mut tick = tokio::time::interval(BEAT);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        // First of all after a freeze: is our own set still ours?
-        if let Some(why) = own_set_taken(&t).await {
-            step_down_now(&why);
+    /// The configuration of the server for our own set: its shares, no address
+    /// of its own to listen on (the driver binds the set's), the admin socket
+    /// (unless `admin` is false: another server of the process holds it).
+    pub fn home_config(&self, admin: bool) -> Config {
+        let mut cfg = self.cfg.clone();
+        let set = &self.sets.own;
+        cfg.shares.retain(|s| set.shares.iter().any(|n| n.eq_ignore_ascii_case(&s.name)));
+        cfg.listen = Vec::new();
+        if !admin {
+            cfg.admin_socket = None;
+            cfg.admin_socket_default = false;
         }
-        if taken {
-            continue;
-        }
-        let dir = storage.clone();
-        let beat = tokio::task::spawn_blocking(move || ownership::fs::read_heartbeat(&dir, partner))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
-        if beat.is_some() && beat != last_beat {
-            last_beat = beat;
-            beat_moved = Instant::now();
-        }
-        // The partner's heartbeat counter when its link to us was seen to end.
-        let ended = t.pair.partner_link_ended();
-        if ended != ended_at_beat.map(|(e, _)| e) {
-            ended_at_beat = ended.map(|e| (e, last_beat));
-        }
-        let view = View {
-            links_up: t.pair.partner_link_up(),
-            storage_silent: beat_moved.elapsed(),
-            ever_joined: t.pair.ever_joined(),
-            mirror_current: t.pair.partner_mirror_current(),
-            lived_on: match (ended_at_beat, last_beat) {
-                (Some((_, at_end)), Some(now)) => now > at_end.unwrap_or(0) + LIVED_ON_BEATS,
-                _ => false,
-            },
-        };
-        let d = decide(&view);
-        if reported != Some(d) {
-            match d {
-                Decision::Wait => {}
-                Decision::InterconnectOnly => {
-                    warn!("pair: the partner's links are down but its storage heartbeat goes on: not taking over")
-                }
-                Decision::Refuse(why) => {
-                    warn!(set = t.sets.partner.home, "pair: the partner is dead; its set is NOT taken over: {why}");
-                    t.pair.set_status(SetStatus::new(&t.sets.partner, format!("refused: {why}"), Epoch(0)));
-                }
-                Decision::Take => {}
-            }
-            reported = Some(d);
-        }
-        if d != Decision::Take {
-            continue;
-        }
-        info!(
-            set = t.sets.partner.home,
-            ?view,
-            "pair: the partner is dead (links down, storage heartbeat still): taking its set over"
-        );
-        t.pair.set_status(SetStatus::new(&t.sets.partner, "taking over", Epoch(0)));
-        taken = true;
-        match take(&t, last_beat).await {
-            Ok((server, epoch)) => {
-                let (pair, set, serve) = (t.pair.clone(), t.sets.partner.clone(), serve.clone());
-                tokio::spawn(async move {
-                    let listener = bind(set.address).await;
-                    pair.set_status(SetStatus::new(&set, "serving", epoch));
-                    eprintln!("duet: took over set {} (epoch {}) on {}", set.home, epoch.0, set.address);
-                    info!(set = set.home, epoch = epoch.0, address = %set.address, "pair: serving the partner's set");
-                    serve(server, listener);
-                });
-            }
-            Err(why) => {
-                warn!(set = t.sets.partner.home, "pair: the takeover failed: {why}");
-                t.pair.set_status(SetStatus::new(&t.sets.partner, format!("takeover failed: {why}"), Epoch(0)));
-            }
-        }
+        cfg
     }
 }
 
 /// Ends the process at once: its partner serves its set now (it froze, and was
 /// taken over), so every request it carried out from here on would be one after
 /// the takeover. No drain, no checkpoint: its journal is of a set it no longer
-/// holds, and at its next start it waits ([`crate::pair::sets::own_set_at_start`]).
-fn step_down_now(why: &str) -> ! {
+/// holds, and at its next start it waits in standby for a giveback.
+pub fn step_down_now(why: &str) -> ! {
     eprintln!("duet: {why}");
     tracing::error!("pair: {why}");
     std::process::exit(STEPPED_DOWN);
@@ -179,35 +93,18 @@ fn step_down_now(why: &str) -> ! {
 /// The exit status of a node that stepped down.
 pub const STEPPED_DOWN: i32 = 3;
 
-/// Why this node must step down, when a claim newer than its own is on its own
-/// set (its partner took it over, as after this node froze); `None` while it
-/// is ours, or when the claims cannot be read.
-async fn own_set_taken(t: &Taker) -> Option<String> {
-    let (dir, cluster, me) = (t.sets.storage.clone(), t.cluster(), t.me());
-    let set = SetId(t.sets.own.home);
-    let newest = tokio::task::spawn_blocking(move || ownership::fs::read(&dir, cluster).map(|o| o.newest(set)))
-        .await
-        .ok()?
-        .ok()??;
-    if newest.epoch > t.own_epoch && newest.owner != Some(me) {
-        let owner = newest.owner.map_or("an unreadable claim".to_string(), |o| format!("node {}", o.0));
-        return Some(format!(
-            "our set {} was claimed by {owner} at epoch {} (ours: {}): stepping down",
-            set.0, newest.epoch.0, t.own_epoch.0
-        ));
-    }
-    None
-}
-
-/// Takes the partner's set: claim, rebuild from the mirror, restore. Returns the
-/// set's server, ready to serve, and the epoch claimed.
-pub async fn take(t: &Taker, seen_beat: Option<u64>) -> Result<(Arc<Server>, Epoch), String> {
+/// Restores the partner's set, claimed at `epoch`, from the mirror of its
+/// journal. Returns the set's server, ready to be bound. `fence` is given after
+/// a death (a non-elective takeover), with the partner's storage heartbeat as it
+/// stood when it was found dead: its lease is waited out when the heartbeat has
+/// moved since; after a hand-over the partner let the set go itself.
+pub async fn take(
+    t: &Taker,
+    epoch: Epoch,
+    fence: Option<Option<u64>>,
+) -> Result<(Arc<Server>, ::nvram::MemStorage), String> {
     let t0 = Instant::now();
-    let (storage, cluster, set, me) = (t.sets.storage.clone(), t.cluster(), t.partner_set(), t.me());
-    crate::failpoint::pause("claim");
-    let epoch = tokio::task::spawn_blocking(move || claim_next(&storage, cluster, set, me))
-        .await
-        .map_err(|e| e.to_string())??;
+    let (cluster, set) = (t.cluster(), t.partner_set());
     // The partner's lease may still hold: a storage beat of its that began
     // before the claim was written (it thawed just then) found the set still
     // its own and renewed the lease from when it began. Such a beat bumped the
@@ -219,16 +116,22 @@ pub async fn take(t: &Taker, seen_beat: Option<u64>) -> Result<(Arc<Server>, Epo
     // lease length from here (the mirror is scanned and the model rebuilt
     // meanwhile); by then every beat of the partner's sees the claim.
     let claimed = tokio::time::Instant::now();
-    let (storage, partner) = (t.sets.storage.clone(), NodeId(set.0));
-    let beat_now = tokio::task::spawn_blocking(move || ownership::fs::read_heartbeat(&storage, partner))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten();
-    let moved = beat_now != seen_beat;
+    let moved = match fence {
+        None => false,
+        Some(seen_beat) => {
+            let (storage, partner) = (t.sets.storage.clone(), NodeId(set.0));
+            let beat_now = tokio::task::spawn_blocking(move || ownership::fs::read_heartbeat(&storage, partner))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+            beat_now != seen_beat
+        }
+    };
     let partner_lease_gone = if moved { claimed + crate::pair::sets::LEASE } else { claimed };
     info!(set = set.0, epoch = epoch.0, "pair: claimed the partner's set");
     let log = t.pair.region().scan_partner().map_err(|e| format!("cannot scan the mirror ring: {e}"))?;
+    crate::failpoint::pause("restore-taken");
     let rebuilt = super::rebuild_log(&log).map_err(|e| format!("the mirrored log: {e}"))?;
     let (model, writes, renames, creates, appends) = match rebuilt {
         Some(r) => (Some(r.model), r.writes, r.renames, r.creates, r.appends),
@@ -236,8 +139,9 @@ pub async fn take(t: &Taker, seen_beat: Option<u64>) -> Result<(Arc<Server>, Epo
     };
     let cfg = t.set_config();
     let policy = cfg.journal.policy;
+    let storage_image = ::nvram::MemStorage::new(cfg.journal.size as usize);
     let region = ::nvram::Journal::create(
-        ::nvram::MemStorage::new(cfg.journal.size as usize),
+        storage_image.clone(),
         ::nvram::Options::new(cluster, NodeId(set.0), ::nvram::Durability::None),
     )
     .map_err(|e| format!("cannot make the set's journal: {e}"))?;
@@ -252,6 +156,12 @@ pub async fn take(t: &Taker, seen_beat: Option<u64>) -> Result<(Arc<Server>, Epo
         .map_err(|e| format!("the set's server GUID: {e}"))?;
     server.journal = journal.clone();
     server.retirer.enable(false);
+    // Valid until the set is handed back: nobody else may serve it meanwhile.
+    let lease = Arc::new(crate::pair::sets::Lease::unlimited());
+    for share in &server.shares {
+        share.fs.set_fence(lease.clone());
+    }
+    server.lease = Some(lease);
     let server = Arc::new(server);
     let waited = partner_lease_gone.saturating_duration_since(tokio::time::Instant::now());
     tokio::time::sleep_until(partner_lease_gone).await;
@@ -277,7 +187,6 @@ pub async fn take(t: &Taker, seen_beat: Option<u64>) -> Result<(Arc<Server>, Epo
         super::redo::undo_creates(&server, &model, &creates);
     }
     super::start_from(&server, &region, &journal, Some(&log), &renames, &appends).await?;
-    tokio::spawn(super::retire::run(server.clone(), false));
     info!(
         set = set.0,
         epoch = epoch.0,
@@ -285,27 +194,5 @@ pub async fn take(t: &Taker, seen_beat: Option<u64>) -> Result<(Arc<Server>, Epo
         took_ms = t0.elapsed().as_millis() as u64,
         "pair: the partner's set restored from the mirror"
     );
-    Ok((server, epoch))
-}
-
-/// Binds `addr`, trying again until it is free: a killed node's listening
-/// socket takes a moment to go, and a frozen one's stays until it thaws (and
-/// steps down, [`watch`]) or dies. On one machine that is what keeps a
-/// frozen node's address; addresses that move between network namespaces
-/// (issue 14) are not built yet.
-async fn bind(addr: std::net::SocketAddr) -> TcpListener {
-    let t0 = Instant::now();
-    let mut said = false;
-    loop {
-        match TcpListener::bind(addr).await {
-            Ok(l) => return l,
-            Err(e) => {
-                if !said && t0.elapsed() > SAY_AFTER {
-                    warn!(%addr, "pair: cannot bind the partner's set's address yet ({e}): a frozen partner keeps it; trying on");
-                    said = true;
-                }
-                tokio::time::sleep(BEAT).await;
-            }
-        }
-    }
+    Ok((server, storage_image))
 }

@@ -144,6 +144,9 @@ pub struct Server {
     pub stop: tokio::sync::Notify,
     /// The interconnect to the partner, on a pair member ([`crate::pair`]).
     pub pair: Option<Arc<crate::pair::Pair>>,
+    /// The lease this server's share set is served under, on a pair member: the
+    /// pipeline's gate and the shares' fence ([`crate::pair::fence`]).
+    pub lease: Option<Arc<crate::pair::sets::Lease>>,
     /// What the connections' writers sent from files (`sendfile`).
     pub sent: Arc<crate::limits::SendStats>,
     /// Each client's connections, oldest first: where lease breaks go
@@ -222,6 +225,7 @@ impl Server {
             oplock_changed: tokio::sync::Notify::new(),
             stop: tokio::sync::Notify::new(),
             pair: None,
+            lease: None,
             sent: Arc::default(),
             clients: Arc::default(),
             journal: Arc::new(crate::journal::NoJournal),
