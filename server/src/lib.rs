@@ -28,6 +28,8 @@
 //! - [`journal`]: the consistency-point interface the pipeline writes
 //!   through (fallible, ticketed, with deltas and replay keys), and its
 //!   implementations: none, NVRAM, recording (for tests).
+//! - [`lab`]: `duet lab`: a pair in network namespaces on one machine, with
+//!   addresses that move (issue 14).
 //! - [`pair`]: the pair's configuration, the interconnect to the partner,
 //!   journal mirroring, share sets, ownership claims and the lease (issue 14);
 //!   [`restart::takeover`] takes a dead partner's set over from the mirror.
@@ -55,6 +57,7 @@ pub mod fuzzing;
 pub mod guid;
 pub mod handler;
 pub mod journal;
+pub mod lab;
 pub mod limits;
 pub mod model;
 pub mod pair;
@@ -264,6 +267,9 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
     let stop = serve(server.clone(), stopping).await?;
     stop.abort();
     restart::elective_reboot(&server, &opened).await;
+    if let Some(p) = &server.pair {
+        p.addresses().release_all();
+    }
     if let Some(why) = failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
         return Err(RunError::Pair(why));
     }
@@ -299,8 +305,11 @@ async fn start_sets(
         .map_err(|e| RunError::Pair(format!("cannot start the storage heartbeat: {e}")))?;
     p.set_lease(lease);
     p.set_status(SetStatus::new(&sets.partner, "the partner's", takeover::Epoch(0)));
+    // An address left on the interface by an earlier run is not ours now.
+    p.addresses().release(sets.partner.address);
     match own {
         OwnSet::Held { epoch, owner } => {
+            p.addresses().release(sets.own.address);
             let owner = owner.map_or("an unreadable claim".to_string(), |o| format!("node {}", o.0));
             p.set_status(SetStatus::new(&sets.own, format!("waiting: held by {owner}"), epoch));
             eprintln!("duet: set {} is held by {owner} at epoch {}: waiting (not serving it)", sets.own.home, epoch.0);
@@ -308,6 +317,7 @@ async fn start_sets(
             Ok(None)
         }
         OwnSet::Serve { epoch } => {
+            p.addresses().take(sets.own.address).map_err(|e| RunError::Pair(format!("our set's address: {e}")))?;
             p.set_status(SetStatus::new(&sets.own, "serving", epoch));
             cfg.listen = vec![sets.own.address];
             cfg.shares.retain(|s| sets.own.shares.iter().any(|n| n.eq_ignore_ascii_case(&s.name)));
@@ -432,13 +442,16 @@ async fn accept_loop(server: Arc<Server>, l: TcpListener) {
                     }
                 };
                 let _ = sock.set_nodelay(true);
+                // Our set's connections, for the partner's tickle after a takeover.
+                let tracked = server.pair.as_ref().and_then(|p| p.conns()).zip(sock.local_addr().ok());
+                let tracked = tracked.map(|(c, local)| c.track(peer, local));
                 let server = server.clone();
                 let id = server.next_conn_id();
                 let span = tracing::info_span!("conn", id, %peer);
                 tokio::spawn(
                     async move {
                         // Held until the connection's task ends, however it ends.
-                        let _slot = slot;
+                        let (_slot, _tracked) = (slot, tracked);
                         conn::serve(server, sock, peer, id).await
                     }
                     .instrument(span),

@@ -16,6 +16,8 @@
 //! shares = ["a"]                # and its shares (names of [[share]] tables)
 //! partner_address = "127.0.1.2:4450"  # the partner's set: its client address
 //! partner_shares = ["b"]        # and its shares (configured here too: the same paths)
+//! interface = "eth0"            # optional: the interface set addresses are added to
+//!                               # when taken ([`super::address`]; `duet lab` sets it)
 //! ```
 //!
 //! Without `[pair]` the node runs alone, as before. With it, its journal carries the
@@ -73,6 +75,10 @@ pub struct PairConfig {
     /// The partner's set's shares.
     #[serde(default)]
     pub partner_shares: Vec<String>,
+    /// The interface a set's address is added to when this node takes it
+    /// ([`super::address`]); none: the addresses need no adding (one host).
+    #[serde(default)]
+    pub interface: Option<String>,
 }
 
 /// The two share sets of a pair, as one node sees them ([`PairConfig::sets`]).
@@ -164,6 +170,7 @@ pub struct PairFlags {
     pub shares: Vec<String>,
     pub partner_address: Option<SocketAddr>,
     pub partner_shares: Vec<String>,
+    pub interface: Option<String>,
 }
 
 impl PairFlags {
@@ -180,6 +187,7 @@ impl PairFlags {
             || !self.shares.is_empty()
             || self.partner_address.is_some()
             || !self.partner_shares.is_empty()
+            || self.interface.is_some()
     }
 
     /// The file's pair (if any) with the flags laid over it. Flags without a file's
@@ -205,6 +213,7 @@ impl PairFlags {
                 if !self.partner_shares.is_empty() {
                     p.partner_shares = self.partner_shares;
                 }
+                p.interface = self.interface.or(p.interface);
                 p
             }
             None => {
@@ -222,6 +231,7 @@ impl PairFlags {
                     shares: self.shares,
                     partner_address: self.partner_address,
                     partner_shares: self.partner_shares,
+                    interface: self.interface,
                 }
             }
         };
@@ -246,6 +256,7 @@ mod tests {
             shares: vec!["a".into()],
             partner_address: Some("127.0.1.2:4450".parse().unwrap()),
             partner_shares: vec!["b".into()],
+            interface: Some("eth0".into()),
         }
     }
 
@@ -326,6 +337,7 @@ mod tests {
             shares: s.shares,
             partner_address: s.partner_address,
             partner_shares: s.partner_shares,
+            interface: s.interface,
             ..alone
         };
         assert_eq!(alone.apply(None).unwrap(), Some(sample()));

@@ -33,9 +33,18 @@
 //!   [`crate::restart::takeover`]).
 //! - [`fence`]: the lease as the shares' fence on the data path, and what the
 //!   pipeline does when it refused a change.
+//! - [`address`]: a set's address on this node: added, announced, released,
+//!   and the old owner's clients tickled after a takeover; [`netlink`] and
+//!   [`frames`] are its system calls and its frames.
+//! - [`conns`]: our set's client connections, listed in the storage folder for
+//!   the partner's tickle.
 
+pub mod address;
 pub mod config;
+pub mod conns;
 pub mod fence;
+mod frames;
+mod netlink;
 pub mod sets;
 pub mod join;
 pub mod link;
@@ -103,6 +112,10 @@ pub struct Pair {
     lease: std::sync::OnceLock<Arc<sets::Lease>>,
     /// When the partner's newest link to us ended (its records stopped).
     in_ended: Mutex<Option<Instant>>,
+    /// The set addresses this node holds on its interface.
+    addresses: address::Addresses,
+    /// Our set's client connections, with share sets configured.
+    conns: Option<Arc<conns::Conns>>,
 }
 
 impl Pair {
@@ -122,7 +135,12 @@ impl Pair {
             incarnation: cfg.incarnation,
             ring: region.capacity(),
         };
+        let addresses = address::Addresses::new(cfg.interface.as_deref())
+            .map_err(|e| RunError::Pair(format!("the pair's interface: {e}")))?;
+        let conns = cfg.sets().map(|s| conns::Conns::new(&s.storage, takeover::SetId(s.own.home)));
         let pair = Arc::new(Pair {
+            addresses,
+            conns,
             me,
             generation: region.generation() as u32,
             region,
@@ -584,6 +602,16 @@ impl Pair {
         sets.retain(|o| o.set != s.set);
         sets.push(s);
         sets.sort_by_key(|s| s.set);
+    }
+
+    /// The set addresses this node holds ([`address`]).
+    pub fn addresses(&self) -> &address::Addresses {
+        &self.addresses
+    }
+
+    /// Our set's client connections ([`conns`]), with share sets configured.
+    pub fn conns(&self) -> Option<&Arc<conns::Conns>> {
+        self.conns.as_ref()
     }
 
     /// This node's pair configuration.

@@ -92,6 +92,7 @@ pub async fn watch(t: Taker, serve: impl Fn(Arc<Server>, TcpListener) + Send + S
         tick.tick().await;
         // First of all after a freeze: is our own set still ours?
         if let Some(why) = own_set_taken(&t).await {
+            t.pair.addresses().release(t.sets.own.address);
             step_down_now(&why);
         }
         if taken {
@@ -150,12 +151,14 @@ pub async fn watch(t: Taker, serve: impl Fn(Arc<Server>, TcpListener) + Send + S
         match take(&t, last_beat).await {
             Ok((server, epoch)) => {
                 let (pair, set, serve) = (t.pair.clone(), t.sets.partner.clone(), serve.clone());
+                let storage = t.sets.storage.clone();
                 tokio::spawn(async move {
-                    let listener = bind(set.address).await;
+                    let listener = bind(&pair, set.address).await;
                     pair.set_status(SetStatus::new(&set, "serving", epoch));
                     eprintln!("duet: took over set {} (epoch {}) on {}", set.home, epoch.0, set.address);
                     info!(set = set.home, epoch = epoch.0, address = %set.address, "pair: serving the partner's set");
                     serve(server, listener);
+                    tickle_old_owner(&pair, &storage, &set).await;
                 });
             }
             Err(why) => {
@@ -288,12 +291,15 @@ pub async fn take(t: &Taker, seen_beat: Option<u64>) -> Result<(Arc<Server>, Epo
     Ok((server, epoch))
 }
 
-/// Binds `addr`, trying again until it is free: a killed node's listening
-/// socket takes a moment to go, and a frozen one's stays until it thaws (and
-/// steps down, [`watch`]) or dies. On one machine that is what keeps a
-/// frozen node's address; addresses that move between network namespaces
-/// (issue 14) are not built yet.
-async fn bind(addr: std::net::SocketAddr) -> TcpListener {
+/// Takes the set's address on this node's interface ([`crate::pair::address`]:
+/// added and announced, when addresses move) and binds it, trying again until
+/// it is free: a killed node's listening socket takes a moment to go, and on
+/// one host (addresses that do not move) a frozen one's stays until it thaws
+/// (and steps down, [`watch`]) or dies.
+async fn bind(pair: &Pair, addr: std::net::SocketAddr) -> TcpListener {
+    if let Err(e) = pair.addresses().take(addr) {
+        warn!(%addr, "pair: cannot take the partner's set's address: {e}");
+    }
     let t0 = Instant::now();
     let mut said = false;
     loop {
@@ -307,5 +313,32 @@ async fn bind(addr: std::net::SocketAddr) -> TcpListener {
                 tokio::time::sleep(BEAT).await;
             }
         }
+    }
+}
+
+/// After the set's address was taken and bound: a tickle ACK to each client
+/// connection the old owner listed ([`crate::pair::conns`]), so that a frozen
+/// node's clients are reset and reconnect here now; again a second later (an
+/// answer to the first that still went to the old owner). Failpoint
+/// `no-tickle:1` leaves it out (a test measures what it saves).
+async fn tickle_old_owner(pair: &Pair, storage: &std::path::Path, set: &crate::pair::config::SetConfig) {
+    if !pair.addresses().moves() || crate::failpoint::pause_ms("no-tickle").is_some() {
+        return;
+    }
+    let (dir, id) = (storage.to_path_buf(), SetId(set.home));
+    let listed = tokio::task::spawn_blocking(move || crate::pair::conns::read(&dir, id)).await;
+    let clients: Vec<_> = match listed {
+        Ok(Ok(l)) => l.into_iter().filter(|(_, server)| *server == set.address).map(|(c, _)| c).collect(),
+        Ok(Err(e)) => {
+            warn!(set = set.home, "pair: cannot read the old owner's connections (no tickle): {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    for round in 0..2 {
+        if round > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        pair.addresses().tickle(set.address, &clients);
     }
 }
