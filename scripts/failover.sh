@@ -138,8 +138,10 @@ lab_round() {
     --share seta --append --user "$DUET_USER" --password "$DUET_PASS" --blocks "$blocks" --size "$size" \
     --pause 0.005 >"$round/client.out" 2>"$round/client.err" &
   client=$!
+  local w
   for _ in $(seq 600); do
-    [ "$(grep -c '"wrote"' "$round/client.out" 2>/dev/null || true)" -ge $((blocks / 4)) ] && break
+    w=$(grep -c '"wrote"' "$round/client.out" 2>/dev/null || true)
+    [ "${w:-0}" -ge $((blocks / 4)) ] && break
     sleep 0.05
   done
   if [ "$kind" = kill ]; then

@@ -114,7 +114,7 @@ pub struct Pair {
     in_ended: Mutex<Option<Instant>>,
     /// The set addresses this node holds on its interface.
     addresses: address::Addresses,
-    /// Our set's client connections, with share sets configured.
+    /// Our set's client connections, with share sets and an interface.
     conns: Option<Arc<conns::Conns>>,
 }
 
@@ -137,7 +137,9 @@ impl Pair {
         };
         let addresses = address::Addresses::new(cfg.interface.as_deref())
             .map_err(|e| RunError::Pair(format!("the pair's interface: {e}")))?;
-        let conns = cfg.sets().map(|s| conns::Conns::new(&s.storage, takeover::SetId(s.own.home)));
+        // Listed only where addresses move: elsewhere nobody tickles them.
+        let sets = cfg.interface.as_ref().and(cfg.sets());
+        let conns = sets.map(|s| conns::Conns::new(&s.storage, takeover::SetId(s.own.home)));
         let pair = Arc::new(Pair {
             addresses,
             conns,
@@ -609,7 +611,8 @@ impl Pair {
         &self.addresses
     }
 
-    /// Our set's client connections ([`conns`]), with share sets configured.
+    /// Our set's client connections ([`conns`]), with share sets and an
+    /// interface configured (addresses that move).
     pub fn conns(&self) -> Option<&Arc<conns::Conns>> {
         self.conns.as_ref()
     }
