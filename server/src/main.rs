@@ -164,7 +164,7 @@ enum Command {
     /// (root).
     Lab {
         /// The lab's folder (lab.json, storage, the nodes' state and logs).
-        #[arg(long, default_value = "duet-lab")]
+        #[arg(long, default_value = "duet-lab", global = true)]
         dir: PathBuf,
         #[command(subcommand)]
         command: server::lab::LabCommand,

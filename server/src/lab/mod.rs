@@ -149,8 +149,10 @@ pub fn run(dir: &Path, cmd: LabCommand) -> Result<i32, String> {
                     (user namespaces are not supported yet)"
             .into());
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let dir = dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
+    if matches!(cmd, LabCommand::Up { .. }) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let dir = dir.canonicalize().map_err(|e| format!("no lab in {} ({e}): duet lab up", dir.display()))?;
     match cmd {
         LabCommand::Up { name, user, a_args, b_args } => {
             up(&dir, name, user, &a_args, &b_args)?;
