@@ -25,6 +25,8 @@
 //! - `without_the_tickle_a_frozen_node_s_client_waits_for_the_thaw`: the same
 //!   with the tickle left out (failpoint `no-tickle`): the client makes no
 //!   progress for as long as A stays frozen, and goes on only after the thaw.
+//! - `a_node_stopped_with_sigterm_lets_its_address_go`: an elective stop
+//!   removes the set's address from the node's interface.
 
 mod common;
 
@@ -363,4 +365,21 @@ fn without_the_tickle_a_frozen_node_s_client_waits_for_the_thaw() {
     assert!(stall >= hold.as_millis() as u64, "the client stalled only {stall} ms");
     assert!(!lab.log("b").contains("tickle ACKs sent"), "{}", lab.logs());
     check_file(&lab, blocks);
+}
+
+#[test]
+fn a_node_stopped_with_sigterm_lets_its_address_go() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let st = lab.status();
+    let a = Lab::node(&st, "A");
+    assert!(a["addresses"].as_array().unwrap().contains(&"127.0.0.11".into()), "{st:#}");
+    let pid = a["pid"].as_i64().unwrap() as libc::pid_t;
+    // SAFETY: kill(2) on the node the lab started for this test (its status names it).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let st = lab.until("A stopped", |st| Lab::node(st, "A")["state"] == "dead");
+    assert!(!Lab::node(&st, "A")["addresses"].as_array().unwrap().contains(&"127.0.0.11".into()), "{st:#}");
+    assert!(lab.log("a").contains("the set's address released ip=127.0.0.11"), "{}", lab.logs());
 }
