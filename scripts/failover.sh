@@ -2,6 +2,17 @@
 # failover.sh: the takeover harness (issue 14, first takeover).
 #
 #   scripts/failover.sh [--kills N] [--freezes N] [--elective N] [--blocks N] [--size B] [--out DIR]
+#                       [--lab [--hold S] [--no-tickle]]
+#
+# With --lab (root) each round runs in a fresh `duet lab` instead: node A in a
+# network namespace serves set A on 127.0.0.11:445, node B in another on
+# 127.0.0.12:445, the client runs in the client namespace (`duet lab exec`).
+# The taker adds the address, announces it and tickles the old owner's
+# clients, so a frozen A stays frozen until the client has finished (or --hold
+# seconds, default 15, have passed) and is thawed only then: the freeze stall
+# is the tickle's, not the thaw's. --no-tickle leaves the tickle out (failpoint
+# no-tickle), to measure what it saves. After each fault a probe (`duet lab
+# status`) checks that no two nodes answer one address (a client error if so).
 #
 # Each round starts a fresh pair on loopback ($DUET_BIN, else
 # target/release/duet, else a fresh release build): node A serves set A
@@ -33,19 +44,25 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-kills=3 freezes=2 elective=0 blocks=200 size=3000 out=""
+kills=3 freezes=2 elective=0 blocks=200 size=3000 out="" lab=0 hold=15 tickle=1
 while [ $# -gt 0 ]; do
   case $1 in
+    --lab) lab=1; shift ;;
+    --hold) hold=$2; shift 2 ;;
+    --no-tickle) tickle=0; shift ;;
     --kills) kills=$2; shift 2 ;;
     --freezes) freezes=$2; shift 2 ;;
     --elective) elective=$2; shift 2 ;;
     --blocks) blocks=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     *) echo "failover.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+if [ "$lab" = 1 ] && [ "$elective" != 0 ]; then
+  echo "failover.sh: --elective does not run in a --lab yet" >&2; exit 2
+fi
 
 if [ -z "${DUET_BIN:-}" ] && [ -x "$repo/target/release/duet" ]; then
   DUET_BIN=$repo/target/release/duet
@@ -58,9 +75,11 @@ else
   base=$(mktemp -d /tmp/duet-failover.XXXXXX)
 fi
 pids=()
+labs=()
 cleanup() {
   local p
   for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -9 "$p" 2>/dev/null || true; done
+  for p in "${labs[@]}"; do "$bin" lab --dir "$p" stop >/dev/null 2>&1 || true; done
   if [ "$keep" = 0 ]; then rm -rf "$base"; else log "failover: kept $base"; fi
 }
 trap cleanup EXIT
@@ -144,12 +163,75 @@ gaps = [b - a for a, b in zip(ts, ts[1:]) if b >= t0 and a <= t1]
 print(round(max(gaps) * 1000) if gaps else -1)
 EOF
 }
+
+# ---- --lab: one round in a `duet lab` ------------------------------------------
+# lab_probe DIR: fails when two nodes answer one address.
+lab_probe() {
+  "$bin" lab --dir "$1" status --json | python3 -c "import json,sys
+st=json.load(sys.stdin)
+sys.exit(1 if any(len(s['answering']) > 1 for s in st['sets']) else 0)"
+}
+
+# lab_node_state DIR NODE: running, frozen or dead.
+lab_node_state() {
+  "$bin" lab --dir "$1" status --json | python3 -c "import json,sys
+print([n['state'] for n in json.load(sys.stdin)['nodes'] if n['node']==sys.argv[1]][0])" "$2"
+}
+
+# lab_round N KIND: sets file= (the client's file) and client.out in $round.
+lab_round() {
+  local n=$1 kind=$2 ldir=$round/lab env=() probe_bad=0
+  [ "$tickle" = 0 ] && env=(DUET_FAILPOINT=no-tickle:1)
+  labs+=("$ldir")
+  if ! env "${env[@]}" "$bin" lab --dir "$ldir" up --name "fo$$-$n" \
+      --a-arg=--journal-policy=group --b-arg=--journal-policy=process >"$round/lab-up.out" 2>&1; then
+    log "failover: round $n: the lab never came up ($(tail -n 1 "$round/lab-up.out"))"; errors=$((errors + 1)); keep=1
+    return 1
+  fi
+  "$bin" lab --dir "$ldir" exec -- python3 "$repo/testdata/failover_client.py" --host 127.0.0.11 --port 445 \
+    --share seta --append --user "$DUET_USER" --password "$DUET_PASS" --blocks "$blocks" --size "$size" \
+    --pause 0.005 >"$round/client.out" 2>"$round/client.err" &
+  client=$!
+  local w
+  for _ in $(seq 600); do
+    w=$(grep -c '"wrote"' "$round/client.out" 2>/dev/null || true)
+    [ "${w:-0}" -ge $((blocks / 4)) ] && break
+    sleep 0.05
+  done
+  if [ "$kind" = kill ]; then
+    "$bin" lab --dir "$ldir" kill A; kills_done=$((kills_done + 1))
+  else
+    "$bin" lab --dir "$ldir" freeze A; freezes_done=$((freezes_done + 1))
+    for _ in $(seq $((hold * 10))); do
+      kill -0 "$client" 2>/dev/null || break
+      lab_probe "$ldir" || probe_bad=1
+      sleep 0.1
+    done
+    "$bin" lab --dir "$ldir" thaw A
+    for _ in $(seq 300); do [ "$(lab_node_state "$ldir" A)" = dead ] && break; sleep 0.1; done
+    if [ "$(lab_node_state "$ldir" A)" != dead ]; then
+      log "failover: round $n: A did not step down on thaw"; errors=$((errors + 1)); keep=1
+    fi
+  fi
+  wait "$client" || true
+  lab_probe "$ldir" || probe_bad=1
+  if [ "$probe_bad" = 1 ]; then
+    log "failover: round $n: two nodes answered one address"; errors=$((errors + 1)); keep=1
+  fi
+  file=$ldir/storage/seta/failover.dat
+  "$bin" lab --dir "$ldir" stop >/dev/null 2>&1 || true
+}
+
 n=0
 for kind in $(for _ in $(seq "$kills"); do echo kill; done; for _ in $(seq "$freezes"); do echo freeze; done
               for _ in $(seq "$elective"); do echo elective; done); do
   n=$((n + 1))
   round=$base/round-$n-$kind
   mkdir -p "$round/storage/seta" "$round/storage/setb" "$round/storage/.duet"
+  file=$round/storage/seta/failover.dat
+  if [ "$lab" = 1 ]; then
+    lab_round "$n" "$kind" || continue
+  else
   port=$(free_port); ic=(0 "$(free_port)" "$(free_port)")
   start_node "$round/a" 1 group
   start_node "$round/b" 2 process
@@ -190,8 +272,9 @@ for kind in $(for _ in $(seq "$kills"); do echo kill; done; for _ in $(seq "$fre
     if kill -0 "$pid_1" 2>/dev/null; then log "failover: round $n: A did not step down on thaw"; errors=$((errors + 1)); keep=1; fi
   fi
   wait "$client" || true
+  fi
   last=$(tail -n 1 "$round/client.out" 2>/dev/null || echo '{}')
-  read -r r l d e s < <(python3 - "$round/storage/seta/failover.dat" "$blocks" "$size" "$last" <<'EOF'
+  read -r r l d e s < <(python3 - "$file" "$blocks" "$size" "$last" <<'EOF'
 import json, sys
 path, blocks, size, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 try:

@@ -34,6 +34,10 @@
 //! partner's mirror (so that a test can kill the node while its records
 //! have not reached the partner).
 //!
+//! One neither kills nor pauses: with `no-tickle:1` a takeover sends no
+//! tickle ACKs to the old owner's clients ([`crate::pair::address`]), so that
+//! a test (and `scripts/failover.sh --lab --no-tickle`) sees what they save.
+//!
 //! Several may be armed at once, separated by commas
 //! (`DUET_FAILPOINT=mirror-send:300,created:1`).
 //!

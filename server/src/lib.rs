@@ -28,6 +28,8 @@
 //! - [`journal`]: the consistency-point interface the pipeline writes
 //!   through (fallible, ticketed, with deltas and replay keys), and its
 //!   implementations: none, NVRAM, recording (for tests).
+//! - [`lab`]: `duet lab`: a pair in network namespaces on one machine, with
+//!   addresses that move (issue 14).
 //! - [`pair`]: the pair's configuration, the interconnect to the partner,
 //!   journal mirroring, share sets, ownership claims and the lease (issue 14);
 //!   [`restart::takeover`] takes a dead partner's set over from the mirror.
@@ -55,6 +57,7 @@ pub mod fuzzing;
 pub mod guid;
 pub mod handler;
 pub mod journal;
+pub mod lab;
 pub mod limits;
 pub mod model;
 pub mod pair;
@@ -266,6 +269,7 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
         }
     }
     let failed = Arc::new(std::sync::Mutex::new(None));
+    let addresses_of = pair.clone();
     let stopping = {
         let failed = failed.clone();
         async move {
@@ -283,6 +287,9 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
     match &driver {
         None => restart::elective_reboot(&server, &opened).await,
         Some(d) => save_home(d, &opened).await,
+    }
+    if let Some(p) = &addresses_of {
+        p.addresses().release_all();
     }
     if let Some(why) = failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
         return Err(RunError::Pair(why));
@@ -310,6 +317,10 @@ async fn start_sets(
     pair::sets::start_storage_heartbeat(sets.storage.clone(), cluster, me, lease.clone())
         .map_err(|e| RunError::Pair(format!("cannot start the storage heartbeat: {e}")))?;
     p.set_lease(lease.clone());
+    // An address left on the interface by an earlier run is not ours now: the
+    // driver takes a set's when it binds it (`pair::serving`).
+    p.addresses().release(sets.partner.address);
+    p.addresses().release(sets.own.address);
     let taker = restart::takeover::Taker { cfg: whole.clone(), sets: sets.clone(), pair: p.clone() };
     let (handle, verdict) = pair::driver::start(taker, flag)?;
     p.set_driver(handle.clone());
@@ -456,13 +467,16 @@ pub(crate) async fn accept_loop(server: Arc<Server>, l: Arc<TcpListener>, conns:
                     }
                 };
                 let _ = sock.set_nodelay(true);
+                // Our set's connections, for the partner's tickle after a takeover.
+                let tracked = server.pair.as_ref().and_then(|p| p.conns()).zip(sock.local_addr().ok());
+                let tracked = tracked.map(|(c, local)| c.track(peer, local));
                 let server = server.clone();
                 let id = server.next_conn_id();
                 let span = tracing::info_span!("conn", id, %peer);
                 let task = tokio::spawn(
                     async move {
                         // Held until the connection's task ends, however it ends.
-                        let _slot = slot;
+                        let (_slot, _tracked) = (slot, tracked);
                         conn::serve(server, sock, peer, id).await
                     }
                     .instrument(span),

@@ -130,6 +130,11 @@ enum Command {
         /// mirror of its journal is current (default true).
         #[arg(long)]
         pair_auto_giveback: Option<bool>,
+        /// The network interface a set's address is added to (and announced
+        /// on) when this node takes the set; without it addresses are not
+        /// added (both nodes on one host, as on 127.x).
+        #[arg(long)]
+        pair_interface: Option<String>,
     },
     /// Show a running server's sessions, open files, retained handles and
     /// journal (root or the server's user only).
@@ -183,6 +188,15 @@ enum Command {
     Journal {
         #[command(subcommand)]
         command: JournalCommand,
+    },
+    /// A pair on this machine in network namespaces, addresses that move
+    /// (root).
+    Lab {
+        /// The lab's folder (lab.json, storage, the nodes' state and logs).
+        #[arg(long, default_value = "duet-lab", global = true)]
+        dir: PathBuf,
+        #[command(subcommand)]
+        command: server::lab::LabCommand,
     },
 }
 
@@ -260,6 +274,7 @@ fn main() -> ExitCode {
             pair_partner_address,
             pair_partner_shares,
             pair_auto_giveback,
+            pair_interface,
         } => {
             server::init_logging(&log_level);
             let mut cfg = match &config {
@@ -346,6 +361,7 @@ fn main() -> ExitCode {
                 partner_address: pair_partner_address,
                 partner_shares: pair_partner_shares,
                 auto_giveback: pair_auto_giveback,
+                interface: pair_interface,
             };
             match pair.apply(cfg.pair.take()) {
                 Ok(p) => cfg.pair = p,
@@ -447,6 +463,10 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Lab { dir, command } => match server::lab::run(&dir, command) {
+            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => fail(e),
+        },
         Command::Journal { command: JournalCommand::Dump { path } } => {
             let mut out = std::io::stdout().lock();
             match server::journal_dump(&path, &mut out) {

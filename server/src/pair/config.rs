@@ -17,6 +17,8 @@
 //! partner_address = "127.0.1.2:4450"  # the partner's set: its client address
 //! partner_shares = ["b"]        # and its shares (configured here too: the same paths)
 //! auto_giveback = true          # ask for our set back once our mirror is current
+//! interface = "eth0"            # optional: the interface set addresses are added to
+//!                               # when taken ([`super::address`]; `duet lab` sets it)
 //! ```
 //!
 //! Without `[pair]` the node runs alone, as before. With it, its journal carries the
@@ -78,6 +80,10 @@ pub struct PairConfig {
     /// the partner's journal is current (on unless set false).
     #[serde(default = "yes")]
     pub auto_giveback: bool,
+    /// The interface a set's address is added to when this node takes it
+    /// ([`super::address`]); none: the addresses need no adding (one host).
+    #[serde(default)]
+    pub interface: Option<String>,
 }
 
 fn yes() -> bool {
@@ -177,6 +183,7 @@ pub struct PairFlags {
     pub partner_address: Option<SocketAddr>,
     pub partner_shares: Vec<String>,
     pub auto_giveback: Option<bool>,
+    pub interface: Option<String>,
 }
 
 impl PairFlags {
@@ -194,6 +201,7 @@ impl PairFlags {
             || self.partner_address.is_some()
             || !self.partner_shares.is_empty()
             || self.auto_giveback.is_some()
+            || self.interface.is_some()
     }
 
     /// The file's pair (if any) with the flags laid over it. Flags without a file's
@@ -220,6 +228,7 @@ impl PairFlags {
                     p.partner_shares = self.partner_shares;
                 }
                 p.auto_giveback = self.auto_giveback.unwrap_or(p.auto_giveback);
+                p.interface = self.interface.or(p.interface);
                 p
             }
             None => {
@@ -238,6 +247,7 @@ impl PairFlags {
                     partner_address: self.partner_address,
                     partner_shares: self.partner_shares,
                     auto_giveback: self.auto_giveback.unwrap_or(true),
+                    interface: self.interface,
                 }
             }
         };
@@ -263,6 +273,7 @@ mod tests {
             partner_address: Some("127.0.1.2:4450".parse().unwrap()),
             partner_shares: vec!["b".into()],
             auto_giveback: true,
+            interface: Some("eth0".into()),
         }
     }
 
@@ -343,6 +354,7 @@ mod tests {
             shares: s.shares,
             partner_address: s.partner_address,
             partner_shares: s.partner_shares,
+            interface: s.interface,
             ..alone
         };
         assert_eq!(alone.apply(None).unwrap(), Some(sample()));

@@ -538,7 +538,13 @@ impl Driver {
                     self.home_epoch = epoch;
                 }
                 let addr = self.address(set);
+                let pair = self.t.pair.clone();
                 tokio::spawn(async move {
+                    // Where addresses move (`duet lab`), the set's is added to our
+                    // interface and announced first ([`super::address`]).
+                    if let Err(e) = pair.addresses().take(addr) {
+                        warn!(%addr, "pair: cannot take the set's address: {e}");
+                    }
                     let l = super::serving::bind(addr).await;
                     let _ = done.send(Finished::Bound(set, l));
                 });
@@ -693,6 +699,10 @@ impl Driver {
         } else {
             serving.own_task(tokio::spawn(crate::restart::retire::run(server, false)));
             eprintln!("duet: took over set {} (epoch {}) on {}", set.0, epoch.0, addr);
+            // The partner's clients may still hold connections to it (frozen, its
+            // kernel answers for it): reset them, so that they come here now.
+            let (pair, storage, partner) = (self.t.pair.clone(), self.t.sets.storage.clone(), self.t.sets.partner.clone());
+            tokio::spawn(async move { crate::restart::takeover::tickle_old_owner(&pair, &storage, &partner).await });
         }
         info!(set = set.0, epoch = epoch.0, address = %addr, "pair: serving the set");
         self.serving.retain(|(s, _)| *s != set);
@@ -708,6 +718,7 @@ impl Driver {
             // after the takeover: exit at once.
             let newer = self.node.status().sets.iter().find(|s| s.set == set).map(|s| (s.owner, s.epoch));
             let (owner, epoch) = newer.map_or(("another node".to_string(), 0), |(o, e)| (format!("node {}", o.0), e.0));
+            self.t.pair.addresses().release(self.t.sets.own.address);
             step_down_now(&format!(
                 "our set {} was claimed by {owner} at epoch {epoch} (ours: {}): stepping down",
                 set.0, self.home_epoch.0
@@ -725,6 +736,7 @@ impl Driver {
                 lease.hand_over();
             }
             s.release();
+            self.t.pair.addresses().release(s.address);
         }
         self.restored.retain(|(s, _, _)| *s != set);
         self.node.handle_done(Done::Released { set }, now);

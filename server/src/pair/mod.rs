@@ -33,10 +33,19 @@
 //!   [`crate::restart::takeover`]).
 //! - [`fence`]: the lease as the shares' fence on the data path, and what the
 //!   pipeline does when it refused a change.
+//! - [`address`]: a set's address on this node: added, announced, released,
+//!   and the old owner's clients tickled after a takeover; [`netlink`] and
+//!   [`frames`] are its system calls and its frames.
+//! - [`conns`]: our set's client connections, listed in the storage folder for
+//!   the partner's tickle.
 
+pub mod address;
 pub mod config;
 pub mod driver;
+pub mod conns;
 pub mod fence;
+mod frames;
+mod netlink;
 pub mod sets;
 pub mod join;
 pub mod link;
@@ -111,6 +120,10 @@ pub struct Pair {
     out_link: Mutex<Option<mpsc::UnboundedSender<Out>>>,
     /// The state machine's driver, with share sets.
     driver: std::sync::OnceLock<driver::Handle>,
+    /// The set addresses this node holds on its interface.
+    addresses: address::Addresses,
+    /// Our set's client connections, with share sets and an interface.
+    conns: Option<Arc<conns::Conns>>,
 }
 
 impl Pair {
@@ -130,7 +143,14 @@ impl Pair {
             incarnation: cfg.incarnation,
             ring: region.capacity(),
         };
+        let addresses = address::Addresses::new(cfg.interface.as_deref())
+            .map_err(|e| RunError::Pair(format!("the pair's interface: {e}")))?;
+        // Listed only where addresses move: elsewhere nobody tickles them.
+        let sets = cfg.interface.as_ref().and(cfg.sets());
+        let conns = sets.map(|s| conns::Conns::new(&s.storage, takeover::SetId(s.own.home)));
         let pair = Arc::new(Pair {
+            addresses,
+            conns,
             me,
             generation: region.generation() as u32,
             region,
@@ -632,6 +652,17 @@ impl Pair {
         sets.retain(|o| o.set != s.set);
         sets.push(s);
         sets.sort_by_key(|s| s.set);
+    }
+
+    /// The set addresses this node holds ([`address`]).
+    pub fn addresses(&self) -> &address::Addresses {
+        &self.addresses
+    }
+
+    /// Our set's client connections ([`conns`]), with share sets and an
+    /// interface configured (addresses that move).
+    pub fn conns(&self) -> Option<&Arc<conns::Conns>> {
+        self.conns.as_ref()
     }
 
     /// This node's pair configuration.

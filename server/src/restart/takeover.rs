@@ -196,3 +196,30 @@ pub async fn take(
     );
     Ok((server, storage_image))
 }
+
+/// After the set's address was taken and bound: a tickle ACK to each client
+/// connection the old owner listed ([`crate::pair::conns`]), so that a frozen
+/// node's clients are reset and reconnect here now; again a second later (an
+/// answer to the first that still went to the old owner). Failpoint
+/// `no-tickle:1` leaves it out (a test measures what it saves).
+pub async fn tickle_old_owner(pair: &Pair, storage: &std::path::Path, set: &crate::pair::config::SetConfig) {
+    if !pair.addresses().moves() || crate::failpoint::pause_ms("no-tickle").is_some() {
+        return;
+    }
+    let (dir, id) = (storage.to_path_buf(), SetId(set.home));
+    let listed = tokio::task::spawn_blocking(move || crate::pair::conns::read(&dir, id)).await;
+    let clients: Vec<_> = match listed {
+        Ok(Ok(l)) => l.into_iter().filter(|(_, server)| *server == set.address).map(|(c, _)| c).collect(),
+        Ok(Err(e)) => {
+            tracing::warn!(set = set.home, "pair: cannot read the old owner's connections (no tickle): {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    for round in 0..2 {
+        if round > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        pair.addresses().tickle(set.address, &clients);
+    }
+}

@@ -1,0 +1,385 @@
+//! `duet lab` (issue 14): a pair whose addresses move as on a real network.
+//! Each test makes its own lab (namespaces named after the test process and a
+//! counter, removed by `duet lab stop` when the test ends, passed or failed):
+//! node A in one network namespace serving set A on 127.0.0.11:445, node B in
+//! another on 127.0.0.12:445, a client namespace, one bridge. The client is
+//! `testdata/failover_client.py` (a durable v2 open, append-only, reconnect to
+//! the same address, reclaim, resend with the replay flag), run in the client
+//! namespace with `duet lab exec`. Needs root (the tests say so and pass
+//! without checking anything when not root).
+//!
+//! - `a_lab_comes_up_with_both_nodes_serving_and_goes_away`: smbclient in the
+//!   client namespace writes through both set addresses; each address is held
+//!   and answered by its home node only; `duet lab stop` removes every
+//!   namespace.
+//! - `a_killed_node_s_address_moves_to_its_partner_and_the_client_goes_on`:
+//!   A is killed while the client writes; B adds 127.0.0.11 to its interface
+//!   and announces it; the client's neighbour entry follows, it reconnects to
+//!   B and finishes; A started again waits and does not take the address back.
+//! - `a_frozen_node_s_client_is_reset_by_the_tickle_and_goes_on`: A is frozen
+//!   (SIGSTOP) and stays frozen; B takes the set over and tickles the client's
+//!   connection, which is reset (the client sees ECONNRESET, not a time-out)
+//!   and reconnects to B; the client finishes while A is still frozen. Thawed,
+//!   A steps down and removes the address; a probe connects and B answers.
+//!   At no time do two nodes answer one address.
+//! - `without_the_tickle_a_frozen_node_s_client_waits_for_the_thaw`: the same
+//!   with the tickle left out (failpoint `no-tickle`): the client makes no
+//!   progress for as long as A stays frozen, and goes on only after the thaw.
+//! - `a_node_stopped_with_sigterm_lets_its_address_go`: an elective stop
+//!   removes the set's address from the node's interface.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static LABS: AtomicUsize = AtomicUsize::new(0);
+
+fn root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("duet lab needs root: this test checks nothing here");
+    }
+    root
+}
+
+/// One lab, stopped (namespaces removed) when dropped.
+struct Lab {
+    dir: tempfile::TempDir,
+    up: bool,
+}
+
+impl Lab {
+    /// `duet lab up` with `env` for both nodes.
+    fn up(env: &[(&str, &str)]) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("dl{}x{}", std::process::id(), LABS.fetch_add(1, Ordering::Relaxed));
+        let mut lab = Lab { dir, up: true };
+        let out = Command::new(common::duet_bin())
+            .args(["lab", "--dir"])
+            .arg(lab.path())
+            .args(["up", "--name", &name, "--a-arg=--journal-policy=group", "--b-arg=--journal-policy=process"])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            let logs = lab.logs();
+            lab.up = false;
+            let _ = lab.duet(&["stop"]);
+            panic!(
+                "duet lab up failed: {}{}\n{logs}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        lab
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `duet lab --dir DIR ARGS`: its output, or why it failed.
+    fn duet(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(common::duet_bin()).args(["lab", "--dir"]).arg(self.path()).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!("duet lab {}: {text}{}", args.join(" "), String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.duet(args).unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
+    }
+
+    /// Set `set` ("A" or "B") in a status.
+    fn set(st: &serde_json::Value, set: &str) -> serde_json::Value {
+        st["sets"].as_array().unwrap().iter().find(|s| s["set"] == set).unwrap().clone()
+    }
+
+    fn node(st: &serde_json::Value, node: &str) -> serde_json::Value {
+        st["nodes"].as_array().unwrap().iter().find(|s| s["node"] == node).unwrap().clone()
+    }
+
+    /// Polls the status until `pred` holds (60 s at most); every status seen
+    /// must have at most one node answering each address.
+    fn until(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let t0 = Instant::now();
+        loop {
+            let st = self.status();
+            never_two(&st);
+            if pred(&st) {
+                return st;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "never {what}:\n{st:#}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.path().join(node).join("duet.log")).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        format!("---- A ----\n{}\n---- B ----\n{}", self.log("a"), self.log("b"))
+    }
+
+    /// Starts the failover client on set A's address in the client namespace.
+    fn client(&self, blocks: usize) -> LabClient {
+        let out = self.path().join("client.out");
+        let err = self.path().join("client.err");
+        let script = common::repo_root().join("testdata/failover_client.py");
+        let child = Command::new(common::duet_bin())
+            .args(["lab", "--dir"])
+            .arg(self.path())
+            .args(["exec", "--", "python3"])
+            .arg(script)
+            .args(["--host", "127.0.0.11", "--port", "445", "--share", "seta", "--append", "--size", "3000"])
+            .args(["--pause", "0.005", "--blocks", &blocks.to_string()])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        LabClient { child, out, err }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.up {
+            if let Err(e) = self.duet(&["stop"]) {
+                eprintln!("{e}");
+            }
+        }
+    }
+}
+
+/// Never two nodes answering one address.
+fn never_two(st: &serde_json::Value) {
+    for s in st["sets"].as_array().unwrap() {
+        assert!(s["answering"].as_array().unwrap().len() <= 1, "two nodes answer one address: {st:#}");
+    }
+}
+
+/// The failover client, running in the client namespace.
+struct LabClient {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl LabClient {
+    fn lines(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    fn written(&self) -> usize {
+        self.lines().iter().filter(|v| v.get("wrote").is_some()).count()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// Waits until `n` blocks were answered.
+    fn until_written(&self, n: usize) {
+        let t0 = Instant::now();
+        while self.written() < n {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the client wrote {} blocks: {}",
+                self.written(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The client's last line once it exited (within `limit`), or `None`.
+    fn done(&mut self, limit: Duration) -> Option<serde_json::Value> {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return self.lines().pop();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for LabClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Each block of the append-only file exactly once, in order.
+fn check_file(lab: &Lab, blocks: usize) {
+    let data = std::fs::read(lab.path().join("storage/seta/failover.dat")).unwrap();
+    assert_eq!(data.len(), blocks * 3000, "the file holds {} bytes", data.len());
+    for (i, chunk) in data.chunks(3000).enumerate() {
+        let head = format!("block {i:06}");
+        assert!(chunk.starts_with(head.as_bytes()), "block {i} is not in its place");
+    }
+}
+
+#[test]
+fn a_lab_comes_up_with_both_nodes_serving_and_goes_away() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let st = lab.status();
+    never_two(&st);
+    for (set, ip) in [("A", "127.0.0.11"), ("B", "127.0.0.12")] {
+        let s = Lab::set(&st, set);
+        assert_eq!(s["held_by"], serde_json::json!([set]), "{st:#}");
+        assert_eq!(s["answering"], serde_json::json!([set]), "{st:#}");
+        let share = format!("//{ip}/set{}", set.to_ascii_lowercase());
+        let put = format!("put {} hello.txt; ls", lab.path().join("lab.json").display());
+        let out = lab.ok(&["exec", "--", "smbclient", &share, "-U", "duet%duetpass", "-c", &put]);
+        assert!(out.contains("hello.txt"), "{out}");
+        // The client reached the address through the node's own interface.
+        assert_eq!(Lab::set(&lab.status(), set)["client_sees"], set);
+    }
+    let names: Vec<String> =
+        ["a", "b", "client", "net"].iter().map(|w| format!("{}-{w}", st["name"].as_str().unwrap())).collect();
+    drop(lab);
+    for n in names {
+        assert!(!Path::new("/run/netns").join(&n).exists(), "namespace {n} is still there");
+    }
+}
+
+#[test]
+fn a_killed_node_s_address_moves_to_its_partner_and_the_client_goes_on() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let blocks = 160;
+    let mut client = lab.client(blocks);
+    client.until_written(blocks / 4);
+    lab.ok(&["kill", "A"]);
+    let st = lab.until("B holds and answers set A's address", |st| {
+        let s = Lab::set(st, "A");
+        s["answering"] == serde_json::json!(["B"])
+    });
+    let b = Lab::node(&st, "B");
+    assert!(b["addresses"].as_array().unwrap().contains(&"127.0.0.11".into()), "{st:#}");
+    let done =
+        client.done(Duration::from_secs(60)).unwrap_or_else(|| panic!("the client never ended: {}", client.stderr()));
+    assert_eq!(done["done"], true, "{done}\n{}\n{}", client.stderr(), lab.logs());
+    check_file(&lab, blocks);
+    assert_eq!(Lab::set(&lab.status(), "A")["client_sees"], "B");
+    assert!(lab.log("b").contains("the set's address is ours: added and announced ip=127.0.0.11"), "{}", lab.logs());
+    // A again: it waits, and does not hold its old address.
+    lab.ok(&["start", "A"]);
+    let t0 = Instant::now();
+    while !lab.log("a").contains("waiting (not serving it)") {
+        assert!(t0.elapsed() < Duration::from_secs(30), "A never waited:\n{}", lab.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = lab.status();
+    never_two(&st);
+    assert!(!Lab::node(&st, "A")["addresses"].as_array().unwrap().contains(&"127.0.0.11".into()), "{st:#}");
+    assert_eq!(Lab::set(&st, "A")["answering"], serde_json::json!(["B"]), "{st:#}");
+}
+
+/// Freezes A while the client writes, waits until B serves set A, and keeps A
+/// frozen for `hold` after that (or until the client ends, when sooner).
+/// Returns the client's last line (if it ended while A was frozen) and the
+/// client.
+fn freeze_round(lab: &Lab, blocks: usize, hold: Duration) -> (Option<serde_json::Value>, LabClient) {
+    let mut client = lab.client(blocks);
+    client.until_written(blocks / 4);
+    lab.ok(&["freeze", "A"]);
+    lab.until("B answers set A's address", |st| Lab::set(st, "A")["answering"] == serde_json::json!(["B"]));
+    let done = client.done(hold);
+    assert_eq!(Lab::node(&lab.status(), "A")["state"], "frozen");
+    (done, client)
+}
+
+#[test]
+fn a_frozen_node_s_client_is_reset_by_the_tickle_and_goes_on() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let blocks = 160;
+    let (done, mut client) = freeze_round(&lab, blocks, Duration::from_secs(30));
+    let done = done
+        .unwrap_or_else(|| panic!("the client did not end while A was frozen: {}\n{}", client.stderr(), lab.logs()));
+    assert_eq!(done["done"], true, "{done}\n{}", client.stderr());
+    assert_eq!(done["reconnects"], 1, "{done}");
+    let stall = done["stall_ms"].as_u64().unwrap();
+    // Detection takes 2 s; the client's own time-out is 30 s.
+    assert!(stall < 6000, "the client stalled {stall} ms");
+    let err = client.stderr();
+    assert!(err.contains("ECONNRESET"), "the connection was not reset: {err}");
+    assert!(!err.contains("no answer within"), "the client timed out: {err}");
+    assert!(lab.log("b").contains("tickle ACKs sent to the old owner's clients"), "{}", lab.logs());
+    check_file(&lab, blocks);
+    // Thawed, A steps down and lets the address go.
+    lab.ok(&["thaw", "A"]);
+    let st = lab.until("A gone and set A held by B alone", |st| {
+        Lab::node(st, "A")["state"] == "dead" && Lab::set(st, "A")["held_by"] == serde_json::json!(["B"])
+    });
+    assert_eq!(Lab::set(&st, "A")["answering"], serde_json::json!(["B"]), "{st:#}");
+    assert!(lab.log("a").contains("stepping down"), "{}", lab.logs());
+    // A probe: a new connection to the address is answered, by B.
+    let out = lab.ok(&["exec", "--", "smbclient", "//127.0.0.11/seta", "-U", "duet%duetpass", "-c", "ls"]);
+    assert!(out.contains("failover.dat"), "{out}");
+    let _ = client.done(Duration::from_secs(1));
+}
+
+#[test]
+fn without_the_tickle_a_frozen_node_s_client_waits_for_the_thaw() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[("DUET_FAILPOINT", "no-tickle:1")]);
+    let blocks = 160;
+    let hold = Duration::from_secs(6);
+    let (done, mut client) = freeze_round(&lab, blocks, hold);
+    assert!(done.is_none(), "the client ended while A was frozen, without a tickle: {done:?}");
+    let written = client.written();
+    assert!(written < blocks, "the client went on while A was frozen");
+    lab.ok(&["thaw", "A"]);
+    let done =
+        client.done(Duration::from_secs(60)).unwrap_or_else(|| panic!("the client never ended: {}", client.stderr()));
+    assert_eq!(done["done"], true, "{done}\n{}", client.stderr());
+    let stall = done["stall_ms"].as_u64().unwrap();
+    assert!(stall >= hold.as_millis() as u64, "the client stalled only {stall} ms");
+    assert!(!lab.log("b").contains("tickle ACKs sent"), "{}", lab.logs());
+    check_file(&lab, blocks);
+}
+
+#[test]
+fn a_node_stopped_with_sigterm_lets_its_address_go() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let st = lab.status();
+    let a = Lab::node(&st, "A");
+    assert!(a["addresses"].as_array().unwrap().contains(&"127.0.0.11".into()), "{st:#}");
+    let pid = a["pid"].as_i64().unwrap() as libc::pid_t;
+    // SAFETY: kill(2) on the node the lab started for this test (its status names it).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let st = lab.until("A stopped", |st| Lab::node(st, "A")["state"] == "dead");
+    assert!(!Lab::node(&st, "A")["addresses"].as_array().unwrap().contains(&"127.0.0.11".into()), "{st:#}");
+    assert!(lab.log("a").contains("the set's address released ip=127.0.0.11"), "{}", lab.logs());
+}
