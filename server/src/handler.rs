@@ -73,6 +73,11 @@ pub struct Resp {
     /// (the pipeline applies them with the answer, [`crate::state::record`]).
     /// Handlers that answer at once push theirs into [`Ctx::deltas`].
     pub deltas: Vec<Delta>,
+    /// A change made at once ([`Server::change_open`]) was one a restart
+    /// restores: the answer waits for its point-3 record to be durable (the
+    /// log holds the change before it). Handlers that answer at once set
+    /// [`Ctx::kept`].
+    pub kept: bool,
     /// Keeps the element's operation busy for the journal's retirer
     /// ([`crate::state::retiring::Retirer::busy`]) until this answer is
     /// dropped, after its point 3: an async element that acts after its
@@ -104,6 +109,7 @@ impl Resp {
             deferred_in_file: false,
             close: false,
             deltas: Vec::new(),
+            kept: false,
             busy: None,
         }
     }
@@ -176,6 +182,10 @@ pub struct Ctx<'a> {
     /// pipeline journals them with the response (point 3) and applies them
     /// to the state model ([`crate::state::record`]).
     pub deltas: Vec<Delta>,
+    /// A change the element made at once ([`Server::change_open`]) was one
+    /// a restart restores: its answer waits for its point-3 record to be
+    /// durable ([`Resp::kept`]).
+    pub kept: bool,
 }
 
 impl Ctx<'_> {
@@ -223,32 +233,36 @@ impl Ctx<'_> {
         if self.conn.dialect < protocol::msg::negotiate::dialect::SMB3_0 {
             return Ok(());
         }
-        let pid = crate::model::PersistentFileId(open.persistent_id);
-        let recorded = open.key.is_some();
-        let mut st = crate::state::lock(&open.st);
-        if st.replay_eligible && self.hdr.command() != Some(protocol::header::Command::Create) {
-            st.replay_eligible = false;
-            if recorded {
-                self.deltas.push(Delta::ReplayIneligible { open: pid });
-            }
-        }
         let seq = self.hdr.channel_sequence();
-        let ahead = seq.wrapping_sub(st.channel_sequence);
-        if ahead == 0 {
-            return Ok(());
-        }
-        if ahead <= 0x7FFF {
-            st.channel_sequence = seq;
-            if recorded {
-                self.deltas.push(Delta::ChannelSequenceSet { open: pid, sequence: seq });
+        let command = self.hdr.command();
+        if open.key.is_none() {
+            // A pipe: the model does not record it.
+            let mut st = crate::state::lock(&open.st);
+            let (raise, verdict) = channel_step(st.pipe_channel_sequence, seq, command);
+            if raise {
+                st.pipe_channel_sequence = seq;
             }
-            return Ok(());
+            return verdict;
         }
-        use protocol::header::Command;
-        match self.hdr.command() {
-            Some(Command::Write | Command::SetInfo | Command::Ioctl) => Err(NtStatus::FILE_NOT_AVAILABLE),
-            _ => Ok(()),
-        }
+        // One hold of the model's lock: read, decide, change.
+        let pid = crate::model::PersistentFileId(open.persistent_id);
+        let (verdict, kept) = self.server.change_open(open.persistent_id, |o| {
+            // Not in the model yet: no client can name it (see `state::fields`).
+            let Some(o) = o else {
+                return (Ok(()), Vec::new());
+            };
+            let mut changes = Vec::new();
+            if o.info().replay_eligible && command != Some(protocol::header::Command::Create) {
+                changes.push(Delta::ReplayIneligible { open: pid });
+            }
+            let (raise, verdict) = channel_step(o.channel_sequence(), seq, command);
+            if raise {
+                changes.push(Delta::ChannelSequenceSet { open: pid, sequence: seq });
+            }
+            (verdict, changes)
+        });
+        self.kept |= kept;
+        verdict
     }
 
     /// Looks an open up by file id in this session and tree.
@@ -265,6 +279,22 @@ impl Ctx<'_> {
             }
         }
         Ok(open)
+    }
+}
+
+/// [`Ctx::verify_channel`]'s rule, from the open's ChannelSequence
+/// `current` and the request's `seq`: whether `seq` becomes the open's (up
+/// to 0x7FFF ahead, in 16-bit arithmetic), and the verdict (one behind is
+/// stale: a WRITE, SET_INFO or IOCTL fails with STATUS_FILE_NOT_AVAILABLE).
+fn channel_step(current: u16, seq: u16, command: Option<protocol::header::Command>) -> (bool, Result<(), NtStatus>) {
+    use protocol::header::Command;
+    let ahead = seq.wrapping_sub(current);
+    if ahead <= 0x7FFF {
+        return (ahead != 0, Ok(()));
+    }
+    match command {
+        Some(Command::Write | Command::SetInfo | Command::Ioctl) => (false, Err(NtStatus::FILE_NOT_AVAILABLE)),
+        _ => (false, Ok(())),
     }
 }
 

@@ -19,10 +19,8 @@ pub fn close_open(server: &Arc<Server>, open: &Arc<Open>, out: &mut Vec<Delta>) 
     let Some(key) = open.key else {
         return;
     };
-    let (doc, written) = {
-        let st = lock(&open.st);
-        (st.delete_on_close, st.written)
-    };
+    let doc = server.delete_on_close_of(open);
+    let written = lock(&open.st).written;
     if written && server.journal.keeps_records() {
         out.extend(super::deltas::closed_after_writing(open));
     }
