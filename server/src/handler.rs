@@ -211,8 +211,22 @@ impl Ctx<'_> {
     /// the request's ChannelSequence against it ([`Ctx::verify_channel`]).
     pub fn open(&mut self, id: FileId) -> Result<Arc<crate::state::Open>, NtStatus> {
         let open = self.find_open(id)?;
-        self.verify_channel(&open)?;
+        self.verify_channel(&open, false, |_| ())?;
         Ok(open)
+    }
+
+    /// [`Ctx::open`], reading the open's record in the model too (`None`
+    /// for an open the model does not have) under the same hold of the
+    /// model's lock as the ChannelSequence check (on SMB 2.x, one of its
+    /// own): what a CLOSE reads of its open costs no second hold.
+    pub fn open_reading<R>(
+        &mut self,
+        id: FileId,
+        read: impl FnOnce(Option<&crate::model::OpenRecord>) -> R,
+    ) -> Result<(Arc<crate::state::Open>, R), NtStatus> {
+        let open = self.find_open(id)?;
+        let r = self.verify_channel(&open, true, read)?;
+        Ok((open, r))
     }
 
     /// Verifying the Channel Sequence Number ([MS-SMB2] 3.3.5.2.10), for an
@@ -229,9 +243,19 @@ impl Ctx<'_> {
     /// The request also ends the open's replay eligibility (3.3.5.9.10): a
     /// replayed CREATE after it makes a new open, as smbd does (smbtorture
     /// replay.replay6).
-    fn verify_channel(&mut self, open: &crate::state::Open) -> Result<(), NtStatus> {
+    ///
+    /// `read` reads the open's record in the model meanwhile; on SMB 2.x,
+    /// which checks nothing, the model's lock is taken for it only when
+    /// `reads` (else `read` gets `None`).
+    fn verify_channel<R>(
+        &mut self,
+        open: &crate::state::Open,
+        reads: bool,
+        read: impl FnOnce(Option<&crate::model::OpenRecord>) -> R,
+    ) -> Result<R, NtStatus> {
         if self.conn.dialect < protocol::msg::negotiate::dialect::SMB3_0 {
-            return Ok(());
+            let recorded = reads && open.key.is_some();
+            return Ok(if recorded { self.server.read_open(open.persistent_id, read) } else { read(None) });
         }
         let seq = self.hdr.channel_sequence();
         let command = self.hdr.command();
@@ -242,14 +266,14 @@ impl Ctx<'_> {
             if raise {
                 st.pipe_channel_sequence = seq;
             }
-            return verdict;
+            return verdict.map(|()| read(None));
         }
         // One hold of the model's lock: read, decide, change.
         let pid = crate::model::PersistentFileId(open.persistent_id);
         let (verdict, kept) = self.server.change_open(open.persistent_id, |o| {
             // Not in the model yet: no client can name it (see `state::fields`).
             let Some(o) = o else {
-                return (Ok(()), Vec::new());
+                return (Ok(read(None)), Vec::new());
             };
             let mut changes = Vec::new();
             if o.info().replay_eligible && command != Some(protocol::header::Command::Create) {
@@ -259,7 +283,7 @@ impl Ctx<'_> {
             if raise {
                 changes.push(Delta::ChannelSequenceSet { open: pid, sequence: seq });
             }
-            (verdict, changes)
+            (verdict.map(|()| read(Some(o))), changes)
         });
         self.kept |= kept;
         verdict
