@@ -372,9 +372,6 @@ fn reconnect(
         (i.user.clone(), i.domain.clone())
     };
     let server = &opener.server;
-    // [MS-SMB2] 3.3.5.9.7: a leased open comes back only with its lease
-    // key (else it is "not found"), and then only under its own name
-    // (else INVALID_PARAMETER); an oplock open only without a lease.
     // The open's durability and CreateGuid, as the model has them (they
     // never change: read before the retained opens' lock is taken).
     let (durability, create_guid) = server.read_open(file_id.persistent, |o| {
@@ -382,6 +379,9 @@ fn reconnect(
     });
     let durable = durability != Durability::None;
     let persistent = matches!(durability, Durability::Persistent { .. });
+    // [MS-SMB2] 3.3.5.9.7: a leased open comes back only with its lease
+    // key (else it is "not found"), and then only under its own name
+    // (else INVALID_PARAMETER); an oplock open only without a lease.
     let check = |old: &Open| -> Result<(), NtStatus> {
         {
             let matches = match v2 {

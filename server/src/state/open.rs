@@ -36,8 +36,10 @@ pub struct DirCursor {
     pub next: usize,
 }
 
-/// The mutable part of an open that is runtime only: what a restart or a
-/// takeover does not restore (cursors, the position, caches).
+/// The mutable part of an open kept at runtime: cursors, the position,
+/// caches, what a write did, and the path (still a copy: the model keeps
+/// the file's path too, [`crate::model::OpenRecord::path`], which a
+/// restart restores).
 ///
 /// An open's long-lived fields ([MS-SMB2] 3.3.1.10) are the state model's
 /// alone ([`crate::model::OpenRecord`], read and changed by the open's
