@@ -73,6 +73,11 @@ pub struct Resp {
     /// (the pipeline applies them with the answer, [`crate::state::record`]).
     /// Handlers that answer at once push theirs into [`Ctx::deltas`].
     pub deltas: Vec<Delta>,
+    /// A change made at once ([`Server::change_open`]) was one a restart
+    /// restores: the answer waits for its point-3 record to be durable (the
+    /// log holds the change before it). Handlers that answer at once set
+    /// [`Ctx::kept`].
+    pub kept: bool,
     /// Keeps the element's operation busy for the journal's retirer
     /// ([`crate::state::retiring::Retirer::busy`]) until this answer is
     /// dropped, after its point 3: an async element that acts after its
@@ -109,6 +114,7 @@ impl Resp {
             deferred_in_file: false,
             close: false,
             deltas: Vec::new(),
+            kept: false,
             busy: None,
             after: None,
         }
@@ -182,6 +188,10 @@ pub struct Ctx<'a> {
     /// pipeline journals them with the response (point 3) and applies them
     /// to the state model ([`crate::state::record`]).
     pub deltas: Vec<Delta>,
+    /// A change the element made at once ([`Server::change_open`]) was one
+    /// a restart restores: its answer waits for its point-3 record to be
+    /// durable ([`Resp::kept`]).
+    pub kept: bool,
 }
 
 impl Ctx<'_> {
@@ -207,8 +217,22 @@ impl Ctx<'_> {
     /// the request's ChannelSequence against it ([`Ctx::verify_channel`]).
     pub fn open(&mut self, id: FileId) -> Result<Arc<crate::state::Open>, NtStatus> {
         let open = self.find_open(id)?;
-        self.verify_channel(&open)?;
+        self.verify_channel(&open, false, |_| ())?;
         Ok(open)
+    }
+
+    /// [`Ctx::open`], reading the open's record in the model too (`None`
+    /// for an open the model does not have) under the same hold of the
+    /// model's lock as the ChannelSequence check (on SMB 2.x, one of its
+    /// own): what a CLOSE reads of its open costs no second hold.
+    pub fn open_reading<R>(
+        &mut self,
+        id: FileId,
+        read: impl FnOnce(Option<&crate::model::OpenRecord>) -> R,
+    ) -> Result<(Arc<crate::state::Open>, R), NtStatus> {
+        let open = self.find_open(id)?;
+        let r = self.verify_channel(&open, true, read)?;
+        Ok((open, r))
     }
 
     /// Verifying the Channel Sequence Number ([MS-SMB2] 3.3.5.2.10), for an
@@ -225,36 +249,50 @@ impl Ctx<'_> {
     /// The request also ends the open's replay eligibility (3.3.5.9.10): a
     /// replayed CREATE after it makes a new open, as smbd does (smbtorture
     /// replay.replay6).
-    fn verify_channel(&mut self, open: &crate::state::Open) -> Result<(), NtStatus> {
+    ///
+    /// `read` reads the open's record in the model meanwhile; on SMB 2.x,
+    /// which checks nothing, the model's lock is taken for it only when
+    /// `reads` (else `read` gets `None`).
+    fn verify_channel<R>(
+        &mut self,
+        open: &crate::state::Open,
+        reads: bool,
+        read: impl FnOnce(Option<&crate::model::OpenRecord>) -> R,
+    ) -> Result<R, NtStatus> {
         if self.conn.dialect < protocol::msg::negotiate::dialect::SMB3_0 {
-            return Ok(());
-        }
-        let pid = crate::model::PersistentFileId(open.persistent_id);
-        let recorded = open.key.is_some();
-        let mut st = crate::state::lock(&open.st);
-        if st.replay_eligible && self.hdr.command() != Some(protocol::header::Command::Create) {
-            st.replay_eligible = false;
-            if recorded {
-                self.deltas.push(Delta::ReplayIneligible { open: pid });
-            }
+            let recorded = reads && open.key.is_some();
+            return Ok(if recorded { self.server.read_open(open.persistent_id, read) } else { read(None) });
         }
         let seq = self.hdr.channel_sequence();
-        let ahead = seq.wrapping_sub(st.channel_sequence);
-        if ahead == 0 {
-            return Ok(());
-        }
-        if ahead <= 0x7FFF {
-            st.channel_sequence = seq;
-            if recorded {
-                self.deltas.push(Delta::ChannelSequenceSet { open: pid, sequence: seq });
+        let command = self.hdr.command();
+        if open.key.is_none() {
+            // A pipe: the model does not record it.
+            let mut st = crate::state::lock(&open.st);
+            let (raise, verdict) = channel_step(st.pipe_channel_sequence, seq, command);
+            if raise {
+                st.pipe_channel_sequence = seq;
             }
-            return Ok(());
+            return verdict.map(|()| read(None));
         }
-        use protocol::header::Command;
-        match self.hdr.command() {
-            Some(Command::Write | Command::SetInfo | Command::Ioctl) => Err(NtStatus::FILE_NOT_AVAILABLE),
-            _ => Ok(()),
-        }
+        // One hold of the model's lock: read, decide, change.
+        let pid = crate::model::PersistentFileId(open.persistent_id);
+        let (verdict, kept) = self.server.change_open(open.persistent_id, |o| {
+            // Not in the model yet: no client can name it (see `state::fields`).
+            let Some(o) = o else {
+                return (Ok(read(None)), Vec::new());
+            };
+            let mut changes = Vec::new();
+            if o.info().replay_eligible && command != Some(protocol::header::Command::Create) {
+                changes.push(Delta::ReplayIneligible { open: pid });
+            }
+            let (raise, verdict) = channel_step(o.channel_sequence(), seq, command);
+            if raise {
+                changes.push(Delta::ChannelSequenceSet { open: pid, sequence: seq });
+            }
+            (verdict.map(|()| read(Some(o))), changes)
+        });
+        self.kept |= kept;
+        verdict
     }
 
     /// Looks an open up by file id in this session and tree.
@@ -271,6 +309,22 @@ impl Ctx<'_> {
             }
         }
         Ok(open)
+    }
+}
+
+/// [`Ctx::verify_channel`]'s rule, from the open's ChannelSequence
+/// `current` and the request's `seq`: whether `seq` becomes the open's (up
+/// to 0x7FFF ahead, in 16-bit arithmetic), and the verdict (one behind is
+/// stale: a WRITE, SET_INFO or IOCTL fails with STATUS_FILE_NOT_AVAILABLE).
+fn channel_step(current: u16, seq: u16, command: Option<protocol::header::Command>) -> (bool, Result<(), NtStatus>) {
+    use protocol::header::Command;
+    let ahead = seq.wrapping_sub(current);
+    if ahead <= 0x7FFF {
+        return (ahead != 0, Ok(()));
+    }
+    match command {
+        Some(Command::Write | Command::SetInfo | Command::Ioctl) => (false, Err(NtStatus::FILE_NOT_AVAILABLE)),
+        _ => (false, Ok(())),
     }
 }
 

@@ -491,7 +491,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             let deltas = std::mem::take(&mut resp.deltas);
             match server.point3(c.op, index, replay_key.as_ref(), resp.status.0, saved_body(&hdr, &resp), &deltas).await
             {
-                Ok((t, keeps)) if keeps || must_be_durable(&hdr) => {
+                Ok((t, keeps)) if keeps || resp.kept || must_be_durable(&hdr) => {
                     durable_before_answer = durable_before_answer.later(t)
                 }
                 Ok(_) => {}
@@ -560,7 +560,15 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             // signed (as Windows and Samba answer).
             resp_hdr.flags |= flags::SIGNED;
         }
-        if let Some(fut) = resp.deferred.take() {
+        if let Some(mut fut) = resp.deferred.take() {
+            if resp.kept {
+                // The deferred answer waits for its point-3 record too.
+                fut = Box::pin(async move {
+                    let mut r = fut.await.unwrap_or_else(error_resp);
+                    r.kept = true;
+                    Ok(r)
+                });
+            }
             let enc = c.encrypt_reply.clone().or_else(|| encryption_for_hdr(conn, &resp_hdr));
             let cost = crate::alloc::io_cost(&hdr, &elem);
             deferred_tasks.push((resp_hdr, sign, enc, fut, index, replay_key, (cost, resp.deferred_in_file)));
@@ -971,14 +979,16 @@ async fn run_element(
         op,
         point2,
         deltas: Vec::new(),
+        kept: false,
     };
     let result = cmd::dispatch(&mut ctx, command).instrument(span).await;
     // The changes made come with the answer, whatever it is.
     let mut r = match result {
         Ok(r) => r,
-        Err(status) if ctx.deltas.is_empty() => return Err(status),
+        Err(status) if ctx.deltas.is_empty() && !ctx.kept => return Err(status),
         Err(status) => error_resp(status),
     };
+    r.kept |= ctx.kept;
     if !ctx.deltas.is_empty() {
         ctx.deltas.append(&mut r.deltas);
         r.deltas = ctx.deltas;
@@ -1235,7 +1245,7 @@ async fn spawn_deferred(
             }
         };
         // A large WRITE is answered only once its record is durable.
-        if (keeps || must_be_durable(&hdr)) && !wait_durable(&server, durable_before_answer).await {
+        if (keeps || resp.kept || must_be_durable(&hdr)) && !wait_durable(&server, durable_before_answer).await {
             let _ = tx.send(crate::transport::CLOSE_FRAME.into()).await;
             return;
         }
@@ -1423,10 +1433,8 @@ async fn replayed_answer(
     // The open must be this session's, and the request of its current
     // ChannelSequence: one that is stale is the handler's to refuse
     // (STATUS_FILE_NOT_AVAILABLE, [MS-SMB2] 3.3.5.2.10), saved answer or not.
-    let current = session.and_then(|s| {
-        let inner = lock(&s.inner);
-        inner.opens.values().find(|o| o.persistent_id == pid).map(|o| lock(&o.st).channel_sequence)
-    });
+    let open = session.and_then(|s| lock(&s.inner).opens.values().find(|o| o.persistent_id == pid).cloned());
+    let current = open.and_then(|o| server.channel_sequence_of(&o));
     if current != Some(hdr.channel_sequence()) {
         return None;
     }

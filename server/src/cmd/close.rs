@@ -13,7 +13,8 @@ const POSTQUERY_ATTRIB: u16 = 0x0001;
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = CloseRequest::parse(ctx.msg).map_err(bad)?;
-    let open = ctx.open(req.file_id)?;
+    // Its delete-on-close, read with the ChannelSequence check.
+    let (open, doc) = ctx.open_reading(req.file_id, |o| o.is_some_and(|o| o.delete_on_close()))?;
     let session = ctx.session()?.clone();
     lock(&session.inner).opens.remove(&open.volatile_id);
     if !open.is_dir {
@@ -35,7 +36,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     } else {
         None
     };
-    crate::state::close::close_open(ctx.server, &open, &mut ctx.deltas);
+    crate::state::close::close_open_marked(ctx.server, &open, doc, &mut ctx.deltas);
     let mut body = BytesMut::with_capacity(60);
     CloseResponse { attributes: attrs }.encode(&mut body);
     Ok(Resp::ok(body).file(open.file_id()))

@@ -27,7 +27,7 @@ use crate::state::deltas;
 use crate::state::files::{access, FileUid, Inode, LeaseGrant, OpenRef};
 use crate::state::lease::{lease_state, LeaseId};
 use crate::state::notify::{action, filter};
-use crate::state::open::{AppInstance, Open, OpenKind, OpenState};
+use crate::state::open::{AppInstance, Open, OpenFields, OpenKind, OpenState};
 use crate::state::oplock::{self, BreakSink};
 use crate::state::session::SessionCrypto;
 use crate::state::tree::TreeKind;
@@ -391,12 +391,18 @@ fn reconnect(
         (i.user.clone(), i.domain.clone())
     };
     let server = &opener.server;
+    // The open's durability and CreateGuid, as the model has them (they
+    // never change: read before the retained opens' lock is taken).
+    let (durability, create_guid) = server.read_open(file_id.persistent, |o| {
+        o.map_or((Durability::None, None), |o| (o.info().durability, o.info().create_guid.map(|g| g.0)))
+    });
+    let durable = durability != Durability::None;
+    let persistent = matches!(durability, Durability::Persistent { .. });
     // [MS-SMB2] 3.3.5.9.7: a leased open comes back only with its lease
     // key (else it is "not found"), and then only under its own name
     // (else INVALID_PARAMETER); an oplock open only without a lease.
     let check = |old: &Open| -> Result<(), NtStatus> {
         {
-            let st = lock(&old.st);
             let matches = match v2 {
                 // Open.CreateGuid must match; a version 1 open has none
                 // (zero), as smbd compares them (smbtorture
@@ -404,14 +410,14 @@ fn reconnect(
                 // with a zero CreateGuid, durable-v2-open.reopen2c fails
                 // to with another).
                 Some(r) => {
-                    st.create_guid.unwrap_or([0; 16]) == r.create_guid
-                        && st.durable()
-                        && (!st.persistent() || r.flags & durable_v2_flags::PERSISTENT != 0)
+                    create_guid.unwrap_or([0; 16]) == r.create_guid
+                        && durable
+                        && (!persistent || r.flags & durable_v2_flags::PERSISTENT != 0)
                 }
                 // A version 2 open comes back with DHnC too, as with
                 // smbd (smbtorture durable-v2-open.reopen2b); a version 1
                 // open has no CreateGuid for DH2C (reopen2c).
-                None => st.durable(),
+                None => durable,
             };
             if !matches {
                 return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
@@ -499,16 +505,9 @@ fn reconnect(
     });
     // The new session's requests start at the reconnect's ChannelSequence:
     // a client's counter is per session, so the old one would make the
-    // open's next WRITE look stale ([MS-SMB2] 3.3.5.2.10).
-    let mut st = lock(&open.st);
-    if st.channel_sequence != opener.channel_sequence {
-        st.channel_sequence = opener.channel_sequence;
-        r.deltas.push(Delta::ChannelSequenceSet {
-            open: PersistentFileId(open.persistent_id),
-            sequence: opener.channel_sequence,
-        });
-    }
-    drop(st);
+    // open's next WRITE look stale ([MS-SMB2] 3.3.5.2.10). At once, as
+    // every change of the open's fields (`state::fields`).
+    r.kept |= opener.server.set_channel_sequence(&open, opener.channel_sequence);
     Ok(r)
 }
 
@@ -576,11 +575,11 @@ fn durable_context(d: Durability) -> Option<ResponseContext<'static>> {
 /// Open.CreateGuid is set whether or not durability is granted, and the
 /// open is replay eligible (as smbd keeps every DH2Q create in its replay
 /// cache), with its AppInstanceId.
-fn keep_for_replay(state: &mut OpenState, dh2q: Option<&DurableHandleRequestV2>, req: &CreateRequest<'_>) {
+fn keep_for_replay(fields: &mut OpenFields, dh2q: Option<&DurableHandleRequestV2>, req: &CreateRequest<'_>) {
     if let Some(d) = dh2q {
-        state.create_guid = Some(d.create_guid);
-        state.replay_eligible = true;
-        state.app_instance = app_instance(req);
+        fields.create_guid = Some(d.create_guid);
+        fields.replay_eligible = true;
+        fields.app_instance = app_instance(req);
     }
 }
 
@@ -750,10 +749,9 @@ fn replayed(
     let fid = r.file_id.ok_or(NtStatus::FILE_NOT_AVAILABLE)?;
     let open = opener.session.open(fid.volatile).ok_or(NtStatus::FILE_NOT_AVAILABLE)?;
     let key = open.key.ok_or(NtStatus::FILE_NOT_AVAILABLE)?;
-    let (durability, action) = {
-        let st = lock(&open.st);
-        (st.durability, st.create_action)
-    };
+    let (durability, action) = server.read_open(open.persistent_id, |o| {
+        o.map_or((Durability::None, create_action::OPENED), |o| (o.info().durability, o.info().create_action))
+    });
     let held = lock(&server.files).open_lease_grant(&key, open.persistent_id);
     let mut contexts = Vec::new();
     let level = match (held, lease_request) {
@@ -1365,12 +1363,11 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     );
     let resolved = rsv.path.clone();
     let resolved_for_notify = resolved.clone();
-    let mut state = OpenState::new(path.components().join("\\"), Some(resolved));
-    state.delete_on_close = delete_on_close;
-    state.durability = durability;
-    state.create_action = action;
-    state.channel_sequence = opener.channel_sequence;
-    keep_for_replay(&mut state, dh2q.as_ref(), req);
+    let state = OpenState::new(path.components().join("\\"), Some(resolved));
+    let mut fields = OpenFields::new(action, opener.channel_sequence);
+    fields.delete_on_close = delete_on_close;
+    fields.durability = durability;
+    keep_for_replay(&mut fields, dh2q.as_ref(), req);
     let open = Arc::new(Open {
         persistent_id: id,
         volatile_id: id,
@@ -1387,7 +1384,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
         writing: Mutex::new(()),
         slot,
     });
-    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid)
+    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid, &fields)
         .map(|d| deltas::with_grant(d, caching));
     lock(&opener.session.inner).opens.insert(id, open);
     rsv.keep();
@@ -1669,12 +1666,11 @@ fn open_stream(
         Some(lid) if lease.is_some() => deltas::Grant::Lease(lid.key),
         _ => deltas::Grant::Oplock(oplock),
     };
-    let mut state = OpenState::new(format!("{}:{sname}", path.components().join("\\")), Some(here.clone()));
-    state.delete_on_close = delete_on_close;
-    state.create_action = action;
-    state.channel_sequence = opener.channel_sequence;
+    let state = OpenState::new(format!("{}:{sname}", path.components().join("\\")), Some(here.clone()));
+    let mut fields = OpenFields::new(action, opener.channel_sequence);
+    fields.delete_on_close = delete_on_close;
     // A stream open is never durable; its CreateGuid is kept all the same.
-    keep_for_replay(&mut state, opener.durable_v2(req).as_ref(), req);
+    keep_for_replay(&mut fields, opener.durable_v2(req).as_ref(), req);
     let open = Arc::new(Open {
         persistent_id: id,
         volatile_id: id,
@@ -1691,7 +1687,7 @@ fn open_stream(
         writing: Mutex::new(()),
         slot,
     });
-    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid)
+    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid, &fields)
         .map(|d| deltas::with_grant(d, caching));
     lock(&opener.session.inner).opens.insert(id, open);
     if created_file {
@@ -1894,16 +1890,10 @@ impl OpenState {
         OpenState {
             path,
             resolved,
-            delete_on_close: false,
             dir: None,
             position: 0,
             mode: 0,
-            durability: crate::model::Durability::None,
-            create_guid: None,
-            replay_eligible: false,
-            app_instance: None,
-            create_action: create_action::OPENED,
-            channel_sequence: 0,
+            pipe_channel_sequence: 0,
             written: false,
             write_time_armed: false,
             ea_next: 0,

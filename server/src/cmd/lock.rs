@@ -18,7 +18,7 @@ use protocol::NtStatus;
 
 use super::bad;
 use crate::handler::{Ctx, HResult, Resp};
-use crate::model::{Delta, PersistentFileId};
+use crate::model::{Delta, Durability, PersistentFileId};
 use crate::state::files::{ByteLock, FileUid};
 use crate::state::{lock, Server};
 
@@ -51,7 +51,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     // index is a replay and succeeds without being carried out again.
     let multichannel =
         ctx.conn.dialect >= dialect::SMB3_0 && ctx.conn.server_capabilities & capabilities::MULTI_CHANNEL != 0;
-    let seq = (lock(&open.st).durable() || multichannel)
+    let seq = (multichannel || ctx.server.durability_of(&open) != Durability::None)
         .then(|| Sequence { index: req.lock_sequence_index(), number: req.lock_sequence_number() });
     if let Some(s) = seq {
         let mut files = lock(&ctx.server.files);
@@ -67,7 +67,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             // sending was carried out without the lock sequence showing it.
             tracing::info!(
                 file_id = format_args!("{pid:#x}"),
-                durable = lock(&open.st).durable(),
+                durable = ?ctx.server.durability_of(&open),
                 index = req.lock_sequence_index(),
                 number = req.lock_sequence_number(),
                 "a replayed unlock finds its range not locked"

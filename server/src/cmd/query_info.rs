@@ -72,7 +72,7 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
     };
     let st = h.stat().map_err(|e| e.status())?;
     let pending =
-        open.key.is_some_and(|k| lock(&ctx.server.files).is_delete_pending(&k)) || lock(&open.st).delete_on_close;
+        open.key.is_some_and(|k| lock(&ctx.server.files).is_delete_pending(&k)) || ctx.server.delete_on_close_of(open);
     let mut fstat = file_stat(&st, pending);
     if ctx.conn.aapl != 0 {
         // Once AAPL is negotiated file ids are zero (as `vfs_fruit`'s

@@ -11,7 +11,7 @@ use tracing::debug;
 use super::bad;
 use crate::fs::{self, SmbPath};
 use crate::handler::{Ctx, HResult, Resp};
-use crate::model::{Delta, PersistentFileId};
+use crate::model::Delta;
 use crate::state::files::{access, Inode};
 use crate::state::lock;
 use crate::state::notify::{action, filter};
@@ -141,10 +141,7 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
             if flags & disposition_flags::ON_CLOSE != 0 {
                 need(open, access::DELETE)?;
                 let on = flags & disposition_flags::DELETE != 0;
-                lock(&open.st).delete_on_close = on;
-                if open.key.is_some() {
-                    ctx.deltas.push(Delta::DeleteOnCloseSet { open: PersistentFileId(open.persistent_id), on });
-                }
+                ctx.kept |= ctx.server.set_delete_on_close(open, on);
             } else {
                 set_delete(ctx, open, flags & disposition_flags::DELETE != 0)?;
             }
@@ -228,9 +225,11 @@ fn set_delete(ctx: &mut Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStat
         // disposition does not wait for them.
         let _ = break_others_handle_caching(ctx.server, open);
     }
-    lock(&open.st).delete_on_close = delete;
+    // The open's delete-on-close changes at once (a CLOSE after it in the
+    // compound reads it from the model); the file's delete-pending, which
+    // the file table keeps, with the answer.
+    ctx.kept |= ctx.server.set_delete_on_close(open, delete);
     ctx.deltas.push(Delta::DeletePendingSet { set: ctx.server.set(), file: key, on: delete });
-    ctx.deltas.push(Delta::DeleteOnCloseSet { open: PersistentFileId(open.persistent_id), on: delete });
     Ok(())
 }
 

@@ -259,6 +259,9 @@ impl Partition {
             return Err(ApplyError::Invalid("open on a tree of another share"));
         }
         self.check_volatile_free(n.session, n.volatile)?;
+        if n.info.create_action > 3 {
+            return Err(ApplyError::Invalid("CreateAction above 3"));
+        }
         match n.caching {
             Caching::None => {}
             Caching::Oplock { level, breaking } => {

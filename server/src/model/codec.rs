@@ -398,11 +398,16 @@ fn get_caching(r: &mut Reader<'_>) -> Result<Caching, DecodeError> {
 /// OpenInfo flag bits.
 const O_REPLAY_ELIGIBLE: u8 = 0x01;
 const O_IS_DIR: u8 = 0x02;
+/// OpenInfo flag bits 2..3: the CreateAction (0 to 3) XOR 1, so that 0 is FILE_OPENED,
+/// what an open of the format before these bits restores as.
+const O_ACTION_SHIFT: u8 = 2;
+const O_ACTION: u8 = 0x0c;
 
 // Format: OpenInfo { persistent:u64 | file:u128 | share:str | create_guid:opt<guid> |
 //   client_guid:guid | app_instance_id:opt<guid> |
 //   app_instance_version:opt<{ high:u64 | low:u64 }> | owner:Owner |
-//   durability:Durability | flags:u8 (0x1 replay eligible, 0x2 directory) |
+//   durability:Durability | flags:u8 (0x1 replay eligible, 0x2 directory,
+//   0xc CreateAction XOR 1 << 2) |
 //   granted_access:u32 | share_access:u32 | create_options:u32 }
 fn put_open_info(w: &mut Writer<'_>, o: &OpenInfo) {
     w.u64(o.persistent.0);
@@ -417,7 +422,8 @@ fn put_open_info(w: &mut Writer<'_>, o: &OpenInfo) {
     });
     put_owner(w, &o.owner);
     put_durability(w, o.durability);
-    w.u8(if o.replay_eligible { O_REPLAY_ELIGIBLE } else { 0 } | if o.is_dir { O_IS_DIR } else { 0 });
+    let action = ((o.create_action as u8 & 0x3) ^ 1) << O_ACTION_SHIFT;
+    w.u8(if o.replay_eligible { O_REPLAY_ELIGIBLE } else { 0 } | if o.is_dir { O_IS_DIR } else { 0 } | action);
     w.u32(o.granted_access);
     w.u32(o.share_access);
     w.u32(o.create_options);
@@ -434,7 +440,7 @@ fn get_open_info(r: &mut Reader<'_>) -> Result<OpenInfo, DecodeError> {
     let owner = get_owner(r)?;
     let durability = get_durability(r)?;
     let flags = r.u8()?;
-    if flags & !(O_REPLAY_ELIGIBLE | O_IS_DIR) != 0 {
+    if flags & !(O_REPLAY_ELIGIBLE | O_IS_DIR | O_ACTION) != 0 {
         return Err(bad("open flags", flags));
     }
     Ok(OpenInfo {
@@ -449,6 +455,7 @@ fn get_open_info(r: &mut Reader<'_>) -> Result<OpenInfo, DecodeError> {
         durability,
         replay_eligible: flags & O_REPLAY_ELIGIBLE != 0,
         is_dir: flags & O_IS_DIR != 0,
+        create_action: u32::from(((flags & O_ACTION) >> O_ACTION_SHIFT) ^ 1),
         granted_access: r.u32()?,
         share_access: r.u32()?,
         create_options: r.u32()?,

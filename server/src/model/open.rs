@@ -134,6 +134,9 @@ pub struct OpenInfo {
     /// Open.CreateOptions.
     pub create_options: u32,
     pub is_dir: bool,
+    /// The CreateAction the CREATE answered ([MS-SMB2] 2.2.14: superseded 0, opened 1,
+    /// created 2, overwritten 3), for the answer to a replay of it (3.3.5.9.10).
+    pub create_action: u32,
 }
 
 /// What a new open starts with ([`crate::model::Delta::OpenUp`]): its [`OpenInfo`] and

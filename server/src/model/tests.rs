@@ -183,6 +183,7 @@ fn pick(m: &Model, c: &Choice, kind: u8, now: Timestamp) -> Option<Vec<Delta>> {
                 share_access: (c.b >> 32) as u32 & 7,
                 create_options: (c.c >> 32) as u32,
                 is_dir: c.b & 0x1000 != 0,
+                create_action: (c.c >> 8) as u32 & 3,
             };
             out.push(Delta::OpenUp(Box::new(NewOpen {
                 info,
@@ -335,6 +336,7 @@ fn invalid(m: &Model, c: &Choice) -> Option<Delta> {
                 share_access: 0,
                 create_options: 0,
                 is_dir: false,
+                create_action: 2,
             },
             path: "x".into(),
             session,
@@ -576,7 +578,14 @@ pub(crate) fn session_with_tree(m: &mut Model, set: SetId) -> (SessionId, TreeId
     (SessionId(id), TreeId(1))
 }
 
-pub(crate) fn open_on(m: &Model, session: SessionId, tree: TreeId, file: u128, durability: Durability, caching: Caching) -> Delta {
+pub(crate) fn open_on(
+    m: &Model,
+    session: SessionId,
+    tree: TreeId,
+    file: u128,
+    durability: Durability,
+    caching: Caching,
+) -> Delta {
     let p = m.partition(session.set()).unwrap();
     let id = p.ids().peek(1).unwrap();
     Delta::OpenUp(Box::new(NewOpen {
@@ -595,6 +604,7 @@ pub(crate) fn open_on(m: &Model, session: SessionId, tree: TreeId, file: u128, d
             share_access: 7,
             create_options: 0,
             is_dir: false,
+            create_action: 1,
         },
         path: "f".into(),
         session,

@@ -147,14 +147,9 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
         read_only: share.cfg.read_only,
         maximal_access: info.granted_access,
     });
-    let mut state = OpenState::new(moved.unwrap_or_else(|| o.path().to_string()), Some(resolved));
-    state.durability = info.durability;
-    state.create_guid = info.create_guid.map(|g| g.0);
-    state.replay_eligible = info.replay_eligible;
-    state.app_instance =
-        info.app_instance_id.map(|id| crate::state::open::AppInstance { id: id.0, version: info.app_instance_version });
-    state.channel_sequence = o.channel_sequence();
-    state.delete_on_close = o.delete_on_close();
+    // Its long-lived fields (durability, CreateGuid, ChannelSequence,
+    // delete-on-close, ...) are the model's, restored already.
+    let state = OpenState::new(moved.unwrap_or_else(|| o.path().to_string()), Some(resolved));
     let open = Open {
         persistent_id: pid,
         volatile_id: o.volatile().0,

@@ -16,13 +16,18 @@ use crate::model::Delta;
 ///
 /// The open leaves the state model: its delta is pushed to `out`.
 pub fn close_open(server: &Arc<Server>, open: &Arc<Open>, out: &mut Vec<Delta>) {
+    if open.key.is_some() {
+        close_open_marked(server, open, server.delete_on_close_of(open), out);
+    }
+}
+
+/// [`close_open`] of an open whose delete-on-close (`doc`) the caller read
+/// from the model already (a CLOSE, with its ChannelSequence check).
+pub fn close_open_marked(server: &Arc<Server>, open: &Arc<Open>, doc: bool, out: &mut Vec<Delta>) {
     let Some(key) = open.key else {
         return;
     };
-    let (doc, written) = {
-        let st = lock(&open.st);
-        (st.delete_on_close, st.written)
-    };
+    let written = lock(&open.st).written;
     if written && server.journal.keeps_records() {
         out.extend(super::deltas::closed_after_writing(open));
     }

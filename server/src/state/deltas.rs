@@ -11,6 +11,7 @@ use crate::model::{
     PersistentFileId, SessionId, SessionInfo, SessionKeys, Timestamp, TreeId, TreeInfo, VolatileFileId,
 };
 
+use super::open::OpenFields;
 use super::session::SessionInner;
 use super::{lock, Open, Session, Tree};
 
@@ -77,35 +78,38 @@ pub fn tree_down(session: &Session, tree: &Tree) -> Option<Delta> {
         .then_some(Delta::TreeDown { session: SessionId(session.id), tree: TreeId(tree.id) })
 }
 
-/// A new open of a file or directory (pipes are not recorded).
-pub fn open_up(open: &Open, inner: &SessionInner, client_guid: [u8; 16]) -> Option<Delta> {
+/// A new open of a file or directory (pipes are not recorded), with what
+/// its CREATE decided of its long-lived fields, which from now on only the
+/// model keeps.
+pub fn open_up(open: &Open, inner: &SessionInner, client_guid: [u8; 16], f: &OpenFields) -> Option<Delta> {
     let key = open.key?;
     let share = open.share()?;
-    let st = super::lock(&open.st);
+    let path = super::lock(&open.st).path.trim_start_matches('\\').to_string();
     Some(Delta::OpenUp(Box::new(NewOpen {
         info: OpenInfo {
             persistent: PersistentFileId(open.persistent_id),
             file: key,
             share: share.cfg.name.clone(),
-            create_guid: st.create_guid.map(CreateGuid),
+            create_guid: f.create_guid.map(CreateGuid),
             client_guid: ClientGuid(client_guid),
-            app_instance_id: st.app_instance.map(|a| AppInstanceId(a.id)),
-            app_instance_version: st.app_instance.and_then(|a| a.version),
+            app_instance_id: f.app_instance.map(|a| AppInstanceId(a.id)),
+            app_instance_version: f.app_instance.and_then(|a| a.version),
             owner: Owner { user: inner.user.clone(), domain: inner.domain.clone() },
-            durability: st.durability,
-            replay_eligible: st.replay_eligible,
+            durability: f.durability,
+            replay_eligible: f.replay_eligible,
             granted_access: open.access,
             share_access: open.share_access,
             create_options: open.create_options,
             is_dir: open.is_dir,
+            create_action: f.create_action,
         },
-        path: st.path.trim_start_matches('\\').to_string(),
+        path,
         session: SessionId(open.session_id),
         tree: TreeId(open.tree.id),
         volatile: VolatileFileId(open.volatile_id),
         caching: Caching::None,
-        channel_sequence: st.channel_sequence,
-        delete_on_close: st.delete_on_close,
+        channel_sequence: f.channel_sequence,
+        delete_on_close: f.delete_on_close,
     })))
 }
 

@@ -69,10 +69,8 @@ pub fn preserve(
     // it is finally closed, on expiry or when another open purges it. A
     // persistent handle is kept whatever it caches ([MS-SMB2] 3.3.7.1:
     // Open.IsPersistent).
-    let (durability, persistent) = {
-        let st = lock(&open.st);
-        (st.durability, st.persistent())
-    };
+    let durability = server.durability_of(&open);
+    let persistent = matches!(durability, crate::model::Durability::Persistent { .. });
     let Some(timeout_ms) = durability.timeout_ms() else {
         return Err(open);
     };

@@ -1618,6 +1618,7 @@ mod tests {
                     share_access: 7,
                     create_options: 0,
                     is_dir: false,
+                    create_action: 1,
                 },
                 path: "f".into(),
                 session: self.session,

@@ -24,7 +24,10 @@
 //! 7. `Server.recorder` (the state model). [`Server::apply`] holds it for
 //!    a whole batch of deltas, and is called with no other lock held; so
 //!    is [`Server::with_model`], which reads it (a replayed CREATE's
-//!    CreateGuid, an AppInstanceId); the guard of [`Server::files`] takes
+//!    CreateGuid, an AppInstanceId), and so are [`Server::read_open`] and
+//!    [`Server::change_open`], which read and change an open's long-lived
+//!    fields ([`fields`]: its ChannelSequence on every SMB 3.x request
+//!    that names it, its delete-on-close at CLOSE); the guard of [`Server::files`] takes
 //!    it, under `Server.files`, to apply the oplock and lease changes made
 //!    through it ([`record`]). The journal's own locks are taken under it
 //!    (point 3, a state change, a checkpoint).
@@ -56,6 +59,7 @@ pub mod clients;
 pub mod close;
 pub mod deltas;
 pub mod durable;
+pub mod fields;
 pub mod files;
 pub mod id_alloc;
 pub mod lease;

@@ -36,32 +36,30 @@ pub struct DirCursor {
     pub next: usize,
 }
 
-/// The mutable part of an open.
+/// The mutable part of an open kept at runtime: cursors, the position,
+/// caches, what a write did, and the path (still a copy: the model keeps
+/// the file's path too, [`crate::model::OpenRecord::path`], which a
+/// restart restores).
+///
+/// An open's long-lived fields ([MS-SMB2] 3.3.1.10) are the state model's
+/// alone ([`crate::model::OpenRecord`], read and changed by the open's
+/// persistent id through [`super::Server::read_open`] and
+/// [`super::Server::change_open`]): Open.DurableOpenTimeout,
+/// Open.IsDurable and Open.IsPersistent, Open.CreateGuid,
+/// Open.IsReplayEligible, Open.AppInstanceId and its version, the
+/// CreateAction, Open.ChannelSequence and delete-on-close. An open the
+/// model does not record (a pipe on IPC$) has none of them but its
+/// ChannelSequence, kept here ([`OpenState::pipe_channel_sequence`]).
 pub struct OpenState {
     /// Share-relative path as the client named it (no leading backslash).
     pub path: String,
     pub resolved: Option<fs::Resolved>,
-    pub delete_on_close: bool,
     pub dir: Option<DirCursor>,
     pub position: u64,
     pub mode: u32,
-    /// The durable handle granted (Open.IsDurable, Open.IsPersistent,
-    /// Open.DurableOpenTimeout, [MS-SMB2] 3.3.1.10): a durable open
-    /// outlives its connection (`state::durable`). Its oplock or lease
-    /// lives in the per-file table.
-    pub durability: Durability,
-    /// What a DH2Q CREATE carried ([MS-SMB2] 3.3.5.9.10): Open.CreateGuid
-    /// and Open.ClientGuid, for DH2C and for a replayed CREATE.
-    pub create_guid: Option<[u8; 16]>,
-    /// Open.IsReplayEligible: a replayed CREATE with the CreateGuid gets
-    /// this open back, until a request names the open.
-    pub replay_eligible: bool,
-    /// Open.AppInstanceId and the version ([MS-SMB2] 3.3.5.9.13).
-    pub app_instance: Option<AppInstance>,
-    /// The CREATE's CreateAction, for the answer to a replay.
-    pub create_action: u32,
-    /// Open.ChannelSequence ([MS-SMB2] 3.3.5.2.10).
-    pub channel_sequence: u16,
+    /// Open.ChannelSequence ([MS-SMB2] 3.3.5.2.10) of an open the model
+    /// does not record (a pipe); a file's is the model's.
+    pub pipe_channel_sequence: u16,
     /// The file was written through this open (for timestamps on close).
     pub written: bool,
     /// The delayed write-time update of this handle's first write has
@@ -72,6 +70,43 @@ pub struct OpenState {
     /// FileFullEaInformation, [MS-SMB2] 3.3.5.20.1). Runtime only: a
     /// reopened handle starts again from the first EA.
     pub ea_next: usize,
+}
+
+/// What a CREATE decided of a new open's long-lived fields ([MS-SMB2]
+/// 3.3.5.9): they go into the open's `OpenUp` ([`super::deltas::open_up`])
+/// and from then on are the state model's alone (see [`OpenState`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenFields {
+    /// Open.IsDurable, Open.IsPersistent and Open.DurableOpenTimeout.
+    pub durability: Durability,
+    /// What a DH2Q CREATE carried ([MS-SMB2] 3.3.5.9.10): Open.CreateGuid.
+    pub create_guid: Option<[u8; 16]>,
+    /// Open.IsReplayEligible: a replayed CREATE with the CreateGuid gets
+    /// this open back, until a request names the open.
+    pub replay_eligible: bool,
+    /// Open.AppInstanceId and the version ([MS-SMB2] 3.3.5.9.13).
+    pub app_instance: Option<AppInstance>,
+    /// The CREATE's CreateAction, for the answer to a replay.
+    pub create_action: u32,
+    /// Open.ChannelSequence: the CREATE's ([MS-SMB2] 3.3.5.9).
+    pub channel_sequence: u16,
+    /// FILE_DELETE_ON_CLOSE was asked for.
+    pub delete_on_close: bool,
+}
+
+impl OpenFields {
+    /// An open with none of them: not durable, no CreateGuid, opened.
+    pub fn new(create_action: u32, channel_sequence: u16) -> OpenFields {
+        OpenFields {
+            durability: Durability::None,
+            create_guid: None,
+            replay_eligible: false,
+            app_instance: None,
+            create_action,
+            channel_sequence,
+            delete_on_close: false,
+        }
+    }
 }
 
 /// Open.AppInstanceId and Open.ApplicationInstanceVersionHigh and Low
@@ -108,18 +143,6 @@ pub struct Open {
     pub slot: crate::limits::OpenSlot,
 }
 
-impl OpenState {
-    /// Was a durable handle (of any version) granted?
-    pub fn durable(&self) -> bool {
-        self.durability != Durability::None
-    }
-
-    /// A persistent handle ([MS-SMB2] 3.3.1.10 Open.IsPersistent).
-    pub fn persistent(&self) -> bool {
-        matches!(self.durability, Durability::Persistent { .. })
-    }
-}
-
 impl Open {
     pub fn file_id(&self) -> FileId {
         FileId { persistent: self.persistent_id, volatile: self.volatile_id }
@@ -136,4 +159,3 @@ impl Open {
         self.tree.share()
     }
 }
-

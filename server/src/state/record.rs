@@ -36,10 +36,36 @@
 //! that joins a lease while the lease's other open closes finds it still
 //! there.
 //!
+//! # Opens' fields
+//!
+//! An open's long-lived fields are the model's alone: the runtime `Open`
+//! has no copy of them ([`super::open::OpenState`]). A new open brings
+//! them in its `OpenUp` (durability, CreateGuid, AppInstanceId and version,
+//! replay eligibility, CreateAction, ChannelSequence, delete-on-close),
+//! which reaches the model at its CREATE's point 3, before the client can
+//! name the open (and before the next element of a compound runs). From
+//! then on they are read by the open's persistent id
+//! ([`Server::read_open`]), and changed where the change is made, not at
+//! point 3 ([`Server::change_open`]: `ChannelSequenceSet`,
+//! `ReplayIneligible`, `DeleteOnCloseSet`): under one hold of the model's
+//! lock the change is decided from the record, applied, and journaled as
+//! a state change, as the file table's oplock and lease changes are. So a
+//! later element of the same compound, and a request on another
+//! connection, see it as soon as it is made (a delete-on-close set by a
+//! SET_INFO and read by the CLOSE after it; a ChannelSequence raised by
+//! one request and checked by the next), and the log holds it before the
+//! point-3 record of the request that made it, in the order the model
+//! applied it; that request's answer waits for its point-3 record to be
+//! durable when the change is one a restart restores (`Ctx::kept`). A
+//! READ or WRITE on SMB 3.x takes the model's lock once, to check its
+//! ChannelSequence; on SMB 2.x not at all.
+//!
 //! The model is the record of the long-lived state that a restart or a
-//! takeover restores; the runtime objects (`Session`, `Tree`, `Open`, the
-//! file table) still serve the requests. [`Server::check_model`] holds the
-//! two against each other.
+//! takeover restores, and the one copy of the opens' fields above; the
+//! runtime objects (`Session`, `Tree`, `Open`'s runtime part, the file
+//! table's share modes, delete-pending, byte-range locks, lock sequences,
+//! oplocks and leases) still serve the requests with their own copies.
+//! [`Server::check_model`] holds those against the model.
 //!
 //! # Check mode
 //!
@@ -76,7 +102,7 @@ use super::files::{CachingView, FileTable};
 use super::{lock, Server};
 use crate::journal::{self, OpId, ReplayKey, Ticket};
 use crate::model::ids::IdParts;
-use crate::model::{Caching, Delta, Model, PersistentFileId};
+use crate::model::{Caching, Delta, Model, OpenRecord, PersistentFileId};
 
 /// The environment variable that turns check mode on.
 pub const CHECK_ENV: &str = "DUET_CHECK_MODEL";
@@ -664,13 +690,52 @@ impl Server {
     /// the module doc), with the table's lock still held: the model's lock
     /// ranks below it. They are journaled as state changes as they apply.
     fn apply_caching(&self, deltas: &[Delta]) {
-        let mut r = lock(&self.recorder);
+        let r = lock(&self.recorder);
+        self.apply_at_once(r, deltas);
+    }
+
+    /// Applies changes where they are made, not at point 3 (oplocks and
+    /// leases, an open's long-lived fields), each now or once what it waits
+    /// for has been applied, and journals them as state changes, all under
+    /// the model's lock `r`.
+    fn apply_at_once(&self, mut r: MutexGuard<'_, Recorder>, deltas: &[Delta]) {
         r.apply_caching(deltas);
         let released_deadline = r.release_waiting();
         r.check_replay();
         self.journal_unjournaled(&mut r);
         drop(r);
         self.after_apply(deltas, released_deadline);
+    }
+
+    /// Reads an open's record in the model, by its persistent id: where
+    /// the open's long-lived fields are read (see "Opens' fields" in the
+    /// module doc). `None` for an open the model does not have (a pipe, or
+    /// a new open whose CREATE has not passed its point 3). Takes the
+    /// model's lock, the last in the lock order.
+    pub fn read_open<R>(&self, open: u64, read: impl FnOnce(Option<&OpenRecord>) -> R) -> R {
+        read(lock(&self.recorder).model().open(PersistentFileId(open)))
+    }
+
+    /// Changes an open's long-lived fields at once (see "Opens' fields" in
+    /// the module doc): under one hold of the model's lock, `decide` reads
+    /// the open's record (`None`: the model does not have it) and returns
+    /// its answer and the deltas of what it changes, which are applied and
+    /// journaled as a state change before the lock is let go, so that the
+    /// next request, on any connection, sees them.
+    ///
+    /// Returns `decide`'s answer, and whether a change was one a restart
+    /// restores ([`restorable`]): then the element's answer must wait for
+    /// its own point-3 record to be durable (`Ctx::kept`), which the log
+    /// holds after this change's.
+    pub fn change_open<R>(&self, open: u64, decide: impl FnOnce(Option<&OpenRecord>) -> (R, Vec<Delta>)) -> (R, bool) {
+        let r = lock(&self.recorder);
+        let (answer, deltas) = decide(r.model().open(PersistentFileId(open)));
+        if deltas.is_empty() {
+            return (answer, false);
+        }
+        let kept = deltas.iter().any(|d| restorable(r.model(), d));
+        self.apply_at_once(r, &deltas);
+        (answer, kept)
     }
 
     /// Wakes the scavenger when the deltas bring a new deadline.
@@ -964,6 +1029,7 @@ mod tests {
                 share_access: 7,
                 create_options: 0,
                 is_dir: false,
+                create_action: 1,
             },
             path: "f".into(),
             session,

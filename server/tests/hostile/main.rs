@@ -17,6 +17,9 @@
 //! - [`sendfile`]: large READ answers sent from their files: their length
 //!   at and across the end of a file, the journal's point 3, signed
 //!   sessions, a file cut short while its answer is sent.
+//! - [`opens`]: an open's fields, which the state model keeps: a change
+//!   one request makes holds for the next (a compound's CLOSE after its
+//!   SET_INFO's delete-on-close, a ChannelSequence raised by a large WRITE).
 //! - [`reconnect`]: a client that drops its connection and comes back at
 //!   once does not meet its own old opens.
 //! - [`streams`]: stream names (`file:stream`) never reach outside the
@@ -34,6 +37,7 @@ mod client;
 mod credits;
 mod journal;
 mod limits;
+mod opens;
 mod reconnect;
 mod sendfile;
 mod streams;
