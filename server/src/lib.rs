@@ -227,10 +227,7 @@ pub async fn run(mut cfg: Config, shutdown: impl Future<Output = ()>) -> Result<
     if let (Some(sets), Some(p)) = (&sets, &pair) {
         // The set's GUID, which the partner answers with after a takeover.
         let (storage, set, mine) = (sets.storage.clone(), takeover::SetId(p.config().node), server.guid);
-        server.guid = tokio::task::spawn_blocking(move || pair::sets::set_guid(&storage, set, mine))
-            .await
-            .map_err(|e| RunError::Pair(e.to_string()))?
-            .map_err(|e| RunError::Pair(format!("the set's server GUID in {}: {e}", sets.storage.display())))?;
+        server.guid = pair::sets::set_guid_of(storage, set, mine).await.map_err(RunError::Pair)?;
     }
     if let Some(lease) = pair.as_ref().and_then(|p| p.lease()) {
         // The set's shares change nothing on disk without the lease

@@ -24,7 +24,7 @@ use crate::fs::{self, FsError, SmbPath};
 use crate::handler::{Ctx, HResult, Resp};
 use crate::model::{Delta, Durability, PersistentFileId, SessionId, TreeId, VolatileFileId};
 use crate::state::deltas;
-use crate::state::files::{access, FileUid, Inode, LeaseGrant, OpenRef};
+use crate::state::files::{access, Breaks, FileTable, FileUid, Inode, LeaseGrant, OpenRef};
 use crate::state::lease::{lease_state, LeaseId};
 use crate::state::notify::{action, filter};
 use crate::state::open::{AppInstance, Open, OpenFields, OpenKind, OpenState};
@@ -1171,14 +1171,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                     if files.is_delete_pending(&key) {
                         return Err(NtStatus::DELETE_PENDING);
                     }
-                    let violation = !files.check_share(&key, desired, req.share_access);
-                    let breaks = if oplock::is_stat_open(desired) && !overwrite {
-                        Default::default()
-                    } else {
-                        let leases = overwrite || !oplock::is_lease_stat_open(desired);
-                        files.break_for_open_of(&key, overwrite, violation, delete_on_close, lease_id, leases)
-                    };
-                    (breaks, violation)
+                    open_breaks(&mut files, &key, desired, req.share_access, overwrite, delete_on_close, lease_id)
                 }
             };
             let mut purged = Vec::new();
@@ -1425,6 +1418,29 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     Ok(Some(Step::Done(r)))
 }
 
+/// The breaks a new open of the file (or stream) `key` starts, and whether
+/// its share modes refuse it ([MS-FSA] 2.1.4.12 orders the two: see
+/// [`FileTable::break_for_open_of`]). A stat open breaks nothing, unless it
+/// overwrites; one that only reads attributes breaks no lease.
+fn open_breaks(
+    files: &mut FileTable,
+    key: &FileUid,
+    desired: u32,
+    share_access: u32,
+    overwrite: bool,
+    delete_on_close: bool,
+    lease_id: Option<LeaseId>,
+) -> (Breaks, bool) {
+    let violation = !files.check_share(key, desired, share_access);
+    let breaks = if oplock::is_stat_open(desired) && !overwrite {
+        Default::default()
+    } else {
+        let leases = overwrite || !oplock::is_lease_stat_open(desired);
+        files.break_for_open_of(key, overwrite, violation, delete_on_close, lease_id, leases)
+    };
+    (breaks, violation)
+}
+
 /// The response context of a granted lease ([MS-SMB2] 2.2.14.2.10,
 /// 2.2.14.2.11): the key, the state, and for version 2 the epoch and the
 /// parent key echoed.
@@ -1577,13 +1593,8 @@ fn open_stream(
         }
         // The stream's oplock and lease holders are broken as a file's
         // (see `open_disk`); the CREATE waits for them when it must.
-        let violation = !files.check_share(&key, desired, req.share_access);
-        let breaks = if oplock::is_stat_open(desired) && !overwrite {
-            Default::default()
-        } else {
-            let leases = overwrite || !oplock::is_lease_stat_open(desired);
-            files.break_for_open_of(&key, overwrite, violation, delete_on_close, lease_id, leases)
-        };
+        let (breaks, violation) =
+            open_breaks(&mut files, &key, desired, req.share_access, overwrite, delete_on_close, lease_id);
         if breaks.wait || !breaks.orphans.is_empty() {
             drop(files);
             let mut purged = Vec::new();

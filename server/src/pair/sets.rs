@@ -346,6 +346,15 @@ pub fn set_guid(storage: &Path, set: SetId, first: [u8; 16]) -> io::Result<[u8; 
     Err(io::Error::other(format!("{} appears and vanishes", path.display())))
 }
 
+/// [`set_guid`] on a blocking thread, its failure said in words.
+pub async fn set_guid_of(storage: PathBuf, set: SetId, first: [u8; 16]) -> Result<[u8; 16], String> {
+    let shown = storage.display().to_string();
+    tokio::task::spawn_blocking(move || set_guid(&storage, set, first))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("the set's server GUID in {shown}: {e}"))
+}
+
 // ---- the decision ---------------------------------------------------------------
 
 /// What the survivor sees of its partner at one moment.

@@ -162,10 +162,7 @@ pub async fn restore_home(t: &Taker, epoch: Epoch) -> Result<Arc<Server>, String
     let policy = cfg.journal.policy;
     let mut server = Server::restored(cfg, model).map_err(|e| e.to_string())?;
     let (storage, fresh) = (t.sets.storage.clone(), rand::random());
-    server.guid = tokio::task::spawn_blocking(move || crate::pair::sets::set_guid(&storage, set, fresh))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("the set's server GUID: {e}"))?;
+    server.guid = crate::pair::sets::set_guid_of(storage, set, fresh).await?;
     let lease = t.pair.lease().cloned().ok_or("no lease on our set")?;
     lease.regain(epoch);
     if !lease.wait_valid().await {

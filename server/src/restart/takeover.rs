@@ -150,10 +150,7 @@ pub async fn take(
     let mut server = Server::restored(cfg, model).map_err(|e| e.to_string())?;
     // The set's own GUID, as its home node answered with it.
     let (storage, fresh) = (t.sets.storage.clone(), rand::random());
-    server.guid = tokio::task::spawn_blocking(move || crate::pair::sets::set_guid(&storage, set, fresh))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("the set's server GUID: {e}"))?;
+    server.guid = crate::pair::sets::set_guid_of(storage, set, fresh).await?;
     server.journal = journal.clone();
     server.retirer.enable(false);
     // Valid until the set is handed back: nobody else may serve it meanwhile.
