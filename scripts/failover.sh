@@ -227,6 +227,7 @@ for kind in $(for _ in $(seq "$kills"); do echo kill; done; for _ in $(seq "$fre
               for _ in $(seq "$elective"); do echo elective; done); do
   n=$((n + 1))
   round=$base/round-$n-$kind
+  late=0
   mkdir -p "$round/storage/seta" "$round/storage/setb" "$round/storage/.duet"
   file=$round/storage/seta/failover.dat
   if [ "$lab" = 1 ]; then
@@ -248,6 +249,8 @@ for kind in $(for _ in $(seq "$kills"); do echo kill; done; for _ in $(seq "$fre
     sleep 0.05
   done
   wait_until "$round/b" "p['partner_mirror']['current']" 30 || true
+  # A client that finished before the fault saw none: its round measures no stall.
+  kill -0 "$client" 2>/dev/null || late=1
   if [ "$kind" = kill ]; then
     kill -9 "$pid_1"; wait "$pid_1" 2>/dev/null || true; kills_done=$((kills_done + 1))
   elif [ "$kind" = elective ]; then
@@ -304,9 +307,13 @@ print(blocks, lost, dup, err, doc.get("stall_ms", -1))
 EOF
 )
   requests=$((requests + r)); lost=$((lost + l)); dup=$((dup + d)); errors=$((errors + e))
+  if [ "${late:-0}" = 1 ] && [ "$kind" != elective ]; then
+    log "failover: round $n ($kind): the client had finished before the fault: no stall counted"
+    s=-1
+  fi
   case $kind in
-    kill) stalls_kill+=("$s") ;;
-    freeze) stalls_freeze+=("$s") ;;
+    kill) [ "$s" = -1 ] || stalls_kill+=("$s") ;;
+    freeze) [ "$s" = -1 ] || stalls_freeze+=("$s") ;;
     elective)
       if [ -n "${span:-}" ]; then stalls_elective+=("$(stall $span)"); fi
       if [ -n "${span2:-}" ]; then stalls_giveback+=("$(stall $span2)"); fi
