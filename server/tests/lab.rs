@@ -129,22 +129,52 @@ impl Lab {
         std::fs::read_to_string(self.path().join(node).join("duet.log")).unwrap_or_default()
     }
 
+    /// `duet status --json` of node `node` ("a" or "b") over its admin socket:
+    /// the pair part.
+    fn pair(&self, node: &str) -> serde_json::Value {
+        let socket = self.path().join(node).join("state/admin.sock");
+        let out = Command::new(common::duet_bin()).args(["status", "--json", "--socket"]).arg(socket).output().unwrap();
+        assert!(out.status.success(), "duet status of {node}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["pair"].clone()
+    }
+
+    /// Polls node `node`'s pair status until `pred` holds (60 s at most).
+    fn pair_until(&self, node: &str, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let t0 = Instant::now();
+        loop {
+            let p = self.pair(node);
+            if pred(&p) {
+                return p;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "node {node}: never {what}:\n{p:#}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn logs(&self) -> String {
         format!("---- A ----\n{}\n---- B ----\n{}", self.log("a"), self.log("b"))
     }
 
     /// Starts the failover client on set A's address in the client namespace.
     fn client(&self, blocks: usize) -> LabClient {
-        let out = self.path().join("client.out");
-        let err = self.path().join("client.err");
+        self.client_on("A", blocks, "0.005")
+    }
+
+    /// The failover client on set `set`'s address ("A" or "B"), `pause`
+    /// seconds between its writes.
+    fn client_on(&self, set: &str, blocks: usize, pause: &str) -> LabClient {
+        let (host, share) = if set == "A" { ("127.0.0.11", "seta") } else { ("127.0.0.12", "setb") };
+        let out = self.path().join(format!("client-{share}.out"));
+        let err = self.path().join(format!("client-{share}.err"));
         let script = common::repo_root().join("testdata/failover_client.py");
         let child = Command::new(common::duet_bin())
             .args(["lab", "--dir"])
             .arg(self.path())
             .args(["exec", "--", "python3"])
             .arg(script)
-            .args(["--host", "127.0.0.11", "--port", "445", "--share", "seta", "--append", "--size", "3000"])
-            .args(["--pause", "0.005", "--blocks", &blocks.to_string()])
+            .args(["--host", host, "--port", "445", "--share", share, "--append", "--size", "3000"])
+            .args(["--pause", pause, "--blocks", &blocks.to_string()])
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap())
@@ -228,7 +258,12 @@ impl Drop for LabClient {
 
 /// Each block of the append-only file exactly once, in order.
 fn check_file(lab: &Lab, blocks: usize) {
-    let data = std::fs::read(lab.path().join("storage/seta/failover.dat")).unwrap();
+    check_share(lab, "seta", blocks);
+}
+
+/// The same for the client's file in share `share`.
+fn check_share(lab: &Lab, share: &str, blocks: usize) {
+    let data = std::fs::read(lab.path().join("storage").join(share).join("failover.dat")).unwrap();
     assert_eq!(data.len(), blocks * 3000, "the file holds {} bytes", data.len());
     for (i, chunk) in data.chunks(3000).enumerate() {
         let head = format!("block {i:06}");
@@ -382,4 +417,90 @@ fn a_node_stopped_with_sigterm_lets_its_address_go() {
     let st = lab.until("A stopped", |st| Lab::node(st, "A")["state"] == "dead");
     assert!(!Lab::node(&st, "A")["addresses"].as_array().unwrap().contains(&"127.0.0.11".into()), "{st:#}");
     assert!(lab.log("a").contains("the set's address released ip=127.0.0.11"), "{}", lab.logs());
+}
+
+/// Each set's (state, epoch) in a node's pair status.
+fn sets_of(p: &serde_json::Value) -> Vec<(u64, String, u64)> {
+    p["sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["set"].as_u64().unwrap(), s["state"].as_str().unwrap().to_string(), s["epoch"].as_u64().unwrap()))
+        .collect()
+}
+
+/// `duet lab exec --in NODE -- ip route ACTION blackhole ADDR/32`: packets from
+/// that node's namespace to ADDR go nowhere.
+fn blackhole(lab: &Lab, node: &str, action: &str, addr: &str) {
+    lab.ok(&["exec", "--in", node, "--", "ip", "route", action, "blackhole", &format!("{addr}/32")]);
+}
+
+#[test]
+fn an_interconnect_cut_alone_is_reported_and_nobody_takes_over() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let (before_a, before_b) = (sets_of(&lab.pair("a")), sets_of(&lab.pair("b")));
+    let resyncs = |node: &str| lab.pair(node)["mirror"]["resyncs"].as_u64().unwrap();
+    let (resyncs_a, resyncs_b) = (resyncs("a"), resyncs("b"));
+    let blocks = 400;
+    let mut client_a = lab.client_on("A", blocks, "0.02");
+    let mut client_b = lab.client_on("B", blocks, "0.02");
+    client_a.until_written(20);
+    client_b.until_written(20);
+    // The cut: each node's packets to the other's node address (the
+    // interconnect, 127.0.0.21 and .22) go nowhere; the set addresses, the
+    // clients and the storage folder are untouched.
+    blackhole(&lab, "A", "add", "127.0.0.22");
+    blackhole(&lab, "B", "add", "127.0.0.21");
+    for node in ["a", "b"] {
+        lab.pair_until(node, "the partner's links down and degraded", |p| {
+            p["partner_connected"] == false && p["degraded"] == true
+        });
+    }
+    let cut = Instant::now();
+    let (written_a, written_b) = (client_a.written(), client_b.written());
+    // Well past the detection time (2 s of silence on both channels).
+    while cut.elapsed() < Duration::from_secs(5) {
+        let st = lab.status();
+        never_two(&st);
+        assert_eq!(Lab::set(&st, "A")["answering"], serde_json::json!(["A"]), "{st:#}");
+        assert_eq!(Lab::set(&st, "B")["answering"], serde_json::json!(["B"]), "{st:#}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (pa, pb) = (lab.pair("a"), lab.pair("b"));
+    assert_eq!(pa["partner_connected"], false, "the cut healed by itself: {pa:#}");
+    assert_eq!(sets_of(&pa), before_a, "A's sets moved: {pa:#}\n{}", lab.logs());
+    assert_eq!(sets_of(&pb), before_b, "B's sets moved: {pb:#}\n{}", lab.logs());
+    // Both clients went on through the cut.
+    assert!(client_a.written() > written_a + 20, "set A's client stood still: {}", client_a.stderr());
+    assert!(client_b.written() > written_b + 20, "set B's client stood still: {}", client_b.stderr());
+    for node in ["a", "b"] {
+        let log = lab.log(node);
+        assert!(!log.contains("taking its set over"), "{}", lab.logs());
+        assert!(log.contains("ChannelSilent(Interconnect)"), "node {node} did not report the cut:\n{}", lab.logs());
+    }
+    // The link back: the mirrors resync and are current again.
+    blackhole(&lab, "A", "del", "127.0.0.22");
+    blackhole(&lab, "B", "del", "127.0.0.21");
+    for (node, before) in [("a", resyncs_a), ("b", resyncs_b)] {
+        lab.pair_until(node, "a current mirror at the partner again, resynced", |p| {
+            p["partner_connected"] == true
+                && p["mirror"]["state"] == "current"
+                && p["degraded"] == false
+                && p["mirror"]["resyncs"].as_u64().unwrap() > before
+        });
+    }
+    for (client, share) in [(&mut client_a, "seta"), (&mut client_b, "setb")] {
+        let done = client
+            .done(Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("the client of {share} never ended: {}", client.stderr()));
+        assert_eq!(done["done"], true, "{done}\n{}\n{}", client.stderr(), lab.logs());
+        assert_eq!(done["reconnects"], 0, "the client of {share} lost its connection: {done}");
+        assert_eq!(done["errors"], serde_json::json!([]), "{done}");
+        check_share(&lab, share, blocks);
+    }
+    assert_eq!(sets_of(&lab.pair("a")), before_a);
+    assert_eq!(sets_of(&lab.pair("b")), before_b);
 }
