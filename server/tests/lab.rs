@@ -132,22 +132,31 @@ impl Lab {
     /// `duet status --json` of node `node` ("a" or "b") over its admin socket:
     /// the pair part.
     fn pair(&self, node: &str) -> serde_json::Value {
+        self.try_pair(node).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Lab::pair`], or why it could not be had (the node is not up).
+    fn try_pair(&self, node: &str) -> Result<serde_json::Value, String> {
         let socket = self.path().join(node).join("state/admin.sock");
         let out = Command::new(common::duet_bin()).args(["status", "--json", "--socket"]).arg(socket).output().unwrap();
-        assert!(out.status.success(), "duet status of {node}: {}", String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            return Err(format!("duet status of {node}: {}", String::from_utf8_lossy(&out.stderr)));
+        }
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["pair"].clone()
+        Ok(v["pair"].clone())
     }
 
     /// Polls node `node`'s pair status until `pred` holds (60 s at most).
     fn pair_until(&self, node: &str, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
         let t0 = Instant::now();
         loop {
-            let p = self.pair(node);
-            if pred(&p) {
-                return p;
+            let p = self.try_pair(node);
+            if let Ok(p) = &p {
+                if pred(p) {
+                    return p.clone();
+                }
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "node {node}: never {what}:\n{p:#}\n{}", self.logs());
+            assert!(t0.elapsed() < Duration::from_secs(60), "node {node}: never {what}:\n{p:?}\n{}", self.logs());
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -503,4 +512,53 @@ fn an_interconnect_cut_alone_is_reported_and_nobody_takes_over() {
     }
     assert_eq!(sets_of(&lab.pair("a")), before_a);
     assert_eq!(sets_of(&lab.pair("b")), before_b);
+}
+
+#[test]
+fn a_storage_stall_is_reported_and_the_partner_does_not_take_over_on_it() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[("DUET_FAILPOINT", "storage-stall:1")]);
+    let blocks = 400;
+    let mut client_a = lab.client_on("A", blocks, "0.02");
+    let mut client_b = lab.client_on("B", blocks, "0.02");
+    client_a.until_written(20);
+    client_b.until_written(20);
+    // A's storage folder stalls (failpoint `storage-stall`: every access waits
+    // while the file is there); the interconnect goes on.
+    let flag = lab.path().join("a/storage-stall");
+    std::fs::write(&flag, "").unwrap();
+    let stall = Instant::now();
+    while stall.elapsed() < Duration::from_secs(6) {
+        never_two(&lab.status());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::fs::remove_file(&flag).unwrap();
+    for (client, share) in [(&mut client_a, "seta"), (&mut client_b, "setb")] {
+        let done = client
+            .done(Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("the client of {share} never ended: {}", client.stderr()));
+        assert_eq!(done["done"], true, "{done}\n{}\n{}", client.stderr(), lab.logs());
+        assert_eq!(done["errors"], serde_json::json!([]), "{done}");
+        check_share(&lab, share, blocks);
+    }
+    let (log_a, log_b) = (lab.log("a"), lab.log("b"));
+    assert!(log_a.contains("the storage folder stalls"), "{}", lab.logs());
+    // A's lease ran out with its storage heartbeat: the fence refused its changes.
+    assert!(log_a.contains("fence: a change on disk refused"), "A's lease never ran out:\n{}", lab.logs());
+    // B reported A's silent storage channel and never took A for dead on it: it
+    // took the set only at A's request (A's fault hand-over), after A
+    // reported its stalled storage.
+    assert!(log_b.contains("ChannelSilent(Storage)"), "B did not report A's silent storage:\n{}", lab.logs());
+    assert!(!log_b.contains("the partner is dead"), "B acted on one silent channel:\n{}", lab.logs());
+    assert!(log_a.contains("Fault(StorageStalled)"), "{}", lab.logs());
+    let asked = log_b.find("TakeoverRequested { set: SetId(1), reason: Fault(StorageStalled) }");
+    let took = log_b.find("taking its set over at its request");
+    assert!(asked.is_some() && took.is_some() && asked < took, "B took set 1 but not at A's request:\n{}", lab.logs());
+    // Set 1 is B's now, one epoch up; A stepped down.
+    let st = lab.until("A gone", |st| Lab::node(st, "A")["state"] == "dead");
+    assert_eq!(Lab::set(&st, "A")["answering"], serde_json::json!(["B"]), "{st:#}");
+    assert!(lab.log("a").contains("stepping down"), "{}", lab.logs());
+    assert!(sets_of(&lab.pair("b")).contains(&(1, "serving".to_string(), 2)), "{}", lab.logs());
 }
