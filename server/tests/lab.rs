@@ -562,3 +562,100 @@ fn a_storage_stall_is_reported_and_the_partner_does_not_take_over_on_it() {
     assert!(lab.log("a").contains("stepping down"), "{}", lab.logs());
     assert!(sets_of(&lab.pair("b")).contains(&(1, "serving".to_string(), 2)), "{}", lab.logs());
 }
+
+/// A killed while the client writes; B takes set A over and the client
+/// finishes through B; then B is killed too: both down.
+fn double_failure(lab: &Lab, blocks: usize) {
+    let mut client = lab.client(blocks);
+    client.until_written(blocks / 4);
+    lab.ok(&["kill", "A"]);
+    lab.until("B answers set A's address", |st| Lab::set(st, "A")["answering"] == serde_json::json!(["B"]));
+    let done =
+        client.done(Duration::from_secs(60)).unwrap_or_else(|| panic!("the client never ended: {}", client.stderr()));
+    assert_eq!(done["done"], true, "{done}\n{}", client.stderr());
+    check_file(lab, blocks);
+    lab.ok(&["kill", "B"]);
+    lab.until("both dead", |st| Lab::node(st, "A")["state"] == "dead" && Lab::node(st, "B")["state"] == "dead");
+}
+
+/// Set `set`'s (state, epoch) in node `node`'s status, when it has one.
+fn set_state(lab: &Lab, node: &str, set: u64) -> Option<(String, u64)> {
+    let p = lab.try_pair(node).ok()?;
+    sets_of(&p).into_iter().find(|(s, _, _)| *s == set).map(|(_, st, e)| (st, e))
+}
+
+/// A boots, asks for its set back once both mirrors are current, and serves
+/// it at `epoch`; B keeps set B alone; a new client of set A is answered by A
+/// and sees the file whole.
+fn given_back(lab: &Lab, blocks: usize, epoch: u64) {
+    lab.pair_until("a", "set A served again", |p| sets_of(p).contains(&(1, "serving".to_string(), epoch)));
+    lab.pair_until("b", "set A given back", |p| {
+        sets_of(p).iter().any(|(s, st, _)| *s == 1 && st == "the partner's")
+            && sets_of(p).iter().any(|(s, st, _)| *s == 2 && st == "serving")
+    });
+    let st = lab.until("A answers set A's address", |st| Lab::set(st, "A")["answering"] == serde_json::json!(["A"]));
+    assert_eq!(Lab::set(&st, "B")["answering"], serde_json::json!(["B"]), "{st:#}");
+    let out = lab.ok(&["exec", "--", "smbclient", "//127.0.0.11/seta", "-U", "duet%duetpass", "-c", "ls"]);
+    assert!(out.contains("failover.dat"), "{out}");
+    check_file(lab, blocks);
+}
+
+#[test]
+fn after_a_double_failure_the_node_with_the_newest_state_serves_both_sets_and_gives_one_back() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let blocks = 160;
+    double_failure(&lab, blocks);
+    // B, which held both sets when it died, boots first and serves both.
+    lab.ok(&["start", "B"]);
+    lab.pair_until("b", "both sets served", |p| {
+        let s = sets_of(p);
+        s.iter().filter(|(_, st, _)| st == "serving").count() == 2
+    });
+    let epoch = set_state(&lab, "b", 1).unwrap().1;
+    assert_eq!(epoch, 3, "B did not claim set A one epoch up");
+    let st = lab.until("B answers both addresses", |st| {
+        Lab::set(st, "A")["answering"] == serde_json::json!(["B"])
+            && Lab::set(st, "B")["answering"] == serde_json::json!(["B"])
+    });
+    assert_eq!(Lab::set(&st, "A")["client_sees"], "B", "{st:#}");
+    let out = lab.ok(&["exec", "--", "smbclient", "//127.0.0.11/seta", "-U", "duet%duetpass", "-c", "ls"]);
+    assert!(out.contains("failover.dat"), "{out}");
+    // A comes back: it waits, then gets its set back (auto-giveback).
+    lab.ok(&["start", "A"]);
+    given_back(&lab, blocks, 4);
+    assert!(lab.log("a").contains("set 1 is held by node 2 at epoch 3: waiting"), "{}", lab.logs());
+}
+
+#[test]
+fn after_a_double_failure_the_home_node_booting_first_refuses_its_set_and_says_why() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let blocks = 160;
+    double_failure(&lab, blocks);
+    // A boots first: set A's newest claim is B's, and what B did with the set
+    // was journaled in B's memory only: A does not take it, and says why.
+    lab.ok(&["start", "A"]);
+    let t0 = Instant::now();
+    while !lab.log("a").contains("the partner held our set and died") {
+        assert!(t0.elapsed() < Duration::from_secs(30), "A never said why:\n{}", lab.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (state, epoch) = set_state(&lab, "a", 1).unwrap();
+    // The newest claim stays B's (epoch 2): A claimed nothing.
+    assert!(state != "serving" && epoch == 2, "A: set A {state} at epoch {epoch}\n{}", lab.logs());
+    // Nor does it take set B, whose node it never heard since it started.
+    let (state_b, _) = set_state(&lab, "a", 2).unwrap();
+    assert!(state_b.starts_with("refused: no contact with the partner"), "A: set B {state_b}");
+    std::thread::sleep(Duration::from_secs(3));
+    let st = lab.status();
+    assert_eq!(Lab::set(&st, "A")["answering"], serde_json::json!([]), "{st:#}");
+    // B comes back: it serves both sets from its journal and its mirror of A's,
+    // then gives set A back.
+    lab.ok(&["start", "B"]);
+    given_back(&lab, blocks, 4);
+}
