@@ -27,6 +27,24 @@
 //!   progress for as long as A stays frozen, and goes on only after the thaw.
 //! - `a_node_stopped_with_sigterm_lets_its_address_go`: an elective stop
 //!   removes the set's address from the node's interface.
+//! - `an_interconnect_cut_alone_is_reported_and_nobody_takes_over`: each
+//!   node's packets to the other's node address go nowhere (a blackhole
+//!   route in its namespace) while a client of each set writes; both nodes
+//!   report the partner's links down and run degraded, nobody takes over
+//!   (sets and epochs unchanged, each address answered by its home), both
+//!   clients go on without a reconnect; the link back, the mirrors resync.
+//! - `a_storage_stall_is_reported_and_the_partner_does_not_take_over_on_it`:
+//!   A's storage folder stalls (failpoint `storage-stall`); A's lease runs
+//!   out and the fence refuses its changes; B reports A's silent storage and
+//!   does not take A for dead; A reports its fault and asks B to take its set
+//!   (the state machine's fault hand-over), B does, A steps down; both
+//!   clients finish with every block once.
+//! - `after_a_double_failure_the_node_with_the_newest_state_serves_both_sets_and_gives_one_back`:
+//!   A killed, B takes set A, B killed; B boots first and serves both sets,
+//!   A boots, waits, and gets its set back.
+//! - `after_a_double_failure_the_home_node_booting_first_refuses_its_set_and_says_why`:
+//!   the same, A booting first: it takes neither set and says why; B boots,
+//!   serves both, and gives set A back.
 
 mod common;
 
