@@ -34,6 +34,12 @@
 //! partner's mirror (so that a test can kill the node while its records
 //! have not reached the partner).
 //!
+//! One stalls: with `storage-stall:1`, every access of a pair node's storage
+//! folder (its storage heartbeat, its reads of the claims and of the
+//! partner's heartbeat, its claims) waits while a file named `storage-stall`
+//! is in the node's current directory ([`storage_stall`]): a test makes one
+//! node's shared storage stall, for as long as it likes, by making that file.
+//!
 //! One neither kills nor pauses: with `no-tickle:1` a takeover sends no
 //! tickle ACKs to the old owner's clients ([`crate::pair::address`]), so that
 //! a test (and `scripts/failover.sh --lab --no-tickle`) sees what they save.
@@ -94,6 +100,24 @@ pub fn pause(name: &str) {
         std::thread::sleep(std::time::Duration::from_millis(a.n));
         tracing::warn!(failpoint = name, "failpoint: going on");
     }
+}
+
+/// A pair node is about to touch its storage folder: with failpoint
+/// `storage-stall` armed, waits while the file `storage-stall` is in the
+/// current directory (a stalled share, for a test).
+pub fn storage_stall() {
+    if find("storage-stall").is_none() {
+        return;
+    }
+    let flag = std::path::Path::new("storage-stall");
+    if !flag.exists() {
+        return;
+    }
+    tracing::warn!("failpoint: the storage folder stalls (a test setting)");
+    while flag.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    tracing::warn!("failpoint: the storage folder goes on");
 }
 
 /// The pipeline passes `name`: dies here if this is the armed failpoint's

@@ -27,6 +27,24 @@
 //!   progress for as long as A stays frozen, and goes on only after the thaw.
 //! - `a_node_stopped_with_sigterm_lets_its_address_go`: an elective stop
 //!   removes the set's address from the node's interface.
+//! - `an_interconnect_cut_alone_is_reported_and_nobody_takes_over`: each
+//!   node's packets to the other's node address go nowhere (a blackhole
+//!   route in its namespace) while a client of each set writes; both nodes
+//!   report the partner's links down and run degraded, nobody takes over
+//!   (sets and epochs unchanged, each address answered by its home), both
+//!   clients go on without a reconnect; the link back, the mirrors resync.
+//! - `a_storage_stall_is_reported_and_the_partner_does_not_take_over_on_it`:
+//!   A's storage folder stalls (failpoint `storage-stall`); A's lease runs
+//!   out and the fence refuses its changes; B reports A's silent storage and
+//!   does not take A for dead; A reports its fault and asks B to take its set
+//!   (the state machine's fault hand-over), B does, A steps down; both
+//!   clients finish with every block once.
+//! - `after_a_double_failure_the_node_with_the_newest_state_serves_both_sets_and_gives_one_back`:
+//!   A killed, B takes set A, B killed; B boots first and serves both sets,
+//!   A boots, waits, and gets its set back.
+//! - `after_a_double_failure_the_home_node_booting_first_refuses_its_set_and_says_why`:
+//!   the same, A booting first: it takes neither set and says why; B boots,
+//!   serves both, and gives set A back.
 
 mod common;
 
@@ -129,22 +147,61 @@ impl Lab {
         std::fs::read_to_string(self.path().join(node).join("duet.log")).unwrap_or_default()
     }
 
+    /// `duet status --json` of node `node` ("a" or "b") over its admin socket:
+    /// the pair part.
+    fn pair(&self, node: &str) -> serde_json::Value {
+        self.try_pair(node).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Lab::pair`], or why it could not be had (the node is not up).
+    fn try_pair(&self, node: &str) -> Result<serde_json::Value, String> {
+        let socket = self.path().join(node).join("state/admin.sock");
+        let out = Command::new(common::duet_bin()).args(["status", "--json", "--socket"]).arg(socket).output().unwrap();
+        if !out.status.success() {
+            return Err(format!("duet status of {node}: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        Ok(v["pair"].clone())
+    }
+
+    /// Polls node `node`'s pair status until `pred` holds (60 s at most).
+    fn pair_until(&self, node: &str, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let t0 = Instant::now();
+        loop {
+            let p = self.try_pair(node);
+            if let Ok(p) = &p {
+                if pred(p) {
+                    return p.clone();
+                }
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "node {node}: never {what}:\n{p:?}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn logs(&self) -> String {
         format!("---- A ----\n{}\n---- B ----\n{}", self.log("a"), self.log("b"))
     }
 
     /// Starts the failover client on set A's address in the client namespace.
     fn client(&self, blocks: usize) -> LabClient {
-        let out = self.path().join("client.out");
-        let err = self.path().join("client.err");
+        self.client_on("A", blocks, "0.005")
+    }
+
+    /// The failover client on set `set`'s address ("A" or "B"), `pause`
+    /// seconds between its writes.
+    fn client_on(&self, set: &str, blocks: usize, pause: &str) -> LabClient {
+        let (host, share) = if set == "A" { ("127.0.0.11", "seta") } else { ("127.0.0.12", "setb") };
+        let out = self.path().join(format!("client-{share}.out"));
+        let err = self.path().join(format!("client-{share}.err"));
         let script = common::repo_root().join("testdata/failover_client.py");
         let child = Command::new(common::duet_bin())
             .args(["lab", "--dir"])
             .arg(self.path())
             .args(["exec", "--", "python3"])
             .arg(script)
-            .args(["--host", "127.0.0.11", "--port", "445", "--share", "seta", "--append", "--size", "3000"])
-            .args(["--pause", "0.005", "--blocks", &blocks.to_string()])
+            .args(["--host", host, "--port", "445", "--share", share, "--append", "--size", "3000"])
+            .args(["--pause", pause, "--blocks", &blocks.to_string()])
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap())
@@ -228,7 +285,12 @@ impl Drop for LabClient {
 
 /// Each block of the append-only file exactly once, in order.
 fn check_file(lab: &Lab, blocks: usize) {
-    let data = std::fs::read(lab.path().join("storage/seta/failover.dat")).unwrap();
+    check_share(lab, "seta", blocks);
+}
+
+/// The same for the client's file in share `share`.
+fn check_share(lab: &Lab, share: &str, blocks: usize) {
+    let data = std::fs::read(lab.path().join("storage").join(share).join("failover.dat")).unwrap();
     assert_eq!(data.len(), blocks * 3000, "the file holds {} bytes", data.len());
     for (i, chunk) in data.chunks(3000).enumerate() {
         let head = format!("block {i:06}");
@@ -382,4 +444,236 @@ fn a_node_stopped_with_sigterm_lets_its_address_go() {
     let st = lab.until("A stopped", |st| Lab::node(st, "A")["state"] == "dead");
     assert!(!Lab::node(&st, "A")["addresses"].as_array().unwrap().contains(&"127.0.0.11".into()), "{st:#}");
     assert!(lab.log("a").contains("the set's address released ip=127.0.0.11"), "{}", lab.logs());
+}
+
+/// Each set's (state, epoch) in a node's pair status.
+fn sets_of(p: &serde_json::Value) -> Vec<(u64, String, u64)> {
+    p["sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["set"].as_u64().unwrap(), s["state"].as_str().unwrap().to_string(), s["epoch"].as_u64().unwrap()))
+        .collect()
+}
+
+/// `duet lab exec --in NODE -- ip route ACTION blackhole ADDR/32`: packets from
+/// that node's namespace to ADDR go nowhere.
+fn blackhole(lab: &Lab, node: &str, action: &str, addr: &str) {
+    lab.ok(&["exec", "--in", node, "--", "ip", "route", action, "blackhole", &format!("{addr}/32")]);
+}
+
+#[test]
+fn an_interconnect_cut_alone_is_reported_and_nobody_takes_over() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let (before_a, before_b) = (sets_of(&lab.pair("a")), sets_of(&lab.pair("b")));
+    let resyncs = |node: &str| lab.pair(node)["mirror"]["resyncs"].as_u64().unwrap();
+    let (resyncs_a, resyncs_b) = (resyncs("a"), resyncs("b"));
+    let blocks = 400;
+    let mut client_a = lab.client_on("A", blocks, "0.02");
+    let mut client_b = lab.client_on("B", blocks, "0.02");
+    client_a.until_written(20);
+    client_b.until_written(20);
+    // The cut: each node's packets to the other's node address (the
+    // interconnect, 127.0.0.21 and .22) go nowhere; the set addresses, the
+    // clients and the storage folder are untouched.
+    blackhole(&lab, "A", "add", "127.0.0.22");
+    blackhole(&lab, "B", "add", "127.0.0.21");
+    for node in ["a", "b"] {
+        lab.pair_until(node, "the partner's links down and degraded", |p| {
+            p["partner_connected"] == false && p["degraded"] == true
+        });
+    }
+    let cut = Instant::now();
+    let (written_a, written_b) = (client_a.written(), client_b.written());
+    // Well past the detection time (2 s of silence on both channels).
+    while cut.elapsed() < Duration::from_secs(5) {
+        let st = lab.status();
+        never_two(&st);
+        assert_eq!(Lab::set(&st, "A")["answering"], serde_json::json!(["A"]), "{st:#}");
+        assert_eq!(Lab::set(&st, "B")["answering"], serde_json::json!(["B"]), "{st:#}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (pa, pb) = (lab.pair("a"), lab.pair("b"));
+    assert_eq!(pa["partner_connected"], false, "the cut healed by itself: {pa:#}");
+    assert_eq!(sets_of(&pa), before_a, "A's sets moved: {pa:#}\n{}", lab.logs());
+    assert_eq!(sets_of(&pb), before_b, "B's sets moved: {pb:#}\n{}", lab.logs());
+    // Both clients went on through the cut.
+    assert!(client_a.written() > written_a + 20, "set A's client stood still: {}", client_a.stderr());
+    assert!(client_b.written() > written_b + 20, "set B's client stood still: {}", client_b.stderr());
+    for node in ["a", "b"] {
+        let log = lab.log(node);
+        assert!(!log.contains("taking its set over"), "{}", lab.logs());
+        assert!(log.contains("ChannelSilent(Interconnect)"), "node {node} did not report the cut:\n{}", lab.logs());
+    }
+    // The link back: the mirrors resync and are current again.
+    blackhole(&lab, "A", "del", "127.0.0.22");
+    blackhole(&lab, "B", "del", "127.0.0.21");
+    for (node, before) in [("a", resyncs_a), ("b", resyncs_b)] {
+        lab.pair_until(node, "a current mirror at the partner again, resynced", |p| {
+            p["partner_connected"] == true
+                && p["mirror"]["state"] == "current"
+                && p["degraded"] == false
+                && p["mirror"]["resyncs"].as_u64().unwrap() > before
+        });
+    }
+    for (client, share) in [(&mut client_a, "seta"), (&mut client_b, "setb")] {
+        let done = client
+            .done(Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("the client of {share} never ended: {}", client.stderr()));
+        assert_eq!(done["done"], true, "{done}\n{}\n{}", client.stderr(), lab.logs());
+        assert_eq!(done["reconnects"], 0, "the client of {share} lost its connection: {done}");
+        assert_eq!(done["errors"], serde_json::json!([]), "{done}");
+        check_share(&lab, share, blocks);
+    }
+    assert_eq!(sets_of(&lab.pair("a")), before_a);
+    assert_eq!(sets_of(&lab.pair("b")), before_b);
+}
+
+#[test]
+fn a_storage_stall_is_reported_and_the_partner_does_not_take_over_on_it() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[("DUET_FAILPOINT", "storage-stall:1")]);
+    let blocks = 400;
+    let mut client_a = lab.client_on("A", blocks, "0.02");
+    let mut client_b = lab.client_on("B", blocks, "0.02");
+    client_a.until_written(20);
+    client_b.until_written(20);
+    // A's storage folder stalls (failpoint `storage-stall`: every access waits
+    // while the file is there); the interconnect goes on.
+    let flag = lab.path().join("a/storage-stall");
+    std::fs::write(&flag, "").unwrap();
+    let stall = Instant::now();
+    while stall.elapsed() < Duration::from_secs(6) {
+        never_two(&lab.status());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::fs::remove_file(&flag).unwrap();
+    for (client, share) in [(&mut client_a, "seta"), (&mut client_b, "setb")] {
+        let done = client
+            .done(Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("the client of {share} never ended: {}", client.stderr()));
+        assert_eq!(done["done"], true, "{done}\n{}\n{}", client.stderr(), lab.logs());
+        assert_eq!(done["errors"], serde_json::json!([]), "{done}");
+        check_share(&lab, share, blocks);
+    }
+    let (log_a, log_b) = (lab.log("a"), lab.log("b"));
+    assert!(log_a.contains("the storage folder stalls"), "{}", lab.logs());
+    // A's lease ran out with its storage heartbeat: the fence refused its changes.
+    assert!(log_a.contains("fence: a change on disk refused"), "A's lease never ran out:\n{}", lab.logs());
+    // B reported A's silent storage channel and never took A for dead on it: it
+    // took the set only at A's request (A's fault hand-over), after A
+    // reported its stalled storage.
+    assert!(log_b.contains("ChannelSilent(Storage)"), "B did not report A's silent storage:\n{}", lab.logs());
+    assert!(!log_b.contains("the partner is dead"), "B acted on one silent channel:\n{}", lab.logs());
+    assert!(log_a.contains("Fault(StorageStalled)"), "{}", lab.logs());
+    let asked = log_b.find("TakeoverRequested { set: SetId(1), reason: Fault(StorageStalled) }");
+    let took = log_b.find("taking its set over at its request");
+    assert!(asked.is_some() && took.is_some() && asked < took, "B took set 1 but not at A's request:\n{}", lab.logs());
+    // Set 1 is B's now, one epoch up; A stepped down.
+    let st = lab.until("A gone", |st| Lab::node(st, "A")["state"] == "dead");
+    assert_eq!(Lab::set(&st, "A")["answering"], serde_json::json!(["B"]), "{st:#}");
+    assert!(lab.log("a").contains("stepping down"), "{}", lab.logs());
+    assert!(sets_of(&lab.pair("b")).contains(&(1, "serving".to_string(), 2)), "{}", lab.logs());
+}
+
+/// A killed while the client writes; B takes set A over and the client
+/// finishes through B; then B is killed too: both down.
+fn double_failure(lab: &Lab, blocks: usize) {
+    let mut client = lab.client(blocks);
+    client.until_written(blocks / 4);
+    lab.ok(&["kill", "A"]);
+    lab.until("B answers set A's address", |st| Lab::set(st, "A")["answering"] == serde_json::json!(["B"]));
+    let done =
+        client.done(Duration::from_secs(60)).unwrap_or_else(|| panic!("the client never ended: {}", client.stderr()));
+    assert_eq!(done["done"], true, "{done}\n{}", client.stderr());
+    check_file(lab, blocks);
+    lab.ok(&["kill", "B"]);
+    lab.until("both dead", |st| Lab::node(st, "A")["state"] == "dead" && Lab::node(st, "B")["state"] == "dead");
+}
+
+/// Set `set`'s (state, epoch) in node `node`'s status, when it has one.
+fn set_state(lab: &Lab, node: &str, set: u64) -> Option<(String, u64)> {
+    let p = lab.try_pair(node).ok()?;
+    sets_of(&p).into_iter().find(|(s, _, _)| *s == set).map(|(_, st, e)| (st, e))
+}
+
+/// A boots, asks for its set back once both mirrors are current, and serves
+/// it at `epoch`; B keeps set B alone; a new client of set A is answered by A
+/// and sees the file whole.
+fn given_back(lab: &Lab, blocks: usize, epoch: u64) {
+    lab.pair_until("a", "set A served again", |p| sets_of(p).contains(&(1, "serving".to_string(), epoch)));
+    lab.pair_until("b", "set A given back", |p| {
+        sets_of(p).iter().any(|(s, st, _)| *s == 1 && st == "the partner's")
+            && sets_of(p).iter().any(|(s, st, _)| *s == 2 && st == "serving")
+    });
+    let st = lab.until("A answers set A's address", |st| Lab::set(st, "A")["answering"] == serde_json::json!(["A"]));
+    assert_eq!(Lab::set(&st, "B")["answering"], serde_json::json!(["B"]), "{st:#}");
+    let out = lab.ok(&["exec", "--", "smbclient", "//127.0.0.11/seta", "-U", "duet%duetpass", "-c", "ls"]);
+    assert!(out.contains("failover.dat"), "{out}");
+    check_file(lab, blocks);
+}
+
+#[test]
+fn after_a_double_failure_the_node_with_the_newest_state_serves_both_sets_and_gives_one_back() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let blocks = 160;
+    double_failure(&lab, blocks);
+    // B, which held both sets when it died, boots first and serves both.
+    lab.ok(&["start", "B"]);
+    lab.pair_until("b", "both sets served", |p| {
+        let s = sets_of(p);
+        s.iter().filter(|(_, st, _)| st == "serving").count() == 2
+    });
+    let epoch = set_state(&lab, "b", 1).unwrap().1;
+    assert_eq!(epoch, 3, "B did not claim set A one epoch up");
+    let st = lab.until("B answers both addresses", |st| {
+        Lab::set(st, "A")["answering"] == serde_json::json!(["B"])
+            && Lab::set(st, "B")["answering"] == serde_json::json!(["B"])
+    });
+    assert_eq!(Lab::set(&st, "A")["client_sees"], "B", "{st:#}");
+    let out = lab.ok(&["exec", "--", "smbclient", "//127.0.0.11/seta", "-U", "duet%duetpass", "-c", "ls"]);
+    assert!(out.contains("failover.dat"), "{out}");
+    // A comes back: it waits, then gets its set back (auto-giveback).
+    lab.ok(&["start", "A"]);
+    given_back(&lab, blocks, 4);
+    assert!(lab.log("a").contains("set 1 is held by node 2 at epoch 3: waiting"), "{}", lab.logs());
+}
+
+#[test]
+fn after_a_double_failure_the_home_node_booting_first_refuses_its_set_and_says_why() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let blocks = 160;
+    double_failure(&lab, blocks);
+    // A boots first: set A's newest claim is B's, and what B did with the set
+    // was journaled in B's memory only: A does not take it, and says why.
+    lab.ok(&["start", "A"]);
+    let t0 = Instant::now();
+    while !lab.log("a").contains("the partner held our set and died") {
+        assert!(t0.elapsed() < Duration::from_secs(30), "A never said why:\n{}", lab.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (state, epoch) = set_state(&lab, "a", 1).unwrap();
+    // The newest claim stays B's (epoch 2): A claimed nothing.
+    assert!(state != "serving" && epoch == 2, "A: set A {state} at epoch {epoch}\n{}", lab.logs());
+    // Nor does it take set B, whose node it never heard since it started.
+    let (state_b, _) = set_state(&lab, "a", 2).unwrap();
+    assert!(state_b.starts_with("refused: no contact with the partner"), "A: set B {state_b}");
+    std::thread::sleep(Duration::from_secs(3));
+    let st = lab.status();
+    assert_eq!(Lab::set(&st, "A")["answering"], serde_json::json!([]), "{st:#}");
+    // B comes back: it serves both sets from its journal and its mirror of A's,
+    // then gives set A back.
+    lab.ok(&["start", "B"]);
+    given_back(&lab, blocks, 4);
 }

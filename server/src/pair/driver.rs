@@ -41,7 +41,8 @@ use std::time::{Duration, Instant};
 use takeover::codec::{Frame, Header, Message};
 use takeover::ownership::{self, Ownership, Record};
 use takeover::{
-    Action, BootInfo, ClaimOutcome, Command, Done, Epoch, Event, Flag, Node, NodeId, Phase, SetId, SharedConfig, Source,
+    Action, BootInfo, ClaimOutcome, Command, Done, Epoch, Event, FaultKind, Flag, Node, NodeId, Phase, SetId,
+    SharedConfig, Source, TakeoverReason,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -208,6 +209,7 @@ pub fn start(t: Taker, flag: Flag) -> Result<(Handle, oneshot::Receiver<Verdict>
         giveback_wait: None,
         asked_giveback: None,
         dead_beat: None,
+        fault_asked: None,
         refused_command: None,
     };
     tokio::spawn(d.run(rx, done_rx));
@@ -255,6 +257,10 @@ struct Driver {
     refused_command: Option<String>,
     /// The partner's heartbeat when it was found dead (for the takeover's fence).
     dead_beat: Option<u64>,
+    /// The partner reported a fault of its own and asked us to take its set
+    /// (its fault hand-over): a non-elective claim then follows its request,
+    /// not its death.
+    fault_asked: Option<FaultKind>,
     /// Why the auto-giveback waits, when it does.
     giveback_wait: Option<String>,
     /// When the auto-giveback last asked.
@@ -478,6 +484,7 @@ impl Driver {
                 tokio::task::spawn_blocking(move || {
                     // Unreadable storage answers nothing: the round stalls, and the
                     // node reports its storage as stalled after the timeout.
+                    crate::failpoint::storage_stall();
                     if let Ok(o) = ownership::fs::read(&storage, cluster) {
                         let _ = done.send(Finished::Ownership(token, o));
                     }
@@ -486,6 +493,7 @@ impl Driver {
             Action::ReadPartnerHeartbeat => {
                 let partner = NodeId(self.away.0);
                 tokio::task::spawn_blocking(move || {
+                    crate::failpoint::storage_stall();
                     if let Ok(beat) = ownership::fs::read_heartbeat(&storage, partner) {
                         let _ = done.send(Finished::PartnerBeat(beat));
                     }
@@ -508,11 +516,19 @@ impl Driver {
                 if non_elective {
                     // The partner's heartbeat as it stood when it was found dead.
                     self.dead_beat = self.last_beat;
-                    info!(
-                        set = record.set.0,
-                        epoch = record.epoch.0,
-                        "pair: the partner is dead (links down, storage heartbeat still): taking its set over"
-                    );
+                    match self.fault_asked.take() {
+                        Some(fault) => info!(
+                            set = record.set.0,
+                            epoch = record.epoch.0,
+                            ?fault,
+                            "pair: the partner reported a fault and serves nothing: taking its set over at its request"
+                        ),
+                        None => info!(
+                            set = record.set.0,
+                            epoch = record.epoch.0,
+                            "pair: the partner is dead (links down, storage heartbeat still): taking its set over"
+                        ),
+                    }
                 }
                 tokio::task::spawn_blocking(move || {
                     if non_elective {
@@ -520,6 +536,7 @@ impl Driver {
                         // dead and writing its claim.
                         crate::failpoint::pause("claim");
                     }
+                    crate::failpoint::storage_stall();
                     let claimed = ownership::fs::claim(&storage, &record);
                     match claimed {
                         Ok(outcome) => {
@@ -743,6 +760,11 @@ impl Driver {
     }
 
     fn event(&mut self, e: Event) {
+        match e {
+            Event::TakeoverRequested { reason: TakeoverReason::Fault(fault), .. } => self.fault_asked = Some(fault),
+            Event::Serving { .. } => self.fault_asked = None,
+            _ => {}
+        }
         match &e {
             Event::Serving { .. }
             | Event::SteppedDown { .. }

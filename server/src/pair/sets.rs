@@ -255,6 +255,7 @@ pub fn start_storage_heartbeat(storage: PathBuf, cluster: ClusterId, me: NodeId,
             let began = Instant::now();
             // The claim the lease is for (0: none, in standby).
             let epoch = lease.epoch();
+            crate::failpoint::storage_stall();
             let beat = ownership::fs::bump_heartbeat(&storage, me, counter).and_then(|()| {
                 let newest = ownership::fs::read(&storage, cluster)?.newest(SetId(me.0));
                 Ok(newest.is_some_and(|n| n.epoch == epoch && n.owner == Some(me)))
