@@ -718,7 +718,8 @@ impl Driver {
             eprintln!("duet: took over set {} (epoch {}) on {}", set.0, epoch.0, addr);
             // The partner's clients may still hold connections to it (frozen, its
             // kernel answers for it): reset them, so that they come here now.
-            let (pair, storage, partner) = (self.t.pair.clone(), self.t.sets.storage.clone(), self.t.sets.partner.clone());
+            let (pair, storage, partner) =
+                (self.t.pair.clone(), self.t.sets.storage.clone(), self.t.sets.partner.clone());
             tokio::spawn(async move { crate::restart::takeover::tickle_old_owner(&pair, &storage, &partner).await });
         }
         info!(set = set.0, epoch = epoch.0, address = %addr, "pair: serving the set");
