@@ -78,7 +78,10 @@
 # measuring starts once A's mirror at B is current, and the table's last
 # rows say whether it stayed so (resyncs, degraded). Columns: mirror on,
 # mirror off, on/off. The CPU rows count node A only (B's CPU is below the
-# table). The client talks to node A's port.
+# table). The client talks to node A's port. An extra row times one durable
+# answer: 4 KiB WRITEs one at a time through a durable v2 open
+# (testdata/failover_client.py), mean ms each over 300, whose difference is
+# what the mirror adds to each (the round trip to B and B's sync).
 #
 # --kinds LIST: which transfers run (default put,get,nput,nget).
 # --torture-rounds N: each smbtorture bench N times per server, alternating,
@@ -105,7 +108,7 @@ while [ $# -gt 0 ]; do
     --partner-policy) partner_policy=$2; shift 2 ;;
     --kinds) kinds=$2; shift 2 ;;
     --torture-rounds) torture_rounds=$2; shift 2 ;;
-    -h|--help) sed -n '2,85p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,88p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -480,6 +483,44 @@ for suite in ${suites[@]+"${suites[@]}"}; do
   done
 done
 
+# --mirror: the time one durable answer takes, 4 KiB WRITEs one at a time
+# through a durable v2 open (testdata/failover_client.py, smbprotocol), each
+# answered only once its record is durable: on node A that includes the
+# round trip to B and B's sync of its mirror ring. Mean ms per WRITE over
+# 300 WRITEs, TORTURE_ROUNDS times per server alternating; the median counts.
+write_ms() { # PORT NAME
+  python3 "$repo/testdata/failover_client.py" --host 127.0.0.1 --port "$1" --share share \
+    --user "$DUET_USER" --password "$DUET_PASS" --name "lat.$2.dat" --blocks 300 --size 4096 \
+    >"$out/$2.writes.log" 2>&1 </dev/null || { echo "-"; return; }
+  python3 - "$out/$2.writes.log" <<'PY'
+import json, sys
+ts = []
+for line in open(sys.argv[1]):
+    try:
+        d = json.loads(line)
+    except ValueError:
+        continue
+    if "wrote" in d:
+        ts.append(d["t"])
+print(f"{(ts[-1] - ts[0]) * 1000 / (len(ts) - 1):.3f}" if len(ts) > 1 else "-")
+PY
+}
+if [ "$ref" = lone ]; then
+  for round in $(seq 1 "$torture_rounds"); do
+    if [ $((round % 2)) = 1 ]; then order="duet $ref"; else order="$ref duet"; fi
+    for name in $order; do
+      port_var=${name^^}_PORT
+      v=$(write_ms "${!port_var}" "$name")
+      RUNS[$name.writems]="${RUNS[$name.writems]:-} $v"
+      log "$name: 4 KiB durable WRITE one at a time: $v ms (round $round/$torture_rounds)"
+    done
+  done
+  for name in duet "$ref"; do
+    # shellcheck disable=SC2086
+    R[$name.writems]=$(median ${RUNS[$name.writems]})
+  done
+fi
+
 sleep 0.5
 mib() { awk -v k="${1:-0}" 'BEGIN { if (k > 0) printf "%.1f", k / 1024; else print "-" }'; }
 for name in duet "$ref"; do
@@ -535,11 +576,17 @@ for suite in ${suites[@]+"${suites[@]}"}; do
     *) row "echo ops/s" "$suite" ;;
   esac
 done
+if [ "$ref" = lone ]; then
+  row "4 KiB durable WRITE, one at a time, ms (lower is better)" writems
+fi
 row "peak RSS MiB (lower is better)" rss
 row "peak PSS MiB, process tree (lower is better)" pss
 if [ "$ref" = lone ]; then
   # Whether the mirror stayed attached: a resync or a degraded node A means
   # part of the run measured A alone.
+  echo
+  echo "Each durable answer on node A took $(awk -v a="${R[duet.writems]}" -v b="${R[$ref.writems]}" \
+    'BEGIN { if (a == "-" || b == "-") print "?"; else printf "%.3f", a - b }') ms more than alone (the WRITE rows' medians): the round trip to B and B's sync of its mirror ring under $partner_policy."
   echo
   echo "Node A's mirror at the end: $(pair_field "$out/duet" mirror.state), resyncs $(pair_field "$out/duet" mirror.resyncs) (1: only the first attach), degraded $(pair_field "$out/duet" degraded), lag $(pair_field "$out/duet" mirror.lag_bytes) B; partner B's CPU over the run: $(awk -v a="$partner_cpu0" -v b="$(tree_cpu "$PARTNER_PID" | cut -d' ' -f1)" 'BEGIN { printf "%.2f", b - a }') s"
 fi
@@ -565,6 +612,14 @@ if [ "$torture_rounds" -gt 1 ] && [ ${#suites[@]} -gt 0 ]; then
       printf '%-*s %s:%s\n' "$w" "$name" "$suite" "${RUNS[$name.$suite]}"
     done
   done
+  echo '```'
+fi
+if [ "$ref" = lone ]; then
+  echo
+  echo "The 4 KiB durable WRITE runs, ms each:"
+  echo
+  echo '```'
+  for name in duet "$ref"; do printf '%-*s:%s\n' "$w" "$name" "${RUNS[$name.writems]}"; done
   echo '```'
 fi
 echo
