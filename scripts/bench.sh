@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench.sh [--quick] [--size MIB] [--rounds R] [--clients N] [--modes LIST]
-#          [--time S] [--nprocs N] [--no-torture] [--out DIR] [--baseline BIN]
+#          [--kinds LIST] [--time S] [--nprocs N] [--no-torture] [--torture-rounds N]
+#          [--out DIR]
+#          [--baseline BIN | --mirror [--partner-policy POLICY]]
 #
 # Benchmarks duet and Samba's smbd side by side, in one run, with the same
 # client, the same files and the same options, each on its own loopback port
@@ -65,11 +67,31 @@
 # BENCH_DUET_ARGS and BENCH_REF_ARGS add `duet serve` arguments to the duet
 # under test and to the baseline duet (the same binary may be both: the
 # journal policies against no journal, scripts/bench-journal.sh).
+#
+# --mirror: the mirror's cost (issue 14). The duet under test is node A of a
+# pair on loopback (--pair-* flags, each node its own folder, journal and
+# interconnect port, as server/tests/common/pair.rs starts them) whose
+# partner, node B, is up and mirroring A's journal; the reference is the
+# same binary alone with its journal. Both with the default journal policy
+# (group) plus BENCH_DUET_ARGS; the partner's journal under --partner-policy
+# (default group; process: the mirror ring is not msynced on B). The
+# measuring starts once A's mirror at B is current, and the table's last
+# rows say whether it stayed so (resyncs, degraded). Columns: mirror on,
+# mirror off, on/off. The CPU rows count node A only (B's CPU is below the
+# table). The client talks to node A's port. An extra row times one durable
+# answer: 4 KiB WRITEs one at a time through a durable v2 open
+# (testdata/failover_client.py), mean ms each over 300, whose difference is
+# what the mirror adds to each (the round trip to B and B's sync).
+#
+# --kinds LIST: which transfers run (default put,get,nput,nget).
+# --torture-rounds N: each smbtorture bench N times per server, alternating,
+# the median counts (default 1; with --mirror, --rounds).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 size_mib=1024; secs=10; nprocs=4; rounds=5; clients=4; out=""; torture=1
 modes=plain,signed,encrypted
+kinds=put,get,nput,nget; mirror=0; partner_policy=group; torture_rounds=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) size_mib=128; rounds=2; secs=3; shift ;;
@@ -82,7 +104,11 @@ while [ $# -gt 0 ]; do
     --no-torture) torture=0; shift ;;
     --out) out=$2; shift 2 ;;
     --baseline) BENCH_REF_DUET=$2; shift 2 ;;
-    -h|--help) sed -n '2,67p' "$0"; exit 0 ;;
+    --mirror) mirror=1; shift ;;
+    --partner-policy) partner_policy=$2; shift 2 ;;
+    --kinds) kinds=$2; shift 2 ;;
+    --torture-rounds) torture_rounds=$2; shift 2 ;;
+    -h|--help) sed -n '2,88p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -90,6 +116,14 @@ IFS=, read -r -a mode_list <<<"$modes"
 for m in "${mode_list[@]}"; do
   case "$m" in plain|signed|encrypted) ;; *) echo "bench.sh: unknown mode $m" >&2; exit 2 ;; esac
 done
+[ -z "$torture_rounds" ] && { if [ $mirror = 1 ]; then torture_rounds=$rounds; else torture_rounds=1; fi; }
+IFS=, read -r -a kind_list <<<"$kinds"
+for k in "${kind_list[@]}"; do
+  case "$k" in put|get|nput|nget) ;; *) echo "bench.sh: unknown kind $k" >&2; exit 2 ;; esac
+done
+# A get reads the file its put wrote: no get without its put.
+case ",$kinds," in *,get,*) [[ ",$kinds," == *,put,* ]] || { echo "bench.sh: get needs put" >&2; exit 2; } ;; esac
+case ",$kinds," in *,nget,*) [[ ",$kinds," == *,nput,* ]] || { echo "bench.sh: nget needs nput" >&2; exit 2; } ;; esac
 [ "${BENCH_DUET:-}" = smbd ] && export DUET_TEST_SERVER=smbd
 for tool in smbclient smbtorture smbd python3; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool missing (run scripts/install-deps.sh)" >&2; exit 2; }
@@ -97,7 +131,14 @@ done
 # The reference server: smbd, or with BENCH_REF_DUET a baseline duet. Its
 # name keys everything below (logs, $out/NAME, the table's columns).
 ref=smbd
-if [ -n "${BENCH_REF_DUET:-}" ]; then
+if [ $mirror = 1 ]; then
+  [ -n "${BENCH_REF_DUET:-}" ] && { echo "bench.sh: --mirror and a baseline duet do not go together" >&2; exit 2; }
+  [ "${DUET_TEST_SERVER:-duet}" = smbd ] && { echo "bench.sh: --mirror needs duet" >&2; exit 2; }
+  ref=lone
+  DUET_BIN=$(duet_bin)
+  DUET_BIN=$(cd "$(dirname "$DUET_BIN")" && pwd)/$(basename "$DUET_BIN")
+  export DUET_BIN
+elif [ -n "${BENCH_REF_DUET:-}" ]; then
   ref=baseline
   [ -x "$BENCH_REF_DUET" ] || { echo "bench.sh: baseline $BENCH_REF_DUET is not an executable" >&2; exit 2; }
   [ "${DUET_TEST_SERVER:-duet}" = smbd ] && { echo "bench.sh: BENCH_DUET=smbd and a baseline duet do not go together" >&2; exit 2; }
@@ -130,14 +171,49 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-rm -rf "$out/duet" "$out/$ref"
+rm -rf "$out/duet" "$out/$ref" "$out/partner"
 # BENCH_DUET_ARGS, BENCH_REF_ARGS: extra `duet serve` arguments for the duet
 # under test and for a baseline duet (e.g. journal policies, see
 # scripts/bench-journal.sh).
 read -r -a duet_args <<<"${BENCH_DUET_ARGS:-}"
 read -r -a ref_args <<<"${BENCH_REF_ARGS:-}"
-start_duet DUET "$out/duet" ${duet_args[@]+"${duet_args[@]}"}
-if [ "$ref" = smbd ]; then
+# --mirror: `duet status --json` of a node started in DIR (its admin socket
+# in duet-data/), the `pair` object's field PATH (dot-separated), or "-".
+pair_field() { # DIR PATH
+  "$DUET_BIN" status --json --socket "$1/duet-data/admin.sock" 2>/dev/null | python3 -c '
+import json, sys
+try:
+    v = json.load(sys.stdin)["pair"]
+    for k in sys.argv[1].split("."):
+        v = v[k]
+    print(str(v).lower() if isinstance(v, bool) else v)
+except Exception:
+    print("-")' "$2"
+}
+if [ $mirror = 1 ]; then
+  ic_a=$(free_port); ic_b=$(free_port)
+  pair_args() { # ID PARTNER-ID OWN-PORT PARTNER-PORT
+    echo --pair-cluster 7 --pair-node "$1" --pair-partner-node "$2" --pair-incarnation 1 \
+      --pair-listen "127.0.0.1:$3" --pair-partner "127.0.0.1:$4"
+  }
+  # B first: it waits (3 s at most) for A's join, then serves; A joins it at once.
+  # shellcheck disable=SC2046
+  start_duet PARTNER "$out/partner" --journal-policy "$partner_policy" $(pair_args 2 1 "$ic_b" "$ic_a")
+  # shellcheck disable=SC2046
+  start_duet DUET "$out/duet" ${duet_args[@]+"${duet_args[@]}"} $(pair_args 1 2 "$ic_a" "$ic_b")
+  for i in $(seq 300); do
+    [ "$(pair_field "$out/duet" mirror.state)" = current ] && [ "$(pair_field "$out/duet" degraded)" = false ] && break
+    [ "$i" = 300 ] && { log "node A's mirror at B never became current"; exit 1; }
+    sleep 0.1
+  done
+  log "pair up: node A's mirror at B current (partner policy $partner_policy)"
+  ref_args=(${duet_args[@]+"${duet_args[@]}"})
+else
+  start_duet DUET "$out/duet" ${duet_args[@]+"${duet_args[@]}"}
+fi
+if [ "$ref" = lone ]; then
+  start_duet LONE "$out/lone" ${ref_args[@]+"${ref_args[@]}"}
+elif [ "$ref" = smbd ]; then
   start_smbd SMBD "$out/smbd"
 else
   DUET_BIN=$BENCH_REF_DUET start_duet "$REF" "$out/$ref" ${ref_args[@]+"${ref_args[@]}"}
@@ -291,6 +367,7 @@ for name in duet "$ref"; do
   pid_var=${name^^}_PID
   read -r _ "BASE[$name]" < <(tree_cpu "${!pid_var}")
 done
+[ $mirror = 1 ] && read -r partner_cpu0 _ < <(tree_cpu "$PARTNER_PID")
 
 # One transfer on one server: KIND (put|get|nput|nget) MODE NAME [warmup].
 transfer() {
@@ -335,8 +412,8 @@ transfer() {
 # the first transfers of whichever server goes first. Each later transfer
 # deletes the files of the one before it, so it writes into reused pages.
 for name in duet "$ref"; do
-  transfer put plain "$name" warmup
-  transfer nput plain "$name" warmup
+  [[ ",$kinds," == *,put,* ]] && transfer put plain "$name" warmup
+  [[ ",$kinds," == *,nput,* ]] && transfer nput plain "$name" warmup
 done
 
 # The servers alternate transfer by transfer, ROUNDS times, and the median
@@ -346,7 +423,7 @@ for round in $(seq 1 "$rounds"); do
   if [ $((round % 2)) = 1 ]; then order="duet $ref"; else order="$ref duet"; fi
   for mode in "${mode_list[@]}"; do
     log "round $round/$rounds, $mode"
-    for kind in put get nput nget; do
+    for kind in "${kind_list[@]}"; do
       for name in $order; do transfer "$kind" "$mode" "$name"; done
     done
   done
@@ -355,11 +432,11 @@ for name in duet "$ref"; do
   for mode in "${mode_list[@]}"; do
     for kind in put get nput nget; do
       # shellcheck disable=SC2086
-      R[$name.$mode.$kind]=$(median ${RUNS[$name.$mode.$kind]})
+      R[$name.$mode.$kind]=$(median ${RUNS[$name.$mode.$kind]:-})
     done
     for dir in put get; do
-      R[$name.$mode.cpu$dir]=$(awk -v c="${CPU[$name.$mode.$dir]}" -v b="${MOVED[$name.$mode.$dir]}" \
-        'BEGIN { printf "%.2f", c / (b / 1073741824) }')
+      R[$name.$mode.cpu$dir]=$(awk -v c="${CPU[$name.$mode.$dir]:-0}" -v b="${MOVED[$name.$mode.$dir]:-0}" \
+        'BEGIN { if (b == 0) print "-"; else printf "%.2f", c / (b / 1073741824) }')
     done
   done
 done
@@ -386,14 +463,63 @@ PY
 }
 suites=()
 [ $torture = 1 ] && suites=(smb2.bench.path-contention-shared smb2.bench.echo)
+# Each suite TORTURE_ROUNDS times per server (default 1; with --mirror as
+# many as --rounds), alternating which goes first, and the median counts.
 for suite in ${suites[@]+"${suites[@]}"}; do
+  for round in $(seq 1 "$torture_rounds"); do
+    if [ $((round % 2)) = 1 ]; then order="duet $ref"; else order="$ref duet"; fi
+    for name in $order; do
+      port_var=${name^^}_PORT
+      log "$name: $suite, $nprocs connections, ${secs}s (round $round/$torture_rounds)"
+      v=$(torture_bench "$suite" "${!port_var}" "$name")
+      RUNS[$name.$suite]="${RUNS[$name.$suite]:-} $v"
+      log "$name: $suite: $v ops/s"
+    done
+  done
   for name in duet "$ref"; do
-    port_var=${name^^}_PORT
-    log "$name: $suite, $nprocs connections, ${secs}s"
-    R[$name.$suite]=$(torture_bench "$suite" "${!port_var}" "$name")
-    log "$name: $suite: ${R[$name.$suite]} ops/s"
+    # shellcheck disable=SC2086
+    R[$name.$suite]=$(median ${RUNS[$name.$suite]})
+    R[$name.$suite]=${R[$name.$suite]%.0}
   done
 done
+
+# --mirror: the time one durable answer takes, 4 KiB WRITEs one at a time
+# through a durable v2 open (testdata/failover_client.py, smbprotocol), each
+# answered only once its record is durable: on node A that includes the
+# round trip to B and B's sync of its mirror ring. Mean ms per WRITE over
+# 300 WRITEs, TORTURE_ROUNDS times per server alternating; the median counts.
+write_ms() { # PORT NAME
+  python3 "$repo/testdata/failover_client.py" --host 127.0.0.1 --port "$1" --share share \
+    --user "$DUET_USER" --password "$DUET_PASS" --name "lat.$2.dat" --blocks 300 --size 4096 \
+    >"$out/$2.writes.log" 2>&1 </dev/null || { echo "-"; return; }
+  python3 - "$out/$2.writes.log" <<'PY'
+import json, sys
+ts = []
+for line in open(sys.argv[1]):
+    try:
+        d = json.loads(line)
+    except ValueError:
+        continue
+    if "wrote" in d:
+        ts.append(d["t"])
+print(f"{(ts[-1] - ts[0]) * 1000 / (len(ts) - 1):.3f}" if len(ts) > 1 else "-")
+PY
+}
+if [ "$ref" = lone ]; then
+  for round in $(seq 1 "$torture_rounds"); do
+    if [ $((round % 2)) = 1 ]; then order="duet $ref"; else order="$ref duet"; fi
+    for name in $order; do
+      port_var=${name^^}_PORT
+      v=$(write_ms "${!port_var}" "$name")
+      RUNS[$name.writems]="${RUNS[$name.writems]:-} $v"
+      log "$name: 4 KiB durable WRITE one at a time: $v ms (round $round/$torture_rounds)"
+    done
+  done
+  for name in duet "$ref"; do
+    # shellcheck disable=SC2086
+    R[$name.writems]=$(median ${RUNS[$name.writems]})
+  done
+fi
 
 sleep 0.5
 mib() { awk -v k="${1:-0}" 'BEGIN { if (k > 0) printf "%.1f", k / 1024; else print "-" }'; }
@@ -410,8 +536,16 @@ ratio() {
   awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'
 }
 label_duet=duet; [ "${DUET_TEST_SERVER:-duet}" = smbd ] && label_duet="duet (smbd stand-in)"
+label_ref=$ref ratio_label=duet/$ref
 echo
-if [ "$ref" = smbd ]; then
+if [ "$ref" = lone ]; then
+  label_duet="mirror on" label_ref="mirror off" ratio_label=on/off
+  echo "## Mirror on vs off: $size_mib MiB file, $clients clients, $rounds rounds; smbtorture: $nprocs connections, ${secs}s, $torture_rounds rounds"
+  echo
+  echo "- duet: $DUET_BIN ($(cd "$repo" && git log -1 --format='%h %cd' --date=format:%Y-%m-%d 2>/dev/null || echo '?'))"
+  echo "- mirror on: node A of a pair, journal policy group${BENCH_DUET_ARGS:+, $BENCH_DUET_ARGS}; its partner B under $partner_policy"
+  echo "- mirror off: the same binary alone, journal policy group${BENCH_DUET_ARGS:+, $BENCH_DUET_ARGS}"
+elif [ "$ref" = smbd ]; then
   echo "## Duet vs smbd: $size_mib MiB file, $clients clients, $rounds rounds; smbtorture: $nprocs connections, ${secs}s"
 else
   echo "## Duet vs baseline duet: $size_mib MiB file, $clients clients, $rounds rounds; smbtorture: $nprocs connections, ${secs}s"
@@ -420,20 +554,21 @@ else
   echo "- baseline: $BENCH_REF_DUET"
 fi
 echo
-echo "| metric | $label_duet | $ref | duet/$ref |"
+echo "| metric | $label_duet | $label_ref | $ratio_label |"
 echo "|---|---:|---:|---:|"
 row() { echo "| $1 | ${R[duet.$2]} | ${R[$ref.$2]} | $(ratio "${R[duet.$2]}" "${R[$ref.$2]}") |"; }
+ran() { [[ ",$kinds," == *,$1,* ]]; }
 for mode in "${mode_list[@]}"; do
-  row "put MB/s, $mode" "$mode.put"
-  row "get MB/s, $mode" "$mode.get"
+  ran put && row "put MB/s, $mode" "$mode.put"
+  ran get && row "get MB/s, $mode" "$mode.get"
 done
 for mode in "${mode_list[@]}"; do
-  row "$clients clients put MB/s (total), $mode" "$mode.nput"
-  row "$clients clients get MB/s (total), $mode" "$mode.nget"
+  ran nput && row "$clients clients put MB/s (total), $mode" "$mode.nput"
+  ran nget && row "$clients clients get MB/s (total), $mode" "$mode.nget"
 done
 for mode in "${mode_list[@]}"; do
-  row "server CPU s/GiB put, $mode (lower is better)" "$mode.cpuput"
-  row "server CPU s/GiB get, $mode (lower is better)" "$mode.cpuget"
+  { ran put || ran nput; } && row "server CPU s/GiB put, $mode (lower is better)" "$mode.cpuput"
+  { ran get || ran nget; } && row "server CPU s/GiB get, $mode (lower is better)" "$mode.cpuget"
 done
 for suite in ${suites[@]+"${suites[@]}"}; do
   case $suite in
@@ -441,26 +576,58 @@ for suite in ${suites[@]+"${suites[@]}"}; do
     *) row "echo ops/s" "$suite" ;;
   esac
 done
+if [ "$ref" = lone ]; then
+  row "4 KiB durable WRITE, one at a time, ms (lower is better)" writems
+fi
 row "peak RSS MiB (lower is better)" rss
 row "peak PSS MiB, process tree (lower is better)" pss
+if [ "$ref" = lone ]; then
+  # Whether the mirror stayed attached: a resync or a degraded node A means
+  # part of the run measured A alone.
+  echo
+  echo "Each durable answer on node A took $(awk -v a="${R[duet.writems]}" -v b="${R[$ref.writems]}" \
+    'BEGIN { if (a == "-" || b == "-") print "?"; else printf "%.3f", a - b }') ms more than alone (the WRITE rows' medians): the round trip to B and B's sync of its mirror ring under $partner_policy."
+  echo
+  echo "Node A's mirror at the end: $(pair_field "$out/duet" mirror.state), resyncs $(pair_field "$out/duet" mirror.resyncs) (1: only the first attach), degraded $(pair_field "$out/duet" degraded), lag $(pair_field "$out/duet" mirror.lag_bytes) B; partner B's CPU over the run: $(awk -v a="$partner_cpu0" -v b="$(tree_cpu "$PARTNER_PID" | cut -d' ' -f1)" 'BEGIN { printf "%.2f", b - a }') s"
+fi
 echo
 echo "The runs, MB/s:"
 echo
 echo '```'
 for mode in "${mode_list[@]}"; do
-  for kind in put get nput nget; do
+  for kind in "${kind_list[@]}"; do
     for name in duet "$ref"; do
       printf '%-*s %-9s %-4s:%s\n' "$w" "$name" "$mode" "$kind" "${RUNS[$name.$mode.$kind]}"
     done
   done
 done
 echo '```'
+if [ "$torture_rounds" -gt 1 ] && [ ${#suites[@]} -gt 0 ]; then
+  echo
+  echo "The smbtorture runs, ops/s:"
+  echo
+  echo '```'
+  for suite in "${suites[@]}"; do
+    for name in duet "$ref"; do
+      printf '%-*s %s:%s\n' "$w" "$name" "$suite" "${RUNS[$name.$suite]}"
+    done
+  done
+  echo '```'
+fi
+if [ "$ref" = lone ]; then
+  echo
+  echo "The 4 KiB durable WRITE runs, ms each:"
+  echo
+  echo '```'
+  for name in duet "$ref"; do printf '%-*s:%s\n' "$w" "$name" "${RUNS[$name.writems]}"; done
+  echo '```'
+fi
 echo
 echo "Peak PSS MiB (RSS) by transfer:"
 echo
 echo '```'
 for mode in "${mode_list[@]}"; do
-  for kind in put get nput nget; do
+  for kind in "${kind_list[@]}"; do
     for name in duet "$ref"; do
       printf '%-*s %-9s %-4s: %s (%s)\n' "$w" "$name" "$mode" "$kind" "${R[$name.pss.$mode.$kind]:--}" "${R[$name.rss.$mode.$kind]:--}"
     done
