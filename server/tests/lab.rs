@@ -602,6 +602,14 @@ fn set_state(lab: &Lab, node: &str, set: u64) -> Option<(String, u64)> {
     sets_of(&p).into_iter().find(|(s, _, _)| *s == set).map(|(_, st, e)| (st, e))
 }
 
+/// The `note` `duet status` gives set `set` on `node` ("" when none).
+fn set_note(lab: &Lab, node: &str, set: u64) -> String {
+    let p = lab.try_pair(node).expect("the node's status");
+    p["sets"].as_array().unwrap().iter().find(|s| s["set"].as_u64() == Some(set)).map_or(String::new(), |s| {
+        s["note"].as_str().unwrap_or_default().to_string()
+    })
+}
+
 /// A boots, asks for its set back once both mirrors are current, and serves
 /// it at `epoch`; B keeps set B alone; a new client of set A is answered by A
 /// and sees the file whole.
@@ -666,6 +674,9 @@ fn after_a_double_failure_the_home_node_booting_first_refuses_its_set_and_says_w
     let (state, epoch) = set_state(&lab, "a", 1).unwrap();
     // The newest claim stays B's (epoch 2): A claimed nothing.
     assert!(state != "serving" && epoch == 2, "A: set A {state} at epoch {epoch}\n{}", lab.logs());
+    // Its status says why, not only its log.
+    let note = set_note(&lab, "a", 1);
+    assert!(note.contains("not taken back: the partner held our set and died"), "A: set A's note {note:?}");
     // Nor does it take set B, whose node it never heard since it started.
     let (state_b, _) = set_state(&lab, "a", 2).unwrap();
     assert!(state_b.starts_with("refused: no contact with the partner"), "A: set B {state_b}");

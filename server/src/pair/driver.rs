@@ -201,6 +201,7 @@ pub fn start(t: Taker, flag: Flag) -> Result<(Handle, oneshot::Receiver<Verdict>
         beat_moved: Instant::now(),
         ended_at_beat: None,
         refused: None,
+        refused_home: None,
         failed: None,
         home_epoch: Epoch(0),
         pending: None,
@@ -241,6 +242,8 @@ struct Driver {
     ended_at_beat: Option<(Instant, Option<u64>)>,
     /// Why the partner's set is not taken (reported once).
     refused: Option<&'static str>,
+    /// Why our own set, held by a partner that died, is not taken back.
+    refused_home: Option<&'static str>,
     /// Why a takeover failed.
     failed: Option<String>,
     /// The epoch at which we hold our own set.
@@ -501,14 +504,19 @@ impl Driver {
             }
             Action::WriteOwnership(record) => {
                 if let Some(why) = self.veto(&record) {
-                    if self.refused != Some(why) {
+                    let said = if record.set == self.home { &mut self.refused_home } else { &mut self.refused };
+                    if *said != Some(why) {
                         warn!(set = record.set.0, "pair: the partner is dead; its set is NOT taken over: {why}");
-                        self.refused = Some(why);
+                        *said = Some(why);
                     }
                     self.node.handle_claim(record, ClaimOutcome::Lost, now);
                     return;
                 }
-                self.refused = None;
+                if record.set == self.home {
+                    self.refused_home = None;
+                } else {
+                    self.refused = None;
+                }
                 let non_elective = matches!(
                     self.node.phase(record.set),
                     Some(Phase::Claiming { acq, .. }) if acq.flag == Flag::NonElectiveTakeover
@@ -897,6 +905,13 @@ impl Driver {
             st.phase = format!("{phase:?}");
             if let Some(why) = &self.refused_command {
                 st.note = format!("the last command was refused: {why}");
+            }
+            // Our own set, held by a partner that died (a double failure): the
+            // state says who held it, the note why it is not taken back.
+            if let (Some(why), true) = (self.refused_home, set == self.home) {
+                if matches!(phase, Phase::Idle | Phase::Standby) {
+                    st.note = format!("not taken back: {why}");
+                }
             }
             self.t.pair.set_status(st);
         }
