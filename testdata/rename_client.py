@@ -11,10 +11,20 @@ reconnects to the same address (served by the partner then), takes the
 handle back with DH2C under the old name, then the new one ({"reclaim":
 "ok"} or the statuses) and resends the
 rename with the replay flag ({"resend": "ok"} or the status).
+
+server/tests/restart.rs `a_rename_waiting_for_a_break_neither_fills_the_journal_nor_is_lost`
+adds `--hold-and-fill BYTES`: a second client holds an RWH lease on
+`before.txt` and does not acknowledge the break the rename starts, so the
+rename waits (it prints {"waiting": true}); meanwhile a third writes BYTES
+in 60 KiB WRITEs (their data in the journal's records) and prints
+{"filled": true} once every one was answered ({"filled": "lost: ..."} if
+not); then the holder acknowledges and the rename goes on.
 """
 import argparse
 import json
 import sys
+import threading
+import time
 
 from resilient_smb import Client, ConnectionLost, Failed, Handle, status_name
 from smbprotocol.file_info import FileRenameInformation
@@ -32,23 +42,72 @@ def main():
     ap.add_argument("--share", required=True)
     ap.add_argument("--user", default="duet")
     ap.add_argument("--password", default="duetpass")
+    ap.add_argument("--hold-and-fill", type=int, default=0)
     a = ap.parse_args()
+    holder = None
+    if a.hold_and_fill:
+        holder = Client(a.host, a.port, a.share, a.user, a.password, timeout=60.0)
+        holder.connect(deadline_s=20)
+        holder.create("before.txt", CreateDisposition.FILE_OVERWRITE_IF, durable="v2")
     c = Client(a.host, a.port, a.share, a.user, a.password, timeout=60.0)
     c.connect(deadline_s=20)
     access = (FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE
               | FilePipePrinterAccessMask.DELETE)
-    h = c.create("before.txt", CreateDisposition.FILE_OVERWRITE_IF, access=access, durable="v2")
+    # Opened, not overwritten, when held: an overwrite takes the holder's
+    # handle caching at once, and the rename would have no break to wait for.
+    disposition = CreateDisposition.FILE_OPEN if holder else CreateDisposition.FILE_OVERWRITE_IF
+    h = c.create("before.txt", disposition, access=access, durable="v2")
     out({"open": h.granted == "v2"})
     info = FileRenameInformation()
     info["replace_if_exists"] = False
     info["file_name"] = "after.txt"
-    try:
-        c.set_info(h, info)
-        out({"first": "answered"})
-    except ConnectionLost:
-        out({"first": "lost"})
-    except Failed as e:
-        out({"first": status_name(e.status)})
+    first = {}
+
+    def rename():
+        try:
+            c.set_info(h, info)
+            first["first"] = "answered"
+        except ConnectionLost:
+            first["first"] = "lost"
+        except Failed as e:
+            first["first"] = status_name(e.status)
+
+    if holder is not None:
+        # The breaks the CREATE started were acknowledged; the rename's is not.
+        holder.auto_ack = False
+        seen = len(holder.notices)
+        renaming = threading.Thread(target=rename, daemon=True)
+        renaming.start()
+        end = time.monotonic() + 20
+        while len(holder.notices) == seen and time.monotonic() < end:
+            time.sleep(0.01)
+        out({"waiting": len(holder.notices) > seen})
+        filler = Client(a.host, a.port, a.share, a.user, a.password, timeout=20.0)
+        try:
+            filler.connect(deadline_s=20)
+            f = filler.create("fill.bin", CreateDisposition.FILE_OVERWRITE_IF, durable=None)
+            block = b"f" * (60 * 1024)
+            for i in range(a.hold_and_fill // len(block) + 1):
+                filler.write(f, (i % 64) * len(block), block)
+            out({"filled": True})
+        except (ConnectionLost, Failed) as e:
+            out({"filled": f"lost: {e}"})
+        body = holder.notices[-1]
+        new_state = int.from_bytes(body[28:32], "little")
+        try:
+            holder.ack(body, new_state)
+        except (ConnectionLost, Failed):
+            pass  # the server dies right after the rename (its failpoint)
+        # The server dies right after renaming: a connection that went says
+        # so before the request's own time-out.
+        end = time.monotonic() + 70
+        while renaming.is_alive() and c.alive() and time.monotonic() < end:
+            time.sleep(0.05)
+        renaming.join(0.5)
+        first.setdefault("first", "lost")
+    else:
+        rename()
+    out(first)
     sys.stdin.readline()
     c.connect(deadline_s=30)
     try:

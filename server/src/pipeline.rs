@@ -509,10 +509,17 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
             // on a file that exists) let it go.
             // So does one that waits for its records to be durable first
             // (answered later, deferred or pending).
+            // A rename waiting for breaks (pending) may wait up to the break
+            // time-out: its request is carried in checkpoints meanwhile, so
+            // its records do not hold the journal's head that long.
             if hdr.command == Command::SetInfo as u16 {
-                for later in [&mut resp.pending, &mut resp.deferred] {
+                for (later, long) in [(&mut resp.pending, true), (&mut resp.deferred, false)] {
                     if let Some(fut) = later.take() {
-                        let held = crate::state::retiring::Busy::hold(&server, c.op);
+                        let held = if long {
+                            crate::state::retiring::Busy::hold_carrying(&server, c.op, msg.clone())
+                        } else {
+                            crate::state::retiring::Busy::hold(&server, c.op)
+                        };
                         *later = Some(Box::pin(async move {
                             let mut r = fut.await?;
                             r.busy = Some(held);

@@ -548,6 +548,56 @@ fn a_slow_exclusive_create_killed_after_making_its_file_is_undone() {
     assert!(log[from..].contains("had made its file: removed"), "{}", &log[from..]);
 }
 
+/// A rename that must wait for a lease break (its holder does not
+/// acknowledge) while another client writes four times the journal's size:
+/// the rename's records would hold the journal's head for as long as it
+/// waits (up to the 35 s break time-out), so the journal filled and held
+/// every connection back until the break timed out. Its request is now
+/// carried in checkpoints and its records let go; the writes are answered
+/// while it waits. The holder then acknowledges, the rename renames, and the
+/// server dies before its point 3 (failpoint `renamed`): the restart finds
+/// the rename under way in the checkpoint (its records are long gone from
+/// the log), so the durable handle is taken back under its new name and the
+/// resent rename is answered.
+#[test]
+fn a_rename_waiting_for_a_break_neither_fills_the_journal_nor_is_lost() {
+    let args = ["--journal", "nvram", "--journal-size", "1M", "--state-dir", "state"];
+    let Some(mut server) = duet_with_env(&args, &[("DUET_FAILPOINT", "renamed:1")]) else { return };
+    let port = server.port.to_string();
+    let mut client = Client(Script::start(
+        "rename_client.py",
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--share",
+            common::SHARE,
+            "--user",
+            common::USER,
+            "--password",
+            common::PASSWORD,
+            "--hold-and-fill",
+            &(4 << 20).to_string(),
+        ],
+    ));
+    assert_eq!(client.next("open")["open"], true);
+    assert_eq!(client.next("waiting")["waiting"], true, "the rename did not wait for a break");
+    let filled = client.next("filled");
+    assert_eq!(filled["filled"], true, "the writes were held back while the rename waited\n{}", server.log());
+    assert!(server.wait_exit(Duration::from_secs(60)).is_some(), "duet did not die at its failpoint\n{}", server.log());
+    assert!(server.log().contains("failpoint renamed reached"), "{}", server.log());
+    assert_eq!(client.next("first")["first"], "lost");
+    server.set_duet_env(&[]);
+    let from = server.restart();
+    client.go_on();
+    let reclaim = client.next("reclaim");
+    let ctx = || format!("{reclaim}\n--- server log ---\n{}", &server.log()[from..]);
+    assert_eq!(reclaim["reclaim"], "ok", "the renamed file's handle was lost\n{}", ctx());
+    assert_eq!(client.next("resend")["resend"], "ok", "{}", ctx());
+    assert!(server.share_dir().join("after.txt").exists() && !server.share_dir().join("before.txt").exists());
+}
+
 /// Break notices pass points 3 and 4 (issue 13): after smbtorture's oplock
 /// and lease breaks against a duet that keeps every record, `duet journal
 /// dump` shows each notice as the point-3 record of an operation with no

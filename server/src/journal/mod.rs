@@ -287,6 +287,22 @@ pub trait Journal: Send + Sync {
         self.retire(op)
     }
 
+    /// `op` waits long while one of its elements is being carried out (a rename
+    /// waiting for lease breaks, which renames after its wait): its request
+    /// (`frame`, the point-1 bytes) is written into every checkpoint until
+    /// [`Journal::end_carry`], so that once a checkpoint that carries it is
+    /// durable its records need not hold the ring's head ([`carry`]). Returns
+    /// whether it is carried (the default: no; its records stay in the log).
+    fn carry_request(&self, op: OpId, frame: bytes::Bytes) -> bool {
+        let _ = (op, frame);
+        false
+    }
+
+    /// `op`'s request is no longer carried ([`Journal::carry_request`]).
+    fn end_carry(&self, op: OpId) {
+        let _ = op;
+    }
+
     /// Where a lone WRITE of `len` bytes of data is kept safe until its file
     /// data is flushed ([`WriteData`]). The default: in its point-1 record.
     fn write_data(&self, len: usize) -> WriteData {

@@ -1,6 +1,7 @@
 //! [`NvramJournal`]: the consistency points as records of the memory-mapped journal
 //! (`nvram::Journal`).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -55,6 +56,9 @@ pub struct NvramJournal {
     op_base: u64,
     next_op: AtomicU64,
     replies: Mutex<ReplayIndex>,
+    /// The requests carried in checkpoints ([`Journal::carry_request`]), and
+    /// their bytes in all (at most [`CARRIED_SHARE`] of the ring's capacity).
+    requests: Mutex<(HashMap<OpId, Bytes>, usize)>,
     /// Whether the journal survives what the page cache does not (a power
     /// loss), so that WRITE data must be kept safe ([`Journal::write_data`]).
     write_data: bool,
@@ -75,6 +79,7 @@ impl NvramJournal {
             op_base,
             next_op: AtomicU64::new(1),
             replies: Mutex::new(ReplayIndex::default()),
+            requests: Mutex::new((HashMap::new(), 0)),
             write_data: true,
         }
     }
@@ -98,7 +103,18 @@ impl NvramJournal {
             .and_then(|ck| super::carry::split(&ck.payload).1)
             .and_then(|bytes| super::carry::decode(bytes).ok())
             .unwrap_or_default();
-        let ops = log.records.iter().map(|r| r.op).chain(carried.iter().map(|(_, s, _)| s.op));
+        let requests = log
+            .checkpoint
+            .as_ref()
+            .and_then(|ck| super::carry::parts(&ck.payload).requests)
+            .and_then(|bytes| super::carry::decode_requests(bytes).ok())
+            .unwrap_or_default();
+        let ops = log
+            .records
+            .iter()
+            .map(|r| r.op)
+            .chain(carried.iter().map(|(_, s, _)| s.op))
+            .chain(requests.iter().map(|(op, _)| *op));
         let top = ops.map(|op| op.0 >> OP_COUNTER_BITS).max();
         if let Some(top) = top {
             self.op_base = self.op_base.max((top + 1) << OP_COUNTER_BITS);
@@ -363,10 +379,14 @@ impl Journal for NvramJournal {
     fn checkpoint(&self, state: &[u8]) -> Result<Ticket, Error> {
         let most = usize::try_from(self.region.capacity() / CARRIED_SHARE).unwrap_or(usize::MAX);
         let carried = self.replies().carried(super::wall_ms(), most);
-        let t = if carried.is_empty() {
+        let requests: Vec<(OpId, Bytes)> = {
+            let r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+            r.0.iter().map(|(op, f)| (*op, f.clone())).collect()
+        };
+        let t = if carried.is_empty() && requests.is_empty() {
             self.region.checkpoint_nowait(state)
         } else {
-            self.region.checkpoint_nowait(&super::carry::frame(state, &carried))
+            self.region.checkpoint_nowait(&super::carry::frame(state, &carried, &requests))
         };
         Ok(t.map_err(from_nvram)?.into())
     }
@@ -383,6 +403,24 @@ impl Journal for NvramJournal {
 
     fn compact(&self) -> Result<(), Error> {
         self.region.compact().map_err(from_nvram)
+    }
+
+    fn carry_request(&self, op: OpId, frame: Bytes) -> bool {
+        let most = usize::try_from(self.region.capacity() / CARRIED_SHARE).unwrap_or(usize::MAX);
+        let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if r.0.contains_key(&op) || r.1 + frame.len() > most {
+            return false;
+        }
+        r.1 += frame.len();
+        r.0.insert(op, frame);
+        true
+    }
+
+    fn end_carry(&self, op: OpId) {
+        let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = r.0.remove(&op) {
+            r.1 -= f.len();
+        }
     }
 
     fn usage(&self) -> Option<super::Usage> {

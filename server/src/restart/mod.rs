@@ -253,10 +253,20 @@ pub fn rebuild_log(log: &::nvram::LogRecovery) -> Result<Option<Rebuilt>, String
         return Ok(None);
     };
     // The model's checkpoint, without the saved answers it may carry.
-    let (state, _) = crate::journal::carry::split(&ck.payload);
-    let mut model = Model::restore(state).map_err(|e| format!("the checkpoint does not decode: {e}"))?;
+    let parts = crate::journal::carry::parts(&ck.payload);
+    let mut model = Model::restore(parts.state).map_err(|e| format!("the checkpoint does not decode: {e}"))?;
     let set = ids::SetId(0);
     let mut writes = redo::Collector::default();
+    // The requests it carries are of operations under way when it was taken
+    // (a rename waiting for lease breaks): as if their point-1 records were in
+    // the log, which may have let them go.
+    if let Some(bytes) = parts.requests {
+        let requests = crate::journal::carry::decode_requests(bytes)
+            .map_err(|e| format!("the requests the checkpoint carried do not decode: {e}"))?;
+        for (op, frame) in requests {
+            writes.note_frame(op.0, frame);
+        }
+    }
     let mut applied = 0usize;
     for r in &log.records {
         if r.kind == ::nvram::Kind::PreAck {
@@ -569,6 +579,42 @@ mod tests {
         assert!(rebuilt.appends.is_empty());
         let region = ::nvram::Journal::open(MemStorage::from_image(storage.current_image()), opts()).unwrap().0;
         assert_eq!(NvramJournal::new(Arc::new(region)).recover_replies(&rec.own), (0, vec![]));
+    }
+
+    /// A rename that waits for lease breaks has its request carried in
+    /// checkpoints ([`crate::journal::carry`]), so that its records may go
+    /// while it waits: once they are gone from the log, a restart still finds
+    /// the rename under way in the checkpoint, and follows it. Without the
+    /// carried request, it would not.
+    #[test]
+    fn a_rename_whose_records_went_is_found_in_the_checkpoint_that_carried_it() {
+        use protocol::msg::FileId;
+        for carry in [true, false] {
+            let storage = MemStorage::new(1 << 20);
+            let region = Arc::new(::nvram::Journal::create(storage.clone(), opts()).unwrap());
+            let j = NvramJournal::new(region.clone());
+            let mut live = Model::new();
+            live.add_set(SET, 5).unwrap();
+            j.checkpoint(&live.checkpoint()).unwrap();
+            let frame = redo::tests::rename_frame(FileId { persistent: 5, volatile: 5 }, "dir\\new.txt");
+            let (op, _) = j.pre_ack(1, &frame).unwrap();
+            j.pre_command(op, 0).unwrap();
+            assert!(j.carry_request(op, bytes::Bytes::from(frame.clone())), "the journal takes a small request");
+            if !carry {
+                j.end_carry(op);
+            }
+            // The retiring task: a checkpoint (carrying the request), durable,
+            // then the operation released and the head moved past its records.
+            j.checkpoint(&live.checkpoint()).unwrap();
+            j.release(op).unwrap();
+            j.compact().unwrap();
+            region.set_flag(Flag::NonElectiveReboot).unwrap();
+            let rec = reopen(&storage);
+            assert!(!rec.own.records.iter().any(|r| r.op == op), "the head passed the rename's records");
+            let rebuilt = rebuild_log(&rec.own).unwrap().expect("a model to restore");
+            let want = if carry { Some("dir\\new.txt") } else { None };
+            assert_eq!(rebuilt.renames.get(&5).map(String::as_str), want, "carried: {carry}");
+        }
     }
 
     fn reopen(storage: &MemStorage) -> Recovery {

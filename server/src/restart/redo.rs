@@ -328,7 +328,7 @@ pub fn redo(server: &Arc<Server>, model: &Model, writes: &[Redo]) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use bytes::BytesMut;
 
     use super::*;
@@ -352,7 +352,7 @@ mod tests {
         out.to_vec()
     }
 
-    fn rename_frame(file: FileId, to: &str) -> Vec<u8> {
+    pub(crate) fn rename_frame(file: FileId, to: &str) -> Vec<u8> {
         use protocol::msg::set_info::SetInfoRequest;
         let hdr = Header { command: Command::SetInfo as u16, ..Default::default() };
         let name: Vec<u8> = to.encode_utf16().flat_map(u16::to_le_bytes).collect();

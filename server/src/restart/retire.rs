@@ -73,7 +73,10 @@ pub const KEEP_RECORDS_ENV: &str = "DUET_TEST_KEEP_RECORDS";
 /// and break notices past [`RELEASE_AFTER`] (no answer to keep for a
 /// replay), leave `retirer` for `batch` (to retire); the others past
 /// [`RELEASE_AFTER`] go to `release`, once.
-fn sweep(retirer: &Retirer, now: Instant, batch: &mut Vec<OpId>, release: &mut Vec<OpId>) {
+/// Sorts the operations in flight: those to retire now into `batch`, those
+/// to release now into `release`, and those to release once a checkpoint
+/// that carries their requests is durable into `carried`.
+fn sweep(retirer: &Retirer, now: Instant, batch: &mut Vec<OpId>, release: &mut Vec<OpId>, carried: &mut Vec<OpId>) {
     lock(&retirer.started).retain(|op, s| {
         let age = now.saturating_duration_since(s.at);
         if age >= UNANSWERED_GRACE || (s.notice && age >= RELEASE_AFTER) {
@@ -86,6 +89,11 @@ fn sweep(retirer: &Retirer, now: Instant, batch: &mut Vec<OpId>, release: &mut V
         if age >= RELEASE_AFTER && !s.released && s.busy == 0 {
             s.released = true;
             release.push(*op);
+        } else if age >= RELEASE_AFTER && !s.released && s.busy == s.carried {
+            // Every element under way has its request carried in checkpoints
+            // (a rename waiting for lease breaks): released after the next.
+            s.released = true;
+            carried.push(*op);
         }
         true
     });
@@ -141,6 +149,9 @@ pub async fn run(server: Arc<Server>, flush_data: bool) {
     let mut retired_since_checkpoint = false;
     let mut pressed = false;
     let mut last_told = Instant::now() - TELL_EVERY;
+    // Operations to release once a checkpoint carrying their requests is
+    // durable (see `sweep`).
+    let mut carried = Vec::new();
     loop {
         // A ring half full is taken care of at once: appenders wait meanwhile.
         tokio::time::sleep(if pressed { TICK / 50 } else { TICK }).await;
@@ -148,7 +159,7 @@ pub async fn run(server: Arc<Server>, flush_data: bool) {
         let mut release = Vec::new();
         if last_sweep.elapsed() >= Duration::from_millis(250) {
             last_sweep = Instant::now();
-            sweep(&server.retirer, Instant::now(), &mut batch, &mut release);
+            sweep(&server.retirer, Instant::now(), &mut batch, &mut release, &mut carried);
             if started_at.elapsed() >= RECOVERED_GRACE {
                 batch.append(&mut lock(&server.retirer.recovered));
             }
@@ -200,14 +211,21 @@ pub async fn run(server: Arc<Server>, flush_data: bool) {
         if due {
             last_checkpoint = Instant::now();
             retired_since_checkpoint = false;
+            // Requests carried now are in this checkpoint: once it is durable,
+            // their operations' records may go.
+            let covered = std::mem::take(&mut carried);
             let r = async {
                 let t = server.checkpoint()?;
                 server.journal.durable(t).await?;
+                for op in &covered {
+                    server.journal.release(*op)?;
+                }
                 server.journal.compact()
             }
             .await;
             if let Err(e) = r {
                 warn!("journal, checkpoint: {e}");
+                carried.extend(covered);
             }
         }
     }
@@ -229,16 +247,48 @@ mod tests {
         r.notice(notice);
         r.started(request);
         assert_eq!(r.pending(), 2);
-        let (mut batch, mut release) = (Vec::new(), Vec::new());
-        sweep(&r, Instant::now(), &mut batch, &mut release);
+        let (mut batch, mut release, mut carried) = (Vec::new(), Vec::new(), Vec::new());
+        sweep(&r, Instant::now(), &mut batch, &mut release, &mut carried);
         assert!(batch.is_empty() && release.is_empty(), "{batch:?} {release:?}");
-        sweep(&r, Instant::now() + RELEASE_AFTER, &mut batch, &mut release);
+        sweep(&r, Instant::now() + RELEASE_AFTER, &mut batch, &mut release, &mut carried);
         assert_eq!((batch, release), (vec![notice], vec![request]));
+        assert!(carried.is_empty());
         assert_eq!(r.pending(), 1, "the request waits for its grace; the notice is gone");
         // A notice that was acknowledged leaves at point 4, as an answer does.
         r.notice(OpId(9));
         assert!(!r.answered(OpId(9)));
         assert_eq!(std::mem::take(&mut *lock(&r.answered)), vec![OpId(9)]);
         assert_eq!(r.pending(), 1);
+    }
+
+    /// An operation with an element under way keeps its records past
+    /// [`RELEASE_AFTER`], unless every such element's request is carried in
+    /// checkpoints: then it is set aside, to be released after the next
+    /// checkpoint (which carries it), never at once.
+    #[test]
+    fn a_busy_operation_is_released_only_when_its_request_is_carried() {
+        let r = Retirer::default();
+        r.enable(true);
+        let (kept, carried_op) = (OpId(1), OpId(2));
+        for op in [kept, carried_op] {
+            r.started(op);
+            r.busy(op);
+        }
+        r.busy(carried_op);
+        r.carried(carried_op, true);
+        let (mut batch, mut release, mut carried) = (Vec::new(), Vec::new(), Vec::new());
+        let later = Instant::now() + RELEASE_AFTER;
+        sweep(&r, later, &mut batch, &mut release, &mut carried);
+        assert!(batch.is_empty() && release.is_empty() && carried.is_empty(), "one of its two elements is not carried");
+        r.carried(carried_op, true);
+        sweep(&r, later, &mut batch, &mut release, &mut carried);
+        assert_eq!((&batch, &release, &carried), (&vec![], &vec![], &vec![carried_op]));
+        // Set aside once: the next sweep does not add it again.
+        sweep(&r, later, &mut batch, &mut release, &mut carried);
+        assert_eq!(carried, vec![carried_op]);
+        // The other one goes once its element is done.
+        r.idle(kept);
+        sweep(&r, later, &mut batch, &mut release, &mut carried);
+        assert_eq!(release, vec![kept]);
     }
 }

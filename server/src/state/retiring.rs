@@ -39,6 +39,11 @@ pub(crate) struct Started {
     /// must find its request in the log to tell (an exclusive CREATE that
     /// made its file, a rename that moved one).
     pub busy: u32,
+    /// Of those, the ones whose request is carried in checkpoints
+    /// ([`crate::journal::Journal::carry_request`]): when every busy element
+    /// is, the records may be released once a checkpoint that carries the
+    /// request is durable ([`crate::restart::retire`]).
+    pub carried: u32,
     /// A break notice's operation ([`Retirer::notice`]): no answer to
     /// keep for a replay, so it is retired, not only released, once
     /// [`crate::restart::retire::RELEASE_AFTER`] has passed without its
@@ -59,14 +64,15 @@ impl Retirer {
         self.at_once.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn on(&self) -> bool {
+    pub(crate) fn on(&self) -> bool {
         self.on.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `op` passed point 1.
     pub fn started(&self, op: OpId) {
         if self.on() {
-            lock(&self.started).insert(op, Started { at: Instant::now(), released: false, busy: 0, notice: false });
+            lock(&self.started)
+                .insert(op, Started { at: Instant::now(), released: false, busy: 0, carried: 0, notice: false });
         }
     }
 
@@ -78,7 +84,8 @@ impl Retirer {
     /// that it does not hold the journal's head.
     pub fn notice(&self, op: OpId) {
         if self.on() {
-            lock(&self.started).insert(op, Started { at: Instant::now(), released: false, busy: 0, notice: true });
+            lock(&self.started)
+                .insert(op, Started { at: Instant::now(), released: false, busy: 0, carried: 0, notice: true });
         }
     }
 
@@ -98,6 +105,16 @@ impl Retirer {
         if self.on() {
             if let Some(s) = lock(&self.started).get_mut(&op) {
                 s.busy = s.busy.saturating_sub(1);
+            }
+        }
+    }
+
+    /// One of `op`'s busy elements has its request carried in checkpoints
+    /// (`on`), or no longer (`!on`).
+    pub(crate) fn carried(&self, op: OpId, on: bool) {
+        if self.on() {
+            if let Some(s) = lock(&self.started).get_mut(&op) {
+                s.carried = if on { s.carried + 1 } else { s.carried.saturating_sub(1) };
             }
         }
     }
@@ -133,18 +150,36 @@ impl Retirer {
 pub struct Busy {
     server: std::sync::Arc<super::Server>,
     op: OpId,
+    carried: bool,
 }
 
 impl Busy {
     /// Marks `op` busy until the guard is dropped.
     pub fn hold(server: &std::sync::Arc<super::Server>, op: OpId) -> Busy {
         server.retirer.busy(op);
-        Busy { server: server.clone(), op }
+        Busy { server: server.clone(), op, carried: false }
+    }
+
+    /// Marks `op` busy until the guard is dropped, for a long wait: its
+    /// request (`frame`) is carried in checkpoints meanwhile if the journal
+    /// takes it ([`crate::journal::Journal::carry_request`]), so that its
+    /// records need not hold the journal's head while it waits.
+    pub fn hold_carrying(server: &std::sync::Arc<super::Server>, op: OpId, frame: bytes::Bytes) -> Busy {
+        let mut held = Busy::hold(server, op);
+        if server.retirer.on() && server.journal.carry_request(op, frame) {
+            server.retirer.carried(op, true);
+            held.carried = true;
+        }
+        held
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        if self.carried {
+            self.server.retirer.carried(self.op, false);
+            self.server.journal.end_carry(self.op);
+        }
         self.server.retirer.idle(self.op);
     }
 }
