@@ -143,7 +143,9 @@ impl Partition {
                 if !level.acknowledged() || !matches!(to, OplockLevel::None | OplockLevel::II) {
                     return Err(ApplyError::Invalid("oplock break that needs no acknowledgement"));
                 }
-                if breaking.is_some() {
+                // The same break again moves its deadline (a restart's, see
+                // `restart::restart_deltas`); another one must wait for it.
+                if breaking.is_some_and(|b| b.to != *to) {
                     return Err(ApplyError::Invalid("oplock break already in progress"));
                 }
                 *breaking = Some(super::open::OplockBreak { to: *to, deadline: *deadline });

@@ -323,10 +323,23 @@ pub fn restart_deltas(model: &Model, set: ids::SetId, now: crate::model::Timesta
             out.push(Delta::OpenDisconnected { open: o.id(), at: now });
         }
     }
+    // A break in progress: its holder could not acknowledge it while the node
+    // was down, and has the whole break time-out again from now (as a retained
+    // handle's time-out counts from the restart): the time the node was down
+    // does not count against it.
+    let deadline = now.plus_ms(crate::state::oplock::BREAK_TIMEOUT.as_millis() as u64);
+    for o in p.opens().filter(|o| kept(o)) {
+        if let crate::model::Caching::Oplock { breaking: Some(b), .. } = o.caching() {
+            out.push(Delta::OplockBreaking { open: o.id(), to: b.to, deadline });
+        }
+    }
     // A lease ends with its last open (the model wants it said).
     for l in p.leases() {
         if !p.lease_opens(l.id()).any(kept) {
             out.push(Delta::LeaseGone { set, lease: l.id() });
+        } else if let Some(b) = l.breaking() {
+            let (to, required, epoch) = (b.to, b.required, l.epoch());
+            out.push(Delta::LeaseBreaking { set, lease: l.id(), to, required, epoch, deadline });
         }
     }
     for s in p.sessions() {
@@ -643,6 +656,48 @@ mod tests {
             assert_eq!(p.file(o.info().file).unwrap().locks().len(), 1);
             model.check_invariants().unwrap();
         }
+    }
+
+    /// A break in progress when the node died (an oplock break and a lease
+    /// break, due 35 s after they began): the node comes back long after
+    /// both deadlines. The restart gives each the whole break time-out again
+    /// from the restart, so the time the node was down does not count: its
+    /// holder can reconnect and acknowledge. Before, both timed out at start.
+    #[test]
+    fn a_break_in_progress_gets_its_time_out_again_from_the_restart() {
+        use crate::model::{LeaseId, LeaseKey, LeaseVersion, OplockLevel};
+        let mut m = Model::new();
+        m.add_set(SET, 5).unwrap();
+        let (s, t) = session_with_tree(&mut m, SET);
+        let kept = Kept::V1 { timeout_ms: 60_000 };
+        let batch = Caching::Oplock { level: OplockLevel::Batch, breaking: None };
+        let d = open_on(&m, s, t, 1, kept, batch);
+        let oplocked = pid(&d);
+        m.apply(&d).unwrap();
+        m.apply(&Delta::OplockBreaking { open: oplocked, to: OplockLevel::II, deadline: Timestamp(36_000) }).unwrap();
+        let key = LeaseKey([4; 16]);
+        let client = m.open(oplocked).unwrap().info().client_guid;
+        let lease = LeaseId { client, key };
+        let (file, version) = (crate::model::FileUid(2), LeaseVersion::V2);
+        m.apply(&Delta::LeaseGranted { set: SET, lease, file, parent: None, version, state: 7, epoch: 1 }).unwrap();
+        m.apply(&open_on(&m, s, t, 2, kept, Caching::Lease(key))).unwrap();
+        let breaking = Delta::LeaseBreaking { set: SET, lease, to: 3, required: 1, epoch: 2, deadline: Timestamp(36_000) };
+        m.apply(&breaking).unwrap();
+        // Back at 500 s: both deadlines long passed.
+        let now = Timestamp(500_000);
+        for d in restart_deltas(&m, SET, now) {
+            m.apply(&d).unwrap();
+        }
+        let again = Timestamp(500_000 + crate::state::oplock::BREAK_TIMEOUT.as_millis() as u64);
+        assert_eq!(m.expired(now), vec![], "a break timed out at the restart");
+        assert_eq!(m.poll_timeout(), Some(again));
+        let Caching::Oplock { breaking: Some(b), .. } = m.open(oplocked).unwrap().caching() else { panic!() };
+        assert_eq!((b.to, b.deadline), (OplockLevel::II, again));
+        let l = m.partition(SET).unwrap().lease(lease).unwrap();
+        assert_eq!((l.state(), l.epoch()), (7, 2));
+        let b = l.breaking().unwrap();
+        assert_eq!((b.to, b.required, b.deadline), (3, 1, again));
+        m.check_invariants().unwrap();
     }
 
     #[test]
