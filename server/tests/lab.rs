@@ -49,8 +49,9 @@
 //!   `duet lab takeover A` (`duet takeover` on B) while the client writes:
 //!   127.0.0.11 leaves A's namespace for B's, B answers it, A waits without
 //!   stepping down; `duet lab giveback A` (`duet giveback` on B) brings it
-//!   home; the client keeps its durable handle across both, with no error,
-//!   every block once. A giveback of a set at home, and a second takeover,
+//!   home; the client keeps its durable handle across both, with no error
+//!   and no time-out (the giving node ends its connections before it lets
+//!   the address go), every block once. A giveback of a set at home, and a second takeover,
 //!   are refused with the reason.
 //! - `duet_lab_move_sends_a_set_away_and_back`: `duet lab move B` twice
 //!   (`duet move 2` on whichever node serves set B): its address goes to A's
@@ -757,6 +758,13 @@ fn an_elective_takeover_and_a_giveback_in_the_lab_move_the_address_and_the_clien
     assert!(done["reconnects"].as_u64().unwrap_or(0) >= 2, "the client did not follow both moves: {context}");
     assert_eq!(done["reclaimed"], true, "the durable handle was not kept: {context}");
     assert_eq!(done["server_guids"].as_array().map(Vec::len), Some(1), "{context}");
+    // The giving node's connections end while it still has the address: the
+    // client hears it at once, not after its own 30 s time-out (it did when
+    // the end came after the address had gone).
+    assert!(!client.stderr().contains("no answer within"), "the client timed out: {context}");
+    let stall = done["stall_ms"].as_u64().unwrap();
+    assert!(stall < 10_000, "the client stalled {stall} ms: {context}");
+    eprintln!("longest stall across the two moves: {stall} ms");
     check_file(&lab, blocks);
     // The client's neighbour entry followed the address home.
     assert_eq!(Lab::set(&lab.status(), "A")["client_sees"], "A");
