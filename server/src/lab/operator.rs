@@ -179,7 +179,11 @@ mod tests {
         // At home: `duet giveback` on B would ask for set B instead.
         let e = plan(Op::Giveback, 1, [Some("serving"), Some("the partner's")]).unwrap_err();
         assert!(e.contains("set A is not away from home (node B: the partner's)"), "{e}");
-        assert!(plan(Op::Giveback, 2, [Some("serving"), None]).is_err());
+        // Set B away at A, A not answering: nobody to give it back.
+        let e = plan(Op::Giveback, 2, [None, Some("waiting: held by node 1")]).unwrap_err();
+        assert!(e.contains("node A does not answer"), "{e}");
+        // Set B away at A: A gives it back.
+        assert_eq!(plan(Op::Giveback, 2, [Some("serving"), None]).unwrap().run_on, 1);
     }
 
     #[test]
