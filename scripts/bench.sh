@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh [--quick] [--size MIB] [--rounds R] [--clients N] [--modes LIST]
 #          [--kinds LIST] [--time S] [--nprocs N] [--no-torture] [--torture-rounds N]
-#          [--out DIR]
+#          [--out DIR] [--stall-rounds N] [--stall-lab]
 #          [--baseline BIN | --mirror [--partner-policy POLICY]]
 #
 # Benchmarks duet and Samba's smbd side by side, in one run, with the same
@@ -83,7 +83,17 @@
 # (testdata/failover_client.py), mean ms each over 300, whose difference is
 # what the mirror adds to each (the round trip to B and B's sync).
 #
-# --kinds LIST: which transfers run (default put,get,nput,nget).
+# --kinds LIST: which transfers run (default put,get,nput,nget), and
+# `stall`: the client-visible stall per kind of move (issue 14). It runs
+# scripts/failover.sh with --stall-rounds N (default 20; --quick 3) kills, N
+# freezes and N elective rounds (each an elective takeover and a giveback;
+# with --stall-lab each round in a fresh `duet lab`, root) and prints a table
+# of p50, p99 and max per kind (elective takeover, giveback, kill, freeze),
+# each from the client's last answer before the move to its first after it,
+# against the targets: elective and giveback p99 < 300 ms, kill and freeze
+# p99 < the detection timeout (2 s) + 1 s; then failover.sh's line (lost,
+# duplicated, client errors: all must be 0, else the exit status is 1).
+# `--kinds stall` alone runs only that (no smbd, no transfers, no smbtorture).
 # --torture-rounds N: each smbtorture bench N times per server, alternating,
 # the median counts (default 1; with --mirror, --rounds).
 set -euo pipefail
@@ -92,9 +102,10 @@ set -euo pipefail
 size_mib=1024; secs=10; nprocs=4; rounds=5; clients=4; out=""; torture=1
 modes=plain,signed,encrypted
 kinds=put,get,nput,nget; mirror=0; partner_policy=group; torture_rounds=""
+stall_rounds=20; stall_lab=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) size_mib=128; rounds=2; secs=3; shift ;;
+    --quick) size_mib=128; rounds=2; secs=3; stall_rounds=3; shift ;;
     --size) size_mib=$2; shift 2 ;;
     --time) secs=$2; shift 2 ;;
     --nprocs) nprocs=$2; shift 2 ;;
@@ -108,7 +119,9 @@ while [ $# -gt 0 ]; do
     --partner-policy) partner_policy=$2; shift 2 ;;
     --kinds) kinds=$2; shift 2 ;;
     --torture-rounds) torture_rounds=$2; shift 2 ;;
-    -h|--help) sed -n '2,88p' "$0"; exit 0 ;;
+    --stall-rounds) stall_rounds=$2; shift 2 ;;
+    --stall-lab) stall_lab=1; shift ;;
+    -h|--help) sed -n '2,98p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -117,8 +130,11 @@ for m in "${mode_list[@]}"; do
   case "$m" in plain|signed|encrypted) ;; *) echo "bench.sh: unknown mode $m" >&2; exit 2 ;; esac
 done
 [ -z "$torture_rounds" ] && { if [ $mirror = 1 ]; then torture_rounds=$rounds; else torture_rounds=1; fi; }
+# `stall` is not a transfer: taken out of the list, run on its own (below).
+stall=0
+case ",$kinds," in *,stall,*) stall=1; kinds=$(echo ",$kinds," | sed 's/,stall,/,/g; s/^,//; s/,$//') ;; esac
 IFS=, read -r -a kind_list <<<"$kinds"
-for k in "${kind_list[@]}"; do
+for k in ${kind_list[@]+"${kind_list[@]}"}; do
   case "$k" in put|get|nput|nget) ;; *) echo "bench.sh: unknown kind $k" >&2; exit 2 ;; esac
 done
 # A get reads the file its put wrote: no get without its put.
@@ -149,12 +165,67 @@ elif [ -n "${BENCH_REF_DUET:-}" ]; then
   export DUET_BIN
 fi
 REF=${ref^^}
+
+# --kinds stall: the client-visible stall per kind of move, from
+# scripts/failover.sh's stalls (`KIND MS` lines), as a Markdown table with
+# the issue's targets. Sets stall_status (failover.sh's exit status).
+DETECT_MS=2000 # the pair's detection timeout (pair::sets::DETECT)
+stall_status=0
+stall_table() {
+  local f=$out/stalls.txt line args=(--kills "$stall_rounds" --freezes "$stall_rounds" --elective "$stall_rounds")
+  [ $stall_lab = 1 ] && args+=(--lab)
+  log "stall: scripts/failover.sh ${args[*]} (its log: $out/failover.log)"
+  line=$(bash "$repo/scripts/failover.sh" "${args[@]}" --stalls "$f" 2>"$out/failover.log") || stall_status=$?
+  echo
+  echo "## Client-visible stall per kind: scripts/failover.sh ${args[*]}"
+  echo
+  echo "From the client's last answer before the move to its first after it (testdata/failover_client.py: durable v2 appends)."
+  echo
+  python3 - "$f" "$DETECT_MS" <<'PY'
+import sys
+path, detect = sys.argv[1], int(sys.argv[2])
+got = {}
+try:
+    for line in open(path):
+        k, v = line.split()
+        got.setdefault(k, []).append(int(v))
+except OSError:
+    pass
+print("| kind | p50 ms | p99 ms | max ms | rounds | target (issue 14) | met |")
+print("|---|---:|---:|---:|---:|---|---|")
+for key, name, limit, why in [
+    ("elective", "elective takeover", 300, "p99 < 300 ms"),
+    ("giveback", "giveback", 300, "p99 < 300 ms"),
+    ("kill", "kill (SIGKILL of the serving node)", detect + 1000, f"p99 < detection ({detect} ms) + 1 s"),
+    ("freeze", "freeze (SIGSTOP of the serving node)", detect + 1000, f"p99 < detection ({detect} ms) + 1 s"),
+]:
+    v = sorted(got.get(key, []))
+    if not v:
+        print(f"| {name} | - | - | - | 0 | {why} | - |")
+        continue
+    p = lambda q: v[min(len(v) - 1, int(q * len(v)))]
+    met = "yes" if p(0.99) < limit else "no"
+    print(f"| {name} | {p(0.5)} | {p(0.99)} | {v[-1]} | {len(v)} | {why} | {met} |")
+PY
+  echo
+  echo "Beside: CTDB takes about 30 s by default to declare a hung node dead; Windows Continuous Availability, seconds (up to 25 s worst case)."
+  echo
+  echo "failover.sh: ${line:-(no summary line: see $out/failover.log)}"
+}
 # Width of the server names in the run listings below the table.
 w=$(( ${#ref} > 4 ? ${#ref} : 4 ))
 
 keep=1
 if [ -z "$out" ]; then out=$(mktemp -d /tmp/duet-bench.XXXXXX); keep=0; fi
 mkdir -p "$out"; out=$(cd "$out" && pwd); chmod 755 "$out"
+# `--kinds stall` alone: no servers of our own, no transfers.
+if [ $stall = 1 ] && [ ${#kind_list[@]} = 0 ]; then
+  [ $keep = 1 ] || trap 'rm -rf "$out"' EXIT
+  DUET_BIN=$(duet_bin); DUET_BIN=$(cd "$(dirname "$DUET_BIN")" && pwd)/$(basename "$DUET_BIN"); export DUET_BIN
+  stall_table
+  [ $keep = 1 ] && echo && echo "logs in $out"
+  exit $((stall_status == 0 ? 0 : 1))
+fi
 samplers=()
 cleanup() {
   local p
@@ -634,5 +705,9 @@ for mode in "${mode_list[@]}"; do
   done
 done
 echo '```'
+if [ $stall = 1 ]; then
+  DUET_BIN=$(duet_bin); DUET_BIN=$(cd "$(dirname "$DUET_BIN")" && pwd)/$(basename "$DUET_BIN"); export DUET_BIN
+  stall_table
+fi
 [ $keep = 1 ] && echo && echo "logs in $out"
-exit 0
+exit $((stall_status == 0 ? 0 : 1))

@@ -2,7 +2,7 @@
 # failover.sh: the takeover harness (issue 14, first takeover).
 #
 #   scripts/failover.sh [--kills N] [--freezes N] [--elective N] [--blocks N] [--size B] [--out DIR]
-#                       [--lab [--hold S] [--no-tickle]]
+#                       [--stalls FILE] [--lab [--hold S] [--no-tickle]]
 #
 # With --lab (root) each round runs in a fresh `duet lab` instead: node A in a
 # network namespace serves set A on 127.0.0.11:445, node B in another on
@@ -13,6 +13,10 @@
 # is the tickle's, not the thaw's. --no-tickle leaves the tickle out (failpoint
 # no-tickle), to measure what it saves. After each fault a probe (`duet lab
 # status`) checks that no two nodes answer one address (a client error if so).
+# An --elective round in the lab runs `duet lab takeover A` and `duet lab
+# giveback A` (`duet takeover` and `duet giveback` in B's namespace) and
+# checks after each that set A's address is held and answered by the node
+# that serves it now (B, then A again), a client error if not.
 #
 # Each round starts a fresh pair on loopback ($DUET_BIN, else
 # target/release/duet, else a fresh release build): node A serves set A
@@ -34,17 +38,21 @@
 # quarter of the blocks `duet takeover` on B (A drains, saves its state into
 # its journal, which B's mirror holds, and releases; B claims, restores and
 # binds), after half of them `duet giveback` on B (B saves the set's journal
-# into the storage folder and releases; A restores from it and binds).
+# into the storage folder and releases; A restores from it and binds). So
+# every elective round is one elective takeover and one giveback.
 #
 # Ends with exactly one line on stdout:
-#   kills K, freezes F, elective E, requests R, lost L, duplicated D, client errors C
+#   kills K, freezes F, elective E, givebacks G, requests R, lost L, duplicated D, client errors C
 # and exits non-zero unless L, D and C are all 0. Stalls (from the client's last
-# answer before the fault to its first after) go to stderr per kind. The run's
-# folder is kept when something went wrong, or always with --out.
+# answer before the fault to its first after) go to stderr per kind, and with
+# --stalls FILE to FILE, one `KIND MS` line per measured stall (KIND kill,
+# freeze, elective or giveback; scripts/bench.sh --kinds stall reads it). A
+# round whose client had finished before the fault measures no stall. The
+# run's folder is kept when something went wrong, or always with --out.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-kills=3 freezes=2 elective=0 blocks=200 size=3000 out="" lab=0 hold=15 tickle=1
+kills=3 freezes=2 elective=0 blocks=200 size=3000 out="" lab=0 hold=15 tickle=1 stalls_file=""
 while [ $# -gt 0 ]; do
   case $1 in
     --lab) lab=1; shift ;;
@@ -56,13 +64,12 @@ while [ $# -gt 0 ]; do
     --blocks) blocks=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+    --stalls) stalls_file=$2; shift 2 ;;
+    -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
     *) echo "failover.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-if [ "$lab" = 1 ] && [ "$elective" != 0 ]; then
-  echo "failover.sh: --elective does not run in a --lab yet" >&2; exit 2
-fi
+if [ -n "$stalls_file" ]; then : >"$stalls_file"; fi
 
 if [ -z "${DUET_BIN:-}" ] && [ -x "$repo/target/release/duet" ]; then
   DUET_BIN=$repo/target/release/duet
@@ -178,6 +185,49 @@ lab_node_state() {
 print([n['state'] for n in json.load(sys.stdin)['nodes'] if n['node']==sys.argv[1]][0])" "$2"
 }
 
+# lab_move DIR CMD: `duet lab CMD A` (takeover or giveback); prints "T0 T1", or fails.
+lab_move() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  if ! "$bin" lab --dir "$1" "$2" A >>"$round/moves.log" 2>&1; then return 1; fi
+  t1=$(date +%s.%N)
+  echo "$t0 $t1"
+}
+
+# lab_address_at DIR NODE: fails unless set A's address is held and answered by NODE alone.
+lab_address_at() {
+  "$bin" lab --dir "$1" status --json | python3 -c "import json,sys
+s=[s for s in json.load(sys.stdin)['sets'] if s['set']=='A'][0]
+sys.exit(0 if s['held_by']==[sys.argv[1]] and s['answering']==[sys.argv[1]] else 1)" "$2"
+}
+
+# lab_elective N DIR: set A to B (`duet lab takeover A`) after a quarter of the
+# blocks, back to A (`duet lab giveback A`) after half; sets span and span2.
+lab_elective() {
+  local n=$1 ldir=$2
+  wait_until "$ldir/b" "p['partner_mirror']['current']" 30 || true
+  kill -0 "$client" 2>/dev/null || late=1
+  if ! span=$(lab_move "$ldir" takeover); then
+    log "failover: round $n: the takeover failed: $(tail -n 1 "$round/moves.log")"; errors=$((errors + 1)); keep=1
+    span=""; return
+  fi
+  elective_done=$((elective_done + 1))
+  if ! lab_address_at "$ldir" B; then
+    log "failover: round $n: after the takeover set A's address is not B's alone"; errors=$((errors + 1)); keep=1
+  fi
+  wait_wrote $((blocks / 2)) || true
+  wait_until "$ldir/a" "p['partner_mirror']['current'] and p['mirror']['state']=='current'" 30 || true
+  kill -0 "$client" 2>/dev/null || late2=1
+  if ! span2=$(lab_move "$ldir" giveback); then
+    log "failover: round $n: the giveback failed: $(tail -n 1 "$round/moves.log")"; errors=$((errors + 1)); keep=1
+    span2=""; return
+  fi
+  givebacks_done=$((givebacks_done + 1))
+  if ! lab_address_at "$ldir" A; then
+    log "failover: round $n: after the giveback set A's address is not A's alone"; errors=$((errors + 1)); keep=1
+  fi
+}
+
 # lab_round N KIND: sets file= (the client's file) and client.out in $round.
 lab_round() {
   local n=$1 kind=$2 ldir=$round/lab env=() probe_bad=0
@@ -199,8 +249,12 @@ lab_round() {
     sleep 0.05
   done
   if [ "$kind" = kill ]; then
+    kill -0 "$client" 2>/dev/null || late=1
     "$bin" lab --dir "$ldir" kill A; kills_done=$((kills_done + 1))
+  elif [ "$kind" = elective ]; then
+    lab_elective "$n" "$ldir"
   else
+    kill -0 "$client" 2>/dev/null || late=1
     "$bin" lab --dir "$ldir" freeze A; freezes_done=$((freezes_done + 1))
     for _ in $(seq $((hold * 10))); do
       kill -0 "$client" 2>/dev/null || break
@@ -227,7 +281,7 @@ for kind in $(for _ in $(seq "$kills"); do echo kill; done; for _ in $(seq "$fre
               for _ in $(seq "$elective"); do echo elective; done); do
   n=$((n + 1))
   round=$base/round-$n-$kind
-  late=0
+  late=0 late2=0 span="" span2=""
   mkdir -p "$round/storage/seta" "$round/storage/setb" "$round/storage/.duet"
   file=$round/storage/seta/failover.dat
   if [ "$lab" = 1 ]; then
@@ -259,6 +313,7 @@ for kind in $(for _ in $(seq "$kills"); do echo kill; done; for _ in $(seq "$fre
       elective_done=$((elective_done + 1))
       wait_wrote $((blocks / 2)) || true
       wait_until "$round/a" "p['partner_mirror']['current'] and p['mirror']['state']=='current'" 30 || true
+      kill -0 "$client" 2>/dev/null || late2=1
       if span2=$(move giveback); then
         givebacks_done=$((givebacks_done + 1))
       else
@@ -307,7 +362,7 @@ print(blocks, lost, dup, err, doc.get("stall_ms", -1))
 EOF
 )
   requests=$((requests + r)); lost=$((lost + l)); dup=$((dup + d)); errors=$((errors + e))
-  if [ "${late:-0}" = 1 ] && [ "$kind" != elective ]; then
+  if [ "$late" = 1 ] && [ "$kind" != elective ]; then
     log "failover: round $n ($kind): the client had finished before the fault: no stall counted"
     s=-1
   fi
@@ -315,9 +370,14 @@ EOF
     kill) [ "$s" = -1 ] || stalls_kill+=("$s") ;;
     freeze) [ "$s" = -1 ] || stalls_freeze+=("$s") ;;
     elective)
-      if [ -n "${span:-}" ]; then stalls_elective+=("$(stall $span)"); fi
-      if [ -n "${span2:-}" ]; then stalls_giveback+=("$(stall $span2)"); fi
-      span="" span2="" ;;
+      # A move after the client finished saw no request: no stall.
+      # shellcheck disable=SC2086
+      if [ -n "$span" ] && [ "$late" = 0 ] && t=$(stall $span) && [ "$t" != -1 ]; then stalls_elective+=("$t")
+      elif [ -n "$span" ]; then log "failover: round $n: no request around the takeover: no stall counted"; fi
+      # shellcheck disable=SC2086
+      if [ -n "$span2" ] && [ "$late2" = 0 ] && t=$(stall $span2) && [ "$t" != -1 ]; then stalls_giveback+=("$t")
+      elif [ -n "$span2" ]; then log "failover: round $n: no request around the giveback: no stall counted"; fi
+      ;;
   esac
   log "failover: round $n ($kind): requests $r, lost $l, duplicated $d, client errors $e, stall ${s} ms"
   if [ "$l" != 0 ] || [ "$d" != 0 ] || [ "$e" != 0 ]; then keep=1; fi
@@ -328,8 +388,9 @@ EOF
 done
 
 pct() { # KIND VALUES...
-  local kind=$1; shift
+  local kind=$1 v; shift
   [ $# -eq 0 ] && return
+  if [ -n "$stalls_file" ]; then for v in "$@"; do echo "$kind $v" >>"$stalls_file"; done; fi
   python3 - "$kind" "$@" <<'EOF' >&2
 import sys
 kind, v = sys.argv[1], sorted(int(x) for x in sys.argv[2:])
@@ -337,10 +398,9 @@ p = lambda q: v[min(len(v) - 1, int(q * len(v)))]
 print(f"failover: {kind} stall ms: p50 {p(0.5)}, p99 {p(0.99)}, max {v[-1]} ({len(v)} rounds)")
 EOF
 }
-pct kill "${stalls_kill[@]}"
-pct freeze "${stalls_freeze[@]}"
-pct elective "${stalls_elective[@]}"
-pct giveback "${stalls_giveback[@]}"
-[ "$elective" = 0 ] || log "failover: $givebacks_done givebacks"
-echo "kills $kills_done, freezes $freezes_done, elective $elective_done, requests $requests, lost $lost, duplicated $dup, client errors $errors"
+pct kill ${stalls_kill[@]+"${stalls_kill[@]}"}
+pct freeze ${stalls_freeze[@]+"${stalls_freeze[@]}"}
+pct elective ${stalls_elective[@]+"${stalls_elective[@]}"}
+pct giveback ${stalls_giveback[@]+"${stalls_giveback[@]}"}
+echo "kills $kills_done, freezes $freezes_done, elective $elective_done, givebacks $givebacks_done, requests $requests, lost $lost, duplicated $dup, client errors $errors"
 [ "$lost" = 0 ] && [ "$dup" = 0 ] && [ "$errors" = 0 ]

@@ -467,6 +467,8 @@ pub(crate) async fn accept_loop(server: Arc<Server>, l: Arc<TcpListener>, conns:
                 // Our set's connections, for the partner's tickle after a takeover.
                 let tracked = server.pair.as_ref().and_then(|p| p.conns()).zip(sock.local_addr().ok());
                 let tracked = tracked.map(|(c, local)| c.track(peer, local));
+                // A hand-over shuts the socket down through this duplicate.
+                let dup = conns.as_ref().and_then(|_| std::os::fd::AsFd::as_fd(&sock).try_clone_to_owned().ok());
                 let server = server.clone();
                 let id = server.next_conn_id();
                 let span = tracing::info_span!("conn", id, %peer);
@@ -479,7 +481,7 @@ pub(crate) async fn accept_loop(server: Arc<Server>, l: Arc<TcpListener>, conns:
                     .instrument(span),
                 );
                 if let Some(conns) = &conns {
-                    conns.add(task.abort_handle());
+                    conns.add(task.abort_handle(), dup);
                 }
             }
             Err(e) => {

@@ -45,6 +45,17 @@
 //! - `after_a_double_failure_the_home_node_booting_first_refuses_its_set_and_says_why`:
 //!   the same, A booting first: it takes neither set and says why; B boots,
 //!   serves both, and gives set A back.
+//! - `an_elective_takeover_and_a_giveback_in_the_lab_move_the_address_and_the_client_goes_on`:
+//!   `duet lab takeover A` (`duet takeover` on B) while the client writes:
+//!   127.0.0.11 leaves A's namespace for B's, B answers it, A waits without
+//!   stepping down; `duet lab giveback A` (`duet giveback` on B) brings it
+//!   home; the client keeps its durable handle across both, with no error
+//!   and no time-out (the giving node ends its connections before it lets
+//!   the address go), every block once. A giveback of a set at home, and a second takeover,
+//!   are refused with the reason.
+//! - `duet_lab_move_sends_a_set_away_and_back`: `duet lab move B` twice
+//!   (`duet move 2` on whichever node serves set B): its address goes to A's
+//!   namespace and comes back.
 
 mod common;
 
@@ -687,4 +698,103 @@ fn after_a_double_failure_the_home_node_booting_first_refuses_its_set_and_says_w
     // then gives set A back.
     lab.ok(&["start", "B"]);
     given_back(&lab, blocks, 4);
+}
+
+/// Where set `set`'s address is: the nodes whose namespace holds it, and the
+/// nodes that answer it.
+fn address_of(st: &serde_json::Value, set: &str) -> (serde_json::Value, serde_json::Value) {
+    let s = Lab::set(st, set);
+    (s["held_by"].clone(), s["answering"].clone())
+}
+
+#[test]
+fn an_elective_takeover_and_a_giveback_in_the_lab_move_the_address_and_the_client_goes_on() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    // At home there is nothing to give back: refused, and said why.
+    let e = lab.duet(&["giveback", "A"]).unwrap_err();
+    assert!(e.contains("set A is not away from home"), "{e}");
+    let blocks = 200;
+    let mut client = lab.client_on("A", blocks, "0.02");
+    client.until_written(blocks / 4);
+    lab.pair_until("b", "a current mirror of A", |p| p["partner_mirror"]["current"] == true);
+    let out = lab.ok(&["takeover", "A"]);
+    assert!(out.contains("`duet takeover` on node B"), "{out}");
+    assert!(out.contains("set 1 served here"), "{out}");
+    assert!(out.contains("set A on 127.0.0.11:445: held by [B]"), "{out}");
+    // The address moved: B's namespace holds it, A's does not, B answers.
+    let st = lab.status();
+    never_two(&st);
+    assert_eq!(address_of(&st, "A"), (serde_json::json!(["B"]), serde_json::json!(["B"])), "{st:#}");
+    assert!(!Lab::node(&st, "A")["addresses"].as_array().unwrap().contains(&"127.0.0.11".into()), "{st:#}");
+    assert!(Lab::node(&st, "B")["addresses"].as_array().unwrap().contains(&"127.0.0.11".into()), "{st:#}");
+    // A handed its set over on purpose: it runs on, waiting, and never stepped down.
+    assert_eq!(Lab::node(&st, "A")["state"], "running", "{st:#}");
+    assert_eq!(set_state(&lab, "b", 1), Some(("serving".into(), 2)));
+    assert!(set_state(&lab, "a", 1).unwrap().0.starts_with("waiting"), "{}", lab.logs());
+    assert!(!lab.log("a").contains("stepping down"), "{}", lab.logs());
+    // A second takeover has nothing to take.
+    let e = lab.duet(&["takeover", "A"]).unwrap_err();
+    assert!(e.contains("node B serves set A already"), "{e}");
+    client.until_written(blocks / 2);
+    assert!(client.written() < blocks, "the client finished before the giveback: the test shows nothing");
+    lab.pair_until("a", "both mirrors current", |p| {
+        p["partner_mirror"]["current"] == true && p["mirror"]["state"] == "current"
+    });
+    let out = lab.ok(&["giveback", "A"]);
+    assert!(out.contains("`duet giveback` on node B"), "{out}");
+    assert!(out.contains("set A on 127.0.0.11:445: held by [A]"), "{out}");
+    let st = lab.status();
+    never_two(&st);
+    assert_eq!(address_of(&st, "A"), (serde_json::json!(["A"]), serde_json::json!(["A"])), "{st:#}");
+    assert_eq!(set_state(&lab, "a", 1), Some(("serving".into(), 3)));
+    let done =
+        client.done(Duration::from_secs(60)).unwrap_or_else(|| panic!("the client never ended: {}", client.stderr()));
+    let context = format!("{done}\n{}\n{}", client.stderr(), lab.logs());
+    assert_eq!(done["done"], true, "{context}");
+    assert_eq!(done["errors"], serde_json::json!([]), "{context}");
+    assert!(done["reconnects"].as_u64().unwrap_or(0) >= 2, "the client did not follow both moves: {context}");
+    assert_eq!(done["reclaimed"], true, "the durable handle was not kept: {context}");
+    assert_eq!(done["server_guids"].as_array().map(Vec::len), Some(1), "{context}");
+    // The giving node's connections end while it still has the address: the
+    // client hears it at once, not after its own 30 s time-out (it did when
+    // the end came after the address had gone).
+    assert!(!client.stderr().contains("no answer within"), "the client timed out: {context}");
+    let stall = done["stall_ms"].as_u64().unwrap();
+    assert!(stall < 10_000, "the client stalled {stall} ms: {context}");
+    eprintln!("longest stall across the two moves: {stall} ms");
+    check_file(&lab, blocks);
+    // The client's neighbour entry followed the address home.
+    assert_eq!(Lab::set(&lab.status(), "A")["client_sees"], "A");
+}
+
+#[test]
+fn duet_lab_move_sends_a_set_away_and_back() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    lab.pair_until("a", "a current mirror of B", |p| p["partner_mirror"]["current"] == true);
+    lab.pair_until("b", "a current mirror of A", |p| p["partner_mirror"]["current"] == true);
+    // Set B moves to A: `duet move 2` on B, which serves it (a hand-over).
+    let out = lab.ok(&["move", "B"]);
+    assert!(out.contains("`duet move 2` on node B"), "{out}");
+    assert!(out.contains("set B on 127.0.0.12:445: held by [A]"), "{out}");
+    let st = lab.status();
+    assert_eq!(address_of(&st, "B"), (serde_json::json!(["A"]), serde_json::json!(["A"])), "{st:#}");
+    assert_eq!(address_of(&st, "A"), (serde_json::json!(["A"]), serde_json::json!(["A"])), "{st:#}");
+    lab.pair_until("b", "both mirrors current", |p| {
+        p["partner_mirror"]["current"] == true && p["mirror"]["state"] == "current"
+    });
+    // And back: `duet move 2` on A, which serves it now (a giveback).
+    let out = lab.ok(&["move", "B"]);
+    assert!(out.contains("`duet move 2` on node A"), "{out}");
+    assert!(out.contains("set B on 127.0.0.12:445: held by [B]"), "{out}");
+    let st = lab.status();
+    assert_eq!(address_of(&st, "B"), (serde_json::json!(["B"]), serde_json::json!(["B"])), "{st:#}");
+    let share = "//127.0.0.12/setb";
+    let out = lab.ok(&["exec", "--", "smbclient", share, "-U", "duet%duetpass", "-c", "ls"]);
+    assert!(out.contains("blocks of size"), "{out}");
 }

@@ -769,10 +769,12 @@ impl Node {
                     Health::Faulty(_) => Err(DenyReason::Faulty),
                     Health::Healthy => self.config.resources.check(&self.config.partner_needs),
                 };
-                let partner_serves = self
-                    .partner_status
-                    .as_ref()
-                    .is_some_and(|st| st.sets.iter().any(|e| e.set == set && e.serving));
+                // An operator's hand-over comes only from a node that serves the set
+                // (`Command::HandOver` needs it): its last status may predate its
+                // bind (the request can come within a beat of it), and taking the set
+                // "as from a dead node" then would step a healthy node down.
+                let partner_serves = reason == TakeoverReason::Operator
+                    || self.partner_status.as_ref().is_some_and(|st| st.sets.iter().any(|e| e.set == set && e.serving));
                 match check {
                     Ok(()) if partner_serves => {
                         let epoch = s.known.map_or(Epoch(0), |k| k.epoch);
@@ -1717,6 +1719,22 @@ mod tests {
         // A duplicate of the request does not ask twice.
         t.recv(Message::TakeoverRequest { set: THEIRS, reason: TakeoverReason::Operator });
         assert_eq!(t.sent(), vec![]);
+    }
+
+    /// The partner's last status (its Hello, sent while it was still restoring)
+    /// shows it serving nothing, and its operator's hand-over request comes
+    /// before its next heartbeat: still a hand-over (we ask it to shut the set
+    /// down), not a fenced claim as from a dead node, which stepped the partner
+    /// down (found by `duet lab move` right after the lab came up).
+    #[test]
+    fn an_operator_s_hand_over_before_the_partner_s_next_status_is_still_a_hand_over() {
+        let mut t = T::boot(&[(THEIRS, 1, PARTNER)]);
+        t.heartbeat(false);
+        t.sent();
+        t.recv(Message::TakeoverRequest { set: THEIRS, reason: TakeoverReason::Operator });
+        assert_eq!(t.sent(), vec![Message::ShutdownRequest { set: THEIRS, epoch: Epoch(1) }]);
+        assert!(!t.claims.iter().any(|r| r.set == THEIRS && r.owner == ME), "claimed as from a dead node");
+        assert_eq!(t.n.phase(THEIRS), Some(Phase::Idle));
     }
 
     #[test]

@@ -17,9 +17,12 @@
 //! - [`nodes`]: the node processes: arguments, start, kill, freeze, thaw.
 //! - [`probe`]: `duet lab status`: who holds, listens on and answers each
 //!   set's address.
+//! - [`operator`]: `duet lab takeover | giveback | move SET`: the pair's
+//!   operator commands, run on the right node.
 
 pub mod net;
 pub mod nodes;
+pub mod operator;
 pub mod probe;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -73,6 +76,16 @@ pub enum LabCommand {
     Thaw { node: String },
     /// Start a node's process again (after a kill).
     Start { node: String },
+    /// Elective takeover of set SET (A or B) by its home node's partner:
+    /// `duet takeover` in the partner's namespace; waits until it serves the
+    /// set, then shows where the set's address is.
+    Takeover { set: String },
+    /// Give set SET (A or B), served by the partner, back to its home node:
+    /// `duet giveback` on the partner; then shows where the address is.
+    Giveback { set: String },
+    /// Move set SET (A or B) to the other node, whichever way: `duet move`
+    /// on the node that serves it.
+    Move { set: String },
     /// Who runs, who holds and answers each set's address.
     Status {
         #[arg(long)]
@@ -173,6 +186,9 @@ pub fn run(dir: &Path, cmd: LabCommand) -> Result<i32, String> {
             lab.save()?;
             Ok(0)
         }
+        LabCommand::Takeover { set } => operator::run(&LabFile::load(&dir)?, operator::Op::Takeover, &set),
+        LabCommand::Giveback { set } => operator::run(&LabFile::load(&dir)?, operator::Op::Giveback, &set),
+        LabCommand::Move { set } => operator::run(&LabFile::load(&dir)?, operator::Op::Move, &set),
         LabCommand::Status { json } => {
             let st = probe::status(&LabFile::load(&dir)?);
             let mut out = std::io::stdout().lock();
@@ -238,7 +254,10 @@ fn up(dir: &Path, name: String, user: String, a_args: &[String], b_args: &[Strin
     }
     println!("  clients in {} on {CLIENT_IP}; user {ua}, password {pa}", lab.namespace("client"));
     println!("  try: duet lab exec -- smbclient //127.0.0.11/seta -U {ua}%{pa} -c ls");
-    println!("  then: duet lab status | kill A | freeze A | thaw A | start A | stop  (--dir {})", dir.display());
+    println!(
+        "  then: duet lab status | kill A | freeze A | thaw A | start A | takeover A | giveback A | move A | stop  (--dir {})",
+        dir.display()
+    );
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! without being added.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,16 +24,22 @@ const SAY_AFTER: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_millis(100);
 
 /// The connection tasks a set's accept loop started, so that a hand-over can
-/// close them all at once.
+/// close them all at once, each with a duplicate of its socket's descriptor:
+/// an aborted task lets its socket go only when it and its writer task are
+/// dropped, which can come after the set's address was let go, when the
+/// kernel's FIN no longer reaches the client (in `duet lab` it waited for its
+/// own 30 s time-out). The duplicate shuts the socket down at once instead.
 #[derive(Debug, Default)]
-pub struct ConnTasks(Mutex<Vec<AbortHandle>>);
+pub struct ConnTasks(Mutex<Vec<(AbortHandle, Option<OwnedFd>)>>);
 
 impl ConnTasks {
-    /// Keeps a new connection's task (and forgets the finished ones).
-    pub fn add(&self, task: AbortHandle) {
+    /// Keeps a new connection's task and a duplicate of its socket (`None`
+    /// when it could not be made: that connection closes when its task ends),
+    /// and forgets the finished ones.
+    pub fn add(&self, task: AbortHandle, socket: Option<OwnedFd>) {
         let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        v.retain(|t| !t.is_finished());
-        v.push(task);
+        v.retain(|(t, _)| !t.is_finished());
+        v.push((task, socket));
     }
 
     /// Ends every connection at once, as a node's death does: no answer for
@@ -40,9 +47,13 @@ impl ConnTasks {
     /// its hand-over (the partner restores it, and its clients reconnect there).
     pub fn abort_all(&self) -> usize {
         let v = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
-        let live = v.iter().filter(|t| !t.is_finished()).count();
-        for t in v {
+        let live = v.iter().filter(|(t, _)| !t.is_finished()).count();
+        for (t, socket) in v {
             t.abort();
+            if let Some(fd) = socket {
+                // The client sees the end now, from the address it connected to.
+                let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+            }
         }
         live
     }
