@@ -721,6 +721,37 @@ fn an_exclusive_create_whose_node_died_after_making_its_file_is_undone_by_the_pa
     assert!(b.log().contains("had made its file: removed"), "{context}");
 }
 
+/// A connection to a pair member's set that the server ends (here: bytes
+/// that are no SMB frame) ends for the client too, at once, although each
+/// such connection's socket has a second descriptor (kept so that a
+/// hand-over can shut it down, `pair::serving::ConnTasks`) that keeps the
+/// socket open after the connection closed its own: the connection's
+/// writer shuts the socket down as it ends.
+#[test]
+fn a_connection_the_server_ends_on_a_set_address_ends_for_its_client() {
+    use std::io::{Read, Write};
+    let l = Layout::new();
+    let (_a, _b) = start_pair(&l, "process", "process", &[]);
+    let addr = l.address(1);
+    let mut sock = None;
+    let end = Instant::now() + Duration::from_secs(30);
+    while sock.is_none() && Instant::now() < end {
+        sock = std::net::TcpStream::connect(&addr).ok();
+        if sock.is_none() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let mut sock = sock.expect("A's set address never answered");
+    // A NetBIOS session request (type 0x81), not a session message: the
+    // server closes the connection.
+    sock.write_all(&[0x81, 0, 0, 4, 1, 2, 3, 4]).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 64];
+    let got = sock.read(&mut buf);
+    let ended = matches!(got, Ok(0)) || got.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset);
+    assert!(ended, "the connection did not end for the client: {got:?}");
+}
+
 /// The same for a rename (failpoint `renamed`, right after it): the rename
 /// waits until its records are in B's mirror, so B's takeover follows it
 /// (the retained handle is found under its new name) and the resend with the
