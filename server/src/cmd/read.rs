@@ -53,13 +53,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             }
             check_range(req.offset, u64::from(req.length))?;
             if let Some(key) = open.key {
-                if lock(&ctx.server.files).io_conflict(
-                    &key,
-                    open.persistent_id,
-                    req.offset,
-                    u64::from(req.length),
-                    false,
-                ) {
+                if ctx.server.io_conflict(key, open.persistent_id, req.offset, u64::from(req.length), false) {
                     return Err(NtStatus::FILE_LOCK_CONFLICT);
                 }
             }

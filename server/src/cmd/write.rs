@@ -65,12 +65,11 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             check_range(offset, len)?;
             if len > 0 {
                 if let Some(key) = open.key {
-                    let mut files = ctx.server.files();
-                    if files.io_conflict(&key, open.persistent_id, offset, len, true) {
+                    if ctx.server.io_conflict(key, open.persistent_id, offset, len, true) {
                         return Err(NtStatus::FILE_LOCK_CONFLICT);
                     }
                     // Readers that cache the file must drop their copies.
-                    files.break_level2(&key, open.persistent_id);
+                    ctx.server.files().break_level2(&key, open.persistent_id);
                 }
                 check_space(&open, h, offset + len)?;
             }
