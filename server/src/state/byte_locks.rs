@@ -11,9 +11,13 @@
 //!
 //! The hot path: the recorder keeps [`Server::byte_locks`], the model's
 //! count of locks, as it applies changes; while it is zero (no lock on any
-//! file of the node) a READ or WRITE takes no lock at all to check, and
-//! otherwise one hold of the model's lock (where it took the per-file
-//! table's before). A blocked LOCK waits on [`Server::lock_released`],
+//! file of the node) a READ or WRITE takes no lock at all to check.
+//! Otherwise it reads the file's locks under the hold of the model's lock
+//! that checks its ChannelSequence on SMB 3.x, and under one of its own on
+//! SMB 2.x (`Ctx::open_for_io`): at most one hold of the model's lock per
+//! READ or WRITE, as before (where SMB 2.x took the per-file table's lock
+//! instead). An append-only WRITE, whose offset is known only later,
+//! checks with [`Server::io_conflict`]. A blocked LOCK waits on [`Server::lock_released`],
 //! which the recorder wakes when a lock goes from the model or an open
 //! leaves it.
 
@@ -59,11 +63,17 @@ fn record(o: &OpenRecord, s: Sequence) -> Option<Delta> {
 }
 
 impl Server {
+    /// Does the model hold a byte-range lock at all (on any file of the
+    /// node)? While not, no I/O needs to look at one.
+    pub fn has_byte_locks(&self) -> bool {
+        self.byte_locks.load(Ordering::Acquire) != 0
+    }
+
     /// Would an I/O of `len` bytes at `offset` by the open `open` of the file
     /// `file` conflict with a byte-range lock ([`crate::model::FileRecord::io_conflict`])?
     /// Takes the model's lock only when the model holds a lock at all.
     pub fn io_conflict(&self, file: FileUid, open: u64, offset: u64, len: u64, write: bool) -> bool {
-        if len == 0 || self.byte_locks.load(Ordering::Acquire) == 0 {
+        if len == 0 || !self.has_byte_locks() {
             return false;
         }
         let pid = PersistentFileId(open);

@@ -31,9 +31,9 @@
 //!    that names it, its delete-on-close at CLOSE), and so are
 //!    [`Server::change_model`] and [`Server::io_conflict`], which take,
 //!    release and check byte-range locks ([`byte_locks`]: a LOCK; a READ
-//!    or WRITE only while the model holds a lock at all, and then once,
-//!    after its ChannelSequence check and before a WRITE takes the
-//!    per-file table's lock for its level II breaks, never under it); the
+//!    or WRITE only while the model holds a lock at all, and then under
+//!    its ChannelSequence check's hold on SMB 3.x, before a WRITE takes
+//!    the per-file table's lock for its level II breaks, never under it); the
 //!    guard of [`Server::files`] takes
 //!    it, under `Server.files`, to apply the oplock and lease changes made
 //!    through it ([`record`]). The journal's own locks are taken under it

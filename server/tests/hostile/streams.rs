@@ -5,11 +5,11 @@
 //! place (a write far into it costs no memory), not a panic or a closed
 //! connection.
 
-use protocol::msg::create::create_disposition::{CREATE, OPEN_IF};
+use protocol::msg::create::create_disposition::{CREATE, OPEN_IF, OVERWRITE_IF};
 use protocol::msg::negotiate::dialect;
 use protocol::NtStatus;
 
-use crate::client::Client;
+use crate::client::{Client, ACCESS_RW};
 use crate::common;
 
 /// Whether the file at `path` (not followed) has any stream xattr.
@@ -128,6 +128,9 @@ fn a_stream_past_one_xattr_is_written_in_place_in_its_sidecar() {
 /// them on the stream's file record, [MS-FSA] 2.1.5.8): they refuse
 /// another open of the stream its I/O and locks of the range, not the
 /// file's opens, and they go with their open.
+///
+/// On SMB 2.1 a READ or WRITE reads the locks under a hold of the model's
+/// lock of its own, on SMB 3.x under its ChannelSequence check's.
 #[test]
 fn a_stream_s_locks_are_its_own() {
     let (addr, dir) = common::start_in_process(&[("duet", "duetpass")], None);
@@ -135,11 +138,17 @@ fn a_stream_s_locks_are_its_own() {
         eprintln!("no user xattrs under {}: skipped", dir.path().display());
         return;
     }
-    let mut c = Client::logged_on(addr, dialect::SMB3_0_2, "duet", "duetpass");
+    for d in [dialect::SMB2_1, dialect::SMB3_0_2] {
+        stream_locks(addr, d);
+    }
+}
+
+fn stream_locks(addr: std::net::SocketAddr, d: u16) {
+    let mut c = Client::logged_on(addr, d, "duet", "duetpass");
     c.tree_connect("data").expect("tree connect");
-    let file = c.create("locked.txt").expect("create the file");
+    let file = c.create_with("locked.txt", ACCESS_RW, OVERWRITE_IF, 0).expect("create the file");
     assert_eq!(c.write(file, 0, b"0123456789"), NtStatus::SUCCESS);
-    let a = c.create("locked.txt:s").expect("create the stream");
+    let a = c.create_with("locked.txt:s", ACCESS_RW, OVERWRITE_IF, 0).expect("create the stream");
     assert_eq!(c.write(a, 0, b"abcdefghij"), NtStatus::SUCCESS);
     let b = c.create("locked.txt:s").expect("open the stream again");
     let other = c.create("locked.txt:t").expect("another stream");
