@@ -58,7 +58,8 @@
 //! applied it; that request's answer waits for its point-3 record to be
 //! durable when the change is one a restart restores (`Ctx::kept`). A
 //! READ or WRITE on SMB 3.x takes the model's lock once, to check its
-//! ChannelSequence; on SMB 2.x not at all.
+//! ChannelSequence (and its byte-range locks, see below); on SMB 2.x not
+//! at all while the model holds no byte-range lock.
 //!
 //! # Byte-range locks
 //!
@@ -610,7 +611,8 @@ impl Server {
     /// recorder (see the module doc), then what it released; journals, in
     /// the order they were applied, every batch whose record did not carry
     /// it (`in_record`: the point-3 record holds this one, and it applies
-    /// now). True when a released change brought a deadline.
+    /// now). What it came to: a released change brought a deadline, a
+    /// lock went or an open closed ([`Applied`]).
     fn apply_locked(&self, r: &mut Recorder, deltas: &[Delta], journaled: &[u8], in_record: bool) -> Applied {
         if r.batch_waits(deltas) {
             // Rare (a lease key used again while its old lease waits to
