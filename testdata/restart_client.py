@@ -21,7 +21,7 @@ session for the same user), reclaim the open (DHnC or DH2C with the old
 file id), and check: the same file id came back, the unlock resent with
 its lock sequence is answered as the replay it is (success, not carried
 out again), every answered write is in the file, the lock is still held (a second client's open cannot take
-it, though it can lock elsewhere), the handle can go on writing, and
+it, though it can lock elsewhere, and cannot write or read its range), the handle can go on writing, and
 `append.dat` holds the N pieces one after the other ("appended": true).
 Prints one JSON line {"phase": "done", ...}; exit status 0 whenever that
 line was printed (the test judges it).
@@ -144,6 +144,16 @@ def main():
         res["other_can_lock_elsewhere"] = True
     except Failed as e:
         res["other_can_lock_elsewhere"] = status_name(e.status)
+    # And the lock, restored with the state model, refuses the other open's
+    # WRITE and READ of its range (the model alone holds it).
+    refused = []
+    for what, io in (("write", lambda: other.write(o, LOCK_AT, b"x" * 16)), ("read", lambda: other.read(o, LOCK_AT, 16))):
+        try:
+            io()
+            refused.append(f"{what} allowed")
+        except Failed as e:
+            refused.append(f"{what} {status_name(e.status)}")
+    res["other_io_in_lock"] = refused
     other.close(o)
     other.drop()
 

@@ -221,6 +221,30 @@ impl Ctx<'_> {
         Ok(open)
     }
 
+    /// [`Ctx::open`] for an I/O of `len` bytes at `offset` (`write`: a
+    /// write), saying besides whether a byte-range lock refuses it
+    /// ([`crate::model::FileRecord::io_conflict`]). While the model holds no
+    /// lock at all this reads nothing more; else the file's locks are read
+    /// under the same hold of the model's lock as the ChannelSequence check
+    /// (on SMB 2.x, one of its own), so that a READ or WRITE takes the
+    /// model's lock at most once ([`crate::state::byte_locks`]).
+    pub fn open_for_io(
+        &mut self,
+        id: FileId,
+        offset: u64,
+        len: u64,
+        write: bool,
+    ) -> Result<(Arc<crate::state::Open>, bool), NtStatus> {
+        let open = self.find_open(id)?;
+        let reads = len > 0 && self.server.has_byte_locks();
+        let conflict = self.verify_channel(&open, reads, |o| {
+            o.is_some_and(|(m, o)| {
+                m.file(o.id().set(), o.info().file).is_some_and(|f| f.io_conflict(o.id(), offset, len, write))
+            })
+        })?;
+        Ok((open, conflict))
+    }
+
     /// [`Ctx::open`], reading the open's record in the model too (`None`
     /// for an open the model does not have) under the same hold of the
     /// model's lock as the ChannelSequence check (on SMB 2.x, one of its
@@ -231,7 +255,7 @@ impl Ctx<'_> {
         read: impl FnOnce(Option<&crate::model::OpenRecord>) -> R,
     ) -> Result<(Arc<crate::state::Open>, R), NtStatus> {
         let open = self.find_open(id)?;
-        let r = self.verify_channel(&open, true, read)?;
+        let r = self.verify_channel(&open, true, |o| read(o.map(|(_, o)| o)))?;
         Ok((open, r))
     }
 
@@ -250,18 +274,24 @@ impl Ctx<'_> {
     /// replayed CREATE after it makes a new open, as smbd does (smbtorture
     /// replay.replay6).
     ///
-    /// `read` reads the open's record in the model meanwhile; on SMB 2.x,
+    /// `read` reads the open's record in the model (and the model it is
+    /// in) meanwhile; on SMB 2.x,
     /// which checks nothing, the model's lock is taken for it only when
     /// `reads` (else `read` gets `None`).
     fn verify_channel<R>(
         &mut self,
         open: &crate::state::Open,
         reads: bool,
-        read: impl FnOnce(Option<&crate::model::OpenRecord>) -> R,
+        read: impl FnOnce(Option<(&crate::model::Model, &crate::model::OpenRecord)>) -> R,
     ) -> Result<R, NtStatus> {
+        let pid = crate::model::PersistentFileId(open.persistent_id);
         if self.conn.dialect < protocol::msg::negotiate::dialect::SMB3_0 {
             let recorded = reads && open.key.is_some();
-            return Ok(if recorded { self.server.read_open(open.persistent_id, read) } else { read(None) });
+            return Ok(if recorded {
+                self.server.with_model(|m| read(m.open(pid).map(|o| (m, o))))
+            } else {
+                read(None)
+            });
         }
         let seq = self.hdr.channel_sequence();
         let command = self.hdr.command();
@@ -275,8 +305,8 @@ impl Ctx<'_> {
             return verdict.map(|()| read(None));
         }
         // One hold of the model's lock: read, decide, change.
-        let pid = crate::model::PersistentFileId(open.persistent_id);
-        let (verdict, kept) = self.server.change_open(open.persistent_id, |o| {
+        let (verdict, kept) = self.server.change_model(|m| {
+            let o = m.open(pid);
             // Not in the model yet: no client can name it (see `state::fields`).
             let Some(o) = o else {
                 return (Ok(read(None)), Vec::new());
@@ -289,7 +319,7 @@ impl Ctx<'_> {
             if raise {
                 changes.push(Delta::ChannelSequenceSet { open: pid, sequence: seq });
             }
-            (verdict.map(|()| read(Some(o))), changes)
+            (verdict.map(|()| read(Some((m, o)))), changes)
         });
         self.kept |= kept;
         verdict

@@ -164,6 +164,8 @@ fn assert_survived(server: &Server, ready: &serde_json::Value, done: &serde_json
     assert_eq!(done["missing_writes"], serde_json::json!([]), "answered writes are missing\n{}", ctx());
     assert_eq!(done["other_can_lock_elsewhere"], true, "{}", ctx());
     assert_eq!(done["lock_held"], true, "the byte-range lock was lost\n{}", ctx());
+    let refused = serde_json::json!(["write STATUS_FILE_LOCK_CONFLICT", "read STATUS_FILE_LOCK_CONFLICT"]);
+    assert_eq!(done["other_io_in_lock"], refused, "the restored lock does not refuse I/O\n{}", ctx());
     assert_eq!(done["writes_after"], "ok", "the handle could not go on writing\n{}", ctx());
 }
 

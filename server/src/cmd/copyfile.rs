@@ -28,13 +28,13 @@ pub fn copy(ctx: &Ctx<'_>, src: &Arc<Open>, dst: &Arc<Open>) -> Result<u64, NtSt
     };
     let size = sh.size().map_err(|e| e.status())?;
     if let (Some(sk), Some(dk)) = (src.key, dst.key) {
-        let mut files = ctx.server.files();
-        if files.io_conflict(&sk, src.persistent_id, 0, size, false)
-            || files.io_conflict(&dk, dst.persistent_id, 0, size, true)
+        let server = ctx.server;
+        if server.io_conflict(sk, src.persistent_id, 0, size, false)
+            || server.io_conflict(dk, dst.persistent_id, 0, size, true)
         {
             return Err(NtStatus::FILE_LOCK_CONFLICT);
         }
-        files.break_level2(&dk, dst.persistent_id);
+        server.files().break_level2(&dk, dst.persistent_id);
     }
     let mut buf = vec![0u8; STEP];
     let mut at = 0u64;

@@ -485,11 +485,10 @@ fn set_zero_data(ctx: &Ctx<'_>, open: &Arc<Open>, input: &[u8]) -> Result<(), Nt
     }
     let h = open.handle().ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
     if let Some(key) = open.key {
-        let mut files = ctx.server.files();
-        if files.io_conflict(&key, open.persistent_id, offset, beyond - offset, true) {
+        if ctx.server.io_conflict(key, open.persistent_id, offset, beyond - offset, true) {
             return Err(NtStatus::FILE_LOCK_CONFLICT);
         }
-        files.break_level2(&key, open.persistent_id);
+        ctx.server.files().break_level2(&key, open.persistent_id);
     }
     let _writing = lock(&open.writing);
     h.zero_range(offset, beyond).map_err(|e| e.status())?;
@@ -561,13 +560,13 @@ fn copychunk(
         // Each chunk is a read and a write as far as byte-range locks and
         // oplocks go ([MS-SMB2] 3.3.5.15.6).
         if let (Some(sk), Some(dk)) = (src.key, dst.key) {
-            let mut files = ctx.server.files();
-            if files.io_conflict(&sk, src.persistent_id, c.source_offset, u64::from(c.length), false)
-                || files.io_conflict(&dk, dst.persistent_id, c.target_offset, u64::from(c.length), true)
+            let server = ctx.server;
+            if server.io_conflict(sk, src.persistent_id, c.source_offset, u64::from(c.length), false)
+                || server.io_conflict(dk, dst.persistent_id, c.target_offset, u64::from(c.length), true)
             {
                 return Err((NtStatus::FILE_LOCK_CONFLICT, zero));
             }
-            files.break_level2(&dk, dst.persistent_id);
+            server.files().break_level2(&dk, dst.persistent_id);
         }
         super::write::write_data(ctx.server, dst, &buf[..len], c.target_offset)
             .map_err(|e| (e, SrvCopychunkResponse { ..zero }))?;

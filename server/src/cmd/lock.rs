@@ -8,6 +8,9 @@
 //! which. Only a single-element lock request without FAIL_IMMEDIATELY
 //! waits; it is woken by `Server::lock_released` whenever a lock goes away
 //! (an unlock here, or an open closing).
+//!
+//! The locks and the LockSequenceArray are the state model's alone: each
+//! step reads and changes them there at once ([`crate::state::byte_locks`]).
 
 use std::sync::Arc;
 
@@ -18,22 +21,15 @@ use protocol::NtStatus;
 
 use super::bad;
 use crate::handler::{Ctx, HResult, Resp};
-use crate::model::{Delta, Durability, PersistentFileId};
-use crate::state::files::{ByteLock, FileUid};
-use crate::state::{lock, Server};
+use crate::model::{ByteLock, Durability, PersistentFileId};
+use crate::state::byte_locks::{Refused, Sequence};
+use crate::state::files::FileUid;
+use crate::state::Server;
 
 fn body() -> BytesMut {
     let mut b = BytesMut::with_capacity(4);
     LockResponse.encode(&mut b);
     b
-}
-
-/// Where a request's LockSequence is recorded, when the open does lock
-/// replay detection.
-#[derive(Clone, Copy)]
-struct Sequence {
-    index: u32,
-    number: u8,
 }
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
@@ -54,14 +50,14 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let seq = (multichannel || ctx.server.durability_of(&open) != Durability::None)
         .then(|| Sequence { index: req.lock_sequence_index(), number: req.lock_sequence_number() });
     if let Some(s) = seq {
-        let mut files = lock(&ctx.server.files);
-        if files.lock_sequence_replayed(&key, pid, s.index, s.number) {
+        let (replayed, kept) = ctx.server.lock_replayed(pid, s);
+        ctx.kept |= kept;
+        if replayed {
             return Ok(Resp::ok(body()).file(fid));
         }
-        ctx.deltas.extend(files.set_lock_sequence(&key, pid, s.index, None));
     }
-    let result = if req.locks[0].flags & lf::UNLOCK != 0 {
-        let r = unlock(ctx.server, &key, pid, &req.locks, &mut ctx.deltas);
+    if req.locks[0].flags & lf::UNLOCK != 0 {
+        let r = unlock(ctx, pid, &req.locks, seq);
         if r == Err(NtStatus::RANGE_NOT_LOCKED) && ctx.hdr.flags & protocol::header::flags::REPLAY_OPERATION != 0 {
             // A resent unlock that finds nothing to unlock: its first
             // sending was carried out without the lock sequence showing it.
@@ -73,20 +69,11 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                 "a replayed unlock finds its range not locked"
             );
         }
-        r
-    } else {
-        match take(ctx.server, &key, pid, &req.locks, &mut ctx.deltas)? {
-            Taken::Granted => Ok(()),
-            Taken::Wait(l) => {
-                let mut r = Resp::ok(BytesMut::new()).file(fid);
-                r.pending = Some(Box::pin(wait(ctx.server.clone(), key, l, seq)));
-                return Ok(r);
-            }
-        }
-    };
-    result?;
-    if let Some(s) = seq {
-        ctx.deltas.extend(lock(&ctx.server.files).set_lock_sequence(&key, pid, s.index, Some(s.number)));
+        r?;
+    } else if let Taken::Wait(l) = take(ctx, &key, pid, &req.locks, seq)? {
+        let mut r = Resp::ok(BytesMut::new()).file(fid);
+        r.pending = Some(Box::pin(wait(ctx.server.clone(), pid, l, seq)));
+        return Ok(r);
     }
     Ok(Resp::ok(body()).file(fid))
 }
@@ -94,7 +81,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
 /// Is the element's range valid ([MS-FSA] 2.1.5.8, 2.1.5.9): a non-empty
 /// range may not run past the last 64-bit offset.
 fn check_range(l: &LockElement) -> Result<(), NtStatus> {
-    if l.length > 0 && l.offset.checked_add(l.length - 1).is_none() {
+    if !ByteLock::valid_range(l.offset, l.length) {
         return Err(NtStatus::INVALID_LOCK_RANGE);
     }
     Ok(())
@@ -102,39 +89,25 @@ fn check_range(l: &LockElement) -> Result<(), NtStatus> {
 
 /// [MS-SMB2] 3.3.5.14.1: each element must be a plain UNLOCK of a range
 /// the open holds; the first that is not ends the request, and the
-/// unlocks before it stand.
-fn unlock(
-    server: &Arc<Server>,
-    key: &FileUid,
-    pid: u64,
-    locks: &[LockElement],
-    out: &mut Vec<Delta>,
-) -> Result<(), NtStatus> {
-    let mut released = false;
-    let mut result = Ok(());
-    {
-        let mut files = lock(&server.files);
-        for l in locks {
-            if l.flags != lf::UNLOCK {
-                result = Err(NtStatus::INVALID_PARAMETER);
-                break;
-            }
-            if let Err(e) = check_range(l) {
-                result = Err(e);
-                break;
-            }
-            let Some(exclusive) = files.unlock_kind(key, pid, l.offset, l.length) else {
-                result = Err(NtStatus::RANGE_NOT_LOCKED);
-                break;
-            };
-            out.push(Delta::LockRemoved { open: PersistentFileId(pid), offset: l.offset, length: l.length, exclusive });
-            released = true;
+/// unlocks before it stand. A request that succeeds records `seq`.
+fn unlock(ctx: &mut Ctx<'_>, pid: u64, locks: &[LockElement], seq: Option<Sequence>) -> Result<(), NtStatus> {
+    let mut ranges = Vec::with_capacity(locks.len());
+    let mut invalid = None;
+    for l in locks {
+        if l.flags != lf::UNLOCK {
+            invalid = Some(NtStatus::INVALID_PARAMETER);
+            break;
         }
+        if let Err(e) = check_range(l) {
+            invalid = Some(e);
+            break;
+        }
+        ranges.push((l.offset, l.length));
     }
-    if released {
-        server.lock_released.notify_waiters();
-    }
-    result
+    let (released, kept) = ctx.server.unlock(pid, &ranges, seq.filter(|_| invalid.is_none()));
+    ctx.kept |= kept;
+    released.map_err(|_| NtStatus::RANGE_NOT_LOCKED)?;
+    invalid.map_or(Ok(()), Err)
 }
 
 /// What a lock request came to, short of an error.
@@ -145,15 +118,15 @@ enum Taken {
 }
 
 /// [MS-SMB2] 3.3.5.14.2: validates the elements in order and takes their
-/// locks, all or none. A conflict fails with LOCK_NOT_GRANTED when the
-/// request may not wait; an invalid element fails the request and releases
-/// what the elements before it took.
+/// locks, all or none, recording `seq` with them. A conflict fails with
+/// LOCK_NOT_GRANTED when the request may not wait; an invalid element
+/// fails the request and releases what the elements before it took.
 fn take(
-    server: &Arc<Server>,
+    ctx: &mut Ctx<'_>,
     key: &FileUid,
     pid: u64,
     locks: &[LockElement],
-    out: &mut Vec<Delta>,
+    seq: Option<Sequence>,
 ) -> Result<Taken, NtStatus> {
     if locks.len() > 1 && locks.iter().any(|l| l.flags & lf::FAIL_IMMEDIATELY == 0) {
         return Err(NtStatus::INVALID_PARAMETER);
@@ -173,24 +146,21 @@ fn take(
             invalid = Some(e);
             break;
         }
-        wanted.push(ByteLock { persistent_id: pid, offset: l.offset, length: l.length, exclusive });
+        wanted.push(ByteLock { owner: PersistentFileId(pid), offset: l.offset, length: l.length, exclusive });
     }
-    // The valid elements before an invalid one are taken and released
-    // again: only a conflict among them changes the answer.
-    let granted = {
-        let mut files = server.files();
-        // Taking locks breaks level II oplocks ([MS-FSA] 2.1.4.12).
-        if !wanted.is_empty() {
-            files.break_level2(key, pid);
-        }
-        files.lock_ranges(key, &wanted, invalid.is_none())
-    };
+    // Taking locks breaks level II oplocks ([MS-FSA] 2.1.4.12).
+    if !wanted.is_empty() {
+        ctx.server.files().break_level2(key, pid);
+    }
+    // The valid elements before an invalid one are checked, not taken:
+    // only a conflict among them changes the answer.
+    let commit = invalid.is_none();
+    let (granted, kept) = ctx.server.take_locks(pid, &wanted, commit, seq.filter(|_| commit));
+    ctx.kept |= kept;
     match (granted, invalid) {
-        (Ok(()), None) => {
-            out.extend(wanted.iter().map(lock_added));
-            Ok(Taken::Granted)
-        }
+        (Ok(()), None) => Ok(Taken::Granted),
         (Ok(()), Some(e)) => Err(e),
+        (Err(Refused::NoOpen), _) => Err(NtStatus::FILE_CLOSED),
         (Err(_), _) if locks[0].flags & lf::FAIL_IMMEDIATELY != 0 || wanted.len() != 1 => {
             Err(NtStatus::LOCK_NOT_GRANTED)
         }
@@ -198,39 +168,24 @@ fn take(
     }
 }
 
-/// A blocked lock: retries after every release until it is granted, the
-/// open goes away (RANGE_NOT_LOCKED), or CANCEL drops this future.
-async fn wait(server: Arc<Server>, key: FileUid, l: ByteLock, seq: Option<Sequence>) -> HResult {
-    let pid = l.persistent_id;
+/// A blocked lock: retries whenever a lock goes from the model or an open
+/// leaves it ([`Server::lock_released`]) until it is granted, its open
+/// goes away (RANGE_NOT_LOCKED), or CANCEL drops this future.
+async fn wait(server: Arc<Server>, pid: u64, l: ByteLock, seq: Option<Sequence>) -> HResult {
     let wanted = [l];
     loop {
         let notified = server.lock_released.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        {
-            let mut files = lock(&server.files);
-            if !files.get(&key).is_some_and(|f| f.opens.iter().any(|o| o.persistent_id == pid)) {
-                return Err(NtStatus::RANGE_NOT_LOCKED);
-            }
-            if files.lock_ranges(&key, &wanted, true).is_ok() {
+        match server.take_locks(pid, &wanted, true, seq) {
+            (Ok(()), kept) => {
                 let mut r = Resp::ok(body());
-                r.deltas.push(lock_added(&wanted[0]));
-                if let Some(s) = seq {
-                    r.deltas.extend(files.set_lock_sequence(&key, pid, s.index, Some(s.number)));
-                }
+                r.kept = kept;
                 return Ok(r);
             }
+            (Err(Refused::NoOpen), _) => return Err(NtStatus::RANGE_NOT_LOCKED),
+            (Err(Refused::Conflict(_)), _) => {}
         }
         notified.await;
-    }
-}
-
-/// The state model's record of a lock granted.
-fn lock_added(l: &ByteLock) -> Delta {
-    Delta::LockAdded {
-        open: PersistentFileId(l.persistent_id),
-        offset: l.offset,
-        length: l.length,
-        exclusive: l.exclusive,
     }
 }

@@ -22,7 +22,8 @@ use crate::state::Open;
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = ReadRequest::parse(ctx.msg).map_err(bad)?;
-    let open = ctx.open(req.file_id)?;
+    // With the byte-range lock check, under the ChannelSequence check's hold.
+    let (open, locked) = ctx.open_for_io(req.file_id, req.offset, u64::from(req.length), false)?;
     // Beyond Connection.MaxReadSize (3.3.5.12).
     if req.length > ctx.conn.max_io() {
         return Err(NtStatus::INVALID_PARAMETER);
@@ -52,16 +53,8 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                 return Err(NtStatus::ACCESS_DENIED);
             }
             check_range(req.offset, u64::from(req.length))?;
-            if let Some(key) = open.key {
-                if lock(&ctx.server.files).io_conflict(
-                    &key,
-                    open.persistent_id,
-                    req.offset,
-                    u64::from(req.length),
-                    false,
-                ) {
-                    return Err(NtStatus::FILE_LOCK_CONFLICT);
-                }
+            if locked {
+                return Err(NtStatus::FILE_LOCK_CONFLICT);
             }
             let len = req.length as usize;
             let (offset, minimum) = (req.offset, req.minimum_count);

@@ -25,7 +25,9 @@ const SPACE_CHECK_FROM: u64 = 64 << 20;
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     let req = WriteRequest::parse(ctx.msg).map_err(bad)?;
-    let open = ctx.open(req.file_id)?;
+    // With the byte-range lock check of the offset it names, under the
+    // ChannelSequence check's hold (an append-only open's is checked below).
+    let (open, locked) = ctx.open_for_io(req.file_id, req.offset, req.data.len() as u64, true)?;
     // Beyond Connection.MaxWriteSize (3.3.5.13).
     if req.data.len() > ctx.conn.max_io() as usize {
         return Err(NtStatus::INVALID_PARAMETER);
@@ -65,12 +67,16 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             check_range(offset, len)?;
             if len > 0 {
                 if let Some(key) = open.key {
-                    let mut files = ctx.server.files();
-                    if files.io_conflict(&key, open.persistent_id, offset, len, true) {
+                    let locked = if append_only {
+                        ctx.server.io_conflict(key, open.persistent_id, offset, len, true)
+                    } else {
+                        locked
+                    };
+                    if locked {
                         return Err(NtStatus::FILE_LOCK_CONFLICT);
                     }
                     // Readers that cache the file must drop their copies.
-                    files.break_level2(&key, open.persistent_id);
+                    ctx.server.files().break_level2(&key, open.persistent_id);
                 }
                 check_space(&open, h, offset + len)?;
             }

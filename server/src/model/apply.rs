@@ -88,7 +88,9 @@ impl Partition {
                 }
                 if let Some(f) = self.files.get_mut(&file) {
                     f.opens.remove(open);
+                    let before = f.locks.len();
                     f.locks.retain(|l| l.owner != *open);
+                    self.lock_count -= before - f.locks.len();
                     if f.opens.is_empty() {
                         self.files.remove(&file);
                     }
@@ -215,6 +217,7 @@ impl Partition {
                 }
                 let f = self.files.get_mut(&file).ok_or(ApplyError::UnknownFile(file))?;
                 f.locks.push(ByteLock { owner: *open, offset: *offset, length: *length, exclusive: *exclusive });
+                self.lock_count += 1;
             }
             LockRemoved { open, offset, length, exclusive } => {
                 let file = self.open_ref(*open)?.info.file;
@@ -222,6 +225,7 @@ impl Partition {
                 let want = ByteLock { owner: *open, offset: *offset, length: *length, exclusive: *exclusive };
                 let i = f.locks.iter().position(|l| *l == want).ok_or(ApplyError::NoSuchLock(*open))?;
                 f.locks.remove(i);
+                self.lock_count -= 1;
             }
             LockSequenceSet { open, index, number } => {
                 let slot =
@@ -329,7 +333,7 @@ impl Partition {
     }
 
     /// Rebuilds the indexes [`Partition::attached`] and
-    /// [`Partition::by_create_guid`] from the opens (after a
+    /// [`Partition::by_create_guid`] from the opens, and the lock count (after a
     /// checkpoint is decoded); a volatile id two opens of a session share is
     /// left for [`Partition::check_invariants`] to report.
     pub(super) fn index_attached(&mut self) {
@@ -343,6 +347,7 @@ impl Partition {
             .values()
             .filter_map(|o| o.info.create_guid.map(|g| (o.info.client_guid, g, o.info.persistent)))
             .collect();
+        self.lock_count = self.files.values().map(|f| f.locks.len()).sum();
     }
 
     fn open_ref(&self, id: PersistentFileId) -> Result<&OpenRecord, ApplyError> {
@@ -459,6 +464,10 @@ impl Partition {
                     return Err(format!("file {uid:?}: lock {l:?} of no open of the file, or a bad range"));
                 }
             }
+        }
+        let locks: usize = self.files.values().map(|f| f.locks.len()).sum();
+        if locks != self.lock_count {
+            return Err(format!("{locks} byte-range locks, {} counted", self.lock_count));
         }
         for (id, l) in &self.leases {
             if *id != l.id || !within(l.state, LEASE_STATE_BITS) {

@@ -127,6 +127,10 @@ pub struct Partition {
     /// The opens made under a CreateGuid, by client and CreateGuid: an
     /// index of `opens` (derived, never encoded) for the replay of a CREATE.
     by_create_guid: BTreeSet<(ClientGuid, CreateGuid, PersistentFileId)>,
+    /// How many byte-range locks the partition's files hold (derived, never
+    /// encoded): what tells a READ or WRITE that it has no locks to check
+    /// ([`Model::lock_count`]).
+    lock_count: usize,
 }
 
 impl Partition {
@@ -139,6 +143,7 @@ impl Partition {
             leases: BTreeMap::new(),
             attached: BTreeMap::new(),
             by_create_guid: BTreeSet::new(),
+            lock_count: 0,
         }
     }
 
@@ -183,6 +188,11 @@ impl Partition {
 
     pub fn file(&self, uid: FileUid) -> Option<&FileRecord> {
         self.files.get(&uid)
+    }
+
+    /// How many byte-range locks the partition's files hold.
+    pub fn lock_count(&self) -> usize {
+        self.lock_count
     }
 
     pub fn leases(&self) -> impl Iterator<Item = &LeaseRecord> {
@@ -318,6 +328,17 @@ impl Model {
     /// An open, found through its id's set bits.
     pub fn open(&self, id: PersistentFileId) -> Option<&OpenRecord> {
         self.sets.get(&id.set())?.open(id)
+    }
+
+    /// A file of the partition `set`.
+    pub fn file(&self, set: SetId, uid: FileUid) -> Option<&FileRecord> {
+        self.sets.get(&set)?.file(uid)
+    }
+
+    /// How many byte-range locks the model holds, in every set: none, and no READ or
+    /// WRITE needs to look at a file's locks.
+    pub fn lock_count(&self) -> usize {
+        self.sets.values().map(Partition::lock_count).sum()
     }
 
     /// Applies one change to the partition it names ([`Delta::set`]): all of it, or

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::fs;
 use crate::model::{Caching, Model, OpenRecord, OplockLevel};
 use crate::state::durable::Disconnected;
-use crate::state::files::{ByteLock, Inode, OpenRef};
+use crate::state::files::{Inode, OpenRef};
 use crate::state::lease::{Lease, LeaseId};
 use crate::state::open::{OpenKind, OpenState};
 use crate::state::oplock::BreakSink;
@@ -67,11 +67,12 @@ pub fn locate(server: &Server, o: &OpenRecord, renamed: Option<&str>) -> Result<
 }
 
 /// Puts the retained open `o` of `model`, whose file [`locate`] found,
-/// among the server's retained handles, with its share modes, locks,
-/// oplock or lease and delete-on-close; a file found under the name of a
-/// rename under way at the crash is recorded as moved. Fails (and changes
-/// nothing) when its share modes, locks or lease conflict with what was
-/// restored before it. That the file is still the one the open was of is
+/// among the server's retained handles, with its share modes, oplock or
+/// lease and delete-on-close (its byte-range locks and lock sequences stay
+/// in the model, their one home); a file found under the name of a rename
+/// under way at the crash is recorded as moved. Fails (and changes
+/// nothing) when its share modes or lease conflict with what was restored
+/// before it. That the file is still the one the open was of is
 /// checked when the handle is reclaimed and the file opened.
 pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Located) -> Result<(), String> {
     let info = o.info();
@@ -93,21 +94,8 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
             return Err("another retained handle's file is there now".into());
         }
         files.add_open(uid, inode, OpenRef::new(pid, info.granted_access, info.share_access), resolved.clone());
-        let locks: Vec<ByteLock> = file
-            .map(|f| f.locks().iter().filter(|l| l.owner == info.persistent))
-            .into_iter()
-            .flatten()
-            .map(|l| ByteLock { persistent_id: pid, offset: l.offset, length: l.length, exclusive: l.exclusive })
-            .collect();
-        if files.lock_ranges(&uid, &locks, true).is_err() {
-            files.remove_open(&uid, pid);
-            return Err("its byte-range locks conflict with a lock restored before them".into());
-        }
-        for index in 1..=64u8 {
-            if let Some(number) = o.lock_sequences().get(index) {
-                files.set_lock_sequence(&uid, pid, u32::from(index), Some(number));
-            }
-        }
+        // Its byte-range locks and lock sequences are the model's, restored
+        // already (`state::byte_locks`): nothing to copy.
         if file.is_some_and(|f| f.delete_pending()) {
             files.set_delete_pending(&uid, true);
         }

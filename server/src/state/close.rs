@@ -55,7 +55,6 @@ pub fn close_open_marked(server: &Arc<Server>, open: &Arc<Open>, doc: bool, out:
     if !watchers.is_empty() {
         lock(&server.notify).delete_pending(&watchers);
     }
-    server.lock_released.notify_waiters();
     server.oplock_changed.notify_waiters();
     let Some(share) = open.share() else {
         return;
@@ -106,7 +105,6 @@ fn close_stream(server: &Arc<Server>, open: &Arc<Open>, key: crate::model::FileU
         }
         files.remove_stream_open(&key, open.persistent_id)
     };
-    server.lock_released.notify_waiters();
     server.oplock_changed.notify_waiters();
     if stream_doomed {
         if let Some(h) = open.handle().filter(|h| !keeps_resource_fork(h)) {

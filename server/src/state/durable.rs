@@ -265,7 +265,6 @@ fn forget(server: &Server, open: &Open) {
     // The path a pending delete would take is not deleted.
     let _ = server.files().remove_open(&key, open.persistent_id);
     server.apply(&[Delta::OpenDown { open: PersistentFileId(open.persistent_id) }]);
-    server.lock_released.notify_waiters();
     server.oplock_changed.notify_waiters();
 }
 

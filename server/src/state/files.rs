@@ -1,6 +1,6 @@
 //! The per-file table: every open of a file, whichever session made it,
-//! for share modes ([MS-FSA] 2.1.5.1.2), delete-on-close and byte-range
-//! locks ([MS-FSA] 2.1.5.7), and the oplocks and leases that cache it
+//! for share modes ([MS-FSA] 2.1.5.1.2) and delete-on-close, and the
+//! oplocks and leases that cache it
 //! ([MS-SMB2] 3.3.1.4 the Lease Table, here keyed by (ClientGuid,
 //! LeaseKey) server-wide).
 //!
@@ -12,6 +12,9 @@
 //! valid because an entry lives only while the file has opens, which pin
 //! the inode. Two hard links of an inode are one entry (one inode, one
 //! xattr).
+//!
+//! Byte-range locks and lock sequences are not here: the state model
+//! holds them alone ([`super::byte_locks`]).
 
 use std::collections::HashMap;
 
@@ -63,77 +66,16 @@ impl OpenRef {
     }
 }
 
-/// One granted byte-range lock ([MS-FSA] 2.1.1.7 ByteRangeLock). Its
-/// owner is the open; SMB2 has no lock key or pid ([MS-SMB2] 3.3.5.14).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ByteLock {
-    pub persistent_id: u64,
-    pub offset: u64,
-    pub length: u64,
-    pub exclusive: bool,
-}
-
-impl ByteLock {
-    /// Does the lock overlap the range? As in [MS-FSA] 2.1.4.10, with
-    /// inclusive last bytes: a zero-length range at `p` overlaps a range
-    /// only when `p` lies past its first byte and not past its last, and
-    /// two zero-length ranges never overlap. Callers reject ranges whose
-    /// last byte would pass `u64::MAX` ([MS-FSA] 2.1.5.8).
-    fn overlaps(&self, offset: u64, length: u64) -> bool {
-        let last = |off: u64, len: u64| off.saturating_add(len - 1);
-        match (self.length, length) {
-            (0, 0) => false,
-            (0, _) => offset < self.offset && self.offset <= last(offset, length),
-            (_, 0) => self.offset < offset && offset <= last(self.offset, self.length),
-            _ => self.offset <= last(offset, length) && offset <= last(self.offset, self.length),
-        }
-    }
-
-    /// Does an access to the range by `persistent_id` conflict with this
-    /// lock ([MS-FSA] 2.1.4.10)? `exclusive` is the intent: an exclusive
-    /// lock request or a write; `lock_intent` tells a lock request from
-    /// I/O. The owner of an exclusive lock may read and write under it and
-    /// stack shared locks on it, but not a second exclusive one; a shared
-    /// lock admits reads and shared locks from anyone, and nothing
-    /// exclusive, its owner's writes included.
-    fn conflicts(&self, persistent_id: u64, offset: u64, length: u64, exclusive: bool, lock_intent: bool) -> bool {
-        if !self.overlaps(offset, length) {
-            return false;
-        }
-        if self.exclusive {
-            self.persistent_id != persistent_id || (lock_intent && exclusive)
-        } else {
-            exclusive
-        }
-    }
-}
-
-/// LockSequenceNumbers an open has used, by LockSequenceIndex - 1
-/// ([MS-SMB2] 3.3.1.10 Open.LockSequenceArray); `None` is not valid.
-#[derive(Debug, Clone)]
-pub struct LockSequences([Option<u8>; 64]);
-
-impl Default for LockSequences {
-    fn default() -> LockSequences {
-        LockSequences([None; 64])
-    }
-}
-
 #[derive(Debug, Default)]
 pub struct FileEntry {
-    /// The inode the file's opens are of (`None` only in tests that lock
-    /// ranges of a file without opens).
+    /// The inode the file's opens are of (`None` for a named stream's
+    /// entry, and for a file whose only opens are its streams' until the
+    /// first of them is added).
     pub inode: Option<Inode>,
     pub opens: Vec<OpenRef>,
     /// Where the file is now (renames move it), for delete-on-close.
     pub path: Option<crate::fs::Resolved>,
     pub delete_pending: bool,
-    pub locks: Vec<ByteLock>,
-    /// Bumped on every lock release, so blocked lock requests retry.
-    pub lock_generation: u64,
-    /// Lock replay detection state of the opens that use it, by
-    /// persistent id.
-    pub lock_sequences: HashMap<u64, LockSequences>,
     /// Delayed write-time state (see `cmd::write_time`).
     pub write_time: super::write_time::WriteTime,
     /// For a named stream's entry: the file it belongs to. A stream's
@@ -295,11 +237,6 @@ impl FileTable {
         self.files.get_mut(key)
     }
 
-    /// The byte-range locks granted on a file, oldest first.
-    pub fn locks(&self, key: &FileUid) -> &[ByteLock] {
-        self.files.get(key).map_or(&[], |f| &f.locks)
-    }
-
     pub fn is_delete_pending(&self, key: &FileUid) -> bool {
         self.files.get(key).is_some_and(|f| f.delete_pending)
     }
@@ -396,7 +333,6 @@ impl FileTable {
         if f.opens.len() == before {
             return (false, None);
         }
-        release_locks(f, persistent_id);
         // A stream's lease goes with its last open, as a file's does.
         if let Some(id) = lease {
             if !f.opens.iter().any(|o| o.lease == Some(id)) && self.leases.remove(&id).is_some() {
@@ -475,7 +411,6 @@ impl FileTable {
         let f = self.files.get_mut(key)?;
         let lease = f.open(persistent_id).and_then(|o| o.lease);
         f.opens.retain(|o| o.persistent_id != persistent_id);
-        release_locks(f, persistent_id);
         if let Some(id) = lease {
             if !f.opens.iter().any(|o| o.lease == Some(id)) && self.leases.remove(&id).is_some() {
                 self.log.push(Delta::LeaseGone { set: self.log.set(), lease: id.model() });
@@ -1039,121 +974,6 @@ impl FileTable {
             f.delete_pending = pending;
         }
     }
-
-    /// Takes all the locks or none ([MS-FSA] 2.1.5.8, for each element of
-    /// one SMB2 LOCK request, [MS-SMB2] 3.3.5.14.2). Each lock is checked
-    /// against the file's locks and the ones granted before it in `locks`.
-    /// `Err(i)`: `locks[i]` conflicts, and nothing was taken. With
-    /// `commit` false it only checks.
-    pub fn lock_ranges(&mut self, key: &FileUid, locks: &[ByteLock], commit: bool) -> Result<(), usize> {
-        let f = self.files.entry(*key).or_default();
-        let before = f.locks.len();
-        for (i, l) in locks.iter().enumerate() {
-            if f.locks.iter().any(|h| h.conflicts(l.persistent_id, l.offset, l.length, l.exclusive, true)) {
-                f.locks.truncate(before);
-                return Err(i);
-            }
-            f.locks.push(l.clone());
-        }
-        if !commit {
-            f.locks.truncate(before);
-        }
-        Ok(())
-    }
-
-    /// Releases one lock of the open with exactly this range, an exclusive
-    /// one before a shared one ([MS-FSA] 2.1.5.9); false when none matches.
-    pub fn unlock(&mut self, key: &FileUid, persistent_id: u64, offset: u64, length: u64) -> bool {
-        self.unlock_kind(key, persistent_id, offset, length).is_some()
-    }
-
-    /// [`FileTable::unlock`], saying which kind of lock went: `Some(true)`
-    /// an exclusive one, `Some(false)` a shared one.
-    pub fn unlock_kind(&mut self, key: &FileUid, persistent_id: u64, offset: u64, length: u64) -> Option<bool> {
-        let f = self.files.get_mut(key)?;
-        let mut found = None;
-        for (i, l) in f.locks.iter().enumerate() {
-            if l.persistent_id == persistent_id && l.offset == offset && l.length == length {
-                found = Some(i);
-                if l.exclusive {
-                    break;
-                }
-            }
-        }
-        let i = found?;
-        let l = f.locks.remove(i);
-        f.lock_generation += 1;
-        Some(l.exclusive)
-    }
-
-    /// Would an I/O of `len` bytes at `offset` by this open conflict with a
-    /// byte-range lock ([MS-FSA] 2.1.4.10 with no lock intent)? A write
-    /// conflicts with any other open's lock and with the open's own shared
-    /// locks; a read only with other opens' exclusive locks. An empty I/O
-    /// conflicts with nothing.
-    pub fn io_conflict(&self, key: &FileUid, persistent_id: u64, offset: u64, len: u64, write: bool) -> bool {
-        if len == 0 {
-            return false;
-        }
-        self.files
-            .get(key)
-            .is_some_and(|f| f.locks.iter().any(|l| l.conflicts(persistent_id, offset, len, write, false)))
-    }
-
-    /// Is this LOCK a replay of one the open already carried out
-    /// ([MS-SMB2] 3.3.5.14: the open's LockSequenceArray holds `number` at
-    /// `index`, which counts from 1)? Indexes outside 1..=64 are never
-    /// replays.
-    pub fn lock_sequence_replayed(&self, key: &FileUid, persistent_id: u64, index: u32, number: u8) -> bool {
-        let Some(slot) = sequence_slot(index) else {
-            return false;
-        };
-        self.files
-            .get(key)
-            .and_then(|f| f.lock_sequences.get(&persistent_id))
-            .is_some_and(|s| s.0[slot] == Some(number))
-    }
-
-    /// Records (`Some`) or invalidates (`None`) the open's LockSequenceArray
-    /// entry at `index` ([MS-SMB2] 3.3.5.14); indexes outside 1..=64 are
-    /// ignored.
-    ///
-    /// Returns the change for the state model, when there was one.
-    pub fn set_lock_sequence(
-        &mut self,
-        key: &FileUid,
-        persistent_id: u64,
-        index: u32,
-        number: Option<u8>,
-    ) -> Option<crate::model::Delta> {
-        let slot = sequence_slot(index)?;
-        let f = self.files.get_mut(key)?;
-        f.lock_sequences.entry(persistent_id).or_default().0[slot] = number;
-        Some(crate::model::Delta::LockSequenceSet {
-            open: crate::model::PersistentFileId(persistent_id),
-            index: (slot + 1) as u8,
-            number,
-        })
-    }
-
-    pub fn lock_generation(&self, key: &FileUid) -> u64 {
-        self.files.get(key).map_or(0, |f| f.lock_generation)
-    }
-}
-
-/// Drops an open's byte-range locks and lock sequences, when it closes.
-fn release_locks(f: &mut FileEntry, persistent_id: u64) {
-    let before = f.locks.len();
-    f.locks.retain(|l| l.persistent_id != persistent_id);
-    if f.locks.len() != before {
-        f.lock_generation += 1;
-    }
-    f.lock_sequences.remove(&persistent_id);
-}
-
-/// The array slot of a LockSequenceIndex (1..=64).
-fn sequence_slot(index: u32) -> Option<usize> {
-    (1..=64).contains(&index).then(|| index as usize - 1)
 }
 
 impl FileTable {
@@ -1302,138 +1122,6 @@ mod tests {
         assert_eq!(t.uid_of(i2), Some(k2));
         assert_eq!(t.remove_open(&k2, 3), None);
         assert!(t.inodes.is_empty() && t.files.is_empty());
-    }
-
-    fn bl(id: u64, offset: u64, length: u64, exclusive: bool) -> ByteLock {
-        ByteLock { persistent_id: id, offset, length, exclusive }
-    }
-
-    fn take(t: &mut FileTable, l: ByteLock) -> bool {
-        t.lock_ranges(&key(1, 2), &[l], true).is_ok()
-    }
-
-    #[test]
-    fn locks_conflict_and_release() {
-        let mut t = FileTable::default();
-        let k = key(1, 2);
-        assert!(take(&mut t, bl(1, 0, 10, true)));
-        assert!(!take(&mut t, bl(2, 5, 10, false)));
-        assert!(take(&mut t, bl(2, 10, 10, true)));
-        assert!(t.io_conflict(&k, 2, 0, 1, false));
-        assert!(!t.io_conflict(&k, 1, 0, 1, true));
-        assert!(!t.unlock(&k, 2, 0, 10));
-        assert!(t.unlock(&k, 1, 0, 10));
-        assert!(take(&mut t, bl(2, 5, 5, true)));
-    }
-
-    #[test]
-    fn stacking_on_the_same_open() {
-        let mut t = FileTable::default();
-        let k = key(1, 2);
-        // Shared on shared, and shared on the open's own exclusive, stack.
-        assert!(take(&mut t, bl(1, 0, 10, true)));
-        assert!(take(&mut t, bl(1, 0, 10, false)));
-        assert!(take(&mut t, bl(1, 0, 10, false)));
-        // Another open gets neither; nor does a second exclusive.
-        assert!(!take(&mut t, bl(2, 0, 10, false)));
-        assert!(!take(&mut t, bl(1, 0, 10, true)));
-        // Exclusive on the open's own shared fails.
-        assert!(take(&mut t, bl(1, 20, 10, false)));
-        assert!(!take(&mut t, bl(1, 25, 1, true)));
-        // Unlocks take the exclusive first, then the shared ones.
-        assert!(t.unlock(&k, 1, 0, 10));
-        assert!(take(&mut t, bl(2, 0, 10, false)));
-        assert!(t.unlock(&k, 1, 0, 10));
-        assert!(t.unlock(&k, 1, 0, 10));
-        assert!(!t.unlock(&k, 1, 0, 10));
-        // The range must match exactly.
-        assert!(!t.unlock(&k, 1, 20, 5));
-        assert!(t.unlock(&k, 1, 20, 10));
-    }
-
-    #[test]
-    fn zero_length_locks() {
-        // A zero-length lock at 10 against another open's locks.
-        for (off, len, conflict) in
-            [(10, 0, false), (9, 1, false), (10, 1, false), (11, 1, false), (9, 2, true), (10, 2, false), (9, 3, true)]
-        {
-            let mut t = FileTable::default();
-            assert!(take(&mut t, bl(1, 10, 0, true)));
-            assert_eq!(!take(&mut t, bl(2, off, len, true)), conflict, "{off}/{len}");
-            let mut t = FileTable::default();
-            assert!(take(&mut t, bl(1, off, len, true)));
-            assert_eq!(!take(&mut t, bl(2, 10, 0, true)), conflict, "{off}/{len} first");
-        }
-        // At the top of the range.
-        let mut t = FileTable::default();
-        assert!(take(&mut t, bl(1, u64::MAX, 0, true)));
-        assert!(take(&mut t, bl(2, u64::MAX, 0, true)));
-        assert!(take(&mut t, bl(1, u64::MAX, 1, true)));
-        assert!(!take(&mut t, bl(2, u64::MAX, 1, true)));
-        assert!(!take(&mut t, bl(2, u64::MAX - 1, 2, false)));
-    }
-
-    #[test]
-    fn all_or_nothing() {
-        let mut t = FileTable::default();
-        let k = key(1, 2);
-        assert!(take(&mut t, bl(1, 10, 10, true)));
-        // The second conflicts: the first is not kept.
-        assert_eq!(t.lock_ranges(&k, &[bl(1, 0, 10, true), bl(1, 10, 10, true)], true), Err(1));
-        assert!(!t.unlock(&k, 1, 0, 10));
-        // Elements of one request conflict with each other too.
-        assert_eq!(t.lock_ranges(&k, &[bl(1, 30, 10, true), bl(1, 35, 1, true)], true), Err(1));
-        // A check takes nothing.
-        assert_eq!(t.lock_ranges(&k, &[bl(1, 0, 10, true)], false), Ok(()));
-        assert!(!t.unlock(&k, 1, 0, 10));
-    }
-
-    #[test]
-    fn io_against_locks() {
-        let mut t = FileTable::default();
-        let k = key(1, 2);
-        assert!(take(&mut t, bl(1, 0, 100, false)));
-        assert!(take(&mut t, bl(1, 100, 100, true)));
-        // Shared: anyone reads, nobody writes, the owner included.
-        assert!(!t.io_conflict(&k, 1, 0, 10, false));
-        assert!(!t.io_conflict(&k, 2, 0, 10, false));
-        assert!(t.io_conflict(&k, 1, 0, 10, true));
-        assert!(t.io_conflict(&k, 2, 0, 10, true));
-        // Exclusive: the owner reads and writes, others do neither.
-        assert!(!t.io_conflict(&k, 1, 150, 10, false));
-        assert!(!t.io_conflict(&k, 1, 150, 10, true));
-        assert!(t.io_conflict(&k, 2, 150, 10, false));
-        assert!(t.io_conflict(&k, 2, 150, 10, true));
-        // Empty I/O and I/O past the locks conflict with nothing.
-        assert!(!t.io_conflict(&k, 2, 150, 0, true));
-        assert!(!t.io_conflict(&k, 2, 200, 10, true));
-    }
-
-    #[test]
-    fn lock_sequences_replay_and_close() {
-        let mut t = FileTable::default();
-        let k = key(1, 2);
-        t.add_open(k, ino(k), OpenRef::new(7, 0, 0), crate::fs::Resolved::root());
-        assert!(!t.lock_sequence_replayed(&k, 7, 1, 1));
-        t.set_lock_sequence(&k, 7, 1, Some(1));
-        t.set_lock_sequence(&k, 7, 64, Some(2));
-        assert!(t.lock_sequence_replayed(&k, 7, 1, 1));
-        assert!(!t.lock_sequence_replayed(&k, 7, 1, 2));
-        assert!(t.lock_sequence_replayed(&k, 7, 64, 2));
-        assert!(!t.lock_sequence_replayed(&k, 8, 1, 1));
-        // Indexes 0 and 65 are not tracked.
-        t.set_lock_sequence(&k, 7, 0, Some(3));
-        t.set_lock_sequence(&k, 7, 65, Some(3));
-        assert!(!t.lock_sequence_replayed(&k, 7, 0, 3));
-        assert!(!t.lock_sequence_replayed(&k, 7, 65, 3));
-        t.set_lock_sequence(&k, 7, 1, None);
-        assert!(!t.lock_sequence_replayed(&k, 7, 1, 1));
-        // Closing the open forgets its locks and sequences.
-        t.add_open(k, ino(k), OpenRef::new(8, 0, 0), crate::fs::Resolved::root());
-        assert!(take(&mut t, bl(7, 0, 1, true)));
-        assert_eq!(t.remove_open(&k, 7), None);
-        assert!(!t.lock_sequence_replayed(&k, 7, 64, 2));
-        assert!(take(&mut t, bl(8, 0, 1, true)));
     }
 
     /// An open with an oplock whose break notifications go nowhere (the

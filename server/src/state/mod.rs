@@ -3,8 +3,9 @@
 //! Sessions live in a server-wide table (a session can be reached from a
 //! new connection on reconnect); trees and opens belong to their session.
 //! The per-file table ([`files::FileTable`]) is server-wide: share modes,
-//! delete-on-close and byte-range locks concern every open of a file,
-//! whichever connection made it.
+//! delete-on-close, oplocks and leases concern every open of a file,
+//! whichever connection made it. Byte-range locks and lock sequences are
+//! the state model's alone ([`byte_locks`]).
 //!
 //! # Lock order
 //!
@@ -27,7 +28,13 @@
 //!    CreateGuid, an AppInstanceId), and so are [`Server::read_open`] and
 //!    [`Server::change_open`], which read and change an open's long-lived
 //!    fields ([`fields`]: its ChannelSequence on every SMB 3.x request
-//!    that names it, its delete-on-close at CLOSE); the guard of [`Server::files`] takes
+//!    that names it, its delete-on-close at CLOSE), and so are
+//!    [`Server::change_model`] and [`Server::io_conflict`], which take,
+//!    release and check byte-range locks ([`byte_locks`]: a LOCK; a READ
+//!    or WRITE only while the model holds a lock at all, and then under
+//!    its ChannelSequence check's hold on SMB 3.x, before a WRITE takes
+//!    the per-file table's lock for its level II breaks, never under it); the
+//!    guard of [`Server::files`] takes
 //!    it, under `Server.files`, to apply the oplock and lease changes made
 //!    through it ([`record`]). The journal's own locks are taken under it
 //!    (point 3, a state change, a checkpoint).
@@ -55,6 +62,7 @@
 //! then awaits (`Server.deadlines` needs no such care: its `notify_one`
 //! keeps a permit). Notifying never blocks, so it may happen under any lock.
 
+pub mod byte_locks;
 pub mod clients;
 pub mod close;
 pub mod deltas;
@@ -74,7 +82,7 @@ pub mod tree;
 pub mod write_time;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, ShareConfig};
@@ -114,8 +122,13 @@ pub struct Server {
     /// The directories watched with inotify for change notify, and the
     /// marks that keep Duet's own changes out of them ([`fs::watch`]).
     pub watcher: Arc<fs::watch::Watcher>,
-    /// Woken whenever a byte-range lock is released.
+    /// Woken whenever a byte-range lock goes from the state model, or an
+    /// open leaves it ([`byte_locks`]).
     pub lock_released: tokio::sync::Notify,
+    /// How many byte-range locks the state model holds, kept by the
+    /// recorder under the model's lock: while none, a READ or WRITE takes
+    /// no lock to check for a conflict ([`byte_locks`]).
+    byte_locks: AtomicUsize,
     /// Woken whenever an oplock break ends (acknowledged, or the holder
     /// closed).
     pub oplock_changed: tokio::sync::Notify,
@@ -211,6 +224,7 @@ impl Server {
             }
         };
         let checking = recorder.checking();
+        let byte_locks = AtomicUsize::new(recorder.model().lock_count());
         let logins = Mutex::new(throttle::LoginThrottle::new(&cfg.limits));
         let resources = crate::limits::Resources::new(&cfg.limits, crate::limits::nofile());
         Ok(Server {
@@ -226,6 +240,7 @@ impl Server {
             notify: Mutex::new(notify::NotifyTable::with_watcher(watcher.clone())),
             watcher,
             lock_released: tokio::sync::Notify::new(),
+            byte_locks,
             oplock_changed: tokio::sync::Notify::new(),
             stop: tokio::sync::Notify::new(),
             pair: None,

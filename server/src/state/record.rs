@@ -58,12 +58,25 @@
 //! applied it; that request's answer waits for its point-3 record to be
 //! durable when the change is one a restart restores (`Ctx::kept`). A
 //! READ or WRITE on SMB 3.x takes the model's lock once, to check its
-//! ChannelSequence; on SMB 2.x not at all.
+//! ChannelSequence (and its byte-range locks, see below); on SMB 2.x not
+//! at all while the model holds no byte-range lock.
+//!
+//! # Byte-range locks
+//!
+//! Byte-range locks and the opens' LockSequenceArrays are the model's
+//! alone too ([`super::byte_locks`]): a LOCK decides from the model's
+//! locks of the file and changes them under the same hold of its lock
+//! ([`Server::change_model`]), a READ or WRITE checks them there, and an
+//! open's locks go with its `OpenDown`. The recorder keeps
+//! `Server::byte_locks`, the model's count of locks, as it applies
+//! changes (so that a READ or WRITE on a node without locks takes no lock
+//! to check), and wakes blocked LOCKs (`Server::lock_released`) when a
+//! lock goes or an open leaves the model.
 //!
 //! The model is the record of the long-lived state that a restart or a
-//! takeover restores, and the one copy of the opens' fields above; the
-//! runtime objects (`Session`, `Tree`, `Open`'s runtime part, the file
-//! table's share modes, delete-pending, byte-range locks, lock sequences,
+//! takeover restores, and the one copy of the opens' fields, byte-range
+//! locks and lock sequences; the runtime objects (`Session`, `Tree`,
+//! `Open`'s runtime part, the file table's share modes, delete-pending,
 //! oplocks and leases) still serve the requests with their own copies.
 //! [`Server::check_model`] holds those against the model.
 //!
@@ -80,8 +93,8 @@
 //!   model is decoded and compared too;
 //! - when no request is in flight, the model is compared with the runtime
 //!   objects ([`Server::check_model`]): the same sessions, tree connects,
-//!   opens (connected and retained), byte-range locks, and each open's
-//!   oplock level or lease state, epoch and break in progress;
+//!   opens (connected and retained), the count of byte-range locks, and
+//!   each open's oplock level or lease state, epoch and break in progress;
 //! - a delta that the model refuses is a mismatch too.
 //!
 //! The counts and the first mismatches are written to the file after every
@@ -508,6 +521,15 @@ fn new_id(d: &Delta) -> Option<u64> {
     }
 }
 
+/// What applying a batch came to, for what is woken after it.
+#[derive(Clone, Copy)]
+struct Applied {
+    /// A released change brought a deadline.
+    deadline: bool,
+    /// A byte-range lock went, or an open closed ([`Server::lock_released`]).
+    released: bool,
+}
+
 /// Requests being carried out, server-wide: the runtime objects and the
 /// model agree only when none is (check mode compares then).
 pub struct InFlight(AtomicUsize);
@@ -557,9 +579,9 @@ impl Server {
         }
         let journaled = self.delta_bytes(deltas);
         let mut r = lock(&self.recorder);
-        let deadline = self.apply_locked(&mut r, deltas, &journaled, false);
+        let applied = self.apply_locked(&mut r, deltas, &journaled, false);
         drop(r);
-        self.after_apply(deltas, deadline);
+        self.after_apply(deltas, applied);
     }
 
     /// [`Server::apply`] for deltas the journal was given as `journaled`
@@ -570,9 +592,9 @@ impl Server {
             return;
         }
         let mut r = lock(&self.recorder);
-        let deadline = self.apply_locked(&mut r, deltas, journaled, true);
+        let applied = self.apply_locked(&mut r, deltas, journaled, true);
         drop(r);
-        self.after_apply(deltas, deadline);
+        self.after_apply(deltas, applied);
     }
 
     /// The bytes of a batch for the journal and check mode, none when
@@ -589,8 +611,9 @@ impl Server {
     /// recorder (see the module doc), then what it released; journals, in
     /// the order they were applied, every batch whose record did not carry
     /// it (`in_record`: the point-3 record holds this one, and it applies
-    /// now). True when a released change brought a deadline.
-    fn apply_locked(&self, r: &mut Recorder, deltas: &[Delta], journaled: &[u8], in_record: bool) -> bool {
+    /// now). What it came to: a released change brought a deadline, a
+    /// lock went or an open closed ([`Applied`]).
+    fn apply_locked(&self, r: &mut Recorder, deltas: &[Delta], journaled: &[u8], in_record: bool) -> Applied {
         if r.batch_waits(deltas) {
             // Rare (a lease key used again while its old lease waits to
             // go); said, since a crash now loses the batch with its record.
@@ -605,7 +628,16 @@ impl Server {
         let deadline = r.release_waiting();
         r.check_replay();
         self.journal_unjournaled(r);
-        deadline
+        Applied { deadline, released: self.count_locks(r, deltas) }
+    }
+
+    /// Keeps [`Server::byte_locks`] at the model's count, under the model's
+    /// lock after a change; true when a blocked LOCK may now be granted or
+    /// must give up: a lock went, or an open closed.
+    fn count_locks(&self, r: &Recorder, deltas: &[Delta]) -> bool {
+        let now = r.model().lock_count();
+        let was = self.byte_locks.swap(now, Ordering::AcqRel);
+        now < was || deltas.iter().any(|d| matches!(d, Delta::OpenDown { .. }))
     }
 
     /// Appends, in order, the batches the recorder applied that no record
@@ -624,10 +656,13 @@ impl Server {
         }
     }
 
-    fn after_apply(&self, deltas: &[Delta], released_deadline: bool) {
+    fn after_apply(&self, deltas: &[Delta], applied: Applied) {
         self.note_deadlines(deltas);
-        if released_deadline {
+        if applied.deadline {
             self.deadlines.notify_one();
+        }
+        if applied.released {
+            self.lock_released.notify_waiters();
         }
     }
 
@@ -665,9 +700,9 @@ impl Server {
             let waits = r.batch_waits(deltas);
             let t = self.journal.post_completion(op, index, key, status, response, if waits { &[] } else { &bytes })?;
             let keeps = deltas.iter().any(|d| restorable(r.model(), d));
-            let deadline = self.apply_locked(&mut r, deltas, &bytes, !waits);
+            let applied = self.apply_locked(&mut r, deltas, &bytes, !waits);
             drop(r);
-            self.after_apply(deltas, deadline);
+            self.after_apply(deltas, applied);
             Ok((t, keeps))
         })
         .await;
@@ -700,11 +735,12 @@ impl Server {
     /// the model's lock `r`.
     fn apply_at_once(&self, mut r: MutexGuard<'_, Recorder>, deltas: &[Delta]) {
         r.apply_caching(deltas);
-        let released_deadline = r.release_waiting();
+        let deadline = r.release_waiting();
         r.check_replay();
         self.journal_unjournaled(&mut r);
+        let released = self.count_locks(&r, deltas);
         drop(r);
-        self.after_apply(deltas, released_deadline);
+        self.after_apply(deltas, Applied { deadline, released });
     }
 
     /// Reads an open's record in the model, by its persistent id: where
@@ -728,8 +764,15 @@ impl Server {
     /// its own point-3 record to be durable (`Ctx::kept`), which the log
     /// holds after this change's.
     pub fn change_open<R>(&self, open: u64, decide: impl FnOnce(Option<&OpenRecord>) -> (R, Vec<Delta>)) -> (R, bool) {
+        self.change_model(|m| decide(m.open(PersistentFileId(open))))
+    }
+
+    /// [`Server::change_open`] for a decision that reads more of the model
+    /// than one open (a LOCK reads the file's locks,
+    /// [`super::byte_locks`]).
+    pub fn change_model<R>(&self, decide: impl FnOnce(&Model) -> (R, Vec<Delta>)) -> (R, bool) {
         let r = lock(&self.recorder);
-        let (answer, deltas) = decide(r.model().open(PersistentFileId(open)));
+        let (answer, deltas) = decide(r.model());
         if deltas.is_empty() {
             return (answer, false);
         }
@@ -817,7 +860,9 @@ impl Server {
     /// Compares the model with the runtime objects: the same sessions (that
     /// completed authentication), tree connects of disk shares, opens of
     /// files (connected: by session, tree and volatile id; retained for a
-    /// reconnect: disconnected), byte-range locks, each open's oplock
+    /// reconnect: disconnected), the count of byte-range locks that READ
+    /// and WRITE read ([`Server::io_conflict`]; the locks themselves are the
+    /// model's alone), each open's oplock
     /// (level, break in progress) or lease (key, state, epoch, break in
     /// progress), and the same leases; and nothing waits in the recorder.
     /// Takes the session table's, each session's, the retained opens', the
@@ -828,7 +873,6 @@ impl Server {
         type OpenView = (Option<(u64, u32)>, u64);
         let mut live_sessions: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
         let mut live_opens: BTreeMap<u64, OpenView> = BTreeMap::new();
-        let mut live_locks: BTreeMap<u64, Vec<(u64, u64, bool)>> = BTreeMap::new();
         let mut live_caching: BTreeMap<u64, CachingView> = BTreeMap::new();
         let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
         let mut keys = Vec::new();
@@ -851,16 +895,6 @@ impl Server {
             let files = lock(&self.files);
             live_leases.extend(files.lease_ids().map(|id| (id.client_guid, id.key)));
             for (key, pid) in &keys {
-                let mut l: Vec<_> = files
-                    .locks(key)
-                    .iter()
-                    .filter(|l| l.persistent_id == *pid)
-                    .map(|l| (l.offset, l.length, l.exclusive))
-                    .collect();
-                if !l.is_empty() {
-                    l.sort_unstable();
-                    live_locks.insert(*pid, l);
-                }
                 live_caching.insert(*pid, files.caching_view(key, *pid));
             }
             // Changes made under a plain `lock(&server.files)`, which
@@ -871,9 +905,9 @@ impl Server {
             let r = lock(&self.recorder);
             (r.model().clone(), r.waiting.len())
         };
+        let counted = self.byte_locks.load(Ordering::Acquire);
         let mut model_sessions: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
         let mut model_opens: BTreeMap<u64, OpenView> = BTreeMap::new();
-        let mut model_locks: BTreeMap<u64, Vec<(u64, u64, bool)>> = BTreeMap::new();
         let mut model_caching: BTreeMap<u64, CachingView> = BTreeMap::new();
         let mut model_leases: Vec<([u8; 16], [u8; 16])> = Vec::new();
         for set in model.sets() {
@@ -891,19 +925,17 @@ impl Server {
                 model_opens.insert(o.id().0, (attached, o.volatile().0));
                 model_caching.insert(o.id().0, CachingView::of_model(p, o));
             }
-            for f in p.files() {
-                for l in f.locks() {
-                    model_locks.entry(l.owner.0).or_default().push((l.offset, l.length, l.exclusive));
-                }
-            }
-        }
-        for l in model_locks.values_mut() {
-            l.sort_unstable();
         }
         let mut diffs = Vec::new();
         diff("session", &live_sessions, &model_sessions, &mut diffs);
         diff("open", &live_opens, &model_opens, &mut diffs);
-        diff("locks of open", &live_locks, &model_locks, &mut diffs);
+        // Byte-range locks have no runtime copy to compare (the model's
+        // own invariants hold every lock to an open of its file); what
+        // stands for them is the count that spares READ and WRITE the
+        // model's lock while there are none.
+        if counted != model.lock_count() {
+            diffs.push(format!("{counted} byte-range locks counted, {} in the model", model.lock_count()));
+        }
         diff("caching of open", &live_caching, &model_caching, &mut diffs);
         live_leases.sort_unstable();
         model_leases.sort_unstable();

@@ -22,6 +22,7 @@ use protocol::crypto::transform;
 use protocol::header::{flags, Command, Header, HEADER_LEN};
 use protocol::msg::close::CloseRequest;
 use protocol::msg::create::{create_disposition, share_access, CreateRequest, CreateResponse};
+use protocol::msg::lock::{lock_flags, LockElement, LockRequest};
 use protocol::msg::negotiate::{cipher, dialect, NegotiateRequest, NegotiateResponse};
 use protocol::msg::query_directory::{QueryDirectoryRequest, QueryDirectoryResponse};
 use protocol::msg::read::{ReadRequest, ReadResponse};
@@ -245,6 +246,19 @@ impl Client {
     pub fn write(&mut self, file_id: FileId, offset: u64, data: &[u8]) -> NtStatus {
         let b = write_body(file_id, offset, data);
         self.call_charged(Command::Write, &b, charge(data.len())).status()
+    }
+
+    /// A LOCK of one range, failing at once (`exclusive`: an exclusive
+    /// lock, else shared), or its unlock (`unlock`).
+    pub fn lock(&mut self, file_id: FileId, offset: u64, length: u64, exclusive: bool, unlock: bool) -> NtStatus {
+        let flags = match (unlock, exclusive) {
+            (true, _) => lock_flags::UNLOCK,
+            (false, true) => lock_flags::EXCLUSIVE_LOCK | lock_flags::FAIL_IMMEDIATELY,
+            (false, false) => lock_flags::SHARED_LOCK | lock_flags::FAIL_IMMEDIATELY,
+        };
+        let mut b = BytesMut::new();
+        LockRequest { lock_sequence: 0, file_id, locks: vec![LockElement { offset, length, flags }] }.encode(&mut b);
+        self.call(Command::Lock, &b).status()
     }
 
     pub fn read(&mut self, file_id: FileId, offset: u64, length: u32) -> Result<Vec<u8>, NtStatus> {

@@ -5,11 +5,11 @@
 //! place (a write far into it costs no memory), not a panic or a closed
 //! connection.
 
-use protocol::msg::create::create_disposition::{CREATE, OPEN_IF};
+use protocol::msg::create::create_disposition::{CREATE, OPEN_IF, OVERWRITE_IF};
 use protocol::msg::negotiate::dialect;
 use protocol::NtStatus;
 
-use crate::client::Client;
+use crate::client::{Client, ACCESS_RW};
 use crate::common;
 
 /// Whether the file at `path` (not followed) has any stream xattr.
@@ -122,4 +122,58 @@ fn a_stream_past_one_xattr_is_written_in_place_in_its_sidecar() {
     let meta = sidecar.expect("a sidecar file").metadata().unwrap();
     assert_eq!(meta.len(), (1 << 30) + 1);
     assert!(std::os::unix::fs::MetadataExt::blocks(&meta) * 512 < 16 << 20, "the sidecar is not sparse");
+}
+
+/// A named stream's byte-range locks are its own (the state model keeps
+/// them on the stream's file record, [MS-FSA] 2.1.5.8): they refuse
+/// another open of the stream its I/O and locks of the range, not the
+/// file's opens, and they go with their open.
+///
+/// On SMB 2.1 a READ or WRITE reads the locks under a hold of the model's
+/// lock of its own, on SMB 3.x under its ChannelSequence check's.
+#[test]
+fn a_stream_s_locks_are_its_own() {
+    let (addr, dir) = common::start_in_process(&[("duet", "duetpass")], None);
+    if !user_xattrs(dir.path()) {
+        eprintln!("no user xattrs under {}: skipped", dir.path().display());
+        return;
+    }
+    for d in [dialect::SMB2_1, dialect::SMB3_0_2] {
+        stream_locks(addr, d);
+    }
+}
+
+fn stream_locks(addr: std::net::SocketAddr, d: u16) {
+    let mut c = Client::logged_on(addr, d, "duet", "duetpass");
+    c.tree_connect("data").expect("tree connect");
+    let file = c.create_with("locked.txt", ACCESS_RW, OVERWRITE_IF, 0).expect("create the file");
+    assert_eq!(c.write(file, 0, b"0123456789"), NtStatus::SUCCESS);
+    let a = c.create_with("locked.txt:s", ACCESS_RW, OVERWRITE_IF, 0).expect("create the stream");
+    assert_eq!(c.write(a, 0, b"abcdefghij"), NtStatus::SUCCESS);
+    let b = c.create("locked.txt:s").expect("open the stream again");
+    let other = c.create("locked.txt:t").expect("another stream");
+
+    assert_eq!(c.lock(a, 0, 10, true, false), NtStatus::SUCCESS);
+    assert_eq!(c.write(b, 2, b"x"), NtStatus::FILE_LOCK_CONFLICT);
+    assert_eq!(c.read(b, 2, 1), Err(NtStatus::FILE_LOCK_CONFLICT));
+    assert_eq!(c.lock(b, 5, 1, false, false), NtStatus::LOCK_NOT_GRANTED);
+    // The owner writes under it; the file and the other stream are not locked.
+    assert_eq!(c.write(a, 2, b"C"), NtStatus::SUCCESS);
+    assert_eq!(c.write(file, 2, b"x"), NtStatus::SUCCESS);
+    assert_eq!(c.lock(file, 0, 10, true, false), NtStatus::SUCCESS);
+    assert_eq!(c.lock(other, 0, 10, true, false), NtStatus::SUCCESS);
+    assert_eq!(c.write(b, 20, b"y"), NtStatus::SUCCESS);
+
+    // Unlocked, the range is free; locked again and closed, too.
+    assert_eq!(c.lock(a, 0, 10, false, true), NtStatus::SUCCESS);
+    assert_eq!(c.lock(a, 0, 10, false, true), NtStatus::RANGE_NOT_LOCKED);
+    assert_eq!(c.write(b, 2, b"x"), NtStatus::SUCCESS);
+    assert_eq!(c.lock(a, 0, 10, true, false), NtStatus::SUCCESS);
+    assert_eq!(c.write(b, 3, b"x"), NtStatus::FILE_LOCK_CONFLICT);
+    assert_eq!(c.close(a), NtStatus::SUCCESS);
+    assert_eq!(c.write(b, 3, b"x"), NtStatus::SUCCESS);
+    assert_eq!(c.read(b, 0, 4), Ok(b"abxx".to_vec()));
+    for f in [b, other, file] {
+        assert_eq!(c.close(f), NtStatus::SUCCESS);
+    }
 }
