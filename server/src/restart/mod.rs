@@ -48,6 +48,7 @@ pub mod redo;
 mod reopen;
 pub mod retire;
 pub mod takeover;
+pub mod taken;
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
@@ -83,7 +84,7 @@ pub struct Opened {
     _lock: File,
 }
 
-fn durability(p: JournalPolicy) -> Durability {
+pub(crate) fn durability(p: JournalPolicy) -> Durability {
     match p {
         JournalPolicy::Group => Durability::GroupCommit,
         JournalPolicy::Msync => Durability::PerRecord,
