@@ -803,7 +803,7 @@ fn an_elective_takeover_and_a_giveback_move_a_set_and_its_writing_client() {
     assert!(ok, "duet move 1 failed: {out}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
     let st = a.status_until("serving its set again", |s| set_state(s, 1).0 == "serving");
     assert_eq!(set_state(&st, 1), ("serving".into(), 3), "{st:#}");
-    assert!(b.log().contains("the set's journal saved into the storage folder"), "{}", b.log());
+    assert!(b.log().contains("state saved into the set's journal in the storage folder"), "{}", b.log());
     let (done, stderr) = client.finish();
     let context = format!("client: {done}\n{stderr}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
     assert_eq!(done["done"], true, "{context}");
@@ -905,12 +905,12 @@ fn a_survivor_killed_after_taking_the_partner_s_set_keeps_its_handles_across_its
         set_state(s, 1).0 == "serving" && set_state(s, 2).0 == "serving"
     });
     assert_eq!(set_state(&st, 1), ("serving".into(), 3), "{st:#}");
+    the_client_finishes_on_its_handle(&l, client, blocks, size, [&a, &b]);
     assert!(
         b.log().contains("the partner's set restored from the set's journal in the storage folder"),
         "{}",
         b.log()
     );
-    the_client_finishes_on_its_handle(&l, client, blocks, size, [&a, &b]);
     assert_eq!(b.starts, 2);
 }
 
