@@ -39,6 +39,10 @@
 //!   does not take A for dead; A reports its fault and asks B to take its set
 //!   (the state machine's fault hand-over), B does, A steps down; both
 //!   clients finish with every block once.
+//! - `a_second_takeover_tickles_the_clients_of_the_set_s_holder`: B holds set
+//!   A and a client writes through it; B is frozen, A started: A takes its
+//!   set back and tickles the connections B listed for set A; the client is
+//!   reset and finishes on A while B is still frozen.
 //! - `after_a_double_failure_the_node_with_the_newest_state_serves_both_sets_and_gives_one_back`:
 //!   A killed, B takes set A, B killed; B boots first and serves both sets
 //!   (set A from the journal it kept of it in the storage folder), A boots,
@@ -407,6 +411,39 @@ fn a_frozen_node_s_client_is_reset_by_the_tickle_and_goes_on() {
     let out = lab.ok(&["exec", "--", "smbclient", "//127.0.0.11/seta", "-U", "duet%duetpass", "-c", "ls"]);
     assert!(out.contains("failover.dat"), "{out}");
     let _ = client.done(Duration::from_secs(1));
+}
+
+/// A second takeover tickles too: A is killed, B takes set A, and a client
+/// writes to set A through B (B lists that connection for set A); B is frozen
+/// and A started: A takes its set back from B's journal of it, adds the
+/// address and tickles the connections B listed, so the client is reset and
+/// reconnects to A (reclaiming its handle) while B is still frozen.
+#[test]
+fn a_second_takeover_tickles_the_clients_of_the_set_s_holder() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let blocks = 160;
+    lab.ok(&["kill", "A"]);
+    lab.until("B answers set A's address", |st| Lab::set(st, "A")["answering"] == serde_json::json!(["B"]));
+    let mut client = lab.client(blocks);
+    client.until_written(blocks / 4);
+    lab.ok(&["freeze", "B"]);
+    lab.ok(&["start", "A"]);
+    lab.until("A answers set A's address", |st| Lab::set(st, "A")["answering"] == serde_json::json!(["A"]));
+    let done = client
+        .done(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the client did not end while B was frozen: {}\n{}", client.stderr(), lab.logs()));
+    assert_eq!(done["done"], true, "{done}\n{}", client.stderr());
+    assert_eq!(done["reconnects"], 1, "{done}");
+    let err = client.stderr();
+    assert!(err.contains("ECONNRESET"), "the connection was not reset: {err}\n{}", lab.logs());
+    assert!(!err.contains("no answer within"), "the client timed out: {err}");
+    assert!(lab.log("a").contains("tickle ACKs sent to the old owner's clients"), "{}", lab.logs());
+    assert_eq!(Lab::node(&lab.status(), "B")["state"], "frozen");
+    check_file(&lab, blocks);
+    lab.ok(&["thaw", "B"]);
 }
 
 #[test]

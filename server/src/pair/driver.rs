@@ -100,10 +100,10 @@ enum Finished {
     Bound(SetId, TcpListener),
 }
 
-/// What a restored set of the partner's carries to its bind: its journal in
-/// the storage folder ([`crate::restart::taken`]), and the client connections
-/// its last owner listed (the tickle's targets).
-type Away = (Arc<::nvram::Journal>, Vec<(std::net::SocketAddr, std::net::SocketAddr)>);
+/// What a restored set carries to its bind: its journal in the storage folder
+/// when it is the partner's ([`crate::restart::taken`]), and the client
+/// connections its last owner listed (the tickle's targets).
+type Away = (Option<Arc<::nvram::Journal>>, Vec<(std::net::SocketAddr, std::net::SocketAddr)>);
 
 /// The running driver, for the rest of the server.
 #[derive(Clone)]
@@ -684,10 +684,11 @@ impl Driver {
                 self.node.handle_done(Done::Restored { set }, now);
                 return;
             }
-            // Given back: from what the partner saved.
+            // Given back, or left by a partner that died holding it: from the
+            // journal the partner kept of it in the storage folder.
             let (t, done) = (self.t.clone(), self.done_tx.clone());
             tokio::spawn(async move {
-                let r = crate::restart::handover::restore_home(&t, epoch).await.map(|s| (s, None));
+                let r = crate::restart::handover::restore_home(&t, epoch).await.map(|(s, c)| (s, Some((None, c))));
                 let _ = done.send(Finished::Taken(set, r));
             });
             return;
@@ -703,7 +704,7 @@ impl Driver {
         tokio::spawn(async move {
             let r = crate::restart::takeover::take(&t, epoch, fence, ours)
                 .await
-                .map(|tk| (tk.server, Some((tk.journal, tk.old_conns))));
+                .map(|tk| (tk.server, Some((Some(tk.journal), tk.old_conns))));
             let _ = done.send(Finished::Taken(set, r));
         });
     }
@@ -726,7 +727,7 @@ impl Driver {
             None => return,
         };
         let addr = self.address(set);
-        let (journal, old_conns) = away.map_or((None, Vec::new()), |(j, c)| (Some(j), c));
+        let (journal, old_conns) = away.unwrap_or_default();
         let mut serving = Serving::start(server.clone(), addr, listener);
         serving.journal = journal;
         serving.own_task(tokio::spawn(crate::state::durable::scavenger(server.clone())));
@@ -741,6 +742,12 @@ impl Driver {
             let flush = server.cfg.journal.policy.survives_power_loss();
             serving.own_task(tokio::spawn(crate::restart::retire::run(server, flush)));
             eprintln!("duet: listening on {addr}");
+            if !old_conns.is_empty() {
+                // Taken back from the partner: its clients of the set may still
+                // hold connections to it (frozen, its kernel answers for it).
+                let (pair, own) = (self.t.pair.clone(), self.t.sets.own.clone());
+                tokio::spawn(async move { crate::restart::takeover::tickle_old_owner(&pair, &own, old_conns).await });
+            }
         } else {
             let flush = server.cfg.journal.policy.survives_power_loss();
             serving.own_task(tokio::spawn(crate::restart::retire::run(server, flush)));

@@ -25,6 +25,7 @@
 //!   give the set back (a double failure), from what the holder's journal
 //!   holds.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,13 +122,17 @@ pub async fn flush_mirror(pair: &Pair) {
 /// partner kept of it in the storage folder while it held it (under the claim
 /// before ours, [`super::taken`]): given back ([`save`]), or left by a partner
 /// that died holding it. Returns the set's server, ready to be bound,
-/// journaling into our own journal.
-pub async fn restore_home(t: &Taker, epoch: Epoch) -> Result<Arc<Server>, String> {
+/// journaling into our own journal, and the client connections the partner
+/// listed for the set ([`crate::pair::conns`]: the tickle's targets, when it
+/// is frozen).
+pub async fn restore_home(t: &Taker, epoch: Epoch) -> Result<(Arc<Server>, Vec<(SocketAddr, SocketAddr)>), String> {
     let t0 = Instant::now();
     let set = SetId(t.sets.own.home);
     let (storage, cluster, held) = (t.sets.storage.clone(), t.cluster(), Epoch(epoch.0.saturating_sub(1)));
-    let (flag, log, same) = tokio::task::spawn_blocking(move || {
-        super::taken::read(&storage, cluster, set, held).map(|(f, l)| (f, l, super::taken::same_boot(&storage, set)))
+    let (flag, log, same, conns) = tokio::task::spawn_blocking(move || {
+        let conns = crate::pair::conns::read(&storage, set).unwrap_or_default();
+        super::taken::read(&storage, cluster, set, held)
+            .map(|(f, l)| (f, l, super::taken::same_boot(&storage, set), conns))
     })
     .await
     .map_err(|e| e.to_string())??;
@@ -186,5 +191,5 @@ pub async fn restore_home(t: &Taker, epoch: Epoch) -> Result<Arc<Server>, String
         took_ms = t0.elapsed().as_millis() as u64,
         "pair: our set restored from the partner's journal of it in the storage folder"
     );
-    Ok(server)
+    Ok((server, conns))
 }

@@ -74,7 +74,13 @@ fn options(cluster: ClusterId, set: SetId, cfg: &Config) -> ::nvram::Options {
 /// Makes a new journal for `set`, taken at `epoch`, of the size `cfg` gives
 /// (a sparse file: only what the ring uses is written), and removes the files
 /// of earlier holdings.
-pub fn create(storage: &Path, cluster: ClusterId, set: SetId, epoch: Epoch, cfg: &Config) -> Result<Arc<::nvram::Journal>, String> {
+pub fn create(
+    storage: &Path,
+    cluster: ClusterId,
+    set: SetId,
+    epoch: Epoch,
+    cfg: &Config,
+) -> Result<Arc<::nvram::Journal>, String> {
     for (_, old) in list(storage, set) {
         let _ = std::fs::remove_file(old);
     }
@@ -113,7 +119,12 @@ pub fn reopen(
 /// The journal of our own `set` that the partner kept while it held the set
 /// under its claim at `epoch`: its flag and log, read without opening it (the
 /// partner may still have it mapped). An error when there is none.
-pub fn read(storage: &Path, cluster: ClusterId, set: SetId, epoch: Epoch) -> Result<(::nvram::Flag, LogRecovery), String> {
+pub fn read(
+    storage: &Path,
+    cluster: ClusterId,
+    set: SetId,
+    epoch: Epoch,
+) -> Result<(::nvram::Flag, LogRecovery), String> {
     let p = path(storage, set, epoch);
     ::nvram::read_own(&p, cluster, NodeId(set.0)).map_err(|e| format!("the set's journal {}: {e}", p.display()))
 }

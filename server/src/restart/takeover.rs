@@ -218,7 +218,10 @@ pub async fn take(t: &Taker, epoch: Epoch, fence: Option<Option<u64>>, ours: boo
     .await
     .unwrap_or(false);
     if same && !writes.is_empty() {
-        info!(writes = writes.len(), "the set's last writer ran on this kernel: its page cache holds every answered WRITE");
+        info!(
+            writes = writes.len(),
+            "the set's last writer ran on this kernel: its page cache holds every answered WRITE"
+        );
     }
     let writes = if policy.survives_power_loss() && !same { writes } else { Vec::new() };
     if !writes.is_empty() || !creates.is_empty() {
