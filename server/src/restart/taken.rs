@@ -104,7 +104,7 @@ pub fn reopen(
     epoch: Epoch,
     cfg: &Config,
 ) -> Result<Option<(Arc<::nvram::Journal>, Recovery)>, String> {
-    let Some((old, from)) = list(storage, set).into_iter().filter(|(e, _)| *e < epoch).next_back() else {
+    let Some((old, from)) = list(storage, set).into_iter().rfind(|(e, _)| *e < epoch) else {
         return Ok(None);
     };
     let to = path(storage, set, epoch);
