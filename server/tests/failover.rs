@@ -874,11 +874,7 @@ fn a_client_of_the_taken_set(l: &Layout, a: &mut Node, b: &Node, blocks: usize, 
 fn the_client_finishes_on_its_handle(l: &Layout, mut client: Client, blocks: usize, size: usize, nodes: [&Node; 2]) {
     client.go();
     let (done, stderr) = client.finish();
-    let context = format!(
-        "client: {done}\n{stderr}\n---- A ----\n{}\n---- B ----\n{}",
-        nodes[0].log(),
-        nodes[1].log()
-    );
+    let context = format!("client: {done}\n{stderr}\n---- A ----\n{}\n---- B ----\n{}", nodes[0].log(), nodes[1].log());
     assert_eq!(done["done"], true, "{context}");
     assert!(done["reconnects"].as_u64().unwrap_or(0) >= 1, "the client never lost its connection: {context}");
     assert_eq!(done["reclaimed"], true, "{context}");
@@ -901,16 +897,11 @@ fn a_survivor_killed_after_taking_the_partner_s_set_keeps_its_handles_across_its
     let client = a_client_of_the_taken_set(&l, &mut a, &b, blocks, size);
     b.kill9();
     b.start();
-    let st = b.status_until("serving both sets again", |s| {
-        set_state(s, 1).0 == "serving" && set_state(s, 2).0 == "serving"
-    });
+    let st =
+        b.status_until("serving both sets again", |s| set_state(s, 1).0 == "serving" && set_state(s, 2).0 == "serving");
     assert_eq!(set_state(&st, 1), ("serving".into(), 3), "{st:#}");
     the_client_finishes_on_its_handle(&l, client, blocks, size, [&a, &b]);
-    assert!(
-        b.log().contains("the partner's set restored from the set's journal in the storage folder"),
-        "{}",
-        b.log()
-    );
+    assert!(b.log().contains("the partner's set restored from the set's journal in the storage folder"), "{}", b.log());
     assert_eq!(b.starts, 2);
 }
 
@@ -935,9 +926,11 @@ fn after_a_double_failure_the_home_node_takes_its_set_back_from_the_holder_s_jou
     std::fs::rename(&kept, &away).unwrap();
     a.start();
     let st = a.status_until("refusing its set", |s| {
-        s["sets"].as_array().into_iter().flatten().any(|x| {
-            x["set"] == 1 && x["note"].as_str().is_some_and(|n| n.contains("left no journal of it"))
-        })
+        s["sets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["set"] == 1 && x["note"].as_str().is_some_and(|n| n.contains("left no journal of it")))
     });
     assert_eq!(set_state(&st, 1).1, 2, "A claimed set 1 without B's journal of it: {st:#}");
     std::fs::rename(&away, &kept).unwrap();
