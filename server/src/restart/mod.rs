@@ -34,7 +34,9 @@
 //! # Takeover ([`takeover`])
 //!
 //! The same restore, from the partner's log in the mirror ring, when a pair
-//! member takes over its dead partner's share set.
+//! member takes over its dead partner's share set; the set then journals into
+//! a journal of its own in the shared storage folder ([`taken`]), from which
+//! the holder's restart and the set's home node restore it.
 //!
 //! # Elective reboot ([`elective_reboot`])
 //!
