@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """failover_client.py --host H --port P --share S [--blocks N] [--size B] [--append] [--pause S] [--wait-at N]
-                   [--hold-after-loss] [--tag T]
+                   [--hold-after-loss] [--tag T] [--verify]
 
 The client half of server/tests/failover.rs: one durable v2 open (DH2Q with
 an RWH lease) that writes N stamped blocks, one at a time, each waited for,
@@ -19,6 +19,10 @@ With --hold-after-loss, the first time the connection is lost the client
 prints {"lost": i} and waits for a line on stdin before it reconnects (so
 that server/tests/restart.rs can restart the server, or crash it again,
 before the resend).
+
+With --verify (not with --append), once every block is written the client
+reads each one back through the same handle and checks it ("verified" in the
+last line; a block that differs is an error).
 
 Prints one JSON line per answered write, {"wrote": i}, and at the end
 {"done": true, "blocks": N, "reconnects": R, "reclaimed": true|false,
@@ -64,6 +68,8 @@ def main():
                     help="before write N, print {\"waiting\": N} and wait for a line on stdin")
     ap.add_argument("--hold-after-loss", action="store_true",
                     help="on the first lost connection, print {\"lost\": i} and wait for a line on stdin")
+    ap.add_argument("--verify", action="store_true",
+                    help="after the writes, read every block back through the handle")
     a = ap.parse_args()
 
     log = lambda m: print(f"client: {m}", file=sys.stderr, flush=True)  # noqa: E731
@@ -120,11 +126,26 @@ def main():
         out({"wrote": i, "replay": replay, "t": round(time.time(), 3)})
         if a.pause:
             time.sleep(a.pause)
+    verified = None
+    if a.verify and not a.append:
+        verified = True
+        for i in range(a.blocks):
+            try:
+                got = c.read(h, i * a.size, a.size)
+            except (ConnectionLost, Failed) as e:
+                errors.append(f"read {i}: {e}")
+                verified = False
+                break
+            if got != block(i, a.size, a.tag):
+                errors.append(f"read {i}: {len(got)} bytes, not the block written ({got[:14]!r})")
+                verified = False
+                break
     try:
         c.close(h)
     except (ConnectionLost, Failed) as e:
         errors.append(f"close: {e}")
     out({"done": not errors, "blocks": a.blocks, "reconnects": reconnects, "reclaimed": reclaimed,
+         "verified": verified,
          "server_guids": c.server_guids,
          "stall_ms": round(stall_ms), "errors": errors})
     return 0 if not errors else 1

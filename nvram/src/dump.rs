@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::format::{self, Header, LogMeta, HEADER_LEN, SLOT_SIZE};
+use crate::read::FileSource;
 use crate::recover::{self, LogEnd, LogRecovery, Record};
 
 /// Bytes of each payload shown in hex.
@@ -60,14 +61,6 @@ pub fn dump(path: &Path, out: &mut dyn Write) -> Result<()> {
         write_log(out, name, &meta, &log)?;
     }
     Ok(())
-}
-
-struct FileSource<'a>(&'a File);
-
-impl recover::Source for FileSource<'_> {
-    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.0.read_exact_at(buf, offset)
-    }
 }
 
 fn write_log(out: &mut dyn Write, name: &str, meta: &LogMeta, log: &LogRecovery) -> io::Result<()> {

@@ -42,6 +42,7 @@
 //! - [`mirror`]: the [`Mirror`] trait, [`MirrorAck`] and [`LocalMirror`].
 //! - [`recover`]: the scan and its result types ([`Recovery`], [`Record`], [`Points`]).
 //! - [`dump`](fn@dump): a readable dump of a region file.
+//! - [`read_own`]: a region file's own log, read without opening it as a journal.
 //! - [`format`](mod@format): the on-disk layout: header slots, record header, kind values
 //!   (the flag, cluster, node and operation ids are defined in the `ids` crate and
 //!   re-exported here).
@@ -62,6 +63,7 @@ pub mod format;
 pub mod journal;
 pub mod mirror;
 pub mod power;
+mod read;
 pub mod recover;
 mod region;
 
@@ -72,5 +74,6 @@ pub use ids::{ClusterId, Flag, NodeId, OpId};
 pub use journal::{Durability, Entry, Journal, Options, Ticket};
 pub use mirror::{LocalMirror, Mirror, MirrorAck, MirrorMeta, Shipment};
 pub use power::{Failure, PageCacheStorage, Power, PowerStats};
+pub use read::read_own;
 pub use recover::{LogEnd, LogRecovery, Points, Record, Recovery, TornReason};
 pub use region::{DaxStorage, MemStorage, MmapStorage, Storage};

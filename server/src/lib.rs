@@ -464,8 +464,9 @@ pub(crate) async fn accept_loop(server: Arc<Server>, l: Arc<TcpListener>, conns:
                     }
                 };
                 let _ = sock.set_nodelay(true);
-                // Our set's connections, for the partner's tickle after a takeover.
-                let tracked = server.pair.as_ref().and_then(|p| p.conns()).zip(sock.local_addr().ok());
+                // The set's connections, for the partner's tickle after a takeover.
+                let list = server.conns.as_ref().or_else(|| server.pair.as_ref().and_then(|p| p.conns()));
+                let tracked = list.zip(sock.local_addr().ok());
                 let tracked = tracked.map(|(c, local)| c.track(peer, local));
                 // A hand-over shuts the socket down through this duplicate.
                 let dup = conns.as_ref().and_then(|_| std::os::fd::AsFd::as_fd(&sock).try_clone_to_owned().ok());

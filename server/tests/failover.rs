@@ -42,6 +42,13 @@
 //!   client's resend makes the file anew.
 //! - `a_rename_whose_node_died_after_renaming_is_followed_by_the_partner`: the
 //!   same for a rename: B finds the retained handle under its new name.
+//! - `a_survivor_killed_after_taking_the_partner_s_set_keeps_its_handles_across_its_restart`:
+//!   B took set 1 over and a client opened a durable handle on it through B;
+//!   B is killed and started again: it goes on from the journal it kept of
+//!   the set in the storage folder, and the client reclaims its handle.
+//! - `after_a_double_failure_the_home_node_takes_its_set_back_from_the_holder_s_journal`:
+//!   the same, but A starts instead of B: it takes its set back from B's
+//!   journal of it (and refuses, saying why, while that journal is missing).
 
 mod common;
 
@@ -827,7 +834,7 @@ fn an_elective_takeover_and_a_giveback_move_a_set_and_its_writing_client() {
     assert!(ok, "duet move 1 failed: {out}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
     let st = a.status_until("serving its set again", |s| set_state(s, 1).0 == "serving");
     assert_eq!(set_state(&st, 1), ("serving".into(), 3), "{st:#}");
-    assert!(b.log().contains("the set's journal saved into the storage folder"), "{}", b.log());
+    assert!(b.log().contains("state saved into the set's journal in the storage folder"), "{}", b.log());
     let (done, stderr) = client.finish();
     let context = format!("client: {done}\n{stderr}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
     assert_eq!(done["done"], true, "{context}");
@@ -864,7 +871,7 @@ fn giveback_after_a_kill_and_restart_brings_the_set_home() {
     let st = a.status_until("serving its set again", |s| set_state(s, 1).0 == "serving");
     assert_eq!(set_state(&st, 1), ("serving".into(), 3), "{st:#}");
     assert!(a.log().contains("waiting (not serving it)"), "{}", a.log());
-    assert!(a.log().contains("our set restored from what the partner saved"), "{}", a.log());
+    assert!(a.log().contains("our set restored from the partner's journal of it"), "{}", a.log());
     b.status_until("the partner's set given back", |s| set_state(s, 1).0 == "the partner's");
     client.go();
     let (done, stderr) = client.finish();
@@ -873,6 +880,97 @@ fn giveback_after_a_kill_and_restart_brings_the_set_home() {
     assert!(done["reconnects"].as_u64().unwrap_or(0) >= 2, "the client did not follow both moves: {context}");
     assert_eq!(done["reclaimed"], true, "{context}");
     assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
+}
+
+/// A is killed, B takes set 1 over, and a client that never met A opens a
+/// durable handle on set 1 through B and writes half its blocks: the handle is
+/// in B's journal of the set only (not in A's, nor in B's mirror of A's).
+/// Returns the client, waiting at half its blocks.
+fn a_client_of_the_taken_set(l: &Layout, a: &mut Node, b: &Node, blocks: usize, size: usize) -> Client {
+    b.status_until("holding a current mirror of A", |s| s["partner_mirror"]["current"] == true);
+    a.kill9();
+    b.status_until("serving set 1", |s| set_state(s, 1) == ("serving".into(), 2));
+    let half = (blocks / 2).to_string();
+    let client = Client::start(
+        &l.address(1),
+        "seta",
+        &["--blocks", &blocks.to_string(), "--size", &size.to_string(), "--wait-at", &half, "--verify"],
+    );
+    client.until("waiting at half its blocks", |v| v["waiting"].as_u64() == Some(blocks as u64 / 2));
+    client
+}
+
+/// The client goes on, finishes every block (its handle reclaimed after the
+/// reconnect), reads them all back through its handle, and the file holds them.
+fn the_client_finishes_on_its_handle(l: &Layout, mut client: Client, blocks: usize, size: usize, nodes: [&Node; 2]) {
+    client.go();
+    let (done, stderr) = client.finish();
+    let context = format!("client: {done}\n{stderr}\n---- A ----\n{}\n---- B ----\n{}", nodes[0].log(), nodes[1].log());
+    assert_eq!(done["done"], true, "{context}");
+    assert!(done["reconnects"].as_u64().unwrap_or(0) >= 1, "the client never lost its connection: {context}");
+    assert_eq!(done["reclaimed"], true, "{context}");
+    assert_eq!(done["verified"], true, "{context}");
+    assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
+}
+
+/// The survivor's restart keeps the partner's set: B, holding set 1 after A's
+/// death, journals it into a file of its own in the storage folder; B is
+/// SIGKILLed and started again (A stays down): it claims set 1 one epoch up,
+/// goes on from that journal, and the client that opened its durable handle
+/// through B reclaims it (DH2C), finishes and reads its data back. (Before, the
+/// set journaled into memory: B restored set 1 from its mirror of A's journal,
+/// which does not know the handle, and the reclaim failed.)
+#[test]
+fn a_survivor_killed_after_taking_the_partner_s_set_keeps_its_handles_across_its_restart() {
+    let l = Layout::new();
+    let (mut a, mut b) = start_pair(&l, "process", "group", &[]);
+    let (blocks, size) = (60, 16384);
+    let client = a_client_of_the_taken_set(&l, &mut a, &b, blocks, size);
+    b.kill9();
+    b.start();
+    let st =
+        b.status_until("serving both sets again", |s| set_state(s, 1).0 == "serving" && set_state(s, 2).0 == "serving");
+    assert_eq!(set_state(&st, 1), ("serving".into(), 3), "{st:#}");
+    the_client_finishes_on_its_handle(&l, client, blocks, size, [&a, &b]);
+    assert!(b.log().contains("the partner's set restored from the set's journal in the storage folder"), "{}", b.log());
+    assert_eq!(b.starts, 2);
+}
+
+/// A double failure in which the home node returns first: A dies, B takes set
+/// 1 and a client opens a durable handle on it through B, B dies too; A,
+/// started again alone, finds set 1 held by a dead B and takes it back from
+/// the journal B kept of it in the storage folder (one epoch up), and the
+/// client reclaims its handle on A and finishes. Without that journal (moved
+/// away) A refuses and says why in `duet status`; B's own set it does not take
+/// (no contact with B since it started).
+#[test]
+fn after_a_double_failure_the_home_node_takes_its_set_back_from_the_holder_s_journal() {
+    let l = Layout::new();
+    let (mut a, mut b) = start_pair(&l, "process", "process", &[]);
+    let (blocks, size) = (60, 16384);
+    let client = a_client_of_the_taken_set(&l, &mut a, &b, blocks, size);
+    b.kill9();
+    let storage = l.storage().join(".duet");
+    let kept = storage.join(format!("journal-00001-{:020}", 2));
+    assert!(kept.exists(), "B kept no journal of set 1 at {}", kept.display());
+    let away = l.dir.path().join("journal-away");
+    std::fs::rename(&kept, &away).unwrap();
+    a.start();
+    let st = a.status_until("refusing its set", |s| {
+        s["sets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["set"] == 1 && x["note"].as_str().is_some_and(|n| n.contains("left no journal of it")))
+    });
+    assert_eq!(set_state(&st, 1).1, 2, "A claimed set 1 without B's journal of it: {st:#}");
+    std::fs::rename(&away, &kept).unwrap();
+    let st = a.status_until("serving its set", |s| set_state(s, 1).0 == "serving");
+    assert_eq!(set_state(&st, 1), ("serving".into(), 3), "{st:#}");
+    assert!(set_state(&st, 2).0.starts_with("refused: no contact with the partner"), "{st:#}");
+    assert!(a.log().contains("our set restored from the partner's journal of it"), "{}", a.log());
+    assert!(!kept.exists(), "A left B's journal of set 1 behind");
+    the_client_finishes_on_its_handle(&l, client, blocks, size, [&a, &b]);
 }
 
 /// A giveback to a node whose mirror of its partner is behind is refused and

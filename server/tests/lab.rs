@@ -39,12 +39,18 @@
 //!   does not take A for dead; A reports its fault and asks B to take its set
 //!   (the state machine's fault hand-over), B does, A steps down; both
 //!   clients finish with every block once.
+//! - `a_second_takeover_tickles_the_clients_of_the_set_s_holder`: B holds set
+//!   A and a client writes through it; B is frozen, A started: A takes its
+//!   set back and tickles the connections B listed for set A; the client is
+//!   reset and finishes on A while B is still frozen.
 //! - `after_a_double_failure_the_node_with_the_newest_state_serves_both_sets_and_gives_one_back`:
-//!   A killed, B takes set A, B killed; B boots first and serves both sets,
-//!   A boots, waits, and gets its set back.
-//! - `after_a_double_failure_the_home_node_booting_first_refuses_its_set_and_says_why`:
-//!   the same, A booting first: it takes neither set and says why; B boots,
-//!   serves both, and gives set A back.
+//!   A killed, B takes set A, B killed; B boots first and serves both sets
+//!   (set A from the journal it kept of it in the storage folder), A boots,
+//!   waits, and gets its set back.
+//! - `after_a_double_failure_the_home_node_booting_first_takes_its_set_back_from_the_holder_s_journal`:
+//!   the same, A booting first: it takes its own set back from the journal B
+//!   kept of it in the storage folder (not set B: no contact with B); B boots
+//!   and serves its own set.
 //! - `an_elective_takeover_and_a_giveback_in_the_lab_move_the_address_and_the_client_goes_on`:
 //!   `duet lab takeover A` (`duet takeover` on B) while the client writes:
 //!   127.0.0.11 leaves A's namespace for B's, B answers it, A waits without
@@ -418,6 +424,39 @@ fn a_frozen_node_s_client_is_reset_by_the_tickle_and_goes_on() {
     let _ = client.done(Duration::from_secs(1));
 }
 
+/// A second takeover tickles too: A is killed, B takes set A, and a client
+/// writes to set A through B (B lists that connection for set A); B is frozen
+/// and A started: A takes its set back from B's journal of it, adds the
+/// address and tickles the connections B listed, so the client is reset and
+/// reconnects to A (reclaiming its handle) while B is still frozen.
+#[test]
+fn a_second_takeover_tickles_the_clients_of_the_set_s_holder() {
+    if !root() {
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let blocks = 160;
+    lab.ok(&["kill", "A"]);
+    lab.until("B answers set A's address", |st| Lab::set(st, "A")["answering"] == serde_json::json!(["B"]));
+    let mut client = lab.client(blocks);
+    client.until_written(blocks / 4);
+    lab.ok(&["freeze", "B"]);
+    lab.ok(&["start", "A"]);
+    lab.until("A answers set A's address", |st| Lab::set(st, "A")["answering"] == serde_json::json!(["A"]));
+    let done = client
+        .done(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the client did not end while B was frozen: {}\n{}", client.stderr(), lab.logs()));
+    assert_eq!(done["done"], true, "{done}\n{}", client.stderr());
+    assert_eq!(done["reconnects"], 1, "{done}");
+    let err = client.stderr();
+    assert!(err.contains("ECONNRESET"), "the connection was not reset: {err}\n{}", lab.logs());
+    assert!(!err.contains("no answer within"), "the client timed out: {err}");
+    assert!(lab.log("a").contains("tickle ACKs sent to the old owner's clients"), "{}", lab.logs());
+    assert_eq!(Lab::node(&lab.status(), "B")["state"], "frozen");
+    check_file(&lab, blocks);
+    lab.ok(&["thaw", "B"]);
+}
+
 #[test]
 fn without_the_tickle_a_frozen_node_s_client_waits_for_the_thaw() {
     if !root() {
@@ -613,14 +652,6 @@ fn set_state(lab: &Lab, node: &str, set: u64) -> Option<(String, u64)> {
     sets_of(&p).into_iter().find(|(s, _, _)| *s == set).map(|(_, st, e)| (st, e))
 }
 
-/// The `note` `duet status` gives set `set` on `node` ("" when none).
-fn set_note(lab: &Lab, node: &str, set: u64) -> String {
-    let p = lab.try_pair(node).expect("the node's status");
-    p["sets"].as_array().unwrap().iter().find(|s| s["set"].as_u64() == Some(set)).map_or(String::new(), |s| {
-        s["note"].as_str().unwrap_or_default().to_string()
-    })
-}
-
 /// A boots, asks for its set back once both mirrors are current, and serves
 /// it at `epoch`; B keeps set B alone; a new client of set A is answered by A
 /// and sees the file whole.
@@ -645,7 +676,8 @@ fn after_a_double_failure_the_node_with_the_newest_state_serves_both_sets_and_gi
     let lab = Lab::up(&[]);
     let blocks = 160;
     double_failure(&lab, blocks);
-    // B, which held both sets when it died, boots first and serves both.
+    // B, which held both sets when it died, boots first and serves both: set A
+    // from the journal it kept of it in the storage folder.
     lab.ok(&["start", "B"]);
     lab.pair_until("b", "both sets served", |p| {
         let s = sets_of(p);
@@ -667,37 +699,35 @@ fn after_a_double_failure_the_node_with_the_newest_state_serves_both_sets_and_gi
 }
 
 #[test]
-fn after_a_double_failure_the_home_node_booting_first_refuses_its_set_and_says_why() {
+fn after_a_double_failure_the_home_node_booting_first_takes_its_set_back_from_the_holder_s_journal() {
     if !root() {
         return;
     }
     let lab = Lab::up(&[]);
     let blocks = 160;
     double_failure(&lab, blocks);
-    // A boots first: set A's newest claim is B's, and what B did with the set
-    // was journaled in B's memory only: A does not take it, and says why.
+    // A boots first: set A's newest claim is B's, and B is dead. What B did with
+    // the set is in the journal B kept of it in the storage folder: A takes its
+    // set back from there, one epoch up.
     lab.ok(&["start", "A"]);
-    let t0 = Instant::now();
-    while !lab.log("a").contains("the partner held our set and died") {
-        assert!(t0.elapsed() < Duration::from_secs(30), "A never said why:\n{}", lab.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (state, epoch) = set_state(&lab, "a", 1).unwrap();
-    // The newest claim stays B's (epoch 2): A claimed nothing.
-    assert!(state != "serving" && epoch == 2, "A: set A {state} at epoch {epoch}\n{}", lab.logs());
-    // Its status says why, not only its log.
-    let note = set_note(&lab, "a", 1);
-    assert!(note.contains("not taken back: the partner held our set and died"), "A: set A's note {note:?}");
-    // Nor does it take set B, whose node it never heard since it started.
+    lab.pair_until("a", "set A served again", |p| sets_of(p).contains(&(1, "serving".to_string(), 3)));
+    assert!(lab.log("a").contains("our set restored from the partner's journal of it"), "{}", lab.logs());
+    // It does not take set B, whose node it never heard since it started.
     let (state_b, _) = set_state(&lab, "a", 2).unwrap();
     assert!(state_b.starts_with("refused: no contact with the partner"), "A: set B {state_b}");
-    std::thread::sleep(Duration::from_secs(3));
-    let st = lab.status();
-    assert_eq!(Lab::set(&st, "A")["answering"], serde_json::json!([]), "{st:#}");
-    // B comes back: it serves both sets from its journal and its mirror of A's,
-    // then gives set A back.
+    let st = lab.until("A answers set A's address", |st| Lab::set(st, "A")["answering"] == serde_json::json!(["A"]));
+    assert_eq!(Lab::set(&st, "B")["answering"], serde_json::json!([]), "{st:#}");
+    let out = lab.ok(&["exec", "--", "smbclient", "//127.0.0.11/seta", "-U", "duet%duetpass", "-c", "ls"]);
+    assert!(out.contains("failover.dat"), "{out}");
+    check_file(&lab, blocks);
+    // B comes back: it serves its own set, and set A stays A's.
     lab.ok(&["start", "B"]);
-    given_back(&lab, blocks, 4);
+    lab.pair_until("b", "set B served", |p| sets_of(p).contains(&(2, "serving".to_string(), 2)));
+    let st = lab.until("each node answers its own address", |st| {
+        Lab::set(st, "A")["answering"] == serde_json::json!(["A"])
+            && Lab::set(st, "B")["answering"] == serde_json::json!(["B"])
+    });
+    assert_eq!(Lab::set(&st, "A")["client_sees"], "A", "{st:#}");
 }
 
 /// Where set `set`'s address is: the nodes whose namespace holds it, and the

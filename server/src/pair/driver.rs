@@ -96,9 +96,14 @@ enum Finished {
     Ownership(u64, Ownership),
     PartnerBeat(Option<u64>),
     Done(Done),
-    Taken(SetId, Result<(Arc<Server>, Option<::nvram::MemStorage>), String>),
+    Taken(SetId, Result<(Arc<Server>, Option<Away>), String>),
     Bound(SetId, TcpListener),
 }
+
+/// What a restored set carries to its bind: its journal in the storage folder
+/// when it is the partner's ([`crate::restart::taken`]), and the client
+/// connections its last owner listed (the tickle's targets).
+type Away = (Option<Arc<::nvram::Journal>>, Vec<(std::net::SocketAddr, std::net::SocketAddr)>);
 
 /// The running driver, for the rest of the server.
 #[derive(Clone)]
@@ -229,9 +234,9 @@ struct Driver {
     home_server: Option<Arc<Server>>,
     /// The sets bound and served here.
     serving: Vec<(SetId, Serving)>,
-    /// Sets restored and waiting for their bind, with their journal in memory
-    /// when they are the partner's.
-    restored: Vec<(SetId, Arc<Server>, Option<::nvram::MemStorage>)>,
+    /// Sets restored and waiting for their bind, with their journal and the
+    /// last owner's connections when they are the partner's.
+    restored: Vec<(SetId, Arc<Server>, Option<Away>)>,
     done_tx: mpsc::UnboundedSender<Finished>,
     /// The seq of the next frame handed to the node (the links check order).
     in_seq: u64,
@@ -422,10 +427,10 @@ impl Driver {
                 self.node.handle_partner_heartbeat(beat, now);
             }
             Finished::Done(d) => self.node.handle_done(d, now),
-            Finished::Taken(set, Ok((server, image))) => {
+            Finished::Taken(set, Ok((server, away))) => {
                 self.failed = None;
                 self.restored.retain(|(s, _, _)| *s != set);
-                self.restored.push((set, server, image));
+                self.restored.push((set, server, away));
                 self.node.handle_done(Done::Restored { set }, now);
             }
             Finished::Taken(set, Err(why)) => {
@@ -594,7 +599,7 @@ impl Driver {
             },
             Action::Save { set, flag } => {
                 let serving =
-                    self.serving.iter().find(|(s, _)| *s == set).map(|(_, s)| (s.server.clone(), s.image.clone()));
+                    self.serving.iter().find(|(s, _)| *s == set).map(|(_, s)| (s.server.clone(), s.journal.clone()));
                 let epoch = match self.node.phase(set) {
                     Some(Phase::HandingOver { epoch, .. }) => epoch,
                     _ => Epoch(0),
@@ -602,8 +607,8 @@ impl Driver {
                 let t = self.t.clone();
                 tokio::spawn(async move {
                     let last_seq = match serving {
-                        Some((server, image)) => {
-                            crate::restart::handover::save(&t, &server, set, epoch, image, flag).await
+                        Some((server, journal)) => {
+                            crate::restart::handover::save(&t, &server, set, epoch, journal, flag).await
                         }
                         None => 0,
                     };
@@ -631,8 +636,14 @@ impl Driver {
         }
         if record.set == self.home {
             // Our set, held by the partner, which died (a double failure): what it
-            // did with the set is in its memory only.
-            return Some("the partner held our set and died: its state since is lost");
+            // did with the set is in the journal it kept of it in the storage
+            // folder, under its claim (one epoch before ours). Without it, the
+            // set's state since the takeover is lost: not taken back.
+            let held = ::takeover::Epoch(record.epoch.0.saturating_sub(1));
+            if crate::restart::taken::exists(&self.t.sets.storage, record.set, held) {
+                return None;
+            }
+            return Some("the partner held our set and died, and left no journal of it in the storage folder: its state since is lost");
         }
         let view = View {
             links_up: false,
@@ -673,10 +684,11 @@ impl Driver {
                 self.node.handle_done(Done::Restored { set }, now);
                 return;
             }
-            // Given back: from what the partner saved.
+            // Given back, or left by a partner that died holding it: from the
+            // journal the partner kept of it in the storage folder.
             let (t, done) = (self.t.clone(), self.done_tx.clone());
             tokio::spawn(async move {
-                let r = crate::restart::handover::restore_home(&t, epoch).await.map(|s| (s, None));
+                let r = crate::restart::handover::restore_home(&t, epoch).await.map(|(s, c)| (s, Some((None, c))));
                 let _ = done.send(Finished::Taken(set, r));
             });
             return;
@@ -684,10 +696,15 @@ impl Driver {
         // The partner's set, from the mirror of its journal. After a death the
         // partner's lease is waited out when its heartbeat moved since it was
         // found dead; after a hand-over it let the set go itself.
+        // A set we held when we stopped (claimed again at our start) goes on from
+        // the journal we kept of it.
         let fence = (flag == Flag::NonElectiveTakeover).then_some(self.dead_beat);
+        let ours = source == Source::Own;
         let (t, done) = (self.t.clone(), self.done_tx.clone());
         tokio::spawn(async move {
-            let r = crate::restart::takeover::take(&t, epoch, fence).await.map(|(s, image)| (s, Some(image)));
+            let r = crate::restart::takeover::take(&t, epoch, fence, ours)
+                .await
+                .map(|tk| (tk.server, Some((Some(tk.journal), tk.old_conns))));
             let _ = done.send(Finished::Taken(set, r));
         });
     }
@@ -698,10 +715,10 @@ impl Driver {
             drop(listener);
             return;
         };
-        let (server, image) = match self.restored.iter().position(|(s, _, _)| *s == set) {
+        let (server, away) = match self.restored.iter().position(|(s, _, _)| *s == set) {
             Some(i) => {
-                let (_, s, image) = self.restored.remove(i);
-                (s, image)
+                let (_, s, away) = self.restored.remove(i);
+                (s, away)
             }
             None if set == self.home => match &self.home_server {
                 Some(s) => (s.clone(), None),
@@ -710,25 +727,35 @@ impl Driver {
             None => return,
         };
         let addr = self.address(set);
+        let (journal, old_conns) = away.unwrap_or_default();
         let mut serving = Serving::start(server.clone(), addr, listener);
-        serving.image = image;
+        serving.journal = journal;
         serving.own_task(tokio::spawn(crate::state::durable::scavenger(server.clone())));
         if set == self.home {
             self.handed_home = false;
             self.returning = false;
             self.home_server = Some(server.clone());
             *self.home_now.lock().unwrap_or_else(|e| e.into_inner()) = Some(server.clone());
+            if let Some(c) = self.t.pair.conns() {
+                c.resume();
+            }
             let flush = server.cfg.journal.policy.survives_power_loss();
             serving.own_task(tokio::spawn(crate::restart::retire::run(server, flush)));
             eprintln!("duet: listening on {addr}");
+            if !old_conns.is_empty() {
+                // Taken back from the partner: its clients of the set may still
+                // hold connections to it (frozen, its kernel answers for it).
+                let (pair, own) = (self.t.pair.clone(), self.t.sets.own.clone());
+                tokio::spawn(async move { crate::restart::takeover::tickle_old_owner(&pair, &own, old_conns).await });
+            }
         } else {
-            serving.own_task(tokio::spawn(crate::restart::retire::run(server, false)));
+            let flush = server.cfg.journal.policy.survives_power_loss();
+            serving.own_task(tokio::spawn(crate::restart::retire::run(server, flush)));
             eprintln!("duet: took over set {} (epoch {}) on {}", set.0, epoch.0, addr);
             // The partner's clients may still hold connections to it (frozen, its
             // kernel answers for it): reset them, so that they come here now.
-            let (pair, storage, partner) =
-                (self.t.pair.clone(), self.t.sets.storage.clone(), self.t.sets.partner.clone());
-            tokio::spawn(async move { crate::restart::takeover::tickle_old_owner(&pair, &storage, &partner).await });
+            let (pair, partner) = (self.t.pair.clone(), self.t.sets.partner.clone());
+            tokio::spawn(async move { crate::restart::takeover::tickle_old_owner(&pair, &partner, old_conns).await });
         }
         info!(set = set.0, epoch = epoch.0, address = %addr, "pair: serving the set");
         self.serving.retain(|(s, _)| *s != set);
@@ -753,6 +780,9 @@ impl Driver {
         if set == self.home {
             self.handed_home = true;
             *self.home_now.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            if let Some(c) = self.t.pair.conns() {
+                c.stop();
+            }
         }
         if let Some(i) = self.serving.iter().position(|(s, _)| *s == set) {
             let (_, mut s) = self.serving.remove(i);
@@ -760,6 +790,10 @@ impl Driver {
                 // Nothing of the set changes on disk here from now on, and the
                 // requests held at the gate close their connections.
                 lease.hand_over();
+            }
+            if let Some(c) = &s.server.conns {
+                // The set's next owner lists its connections now.
+                c.stop();
             }
             s.release();
             self.t.pair.addresses().release(s.address);

@@ -36,7 +36,7 @@
 //! - [`address`]: a set's address on this node: added, announced, released,
 //!   and the old owner's clients tickled after a takeover; [`netlink`] and
 //!   [`frames`] are its system calls and its frames.
-//! - [`conns`]: our set's client connections, listed in the storage folder for
+//! - [`conns`]: the client connections of each set served here, listed in the storage folder for
 //!   the partner's tickle.
 
 pub mod address;

@@ -97,9 +97,10 @@ pub struct Serving {
     conns: Arc<ConnTasks>,
     /// Tasks of the set's server to end with it (its scavenger, its retiring).
     tasks: Vec<JoinHandle<()>>,
-    /// The set's journal, when it is a region in memory (the partner's set,
-    /// held here): a giveback saves its image.
-    pub image: Option<::nvram::MemStorage>,
+    /// The set's journal when it is the partner's set, held here (a journal of
+    /// its own in the storage folder, [`crate::restart::taken`]): a giveback
+    /// saves the set's state into it.
+    pub journal: Option<Arc<::nvram::Journal>>,
 }
 
 impl Serving {
@@ -115,7 +116,7 @@ impl Serving {
             accept: Some(accept),
             conns,
             tasks: Vec::new(),
-            image: None,
+            journal: None,
         }
     }
 

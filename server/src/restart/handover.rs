@@ -16,18 +16,20 @@
 //!   answers it carries, into our own journal, whose records the partner's mirror
 //!   ring holds once [`flush_mirror`] is done; the partner restores it from there
 //!   as after a death ([`super::takeover::take`]), without the wait for a lease.
-//! - **the partner's set, held here** (a giveback): its journal is a region in
-//!   memory, which no mirror holds; the checkpoint goes into it, and the region's
-//!   image into the shared storage folder (`handoff-<set>-<epoch>`, written to a
-//!   temporary name, synced, renamed). The home node restores the set from that
-//!   file ([`restore_home`]): the state model, the saved answers (a request
-//!   resent after the move is answered from them), the retained handles.
+//! - **the partner's set, held here** (a giveback): its journal is a file of its
+//!   own in the shared storage folder ([`super::taken`]); the checkpoint goes
+//!   into it and is made durable there, and nothing is copied. The home node
+//!   restores the set from that file ([`restore_home`]): the state model, the
+//!   saved answers (a request resent after the move is answered from them), the
+//!   retained handles. It does the same when the holder died before it could
+//!   give the set back (a double failure), from what the holder's journal
+//!   holds.
 
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ::takeover::{Epoch, Flag, NodeId, SetId};
+use ::takeover::{Epoch, Flag, SetId};
 use tracing::{info, warn};
 
 use super::takeover::Taker;
@@ -55,15 +57,15 @@ pub async fn drain(server: &Server) {
 }
 
 /// Saves the state of `set` (served by `server`) where the node that takes it
-/// next restores it from, with `flag`; returns where our journal ends. `image`
-/// is the set's journal in memory when it is the partner's set held here, and
-/// `epoch` our claim on it.
+/// next restores it from, with `flag`; returns where our journal ends. `journal`
+/// is the set's own journal in the storage folder when it is the partner's set
+/// held here, and `epoch` our claim on it.
 pub async fn save(
     t: &Taker,
     server: &Arc<Server>,
     set: SetId,
     epoch: Epoch,
-    image: Option<::nvram::MemStorage>,
+    journal: Option<Arc<::nvram::Journal>>,
     flag: Flag,
 ) -> u64 {
     let t0 = Instant::now();
@@ -80,26 +82,25 @@ pub async fn save(
         warn!(set = set.0, "hand-over: the set's state could not be checkpointed: {e}");
     }
     let region = t.pair.region();
-    match image {
+    match journal {
         None => {
             if let Err(e) = region.set_flag(flag) {
                 warn!("hand-over: the journal's flag: {e}");
             }
             info!(set = set.0, took_ms = t0.elapsed().as_millis() as u64, "hand-over: state saved into our journal");
         }
-        Some(image) => {
-            let path = handoff_path(&t.sets.storage, set, epoch);
-            let bytes = image.current_image();
-            let p = path.clone();
-            match tokio::task::spawn_blocking(move || write_synced(&p, &bytes)).await {
-                Ok(Ok(())) => info!(
+        Some(journal) => {
+            // The checkpoint is durable in the set's journal already: its flag
+            // says how this holding ended.
+            match journal.set_flag(flag) {
+                Ok(()) => info!(
                     set = set.0,
-                    path = %path.display(),
+                    path = %super::taken::path(&t.sets.storage, set, epoch).display(),
+                    used = journal.tail() - journal.head(),
                     took_ms = t0.elapsed().as_millis() as u64,
-                    "hand-over: the set's journal saved into the storage folder"
+                    "hand-over: state saved into the set's journal in the storage folder"
                 ),
-                Ok(Err(e)) => warn!(path = %path.display(), "hand-over: cannot save the set's journal: {e}"),
-                Err(e) => warn!("hand-over: {e}"),
+                Err(e) => warn!(set = set.0, "hand-over: the set's journal's flag: {e}"),
             }
         }
     }
@@ -117,47 +118,36 @@ pub async fn flush_mirror(pair: &Pair) {
     }
 }
 
-/// Where the journal of `set`, held at `epoch` and given back, is saved.
-pub fn handoff_path(storage: &Path, set: SetId, epoch: Epoch) -> PathBuf {
-    storage.join(format!("handoff-{:05}-{:020}", set.0, epoch.0))
-}
-
-/// Writes `bytes` to `path` whole or not at all: a temporary file, synced, renamed.
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-/// Restores our own set, given back by the partner and claimed by us at `epoch`,
-/// from the journal it saved into the storage folder ([`save`]); returns the
-/// set's server, ready to be bound, journaling into our own journal.
-pub async fn restore_home(t: &Taker, epoch: Epoch) -> Result<Arc<Server>, String> {
+/// Restores our own set, claimed by us at `epoch`, from the journal the
+/// partner kept of it in the storage folder while it held it (under the claim
+/// before ours, [`super::taken`]): given back ([`save`]), or left by a partner
+/// that died holding it. Returns the set's server, ready to be bound,
+/// journaling into our own journal, and the client connections the partner
+/// listed for the set ([`crate::pair::conns`]: the tickle's targets, when it
+/// is frozen).
+pub async fn restore_home(t: &Taker, epoch: Epoch) -> Result<(Arc<Server>, Vec<(SocketAddr, SocketAddr)>), String> {
     let t0 = Instant::now();
     let set = SetId(t.sets.own.home);
-    let path = handoff_path(&t.sets.storage, set, Epoch(epoch.0.saturating_sub(1)));
-    let p = path.clone();
-    let bytes = tokio::task::spawn_blocking(move || std::fs::read(&p))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("the set's saved journal {}: {e}", path.display()))?;
-    let opts = ::nvram::Options::new(t.cluster(), NodeId(set.0), ::nvram::Durability::None);
-    let (_, recovery) = ::nvram::Journal::open(::nvram::MemStorage::from_image(bytes), opts)
-        .map_err(|e| format!("the set's saved journal {}: {e}", path.display()))?;
-    let log = recovery.own;
-    let rebuilt = super::rebuild_log(&log).map_err(|e| format!("the set's saved journal: {e}"))?;
-    let (model, renames, appends) = match rebuilt {
-        Some(r) => (Some(r.model), r.renames, r.appends),
-        None => Default::default(),
+    let (storage, cluster, held) = (t.sets.storage.clone(), t.cluster(), Epoch(epoch.0.saturating_sub(1)));
+    let (flag, log, same, conns) = tokio::task::spawn_blocking(move || {
+        let conns = crate::pair::conns::read(&storage, set).unwrap_or_default();
+        super::taken::read(&storage, cluster, set, held)
+            .map(|(f, l)| (f, l, super::taken::same_boot(&storage, set), conns))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let rebuilt = super::rebuild_log(&log).map_err(|e| format!("the set's journal: {e}"))?;
+    let Some(rebuilt) = rebuilt else {
+        return Err("the set's journal holds no checkpoint: nothing to restore the set from".into());
     };
+    let (model, renames, appends) = (Some(rebuilt.model), rebuilt.renames, rebuilt.appends);
+    // A holder that died (no hand-over: its flag is still the one a running
+    // holder keeps) may have left answered WRITEs in a page cache that is gone
+    // (another machine, a power loss): written again from its log, as a
+    // takeover does. After a hand-over the holder flushed the shares first.
+    let died = flag == Flag::NonElectiveReboot;
+    let writes = if died && !same { rebuilt.writes } else { Vec::new() };
+    let creates = if died { rebuilt.creates } else { Vec::new() };
     let cfg = t.home_config(false);
     let policy = cfg.journal.policy;
     let mut server = Server::restored(cfg, model).map_err(|e| e.to_string())?;
@@ -182,53 +172,24 @@ pub async fn restore_home(t: &Taker, epoch: Epoch) -> Result<Arc<Server>, String
     server.journal = journal.clone();
     server.retirer.enable(policy.survives_power_loss());
     let server = Arc::new(server);
+    let writes = if policy.survives_power_loss() { writes } else { Vec::new() };
+    if !writes.is_empty() || !creates.is_empty() {
+        let model = server.model();
+        super::redo::redo(&server, &model, &writes);
+        super::redo::undo_creates(&server, &model, &creates);
+    }
     super::start_from(&server, &region, &journal, Some(&log), &renames, &appends).await?;
     region.set_flag(Flag::NonElectiveReboot).map_err(|e| e.to_string())?;
-    let p = path.clone();
-    let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(p)).await;
+    // Its state is in our journal now: the partner's journal of it goes.
+    let storage = t.sets.storage.clone();
+    let _ = tokio::task::spawn_blocking(move || super::taken::remove(&storage, set)).await;
     info!(
         set = set.0,
         epoch = epoch.0,
         records = log.records.len(),
+        ?flag,
         took_ms = t0.elapsed().as_millis() as u64,
-        "pair: our set restored from what the partner saved"
+        "pair: our set restored from the partner's journal of it in the storage folder"
     );
-    Ok(server)
-}
-
-#[cfg(test)]
-mod tests {
-    use ::nvram::{ClusterId, Durability, MemStorage, Options};
-
-    use super::*;
-    use crate::journal::{Journal as _, NvramJournal};
-    use crate::model::tests::session_with_tree;
-    use crate::model::Model;
-
-    /// The journal of a set held away from home, saved into the storage folder
-    /// as a giveback does, opens again there and rebuilds the same model: what
-    /// the home node restores.
-    #[test]
-    fn a_set_s_journal_saved_for_a_giveback_rebuilds_its_model() {
-        let (cluster, set) = (ClusterId(7), SetId(1));
-        let opts = || Options::new(cluster, NodeId(set.0), Durability::None);
-        let storage = MemStorage::new(1 << 20);
-        let region = Arc::new(::nvram::Journal::create(storage.clone(), opts()).unwrap());
-        let j = NvramJournal::new(region);
-        let mut live = Model::new();
-        live.add_set(ids::SetId(0), 5).unwrap();
-        session_with_tree(&mut live, ids::SetId(0));
-        j.checkpoint(&live.checkpoint()).unwrap();
-
-        let dir = tempfile::tempdir().unwrap();
-        let path = handoff_path(dir.path(), set, Epoch(2));
-        assert!(path.ends_with("handoff-00001-00000000000000000002"), "{}", path.display());
-        write_synced(&path, &storage.current_image()).unwrap();
-        assert!(!path.with_extension("tmp").exists(), "the temporary file was renamed");
-
-        let bytes = std::fs::read(&path).unwrap();
-        let (_, recovery) = ::nvram::Journal::open(MemStorage::from_image(bytes), opts()).unwrap();
-        let rebuilt = crate::restart::rebuild_log(&recovery.own).unwrap().expect("a model to restore");
-        assert_eq!(rebuilt.model, live);
-    }
+    Ok((server, conns))
 }

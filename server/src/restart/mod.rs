@@ -34,7 +34,9 @@
 //! # Takeover ([`takeover`])
 //!
 //! The same restore, from the partner's log in the mirror ring, when a pair
-//! member takes over its dead partner's share set.
+//! member takes over its dead partner's share set; the set then journals into
+//! a journal of its own in the shared storage folder ([`taken`]), from which
+//! the holder's restart and the set's home node restore it.
 //!
 //! # Elective reboot ([`elective_reboot`])
 //!
@@ -48,6 +50,7 @@ pub mod redo;
 mod reopen;
 pub mod retire;
 pub mod takeover;
+pub mod taken;
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
@@ -83,7 +86,7 @@ pub struct Opened {
     _lock: File,
 }
 
-fn durability(p: JournalPolicy) -> Durability {
+pub(crate) fn durability(p: JournalPolicy) -> Durability {
     match p {
         JournalPolicy::Group => Durability::GroupCommit,
         JournalPolicy::Msync => Durability::PerRecord,

@@ -14,10 +14,11 @@
 //! their durable handles, and their resent requests are answered from the
 //! mirrored log.
 //!
-//! The taken set journals into a fresh region in memory: nothing mirrors it (the
-//! survivor runs degraded for it), and it does not survive the survivor's
-//! restart. A giveback saves it into the shared storage folder, where the home
-//! node restores it from ([`super::handover`]).
+//! The taken set journals into a journal of its own in the shared storage
+//! folder ([`super::taken`]), under the configured policy: the survivor restores
+//! the set from it when it restarts while it holds the set, and the home node
+//! when it takes the set back (a giveback, or after the survivor died:
+//! [`super::handover::restore_home`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use std::time::Instant;
 
 use ::takeover::ownership;
 use ::takeover::{ClusterId, Epoch, NodeId, SetId};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::pair::config::Sets;
@@ -93,16 +94,26 @@ pub fn step_down_now(why: &str) -> ! {
 /// The exit status of a node that stepped down.
 pub const STEPPED_DOWN: i32 = 3;
 
-/// Restores the partner's set, claimed at `epoch`, from the mirror of its
-/// journal. Returns the set's server, ready to be bound. `fence` is given after
-/// a death (a non-elective takeover), with the partner's storage heartbeat as it
-/// stood when it was found dead: its lease is waited out when the heartbeat has
-/// moved since; after a hand-over the partner let the set go itself.
-pub async fn take(
-    t: &Taker,
-    epoch: Epoch,
-    fence: Option<Option<u64>>,
-) -> Result<(Arc<Server>, ::nvram::MemStorage), String> {
+/// The partner's set, restored here and ready to be bound.
+pub struct Taken {
+    pub server: Arc<Server>,
+    /// The set's journal ([`super::taken`]), in the storage folder.
+    pub journal: Arc<::nvram::Journal>,
+    /// The client connections the set's last owner listed ([`crate::pair::conns`]),
+    /// read before this node lists its own there: the tickle's targets.
+    pub old_conns: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
+}
+
+/// Restores the partner's set, claimed at `epoch`. Returns the set's server,
+/// ready to be bound. `fence` is given after a death (a non-elective takeover),
+/// with the partner's storage heartbeat as it stood when it was found dead: its
+/// lease is waited out when the heartbeat has moved since; after a hand-over
+/// the partner let the set go itself. With `ours` (this node held the set when
+/// it stopped, and claimed it again at its start) the set is restored from the
+/// journal this node kept of it in the storage folder ([`super::taken`]), and
+/// goes on in it; otherwise, and when there is no such journal, from the
+/// mirror of the partner's journal, into a new one.
+pub async fn take(t: &Taker, epoch: Epoch, fence: Option<Option<u64>>, ours: bool) -> Result<Taken, String> {
     let t0 = Instant::now();
     let (cluster, set) = (t.cluster(), t.partner_set());
     // The partner's lease may still hold: a storage beat of its that began
@@ -130,29 +141,55 @@ pub async fn take(
     };
     let partner_lease_gone = if moved { claimed + crate::pair::sets::LEASE } else { claimed };
     info!(set = set.0, epoch = epoch.0, "pair: claimed the partner's set");
-    let log = t.pair.region().scan_partner().map_err(|e| format!("cannot scan the mirror ring: {e}"))?;
+    let cfg = t.set_config();
+    let policy = cfg.journal.policy;
+    // The last owner's clients, before our own connections replace the list.
+    let (dir, c) = (t.sets.storage.clone(), cfg.clone());
+    let old_conns = blocking(move || Ok(crate::pair::conns::read(&dir, set).unwrap_or_default())).await?;
+    // Where the set's state comes from, and the journal it goes on in.
+    let reopened = match ours {
+        true => {
+            let dir = t.sets.storage.clone();
+            blocking(move || super::taken::reopen(&dir, cluster, set, epoch, &c))
+                .await
+                .map_err(|e| warn!(set = set.0, "pair: {e}; restoring the set from the mirror instead"))
+                .ok()
+                .flatten()
+        }
+        false => None,
+    };
+    if ours && reopened.is_none() {
+        warn!(set = set.0, "pair: no journal of the set we held: restoring it from the mirror (what it did since the takeover is lost)");
+    }
+    let kept = reopened.is_some();
+    let (log, region, from) = match reopened {
+        Some((region, recovery)) => (recovery.own, region, "the set's journal in the storage folder"),
+        None => {
+            let log = t.pair.region().scan_partner().map_err(|e| format!("cannot scan the mirror ring: {e}"))?;
+            let (dir, c) = (t.sets.storage.clone(), cfg.clone());
+            let region = blocking(move || super::taken::create(&dir, cluster, set, epoch, &c)).await?;
+            (log, region, "the mirror")
+        }
+    };
     crate::failpoint::pause("restore-taken");
-    let rebuilt = super::rebuild_log(&log).map_err(|e| format!("the mirrored log: {e}"))?;
+    let rebuilt = super::rebuild_log(&log).map_err(|e| format!("the set's log ({from}): {e}"))?;
     let (model, writes, renames, creates, appends) = match rebuilt {
         Some(r) => (Some(r.model), r.writes, r.renames, r.creates, r.appends),
         None => Default::default(),
     };
-    let cfg = t.set_config();
-    let policy = cfg.journal.policy;
-    let storage_image = ::nvram::MemStorage::new(cfg.journal.size as usize);
-    let region = ::nvram::Journal::create(
-        storage_image.clone(),
-        ::nvram::Options::new(cluster, NodeId(set.0), ::nvram::Durability::None),
-    )
-    .map_err(|e| format!("cannot make the set's journal: {e}"))?;
-    let region = Arc::new(region);
-    let journal = Arc::new(crate::journal::NvramJournal::new(region.clone()).keeping_write_data(false).ops_after(&log));
+    let journal = Arc::new(
+        crate::journal::NvramJournal::new(region.clone())
+            .keeping_write_data(policy.survives_power_loss())
+            .ops_after(&log),
+    );
     let mut server = Server::restored(cfg, model).map_err(|e| e.to_string())?;
     // The set's own GUID, as its home node answered with it.
     let (storage, fresh) = (t.sets.storage.clone(), rand::random());
     server.guid = crate::pair::sets::set_guid_of(storage, set, fresh).await?;
     server.journal = journal.clone();
-    server.retirer.enable(false);
+    server.retirer.enable(policy.survives_power_loss());
+    // Our connections to the set, for the tickle of a later takeover of it.
+    server.conns = Some(crate::pair::conns::Conns::new(&t.sets.storage, set));
     // Valid until the set is handed back: nobody else may serve it meanwhile.
     let lease = Arc::new(crate::pair::sets::Lease::unlimited());
     for share in &server.shares {
@@ -168,14 +205,23 @@ pub async fn take(
         waited_ms = waited.as_millis() as u64,
         "pair: the partner's lease has run out"
     );
-    // The partner's page cache may be gone with it (another machine): the
-    // answered WRITEs whose data its log holds are written again, unless it ran
-    // on this kernel (then its page cache outlived it, as after a killed process).
+    // The writer's page cache may be gone with it (another machine, a power
+    // loss): the answered WRITEs whose data its log holds are written again,
+    // unless it ran on this boot of this kernel (its page cache outlived it, as
+    // after a killed process). The writer is the partner for its mirrored
+    // journal, this node for the set's journal it kept.
     let (storage, partner) = (t.sets.storage.clone(), NodeId(set.0));
-    let same =
-        tokio::task::spawn_blocking(move || crate::pair::sets::same_kernel(&storage, partner)).await.unwrap_or(false);
+    let same = tokio::task::spawn_blocking(move || match kept {
+        true => super::taken::same_boot(&storage, set),
+        false => crate::pair::sets::same_kernel(&storage, partner),
+    })
+    .await
+    .unwrap_or(false);
     if same && !writes.is_empty() {
-        info!(writes = writes.len(), "the partner ran on this kernel: its page cache holds every answered WRITE");
+        info!(
+            writes = writes.len(),
+            "the set's last writer ran on this kernel: its page cache holds every answered WRITE"
+        );
     }
     let writes = if policy.survives_power_loss() && !same { writes } else { Vec::new() };
     if !writes.is_empty() || !creates.is_empty() {
@@ -184,14 +230,20 @@ pub async fn take(
         super::redo::undo_creates(&server, &model, &creates);
     }
     super::start_from(&server, &region, &journal, Some(&log), &renames, &appends).await?;
+    region.set_flag(::takeover::Flag::NonElectiveReboot).map_err(|e| format!("the set's journal: {e}"))?;
     info!(
         set = set.0,
         epoch = epoch.0,
         records = log.records.len(),
         took_ms = t0.elapsed().as_millis() as u64,
-        "pair: the partner's set restored from the mirror"
+        "pair: the partner's set restored from {from}"
     );
-    Ok((server, storage_image))
+    Ok(Taken { server, journal: region, old_conns })
+}
+
+/// Runs `f` on a blocking thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())?
 }
 
 /// After the set's address was taken and bound: a tickle ACK to each client
@@ -199,20 +251,15 @@ pub async fn take(
 /// node's clients are reset and reconnect here now; again a second later (an
 /// answer to the first that still went to the old owner). Failpoint
 /// `no-tickle:1` leaves it out (a test measures what it saves).
-pub async fn tickle_old_owner(pair: &Pair, storage: &std::path::Path, set: &crate::pair::config::SetConfig) {
+pub async fn tickle_old_owner(
+    pair: &Pair,
+    set: &crate::pair::config::SetConfig,
+    listed: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
+) {
     if !pair.addresses().moves() || crate::failpoint::pause_ms("no-tickle").is_some() {
         return;
     }
-    let (dir, id) = (storage.to_path_buf(), SetId(set.home));
-    let listed = tokio::task::spawn_blocking(move || crate::pair::conns::read(&dir, id)).await;
-    let clients: Vec<_> = match listed {
-        Ok(Ok(l)) => l.into_iter().filter(|(_, server)| *server == set.address).map(|(c, _)| c).collect(),
-        Ok(Err(e)) => {
-            tracing::warn!(set = set.home, "pair: cannot read the old owner's connections (no tickle): {e}");
-            return;
-        }
-        Err(_) => return,
-    };
+    let clients: Vec<_> = listed.into_iter().filter(|(_, server)| *server == set.address).map(|(c, _)| c).collect();
     for round in 0..2 {
         if round > 0 {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;

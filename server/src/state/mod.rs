@@ -164,6 +164,10 @@ pub struct Server {
     /// The lease this server's share set is served under, on a pair member: the
     /// pipeline's gate and the shares' fence ([`crate::pair::fence`]).
     pub lease: Option<Arc<crate::pair::sets::Lease>>,
+    /// Where this server's client connections are listed for the partner's
+    /// tickle after a takeover ([`crate::pair::conns`]), when it serves the
+    /// partner's set (our own set's list is the pair's, [`crate::pair::Pair::conns`]).
+    pub conns: Option<Arc<crate::pair::conns::Conns>>,
     /// What the connections' writers sent from files (`sendfile`).
     pub sent: Arc<crate::limits::SendStats>,
     /// Each client's connections, oldest first: where lease breaks go
@@ -245,6 +249,7 @@ impl Server {
             stop: tokio::sync::Notify::new(),
             pair: None,
             lease: None,
+            conns: None,
             sent: Arc::default(),
             clients: Arc::default(),
             journal: Arc::new(crate::journal::NoJournal),
