@@ -300,12 +300,18 @@ fn pick(m: &Model, c: &Choice, kind: u8, now: Timestamp) -> Option<Vec<Delta>> {
                 file: o.info().file,
             })
         }
+        28 => {
+            let s = nth(p.sessions(), c.b)?.info();
+            let again =
+                SessionInfo { id: s.id, client_guid: s.client_guid, created_at: s.created_at, ..session_info(0, c) };
+            one(Delta::SessionReauthenticated(Box::new(again)))
+        }
         _ => Some(m.expired(now.plus_ms(c.b % 10_000))).filter(|d| !d.is_empty()),
     }
 }
 
 /// The kinds of change [`pick`] makes.
-const KINDS: u8 = 29;
+const KINDS: u8 = 30;
 
 /// A valid change, falling back on an open, a tree connect or a session when the kind
 /// picked has nothing to act on.

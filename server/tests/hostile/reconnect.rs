@@ -41,3 +41,77 @@ fn a_dropped_connections_opens_do_not_refuse_the_next_one() {
         assert!(r.is_ok(), "round {round}: {r:?}");
     }
 }
+
+/// A CREATE that waits for a batch oplock's break, under a CreateGuid
+/// (DH2Q, which keeps it going when its channel is lost, [MS-SMB2]
+/// 3.3.5.9.10), while its session is torn down (its only connection lost,
+/// 3.3.7.1): when the break ends, the CREATE is cancelled with its session
+/// and leaves no open behind. Before, the open was made and put in the
+/// table of the session torn down, where nothing would ever close it: its
+/// share modes refused every later open that shares nothing, and the state
+/// model refused its `OpenUp` (no such session; check mode's report counted
+/// the mismatch, smbtorture `smb2.replay` dhv2-pending*-windows made ~1500).
+#[test]
+fn a_pending_create_whose_session_ended_leaves_no_open() {
+    use bytes::BytesMut;
+    use protocol::header::Command;
+    use protocol::msg::create::{share_access, CreateRequest, CreateResponse};
+    use protocol::msg::create_context::{DurableHandleRequestV2, RequestContext};
+    use protocol::NtStatus;
+
+    let report = tempfile::tempdir().unwrap();
+    let report = report.path().join("check");
+    // Check mode (`server/src/state/record.rs`), for the in-process server
+    // this test's process runs.
+    std::env::set_var("DUET_CHECK_MODEL", &report);
+    let (addr, _dir) = common::start_in_process(&[("duet", "duetpass")], None);
+    let mut holder = Client::logged_on(addr, dialect::SMB3_0_2, "duet", "duetpass");
+    holder.tree_connect("data").unwrap();
+    let mut batch = Client::create_body("held.txt", ACCESS_RW, create_disposition::OPEN_IF, 0);
+    batch[3] = 0x09; // RequestedOplockLevel: batch ([MS-SMB2] 2.2.13)
+    let a = holder.call(Command::Create, &batch);
+    assert_eq!(a.status(), NtStatus::SUCCESS);
+    let held = CreateResponse::parse(&a.msg).unwrap();
+    assert_eq!(held.oplock_level, 0x09, "the holder got its batch oplock");
+
+    let mut waiter = Client::logged_on(addr, dialect::SMB3_0_2, "duet", "duetpass");
+    waiter.tree_connect("data").unwrap();
+    let mut body = BytesMut::new();
+    CreateRequest {
+        security_flags: 0,
+        requested_oplock_level: 0,
+        impersonation_level: 2,
+        smb_create_flags: 0,
+        desired_access: ACCESS_RW,
+        file_attributes: 0,
+        share_access: share_access::READ | share_access::WRITE | share_access::DELETE,
+        create_disposition: create_disposition::OPEN,
+        create_options: 0,
+        name: "held.txt".into(),
+        create_contexts: vec![RequestContext::DurableHandleRequestV2(DurableHandleRequestV2 {
+            timeout: 0,
+            flags: 0,
+            create_guid: [0x5a; 16],
+        })],
+    }
+    .encode(&mut body);
+    waiter.send(Command::Create, &body);
+    let interim = waiter.recv().expect("the CREATE's interim answer");
+    assert_eq!(interim.status(), NtStatus::PENDING, "the CREATE waits for the break");
+    let notice = holder.recv().expect("the break notice");
+    assert_eq!(notice.hdr.command(), Some(Command::OplockBreak));
+    // The waiter's only connection goes: its session is torn down while
+    // the CREATE still waits.
+    drop(waiter);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The break ends: the holder closes, and the CREATE goes on.
+    assert_eq!(holder.close(held.file_id), NtStatus::SUCCESS);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // No open was left behind: an open that shares nothing is granted.
+    let mut exclusive = Client::create_body("held.txt", ACCESS_RW, create_disposition::OPEN, 0);
+    exclusive[32..36].copy_from_slice(&0u32.to_le_bytes()); // ShareAccess: none
+    let a = holder.call(Command::Create, &exclusive);
+    assert_eq!(a.status(), NtStatus::SUCCESS, "an open was left behind by the cancelled CREATE");
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    assert!(text.contains("\nmismatches 0\n"), "the state model refused a change:\n{text}");
+}
