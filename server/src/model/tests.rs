@@ -832,7 +832,7 @@ fn checkpoint_layout() {
     // A delta: version, kind, fields.
     assert_eq!(Delta::NewGeneration { set: SetId(0x102) }.to_bytes(), vec![1, 0x01, 0x02, 0x01]);
     assert_eq!(Delta::decode(&[1, 0x01, 0x02, 0x01, 0]), Err(DecodeError::Trailing(1)));
-    assert_eq!(Delta::decode(&[1, 0x1d]), Err(DecodeError::BadValue { what: "delta kind", value: 0x1d }));
+    assert_eq!(Delta::decode(&[1, 0x1e]), Err(DecodeError::BadValue { what: "delta kind", value: 0x1e }));
     assert_eq!(Delta::decode(&[2, 0x01, 0, 0]), Err(DecodeError::Version(2)));
 }
 

@@ -674,7 +674,7 @@ impl Server {
     /// takes the session table's lock, then the session's, then the
     /// model's, and reads the record as it is then, so that the handle
     /// ends as the model is whatever order two requests' refreshes run in.
-    fn refresh_handles(&self, deltas: &[Delta]) {
+    pub fn refresh_handles(&self, deltas: &[Delta]) {
         for d in deltas {
             let (session, tree) = match d {
                 Delta::SessionUp(i) | Delta::SessionReauthenticated(i) => (i.id, None),
