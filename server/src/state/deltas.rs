@@ -83,7 +83,7 @@ pub fn session_down(session: &Session) -> Option<Delta> {
 /// A tree connect of a disk share (IPC$ is not recorded): `None` when the
 /// model does not have the session.
 pub fn tree_up(session: &Session, tree: TreeInfo) -> Option<Delta> {
-    session.up.load(Ordering::Acquire).then(|| Delta::TreeUp { session: SessionId(session.id), tree })
+    session.up.load(Ordering::Acquire).then_some(Delta::TreeUp { session: SessionId(session.id), tree })
 }
 
 pub fn tree_down(session: &Session, tree: &Tree) -> Option<Delta> {
