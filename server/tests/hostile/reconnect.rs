@@ -7,6 +7,9 @@
 //! machine before, and in none of 8 after. This test loses the race only
 //! under load, so on a quiet machine it passes without the retry too: it
 //! guards the behaviour, it does not reproduce the race.
+//!
+//! A CREATE that waits for an oplock break while its session ends is
+//! cancelled with it, and leaves no open in the session that ended.
 
 use protocol::msg::create::create_disposition;
 use protocol::msg::negotiate::dialect;
