@@ -179,7 +179,7 @@ fn decrypt(conn: &ConnState, mut frame: BytesMut) -> Option<(Bytes, Arc<SessionC
     let session = conn.session(th.session_id)?;
     {
         let inner = lock(&session.inner);
-        if inner.anonymous || inner.guest {
+        if inner.unauthenticated() {
             return None;
         }
     }
@@ -903,7 +903,15 @@ async fn run_element(
         if command != Command::SessionSetup {
             let inner = lock(&s.inner);
             match inner.auth {
-                crate::state::session::AuthState::Valid => {}
+                // As the model's record says ([MS-SMB2] 3.3.5.2.9): none
+                // yet (its logon's point 3 has not passed) is no session.
+                crate::state::session::AuthState::Valid => match inner.info() {
+                    None => return Err(NtStatus::USER_SESSION_DELETED),
+                    Some(i) if i.expires_at.is_some_and(|t| t <= crate::state::deltas::now()) => {
+                        return Err(NtStatus::NETWORK_SESSION_EXPIRED)
+                    }
+                    Some(_) => {}
+                },
                 crate::state::session::AuthState::Expired => return Err(NtStatus::NETWORK_SESSION_EXPIRED),
                 crate::state::session::AuthState::InProgress { .. } => return Err(NtStatus::USER_SESSION_DELETED),
             }

@@ -22,14 +22,14 @@ use tracing::{debug, warn};
 use super::{file_stat, generic_map};
 use crate::fs::{self, FsError, SmbPath};
 use crate::handler::{Ctx, HResult, Resp};
-use crate::model::{Delta, Durability, PersistentFileId, SessionId, TreeId, VolatileFileId};
+use crate::model::{Delta, Durability, Owner, PersistentFileId, SessionId, TreeId, VolatileFileId};
 use crate::state::deltas;
 use crate::state::files::{access, Breaks, FileTable, FileUid, Inode, LeaseGrant, OpenRef};
 use crate::state::lease::{lease_state, LeaseId};
 use crate::state::notify::{action, filter};
 use crate::state::open::{AppInstance, Open, OpenFields, OpenKind, OpenState};
 use crate::state::oplock::{self, BreakSink};
-use crate::state::session::SessionCrypto;
+use crate::state::session::{AuthState, SessionCrypto};
 use crate::state::tree::TreeKind;
 use crate::state::{durable, Server, Session, Tree};
 use crate::state::{lock, now_filetime};
@@ -268,6 +268,31 @@ impl Opener {
         }
     }
 
+    /// Puts a new open in its session's table, and returns its delta
+    /// ([`deltas::open_up`]). A session torn down meanwhile (its last
+    /// channel lost, [MS-SMB2] 3.3.7.1; a LOGOFF, 3.3.5.6) while the
+    /// CREATE waited for an oplock or lease break has no table to put it
+    /// in, and the model no record to attach it to: the CREATE is
+    /// cancelled with its session (STATUS_USER_SESSION_DELETED, 3.3.5.2.9),
+    /// and the caller's reservation, dropped, undoes the open in the file
+    /// table (its share modes, its oplock or lease). Checked and done under
+    /// the session's lock, which the teardown takes to empty the table.
+    fn attach(&self, open: Arc<Open>, fields: &OpenFields) -> Result<Option<Delta>, NtStatus> {
+        let mut inner = lock(&self.session.inner);
+        if matches!(inner.auth, AuthState::Expired) {
+            debug!(session = self.session.id, "a CREATE's session ended while it waited: no open");
+            return Err(NtStatus::USER_SESSION_DELETED);
+        }
+        let up = deltas::open_up(&open, &inner, self.client_guid, fields);
+        inner.opens.insert(open.volatile_id, open);
+        Ok(up)
+    }
+
+    /// Has the session been torn down (see [`Opener::attach`])?
+    fn session_ended(&self) -> bool {
+        matches!(lock(&self.session.inner).auth, AuthState::Expired)
+    }
+
     fn sink(&self, id: u64) -> BreakSink {
         BreakSink {
             tx: self.tx.clone(),
@@ -295,6 +320,11 @@ fn wait_then_open(opener: Opener, msg: bytes::Bytes, key: FileUid, creating: Opt
         let mut key = key;
         loop {
             oplock::wait_for_breaks(&opener.server, key).await;
+            if opener.session_ended() {
+                // Cancelled with its session before it touches the file
+                // (an overwrite, a new file): see `Opener::attach`.
+                return Err(NtStatus::USER_SESSION_DELETED);
+            }
             let req = CreateRequest::parse(&msg).map_err(|_| NtStatus::INVALID_PARAMETER)?;
             match open_disk(&opener, &req)? {
                 Step::Done(r) => return Ok(r),
@@ -386,10 +416,7 @@ fn reconnect(
     v2: Option<DurableHandleReconnectV2>,
 ) -> HResult {
     let share = opener.tree.share().ok_or(NtStatus::INVALID_PARAMETER)?;
-    let (user, domain) = {
-        let i = lock(&opener.session.inner);
-        (i.user.clone(), i.domain.clone())
-    };
+    let Owner { user, domain } = lock(&opener.session.inner).owner();
     let server = &opener.server;
     // The open's durability and CreateGuid, as the model has them (they
     // never change: read before the retained opens' lock is taken).
@@ -868,10 +895,7 @@ fn open_pipe(
 ) -> HResult {
     let kind = protocol::rpc::PipeKind::from_name(&req.name).ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
     let mut pipe = protocol::rpc::Pipe::new(kind);
-    let unauthenticated = {
-        let i = lock(&session.inner);
-        i.anonymous || i.guest
-    };
+    let unauthenticated = lock(&session.inner).unauthenticated();
     if unauthenticated {
         pipe.set_caller(protocol::rpc::Caller::Anonymous);
     }
@@ -1377,9 +1401,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
         writing: Mutex::new(()),
         slot,
     });
-    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid, &fields)
-        .map(|d| deltas::with_grant(d, caching));
-    lock(&opener.session.inner).opens.insert(id, open);
+    let up = opener.attach(open, &fields)?.map(|d| deltas::with_grant(d, caching));
     rsv.keep();
     let fstat = file_stat(&st, false);
     if created {
@@ -1698,9 +1720,7 @@ fn open_stream(
         writing: Mutex::new(()),
         slot,
     });
-    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid, &fields)
-        .map(|d| deltas::with_grant(d, caching));
-    lock(&opener.session.inner).opens.insert(id, open);
+    let up = opener.attach(open, &fields).map_err(undo)?.map(|d| deltas::with_grant(d, caching));
     if created_file {
         server.report_change(&share.cfg.name, here.components(), action::ADDED, filter::FILE_NAME);
         server.break_parent_leases(&share.cfg.name, here.components(), None);

@@ -39,13 +39,14 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
 /// pushed to `out`: each open retained or closed, each tree connect, then
 /// the session.
 pub fn disconnect_session(server: &Arc<Server>, session: &Arc<Session>, out: &mut Vec<Delta>) {
-    let (opens, trees, user, domain) = {
+    let (opens, trees, owner) = {
         let mut inner = lock(&session.inner);
         inner.auth = AuthState::Expired;
         let trees: Vec<_> = inner.trees.drain().map(|(_, t)| t).collect();
         let opens: Vec<_> = inner.opens.drain().map(|(_, o)| o).collect();
-        (opens, trees, inner.user.clone(), inner.domain.clone())
+        (opens, trees, inner.owner())
     };
+    let (user, domain) = (owner.user, owner.domain);
     for o in opens {
         if let Err(o) = crate::state::durable::preserve(server, o, &user, &domain, out) {
             crate::state::close::close_open(server, &o, out);

@@ -26,14 +26,10 @@ const SUPPORTED: u32 = si::OWNER | si::GROUP | si::DACL | si::SACL;
 /// the server runs as.
 pub fn token(users: &crate::users::Users, session: &Session) -> Token {
     let inner = lock(&session.inner);
-    let user = users.sid(&inner.user).cloned().unwrap_or_else(|| acl::user_sid(&inner.user));
-    Token::for_session(
-        user,
-        inner.guest,
-        inner.anonymous,
-        nix::unistd::geteuid().as_raw(),
-        nix::unistd::getegid().as_raw(),
-    )
+    let (name, guest, anonymous) =
+        inner.info().map_or(("", false, false), |i| (&i.owner.user[..], i.guest, i.anonymous));
+    let user = users.sid(name).cloned().unwrap_or_else(|| acl::user_sid(name));
+    Token::for_session(user, guest, anonymous, nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw())
 }
 
 /// A stored descriptor's bytes as a descriptor; bytes that do not parse

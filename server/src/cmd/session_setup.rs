@@ -19,6 +19,8 @@ use tracing::{info, warn};
 use crate::config::Signing;
 use crate::connection::Binding;
 use crate::handler::{Ctx, HResult, Resp};
+use crate::model::Owner;
+use crate::state::deltas::Identity;
 use crate::state::session::{AuthState, SessionCrypto};
 use crate::state::{lock, now_filetime, Session};
 
@@ -191,7 +193,8 @@ fn setup(ctx: &mut Ctx<'_>) -> HResult {
 /// request, with the keys it still had.
 fn fail(ctx: &mut Ctx<'_>, session: &Arc<Session>, status: NtStatus) -> HResult {
     let sid = session.id;
-    let sign = if ctx.hdr.is_signed() { ctx.conn.signing_crypto(session).filter(|c| !c.signing_key.is_empty()) } else { None };
+    let sign =
+        if ctx.hdr.is_signed() { ctx.conn.signing_crypto(session).filter(|c| !c.signing_key.is_empty()) } else { None };
     ctx.conn.sessions.remove(&sid);
     ctx.conn.channels.remove(&sid);
     {
@@ -254,7 +257,11 @@ fn step(ctx: &Ctx<'_>, auth: &Session, req: &SessionSetupRequest<'_>) -> Leg {
         // An optimistic token for another mechanism: ask for NTLMSSP.
         None => Leg::More(spnego::encode_response(spnego::NegState::AcceptIncomplete, None, true)),
         Some(1) => match ntlm.challenge(token.ntlmssp) {
-            Ok(c) => Leg::More(if raw { c } else { spnego::encode_response(spnego::NegState::AcceptIncomplete, Some(&c), true) }),
+            Ok(c) => Leg::More(if raw {
+                c
+            } else {
+                spnego::encode_response(spnego::NegState::AcceptIncomplete, Some(&c), true)
+            }),
             Err(e) => {
                 warn!(peer = %ctx.conn.peer, "bad NTLM negotiate: {e}");
                 Leg::Fail(NtStatus::INVALID_PARAMETER)
@@ -302,7 +309,12 @@ fn step(ctx: &Ctx<'_>, auth: &Session, req: &SessionSetupRequest<'_>) -> Leg {
             let out = if raw {
                 Vec::new()
             } else {
-                spnego::encode_response_with_mic(spnego::NegState::AcceptCompleted, None, false, server_mic.as_ref().map(|m| &m[..]))
+                spnego::encode_response_with_mic(
+                    spnego::NegState::AcceptCompleted,
+                    None,
+                    false,
+                    server_mic.as_ref().map(|m| &m[..]),
+                )
             };
             Leg::Done(Done { user, domain, anonymous, guest, session_key, preauth: *preauth.value(), out })
         }
@@ -324,10 +336,16 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
     let dialect = ctx.conn.dialect;
     let sid = session.id;
     let Done { user, domain, anonymous, guest, session_key, preauth, out } = done;
-    let keys = kdf::derive(dialect, &session_key, (dialect == dialect::SMB3_1_1).then_some(&preauth), Some(ctx.conn.cipher).filter(|c| *c != 0));
+    let keys = kdf::derive(
+        dialect,
+        &session_key,
+        (dialect == dialect::SMB3_1_1).then_some(&preauth),
+        Some(ctx.conn.cipher).filter(|c| *c != 0),
+    );
     let unsigned = anonymous || guest;
-    let signing_required =
-        !unsigned && (ctx.server.cfg.signing == Signing::Required || u16::from(req.security_mode) & security_mode::SIGNING_REQUIRED != 0);
+    let signing_required = !unsigned
+        && (ctx.server.cfg.signing == Signing::Required
+            || u16::from(req.security_mode) & security_mode::SIGNING_REQUIRED != 0);
     let encrypt_data = !unsigned && ctx.server.cfg.encrypt && dialect >= dialect::SMB3_0 && ctx.conn.cipher != 0;
     let previous = session.crypto().filter(|c| !c.signing_key.is_empty());
     let crypto = match previous {
@@ -350,18 +368,18 @@ fn logged_on(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>, session: &Arc<Ses
     let encrypt_data = crypto.encrypt_data;
     let mut inner = lock(&session.inner);
     inner.auth = AuthState::Valid;
-    inner.user = user.clone();
-    inner.domain = domain.clone();
-    inner.anonymous = anonymous;
-    inner.guest = guest;
     inner.crypto = Some(crypto.clone());
     if !ctx.conn.channels.contains_key(&sid) {
         // Not a reauthentication over a bound channel: this is
         // Session.Connection.
         inner.conn_id = ctx.conn.id;
-        inner.client_guid = ctx.conn.client_guid;
     }
-    let up = crate::state::deltas::session_up(session, &inner);
+    // Who the user is, the keys and the policies are the model's record,
+    // which this element's point 3 brings in (and the session's handle
+    // copies then, `Server::refresh_handles`): a SessionUp at the first
+    // logon, a SessionReauthenticated after.
+    let who = Identity { owner: Owner { user: user.clone(), domain: domain.clone() }, guest, anonymous };
+    let up = crate::state::deltas::session_authenticated(session, &inner, who, ctx.conn.client_guid);
     drop(inner);
     ctx.deltas.extend(up);
     lock(&ctx.server.sessions).insert(sid, session.clone());
@@ -402,11 +420,12 @@ fn end_previous(ctx: &mut Ctx<'_>, prev_id: u64, user: &str, domain: &str) {
     };
     {
         let inner = lock(&prev.inner);
-        let same_user = !inner.anonymous
-            && !inner.guest
-            && !inner.user.is_empty()
-            && inner.user.eq_ignore_ascii_case(user)
-            && inner.domain.eq_ignore_ascii_case(domain);
+        let same_user = inner.info().is_some_and(|i| {
+            !i.anonymous
+                && !i.guest
+                && !i.owner.user.is_empty()
+                && i.owner.same_as(&Owner { user: user.into(), domain: domain.into() })
+        });
         if !same_user || matches!(inner.auth, AuthState::InProgress { .. }) {
             return;
         }
@@ -492,7 +511,7 @@ fn bind(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>) -> HResult {
     }
     {
         let inner = lock(&session.inner);
-        if inner.client_guid != ctx.conn.client_guid {
+        if inner.client_guid() != Some(ctx.conn.client_guid) {
             return reject(NtStatus::USER_SESSION_DELETED);
         }
         match inner.auth {
@@ -500,7 +519,7 @@ fn bind(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>) -> HResult {
             AuthState::InProgress { .. } => return reject(NtStatus::REQUEST_NOT_ACCEPTED),
             AuthState::Expired => return reject(NtStatus::NETWORK_SESSION_EXPIRED),
         }
-        if inner.anonymous || inner.guest {
+        if inner.unauthenticated() {
             return reject(NtStatus::NOT_SUPPORTED);
         }
         if inner.channels.len() >= MAX_CHANNELS_PER_SESSION && !here {
@@ -541,7 +560,7 @@ fn bind(ctx: &mut Ctx<'_>, req: &SessionSetupRequest<'_>) -> HResult {
     // The binding user must be the session's user (3.3.5.5.2).
     let same_user = {
         let inner = lock(&session.inner);
-        !done.anonymous && !done.guest && inner.user.eq_ignore_ascii_case(&done.user)
+        !done.anonymous && !done.guest && inner.info().is_some_and(|i| i.owner.user.eq_ignore_ascii_case(&done.user))
     };
     if !same_user {
         warn!(peer = %ctx.conn.peer, user = %done.user, session = sid, "binding by another user refused");
@@ -588,4 +607,3 @@ fn ntlm_user(msg: &[u8]) -> Option<String> {
     let b = msg.get(off..off.checked_add(len)?)?;
     protocol::codec::utf16le(b, "user").ok()
 }
-

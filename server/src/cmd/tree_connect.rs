@@ -3,15 +3,18 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use protocol::msg::tree_connect::{share_capabilities, share_flags, share_type, TreeConnectRequest, TreeConnectResponse};
+use protocol::msg::tree_connect::{
+    share_capabilities, share_flags, share_type, TreeConnectRequest, TreeConnectResponse,
+};
 use protocol::msg::tree_disconnect::{TreeDisconnectRequest, TreeDisconnectResponse};
 use protocol::NtStatus;
 use tracing::{debug, info};
 
 use crate::handler::{Ctx, HResult, Resp};
+use crate::model::{TreeId, TreeInfo};
 use crate::state::files::access;
-use crate::state::tree::{Tree, TreeKind};
 use crate::state::lock;
+use crate::state::tree::{Tree, TreeKind};
 
 /// Tree connects one session may hold.
 pub const MAX_TREES_PER_SESSION: usize = 1024;
@@ -31,7 +34,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     }
     let (guest, anonymous) = {
         let i = lock(&session.inner);
-        (i.guest, i.anonymous)
+        i.info().map_or((false, false), |i| (i.guest, i.anonymous))
     };
     let dialect = ctx.conn.dialect;
     let (kind, encrypt, read_only) = if name.eq_ignore_ascii_case("IPC$") {
@@ -64,10 +67,23 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     }
     let id = ctx.server.next_tree_id();
     let is_ipc = matches!(kind, TreeKind::Ipc);
-    let tree = Arc::new(Tree { id, kind, encrypt, read_only, maximal_access });
-    let ca = tree.share().is_some_and(|s| s.cfg.continuous_availability);
-    ctx.deltas.extend(crate::state::deltas::tree_up(&session, &tree));
-    lock(&session.inner).trees.insert(id, tree);
+    let ca = match &kind {
+        TreeKind::Disk(share) => {
+            // The model's record; the session's handle of it is made
+            // when it is applied, at this element's point 3
+            // ([`crate::state::Server::refresh_handles`]).
+            let tree = TreeInfo { id: TreeId(id), share: share.cfg.name.clone(), encrypt, read_only, maximal_access };
+            let up = crate::state::deltas::tree_up(&session, tree).ok_or(NtStatus::USER_SESSION_DELETED)?;
+            ctx.deltas.push(up);
+            share.cfg.continuous_availability
+        }
+        TreeKind::Ipc => {
+            // Not recorded: IPC$'s handle is the only one.
+            let tree = Arc::new(Tree { id, kind, encrypt, read_only, maximal_access });
+            lock(&session.inner).trees.insert(id, tree);
+            false
+        }
+    };
     let mut flags = if is_ipc { share_flags::NO_CACHING } else { share_flags::MANUAL_CACHING };
     if encrypt {
         flags |= share_flags::ENCRYPT_DATA;
@@ -77,11 +93,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         share_type: if is_ipc { share_type::PIPE } else { share_type::DISK },
         share_flags: flags,
         // [MS-SMB2] 3.3.5.7: a continuously available share says so.
-        capabilities: if ca {
-            share_capabilities::CONTINUOUS_AVAILABILITY
-        } else {
-            0
-        },
+        capabilities: if ca { share_capabilities::CONTINUOUS_AVAILABILITY } else { 0 },
         maximal_access,
     }
     .encode(&mut body);
@@ -97,6 +109,8 @@ pub fn disconnect(ctx: &mut Ctx<'_>) -> HResult {
     let tree = ctx.tree()?.clone();
     let opens: Vec<_> = {
         let mut inner = lock(&session.inner);
+        // The handle goes now, so that no request starts on the tree; the
+        // model's record goes with `TreeDown` at point 3.
         inner.trees.remove(&tree.id);
         let ids: Vec<u64> = inner.opens.iter().filter(|(_, o)| o.tree.id == tree.id).map(|(k, _)| *k).collect();
         ids.into_iter().filter_map(|k| inner.opens.remove(&k)).collect()

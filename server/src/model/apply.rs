@@ -45,6 +45,13 @@ impl Partition {
                 self.ids.advance(IdParts::of(id.0).counter);
                 self.sessions.insert(id, SessionRecord::new((**info).clone()));
             }
+            SessionReauthenticated(info) => {
+                let s = self.session_mut(info.id)?;
+                if s.info.client_guid != info.client_guid || s.info.created_at != info.created_at {
+                    return Err(ApplyError::Invalid("re-authentication changes the ClientGuid or creation time"));
+                }
+                s.info = (**info).clone();
+            }
             SessionExpiry { session, expires_at } => {
                 self.session_mut(*session)?.info.expires_at = *expires_at;
             }

@@ -658,6 +658,7 @@ pub(super) fn get_lease(r: &mut Reader<'_>) -> Result<LeaseRecord, DecodeError> 
 //   0x1a ReplayIneligible   { open:u64 }
 //   0x1b AppendedAt         { open:u64 | offset:u64 }
 //   0x1c ClosedAfterWriting { open:u64 | share:str | path:str | file:u128 }
+//   0x1d SessionReauthenticated { SessionInfo }
 impl Delta {
     /// Appends the delta's encoding to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -816,6 +817,10 @@ impl Delta {
                 w.str(path);
                 w.u128(file.0);
             }
+            SessionReauthenticated(info) => {
+                w.u8(0x1d);
+                put_session_info(&mut w, info);
+            }
         }
     }
 
@@ -911,6 +916,7 @@ impl Delta {
             0x1a => ReplayIneligible { open: open(r)? },
             0x1b => AppendedAt { open: open(r)?, offset: r.u64()? },
             0x1c => ClosedAfterWriting { open: open(r)?, share: r.str()?, path: r.str()?, file: FileUid(r.u128()?) },
+            0x1d => SessionReauthenticated(Box::new(get_session_info(r)?)),
             kind => return Err(bad("delta kind", kind)),
         })
     }

@@ -108,6 +108,10 @@ pub enum Delta {
     /// keeps nothing of it: a redo after a power loss places the open's answered WRITEs
     /// by it when the log no longer has the open's `OpenUp` ([`crate::restart::redo`]).
     ClosedAfterWriting { open: PersistentFileId, share: String, path: String, file: FileUid },
+    /// A re-authentication of the session completed ([MS-SMB2] 3.3.5.5.3): its user,
+    /// keys, policies and expiry are now these (its id, ClientGuid and creation time
+    /// stay; its tree connects and opens are unchanged).
+    SessionReauthenticated(Box<SessionInfo>),
 }
 
 impl Delta {
@@ -124,7 +128,7 @@ impl Delta {
             | LeaseGone { set, .. }
             | DeletePendingSet { set, .. }
             | FileMoved { set, .. } => *set,
-            SessionUp(info) => info.id.set(),
+            SessionUp(info) | SessionReauthenticated(info) => info.id.set(),
             SessionExpiry { session, .. }
             | SessionDown { session }
             | TreeUp { session, .. }

@@ -1,6 +1,10 @@
 //! Sessions and their tree connects ([MS-SMB2] 3.3.1.8 Per Session, 3.3.1.9 Per Tree
 //! Connect), as far as they outlive a connection.
 //!
+//! The model is the only holder of these fields: the runtime session and
+//! tree connect are handles made from these records when a delta that
+//! changes them is applied (`crate::state::record`).
+//!
 //! Only sessions whose authentication completed are in the model: a session in progress
 //! (its NTLM context, its preauth hash) is runtime state, and a client whose node died
 //! mid-authentication starts over. The channel list (the connections a session can be

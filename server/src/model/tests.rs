@@ -300,12 +300,18 @@ fn pick(m: &Model, c: &Choice, kind: u8, now: Timestamp) -> Option<Vec<Delta>> {
                 file: o.info().file,
             })
         }
+        28 => {
+            let s = nth(p.sessions(), c.b)?.info();
+            let again =
+                SessionInfo { id: s.id, client_guid: s.client_guid, created_at: s.created_at, ..session_info(0, c) };
+            one(Delta::SessionReauthenticated(Box::new(again)))
+        }
         _ => Some(m.expired(now.plus_ms(c.b % 10_000))).filter(|d| !d.is_empty()),
     }
 }
 
 /// The kinds of change [`pick`] makes.
-const KINDS: u8 = 29;
+const KINDS: u8 = 30;
 
 /// A valid change, falling back on an open, a tree connect or a session when the kind
 /// picked has nothing to act on.
@@ -826,7 +832,7 @@ fn checkpoint_layout() {
     // A delta: version, kind, fields.
     assert_eq!(Delta::NewGeneration { set: SetId(0x102) }.to_bytes(), vec![1, 0x01, 0x02, 0x01]);
     assert_eq!(Delta::decode(&[1, 0x01, 0x02, 0x01, 0]), Err(DecodeError::Trailing(1)));
-    assert_eq!(Delta::decode(&[1, 0x1d]), Err(DecodeError::BadValue { what: "delta kind", value: 0x1d }));
+    assert_eq!(Delta::decode(&[1, 0x1e]), Err(DecodeError::BadValue { what: "delta kind", value: 0x1e }));
     assert_eq!(Delta::decode(&[2, 0x01, 0, 0]), Err(DecodeError::Version(2)));
 }
 

@@ -1,6 +1,6 @@
 //! What the state model records of the runtime objects: the [`Delta`]s
-//! that bring a session, a tree connect or an open into the model and take
-//! it out again. Only what a restart or a takeover needs is recorded:
+//! that bring a session, a tree connect or an open into the model, change a
+//! session (a re-authentication), and take them out again. Only what a restart or a takeover needs is recorded:
 //! sessions that completed authentication, tree connects of disk shares,
 //! and opens of files and directories (not IPC$ and its pipes).
 
@@ -21,13 +21,25 @@ pub fn now() -> Timestamp {
     Timestamp(d.as_millis() as u64)
 }
 
-/// A session that completed authentication (the first time only: a
-/// reauthentication changes nothing the model keeps). `None` when it was
-/// recorded already.
-pub fn session_up(session: &Session, inner: &SessionInner) -> Option<Delta> {
-    if session.up.swap(true, Ordering::AcqRel) {
-        return None;
-    }
+/// Who a completed authentication says the user is.
+pub struct Identity {
+    pub owner: Owner,
+    pub guest: bool,
+    pub anonymous: bool,
+}
+
+/// A session whose authentication completed, with the keys it has now
+/// (`inner.crypto`): its `SessionUp` the first time, which brings in the
+/// ClientGuid of the connection it was set up on; a
+/// `SessionReauthenticated` after that ([MS-SMB2] 3.3.5.5.3), which keeps
+/// the ClientGuid, creation time and expiry of the record the handle holds
+/// (`None` when it holds none yet).
+pub fn session_authenticated(
+    session: &Session,
+    inner: &SessionInner,
+    who: Identity,
+    client_guid: [u8; 16],
+) -> Option<Delta> {
     let keys = inner.crypto.as_ref().map_or_else(SessionKeys::default, |c| SessionKeys {
         session_key: Vec::new(),
         signing: c.signing_key.clone(),
@@ -36,12 +48,12 @@ pub fn session_up(session: &Session, inner: &SessionInner) -> Option<Delta> {
         application: Vec::new(),
     });
     let c = inner.crypto.as_deref();
-    Some(Delta::SessionUp(Box::new(SessionInfo {
+    let info = SessionInfo {
         id: SessionId(session.id),
-        owner: Owner { user: inner.user.clone(), domain: inner.domain.clone() },
-        guest: inner.guest,
-        anonymous: inner.anonymous,
-        client_guid: ClientGuid(inner.client_guid),
+        owner: who.owner,
+        guest: who.guest,
+        anonymous: who.anonymous,
+        client_guid: ClientGuid(client_guid),
         dialect: c.map_or(0, |c| c.dialect),
         signing_algorithm: c.map_or(0, |c| c.signing_alg as u16),
         cipher: c.map_or(0, |c| c.cipher),
@@ -50,6 +62,16 @@ pub fn session_up(session: &Session, inner: &SessionInner) -> Option<Delta> {
         keys,
         created_at: now(),
         expires_at: None,
+    };
+    if !session.up.swap(true, Ordering::AcqRel) {
+        return Some(Delta::SessionUp(Box::new(info)));
+    }
+    let was = inner.info()?;
+    Some(Delta::SessionReauthenticated(Box::new(SessionInfo {
+        client_guid: was.client_guid,
+        created_at: was.created_at,
+        expires_at: was.expires_at,
+        ..info
     })))
 }
 
@@ -58,19 +80,10 @@ pub fn session_down(session: &Session) -> Option<Delta> {
     session.up.swap(false, Ordering::AcqRel).then_some(Delta::SessionDown { session: SessionId(session.id) })
 }
 
-/// A tree connect of a disk share (IPC$ is not recorded).
-pub fn tree_up(session: &Session, tree: &Tree) -> Option<Delta> {
-    let share = tree.share()?;
-    session.up.load(Ordering::Acquire).then(|| Delta::TreeUp {
-        session: SessionId(session.id),
-        tree: TreeInfo {
-            id: TreeId(tree.id),
-            share: share.cfg.name.clone(),
-            encrypt: tree.encrypt,
-            read_only: tree.read_only,
-            maximal_access: tree.maximal_access,
-        },
-    })
+/// A tree connect of a disk share (IPC$ is not recorded): `None` when the
+/// model does not have the session.
+pub fn tree_up(session: &Session, tree: TreeInfo) -> Option<Delta> {
+    session.up.load(Ordering::Acquire).then_some(Delta::TreeUp { session: SessionId(session.id), tree })
 }
 
 pub fn tree_down(session: &Session, tree: &Tree) -> Option<Delta> {
@@ -94,7 +107,7 @@ pub fn open_up(open: &Open, inner: &SessionInner, client_guid: [u8; 16], f: &Ope
             client_guid: ClientGuid(client_guid),
             app_instance_id: f.app_instance.map(|a| AppInstanceId(a.id)),
             app_instance_version: f.app_instance.and_then(|a| a.version),
-            owner: Owner { user: inner.user.clone(), domain: inner.domain.clone() },
+            owner: inner.owner(),
             durability: f.durability,
             replay_eligible: f.replay_eligible,
             granted_access: open.access,

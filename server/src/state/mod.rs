@@ -2,6 +2,9 @@
 //!
 //! Sessions live in a server-wide table (a session can be reached from a
 //! new connection on reconnect); trees and opens belong to their session.
+//! A session's and a tree connect's long-lived fields are the state
+//! model's; the runtime [`Session`] and [`Tree`] are handles made from its
+//! records (see "Sessions and tree connects" in [`record`]).
 //! The per-file table ([`files::FileTable`]) is server-wide: share modes,
 //! delete-on-close, oplocks and leases concern every open of a file,
 //! whichever connection made it. Byte-range locks and lock sequences are
@@ -13,7 +16,9 @@
 //! [`lock`]. While holding one, take only locks ranked below it; never two
 //! of one rank at once (two sessions' `inner`, two opens' `st`):
 //!
-//! 1. `Session.inner`: a session's auth state, trees and opens.
+//! 1. `Session.inner`: a session's runtime handle: its auth exchange,
+//!    prepared keys, channels, its copy of the model's record, and the
+//!    handles of its trees and opens.
 //! 2. `Server.durable`: the retained (disconnected) durable opens.
 //! 3. `Open.writing`: one WRITE per open at a time.
 //! 4. `Open.st`: an open's mutable part.
@@ -48,7 +53,9 @@
 //! the reader thread holds nothing else while it reads).
 //!
 //! The nestings in use: `Session.inner` → `Open.st` (a new open's delta,
-//! [`deltas::open_up`]); `Server.durable` → `Server.files` and `Open.st`
+//! [`deltas::open_up`]); `Session.inner` → `Server.recorder` (a session's
+//! and its tree connects' handles made anew from the model's records
+//! after a batch is applied, `Server::refresh_handles` in [`record`]); `Server.durable` → `Server.files` and `Open.st`
 //! (the check of a reconnect, [`durable::reclaim`]); `Server.files` →
 //! `Server.recorder` (a [`record::FilesGuard`] dropped); `Open.writing` →
 //! `Server.files` and `Open.st` (a write and its write time); `Open.st` →

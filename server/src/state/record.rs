@@ -73,12 +73,40 @@
 //! to check), and wakes blocked LOCKs (`Server::lock_released`) when a
 //! lock goes or an open leaves the model.
 //!
+//! # Sessions and tree connects
+//!
+//! A session's long-lived fields (who the user is, guest or anonymous, the
+//! ClientGuid, the keys' bytes, dialect, cipher and signing policies, its
+//! creation and expiry: what a reconnect and PreviousSessionId need,
+//! [MS-SMB2] 3.3.5.5.3, 3.3.5.9.7) and its tree connects (share,
+//! encryption, read-only, maximal access) are the model's alone. A
+//! SESSION_SETUP that completes pushes `SessionUp` (the first time) or
+//! `SessionReauthenticated`, a TREE_CONNECT of a disk share `TreeUp`,
+//! with no runtime copy of their own; after each batch is applied
+//! ([`Server::apply`], [`Server::apply_journaled`], [`Server::point3`]),
+//! the handles of the sessions and tree connects it changed are made anew
+//! from the records the model has then (`Server::refresh_handles`): the
+//! session's immutable copy of its record
+//! ([`super::session::SessionInner::info`]), a tree connect's
+//! [`super::Tree`]. So every request finds them under the session's own
+//! lock, as the model last applied them, without the model's lock: the
+//! pipeline checks a session's state (no record yet, expired by its
+//! record's expiry) and finds its tree there, and the next element of a
+//! compound, whose point 3 follows the one before, sees them. What is
+//! runtime only stays on the handle: an authentication exchange in
+//! progress, the prepared keys (`SessionCrypto`), the channels and the
+//! connection, the handles of the opens, IPC$'s tree connects (pipes are
+//! not saved), and whether the handle was torn down (a LOGOFF, a lost last
+//! channel, which also drop their tree handles at once, before the
+//! model's `TreeDown` and `SessionDown` land at point 3).
+//!
 //! The model is the record of the long-lived state that a restart or a
 //! takeover restores, and the one copy of the opens' fields, byte-range
-//! locks and lock sequences; the runtime objects (`Session`, `Tree`,
-//! `Open`'s runtime part, the file table's share modes, delete-pending,
-//! oplocks and leases) still serve the requests with their own copies.
-//! [`Server::check_model`] holds those against the model.
+//! locks and lock sequences, and of the sessions and tree connects; the
+//! runtime objects (`Open`'s runtime part, the file table's share modes,
+//! delete-pending, oplocks and leases) still serve the requests with their
+//! own copies. [`Server::check_model`] holds those, and the handles' copies
+//! of the records, against the model.
 //!
 //! # Check mode
 //!
@@ -477,6 +505,7 @@ pub fn restorable(m: &Model, d: &Delta) -> bool {
         NewGeneration { .. }
         | IdsReserved { .. }
         | SessionUp(_)
+        | SessionReauthenticated(_)
         | SessionExpiry { .. }
         | SessionDown { .. }
         | TreeUp { .. }
@@ -582,6 +611,7 @@ impl Server {
         let applied = self.apply_locked(&mut r, deltas, &journaled, false);
         drop(r);
         self.after_apply(deltas, applied);
+        self.refresh_handles(deltas);
     }
 
     /// [`Server::apply`] for deltas the journal was given as `journaled`
@@ -595,6 +625,7 @@ impl Server {
         let applied = self.apply_locked(&mut r, deltas, journaled, true);
         drop(r);
         self.after_apply(deltas, applied);
+        self.refresh_handles(deltas);
     }
 
     /// The bytes of a batch for the journal and check mode, none when
@@ -666,6 +697,52 @@ impl Server {
         }
     }
 
+    /// Makes the runtime handles of the sessions and tree connects that
+    /// `deltas` changed anew from the model's records (see "Sessions and
+    /// tree connects" in the module doc): a session's copy of its record
+    /// ([`super::session::SessionInner::info`]), a tree connect's
+    /// [`super::Tree`] (made at its `TreeUp`, dropped at its `TreeDown`).
+    /// A handle torn down already is left alone. Called with no lock held
+    /// (by [`Server::apply`], [`Server::apply_journaled`] and
+    /// [`Server::point3`]: the changes made at once, through the file
+    /// table or [`Server::change_open`], are of opens and leases only);
+    /// takes the session table's lock, then the session's, then the
+    /// model's, and reads the record as it is then, so that the handle
+    /// ends as the model is whatever order two requests' refreshes run in.
+    pub fn refresh_handles(&self, deltas: &[Delta]) {
+        for d in deltas {
+            let (session, tree) = match d {
+                Delta::SessionUp(i) | Delta::SessionReauthenticated(i) => (i.id, None),
+                Delta::SessionExpiry { session, .. } | Delta::SessionDown { session } => (*session, None),
+                Delta::TreeUp { session, tree } => (*session, Some(tree.id)),
+                Delta::TreeDown { session, tree } => (*session, Some(*tree)),
+                _ => continue,
+            };
+            let Some(s) = self.session(session.0) else {
+                continue;
+            };
+            let mut inner = lock(&s.inner);
+            if matches!(inner.auth, super::session::AuthState::Expired) {
+                continue;
+            }
+            let r = lock(&self.recorder);
+            let record = r.model().session(session);
+            match tree {
+                None => inner.set_info(record.map(|rec| std::sync::Arc::new(rec.info().clone()))),
+                Some(t) => {
+                    let handle = record
+                        .and_then(|rec| rec.tree(t))
+                        .and_then(|info| super::Tree::from_record(info, self.share(&info.share)));
+                    drop(r);
+                    match handle {
+                        Some(h) => inner.trees.insert(t.0, std::sync::Arc::new(h)),
+                        None => inner.trees.remove(&t.0),
+                    };
+                }
+            }
+        }
+    }
+
     /// Point 3 of element `index` of `op`: its response and its deltas go to
     /// the journal, and the deltas are applied to the model, both under the
     /// model's lock when there are deltas, so that the log order of delta
@@ -703,6 +780,7 @@ impl Server {
             let applied = self.apply_locked(&mut r, deltas, &bytes, !waits);
             drop(r);
             self.after_apply(deltas, applied);
+            self.refresh_handles(deltas);
             Ok((t, keeps))
         })
         .await;
@@ -858,7 +936,9 @@ impl Server {
     }
 
     /// Compares the model with the runtime objects: the same sessions (that
-    /// completed authentication), tree connects of disk shares, opens of
+    /// completed authentication), each holding a copy of its record as the
+    /// model has it now, tree connects of disk shares whose handles copy
+    /// their records, opens of
     /// files (connected: by session, tree and volatile id; retained for a
     /// reconnect: disconnected), the count of byte-range locks that READ
     /// and WRITE read ([`Server::io_conflict`]; the locks themselves are the
@@ -871,16 +951,27 @@ impl Server {
         // Where an open is attached (session and tree; none when retained),
         // and its volatile id.
         type OpenView = (Option<(u64, u32)>, u64);
-        let mut live_sessions: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+        // A tree connect's id, share, encryption, read-only and maximal access.
+        type TreeView = (u32, String, bool, bool, u32);
+        let mut live_sessions: BTreeMap<u64, Vec<TreeView>> = BTreeMap::new();
+        // The copy of its record each session's handle holds.
+        let mut live_records: BTreeMap<u64, Option<crate::model::SessionInfo>> = BTreeMap::new();
         let mut live_opens: BTreeMap<u64, OpenView> = BTreeMap::new();
         let mut live_caching: BTreeMap<u64, CachingView> = BTreeMap::new();
         let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
         let mut keys = Vec::new();
         for s in sessions.iter().filter(|s| s.up.load(Ordering::Acquire)) {
             let inner = lock(&s.inner);
-            let mut trees: Vec<u32> = inner.trees.values().filter(|t| t.share().is_some()).map(|t| t.id).collect();
+            let mut trees: Vec<TreeView> = inner
+                .trees
+                .values()
+                .filter_map(|t| {
+                    t.share().map(|sh| (t.id, sh.cfg.name.clone(), t.encrypt, t.read_only, t.maximal_access))
+                })
+                .collect();
             trees.sort_unstable();
             live_sessions.insert(s.id, trees);
+            live_records.insert(s.id, inner.info().cloned());
             for o in inner.opens.values().filter(|o| o.key.is_some()) {
                 live_opens.insert(o.persistent_id, (Some((s.id, o.tree.id)), o.volatile_id));
                 keys.extend(o.key.map(|k| (k, o.persistent_id)));
@@ -906,7 +997,8 @@ impl Server {
             (r.model().clone(), r.waiting.len())
         };
         let counted = self.byte_locks.load(Ordering::Acquire);
-        let mut model_sessions: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+        let mut model_sessions: BTreeMap<u64, Vec<TreeView>> = BTreeMap::new();
+        let mut model_records: BTreeMap<u64, Option<crate::model::SessionInfo>> = BTreeMap::new();
         let mut model_opens: BTreeMap<u64, OpenView> = BTreeMap::new();
         let mut model_caching: BTreeMap<u64, CachingView> = BTreeMap::new();
         let mut model_leases: Vec<([u8; 16], [u8; 16])> = Vec::new();
@@ -916,9 +1008,11 @@ impl Server {
             };
             model_leases.extend(p.leases().map(|l| (l.id().client.0, l.id().key.0)));
             for s in p.sessions() {
-                let mut trees: Vec<u32> = s.trees().map(|t| t.id.0).collect();
+                let mut trees: Vec<TreeView> =
+                    s.trees().map(|t| (t.id.0, t.share.clone(), t.encrypt, t.read_only, t.maximal_access)).collect();
                 trees.sort_unstable();
                 model_sessions.insert(s.id().0, trees);
+                model_records.insert(s.id().0, Some(s.info().clone()));
             }
             for o in p.opens() {
                 let attached = o.session().zip(o.tree()).map(|(s, t)| (s.0, t.0));
@@ -928,6 +1022,7 @@ impl Server {
         }
         let mut diffs = Vec::new();
         diff("session", &live_sessions, &model_sessions, &mut diffs);
+        diff("record of session", &live_records, &model_records, &mut diffs);
         diff("open", &live_opens, &model_opens, &mut diffs);
         // Byte-range locks have no runtime copy to compare (the model's
         // own invariants hold every lock to an open of its file); what
@@ -1013,6 +1108,70 @@ impl Drop for FilesGuard<'_> {
 mod tests {
     use super::*;
     use crate::model::*;
+
+    /// A session's and its tree connects' handles are made from the
+    /// model's records when their deltas are applied, and only then: the
+    /// handle has no copy of its own before (the SESSION_SETUP's and the
+    /// TREE_CONNECT's deltas carry the fields), follows a
+    /// re-authentication, and loses the tree at its `TreeDown`.
+    #[test]
+    fn session_and_tree_handles_are_made_from_the_model() {
+        use crate::state::deltas::{self, Identity};
+        use crate::state::session::AuthState;
+        use crate::state::Session;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::default();
+        cfg.shares.push(crate::config::ShareConfig {
+            name: "data".into(),
+            path: dir.path().to_path_buf(),
+            encrypt: false,
+            guest_ok: false,
+            read_only: false,
+            continuous_availability: false,
+            time_machine: false,
+            time_machine_max_size: 0,
+            comment: String::new(),
+        });
+        let server = Server::new(cfg).unwrap();
+        let id = server.next_id();
+        let session = Arc::new(Session::new(id, 1, AuthState::Valid));
+        lock(&server.sessions).insert(id, session.clone());
+        let alice =
+            Identity { owner: Owner { user: "alice".into(), domain: "D".into() }, guest: false, anonymous: false };
+        let up = deltas::session_authenticated(&session, &lock(&session.inner), alice, [3; 16]).unwrap();
+        assert!(matches!(up, Delta::SessionUp(_)));
+        assert!(lock(&session.inner).info().is_none() && !session.is_valid(), "no copy before the model has it");
+        server.apply(&[up]);
+        assert!(session.is_valid());
+        let model = server.model();
+        assert_eq!(lock(&session.inner).info(), model.session(SessionId(id)).map(|r| r.info()));
+
+        let tree =
+            TreeInfo { id: TreeId(5), share: "data".into(), encrypt: true, read_only: true, maximal_access: 0x1234 };
+        let up = deltas::tree_up(&session, tree).unwrap();
+        assert!(session.tree(5).is_none());
+        server.apply(&[up]);
+        let t = session.tree(5).expect("the tree's handle, made as its TreeUp applied");
+        assert!(t.encrypt && t.read_only && t.maximal_access == 0x1234 && t.share().is_some());
+
+        let bob = Identity { owner: Owner { user: "bob".into(), domain: "D".into() }, guest: true, anonymous: false };
+        let again = deltas::session_authenticated(&session, &lock(&session.inner), bob, [9; 16]).unwrap();
+        assert!(matches!(again, Delta::SessionReauthenticated(_)));
+        server.apply(&[again]);
+        {
+            let inner = lock(&session.inner);
+            assert_eq!(inner.owner().user, "bob");
+            assert!(inner.unauthenticated());
+            assert_eq!(inner.client_guid(), Some([3; 16]), "a re-authentication keeps the ClientGuid");
+        }
+        server.check_model().unwrap();
+
+        server.apply(&[deltas::tree_down(&session, &t).unwrap()]);
+        assert!(session.tree(5).is_none(), "the handle goes with its record");
+        server.check_model().unwrap();
+    }
 
     const SET: SetId = SetId(0);
 

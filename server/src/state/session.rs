@@ -4,20 +4,27 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use protocol::auth::ntlm;
-use protocol::crypto::preauth::PreauthHash;
 use protocol::crypto::kdf::SessionKeys;
+use protocol::crypto::preauth::PreauthHash;
 use protocol::crypto::signing::SigningAlgorithm;
 use protocol::crypto::{CipherKey, CryptoError, SigningKey};
 
 use super::{lock, Open, Tree};
+use crate::model::{Owner, SessionInfo};
 
-/// How far authentication got.
+/// How far authentication got on this runtime handle (not saved: a session
+/// whose node died mid-authentication starts over).
 pub enum AuthState {
-    /// Between the first and the last SESSION_SETUP leg.
+    /// Between the first and the last SESSION_SETUP leg (a logon or a
+    /// re-authentication).
     InProgress { ntlm: Box<ntlm::ServerContext>, preauth: PreauthHash, mech_list: Option<Vec<u8>> },
+    /// The exchange completed. The session's long-lived fields are the
+    /// state model's record ([`SessionInner::info`]), which its
+    /// SESSION_SETUP's point 3 brings in.
     Valid,
-    /// The session was logged off or expired; requests get
-    /// STATUS_USER_SESSION_DELETED / STATUS_NETWORK_SESSION_EXPIRED.
+    /// The handle was torn down (LOGOFF, its last channel gone, a
+    /// reconnect with PreviousSessionId, a failed logon): no request
+    /// reaches the session through it again.
     Expired,
 }
 
@@ -87,7 +94,11 @@ impl SessionCrypto {
     /// A channel of this session: its own signing key and algorithm
     /// (Channel.SigningKey, [MS-SMB2] 3.3.5.5.3), the session's encryption
     /// keys (shared, not prepared again).
-    pub fn for_channel(&self, signing_alg: SigningAlgorithm, signing_key: Vec<u8>) -> Result<SessionCrypto, CryptoError> {
+    pub fn for_channel(
+        &self,
+        signing_alg: SigningAlgorithm,
+        signing_key: Vec<u8>,
+    ) -> Result<SessionCrypto, CryptoError> {
         Ok(SessionCrypto { signing_alg, signer: signer(signing_alg, &signing_key)?, signing_key, ..self.clone() })
     }
 
@@ -124,6 +135,19 @@ fn signer(alg: SigningAlgorithm, raw: &[u8]) -> Result<Option<Arc<SigningKey>>, 
     }
 }
 
+/// A session's runtime handle ([MS-SMB2] 3.3.1.8): what cannot be saved
+/// (the authentication exchange, the prepared keys, the channels, the
+/// connection, the handles of its opens and tree connects), and the state
+/// model's record of the rest, as last applied.
+///
+/// The long-lived fields (the user, guest and anonymous, the ClientGuid,
+/// the keys' bytes and policies, the expiry, the tree connects and their
+/// share) are the model's alone ([`crate::model::SessionRecord`]). The
+/// handle holds an immutable copy of the record, and of each tree
+/// connect's, made from the model when a delta that changes them is
+/// applied ([`super::Server::refresh_handles`]), so that a request reads
+/// them under the session's own lock and not the model's; nothing else
+/// sets them.
 pub struct Session {
     pub id: u64,
     pub inner: Mutex<SessionInner>,
@@ -137,23 +161,52 @@ pub struct Session {
 
 pub struct SessionInner {
     pub auth: AuthState,
-    pub user: String,
-    pub domain: String,
-    pub guest: bool,
-    pub anonymous: bool,
+    /// The model's record of the session (`None` before its SessionUp is
+    /// applied); set only by [`super::Server::refresh_handles`].
+    info: Option<Arc<SessionInfo>>,
+    /// The keys prepared for use (runtime: key schedules, GHASH tables).
     pub crypto: Option<Arc<SessionCrypto>>,
+    /// Tree connects by id: handles made from the model's records (disk
+    /// shares, [`super::Server::refresh_handles`]), and IPC$'s, which the
+    /// model does not record (its pipes are not saved).
     pub trees: HashMap<u32, Arc<Tree>>,
     /// Opens by volatile id.
     pub opens: HashMap<u64, Arc<Open>>,
     /// The connection the session was established on (Session.Connection).
     pub conn_id: u64,
-    /// The ClientGuid of the connection the session was established on,
-    /// which a binding connection must share ([MS-SMB2] 3.3.5.5).
-    pub client_guid: [u8; 16],
     /// The connections the session is reachable from: the one it was
     /// established on and those bound to it (Session.ChannelList, [MS-SMB2]
     /// 3.3.1.8). The session ends when the last one goes.
     pub channels: Vec<u64>,
+}
+
+impl SessionInner {
+    /// The model's record of the session, as last applied; `None` before
+    /// its logon's point 3.
+    pub fn info(&self) -> Option<&SessionInfo> {
+        self.info.as_deref()
+    }
+
+    /// Installs the model's record (`super::record`'s refresh only).
+    pub(super) fn set_info(&mut self, info: Option<Arc<SessionInfo>>) {
+        self.info = info;
+    }
+
+    /// The authenticated user (Session.SecurityContext); empty before the
+    /// logon's point 3.
+    pub fn owner(&self) -> Owner {
+        self.info().map_or_else(Owner::default, |i| i.owner.clone())
+    }
+
+    /// An anonymous or guest session (one without keys of its own)?
+    pub fn unauthenticated(&self) -> bool {
+        self.info().is_some_and(|i| i.anonymous || i.guest)
+    }
+
+    /// The ClientGuid of the connection the session was established on.
+    pub fn client_guid(&self) -> Option<[u8; 16]> {
+        self.info().map(|i| i.client_guid.0)
+    }
 }
 
 impl Session {
@@ -162,15 +215,11 @@ impl Session {
             id,
             inner: Mutex::new(SessionInner {
                 auth,
-                user: String::new(),
-                domain: String::new(),
-                guest: false,
-                anonymous: false,
+                info: None,
                 crypto: None,
                 trees: HashMap::new(),
                 opens: HashMap::new(),
                 conn_id,
-                client_guid: [0; 16],
                 channels: vec![conn_id],
             }),
             slot: None,
@@ -188,8 +237,10 @@ impl Session {
         lock(&self.inner).crypto.clone()
     }
 
+    /// Authenticated, in the model, and not torn down.
     pub fn is_valid(&self) -> bool {
-        matches!(lock(&self.inner).auth, AuthState::Valid)
+        let inner = lock(&self.inner);
+        matches!(inner.auth, AuthState::Valid) && inner.info.is_some()
     }
 
     pub fn tree(&self, id: u32) -> Option<Arc<Tree>> {
@@ -231,10 +282,24 @@ mod tests {
             let mut frame = vec![0u8; transform::TRANSFORM_HEADER_LEN + 300];
             let mut free = frame.clone();
             crypto.encrypt_in_place(9, &[3; 16][..transform::nonce_len(c).unwrap()], &mut frame).unwrap();
-            transform::encrypt_in_place(c, &crypto.encryption_key, 9, &[3; 16][..transform::nonce_len(c).unwrap()], &mut free).unwrap();
+            transform::encrypt_in_place(
+                c,
+                &crypto.encryption_key,
+                9,
+                &[3; 16][..transform::nonce_len(c).unwrap()],
+                &mut free,
+            )
+            .unwrap();
             assert_eq!(frame, free, "{c}");
             // Sealed with the decryption key, as a client would.
-            let sealed = transform::encrypt(c, &crypto.decryption_key, 9, &[4; 16][..transform::nonce_len(c).unwrap()], &[5; 80]).unwrap();
+            let sealed = transform::encrypt(
+                c,
+                &crypto.decryption_key,
+                9,
+                &[4; 16][..transform::nonce_len(c).unwrap()],
+                &[5; 80],
+            )
+            .unwrap();
             let mut opened = sealed.clone();
             crypto.decrypt_in_place(&mut opened).unwrap();
             assert_eq!(opened[transform::TRANSFORM_HEADER_LEN..], [5; 80]);
@@ -254,14 +319,24 @@ mod tests {
     #[test]
     fn missing_or_bad_keys() {
         // No keys (anonymous, guest): nothing signs or verifies, nothing is encrypted.
-        let none = SessionCrypto::new(dialect::SMB3_1_1, SigningAlgorithm::AesCmac, cipher::AES_128_GCM, None, false, false).unwrap();
+        let none =
+            SessionCrypto::new(dialect::SMB3_1_1, SigningAlgorithm::AesCmac, cipher::AES_128_GCM, None, false, false)
+                .unwrap();
         let mut msg = vec![0u8; 100];
         none.sign(&mut msg);
         assert_eq!(msg, vec![0u8; 100]);
         assert!(!none.verify(&msg));
         assert_eq!(none.encrypt_in_place(1, &[0; 12], &mut [0; 100]), Err(CryptoError::KeyLength(0)));
         // No cipher negotiated: each message fails as the free function would.
-        let plain = SessionCrypto::new(dialect::SMB3_1_1, SigningAlgorithm::AesCmac, 0, Some(keys(cipher::AES_128_GCM)), false, false).unwrap();
+        let plain = SessionCrypto::new(
+            dialect::SMB3_1_1,
+            SigningAlgorithm::AesCmac,
+            0,
+            Some(keys(cipher::AES_128_GCM)),
+            false,
+            false,
+        )
+        .unwrap();
         assert_eq!(plain.decrypt_in_place(&mut [0; 100]), Err(CryptoError::UnknownCipher(0)));
         assert!(plain.verify(&{
             let mut m = vec![1u8; 100];

@@ -21,7 +21,8 @@
 //!   one request makes holds for the next (a compound's CLOSE after its
 //!   SET_INFO's delete-on-close, a ChannelSequence raised by a large WRITE).
 //! - [`reconnect`]: a client that drops its connection and comes back at
-//!   once does not meet its own old opens.
+//!   once does not meet its own old opens; a CREATE that waits for a break
+//!   while its session ends leaves no open behind.
 //! - [`streams`]: stream names (`file:stream`) never reach outside the
 //!   share or through a symlink; a stream written past one xattr goes on
 //!   in place in its sidecar file.
