@@ -31,8 +31,9 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         return Err(NtStatus::INVALID_PARAMETER);
     }
     let share = open.share().ok_or(NtStatus::INVALID_PARAMETER)?;
-    let disk_dir: Vec<String> = lock(&ctx.server.files)
-        .path(&open.key.ok_or(NtStatus::INVALID_PARAMETER)?)
+    let disk_dir: Vec<String> = ctx
+        .server
+        .disk_path(&share.fs, open.key.ok_or(NtStatus::INVALID_PARAMETER)?)
         .map(|p| p.components().to_vec())
         .unwrap_or_default();
     let dir = disk_dir.iter().map(|c| c.to_lowercase()).collect();

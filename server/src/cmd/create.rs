@@ -429,7 +429,7 @@ fn reconnect(
             // A lease belongs to its client: the key must come from the
             // same ClientGuid.
             (Some((lid, _)), Some(l)) if lid.key == l.lease_key && lid.client_guid == opener.client_guid => {
-                let kept = lock(&old.st).path.clone();
+                let kept = server.path_of(&old).unwrap_or_default();
                 if kept.eq_ignore_ascii_case(name.trim_start_matches('\\')) {
                     Ok(())
                 } else {
@@ -478,7 +478,7 @@ fn reconnect(
         _ => level,
     };
     let st = open.handle().ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?.stat().map_err(fs_err)?;
-    let delete_pending = lock(&opener.server.files).is_delete_pending(&key);
+    let delete_pending = opener.server.delete_pending(key);
     lock(&opener.session.inner).opens.insert(open.volatile_id, open.clone());
     let fstat = file_stat(&st, delete_pending);
     let fid = open.file_id();
@@ -784,7 +784,7 @@ fn replayed(
         contexts.extend(durable_context(durability));
     }
     let st = open.handle().ok_or(NtStatus::FILE_NOT_AVAILABLE)?.stat().map_err(fs_err)?;
-    let delete_pending = lock(&server.files).is_delete_pending(&key);
+    let delete_pending = server.delete_pending(key);
     let fstat = file_stat(&st, delete_pending);
     for c in &req.create_contexts {
         match c {
@@ -889,7 +889,7 @@ fn open_pipe(
         is_dir: false,
         key: None,
         base: None,
-        st: Mutex::new(OpenState::new(req.name.clone(), None)),
+        st: Mutex::new(OpenState::new(None)),
         writing: Mutex::new(()),
         slot,
     });
@@ -1168,7 +1168,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                     // pending delete refuses the open before any oplock
                     // break (as Windows does).
                     let mut files = server.files();
-                    if files.is_delete_pending(&key) {
+                    if server.delete_pending(key) {
                         return Err(NtStatus::DELETE_PENDING);
                     }
                     open_breaks(&mut files, &key, desired, req.share_access, overwrite, delete_on_close, lease_id)
@@ -1356,7 +1356,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     );
     let resolved = rsv.path.clone();
     let resolved_for_notify = resolved.clone();
-    let state = OpenState::new(path.components().join("\\"), Some(resolved));
+    let state = OpenState::new(Some(resolved));
     let mut fields = OpenFields::new(action, opener.channel_sequence);
     fields.delete_on_close = delete_on_close;
     fields.durability = durability;
@@ -1377,7 +1377,8 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
         writing: Mutex::new(()),
         slot,
     });
-    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid, &fields)
+    let name = path.components().join("\\");
+    let up = deltas::open_up(&open, &name, &lock(&opener.session.inner), opener.client_guid, &fields)
         .map(|d| deltas::with_grant(d, caching));
     lock(&opener.session.inner).opens.insert(id, open);
     rsv.keep();
@@ -1584,7 +1585,7 @@ fn open_stream(
     let key = {
         let mut files = server.files();
         let key = files.stream_key(base, &upper, fs::stream::stream_uid(base, sname));
-        if files.is_delete_pending(&base) || files.is_delete_pending(&key) {
+        if server.delete_pending(base) || server.delete_pending(key) {
             return Err(NtStatus::DELETE_PENDING);
         }
         // A lease key in use on another file (or stream) is refused.
@@ -1610,14 +1611,16 @@ fn open_stream(
         if violation {
             return Err(NtStatus::SHARING_VIOLATION);
         }
-        files.add_stream_open(key, &upper, base, inode, OpenRef::new(id, desired, req.share_access), here.clone());
+        files.add_stream_open(key, &upper, base, inode, OpenRef::new(id, desired, req.share_access));
         key
     };
     // Until the open is complete, an error takes the table entry out again.
     let undo = |e: NtStatus| {
-        let (_, doomed) = server.files().remove_stream_open(&key, id);
-        if let Some(p) = doomed {
-            let _ = share.fs.unlink(&p);
+        let (_, file_last) = server.files().remove_stream_open(&key, id);
+        if file_last && server.delete_pending(base) {
+            if let Some(p) = server.disk_path(&share.fs, base) {
+                let _ = share.fs.unlink(&p);
+            }
         }
         e
     };
@@ -1677,7 +1680,7 @@ fn open_stream(
         Some(lid) if lease.is_some() => deltas::Grant::Lease(lid.key),
         _ => deltas::Grant::Oplock(oplock),
     };
-    let state = OpenState::new(format!("{}:{sname}", path.components().join("\\")), Some(here.clone()));
+    let state = OpenState::new(Some(here.clone()));
     let mut fields = OpenFields::new(action, opener.channel_sequence);
     fields.delete_on_close = delete_on_close;
     // A stream open is never durable; its CreateGuid is kept all the same.
@@ -1698,7 +1701,8 @@ fn open_stream(
         writing: Mutex::new(()),
         slot,
     });
-    let up = deltas::open_up(&open, &lock(&opener.session.inner), opener.client_guid, &fields)
+    let name = format!("{}:{sname}", path.components().join("\\"));
+    let up = deltas::open_up(&open, &name, &lock(&opener.session.inner), opener.client_guid, &fields)
         .map(|d| deltas::with_grant(d, caching));
     lock(&opener.session.inner).opens.insert(id, open);
     if created_file {
@@ -1853,13 +1857,16 @@ impl<'a> Reservation<'a> {
                 (None, _) => None,
             };
             if let Some(key) = key {
-                if existing && files.is_delete_pending(&key) {
+                // Delete-pending is the model's ([`Server::delete_pending`],
+                // read under the table's lock: the model's ranks below it); a
+                // file with no entry has no opens, and none pending.
+                if existing && files.get(&key).is_some() && server.delete_pending(key) {
                     return Err(NtStatus::DELETE_PENDING);
                 }
                 if !files.check_share(&key, open.access, open.share_access) {
                     return Err(NtStatus::SHARING_VIOLATION);
                 }
-                files.add_open(key, inode, open, path.clone());
+                files.add_open(key, inode, open);
                 return Ok(Reservation { server, share: share.clone(), key, id, is_dir: st.is_dir, path, kept: false });
             }
             drop(files);
@@ -1888,18 +1895,18 @@ impl Drop for Reservation<'_> {
         if self.kept {
             return;
         }
-        let doomed = self.server.files().remove_open(&self.key, self.id);
-        if let Some(p) = doomed {
+        let last = self.server.files().remove_open(&self.key, self.id);
+        if last && self.server.delete_pending(self.key) {
             let fs = &self.share.fs;
-            let _ = if self.is_dir { fs.rmdir(&p) } else { fs.unlink(&p) };
+            let p = &self.path;
+            let _ = if self.is_dir { fs.rmdir(p) } else { fs.unlink(p) };
         }
     }
 }
 
 impl OpenState {
-    pub fn new(path: String, resolved: Option<fs::Resolved>) -> OpenState {
+    pub fn new(resolved: Option<fs::Resolved>) -> OpenState {
         OpenState {
-            path,
             resolved,
             dir: None,
             position: 0,

@@ -92,7 +92,7 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
         if files.uid_of(inode).is_some_and(|k| k != uid) {
             return Err("another retained handle's file is there now".into());
         }
-        files.add_open(uid, inode, OpenRef::new(pid, info.granted_access, info.share_access), resolved.clone());
+        files.add_open(uid, inode, OpenRef::new(pid, info.granted_access, info.share_access));
         let locks: Vec<ByteLock> = file
             .map(|f| f.locks().iter().filter(|l| l.owner == info.persistent))
             .into_iter()
@@ -107,9 +107,6 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
             if let Some(number) = o.lock_sequences().get(index) {
                 files.set_lock_sequence(&uid, pid, u32::from(index), Some(number));
             }
-        }
-        if file.is_some_and(|f| f.delete_pending()) {
-            files.set_delete_pending(&uid, true);
         }
         let sink = || BreakSink {
             tx: BreakSink::unreachable(),
@@ -149,7 +146,8 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
     });
     // Its long-lived fields (durability, CreateGuid, ChannelSequence,
     // delete-on-close, ...) are the model's, restored already.
-    let state = OpenState::new(moved.unwrap_or_else(|| o.path().to_string()), Some(resolved));
+    // Its path (and its file's delete-pending) too: the runtime keeps none.
+    let state = OpenState::new(Some(resolved));
     let open = Open {
         persistent_id: pid,
         volatile_id: o.volatile().0,

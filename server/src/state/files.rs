@@ -125,9 +125,6 @@ pub struct FileEntry {
     /// ranges of a file without opens).
     pub inode: Option<Inode>,
     pub opens: Vec<OpenRef>,
-    /// Where the file is now (renames move it), for delete-on-close.
-    pub path: Option<crate::fs::Resolved>,
-    pub delete_pending: bool,
     pub locks: Vec<ByteLock>,
     /// Bumped on every lock release, so blocked lock requests retry.
     pub lock_generation: u64,
@@ -144,9 +141,10 @@ pub struct FileEntry {
     /// changes it; the entry keeps its key).
     pub stream_name: Option<String>,
     /// For a file's entry: how many opens its named streams have. The
-    /// entry stays while there are any, so that a delete left pending by
-    /// the file's last close waits for the streams' (the file is deleted
-    /// when the last of them closes) and refuses new opens meanwhile.
+    /// entry stays while there are any, so that the file's last close is
+    /// told apart from its streams' (a delete left pending by the file's
+    /// last close waits for the last of them, as the model's file record
+    /// does, [`crate::model::FileRecord`]).
     pub stream_opens: usize,
 }
 
@@ -287,6 +285,11 @@ impl FileTable {
         FileTable { log: CachingLog::new(set), ..FileTable::default() }
     }
 
+    /// Every entry (for check mode).
+    pub fn entries(&self) -> impl Iterator<Item = (&FileUid, &FileEntry)> {
+        self.files.iter()
+    }
+
     pub fn get(&self, key: &FileUid) -> Option<&FileEntry> {
         self.files.get(key)
     }
@@ -298,10 +301,6 @@ impl FileTable {
     /// The byte-range locks granted on a file, oldest first.
     pub fn locks(&self, key: &FileUid) -> &[ByteLock] {
         self.files.get(key).map_or(&[], |f| &f.locks)
-    }
-
-    pub fn is_delete_pending(&self, key: &FileUid) -> bool {
-        self.files.get(key).is_some_and(|f| f.delete_pending)
     }
 
     /// Checks share modes against every open of the file.
@@ -352,49 +351,35 @@ impl FileTable {
 
     /// Adds an open of the named stream `key` (named `name`, upper case;
     /// see [`FileTable::stream_key`]) of the file `base` (whose inode is
-    /// `base_inode` and path `path`): the stream's entry holds the open,
-    /// the file's entry counts it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_stream_open(
-        &mut self,
-        key: FileUid,
-        name: &str,
-        base: FileUid,
-        base_inode: Inode,
-        open: OpenRef,
-        path: crate::fs::Resolved,
-    ) {
+    /// `base_inode`): the stream's entry holds the open, the file's entry
+    /// counts it.
+    pub fn add_stream_open(&mut self, key: FileUid, name: &str, base: FileUid, base_inode: Inode, open: OpenRef) {
         let b = self.files.entry(base).or_default();
         if b.inode.is_none() {
             b.inode = Some(base_inode);
             self.inodes.insert(base_inode, base);
         }
-        if b.path.is_none() {
-            b.path = Some(path.clone());
-        }
         b.stream_opens += 1;
         let e = self.files.entry(key).or_default();
         e.base = Some(base);
         e.opens.push(open);
-        e.path = Some(path);
         if e.stream_name.is_none() {
             e.stream_name = Some(name.to_owned());
             self.streams.insert((base, name.to_owned()), key);
         }
     }
 
-    /// Removes an open of a named stream. Returns whether the stream is
-    /// to be deleted (it was its last open and a delete is pending on
-    /// it), and the file's path when the file is to be deleted (this was
-    /// the last open of the file and its streams, and a delete is pending
-    /// on the file).
-    pub fn remove_stream_open(&mut self, key: &FileUid, persistent_id: u64) -> (bool, Option<crate::fs::Resolved>) {
-        let Some(f) = self.files.get_mut(key) else { return (false, None) };
+    /// Removes an open of a named stream. Returns whether it was the
+    /// stream's last open, and whether it was the last open of the file
+    /// and its streams: the caller deletes the stream, or the file, when a
+    /// delete is pending on it (the model's, [`crate::model::FileRecord`]).
+    pub fn remove_stream_open(&mut self, key: &FileUid, persistent_id: u64) -> (bool, bool) {
+        let Some(f) = self.files.get_mut(key) else { return (false, false) };
         let before = f.opens.len();
         let lease = f.open(persistent_id).and_then(|o| o.lease);
         f.opens.retain(|o| o.persistent_id != persistent_id);
         if f.opens.len() == before {
-            return (false, None);
+            return (false, false);
         }
         release_locks(f, persistent_id);
         // A stream's lease goes with its last open, as a file's does.
@@ -403,31 +388,29 @@ impl FileTable {
                 self.log.push(Delta::LeaseGone { set: self.log.set(), lease: id.model() });
             }
         }
-        let Some(f) = self.files.get_mut(key) else { return (false, None) };
+        let Some(f) = self.files.get_mut(key) else { return (false, false) };
         let base = f.base;
-        let mut stream_doomed = false;
+        let mut stream_last = false;
         if f.opens.is_empty() {
-            stream_doomed = f.delete_pending;
+            stream_last = true;
             if let (Some(b), Some(n)) = (base, f.stream_name.take()) {
                 self.streams.remove(&(b, n));
             }
             self.files.remove(key);
         }
-        let Some(b) = base else { return (stream_doomed, None) };
-        let Some(bf) = self.files.get_mut(&b) else { return (stream_doomed, None) };
+        let Some(b) = base else { return (stream_last, false) };
+        let Some(bf) = self.files.get_mut(&b) else { return (stream_last, false) };
         bf.stream_opens = bf.stream_opens.saturating_sub(1);
         if bf.stream_opens > 0 || !bf.opens.is_empty() {
-            return (stream_doomed, None);
+            return (stream_last, false);
         }
-        let pending = bf.delete_pending;
-        let path = bf.path.take();
         if let Some(inode) = bf.inode {
             if self.inodes.get(&inode) == Some(&b) {
                 self.inodes.remove(&inode);
             }
         }
         self.files.remove(&b);
-        (stream_doomed, if pending { path } else { None })
+        (stream_last, true)
     }
 
     /// How many opens the named streams of the file `key` have.
@@ -449,30 +432,19 @@ impl FileTable {
     /// Adds an open of the file `key`, whose inode on this node is
     /// `inode`. The caller has checked that `key` is not another inode's
     /// (see `cmd::create`'s reservation).
-    pub fn add_open(&mut self, key: FileUid, inode: Inode, open: OpenRef, path: crate::fs::Resolved) {
+    pub fn add_open(&mut self, key: FileUid, inode: Inode, open: OpenRef) {
         let e = self.files.entry(key).or_default();
         e.opens.push(open);
-        e.path = Some(path);
         e.inode = Some(inode);
         self.inodes.insert(inode, key);
     }
 
-    /// Records a file's new location after a rename.
-    pub fn set_path(&mut self, key: &FileUid, path: crate::fs::Resolved) {
-        if let Some(f) = self.files.get_mut(key) {
-            f.path = Some(path);
-        }
-    }
-
-    pub fn path(&self, key: &FileUid) -> Option<crate::fs::Resolved> {
-        self.files.get(key).and_then(|f| f.path.clone())
-    }
-
-    /// Removes an open. Returns the file's path when it was the last open
-    /// and a delete is pending: the caller then deletes the file. A lease
-    /// that loses its last open goes too (logged: `LeaseGone`).
-    pub fn remove_open(&mut self, key: &FileUid, persistent_id: u64) -> Option<crate::fs::Resolved> {
-        let f = self.files.get_mut(key)?;
+    /// Removes an open. True when it was the file's last (and no stream of
+    /// the file is open): the caller then deletes the file if a delete is
+    /// pending on it (the model's). A lease that loses its last open goes
+    /// too (logged: `LeaseGone`).
+    pub fn remove_open(&mut self, key: &FileUid, persistent_id: u64) -> bool {
+        let Some(f) = self.files.get_mut(key) else { return false };
         let lease = f.open(persistent_id).and_then(|o| o.lease);
         f.opens.retain(|o| o.persistent_id != persistent_id);
         release_locks(f, persistent_id);
@@ -482,21 +454,20 @@ impl FileTable {
             }
         }
         if f.opens.is_empty() && f.stream_opens > 0 {
-            // Its streams' opens keep the entry (and a pending delete).
-            return None;
+            // Its streams' opens keep the entry (and the model's record a
+            // pending delete).
+            return false;
         }
         if f.opens.is_empty() {
-            let pending = f.delete_pending;
-            let path = f.path.take();
             if let Some(inode) = f.inode {
                 if self.inodes.get(&inode) == Some(key) {
                     self.inodes.remove(&inode);
                 }
             }
             self.files.remove(key);
-            return if pending { path } else { None };
+            return true;
         }
-        None
+        false
     }
 
     /// Starts the oplock breaks a new (non-stat) open of the file causes
@@ -948,7 +919,10 @@ impl FileTable {
     /// but `actor` (the lease of the directory the change was made under,
     /// by its ParentLeaseKey) is broken to none; nobody waits for the
     /// acknowledgement.
-    pub fn break_dir_leases(&mut self, share: &str, dir: &[String], actor: Option<LeaseId>) {
+    ///
+    /// `is_dir` says whether a leased directory is `dir` (its path is the
+    /// model's, [`crate::state::file_fields`]).
+    pub fn break_dir_leases(&mut self, share: &str, is_dir: impl Fn(&FileUid) -> bool, actor: Option<LeaseId>) {
         let keys: Vec<FileUid> = self.dir_leases.iter().filter(|(_, s)| s.as_str() == share).map(|(k, _)| *k).collect();
         for key in keys {
             let ids = self.files.get(&key).map(leases_of).unwrap_or_default();
@@ -956,7 +930,7 @@ impl FileTable {
                 self.dir_leases.remove(&key);
                 continue;
             }
-            if self.files.get(&key).and_then(|f| f.path.as_ref()).map(|p| p.components()) != Some(dir) {
+            if !is_dir(&key) {
                 continue;
             }
             for id in ids {
@@ -1030,14 +1004,6 @@ impl FileTable {
 
     pub fn open_count(&self, key: &FileUid) -> usize {
         self.files.get(key).map_or(0, |f| f.opens.len())
-    }
-
-    /// Sets or clears the file's delete-pending state (FileDisposition, or
-    /// a delete-on-close open being closed).
-    pub fn set_delete_pending(&mut self, key: &FileUid, pending: bool) {
-        if let Some(f) = self.files.get_mut(key) {
-            f.delete_pending = pending;
-        }
     }
 
     /// Takes all the locks or none ([MS-FSA] 2.1.5.8, for each element of
@@ -1156,33 +1122,6 @@ fn sequence_slot(index: u32) -> Option<usize> {
     (1..=64).contains(&index).then(|| index as usize - 1)
 }
 
-impl FileTable {
-    /// After the directory `from` became `to` (a POSIX rename): every file
-    /// below `from` (not `from` itself) is below `to`. Returns the ones
-    /// with opens of their own (the ones the state model knows), with
-    /// their new paths.
-    pub fn move_below(
-        &mut self,
-        from: &crate::fs::Resolved,
-        to: &crate::fs::Resolved,
-    ) -> Vec<(FileUid, crate::fs::Resolved)> {
-        let mut moved = Vec::new();
-        for (key, f) in self.files.iter_mut() {
-            let Some(new) = f.path.as_ref().and_then(|p| p.moved(from, to)) else { continue };
-            if !f.opens.is_empty() {
-                moved.push((*key, new.clone()));
-            }
-            f.path = Some(new);
-        }
-        moved
-    }
-
-    /// Does any open file's path satisfy `pred`?
-    pub fn any_path(&self, pred: impl Fn(&crate::fs::Resolved) -> bool) -> bool {
-        self.files.values().any(|f| f.path.as_ref().is_some_and(&pred))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1202,41 +1141,39 @@ mod tests {
 
     /// A named stream's opens: checked against each other only; one that
     /// does not share delete refuses an open of the file for delete; the
-    /// file's entry (and a delete pending on it) outlives its own opens
-    /// while its streams are open, and the file is deleted at the last
-    /// stream's close (smbtorture smb2.streams.delete).
+    /// file's entry outlives its own opens while its streams are open, and
+    /// the stream's last close says whether it was the file's last too (a
+    /// delete pending on the file, the model's, is carried out then:
+    /// smbtorture smb2.streams.delete).
     #[test]
     fn stream_opens_and_their_file() {
         use access::{DELETE, FILE_READ_DATA, FILE_WRITE_DATA};
         let mut t = FileTable::default();
         let (f, s) = (key(1, 1), key(1, 2));
-        let path = crate::fs::Resolved::root();
         // A stream open that shares nothing.
-        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(1, FILE_WRITE_DATA, 0), path.clone());
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(1, FILE_WRITE_DATA, 0));
         assert_eq!(t.uid_of(ino(f)), Some(f));
         assert_eq!(t.stream_opens(&f), 1);
         assert!(!t.check_share(&s, FILE_WRITE_DATA, 7), "the same stream conflicts");
         assert!(t.check_share(&f, FILE_READ_DATA | FILE_WRITE_DATA, 0), "the file's opens do not");
         assert!(!t.check_share(&f, DELETE, 7), "but an open of the file for delete does");
-        assert_eq!(t.remove_stream_open(&s, 1), (false, None));
+        assert_eq!(t.remove_stream_open(&s, 1), (true, true));
         assert!(t.get(&f).is_none() && t.uid_of(ino(f)).is_none());
-        // A stream open that shares delete: the file is deleted after it.
-        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(2, FILE_READ_DATA, 7), path.clone());
+        // The file's own open closes before its stream's: the stream's is
+        // the last.
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(2, FILE_READ_DATA, 7));
         assert!(t.check_share(&f, DELETE, 7));
-        t.add_open(f, ino(f), OpenRef::new(3, DELETE, 7), path.clone());
-        t.set_delete_pending(&f, true);
-        assert_eq!(t.remove_open(&f, 3), None, "the stream's open keeps the file");
-        assert!(t.is_delete_pending(&f));
+        t.add_open(f, ino(f), OpenRef::new(3, DELETE, 7));
+        assert!(!t.remove_open(&f, 3), "the stream's open keeps the file");
         assert_eq!(t.uid_of(ino(f)), Some(f));
-        assert_eq!(t.remove_stream_open(&s, 2), (false, Some(path.clone())));
+        assert_eq!(t.remove_stream_open(&s, 2), (true, true));
         assert!(t.get(&f).is_none() && t.get(&s).is_none());
-        // A stream's own delete: the stream goes, the file stays.
-        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(4, DELETE, 7), path.clone());
-        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(5, FILE_READ_DATA, 7), path.clone());
-        t.set_delete_pending(&s, true);
-        assert_eq!(t.remove_stream_open(&s, 4), (false, None));
-        assert_eq!(t.remove_stream_open(&s, 5), (true, None));
-        assert_eq!(t.remove_stream_open(&s, 5), (false, None), "twice is nothing");
+        // Two opens of a stream: the second close is the stream's last.
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(4, DELETE, 7));
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(5, FILE_READ_DATA, 7));
+        assert_eq!(t.remove_stream_open(&s, 4), (false, false));
+        assert_eq!(t.remove_stream_open(&s, 5), (true, true));
+        assert_eq!(t.remove_stream_open(&s, 5), (false, false), "twice is nothing");
         assert!(t.get(&f).is_none());
     }
 
@@ -1264,10 +1201,9 @@ mod tests {
         // Through the table, in both orders.
         let mut t = FileTable::default();
         let k = key(1, 3);
-        let root = crate::fs::Resolved::root();
-        t.add_open(k, ino(k), OpenRef::new(1, FILE_READ_ATTRIBUTES, 0), root.clone());
+        t.add_open(k, ino(k), OpenRef::new(1, FILE_READ_ATTRIBUTES, 0));
         assert!(t.check_share(&k, FILE_READ_DATA, 7));
-        t.add_open(k, ino(k), OpenRef::new(2, FILE_READ_DATA, 7), root);
+        t.add_open(k, ino(k), OpenRef::new(2, FILE_READ_DATA, 7));
         assert!(t.check_share(&k, FILE_READ_ATTRIBUTES, 0));
         assert!(t.check_share(&k, FILE_WRITE_DATA, 7));
         assert!(t.check_share(&k, FILE_READ_DATA, share::READ));
@@ -1282,25 +1218,23 @@ mod tests {
         assert_eq!(t.uid_of(i), None);
         // Two opens of one file (two hard links, say): one entry, whose
         // share modes both see.
-        t.add_open(k, i, OpenRef::new(1, FILE_READ_DATA, share::READ), crate::fs::Resolved::root());
+        t.add_open(k, i, OpenRef::new(1, FILE_READ_DATA, share::READ));
         assert_eq!((t.uid_of(i), t.inode_of(&k)), (Some(k), Some(i)));
         assert!(!t.check_share(&k, FILE_WRITE_DATA, 7));
-        t.add_open(k, i, OpenRef::new(2, FILE_READ_DATA, 7), crate::fs::Resolved::root());
+        t.add_open(k, i, OpenRef::new(2, FILE_READ_DATA, 7));
         assert_eq!(t.open_ids(&k), [1, 2]);
         // Another inode is another file, with its own id.
         let (k2, i2) = (FileUid(0xDEF), Inode { dev: 8, ino: 43 });
-        t.add_open(k2, i2, OpenRef::new(3, FILE_WRITE_DATA, 0), crate::fs::Resolved::root());
+        t.add_open(k2, i2, OpenRef::new(3, FILE_WRITE_DATA, 0));
         assert_eq!(t.uid_of(i2), Some(k2));
         assert!(t.check_share(&k, FILE_READ_DATA, 7));
         // The inode is forgotten with the last open, not before.
-        assert_eq!(t.remove_open(&k, 1), None);
+        assert!(!t.remove_open(&k, 1));
         assert_eq!(t.uid_of(i), Some(k));
-        t.set_delete_pending(&k, true);
-        assert_eq!(t.remove_open(&k, 2), Some(crate::fs::Resolved::root()));
+        assert!(t.remove_open(&k, 2), "the last open");
         assert_eq!((t.uid_of(i), t.inode_of(&k)), (None, None));
-        assert!(!t.is_delete_pending(&k));
         assert_eq!(t.uid_of(i2), Some(k2));
-        assert_eq!(t.remove_open(&k2, 3), None);
+        assert!(t.remove_open(&k2, 3));
         assert!(t.inodes.is_empty() && t.files.is_empty());
     }
 
@@ -1413,7 +1347,7 @@ mod tests {
     fn lock_sequences_replay_and_close() {
         let mut t = FileTable::default();
         let k = key(1, 2);
-        t.add_open(k, ino(k), OpenRef::new(7, 0, 0), crate::fs::Resolved::root());
+        t.add_open(k, ino(k), OpenRef::new(7, 0, 0));
         assert!(!t.lock_sequence_replayed(&k, 7, 1, 1));
         t.set_lock_sequence(&k, 7, 1, Some(1));
         t.set_lock_sequence(&k, 7, 64, Some(2));
@@ -1429,9 +1363,9 @@ mod tests {
         t.set_lock_sequence(&k, 7, 1, None);
         assert!(!t.lock_sequence_replayed(&k, 7, 1, 1));
         // Closing the open forgets its locks and sequences.
-        t.add_open(k, ino(k), OpenRef::new(8, 0, 0), crate::fs::Resolved::root());
+        t.add_open(k, ino(k), OpenRef::new(8, 0, 0));
         assert!(take(&mut t, bl(7, 0, 1, true)));
-        assert_eq!(t.remove_open(&k, 7), None);
+        assert!(!t.remove_open(&k, 7));
         assert!(!t.lock_sequence_replayed(&k, 7, 64, 2));
         assert!(take(&mut t, bl(8, 0, 1, true)));
     }
@@ -1442,9 +1376,7 @@ mod tests {
         t.add_open(
             k,
             ino(k),
-            OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, share_access),
-            crate::fs::Resolved::root(),
-        );
+            OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, share_access));
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = oplock::BreakSink {
             tx: tx.downgrade(),
@@ -1517,7 +1449,7 @@ mod tests {
     fn stat_opens_do_not_count_against_exclusive_grants() {
         let k = key(9, 10);
         let mut t = FileTable::default();
-        t.add_open(k, ino(k), OpenRef::new(1, access::FILE_READ_ATTRIBUTES, 7), crate::fs::Resolved::root());
+        t.add_open(k, ino(k), OpenRef::new(1, access::FILE_READ_ATTRIBUTES, 7));
         assert_eq!(holder(&mut t, k, 2, 7, level::BATCH), level::BATCH);
         // A gone holder is reported for purging.
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<oplock::Notice>();
@@ -1597,9 +1529,7 @@ mod tests {
             t.add_open(
                 k,
                 ino(k),
-                OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, 7),
-                crate::fs::Resolved::root(),
-            );
+                OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, 7));
             let g = grant(t, pid);
             self.sync(t);
             let up = Delta::OpenUp(Box::new(NewOpen {
@@ -1719,7 +1649,7 @@ mod tests {
         assert!(!t.oplock_time_out_open(d));
         m.compare(&mut t);
         // Closing drops what the open held, in both.
-        assert_eq!(t.remove_open(&k, a), None);
+        assert!(!t.remove_open(&k, a));
         m.model.apply(&crate::model::Delta::OpenDown { open: crate::model::PersistentFileId(a) }).unwrap();
         m.compare(&mut t);
     }
@@ -1750,7 +1680,7 @@ mod tests {
         for o in p.opens() {
             let (k, pid) = (o.info().file, o.id().0);
             let open = OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, 7);
-            r.add_open(k, ino(k), open, crate::fs::Resolved::root());
+            r.add_open(k, ino(k), open);
             match o.caching() {
                 Caching::Lease(lk) => {
                     let l = p.lease(crate::model::LeaseId { client: o.info().client_guid, key: lk }).unwrap();

@@ -60,6 +60,7 @@ pub mod close;
 pub mod deltas;
 pub mod durable;
 pub mod fields;
+pub mod file_fields;
 pub mod files;
 pub mod id_alloc;
 pub mod lease;
@@ -283,13 +284,29 @@ impl Server {
             return;
         };
         if lock(&self.files).has_dir_leases() {
-            self.files().break_dir_leases(share, dir, actor);
+            let is_dir = |k: &files::FileUid| self.file_path(*k).is_some_and(|p| same_path(&p, dir));
+            self.files().break_dir_leases(share, is_dir, actor);
         }
+    }
+
+    /// Is anybody told of changes in the share's directories (change
+    /// notify watchers, directory leases)? Where it is not, a change's
+    /// on-disk path need not be looked up ([`Server::disk_path`]).
+    pub fn changes_watched(&self) -> bool {
+        !lock(&self.notify).is_empty() || lock(&self.files).has_dir_leases()
     }
 
     pub fn session(&self, id: u64) -> Option<Arc<Session>> {
         lock(&self.sessions).get(&id).cloned()
     }
+}
+
+/// Is the share-relative `path` (a model's, `\\`-separated) the directory
+/// `dir` (on-disk components)? Without regard to ASCII case: a model's
+/// path is spelled as a client named it.
+fn same_path(path: &str, dir: &[String]) -> bool {
+    let mut parts = path.split('\\').filter(|c| !c.is_empty());
+    dir.iter().all(|d| parts.next().is_some_and(|p| p.eq_ignore_ascii_case(d))) && parts.next().is_none()
 }
 
 /// Locks a mutex, recovering from poisoning: a panic in one request must

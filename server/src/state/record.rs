@@ -60,12 +60,22 @@
 //! READ or WRITE on SMB 3.x takes the model's lock once, to check its
 //! ChannelSequence; on SMB 2.x not at all.
 //!
+//! # Files' fields
+//!
+//! Where a file and its opens are (the path, which renames move) and
+//! whether a delete is pending on the file are the model's alone too
+//! ([`super::file_fields`]): read from its file and open records, and
+//! changed at once ([`Server::change_model`]: `FileMoved`,
+//! `DeletePendingSet`), as an open's fields are. The per-file table keeps
+//! which opens a file has (its last close is the table's to tell) and
+//! runtime things only.
+//!
 //! The model is the record of the long-lived state that a restart or a
-//! takeover restores, and the one copy of the opens' fields above; the
-//! runtime objects (`Session`, `Tree`, `Open`'s runtime part, the file
-//! table's share modes, delete-pending, byte-range locks, lock sequences,
-//! oplocks and leases) still serve the requests with their own copies.
-//! [`Server::check_model`] holds those against the model.
+//! takeover restores, and the one copy of the fields above; the runtime
+//! objects (`Session`, `Tree`, `Open`'s runtime part, the file table's
+//! share modes, byte-range locks, lock sequences, oplocks and leases) still
+//! serve the requests with their own copies. [`Server::check_model`] holds
+//! those against the model.
 //!
 //! # Check mode
 //!
@@ -738,6 +748,23 @@ impl Server {
         (answer, kept)
     }
 
+    /// Changes the model at once ([`super::file_fields`]): under one hold
+    /// of its lock, `decide` reads it and returns its answer and the
+    /// deltas of what it changes, which are applied and journaled as a
+    /// state change before the lock is let go. Returns the answer, and
+    /// whether a change is one a restart restores (as
+    /// [`Server::change_open`]). May be called with `Server.files` held.
+    pub fn change_model<R>(&self, decide: impl FnOnce(&Model) -> (R, Vec<Delta>)) -> (R, bool) {
+        let r = lock(&self.recorder);
+        let (answer, deltas) = decide(r.model());
+        if deltas.is_empty() {
+            return (answer, false);
+        }
+        let kept = deltas.iter().any(|d| restorable(r.model(), d));
+        self.apply_at_once(r, &deltas);
+        (answer, kept)
+    }
+
     /// Wakes the scavenger when the deltas bring a new deadline.
     fn note_deadlines(&self, deltas: &[Delta]) {
         if deltas.iter().any(|d| {
@@ -819,7 +846,10 @@ impl Server {
     /// files (connected: by session, tree and volatile id; retained for a
     /// reconnect: disconnected), byte-range locks, each open's oplock
     /// (level, break in progress) or lease (key, state, epoch, break in
-    /// progress), and the same leases; and nothing waits in the recorder.
+    /// progress), and the same leases; each file's opens, each open's
+    /// access and share access, and a file record that waits for its
+    /// streams' last close ([`crate::model::FileRecord`]) has an entry whose
+    /// only opens are its streams'; and nothing waits in the recorder.
     /// Takes the session table's, each session's, the retained opens', the
     /// file table's and the model's locks, one at a time.
     pub fn check_model(&self) -> Result<(), String> {
@@ -847,9 +877,27 @@ impl Server {
             keys.extend(d.open.key.map(|k| (k, *pid)));
         }
         let mut live_leases: Vec<([u8; 16], [u8; 16])> = Vec::new();
+        // Each file's opens, and each open's access and share access (the
+        // share modes the table checks), as the table has them; and the
+        // files whose only opens are their streams'.
+        let mut live_files: BTreeMap<u128, Vec<u64>> = BTreeMap::new();
+        let mut live_sharing: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
+        let mut streams_only: Vec<u128> = Vec::new();
         let unrecorded = {
             let files = lock(&self.files);
             live_leases.extend(files.lease_ids().map(|id| (id.client_guid, id.key)));
+            for (key, f) in files.entries() {
+                if f.opens.is_empty() {
+                    if f.stream_opens > 0 {
+                        streams_only.push(key.0);
+                    }
+                    continue;
+                }
+                let mut pids: Vec<u64> = f.opens.iter().map(|o| o.persistent_id).collect();
+                pids.sort_unstable();
+                live_files.insert(key.0, pids);
+                live_sharing.extend(f.opens.iter().map(|o| (o.persistent_id, (o.access, o.share_access))));
+            }
             for (key, pid) in &keys {
                 let mut l: Vec<_> = files
                     .locks(key)
@@ -876,6 +924,9 @@ impl Server {
         let mut model_locks: BTreeMap<u64, Vec<(u64, u64, bool)>> = BTreeMap::new();
         let mut model_caching: BTreeMap<u64, CachingView> = BTreeMap::new();
         let mut model_leases: Vec<([u8; 16], [u8; 16])> = Vec::new();
+        let mut model_files: BTreeMap<u128, Vec<u64>> = BTreeMap::new();
+        let mut model_sharing: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
+        let mut lingering: Vec<u128> = Vec::new();
         for set in model.sets() {
             let Some(p) = model.partition(set) else {
                 continue;
@@ -890,8 +941,15 @@ impl Server {
                 let attached = o.session().zip(o.tree()).map(|(s, t)| (s.0, t.0));
                 model_opens.insert(o.id().0, (attached, o.volatile().0));
                 model_caching.insert(o.id().0, CachingView::of_model(p, o));
+                model_sharing.insert(o.id().0, (o.info().granted_access, o.info().share_access));
             }
             for f in p.files() {
+                let pids: Vec<u64> = f.opens().map(|o| o.0).collect();
+                if pids.is_empty() {
+                    lingering.push(f.uid().0);
+                } else {
+                    model_files.insert(f.uid().0, pids);
+                }
                 for l in f.locks() {
                     model_locks.entry(l.owner.0).or_default().push((l.offset, l.length, l.exclusive));
                 }
@@ -905,6 +963,15 @@ impl Server {
         diff("open", &live_opens, &model_opens, &mut diffs);
         diff("locks of open", &live_locks, &model_locks, &mut diffs);
         diff("caching of open", &live_caching, &model_caching, &mut diffs);
+        // The model alone says where files are and whether a delete is
+        // pending; the table must agree on which opens each file has (its
+        // last close is the table's to tell), and keep the entry of a file
+        // whose record waits for its streams' last close.
+        diff("opens of file", &live_files, &model_files, &mut diffs);
+        diff("access and share access of open", &live_sharing, &model_sharing, &mut diffs);
+        for uid in lingering.iter().filter(|u| !streams_only.contains(u)) {
+            diffs.push(format!("file {uid:#x} waits for its streams in the model, but none is open"));
+        }
         live_leases.sort_unstable();
         model_leases.sort_unstable();
         if live_leases != model_leases {
@@ -925,10 +992,10 @@ impl Server {
 }
 
 /// Describes how two maps differ (at most a few entries).
-fn diff<V: PartialEq + std::fmt::Debug>(
+fn diff<K: Ord + std::fmt::LowerHex, V: PartialEq + std::fmt::Debug>(
     what: &str,
-    live: &BTreeMap<u64, V>,
-    model: &BTreeMap<u64, V>,
+    live: &BTreeMap<K, V>,
+    model: &BTreeMap<K, V>,
     out: &mut Vec<String>,
 ) {
     for (k, v) in live {
