@@ -24,6 +24,7 @@ use crate::fs::{self, FsError, SmbPath};
 use crate::handler::{Ctx, HResult, Resp};
 use crate::model::{Delta, Durability, PersistentFileId, SessionId, TreeId, VolatileFileId};
 use crate::state::deltas;
+use crate::state::file_fields::file_in;
 use crate::state::files::{access, Breaks, FileTable, FileUid, Inode, LeaseGrant, OpenRef};
 use crate::state::lease::{lease_state, LeaseId};
 use crate::state::notify::{action, filter};
@@ -1167,11 +1168,20 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                     // repeated atomically with the reservation below. A
                     // pending delete refuses the open before any oplock
                     // break (as Windows does).
+                    // Delete-pending and the other opens' share modes are the
+                    // model's: read under one hold of its lock, which ranks
+                    // below the table's.
                     let mut files = server.files();
-                    if server.delete_pending(key) {
-                        return Err(NtStatus::DELETE_PENDING);
-                    }
-                    open_breaks(&mut files, &key, desired, req.share_access, overwrite, delete_on_close, lease_id)
+                    let set = server.set();
+                    server
+                        .with_model(|m| {
+                            if file_in(m, set, key).is_some_and(|f| f.delete_pending()) {
+                                return None;
+                            }
+                            let lease = lease_id;
+                            Some(open_breaks(&mut files, &key, desired, req.share_access, overwrite, delete_on_close, lease, m))
+                        })
+                        .ok_or(NtStatus::DELETE_PENDING)?
                 }
             };
             let mut purged = Vec::new();
@@ -1431,8 +1441,9 @@ fn open_breaks(
     overwrite: bool,
     delete_on_close: bool,
     lease_id: Option<LeaseId>,
+    model: &crate::model::Model,
 ) -> (Breaks, bool) {
-    let violation = !files.check_share(key, desired, share_access);
+    let violation = !files.check_share(key, desired, share_access, model);
     let breaks = if oplock::is_stat_open(desired) && !overwrite {
         Default::default()
     } else {
@@ -1585,17 +1596,25 @@ fn open_stream(
     let key = {
         let mut files = server.files();
         let key = files.stream_key(base, &upper, fs::stream::stream_uid(base, sname));
-        if server.delete_pending(base) || server.delete_pending(key) {
-            return Err(NtStatus::DELETE_PENDING);
-        }
         // A lease key in use on another file (or stream) is refused.
         if lease_id.is_some_and(|lid| files.lease_file(&lid).is_some_and(|f| f != key)) {
             return Err(NtStatus::INVALID_PARAMETER);
         }
         // The stream's oplock and lease holders are broken as a file's
-        // (see `open_disk`); the CREATE waits for them when it must.
-        let (breaks, violation) =
-            open_breaks(&mut files, &key, desired, req.share_access, overwrite, delete_on_close, lease_id);
+        // (see `open_disk`); the CREATE waits for them when it must. A
+        // delete pending on the file or the stream refuses it first; both,
+        // and the share modes, are the model's.
+        let set = server.set();
+        let (breaks, violation) = server
+            .with_model(|m| {
+                let pending = |k| file_in(m, set, k).is_some_and(|f| f.delete_pending());
+                if pending(base) || pending(key) {
+                    return None;
+                }
+                let lease = lease_id;
+                Some(open_breaks(&mut files, &key, desired, req.share_access, overwrite, delete_on_close, lease, m))
+            })
+            .ok_or(NtStatus::DELETE_PENDING)?;
         if breaks.wait || !breaks.orphans.is_empty() {
             drop(files);
             let mut purged = Vec::new();
@@ -1857,14 +1876,25 @@ impl<'a> Reservation<'a> {
                 (None, _) => None,
             };
             if let Some(key) = key {
-                // Delete-pending is the model's ([`Server::delete_pending`],
-                // read under the table's lock: the model's ranks below it); a
-                // file with no entry has no opens, and none pending.
-                if existing && files.get(&key).is_some() && server.delete_pending(key) {
-                    return Err(NtStatus::DELETE_PENDING);
-                }
-                if !files.check_share(&key, open.access, open.share_access) {
-                    return Err(NtStatus::SHARING_VIOLATION);
+                // Delete-pending and the other opens' share modes are the
+                // model's, read under one hold of its lock (which ranks
+                // below the table's); a file with no entry has no opens,
+                // nothing pending, and nothing to check against.
+                if files.get(&key).is_some() {
+                    let set = server.set();
+                    let asked = open.pending.unwrap_or_default();
+                    let refused = server.with_model(|m| {
+                        if existing && file_in(m, set, key).is_some_and(|f| f.delete_pending()) {
+                            Some(NtStatus::DELETE_PENDING)
+                        } else if !files.check_share(&key, asked.access, asked.share_access, m) {
+                            Some(NtStatus::SHARING_VIOLATION)
+                        } else {
+                            None
+                        }
+                    });
+                    if let Some(e) = refused {
+                        return Err(e);
+                    }
                 }
                 files.add_open(key, inode, open);
                 return Ok(Reservation { server, share: share.clone(), key, id, is_dir: st.is_dir, path, kept: false });

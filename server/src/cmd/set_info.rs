@@ -528,10 +528,11 @@ fn target_parent_shareable(
     let parent = SmbPath::parse(&parent).map_err(|e| e.status())?;
     let parent = share.fs.resolve(&parent).map_err(|e| e.status())?;
     let st = share.fs.stat(&parent).map_err(|e| e.status())?;
-    let files = lock(&server.files);
-    Ok(files
-        .uid_of(Inode::of(&st))
-        .is_none_or(|k| files.check_share(&k, rename_parent_access(is_dir), RENAME_PARENT_SHARE)))
+    let mut files = lock(&server.files);
+    let Some(k) = files.uid_of(Inode::of(&st)) else { return Ok(true) };
+    // The other opens' share modes are the model's (its lock ranks below
+    // the table's).
+    Ok(server.with_model(|m| files.check_share(&k, rename_parent_access(is_dir), RENAME_PARENT_SHARE, m)))
 }
 
 /// The access the rename's open of the target directory asks for.
@@ -611,17 +612,17 @@ fn break_level2(ctx: &Ctx<'_>, open: &Open) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::files::{share, share_conflict, OpenRef};
+    use crate::state::files::{share, share_conflict, Sharing};
 
-    fn dir_open(access: u32, share_access: u32) -> OpenRef {
-        OpenRef::new(1, access, share_access)
+    fn dir_open(access: u32, share_access: u32) -> Sharing {
+        Sharing { access, share_access }
     }
 
     #[test]
     fn rename_conflicts_with_parent_opens_like_windows() {
         let rw = access::FILE_READ_DATA | access::FILE_WRITE_DATA | access::SYNCHRONIZE;
         let all = share::READ | share::WRITE | share::DELETE;
-        let conflicts = |o: &OpenRef| share_conflict(o, rename_parent_access(false), RENAME_PARENT_SHARE);
+        let conflicts = |o: &Sharing| share_conflict(*o, rename_parent_access(false), RENAME_PARENT_SHARE);
         // smbtorture smb2.rename: DELETE access on the parent, shared or not.
         assert!(conflicts(&dir_open(rw | access::DELETE, all)));
         assert!(conflicts(&dir_open(rw | access::DELETE, 0)));

@@ -86,13 +86,15 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
     let file = model.partition(server.set()).and_then(|p| p.file(info.file));
     {
         let mut files = lock(&server.files);
-        if !files.check_share(&uid, info.granted_access, info.share_access) {
+        // The opens restored before it are the model's already: their share
+        // modes are read there.
+        if !server.with_model(|m| files.check_share(&uid, info.granted_access, info.share_access, m)) {
             return Err("its share modes conflict with an open restored before it".into());
         }
         if files.uid_of(inode).is_some_and(|k| k != uid) {
             return Err("another retained handle's file is there now".into());
         }
-        files.add_open(uid, inode, OpenRef::new(pid, info.granted_access, info.share_access));
+        files.add_open(uid, inode, OpenRef::restored(pid, info.granted_access));
         let locks: Vec<ByteLock> = file
             .map(|f| f.locks().iter().filter(|l| l.owner == info.persistent))
             .into_iter()

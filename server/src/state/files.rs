@@ -45,12 +45,52 @@ pub mod share {
     pub const DELETE: u32 = 0x4;
 }
 
+/// An open's access and share access: what share-mode checks read
+/// ([MS-FSA] 2.1.5.1.2.2). Open.GrantedAccess and the ShareAccess are the
+/// state model's ([`crate::model::OpenInfo`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sharing {
+    pub access: u32,
+    pub share_access: u32,
+}
+
+/// Where share-mode checks read the access and share access of an open:
+/// the state model ([`crate::model::Model`]), by persistent id.
+pub trait SharingOf {
+    fn sharing(&self, persistent_id: u64) -> Option<Sharing>;
+}
+
+impl SharingOf for crate::model::Model {
+    fn sharing(&self, persistent_id: u64) -> Option<Sharing> {
+        let o = self.open(PersistentFileId(persistent_id))?;
+        Some(Sharing { access: o.info().granted_access, share_access: o.info().share_access })
+    }
+}
+
+/// No model: only the table's own copies of new opens count (tests of
+/// the table alone).
+pub struct NoModel;
+
+impl SharingOf for NoModel {
+    fn sharing(&self, _: u64) -> Option<Sharing> {
+        None
+    }
+}
+
 /// One open as the file table sees it.
 #[derive(Debug, Clone)]
 pub struct OpenRef {
     pub persistent_id: u64,
-    pub access: u32,
-    pub share_access: u32,
+    /// A new open's access and share access, as its CREATE decided them,
+    /// until its `OpenUp` reaches the model (its CREATE's point 3): a
+    /// concurrent CREATE's share check must see the open from the moment
+    /// it was added. Dropped at the first check that finds the open in the
+    /// model; from then on only the model has them ([`OpenRef::sharing`]).
+    pub pending: Option<Sharing>,
+    /// The open has no data or delete access (a stat open,
+    /// [`oplock::is_stat_open`]): what the oplock and lease grants ask of
+    /// the other opens.
+    pub stat_open: bool,
     pub oplock: OplockState,
     /// The lease the open was made with (Open.Lease), shared with every
     /// other open of the file with the same key.
@@ -58,8 +98,41 @@ pub struct OpenRef {
 }
 
 impl OpenRef {
+    /// A new open, with its CREATE's access and share access until the
+    /// model has it.
     pub fn new(persistent_id: u64, access: u32, share_access: u32) -> OpenRef {
-        OpenRef { persistent_id, access, share_access, oplock: OplockState::default(), lease: None }
+        OpenRef {
+            persistent_id,
+            pending: Some(Sharing { access, share_access }),
+            stat_open: oplock::is_stat_open(access),
+            oplock: OplockState::default(),
+            lease: None,
+        }
+    }
+
+    /// An open the model has already (a restart's restore): its access
+    /// and share access are read from there.
+    pub fn restored(persistent_id: u64, access: u32) -> OpenRef {
+        OpenRef {
+            persistent_id,
+            pending: None,
+            stat_open: oplock::is_stat_open(access),
+            oplock: OplockState::default(),
+            lease: None,
+        }
+    }
+
+    /// The open's access and share access: the model's once it has the
+    /// open (the table's copy is dropped then), else the CREATE's. An open
+    /// with neither (none the model has, and no copy) shares everything.
+    pub fn sharing(&mut self, model: &impl SharingOf) -> Sharing {
+        match model.sharing(self.persistent_id) {
+            Some(s) => {
+                self.pending = None;
+                s
+            }
+            None => self.pending.unwrap_or(Sharing { access: 0, share_access: 7 }),
+        }
     }
 }
 
@@ -264,7 +337,7 @@ pub const SHARE_CHECKED_ACCESS: u32 =
 /// Does the new open conflict with an existing one? ([MS-FSA] 2.1.5.1.2.2:
 /// only when both the new and the existing open hold data or delete
 /// access, and either one's access is not shared by the other.)
-pub fn share_conflict(existing: &OpenRef, access: u32, share_access: u32) -> bool {
+pub fn share_conflict(existing: Sharing, access: u32, share_access: u32) -> bool {
     use access::*;
     if access & SHARE_CHECKED_ACCESS == 0 || existing.access & SHARE_CHECKED_ACCESS == 0 {
         return false;
@@ -303,23 +376,23 @@ impl FileTable {
         self.files.get(key).map_or(&[], |f| &f.locks)
     }
 
-    /// Checks share modes against every open of the file.
+    /// Checks share modes against every open of the file, each open's
+    /// access and share access read from `model` ([`OpenRef::sharing`]).
     ///
     /// An open of a file with DELETE access also opens its named streams
     /// for delete (as smbd's `open_streams_for_delete`): a stream open
     /// that does not share delete refuses it (smbtorture
     /// smb2.streams.delete).
-    pub fn check_share(&self, key: &FileUid, access: u32, share_access: u32) -> bool {
-        let Some(f) = self.files.get(key) else { return true };
-        if f.opens.iter().any(|o| share_conflict(o, access, share_access)) {
+    pub fn check_share(&mut self, key: &FileUid, access: u32, share_access: u32, model: &impl SharingOf) -> bool {
+        let Some(f) = self.files.get_mut(key) else { return true };
+        if f.opens.iter_mut().any(|o| share_conflict(o.sharing(model), access, share_access)) {
             return false;
         }
         if f.stream_opens > 0 && access & access::DELETE != 0 {
             let all = share::READ | share::WRITE | share::DELETE;
-            return !self
-                .files
-                .values()
-                .any(|s| s.base == Some(*key) && s.opens.iter().any(|o| share_conflict(o, access::DELETE, all)));
+            return !self.files.values_mut().any(|s| {
+                s.base == Some(*key) && s.opens.iter_mut().any(|o| share_conflict(o.sharing(model), access::DELETE, all))
+            });
         }
         true
     }
@@ -700,7 +773,7 @@ impl FileTable {
         let lease_of = |o: &OpenRef| o.lease.and_then(|id| leases.get(&id)).map_or(0, |l| l.state);
         let others = f.opens.iter().filter(|o| {
             o.persistent_id != persistent_id
-                && (o.oplock.level != level::NONE || o.lease.is_some() || !oplock::is_stat_open(o.access))
+                && (o.oplock.level != level::NONE || o.lease.is_some() || !o.stat_open)
         });
         let (n, excl, handle) = others.fold((0, false, false), |(n, x, h), o| {
             let l = lease_of(o);
@@ -834,7 +907,7 @@ impl FileTable {
         let mut granted = lease::grantable(requested);
         let others = f.opens.iter().filter(|o| o.persistent_id != persistent_id && o.lease != Some(id));
         for o in others {
-            if o.oplock.level != level::NONE || o.lease.is_some() || !oplock::is_stat_open(o.access) {
+            if o.oplock.level != level::NONE || o.lease.is_some() || !o.stat_open {
                 granted &= !lease_state::WRITE_CACHING;
             }
             if o.oplock.level != level::NONE {
@@ -1135,8 +1208,8 @@ mod tests {
         Inode { dev: (k.0 >> 64) as u64, ino: k.0 as u64 }
     }
 
-    fn r(access: u32, share: u32) -> OpenRef {
-        OpenRef::new(1, access, share)
+    fn r(access: u32, share: u32) -> Sharing {
+        Sharing { access, share_access: share }
     }
 
     /// A named stream's opens: checked against each other only; one that
@@ -1154,15 +1227,15 @@ mod tests {
         t.add_stream_open(s, "S", f, ino(f), OpenRef::new(1, FILE_WRITE_DATA, 0));
         assert_eq!(t.uid_of(ino(f)), Some(f));
         assert_eq!(t.stream_opens(&f), 1);
-        assert!(!t.check_share(&s, FILE_WRITE_DATA, 7), "the same stream conflicts");
-        assert!(t.check_share(&f, FILE_READ_DATA | FILE_WRITE_DATA, 0), "the file's opens do not");
-        assert!(!t.check_share(&f, DELETE, 7), "but an open of the file for delete does");
+        assert!(!t.check_share(&s, FILE_WRITE_DATA, 7, &NoModel), "the same stream conflicts");
+        assert!(t.check_share(&f, FILE_READ_DATA | FILE_WRITE_DATA, 0, &NoModel), "the file's opens do not");
+        assert!(!t.check_share(&f, DELETE, 7, &NoModel), "but an open of the file for delete does");
         assert_eq!(t.remove_stream_open(&s, 1), (true, true));
         assert!(t.get(&f).is_none() && t.uid_of(ino(f)).is_none());
         // The file's own open closes before its stream's: the stream's is
         // the last.
         t.add_stream_open(s, "S", f, ino(f), OpenRef::new(2, FILE_READ_DATA, 7));
-        assert!(t.check_share(&f, DELETE, 7));
+        assert!(t.check_share(&f, DELETE, 7, &NoModel));
         t.add_open(f, ino(f), OpenRef::new(3, DELETE, 7));
         assert!(!t.remove_open(&f, 3), "the stream's open keeps the file");
         assert_eq!(t.uid_of(ino(f)), Some(f));
@@ -1181,12 +1254,12 @@ mod tests {
     fn share_modes_follow_fsa() {
         use access::*;
         // A reader that shares read admits another reader, not a writer.
-        assert!(!share_conflict(&r(FILE_READ_DATA, share::READ), FILE_READ_DATA, share::READ | share::WRITE));
-        assert!(share_conflict(&r(FILE_READ_DATA, share::READ), FILE_WRITE_DATA, share::READ | share::WRITE));
+        assert!(!share_conflict(r(FILE_READ_DATA, share::READ), FILE_READ_DATA, share::READ | share::WRITE));
+        assert!(share_conflict(r(FILE_READ_DATA, share::READ), FILE_WRITE_DATA, share::READ | share::WRITE));
         // An attribute-only open conflicts with nothing.
-        assert!(!share_conflict(&r(FILE_READ_ATTRIBUTES, 0), FILE_WRITE_DATA | DELETE, 0));
+        assert!(!share_conflict(r(FILE_READ_ATTRIBUTES, 0), FILE_WRITE_DATA | DELETE, 0));
         // Delete needs share-delete.
-        assert!(share_conflict(&r(FILE_READ_DATA, share::READ | share::WRITE), DELETE, 7));
+        assert!(share_conflict(r(FILE_READ_DATA, share::READ | share::WRITE), DELETE, 7));
     }
 
     #[test]
@@ -1194,20 +1267,20 @@ mod tests {
         use access::*;
         // A READ_ATTRIBUTES open that shares nothing admits a reader
         // (bug 14375), and a reader admits it.
-        assert!(!share_conflict(&r(FILE_READ_ATTRIBUTES, 0), FILE_READ_DATA, 7));
-        assert!(!share_conflict(&r(FILE_READ_DATA, 7), FILE_READ_ATTRIBUTES, 0));
+        assert!(!share_conflict(r(FILE_READ_ATTRIBUTES, 0), FILE_READ_DATA, 7));
+        assert!(!share_conflict(r(FILE_READ_DATA, 7), FILE_READ_ATTRIBUTES, 0));
         // A security-descriptor open conflicts with nothing either.
-        assert!(!share_conflict(&r(READ_CONTROL | WRITE_DAC | WRITE_OWNER, 0), DELETE | FILE_READ_DATA, 0));
+        assert!(!share_conflict(r(READ_CONTROL | WRITE_DAC | WRITE_OWNER, 0), DELETE | FILE_READ_DATA, 0));
         // Through the table, in both orders.
         let mut t = FileTable::default();
         let k = key(1, 3);
         t.add_open(k, ino(k), OpenRef::new(1, FILE_READ_ATTRIBUTES, 0));
-        assert!(t.check_share(&k, FILE_READ_DATA, 7));
+        assert!(t.check_share(&k, FILE_READ_DATA, 7, &NoModel));
         t.add_open(k, ino(k), OpenRef::new(2, FILE_READ_DATA, 7));
-        assert!(t.check_share(&k, FILE_READ_ATTRIBUTES, 0));
-        assert!(t.check_share(&k, FILE_WRITE_DATA, 7));
-        assert!(t.check_share(&k, FILE_READ_DATA, share::READ));
-        assert!(!t.check_share(&k, FILE_READ_DATA, 0));
+        assert!(t.check_share(&k, FILE_READ_ATTRIBUTES, 0, &NoModel));
+        assert!(t.check_share(&k, FILE_WRITE_DATA, 7, &NoModel));
+        assert!(t.check_share(&k, FILE_READ_DATA, share::READ, &NoModel));
+        assert!(!t.check_share(&k, FILE_READ_DATA, 0, &NoModel));
     }
 
     #[test]
@@ -1220,14 +1293,14 @@ mod tests {
         // share modes both see.
         t.add_open(k, i, OpenRef::new(1, FILE_READ_DATA, share::READ));
         assert_eq!((t.uid_of(i), t.inode_of(&k)), (Some(k), Some(i)));
-        assert!(!t.check_share(&k, FILE_WRITE_DATA, 7));
+        assert!(!t.check_share(&k, FILE_WRITE_DATA, 7, &NoModel));
         t.add_open(k, i, OpenRef::new(2, FILE_READ_DATA, 7));
         assert_eq!(t.open_ids(&k), [1, 2]);
         // Another inode is another file, with its own id.
         let (k2, i2) = (FileUid(0xDEF), Inode { dev: 8, ino: 43 });
         t.add_open(k2, i2, OpenRef::new(3, FILE_WRITE_DATA, 0));
         assert_eq!(t.uid_of(i2), Some(k2));
-        assert!(t.check_share(&k, FILE_READ_DATA, 7));
+        assert!(t.check_share(&k, FILE_READ_DATA, 7, &NoModel));
         // The inode is forgotten with the last open, not before.
         assert!(!t.remove_open(&k, 1));
         assert_eq!(t.uid_of(i), Some(k));
@@ -1610,6 +1683,23 @@ mod tests {
             t.grant_lease(&k, pid, id, state, v2, v2.map(|_| [9; 16]), sink(pid));
             super::super::deltas::Grant::Lease(id.key)
         }
+    }
+
+    /// A new open's access and share access are the table's only until
+    /// the model has the open: from then on the model answers the share
+    /// check ([MS-FSA] 2.1.5.1.2.2), and the table's copy is gone.
+    #[test]
+    fn share_modes_are_read_from_the_model_once_it_has_the_open() {
+        let mut t = FileTable::default();
+        let mut m = Shadow::new();
+        let k = key(14, 1);
+        // In the table: read and write access, sharing all; in the model
+        // (the shadow's `OpenUp`): no data access at all.
+        m.open(&mut t, k, |_, _| super::super::deltas::Grant::Oplock(level::NONE));
+        assert!(!t.check_share(&k, access::FILE_WRITE_DATA, 0, &NoModel), "the table's copy: a conflict");
+        assert!(t.check_share(&k, access::FILE_WRITE_DATA, 0, &m.model), "the model's: a stat open");
+        assert!(t.get(&k).unwrap().opens.iter().all(|o| o.pending.is_none()), "the copy is dropped");
+        assert!(t.check_share(&k, access::FILE_WRITE_DATA, 0, &NoModel), "and not read again");
     }
 
     #[test]

@@ -29,8 +29,13 @@
 //!    fields ([`fields`]: its ChannelSequence on every SMB 3.x request
 //!    that names it, its delete-on-close at CLOSE); the guard of [`Server::files`] takes
 //!    it, under `Server.files`, to apply the oplock and lease changes made
-//!    through it ([`record`]). The journal's own locks are taken under it
-//!    (point 3, a state change, a checkpoint).
+//!    through it ([`record`]); and it is taken under `Server.files` to read
+//!    what only the model keeps of files ([`file_fields`]): a CREATE's
+//!    delete-pending and share-mode check (one hold for both), a CLOSE's
+//!    delete-pending, a rename's share check of the target's directory, a
+//!    directory lease's path. The journal's own locks are taken under it
+//!    (point 3, a state change, a checkpoint), and nothing else: never
+//!    `Server.files`.
 //!
 //! Leaves, under which nothing is taken, may be taken under any of these:
 //! `Server.sessions`, `Server.logins`, `Server.creating`, `ConnState.pending`, a pipe's
@@ -43,7 +48,8 @@
 //! The nestings in use: `Session.inner` → `Open.st` (a new open's delta,
 //! [`deltas::open_up`]); `Server.durable` → `Server.files` and `Open.st`
 //! (the check of a reconnect, [`durable::reclaim`]); `Server.files` →
-//! `Server.recorder` (a [`record::FilesGuard`] dropped); `Open.writing` →
+//! `Server.recorder` (a [`record::FilesGuard`] dropped, a share-mode or
+//! delete-pending check, [`file_fields`]); `Open.writing` →
 //! `Server.files` and `Open.st` (a write and its write time); `Open.st` →
 //! `Server.files` (QUERY_DIRECTORY); `Server.notify` → `Watch.queue`.
 //! Every other guard is dropped before the next lock is taken.

@@ -66,15 +66,20 @@
 //! whether a delete is pending on the file are the model's alone too
 //! ([`super::file_fields`]): read from its file and open records, and
 //! changed at once ([`Server::change_model`]: `FileMoved`,
-//! `DeletePendingSet`), as an open's fields are. The per-file table keeps
-//! which opens a file has (its last close is the table's to tell) and
-//! runtime things only.
+//! `DeletePendingSet`), as an open's fields are. So are the access and
+//! share access that share-mode checks read (Open.GrantedAccess and the
+//! ShareAccess in `OpenUp`): the table reads them from the model, under
+//! its own lock, except for a new open whose `OpenUp` has not reached the
+//! model yet, whose CREATE's values the table holds until then
+//! ([`super::files::OpenRef::pending`]). The per-file table keeps which
+//! opens a file has (its last close is the table's to tell) and runtime
+//! things.
 //!
 //! The model is the record of the long-lived state that a restart or a
 //! takeover restores, and the one copy of the fields above; the runtime
 //! objects (`Session`, `Tree`, `Open`'s runtime part, the file table's
-//! share modes, byte-range locks, lock sequences, oplocks and leases) still
-//! serve the requests with their own copies. [`Server::check_model`] holds
+//! byte-range locks, lock sequences, oplocks and leases) still serve the
+//! requests with their own copies. [`Server::check_model`] holds
 //! those against the model.
 //!
 //! # Check mode
@@ -877,9 +882,9 @@ impl Server {
             keys.extend(d.open.key.map(|k| (k, *pid)));
         }
         let mut live_leases: Vec<([u8; 16], [u8; 16])> = Vec::new();
-        // Each file's opens, and each open's access and share access (the
-        // share modes the table checks), as the table has them; and the
-        // files whose only opens are their streams'.
+        // Each file's opens, and the access and share access of the new
+        // opens whose copy the table still holds; and the files whose only
+        // opens are their streams'.
         let mut live_files: BTreeMap<u128, Vec<u64>> = BTreeMap::new();
         let mut live_sharing: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
         let mut streams_only: Vec<u128> = Vec::new();
@@ -896,7 +901,9 @@ impl Server {
                 let mut pids: Vec<u64> = f.opens.iter().map(|o| o.persistent_id).collect();
                 pids.sort_unstable();
                 live_files.insert(key.0, pids);
-                live_sharing.extend(f.opens.iter().map(|o| (o.persistent_id, (o.access, o.share_access))));
+                live_sharing.extend(
+                    f.opens.iter().filter_map(|o| o.pending.map(|s| (o.persistent_id, (s.access, s.share_access)))),
+                );
             }
             for (key, pid) in &keys {
                 let mut l: Vec<_> = files
@@ -968,7 +975,14 @@ impl Server {
         // last close is the table's to tell), and keep the entry of a file
         // whose record waits for its streams' last close.
         diff("opens of file", &live_files, &model_files, &mut diffs);
-        diff("access and share access of open", &live_sharing, &model_sharing, &mut diffs);
+        // A new open's own copy of its access and share access, kept until
+        // the model has the open (and dropped at the next look after): the
+        // same as the model's where both are.
+        for (pid, s) in &live_sharing {
+            if model_sharing.get(pid).is_some_and(|m| m != s) {
+                diffs.push(format!("access and share access of open {pid:#x}: table {s:?}, model {:?}", model_sharing[pid]));
+            }
+        }
         for uid in lingering.iter().filter(|u| !streams_only.contains(u)) {
             diffs.push(format!("file {uid:#x} waits for its streams in the model, but none is open"));
         }
