@@ -12,7 +12,8 @@ line {"phase": "ready", ...}. Then wait for a line on stdin: meanwhile the
 test kills and restarts the server.
 
 Phase 2: reconnect, reclaim the open (DHnC with the old file id), and
-check: its FileNameInformation is the new name ("name"); an open of the
+check: its name (FileAllInformation) is the new one ("name"), a delete
+is pending on it ("delete_pending"); an open of the
 new name by a second client is refused with STATUS_DELETE_PENDING
 ("other_open"); after the reclaimed handle's close, the file is gone
 ("after_close": STATUS_OBJECT_NAME_NOT_FOUND). Prints one JSON line
@@ -31,7 +32,7 @@ from smbprotocol.open import (CreateDisposition, FilePipePrinterAccessMask, SMB2
 
 NAME = "named.dat"
 NEW_NAME = "renamed.dat"
-FILE_NAME_INFORMATION = 9
+FILE_ALL_INFORMATION = 18
 SMB2_0_INFO_FILE = 1
 
 
@@ -40,18 +41,20 @@ def out(d):
 
 
 def query_name(c, h):
-    """FileNameInformation ([MS-FSCC] 2.4.28) of the open."""
+    """The name and delete-pending of the open, from its FileAllInformation
+    ([MS-FSCC] 2.4.2: FileStandardInformation's DeletePending at byte 60,
+    FileNameInformation's length at 96 and name at 100)."""
     msg = SMB2QueryInfoRequest()
     msg["info_type"] = SMB2_0_INFO_FILE
-    msg["file_info_class"] = FILE_NAME_INFORMATION
+    msg["file_info_class"] = FILE_ALL_INFORMATION
     msg["output_buffer_length"] = 1024
     msg["file_id"] = h.file_id
     resp = c.call(msg, what=f"query name {h.name}")
     r = SMB2QueryInfoResponse()
     r.unpack(resp["data"].get_value())
     buf = r["buffer"].get_value()
-    (n,) = struct.unpack_from("<I", buf, 0)
-    return buf[4:4 + n].decode("utf-16-le")
+    (n,) = struct.unpack_from("<I", buf, 96)
+    return buf[100:100 + n].decode("utf-16-le"), buf[60] != 0
 
 
 def main():
@@ -82,7 +85,7 @@ def main():
         dispose = FileDispositionInformation()
         dispose["delete_pending"] = True
         c.set_info(h, dispose)
-        ready["name"] = query_name(c, h)
+        ready["name"], ready["delete_pending"] = query_name(c, h)
     except Failed as e:
         ready["error"] = status_name(e.status)
     out(ready)
@@ -104,7 +107,7 @@ def main():
         out(res)
         return
     try:
-        res["name"] = query_name(c, h)
+        res["name"], res["delete_pending"] = query_name(c, h)
     except Failed as e:
         res["name"] = status_name(e.status)
 

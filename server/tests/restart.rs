@@ -672,7 +672,7 @@ fn an_oplock_break_in_progress_survives_sigkill() {
 /// A file's name and its delete-pending are the state model's alone (no
 /// runtime copy answers them): a durable open renamed and set
 /// delete-pending before a `kill -9` is taken back after the restart under
-/// its new name (FileNameInformation), a second open of that name is
+/// its new name (FileAllInformation's name, with DeletePending), a second open of that name is
 /// refused with STATUS_DELETE_PENDING ([MS-FSA] 2.1.5.1.2), and the
 /// reclaimed handle's close deletes the file where the rename put it
 /// (`testdata/restart_names_client.py`).
@@ -692,6 +692,7 @@ fn a_renamed_delete_pending_file_is_restored_from_the_model() {
     let done = client.next("phase 2");
     assert_eq!(done["reconnect"], "ok", "{}", ctx(&done, &server));
     assert_eq!(done["name"], "\\renamed.dat", "the name did not follow the rename\n{}", ctx(&done, &server));
+    assert_eq!(done["delete_pending"], true, "{}", ctx(&done, &server));
     assert_eq!(done["other_open"], "STATUS_DELETE_PENDING", "{}", ctx(&done, &server));
     assert_eq!(done["after_close"], "STATUS_OBJECT_NAME_NOT_FOUND", "{}", ctx(&done, &server));
     assert!(!server.share_dir().join("renamed.dat").exists() && !server.share_dir().join("named.dat").exists());
