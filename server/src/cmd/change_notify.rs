@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use protocol::msg::change_notify::{encode_notify_list, ChangeNotifyRequest, ChangeNotifyResponse, FileNotifyInformation};
+use protocol::msg::change_notify::{
+    encode_notify_list, ChangeNotifyRequest, ChangeNotifyResponse, FileNotifyInformation,
+};
 use protocol::NtStatus;
 
 use super::bad;

@@ -430,7 +430,7 @@ fn reconnect(
             // A lease belongs to its client: the key must come from the
             // same ClientGuid.
             (Some((lid, _)), Some(l)) if lid.key == l.lease_key && lid.client_guid == opener.client_guid => {
-                let kept = server.path_of(&old).unwrap_or_default();
+                let kept = server.path_of(old).unwrap_or_default();
                 if kept.eq_ignore_ascii_case(name.trim_start_matches('\\')) {
                     Ok(())
                 } else {
@@ -1179,7 +1179,16 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                                 return None;
                             }
                             let lease = lease_id;
-                            Some(open_breaks(&mut files, &key, desired, req.share_access, overwrite, delete_on_close, lease, m))
+                            Some(open_breaks(
+                                &mut files,
+                                &key,
+                                desired,
+                                req.share_access,
+                                overwrite,
+                                delete_on_close,
+                                lease,
+                                m,
+                            ))
                         })
                         .ok_or(NtStatus::DELETE_PENDING)?
                 }
@@ -1432,7 +1441,9 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
 /// The breaks a new open of the file (or stream) `key` starts, and whether
 /// its share modes refuse it ([MS-FSA] 2.1.4.12 orders the two: see
 /// [`FileTable::break_for_open_of`]). A stat open breaks nothing, unless it
-/// overwrites; one that only reads attributes breaks no lease.
+/// overwrites; one that only reads attributes breaks no lease. The other
+/// opens' share modes are read from `model`.
+#[allow(clippy::too_many_arguments)]
 fn open_breaks(
     files: &mut FileTable,
     key: &FileUid,

@@ -597,7 +597,8 @@ fn has_open_children(server: &Server, share: &crate::state::ShareEntry, dir: &fs
     let set = server.set();
     server.with_model(|m| {
         m.partition(set).is_some_and(|p| {
-            p.files().any(|f| f.share().eq_ignore_ascii_case(&share.cfg.name) && below(f.path(), dir.components()).is_some())
+            p.files()
+                .any(|f| f.share().eq_ignore_ascii_case(&share.cfg.name) && below(f.path(), dir.components()).is_some())
         })
     })
 }

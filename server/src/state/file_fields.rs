@@ -27,7 +27,6 @@ use super::files::FileUid;
 use super::{Open, Server};
 use crate::model::{Delta, FileRecord, Model};
 
-
 impl Server {
     /// The open's path in the model (share-relative, no leading `\`),
     /// following renames; `None` for a pipe, or an open the model does not

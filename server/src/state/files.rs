@@ -391,7 +391,8 @@ impl FileTable {
         if f.stream_opens > 0 && access & access::DELETE != 0 {
             let all = share::READ | share::WRITE | share::DELETE;
             return !self.files.values_mut().any(|s| {
-                s.base == Some(*key) && s.opens.iter_mut().any(|o| share_conflict(o.sharing(model), access::DELETE, all))
+                s.base == Some(*key)
+                    && s.opens.iter_mut().any(|o| share_conflict(o.sharing(model), access::DELETE, all))
             });
         }
         true
@@ -772,8 +773,7 @@ impl FileTable {
         let leases = &self.leases;
         let lease_of = |o: &OpenRef| o.lease.and_then(|id| leases.get(&id)).map_or(0, |l| l.state);
         let others = f.opens.iter().filter(|o| {
-            o.persistent_id != persistent_id
-                && (o.oplock.level != level::NONE || o.lease.is_some() || !o.stat_open)
+            o.persistent_id != persistent_id && (o.oplock.level != level::NONE || o.lease.is_some() || !o.stat_open)
         });
         let (n, excl, handle) = others.fold((0, false, false), |(n, x, h), o| {
             let l = lease_of(o);
@@ -1446,10 +1446,7 @@ mod tests {
     /// An open with an oplock whose break notifications go nowhere (the
     /// table logic does not need a client).
     fn holder(t: &mut FileTable, k: FileUid, pid: u64, share_access: u32, requested: u8) -> u8 {
-        t.add_open(
-            k,
-            ino(k),
-            OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, share_access));
+        t.add_open(k, ino(k), OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, share_access));
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = oplock::BreakSink {
             tx: tx.downgrade(),
@@ -1599,10 +1596,7 @@ mod tests {
         ) -> u64 {
             use crate::model::*;
             let pid = self.next_id();
-            t.add_open(
-                k,
-                ino(k),
-                OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, 7));
+            t.add_open(k, ino(k), OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, 7));
             let g = grant(t, pid);
             self.sync(t);
             let up = Delta::OpenUp(Box::new(NewOpen {

@@ -980,7 +980,10 @@ impl Server {
         // same as the model's where both are.
         for (pid, s) in &live_sharing {
             if model_sharing.get(pid).is_some_and(|m| m != s) {
-                diffs.push(format!("access and share access of open {pid:#x}: table {s:?}, model {:?}", model_sharing[pid]));
+                diffs.push(format!(
+                    "access and share access of open {pid:#x}: table {s:?}, model {:?}",
+                    model_sharing[pid]
+                ));
             }
         }
         for uid in lingering.iter().filter(|u| !streams_only.contains(u)) {
