@@ -249,7 +249,8 @@ fn new_name(server: &Server, open: &Open, name: &str, session: &Session) -> Resu
     if target.is_root() {
         return Err(NtStatus::OBJECT_NAME_INVALID);
     }
-    let from = server.disk_path(&share.fs, key).ok_or(NtStatus::INTERNAL_ERROR)?;
+    let from =
+        server.disk_path(&share.fs, key).or_else(|| lock(&open.st).resolved.clone()).ok_or(NtStatus::INTERNAL_ERROR)?;
     let dest = share.fs.resolve(&target).map_err(|e| e.status())?;
     super::security::check_may_add(&share.fs, &dest, open.is_dir, &server.users, session)?;
     Ok(NewName { share, key, target, from, dest })

@@ -54,13 +54,15 @@ impl Server {
     }
 
     /// Where the file is on disk now: its path in the model, resolved in
-    /// `share` (the on-disk spelling of each component). For a named
-    /// stream's key, the stream's file.
+    /// `share` (the on-disk spelling of each component; a symbolic link at
+    /// the leaf is the link itself, as an open of it with
+    /// FILE_OPEN_REPARSE_POINT has it). For a named stream's key, the
+    /// stream's file.
     pub fn disk_path(&self, share: &crate::fs::Share, key: FileUid) -> Option<crate::fs::Resolved> {
         let path = self.file_path(key)?;
         let file = path.split_once(':').map_or(path.as_str(), |(f, _)| f);
         let parsed = crate::fs::path::SmbPath::parse(file).ok()?;
-        share.resolve(&parsed).ok()
+        share.resolve_open(&parsed, true).ok()
     }
 
     /// Sets or clears the file's delete-pending state, at once; nothing
