@@ -720,3 +720,32 @@ fn an_oplock_break_in_progress_survives_sigkill() {
     assert_eq!(done["ack"], 1, "{done}");
     assert_eq!(done["second_ack"], "STATUS_INVALID_OPLOCK_PROTOCOL", "{done}");
 }
+
+/// A file's name and its delete-pending are the state model's alone (no
+/// runtime copy answers them): a durable open renamed and set
+/// delete-pending before a `kill -9` is taken back after the restart under
+/// its new name (FileAllInformation's name, with DeletePending), a second open of that name is
+/// refused with STATUS_DELETE_PENDING ([MS-FSA] 2.1.5.1.2), and the
+/// reclaimed handle's close deletes the file where the rename put it
+/// (`testdata/restart_names_client.py`).
+#[test]
+fn a_renamed_delete_pending_file_is_restored_from_the_model() {
+    let Some(mut server) = duet_with(&JOURNAL_ARGS) else { return };
+    let port = server.port.to_string();
+    let args = ["--port", &port, "--share", common::SHARE, "--user", common::USER, "--password", common::PASSWORD];
+    let mut client = Client(Script::start("restart_names_client.py", &args));
+    let ready = client.next("phase 1");
+    let ctx = |done: &serde_json::Value, server: &Server| format!("ready: {ready}\ndone: {done}\n{}", server.log());
+    assert!(ready.get("error").is_none(), "{}", ctx(&serde_json::Value::Null, &server));
+    assert_eq!(ready["name"], "\\renamed.dat", "{}", ctx(&serde_json::Value::Null, &server));
+    server.kill9();
+    server.restart();
+    client.go_on();
+    let done = client.next("phase 2");
+    assert_eq!(done["reconnect"], "ok", "{}", ctx(&done, &server));
+    assert_eq!(done["name"], "\\renamed.dat", "the name did not follow the rename\n{}", ctx(&done, &server));
+    assert_eq!(done["delete_pending"], true, "{}", ctx(&done, &server));
+    assert_eq!(done["other_open"], "STATUS_DELETE_PENDING", "{}", ctx(&done, &server));
+    assert_eq!(done["after_close"], "STATUS_OBJECT_NAME_NOT_FOUND", "{}", ctx(&done, &server));
+    assert!(!server.share_dir().join("renamed.dat").exists() && !server.share_dir().join("named.dat").exists());
+}

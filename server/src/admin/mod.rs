@@ -348,7 +348,7 @@ pub fn from_model(model: &Model, now: Timestamp) -> Status {
 pub fn close_handle(server: &Arc<Server>, id: u64) -> Result<Closed, String> {
     let e = lock(&server.durable).remove(&id).ok_or_else(|| format!("no retained handle {}", hex(id)))?;
     let share = e.open.share().map(|s| s.cfg.name.clone()).unwrap_or_default();
-    let path = lock(&e.open.st).path.trim_start_matches('\\').to_string();
+    let path = server.path_of(&e.open).unwrap_or_default();
     info!(id = %hex(id), %share, %path, user = %e.user, "retained handle closed by the operator");
     let mut out = Vec::new();
     crate::state::close::close_open(server, &e.open, &mut out);

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use protocol::msg::change_notify::{encode_notify_list, ChangeNotifyRequest, ChangeNotifyResponse, FileNotifyInformation};
+use protocol::msg::change_notify::{
+    encode_notify_list, ChangeNotifyRequest, ChangeNotifyResponse, FileNotifyInformation,
+};
 use protocol::NtStatus;
 
 use super::bad;
@@ -31,8 +33,9 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
         return Err(NtStatus::INVALID_PARAMETER);
     }
     let share = open.share().ok_or(NtStatus::INVALID_PARAMETER)?;
-    let disk_dir: Vec<String> = lock(&ctx.server.files)
-        .path(&open.key.ok_or(NtStatus::INVALID_PARAMETER)?)
+    let disk_dir: Vec<String> = ctx
+        .server
+        .disk_path(&share.fs, open.key.ok_or(NtStatus::INVALID_PARAMETER)?)
         .map(|p| p.components().to_vec())
         .unwrap_or_default();
     let dir = disk_dir.iter().map(|c| c.to_lowercase()).collect();

@@ -24,6 +24,7 @@ use crate::fs::{self, FsError, SmbPath};
 use crate::handler::{Ctx, HResult, Resp};
 use crate::model::{Delta, Durability, Owner, PersistentFileId, SessionId, TreeId, VolatileFileId};
 use crate::state::deltas;
+use crate::state::file_fields::file_in;
 use crate::state::files::{access, Breaks, FileTable, FileUid, Inode, LeaseGrant, OpenRef};
 use crate::state::lease::{lease_state, LeaseId};
 use crate::state::notify::{action, filter};
@@ -269,7 +270,7 @@ impl Opener {
     }
 
     /// Puts a new open in its session's table, and returns its delta
-    /// ([`deltas::open_up`]). A session torn down meanwhile (its last
+    /// ([`deltas::open_up`], under `name`, its share-relative path). A session torn down meanwhile (its last
     /// channel lost, [MS-SMB2] 3.3.7.1; a LOGOFF, 3.3.5.6) while the
     /// CREATE waited for an oplock or lease break has no table to put it
     /// in, and the model no record to attach it to: the CREATE is
@@ -277,13 +278,13 @@ impl Opener {
     /// and the caller's reservation, dropped, undoes the open in the file
     /// table (its share modes, its oplock or lease). Checked and done under
     /// the session's lock, which the teardown takes to empty the table.
-    fn attach(&self, open: Arc<Open>, fields: &OpenFields) -> Result<Option<Delta>, NtStatus> {
+    fn attach(&self, open: Arc<Open>, name: &str, fields: &OpenFields) -> Result<Option<Delta>, NtStatus> {
         let mut inner = lock(&self.session.inner);
         if matches!(inner.auth, AuthState::Expired) {
             debug!(session = self.session.id, "a CREATE's session ended while it waited: no open");
             return Err(NtStatus::USER_SESSION_DELETED);
         }
-        let up = deltas::open_up(&open, &inner, self.client_guid, fields);
+        let up = deltas::open_up(&open, name, &inner, self.client_guid, fields);
         inner.opens.insert(open.volatile_id, open);
         Ok(up)
     }
@@ -456,7 +457,7 @@ fn reconnect(
             // A lease belongs to its client: the key must come from the
             // same ClientGuid.
             (Some((lid, _)), Some(l)) if lid.key == l.lease_key && lid.client_guid == opener.client_guid => {
-                let kept = lock(&old.st).path.clone();
+                let kept = server.path_of(old).unwrap_or_default();
                 if kept.eq_ignore_ascii_case(name.trim_start_matches('\\')) {
                     Ok(())
                 } else {
@@ -505,7 +506,7 @@ fn reconnect(
         _ => level,
     };
     let st = open.handle().ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?.stat().map_err(fs_err)?;
-    let delete_pending = lock(&opener.server.files).is_delete_pending(&key);
+    let delete_pending = opener.server.delete_pending(key);
     lock(&opener.session.inner).opens.insert(open.volatile_id, open.clone());
     let fstat = file_stat(&st, delete_pending);
     let fid = open.file_id();
@@ -811,7 +812,7 @@ fn replayed(
         contexts.extend(durable_context(durability));
     }
     let st = open.handle().ok_or(NtStatus::FILE_NOT_AVAILABLE)?.stat().map_err(fs_err)?;
-    let delete_pending = lock(&server.files).is_delete_pending(&key);
+    let delete_pending = server.delete_pending(key);
     let fstat = file_stat(&st, delete_pending);
     for c in &req.create_contexts {
         match c {
@@ -913,7 +914,7 @@ fn open_pipe(
         is_dir: false,
         key: None,
         base: None,
-        st: Mutex::new(OpenState::new(req.name.clone(), None)),
+        st: Mutex::new(OpenState::new(None)),
         writing: Mutex::new(()),
         slot,
     });
@@ -1191,11 +1192,29 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                     // repeated atomically with the reservation below. A
                     // pending delete refuses the open before any oplock
                     // break (as Windows does).
+                    // Delete-pending and the other opens' share modes are the
+                    // model's: read under one hold of its lock, which ranks
+                    // below the table's.
                     let mut files = server.files();
-                    if files.is_delete_pending(&key) {
-                        return Err(NtStatus::DELETE_PENDING);
-                    }
-                    open_breaks(&mut files, &key, desired, req.share_access, overwrite, delete_on_close, lease_id)
+                    let set = server.set();
+                    server
+                        .with_model(|m| {
+                            if file_in(m, set, key).is_some_and(|f| f.delete_pending()) {
+                                return None;
+                            }
+                            let lease = lease_id;
+                            Some(open_breaks(
+                                &mut files,
+                                &key,
+                                desired,
+                                req.share_access,
+                                overwrite,
+                                delete_on_close,
+                                lease,
+                                m,
+                            ))
+                        })
+                        .ok_or(NtStatus::DELETE_PENDING)?
                 }
             };
             let mut purged = Vec::new();
@@ -1380,7 +1399,7 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     );
     let resolved = rsv.path.clone();
     let resolved_for_notify = resolved.clone();
-    let state = OpenState::new(path.components().join("\\"), Some(resolved));
+    let state = OpenState::new(Some(resolved));
     let mut fields = OpenFields::new(action, opener.channel_sequence);
     fields.delete_on_close = delete_on_close;
     fields.durability = durability;
@@ -1401,7 +1420,8 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
         writing: Mutex::new(()),
         slot,
     });
-    let up = opener.attach(open, &fields)?.map(|d| deltas::with_grant(d, caching));
+    let name = path.components().join("\\");
+    let up = opener.attach(open, &name, &fields)?.map(|d| deltas::with_grant(d, caching));
     rsv.keep();
     let fstat = file_stat(&st, false);
     if created {
@@ -1443,7 +1463,9 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
 /// The breaks a new open of the file (or stream) `key` starts, and whether
 /// its share modes refuse it ([MS-FSA] 2.1.4.12 orders the two: see
 /// [`FileTable::break_for_open_of`]). A stat open breaks nothing, unless it
-/// overwrites; one that only reads attributes breaks no lease.
+/// overwrites; one that only reads attributes breaks no lease. The other
+/// opens' share modes are read from `model`.
+#[allow(clippy::too_many_arguments)]
 fn open_breaks(
     files: &mut FileTable,
     key: &FileUid,
@@ -1452,8 +1474,9 @@ fn open_breaks(
     overwrite: bool,
     delete_on_close: bool,
     lease_id: Option<LeaseId>,
+    model: &crate::model::Model,
 ) -> (Breaks, bool) {
-    let violation = !files.check_share(key, desired, share_access);
+    let violation = !files.check_share(key, desired, share_access, model);
     let breaks = if oplock::is_stat_open(desired) && !overwrite {
         Default::default()
     } else {
@@ -1606,17 +1629,25 @@ fn open_stream(
     let key = {
         let mut files = server.files();
         let key = files.stream_key(base, &upper, fs::stream::stream_uid(base, sname));
-        if files.is_delete_pending(&base) || files.is_delete_pending(&key) {
-            return Err(NtStatus::DELETE_PENDING);
-        }
         // A lease key in use on another file (or stream) is refused.
         if lease_id.is_some_and(|lid| files.lease_file(&lid).is_some_and(|f| f != key)) {
             return Err(NtStatus::INVALID_PARAMETER);
         }
         // The stream's oplock and lease holders are broken as a file's
-        // (see `open_disk`); the CREATE waits for them when it must.
-        let (breaks, violation) =
-            open_breaks(&mut files, &key, desired, req.share_access, overwrite, delete_on_close, lease_id);
+        // (see `open_disk`); the CREATE waits for them when it must. A
+        // delete pending on the file or the stream refuses it first; both,
+        // and the share modes, are the model's.
+        let set = server.set();
+        let (breaks, violation) = server
+            .with_model(|m| {
+                let pending = |k| file_in(m, set, k).is_some_and(|f| f.delete_pending());
+                if pending(base) || pending(key) {
+                    return None;
+                }
+                let lease = lease_id;
+                Some(open_breaks(&mut files, &key, desired, req.share_access, overwrite, delete_on_close, lease, m))
+            })
+            .ok_or(NtStatus::DELETE_PENDING)?;
         if breaks.wait || !breaks.orphans.is_empty() {
             drop(files);
             let mut purged = Vec::new();
@@ -1632,14 +1663,16 @@ fn open_stream(
         if violation {
             return Err(NtStatus::SHARING_VIOLATION);
         }
-        files.add_stream_open(key, &upper, base, inode, OpenRef::new(id, desired, req.share_access), here.clone());
+        files.add_stream_open(key, &upper, base, inode, OpenRef::new(id, desired, req.share_access));
         key
     };
     // Until the open is complete, an error takes the table entry out again.
     let undo = |e: NtStatus| {
-        let (_, doomed) = server.files().remove_stream_open(&key, id);
-        if let Some(p) = doomed {
-            let _ = share.fs.unlink(&p);
+        let (_, file_last) = server.files().remove_stream_open(&key, id);
+        if file_last && server.delete_pending(base) {
+            if let Some(p) = server.disk_path(&share.fs, base) {
+                let _ = share.fs.unlink(&p);
+            }
         }
         e
     };
@@ -1699,7 +1732,7 @@ fn open_stream(
         Some(lid) if lease.is_some() => deltas::Grant::Lease(lid.key),
         _ => deltas::Grant::Oplock(oplock),
     };
-    let state = OpenState::new(format!("{}:{sname}", path.components().join("\\")), Some(here.clone()));
+    let state = OpenState::new(Some(here.clone()));
     let mut fields = OpenFields::new(action, opener.channel_sequence);
     fields.delete_on_close = delete_on_close;
     // A stream open is never durable; its CreateGuid is kept all the same.
@@ -1720,7 +1753,8 @@ fn open_stream(
         writing: Mutex::new(()),
         slot,
     });
-    let up = opener.attach(open, &fields).map_err(undo)?.map(|d| deltas::with_grant(d, caching));
+    let name = format!("{}:{sname}", path.components().join("\\"));
+    let up = opener.attach(open, &name, &fields).map_err(undo)?.map(|d| deltas::with_grant(d, caching));
     if created_file {
         server.report_change(&share.cfg.name, here.components(), action::ADDED, filter::FILE_NAME);
         server.break_parent_leases(&share.cfg.name, here.components(), None);
@@ -1873,13 +1907,27 @@ impl<'a> Reservation<'a> {
                 (None, _) => None,
             };
             if let Some(key) = key {
-                if existing && files.is_delete_pending(&key) {
-                    return Err(NtStatus::DELETE_PENDING);
+                // Delete-pending and the other opens' share modes are the
+                // model's, read under one hold of its lock (which ranks
+                // below the table's); a file with no entry has no opens,
+                // nothing pending, and nothing to check against.
+                if files.get(&key).is_some() {
+                    let set = server.set();
+                    let asked = open.pending.unwrap_or_default();
+                    let refused = server.with_model(|m| {
+                        if existing && file_in(m, set, key).is_some_and(|f| f.delete_pending()) {
+                            Some(NtStatus::DELETE_PENDING)
+                        } else if !files.check_share(&key, asked.access, asked.share_access, m) {
+                            Some(NtStatus::SHARING_VIOLATION)
+                        } else {
+                            None
+                        }
+                    });
+                    if let Some(e) = refused {
+                        return Err(e);
+                    }
                 }
-                if !files.check_share(&key, open.access, open.share_access) {
-                    return Err(NtStatus::SHARING_VIOLATION);
-                }
-                files.add_open(key, inode, open, path.clone());
+                files.add_open(key, inode, open);
                 return Ok(Reservation { server, share: share.clone(), key, id, is_dir: st.is_dir, path, kept: false });
             }
             drop(files);
@@ -1908,18 +1956,18 @@ impl Drop for Reservation<'_> {
         if self.kept {
             return;
         }
-        let doomed = self.server.files().remove_open(&self.key, self.id);
-        if let Some(p) = doomed {
+        let last = self.server.files().remove_open(&self.key, self.id);
+        if last && self.server.delete_pending(self.key) {
             let fs = &self.share.fs;
-            let _ = if self.is_dir { fs.rmdir(&p) } else { fs.unlink(&p) };
+            let p = &self.path;
+            let _ = if self.is_dir { fs.rmdir(p) } else { fs.unlink(p) };
         }
     }
 }
 
 impl OpenState {
-    pub fn new(path: String, resolved: Option<fs::Resolved>) -> OpenState {
+    pub fn new(resolved: Option<fs::Resolved>) -> OpenState {
         OpenState {
-            path,
             resolved,
             dir: None,
             position: 0,

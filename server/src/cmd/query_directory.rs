@@ -91,7 +91,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             }
         }
         let short = if e.name == "." || e.name == ".." { String::new() } else { fs::short_name(&e.name) };
-        let pending = files.uid_of(Inode::of(&e.stat)).is_some_and(|k| files.is_delete_pending(&k));
+        let pending = files.uid_of(Inode::of(&e.stat)).is_some_and(|k| ctx.server.delete_pending(k));
         let mut fstat = file_stat(&e.stat, pending);
         if ctx.conn.aapl != 0 {
             // Zero file ids once AAPL is negotiated (as `vfs_fruit`).

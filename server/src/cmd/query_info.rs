@@ -71,8 +71,15 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
         OpenKind::Unopened => return Err(NtStatus::FILE_CLOSED),
     };
     let st = h.stat().map_err(|e| e.status())?;
-    let pending =
-        open.key.is_some_and(|k| lock(&ctx.server.files).is_delete_pending(&k)) || ctx.server.delete_on_close_of(open);
+    // The file's delete-pending and the open's delete-on-close, both the
+    // model's, under one hold of its lock.
+    let pending = open.key.is_some_and(|k| {
+        let set = ctx.server.set();
+        ctx.server.with_model(|m| {
+            crate::state::file_fields::file_in(m, set, k).is_some_and(|f| f.delete_pending())
+                || m.open(crate::model::PersistentFileId(open.persistent_id)).is_some_and(|o| o.delete_on_close())
+        })
+    });
     let mut fstat = file_stat(&st, pending);
     if ctx.conn.aapl != 0 {
         // Once AAPL is negotiated file ids are zero (as `vfs_fruit`'s
@@ -84,9 +91,19 @@ fn file_info(ctx: &Ctx<'_>, open: &Open, class: u8, max: usize, out: &mut BytesM
         // `fs::ea::list_size`); only these two classes carry it.
         fstat.ea_size = h.ea_size();
     }
-    let (name, position, mode) = {
+    // The open's path is the model's (renames move it, a restart restores
+    // it), read for the classes that carry a name.
+    let named = matches!(
+        class,
+        fic::FILE_NAME_INFORMATION
+            | fic::FILE_NORMALIZED_NAME_INFORMATION
+            | fic::FILE_ALL_INFORMATION
+            | fic::FILE_ALTERNATE_NAME_INFORMATION
+    );
+    let name = if named { format!("\\{}", ctx.server.path_of(open).unwrap_or_default()) } else { String::new() };
+    let (position, mode) = {
         let s = lock(&open.st);
-        (format!("\\{}", s.path), s.position, s.mode)
+        (s.position, s.mode)
     };
     let volume_serial = open.share().map_or(0, |s| u64::from(s.fs.volume_serial()));
     if max < windows_min_size(class) {
@@ -243,7 +260,8 @@ fn full_ea(open: &Open, req: &QueryInfoRequest<'_>, max: usize, out: &mut BytesM
 /// falling back to the client's spelling `name` (which has one).
 fn on_disk_path(ctx: &Ctx<'_>, open: &Open, name: &str) -> String {
     open.key
-        .and_then(|k| lock(&ctx.server.files).path(&k))
+        .zip(open.share())
+        .and_then(|(k, share)| ctx.server.disk_path(&share.fs, k))
         .map_or_else(|| name.trim_start_matches('\\').to_string(), |p| p.smb_path())
 }
 

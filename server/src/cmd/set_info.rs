@@ -113,7 +113,7 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
             }
             h.set_times(times).map_err(err)?;
             if let (Some(share), Some(key)) = (open.share(), open.key) {
-                let path = lock(&ctx.server.files).path(&key);
+                let path = if ctx.server.changes_watched() { ctx.server.disk_path(&share.fs, key) } else { None };
                 if let Some(p) = path {
                     ctx.server.report_change(
                         &share.cfg.name,
@@ -130,7 +130,7 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
             need(open, access::DELETE)?;
             let session = ctx.session()?.clone();
             let posix = ctx.conn.aapl != 0;
-            rename(ctx.server, open, &name, replace_if_exists, posix, &session, &mut ctx.deltas)?;
+            rename(ctx.server, open, &name, replace_if_exists, posix, &session, &mut ctx.kept)?;
         }
         SetFileInfo::Link { replace_if_exists, name } => link(ctx, open, &name, replace_if_exists)?,
         SetFileInfo::Disposition { delete_pending } => set_delete(ctx, open, delete_pending)?,
@@ -181,7 +181,7 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
             let pairs: Vec<(&[u8], &[u8])> = list.iter().map(|e| (e.name, e.value)).collect();
             h.set_eas(&pairs).map_err(|e| e.status())?;
             if let (Some(share), Some(key)) = (open.share(), open.key) {
-                let path = lock(&ctx.server.files).path(&key);
+                let path = if ctx.server.changes_watched() { ctx.server.disk_path(&share.fs, key) } else { None };
                 if let Some(p) = path {
                     ctx.server.report_change(&share.cfg.name, p.components(), action::MODIFIED, filter::EA);
                 }
@@ -206,15 +206,10 @@ fn set_delete(ctx: &mut Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStat
             return Err(NtStatus::DIRECTORY_NOT_EMPTY);
         }
     }
-    let watchers = {
-        let mut files = lock(&ctx.server.files);
-        files.set_delete_pending(&key, delete);
-        if delete && open.is_dir {
-            files.open_ids(&key)
-        } else {
-            Vec::new()
-        }
-    };
+    // The file's delete-pending is the model's, changed at once: a CREATE
+    // after this, on any connection, is refused (STATUS_DELETE_PENDING).
+    ctx.kept |= ctx.server.set_delete_pending(key, delete);
+    let watchers = if delete && open.is_dir { lock(&ctx.server.files).open_ids(&key) } else { Vec::new() };
     if !watchers.is_empty() {
         lock(&ctx.server.notify).delete_pending(&watchers);
     }
@@ -225,11 +220,9 @@ fn set_delete(ctx: &mut Ctx<'_>, open: &Open, delete: bool) -> Result<(), NtStat
         // disposition does not wait for them.
         let _ = break_others_handle_caching(ctx.server, open);
     }
-    // The open's delete-on-close changes at once (a CLOSE after it in the
-    // compound reads it from the model); the file's delete-pending, which
-    // the file table keeps, with the answer.
+    // The open's delete-on-close changes at once too (a CLOSE after it in
+    // the compound reads it from the model).
     ctx.kept |= ctx.server.set_delete_on_close(open, delete);
-    ctx.deltas.push(Delta::DeletePendingSet { set: ctx.server.set(), file: key, on: delete });
     Ok(())
 }
 
@@ -256,7 +249,8 @@ fn new_name(server: &Server, open: &Open, name: &str, session: &Session) -> Resu
     if target.is_root() {
         return Err(NtStatus::OBJECT_NAME_INVALID);
     }
-    let from = lock(&server.files).path(&key).ok_or(NtStatus::INTERNAL_ERROR)?;
+    let from =
+        server.disk_path(&share.fs, key).or_else(|| lock(&open.st).resolved.clone()).ok_or(NtStatus::INTERNAL_ERROR)?;
     let dest = share.fs.resolve(&target).map_err(|e| e.status())?;
     super::security::check_may_add(&share.fs, &dest, open.is_dir, &server.users, session)?;
     Ok(NewName { share, key, target, from, dest })
@@ -280,10 +274,10 @@ fn rename(
     replace: bool,
     posix: bool,
     session: &Session,
-    deltas: &mut Vec<Delta>,
+    kept: &mut bool,
 ) -> Result<(), NtStatus> {
     if let Some(base) = open.base {
-        return rename_stream(server, open, base, name, replace, deltas);
+        return rename_stream(server, open, base, name, replace, kept);
     }
     if name.starts_with(':') {
         return Err(NtStatus::NOT_SUPPORTED);
@@ -309,7 +303,7 @@ fn rename(
             }
         }
     }
-    let children = open.is_dir && has_open_children(server, &from);
+    let children = open.is_dir && has_open_children(server, &share, &from);
     if children && !posix {
         return Err(NtStatus::ACCESS_DENIED);
     }
@@ -332,17 +326,15 @@ fn rename(
         server.report_change(&share.cfg.name, new.components(), action::MODIFIED, filter::ATTRIBUTES);
     }
     debug!(from = %from.smb_path(), to = %new.smb_path(), "renamed");
-    let mut files = lock(&server.files);
-    files.set_path(&key, new.clone());
-    drop(files);
     if children {
-        move_opens_below(server, &from, &new, deltas);
+        *kept |= move_opens_below(server, &share, &from, &new);
     }
+    // The file and its opens are at the new name in the model at once: a
+    // CLOSE that deletes it, or a QUERY_INFO of its name, on any
+    // connection, finds it there.
     let path = new.smb_path().trim_start_matches('\\').to_string();
-    deltas.push(Delta::FileMoved { set: server.set(), file: key, path: path.clone() });
-    let mut st = lock(&open.st);
-    st.path = path;
-    st.resolved = Some(new);
+    *kept |= server.move_file(key, path);
+    lock(&open.st).resolved = Some(new);
     Ok(())
 }
 
@@ -390,12 +382,12 @@ impl Later {
                 return Err(NtStatus::INSUFFICIENT_RESOURCES);
             }
         }
-        let mut deltas = Vec::new();
-        rename(&self.server, &self.open, &self.name, self.replace, self.posix, &self.session, &mut deltas)?;
+        let mut kept = false;
+        rename(&self.server, &self.open, &self.name, self.replace, self.posix, &self.session, &mut kept)?;
         let mut body = BytesMut::with_capacity(2);
         SetInfoResponse.encode(&mut body);
         let mut r = Resp::ok(body).file(self.open.file_id());
-        r.deltas = deltas;
+        r.kept = kept;
         Ok(r)
     }
 }
@@ -446,7 +438,7 @@ fn rename_stream(
     base: crate::model::FileUid,
     name: &str,
     replace: bool,
-    deltas: &mut Vec<Delta>,
+    kept: &mut bool,
 ) -> Result<(), NtStatus> {
     if !name.starts_with(':') {
         return Err(NtStatus::SHARING_VIOLATION);
@@ -471,10 +463,9 @@ fn rename_stream(
         })?;
         files.rename_stream(&key, base, &upper);
     }
-    let mut st = lock(&open.st);
-    let file_path = st.path.split_once(':').map_or(st.path.clone(), |(f, _)| f.to_owned());
-    st.path = format!("{file_path}:{new}");
-    deltas.push(Delta::FileMoved { set: server.set(), file: key, path: st.path.clone() });
+    let path = server.path_of(open).unwrap_or_default();
+    let file_path = path.split_once(':').map_or(path.as_str(), |(f, _)| f);
+    *kept |= server.move_file(key, format!("{file_path}:{new}"));
     Ok(())
 }
 
@@ -538,10 +529,11 @@ fn target_parent_shareable(
     let parent = SmbPath::parse(&parent).map_err(|e| e.status())?;
     let parent = share.fs.resolve(&parent).map_err(|e| e.status())?;
     let st = share.fs.stat(&parent).map_err(|e| e.status())?;
-    let files = lock(&server.files);
-    Ok(files
-        .uid_of(Inode::of(&st))
-        .is_none_or(|k| files.check_share(&k, rename_parent_access(is_dir), RENAME_PARENT_SHARE)))
+    let mut files = lock(&server.files);
+    let Some(k) = files.uid_of(Inode::of(&st)) else { return Ok(true) };
+    // The other opens' share modes are the model's (its lock ranks below
+    // the table's).
+    Ok(server.with_model(|m| files.check_share(&k, rename_parent_access(is_dir), RENAME_PARENT_SHARE, m)))
 }
 
 /// The access the rename's open of the target directory asks for.
@@ -554,37 +546,62 @@ fn rename_parent_access(is_dir: bool) -> u32 {
 /// The sharing of the rename's open of the target directory.
 const RENAME_PARENT_SHARE: u32 = crate::state::files::share::READ | crate::state::files::share::WRITE;
 
-/// Is any file below this directory open? (Windows refuses to rename such
-/// a directory.)
 /// After a POSIX rename of the directory `from` to `to`: the files with
-/// opens below it are below `to` now, in the file table, the state model
-/// (a `FileMoved` for each that has opens of its own) and each open's own
-/// path, in every session.
-fn move_opens_below(server: &Server, from: &fs::Resolved, to: &fs::Resolved, deltas: &mut Vec<Delta>) {
-    let moved = lock(&server.files).move_below(from, to);
-    for (key, path) in &moved {
-        let path = path.smb_path();
-        deltas.push(Delta::FileMoved { set: server.set(), file: *key, path });
-    }
+/// opens below it are below `to` now, in the state model (a `FileMoved`
+/// for each, which moves its opens' paths too, applied at once) and in
+/// each open's resolved path, in every session. True when a change is one
+/// a restart restores.
+fn move_opens_below(server: &Server, share: &crate::state::ShareEntry, from: &fs::Resolved, to: &fs::Resolved) -> bool {
+    let set = server.set();
+    let ((), kept) = server.change_model(|m| {
+        let Some(p) = m.partition(set) else { return ((), Vec::new()) };
+        let moved = p
+            .files()
+            .filter(|f| f.share().eq_ignore_ascii_case(&share.cfg.name))
+            .filter_map(|f| {
+                let rest = below(f.path(), from.components())?;
+                let path = [to.smb_path(), rest].into_iter().filter(|c| !c.is_empty()).collect::<Vec<_>>().join("\\");
+                Some(Delta::FileMoved { set, file: f.uid(), path })
+            })
+            .collect();
+        ((), moved)
+    });
     let sessions: Vec<Arc<Session>> = lock(&server.sessions).values().cloned().collect();
     for session in sessions {
         let opens: Vec<Arc<Open>> = lock(&session.inner).opens.values().cloned().collect();
         for o in opens {
             let mut st = lock(&o.st);
             let Some(new) = st.resolved.as_ref().and_then(|r| r.moved(from, to)) else { continue };
-            let stream = st.path.split_once(':').map(|(_, s)| s.to_owned());
-            st.path = match stream {
-                Some(s) => format!("{}:{s}", new.smb_path()),
-                None => new.smb_path(),
-            };
             st.resolved = Some(new);
         }
     }
+    kept
 }
 
-fn has_open_children(server: &Server, dir: &fs::Resolved) -> bool {
-    let files = lock(&server.files);
-    files.any_path(|p| p.components().len() > dir.components().len() && p.components().starts_with(dir.components()))
+/// The rest of the model's path `path` below the directory `dir` (on-disk
+/// components), when it lies below it (not `dir` itself); ASCII case aside,
+/// as a model's path is spelled as a client named it.
+fn below(path: &str, dir: &[String]) -> Option<String> {
+    let mut parts = path.split('\\').filter(|c| !c.is_empty());
+    for d in dir {
+        if !parts.next()?.eq_ignore_ascii_case(d) {
+            return None;
+        }
+    }
+    let rest: Vec<&str> = parts.collect();
+    (!rest.is_empty()).then(|| rest.join("\\"))
+}
+
+/// Is any file below this directory open? (Windows refuses to rename such
+/// a directory.) The model's files say, by their paths.
+fn has_open_children(server: &Server, share: &crate::state::ShareEntry, dir: &fs::Resolved) -> bool {
+    let set = server.set();
+    server.with_model(|m| {
+        m.partition(set).is_some_and(|p| {
+            p.files()
+                .any(|f| f.share().eq_ignore_ascii_case(&share.cfg.name) && below(f.path(), dir.components()).is_some())
+        })
+    })
 }
 
 /// A size change breaks level II oplocks ([MS-FSA] 2.1.4.12).
@@ -597,17 +614,17 @@ fn break_level2(ctx: &Ctx<'_>, open: &Open) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::files::{share, share_conflict, OpenRef};
+    use crate::state::files::{share, share_conflict, Sharing};
 
-    fn dir_open(access: u32, share_access: u32) -> OpenRef {
-        OpenRef::new(1, access, share_access)
+    fn dir_open(access: u32, share_access: u32) -> Sharing {
+        Sharing { access, share_access }
     }
 
     #[test]
     fn rename_conflicts_with_parent_opens_like_windows() {
         let rw = access::FILE_READ_DATA | access::FILE_WRITE_DATA | access::SYNCHRONIZE;
         let all = share::READ | share::WRITE | share::DELETE;
-        let conflicts = |o: &OpenRef| share_conflict(o, rename_parent_access(false), RENAME_PARENT_SHARE);
+        let conflicts = |o: &Sharing| share_conflict(*o, rename_parent_access(false), RENAME_PARENT_SHARE);
         // smbtorture smb2.rename: DELETE access on the parent, shared or not.
         assert!(conflicts(&dir_open(rw | access::DELETE, all)));
         assert!(conflicts(&dir_open(rw | access::DELETE, 0)));

@@ -98,8 +98,13 @@ impl Partition {
                     let before = f.locks.len();
                     f.locks.retain(|l| l.owner != *open);
                     self.lock_count -= before - f.locks.len();
-                    if f.opens.is_empty() {
-                        self.files.remove(&file);
+                    if f.opens.is_empty() && !self.lingers(file) {
+                        let gone = self.files.remove(&file);
+                        if gone.is_some_and(|f| f.path.contains(':')) {
+                            // A named stream's last open: its file may
+                            // have waited for it.
+                            self.sweep_lingering();
+                        }
                     }
                 }
             }
@@ -245,6 +250,7 @@ impl Partition {
             AppendedAt { .. } | ClosedAfterWriting { .. } => {}
             DeletePendingSet { file, on, .. } => {
                 self.files.get_mut(file).ok_or(ApplyError::UnknownFile(*file))?.delete_pending = *on;
+                self.sweep_lingering();
             }
             FileMoved { file, path, .. } => {
                 let f = self.files.get_mut(file).ok_or(ApplyError::UnknownFile(*file))?;
@@ -254,6 +260,7 @@ impl Partition {
                         o.path = path.clone();
                     }
                 }
+                self.sweep_lingering();
             }
         }
         Ok(())
@@ -311,6 +318,37 @@ impl Partition {
             self.by_create_guid.insert((n.info.client_guid, guid, id));
         }
         Ok(())
+    }
+
+    /// Does the file record `uid`, which has no opens left, stay: a
+    /// delete is pending on it and a named stream of it has opens (the
+    /// file is deleted when the last of them closes, and refuses new opens
+    /// meanwhile; see [`FileRecord`])?
+    fn lingers(&self, uid: FileUid) -> bool {
+        self.files.get(&uid).is_some_and(|f| f.delete_pending && self.streams_open(&f.share, &f.path))
+    }
+
+    /// Has a named stream of the file at `path` in `share` opens? A
+    /// stream's record is at `path:name` (a file with open streams is not
+    /// renamed, so the two stay together; a renamed directory moves both).
+    fn streams_open(&self, share: &str, path: &str) -> bool {
+        self.files.values().any(|s| {
+            !s.opens.is_empty()
+                && s.share.eq_ignore_ascii_case(share)
+                && s.path.len() > path.len()
+                && s.path.is_char_boundary(path.len())
+                && s.path[..path.len()].eq_ignore_ascii_case(path)
+                && s.path[path.len()..].starts_with(':')
+        })
+    }
+
+    /// Drops the records of files with no opens that no longer linger.
+    fn sweep_lingering(&mut self) {
+        let gone: Vec<FileUid> =
+            self.files.values().filter(|f| f.opens.is_empty() && !self.lingers(f.uid)).map(|f| f.uid).collect();
+        for uid in gone {
+            self.files.remove(&uid);
+        }
     }
 
     fn session_ref(&self, id: SessionId) -> Result<&SessionRecord, ApplyError> {
@@ -460,10 +498,10 @@ impl Partition {
             listed.entry(o.info.file).or_default().insert(o.info.persistent);
         }
         for (uid, f) in &self.files {
-            if *uid != f.uid || f.opens.is_empty() {
-                return Err(format!("file {uid:?}: bad key, or no opens"));
+            if *uid != f.uid || (f.opens.is_empty() && !self.lingers(*uid)) {
+                return Err(format!("file {uid:?}: bad key, or no opens and no open streams it waits for"));
             }
-            if listed.get(uid) != Some(&f.opens) {
+            if listed.get(uid).unwrap_or(&BTreeSet::new()) != &f.opens {
                 return Err(format!("file {uid:?}: its open list disagrees with the opens"));
             }
             for l in &f.locks {

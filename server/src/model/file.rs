@@ -1,8 +1,12 @@
 //! Files with opens: where each is now, whether a delete is pending, and its byte-range
 //! locks ([MS-FSA] 2.1.1.5 Per Open of a file, 2.1.1.7 ByteRangeLock).
 //!
-//! A file record exists exactly while the file has opens in the partition: the first
-//! [`crate::model::Delta::OpenUp`] of a file makes it and the last `OpenDown` removes it.
+//! A file record exists while the file has opens in the partition: the first
+//! [`crate::model::Delta::OpenUp`] of a file makes it and the last `OpenDown` removes it,
+//! unless a delete is pending on the file and a named stream of it still has opens (a
+//! stream's record is at `file:name`): then it stays, with no opens, until the last of
+//! them closes, when the file is deleted ([MS-FSA] 2.1.5.4: the file goes with its last
+//! stream's handle), and refuses new opens meanwhile (STATUS_DELETE_PENDING).
 //! Share modes are not stored: they follow from the opens' access and share access.
 
 use std::collections::BTreeSet;

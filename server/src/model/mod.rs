@@ -368,7 +368,8 @@ impl Model {
     /// - a connected open's session and tree exist, the tree is of the open's share,
     ///   and its volatile id is unique in its session; a disconnected open is durable
     ///   and has neither session nor tree;
-    /// - a file record exists exactly while it has opens, and lists exactly them; a
+    /// - a file record exists while it has opens, and lists exactly them (or, with
+    ///   none, while a delete is pending on it and a stream of it has opens); a
     ///   lock's owner is an open of its file, and its range is valid;
     /// - a leased open's lease exists and is of the open's file; lease states and
     ///   breaks hold only R, H and W, a break lowers the state.

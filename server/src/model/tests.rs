@@ -888,3 +888,41 @@ fn durable_v2_open_replay_and_channel_sequence() {
     assert!(m.partition(set).unwrap().replay_open(CLIENTS[0], guid).is_none());
     assert!(m.apply(&Delta::ReplayIneligible { open: PersistentFileId(open.0 + 1) }).is_err());
 }
+
+/// A delete pending on a file whose named stream is still open outlives
+/// the file's last own open: its record stays, with no opens, while the
+/// stream's record (at `path:name`) has opens, survives a checkpoint, and
+/// goes with the stream's last open ([MS-FSA] 2.1.5.4). A record that no
+/// stream waits on goes with its last open, pending or not.
+#[test]
+fn a_delete_pending_file_waits_for_its_streams_last_close() {
+    let mut m = Model::new();
+    m.add_set(SetId(0), 5).unwrap();
+    let (s, t) = session_with_tree(&mut m, SetId(0));
+    let open_at = |m: &mut Model, file: u128, path: &str| {
+        let mut d = open_on(m, s, t, file, Durability::None, Caching::None);
+        let Delta::OpenUp(n) = &mut d else { unreachable!() };
+        n.path = path.into();
+        let id = n.info.persistent;
+        m.apply(&d).unwrap();
+        id
+    };
+    let (base, stream, other) = (FileUid(1), FileUid(2), FileUid(3));
+    let b = open_at(&mut m, 1, "dir\\f");
+    let st = open_at(&mut m, 2, "DIR\\F:s");
+    let o = open_at(&mut m, 3, "dir\\f2");
+    m.apply(&Delta::DeletePendingSet { set: SetId(0), file: base, on: true }).unwrap();
+    m.apply(&Delta::DeletePendingSet { set: SetId(0), file: other, on: true }).unwrap();
+    m.apply(&Delta::OpenDown { open: b }).unwrap();
+    m.apply(&Delta::OpenDown { open: o }).unwrap();
+    let p = m.partition(SetId(0)).unwrap();
+    let f = p.file(base).expect("the file waits for its stream");
+    assert!(f.delete_pending() && f.opens().next().is_none());
+    assert!(p.file(other).is_none(), "no stream of it is open: it goes");
+    m.check_invariants().unwrap();
+    assert_eq!(Model::restore(&m.checkpoint()).unwrap(), m);
+    m.apply(&Delta::OpenDown { open: st }).unwrap();
+    let p = m.partition(SetId(0)).unwrap();
+    assert!(p.file(base).is_none() && p.file(stream).is_none());
+    m.check_invariants().unwrap();
+}

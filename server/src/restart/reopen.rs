@@ -84,21 +84,19 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
         server.apply(&[crate::model::Delta::FileMoved { set: server.set(), file: uid, path: to.clone() }]);
     }
     let pid = info.persistent.0;
-    let file = model.partition(server.set()).and_then(|p| p.file(info.file));
     {
         let mut files = lock(&server.files);
-        if !files.check_share(&uid, info.granted_access, info.share_access) {
+        // The opens restored before it are the model's already: their share
+        // modes are read there.
+        if !server.with_model(|m| files.check_share(&uid, info.granted_access, info.share_access, m)) {
             return Err("its share modes conflict with an open restored before it".into());
         }
         if files.uid_of(inode).is_some_and(|k| k != uid) {
             return Err("another retained handle's file is there now".into());
         }
-        files.add_open(uid, inode, OpenRef::new(pid, info.granted_access, info.share_access), resolved.clone());
+        files.add_open(uid, inode, OpenRef::restored(pid, info.granted_access));
         // Its byte-range locks and lock sequences are the model's, restored
         // already (`state::byte_locks`): nothing to copy.
-        if file.is_some_and(|f| f.delete_pending()) {
-            files.set_delete_pending(&uid, true);
-        }
         let sink = || BreakSink {
             tx: BreakSink::unreachable(),
             session_id: 0,
@@ -137,7 +135,8 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
     });
     // Its long-lived fields (durability, CreateGuid, ChannelSequence,
     // delete-on-close, ...) are the model's, restored already.
-    let state = OpenState::new(moved.unwrap_or_else(|| o.path().to_string()), Some(resolved));
+    // Its path (and its file's delete-pending) too: the runtime keeps none.
+    let state = OpenState::new(Some(resolved));
     let open = Open {
         persistent_id: pid,
         volatile_id: o.volatile().0,

@@ -29,7 +29,7 @@ pub fn close_open_marked(server: &Arc<Server>, open: &Arc<Open>, doc: bool, out:
     };
     let written = lock(&open.st).written;
     if written && server.journal.keeps_records() {
-        out.extend(super::deltas::closed_after_writing(open));
+        out.extend(super::deltas::closed_after_writing(server, open));
     }
     out.extend(super::deltas::open_down(open));
     lock(&server.notify).remove(open.persistent_id);
@@ -37,20 +37,27 @@ pub fn close_open_marked(server: &Arc<Server>, open: &Arc<Open>, doc: bool, out:
         close_stream(server, open, key, doc);
         return;
     }
-    let (delete, path, watchers, actor) = {
+    let (delete, watchers, actor) = {
         // A lease this was the last open of goes: through `files()`, so
         // the model hears of it.
         let mut files = server.files();
-        if doc {
-            files.set_delete_pending(&key, true);
-        }
-        let path = files.path(&key);
         let actor = files.parent_lease_of(&key, open.persistent_id);
-        let delete = files.remove_open(&key, open.persistent_id);
+        let last = files.remove_open(&key, open.persistent_id);
+        // The file's delete-pending is the model's: a delete-on-close open
+        // that is not the last leaves it set for the others (at once: a
+        // CREATE after this close is refused), the last one deletes.
+        let delete = if last {
+            doc || server.delete_pending(key)
+        } else {
+            if doc {
+                server.set_delete_pending(key, true);
+            }
+            false
+        };
         // A directory left delete-pending by this close: its watchers
         // (other opens) are told.
-        let watchers = if doc && open.is_dir && delete.is_none() { files.open_ids(&key) } else { Vec::new() };
-        (delete, path, watchers, actor)
+        let watchers = if doc && open.is_dir && !delete { files.open_ids(&key) } else { Vec::new() };
+        (delete, watchers, actor)
     };
     if !watchers.is_empty() {
         lock(&server.notify).delete_pending(&watchers);
@@ -59,25 +66,31 @@ pub fn close_open_marked(server: &Arc<Server>, open: &Arc<Open>, doc: bool, out:
     let Some(share) = open.share() else {
         return;
     };
-    if written && delete.is_none() {
-        if let Some(p) = &path {
+    if written && !delete && server.changes_watched() {
+        if let Some(p) = server.disk_path(&share.fs, key) {
             server.report_change(&share.cfg.name, p.components(), action::MODIFIED, filter::LAST_WRITE | filter::SIZE);
             // Its directory's listing shows the new size and time.
             server.break_parent_leases(&share.cfg.name, p.components(), actor);
         }
     }
-    let Some(resolved) = delete else {
+    if !delete {
+        return;
+    }
+    // Where the file is now: the model's path (its `OpenDown` is on its
+    // way), which follows renames.
+    let Some(resolved) = server.disk_path(&share.fs, key) else {
+        warn!(pid = open.persistent_id, "delete on close: the file is not where the model has it");
         return;
     };
     let r = if open.is_dir { share.fs.rmdir(&resolved) } else { share.fs.unlink(&resolved) };
     match r {
         Ok(()) => {
-            debug!(path = %lock(&open.st).path, "deleted on close");
+            debug!(path = %resolved.smb_path(), "deleted on close");
             let f = if open.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
             server.report_change(&share.cfg.name, resolved.components(), action::REMOVED, f);
             server.break_parent_leases(&share.cfg.name, resolved.components(), actor);
         }
-        Err(e) => warn!(path = %lock(&open.st).path, "delete on close failed: {e}"),
+        Err(e) => warn!(path = %resolved.smb_path(), "delete on close failed: {e}"),
     }
 }
 
@@ -98,23 +111,38 @@ fn keeps_resource_fork(h: &crate::fs::Handle) -> bool {
 /// this was the last open of the file and its streams and a delete is
 /// pending on the file.
 fn close_stream(server: &Arc<Server>, open: &Arc<Open>, key: crate::model::FileUid, doc: bool) {
+    let Some(base) = open.base else {
+        return;
+    };
     let (stream_doomed, file_doomed) = {
         let mut files = server.files();
-        if doc {
-            files.set_delete_pending(&key, true);
-        }
-        files.remove_stream_open(&key, open.persistent_id)
+        let (stream_last, file_last) = files.remove_stream_open(&key, open.persistent_id);
+        // Delete-pending is the model's, as for a file (`close_open_marked`):
+        // the stream's record, and the file's, which waits for its
+        // streams' last close when a delete is pending on it.
+        let stream_doomed = if stream_last {
+            doc || server.delete_pending(key)
+        } else {
+            if doc {
+                server.set_delete_pending(key, true);
+            }
+            false
+        };
+        (stream_doomed, file_last && server.delete_pending(base))
     };
     server.oplock_changed.notify_waiters();
     if stream_doomed {
         if let Some(h) = open.handle().filter(|h| !keeps_resource_fork(h)) {
             match h.remove_stream() {
-                Ok(()) => debug!(path = %lock(&open.st).path, "stream deleted on close"),
-                Err(e) => warn!(path = %lock(&open.st).path, "stream delete on close failed: {e}"),
+                Ok(()) => debug!(pid = open.persistent_id, "stream deleted on close"),
+                Err(e) => warn!(pid = open.persistent_id, "stream delete on close failed: {e}"),
             }
         }
     }
-    let (Some(resolved), Some(share)) = (file_doomed, open.share()) else {
+    let Some(share) = open.share().filter(|_| file_doomed) else {
+        return;
+    };
+    let Some(resolved) = server.disk_path(&share.fs, base) else {
         return;
     };
     let r = match share.fs.unlink(&resolved) {

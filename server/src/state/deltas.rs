@@ -13,7 +13,7 @@ use crate::model::{
 
 use super::open::OpenFields;
 use super::session::SessionInner;
-use super::{lock, Open, Session, Tree};
+use super::{Open, Session, Tree};
 
 /// Now, as the model keeps times (wall-clock milliseconds).
 pub fn now() -> Timestamp {
@@ -91,13 +91,14 @@ pub fn tree_down(session: &Session, tree: &Tree) -> Option<Delta> {
         .then_some(Delta::TreeDown { session: SessionId(session.id), tree: TreeId(tree.id) })
 }
 
-/// A new open of a file or directory (pipes are not recorded), with what
-/// its CREATE decided of its long-lived fields, which from now on only the
-/// model keeps.
-pub fn open_up(open: &Open, inner: &SessionInner, client_guid: [u8; 16], f: &OpenFields) -> Option<Delta> {
+/// A new open of a file or directory (pipes are not recorded), at `path`
+/// (share-relative, as the client named it; `file:stream` for a named
+/// stream), with what its CREATE decided of its long-lived fields, which
+/// from now on only the model keeps (the path too: [`super::file_fields`]).
+pub fn open_up(open: &Open, path: &str, inner: &SessionInner, client_guid: [u8; 16], f: &OpenFields) -> Option<Delta> {
     let key = open.key?;
     let share = open.share()?;
-    let path = super::lock(&open.st).path.trim_start_matches('\\').to_string();
+    let path = path.trim_start_matches('\\').to_string();
     Some(Delta::OpenUp(Box::new(NewOpen {
         info: OpenInfo {
             persistent: PersistentFileId(open.persistent_id),
@@ -152,10 +153,10 @@ pub fn with_grant(mut up: Delta, grant: Grant) -> Delta {
 
 /// An open that wrote is closing: where its file is, for a redo that no
 /// longer finds the open's `OpenUp` in the log ([`Delta::ClosedAfterWriting`]).
-pub fn closed_after_writing(open: &Open) -> Option<Delta> {
+pub fn closed_after_writing(server: &super::Server, open: &Open) -> Option<Delta> {
     let file = open.key?;
     let share = open.share()?.cfg.name.clone();
-    let path = lock(&open.st).path.clone();
+    let path = server.path_of(open)?;
     Some(Delta::ClosedAfterWriting { open: PersistentFileId(open.persistent_id), share, path, file })
 }
 

@@ -217,7 +217,7 @@ pub fn reclaim(
         lock(&server.durable).insert(persistent_id, Disconnected { open: old, ..e });
         return Err(NtStatus::OBJECT_NAME_NOT_FOUND);
     };
-    let st = std::mem::replace(&mut *lock(&old.st), OpenState::new(String::new(), None));
+    let st = std::mem::replace(&mut *lock(&old.st), OpenState::new(None));
     Ok(Open {
         persistent_id: old.persistent_id,
         volatile_id: old.volatile_id,
@@ -244,7 +244,7 @@ pub fn reclaim(
 fn open_retained(server: &Server, open: &Open) -> Result<fs::Handle, String> {
     let share = open.share().ok_or("no share")?;
     let key = open.key.ok_or("no file id")?;
-    let path = lock(&server.files).path(&key).or_else(|| lock(&open.st).resolved.clone()).ok_or("no path")?;
+    let path = server.disk_path(&share.fs, key).or_else(|| lock(&open.st).resolved.clone()).ok_or("no path")?;
     let write = !open.is_dir && open.access & (access::FILE_WRITE_DATA | access::FILE_APPEND_DATA) != 0;
     let handle = share.fs.open(&path, write).map_err(|e| format!("open: {e}"))?;
     let st = handle.stat().map_err(|e| format!("stat: {e}"))?;
@@ -262,7 +262,7 @@ fn forget(server: &Server, open: &Open) {
     let Some(key) = open.key else {
         return;
     };
-    // The path a pending delete would take is not deleted.
+    // A pending delete is not carried out: its file is gone.
     let _ = server.files().remove_open(&key, open.persistent_id);
     server.apply(&[Delta::OpenDown { open: PersistentFileId(open.persistent_id) }]);
     server.oplock_changed.notify_waiters();

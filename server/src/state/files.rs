@@ -48,12 +48,52 @@ pub mod share {
     pub const DELETE: u32 = 0x4;
 }
 
+/// An open's access and share access: what share-mode checks read
+/// ([MS-FSA] 2.1.5.1.2.2). Open.GrantedAccess and the ShareAccess are the
+/// state model's ([`crate::model::OpenInfo`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sharing {
+    pub access: u32,
+    pub share_access: u32,
+}
+
+/// Where share-mode checks read the access and share access of an open:
+/// the state model ([`crate::model::Model`]), by persistent id.
+pub trait SharingOf {
+    fn sharing(&self, persistent_id: u64) -> Option<Sharing>;
+}
+
+impl SharingOf for crate::model::Model {
+    fn sharing(&self, persistent_id: u64) -> Option<Sharing> {
+        let o = self.open(PersistentFileId(persistent_id))?;
+        Some(Sharing { access: o.info().granted_access, share_access: o.info().share_access })
+    }
+}
+
+/// No model: only the table's own copies of new opens count (tests of
+/// the table alone).
+pub struct NoModel;
+
+impl SharingOf for NoModel {
+    fn sharing(&self, _: u64) -> Option<Sharing> {
+        None
+    }
+}
+
 /// One open as the file table sees it.
 #[derive(Debug, Clone)]
 pub struct OpenRef {
     pub persistent_id: u64,
-    pub access: u32,
-    pub share_access: u32,
+    /// A new open's access and share access, as its CREATE decided them,
+    /// until its `OpenUp` reaches the model (its CREATE's point 3): a
+    /// concurrent CREATE's share check must see the open from the moment
+    /// it was added. Dropped at the first check that finds the open in the
+    /// model; from then on only the model has them ([`OpenRef::sharing`]).
+    pub pending: Option<Sharing>,
+    /// The open has no data or delete access (a stat open,
+    /// [`oplock::is_stat_open`]): what the oplock and lease grants ask of
+    /// the other opens.
+    pub stat_open: bool,
     pub oplock: OplockState,
     /// The lease the open was made with (Open.Lease), shared with every
     /// other open of the file with the same key.
@@ -61,8 +101,41 @@ pub struct OpenRef {
 }
 
 impl OpenRef {
+    /// A new open, with its CREATE's access and share access until the
+    /// model has it.
     pub fn new(persistent_id: u64, access: u32, share_access: u32) -> OpenRef {
-        OpenRef { persistent_id, access, share_access, oplock: OplockState::default(), lease: None }
+        OpenRef {
+            persistent_id,
+            pending: Some(Sharing { access, share_access }),
+            stat_open: oplock::is_stat_open(access),
+            oplock: OplockState::default(),
+            lease: None,
+        }
+    }
+
+    /// An open the model has already (a restart's restore): its access
+    /// and share access are read from there.
+    pub fn restored(persistent_id: u64, access: u32) -> OpenRef {
+        OpenRef {
+            persistent_id,
+            pending: None,
+            stat_open: oplock::is_stat_open(access),
+            oplock: OplockState::default(),
+            lease: None,
+        }
+    }
+
+    /// The open's access and share access: the model's once it has the
+    /// open (the table's copy is dropped then), else the CREATE's. An open
+    /// with neither (none the model has, and no copy) shares everything.
+    pub fn sharing(&mut self, model: &impl SharingOf) -> Sharing {
+        match model.sharing(self.persistent_id) {
+            Some(s) => {
+                self.pending = None;
+                s
+            }
+            None => self.pending.unwrap_or(Sharing { access: 0, share_access: 7 }),
+        }
     }
 }
 
@@ -73,9 +146,6 @@ pub struct FileEntry {
     /// first of them is added).
     pub inode: Option<Inode>,
     pub opens: Vec<OpenRef>,
-    /// Where the file is now (renames move it), for delete-on-close.
-    pub path: Option<crate::fs::Resolved>,
-    pub delete_pending: bool,
     /// Delayed write-time state (see `cmd::write_time`).
     pub write_time: super::write_time::WriteTime,
     /// For a named stream's entry: the file it belongs to. A stream's
@@ -86,9 +156,10 @@ pub struct FileEntry {
     /// changes it; the entry keeps its key).
     pub stream_name: Option<String>,
     /// For a file's entry: how many opens its named streams have. The
-    /// entry stays while there are any, so that a delete left pending by
-    /// the file's last close waits for the streams' (the file is deleted
-    /// when the last of them closes) and refuses new opens meanwhile.
+    /// entry stays while there are any, so that the file's last close is
+    /// told apart from its streams' (a delete left pending by the file's
+    /// last close waits for the last of them, as the model's file record
+    /// does, [`crate::model::FileRecord`]).
     pub stream_opens: usize,
 }
 
@@ -208,7 +279,7 @@ pub const SHARE_CHECKED_ACCESS: u32 =
 /// Does the new open conflict with an existing one? ([MS-FSA] 2.1.5.1.2.2:
 /// only when both the new and the existing open hold data or delete
 /// access, and either one's access is not shared by the other.)
-pub fn share_conflict(existing: &OpenRef, access: u32, share_access: u32) -> bool {
+pub fn share_conflict(existing: Sharing, access: u32, share_access: u32) -> bool {
     use access::*;
     if access & SHARE_CHECKED_ACCESS == 0 || existing.access & SHARE_CHECKED_ACCESS == 0 {
         return false;
@@ -229,6 +300,11 @@ impl FileTable {
         FileTable { log: CachingLog::new(set), ..FileTable::default() }
     }
 
+    /// Every entry (for check mode).
+    pub fn entries(&self) -> impl Iterator<Item = (&FileUid, &FileEntry)> {
+        self.files.iter()
+    }
+
     pub fn get(&self, key: &FileUid) -> Option<&FileEntry> {
         self.files.get(key)
     }
@@ -237,27 +313,24 @@ impl FileTable {
         self.files.get_mut(key)
     }
 
-    pub fn is_delete_pending(&self, key: &FileUid) -> bool {
-        self.files.get(key).is_some_and(|f| f.delete_pending)
-    }
-
-    /// Checks share modes against every open of the file.
+    /// Checks share modes against every open of the file, each open's
+    /// access and share access read from `model` ([`OpenRef::sharing`]).
     ///
     /// An open of a file with DELETE access also opens its named streams
     /// for delete (as smbd's `open_streams_for_delete`): a stream open
     /// that does not share delete refuses it (smbtorture
     /// smb2.streams.delete).
-    pub fn check_share(&self, key: &FileUid, access: u32, share_access: u32) -> bool {
-        let Some(f) = self.files.get(key) else { return true };
-        if f.opens.iter().any(|o| share_conflict(o, access, share_access)) {
+    pub fn check_share(&mut self, key: &FileUid, access: u32, share_access: u32, model: &impl SharingOf) -> bool {
+        let Some(f) = self.files.get_mut(key) else { return true };
+        if f.opens.iter_mut().any(|o| share_conflict(o.sharing(model), access, share_access)) {
             return false;
         }
         if f.stream_opens > 0 && access & access::DELETE != 0 {
             let all = share::READ | share::WRITE | share::DELETE;
-            return !self
-                .files
-                .values()
-                .any(|s| s.base == Some(*key) && s.opens.iter().any(|o| share_conflict(o, access::DELETE, all)));
+            return !self.files.values_mut().any(|s| {
+                s.base == Some(*key)
+                    && s.opens.iter_mut().any(|o| share_conflict(o.sharing(model), access::DELETE, all))
+            });
         }
         true
     }
@@ -289,49 +362,35 @@ impl FileTable {
 
     /// Adds an open of the named stream `key` (named `name`, upper case;
     /// see [`FileTable::stream_key`]) of the file `base` (whose inode is
-    /// `base_inode` and path `path`): the stream's entry holds the open,
-    /// the file's entry counts it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_stream_open(
-        &mut self,
-        key: FileUid,
-        name: &str,
-        base: FileUid,
-        base_inode: Inode,
-        open: OpenRef,
-        path: crate::fs::Resolved,
-    ) {
+    /// `base_inode`): the stream's entry holds the open, the file's entry
+    /// counts it.
+    pub fn add_stream_open(&mut self, key: FileUid, name: &str, base: FileUid, base_inode: Inode, open: OpenRef) {
         let b = self.files.entry(base).or_default();
         if b.inode.is_none() {
             b.inode = Some(base_inode);
             self.inodes.insert(base_inode, base);
         }
-        if b.path.is_none() {
-            b.path = Some(path.clone());
-        }
         b.stream_opens += 1;
         let e = self.files.entry(key).or_default();
         e.base = Some(base);
         e.opens.push(open);
-        e.path = Some(path);
         if e.stream_name.is_none() {
             e.stream_name = Some(name.to_owned());
             self.streams.insert((base, name.to_owned()), key);
         }
     }
 
-    /// Removes an open of a named stream. Returns whether the stream is
-    /// to be deleted (it was its last open and a delete is pending on
-    /// it), and the file's path when the file is to be deleted (this was
-    /// the last open of the file and its streams, and a delete is pending
-    /// on the file).
-    pub fn remove_stream_open(&mut self, key: &FileUid, persistent_id: u64) -> (bool, Option<crate::fs::Resolved>) {
-        let Some(f) = self.files.get_mut(key) else { return (false, None) };
+    /// Removes an open of a named stream. Returns whether it was the
+    /// stream's last open, and whether it was the last open of the file
+    /// and its streams: the caller deletes the stream, or the file, when a
+    /// delete is pending on it (the model's, [`crate::model::FileRecord`]).
+    pub fn remove_stream_open(&mut self, key: &FileUid, persistent_id: u64) -> (bool, bool) {
+        let Some(f) = self.files.get_mut(key) else { return (false, false) };
         let before = f.opens.len();
         let lease = f.open(persistent_id).and_then(|o| o.lease);
         f.opens.retain(|o| o.persistent_id != persistent_id);
         if f.opens.len() == before {
-            return (false, None);
+            return (false, false);
         }
         // A stream's lease goes with its last open, as a file's does.
         if let Some(id) = lease {
@@ -339,31 +398,29 @@ impl FileTable {
                 self.log.push(Delta::LeaseGone { set: self.log.set(), lease: id.model() });
             }
         }
-        let Some(f) = self.files.get_mut(key) else { return (false, None) };
+        let Some(f) = self.files.get_mut(key) else { return (false, false) };
         let base = f.base;
-        let mut stream_doomed = false;
+        let mut stream_last = false;
         if f.opens.is_empty() {
-            stream_doomed = f.delete_pending;
+            stream_last = true;
             if let (Some(b), Some(n)) = (base, f.stream_name.take()) {
                 self.streams.remove(&(b, n));
             }
             self.files.remove(key);
         }
-        let Some(b) = base else { return (stream_doomed, None) };
-        let Some(bf) = self.files.get_mut(&b) else { return (stream_doomed, None) };
+        let Some(b) = base else { return (stream_last, false) };
+        let Some(bf) = self.files.get_mut(&b) else { return (stream_last, false) };
         bf.stream_opens = bf.stream_opens.saturating_sub(1);
         if bf.stream_opens > 0 || !bf.opens.is_empty() {
-            return (stream_doomed, None);
+            return (stream_last, false);
         }
-        let pending = bf.delete_pending;
-        let path = bf.path.take();
         if let Some(inode) = bf.inode {
             if self.inodes.get(&inode) == Some(&b) {
                 self.inodes.remove(&inode);
             }
         }
         self.files.remove(&b);
-        (stream_doomed, if pending { path } else { None })
+        (stream_last, true)
     }
 
     /// How many opens the named streams of the file `key` have.
@@ -385,30 +442,19 @@ impl FileTable {
     /// Adds an open of the file `key`, whose inode on this node is
     /// `inode`. The caller has checked that `key` is not another inode's
     /// (see `cmd::create`'s reservation).
-    pub fn add_open(&mut self, key: FileUid, inode: Inode, open: OpenRef, path: crate::fs::Resolved) {
+    pub fn add_open(&mut self, key: FileUid, inode: Inode, open: OpenRef) {
         let e = self.files.entry(key).or_default();
         e.opens.push(open);
-        e.path = Some(path);
         e.inode = Some(inode);
         self.inodes.insert(inode, key);
     }
 
-    /// Records a file's new location after a rename.
-    pub fn set_path(&mut self, key: &FileUid, path: crate::fs::Resolved) {
-        if let Some(f) = self.files.get_mut(key) {
-            f.path = Some(path);
-        }
-    }
-
-    pub fn path(&self, key: &FileUid) -> Option<crate::fs::Resolved> {
-        self.files.get(key).and_then(|f| f.path.clone())
-    }
-
-    /// Removes an open. Returns the file's path when it was the last open
-    /// and a delete is pending: the caller then deletes the file. A lease
-    /// that loses its last open goes too (logged: `LeaseGone`).
-    pub fn remove_open(&mut self, key: &FileUid, persistent_id: u64) -> Option<crate::fs::Resolved> {
-        let f = self.files.get_mut(key)?;
+    /// Removes an open. True when it was the file's last (and no stream of
+    /// the file is open): the caller then deletes the file if a delete is
+    /// pending on it (the model's). A lease that loses its last open goes
+    /// too (logged: `LeaseGone`).
+    pub fn remove_open(&mut self, key: &FileUid, persistent_id: u64) -> bool {
+        let Some(f) = self.files.get_mut(key) else { return false };
         let lease = f.open(persistent_id).and_then(|o| o.lease);
         f.opens.retain(|o| o.persistent_id != persistent_id);
         if let Some(id) = lease {
@@ -417,21 +463,20 @@ impl FileTable {
             }
         }
         if f.opens.is_empty() && f.stream_opens > 0 {
-            // Its streams' opens keep the entry (and a pending delete).
-            return None;
+            // Its streams' opens keep the entry (and the model's record a
+            // pending delete).
+            return false;
         }
         if f.opens.is_empty() {
-            let pending = f.delete_pending;
-            let path = f.path.take();
             if let Some(inode) = f.inode {
                 if self.inodes.get(&inode) == Some(key) {
                     self.inodes.remove(&inode);
                 }
             }
             self.files.remove(key);
-            return if pending { path } else { None };
+            return true;
         }
-        None
+        false
     }
 
     /// Starts the oplock breaks a new (non-stat) open of the file causes
@@ -663,8 +708,7 @@ impl FileTable {
         let leases = &self.leases;
         let lease_of = |o: &OpenRef| o.lease.and_then(|id| leases.get(&id)).map_or(0, |l| l.state);
         let others = f.opens.iter().filter(|o| {
-            o.persistent_id != persistent_id
-                && (o.oplock.level != level::NONE || o.lease.is_some() || !oplock::is_stat_open(o.access))
+            o.persistent_id != persistent_id && (o.oplock.level != level::NONE || o.lease.is_some() || !o.stat_open)
         });
         let (n, excl, handle) = others.fold((0, false, false), |(n, x, h), o| {
             let l = lease_of(o);
@@ -798,7 +842,7 @@ impl FileTable {
         let mut granted = lease::grantable(requested);
         let others = f.opens.iter().filter(|o| o.persistent_id != persistent_id && o.lease != Some(id));
         for o in others {
-            if o.oplock.level != level::NONE || o.lease.is_some() || !oplock::is_stat_open(o.access) {
+            if o.oplock.level != level::NONE || o.lease.is_some() || !o.stat_open {
                 granted &= !lease_state::WRITE_CACHING;
             }
             if o.oplock.level != level::NONE {
@@ -883,7 +927,10 @@ impl FileTable {
     /// but `actor` (the lease of the directory the change was made under,
     /// by its ParentLeaseKey) is broken to none; nobody waits for the
     /// acknowledgement.
-    pub fn break_dir_leases(&mut self, share: &str, dir: &[String], actor: Option<LeaseId>) {
+    ///
+    /// `is_dir` says whether a leased directory is `dir` (its path is the
+    /// model's, [`crate::state::file_fields`]).
+    pub fn break_dir_leases(&mut self, share: &str, is_dir: impl Fn(&FileUid) -> bool, actor: Option<LeaseId>) {
         let keys: Vec<FileUid> = self.dir_leases.iter().filter(|(_, s)| s.as_str() == share).map(|(k, _)| *k).collect();
         for key in keys {
             let ids = self.files.get(&key).map(leases_of).unwrap_or_default();
@@ -891,7 +938,7 @@ impl FileTable {
                 self.dir_leases.remove(&key);
                 continue;
             }
-            if self.files.get(&key).and_then(|f| f.path.as_ref()).map(|p| p.components()) != Some(dir) {
+            if !is_dir(&key) {
                 continue;
             }
             for id in ids {
@@ -967,40 +1014,6 @@ impl FileTable {
         self.files.get(key).map_or(0, |f| f.opens.len())
     }
 
-    /// Sets or clears the file's delete-pending state (FileDisposition, or
-    /// a delete-on-close open being closed).
-    pub fn set_delete_pending(&mut self, key: &FileUid, pending: bool) {
-        if let Some(f) = self.files.get_mut(key) {
-            f.delete_pending = pending;
-        }
-    }
-}
-
-impl FileTable {
-    /// After the directory `from` became `to` (a POSIX rename): every file
-    /// below `from` (not `from` itself) is below `to`. Returns the ones
-    /// with opens of their own (the ones the state model knows), with
-    /// their new paths.
-    pub fn move_below(
-        &mut self,
-        from: &crate::fs::Resolved,
-        to: &crate::fs::Resolved,
-    ) -> Vec<(FileUid, crate::fs::Resolved)> {
-        let mut moved = Vec::new();
-        for (key, f) in self.files.iter_mut() {
-            let Some(new) = f.path.as_ref().and_then(|p| p.moved(from, to)) else { continue };
-            if !f.opens.is_empty() {
-                moved.push((*key, new.clone()));
-            }
-            f.path = Some(new);
-        }
-        moved
-    }
-
-    /// Does any open file's path satisfy `pred`?
-    pub fn any_path(&self, pred: impl Fn(&crate::fs::Resolved) -> bool) -> bool {
-        self.files.values().any(|f| f.path.as_ref().is_some_and(&pred))
-    }
 }
 
 #[cfg(test)]
@@ -1016,47 +1029,45 @@ mod tests {
         Inode { dev: (k.0 >> 64) as u64, ino: k.0 as u64 }
     }
 
-    fn r(access: u32, share: u32) -> OpenRef {
-        OpenRef::new(1, access, share)
+    fn r(access: u32, share: u32) -> Sharing {
+        Sharing { access, share_access: share }
     }
 
     /// A named stream's opens: checked against each other only; one that
     /// does not share delete refuses an open of the file for delete; the
-    /// file's entry (and a delete pending on it) outlives its own opens
-    /// while its streams are open, and the file is deleted at the last
-    /// stream's close (smbtorture smb2.streams.delete).
+    /// file's entry outlives its own opens while its streams are open, and
+    /// the stream's last close says whether it was the file's last too (a
+    /// delete pending on the file, the model's, is carried out then:
+    /// smbtorture smb2.streams.delete).
     #[test]
     fn stream_opens_and_their_file() {
         use access::{DELETE, FILE_READ_DATA, FILE_WRITE_DATA};
         let mut t = FileTable::default();
         let (f, s) = (key(1, 1), key(1, 2));
-        let path = crate::fs::Resolved::root();
         // A stream open that shares nothing.
-        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(1, FILE_WRITE_DATA, 0), path.clone());
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(1, FILE_WRITE_DATA, 0));
         assert_eq!(t.uid_of(ino(f)), Some(f));
         assert_eq!(t.stream_opens(&f), 1);
-        assert!(!t.check_share(&s, FILE_WRITE_DATA, 7), "the same stream conflicts");
-        assert!(t.check_share(&f, FILE_READ_DATA | FILE_WRITE_DATA, 0), "the file's opens do not");
-        assert!(!t.check_share(&f, DELETE, 7), "but an open of the file for delete does");
-        assert_eq!(t.remove_stream_open(&s, 1), (false, None));
+        assert!(!t.check_share(&s, FILE_WRITE_DATA, 7, &NoModel), "the same stream conflicts");
+        assert!(t.check_share(&f, FILE_READ_DATA | FILE_WRITE_DATA, 0, &NoModel), "the file's opens do not");
+        assert!(!t.check_share(&f, DELETE, 7, &NoModel), "but an open of the file for delete does");
+        assert_eq!(t.remove_stream_open(&s, 1), (true, true));
         assert!(t.get(&f).is_none() && t.uid_of(ino(f)).is_none());
-        // A stream open that shares delete: the file is deleted after it.
-        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(2, FILE_READ_DATA, 7), path.clone());
-        assert!(t.check_share(&f, DELETE, 7));
-        t.add_open(f, ino(f), OpenRef::new(3, DELETE, 7), path.clone());
-        t.set_delete_pending(&f, true);
-        assert_eq!(t.remove_open(&f, 3), None, "the stream's open keeps the file");
-        assert!(t.is_delete_pending(&f));
+        // The file's own open closes before its stream's: the stream's is
+        // the last.
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(2, FILE_READ_DATA, 7));
+        assert!(t.check_share(&f, DELETE, 7, &NoModel));
+        t.add_open(f, ino(f), OpenRef::new(3, DELETE, 7));
+        assert!(!t.remove_open(&f, 3), "the stream's open keeps the file");
         assert_eq!(t.uid_of(ino(f)), Some(f));
-        assert_eq!(t.remove_stream_open(&s, 2), (false, Some(path.clone())));
+        assert_eq!(t.remove_stream_open(&s, 2), (true, true));
         assert!(t.get(&f).is_none() && t.get(&s).is_none());
-        // A stream's own delete: the stream goes, the file stays.
-        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(4, DELETE, 7), path.clone());
-        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(5, FILE_READ_DATA, 7), path.clone());
-        t.set_delete_pending(&s, true);
-        assert_eq!(t.remove_stream_open(&s, 4), (false, None));
-        assert_eq!(t.remove_stream_open(&s, 5), (true, None));
-        assert_eq!(t.remove_stream_open(&s, 5), (false, None), "twice is nothing");
+        // Two opens of a stream: the second close is the stream's last.
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(4, DELETE, 7));
+        t.add_stream_open(s, "S", f, ino(f), OpenRef::new(5, FILE_READ_DATA, 7));
+        assert_eq!(t.remove_stream_open(&s, 4), (false, false));
+        assert_eq!(t.remove_stream_open(&s, 5), (true, true));
+        assert_eq!(t.remove_stream_open(&s, 5), (false, false), "twice is nothing");
         assert!(t.get(&f).is_none());
     }
 
@@ -1064,12 +1075,12 @@ mod tests {
     fn share_modes_follow_fsa() {
         use access::*;
         // A reader that shares read admits another reader, not a writer.
-        assert!(!share_conflict(&r(FILE_READ_DATA, share::READ), FILE_READ_DATA, share::READ | share::WRITE));
-        assert!(share_conflict(&r(FILE_READ_DATA, share::READ), FILE_WRITE_DATA, share::READ | share::WRITE));
+        assert!(!share_conflict(r(FILE_READ_DATA, share::READ), FILE_READ_DATA, share::READ | share::WRITE));
+        assert!(share_conflict(r(FILE_READ_DATA, share::READ), FILE_WRITE_DATA, share::READ | share::WRITE));
         // An attribute-only open conflicts with nothing.
-        assert!(!share_conflict(&r(FILE_READ_ATTRIBUTES, 0), FILE_WRITE_DATA | DELETE, 0));
+        assert!(!share_conflict(r(FILE_READ_ATTRIBUTES, 0), FILE_WRITE_DATA | DELETE, 0));
         // Delete needs share-delete.
-        assert!(share_conflict(&r(FILE_READ_DATA, share::READ | share::WRITE), DELETE, 7));
+        assert!(share_conflict(r(FILE_READ_DATA, share::READ | share::WRITE), DELETE, 7));
     }
 
     #[test]
@@ -1077,21 +1088,20 @@ mod tests {
         use access::*;
         // A READ_ATTRIBUTES open that shares nothing admits a reader
         // (bug 14375), and a reader admits it.
-        assert!(!share_conflict(&r(FILE_READ_ATTRIBUTES, 0), FILE_READ_DATA, 7));
-        assert!(!share_conflict(&r(FILE_READ_DATA, 7), FILE_READ_ATTRIBUTES, 0));
+        assert!(!share_conflict(r(FILE_READ_ATTRIBUTES, 0), FILE_READ_DATA, 7));
+        assert!(!share_conflict(r(FILE_READ_DATA, 7), FILE_READ_ATTRIBUTES, 0));
         // A security-descriptor open conflicts with nothing either.
-        assert!(!share_conflict(&r(READ_CONTROL | WRITE_DAC | WRITE_OWNER, 0), DELETE | FILE_READ_DATA, 0));
+        assert!(!share_conflict(r(READ_CONTROL | WRITE_DAC | WRITE_OWNER, 0), DELETE | FILE_READ_DATA, 0));
         // Through the table, in both orders.
         let mut t = FileTable::default();
         let k = key(1, 3);
-        let root = crate::fs::Resolved::root();
-        t.add_open(k, ino(k), OpenRef::new(1, FILE_READ_ATTRIBUTES, 0), root.clone());
-        assert!(t.check_share(&k, FILE_READ_DATA, 7));
-        t.add_open(k, ino(k), OpenRef::new(2, FILE_READ_DATA, 7), root);
-        assert!(t.check_share(&k, FILE_READ_ATTRIBUTES, 0));
-        assert!(t.check_share(&k, FILE_WRITE_DATA, 7));
-        assert!(t.check_share(&k, FILE_READ_DATA, share::READ));
-        assert!(!t.check_share(&k, FILE_READ_DATA, 0));
+        t.add_open(k, ino(k), OpenRef::new(1, FILE_READ_ATTRIBUTES, 0));
+        assert!(t.check_share(&k, FILE_READ_DATA, 7, &NoModel));
+        t.add_open(k, ino(k), OpenRef::new(2, FILE_READ_DATA, 7));
+        assert!(t.check_share(&k, FILE_READ_ATTRIBUTES, 0, &NoModel));
+        assert!(t.check_share(&k, FILE_WRITE_DATA, 7, &NoModel));
+        assert!(t.check_share(&k, FILE_READ_DATA, share::READ, &NoModel));
+        assert!(!t.check_share(&k, FILE_READ_DATA, 0, &NoModel));
     }
 
     #[test]
@@ -1102,37 +1112,30 @@ mod tests {
         assert_eq!(t.uid_of(i), None);
         // Two opens of one file (two hard links, say): one entry, whose
         // share modes both see.
-        t.add_open(k, i, OpenRef::new(1, FILE_READ_DATA, share::READ), crate::fs::Resolved::root());
+        t.add_open(k, i, OpenRef::new(1, FILE_READ_DATA, share::READ));
         assert_eq!((t.uid_of(i), t.inode_of(&k)), (Some(k), Some(i)));
-        assert!(!t.check_share(&k, FILE_WRITE_DATA, 7));
-        t.add_open(k, i, OpenRef::new(2, FILE_READ_DATA, 7), crate::fs::Resolved::root());
+        assert!(!t.check_share(&k, FILE_WRITE_DATA, 7, &NoModel));
+        t.add_open(k, i, OpenRef::new(2, FILE_READ_DATA, 7));
         assert_eq!(t.open_ids(&k), [1, 2]);
         // Another inode is another file, with its own id.
         let (k2, i2) = (FileUid(0xDEF), Inode { dev: 8, ino: 43 });
-        t.add_open(k2, i2, OpenRef::new(3, FILE_WRITE_DATA, 0), crate::fs::Resolved::root());
+        t.add_open(k2, i2, OpenRef::new(3, FILE_WRITE_DATA, 0));
         assert_eq!(t.uid_of(i2), Some(k2));
-        assert!(t.check_share(&k, FILE_READ_DATA, 7));
+        assert!(t.check_share(&k, FILE_READ_DATA, 7, &NoModel));
         // The inode is forgotten with the last open, not before.
-        assert_eq!(t.remove_open(&k, 1), None);
+        assert!(!t.remove_open(&k, 1));
         assert_eq!(t.uid_of(i), Some(k));
-        t.set_delete_pending(&k, true);
-        assert_eq!(t.remove_open(&k, 2), Some(crate::fs::Resolved::root()));
+        assert!(t.remove_open(&k, 2), "the last open");
         assert_eq!((t.uid_of(i), t.inode_of(&k)), (None, None));
-        assert!(!t.is_delete_pending(&k));
         assert_eq!(t.uid_of(i2), Some(k2));
-        assert_eq!(t.remove_open(&k2, 3), None);
+        assert!(t.remove_open(&k2, 3));
         assert!(t.inodes.is_empty() && t.files.is_empty());
     }
 
     /// An open with an oplock whose break notifications go nowhere (the
     /// table logic does not need a client).
     fn holder(t: &mut FileTable, k: FileUid, pid: u64, share_access: u32, requested: u8) -> u8 {
-        t.add_open(
-            k,
-            ino(k),
-            OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, share_access),
-            crate::fs::Resolved::root(),
-        );
+        t.add_open(k, ino(k), OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, share_access));
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = oplock::BreakSink {
             tx: tx.downgrade(),
@@ -1205,7 +1208,7 @@ mod tests {
     fn stat_opens_do_not_count_against_exclusive_grants() {
         let k = key(9, 10);
         let mut t = FileTable::default();
-        t.add_open(k, ino(k), OpenRef::new(1, access::FILE_READ_ATTRIBUTES, 7), crate::fs::Resolved::root());
+        t.add_open(k, ino(k), OpenRef::new(1, access::FILE_READ_ATTRIBUTES, 7));
         assert_eq!(holder(&mut t, k, 2, 7, level::BATCH), level::BATCH);
         // A gone holder is reported for purging.
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<oplock::Notice>();
@@ -1282,12 +1285,7 @@ mod tests {
         ) -> u64 {
             use crate::model::*;
             let pid = self.next_id();
-            t.add_open(
-                k,
-                ino(k),
-                OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, 7),
-                crate::fs::Resolved::root(),
-            );
+            t.add_open(k, ino(k), OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, 7));
             let g = grant(t, pid);
             self.sync(t);
             let up = Delta::OpenUp(Box::new(NewOpen {
@@ -1370,6 +1368,23 @@ mod tests {
         }
     }
 
+    /// A new open's access and share access are the table's only until
+    /// the model has the open: from then on the model answers the share
+    /// check ([MS-FSA] 2.1.5.1.2.2), and the table's copy is gone.
+    #[test]
+    fn share_modes_are_read_from_the_model_once_it_has_the_open() {
+        let mut t = FileTable::default();
+        let mut m = Shadow::new();
+        let k = key(14, 1);
+        // In the table: read and write access, sharing all; in the model
+        // (the shadow's `OpenUp`): no data access at all.
+        m.open(&mut t, k, |_, _| super::super::deltas::Grant::Oplock(level::NONE));
+        assert!(!t.check_share(&k, access::FILE_WRITE_DATA, 0, &NoModel), "the table's copy: a conflict");
+        assert!(t.check_share(&k, access::FILE_WRITE_DATA, 0, &m.model), "the model's: a stat open");
+        assert!(t.get(&k).unwrap().opens.iter().all(|o| o.pending.is_none()), "the copy is dropped");
+        assert!(t.check_share(&k, access::FILE_WRITE_DATA, 0, &NoModel), "and not read again");
+    }
+
     #[test]
     fn the_log_keeps_a_model_in_step_with_oplocks() {
         let mut t = FileTable::default();
@@ -1407,7 +1422,7 @@ mod tests {
         assert!(!t.oplock_time_out_open(d));
         m.compare(&mut t);
         // Closing drops what the open held, in both.
-        assert_eq!(t.remove_open(&k, a), None);
+        assert!(!t.remove_open(&k, a));
         m.model.apply(&crate::model::Delta::OpenDown { open: crate::model::PersistentFileId(a) }).unwrap();
         m.compare(&mut t);
     }
@@ -1438,7 +1453,7 @@ mod tests {
         for o in p.opens() {
             let (k, pid) = (o.info().file, o.id().0);
             let open = OpenRef::new(pid, access::FILE_READ_DATA | access::FILE_WRITE_DATA, 7);
-            r.add_open(k, ino(k), open, crate::fs::Resolved::root());
+            r.add_open(k, ino(k), open);
             match o.caching() {
                 Caching::Lease(lk) => {
                     let l = p.lease(crate::model::LeaseId { client: o.info().client_guid, key: lk }).unwrap();

@@ -41,8 +41,13 @@
 //!    the per-file table's lock for its level II breaks, never under it); the
 //!    guard of [`Server::files`] takes
 //!    it, under `Server.files`, to apply the oplock and lease changes made
-//!    through it ([`record`]). The journal's own locks are taken under it
-//!    (point 3, a state change, a checkpoint).
+//!    through it ([`record`]); and it is taken under `Server.files` to read
+//!    what only the model keeps of files ([`file_fields`]): a CREATE's
+//!    delete-pending and share-mode check (one hold for both), a CLOSE's
+//!    delete-pending, a rename's share check of the target's directory, a
+//!    directory lease's path. The journal's own locks are taken under it
+//!    (point 3, a state change, a checkpoint), and nothing else: never
+//!    `Server.files`.
 //!
 //! Leaves, under which nothing is taken, may be taken under any of these:
 //! `Server.sessions`, `Server.logins`, `Server.creating`, `ConnState.pending`, a pipe's
@@ -57,7 +62,8 @@
 //! and its tree connects' handles made anew from the model's records
 //! after a batch is applied, `Server::refresh_handles` in [`record`]); `Server.durable` → `Server.files` and `Open.st`
 //! (the check of a reconnect, [`durable::reclaim`]); `Server.files` →
-//! `Server.recorder` (a [`record::FilesGuard`] dropped); `Open.writing` →
+//! `Server.recorder` (a [`record::FilesGuard`] dropped, a share-mode or
+//! delete-pending check, [`file_fields`]); `Open.writing` →
 //! `Server.files` and `Open.st` (a write and its write time); `Open.st` →
 //! `Server.files` (QUERY_DIRECTORY); `Server.notify` → `Watch.queue`.
 //! Every other guard is dropped before the next lock is taken.
@@ -75,6 +81,7 @@ pub mod close;
 pub mod deltas;
 pub mod durable;
 pub mod fields;
+pub mod file_fields;
 pub mod files;
 pub mod id_alloc;
 pub mod lease;
@@ -310,13 +317,29 @@ impl Server {
             return;
         };
         if lock(&self.files).has_dir_leases() {
-            self.files().break_dir_leases(share, dir, actor);
+            let is_dir = |k: &files::FileUid| self.file_path(*k).is_some_and(|p| same_path(&p, dir));
+            self.files().break_dir_leases(share, is_dir, actor);
         }
+    }
+
+    /// Is anybody told of changes in the share's directories (change
+    /// notify watchers, directory leases)? Where it is not, a change's
+    /// on-disk path need not be looked up ([`Server::disk_path`]).
+    pub fn changes_watched(&self) -> bool {
+        !lock(&self.notify).is_empty() || lock(&self.files).has_dir_leases()
     }
 
     pub fn session(&self, id: u64) -> Option<Arc<Session>> {
         lock(&self.sessions).get(&id).cloned()
     }
+}
+
+/// Is the share-relative `path` (a model's, `\\`-separated) the directory
+/// `dir` (on-disk components)? Without regard to ASCII case: a model's
+/// path is spelled as a client named it.
+fn same_path(path: &str, dir: &[String]) -> bool {
+    let mut parts = path.split('\\').filter(|c| !c.is_empty());
+    dir.iter().all(|d| parts.next().is_some_and(|p| p.eq_ignore_ascii_case(d))) && parts.next().is_none()
 }
 
 /// Locks a mutex, recovering from poisoning: a panic in one request must

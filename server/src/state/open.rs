@@ -37,9 +37,11 @@ pub struct DirCursor {
 }
 
 /// The mutable part of an open kept at runtime: cursors, the position,
-/// caches, what a write did, and the path (still a copy: the model keeps
-/// the file's path too, [`crate::model::OpenRecord::path`], which a
-/// restart restores).
+/// caches, what a write did, and where the file system resolved the open's
+/// name (`resolved`, for the calls that take a path: a listing, a reparse
+/// point). The open's path is the model's alone
+/// ([`crate::model::OpenRecord::path`], which renames move and a restart
+/// restores; [`super::Server::path_of`]).
 ///
 /// An open's long-lived fields ([MS-SMB2] 3.3.1.10) are the state model's
 /// alone ([`crate::model::OpenRecord`], read and changed by the open's
@@ -51,8 +53,6 @@ pub struct DirCursor {
 /// model does not record (a pipe on IPC$) has none of them but its
 /// ChannelSequence, kept here ([`OpenState::pipe_channel_sequence`]).
 pub struct OpenState {
-    /// Share-relative path as the client named it (no leading backslash).
-    pub path: String,
     pub resolved: Option<fs::Resolved>,
     pub dir: Option<DirCursor>,
     pub position: u64,

@@ -100,13 +100,28 @@
 //! channel, which also drop their tree handles at once, before the
 //! model's `TreeDown` and `SessionDown` land at point 3).
 //!
+//! # Files' fields
+//!
+//! Where a file and its opens are (the path, which renames move) and
+//! whether a delete is pending on the file are the model's alone too
+//! ([`super::file_fields`]): read from its file and open records, and
+//! changed at once ([`Server::change_model`]: `FileMoved`,
+//! `DeletePendingSet`), as an open's fields are. So are the access and
+//! share access that share-mode checks read (Open.GrantedAccess and the
+//! ShareAccess in `OpenUp`): the table reads them from the model, under
+//! its own lock, except for a new open whose `OpenUp` has not reached the
+//! model yet, whose CREATE's values the table holds until then
+//! ([`super::files::OpenRef::pending`]). The per-file table keeps which
+//! opens a file has (its last close is the table's to tell) and runtime
+//! things.
+//!
 //! The model is the record of the long-lived state that a restart or a
-//! takeover restores, and the one copy of the opens' fields, byte-range
-//! locks and lock sequences, and of the sessions and tree connects; the
-//! runtime objects (`Open`'s runtime part, the file table's share modes,
-//! delete-pending, oplocks and leases) still serve the requests with their
-//! own copies. [`Server::check_model`] holds those, and the handles' copies
-//! of the records, against the model.
+//! takeover restores, and the one copy of the fields above, of the opens'
+//! fields, byte-range locks and lock sequences, and of the sessions and
+//! tree connects; the runtime objects (`Open`'s runtime part, the file
+//! table's oplocks and leases) still serve the requests with their own
+//! copies. [`Server::check_model`] holds those, and the handles' copies of
+//! the records, against the model.
 //!
 //! # Check mode
 //!
@@ -846,8 +861,13 @@ impl Server {
     }
 
     /// [`Server::change_open`] for a decision that reads more of the model
-    /// than one open (a LOCK reads the file's locks,
-    /// [`super::byte_locks`]).
+    /// than one open (a LOCK reads the file's locks, [`super::byte_locks`];
+    /// a rename or a delete disposition a file's record,
+    /// [`super::file_fields`]): under one hold of its lock, `decide` reads
+    /// it and returns its answer and the deltas of what it changes, which
+    /// are applied and journaled as a state change before the lock is let
+    /// go. Returns the answer, and whether a change is one a restart
+    /// restores. May be called with `Server.files` held.
     pub fn change_model<R>(&self, decide: impl FnOnce(&Model) -> (R, Vec<Delta>)) -> (R, bool) {
         let r = lock(&self.recorder);
         let (answer, deltas) = decide(r.model());
@@ -944,7 +964,10 @@ impl Server {
     /// and WRITE read ([`Server::io_conflict`]; the locks themselves are the
     /// model's alone), each open's oplock
     /// (level, break in progress) or lease (key, state, epoch, break in
-    /// progress), and the same leases; and nothing waits in the recorder.
+    /// progress), and the same leases; each file's opens, each open's
+    /// access and share access, and a file record that waits for its
+    /// streams' last close ([`crate::model::FileRecord`]) has an entry whose
+    /// only opens are its streams'; and nothing waits in the recorder.
     /// Takes the session table's, each session's, the retained opens', the
     /// file table's and the model's locks, one at a time.
     pub fn check_model(&self) -> Result<(), String> {
@@ -982,9 +1005,29 @@ impl Server {
             keys.extend(d.open.key.map(|k| (k, *pid)));
         }
         let mut live_leases: Vec<([u8; 16], [u8; 16])> = Vec::new();
+        // Each file's opens, and the access and share access of the new
+        // opens whose copy the table still holds; and the files whose only
+        // opens are their streams'.
+        let mut live_files: BTreeMap<u128, Vec<u64>> = BTreeMap::new();
+        let mut live_sharing: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
+        let mut streams_only: Vec<u128> = Vec::new();
         let unrecorded = {
             let files = lock(&self.files);
             live_leases.extend(files.lease_ids().map(|id| (id.client_guid, id.key)));
+            for (key, f) in files.entries() {
+                if f.opens.is_empty() {
+                    if f.stream_opens > 0 {
+                        streams_only.push(key.0);
+                    }
+                    continue;
+                }
+                let mut pids: Vec<u64> = f.opens.iter().map(|o| o.persistent_id).collect();
+                pids.sort_unstable();
+                live_files.insert(key.0, pids);
+                live_sharing.extend(
+                    f.opens.iter().filter_map(|o| o.pending.map(|s| (o.persistent_id, (s.access, s.share_access)))),
+                );
+            }
             for (key, pid) in &keys {
                 live_caching.insert(*pid, files.caching_view(key, *pid));
             }
@@ -1002,6 +1045,9 @@ impl Server {
         let mut model_opens: BTreeMap<u64, OpenView> = BTreeMap::new();
         let mut model_caching: BTreeMap<u64, CachingView> = BTreeMap::new();
         let mut model_leases: Vec<([u8; 16], [u8; 16])> = Vec::new();
+        let mut model_files: BTreeMap<u128, Vec<u64>> = BTreeMap::new();
+        let mut model_sharing: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
+        let mut lingering: Vec<u128> = Vec::new();
         for set in model.sets() {
             let Some(p) = model.partition(set) else {
                 continue;
@@ -1018,6 +1064,15 @@ impl Server {
                 let attached = o.session().zip(o.tree()).map(|(s, t)| (s.0, t.0));
                 model_opens.insert(o.id().0, (attached, o.volatile().0));
                 model_caching.insert(o.id().0, CachingView::of_model(p, o));
+                model_sharing.insert(o.id().0, (o.info().granted_access, o.info().share_access));
+            }
+            for f in p.files() {
+                let pids: Vec<u64> = f.opens().map(|o| o.0).collect();
+                if pids.is_empty() {
+                    lingering.push(f.uid().0);
+                } else {
+                    model_files.insert(f.uid().0, pids);
+                }
             }
         }
         let mut diffs = Vec::new();
@@ -1032,6 +1087,25 @@ impl Server {
             diffs.push(format!("{counted} byte-range locks counted, {} in the model", model.lock_count()));
         }
         diff("caching of open", &live_caching, &model_caching, &mut diffs);
+        // The model alone says where files are and whether a delete is
+        // pending; the table must agree on which opens each file has (its
+        // last close is the table's to tell), and keep the entry of a file
+        // whose record waits for its streams' last close.
+        diff("opens of file", &live_files, &model_files, &mut diffs);
+        // A new open's own copy of its access and share access, kept until
+        // the model has the open (and dropped at the next look after): the
+        // same as the model's where both are.
+        for (pid, s) in &live_sharing {
+            if model_sharing.get(pid).is_some_and(|m| m != s) {
+                diffs.push(format!(
+                    "access and share access of open {pid:#x}: table {s:?}, model {:?}",
+                    model_sharing[pid]
+                ));
+            }
+        }
+        for uid in lingering.iter().filter(|u| !streams_only.contains(u)) {
+            diffs.push(format!("file {uid:#x} waits for its streams in the model, but none is open"));
+        }
         live_leases.sort_unstable();
         model_leases.sort_unstable();
         if live_leases != model_leases {
@@ -1052,10 +1126,10 @@ impl Server {
 }
 
 /// Describes how two maps differ (at most a few entries).
-fn diff<V: PartialEq + std::fmt::Debug>(
+fn diff<K: Ord + std::fmt::LowerHex, V: PartialEq + std::fmt::Debug>(
     what: &str,
-    live: &BTreeMap<u64, V>,
-    model: &BTreeMap<u64, V>,
+    live: &BTreeMap<K, V>,
+    model: &BTreeMap<K, V>,
     out: &mut Vec<String>,
 ) {
     for (k, v) in live {
