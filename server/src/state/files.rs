@@ -1013,7 +1013,6 @@ impl FileTable {
     pub fn open_count(&self, key: &FileUid) -> usize {
         self.files.get(key).map_or(0, |f| f.opens.len())
     }
-
 }
 
 #[cfg(test)]
