@@ -436,6 +436,10 @@ fn a_second_takeover_tickles_the_clients_of_the_set_s_holder() {
     }
     let lab = Lab::up(&[]);
     let blocks = 160;
+    // B takes a set over only from a partner whose link reached it since B
+    // started, with a current mirror of it: A's first try to join may come
+    // before B listens, and A's next one a while later.
+    lab.pair_until("b", "a current mirror of A", |p| p["partner_mirror"]["current"] == true);
     lab.ok(&["kill", "A"]);
     lab.until("B answers set A's address", |st| Lab::set(st, "A")["answering"] == serde_json::json!(["B"]));
     let mut client = lab.client(blocks);
