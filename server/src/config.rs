@@ -107,6 +107,24 @@ pub struct ShareConfig {
     pub comment: String,
 }
 
+impl ShareConfig {
+    /// A share named `name` of the folder `path`, every option as a
+    /// configuration file leaves it when it does not say.
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> ShareConfig {
+        ShareConfig {
+            name: name.into(),
+            path: path.into(),
+            encrypt: false,
+            guest_ok: false,
+            read_only: false,
+            continuous_availability: false,
+            time_machine: false,
+            time_machine_max_size: 0,
+            comment: String::new(),
+        }
+    }
+}
+
 /// When a journal record counts as durable (`[journal] policy`), named for
 /// what an acknowledged answer then survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -563,14 +581,19 @@ impl Config {
             return Err(ConfigError::Invalid("max_credits must be at least 1".into()));
         }
         if self.model.is_empty() || self.model.len() > MAX_MODEL_LEN {
-            return Err(ConfigError::Invalid(format!("model must be 1 to {MAX_MODEL_LEN} bytes, not {:?}", self.model)));
+            return Err(ConfigError::Invalid(format!(
+                "model must be 1 to {MAX_MODEL_LEN} bytes, not {:?}",
+                self.model
+            )));
         }
         self.limits.validate()?;
         if let Some(p) = &self.pair {
             p.validate().map_err(|e| ConfigError::Invalid(e.0))?;
             for name in p.shares.iter().chain(&p.partner_shares) {
                 if !self.shares.iter().any(|s| s.name.eq_ignore_ascii_case(name)) {
-                    return Err(ConfigError::Invalid(format!("pair: share set names {name:?}, which is not configured")));
+                    return Err(ConfigError::Invalid(format!(
+                        "pair: share set names {name:?}, which is not configured"
+                    )));
                 }
             }
             if self.journal_path().is_none() {
@@ -619,7 +642,8 @@ encrypt = true
     fn time_machine_share_and_model() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("duet.toml");
-        std::fs::write(&p, "model = \"Xserve\"\n[[share]]\nname = \"tm\"\npath = \"tm\"\ntime_machine = true\n").unwrap();
+        std::fs::write(&p, "model = \"Xserve\"\n[[share]]\nname = \"tm\"\npath = \"tm\"\ntime_machine = true\n")
+            .unwrap();
         let cfg = Config::from_file(&p).unwrap();
         assert!(cfg.shares[0].time_machine);
         assert_eq!(cfg.shares[0].time_machine_max_size, 0, "no quota unless given");
@@ -723,17 +747,7 @@ encrypt = true
         std::fs::write(&p, "[limits]\nmax_conections = 2\n").unwrap();
         assert!(matches!(Config::from_file(&p), Err(ConfigError::Parse(..))), "unknown limit keys are refused");
         let mut cfg = Config::default();
-        cfg.shares.push(ShareConfig {
-            name: "a".into(),
-            path: "/tmp".into(),
-            encrypt: false,
-            guest_ok: false,
-            read_only: false,
-            continuous_availability: false,
-            time_machine: false,
-            time_machine_max_size: 0,
-            comment: String::new(),
-        });
+        cfg.shares.push(ShareConfig::new("a", "/tmp"));
         cfg.validate().unwrap();
         cfg.limits.frame_timeout_s = 0;
         assert!(cfg.validate().is_err());
@@ -765,17 +779,7 @@ encrypt = true
         assert!(matches!(Config::from_file(&p), Err(ConfigError::Parse(..))));
         let mut cfg = Config::default();
         for _ in 0..2 {
-            cfg.shares.push(ShareConfig {
-                name: "A".into(),
-                path: "/tmp".into(),
-                encrypt: false,
-                guest_ok: false,
-                read_only: false,
-                continuous_availability: false,
-                time_machine: false,
-                time_machine_max_size: 0,
-                comment: String::new(),
-            });
+            cfg.shares.push(ShareConfig::new("A", "/tmp"));
         }
         assert!(cfg.validate().is_err());
     }

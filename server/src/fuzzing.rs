@@ -52,28 +52,15 @@ pub type Answers = Vec<(u16, u32)>;
 /// Runs one input against a fresh server. Panics when the server panicked
 /// or stopped answering.
 pub fn run(input: &[u8]) -> Answers {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("a tokio runtime");
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("a tokio runtime");
     rt.block_on(run_async(input))
 }
 
 async fn run_async(input: &[u8]) -> Answers {
     let share = share_dir();
     let mut cfg = Config { listen: vec![], ..Config::default() };
-    cfg.shares.push(ShareConfig {
-        name: "data".into(),
-        path: share.clone(),
-        encrypt: false,
-        guest_ok: false,
-        read_only: false,
-        continuous_availability: false,
-        time_machine: false,
-        time_machine_max_size: 0,
-        comment: String::new(),
-    });
+    cfg.shares.push(ShareConfig::new("data", share.clone()));
     cfg.inline_users.push((USER.into(), PASSWORD.into()));
     let server = Arc::new(Server::new(cfg).expect("a server on the fuzz share"));
 
@@ -103,7 +90,8 @@ async fn run_async(input: &[u8]) -> Answers {
 /// A fresh share directory per run (one per process and thread, emptied
 /// before each input).
 fn share_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("duet-fuzz-{}-{:?}", std::process::id(), std::thread::current().id()))
+    let dir = std::env::temp_dir()
+        .join(format!("duet-fuzz-{}-{:?}", std::process::id(), std::thread::current().id()))
         .to_path_buf();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the fuzz share");
@@ -152,7 +140,12 @@ struct FuzzClient {
 /// so that generated bodies can name the file the client opened.
 fn file_id_offset(command: u16) -> Option<usize> {
     match Command::from_u16(command)? {
-        Command::Close | Command::Flush | Command::Lock | Command::Ioctl | Command::QueryDirectory | Command::ChangeNotify => Some(8),
+        Command::Close
+        | Command::Flush
+        | Command::Lock
+        | Command::Ioctl
+        | Command::QueryDirectory
+        | Command::ChangeNotify => Some(8),
         Command::OplockBreak => Some(8),
         Command::Read | Command::Write | Command::SetInfo => Some(16),
         Command::QueryInfo => Some(24),
@@ -195,7 +188,8 @@ impl FuzzClient {
                 self.io.write_all(&b).await.is_ok()
             }
             2 => {
-                let d = [dialect::SMB2_0_2, dialect::SMB2_1, dialect::SMB3_0, dialect::SMB3_0_2][prog.u8().unwrap_or(0) as usize % 4];
+                let d = [dialect::SMB2_0_2, dialect::SMB2_1, dialect::SMB3_0, dialect::SMB3_0_2]
+                    [prog.u8().unwrap_or(0) as usize % 4];
                 self.negotiate(d).await
             }
             3 => self.login(PASSWORD).await,
@@ -334,7 +328,8 @@ impl FuzzClient {
         let Some(k) = &self.keys else { return };
         let f = u32::from_le_bytes([m[16], m[17], m[18], m[19]]) | flags::SIGNED;
         m[16..20].copy_from_slice(&f.to_le_bytes());
-        let alg = if self.dialect >= dialect::SMB3_0 { SigningAlgorithm::AesCmac } else { SigningAlgorithm::HmacSha256 };
+        let alg =
+            if self.dialect >= dialect::SMB3_0 { SigningAlgorithm::AesCmac } else { SigningAlgorithm::HmacSha256 };
         signing::sign(alg, &k.signing_key, m);
     }
 
@@ -409,8 +404,15 @@ impl FuzzClient {
 
     async fn session_setup(&mut self, token: &[u8]) -> Option<(Header, Vec<u8>)> {
         let mut b = BytesMut::new();
-        SessionSetupRequest { flags: 0, security_mode: 1, capabilities: 0, channel: 0, previous_session_id: 0, security_buffer: token }
-            .encode(&mut b);
+        SessionSetupRequest {
+            flags: 0,
+            security_mode: 1,
+            capabilities: 0,
+            channel: 0,
+            previous_session_id: 0,
+            security_buffer: token,
+        }
+        .encode(&mut b);
         let m = self.message(Command::SessionSetup, &b);
         self.send_msg(m, false, false).await;
         self.recv().await
@@ -472,7 +474,14 @@ impl FuzzClient {
 
 fn negotiate_body(d: u16) -> BytesMut {
     let mut b = BytesMut::new();
-    NegotiateRequest { security_mode: 1, capabilities: 0x44, client_guid: [9; 16], dialects: vec![d], contexts: vec![] }.encode(&mut b);
+    NegotiateRequest {
+        security_mode: 1,
+        capabilities: 0x44,
+        client_guid: [9; 16],
+        dialects: vec![d],
+        contexts: vec![],
+    }
+    .encode(&mut b);
     b
 }
 

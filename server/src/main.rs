@@ -291,17 +291,7 @@ fn main() -> ExitCode {
                 let Some((name, dir)) = s.split_once('=') else {
                     return fail(format!("--share wants NAME=DIR, got {s:?}"));
                 };
-                cfg.shares.push(ShareConfig {
-                    name: name.to_string(),
-                    path: dir.into(),
-                    encrypt: false,
-                    guest_ok: false,
-                    read_only: false,
-                    continuous_availability: false,
-                    time_machine: false,
-                    time_machine_max_size: 0,
-                    comment: String::new(),
-                });
+                cfg.shares.push(ShareConfig::new(name, dir));
             }
             for u in &user {
                 let Some((name, pw)) = u.split_once(':') else {

@@ -174,12 +174,7 @@ pub fn parts(payload: &[u8]) -> Parts<'_> {
 /// The requests [`frame`] carried: by operation, the point-1 frame (borrowed
 /// from `bytes`).
 pub fn decode_requests(bytes: &[u8]) -> Result<Vec<(OpId, &[u8])>, Error> {
-    let body_len = bytes.len().checked_sub(4).ok_or(Error::Truncated)?;
-    let (body, crc) = bytes.split_at(body_len);
-    if crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-        return Err(Error::Checksum);
-    }
-    let mut r = body;
+    let mut r = checked(bytes)?;
     let count = take_u32(&mut r)?;
     // Each request takes at least 12 bytes: no count allocates past the input.
     let mut out = Vec::with_capacity((count as usize).min(r.len() / 12));
@@ -197,12 +192,7 @@ pub fn decode_requests(bytes: &[u8]) -> Result<Vec<(OpId, &[u8])>, Error> {
 /// The answers [`frame`] carried: key, saved answer (its ticket durable:
 /// it comes from a durable checkpoint) and deadline.
 pub fn decode(bytes: &[u8]) -> Result<Vec<(ReplayKey, Saved, u64)>, Error> {
-    let body_len = bytes.len().checked_sub(4).ok_or(Error::Truncated)?;
-    let (body, crc) = bytes.split_at(body_len);
-    if crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-        return Err(Error::Checksum);
-    }
-    let mut r = body;
+    let mut r = checked(bytes)?;
     let count = take_u32(&mut r)?;
     // Each answer takes at least 29 bytes: no count allocates past the input.
     let mut out = Vec::with_capacity((count as usize).min(r.len() / 29));
@@ -229,6 +219,16 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(ReplayKey, Saved, u64)>, Error> {
         return Err(Error::Trailing(r.len()));
     }
     Ok(out)
+}
+
+/// A section's bytes without its trailing crc32, once that holds.
+fn checked(bytes: &[u8]) -> Result<&[u8], Error> {
+    let body_len = bytes.len().checked_sub(4).ok_or(Error::Truncated)?;
+    let (body, crc) = bytes.split_at(body_len);
+    if crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+        return Err(Error::Checksum);
+    }
+    Ok(body)
 }
 
 fn take<'a>(r: &mut &'a [u8], n: usize) -> Result<&'a [u8], Error> {

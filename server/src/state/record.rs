@@ -1197,17 +1197,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = crate::config::Config::default();
-        cfg.shares.push(crate::config::ShareConfig {
-            name: "data".into(),
-            path: dir.path().to_path_buf(),
-            encrypt: false,
-            guest_ok: false,
-            read_only: false,
-            continuous_availability: false,
-            time_machine: false,
-            time_machine_max_size: 0,
-            comment: String::new(),
-        });
+        cfg.shares.push(crate::config::ShareConfig::new("data", dir.path()));
         let server = Server::new(cfg).unwrap();
         let id = server.next_id();
         let session = Arc::new(Session::new(id, 1, AuthState::Valid));

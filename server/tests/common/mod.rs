@@ -815,17 +815,7 @@ pub fn start_in_process_with(
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let mut cfg = Config { listen: vec![addr], ..Config::default() };
-    cfg.shares.push(ShareConfig {
-        name: "data".into(),
-        path: dir.path().to_path_buf(),
-        encrypt: false,
-        guest_ok: false,
-        read_only: false,
-        continuous_availability: false,
-        time_machine: false,
-        time_machine_max_size: 0,
-        comment: String::new(),
-    });
+    cfg.shares.push(ShareConfig::new("data", dir.path()));
     cfg.inline_users.extend(users.iter().map(|(u, p)| (u.to_string(), p.to_string())));
     tune(&mut cfg);
     std::thread::spawn(move || {
