@@ -20,10 +20,24 @@
 //! ACK, which now reaches the new owner, whose kernel resets it. The client
 //! reconnects at once. The list of the old owner's connections comes from
 //! the shared storage folder ([`super::conns`]).
+//!
+//! # Why a node that hands a set over keeps its address a moment
+//!
+//! A node that hands a set over (an elective takeover, a giveback) ends its
+//! clients' connections at once, and they reconnect at once: to the address's
+//! old hardware address, which their neighbour tables still hold until the
+//! taker's announcement. Were the address gone, that SYN would meet a node
+//! that drops it (a host unreachable is no error for a SYN), and the client's
+//! kernel would send it again only after a second. So the handing node keeps
+//! the address for [`HANDED_GRACE`] with nothing listening on it: its kernel
+//! refuses the SYN with a reset, and the client tries again at once, by then
+//! (the taker binds within tens of milliseconds) towards the taker.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tracing::{info, warn};
 
@@ -34,6 +48,10 @@ use super::netlink::{self, Interface};
 /// made (a frame lost on the way is not answered; more are harmless).
 const REPEAT: usize = 2;
 
+/// How long a node that handed a set over keeps the set's address, with
+/// nothing listening on it (see the module doc).
+pub const HANDED_GRACE: Duration = Duration::from_secs(1);
+
 /// The set addresses this node holds on its interface.
 #[derive(Debug, Default)]
 pub struct Addresses {
@@ -42,6 +60,9 @@ pub struct Addresses {
     iface: Option<Interface>,
     /// The addresses this process added (removed again at [`Self::release_all`]).
     held: Mutex<Vec<Ipv4Addr>>,
+    /// The addresses to remove after [`HANDED_GRACE`], each with the number
+    /// of its removal: taken again meanwhile, it stays.
+    later: Arc<Mutex<HashMap<Ipv4Addr, u64>>>,
 }
 
 impl Addresses {
@@ -49,7 +70,7 @@ impl Addresses {
     /// (`None`: nothing to do, outside the lab).
     pub fn new(name: Option<&str>) -> io::Result<Addresses> {
         let iface = name.map(Interface::find).transpose()?;
-        Ok(Addresses { iface, held: Mutex::new(Vec::new()) })
+        Ok(Addresses { iface, held: Mutex::new(Vec::new()), later: Arc::default() })
     }
 
     /// Whether the addresses move (an interface is configured).
@@ -62,6 +83,7 @@ impl Addresses {
     /// its packets for the address here. Before the set's listener is bound.
     pub fn take(&self, addr: SocketAddr) -> io::Result<()> {
         let (Some(iface), IpAddr::V4(ip)) = (&self.iface, addr.ip()) else { return Ok(()) };
+        self.later.lock().unwrap_or_else(|e| e.into_inner()).remove(&ip);
         let added = netlink::change(netlink::RTM_NEWADDR, iface.index, ip)?;
         self.held.lock().unwrap_or_else(|e| e.into_inner()).push(ip);
         let frame = frames::arp_announcement(iface.mac, ip);
@@ -78,6 +100,7 @@ impl Addresses {
     pub fn release(&self, addr: SocketAddr) {
         let (Some(iface), IpAddr::V4(ip)) = (&self.iface, addr.ip()) else { return };
         self.held.lock().unwrap_or_else(|e| e.into_inner()).retain(|h| *h != ip);
+        self.later.lock().unwrap_or_else(|e| e.into_inner()).remove(&ip);
         match netlink::change(netlink::RTM_DELADDR, iface.index, ip) {
             Ok(true) => info!(%ip, iface = %iface.name, "pair: the set's address released"),
             Ok(false) => {}
@@ -85,9 +108,39 @@ impl Addresses {
         }
     }
 
-    /// Removes every address this process added (it stops).
+    /// [`Self::release`] after [`HANDED_GRACE`] (a set handed over: see the
+    /// module doc), unless the set's address is taken again meanwhile. The
+    /// caller has closed the set's listener.
+    pub fn release_after_grace(&self, addr: SocketAddr) {
+        let (Some(iface), IpAddr::V4(ip)) = (&self.iface, addr.ip()) else { return };
+        let number = {
+            let mut later = self.later.lock().unwrap_or_else(|e| e.into_inner());
+            let n = later.values().max().copied().unwrap_or(0) + 1;
+            later.insert(ip, n);
+            n
+        };
+        let (later, index, name) = (self.later.clone(), iface.index, iface.name.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(HANDED_GRACE);
+            let mut pending = later.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.get(&ip) != Some(&number) {
+                return;
+            }
+            pending.remove(&ip);
+            match netlink::change(netlink::RTM_DELADDR, index, ip) {
+                Ok(true) => info!(%ip, iface = %name, "pair: the handed set's address released"),
+                Ok(false) => {}
+                Err(e) => warn!(%ip, iface = %name, "pair: cannot remove the set's address: {e}"),
+            }
+        });
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).retain(|h| *h != ip);
+    }
+
+    /// Removes every address this process added (it stops), those it was to
+    /// remove after a grace too.
     pub fn release_all(&self) {
-        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
+        held.extend(std::mem::take(&mut *self.later.lock().unwrap_or_else(|e| e.into_inner())).into_keys());
         for ip in held {
             self.release(SocketAddr::new(IpAddr::V4(ip), 0));
         }

@@ -796,7 +796,13 @@ impl Driver {
                 c.stop();
             }
             s.release();
-            self.t.pair.addresses().release(s.address);
+            if handing {
+                // Refusing its clients' reconnects a moment, until the
+                // taker's announcement reaches them ([`super::address`]).
+                self.t.pair.addresses().release_after_grace(s.address);
+            } else {
+                self.t.pair.addresses().release(s.address);
+            }
         }
         self.restored.retain(|(s, _, _)| *s != set);
         self.node.handle_done(Done::Released { set }, now);
