@@ -111,17 +111,8 @@ pub fn default_setup(cfg: &mut Config) -> std::io::Result<()> {
             p
         }
     };
-    cfg.shares.push(config::ShareConfig {
-        name: "duet".into(),
-        path: share.clone(),
-        encrypt: false,
-        guest_ok: false,
-        read_only: false,
-        continuous_availability: false,
-        time_machine: false,
-        time_machine_max_size: 0,
-        comment: "Duet default share".into(),
-    });
+    let default_share = config::ShareConfig::new("duet", share.clone());
+    cfg.shares.push(config::ShareConfig { comment: "Duet default share".into(), ..default_share });
     cfg.inline_users.push(("duet".into(), password.clone()));
     if cfg.state_dir.is_none() {
         cfg.state_dir = Some(base.to_path_buf());
