@@ -65,7 +65,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     if lock(&session.inner).trees.len() >= MAX_TREES_PER_SESSION {
         return Err(NtStatus::INSUFFICIENT_RESOURCES);
     }
-    let id = ctx.server.next_tree_id();
+    let id = session.next_tree_id().ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
     let is_ipc = matches!(kind, TreeKind::Ipc);
     let ca = match &kind {
         TreeKind::Disk(share) => {

@@ -31,10 +31,9 @@
 //!   starts after it (and the model follows with a `NewGeneration` delta,
 //!   [`super::Server::apply`]).
 //!
-//! No id is 0 or all ones. Tree ids are 32 bits ([`IdAlloc::next_tree_id`]);
-//! they need to be unique only within their session, so they are the
-//! counter's low 32 bits, skipping 0 and 0xFFFFFFFF (the related-compound
-//! placeholder).
+//! No id is 0 or all ones. Tree ids are not from here: they are 32 bits
+//! and unique only within their session, which counts them
+//! ([`super::Session::next_tree_id`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -138,16 +137,6 @@ impl IdAlloc {
                 continue;
             }
             return self.set | seq;
-        }
-    }
-
-    /// A fresh 32-bit tree id (never 0 nor 0xFFFFFFFF).
-    pub fn next_tree_id(&self) -> u32 {
-        loop {
-            let id = (self.next_id() & 0xFFFF_FFFF) as u32;
-            if id != 0 && id != u32::MAX {
-                return id;
-            }
         }
     }
 
@@ -263,12 +252,5 @@ mod tests {
         let kept: u64 = std::fs::read_to_string(dir.path().join(GENERATION_FILE)).unwrap().trim().parse().unwrap();
         assert_eq!(kept, 6);
         assert_eq!(IdAlloc::start(SetId(0), Some(dir.path())).generation(), 7);
-    }
-
-    #[test]
-    fn tree_ids_skip_zero_and_all_ones() {
-        let ids = IdAlloc::with_generation(SetId(0), 0, None);
-        ids.last.store(0xFFFF_FFFE, Ordering::Relaxed);
-        assert_eq!(ids.next_tree_id(), 1, "0xFFFFFFFF and 0x1_00000000 are skipped");
     }
 }

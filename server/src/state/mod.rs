@@ -286,11 +286,6 @@ impl Server {
         self.ids.next_id()
     }
 
-    /// A fresh 32-bit tree id (never 0 nor 0xFFFFFFFF).
-    pub fn next_tree_id(&self) -> u32 {
-        self.ids.next_tree_id()
-    }
-
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }

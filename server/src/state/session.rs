@@ -1,6 +1,7 @@
 //! An authenticated (or authenticating) session ([MS-SMB2] 3.3.1.8).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use protocol::auth::ntlm;
@@ -157,6 +158,10 @@ pub struct Session {
     /// The state model has the session ([`super::deltas::session_up`]):
     /// it completed authentication and has not ended.
     pub up: std::sync::atomic::AtomicBool,
+    /// The highest tree id handed out in this session (TreeConnect.TreeId is
+    /// the session's, [MS-SMB2] 3.3.5.7; the model's `last_tree` follows it
+    /// as the tree connects are applied).
+    trees_handed: AtomicU32,
 }
 
 pub struct SessionInner {
@@ -224,7 +229,17 @@ impl Session {
             }),
             slot: None,
             up: std::sync::atomic::AtomicBool::new(false),
+            trees_handed: AtomicU32::new(0),
         }
+    }
+
+    /// The id for the session's next tree connect, counting from 1 (`None`
+    /// once the ids have run out: 0 and 0xFFFFFFFF are never ids).
+    pub fn next_tree_id(&self) -> Option<u32> {
+        self.trees_handed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_add(1).filter(|n| *n < u32::MAX))
+            .ok()
+            .map(|t| t + 1)
     }
 
     /// The session, counted in the server's sessions with `slot`.
@@ -256,6 +271,20 @@ impl Session {
 mod tests {
     use super::*;
     use protocol::crypto::{cipher, dialect, kdf, signing, transform};
+
+    /// Tree ids are the session's: each session counts from 1, skipping
+    /// 0xFFFFFFFF (the related-compound placeholder), and refuses once they
+    /// have run out rather than handing one out twice.
+    #[test]
+    fn tree_ids_are_counted_per_session() {
+        let (a, b) = (Session::new(1, 1, AuthState::Valid), Session::new(2, 1, AuthState::Valid));
+        assert_eq!((a.next_tree_id(), a.next_tree_id()), (Some(1), Some(2)));
+        assert_eq!(b.next_tree_id(), Some(1), "another session counts on its own");
+        a.trees_handed.store(u32::MAX - 2, Ordering::Relaxed);
+        assert_eq!(a.next_tree_id(), Some(u32::MAX - 1));
+        assert_eq!(a.next_tree_id(), None, "0xFFFFFFFF is never a tree id");
+        assert_eq!(a.next_tree_id(), None, "nor is 0 after it");
+    }
 
     fn keys(c: u16) -> SessionKeys {
         kdf::derive(dialect::SMB3_1_1, &[0x42; 16], Some(&[7; 64]), Some(c))
