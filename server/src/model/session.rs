@@ -85,6 +85,9 @@ pub struct SessionInfo {
     /// Session.ExpirationTime (`None`: does not expire). An expired session is not
     /// removed: its requests get STATUS_NETWORK_SESSION_EXPIRED until it
     /// re-authenticates ([MS-SMB2] 3.3.5.2.9), so this is no deadline of the model.
+    /// Only an authentication protocol that gives a lifetime sets it (3.3.5.5.3: a
+    /// Kerberos ticket's); NTLM, the one Duet accepts, gives none, so no session
+    /// expires today.
     pub expires_at: Option<Timestamp>,
 }
 
