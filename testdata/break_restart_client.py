@@ -24,13 +24,12 @@ acknowledges ("ack": what the answer says A holds now), and B's CREATE
 must then complete ("b_after_ack"). A acknowledging again is refused
 ("second_ack"). Prints one JSON line {"phase": "done", ...}.
 """
-import argparse
 import json
 import struct
 import sys
 import time
 
-from resilient_smb import SHARE_ALL, Client, ConnectionLost, Failed, status_name
+from resilient_smb import SHARE_ALL, client_for, ConnectionLost, Failed, server_args, status_name, stderr_log
 from smbprotocol.header import NtStatus
 from smbprotocol.open import (CreateDisposition, FilePipePrinterAccessMask, ImpersonationLevel, Open,
                               RequestedOplockLevel)
@@ -96,24 +95,19 @@ def final_status(req, limit):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--share", default="share")
-    ap.add_argument("--user", default="duet")
-    ap.add_argument("--password", default="duetpass")
+    ap = server_args()
     ap.add_argument("--kind", choices=["lease", "oplock"], default="lease")
     a = ap.parse_args()
-    log = lambda m: print(f"break_restart_client: {m}", file=sys.stderr, flush=True)  # noqa: E731
+    log = stderr_log("break_restart_client")
     durable = "v2" if a.kind == "lease" else "v1"
     keep = RH if a.kind == "lease" else LEVEL_II
 
-    holder = Client(a.host, a.port, a.share, a.user, a.password, log=log)
+    holder = client_for(a, log=log)
     holder.auto_ack = False
     holder.connect(deadline_s=30)
     h = holder.create(NAME, CreateDisposition.FILE_OVERWRITE_IF, durable=durable)
     ready = {"phase": "ready", "granted": h.granted, "oplock": h.oplock, "lease_state": h.lease_state}
-    opener = Client(a.host, a.port, a.share, a.user, a.password, log=log)
+    opener = client_for(a, log=log)
     opener.connect(deadline_s=30)
     req = send_open(opener)
     first = wait_notice(holder, 1)

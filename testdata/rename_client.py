@@ -20,13 +20,12 @@ in 60 KiB WRITEs (their data in the journal's records) and prints
 {"filled": true} once every one was answered ({"filled": "lost: ..."} if
 not); then the holder acknowledges and the rename goes on.
 """
-import argparse
 import json
 import sys
 import threading
 import time
 
-from resilient_smb import Client, ConnectionLost, Failed, Handle, status_name
+from resilient_smb import client_for, ConnectionLost, Failed, server_args, status_name
 from smbprotocol.file_info import FileRenameInformation
 from smbprotocol.open import CreateDisposition, FilePipePrinterAccessMask
 
@@ -36,20 +35,15 @@ def out(d):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", required=True)
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--share", required=True)
-    ap.add_argument("--user", default="duet")
-    ap.add_argument("--password", default="duetpass")
+    ap = server_args(share=None, host=None)
     ap.add_argument("--hold-and-fill", type=int, default=0)
     a = ap.parse_args()
     holder = None
     if a.hold_and_fill:
-        holder = Client(a.host, a.port, a.share, a.user, a.password, timeout=60.0)
+        holder = client_for(a, timeout=60.0)
         holder.connect(deadline_s=20)
         holder.create("before.txt", CreateDisposition.FILE_OVERWRITE_IF, durable="v2")
-    c = Client(a.host, a.port, a.share, a.user, a.password, timeout=60.0)
+    c = client_for(a, timeout=60.0)
     c.connect(deadline_s=20)
     access = (FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE
               | FilePipePrinterAccessMask.DELETE)
@@ -82,7 +76,7 @@ def main():
         while len(holder.notices) == seen and time.monotonic() < end:
             time.sleep(0.01)
         out({"waiting": len(holder.notices) > seen})
-        filler = Client(a.host, a.port, a.share, a.user, a.password, timeout=20.0)
+        filler = client_for(a, timeout=20.0)
         try:
             filler.connect(deadline_s=20)
             f = filler.create("fill.bin", CreateDisposition.FILE_OVERWRITE_IF, durable=None)

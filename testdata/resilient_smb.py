@@ -21,7 +21,9 @@ added here:
 
 Nothing here is specific to Duet.
 """
+import argparse
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -489,3 +491,27 @@ def stamp(tag, size):
     write that put it there."""
     line = (tag + "\n").encode()
     return (line * (size // len(line) + 1))[:size]
+
+
+def server_args(share="share", host="127.0.0.1"):
+    """An argument parser with the options every client of this module
+    takes: where the server is and who logs on (the tests' defaults).
+    A client adds its own options and calls parse_args()."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default=host, required=host is None)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--share", default=share, required=share is None)
+    ap.add_argument("--user", default="duet")
+    ap.add_argument("--password", default="duetpass")
+    return ap
+
+
+def stderr_log(name):
+    """A log function for Client(log=...) that writes "name: message"
+    lines to standard error."""
+    return lambda m: print(f"{name}: {m}", file=sys.stderr, flush=True)
+
+
+def client_for(a, **kw):
+    """A Client of the server that server_args()'s parsed `a` names."""
+    return Client(a.host, a.port, a.share, a.user, a.password, **kw)

@@ -26,11 +26,10 @@ it, though it can lock elsewhere, and cannot write or read its range), the handl
 Prints one JSON line {"phase": "done", ...}; exit status 0 whenever that
 line was printed (the test judges it).
 """
-import argparse
 import json
 import sys
 
-from resilient_smb import Client, ConnectionLost, Failed, status_name, stamp
+from resilient_smb import client_for, ConnectionLost, Failed, server_args, stamp, status_name, stderr_log
 from smbprotocol.open import CreateDisposition, FilePipePrinterAccessMask
 
 BLOCK = 4096
@@ -51,19 +50,14 @@ def out(d):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--share", default="share")
-    ap.add_argument("--user", default="duet")
-    ap.add_argument("--password", default="duetpass")
+    ap = server_args()
     ap.add_argument("--durable", choices=["v1", "v2"], default="v1")
     ap.add_argument("--blocks", type=int, default=16)
     ap.add_argument("--appends", type=int, default=0)
     a = ap.parse_args()
 
-    log = lambda m: print(f"restart_client: {m}", file=sys.stderr, flush=True)  # noqa: E731
-    c = Client(a.host, a.port, a.share, a.user, a.password, log=log)
+    log = stderr_log("restart_client")
+    c = client_for(a, log=log)
     c.connect(deadline_s=30)
     h = c.create(NAME, CreateDisposition.FILE_OVERWRITE_IF, durable=a.durable)
     ready = {"phase": "ready", "file_id": h.file_id.hex(), "asked": a.durable, "granted": h.granted,
@@ -127,7 +121,7 @@ def main():
 
     # The lock is still held: another client cannot take it, though it can
     # lock a range beside it (so the refusal is the lock's doing).
-    other = Client(a.host, a.port, a.share, a.user, a.password, log=log)
+    other = client_for(a, log=log)
     other.connect(deadline_s=30)
     o = other.create(NAME, CreateDisposition.FILE_OPEN, access=FilePipePrinterAccessMask.GENERIC_READ
                      | FilePipePrinterAccessMask.GENERIC_WRITE, durable=None)

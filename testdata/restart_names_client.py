@@ -20,12 +20,11 @@ new name by a second client is refused with STATUS_DELETE_PENDING
 {"phase": "done", ...}; exit status 0 whenever that line was printed (the
 test judges it).
 """
-import argparse
 import json
 import struct
 import sys
 
-from resilient_smb import Client, ConnectionLost, Failed, status_name, stamp
+from resilient_smb import client_for, ConnectionLost, Failed, server_args, stamp, status_name, stderr_log
 from smbprotocol.file_info import FileDispositionInformation, FileRenameInformation
 from smbprotocol.open import (CreateDisposition, FilePipePrinterAccessMask, SMB2QueryInfoRequest,
                               SMB2QueryInfoResponse)
@@ -58,16 +57,9 @@ def query_name(c, h):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--share", default="share")
-    ap.add_argument("--user", default="duet")
-    ap.add_argument("--password", default="duetpass")
-    a = ap.parse_args()
-
-    log = lambda m: print(f"restart_names_client: {m}", file=sys.stderr, flush=True)  # noqa: E731
-    c = Client(a.host, a.port, a.share, a.user, a.password, log=log)
+    a = server_args().parse_args()
+    log = stderr_log("restart_names_client")
+    c = client_for(a, log=log)
     c.connect(deadline_s=30)
     access = (FilePipePrinterAccessMask.GENERIC_READ | FilePipePrinterAccessMask.GENERIC_WRITE
               | FilePipePrinterAccessMask.DELETE)
@@ -111,7 +103,7 @@ def main():
     except Failed as e:
         res["name"] = status_name(e.status)
 
-    other = Client(a.host, a.port, a.share, a.user, a.password, log=log)
+    other = client_for(a, log=log)
     other.connect(deadline_s=30)
     try:
         o = other.create(NEW_NAME, CreateDisposition.FILE_OPEN, access=FilePipePrinterAccessMask.GENERIC_READ,

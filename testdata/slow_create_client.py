@@ -16,13 +16,12 @@ server/tests/failover.rs uses it against a pair node's address (`--host`)
 without the filling connection (`--no-fill`): the node dies after making the
 file (failpoint `created`), and the resend goes to its partner.
 """
-import argparse
 import json
 import sys
 import threading
 import time
 
-from resilient_smb import Client, ConnectionLost, Failed, Handle, status_name
+from resilient_smb import client_for, ConnectionLost, Failed, Handle, server_args, status_name
 from smbprotocol.open import CreateDisposition
 
 
@@ -32,7 +31,7 @@ def out(d):
 
 def fill(a, stop):
     """Small WRITEs until the server goes away (or `stop`)."""
-    c = Client(a.host, a.port, a.share, a.user, a.password, timeout=10.0)
+    c = client_for(a, timeout=10.0)
     try:
         c.connect(deadline_s=20)
         h = c.create("filler.bin", CreateDisposition.FILE_OPEN_IF, durable=None)
@@ -45,19 +44,14 @@ def fill(a, stop):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--share", required=True)
-    ap.add_argument("--user", default="duet")
-    ap.add_argument("--password", default="duetpass")
-    ap.add_argument("--host", default="127.0.0.1")
+    ap = server_args(share=None)
     ap.add_argument("--no-fill", action="store_true")
     a = ap.parse_args()
     stop = threading.Event()
     if not a.no_fill:
         filler = threading.Thread(target=fill, args=(a, stop), daemon=True)
         filler.start()
-    c = Client(a.host, a.port, a.share, a.user, a.password, timeout=60.0)
+    c = client_for(a, timeout=60.0)
     c.connect(deadline_s=20)
     time.sleep(0.3)
     h = Handle("slow.txt", "v2")
