@@ -148,7 +148,8 @@ impl Area {
         Ok(file)
     }
 
-    /// `uid`'s sidecar streams.
+    /// `uid`'s sidecar streams, every `s.NAME` found (the caller decides
+    /// which names are streams).
     pub fn list(&self, uid: FileUid) -> Result<Vec<Spilled>, FsError> {
         let Some(dir) = self.file_dir(uid, false)? else { return Ok(Vec::new()) };
         let mut d = Dir::openat(
@@ -162,9 +163,6 @@ impl Area {
             let entry = entry?;
             let Ok(file) = entry.file_name().to_str() else { continue };
             let Some(name) = file.strip_prefix("s.") else { continue };
-            if super::stream::check_name(name).is_err() {
-                continue;
-            }
             match sys::statx(dir.as_fd(), entry.file_name(), libc::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => out.push(Spilled {
                     name: name.to_owned(),

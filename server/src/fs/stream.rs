@@ -167,7 +167,8 @@ impl Handle {
             }
         }
         if let Some((area, uid)) = self.spill_key() {
-            for s in area.list(uid)? {
+            // A name no client could send is none of its streams.
+            for s in area.list(uid)?.into_iter().filter(|s| check_name(&s.name).is_ok()) {
                 // The sidecar is the stream (a move cut short by a crash).
                 out.retain(|o| o.name != s.name);
                 out.push(StreamInfo { name: s.name, size: s.size });
