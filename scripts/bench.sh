@@ -263,9 +263,11 @@ except Exception:
 }
 if [ $mirror = 1 ]; then
   ic_a=$(free_port); ic_b=$(free_port)
+  # The interconnect key both nodes prove themselves with (32 random bytes, 0600).
+  (umask 077 && head -c 32 /dev/urandom > "$out/interconnect.key")
   pair_args() { # ID PARTNER-ID OWN-PORT PARTNER-PORT
     echo --pair-cluster 7 --pair-node "$1" --pair-partner-node "$2" --pair-incarnation 1 \
-      --pair-listen "127.0.0.1:$3" --pair-partner "127.0.0.1:$4"
+      --pair-listen "127.0.0.1:$3" --pair-partner "127.0.0.1:$4" --pair-key "$out/interconnect.key"
   }
   # B first: it waits (3 s at most) for A's join, then serves; A joins it at once.
   # shellcheck disable=SC2046

@@ -108,6 +108,11 @@ enum Command {
         /// to serve.
         #[arg(long)]
         pair_incarnation: Option<u64>,
+        /// The interconnect key's file (the same on both nodes, mode 0600):
+        /// each node proves it knows it when a link comes up. Without it,
+        /// the storage folder's (made on first start).
+        #[arg(long)]
+        pair_key: Option<PathBuf>,
         /// The shared storage folder's directory for ownership claims and
         /// storage heartbeats (with the share sets, which takeover needs).
         #[arg(long)]
@@ -268,6 +273,7 @@ fn main() -> ExitCode {
             pair_listen,
             pair_partner,
             pair_incarnation,
+            pair_key,
             pair_storage,
             pair_address,
             pair_shares,
@@ -345,6 +351,7 @@ fn main() -> ExitCode {
                 listen: pair_listen,
                 partner: pair_partner,
                 incarnation: pair_incarnation,
+                key_file: pair_key,
                 storage: pair_storage,
                 address: pair_address,
                 shares: pair_shares,

@@ -22,6 +22,10 @@
 //! - `garbage_on_the_interconnect_is_refused_and_counted`: corrupt,
 //!   oversized and foreign frames, and a join with the node's own id, from
 //!   a raw TCP client: each refused and counted, and the pair carries on.
+//! - `a_join_without_the_interconnect_key_is_refused`: a stranger that knows
+//!   the cluster, the partner's node id, the incarnation and the ring size,
+//!   but not the interconnect key, is refused after its proof, and B's link
+//!   to A is not replaced.
 
 mod common;
 
@@ -134,10 +138,11 @@ fn a_pair_configured_in_duet_toml_joins_one_configured_by_flags() {
         format!(
             "state_dir = \"state\"\n[journal]\npath = \"nvram\"\nsize = 16777216\n\
              [pair]\ncluster = {}\nnode = 1\npartner_node = 2\nlisten = \"127.0.0.1:{}\"\n\
-             partner = \"127.0.0.1:{}\"\nincarnation = 4\n",
+             partner = \"127.0.0.1:{}\"\nincarnation = 4\nkey_file = \"{}\"\n",
             pair::CLUSTER,
             node_a.port,
-            node_b.port
+            node_b.port,
+            pair::key_file().display()
         ),
     )
     .unwrap();
@@ -241,7 +246,7 @@ fn garbage_on_the_interconnect_is_refused_and_counted() {
     let port = p.node_a.port;
     let before = pair_status(&p.a)["refused"].clone();
     // The ring size does not matter: each of these is refused before it is looked at.
-    let join = Message::Join { incarnation: 1, ring: 0 };
+    let join = Message::Join { incarnation: 1, ring: 0, nonce: [0; 16] };
     // Not a frame at all.
     assert!(send_raw(port, b"GET / HTTP/1.0\r\n\r\n").is_empty());
     // A whole frame with one bit flipped.
@@ -281,4 +286,71 @@ fn garbage_on_the_interconnect_is_refused_and_counted() {
     });
     let text = common::pair::status_text(&p.a);
     assert!(text.contains("refused on the interconnect:"), "{text}");
+}
+
+/// Every whole frame in `bytes`, in order.
+fn frames(bytes: &[u8]) -> Vec<takeover::codec::Frame> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Ok(Some((f, used))) = takeover::codec::decode(&bytes[at..]) {
+        out.push(f);
+        at += used;
+    }
+    out
+}
+
+#[test]
+fn a_join_without_the_interconnect_key_is_refused() {
+    use takeover::codec::RefuseReason;
+    use takeover::Message;
+    let p = Pair::start();
+    let port = p.node_a.port;
+    // A's ring size is no secret: A's own join, sent before it refuses one of the
+    // wrong size, says it.
+    let back = send_raw(port, &frame(pair::CLUSTER, 2, 0, Message::Join { incarnation: 1, ring: 1, nonce: [0; 16] }));
+    let ring = frames(&back)
+        .into_iter()
+        .find_map(|f| match f.message {
+            Message::Join { ring, .. } => Some(ring),
+            _ => None,
+        })
+        .expect("A's join before its refusal");
+    let joins = num(&pair_status(&p.a)["refused"]["joins"]);
+    let resyncs = num(&pair_status(&p.b)["mirror"]["resyncs"]);
+
+    // A join that passes every rule but the key: A answers with its own join and its
+    // proof, and waits for ours.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the interconnect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&frame(pair::CLUSTER, 2, 0, Message::Join { incarnation: 1, ring, nonce: [1; 16] })).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !frames(&got).iter().any(|f| matches!(f.message, Message::Proof { .. })) {
+        let n = s.read(&mut buf).expect("A's join and proof");
+        assert!(n > 0, "A closed the link before its proof: {:?}", frames(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    // Until the stranger proves itself, A has not taken it for the partner.
+    let status = pair_status(&p.a);
+    assert_eq!(status["partner_mirror"]["connected"], true, "{status:#}");
+    // A proof made without the key.
+    s.write_all(&frame(pair::CLUSTER, 2, 1, Message::Proof { mac: [0x5A; 32] })).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    got.extend_from_slice(&rest);
+    let refused =
+        frames(&got).iter().any(|f| matches!(f.message, Message::Refuse { reason: RefuseReason::Unproven, .. }));
+    assert!(refused, "no refusal for the proof in {:?}", frames(&got));
+    status_until(&p.a, "the unproven join counted", |s| num(&s["refused"]["joins"]) > joins);
+
+    // B's link to A was never replaced: B did not have to join (and resync) again, and
+    // A's mirror of B carries on.
+    std::thread::sleep(Duration::from_millis(1500));
+    let b = pair_status(&p.b);
+    assert_eq!(num(&b["mirror"]["resyncs"]), resyncs, "B's link was replaced: {b:#}");
+    put(&p.b, "after-the-stranger.bin", 64 << 10);
+    let tail = num(&pair_status(&p.b)["mirror"]["tail"]);
+    status_until(&p.b, "B mirrored at A after the stranger", |s| {
+        s["mirror"]["state"] == "current" && num(&s["mirror"]["acked"]) >= tail
+    });
 }

@@ -27,16 +27,18 @@
 //! 0x09 GivebackDone:          { set u16 | epoch u64 | last_seq u64 }
 //! 0x10 Mirror:                { pos u64 | records (opaque bytes of the sender's own ring at pos) }
 //! 0x11 MirrorAck:             { end u64 }   (every byte below `end` is durable in the mirror)
-//! 0x12 Join:                  { incarnation u64 | ring u64 }
+//! 0x12 Join:                  { incarnation u64 | ring u64 | nonce 16 bytes }
 //! 0x13 Refuse:                { reason u8 | incarnation u64 }
 //! 0x14 MirrorMeta:            { head u64 | generation u32 | capacity u64 }
 //! 0x15 MirrorMetaAck:         { head u64 }
 //! 0x16 MirrorCurrent:         { end u64 }   (the resync is done: the mirror holds all up to `end`,
 //!                                          and every record after it is acknowledged before it counts)
+//! 0x17 Proof:                 { mac 32 bytes }   (the sender knows the interconnect key: an
+//!                                          HMAC-SHA256 over both joins' nonces, server/src/pair/key.rs)
 //! ```
 //!
-//! Join and Refuse are the identity check when a link comes up (the sender's cluster and
-//! node are in the header); the mirror messages carry the journal's own ring to the
+//! Join, Proof and Refuse are the identity check when a link comes up (the sender's cluster
+//! and node are in the header; the proof answers the other side's nonce); the mirror messages carry the journal's own ring to the
 //! partner's mirror ring at the same logical positions (`nvram::Mirror`).
 
 use bytes::Bytes;
@@ -129,6 +131,8 @@ pub enum RefuseReason {
     UnexpectedNode = 0x04,
     /// The two journals' rings differ in size: one cannot mirror the other.
     RingSize = 0x05,
+    /// The sender of the join did not prove that it knows the interconnect key.
+    Unproven = 0x06,
 }
 
 impl RefuseReason {
@@ -139,6 +143,7 @@ impl RefuseReason {
             0x03 => RefuseReason::SameNode,
             0x04 => RefuseReason::UnexpectedNode,
             0x05 => RefuseReason::RingSize,
+            0x06 => RefuseReason::Unproven,
             _ => return None,
         })
     }
@@ -219,8 +224,12 @@ pub enum Message {
     /// contiguous end position).
     MirrorAck { end: u64 },
     /// "I am this node (header) at configuration `incarnation`, my journal's rings hold
-    /// `ring` bytes": the first message on a new link, from each side.
-    Join { incarnation: u64, ring: u64 },
+    /// `ring` bytes; prove yourself over `nonce`": the first message on a new link, from
+    /// each side.
+    Join { incarnation: u64, ring: u64, nonce: [u8; 16] },
+    /// The answer to the other side's [`Message::Join`]: a MAC, with the interconnect
+    /// key, over both joins (the second message on a new link, from each side).
+    Proof { mac: [u8; 32] },
     /// "I refuse your join": the link closes after it.
     Refuse { reason: RefuseReason, incarnation: u64 },
     /// The sender's ring head and generation, for the receiver's mirror ring.
@@ -253,6 +262,7 @@ impl Message {
             Message::MirrorMeta { .. } => 0x14,
             Message::MirrorMetaAck { .. } => 0x15,
             Message::MirrorCurrent { .. } => 0x16,
+            Message::Proof { .. } => 0x17,
         }
     }
 
@@ -302,8 +312,7 @@ impl Message {
                 out.extend_from_slice(&set.0.to_be_bytes());
                 out.extend_from_slice(&epoch.0.to_be_bytes());
             }
-            Message::ShutdownDone { set, epoch, last_seq }
-            | Message::GivebackDone { set, epoch, last_seq } => {
+            Message::ShutdownDone { set, epoch, last_seq } | Message::GivebackDone { set, epoch, last_seq } => {
                 out.extend_from_slice(&set.0.to_be_bytes());
                 out.extend_from_slice(&epoch.0.to_be_bytes());
                 out.extend_from_slice(&last_seq.to_be_bytes());
@@ -316,10 +325,12 @@ impl Message {
             Message::MirrorAck { end: v } | Message::MirrorMetaAck { head: v } | Message::MirrorCurrent { end: v } => {
                 out.extend_from_slice(&v.to_be_bytes())
             }
-            Message::Join { incarnation, ring } => {
+            Message::Join { incarnation, ring, nonce } => {
                 out.extend_from_slice(&incarnation.to_be_bytes());
                 out.extend_from_slice(&ring.to_be_bytes());
+                out.extend_from_slice(nonce);
             }
+            Message::Proof { mac } => out.extend_from_slice(mac),
             Message::Refuse { reason, incarnation } => {
                 out.push(*reason as u8);
                 out.extend_from_slice(&incarnation.to_be_bytes());
@@ -413,7 +424,7 @@ impl Message {
             0x11 => Message::MirrorAck { end: r.u64("mirror ack")? },
             0x12 => {
                 let what = "join";
-                Message::Join { incarnation: r.u64(what)?, ring: r.u64(what)? }
+                Message::Join { incarnation: r.u64(what)?, ring: r.u64(what)?, nonce: r.array(what)? }
             }
             0x13 => {
                 let what = "refuse";
@@ -426,6 +437,7 @@ impl Message {
             }
             0x15 => Message::MirrorMetaAck { head: r.u64("mirror meta ack")? },
             0x16 => Message::MirrorCurrent { end: r.u64("mirror current")? },
+            0x17 => Message::Proof { mac: r.array("proof")? },
             k => return Err(FrameError::UnknownKind(k)),
         };
         if !r.buf.is_empty() {
@@ -542,6 +554,12 @@ impl<'a> Reader<'a> {
         a.copy_from_slice(b);
         Ok(u64::from_be_bytes(a))
     }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], FrameError> {
+        let mut a = [0; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
+    }
 }
 
 #[cfg(test)]
@@ -577,7 +595,9 @@ mod tests {
             Message::Mirror { pos: 4096, records: Bytes::from_static(b"opaque record") },
             Message::Mirror { pos: 0, records: Bytes::new() },
             Message::MirrorAck { end: 1 << 40 },
-            Message::Join { incarnation: 3, ring: 64 << 20 },
+            Message::Join { incarnation: 3, ring: 64 << 20, nonce: [9; 16] },
+            Message::Proof { mac: [0xA5; 32] },
+            Message::Refuse { reason: RefuseReason::Unproven, incarnation: 2 },
             Message::Refuse { reason: RefuseReason::OlderIncarnation, incarnation: 4 },
             Message::Refuse { reason: RefuseReason::RingSize, incarnation: 0 },
             Message::MirrorMeta { head: 1 << 33, generation: 7, capacity: 1 << 26 },
@@ -597,7 +617,8 @@ mod tests {
 
     #[test]
     fn split_reads_need_more_then_decode() {
-        let f = Frame { header: header(), message: Message::ShutdownDone { set: SetId(1), epoch: Epoch(3), last_seq: 8 } };
+        let f =
+            Frame { header: header(), message: Message::ShutdownDone { set: SetId(1), epoch: Epoch(3), last_seq: 8 } };
         let mut bytes = f.to_bytes();
         for cut in 0..bytes.len() {
             assert_eq!(decode(&bytes[..cut]), Ok(None), "cut at {cut}");

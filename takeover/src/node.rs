@@ -734,7 +734,10 @@ impl Node {
                     self.send(Message::TakeoverDenied { set, reason: DenyReason::Busy });
                     return;
                 }
-                Message::ShutdownDone { .. } | Message::GivebackDone { .. } | Message::GivebackRequest { .. } | Message::ShutdownRequest { .. } => {
+                Message::ShutdownDone { .. }
+                | Message::GivebackDone { .. }
+                | Message::GivebackRequest { .. }
+                | Message::ShutdownRequest { .. } => {
                     self.counters.ignored += 1;
                     return;
                 }
@@ -784,7 +787,12 @@ impl Node {
                         // The partner asks but serves nothing (it cannot boot, or cannot
                         // finish acquiring): take the set as from a dead node, fenced.
                         let epoch = s.known.map_or(Epoch(0), |k| k.epoch);
-                        let acq = Acquire { flag: Flag::NonElectiveTakeover, source: Source::Mirror, upto: None, fence: true };
+                        let acq = Acquire {
+                            flag: Flag::NonElectiveTakeover,
+                            source: Source::Mirror,
+                            upto: None,
+                            fence: true,
+                        };
                         self.claim(1, epoch.next(), acq);
                     }
                     Err(reason) => {
@@ -822,14 +830,19 @@ impl Node {
                     self.counters.ignored += 1;
                     return;
                 }
-                let expected = matches!(self.pending, Some(Pending::Shutdown { set: s, epoch: e, .. }) if s == set && e == epoch);
-                let fresh = self.slots[i].phase == Phase::Idle
-                    && self.slots[i].known.map(|k| k.epoch) <= Some(epoch);
+                let expected =
+                    matches!(self.pending, Some(Pending::Shutdown { set: s, epoch: e, .. }) if s == set && e == epoch);
+                let fresh = self.slots[i].phase == Phase::Idle && self.slots[i].known.map(|k| k.epoch) <= Some(epoch);
                 if expected {
                     self.pending = None;
                 }
                 if fresh {
-                    let acq = Acquire { flag: Flag::ElectiveTakeover, source: Source::Mirror, upto: Some(last_seq), fence: false };
+                    let acq = Acquire {
+                        flag: Flag::ElectiveTakeover,
+                        source: Source::Mirror,
+                        upto: Some(last_seq),
+                        fence: false,
+                    };
                     self.claim(i, epoch.next(), acq);
                 } else {
                     self.counters.ignored += 1;
@@ -861,10 +874,15 @@ impl Node {
                 if matches!(self.pending, Some(Pending::Giveback { .. })) {
                     self.pending = None;
                 }
-                let fresh = self.slots[i].phase == Phase::Standby
-                    && self.slots[i].known.map(|k| k.epoch) <= Some(epoch);
+                let fresh =
+                    self.slots[i].phase == Phase::Standby && self.slots[i].known.map(|k| k.epoch) <= Some(epoch);
                 if fresh {
-                    let acq = Acquire { flag: Flag::ElectiveTakeover, source: Source::Mirror, upto: Some(last_seq), fence: false };
+                    let acq = Acquire {
+                        flag: Flag::ElectiveTakeover,
+                        source: Source::Mirror,
+                        upto: Some(last_seq),
+                        fence: false,
+                    };
                     self.claim(i, epoch.next(), acq);
                 } else {
                     self.counters.ignored += 1;
@@ -874,6 +892,7 @@ impl Node {
             Message::Mirror { .. }
             | Message::MirrorAck { .. }
             | Message::Join { .. }
+            | Message::Proof { .. }
             | Message::Refuse { .. }
             | Message::MirrorMeta { .. }
             | Message::MirrorMetaAck { .. }
@@ -960,7 +979,9 @@ impl Node {
         let slot = &mut self.slots[i];
         let newer = match slot.known {
             None => true,
-            Some(k) => n.epoch > k.epoch || (authoritative && n.epoch == k.epoch && k.owner != n.owner && n.owner.is_some()),
+            Some(k) => {
+                n.epoch > k.epoch || (authoritative && n.epoch == k.epoch && k.owner != n.owner && n.owner.is_some())
+            }
         };
         if newer {
             slot.known = Some(n);
@@ -1061,7 +1082,8 @@ impl Node {
             // have it, as if we had handed it over.
             for i in 0..2 {
                 let p = self.slots[i].phase;
-                if let (Some(epoch), false) = (p.held(), matches!(p, Phase::Serving { .. } | Phase::HandingOver { .. })) {
+                if let (Some(epoch), false) = (p.held(), matches!(p, Phase::Serving { .. } | Phase::HandingOver { .. }))
+                {
                     let set = self.slots[i].set;
                     if p.bound() {
                         self.actions.push_back(Action::Release { set });
@@ -1208,7 +1230,8 @@ impl Node {
                         // The partner never took it (or died): take it back, one epoch up.
                         let set = self.slots[i].set;
                         self.events.push_back(Event::HandoverAbandoned { set, epoch });
-                        let acq = Acquire { flag: Flag::ElectiveTakeover, source: Source::Own, upto: None, fence: false };
+                        let acq =
+                            Acquire { flag: Flag::ElectiveTakeover, source: Source::Own, upto: None, fence: false };
                         self.claim(i, epoch.next(), acq);
                     } else {
                         self.send_done(i);
@@ -1222,7 +1245,6 @@ impl Node {
                 _ => {}
             }
         }
-
     }
 
     /// Failure detection, on each fresh reading of the partner's storage counter: the
@@ -1233,7 +1255,9 @@ impl Node {
         let timeout = self.config.detection_timeout();
         let ic_silent = now.duration_since(self.last_heard) >= timeout;
         let st_silent = now.duration_since(self.counter_changed) >= timeout;
-        for (k, (silent, ch)) in [(ic_silent, Channel::Interconnect), (st_silent, Channel::Storage)].into_iter().enumerate() {
+        for (k, (silent, ch)) in
+            [(ic_silent, Channel::Interconnect), (st_silent, Channel::Storage)].into_iter().enumerate()
+        {
             if silent && !self.silent[k] {
                 self.silent[k] = true;
                 self.events.push_back(Event::ChannelSilent(ch));
@@ -1249,7 +1273,12 @@ impl Node {
                 if matches!(s.phase, Phase::Idle | Phase::Standby) {
                     if let Some(k) = s.known {
                         if k.owner != Some(self.config.me) {
-                            let acq = Acquire { flag: Flag::NonElectiveTakeover, source: Source::Mirror, upto: None, fence: true };
+                            let acq = Acquire {
+                                flag: Flag::NonElectiveTakeover,
+                                source: Source::Mirror,
+                                upto: None,
+                                fence: true,
+                            };
                             self.claim(i, k.epoch.next(), acq);
                         }
                     }
@@ -1264,7 +1293,9 @@ impl Node {
         match self.pending {
             Some(p) => {
                 let since = match p {
-                    Pending::Shutdown { since, .. } | Pending::Takeover { since, .. } | Pending::Giveback { since } => since,
+                    Pending::Shutdown { since, .. } | Pending::Takeover { since, .. } | Pending::Giveback { since } => {
+                        since
+                    }
                 };
                 if now.duration_since(since) >= self.config.handover_timeout {
                     self.pending = None;
@@ -1292,12 +1323,16 @@ impl Node {
                 self.fault_handover(kind, now);
             }
         }
-
     }
 
     fn send(&mut self, message: Message) {
         self.seq += 1;
-        let header = Header { cluster: self.config.cluster, node: self.config.me, generation: self.config.generation, seq: self.seq };
+        let header = Header {
+            cluster: self.config.cluster,
+            node: self.config.me,
+            generation: self.config.generation,
+            seq: self.seq,
+        };
         self.counters.frames_out += 1;
         self.transmits.push_back(Frame { header, message }.to_bytes());
     }
@@ -1338,9 +1373,14 @@ mod tests {
     impl T {
         fn boot(claims: &[(SetId, u64, NodeId)]) -> T {
             let now = Instant::now();
-            let boot = BootInfo { shared: SharedConfig { cluster: C, nodes: [ME, PARTNER] }, recorded: None, flag: Flag::CleanShutdown };
+            let boot = BootInfo {
+                shared: SharedConfig { cluster: C, nodes: [ME, PARTNER] },
+                recorded: None,
+                flag: Flag::CleanShutdown,
+            };
             let n = Node::new(Config::new(C, ME, PARTNER), boot, now).unwrap();
-            let claims = claims.iter().map(|&(set, e, owner)| Record { cluster: C, set, owner, epoch: Epoch(e) }).collect();
+            let claims =
+                claims.iter().map(|&(set, e, owner)| Record { cluster: C, set, owner, epoch: Epoch(e) }).collect();
             let mut t = T { n, now, claims, seq: 0, generation: 1, auto: true, partner_counter: 0 };
             t.settle();
             t
@@ -1402,7 +1442,11 @@ mod tests {
 
         fn frame(&mut self, m: Message) -> Vec<u8> {
             self.seq += 1;
-            Frame { header: Header { cluster: C, node: PARTNER, generation: self.generation, seq: self.seq }, message: m }.to_bytes()
+            Frame {
+                header: Header { cluster: C, node: PARTNER, generation: self.generation, seq: self.seq },
+                message: m,
+            }
+            .to_bytes()
         }
 
         fn recv(&mut self, m: Message) -> Vec<Action> {
@@ -1616,7 +1660,8 @@ mod tests {
             message: Message::StayDown { set: MINE, epoch: Epoch(50) },
         };
         t.recv_bytes(&foreign.to_bytes());
-        let impostor = Frame { header: Header { node: NodeId(9), cluster: C, generation: 1, seq: 100 }, ..foreign.clone() };
+        let impostor =
+            Frame { header: Header { node: NodeId(9), cluster: C, generation: 1, seq: 100 }, ..foreign.clone() };
         t.recv_bytes(&impostor.to_bytes());
         let c = t.n.counters();
         assert_eq!((c.corrupt, c.foreign), (1, 2));
@@ -1656,7 +1701,12 @@ mod tests {
         t.n.handle_command(Command::Takeover, t.now);
         assert!(t.sent().contains(&Message::ShutdownRequest { set: THEIRS, epoch: Epoch(1) }));
         let acts = t.recv(Message::ShutdownDone { set: THEIRS, epoch: Epoch(1), last_seq: 7 });
-        assert!(acts.contains(&Action::Restore { set: THEIRS, flag: Flag::ElectiveTakeover, source: Source::Mirror, upto: Some(7) }));
+        assert!(acts.contains(&Action::Restore {
+            set: THEIRS,
+            flag: Flag::ElectiveTakeover,
+            source: Source::Mirror,
+            upto: Some(7)
+        }));
         assert_eq!(t.n.phase(THEIRS), Some(Phase::Serving { epoch: Epoch(2) }));
         let acts = t.recv(Message::ShutdownDone { set: THEIRS, epoch: Epoch(1), last_seq: 7 });
         assert!(acts.is_empty());

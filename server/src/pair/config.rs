@@ -9,6 +9,9 @@
 //! partner = "127.0.0.1:7002"    # the partner's interconnect address
 //! incarnation = 1               # the configuration's incarnation: raise it on both
 //!                               # nodes with each change; the older refuses to serve
+//! key_file = "/etc/duet/interconnect.key"  # the interconnect key (the same file on
+//!                               # both nodes, mode 0600); without it, the storage
+//!                               # folder's (made on first start): [`super::key`]
 //! # The share sets (optional; all five or none): takeover needs them.
 //! storage = "/srv/shared/.duet" # the shared storage folder's directory for ownership
 //!                               # claims and storage heartbeats (the same on both nodes)
@@ -32,7 +35,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-
 
 /// One node's view of its pair.
 /// A pair setting that cannot work (the configuration turns it into
@@ -60,6 +62,9 @@ pub struct PairConfig {
     /// older one refuses to serve and exits.
     #[serde(default)]
     pub incarnation: u64,
+    /// The interconnect key's file ([`super::key`]); without it, the storage folder's.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
     /// The shared storage folder's directory for ownership claims and storage
     /// heartbeats.
     #[serde(default)]
@@ -125,6 +130,13 @@ impl PairConfig {
         if self.listen == self.partner {
             return Err(PairConfigError(format!("pair.listen and pair.partner are both {}", self.listen)));
         }
+        if self.key_file.is_none() && self.storage.is_none() {
+            return Err(PairConfigError(
+                "a pair needs an interconnect key: pair.key_file (--pair-key), or pair.storage, \
+                 where one is made"
+                    .into(),
+            ));
+        }
         let given = [
             self.storage.is_some(),
             self.address.is_some(),
@@ -141,16 +153,25 @@ impl PairConfig {
                 ));
             }
             if self.partner_node.is_none() {
-                return Err(PairConfigError("the share sets need pair.partner_node (it names the partner's set)".into()));
+                return Err(PairConfigError(
+                    "the share sets need pair.partner_node (it names the partner's set)".into(),
+                ));
             }
             if self.address == self.partner_address {
                 return Err(PairConfigError("pair.address and pair.partner_address are the same".into()));
             }
-            if let Some(s) = self.shares.iter().find(|s| self.partner_shares.iter().any(|p| p.eq_ignore_ascii_case(s))) {
+            if let Some(s) = self.shares.iter().find(|s| self.partner_shares.iter().any(|p| p.eq_ignore_ascii_case(s)))
+            {
                 return Err(PairConfigError(format!("share {s:?} is in both sets")));
             }
         }
         Ok(())
+    }
+
+    /// The interconnect key's file, and whether it is made when missing (the storage
+    /// folder's, [`super::key::path`]).
+    pub fn key_path(&self) -> Option<(PathBuf, bool)> {
+        super::key::path(self.key_file.as_deref(), self.storage.as_deref())
     }
 
     /// The share sets, when configured (see [`PairConfig::validate`]).
@@ -177,6 +198,7 @@ pub struct PairFlags {
     pub listen: Option<SocketAddr>,
     pub partner: Option<SocketAddr>,
     pub incarnation: Option<u64>,
+    pub key_file: Option<PathBuf>,
     pub storage: Option<PathBuf>,
     pub address: Option<SocketAddr>,
     pub shares: Vec<String>,
@@ -195,6 +217,7 @@ impl PairFlags {
             || self.listen.is_some()
             || self.partner.is_some()
             || self.incarnation.is_some()
+            || self.key_file.is_some()
             || self.storage.is_some()
             || self.address.is_some()
             || !self.shares.is_empty()
@@ -218,6 +241,7 @@ impl PairFlags {
                 p.listen = self.listen.unwrap_or(p.listen);
                 p.partner = self.partner.unwrap_or(p.partner);
                 p.incarnation = self.incarnation.unwrap_or(p.incarnation);
+                p.key_file = self.key_file.or(p.key_file);
                 p.storage = self.storage.or(p.storage);
                 p.address = self.address.or(p.address);
                 if !self.shares.is_empty() {
@@ -241,6 +265,7 @@ impl PairFlags {
                     listen: self.listen.ok_or_else(|| missing("listen"))?,
                     partner: self.partner.ok_or_else(|| missing("partner"))?,
                     incarnation: self.incarnation.unwrap_or(0),
+                    key_file: self.key_file,
                     storage: self.storage,
                     address: self.address,
                     shares: self.shares,
@@ -267,6 +292,7 @@ mod tests {
             listen: "127.0.0.1:7001".parse().unwrap(),
             partner: "127.0.0.1:7002".parse().unwrap(),
             incarnation: 1,
+            key_file: Some("/etc/duet/interconnect.key".into()),
             storage: Some("/srv/shared/.duet".into()),
             address: Some("127.0.1.1:4450".parse().unwrap()),
             shares: vec!["a".into()],
@@ -317,6 +343,20 @@ mod tests {
         let mut p = sample();
         p.partner_node = None;
         assert!(p.validate().is_err());
+        // A key: configured, or the storage folder's; never none.
+        let p = PairConfig { key_file: None, ..sample() };
+        p.validate().unwrap();
+        assert_eq!(p.key_path(), Some(("/srv/shared/.duet/interconnect.key".into(), true)));
+        let p = PairConfig {
+            key_file: None,
+            storage: None,
+            address: None,
+            shares: vec![],
+            partner_address: None,
+            partner_shares: vec![],
+            ..sample()
+        };
+        assert!(p.validate().unwrap_err().0.contains("interconnect key"));
         let p = PairConfig {
             storage: None,
             address: None,
@@ -349,6 +389,7 @@ mod tests {
             partner: Some("127.0.0.1:7002".parse().unwrap()),
             partner_node: Some(2),
             incarnation: Some(1),
+            key_file: s.key_file,
             storage: s.storage,
             address: s.address,
             shares: s.shares,

@@ -1,7 +1,7 @@
 //! The join: what a node checks when a link to its partner comes up.
 //!
-//! Each side sends [`Message::Join`] first (`{ incarnation | ring }`, its cluster and
-//! node in the frame header) and judges the other's with [`judge`], the same rule on
+//! Each side sends [`Message::Join`] first (`{ incarnation | ring | nonce }`, its cluster
+//! and node in the frame header) and judges the other's with [`judge`], the same rule on
 //! both sides:
 //!
 //! 1. another cluster: refused ([`RefuseReason::ForeignCluster`]);
@@ -10,6 +10,15 @@
 //!    say why, exit non-zero); an older one: refused ([`RefuseReason::OlderIncarnation`],
 //!    which tells the other side to step down); equal: fine;
 //! 4. journals whose rings differ in size: refused (one cannot mirror the other).
+//!
+//! A refusal for rules 1, 2 and 4 goes out at once. Before anything else comes of a
+//! join (the link carries records, this node steps down, or it tells the other to), each
+//! side proves with [`Message::Proof`] that it holds the pair's interconnect key,
+//! answering the nonce of the other's join ([`super::key`]), and checks the other's
+//! proof: a stranger who can reach the interconnect port and knows the cluster and node
+//! ids gets a refusal ([`RefuseReason::Unproven`]), and neither replaces the partner's
+//! link nor makes this node step down. A refusal that comes before the other side's
+//! proof is believed only as far as closing the link.
 
 use takeover::codec::{Header, Message, RefuseReason};
 use takeover::{ClusterId, NodeId};
@@ -27,9 +36,9 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Our join message.
-    pub fn join(&self) -> Message {
-        Message::Join { incarnation: self.incarnation, ring: self.ring }
+    /// Our join message, with this link's `nonce`.
+    pub fn join(&self, nonce: [u8; 16]) -> Message {
+        Message::Join { incarnation: self.incarnation, ring: self.ring, nonce }
     }
 }
 
@@ -75,6 +84,16 @@ pub fn reason_text(reason: RefuseReason) -> &'static str {
         RefuseReason::SameNode => "it has this node's own node id",
         RefuseReason::UnexpectedNode => "it is not the configured partner node",
         RefuseReason::RingSize => "its journal's rings differ in size from ours",
+        RefuseReason::Unproven => "it did not prove that it holds the pair's interconnect key",
+    }
+}
+
+/// Whether a refusal for `verdict` goes out before the proofs: all but the one that
+/// tells the other side to step down, which it believes only from a proven partner.
+pub fn refuse_at_once(verdict: Verdict) -> Option<RefuseReason> {
+    match verdict {
+        Verdict::Refuse(r) if r != RefuseReason::OlderIncarnation => Some(r),
+        _ => None,
     }
 }
 

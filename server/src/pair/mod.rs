@@ -16,8 +16,10 @@
 //!   journal's mirror ring ([`mirror::receiver`]) and we acknowledge them.
 //!
 //! Each link starts with a join ([`join`]): identity and configuration incarnation are
-//! checked both ways; a node that finds the partner's configuration newer refuses to
-//! serve and exits ([`Pair::failed`]). Both sides send a heartbeat every 100 ms; a link
+//! checked both ways, and each side proves that it holds the pair's interconnect key
+//! ([`key`]) before the link carries anything or decides anything; a node that finds
+//! the partner's configuration newer refuses to serve and exits ([`Pair::failed`]).
+//! Both sides send a heartbeat every 100 ms; a link
 //! silent for 1 s is dead ([`link::SILENT`]), so an append waits at most that long on a
 //! frozen partner before the mirror is detached (a killed partner's links close at once),
 //! and one whose link stays up but that acknowledges nothing for 2 s
@@ -26,6 +28,7 @@
 //! # Layout
 //! - [`config`]: the `[pair]` table and the `--pair-*` flags.
 //! - [`join`]: the join's rules.
+//! - [`key`]: the interconnect key and the proof made with it at a join.
 //! - [`link`]: frames over TCP, heartbeats, refused-input counters.
 //! - [`mirror`]: the journal's mirror over a link, and the receiving thread.
 //! - [`sets`]: share sets: ownership claims, the storage heartbeat, and when a
@@ -48,6 +51,7 @@ mod frames;
 mod netlink;
 pub mod sets;
 pub mod join;
+pub mod key;
 pub mod link;
 pub mod mirror;
 pub mod serving;
@@ -68,6 +72,7 @@ use tracing::{info, warn};
 use crate::error::RunError;
 use config::PairConfig;
 use join::{judge, Identity, Verdict};
+use key::Key;
 use link::{Counters, FrameReader, Out, Peer, Sender, ACK_TIMEOUT, JOIN_TIMEOUT};
 use mirror::{Item, LinkMirror, ReceiveProgress, SendProgress};
 
@@ -80,6 +85,8 @@ const FIRST_JOIN: Duration = Duration::from_secs(3);
 pub struct Pair {
     cfg: PairConfig,
     me: Identity,
+    /// The interconnect key: each link's join is proven with it.
+    key: Key,
     generation: u32,
     region: Arc<Journal>,
     counters: Arc<Counters>,
@@ -131,6 +138,13 @@ impl Pair {
     /// attempt to join the partner: joined, unreachable, or refused. Fails when the
     /// partner's configuration is newer (this node must not serve).
     pub async fn start(cfg: PairConfig, region: Arc<Journal>) -> Result<Arc<Pair>, RunError> {
+        let (key_path, make) = cfg.key_path().ok_or_else(|| {
+            RunError::Pair("a pair needs an interconnect key: pair.key_file (--pair-key) or pair.storage".into())
+        })?;
+        let key = tokio::task::spawn_blocking(move || Key::load(&key_path, make))
+            .await
+            .map_err(|e| RunError::Pair(e.to_string()))?
+            .map_err(RunError::Pair)?;
         let listener = TcpListener::bind(cfg.listen).await.map_err(|e| RunError::Bind(cfg.listen, e))?;
         let counters = Arc::new(Counters::default());
         let received = Arc::new(ReceiveProgress::default());
@@ -152,6 +166,7 @@ impl Pair {
             addresses,
             conns,
             me,
+            key,
             generation: region.generation() as u32,
             region,
             counters,
@@ -206,16 +221,55 @@ impl Pair {
         Ok(pair)
     }
 
-    /// A link's writer task, which opens with our join; aborted when the
-    /// returned guard drops (the link is over).
+    /// A link's writer task, which opens with our join carrying `nonce`; aborted when
+    /// the returned guard drops (the link is over).
     fn spawn_writer(
         &self,
         wr: tokio::net::tcp::OwnedWriteHalf,
         out_rx: mpsc::UnboundedReceiver<Out>,
         closed: &Arc<Notify>,
+        nonce: [u8; 16],
     ) -> AbortOnDrop {
         let sent = self.beats_sent.clone();
-        AbortOnDrop(tokio::spawn(link::writer(wr, out_rx, self.sender(), self.me.join(), sent, closed.clone())))
+        AbortOnDrop(tokio::spawn(link::writer(wr, out_rx, self.sender(), self.me.join(nonce), sent, closed.clone())))
+    }
+
+    /// Our proof to `to`, on a link whose joins carried `theirs` and `ours`.
+    fn proof(&self, to: NodeId, theirs: &[u8; 16], ours: &[u8; 16]) -> Message {
+        Message::Proof { mac: self.key.proof(self.me.cluster, self.me.node, to, theirs, ours) }
+    }
+
+    /// Waits (within [`JOIN_TIMEOUT`]) for the proof of `peer`, whose join carried
+    /// `theirs`, over our join's `ours` ([`join`]). Heartbeats before it are passed
+    /// over. The error says why the link must not go on.
+    async fn proven(
+        &self,
+        reader: &mut FrameReader,
+        peer: &mut Peer,
+        theirs: [u8; 16],
+        ours: [u8; 16],
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+        loop {
+            let f = match tokio::time::timeout_at(deadline, reader.next()).await {
+                Err(_) => return Err(format!("no proof within {} s", JOIN_TIMEOUT.as_secs())),
+                Ok(Err(e)) => return Err(format!("no proof: {e}")),
+                Ok(Ok(f)) => f,
+            };
+            peer.check(&f.header, &self.counters)?;
+            return match f.message {
+                Message::Heartbeat(_) => continue,
+                Message::Proof { mac } => {
+                    if self.key.verify(&mac, self.me.cluster, peer.node, self.me.node, &ours, &theirs) {
+                        Ok(())
+                    } else {
+                        Err("its proof does not hold: it does not have this pair's interconnect key".into())
+                    }
+                }
+                Message::Refuse { reason, .. } => Err(format!("it refused our join: {}", join::reason_text(reason))),
+                _ => Err("it sent something else than its proof".into()),
+            };
+        }
     }
 
     fn sender(&self) -> Sender {
@@ -307,7 +361,8 @@ impl Pair {
         let mut reader = FrameReader::new(rd, self.counters.clone());
         let (out, out_rx) = mpsc::unbounded_channel();
         let closed = Arc::new(Notify::new());
-        let _writer = self.spawn_writer(wr, out_rx, &closed);
+        let ours = key::nonce();
+        let _writer = self.spawn_writer(wr, out_rx, &closed, ours);
         let first = match tokio::time::timeout(JOIN_TIMEOUT, reader.next()).await {
             Ok(Ok(f)) => f,
             Ok(Err(e)) => return Dial::Failed(format!("join failed: {e}")),
@@ -320,30 +375,53 @@ impl Pair {
                 self.cfg.partner, first.header.cluster.0
             ));
         }
-        match first.message {
-            Message::Join { incarnation, ring } => match judge(&self.me, &first.header, incarnation, ring) {
-                Verdict::Accept => {}
-                Verdict::Refuse(r) => {
-                    self.counters.joins.fetch_add(1, Ordering::Relaxed);
-                    let _ = out.send(Out::Msg(Message::Refuse { reason: r, incarnation: self.me.incarnation }));
-                    let _ = out.send(Out::Close);
-                    // Let the writer say it before the link goes.
-                    let _ = tokio::time::timeout(JOIN_TIMEOUT, closed.notified()).await;
-                    return Dial::Failed(format!(
-                        "refused node {} (incarnation {incarnation}): {}",
-                        first.header.node.0,
-                        join::reason_text(r)
-                    ));
-                }
-                Verdict::StepDown { ours, theirs } => return Dial::StepDown(join::step_down_text(ours, theirs)),
-            },
-            Message::Refuse { reason, incarnation } => return self.refused(reason, incarnation),
+        let (incarnation, ring, theirs) = match first.message {
+            Message::Join { incarnation, ring, nonce } => (incarnation, ring, nonce),
+            // Before its proof, a refusal only ends the link.
+            Message::Refuse { reason, .. } => {
+                return Dial::Failed(format!("the partner refused our join: {}", join::reason_text(reason)))
+            }
             _ => {
                 self.counters.joins.fetch_add(1, Ordering::Relaxed);
                 return Dial::Failed("the partner answered our join with something else than a join".into());
             }
+        };
+        let verdict = judge(&self.me, &first.header, incarnation, ring);
+        let refuse = |r: RefuseReason| {
+            self.counters.joins.fetch_add(1, Ordering::Relaxed);
+            let _ = out.send(Out::Msg(Message::Refuse { reason: r, incarnation: self.me.incarnation }));
+            let _ = out.send(Out::Close);
+        };
+        if let Some(r) = join::refuse_at_once(verdict) {
+            refuse(r);
+            // Let the writer say it before the link goes.
+            let _ = tokio::time::timeout(JOIN_TIMEOUT, closed.notified()).await;
+            return Dial::Failed(format!(
+                "refused node {} (incarnation {incarnation}): {}",
+                first.header.node.0,
+                join::reason_text(r)
+            ));
         }
+        let _ = out.send(Out::Msg(self.proof(first.header.node, &theirs, &ours)));
         let mut peer = Peer::new(&first.header);
+        if let Err(why) = self.proven(&mut reader, &mut peer, theirs, ours).await {
+            refuse(RefuseReason::Unproven);
+            let _ = tokio::time::timeout(JOIN_TIMEOUT, closed.notified()).await;
+            return Dial::Failed(format!("the partner at {} is not proven: {why}", self.cfg.partner));
+        }
+        match verdict {
+            Verdict::Accept => {}
+            Verdict::Refuse(r) => {
+                refuse(r);
+                let _ = tokio::time::timeout(JOIN_TIMEOUT, closed.notified()).await;
+                return Dial::Failed(format!(
+                    "refused node {} (incarnation {incarnation}): {}",
+                    first.header.node.0,
+                    join::reason_text(r)
+                ));
+            }
+            Verdict::StepDown { ours, theirs } => return Dial::StepDown(join::step_down_text(ours, theirs)),
+        }
         self.out_joined.store(true, Ordering::Release);
         let t0 = Instant::now();
         let mirror = Arc::new(LinkMirror::new(out.clone(), self.sent.clone()));
@@ -500,20 +578,38 @@ impl Pair {
             link::writer(wr, out_rx, self.sender(), refuse, Arc::default(), closed).await;
             return;
         }
-        let Message::Join { incarnation, ring } = first.message else {
+        let Message::Join { incarnation, ring, nonce: theirs } = first.message else {
             self.counters.joins.fetch_add(1, Ordering::Relaxed);
             warn!(%from, "pair: interconnect connection refused: its first frame is not a join");
             return;
         };
         let verdict = judge(&self.me, &first.header, incarnation, ring);
-        let _writer = self.spawn_writer(wr, out_rx, &closed);
+        let ours = key::nonce();
+        let _writer = self.spawn_writer(wr, out_rx, &closed, ours);
+        let node = first.header.node.0;
+        let refuse = |r: RefuseReason| {
+            self.counters.joins.fetch_add(1, Ordering::Relaxed);
+            warn!(%from, node, incarnation, "pair: refused a join: {}", join::reason_text(r));
+            let _ = out.send(Out::Msg(Message::Refuse { reason: r, incarnation: self.me.incarnation }));
+            let _ = out.send(Out::Close);
+        };
+        if let Some(r) = join::refuse_at_once(verdict) {
+            refuse(r);
+            closed.notified().await;
+            return;
+        }
+        let _ = out.send(Out::Msg(self.proof(first.header.node, &theirs, &ours)));
+        let mut peer = Peer::new(&first.header);
+        if let Err(why) = self.proven(&mut reader, &mut peer, theirs, ours).await {
+            warn!(%from, node, "pair: a join is not proven: {why}");
+            refuse(RefuseReason::Unproven);
+            let _ = tokio::time::timeout(JOIN_TIMEOUT, closed.notified()).await;
+            return;
+        }
         match verdict {
             Verdict::Accept => {}
             Verdict::Refuse(r) => {
-                self.counters.joins.fetch_add(1, Ordering::Relaxed);
-                warn!(%from, node = first.header.node.0, incarnation, "pair: refused a join: {}", join::reason_text(r));
-                let _ = out.send(Out::Msg(Message::Refuse { reason: r, incarnation: self.me.incarnation }));
-                let _ = out.send(Out::Close);
+                refuse(r);
                 closed.notified().await;
                 return;
             }
@@ -534,7 +630,6 @@ impl Pair {
             old.notify_one();
         }
         info!(%from, partner = first.header.node.0, incarnation, "pair: the partner's link joined; mirroring its journal");
-        let mut peer = Peer::new(&first.header);
         let why = loop {
             tokio::select! {
                 () = kill.notified() => break "a newer link from the partner replaced it".to_string(),

@@ -11,6 +11,22 @@ use super::{free_port, Options, Server};
 /// The pair's cluster id in these tests.
 pub const CLUSTER: u64 = 7;
 
+/// The interconnect key both nodes of every pair of this test process use: a file of
+/// 32 bytes, mode 0600 (`duet` refuses one others may read).
+pub fn key_file() -> PathBuf {
+    static KEY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = std::env::temp_dir().join(format!("duet-test-interconnect-{}.key", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).unwrap();
+        f.write_all(&rand::random::<[u8; 32]>()).unwrap();
+        path
+    })
+    .clone()
+}
+
 /// One node's place in a pair.
 #[derive(Clone, Copy, Debug)]
 pub struct Node {
@@ -40,6 +56,8 @@ impl Node {
             format!("127.0.0.1:{}", self.partner),
             "--pair-incarnation".into(),
             self.incarnation.to_string(),
+            "--pair-key".into(),
+            key_file().display().to_string(),
         ]);
         v
     }
