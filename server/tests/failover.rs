@@ -247,8 +247,8 @@ impl Node {
         false
     }
 
-    /// `duet status --json`'s pair object, once the admin socket answers.
-    fn pair_status(&self) -> Option<serde_json::Value> {
+    /// `duet status --json`, once the admin socket answers.
+    fn full_status(&self) -> Option<serde_json::Value> {
         let out = Command::new(common::duet_bin())
             .args(["status", "--json", "--socket"])
             .arg(self.root.join("state/admin.sock"))
@@ -257,8 +257,12 @@ impl Node {
         if !out.status.success() {
             return None;
         }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        Some(v["pair"].clone())
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// `duet status --json`'s pair object, once the admin socket answers.
+    fn pair_status(&self) -> Option<serde_json::Value> {
+        self.full_status().map(|v| v["pair"].clone())
     }
 
     /// Waits (up to 60 s) until the pair status satisfies `pred`.
@@ -874,6 +878,12 @@ fn giveback_after_a_kill_and_restart_brings_the_set_home() {
     assert!(a.log().contains("our set restored from the partner's journal of it"), "{}", a.log());
     b.status_until("the partner's set given back", |s| set_state(s, 1).0 == "the partner's");
     client.go();
+    client.until("writing through A", |v| v["wrote"].as_u64().is_some_and(|i| i >= 70));
+    // A's `duet status` shows the server that serves its set now (made at the
+    // giveback), not the empty one it waited in standby with.
+    let st = a.full_status().expect("A's status");
+    let open = st["opens"].as_array().into_iter().flatten().any(|o| o["path"] == "failover.dat");
+    assert!(open, "the client's open is not in A's status: {st:#}");
     let (done, stderr) = client.finish();
     let context = format!("client: {done}\n{stderr}\n---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
     assert_eq!(done["done"], true, "{context}");

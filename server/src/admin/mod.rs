@@ -196,8 +196,8 @@ pub struct Closed {
 /// Carries out one request.
 pub fn execute(server: &Arc<Server>, req: Request) -> Response {
     match req {
-        Request::Status => Response::Status(status(server)),
-        Request::CloseHandle { id } => match close_handle(server, id) {
+        Request::Status => Response::Status(status(&serving(server))),
+        Request::CloseHandle { id } => match close_handle(&serving(server), id) {
             Ok(c) => Response::Closed(c),
             Err(message) => Response::Error { message },
         },
@@ -208,6 +208,15 @@ pub fn execute(server: &Arc<Server>, req: Request) -> Response {
         }
         Request::Takeover | Request::Giveback | Request::Move { .. } => pair_command(server, req),
     }
+}
+
+/// The server whose sessions and opens `duet status` and `duet close-handle` are
+/// about: on a pair member, the one serving its own set now, as the pair's driver has
+/// it (a node that waited in standby, or got its set back, serves it from a server made
+/// then, not the one the admin socket was opened with); else `server`. (`duet stop`
+/// stays with `server`, whose run the stop ends.)
+fn serving(server: &Arc<Server>) -> Arc<Server> {
+    server.pair.as_ref().and_then(|p| p.driver()).and_then(|d| d.home_serving()).unwrap_or_else(|| server.clone())
 }
 
 /// `duet takeover`, `giveback`, `move`: handed to the pair's state machine
