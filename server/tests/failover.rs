@@ -1120,3 +1120,44 @@ fn sigterm_of_the_node_holding_its_partner_s_set_gives_the_set_back_first() {
     eprintln!("longest stall across the holder's stop: {} ms", done["stall_ms"]);
     assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
 }
+
+/// The home node's takeback after the holder's death waits out the holder's
+/// lease on the taken set as a takeover waits out the partner's lease on its
+/// own: B holds set 1, A waits in standby; B freezes, and B thaws in the
+/// instant A has found it dead and not yet claimed set 1 back (failpoint
+/// `claim` holds A there). B's next storage beat still finds its claim on
+/// set 1 the newest and renews its lease on it, which may then hold up to a
+/// lease length after A's claim: A sees B's heartbeat moved since it found B
+/// dead, and changes nothing on the set's disk until that lease is out.
+#[test]
+fn a_holder_that_thaws_before_the_home_node_s_claim_has_its_lease_on_the_set_waited_out() {
+    let l = Layout::new();
+    let (mut a, mut b) = b_holds_set_1_and_a_waits(&l, &[]);
+    // A starts again with the failpoint armed: it holds its claims 1.5 s.
+    a.kill9();
+    a.env.push(("DUET_FAILPOINT".into(), "claim:1500".into()));
+    a.start();
+    a.status_until("waiting for its set, with a current mirror of B", |s| {
+        set_state(s, 1).0.starts_with("waiting") && s["partner_mirror"]["current"] == true
+    });
+    b.status_until("holding a current mirror of A again", |s| s["partner_mirror"]["current"] == true);
+    b.signal(libc::SIGSTOP);
+    b.wait_stopped();
+    log_until(&a, "taking its set over");
+    b.signal(libc::SIGCONT);
+    log_until(&a, "the holder's lease on our set has run out");
+    let log = a.log();
+    let context = format!("---- A ----\n{log}\n---- B ----\n{}", b.log());
+    let line = log.lines().find(|l| l.contains("the holder's lease on our set has run out")).unwrap_or_default();
+    assert!(line.contains("heartbeat_moved=true"), "{context}");
+    let restoring = log.lines().find(|l| l.contains("restoring a set") && l.contains("set=1 ")).unwrap_or_default();
+    let (claimed, run_out) = (log_time(restoring, "restoring a set"), log_time(line, "run out"));
+    let waited = run_out.zip(claimed).map(|(r, c)| r - c);
+    assert!(
+        waited.is_some_and(|w| w >= 0.99),
+        "A did not wait out B's lease on set 1 after its claim ({waited:?} s)\n{context}"
+    );
+    let st = a.status_until("serving its set again", |s| set_state(s, 1).0 == "serving");
+    assert_eq!(set_state(&st, 1), ("serving".into(), 3), "{st:#}");
+    let _ = b.exit_status(Duration::from_secs(10));
+}

@@ -100,6 +100,9 @@ pub fn claim_next(storage: &Path, cluster: ClusterId, set: SetId, me: NodeId) ->
 /// [`DETECT`], so that when the partner takes a set over (after [`DETECT`] of
 /// silence of this node's heartbeat), this node's lease has already run out.
 pub const LEASE: Duration = Duration::from_secs(1);
+// The bound the model checker keeps (`takeover::Node::new` refuses a lease
+// not shorter than the detection timeout), for both sets a node may serve.
+const _: () = assert!(LEASE.as_millis() < DETECT.as_millis());
 
 /// This node's lease on a set it serves (DESIGN.md, "Leases"): its own set,
 /// or the partner's set while it holds it (a taken set). Renewed by each

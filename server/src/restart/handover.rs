@@ -173,13 +173,16 @@ pub async fn restore_home(
     }
     server.lease = Some(lease);
     server.pair = Some(t.pair.clone());
-    if moved {
+    let waited = holder_lease_gone.saturating_duration_since(tokio::time::Instant::now());
+    tokio::time::sleep_until(holder_lease_gone).await;
+    if fence.is_some() {
         info!(
             set = set.0,
-            "pair: the holder's heartbeat moved since it was found dead: waiting out its lease on our set"
+            heartbeat_moved = moved,
+            waited_ms = waited.as_millis() as u64,
+            "pair: the holder's lease on our set has run out"
         );
     }
-    tokio::time::sleep_until(holder_lease_gone).await;
     let region = t.pair.region().clone();
     let journal = Arc::new(
         crate::journal::NvramJournal::new(region.clone())
