@@ -49,6 +49,15 @@
 //! - `after_a_double_failure_the_home_node_takes_its_set_back_from_the_holder_s_journal`:
 //!   the same, but A starts instead of B: it takes its set back from B's
 //!   journal of it (and refuses, saying why, while that journal is missing).
+//! - `a_write_held_on_a_taken_set_lands_nowhere_once_its_home_node_took_it_back`:
+//!   the fence on the data path for a taken set: B holds set 1 and is frozen
+//!   with a WRITE to it held past its lease check; A takes its set back; B,
+//!   thawed, finds its lease on set 1 run out and writes nothing.
+//! - `a_holder_that_thaws_before_the_home_node_s_claim_has_its_lease_on_the_set_waited_out`:
+//!   A waits out B's lease on set 1 after its claim when B's heartbeat moved.
+//! - `sigterm_of_the_node_holding_its_partner_s_set_gives_the_set_back_first`:
+//!   B, holding set 1, gets SIGTERM while a client appends to set 1: it gives
+//!   the set back before it exits, and the client finishes on A.
 
 mod common;
 

@@ -34,6 +34,9 @@
 //!
 //! A node that loses its own set without handing it over (a newer claim: it was
 //! frozen and taken over) steps down at once: it exits with status 3.
+//!
+//! A node that stops (SIGTERM, `duet stop`) while it holds the partner's set
+//! gives it back first ([`Handle::stop_taken`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
