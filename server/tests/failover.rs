@@ -58,6 +58,10 @@
 //! - `sigterm_of_the_node_holding_its_partner_s_set_gives_the_set_back_first`:
 //!   B, holding set 1, gets SIGTERM while a client appends to set 1: it gives
 //!   the set back before it exits, and the client finishes on A.
+//! - `sigterm_of_a_holder_whose_partner_is_down_saves_the_taken_set_as_an_elective_reboot`:
+//!   the same with A down: B saves set 1 into its journal as an elective
+//!   reboot, goes on from it when started again, and the client reclaims
+//!   its handle there.
 
 mod common;
 
@@ -1169,4 +1173,31 @@ fn a_holder_that_thaws_before_the_home_node_s_claim_has_its_lease_on_the_set_wai
     let st = a.status_until("serving its set again", |s| set_state(s, 1).0 == "serving");
     assert_eq!(set_state(&st, 1), ("serving".into(), 3), "{st:#}");
     let _ = b.exit_status(Duration::from_secs(10));
+}
+
+/// An elective stop of a holder whose partner is down: nobody can take the
+/// set back, so B drains set 1 and saves it into its journal with the flag
+/// "elective reboot" before it exits; started again, B goes on from that
+/// checkpoint (nothing in flight to redo), and the client that opened its
+/// durable handle through B reclaims it and finishes. Before, B exited
+/// holding the set as a kill leaves it (flag "non-elective reboot").
+#[test]
+fn sigterm_of_a_holder_whose_partner_is_down_saves_the_taken_set_as_an_elective_reboot() {
+    let l = Layout::new();
+    let (mut a, mut b) = start_pair(&l, "process", "group", &[]);
+    let (blocks, size) = (40, 16384);
+    let client = a_client_of_the_taken_set(&l, &mut a, &b, blocks, size);
+    b.signal(libc::SIGTERM);
+    let st = b.exit_status(Duration::from_secs(60));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "B did not stop cleanly:\n{}", b.log());
+    assert!(b.log().contains("set 1 saved into its journal as an elective reboot"), "{}", b.log());
+    b.start();
+    b.status_until("serving both sets again", |s| set_state(s, 1).0 == "serving" && set_state(s, 2).0 == "serving");
+    let reopened = b.log().lines().find(|l| l.contains("the taken set's journal opened again")).map(String::from);
+    assert!(
+        reopened.as_deref().is_some_and(|l| l.contains("flag=ElectiveReboot")),
+        "B did not go on from an elective reboot of set 1: {reopened:?}\n{}",
+        b.log()
+    );
+    the_client_finishes_on_its_handle(&l, client, blocks, size, [&a, &b]);
 }
