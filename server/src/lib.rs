@@ -302,9 +302,9 @@ async fn start_sets(
         warn!(dir = %sets.storage.display(), "pair: cannot record the boot id (a takeover will write answered WRITEs again): {e}");
     }
     let lease = Arc::new(pair::sets::Lease::default());
-    pair::sets::start_storage_heartbeat(sets.storage.clone(), cluster, me, lease.clone())
-        .map_err(|e| RunError::Pair(format!("cannot start the storage heartbeat: {e}")))?;
     p.set_lease(lease.clone());
+    pair::sets::start_storage_heartbeat(sets.storage.clone(), cluster, me, p.leases().clone())
+        .map_err(|e| RunError::Pair(format!("cannot start the storage heartbeat: {e}")))?;
     // An address left on the interface by an earlier run is not ours now: the
     // driver takes a set's when it binds it (`pair::serving`).
     p.addresses().release(sets.partner.address);
@@ -343,10 +343,13 @@ async fn standby(
     r
 }
 
-/// At a stop: saves our own set's state as an elective reboot when this node
-/// serves it (the driver knows which server that is now); a node that does not
-/// hold its set has nothing of it to save.
+/// At a stop: gives the partner's set back first when this node holds it
+/// ([`pair::driver::Handle::stop_taken`]), then saves our own set's state as
+/// an elective reboot when this node serves it (the driver knows which server
+/// that is now); a node that does not hold its set has nothing of it to save.
 async fn save_home(driver: &pair::driver::Handle, opened: &restart::Opened) {
+    let taken = driver.stop_taken().await;
+    info!("{taken}");
     match driver.home_serving() {
         Some(server) => restart::elective_reboot(&server, opened).await,
         None => info!("stopping: this node does not serve its set; nothing to save"),

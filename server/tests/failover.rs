@@ -49,6 +49,19 @@
 //! - `after_a_double_failure_the_home_node_takes_its_set_back_from_the_holder_s_journal`:
 //!   the same, but A starts instead of B: it takes its set back from B's
 //!   journal of it (and refuses, saying why, while that journal is missing).
+//! - `a_write_held_on_a_taken_set_lands_nowhere_once_its_home_node_took_it_back`:
+//!   the fence on the data path for a taken set: B holds set 1 and is frozen
+//!   with a WRITE to it held past its lease check; A takes its set back; B,
+//!   thawed, finds its lease on set 1 run out and writes nothing.
+//! - `a_holder_that_thaws_before_the_home_node_s_claim_has_its_lease_on_the_set_waited_out`:
+//!   A waits out B's lease on set 1 after its claim when B's heartbeat moved.
+//! - `sigterm_of_the_node_holding_its_partner_s_set_gives_the_set_back_first`:
+//!   B, holding set 1, gets SIGTERM while a client appends to set 1: it gives
+//!   the set back before it exits, and the client finishes on A.
+//! - `sigterm_of_a_holder_whose_partner_is_down_saves_the_taken_set_as_an_elective_reboot`:
+//!   the same with A down: B saves set 1 into its journal as an elective
+//!   reboot, goes on from it when started again, and the client reclaims
+//!   its handle there.
 
 mod common;
 
@@ -1008,4 +1021,193 @@ fn a_giveback_is_refused_while_the_mirror_is_behind() {
     // B still serves it.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(set_state(&b.pair_status().expect("status"), 1).0, "serving");
+}
+
+/// B holds set 1 (A was killed) and A, started again, waits in standby.
+/// Returns both, B serving set 1 at epoch 2 and A current with B.
+fn b_holds_set_1_and_a_waits(l: &Layout, env_b: &[(&str, &str)]) -> (Node, Node) {
+    let mut a = l.node(1, "process", &[]);
+    let mut b = l.node(2, "process", env_b);
+    a.start();
+    b.start();
+    b.status_until("holding a current mirror of A", |s| s["partner_mirror"]["current"] == true);
+    a.kill9();
+    b.status_until("serving set 1", |s| set_state(s, 1) == ("serving".into(), 2));
+    a.args.extend(["--pair-auto-giveback".to_string(), "false".to_string()]);
+    a.start();
+    a.status_until("waiting for its set, with a current mirror of B", |s| {
+        set_state(s, 1).0.starts_with("waiting") && s["partner_mirror"]["current"] == true
+    });
+    b.status_until("holding a current mirror of A again", |s| s["partner_mirror"]["current"] == true);
+    (a, b)
+}
+
+/// The fence on the data path holds for a taken set too: B holds set 1, and
+/// a WRITE to it is held (a failpoint) past its element's lease check, before
+/// its data is written; B is frozen there. A, in standby, finds B dead and
+/// takes its set back (from the journal B kept of it), and set 1's file is
+/// written anew on A's side (here by the test: frozen B's kernel keeps the
+/// address, so no client reaches A). B, resumed, goes on with the WRITE: its
+/// lease on set 1 ran out while it was frozen (renewed only by storage beats
+/// that find its claim on the set the newest, like the lease on its own set),
+/// so the fence refuses it and the file keeps A's data. Before, a taken
+/// set's lease never ran out, and B's block landed over A's.
+#[test]
+fn a_write_held_on_a_taken_set_lands_nowhere_once_its_home_node_took_it_back() {
+    let hold = Duration::from_millis(3000);
+    let l = Layout::new();
+    let (a, mut b) = b_holds_set_1_and_a_waits(&l, &[("DUET_FAILPOINT", "write-held:3000")]);
+    let held = Client::start(
+        &l.address(1),
+        "seta",
+        &["--blocks", "1", "--size", "4096", "--tag", "from-b", "--hold-after-loss"],
+    );
+    log_until(&b, "failpoint: pausing");
+    let t_held = Instant::now();
+    b.signal(libc::SIGSTOP);
+    b.wait_stopped();
+    assert!(!b.log().contains("failpoint: going on"), "B's WRITE went on before B froze (a loaded machine?)");
+    log_until(&a, "our set restored from the partner's journal of it");
+    let path = l.storage().join("seta/failover.dat");
+    let from_a = block(0, 4096).iter().map(|c| if *c == b'b' { b'a' } else { *c }).collect::<Vec<u8>>();
+    std::fs::write(&path, &from_a).unwrap();
+    // B's hold ends while it is frozen: resumed, the WRITE goes on at once.
+    while t_held.elapsed() < hold + Duration::from_millis(200) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.signal(libc::SIGCONT);
+    // The WRITE got no answer (no error status either): its connection closed.
+    let lost = held.next(Duration::from_secs(30));
+    let context = format!("---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
+    let got = std::fs::read(&path).unwrap();
+    assert!(
+        got == from_a,
+        "B's held WRITE landed on set 1 after A took it back: {:?}\n{context}",
+        String::from_utf8_lossy(&got[..got.len().min(20)])
+    );
+    assert_eq!(lost, Some(serde_json::json!({"lost": 0})), "{context}");
+    // It was the fence that stopped it, unless B's step-down (A took B's own
+    // set too) won the race to the WRITE's thread when B was resumed.
+    let log = b.log();
+    let stepped_down_first = match (log.find("stepping down"), log.find("failpoint: going on")) {
+        (Some(down), Some(on)) => down < on,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    assert!(log.contains("fence: a change on disk refused") || stepped_down_first, "{context}");
+    let _ = b.exit_status(Duration::from_secs(10));
+}
+
+/// An elective stop of the node that holds its partner's set gives the set
+/// back first: B holds set 1 and a client appends to it through B; A waits in
+/// standby (no auto-giveback); B gets SIGTERM. B stops reading set 1, drains
+/// it, saves it into its journal in the storage folder and releases it; A
+/// claims it (epoch 3) and restores it from there as a giveback (flag
+/// "elective takeover": nothing to redo); then B saves its own set and exits
+/// 0. The client sees a stall: no error, every block once. Before, B exited
+/// holding the set, and A took it back only after a detection timeout, as
+/// after a death (flag "non-elective reboot").
+#[test]
+fn sigterm_of_the_node_holding_its_partner_s_set_gives_the_set_back_first() {
+    let l = Layout::new();
+    let (a, mut b) = b_holds_set_1_and_a_waits(&l, &[]);
+    let (blocks, size) = (80, 4096);
+    let client = Client::start(
+        &l.address(1),
+        "seta",
+        &["--append", "--blocks", &blocks.to_string(), "--size", &size.to_string(), "--pause", "0.02"],
+    );
+    client.until("wrote 20 blocks", |v| v["wrote"].as_u64().is_some_and(|i| i >= 20));
+    b.signal(libc::SIGTERM);
+    let st = b.exit_status(Duration::from_secs(60));
+    let context = || format!("---- B ----\n{}\n---- A ----\n{}", b.log(), a.log());
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "B did not stop cleanly:\n{}", context());
+    let log = b.log();
+    assert!(log.contains("giving the partner's set back first"), "{}", context());
+    assert!(log.contains("set 1 handed to the partner"), "{}", context());
+    assert!(log.contains("state saved into the set's journal in the storage folder"), "{}", context());
+    let st = a.status_until("serving its set again", |s| set_state(s, 1).0 == "serving");
+    assert_eq!(set_state(&st, 1), ("serving".into(), 3), "{st:#}");
+    let restored =
+        a.log().lines().find(|l| l.contains("our set restored from the partner's journal")).map(String::from);
+    assert!(
+        restored.as_deref().is_some_and(|l| l.contains("flag=ElectiveTakeover")),
+        "A did not get its set by a giveback: {restored:?}\n{}",
+        context()
+    );
+    let (done, stderr) = client.finish();
+    let context = format!("client: {done}\n{stderr}\n{}", context());
+    assert_eq!(done["done"], true, "{context}");
+    assert!(done["reconnects"].as_u64().unwrap_or(0) >= 1, "{context}");
+    assert_eq!(done["reclaimed"], true, "{context}");
+    eprintln!("longest stall across the holder's stop: {} ms", done["stall_ms"]);
+    assert_blocks(&l.storage().join("seta/failover.dat"), blocks, size, &context);
+}
+
+/// The home node's takeback after the holder's death waits out the holder's
+/// lease on the taken set as a takeover waits out the partner's lease on its
+/// own: B holds set 1, A waits in standby; B freezes, and B thaws in the
+/// instant A has found it dead and not yet claimed set 1 back (failpoint
+/// `claim` holds A there). B's next storage beat still finds its claim on
+/// set 1 the newest and renews its lease on it, which may then hold up to a
+/// lease length after A's claim: A sees B's heartbeat moved since it found B
+/// dead, and changes nothing on the set's disk until that lease is out.
+#[test]
+fn a_holder_that_thaws_before_the_home_node_s_claim_has_its_lease_on_the_set_waited_out() {
+    let l = Layout::new();
+    let (mut a, mut b) = b_holds_set_1_and_a_waits(&l, &[]);
+    // A starts again with the failpoint armed: it holds its claims 1.5 s.
+    a.kill9();
+    a.env.push(("DUET_FAILPOINT".into(), "claim:1500".into()));
+    a.start();
+    a.status_until("waiting for its set, with a current mirror of B", |s| {
+        set_state(s, 1).0.starts_with("waiting") && s["partner_mirror"]["current"] == true
+    });
+    b.status_until("holding a current mirror of A again", |s| s["partner_mirror"]["current"] == true);
+    b.signal(libc::SIGSTOP);
+    b.wait_stopped();
+    log_until(&a, "taking its set over");
+    b.signal(libc::SIGCONT);
+    log_until(&a, "the holder's lease on our set has run out");
+    let log = a.log();
+    let context = format!("---- A ----\n{log}\n---- B ----\n{}", b.log());
+    let line = log.lines().find(|l| l.contains("the holder's lease on our set has run out")).unwrap_or_default();
+    assert!(line.contains("heartbeat_moved=true"), "{context}");
+    let restoring = log.lines().find(|l| l.contains("restoring a set") && l.contains("set=1 ")).unwrap_or_default();
+    let (claimed, run_out) = (log_time(restoring, "restoring a set"), log_time(line, "run out"));
+    let waited = run_out.zip(claimed).map(|(r, c)| r - c);
+    assert!(
+        waited.is_some_and(|w| w >= 0.99),
+        "A did not wait out B's lease on set 1 after its claim ({waited:?} s)\n{context}"
+    );
+    let st = a.status_until("serving its set again", |s| set_state(s, 1).0 == "serving");
+    assert_eq!(set_state(&st, 1), ("serving".into(), 3), "{st:#}");
+    let _ = b.exit_status(Duration::from_secs(10));
+}
+
+/// An elective stop of a holder whose partner is down: nobody can take the
+/// set back, so B drains set 1 and saves it into its journal with the flag
+/// "elective reboot" before it exits; started again, B goes on from that
+/// checkpoint (nothing in flight to redo), and the client that opened its
+/// durable handle through B reclaims it and finishes. Before, B exited
+/// holding the set as a kill leaves it (flag "non-elective reboot").
+#[test]
+fn sigterm_of_a_holder_whose_partner_is_down_saves_the_taken_set_as_an_elective_reboot() {
+    let l = Layout::new();
+    let (mut a, mut b) = start_pair(&l, "process", "group", &[]);
+    let (blocks, size) = (40, 16384);
+    let client = a_client_of_the_taken_set(&l, &mut a, &b, blocks, size);
+    b.signal(libc::SIGTERM);
+    let st = b.exit_status(Duration::from_secs(60));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "B did not stop cleanly:\n{}", b.log());
+    assert!(b.log().contains("set 1 saved into its journal as an elective reboot"), "{}", b.log());
+    b.start();
+    b.status_until("serving both sets again", |s| set_state(s, 1).0 == "serving" && set_state(s, 2).0 == "serving");
+    let reopened = b.log().lines().find(|l| l.contains("the taken set's journal opened again")).map(String::from);
+    assert!(
+        reopened.as_deref().is_some_and(|l| l.contains("flag=ElectiveReboot")),
+        "B did not go on from an elective reboot of set 1: {reopened:?}\n{}",
+        b.log()
+    );
+    the_client_finishes_on_its_handle(&l, client, blocks, size, [&a, &b]);
 }

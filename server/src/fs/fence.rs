@@ -1,9 +1,10 @@
 //! The fence on the data path (issue 14; DESIGN.md, "Leases"): whether this
 //! node may change a share's files at this instant.
 //!
-//! A pair member serves its share set only while it holds its lease on it
-//! (`crate::pair::sets::Lease`, renewed by its storage heartbeat while the
-//! newest claim on the set is its own). The request pipeline checks the lease
+//! A pair member serves a share set (its own, or its partner's while it holds
+//! it) only while it holds its lease on it (`crate::pair::sets::Lease`,
+//! renewed by its storage heartbeat while the newest claim on the set is its
+//! own). The request pipeline checks the lease
 //! before each element runs, but an element can be held up after that check
 //! (a freeze, a break wait, a slow disk) for longer than the lease lasts, and
 //! the partner may have taken the set over meanwhile. So every call of this
@@ -16,8 +17,8 @@
 //! [`FsError::Fenced`]; the pipeline, which sees the fence's refusals, closes
 //! the connection without an answer (`crate::pair::fence`).
 //!
-//! A share without a fence (a node that is not a pair member, a set taken
-//! over from the partner) pays one branch per call. Reads, opens and syncs
+//! A share without a fence (a node that is not a pair member) pays one
+//! branch per call. Reads, opens and syncs
 //! are not fenced: they change nothing another node could be hurt by.
 //!
 //! The check and the system call after it are two steps: a node frozen

@@ -34,6 +34,9 @@
 //!
 //! A node that loses its own set without handing it over (a newer claim: it was
 //! frozen and taken over) steps down at once: it exits with status 3.
+//!
+//! A node that stops (SIGTERM, `duet stop`) while it holds the partner's set
+//! gives it back first ([`Handle::stop_taken`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -77,6 +80,12 @@ enum Input {
     HomeRestored(Arc<Server>),
     /// An operator command, and where to say what came of it.
     Command(Ask, oneshot::Sender<Result<String, String>>),
+    /// The node stops (SIGTERM, `duet stop`): give the partner's set back, if
+    /// we hold it ([`Handle::stop_taken`]).
+    Stop(oneshot::Sender<Result<String, String>>),
+    /// The node stops and could not give the partner's set back: drain it and
+    /// save it into its journal as an elective reboot.
+    SaveTaken(oneshot::Sender<String>),
 }
 
 /// What the operator asks (`duet takeover`, `giveback`, `move SET`).
@@ -128,6 +137,36 @@ impl Handle {
     /// Our own set's server is restored and ready to be bound.
     pub fn home_restored(&self, server: Arc<Server>) {
         let _ = self.tx.send(Input::HomeRestored(server));
+    }
+
+    /// At an elective stop (SIGTERM, `duet stop`; DESIGN.md, "Pair and
+    /// takeover"): the partner's set, when this node holds it, goes back to
+    /// its home node by a giveback (stop reading, drain, save into the set's
+    /// journal in the storage folder, release; the partner claims it and
+    /// restores it from there), so that its clients see a short stall instead
+    /// of waiting out a detection timeout, and nothing in flight is carried
+    /// out again from the log. A partner that is not reachable, or that does
+    /// not take the set within [`STOP_GIVEBACK`], gets it as a stop leaves it:
+    /// drained and saved into its journal with the flag "elective reboot",
+    /// from which this node's next start, or the partner's takeover after
+    /// our death, goes on with nothing to redo. What came of it, in words.
+    pub async fn stop_taken(&self) -> String {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Input::Stop(tx)).is_err() {
+            return "the pair's driver is not running".into();
+        }
+        let why = match tokio::time::timeout(STOP_GIVEBACK, rx).await {
+            Ok(Ok(Ok(done))) => return done,
+            Ok(Ok(Err(why))) => why,
+            Ok(Err(_)) => "the pair's driver stopped".into(),
+            Err(_) => format!("not given back within {} s", STOP_GIVEBACK.as_secs()),
+        };
+        warn!("stopping: the partner's set is not given back ({why}): saving it into its journal");
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Input::SaveTaken(tx)).is_err() {
+            return "the pair's driver is not running".into();
+        }
+        rx.await.unwrap_or_else(|_| "the pair's driver stopped".into())
     }
 
     /// Carries out an operator command; what came of it, or why not.
@@ -310,7 +349,53 @@ impl Driver {
                 self.node.handle_done(Done::Restored { set: self.home }, now);
             }
             Input::Command(c, reply) => self.command(c, reply, now),
+            Input::Stop(reply) => self.stop(reply, now),
+            Input::SaveTaken(reply) => self.save_taken(reply),
         }
+    }
+
+    /// [`Handle::stop_taken`]: a giveback of the partner's set when we serve
+    /// it. Unlike the operator's, it does not wait for current mirrors: the
+    /// set's state goes back through its journal in the storage folder, and
+    /// this node is leaving anyway.
+    fn stop(&mut self, reply: oneshot::Sender<Result<String, String>>, now: Instant) {
+        if !matches!(self.node.phase(self.away), Some(Phase::Serving { .. })) {
+            let _ = reply.send(Ok("stopping: this node serves no set of the partner's".into()));
+            return;
+        }
+        if self.pending.is_some() {
+            let _ = reply.send(Err("an operator command is in progress".into()));
+            return;
+        }
+        info!(set = self.away.0, "stopping: giving the partner's set back first");
+        self.pending = Some((Command::Giveback, Goal::Away(self.away), reply, now));
+        self.node.handle_command(Command::Giveback, now);
+    }
+
+    /// [`Handle::stop_taken`] when the giveback did not happen: the partner's
+    /// set, if we still serve it, stops reading, drains and is saved into its
+    /// journal with the flag "elective reboot".
+    fn save_taken(&mut self, reply: oneshot::Sender<String>) {
+        let set = self.away;
+        let Some(Phase::Serving { epoch }) = self.node.phase(set) else {
+            let _ =
+                reply.send(format!("stopping: set {} is not served here (phase {:?})", set.0, self.node.phase(set)));
+            return;
+        };
+        let Some((_, s)) = self.serving.iter_mut().find(|(x, _)| *x == set) else {
+            let _ = reply.send(format!("stopping: set {} is not bound here", set.0));
+            return;
+        };
+        if let Some(lease) = &s.server.lease {
+            lease.hold();
+        }
+        s.stop_reading();
+        let (server, journal, t) = (s.server.clone(), s.journal.clone(), self.t.clone());
+        tokio::spawn(async move {
+            crate::restart::handover::drain(&server).await;
+            crate::restart::handover::save(&t, &server, set, epoch, journal, Flag::ElectiveReboot).await;
+            let _ = reply.send(format!("stopping: set {} saved into its journal as an elective reboot", set.0));
+        });
     }
 
     fn command(&mut self, ask: Ask, reply: oneshot::Sender<Result<String, String>>, now: Instant) {
@@ -685,10 +770,14 @@ impl Driver {
                 return;
             }
             // Given back, or left by a partner that died holding it: from the
-            // journal the partner kept of it in the storage folder.
+            // journal the partner kept of it in the storage folder. After a
+            // death, the partner's lease on it is waited out when its
+            // heartbeat moved since it was found dead.
+            let fence = (flag == Flag::NonElectiveTakeover).then_some(self.dead_beat);
             let (t, done) = (self.t.clone(), self.done_tx.clone());
             tokio::spawn(async move {
-                let r = crate::restart::handover::restore_home(&t, epoch).await.map(|(s, c)| (s, Some((None, c))));
+                let r =
+                    crate::restart::handover::restore_home(&t, epoch, fence).await.map(|(s, c)| (s, Some((None, c))));
                 let _ = done.send(Finished::Taken(set, r));
             });
             return;
@@ -790,6 +879,9 @@ impl Driver {
                 // Nothing of the set changes on disk here from now on, and the
                 // requests held at the gate close their connections.
                 lease.hand_over();
+                if set != self.home {
+                    self.t.pair.leases().remove(lease);
+                }
             }
             if let Some(c) = &s.server.conns {
                 // The set's next owner lists its connections now.
@@ -989,3 +1081,8 @@ fn phase_name(p: Phase) -> &'static str {
 
 /// How long an operator command may take before it is reported as not done.
 const COMMAND_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long a stop waits for its giveback of the partner's set (the partner
+/// claims a released set at once; one that does not within the detection
+/// timeout gets it taken back by the state machine).
+const STOP_GIVEBACK: Duration = Duration::from_secs(10);

@@ -1,6 +1,6 @@
 //! The fence on the data path (issue 14; DESIGN.md, "Leases"): a pair member's
-//! lease on its own share set ([`Lease`]) is the [`crate::fs::Fence`] of the
-//! set's shares, asked right before every change on disk ([`crate::fs::fence`]);
+//! lease on a share set it serves ([`Lease`]: its own set's, or the partner's
+//! set's while it holds it) is the [`crate::fs::Fence`] of the set's shares, asked right before every change on disk ([`crate::fs::fence`]);
 //! and what the request pipeline does when it refused one ([`Mark`]).
 //!
 //! The pipeline checks the lease before each element runs (after point 2); the

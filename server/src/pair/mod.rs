@@ -119,6 +119,9 @@ pub struct Pair {
     sets: Mutex<Vec<sets::SetStatus>>,
     /// This node's lease on its own set, with share sets configured.
     lease: std::sync::OnceLock<Arc<sets::Lease>>,
+    /// The leases the storage heartbeat renews: our own set's, and the taken
+    /// set's while we hold the partner's.
+    leases: Arc<sets::Leases>,
     /// When the partner's newest link to us ended (its records stopped).
     in_ended: Mutex<Option<Instant>>,
     /// The state machine's messages from the partner go here ([`driver`]).
@@ -189,6 +192,7 @@ impl Pair {
             first_flag: AtomicBool::new(false),
             sets: Mutex::new(Vec::new()),
             lease: std::sync::OnceLock::new(),
+            leases: Arc::default(),
             in_ended: Mutex::new(None),
             control: Mutex::new(None),
             out_link: Mutex::new(None),
@@ -731,9 +735,16 @@ impl Pair {
         self.driver.get()
     }
 
-    /// Gives the node its lease (once, at start, with share sets).
+    /// Gives the node its lease on its own set (once, at start, with share
+    /// sets), which the storage heartbeat renews from now on.
     pub fn set_lease(&self, lease: Arc<sets::Lease>) {
+        self.leases.add(takeover::SetId(self.cfg.node), lease.clone());
         let _ = self.lease.set(lease);
+    }
+
+    /// The leases the storage heartbeat renews ([`sets::Leases`]).
+    pub fn leases(&self) -> &Arc<sets::Leases> {
+        &self.leases
     }
 
     /// The node's lease on its own set, with share sets configured.

@@ -100,15 +100,21 @@ pub fn claim_next(storage: &Path, cluster: ClusterId, set: SetId, me: NodeId) ->
 /// [`DETECT`], so that when the partner takes a set over (after [`DETECT`] of
 /// silence of this node's heartbeat), this node's lease has already run out.
 pub const LEASE: Duration = Duration::from_secs(1);
+// The bound the model checker keeps (`takeover::Node::new` refuses a lease
+// not shorter than the detection timeout), for both sets a node may serve.
+const _: () = assert!(LEASE.as_millis() < DETECT.as_millis());
 
-/// This node's lease on its own set (DESIGN.md, "Leases"): renewed by each
+/// This node's lease on a set it serves (DESIGN.md, "Leases"): its own set,
+/// or the partner's set while it holds it (a taken set). Renewed by each
 /// storage heartbeat that reached the storage folder and found the newest
-/// claim on the set still ours, measured on the monotonic clock (which goes
-/// on while the process is frozen). The request pipeline carries out no
-/// element without it ([`Lease::wait_valid`]), and the file system makes no
-/// change on disk without it ([`super::fence`]: checked right before each
-/// one), so a node resumed from a freeze does not carry out a request, nor
-/// finish one it had begun, after its partner took its set over.
+/// claim on the set still ours at the lease's epoch ([`Leases`]), measured
+/// on the monotonic clock (which goes on while the process is frozen). The
+/// request pipeline carries out no element without it
+/// ([`Lease::wait_valid`]), and the file system makes no change on disk
+/// without it ([`super::fence`]: checked right before each one), so a node
+/// resumed from a freeze does not carry out a request, nor finish one it had
+/// begun, after its partner took the set over (or took its own set back from
+/// it).
 #[derive(Debug)]
 pub struct Lease {
     origin: Instant,
@@ -121,9 +127,6 @@ pub struct Lease {
     refused: AtomicU64,
     /// The epoch of our claim the storage heartbeat renews it for.
     epoch: AtomicU64,
-    /// A lease that needs no renewal (a set taken over from the partner: nobody
-    /// else may serve it until it is handed back), valid until lost.
-    unlimited: bool,
     /// The set is being handed over: requests wait at the pipeline's gate
     /// ([`Lease::admits`]) instead of starting.
     held: AtomicBool,
@@ -137,18 +140,12 @@ impl Default for Lease {
             lost: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
-            unlimited: false,
             held: AtomicBool::new(false),
         }
     }
 }
 
 impl Lease {
-    /// The lease of a set taken over from the partner: valid until handed back.
-    pub fn unlimited() -> Lease {
-        Lease { unlimited: true, ..Lease::default() }
-    }
-
     /// Renews the lease from `began`, when the beat that renews it began.
     pub fn renew(&self, began: Instant) {
         let ns = began.saturating_duration_since(self.origin).as_nanos() as u64 + 1;
@@ -210,9 +207,6 @@ impl Lease {
         if self.is_lost() {
             return false;
         }
-        if self.unlimited {
-            return true;
-        }
         let ns = self.renewed.load(Ordering::Acquire);
         if ns == 0 {
             return false;
@@ -242,33 +236,88 @@ impl Lease {
 /// (the client reconnects and resends).
 pub const LEASE_WAIT: Duration = Duration::from_secs(10);
 
+/// The leases the storage heartbeat renews, each on one set: this node's own
+/// set's, and while it holds the partner's set (taken over, [`crate::restart::taken`]),
+/// that one's. Both are renewed by the same beats, by the same rule (the newest
+/// claim on the set is ours at the lease's epoch), and run out after the same
+/// [`LEASE`]: a holder that froze while the home node took its set back (after
+/// [`DETECT`] of silence of the holder's heartbeat) finds its lease on the
+/// taken set as run out as the one on its own set, and changes nothing of it.
+#[derive(Debug, Default)]
+pub struct Leases(std::sync::Mutex<Vec<(SetId, Arc<Lease>)>>);
+
+impl Leases {
+    /// The storage heartbeat renews `lease` on `set` from now on (replacing
+    /// the one it renewed on that set before).
+    pub fn add(&self, set: SetId, lease: Arc<Lease>) {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        v.retain(|(s, _)| *s != set);
+        v.push((set, lease));
+    }
+
+    /// No more renewals of `lease` (the set was handed back, or taken).
+    pub fn remove(&self, lease: &Arc<Lease>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).retain(|(_, l)| !Arc::ptr_eq(l, lease));
+    }
+
+    /// The leases, each with the epoch of the claim it is for now.
+    fn now(&self) -> Vec<(SetId, Arc<Lease>, Epoch)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(s, l)| (*s, l.clone(), l.epoch())).collect()
+    }
+
+    /// One beat's outcome for every lease: `newest` is the newest claim on a
+    /// set, as read after the beat that began at `began` reached storage. A
+    /// lease whose claim is still the newest, and ours, is renewed from
+    /// `began`; one whose set has a newer claim (and whose epoch did not
+    /// change since the beat began: a giveback may have claimed it anew
+    /// meanwhile) is lost. Returns the sets lost.
+    fn beat(
+        held: &[(SetId, Arc<Lease>, Epoch)],
+        me: NodeId,
+        began: Instant,
+        newest: impl Fn(SetId) -> Option<takeover::ownership::Newest>,
+    ) -> Vec<SetId> {
+        let mut lost = Vec::new();
+        for (set, lease, epoch) in held {
+            let ours = newest(*set).is_some_and(|n| n.epoch == *epoch && n.owner == Some(me));
+            if ours {
+                lease.renew(began);
+            } else if epoch.0 != 0 && lease.epoch() == *epoch && !lease.is_lost() {
+                lease.lose();
+                lost.push(*set);
+            }
+        }
+        lost
+    }
+}
+
 /// Bumps this node's storage heartbeat every [`BEAT`] on a thread of its own,
 /// for as long as the process runs (a frozen process stops bumping), and
-/// renews `lease` with each beat that reached storage while the newest claim
-/// on this node's own set (`own` at epoch `epoch`) is still its own.
-pub fn start_storage_heartbeat(storage: PathBuf, cluster: ClusterId, me: NodeId, lease: Arc<Lease>) -> io::Result<()> {
+/// renews each of `leases` with each beat that reached storage while the
+/// newest claim on its set is still ours at its epoch ([`Leases`]).
+pub fn start_storage_heartbeat(
+    storage: PathBuf,
+    cluster: ClusterId,
+    me: NodeId,
+    leases: Arc<Leases>,
+) -> io::Result<()> {
     std::thread::Builder::new().name("duet-storage-beat".into()).spawn(move || {
         let mut counter = 0u64;
         let mut failing = false;
         loop {
             counter += 1;
             let began = Instant::now();
-            // The claim the lease is for (0: none, in standby).
-            let epoch = lease.epoch();
+            // The claims the leases are for (0: none, in standby).
+            let held = leases.now();
             crate::failpoint::storage_stall();
-            let beat = ownership::fs::bump_heartbeat(&storage, me, counter).and_then(|()| {
-                let newest = ownership::fs::read(&storage, cluster)?.newest(SetId(me.0));
-                Ok(newest.is_some_and(|n| n.epoch == epoch && n.owner == Some(me)))
-            });
+            let beat = ownership::fs::bump_heartbeat(&storage, me, counter)
+                .and_then(|()| ownership::fs::read(&storage, cluster));
             match beat {
-                Ok(true) => {
-                    lease.renew(began);
+                Ok(claims) => {
+                    for set in Leases::beat(&held, me, began, |s| claims.newest(s)) {
+                        warn!(set = set.0, "pair: a set we serve has a newer claim than ours: its lease is lost");
+                    }
                     failing = false;
-                }
-                Ok(false) if epoch.0 == 0 || lease.epoch() != epoch || lease.is_lost() => {}
-                Ok(false) => {
-                    warn!("pair: our set has a newer claim than ours: the lease is lost");
-                    lease.lose();
                 }
                 Err(e) if !failing => {
                     warn!(dir = %storage.display(), "pair: cannot bump the storage heartbeat: {e}");
@@ -533,11 +582,56 @@ mod tests {
         assert_eq!(lease.epoch(), Epoch(3));
         lease.renew(t);
         assert!(lease.admits(t), "given back: the lease is renewed for the new claim");
-        // A set taken over from the partner needs no renewal, until handed back.
-        let taken = Lease::unlimited();
-        assert!(taken.admits(t + LEASE * 100));
-        taken.hand_over();
-        assert!(!taken.valid_at(t));
+    }
+
+    /// The lease on a taken set is renewed by the beats that find our claim
+    /// on it the newest, like the one on our own set, and runs out as soon:
+    /// a holder frozen for longer than [`DETECT`] (the home node took its set
+    /// back meanwhile) resumes with no lease on it, and its first beat loses it.
+    #[test]
+    fn the_taken_set_s_lease_runs_out_like_our_own_and_a_newer_claim_loses_it() {
+        use takeover::ownership::Newest;
+        let (me, partner) = (NodeId(2), NodeId(1));
+        let (own, taken) = (Arc::new(Lease::default()), Arc::new(Lease::default()));
+        own.regain(Epoch(1));
+        taken.regain(Epoch(2));
+        let leases = Leases::default();
+        leases.add(SetId(2), own.clone());
+        leases.add(SetId(1), taken.clone());
+        let claims = |taken_by: NodeId, epoch: u64| {
+            move |s: SetId| match s.0 {
+                2 => Some(Newest { epoch: Epoch(1), owner: Some(me) }),
+                _ => Some(Newest { epoch: Epoch(epoch), owner: Some(taken_by) }),
+            }
+        };
+        let t = Instant::now();
+        assert!(!taken.valid_at(t), "valid before any beat found our claim");
+        assert!(Leases::beat(&leases.now(), me, t, claims(me, 2)).is_empty());
+        assert!(own.valid_at(t) && taken.valid_at(t + LEASE / 2));
+        // Frozen past the partner's detection: no beat renewed either lease.
+        assert!(!taken.valid_at(t + DETECT) && !own.valid_at(t + DETECT), "a frozen holder's taken set stays fenced");
+        assert!(LEASE < DETECT, "the lease runs out before the partner may claim the set");
+        // Thawed: the home node took its set back at epoch 3.
+        let lost = Leases::beat(&leases.now(), me, t + DETECT, claims(partner, 3));
+        assert_eq!(lost, vec![SetId(1)]);
+        assert!(taken.is_lost() && !taken.valid_at(t + DETECT));
+        assert!(own.valid_at(t + DETECT), "our own set is still ours");
+        // Handed back: no longer renewed, and a new lease on the set replaces an old one.
+        leases.remove(&taken);
+        assert_eq!(leases.now().len(), 1);
+        let again = Arc::new(Lease::default());
+        again.regain(Epoch(4));
+        leases.add(SetId(1), again.clone());
+        leases.add(SetId(1), again.clone());
+        assert_eq!(leases.now().len(), 2);
+        assert!(Leases::beat(&leases.now(), me, t, claims(me, 4)).is_empty());
+        assert!(again.valid_at(t));
+        // A beat that began before a new claim of ours (the epoch moved since):
+        // it neither renews nor loses the lease.
+        let before = leases.now();
+        again.regain(Epoch(5));
+        assert!(Leases::beat(&before, me, t, claims(me, 5)).is_empty());
+        assert!(!again.is_lost());
     }
 
     #[test]

@@ -124,10 +124,20 @@ pub async fn flush_mirror(pair: &Pair) {
 /// that died holding it. Returns the set's server, ready to be bound,
 /// journaling into our own journal, and the client connections the partner
 /// listed for the set ([`crate::pair::conns`]: the tickle's targets, when it
-/// is frozen).
-pub async fn restore_home(t: &Taker, epoch: Epoch) -> Result<(Arc<Server>, Vec<(SocketAddr, SocketAddr)>), String> {
+/// is frozen). `fence` is given after the partner's death (a non-elective
+/// claim), with its storage heartbeat as it stood when it was found dead: its
+/// lease on the set, which its own storage heartbeat renewed while it held
+/// the set, is waited out before anything changes on the set's disk when the
+/// heartbeat moved since ([`super::takeover::last_owner_lease_gone`]).
+pub async fn restore_home(
+    t: &Taker,
+    epoch: Epoch,
+    fence: Option<Option<u64>>,
+) -> Result<(Arc<Server>, Vec<(SocketAddr, SocketAddr)>), String> {
     let t0 = Instant::now();
     let set = SetId(t.sets.own.home);
+    let partner = ::takeover::NodeId(t.sets.partner.home);
+    let (holder_lease_gone, moved) = super::takeover::last_owner_lease_gone(t, partner, fence).await;
     let (storage, cluster, held) = (t.sets.storage.clone(), t.cluster(), Epoch(epoch.0.saturating_sub(1)));
     let (flag, log, same, conns) = tokio::task::spawn_blocking(move || {
         let conns = crate::pair::conns::read(&storage, set).unwrap_or_default();
@@ -163,6 +173,16 @@ pub async fn restore_home(t: &Taker, epoch: Epoch) -> Result<(Arc<Server>, Vec<(
     }
     server.lease = Some(lease);
     server.pair = Some(t.pair.clone());
+    let waited = holder_lease_gone.saturating_duration_since(tokio::time::Instant::now());
+    tokio::time::sleep_until(holder_lease_gone).await;
+    if fence.is_some() {
+        info!(
+            set = set.0,
+            heartbeat_moved = moved,
+            waited_ms = waited.as_millis() as u64,
+            "pair: the holder's lease on our set has run out"
+        );
+    }
     let region = t.pair.region().clone();
     let journal = Arc::new(
         crate::journal::NvramJournal::new(region.clone())

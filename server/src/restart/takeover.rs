@@ -116,30 +116,7 @@ pub struct Taken {
 pub async fn take(t: &Taker, epoch: Epoch, fence: Option<Option<u64>>, ours: bool) -> Result<Taken, String> {
     let t0 = Instant::now();
     let (cluster, set) = (t.cluster(), t.partner_set());
-    // The partner's lease may still hold: a storage beat of its that began
-    // before the claim was written (it thawed just then) found the set still
-    // its own and renewed the lease from when it began. Such a beat bumped the
-    // partner's heartbeat before it read the claims, so before the claim was
-    // written: if the heartbeat is where it was when the partner was found
-    // dead (`seen_beat`), no beat renewed the lease since, and the last one
-    // that did ran out long ago (a lease is shorter than the silence that
-    // counts as death). Else nothing is changed on the set's disk before one
-    // lease length from here (the mirror is scanned and the model rebuilt
-    // meanwhile); by then every beat of the partner's sees the claim.
-    let claimed = tokio::time::Instant::now();
-    let moved = match fence {
-        None => false,
-        Some(seen_beat) => {
-            let (storage, partner) = (t.sets.storage.clone(), NodeId(set.0));
-            let beat_now = tokio::task::spawn_blocking(move || ownership::fs::read_heartbeat(&storage, partner))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .flatten();
-            beat_now != seen_beat
-        }
-    };
-    let partner_lease_gone = if moved { claimed + crate::pair::sets::LEASE } else { claimed };
+    let (partner_lease_gone, moved) = last_owner_lease_gone(t, NodeId(set.0), fence).await;
     info!(set = set.0, epoch = epoch.0, "pair: claimed the partner's set");
     let cfg = t.set_config();
     let policy = cfg.journal.policy;
@@ -190,12 +167,15 @@ pub async fn take(t: &Taker, epoch: Epoch, fence: Option<Option<u64>>, ours: boo
     server.retirer.enable(policy.survives_power_loss());
     // Our connections to the set, for the tickle of a later takeover of it.
     server.conns = Some(crate::pair::conns::Conns::new(&t.sets.storage, set));
-    // Valid until the set is handed back: nobody else may serve it meanwhile.
-    let lease = Arc::new(crate::pair::sets::Lease::unlimited());
+    // Renewed by our storage heartbeat while our claim on the set is the
+    // newest, as the lease on our own set is ([`crate::pair::sets::Leases`]).
+    let lease = Arc::new(crate::pair::sets::Lease::default());
+    lease.regain(epoch);
+    t.pair.leases().add(set, lease.clone());
     for share in &server.shares {
         share.fs.set_fence(lease.clone());
     }
-    server.lease = Some(lease);
+    server.lease = Some(lease.clone());
     let server = Arc::new(server);
     let waited = partner_lease_gone.saturating_duration_since(tokio::time::Instant::now());
     tokio::time::sleep_until(partner_lease_gone).await;
@@ -205,6 +185,11 @@ pub async fn take(t: &Taker, epoch: Epoch, fence: Option<Option<u64>>, ours: boo
         waited_ms = waited.as_millis() as u64,
         "pair: the partner's lease has run out"
     );
+    // Our own lease on the set, before the first change on its disk (the redo).
+    if !lease.wait_valid().await {
+        t.pair.leases().remove(&lease);
+        return Err("no lease on the set (storage stalled, or claimed again)".into());
+    }
     // The writer's page cache may be gone with it (another machine, a power
     // loss): the answered WRITEs whose data its log holds are written again,
     // unless it ran on this boot of this kernel (its page cache outlived it, as
@@ -239,6 +224,43 @@ pub async fn take(t: &Taker, epoch: Epoch, fence: Option<Option<u64>>, ours: boo
         "pair: the partner's set restored from {from}"
     );
     Ok(Taken { server, journal: region, old_conns })
+}
+
+/// When the lease of a set's last owner (`owner`), which this node just
+/// claimed the set from, has run out, and whether that needs a wait (the
+/// owner's heartbeat moved). `fence` is given after the owner's death (a
+/// non-elective claim), with the owner's storage heartbeat as it stood when it
+/// was found dead; without it the owner let the set go itself.
+///
+/// The owner's lease may still hold: a storage beat of its that began before
+/// the claim was written (it thawed just then) found the set still its own
+/// and renewed the lease from when it began. Such a beat bumped the owner's
+/// heartbeat before it read the claims, so before the claim was written: if
+/// the heartbeat is where it was when the owner was found dead, no beat
+/// renewed the lease since, and the last one that did ran out long ago (a
+/// lease is shorter than the silence that counts as death). Else nothing is
+/// changed on the set's disk before one lease length from here; by then every
+/// beat of the owner's sees the claim. This holds for either set the owner
+/// served: its own, and ours while it held it ([`crate::pair::sets::Leases`]).
+pub(super) async fn last_owner_lease_gone(
+    t: &Taker,
+    owner: NodeId,
+    fence: Option<Option<u64>>,
+) -> (tokio::time::Instant, bool) {
+    let claimed = tokio::time::Instant::now();
+    let moved = match fence {
+        None => false,
+        Some(seen_beat) => {
+            let storage = t.sets.storage.clone();
+            let beat_now = tokio::task::spawn_blocking(move || ownership::fs::read_heartbeat(&storage, owner))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+            beat_now != seen_beat
+        }
+    };
+    (if moved { claimed + crate::pair::sets::LEASE } else { claimed }, moved)
 }
 
 /// Runs `f` on a blocking thread.
