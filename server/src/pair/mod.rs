@@ -1,6 +1,7 @@
 //! The pair (issue 14): the pair's configuration, the interconnect to the partner,
 //! journal mirroring, and the share sets ([`sets`]; the takeover of a dead partner's
-//! set is [`crate::restart::takeover`]). No moving addresses, no giveback yet.
+//! set is [`crate::restart::takeover`]; who serves which set, takeover, giveback and the
+//! operator's moves are [`driver`]'s; a set's address moves with it, [`address`]).
 //!
 //! Two links join the nodes, each a TCP connection in the `takeover` codec's frames:
 //!

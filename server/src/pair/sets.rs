@@ -15,7 +15,7 @@
 //! epoch exactly one wins, and the highest epoch owns the set. At start a node
 //! claims its own set at epoch 1 when nobody ever claimed it, serves it when the
 //! newest claim is its own, and otherwise **waits** ([`own_set_at_start`]): its
-//! partner holds its set, and it serves nothing until a giveback (not built yet).
+//! partner holds its set, and it serves nothing until a giveback ([`super::driver`]).
 //!
 //! # When to take over ([`decide`])
 //!
