@@ -860,7 +860,7 @@ impl Ring {
         let _ = self.hints[slot].compare_exchange(hint, 0, Ordering::AcqRel, Ordering::Relaxed);
         let end = pos + 8 * (hint & 0xffff_ffff);
         let (w, b) = self.bit(end);
-        (end - pos <= self.cap / 2 && self.ends[w].load(Ordering::SeqCst) & b != 0).then_some(end)
+        (end - pos <= self.cap && self.ends[w].load(Ordering::SeqCst) & b != 0).then_some(end)
     }
 
     /// The end of the ready claim at `pos` from the end bitmap: its first mark after
