@@ -1008,6 +1008,61 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_holders_and_one_publisher_agree_on_every_claims_end() {
+        // Four holders claim and mark ready records of assorted sizes (many a multiple
+        // of the hint table's span apart, so entries collide), round a small ring many
+        // times; the publisher, as `Journal::publish_ready` does, takes whatever is
+        // ready at the frontier. Every end it takes must be the one the holder claimed.
+        let ring = std::sync::Arc::new(Ring::new(0, 1 << 20, 0, 1 << 20));
+        let claimed = std::sync::Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let holders: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (ring, claimed, done) = (ring.clone(), claimed.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let sizes = [48u64, 4096, HINTS as u64 * 8, 65536, 200, HINTS as u64 * 8 - 8];
+                    for i in 0..3000u64 {
+                        let len = sizes[((i * 7 + t) % sizes.len() as u64) as usize];
+                        let claim = loop {
+                            match ring.reserve(len, 0) {
+                                Ok(c) => break c,
+                                Err(_) => std::thread::yield_now(),
+                            }
+                        };
+                        claimed.lock().unwrap().insert(claim.start, claim.end);
+                        if i % 5 == t {
+                            std::thread::yield_now(); // a holder slow to finish
+                        }
+                        ring.mark_ready(claim);
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        let mut pos = 0;
+        let mut taken = 0;
+        while done.load(Ordering::SeqCst) < 4 || ring.is_ready(pos) {
+            if !ring.is_ready(pos) {
+                std::thread::yield_now();
+                continue;
+            }
+            let end = ring.take_ready(pos);
+            let want = claimed.lock().unwrap().remove(&pos);
+            assert_eq!(Some(end), want, "the claim at {pos}");
+            ring.publish_to(end);
+            ring.set_limit(end + ring.cap); // the head follows the frontier
+            pos = end;
+            taken += 1;
+        }
+        for h in holders {
+            h.join().unwrap();
+        }
+        assert_eq!(taken, 4 * 3000);
+        assert_eq!(pos, ring.reserved());
+        assert!(ring.hints.iter().all(|h| h.load(Ordering::Relaxed) == 0), "an entry outlived its claim");
+    }
+
+    #[test]
     fn a_hint_that_is_not_the_claims_sends_the_publisher_to_the_scan() {
         let ring = Ring::new(0, 1 << 20, 0, 1 << 20);
         let a = ring.reserve(4096, 0).unwrap();
