@@ -96,6 +96,10 @@
 # `--kinds stall` alone runs only that (no smbd, no transfers, no smbtorture).
 # --torture-rounds N: each smbtorture bench N times per server, alternating,
 # the median counts (default 1; with --mirror, --rounds).
+# BENCH_LIMIT_CMD: a command (run with bash) that prints a medium's limit in
+# MB/s; run after each round's puts, it gives a limit per round, and below
+# the runs duet's put over the limit of its own round, with the median
+# (scripts/bench-journal.sh: the disk's sync latency drifts within minutes).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -121,7 +125,7 @@ while [ $# -gt 0 ]; do
     --torture-rounds) torture_rounds=$2; shift 2 ;;
     --stall-rounds) stall_rounds=$2; shift 2 ;;
     --stall-lab) stall_lab=1; shift ;;
-    -h|--help) sed -n '2,98p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,102p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -435,7 +439,7 @@ else:
 }
 
 # Each server's process count at rest, to wait for after a transfer.
-declare -A RUNS CPU MOVED BASE
+declare -A RUNS CPU MOVED BASE LIMITS
 for name in duet "$ref"; do
   pid_var=${name^^}_PID
   read -r _ "BASE[$name]" < <(tree_cpu "${!pid_var}")
@@ -498,6 +502,11 @@ for round in $(seq 1 "$rounds"); do
     log "round $round/$rounds, $mode"
     for kind in "${kind_list[@]}"; do
       for name in $order; do transfer "$kind" "$mode" "$name"; done
+      if [ "$kind" = put ] && [ -n "${BENCH_LIMIT_CMD:-}" ]; then
+        lim=$(sync; bash -c "$BENCH_LIMIT_CMD" || echo -)
+        log "round $round: medium limit $lim MB/s"
+        LIMITS[$mode]="${LIMITS[$mode]:-} $lim"
+      fi
     done
   done
 done
@@ -675,6 +684,24 @@ for mode in "${mode_list[@]}"; do
   done
 done
 echo '```'
+if [ -n "${BENCH_LIMIT_CMD:-}" ]; then
+  echo
+  echo "The medium's limit (BENCH_LIMIT_CMD) after each round's puts, and duet's put over it round by round:"
+  echo
+  echo '```'
+  for mode in "${mode_list[@]}"; do
+    # shellcheck disable=SC2086
+    python3 - "$mode" "${RUNS[duet.$mode.put]:-}" "${LIMITS[$mode]:-}" <<'PY'
+import statistics, sys
+mode, puts, lims = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+ratios = [f"{float(p) / float(l):.2f}" for p, l in zip(puts, lims) if p != "-" and l != "-" and float(l) > 0]
+med = statistics.median(float(r) for r in ratios) if ratios else float("nan")
+print(f"limit {mode:9s} put :{''.join(' ' + l for l in lims)}")
+print(f"duet/limit {mode:4s} put :{''.join(' ' + r for r in ratios)} (median {med:.2f})")
+PY
+  done
+  echo '```'
+fi
 if [ "$torture_rounds" -gt 1 ] && [ ${#suites[@]} -gt 0 ]; then
   echo
   echo "The smbtorture runs, ops/s:"

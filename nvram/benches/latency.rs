@@ -10,7 +10,9 @@
 //!
 //! `cargo bench -p nvram --bench latency` (set `NVRAM_BENCH_DIR` to put the region files
 //! elsewhere than /tmp, `NVRAM_BENCH_SKIP_RECOVERY=1` to skip the 1 GiB recovery,
-//! `NVRAM_BENCH_SIZES=128,4096` and `NVRAM_BENCH_THREADS=1,2,8` to choose the rows).
+//! `NVRAM_BENCH_SIZES=128,4096` and `NVRAM_BENCH_THREADS=1,2,8` to choose the rows,
+//! `NVRAM_BENCH_POLICIES=process,process nowait` to run only the named policies, and
+//! `NVRAM_BENCH_ROUNDS=3` to repeat each row set, memcpy included, that many times).
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -86,7 +88,8 @@ fn main() {
             Ok(v) => v.split(',').filter(|x| !x.is_empty()).map(|x| x.parse().unwrap()).collect(),
             Err(_) => vec![1, 8],
         };
-        for threads in thread_counts {
+        let rounds: usize = std::env::var("NVRAM_BENCH_ROUNDS").map_or(1, |v| v.parse().unwrap());
+        for threads in (0..rounds).flat_map(|_| thread_counts.iter().copied()) {
             let per = total / threads;
             let mut map = memmap2::MmapMut::map_anon(REGION as usize).unwrap();
             map.fill(0);
@@ -108,7 +111,7 @@ fn main() {
             });
             drop(map);
             row(size, threads, "memcpy", &memcpy, &memcpy);
-            for (name, d, nowait) in POLICIES {
+            for (name, d, nowait) in POLICIES.into_iter().filter(|(n, _, _)| chosen(n)) {
                 let j = journal(dir.path(), REGION, d);
                 // Warm: one lap through the ring so every page is mapped.
                 {
@@ -135,6 +138,14 @@ fn main() {
     }
     if std::env::var_os("NVRAM_BENCH_SKIP_RECOVERY").is_none() {
         recovery(dir.path());
+    }
+}
+
+/// Whether `NVRAM_BENCH_POLICIES` (comma-separated names; all when unset) names `policy`.
+fn chosen(policy: &str) -> bool {
+    match std::env::var("NVRAM_BENCH_POLICIES") {
+        Ok(v) => v.split(',').any(|n| n.trim() == policy),
+        Err(_) => true,
     }
 }
 

@@ -821,7 +821,15 @@ impl Journal {
             }
             h.own.head = head;
             h.own.tail_hint = self.own.published();
-            self.write_header(&mut h)?;
+            // Under `None` nothing else is ever synced, and a store outlives a killed
+            // process (or is durable by itself, on persistent memory): a sync here would
+            // only stall the appenders that wait for room (a disk flush, milliseconds,
+            // with the head lock held) for no guarantee the policy gives.
+            if self.durability == Durability::None {
+                self.store_header(&mut h);
+            } else {
+                self.write_header(&mut h)?;
+            }
         }
         self.persisted_head.store(head, Ordering::Release);
         let mirror = lock(&self.mirror).clone();
@@ -868,12 +876,18 @@ impl Journal {
     // ---- header -------------------------------------------------------------------
 
     fn write_header(&self, h: &mut Header) -> Result<()> {
+        let off = self.store_header(h);
+        self.region.sync(off, SLOT_SIZE)?;
+        Ok(())
+    }
+
+    /// Writes the header to its next slot without syncing it; returns the slot's offset.
+    fn store_header(&self, h: &mut Header) -> u64 {
         h.counter += 1;
         let bytes = h.encode();
         let off = h.slot_offset();
         self.region.write_header(off, &bytes);
-        self.region.sync(off, SLOT_SIZE)?;
-        Ok(())
+        off
     }
 
     /// The flag value in the header.

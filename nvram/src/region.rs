@@ -150,9 +150,7 @@ impl Storage for MmapStorage {
         // SAFETY: the range is inside the writable shared mapping (checked above), which
         // lives as long as `self`; `src` is a Rust slice and cannot alias the mapping's
         // range that the caller holds exclusively (the caller's contract).
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.map.as_mut_ptr().add(offset as usize), src.len());
-        }
+        unsafe { copy_in(self.map.as_mut_ptr().add(offset as usize), src) }
     }
 
     fn sync(&self, offset: u64, len: u64) -> io::Result<()> {
@@ -180,6 +178,72 @@ impl Storage for MmapStorage {
         };
         if r != 0 {
             warn_once(io::Error::last_os_error());
+        }
+    }
+}
+
+/// Copies of at least this many bytes into a mapped region use non-temporal stores.
+const STREAM_MIN: usize = 4096;
+
+/// Copies `src` to `dst`, a mapped region's bytes. A large copy goes with non-temporal
+/// stores where the CPU has AVX2: the ring's tail is never in the cache, and a store
+/// that bypasses it spares the read of each line before it is overwritten (and on
+/// persistent memory, the write-back that a flush would do later). The stores are
+/// fenced before this returns, so that they are ordered before whatever marks the
+/// bytes written.
+///
+/// # Safety
+/// `dst..dst + src.len()` must be valid for writes and not overlap `src`.
+unsafe fn copy_in(dst: *mut u8, src: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if src.len() >= STREAM_MIN && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked above); the range is the caller's.
+        return unsafe { stream::copy(dst, src) };
+    }
+    // SAFETY: the caller's contract.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod stream {
+    use std::arch::x86_64::{__m256i, _mm256_loadu_si256, _mm256_stream_si256, _mm_sfence};
+
+    /// Bytes per iteration: four 32-byte stores, two cache lines.
+    const STEP: usize = 128;
+
+    /// Copies `src` to `dst` with 32-byte non-temporal stores from the first 32-byte
+    /// boundary of `dst` on (plain copies before it and for the tail), then fences.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `dst..dst + src.len()` is valid for writes and does not
+    /// overlap `src`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn copy(dst: *mut u8, src: &[u8]) {
+        let len = src.len();
+        let head = dst.align_offset(32).min(len);
+        // SAFETY (whole function): every access stays inside `dst..dst + len` and
+        // `src`, which the caller guarantees; the streamed stores go to 32-byte aligned
+        // addresses (`head` aligns them); the loads are unaligned ones.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), dst, head);
+            let mut i = head;
+            while i + STEP <= len {
+                let s = src.as_ptr().add(i).cast::<__m256i>();
+                let d = dst.add(i).cast::<__m256i>();
+                let (a, b, c, e) = (
+                    _mm256_loadu_si256(s),
+                    _mm256_loadu_si256(s.add(1)),
+                    _mm256_loadu_si256(s.add(2)),
+                    _mm256_loadu_si256(s.add(3)),
+                );
+                _mm256_stream_si256(d, a);
+                _mm256_stream_si256(d.add(1), b);
+                _mm256_stream_si256(d.add(2), c);
+                _mm256_stream_si256(d.add(3), e);
+                i += STEP;
+            }
+            std::ptr::copy_nonoverlapping(src.as_ptr().add(i), dst.add(i), len - i);
+            _mm_sfence();
         }
     }
 }
@@ -312,7 +376,7 @@ impl Storage for DaxStorage {
         check_range(self.len(), offset, src.len());
         // SAFETY: as in `MmapStorage::write`: inside the live writable mapping, and the
         // caller holds the range exclusively.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset as usize), src.len()) }
+        unsafe { copy_in(self.ptr.add(offset as usize), src) }
     }
 
     fn sync(&self, offset: u64, len: u64) -> io::Result<()> {
@@ -601,6 +665,9 @@ impl Receiver<'_> {
     }
 }
 
+/// Entries in a ring's table of ready claims' lengths ([`Ring`]'s hints).
+const HINTS: usize = 4096;
+
 /// Busy-wait iterations before a waiting appender yields, and yields before it sleeps.
 const SPINS: u32 = 64;
 const YIELDS: u32 = 16;
@@ -631,6 +698,13 @@ pub(crate) struct Claim {
 /// them ([`Ring::publish_to`]). The marks are two bitmaps of one bit per 8-byte position
 /// of the ring: one marks a ready claim's start, the other its end, so that the
 /// publisher learns where a claim ends from memory, never from the claim's bytes.
+///
+/// Finding the end mark means scanning the end bitmap from the start (a 64 KiB claim
+/// spans 128 words, 16 cache lines that each lap finds cold): so the holder also leaves
+/// its claim's length in a small table of hints ([`HINTS`] entries, indexed by the
+/// start), which the publisher takes instead when the entry is the claim's and the end
+/// mark is where it says. A hint is only a shortcut: an entry overwritten by another
+/// claim's, or missing, sends the publisher to the scan.
 #[derive(Debug)]
 pub(crate) struct Ring {
     pub(crate) base: u64,
@@ -640,6 +714,13 @@ pub(crate) struct Ring {
     limit: AtomicU64,
     starts: Box<[AtomicU64]>,
     ends: Box<[AtomicU64]>,
+    /// Ready claims' lengths, by start: `(start / 8) as u32` in the high half, the
+    /// length in 8-byte units in the low half; 0 when empty. Every entry belongs to a
+    /// claim marked ready and not yet taken (the publisher empties the entry of each
+    /// claim it takes), and such claims lie within `cap` of each other, so the 32 bits
+    /// of the start tell them apart as long as `cap / 8 <= 2^32` (otherwise no hints
+    /// are left; see [`Ring::hint_of`]).
+    hints: Box<[AtomicU64]>,
     sleepers: AtomicU64,
     turn_lock: Mutex<()>,
     turn_cv: std::sync::Condvar,
@@ -657,6 +738,7 @@ impl Ring {
             limit: AtomicU64::new(limit),
             starts: (0..words).map(|_| AtomicU64::new(0)).collect(),
             ends: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            hints: (0..HINTS).map(|_| AtomicU64::new(0)).collect(),
             sleepers: AtomicU64::new(0),
             turn_lock: Mutex::new(()),
             turn_cv: std::sync::Condvar::new(),
@@ -718,6 +800,11 @@ impl Ring {
     /// its lock and then looks again at the frontier sees the mark of a holder that
     /// found the lock taken (see `Journal::publish_ready`).
     pub(crate) fn mark_ready(&self, claim: Claim) {
+        if let Some((slot, hint)) = self.hint_of(claim.start, claim.end) {
+            // Published by the sequentially consistent marks below: a publisher that
+            // sees the start mark sees this entry, or a later one.
+            self.hints[slot].store(hint, Ordering::Relaxed);
+        }
         let (w, b) = self.bit(claim.end);
         let old = self.ends[w].fetch_or(b, Ordering::SeqCst);
         debug_assert_eq!(old & b, 0, "claim ending at {} marked twice", claim.end);
@@ -739,6 +826,46 @@ impl Ring {
     /// Positions up to `pos + cap` have distinct marks, and every claim ends before.
     pub(crate) fn take_ready(&self, pos: u64) -> u64 {
         debug_assert!(self.is_ready(pos));
+        let end = self.end_from_hint(pos).unwrap_or_else(|| self.scan_end(pos));
+        let (w, b) = self.bit(end);
+        self.ends[w].fetch_and(!b, Ordering::AcqRel);
+        let (w, b) = self.bit(pos);
+        self.starts[w].fetch_and(!b, Ordering::AcqRel);
+        end
+    }
+
+    /// The hint entry of a claim `start..end`: its slot and value, or `None` when the
+    /// ring is too large for the 32-bit tag to tell live claims apart (or the claim for
+    /// the 32-bit length).
+    fn hint_of(&self, start: u64, end: u64) -> Option<(usize, u64)> {
+        let units = (end - start) / 8;
+        if self.cap / 8 > 1 << 32 || units == 0 || units > u64::from(u32::MAX) {
+            return None;
+        }
+        let slot = ((start / 8) % HINTS as u64) as usize;
+        Some((slot, ((start / 8) & 0xffff_ffff) << 32 | units))
+    }
+
+    /// The end of the ready claim at `pos` as its hint says, if the entry is still the
+    /// claim's and an end mark stands where it says; the entry is emptied either way
+    /// if it was the claim's.
+    fn end_from_hint(&self, pos: u64) -> Option<u64> {
+        let (slot, _) = self.hint_of(pos, pos + 8)?;
+        let hint = self.hints[slot].load(Ordering::Acquire);
+        if hint == 0 || hint >> 32 != (pos / 8) & 0xffff_ffff {
+            return None;
+        }
+        // Only this claim's holder wrote this value, and only the publisher empties it:
+        // a failure means another claim's holder has just put its own entry there.
+        let _ = self.hints[slot].compare_exchange(hint, 0, Ordering::AcqRel, Ordering::Relaxed);
+        let end = pos + 8 * (hint & 0xffff_ffff);
+        let (w, b) = self.bit(end);
+        (end - pos <= self.cap && self.ends[w].load(Ordering::SeqCst) & b != 0).then_some(end)
+    }
+
+    /// The end of the ready claim at `pos` from the end bitmap: its first mark after
+    /// `pos`.
+    fn scan_end(&self, pos: u64) -> u64 {
         let mut at = pos + 8;
         let end = loop {
             assert!(at <= pos + self.cap, "a ready claim at {pos} has no end mark");
@@ -752,10 +879,6 @@ impl Ring {
             let next_word = (at % self.cap / 8 / 64 + 1) * 64 * 8;
             at += next_word.min(self.cap) - at % self.cap;
         };
-        let (w, b) = self.bit(end);
-        self.ends[w].fetch_and(!b, Ordering::AcqRel);
-        let (w, b) = self.bit(pos);
-        self.starts[w].fetch_and(!b, Ordering::AcqRel);
         end
     }
 
@@ -843,6 +966,138 @@ mod tests {
             f.range(buf.as_ptr() as usize + 5, 700);
         }
         assert!(buf.iter().enumerate().all(|(i, b)| *b == (i as u32 * 7) as u8));
+    }
+
+    /// Claims of `lens` bytes in a fresh ring of `cap` bytes, all marked ready in the
+    /// order `ready` gives (indexes into `lens`); then the publisher takes them all.
+    fn take_all(cap: u64, lens: &[u64], ready: &[usize]) -> Vec<(u64, u64)> {
+        let ring = Ring::new(0, cap, 0, cap);
+        let claims: Vec<Claim> = lens.iter().map(|&l| ring.reserve(l, 0).unwrap()).collect();
+        let spans: Vec<(u64, u64)> = claims.iter().map(|c| (c.start, c.end)).collect();
+        let mut claims: Vec<Option<Claim>> = claims.into_iter().map(Some).collect();
+        for &i in ready {
+            ring.mark_ready(claims[i].take().unwrap());
+        }
+        let mut taken = Vec::new();
+        let mut pos = 0;
+        while ring.is_ready(pos) {
+            let end = ring.take_ready(pos);
+            taken.push((pos, end));
+            ring.publish_to(end);
+            pos = end;
+        }
+        assert_eq!(taken, spans);
+        assert!(ring.hints.iter().all(|h| h.load(Ordering::Relaxed) == 0), "an entry outlived its claim");
+        assert!(ring.starts.iter().chain(ring.ends.iter()).all(|w| w.load(Ordering::Relaxed) == 0));
+        taken
+    }
+
+    #[test]
+    fn ready_claims_are_taken_with_their_ends_whatever_the_hints_hold() {
+        // Two claims whose starts share a hint entry (HINTS * 8 bytes apart), marked
+        // ready in either order: the second overwrites the first's entry, whose claim
+        // is then found by the scan.
+        let apart = HINTS as u64 * 8;
+        take_all(1 << 20, &[apart, 64, 4096], &[0, 1, 2]);
+        take_all(1 << 20, &[apart, 64, 4096], &[2, 1, 0]);
+        take_all(1 << 20, &[apart, 64, 4096], &[1, 2, 0]);
+        // Many small claims, more than there are entries, marked ready backwards.
+        let lens = vec![48u64; 3 * HINTS];
+        let order: Vec<usize> = (0..lens.len()).rev().collect();
+        take_all(1 << 20, &lens, &order);
+    }
+
+    #[test]
+    fn concurrent_holders_and_one_publisher_agree_on_every_claims_end() {
+        // Four holders claim and mark ready records of assorted sizes (many a multiple
+        // of the hint table's span apart, so entries collide), round a small ring many
+        // times; the publisher, as `Journal::publish_ready` does, takes whatever is
+        // ready at the frontier. Every end it takes must be the one the holder claimed.
+        let ring = std::sync::Arc::new(Ring::new(0, 1 << 20, 0, 1 << 20));
+        let claimed = std::sync::Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let holders: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (ring, claimed, done) = (ring.clone(), claimed.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let sizes = [48u64, 4096, HINTS as u64 * 8, 65536, 200, HINTS as u64 * 8 - 8];
+                    for i in 0..3000u64 {
+                        let len = sizes[((i * 7 + t) % sizes.len() as u64) as usize];
+                        let claim = loop {
+                            match ring.reserve(len, 0) {
+                                Ok(c) => break c,
+                                Err(_) => std::thread::yield_now(),
+                            }
+                        };
+                        claimed.lock().unwrap().insert(claim.start, claim.end);
+                        if i % 5 == t {
+                            std::thread::yield_now(); // a holder slow to finish
+                        }
+                        ring.mark_ready(claim);
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        let mut pos = 0;
+        let mut taken = 0;
+        while done.load(Ordering::SeqCst) < 4 || ring.is_ready(pos) {
+            if !ring.is_ready(pos) {
+                std::thread::yield_now();
+                continue;
+            }
+            let end = ring.take_ready(pos);
+            let want = claimed.lock().unwrap().remove(&pos);
+            assert_eq!(Some(end), want, "the claim at {pos}");
+            ring.publish_to(end);
+            ring.set_limit(end + ring.cap); // the head follows the frontier
+            pos = end;
+            taken += 1;
+        }
+        for h in holders {
+            h.join().unwrap();
+        }
+        assert_eq!(taken, 4 * 3000);
+        assert_eq!(pos, ring.reserved());
+        assert!(ring.hints.iter().all(|h| h.load(Ordering::Relaxed) == 0), "an entry outlived its claim");
+    }
+
+    #[test]
+    fn a_hint_that_is_not_the_claims_sends_the_publisher_to_the_scan() {
+        let ring = Ring::new(0, 1 << 20, 0, 1 << 20);
+        let a = ring.reserve(4096, 0).unwrap();
+        let b = ring.reserve(64, 0).unwrap();
+        let (a_end, b_end) = (a.end, b.end);
+        ring.mark_ready(a);
+        ring.mark_ready(b);
+        // An entry lost (another claim's holder overwrote it, and that claim was
+        // taken since): the scan finds the end.
+        let (slot, _) = ring.hint_of(0, 8).unwrap();
+        ring.hints[slot].store(0, Ordering::Relaxed);
+        assert_eq!(ring.take_ready(0), a_end);
+        ring.publish_to(a_end);
+        // An entry whose length ends where no end mark stands is not believed.
+        let (slot, hint) = ring.hint_of(a_end, b_end + 8).unwrap();
+        ring.hints[slot].store(hint, Ordering::Relaxed);
+        assert_eq!(ring.take_ready(a_end), b_end);
+        assert_eq!(ring.hints[slot].load(Ordering::Relaxed), 0, "the claim's entry is emptied");
+    }
+
+    #[test]
+    fn copies_in_of_any_alignment_and_length_write_exactly_their_bytes() {
+        let src: Vec<u8> = (0..70_000u32).map(|i| (i * 31 + 7) as u8).collect();
+        for dst_off in [0usize, 1, 8, 31, 32, 33, 63] {
+            for (src_off, len) in
+                [(0, 0), (0, 1), (3, 4095), (0, STREAM_MIN), (5, STREAM_MIN + 1), (1, 65536), (0, 65_599)]
+            {
+                let mut dst = vec![0xeeu8; 70_100];
+                // SAFETY: the range lies inside `dst`, a distinct allocation from `src`.
+                unsafe { copy_in(dst.as_mut_ptr().add(dst_off), &src[src_off..src_off + len]) };
+                assert!(dst[..dst_off].iter().all(|&b| b == 0xee), "{dst_off}/{src_off}/{len}: before");
+                assert_eq!(&dst[dst_off..dst_off + len], &src[src_off..src_off + len], "{dst_off}/{src_off}/{len}");
+                assert!(dst[dst_off + len..].iter().all(|&b| b == 0xee), "{dst_off}/{src_off}/{len}: after");
+            }
+        }
     }
 
     #[test]

@@ -568,3 +568,36 @@ fn pmem_makes_a_record_durable_before_publishing_it() {
     assert_eq!(rec.own.records.len(), 1);
     assert_eq!(&rec.own.records[0].payload[..], b"one");
 }
+
+/// Appends and retires `n` operations of 4 KiB each, then compacts: the head moves.
+fn churn_and_compact(j: &Journal, n: u64) {
+    let data = vec![7u8; 4096];
+    for op in 1..=n {
+        j.append(Entry::PreAck { op: OpId(op), request: &data }).unwrap();
+        j.retire(OpId(op)).unwrap();
+    }
+    j.compact().unwrap();
+}
+
+#[test]
+fn under_none_the_head_is_persisted_without_a_sync_and_under_group_commit_with_one() {
+    for d in [Durability::None, Durability::GroupCommit] {
+        let s = MemStorage::new(REGION);
+        let o = Options::new(ClusterId(0xc1), NodeId(1), d);
+        let j = Journal::create(s.clone(), o).unwrap();
+        churn_and_compact(&j, 100);
+        let head = j.head();
+        assert!(head > 0, "{d:?}: the head moved");
+        drop(j);
+        // A killed process: the header in the page cache has the new head.
+        let (_, rec) = Journal::open(MemStorage::from_image(s.current_image()), o).unwrap();
+        assert_eq!(rec.own.head, head, "{d:?}");
+        // A power loss: under `None` the header was not synced (nothing is), under
+        // group commit it was.
+        let (_, rec) = Journal::open(MemStorage::from_image(s.durable_image()), o).unwrap();
+        match d {
+            Durability::None => assert_eq!(rec.own.head, 0, "the head's header write was synced"),
+            _ => assert_eq!(rec.own.head, head),
+        }
+    }
+}
