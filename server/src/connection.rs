@@ -100,6 +100,10 @@ pub struct ConnState {
     pub io_slots: Arc<tokio::sync::Semaphore>,
     /// Where requests come from.
     pub inbox: Inbox,
+    /// The data of the WRITE being run whose head alone was read
+    /// ([`crate::transport::WriteHead`]): its handler takes it to move it
+    /// into the file; left here, it is dropped off the socket.
+    pub in_socket: Option<crate::transport::DataInSocket>,
     /// Break notices for this connection's opens, queued by the file
     /// table ([`BreakSink`](crate::state::oplock::BreakSink)); the
     /// connection's task sends them through the pipeline.
@@ -152,6 +156,7 @@ impl ConnState {
             pending: Arc::new(Mutex::new(HashMap::new())),
             io_slots: Arc::new(tokio::sync::Semaphore::new(MAX_DEFERRED)),
             inbox,
+            in_socket: None,
             notices,
             notice_tx,
             resumes,

@@ -217,6 +217,32 @@ pub fn digested_write(msg: &[u8], digest: u64) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The StructureSize a [`spliced_write`] record holds in place of the
+/// WRITE's 49 (which [`protocol::msg::write::WriteRequest::parse`] refuses,
+/// as it does [`DIGESTED`]).
+const SPLICED: u16 = 0xC000 | 49;
+
+/// What point 1 records of a WRITE whose data is moved from the socket
+/// into its file without passing through memory
+/// ([`crate::transport::WriteHead`]): its header and fixed part, and no
+/// digest of its data, which nobody reads.
+///
+/// ```text
+/// // Format: { header: [u8; 64] | fixed part: [u8; 48], StructureSize 0xC031 }
+/// ```
+///
+/// Such a WRITE has no replay key ([`ReplayKey::of`] is `None` for the
+/// record as for the request): its answer is not kept for a replay, and a
+/// resend of it is carried out again, which writes the same bytes at the
+/// same offset (the WRITE is never an append: an append records where its
+/// data went, [`super::Decision`], and keeps the digest to check it).
+/// `None` when `msg` is not a WRITE with its whole fixed part.
+pub fn spliced_write(msg: &[u8]) -> Option<Vec<u8>> {
+    let mut out = msg.get(..HEADER_LEN + WRITE_FIXED)?.to_vec();
+    out[HEADER_LEN..HEADER_LEN + 2].copy_from_slice(&SPLICED.to_le_bytes());
+    Some(out)
+}
+
 /// The [`write_digest`] of a WRITE's data as point 1 recorded the WRITE:
 /// kept in a [`digested_write`] record, else computed from the data the
 /// record holds.
@@ -233,9 +259,12 @@ pub fn recorded_digest(msg: &[u8]) -> u64 {
 /// The body hash of a WRITE's replay key: its fixed part without the FileId,
 /// then the digest of its data: from the request (`digest` when known, else
 /// computed), or from a [`digested_write`] record. `None` when the body is
-/// shorter than the fixed part.
+/// shorter than the fixed part, and for a [`spliced_write`] record.
 fn write_hash(body: &[u8], digest: Option<u64>) -> Option<u64> {
     let fixed = body.get(..WRITE_FIXED)?;
+    if fixed[..2] == SPLICED.to_le_bytes() {
+        return None;
+    }
     let mut head: [u8; 16] = fixed[..16].try_into().ok()?;
     let digest = if head[..2] == DIGESTED.to_le_bytes() && body.len() == WRITE_FIXED + 8 {
         head[..2].copy_from_slice(&49u16.to_le_bytes());
