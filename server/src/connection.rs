@@ -20,6 +20,9 @@ use crate::state::oplock::Notice;
 use crate::state::session::{AuthState, SessionCrypto};
 use crate::state::{lock, Server, Session};
 use crate::transport::Inbox;
+/// What a WRITE handler takes of its data left in the socket
+/// ([`ConnState::in_socket`], [`Inbox::lend`]).
+pub use crate::transport::{DataInSocket, Loan};
 
 /// Largest READ/WRITE/transact size the server offers.
 pub const MAX_IO: u32 = 8 * 1024 * 1024;
@@ -103,7 +106,7 @@ pub struct ConnState {
     /// The data of the WRITE being run whose head alone was read
     /// ([`crate::transport::WriteHead`]): its handler takes it to move it
     /// into the file; left here, it is dropped off the socket.
-    pub in_socket: Option<crate::transport::DataInSocket>,
+    pub in_socket: Option<DataInSocket>,
     /// Break notices for this connection's opens, queued by the file
     /// table ([`BreakSink`](crate::state::oplock::BreakSink)); the
     /// connection's task sends them through the pipeline.

@@ -935,6 +935,139 @@ mod tests {
         (Inbox::new(Some(Box::new(rd))), wr)
     }
 
+    /// [`pair`] whose inbox may leave a large WRITE's data in its socket.
+    async fn pair_with_socket() -> (Inbox, tokio::net::tcp::OwnedWriteHalf) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let dup = server.as_fd().try_clone_to_owned().expect("dup");
+        let (rd, _) = server.into_split();
+        let (_, wr) = client.into_split();
+        (Inbox::new(Some(Box::new(rd))).with_socket(dup), wr)
+    }
+
+    /// A framed WRITE of `data` (plain, alone), as a client sends it.
+    fn write_frame(data: &[u8]) -> Vec<u8> {
+        let mut m = BytesMut::new();
+        protocol::header::Header { command: protocol::header::Command::Write as u16, ..Default::default() }
+            .encode(&mut m);
+        protocol::msg::write::WriteRequest {
+            offset: 0,
+            file_id: protocol::msg::FileId { persistent: 1, volatile: 2 },
+            channel: 0,
+            remaining_bytes: 0,
+            flags: 0,
+            data,
+            write_channel_info: &[],
+        }
+        .encode(&mut m);
+        let mut f = vec![0, (m.len() >> 16) as u8, (m.len() >> 8) as u8, m.len() as u8];
+        f.extend_from_slice(&m);
+        f
+    }
+
+    /// Reads `n` bytes off the loan's socket (as a WRITE's move does, on a
+    /// blocking thread) and gives the loan back.
+    async fn take(loan: Loan, n: usize) -> Vec<u8> {
+        tokio::task::spawn_blocking(move || {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            while got.len() < n {
+                let want = (n - got.len()).min(buf.len());
+                // SAFETY: `buf` is writable for `want` bytes; the loan keeps the socket open.
+                let r = unsafe { libc::read(loan.sock().as_raw_fd(), buf.as_mut_ptr().cast(), want) };
+                if r > 0 {
+                    got.extend_from_slice(&buf[..r as usize]);
+                } else {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            loan.taken();
+            got
+        })
+        .await
+        .expect("take")
+    }
+
+    /// A large WRITE's head comes alone, its data left in the socket: lent
+    /// out and taken, the next frame is read after it; left untouched, it
+    /// is dropped off the socket; asked for whole, it is read.
+    #[tokio::test]
+    async fn a_write_head_comes_alone_and_its_data_stays_in_the_socket() {
+        let (mut inbox, mut wr) = pair_with_socket().await;
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+        let mut wire = write_frame(&data);
+        wire.extend(frame(70, 3));
+        wire.extend(write_frame(&data));
+        wire.extend(frame(71, 4));
+        wire.extend(write_frame(&data));
+        wire.extend(frame(72, 5));
+        // A WRITE too small to leave in the socket comes whole.
+        wire.extend(write_frame(&data[..RECV_FILE_FROM - 1]));
+        let writer = tokio::spawn(async move {
+            for piece in wire.chunks(77_777) {
+                wr.write_all(piece).await.expect("write");
+            }
+            wr
+        });
+        let Some(Incoming::Head(h)) = inbox.next_request().await else { panic!("a head") };
+        assert_eq!(h.head.len(), WRITE_HEAD);
+        assert_eq!(h.data.len(), data.len());
+        let loan = inbox.lend().expect("a TCP socket's inbox lends");
+        let mut got = h.data.pre.to_vec();
+        got.extend(take(loan, h.data.rest).await);
+        assert!(got == data, "the data off the socket");
+        let Some(Incoming::Frame(f)) = inbox.next_request().await else { panic!("a frame") };
+        assert_eq!((f.len(), f[0]), (70, 3));
+
+        let Some(Incoming::Head(h)) = inbox.next_request().await else { panic!("a head") };
+        inbox.lend().expect("loan").untouched(h.data.rest);
+        let Some(Incoming::Frame(f)) = inbox.next_request().await else { panic!("a frame") };
+        assert_eq!((f.len(), f[0]), (71, 4), "the untouched data was dropped");
+
+        let Some(Incoming::Head(h)) = inbox.next_request().await else { panic!("a head") };
+        let f = inbox.complete(h).await.expect("the whole frame");
+        assert!(f[..] == write_frame(&data)[4..], "completed as sent");
+        let Some(Incoming::Frame(f)) = inbox.next_request().await else { panic!("a frame") };
+        assert_eq!((f.len(), f[0]), (72, 5));
+        let Some(Incoming::Frame(f)) = inbox.next_request().await else { panic!("a small WRITE") };
+        assert_eq!(f.len(), WRITE_HEAD + RECV_FILE_FROM - 1);
+        drop(writer.await.expect("writer"));
+    }
+
+    /// A loan dropped without being given back (its move stopped part-way)
+    /// ends the stream: where the frame ends is lost.
+    #[tokio::test]
+    async fn a_loan_not_given_back_closes_the_inbox() {
+        let (mut inbox, mut wr) = pair_with_socket().await;
+        let data = vec![9u8; 200_000];
+        let mut wire = write_frame(&data);
+        wire.extend(frame(70, 3));
+        let writer = tokio::spawn(async move {
+            wr.write_all(&wire).await.expect("write");
+            wr
+        });
+        let Some(Incoming::Head(_)) = inbox.next_request().await else { panic!("a head") };
+        drop(inbox.lend().expect("loan"));
+        assert!(inbox.next_request().await.is_none());
+        drop(writer.await.expect("writer"));
+    }
+
+    /// `next_frame`, and an inbox without a socket, never stop at a head.
+    #[tokio::test]
+    async fn without_a_socket_a_write_comes_whole() {
+        let (mut inbox, mut wr) = pair().await;
+        let data = vec![7u8; 200_000];
+        let wire = write_frame(&data);
+        let writer = tokio::spawn(async move {
+            wr.write_all(&wire).await.expect("write");
+            wr
+        });
+        let Some(Incoming::Frame(f)) = inbox.next_request().await else { panic!("a whole frame") };
+        assert_eq!(f.len(), WRITE_HEAD + data.len());
+        drop(writer.await.expect("writer"));
+    }
+
     fn frame(len: usize, fill: u8) -> Vec<u8> {
         let mut f = vec![0, (len >> 16) as u8, (len >> 8) as u8, len as u8];
         f.resize(4 + len, fill);

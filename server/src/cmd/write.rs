@@ -16,7 +16,7 @@ use crate::state::files::access;
 use crate::state::lock;
 use crate::state::open::OpenKind;
 use crate::state::{Open, Server};
-use crate::transport::{DataInSocket, Loan};
+use crate::connection::{DataInSocket, Loan};
 use std::sync::Arc;
 
 /// The largest file NTFS holds, 16 TiB less 64 KiB: Windows fails a write
