@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use protocol::header::{Command, Header};
 use protocol::msg::create::create_disposition;
 use protocol::msg::negotiate::dialect;
-use protocol::msg::FileId;
 use protocol::NtStatus;
 use server::admin::{RecvfileStatus, Request, Response};
 use server::journal::{OpId, Record, RecordingJournal, WriteData};
