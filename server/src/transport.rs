@@ -626,15 +626,13 @@ impl Inbox {
                 head && (WRITE_HEAD + RECV_FILE_FROM..=MAX_FRAME).contains(&len) && self.buf.len() < 4 + len
             });
             if let Some(len) = recv {
-                if self.buf.len() >= 4 + WRITE_HEAD {
-                    if is_write_head(&self.buf[4..4 + WRITE_HEAD], len) {
-                        self.frame_started = None;
-                        let mut head = self.buf.split_to(4 + WRITE_HEAD);
-                        head.advance(4);
-                        let pre = self.buf.split().freeze();
-                        let rest = len - WRITE_HEAD - pre.len();
-                        return Some(Incoming::Head(WriteHead { head, data: DataInSocket { pre, rest } }));
-                    }
+                if self.buf.len() >= 4 + WRITE_HEAD && is_write_head(&self.buf[4..4 + WRITE_HEAD], len) {
+                    self.frame_started = None;
+                    let mut head = self.buf.split_to(4 + WRITE_HEAD);
+                    head.advance(4);
+                    let pre = self.buf.split().freeze();
+                    let rest = len - WRITE_HEAD - pre.len();
+                    return Some(Incoming::Head(WriteHead { head, data: DataInSocket { pre, rest } }));
                 }
             }
             // Until a possible head is in, it is read in small pieces.

@@ -507,68 +507,6 @@ fn cached_pages(file: BorrowedFd<'_>, offset: u64, len: u64) -> Option<u64> {
     (r == 0).then_some(st.nr_cache)
 }
 
-#[cfg(test)]
-mod tests {
-    use std::io::Write;
-
-    use super::*;
-    use std::os::fd::AsFd;
-
-    /// An entry's xattrs read through its directory answer the same with
-    /// the `*xattrat` calls and through `/proc`, symlinks not followed.
-    #[test]
-    fn xattrs_of_an_entry_both_ways() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("f"), b"").unwrap();
-        std::os::unix::fs::symlink("f", dir.path().join("l")).unwrap();
-        let f = std::fs::File::open(dir.path().join("f")).unwrap();
-        if set_xattr(f.as_fd(), c"user.t", b"value").is_err() {
-            return; // no user xattrs here
-        }
-        let d = std::fs::File::open(dir.path()).unwrap();
-        let at = XattrTarget::At(d.as_fd(), c"f");
-        let link = XattrTarget::At(d.as_fd(), c"l");
-        for xattrat in [true, false] {
-            XATTRAT.store(xattrat, Ordering::Relaxed);
-            let mut buf = [0u8; 16];
-            assert_eq!(get_xattr(at, c"user.t", &mut buf).unwrap(), Some(5));
-            assert_eq!(&buf[..5], b"value");
-            assert_eq!(get_xattr(at, c"user.none", &mut buf).unwrap(), None);
-            let mut small = [0u8; 2];
-            assert_eq!(get_xattr(at, c"user.t", &mut small).unwrap_err().raw_os_error(), Some(libc::ERANGE));
-            assert!(list_xattrs(at).unwrap().split(|&b| b == 0).any(|n| n == b"user.t"));
-            // The symlink's own xattrs (none), not its target's.
-            assert!(!list_xattrs(link).unwrap().split(|&b| b == 0).any(|n| n == b"user.t"));
-        }
-        XATTRAT.store(true, Ordering::Relaxed);
-    }
-
-    /// Pages dropped from the cache are read back in by `load` (it says
-    /// they were not all there, then they are); a range past the end of the
-    /// file is refused quietly.
-    #[test]
-    fn load_brings_pages_into_the_cache() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("f");
-        let mut f = std::fs::File::create(&path).expect("create");
-        f.write_all(&vec![1u8; 1 << 20]).expect("write");
-        f.sync_all().expect("sync");
-        let f = std::fs::File::open(&path).expect("open");
-        let Some(all) = cached_pages(f.as_fd(), 0, 1 << 20) else {
-            return; // a kernel before 6.5: nothing to check it with
-        };
-        assert!(all > 0);
-        // SAFETY: advice only; the file is open.
-        assert_eq!(unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) }, 0);
-        if cached_pages(f.as_fd(), 0, 1 << 20) != Some(0) {
-            return; // the file system kept them (nothing to show)
-        }
-        assert!(!load(f.as_fd(), 4096 + 10, 500_000), "the pages were dropped");
-        assert!(load(f.as_fd(), 4096 + 10, 500_000), "and are back");
-        assert!(!load(f.as_fd(), 2 << 20, 4096), "past the end");
-    }
-}
-
 /// A pipe (`pipe2`, close-on-exec), read end first, grown to `size` bytes
 /// where the system allows (`F_SETPIPE_SZ`); with its capacity.
 pub(crate) fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd, usize)> {
@@ -635,5 +573,67 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// An entry's xattrs read through its directory answer the same with
+    /// the `*xattrat` calls and through `/proc`, symlinks not followed.
+    #[test]
+    fn xattrs_of_an_entry_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"").unwrap();
+        std::os::unix::fs::symlink("f", dir.path().join("l")).unwrap();
+        let f = std::fs::File::open(dir.path().join("f")).unwrap();
+        if set_xattr(f.as_fd(), c"user.t", b"value").is_err() {
+            return; // no user xattrs here
+        }
+        let d = std::fs::File::open(dir.path()).unwrap();
+        let at = XattrTarget::At(d.as_fd(), c"f");
+        let link = XattrTarget::At(d.as_fd(), c"l");
+        for xattrat in [true, false] {
+            XATTRAT.store(xattrat, Ordering::Relaxed);
+            let mut buf = [0u8; 16];
+            assert_eq!(get_xattr(at, c"user.t", &mut buf).unwrap(), Some(5));
+            assert_eq!(&buf[..5], b"value");
+            assert_eq!(get_xattr(at, c"user.none", &mut buf).unwrap(), None);
+            let mut small = [0u8; 2];
+            assert_eq!(get_xattr(at, c"user.t", &mut small).unwrap_err().raw_os_error(), Some(libc::ERANGE));
+            assert!(list_xattrs(at).unwrap().split(|&b| b == 0).any(|n| n == b"user.t"));
+            // The symlink's own xattrs (none), not its target's.
+            assert!(!list_xattrs(link).unwrap().split(|&b| b == 0).any(|n| n == b"user.t"));
+        }
+        XATTRAT.store(true, Ordering::Relaxed);
+    }
+
+    /// Pages dropped from the cache are read back in by `load` (it says
+    /// they were not all there, then they are); a range past the end of the
+    /// file is refused quietly.
+    #[test]
+    fn load_brings_pages_into_the_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let mut f = std::fs::File::create(&path).expect("create");
+        f.write_all(&vec![1u8; 1 << 20]).expect("write");
+        f.sync_all().expect("sync");
+        let f = std::fs::File::open(&path).expect("open");
+        let Some(all) = cached_pages(f.as_fd(), 0, 1 << 20) else {
+            return; // a kernel before 6.5: nothing to check it with
+        };
+        assert!(all > 0);
+        // SAFETY: advice only; the file is open.
+        assert_eq!(unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) }, 0);
+        if cached_pages(f.as_fd(), 0, 1 << 20) != Some(0) {
+            return; // the file system kept them (nothing to show)
+        }
+        assert!(!load(f.as_fd(), 4096 + 10, 500_000), "the pages were dropped");
+        assert!(load(f.as_fd(), 4096 + 10, 500_000), "and are back");
+        assert!(!load(f.as_fd(), 2 << 20, 4096), "past the end");
     }
 }

@@ -252,13 +252,13 @@ fn a_client_that_goes_away_mid_data_gets_no_answer() {
     let last_write = rec
         .records()
         .iter()
-        .filter_map(|r| match r {
+        .rev()
+        .find_map(|r| match r {
             Record::PreAck { op, frame, .. } if Header::parse(frame).unwrap().command == Command::Write as u16 => {
                 Some(*op)
             }
             _ => None,
         })
-        .last()
         .expect("the WRITE's point 1");
     assert!(
         !rec.records().iter().any(|r| matches!(r, Record::PostCompletion { op, .. } if *op == last_write)),
