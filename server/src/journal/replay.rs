@@ -633,6 +633,25 @@ mod tests {
     /// data (not the data) gives the WRITE's own key, whatever the data's
     /// size; the record is no WRITE request to anything that parses one.
     #[test]
+    fn a_spliced_write_record_has_no_key() {
+        let data = vec![3u8; 65536];
+        let (h, m) = msg(Command::Write, 0, 3, 10, &write_body(F, 1 << 20, &data));
+        let record = spliced_write(&m[..HEADER_LEN + WRITE_FIXED]).unwrap();
+        assert_eq!(record.len(), HEADER_LEN + WRITE_FIXED);
+        assert_eq!(record, spliced_write(&m).unwrap(), "the fixed part alone, whatever follows");
+        // No key from the record, as a restart or the partner reads it (the
+        // pipeline gives the running WRITE none either, `Chain::spliced`).
+        assert_eq!(ReplayKey::of(&Header::parse(&record).unwrap(), &record, None), None);
+        assert!(ReplayKey::of(&h, &m, None).is_some(), "the WRITE itself, read whole, has one");
+        // Neither redone nor taken for a request.
+        assert!(protocol::msg::write::WriteRequest::parse(&record).is_err());
+        assert!(protocol::msg::write::WriteRequest::parse_head(&record).is_err());
+        let (head, len) = protocol::msg::write::WriteRequest::parse_head(&m[..HEADER_LEN + WRITE_FIXED]).unwrap();
+        assert_eq!((head.offset, head.file_id, head.data.len(), len), (1 << 20, F, 0, 65536));
+        assert_eq!(spliced_write(&m[..HEADER_LEN + 10]), None);
+    }
+
+    #[test]
     fn a_digested_write_record_gives_the_key_of_its_write() {
         for len in [9, 4096, 65536, 1 << 20] {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
