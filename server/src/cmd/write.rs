@@ -4,9 +4,8 @@ use bytes::BytesMut;
 use protocol::msg::write::{WriteRequest, WriteResponse};
 use protocol::NtStatus;
 
-use std::sync::atomic::Ordering;
-
 use super::bad;
+use crate::connection::{DataInSocket, Loan};
 use crate::fs;
 use crate::fs::splice::Stopped;
 use crate::handler::{Ctx, HResult, Resp};
@@ -16,7 +15,7 @@ use crate::state::files::access;
 use crate::state::lock;
 use crate::state::open::OpenKind;
 use crate::state::{Open, Server};
-use crate::connection::{DataInSocket, Loan};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The largest file NTFS holds, 16 TiB less 64 KiB: Windows fails a write
