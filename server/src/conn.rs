@@ -10,6 +10,7 @@
 //! `handshake_timeout_s` is closed ([`crate::config::Limits`]).
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,13 +22,17 @@ use tracing::{debug, info};
 use crate::connection::{leave_channel, ConnState};
 use crate::pipeline::{self, Flow};
 use crate::state::{lock, Server};
-use crate::transport::{far_future, write_replies, Inbox, Outflow, Reader, Reply, Writer, OUT_QUEUE};
+use crate::transport::{far_future, write_replies, Inbox, Incoming, Outflow, Reader, Reply, Writer, OUT_QUEUE};
 
 /// Serves one TCP connection until the peer goes away or sends garbage.
 pub async fn serve(server: Arc<Server>, sock: TcpStream, peer: SocketAddr, id: u64) {
     let local = sock.local_addr().ok();
+    // A second descriptor of the socket, for WRITEs whose data is moved
+    // from it into their files (`Inbox::lend`): it stays open while one is
+    // being moved, whatever becomes of the connection's halves meanwhile.
+    let dup = sock.as_fd().try_clone_to_owned().ok();
     let (rd, wr) = sock.into_split();
-    serve_on(server, Box::new(rd), Writer::Tcp(wr), peer, local, id).await
+    serve_on(server, Box::new(rd), Writer::Tcp(wr), peer, local, id, dup).await
 }
 
 /// Serves one connection over any byte stream: [`serve`] for TCP, an
@@ -40,12 +45,13 @@ pub async fn serve_stream(
     local: Option<SocketAddr>,
     id: u64,
 ) {
-    serve_on(server, rd, Writer::Stream(wr), peer, local, id).await
+    serve_on(server, rd, Writer::Stream(wr), peer, local, id, None).await
 }
 
 /// [`serve_stream`] or [`serve`]: on a TCP socket ([`Writer::Tcp`]) point 4
-/// waits for its acknowledgements, and large READ answers may be sent
-/// with `sendfile`.
+/// waits for its acknowledgements, large READ answers may be sent with
+/// `sendfile`, and large WRITEs' data moved into their files with `splice`
+/// (`sock`, the socket's second descriptor).
 async fn serve_on(
     server: Arc<Server>,
     rd: Reader,
@@ -53,6 +59,7 @@ async fn serve_on(
     peer: SocketAddr,
     local: Option<SocketAddr>,
     id: u64,
+    sock: Option<std::os::fd::OwnedFd>,
 ) {
     debug!("connected");
     let limits = &server.cfg.limits;
@@ -65,7 +72,10 @@ async fn serve_on(
     };
     let stall = Duration::from_secs(limits.send_timeout_s);
     let writer = tokio::spawn(write_replies(wr, rx, outflow.clone(), stall, answered));
-    let inbox = Inbox::bounded(rd, outflow, Duration::from_secs(limits.frame_timeout_s));
+    let mut inbox = Inbox::bounded(rd, outflow, Duration::from_secs(limits.frame_timeout_s));
+    if let Some(sock) = sock {
+        inbox = inbox.with_socket(sock);
+    }
     let mut conn = ConnState::new(server.clone(), peer, id, tx, inbox);
     conn.local = local;
     conn.sends_files = sends_files;
@@ -81,8 +91,9 @@ async fn serve_on(
             biased;
             Some(notice) = conn.notices.recv() => pipeline::send_notice(&mut conn, notice).await,
             Some(resume) = conn.resumes.recv() => if resume(&mut conn).await { Flow::Continue } else { Flow::Close },
-            f = conn.inbox.next_frame() => match f {
-                Some(frame) => pipeline::handle(&mut conn, frame).await,
+            f = conn.inbox.next_request() => match f {
+                Some(Incoming::Frame(frame)) => pipeline::handle(&mut conn, frame).await,
+                Some(Incoming::Head(head)) => pipeline::handle_write_head(&mut conn, head).await,
                 None => Flow::Close,
             },
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {

@@ -20,6 +20,9 @@ use crate::state::oplock::Notice;
 use crate::state::session::{AuthState, SessionCrypto};
 use crate::state::{lock, Server, Session};
 use crate::transport::Inbox;
+/// What a WRITE handler takes of its data left in the socket
+/// ([`ConnState::in_socket`], [`Inbox::lend`]).
+pub use crate::transport::{DataInSocket, Loan};
 
 /// Largest READ/WRITE/transact size the server offers.
 pub const MAX_IO: u32 = 8 * 1024 * 1024;
@@ -100,6 +103,10 @@ pub struct ConnState {
     pub io_slots: Arc<tokio::sync::Semaphore>,
     /// Where requests come from.
     pub inbox: Inbox,
+    /// The data of the WRITE being run whose head alone was read
+    /// ([`crate::transport::WriteHead`]): its handler takes it to move it
+    /// into the file; left here, it is dropped off the socket.
+    pub in_socket: Option<DataInSocket>,
     /// Break notices for this connection's opens, queued by the file
     /// table ([`BreakSink`](crate::state::oplock::BreakSink)); the
     /// connection's task sends them through the pipeline.
@@ -152,6 +159,7 @@ impl ConnState {
             pending: Arc::new(Mutex::new(HashMap::new())),
             io_slots: Arc::new(tokio::sync::Semaphore::new(MAX_DEFERRED)),
             inbox,
+            in_socket: None,
             notices,
             notice_tx,
             resumes,

@@ -134,7 +134,13 @@ impl Resources {
         }
         let max_opens_per_session = limits.max_opens_per_session.min(max_opens / 2).max(1);
         tracing::info!(max_connections, max_opens, max_opens_per_session, "resource limits");
-        Resources { limits: limits.clone(), max_connections, max_opens, max_opens_per_session, counters: Arc::default() }
+        Resources {
+            limits: limits.clone(),
+            max_connections,
+            max_opens,
+            max_opens_per_session,
+            counters: Arc::default(),
+        }
     }
 
     /// Connections allowed in all.
@@ -318,6 +324,25 @@ pub struct SendStats {
     /// Their bytes read and written instead (no `sendfile` on the stream or
     /// the file system).
     pub copied_bytes: AtomicU64,
+}
+
+/// What WRITEs took from their sockets straight into their files
+/// ([`crate::transport::WriteHead`]), shared by the server's connections.
+#[derive(Debug, Default)]
+pub struct RecvStats {
+    /// WRITEs whose data was moved so, whole.
+    pub writes: AtomicU64,
+    /// Their bytes moved with `splice`.
+    pub spliced_bytes: AtomicU64,
+    /// Their bytes read and written instead (no `splice` on the socket or
+    /// the file system).
+    pub copied_bytes: AtomicU64,
+    /// Their bytes the connection had read already with the WRITE's head,
+    /// written from memory.
+    pub buffered_bytes: AtomicU64,
+    /// WRITEs whose data stopped part-way (the client went, or the file
+    /// refused it): their connections closed unanswered.
+    pub cut: AtomicU64,
 }
 
 #[cfg(test)]

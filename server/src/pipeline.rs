@@ -108,14 +108,90 @@ pub async fn handle(conn: &mut ConnState, frame: BytesMut) -> Flow {
                 warn!(session = session_id, "an encrypted request names another session: closing");
                 return Flow::Close;
             }
-            process(conn, plain, true, Some((crypto, session_id))).await
+            process(conn, plain, true, Some((crypto, session_id)), false).await
         }
-        [0xFE, b'S', b'M', b'B'] => process(conn, frame.freeze(), false, None).await,
+        [0xFE, b'S', b'M', b'B'] => process(conn, frame.freeze(), false, None, false).await,
         _ => {
             debug!("unknown protocol id: closing");
             Flow::Close
         }
     }
+}
+
+/// The door in for a large WRITE whose head alone was read
+/// ([`crate::transport::WriteHead`]): when its data can go from the socket
+/// into the file as it is ([`data_may_stay_in_socket`]), the WRITE runs on
+/// its head, and its handler moves the data ([`cmd::write`]); data that no
+/// handler took (the WRITE failed before) is dropped off the socket after
+/// the answer. Otherwise the rest of the frame is read and it runs as any
+/// other.
+pub async fn handle_write_head(conn: &mut ConnState, h: crate::transport::WriteHead) -> Flow {
+    if !data_may_stay_in_socket(conn, &h) {
+        return match conn.inbox.complete(h).await {
+            Some(frame) => handle(conn, frame).await,
+            None => Flow::Close,
+        };
+    }
+    conn.in_socket = Some(h.data);
+    let flow = process(conn, h.head.freeze(), false, None, true).await;
+    if let Some(d) = conn.in_socket.take() {
+        conn.inbox.skip(d.rest);
+    }
+    flow
+}
+
+/// Whether a WRITE's data may go from the socket into its file without
+/// passing through memory: the answer is neither signed nor encrypted
+/// (the same choices as [`run_chain`]'s; a signature covers the data), on
+/// a valid session of this connection, in a tree that does not require
+/// encryption; the open is a file's, not a named stream's, written at
+/// offsets (not append-only: an append records where its data went with
+/// its digest, [`crate::journal::Decision`]); and the journal does not keep
+/// the data in its point-1 record ([`crate::journal::WriteData`]). Anything
+/// that would refuse the WRITE later (access, locks, range, space) is the
+/// handler's, which answers it with the data dropped off the socket.
+fn data_may_stay_in_socket(conn: &ConnState, h: &crate::transport::WriteHead) -> bool {
+    use crate::state::files::access;
+    use crate::state::open::OpenKind;
+    let Ok(hdr) = Header::parse(&h.head) else {
+        return false;
+    };
+    let len = h.data.len();
+    let server = &conn.server;
+    let journal_ok =
+        !server.journal.keeps_replies() || server.journal.write_data(len) != crate::journal::WriteData::InRecord;
+    if !conn.sends_files || !conn.negotiated() || len > conn.max_io() as usize || !journal_ok {
+        return false;
+    }
+    let Some(session) = conn.session(hdr.session_id) else {
+        return false;
+    };
+    if !session.is_valid()
+        || signing_for(conn, &hdr, false).is_some()
+        || encryption_for_hdr(conn, &hdr).is_some()
+        || conn.signing_crypto(&session).is_some_and(|c| c.encrypt_data && conn.dialect >= 0x0300)
+    {
+        return false;
+    }
+    let Some(tree) = session.tree(hdr.tree_id) else {
+        return false;
+    };
+    if tree.encrypt {
+        return false;
+    }
+    let Ok((req, _)) = protocol::msg::write::WriteRequest::parse_head(&h.head) else {
+        return false;
+    };
+    let Some(open) = session.open(req.file_id.volatile) else {
+        return false;
+    };
+    if open.persistent_id != req.file_id.persistent || open.tree.id != tree.id || open.is_dir {
+        return false;
+    }
+    let OpenKind::Fs(handle) = &open.kind else {
+        return false;
+    };
+    !handle.is_stream() && open.access & access::FILE_WRITE_DATA != 0
 }
 
 /// An SMB1 NEGOTIATE that offers SMB2 gets the SMB2 negotiate upgrade
@@ -238,6 +314,9 @@ fn names_another_session(conn: &ConnState, msg: &[u8], sid: u64) -> bool {
 struct Chain {
     msg: Bytes,
     op: OpId,
+    /// A WRITE's head whose data is in the socket ([`handle_write_head`]):
+    /// it has no replay key ([`journal::spliced_write`]).
+    spliced: bool,
     /// The [`journal::write_digest`] point 1 took of a lone WRITE's data.
     write_digest: Option<u64>,
     encrypted: bool,
@@ -302,12 +381,20 @@ async fn process(
     msg: Bytes,
     encrypted: bool,
     transform_session: Option<(Arc<SessionCrypto>, u64)>,
+    spliced: bool,
 ) -> Flow {
     let server = conn.server.clone();
     // Point 1. A full journal holds the connection back (nothing more is read
     // or answered) until the record fits; any other failure ends it.
     let conn_id = conn.id;
-    let (recorded, write_digest) = point1_bytes(&server, &msg);
+    let (recorded, write_digest) = if spliced {
+        match journal::spliced_write(&msg) {
+            Some(r) => (std::borrow::Cow::Owned(r), None),
+            None => return Flow::Close,
+        }
+    } else {
+        point1_bytes(&server, &msg)
+    };
     let Some(op) = point1(&server, conn_id, &recorded).await else {
         return Flow::Close;
     };
@@ -321,6 +408,7 @@ async fn process(
     let chain = Chain {
         msg,
         op,
+        spliced,
         write_digest,
         encrypted,
         encrypt_reply: transform_session,
@@ -389,7 +477,7 @@ async fn run_chain(conn: &mut ConnState, mut c: Chain, mut out: Vec<OutElement>)
         // The element's replay key, when its answer is saved for a replay
         // (DESIGN.md, "Exactly once"); with a lone WRITE's digest, if point 1
         // took it (its frame is this element).
-        let replay_key = if server.journal.keeps_replies() && ReplayKey::saves_answer(&hdr) {
+        let replay_key = if server.journal.keeps_replies() && ReplayKey::saves_answer(&hdr) && !c.spliced {
             let digest = if c.index == 0 && hdr.next_command == 0 { c.write_digest } else { None };
             ReplayKey::of_digested(&hdr, &elem, if related { c.file_id } else { None }, digest)
                 .filter(ReplayKey::answered_from_saved)
@@ -1243,6 +1331,12 @@ async fn spawn_deferred(
             Ok(r) => r,
             Err(s) => error_resp(s),
         };
+        if resp.no_response {
+            // Given up part-way (a WRITE whose data stopped coming): no
+            // answer, no point 3; the connection closes.
+            let _ = tx.send(crate::transport::CLOSE_FRAME.into()).await;
+            return;
+        }
         if fence.crossed() {
             // A change on disk was fenced (`pair::fence`): no answer, no point 3.
             warn!(mid = hdr.message_id, "a change on disk was fenced (no lease on our share set): closing");

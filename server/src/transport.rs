@@ -30,7 +30,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +38,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -105,7 +105,6 @@ pub struct FileRegion {
     pub len: usize,
     pub lease: crate::alloc::Lease,
 }
-
 
 /// Told of each operation whose reply the client's TCP acknowledged (point 4).
 pub type Acked = Arc<dyn Fn(ids::OpId) + Send + Sync>;
@@ -364,12 +363,187 @@ pub struct Inbox {
     /// (a deferred WRITE holds its frame until written) or the next frame
     /// is asked for.
     last: Option<crate::alloc::Lease>,
+    /// The TCP socket's descriptor (a duplicate): a large WRITE's data may
+    /// be left in it for the WRITE to move into its file ([`WriteHead`]).
+    sock: Option<Arc<OwnedFd>>,
+    /// The rest of a frame is lent out ([`Inbox::lend`]): nothing is read
+    /// until the borrower says how it left the socket.
+    hold: Option<oneshot::Receiver<Returned>>,
+    /// Bytes of a frame still in the socket that nobody wants: read and
+    /// dropped before the next frame ([`Inbox::skip`]).
+    skip: usize,
+}
+
+/// What comes off a connection: a whole frame, or the head of a large
+/// WRITE whose data is still (mostly) in the socket.
+pub enum Incoming {
+    Frame(BytesMut),
+    Head(WriteHead),
+}
+
+/// A large WRITE alone in its frame, read as far as its fixed part
+/// ([`WRITE_HEAD`] bytes: the SMB2 header and the 48 bytes before the
+/// data, which runs to the end of the frame). The pipeline either has its
+/// data moved from the socket into the file ([`Inbox::lend`]), or reads
+/// the rest of the frame ([`Inbox::complete`]).
+pub struct WriteHead {
+    /// The SMB2 header and the WRITE's fixed part.
+    pub head: BytesMut,
+    pub data: DataInSocket,
+}
+
+/// A WRITE's data: the bytes read already, and how many more the socket
+/// holds.
+#[derive(Debug)]
+pub struct DataInSocket {
+    pub pre: Bytes,
+    pub rest: usize,
+}
+
+impl DataInSocket {
+    pub fn len(&self) -> usize {
+        self.pre.len() + self.rest
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How a lent frame's rest left the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Returned {
+    /// All of it was taken.
+    Taken,
+    /// None of it: these bytes are to be read and dropped.
+    Untouched(usize),
+}
+
+/// The rest of a frame, lent by the inbox to whoever moves it off the
+/// socket ([`Inbox::lend`]). Dropped without [`Loan::taken`] or
+/// [`Loan::untouched`] (the move failed part-way, or never ran), it closes
+/// the connection: the frame cannot be found the end of.
+pub struct Loan {
+    sock: Arc<OwnedFd>,
+    /// By when the bytes must have come (the frame time-out).
+    pub deadline: std::time::Instant,
+    done: Option<oneshot::Sender<Returned>>,
+}
+
+impl Loan {
+    /// The socket to read the bytes from.
+    pub fn sock(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// Every byte lent was taken off the socket.
+    pub fn taken(mut self) {
+        if let Some(d) = self.done.take() {
+            let _ = d.send(Returned::Taken);
+        }
+    }
+
+    /// None were: the inbox drops the `n` bytes before the next frame.
+    pub fn untouched(mut self, n: usize) {
+        if let Some(d) = self.done.take() {
+            let _ = d.send(Returned::Untouched(n));
+        }
+    }
+}
+
+/// The bytes of a WRITE's head: the SMB2 header and the fixed part
+/// ([MS-SMB2] 2.2.21), 0x70.
+pub const WRITE_HEAD: usize = protocol::header::HEADER_LEN + 48;
+/// A WRITE with at least this much data, alone in its frame, may have its
+/// data moved from the socket into its file.
+pub const RECV_FILE_FROM: usize = 64 * 1024;
+
+/// Whether `head` (the first [`WRITE_HEAD`] bytes of a frame of `len`
+/// bytes) is a WRITE whose data may be left in the socket: SMB2, not part
+/// of a compound, neither signed nor a replay nor async, its data right
+/// after its fixed part and running to the frame's end, at least
+/// [`RECV_FILE_FROM`] of it, and no channel information (not RDMA). The
+/// rest (session, signing, the open) is the pipeline's to judge.
+fn is_write_head(head: &[u8], len: usize) -> bool {
+    use protocol::header::flags;
+    let Ok(h) = protocol::header::Header::parse(head) else {
+        return false;
+    };
+    let body = &head[protocol::header::HEADER_LEN..];
+    let u16_at = |at: usize| u16::from_le_bytes([body[at], body[at + 1]]);
+    let u32_at = |at: usize| u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
+    head.len() == WRITE_HEAD
+        && head[..4] == [0xFE, b'S', b'M', b'B']
+        && h.command == protocol::header::Command::Write as u16
+        && h.next_command == 0
+        && h.flags & (flags::SIGNED | flags::RELATED_OPERATIONS | flags::REPLAY_OPERATION | flags::ASYNC_COMMAND) == 0
+        && u16_at(0) == 49
+        && usize::from(u16_at(2)) == WRITE_HEAD
+        && u32_at(4) as usize == len - WRITE_HEAD
+        && len - WRITE_HEAD >= RECV_FILE_FROM
+        && u32_at(32) == 0
+        && u16_at(40) == 0
+        && u16_at(42) == 0
 }
 
 impl Inbox {
     pub fn new(rd: Option<Reader>) -> Inbox {
         let frame_timeout = Duration::from_secs(crate::config::Limits::default().frame_timeout_s);
-        Inbox { rd, buf: BytesMut::new(), outflow: None, frame_timeout, frame_started: None, lease: None, last: None }
+        Inbox {
+            rd,
+            buf: BytesMut::new(),
+            outflow: None,
+            frame_timeout,
+            frame_started: None,
+            lease: None,
+            last: None,
+            sock: None,
+            hold: None,
+            skip: 0,
+        }
+    }
+
+    /// Lets a large WRITE's data be left in the TCP socket `sock` (a
+    /// duplicate of the connection's descriptor) for its WRITE to move
+    /// ([`Inbox::next_request`]).
+    pub fn with_socket(mut self, sock: OwnedFd) -> Inbox {
+        self.sock = Some(Arc::new(sock));
+        self
+    }
+
+    /// Lends the rest of the frame whose head was last returned: the
+    /// borrower moves it off the socket, and nothing is read until it says
+    /// how ([`Loan`]). `None` on a stream that is not a TCP socket.
+    pub fn lend(&mut self) -> Option<Loan> {
+        let sock = self.sock.clone()?;
+        let (tx, rx) = oneshot::channel();
+        self.hold = Some(rx);
+        let deadline = std::time::Instant::now() + self.frame_timeout;
+        Some(Loan { sock, deadline, done: Some(tx) })
+    }
+
+    /// Drops the next `n` bytes of the stream (the data of a WRITE that was
+    /// answered without it) before reading the next frame.
+    pub fn skip(&mut self, n: usize) {
+        self.skip += n;
+    }
+
+    /// The whole frame of `h`: the rest of its data read off the socket.
+    pub async fn complete(&mut self, h: WriteHead) -> Option<BytesMut> {
+        let len = h.head.len() + h.data.len();
+        let mut buf = BytesMut::with_capacity(4 + h.head.len() + h.data.pre.len() + self.buf.len());
+        buf.put_u8(0);
+        buf.put_u8((len >> 16) as u8);
+        buf.put_u8((len >> 8) as u8);
+        buf.put_u8(len as u8);
+        buf.extend_from_slice(&h.head);
+        buf.extend_from_slice(&h.data.pre);
+        buf.extend_from_slice(&self.buf);
+        self.buf = buf;
+        match self.next(false).await? {
+            Incoming::Frame(f) => Some(f),
+            Incoming::Head(_) => None,
+        }
     }
 
     /// An inbox that waits for `outflow` to have room before each request
@@ -405,15 +579,65 @@ impl Inbox {
     /// lease goes with it ([`Inbox::take_lease`]). Without room, it is read
     /// as any other frame, its buffer growing only as its bytes arrive.
     pub async fn next_frame(&mut self) -> Option<BytesMut> {
+        match self.next(false).await? {
+            Incoming::Frame(f) => Some(f),
+            Incoming::Head(_) => None,
+        }
+    }
+
+    /// [`Inbox::next_frame`], or, on a TCP socket ([`Inbox::with_socket`]),
+    /// the head of a large WRITE whose data is still in the socket
+    /// ([`is_write_head`]): it is not read further, and the pipeline takes
+    /// its data ([`Inbox::lend`], [`Inbox::skip`]) or the rest of the frame
+    /// ([`Inbox::complete`]). Cancel-safe as `next_frame`.
+    pub async fn next_request(&mut self) -> Option<Incoming> {
+        self.next(true).await
+    }
+
+    async fn next(&mut self, heads: bool) -> Option<Incoming> {
         // The last frame's request is done, unless it took its lease.
         self.last = None;
+        if let Some(rx) = &mut self.hold {
+            let r = rx.await;
+            self.hold = None;
+            match r {
+                Ok(Returned::Taken) => {}
+                Ok(Returned::Untouched(n)) => self.skip += n,
+                Err(_) => {
+                    debug!("closing: a WRITE's data was cut short in the socket");
+                    return None;
+                }
+            }
+        }
         loop {
+            if self.skip > 0 {
+                self.drop_skipped().await?;
+                continue;
+            }
             if let Some(out) = &self.outflow {
                 if !out.room().await {
                     return None;
                 }
             }
-            let big = self.pending_len().filter(|len| (LEASE_FROM..=MAX_FRAME).contains(len));
+            // A large WRITE's head: returned as soon as it is in, before a
+            // buffer is taken for its frame.
+            let head = heads && self.sock.is_some();
+            let recv = self.pending_len().filter(|&len| {
+                head && (WRITE_HEAD + RECV_FILE_FROM..=MAX_FRAME).contains(&len) && self.buf.len() < 4 + len
+            });
+            if let Some(len) = recv {
+                if self.buf.len() >= 4 + WRITE_HEAD && is_write_head(&self.buf[4..4 + WRITE_HEAD], len) {
+                    self.frame_started = None;
+                    let mut head = self.buf.split_to(4 + WRITE_HEAD);
+                    head.advance(4);
+                    let pre = self.buf.split().freeze();
+                    let rest = len - WRITE_HEAD - pre.len();
+                    return Some(Incoming::Head(WriteHead { head, data: DataInSocket { pre, rest } }));
+                }
+            }
+            // Until a possible head is in, it is read in small pieces.
+            let small = recv.is_some() && self.buf.len() < 4 + WRITE_HEAD;
+            let big = self.pending_len().filter(|len| !small && (LEASE_FROM..=MAX_FRAME).contains(len));
             if let (Some(len), None) = (big, &self.lease) {
                 self.lease = crate::alloc::try_lease(len);
             }
@@ -436,7 +660,7 @@ impl Inbox {
                         // read past it goes to a buffer of its own.
                         self.buf = BytesMut::from(&self.buf[..]);
                     }
-                    return Some(frame);
+                    return Some(Incoming::Frame(frame));
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -460,8 +684,9 @@ impl Inbox {
                     // No further than the frame's end.
                     let left = 4 + len - buf.len();
                     rd.read_buf(&mut buf.limit(left)).await
-                } else if buf.is_empty() {
-                    let n = rd.read(&mut first).await?;
+                } else if buf.is_empty() || small {
+                    let want = if small { 4 + WRITE_HEAD - buf.len() } else { first.len() };
+                    let n = rd.read(&mut first[..want]).await?;
                     buf.extend_from_slice(&first[..n]);
                     Ok(n)
                 } else {
@@ -485,6 +710,38 @@ impl Inbox {
                 _ = stopped(&self.outflow) => return None,
             }
         }
+    }
+}
+
+impl Inbox {
+    /// Reads and drops the bytes [`Inbox::skip`] asked for (those in the
+    /// buffer first), within the frame time-out; `None` when the stream
+    /// ended or the time ran out.
+    async fn drop_skipped(&mut self) -> Option<()> {
+        let k = self.skip.min(self.buf.len());
+        self.buf.advance(k);
+        self.skip -= k;
+        if self.skip == 0 {
+            return Some(());
+        }
+        let started = *self.frame_started.get_or_insert_with(Instant::now);
+        let rd = self.rd.as_mut()?;
+        let mut scratch = vec![0u8; self.skip.min(READ_CHUNK)];
+        while self.skip > 0 {
+            let want = self.skip.min(scratch.len());
+            tokio::select! {
+                r = rd.read(&mut scratch[..want]) => match r {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => self.skip -= n,
+                },
+                _ = tokio::time::sleep_until(started + self.frame_timeout) => {
+                    info!("closing: a WRITE's data left unfinished for {:?}", self.frame_timeout);
+                    return None;
+                }
+            }
+        }
+        self.frame_started = None;
+        Some(())
     }
 }
 
@@ -531,7 +788,13 @@ async fn stopped(outflow: &Option<Arc<Outflow>>) {
 /// [`CLOSE_FRAME`] came) and all is written, on a write error, when a file
 /// region's file has shrunk below what its frame announced, or when the
 /// client has read nothing for `stall`.
-pub async fn write_replies(mut wr: Writer, mut rx: mpsc::Receiver<Reply>, out: Arc<Outflow>, stall: Duration, acked: Acked) {
+pub async fn write_replies(
+    mut wr: Writer,
+    mut rx: mpsc::Receiver<Reply>,
+    out: Arc<Outflow>,
+    stall: Duration,
+    acked: Acked,
+) {
     let tcp = wr.tcp();
     let mut queue: VecDeque<Chunk> = VecDeque::new();
     // The operation each queued frame finishes, by the frame's end in the
@@ -670,6 +933,139 @@ mod tests {
         (Inbox::new(Some(Box::new(rd))), wr)
     }
 
+    /// [`pair`] whose inbox may leave a large WRITE's data in its socket.
+    async fn pair_with_socket() -> (Inbox, tokio::net::tcp::OwnedWriteHalf) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let dup = server.as_fd().try_clone_to_owned().expect("dup");
+        let (rd, _) = server.into_split();
+        let (_, wr) = client.into_split();
+        (Inbox::new(Some(Box::new(rd))).with_socket(dup), wr)
+    }
+
+    /// A framed WRITE of `data` (plain, alone), as a client sends it.
+    fn write_frame(data: &[u8]) -> Vec<u8> {
+        let mut m = BytesMut::new();
+        protocol::header::Header { command: protocol::header::Command::Write as u16, ..Default::default() }
+            .encode(&mut m);
+        protocol::msg::write::WriteRequest {
+            offset: 0,
+            file_id: protocol::msg::FileId { persistent: 1, volatile: 2 },
+            channel: 0,
+            remaining_bytes: 0,
+            flags: 0,
+            data,
+            write_channel_info: &[],
+        }
+        .encode(&mut m);
+        let mut f = vec![0, (m.len() >> 16) as u8, (m.len() >> 8) as u8, m.len() as u8];
+        f.extend_from_slice(&m);
+        f
+    }
+
+    /// Reads `n` bytes off the loan's socket (as a WRITE's move does, on a
+    /// blocking thread) and gives the loan back.
+    async fn take(loan: Loan, n: usize) -> Vec<u8> {
+        tokio::task::spawn_blocking(move || {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            while got.len() < n {
+                let want = (n - got.len()).min(buf.len());
+                // SAFETY: `buf` is writable for `want` bytes; the loan keeps the socket open.
+                let r = unsafe { libc::read(loan.sock().as_raw_fd(), buf.as_mut_ptr().cast(), want) };
+                if r > 0 {
+                    got.extend_from_slice(&buf[..r as usize]);
+                } else {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            loan.taken();
+            got
+        })
+        .await
+        .expect("take")
+    }
+
+    /// A large WRITE's head comes alone, its data left in the socket: lent
+    /// out and taken, the next frame is read after it; left untouched, it
+    /// is dropped off the socket; asked for whole, it is read.
+    #[tokio::test]
+    async fn a_write_head_comes_alone_and_its_data_stays_in_the_socket() {
+        let (mut inbox, mut wr) = pair_with_socket().await;
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+        let mut wire = write_frame(&data);
+        wire.extend(frame(70, 3));
+        wire.extend(write_frame(&data));
+        wire.extend(frame(71, 4));
+        wire.extend(write_frame(&data));
+        wire.extend(frame(72, 5));
+        // A WRITE too small to leave in the socket comes whole.
+        wire.extend(write_frame(&data[..RECV_FILE_FROM - 1]));
+        let writer = tokio::spawn(async move {
+            for piece in wire.chunks(77_777) {
+                wr.write_all(piece).await.expect("write");
+            }
+            wr
+        });
+        let Some(Incoming::Head(h)) = inbox.next_request().await else { panic!("a head") };
+        assert_eq!(h.head.len(), WRITE_HEAD);
+        assert_eq!(h.data.len(), data.len());
+        let loan = inbox.lend().expect("a TCP socket's inbox lends");
+        let mut got = h.data.pre.to_vec();
+        got.extend(take(loan, h.data.rest).await);
+        assert!(got == data, "the data off the socket");
+        let Some(Incoming::Frame(f)) = inbox.next_request().await else { panic!("a frame") };
+        assert_eq!((f.len(), f[0]), (70, 3));
+
+        let Some(Incoming::Head(h)) = inbox.next_request().await else { panic!("a head") };
+        inbox.lend().expect("loan").untouched(h.data.rest);
+        let Some(Incoming::Frame(f)) = inbox.next_request().await else { panic!("a frame") };
+        assert_eq!((f.len(), f[0]), (71, 4), "the untouched data was dropped");
+
+        let Some(Incoming::Head(h)) = inbox.next_request().await else { panic!("a head") };
+        let f = inbox.complete(h).await.expect("the whole frame");
+        assert!(f[..] == write_frame(&data)[4..], "completed as sent");
+        let Some(Incoming::Frame(f)) = inbox.next_request().await else { panic!("a frame") };
+        assert_eq!((f.len(), f[0]), (72, 5));
+        let Some(Incoming::Frame(f)) = inbox.next_request().await else { panic!("a small WRITE") };
+        assert_eq!(f.len(), WRITE_HEAD + RECV_FILE_FROM - 1);
+        drop(writer.await.expect("writer"));
+    }
+
+    /// A loan dropped without being given back (its move stopped part-way)
+    /// ends the stream: where the frame ends is lost.
+    #[tokio::test]
+    async fn a_loan_not_given_back_closes_the_inbox() {
+        let (mut inbox, mut wr) = pair_with_socket().await;
+        let data = vec![9u8; 200_000];
+        let mut wire = write_frame(&data);
+        wire.extend(frame(70, 3));
+        let writer = tokio::spawn(async move {
+            wr.write_all(&wire).await.expect("write");
+            wr
+        });
+        let Some(Incoming::Head(_)) = inbox.next_request().await else { panic!("a head") };
+        drop(inbox.lend().expect("loan"));
+        assert!(inbox.next_request().await.is_none());
+        drop(writer.await.expect("writer"));
+    }
+
+    /// `next_frame`, and an inbox without a socket, never stop at a head.
+    #[tokio::test]
+    async fn without_a_socket_a_write_comes_whole() {
+        let (mut inbox, mut wr) = pair().await;
+        let data = vec![7u8; 200_000];
+        let wire = write_frame(&data);
+        let writer = tokio::spawn(async move {
+            wr.write_all(&wire).await.expect("write");
+            wr
+        });
+        let Some(Incoming::Frame(f)) = inbox.next_request().await else { panic!("a whole frame") };
+        assert_eq!(f.len(), WRITE_HEAD + data.len());
+        drop(writer.await.expect("writer"));
+    }
+
     fn frame(len: usize, fill: u8) -> Vec<u8> {
         let mut f = vec![0, (len >> 16) as u8, (len >> 8) as u8, len as u8];
         f.resize(4 + len, fill);
@@ -771,7 +1167,11 @@ mod tests {
         let n = len + 3;
         let head = Bytes::from(vec![0, (n >> 16) as u8, (n >> 8) as u8, n as u8, 0xAA, 0xBB, 0xCC]);
         let file: Arc<dyn FileSource> = file.clone();
-        Reply { frame: head, op: ids::OpId(op), file: Some(FileRegion { file, offset, len, lease: Default::default() }) }
+        Reply {
+            frame: head,
+            op: ids::OpId(op),
+            file: Some(FileRegion { file, offset, len, lease: Default::default() }),
+        }
     }
 
     /// Over TCP the region goes out with sendfile right after its head, the

@@ -148,6 +148,56 @@ fn get_sent_from_the_file(mode: Mode) {
 }
 per_mode!(get_sent_from_the_file);
 
+/// `server.recvfile` of `duet status --json`: WRITEs whose data went from
+/// the socket into the file, and their bytes (spliced, and read with the
+/// WRITE's head).
+fn recvfile_counters(srv: &Server) -> (u64, u64) {
+    let sock = srv.root().join("duet-data/admin.sock");
+    let out = std::process::Command::new(common::duet_bin())
+        .args(["status", "--json", "--socket", sock.to_str().unwrap()])
+        .output()
+        .expect("run duet status");
+    assert!(out.status.success(), "duet status --json: {}", String::from_utf8_lossy(&out.stderr));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let r = &st["server"]["recvfile"];
+    let bytes = ["bytes", "copied_bytes", "buffered_bytes"].iter().map(|k| r[k].as_u64().expect("recvfile bytes")).sum();
+    (r["writes"].as_u64().expect("recvfile.writes"), bytes)
+}
+
+/// A large put, checked by SHA-256. On a plain session the WRITEs' data
+/// goes from the socket into the file with `splice` (the status counters
+/// say so); signed or encrypted, the signature or the cipher covers the
+/// data, which is read into memory as before, and the counters do not
+/// move. The size is no multiple of any I/O size: the last WRITE is short.
+fn put_moved_from_the_socket(mode: Mode) {
+    const SIZE: u64 = (40 << 20) + 54321;
+    let srv = Server::start(mode);
+    let local = srv.client_dir().join("large.bin");
+    write_random_file(&local, SIZE, 0x2EC7_F11E + mode as u64);
+    let want = sha256(&local);
+    let duet = srv.kind == common::Kind::Duet;
+    let before = if duet { recvfile_counters(&srv) } else { (0, 0) };
+    srv.smbclient().cmd("put large.bin up.bin").timeout(Duration::from_secs(300)).run().assert_ok();
+    let on_server = srv.share_dir().join("up.bin");
+    assert_eq!(std::fs::metadata(&on_server).unwrap().len(), SIZE, "uploaded copy has the wrong size");
+    assert_eq!(sha256(&on_server), want, "uploaded copy differs from the original");
+    if !duet {
+        return;
+    }
+    let (writes, bytes) = recvfile_counters(&srv);
+    let (writes, bytes) = (writes - before.0, bytes - before.1);
+    match mode {
+        Mode::Plain => {
+            assert!(writes > 0, "no WRITE's data went from the socket into the file");
+            assert!((SIZE - 64 * 1024..=SIZE).contains(&bytes), "{bytes} of {SIZE} bytes went into the file so");
+        }
+        Mode::Signing | Mode::Encrypt => {
+            assert_eq!((writes, bytes), (0, 0), "a {mode:?} WRITE's data was left in the socket");
+        }
+    }
+}
+per_mode!(put_moved_from_the_socket);
+
 // ---------------------------------------------------------------------------
 // Namespace operations
 

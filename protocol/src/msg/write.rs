@@ -55,6 +55,31 @@ impl<'a> WriteRequest<'a> {
         Ok(WriteRequest { offset, file_id, channel, remaining_bytes, flags, data, write_channel_info })
     }
 
+    /// The fixed part of a WRITE whose data is not in `msg` (a server that
+    /// reads the data straight into its file): the request with no `data`
+    /// and no channel information, and the Length of its data. Only for a
+    /// request whose data starts right after the fixed part, at 0x70, and
+    /// that has no channel information; anything else is refused.
+    pub fn parse_head(msg: &'a [u8]) -> ParseResult<(Self, usize)> {
+        let mut r = fixed(msg, 49)?;
+        let data_offset = r.u16("data offset")? as usize;
+        let length = r.u32("length")? as usize;
+        let offset = r.u64("offset")?;
+        let file_id = FileId::read(&mut r)?;
+        let channel = r.u32("channel")?;
+        let remaining_bytes = r.u32("remaining bytes")?;
+        let info_off = r.u16("write channel info offset")?;
+        let info_len = r.u16("write channel info length")?;
+        let flags = r.u32("flags")?;
+        if data_offset != REQUEST_BUFFER_OFFSET || info_off != 0 || info_len != 0 {
+            return Err(crate::error::ParseError::Invalid("write head with its data elsewhere"));
+        }
+        Ok((
+            WriteRequest { offset, file_id, channel, remaining_bytes, flags, data: &[], write_channel_info: &[] },
+            length,
+        ))
+    }
+
     /// Encodes the body (client side; tests and the fuzzer). The data
     /// comes first at 0x70, then the channel info.
     pub fn encode(&self, out: &mut BytesMut) {

@@ -119,6 +119,16 @@ pub fn render(st: &Status, out: &mut dyn Write) -> io::Result<()> {
         bytes(f.bytes),
         bytes(f.copied_bytes)
     )?;
+    let r = &s.recvfile;
+    writeln!(
+        out,
+        "WRITE data taken from the socket into its file: {} ({} with splice, {} copied, {} read with the head; {} cut short)",
+        r.writes,
+        bytes(r.bytes),
+        bytes(r.copied_bytes),
+        bytes(r.buffered_bytes),
+        r.cut
+    )?;
     writeln!(out)?;
     writeln!(out, "Sessions: {}", st.sessions.len())?;
     let rows: Vec<Vec<String>> = st
@@ -321,6 +331,7 @@ mod tests {
                 started_ms: 0,
                 now_ms: 3_725_000,
                 sendfile: SendfileStatus { answers: 3, bytes: 3 << 23, copied_bytes: 0 },
+                recvfile: RecvfileStatus { writes: 2, bytes: 2 << 23, copied_bytes: 0, buffered_bytes: 8000, cut: 1 },
             },
             sessions: vec![SessionStatus {
                 id: hex(0x0100_0001_0000_0002),
@@ -377,6 +388,12 @@ mod tests {
         assert!(row.starts_with("0x0000000000000006  bob "), "{text}");
         assert_eq!(row.find("48s"), lines[head].find("TIME LEFT"), "columns align:\n{text}");
         assert!(text.contains("READ answers sent from their files: 3 (24 MiB with sendfile, 0 B copied)\n"), "{text}");
+        assert!(
+            text.contains(
+                "WRITE data taken from the socket into its file: 2 (16 MiB with splice, 0 B copied, 7 KiB read with the head; 1 cut short)\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("WG\\alice"), "{text}");
         assert!(text.contains("AES-128-GMAC (required)"), "{text}");
         assert!(text.ends_with("Journal: none (a restart loses every session and handle)\n"), "{text}");

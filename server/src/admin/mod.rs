@@ -108,6 +108,26 @@ pub struct ServerStatus {
     /// Large READ answers sent from their files since the start.
     #[serde(default)]
     pub sendfile: SendfileStatus,
+    /// Large WRITEs whose data went from the socket into the file since the
+    /// start.
+    #[serde(default)]
+    pub recvfile: RecvfileStatus,
+}
+
+/// What WRITEs moved from their sockets into their files with `splice`
+/// (plain sessions, [`crate::transport::WriteHead`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecvfileStatus {
+    /// WRITEs whose data was moved whole.
+    pub writes: u64,
+    /// Bytes moved with `splice(2)`.
+    pub bytes: u64,
+    /// Bytes read and written instead (`splice` unsupported).
+    pub copied_bytes: u64,
+    /// Bytes read with the WRITE's head, written from memory.
+    pub buffered_bytes: u64,
+    /// WRITEs whose data stopped part-way: connections closed unanswered.
+    pub cut: u64,
 }
 
 /// What the connections' writers sent from files (READ answers neither
@@ -267,6 +287,13 @@ pub fn status(server: &Server) -> Status {
             bytes: server.sent.sendfile_bytes.load(Ordering::Relaxed),
             copied_bytes: server.sent.copied_bytes.load(Ordering::Relaxed),
         },
+        recvfile: RecvfileStatus {
+            writes: server.received.writes.load(Ordering::Relaxed),
+            bytes: server.received.spliced_bytes.load(Ordering::Relaxed),
+            copied_bytes: server.received.copied_bytes.load(Ordering::Relaxed),
+            buffered_bytes: server.received.buffered_bytes.load(Ordering::Relaxed),
+            cut: server.received.cut.load(Ordering::Relaxed),
+        },
     };
     st.journal = journal_status(server);
     st.pair = server.pair.as_ref().map(|p| Box::new(p.status()));
@@ -284,6 +311,7 @@ pub fn from_model(model: &Model, now: Timestamp) -> Status {
             started_ms: 0,
             now_ms: now.0,
             sendfile: SendfileStatus::default(),
+            recvfile: RecvfileStatus::default(),
         },
         sessions: Vec::new(),
         opens: Vec::new(),

@@ -5,7 +5,9 @@ use protocol::msg::write::{WriteRequest, WriteResponse};
 use protocol::NtStatus;
 
 use super::bad;
+use crate::connection::{DataInSocket, Loan};
 use crate::fs;
+use crate::fs::splice::Stopped;
 use crate::handler::{Ctx, HResult, Resp};
 use crate::journal::{Decision, OpId};
 use crate::model::{Delta, PersistentFileId};
@@ -13,6 +15,7 @@ use crate::state::files::access;
 use crate::state::lock;
 use crate::state::open::OpenKind;
 use crate::state::{Open, Server};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The largest file NTFS holds, 16 TiB less 64 KiB: Windows fails a write
@@ -24,19 +27,33 @@ const MAX_FILE_SIZE: u64 = 0xFFF_FFFF_0000;
 const SPACE_CHECK_FROM: u64 = 64 << 20;
 
 pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
-    let req = WriteRequest::parse(ctx.msg).map_err(bad)?;
+    // A WRITE whose data is still in the socket (its head alone was read,
+    // [`crate::transport::WriteHead`]) is parsed without it; the data is
+    // taken below, once the WRITE is sure to write it. Until then an error
+    // leaves it to the pipeline, which drops it off the socket.
+    let in_socket = ctx.conn.in_socket.as_ref().map(DataInSocket::len);
+    let (req, data_len) = match in_socket {
+        Some(len) => (WriteRequest::parse_head(ctx.msg).map_err(bad)?.0, len),
+        None => {
+            let req = WriteRequest::parse(ctx.msg).map_err(bad)?;
+            let len = req.data.len();
+            (req, len)
+        }
+    };
     // With the byte-range lock check of the offset it names, under the
     // ChannelSequence check's hold (an append-only open's is checked below).
-    let (open, locked) = ctx.open_for_io(req.file_id, req.offset, req.data.len() as u64, true)?;
+    let (open, locked) = ctx.open_for_io(req.file_id, req.offset, data_len as u64, true)?;
     // Beyond Connection.MaxWriteSize (3.3.5.13).
-    if req.data.len() > ctx.conn.max_io() as usize {
+    if data_len > ctx.conn.max_io() as usize {
         return Err(NtStatus::INVALID_PARAMETER);
     }
-    super::check_credit_charge(ctx, req.data.len() as u32)?;
+    super::check_credit_charge(ctx, data_len as u32)?;
     let fid = open.file_id();
     let count = match &open.kind {
         // Never in a session: reclaiming it opens its file.
         OpenKind::Unopened => return Err(NtStatus::FILE_CLOSED),
+        // The pipeline leaves only a file's WRITE's data in the socket.
+        OpenKind::Pipe(_) if in_socket.is_some() => return Err(NtStatus::INVALID_DEVICE_REQUEST),
         OpenKind::Pipe(p) => {
             let server = ctx.server.clone();
             lock(p).write(req.data, &*server).map_err(|e| e.status())?;
@@ -50,7 +67,12 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             if open.access & (access::FILE_WRITE_DATA | access::FILE_APPEND_DATA) == 0 {
                 return Err(NtStatus::ACCESS_DENIED);
             }
-            let len = req.data.len() as u64;
+            if append_only && in_socket.is_some() {
+                // The pipeline leaves an append's data in memory (it is
+                // checked by its digest after a restart, `restart::appends`).
+                return Err(NtStatus::INVALID_DEVICE_REQUEST);
+            }
+            let len = data_len as u64;
             // An append-only open writes at the end, wherever it asks to:
             // the end as it is when the data is written (a WRITE before it
             // may still be writing), checked here against where it is now.
@@ -82,8 +104,30 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
             }
             // A lone large WRITE whose data the journal does not hold is
             // synced in the file before it is answered (WriteData::InFile).
-            let sync = ctx.single && ctx.server.syncs_write_in_file(req.data.len());
-            if ctx.single && (req.data.len() >= DEFER_FROM || wait) {
+            let sync = ctx.single && ctx.server.syncs_write_in_file(data_len);
+            if let Some(data) = ctx.conn.in_socket.take() {
+                let Some(loan) = ctx.conn.inbox.lend() else {
+                    ctx.conn.in_socket = Some(data);
+                    return Err(NtStatus::INTERNAL_ERROR);
+                };
+                // The data goes from the socket into the file on a blocking
+                // thread, and the connection reads on once it has been
+                // taken (the sync, if any, after that).
+                let open = open.clone();
+                let server = ctx.server.clone();
+                let mut r = Resp::ok(BytesMut::new()).file(fid);
+                r.deferred = Some(Box::pin(async move {
+                    let rt = tokio::runtime::Handle::current();
+                    tokio::task::spawn_blocking(move || {
+                        let _guard = rt.enter();
+                        write_from_socket(&server, &open, data, loan, offset, sync)
+                    })
+                    .await
+                    .map_err(|_| NtStatus::INTERNAL_ERROR)?
+                }));
+                return Ok(r);
+            }
+            if ctx.single && (data_len >= DEFER_FROM || wait) {
                 // Large writes run beside the connection, which reads on;
                 // the data stays in the request frame, shared, not copied.
                 let data = ctx.frame.slice_ref(req.data);
@@ -170,6 +214,76 @@ fn write_file(server: &Arc<Server>, open: &Arc<Open>, data: &[u8], at: At, sync:
         r.deltas.push(Delta::AppendedAt { open: PersistentFileId(open.persistent_id), offset });
     }
     Ok(r)
+}
+
+/// Moves a WRITE's data from the socket into the file at `offset`
+/// ([`crate::transport::WriteHead`]; the bytes the inbox had read already
+/// first), with what every write does besides ([`write_data_at`]), then
+/// syncs it with `sync` and answers with the count. The loan is given back
+/// as soon as the socket is done with: all taken, or none (an error before
+/// the first byte left the socket is answered, and the inbox drops the
+/// data). A move that stops part-way gives no answer and closes the
+/// connection ([`Resp::no_response`]): the frame was cut, and the bytes
+/// written stay as a failed WRITE's may.
+fn write_from_socket(
+    server: &Arc<Server>,
+    open: &Arc<Open>,
+    data: DataInSocket,
+    loan: Loan,
+    offset: u64,
+    sync: bool,
+) -> HResult {
+    let Some(h) = open.handle() else {
+        loan.untouched(data.rest);
+        return Err(NtStatus::INVALID_DEVICE_REQUEST);
+    };
+    let total = data.len();
+    let stats = &server.received;
+    let writing = lock(&open.writing);
+    let frozen = crate::state::write_time::before_write(server, open);
+    crate::failpoint::pause("write-held");
+    if !data.pre.is_empty() {
+        if let Err(e) = h.write_at(&data.pre, offset) {
+            loan.untouched(data.rest);
+            return Err(e.status());
+        }
+        stats.buffered_bytes.fetch_add(data.pre.len() as u64, Ordering::Relaxed);
+    }
+    match h.write_from_socket(loan.sock(), offset + data.pre.len() as u64, data.rest, loan.deadline) {
+        Ok(moved) => {
+            loan.taken();
+            stats.writes.fetch_add(1, Ordering::Relaxed);
+            stats.spliced_bytes.fetch_add(moved.spliced, Ordering::Relaxed);
+            stats.copied_bytes.fetch_add(moved.copied, Ordering::Relaxed);
+        }
+        Err(Stopped { taken: 0, error }) => {
+            loan.untouched(data.rest);
+            return Err(error.status());
+        }
+        Err(Stopped { taken, error }) => {
+            tracing::info!(offset, total, taken, "closing: a WRITE's data stopped part-way: {error}");
+            stats.cut.fetch_add(1, Ordering::Relaxed);
+            drop(loan);
+            let mut r = Resp::ok(BytesMut::new());
+            r.no_response = true;
+            r.close = true;
+            return Ok(r);
+        }
+    }
+    crate::failpoint::hit("written");
+    crate::state::write_time::after_write(server, open, frozen);
+    {
+        let mut st = lock(&open.st);
+        st.position = offset + total as u64;
+        st.written = true;
+    }
+    drop(writing);
+    if sync {
+        h.sync().map_err(|e| e.status())?;
+    }
+    let mut body = BytesMut::with_capacity(17);
+    WriteResponse { count: total as u32 }.encode(&mut body);
+    Ok(Resp::ok(body).file(open.file_id()))
 }
 
 /// Writes `data` at `offset` through an open, with what every write

@@ -339,6 +339,27 @@ impl Handle {
         Ok(done)
     }
 
+    /// Moves `len` bytes of a WRITE's data from the socket `sock` into the
+    /// file at `offset` with `splice` ([`super::splice`]), the fence asked
+    /// before each write into the file. Not on a named stream (its data is
+    /// in an xattr or a sidecar: the WRITE reads its data into memory).
+    pub fn write_from_socket(
+        &self,
+        sock: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        deadline: std::time::Instant,
+    ) -> Result<super::splice::Moved, super::splice::Stopped> {
+        let refused = |error| super::splice::Stopped { taken: 0, error };
+        self.may_change().map_err(refused)?;
+        self.check_file().map_err(refused)?;
+        if self.stream.is_some() {
+            return Err(refused(FsError::InvalidParameter));
+        }
+        offset_of(offset).map_err(refused)?;
+        super::splice::socket_to_file(sock, self.fd.as_fd(), offset, len, deadline, &|| self.may_change())
+    }
+
     /// Sets the end of file (`ftruncate`).
     pub fn set_len(&self, len: u64) -> Result<(), FsError> {
         self.may_change()?;

@@ -80,6 +80,7 @@ mod names;
 pub mod path;
 pub mod sd;
 pub mod shortname;
+pub mod splice;
 pub mod spill;
 pub mod stat;
 pub mod stream;

@@ -1,6 +1,7 @@
 //! The raw system calls that `nix` does not wrap: `openat2(2)`, `statx(2)`,
-//! extended attributes, and bringing a file's pages into the page cache
-//! (`cachestat(2)`, `MADV_POPULATE_READ`). All of `fs`'s `unsafe` lives in this file.
+//! extended attributes, bringing a file's pages into the page cache
+//! (`cachestat(2)`, `MADV_POPULATE_READ`), and pipes with `splice(2)`. All of
+//! `fs`'s `unsafe` lives in this file.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -155,7 +156,8 @@ pub(crate) fn inotify_init() -> io::Result<OwnedFd> {
 /// the watch lands on the directory that was opened confined, whatever
 /// happened to its path since. Returns the watch descriptor.
 pub(crate) fn inotify_add_watch(ino: BorrowedFd<'_>, dir: BorrowedFd<'_>, mask: u32) -> io::Result<i32> {
-    let path = CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd())).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let path = CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `path` is NUL-terminated and outlives the call; both fds are
     // borrowed and so open for the duration of the call.
     let r = unsafe { libc::inotify_add_watch(ino.as_raw_fd(), path.as_ptr(), mask) };
@@ -194,6 +196,17 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, ms: i32) -> bool {
     // for the call.
     let r = unsafe { libc::poll(&mut p, 1, ms) };
     r > 0 && p.revents & libc::POLLIN != 0
+}
+
+/// Waits up to `ms` milliseconds for `fd` to be readable or in error
+/// (`poll`): true when reading it now will not block (it may fail, or find
+/// the end); false on a time-out or an interrupted wait.
+pub(crate) fn wait_ready(fd: BorrowedFd<'_>, ms: i32) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid, writable pollfd and its count; the fd is borrowed
+    // for the call.
+    let r = unsafe { libc::poll(&mut p, 1, ms) };
+    r > 0 && p.revents != 0
 }
 
 /// Where an extended attribute is read or written.
@@ -264,7 +277,8 @@ pub(crate) fn get_xattr(target: XattrTarget<'_>, name: &CStr, buf: &mut [u8]) ->
             libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
         },
         XattrTarget::At(dir, entry) => {
-            let args = XattrArgs { value: buf.as_mut_ptr() as u64, size: buf.len().min(u32::MAX as usize) as u32, flags: 0 };
+            let args =
+                XattrArgs { value: buf.as_mut_ptr() as u64, size: buf.len().min(u32::MAX as usize) as u32, flags: 0 };
             // SAFETY: `entry` and `name` are NUL-terminated; `args` points
             // at `buf`, writable for `args.size` bytes, and its exact size
             // is passed; the dir fd is borrowed for the call.
@@ -390,7 +404,12 @@ pub(crate) fn remove_xattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> 
 /// `pread` into the spare capacity of `buf`, appending up to `len` bytes
 /// without zero-filling them first (large READs are file data straight
 /// into the response buffer). Returns the number of bytes read.
-pub(crate) fn pread_append(fd: BorrowedFd<'_>, buf: &mut bytes::BytesMut, len: usize, offset: i64) -> io::Result<usize> {
+pub(crate) fn pread_append(
+    fd: BorrowedFd<'_>,
+    buf: &mut bytes::BytesMut,
+    len: usize,
+    offset: i64,
+) -> io::Result<usize> {
     buf.reserve(len);
     let spare = &mut buf.spare_capacity_mut()[..len];
     loop {
@@ -439,7 +458,8 @@ pub(crate) fn load(file: BorrowedFd<'_>, offset: u64, len: usize) -> bool {
     };
     // SAFETY: a fresh read-only mapping of the file, which nothing else
     // knows of or touches; it is unmapped below. Mapping faults nothing in.
-    let map = unsafe { libc::mmap(std::ptr::null_mut(), span, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), at) };
+    let map =
+        unsafe { libc::mmap(std::ptr::null_mut(), span, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), at) };
     if map == libc::MAP_FAILED {
         return false;
     }
@@ -485,6 +505,75 @@ fn cached_pages(file: BorrowedFd<'_>, offset: u64, len: u64) -> Option<u64> {
     // of the kernel's layout that live across the call; flags must be 0.
     let r = unsafe { libc::syscall(SYS_CACHESTAT, file.as_raw_fd(), &raw const range, &raw mut st, 0) };
     (r == 0).then_some(st.nr_cache)
+}
+
+/// A pipe (`pipe2`, close-on-exec), read end first, grown to `size` bytes
+/// where the system allows (`F_SETPIPE_SZ`); with its capacity.
+pub(crate) fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd, usize)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is two writable ints, what pipe2 fills in.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded: both are fresh descriptors that nothing else owns.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on a descriptor we own; an int argument.
+    let got = unsafe { libc::fcntl(wr.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
+    let cap = if got > 0 {
+        got as usize
+    } else {
+        // SAFETY: as above, no argument.
+        let now = unsafe { libc::fcntl(wr.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        if now > 0 {
+            now as usize
+        } else {
+            64 * 1024
+        }
+    };
+    Ok((rd, wr, cap))
+}
+
+/// `splice(from, NULL, to, off, len, flags)`: moves up to `len` bytes from
+/// `from` to `to` (at `*off` when given, which it advances) through the
+/// pipe one of them is, without a copy through user space. Retries on
+/// `EINTR`; the bytes moved, 0 at the end of `from`.
+pub(crate) fn splice(
+    from: BorrowedFd<'_>,
+    to: BorrowedFd<'_>,
+    off: Option<&mut i64>,
+    len: usize,
+    nonblock: bool,
+) -> io::Result<usize> {
+    let flags = libc::SPLICE_F_MOVE | if nonblock { libc::SPLICE_F_NONBLOCK } else { 0 };
+    let off = off.map_or(std::ptr::null_mut(), |o| o as *mut i64);
+    loop {
+        // SAFETY: both descriptors are borrowed for the call; `off` is null
+        // or points at a live i64 (loff_t) the kernel reads and advances.
+        let r = unsafe { libc::splice(from.as_raw_fd(), std::ptr::null_mut(), to.as_raw_fd(), off, len, flags) };
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `read(2)` into `buf`, retried on `EINTR` (a pipe's or a non-blocking
+/// socket's bytes: `WouldBlock` when there are none yet).
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is writable for its length; the fd is borrowed.
+        let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -71,8 +71,8 @@ pub use self::nvram::{Logged, NvramJournal};
 pub use decision::Decision;
 pub use recording::{Record, RecordingJournal};
 pub use replay::{
-    body_hash, created_file_id, digested_write, frame_elements, recorded_digest, write_digest, ReplayIndex, ReplayKey,
-    Saved, WRITE_FIXED,
+    body_hash, created_file_id, digested_write, frame_elements, recorded_digest, spliced_write, write_digest, ReplayIndex,
+    ReplayKey, Saved, WRITE_FIXED,
 };
 
 /// Identifies one request (frame) in the journal; the same id `nvram/` stores.

@@ -4,7 +4,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::{Error, Journal, OpId, ReplayIndex, ReplayKey, Saved, Ticket};
+use super::{Error, Journal, OpId, ReplayIndex, ReplayKey, Saved, Ticket, WriteData};
 
 /// One call of a [`Journal`] method, as a [`RecordingJournal`] keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +82,8 @@ struct Inner {
     refuse: u64,
     refused: u64,
     replies: ReplayIndex,
+    /// Where a lone large WRITE's data is kept ([`RecordingJournal::keeping_write_data`]).
+    large_writes: Option<WriteData>,
 }
 
 impl RecordingJournal {
@@ -110,6 +112,14 @@ impl RecordingJournal {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A lone WRITE of [`super::WRITE_IN_FILE_FROM`] bytes or more keeps
+    /// its data as `w` says ([`Journal::write_data`]), as the NVRAM journal's
+    /// policies do; the default keeps every WRITE's data in its record.
+    pub fn keeping_write_data(self, w: WriteData) -> RecordingJournal {
+        self.lock().large_writes = Some(w);
+        self
     }
 
     /// The next `n` appends (of any point) fail with [`Error::Full`] and record nothing.
@@ -200,6 +210,13 @@ impl Journal for RecordingJournal {
 
     fn keeps_replies(&self) -> bool {
         true
+    }
+
+    fn write_data(&self, len: usize) -> WriteData {
+        match self.lock().large_writes {
+            Some(w) if len >= super::WRITE_IN_FILE_FROM => w,
+            _ => WriteData::InRecord,
+        }
     }
 
     fn replayed(&self, key: &ReplayKey) -> Option<Saved> {

@@ -217,6 +217,32 @@ pub fn digested_write(msg: &[u8], digest: u64) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The StructureSize a [`spliced_write`] record holds in place of the
+/// WRITE's 49 (which [`protocol::msg::write::WriteRequest::parse`] refuses,
+/// as it does [`DIGESTED`]).
+const SPLICED: u16 = 0xC000 | 49;
+
+/// What point 1 records of a WRITE whose data is moved from the socket
+/// into its file without passing through memory
+/// ([`crate::transport::WriteHead`]): its header and fixed part, and no
+/// digest of its data, which nobody reads.
+///
+/// ```text
+/// // Format: { header: [u8; 64] | fixed part: [u8; 48], StructureSize 0xC031 }
+/// ```
+///
+/// Such a WRITE has no replay key ([`ReplayKey::of`] is `None` for the
+/// record as for the request): its answer is not kept for a replay, and a
+/// resend of it is carried out again, which writes the same bytes at the
+/// same offset (the WRITE is never an append: an append records where its
+/// data went, [`super::Decision`], and keeps the digest to check it).
+/// `None` when `msg` is not a WRITE with its whole fixed part.
+pub fn spliced_write(msg: &[u8]) -> Option<Vec<u8>> {
+    let mut out = msg.get(..HEADER_LEN + WRITE_FIXED)?.to_vec();
+    out[HEADER_LEN..HEADER_LEN + 2].copy_from_slice(&SPLICED.to_le_bytes());
+    Some(out)
+}
+
 /// The [`write_digest`] of a WRITE's data as point 1 recorded the WRITE:
 /// kept in a [`digested_write`] record, else computed from the data the
 /// record holds.
@@ -233,9 +259,12 @@ pub fn recorded_digest(msg: &[u8]) -> u64 {
 /// The body hash of a WRITE's replay key: its fixed part without the FileId,
 /// then the digest of its data: from the request (`digest` when known, else
 /// computed), or from a [`digested_write`] record. `None` when the body is
-/// shorter than the fixed part.
+/// shorter than the fixed part, and for a [`spliced_write`] record.
 fn write_hash(body: &[u8], digest: Option<u64>) -> Option<u64> {
     let fixed = body.get(..WRITE_FIXED)?;
+    if fixed[..2] == SPLICED.to_le_bytes() {
+        return None;
+    }
     let mut head: [u8; 16] = fixed[..16].try_into().ok()?;
     let digest = if head[..2] == DIGESTED.to_le_bytes() && body.len() == WRITE_FIXED + 8 {
         head[..2].copy_from_slice(&49u16.to_le_bytes());
@@ -603,6 +632,25 @@ mod tests {
     /// A point-1 record that keeps a WRITE's fixed part and the digest of its
     /// data (not the data) gives the WRITE's own key, whatever the data's
     /// size; the record is no WRITE request to anything that parses one.
+    #[test]
+    fn a_spliced_write_record_has_no_key() {
+        let data = vec![3u8; 65536];
+        let (h, m) = msg(Command::Write, 0, 3, 10, &write_body(F, 1 << 20, &data));
+        let record = spliced_write(&m[..HEADER_LEN + WRITE_FIXED]).unwrap();
+        assert_eq!(record.len(), HEADER_LEN + WRITE_FIXED);
+        assert_eq!(record, spliced_write(&m).unwrap(), "the fixed part alone, whatever follows");
+        // No key from the record, as a restart or the partner reads it (the
+        // pipeline gives the running WRITE none either, `Chain::spliced`).
+        assert_eq!(ReplayKey::of(&Header::parse(&record).unwrap(), &record, None), None);
+        assert!(ReplayKey::of(&h, &m, None).is_some(), "the WRITE itself, read whole, has one");
+        // Neither redone nor taken for a request.
+        assert!(protocol::msg::write::WriteRequest::parse(&record).is_err());
+        assert!(protocol::msg::write::WriteRequest::parse_head(&record).is_err());
+        let (head, len) = protocol::msg::write::WriteRequest::parse_head(&m[..HEADER_LEN + WRITE_FIXED]).unwrap();
+        assert_eq!((head.offset, head.file_id, head.data.len(), len), (1 << 20, F, 0, 65536));
+        assert_eq!(spliced_write(&m[..HEADER_LEN + 10]), None);
+    }
+
     #[test]
     fn a_digested_write_record_gives_the_key_of_its_write() {
         for len in [9, 4096, 65536, 1 << 20] {

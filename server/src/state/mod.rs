@@ -184,6 +184,8 @@ pub struct Server {
     pub conns: Option<Arc<crate::pair::conns::Conns>>,
     /// What the connections' writers sent from files (`sendfile`).
     pub sent: Arc<crate::limits::SendStats>,
+    /// What WRITEs moved from their sockets into their files (`splice`).
+    pub received: Arc<crate::limits::RecvStats>,
     /// Each client's connections, oldest first: where lease breaks go
     /// ([`clients`]).
     pub clients: Arc<clients::ClientConnections<oplock::Notice>>,
@@ -265,6 +267,7 @@ impl Server {
             lease: None,
             conns: None,
             sent: Arc::default(),
+            received: Arc::default(),
             clients: Arc::default(),
             journal: Arc::new(crate::journal::NoJournal),
             ids,

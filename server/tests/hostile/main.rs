@@ -17,6 +17,9 @@
 //! - [`sendfile`]: large READ answers sent from their files: their length
 //!   at and across the end of a file, the journal's point 3, signed
 //!   sessions, a file cut short while its answer is sent.
+//! - [`recvfile`]: large WRITEs whose data goes from the socket into the
+//!   file: the file by content, the journal's points 1 and 3, signed
+//!   sessions, refused WRITEs whose data is dropped, a client gone mid-data.
 //! - [`opens`]: an open's fields, which the state model keeps: a change
 //!   one request makes holds for the next (a compound's CLOSE after its
 //!   SET_INFO's delete-on-close, a ChannelSequence raised by a large WRITE).
@@ -40,6 +43,7 @@ mod journal;
 mod limits;
 mod opens;
 mod reconnect;
+mod recvfile;
 mod sendfile;
 mod streams;
 mod wildcard;
