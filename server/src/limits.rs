@@ -326,6 +326,13 @@ pub struct SendStats {
     pub copied_bytes: AtomicU64,
 }
 
+/// Most WRITEs whose data moves from the socket into the file at once,
+/// server-wide. Each holds a blocking thread while its client sends the
+/// data (for as long as the frame time-out, if it trickles); past this
+/// many, a WRITE's data is read into memory as any other's, so that slow
+/// clients cannot take the blocking threads file I/O needs.
+pub const MAX_SPLICING: usize = 16;
+
 /// What WRITEs took from their sockets straight into their files
 /// ([`crate::transport::WriteHead`]), shared by the server's connections.
 #[derive(Debug, Default)]

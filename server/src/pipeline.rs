@@ -125,13 +125,18 @@ pub async fn handle(conn: &mut ConnState, frame: BytesMut) -> Flow {
 /// handler took (the WRITE failed before) is dropped off the socket after
 /// the answer. Otherwise the rest of the frame is read and it runs as any
 /// other.
-pub async fn handle_write_head(conn: &mut ConnState, h: crate::transport::WriteHead) -> Flow {
-    if !data_may_stay_in_socket(conn, &h) {
+pub async fn handle_write_head(conn: &mut ConnState, mut h: crate::transport::WriteHead) -> Flow {
+    let slot = match data_may_stay_in_socket(conn, &h) {
+        true => conn.server.splicing.clone().try_acquire_owned().ok(),
+        false => None,
+    };
+    if slot.is_none() {
         return match conn.inbox.complete(h).await {
             Some(frame) => handle(conn, frame).await,
             None => Flow::Close,
         };
     }
+    h.data.slot = slot;
     conn.in_socket = Some(h.data);
     let flow = process(conn, h.head.freeze(), false, None, true).await;
     if let Some(d) = conn.in_socket.take() {

@@ -398,6 +398,9 @@ pub struct WriteHead {
 pub struct DataInSocket {
     pub pre: Bytes,
     pub rest: usize,
+    /// Its place among the server's moves from sockets
+    /// ([`crate::limits::MAX_SPLICING`]), given back when the data is dropped.
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl DataInSocket {
@@ -632,7 +635,7 @@ impl Inbox {
                     head.advance(4);
                     let pre = self.buf.split().freeze();
                     let rest = len - WRITE_HEAD - pre.len();
-                    return Some(Incoming::Head(WriteHead { head, data: DataInSocket { pre, rest } }));
+                    return Some(Incoming::Head(WriteHead { head, data: DataInSocket { pre, rest, slot: None } }));
                 }
             }
             // Until a possible head is in, it is read in small pieces.

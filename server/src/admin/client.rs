@@ -122,12 +122,13 @@ pub fn render(st: &Status, out: &mut dyn Write) -> io::Result<()> {
     let r = &s.recvfile;
     writeln!(
         out,
-        "WRITE data taken from the socket into its file: {} ({} with splice, {} copied, {} read with the head; {} cut short)",
+        "WRITE data taken from the socket into its file: {} ({} with splice, {} copied, {} read with the head; {} cut short; {} now)",
         r.writes,
         bytes(r.bytes),
         bytes(r.copied_bytes),
         bytes(r.buffered_bytes),
-        r.cut
+        r.cut,
+        r.moving
     )?;
     writeln!(out)?;
     writeln!(out, "Sessions: {}", st.sessions.len())?;
@@ -331,7 +332,14 @@ mod tests {
                 started_ms: 0,
                 now_ms: 3_725_000,
                 sendfile: SendfileStatus { answers: 3, bytes: 3 << 23, copied_bytes: 0 },
-                recvfile: RecvfileStatus { writes: 2, bytes: 2 << 23, copied_bytes: 0, buffered_bytes: 8000, cut: 1 },
+                recvfile: RecvfileStatus {
+                    writes: 2,
+                    bytes: 2 << 23,
+                    copied_bytes: 0,
+                    buffered_bytes: 8000,
+                    cut: 1,
+                    moving: 0,
+                },
             },
             sessions: vec![SessionStatus {
                 id: hex(0x0100_0001_0000_0002),

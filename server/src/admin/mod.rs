@@ -128,6 +128,10 @@ pub struct RecvfileStatus {
     pub buffered_bytes: u64,
     /// WRITEs whose data stopped part-way: connections closed unanswered.
     pub cut: u64,
+    /// WRITEs whose data is being moved now (at most
+    /// [`crate::limits::MAX_SPLICING`]; past it, data is read into memory).
+    #[serde(default)]
+    pub moving: u64,
 }
 
 /// What the connections' writers sent from files (READ answers neither
@@ -293,6 +297,7 @@ pub fn status(server: &Server) -> Status {
             copied_bytes: server.received.copied_bytes.load(Ordering::Relaxed),
             buffered_bytes: server.received.buffered_bytes.load(Ordering::Relaxed),
             cut: server.received.cut.load(Ordering::Relaxed),
+            moving: (crate::limits::MAX_SPLICING - server.splicing.available_permits()) as u64,
         },
     };
     st.journal = journal_status(server);

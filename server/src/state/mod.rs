@@ -186,6 +186,10 @@ pub struct Server {
     pub sent: Arc<crate::limits::SendStats>,
     /// What WRITEs moved from their sockets into their files (`splice`).
     pub received: Arc<crate::limits::RecvStats>,
+    /// Places for WRITEs whose data is moved from the socket
+    /// ([`crate::limits::MAX_SPLICING`]): each holds a blocking thread for as
+    /// long as its client takes to send the data.
+    pub splicing: Arc<tokio::sync::Semaphore>,
     /// Each client's connections, oldest first: where lease breaks go
     /// ([`clients`]).
     pub clients: Arc<clients::ClientConnections<oplock::Notice>>,
@@ -268,6 +272,7 @@ impl Server {
             conns: None,
             sent: Arc::default(),
             received: Arc::default(),
+            splicing: Arc::new(tokio::sync::Semaphore::new(crate::limits::MAX_SPLICING)),
             clients: Arc::default(),
             journal: Arc::new(crate::journal::NoJournal),
             ids,

@@ -6,7 +6,9 @@
 //! into memory as before; a WRITE refused before its data was taken
 //! (access, a byte-range lock, its range) is answered and its data dropped
 //! off the socket, the stream still framed; and a client that goes away in
-//! the middle of a WRITE's data gets no answer, while the server serves on.
+//! the middle of a WRITE's data gets no answer, while the server serves on;
+//! and WRITEs waiting for their data in sockets are bounded: past
+//! `MAX_SPLICING` a WRITE's data is read into memory.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -220,6 +222,49 @@ fn refused_writes_drop_their_data_and_the_stream_goes_on() {
     let mut want = pattern(3 << 20, 9);
     put(&mut want, 2 << 20, &data);
     assert!(std::fs::read(dir.path().join("r.bin")).unwrap() == want, "only the last WRITE changed the file");
+}
+
+/// Slow clients cannot take every blocking thread: while `MAX_SPLICING`
+/// WRITEs wait for the rest of their data, the next WRITE's data is read
+/// into memory as any other's, and it is answered at once; once the slow
+/// clients go, their places are free again. (Before, every such WRITE held
+/// a blocking thread for as long as its client took, up to the frame
+/// time-out.)
+#[test]
+fn writes_waiting_for_their_data_in_sockets_are_bounded() {
+    let (addr, dir, sock, _sock_dir, _rec) = server();
+    let data = pattern(256 * 1024, 12);
+    let mut slow = Vec::new();
+    for i in 0..server::limits::MAX_SPLICING {
+        let mut c = Client::logged_on(addr, dialect::SMB3_0_2, "duet", "duetpass");
+        c.tree_connect("data").expect("tree connect");
+        let f = c.create_with(&format!("slow{i}.bin"), ACCESS_RW, create_disposition::OVERWRITE_IF, 0).expect("create");
+        let msg = c.message(Command::Write, c.next_mid, charge(data.len()), &write_body(f, 0, &data));
+        // The head and a little of the data; the rest never comes.
+        c.s.write_all(&frame(&msg)[..112 + 4 + 1000]).unwrap();
+        slow.push(c);
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while received(&sock).moving < server::limits::MAX_SPLICING as u64 {
+        assert!(Instant::now() < until, "the slow WRITEs never all waited: {:?}", received(&sock));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = received(&sock);
+    let mut c = Client::logged_on(addr, dialect::SMB3_0_2, "duet", "duetpass");
+    c.tree_connect("data").expect("tree connect");
+    let f = c.create_with("fast.bin", ACCESS_RW, create_disposition::OVERWRITE_IF, 0).expect("create");
+    assert_eq!(c.write(f, 0, &data), NtStatus::SUCCESS);
+    let after = received(&sock);
+    assert_eq!((after.writes, after.moving), (before.writes, before.moving), "the WRITE took no place");
+    assert!(std::fs::read(dir.path().join("fast.bin")).unwrap() == data);
+    drop(slow);
+    let until = Instant::now() + Duration::from_secs(20);
+    while received(&sock).moving > 0 {
+        assert!(Instant::now() < until, "the slow WRITEs' places were not given back: {:?}", received(&sock));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(c.write(f, 1 << 20, &data), NtStatus::SUCCESS);
+    assert_eq!(received(&sock).writes, after.writes + 1, "a free place: the data moved from the socket");
 }
 
 /// A client that sends a WRITE's head and part of its data, then goes:
