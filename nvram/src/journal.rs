@@ -557,6 +557,8 @@ impl Journal {
     pub fn commit(&self, ticket: &Ticket) -> Result<()> {
         self.own.wait_published(ticket.end);
         self.check_synced(ticket)?;
+        // Before the local sync, so that the partner's round trip runs while it does.
+        self.flush_mirror(ticket.end);
         if self.durability == Durability::GroupCommit {
             self.group_sync(ticket.end)?;
         }
@@ -908,6 +910,16 @@ impl Journal {
 
     fn mirror_covers(&self, end: u64) -> bool {
         !self.mirror_shared.attached.load(Ordering::Acquire) || self.mirror_shared.acked.load(Ordering::Acquire) >= end
+    }
+
+    /// Tells the mirror that an append waits for `end`, unless it is covered already.
+    fn flush_mirror(&self, end: u64) {
+        if self.mirror_covers(end) {
+            return;
+        }
+        if let Some(m) = lock(&self.mirror).clone() {
+            m.flush();
+        }
     }
 
     fn wait_mirror(&self, end: u64) {

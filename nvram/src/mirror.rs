@@ -16,6 +16,9 @@
 //! writes messages in order; the partner calls [`crate::Journal::receive`] for each and
 //! answers with the highest end position it has stored; the task then calls
 //! [`MirrorAck::records`] (the handle is `Clone + Send`, so a clone lives in the task).
+//! It may also hold shipments back for a moment, to send many records in one message
+//! (fewer wake-ups, frames and partner syncs): [`Mirror::flush`] then tells it that an
+//! append waits for them.
 //! A request task appends with [`crate::Journal::append_nowait`] (it only copies) and
 //! waits for durability with [`crate::Journal::commit`] on a blocking thread, or polls
 //! [`crate::Journal::is_durable`]. When the partner is lost, the server calls
@@ -81,6 +84,12 @@ pub trait Mirror: Send + Sync {
     /// Sends the ring's head and generation. Call [`MirrorAck::head`] once the partner
     /// has stored them durably. May run concurrently with [`Mirror::ship`].
     fn ship_meta(&self, meta: MirrorMeta, ack: &MirrorAck);
+
+    /// Someone waits for what was shipped so far to be acknowledged
+    /// ([`crate::Journal::commit`] calls it before it waits): a mirror that holds
+    /// shipments back to send many together sends what it holds now. One that sends
+    /// each at once has nothing to do. May run concurrently with the other methods.
+    fn flush(&self) {}
 }
 
 /// Shared state between a journal and its mirror's acknowledgements.
