@@ -63,6 +63,35 @@ impl Shipment<'_> {
     }
 }
 
+/// A run of the own ring to ship (published records, or a chunk of a resync), read on
+/// demand: a mirror that gathers records in a buffer of its own appends them there
+/// straight from the ring ([`Run::read_append`]), with one copy.
+pub struct Run<'a> {
+    /// Logical position of the first byte.
+    pub pos: u64,
+    /// Number of bytes.
+    pub len: u64,
+    pub(crate) read: &'a dyn Fn(&mut Vec<u8>),
+}
+
+impl Run<'_> {
+    /// Appends the run's `len` bytes to `dst`.
+    pub fn read_append(&self, dst: &mut Vec<u8>) {
+        (self.read)(dst)
+    }
+
+    /// Logical position just past the last byte: what to acknowledge.
+    pub fn end(&self) -> u64 {
+        self.pos + self.len
+    }
+}
+
+impl std::fmt::Debug for Run<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run").field("pos", &self.pos).field("len", &self.len).finish()
+    }
+}
+
 /// The sender's ring state that the partner keeps for its mirror ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MirrorMeta {
@@ -80,6 +109,15 @@ pub trait Mirror: Send + Sync {
     /// by the publisher before it publishes the bytes: return quickly. Call
     /// [`MirrorAck::records`] once the partner has them durably.
     fn ship(&self, shipment: Shipment<'_>, ack: &MirrorAck);
+
+    /// Ships a run of the own ring, as [`Mirror::ship`] does (called instead of it, in
+    /// the same order, by the same caller). The default reads the run into a new buffer
+    /// and calls `ship`; a mirror with a buffer of its own reads it there.
+    fn ship_run(&self, run: Run<'_>, ack: &MirrorAck) {
+        let mut buf = Vec::with_capacity(run.len as usize);
+        run.read_append(&mut buf);
+        self.ship(Shipment { pos: run.pos, parts: &[&buf] }, ack);
+    }
 
     /// Sends the ring's head and generation. Call [`MirrorAck::head`] once the partner
     /// has stored them durably. May run concurrently with [`Mirror::ship`].

@@ -23,7 +23,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use nvram::{Journal, Mirror, MirrorAck, MirrorMeta, Shipment};
+use nvram::{Journal, Mirror, MirrorAck, MirrorMeta, Run, Shipment};
 use takeover::codec::Message;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
@@ -84,6 +84,16 @@ impl Outbox {
     /// is queued at once.
     fn put(self: &Arc<Self>, pos: u64, parts: &[&[u8]]) {
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.put_with(pos, len, |bytes| {
+            for p in parts {
+                bytes.extend_from_slice(p);
+            }
+        });
+    }
+
+    /// [`Outbox::put`] of `len` bytes that `fill` appends to the held bytes (read
+    /// straight from the journal's ring: one copy).
+    fn put_with(self: &Arc<Self>, pos: u64, len: usize, fill: impl FnOnce(&mut Vec<u8>)) {
         let mut h = self.lock();
         if !h.bytes.is_empty() && (h.pos + h.bytes.len() as u64 != pos || h.bytes.len() + len > self.limit) {
             self.queue(&mut h);
@@ -93,9 +103,7 @@ impl Outbox {
             h.pos = pos;
             h.bytes.reserve(len.max(4096));
         }
-        for p in parts {
-            h.bytes.extend_from_slice(p);
-        }
+        fill(&mut h.bytes);
         if h.bytes.len() >= self.limit {
             self.queue(&mut h);
         } else if first {
@@ -182,6 +190,12 @@ impl Mirror for LinkMirror {
         // acknowledgement beyond what was shipped ends the link.
         self.progress.shipped.fetch_max(shipment.end(), Ordering::AcqRel);
         self.outbox.put(shipment.pos, shipment.parts);
+    }
+
+    fn ship_run(&self, run: Run<'_>, ack: &MirrorAck) {
+        self.keep(ack);
+        self.progress.shipped.fetch_max(run.end(), Ordering::AcqRel);
+        self.outbox.put_with(run.pos, run.len as usize, |bytes| run.read_append(bytes));
     }
 
     fn ship_meta(&self, meta: MirrorMeta, ack: &MirrorAck) {
