@@ -455,6 +455,70 @@ mod tests {
         assert!(!mirror.acked(a.tail() + 8));
     }
 
+    /// What a link's writer was given so far, in order (`Later` as a word).
+    fn queued(from_a: &mut tokio::sync::mpsc::UnboundedReceiver<Out>) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Ok(o) = from_a.try_recv() {
+            got.push(match o {
+                Out::Msg(Message::Mirror { pos, records }) => format!("Mirror {pos}+{}", records.len()),
+                Out::Msg(Message::MirrorMeta { head, .. }) => format!("Meta {head}"),
+                Out::Msg(m) => format!("{m:?}"),
+                Out::Later(_) => "Later".to_string(),
+                Out::Close => "Close".to_string(),
+            });
+        }
+        got
+    }
+
+    /// Records no one waits for stay in the outbox, one `Later` asking the writer to send
+    /// them; more records that follow on join them; a commit that waits sends them all
+    /// as one frame; a run that would make the batch too large sends it first and goes
+    /// at once.
+    #[test]
+    fn records_wait_in_the_outbox_and_leave_as_one_frame() {
+        let (a, _) = journal(1);
+        let (out, mut from_a) = unbounded_channel();
+        let mirror = Arc::new(LinkMirror::new(out, Arc::default(), a.capacity()));
+        a.attach_mirror(mirror.clone()).unwrap();
+        let start = a.head();
+        // The head, then the attach's pad, held.
+        assert_eq!(queued(&mut from_a), [format!("Meta {start}"), "Later".to_string()]);
+        a.append_nowait(Entry::PreAck { op: OpId(1), request: b"one" }).unwrap();
+        a.append_nowait(Entry::PreAck { op: OpId(2), request: b"two" }).unwrap();
+        assert_eq!(queued(&mut from_a), Vec::<String>::new(), "sent before the hold was over");
+        // A waiting commit: the partner never answers here, so it waits on its own thread.
+        let t = a.append_nowait(Entry::PreAck { op: OpId(3), request: b"three" }).unwrap();
+        let waiter = {
+            let a = a.clone();
+            std::thread::spawn(move || a.commit(&t))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let got = loop {
+            let got = queued(&mut from_a);
+            if !got.is_empty() {
+                break got;
+            }
+            assert!(std::time::Instant::now() < deadline, "the waiting commit sent nothing");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert_eq!(got, [format!("Mirror {start}+{}", t.end - start)]);
+        assert!(mirror.acked(t.end));
+        waiter.join().unwrap().unwrap();
+        // A small record held, then one larger than a batch may grow: both go at once,
+        // the held one first.
+        let small = a.append_nowait(Entry::PreAck { op: OpId(4), request: b"small" }).unwrap();
+        assert_eq!(queued(&mut from_a), ["Later"]);
+        let big = vec![7u8; mirror.outbox.limit + 1];
+        let large = a.append_nowait(Entry::PreAck { op: OpId(5), request: &big }).unwrap();
+        assert_eq!(
+            queued(&mut from_a),
+            [
+                format!("Mirror {}+{}", small.pos, small.end - small.pos),
+                format!("Mirror {}+{}", large.pos, large.end - large.pos)
+            ]
+        );
+    }
+
     #[test]
     fn the_partner_saying_current_is_believed_only_for_what_we_hold() {
         let (b, _) = journal(2);
