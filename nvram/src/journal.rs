@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::format::{
     self, align, Header, Kind, LogMeta, RecordHeader, HEADER_LEN, MIN_REGION, RECORD_HEADER, SLOT_SIZE,
 };
-use crate::mirror::{Mirror, MirrorAck, MirrorMeta, MirrorShared, Shipment};
+use crate::mirror::{Mirror, MirrorAck, MirrorMeta, MirrorShared, Run, Shipment};
 use crate::recover::{self, OpHash, Recovery};
 use crate::region::{Claim, DaxStorage, MmapStorage, Region, Ring, Storage};
 
@@ -201,8 +201,6 @@ pub struct Journal {
     next_seq: AtomicU64,
     /// Whether some thread is publishing (see [`Journal::publish_ready`]).
     publishing: AtomicBool,
-    /// The publisher's buffer for shipping to the mirror.
-    ship_buf: Mutex<Vec<u8>>,
     /// The start of the first run of records whose `PerRecord` sync failed (`u64::MAX`:
     /// none): no record from there on counts as durable.
     sync_failed: AtomicU64,
@@ -369,7 +367,6 @@ impl Journal {
             header: Mutex::new(header),
             next_seq: AtomicU64::new(next_seq),
             publishing: AtomicBool::new(false),
-            ship_buf: Mutex::new(Vec::new()),
             sync_failed: AtomicU64::new(u64::MAX),
             broken: AtomicBool::new(false),
             synced: AtomicU64::new(tail),
@@ -543,13 +540,12 @@ impl Journal {
             return;
         };
         let ack = self.ack_handle();
-        let mut buf = lock(&self.ship_buf);
         while from < to {
-            let n = (to - from).min(self.cap - from % self.cap).min(SHIP_CHUNK) as usize;
-            buf.resize(n, 0);
-            self.region.read_ring(&self.own, from, &mut buf[..n]);
-            m.ship(Shipment { pos: from, parts: &[&buf[..n]] }, &ack);
-            from += n as u64;
+            let n = (to - from).min(self.cap - from % self.cap).min(SHIP_CHUNK);
+            let at = from;
+            let read = |dst: &mut Vec<u8>| self.region.read_ring_append(&self.own, at, n as usize, dst);
+            m.ship_run(Run { pos: from, len: n, read: &read }, &ack);
+            from += n;
         }
     }
 
@@ -557,6 +553,8 @@ impl Journal {
     pub fn commit(&self, ticket: &Ticket) -> Result<()> {
         self.own.wait_published(ticket.end);
         self.check_synced(ticket)?;
+        // Before the local sync, so that the partner's round trip runs while it does.
+        self.flush_mirror(ticket.end);
         if self.durability == Durability::GroupCommit {
             self.group_sync(ticket.end)?;
         }
@@ -922,6 +920,16 @@ impl Journal {
 
     fn mirror_covers(&self, end: u64) -> bool {
         !self.mirror_shared.attached.load(Ordering::Acquire) || self.mirror_shared.acked.load(Ordering::Acquire) >= end
+    }
+
+    /// Tells the mirror that an append waits for `end`, unless it is covered already.
+    fn flush_mirror(&self, end: u64) {
+        if self.mirror_covers(end) {
+            return;
+        }
+        if let Some(m) = lock(&self.mirror).clone() {
+            m.flush();
+        }
     }
 
     fn wait_mirror(&self, end: u64) {

@@ -72,7 +72,7 @@ pub use error::{Error, Result};
 pub use format::Kind;
 pub use ids::{ClusterId, Flag, NodeId, OpId};
 pub use journal::{Durability, Entry, Journal, Options, Ticket};
-pub use mirror::{LocalMirror, Mirror, MirrorAck, MirrorMeta, Shipment};
+pub use mirror::{LocalMirror, Mirror, MirrorAck, MirrorMeta, Run, Shipment};
 pub use power::{Failure, PageCacheStorage, Power, PowerStats};
 pub use read::read_own;
 pub use recover::{LogEnd, LogRecovery, Points, Record, Recovery, TornReason};

@@ -16,6 +16,9 @@
 //! writes messages in order; the partner calls [`crate::Journal::receive`] for each and
 //! answers with the highest end position it has stored; the task then calls
 //! [`MirrorAck::records`] (the handle is `Clone + Send`, so a clone lives in the task).
+//! It may also hold shipments back for a moment, to send many records in one message
+//! (fewer wake-ups, frames and partner syncs): [`Mirror::flush`] then tells it that an
+//! append waits for them.
 //! A request task appends with [`crate::Journal::append_nowait`] (it only copies) and
 //! waits for durability with [`crate::Journal::commit`] on a blocking thread, or polls
 //! [`crate::Journal::is_durable`]. When the partner is lost, the server calls
@@ -60,6 +63,35 @@ impl Shipment<'_> {
     }
 }
 
+/// A run of the own ring to ship (published records, or a chunk of a resync), read on
+/// demand: a mirror that gathers records in a buffer of its own appends them there
+/// straight from the ring ([`Run::read_append`]), with one copy.
+pub struct Run<'a> {
+    /// Logical position of the first byte.
+    pub pos: u64,
+    /// Number of bytes.
+    pub len: u64,
+    pub(crate) read: &'a dyn Fn(&mut Vec<u8>),
+}
+
+impl Run<'_> {
+    /// Appends the run's `len` bytes to `dst`.
+    pub fn read_append(&self, dst: &mut Vec<u8>) {
+        (self.read)(dst)
+    }
+
+    /// Logical position just past the last byte: what to acknowledge.
+    pub fn end(&self) -> u64 {
+        self.pos + self.len
+    }
+}
+
+impl std::fmt::Debug for Run<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run").field("pos", &self.pos).field("len", &self.len).finish()
+    }
+}
+
 /// The sender's ring state that the partner keeps for its mirror ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MirrorMeta {
@@ -78,9 +110,24 @@ pub trait Mirror: Send + Sync {
     /// [`MirrorAck::records`] once the partner has them durably.
     fn ship(&self, shipment: Shipment<'_>, ack: &MirrorAck);
 
+    /// Ships a run of the own ring, as [`Mirror::ship`] does (called instead of it, in
+    /// the same order, by the same caller). The default reads the run into a new buffer
+    /// and calls `ship`; a mirror with a buffer of its own reads it there.
+    fn ship_run(&self, run: Run<'_>, ack: &MirrorAck) {
+        let mut buf = Vec::with_capacity(run.len as usize);
+        run.read_append(&mut buf);
+        self.ship(Shipment { pos: run.pos, parts: &[&buf] }, ack);
+    }
+
     /// Sends the ring's head and generation. Call [`MirrorAck::head`] once the partner
     /// has stored them durably. May run concurrently with [`Mirror::ship`].
     fn ship_meta(&self, meta: MirrorMeta, ack: &MirrorAck);
+
+    /// Someone waits for what was shipped so far to be acknowledged
+    /// ([`crate::Journal::commit`] calls it before it waits): a mirror that holds
+    /// shipments back to send many together sends what it holds now. One that sends
+    /// each at once has nothing to do. May run concurrently with the other methods.
+    fn flush(&self) {}
 }
 
 /// Shared state between a journal and its mirror's acknowledgements.

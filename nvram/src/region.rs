@@ -625,6 +625,14 @@ impl Region {
         self.storage.read(physical, dst)
     }
 
+    /// Appends `len` bytes at logical position `pos` of a ring to `dst`, from a range as
+    /// [`Region::read_ring`] reads.
+    pub(crate) fn read_ring_append(&self, ring: &Ring, pos: u64, len: usize, dst: &mut Vec<u8>) {
+        let physical = ring.physical(pos);
+        assert!(physical + len as u64 <= ring.base + ring.cap, "read straddles the ring end");
+        self.storage.read_append(physical, len, dst)
+    }
+
     /// Writes the header of a claim its holder marked ready, at logical position `pos`.
     /// Only the journal's publisher calls this, under its lock.
     pub(crate) fn write_ready(&self, ring: &Ring, pos: u64, src: &[u8]) {

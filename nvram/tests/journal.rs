@@ -358,6 +358,56 @@ fn append_is_durable_only_once_the_mirror_acknowledges() {
     assert!(j.is_durable(&t2));
 }
 
+/// A mirror that holds what it is shipped until it is flushed, then acknowledges it
+/// all at once (as the server's interconnect mirror batches records).
+#[derive(Default)]
+struct Batching {
+    held: Mutex<Option<(u64, MirrorAck)>>,
+    flushes: AtomicU64,
+}
+
+impl Mirror for Batching {
+    fn ship(&self, s: Shipment<'_>, ack: &MirrorAck) {
+        *self.held.lock().unwrap() = Some((s.end(), ack.clone()));
+    }
+    fn ship_meta(&self, m: MirrorMeta, ack: &MirrorAck) {
+        ack.head(m.head);
+    }
+    fn flush(&self) {
+        self.flushes.fetch_add(1, Ordering::SeqCst);
+        if let Some((end, ack)) = self.held.lock().unwrap().take() {
+            ack.records(end);
+        }
+    }
+}
+
+/// A commit tells a mirror that holds shipments back that someone waits (and does not
+/// when the record is acknowledged already): without that, the append would wait for
+/// ever on a mirror that sends only when told.
+#[test]
+fn commit_flushes_a_mirror_that_holds_shipments_back() {
+    let j = Arc::new(Journal::create(MemStorage::new(REGION), opts(1)).unwrap());
+    let m = Arc::new(Batching::default());
+    j.attach_mirror(m.clone()).unwrap();
+    let t = j.append_nowait(Entry::PreAck { op: OpId(1), request: b"req" }).unwrap();
+    assert!(!j.is_durable(&t));
+    let waiter = {
+        let j = j.clone();
+        std::thread::spawn(move || j.commit(&t))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !waiter.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the commit never flushed the mirror");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    waiter.join().unwrap().unwrap();
+    assert!(j.is_durable(&t));
+    let flushes = m.flushes.load(Ordering::SeqCst);
+    assert!(flushes >= 1);
+    j.commit(&t).unwrap();
+    assert_eq!(m.flushes.load(Ordering::SeqCst), flushes, "flushed for a record already acknowledged");
+}
+
 #[test]
 fn storage_trait_is_usable_directly() {
     let s = MemStorage::new(64);

@@ -168,6 +168,8 @@ impl Peer {
 #[derive(Debug)]
 pub enum Out {
     Msg(Message),
+    /// Records wait in this outbox: send them within [`super::mirror::HOLD`].
+    Later(Arc<super::mirror::Outbox>),
     /// Close the link.
     Close,
 }
@@ -206,6 +208,8 @@ pub async fn writer(
     // records for the partner's mirror is held that long before it is sent.
     let hold = crate::failpoint::pause_ms("mirror-send").map(Duration::from_millis);
     let mut records = false;
+    // The outbox whose records go out at the instant given.
+    let mut later: Option<(tokio::time::Instant, Arc<super::mirror::Outbox>)> = None;
     'link: loop {
         if !buf.is_empty() {
             if let (Some(hold), true) = (hold, std::mem::take(&mut records)) {
@@ -218,6 +222,11 @@ pub async fn writer(
         }
         tokio::select! {
             biased;
+            () = async { tokio::time::sleep_until(later.as_ref().expect("guarded").0).await }, if later.is_some() => {
+                if let Some((_, outbox)) = later.take() {
+                    outbox.send(None);
+                }
+            }
             m = rx.recv() => {
                 let mut next = m;
                 loop {
@@ -225,6 +234,9 @@ pub async fn writer(
                         Some(Out::Msg(m)) => {
                             records |= matches!(m, Message::Mirror { .. });
                             frame(&mut buf, m)
+                        }
+                        Some(Out::Later(outbox)) => {
+                            later.get_or_insert_with(|| (tokio::time::Instant::now() + super::mirror::HOLD, outbox));
                         }
                         Some(Out::Close) | None => {
                             let _ = wr.write_all(&buf).await;

@@ -3,8 +3,9 @@
 //! the partner's records into this node's mirror ring).
 //!
 //! The sending side never blocks: the journal's publisher calls `ship` in log order,
-//! which copies the bytes into a [`Message::Mirror`] and queues it for the link's
-//! writer. The partner stores them (`nvram::Journal::receive`, synced as its policy
+//! which copies the bytes into the link's [`Outbox`]. Records wait there at most
+//! [`HOLD`] (or until [`HOLD_BYTES`] gather), to go out many to a [`Message::Mirror`];
+//! a commit that waits for them sends them at once (`flush`). The partner stores them (`nvram::Journal::receive`, synced as its policy
 //! says) and answers [`Message::MirrorAck`] with the contiguous end it holds; the link
 //! hands that to the journal's `MirrorAck`, and an append waiting for durability
 //! returns. When the link ends, the server detaches the mirror
@@ -19,9 +20,10 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
-use nvram::{Journal, Mirror, MirrorAck, MirrorMeta, Shipment};
+use nvram::{Journal, Mirror, MirrorAck, MirrorMeta, Run, Shipment};
 use takeover::codec::Message;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
@@ -37,9 +39,100 @@ pub struct SendProgress {
     pub acked: AtomicU64,
 }
 
+/// How long shipped records may wait to be sent with the records after them, when no
+/// append waits for them ([`nvram::Mirror::flush`] sends them at once). Records no
+/// answer waits for (a plain open's, an echo's) travel many to a frame: one wake-up of
+/// the link's writer, one frame, one store and sync on the partner and one
+/// acknowledgement per batch instead of per record.
+pub const HOLD: Duration = Duration::from_millis(2);
+/// Most bytes held back: a batch this large is sent at once.
+const HOLD_BYTES: usize = 256 << 10;
+
+/// Records shipped and not yet queued for the link's writer: a contiguous run of our
+/// log from `pos`.
+#[derive(Default)]
+struct Held {
+    pos: u64,
+    bytes: Vec<u8>,
+}
+
+/// The records of one link held back for a moment, and the link's writer queue they go
+/// to. Everything leaves through [`Outbox::send`], under the lock, so that the queue
+/// gets the records and the messages after them in the order they were shipped.
+pub struct Outbox {
+    out: UnboundedSender<Out>,
+    held: Mutex<Held>,
+    /// Most bytes held (at most [`HOLD_BYTES`], and a quarter of the ring: the partner
+    /// refuses a run longer than its ring).
+    limit: usize,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = self.lock();
+        f.debug_struct("Outbox").field("pos", &h.pos).field("held", &h.bytes.len()).finish()
+    }
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds the records `parts` at `pos` of our log. The first records into an empty
+    /// outbox ask the writer to send them within [`HOLD`] ([`Out::Later`]); a full one
+    /// is queued at once.
+    fn put(self: &Arc<Self>, pos: u64, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.put_with(pos, len, |bytes| {
+            for p in parts {
+                bytes.extend_from_slice(p);
+            }
+        });
+    }
+
+    /// [`Outbox::put`] of `len` bytes that `fill` appends to the held bytes (read
+    /// straight from the journal's ring: one copy).
+    fn put_with(self: &Arc<Self>, pos: u64, len: usize, fill: impl FnOnce(&mut Vec<u8>)) {
+        let mut h = self.lock();
+        if !h.bytes.is_empty() && (h.pos + h.bytes.len() as u64 != pos || h.bytes.len() + len > self.limit) {
+            self.queue(&mut h);
+        }
+        let first = h.bytes.is_empty();
+        if first {
+            h.pos = pos;
+            h.bytes.reserve(len.max(4096));
+        }
+        fill(&mut h.bytes);
+        if h.bytes.len() >= self.limit {
+            self.queue(&mut h);
+        } else if first {
+            let _ = self.out.send(Out::Later(self.clone()));
+        }
+    }
+
+    /// Queues what is held for the writer, then `then` (if any) behind it.
+    pub fn send(&self, then: Option<Message>) {
+        let mut h = self.lock();
+        self.queue(&mut h);
+        if let Some(m) = then {
+            // A closed queue: the link is gone, and the mirror is about to be detached.
+            let _ = self.out.send(Out::Msg(m));
+        }
+    }
+
+    fn queue(&self, h: &mut Held) {
+        if h.bytes.is_empty() {
+            return;
+        }
+        let records = Bytes::from(std::mem::take(&mut h.bytes));
+        let _ = self.out.send(Out::Msg(Message::Mirror { pos: h.pos, records }));
+    }
+}
+
 /// This node's `nvram::Mirror` over one link.
 pub struct LinkMirror {
-    out: UnboundedSender<Out>,
+    outbox: Arc<Outbox>,
     progress: Arc<SendProgress>,
     /// The journal's acknowledgement handle of this attachment (given with every
     /// shipment).
@@ -47,10 +140,14 @@ pub struct LinkMirror {
 }
 
 impl LinkMirror {
-    pub fn new(out: UnboundedSender<Out>, progress: Arc<SendProgress>) -> LinkMirror {
+    /// The mirror of a journal whose ring holds `capacity` bytes, over the link whose
+    /// writer reads `out`.
+    pub fn new(out: UnboundedSender<Out>, progress: Arc<SendProgress>, capacity: u64) -> LinkMirror {
         progress.shipped.store(0, Ordering::Release);
         progress.acked.store(0, Ordering::Release);
-        LinkMirror { out, progress, ack: Mutex::new(None) }
+        let limit = HOLD_BYTES.min((capacity / 4) as usize).max(1);
+        let outbox = Arc::new(Outbox { out, held: Mutex::default(), limit });
+        LinkMirror { outbox, progress, ack: Mutex::new(None) }
     }
 
     fn keep(&self, ack: &MirrorAck) {
@@ -88,26 +185,29 @@ impl LinkMirror {
 impl Mirror for LinkMirror {
     fn ship(&self, shipment: Shipment<'_>, ack: &MirrorAck) {
         self.keep(ack);
-        let mut records = Vec::with_capacity(shipment.len() as usize);
-        for p in shipment.parts {
-            records.extend_from_slice(p);
-        }
-        let end = shipment.end();
         // Counted as shipped before it is queued: on loopback the partner's
         // acknowledgement can come back before the line after the send runs, and an
         // acknowledgement beyond what was shipped ends the link.
-        self.progress.shipped.fetch_max(end, Ordering::AcqRel);
-        // A closed queue: the link is gone, and the mirror is about to be detached.
-        let _ = self.out.send(Out::Msg(Message::Mirror { pos: shipment.pos, records: Bytes::from(records) }));
+        self.progress.shipped.fetch_max(shipment.end(), Ordering::AcqRel);
+        self.outbox.put(shipment.pos, shipment.parts);
+    }
+
+    fn ship_run(&self, run: Run<'_>, ack: &MirrorAck) {
+        self.keep(ack);
+        self.progress.shipped.fetch_max(run.end(), Ordering::AcqRel);
+        self.outbox.put_with(run.pos, run.len as usize, |bytes| run.read_append(bytes));
     }
 
     fn ship_meta(&self, meta: MirrorMeta, ack: &MirrorAck) {
         self.keep(ack);
-        let _ = self.out.send(Out::Msg(Message::MirrorMeta {
-            head: meta.head,
-            generation: meta.generation,
-            capacity: meta.capacity,
-        }));
+        // Behind the records shipped before it: the partner takes its first head as
+        // where the records start.
+        let m = Message::MirrorMeta { head: meta.head, generation: meta.generation, capacity: meta.capacity };
+        self.outbox.send(Some(m));
+    }
+
+    fn flush(&self) {
+        self.outbox.send(None);
     }
 }
 
@@ -277,7 +377,16 @@ mod tests {
     ) -> Vec<Message> {
         let (reply, mut answers) = unbounded_channel();
         let mut seen = Vec::new();
-        while let Ok(Out::Msg(m)) = from_a.try_recv() {
+        loop {
+            let m = match from_a.try_recv() {
+                Ok(Out::Msg(m)) => m,
+                // What the writer does once the hold is over.
+                Ok(Out::Later(outbox)) => {
+                    outbox.send(None);
+                    continue;
+                }
+                _ => break,
+            };
             match m {
                 Message::MirrorMeta { head, generation, capacity } => {
                     let meta = MirrorMeta { head, generation, capacity };
@@ -321,7 +430,7 @@ mod tests {
         rx.send(Item::NewLink { link: 1 }).unwrap();
         let (out, mut from_a) = unbounded_channel();
         let progress = Arc::new(SendProgress::default());
-        let mirror = Arc::new(LinkMirror::new(out, progress.clone()));
+        let mirror = Arc::new(LinkMirror::new(out, progress.clone(), a.capacity()));
         a.append(Entry::PreAck { op: OpId(1), request: b"before the partner came" }).unwrap();
         a.attach_mirror(mirror.clone()).unwrap();
         pump(&mirror, &mut from_a, &rx, 1);
@@ -344,6 +453,70 @@ mod tests {
         assert_eq!(counters.stale.load(Ordering::Relaxed), 0);
         // An acknowledgement of more than was sent is refused.
         assert!(!mirror.acked(a.tail() + 8));
+    }
+
+    /// What a link's writer was given so far, in order (`Later` as a word).
+    fn queued(from_a: &mut tokio::sync::mpsc::UnboundedReceiver<Out>) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Ok(o) = from_a.try_recv() {
+            got.push(match o {
+                Out::Msg(Message::Mirror { pos, records }) => format!("Mirror {pos}+{}", records.len()),
+                Out::Msg(Message::MirrorMeta { head, .. }) => format!("Meta {head}"),
+                Out::Msg(m) => format!("{m:?}"),
+                Out::Later(_) => "Later".to_string(),
+                Out::Close => "Close".to_string(),
+            });
+        }
+        got
+    }
+
+    /// Records no one waits for stay in the outbox, one `Later` asking the writer to send
+    /// them; more records that follow on join them; a commit that waits sends them all
+    /// as one frame; a run that would make the batch too large sends it first and goes
+    /// at once.
+    #[test]
+    fn records_wait_in_the_outbox_and_leave_as_one_frame() {
+        let (a, _) = journal(1);
+        let (out, mut from_a) = unbounded_channel();
+        let mirror = Arc::new(LinkMirror::new(out, Arc::default(), a.capacity()));
+        a.attach_mirror(mirror.clone()).unwrap();
+        let start = a.head();
+        // The head, then the attach's pad, held.
+        assert_eq!(queued(&mut from_a), [format!("Meta {start}"), "Later".to_string()]);
+        a.append_nowait(Entry::PreAck { op: OpId(1), request: b"one" }).unwrap();
+        a.append_nowait(Entry::PreAck { op: OpId(2), request: b"two" }).unwrap();
+        assert_eq!(queued(&mut from_a), Vec::<String>::new(), "sent before the hold was over");
+        // A waiting commit: the partner never answers here, so it waits on its own thread.
+        let t = a.append_nowait(Entry::PreAck { op: OpId(3), request: b"three" }).unwrap();
+        let waiter = {
+            let a = a.clone();
+            std::thread::spawn(move || a.commit(&t))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let got = loop {
+            let got = queued(&mut from_a);
+            if !got.is_empty() {
+                break got;
+            }
+            assert!(std::time::Instant::now() < deadline, "the waiting commit sent nothing");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert_eq!(got, [format!("Mirror {start}+{}", t.end - start)]);
+        assert!(mirror.acked(t.end));
+        waiter.join().unwrap().unwrap();
+        // A small record held, then one larger than a batch may grow: both go at once,
+        // the held one first.
+        let small = a.append_nowait(Entry::PreAck { op: OpId(4), request: b"small" }).unwrap();
+        assert_eq!(queued(&mut from_a), ["Later"]);
+        let big = vec![7u8; mirror.outbox.limit + 1];
+        let large = a.append_nowait(Entry::PreAck { op: OpId(5), request: &big }).unwrap();
+        assert_eq!(
+            queued(&mut from_a),
+            [
+                format!("Mirror {}+{}", small.pos, small.end - small.pos),
+                format!("Mirror {}+{}", large.pos, large.end - large.pos)
+            ]
+        );
     }
 
     #[test]

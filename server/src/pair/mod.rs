@@ -429,7 +429,7 @@ impl Pair {
         }
         self.out_joined.store(true, Ordering::Release);
         let t0 = Instant::now();
-        let mirror = Arc::new(LinkMirror::new(out.clone(), self.sent.clone()));
+        let mirror = Arc::new(LinkMirror::new(out.clone(), self.sent.clone(), self.region.capacity()));
         self.resync_target.store(u64::MAX, Ordering::Release);
         self.resyncs.fetch_add(1, Ordering::Relaxed);
         let region = self.region.clone();
