@@ -398,7 +398,7 @@ mod tests {
         assert!(text.contains("READ answers sent from their files: 3 (24 MiB with sendfile, 0 B copied)\n"), "{text}");
         assert!(
             text.contains(
-                "WRITE data taken from the socket into its file: 2 (16 MiB with splice, 0 B copied, 7 KiB read with the head; 1 cut short)\n"
+                "WRITE data taken from the socket into its file: 2 (16 MiB with splice, 0 B copied, 7 KiB read with the head; 1 cut short; 0 now)\n"
             ),
             "{text}"
         );
