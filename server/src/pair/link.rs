@@ -17,6 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, Notify};
 
+use super::outbox::{Out, Outbox};
+
 /// A heartbeat goes out on every link this often (DESIGN.md, "Pair and takeover").
 pub const BEAT: Duration = Duration::from_millis(100);
 /// A link that brings nothing (not even a heartbeat) for this long is dead: the
@@ -164,16 +166,6 @@ impl Peer {
     }
 }
 
-/// What a link's writer is given.
-#[derive(Debug)]
-pub enum Out {
-    Msg(Message),
-    /// Records wait in this outbox: send them within [`super::mirror::HOLD`].
-    Later(Arc<super::mirror::Outbox>),
-    /// Close the link.
-    Close,
-}
-
 /// Who we are on the wire: the header of every frame we send, but for its seq.
 #[derive(Clone, Copy, Debug)]
 pub struct Sender {
@@ -209,7 +201,7 @@ pub async fn writer(
     let hold = crate::failpoint::pause_ms("mirror-send").map(Duration::from_millis);
     let mut records = false;
     // The outbox whose records go out at the instant given.
-    let mut later: Option<(tokio::time::Instant, Arc<super::mirror::Outbox>)> = None;
+    let mut later: Option<(tokio::time::Instant, Arc<Outbox>)> = None;
     'link: loop {
         if !buf.is_empty() {
             if let (Some(hold), true) = (hold, std::mem::take(&mut records)) {
@@ -236,7 +228,7 @@ pub async fn writer(
                             frame(&mut buf, m)
                         }
                         Some(Out::Later(outbox)) => {
-                            later.get_or_insert_with(|| (tokio::time::Instant::now() + super::mirror::HOLD, outbox));
+                            later.get_or_insert_with(|| (tokio::time::Instant::now() + super::outbox::HOLD, outbox));
                         }
                         Some(Out::Close) | None => {
                             let _ = wr.write_all(&buf).await;

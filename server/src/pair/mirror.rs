@@ -4,7 +4,7 @@
 //!
 //! The sending side never blocks: the journal's publisher calls `ship` in log order,
 //! which copies the bytes into the link's [`Outbox`]. Records wait there at most
-//! [`HOLD`] (or until [`HOLD_BYTES`] gather), to go out many to a [`Message::Mirror`];
+//! [`super::outbox::HOLD`] (or until a batch gathers), to go out many to a [`Message::Mirror`];
 //! a commit that waits for them sends them at once (`flush`). The partner stores them (`nvram::Journal::receive`, synced as its policy
 //! says) and answers [`Message::MirrorAck`] with the contiguous end it holds; the link
 //! hands that to the journal's `MirrorAck`, and an append waiting for durability
@@ -20,7 +20,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use nvram::{Journal, Mirror, MirrorAck, MirrorMeta, Run, Shipment};
@@ -28,7 +27,8 @@ use takeover::codec::Message;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
-use super::link::{Counters, Out};
+use super::link::Counters;
+use super::outbox::{Out, Outbox};
 
 /// How far the mirror of our journal got (the sending side), for `duet status`.
 #[derive(Debug, Default)]
@@ -37,97 +37,6 @@ pub struct SendProgress {
     pub shipped: AtomicU64,
     /// The end the partner acknowledged.
     pub acked: AtomicU64,
-}
-
-/// How long shipped records may wait to be sent with the records after them, when no
-/// append waits for them ([`nvram::Mirror::flush`] sends them at once). Records no
-/// answer waits for (a plain open's, an echo's) travel many to a frame: one wake-up of
-/// the link's writer, one frame, one store and sync on the partner and one
-/// acknowledgement per batch instead of per record.
-pub const HOLD: Duration = Duration::from_millis(2);
-/// Most bytes held back: a batch this large is sent at once.
-const HOLD_BYTES: usize = 256 << 10;
-
-/// Records shipped and not yet queued for the link's writer: a contiguous run of our
-/// log from `pos`.
-#[derive(Default)]
-struct Held {
-    pos: u64,
-    bytes: Vec<u8>,
-}
-
-/// The records of one link held back for a moment, and the link's writer queue they go
-/// to. Everything leaves through [`Outbox::send`], under the lock, so that the queue
-/// gets the records and the messages after them in the order they were shipped.
-pub struct Outbox {
-    out: UnboundedSender<Out>,
-    held: Mutex<Held>,
-    /// Most bytes held (at most [`HOLD_BYTES`], and a quarter of the ring: the partner
-    /// refuses a run longer than its ring).
-    limit: usize,
-}
-
-impl std::fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let h = self.lock();
-        f.debug_struct("Outbox").field("pos", &h.pos).field("held", &h.bytes.len()).finish()
-    }
-}
-
-impl Outbox {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Adds the records `parts` at `pos` of our log. The first records into an empty
-    /// outbox ask the writer to send them within [`HOLD`] ([`Out::Later`]); a full one
-    /// is queued at once.
-    fn put(self: &Arc<Self>, pos: u64, parts: &[&[u8]]) {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        self.put_with(pos, len, |bytes| {
-            for p in parts {
-                bytes.extend_from_slice(p);
-            }
-        });
-    }
-
-    /// [`Outbox::put`] of `len` bytes that `fill` appends to the held bytes (read
-    /// straight from the journal's ring: one copy).
-    fn put_with(self: &Arc<Self>, pos: u64, len: usize, fill: impl FnOnce(&mut Vec<u8>)) {
-        let mut h = self.lock();
-        if !h.bytes.is_empty() && (h.pos + h.bytes.len() as u64 != pos || h.bytes.len() + len > self.limit) {
-            self.queue(&mut h);
-        }
-        let first = h.bytes.is_empty();
-        if first {
-            h.pos = pos;
-            h.bytes.reserve(len.max(4096));
-        }
-        fill(&mut h.bytes);
-        if h.bytes.len() >= self.limit {
-            self.queue(&mut h);
-        } else if first {
-            let _ = self.out.send(Out::Later(self.clone()));
-        }
-    }
-
-    /// Queues what is held for the writer, then `then` (if any) behind it.
-    pub fn send(&self, then: Option<Message>) {
-        let mut h = self.lock();
-        self.queue(&mut h);
-        if let Some(m) = then {
-            // A closed queue: the link is gone, and the mirror is about to be detached.
-            let _ = self.out.send(Out::Msg(m));
-        }
-    }
-
-    fn queue(&self, h: &mut Held) {
-        if h.bytes.is_empty() {
-            return;
-        }
-        let records = Bytes::from(std::mem::take(&mut h.bytes));
-        let _ = self.out.send(Out::Msg(Message::Mirror { pos: h.pos, records }));
-    }
 }
 
 /// This node's `nvram::Mirror` over one link.
@@ -145,8 +54,7 @@ impl LinkMirror {
     pub fn new(out: UnboundedSender<Out>, progress: Arc<SendProgress>, capacity: u64) -> LinkMirror {
         progress.shipped.store(0, Ordering::Release);
         progress.acked.store(0, Ordering::Release);
-        let limit = HOLD_BYTES.min((capacity / 4) as usize).max(1);
-        let outbox = Arc::new(Outbox { out, held: Mutex::default(), limit });
+        let outbox = Arc::new(Outbox::new(out, capacity));
         LinkMirror { outbox, progress, ack: Mutex::new(None) }
     }
 
@@ -508,7 +416,7 @@ mod tests {
         // the held one first.
         let small = a.append_nowait(Entry::PreAck { op: OpId(4), request: b"small" }).unwrap();
         assert_eq!(queued(&mut from_a), ["Later"]);
-        let big = vec![7u8; mirror.outbox.limit + 1];
+        let big = vec![7u8; mirror.outbox.limit() + 1];
         let large = a.append_nowait(Entry::PreAck { op: OpId(5), request: &big }).unwrap();
         assert_eq!(
             queued(&mut from_a),

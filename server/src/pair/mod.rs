@@ -32,6 +32,8 @@
 //! - [`key`]: the interconnect key and the proof made with it at a join.
 //! - [`link`]: frames over TCP, heartbeats, refused-input counters.
 //! - [`mirror`]: the journal's mirror over a link, and the receiving thread.
+//! - [`outbox`]: what a link's writer sends, and the mirror records held back to go
+//!   out many to a frame.
 //! - [`sets`]: share sets: ownership claims, the storage heartbeat, and when a
 //!   dead partner's set is taken over (the takeover is
 //!   [`crate::restart::takeover`]).
@@ -55,6 +57,7 @@ pub mod join;
 pub mod key;
 pub mod link;
 pub mod mirror;
+pub mod outbox;
 pub mod serving;
 
 use std::net::SocketAddr;
@@ -74,7 +77,8 @@ use crate::error::RunError;
 use config::PairConfig;
 use join::{judge, Identity, Verdict};
 use key::Key;
-use link::{Counters, FrameReader, Out, Peer, Sender, ACK_TIMEOUT, JOIN_TIMEOUT};
+use link::{Counters, FrameReader, Peer, Sender, ACK_TIMEOUT, JOIN_TIMEOUT};
+use outbox::Out;
 use mirror::{Item, LinkMirror, ReceiveProgress, SendProgress};
 
 /// Most links waiting for their join at once; more are closed at accept.
