@@ -155,6 +155,7 @@ use ids::SetId;
 use tracing::{error, info, warn};
 
 use super::files::{CachingView, FileTable};
+use super::oplock::OplockState;
 use super::{lock, Server};
 use crate::journal::{self, OpId, ReplayKey, Ticket};
 use crate::model::ids::IdParts;
@@ -182,6 +183,9 @@ pub struct Recorder {
     /// order they were applied: the server journals them before it lets go
     /// of the model's lock.
     unjournaled: Vec<Vec<u8>>,
+    /// How many deltas the model refused (a defect; check mode reports
+    /// each).
+    refused: u64,
 }
 
 /// A change the recorder holds back, so that the model sees the changes
@@ -263,7 +267,7 @@ impl Recorder {
             mismatches: 0,
             texts: Vec::new(),
         });
-        Recorder { model, check, waiting: Vec::new(), unjournaled: Vec::new() }
+        Recorder { model, check, waiting: Vec::new(), unjournaled: Vec::new(), refused: 0 }
     }
 
     /// The live model.
@@ -290,6 +294,20 @@ impl Recorder {
         self.record(d);
     }
 
+    /// Applies a request's batch as [`Server::point3`] does, then what it
+    /// released (tests of what changes the model).
+    #[cfg(test)]
+    pub(crate) fn apply_request(&mut self, deltas: &[Delta]) {
+        self.apply_batch(deltas, &[]);
+        self.release_waiting();
+    }
+
+    /// How many deltas the model refused, and how many changes wait (tests).
+    #[cfg(test)]
+    pub(crate) fn stuck(&self) -> (u64, usize) {
+        (self.refused, self.waiting.len())
+    }
+
     /// The recorder of a model restored from the journal ([`crate::restart`]).
     pub fn with_model(model: Model) -> Recorder {
         let mut r = Recorder::new(SetId(0), 0);
@@ -303,6 +321,7 @@ impl Recorder {
     fn record(&mut self, d: &Delta) {
         if let Err(e) = self.model.apply(d) {
             warn!(?d, "state model refused a delta: {e}");
+            self.refused += 1;
             if let Some(c) = &mut self.check {
                 c.mismatch(format!("refused {d:?}: {e}"));
             }
@@ -345,11 +364,13 @@ impl Recorder {
     }
 
     /// Does a request's batch wait: does a new open in it use a lease that
-    /// has changes waiting (a lease made anew while the old one with its
-    /// key waits to go)?
+    /// has changes waiting? Not for the new open's own oplock changes
+    /// waiting: those wait for this batch.
     fn batch_waits(&self, deltas: &[Delta]) -> bool {
-        !self.waiting.is_empty()
-            && deltas.iter().any(|d| matches!(d, Delta::OpenUp(_)) && self.blocked(&Waiting::keys_of(d)))
+        let lease_keys = |d: &Delta| -> Vec<Key> {
+            Waiting::keys_of(d).into_iter().filter(|k| matches!(k, Key::Lease(_))).collect()
+        };
+        !self.waiting.is_empty() && deltas.iter().any(|d| matches!(d, Delta::OpenUp(_)) && self.blocked(&lease_keys(d)))
     }
 
     /// Has an open or lease of `keys` a change waiting?
@@ -556,6 +577,20 @@ pub fn apply_with_carry(model: &mut Model, d: &Delta) -> Result<(), crate::model
     model.apply(d)
 }
 
+/// The leases of the opens that `deltas` (not yet applied to `m`) take out
+/// of the model.
+fn leases_closing(m: &Model, deltas: &[Delta]) -> Vec<crate::model::LeaseId> {
+    let lease_of =
+        |o: &OpenRecord| o.lease_key().map(|key| crate::model::LeaseId { client: o.info().client_guid, key });
+    deltas
+        .iter()
+        .filter_map(|d| match d {
+            Delta::OpenDown { open } => m.open(*open).and_then(lease_of),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The id a delta brings into the model, if any.
 fn new_id(d: &Delta) -> Option<u64> {
     match d {
@@ -565,13 +600,15 @@ fn new_id(d: &Delta) -> Option<u64> {
     }
 }
 
-/// What applying a batch came to, for what is woken after it.
-#[derive(Clone, Copy)]
+/// What applying a batch came to, for what is woken and ended after it.
 struct Applied {
     /// A released change brought a deadline.
     deadline: bool,
     /// A byte-range lock went, or an open closed ([`Server::lock_released`]).
     released: bool,
+    /// The leases of the opens that left the model: those no open uses
+    /// any more end ([`FileTable::end_leases`]).
+    leases: Vec<crate::model::LeaseId>,
 }
 
 /// Requests being carried out, server-wide: the runtime objects and the
@@ -660,6 +697,7 @@ impl Server {
     /// now). What it came to: a released change brought a deadline, a
     /// lock went or an open closed ([`Applied`]).
     fn apply_locked(&self, r: &mut Recorder, deltas: &[Delta], journaled: &[u8], in_record: bool) -> Applied {
+        let leases = leases_closing(r.model(), deltas);
         if r.batch_waits(deltas) {
             // Rare (a lease key used again while its old lease waits to
             // go); said, since a crash now loses the batch with its record.
@@ -674,7 +712,7 @@ impl Server {
         let deadline = r.release_waiting();
         r.check_replay();
         self.journal_unjournaled(r);
-        Applied { deadline, released: self.count_locks(r, deltas) }
+        Applied { deadline, released: self.count_locks(r, deltas), leases }
     }
 
     /// Keeps [`Server::byte_locks`] at the model's count, under the model's
@@ -704,6 +742,10 @@ impl Server {
 
     fn after_apply(&self, deltas: &[Delta], applied: Applied) {
         self.note_deadlines(deltas);
+        if !applied.leases.is_empty() {
+            // Called with no lock held ([`Server::apply`], [`Server::point3`]).
+            self.files().caching(|t, m| t.end_leases(m, &applied.leases));
+        }
         if applied.deadline {
             self.deadlines.notify_one();
         }
@@ -814,18 +856,10 @@ impl Server {
         self.journal.checkpoint(&bytes)
     }
 
-    /// Applies the oplock and lease changes the file table logged (see
-    /// the module doc), with the table's lock still held: the model's lock
-    /// ranks below it. They are journaled as state changes as they apply.
-    fn apply_caching(&self, deltas: &[Delta]) {
-        let r = lock(&self.recorder);
-        self.apply_at_once(r, deltas);
-    }
-
-    /// Applies changes where they are made, not at point 3 (oplocks and
-    /// leases, an open's long-lived fields), each now or once what it waits
-    /// for has been applied, and journals them as state changes, all under
-    /// the model's lock `r`.
+    /// Applies changes where they are made, not at point 3 (an open's
+    /// long-lived fields, a file's, byte-range locks), each now or once what
+    /// it waits for has been applied, and journals them as state changes,
+    /// all under the model's lock `r`.
     fn apply_at_once(&self, mut r: MutexGuard<'_, Recorder>, deltas: &[Delta]) {
         r.apply_caching(deltas);
         let deadline = r.release_waiting();
@@ -833,7 +867,7 @@ impl Server {
         self.journal_unjournaled(&mut r);
         let released = self.count_locks(&r, deltas);
         drop(r);
-        self.after_apply(deltas, Applied { deadline, released });
+        self.after_apply(deltas, Applied { deadline, released, leases: Vec::new() });
     }
 
     /// Reads an open's record in the model, by its persistent id: where
@@ -888,10 +922,9 @@ impl Server {
         }
     }
 
-    /// The per-file table, locked ([`super::lock`]). The oplock and lease
-    /// changes made through the guard are applied to the state model
-    /// before the lock is let go (see the module doc): take the table
-    /// through this wherever oplocks or leases may change.
+    /// The per-file table, locked ([`super::lock`]): oplocks and leases
+    /// are read and changed through its [`FilesGuard::caching`], which
+    /// reads and changes them in the model (see the module doc).
     pub fn files(&self) -> FilesGuard<'_> {
         FilesGuard { server: self, table: lock(&self.files) }
     }
@@ -1011,9 +1044,11 @@ impl Server {
         let mut live_files: BTreeMap<u128, Vec<u64>> = BTreeMap::new();
         let mut live_sharing: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
         let mut streams_only: Vec<u128> = Vec::new();
-        let unrecorded = {
+        let stale = {
             let files = lock(&self.files);
-            live_leases.extend(files.lease_ids().map(|id| (id.client_guid, id.key)));
+            let r = lock(&self.recorder);
+            let m = r.model();
+            live_leases.extend(files.lease_ids().iter().map(|id| (id.client_guid, id.key)));
             for (key, f) in files.entries() {
                 if f.opens.is_empty() {
                     if f.stream_opens > 0 {
@@ -1028,12 +1063,20 @@ impl Server {
                     f.opens.iter().filter_map(|o| o.pending.map(|s| (o.persistent_id, (s.access, s.share_access)))),
                 );
             }
+            // What the table's decisions see, through its links (an open's
+            // lease key) and the model.
             for (key, pid) in &keys {
-                live_caching.insert(*pid, files.caching_view(key, *pid));
+                live_caching.insert(*pid, files.caching_view(m, key, *pid));
             }
-            // Changes made under a plain `lock(&server.files)`, which
-            // applies nothing: a defect.
-            files.log.deltas().len()
+            // A new open's grant kept past its `OpenUp` (read no more, but
+            // it must not differ from the model's).
+            let differs = |o: &&super::files::OpenRef| {
+                o.pending_oplock.is_some_and(|p| {
+                    m.open(PersistentFileId(o.persistent_id))
+                        .is_some_and(|rec| OplockState::of_model(rec.caching()) != p)
+                })
+            };
+            files.entries().flat_map(|(_, f)| f.opens.iter()).filter(differs).count()
         };
         let (model, waiting) = {
             let r = lock(&self.recorder);
@@ -1114,8 +1157,8 @@ impl Server {
         if waiting != 0 {
             diffs.push(format!("{waiting} changes still wait in the recorder"));
         }
-        if unrecorded != 0 {
-            diffs.push(format!("{unrecorded} oplock or lease changes were never applied to the model"));
+        if stale != 0 {
+            diffs.push(format!("{stale} new opens' oplock grants differ from the model's"));
         }
         if diffs.is_empty() {
             Ok(())
@@ -1147,12 +1190,23 @@ fn diff<K: Ord + std::fmt::LowerHex, V: PartialEq + std::fmt::Debug>(
     out.truncate(8);
 }
 
-/// The per-file table's lock, from [`Server::files`]: on drop, the oplock
-/// and lease changes logged meanwhile are applied to the state model, the
-/// table's lock still held.
+/// The per-file table's lock, from [`Server::files`]. Oplocks and leases
+/// are read and changed through [`FilesGuard::caching`], which takes the
+/// model's lock under it.
 pub struct FilesGuard<'a> {
     server: &'a Server,
     table: MutexGuard<'a, FileTable>,
+}
+
+impl FilesGuard<'_> {
+    /// Runs `f` with the table and the state model under its lock
+    /// ([`ModelHold`]): where oplock levels and leases are read, and
+    /// changed at once (see the module doc). The model's lock is let go
+    /// when `f` returns; the table's stays held.
+    pub fn caching<R>(&mut self, f: impl FnOnce(&mut FileTable, &mut ModelHold<'_>) -> R) -> R {
+        let mut hold = ModelHold { server: self.server, r: Some(lock(&self.server.recorder)), deltas: Vec::new() };
+        f(&mut self.table, &mut hold)
+    }
 }
 
 impl Deref for FilesGuard<'_> {
@@ -1169,12 +1223,66 @@ impl DerefMut for FilesGuard<'_> {
     }
 }
 
-impl Drop for FilesGuard<'_> {
-    fn drop(&mut self) {
-        if !self.table.log.is_empty() {
-            self.server.apply_caching(self.table.log.deltas());
-            self.table.log.clear();
+/// The state model under its lock, as the per-file table reads and changes
+/// oplocks and leases ([`FilesGuard::caching`]): each change is applied
+/// when it is made (or waits in the recorder for its open's `OpenUp`), so
+/// the next decision, in the same call or another, reads it; when the hold
+/// ends, what the changes released is applied and everything is journaled
+/// as state changes, in the order applied, before the model's lock is let
+/// go.
+pub struct ModelHold<'a> {
+    server: &'a Server,
+    r: Option<MutexGuard<'a, Recorder>>,
+    deltas: Vec<Delta>,
+}
+
+impl ModelHold<'_> {
+    /// The model as it is now, with every change made through the hold.
+    pub fn model(&self) -> &Model {
+        self.r.as_ref().expect("held until dropped").model()
+    }
+}
+
+impl super::files::CachingModel for ModelHold<'_> {
+    fn model(&self) -> &Model {
+        ModelHold::model(self)
+    }
+
+    fn change(&mut self, d: Delta) {
+        if let Some(r) = self.r.as_mut() {
+            r.apply_caching(std::slice::from_ref(&d));
         }
+        self.deltas.push(d);
+    }
+}
+
+impl Drop for ModelHold<'_> {
+    fn drop(&mut self) {
+        let Some(mut r) = self.r.take() else {
+            return;
+        };
+        if self.deltas.is_empty() {
+            return;
+        }
+        let deadline = r.release_waiting();
+        r.check_replay();
+        self.server.journal_unjournaled(&mut r);
+        let released = self.server.count_locks(&r, &self.deltas);
+        drop(r);
+        self.server.after_apply(&self.deltas, Applied { deadline, released, leases: Vec::new() });
+    }
+}
+
+/// The recorder as the per-file table's model: what the server's
+/// [`ModelHold`] does under the model's lock, and what the table's tests
+/// use alone.
+impl super::files::CachingModel for Recorder {
+    fn model(&self) -> &Model {
+        &self.model
+    }
+
+    fn change(&mut self, d: Delta) {
+        self.apply_caching(std::slice::from_ref(&d));
     }
 }
 
@@ -1309,7 +1417,11 @@ mod tests {
         assert_eq!(r.waiting, [Waiting::Logged(breaking)]);
         r.apply_caching(&[Delta::OplockSet { open, level: OplockLevel::II }]);
         assert_eq!(r.waiting.len(), 2);
-        r.apply_batch(&[open_up(session, pid, Caching::Oplock { level: OplockLevel::Batch, breaking: None })], &[]);
+        // The CREATE's own batch, which they wait for, does not wait for
+        // them (it would wait for ever).
+        let up = [open_up(session, pid, Caching::Oplock { level: OplockLevel::Batch, breaking: None })];
+        assert!(!r.batch_waits(&up));
+        r.apply_batch(&up, &[]);
         assert!(r.release_waiting());
         assert!(r.waiting.is_empty());
         let o = r.model.open(open).unwrap();
