@@ -34,7 +34,7 @@ pub fn copy(ctx: &Ctx<'_>, src: &Arc<Open>, dst: &Arc<Open>) -> Result<u64, NtSt
         {
             return Err(NtStatus::FILE_LOCK_CONFLICT);
         }
-        server.files().caching(|t, m| t.break_level2(m, &dk, dst.persistent_id));
+        server.files().break_level2(&dk, dst.persistent_id);
     }
     let mut buf = vec![0u8; STEP];
     let mut at = 0u64;

@@ -488,7 +488,7 @@ fn set_zero_data(ctx: &Ctx<'_>, open: &Arc<Open>, input: &[u8]) -> Result<(), Nt
         if ctx.server.io_conflict(key, open.persistent_id, offset, beyond - offset, true) {
             return Err(NtStatus::FILE_LOCK_CONFLICT);
         }
-        ctx.server.files().caching(|t, m| t.break_level2(m, &key, open.persistent_id));
+        ctx.server.files().break_level2(&key, open.persistent_id);
     }
     let _writing = lock(&open.writing);
     h.zero_range(offset, beyond).map_err(|e| e.status())?;
@@ -566,7 +566,7 @@ fn copychunk(
             {
                 return Err((NtStatus::FILE_LOCK_CONFLICT, zero));
             }
-            server.files().caching(|t, m| t.break_level2(m, &dk, dst.persistent_id));
+            server.files().break_level2(&dk, dst.persistent_id);
         }
         super::write::write_data(ctx.server, dst, &buf[..len], c.target_offset)
             .map_err(|e| (e, SrvCopychunkResponse { ..zero }))?;

@@ -150,7 +150,7 @@ fn take(
     }
     // Taking locks breaks level II oplocks ([MS-FSA] 2.1.4.12).
     if !wanted.is_empty() {
-        ctx.server.files().caching(|t, m| t.break_level2(m, key, pid));
+        ctx.server.files().break_level2(key, pid);
     }
     // The valid elements before an invalid one are checked, not taken:
     // only a conflict among them changes the answer.

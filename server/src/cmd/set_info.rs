@@ -607,7 +607,7 @@ fn has_open_children(server: &Server, share: &crate::state::ShareEntry, dir: &fs
 /// A size change breaks level II oplocks ([MS-FSA] 2.1.4.12).
 fn break_level2(ctx: &Ctx<'_>, open: &Open) {
     if let Some(key) = open.key {
-        ctx.server.files().caching(|t, m| t.break_level2(m, &key, open.persistent_id));
+        ctx.server.files().break_level2(&key, open.persistent_id);
     }
 }
 

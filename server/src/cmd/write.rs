@@ -76,7 +76,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
                         return Err(NtStatus::FILE_LOCK_CONFLICT);
                     }
                     // Readers that cache the file must drop their copies.
-                    ctx.server.files().caching(|t, m| t.break_level2(m, &key, open.persistent_id));
+                    ctx.server.files().break_level2(&key, open.persistent_id);
                 }
                 check_space(&open, h, offset + len)?;
             }

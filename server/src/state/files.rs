@@ -727,6 +727,18 @@ impl FileTable {
         out
     }
 
+    /// May an open of the file hold an oplock or a lease? False only when
+    /// none can (an open holds an oplock only while it has somewhere to
+    /// send its breaks, and a lease only with its link): what spares a
+    /// WRITE the model's lock.
+    pub fn may_cache(&self, key: &FileUid) -> bool {
+        self.files.get(key).is_some_and(|f| {
+            f.opens.iter().any(|o| {
+                o.sink.is_some() || o.lease.is_some() || o.pending_oplock.is_some_and(|p| p.level != level::NONE)
+            })
+        })
+    }
+
     /// Breaks every level II oplock on the file to none: somebody is
     /// changing it (a write, a lock, a size change; [MS-FSA] 2.1.4.12).
     /// The writer's own level II is broken too, as Windows does. Leases
@@ -1409,7 +1421,9 @@ mod tests {
         let mut t = FileTable::default();
         let mut m = recorder();
         t.add_open(k, ino(k), OpenRef::new(1, access::FILE_READ_ATTRIBUTES, 7));
+        assert!(!t.may_cache(&k), "a WRITE need not look for oplocks in the model");
         assert_eq!(holder(&mut t, &m, k, 2, 7, level::BATCH), level::BATCH);
+        assert!(t.may_cache(&k));
         // A gone holder is reported for purging.
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<oplock::Notice>();
         let weak = tx.downgrade();

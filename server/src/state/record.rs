@@ -1209,6 +1209,17 @@ impl FilesGuard<'_> {
     }
 }
 
+impl FilesGuard<'_> {
+    /// [`FileTable::break_level2`], taking the model's lock only when an
+    /// open of the file may hold a level II oplock or a lease: a WRITE or
+    /// LOCK of a file nobody caches does not wait for it.
+    pub fn break_level2(&mut self, key: &crate::model::FileUid, by: u64) {
+        if self.table.may_cache(key) {
+            self.caching(|t, m| t.break_level2(m, key, by));
+        }
+    }
+}
+
 impl Deref for FilesGuard<'_> {
     type Target = FileTable;
 
