@@ -521,7 +521,7 @@ impl FileTable {
     /// Removes an open. True when it was the file's last (and no stream of
     /// the file is open): the caller then deletes the file if a delete is
     /// pending on it (the model's). A lease that loses its last open goes
-    /// too ([`FileTable::lease_left`]).
+    /// too, once no open in the model uses it either ([`FileTable::end_leases`]).
     pub fn remove_open(&mut self, m: &mut impl CachingModel, key: &FileUid, persistent_id: u64) -> bool {
         let Some(f) = self.files.get_mut(key) else { return false };
         let lease = f.open(persistent_id).and_then(|o| o.lease);
@@ -576,7 +576,7 @@ impl FileTable {
 
     /// The opens of `leases` left the model (their `OpenDown`s were
     /// applied): those leases that no open uses now end
-    /// ([`FileTable::lease_left`]).
+    /// (their last opens in the table are gone already).
     pub fn end_leases(&mut self, m: &mut impl CachingModel, leases: &[crate::model::LeaseId]) {
         for l in leases {
             self.end_lease(m, LeaseId { client_guid: l.client.0, key: l.key.0 });

@@ -12,30 +12,36 @@
 //! An oplock or lease is shared state: a break started by one request
 //! (another client's CREATE, a WRITE) changes opens and leases of other
 //! requests, its acknowledgement comes in on another connection, and a
-//! time-out comes from no request at all. For the model to see these
-//! changes in the order they were made, they are applied where they are
-//! made: the per-file table logs each ([`super::oplock::CachingLog`]), and
-//! the guard [`Server::files`] hands out applies the log to the model
-//! before it lets go of the table's lock (the model's lock ranks below
-//! it). Only the grant at CREATE is not logged: it rides in the open's own
-//! delta (`NewOpen::caching`), so that the open never exists in the model
-//! without it. A lease ends with the table's `LeaseGone` when its last
-//! open closes, not with that open's `OpenDown`.
+//! time-out comes from no request at all. Oplock levels and leases (state,
+//! epoch, version, parent key, a break in progress with its target and
+//! deadline) are the model's alone: the per-file table decides every grant
+//! and break from the model's records, and applies each change there as
+//! it makes it, under its own lock and the model's
+//! ([`FilesGuard::caching`], [`ModelHold`]), so the next decision, in the
+//! same call or on another connection, reads it; they are journaled as
+//! state changes before the model's lock is let go. The table keeps only
+//! runtime things: which opens use which lease, where notices go
+//! ([`super::oplock::BreakSink`]), and a new open's grant until its
+//! `OpenUp` reaches the model ([`super::files::OpenRef::pending_oplock`];
+//! the grant rides in that delta, `NewOpen::caching`, so that the open
+//! never exists in the model without it).
 //!
 //! The opens themselves still come and go with their requests' deltas
 //! (`OpenUp`, `OpenDown`), which the pipeline applies a little after the
 //! table changed. Where the two paths meet, the recorder holds a change
-//! back until what it needs has been applied (`Waiting`): a change of
-//! an open whose `OpenUp` is on its way (another request broke the new
-//! open's oplock before its CREATE was answered); a lease's end while the
-//! `OpenDown` of its last open is on its way; any later change of that
-//! open or lease; and a request's batch whose new open uses a lease with
-//! a change waiting (the lease was ended and made anew by the time the
-//! new open's CREATE was answered). So the model goes through the changes
-//! of each open and lease in the order the table made them, and an open
-//! that joins a lease while the lease's other open closes finds it still
-//! there.
-//!
+//! back until what it needs has been applied (`Waiting`): a change of an
+//! open whose `OpenUp` is on its way (another request broke the new open's
+//! oplock before its CREATE was answered), and any later change of that
+//! open; the CREATE's own batch does not wait for them. A lease ends
+//! (`LeaseGone`) once no open uses it in the table or in the model: when
+//! its last open leaves the table, at once if the model never had that
+//! open, else after the open's `OpenDown` is applied
+//! ([`FileTable::end_leases`], from [`Server::apply`] and
+//! [`Server::point3`]). An open that joins the lease meanwhile keeps it.
+//! (The recorder still holds back a `LeaseGone` while an open of the lease
+//! is in the model, and later changes of that lease, as recovery may meet
+//! them in an older journal.)
+
 //! # Opens' fields
 //!
 //! An open's long-lived fields are the model's alone: the runtime `Open`
@@ -117,11 +123,11 @@
 //!
 //! The model is the record of the long-lived state that a restart or a
 //! takeover restores, and the one copy of the fields above, of the opens'
-//! fields, byte-range locks and lock sequences, and of the sessions and
-//! tree connects; the runtime objects (`Open`'s runtime part, the file
-//! table's oplocks and leases) still serve the requests with their own
-//! copies. [`Server::check_model`] holds those, and the handles' copies of
-//! the records, against the model.
+//! fields, byte-range locks and lock sequences, oplock levels and leases,
+//! and of the sessions and tree connects. [`Server::check_model`] holds
+//! the runtime objects (the table's opens and their lease links, a new
+//! open's grant kept past its `OpenUp`) and the handles' copies of the
+//! records against the model.
 //!
 //! # Check mode
 //!
@@ -137,7 +143,8 @@
 //! - when no request is in flight, the model is compared with the runtime
 //!   objects ([`Server::check_model`]): the same sessions, tree connects,
 //!   opens (connected and retained), the count of byte-range locks, and
-//!   each open's oplock level or lease state, epoch and break in progress;
+//!   each open's caching as the table's decisions see it (through its lease
+//!   link, or a new open's grant) against the model's;
 //! - a delta that the model refuses is a mismatch too.
 //!
 //! The counts and the first mismatches are written to the file after every
