@@ -39,8 +39,8 @@
 //! ([`FileTable::end_leases`], from [`Server::apply`] and
 //! [`Server::point3`]). An open that joins the lease meanwhile keeps it.
 //! (The recorder still holds back a `LeaseGone` while an open of the lease
-//! is in the model, and later changes of that lease, as recovery may meet
-//! them in an older journal.)
+//! is in the model, and later changes of that lease, though the table no
+//! longer makes one then.)
 
 //! # Opens' fields
 //!
