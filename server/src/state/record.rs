@@ -1363,6 +1363,60 @@ mod tests {
         server.check_model().unwrap();
     }
 
+    /// A lease whose last open left the file table (its CLOSE) stays in
+    /// the model while the open does, and the server ends it when the
+    /// open's `OpenDown` is applied: the table and the model then agree.
+    #[test]
+    fn the_server_ends_a_lease_once_its_last_open_leaves_the_model() {
+        use crate::state::deltas::{self, Identity};
+        use crate::state::files::{Inode, OpenRef};
+        use crate::state::session::AuthState;
+        use crate::state::Session;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::default();
+        cfg.shares.push(crate::config::ShareConfig::new("data", dir.path()));
+        let server = Server::new(cfg).unwrap();
+        let id = server.next_id();
+        let session = Arc::new(Session::new(id, 1, AuthState::Valid));
+        lock(&server.sessions).insert(id, session.clone());
+        let who = Identity { owner: Owner { user: "u".into(), domain: "D".into() }, guest: false, anonymous: false };
+        let up = deltas::session_authenticated(&session, &lock(&session.inner), who, [1; 16]).unwrap();
+        server.apply(&[up]);
+        let tree =
+            TreeInfo { id: TreeId(1), share: "data".into(), encrypt: false, read_only: false, maximal_access: 0 };
+        server.apply(&[deltas::tree_up(&session, tree).unwrap()]);
+        let pid = server.next_id();
+        let file = FileUid(7);
+        let lid = crate::state::lease::LeaseId { client_guid: [1; 16], key: [5; 16] };
+        let sink = crate::state::oplock::BreakSink {
+            tx: crate::state::oplock::BreakSink::unreachable(),
+            session_id: id,
+            file_id: Default::default(),
+            encrypt: None,
+            client: None,
+        };
+        {
+            let mut files = server.files();
+            files.add_open(file, Inode { dev: 1, ino: 7 }, OpenRef::new(pid, 1, 7));
+            files.caching(|t, m| t.grant_lease(m, &file, pid, lid, 7, None, None, sink));
+        }
+        let mut up = open_of(SessionId(id), pid, 7, Caching::Lease(LeaseKey([5; 16])));
+        if let Delta::OpenUp(n) = &mut up {
+            n.info.share = "data".into();
+        }
+        server.apply(&[up]);
+        assert!(server.model().open(PersistentFileId(pid)).is_some());
+        let has = || server.model().partition(server.set()).unwrap().lease(lid.model()).is_some();
+        assert!(has());
+        server.files().caching(|t, m| t.remove_open(m, &file, pid));
+        assert!(has(), "its open is still in the model");
+        server.apply(&[Delta::OpenDown { open: PersistentFileId(pid) }]);
+        assert!(!has(), "gone with the open's OpenDown");
+        server.check_model().unwrap();
+    }
+
     const SET: SetId = SetId(0);
 
     /// A recorder whose model has a session with a tree connect.
