@@ -30,6 +30,7 @@ use crate::state::lease::{lease_state, LeaseId};
 use crate::state::notify::{action, filter};
 use crate::state::open::{AppInstance, Open, OpenFields, OpenKind, OpenState};
 use crate::state::oplock::{self, BreakSink};
+use crate::state::record::ModelHold;
 use crate::state::session::{AuthState, SessionCrypto};
 use crate::state::tree::TreeKind;
 use crate::state::{durable, Server, Session, Tree};
@@ -452,7 +453,7 @@ fn reconnect(
             }
         }
         let key = old.key.ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
-        let lease = lock(&server.files).open_lease(&key, old.persistent_id);
+        let lease = server.files().caching(|t, m| t.open_lease(m.model(), &key, old.persistent_id));
         match (lease, lease_request) {
             // A lease belongs to its client: the key must come from the
             // same ClientGuid.
@@ -481,12 +482,12 @@ fn reconnect(
     )?);
     let key = open.key.ok_or(NtStatus::OBJECT_NAME_NOT_FOUND)?;
     let id = open.persistent_id;
-    let (level, lease, breaking) = {
-        let mut files = lock(&server.files);
-        files.set_oplock_sink(&key, id, opener.sink(id));
-        let breaking = files.oplock_breaking_open(&key, id) || files.lease_breaking_open(&key, id);
-        (files.oplock_level(&key, id), files.open_lease_grant(&key, id), breaking)
-    };
+    let (level, lease, breaking) = server.files().caching(|t, m| {
+        let m = m.model();
+        t.set_oplock_sink(m, &key, id, opener.sink(id));
+        let breaking = t.oplock_breaking_open(m, &key, id) || t.lease_breaking_open(m, &key, id);
+        (t.oplock_level(m, &key, id), t.open_lease_grant(m, &key, id), breaking)
+    });
     let mut contexts = Vec::new();
     let level = match (lease, lease_request) {
         (Some((lid, g)), Some(l)) => {
@@ -520,7 +521,7 @@ fn reconnect(
         // that it flushes and acknowledges ([MS-SMB2] 3.3.4.6, 3.3.4.7).
         let server = server.clone();
         r.after = Some(Box::new(move || {
-            if lock(&server.files).resend_break(&key, id) {
+            if server.files().caching(|t, m| t.resend_break(m.model(), &key, id)) {
                 debug!(pid = id, "break in progress: notice sent again to the reclaiming client");
             }
         }));
@@ -780,7 +781,7 @@ fn replayed(
     let (durability, action) = server.read_open(open.persistent_id, |o| {
         o.map_or((Durability::None, create_action::OPENED), |o| (o.info().durability, o.info().create_action))
     });
-    let held = lock(&server.files).open_lease_grant(&key, open.persistent_id);
+    let held = server.files().caching(|t, m| t.open_lease_grant(m.model(), &key, open.persistent_id));
     let mut contexts = Vec::new();
     let level = match (held, lease_request) {
         (Some((lid, g)), Some(l)) if lid.key == l.lease_key => {
@@ -1084,7 +1085,8 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
     let lease_id = lease_req.map(|l| LeaseId { client_guid: opener.client_guid, key: l.lease_key });
     // A lease key in use on another file is refused.
     let key_elsewhere = |key: Option<FileUid>| {
-        lease_id.is_some_and(|id| lock(&server.files).lease_file(&id).is_some_and(|f| Some(f) != key))
+        let file = |id| server.files().caching(|t, m| t.lease_file(m.model(), &id));
+        lease_id.is_some_and(|id| file(id).is_some_and(|f| Some(f) != key))
     };
     // FILE_OPEN_REPARSE_POINT opens a symbolic link itself; any other
     // link on the way stops the open for the client to follow ([MS-SMB2]
@@ -1195,24 +1197,15 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
                     // Delete-pending and the other opens' share modes are the
                     // model's: read under one hold of its lock, which ranks
                     // below the table's.
-                    let mut files = server.files();
                     let set = server.set();
                     server
-                        .with_model(|m| {
-                            if file_in(m, set, key).is_some_and(|f| f.delete_pending()) {
+                        .files()
+                        .caching(|t, m| {
+                            if file_in(m.model(), set, key).is_some_and(|f| f.delete_pending()) {
                                 return None;
                             }
                             let lease = lease_id;
-                            Some(open_breaks(
-                                &mut files,
-                                &key,
-                                desired,
-                                req.share_access,
-                                overwrite,
-                                delete_on_close,
-                                lease,
-                                m,
-                            ))
+                            Some(open_breaks(t, m, &key, desired, req.share_access, overwrite, delete_on_close, lease))
                         })
                         .ok_or(NtStatus::DELETE_PENDING)?
                 }
@@ -1361,25 +1354,26 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
         (true, Some(l), Some(lid)) if opener.dialect >= dialect::SMB3_0 => {
             let epoch = l.v2.map(|v| v.epoch);
             let sink = opener.sink(id);
-            lease = Some(server.files().grant_dir_lease(
-                &share.cfg.name,
-                &key,
-                id,
-                lid,
-                l.lease_state,
-                epoch,
-                parent_key,
-                sink,
-            ));
+            let grant = |t: &mut FileTable, m: &mut ModelHold<'_>| {
+                t.grant_dir_lease(m, &share.cfg.name, &key, id, lid, l.lease_state, epoch, parent_key, sink)
+            };
+            lease = Some(server.files().caching(grant));
             oplock::level::LEASE
         }
         (true, _, _) => oplock::level::NONE,
         (false, Some(l), Some(lid)) => {
             let epoch = l.v2.map(|v| v.epoch);
-            lease = Some(server.files().grant_lease(&key, id, lid, l.lease_state, epoch, parent_key, opener.sink(id)));
+            let sink = opener.sink(id);
+            let grant = |t: &mut FileTable, m: &mut ModelHold<'_>| {
+                t.grant_lease(m, &key, id, lid, l.lease_state, epoch, parent_key, sink)
+            };
+            lease = Some(server.files().caching(grant));
             oplock::level::LEASE
         }
-        _ => lock(&server.files).grant_oplock(&key, id, req.requested_oplock_level, opener.sink(id)),
+        _ => {
+            let sink = opener.sink(id);
+            server.files().caching(|t, m| t.grant_oplock(m.model(), &key, id, req.requested_oplock_level, sink))
+        }
     };
     // The grant rides in the open's own delta (the lease itself is in the
     // model already: `Server::files`).
@@ -1464,24 +1458,24 @@ fn try_open_disk(opener: &Opener, req: &CreateRequest<'_>) -> Result<Option<Step
 /// its share modes refuse it ([MS-FSA] 2.1.4.12 orders the two: see
 /// [`FileTable::break_for_open_of`]). A stat open breaks nothing, unless it
 /// overwrites; one that only reads attributes breaks no lease. The other
-/// opens' share modes are read from `model`.
+/// opens' share modes, oplocks and leases are read from the model `m`.
 #[allow(clippy::too_many_arguments)]
 fn open_breaks(
     files: &mut FileTable,
+    m: &mut ModelHold<'_>,
     key: &FileUid,
     desired: u32,
     share_access: u32,
     overwrite: bool,
     delete_on_close: bool,
     lease_id: Option<LeaseId>,
-    model: &crate::model::Model,
 ) -> (Breaks, bool) {
-    let violation = !files.check_share(key, desired, share_access, model);
+    let violation = !files.check_share(key, desired, share_access, m.model());
     let breaks = if oplock::is_stat_open(desired) && !overwrite {
         Default::default()
     } else {
         let leases = overwrite || !oplock::is_lease_stat_open(desired);
-        files.break_for_open_of(key, overwrite, violation, delete_on_close, lease_id, leases)
+        files.break_for_open_of(m, key, overwrite, violation, delete_on_close, lease_id, leases)
     };
     (breaks, violation)
 }
@@ -1630,7 +1624,10 @@ fn open_stream(
         let mut files = server.files();
         let key = files.stream_key(base, &upper, fs::stream::stream_uid(base, sname));
         // A lease key in use on another file (or stream) is refused.
-        if lease_id.is_some_and(|lid| files.lease_file(&lid).is_some_and(|f| f != key)) {
+        let elsewhere = |t: &mut FileTable, m: &mut ModelHold<'_>| {
+            lease_id.is_some_and(|lid| t.lease_file(m.model(), &lid).is_some_and(|f| f != key))
+        };
+        if files.caching(elsewhere) {
             return Err(NtStatus::INVALID_PARAMETER);
         }
         // The stream's oplock and lease holders are broken as a file's
@@ -1638,14 +1635,14 @@ fn open_stream(
         // delete pending on the file or the stream refuses it first; both,
         // and the share modes, are the model's.
         let set = server.set();
-        let (breaks, violation) = server
-            .with_model(|m| {
-                let pending = |k| file_in(m, set, k).is_some_and(|f| f.delete_pending());
+        let (breaks, violation) = files
+            .caching(|t, m| {
+                let pending = |k| file_in(m.model(), set, k).is_some_and(|f| f.delete_pending());
                 if pending(base) || pending(key) {
                     return None;
                 }
                 let lease = lease_id;
-                Some(open_breaks(&mut files, &key, desired, req.share_access, overwrite, delete_on_close, lease, m))
+                Some(open_breaks(t, m, &key, desired, req.share_access, overwrite, delete_on_close, lease))
             })
             .ok_or(NtStatus::DELETE_PENDING)?;
         if breaks.wait || !breaks.orphans.is_empty() {
@@ -1668,7 +1665,7 @@ fn open_stream(
     };
     // Until the open is complete, an error takes the table entry out again.
     let undo = |e: NtStatus| {
-        let (_, file_last) = server.files().remove_stream_open(&key, id);
+        let (_, file_last) = server.files().caching(|t, m| t.remove_stream_open(m, &key, id));
         if file_last && server.delete_pending(base) {
             if let Some(p) = server.disk_path(&share.fs, base) {
                 let _ = share.fs.unlink(&p);
@@ -1723,10 +1720,19 @@ fn open_stream(
             let epoch = l.v2.map(|v| v.epoch);
             let parent_key =
                 l.v2.filter(|_| l.lease_flags & lease_flags::PARENT_LEASE_KEY_SET != 0).map(|v| v.parent_lease_key);
-            let g = server.files().grant_lease(&key, id, lid, l.lease_state, epoch, parent_key, opener.sink(id));
+            let sink = opener.sink(id);
+            let grant = |t: &mut FileTable, m: &mut ModelHold<'_>| {
+                t.grant_lease(m, &key, id, lid, l.lease_state, epoch, parent_key, sink)
+            };
+            let g = server.files().caching(grant);
             (oplock::level::LEASE, Some(g))
         }
-        _ => (lock(&server.files).grant_oplock(&key, id, req.requested_oplock_level, opener.sink(id)), None),
+        _ => {
+            let sink = opener.sink(id);
+            let level =
+                server.files().caching(|t, m| t.grant_oplock(m.model(), &key, id, req.requested_oplock_level, sink));
+            (level, None)
+        }
     };
     let caching = match lease_id {
         Some(lid) if lease.is_some() => deltas::Grant::Lease(lid.key),
@@ -1956,7 +1962,7 @@ impl Drop for Reservation<'_> {
         if self.kept {
             return;
         }
-        let last = self.server.files().remove_open(&self.key, self.id);
+        let last = self.server.files().caching(|t, m| t.remove_open(m, &self.key, self.id));
         if last && self.server.delete_pending(self.key) {
             let fs = &self.share.fs;
             let p = &self.path;

@@ -19,7 +19,7 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
     // directories never are) gets STATUS_INVALID_OPLOCK_PROTOCOL, the
     // status Windows answers with.
     let key = open.key.ok_or(NtStatus::INVALID_OPLOCK_PROTOCOL)?;
-    let level = ctx.server.files().ack_oplock(&key, open.persistent_id, ack.oplock_level)?;
+    let level = ctx.server.files().caching(|t, m| t.ack_oplock(m, &key, open.persistent_id, ack.oplock_level))?;
     ctx.server.oplock_changed.notify_waiters();
     let mut body = BytesMut::with_capacity(24);
     OplockBreak { oplock_level: level, file_id: open.file_id() }.encode(&mut body);
@@ -31,10 +31,15 @@ pub fn handle(ctx: &mut Ctx<'_>) -> HResult {
 /// the state now held.
 fn lease_ack(ctx: &mut Ctx<'_>, ack: LeaseBreakAck) -> HResult {
     let id = LeaseId { client_guid: ctx.conn.client_guid, key: ack.lease_key };
-    let state = ctx.server.files().ack_lease(&id, ack.lease_state)?;
+    let state = ctx.server.files().caching(|t, m| t.ack_lease(m, &id, ack.lease_state))?;
     ctx.server.oplock_changed.notify_waiters();
     let mut body = BytesMut::with_capacity(36);
-    OplockBreakResponse::Lease(LeaseBreakAck { flags: 0, lease_key: ack.lease_key, lease_state: state, lease_duration: 0 })
-        .encode(&mut body);
+    OplockBreakResponse::Lease(LeaseBreakAck {
+        flags: 0,
+        lease_key: ack.lease_key,
+        lease_state: state,
+        lease_duration: 0,
+    })
+    .encode(&mut body);
     Ok(Resp::ok(body))
 }

@@ -121,7 +121,8 @@ fn set_file(ctx: &mut Ctx<'_>, open: &Open, info: SetFileInfo<'_>) -> Result<(),
                         action::MODIFIED,
                         filter::ATTRIBUTES | filter::LAST_WRITE | filter::CREATION,
                     );
-                    let actor = lock(&ctx.server.files).parent_lease_of(&key, open.persistent_id);
+                    let actor =
+                        ctx.server.files().caching(|t, m| t.parent_lease_of(m.model(), &key, open.persistent_id));
                     ctx.server.break_parent_leases(&share.cfg.name, p.components(), actor);
                 }
             }
@@ -316,7 +317,7 @@ fn rename(
     let f = if open.is_dir { filter::DIR_NAME } else { filter::FILE_NAME };
     server.report_change(&share.cfg.name, from.components(), action::RENAMED_OLD_NAME, f);
     server.report_change(&share.cfg.name, new.components(), action::RENAMED_NEW_NAME, f);
-    let actor = lock(&server.files).parent_lease_of(&key, open.persistent_id);
+    let actor = server.files().caching(|t, m| t.parent_lease_of(m.model(), &key, open.persistent_id));
     server.break_parent_leases(&share.cfg.name, from.components(), actor);
     server.break_parent_leases(&share.cfg.name, new.components(), actor);
     if !open.is_dir {
@@ -346,11 +347,10 @@ fn rename(
 /// (retained handles) are purged. The file, when the rename must wait.
 fn break_others_handle_caching(server: &Arc<Server>, open: &Open) -> Option<crate::model::FileUid> {
     let key = open.key?;
-    let breaks = {
-        let mut files = server.files();
-        let own = files.open_lease(&key, open.persistent_id).map(|(id, _)| id);
-        files.break_handle_caching(&key, own)
-    };
+    let breaks = server.files().caching(|t, m| {
+        let own = t.open_lease(m.model(), &key, open.persistent_id).map(|(id, _)| id);
+        t.break_handle_caching(m, &key, own)
+    });
     let mut purged = Vec::new();
     for pid in &breaks.orphans {
         crate::state::durable::purge(server, *pid, &mut purged);
@@ -504,7 +504,7 @@ fn link(ctx: &mut Ctx<'_>, open: &Open, name: &str, replace: bool) -> Result<(),
         e => e.status(),
     })?;
     ctx.server.report_change(&share.cfg.name, new.components(), action::ADDED, filter::FILE_NAME);
-    let actor = lock(&ctx.server.files).parent_lease_of(&key, open.persistent_id);
+    let actor = ctx.server.files().caching(|t, m| t.parent_lease_of(m.model(), &key, open.persistent_id));
     ctx.server.break_parent_leases(&share.cfg.name, new.components(), actor);
     debug!(from = %from.smb_path(), to = %new.smb_path(), "linked");
     Ok(())

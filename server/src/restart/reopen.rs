@@ -8,7 +8,7 @@ use crate::fs;
 use crate::model::{Caching, Model, OpenRecord, OplockLevel};
 use crate::state::durable::Disconnected;
 use crate::state::files::{Inode, OpenRef};
-use crate::state::lease::{Lease, LeaseId};
+use crate::state::lease::LeaseId;
 use crate::state::open::{OpenKind, OpenState};
 use crate::state::oplock::BreakSink;
 use crate::state::tree::{Tree, TreeKind};
@@ -94,6 +94,12 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
         if files.uid_of(inode).is_some_and(|k| k != uid) {
             return Err("another retained handle's file is there now".into());
         }
+        if let Caching::Lease(key) = o.caching() {
+            let lid = crate::model::LeaseId { client: info.client_guid, key };
+            if model.partition(server.set()).and_then(|p| p.lease(lid)).is_none() {
+                return Err("its lease is not in the model".into());
+            }
+        }
         files.add_open(uid, inode, OpenRef::restored(pid, info.granted_access));
         // Its byte-range locks and lock sequences are the model's, restored
         // already (`state::byte_locks`): nothing to copy.
@@ -104,27 +110,18 @@ pub fn reopen(server: &Arc<Server>, model: &Model, o: &OpenRecord, found: Locate
             encrypt: None,
             client: None,
         };
-        // As the model has them, a break in progress included: it goes on,
-        // and its notice is sent again when the handle is reclaimed
-        // (`cmd::create`'s reconnect).
+        // The oplock or lease is the model's, a break in progress included:
+        // it goes on, and its notice is sent again when the handle is
+        // reclaimed (`cmd::create`'s reconnect). The table links the open to
+        // it, with where its notices go; nothing is copied.
         match o.caching() {
             Caching::Lease(key) => {
-                let lid = crate::model::LeaseId { client: info.client_guid, key };
-                let Some(l) = model.partition(server.set()).and_then(|p| p.lease(lid)) else {
-                    files.remove_open(&uid, pid);
-                    return Err("its lease is not in the model".into());
-                };
                 let id = LeaseId { client_guid: info.client_guid.0, key: key.0 };
-                files.restore_lease(&uid, pid, id, Lease::restored(l, sink()));
+                files.restore_lease(&uid, pid, id, sink());
             }
-            Caching::Oplock { level, breaking } if level != OplockLevel::None => {
-                files.restore_oplock(&uid, pid, level as u8, breaking.map(|b| b.to as u8), sink());
-            }
+            Caching::Oplock { level, .. } if level != OplockLevel::None => files.restore_oplock(&uid, pid, sink()),
             _ => {}
         }
-        // The model has these grants already (they are made from it): what
-        // the table logged of them is not applied to it again.
-        files.log.clear();
     }
     let tree = Arc::new(Tree {
         id: 0,

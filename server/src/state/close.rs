@@ -38,11 +38,12 @@ pub fn close_open_marked(server: &Arc<Server>, open: &Arc<Open>, doc: bool, out:
         return;
     }
     let (delete, watchers, actor) = {
-        // A lease this was the last open of goes: through `files()`, so
-        // the model hears of it.
+        // A lease this was the last open of goes, in the model (once the
+        // open's `OpenDown` is applied).
         let mut files = server.files();
-        let actor = files.parent_lease_of(&key, open.persistent_id);
-        let last = files.remove_open(&key, open.persistent_id);
+        let pid = open.persistent_id;
+        let (actor, last) =
+            files.caching(|t, m| (t.parent_lease_of(m.model(), &key, pid), t.remove_open(m, &key, pid)));
         // The file's delete-pending is the model's: a delete-on-close open
         // that is not the last leaves it set for the others (at once: a
         // CREATE after this close is refused), the last one deletes.
@@ -116,7 +117,7 @@ fn close_stream(server: &Arc<Server>, open: &Arc<Open>, key: crate::model::FileU
     };
     let (stream_doomed, file_doomed) = {
         let mut files = server.files();
-        let (stream_last, file_last) = files.remove_stream_open(&key, open.persistent_id);
+        let (stream_last, file_last) = files.caching(|t, m| t.remove_stream_open(m, &key, open.persistent_id));
         // Delete-pending is the model's, as for a file (`close_open_marked`):
         // the stream's record, and the file's, which waits for its
         // streams' last close when a delete is pending on it.

@@ -59,11 +59,13 @@ pub fn preserve(
     // once this one is closed.
     // A lease counts when it caches handles ([MS-SMB2] 3.3.5.9.6).
     let batch = open.key.is_some_and(|k| {
-        let files = lock(&server.files);
         let pid = open.persistent_id;
-        let lease_h = files.open_lease(&k, pid).is_some_and(|(_, s)| s & lease_state::HANDLE_CACHING != 0);
-        (files.oplock_level(&k, pid) == level::BATCH && !files.oplock_breaking_open(&k, pid))
-            || (lease_h && !files.lease_breaking_open(&k, pid))
+        server.files().caching(|t, m| {
+            let m = m.model();
+            let lease_h = t.open_lease(m, &k, pid).is_some_and(|(_, s)| s & lease_state::HANDLE_CACHING != 0);
+            (t.oplock_level(m, &k, pid) == level::BATCH && !t.oplock_breaking_open(m, &k, pid))
+                || (lease_h && !t.lease_breaking_open(m, &k, pid))
+        })
     });
     // A handle with delete-on-close is kept too: the delete happens when
     // it is finally closed, on expiry or when another open purges it. A
@@ -140,10 +142,10 @@ fn break_time_outs(server: &Server, due: &[Delta]) -> bool {
     let mut any = false;
     for d in due {
         let done = match d {
-            Delta::OplockSet { open, .. } => server.files().oplock_time_out_open(open.0),
+            Delta::OplockSet { open, .. } => server.files().caching(|t, m| t.oplock_time_out_open(m, open.0)),
             Delta::LeaseAcked { lease, .. } => {
                 let id = super::lease::LeaseId { client_guid: lease.client.0, key: lease.key.0 };
-                server.files().lease_time_out(&id)
+                server.files().caching(|t, m| t.lease_time_out(m, &id))
             }
             _ => continue,
         };
@@ -263,7 +265,7 @@ fn forget(server: &Server, open: &Open) {
         return;
     };
     // A pending delete is not carried out: its file is gone.
-    let _ = server.files().remove_open(&key, open.persistent_id);
+    let _ = server.files().caching(|t, m| t.remove_open(m, &key, open.persistent_id));
     server.apply(&[Delta::OpenDown { open: PersistentFileId(open.persistent_id) }]);
     server.oplock_changed.notify_waiters();
 }

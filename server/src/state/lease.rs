@@ -20,7 +20,7 @@ use protocol::msg::oplock_break::{lease_break_flags, LeaseBreakNotification};
 use protocol::NtStatus;
 
 use super::oplock::{BreakSink, CachingLog};
-use crate::model::{self, ClientGuid, Delta, FileUid, LeaseKey, Timestamp};
+use crate::model::{self, ClientGuid, Delta, LeaseKey, Timestamp};
 
 pub use protocol::msg::create_context::lease_state;
 
@@ -54,11 +54,10 @@ pub struct Breaking {
     pub deadline: Timestamp,
 }
 
-/// One lease ([MS-SMB2] 3.3.1.4 Lease).
+/// One lease's state ([MS-SMB2] 3.3.1.4 Lease), as a working value: made
+/// from the model's record ([`Lease::of`]) for one decision.
 #[derive(Debug, Clone)]
 pub struct Lease {
-    /// The file its opens are of (Lease.Filename, by identity).
-    pub file: FileUid,
     /// Lease.LeaseState.
     pub state: u32,
     pub breaking: Option<Breaking>,
@@ -66,14 +65,6 @@ pub struct Lease {
     pub epoch: u16,
     /// Lease.Version is 2.
     pub v2: bool,
-    /// Lease.ParentLeaseKey (version 2): the lease of the directory the
-    /// file is in, which this lease's opens do not break when they change
-    /// the directory's entries ([`super::files::FileTable::break_dir_leases`]).
-    pub parent: Option<[u8; 16]>,
-    /// Where notifications go: the connection of the latest open that
-    /// used the lease ([MS-SMB2] 3.3.4.7 lets the server pick any
-    /// connection of the client).
-    pub sink: Option<BreakSink>,
 }
 
 /// The state a request may get at most ([MS-SMB2] 3.3.5.9.8, as Windows
@@ -103,31 +94,20 @@ pub fn keep_for_open(state: u32, overwrite: bool, violation: bool) -> u32 {
 }
 
 impl Lease {
-    pub fn new(file: FileUid, state: u32, v2: Option<u16>) -> Lease {
-        Lease {
-            file,
-            state,
-            breaking: None,
-            epoch: v2.map_or(0, |e| e.wrapping_add(1)),
-            v2: v2.is_some(),
-            parent: None,
-            sink: None,
-        }
+    /// A new lease's state: version 2 when the request carried its epoch
+    /// (`v2`), whose epoch is one past it.
+    pub fn new(state: u32, v2: Option<u16>) -> Lease {
+        Lease { state, breaking: None, epoch: v2.map_or(0, |e| e.wrapping_add(1)), v2: v2.is_some() }
     }
 
-    /// The lease as the state model keeps it (a restart's or a takeover's
-    /// restore): its state, epoch, version, parent key and a break in
-    /// progress, exactly; notices go to `sink`.
-    pub fn restored(l: &model::LeaseRecord, sink: BreakSink) -> Lease {
-        let v2 = l.version() == model::LeaseVersion::V2;
+    /// The lease as the state model has it: its state, epoch, version and
+    /// a break in progress, exactly.
+    pub fn of(l: &model::LeaseRecord) -> Lease {
         Lease {
-            file: l.file(),
             state: l.state(),
             breaking: l.breaking().map(|b| Breaking { requested: b.to, required: b.required, deadline: b.deadline }),
             epoch: l.epoch(),
-            v2,
-            parent: l.parent().filter(|_| v2).map(|k| k.0),
-            sink: Some(sink),
+            v2: l.version() == model::LeaseVersion::V2,
         }
     }
 
@@ -135,8 +115,8 @@ impl Lease {
     /// ([MS-SMB2] 2.2.23.2, 3.3.4.7): what it asked for, under its epoch,
     /// for a holder that took its handle back after a restart and must
     /// learn that it has to flush and acknowledge. True when one was sent.
-    pub fn resend(&self, id: &LeaseId) -> bool {
-        let (Some(b), Some(s)) = (&self.breaking, &self.sink) else {
+    pub fn resend(&self, id: &LeaseId, sink: Option<&BreakSink>) -> bool {
+        let (Some(b), Some(s)) = (&self.breaking, sink) else {
             return false;
         };
         s.send_lease(&LeaseBreakNotification {
@@ -154,8 +134,8 @@ impl Lease {
     /// the caller waits for. A break from W or H is acknowledged; from R
     /// alone it completes at once. During a break, the lower target is
     /// remembered and applied when the acknowledgement comes. The changes
-    /// go to `log`.
-    pub fn break_to(&mut self, id: &LeaseId, keep: u32, log: &mut CachingLog) -> bool {
+    /// go to `log`, the notification to `sink`.
+    pub fn break_to(&mut self, id: &LeaseId, keep: u32, sink: Option<&BreakSink>, log: &mut CachingLog) -> bool {
         if let Some(b) = &mut self.breaking {
             let required = b.required & keep;
             if required != b.required {
@@ -171,7 +151,7 @@ impl Lease {
             }
             return true;
         }
-        self.start_break(id, keep, keep, true, log)
+        self.start_break(id, keep, keep, true, sink, log)
     }
 
     /// Sends a break to `requested`, remembering that `required` is what
@@ -185,6 +165,7 @@ impl Lease {
         requested: u32,
         required: u32,
         new_break: bool,
+        sink: Option<&BreakSink>,
         log: &mut CachingLog,
     ) -> bool {
         let to = self.state & requested;
@@ -202,7 +183,7 @@ impl Lease {
             current_lease_state: self.state,
             new_lease_state: to,
         };
-        if let Some(s) = &self.sink {
+        if let Some(s) = sink {
             s.send_lease(&n);
         }
         let (set, lease, epoch) = (log.set(), id.model(), self.epoch);
@@ -223,7 +204,13 @@ impl Lease {
     /// The acknowledged state is taken; if a later break needs less, a new
     /// break starts at once, in steps as Windows does: from a state with W
     /// or H to R first (then from R to none, which is not acknowledged).
-    pub fn ack(&mut self, id: &LeaseId, acked: u32, log: &mut CachingLog) -> Result<u32, NtStatus> {
+    pub fn ack(
+        &mut self,
+        id: &LeaseId,
+        acked: u32,
+        sink: Option<&BreakSink>,
+        log: &mut CachingLog,
+    ) -> Result<u32, NtStatus> {
         let b = self.breaking.ok_or(NtStatus::UNSUCCESSFUL)?;
         if acked & !b.requested != 0 {
             return Err(NtStatus::REQUEST_NOT_ACCEPTED);
@@ -233,7 +220,7 @@ impl Lease {
         log.push(Delta::LeaseAcked { set: log.set(), lease: id.model(), state: acked });
         if acked & !b.required != 0 {
             let step = if acked & (W | H) != 0 { b.required | R } else { b.required };
-            self.start_break(id, step, b.required, false, log);
+            self.start_break(id, step, b.required, false, sink, log);
         }
         Ok(acked)
     }
@@ -245,11 +232,6 @@ impl Lease {
             self.state = 0;
             log.push(Delta::LeaseAcked { set: log.set(), lease: id.model(), state: 0 });
         }
-    }
-
-    /// Is the lease's client gone (its notifications cannot arrive)?
-    pub fn holder_gone(&self) -> bool {
-        self.sink.as_ref().is_some_and(|s| s.tx.upgrade().is_none_or(|tx| tx.is_closed()))
     }
 }
 
@@ -286,55 +268,55 @@ mod tests {
     #[test]
     fn breaks_acks_and_epochs() {
         let mut log = CachingLog::default();
-        let mut l = Lease::new(FileUid(1), R | W | H, Some(7));
+        let mut l = Lease::new(R | W | H, Some(7));
         assert_eq!(l.epoch, 8);
-        assert!(l.break_to(&ID, R | H, &mut log));
+        assert!(l.break_to(&ID, R | H, None, &mut log));
         assert_eq!(l.epoch, 9);
         assert_eq!(asks(&l), Some((R | H, R | H)));
         // A second break while the first is in progress only lowers the
         // target; no new epoch.
-        assert!(l.break_to(&ID, R, &mut log));
+        assert!(l.break_to(&ID, R, None, &mut log));
         assert_eq!(l.epoch, 9);
         // Keeping more than asked is refused; the break goes on.
-        assert_eq!(l.ack(&ID, R | W, &mut log), Err(NtStatus::REQUEST_NOT_ACCEPTED));
-        assert_eq!(l.ack(&ID, W, &mut log), Err(NtStatus::REQUEST_NOT_ACCEPTED));
+        assert_eq!(l.ack(&ID, R | W, None, &mut log), Err(NtStatus::REQUEST_NOT_ACCEPTED));
+        assert_eq!(l.ack(&ID, W, None, &mut log), Err(NtStatus::REQUEST_NOT_ACCEPTED));
         // RH is what was asked, but R is what is needed: the break goes
         // on to R, under the same epoch (smbtorture smb2.lease.v2_breaking3).
-        assert_eq!(l.ack(&ID, R | H, &mut log), Ok(R | H));
+        assert_eq!(l.ack(&ID, R | H, None, &mut log), Ok(R | H));
         assert_eq!(l.state, R | H);
         assert_eq!(asks(&l), Some((R, R)));
         assert_eq!(l.epoch, 9);
-        assert_eq!(l.ack(&ID, R, &mut log), Ok(R));
-        assert_eq!(l.ack(&ID, R, &mut log), Err(NtStatus::UNSUCCESSFUL));
+        assert_eq!(l.ack(&ID, R, None, &mut log), Ok(R));
+        assert_eq!(l.ack(&ID, R, None, &mut log), Err(NtStatus::UNSUCCESSFUL));
         // An overwrite during a break: RH first, then R, then none
         // without an acknowledgement.
-        let mut l = Lease::new(FileUid(1), R | W | H, None);
-        assert!(l.break_to(&ID, R | H, &mut log));
-        assert!(l.break_to(&ID, 0, &mut log));
-        assert_eq!(l.ack(&ID, R | H, &mut log), Ok(R | H));
+        let mut l = Lease::new(R | W | H, None);
+        assert!(l.break_to(&ID, R | H, None, &mut log));
+        assert!(l.break_to(&ID, 0, None, &mut log));
+        assert_eq!(l.ack(&ID, R | H, None, &mut log), Ok(R | H));
         assert_eq!(asks(&l), Some((R, 0)));
-        assert_eq!(l.ack(&ID, R, &mut log), Ok(R));
+        assert_eq!(l.ack(&ID, R, None, &mut log), Ok(R));
         assert_eq!((l.state, asks(&l)), (0, None));
         // From R alone the break needs no acknowledgement.
-        assert!(!l.break_to(&ID, 0, &mut log));
+        assert!(!l.break_to(&ID, 0, None, &mut log));
         assert_eq!((l.state, asks(&l)), (0, None));
         // Nothing to break.
-        assert!(!l.break_to(&ID, R | W | H, &mut log));
+        assert!(!l.break_to(&ID, R | W | H, None, &mut log));
     }
 
     #[test]
     fn version_one_has_no_epoch_and_time_outs_drop_the_lease() {
         let mut log = CachingLog::default();
-        let mut l = Lease::new(FileUid(1), R | H, None);
+        let mut l = Lease::new(R | H, None);
         assert_eq!(l.epoch, 0);
-        assert!(l.break_to(&ID, R, &mut log));
+        assert!(l.break_to(&ID, R, None, &mut log));
         assert_eq!(l.epoch, 0);
         l.time_out(&ID, &mut log);
         assert_eq!((l.state, asks(&l)), (0, None));
         // Acknowledging to less than asked is fine.
-        let mut l = Lease::new(FileUid(1), R | W | H, None);
-        assert!(l.break_to(&ID, R | H, &mut log));
-        assert_eq!(l.ack(&ID, 0, &mut log), Ok(0));
+        let mut l = Lease::new(R | W | H, None);
+        assert!(l.break_to(&ID, R | H, None, &mut log));
+        assert_eq!(l.ack(&ID, 0, None, &mut log), Ok(0));
         assert_eq!(l.state, 0);
     }
 }

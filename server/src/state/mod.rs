@@ -5,10 +5,12 @@
 //! A session's and a tree connect's long-lived fields are the state
 //! model's; the runtime [`Session`] and [`Tree`] are handles made from its
 //! records (see "Sessions and tree connects" in [`record`]).
-//! The per-file table ([`files::FileTable`]) is server-wide: share modes,
-//! delete-on-close, oplocks and leases concern every open of a file,
-//! whichever connection made it. Byte-range locks and lock sequences are
-//! the state model's alone ([`byte_locks`]).
+//! The per-file table ([`files::FileTable`]) is server-wide: which opens
+//! each file has, whichever connection made them, and where their break
+//! notices go. Byte-range locks and lock sequences are the state model's
+//! alone ([`byte_locks`]), and so are oplock levels and leases: the table
+//! decides breaks and grants from the model's records and changes them
+//! there ([`files::CachingModel`]).
 //!
 //! # Lock order
 //!
@@ -23,9 +25,9 @@
 //! 3. `Open.writing`: one WRITE per open at a time.
 //! 4. `Open.st`: an open's mutable part.
 //! 5. `Server.files`: the per-file table. Oplock and lease break notices
-//!    are made and queued (as plain data, [`oplock::Notice`]) under it;
-//!    the holder's connection encodes and sends them later, with no lock
-//!    of the table held.
+//!    are made and queued (as plain data, [`oplock::Notice`]) under it,
+//!    and the model's lock with it; the holder's connection encodes and
+//!    sends them later, with no lock of the table held.
 //! 6. `Server.notify`, then a watch's queue (`notify::Watch.queue`).
 //! 7. `Server.recorder` (the state model). [`Server::apply`] holds it for
 //!    a whole batch of deltas, and is called with no other lock held; so
@@ -38,16 +40,20 @@
 //!    release and check byte-range locks ([`byte_locks`]: a LOCK; a READ
 //!    or WRITE only while the model holds a lock at all, and then under
 //!    its ChannelSequence check's hold on SMB 3.x, before a WRITE takes
-//!    the per-file table's lock for its level II breaks, never under it); the
-//!    guard of [`Server::files`] takes
-//!    it, under `Server.files`, to apply the oplock and lease changes made
-//!    through it ([`record`]); and it is taken under `Server.files` to read
-//!    what only the model keeps of files ([`file_fields`]): a CREATE's
-//!    delete-pending and share-mode check (one hold for both), a CLOSE's
-//!    delete-pending, a rename's share check of the target's directory, a
-//!    directory lease's path. The journal's own locks are taken under it
-//!    (point 3, a state change, a checkpoint), and nothing else: never
-//!    `Server.files`.
+//!    the per-file table's lock for its level II breaks, never under it).
+//!    It is taken under `Server.files` by [`record::FilesGuard::caching`],
+//!    where oplock levels and leases are read and changed (a CREATE's
+//!    grants, breaks and share-mode and delete-pending check, one hold for
+//!    all; a WRITE's, LOCK's or SET_INFO's breaks; an acknowledgement; a
+//!    time-out; a close's lease end; a directory lease's break, which reads
+//!    the directory's path there), and to read what only the model keeps
+//!    of files ([`file_fields`]: a CLOSE's delete-pending, a rename's share
+//!    check of the target's directory). The journal's own locks are taken
+//!    under it (point 3, a state change, a checkpoint), and nothing else:
+//!    never `Server.files`. [`Server::apply`] and [`Server::point3`] take
+//!    `Server.files`, then the model's lock, after they let go of the
+//!    model's, to end the leases whose last opens their `OpenDown`s took
+//!    out ([`files::FileTable::end_leases`]).
 //!
 //! Leaves, under which nothing is taken, may be taken under any of these:
 //! `Server.sessions`, `Server.logins`, `Server.creating`, `ConnState.pending`, a pipe's
@@ -60,10 +66,11 @@
 //! The nestings in use: `Session.inner` → `Open.st` (a new open's delta,
 //! [`deltas::open_up`]); `Session.inner` → `Server.recorder` (a session's
 //! and its tree connects' handles made anew from the model's records
-//! after a batch is applied, `Server::refresh_handles` in [`record`]); `Server.durable` → `Server.files` and `Open.st`
-//! (the check of a reconnect, [`durable::reclaim`]); `Server.files` →
-//! `Server.recorder` (a [`record::FilesGuard`] dropped, a share-mode or
-//! delete-pending check, [`file_fields`]); `Open.writing` →
+//! after a batch is applied, `Server::refresh_handles` in [`record`]);
+//! `Server.durable` → `Server.files` and `Open.st` (the check of a
+//! reconnect, [`durable::reclaim`]); `Server.files` → `Server.recorder`
+//! (oplocks and leases through [`record::FilesGuard::caching`], a
+//! share-mode or delete-pending check, [`file_fields`]); `Open.writing` →
 //! `Server.files` and `Open.st` (a write and its write time); `Open.st` →
 //! `Server.files` (QUERY_DIRECTORY); `Server.notify` → `Watch.queue`.
 //! Every other guard is dropped before the next lock is taken.
@@ -320,8 +327,11 @@ impl Server {
             return;
         };
         if lock(&self.files).has_dir_leases() {
-            let is_dir = |k: &files::FileUid| self.file_path(*k).is_some_and(|p| same_path(&p, dir));
-            self.files().break_dir_leases(share, is_dir, actor);
+            let set = self.set();
+            let is_dir = |m: &crate::model::Model, k: &files::FileUid| {
+                file_fields::file_in(m, set, *k).is_some_and(|f| same_path(f.path(), dir))
+            };
+            self.files().caching(|t, m| t.break_dir_leases(m, share, is_dir, actor));
         }
     }
 

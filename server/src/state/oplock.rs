@@ -12,8 +12,11 @@
 //! broken by the same rules, and the two interact: an oplock open breaks
 //! leases, and a lease open breaks oplocks.
 //!
-//! The state itself lives in the per-file table ([`super::files`]), so it
-//! is read and changed under the same lock as share modes.
+//! The state itself is the state model's alone ([`crate::model::Caching`]):
+//! the per-file table ([`super::files`]) decides breaks from it, under its
+//! own lock and the model's, and changes it there at once. What the table
+//! keeps of an oplock is runtime only: where its notices go
+//! ([`BreakSink`]), and a new open's grant until the model has the open.
 
 use std::fmt;
 use std::sync::Arc;
@@ -63,28 +66,41 @@ pub fn is_exclusive(l: u8) -> bool {
     l == level::EXCLUSIVE || l == level::BATCH
 }
 
-/// An open's oplock as the file table keeps it.
-#[derive(Debug, Clone, Default)]
+/// An open's oplock: the level held and a break in progress
+/// (Open.OplockLevel, Open.OplockState Breaking). Not kept anywhere: read
+/// from the state model ([`crate::model::Caching`]), or from a new open's
+/// grant until its `OpenUp` reaches the model
+/// ([`super::files::OpenRef::pending_oplock`]), changed here as a working
+/// value whose changes go to a [`CachingLog`] and from there to the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OplockState {
     /// The level held now.
     pub level: u8,
     /// A break is in progress to this level (Open.OplockState Breaking).
     pub breaking_to: Option<u8>,
-    /// Where break notifications for this open go.
-    pub sink: Option<BreakSink>,
 }
 
 impl OplockState {
+    /// The oplock of an open the model has, as its record says.
+    pub fn of_model(c: crate::model::Caching) -> OplockState {
+        match c {
+            crate::model::Caching::Oplock { level, breaking } => {
+                OplockState { level: level as u8, breaking_to: breaking.map(|b| b.to as u8) }
+            }
+            _ => OplockState::default(),
+        }
+    }
+
     /// Starts a break of open `pid`'s oplock to `to`: sends the
-    /// notification, and for an exclusive or batch oplock waits for the
-    /// acknowledgement (returns true). Breaks from level II complete at
-    /// once ([MS-SMB2] 2.2.24.1: no acknowledgement). The change goes to
-    /// `log`.
-    pub fn start_break(&mut self, to: u8, pid: u64, log: &mut CachingLog) -> bool {
+    /// notification to `sink`, and for an exclusive or batch oplock waits
+    /// for the acknowledgement (returns true). Breaks from level II
+    /// complete at once ([MS-SMB2] 2.2.24.1: no acknowledgement). The
+    /// change goes to `log`.
+    pub fn start_break(&mut self, to: u8, pid: u64, sink: Option<&BreakSink>, log: &mut CachingLog) -> bool {
         if self.level == level::NONE || self.breaking_to.is_some() {
             return self.breaking_to.is_some();
         }
-        if let Some(s) = &self.sink {
+        if let Some(s) = sink {
             s.send(to);
         }
         let open = PersistentFileId(pid);
@@ -103,8 +119,8 @@ impl OplockState {
     /// The notification of the break in progress, if there is one, again
     /// ([MS-SMB2] 2.2.23.1, 3.3.4.6), for a holder that took its handle
     /// back after a restart. True when one was sent.
-    pub fn resend(&self) -> bool {
-        let (Some(to), Some(s)) = (self.breaking_to, &self.sink) else {
+    pub fn resend(&self, sink: Option<&BreakSink>) -> bool {
+        let (Some(to), Some(s)) = (self.breaking_to, sink) else {
             return false;
         };
         s.send(to);
@@ -119,20 +135,20 @@ impl OplockState {
             log.push(Delta::OplockSet { open: PersistentFileId(pid), level: OplockLevel::None });
         }
     }
-
-    /// The holder's connection is gone (a disconnected durable open).
-    pub fn holder_gone(&self) -> bool {
-        self.sink.as_ref().is_some_and(|s| s.tx.upgrade().is_none_or(|tx| tx.is_closed()))
-    }
 }
 
-/// The oplock and lease changes the per-file table made, as state-model
-/// deltas in the order it made them. The table keeps one
-/// ([`super::files::FileTable`]); [`super::Server::files`] hands its
-/// guard out and applies what was logged before the table's lock is let
-/// go, so the model sees every caching change in the order the table made
-/// it, whichever request (or time-out) made it. Only the grant at CREATE
-/// is not logged: it rides in the open's own delta (`NewOpen::caching`).
+/// Is the holder behind `sink` gone (a disconnected durable open: its
+/// notifications cannot arrive)?
+pub fn holder_gone(sink: Option<&BreakSink>) -> bool {
+    sink.is_some_and(|s| s.tx.upgrade().is_none_or(|tx| tx.is_closed()))
+}
+
+/// The oplock and lease changes one call of the per-file table makes, as
+/// state-model deltas in the order it makes them, on their way to the
+/// model ([`super::files::CachingModel::change`]), which applies them at
+/// once: the table keeps no log, and no copy of what they change. Only the
+/// grant at CREATE is not a change of its own: it rides in the open's own
+/// delta (`NewOpen::caching`).
 #[derive(Debug)]
 pub struct CachingLog {
     set: ::ids::SetId,
@@ -169,9 +185,9 @@ impl CachingLog {
         &self.deltas
     }
 
-    /// Forgets what was logged (once applied), keeping the buffer.
-    pub fn clear(&mut self) {
-        self.deltas.clear();
+    /// Takes what was logged, in order, leaving the log empty.
+    pub fn take(&mut self) -> Vec<Delta> {
+        std::mem::take(&mut self.deltas)
     }
 
     /// When a break starting now times out, as the model keeps it
@@ -279,12 +295,12 @@ pub async fn wait_for_breaks(server: &super::Server, key: crate::model::FileUid)
         let changed = server.oplock_changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        if !super::lock(&server.files).oplock_breaking(&key) {
+        if !server.files().caching(|t, m| t.oplock_breaking(m.model(), &key)) {
             return;
         }
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             debug!(?key, "oplock break timed out");
-            server.files().oplock_time_out(&key);
+            server.files().caching(|t, m| t.oplock_time_out(m, &key));
             return;
         }
     }
@@ -334,10 +350,10 @@ mod tests {
     fn breaks_from_level_two_need_no_ack() {
         let mut log = CachingLog::default();
         let mut s = OplockState { level: level::II, ..Default::default() };
-        assert!(!s.start_break(level::NONE, 1, &mut log));
+        assert!(!s.start_break(level::NONE, 1, None, &mut log));
         assert_eq!(s.level, level::NONE);
         let mut b = OplockState { level: level::BATCH, ..Default::default() };
-        assert!(b.start_break(level::II, 2, &mut log));
+        assert!(b.start_break(level::II, 2, None, &mut log));
         assert_eq!(b.breaking_to, Some(level::II));
         assert_eq!(b.level, level::BATCH);
         b.time_out(2, &mut log);

@@ -12,30 +12,36 @@
 //! An oplock or lease is shared state: a break started by one request
 //! (another client's CREATE, a WRITE) changes opens and leases of other
 //! requests, its acknowledgement comes in on another connection, and a
-//! time-out comes from no request at all. For the model to see these
-//! changes in the order they were made, they are applied where they are
-//! made: the per-file table logs each ([`super::oplock::CachingLog`]), and
-//! the guard [`Server::files`] hands out applies the log to the model
-//! before it lets go of the table's lock (the model's lock ranks below
-//! it). Only the grant at CREATE is not logged: it rides in the open's own
-//! delta (`NewOpen::caching`), so that the open never exists in the model
-//! without it. A lease ends with the table's `LeaseGone` when its last
-//! open closes, not with that open's `OpenDown`.
+//! time-out comes from no request at all. Oplock levels and leases (state,
+//! epoch, version, parent key, a break in progress with its target and
+//! deadline) are the model's alone: the per-file table decides every grant
+//! and break from the model's records, and applies each change there as
+//! it makes it, under its own lock and the model's
+//! ([`FilesGuard::caching`], [`ModelHold`]), so the next decision, in the
+//! same call or on another connection, reads it; they are journaled as
+//! state changes before the model's lock is let go. The table keeps only
+//! runtime things: which opens use which lease, where notices go
+//! ([`super::oplock::BreakSink`]), and a new open's grant until its
+//! `OpenUp` reaches the model ([`super::files::OpenRef::pending_oplock`];
+//! the grant rides in that delta, `NewOpen::caching`, so that the open
+//! never exists in the model without it).
 //!
 //! The opens themselves still come and go with their requests' deltas
 //! (`OpenUp`, `OpenDown`), which the pipeline applies a little after the
 //! table changed. Where the two paths meet, the recorder holds a change
-//! back until what it needs has been applied (`Waiting`): a change of
-//! an open whose `OpenUp` is on its way (another request broke the new
-//! open's oplock before its CREATE was answered); a lease's end while the
-//! `OpenDown` of its last open is on its way; any later change of that
-//! open or lease; and a request's batch whose new open uses a lease with
-//! a change waiting (the lease was ended and made anew by the time the
-//! new open's CREATE was answered). So the model goes through the changes
-//! of each open and lease in the order the table made them, and an open
-//! that joins a lease while the lease's other open closes finds it still
-//! there.
-//!
+//! back until what it needs has been applied (`Waiting`): a change of an
+//! open whose `OpenUp` is on its way (another request broke the new open's
+//! oplock before its CREATE was answered), and any later change of that
+//! open; the CREATE's own batch does not wait for them. A lease ends
+//! (`LeaseGone`) once no open uses it in the table or in the model: when
+//! its last open leaves the table, at once if the model never had that
+//! open, else after the open's `OpenDown` is applied
+//! ([`FileTable::end_leases`], from [`Server::apply`] and
+//! [`Server::point3`]). An open that joins the lease meanwhile keeps it.
+//! (The recorder still holds back a `LeaseGone` while an open of the lease
+//! is in the model, and later changes of that lease, though the table no
+//! longer makes one then.)
+
 //! # Opens' fields
 //!
 //! An open's long-lived fields are the model's alone: the runtime `Open`
@@ -117,11 +123,11 @@
 //!
 //! The model is the record of the long-lived state that a restart or a
 //! takeover restores, and the one copy of the fields above, of the opens'
-//! fields, byte-range locks and lock sequences, and of the sessions and
-//! tree connects; the runtime objects (`Open`'s runtime part, the file
-//! table's oplocks and leases) still serve the requests with their own
-//! copies. [`Server::check_model`] holds those, and the handles' copies of
-//! the records, against the model.
+//! fields, byte-range locks and lock sequences, oplock levels and leases,
+//! and of the sessions and tree connects. [`Server::check_model`] holds
+//! the runtime objects (the table's opens and their lease links, a new
+//! open's grant kept past its `OpenUp`) and the handles' copies of the
+//! records against the model.
 //!
 //! # Check mode
 //!
@@ -137,7 +143,8 @@
 //! - when no request is in flight, the model is compared with the runtime
 //!   objects ([`Server::check_model`]): the same sessions, tree connects,
 //!   opens (connected and retained), the count of byte-range locks, and
-//!   each open's oplock level or lease state, epoch and break in progress;
+//!   each open's caching as the table's decisions see it (through its lease
+//!   link, or a new open's grant) against the model's;
 //! - a delta that the model refuses is a mismatch too.
 //!
 //! The counts and the first mismatches are written to the file after every
@@ -155,6 +162,7 @@ use ids::SetId;
 use tracing::{error, info, warn};
 
 use super::files::{CachingView, FileTable};
+use super::oplock::OplockState;
 use super::{lock, Server};
 use crate::journal::{self, OpId, ReplayKey, Ticket};
 use crate::model::ids::IdParts;
@@ -182,6 +190,9 @@ pub struct Recorder {
     /// order they were applied: the server journals them before it lets go
     /// of the model's lock.
     unjournaled: Vec<Vec<u8>>,
+    /// How many deltas the model refused (a defect; check mode reports
+    /// each).
+    refused: u64,
 }
 
 /// A change the recorder holds back, so that the model sees the changes
@@ -263,7 +274,7 @@ impl Recorder {
             mismatches: 0,
             texts: Vec::new(),
         });
-        Recorder { model, check, waiting: Vec::new(), unjournaled: Vec::new() }
+        Recorder { model, check, waiting: Vec::new(), unjournaled: Vec::new(), refused: 0 }
     }
 
     /// The live model.
@@ -290,6 +301,20 @@ impl Recorder {
         self.record(d);
     }
 
+    /// Applies a request's batch as [`Server::point3`] does, then what it
+    /// released (tests of what changes the model).
+    #[cfg(test)]
+    pub(crate) fn apply_request(&mut self, deltas: &[Delta]) {
+        self.apply_batch(deltas, &[]);
+        self.release_waiting();
+    }
+
+    /// How many deltas the model refused, and how many changes wait (tests).
+    #[cfg(test)]
+    pub(crate) fn stuck(&self) -> (u64, usize) {
+        (self.refused, self.waiting.len())
+    }
+
     /// The recorder of a model restored from the journal ([`crate::restart`]).
     pub fn with_model(model: Model) -> Recorder {
         let mut r = Recorder::new(SetId(0), 0);
@@ -303,6 +328,7 @@ impl Recorder {
     fn record(&mut self, d: &Delta) {
         if let Err(e) = self.model.apply(d) {
             warn!(?d, "state model refused a delta: {e}");
+            self.refused += 1;
             if let Some(c) = &mut self.check {
                 c.mismatch(format!("refused {d:?}: {e}"));
             }
@@ -345,11 +371,13 @@ impl Recorder {
     }
 
     /// Does a request's batch wait: does a new open in it use a lease that
-    /// has changes waiting (a lease made anew while the old one with its
-    /// key waits to go)?
+    /// has changes waiting? Not for the new open's own oplock changes
+    /// waiting: those wait for this batch.
     fn batch_waits(&self, deltas: &[Delta]) -> bool {
-        !self.waiting.is_empty()
-            && deltas.iter().any(|d| matches!(d, Delta::OpenUp(_)) && self.blocked(&Waiting::keys_of(d)))
+        let lease_keys = |d: &Delta| -> Vec<Key> {
+            Waiting::keys_of(d).into_iter().filter(|k| matches!(k, Key::Lease(_))).collect()
+        };
+        !self.waiting.is_empty() && deltas.iter().any(|d| matches!(d, Delta::OpenUp(_)) && self.blocked(&lease_keys(d)))
     }
 
     /// Has an open or lease of `keys` a change waiting?
@@ -556,6 +584,20 @@ pub fn apply_with_carry(model: &mut Model, d: &Delta) -> Result<(), crate::model
     model.apply(d)
 }
 
+/// The leases of the opens that `deltas` (not yet applied to `m`) take out
+/// of the model.
+fn leases_closing(m: &Model, deltas: &[Delta]) -> Vec<crate::model::LeaseId> {
+    let lease_of =
+        |o: &OpenRecord| o.lease_key().map(|key| crate::model::LeaseId { client: o.info().client_guid, key });
+    deltas
+        .iter()
+        .filter_map(|d| match d {
+            Delta::OpenDown { open } => m.open(*open).and_then(lease_of),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The id a delta brings into the model, if any.
 fn new_id(d: &Delta) -> Option<u64> {
     match d {
@@ -565,13 +607,15 @@ fn new_id(d: &Delta) -> Option<u64> {
     }
 }
 
-/// What applying a batch came to, for what is woken after it.
-#[derive(Clone, Copy)]
+/// What applying a batch came to, for what is woken and ended after it.
 struct Applied {
     /// A released change brought a deadline.
     deadline: bool,
     /// A byte-range lock went, or an open closed ([`Server::lock_released`]).
     released: bool,
+    /// The leases of the opens that left the model: those no open uses
+    /// any more end ([`FileTable::end_leases`]).
+    leases: Vec<crate::model::LeaseId>,
 }
 
 /// Requests being carried out, server-wide: the runtime objects and the
@@ -660,6 +704,7 @@ impl Server {
     /// now). What it came to: a released change brought a deadline, a
     /// lock went or an open closed ([`Applied`]).
     fn apply_locked(&self, r: &mut Recorder, deltas: &[Delta], journaled: &[u8], in_record: bool) -> Applied {
+        let leases = leases_closing(r.model(), deltas);
         if r.batch_waits(deltas) {
             // Rare (a lease key used again while its old lease waits to
             // go); said, since a crash now loses the batch with its record.
@@ -674,7 +719,7 @@ impl Server {
         let deadline = r.release_waiting();
         r.check_replay();
         self.journal_unjournaled(r);
-        Applied { deadline, released: self.count_locks(r, deltas) }
+        Applied { deadline, released: self.count_locks(r, deltas), leases }
     }
 
     /// Keeps [`Server::byte_locks`] at the model's count, under the model's
@@ -704,6 +749,10 @@ impl Server {
 
     fn after_apply(&self, deltas: &[Delta], applied: Applied) {
         self.note_deadlines(deltas);
+        if !applied.leases.is_empty() {
+            // Called with no lock held ([`Server::apply`], [`Server::point3`]).
+            self.files().caching(|t, m| t.end_leases(m, &applied.leases));
+        }
         if applied.deadline {
             self.deadlines.notify_one();
         }
@@ -814,18 +863,10 @@ impl Server {
         self.journal.checkpoint(&bytes)
     }
 
-    /// Applies the oplock and lease changes the file table logged (see
-    /// the module doc), with the table's lock still held: the model's lock
-    /// ranks below it. They are journaled as state changes as they apply.
-    fn apply_caching(&self, deltas: &[Delta]) {
-        let r = lock(&self.recorder);
-        self.apply_at_once(r, deltas);
-    }
-
-    /// Applies changes where they are made, not at point 3 (oplocks and
-    /// leases, an open's long-lived fields), each now or once what it waits
-    /// for has been applied, and journals them as state changes, all under
-    /// the model's lock `r`.
+    /// Applies changes where they are made, not at point 3 (an open's
+    /// long-lived fields, a file's, byte-range locks), each now or once what
+    /// it waits for has been applied, and journals them as state changes,
+    /// all under the model's lock `r`.
     fn apply_at_once(&self, mut r: MutexGuard<'_, Recorder>, deltas: &[Delta]) {
         r.apply_caching(deltas);
         let deadline = r.release_waiting();
@@ -833,7 +874,7 @@ impl Server {
         self.journal_unjournaled(&mut r);
         let released = self.count_locks(&r, deltas);
         drop(r);
-        self.after_apply(deltas, Applied { deadline, released });
+        self.after_apply(deltas, Applied { deadline, released, leases: Vec::new() });
     }
 
     /// Reads an open's record in the model, by its persistent id: where
@@ -888,10 +929,9 @@ impl Server {
         }
     }
 
-    /// The per-file table, locked ([`super::lock`]). The oplock and lease
-    /// changes made through the guard are applied to the state model
-    /// before the lock is let go (see the module doc): take the table
-    /// through this wherever oplocks or leases may change.
+    /// The per-file table, locked ([`super::lock`]): oplocks and leases
+    /// are read and changed through its [`FilesGuard::caching`], which
+    /// reads and changes them in the model (see the module doc).
     pub fn files(&self) -> FilesGuard<'_> {
         FilesGuard { server: self, table: lock(&self.files) }
     }
@@ -1011,9 +1051,11 @@ impl Server {
         let mut live_files: BTreeMap<u128, Vec<u64>> = BTreeMap::new();
         let mut live_sharing: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
         let mut streams_only: Vec<u128> = Vec::new();
-        let unrecorded = {
+        let stale = {
             let files = lock(&self.files);
-            live_leases.extend(files.lease_ids().map(|id| (id.client_guid, id.key)));
+            let r = lock(&self.recorder);
+            let m = r.model();
+            live_leases.extend(files.lease_ids().iter().map(|id| (id.client_guid, id.key)));
             for (key, f) in files.entries() {
                 if f.opens.is_empty() {
                     if f.stream_opens > 0 {
@@ -1028,12 +1070,20 @@ impl Server {
                     f.opens.iter().filter_map(|o| o.pending.map(|s| (o.persistent_id, (s.access, s.share_access)))),
                 );
             }
+            // What the table's decisions see, through its links (an open's
+            // lease key) and the model.
             for (key, pid) in &keys {
-                live_caching.insert(*pid, files.caching_view(key, *pid));
+                live_caching.insert(*pid, files.caching_view(m, key, *pid));
             }
-            // Changes made under a plain `lock(&server.files)`, which
-            // applies nothing: a defect.
-            files.log.deltas().len()
+            // A new open's grant kept past its `OpenUp` (read no more, but
+            // it must not differ from the model's).
+            let differs = |o: &&super::files::OpenRef| {
+                o.pending_oplock.is_some_and(|p| {
+                    m.open(PersistentFileId(o.persistent_id))
+                        .is_some_and(|rec| OplockState::of_model(rec.caching()) != p)
+                })
+            };
+            files.entries().flat_map(|(_, f)| f.opens.iter()).filter(differs).count()
         };
         let (model, waiting) = {
             let r = lock(&self.recorder);
@@ -1114,8 +1164,8 @@ impl Server {
         if waiting != 0 {
             diffs.push(format!("{waiting} changes still wait in the recorder"));
         }
-        if unrecorded != 0 {
-            diffs.push(format!("{unrecorded} oplock or lease changes were never applied to the model"));
+        if stale != 0 {
+            diffs.push(format!("{stale} new opens' oplock grants differ from the model's"));
         }
         if diffs.is_empty() {
             Ok(())
@@ -1147,12 +1197,34 @@ fn diff<K: Ord + std::fmt::LowerHex, V: PartialEq + std::fmt::Debug>(
     out.truncate(8);
 }
 
-/// The per-file table's lock, from [`Server::files`]: on drop, the oplock
-/// and lease changes logged meanwhile are applied to the state model, the
-/// table's lock still held.
+/// The per-file table's lock, from [`Server::files`]. Oplocks and leases
+/// are read and changed through [`FilesGuard::caching`], which takes the
+/// model's lock under it.
 pub struct FilesGuard<'a> {
     server: &'a Server,
     table: MutexGuard<'a, FileTable>,
+}
+
+impl FilesGuard<'_> {
+    /// Runs `f` with the table and the state model under its lock
+    /// ([`ModelHold`]): where oplock levels and leases are read, and
+    /// changed at once (see the module doc). The model's lock is let go
+    /// when `f` returns; the table's stays held.
+    pub fn caching<R>(&mut self, f: impl FnOnce(&mut FileTable, &mut ModelHold<'_>) -> R) -> R {
+        let mut hold = ModelHold { server: self.server, r: Some(lock(&self.server.recorder)), deltas: Vec::new() };
+        f(&mut self.table, &mut hold)
+    }
+}
+
+impl FilesGuard<'_> {
+    /// [`FileTable::break_level2`], taking the model's lock only when an
+    /// open of the file may hold a level II oplock or a lease: a WRITE or
+    /// LOCK of a file nobody caches does not wait for it.
+    pub fn break_level2(&mut self, key: &crate::model::FileUid, by: u64) {
+        if self.table.may_cache(key) {
+            self.caching(|t, m| t.break_level2(m, key, by));
+        }
+    }
 }
 
 impl Deref for FilesGuard<'_> {
@@ -1169,12 +1241,66 @@ impl DerefMut for FilesGuard<'_> {
     }
 }
 
-impl Drop for FilesGuard<'_> {
-    fn drop(&mut self) {
-        if !self.table.log.is_empty() {
-            self.server.apply_caching(self.table.log.deltas());
-            self.table.log.clear();
+/// The state model under its lock, as the per-file table reads and changes
+/// oplocks and leases ([`FilesGuard::caching`]): each change is applied
+/// when it is made (or waits in the recorder for its open's `OpenUp`), so
+/// the next decision, in the same call or another, reads it; when the hold
+/// ends, what the changes released is applied and everything is journaled
+/// as state changes, in the order applied, before the model's lock is let
+/// go.
+pub struct ModelHold<'a> {
+    server: &'a Server,
+    r: Option<MutexGuard<'a, Recorder>>,
+    deltas: Vec<Delta>,
+}
+
+impl ModelHold<'_> {
+    /// The model as it is now, with every change made through the hold.
+    pub fn model(&self) -> &Model {
+        self.r.as_ref().expect("held until dropped").model()
+    }
+}
+
+impl super::files::CachingModel for ModelHold<'_> {
+    fn model(&self) -> &Model {
+        ModelHold::model(self)
+    }
+
+    fn change(&mut self, d: Delta) {
+        if let Some(r) = self.r.as_mut() {
+            r.apply_caching(std::slice::from_ref(&d));
         }
+        self.deltas.push(d);
+    }
+}
+
+impl Drop for ModelHold<'_> {
+    fn drop(&mut self) {
+        let Some(mut r) = self.r.take() else {
+            return;
+        };
+        if self.deltas.is_empty() {
+            return;
+        }
+        let deadline = r.release_waiting();
+        r.check_replay();
+        self.server.journal_unjournaled(&mut r);
+        let released = self.server.count_locks(&r, &self.deltas);
+        drop(r);
+        self.server.after_apply(&self.deltas, Applied { deadline, released, leases: Vec::new() });
+    }
+}
+
+/// The recorder as the per-file table's model: what the server's
+/// [`ModelHold`] does under the model's lock, and what the table's tests
+/// use alone.
+impl super::files::CachingModel for Recorder {
+    fn model(&self) -> &Model {
+        &self.model
+    }
+
+    fn change(&mut self, d: Delta) {
+        self.apply_caching(std::slice::from_ref(&d));
     }
 }
 
@@ -1234,6 +1360,60 @@ mod tests {
 
         server.apply(&[deltas::tree_down(&session, &t).unwrap()]);
         assert!(session.tree(5).is_none(), "the handle goes with its record");
+        server.check_model().unwrap();
+    }
+
+    /// A lease whose last open left the file table (its CLOSE) stays in
+    /// the model while the open does, and the server ends it when the
+    /// open's `OpenDown` is applied: the table and the model then agree.
+    #[test]
+    fn the_server_ends_a_lease_once_its_last_open_leaves_the_model() {
+        use crate::state::deltas::{self, Identity};
+        use crate::state::files::{Inode, OpenRef};
+        use crate::state::session::AuthState;
+        use crate::state::Session;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::default();
+        cfg.shares.push(crate::config::ShareConfig::new("data", dir.path()));
+        let server = Server::new(cfg).unwrap();
+        let id = server.next_id();
+        let session = Arc::new(Session::new(id, 1, AuthState::Valid));
+        lock(&server.sessions).insert(id, session.clone());
+        let who = Identity { owner: Owner { user: "u".into(), domain: "D".into() }, guest: false, anonymous: false };
+        let up = deltas::session_authenticated(&session, &lock(&session.inner), who, [1; 16]).unwrap();
+        server.apply(&[up]);
+        let tree =
+            TreeInfo { id: TreeId(1), share: "data".into(), encrypt: false, read_only: false, maximal_access: 0 };
+        server.apply(&[deltas::tree_up(&session, tree).unwrap()]);
+        let pid = server.next_id();
+        let file = FileUid(7);
+        let lid = crate::state::lease::LeaseId { client_guid: [1; 16], key: [5; 16] };
+        let sink = crate::state::oplock::BreakSink {
+            tx: crate::state::oplock::BreakSink::unreachable(),
+            session_id: id,
+            file_id: Default::default(),
+            encrypt: None,
+            client: None,
+        };
+        {
+            let mut files = server.files();
+            files.add_open(file, Inode { dev: 1, ino: 7 }, OpenRef::new(pid, 1, 7));
+            files.caching(|t, m| t.grant_lease(m, &file, pid, lid, 7, None, None, sink));
+        }
+        let mut up = open_of(SessionId(id), pid, 7, Caching::Lease(LeaseKey([5; 16])));
+        if let Delta::OpenUp(n) = &mut up {
+            n.info.share = "data".into();
+        }
+        server.apply(&[up]);
+        assert!(server.model().open(PersistentFileId(pid)).is_some());
+        let has = || server.model().partition(server.set()).unwrap().lease(lid.model()).is_some();
+        assert!(has());
+        server.files().caching(|t, m| t.remove_open(m, &file, pid));
+        assert!(has(), "its open is still in the model");
+        server.apply(&[Delta::OpenDown { open: PersistentFileId(pid) }]);
+        assert!(!has(), "gone with the open's OpenDown");
         server.check_model().unwrap();
     }
 
@@ -1309,7 +1489,11 @@ mod tests {
         assert_eq!(r.waiting, [Waiting::Logged(breaking)]);
         r.apply_caching(&[Delta::OplockSet { open, level: OplockLevel::II }]);
         assert_eq!(r.waiting.len(), 2);
-        r.apply_batch(&[open_up(session, pid, Caching::Oplock { level: OplockLevel::Batch, breaking: None })], &[]);
+        // The CREATE's own batch, which they wait for, does not wait for
+        // them (it would wait for ever).
+        let up = [open_up(session, pid, Caching::Oplock { level: OplockLevel::Batch, breaking: None })];
+        assert!(!r.batch_waits(&up));
+        r.apply_batch(&up, &[]);
         assert!(r.release_waiting());
         assert!(r.waiting.is_empty());
         let o = r.model.open(open).unwrap();
