@@ -88,13 +88,11 @@ pub fn reason_text(reason: RefuseReason) -> &'static str {
     }
 }
 
-/// Whether a refusal for `verdict` goes out before the proofs: all but the one that
-/// tells the other side to step down, which it believes only from a proven partner.
-pub fn refuse_at_once(verdict: Verdict) -> Option<RefuseReason> {
-    match verdict {
-        Verdict::Refuse(r) if r != RefuseReason::OlderIncarnation => Some(r),
-        _ => None,
-    }
+/// Whether `verdict` waits for the proofs: all but a refusal that changes nothing,
+/// which goes out at once. A refusal that tells the other side to step down waits, since
+/// the other side believes it only from a proven partner.
+pub fn proof_first(verdict: Verdict) -> bool {
+    !matches!(verdict, Verdict::Refuse(r) if r != RefuseReason::OlderIncarnation)
 }
 
 /// What a node says when it steps down.

@@ -401,27 +401,20 @@ impl Pair {
             let _ = out.send(Out::Msg(Message::Refuse { reason: r, incarnation: self.me.incarnation }));
             let _ = out.send(Out::Close);
         };
-        if let Some(r) = join::refuse_at_once(verdict) {
-            refuse(r);
-            // Let the writer say it before the link goes.
-            let _ = tokio::time::timeout(JOIN_TIMEOUT, closed.notified()).await;
-            return Dial::Failed(format!(
-                "refused node {} (incarnation {incarnation}): {}",
-                first.header.node.0,
-                join::reason_text(r)
-            ));
-        }
-        let _ = out.send(Out::Msg(self.proof(first.header.node, &theirs, &ours)));
         let mut peer = Peer::new(&first.header);
-        if let Err(why) = self.proven(&mut reader, &mut peer, theirs, ours).await {
-            refuse(RefuseReason::Unproven);
-            let _ = tokio::time::timeout(JOIN_TIMEOUT, closed.notified()).await;
-            return Dial::Failed(format!("the partner at {} is not proven: {why}", self.cfg.partner));
+        if join::proof_first(verdict) {
+            let _ = out.send(Out::Msg(self.proof(first.header.node, &theirs, &ours)));
+            if let Err(why) = self.proven(&mut reader, &mut peer, theirs, ours).await {
+                refuse(RefuseReason::Unproven);
+                let _ = tokio::time::timeout(JOIN_TIMEOUT, closed.notified()).await;
+                return Dial::Failed(format!("the partner at {} is not proven: {why}", self.cfg.partner));
+            }
         }
         match verdict {
             Verdict::Accept => {}
             Verdict::Refuse(r) => {
                 refuse(r);
+                // Let the writer say it before the link goes.
                 let _ = tokio::time::timeout(JOIN_TIMEOUT, closed.notified()).await;
                 return Dial::Failed(format!(
                     "refused node {} (incarnation {incarnation}): {}",
@@ -602,18 +595,15 @@ impl Pair {
             let _ = out.send(Out::Msg(Message::Refuse { reason: r, incarnation: self.me.incarnation }));
             let _ = out.send(Out::Close);
         };
-        if let Some(r) = join::refuse_at_once(verdict) {
-            refuse(r);
-            closed.notified().await;
-            return;
-        }
-        let _ = out.send(Out::Msg(self.proof(first.header.node, &theirs, &ours)));
         let mut peer = Peer::new(&first.header);
-        if let Err(why) = self.proven(&mut reader, &mut peer, theirs, ours).await {
-            warn!(%from, node, "pair: a join is not proven: {why}");
-            refuse(RefuseReason::Unproven);
-            let _ = tokio::time::timeout(JOIN_TIMEOUT, closed.notified()).await;
-            return;
+        if join::proof_first(verdict) {
+            let _ = out.send(Out::Msg(self.proof(first.header.node, &theirs, &ours)));
+            if let Err(why) = self.proven(&mut reader, &mut peer, theirs, ours).await {
+                warn!(%from, node, "pair: a join is not proven: {why}");
+                refuse(RefuseReason::Unproven);
+                let _ = tokio::time::timeout(JOIN_TIMEOUT, closed.notified()).await;
+                return;
+            }
         }
         match verdict {
             Verdict::Accept => {}
